@@ -1,0 +1,36 @@
+# Harbour ID: two commands for a newcomer — `make up` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test install clean
+
+# Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make up: broker, database and the five services on 127.0.0.1, waits for every /readyz.
+up: $(STAMP)
+	$(PY) -m libs.devstack up
+
+## make down: stops everything `make up` started, by PID.
+down:
+	@if [ -x $(PY) ]; then $(PY) -m libs.devstack down; else echo "nothing to stop"; fi
+
+status: $(STAMP)
+	$(PY) -m libs.devstack status
+
+## make test: installs, starts a private broker and database, runs the whole suite, stops them.
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean: down
+	rm -rf .dev

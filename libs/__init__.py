@@ -1,0 +1,1 @@
+"""Shared code every Harbour ID service uses. No service imports another service."""

@@ -1,0 +1,48 @@
+"""Run the local MongoDB-protocol server (SecantusDB) in the foreground until SIGTERM.
+
+`python -m libs.devstack.mongo_server --port P --data-dir D`. SecantusDB is
+started through its Python API, as its authors recommend, from its own
+working directory; SIGTERM closes WiredTiger cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from secantus import SecantusDBServer
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args()
+
+    server = SecantusDBServer(
+        args.host,
+        args.port,
+        args.data_dir,
+        ttl_sweep_seconds=1,
+        enable_test_commands=False,
+    )
+    stop_requested = threading.Event()
+
+    def request_stop(signum, _frame):
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    print(f"mongodb-protocol server listening on {args.host}:{args.port}", flush=True)
+    stop_requested.wait()
+    server.stop()
+    print("mongodb-protocol server stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The local platform: broker, database and the five services on loopback.
+
+Everything lives under one folder (`.dev/` by default): data, logs and PID
+files. `up` is safe to call twice (what runs is left alone); `down` stops
+exactly the processes whose PID files it finds, by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import noida_db
+
+from libs.events.kafka import ensure_topics
+from libs.events.topics import ALL_TOPICS
+from libs.service.settings import DEFAULT_PORTS
+
+from . import processes
+from .processes import ProcessSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Start order: the gateway last, so its upstreams are there when it becomes ready.
+SERVICES = ("auth", "formfill", "notify", "signing", "gateway")
+
+
+@dataclass
+class StackConfig:
+    dev_dir: Path
+    kafka_port: int = 9092
+    mongo_port: int = 27017
+    service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+
+    @classmethod
+    def from_env(cls) -> "StackConfig":
+        ports = {name: int(os.environ.get(f"HARBOUR_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+        return cls(
+            dev_dir=Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev")).resolve(),
+            kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", 9092)),
+            mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", 27017)),
+            service_ports=ports,
+        )
+
+    @classmethod
+    def free_ports(cls, dev_dir: Path) -> "StackConfig":
+        """A private stack on free ports, for tests that must not touch a developer's stack."""
+        return cls(
+            dev_dir=dev_dir.resolve(),
+            kafka_port=processes.free_port(),
+            mongo_port=processes.free_port(),
+            service_ports={name: processes.free_port() for name in SERVICES},
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongo_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongo_port}/?retryWrites=false"
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.service_ports[name]}"
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service process gets: where the infrastructure and its peers are."""
+        env = {
+            "HARBOUR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "HARBOUR_MONGO_URI": self.mongo_uri,
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in SERVICES:
+            env[f"HARBOUR_{name.upper()}_PORT"] = str(self.service_ports[name])
+            env[f"HARBOUR_{name.upper()}_URL"] = self.service_url(name)
+        return env
+
+
+def _noida_binary() -> str:
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    mode = binary.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(binary)
+
+
+class DevStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.dev_dir = config.dev_dir
+        self.run_dir = self.dev_dir / "run"
+        self.log_dir = self.dev_dir / "logs"
+
+    # -- process specs -------------------------------------------------------
+
+    def kafka_spec(self) -> ProcessSpec:
+        data_dir = self.dev_dir / "kafka"
+        return ProcessSpec(
+            name="kafka",
+            argv=[
+                _noida_binary(), "start", "--only", "kafka", "--host", "127.0.0.1",
+                "--kafka-port", str(self.config.kafka_port), "--data-dir", str(data_dir),
+            ],
+            marker=str(data_dir),
+            cwd=data_dir,
+            env={},
+            log_file=self.log_dir / "kafka.log",
+            pid_file=self.run_dir / "kafka.pid",
+        )
+
+    def mongo_spec(self) -> ProcessSpec:
+        work_dir = self.dev_dir / "mongo"
+        data_dir = work_dir / "data"
+        return ProcessSpec(
+            name="mongodb",
+            argv=[
+                sys.executable, "-m", "libs.devstack.mongo_server",
+                "--port", str(self.config.mongo_port), "--data-dir", str(data_dir),
+            ],
+            marker=str(data_dir),
+            cwd=work_dir,
+            env={"PYTHONPATH": str(REPO_ROOT)},
+            log_file=self.log_dir / "mongodb.log",
+            pid_file=self.run_dir / "mongodb.pid",
+        )
+
+    def service_spec(self, name: str) -> ProcessSpec:
+        return ProcessSpec(
+            name=name,
+            argv=[sys.executable, "-m", f"services.{name}"],
+            marker=f"services.{name}",
+            cwd=REPO_ROOT,
+            env=self.config.service_env(),
+            log_file=self.log_dir / f"{name}.log",
+            pid_file=self.run_dir / f"{name}.pid",
+        )
+
+    def all_specs(self) -> list[ProcessSpec]:
+        return [self.kafka_spec(), self.mongo_spec(), *(self.service_spec(n) for n in SERVICES)]
+
+    # -- life cycle ----------------------------------------------------------
+
+    def up_infra(self, timeout_s: float = 60.0) -> None:
+        for spec, port in ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port)):
+            pid = processes.start(spec)
+            processes.wait_until(
+                lambda: processes.port_open("127.0.0.1", port) or not processes.is_alive(pid),
+                timeout_s=timeout_s,
+                what=f"{spec.name} on port {port}",
+            )
+            if not processes.is_alive(pid):
+                raise RuntimeError(f"{spec.name} exited at start; see {spec.log_file}")
+        asyncio.run(ensure_topics(self.config.kafka_bootstrap, ALL_TOPICS))
+        self._write_state()
+
+    def up_services(self, timeout_s: float = 90.0) -> None:
+        started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
+        for name, pid in started.items():
+            url = self.config.service_url(name) + "/readyz"
+            processes.wait_until(
+                lambda: processes.http_ok(url) or not processes.is_alive(pid),
+                timeout_s=timeout_s,
+                what=f"{name} to be ready at {url}",
+            )
+            if not processes.is_alive(pid):
+                raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
+
+    def up(self) -> float:
+        started = time.monotonic()
+        self.up_infra()
+        self.up_services()
+        return time.monotonic() - started
+
+    def down(self) -> list[str]:
+        """Stop services first (they flush their work), then the database and the broker."""
+        stopped = []
+        for spec in reversed(self.all_specs()):
+            if processes.stop(spec.pid_file, spec.marker):
+                stopped.append(spec.name)
+        (self.dev_dir / "stack.json").unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict[str, int | None]:
+        return {spec.name: processes.running_pid(spec.pid_file, spec.marker) for spec in self.all_specs()}
+
+    def infra_running(self) -> bool:
+        return all(
+            processes.running_pid(spec.pid_file, spec.marker) is not None and processes.port_open("127.0.0.1", port)
+            for spec, port in ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port))
+        )
+
+    def _write_state(self) -> None:
+        self.dev_dir.mkdir(parents=True, exist_ok=True)
+        state = asdict(self.config) | {"dev_dir": str(self.dev_dir)}
+        (self.dev_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def load_running_stack(dev_dir: Path) -> DevStack | None:
+    """The stack `make up` left running under `dev_dir`, if its broker and database still answer."""
+    try:
+        state = json.loads((dev_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = StackConfig(
+        dev_dir=Path(state["dev_dir"]),
+        kafka_port=state["kafka_port"],
+        mongo_port=state["mongo_port"],
+        service_ports=state["service_ports"],
+    )
+    stack = DevStack(config)
+    return stack if stack.infra_running() else None

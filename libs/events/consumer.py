@@ -1,0 +1,221 @@
+"""Idempotent consumer: at-least-once delivery from Kafka, exactly-once effect in MongoDB.
+
+For every message the consumer opens one transaction that inserts the event's
+id into `processed_events` and runs the handler with the same session. A
+redelivered event hits the unique id and is skipped; a failed handler rolls
+back its writes and the marker together. Offsets are committed only after a
+batch is handled.
+
+Failures are split in two:
+- the database or broker being unreachable is nobody's fault in the message:
+  the consumer waits and tries the same message again, without limit;
+- anything else (a handler bug, a message it cannot accept) is retried
+  `max_attempts` times with back-off, then the message goes to `<topic>.dlq`
+  with the reason in its headers, and consumption goes on.
+A message that is not a CloudEvent at all is dead-lettered at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
+
+from libs.service.app import SETTINGS
+from libs.service.logging import get_logger
+from libs.store.client import DATABASE, MONGO_CLIENT
+from libs.store.indexes import apply_indexes, index
+from libs.store.transactions import in_transaction
+
+from .envelope import CloudEvent, InvalidEnvelope
+from .kafka import PRODUCER
+from .metrics import EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from .topics import dlq_name
+
+Handler = Callable[[CloudEvent, AsyncClientSession], Awaitable[None]]
+
+PROCESSED_COLLECTION = "processed_events"
+PROCESSED_RETENTION_S = 7 * 24 * 3600
+PROCESSED_INDEXES = (
+    # Kafka retention is shorter than this, so a redelivery always finds its marker.
+    index(PROCESSED_COLLECTION, "processed_at", expire_after_s=PROCESSED_RETENTION_S),
+)
+INFRASTRUCTURE_ERRORS = (ConnectionFailure, KafkaConnectionError)
+
+log = get_logger("harbour.consumer")
+
+
+class _AlreadyProcessed(Exception):
+    pass
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        service: str,
+        group: str,
+        topics: Sequence[str],
+        handler: Handler,
+        mongo_client: AsyncMongoClient,
+        db: AsyncDatabase,
+        dlq_producer: AIOKafkaProducer,
+        bootstrap: str,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.group = group
+        self.topics = list(topics)
+        self.handler = handler
+        self.mongo_client = mongo_client
+        self.processed = db[PROCESSED_COLLECTION]
+        self.dlq_producer = dlq_producer
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=f"harbour-{service}-{group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=3000,
+        )
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.consume_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # e.g. a commit during a rebalance or a broker restart: the
+                # uncommitted messages come again and are deduplicated.
+                log.exception("consumer loop error; resuming", group=self.group)
+                await asyncio.sleep(1.0)
+
+    async def consume_batch(self) -> int:
+        batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+        for tp, messages in batches.items():
+            for message in messages:
+                await self.handle_message(message)
+            await self.consumer.commit({tp: messages[-1].offset + 1})
+        return sum(len(m) for m in batches.values())
+
+    async def handle_message(self, message: ConsumerRecord) -> str:
+        """Handle one message to the end: processed, duplicate or dead_lettered."""
+        try:
+            event = CloudEvent.from_json(message.value or b"")
+        except InvalidEnvelope as exc:
+            await self._dead_letter(message, f"invalid envelope: {exc}")
+            return self._count(message, "dead_lettered")
+
+        attempt = 0
+        while True:
+            try:
+                await in_transaction(self.mongo_client, lambda session: self._apply(event, session))
+                return self._count(message, "processed")
+            except _AlreadyProcessed:
+                return self._count(message, "duplicate")
+            except INFRASTRUCTURE_ERRORS:
+                log.warning("infrastructure unavailable; retrying event", event_id=event.id, topic=message.topic)
+                await asyncio.sleep(1.0)
+            except Exception as exc:
+                attempt += 1
+                EVENT_HANDLER_FAILURES.labels(self.service, self.group, message.topic).inc()
+                log.warning(
+                    "event handler failed",
+                    event_id=event.id,
+                    event_type=event.type,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                    exc_info=attempt >= self.max_attempts,
+                )
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(message, f"handler failed {attempt} times: {type(exc).__name__}")
+                    return self._count(message, "dead_lettered")
+                await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+
+    async def _apply(self, event: CloudEvent, session: AsyncClientSession) -> None:
+        try:
+            await self.processed.insert_one(
+                {
+                    "_id": f"{self.group}:{event.id}",
+                    "type": event.type,
+                    "processed_at": datetime.now(UTC),
+                },
+                session=session,
+            )
+        except DuplicateKeyError:
+            raise _AlreadyProcessed() from None
+        await self.handler(event, session)
+
+    async def _dead_letter(self, message: ConsumerRecord, reason: str) -> None:
+        headers = list(message.headers or ()) + [
+            ("dlq_reason", reason[:500].encode()),
+            ("dlq_original_topic", message.topic.encode()),
+            ("dlq_original_partition", str(message.partition).encode()),
+            ("dlq_original_offset", str(message.offset).encode()),
+            ("dlq_consumer_group", self.group.encode()),
+        ]
+        while True:
+            try:
+                await self.dlq_producer.send_and_wait(
+                    dlq_name(message.topic), value=message.value, key=message.key, headers=headers
+                )
+                break
+            except KafkaError:
+                log.warning("dead-letter publish failed; retrying", topic=message.topic)
+                await asyncio.sleep(1.0)
+        EVENTS_DEAD_LETTERED.labels(self.service, self.group, message.topic).inc()
+        log.error("message dead-lettered", topic=message.topic, offset=message.offset, reason=reason)
+
+    def _count(self, message: ConsumerRecord, outcome: str) -> str:
+        EVENTS_CONSUMED.labels(self.service, self.group, message.topic, outcome).inc()
+        return outcome
+
+
+def install_consumer(
+    app: web.Application, *, group: str, topics: Sequence[str], handler: Handler, **options
+) -> None:
+    """Run an `EventConsumer` for the app's lifetime. Install after `install_mongo` and `install_producer`."""
+
+    async def consumer_lifecycle(app: web.Application):
+        settings = app[SETTINGS]
+        await apply_indexes(app[DATABASE], PROCESSED_INDEXES)
+        consumer = EventConsumer(
+            service=settings.service,
+            group=group,
+            topics=topics,
+            handler=handler,
+            mongo_client=app[MONGO_CLIENT],
+            db=app[DATABASE],
+            dlq_producer=app[PRODUCER],
+            bootstrap=settings.kafka_bootstrap,
+            **options,
+        )
+        await consumer.start()
+        task = asyncio.create_task(consumer.run(), name=f"consumer:{group}")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+
+    app.cleanup_ctx.append(consumer_lifecycle)

@@ -1,0 +1,79 @@
+"""Kafka plumbing: the producer a service owns, topic creation and the readiness probe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from libs.service.app import SETTINGS
+from libs.service.health import add_readiness_check
+from libs.service.logging import get_logger
+
+from .topics import Topic, dlq_name
+
+PRODUCER = web.AppKey("kafka_producer", AIOKafkaProducer)
+log = get_logger("harbour.kafka")
+
+
+def create_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    # acks=all + idempotence: a send that returns is durable and not duplicated by our own retries.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=10000,
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True) -> None:
+    """Create the topics (and their dead-letter twins) that do not exist yet.
+
+    Needed locally because an auto-created topic has a single partition.
+    """
+    wanted: dict[str, int] = {}
+    for topic in topics:
+        wanted[topic.name] = topic.partitions
+        if with_dlq:
+            wanted[dlq_name(topic.name)] = 1
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="harbour-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        for new_topic in missing:
+            try:
+                await admin.create_topics([new_topic])
+                log.info("topic created", topic=new_topic.name, partitions=new_topic.num_partitions)
+            except TopicAlreadyExistsError:
+                pass  # another service created it first
+    finally:
+        await admin.close()
+
+
+async def kafka_metadata(producer: AIOKafkaProducer) -> None:
+    """Readiness: the broker answers a metadata request."""
+    await producer.client.fetch_all_metadata()
+
+
+def install_producer(app: web.Application, topics: Iterable[Topic] = ()) -> None:
+    """Give the app a started producer for its lifetime (and create its topics when allowed)."""
+    topics = tuple(topics)
+
+    async def producer_lifecycle(app: web.Application):
+        settings = app[SETTINGS]
+        if settings.kafka_create_topics and topics:
+            await ensure_topics(settings.kafka_bootstrap, topics)
+        producer = create_producer(settings.kafka_bootstrap, f"harbour-{settings.service}")
+        await producer.start()
+        app[PRODUCER] = producer
+        add_readiness_check(app, "kafka", lambda: kafka_metadata(producer))
+        yield
+        await producer.stop()
+
+    app.cleanup_ctx.append(producer_lifecycle)

@@ -1,0 +1,36 @@
+"""Event pipeline metrics: what ops watch for lag, failures and a stuck outbox."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_PUBLISHED = Counter(
+    "harbour_events_published_total",
+    "Events the outbox relay published to Kafka.",
+    ["service", "topic"],
+)
+EVENTS_CONSUMED = Counter(
+    "harbour_events_consumed_total",
+    "Events a consumer handled, by outcome: processed, duplicate (already processed) or dead_lettered.",
+    ["service", "group", "topic", "outcome"],
+)
+EVENT_HANDLER_FAILURES = Counter(
+    "harbour_event_handler_failures_total",
+    "Failed attempts to handle an event (each retry counts).",
+    ["service", "group", "topic"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "harbour_events_dead_lettered_total",
+    "Messages sent to a dead-letter topic after their retries ran out or because they were unreadable.",
+    ["service", "group", "topic"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "harbour_outbox_backlog",
+    "Outbox events written but not yet published.",
+    ["service"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "harbour_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unpublished outbox event (0 when the outbox is empty).",
+    ["service"],
+)

@@ -1,0 +1,60 @@
+"""The registry of Kafka topics: every topic the platform uses is declared here.
+
+docs/events.md is the human catalogue of the same names; a test keeps the two
+in step. Each topic has a dead-letter twin `<topic>.dlq`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    description: str
+    partitions: int = 3
+    event_types: tuple[str, ...] = ()
+
+    @property
+    def dlq(self) -> str:
+        return dlq_name(self.name)
+
+
+def dlq_name(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def agency_topic(client_id: str) -> str:
+    """Each agency's own stream of its events, carrying its pairwise identifiers only."""
+    return f"agency.{client_id}.events"
+
+
+IDENTITY = Topic(
+    "identity.events",
+    "Citizen account life cycle, owned by auth; the enrolled profile is sealed for formfill.",
+    event_types=("identity.enrolled", "identity.state_changed", "identity.profile_updated"),
+)
+CLIENTS = Topic(
+    "clients.events",
+    "Relying parties, agencies and kiosks registered with auth; other services keep a projection.",
+    event_types=("client.registered", "client.updated"),
+)
+APPROVAL_REQUESTED = Topic(
+    "approvals.requested",
+    "A service asks a citizen to approve something on their phone.",
+    event_types=("approval.requested",),
+)
+APPROVAL_DECIDED = Topic(
+    "approvals.decided",
+    "auth's record of a citizen's device-signed decision on a prompt.",
+    event_types=("approval.decided", "approval.expired"),
+)
+AUDIT = Topic(
+    "audit.events",
+    "Security-relevant actions of every service, for the audit trail.",
+    event_types=("audit.recorded",),
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
+TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

@@ -1,0 +1,46 @@
+"""The aiohttp application factory every service starts from, and the runner.
+
+A service's `create_app(settings)` calls `create_service_app`, then adds its
+resources (each an aiohttp `cleanup_ctx`, see libs/store and libs/events) and
+its routes. `run` serves it with graceful shutdown on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .health import READINESS_CHECKS, add_health_routes
+from .logging import configure_logging, get_logger
+from .middleware import SERVICE_NAME, metrics_middleware, problem_middleware, request_id_middleware
+from .settings import ServiceSettings
+
+SETTINGS = web.AppKey("settings", ServiceSettings)
+
+
+def create_service_app(settings: ServiceSettings) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, problem_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SERVICE_NAME] = settings.service
+    app[READINESS_CHECKS] = {}
+    add_health_routes(app)
+    return app
+
+
+def run(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    configure_logging(settings.service, settings.log_level)
+    log = get_logger("harbour.service")
+    log.info("starting", host=settings.host, port=settings.port)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )
+    log.info("stopped")

@@ -1,0 +1,62 @@
+"""Liveness, readiness and metrics endpoints.
+
+`/healthz` says the process answers. `/readyz` runs every registered check
+(MongoDB ping, Kafka metadata, upstreams...) concurrently, each under a
+timeout, and is 503 while any fails, so Kubernetes stops routing to a pod
+that cannot do its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+READINESS_CHECKS = web.AppKey("readiness_checks", dict)
+CHECK_TIMEOUT_S = 2.0
+
+
+def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
+    """Register a coroutine that raises (or times out) while `name` is not usable."""
+    app[READINESS_CHECKS][name] = check
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+        return "ok"
+    except asyncio.TimeoutError:
+        return "timeout"
+    except Exception as exc:  # readiness reports every failure, it never raises
+        return f"error: {type(exc).__name__}"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[READINESS_CHECKS]
+    names = list(checks)
+    results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
+    report = dict(zip(names, results))
+    ready = all(r == "ok" for r in results)
+    return web.json_response(
+        {"status": "ready" if ready else "unready", "checks": report},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest(REGISTRY))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def add_health_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,79 @@
+"""The middlewares every service runs, outermost first: request id, metrics, problems."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from .logging import get_logger
+from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+from .problems import InternalError, Problem, problem_from_http_exception, problem_response
+
+REQUEST_ID_HEADER = "X-Request-Id"
+SERVICE_NAME = web.AppKey("service_name", str)
+# A caller's id is kept only when it is short and plain, so it cannot inject into logs.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = get_logger("harbour.http")
+
+
+def route_template(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler):
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        response = await handler(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler):
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        labels = (request.app[SERVICE_NAME], route_template(request), request.method, str(status))
+        HTTP_REQUESTS.labels(*labels).inc()
+        HTTP_LATENCY.labels(*labels).observe(elapsed)
+        if request.path not in {"/healthz", "/readyz", "/metrics"}:
+            log.info(
+                "request",
+                method=request.method,
+                route=labels[1],
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler):
+    """Every error leaves as problem+json; an unexpected one as a bare 500, its stack trace only in the log."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(problem_from_http_exception(exc), request)
+    except Exception:
+        log.exception("unhandled error", method=request.method, route=route_template(request))
+        return problem_response(InternalError("an unexpected error occurred; quote the request id"), request)

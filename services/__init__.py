@@ -1,0 +1,1 @@
+"""The five Harbour ID services; each is `python -m services.<name>`."""

@@ -1,0 +1,1 @@
+"""The gateway: the platform's one front door. For now a streaming pass-through to the owning service."""

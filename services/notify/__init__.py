@@ -1,0 +1,1 @@
+"""The notify service: Personalised notifications to citizens and agency event topics."""

@@ -1,0 +1,6 @@
+"""Topics the notify service publishes to or consumes from (see docs/events.md)."""
+
+from libs.events.topics import IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT
+
+# Created at start-up when the environment allows it (locally; Strimzi in production).
+TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT)

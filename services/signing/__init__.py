@@ -1,0 +1,1 @@
+"""The signing service: HSM-held citizen keys, the platform CA and TSA, CAdES and PAdES signing."""

@@ -1,0 +1,6 @@
+"""The signing service's own collections and their indexes (database `harbour_signing`)."""
+
+from libs.store import IndexSpec
+
+# The outbox and processed-event indexes are declared by libs/events itself.
+INDEXES: tuple[IndexSpec, ...] = ()
