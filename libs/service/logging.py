@@ -43,6 +43,18 @@ def redact_pii(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[s
     return _redact(event_dict)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is when a line is logged, not when the handler was made."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route structlog and the standard library (aiohttp, aiokafka, pymongo) into one JSON stream."""
     shared: list[Any] = [
@@ -66,7 +78,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -15,6 +15,7 @@ from .problems import InternalError, Problem, problem_from_http_exception, probl
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVICE_NAME = web.AppKey("service_name", str)
+REQUEST_ID = web.RequestKey("request_id", str)
 # A caller's id is kept only when it is short and plain, so it cannot inject into logs.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -33,7 +34,7 @@ def route_template(request: web.Request) -> str:
 async def request_id_middleware(request: web.Request, handler):
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         response = await handler(request)
         response.headers[REQUEST_ID_HEADER] = request_id

@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from libs.service.middleware import REQUEST_ID_HEADER
+from libs.service.middleware import REQUEST_ID, REQUEST_ID_HEADER
 from libs.service.problems import Problem, ServiceUnavailable
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Host (set for the upstream).
@@ -38,7 +38,7 @@ def _forwardable(headers) -> CIMultiDict:
 
 async def forward(request: web.Request, session: aiohttp.ClientSession, base_url: str, upstream: str) -> web.StreamResponse:
     headers = _forwardable(request.headers)
-    headers[REQUEST_ID_HEADER] = request["request_id"]
+    headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host

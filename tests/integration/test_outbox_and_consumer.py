@@ -1,0 +1,248 @@
+"""Must-show 1–3 of the foundation: transactional outbox, idempotent consumer, dead letters.
+
+Everything here runs against the real Kafka-protocol broker and
+MongoDB-protocol server, through two service apps built with the real kit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+from pydantic import BaseModel, Field
+
+from libs.events import CloudEvent, EventConsumer, Outbox, OutboxRelay, create_producer, install_consumer
+from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY
+from libs.service import create_service_app, parse_body
+from libs.service.backbone import install_backbone
+from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
+
+from .eventing import eventually, new_topic, read_all
+
+pytestmark = pytest.mark.integration
+
+
+class NewAccount(BaseModel):
+    handle: str = Field(min_length=1, max_length=40)
+    fail_after_event: bool = False
+
+
+def writer_app(settings, topic):
+    """A service that creates accounts and announces each in the same transaction."""
+    app = create_service_app(settings)
+    install_backbone(app, indexes=(), topics=(topic,))
+
+    async def create_account(request: web.Request) -> web.Response:
+        body = await parse_body(request, NewAccount)
+        account_id = str(uuid.uuid4())
+        event = CloudEvent(source="/writer", type="account.created", subject=account_id, data={"handle": body.handle})
+        db = request.app[DATABASE]
+
+        async def work(session):
+            await db.accounts.insert_one({"_id": account_id, "handle": body.handle}, session=session)
+            await Outbox(db).add(session, topic.name, event)
+            if body.fail_after_event:
+                raise RuntimeError("the transaction fails after the event was added")
+
+        try:
+            await in_transaction(request.app[MONGO_CLIENT], work)
+        except RuntimeError:
+            return web.json_response({"rolled_back": True}, status=409)
+        request.app[OUTBOX_RELAY].notify()
+        return web.json_response({"id": account_id, "event_id": event.id}, status=201)
+
+    app.router.add_post("/accounts", create_account)
+    return app
+
+
+def account_projector(database: str):
+    """Another service's projection: one document per account, and how often it was applied."""
+
+    async def project_account(event: CloudEvent, session) -> None:
+        await session.client[database].account_projection.update_one(
+            {"_id": event.subject},
+            {"$set": {"handle": event.data["handle"]}, "$inc": {"applied": 1}},
+            upsert=True,
+            session=session,
+        )
+
+    return project_account
+
+
+def reader_app(settings, topic):
+    app = create_service_app(settings)
+    install_backbone(app, indexes=(), topics=(topic,))
+    install_consumer(
+        app, group=f"{settings.service}-accounts", topics=[topic.name], handler=account_projector(settings.database)
+    )
+    return app
+
+
+async def test_state_change_and_event_commit_together_and_reach_another_service(infra):
+    topic = await new_topic(infra.kafka_bootstrap)
+    writer = writer_app(infra.settings("writer"), topic)
+    reader = reader_app(infra.settings("reader"), topic)
+    async with TestClient(TestServer(writer)) as w, TestClient(TestServer(reader)) as r:
+        created = await w.post("/accounts", json={"handle": "alice"})
+        assert created.status == 201
+        account = await created.json()
+
+        # A transaction that fails leaves neither the state change nor the event.
+        failed = await w.post("/accounts", json={"handle": "mallory", "fail_after_event": True})
+        assert failed.status == 409
+        writer_db = writer[DATABASE]
+        assert await writer_db.accounts.count_documents({"handle": "mallory"}) == 0
+        assert await writer_db[OUTBOX_COLLECTION].count_documents({}) == 1
+
+        # The relay publishes; the other service's consumer records the account.
+        projection = reader[DATABASE].account_projection
+        doc = await eventually(lambda: projection.find_one({"_id": account["id"]}))
+        assert doc == {"_id": account["id"], "handle": "alice", "applied": 1}
+        sent = await eventually(lambda: writer_db[OUTBOX_COLLECTION].find_one({"_id": account["event_id"], "sent_at": {"$exists": True}}))
+        assert "pending" not in sent
+
+        # The published message is a CloudEvent keyed by its subject.
+        [message] = await read_all(infra.kafka_bootstrap, topic.name, 1)
+        event = CloudEvent.from_json(message.value)
+        assert (event.id, event.type, event.subject) == (account["event_id"], "account.created", account["id"])
+        assert message.key == account["id"].encode()
+        assert await projection.count_documents({}) == 1  # mallory never arrived
+
+        # Ready means the database and the broker both answer.
+        ready = await (await r.get("/readyz")).json()
+        assert ready == {"status": "ready", "checks": {"mongodb": "ok", "kafka": "ok"}}
+        assert REGISTRY.get_sample_value("harbour_events_published_total", {"service": "writer", "topic": topic.name}) >= 1
+
+
+CRASHING_RELAY = """
+import asyncio, os, signal, sys
+from libs.events import OutboxRelay, create_producer
+from libs.store import create_client
+
+async def main(uri, database, bootstrap):
+    producer = create_producer(bootstrap, "crashing-relay")
+    await producer.start()
+    relay = OutboxRelay(create_client(uri)[database], producer, service="crashing", lease_ttl_s=1)
+
+    async def die_before_marking(ids):
+        await producer.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # the relay dies: published, not marked sent
+
+    relay._mark_sent = die_before_marking
+    await relay.relay_once()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_relay_crash_between_publish_and_mark_gives_each_event_once(infra, tmp_path):
+    topic = await new_topic(infra.kafka_bootstrap)
+    writer_settings = infra.settings("crash-writer")
+    reader_settings = infra.settings("crash-reader")
+    client = create_client(infra.mongo_uri)
+    writer_db = client[writer_settings.database]
+    await apply_indexes(writer_db, OUTBOX_INDEXES)
+    events = [CloudEvent(source="/writer", type="account.created", subject=f"acct-{i}", data={"handle": f"h{i}"}) for i in range(5)]
+
+    async def write_all(session):
+        for event in events:
+            await writer_db.accounts.insert_one({"_id": event.subject}, session=session)
+            await Outbox(writer_db).add(session, topic.name, event)
+
+    await in_transaction(client, write_all)
+
+    # 1. A relay process publishes the batch and is killed before it marks it sent.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_RELAY, infra.mongo_uri, writer_settings.database, infra.kafka_bootstrap,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert await process.wait() == -signal.SIGKILL
+    assert len(await read_all(infra.kafka_bootstrap, topic.name, 5)) == 5
+    assert await writer_db[OUTBOX_COLLECTION].count_documents({"pending": True}) == 5
+
+    # 2. A restarted relay resumes from the outbox and publishes them all again.
+    producer = create_producer(infra.kafka_bootstrap, "restarted-relay")
+    await producer.start()
+    try:
+        relay = OutboxRelay(writer_db, producer, service="crash-writer", lease_ttl_s=1)
+        assert await eventually(lambda: relay._hold_lease(), timeout_s=10)  # the dead relay's lease expires
+        assert await relay.relay_once() == 5
+        assert await writer_db[OUTBOX_COLLECTION].count_documents({"pending": True}) == 0
+        messages = await read_all(infra.kafka_bootstrap, topic.name, 10)
+        assert len(messages) == 10  # every event twice on the wire
+
+        # 3. The consumer's projection holds each event exactly once.
+        reader_db = client[reader_settings.database]
+        consumer = EventConsumer(
+            service="crash-reader", group=f"crash-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name],
+            handler=account_projector(reader_settings.database), mongo_client=client, db=reader_db, dlq_producer=producer,
+            bootstrap=infra.kafka_bootstrap,
+        )
+        await consumer.start()
+        try:
+            outcomes = [await consumer.handle_message(m) for m in messages]
+        finally:
+            await consumer.stop()
+        assert sorted(outcomes) == ["duplicate"] * 5 + ["processed"] * 5
+        docs = await reader_db.account_projection.find().to_list()
+        assert sorted(d["_id"] for d in docs) == [f"acct-{i}" for i in range(5)]
+        assert all(d["applied"] == 1 for d in docs)
+    finally:
+        await producer.stop()
+        await client.close()
+
+
+async def test_poison_message_goes_to_dead_letter_topic_and_consumption_continues(infra):
+    topic = await new_topic(infra.kafka_bootstrap)
+    settings = infra.settings("poison-reader")
+    attempts: dict[str, int] = {}
+
+    async def handler(event: CloudEvent, session) -> None:
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if event.data.get("poison"):
+            raise ValueError("this event can never be applied")
+        await session.client[settings.database].applied.insert_one({"_id": event.id}, session=session)
+
+    app = create_service_app(settings)
+    install_backbone(app, indexes=(), topics=(topic,))
+    install_consumer(app, group="poison-reader", topics=[topic.name], handler=handler, max_attempts=3, retry_backoff_s=0.01)
+
+    poison = CloudEvent(source="/t", type="test.poison", subject="k", data={"poison": True})
+    good = CloudEvent(source="/t", type="test.good", subject="k", data={})
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+    try:
+        # Same key, same partition: the good event queues behind the poison one and the garbage.
+        await producer.send_and_wait(topic.name, poison.to_json(), key=b"k")
+        await producer.send_and_wait(topic.name, b"{not a cloud event", key=b"k")
+        await producer.send_and_wait(topic.name, good.to_json(), key=b"k")
+    finally:
+        await producer.stop()
+
+    async with TestClient(TestServer(app)):
+        applied = app[DATABASE].applied
+        assert await eventually(lambda: applied.find_one({"_id": good.id}))
+        assert await applied.count_documents({}) == 1
+    assert attempts[poison.id] == 3
+    assert attempts[good.id] == 1
+
+    dead = await read_all(infra.kafka_bootstrap, topic.dlq, 2)
+    assert len(dead) == 2
+    headers = [dict(m.headers) for m in dead]
+    assert CloudEvent.from_json(dead[0].value).id == poison.id
+    assert headers[0]["dlq_reason"].startswith(b"handler failed 3 times: ValueError")
+    assert headers[0]["dlq_original_topic"] == topic.name.encode()
+    assert dead[1].value == b"{not a cloud event"
+    assert headers[1]["dlq_reason"].startswith(b"invalid envelope")
+    labels = {"service": "poison-reader", "group": "poison-reader", "topic": topic.name}
+    assert REGISTRY.get_sample_value("harbour_events_dead_lettered_total", labels) == 2
+    assert REGISTRY.get_sample_value("harbour_event_handler_failures_total", labels) == 3

@@ -1,0 +1,172 @@
+"""The service kit over real HTTP: problem+json for every error, request ids, route-template metrics, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+from pydantic import BaseModel, Field
+
+from libs.service import ServiceSettings, create_service_app, parse_body
+from libs.service.logging import configure_logging, get_logger
+
+PROBLEM = "application/problem+json"
+
+
+class Enrolment(BaseModel):
+    card_number: str = Field(pattern=r"^[A-Z]{1,2}\d{6}\(\d|A\)$")
+    age: int = Field(ge=11)
+
+
+async def create_enrolment(request: web.Request) -> web.Response:
+    body = await parse_body(request, Enrolment)
+    return web.json_response({"accepted": body.age}, status=201)
+
+
+async def explode(request: web.Request) -> web.Response:
+    raise RuntimeError("database password is hunter2")
+
+
+async def show_thing(request: web.Request) -> web.Response:
+    get_logger("test").info("showing thing", thing=request.match_info["id"])
+    return web.json_response({"id": request.match_info["id"]})
+
+
+@pytest.fixture(autouse=True)
+def json_logs(capsys):
+    """The services' real logging set-up, writing into the captured stdout."""
+    configure_logging("kit-test")
+    yield
+    logging.getLogger().handlers.clear()
+
+
+def log_lines(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+async def client():
+    app = create_service_app(ServiceSettings(service="kit-test", max_body_bytes=1024))
+    app.router.add_post("/enrolments", create_enrolment)
+    app.router.add_get("/boom", explode)
+    app.router.add_get("/things/{id}", show_thing)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def problem_of(response) -> dict:
+    assert response.content_type == PROBLEM, await response.text()
+    body = await response.json(content_type=PROBLEM)
+    assert body["status"] == response.status
+    assert body["type"].startswith("https://")
+    return body
+
+
+async def test_valid_body_reaches_the_handler(client):
+    response = await client.post("/enrolments", json={"card_number": "A123456(3)", "age": 30})
+    assert response.status == 201
+    assert await response.json() == {"accepted": 30}
+
+
+async def test_malformed_json_is_400_problem(client):
+    response = await client.post("/enrolments", data=b'{"card_number": ', headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    body = await problem_of(response)
+    assert "not valid JSON" in body["detail"]
+
+
+async def test_validation_failure_is_422_naming_the_fields(client):
+    response = await client.post("/enrolments", json={"card_number": "nope", "age": 5})
+    assert response.status == 422
+    body = await problem_of(response)
+    fields = {e["field"] for e in body["errors"]}
+    assert fields == {"card_number", "age"}
+    # The offending values are not echoed back (they could be personal data).
+    assert "nope" not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type", "status"),
+    [
+        (b"", "application/json", 400),
+        (b"[1, 2]", "application/json", 422),
+        (b"\xff\xfe", "application/json", 400),
+        (b"card=1", "application/x-www-form-urlencoded", 415),
+        (b'{"a": "' + b"x" * 2000 + b'"}', "application/json", 413),
+    ],
+)
+async def test_every_bad_body_is_a_4xx_problem(client, payload, content_type, status):
+    response = await client.post("/enrolments", data=payload, headers={"Content-Type": content_type})
+    assert response.status == status
+    await problem_of(response)
+
+
+async def test_unexpected_error_is_500_without_stack_trace(client, capsys):
+    response = await client.get("/boom")
+    assert response.status == 500
+    body = await problem_of(response)
+    text = json.dumps(body)
+    assert "Traceback" not in text and "hunter2" not in text and "RuntimeError" not in text
+    # ...but the log has the whole trace, for the operator.
+    logged = next(line for line in log_lines(capsys) if line["event"] == "unhandled error")
+    assert "Traceback" in logged["exception"] and "hunter2" in logged["exception"]
+    assert logged["request_id"] == response.headers["X-Request-Id"]
+
+
+async def test_unknown_route_and_method_are_problems(client):
+    assert (await problem_of(await client.get("/nowhere")))["status"] == 404
+    response = await client.delete("/enrolments")
+    assert response.status == 405
+    await problem_of(response)
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_request_id_is_kept_or_made(client):
+    response = await client.get("/healthz", headers={"X-Request-Id": "req-123"})
+    assert response.headers["X-Request-Id"] == "req-123"
+    response = await client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+    assert response.headers["X-Request-Id"] not in {"", "bad id <script>"}
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+async def test_metrics_label_the_route_template_not_the_path(client):
+    for thing in ("a1", "b2", "c3"):
+        assert (await client.get(f"/things/{thing}")).status == 200
+    response = await client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    assert 'route="/things/{id}"' in text
+    assert "a1" not in text
+    value = REGISTRY.get_sample_value(
+        "harbour_http_requests_total",
+        {"service": "kit-test", "route": "/things/{id}", "method": "GET", "status": "200"},
+    )
+    assert value is not None and value >= 3
+    assert REGISTRY.get_sample_value(
+        "harbour_http_request_duration_seconds_count",
+        {"service": "kit-test", "route": "/things/{id}", "method": "GET", "status": "200"},
+    ) >= 3
+
+
+async def test_readyz_without_checks_is_ready(client):
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert (await response.json())["status"] == "ready"
+
+
+async def test_log_lines_are_json_with_request_id_and_no_pii(client, capsys):
+    await client.get("/things/x9", headers={"X-Request-Id": "trace-77"})
+    get_logger("test").info("enrolled", email="alice@example.org", details={"phone": "91234567"})
+    lines = log_lines(capsys)
+    showing = next(line for line in lines if line["event"] == "showing thing")
+    assert showing["request_id"] == "trace-77"
+    assert showing["service"] == "kit-test"
+    request_line = next(line for line in lines if line["event"] == "request" and line.get("request_id") == "trace-77")
+    assert request_line["route"] == "/things/{id}" and request_line["status"] == 200
+    enrolled = next(line for line in lines if line["event"] == "enrolled")
+    assert enrolled["email"] == "[redacted]" and enrolled["details"]["phone"] == "[redacted]"
+    assert "alice@example.org" not in json.dumps(lines)
