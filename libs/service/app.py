@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .health import READINESS_CHECKS, add_health_routes
 from .logging import configure_logging, get_logger
-from .middleware import SERVICE_NAME, metrics_middleware, problem_middleware, request_id_middleware
+from .middleware import SERVICE_NAME, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
 from .settings import ServiceSettings
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
@@ -25,6 +25,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
     app[SETTINGS] = settings
     app[SERVICE_NAME] = settings.service
     app[READINESS_CHECKS] = {}
+    app.on_response_prepare.append(add_request_id_header)
     add_health_routes(app)
     return app
 

@@ -36,9 +36,14 @@ async def request_id_middleware(request: web.Request, handler):
     request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     with structlog.contextvars.bound_contextvars(request_id=request_id):
-        response = await handler(request)
+        return await handler(request)
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: also reaches streamed responses (proxied bodies, SSE) before their headers go out."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
         response.headers[REQUEST_ID_HEADER] = request_id
-        return response
 
 
 @web.middleware

@@ -54,7 +54,6 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, base_url
         ) as upstream_response:
             response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
             response.headers.update(_forwardable(upstream_response.headers))
-            response.headers.pop(REQUEST_ID_HEADER, None)  # ours is set by the middleware
             await response.prepare(request)
             async for chunk in upstream_response.content.iter_any():
                 await response.write(chunk)

@@ -134,13 +134,13 @@ async def test_request_id_is_kept_or_made(client):
 
 
 async def test_metrics_label_the_route_template_not_the_path(client):
-    for thing in ("a1", "b2", "c3"):
+    for thing in ("zq81x", "zq82x", "zq83x"):
         assert (await client.get(f"/things/{thing}")).status == 200
     response = await client.get("/metrics")
     assert response.status == 200
     text = await response.text()
     assert 'route="/things/{id}"' in text
-    assert "a1" not in text
+    assert "zq8" not in text
     value = REGISTRY.get_sample_value(
         "harbour_http_requests_total",
         {"service": "kit-test", "route": "/things/{id}", "method": "GET", "status": "200"},

@@ -1,0 +1,52 @@
+"""Must-show 4: /readyz follows the database — red while it is down, green once it is back.
+
+The test runs its own MongoDB-protocol server, so stopping it disturbs no one.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from libs.devstack import DevStack, StackConfig
+from libs.devstack import processes
+from libs.service import create_service_app
+from libs.service.backbone import install_backbone
+
+from .eventing import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_readyz_turns_red_without_the_database_and_green_after(infra, tmp_path):
+    own = DevStack(StackConfig.free_ports(tmp_path / "own-db"))
+    spec = own.mongo_spec()
+    port = own.config.mongo_port
+    processes.start(spec)
+    processes.wait_until(lambda: processes.port_open("127.0.0.1", port), timeout_s=30, what="own database")
+    app = create_service_app(infra.settings("ready-probe", mongo_uri=own.config.mongo_uri))
+    install_backbone(app, indexes=(), topics=())
+    try:
+        async with TestClient(TestServer(app)) as client:
+
+            async def readiness():
+                response = await client.get("/readyz")
+                return response.status, (await response.json())["checks"]
+
+            assert await readiness() == (200, {"mongodb": "ok", "kafka": "ok"})
+
+            assert processes.stop(spec.pid_file, spec.marker)
+            status, checks = await eventually(lambda: _when(readiness(), lambda r: r[0] == 503))
+            assert checks["mongodb"] != "ok" and checks["kafka"] == "ok"
+            # Liveness is not readiness: the process itself is fine.
+            assert (await client.get("/healthz")).status == 200
+
+            processes.start(spec)  # same port, same data
+            assert await eventually(lambda: _when(readiness(), lambda r: r[0] == 200), timeout_s=60)
+    finally:
+        processes.stop(spec.pid_file, spec.marker)
+
+
+async def _when(awaitable, condition):
+    result = await awaitable
+    return result if condition(result) else None
