@@ -1,0 +1,106 @@
+"""The gateway's pass-through over real sockets: routing, streaming, headers, failing upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from libs.devstack.processes import free_port
+from libs.service import ServiceSettings
+from services.gateway.app import create_app
+from services.gateway.routes import ROUTES
+from services.gateway.settings import UPSTREAMS, GatewaySettings
+
+pytestmark = pytest.mark.integration
+
+
+def fake_upstream(name: str) -> web.Application:
+    """A stand-in service that reports what it received."""
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {
+                "service": name,
+                "method": request.method,
+                "path_qs": request.raw_path,
+                "body_length": len(body),
+                "request_id": request.headers.get("X-Request-Id"),
+                "connection_header": request.headers.get("Proxy-Authorization"),
+            },
+            headers={"X-Upstream": name},
+        )
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(3):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/v1/inbox/stream", stream)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+async def gateway():
+    servers = {name: TestServer(fake_upstream(name)) for name in UPSTREAMS if name != "signing"}
+    for server in servers.values():
+        await server.start_server()
+    upstreams = {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
+    upstreams["signing"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams=upstreams, upstream_timeout_s=5)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+    for server in servers.values():
+        await server.close()
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.upstream != "signing"], ids=lambda r: r.prefix)
+async def test_each_prefix_reaches_its_owner(gateway, route):
+    response = await gateway.post(route.prefix + "/x%2Fy?q=a%20b", data=b"z" * 10, headers={"X-Request-Id": "gw-1"})
+    assert response.status == 200
+    seen = await response.json()
+    assert seen["service"] == route.upstream
+    assert seen["path_qs"] == route.prefix + "/x%2Fy?q=a%20b"  # forwarded exactly as encoded
+    assert seen["body_length"] == 10
+    assert seen["request_id"] == "gw-1"
+    assert response.headers["X-Request-Id"] == "gw-1"
+    assert response.headers["X-Upstream"] == route.upstream
+
+
+async def test_prefixes_match_on_segment_boundaries(gateway):
+    assert (await gateway.get("/v1/inboxes")).status == 404
+    assert (await gateway.get("/v1/inbox")).status == 200
+
+
+async def test_hop_by_hop_headers_stop_at_the_gateway(gateway):
+    response = await gateway.get("/v1/consents", headers={"Proxy-Authorization": "Basic c2VjcmV0"})
+    assert (await response.json())["connection_header"] is None
+
+
+async def test_large_bodies_and_event_streams_pass_through(gateway):
+    big = b"%PDF-" + b"x" * (5 * 1024 * 1024)
+    response = await gateway.post("/v1/formfill/requests", data=big, headers={"Content-Type": "application/pdf"})
+    assert (await response.json())["body_length"] == len(big)
+    response = await gateway.get("/v1/inbox/stream")
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert await response.text() == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+async def test_unavailable_upstream_is_a_503_problem_and_not_ready(gateway):
+    response = await gateway.post("/v1/signing/requests", json={})
+    assert response.status == 503
+    problem = await response.json(content_type="application/problem+json")
+    assert problem["upstream"] == "signing" and problem["status"] == 503
+    ready = await gateway.get("/readyz")
+    assert ready.status == 503
+    checks = (await ready.json())["checks"]
+    assert checks["signing"] != "ok" and checks["auth"] == "ok"
