@@ -130,3 +130,8 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert not [pid for pid in pids if processes.is_alive(pid)]
     assert not any(processes.port_open("127.0.0.1", port) for port in config.service_ports.values())
     assert all(pid is None for pid in stack.status().values())
+    # Graceful: each service finished its shutdown (cleanup contexts ran) rather than being killed.
+    for name in SERVICES:
+        last = json.loads((stack.log_dir / f"{name}.log").read_text().splitlines()[-1])
+        assert last["event"] == "stopped", (name, last)
+    assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")
