@@ -193,9 +193,17 @@ class EventConsumer:
 
 
 def install_consumer(
-    app: web.Application, *, group: str, topics: Sequence[str], handler: Handler, **options
+    app: web.Application,
+    *,
+    group: str,
+    topics: Sequence[str],
+    handler: Callable[[AsyncDatabase], Handler],
+    **options,
 ) -> None:
-    """Run an `EventConsumer` for the app's lifetime. Install after `install_mongo` and `install_producer`."""
+    """Run an `EventConsumer` for the app's lifetime. Install after `install_mongo` and `install_producer`.
+
+    `handler` is given the app's database once it exists and returns the event handler.
+    """
 
     async def consumer_lifecycle(app: web.Application):
         settings = app[SETTINGS]
@@ -204,7 +212,7 @@ def install_consumer(
             service=settings.service,
             group=group,
             topics=topics,
-            handler=handler,
+            handler=handler(app[DATABASE]),
             mongo_client=app[MONGO_CLIENT],
             db=app[DATABASE],
             dlq_producer=app[PRODUCER],

@@ -4,16 +4,39 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from libs.service import ServiceSettings, create_service_app
+from libs.events import OUTBOX_RELAY, install_consumer
+from libs.events.topics import APPROVAL_REQUESTED
+from libs.service import create_service_app
 from libs.service.backbone import install_backbone
+from libs.store import DATABASE, MONGO_CLIENT
 
-from .events import TOPICS
+from .api import AUTH, routes
+from .context import Auth
+from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
+from .keys import TokenSigner, load_or_create_key
+from .proofing import FaceMatcher, LocalFaceMatcher
+from .settings import AuthSettings
 from .store import INDEXES
 
-SERVICE = "auth"
 
-
-def create_app(settings: ServiceSettings | None = None) -> web.Application:
-    app = create_service_app(settings or ServiceSettings.from_env(SERVICE))
+def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | None = None) -> web.Application:
+    settings = settings or AuthSettings.from_env()
+    app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
+
+    async def auth_context(app: web.Application):
+        key = await load_or_create_key(app[DATABASE], settings.keyring)
+        app[AUTH] = Auth(
+            settings=settings,
+            mongo=app[MONGO_CLIENT],
+            db=app[DATABASE],
+            signer=TokenSigner(key, settings.issuer),
+            matcher=matcher or LocalFaceMatcher(),
+            relay=app[OUTBOX_RELAY],
+        )
+        yield
+
+    app.cleanup_ctx.append(auth_context)
+    install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=approval_requests_handler)
+    app.add_routes(routes)
     return app

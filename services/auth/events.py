@@ -1,6 +1,23 @@
-"""Topics the auth service publishes to or consumes from (see docs/events.md)."""
+"""Topics auth publishes and consumes (see docs/events.md), and its event handlers."""
 
-from libs.events.topics import IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT
+from __future__ import annotations
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.events import CloudEvent
+from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY
+
+from .approvals import store_prompt
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
+CONSUMER_GROUP = "auth-approvals"
+
+
+def approval_requests_handler(db: AsyncDatabase):
+    async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
+        if event.type == "approval.requested":
+            await store_prompt(db, session, event)
+
+    return handle

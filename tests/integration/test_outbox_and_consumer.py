@@ -82,7 +82,7 @@ def reader_app(settings, topic):
     app = create_service_app(settings)
     install_backbone(app, indexes=(), topics=(topic,))
     install_consumer(
-        app, group=f"{settings.service}-accounts", topics=[topic.name], handler=account_projector(settings.database)
+        app, group=f"{settings.service}-accounts", topics=[topic.name], handler=lambda db: account_projector(settings.database)
     )
     return app
 
@@ -214,7 +214,9 @@ async def test_poison_message_goes_to_dead_letter_topic_and_consumption_continue
 
     app = create_service_app(settings)
     install_backbone(app, indexes=(), topics=(topic,))
-    install_consumer(app, group="poison-reader", topics=[topic.name], handler=handler, max_attempts=3, retry_backoff_s=0.01)
+    install_consumer(
+        app, group="poison-reader", topics=[topic.name], handler=lambda db: handler, max_attempts=3, retry_backoff_s=0.01
+    )
 
     poison = CloudEvent(source="/t", type="test.poison", subject="k", data={"poison": True})
     good = CloudEvent(source="/t", type="test.good", subject="k", data={})

@@ -1,0 +1,143 @@
+"""What the phone does, against the public API through the gateway.
+
+Every call that acts for the citizen uses a fresh device token obtained with
+a device-signed assertion; every decision is signed by the device key over
+the digest the app recomputed from what it displayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from libs.approvals import ApprovalRequest, sign_decision
+from libs.tokens import generate_private_key, public_jwk, sign
+
+from .profile import Profile
+
+
+class AppError(RuntimeError):
+    """The platform refused: `status` and the problem document it sent."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}".strip())
+        self.status = status
+        self.problem = problem
+
+
+class CitizenApp:
+    def __init__(self, profile: Profile, profile_path: Path | None = None) -> None:
+        self.profile = profile
+        self.profile_path = profile_path
+        self.base = profile.gateway_url.rstrip("/")
+
+    async def _call(self, method: str, path: str, *, json: Any = None, token: str | None = None, auth: aiohttp.BasicAuth | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.request(method, self.base + path, json=json, headers=headers, auth=auth) as response:
+                if response.status == 204:
+                    return None
+                body = await response.json(content_type=None)
+                if response.status >= 400:
+                    raise AppError(response.status, body if isinstance(body, dict) else {"detail": str(body)})
+                return body
+
+    # -- enrolment and activation ------------------------------------------
+
+    async def enrol(self, identity: dict[str, Any], selfie: bytes, *, kiosk: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Enrol at a kiosk (client credentials) or, in the sandbox, by self-registration."""
+        body = {**identity, "selfie": base64.b64encode(selfie).decode()}
+        auth = aiohttp.BasicAuth(*kiosk) if kiosk else None
+        result = await self._call("POST", "/v1/enrolments", json=body, auth=auth)
+        self.profile.account_id = result["account_id"]
+        self._save()
+        return result
+
+    async def activate(self, account_id: str, activation_code: str, device_name: str = "phone") -> dict[str, Any]:
+        """Generate the device key, prove possession over a server nonce, bind the device."""
+        key = generate_private_key()
+        challenge = await self._call("POST", "/v1/devices/challenges", json={})
+        now = int(datetime.now(UTC).timestamp())
+        proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+        result = await self._call(
+            "POST",
+            "/v1/devices",
+            json={
+                "account_id": account_id,
+                "activation_code": activation_code,
+                "public_key": public_jwk(key),
+                "device_name": device_name,
+                "proof": proof,
+            },
+        )
+        self.profile.account_id = account_id
+        self.profile.device_id = result["device_id"]
+        self.profile.device_name = device_name
+        self.profile.device_key_pem = Profile.pem_of(key)
+        self._save()
+        return result
+
+    async def device_token(self) -> str:
+        now = int(datetime.now(UTC).timestamp())
+        assertion = sign(
+            {
+                "iss": self.profile.device_id,
+                "sub": self.profile.account_id,
+                "aud": f"{self.base}/v1/devices/token",
+                "iat": now,
+                "exp": now + 60,
+                "jti": uuid.uuid4().hex,
+            },
+            self.profile.device_key(),
+            headers={"kid": self.profile.device_id},
+        )
+        result = await self._call("POST", "/v1/devices/token", json={"assertion": assertion})
+        return result["access_token"]
+
+    # -- approvals -----------------------------------------------------------
+
+    async def pending(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/v1/approvals", token=await self.device_token()))["approvals"]
+
+    async def show(self, approval_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/approvals/{approval_id}", token=await self.device_token())
+
+    async def decide(self, approval_id: str, decision: str, selection: list[str] | None = None) -> dict[str, Any]:
+        token = await self.device_token()
+        prompt = await self._call("GET", f"/v1/approvals/{approval_id}", token=token)
+        # Sign what we display: the digest is recomputed here, never taken on trust.
+        digest = ApprovalRequest.model_validate(prompt["request"]).digest()
+        if digest != prompt["digest"]:
+            raise AppError(0, {"title": "Digest mismatch", "detail": "the prompt does not match its digest; refusing to sign"})
+        signed = sign_decision(
+            self.profile.device_key(),
+            device_id=self.profile.device_id,
+            approval_id=approval_id,
+            digest=digest,
+            decision=decision,
+            selection=selection,
+        )
+        return await self._call("POST", f"/v1/approvals/{approval_id}/decision", json={"decision": signed}, token=token)
+
+    async def approve(self, approval_id: str, selection: list[str] | None = None) -> dict[str, Any]:
+        return await self.decide(approval_id, "approve", selection)
+
+    async def deny(self, approval_id: str) -> dict[str, Any]:
+        return await self.decide(approval_id, "deny")
+
+    # -- devices -------------------------------------------------------------
+
+    async def devices(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/devices", token=await self.device_token())
+
+    async def revoke(self, device_id: str) -> None:
+        await self._call("DELETE", f"/v1/devices/{device_id}", token=await self.device_token())
+
+    def _save(self) -> None:
+        if self.profile_path is not None:
+            self.profile.save(self.profile_path)

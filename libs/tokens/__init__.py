@@ -1,0 +1,16 @@
+"""Tokens: ES256 compact JWS signing and strict verification, P-256 JWKs and thumbprints."""
+
+from .jwk import InvalidKey, generate_private_key, load_public_jwk, public_jwk, thumbprint
+from .jws import InvalidToken, sign, unverified_header, verify
+
+__all__ = [
+    "InvalidKey",
+    "InvalidToken",
+    "generate_private_key",
+    "load_public_jwk",
+    "public_jwk",
+    "sign",
+    "thumbprint",
+    "unverified_header",
+    "verify",
+]

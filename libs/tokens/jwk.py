@@ -1,0 +1,57 @@
+"""EC P-256 JSON Web Keys: import, export and RFC 7638 thumbprints.
+
+Device keys and token-signing keys are all P-256 (ES256 only, DESIGN.md §7),
+so this module accepts nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+
+class InvalidKey(ValueError):
+    pass
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> dict[str, str]:
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    return {k: jwk[k] for k in ("kty", "crv", "x", "y")}
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of an EC public key, base64url."""
+    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+    return b64url(hashlib.sha256(canonical).digest())
+
+
+def load_public_jwk(jwk: Any) -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from an untrusted JWK; anything else (private parts, other curves) is refused."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise InvalidKey("the key must be an EC P-256 JWK")
+    if "d" in jwk:
+        raise InvalidKey("the key must not contain private parts")
+    if not all(isinstance(jwk.get(k), str) for k in ("x", "y")):
+        raise InvalidKey("the key needs x and y coordinates")
+    try:
+        key = ECAlgorithm.from_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y")})
+    except Exception:
+        raise InvalidKey("the key is not a valid P-256 point") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise InvalidKey("the key must be a public key")
+    return key
+
+
+def generate_private_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())

@@ -1,0 +1,159 @@
+"""auth's HTTP handlers: parse and authenticate, call the domain, serialise. Nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.service import Problem, Unauthorized, parse_body
+
+from . import approvals, devices, enrolment
+from .clients import authenticate_client, parse_basic
+from .context import Auth
+from .devices import ActivationRequest, DeviceContext
+from .enrolment import EnrolmentRequest
+from .errors import Refused
+
+AUTH = web.AppKey("auth", Auth)
+routes = web.RouteTableDef()
+
+
+class DeviceTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assertion: str = Field(min_length=10, max_length=4096, description="compact JWS signed by the device key")
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: str = Field(min_length=10, max_length=8192, description="compact JWS signed by the device key")
+
+
+def refused(exc: Refused) -> Problem:
+    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").capitalize(), slug=exc.reason, **exc.extra)
+
+
+async def enrolling_actor(request: web.Request, auth: Auth) -> tuple[str, str]:
+    """(actor, assurance): a kiosk with scope `enrol` proofs in person (`plus`); sandbox self-registration is `basic`."""
+    header = request.headers.get("Authorization")
+    if header is None and auth.settings.sandbox:
+        return "self-registration", "basic"
+    credentials = parse_basic(header)
+    client = await authenticate_client(auth.db, *credentials) if credentials else None
+    if client is None:
+        raise Unauthorized("kiosk client credentials are required", headers={"WWW-Authenticate": 'Basic realm="harbour-id"'})
+    if not client.may("enrol") or client.kind != "kiosk":
+        raise Problem("this client may not enrol citizens", status=403, title="Forbidden", slug="insufficient-scope")
+    return client.client_id, "plus"
+
+
+async def current_device(request: web.Request) -> DeviceContext:
+    auth = request.app[AUTH]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("a device access token is required", headers={"WWW-Authenticate": 'Bearer realm="harbour-id"'})
+    try:
+        return await devices.authenticate_device(auth.db, auth.signer, token.strip())
+    except Refused as exc:
+        problem = refused(exc)
+        if exc.status == 401:
+            problem.headers["WWW-Authenticate"] = f'Bearer realm="harbour-id", error="invalid_token", error_description="{exc.reason}"'
+        raise problem from None
+
+
+@routes.post("/v1/enrolments")
+async def create_enrolment(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    actor, assurance = await enrolling_actor(request, auth)
+    body = await parse_body(request, EnrolmentRequest)
+    try:
+        result = await enrolment.enrol_citizen(auth, body, actor=actor, assurance=assurance)
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(result, status=201, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/v1/devices/challenges")
+async def create_device_challenge(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    nonce, expires_at = await devices.issue_nonce(auth.db, auth.settings.device_nonce_ttl_s)
+    return web.json_response(
+        {"nonce": nonce, "expires_at": expires_at.isoformat(), "audience": auth.devices_audience}, status=201
+    )
+
+
+@routes.post("/v1/devices")
+async def activate_device(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    body = await parse_body(request, ActivationRequest)
+    try:
+        result = await devices.activate_device(auth, body)
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(result, status=201)
+
+
+@routes.post("/v1/devices/token")
+async def device_token(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    body = await parse_body(request, DeviceTokenRequest)
+    try:
+        token, ttl = await devices.issue_device_token(
+            auth.db, auth.signer, body.assertion, audience=auth.device_token_audience, ttl_s=auth.settings.device_token_ttl_s
+        )
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(
+        {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": "device"},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@routes.get("/v1/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    listed = await devices.list_devices(request.app[AUTH].db, device.account_id)
+    return web.json_response({"devices": listed, "current_device_id": device.device_id})
+
+
+@routes.delete("/v1/devices/{device_id}")
+async def revoke_device(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    auth = request.app[AUTH]
+    target = request.match_info["device_id"]
+    try:
+        await auth.transaction(lambda session: devices.revoke_device(auth.db, session, device, target))
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.Response(status=204)
+
+
+@routes.get("/v1/approvals")
+async def list_approvals(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    return web.json_response({"approvals": await approvals.pending_prompts(request.app[AUTH].db, device.account_id)})
+
+
+@routes.get("/v1/approvals/{approval_id}")
+async def show_approval(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    try:
+        prompt = await approvals.get_prompt(request.app[AUTH].db, device.account_id, request.match_info["approval_id"])
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(prompt)
+
+
+@routes.post("/v1/approvals/{approval_id}/decision")
+async def decide_approval(request: web.Request) -> web.Response:
+    device = await current_device(request)
+    auth = request.app[AUTH]
+    body = await parse_body(request, DecisionRequest)
+    approval_id = request.match_info["approval_id"]
+    try:
+        result = await auth.transaction(
+            lambda session: approvals.decide(auth.db, session, device, approval_id, body.decision)
+        )
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(result)

@@ -1,0 +1,44 @@
+"""What auth's use cases need, gathered once at start-up and handed to the domain (no aiohttp here)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.events import OutboxRelay
+from libs.store import in_transaction
+
+from .keys import TokenSigner
+from .proofing import FaceMatcher
+from .settings import AuthSettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Auth:
+    settings: AuthSettings
+    mongo: AsyncMongoClient
+    db: AsyncDatabase
+    signer: TokenSigner
+    matcher: FaceMatcher
+    relay: OutboxRelay
+
+    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, then wake the outbox relay for the events it wrote."""
+        result = await in_transaction(self.mongo, work)
+        self.relay.notify()
+        return result
+
+    @property
+    def devices_audience(self) -> str:
+        return f"{self.settings.issuer}/v1/devices"
+
+    @property
+    def device_token_audience(self) -> str:
+        return f"{self.settings.issuer}/v1/devices/token"

@@ -1,0 +1,214 @@
+"""Enrolment: validate the identity data, proof the selfie, create the account, seal the profile for formfill.
+
+The selfie lives only in this request's memory: it is decoded and scored by
+the `FaceMatcher` and then dropped — never stored, logged or published.
+The card number is kept only as a keyed hash (duplicate detection); the
+profile leaves auth sealed to formfill's key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from libs.crypto import keyed_hash, normalise_hkid, seal
+from libs.events import CloudEvent, Outbox
+from libs.events.topics import AUDIT, IDENTITY
+
+from .activation import ActivationCode, new_activation
+from .errors import Refused
+from .hkid import InvalidHKID, parse_hkid
+from .proofing import MAX_SELFIE_BYTES, SelfieRejected
+from .store import ACCOUNTS
+
+if TYPE_CHECKING:
+    from .context import Auth
+
+MINIMUM_AGE = 11
+HONG_KONG = timezone(timedelta(hours=8))  # no daylight saving
+Assurance = Literal["basic", "plus"]
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+class EnrolmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id_number: str = Field(min_length=8, max_length=14, description="Hong Kong identity card number, e.g. A123456(3)")
+    name_en: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z ,.'-]*$")
+    name_zh: str | None = Field(default=None, min_length=1, max_length=20)
+    date_of_birth: date
+    gender: Literal["F", "M", "X"]
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    email: str = Field(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+    address: str = Field(min_length=5, max_length=300)
+    language: Literal["en", "zh-HK", "zh-CN"] = "zh-HK"
+    selfie: str = Field(min_length=1, description="JPEG or PNG, base64; at most 2 MiB decoded", repr=False)
+
+    @field_validator("id_number")
+    @classmethod
+    def _hkid(cls, value: str) -> str:
+        try:
+            return parse_hkid(value)
+        except InvalidHKID as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("name_zh")
+    @classmethod
+    def _chinese(cls, value: str | None) -> str | None:
+        if value is not None and not all("\u3400" <= ch <= "\u9fff" or ch in "\uff0e\u00b7" for ch in value):
+            raise ValueError("the Chinese name must be written in Chinese characters")
+        return value
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _age(cls, value: date) -> date:
+        today = datetime.now(HONG_KONG).date()
+        if value > today:
+            raise ValueError("the date of birth is in the future")
+        if age_on(value, today) < MINIMUM_AGE:
+            raise ValueError(f"citizens must be at least {MINIMUM_AGE} years old to enrol")
+        return value
+
+    @field_validator("selfie")
+    @classmethod
+    def _selfie_size(cls, value: str) -> str:
+        # Cheap bound before decoding: base64 is 4 characters per 3 bytes.
+        if len(value) > (MAX_SELFIE_BYTES + 2) // 3 * 4 + 4:
+            raise ValueError(f"the selfie must be at most {MAX_SELFIE_BYTES // (1024 * 1024)} MiB")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the selfie is not valid base64") from None
+        return value
+
+    def selfie_bytes(self) -> bytes:
+        return base64.b64decode(self.selfie, validate=True)
+
+    def profile(self) -> dict[str, str | None]:
+        """The personal data formfill will hold (the selfie is not part of it)."""
+        return {
+            "id_number": self.id_number,
+            "name_en": self.name_en,
+            "name_zh": self.name_zh,
+            "date_of_birth": self.date_of_birth.isoformat(),
+            "gender": self.gender,
+            "phone": self.phone,
+            "email": self.email,
+            "address": self.address,
+        }
+
+
+class DuplicateEnrolment(Exception):
+    pass
+
+
+def card_hash(hash_key: bytes, id_number: str) -> str:
+    return keyed_hash(hash_key, normalise_hkid(id_number), purpose="hkid")
+
+
+async def create_account(
+    db: AsyncDatabase,
+    session: AsyncClientSession,
+    request: EnrolmentRequest,
+    *,
+    hash_key: bytes,
+    formfill_sealing_jwk: dict,
+    assurance: Assurance,
+    enrolled_by: str,
+    proofing_score: float,
+    activation_ttl_s: int,
+) -> tuple[str, ActivationCode]:
+    """Write the account, its activation code and the events, inside the caller's transaction."""
+    account_id = f"acct-{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    activation = new_activation(hash_key, ttl_s=activation_ttl_s)
+    await db[ACCOUNTS].insert_one(
+        {
+            "_id": account_id,
+            "card_hash": card_hash(hash_key, request.id_number),
+            "assurance": assurance,
+            "state": "pending",
+            "language": request.language,
+            "enrolled_by": enrolled_by,
+            "enrolled_at": now,
+            "proofing_score": round(proofing_score, 3),
+            "activation": activation.stored(),
+        },
+        session=session,
+    )
+    outbox = Outbox(db)
+    await outbox.add(
+        session,
+        IDENTITY.name,
+        CloudEvent(
+            source="/auth",
+            type="identity.enrolled",
+            subject=account_id,
+            data={
+                "account_id": account_id,
+                "assurance": assurance,
+                "state": "pending",
+                "language": request.language,
+                "sealed_profile": seal(request.profile(), formfill_sealing_jwk),
+            },
+        ),
+    )
+    await outbox.add(
+        session,
+        AUDIT.name,
+        CloudEvent(
+            source="/auth",
+            type="audit.recorded",
+            subject=account_id,
+            data={"action": "identity.enrol", "actor": enrolled_by, "outcome": "success", "assurance": assurance},
+        ),
+    )
+    return account_id, activation
+
+
+async def enrol_citizen(auth: "Auth", request: EnrolmentRequest, *, actor: str, assurance: Assurance) -> dict:
+    """The whole enrolment: duplicate check, proofing, then account and events in one transaction."""
+    settings = auth.settings
+    hashed = card_hash(settings.hash_key, request.id_number)
+    if await auth.db[ACCOUNTS].find_one({"card_hash": hashed}, {"_id": 1}) is not None:
+        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409)
+    try:
+        result = await auth.matcher.match(request.selfie_bytes())
+    except SelfieRejected as exc:
+        raise Refused("selfie-rejected", str(exc), 422, errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
+    if not result.passed:
+        raise Refused("proofing-failed", "the selfie did not pass the identity proofing check", 422)
+    try:
+        account_id, activation = await auth.transaction(
+            lambda session: create_account(
+                auth.db,
+                session,
+                request,
+                hash_key=settings.hash_key,
+                formfill_sealing_jwk=settings.formfill_sealing_jwk,
+                assurance=assurance,
+                enrolled_by=actor,
+                proofing_score=result.score,
+                activation_ttl_s=settings.activation_ttl_s,
+            )
+        )
+    except DuplicateKeyError:
+        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409) from None
+    return {
+        "account_id": account_id,
+        "state": "pending",
+        "assurance": assurance,
+        "activation_code": activation.display(),
+        "activation_expires_at": activation.expires_at.isoformat(),
+    }

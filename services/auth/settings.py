@@ -1,0 +1,63 @@
+"""auth's settings: the shared service settings plus its keys and policies.
+
+Secrets come from the environment (Kubernetes Secrets in production; the dev
+stack generates them once into .dev/secrets.json).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from libs.crypto import Keyring
+from libs.service.settings import ServiceSettings, env, env_bool
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def _required(name: str) -> str:
+    value = env(name, "")
+    if not value:
+        raise SettingsError(f"HARBOUR_{name} is not set (the dev stack sets it; see docs/operations.md)")
+    return value
+
+
+def decode_key(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    service: ServiceSettings
+    issuer: str
+    # HMAC key for card numbers and activation codes: stored values are keyed hashes only.
+    hash_key: bytes
+    # Key-encryption keys for secrets at rest (token-signing private keys).
+    keyring: Keyring
+    # formfill's public key: enrolled profiles are sealed to it before they cross Kafka.
+    formfill_sealing_jwk: dict
+    # Sandbox: citizens may self-register (assurance `basic`) without a kiosk.
+    sandbox: bool = False
+    activation_ttl_s: int = 30 * 60
+    activation_max_attempts: int = 5
+    device_nonce_ttl_s: int = 120
+    device_token_ttl_s: int = 10 * 60
+    max_selfie_bytes: int = 2 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls) -> "AuthSettings":
+        service = ServiceSettings.from_env("auth")
+        # A base64 selfie of 2 MiB is ~2.7 MiB of JSON.
+        if service.max_body_bytes == 1024 * 1024:
+            service = ServiceSettings(**{**service.__dict__, "max_body_bytes": 4 * 1024 * 1024})
+        return cls(
+            service=service,
+            issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
+            hash_key=decode_key(_required("AUTH_HASH_KEY")),
+            keyring=Keyring.from_env_value(_required("AUTH_KEK")),
+            formfill_sealing_jwk=json.loads(_required("FORMFILL_SEALING_PUBLIC_JWK")),
+            sandbox=env_bool("SANDBOX", False),
+        )
