@@ -57,5 +57,44 @@ def infra():
         shutil.rmtree(private_dir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Platform:
+    """The five services running as processes against the test infrastructure."""
+
+    stack: DevStack
+    infra: Infra
+
+    @property
+    def gateway(self) -> str:
+        return self.stack.config.service_url("gateway")
+
+    def env(self) -> dict[str, str]:
+        """The environment of the services, for running their commands (admin CLI...)."""
+        return {**os.environ, **self.stack.config.service_env()}
+
+    def database(self, service: str) -> str:
+        return f"{self.stack.config.db_prefix}{service}"
+
+
+@pytest.fixture(scope="session")
+def platform(infra):
+    """All services as real processes on free ports, each with a database of its own for this run."""
+    run_dir = REPO_ROOT / ".dev" / f"test-platform-{os.getpid()}"
+    config = StackConfig(
+        dev_dir=run_dir,
+        kafka_port=int(infra.kafka_bootstrap.rsplit(":", 1)[1]),
+        mongo_port=int(infra.mongo_uri.split(":")[2].split("/")[0]),
+        db_prefix=f"t{uuid.uuid4().hex[:6]}_",
+    )
+    config.service_ports = StackConfig.free_ports(run_dir).service_ports
+    stack = DevStack(config)
+    try:
+        stack.up_services()
+        yield Platform(stack, infra)
+    finally:
+        stack.down_services()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -36,10 +36,14 @@ class CitizenApp:
         self.profile_path = profile_path
         self.base = profile.gateway_url.rstrip("/")
 
-    async def _call(self, method: str, path: str, *, json: Any = None, token: str | None = None, auth: aiohttp.BasicAuth | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async def _call(self, method: str, path: str, *, json: Any = None, token: str | None = None, basic: tuple[str, str] | None = None) -> Any:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif basic:
+            headers["Authorization"] = aiohttp.encode_basic_auth(*basic)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.request(method, self.base + path, json=json, headers=headers, auth=auth) as response:
+            async with session.request(method, self.base + path, json=json, headers=headers) as response:
                 if response.status == 204:
                     return None
                 body = await response.json(content_type=None)
@@ -52,8 +56,7 @@ class CitizenApp:
     async def enrol(self, identity: dict[str, Any], selfie: bytes, *, kiosk: tuple[str, str] | None = None) -> dict[str, Any]:
         """Enrol at a kiosk (client credentials) or, in the sandbox, by self-registration."""
         body = {**identity, "selfie": base64.b64encode(selfie).decode()}
-        auth = aiohttp.BasicAuth(*kiosk) if kiosk else None
-        result = await self._call("POST", "/v1/enrolments", json=body, auth=auth)
+        result = await self._call("POST", "/v1/enrolments", json=body, basic=kiosk)
         self.profile.account_id = result["account_id"]
         self._save()
         return result

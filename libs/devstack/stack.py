@@ -24,6 +24,7 @@ from libs.service.settings import DEFAULT_PORTS
 
 from . import processes
 from .processes import ProcessSpec
+from .secrets import dev_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Start order: the gateway last, so its upstreams are there when it becomes ready.
@@ -36,6 +37,8 @@ class StackConfig:
     kafka_port: int = 9092
     mongo_port: int = 27017
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    # Databases are named <prefix><service>; tests use their own prefix on a shared server.
+    db_prefix: str = "harbour_"
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -73,10 +76,15 @@ class StackConfig:
         env = {
             "HARBOUR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "HARBOUR_MONGO_URI": self.mongo_uri,
+            "HARBOUR_ISSUER": self.service_url("gateway"),
+            # The local platform is a sandbox: citizens may self-register (assurance basic).
+            "HARBOUR_SANDBOX": "true",
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
+            **dev_secrets(self.dev_dir),
         }
         for name in SERVICES:
+            env[f"HARBOUR_{name.upper()}_DB"] = f"{self.db_prefix}{name}"
             env[f"HARBOUR_{name.upper()}_PORT"] = str(self.service_ports[name])
             env[f"HARBOUR_{name.upper()}_URL"] = self.service_url(name)
         return env
@@ -179,11 +187,20 @@ class DevStack:
 
     def down(self) -> list[str]:
         """Stop services first (they flush their work), then the database and the broker."""
-        stopped = []
-        for spec in reversed(self.all_specs()):
+        stopped = self.down_services()
+        for spec in (self.mongo_spec(), self.kafka_spec()):
             if processes.stop(spec.pid_file, spec.marker):
                 stopped.append(spec.name)
         (self.dev_dir / "stack.json").unlink(missing_ok=True)
+        return stopped
+
+    def down_services(self) -> list[str]:
+        """Stop the services, the gateway first, so no request reaches a stopped upstream."""
+        stopped = []
+        for name in reversed(SERVICES):
+            spec = self.service_spec(name)
+            if processes.stop(spec.pid_file, spec.marker):
+                stopped.append(name)
         return stopped
 
     def status(self) -> dict[str, int | None]:
@@ -212,6 +229,7 @@ def load_running_stack(dev_dir: Path) -> DevStack | None:
         kafka_port=state["kafka_port"],
         mongo_port=state["mongo_port"],
         service_ports=state["service_ports"],
+        db_prefix=state.get("db_prefix", "harbour_"),
     )
     stack = DevStack(config)
     return stack if stack.infra_running() else None

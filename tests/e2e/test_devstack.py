@@ -95,8 +95,9 @@ def test_gateway_passes_requests_through_with_the_request_id(stack):
     stack, _ = stack
     gateway = stack.config.service_url("gateway")
     status, headers, body = get(gateway + "/v1/approvals/abc?x=1", {"X-Request-Id": "e2e-trace-1"})
-    # auth has no approvals yet: its own 404 problem comes back through the gateway.
-    assert status == 404
+    # auth's own answer (no device token: 401 problem) comes back through the gateway.
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
     assert headers["Content-Type"].startswith("application/problem+json")
     assert json.loads(body)["instance"] == "/v1/approvals/abc"
     assert headers["X-Request-Id"] == "e2e-trace-1"

@@ -1,0 +1,112 @@
+"""python -m clients.citizen_app --profile FILE <command> — the reference citizen app on the command line.
+
+Commands print JSON on stdout; a refusal prints the problem on stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from .app import AppError, CitizenApp
+from .profile import Profile, ProfileError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clients.citizen_app", description=__doc__)
+    parser.add_argument("--profile", required=True, type=Path, help="the app's profile file (holds the device key; mode 0600)")
+    parser.add_argument("--gateway", default=os.environ.get("HARBOUR_GATEWAY_URL", "http://127.0.0.1:8000"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    enrol = commands.add_parser("enrol", help="enrol (sandbox self-registration, or at a kiosk with --kiosk-id/--kiosk-secret)")
+    enrol.add_argument("--id-number", required=True)
+    enrol.add_argument("--name-en", required=True)
+    enrol.add_argument("--name-zh")
+    enrol.add_argument("--date-of-birth", required=True, help="YYYY-MM-DD")
+    enrol.add_argument("--gender", required=True, choices=["F", "M", "X"])
+    enrol.add_argument("--phone", required=True)
+    enrol.add_argument("--email", required=True)
+    enrol.add_argument("--address", required=True)
+    enrol.add_argument("--language", default="zh-HK", choices=["en", "zh-HK", "zh-CN"])
+    enrol.add_argument("--selfie", required=True, type=Path, help="JPEG or PNG")
+    enrol.add_argument("--kiosk-id")
+    enrol.add_argument("--kiosk-secret")
+
+    activate = commands.add_parser("activate", help="bind this device with the activation code")
+    activate.add_argument("--account-id", required=True)
+    activate.add_argument("--code", required=True)
+    activate.add_argument("--device-name", default="phone")
+
+    commands.add_parser("pending", help="list prompts waiting for a decision")
+    show = commands.add_parser("show", help="show one prompt")
+    show.add_argument("approval_id")
+    approve = commands.add_parser("approve", help="approve a prompt")
+    approve.add_argument("approval_id")
+    approve.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")
+    deny = commands.add_parser("deny", help="deny a prompt")
+    deny.add_argument("approval_id")
+    commands.add_parser("devices", help="list this account's devices")
+    revoke = commands.add_parser("revoke", help="revoke a device of this account")
+    revoke.add_argument("device_id")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> object:
+    if args.command in ("enrol", "activate") and not args.profile.exists():
+        profile = Profile(gateway_url=args.gateway)
+    else:
+        profile = Profile.load(args.profile)
+    app = CitizenApp(profile, args.profile)
+    if args.command == "enrol":
+        identity = {
+            "id_number": args.id_number,
+            "name_en": args.name_en,
+            "date_of_birth": args.date_of_birth,
+            "gender": args.gender,
+            "phone": args.phone,
+            "email": args.email,
+            "address": args.address,
+            "language": args.language,
+        }
+        if args.name_zh:
+            identity["name_zh"] = args.name_zh
+        kiosk = (args.kiosk_id, args.kiosk_secret) if args.kiosk_id else None
+        return await app.enrol(identity, args.selfie.read_bytes(), kiosk=kiosk)
+    if args.command == "activate":
+        return await app.activate(args.account_id, args.code, args.device_name)
+    if args.command == "pending":
+        return await app.pending()
+    if args.command == "show":
+        return await app.show(args.approval_id)
+    if args.command == "approve":
+        return await app.approve(args.approval_id, selection=args.keep)
+    if args.command == "deny":
+        return await app.deny(args.approval_id)
+    if args.command == "devices":
+        return await app.devices()
+    if args.command == "revoke":
+        await app.revoke(args.device_id)
+        return {"revoked": args.device_id}
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = asyncio.run(run(args))
+    except AppError as exc:
+        print(json.dumps({"status": exc.status, **exc.problem}, ensure_ascii=False), file=sys.stderr)
+        return 1
+    except (ProfileError, OSError) as exc:
+        print(json.dumps({"error": str(exc)}), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

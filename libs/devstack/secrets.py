@@ -1,0 +1,36 @@
+"""The dev stack's secrets: generated once per `.dev/` folder, kept in secrets.json (mode 0600).
+
+Production takes the same variables from Kubernetes Secrets; nothing here is
+used there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from libs.crypto import generate_sealing_key, new_key_value, public_jwk
+
+
+def _generate() -> dict[str, str]:
+    sealing = generate_sealing_key()
+    return {
+        "HARBOUR_AUTH_HASH_KEY": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
+        "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
+        "HARBOUR_FORMFILL_SEALING_KEY": json.dumps(sealing),
+        "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": json.dumps(public_jwk(sealing)),
+    }
+
+
+def dev_secrets(dev_dir: Path) -> dict[str, str]:
+    path = dev_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    secrets = _generate()
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(secrets, handle, indent=2)
+    return secrets

@@ -1,0 +1,66 @@
+"""Operator commands for auth, run next to the service with the same environment.
+
+  python -m services.auth.admin create-client --kind kiosk --name "Kiosk 1" --scope enrol
+  python -m services.auth.admin set-state ACCOUNT_ID suspended --reason "reported lost"
+
+They write through the same domain code and outbox as the API (the running
+service's relay publishes the events) and print JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from libs.events.outbox import OUTBOX_INDEXES
+from libs.store import apply_indexes, create_client, in_transaction
+
+from .accounts import TransitionRefused, change_state
+from .clients import register_client
+from .settings import AuthSettings
+from .store import INDEXES
+
+
+async def run(args: argparse.Namespace) -> dict:
+    settings = AuthSettings.from_env()
+    client = create_client(settings.service.mongo_uri)
+    db = client[settings.service.database]
+    try:
+        await apply_indexes(db, (*INDEXES, *OUTBOX_INDEXES))
+        if args.command == "create-client":
+            registered, secret = await in_transaction(
+                client, lambda s: register_client(db, s, name=args.name, kind=args.kind, scopes=set(args.scope))
+            )
+            return {"client_id": registered.client_id, "client_secret": secret, "name": registered.name,
+                    "kind": registered.kind, "scopes": sorted(registered.scopes)}
+        await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason))
+        return {"account_id": args.account_id, "state": args.state}
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.auth.admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-client")
+    create.add_argument("--kind", required=True, choices=["kiosk", "relying_party", "agency"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", default=[])
+    state = commands.add_parser("set-state")
+    state.add_argument("account_id")
+    state.add_argument("state", choices=["active", "suspended", "revoked"])
+    state.add_argument("--reason", required=True)
+    args = parser.parse_args()
+    try:
+        print(json.dumps(asyncio.run(run(args)), indent=2))
+    except (TransitionRefused, ValueError) as exc:
+        print(json.dumps({"error": str(exc)}), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

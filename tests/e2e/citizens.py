@@ -1,0 +1,146 @@
+"""Helpers for citizen journeys: identity data, selfies, kiosks, prompts, and reading the whole run back."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import bson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from PIL import Image
+
+from libs.approvals import ApprovalRequest, Requester
+from libs.events import CloudEvent
+from libs.events.topics import APPROVAL_REQUESTED
+from services.auth.hkid import check_digit
+
+
+def random_hkid() -> str:
+    prefix = random.choice("ABCDEGHKMPRVWYZ")
+    digits = f"{random.randrange(10**6):06d}"
+    return f"{prefix}{digits}({check_digit(prefix, digits)})"
+
+
+def wrong_check_digit(hkid: str) -> str:
+    right = hkid[-2]
+    wrong = next(c for c in "0123456789A" if c != right)
+    return hkid[:-2] + wrong + ")"
+
+
+def selfie(size: int = 160) -> bytes:
+    """A photographic-enough PNG: random noise, so every selfie's bytes are unique."""
+    image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def identity(**overrides) -> dict:
+    data = {
+        "id_number": random_hkid(),
+        "name_en": f"CHAN Tai Man {uuid.uuid4().hex[:6].upper().replace('0', 'X').translate(str.maketrans('123456789', 'ABCDEFGHJ'))}",
+        "name_zh": "陳大文",
+        "date_of_birth": (date(1950, 1, 1) + timedelta(days=random.randrange(15000))).isoformat(),
+        "gender": "M",
+        "phone": f"+8529{random.randrange(10**7):07d}",
+        "email": f"citizen-{uuid.uuid4().hex[:8]}@example.hk",
+        "address": "Flat 12A, 8 Harbour Road, Wan Chai, Hong Kong",
+        "language": "zh-HK",
+    }
+    data.update(overrides)
+    return data
+
+
+def create_kiosk(platform) -> tuple[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.auth.admin", "create-client", "--kind", "kiosk", "--name", "Kiosk Central", "--scope", "enrol"],
+        env=platform.env(), capture_output=True, text=True, timeout=60, check=True,
+    )
+    created = json.loads(result.stdout)
+    return created["client_id"], created["client_secret"]
+
+
+def cli(platform, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clients.citizen_app", "--profile", str(profile), "--gateway", platform.gateway, *args],
+        env=platform.env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+def approval_request(account_id: str, *, expires_in_s: int = 300, purpose: str = "Log in to the Example Portal") -> ApprovalRequest:
+    return ApprovalRequest(
+        approval_id=f"appr-{uuid.uuid4().hex}",
+        account_id=account_id,
+        action="test",
+        requester=Requester(service="e2e", client_id="rp-example", client_name="Example Portal"),
+        purpose=purpose,
+        details={"fields": ["name_en", "email"]},
+        matching_code="4821",
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s),
+    )
+
+
+async def publish_prompt(bootstrap: str, request: ApprovalRequest) -> None:
+    """What formfill or signing does: publish approval.requested (here straight to the topic)."""
+    event = CloudEvent(source="/e2e", type="approval.requested", subject=request.approval_id, data=request.model_dump(mode="json"))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(APPROVAL_REQUESTED.name, event.to_json(), key=request.approval_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def all_messages(bootstrap: str) -> list:
+    """Every message of every topic on the broker, from the beginning to the current end."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if not t.startswith("__")]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    messages = []
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        while remaining:
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                messages.extend(batch)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return messages
+
+
+async def all_documents(mongo_client, database: str) -> list[bytes]:
+    """Every document of every collection of `database`, as raw BSON."""
+    db = mongo_client[database]
+    dumped = []
+    for name in await db.list_collection_names():
+        async for doc in db[name].find():
+            dumped.append(bson.encode(doc))
+    return dumped
+
+
+async def post_json(url: str, body, headers: dict | None = None) -> tuple[int, dict, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json=body, headers=headers or {}) as response:
+            return response.status, dict(response.headers), await response.json(content_type=None)

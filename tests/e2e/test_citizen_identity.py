@@ -1,0 +1,333 @@
+"""Citizen identity end to end, through the gateway, with the services as real processes.
+
+Kiosk enrolment → activation with the CLI → device token → a prompt published
+on `approval.requested` shows in `pending` → approved with the CLI →
+`approval.decided` carries a signature that verifies against the device key
+(checked with jwcrypto, not our own JOSE code). Then every refusal the issue
+lists, each a 4xx problem+json that changes nothing, and finally a sweep of
+every collection, log line and Kafka message of the run for the selfies and
+the plaintext identity data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
+
+from clients.citizen_app import AppError, CitizenApp, Profile
+from libs.approvals import sign_decision
+from libs.events import CloudEvent
+from libs.events.topics import APPROVAL_DECIDED, IDENTITY
+from libs.store import create_client
+from libs.tokens import generate_private_key, public_jwk
+
+from ..integration.eventing import eventually, read_all
+from .citizens import (
+    all_documents,
+    all_messages,
+    approval_request,
+    cli,
+    create_kiosk,
+    identity,
+    post_json,
+    publish_prompt,
+    selfie,
+    wrong_check_digit,
+)
+
+pytestmark = pytest.mark.e2e
+PROBLEM = "application/problem+json"
+# What this module put into the platform and must never find stored, logged or published in the clear.
+SELFIES: list[bytes] = []
+IDENTITIES: list[dict] = []
+
+
+@pytest.fixture(scope="module")
+def kiosk(platform):
+    return create_kiosk(platform)
+
+
+async def enrol(platform, kiosk, **overrides) -> tuple[dict, dict]:
+    person = identity(**overrides)
+    picture = selfie()
+    SELFIES.append(picture)
+    IDENTITIES.append(person)
+    app = CitizenApp(Profile(gateway_url=platform.gateway))
+    return person, await app.enrol(person, picture, kiosk=kiosk)
+
+
+async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone") -> CitizenApp:
+    _, enrolment = await enrol(platform, kiosk)
+    profile_path = tmp_path / f"{name}.json"
+    app = CitizenApp(Profile(gateway_url=platform.gateway), profile_path)
+    await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
+    return app
+
+
+async def account_count(platform) -> int:
+    client = create_client(platform.infra.mongo_uri)
+    try:
+        return await client[platform.database("auth")].accounts.count_documents({})
+    finally:
+        await client.close()
+
+
+def problem(result) -> dict:
+    status, headers, body = result
+    assert headers["Content-Type"].startswith(PROBLEM), body
+    assert body["status"] == status
+    return body
+
+
+async def test_kiosk_enrolment_to_cli_approval_with_a_verifiable_signature(platform, kiosk, tmp_path):
+    person, enrolment = await enrol(platform, kiosk)
+    assert enrolment["state"] == "pending" and enrolment["assurance"] == "plus"
+
+    # The CLI activates the device: key generated on the "phone", profile file 0600.
+    profile = tmp_path / "citizen.json"
+    activated = cli(platform, profile, "activate", "--account-id", enrolment["account_id"], "--code", enrolment["activation_code"])
+    assert activated.returncode == 0, activated.stderr
+    device_id = json.loads(activated.stdout)["device_id"]
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o600
+    app = CitizenApp(Profile.load(profile), profile)
+    assert (await app.devices())["devices"][0]["device_id"] == device_id
+
+    # A service asks for approval; the prompt reaches the citizen's queue.
+    request = approval_request(enrolment["account_id"])
+    await publish_prompt(platform.infra.kafka_bootstrap, request)
+
+    def pending_ids():
+        listed = cli(platform, profile, "pending")
+        assert listed.returncode == 0, listed.stderr
+        return [p["approval_id"] for p in json.loads(listed.stdout)]
+
+    await eventually(lambda: request.approval_id in pending_ids())
+
+    approved = cli(platform, profile, "approve", request.approval_id)
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["status"] == "approved"
+    assert request.approval_id not in pending_ids()
+
+    # approval.decided carries the device's signature over the digest: check it with jwcrypto.
+    decided = None
+    deadline = time.monotonic() + 30
+    while decided is None and time.monotonic() < deadline:
+        for message in await read_all(platform.infra.kafka_bootstrap, APPROVAL_DECIDED.name, 1, timeout_s=2):
+            event = CloudEvent.from_json(message.value)
+            if event.subject == request.approval_id:
+                decided = event
+    assert decided is not None and decided.type == "approval.decided"
+    data = decided.data
+    device_public = public_jwk(Profile.load(profile).device_key())
+    assert data["device_jwk"] == device_public and data["device_id"] == device_id
+    verifier = jwcrypto_jws.JWS()
+    verifier.deserialize(data["decision_jws"])
+    verifier.verify(jwcrypto_jwk.JWK(**device_public), alg="ES256")
+    claims = json.loads(verifier.payload)
+    assert claims["decision"] == "approve"
+    assert claims["approval_id"] == request.approval_id
+    assert claims["digest"] == request.digest() == data["digest"]
+
+    # The enrolment itself went out as identity.enrolled with the profile sealed.
+    enrolled = [
+        CloudEvent.from_json(m.value)
+        for m in await read_all(platform.infra.kafka_bootstrap, IDENTITY.name, 1, timeout_s=5)
+    ]
+    mine = [e for e in enrolled if e.subject == enrolment["account_id"] and e.type == "identity.enrolled"]
+    assert mine and mine[0].data["sealed_profile"].count(".") == 4  # compact JWE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"id_number": "WRONG-DIGIT"}, "id_number"),
+        ({"date_of_birth": "AGE-10"}, "date_of_birth"),
+        ({"email": "not-an-email"}, "email"),
+    ],
+)
+async def test_invalid_identity_data_is_422_and_creates_nothing(platform, kiosk, overrides, field):
+    person = identity()
+    if overrides.get("id_number") == "WRONG-DIGIT":
+        overrides = {"id_number": wrong_check_digit(person["id_number"])}
+    if overrides.get("date_of_birth") == "AGE-10":
+        today = datetime.now(UTC).date()
+        overrides = {"date_of_birth": today.replace(year=today.year - 10).isoformat()}
+    body = {**person, **overrides, "selfie": base64.b64encode(selfie()).decode()}
+    before = await account_count(platform)
+    result = await post_json(platform.gateway + "/v1/enrolments", body, {"Authorization": aiohttp.encode_basic_auth(*kiosk)})
+    assert result[0] == 422
+    assert field in {e["field"] for e in problem(result)["errors"]}
+    assert await account_count(platform) == before
+
+
+@pytest.mark.parametrize("picture", ["oversized", "not-an-image"])
+async def test_bad_selfies_are_refused_and_create_nothing(platform, kiosk, picture):
+    data = b"\x89PNG" + b"\0" * (2 * 1024 * 1024 + 100) if picture == "oversized" else b"GIF89a this is not a photo"
+    SELFIES.append(data)
+    body = {**identity(), "selfie": base64.b64encode(data).decode()}
+    before = await account_count(platform)
+    result = await post_json(platform.gateway + "/v1/enrolments", body, {"Authorization": aiohttp.encode_basic_auth(*kiosk)})
+    assert result[0] == 422
+    assert "selfie" in {e["field"] for e in problem(result)["errors"]}
+    assert await account_count(platform) == before
+
+
+async def test_enrolment_needs_a_kiosk_with_enrol_scope(platform, kiosk):
+    body = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    wrong_secret = aiohttp.encode_basic_auth(kiosk[0], "not-the-secret")
+    status, headers, _ = await post_json(platform.gateway + "/v1/enrolments", body, {"Authorization": wrong_secret})
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+
+
+async def test_duplicate_card_number_is_409(platform, kiosk):
+    person, _ = await enrol(platform, kiosk)
+    before = await account_count(platform)
+    again = {**identity(id_number=person["id_number"].lower().replace("(", " ").replace(")", "")), "selfie": base64.b64encode(selfie()).decode()}
+    result = await post_json(platform.gateway + "/v1/enrolments", again, {"Authorization": aiohttp.encode_basic_auth(*kiosk)})
+    assert result[0] == 409 and problem(result)["type"].endswith("/duplicate-enrolment")
+    assert await account_count(platform) == before
+
+
+async def test_activation_codes_are_single_use_and_lock_after_wrong_guesses(platform, kiosk, tmp_path):
+    _, first = await enrol(platform, kiosk)
+    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "a.json")
+    await app.activate(first["account_id"], first["activation_code"])
+    with pytest.raises(AppError) as reused:
+        await CitizenApp(Profile(gateway_url=platform.gateway)).activate(first["account_id"], first["activation_code"])
+    assert reused.value.status == 400 and reused.value.problem["type"].endswith("/used")
+
+    _, second = await enrol(platform, kiosk)
+    guesser = CitizenApp(Profile(gateway_url=platform.gateway))
+    for attempt in range(4):
+        with pytest.raises(AppError) as wrong:
+            await guesser.activate(second["account_id"], "ZZZZZ-ZZZZZ")
+        assert wrong.value.status == 400 and wrong.value.problem["attempts_left"] == 4 - attempt
+    with pytest.raises(AppError) as locked:
+        await guesser.activate(second["account_id"], "ZZZZZ-ZZZZZ")
+    assert locked.value.status == 403 and locked.value.problem["type"].endswith("/locked")
+    # Locked means locked: even the right code no longer works, and no device was bound.
+    with pytest.raises(AppError) as still_locked:
+        await guesser.activate(second["account_id"], second["activation_code"])
+    assert still_locked.value.status == 403
+    assert guesser.profile.device_id is None
+
+
+async def test_decisions_must_be_by_this_device_once_and_in_time(platform, kiosk, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path, "citizen")
+    stranger = await enrolled_app(platform, kiosk, tmp_path, "stranger")
+    request = approval_request(citizen.profile.account_id)
+    soon = approval_request(citizen.profile.account_id, expires_in_s=3)
+    await publish_prompt(platform.infra.kafka_bootstrap, request)
+    await publish_prompt(platform.infra.kafka_bootstrap, soon)
+    await eventually(lambda: _has_pending(citizen, {request.approval_id, soon.approval_id}))
+    token = await citizen.device_token()
+    url = f"{platform.gateway}/v1/approvals/{request.approval_id}/decision"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    # Signed by another device's key (claiming to be ours): refused, nothing decided.
+    forged = sign_decision(stranger.profile.device_key(), device_id=citizen.profile.device_id,
+                           approval_id=request.approval_id, digest=request.digest(), decision="approve")
+    result = await post_json(url, {"decision": forged}, auth)
+    assert result[0] == 403 and problem(result)["type"].endswith("/bad-signature")
+    # The stranger cannot see, let alone decide, someone else's prompt.
+    with pytest.raises(AppError) as foreign:
+        await stranger.approve(request.approval_id)
+    assert foreign.value.status == 404
+    assert (await citizen.show(request.approval_id))["status"] == "pending"
+
+    # A decision over another digest is refused too.
+    other_digest = sign_decision(citizen.profile.device_key(), device_id=citizen.profile.device_id,
+                                 approval_id=request.approval_id, digest="A" * 43, decision="approve")
+    result = await post_json(url, {"decision": other_digest}, auth)
+    assert result[0] == 403 and problem(result)["type"].endswith("/digest-mismatch")
+
+    # The real decision is accepted once; replaying it is a conflict.
+    genuine = sign_decision(citizen.profile.device_key(), device_id=citizen.profile.device_id,
+                            approval_id=request.approval_id, digest=request.digest(), decision="deny")
+    status, _, body = await post_json(url, {"decision": genuine}, auth)
+    assert status == 200 and body["status"] == "denied"
+    result = await post_json(url, {"decision": genuine}, auth)
+    assert result[0] == 409 and problem(result)["type"].endswith("/already-decided")
+    assert (await citizen.show(request.approval_id))["status"] == "denied"
+
+    # An expired prompt cannot be decided.
+    await eventually(lambda: datetime.now(UTC) > soon.expires_at, timeout_s=10)
+    with pytest.raises(AppError) as expired:
+        await citizen.approve(soon.approval_id)
+    assert expired.value.status == 410
+    assert (await citizen.show(soon.approval_id))["status"] == "expired"
+
+
+async def _has_pending(app: CitizenApp, wanted: set[str]) -> bool:
+    return wanted <= {p["approval_id"] for p in await app.pending()}
+
+
+async def test_a_revoked_device_can_do_nothing_more(platform, kiosk, tmp_path):
+    app = await enrolled_app(platform, kiosk, tmp_path)
+    token = await app.device_token()
+    await app.revoke(app.profile.device_id)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(platform.gateway + "/v1/approvals", headers={"Authorization": f"Bearer {token}"}) as response:
+            assert response.status == 401
+            assert response.content_type == PROBLEM
+            assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    with pytest.raises(AppError) as no_token:
+        await app.device_token()
+    assert no_token.value.status == 401
+
+
+async def test_device_tokens_need_a_fresh_assertion_signed_by_the_device(platform, kiosk, tmp_path):
+    app = await enrolled_app(platform, kiosk, tmp_path)
+    intruder_key = generate_private_key()
+    now = int(time.time())
+    forged = __import__("libs.tokens", fromlist=["sign"]).sign(
+        {"aud": f"{platform.gateway}/v1/devices/token", "iat": now, "exp": now + 60, "jti": "x" * 16},
+        intruder_key, headers={"kid": app.profile.device_id},
+    )
+    result = await post_json(platform.gateway + "/v1/devices/token", {"assertion": forged})
+    assert result[0] == 401 and problem(result)["type"].endswith("/invalid-assertion")
+
+
+async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platform):
+    """Runs last in this module: sweeps everything the run produced."""
+    assert SELFIES and IDENTITIES
+    needles: list[bytes] = []
+    for picture in SELFIES:
+        needles += [picture[:64], picture[-64:], base64.b64encode(picture)[:64], base64.b64encode(picture)[-64:]]
+    clear_values = []
+    for person in IDENTITIES:
+        card = person["id_number"]
+        clear_values += [card, card.replace("(", "").replace(")", ""), person["name_en"], person["date_of_birth"], person["email"], person["phone"]]
+    clear = [v.encode() for v in clear_values] + ["陳大文".encode()]
+
+    client = create_client(platform.infra.mongo_uri)
+    try:
+        documents = await all_documents(client, platform.database("auth"))
+    finally:
+        await client.close()
+    assert documents
+    for raw in documents:
+        assert not any(n in raw for n in needles), "a selfie reached the database"
+        assert not any(v in raw for v in clear), "plaintext identity data in an auth collection"
+
+    messages = await all_messages(platform.infra.kafka_bootstrap)
+    assert messages
+    for message in messages:
+        raw = (message.value or b"") + (message.key or b"") + b"".join(v for _, v in message.headers or ())
+        assert not any(n in raw for n in needles), f"a selfie reached Kafka ({message.topic})"
+        assert not any(v in raw for v in clear), f"plaintext identity data on Kafka ({message.topic})"
+
+    lines = [line for log in platform.stack.log_dir.glob("*.log") for line in log.read_bytes().splitlines()]
+    assert lines
+    for line in lines:
+        assert not any(n in line for n in needles), "a selfie reached a log"
+        assert not any(v in line for v in clear), "plaintext identity data in a log"
