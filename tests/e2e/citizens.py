@@ -60,11 +60,16 @@ def identity(**overrides) -> dict:
     return data
 
 
-def create_kiosk(platform) -> tuple[str, str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "services.auth.admin", "create-client", "--kind", "kiosk", "--name", "Kiosk Central", "--scope", "enrol"],
-        env=platform.env(), capture_output=True, text=True, timeout=60, check=True,
+def admin(platform, *args: str) -> subprocess.CompletedProcess:
+    """auth's operator command, run with the services' environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.auth.admin", *args], env=platform.env(), capture_output=True, text=True, timeout=60
     )
+
+
+def create_kiosk(platform) -> tuple[str, str]:
+    result = admin(platform, "create-client", "--kind", "kiosk", "--name", "Kiosk Central", "--scope", "enrol")
+    assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     return created["client_id"], created["client_secret"]
 
@@ -100,12 +105,12 @@ async def publish_prompt(bootstrap: str, request: ApprovalRequest) -> None:
         await producer.stop()
 
 
-async def all_messages(bootstrap: str) -> list:
-    """Every message of every topic on the broker, from the beginning to the current end."""
+async def all_messages(bootstrap: str, topics: list[str] | None = None) -> list:
+    """Every message of `topics` (default: every topic on the broker), from the beginning to the current end."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        names = [t for t in await admin.list_topics() if not t.startswith("__")]
+        names = topics or [t for t in await admin.list_topics() if not t.startswith("__")]
         described = await admin.describe_topics(names)
     finally:
         await admin.close()

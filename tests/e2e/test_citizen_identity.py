@@ -32,6 +32,7 @@ from libs.tokens import generate_private_key, public_jwk
 
 from ..integration.eventing import eventually, read_all
 from .citizens import (
+    admin,
     all_documents,
     all_messages,
     approval_request,
@@ -295,6 +296,36 @@ async def test_device_tokens_need_a_fresh_assertion_signed_by_the_device(platfor
     )
     result = await post_json(platform.gateway + "/v1/devices/token", {"assertion": forged})
     assert result[0] == 401 and problem(result)["type"].endswith("/invalid-assertion")
+
+
+async def test_account_states_change_by_event_and_a_suspended_account_is_stopped(platform, kiosk, tmp_path):
+    app = await enrolled_app(platform, kiosk, tmp_path)
+    account_id = app.profile.account_id
+    assert (await app.devices())["devices"]  # active: the device works
+
+    suspended = admin(platform, "set-state", account_id, "suspended", "--reason", "reported lost")
+    assert suspended.returncode == 0, suspended.stderr
+    with pytest.raises(AppError) as stopped:
+        await app.device_token()
+    assert stopped.value.status == 403
+    refused = admin(platform, "set-state", account_id, "pending", "--reason", "no way back")
+    assert refused.returncode != 0  # argparse refuses: pending is not a target state
+    back = admin(platform, "set-state", account_id, "active", "--reason", "found again")
+    assert back.returncode == 0
+    assert (await app.devices())["devices"]
+
+    async def transitions() -> list[tuple[str, str]]:
+        messages = await all_messages(platform.infra.kafka_bootstrap, [IDENTITY.name])
+        return [
+            (e.data["from"], e.data["to"])
+            for e in (CloudEvent.from_json(m.value) for m in messages)
+            if e.subject == account_id and e.type == "identity.state_changed"
+        ]
+
+    async def all_three_published():
+        return await transitions() == [("pending", "active"), ("active", "suspended"), ("suspended", "active")]
+
+    await eventually(all_three_published)
 
 
 async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platform):
