@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test install clean
+.PHONY: up down status seed test install clean
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -20,6 +20,10 @@ install: $(STAMP)
 ## make up: broker, database and the five services on 127.0.0.1, waits for every /readyz.
 up: $(STAMP)
 	$(PY) -m libs.devstack up
+
+## make seed: demo clients and citizens with activated devices, written to .dev/seed.json.
+seed: up
+	$(PY) -m clients.seed
 
 ## make down: stops everything `make up` started, by PID.
 down:

@@ -136,3 +136,28 @@ def test_down_leaves_no_process_behind(tmp_path):
         last = json.loads((stack.log_dir / f"{name}.log").read_text().splitlines()[-1])
         assert last["event"] == "stopped", (name, last)
     assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")
+
+
+def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
+    stack, _ = stack
+    env = {**os.environ, "HARBOUR_DEV_DIR": str(stack.dev_dir)}
+    seeded = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert seeded.returncode == 0, seeded.stderr
+    path = stack.dev_dir / "seed.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    seed = json.loads(path.read_text())
+    kinds = sorted(c["kind"] for c in seed["clients"].values())
+    assert kinds == ["agency", "kiosk", "relying_party", "relying_party"]
+    assert all(c["client_id"] and c["client_secret"] for c in seed["clients"].values())
+    assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus"]
+    for citizen in seed["citizens"].values():
+        assert {"id_number", "name_en", "date_of_birth"} <= citizen["enrolled_with"].keys()
+        devices = subprocess.run(
+            [sys.executable, "-m", "clients.citizen_app", "--profile", citizen["profile"], "devices"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert devices.returncode == 0, devices.stderr
+        assert json.loads(devices.stdout)["current_device_id"] == citizen["device_id"]
+    again = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "keeping it" in again.stdout
+    assert json.loads(path.read_text()) == seed
