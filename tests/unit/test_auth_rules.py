@@ -1,0 +1,95 @@
+"""auth's pure rules: enrolment validation, the age limit, activation codes, account transitions."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from services.auth.accounts import TRANSITIONS
+from services.auth.activation import ActivationRefused, check_code, new_activation
+from services.auth.enrolment import EnrolmentRequest, age_on
+
+KEY = b"k" * 32
+VALID = {
+    "id_number": "a123456 3",
+    "name_en": "CHAN Tai Man",
+    "name_zh": "陳大文",
+    "date_of_birth": "1985-03-14",
+    "gender": "M",
+    "phone": "+85291234567",
+    "email": "chan@example.hk",
+    "address": "8 Harbour Road, Wan Chai",
+    "selfie": base64.b64encode(b"\x89PNG....").decode(),
+}
+
+
+def fields_of(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+
+
+def test_a_valid_request_is_normalised():
+    request = EnrolmentRequest.model_validate(VALID)
+    assert request.id_number == "A123456(3)"
+    assert "selfie" not in repr(request)
+    assert "selfie" not in request.profile()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id_number", "A123456(4)"),
+        ("name_en", "陳大文"),
+        ("name_zh", "Chan"),
+        ("gender", "male"),
+        ("phone", "91234567"),
+        ("email", "chan@"),
+        ("selfie", "***not base64***"),
+        ("date_of_birth", "2999-01-01"),
+    ],
+)
+def test_each_bad_field_is_named(field, value):
+    with pytest.raises(ValidationError) as exc:
+        EnrolmentRequest.model_validate({**VALID, field: value})
+    assert fields_of(exc.value) == {field}
+
+
+def test_unknown_fields_are_refused():
+    with pytest.raises(ValidationError):
+        EnrolmentRequest.model_validate({**VALID, "is_admin": True})
+
+
+def test_age_limit_is_eleven_on_the_day():
+    assert age_on(date(2015, 6, 1), date(2026, 6, 1)) == 11
+    assert age_on(date(2015, 6, 2), date(2026, 6, 1)) == 10
+    assert age_on(date(2016, 2, 29), date(2027, 2, 28)) == 10
+    today = datetime.now(UTC).date()
+    ten = today.replace(year=today.year - 10) if not (today.month == 2 and today.day == 29) else today - timedelta(days=3650)
+    with pytest.raises(ValidationError):
+        EnrolmentRequest.model_validate({**VALID, "date_of_birth": ten.isoformat()})
+
+
+def test_activation_code_checks():
+    activation = new_activation(KEY, ttl_s=60)
+    stored = activation.stored()
+    now = datetime.now(UTC)
+    assert activation.code not in str(stored)
+    assert check_code(stored, activation.display().lower(), KEY, now=now, max_attempts=5)
+    assert not check_code(stored, "2222233333", KEY, now=now, max_attempts=5)
+    with pytest.raises(ActivationRefused) as expired:
+        check_code(stored, activation.code, KEY, now=now + timedelta(seconds=61), max_attempts=5)
+    assert expired.value.reason == "expired"
+    with pytest.raises(ActivationRefused) as locked:
+        check_code({**stored, "attempts": 5}, activation.code, KEY, now=now, max_attempts=5)
+    assert locked.value.reason == "locked"
+    with pytest.raises(ActivationRefused) as used:
+        check_code({**stored, "status": "used"}, activation.code, KEY, now=now, max_attempts=5)
+    assert used.value.reason == "used"
+
+
+def test_account_transitions():
+    assert TRANSITIONS["pending"] == {"active", "revoked"}
+    assert TRANSITIONS["revoked"] == set()
+    assert "pending" not in set().union(*TRANSITIONS.values())
