@@ -49,8 +49,8 @@ def infra():
         return
     private_dir = REPO_ROOT / ".dev" / f"test-{os.getpid()}"
     stack = DevStack(StackConfig.free_ports(private_dir))
-    stack.up_infra()
     try:
+        stack.up_infra()
         yield Infra(stack.config.kafka_bootstrap, stack.config.mongo_uri, private_dir)
     finally:
         stack.down()

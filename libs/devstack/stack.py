@@ -180,9 +180,14 @@ class DevStack:
                 raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
 
     def up(self) -> float:
+        """Start everything; if any part fails to come up, stop what was started and re-raise."""
         started = time.monotonic()
-        self.up_infra()
-        self.up_services()
+        try:
+            self.up_infra()
+            self.up_services()
+        except BaseException:
+            self.down()
+            raise
         return time.monotonic() - started
 
     def down(self) -> list[str]:

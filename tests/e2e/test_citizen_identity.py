@@ -147,6 +147,36 @@ async def test_kiosk_enrolment_to_cli_approval_with_a_verifiable_signature(platf
     assert mine and mine[0].data["sealed_profile"].count(".") == 4  # compact JWE
 
 
+async def test_cli_self_registration_in_the_sandbox_then_deny(platform, tmp_path):
+    person = identity()
+    picture = selfie()
+    SELFIES.append(picture)
+    IDENTITIES.append(person)
+    (tmp_path / "me.png").write_bytes(picture)
+    profile = tmp_path / "me.json"
+    enrolled = cli(
+        platform, profile, "enrol",
+        "--id-number", person["id_number"], "--name-en", person["name_en"], "--name-zh", person["name_zh"],
+        "--date-of-birth", person["date_of_birth"], "--gender", person["gender"], "--phone", person["phone"],
+        "--email", person["email"], "--address", person["address"], "--selfie", str(tmp_path / "me.png"),
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    enrolment = json.loads(enrolled.stdout)
+    assert enrolment["assurance"] == "basic"  # self-registered, not proofed in person
+    activated = cli(platform, profile, "activate", "--account-id", enrolment["account_id"], "--code", enrolment["activation_code"])
+    assert activated.returncode == 0, activated.stderr
+    devices = json.loads(cli(platform, profile, "devices").stdout)
+    assert [d["status"] for d in devices["devices"]] == ["active"]
+
+    request = approval_request(enrolment["account_id"], purpose="Sign in to the Tax Portal")
+    await publish_prompt(platform.infra.kafka_bootstrap, request)
+    await eventually(lambda: request.approval_id in cli(platform, profile, "pending").stdout)
+    denied = cli(platform, profile, "deny", request.approval_id)
+    assert denied.returncode == 0 and json.loads(denied.stdout)["status"] == "denied"
+    again = cli(platform, profile, "approve", request.approval_id)
+    assert again.returncode == 1 and json.loads(again.stderr)["status"] == 409
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

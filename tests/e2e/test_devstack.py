@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.devstack import SERVICES, DevStack, StackConfig
 from libs.devstack import processes
+from libs.devstack.secrets import dev_secrets
 from libs.devstack.stack import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -161,3 +162,17 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     again = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "keeping it" in again.stdout
     assert json.loads(path.read_text()) == seed
+
+
+def test_a_failed_up_stops_what_it_started(tmp_path):
+    config = StackConfig.free_ports(tmp_path / "broken")
+    config.dev_dir.mkdir(parents=True)
+    # A service that cannot start: auth refuses a key-encryption key of the wrong size.
+    secrets = dev_secrets(config.dev_dir) | {"HARBOUR_AUTH_KEK": "dev-1:dG9vLXNob3J0"}
+    (config.dev_dir / "secrets.json").write_text(json.dumps(secrets))
+    up = devstack("up", config)
+    assert up.returncode == 1
+    assert "auth exited at start" in up.stderr
+    assert all(pid is None for pid in DevStack(config).status().values())
+    assert not processes.port_open("127.0.0.1", config.kafka_port)
+    assert not processes.port_open("127.0.0.1", config.mongo_port)
