@@ -17,7 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.approvals import ApprovalRequest, DecisionRejected, decision_device_id, verify_decision
 from libs.events import CloudEvent, Outbox
-from libs.events.topics import APPROVAL_DECIDED, AUDIT
+from libs.events.audit import record_audit
+from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import load_public_jwk
 
 from .devices import DeviceContext
@@ -145,14 +146,8 @@ async def decide(
             },
         ),
     )
-    await outbox.add(
-        session,
-        AUDIT.name,
-        CloudEvent(
-            source="/auth",
-            type="audit.recorded",
-            subject=device.account_id,
-            data={"action": "approval.decide", "actor": device.device_id, "outcome": status, "approval_id": approval_id},
-        ),
+    await record_audit(
+        outbox, session, service="auth", subject=device.account_id, action="approval.decide",
+        actor=device.device_id, outcome=status, approval_id=approval_id,
     )
     return {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}

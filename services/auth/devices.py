@@ -20,8 +20,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from libs.events import CloudEvent, Outbox
-from libs.events.topics import AUDIT
+from libs.events import Outbox
+from libs.events.audit import record_audit
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, unverified_header, verify
 
 from .accounts import change_state
@@ -53,10 +53,6 @@ class DeviceContext:
     device_id: str
     account_id: str
     public_jwk: dict[str, str]
-
-
-def _audit(action: str, subject: str, actor: str, **data: Any) -> CloudEvent:
-    return CloudEvent(source="/auth", type="audit.recorded", subject=subject, data={"action": action, "actor": actor, "outcome": "success", **data})
 
 
 async def issue_nonce(db: AsyncDatabase, ttl_s: int) -> tuple[str, datetime]:
@@ -140,7 +136,10 @@ async def bind_device(
     account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
     if account["state"] == "pending":
         await change_state(db, session, request.account_id, "active", reason="first device activated")
-    await Outbox(db).add(session, AUDIT.name, _audit("device.activate", request.account_id, device_id, device_id=device_id))
+    await record_audit(
+        Outbox(db), session, service="auth", subject=request.account_id, action="device.activate",
+        actor=device_id, device_id=device_id,
+    )
     return device_id
 
 
@@ -230,8 +229,9 @@ async def revoke_device(db: AsyncDatabase, session: AsyncClientSession, actor: D
     )
     if result.matched_count != 1:
         raise Refused("not-found", "no such active device on this account", status=404)
-    await Outbox(db).add(
-        session, AUDIT.name, _audit("device.revoke", actor.account_id, actor.device_id, device_id=device_id)
+    await record_audit(
+        Outbox(db), session, service="auth", subject=actor.account_id, action="device.revoke",
+        actor=actor.device_id, device_id=device_id,
     )
 
 

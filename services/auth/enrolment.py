@@ -21,7 +21,8 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.crypto import keyed_hash, normalise_hkid, seal
 from libs.events import CloudEvent, Outbox
-from libs.events.topics import AUDIT, IDENTITY
+from libs.events.audit import record_audit
+from libs.events.topics import IDENTITY
 
 from .activation import ActivationCode, new_activation
 from .errors import Refused
@@ -164,15 +165,8 @@ async def create_account(
             },
         ),
     )
-    await outbox.add(
-        session,
-        AUDIT.name,
-        CloudEvent(
-            source="/auth",
-            type="audit.recorded",
-            subject=account_id,
-            data={"action": "identity.enrol", "actor": enrolled_by, "outcome": "success", "assurance": assurance},
-        ),
+    await record_audit(
+        outbox, session, service="auth", subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance
     )
     return account_id, activation
 

@@ -26,7 +26,7 @@ from jwcrypto import jws as jwcrypto_jws
 from clients.citizen_app import AppError, CitizenApp, Profile
 from libs.approvals import sign_decision
 from libs.events import CloudEvent
-from libs.events.topics import APPROVAL_DECIDED, IDENTITY
+from libs.events.topics import APPROVAL_DECIDED, AUDIT, IDENTITY
 from libs.store import create_client
 from libs.tokens import generate_private_key, public_jwk
 
@@ -145,6 +145,17 @@ async def test_kiosk_enrolment_to_cli_approval_with_a_verifiable_signature(platf
     ]
     mine = [e for e in enrolled if e.subject == enrolment["account_id"] and e.type == "identity.enrolled"]
     assert mine and mine[0].data["sealed_profile"].count(".") == 4  # compact JWE
+
+    # Each sensitive action left an audit event.
+    async def audited_actions():
+        messages = await all_messages(platform.infra.kafka_bootstrap, [AUDIT.name])
+        events = [CloudEvent.from_json(m.value) for m in messages]
+        return {e.data["action"] for e in events if e.subject == enrolment["account_id"]}
+
+    async def all_audited():
+        return await audited_actions() >= {"identity.enrol", "device.activate", "approval.decide"}
+
+    await eventually(all_audited)
 
 
 async def test_cli_self_registration_in_the_sandbox_then_deny(platform, tmp_path):
