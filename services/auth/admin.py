@@ -14,11 +14,13 @@ import asyncio
 import json
 import sys
 
+from pydantic import ValidationError
+
 from libs.events.outbox import OUTBOX_INDEXES
 from libs.store import apply_indexes, create_client, in_transaction
 
 from .accounts import TransitionRefused, change_state
-from .clients import register_client
+from .clients import ClientMetadata, register_client
 from .settings import AuthSettings
 from .store import INDEXES
 
@@ -30,11 +32,18 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         await apply_indexes(db, (*INDEXES, *OUTBOX_INDEXES))
         if args.command == "create-client":
-            registered, secret = await in_transaction(
-                client, lambda s: register_client(db, s, name=args.name, kind=args.kind, scopes=set(args.scope))
+            metadata = ClientMetadata(
+                client_name=args.name,
+                kind=args.kind,
+                scope=" ".join(args.scope),
+                redirect_uris=args.redirect_uri,
+                post_logout_redirect_uris=args.post_logout_redirect_uri,
+                formfill_fields=args.formfill_field,
             )
-            return {"client_id": registered.client_id, "client_secret": secret, "name": registered.name,
-                    "kind": registered.kind, "scopes": sorted(registered.scopes)}
+            registered, secret = await in_transaction(
+                client, lambda s: register_client(db, s, metadata, registered_by="operator")
+            )
+            return {**registered.public_view(), "client_secret": secret}
         await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason))
         return {"account_id": args.account_id, "state": args.state}
     finally:
@@ -49,6 +58,9 @@ def main() -> int:
     create.add_argument("--kind", required=True, choices=["kiosk", "relying_party", "agency"])
     create.add_argument("--name", required=True)
     create.add_argument("--scope", action="append", default=[])
+    create.add_argument("--redirect-uri", action="append", default=[])
+    create.add_argument("--post-logout-redirect-uri", action="append", default=[])
+    create.add_argument("--formfill-field", action="append", default=[])
     state = commands.add_parser("set-state")
     state.add_argument("account_id")
     state.add_argument("state", choices=["active", "suspended", "revoked"])
@@ -56,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         print(json.dumps(asyncio.run(run(args)), indent=2))
-    except (TransitionRefused, ValueError) as exc:
+    except (TransitionRefused, ValidationError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ from libs.store import DATABASE, MONGO_CLIENT
 from .api import AUTH, routes
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
-from .keys import TokenSigner, load_or_create_key
+from .oidc.jwks import KeyStore, TokenSigner
 from .proofing import FaceMatcher, LocalFaceMatcher
 from .settings import AuthSettings
 from .store import INDEXES
@@ -25,12 +25,14 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
 
     async def auth_context(app: web.Application):
-        key = await load_or_create_key(app[DATABASE], settings.keyring)
+        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.max_jwt_lifetime_s)
+        await keys.ensure()
         app[AUTH] = Auth(
             settings=settings,
             mongo=app[MONGO_CLIENT],
             db=app[DATABASE],
-            signer=TokenSigner(key, settings.issuer),
+            keys=keys,
+            signer=TokenSigner(keys, settings.issuer),
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
         )

@@ -1,8 +1,11 @@
-"""Registered clients (kiosks now; relying parties and agencies with the OIDC issue) and their authentication.
+"""The client registry: relying parties, agencies and kiosks, and how they authenticate.
 
-Secrets are 256-bit random values shown once; only their SHA-256 is stored
-(a slow hash adds nothing for secrets of that entropy) and compared in
-constant time.
+Metadata follows RFC 7591 (dynamic client registration) names where one
+exists, plus Harbour ID's own (`kind`, `formfill_fields`, `callback_urls`,
+`encryption_jwk`). Secrets are 256-bit random values shown once; only their
+SHA-256 is stored (a slow hash adds nothing at that entropy) and compared in
+constant time. Every registration and update is published on `clients.events`
+so other services keep their own projection (never with secrets).
 """
 
 from __future__ import annotations
@@ -11,70 +14,196 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import unquote_plus, urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import CloudEvent, Outbox
+from libs.events.audit import record_audit
 from libs.events.topics import CLIENTS
+from libs.tokens import InvalidKey, load_public_jwk
 
 from .store import CLIENTS as CLIENTS_COLLECTION
 
-ClientKind = Literal["kiosk", "relying_party", "agency"]
-SCOPES = frozenset({"enrol", "openid", "formfill", "sign", "notify"})
+ClientKind = Literal["relying_party", "agency", "kiosk"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "formfill", "sign", "notify", "enrol", "offline_access"})
+FORMFILL_FIELDS = frozenset(
+    {"id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address"}
+)
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def check_redirect_uri(uri: str) -> str:
+    """Absolute https URIs (http only on loopback), no fragment (RFC 6749 §3.1.2)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URI")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError("must use https (http only on loopback)")
+    if parts.fragment or "#" in uri:
+        raise ValueError("must not contain a fragment")
+    return uri
+
+
+class ClientMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    client_name: str = Field(min_length=1, max_length=100)
+    kind: ClientKind = "relying_party"
+    redirect_uris: list[str] = Field(default_factory=list, max_length=20)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=20)
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = Field(default=None, max_length=500)
+    scope: str = Field(default="openid", max_length=500, description="space-separated scopes the client may ask for")
+    formfill_fields: list[str] = Field(default_factory=list, max_length=len(FORMFILL_FIELDS))
+    sector_identifier_uri: str | None = Field(default=None, max_length=500)
+    callback_urls: list[str] = Field(default_factory=list, max_length=10)
+    encryption_jwk: dict[str, Any] | None = None
+
+    @field_validator("redirect_uris", "post_logout_redirect_uris", "callback_urls")
+    @classmethod
+    def _uris(cls, values: list[str]) -> list[str]:
+        return [check_redirect_uri(v) for v in values]
+
+    @field_validator("scope")
+    @classmethod
+    def _scopes(cls, value: str) -> str:
+        unknown = set(value.split()) - SCOPES
+        if unknown:
+            raise ValueError(f"unknown scopes: {' '.join(sorted(unknown))}")
+        return " ".join(sorted(set(value.split())))
+
+    @field_validator("formfill_fields")
+    @classmethod
+    def _fields(cls, values: list[str]) -> list[str]:
+        unknown = set(values) - FORMFILL_FIELDS
+        if unknown:
+            raise ValueError(f"unknown form-fill fields: {' '.join(sorted(unknown))}")
+        return sorted(set(values))
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, value: dict | None) -> dict | None:
+        if value is None:
+            return None
+        keys = value.get("keys")
+        if not isinstance(keys, list) or not keys or len(keys) > 10:
+            raise ValueError("jwks must hold 1 to 10 keys")
+        for key in keys:
+            try:
+                load_public_jwk({k: v for k, v in key.items() if k in ("kty", "crv", "x", "y", "d")})
+            except InvalidKey as exc:
+                raise ValueError(f"jwks: {exc}") from None
+        return value
+
+    @field_validator("encryption_jwk")
+    @classmethod
+    def _encryption_jwk(cls, value: dict | None) -> dict | None:
+        if value is not None:
+            try:
+                load_public_jwk({k: v for k, v in value.items() if k in ("kty", "crv", "x", "y", "d")})
+            except InvalidKey as exc:
+                raise ValueError(f"encryption_jwk: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClientMetadata":
+        if self.kind == "relying_party" and "openid" in self.scope.split() and not self.redirect_uris:
+            raise ValueError("a relying party that logs citizens in needs redirect_uris")
+        if self.token_endpoint_auth_method == "private_key_jwt" and not (self.jwks or self.jwks_uri):
+            raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if self.jwks_uri is not None:
+            check_redirect_uri(self.jwks_uri)
+        if self.sector_identifier_uri is not None:
+            check_redirect_uri(self.sector_identifier_uri)
+        return self
 
 
 @dataclass(frozen=True)
 class Client:
     client_id: str
-    name: str
-    kind: str
-    scopes: frozenset[str]
+    metadata: ClientMetadata
+    secret_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.client_name
+
+    @property
+    def kind(self) -> str:
+        return self.metadata.kind
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.metadata.scope.split())
+
+    @property
+    def sector(self) -> str:
+        """The pairwise sector (OIDC Core §8.1): the declared sector identifier's host, else the client itself.
+
+        Stricter than the spec's default (the redirect URI's host): two clients
+        on one host share subjects only when an administrator registered them
+        with the same sector identifier.
+        """
+        uri = self.metadata.sector_identifier_uri
+        return f"sector:{urlsplit(uri).hostname}" if uri else f"client:{self.client_id}"
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def public_view(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, **self.metadata.model_dump(exclude_none=True)}
 
 
 def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _client_from(doc: dict) -> Client:
-    return Client(client_id=doc["_id"], name=doc["name"], kind=doc["kind"], scopes=frozenset(doc["scopes"]))
+def client_from_doc(doc: dict) -> Client:
+    return Client(client_id=doc["_id"], metadata=ClientMetadata.model_validate(doc["metadata"]), secret_sha256=doc.get("secret_sha256"))
 
 
 async def register_client(
-    db: AsyncDatabase, session: AsyncClientSession, *, name: str, kind: ClientKind, scopes: set[str]
-) -> tuple[Client, str]:
-    """Create a client inside the caller's transaction; return it and its secret (shown once)."""
-    unknown = set(scopes) - SCOPES
-    if unknown:
-        raise ValueError(f"unknown scopes: {sorted(unknown)}")
-    client_id = f"{kind.replace('_', '-')}-{secrets.token_hex(6)}"
-    secret = secrets.token_urlsafe(32)
+    db: AsyncDatabase, session: AsyncClientSession, metadata: ClientMetadata, *, registered_by: str
+) -> tuple[Client, str | None]:
+    """Create a client inside the caller's transaction; return it and its secret (shown once; None for private_key_jwt)."""
+    client_id = f"{metadata.kind.replace('_', '-')}-{secrets.token_hex(8)}"
+    secret = None if metadata.token_endpoint_auth_method == "private_key_jwt" else secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     await db[CLIENTS_COLLECTION].insert_one(
         {
             "_id": client_id,
-            "name": name,
-            "kind": kind,
-            "scopes": sorted(scopes),
-            "secret_sha256": _secret_hash(secret),
+            "metadata": metadata.model_dump(mode="json"),
+            "secret_sha256": _secret_hash(secret) if secret else None,
             "created_at": now,
+            "registered_by": registered_by,
         },
         session=session,
     )
-    event = CloudEvent(
-        source="/auth",
-        type="client.registered",
-        subject=client_id,
-        data={"client_id": client_id, "name": name, "kind": kind, "scopes": sorted(scopes)},
+    client = Client(client_id, metadata, _secret_hash(secret) if secret else None)
+    outbox = Outbox(db)
+    await outbox.add(
+        session,
+        CLIENTS.name,
+        CloudEvent(source="/auth", type="client.registered", subject=client_id, data=client.public_view()),
     )
-    await Outbox(db).add(session, CLIENTS.name, event)
-    return Client(client_id, name, kind, frozenset(scopes)), secret
+    await record_audit(outbox, session, service="auth", subject=client_id, action="client.register", actor=registered_by)
+    return client, secret
+
+
+async def find_client(db: AsyncDatabase, client_id: str) -> Client | None:
+    if not isinstance(client_id, str) or len(client_id) > 100:
+        return None
+    doc = await db[CLIENTS_COLLECTION].find_one({"_id": client_id})
+    return client_from_doc(doc) if doc else None
 
 
 def parse_basic(authorization: str | None) -> tuple[str, str] | None:
@@ -86,13 +215,16 @@ def parse_basic(authorization: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     client_id, sep, secret = decoded.partition(":")
-    return (client_id, secret) if sep and client_id and secret else None
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return (unquote_plus(client_id), unquote_plus(secret)) if sep and client_id and secret else None
+
+
+def secret_matches(client: Client | None, secret: str) -> bool:
+    # Compare even when the client is unknown, so timing does not reveal which ids exist.
+    expected = client.secret_sha256 if client and client.secret_sha256 else _secret_hash(secrets.token_urlsafe(32))
+    return hmac.compare_digest(expected, _secret_hash(secret)) and client is not None and client.secret_sha256 is not None
 
 
 async def authenticate_client(db: AsyncDatabase, client_id: str, secret: str) -> Client | None:
-    doc = await db[CLIENTS_COLLECTION].find_one({"_id": client_id})
-    # Compare even when the client is unknown, so timing does not reveal which ids exist.
-    expected = doc["secret_sha256"] if doc else _secret_hash(secrets.token_urlsafe(32))
-    if not hmac.compare_digest(expected, _secret_hash(secret)) or doc is None:
-        return None
-    return _client_from(doc)
+    client = await find_client(db, client_id)
+    return client if secret_matches(client, secret) else None

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from libs.events import OutboxRelay
 from libs.store import in_transaction
 
-from .keys import TokenSigner
+from .oidc.jwks import KeyStore, TokenSigner
 from .proofing import FaceMatcher
 from .settings import AuthSettings
 
@@ -25,6 +25,7 @@ class Auth:
     settings: AuthSettings
     mongo: AsyncMongoClient
     db: AsyncDatabase
+    keys: KeyStore
     signer: TokenSigner
     matcher: FaceMatcher
     relay: OutboxRelay

@@ -27,7 +27,7 @@ from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, u
 from .accounts import change_state
 from .activation import ActivationRefused, check_code
 from .errors import Refused
-from .keys import TokenSigner
+from .oidc.jwks import TokenSigner
 from .store import ACCOUNTS, DEVICE_NONCES, DEVICES, USED_ASSERTIONS
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ async def issue_device_token(
     except DuplicateKeyError:
         raise Refused("replayed-assertion", "this assertion was already used", status=401) from None
     now = int(datetime.now(UTC).timestamp())
-    token = signer.sign(
+    token = await signer.sign(
         {
             "sub": device["account_id"],
             "aud": DEVICE_TOKEN_AUDIENCE,
@@ -189,7 +189,7 @@ async def issue_device_token(
 async def authenticate_device(db: AsyncDatabase, signer: TokenSigner, token: str) -> DeviceContext:
     """The device behind a device token, checked afresh on every request."""
     try:
-        claims = signer.verify(token, audience=DEVICE_TOKEN_AUDIENCE, typ=DEVICE_TOKEN_TYP)
+        claims = await signer.verify(token, audience=DEVICE_TOKEN_AUDIENCE, typ=DEVICE_TOKEN_TYP)
     except InvalidToken as exc:
         raise Refused("invalid-token", str(exc), status=401) from None
     device = await db[DEVICES].find_one({"_id": claims.get("device_id")})

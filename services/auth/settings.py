@@ -46,6 +46,19 @@ class AuthSettings:
     device_nonce_ttl_s: int = 120
     device_token_ttl_s: int = 10 * 60
     max_selfie_bytes: int = 2 * 1024 * 1024
+    # OpenID Connect lifetimes.
+    authorization_ttl_s: int = 5 * 60        # a login page / CIBA request waits this long for the phone
+    code_ttl_s: int = 60
+    access_token_ttl_s: int = 10 * 60
+    id_token_ttl_s: int = 10 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    session_ttl_s: int = 8 * 3600
+    # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
+    admin_token: str = ""
+
+    @property
+    def max_jwt_lifetime_s(self) -> int:
+        return max(self.access_token_ttl_s, self.id_token_ttl_s, self.device_token_ttl_s)
 
     @classmethod
     def from_env(cls) -> "AuthSettings":
@@ -60,4 +73,5 @@ class AuthSettings:
             keyring=Keyring.from_env_value(_required("AUTH_KEK")),
             formfill_sealing_jwk=json.loads(_required("FORMFILL_SEALING_PUBLIC_JWK")),
             sandbox=env_bool("SANDBOX", False),
+            admin_token=env("ADMIN_TOKEN", ""),
         )

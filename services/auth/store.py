@@ -12,10 +12,30 @@ DEVICE_NONCES = "device_nonces"
 USED_ASSERTIONS = "used_assertions"
 APPROVALS = "approvals"
 CLIENTS = "clients"
-SIGNING_KEYS = "signing_keys"
+TOKEN_KEYS = "token_keys"
+AUTHORIZATIONS = "authorizations"          # login transactions (authorization requests in progress)
+PUSHED_REQUESTS = "pushed_requests"        # PAR, RFC 9126
+AUTHORIZATION_CODES = "authorization_codes"
+REFRESH_TOKENS = "refresh_tokens"
+REVOKED_TOKENS = "revoked_tokens"          # revoked access-token ids until they expire
+SESSIONS = "sessions"                      # browser sessions at the issuer (prompt=none, logout)
+SUBJECTS = "subjects"                      # pairwise subject -> account
+CLIENT_ASSERTIONS = "client_assertions"    # private_key_jwt jti replay cache
+CIBA_REQUESTS = "ciba_requests"
 
 INDEXES = (
     index(ACCOUNTS, "card_hash", unique=True),
+    index(TOKEN_KEYS, "status"),
+    index(AUTHORIZATIONS, "expires_at", expire_after_s=3600),
+    index(PUSHED_REQUESTS, "expires_at", expire_after_s=0),
+    index(AUTHORIZATION_CODES, "expires_at", expire_after_s=3600),
+    index(REFRESH_TOKENS, "family_id"),
+    index(REFRESH_TOKENS, "expires_at", name="refresh_tokens_ttl", expire_after_s=0),
+    index(REVOKED_TOKENS, "expires_at", expire_after_s=0),
+    index(SESSIONS, "expires_at", expire_after_s=0),
+    index(SUBJECTS, "account_id", "sector", unique=True),
+    index(CLIENT_ASSERTIONS, "expires_at", expire_after_s=0),
+    index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),
     index(DEVICES, "account_id", "created_at"),
     index(DEVICE_NONCES, "expires_at", expire_after_s=0),
     # Device assertions are single-use until they expire.

@@ -1,0 +1,156 @@
+"""Token-signing keys (RFC 7517 JWKS) and their rotation.
+
+Three states: `next` (published, not yet signing), `current` (signing) and
+`retired` (published until every token it signed has expired). A relying
+party that caches the JWKS therefore always knows a key before it sees a token
+signed with it. `rotate` promotes next → current, current → retired, and
+makes a new next; every step runs in one transaction that also bumps a state
+document, so concurrent rotations serialise. Private keys are stored
+encrypted under the key-encryption-key ring.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.crypto import FieldCipher, Keyring
+from libs.store import in_transaction
+from libs.tokens import InvalidToken, generate_private_key, public_jwk, sign, thumbprint, unverified_header, verify
+
+from ..store import TOKEN_KEYS
+
+STATE_ID = "_state"
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    kid: str
+    status: str
+    private_key: ec.EllipticCurvePrivateKey
+    retired_at: datetime | None = None
+
+    def public_jwk(self) -> dict[str, str]:
+        return public_jwk(self.private_key) | {"kid": self.kid, "use": "sig", "alg": "ES256"}
+
+
+class KeyStore:
+    def __init__(self, mongo: AsyncMongoClient, db: AsyncDatabase, keyring: Keyring, *, max_token_lifetime_s: int, cache_s: float = 5.0) -> None:
+        self.mongo = mongo
+        self.collection = db[TOKEN_KEYS]
+        self.cipher = FieldCipher(keyring)
+        # A retired key stays published this long: the longest-lived token it signed, plus clock skew.
+        self.retention = timedelta(seconds=max_token_lifetime_s + 120)
+        self.cache_s = cache_s
+        self._cached: list[TokenKey] = []
+        self._loaded_at = 0.0
+
+    def _new_key_doc(self, status: str, now: datetime) -> dict[str, Any]:
+        key = generate_private_key()
+        kid = thumbprint(public_jwk(key))
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        return {
+            "_id": kid,
+            "status": status,
+            "sealed_private_key": self.cipher.encrypt_record({"pem": pem}, record_id=kid),
+            "created_at": now,
+            "activated_at": now if status == "current" else None,
+        }
+
+    async def _bump(self, session: AsyncClientSession) -> None:
+        await self.collection.update_one({"_id": STATE_ID}, {"$inc": {"version": 1}}, upsert=True, session=session)
+
+    async def ensure(self) -> None:
+        """First start: a current key and a published next key."""
+
+        async def work(session: AsyncClientSession) -> None:
+            await self._bump(session)
+            if await self.collection.find_one({"status": "current"}, session=session) is None:
+                now = datetime.now(UTC)
+                await self.collection.insert_many([self._new_key_doc("current", now), self._new_key_doc("next", now)], session=session)
+
+        await in_transaction(self.mongo, work)
+        self._loaded_at = 0.0
+
+    async def rotate(self) -> dict[str, str]:
+        async def work(session: AsyncClientSession) -> dict[str, str]:
+            await self._bump(session)
+            now = datetime.now(UTC)
+            current = await self.collection.find_one({"status": "current"}, session=session)
+            following = await self.collection.find_one({"status": "next"}, session=session)
+            if current is None or following is None:
+                raise RuntimeError("no current/next key: start auth once first")
+            await self.collection.update_one({"_id": current["_id"]}, {"$set": {"status": "retired", "retired_at": now}}, session=session)
+            await self.collection.update_one({"_id": following["_id"]}, {"$set": {"status": "current", "activated_at": now}}, session=session)
+            new_next = self._new_key_doc("next", now)
+            await self.collection.insert_one(new_next, session=session)
+            # Retired keys whose tokens have all expired leave the JWKS for good.
+            await self.collection.delete_many({"status": "retired", "retired_at": {"$lt": now - self.retention}}, session=session)
+            return {"retired": current["_id"], "current": following["_id"], "next": new_next["_id"]}
+
+        result = await in_transaction(self.mongo, work)
+        self._loaded_at = 0.0
+        return result
+
+    async def published(self, *, fresh: bool = False) -> list[TokenKey]:
+        if fresh or time.monotonic() - self._loaded_at > self.cache_s:
+            cutoff = datetime.now(UTC) - self.retention
+            docs = await self.collection.find({"status": {"$in": ["next", "current", "retired"]}}).to_list()
+            keys = []
+            for doc in docs:
+                if doc["status"] == "retired" and doc["retired_at"] < cutoff:
+                    continue
+                pem = self.cipher.decrypt_record(doc["sealed_private_key"], record_id=doc["_id"])["pem"]
+                private_key = serialization.load_pem_private_key(pem.encode(), password=None)
+                keys.append(TokenKey(doc["_id"], doc["status"], private_key, doc.get("retired_at")))
+            self._cached = keys
+            self._loaded_at = time.monotonic()
+        return self._cached
+
+    async def current(self) -> TokenKey:
+        for key in await self.published():
+            if key.status == "current":
+                return key
+        raise RuntimeError("no current signing key")
+
+    async def find(self, kid: str) -> TokenKey | None:
+        """A published key by id; an unknown id triggers one fresh read (a rotation elsewhere)."""
+        for fresh in (False, True):
+            for key in await self.published(fresh=fresh):
+                if key.kid == kid:
+                    return key
+        return None
+
+    async def jwks(self) -> dict[str, list[dict[str, str]]]:
+        order = {"current": 0, "next": 1, "retired": 2}
+        keys = sorted(await self.published(), key=lambda k: order[k.status])
+        return {"keys": [k.public_jwk() for k in keys]}
+
+
+class TokenSigner:
+    """Signs auth's tokens with the current key; verifies against every published key."""
+
+    def __init__(self, keys: KeyStore, issuer: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+
+    async def sign(self, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+        key = await self.keys.current()
+        return sign({"iss": self.issuer, **claims}, key.private_key, headers={"kid": key.kid, "typ": typ})
+
+    async def verify(
+        self, token: str, *, audience: str | None, typ: str | None = None, require: tuple[str, ...] = ("exp", "iat", "sub", "iss")
+    ) -> dict[str, Any]:
+        kid = unverified_header(token).get("kid")
+        key = await self.keys.find(kid) if isinstance(kid, str) else None
+        if key is None or key.status == "next":
+            raise InvalidToken("the token was signed by an unknown key")
+        return verify(token, key.private_key.public_key(), audience=audience, issuer=self.issuer, require=require, typ=typ)
