@@ -50,11 +50,16 @@ APPROVAL_DECIDED = Topic(
     "auth's record of a citizen's device-signed decision on a prompt.",
     event_types=("approval.decided", "approval.expired"),
 )
+LOGINS = Topic(
+    "logins.events",
+    "Outcomes of logins at relying parties, keyed by client; routed to each agency's own topic later.",
+    event_types=("login.succeeded", "login.failed"),
+)
 AUDIT = Topic(
     "audit.events",
     "Security-relevant actions of every service, for the audit trail.",
     event_types=("audit.recorded",),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT)
 TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

@@ -152,7 +152,7 @@ async def decide_approval(request: web.Request) -> web.Response:
     approval_id = request.match_info["approval_id"]
     try:
         result = await auth.transaction(
-            lambda session: approvals.decide(auth.db, session, device, approval_id, body.decision)
+            lambda session: approvals.decide(auth, session, device, approval_id, body.decision)
         )
     except Refused as exc:
         raise refused(exc) from None

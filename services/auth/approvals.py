@@ -10,7 +10,7 @@ device key so the requesting service can check it for itself.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,8 +22,12 @@ from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import load_public_jwk
 
 from .devices import DeviceContext
+from .oidc import login
 from .errors import Refused
 from .store import ACCOUNTS, APPROVALS
+
+if TYPE_CHECKING:
+    from .context import Auth
 
 
 class UnknownAccount(ValueError):
@@ -95,9 +99,13 @@ async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str) -> di
 
 
 async def decide(
-    db: AsyncDatabase, session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str
 ) -> dict[str, Any]:
-    """Verify and record the decision inside the caller's transaction; publish approval.decided."""
+    """Verify and record the decision inside the caller's transaction; publish approval.decided.
+
+    Prompts auth asked for itself (logins, CIBA) are finished here too, in the same transaction.
+    """
+    db = auth.db
     doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
     if doc is None:
         raise Refused("not-found", "no such approval for this account", 404)
@@ -150,4 +158,7 @@ async def decide(
         outbox, session, service="auth", subject=device.account_id, action="approval.decide",
         actor=device.device_id, outcome=status, approval_id=approval_id,
     )
-    return {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
+    result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
+    if request["requester"]["service"] == "auth":
+        result |= await login.on_decision(auth, session, {**doc, "device_id": device.device_id}, claims.decision)
+    return result

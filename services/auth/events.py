@@ -6,12 +6,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import CloudEvent
-from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY
+from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, LOGINS
 
 from .approvals import store_prompt
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
-TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
+TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT)
 CONSUMER_GROUP = "auth-approvals"
 
 

@@ -1,0 +1,135 @@
+"""The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), checked in the spec's order.
+
+First what makes a redirect safe — a known client and an exactly registered
+redirect URI — whose failures are shown, never redirected. Then everything
+else, whose failures go back to the client with `error`, `state` and `iss`
+(RFC 9207). Code flow only; PKCE S256 required (RFC 9700).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from .errors import RedirectableError, UnredirectableError
+from .pkce import check_challenge
+from .tokens import ACR_RANK
+
+MAX_PARAM_LENGTH = 2048
+SINGLE_VALUED = (
+    "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
+    "code_challenge_method", "prompt", "max_age", "acr_values", "response_mode", "ui_locales", "login_hint", "request_uri",
+)
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    client_id: str
+    redirect_uri: str
+    scope: str
+    state: str | None
+    nonce: str | None
+    code_challenge: str
+    response_mode: str = "query"
+    prompt: frozenset[str] = frozenset()
+    max_age: int | None = None
+    acr_values: tuple[str, ...] = ()
+    ui_locales: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id, "redirect_uri": self.redirect_uri, "scope": self.scope, "state": self.state,
+            "nonce": self.nonce, "code_challenge": self.code_challenge, "response_mode": self.response_mode,
+            "prompt": sorted(self.prompt), "max_age": self.max_age, "acr_values": list(self.acr_values),
+            "ui_locales": self.ui_locales,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "AuthorizationRequest":
+        return cls(**{**doc, "prompt": frozenset(doc["prompt"]), "acr_values": tuple(doc["acr_values"])})
+
+    def required_acr(self) -> str | None:
+        """The strongest level the client asked for (voluntary acr_values: we meet the highest we can)."""
+        known = [a for a in self.acr_values if a in ACR_RANK]
+        return max(known, key=ACR_RANK.__getitem__) if known else None
+
+
+def single_params(params: Any) -> dict[str, str]:
+    """Each parameter at most once (RFC 6749 §3.1) and of bounded size."""
+    values: dict[str, str] = {}
+    for key in params.keys():
+        all_values = params.getall(key) if hasattr(params, "getall") else [params[key]]
+        if key in SINGLE_VALUED and len(all_values) > 1:
+            raise UnredirectableError("invalid_request", f"the parameter {key} is repeated")
+        value = all_values[0]
+        if len(value) > MAX_PARAM_LENGTH:
+            raise UnredirectableError("invalid_request", f"the parameter {key} is too long")
+        values[key] = value
+    return values
+
+
+def check_client_and_redirect(client, params: dict[str, str]):
+    """The checks whose failures must not redirect (RFC 6749 §4.1.2.1)."""
+    if client is None:
+        raise UnredirectableError("invalid_client", "unknown client_id")
+    redirect_uri = params.get("redirect_uri")
+    registered = client.metadata.redirect_uris
+    if redirect_uri is None:
+        # OIDC Core makes it required; exact match is the only rule we know.
+        raise UnredirectableError("invalid_request", "redirect_uri is required")
+    if redirect_uri not in registered:
+        raise UnredirectableError("invalid_request", "redirect_uri is not registered for this client (exact match)")
+    return redirect_uri
+
+
+def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
+    redirect_uri = check_client_and_redirect(client, params)
+    state = params.get("state")
+    response_mode = params.get("response_mode", "query")
+    if response_mode not in ("query", "form_post"):
+        raise RedirectableError("invalid_request", "response_mode must be query or form_post", redirect_uri=redirect_uri, state=state)
+
+    def fail(error: str, description: str) -> RedirectableError:
+        return RedirectableError(error, description, redirect_uri=redirect_uri, state=state, response_mode=response_mode)
+
+    if params.get("response_type") != "code":
+        raise fail("unsupported_response_type", "only the authorization code flow (response_type=code) is supported")
+    scopes = params.get("scope", "").split()
+    if "openid" not in scopes:
+        raise fail("invalid_scope", "scope must include openid")
+    not_allowed = set(scopes) - client.scopes - {"offline_access"}
+    if not_allowed:
+        raise fail("invalid_scope", f"the client may not ask for: {' '.join(sorted(not_allowed))}")
+    problem = check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
+    if problem:
+        raise fail("invalid_request", problem)
+    prompt = frozenset(params.get("prompt", "").split())
+    if not prompt <= {"none", "login"} or ("none" in prompt and len(prompt) > 1):
+        raise fail("invalid_request", "prompt may be none or login")
+    max_age = None
+    if "max_age" in params:
+        if not params["max_age"].isdigit():
+            raise fail("invalid_request", "max_age must be a non-negative integer")
+        max_age = int(params["max_age"])
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        scope=" ".join(dict.fromkeys(scopes)),
+        state=state,
+        nonce=params.get("nonce"),
+        code_challenge=params["code_challenge"],
+        response_mode=response_mode,
+        prompt=prompt,
+        max_age=max_age,
+        acr_values=tuple(params.get("acr_values", "").split()),
+        ui_locales=params.get("ui_locales"),
+    )
+
+
+def redirect_url(redirect_uri: str, params: dict[str, str]) -> str:
+    """The query-mode response: parameters appended to the registered URI (which may carry a query already)."""
+    parts = urlsplit(redirect_uri)
+    query = "&".join(p for p in (parts.query, urlencode({k: v for k, v in params.items() if v is not None})) if p)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))

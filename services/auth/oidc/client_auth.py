@@ -1,0 +1,118 @@
+"""Client authentication at the token-side endpoints (RFC 6749 §2.3, OIDC Core §9, RFC 7523).
+
+`client_secret_basic`, `client_secret_post` and `private_key_jwt`; a client
+uses exactly the method it registered, and exactly one per request. Client
+assertions are ES256, addressed to the issuer or the endpoint, short-lived,
+and single-use (`jti` kept until it expires).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import jwt
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, unverified_header, verify
+
+from ..clients import Client, find_client, parse_basic, secret_matches
+from ..store import CLIENT_ASSERTIONS
+from .errors import InvalidClient, InvalidRequest
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME_S = 300
+JWKS_CACHE_S = 300
+JWKS_MAX_BYTES = 64 * 1024
+
+_jwks_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+async def fetch_jwks(uri: str) -> dict[str, Any]:
+    cached = _jwks_cache.get(uri)
+    if cached and time.monotonic() - cached[0] < JWKS_CACHE_S:
+        return cached[1]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(uri, allow_redirects=False) as response:
+                response.raise_for_status()
+                body = await response.content.read(JWKS_MAX_BYTES + 1)
+                if len(body) > JWKS_MAX_BYTES:
+                    raise InvalidClient("the client's jwks_uri document is too large")
+                jwks = json.loads(body)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        raise InvalidClient("the client's jwks_uri could not be fetched") from None
+    _jwks_cache[uri] = (time.monotonic(), jwks)
+    return jwks
+
+
+async def _client_keys(client: Client) -> list[dict[str, Any]]:
+    jwks = client.metadata.jwks or (await fetch_jwks(client.metadata.jwks_uri) if client.metadata.jwks_uri else {})
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    return keys if isinstance(keys, list) else []
+
+
+async def verify_client_assertion(
+    db: AsyncDatabase, assertion: str, *, client_id_hint: str | None, audiences: list[str]
+) -> Client:
+    try:
+        header = unverified_header(assertion)
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except (InvalidToken, jwt.PyJWTError):
+        raise InvalidClient("the client assertion is malformed or not ES256") from None
+    client_id = unverified.get("iss")
+    if not isinstance(client_id, str) or unverified.get("sub") != client_id or (client_id_hint and client_id_hint != client_id):
+        raise InvalidClient("the client assertion's iss and sub must be the client id")
+    client = await find_client(db, client_id)
+    if client is None or client.metadata.token_endpoint_auth_method != "private_key_jwt":
+        raise InvalidClient()
+    candidates = [k for k in await _client_keys(client) if header.get("kid") in (None, k.get("kid"))]
+    claims = None
+    for jwk in candidates:
+        try:
+            key = load_public_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y") if k in jwk})
+            claims = verify(assertion, key, audience=audiences, require=("iss", "sub", "aud", "exp", "jti"))
+            break
+        except (InvalidKey, InvalidToken):
+            continue
+    if claims is None:
+        raise InvalidClient("the client assertion does not verify with the client's keys, has expired or names another audience")
+    now = int(time.time())
+    if claims["exp"] - int(claims.get("iat", now)) > MAX_ASSERTION_LIFETIME_S or claims["exp"] - now > MAX_ASSERTION_LIFETIME_S:
+        raise InvalidClient("the client assertion lives too long (5 minutes at most)")
+    try:
+        await db[CLIENT_ASSERTIONS].insert_one(
+            {"_id": f"{client_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
+        )
+    except DuplicateKeyError:
+        raise InvalidClient("the client assertion was already used") from None
+    return client
+
+
+async def authenticate_client(
+    db: AsyncDatabase, authorization: str | None, form: dict[str, str], *, audiences: list[str]
+) -> Client:
+    basic = parse_basic(authorization)
+    post_secret = form.get("client_secret")
+    assertion = form.get("client_assertion")
+    if sum(x is not None for x in (basic, post_secret, assertion)) > 1:
+        raise InvalidRequest("use exactly one client authentication method")
+    if basic is not None:
+        client = await find_client(db, basic[0])
+        if not secret_matches(client, basic[1]) or client.metadata.token_endpoint_auth_method != "client_secret_basic":
+            raise InvalidClient()
+        return client
+    if post_secret is not None:
+        client = await find_client(db, form.get("client_id", ""))
+        if not secret_matches(client, post_secret) or client.metadata.token_endpoint_auth_method != "client_secret_post":
+            raise InvalidClient()
+        return client
+    if assertion is not None:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise InvalidClient("client_assertion_type must be " + ASSERTION_TYPE)
+        return await verify_client_assertion(db, assertion, client_id_hint=form.get("client_id"), audiences=audiences)
+    raise InvalidClient("client authentication is required")

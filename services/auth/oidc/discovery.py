@@ -1,0 +1,57 @@
+"""OpenID Connect Discovery 1.0 (and RFC 8414): the provider metadata at /.well-known/openid-configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tokens import ACR_BASIC, ACR_PLUS
+
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+
+def endpoints(issuer: str) -> dict[str, str]:
+    return {
+        "authorization_endpoint": f"{issuer}/oidc/authorize",
+        "token_endpoint": f"{issuer}/oidc/token",
+        "userinfo_endpoint": f"{issuer}/oidc/userinfo",
+        "jwks_uri": f"{issuer}/oidc/jwks",
+        "pushed_authorization_request_endpoint": f"{issuer}/oidc/par",
+        "backchannel_authentication_endpoint": f"{issuer}/oidc/bc-authorize",
+        "revocation_endpoint": f"{issuer}/oidc/revoke",
+        "introspection_endpoint": f"{issuer}/oidc/introspect",
+        "end_session_endpoint": f"{issuer}/oidc/logout",
+        "registration_endpoint": f"{issuer}/v1/clients",
+    }
+
+
+def provider_metadata(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        **endpoints(issuer),
+        "scopes_supported": ["openid", "offline_access", "formfill", "sign", "notify"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", CIBA_GRANT],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "userinfo_signing_alg_values_supported": [],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "acr_values_supported": [ACR_BASIC, ACR_PLUS],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "azp", "assurance_level"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": True,
+        "require_pushed_authorization_requests": False,
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_token_delivery_modes_supported": ["poll"],
+        "backchannel_user_code_parameter_supported": False,
+        "ui_locales_supported": ["en", "zh-HK"],
+        "prompt_values_supported": ["none", "login"],
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+    }

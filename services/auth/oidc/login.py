@@ -1,0 +1,246 @@
+"""Login journeys: the authorization in progress, the phone's approval, the authorization code.
+
+A browser at the authorization endpoint gets a transaction (`tx`) shown as a
+QR code and an app link `harbourid://authorize?tx=…`, plus a short matching
+code. The citizen's app opens the link (`claim`): the transaction is bound to
+that account and a `login` prompt enters the citizen's approval queue. The
+device-signed decision completes the transaction (`on_decision`, in the
+decision's own transaction): a code for the client, a browser session, and
+`login.succeeded` / `login.failed`. The browser learns the outcome by polling
+`status` with the secret only its page knows. CIBA requests (ciba.py) use the
+same prompt and decision path.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.approvals import ApprovalRequest, Requester
+from libs.events import CloudEvent, Outbox
+from libs.events.audit import record_audit
+from libs.events.topics import LOGINS
+
+from ..errors import Refused
+from ..store import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
+from .authorization import AuthorizationRequest, redirect_url
+from .pairwise import subject_for
+from .tokens import ACR_RANK, acr_of, new_opaque_token, token_hash
+
+if TYPE_CHECKING:
+    from ..clients import Client
+    from ..context import Auth
+
+APP_LINK_PREFIX = "harbourid://authorize?tx="
+AMR = ("hwk", "user")  # proof of a hardware-held key, and the citizen's own action on the phone (RFC 8176)
+
+
+def app_link(tx: str) -> str:
+    return APP_LINK_PREFIX + tx
+
+
+def tx_from_link(link: str) -> str:
+    parts = urlsplit(link)
+    tx = parse_qs(parts.query).get("tx", [""])[0]
+    if parts.scheme != "harbourid" or parts.netloc != "authorize" or not tx:
+        raise Refused("unknown-link", "this is not a Harbour ID login link", 400)
+    return tx
+
+
+def purpose_lines(scope: str) -> list[str]:
+    return [s for s in scope.split() if s != "openid"]
+
+
+async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -> dict[str, Any]:
+    """Open a transaction for the browser; return what its page shows."""
+    tx = secrets.token_urlsafe(18)
+    browser_key = secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    doc = {
+        "_id": tx,
+        "kind": "browser",
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "request": request.to_doc(),
+        "browser_key_hash": token_hash(browser_key),
+        "matching_code": f"{secrets.randbelow(10000):04d}",
+        "status": "pending",
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=auth.settings.authorization_ttl_s),
+    }
+    await auth.db[AUTHORIZATIONS].insert_one(doc)
+    return {"tx": tx, "browser_key": browser_key, "matching_code": doc["matching_code"], "expires_at": doc["expires_at"]}
+
+
+def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
+    request = tx_doc["request"]
+    details: dict[str, Any] = {"scopes": request["scope"].split()}
+    if tx_doc.get("binding_message"):
+        details["binding_message"] = tx_doc["binding_message"]
+    if request.get("acr_values"):
+        details["acr_values"] = request["acr_values"]
+    return ApprovalRequest(
+        approval_id=f"login-{tx_doc['_id']}",
+        account_id=account_id,
+        action="login",
+        requester=Requester(service="auth", client_id=tx_doc["client_id"], client_name=tx_doc["client_name"]),
+        purpose=f"Log in to {tx_doc['client_name']}",
+        details=details,
+        matching_code=tx_doc.get("matching_code"),
+        expires_at=tx_doc["expires_at"],
+    )
+
+
+async def queue_prompt(db: AsyncDatabase, session: AsyncClientSession | None, tx_doc: dict[str, Any], account: dict[str, Any]) -> str:
+    """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
+    required = AuthorizationRequest.from_doc(tx_doc["request"]).required_acr()
+    if required and ACR_RANK[acr_of(account["assurance"])] < ACR_RANK[required]:
+        raise Refused("assurance-too-low", "this service needs an identity proofed in person (plus)", 403)
+    prompt = _prompt(tx_doc, account["_id"])
+    await db[APPROVALS].update_one(
+        {"_id": prompt.approval_id},
+        {
+            "$setOnInsert": {
+                "account_id": account["_id"],
+                "request": prompt.model_dump(mode="json"),
+                "digest": prompt.digest(),
+                "status": "pending",
+                "expires_at": prompt.expires_at,
+                "received_at": datetime.now(UTC),
+            }
+        },
+        upsert=True,
+        session=session,
+    )
+    return prompt.approval_id
+
+
+async def claim(auth: "Auth", account_id: str, link: str) -> str:
+    """The app opened the link: bind the transaction to this citizen and queue the prompt; return its id."""
+    tx = tx_from_link(link)
+    now = datetime.now(UTC)
+    doc = await auth.db[AUTHORIZATIONS].find_one_and_update(
+        {"_id": tx, "kind": "browser", "expires_at": {"$gt": now}, "$or": [{"account_id": None}, {"account_id": {"$exists": False}}, {"account_id": account_id}]},
+        {"$set": {"account_id": account_id}},
+        return_document=True,
+    )
+    if doc is None:
+        raise Refused("link-unusable", "this login has expired or belongs to someone else", 409)
+    account = await auth.db[ACCOUNTS].find_one({"_id": account_id})
+    approval_id = await queue_prompt(auth.db, None, doc, account)
+    return approval_id
+
+
+async def on_decision(
+    auth: "Auth", session: AsyncClientSession, approval: dict[str, Any], decision: str
+) -> dict[str, Any]:
+    """Inside the decision's transaction: finish the login the prompt belongs to. Returns extras for the app."""
+    tx = approval["_id"].removeprefix("login-")
+    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx}, session=session)
+    if doc is None:
+        return {}
+    client_id = doc["client_id"]
+    outbox = Outbox(auth.db)
+    if decision != "approve":
+        await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied"}}, session=session)
+        await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id,
+                                                           data={"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}))
+        if doc["kind"] == "browser":
+            return {"redirect_to": _response_url(doc, {"error": "access_denied", "error_description": "the citizen declined"}, auth.settings.issuer)}
+        return {}
+    account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
+    client = await _client(auth, client_id)
+    sub = await subject_for(auth.db, auth.settings.hash_key, client.sector, account["_id"])
+    auth_time = int(time.time())
+    sid = secrets.token_urlsafe(16)
+    grant = {
+        "client_id": client_id,
+        "account_id": account["_id"],
+        "sub": sub,
+        "scope": doc["request"]["scope"],
+        "acr": acr_of(account["assurance"]),
+        "amr": list(AMR),
+        "auth_time": auth_time,
+        "sid": sid,
+        "nonce": doc["request"].get("nonce"),
+    }
+    await auth.db[SESSIONS].insert_one(
+        {"_id": sid, "account_id": account["_id"], "auth_time": auth_time, "acr": grant["acr"], "clients": [client_id],
+         "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.session_ttl_s)},
+        session=session,
+    )
+    await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.succeeded", subject=client_id,
+                                                       data={"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}))
+    await record_audit(outbox, session, service="auth", subject=account["_id"], action="login", actor=approval.get("device_id", "device"),
+                       client_id=client_id)
+    update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid}
+    extras: dict[str, Any] = {}
+    if doc["kind"] == "browser":
+        code = new_opaque_token()
+        await auth.db[AUTHORIZATION_CODES].insert_one(
+            {"_id": token_hash(code), "tx": tx, "grant": grant, "redirect_uri": doc["request"]["redirect_uri"],
+             "code_challenge": doc["request"]["code_challenge"], "used_at": None,
+             "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s)},
+            session=session,
+        )
+        url = _response_url(doc, {"code": code}, auth.settings.issuer)
+        update["response_url"] = url
+        extras["redirect_to"] = url
+    await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": update}, session=session)
+    return extras
+
+
+def _response_url(doc: dict[str, Any], params: dict[str, str], issuer: str) -> str:
+    request = doc["request"]
+    return redirect_url(request["redirect_uri"], {**params, "state": request.get("state"), "iss": issuer})
+
+
+async def _client(auth: "Auth", client_id: str) -> "Client":
+    from ..clients import find_client
+
+    client = await find_client(auth.db, client_id)
+    assert client is not None
+    return client
+
+
+async def browser_status(auth: "Auth", tx: str, browser_key: str) -> dict[str, Any]:
+    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
+    if doc is None or doc["browser_key_hash"] != token_hash(browser_key):
+        raise Refused("not-found", "no such login", 404)
+    status = doc["status"]
+    if status == "pending" and datetime.now(UTC) >= doc["expires_at"]:
+        status = "expired"
+    answer: dict[str, Any] = {"status": status}
+    if status in ("approved", "denied"):
+        answer["redirect_to"] = f"{auth.settings.issuer}/oidc/authorize/{tx}/complete?k={browser_key}"
+    return answer
+
+
+async def complete(auth: "Auth", tx: str, browser_key: str) -> tuple[dict[str, Any], str | None]:
+    """The browser's last step: (the client response to deliver, the session id to set as a cookie)."""
+    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
+    if doc is None or doc["browser_key_hash"] != token_hash(browser_key) or doc["status"] not in ("approved", "denied"):
+        raise Refused("not-found", "no such completed login", 404)
+    request = doc["request"]
+    if doc["status"] == "denied":
+        params = {"error": "access_denied", "error_description": "the citizen declined"}
+        return {"redirect_uri": request["redirect_uri"], "response_mode": request["response_mode"],
+                "params": _with_state(params, request, auth.settings.issuer)}, None
+    query = parse_qs(urlsplit(doc["response_url"]).query)
+    params = {"code": query["code"][0]}
+    return {"redirect_uri": request["redirect_uri"], "response_mode": request["response_mode"],
+            "params": _with_state(params, request, auth.settings.issuer)}, doc.get("sid")
+
+
+def _with_state(params: dict[str, str], request: dict[str, Any], issuer: str) -> dict[str, str]:
+    out = dict(params)
+    if request.get("state") is not None:
+        out["state"] = request["state"]
+    out["iss"] = issuer
+    return out

@@ -1,0 +1,34 @@
+"""OpenID Connect Core §8.1 pairwise subject identifiers.
+
+`sub` = base64url(HMAC-SHA256(key, sector | account)): stable for one sector,
+unlinkable across sectors. The mapping back to the account is kept so tokens
+can be resolved (userinfo, introspection, CIBA login hints).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ..store import SUBJECTS
+
+
+def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:
+    mac = hmac.new(key, b"pairwise\x00" + sector.encode() + b"\x00" + account_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+async def subject_for(db: AsyncDatabase, key: bytes, sector: str, account_id: str) -> str:
+    sub = pairwise_sub(key, sector, account_id)
+    await db[SUBJECTS].update_one(
+        {"_id": sub}, {"$setOnInsert": {"account_id": account_id, "sector": sector}}, upsert=True
+    )
+    return sub
+
+
+async def account_for(db: AsyncDatabase, sub: str, sector: str) -> str | None:
+    doc = await db[SUBJECTS].find_one({"_id": sub, "sector": sector})
+    return doc["account_id"] if doc else None
