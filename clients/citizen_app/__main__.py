@@ -16,6 +16,10 @@ from .app import AppError, CitizenApp
 from .profile import Profile, ProfileError
 
 
+class PlainText(str):
+    """A result printed as it is, not as JSON."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clients.citizen_app", description=__doc__)
     parser.add_argument("--profile", required=True, type=Path, help="the app's profile file (holds the device key; mode 0600)")
@@ -49,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")
     deny = commands.add_parser("deny", help="deny a prompt")
     deny.add_argument("approval_id")
+    opener = commands.add_parser("open", help="open a harbourid:// link (QR or app link): show it, approve, print the URL for the browser")
+    opener.add_argument("link")
+    opener.add_argument("--deny", action="store_true", help="decline instead of approving")
     commands.add_parser("devices", help="list this account's devices")
     revoke = commands.add_parser("revoke", help="revoke a device of this account")
     revoke.add_argument("device_id")
@@ -86,6 +93,13 @@ async def run(args: argparse.Namespace) -> object:
         return await app.approve(args.approval_id, selection=args.keep)
     if args.command == "deny":
         return await app.deny(args.approval_id)
+    if args.command == "open":
+        outcome = await app.open_link(args.link, approve=not args.deny)
+        prompt = outcome["prompt"]
+        shown = {k: prompt[k] for k in ("requester", "purpose", "details", "matching_code", "expires_at")}
+        print(json.dumps({"request": shown, "decision": outcome["status"]}, ensure_ascii=False), file=sys.stderr)
+        # What the phone hands back to the browser; alone on stdout so scripts can use it.
+        return PlainText(outcome.get("redirect_to") or outcome["status"])
     if args.command == "devices":
         return await app.devices()
     if args.command == "revoke":
@@ -104,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ProfileError, OSError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(result if isinstance(result, PlainText) else json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 

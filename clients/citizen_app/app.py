@@ -133,6 +133,12 @@ class CitizenApp:
     async def deny(self, approval_id: str) -> dict[str, Any]:
         return await self.decide(approval_id, "deny")
 
+    async def open_link(self, link: str, *, approve: bool = True) -> dict[str, Any]:
+        """What the phone does with a scanned QR code or a tapped harbourid:// link: show, decide, hand back."""
+        prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=await self.device_token())
+        outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny")
+        return {"prompt": prompt, **outcome}
+
     # -- devices -------------------------------------------------------------
 
     async def devices(self) -> dict[str, Any]:

@@ -21,16 +21,23 @@ def _generate() -> dict[str, str]:
         "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
         "HARBOUR_FORMFILL_SEALING_KEY": json.dumps(sealing),
         "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": json.dumps(public_jwk(sealing)),
+        "HARBOUR_ADMIN_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
     }
 
 
 def dev_secrets(dev_dir: Path) -> dict[str, str]:
+    """The folder's secrets; ones added to the platform since the folder was made are generated and kept."""
     path = dev_dir / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    secrets = _generate()
-    dev_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(secrets, handle, indent=2)
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    generated = _generate()
+    if "HARBOUR_FORMFILL_SEALING_KEY" in existing:
+        # The sealing key pair belongs together: never mix an old half with a new one.
+        generated.pop("HARBOUR_FORMFILL_SEALING_KEY")
+        generated.pop("HARBOUR_FORMFILL_SEALING_PUBLIC_JWK")
+    secrets = {**generated, **existing}
+    if secrets != existing:
+        dev_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(secrets, handle, indent=2)
     return secrets

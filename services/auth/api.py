@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service import Problem, Unauthorized, parse_body
 
 from . import approvals, devices, enrolment
-from .clients import authenticate_client, parse_basic
+from .clients import ClientMetadata, authenticate_client, parse_basic
+from .clients import register_client as register_client_in
 from .context import Auth
 from .devices import ActivationRequest, DeviceContext
 from .enrolment import EnrolmentRequest
@@ -59,6 +63,26 @@ async def current_device(request: web.Request) -> DeviceContext:
         if exc.status == 401:
             problem.headers["WWW-Authenticate"] = f'Bearer realm="harbour-id", error="invalid_token", error_description="{exc.reason}"'
         raise problem from None
+
+
+@routes.post("/v1/clients")
+async def register_client(request: web.Request) -> web.Response:
+    """RFC 7591-style registration: operators with the admin token; anyone in the sandbox (no kiosks, no shared sectors)."""
+    auth = request.app[AUTH]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    admin = bool(auth.settings.admin_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), auth.settings.admin_token)
+    if not admin and not auth.settings.sandbox:
+        raise Unauthorized("the admin token is required", headers={"WWW-Authenticate": 'Bearer realm="harbour-id"'})
+    metadata = await parse_body(request, ClientMetadata)
+    if not admin and (metadata.kind == "kiosk" or metadata.sector_identifier_uri or "enrol" in metadata.scope.split()):
+        raise Problem("sandbox registrations cannot create kiosks or claim a shared sector", status=403, title="Forbidden", slug="forbidden")
+    client, secret = await auth.transaction(
+        lambda session: register_client_in(auth.db, session, metadata, registered_by="admin" if admin else "sandbox")
+    )
+    body = {**client.public_view(), "client_id_issued_at": int(time.time())}
+    if secret:
+        body |= {"client_secret": secret, "client_secret_expires_at": 0}
+    return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
 
 
 @routes.post("/v1/enrolments")

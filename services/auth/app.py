@@ -11,6 +11,7 @@ from libs.service.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT
 
 from .api import AUTH, routes
+from .oidc.api import routes as oidc_routes
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .oidc.jwks import KeyStore, TokenSigner
@@ -41,4 +42,5 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
     app.cleanup_ctx.append(auth_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=approval_requests_handler)
     app.add_routes(routes)
+    app.add_routes(oidc_routes)
     return app

@@ -149,3 +149,17 @@ async def post_json(url: str, body, headers: dict | None = None) -> tuple[int, d
     async with aiohttp.ClientSession() as session:
         async with session.post(url, json=body, headers=headers or {}) as response:
             return response.status, dict(response.headers), await response.json(content_type=None)
+
+
+async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone", *, record=None) -> "CitizenApp":
+    """A citizen enrolled at the kiosk with an activated device; `record(person, picture)` sees what was sent."""
+    from clients.citizen_app import CitizenApp, Profile
+
+    person = identity()
+    picture = selfie()
+    if record is not None:
+        record(person, picture)
+    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(person, picture, kiosk=kiosk)
+    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / f"{name}.json")
+    await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
+    return app

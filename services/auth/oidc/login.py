@@ -27,6 +27,7 @@ from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import LOGINS
 
+from ..clients import find_client
 from ..errors import Refused
 from ..store import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
 from .authorization import AuthorizationRequest, redirect_url
@@ -202,8 +203,6 @@ def _response_url(doc: dict[str, Any], params: dict[str, str], issuer: str) -> s
 
 
 async def _client(auth: "Auth", client_id: str) -> "Client":
-    from ..clients import find_client
-
     client = await find_client(auth.db, client_id)
     assert client is not None
     return client
@@ -244,3 +243,39 @@ def _with_state(params: dict[str, str], request: dict[str, Any], issuer: str) ->
         out["state"] = request["state"]
     out["iss"] = issuer
     return out
+
+
+async def session_allows(auth: "Auth", sid: str | None, request: AuthorizationRequest) -> dict[str, Any] | None:
+    """prompt=none: the browser session, if it satisfies max_age and acr_values without asking the citizen."""
+    if not sid:
+        return None
+    session_doc = await auth.db[SESSIONS].find_one({"_id": sid, "expires_at": {"$gt": datetime.now(UTC)}})
+    if session_doc is None:
+        return None
+    if request.max_age is not None and time.time() - session_doc["auth_time"] > request.max_age:
+        return None
+    required = request.required_acr()
+    if required and ACR_RANK[session_doc["acr"]] < ACR_RANK[required]:
+        return None
+    account = await auth.db[ACCOUNTS].find_one({"_id": session_doc["account_id"]})
+    if account is None or account["state"] != "active":
+        return None
+    return session_doc
+
+
+async def issue_silently(auth: "Auth", client: "Client", request: AuthorizationRequest, session_doc: dict[str, Any]) -> dict[str, str]:
+    """A code from an existing session (prompt=none); returns the response parameters for the client."""
+    sub = await subject_for(auth.db, auth.settings.hash_key, client.sector, session_doc["account_id"])
+    grant = {
+        "client_id": client.client_id, "account_id": session_doc["account_id"], "sub": sub, "scope": request.scope,
+        "acr": session_doc["acr"], "amr": list(AMR), "auth_time": session_doc["auth_time"], "sid": session_doc["_id"],
+        "nonce": request.nonce,
+    }
+    code = new_opaque_token()
+    await auth.db[AUTHORIZATION_CODES].insert_one(
+        {"_id": token_hash(code), "tx": None, "grant": grant, "redirect_uri": request.redirect_uri,
+         "code_challenge": request.code_challenge, "used_at": None,
+         "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s)}
+    )
+    await auth.db[SESSIONS].update_one({"_id": session_doc["_id"]}, {"$addToSet": {"clients": client.client_id}})
+    return _with_state({"code": code}, request.to_doc(), auth.settings.issuer)

@@ -221,7 +221,7 @@ def render_login_page(
     _check_scheme(app_link, _APP_LINK_SCHEMES, "app_link")
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must carry a time zone")
-    expires_at = expires_at.astimezone(UTC)
+    expires_at = expires_at.astimezone(UTC).replace(microsecond=0)
     expires_in = max(0, int((expires_at - datetime.now(UTC)).total_seconds()))
     script_config = {
         "statusUrl": status_url,

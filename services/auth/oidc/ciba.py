@@ -1,0 +1,104 @@
+"""OpenID Connect Client-Initiated Backchannel Authentication (CIBA Core 1.0), poll mode.
+
+A call centre or kiosk client names the citizen by the pairwise `sub` it
+already knows (`login_hint`); the citizen gets the same login prompt on the
+phone, with the client's `binding_message`; the client polls the token
+endpoint with `auth_req_id` until the decision is in.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..store import ACCOUNTS, AUTHORIZATIONS
+from .authorization import AuthorizationRequest
+from .errors import InvalidGrant, InvalidRequest, OAuthError
+from .login import queue_prompt
+from .pairwise import account_for
+from .token_response import grant_from, token_response
+
+if TYPE_CHECKING:
+    from ..clients import Client
+    from ..context import Auth
+
+POLL_INTERVAL_S = 2
+
+
+async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
+    scopes = form.get("scope", "").split()
+    if "openid" not in scopes:
+        raise OAuthError("invalid_scope", "scope must include openid")
+    if not set(scopes) - {"offline_access"} <= client.scopes:
+        raise OAuthError("invalid_scope", "the client may not ask for these scopes")
+    hints = [h for h in ("login_hint", "login_hint_token", "id_token_hint") if form.get(h)]
+    if hints != ["login_hint"]:
+        raise InvalidRequest("exactly one hint is required, and it must be login_hint (the citizen's sub at this client)")
+    binding_message = form.get("binding_message", "")
+    if len(binding_message) > 40:
+        raise OAuthError("invalid_binding_message", "binding_message is at most 40 characters")
+    account_id = await account_for(auth.db, form["login_hint"], client.sector)
+    account = await auth.db[ACCOUNTS].find_one({"_id": account_id}) if account_id else None
+    if account is None or account["state"] != "active":
+        raise OAuthError("unknown_user_id", "no active citizen with this sub at this client")
+    request_id = secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    expires_in = min(int(form["requested_expiry"]) if form.get("requested_expiry", "").isdigit() else auth.settings.authorization_ttl_s,
+                     auth.settings.authorization_ttl_s)
+    request = AuthorizationRequest(
+        client_id=client.client_id, redirect_uri="", scope=" ".join(dict.fromkeys(scopes)), state=None, nonce=None,
+        code_challenge="", acr_values=tuple(form.get("acr_values", "").split()),
+    )
+    doc = {
+        "_id": request_id,
+        "kind": "ciba",
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "request": request.to_doc(),
+        "binding_message": binding_message or None,
+        "account_id": account["_id"],
+        "status": "pending",
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=expires_in),
+        "next_poll_at": 0,
+    }
+    await auth.db[AUTHORIZATIONS].insert_one(doc)
+    try:
+        await queue_prompt(auth.db, None, doc, account)
+    except Exception:
+        await auth.db[AUTHORIZATIONS].delete_one({"_id": request_id})
+        raise
+    return {"auth_req_id": request_id, "expires_in": expires_in, "interval": POLL_INTERVAL_S}
+
+
+async def poll(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
+    request_id = form.get("auth_req_id")
+    if not request_id:
+        raise InvalidRequest("auth_req_id is required")
+    collection = auth.db[AUTHORIZATIONS]
+    doc = await collection.find_one({"_id": request_id, "kind": "ciba", "client_id": client.client_id})
+    if doc is None:
+        raise InvalidGrant("unknown auth_req_id")
+    now = time.time()
+    # Polling faster than the interval is answered with slow_down (CIBA §11).
+    too_fast = await collection.update_one(
+        {"_id": request_id, "next_poll_at": {"$gt": now}}, {"$inc": {"next_poll_at": 5}}
+    )
+    if too_fast.modified_count:
+        raise OAuthError("slow_down", "poll less often")
+    await collection.update_one({"_id": request_id}, {"$set": {"next_poll_at": now + POLL_INTERVAL_S - 0.5}})
+    if doc["status"] == "denied":
+        raise OAuthError("access_denied", "the citizen declined")
+    if doc["status"] == "redeemed":
+        raise InvalidGrant("the tokens for this request were already issued")
+    if doc["status"] == "pending":
+        if datetime.now(UTC) >= doc["expires_at"]:
+            raise OAuthError("expired_token", "the request expired before the citizen answered")
+        raise OAuthError("authorization_pending", "the citizen has not answered yet")
+    redeemed = await collection.update_one({"_id": request_id, "status": "approved"}, {"$set": {"status": "redeemed"}})
+    if redeemed.modified_count != 1:
+        raise InvalidGrant("the tokens for this request were already issued")
+    body, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True)
+    return body

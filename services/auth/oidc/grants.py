@@ -1,0 +1,85 @@
+"""The grants of the token endpoint (RFC 6749 §4.1.3, §6, §4.4; CIBA §10.1), one function each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..store import AUTHORIZATION_CODES, REFRESH_TOKENS
+from .errors import InvalidGrant, InvalidRequest, OAuthError
+from .pkce import verifier_matches
+from .token_response import grant_from, revoke_access_tokens, revoke_family, token_response
+from .tokens import Grant, token_hash
+
+if TYPE_CHECKING:
+    from ..clients import Client
+    from ..context import Auth
+
+
+async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
+    code = form.get("code")
+    if not code:
+        raise InvalidRequest("code is required")
+    codes = auth.db[AUTHORIZATION_CODES]
+    doc = await codes.find_one({"_id": token_hash(code)})
+    if doc is None or doc["grant"]["client_id"] != client.client_id:
+        raise InvalidGrant("the code is unknown or was issued to another client")
+    if doc["used_at"] is not None:
+        # RFC 6749 §4.1.2: a code used twice revokes what it issued.
+        if doc.get("family_id"):
+            await revoke_family(auth, doc["family_id"])
+        await revoke_access_tokens(auth, [doc["at_jti"]] if doc.get("at_jti") else [])
+        raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
+    if datetime.now(UTC) >= doc["expires_at"]:
+        raise InvalidGrant("the code has expired")
+    if form.get("redirect_uri") != doc["redirect_uri"]:
+        raise InvalidGrant("redirect_uri does not match the authorization request")
+    if not verifier_matches(form.get("code_verifier"), doc["code_challenge"]):
+        raise InvalidGrant("the PKCE code_verifier does not match")
+    claimed = await codes.update_one({"_id": doc["_id"], "used_at": None}, {"$set": {"used_at": datetime.now(UTC)}})
+    if claimed.modified_count != 1:
+        raise InvalidGrant("the code was already used")
+    grant = grant_from(doc["grant"])
+    family_id = f"code-{doc['_id'][:24]}"
+    body, jti = await token_response(auth, grant, id_token=True, refresh_family=family_id)
+    await codes.update_one({"_id": doc["_id"]}, {"$set": {"family_id": family_id, "at_jti": jti}})
+    return body
+
+
+async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
+    presented = form.get("refresh_token")
+    if not presented:
+        raise InvalidRequest("refresh_token is required")
+    tokens = auth.db[REFRESH_TOKENS]
+    doc = await tokens.find_one({"_id": token_hash(presented)})
+    if doc is None or doc["grant"]["client_id"] != client.client_id:
+        raise InvalidGrant("the refresh token is unknown or was issued to another client")
+    if doc["status"] == "rotated":
+        await revoke_family(auth, doc["family_id"])
+        raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
+    if doc["status"] != "active" or datetime.now(UTC) >= doc["expires_at"]:
+        raise InvalidGrant("the refresh token is revoked or expired")
+    rotated = await tokens.update_one({"_id": doc["_id"], "status": "active"}, {"$set": {"status": "rotated", "rotated_at": datetime.now(UTC)}})
+    if rotated.modified_count != 1:
+        await revoke_family(auth, doc["family_id"])
+        raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
+    scope = doc["grant"]["scope"]
+    if form.get("scope"):
+        narrower = form["scope"].split()
+        if not set(narrower) <= set(scope.split()):
+            raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
+        scope = " ".join(narrower)
+    grant = grant_from(doc["grant"], scope=scope)
+    body, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"])
+    return body
+
+
+async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
+    if client.kind not in ("agency", "kiosk"):
+        raise OAuthError("unauthorized_client", "client_credentials is for agencies and kiosks")
+    requested = set(form.get("scope", "").split()) or (client.scopes - {"openid", "offline_access"})
+    if "openid" in requested or not requested <= client.scopes:
+        raise OAuthError("invalid_scope", "the client may not ask for these scopes")
+    grant = Grant(client_id=client.client_id, sub=client.client_id, account_id=None, scope=" ".join(sorted(requested)))
+    body, _ = await token_response(auth, grant, id_token=False, with_refresh=False)
+    return body

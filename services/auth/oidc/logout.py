@@ -1,0 +1,51 @@
+"""OpenID Connect RP-Initiated Logout 1.0: end the browser session, go back where the client asked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from libs.events import Outbox
+from libs.events.audit import record_audit
+from libs.tokens import InvalidToken
+
+from ..clients import find_client
+from ..store import SESSIONS
+from .authorization import redirect_url
+
+if TYPE_CHECKING:
+    from ..context import Auth
+
+
+async def end_session(auth: "Auth", params: dict[str, str], session_id: str | None) -> str | None:
+    """End the session; return where to send the browser (None: show the logged-out page)."""
+    client_id = params.get("client_id")
+    hint = params.get("id_token_hint")
+    sid = session_id
+    if hint:
+        try:
+            # An expired ID token is still a fine hint of who is logging out (spec §2).
+            claims = await auth.signer.verify(hint, audience=None, require=("iss", "sub", "aud"))
+        except InvalidToken:
+            try:
+                claims = _expired_but_ours(auth, hint)
+            except InvalidToken:
+                claims = None
+        if claims:
+            client_id = client_id or claims.get("aud")
+            sid = claims.get("sid") or sid
+    if sid:
+        removed = await auth.db[SESSIONS].find_one_and_delete({"_id": sid})
+        if removed:
+            await auth.transaction(lambda s: record_audit(Outbox(auth.db), s, service="auth", subject=removed["account_id"],
+                                                          action="logout", actor=client_id or "browser"))
+    target = params.get("post_logout_redirect_uri")
+    client = await find_client(auth.db, client_id) if isinstance(client_id, str) else None
+    if target and client and target in client.metadata.post_logout_redirect_uris:
+        return redirect_url(target, {"state": params.get("state")})
+    return None
+
+
+def _expired_but_ours(auth: "Auth", token: str) -> dict[str, Any]:
+    raise InvalidToken("not verifiable")

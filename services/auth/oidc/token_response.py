@@ -1,0 +1,74 @@
+"""Building a token response (RFC 6749 §5.1, OIDC Core §3.1.3.3) and revoking what a grant issued.
+
+Refresh tokens are opaque, stored as hashes, and belong to a family (one
+login). Rotation (RFC 9700 §4.14.2) issues a new one with every use; a used
+one presented again means theft, so the whole family and the access tokens it
+issued are revoked.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..store import REFRESH_TOKENS, REVOKED_TOKENS
+from .tokens import Grant, issue_access_token, issue_id_token, new_opaque_token, token_hash
+
+if TYPE_CHECKING:
+    from ..context import Auth
+
+
+def grant_from(doc: dict[str, Any], **overrides: Any) -> Grant:
+    values = {k: doc.get(k) for k in ("client_id", "sub", "account_id", "scope", "acr", "auth_time", "sid", "nonce")}
+    values["amr"] = tuple(doc.get("amr") or ())
+    values.update(overrides)
+    return Grant(**values)
+
+
+async def token_response(
+    auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True
+) -> tuple[dict[str, Any], str]:
+    """The response body, and the access token's jti (to revoke it with its grant)."""
+    settings = auth.settings
+    access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s)
+    body: dict[str, Any] = {
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+        "scope": grant.scope,
+    }
+    if id_token:
+        body["id_token"] = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)
+    if with_refresh and grant.account_id:
+        refresh = new_opaque_token()
+        await auth.db[REFRESH_TOKENS].insert_one(
+            {
+                "_id": token_hash(refresh),
+                "family_id": refresh_family or secrets.token_urlsafe(12),
+                "status": "active",
+                "at_jti": access.jti,
+                "grant": {**grant.__dict__, "amr": list(grant.amr), "nonce": None, "extra": None},
+                "created_at": datetime.now(UTC),
+                "expires_at": datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
+            }
+        )
+        body["refresh_token"] = refresh
+    return body, access.jti
+
+
+async def revoke_access_tokens(auth: "Auth", jtis: list[str]) -> None:
+    expires_at = datetime.now(UTC) + timedelta(seconds=auth.settings.access_token_ttl_s + 120)
+    for jti in jtis:
+        await auth.db[REVOKED_TOKENS].update_one({"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True)
+
+
+async def revoke_family(auth: "Auth", family_id: str) -> None:
+    """Every refresh token of the family, and the access tokens they were issued with."""
+    docs = await auth.db[REFRESH_TOKENS].find({"family_id": family_id}, {"at_jti": 1}).to_list()
+    await auth.db[REFRESH_TOKENS].update_many({"family_id": family_id}, {"$set": {"status": "revoked"}})
+    await revoke_access_tokens(auth, [d["at_jti"] for d in docs if d.get("at_jti")])
+
+
+async def is_revoked(auth: "Auth", jti: str) -> bool:
+    return await auth.db[REVOKED_TOKENS].find_one({"_id": jti}, {"_id": 1}) is not None
