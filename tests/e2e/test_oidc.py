@@ -44,6 +44,13 @@ def app_link_of(page: str) -> str:
     return match.group(1).replace("&amp;", "&")
 
 
+def status_url_of(page: str) -> str:
+    """The URL the page's script polls, read from its JSON configuration."""
+    match = re.search(r'"statusUrl":\s*("[^"]+")', page)
+    assert match, "the login page carries no status URL"
+    return json.loads(match.group(1))
+
+
 def start_login(metadata, session: OAuth2Session, **params) -> tuple[str, str, str, str]:
     verifier = generate_token(48)
     nonce = generate_token(16)
@@ -89,3 +96,78 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
     userinfo = session.get(metadata["userinfo_endpoint"], timeout=10)
     assert userinfo.status_code == 200
     assert userinfo.json()["sub"] == claims["sub"]
+
+
+def authorize_url(metadata, client_id: str, **overrides) -> tuple[str, str]:
+    verifier = generate_token(48)
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    params = {
+        "client_id": client_id, "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
+        "state": generate_token(12), "nonce": generate_token(12),
+        "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256",
+    }
+    params.update(overrides)
+    params = {k: v for k, v in params.items() if v is not None}
+    return requests.Request("GET", metadata["authorization_endpoint"], params=params).prepare().url, verifier
+
+
+def token_request(metadata, rp: dict, **form) -> requests.Response:
+    return requests.post(metadata["token_endpoint"], data=form, auth=(rp["client_id"], rp["client_secret"]), timeout=10)
+
+
+async def login(platform, metadata, rp, citizen, **overrides) -> tuple[dict, str]:
+    """One approved login: (the token response, the verifier it used)."""
+    url, verifier = authorize_url(metadata, rp["client_id"], **overrides)
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200, page.text
+    outcome = await citizen.open_link(app_link_of(page.text))
+    code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
+    response = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier)
+    assert response.status_code == 200, response.text
+    return response.json(), code
+
+
+def claims_of(token: str) -> dict:
+    import base64
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def test_pairwise_subjects_differ_between_clients_and_stay_stable(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    bank, tax = register(platform, client_name="Bank"), register(platform, client_name="Tax")
+    first_at_bank = claims_of((await login(platform, metadata, bank, citizen))[0]["id_token"])["sub"]
+    at_tax = claims_of((await login(platform, metadata, tax, citizen))[0]["id_token"])["sub"]
+    again_at_bank = claims_of((await login(platform, metadata, bank, citizen))[0]["id_token"])["sub"]
+    assert first_at_bank == again_at_bank
+    assert first_at_bank != at_tax
+    assert citizen.profile.account_id not in (first_at_bank, at_tax)
+
+
+async def test_two_device_browser_journey_sets_a_session_for_prompt_none(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    browser = requests.Session()
+    url, verifier = authorize_url(metadata, rp["client_id"], state="two-device")
+    page = browser.get(url, timeout=10).text
+    status_url = status_url_of(page)
+    assert browser.get(status_url, timeout=10).json()["status"] == "pending"
+    await citizen.open_link(app_link_of(page))
+    status = browser.get(status_url, timeout=10).json()
+    assert status["status"] == "approved"
+    done = browser.get(status["redirect_to"], allow_redirects=False, timeout=10)
+    assert done.status_code == 303 and done.headers["Location"].startswith(REDIRECT)
+    assert "state=two-device" in done.headers["Location"]
+    assert "harbour_sid" in browser.cookies.get_dict()
+
+    # prompt=none: this browser has a session, so a code comes back at once.
+    silent_url, _ = authorize_url(metadata, rp["client_id"], prompt="none")
+    silent = browser.get(silent_url, allow_redirects=False, timeout=10)
+    assert silent.status_code == 303 and "code=" in silent.headers["Location"]
+    # Another browser has none: login_required, and nothing issued.
+    stranger = requests.get(silent_url, allow_redirects=False, timeout=10)
+    assert stranger.status_code == 303
+    assert "error=login_required" in stranger.headers["Location"] and "code=" not in stranger.headers["Location"]
+    assert "iss=" in stranger.headers["Location"]
