@@ -2,6 +2,7 @@
 
   python -m services.auth.admin create-client --kind kiosk --name "Kiosk 1" --scope enrol
   python -m services.auth.admin set-state ACCOUNT_ID suspended --reason "reported lost"
+  python -m services.auth.admin rotate-keys
 
 They write through the same domain code and outbox as the API (the running
 service's relay publishes the events) and print JSON.
@@ -21,6 +22,7 @@ from libs.store import apply_indexes, create_client, in_transaction
 
 from .accounts import TransitionRefused, change_state
 from .clients import ClientMetadata, register_client
+from .oidc.jwks import KeyStore
 from .settings import AuthSettings
 from .store import INDEXES
 
@@ -31,6 +33,10 @@ async def run(args: argparse.Namespace) -> dict:
     db = client[settings.service.database]
     try:
         await apply_indexes(db, (*INDEXES, *OUTBOX_INDEXES))
+        if args.command == "rotate-keys":
+            keys = KeyStore(client, db, settings.keyring, max_token_lifetime_s=settings.max_jwt_lifetime_s)
+            await keys.ensure()
+            return await keys.rotate()
         if args.command == "create-client":
             metadata = ClientMetadata(
                 client_name=args.name,
@@ -61,6 +67,7 @@ def main() -> int:
     create.add_argument("--redirect-uri", action="append", default=[])
     create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     create.add_argument("--formfill-field", action="append", default=[])
+    commands.add_parser("rotate-keys", help="promote the published next signing key, retire the current one")
     state = commands.add_parser("set-state")
     state.add_argument("account_id")
     state.add_argument("state", choices=["active", "suspended", "revoked"])

@@ -171,3 +171,76 @@ async def test_two_device_browser_journey_sets_a_session_for_prompt_none(platfor
     assert stranger.status_code == 303
     assert "error=login_required" in stranger.headers["Location"] and "code=" not in stranger.headers["Location"]
     assert "iss=" in stranger.headers["Location"]
+
+
+async def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_family(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    tokens, _ = await login(platform, metadata, rp, citizen, scope="openid offline_access")
+    first = tokens["refresh_token"]
+    rotated = token_request(metadata, rp, grant_type="refresh_token", refresh_token=first)
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()
+    assert second["refresh_token"] != first
+    assert requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {second['access_token']}"}, timeout=10).status_code == 200
+
+    # The old one again: theft. Refused, and the whole family with its access tokens is revoked.
+    reused = token_request(metadata, rp, grant_type="refresh_token", refresh_token=first)
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    assert token_request(metadata, rp, grant_type="refresh_token", refresh_token=second["refresh_token"]).json()["error"] == "invalid_grant"
+    revoked = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {second['access_token']}"}, timeout=10)
+    assert revoked.status_code == 401 and 'error="invalid_token"' in revoked.headers["WWW-Authenticate"]
+
+
+async def test_a_reused_code_is_refused_and_revokes_what_it_issued(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    url, verifier = authorize_url(metadata, rp["client_id"])
+    outcome = await citizen.open_link(app_link_of(requests.get(url, timeout=10).text))
+    code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
+    exchange = dict(grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier)
+    tokens = token_request(metadata, rp, **exchange).json()
+    again = token_request(metadata, rp, **exchange)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10).status_code == 401
+    assert token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "profile"}, "invalid_scope"),
+    ],
+    ids=["missing-pkce", "plain-pkce", "implicit", "no-openid"],
+)
+def test_bad_authorization_requests_go_back_with_an_error_and_nothing_issued(platform, metadata, overrides, error):
+    rp = register(platform)
+    url, _ = authorize_url(metadata, rp["client_id"], state="s-1", **overrides)
+    response = requests.get(url, allow_redirects=False, timeout=10)
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT) and f"error={error}" in location
+    assert "state=s-1" in location and "iss=" in location and "code=" not in location
+
+
+@pytest.mark.parametrize("redirect_uri", [REDIRECT + "/extra", "http://127.0.0.1:8765/elsewhere", "https://evil.example/callback"])
+def test_unregistered_redirect_uris_are_never_redirected_to(platform, metadata, redirect_uri):
+    rp = register(platform)
+    url, _ = authorize_url(metadata, rp["client_id"], redirect_uri=redirect_uri)
+    response = requests.get(url, allow_redirects=False, timeout=10)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert "redirect_uri" in response.text
+
+
+async def test_a_wrong_pkce_verifier_gets_no_tokens(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    url, _ = authorize_url(metadata, rp["client_id"])
+    outcome = await citizen.open_link(app_link_of(requests.get(url, timeout=10).text))
+    code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
+    wrong = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=generate_token(48))
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
