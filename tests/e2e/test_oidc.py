@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac as hmac_lib
 import json
 import re
-import secrets
+import time
 
+import jwt as pyjwt
 import pytest
 import requests
 from authlib.common.security import generate_token
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 from authlib.oidc.core import CodeIDToken
@@ -100,8 +107,6 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
 
 def authorize_url(metadata, client_id: str, **overrides) -> tuple[str, str]:
     verifier = generate_token(48)
-    from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
     params = {
         "client_id": client_id, "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
         "state": generate_token(12), "nonce": generate_token(12),
@@ -129,8 +134,6 @@ async def login(platform, metadata, rp, citizen, **overrides) -> tuple[dict, str
 
 
 def claims_of(token: str) -> dict:
-    import base64
-
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
@@ -244,3 +247,78 @@ async def test_a_wrong_pkce_verifier_gets_no_tokens(platform, kiosk, metadata, t
     code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
     wrong = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=generate_token(48))
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+
+
+def forged_tokens(metadata, genuine: str) -> dict[str, str]:
+    """Tampered copies of a genuine access token, each an attack the verifier must refuse."""
+    claims = claims_of(genuine)
+    header = pyjwt.get_unverified_header(genuine)
+    jwks = requests.get(metadata["jwks_uri"], timeout=10).json()
+    public = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    public_pem = pyjwt.algorithms.ECAlgorithm.from_jwk(json.dumps(public)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    hs_header = {"alg": "HS256", "typ": "at+jwt", "kid": header["kid"]}
+    signing_input = f"{b64(hs_header)}.{b64(claims)}".encode()
+    hs256_with_public_key = signing_input.decode() + "." + base64.urlsafe_b64encode(
+        hmac_lib.new(public_pem, signing_input, hashlib.sha256).digest()
+    ).rstrip(b"=").decode()
+    intruder = ec.generate_private_key(ec.SECP256R1())
+    now = int(time.time())
+    return {
+        "alg-none": f"{b64({'alg': 'none', 'typ': 'at+jwt'})}.{b64(claims)}.",
+        "hs256-with-public-key": hs256_with_public_key,
+        "unknown-kid": pyjwt.encode(claims, intruder, algorithm="ES256", headers={"kid": "not-ours", "typ": "at+jwt"}),
+        "our-kid-other-key": pyjwt.encode(claims, intruder, algorithm="ES256", headers={"kid": header["kid"], "typ": "at+jwt"}),
+        "tampered-claims": genuine.split(".")[0] + "." + b64({**claims, "scope": "openid sign"}) + "." + genuine.split(".")[2],
+        "expired": pyjwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, intruder, algorithm="ES256", headers={"kid": header["kid"], "typ": "at+jwt"}),
+    }
+
+
+async def test_forged_access_tokens_are_refused(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    tokens, _ = await login(platform, metadata, rp, citizen)
+    ok = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10)
+    assert ok.status_code == 200
+    for attack, forged in forged_tokens(metadata, tokens["access_token"]).items():
+        response = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {forged}"}, timeout=10)
+        assert response.status_code == 401, attack
+        assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"'), attack
+        introspected = requests.post(metadata["introspection_endpoint"], data={"token": forged}, auth=(rp["client_id"], rp["client_secret"]), timeout=10)
+        assert introspected.json() == {"active": False}, attack
+    # An ID token is not an access token (wrong audience and type).
+    wrong_kind = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['id_token']}"}, timeout=10)
+    assert wrong_kind.status_code == 401
+
+
+async def test_introspection_and_revocation(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp, other = register(platform), register(platform, client_name="Other")
+    tokens, _ = await login(platform, metadata, rp, citizen)
+    mine = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).json()
+    assert mine["active"] is True and mine["client_id"] == rp["client_id"] and mine["scope"] == "openid"
+    theirs = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(other["client_id"], other["client_secret"]), timeout=10).json()
+    assert theirs == {"active": False}
+    assert requests.post(metadata["revocation_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).status_code == 200
+    after = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).json()
+    assert after == {"active": False}
+    assert requests.post(metadata["revocation_endpoint"], data={"token": tokens["refresh_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).status_code == 200
+    assert token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+
+
+def test_client_credentials_for_agencies_only(platform, metadata):
+    agency = register(platform, client_name="Transport Department", kind="agency", redirect_uris=[], scope="notify")
+    granted = token_request(metadata, agency, grant_type="client_credentials", scope="notify")
+    assert granted.status_code == 200, granted.text
+    assert claims_of(granted.json()["access_token"])["sub"] == agency["client_id"]
+    assert "refresh_token" not in granted.json() and "id_token" not in granted.json()
+    rp = register(platform)
+    refused = token_request(metadata, rp, grant_type="client_credentials")
+    assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
+    wrong_secret = requests.post(metadata["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(agency["client_id"], "nope"), timeout=10)
+    assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
