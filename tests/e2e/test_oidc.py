@@ -13,14 +13,18 @@ import jwt as pyjwt
 import pytest
 import requests
 from authlib.common.security import generate_token
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 from authlib.oidc.core import CodeIDToken
 
-from .citizens import cli, create_kiosk, enrolled_app
+from clients.citizen_app import AppError, CitizenApp, Profile
+
+from .citizens import admin, cli, create_kiosk, enrolled_app, identity, selfie
 
 pytestmark = pytest.mark.e2e
 REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the test reads the redirect instead of following it
@@ -322,3 +326,173 @@ def test_client_credentials_for_agencies_only(platform, metadata):
     assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
     wrong_secret = requests.post(metadata["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(agency["client_id"], "nope"), timeout=10)
     assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
+
+
+def es256_client_key() -> tuple[ec.EllipticCurvePrivateKey, dict]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": "rp-key-1", "use": "sig", "alg": "ES256"}
+    return key, jwk
+
+
+async def test_private_key_jwt_with_authlib_and_replay_refused(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    key, jwk = es256_client_key()
+    rp = register(platform, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [jwk]})
+    assert "client_secret" not in rp
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    # Authlib signs with whatever joserfc key it is given (a PEM string is taken for RSA).
+    session = OAuth2Session(rp["client_id"], ECKey.import_key(pem), scope="openid", redirect_uri=REDIRECT, code_challenge_method="S256",
+                            token_endpoint_auth_method=PrivateKeyJWT(metadata["token_endpoint"], headers={"kid": "rp-key-1"}, alg="ES256"))
+    link, verifier, nonce, _ = start_login(metadata, session)
+    outcome = await citizen.open_link(link)
+    token = session.fetch_token(metadata["token_endpoint"], authorization_response=outcome["redirect_to"], code_verifier=verifier)
+    validate_id_token(metadata, token, rp["client_id"], nonce)
+
+    # A client assertion is single-use: the same one again is refused.
+    now = int(time.time())
+    assertion = pyjwt.encode(
+        {"iss": rp["client_id"], "sub": rp["client_id"], "aud": metadata["token_endpoint"], "iat": now, "exp": now + 60, "jti": generate_token(16)},
+        key, algorithm="ES256", headers={"kid": "rp-key-1"},
+    )
+    form = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"],
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion": assertion}
+    assert requests.post(metadata["token_endpoint"], data=form, timeout=10).status_code == 200
+    replay = requests.post(metadata["token_endpoint"], data=form, timeout=10)
+    assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
+    # Wrong audience, and a key that is not the client's, are refused too.
+    for claims, signer in (
+        ({"aud": "https://elsewhere.example/token"}, key),
+        ({}, ec.generate_private_key(ec.SECP256R1())),
+    ):
+        bad = pyjwt.encode(
+            {"iss": rp["client_id"], "sub": rp["client_id"], "aud": metadata["token_endpoint"], "iat": now, "exp": now + 60, "jti": generate_token(16), **claims},
+            signer, algorithm="ES256", headers={"kid": "rp-key-1"},
+        )
+        refused = requests.post(metadata["token_endpoint"], data={**form, "client_assertion": bad}, timeout=10)
+        assert refused.status_code == 401
+
+
+async def test_ciba_poll_flow(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    call_centre = register(platform, client_name="Tax Hotline")
+    sub = claims_of((await login(platform, metadata, call_centre, citizen))[0]["id_token"])["sub"]
+    auth = (call_centre["client_id"], call_centre["client_secret"])
+    started = requests.post(metadata["backchannel_authentication_endpoint"],
+                            data={"scope": "openid", "login_hint": sub, "binding_message": "Call 4821"}, auth=auth, timeout=10)
+    assert started.status_code == 200, started.text
+    request_id = started.json()["auth_req_id"]
+    poll = {"grant_type": "urn:openid:params:grant-type:ciba", "auth_req_id": request_id}
+    pending = requests.post(metadata["token_endpoint"], data=poll, auth=auth, timeout=10)
+    assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
+    assert requests.post(metadata["token_endpoint"], data=poll, auth=auth, timeout=10).json()["error"] == "slow_down"
+
+    [prompt] = [p for p in await citizen.pending() if p["details"].get("binding_message") == "Call 4821"]
+    assert prompt["requester"]["client_name"] == "Tax Hotline"
+    await citizen.approve(prompt["approval_id"])
+    # Poll as CIBA §11 tells a client to: at the given interval, 5 s more after each slow_down.
+    interval = started.json()["interval"] + 5
+    deadline = time.monotonic() + 40
+    while True:
+        time.sleep(interval)
+        answer = requests.post(metadata["token_endpoint"], data=poll, auth=auth, timeout=10)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        assert answer.json()["error"] in ("authorization_pending", "slow_down")
+        if answer.json()["error"] == "slow_down":
+            interval += 5
+    assert answer.status_code == 200, answer.text
+    assert claims_of(answer.json()["id_token"])["sub"] == sub
+    unknown = requests.post(metadata["backchannel_authentication_endpoint"], data={"scope": "openid", "login_hint": "nobody"}, auth=auth, timeout=10)
+    assert unknown.status_code == 400 and unknown.json()["error"] == "unknown_user_id"
+
+
+async def test_step_up_demands_a_new_approval_and_the_right_assurance(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)  # kiosk-enrolled: plus
+    rp = register(platform)
+    browser = requests.Session()
+    url, _ = authorize_url(metadata, rp["client_id"])
+    page = browser.get(url, timeout=10).text
+    await citizen.open_link(app_link_of(page))
+    browser.get(browser.get(status_url_of(page), timeout=10).json()["redirect_to"], allow_redirects=False, timeout=10)
+    # Asking for the plus level shows a new login page (a new approval), even with a session.
+    step_up, _ = authorize_url(metadata, rp["client_id"], acr_values="urn:harbour-id:loa:plus", prompt="login")
+    page = browser.get(step_up, allow_redirects=False, timeout=10)
+    assert page.status_code == 200 and "harbourid://authorize" in page.text
+    outcome = await citizen.open_link(app_link_of(page.text))
+    assert outcome["prompt"]["details"]["acr_values"] == ["urn:harbour-id:loa:plus"]
+    assert "code=" in outcome["redirect_to"]
+    # A self-registered (basic) citizen cannot meet plus: the phone is told so and no code is issued.
+    basic = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
+    enrolment = await basic.enrol(identity(), selfie())
+    await basic.activate(enrolment["account_id"], enrolment["activation_code"])
+    page = requests.get(authorize_url(metadata, rp["client_id"], acr_values="urn:harbour-id:loa:plus")[0], timeout=10).text
+    with pytest.raises(AppError) as refused:
+        await basic.open_link(app_link_of(page))
+    assert refused.value.status == 403
+
+
+async def test_par_and_form_post(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    verifier = generate_token(48)
+    pushed = requests.post(
+        metadata["pushed_authorization_request_endpoint"],
+        data={"response_type": "code", "redirect_uri": REDIRECT, "scope": "openid", "state": "par-1", "response_mode": "form_post",
+              "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"},
+        auth=(rp["client_id"], rp["client_secret"]), timeout=10,
+    )
+    assert pushed.status_code == 201, pushed.text
+    request_uri = pushed.json()["request_uri"]
+    browser = requests.Session()
+    url = requests.Request("GET", metadata["authorization_endpoint"], params={"client_id": rp["client_id"], "request_uri": request_uri}).prepare().url
+    page = browser.get(url, timeout=10).text
+    await citizen.open_link(app_link_of(page))
+    done = browser.get(browser.get(status_url_of(page), timeout=10).json()["redirect_to"], allow_redirects=False, timeout=10)
+    assert done.status_code == 200 and f'action="{REDIRECT}"' in done.text
+    assert re.search(r'name="state" value="par-1"', done.text)
+    code = re.search(r'name="code" value="([^"]+)"', done.text).group(1)
+    assert token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier).status_code == 200
+    # A pushed request is single-use.
+    assert browser.get(url, allow_redirects=False, timeout=10).status_code == 400
+
+
+async def test_logout_ends_the_session(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform, post_logout_redirect_uris=["http://127.0.0.1:8765/bye"])
+    browser = requests.Session()
+    url, verifier = authorize_url(metadata, rp["client_id"])
+    page = browser.get(url, timeout=10).text
+    await citizen.open_link(app_link_of(page))
+    done = browser.get(browser.get(status_url_of(page), timeout=10).json()["redirect_to"], allow_redirects=False, timeout=10)
+    code = re.search(r"[?&]code=([^&]+)", done.headers["Location"]).group(1)
+    tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier).json()
+    out = browser.get(metadata["end_session_endpoint"], params={"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "http://127.0.0.1:8765/bye", "state": "bye-1"},
+                      allow_redirects=False, timeout=10)
+    assert out.status_code == 303 and out.headers["Location"] == "http://127.0.0.1:8765/bye?state=bye-1"
+    silent = browser.get(authorize_url(metadata, rp["client_id"], prompt="none")[0], allow_redirects=False, timeout=10)
+    assert "error=login_required" in silent.headers["Location"]
+    # An unregistered post-logout URI is not followed.
+    elsewhere = browser.get(metadata["end_session_endpoint"], params={"post_logout_redirect_uri": "https://evil.example/"}, allow_redirects=False, timeout=10)
+    assert elsewhere.status_code == 200 and "Location" not in elsewhere.headers
+
+
+async def test_key_rotation_publishes_next_first_and_keeps_old_tokens_valid(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform)
+    before, _ = await login(platform, metadata, rp, citizen)
+    old_kid = pyjwt.get_unverified_header(before["access_token"])["kid"]
+    published_before = {k["kid"] for k in requests.get(metadata["jwks_uri"], timeout=10).json()["keys"]}
+    rotated = admin(platform, "rotate-keys")
+    assert rotated.returncode == 0, rotated.stderr
+    result = json.loads(rotated.stdout)
+    assert result["retired"] == old_kid and result["current"] in published_before  # the new signer was published in advance
+    deadline = time.monotonic() + 15
+    while True:
+        after, _ = await login(platform, metadata, rp, citizen)
+        if pyjwt.get_unverified_header(after["access_token"])["kid"] == result["current"] or time.monotonic() > deadline:
+            break
+    assert pyjwt.get_unverified_header(after["access_token"])["kid"] == result["current"]
+    published_after = {k["kid"] for k in requests.get(metadata["jwks_uri"], timeout=10).json()["keys"]}
+    assert {old_kid, result["current"], result["next"]} <= published_after
+    # A token signed before the rotation still verifies.
+    assert requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {before['access_token']}"}, timeout=10).status_code == 200

@@ -3,7 +3,7 @@
 `client_secret_basic`, `client_secret_post` and `private_key_jwt`; a client
 uses exactly the method it registered, and exactly one per request. Client
 assertions are ES256, addressed to the issuer or the endpoint, short-lived,
-and single-use (`jti` kept until it expires).
+and single-use (`jti` kept until it expires), valid for an hour at most.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..store import CLIENT_ASSERTIONS
 from .errors import InvalidClient, InvalidRequest
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME_S = 300
+# Off-the-shelf clients (Authlib) sign assertions valid for an hour; replay is stopped by the jti store, not by brevity.
+MAX_ASSERTION_LIFETIME_S = 3600
 JWKS_CACHE_S = 300
 JWKS_MAX_BYTES = 64 * 1024
 
@@ -83,7 +84,7 @@ async def verify_client_assertion(
         raise InvalidClient("the client assertion does not verify with the client's keys, has expired or names another audience")
     now = int(time.time())
     if claims["exp"] - int(claims.get("iat", now)) > MAX_ASSERTION_LIFETIME_S or claims["exp"] - now > MAX_ASSERTION_LIFETIME_S:
-        raise InvalidClient("the client assertion lives too long (5 minutes at most)")
+        raise InvalidClient("the client assertion lives too long (one hour at most)")
     try:
         await db[CLIENT_ASSERTIONS].insert_one(
             {"_id": f"{client_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
