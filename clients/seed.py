@@ -4,8 +4,8 @@ Two relying parties, one agency and one kiosk (registered with auth's operator
 command), and two citizens with activated devices — one `plus` (enrolled at
 the kiosk), one `basic` (sandbox self-registration) — each with the data they
 enrolled with and their reference-app profile file. Running it again keeps
-the existing seed. Pairwise `sub` values per client arrive with the OpenID
-Connect issue.
+the existing seed. Each citizen's pairwise `sub` at every seeded client is
+listed; the bank authenticates with private_key_jwt (key file in .dev/keys/).
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ from PIL import Image, ImageDraw
 
 from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import load_running_stack
+from libs.tokens import generate_private_key, public_jwk
 from libs.devstack.stack import REPO_ROOT
 
+DEMO_SITE = "http://127.0.0.1:8010"
 CLIENTS = [
-    {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "formfill", "sign"]},
-    {"key": "tax", "kind": "relying_party", "name": "Harbour Tax Portal", "scopes": ["openid", "formfill"]},
+    # The bank authenticates with private_key_jwt (its key file is in .dev/keys/), the tax portal with a secret.
+    {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "offline_access", "formfill", "sign"],
+     "redirect_uris": [f"{DEMO_SITE}/bank/callback"], "auth_method": "private_key_jwt"},
+    {"key": "tax", "kind": "relying_party", "name": "Harbour Tax Portal", "scopes": ["openid", "offline_access", "formfill"],
+     "redirect_uris": [f"{DEMO_SITE}/tax/callback"]},
     {"key": "transport", "kind": "agency", "name": "Transport Department", "scopes": ["notify"]},
     {"key": "kiosk", "kind": "kiosk", "name": "Registration Kiosk, Wan Chai", "scopes": ["enrol"]},
 ]
@@ -62,12 +67,34 @@ def demo_selfie(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def register(env: dict, client: dict) -> dict:
+def admin(env: dict, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "services.auth.admin", *args], env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+def register(env: dict, client: dict, keys_dir: Path) -> dict:
     args = ["create-client", "--kind", client["kind"], "--name", client["name"]]
     for scope in client["scopes"]:
         args += ["--scope", scope]
-    result = subprocess.run([sys.executable, "-m", "services.auth.admin", *args], env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
+    for uri in client.get("redirect_uris", []):
+        args += ["--redirect-uri", uri, "--post-logout-redirect-uri", uri.rsplit("/", 1)[0] + "/"]
+    files: dict[str, str] = {}
+    if client.get("auth_method") == "private_key_jwt":
+        key = generate_private_key()
+        jwk = public_jwk(key) | {"kid": f"{client['key']}-1", "use": "sig", "alg": "ES256"}
+        key_file, jwks_file = keys_dir / f"{client['key']}.pem", keys_dir / f"{client['key']}.jwks.json"
+        write_private(key_file, Profile.pem_of(key))
+        write_private(jwks_file, json.dumps({"keys": [jwk]}))
+        args += ["--auth-method", "private_key_jwt", "--jwks-file", str(jwks_file)]
+        files = {"private_key_file": str(key_file), "jwks_file": str(jwks_file), "key_id": jwk["kid"]}
+    return {**admin(env, *args), **files}
 
 
 async def seed(dev_dir: Path) -> dict:
@@ -76,7 +103,7 @@ async def seed(dev_dir: Path) -> dict:
         raise SystemExit("the platform is not running: `make up` first")
     env = {**os.environ, **stack.config.service_env()}
     gateway = stack.config.service_url("gateway")
-    clients = {c["key"]: {**register(env, c), "kind": c["kind"]} for c in CLIENTS}
+    clients = {c["key"]: {**register(env, c, dev_dir / "keys"), "kind": c["kind"]} for c in CLIENTS}
     kiosk = (clients["kiosk"]["client_id"], clients["kiosk"]["client_secret"])
     citizens = {}
     for number, citizen in enumerate(CITIZENS):
@@ -92,7 +119,8 @@ async def seed(dev_dir: Path) -> dict:
             "enrolled_with": citizen["identity"],
             "profile": str(profile_path),
             "device_id": app.profile.device_id,
-            "sub": {},  # pairwise subject per client: with the OpenID Connect issue
+            # The pairwise subject this citizen has at each seeded client.
+            "sub": {key: admin(env, "subject", enrolment["account_id"], c["client_id"])["sub"] for key, c in clients.items()},
         }
     return {"gateway": gateway, "clients": clients, "citizens": citizens}
 

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -21,7 +22,8 @@ from libs.events.outbox import OUTBOX_INDEXES
 from libs.store import apply_indexes, create_client, in_transaction
 
 from .accounts import TransitionRefused, change_state
-from .clients import ClientMetadata, register_client
+from .clients import ClientMetadata, find_client, register_client
+from .oidc.pairwise import subject_for
 from .oidc.jwks import KeyStore
 from .settings import AuthSettings
 from .store import INDEXES
@@ -37,6 +39,12 @@ async def run(args: argparse.Namespace) -> dict:
             keys = KeyStore(client, db, settings.keyring, max_token_lifetime_s=settings.max_jwt_lifetime_s)
             await keys.ensure()
             return await keys.rotate()
+        if args.command == "subject":
+            registered = await find_client(db, args.client_id)
+            if registered is None:
+                raise ValueError("no such client")
+            return {"account_id": args.account_id, "client_id": args.client_id,
+                    "sub": await subject_for(db, settings.hash_key, registered.sector, args.account_id)}
         if args.command == "create-client":
             metadata = ClientMetadata(
                 client_name=args.name,
@@ -45,6 +53,8 @@ async def run(args: argparse.Namespace) -> dict:
                 redirect_uris=args.redirect_uri,
                 post_logout_redirect_uris=args.post_logout_redirect_uri,
                 formfill_fields=args.formfill_field,
+                token_endpoint_auth_method=args.auth_method,
+                jwks=json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None,
             )
             registered, secret = await in_transaction(
                 client, lambda s: register_client(db, s, metadata, registered_by="operator")
@@ -67,6 +77,12 @@ def main() -> int:
     create.add_argument("--redirect-uri", action="append", default=[])
     create.add_argument("--post-logout-redirect-uri", action="append", default=[])
     create.add_argument("--formfill-field", action="append", default=[])
+    create.add_argument("--auth-method", default="client_secret_basic",
+                        choices=["client_secret_basic", "client_secret_post", "private_key_jwt"])
+    create.add_argument("--jwks-file", help="the client's public JWKS (for private_key_jwt)")
+    subject = commands.add_parser("subject", help="a citizen's pairwise sub at a client")
+    subject.add_argument("account_id")
+    subject.add_argument("client_id")
     commands.add_parser("rotate-keys", help="promote the published next signing key, retire the current one")
     state = commands.add_parser("set-state")
     state.add_argument("account_id")

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -149,16 +150,21 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     seed = json.loads(path.read_text())
     kinds = sorted(c["kind"] for c in seed["clients"].values())
     assert kinds == ["agency", "kiosk", "relying_party", "relying_party"]
-    assert all(c["client_id"] and c["client_secret"] for c in seed["clients"].values())
+    assert all(c["client_id"] and (c["client_secret"] or c["private_key_file"]) for c in seed["clients"].values())
     assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus"]
+    assert oct(Path(seed["clients"]["bank"]["private_key_file"]).stat().st_mode & 0o777) == "0o600"
+    subs = [set(c["sub"].values()) for c in seed["citizens"].values()]
     for citizen in seed["citizens"].values():
         assert {"id_number", "name_en", "date_of_birth"} <= citizen["enrolled_with"].keys()
+        assert set(citizen["sub"]) == set(seed["clients"])
+        assert len(set(citizen["sub"].values())) == len(seed["clients"])  # pairwise: one sub per client
         devices = subprocess.run(
             [sys.executable, "-m", "clients.citizen_app", "--profile", citizen["profile"], "devices"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
         )
         assert devices.returncode == 0, devices.stderr
         assert json.loads(devices.stdout)["current_device_id"] == citizen["device_id"]
+    assert not subs[0] & subs[1]
     again = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "keeping it" in again.stdout
     assert json.loads(path.read_text()) == seed
