@@ -8,11 +8,12 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.service import Problem, Unauthorized, parse_body
+from libs.service import NotFound, Problem, Unauthorized, parse_body
 
 from . import approvals, devices, enrolment
 from .clients import ClientMetadata, authenticate_client, parse_basic
 from .clients import register_client as register_client_in
+from .clients import update_client as update_client_in
 from .context import Auth
 from .devices import ActivationRequest, DeviceContext
 from .enrolment import EnrolmentRequest
@@ -65,12 +66,16 @@ async def current_device(request: web.Request) -> DeviceContext:
         raise problem from None
 
 
+def is_admin(request: web.Request, auth: Auth) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bool(auth.settings.admin_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), auth.settings.admin_token)
+
+
 @routes.post("/v1/clients")
 async def register_client(request: web.Request) -> web.Response:
     """RFC 7591-style registration: operators with the admin token; anyone in the sandbox (no kiosks, no shared sectors)."""
     auth = request.app[AUTH]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    admin = bool(auth.settings.admin_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), auth.settings.admin_token)
+    admin = is_admin(request, auth)
     if not admin and not auth.settings.sandbox:
         raise Unauthorized("the admin token is required", headers={"WWW-Authenticate": 'Bearer realm="harbour-id"'})
     metadata = await parse_body(request, ClientMetadata)
@@ -83,6 +88,32 @@ async def register_client(request: web.Request) -> web.Response:
     if secret:
         body |= {"client_secret": secret, "client_secret_expires_at": 0}
     return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
+
+
+@routes.put("/v1/clients/{client_id}")
+async def update_client(request: web.Request) -> web.Response:
+    """Replace a client's metadata: operators, or the client itself with its own credentials."""
+    auth = request.app[AUTH]
+    client_id = request.match_info["client_id"]
+    admin = is_admin(request, auth)
+    if not admin:
+        credentials = parse_basic(request.headers.get("Authorization"))
+        client = await authenticate_client(auth.db, *credentials) if credentials else None
+        if client is None or client.client_id != client_id:
+            raise Unauthorized("the admin token or this client's own credentials are required",
+                               headers={"WWW-Authenticate": 'Basic realm="harbour-id"'})
+    metadata = await parse_body(request, ClientMetadata)
+    if not admin and (metadata.sector_identifier_uri or "enrol" in metadata.scope.split()):
+        raise Problem("only operators can set a shared sector or the enrol scope", status=403, title="Forbidden", slug="forbidden")
+    try:
+        client = await auth.transaction(
+            lambda session: update_client_in(auth.db, session, client_id, metadata, updated_by="admin" if admin else client_id)
+        )
+    except LookupError:
+        raise NotFound("no such client") from None
+    except ValueError as exc:
+        raise Problem(str(exc), status=409, title="Conflict", slug="conflict") from None
+    return web.json_response(client.public_view())
 
 
 @routes.post("/v1/enrolments")

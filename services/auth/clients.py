@@ -228,3 +228,26 @@ def secret_matches(client: Client | None, secret: str) -> bool:
 async def authenticate_client(db: AsyncDatabase, client_id: str, secret: str) -> Client | None:
     client = await find_client(db, client_id)
     return client if secret_matches(client, secret) else None
+
+
+async def update_client(
+    db: AsyncDatabase, session: AsyncClientSession, client_id: str, metadata: ClientMetadata, *, updated_by: str
+) -> Client:
+    """Replace a client's metadata (not its id, kind or secret) and publish client.updated."""
+    current = await db[CLIENTS_COLLECTION].find_one({"_id": client_id}, session=session)
+    if current is None:
+        raise LookupError("no such client")
+    if metadata.kind != current["metadata"]["kind"]:
+        raise ValueError("a client's kind cannot change")
+    if metadata.token_endpoint_auth_method != current["metadata"]["token_endpoint_auth_method"]:
+        raise ValueError("a client's authentication method cannot change; register a new client")
+    await db[CLIENTS_COLLECTION].update_one(
+        {"_id": client_id},
+        {"$set": {"metadata": metadata.model_dump(mode="json"), "updated_at": datetime.now(UTC)}},
+        session=session,
+    )
+    client = Client(client_id, metadata, current.get("secret_sha256"))
+    outbox = Outbox(db)
+    await outbox.add(session, CLIENTS.name, CloudEvent(source="/auth", type="client.updated", subject=client_id, data=client.public_view()))
+    await record_audit(outbox, session, service="auth", subject=client_id, action="client.update", actor=updated_by)
+    return client

@@ -24,7 +24,11 @@ from authlib.oidc.core import CodeIDToken
 
 from clients.citizen_app import AppError, CitizenApp, Profile
 
-from .citizens import admin, cli, create_kiosk, enrolled_app, identity, selfie
+from libs.events import CloudEvent
+from libs.events.topics import CLIENTS
+
+from ..integration.eventing import eventually
+from .citizens import admin, all_messages, cli, create_kiosk, enrolled_app, identity, selfie
 
 pytestmark = pytest.mark.e2e
 REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the test reads the redirect instead of following it
@@ -496,3 +500,32 @@ async def test_key_rotation_publishes_next_first_and_keeps_old_tokens_valid(plat
     assert {old_kid, result["current"], result["next"]} <= published_after
     # A token signed before the rotation still verifies.
     assert requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {before['access_token']}"}, timeout=10).status_code == 200
+
+
+async def test_client_registration_is_validated_updated_and_published(platform):
+    bad = requests.post(platform.gateway + "/v1/clients", json={"client_name": "X", "redirect_uris": ["http://evil.example/cb"]}, timeout=10)
+    assert bad.status_code == 422 and bad.headers["Content-Type"].startswith("application/problem+json")
+    assert "redirect_uris" in {e["field"].split("/")[0] for e in bad.json()["errors"]}
+    kiosk = requests.post(platform.gateway + "/v1/clients", json={"client_name": "Fake kiosk", "kind": "kiosk", "scope": "enrol"}, timeout=10)
+    assert kiosk.status_code == 403  # the sandbox cannot mint kiosks
+    admin_token = platform.env()["HARBOUR_ADMIN_TOKEN"]
+    real_kiosk = requests.post(platform.gateway + "/v1/clients", json={"client_name": "Kiosk", "kind": "kiosk", "scope": "enrol"},
+                               headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
+    assert real_kiosk.status_code == 201
+
+    rp = register(platform)
+    update = {"client_name": "Example Portal (new name)", "redirect_uris": [REDIRECT, REDIRECT + "2"], "scope": "openid"}
+    other = register(platform, client_name="Someone else")
+    forbidden = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update, auth=(other["client_id"], other["client_secret"]), timeout=10)
+    assert forbidden.status_code == 401
+    updated = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update, auth=(rp["client_id"], rp["client_secret"]), timeout=10)
+    assert updated.status_code == 200 and updated.json()["client_name"] == "Example Portal (new name)"
+
+    async def published() -> set[str]:
+        messages = await all_messages(platform.infra.kafka_bootstrap, [CLIENTS.name])
+        return {CloudEvent.from_json(m.value).type for m in messages if m.key == rp["client_id"].encode()}
+
+    async def both() -> bool:
+        return await published() == {"client.registered", "client.updated"}
+
+    await eventually(both)
