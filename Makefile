@@ -33,8 +33,12 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP)
+test: $(STAMP) tests/interop/node/node_modules/.installed
 	$(PY) -m pytest
+
+# Node's openid-client for the interoperability test, from the lock file, once per change of it.
+tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json
+	cd tests/interop/node && npm ci --no-audit --no-fund && touch node_modules/.installed
 
 clean: down
 	rm -rf .dev
