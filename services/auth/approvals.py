@@ -21,6 +21,7 @@ from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import load_public_jwk
 
+from . import prompts
 from .devices import DeviceContext
 from .oidc import login
 from .errors import Refused
@@ -39,21 +40,7 @@ async def store_prompt(db: AsyncDatabase, session: AsyncClientSession, event: Cl
     request = ApprovalRequest.model_validate(event.data)
     if await db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
         raise UnknownAccount("approval requested for an unknown account")
-    await db[APPROVALS].update_one(
-        {"_id": request.approval_id},
-        {
-            "$setOnInsert": {
-                "account_id": request.account_id,
-                "request": request.model_dump(mode="json"),
-                "digest": request.digest(),
-                "status": "pending",
-                "expires_at": request.expires_at,
-                "received_at": datetime.now(UTC),
-            }
-        },
-        upsert=True,
-        session=session,
-    )
+    await prompts.enqueue(db, session, request)
 
 
 def prompt_view(doc: dict, now: datetime) -> dict[str, Any]:

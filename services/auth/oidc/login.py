@@ -27,9 +27,10 @@ from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import LOGINS
 
+from .. import prompts
 from ..clients import find_client
 from ..errors import Refused
-from ..store import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
+from ..store import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
 from .authorization import AuthorizationRequest, redirect_url
 from .pairwise import subject_for
 from .tokens import ACR_RANK, acr_of, new_opaque_token, token_hash
@@ -104,21 +105,7 @@ async def queue_prompt(db: AsyncDatabase, session: AsyncClientSession | None, tx
     if required and ACR_RANK[acr_of(account["assurance"])] < ACR_RANK[required]:
         raise Refused("assurance-too-low", "this service needs an identity proofed in person (plus)", 403)
     prompt = _prompt(tx_doc, account["_id"])
-    await db[APPROVALS].update_one(
-        {"_id": prompt.approval_id},
-        {
-            "$setOnInsert": {
-                "account_id": account["_id"],
-                "request": prompt.model_dump(mode="json"),
-                "digest": prompt.digest(),
-                "status": "pending",
-                "expires_at": prompt.expires_at,
-                "received_at": datetime.now(UTC),
-            }
-        },
-        upsert=True,
-        session=session,
-    )
+    await prompts.enqueue(db, session, prompt)
     return prompt.approval_id
 
 
