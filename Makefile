@@ -33,8 +33,13 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium
 	$(PY) -m pytest
+
+# Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
+.dev/.chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	mkdir -p .dev && touch $@
 
 # Node's openid-client for the interoperability test, from the lock file, once per change of it.
 tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json

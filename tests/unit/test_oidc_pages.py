@@ -290,3 +290,11 @@ def test_logged_out_page(language: str, title: str) -> None:
     assert page.all("html") == [{"lang": language}]
     assert title in page.visible_text
     assert_strict_csp_ready(html)
+
+
+def test_scopes_are_described_in_the_citizens_language() -> None:
+    from services.auth.oidc.pages import describe_scopes
+
+    assert describe_scopes("en", ["openid"]) == []
+    assert describe_scopes("en", ["openid", "offline_access"]) == ["Keep you signed in until you log out"]
+    assert describe_scopes("zh-HK", ["openid", "formfill"]) == ["要求以你的個人資料填寫表格（每次由你確認）"]

@@ -116,7 +116,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     body = pages.render_login_page(
         language=language,
         client_name=client.name,
-        purpose_lines=login.purpose_lines(authorization.scope),
+        purpose_lines=pages.describe_scopes(language, authorization.scope.split()),
         matching_code=started["matching_code"],
         app_link=login.app_link(started["tx"]),
         status_url=status_url,

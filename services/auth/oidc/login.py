@@ -55,10 +55,6 @@ def tx_from_link(link: str) -> str:
     return tx
 
 
-def purpose_lines(scope: str) -> list[str]:
-    return [s for s in scope.split() if s != "openid"]
-
-
 async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -> dict[str, Any]:
     """Open a transaction for the browser; return what its page shows."""
     tx = secrets.token_urlsafe(18)

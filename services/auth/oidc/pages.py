@@ -195,6 +195,12 @@ def _qr_svg(app_link: str, title: str) -> Markup:
     return Markup(svg)
 
 
+def describe_scopes(language: str, scopes: list[str]) -> list[str]:
+    """What a login lets the client do, in the citizen's language (`openid` itself is the login)."""
+    messages = _messages(language)
+    return [messages.get(f"scope_{scope}", scope) for scope in scopes if scope != "openid"]
+
+
 def render_login_page(
     *,
     language: str,
