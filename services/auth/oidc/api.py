@@ -12,7 +12,7 @@ from libs.service import parse_body
 
 from .. import approvals
 from ..api import AUTH, current_device, refused
-from ..clients import find_client
+from ..clients import Client, find_client
 from ..errors import Refused
 from . import ciba, discovery, grants, login, logout, pages, par, resource
 from .authorization import parse_request, redirect_url, single_params
@@ -158,8 +158,7 @@ async def authorize_complete(request: web.Request) -> web.StreamResponse:
 async def pushed_authorization_request(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     try:
-        form = await _form(request)
-        client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=_audiences(auth, "par"))
+        form, client = await _authenticated(request, "par")
         params = {k: v for k, v in form.items() if k not in ("client_secret", "client_assertion", "client_assertion_type", "request_uri")}
         params["client_id"] = client.client_id
         try:
@@ -172,17 +171,21 @@ async def pushed_authorization_request(request: web.Request) -> web.Response:
     return web.json_response({"request_uri": request_uri, "expires_in": expires_in}, status=201, headers=NO_STORE)
 
 
-def _audiences(auth, endpoint: str) -> list[str]:
+async def _authenticated(request: web.Request, endpoint: str) -> tuple[dict[str, str], Client]:
+    """The form of a client-authenticated endpoint and the client; assertions may name the issuer or the endpoint."""
+    auth = request.app[AUTH]
+    form = await _form(request)
     issuer = auth.settings.issuer
-    return [issuer, f"{issuer}/oidc/token", f"{issuer}/oidc/{endpoint}"]
+    audiences = [issuer, f"{issuer}/oidc/token", f"{issuer}/oidc/{endpoint}"]
+    client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=audiences)
+    return form, client
 
 
 @routes.post("/oidc/token")
 async def token(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     try:
-        form = await _form(request)
-        client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=_audiences(auth, "token"))
+        form, client = await _authenticated(request, "token")
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
             body = await grants.authorization_code(auth, client, form)
@@ -203,8 +206,7 @@ async def token(request: web.Request) -> web.Response:
 async def backchannel_authentication(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     try:
-        form = await _form(request)
-        client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=_audiences(auth, "bc-authorize"))
+        form, client = await _authenticated(request, "bc-authorize")
         body = await ciba.backchannel_authorize(auth, client, form)
     except OAuthError as exc:
         return _oauth_error(exc)
@@ -237,8 +239,7 @@ async def userinfo(request: web.Request) -> web.Response:
 async def introspect(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     try:
-        form = await _form(request)
-        client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=_audiences(auth, "introspect"))
+        form, client = await _authenticated(request, "introspect")
     except OAuthError as exc:
         return _oauth_error(exc)
     return web.json_response(await resource.introspect(auth, client, form.get("token")), headers=NO_STORE)
@@ -248,8 +249,7 @@ async def introspect(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     try:
-        form = await _form(request)
-        client = await authenticate_client(auth.db, request.headers.get("Authorization"), form, audiences=_audiences(auth, "revoke"))
+        form, client = await _authenticated(request, "revoke")
     except OAuthError as exc:
         return _oauth_error(exc)
     await resource.revoke(auth, client, form.get("token"))
