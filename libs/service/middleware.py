@@ -16,6 +16,8 @@ from .problems import InternalError, Problem, problem_from_http_exception, probl
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVICE_NAME = web.AppKey("service_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)
+# A handler that serves many paths (the gateway) names the route it matched here, for metrics and logs.
+ROUTE_LABEL = web.RequestKey("route_label", str)
 # A caller's id is kept only when it is short and plain, so it cannot inject into logs.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -23,6 +25,8 @@ log = get_logger("harbour.http")
 
 
 def route_template(request: web.Request) -> str:
+    if ROUTE_LABEL in request:
+        return request[ROUTE_LABEL]
     route = request.match_info.route
     resource = route.resource
     if resource is None:

@@ -1,10 +1,12 @@
 """Tokens: ES256 compact JWS signing and strict verification, P-256 JWKs and thumbprints."""
 
+from .jwks_cache import JWKSCache
 from .jwk import InvalidKey, generate_private_key, load_public_jwk, public_jwk, thumbprint
 from .jws import InvalidToken, sign, unverified_header, verify
 
 __all__ = [
     "InvalidKey",
+    "JWKSCache",
     "InvalidToken",
     "generate_private_key",
     "load_public_jwk",

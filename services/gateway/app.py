@@ -1,4 +1,9 @@
-"""create_app(settings) -> the gateway's aiohttp application."""
+"""create_app(settings) -> the gateway: the platform's one front door.
+
+Per request, in order: CORS preflight, the routing table (404/405), rate
+limits per source address, edge authentication by the route's policy, rate
+limits per client, then the streaming pass-through to the owning service.
+"""
 
 from __future__ import annotations
 
@@ -6,57 +11,113 @@ import aiohttp
 from aiohttp import web
 
 from libs.service import add_readiness_check, create_service_app
+from libs.service.middleware import ROUTE_LABEL
+from libs.service.problems import NotFound, Problem
+from libs.tokens import JWKSCache
 
-from .proxy import forward
-from .routes import ROUTES
+from . import cors
+from .breaker import CircuitBreaker
+from .edge import authorize
+from .metrics import REJECTED
+from .proxy import Upstream, forward
+from .ratelimit import TokenBuckets, Verdict
+from .routes import allowed_methods, match
 from .settings import GatewaySettings
 
-UPSTREAM_SESSIONS = web.AppKey("upstream_sessions", dict)
+UPSTREAMS = web.AppKey("upstreams", dict)
+JWKS = web.AppKey("jwks", JWKSCache)
+PER_IP = web.AppKey("per_ip", TokenBuckets)
+PER_CLIENT = web.AppKey("per_client", TokenBuckets)
+GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
+RATE = web.RequestKey("rate", Verdict)
 
 
-def _upstream_sessions(settings: GatewaySettings):
+def _upstreams(settings: GatewaySettings):
     async def lifecycle(app: web.Application):
-        # One pooled session per upstream; bytes pass through as sent (no auto-decompression).
-        sessions = {
-            name: aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200),
+        upstreams = {}
+        for name, base in settings.upstreams.items():
+            # One pooled session per upstream; bytes pass through as sent (no auto-decompression).
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=2, sock_read=settings.upstream_timeout_s),
                 auto_decompress=False,
             )
-            for name in settings.upstreams
-        }
-        app[UPSTREAM_SESSIONS] = sessions
-        for name, base in settings.upstreams.items():
-            add_readiness_check(app, name, _healthz_probe(sessions[name], base))
+            upstreams[name] = Upstream(name, base, session, CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s))
+            add_readiness_check(app, name, _ready(upstreams[name]))
+        app[UPSTREAMS] = upstreams
+        app[JWKS] = JWKSCache(settings.jwks_url, upstreams["auth"].session)
         yield
-        for session in sessions.values():
-            await session.close()
+        for upstream in upstreams.values():
+            await upstream.session.close()
 
     return lifecycle
 
 
-def _healthz_probe(session: aiohttp.ClientSession, base_url: str):
+def _ready(upstream: Upstream):
     async def probe() -> None:
-        async with session.get(base_url + "/healthz") as response:
+        if upstream.breaker.state == "open":
+            raise RuntimeError("circuit open")
+        async with upstream.session.get(upstream.base_url + "/healthz") as response:
             response.raise_for_status()
 
     return probe
 
 
-def _proxy_handler(upstream: str, base_url: str):
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await forward(request, request.app[UPSTREAM_SESSIONS][upstream], base_url, upstream)
+def _rate_limited(verdict: Verdict, scope: str) -> Problem:
+    REJECTED.labels("rate_limited").inc()
+    return Problem(
+        f"too many requests from this {scope}; retry in {verdict.retry_after_s} s",
+        status=429, title="Too many requests", slug="rate-limited",
+        headers={"Retry-After": str(verdict.retry_after_s)},
+    )
 
-    return handler
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    settings = request.app[GATEWAY_SETTINGS]
+    path = request.path
+    if cors.is_preflight(request):
+        return cors.preflight(request, settings.cors_origins, allowed_methods(path))
+    rule = match(request.method, path)
+    if rule is None:
+        methods = allowed_methods(path)
+        if methods:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
+        raise NotFound("no public API at this path")
+    request[ROUTE_LABEL] = rule.pattern
+    verdict = request.app[PER_IP].take(f"ip:{request.remote}")
+    request[RATE] = verdict
+    if not verdict.allowed:
+        raise _rate_limited(verdict, "address")
+    try:
+        caller = await authorize(request, rule.policy, request.app[JWKS], settings.issuer)
+    except Problem as problem:
+        REJECTED.labels("unauthenticated" if problem.status == 401 else "forbidden").inc()
+        raise
+    if caller.key:
+        verdict = request.app[PER_CLIENT].take(caller.key)
+        request[RATE] = verdict
+        if not verdict.allowed:
+            raise _rate_limited(verdict, "client")
+    return await forward(request, request.app[UPSTREAMS][rule.upstream], rule.pattern, rule.max_body_bytes)
+
+
+async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, streamed ones too: the caller's rate-limit state and CORS."""
+    verdict = request.get(RATE)
+    if verdict is not None:
+        response.headers["RateLimit-Limit"] = str(verdict.limit)
+        response.headers["RateLimit-Remaining"] = str(verdict.remaining)
+        response.headers["RateLimit-Reset"] = str(verdict.reset_s)
+    cors.decorate(request, response, request.app[GATEWAY_SETTINGS].cors_origins)
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
     settings = settings or GatewaySettings.from_env()
     app = create_service_app(settings.service)
-    app.cleanup_ctx.append(_upstream_sessions(settings))
-    for route in ROUTES:
-        handler = _proxy_handler(route.upstream, settings.upstreams[route.upstream])
-        # The exact prefix and everything below it, on a segment boundary.
-        app.router.add_route("*", route.prefix, handler)
-        app.router.add_route("*", route.prefix + "/{tail:.*}", handler)
+    app[GATEWAY_SETTINGS] = settings
+    app[PER_IP] = TokenBuckets(settings.rate_per_ip, settings.burst_per_ip)
+    app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
+    app.cleanup_ctx.append(_upstreams(settings))
+    app.on_response_prepare.append(_edge_headers)
+    app.router.add_route("*", "/{path:.*}", handle)
     return app

@@ -1,4 +1,4 @@
-"""Streaming pass-through to an upstream service.
+"""Streaming pass-through to an upstream service, with timeouts, one retry for idempotent requests and a breaker.
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
 buffered; hop-by-hop headers stop here; the request id travels on.
@@ -7,6 +7,9 @@ buffered; hop-by-hop headers stop here; the request id travels on.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -14,7 +17,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from libs.service.middleware import REQUEST_ID, REQUEST_ID_HEADER
-from libs.service.problems import Problem, ServiceUnavailable
+from libs.service.problems import PayloadTooLarge, Problem, ServiceUnavailable
+
+from .breaker import CircuitBreaker
+from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Host (set for the upstream).
 HOP_BY_HOP = frozenset(
@@ -23,10 +29,23 @@ HOP_BY_HOP = frozenset(
         "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
     }
 )
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class GatewayTimeout(Problem):
     status, title, slug = 504, "Gateway timeout", "gateway-timeout"
+
+
+class BadGateway(Problem):
+    status, title, slug = 502, "Bad gateway", "bad-gateway"
+
+
+@dataclass
+class Upstream:
+    name: str
+    base_url: str
+    session: aiohttp.ClientSession
+    breaker: CircuitBreaker
 
 
 def _forwardable(headers) -> CIMultiDict:
@@ -36,30 +55,78 @@ def _forwardable(headers) -> CIMultiDict:
     )
 
 
-async def forward(request: web.Request, session: aiohttp.ClientSession, base_url: str, upstream: str) -> web.StreamResponse:
+async def _limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in content.iter_any():
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        yield chunk
+
+
+def _unavailable(upstream: Upstream, detail: str) -> ServiceUnavailable:
+    return ServiceUnavailable(detail, upstream=upstream.name, headers={"Retry-After": str(max(1, upstream.breaker.retry_after_s()))})
+
+
+async def forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int) -> web.StreamResponse:
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        REJECTED.labels("too_large").inc()
+        raise PayloadTooLarge(f"the request body is larger than {max_body_bytes} bytes")
+    if not upstream.breaker.allow():
+        REJECTED.labels("circuit_open").inc()
+        raise _unavailable(upstream, f"the {upstream.name} service is failing; retry shortly")
     headers = _forwardable(request.headers)
     headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
-    body = request.content if request.body_exists else None
-    try:
-        async with session.request(
-            request.method,
-            # The request target exactly as the client encoded it.
-            URL(base_url + request.raw_path, encoded=True),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-        ) as upstream_response:
-            response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
-            response.headers.update(_forwardable(upstream_response.headers))
-            await response.prepare(request)
-            async for chunk in upstream_response.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-        raise ServiceUnavailable(f"the {upstream} service is unavailable", upstream=upstream) from exc
-    except asyncio.TimeoutError as exc:
-        raise GatewayTimeout(f"the {upstream} service did not answer in time", upstream=upstream) from exc
+    has_body = request.body_exists
+    # The request target exactly as the client encoded it.
+    url = URL(upstream.base_url + request.raw_path, encoded=True)
+    attempts = 2 if request.method in IDEMPOTENT and not has_body else 1
+    for attempt in range(1, attempts + 1):
+        started = time.perf_counter()
+        try:
+            async with upstream.session.request(
+                request.method, url, headers=headers,
+                data=_limited(request.content, max_body_bytes) if has_body else None,
+                allow_redirects=False,
+            ) as upstream_response:
+                UPSTREAM_LATENCY.labels(upstream.name).observe(time.perf_counter() - started)
+                upstream.breaker.succeeded()
+                CIRCUIT_OPEN.labels(upstream.name).set(0)
+                UPSTREAM_REQUESTS.labels(upstream.name, route, str(upstream_response.status)).inc()
+                response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
+                response.headers.update(_forwardable(upstream_response.headers))
+                await response.prepare(request)
+                try:
+                    async for chunk in upstream_response.content.iter_any():
+                        await response.write(chunk)
+                except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError):
+                    # Headers are gone already: all we can do is cut the stream so the client sees it broke.
+                    request.transport and request.transport.close()
+                    return response
+                await response.write_eof()
+                return response
+        except PayloadTooLarge:
+            REJECTED.labels("too_large").inc()
+            raise
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            _failed(upstream)
+            if attempt < attempts:
+                continue
+            UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
+            raise _unavailable(upstream, f"the {upstream.name} service is unavailable") from exc
+        except asyncio.TimeoutError as exc:
+            _failed(upstream)
+            UPSTREAM_REQUESTS.labels(upstream.name, route, "504").inc()
+            raise GatewayTimeout(f"the {upstream.name} service did not answer in time", upstream=upstream.name) from exc
+        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            UPSTREAM_REQUESTS.labels(upstream.name, route, "502").inc()
+            raise BadGateway(f"the {upstream.name} service sent a broken response", upstream=upstream.name) from exc
+    raise AssertionError("unreachable")
+
+
+def _failed(upstream: Upstream) -> None:
+    upstream.breaker.failed()
+    CIRCUIT_OPEN.labels(upstream.name).set(1 if upstream.breaker.state == "open" else 0)

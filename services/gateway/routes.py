@@ -1,32 +1,96 @@
-"""The routing table: which public path prefix belongs to which service (DESIGN.md §10).
+"""The routing table: which public paths belong to which service, and who may call them.
 
-Declarative on purpose: the gateway issue adds a policy (public, client,
-bearer with scopes, device) to each row.
+Declarative on purpose: one row per (method, path pattern), first match wins.
+Policies:
+- `public`: no credentials needed at the edge (the service may still demand
+  them: the OAuth endpoints authenticate clients themselves, by standard);
+- `client`: client credentials must be present (HTTP Basic); the owning
+  service verifies them, since only it holds the registry;
+- `bearer`: an access token from auth, verified here against auth's JWKS
+  (signature, issuer, audience, expiry), carrying every listed scope;
+- `device`: a citizen's device token, verified here the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+ALL = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass(frozen=True)
-class Route:
-    prefix: str
+class Policy:
+    kind: str  # public | client | bearer | device
+    scopes: tuple[str, ...] = ()
+
+
+PUBLIC = Policy("public")
+CLIENT = Policy("client")
+DEVICE = Policy("device", ("device",))
+
+
+def bearer(*scopes: str) -> Policy:
+    return Policy("bearer", scopes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    methods: frozenset[str]
+    pattern: str  # `{name}` matches one segment, `{tail*}` the rest of the path
     upstream: str
+    policy: Policy
+    max_body_bytes: int = 1024 * 1024
+    regex: re.Pattern = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        expression = re.escape(self.pattern).replace(r"\{tail\*\}", r"(?:/.*)?")
+        expression = re.sub(r"\\\{[a-z_]+\\\}", r"[^/]+", expression)
+        object.__setattr__(self, "regex", re.compile(f"^{expression}$"))
+
+    def matches(self, method: str, path: str) -> bool:
+        return method in self.methods and bool(self.regex.match(path))
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("/.well-known/openid-configuration", "auth"),
-    Route("/oidc", "auth"),
-    Route("/v1/clients", "auth"),
-    Route("/v1/enrolments", "auth"),
-    Route("/v1/devices", "auth"),
-    Route("/v1/approvals", "auth"),
-    Route("/v1/formfill", "formfill"),
-    Route("/v1/consents", "formfill"),
-    Route("/v1/notifications", "notify"),
-    Route("/v1/templates", "notify"),
-    Route("/v1/inbox", "notify"),
-    Route("/v1/preferences", "notify"),
-    Route("/v1/signing", "signing"),
+def rule(methods: str, pattern: str, upstream: str, policy: Policy, **options) -> Rule:
+    chosen = ALL if methods == "*" else frozenset(methods.split())
+    return Rule(chosen | ({"HEAD"} if "GET" in chosen else set()) | {"OPTIONS"}, pattern, upstream, policy, **options)
+
+
+MB = 1024 * 1024
+ROUTES: tuple[Rule, ...] = (
+    # auth: discovery and the OAuth/OIDC endpoints (clients authenticate there, per RFC 6749).
+    rule("GET", "/.well-known/openid-configuration", "auth", PUBLIC),
+    rule("*", "/oidc{tail*}", "auth", PUBLIC),
+    rule("POST", "/v1/clients", "auth", PUBLIC),  # operator token or sandbox: auth decides
+    rule("PUT", "/v1/clients/{client_id}", "auth", CLIENT),
+    rule("POST", "/v1/enrolments", "auth", PUBLIC, max_body_bytes=4 * MB),  # kiosk Basic, or sandbox self-registration
+    rule("POST", "/v1/devices/challenges", "auth", PUBLIC),
+    rule("POST", "/v1/devices/token", "auth", PUBLIC),  # the body is a device-signed assertion
+    rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession
+    rule("GET", "/v1/devices", "auth", DEVICE),
+    rule("DELETE", "/v1/devices/{device_id}", "auth", DEVICE),
+    rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
+    # formfill and signing: relying parties call with a citizen's access token or their own
+    # credentials (anonymous journeys); those services decide until their issues pin the policy.
+    rule("*", "/v1/formfill{tail*}", "formfill", PUBLIC),
+    rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
+    rule("*", "/v1/signing{tail*}", "signing", PUBLIC, max_body_bytes=20 * MB),
+    # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
+    rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
+    rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),
+    rule("*", "/v1/inbox{tail*}", "notify", DEVICE),
+    rule("*", "/v1/preferences{tail*}", "notify", DEVICE),
 )
+
+
+def match(method: str, path: str) -> Rule | None:
+    for candidate in ROUTES:
+        if candidate.matches(method, path):
+            return candidate
+    return None
+
+
+def allowed_methods(path: str) -> frozenset[str]:
+    """Methods some rule accepts for this path (for 405 and CORS preflights)."""
+    return frozenset().union(*(r.methods for r in ROUTES if r.regex.match(path)))

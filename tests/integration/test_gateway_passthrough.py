@@ -11,7 +11,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from libs.devstack.processes import free_port
 from libs.service import ServiceSettings
 from services.gateway.app import create_app
-from services.gateway.routes import ROUTES
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 
 pytestmark = pytest.mark.integration
@@ -44,18 +43,18 @@ def fake_upstream(name: str) -> web.Application:
         return response
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_get("/v1/inbox/stream", stream)
+    app.router.add_get("/oidc/inbox/stream", stream)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
 
 @pytest.fixture
 async def gateway():
-    servers = {name: TestServer(fake_upstream(name)) for name in UPSTREAMS if name != "signing"}
+    servers = {name: TestServer(fake_upstream(name)) for name in UPSTREAMS if name != "formfill"}
     for server in servers.values():
         await server.start_server()
     upstreams = {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
-    upstreams["signing"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    upstreams["formfill"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams=upstreams, upstream_timeout_s=5)
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
@@ -63,44 +62,56 @@ async def gateway():
         await server.close()
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if r.upstream != "signing"], ids=lambda r: r.prefix)
-async def test_each_prefix_reaches_its_owner(gateway, route):
-    response = await gateway.post(route.prefix + "/x%2Fy?q=a%20b", data=b"z" * 10, headers={"X-Request-Id": "gw-1"})
+@pytest.mark.parametrize(
+    ("prefix", "owner"),
+    [("/oidc", "auth"), ("/v1/signing", "signing"), ("/.well-known/openid-configuration", "auth")],
+)
+async def test_public_routes_reach_their_owner(gateway, prefix, owner):
+    method, path = ("GET", prefix) if prefix.startswith("/.well-known") else ("POST", prefix + "/x%2Fy?q=a%20b")
+    response = await gateway.request(method, path, data=b"z" * 10 if method == "POST" else None, headers={"X-Request-Id": "gw-1"})
     assert response.status == 200
     seen = await response.json()
-    assert seen["service"] == route.upstream
-    assert seen["path_qs"] == route.prefix + "/x%2Fy?q=a%20b"  # forwarded exactly as encoded
-    assert seen["body_length"] == 10
+    assert seen["service"] == owner
+    assert seen["path_qs"] == path  # forwarded exactly as encoded
+    assert seen["body_length"] == (10 if method == "POST" else 0)
     assert seen["request_id"] == "gw-1"
     assert response.headers["X-Request-Id"] == "gw-1"
-    assert response.headers["X-Upstream"] == route.upstream
+    assert response.headers["X-Upstream"] == owner
+    assert int(response.headers["RateLimit-Remaining"]) >= 0
 
 
-async def test_prefixes_match_on_segment_boundaries(gateway):
+async def test_prefixes_match_on_segment_boundaries_and_methods(gateway):
+    assert (await gateway.get("/oidcx")).status == 404
     assert (await gateway.get("/v1/inboxes")).status == 404
-    assert (await gateway.get("/v1/inbox")).status == 200
+    wrong_method = await gateway.patch("/v1/devices")
+    assert wrong_method.status == 405 and "GET" in wrong_method.headers["Allow"]
 
 
 async def test_hop_by_hop_headers_stop_at_the_gateway(gateway):
-    response = await gateway.get("/v1/consents", headers={"Proxy-Authorization": "Basic c2VjcmV0"})
+    response = await gateway.get("/oidc/x", headers={"Proxy-Authorization": "Basic c2VjcmV0"})
     assert (await response.json())["connection_header"] is None
 
 
 async def test_large_bodies_and_event_streams_pass_through(gateway):
     big = b"%PDF-" + b"x" * (5 * 1024 * 1024)
-    response = await gateway.post("/v1/formfill/requests", data=big, headers={"Content-Type": "application/pdf"})
+    response = await gateway.post("/v1/signing/requests", data=big, headers={"Content-Type": "application/pdf"})
     assert (await response.json())["body_length"] == len(big)
-    response = await gateway.get("/v1/inbox/stream")
+    too_big = await gateway.post("/v1/formfill/requests", data=big, headers={"Content-Type": "application/pdf"})
+    assert too_big.status == 413  # 1 MiB limit on that route; the upstream never sees it
+    response = await gateway.get("/oidc/inbox/stream")
     assert response.headers["Content-Type"] == "text/event-stream"
     assert await response.text() == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
 
 
 async def test_unavailable_upstream_is_a_503_problem_and_not_ready(gateway):
-    response = await gateway.post("/v1/signing/requests", json={})
-    assert response.status == 503
-    problem = await response.json(content_type="application/problem+json")
-    assert problem["upstream"] == "signing" and problem["status"] == 503
+    for attempt in range(7):
+        response = await gateway.post("/v1/formfill/requests", json={})
+        assert response.status == 503
+        problem = await response.json(content_type="application/problem+json")
+        assert problem["upstream"] == "formfill" and int(response.headers["Retry-After"]) >= 1
+    # After five failures in a row the breaker answers at once, without trying the dead upstream.
+    assert "failing" in problem["detail"]
     ready = await gateway.get("/readyz")
     assert ready.status == 503
     checks = (await ready.json())["checks"]
-    assert checks["signing"] != "ok" and checks["auth"] == "ok"
+    assert checks["formfill"] != "ok" and checks["auth"] == "ok"

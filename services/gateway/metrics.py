@@ -1,0 +1,25 @@
+"""Gateway metrics: per upstream and route, on top of the service kit's RED metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+UPSTREAM_REQUESTS = Counter(
+    "harbour_gateway_upstream_requests_total",
+    "Requests the gateway forwarded, by upstream, route and the status it answered with.",
+    ["upstream", "route", "status"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "harbour_gateway_upstream_latency_seconds",
+    "Time until an upstream's response headers arrived.",
+    ["upstream"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+REJECTED = Counter(
+    "harbour_gateway_rejected_total",
+    "Requests the gateway refused itself, by reason (rate_limited, unauthenticated, forbidden, too_large, circuit_open, ...).",
+    ["reason"],
+)
+CIRCUIT_OPEN = Gauge(
+    "harbour_gateway_circuit_open",
+    "1 while the circuit breaker of an upstream is open.",
+    ["upstream"],
+)
