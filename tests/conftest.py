@@ -85,6 +85,10 @@ def platform(infra):
         kafka_port=int(infra.kafka_bootstrap.rsplit(":", 1)[1]),
         mongo_port=int(infra.mongo_uri.split(":")[2].split("/")[0]),
         db_prefix=f"t{uuid.uuid4().hex[:6]}_",
+        # Every test request comes from 127.0.0.1: the per-address limit must not throttle the suite.
+        # (Rate limiting itself is tested on a gateway of its own with low limits.)
+        extra_env={"HARBOUR_GATEWAY_RATE_PER_IP": "5000", "HARBOUR_GATEWAY_BURST_PER_IP": "10000",
+                   "HARBOUR_GATEWAY_RATE_PER_CLIENT": "5000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "10000"},
     )
     config.service_ports = StackConfig.free_ports(run_dir).service_ports
     stack = DevStack(config)

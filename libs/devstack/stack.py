@@ -39,6 +39,8 @@ class StackConfig:
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     # Databases are named <prefix><service>; tests use their own prefix on a shared server.
     db_prefix: str = "harbour_"
+    # More environment for every service (tests raise the gateway's rate limits, say).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -82,6 +84,7 @@ class StackConfig:
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             **dev_secrets(self.dev_dir),
+            **self.extra_env,
         }
         for name in SERVICES:
             env[f"HARBOUR_{name.upper()}_DB"] = f"{self.db_prefix}{name}"

@@ -1,0 +1,145 @@
+"""The gateway in front of the real services: edge authentication, rate limits, failing upstreams."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import jwt as pyjwt
+import pytest
+import requests
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from libs.crypto import Keyring
+from libs.devstack import processes
+from libs.store import create_client
+from libs.service import ServiceSettings
+from services.auth.oidc.jwks import KeyStore
+from services.gateway.app import create_app
+from services.gateway.settings import UPSTREAMS, GatewaySettings
+
+from ..integration.eventing import eventually
+from .citizens import create_kiosk, enrolled_app
+from .test_oidc import claims_of, login, register, token_request
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def kiosk(platform):
+    return create_kiosk(platform)
+
+
+async def expired_copy(platform, claims: dict) -> str:
+    """The same token, expired an hour ago, signed with auth's real current key (read as auth would)."""
+    client = create_client(platform.infra.mongo_uri)
+    try:
+        keyring = Keyring.from_env_value(platform.env()["HARBOUR_AUTH_KEK"])
+        key = await KeyStore(client, client[platform.database("auth")], keyring, max_token_lifetime_s=600).current()
+    finally:
+        await client.close()
+    now = int(time.time())
+    return pyjwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, key.private_key, algorithm="ES256",
+                        headers={"kid": key.kid, "typ": "at+jwt"})
+
+
+def upstream_saw(platform, service: str, request_id: str) -> bool:
+    log = (platform.stack.log_dir / f"{service}.log").read_text()
+    return any(line.startswith("{") and json.loads(line).get("request_id") == request_id for line in log.splitlines())
+
+
+async def test_bad_tokens_are_stopped_at_the_edge(platform, kiosk, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    good = await citizen.device_token()
+    claims = claims_of(good)
+    header = pyjwt.get_unverified_header(good)
+    intruder = ec.generate_private_key(ec.SECP256R1())
+    attacks = {
+        "forged": pyjwt.encode(claims, intruder, algorithm="ES256", headers={"kid": header["kid"], "typ": "at+jwt"}),
+        "unknown-kid": pyjwt.encode(claims, intruder, algorithm="ES256", headers={"kid": "nope", "typ": "at+jwt"}),
+        "expired": await expired_copy(platform, claims),
+        "bad-signature": good.rsplit(".", 1)[0] + ".AAAA",
+        "wrong-audience": None,
+        "none": pyjwt.encode(claims, None, algorithm="none"),
+    }
+    rp = register(platform)
+    # An RP's access token is for the API audience, not for citizens' devices.
+    citizen_rp = await enrolled_app(platform, kiosk, tmp_path, "rp-citizen")
+    metadata = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).json()
+    tokens, _ = await login(platform, metadata, rp, citizen_rp)
+    attacks["wrong-audience"] = tokens["access_token"]
+    for name, token in attacks.items():
+        request_id = f"edge-{name}-{uuid.uuid4().hex[:8]}"
+        response = requests.get(platform.gateway + "/v1/approvals", headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id}, timeout=10)
+        assert response.status_code == 401, name
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="harbour-id", error="invalid_token"'), name
+        assert not upstream_saw(platform, "auth", request_id), f"{name} reached auth"
+    missing = requests.get(platform.gateway + "/v1/approvals", timeout=10)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    request_id = f"edge-good-{uuid.uuid4().hex[:8]}"
+    ok = requests.get(platform.gateway + "/v1/approvals", headers={"Authorization": f"Bearer {good}", "X-Request-Id": request_id}, timeout=10)
+    assert ok.status_code == 200
+    assert upstream_saw(platform, "auth", request_id)
+
+
+def test_a_missing_scope_is_403_at_the_edge(platform):
+    metadata = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).json()
+    agency = register(platform, client_name="Parks Department", kind="agency", redirect_uris=[], scope="notify sign")
+    without_notify = token_request(metadata, agency, grant_type="client_credentials", scope="sign").json()["access_token"]
+    request_id = f"scope-{uuid.uuid4().hex[:8]}"
+    response = requests.post(platform.gateway + "/v1/notifications", json={},
+                             headers={"Authorization": f"Bearer {without_notify}", "X-Request-Id": request_id}, timeout=10)
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    assert not upstream_saw(platform, "notify", request_id)
+    with_notify = token_request(metadata, agency, grant_type="client_credentials", scope="notify").json()["access_token"]
+    passed = requests.post(platform.gateway + "/v1/notifications", json={}, headers={"Authorization": f"Bearer {with_notify}"}, timeout=10)
+    assert passed.status_code not in (401, 403)  # the edge let it through; notify answers for itself
+
+
+async def test_rate_limits_answer_429_with_retry_after(platform):
+    settings = GatewaySettings(
+        service=ServiceSettings(service="gateway"),
+        upstreams={name: platform.stack.config.service_url(name) for name in UPSTREAMS},
+        issuer=platform.gateway, rate_per_ip=5, burst_per_ip=10,
+    )
+    async with TestClient(TestServer(create_app(settings))) as gateway:
+        statuses = []
+        for _ in range(30):  # a bounded burst, far above 10 + 5/s
+            response = await gateway.get("/.well-known/openid-configuration")
+            statuses.append(response.status)
+            if response.status == 429:
+                limited = response
+                body = await response.json(content_type="application/problem+json")
+        assert statuses[:10] == [200] * 10
+        assert statuses.count(429) >= 15
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert limited.headers["RateLimit-Limit"] == "10" and limited.headers["RateLimit-Remaining"] == "0"
+        assert body["status"] == 429
+        # Health endpoints are never rate limited.
+        assert (await gateway.get("/healthz")).status == 200
+
+
+async def test_a_killed_upstream_gives_503_and_recovers_without_restarting_the_gateway(platform):
+    spec = platform.stack.service_spec("signing")
+    url = platform.gateway + "/v1/signing/ca"
+    before = requests.get(url, timeout=10).status_code
+    assert before != 503
+    assert processes.stop(spec.pid_file, spec.marker)
+    try:
+        down = requests.get(url, timeout=10)
+        assert down.status_code == 503
+        assert down.headers["Content-Type"].startswith("application/problem+json")
+        assert down.json()["upstream"] == "signing" and "Retry-After" in down.headers
+        ready = requests.get(platform.gateway + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["signing"] != "ok"
+    finally:
+        processes.start(spec)
+
+    def recovered() -> bool:
+        return requests.get(url, timeout=10).status_code == before and requests.get(platform.gateway + "/readyz", timeout=10).status_code == 200
+
+    await eventually(recovered, timeout_s=60, interval_s=0.5)
