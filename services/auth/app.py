@@ -8,6 +8,7 @@ from libs.events import OUTBOX_RELAY, install_consumer
 from libs.events.topics import APPROVAL_REQUESTED
 from libs.service import create_service_app
 from libs.service.backbone import install_backbone
+from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 
 from .api import AUTH, routes
@@ -15,6 +16,7 @@ from .oidc.api import routes as oidc_routes
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .oidc.jwks import KeyStore, TokenSigner
+from .openapi import OPERATIONS, TITLE
 from .proofing import FaceMatcher, LocalFaceMatcher
 from .settings import AuthSettings
 from .store import INDEXES
@@ -43,4 +45,5 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=approval_requests_handler)
     app.add_routes(routes)
     app.add_routes(oidc_routes)
+    install_openapi_route(app, OPERATIONS, title=TITLE)
     return app

@@ -97,6 +97,8 @@ class ClientMetadata(BaseModel):
         if not isinstance(keys, list) or not keys or len(keys) > 10:
             raise ValueError("jwks must hold 1 to 10 keys")
         for key in keys:
+            if not isinstance(key, dict):
+                raise ValueError("jwks: every key must be a JWK object")
             try:
                 load_public_jwk({k: v for k, v in key.items() if k in ("kty", "crv", "x", "y", "d")})
             except InvalidKey as exc:

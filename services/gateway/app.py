@@ -19,6 +19,7 @@ from . import cors
 from .breaker import CircuitBreaker
 from .edge import authorize
 from .metrics import REJECTED
+from .openapi import install_openapi
 from .proxy import Upstream, forward
 from .ratelimit import TokenBuckets, Verdict
 from .routes import allowed_methods, match
@@ -119,5 +120,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
     app.cleanup_ctx.append(_upstreams(settings))
     app.on_response_prepare.append(_edge_headers)
+    # Before the catch-all: aiohttp matches routes in the order they were added.
+    install_openapi(app, settings.upstreams)
     app.router.add_route("*", "/{path:.*}", handle)
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from libs.service import ServiceSettings, create_service_app
 from libs.service.backbone import install_backbone
+from libs.service.openapi import install_openapi_route
 
 from .events import TOPICS
 from .store import INDEXES
@@ -16,4 +17,6 @@ SERVICE = "notify"
 def create_app(settings: ServiceSettings | None = None) -> web.Application:
     app = create_service_app(settings or ServiceSettings.from_env(SERVICE))
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
+    # No public operations yet: the gateway merges an empty document until they arrive.
+    install_openapi_route(app, [], title=f"Harbour ID {SERVICE}")
     return app

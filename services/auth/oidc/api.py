@@ -67,9 +67,18 @@ def _oauth_error(exc: OAuthError) -> web.Response:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (RFC 6749 §3.2, OIDC Core §3.1.2.1), each parameter once.
+
+    Raises UnredirectableError (an OAuthError): the OAuth endpoints answer it as JSON, the authorization
+    endpoint as an error page. A body above the size limit stays a 413.
+    """
     if request.content_type != "application/x-www-form-urlencoded":
-        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    return single_params(await request.post())
+        raise UnredirectableError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, LookupError):  # not UTF-8 (or the declared charset), or an unknown charset
+        raise UnredirectableError("invalid_request", "the form is not readable text in its charset") from None
+    return single_params(form)
 
 
 @routes.get("/.well-known/openid-configuration")
@@ -91,7 +100,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     language = _language(request)
     nonce = secrets.token_urlsafe(16)
     try:
-        params = single_params(request.query if request.method == "GET" else await request.post())
+        params = single_params(request.query) if request.method == "GET" else await _form(request)
         if "request_uri" in params:
             params = await par.redeem(auth.db, params["request_uri"], params.get("client_id"))
         client = await find_client(auth.db, params.get("client_id", ""))
@@ -259,7 +268,13 @@ async def revoke(request: web.Request) -> web.Response:
 @routes.get("/oidc/logout")
 async def end_session(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH]
-    params = single_params(request.query)
+    try:
+        params = single_params(request.query)
+    except UnredirectableError as exc:
+        # A repeated or over-long parameter: an error page, as at the authorization endpoint.
+        nonce = secrets.token_urlsafe(16)
+        body = pages.render_error_page(language=_language(request), title=exc.error, detail=exc.description, csp_nonce=nonce)
+        return _html(request, body, nonce, status=400)
     target = await logout.end_session(auth, params, request.cookies.get(SESSION_COOKIE))
     if target:
         response: web.StreamResponse = web.HTTPSeeOther(target, headers=NO_STORE)

@@ -110,7 +110,8 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
         raise fail("invalid_request", "prompt may be none or login")
     max_age = None
     if "max_age" in params:
-        if not params["max_age"].isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (params["max_age"].isascii() and params["max_age"].isdigit()):
             raise fail("invalid_request", "max_age must be a non-negative integer")
         max_age = int(params["max_age"])
     return AuthorizationRequest(

@@ -45,7 +45,9 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
         raise OAuthError("unknown_user_id", "no active citizen with this sub at this client")
     request_id = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
-    expires_in = min(int(form["requested_expiry"]) if form.get("requested_expiry", "").isdigit() else auth.settings.authorization_ttl_s,
+    requested = form.get("requested_expiry", "")
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    expires_in = min(int(requested) if requested.isascii() and requested.isdigit() else auth.settings.authorization_ttl_s,
                      auth.settings.authorization_ttl_s)
     request = AuthorizationRequest(
         client_id=client.client_id, redirect_uri="", scope=" ".join(dict.fromkeys(scopes)), state=None, nonce=None,

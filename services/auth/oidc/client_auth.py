@@ -102,6 +102,9 @@ async def authenticate_client(
     assertion = form.get("client_assertion")
     if sum(x is not None for x in (basic, post_secret, assertion)) > 1:
         raise InvalidRequest("use exactly one client authentication method")
+    if assertion is None and form.get("client_assertion_type", ASSERTION_TYPE) != ASSERTION_TYPE:
+        # RFC 6749 §5.2: an unsupported parameter value is an invalid request, not something to ignore.
+        raise InvalidRequest("client_assertion_type must be " + ASSERTION_TYPE)
     if basic is not None:
         client = await find_client(db, basic[0])
         if not secret_matches(client, basic[1]) or client.metadata.token_endpoint_auth_method != "client_secret_basic":

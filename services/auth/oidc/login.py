@@ -48,7 +48,10 @@ def app_link(tx: str) -> str:
 
 
 def tx_from_link(link: str) -> str:
-    parts = urlsplit(link)
+    try:
+        parts = urlsplit(link)
+    except ValueError:  # e.g. an unclosed "[" in the authority
+        raise Refused("unknown-link", "this is not a Harbour ID login link", 400) from None
     tx = parse_qs(parts.query).get("tx", [""])[0]
     if parts.scheme != "harbourid" or parts.netloc != "authorize" or not tx:
         raise Refused("unknown-link", "this is not a Harbour ID login link", 400)

@@ -21,12 +21,12 @@ def check_challenge(challenge: str | None, method: str | None) -> str | None:
         return "code_challenge is required (PKCE)"
     if method != "S256":
         return "code_challenge_method must be S256"
-    if not CHALLENGE.match(challenge):
+    if not CHALLENGE.fullmatch(challenge):
         return "code_challenge is not a base64url SHA-256"
     return None
 
 
 def verifier_matches(verifier: str | None, challenge: str) -> bool:
-    if not verifier or not VERIFIER.match(verifier):
+    if not verifier or not VERIFIER.fullmatch(verifier):
         return False
     return hmac.compare_digest(s256(verifier), challenge)

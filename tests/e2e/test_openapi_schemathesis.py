@@ -1,0 +1,304 @@
+"""The public API against its own OpenAPI document: schemathesis through the gateway, with every service up.
+
+Every operation of the gateway's merged `/openapi.json` gets MAX_EXAMPLES
+generated requests, valid and invalid ones, sent with real credentials for
+its security scheme (a kiosk, an agency client, a citizen's device token, an
+access token, the admin token), so the edge and the handlers are reached;
+then the few known-good requests below, which no generator can guess (real
+ids, signed assertions), so that the success answers are checked against
+their schemas too. Every answer must be documented: no 5xx, a documented
+status and content type, a body matching its schema — schemathesis' default
+checks, one of them tuned (POSITIVE_DATA_STATUSES).
+
+Bounded: no deadline, no shrinking (a failure is reported with its request
+as curl), a fixed seed, and a pace below the gateway's per-address rate
+limit so the cases reach the services instead of being answered 429.
+
+schemathesis' pytest integration (`schemathesis.pytest.from_fixture`) does
+not run under pytest 9 (it writes `Node._nodeid`), so the operations are
+driven through the public per-operation API: `operation.as_strategy()` and
+`case.call_and_validate()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from libs.approvals import sign_decision
+from libs.tokens import sign
+from services.auth.oidc.pkce import s256
+
+from ..integration.eventing import eventually
+from .citizens import approval_request, create_kiosk, enrolled_app, identity, publish_prompt, selfie
+
+pytestmark = pytest.mark.e2e
+
+MAX_EXAMPLES = 25
+SEED = 20_260_611
+# Below the gateway's default 50 requests/s per address (the checks send a few probes of their own).
+MAX_REQUESTS_PER_S = 40.0
+# Statuses a schema-valid request may get besides 2xx/3xx. The JSON Schema cannot say everything the
+# models and the domain check (identity card check digits, ages, JWS signatures, activation codes, client
+# credentials...), and a drawn identifier is never a real one, so valid-looking data is refused as the
+# domain says: 400/410/422 as well as the check's default 401/403/404/409/429.
+POSITIVE_DATA_STATUSES = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "422", "429"]
+REDIRECT = "http://127.0.0.1:8765/callback"
+FORM = "application/x-www-form-urlencoded"
+
+
+def schemathesis_config() -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "request-timeout": 15,
+            "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_DATA_STATUSES}},
+        }
+    )
+
+
+class PacedSession(requests.Session):
+    """A requests session that keeps under a request rate."""
+
+    def __init__(self, per_s: float) -> None:
+        super().__init__()
+        self.interval = 1.0 / per_s
+        self.last = 0.0
+
+    def request(self, *args, **kwargs):
+        wait = self.last + self.interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self.last = time.monotonic()
+        return super().request(*args, **kwargs)
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@dataclass
+class KnownGood:
+    """A request no generator can guess, run through the same checks as the generated ones."""
+
+    label: str  # "METHOD /path/{template}"
+    authorization: str | None = None
+    case: dict[str, Any] = field(default_factory=dict)  # path_parameters, query, body, media_type
+
+
+@dataclass
+class Credentials:
+    by_scheme: dict[str, str]  # security scheme → Authorization header value
+    known_good: list[KnownGood]
+
+
+def wait_for_document(url: str, expected_path: str, timeout_s: float = 30.0) -> None:
+    """The gateway fetches the services' documents in the background: wait until auth's paths are merged in."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = requests.get(url, timeout=5)
+            if response.status_code == 200 and expected_path in response.json().get("paths", {}):
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} never listed {expected_path} (is install_openapi called in services/gateway/app.py?)")
+        time.sleep(0.5)
+
+
+def provision(platform, tmp_path) -> Credentials:
+    """A kiosk, an agency, a relying party, a citizen with a device and a pending prompt; the admin token."""
+    gateway = platform.gateway
+    kiosk = create_kiosk(platform)
+    agency_metadata = {"client_name": "Schemathesis Agency", "kind": "agency", "scope": "formfill sign notify"}
+    agency = requests.post(gateway + "/v1/clients", json=agency_metadata, timeout=10).json()
+    rp = requests.post(gateway + "/v1/clients", json={"client_name": "Schemathesis Portal", "redirect_uris": [REDIRECT],
+                                                        "scope": "openid"}, timeout=10).json()
+    agency_auth = basic(agency["client_id"], agency["client_secret"])
+
+    def client_token() -> str:
+        response = requests.post(gateway + "/oidc/token", data={"grant_type": "client_credentials"},
+                                 headers={"Authorization": agency_auth}, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    app = asyncio.run(enrolled_app(platform, kiosk, tmp_path))
+    device_token = asyncio.run(app.device_token())
+    device = f"Bearer {device_token}"
+    prompt = approval_request(app.profile.account_id)
+    asyncio.run(publish_prompt(platform.infra.kafka_bootstrap, prompt))
+
+    def queued() -> bool:
+        listed = requests.get(gateway + "/v1/approvals", headers={"Authorization": device}, timeout=10).json()
+        return any(p["approval_id"] == prompt.approval_id for p in listed.get("approvals", []))
+
+    asyncio.run(eventually(queued))
+    now = int(datetime.now(UTC).timestamp())
+    assertion = sign({"aud": f"{gateway}/v1/devices/token", "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex},
+                     app.profile.device_key(), headers={"kid": app.profile.device_id})
+    decision = sign_decision(app.profile.device_key(), device_id=app.profile.device_id, approval_id=prompt.approval_id,
+                             digest=prompt.digest(), decision="approve")
+    verifier = uuid.uuid4().hex + uuid.uuid4().hex
+    authorize = {"client_id": rp["client_id"], "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
+                 "state": "s-1", "nonce": "n-1", "code_challenge": s256(verifier), "code_challenge_method": "S256"}
+    enrolment = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    known_good = [
+        KnownGood("POST /v1/clients", None, {"body": {"client_name": "Another Portal", "redirect_uris": [REDIRECT], "scope": "openid offline_access"}}),
+        KnownGood("PUT /v1/clients/{client_id}", agency_auth,
+                  {"path_parameters": {"client_id": agency["client_id"]}, "body": {**agency_metadata, "client_name": "Schemathesis Agency 2"}}),
+        KnownGood("POST /v1/enrolments", basic(*kiosk), {"body": enrolment}),
+        KnownGood("POST /v1/devices/token", None, {"body": {"assertion": assertion}}),
+        KnownGood("GET /v1/devices", device),
+        KnownGood("GET /v1/approvals", device),
+        KnownGood("GET /v1/approvals/{approval_id}", device, {"path_parameters": {"approval_id": prompt.approval_id}}),
+        KnownGood("POST /v1/approvals/{approval_id}/decision", device,
+                  {"path_parameters": {"approval_id": prompt.approval_id}, "body": {"decision": decision}}),
+        KnownGood("GET /oidc/authorize", None, {"query": authorize}),
+        KnownGood("GET /oidc/authorize", None, {"query": {**authorize, "prompt": "none"}}),
+        KnownGood("POST /oidc/token", agency_auth, {"body": {"grant_type": "client_credentials"}, "media_type": FORM}),
+        KnownGood("POST /oidc/introspect", agency_auth, {"body": {"token": client_token()}, "media_type": FORM}),
+        KnownGood("POST /oidc/revoke", agency_auth, {"body": {"token": client_token()}, "media_type": FORM}),
+        KnownGood("GET /oidc/userinfo", f"Bearer {client_token()}"),
+    ]
+    return Credentials(
+        by_scheme={
+            "admin": f"Bearer {platform.env()['HARBOUR_ADMIN_TOKEN']}",
+            "kioskBasic": basic(*kiosk),
+            "clientAuth": agency_auth,
+            "deviceToken": device,
+            "bearer": f"Bearer {client_token()}",
+        },
+        known_good=known_good,
+    )
+
+
+def authorization_for(definition: dict[str, Any], credentials: Credentials) -> str | None:
+    """The credentials of the operation's first security alternative we hold (None: public, or anonymous first)."""
+    for requirement in definition.get("security", []):
+        if not requirement:
+            return None
+        for scheme in requirement:
+            if scheme in credentials.by_scheme:
+                return credentials.by_scheme[scheme]
+    return None
+
+
+def _shorten(text: str, limit: int = 4000) -> str:
+    """Failure reports carry the request as curl: generated values can be very long."""
+    lines = [line if len(line) <= 600 else line[:600] + f"... [{len(line) - 600} more characters]" for line in text.splitlines()]
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[:limit] + "\n[...]"
+
+
+def exercise(operation, session: requests.Session, base_url: str, authorization: str | None) -> tuple[int, str | None]:
+    """MAX_EXAMPLES generated cases (valid and invalid) of one operation: (cases run, failure report or None)."""
+    cases = 0
+    headers = {"Authorization": authorization} if authorization else None
+    strategy = st.one_of(
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
+
+    @seed(SEED)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=True,
+    )
+    @given(case=strategy)
+    def run(case) -> None:
+        nonlocal cases
+        cases += 1
+        case.call_and_validate(base_url=base_url, session=session, headers=headers)
+
+    try:
+        run()
+    except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup is a BaseExceptionGroup
+        return cases, _shorten(f"{type(exc).__name__}: {exc}")
+    return cases, None
+
+
+def run_known_good(operation, session: requests.Session, base_url: str, known: KnownGood) -> str | None:
+    case = operation.Case(**known.case)
+    headers = {"Authorization": known.authorization} if known.authorization else None
+    try:
+        response = case.call_and_validate(base_url=base_url, session=session, headers=headers)
+    except (Exception, BaseExceptionGroup) as exc:
+        return _shorten(f"known-good request: {type(exc).__name__}: {exc}")
+    if response.status_code >= 400 and known.label != "GET /oidc/userinfo":  # a client token has no openid: 403
+        return f"known-good request answered {response.status_code}: {response.text[:500]}"
+    return None
+
+
+def run_schemathesis(openapi_url: str, credentials: Credentials) -> tuple[dict[str, int], dict[str, str]]:
+    """Every operation of the document: (cases per operation, failure report per failing operation)."""
+    # Loaded from the dict rather than `from_url`, which leaves out the operation serving the document itself.
+    document = requests.get(openapi_url, timeout=10).json()
+    schema = schemathesis.openapi.from_dict(document, config=schemathesis_config())
+    base_url = openapi_url.removesuffix("/openapi.json")
+    session = PacedSession(MAX_REQUESTS_PER_S)
+    counts: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()  # raises for an operation the document defines badly
+        label = f"{operation.method.upper()} {operation.path}"
+        definition = schema.raw_schema["paths"][operation.path][operation.method.lower()]
+        counts[label], failure = exercise(operation, session, base_url, authorization_for(definition, credentials))
+        reports = [failure] if failure else []
+        for known in (k for k in credentials.known_good if k.label == label):
+            counts[label] += 1
+            if report := run_known_good(operation, session, base_url, known):
+                reports.append(report)
+        if reports:
+            failures[label] = "\n\n".join(reports)
+    return dict(counts), failures
+
+
+def documented_operations(document: dict) -> set[str]:
+    return {
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "put", "post", "delete", "patch"}
+    }
+
+
+def report(capsys, counts: dict[str, int], failures: dict[str, str], elapsed_s: float) -> None:
+    with capsys.disabled():
+        print(f"\nschemathesis: {len(counts)} operations, {sum(counts.values())} cases, {len(failures)} failing, {elapsed_s:.0f} s")
+        for label in sorted(counts):
+            print(f"  {counts[label]:4d}  {'FAIL' if label in failures else 'ok  '}  {label}")
+
+
+def test_the_public_api_conforms_to_its_openapi_document(platform, tmp_path, capsys):
+    url = platform.gateway + "/openapi.json"
+    wait_for_document(url, "/v1/enrolments")
+    document = requests.get(url, timeout=10).json()
+    assert document["openapi"] == "3.1.0"
+    assert document["servers"] == [{"url": platform.gateway}]
+    assert {"/openapi.json", "/docs", "/healthz"} <= set(document["paths"])
+    credentials = provision(platform, tmp_path)
+    started = time.monotonic()
+    counts, failures = run_schemathesis(url, credentials)
+    report(capsys, counts, failures, time.monotonic() - started)
+    assert not failures, "\n\n".join(f"=== {label}\n{text}" for label, text in failures.items())
+    never = documented_operations(document) - {label for label, n in counts.items() if n > 0}
+    assert not never, f"operations never exercised: {sorted(never)}"
+    assert {k.label for k in credentials.known_good} <= set(counts)

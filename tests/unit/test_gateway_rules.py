@@ -1,0 +1,78 @@
+"""The gateway's pure rules: routing table, token buckets, circuit breaker, the client policy."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from libs.service.problems import Problem
+from services.gateway.breaker import CircuitBreaker
+from services.gateway.edge import authorize
+from services.gateway.ratelimit import TokenBuckets
+from services.gateway.routes import CLIENT, PUBLIC, allowed_methods, match
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "upstream", "policy"),
+    [
+        ("GET", "/oidc/authorize", "auth", "public"),
+        ("GET", "/v1/devices", "auth", "device"),
+        ("POST", "/v1/devices", "auth", "public"),
+        ("DELETE", "/v1/devices/dev-1", "auth", "device"),
+        ("GET", "/v1/inbox/stream", "notify", "device"),
+        ("POST", "/v1/notifications", "notify", "bearer"),
+        ("POST", "/v1/signing/requests", "signing", "public"),
+    ],
+)
+def test_routing_table(method, path, upstream, policy):
+    rule = match(method, path)
+    assert rule is not None and (rule.upstream, rule.policy.kind) == (upstream, policy)
+
+
+def test_segment_boundaries_and_methods():
+    assert match("GET", "/oidcx") is None and match("GET", "/v1/inboxes") is None
+    assert match("PATCH", "/v1/devices") is None and "GET" in allowed_methods("/v1/devices")
+    assert allowed_methods("/nowhere") == frozenset()
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    buckets = TokenBuckets(rate_per_s=2, burst=3)
+    verdicts = [buckets.take("a", now=100.0) for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[-1].retry_after_s == 1 and verdicts[-1].remaining == 0
+    assert buckets.take("a", now=100.5).allowed  # half a second at 2/s refills one token
+    assert buckets.take("b", now=100.5).allowed  # buckets are per key
+
+
+def test_token_bucket_table_is_bounded():
+    buckets = TokenBuckets(rate_per_s=1, burst=1, max_keys=10)
+    for i in range(10):
+        buckets.take(f"k{i}", now=0.0)
+    buckets.take("late", now=5.0)  # all ten refilled long ago: forgotten
+    assert len(buckets._buckets) == 1
+
+
+def test_breaker_opens_after_failures_and_closes_after_a_good_trial(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("services.gateway.breaker.time.monotonic", lambda: clock[0])
+    breaker = CircuitBreaker(failure_threshold=3, open_s=5)
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.failed()
+    assert breaker.state == "open" and not breaker.allow()
+    clock[0] = 6.0
+    assert breaker.state == "half_open" and breaker.allow() and not breaker.allow()  # one trial at a time
+    breaker.succeeded()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+async def test_client_policy_needs_basic_credentials():
+    basic = "Basic " + base64.b64encode(b"kiosk-1:secret").decode()
+    caller = await authorize(make_mocked_request("GET", "/", headers={"Authorization": basic}), CLIENT, None, "http://issuer")
+    assert caller.key == "client:kiosk-1"
+    with pytest.raises(Problem) as refused:
+        await authorize(make_mocked_request("GET", "/"), CLIENT, None, "http://issuer")
+    assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Basic")
+    assert (await authorize(make_mocked_request("GET", "/"), PUBLIC, None, "http://issuer")).key is None
