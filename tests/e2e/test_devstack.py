@@ -96,12 +96,11 @@ def test_every_service_is_ready_and_serves_prometheus_metrics(stack):
 def test_gateway_passes_requests_through_with_the_request_id(stack):
     stack, _ = stack
     gateway = stack.config.service_url("gateway")
-    status, headers, body = get(gateway + "/v1/approvals/abc?x=1", {"X-Request-Id": "e2e-trace-1"})
-    # auth's own answer (no device token: 401 problem) comes back through the gateway.
-    assert status == 401
-    assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, headers, body = get(gateway + "/oidc/authorize/unknown-tx/status?k=x", {"X-Request-Id": "e2e-trace-1"})
+    # auth's own answer (no such login: a 404 problem) comes back through the gateway.
+    assert status == 404
     assert headers["Content-Type"].startswith("application/problem+json")
-    assert json.loads(body)["instance"] == "/v1/approvals/abc"
+    assert json.loads(body)["instance"] == "/oidc/authorize/unknown-tx/status"
     assert headers["X-Request-Id"] == "e2e-trace-1"
     auth_log = (stack.log_dir / "auth.log").read_text()
     assert any(
