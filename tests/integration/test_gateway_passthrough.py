@@ -55,7 +55,8 @@ async def gateway():
         await server.start_server()
     upstreams = {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
     upstreams["formfill"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams=upstreams, upstream_timeout_s=5)
+    settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams=upstreams, upstream_timeout_s=5,
+                               cors_origins=frozenset({"https://rp.example"}))
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
     for server in servers.values():
@@ -115,3 +116,17 @@ async def test_unavailable_upstream_is_a_503_problem_and_not_ready(gateway):
     assert ready.status == 503
     checks = (await ready.json())["checks"]
     assert checks["formfill"] != "ok" and checks["auth"] == "ok"
+
+
+async def test_cors_for_listed_origins_only(gateway):
+    preflight = await gateway.options("/oidc/token", headers={"Origin": "https://rp.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://rp.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    actual = await gateway.get("/oidc/x", headers={"Origin": "https://rp.example"})
+    assert actual.headers["Access-Control-Allow-Origin"] == "https://rp.example"
+    assert "X-Request-Id" in actual.headers["Access-Control-Expose-Headers"]
+    stranger = await gateway.options("/oidc/token", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    assert "Access-Control-Allow-Origin" not in (await gateway.get("/oidc/x", headers={"Origin": "https://evil.example"})).headers
