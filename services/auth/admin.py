@@ -24,7 +24,7 @@ from libs.store import apply_indexes, create_client, in_transaction
 from .accounts import TransitionRefused, change_state
 from .clients import ClientMetadata, find_client, register_client
 from .oidc.pairwise import subject_for
-from .oidc.jwks import KeyStore
+from libs.tokens.keystore import KeyStore
 from .settings import AuthSettings
 from .store import INDEXES
 

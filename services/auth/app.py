@@ -15,7 +15,7 @@ from .api import AUTH, routes
 from .oidc.api import routes as oidc_routes
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
-from .oidc.jwks import KeyStore, TokenSigner
+from libs.tokens.keystore import KeyStore, TokenSigner
 from .openapi import OPERATIONS, TITLE
 from .proofing import FaceMatcher, LocalFaceMatcher
 from .settings import AuthSettings

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from libs.events import OutboxRelay
 from libs.store import in_transaction
 
-from .oidc.jwks import KeyStore, TokenSigner
+from libs.tokens.keystore import KeyStore, TokenSigner
 from .proofing import FaceMatcher
 from .settings import AuthSettings
 

@@ -27,7 +27,7 @@ from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, u
 from .accounts import change_state
 from .activation import ActivationRefused, check_code
 from .errors import Refused
-from .oidc.jwks import TokenSigner
+from libs.tokens.keystore import TokenSigner
 from .store import ACCOUNTS, DEVICE_NONCES, DEVICES, USED_ASSERTIONS
 
 if TYPE_CHECKING:

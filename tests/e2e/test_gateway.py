@@ -16,7 +16,7 @@ from libs.crypto import Keyring
 from libs.devstack import processes
 from libs.store import create_client
 from libs.service import ServiceSettings
-from services.auth.oidc.jwks import KeyStore
+from libs.tokens.keystore import KeyStore
 from services.gateway.app import create_app
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jwks import TokenSigner
+from libs.tokens.keystore import TokenSigner
 
 ACCESS_TOKEN_TYP = "at+jwt"
 ACR_BASIC = "urn:harbour-id:loa:basic"

@@ -1,4 +1,4 @@
-"""Token-signing keys (RFC 7517 JWKS) and their rotation.
+"""A service's signing keys (RFC 7517 JWKS) and their rotation: auth's token keys, formfill's release keys.
 
 Three states: `next` (published, not yet signing), `current` (signing) and
 `retired` (published until every token it signed has expired). A relying
@@ -24,9 +24,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher, Keyring
 from libs.store import in_transaction
-from libs.tokens import InvalidToken, generate_private_key, public_jwk, sign, thumbprint, unverified_header, verify
 
-from ..store import TOKEN_KEYS
+from .jwk import generate_private_key, public_jwk, thumbprint
+from .jws import InvalidToken, sign, unverified_header, verify
 
 STATE_ID = "_state"
 
@@ -43,9 +43,12 @@ class TokenKey:
 
 
 class KeyStore:
-    def __init__(self, mongo: AsyncMongoClient, db: AsyncDatabase, keyring: Keyring, *, max_token_lifetime_s: int, cache_s: float = 5.0) -> None:
+    def __init__(
+        self, mongo: AsyncMongoClient, db: AsyncDatabase, keyring: Keyring, *, max_token_lifetime_s: int,
+        cache_s: float = 5.0, collection: str = "token_keys",
+    ) -> None:
         self.mongo = mongo
-        self.collection = db[TOKEN_KEYS]
+        self.collection = db[collection]
         self.cipher = FieldCipher(keyring)
         # A retired key stays published this long: the longest-lived token it signed, plus clock skew.
         self.retention = timedelta(seconds=max_token_lifetime_s + 120)
