@@ -33,7 +33,7 @@ def agency_topic(client_id: str) -> str:
 IDENTITY = Topic(
     "identity.events",
     "Citizen account life cycle, owned by auth; the enrolled profile is sealed for formfill.",
-    event_types=("identity.enrolled", "identity.state_changed", "identity.profile_updated"),
+    event_types=("identity.enrolled", "identity.state_changed", "identity.profile_updated", "identity.subject_assigned"),
 )
 CLIENTS = Topic(
     "clients.events",

@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace) -> dict:
             if registered is None:
                 raise ValueError("no such client")
             return {"account_id": args.account_id, "client_id": args.client_id,
-                    "sub": await subject_for(db, settings.hash_key, registered.sector, args.account_id)}
+                    "sub": await in_transaction(client, lambda s: subject_for(db, s, settings.hash_key, registered.sector, args.account_id))}
         if args.command == "create-client":
             metadata = ClientMetadata(
                 client_name=args.name,

@@ -164,6 +164,10 @@ class Client:
     def public_view(self) -> dict[str, Any]:
         return {"client_id": self.client_id, **self.metadata.model_dump(exclude_none=True)}
 
+    def event_data(self) -> dict[str, Any]:
+        """What other services keep of a client: its public metadata and its pairwise sector."""
+        return {**self.public_view(), "sector": self.sector}
+
 
 def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -195,7 +199,7 @@ async def register_client(
     await outbox.add(
         session,
         CLIENTS.name,
-        CloudEvent(source="/auth", type="client.registered", subject=client_id, data=client.public_view()),
+        CloudEvent(source="/auth", type="client.registered", subject=client_id, data=client.event_data()),
     )
     await record_audit(outbox, session, service="auth", subject=client_id, action="client.register", actor=registered_by)
     return client, secret
@@ -250,6 +254,6 @@ async def update_client(
     )
     client = Client(client_id, metadata, current.get("secret_sha256"))
     outbox = Outbox(db)
-    await outbox.add(session, CLIENTS.name, CloudEvent(source="/auth", type="client.updated", subject=client_id, data=client.public_view()))
+    await outbox.add(session, CLIENTS.name, CloudEvent(source="/auth", type="client.updated", subject=client_id, data=client.event_data()))
     await record_audit(outbox, session, service="auth", subject=client_id, action="client.update", actor=updated_by)
     return client

@@ -143,7 +143,7 @@ async def on_decision(
         return {}
     account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
     client = await _client(auth, client_id)
-    sub = await subject_for(auth.db, auth.settings.hash_key, client.sector, account["_id"])
+    sub = await subject_for(auth.db, session, auth.settings.hash_key, client.sector, account["_id"])
     auth_time = int(time.time())
     sid = secrets.token_urlsafe(16)
     grant = {
@@ -251,7 +251,9 @@ async def session_allows(auth: "Auth", sid: str | None, request: AuthorizationRe
 
 async def issue_silently(auth: "Auth", client: "Client", request: AuthorizationRequest, session_doc: dict[str, Any]) -> dict[str, str]:
     """A code from an existing session (prompt=none); returns the response parameters for the client."""
-    sub = await subject_for(auth.db, auth.settings.hash_key, client.sector, session_doc["account_id"])
+    sub = await auth.transaction(
+        lambda s: subject_for(auth.db, s, auth.settings.hash_key, client.sector, session_doc["account_id"])
+    )
     grant = {
         "client_id": client.client_id, "account_id": session_doc["account_id"], "sub": sub, "scope": request.scope,
         "acr": session_doc["acr"], "amr": list(AMR), "auth_time": session_doc["auth_time"], "sid": session_doc["_id"],

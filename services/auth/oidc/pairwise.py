@@ -11,7 +11,11 @@ import base64
 import hashlib
 import hmac
 
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.events import CloudEvent, Outbox
+from libs.events.topics import IDENTITY
 
 from ..store import SUBJECTS
 
@@ -21,11 +25,23 @@ def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-async def subject_for(db: AsyncDatabase, key: bytes, sector: str, account_id: str) -> str:
+async def subject_for(db: AsyncDatabase, session: AsyncClientSession, key: bytes, sector: str, account_id: str) -> str:
+    """The citizen's sub in this sector; a new one is announced (identity.subject_assigned) in the same transaction.
+
+    Services that receive a client's token (formfill, signing, notify) learn
+    from that event which account a pairwise sub stands for.
+    """
     sub = pairwise_sub(key, sector, account_id)
-    await db[SUBJECTS].update_one(
-        {"_id": sub}, {"$setOnInsert": {"account_id": account_id, "sector": sector}}, upsert=True
+    result = await db[SUBJECTS].update_one(
+        {"_id": sub}, {"$setOnInsert": {"account_id": account_id, "sector": sector}}, upsert=True, session=session
     )
+    if result.upserted_id is not None:
+        await Outbox(db).add(
+            session,
+            IDENTITY.name,
+            CloudEvent(source="/auth", type="identity.subject_assigned", subject=account_id,
+                       data={"account_id": account_id, "sector": sector, "sub": sub}),
+        )
     return sub
 
 
