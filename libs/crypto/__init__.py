@@ -3,7 +3,7 @@
 from .fields import DecryptionError, FieldCipher
 from .keyed_hash import keyed_hash, normalise_hkid
 from .keyring import Keyring, UnknownKey, new_key_value
-from .sealing import SealError, generate_sealing_key, public_jwk, seal, unseal
+from .sealing import SealError, generate_sealing_key, public_jwk, seal, seal_jwt, unseal
 
 __all__ = [
     "DecryptionError",
@@ -17,5 +17,6 @@ __all__ = [
     "normalise_hkid",
     "public_jwk",
     "seal",
+    "seal_jwt",
     "unseal",
 ]

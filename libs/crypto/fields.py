@@ -33,6 +33,11 @@ class FieldCipher:
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
 
+    @property
+    def current_kid(self) -> str:
+        """The key id new and re-wrapped records are wrapped under."""
+        return self._keyring.current()[0]
+
     def encrypt_record(self, fields: dict[str, str | None], *, record_id: str) -> dict[str, Any]:
         """Seal the non-None fields of one record; None fields are left out."""
         _check_label(record_id, "record_id")

@@ -60,6 +60,13 @@ def seal(payload: dict[str, Any], recipient_public_jwk: dict[str, Any]) -> str:
     return jwe.encrypt_compact(protected, data, key, registry=_REGISTRY)
 
 
+def seal_jwt(token: str, recipient_public_jwk: dict[str, Any]) -> str:
+    """A nested JWT (RFC 7519 §5.2): a signed compact JWS, encrypted to the recipient (`cty: JWT`)."""
+    key = _import_ec(recipient_public_jwk)
+    protected = {"alg": ALG, "enc": ENC, "kid": _kid(key), "cty": "JWT"}
+    return jwe.encrypt_compact(protected, token.encode("ascii"), key, registry=_REGISTRY)
+
+
 def unseal(token: str, private_jwk: dict[str, Any]) -> dict[str, Any]:
     """Decrypt a token from `seal` (or any JWE of exactly ECDH-ES+A256KW / A256GCM to our key)."""
     key = _import_ec(private_jwk)

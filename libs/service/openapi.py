@@ -113,6 +113,19 @@ def oauth_error(description: str) -> Body:
     return Body(description, JSON, {"$ref": "#/components/schemas/OAuthError"})
 
 
+# Error answers most operations share, for their `responses`.
+JSON_BODY_ERRORS = {
+    400: "the body is empty or not JSON",
+    413: "the body is too large",
+    415: "the body is not application/json",
+    422: "the body does not match the model; `errors` names each field",
+}
+DEVICE_AUTH_ERRORS = {
+    401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)",
+    403: "the account is not active",
+}
+
+
 ResponseSpec = type[BaseModel] | dict[str, Any] | Body | str | None
 
 

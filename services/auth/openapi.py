@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from libs.approvals import ApprovalRequest, Requester
-from libs.service.openapi import FORM, Body, Operation, html, oauth_error, redirect
+from libs.service.openapi import DEVICE_AUTH_ERRORS, FORM, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
 
 from .api import DecisionRequest, DeviceTokenRequest
 from .clients import AuthMethod, ClientKind, ClientMetadata
@@ -224,16 +224,6 @@ class Introspection(_Answer):
 
 # --- the operations ----------------------------------------------------------
 
-JSON_BODY_ERRORS = {
-    400: "the body is empty or not JSON",
-    413: "the body is too large",
-    415: "the body is not application/json",
-    422: "the body does not match the model; `errors` names each field",
-}
-DEVICE_AUTH_ERRORS = {
-    401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)",
-    403: "the account is not active",
-}
 PARAM = {"type": "string", "maxLength": 2048}
 AUTHORIZATION_PARAMS: dict[str, dict[str, Any]] = {
     "client_id": {**PARAM, "description": "the client's id"},

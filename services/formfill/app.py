@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
-from libs.service import ServiceSettings, create_service_app
+from libs.crypto import FieldCipher
+from libs.events import OUTBOX_RELAY, install_consumer
+from libs.service import create_service_app
 from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
+from libs.store import DATABASE, MONGO_CLIENT
+from libs.tokens import JWKSCache
+from libs.tokens.keystore import KeyStore, TokenSigner
 
-from .events import TOPICS
-from .store import INDEXES
+from .api import FORMFILL, routes
+from .context import Formfill
+from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
+from .openapi import OPERATIONS
+from .settings import FormfillSettings
+from .store import INDEXES, RELEASE_KEYS
 
-SERVICE = "formfill"
 
-
-def create_app(settings: ServiceSettings | None = None) -> web.Application:
-    app = create_service_app(settings or ServiceSettings.from_env(SERVICE))
+def create_app(settings: FormfillSettings | None = None) -> web.Application:
+    settings = settings or FormfillSettings.from_env()
+    app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
-    # No public operations yet: the gateway merges an empty document until they arrive.
-    install_openapi_route(app, [], title=f"Harbour ID {SERVICE}")
+
+    async def formfill_context(app: web.Application):
+        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.result_ttl_s, collection=RELEASE_KEYS)
+        await keys.ensure()
+        session = aiohttp.ClientSession()
+        app[FORMFILL] = Formfill(
+            settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
+            jwks=JWKSCache(settings.jwks_url, session), keys=keys,
+            signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY],
+        )
+        yield
+        await session.close()
+
+    app.cleanup_ctx.append(formfill_context)
+    install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[FORMFILL]))
+    app.add_routes(routes)
+    install_openapi_route(app, OPERATIONS, title="Harbour ID formfill")
     return app

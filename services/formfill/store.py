@@ -1,6 +1,24 @@
-"""The formfill service's own collections and their indexes (database `harbour_formfill`)."""
+"""formfill's collections (database `harbour_formfill`) and their indexes.
 
-from libs.store import IndexSpec
+The vault holds each personal field encrypted on its own; releases waiting
+to be read are encrypted too and expire. Nothing here is plaintext PII.
+"""
 
-# The outbox and processed-event indexes are declared by libs/events itself.
-INDEXES: tuple[IndexSpec, ...] = ()
+from libs.store import index
+
+VAULT = "vault"                # account id -> encrypted fields, assurance, state
+CLIENTS = "clients"            # projection of clients.events
+SUBJECTS = "subjects"          # projection of identity.subject_assigned: (sub, sector) -> account
+REQUESTS = "requests"          # form-fill requests and their status
+RESULTS = "results"            # encrypted releases waiting to be read once
+CONSENTS = "consents"          # one record per release: the citizen's receipts
+RELEASE_KEYS = "release_keys"  # formfill's ES256 signing keys (JWKS at /v1/formfill/jwks)
+
+INDEXES = (
+    index(SUBJECTS, "sector", "account_id"),
+    index(REQUESTS, "client_id", "created_at"),
+    index(REQUESTS, "expires_at", name="requests_ttl", expire_after_s=30 * 24 * 3600),
+    index(RESULTS, "expires_at", expire_after_s=0),
+    index(CONSENTS, "account_id", "granted_at"),
+    index(RELEASE_KEYS, "status"),
+)
