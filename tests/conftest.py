@@ -88,7 +88,9 @@ def platform(infra):
         # Every test request comes from 127.0.0.1: the per-address limit must not throttle the suite.
         # (Rate limiting itself is tested on a gateway of its own with low limits.)
         extra_env={"HARBOUR_GATEWAY_RATE_PER_IP": "5000", "HARBOUR_GATEWAY_BURST_PER_IP": "10000",
-                   "HARBOUR_GATEWAY_RATE_PER_CLIENT": "5000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "10000"},
+                   "HARBOUR_GATEWAY_RATE_PER_CLIENT": "5000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "10000",
+                   # Short enough that a test can watch an unread release expire.
+                   "HARBOUR_FORMFILL_RESULT_TTL_S": "12"},
     )
     config.service_ports = StackConfig.free_ports(run_dir).service_ports
     stack = DevStack(config)

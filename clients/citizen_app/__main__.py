@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     opener = commands.add_parser("open", help="open a harbourid:// link (QR or app link): show it, approve, print the URL for the browser")
     opener.add_argument("link")
     opener.add_argument("--deny", action="store_true", help="decline instead of approving")
+    opener.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")
     commands.add_parser("devices", help="list this account's devices")
     revoke = commands.add_parser("revoke", help="revoke a device of this account")
     revoke.add_argument("device_id")
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace) -> object:
     if args.command == "deny":
         return await app.deny(args.approval_id)
     if args.command == "open":
-        outcome = await app.open_link(args.link, approve=not args.deny)
+        outcome = await app.open_link(args.link, approve=not args.deny, selection=args.keep)
         prompt = outcome["prompt"]
         shown = {k: prompt[k] for k in ("requester", "purpose", "details", "matching_code", "expires_at")}
         print(json.dumps({"request": shown, "decision": outcome["status"]}, ensure_ascii=False), file=sys.stderr)

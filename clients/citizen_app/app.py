@@ -7,6 +7,7 @@ the digest the app recomputed from what it displayed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from libs.approvals import ApprovalRequest, sign_decision
 from libs.tokens import generate_private_key, public_jwk, sign
 
 from .profile import Profile
+
+
+FORMFILL_LINK = "harbourid://formfill?request="
 
 
 class AppError(RuntimeError):
@@ -133,11 +137,27 @@ class CitizenApp:
     async def deny(self, approval_id: str) -> dict[str, Any]:
         return await self.decide(approval_id, "deny")
 
-    async def open_link(self, link: str, *, approve: bool = True) -> dict[str, Any]:
+    async def open_link(self, link: str, *, approve: bool = True, selection: list[str] | None = None) -> dict[str, Any]:
         """What the phone does with a scanned QR code or a tapped harbourid:// link: show, decide, hand back."""
-        prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=await self.device_token())
-        outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny")
+        token = await self.device_token()
+        if link.startswith(FORMFILL_LINK):
+            # The request lives at formfill; its prompt reaches this phone's queue through auth shortly after.
+            claimed = await self._call("POST", f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim", json={}, token=token)
+            prompt = await self._wait_for_prompt(claimed["approval_id"])
+        else:
+            prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=token)
+        outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection)
         return {"prompt": prompt, **outcome}
+
+    async def _wait_for_prompt(self, approval_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                return await self.show(approval_id)
+            except AppError as exc:
+                if exc.status != 404 or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     # -- devices -------------------------------------------------------------
 

@@ -74,11 +74,18 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     return body
 
 
+# A relying party acts on its own only to start anonymous journeys (form filling, signing without a login).
+ANONYMOUS_JOURNEY_SCOPES = frozenset({"formfill", "sign"})
+
+
 async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
-    if client.kind not in ("agency", "kiosk"):
-        raise OAuthError("unauthorized_client", "client_credentials is for agencies and kiosks")
-    requested = set(form.get("scope", "").split()) or (client.scopes - {"openid", "offline_access"})
-    if "openid" in requested or not requested <= client.scopes:
+    allowed = client.scopes - {"openid", "offline_access"}
+    if client.kind == "relying_party":
+        allowed &= ANONYMOUS_JOURNEY_SCOPES
+    if not allowed:
+        raise OAuthError("unauthorized_client", "client_credentials is for agencies, kiosks and anonymous form-fill or signing journeys")
+    requested = set(form.get("scope", "").split()) or allowed
+    if not requested <= allowed:
         raise OAuthError("invalid_scope", "the client may not ask for these scopes")
     grant = Grant(client_id=client.client_id, sub=client.client_id, account_id=None, scope=" ".join(sorted(requested)))
     body, _ = await token_response(auth, grant, id_token=False, with_refresh=False)
