@@ -37,7 +37,7 @@ from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
 from .kafka import PRODUCER
-from .metrics import EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from .metrics import CONSUMER_LAG, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .topics import dlq_name
 
 Handler = Callable[[CloudEvent, AsyncClientSession], Awaitable[None]]
@@ -117,7 +117,16 @@ class EventConsumer:
             for message in messages:
                 await self.handle_message(message)
             await self.consumer.commit({tp: messages[-1].offset + 1})
+        await self._record_lag()
         return sum(len(m) for m in batches.values())
+
+    async def _record_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self.consumer.position(tp)
+            CONSUMER_LAG.labels(self.service, self.group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def handle_message(self, message: ConsumerRecord) -> str:
         """Handle one message to the end: processed, duplicate or dead_lettered."""

@@ -34,3 +34,8 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest unpublished outbox event (0 when the outbox is empty).",
     ["service"],
 )
+CONSUMER_LAG = Gauge(
+    "harbour_consumer_lag",
+    "Messages not yet handled by a consumer group, per partition (high-water mark minus position).",
+    ["service", "group", "topic", "partition"],
+)

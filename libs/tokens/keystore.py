@@ -37,6 +37,7 @@ class TokenKey:
     status: str
     private_key: ec.EllipticCurvePrivateKey
     retired_at: datetime | None = None
+    activated_at: datetime | None = None
 
     def public_jwk(self) -> dict[str, str]:
         return public_jwk(self.private_key) | {"kid": self.kid, "use": "sig", "alg": "ES256"}
@@ -113,7 +114,7 @@ class KeyStore:
                     continue
                 pem = self.cipher.decrypt_record(doc["sealed_private_key"], record_id=doc["_id"])["pem"]
                 private_key = serialization.load_pem_private_key(pem.encode(), password=None)
-                keys.append(TokenKey(doc["_id"], doc["status"], private_key, doc.get("retired_at")))
+                keys.append(TokenKey(doc["_id"], doc["status"], private_key, doc.get("retired_at"), doc.get("activated_at")))
             self._cached = keys
             self._loaded_at = time.monotonic()
         return self._cached

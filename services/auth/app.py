@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from libs.events import OUTBOX_RELAY, install_consumer
@@ -11,6 +13,7 @@ from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 
+from . import housekeeping
 from .api import AUTH, routes
 from .oidc.api import routes as oidc_routes
 from .context import Auth
@@ -39,7 +42,10 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
         )
+        chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")
         yield
+        chores.cancel()
+        await asyncio.gather(chores, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=approval_requests_handler)

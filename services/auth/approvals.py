@@ -96,6 +96,8 @@ async def decide(
     doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
     if doc is None:
         raise Refused("not-found", "no such approval for this account", 404)
+    if doc["status"] == "expired":
+        raise Refused("expired", "this approval has expired", 410)
     if doc["status"] != "pending":
         raise Refused("already-decided", f"this approval was already {doc['status']}", 409)
     now = datetime.now(UTC)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import requests
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
@@ -367,6 +368,22 @@ async def test_account_states_change_by_event_and_a_suspended_account_is_stopped
         return await transitions() == [("pending", "active"), ("active", "suspended"), ("suspended", "active")]
 
     await eventually(all_three_published)
+
+
+async def test_unanswered_prompts_expire_with_an_event_and_a_metric(platform, kiosk, tmp_path):
+    app = await enrolled_app(platform, kiosk, tmp_path)
+    request = approval_request(app.profile.account_id, expires_in_s=2)
+    await publish_prompt(platform.infra.kafka_bootstrap, request)
+
+    async def expired_event() -> bool:
+        messages = await all_messages(platform.infra.kafka_bootstrap, [APPROVAL_DECIDED.name])
+        return any(CloudEvent.from_json(m.value).type == "approval.expired" and m.key == request.approval_id.encode() for m in messages)
+
+    await eventually(expired_event, timeout_s=30)
+    assert (await app.show(request.approval_id))["status"] == "expired"
+    metrics = requests.get(platform.stack.config.service_url("auth") + "/metrics", timeout=10).text
+    assert 'harbour_approvals_expired_total{action="test"}' in metrics
+    assert "harbour_signing_key_age_seconds" in metrics
 
 
 async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platform):

@@ -117,6 +117,16 @@ async def test_state_change_and_event_commit_together_and_reach_another_service(
         assert message.key == account["id"].encode()
         assert await projection.count_documents({}) == 1  # mallory never arrived
 
+        # The consumer reports its lag per partition; everything is handled, so it is zero.
+        def lag_samples():
+            return [
+                sample.value
+                for metric in REGISTRY.collect() if metric.name == "harbour_consumer_lag"
+                for sample in metric.samples if sample.labels.get("group") == "reader-accounts" and sample.labels["topic"] == topic.name
+            ]
+
+        assert await eventually(lambda: lag_samples() and all(v == 0 for v in lag_samples()))
+
         # Ready means the database and the broker both answer.
         ready = await (await r.get("/readyz")).json()
         assert ready == {"status": "ready", "checks": {"mongodb": "ok", "kafka": "ok"}}
