@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -31,6 +32,11 @@ from .store import CLIENTS, CONSENTS, REQUESTS, RESULTS, SUBJECTS, VAULT
 from .vault import FIELDS, read_fields
 
 APP_LINK_PREFIX = "harbourid://formfill?request="
+DECISIONS = Counter(
+    "harbour_formfill_decisions_total",
+    "Citizens' answers to form-fill requests: released or denied.",
+    ["outcome"],
+)
 
 
 class Refused(Exception):
@@ -148,8 +154,10 @@ async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, 
     except DecisionRejected:
         return  # not a decision over what we asked: ignore it
     if claims.decision != "approve":
+        DECISIONS.labels("denied").inc()
         await ff.db[REQUESTS].update_one({"_id": request_id}, {"$set": {"status": "denied", "decided_at": datetime.now(UTC)}}, session=session)
         return
+    DECISIONS.labels("released").inc()
     required = [f["name"] for f in doc["fields"] if f["required"]]
     optional = [f["name"] for f in doc["fields"] if not f["required"]]
     kept = optional if claims.selection is None else [name for name in optional if name in claims.selection]

@@ -18,6 +18,7 @@ from . import ciba, discovery, grants, login, logout, pages, par, resource
 from .authorization import parse_request, redirect_url, single_params
 from .client_auth import authenticate_client
 from .errors import OAuthError, RedirectableError, UnredirectableError
+from .metrics import TOKENS_ISSUED
 
 routes = web.RouteTableDef()
 
@@ -208,6 +209,7 @@ async def token(request: web.Request) -> web.Response:
             raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     except OAuthError as exc:
         return _oauth_error(exc)
+    TOKENS_ISSUED.labels(grant_type).inc()
     return web.json_response(body, headers=NO_STORE)
 
 

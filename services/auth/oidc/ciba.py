@@ -17,6 +17,7 @@ from ..store import ACCOUNTS, AUTHORIZATIONS
 from .authorization import AuthorizationRequest
 from .errors import InvalidGrant, InvalidRequest, OAuthError
 from .login import queue_prompt
+from .metrics import AUTHORIZATIONS_STARTED
 from .pairwise import account_for
 from .token_response import grant_from, token_response
 
@@ -72,6 +73,7 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     except Exception:
         await auth.db[AUTHORIZATIONS].delete_one({"_id": request_id})
         raise
+    AUTHORIZATIONS_STARTED.labels("ciba").inc()
     return {"auth_req_id": request_id, "expires_in": expires_in, "interval": POLL_INTERVAL_S}
 
 
