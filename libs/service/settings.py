@@ -26,6 +26,17 @@ def env(name: str, default: str) -> str:
     return os.environ.get(f"HARBOUR_{name}", default)
 
 
+class SettingsError(RuntimeError):
+    """A required setting is missing: the service refuses to start rather than run half-configured."""
+
+
+def env_required(name: str) -> str:
+    value = env(name, "")
+    if not value:
+        raise SettingsError(f"HARBOUR_{name} is not set (the dev stack sets it; see docs/operations.md)")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(f"HARBOUR_{name}")
     if raw is None:

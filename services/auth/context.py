@@ -11,7 +11,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import OutboxRelay
-from libs.store import in_transaction
+from libs.service.backbone import commit
 
 from libs.tokens.keystore import KeyStore, TokenSigner
 from .proofing import FaceMatcher
@@ -31,10 +31,7 @@ class Auth:
     relay: OutboxRelay
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """Run `work` in one transaction, then wake the outbox relay for the events it wrote."""
-        result = await in_transaction(self.mongo, work)
-        self.relay.notify()
-        return result
+        return await commit(self.mongo, self.relay, work)
 
     @property
     def devices_audience(self) -> str:

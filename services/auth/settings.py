@@ -11,18 +11,7 @@ import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import ServiceSettings, env, env_bool
-
-
-class SettingsError(RuntimeError):
-    pass
-
-
-def _required(name: str) -> str:
-    value = env(name, "")
-    if not value:
-        raise SettingsError(f"HARBOUR_{name} is not set (the dev stack sets it; see docs/operations.md)")
-    return value
+from libs.service.settings import ServiceSettings, env, env_bool, env_required
 
 
 def decode_key(value: str) -> bytes:
@@ -69,9 +58,9 @@ class AuthSettings:
         return cls(
             service=service,
             issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
-            hash_key=decode_key(_required("AUTH_HASH_KEY")),
-            keyring=Keyring.from_env_value(_required("AUTH_KEK")),
-            formfill_sealing_jwk=json.loads(_required("FORMFILL_SEALING_PUBLIC_JWK")),
+            hash_key=decode_key(env_required("AUTH_HASH_KEY")),
+            keyring=Keyring.from_env_value(env_required("AUTH_KEK")),
+            formfill_sealing_jwk=json.loads(env_required("FORMFILL_SEALING_PUBLIC_JWK")),
             sandbox=env_bool("SANDBOX", False),
             admin_token=env("ADMIN_TOKEN", ""),
         )

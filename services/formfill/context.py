@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher
 from libs.events import OutboxRelay
-from libs.store import in_transaction
+from libs.service.backbone import commit
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
@@ -33,9 +33,7 @@ class Formfill:
     relay: OutboxRelay
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        result = await in_transaction(self.mongo, work)
-        self.relay.notify()
-        return result
+        return await commit(self.mongo, self.relay, work)
 
     @property
     def release_issuer(self) -> str:

@@ -6,18 +6,7 @@ import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_PORTS, ServiceSettings, env
-
-
-class SettingsError(RuntimeError):
-    pass
-
-
-def _required(name: str) -> str:
-    value = env(name, "")
-    if not value:
-        raise SettingsError(f"HARBOUR_{name} is not set (the dev stack sets it; see docs/operations.md)")
-    return value
+from libs.service.settings import DEFAULT_PORTS, ServiceSettings, env, env_required
 
 
 @dataclass(frozen=True)
@@ -43,8 +32,8 @@ class FormfillSettings:
             service=ServiceSettings.from_env("formfill"),
             issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
             auth_url=env("AUTH_URL", f"http://127.0.0.1:{DEFAULT_PORTS['auth']}").rstrip("/"),
-            keyring=Keyring.from_env_value(_required("FORMFILL_KEK")),
-            sealing_jwk=json.loads(_required("FORMFILL_SEALING_KEY")),
+            keyring=Keyring.from_env_value(env_required("FORMFILL_KEK")),
+            sealing_jwk=json.loads(env_required("FORMFILL_SEALING_KEY")),
             request_ttl_s=int(env("FORMFILL_REQUEST_TTL_S", "300")),
             result_ttl_s=int(env("FORMFILL_RESULT_TTL_S", "600")),
         )
