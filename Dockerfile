@@ -1,0 +1,29 @@
+# Harbour ID: one image for the five services. The Deployment's args pick the service:
+#   docker build -t harbour-id:0.1.0 .
+#   docker run --rm harbour-id:0.1.0 services.gateway      (configured by HARBOUR_* variables only)
+# Runs as a non-root user and works on a read-only root filesystem (only /tmp is written).
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/harbour
+COPY pyproject.toml README.md ./
+COPY libs ./libs
+COPY services ./services
+COPY clients ./clients
+# The pinned runtime dependencies only: no dev or test extras.
+RUN /opt/harbour/bin/pip install .
+
+FROM python:3.11-slim
+RUN groupadd --system --gid 10001 harbour \
+ && useradd --system --uid 10001 --gid harbour --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin harbour
+COPY --from=build /opt/harbour /opt/harbour
+ENV PATH=/opt/harbour/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8000 8001 8002 8003 8004
+ENTRYPOINT ["python", "-m"]
+CMD ["services.gateway"]

@@ -1,0 +1,688 @@
+"""deploy/k8s, the Dockerfile and the packaging the image relies on, checked offline.
+
+Every file under deploy/k8s and the rendered base, dev and prod overlays are
+validated: the Kubernetes kinds against the Kubernetes JSON schemas
+(kubernetes-validate, strict: unknown fields fail), the operators' custom
+resources (not in those schemas, listed in CRD_CHECKS) structurally. The
+overlays are rendered by the real kustomize built into kubectl (the Makefile's
+`.dev/.kubectl` target provides one), then the properties the platform relies
+on are asserted: hardened Deployments with both probes, one Ingress for the
+gateway only, NetworkPolicies that admit the back-ends' traffic from the
+gateway only, a KafkaTopic for every registered topic and its dead-letter twin,
+agency users confined to their own topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from libs.events.topics import ALL_TOPICS, agency_topic
+from services.auth import events as auth_events
+from services.formfill import events as formfill_events
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.31"  # the oldest Kubernetes the manifests must be valid for
+TARGETS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
+
+SERVICES = {"gateway": 8000, "auth": 8001, "formfill": 8002, "notify": 8003, "signing": 8004}
+BACKENDS = ("auth", "formfill", "notify", "signing")
+KAFKA_CLUSTER = "harbour-kafka"
+AGENCY_USER = "agency-transport"
+# Secrets every service must get from a Secret (never from the ConfigMap), by service.
+SECRET_VARS = {
+    "gateway": set(),
+    "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
+             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"},
+    "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY"},
+    "notify": {"HARBOUR_MONGO_URI"},
+    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN"},
+}
+ALL_SECRET_VARS = set().union(*SECRET_VARS.values())
+
+
+# --- custom resources: structural checks (kubernetes-validate skips exactly these) -------------
+
+def _require(doc: dict, *paths: str) -> list[str]:
+    missing = []
+    for path in paths:
+        node = doc
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                missing.append(path)
+                break
+            node = node[key]
+    return missing
+
+
+def _check_kafka(doc: dict) -> list[str]:
+    problems = _require(doc, "spec.kafka.listeners", "spec.kafka.authorization.type", "spec.entityOperator.topicOperator",
+                        "spec.entityOperator.userOperator")
+    for listener in doc["spec"].get("kafka", {}).get("listeners", []):
+        problems += [f"listener {listener.get('name')}: {m}" for m in _require(listener, "name", "port", "type", "tls")]
+    return problems
+
+
+def _check_node_pool(doc: dict) -> list[str]:
+    return _require(doc, "spec.replicas", "spec.roles", "spec.storage.type") + _cluster_label(doc)
+
+
+def _cluster_label(doc: dict) -> list[str]:
+    return [] if doc["metadata"].get("labels", {}).get("strimzi.io/cluster") == KAFKA_CLUSTER else [
+        f"label strimzi.io/cluster must be {KAFKA_CLUSTER}"]
+
+
+def _check_topic(doc: dict) -> list[str]:
+    return _require(doc, "spec.topicName", "spec.partitions", "spec.replicas", "spec.config") + _cluster_label(doc)
+
+
+def _check_user(doc: dict) -> list[str]:
+    problems = _require(doc, "spec.authentication.type", "spec.authorization.type", "spec.authorization.acls")
+    for acl in doc["spec"].get("authorization", {}).get("acls", []):
+        problems += _require(acl, "resource.type", "operations")
+        if acl.get("resource", {}).get("type") in ("topic", "group"):
+            problems += _require(acl, "resource.name", "resource.patternType")
+    return problems + _cluster_label(doc)
+
+
+def _check_mongodb(doc: dict) -> list[str]:
+    problems = _require(doc, "spec.members", "spec.type", "spec.version", "spec.security.authentication.modes", "spec.users")
+    for user in doc["spec"].get("users", []):
+        problems += _require(user, "name", "db", "passwordSecretRef.name", "roles", "scramCredentialsSecretName")
+    return problems
+
+
+def _check_service_monitor(doc: dict) -> list[str]:
+    problems = _require(doc, "spec.selector.matchLabels", "spec.endpoints")
+    for endpoint in doc["spec"].get("endpoints", []):
+        problems += _require(endpoint, "port", "path")
+    return problems
+
+
+def _check_prometheus_rule(doc: dict) -> list[str]:
+    problems = _require(doc, "spec.groups")
+    for group in doc["spec"].get("groups", []):
+        problems += _require(group, "name", "rules")
+        for rule in group.get("rules", []):
+            problems += _require(rule, "expr")
+            if "alert" not in rule and "record" not in rule:
+                problems.append(f"{group.get('name')}: a rule is neither an alert nor a recording rule")
+    return problems
+
+
+CRD_CHECKS = {
+    ("kafka.strimzi.io/v1beta2", "Kafka"): _check_kafka,
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): _check_node_pool,
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): _check_topic,
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): _check_user,
+    ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"): _check_mongodb,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _check_service_monitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _check_prometheus_rule,  # alerts, kept next to the monitors
+}
+
+
+def validate(doc: dict, where: str) -> None:
+    """Fail with every problem of one resource: schema for Kubernetes kinds, structure for the listed CRDs."""
+    assert isinstance(doc, dict), f"{where}: not a mapping"
+    missing = _require(doc, "apiVersion", "kind", "metadata.name")
+    assert not missing, f"{where}: missing {missing}"
+    label = f"{where}: {doc['kind']}/{doc['metadata']['name']}"
+    check = CRD_CHECKS.get((doc["apiVersion"], doc["kind"]))
+    if check is not None:
+        assert "spec" in doc, f"{label}: no spec"
+        problems = check(doc)
+        assert not problems, f"{label}: {problems}"
+        return
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(p) for p in error.path)
+        pytest.fail(f"{label} is not a valid Kubernetes {K8S_VERSION} object: {path}: {error.message}")
+    except kubernetes_validate.SchemaNotFoundError:
+        pytest.fail(f"{label}: no Kubernetes schema for {doc['apiVersion']} {doc['kind']}; "
+                    "a custom resource must be listed in CRD_CHECKS")
+
+
+# --- the files as written ---------------------------------------------------------------------
+
+def manifest_files() -> list[Path]:
+    """Every resource file; kustomization.yaml files are rendered below, not validated as resources."""
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(K8S)))
+def test_every_manifest_file_is_valid(path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert docs, f"{path}: empty"
+    for index, doc in enumerate(docs):
+        validate(doc, f"{path.relative_to(ROOT)}#{index}")
+
+
+def test_the_skipped_kinds_really_have_no_kubernetes_schema() -> None:
+    # The CRDs really are unknown to kubernetes-validate (else they should be validated by it).
+    for api_version, kind in CRD_CHECKS:
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}},
+                                         K8S_VERSION, strict=True)
+
+
+def test_every_kustomization_lists_only_existing_files() -> None:
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        spec = yaml.safe_load(kustomization.read_text())
+        for entry in spec.get("resources", []) + spec.get("components", []):
+            assert (kustomization.parent / entry).exists(), f"{kustomization}: {entry} does not exist"
+
+
+def test_monitoring_is_its_own_extensible_kustomization() -> None:
+    spec = yaml.safe_load((K8S / "base" / "monitoring" / "kustomization.yaml").read_text())
+    assert spec["kind"] == "Kustomization"
+    # Alerts and dashboards join this list later; the ServiceMonitors are always in it.
+    assert "servicemonitors.yaml" in spec["resources"]
+    assert "monitoring" in yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["resources"]
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+def find_kubectl() -> str | None:
+    for candidate in (os.environ.get("KUBECTL"), str(ROOT / ".dev" / "bin" / "kubectl"), shutil.which("kubectl")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    kubectl = find_kubectl()
+    if kubectl is None:
+        pytest.fail("no kubectl to render deploy/k8s with: run `make .dev/.kubectl` (or set KUBECTL)")
+    out = {}
+    for name, folder in TARGETS.items():
+        result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"kustomize {name} failed: {result.stderr}"
+        out[name] = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
+    return out
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def config_map(docs: list[dict]) -> dict[str, str]:
+    maps = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("harbour-config")]
+    assert len(maps) == 1
+    return maps[0]["data"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rendered_output_is_valid(rendered, target: str) -> None:
+    docs = rendered[target]
+    for index, doc in enumerate(docs):
+        validate(doc, f"{target}#{index}")
+    keys = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
+    assert len(keys) == len(set(keys)), "a resource is rendered twice"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_everything_lands_in_one_namespace(rendered, target: str) -> None:
+    docs = rendered[target]
+    (namespace,) = of_kind(docs, "Namespace")
+    expected = {"base": "harbour", "dev": "harbour-dev", "prod": "harbour"}[target]
+    assert namespace["metadata"]["name"] == expected
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {expected}
+
+
+# --- the services -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_a_hardened_deployment(rendered, target: str, service: str) -> None:
+    docs = rendered[target]
+    deployment = named(docs, "Deployment", service)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == [f"services.{service}"]
+    assert [p["containerPort"] for p in container["ports"]] == [SERVICES[service]]
+
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] in ("http", SERVICES[service])
+
+    resources = container["resources"]
+    for part in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[part]), f"{service}: {part}"
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    (tmp,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp), "/tmp is an emptyDir"
+
+    image = container["image"]
+    assert image.split("/")[-1].startswith("harbour-id:") and not image.endswith(":latest")
+    if target == "prod":
+        assert "/" in image, "production pulls from a registry"
+
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": service}
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns the replica count"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_a_service_autoscaler_and_disruption_budget(rendered, target: str, service: str) -> None:
+    docs = rendered[target]
+    svc = named(docs, "Service", service)
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": service}
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http", SERVICES[service], "http")]
+    assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", "only the Ingress is exposed"
+
+    hpa = named(docs, "HorizontalPodAutoscaler", service)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": service}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    if target == "prod":
+        assert hpa["spec"]["minReplicas"] >= 2, "production survives the loss of a pod"
+
+    pdb = named(docs, "PodDisruptionBudget", service)
+    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_configuration_comes_from_the_config_map_and_secrets_from_secrets(rendered, target: str) -> None:
+    docs = rendered[target]
+    data = config_map(docs)
+    assert all(key.startswith("HARBOUR_") for key in data)
+    assert not ALL_SECRET_VARS & set(data), "a secret variable is in the ConfigMap"
+    assert data["HARBOUR_KAFKA_CREATE_TOPICS"] == "false"
+    assert data["HARBOUR_KAFKA_BOOTSTRAP"].startswith(f"{KAFKA_CLUSTER}-kafka-bootstrap:")
+    assert data["HARBOUR_ISSUER"].startswith("https://")
+    assert data["HARBOUR_SIGNING_PKCS11_MODULE"]
+    for service, port in SERVICES.items():
+        assert data[f"HARBOUR_{service.upper()}_HOST"] == "0.0.0.0"
+        assert data[f"HARBOUR_{service.upper()}_PORT"] == str(port)
+    for upstream in BACKENDS:
+        assert data[f"HARBOUR_{upstream.upper()}_URL"] == f"http://{upstream}:{SERVICES[upstream]}"
+    assert data["HARBOUR_SANDBOX"] == ("true" if target == "dev" else "false")
+
+    for service in SERVICES:
+        container = named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0]
+        assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == [
+            d["metadata"]["name"] for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("harbour-config")]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert set(env) == SECRET_VARS[service], service
+        for name, entry in env.items():
+            assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], f"{service}: {name} must come from a Secret"
+
+
+@pytest.mark.parametrize("target", ["base", "prod"])
+def test_no_secret_values_outside_dev(rendered, target: str) -> None:
+    assert not of_kind(rendered[target], "Secret"), "Secrets are created by ops, never applied from the repo"
+
+
+def test_dev_secrets_are_generated_with_obviously_dev_values(rendered) -> None:
+    docs = rendered["dev"]
+    secrets = {d["metadata"]["name"]: d for d in of_kind(docs, "Secret")}
+    referenced = set()
+    for service in SERVICES:
+        for entry in named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0].get("env", []):
+            ref = entry["valueFrom"]["secretKeyRef"]
+            if not ref["name"].startswith("harbour-mongodb-"):  # written by the MongoDB operator
+                referenced.add(ref["name"])
+                assert ref["key"] in secrets[ref["name"]]["data"], f"{ref} missing from the dev Secret"
+    for user in named(docs, "MongoDBCommunity", "harbour-mongodb")["spec"]["users"]:
+        referenced.add(user["passwordSecretRef"]["name"])
+    assert referenced == set(secrets)
+    for secret in secrets.values():
+        for key, encoded in secret["data"].items():
+            assert is_obviously_dev(key, base64.b64decode(encoded).decode()), f"{secret['metadata']['name']}: {key}"
+
+
+DEV_SEALING_SEED = b"harbour-id DEV ONLY sealing key: public, never use outside dev"
+
+
+def is_obviously_dev(key: str, value: str) -> bool:
+    """Marked DEV-ONLY (in clear or inside the base64url key material), or the sealing pair derived from a public string."""
+    if "DEV-ONLY" in value:
+        return True
+    if key in ("HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"):
+        d = int.from_bytes(hashlib.sha256(DEV_SEALING_SEED).digest(), "big")
+        public = ec.derive_private_key(d, ec.SECP256R1()).public_key().public_numbers()
+        jwk = json.loads(value)
+        expected_x = base64.urlsafe_b64encode(public.x.to_bytes(32, "big")).rstrip(b"=").decode()
+        return jwk["x"] == expected_x and ("d" not in jwk or decode_b64url(jwk["d"]) == d.to_bytes(32, "big"))
+    material = [entry.split(":", 1)[-1] for entry in value.split(",")]
+    return all(b"DEV-ONLY" in decode_b64url(m) for m in material)
+
+
+def decode_b64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def test_mongo_users_match_the_services_databases_and_uris(rendered) -> None:
+    docs = rendered["prod"]
+    mongo = named(docs, "MongoDBCommunity", "harbour-mongodb")
+    assert mongo["spec"]["members"] == 3 and mongo["spec"]["type"] == "ReplicaSet"
+    data = config_map(docs)
+    users = {u["name"]: u for u in mongo["spec"]["users"]}
+    assert set(users) == set(BACKENDS)
+    for service in BACKENDS:
+        user = users[service]
+        assert user["roles"] == [{"name": "readWrite", "db": data[f"HARBOUR_{service.upper()}_DB"]}]
+        env = {e["name"]: e for e in named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        ref = env["HARBOUR_MONGO_URI"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": user["connectionStringSecretName"], "key": "connectionString.standard"}
+
+
+# --- the edge and the network -----------------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_the_gateway_has_an_ingress_and_it_has_tls(rendered, target: str) -> None:
+    docs = rendered[target]
+    (ingress,) = of_kind(docs, "Ingress")
+    backends = {path["backend"]["service"]["name"]
+                for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert backends == {"gateway"}
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert hosts and hosts <= {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
+    assert all(tls["secretName"] for tls in ingress["spec"]["tls"])
+    assert data_issuer_host(docs) in hosts
+    paths = [path["path"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert "/" not in paths and not any(p.startswith(("/metrics", "/healthz", "/readyz")) for p in paths), \
+        "operational endpoints stay inside the cluster"
+    assert not [d for d in of_kind(docs, "Service") if d["spec"].get("type") in ("LoadBalancer", "NodePort")]
+
+
+def data_issuer_host(docs: list[dict]) -> str:
+    return config_map(docs)["HARBOUR_ISSUER"].removeprefix("https://").split("/")[0]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod_labels(docs: list[dict], service: str) -> dict:
+    return named(docs, "Deployment", service)["spec"]["template"]["metadata"]["labels"]
+
+
+def policies_for(docs: list[dict], labels: dict, policy_type: str) -> list[dict]:
+    return [p for p in of_kind(docs, "NetworkPolicy")
+            if selects(p["spec"]["podSelector"], labels) and policy_type in p["spec"].get("policyTypes", ["Ingress"])]
+
+
+def ingress_peers(policies: list[dict]) -> list[dict]:
+    peers = []
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), f"{policy['metadata']['name']}: an ingress rule without `from` admits everyone"
+            assert rule.get("ports"), f"{policy['metadata']['name']}: an ingress rule without ports"
+            peers += rule["from"]
+    return peers
+
+
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("service", BACKENDS)
+def test_backends_take_traffic_from_the_gateway_only(rendered, target: str, service: str) -> None:
+    docs = rendered[target]
+    policies = policies_for(docs, pod_labels(docs, service), "Ingress")
+    assert policies, f"no NetworkPolicy isolates {service}"
+    gateway = pod_labels(docs, "gateway")
+    allowed_pods = [gateway] + ([pod_labels(docs, "formfill")] if service == "auth" else [])  # formfill: auth's JWKS
+    for peer in ingress_peers(policies):
+        if peer == PROMETHEUS:
+            continue  # scrapes /metrics
+        assert set(peer) == {"podSelector"}, f"{service}: {peer} reaches beyond the namespace"
+        admitted = [name for name in SERVICES if selects(peer["podSelector"], pod_labels(docs, name))]
+        assert admitted and all(pod_labels(docs, n) in allowed_pods for n in admitted), f"{service} admits {admitted}"
+        assert peer["podSelector"], "an empty podSelector admits every pod"
+    gateway_peers = [p for p in ingress_peers(policies) if "podSelector" in p and set(p) == {"podSelector"}
+                     and selects(p["podSelector"], gateway)]
+    assert gateway_peers, f"{service} must admit the gateway"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_gateway_takes_traffic_from_the_ingress_controller(rendered, target: str) -> None:
+    docs = rendered[target]
+    peers = ingress_peers(policies_for(docs, pod_labels(docs, "gateway"), "Ingress"))
+    assert peers
+    for peer in peers:
+        if peer == PROMETHEUS:
+            continue
+        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+        assert peer["podSelector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_egress_goes_only_to_kafka_mongodb_dns_and_jwks(rendered, target: str, service: str) -> None:
+    docs = rendered[target]
+    policies = policies_for(docs, pod_labels(docs, service), "Egress")
+    assert policies, f"no NetworkPolicy limits {service}'s egress"
+    kafka = {"strimzi.io/cluster": KAFKA_CLUSTER, "strimzi.io/broker-role": "true"}
+    mongo = {"app": "harbour-mongodb-svc"}
+    dns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+           "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    destinations = set()
+    for policy in policies:
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("to") and rule.get("ports"), f"{policy['metadata']['name']}: open egress rule"
+            for peer in rule["to"]:
+                assert "ipBlock" not in peer
+                if peer == dns:
+                    destinations.add("dns")
+                    continue
+                assert set(peer) == {"podSelector"}, peer
+                labels = peer["podSelector"]["matchLabels"]
+                if labels == kafka:
+                    destinations.add("kafka")
+                elif labels == mongo:
+                    destinations.add("mongodb")
+                else:
+                    (upstream,) = [n for n in SERVICES if selects(peer["podSelector"], pod_labels(docs, n))]
+                    destinations.add(upstream)
+    expected = {
+        "gateway": {"dns", *BACKENDS},
+        "auth": {"dns", "kafka", "mongodb"},
+        "formfill": {"dns", "kafka", "mongodb", "auth"},  # auth's JWKS
+        "notify": {"dns", "kafka", "mongodb"},
+        "signing": {"dns", "kafka", "mongodb"},
+    }[service]
+    assert destinations == expected
+
+
+def test_kafka_plain_listener_admits_only_the_backends(rendered) -> None:
+    kafka = named(rendered["prod"], "Kafka", KAFKA_CLUSTER)
+    listeners = {l["name"]: l for l in kafka["spec"]["kafka"]["listeners"]}
+    bootstrap_port = int(config_map(rendered["prod"])["HARBOUR_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    (plain,) = [l for l in listeners.values() if l["port"] == bootstrap_port]
+    (peer,) = plain["networkPolicyPeers"]
+    admitted = {n for n in SERVICES if selects(peer["podSelector"], pod_labels(rendered["prod"], n))}
+    assert admitted == set(BACKENDS)
+    for listener in listeners.values():
+        if listener is not plain:
+            assert listener["tls"] is True and listener["authentication"]["type"] in ("tls", "scram-sha-512")
+
+
+# --- Kafka topics and users -------------------------------------------------------------------
+
+def expected_topics() -> dict[str, int]:
+    topics = {}
+    for topic in ALL_TOPICS:
+        topics[topic.name] = topic.partitions
+        topics[topic.dlq] = 1  # dead-letter twins have one partition (libs/events/kafka.py, docs/events.md)
+    return topics
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_topic_and_its_dead_letter_twin_is_a_kafka_topic(rendered, target: str) -> None:
+    docs = rendered[target]
+    topics = {d["spec"]["topicName"]: d for d in of_kind(docs, "KafkaTopic")}
+    for name, partitions in expected_topics().items():
+        assert name in topics, f"no KafkaTopic for {name}"
+        spec = topics[name]["spec"]
+        assert spec["partitions"] == partitions, name
+        assert spec["replicas"] == 3, name
+        assert int(spec["config"]["min.insync.replicas"]) == 2, name
+    extra = set(topics) - set(expected_topics())
+    assert all(t.startswith("agency.") and t.endswith(".events") for t in extra), extra
+    for doc in of_kind(docs, "KafkaTopic"):
+        assert doc["spec"]["replicas"] == 3 and int(doc["spec"]["config"]["min.insync.replicas"]) == 2
+    pools = of_kind(docs, "KafkaNodePool")
+    assert sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"]) == 3
+
+
+def acl_index(user: dict) -> dict[tuple[str, str, str], set[str]]:
+    index: dict[tuple[str, str, str], set[str]] = {}
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        key = (resource["type"], resource.get("name", ""), resource.get("patternType", "literal"))
+        index.setdefault(key, set()).update(acl["operations"])
+    return index
+
+
+def test_the_agency_user_reads_only_its_own_topic(rendered) -> None:
+    docs = rendered["prod"]
+    user = named(docs, "KafkaUser", AGENCY_USER)
+    client_id = user["metadata"]["annotations"]["harbour.id/client-id"]
+    own_topic = agency_topic(client_id)
+    acls = user["spec"]["authorization"]["acls"]
+    assert acls
+    for acl in acls:
+        resource = acl["resource"]
+        assert acl.get("type", "allow") == "allow"
+        assert set(acl["operations"]) <= {"Read", "Describe"}, acl
+        if resource["type"] == "topic":
+            assert (resource["name"], resource["patternType"]) == (own_topic, "literal"), acl
+        elif resource["type"] == "group":
+            assert (resource["name"], resource["patternType"]) == (client_id, "prefix"), acl
+        else:
+            pytest.fail(f"unexpected ACL resource {resource}")
+    assert ("topic", own_topic, "literal") in acl_index(user)
+    assert user["spec"]["authentication"]["type"] == "tls"
+    topic = next(d for d in of_kind(docs, "KafkaTopic") if d["spec"]["topicName"] == own_topic)
+    assert topic["spec"]["replicas"] == 3
+
+
+def test_agency_users_are_only_in_the_overlays(rendered) -> None:
+    assert not [u for u in of_kind(rendered["base"], "KafkaUser") if u["metadata"]["name"].startswith("agency-")]
+
+
+def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
+    docs = rendered["prod"]
+    known = set(expected_topics())
+    consumes = {
+        "auth": ({"approvals.requested"}, auth_events.CONSUMER_GROUP),
+        "formfill": (set(formfill_events.CONSUMED), formfill_events.CONSUMER_GROUP),
+    }
+    publishes = {"auth": {t.name for t in ALL_TOPICS}, "formfill": {"approvals.requested", "audit.events"},
+                 "notify": {"audit.events"}, "signing": {"approvals.requested", "audit.events"}}
+    for service in BACKENDS:
+        user = named(docs, "KafkaUser", f"harbour-{service}")
+        index = acl_index(user)
+        for (kind, name, pattern), operations in index.items():
+            assert kind in ("topic", "group"), f"{service}: {kind} ACL (no cluster or transactional-id rights)"
+            if kind == "topic" and pattern == "literal":
+                assert name in known, f"{service}: ACL on unknown topic {name}"
+            if kind == "topic" and pattern == "prefix":
+                assert (service, name) == ("formfill", "agency."), f"{service}: prefix ACL {name}"
+        for topic in publishes[service]:
+            assert {"Write", "Describe"} <= index[("topic", topic, "literal")], f"{service} publishes {topic}"
+        groups = [name for (kind, name, pattern) in index if kind == "group"]
+        assert groups == [service] and index[("group", service, "prefix")] >= {"Read"}
+        if service in consumes:
+            topics, group = consumes[service]
+            assert group.startswith(service)
+            for topic in topics:
+                assert "Read" in index[("topic", topic, "literal")], f"{service} consumes {topic}"
+                assert "Write" in index[("topic", f"{topic}.dlq", "literal")], f"{service} dead-letters {topic}"
+    assert {"Write"} <= acl_index(named(docs, "KafkaUser", "harbour-formfill"))[("topic", "agency.", "prefix")]
+
+
+# --- monitoring -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_service_has_a_service_monitor(rendered, target: str) -> None:
+    docs = rendered[target]
+    for service in SERVICES:
+        monitor = named(docs, "ServiceMonitor", service)
+        assert selects(monitor["spec"]["selector"], named(docs, "Service", service)["metadata"]["labels"])
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["port"] in [p["name"] for p in named(docs, "Service", service)["spec"]["ports"]]
+
+
+# --- the image --------------------------------------------------------------------------------
+
+def test_dockerfile_builds_one_non_root_image_without_dev_extras() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    froms = [line for line in instructions if line.startswith("FROM ")]
+    assert froms and all(line.split()[1] == "python:3.11-slim" for line in froms)
+    runs = " ".join(line for line in instructions if line.startswith("RUN "))
+    assert "pip install ." in runs and "[test]" not in runs and "-e " not in runs
+    users = [line for line in instructions if line.startswith("USER ")]
+    assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")
+    assert instructions[-2:] == ['ENTRYPOINT ["python", "-m"]', 'CMD ["services.gateway"]']
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", ".dev", "tests"} <= ignored
+    assert not {"libs", "services", "clients", "pyproject.toml", "README.md"} & ignored
+
+
+def test_the_package_carries_every_non_python_file_the_services_read() -> None:
+    """`pip install .` (the image) keeps only files that pyproject's package-data names."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package_data = config["tool"]["setuptools"].get("package-data", {})
+    for top in ("libs", "services", "clients"):
+        for path in (ROOT / top).rglob("*"):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            covered = False
+            for package, patterns in package_data.items():
+                base = ROOT.joinpath(*package.split("."))
+                if base in path.parents:
+                    relative = str(path.relative_to(base))
+                    covered = covered or any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+            assert covered, f"{path.relative_to(ROOT)} would be missing from the image: add it to package-data"
