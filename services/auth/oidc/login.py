@@ -32,7 +32,7 @@ from ..clients import find_client
 from ..errors import Refused
 from ..store import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
 from .authorization import AuthorizationRequest, redirect_url
-from .metrics import AUTHORIZATIONS_STARTED, LOGINS
+from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
 from .tokens import ACR_RANK, acr_of, new_opaque_token, token_hash
 
@@ -137,14 +137,14 @@ async def on_decision(
     client_id = doc["client_id"]
     outbox = Outbox(auth.db)
     if decision != "approve":
-        LOGINS.labels(doc["kind"], "denied").inc()
+        LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
         await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied"}}, session=session)
         await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id,
                                                            data={"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}))
         if doc["kind"] == "browser":
             return {"redirect_to": _response_url(doc, {"error": "access_denied", "error_description": "the citizen declined"}, auth.settings.issuer)}
         return {}
-    LOGINS.labels(doc["kind"], "succeeded").inc()
+    LOGIN_OUTCOMES.labels(doc["kind"], "succeeded").inc()
     account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
     client = await _client(auth, client_id)
     sub = await subject_for(auth.db, session, auth.settings.hash_key, client.sector, account["_id"])

@@ -7,7 +7,7 @@ AUTHORIZATIONS_STARTED = Counter(
     "Login journeys started, by flow (browser: QR/app link; ciba).",
     ["flow"],
 )
-LOGINS = Counter(
+LOGIN_OUTCOMES = Counter(
     "harbour_logins_total",
     "Citizens' answers to login prompts, by flow and outcome (succeeded, denied).",
     ["flow", "outcome"],
