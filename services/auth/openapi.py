@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from libs.approvals import ApprovalRequest, Requester
-from libs.service.openapi import DEVICE_AUTH_ERRORS, FORM, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
+from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
 
 from .api import DecisionRequest, DeviceTokenRequest
 from .clients import AuthMethod, ClientKind, ClientMetadata

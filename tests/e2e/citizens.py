@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from PIL import Image
 
+from clients.citizen_app import CitizenApp, Profile
 from libs.approvals import ApprovalRequest, Requester
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_REQUESTED
@@ -151,10 +152,8 @@ async def post_json(url: str, body, headers: dict | None = None) -> tuple[int, d
             return response.status, dict(response.headers), await response.json(content_type=None)
 
 
-async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone", *, record=None) -> "CitizenApp":
+async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone", *, record=None) -> CitizenApp:
     """A citizen enrolled at the kiosk with an activated device; `record(person, picture)` sees what was sent."""
-    from clients.citizen_app import CitizenApp, Profile
-
     person = identity()
     picture = selfie()
     if record is not None:

@@ -38,7 +38,6 @@ from .citizens import (
     all_messages,
     approval_request,
     cli,
-    create_kiosk,
     identity,
     post_json,
     publish_prompt,
@@ -52,10 +51,6 @@ PROBLEM = "application/problem+json"
 SELFIES: list[bytes] = []
 IDENTITIES: list[dict] = []
 
-
-@pytest.fixture(scope="module")
-def kiosk(platform):
-    return create_kiosk(platform)
 
 
 async def enrol(platform, kiosk, **overrides) -> tuple[dict, dict]:

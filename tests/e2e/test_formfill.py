@@ -18,7 +18,7 @@ from libs.events import CloudEvent, agency_topic
 from libs.store import create_client
 
 from ..integration.eventing import eventually
-from .citizens import all_documents, all_messages, cli, create_kiosk, identity, selfie
+from .citizens import all_documents, all_messages, cli, identity, selfie
 from .test_oidc import REDIRECT, app_link_of, authorize_url, register, token_request
 
 pytestmark = pytest.mark.e2e
@@ -26,14 +26,6 @@ FIELDS = ["name_en", "date_of_birth", "email", "phone", "address"]
 PEOPLE: list[dict] = []
 
 
-@pytest.fixture(scope="module")
-def kiosk(platform):
-    return create_kiosk(platform)
-
-
-@pytest.fixture(scope="module")
-def metadata(platform):
-    return requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).json()
 
 
 async def citizen(platform, kiosk, tmp_path, name="phone") -> tuple[CitizenApp, dict]:

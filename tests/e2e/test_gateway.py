@@ -21,15 +21,11 @@ from services.gateway.app import create_app
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 
 from ..integration.eventing import eventually
-from .citizens import create_kiosk, enrolled_app
+from .citizens import enrolled_app
 from .test_oidc import claims_of, login, register, token_request
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def kiosk(platform):
-    return create_kiosk(platform)
 
 
 async def expired_copy(platform, claims: dict) -> str:

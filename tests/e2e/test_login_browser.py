@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 import segno
 from aiohttp import web
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
@@ -26,7 +25,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from libs.devstack.stack import REPO_ROOT
 from services.auth.oidc.messages import MESSAGES
 
-from .citizens import create_kiosk, enrolled_app
+from .citizens import enrolled_app
 from .test_oidc import authorize_url, register, token_request
 
 pytestmark = pytest.mark.e2e
@@ -49,16 +48,6 @@ document.addEventListener("securitypolicyviolation", function (e) {
 """
 
 
-@pytest.fixture(scope="module")
-def kiosk(platform):
-    return create_kiosk(platform)
-
-
-@pytest.fixture(scope="module")
-def metadata(platform):
-    response = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10)
-    assert response.status_code == 200
-    return response.json()
 
 
 @dataclass

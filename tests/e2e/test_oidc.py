@@ -28,22 +28,12 @@ from libs.events import CloudEvent
 from libs.events.topics import CLIENTS
 
 from ..integration.eventing import eventually
-from .citizens import admin, all_messages, cli, create_kiosk, enrolled_app, identity, selfie
+from .citizens import admin, all_messages, cli, enrolled_app, identity, selfie
 
 pytestmark = pytest.mark.e2e
 REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the test reads the redirect instead of following it
 
 
-@pytest.fixture(scope="module")
-def kiosk(platform):
-    return create_kiosk(platform)
-
-
-@pytest.fixture(scope="module")
-def metadata(platform):
-    response = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10)
-    assert response.status_code == 200
-    return response.json()
 
 
 def register(platform, **overrides) -> dict:

@@ -7,7 +7,6 @@ MongoDB-protocol server, through two service apps built with the real kit.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import jwt
 
 from libs.events import Outbox
 from libs.events.audit import record_audit
