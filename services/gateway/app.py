@@ -17,6 +17,7 @@ from libs.tokens import JWKSCache
 
 from . import cors
 from .breaker import CircuitBreaker
+from .clientaddr import client_address, parse_networks
 from .edge import authorize
 from .metrics import REJECTED
 from .openapi import install_openapi
@@ -31,6 +32,7 @@ PER_IP = web.AppKey("per_ip", TokenBuckets)
 PER_CLIENT = web.AppKey("per_client", TokenBuckets)
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
 RATE = web.RequestKey("rate", Verdict)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 
 
 def _upstreams(settings: GatewaySettings):
@@ -85,7 +87,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
         raise NotFound("no public API at this path")
     request[ROUTE_LABEL] = rule.pattern
-    verdict = request.app[PER_IP].take(f"ip:{request.remote}")
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), request.app[TRUSTED_PROXIES])
+    verdict = request.app[PER_IP].take(f"ip:{address}")
     request[RATE] = verdict
     if not verdict.allowed:
         raise _rate_limited(verdict, "address")
@@ -118,6 +121,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[GATEWAY_SETTINGS] = settings
     app[PER_IP] = TokenBuckets(settings.rate_per_ip, settings.burst_per_ip)
     app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
+    app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_upstreams(settings))
     app.on_response_prepare.append(_edge_headers)
     # Before the catch-all: aiohttp matches routes in the order they were added.

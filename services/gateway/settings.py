@@ -21,6 +21,8 @@ class GatewaySettings:
     rate_per_client: float = 100.0
     burst_per_client: int = 200
     cors_origins: frozenset[str] = field(default_factory=frozenset)
+    # Proxies (the ingress controller's network) whose X-Forwarded-For is believed for per-address limits.
+    trusted_proxies: tuple[str, ...] = ()
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
 
@@ -43,4 +45,5 @@ class GatewaySettings:
             rate_per_client=float(env("GATEWAY_RATE_PER_CLIENT", "100")),
             burst_per_client=int(env("GATEWAY_BURST_PER_CLIENT", "200")),
             cors_origins=frozenset(o.strip() for o in env("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
+            trusted_proxies=tuple(p.strip() for p in env("GATEWAY_TRUSTED_PROXIES", "").split(",") if p.strip()),
         )

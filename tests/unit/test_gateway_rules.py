@@ -76,3 +76,16 @@ async def test_client_policy_needs_basic_credentials():
         await authorize(make_mocked_request("GET", "/"), CLIENT, None, "http://issuer")
     assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Basic")
     assert (await authorize(make_mocked_request("GET", "/"), PUBLIC, None, "http://issuer")).key is None
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies():
+    from services.gateway.clientaddr import client_address, parse_networks
+
+    ingress = parse_networks(["10.0.0.0/8"])
+    assert client_address("10.1.2.3", "203.0.113.9", ingress) == "203.0.113.9"
+    # A client's own header is ignored when the peer is not a proxy we trust...
+    assert client_address("198.51.100.7", "203.0.113.9", ingress) == "198.51.100.7"
+    # ...and a forged left-most entry cannot pick the bucket: read from the right, past trusted hops.
+    assert client_address("10.1.2.3", "1.1.1.1, 203.0.113.9, 10.9.9.9", ingress) == "203.0.113.9"
+    assert client_address("10.1.2.3", None, ingress) == "10.1.2.3"
+    assert client_address("10.1.2.3", "203.0.113.9", ()) == "10.1.2.3"
