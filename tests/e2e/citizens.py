@@ -152,9 +152,9 @@ async def post_json(url: str, body, headers: dict | None = None) -> tuple[int, d
             return response.status, dict(response.headers), await response.json(content_type=None)
 
 
-async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone", *, record=None) -> CitizenApp:
+async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone", *, record=None, person: dict | None = None) -> CitizenApp:
     """A citizen enrolled at the kiosk with an activated device; `record(person, picture)` sees what was sent."""
-    person = identity()
+    person = person or identity()
     picture = selfie()
     if record is not None:
         record(person, picture)

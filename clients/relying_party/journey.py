@@ -1,0 +1,128 @@
+"""The whole journey as a person makes it: a browser on the site, the reference app as the phone.
+
+Used by `make demo` (headless, printing each step) and by the browser test
+(tests/e2e/test_demo_site.py), which checks the outcome with independent
+verifiers. Each step waits for what a person would see, takes a screenshot,
+and fails with a clear message when the page is not what it should be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.async_api import Page
+
+from clients.citizen_app import CitizenApp
+
+from .messages import MESSAGES
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+STEP_TIMEOUT_MS = 30_000
+
+
+class JourneyFailed(AssertionError):
+    pass
+
+
+@dataclass
+class JourneyResult:
+    screenshots: list[Path] = field(default_factory=list)
+    prefilled: dict[str, str] = field(default_factory=dict)
+    reference: str = ""
+    signed_pdf: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+async def phone_approves(phone: CitizenApp, action: str, client_name: str, timeout_s: float = 30.0) -> dict:
+    """The citizen opens the app, finds the site's prompt among the pending ones, and approves it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for prompt in await phone.pending():
+            if prompt["action"] == action and prompt["requester"]["client_name"] == client_name:
+                await phone.approve(prompt["approval_id"])
+                return prompt
+        await asyncio.sleep(0.3)
+    raise JourneyFailed(f"no {action} prompt from {client_name} reached the phone within {timeout_s:.0f}s")
+
+
+class Journey:
+    def __init__(self, page: Page, phone: CitizenApp, site_url: str, client_name: str, screenshots: Path,
+                 language: str = "en", say: Callable[[str], None] = print) -> None:
+        self.page, self.phone, self.site_url, self.client_name = page, phone, site_url.rstrip("/"), client_name
+        self.screenshots, self.language, self.say = screenshots, language, say
+        self.words = MESSAGES[language]
+        self.result = JourneyResult()
+
+    async def shot(self, name: str) -> None:
+        self.screenshots.mkdir(parents=True, exist_ok=True)
+        path = self.screenshots / f"{len(self.result.screenshots) + 1:02d}-{name}-{self.language}.png"
+        await self.page.screenshot(path=str(path), full_page=True)
+        self.result.screenshots.append(path)
+
+    async def heading_is(self, key: str) -> None:
+        heading = self.page.locator("h1")
+        await heading.wait_for(timeout=STEP_TIMEOUT_MS)
+        text = (await heading.inner_text()).strip()
+        if text != self.words[key]:
+            raise JourneyFailed(f"expected the page '{self.words[key]}', the browser shows '{text}' at {self.page.url}")
+
+    async def at(self, path: str) -> None:
+        await self.page.wait_for_url(f"{self.site_url}{path}", timeout=STEP_TIMEOUT_MS)
+
+    async def log_in(self) -> None:
+        await self.page.goto(f"{self.site_url}/?lang={self.language}")
+        await self.heading_is("home_title")
+        await self.shot("home")
+        self.say(f"1. The site {self.site_url} offers '{self.words['login_button']}'.")
+        await self.page.locator("#login").click()
+        link = self.page.locator('a[href^="harbourid://authorize"]')
+        await link.wait_for(timeout=STEP_TIMEOUT_MS)
+        await self.page.locator("svg.qr-code").wait_for(state="visible")
+        await self.shot("harbour-id-qr")
+        self.say("2. Harbour ID's login page shows the QR code; the phone scans it and the citizen approves.")
+        started = time.monotonic()
+        outcome = await self.phone.open_link(await link.get_attribute("href"))
+        if outcome["prompt"]["requester"]["client_name"] != self.client_name:
+            raise JourneyFailed(f"the phone was asked to log in to {outcome['prompt']['requester']['client_name']}")
+        await self.at("/apply")
+        self.result.timings["approve_to_logged_in_s"] = time.monotonic() - started
+        await self.heading_is("apply_title")
+        await self.shot("logged-in")
+        self.say(f"3. Logged in: the browser came back to the site by itself ({self.result.timings['approve_to_logged_in_s']:.1f}s).")
+
+    async def prefill(self) -> None:
+        await self.page.locator("#prefill").click()
+        await self.at("/apply/waiting")
+        await self.heading_is("waiting_title")
+        await self.shot("approve-sharing")
+        self.say("4. 'Fill in with Harbour ID': the site waits while the phone shows what it asks for.")
+        prompt = await phone_approves(self.phone, "formfill", self.client_name)
+        await self.page.locator("#prefilled").wait_for(timeout=STEP_TIMEOUT_MS)
+        for name in ("name", "address", "phone", "email"):
+            self.result.prefilled[name] = await self.page.locator(f"#{name}").input_value()
+        await self.shot("prefilled")
+        shared = prompt["details"]["required"] + prompt["details"]["optional"]
+        self.say(f"5. The citizen approved sharing {', '.join(shared)}; the form is filled in.")
+
+    async def review(self) -> None:
+        await self.page.locator("#continue").click()
+        await self.at("/review")
+        await self.heading_is("review_title")
+        self.result.reference = (await self.page.locator("#reference").inner_text()).strip()
+        await self.shot("review")
+        self.say(f"6. Application {self.result.reference} is ready to sign.")
+
+    async def run(self) -> JourneyResult:
+        await self.log_in()
+        await self.prefill()
+        await self.review()
+        return self.result

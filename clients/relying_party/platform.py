@@ -1,0 +1,85 @@
+"""The platform's APIs this site uses after login, through the gateway: form filling, signing, notifications.
+
+Each call is made with the citizen's access token (form filling, signing) or
+the site's own client-credentials token (notifications). Services learn about
+a new login through events, so right after login they may answer `409` with
+`Retry-After` for a moment; those calls are retried briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx2
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from .config import SiteConfig
+
+NOT_YET_KNOWN_RETRY_S = 10.0
+
+
+class PlatformError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _problem(response: httpx2.Response) -> PlatformError:
+    try:
+        detail = response.json().get("detail") or response.json().get("title")
+    except ValueError:
+        detail = response.text[:200]
+    return PlatformError(f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}", response.status_code)
+
+
+class PlatformApi:
+    def __init__(self, config: SiteConfig, http: httpx2.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+        self.base = config.issuer
+
+    async def _send(self, method: str, path: str, token: str, **kwargs) -> httpx2.Response:
+        """One call; while the service has not yet heard of this login (409 + Retry-After), retry briefly."""
+        deadline = time.monotonic() + NOT_YET_KNOWN_RETRY_S
+        while True:
+            response = await self.http.request(method, self.base + path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            if response.status_code == 409 and "Retry-After" in response.headers and time.monotonic() < deadline:
+                await asyncio.sleep(min(float(response.headers["Retry-After"]), 1.0))
+                continue
+            return response
+
+    # -- form filling ----------------------------------------------------------
+
+    async def ask_for_fields(self, access_token: str, fields: tuple[tuple[str, bool], ...], purpose: str) -> str:
+        body = {"fields": [{"name": name, "required": required} for name, required in fields], "purpose": purpose}
+        response = await self._send("POST", "/v1/formfill/requests", access_token, json=body)
+        if response.status_code != 201:
+            raise _problem(response)
+        return response.json()["request_id"]
+
+    async def form_status(self, access_token: str, request_id: str) -> str:
+        response = await self._send("GET", f"/v1/formfill/requests/{request_id}", access_token)
+        if response.status_code != 200:
+            raise _problem(response)
+        return response.json()["status"]
+
+    async def released_fields(self, access_token: str, request_id: str, sub: str) -> dict[str, str]:
+        """Read the release once and check it: formfill's signature, issued to us, about this citizen."""
+        response = await self._send("GET", f"/v1/formfill/requests/{request_id}/result", access_token)
+        if response.status_code != 200:
+            raise _problem(response)
+        jwks = await self.http.get(self.base + "/v1/formfill/jwks")
+        jwks.raise_for_status()
+        try:
+            release = jwt.decode(response.text, KeySet.import_key_set(jwks.json()), algorithms=["ES256"])
+            jwt.JWTClaimsRegistry(
+                iss={"essential": True, "value": f"{self.config.issuer}/v1/formfill"},
+                aud={"essential": True, "value": self.config.client_id},
+                sub={"essential": True, "value": sub}, exp={"essential": True},
+            ).validate(release.claims)
+        except (JoseError, ValueError) as error:
+            raise PlatformError(f"the released data failed verification: {error}") from error
+        return dict(release.claims["fields"])

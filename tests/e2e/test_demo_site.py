@@ -1,0 +1,93 @@
+"""The demo online service in a real browser: the whole journey a citizen makes, with the phone as the reference app.
+
+The site (clients/relying_party) runs as a real HTTP server against the real
+platform; Debian's Chromium (Playwright) is the citizen's browser; the
+reference app approves on the "phone". Screenshots of every step are saved
+under .dev/screenshots/demo/ as test artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from playwright.async_api import async_playwright
+
+from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
+from clients.relying_party.journey import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT, Journey
+from clients.relying_party.site import create_site
+from libs.devstack.processes import free_port
+from libs.devstack.stack import REPO_ROOT
+from libs.tokens import generate_private_key, public_jwk
+
+from .citizens import enrolled_app, identity
+from .test_oidc import register
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots" / "demo"
+SITE_NAME = "Harbour Power & Light"
+
+
+@dataclass
+class RunningSite:
+    config: SiteConfig
+    client: dict
+
+
+@pytest.fixture
+async def site(platform) -> AsyncIterator[RunningSite]:
+    """The demo site on a free loopback port, registered at Harbour ID with private_key_jwt as `make seed` does."""
+    url = f"http://127.0.0.1:{free_port()}"
+    key = generate_private_key()
+    jwk = public_jwk(key) | {"kid": "power-1", "use": "sig", "alg": "ES256"}
+    client = register(platform, client_name=SITE_NAME, redirect_uris=[f"{url}/callback"], post_logout_redirect_uris=[f"{url}/"],
+                      scope=SCOPE, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [jwk]},
+                      formfill_fields=[name for name, _ in FORM_FIELDS])
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    config = SiteConfig(issuer=platform.gateway, client_id=client["client_id"], private_key_pem=pem, key_id="power-1", site_url=url)
+    runner = web.AppRunner(create_site(config), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", config.port).start()
+    try:
+        yield RunningSite(config, client)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def chromium():
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_path, site, chromium):
+    person = identity(language="en")
+    phone = await enrolled_app(platform, kiosk, tmp_path, person=person)
+    context = await chromium.new_context(viewport=PHONE_VIEWPORT, locale="en-GB", accept_downloads=True)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    steps: list[str] = []
+    try:
+        result = await Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append).run()
+        # What the citizen enrolled with is what the site's form now holds, read from the page.
+        assert result.prefilled == {"name": person["name_en"], "address": person["address"], "phone": person["phone"],
+                                    "email": person["email"]}
+        assert result.reference.startswith("HP-")
+        # Nothing overflows a 390 px wide screen.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
+    finally:
+        await context.close()
+    print("\n" + "\n".join(steps))
+    assert all(path.exists() and path.stat().st_size > 5000 for path in result.screenshots)
+    assert errors == []
