@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status seed test install clean
+.PHONY: up down status seed demo test install clean
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -25,9 +25,13 @@ up: $(STAMP)
 seed: up
 	$(PY) -m clients.seed
 
-## make down: stops everything `make up` started, by PID.
+## make demo: the platform and seed data, the demo site on http://127.0.0.1:8010, the journey walked once in headless Chromium.
+demo: seed .dev/.chromium
+	$(PY) -m clients.relying_party.demo
+
+## make down: stops everything `make up` and `make demo` started, by PID.
 down:
-	@if [ -x $(PY) ]; then $(PY) -m libs.devstack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m clients.relying_party.demo --stop && $(PY) -m libs.devstack down; else echo "nothing to stop"; fi
 
 status: $(STAMP)
 	$(PY) -m libs.devstack status

@@ -32,6 +32,10 @@ CLIENTS = [
      "redirect_uris": [f"{DEMO_SITE}/bank/callback"], "auth_method": "private_key_jwt"},
     {"key": "tax", "kind": "relying_party", "name": "Harbour Tax Portal", "scopes": ["openid", "offline_access", "formfill"],
      "redirect_uris": [f"{DEMO_SITE}/tax/callback"]},
+    # The demo online service (clients/relying_party, `make demo`): logs in, pre-fills, has applications signed, notifies.
+    {"key": "utility", "kind": "relying_party", "name": "Harbour Power & Light", "scopes": ["openid", "formfill", "sign", "notify"],
+     "redirect_uris": [f"{DEMO_SITE}/callback"], "auth_method": "private_key_jwt",
+     "formfill_fields": ["name_en", "address", "phone", "email"]},
     {"key": "transport", "kind": "agency", "name": "Transport Department", "scopes": ["notify"]},
     {"key": "kiosk", "kind": "kiosk", "name": "Registration Kiosk, Wan Chai", "scopes": ["enrol"]},
 ]
@@ -83,6 +87,8 @@ def register(env: dict, client: dict, keys_dir: Path) -> dict:
     args = ["create-client", "--kind", client["kind"], "--name", client["name"]]
     for scope in client["scopes"]:
         args += ["--scope", scope]
+    for field_name in client.get("formfill_fields", []):
+        args += ["--formfill-field", field_name]
     for uri in client.get("redirect_uris", []):
         args += ["--redirect-uri", uri, "--post-logout-redirect-uri", uri.rsplit("/", 1)[0] + "/"]
     files: dict[str, str] = {}

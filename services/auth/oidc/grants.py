@@ -75,15 +75,17 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
 
 
 # A relying party acts on its own only to start anonymous journeys (form filling, signing without a login).
-ANONYMOUS_JOURNEY_SCOPES = frozenset({"formfill", "sign"})
+# What a relying party may do without a citizen present: anonymous form-fill or signing journeys, and
+# notifying its own users (addressed by the pairwise identifiers it already knows).
+RELYING_PARTY_CLIENT_SCOPES = frozenset({"formfill", "sign", "notify"})
 
 
 async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
     allowed = client.scopes - {"openid", "offline_access"}
     if client.kind == "relying_party":
-        allowed &= ANONYMOUS_JOURNEY_SCOPES
+        allowed &= RELYING_PARTY_CLIENT_SCOPES
     if not allowed:
-        raise OAuthError("unauthorized_client", "client_credentials is for agencies, kiosks and anonymous form-fill or signing journeys")
+        raise OAuthError("unauthorized_client", "client_credentials is for agencies, kiosks, anonymous form-fill or signing journeys and notifications")
     requested = set(form.get("scope", "").split()) or allowed
     if not requested <= allowed:
         raise OAuthError("invalid_scope", "the client may not ask for these scopes")
