@@ -87,6 +87,9 @@ class Journey:
         link = self.page.locator('a[href^="harbourid://authorize"]')
         await link.wait_for(timeout=STEP_TIMEOUT_MS)
         await self.page.locator("svg.qr-code").wait_for(state="visible")
+        shown_in = await self.page.locator("html").get_attribute("lang")
+        if shown_in != self.language:
+            raise JourneyFailed(f"the site asked for a {self.language} login page; Harbour ID showed {shown_in}")
         await self.shot("harbour-id-qr")
         self.say("2. Harbour ID's login page shows the QR code; the phone scans it and the citizen approves.")
         started = time.monotonic()

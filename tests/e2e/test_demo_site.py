@@ -91,3 +91,49 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
     print("\n" + "\n".join(steps))
     assert all(path.exists() and path.stat().st_size > 5000 for path in result.screenshots)
     assert errors == []
+
+
+async def test_the_site_and_the_qr_page_in_traditional_chinese(platform, kiosk, tmp_path, site, chromium):
+    phone = await enrolled_app(platform, kiosk, tmp_path)
+    context = await chromium.new_context(viewport=PHONE_VIEWPORT, locale="zh-HK")
+    page = await context.new_page()
+    steps: list[str] = []
+    try:
+        journey = Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, language="zh-HK", say=steps.append)
+        await journey.log_in()  # also checks that Harbour ID's QR page came up in zh-HK
+        assert await page.locator("html").get_attribute("lang") == "zh-HK"
+        assert (await page.locator("#prefill").inner_text()).strip() == "以「海港身份」填表"
+        await journey.prefill()
+        assert journey.result.prefilled["name"]
+        # The language switch takes the same page to English and back.
+        await page.locator("#language-switch").click()
+        assert (await page.locator("h1").inner_text()).strip() == "Your application"
+        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
+    finally:
+        await context.close()
+
+
+async def test_bad_requests_to_the_site_change_nothing(site):
+    """Forged forms, stray callbacks and invalid applications get clear answers, never a 500."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        base = site.config.site_url
+        async with browser.get(base + "/") as home:
+            assert home.status == 200
+            assert "default-src 'none'" in home.headers["Content-Security-Policy"]
+            cookie = home.cookies["harbour_power_session"]
+            assert cookie["httponly"] and cookie["samesite"] == "Lax"
+        # Not logged in: the application pages send the visitor to the start.
+        async with browser.get(base + "/apply", allow_redirects=False) as apply:
+            assert apply.status == 303 and apply.headers["Location"] == "/"
+        # A callback nobody started, and one with a forged state, are refused.
+        async with browser.get(base + "/callback?code=x&state=y") as stray:
+            assert stray.status == 400 and "not started here" in await stray.text()
+        async with browser.get(base + "/login", allow_redirects=False) as login:
+            assert login.status == 303 and login.headers["Location"].startswith(site.config.issuer + "/oidc/authorize?")
+        async with browser.get(base + f"/callback?code=x&state=forged&iss={site.config.issuer}") as forged:
+            assert forged.status == 400 and "not started here" in await forged.text()
+        # A form posted without the session's CSRF token is refused.
+        async with browser.post(base + "/logout", data={"csrf": "forged"}) as logout:
+            assert logout.status == 403
