@@ -66,7 +66,7 @@ async def walk(dev_dir: Path, seed: dict) -> None:
             context = await browser.new_context(viewport=PHONE_VIEWPORT, locale="en-GB", accept_downloads=True)
             journey = Journey(await context.new_page(), phone, SITE_URL, seed["clients"]["utility"]["client_name"],
                               dev_dir / "screenshots" / "demo", say=lambda line: print("  " + line, flush=True))
-            result = await journey.run()
+            result = await journey.run(dev_dir / "downloads")
         finally:
             await browser.close()
     print(f"  Screenshots: {dev_dir / 'screenshots' / 'demo'} ({len(result.screenshots)} files)")

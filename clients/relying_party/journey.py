@@ -124,8 +124,29 @@ class Journey:
         await self.shot("review")
         self.say(f"6. Application {self.result.reference} is ready to sign.")
 
-    async def run(self) -> JourneyResult:
+    async def sign(self, downloads: Path) -> None:
+        await self.page.locator("#sign").click()
+        await self.at("/sign/waiting")
+        await self.shot("approve-signing")
+        self.say("7. 'Sign with Harbour ID': the phone shows the document name and the start of its hash.")
+        started = time.monotonic()
+        prompt = await phone_approves(self.phone, "sign", self.client_name)
+        await self.at("/done")
+        self.result.timings["approve_to_signed_s"] = time.monotonic() - started
+        await self.heading_is("done_title")
+        await self.shot("signed")
+        self.say(f"8. Signed '{prompt['details']['document_name']}' ({self.result.timings['approve_to_signed_s']:.1f}s after approval).")
+        async with self.page.expect_download() as download_info:
+            await self.page.locator("#download").click()
+        download = await download_info.value
+        downloads.mkdir(parents=True, exist_ok=True)
+        self.result.signed_pdf = downloads / download.suggested_filename
+        await download.save_as(self.result.signed_pdf)
+        self.say(f"9. The signed PDF downloaded: {self.result.signed_pdf}")
+
+    async def run(self, downloads: Path) -> JourneyResult:
         await self.log_in()
         await self.prefill()
         await self.review()
+        await self.sign(downloads)
         return self.result

@@ -108,6 +108,16 @@ class HarbourIdLogin:
             raise LoginFailed(f"the ID token is not valid: {error}") from error
         return decoded.claims
 
+    async def client_token(self, scope: str) -> str:
+        """The site's own access token (client_credentials, private_key_jwt), e.g. to send notifications."""
+        metadata = await self.metadata()
+        async with self._client(metadata) as client:
+            try:
+                token = await client.fetch_token(metadata["token_endpoint"], grant_type="client_credentials", scope=scope)
+            except Exception as error:
+                raise LoginFailed(f"no client token: {error}") from error
+        return token["access_token"]
+
     async def logout_url(self, id_token: str) -> str:
         metadata = await self.metadata()
         query = httpx2.QueryParams(id_token_hint=id_token, post_logout_redirect_uri=self.config.post_logout_redirect_uri,

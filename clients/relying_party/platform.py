@@ -41,11 +41,12 @@ class PlatformApi:
         self.http = http
         self.base = config.issuer
 
-    async def _send(self, method: str, path: str, token: str, **kwargs) -> httpx2.Response:
+    async def _send(self, method: str, path: str, token: str, headers: dict[str, str] | None = None, **kwargs) -> httpx2.Response:
         """One call; while the service has not yet heard of this login (409 + Retry-After), retry briefly."""
         deadline = time.monotonic() + NOT_YET_KNOWN_RETRY_S
         while True:
-            response = await self.http.request(method, self.base + path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            response = await self.http.request(method, self.base + path, headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                                               **kwargs)
             if response.status_code == 409 and "Retry-After" in response.headers and time.monotonic() < deadline:
                 await asyncio.sleep(min(float(response.headers["Retry-After"]), 1.0))
                 continue
@@ -83,3 +84,42 @@ class PlatformApi:
         except (JoseError, ValueError) as error:
             raise PlatformError(f"the released data failed verification: {error}") from error
         return dict(release.claims["fields"])
+
+    # -- signing ---------------------------------------------------------------
+
+    async def ask_to_sign(self, access_token: str, pdf: bytes, document_name: str, purpose: str) -> str:
+        """Upload the PDF; the citizen sees its name and the start of its hash on the phone."""
+        response = await self._send("POST", "/v1/signing/requests", access_token, headers={"Content-Type": "application/pdf"},
+                                    params={"document_name": document_name, "purpose": purpose}, content=pdf)
+        if response.status_code != 201:
+            raise _problem(response)
+        return response.json()["request_id"]
+
+    async def signing_status(self, access_token: str, request_id: str) -> str:
+        response = await self._send("GET", f"/v1/signing/requests/{request_id}", access_token)
+        if response.status_code != 200:
+            raise _problem(response)
+        return response.json()["status"]
+
+    async def signed_pdf(self, access_token: str, request_id: str) -> bytes:
+        response = await self._send("GET", f"/v1/signing/requests/{request_id}/result", access_token)
+        if response.status_code != 200 or response.headers.get("Content-Type") != "application/pdf":
+            raise _problem(response)
+        return response.content
+
+    # -- notifications -----------------------------------------------------------
+
+    async def ensure_template(self, token: str, name: str, placeholders: list[str], content: dict) -> str:
+        """The site's template, created once per site process (notify versions templates; we keep ours fixed)."""
+        response = await self._send("POST", "/v1/templates", token, json={"name": name, "placeholders": placeholders, "content": content})
+        if response.status_code not in (200, 201):
+            raise _problem(response)
+        return response.json()["template_id"]
+
+    async def notify(self, token: str, template_id: str, sub: str, personalisation: dict[str, str], reference: str) -> str:
+        """Send one notification; the reference doubles as the idempotency key, so a retry sends nothing twice."""
+        body = {"template_id": template_id, "sub": sub, "personalisation": personalisation, "reference": reference}
+        response = await self._send("POST", "/v1/notifications", token, headers={"Idempotency-Key": reference}, json=body)
+        if response.status_code not in (200, 201):
+            raise _problem(response)
+        return response.json()["notification_id"]

@@ -79,7 +79,7 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
     page.on("pageerror", lambda e: errors.append(str(e)))
     steps: list[str] = []
     try:
-        result = await Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append).run()
+        result = await Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append).run(tmp_path / "downloads")
         # What the citizen enrolled with is what the site's form now holds, read from the page.
         assert result.prefilled == {"name": person["name_en"], "address": person["address"], "phone": person["phone"],
                                     "email": person["email"]}
