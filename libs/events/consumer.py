@@ -31,12 +31,13 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
+from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE, MONGO_CLIENT
 from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER
+from .kafka import PRODUCER, connection_options
 from .metrics import CONSUMER_LAG, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .topics import dlq_name
 
@@ -71,6 +72,7 @@ class EventConsumer:
         bootstrap: str,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.service = service
         self.group = group
@@ -91,6 +93,7 @@ class EventConsumer:
             isolation_level="read_committed",
             session_timeout_ms=10000,
             heartbeat_interval_ms=3000,
+            **connection_options(security),
         )
 
     async def start(self) -> None:
@@ -226,6 +229,7 @@ def install_consumer(
             db=app[DATABASE],
             dlq_producer=app[PRODUCER],
             bootstrap=settings.kafka_bootstrap,
+            security=settings.kafka_security,
             **options,
         )
         await consumer.start()

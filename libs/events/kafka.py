@@ -9,7 +9,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from aiokafka.helpers import create_ssl_context
+
 from libs.service.app import SETTINGS
+from libs.service.settings import KafkaSecurity
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 
@@ -19,11 +22,24 @@ PRODUCER = web.AppKey("kafka_producer", AIOKafkaProducer)
 log = get_logger("harbour.kafka")
 
 
-def create_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def connection_options(security: KafkaSecurity | None) -> dict:
+    """aiokafka's keyword arguments for authenticating to the broker (SASL/SCRAM, TLS), shared by every client."""
+    security = security or KafkaSecurity()
+    options: dict = {"security_protocol": security.protocol}
+    if security.uses_tls:
+        options["ssl_context"] = create_ssl_context(cafile=security.ca_file or None)
+    if security.uses_sasl:
+        options |= {"sasl_mechanism": security.sasl_mechanism, "sasl_plain_username": security.username,
+                    "sasl_plain_password": security.password}
+    return options
+
+
+def create_producer(bootstrap: str, client_id: str, security: KafkaSecurity | None = None) -> AIOKafkaProducer:
     # acks=all + idempotence: a send that returns is durable and not duplicated by our own retries.
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
+        **connection_options(security),
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
@@ -31,7 +47,8 @@ def create_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True) -> None:
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True,
+                        security: KafkaSecurity | None = None) -> None:
     """Create the topics (and their dead-letter twins) that do not exist yet.
 
     Needed locally because an auto-created topic has a single partition.
@@ -41,7 +58,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bo
         wanted[topic.name] = topic.partitions
         if with_dlq:
             wanted[dlq_name(topic.name)] = 1
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="harbour-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="harbour-admin", **connection_options(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -68,8 +85,8 @@ def install_producer(app: web.Application, topics: Iterable[Topic] = ()) -> None
     async def producer_lifecycle(app: web.Application):
         settings = app[SETTINGS]
         if settings.kafka_create_topics and topics:
-            await ensure_topics(settings.kafka_bootstrap, topics)
-        producer = create_producer(settings.kafka_bootstrap, f"harbour-{settings.service}")
+            await ensure_topics(settings.kafka_bootstrap, topics, security=settings.kafka_security)
+        producer = create_producer(settings.kafka_bootstrap, f"harbour-{settings.service}", settings.kafka_security)
         await producer.start()
         app[PRODUCER] = producer
         add_readiness_check(app, "kafka", lambda: kafka_metadata(producer))

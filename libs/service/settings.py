@@ -44,6 +44,48 @@ def env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How the services authenticate to the broker: nothing locally; SCRAM over TLS in production (Strimzi)."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""  # PEM bundle of the broker's CA; empty: the system's trust store
+
+    def __post_init__(self) -> None:
+        if self.protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(f"HARBOUR_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        if self.uses_sasl:
+            if self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                raise SettingsError(f"HARBOUR_KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+            if not (self.username and self.password):
+                raise SettingsError("SASL needs HARBOUR_KAFKA_USERNAME and HARBOUR_KAFKA_PASSWORD")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @classmethod
+    def from_env(cls) -> "KafkaSecurity":
+        return cls(
+            protocol=env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+            sasl_mechanism=env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper(),
+            username=env("KAFKA_USERNAME", ""),
+            password=env("KAFKA_PASSWORD", ""),
+            ca_file=env("KAFKA_CA_FILE", ""),
+        )
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     service: str
@@ -55,6 +97,7 @@ class ServiceSettings:
     # Locally the service creates the topics it uses; under Strimzi the
     # KafkaTopic resources do and the service must not try.
     kafka_create_topics: bool = True
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 10.0
@@ -71,6 +114,7 @@ class ServiceSettings:
             database=env(f"{upper}_DB", f"harbour_{service}"),
             kafka_bootstrap=env("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
             kafka_create_topics=env_bool("KAFKA_CREATE_TOPICS", True),
+            kafka_security=KafkaSecurity.from_env(),
             log_level=env("LOG_LEVEL", "INFO"),
             max_body_bytes=int(env(f"{upper}_MAX_BODY_BYTES", str(1024 * 1024))),
         )

@@ -170,3 +170,29 @@ async def test_log_lines_are_json_with_request_id_and_no_pii(client, capsys):
     enrolled = next(line for line in lines if line["event"] == "enrolled")
     assert enrolled["email"] == "[redacted]" and enrolled["details"]["phone"] == "[redacted]"
     assert "alice@example.org" not in json.dumps(lines)
+
+
+def test_kafka_security_from_the_environment(monkeypatch):
+    """Production authenticates with SCRAM over TLS; a half-configured SASL setting stops the service at start."""
+    from libs.events.kafka import connection_options
+    from libs.service.settings import KafkaSecurity, SettingsError
+
+    assert connection_options(KafkaSecurity()) == {"security_protocol": "PLAINTEXT"}
+    monkeypatch.setenv("HARBOUR_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    monkeypatch.setenv("HARBOUR_KAFKA_USERNAME", "harbour-auth")
+    with pytest.raises(SettingsError, match="HARBOUR_KAFKA_PASSWORD"):
+        KafkaSecurity.from_env()
+    monkeypatch.setenv("HARBOUR_KAFKA_PASSWORD", "s3cret")
+    security = KafkaSecurity.from_env()
+    assert "s3cret" not in repr(security)
+    options = connection_options(security)
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "harbour-auth" and options["sasl_plain_password"] == "s3cret"
+    assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED" and options["ssl_context"].check_hostname
+    monkeypatch.setenv("HARBOUR_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("HARBOUR_KAFKA_SASL_MECHANISM", "GSSAPI")
+    with pytest.raises(SettingsError, match="SASL_MECHANISM"):
+        KafkaSecurity.from_env()
+    monkeypatch.setenv("HARBOUR_KAFKA_SECURITY_PROTOCOL", "TLS")
+    with pytest.raises(SettingsError, match="SECURITY_PROTOCOL"):
+        KafkaSecurity.from_env()
