@@ -13,7 +13,7 @@ from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 from . import requests
 from .callers import device, relying_party
 from .context import Signing
-from .requests import NewDocument, Refused, SignHashBody
+from .requests import DocumentQuery, NewDocument, Refused, SignHashBody
 from .signatures import InvalidPdf, check_pdf
 from .verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf
 from .x509 import pem
@@ -58,11 +58,12 @@ async def timestamp(request: web.Request) -> web.Response:
 
 async def _document(request: web.Request, max_pdf: int) -> NewDocument:
     """A hash (JSON) or a PDF (application/pdf with ?document_name=, or multipart: document_name + document)."""
+    query = validate(DocumentQuery, dict(request.query))
     if request.content_type == "application/json":
         body = await parse_body(request, SignHashBody)
         return NewDocument(kind="cms", document_name=body.document_name, sha256=body.sha256, purpose=body.purpose)
     if request.content_type == "application/pdf":
-        name, purpose, pdf = request.query.get("document_name"), request.query.get("purpose"), await request.read()
+        name, purpose, pdf = query.document_name, query.purpose, await request.read()
     elif request.content_type == "multipart/form-data":
         name, purpose, pdf = await _multipart(request, max_pdf)
     else:

@@ -58,7 +58,7 @@ class VerificationReport(BaseModel):
 
 
 DOCUMENT_QUERY = (
-    ("document_name", {"type": "string", "minLength": 1, "maxLength": 200}, False),
+    ("document_name", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x1f\x7f]+$"}, False),
     ("purpose", {"type": "string", "minLength": 1, "maxLength": 300}, False),
 )
 
@@ -69,6 +69,7 @@ OPERATIONS = (
               responses={200: Body("a DER X.509 CRL", "application/pkix-crl", BINARY)}),
     Operation(
         "POST", "/v1/signing/tsa", "RFC 3161 timestamp authority: a DER TimeStampReq (application/timestamp-query)", ("signing",),
+        request_model=BINARY, request_content_type="application/timestamp-query",
         responses={200: Body("a DER TimeStampResp (granted, or a rejection with its failure info)", "application/timestamp-reply", BINARY),
                    400: "the body is not a DER TimeStampReq", 413: "the body is too large", 415: "not application/timestamp-query"},
     ),
@@ -83,7 +84,8 @@ OPERATIONS = (
                    403: "the token lacks sign, or the citizen may not sign (assurance-too-low: only plus identities; identity-not-active)",
                    409: "the client or citizen is not known to signing yet (Retry-After)",
                    415: "not application/json, application/pdf or multipart/form-data",
-                   422: "the body does not match the model, or the upload is not a signable PDF (invalid-pdf)"},
+                   400: "a malformed body",
+                   422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF (invalid-pdf)"},
         security=("bearer",),
     ),
     Operation(

@@ -14,7 +14,7 @@ import base64
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from asn1crypto import x509
 from prometheus_client import Counter
@@ -45,22 +45,35 @@ class Refused(Exception):
         self.reason, self.status, self.extra = reason, status, extra
 
 
+# Shown on the citizen's phone: one line, no control characters (pydantic refuses lone surrogates itself).
+DocumentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Purpose = Annotated[str, Field(min_length=1, max_length=300)]
+
+
 class SignHashBody(BaseModel):
     """Sign a document the relying party keeps: its SHA-256 and the name the citizen will see."""
 
     model_config = ConfigDict(extra="forbid")
-    document_name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    document_name: DocumentName
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the document, hex")
-    purpose: str | None = Field(default=None, min_length=1, max_length=300)
+    purpose: Purpose | None = None
+
+
+class DocumentQuery(BaseModel):
+    """The query of a PDF upload sent as application/pdf (multipart sends the same as form fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    document_name: DocumentName | None = None
+    purpose: Purpose | None = None
 
 
 class NewDocument(BaseModel):
     """What api.py hands over for either kind (the PDF already checked by signatures.check_pdf)."""
 
     kind: Literal["cms", "pdf"]
-    document_name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    document_name: DocumentName
     sha256: str
-    purpose: str | None = None
+    purpose: Purpose | None = None
     pages: int | None = None
     pdf: bytes | None = None
 
