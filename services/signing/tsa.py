@@ -28,8 +28,14 @@ class TimeStampAuthority:
     def __init__(self, hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate]) -> None:
         self.hsm = hsm
         self.key_label = key_label
-        self.certificate = certificate
-        self.chain = chain  # issuing CA, root
+        # Parsed from DER once: asn1crypto re-encodes built objects on every dump, which dominated the cost.
+        self.certificate = x509.Certificate.load(certificate.dump())
+        self.chain = [x509.Certificate.load(c.dump()) for c in chain]  # issuing CA, root
+        self._signing_certificate = tsp.SigningCertificateV2.load(as_signing_certificate_v2(self.certificate).dump())
+        self._tsa_name = x509.GeneralName.load(x509.GeneralName(name="directory_name", value=self.certificate.subject).dump())
+        self._certificates = cms.CertificateSet.load(cms.CertificateSet([self.certificate, *self.chain]).dump())
+        self._sid = cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
+            {"issuer": self.certificate.issuer, "serial_number": self.certificate.serial_number})})
 
     async def respond(self, request: tsp.TimeStampReq) -> tsp.TimeStampResp:
         imprint = request["message_imprint"]
@@ -48,7 +54,7 @@ class TimeStampAuthority:
             "serial_number": get_nonce(),
             "gen_time": now,
             "accuracy": {"seconds": 1},
-            "tsa": x509.GeneralName(name="directory_name", value=self.certificate.subject),
+            "tsa": self._tsa_name,
         }
         if request["nonce"].native is not None:
             info["nonce"] = request["nonce"]
@@ -56,14 +62,13 @@ class TimeStampAuthority:
         signed_attrs = cms.CMSAttributes([
             simple_cms_attribute("content_type", "tst_info"),
             simple_cms_attribute("signing_time", cms.Time({"utc_time": core.UTCTime(now)})),
-            simple_cms_attribute("signing_certificate_v2", as_signing_certificate_v2(self.certificate)),
+            simple_cms_attribute("signing_certificate_v2", self._signing_certificate),
             simple_cms_attribute("message_digest", hashlib.sha256(tst_info).digest()),
         ])
         signature = await self.hsm.sign(self.key_label, signed_attrs.dump())
         signer_info = cms.SignerInfo({
             "version": "v1",
-            "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
-                {"issuer": self.certificate.issuer, "serial_number": self.certificate.serial_number})}),
+            "sid": self._sid,
             "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
             "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
             "signed_attrs": signed_attrs,
@@ -76,7 +81,7 @@ class TimeStampAuthority:
             "signer_infos": [signer_info],
         }
         if request["cert_req"].native:
-            signed_data["certificates"] = [self.certificate, *self.chain]
+            signed_data["certificates"] = self._certificates
         token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
         TIMESTAMPS.labels("granted").inc()
         return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
