@@ -349,7 +349,7 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
     # A suspended identity cannot sign any more.
     refused = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), timeout=10,
                             json={"document_name": "again.txt", "sha256": hashlib.sha256(b"again").hexdigest()})
-    assert refused.status_code in (401, 403), refused.text
+    assert refused.status_code == 403 and refused.json()["type"].endswith("/identity-not-active"), refused.text
 
 
 async def test_basic_citizens_and_declined_requests_get_no_signature(platform, kiosk, metadata, tmp_path):
