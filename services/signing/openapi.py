@@ -39,7 +39,7 @@ class RequestStatus(BaseModel):
     signed_at: str | None = None
     certificate_serial: str | None = None
     sub: str | None = None  # the citizen's pairwise subject at this client, once signed
-    error: str | None = None  # access_denied (declined), assurance-too-low, identity-not-active
+    error: str | None = None  # access_denied (declined), assurance-too-low, identity-not-active, unsignable-pdf
 
 
 class Claimed(BaseModel):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from asn1crypto import x509
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
+from pyhanko.pdf_utils.misc import PdfError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.approvals import ApprovalRequest, DecisionRejected, Requester, verify_decision
@@ -228,7 +229,12 @@ async def on_decided(sg: Signing, session: AsyncClientSession, data: dict[str, A
     else:
         stored = await sg.db[DOCUMENTS].find_one({"_id": request_id}, session=session)
         pdf = base64.b64decode(sg.cipher.decrypt_record(stored["sealed"], record_id=request_id)["pdf"])
-        body = await sign_pdf(signer, sg.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
+        try:
+            body = await sign_pdf(signer, sg.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
+        except PdfError:
+            # The upload passed check_pdf but pyHanko cannot add a revision to it: tell the relying party, do not retry.
+            await _refuse(sg, session, doc, "unsignable-pdf")
+            return
         await sg.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
     now = datetime.now(UTC).replace(microsecond=0)
     await sg.db[RESULTS].insert_one(
