@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make up: broker, database and the five services on 127.0.0.1, waits for every /readyz.
-up: $(STAMP)
+up: $(STAMP) .dev/.softhsm
 	$(PY) -m libs.devstack up
 
 ## make seed: demo clients and citizens with activated devices, written to .dev/seed.json.
@@ -37,12 +37,23 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig
 	$(PY) -m pytest
 
 # Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
 .dev/.chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	mkdir -p .dev && touch $@
+
+# SoftHSM2, the dev stack's HSM behind PKCS#11 (services/signing); production loads a real HSM's module.
+.dev/.softhsm:
+	command -v softhsm2-util >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; }
+	mkdir -p .dev && touch $@
+
+# poppler's pdfsig, an independent verifier of the signed PDFs in tests/e2e/test_signing.py, and NSS's
+# certutil to give it a certificate database that trusts our root only.
+.dev/.pdfsig:
+	{ command -v pdfsig && command -v certutil; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils libnss3-tools; }
 	mkdir -p .dev && touch $@
 
 # kubectl, whose built-in kustomize renders deploy/k8s for tests/unit/test_k8s_manifests.py: the

@@ -23,6 +23,7 @@ from .profile import Profile
 
 
 FORMFILL_LINK = "harbourid://formfill?request="
+SIGN_LINK = "harbourid://sign?request="
 
 
 class AppError(RuntimeError):
@@ -143,6 +144,10 @@ class CitizenApp:
         if link.startswith(FORMFILL_LINK):
             # The request lives at formfill; its prompt reaches this phone's queue through auth shortly after.
             claimed = await self._call("POST", f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim", json={}, token=token)
+            prompt = await self._wait_for_prompt(claimed["approval_id"])
+        elif link.startswith(SIGN_LINK):
+            # The same for signing: the prompt shows the relying party, the document's name and the start of its hash.
+            claimed = await self._call("POST", f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim", json={}, token=token)
             prompt = await self._wait_for_prompt(claimed["approval_id"])
         else:
             prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=token)

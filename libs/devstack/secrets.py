@@ -23,6 +23,11 @@ def _generate() -> dict[str, str]:
         "HARBOUR_FORMFILL_SEALING_KEY": json.dumps(sealing),
         "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": json.dumps(public_jwk(sealing)),
         "HARBOUR_ADMIN_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
+        # signing: results at rest, and the folder's own SoftHSM2 token (libs/devstack/softhsm.py).
+        "HARBOUR_SIGNING_KEK": new_key_value("signing-1"),
+        "HARBOUR_SIGNING_TOKEN_LABEL": f"harbour-dev-{os.urandom(4).hex()}",
+        "HARBOUR_SIGNING_SO_PIN": os.urandom(8).hex(),
+        "HARBOUR_SIGNING_HSM_PIN": os.urandom(8).hex(),
     }
 
 

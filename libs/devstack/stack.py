@@ -22,7 +22,7 @@ from libs.events.kafka import ensure_topics
 from libs.events.topics import ALL_TOPICS
 from libs.service.settings import DEFAULT_PORTS
 
-from . import processes
+from . import processes, softhsm
 from .processes import ProcessSpec
 from .secrets import dev_secrets
 
@@ -84,8 +84,15 @@ class StackConfig:
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             **dev_secrets(self.dev_dir),
+            # signing's HSM: this folder's SoftHSM2 token (made by DevStack.up_services).
+            "SOFTHSM2_CONF": str(softhsm.config_path(self.dev_dir)),
             **self.extra_env,
         }
+        if "HARBOUR_SIGNING_PKCS11_MODULE" not in env:
+            try:
+                env["HARBOUR_SIGNING_PKCS11_MODULE"] = softhsm.module_path()
+            except softhsm.SoftHSMMissing:
+                pass  # signing then refuses to start, naming the missing setting
         for name in SERVICES:
             env[f"HARBOUR_{name.upper()}_DB"] = f"{self.db_prefix}{name}"
             env[f"HARBOUR_{name.upper()}_PORT"] = str(self.service_ports[name])
@@ -171,6 +178,9 @@ class DevStack:
         self._write_state()
 
     def up_services(self, timeout_s: float = 90.0) -> None:
+        secrets = dev_secrets(self.dev_dir)
+        softhsm.ensure_token(self.dev_dir, label=secrets["HARBOUR_SIGNING_TOKEN_LABEL"],
+                             so_pin=secrets["HARBOUR_SIGNING_SO_PIN"], pin=secrets["HARBOUR_SIGNING_HSM_PIN"])
         started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
         for name, pid in started.items():
             url = self.config.service_url(name) + "/readyz"

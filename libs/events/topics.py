@@ -60,6 +60,11 @@ AUDIT = Topic(
     "Security-relevant actions of every service, for the audit trail.",
     event_types=("audit.recorded",),
 )
+SIGNING = Topic(
+    "signing.events",
+    "Citizen signing certificates issued and revoked by the platform CA (signatures themselves go to agency topics).",
+    event_types=("certificate.issued", "certificate.revoked"),
+)
 
-ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT)
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, SIGNING)
 TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

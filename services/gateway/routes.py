@@ -75,7 +75,17 @@ ROUTES: tuple[Rule, ...] = (
     # credentials (anonymous journeys); those services decide until their issues pin the policy.
     rule("*", "/v1/formfill{tail*}", "formfill", PUBLIC),
     rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
-    rule("*", "/v1/signing{tail*}", "signing", PUBLIC, max_body_bytes=20 * MB),
+    # signing: the CA chain, CRL and RFC 3161 TSA are public by nature; so is verification. Requests
+    # need a token with `sign` (a citizen's, or the client's own for anonymous journeys); signing
+    # checks it again and resolves the citizen. A PDF upload is at most 5 MB (HARBOUR_SIGNING_MAX_PDF_BYTES).
+    rule("GET", "/v1/signing/ca", "signing", PUBLIC),
+    rule("GET", "/v1/signing/crl", "signing", PUBLIC),
+    rule("POST", "/v1/signing/tsa", "signing", PUBLIC, max_body_bytes=64 * 1024),
+    rule("POST", "/v1/signing/verify", "signing", PUBLIC, max_body_bytes=12 * MB),
+    rule("POST", "/v1/signing/requests/{request_id}/claim", "signing", DEVICE),
+    rule("POST", "/v1/signing/requests", "signing", bearer("sign"), max_body_bytes=6 * MB),
+    rule("GET", "/v1/signing/requests/{request_id}", "signing", bearer("sign")),
+    rule("GET", "/v1/signing/requests/{request_id}/result", "signing", bearer("sign")),
     # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),

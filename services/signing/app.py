@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 from aiohttp import web
 
-from libs.service import ServiceSettings, create_service_app
+from libs.crypto import FieldCipher
+from libs.events import OUTBOX_RELAY, install_consumer
+from libs.service import add_readiness_check, create_service_app
 from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
+from libs.store import DATABASE, MONGO_CLIENT
+from libs.tokens import JWKSCache
 
-from .events import TOPICS
+from .api import SIGNING, routes
+from .authority import load_or_create
+from .context import Signing
+from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
+from .hsm import HSM
+from .openapi import OPERATIONS
+from .settings import SigningSettings
 from .store import INDEXES
+from .tsa import TimeStampAuthority
 
-SERVICE = "signing"
 
-
-def create_app(settings: ServiceSettings | None = None) -> web.Application:
-    app = create_service_app(settings or ServiceSettings.from_env(SERVICE))
+def create_app(settings: SigningSettings | None = None) -> web.Application:
+    settings = settings or SigningSettings.from_env()
+    app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
-    # No public operations yet: the gateway merges an empty document until they arrive.
-    install_openapi_route(app, [], title=f"Harbour ID {SERVICE}")
+
+    async def signing_context(app: web.Application):
+        hsm = await asyncio.to_thread(HSM, settings.pkcs11_module, settings.pkcs11_pin,
+                                      token_label=settings.token_label, slot=settings.token_slot)
+        authority = await load_or_create(app[DATABASE], hsm, settings)
+        session = aiohttp.ClientSession()
+        app[SIGNING] = Signing(
+            settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
+            jwks=JWKSCache(settings.jwks_url, session), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
+            tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain),
+        )
+
+        async def hsm_ready() -> None:
+            # The token answers and still holds the keys the stored authorities name.
+            for label in authority.labels.values():
+                if not await hsm.has_key(label):
+                    raise RuntimeError("an authority key is missing from the token")
+
+        add_readiness_check(app, "hsm", hsm_ready)
+        yield
+        await session.close()
+        hsm.close()
+
+    app.cleanup_ctx.append(signing_context)
+    install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))
+    app.add_routes(routes)
+    install_openapi_route(app, OPERATIONS, title="Harbour ID signing")
     return app

@@ -1,6 +1,58 @@
-"""Topics the signing service publishes to or consumes from (see docs/events.md)."""
+"""Topics signing publishes and consumes (docs/events.md), and its event handlers."""
 
-from libs.events.topics import IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events import CloudEvent, Outbox
+from libs.events.audit import record_audit
+from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
+
+from .authority import REVOCATION_REASONS, revoke_for_account
+from .context import Signing
+from .requests import on_decided
+from .store import CITIZENS, SUBJECTS
+from .store import CLIENTS as CLIENTS_COLLECTION
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
-TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
+TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, SIGNING)
+CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_DECIDED.name)
+CONSUMER_GROUP = "signing"
+
+
+def handler(sg: Signing):
+    async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
+        data = event.data
+        db = sg.db
+        if event.type == "identity.enrolled":
+            # Only what decides who may sign: no personal data reaches signing.
+            await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {
+                "assurance": data["assurance"], "state": data["state"]}}, upsert=True, session=session)
+        elif event.type == "identity.state_changed":
+            await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
+            if data["to"] in REVOCATION_REASONS:
+                await revoke_certificates(sg, session, data["account_id"], data["to"])
+        elif event.type == "identity.subject_assigned":
+            await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
+                                          upsert=True, session=session)
+        elif event.type in ("client.registered", "client.updated"):
+            await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
+                "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
+        elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
+            await on_decided(sg, session, data)
+
+    return handle
+
+
+async def revoke_certificates(sg: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
+    serials = await revoke_for_account(sg.db, session, account_id, state)
+    outbox = Outbox(sg.db)
+    for serial in serials:
+        await outbox.add(session, SIGNING.name, CloudEvent(
+            source="/signing", type="certificate.revoked", subject=serial,
+            data={"serial": serial, "account_id": account_id, "reason": REVOCATION_REASONS[state],
+                  "revoked_at": datetime.now(UTC).replace(microsecond=0).isoformat()}))
+        await record_audit(outbox, session, service="signing", subject=account_id, action="certificate.revoke",
+                           actor="signing", serial=serial, reason=REVOCATION_REASONS[state])

@@ -60,6 +60,10 @@ REDIRECT = "http://127.0.0.1:8765/callback"
 FORM = "application/x-www-form-urlencoded"
 
 
+# Binary request bodies beyond octet-stream: signing's RFC 3161 TSA takes DER bytes as application/timestamp-query.
+schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
+
+
 def schemathesis_config() -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {

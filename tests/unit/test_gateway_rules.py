@@ -23,7 +23,12 @@ from services.gateway.routes import CLIENT, PUBLIC, allowed_methods, match
         ("DELETE", "/v1/devices/dev-1", "auth", "device"),
         ("GET", "/v1/inbox/stream", "notify", "device"),
         ("POST", "/v1/notifications", "notify", "bearer"),
-        ("POST", "/v1/signing/requests", "signing", "public"),
+        ("POST", "/v1/signing/requests", "signing", "bearer"),
+        ("GET", "/v1/signing/requests/r-1/result", "signing", "bearer"),
+        ("POST", "/v1/signing/requests/r-1/claim", "signing", "device"),
+        ("GET", "/v1/signing/crl", "signing", "public"),
+        ("POST", "/v1/signing/tsa", "signing", "public"),
+        ("POST", "/v1/signing/verify", "signing", "public"),
     ],
 )
 def test_routing_table(method, path, upstream, policy):

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from libs.events.topics import ALL_TOPICS, agency_topic
 from services.auth import events as auth_events
 from services.formfill import events as formfill_events
+from services.signing import events as signing_events
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -49,7 +50,7 @@ SECRET_VARS = {
              "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"},
     "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY"},
     "notify": {"HARBOUR_MONGO_URI"},
-    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN"},
+    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK"},
 }
 ALL_SECRET_VARS = set().union(*SECRET_VARS.values())
 
@@ -616,9 +617,10 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
     consumes = {
         "auth": ({"approvals.requested"}, auth_events.CONSUMER_GROUP),
         "formfill": (set(formfill_events.CONSUMED), formfill_events.CONSUMER_GROUP),
+        "signing": (set(signing_events.CONSUMED), signing_events.CONSUMER_GROUP),
     }
-    publishes = {"auth": {t.name for t in ALL_TOPICS}, "formfill": {"approvals.requested", "audit.events"},
-                 "notify": {"audit.events"}, "signing": {"approvals.requested", "audit.events"}}
+    publishes = {"auth": {t.name for t in auth_events.TOPICS}, "formfill": {"approvals.requested", "audit.events"},
+                 "notify": {"audit.events"}, "signing": {"approvals.requested", "audit.events", "signing.events"}}
     for service in BACKENDS:
         user = named(docs, "KafkaUser", f"harbour-{service}")
         index = acl_index(user)
@@ -627,7 +629,7 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
             if kind == "topic" and pattern == "literal":
                 assert name in known, f"{service}: ACL on unknown topic {name}"
             if kind == "topic" and pattern == "prefix":
-                assert (service, name) == ("formfill", "agency."), f"{service}: prefix ACL {name}"
+                assert service in ("formfill", "signing") and name == "agency.", f"{service}: prefix ACL {name}"
         for topic in publishes[service]:
             assert {"Write", "Describe"} <= index[("topic", topic, "literal")], f"{service} publishes {topic}"
         groups = [name for (kind, name, pattern) in index if kind == "group"]

@@ -1,0 +1,163 @@
+"""signing's HTTP handlers: authenticate the caller, parse, call the domain, serialise."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import BodyPartReader, web
+from asn1crypto import tsp
+
+from libs.service import MalformedBody, Problem, parse_body, validate
+from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
+
+from . import requests
+from .callers import device, relying_party
+from .context import Signing
+from .requests import DocumentQuery, NewDocument, Refused, SignHashBody
+from .signatures import InvalidPdf, check_pdf
+from .verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf
+from .x509 import pem
+
+SIGNING = web.AppKey("signing", Signing)
+routes = web.RouteTableDef()
+
+
+def refused(exc: Refused) -> Problem:
+    headers = exc.extra.pop("headers", {})
+    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").replace("_", " ").capitalize(),
+                   slug=exc.reason, headers=headers, **exc.extra)
+
+
+@routes.get("/v1/signing/ca")
+async def ca_chain(request: web.Request) -> web.Response:
+    authority = request.app[SIGNING].authority
+    # The issuing CA first, then the root (RFC 5246 order, and what `openssl verify -untrusted` wants).
+    return web.Response(text=pem(authority.issuing) + pem(authority.root), content_type="application/pem-certificate-chain",
+                        headers={"Cache-Control": "max-age=3600"})
+
+
+@routes.get("/v1/signing/crl")
+async def crl(request: web.Request) -> web.Response:
+    return web.Response(body=await request.app[SIGNING].crl(), content_type="application/pkix-crl",
+                        headers={"Cache-Control": "max-age=60"})
+
+
+@routes.post("/v1/signing/tsa")
+async def timestamp(request: web.Request) -> web.Response:
+    if request.content_type != "application/timestamp-query":
+        raise UnsupportedMediaType(f"expected application/timestamp-query (RFC 3161), got {request.content_type or 'nothing'}")
+    raw = await request.read()
+    try:
+        query = tsp.TimeStampReq.load(raw)
+        query.native  # parse it all now: asn1crypto is lazy, and garbage must be a 400 here
+    except Exception:  # asn1crypto raises many types on garbage
+        raise MalformedBody("the body is not a DER-encoded TimeStampReq") from None
+    reply = await request.app[SIGNING].tsa.respond(query)
+    return web.Response(body=reply.dump(), content_type="application/timestamp-reply", headers={"Cache-Control": "no-store"})
+
+
+async def _document(request: web.Request, max_pdf: int) -> NewDocument:
+    """A hash (JSON) or a PDF (application/pdf with ?document_name=, or multipart: document_name + document)."""
+    query = validate(DocumentQuery, dict(request.query))
+    if request.content_type == "application/json":
+        body = await parse_body(request, SignHashBody)
+        return NewDocument(kind="cms", document_name=body.document_name, sha256=body.sha256, purpose=body.purpose)
+    if request.content_type == "application/pdf":
+        name, purpose, pdf = query.document_name, query.purpose, await request.read()
+    elif request.content_type == "multipart/form-data":
+        name, purpose, pdf = await _multipart(request, max_pdf)
+    else:
+        raise UnsupportedMediaType("send application/json (a hash), application/pdf or multipart/form-data (a PDF)")
+    if len(pdf) > max_pdf:
+        raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
+    try:
+        pages = check_pdf(pdf)
+    except InvalidPdf as exc:
+        raise Problem(str(exc), status=422, title="Not a signable PDF", slug="invalid-pdf") from None
+    return validate(NewDocument, {"kind": "pdf", "document_name": name or "", "purpose": purpose or None,
+                                  "sha256": hashlib.sha256(pdf).hexdigest(), "pages": pages, "pdf": pdf})
+
+
+async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, str | None, bytes]:
+    name = purpose = None
+    pdf = b""
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "document":
+                pdf = await part.read(decode=True)
+                name = name or part.filename
+            elif part.name in ("document_name", "purpose"):
+                value = (await part.read(decode=True)).decode("utf-8", errors="strict")
+                name, purpose = (value, purpose) if part.name == "document_name" else (name, value)
+            if len(pdf) > max_pdf:
+                raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
+    except (ValueError, UnicodeDecodeError, AssertionError):
+        raise MalformedBody("the multipart body is malformed") from None
+    if not pdf:
+        raise MalformedBody("the multipart body has no `document` part")
+    return name, purpose, pdf
+
+
+@routes.post("/v1/signing/requests")
+async def create_request(request: web.Request) -> web.Response:
+    sg = request.app[SIGNING]
+    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
+    new = await _document(request, sg.settings.max_pdf_bytes)
+    try:
+        return web.json_response(await requests.create(sg, caller, new), status=201)
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.get("/v1/signing/requests/{request_id}")
+async def show_request(request: web.Request) -> web.Response:
+    sg = request.app[SIGNING]
+    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
+    try:
+        return web.json_response(await requests.status(sg, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.get("/v1/signing/requests/{request_id}/result")
+async def take_result(request: web.Request) -> web.Response:
+    sg = request.app[SIGNING]
+    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
+    try:
+        body, media_type = await requests.take_result(sg, caller, request.match_info["request_id"])
+    except Refused as exc:
+        raise refused(exc) from None
+    extension = "pdf" if media_type == "application/pdf" else "p7s"
+    return web.Response(body=body, content_type=media_type, headers={
+        "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="signed-{request.match_info["request_id"]}.{extension}"'})
+
+
+@routes.post("/v1/signing/requests/{request_id}/claim")
+async def claim_request(request: web.Request) -> web.Response:
+    sg = request.app[SIGNING]
+    citizen = await device(request, sg.jwks, sg.settings.issuer)
+    try:
+        return web.json_response(await requests.claim(sg, citizen, request.match_info["request_id"]), status=201)
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.post("/v1/signing/verify")
+async def verify(request: web.Request) -> web.Response:
+    sg = request.app[SIGNING]
+    factory = await sg.validation_context_factory()
+    crl_der = await sg.crl()
+    try:
+        if request.content_type == "application/pdf":
+            pdf = await request.read()
+            if len(pdf) > sg.settings.max_pdf_bytes:
+                raise PayloadTooLarge(f"the PDF is larger than {sg.settings.max_pdf_bytes} bytes")
+            report = await verify_pdf(pdf, factory, crl_der)
+        else:
+            report = await verify_cms(await parse_body(request, VerifyCmsBody), factory, crl_der)
+    except Unverifiable as exc:
+        raise Problem(str(exc), status=422, title="Not a verifiable signature", slug="unverifiable") from None
+    return web.json_response(report, headers={"Cache-Control": "no-store"})

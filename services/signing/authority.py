@@ -1,0 +1,161 @@
+"""The platform CA: root → issuing CA → citizen certificates, their revocation and the CRL.
+
+All three authority keys (root, issuing CA, TSA) are generated in the HSM at
+the first start and only their labels and certificates are stored. Citizen
+certificates are issued when a `plus` citizen first approves a signature
+(lazily: no HSM key is spent on citizens who never sign); a suspended or
+revoked identity revokes them, and the issuing CA's CRL lists them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509
+from bson import Binary
+from prometheus_client import Counter, Gauge
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .hsm import HSM
+from .settings import SigningSettings
+from .store import AUTHORITIES, CERTIFICATES, CRL_STATE
+from .x509 import build_crl, ca_extensions, citizen_extensions, issue_certificate, name, tsa_extensions
+
+CERTIFICATES_ISSUED = Counter("harbour_signing_certificates_issued_total", "Citizen signing certificates issued.")
+CERTIFICATES_REVOKED = Counter("harbour_signing_certificates_revoked_total", "Citizen signing certificates revoked, by reason.", ["reason"])
+CERTIFICATE_EXPIRY = Gauge(
+    "harbour_signing_certificate_expiry_timestamp_seconds",
+    "notAfter of the platform's own certificates (root, issuing CA, TSA), as a Unix time.",
+    ["certificate"],
+)
+ACTIVE_CERTIFICATES = Gauge("harbour_signing_active_certificates", "Citizen certificates currently active (refreshed on CRL builds).")
+
+# RFC 5280 reason per identity state; a fresh certificate is issued if the identity becomes active again.
+REVOCATION_REASONS = {"suspended": "certificate_hold", "revoked": "cessation_of_operation"}
+
+PLAN = (  # role, subject, lifetime, issuer role
+    ("root", "Harbour ID Root CA", 20 * 365, None),
+    ("issuing", "Harbour ID Citizen Signing CA", 10 * 365, "root"),
+    ("tsa", "Harbour ID Timestamp Authority", 5 * 365, "issuing"),
+)
+
+
+@dataclass
+class Authority:
+    hsm: HSM
+    settings: SigningSettings
+    labels: dict[str, str]
+    certs: dict[str, x509.Certificate]
+    _crl: tuple[tuple, bytes] | None = field(default=None, repr=False)
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self.certs["root"]
+
+    @property
+    def issuing(self) -> x509.Certificate:
+        return self.certs["issuing"]
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        """The issuing CA and the root: what every signature carries besides its signer."""
+        return [self.issuing, self.root]
+
+
+async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings) -> Authority:
+    """The authorities of this deployment; created (keys in the HSM) on the very first start."""
+    labels: dict[str, str] = {}
+    certs: dict[str, x509.Certificate] = {}
+    for role, common_name, days, issuer_role in PLAN:
+        doc = await db[AUTHORITIES].find_one({"_id": role})
+        if doc is None:
+            label = f"harbour-{role}-{secrets.token_hex(6)}"
+            public_key = await hsm.generate_ec_key(label)
+            now = datetime.now(UTC).replace(microsecond=0)
+            extensions = {"root": ca_extensions(None), "issuing": ca_extensions(0),
+                          "tsa": tsa_extensions(settings.crl_url)}[role]
+            cert = await issue_certificate(
+                hsm, issuer_label=labels[issuer_role] if issuer_role else label,
+                issuer=certs[issuer_role] if issuer_role else None, subject=name(common_name), public_key=public_key,
+                not_before=now - timedelta(minutes=5), not_after=now + timedelta(days=days), extensions=extensions)
+            doc = {"_id": role, "key_label": label, "certificate": Binary(cert.dump()), "created_at": now}
+            try:
+                await db[AUTHORITIES].insert_one(doc)
+            except DuplicateKeyError:  # another replica won the race: use its authority
+                doc = await db[AUTHORITIES].find_one({"_id": role})
+        labels[role] = doc["key_label"]
+        certs[role] = x509.Certificate.load(bytes(doc["certificate"]))
+        CERTIFICATE_EXPIRY.labels(role).set(certs[role].not_valid_after.timestamp())
+    return Authority(hsm, settings, labels, certs)
+
+
+async def active_certificate(db: AsyncDatabase, account_id: str, session: AsyncClientSession | None = None) -> dict[str, Any] | None:
+    return await db[CERTIFICATES].find_one(
+        {"account_id": account_id, "status": "active", "not_after": {"$gt": datetime.now(UTC)}}, session=session)
+
+
+async def issue_for_citizen(authority: Authority, db: AsyncDatabase, session: AsyncClientSession, account_id: str) -> dict[str, Any]:
+    """A new P-256 key in the HSM and its certificate. The subject is a random pseudonym:
+    signing holds no personal data, and one global identifier must not reach every relying party."""
+    label = f"citizen-{secrets.token_hex(8)}"
+    public_key = await authority.hsm.generate_ec_key(label)
+    now = datetime.now(UTC).replace(microsecond=0)
+    pseudonym = f"HID-{secrets.token_hex(8).upper()}"
+    cert = await issue_certificate(
+        authority.hsm, issuer_label=authority.labels["issuing"], issuer=authority.issuing,
+        subject=name(f"Harbour ID citizen {pseudonym}", pseudonym=pseudonym), public_key=public_key,
+        not_before=now - timedelta(minutes=5), not_after=now + timedelta(days=authority.settings.citizen_cert_days),
+        extensions=citizen_extensions(authority.settings.crl_url))
+    doc = {"_id": format(cert.serial_number, "x"), "account_id": account_id, "key_label": label,
+           "certificate": Binary(cert.dump()), "pseudonym": pseudonym, "status": "active",
+           "issued_at": now, "not_after": cert.not_valid_after}
+    await db[CERTIFICATES].insert_one(doc, session=session)
+    CERTIFICATES_ISSUED.inc()
+    return doc
+
+
+async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, account_id: str, state: str) -> list[str]:
+    """Revoke every active certificate of the account; the serials revoked."""
+    reason = REVOCATION_REASONS[state]
+    docs = await db[CERTIFICATES].find({"account_id": account_id, "status": "active"}, {"_id": 1}, session=session).to_list()
+    now = datetime.now(UTC).replace(microsecond=0)
+    for doc in docs:
+        await db[CERTIFICATES].update_one({"_id": doc["_id"], "status": "active"},
+                                          {"$set": {"status": "revoked", "revoked_at": now, "reason": reason}}, session=session)
+        CERTIFICATES_REVOKED.labels(reason).inc()
+    return [d["_id"] for d in docs]
+
+
+async def revocation_of(db: AsyncDatabase, serial: int) -> dict[str, Any] | None:
+    """Our record of a certificate we issued: its status, and when and why it was revoked."""
+    return await db[CERTIFICATES].find_one({"_id": format(serial, "x")}, {"status": 1, "revoked_at": 1, "reason": 1, "pseudonym": 1})
+
+
+async def current_crl(authority: Authority, db: AsyncDatabase) -> bytes:
+    """The issuing CA's CRL (DER). Rebuilt when the revoked set changed or half its validity has passed."""
+    revoked = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
+    now = datetime.now(UTC).replace(microsecond=0)
+    fingerprint = tuple(d["_id"] for d in revoked)
+    if authority._crl is not None:
+        (cached_fp, built_at), der = authority._crl
+        if cached_fp == fingerprint and now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
+            return der
+    state = await db[CRL_STATE].find_one_and_update({"_id": "issuing"}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
+    crl = await build_crl(
+        authority.hsm, issuer_label=authority.labels["issuing"], issuer=authority.issuing, number=state["number"],
+        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s),
+        revoked=[(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked])
+    der = crl.dump()
+    authority._crl = ((fingerprint, now), der)
+    ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
+    return der
+
+
+def load_crl(der: bytes) -> asn1_crl.CertificateList:
+    return asn1_crl.CertificateList.load(der)

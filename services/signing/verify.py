@@ -1,0 +1,189 @@
+"""Verification reports with pyHanko's validators, trusting our root CA only.
+
+A report says, per signature: who signed (certificate subject, serial),
+whether the chain reaches our root (trusted), integrity (the signed digest
+matches the content, and the signature over the attributes verifies), when
+(the timestamp from our TSA, and the time the signer claims), and revocation
+status read from our own CRL. Nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from datetime import datetime
+from typing import Any
+
+from asn1crypto import cms, x509
+from asn1crypto import crl as asn1_crl
+from cryptography.hazmat.primitives import hashes
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.general import extract_signer_info
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.generic_cms import cms_basic_validation, collect_timing_info
+from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignatureStatus
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
+
+VERIFICATIONS = Counter("harbour_signing_verifications_total", "Verification reports made, by kind and verdict.", ["kind", "verdict"])
+
+
+class Unverifiable(ValueError):
+    """The input is not a signature or a signed PDF we can even read."""
+
+
+class VerifyCmsBody(BaseModel):
+    """A detached CMS signature and what it signs: the SHA-256 of the document, or the document itself."""
+
+    model_config = ConfigDict(extra="forbid")
+    cms: str = Field(min_length=16, max_length=200_000, description="the CMS SignedData, base64 (DER)")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the signed document, hex")
+    content: str | None = Field(default=None, max_length=8_000_000, description="the signed document itself, base64")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "VerifyCmsBody":
+        if (self.sha256 is None) == (self.content is None):
+            raise ValueError("give exactly one of sha256 or content")
+        return self
+
+
+def validation_context(root: x509.Certificate, intermediates: list[x509.Certificate], crl_der: bytes) -> ValidationContext:
+    # Soft-fail: our CRL covers what the issuing CA issued; the issuing CA itself has no CRL here.
+    return ValidationContext(trust_roots=[root], other_certs=intermediates, crls=[crl_der],
+                             allow_fetching=False, revocation_mode="soft-fail")
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Unverifiable(f"{what} is not valid base64") from None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _signer(cert: x509.Certificate) -> dict[str, Any]:
+    return {"subject": cert.subject.human_friendly, "serial": format(cert.serial_number, "x"),
+            "issuer": cert.issuer.human_friendly, "not_after": _iso(cert.not_valid_after)}
+
+
+def _revocation(cert: x509.Certificate, crl: asn1_crl.CertificateList, status: SignatureStatus) -> dict[str, Any]:
+    if cert.issuer != crl["tbs_cert_list"]["issuer"]:
+        return {"status": "unknown", "source": "not issued by our issuing CA"}
+    for entry in crl["tbs_cert_list"]["revoked_certificates"]:
+        if entry["user_certificate"].native == cert.serial_number:
+            reason = next((e["extn_value"].native for e in entry["crl_entry_extensions"] if e["extn_id"].native == "crl_reason"), None)
+            return {"status": "revoked", "revoked_at": _iso(entry["revocation_date"].native), "reason": reason, "source": "crl"}
+    return {"status": "revoked" if status.revoked else "good", "source": "crl",
+            "crl_this_update": _iso(crl["tbs_cert_list"]["this_update"].native)}
+
+
+def _chain(status: SignatureStatus) -> dict[str, Any]:
+    path = [c.subject.human_friendly for c in status.validation_path.iter_certs(include_root=True)] if status.validation_path else []
+    return {"trusted": status.trusted, "path": path, "problem": str(status.trust_problem_indic) if status.trust_problem_indic else None}
+
+
+def _timestamp(status: StandardCMSSignatureStatus) -> dict[str, Any]:
+    ts = status.timestamp_validity
+    return {
+        "claimed": _iso(status.signer_reported_dt),
+        "timestamp": _iso(ts.timestamp) if ts else None,
+        "timestamp_valid": (ts.intact and ts.valid and ts.trusted) if ts else None,
+        "tsa": ts.signing_cert.subject.human_friendly if ts else None,
+    }
+
+
+def _signature_report(status: StandardCMSSignatureStatus, crl: asn1_crl.CertificateList) -> dict[str, Any]:
+    revocation = _revocation(status.signing_cert, crl, status)
+    timing = _timestamp(status)
+    report = {
+        "type": "signature",
+        "signer": _signer(status.signing_cert),
+        "chain": _chain(status),
+        "integrity": {"intact": status.intact, "valid": status.valid},
+        "signing_time": timing,
+        "revocation": revocation,
+    }
+    report["valid"] = bool(status.intact and status.valid and status.trusted and revocation["status"] != "revoked"
+                           and timing["timestamp_valid"] is not False)
+    return report
+
+
+async def verify_cms(body: VerifyCmsBody, vc_factory, crl_der: bytes) -> dict[str, Any]:
+    der = _b64(body.cms, "cms")
+    content = _b64(body.content, "content") if body.content is not None else None
+    try:
+        report = await _cms_report(der, body.sha256, content, vc_factory, crl_der)
+    except Unverifiable:
+        raise
+    except Exception as exc:  # asn1crypto and the validators raise many types on garbage; all mean the same here
+        raise Unverifiable(f"the CMS signature cannot be parsed or validated ({type(exc).__name__})") from None
+    VERIFICATIONS.labels("cms", "valid" if report["valid"] else "invalid").inc()
+    return {"kind": "cms", "valid": report["valid"], "signatures": [report]}
+
+
+async def _cms_report(der: bytes, sha256: str | None, content: bytes | None, vc_factory, crl_der: bytes) -> dict[str, Any]:
+    info = cms.ContentInfo.load(der)
+    if info["content_type"].native != "signed_data":
+        raise Unverifiable("the CMS object is not SignedData")
+    signed_data: cms.SignedData = info["content"]
+    signer_info = extract_signer_info(signed_data)
+    algorithm = signer_info["digest_algorithm"]["algorithm"].native
+    if signed_data["encap_content_info"]["content"].native is not None:
+        raise Unverifiable("this is not a detached signature")
+    if content is not None:
+        h = hashes.Hash(get_pyca_cryptography_hash(algorithm))
+        h.update(content)
+        digest = h.finalize()
+    elif algorithm == "sha256":
+        digest = bytes.fromhex(sha256 or "")
+    else:
+        raise Unverifiable(f"the signature uses {algorithm}: send the content, not a SHA-256")
+    vc = vc_factory()
+    kwargs = await collect_timing_info(signer_info, ts_validation_context=vc, raw_digest=lambda _alg: digest)
+    kwargs = await cms_basic_validation(signed_data, raw_digest=digest, validation_context=vc, status_kwargs=kwargs,
+                                        key_usage_settings=StandardCMSSignatureStatus.default_usage_constraints(None))
+    return _signature_report(StandardCMSSignatureStatus(**kwargs), asn1_crl.CertificateList.load(crl_der))
+
+
+async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        embedded = list(reader.embedded_signatures)
+    except Exception as exc:  # pyHanko's reader raises many types on a malformed file
+        raise Unverifiable(f"the PDF cannot be read: {exc}") from None
+    if not embedded:
+        raise Unverifiable("the PDF carries no signature")
+    crl = asn1_crl.CertificateList.load(crl_der)
+    reports = []
+    for sig in embedded:
+        try:
+            if sig.sig_object_type == "/DocTimeStamp":
+                ts = await async_validate_pdf_timestamp(sig, validation_context=vc_factory())
+                report = {
+                    "type": "document_timestamp", "field": sig.field_name,
+                    "signer": _signer(ts.signing_cert), "chain": _chain(ts),
+                    "integrity": {"intact": ts.intact, "valid": ts.valid},
+                    "signing_time": {"timestamp": _iso(ts.timestamp)},
+                    "coverage": ts.coverage.name.lower() if ts.coverage else None,
+                    "revocation": _revocation(ts.signing_cert, crl, ts),
+                }
+                report["valid"] = bool(ts.intact and ts.valid and ts.trusted and report["revocation"]["status"] != "revoked")
+            else:
+                status = await async_validate_pdf_signature(sig, signer_validation_context=vc_factory(), ts_validation_context=vc_factory())
+                report = {"field": sig.field_name, **_signature_report(status, crl),
+                          "coverage": status.coverage.name.lower() if status.coverage else None,
+                          "modification_level": status.modification_level.name.lower() if status.modification_level else None}
+                report["valid"] = bool(report["valid"] and status.bottom_line)
+        except Exception as exc:  # a broken signature dictionary: report it as invalid, never crash
+            report = {"type": "unreadable", "field": sig.field_name, "valid": False, "error": type(exc).__name__}
+        reports.append(report)
+    valid = all(r["valid"] for r in reports)
+    VERIFICATIONS.labels("pdf", "valid" if valid else "invalid").inc()
+    return {"kind": "pdf", "valid": valid, "signatures": reports}
+

@@ -1,0 +1,444 @@
+"""Signing end to end through the gateway, checked by verifiers written elsewhere.
+
+The citizen approves with the reference app; the results are checked with
+OpenSSL (`cms -verify`, `ts -verify`), poppler's `pdfsig` (NSS trusting our
+root only) and pyHanko's validator trusting only our root — never with the
+service's own code. Then: an altered PDF fails every verifier, a suspended
+identity's certificate is on the CRL and reported revoked, a basic citizen
+cannot sign, and the token refuses to export a private key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pkcs11
+import pytest
+import requests
+from asn1crypto import cms, pem, x509
+from asn1crypto import crl as asn1_crl
+from fpdf import FPDF
+from pkcs11 import Attribute, ObjectClass
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko_certvalidator import ValidationContext
+
+from clients.citizen_app import CitizenApp, Profile
+from libs.events import CloudEvent, agency_topic
+
+from ..integration.eventing import eventually
+from .citizens import admin, all_messages, cli, identity, selfie
+from .test_oidc import REDIRECT, app_link_of, authorize_url, claims_of, register, token_request
+
+pytestmark = pytest.mark.e2e
+PDF = "application/pdf"
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------
+
+async def plus_citizen(platform, kiosk, tmp_path: Path, name: str) -> CitizenApp:
+    """Enrolled at a kiosk: a `plus` identity."""
+    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie(), kiosk=kiosk)
+    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / f"{name}.json")
+    await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
+    return app
+
+
+async def basic_citizen(platform, tmp_path: Path) -> CitizenApp:
+    """Self-registered in the sandbox: a `basic` identity."""
+    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie())
+    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
+    await app.activate(enrolment["account_id"], enrolment["activation_code"], "basic-phone")
+    return app
+
+
+def signing_rp(platform, name: str) -> dict:
+    return register(platform, client_name=name, scope="openid sign")
+
+
+async def logged_in_token(metadata, rp: dict, app: CitizenApp) -> str:
+    url, verifier = authorize_url(metadata, rp["client_id"], scope="openid sign")
+    outcome = await app.open_link(app_link_of(requests.get(url, timeout=10).text))
+    code = outcome["redirect_to"].split("code=")[1].split("&")[0]
+    tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier).json()
+    return tokens["access_token"]
+
+
+def client_token(metadata, rp: dict) -> str:
+    return token_request(metadata, rp, grant_type="client_credentials", scope="sign").json()["access_token"]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def application_pdf(text: str = "Application for a harbour berth") -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=14)
+    pdf.cell(text=text)
+    return bytes(pdf.output())
+
+
+async def create(platform, token: str, **kwargs) -> dict:
+    """POST a signing request, retrying while signing has not yet heard of the client or citizen (409 + Retry-After)."""
+    headers = {**bearer(token), **kwargs.pop("headers", {})}
+
+    async def attempt():
+        response = requests.post(platform.gateway + "/v1/signing/requests", headers=headers, timeout=30, **kwargs)
+        assert response.status_code in (201, 409), response.text
+        return response.json() if response.status_code == 201 else None
+
+    return await eventually(attempt, timeout_s=20)
+
+
+async def prompt_for(app: CitizenApp, request_id: str) -> dict:
+    async def find():
+        return next((p for p in await app.pending() if p["approval_id"] == f"sign-{request_id}"), None)
+
+    return await eventually(find, timeout_s=20)
+
+
+async def wait_for(platform, token: str, request_id: str, wanted: str) -> dict:
+    def check():
+        status = requests.get(f"{platform.gateway}/v1/signing/requests/{request_id}", headers=bearer(token), timeout=10).json()
+        return status if status["status"] == wanted else None
+
+    return await eventually(check, timeout_s=30)
+
+
+def result_of(platform, token: str, request_id: str) -> requests.Response:
+    return requests.get(f"{platform.gateway}/v1/signing/requests/{request_id}/result", headers=bearer(token), timeout=30)
+
+
+def chain(platform) -> list[x509.Certificate]:
+    """GET /v1/signing/ca: the issuing CA, then the root."""
+    response = requests.get(platform.gateway + "/v1/signing/ca", timeout=10)
+    assert response.status_code == 200
+    return [x509.Certificate.load(der) for _, _, der in pem.unarmor(response.content, multiple=True)]
+
+
+def crl_der(platform) -> bytes:
+    response = requests.get(platform.gateway + "/v1/signing/crl", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/pkix-crl"
+    return response.content
+
+
+@pytest.fixture(scope="module")
+def trust(platform, tmp_path_factory) -> dict:
+    """Files for the verifiers: root.pem alone is trusted; the issuing CA is only an untrusted intermediate."""
+    folder = tmp_path_factory.mktemp("trust")
+    issuing, root = chain(platform)
+    assert root.self_signed == "maybe" and issuing.issuer == root.subject
+    (folder / "root.pem").write_bytes(pem.armor("CERTIFICATE", root.dump()))
+    (folder / "issuing.pem").write_bytes(pem.armor("CERTIFICATE", issuing.dump()))
+    nss = folder / "nss"
+    nss.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "harbour-root", "-t", "C,C,C", "-a", "-i", str(folder / "root.pem")],
+                   check=True, capture_output=True)
+    return {"dir": folder, "root": root, "issuing": issuing, "nss": f"sql:{nss}"}
+
+
+def pdfsig(trust: dict, path: Path) -> str:
+    ran = subprocess.run(["pdfsig", "-nssdir", trust["nss"], str(path)], capture_output=True, text=True, timeout=60)
+    return ran.stdout + ran.stderr
+
+
+def root_only_context(trust: dict, crl: bytes | None = None) -> ValidationContext:
+    """pyHanko trusting our root alone; the intermediate as a mere hint; nothing fetched."""
+    return ValidationContext(trust_roots=[trust["root"]], other_certs=[trust["issuing"]], crls=[crl] if crl else [],
+                             allow_fetching=False, revocation_mode="soft-fail")
+
+
+def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=60)
+
+
+def tampered(pdf: bytes) -> bytes:
+    """Change one digit of the original revision's creation date: same length, inside the signed byte range."""
+    position = pdf.index(b"/CreationDate (D:") + len(b"/CreationDate (D:")
+    digit = pdf[position:position + 1]
+    return pdf[:position] + (b"1" if digit != b"1" else b"2") + pdf[position + 1:]
+
+
+async def agency_events(platform, client_id: str) -> list[CloudEvent]:
+    """The client's own topic, each event once (delivery is at-least-once: consumers deduplicate on the id)."""
+    events = [CloudEvent.from_json(m.value) for m in await all_messages(platform.infra.kafka_bootstrap, [agency_topic(client_id)])]
+    return list({e.id: e for e in events}.values())
+
+
+def verify_api(platform, **kwargs) -> requests.Response:
+    return requests.post(platform.gateway + "/v1/signing/verify", timeout=60, **kwargs)
+
+
+# -- the journeys --------------------------------------------------------------------------------
+
+async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk, metadata, trust, tmp_path):
+    app = await plus_citizen(platform, kiosk, tmp_path, "pdf-phone")
+    rp = signing_rp(platform, "Harbour Marine Department")
+    token = await logged_in_token(metadata, rp, app)
+    original = application_pdf()
+    request = await create(platform, token, data=original, params={"document_name": "berth-application.pdf"},
+                           headers={"Content-Type": PDF})
+    assert request["kind"] == "pdf" and "app_link" not in request  # logged in: the citizen is known
+
+    prompt = await prompt_for(app, request["request_id"])
+    assert prompt["requester"]["client_name"] == "Harbour Marine Department"
+    assert prompt["details"]["document_name"] == "berth-application.pdf"
+    assert prompt["details"]["sha256_start"] == hashlib.sha256(original).hexdigest()[:16]
+    await app.approve(prompt["approval_id"])
+    done = await wait_for(platform, token, request["request_id"], "signed")
+    assert done["sub"] == claims_of(token)["sub"] and done["certificate_serial"]
+
+    result = result_of(platform, token, request["request_id"])
+    assert result.status_code == 200 and result.headers["Content-Type"] == PDF
+    signed = result.content
+    assert signed.startswith(original[:8]) and len(signed) > len(original)
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+
+    # poppler (NSS), trusting our root only: the signature is valid and trusted, and the timestamp is there.
+    report = pdfsig(trust, path)
+    assert "Signature Validation: Signature is Valid." in report, report
+    assert "Certificate Validation: Certificate is Trusted." in report, report
+    assert "Signature Type: ETSI.CAdES.detached" in report
+    assert "Signer Certificate Common Name: Harbour ID Timestamp Authority" in report  # the document timestamp
+
+    # pyHanko's validator, trusting our root only.
+    reader = PdfFileReader(io.BytesIO(signed))
+    signature, doc_timestamp = reader.embedded_signatures
+    status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, crl_der(platform)))
+    assert status.intact and status.valid and status.trusted and status.bottom_line
+    assert status.timestamp_validity is not None and status.timestamp_validity.trusted  # the signature timestamp (B-T)
+    stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust))
+    assert stamp.intact and stamp.valid and stamp.trusted
+    assert stamp.signing_cert.subject.native["common_name"] == "Harbour ID Timestamp Authority"
+
+    # Our own report agrees.
+    verdict = verify_api(platform, data=signed, headers={"Content-Type": PDF}).json()
+    assert verdict["valid"] and [s["type"] for s in verdict["signatures"]] == ["signature", "document_timestamp"]
+    assert verdict["signatures"][0]["revocation"]["status"] == "good"
+    assert verdict["signatures"][0]["chain"]["path"][0].startswith("Common Name: Harbour ID Root CA")
+
+    # Altered after signing: every verifier says no.
+    altered = tampered(signed)
+    altered_path = tmp_path / "altered.pdf"
+    altered_path.write_bytes(altered)
+    report = pdfsig(trust, altered_path)
+    assert "Signature Validation: Signature is Valid." not in report, report
+    status = await async_validate_pdf_signature(PdfFileReader(io.BytesIO(altered)).embedded_signatures[0],
+                                                signer_validation_context=root_only_context(trust))
+    assert not status.intact and not status.bottom_line
+    assert verify_api(platform, data=altered, headers={"Content-Type": PDF}).json()["valid"] is False
+
+    # The relying party's own topic: its pairwise sub, never an account id.
+    async def completed():
+        return next((e for e in await agency_events(platform, rp["client_id"]) if e.type == "signature.completed"), None)
+
+    event = await eventually(completed, timeout_s=20)
+    assert event.data["sub"] == claims_of(token)["sub"] and event.data["request_id"] == request["request_id"]
+    assert app.profile.account_id not in json.dumps(event.data)
+
+
+async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(platform, kiosk, metadata, trust, tmp_path):
+    app = await plus_citizen(platform, kiosk, tmp_path, "cms-phone")
+    rp = signing_rp(platform, "Harbour Lands Registry")
+    token = client_token(metadata, rp)
+    document = f"Deed of assignment {uuid.uuid4()}\n".encode()
+    (tmp_path / "deed.txt").write_bytes(document)
+    request = await create(platform, token, json={"document_name": "deed.txt", "sha256": hashlib.sha256(document).hexdigest()})
+    assert request["app_link"] == f"harbourid://sign?request={request['request_id']}"
+
+    opened = cli(platform, app.profile_path, "open", request["app_link"])
+    assert opened.returncode == 0, opened.stderr
+    shown = json.loads(opened.stderr.strip().splitlines()[-1])["request"]
+    assert shown["details"]["document_name"] == "deed.txt" and shown["requester"]["client_name"] == "Harbour Lands Registry"
+    await wait_for(platform, token, request["request_id"], "signed")
+    result = result_of(platform, token, request["request_id"])
+    assert result.status_code == 200 and result.headers["Content-Type"] == "application/pkcs7-signature"
+    (tmp_path / "deed.p7s").write_bytes(result.content)
+
+    # OpenSSL, trusting the root alone (the signature carries the intermediate).
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "deed.txt"),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null")
+    assert ran.returncode == 0 and b"Verification successful" in ran.stderr, ran.stderr
+    (tmp_path / "other.txt").write_bytes(document + b"!")
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "other.txt"),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null")
+    assert ran.returncode != 0
+
+    # The signature timestamp (CAdES-B-T): the TSA's token over the signature value, checked by `openssl ts`.
+    signer_info = cms.ContentInfo.load(result.content)["content"]["signer_infos"][0]
+    attributes = {a["type"].native: a["values"][0] for a in signer_info["unsigned_attrs"]}
+    token_der = attributes["signature_time_stamp_token"].dump()
+    (tmp_path / "sig.tst").write_bytes(token_der)
+    digest = hashlib.sha256(signer_info["signature"].native).hexdigest()
+    ran = openssl("ts", "-verify", "-token_in", "-in", str(tmp_path / "sig.tst"), "-digest", digest,
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-untrusted", str(trust["dir"] / "issuing.pem"))
+    assert ran.returncode == 0 and b"Verification: OK" in ran.stdout, ran.stdout + ran.stderr
+
+    # Our report, from the hash alone and from the content.
+    signature_b64 = base64.b64encode(result.content).decode()
+    by_hash = verify_api(platform, json={"cms": signature_b64, "sha256": hashlib.sha256(document).hexdigest()}).json()
+    assert by_hash["valid"] and by_hash["signatures"][0]["signing_time"]["timestamp_valid"]
+    by_content = verify_api(platform, json={"cms": signature_b64, "content": base64.b64encode(document + b"!").decode()}).json()
+    assert by_content["valid"] is False and by_content["signatures"][0]["integrity"]["intact"] is False
+
+
+async def test_the_tsa_answers_rfc3161_queries_that_openssl_verifies(platform, trust, tmp_path):
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"anything at all " + uuid.uuid4().bytes)
+    query = openssl("ts", "-query", "-data", str(data), "-sha256", "-cert")
+    assert query.returncode == 0
+    reply = requests.post(platform.gateway + "/v1/signing/tsa", data=query.stdout,
+                          headers={"Content-Type": "application/timestamp-query"}, timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"] == "application/timestamp-reply"
+    (tmp_path / "reply.tsr").write_bytes(reply.content)
+    ran = openssl("ts", "-verify", "-in", str(tmp_path / "reply.tsr"), "-data", str(data),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-untrusted", str(trust["dir"] / "issuing.pem"))
+    assert ran.returncode == 0 and b"Verification: OK" in ran.stdout, ran.stdout + ran.stderr
+    text = openssl("ts", "-reply", "-in", str(tmp_path / "reply.tsr"), "-text").stdout
+    assert b"Status: Granted." in text and b"Harbour ID Timestamp Authority" in text
+    # The TSA certificate: its own, with the critical timeStamping EKU RFC 3161 demands.
+    tsa_cert = cms.ContentInfo.load(openssl("ts", "-reply", "-in", str(tmp_path / "reply.tsr"), "-token_out").stdout)
+    [cert] = [c.chosen for c in tsa_cert["content"]["certificates"] if c.chosen.subject.native["common_name"] == "Harbour ID Timestamp Authority"]
+    eku = next(e for e in cert["tbs_certificate"]["extensions"] if e["extn_id"].native == "extended_key_usage")
+    assert eku["critical"].native and eku["extn_value"].native == ["time_stamping"]
+
+    garbage = requests.post(platform.gateway + "/v1/signing/tsa", data=b"not a query", headers={"Content-Type": "application/timestamp-query"}, timeout=10)
+    assert garbage.status_code == 400 and garbage.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(platform, kiosk, metadata, trust, tmp_path):
+    app = await plus_citizen(platform, kiosk, tmp_path, "revoked-phone")
+    rp = signing_rp(platform, "Harbour Revenue Office")
+    token = await logged_in_token(metadata, rp, app)
+    document = b"tax return 2026"
+    request = await create(platform, token, json={"document_name": "return.txt", "sha256": hashlib.sha256(document).hexdigest()})
+    await app.approve((await prompt_for(app, request["request_id"]))["approval_id"])
+    done = await wait_for(platform, token, request["request_id"], "signed")
+    signature = result_of(platform, token, request["request_id"]).content
+    serial = int(done["certificate_serial"], 16)
+    assert serial not in {e["user_certificate"].native for e in asn1_crl.CertificateList.load(crl_der(platform))["tbs_cert_list"]["revoked_certificates"]}
+
+    suspended = admin(platform, "set-state", app.profile.account_id, "suspended", "--reason", "reported stolen phone")
+    assert suspended.returncode == 0, suspended.stderr
+
+    def revoked_on_crl():
+        listed = asn1_crl.CertificateList.load(crl_der(platform))["tbs_cert_list"]["revoked_certificates"]
+        return next((e for e in listed if e["user_certificate"].native == serial), None)
+
+    entry = await eventually(revoked_on_crl, timeout_s=20)
+    assert entry["crl_entry_extensions"][0]["extn_value"].native == "certificate_hold"
+    # OpenSSL checks the CRL's signature by the issuing CA, which chains to our root.
+    (tmp_path / "crl.der").write_bytes(crl_der(platform))
+    ran = openssl("crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-CAfile", str(trust["dir"] / "issuing.pem"), "-noout")
+    assert ran.returncode == 0 and b"verify OK" in ran.stderr, ran.stderr
+
+    report = verify_api(platform, json={"cms": base64.b64encode(signature).decode(), "sha256": hashlib.sha256(document).hexdigest()}).json()
+    assert report["valid"] is False and report["signatures"][0]["revocation"]["status"] == "revoked"
+    assert report["signatures"][0]["integrity"] == {"intact": True, "valid": True}  # intact, but revoked
+    # A suspended identity cannot sign any more.
+    refused = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), timeout=10,
+                            json={"document_name": "again.txt", "sha256": hashlib.sha256(b"again").hexdigest()})
+    assert refused.status_code == 403 and refused.json()["type"].endswith("/identity-not-active"), refused.text
+
+
+async def test_basic_citizens_and_declined_requests_get_no_signature(platform, kiosk, metadata, tmp_path):
+    basic = await basic_citizen(platform, tmp_path)
+    rp = signing_rp(platform, "Harbour Licensing")
+    token = await logged_in_token(metadata, rp, basic)
+    body = {"document_name": "licence.txt", "sha256": hashlib.sha256(b"licence").hexdigest()}
+
+    async def refusal():
+        response = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), json=body, timeout=10)
+        return [response] if response.status_code == 403 else None
+
+    [refused] = await eventually(refusal, timeout_s=20)
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/assurance-too-low") and "plus" in refused.json()["detail"]
+
+    # Anonymous: the basic citizen opens the link and is refused; the relying party sees why.
+    anonymous = await create(platform, client_token(metadata, rp), json=body)
+    opened = cli(platform, basic.profile_path, "open", anonymous["app_link"])
+    assert opened.returncode == 1 and "assurance-too-low" in opened.stderr
+    status = await wait_for(platform, client_token(metadata, rp), anonymous["request_id"], "refused")
+    assert status["error"] == "assurance-too-low"
+
+    # A plus citizen who says no.
+    plus = await plus_citizen(platform, kiosk, tmp_path, "deny-phone")
+    token = await logged_in_token(metadata, rp, plus)
+    declined = await create(platform, token, json=body)
+    await plus.deny((await prompt_for(plus, declined["request_id"]))["approval_id"])
+    assert (await wait_for(platform, token, declined["request_id"], "denied"))["error"] == "access_denied"
+    assert result_of(platform, token, declined["request_id"]).status_code == 403
+
+    async def refused_events():
+        return sorted(e.data["reason"] for e in await agency_events(platform, rp["client_id"]) if e.type == "signature.refused")
+
+    async def both():
+        return len(await refused_events()) >= 2
+
+    await eventually(both, timeout_s=20)
+    assert await refused_events() == ["assurance-too-low", "denied"]
+
+
+async def test_bad_input_is_a_clear_4xx_and_changes_nothing(platform, kiosk, metadata, tmp_path):
+    rp = signing_rp(platform, "Harbour Input Checks")
+    token = client_token(metadata, rp)
+    await create(platform, token, json={"document_name": "warm-up.txt", "sha256": "ab" * 32})  # the client is known now
+
+    def post(**kwargs) -> requests.Response:
+        headers = {**bearer(token), **kwargs.pop("headers", {})}
+        return requests.post(platform.gateway + "/v1/signing/requests", headers=headers, timeout=30, **kwargs)
+
+    cases = [
+        (post(json={"document_name": "x", "sha256": "not-hex"}), 422),
+        (post(json={"document_name": "", "sha256": "ab" * 32}), 422),
+        (post(data=b"%PDF-1.7 but not really", params={"document_name": "a.pdf"}, headers={"Content-Type": PDF}), 422),
+        (post(data=b"hello", params={"document_name": "a.pdf"}, headers={"Content-Type": PDF}), 422),
+        (post(data=application_pdf(), headers={"Content-Type": PDF}), 422),  # no document name
+        (post(data=b"x" * (6 * 1024 * 1024 + 1), params={"document_name": "big.pdf"}, headers={"Content-Type": PDF}), 413),
+        (post(data=b"plain", headers={"Content-Type": "text/plain"}), 415),
+        (requests.post(platform.gateway + "/v1/signing/requests", json={"document_name": "x", "sha256": "ab" * 32}, timeout=10), 401),
+        (verify_api(platform, json={"cms": base64.b64encode(b"garbage" * 10).decode(), "sha256": "ab" * 32}), 422),
+        (verify_api(platform, data=b"%PDF-1.4 nothing", headers={"Content-Type": PDF}), 422),
+        (verify_api(platform, json={"cms": "AAAAAAAAAAAAAAAAAAAA", "sha256": "ab" * 32, "content": "AA=="}), 422),
+    ]
+    for response, expected in cases:
+        assert response.status_code == expected, (expected, response.status_code, response.text[:300])
+        assert response.headers["Content-Type"].startswith("application/problem+json"), response.text[:300]
+    # Multipart works too.
+    multipart = post(files={"document": ("form.pdf", application_pdf("multipart"), PDF)}, data={"document_name": "form.pdf"})
+    assert multipart.status_code == 201 and multipart.json()["kind"] == "pdf", multipart.text
+
+
+def test_private_keys_never_leave_the_token(platform):
+    """Every private key in the token (CA, TSA, citizens) is sensitive and non-extractable; reading one is refused."""
+    env = platform.env()
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
+    try:
+        token = pkcs11.lib(env["HARBOUR_SIGNING_PKCS11_MODULE"]).get_token(token_label=env["HARBOUR_SIGNING_TOKEN_LABEL"])
+        with token.open(user_pin=env["HARBOUR_SIGNING_HSM_PIN"]) as session:
+            keys = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+            assert len(keys) >= 3  # root, issuing CA, TSA (and the citizens' keys of the tests above)
+            for key in keys:
+                assert key[Attribute.SENSITIVE] and not key[Attribute.EXTRACTABLE]
+                assert key[Attribute.NEVER_EXTRACTABLE] and key[Attribute.ALWAYS_SENSITIVE]
+                with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+                    key[Attribute.VALUE]
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
+
