@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import async_validate_pdf_signature
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import async_playwright
 
@@ -26,6 +28,7 @@ from libs.tokens import generate_private_key, public_jwk
 
 from .citizens import enrolled_app, identity
 from .test_oidc import register
+from .test_signing import crl_der, pdfsig, root_only_context, trust  # noqa: F401 (trust is a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +72,7 @@ async def chromium():
             await browser.close()
 
 
-async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_path, site, chromium):
+async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_path, site, chromium, trust):
     person = identity(language="en")
     phone = await enrolled_app(platform, kiosk, tmp_path, person=person)
     context = await chromium.new_context(viewport=PHONE_VIEWPORT, locale="en-GB", accept_downloads=True)
@@ -91,6 +94,18 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
     print("\n" + "\n".join(steps))
     assert all(path.exists() and path.stat().st_size > 5000 for path in result.screenshots)
     assert errors == []
+
+    # The PDF the browser downloaded is the application, signed by this citizen: poppler and pyHanko agree,
+    # trusting only the platform's root.
+    signed = result.signed_pdf.read_bytes()
+    assert result.signed_pdf.name == f"{result.reference}-signed.pdf"
+    assert f"/Title (Application {result.reference})".encode() in signed
+    report = pdfsig(trust, result.signed_pdf)
+    assert "Signature Validation: Signature is Valid." in report and "Certificate Validation: Certificate is Trusted." in report, report
+    with open(result.signed_pdf, "rb") as pdf:
+        signature = PdfFileReader(pdf).embedded_signatures[0]
+        status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, crl_der(platform)))
+    assert status.intact and status.valid and status.trusted
 
 
 async def test_the_site_and_the_qr_page_in_traditional_chinese(platform, kiosk, tmp_path, site, chromium):
