@@ -25,7 +25,8 @@ from libs.devstack import load_running_stack
 from libs.tokens import generate_private_key, public_jwk
 from libs.devstack.stack import REPO_ROOT
 
-DEMO_SITE = "http://127.0.0.1:8010"
+# Where `make demo` serves the demo site (clients/relying_party); its redirect URIs are registered for it.
+DEMO_SITE = os.environ.get("HARBOUR_DEMO_SITE_URL", "http://127.0.0.1:8010")
 CLIENTS = [
     # The bank authenticates with private_key_jwt (its key file is in .dev/keys/), the tax portal with a secret.
     {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "offline_access", "formfill", "sign"],

@@ -22,10 +22,11 @@ from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import processes
 from libs.devstack.stack import REPO_ROOT
 
-from .config import DEFAULT_PORT
+from clients.seed import DEMO_SITE
+
 from .journey import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT, Journey
 
-SITE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+SITE_URL = DEMO_SITE  # http://127.0.0.1:8010 unless HARBOUR_DEMO_SITE_URL says otherwise
 CITIZEN = "chan"  # the seeded `plus` citizen: only plus identities may sign
 
 

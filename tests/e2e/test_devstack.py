@@ -141,16 +141,20 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")
 
 
+DEMO_SITE = f"http://127.0.0.1:{processes.free_port()}"
+
+
 def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     stack, _ = stack
-    env = {**os.environ, "HARBOUR_DEV_DIR": str(stack.dev_dir)}
+    env = {**os.environ, "HARBOUR_DEV_DIR": str(stack.dev_dir), "HARBOUR_DEMO_SITE_URL": DEMO_SITE}
     seeded = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert seeded.returncode == 0, seeded.stderr
     path = stack.dev_dir / "seed.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     seed = json.loads(path.read_text())
     kinds = sorted(c["kind"] for c in seed["clients"].values())
-    assert kinds == ["agency", "kiosk", "relying_party", "relying_party"]
+    assert kinds == ["agency", "kiosk", "relying_party", "relying_party", "relying_party"]
+    assert seed["clients"]["utility"]["redirect_uris"] == [f"{DEMO_SITE}/callback"]
     assert all(c["client_id"] and (c["client_secret"] or c["private_key_file"]) for c in seed["clients"].values())
     assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus"]
     assert oct(Path(seed["clients"]["bank"]["private_key_file"]).stat().st_mode & 0o777) == "0o600"
@@ -169,6 +173,28 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     again = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "keeping it" in again.stdout
     assert json.loads(path.read_text()) == seed
+
+
+def test_demo_walks_the_journey_and_leaves_the_site_running(stack):
+    """`make demo` after `make seed`: the journey headless, step by step, then the site stays up until stopped."""
+    stack, _ = stack
+    env = {**os.environ, "HARBOUR_DEV_DIR": str(stack.dev_dir), "HARBOUR_DEMO_SITE_URL": DEMO_SITE}
+    seeded = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert seeded.returncode == 0, seeded.stderr
+    demo = subprocess.run([sys.executable, "-m", "clients.relying_party.demo"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=150)
+    try:
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        for step in range(1, 10):
+            assert f"  {step}. " in demo.stdout, demo.stdout
+        assert f"open {DEMO_SITE} in a browser" in demo.stdout
+        with urllib.request.urlopen(DEMO_SITE + "/", timeout=10) as home:  # still serving after the command returned
+            assert home.status == 200 and "Harbour Power" in home.read().decode()
+    finally:
+        stopped = subprocess.run([sys.executable, "-m", "clients.relying_party.demo", "--stop"], cwd=REPO_ROOT, env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert stopped.stdout.strip() == "demo site stopped"
+    assert not processes.port_open("127.0.0.1", int(DEMO_SITE.rsplit(":", 1)[1]))
 
 
 def test_a_failed_up_stops_what_it_started(tmp_path):
