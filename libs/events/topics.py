@@ -60,6 +60,16 @@ AUDIT = Topic(
     "Security-relevant actions of every service, for the audit trail.",
     event_types=("audit.recorded",),
 )
+NOTIFICATIONS = Topic(
+    "notifications.requested",
+    "notify's API to its dispatcher: notifications ready to deliver, up to a chunk of ids per event.",
+    event_types=("notification.dispatch",),
+)
+NOTIFICATIONS_PRIORITY = Topic(
+    "notifications.priority",
+    "The same for high-priority notifications (approval prompts, security alerts), so a large batch never delays them.",
+    event_types=("notification.dispatch",),
+)
 
-ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT)
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, NOTIFICATIONS, NOTIFICATIONS_PRIORITY)
 TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

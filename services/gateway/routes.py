@@ -77,6 +77,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
     rule("*", "/v1/signing{tail*}", "signing", PUBLIC, max_body_bytes=20 * MB),
     # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
+    rule("GET", "/v1/notifications/jwks", "notify", PUBLIC),  # the keys agencies verify status callbacks with
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/inbox{tail*}", "notify", DEVICE),

@@ -74,8 +74,9 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     return body
 
 
-# A relying party acts on its own only to start anonymous journeys (form filling, signing without a login).
-ANONYMOUS_JOURNEY_SCOPES = frozenset({"formfill", "sign"})
+# A relying party acts on its own only to start anonymous journeys (form filling, signing without a login)
+# and to notify the citizens it knows (by their pairwise sub) through notify.
+ANONYMOUS_JOURNEY_SCOPES = frozenset({"formfill", "sign", "notify"})
 
 
 async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str
     if client.kind == "relying_party":
         allowed &= ANONYMOUS_JOURNEY_SCOPES
     if not allowed:
-        raise OAuthError("unauthorized_client", "client_credentials is for agencies, kiosks and anonymous form-fill or signing journeys")
+        raise OAuthError("unauthorized_client", "client_credentials is for agencies, kiosks, anonymous form-fill or signing journeys and notifications")
     requested = set(form.get("scope", "").split()) or allowed
     if not requested <= allowed:
         raise OAuthError("invalid_scope", "the client may not ask for these scopes")
