@@ -173,10 +173,12 @@ class OutboxRelay:
         self._ensured |= topics
 
     async def _mark_sent(self, ids: list[str]) -> None:
-        await self.collection.update_many(
-            {"_id": {"$in": ids}},
-            {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
-        )
+        # In slices: long `$in` lists are slow on the local MongoDB-protocol server.
+        for start in range(0, len(ids), 100):
+            await self.collection.update_many(
+                {"_id": {"$in": ids[start:start + 100]}},
+                {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
+            )
 
     async def _hold_lease(self) -> bool:
         now = datetime.now(UTC)

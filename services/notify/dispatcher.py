@@ -41,10 +41,17 @@ NOTIFY = web.AppKey("notify", Notify)
 GROUP = "notify-dispatcher"
 PRIORITY_GROUP = "notify-dispatcher-priority"
 log = get_logger("harbour.notify.dispatcher")
+IDLE_BEFORE_SWEEP_S = 5.0
+
+
+# When the dispatch consumers last handled an event: the sweepers run only once the queue is drained,
+# so a long backlog is never mistaken for lost work.
+_last_event = {"at": 0.0}
 
 
 def handler(notify: Notify):
     async def handle(event: CloudEvent, session) -> None:
+        _last_event["at"] = time.monotonic()
         if event.type == "notification.dispatch":
             started = time.perf_counter()
             outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
@@ -61,8 +68,9 @@ async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession) -> N
     while True:
         try:
             busy = await delivery.release_due(notify, settings.chunk_size)
-            busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
-            busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
+            if time.monotonic() - _last_event["at"] > IDLE_BEFORE_SWEEP_S:
+                busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
+                busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
             busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,
                                           backoff_s=settings.push_backoff_s)
             busy += await callbacks.send_due(notify, http)

@@ -2,8 +2,10 @@
 
 Both are written in the transaction that changes the status: the event
 through the outbox (`agency.<client_id>.events`, with the agency's pairwise
-`sub` and never an account id), the callback as a document the dispatcher's
-callback sender delivers with retries (callbacks.py). Platform messages
+`sub` and never an account id; one event lists every notification of a
+delivered chunk, so a 10,000 batch is 20 events, not 10,000), the callback
+(one per notification) as a document the dispatcher's callback sender
+delivers with retries (callbacks.py). Platform messages
 (approval prompts, security alerts) belong to no agency and announce nothing.
 """
 
@@ -32,14 +34,19 @@ def payload(doc: dict[str, Any], status: str, at: datetime) -> dict[str, Any]:
 
 
 async def announce(db: AsyncDatabase, session: AsyncClientSession, docs: list[dict[str, Any]], status: str, at: datetime) -> None:
+    """One `notification.status_changed` event per agency and status change: a list, so a 500-notification chunk is one event."""
     agency_docs = [d for d in docs if d["kind"] == "agency" and d.get("client_id")]
     if not agency_docs or status not in ANNOUNCED:
         return
+    by_client: dict[str, list[dict[str, Any]]] = {}
+    for doc in agency_docs:
+        by_client.setdefault(doc["client_id"], []).append(doc)
     await Outbox(db).add_many(session, [
-        (agency_topic(d["client_id"]), CloudEvent(source="/notify", type=f"notification.{status}", subject=d["_id"], data=payload(d, status, at)))
-        for d in agency_docs])
-    clients = sorted({d["client_id"] for d in agency_docs})
-    urls = {row["_id"]: row["url"] async for row in db[CALLBACK_URLS].find({"_id": {"$in": clients}}, session=session)}
+        (agency_topic(client_id), CloudEvent(source="/notify", type="notification.status_changed", subject=client_docs[0]["_id"],
+                                             data={"client_id": client_id, "status": status, "at": at.isoformat(),
+                                                   "notifications": [payload(d, status, at) for d in client_docs]}))
+        for client_id, client_docs in by_client.items()])
+    urls = {row["_id"]: row["url"] async for row in db[CALLBACK_URLS].find({"_id": {"$in": sorted(by_client)}}, session=session)}
     callbacks = [{"_id": f"{d['_id']}:{status}", "client_id": d["client_id"], "url": urls[d["client_id"]],
                   "payload": payload(d, status, at), "state": "pending", "attempts": 0, "next_attempt_at": at, "created_at": at}
                  for d in agency_docs if d["client_id"] in urls]

@@ -14,6 +14,9 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -74,11 +77,7 @@ class Agency:
         try:
             return (await eventually(attempt, timeout_s=30))[0]
         except AssertionError:
-            log = "\n".join(line for line in (self.platform.stack.log_dir / "notify.log").read_text().splitlines() if "\"request\"" not in line)[-4000:]
-            import subprocess, sys
-            dbg = subprocess.run([sys.executable, "/tmp/notify-scratch/dbg.py", self.platform.infra.mongo_uri, self.platform.database("notify"), body["sub"], self.platform.infra.kafka_bootstrap], capture_output=True, text=True, env=self.platform.env())
-            log = dbg.stdout + dbg.stderr + "\n".join(line for line in (self.platform.stack.log_dir / "auth.log").read_text().splitlines() if "warn" in line or "error" in line or "xception" in line)[-6000:]
-            raise AssertionError(f"never accepted: {self.last.status_code} {self.last.text}\n{log}") from None
+            raise AssertionError(f"never accepted: {self.last.status_code} {self.last.text}") from None
 
     def status(self, notification_id: str) -> dict:
         return self.call("GET", f"/v1/notifications/{notification_id}").json()
@@ -176,11 +175,21 @@ async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tm
     # The agency's own topic shows the same two statuses, with its pairwise sub.
     async def on_topic():
         events = [json.loads(m.value) for m in await all_messages(platform.infra.kafka_bootstrap, [agency_topic(agency.client_id)])]
-        return events if {"notification.delivered", "notification.read", "login.succeeded"} <= {e["type"] for e in events} else None
+        statuses = {e["data"]["status"] for e in events if e["type"] == "notification.status_changed"}
+        return events if {"delivered", "read"} <= statuses and "login.succeeded" in {e["type"] for e in events} else None
 
     events = await eventually(on_topic, timeout_s=20, interval_s=0.5)
-    ours = [e for e in events if e["type"].startswith("notification.")]
-    assert all(e["data"]["notification_id"] == notification_id and e["data"]["sub"] == sub for e in ours)
+    listed = [n for e in events if e["type"] == "notification.status_changed" for n in e["data"]["notifications"]]
+    assert {n["status"] for n in listed} == {"delivered", "read"}
+    assert all(n["notification_id"] == notification_id and n["sub"] == sub and n["reference"] == "R-1" for n in listed)
+
+    # The example agency consumer reads the same events from the agency's topic.
+    consumed = subprocess.run([sys.executable, "-m", "clients.agency_consumer", "--bootstrap", platform.infra.kafka_bootstrap,
+                               "--client-id", agency.client_id, "--from-beginning", "--max", str(len(events))],
+                              env=platform.env(), capture_output=True, text=True, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    printed = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert {"login.succeeded", "notification.status_changed"} <= {p["type"] for p in printed}
 
     # A service asks for an approval (as formfill and signing do): a high-priority message "approve on your phone".
     await publish_prompt(platform.infra.kafka_bootstrap, approval_request(app.profile.account_id, purpose="Open a water account"))
@@ -244,6 +253,7 @@ async def test_opt_out_suppresses_and_a_missing_placeholder_is_refused(platform,
         await mongo.close()
 
 
+@pytest.mark.timeout(420)  # a 10,000-recipient batch on a shared 2-core machine (see docs/operations.md for the figures)
 async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_recipient(platform, metadata):
     agency = Agency(platform, metadata, "Inland Revenue Department")
     template = await agency.template({"name": "Tax reminder", "placeholders": ["year"],
@@ -274,17 +284,11 @@ async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_r
         os.kill(pid, signal.SIGKILL)
         await eventually(lambda: not processes.is_alive(pid), timeout_s=10)
         assert delivered_before < 10_000
-        try:
-            await asyncio.to_thread(platform.stack.up_worker, "notify-dispatcher")
-        except TimeoutError:
-            raise AssertionError((platform.stack.log_dir / "notify-dispatcher.log").read_text()[-5000:])
-
-        try:
-            progress = await eventually(lambda: (p := agency.call("GET", f"/v1/notifications/batch/{job_id}").json())["finished"] and p,
-                                        timeout_s=240, interval_s=1.0)
-        except AssertionError:
-            log = "\n".join(l for l in (platform.stack.log_dir / "notify-dispatcher.log").read_text().splitlines() if "chunk" in l or "warn" in l or "error" in l)
-            raise AssertionError(str(agency.call("GET", f"/v1/notifications/batch/{job_id}").json()) + f" killed at {delivered_before}\n" + log[-5000:])
+        await asyncio.to_thread(platform.stack.up_worker, "notify-dispatcher")
+        started = time.monotonic()
+        progress = await eventually(lambda: (p := agency.call("GET", f"/v1/notifications/batch/{job_id}").json())["finished"] and p,
+                                    timeout_s=360, interval_s=1.0)
+        print(f"\n10,000-recipient batch delivered {time.monotonic() - started:.0f} s after the dispatcher restart")
         assert progress["counts"]["delivered"] == 10_000 and progress["processed"] == 10_000 and progress["unknown_recipients"] == 0
         rows = await db["inbox"].aggregate([{"$match": mine}, {"$group": {"_id": "$account_id", "n": {"$sum": 1}}}])
         per_account = {row["_id"]: row["n"] async for row in rows}
@@ -320,8 +324,9 @@ async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platf
         data = event["data"]
         if "client_id" in data:
             assert data["client_id"] == client_id, (message.topic, event["type"])
-        if data.get("sub"):
-            assert sector_of_sub.get(data["sub"], sectors[client_id]) == sectors[client_id], (message.topic, event["type"])
+        for sub in [data.get("sub")] + [n.get("sub") for n in data.get("notifications", [])]:
+            if sub:
+                assert sector_of_sub.get(sub, sectors[client_id]) == sectors[client_id], (message.topic, event["type"])
         strings = set(_strings(event))
         assert not strings & account_ids, (message.topic, event["type"])
         checked += 1
