@@ -36,7 +36,7 @@ def _version(request: web.Request) -> int | None:
     raw = request.query.get("version")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
         raise Problem("version is a positive integer", status=400, slug="bad-version", title="Bad version")
     return int(raw)
 

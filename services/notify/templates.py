@@ -88,6 +88,8 @@ def variables(source: str) -> set[str]:
         return meta.find_undeclared_variables(_ENV.parse(source))
     except jinja2.TemplateSyntaxError as exc:
         raise Refused("template-syntax", f"template syntax error at line {exc.lineno}: {exc.message}", 400) from None
+    except RecursionError:
+        raise Refused("template-syntax", "the template nests too deeply", 400) from None
 
 
 def check(body: TemplateBody) -> None:
