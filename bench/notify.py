@@ -44,8 +44,9 @@ async def end_to_end(stack: DevStack, n: int) -> float:
     async with aiohttp.ClientSession() as http:
         async with http.post(gateway + "/v1/clients", json={"client_name": "Bench Agency", "kind": "agency", "scope": "notify"}) as r:
             agency = await r.json()
+        basic = aiohttp.encode_basic_auth(agency["client_id"], agency["client_secret"])
         async with http.post(gateway + "/oidc/token", data={"grant_type": "client_credentials", "scope": "notify"},
-                             auth=aiohttp.BasicAuth(agency["client_id"], agency["client_secret"])) as r:
+                             headers={"Authorization": basic}) as r:
             headers = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
         async with http.post(gateway + "/v1/templates", headers=headers, json={
                 "name": "Bench", "placeholders": ["n"], "content": {"en": {"subject": "Bench {{ n }}", "body": "Message {{ n }}."}}}) as r:
