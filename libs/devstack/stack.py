@@ -53,6 +53,7 @@ class StackConfig:
             kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", 9092)),
             mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", 27017)),
             service_ports=ports,
+            worker_ports={"notify-dispatcher": int(os.environ.get("HARBOUR_NOTIFY_DISPATCHER_PORT", 8013))},
         )
 
     @classmethod

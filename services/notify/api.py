@@ -165,8 +165,10 @@ async def show_notification(request: web.Request) -> web.Response:
 async def list_inbox(request: web.Request) -> web.Response:
     n = request.app[NOTIFY]
     citizen = await device(request, n.jwks, n.settings.issuer)
-    unread = request.query.get("unread", "false").lower() in ("1", "true", "yes")
-    return web.json_response({"messages": await inbox.list_items(n, citizen, unread_only=unread)}, headers={"Cache-Control": "no-store"})
+    unread = request.query.get("unread", "false")
+    if unread not in ("true", "false"):
+        raise Problem("unread is true or false", status=400, slug="bad-query", title="Bad query")
+    return web.json_response({"messages": await inbox.list_items(n, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/v1/inbox/stream")
