@@ -29,7 +29,7 @@ from libs.devstack.stack import REPO_ROOT
 DEMO_SITE = os.environ.get("HARBOUR_DEMO_SITE_URL", "http://127.0.0.1:8010")
 CLIENTS = [
     # The bank authenticates with private_key_jwt (its key file is in .dev/keys/), the tax portal with a secret.
-    {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "offline_access", "formfill", "sign"],
+    {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "offline_access", "formfill", "sign", "notify"],
      "redirect_uris": [f"{DEMO_SITE}/bank/callback"], "auth_method": "private_key_jwt"},
     {"key": "tax", "kind": "relying_party", "name": "Harbour Tax Portal", "scopes": ["openid", "offline_access", "formfill"],
      "redirect_uris": [f"{DEMO_SITE}/tax/callback"]},

@@ -92,7 +92,8 @@ def platform(infra):
                    # Short enough that a test can watch an unread release expire.
                    "HARBOUR_FORMFILL_RESULT_TTL_S": "12"},
     )
-    config.service_ports = StackConfig.free_ports(run_dir).service_ports
+    ports = StackConfig.free_ports(run_dir)
+    config.service_ports, config.worker_ports = ports.service_ports, ports.worker_ports
     stack = DevStack(config)
     try:
         stack.up_services()

@@ -60,7 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("devices", help="list this account's devices")
     revoke = commands.add_parser("revoke", help="revoke a device of this account")
     revoke.add_argument("device_id")
+    inbox = commands.add_parser("inbox", help="list the messages agencies and the platform sent, newest first")
+    inbox.add_argument("--unread", action="store_true")
+    read = commands.add_parser("read", help="mark a message read (the agency learns it was read)")
+    read.add_argument("item_id")
+    prefs = commands.add_parser("preferences", help="show the notification preferences, or change them with the options")
+    prefs.add_argument("--language", choices=["en", "zh-HK", "zh-CN"])
+    prefs.add_argument("--push", choices=["on", "off"], help="push to the phone besides the inbox")
+    prefs.add_argument("--opt-out", action="append", default=[], metavar="CLIENT_ID", help="suppress an agency's messages")
+    prefs.add_argument("--opt-in", action="append", default=[], metavar="CLIENT_ID", help="receive an agency's messages again")
+    prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="Hong Kong time; 'off' to clear")
     return parser
+
+
+async def preferences_command(app: CitizenApp, args: argparse.Namespace) -> dict:
+    current = await app.preferences()
+    changes: dict = {}
+    if args.language:
+        changes["language"] = args.language
+    if args.push:
+        changes["channels"] = ["inbox", "push"] if args.push == "on" else ["inbox"]
+    if args.opt_out or args.opt_in:
+        changes["opted_out"] = sorted((set(current["opted_out"]) | set(args.opt_out)) - set(args.opt_in))
+    if args.quiet_hours:
+        if args.quiet_hours == "off":
+            changes["quiet_hours"] = None
+        else:
+            start, _, end = args.quiet_hours.partition("-")
+            changes["quiet_hours"] = {"start": start, "end": end}
+    return await app.set_preferences(**changes) if changes else current
 
 
 async def run(args: argparse.Namespace) -> object:
@@ -106,6 +134,12 @@ async def run(args: argparse.Namespace) -> object:
     if args.command == "revoke":
         await app.revoke(args.device_id)
         return {"revoked": args.device_id}
+    if args.command == "inbox":
+        return await app.inbox(unread_only=args.unread)
+    if args.command == "read":
+        return await app.read(args.item_id)
+    if args.command == "preferences":
+        return await preferences_command(app, args)
     raise AssertionError(args.command)
 
 

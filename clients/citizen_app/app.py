@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json as json_module  # `json` is a parameter name of _call
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +172,44 @@ class CitizenApp:
 
     async def revoke(self, device_id: str) -> None:
         await self._call("DELETE", f"/v1/devices/{device_id}", token=await self.device_token())
+
+    # -- inbox and notification preferences --------------------------------
+
+    async def inbox(self, *, unread_only: bool = False) -> list[dict[str, Any]]:
+        query = "?unread=true" if unread_only else ""
+        return (await self._call("GET", "/v1/inbox" + query, token=await self.device_token()))["messages"]
+
+    async def read(self, item_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/inbox/{item_id}/read", token=await self.device_token())
+
+    async def preferences(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/preferences", token=await self.device_token())
+
+    async def set_preferences(self, **changes: Any) -> dict[str, Any]:
+        """Change some preferences, keep the rest (the API replaces the whole document)."""
+        current = await self.preferences()
+        wanted = {k: current[k] for k in ("language", "channels", "opted_out", "quiet_hours")} | changes
+        return await self._call("PUT", "/v1/preferences", json=wanted, token=await self.device_token())
+
+    async def stream(self):
+        """The live inbox (server-sent events): yields each new message as it arrives; comments are skipped."""
+        token = await self.device_token()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(self.base + "/v1/inbox/stream", headers={"Authorization": f"Bearer {token}",
+                                                                             "Accept": "text/event-stream"}) as response:
+                if response.status >= 400:
+                    raise AppError(response.status, await response.json(content_type=None))
+                data: list[str] = []
+                async for raw in response.content:
+                    line = raw.decode().rstrip("\r\n")
+                    if line.startswith(":"):
+                        yield {"comment": line[1:].strip()}
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield json_module.loads("\n".join(data))
+                        data = []
 
     def _save(self) -> None:
         if self.profile_path is not None:

@@ -20,6 +20,7 @@ def _generate() -> dict[str, str]:
         "HARBOUR_AUTH_HASH_KEY": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
         "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
         "HARBOUR_FORMFILL_KEK": new_key_value("vault-1"),
+        "HARBOUR_NOTIFY_KEK": new_key_value("notify-1"),
         "HARBOUR_FORMFILL_SEALING_KEY": json.dumps(sealing),
         "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": json.dumps(public_jwk(sealing)),
         "HARBOUR_ADMIN_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),

@@ -29,6 +29,8 @@ from .secrets import dev_secrets
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Start order: the gateway last, so its upstreams are there when it becomes ready.
 SERVICES = ("auth", "formfill", "notify", "signing", "gateway")
+# Workers: processes of a service that serve no API (health and metrics only), started after the services.
+WORKERS = {"notify-dispatcher": "services.notify.dispatcher"}
 
 
 @dataclass
@@ -37,6 +39,7 @@ class StackConfig:
     kafka_port: int = 9092
     mongo_port: int = 27017
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    worker_ports: dict[str, int] = field(default_factory=lambda: {"notify-dispatcher": 8013})
     # Databases are named <prefix><service>; tests use their own prefix on a shared server.
     db_prefix: str = "harbour_"
     # More environment for every service (tests raise the gateway's rate limits, say).
@@ -50,6 +53,7 @@ class StackConfig:
             kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", 9092)),
             mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", 27017)),
             service_ports=ports,
+            worker_ports={"notify-dispatcher": int(os.environ.get("HARBOUR_NOTIFY_DISPATCHER_PORT", 8013))},
         )
 
     @classmethod
@@ -60,6 +64,7 @@ class StackConfig:
             kafka_port=processes.free_port(),
             mongo_port=processes.free_port(),
             service_ports={name: processes.free_port() for name in SERVICES},
+            worker_ports={name: processes.free_port() for name in WORKERS},
         )
 
     @property
@@ -97,7 +102,12 @@ class StackConfig:
             env[f"HARBOUR_{name.upper()}_DB"] = f"{self.db_prefix}{name}"
             env[f"HARBOUR_{name.upper()}_PORT"] = str(self.service_ports[name])
             env[f"HARBOUR_{name.upper()}_URL"] = self.service_url(name)
+        for name, port in self.worker_ports.items():
+            env[f"HARBOUR_{name.upper().replace('-', '_')}_PORT"] = str(port)
         return env
+
+    def worker_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.worker_ports[name]}"
 
 
 def _noida_binary() -> str:
@@ -159,8 +169,19 @@ class DevStack:
             pid_file=self.run_dir / f"{name}.pid",
         )
 
+    def worker_spec(self, name: str) -> ProcessSpec:
+        return ProcessSpec(
+            name=name,
+            argv=[sys.executable, "-m", WORKERS[name]],
+            marker=WORKERS[name],
+            cwd=REPO_ROOT,
+            env=self.config.service_env(),
+            log_file=self.log_dir / f"{name}.log",
+            pid_file=self.run_dir / f"{name}.pid",
+        )
+
     def all_specs(self) -> list[ProcessSpec]:
-        return [self.kafka_spec(), self.mongo_spec(), *(self.service_spec(n) for n in SERVICES)]
+        return [self.kafka_spec(), self.mongo_spec(), *(self.service_spec(n) for n in SERVICES), *(self.worker_spec(n) for n in WORKERS)]
 
     # -- life cycle ----------------------------------------------------------
 
@@ -191,6 +212,21 @@ class DevStack:
             )
             if not processes.is_alive(pid):
                 raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
+        for name in WORKERS:
+            self.up_worker(name, timeout_s)
+
+    def up_worker(self, name: str, timeout_s: float = 90.0) -> int:
+        """Start one worker (again, after a test killed it) and wait until it is ready."""
+        pid = processes.start(self.worker_spec(name))
+        url = self.config.worker_url(name) + "/readyz"
+        processes.wait_until(
+            lambda: processes.http_ok(url) or not processes.is_alive(pid),
+            timeout_s=timeout_s,
+            what=f"{name} to be ready at {url}",
+        )
+        if not processes.is_alive(pid):
+            raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
+        return pid
 
     def up(self) -> float:
         """Start everything; if any part fails to come up, stop what was started and re-raise."""
@@ -215,6 +251,10 @@ class DevStack:
     def down_services(self) -> list[str]:
         """Stop the services, the gateway first, so no request reaches a stopped upstream."""
         stopped = []
+        for name in WORKERS:
+            spec = self.worker_spec(name)
+            if processes.stop(spec.pid_file, spec.marker):
+                stopped.append(name)
         for name in reversed(SERVICES):
             spec = self.service_spec(name)
             if processes.stop(spec.pid_file, spec.marker):
@@ -247,6 +287,7 @@ def load_running_stack(dev_dir: Path) -> DevStack | None:
         kafka_port=state["kafka_port"],
         mongo_port=state["mongo_port"],
         service_ports=state["service_ports"],
+        worker_ports=state.get("worker_ports", {"notify-dispatcher": 8013}),
         db_prefix=state.get("db_prefix", "harbour_"),
     )
     stack = DevStack(config)

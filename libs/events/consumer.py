@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -73,6 +73,7 @@ class EventConsumer:
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
         security: KafkaSecurity | None = None,
+        assign_all_partitions: bool = False,
     ) -> None:
         self.service = service
         self.group = group
@@ -83,8 +84,12 @@ class EventConsumer:
         self.dlq_producer = dlq_producer
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
+        # A worker that must survive SIGKILL takes every partition itself instead of joining the group's
+        # rebalance (offsets are still committed to the group): the local broker never evicts a member
+        # killed without leaving, so its replacement would wait for it forever.
+        self.assign_all_partitions = assign_all_partitions
         self.consumer = AIOKafkaConsumer(
-            *self.topics,
+            *([] if assign_all_partitions else self.topics),
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=f"harbour-{service}-{group}",
@@ -98,6 +103,10 @@ class EventConsumer:
 
     async def start(self) -> None:
         await self.consumer.start()
+        if self.assign_all_partitions:
+            await self.consumer.topics()  # fetches the metadata partitions_for_topic reads
+            self.consumer.assign([TopicPartition(topic, p) for topic in self.topics
+                                  for p in sorted(self.consumer.partitions_for_topic(topic) or ())])
 
     async def stop(self) -> None:
         await self.consumer.stop()

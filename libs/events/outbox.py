@@ -19,18 +19,20 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
+from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
-from .kafka import PRODUCER
+from .kafka import PRODUCER, ensure_topics
+from .topics import Topic
 from .metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 OUTBOX_COLLECTION = "outbox"
@@ -62,19 +64,25 @@ class Outbox:
         self, session: AsyncClientSession, topic: str, event: CloudEvent, *, key: str | None = None
     ) -> None:
         """Record `event` for `topic` inside the caller's transaction. `key` picks the partition (ordering)."""
-        await self.collection.insert_one(
-            {
-                "_id": event.id,
-                "topic": topic,
-                "key": key if key is not None else event.subject,
-                "type": event.type,
-                "value": event.to_json(),
-                "created_at": datetime.now(UTC),
-                "seq": _next_seq(),
-                "pending": True,
-            },
-            session=session,
-        )
+        await self.collection.insert_one(_document(topic, event, key), session=session)
+
+    async def add_many(self, session: AsyncClientSession, items: list[tuple[str, CloudEvent]]) -> None:
+        """Record many (topic, event) pairs in one round trip (bulk senders: thousands of status events)."""
+        if items:
+            await self.collection.insert_many([_document(topic, event, None) for topic, event in items], session=session)
+
+
+def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
+    return {
+        "_id": event.id,
+        "topic": topic,
+        "key": key if key is not None else event.subject,
+        "type": event.type,
+        "value": event.to_json(),
+        "created_at": datetime.now(UTC),
+        "seq": _next_seq(),
+        "pending": True,
+    }
 
 
 class OutboxRelay:
@@ -87,6 +95,8 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 0.5,
         lease_ttl_s: float = 10.0,
+        create_topics_at: str | None = None,
+        kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self.db = db
         self.collection = db[OUTBOX_COLLECTION]
@@ -98,6 +108,12 @@ class OutboxRelay:
         self.lease_ttl_s = lease_ttl_s
         self.owner = f"{service}:{os.getpid()}:{os.urandom(4).hex()}"
         self._wake = asyncio.Event()
+        # Locally (no Strimzi), per-agency topics are created before their first event is published:
+        # a broker auto-creating a topic on produce answers NotLeaderForPartition, which leaves the
+        # idempotent producer out of sequence for good.
+        self.create_topics_at = create_topics_at
+        self.kafka_security = kafka_security
+        self._ensured: set[str] = set()
 
     def notify(self) -> None:
         """Wake the relay now (call after a transaction that added events commits)."""
@@ -127,6 +143,7 @@ class OutboxRelay:
         )
         if not pending:
             return 0
+        await self._ensure_agency_topics({doc["topic"] for doc in pending})
         # Enqueue the whole batch, then wait for every acknowledgement: one
         # round trip per batch, and per-key order kept by the idempotent producer.
         acks = [
@@ -144,11 +161,28 @@ class OutboxRelay:
             EVENTS_PUBLISHED.labels(self.service, doc["topic"]).inc()
         return len(pending)
 
+    async def _ensure_agency_topics(self, topics: set[str]) -> None:
+        wanted = {t for t in topics - self._ensured if t.startswith("agency.")}
+        if self.create_topics_at and wanted:
+            await ensure_topics(self.create_topics_at, [Topic(t, "an agency's own events", partitions=1) for t in sorted(wanted)],
+                                with_dlq=False, security=self.kafka_security)
+            # Publish only once the producer knows each new partition's leader.
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                await self.producer.client.force_metadata_update()
+                cluster = self.producer.client.cluster
+                if all(cluster.leader_for_partition(TopicPartition(t, 0)) not in (None, -1) for t in wanted):
+                    break
+                await asyncio.sleep(0.1)
+        self._ensured |= topics
+
     async def _mark_sent(self, ids: list[str]) -> None:
-        await self.collection.update_many(
-            {"_id": {"$in": ids}},
-            {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
-        )
+        # In slices: long `$in` lists are slow on the local MongoDB-protocol server.
+        for start in range(0, len(ids), 100):
+            await self.collection.update_many(
+                {"_id": {"$in": ids[start:start + 100]}},
+                {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
+            )
 
     async def _hold_lease(self) -> bool:
         now = datetime.now(UTC)
@@ -194,7 +228,10 @@ def install_outbox_relay(app: web.Application) -> None:
     async def relay_lifecycle(app: web.Application):
         db = app[DATABASE]
         await apply_indexes(db, OUTBOX_INDEXES)
-        relay = OutboxRelay(db, app[PRODUCER], service=app[SETTINGS].service)
+        settings = app[SETTINGS]
+        relay = OutboxRelay(db, app[PRODUCER], service=settings.service,
+                            create_topics_at=settings.kafka_bootstrap if settings.kafka_create_topics else None,
+                            kafka_security=settings.kafka_security)
         app[OUTBOX_RELAY] = relay
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         yield

@@ -66,5 +66,17 @@ SIGNING = Topic(
     event_types=("certificate.issued", "certificate.revoked"),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, SIGNING)
+NOTIFICATIONS = Topic(
+    "notifications.requested",
+    "notify's API to its dispatcher: notifications ready to deliver, up to a chunk of ids per event.",
+    event_types=("notification.dispatch",),
+)
+NOTIFICATIONS_PRIORITY = Topic(
+    "notifications.priority",
+    "The same for high-priority notifications (approval prompts, security alerts), so a large batch never delays them.",
+    event_types=("notification.dispatch",),
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, SIGNING, NOTIFICATIONS,
+                               NOTIFICATIONS_PRIORITY)
 TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

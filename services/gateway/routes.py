@@ -87,6 +87,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/signing/requests/{request_id}", "signing", bearer("sign")),
     rule("GET", "/v1/signing/requests/{request_id}/result", "signing", bearer("sign")),
     # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
+    rule("GET", "/v1/notifications/jwks", "notify", PUBLIC),  # the keys agencies verify status callbacks with
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/inbox{tail*}", "notify", DEVICE),

@@ -1,6 +1,48 @@
-"""Topics the notify service publishes to or consumes from (see docs/events.md)."""
+"""Topics notify publishes and consumes (docs/events.md), and the API process's event handler.
 
-from libs.events.topics import IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT
+The API process keeps the projections (who a sub is, an agency's name and
+sector, a citizen's language and state) and turns platform events into
+high-priority messages. The dispatcher process consumes the dispatch topics
+(dispatcher.py).
+"""
+
+from __future__ import annotations
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events import CloudEvent
+from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
+
+from . import prompts
+from .context import Notify
+from .store import ACCOUNTS, SUBJECTS
+from .store import CLIENTS as CLIENTS_COLLECTION
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
-TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT)
+TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT, NOTIFICATIONS, NOTIFICATIONS_PRIORITY)
+CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_REQUESTED.name, AUDIT.name)
+CONSUMER_GROUP = "notify"
+
+
+def handler(notify: Notify):
+    async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
+        data = event.data
+        db = notify.db
+        if event.type == "identity.enrolled":
+            await db[ACCOUNTS].update_one({"_id": data["account_id"]}, {"$set": {
+                "language": data.get("language", "en"), "state": data.get("state", "pending")}}, upsert=True, session=session)
+        elif event.type == "identity.state_changed":
+            await db[ACCOUNTS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
+        elif event.type == "identity.subject_assigned":
+            await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
+                                          upsert=True, session=session)
+            await prompts.on_new_service(notify, session, data["account_id"], data["sector"])
+        elif event.type in ("client.registered", "client.updated"):
+            await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
+                "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
+        elif event.type == "approval.requested":
+            await prompts.on_approval_requested(notify, session, data)
+        elif event.type == "audit.recorded" and event.source == "/auth" and data.get("action") == "device.activate" and event.subject:
+            await prompts.on_device_activated(notify, session, event.subject, event.time)
+
+    return handle

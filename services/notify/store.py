@@ -1,6 +1,51 @@
-"""The notify service's own collections and their indexes (database `harbour_notify`)."""
+"""notify's collections (database `harbour_notify`) and their indexes.
 
-from libs.store import IndexSpec
+Modelled on GOV.UK Notify's nouns: templates (versioned), notifications (one
+per recipient, with a status life cycle), jobs (batches). Personalisation and
+rendered messages are personal data: stored encrypted (libs/crypto), never in
+the clear.
+"""
 
-# The outbox and processed-event indexes are declared by libs/events itself.
-INDEXES: tuple[IndexSpec, ...] = ()
+from libs.store import index
+
+# `$in` lists are kept this short: the local MongoDB-protocol server slows down super-linearly with longer ones.
+IN_CHUNK = 100
+
+
+def chunks(ids: list, size: int = IN_CHUNK) -> list[list]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+TEMPLATES = "templates"          # one document per (template, version): immutable once written
+NOTIFICATIONS = "notifications"  # one per recipient; status created → sending → delivered/failed/suppressed → read
+JOBS = "jobs"                    # batch sends and their totals
+IDEMPOTENCY = "idempotency"      # (client, Idempotency-Key) -> the request's hash and what it created
+INBOX = "inbox"                  # the citizen's in-app messages, exactly one per notification
+PUSHES = "pushes"                # pushes handed to the push adapter (the local adapter's record), with retries
+CALLBACKS = "callbacks"          # status callbacks waiting to be delivered to agencies, with retries
+CALLBACK_URLS = "callback_urls"  # agency client id -> its registered status callback URL
+PREFERENCES = "preferences"      # account id -> language, channels, opted-out agencies, quiet hours
+ACCOUNTS = "accounts"            # projection of identity.events: account id -> language, state
+SUBJECTS = "subjects"            # projection of identity.subject_assigned: (sub, sector) -> account
+CLIENTS = "clients"              # projection of clients.events: client id -> name, kind, sector
+CALLBACK_KEYS = "callback_keys"  # notify's ES256 keys signing callbacks (JWKS at /v1/notifications/jwks)
+
+INDEXES = (
+    index(TEMPLATES, "template_id", "-version", unique=True),
+    index(TEMPLATES, "client_id", "created_at"),
+    index(NOTIFICATIONS, "job_id", "status"),
+    # The dispatcher's scheduler: notifications waiting for their time (scheduled sends, quiet hours).
+    index(NOTIFICATIONS, "status", "due_at"),
+    # ... and the sweeper: notifications left `sending` by a crashed delivery attempt.
+    index(NOTIFICATIONS, "status", "updated_at"),
+    index(JOBS, "status", "updated_at"),
+    index(IDEMPOTENCY, "created_at", expire_after_s=24 * 3600),
+    # Exactly one inbox item per notification, whatever the dispatcher's crashes and redeliveries.
+    index(INBOX, "notification_id", unique=True),
+    index(INBOX, "account_id", "-delivered_at"),
+    index(PUSHES, "notification_id", unique=True),
+    index(PUSHES, "status", "next_attempt_at"),
+    index(CALLBACKS, "status", "next_attempt_at"),
+    index(SUBJECTS, "sector", "account_id"),
+    index(CLIENTS, "sector"),
+    index(CALLBACK_KEYS, "status"),
+)

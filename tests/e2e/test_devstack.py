@@ -33,6 +33,7 @@ def devstack(command: str, config: StackConfig) -> subprocess.CompletedProcess:
         "HARBOUR_KAFKA_PORT": str(config.kafka_port),
         "HARBOUR_MONGO_PORT": str(config.mongo_port),
         **{f"HARBOUR_{name.upper()}_PORT": str(port) for name, port in config.service_ports.items()},
+        **{f"HARBOUR_{name.upper().replace('-', '_')}_PORT": str(port) for name, port in config.worker_ports.items()},
     }
     return subprocess.run(
         [sys.executable, "-m", "libs.devstack", command],
@@ -127,7 +128,7 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert all(pid is not None for pid in pids)
     down = devstack("down", config)
     assert down.returncode == 0
-    assert "stopped: gateway, signing, notify, formfill, auth, mongodb, kafka" in down.stdout
+    assert "stopped: notify-dispatcher, gateway, signing, notify, formfill, auth, mongodb, kafka" in down.stdout
     deadline = time.monotonic() + 10
     while any(processes.is_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -135,7 +136,7 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert not any(processes.port_open("127.0.0.1", port) for port in config.service_ports.values())
     assert all(pid is None for pid in stack.status().values())
     # Graceful: each service finished its shutdown (cleanup contexts ran) rather than being killed.
-    for name in SERVICES:
+    for name in (*SERVICES, "notify-dispatcher"):
         last = json.loads((stack.log_dir / f"{name}.log").read_text().splitlines()[-1])
         assert last["event"] == "stopped", (name, last)
     assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")

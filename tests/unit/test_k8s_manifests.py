@@ -49,7 +49,7 @@ SECRET_VARS = {
     "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
              "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"},
     "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY"},
-    "notify": {"HARBOUR_MONGO_URI"},
+    "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK"},
     "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK"},
 }
 ALL_SECRET_VARS = set().union(*SECRET_VARS.values())
@@ -619,8 +619,9 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
         "formfill": (set(formfill_events.CONSUMED), formfill_events.CONSUMER_GROUP),
         "signing": (set(signing_events.CONSUMED), signing_events.CONSUMER_GROUP),
     }
+    dispatch = {"notifications.requested", "notifications.priority"}  # notify's own, between its API and dispatcher
     publishes = {"auth": {t.name for t in auth_events.TOPICS}, "formfill": {"approvals.requested", "audit.events"},
-                 "notify": {"audit.events"}, "signing": {"approvals.requested", "audit.events", "signing.events"}}
+                 "notify": {"audit.events"} | dispatch, "signing": {"approvals.requested", "audit.events", "signing.events"}}
     for service in BACKENDS:
         user = named(docs, "KafkaUser", f"harbour-{service}")
         index = acl_index(user)
@@ -629,7 +630,7 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
             if kind == "topic" and pattern == "literal":
                 assert name in known, f"{service}: ACL on unknown topic {name}"
             if kind == "topic" and pattern == "prefix":
-                assert service in ("formfill", "signing") and name == "agency.", f"{service}: prefix ACL {name}"
+                assert service in ("formfill", "signing", "auth", "notify") and name == "agency.", f"{service}: prefix ACL {name}"
         for topic in publishes[service]:
             assert {"Write", "Describe"} <= index[("topic", topic, "literal")], f"{service} publishes {topic}"
         groups = [name for (kind, name, pattern) in index if kind == "group"]

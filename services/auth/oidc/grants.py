@@ -74,9 +74,8 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     return body
 
 
-# A relying party acts on its own only to start anonymous journeys (form filling, signing without a login).
-# What a relying party may do without a citizen present: anonymous form-fill or signing journeys, and
-# notifying its own users (addressed by the pairwise identifiers it already knows).
+# A relying party acts on its own only to start anonymous journeys (form filling, signing without a login)
+# and to notify the citizens it knows (by their pairwise sub) through notify.
 RELYING_PARTY_CLIENT_SCOPES = frozenset({"formfill", "sign", "notify"})
 
 

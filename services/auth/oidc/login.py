@@ -23,7 +23,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.approvals import ApprovalRequest, Requester
-from libs.events import CloudEvent, Outbox
+from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
 from libs.events.topics import LOGINS
 
@@ -139,8 +139,10 @@ async def on_decision(
     if decision != "approve":
         LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
         await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied"}}, session=session)
-        await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id,
-                                                           data={"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}))
+        failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
+        await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id, data=failed))
+        # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
+        await outbox.add(session, agency_topic(client_id), CloudEvent(source="/auth", type="login.failed", subject=client_id, data=failed))
         if doc["kind"] == "browser":
             return {"redirect_to": _response_url(doc, {"error": "access_denied", "error_description": "the citizen declined"}, auth.settings.issuer)}
         return {}
@@ -166,8 +168,10 @@ async def on_decision(
          "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.session_ttl_s)},
         session=session,
     )
-    await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.succeeded", subject=client_id,
-                                                       data={"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}))
+    succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
+    await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
+    # The agency's own topic: its pairwise sub only, never the account id.
+    await outbox.add(session, agency_topic(client_id), CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
     await record_audit(outbox, session, service="auth", subject=account["_id"], action="login", actor=approval.get("device_id", "device"),
                        client_id=client_id)
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid}

@@ -1,0 +1,137 @@
+"""Notifications end to end: a 10,000-recipient batch, next to the raw rates of the database and the broker.
+
+    .venv/bin/python bench/notify.py [--recipients 10000]
+
+Starts its own private stack on free ports (services, dispatcher, broker,
+database), registers an agency, seeds the recipients into notify's
+projections (as tests/e2e/test_notify.py does), POSTs one batch through the
+gateway and times it until every notification is delivered to an inbox. In
+the same run it measures the database's raw insert rate (documents of the
+same size, 1,000 per insert_many) and the broker's raw produce (acks=all,
+idempotent) and consume rates, and prints the three side by side. Loopback
+only; stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+
+from libs.devstack import DevStack, StackConfig  # noqa: E402
+from libs.devstack.stack import REPO_ROOT  # noqa: E402
+from libs.events import create_producer, ensure_topics  # noqa: E402
+from libs.events.topics import Topic  # noqa: E402
+from libs.store import create_client  # noqa: E402
+
+
+async def end_to_end(stack: DevStack, n: int) -> float:
+    gateway = stack.config.service_url("gateway")
+    mongo = create_client(stack.config.mongo_uri)
+    db = mongo[f"{stack.config.db_prefix}notify"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway + "/v1/clients", json={"client_name": "Bench Agency", "kind": "agency", "scope": "notify"}) as r:
+            agency = await r.json()
+        basic = aiohttp.encode_basic_auth(agency["client_id"], agency["client_secret"])
+        async with http.post(gateway + "/oidc/token", data={"grant_type": "client_credentials", "scope": "notify"},
+                             headers={"Authorization": basic}) as r:
+            headers = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+        async with http.post(gateway + "/v1/templates", headers=headers, json={
+                "name": "Bench", "placeholders": ["n"], "content": {"en": {"subject": "Bench {{ n }}", "body": "Message {{ n }}."}}}) as r:
+            template = await r.json()
+        while (client := await db["clients"].find_one({"_id": agency["client_id"]})) is None:
+            await asyncio.sleep(0.1)
+        run = uuid.uuid4().hex[:8]
+        await db["subjects"].insert_many([{"_id": f"b-{run}-{i}", "sector": client["sector"], "account_id": f"a-{run}-{i}"} for i in range(n)])
+        await db["accounts"].insert_many([{"_id": f"a-{run}-{i}", "language": "en", "state": "active"} for i in range(n)])
+        body = {"template_id": template["template_id"], "recipients": [{"sub": f"b-{run}-{i}", "personalisation": {"n": str(i)}} for i in range(n)]}
+        started = time.perf_counter()
+        async with http.post(gateway + "/v1/notifications/batch", headers=headers, json=body) as r:
+            job = await r.json()
+            assert r.status == 201, job
+        while True:
+            async with http.get(gateway + f"/v1/notifications/batch/{job['job_id']}", headers=headers) as r:
+                progress = await r.json()
+            if progress["finished"]:
+                break
+            await asyncio.sleep(0.25)
+        elapsed = time.perf_counter() - started
+    await mongo.close()
+    assert progress["counts"]["delivered"] == n, progress
+    return n / elapsed
+
+
+async def database_inserts(stack: DevStack, n: int) -> float:
+    mongo = create_client(stack.config.mongo_uri)
+    collection = mongo[f"bench_raw_{uuid.uuid4().hex[:6]}"]["docs"]
+    docs = [{"_id": f"d{i}", "payload": os.urandom(180), "status": "sending", "job_id": "j"} for i in range(n)]
+    started = time.perf_counter()
+    for i in range(0, n, 1000):
+        await collection.insert_many(docs[i:i + 1000])
+    elapsed = time.perf_counter() - started
+    await mongo.close()
+    return n / elapsed
+
+
+async def broker_rates(stack: DevStack, n: int) -> tuple[float, float]:
+    topic = f"bench.raw.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(stack.config.kafka_bootstrap, [Topic(topic, "bench", partitions=3)], with_dlq=False)
+    producer = create_producer(stack.config.kafka_bootstrap, "bench")
+    await producer.start()
+    value = os.urandom(300)
+    started = time.perf_counter()
+    acks = [await producer.send(topic, value, key=str(i).encode()) for i in range(n)]
+    await asyncio.gather(*acks)
+    produce = n / (time.perf_counter() - started)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.config.kafka_bootstrap, auto_offset_reset="earliest",
+                                group_id=f"bench-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
+    await consumer.start()
+    got, started = 0, time.perf_counter()
+    while got < n:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+        got += sum(len(m) for m in batches.values())
+    consume = n / (time.perf_counter() - started)
+    await consumer.stop()
+    return produce, consume
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipients", type=int, default=10_000)
+    args = parser.parse_args()
+    if not 1 <= args.recipients <= 10_000:
+        parser.error("--recipients must be between 1 and 10000")
+    temp = tempfile.mkdtemp(prefix="bench-notify-", dir=REPO_ROOT / ".dev" if (REPO_ROOT / ".dev").exists() else None)
+    stack = DevStack(StackConfig.free_ports(Path(temp)))
+    print("starting a private stack...", flush=True)
+    stack.up()
+    try:
+        e2e = asyncio.run(end_to_end(stack, args.recipients))
+        inserts = asyncio.run(database_inserts(stack, args.recipients))
+        produce, consume = asyncio.run(broker_rates(stack, args.recipients))
+    finally:
+        stack.down()
+        shutil.rmtree(temp, ignore_errors=True)
+    print(f"{args.recipients} recipients, one batch, same run")
+    print(f"{'end to end (POST batch → all in inboxes)':45} {e2e:10.0f} notifications/s")
+    print(f"{'database raw insert (insert_many of 1,000)':45} {inserts:10.0f} documents/s")
+    print(f"{'broker raw produce (acks=all, idempotent)':45} {produce:10.0f} messages/s")
+    print(f"{'broker raw consume':45} {consume:10.0f} messages/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

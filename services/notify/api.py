@@ -1,0 +1,234 @@
+"""notify's HTTP handlers: authenticate the caller, parse, call the domain, serialise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from libs.service import Problem, parse_body
+
+from . import callbacks, inbox, notifications, preferences, templates
+from .callbacks import CallbackBody
+from .callers import agency, device
+from .context import Notify
+from .errors import Refused
+from .metrics import SSE_CONNECTIONS
+from .notifications import BatchBody, NotificationBody
+from .preferences import PreferencesBody
+from .templates import TemplateBody
+
+NOTIFY = web.AppKey("notify", Notify)
+# Set at shutdown so open streams end promptly instead of holding the graceful stop for its whole timeout.
+CLOSING = web.AppKey("notify_closing", asyncio.Event)
+routes = web.RouteTableDef()
+
+
+def refused(exc: Refused) -> Problem:
+    headers = exc.extra.pop("headers", {})
+    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").capitalize(), slug=exc.reason,
+                   headers=headers, **exc.extra)
+
+
+def _version(request: web.Request) -> int | None:
+    raw = request.query.get("version")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
+        raise Problem("version is a positive integer", status=400, slug="bad-version", title="Bad version")
+    return int(raw)
+
+
+# -- agencies: templates -------------------------------------------------------
+
+@routes.post("/v1/templates")
+async def create_template(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, TemplateBody)
+    try:
+        return web.json_response(await templates.create(n.db, caller.client_id, body), status=201)
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.get("/v1/templates")
+async def list_templates(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    return web.json_response({"templates": await templates.list_latest(n.db, caller.client_id)})
+
+
+@routes.get("/v1/templates/{template_id}")
+async def show_template(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    try:
+        return web.json_response(await templates.show(n.db, caller.client_id, request.match_info["template_id"], _version(request)))
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.put("/v1/templates/{template_id}")
+async def new_template_version(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, TemplateBody)
+    try:
+        return web.json_response(await templates.new_version(n.db, caller.client_id, request.match_info["template_id"], body), status=201)
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+# -- agencies: notifications, jobs, callbacks -----------------------------------
+
+@routes.post("/v1/notifications")
+async def send_notification(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, NotificationBody)
+    try:
+        answer, created = await notifications.send(n, caller, body, request.headers.get("Idempotency-Key"))
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/{answer['notification_id']}"})
+
+
+@routes.post("/v1/notifications/batch")
+async def send_batch(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, BatchBody)
+    try:
+        answer, created = await notifications.send_batch(n, caller, body, request.headers.get("Idempotency-Key"))
+    except Refused as exc:
+        raise refused(exc) from None
+    return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/batch/{answer['job_id']}"})
+
+
+@routes.get("/v1/notifications/batch/{job_id}")
+async def job_progress(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    try:
+        return web.json_response(await notifications.job_progress(n, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.get("/v1/notifications/jwks")
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[NOTIFY].keys.jwks(), headers={"Cache-Control": "max-age=60"})
+
+
+@routes.put("/v1/notifications/callback")
+async def register_callback(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, CallbackBody)
+    return web.json_response(await callbacks.register(n.db, caller.client_id, body))
+
+
+@routes.get("/v1/notifications/callback")
+async def show_callback(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    registered = await callbacks.show(n.db, caller.client_id)
+    if registered is None:
+        raise Problem("no callback is registered", status=404, slug="not-found", title="Not found")
+    return web.json_response(registered)
+
+
+@routes.delete("/v1/notifications/callback")
+async def remove_callback(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    await callbacks.remove(n.db, caller.client_id)
+    return web.Response(status=204)
+
+
+@routes.get("/v1/notifications/{notification_id}")
+async def show_notification(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    caller = await agency(request, n.jwks, n.settings.issuer)
+    try:
+        return web.json_response(await notifications.status(n, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+# -- citizens: inbox and preferences -------------------------------------------
+
+@routes.get("/v1/inbox")
+async def list_inbox(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    citizen = await device(request, n.jwks, n.settings.issuer)
+    unread = request.query.get("unread", "false")
+    if unread not in ("true", "false"):
+        raise Problem("unread is true or false", status=400, slug="bad-query", title="Bad query")
+    return web.json_response({"messages": await inbox.list_items(n, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/v1/inbox/stream")
+async def stream_inbox(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one `message` event per new inbox item, a comment line as heartbeat."""
+    n = request.app[NOTIFY]
+    citizen = await device(request, n.jwks, n.settings.issuer)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    SSE_CONNECTIONS.inc()
+    # Look back a little: an item delivered while the client was connecting is not missed; ids deduplicate.
+    since = datetime.now(UTC) - timedelta(seconds=2)
+    sent: set[str] = set()
+    last_write = asyncio.get_running_loop().time()
+    try:
+        await response.write(b": connected\n\nretry: 2000\n\n")
+        while not request.app[CLOSING].is_set():
+            for item in await inbox.delivered_since(n, citizen.account_id, since):
+                if item["id"] in sent:
+                    continue
+                sent.add(item["id"])
+                payload = json.dumps(item, ensure_ascii=False)
+                await response.write(f"id: {item['id']}\nevent: message\ndata: {payload}\n\n".encode())
+                last_write = asyncio.get_running_loop().time()
+            if len(sent) > 1000:
+                sent.clear()
+                since = datetime.now(UTC) - timedelta(seconds=2)
+            now = asyncio.get_running_loop().time()
+            if now - last_write >= n.settings.sse_heartbeat_s:
+                await response.write(b": heartbeat\n\n")
+                last_write = now
+            await asyncio.sleep(n.settings.sse_poll_s)
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        SSE_CONNECTIONS.dec()
+    return response
+
+
+@routes.post("/v1/inbox/{item_id}/read")
+async def read_item(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    citizen = await device(request, n.jwks, n.settings.issuer)
+    try:
+        return web.json_response(await inbox.mark_read(n, citizen, request.match_info["item_id"]))
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+@routes.get("/v1/preferences")
+async def show_preferences(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    citizen = await device(request, n.jwks, n.settings.issuer)
+    return web.json_response(await preferences.show(n.db, citizen.account_id), headers={"Cache-Control": "no-store"})
+
+
+@routes.put("/v1/preferences")
+async def replace_preferences(request: web.Request) -> web.Response:
+    n = request.app[NOTIFY]
+    citizen = await device(request, n.jwks, n.settings.issuer)
+    body = await parse_body(request, PreferencesBody)
+    return web.json_response(await preferences.replace(n.db, citizen.account_id, body))

@@ -1,0 +1,120 @@
+"""python -m services.notify.dispatcher — the delivery worker, a process of its own.
+
+It consumes the dispatch topics (normal and priority, in separate consumer
+groups so a 10,000-recipient batch never holds up an approval prompt),
+delivers each chunk in one transaction (delivery.py), and runs the timed
+work: releasing scheduled and quiet-hours notifications, pushing through the
+push adapter, and posting status callbacks. Killing it loses nothing: Kafka
+redelivers the uncommitted chunk and the consumer's processed-event markers
+make the effect exactly-once. It serves /healthz, /readyz and /metrics on its
+own port (HARBOUR_NOTIFY_DISPATCHER_PORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import aiohttp
+from aiohttp import web
+
+from libs.crypto import FieldCipher
+from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
+from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
+from libs.service import create_service_app, run
+from libs.service.backbone import install_backbone
+from libs.service.logging import get_logger
+from libs.store import DATABASE, MONGO_CLIENT
+from libs.tokens import JWKSCache
+from libs.tokens.keystore import KeyStore, TokenSigner
+from libs.service.settings import env
+
+from . import callbacks, delivery, notifications
+from .channels import adapter_for, send_due_pushes
+from .context import Notify
+from .events import TOPICS
+from .settings import NotifySettings
+from .store import CALLBACK_KEYS, INDEXES
+
+NOTIFY = web.AppKey("notify", Notify)
+GROUP = "notify-dispatcher"
+PRIORITY_GROUP = "notify-dispatcher-priority"
+log = get_logger("harbour.notify.dispatcher")
+IDLE_BEFORE_SWEEP_S = 5.0
+
+
+# When the dispatch consumers last handled an event: the sweepers run only once the queue is drained,
+# so a long backlog is never mistaken for lost work.
+_last_event = {"at": 0.0}
+
+
+def handler(notify: Notify):
+    async def handle(event: CloudEvent, session) -> None:
+        _last_event["at"] = time.monotonic()
+        if event.type == "notification.dispatch":
+            started = time.perf_counter()
+            outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
+            log.info("chunk dispatched", event_id=event.id, seconds=round(time.perf_counter() - started, 3), **outcome)
+        elif event.type == "notification.job":
+            created = await notifications.expand_job(notify, session, event.data["job_id"])
+            log.info("job expanded", job_id=event.data["job_id"], notifications=created)
+
+    return handle
+
+
+async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession) -> None:
+    settings = notify.settings
+    while True:
+        try:
+            busy = await delivery.release_due(notify, settings.chunk_size)
+            if time.monotonic() - _last_event["at"] > IDLE_BEFORE_SWEEP_S:
+                busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
+                busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
+            busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,
+                                          backoff_s=settings.push_backoff_s)
+            busy += await callbacks.send_due(notify, http)
+            await callbacks.record_backlog(notify.db)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("dispatcher timed work failed; retrying")
+            busy = 0
+        if not busy:
+            await asyncio.sleep(settings.poll_interval_s)
+
+
+def create_app(settings: NotifySettings | None = None) -> web.Application:
+    settings = settings or NotifySettings.from_env()
+    # Same database as the API; its own name (logs, metrics, Kafka client id) and port.
+    service = dataclasses.replace(settings.service, service="notify-dispatcher", port=settings.dispatcher_port)
+    app = create_service_app(service)
+    install_backbone(app, indexes=INDEXES, topics=TOPICS)
+
+    async def dispatcher_context(app: web.Application):
+        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=callbacks.CALLBACK_TTL_S,
+                        collection=CALLBACK_KEYS)
+        await keys.ensure()
+        http = aiohttp.ClientSession()
+        notify = Notify(settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
+                        jwks=JWKSCache(settings.jwks_url, http), keys=keys, signer=TokenSigner(keys, settings.callback_issuer),
+                        relay=app[OUTBOX_RELAY])
+        app[NOTIFY] = notify
+        adapter = adapter_for(env("NOTIFY_PUSH_ADAPTER", "local"), notify.db, notify.cipher)
+        task = asyncio.create_task(_timed_work(notify, adapter, http), name="notify-timed-work")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await http.close()
+
+    app.cleanup_ctx.append(dispatcher_context)
+    # One dispatcher process takes every partition (see EventConsumer.assign_all_partitions); run replicas
+    # only with a broker that evicts dead members, or split partitions between them.
+    install_consumer(app, group=PRIORITY_GROUP, topics=[NOTIFICATIONS_PRIORITY.name], handler=lambda db: handler(app[NOTIFY]),
+                     assign_all_partitions=True)
+    install_consumer(app, group=GROUP, topics=[NOTIFICATIONS.name], handler=lambda db: handler(app[NOTIFY]), assign_all_partitions=True)
+    return app
+
+
+if __name__ == "__main__":
+    run(create_app())

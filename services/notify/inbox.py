@@ -1,0 +1,69 @@
+"""The citizen's in-app inbox: list, read, and the items the live stream sends.
+
+Items are written by the dispatcher only; messages are decrypted here for
+their owner. Reading an agency's message moves its notification to `read`,
+which the agency learns through its topic and callback.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events.audit import record_audit
+from libs.events import Outbox
+
+from . import status_events
+from .callers import Citizen
+from .context import Notify
+from .errors import Refused
+from .metrics import NOTIFICATION_OUTCOMES
+from .store import INBOX, NOTIFICATIONS
+
+
+def view(notify: Notify, doc: dict[str, Any]) -> dict[str, Any]:
+    opened = notify.cipher.decrypt_record(doc["sealed"], record_id=doc["_id"])
+    return {"id": doc["_id"], "notification_id": doc["notification_id"], "from": doc["client_name"], "client_id": doc["client_id"],
+            "kind": doc["kind"], "priority": doc["priority"], "language": doc["language"], "subject": opened["subject"],
+            "body": opened["body"], "delivered_at": doc["delivered_at"].isoformat(),
+            "read_at": doc["read_at"].isoformat() if doc.get("read_at") else None}
+
+
+async def list_items(notify: Notify, citizen: Citizen, *, unread_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    query: dict[str, Any] = {"account_id": citizen.account_id}
+    if unread_only:
+        query["read_at"] = None
+    docs = await notify.db[INBOX].find(query).sort("delivered_at", -1).limit(limit).to_list()
+    return [view(notify, d) for d in docs]
+
+
+async def delivered_since(notify: Notify, account_id: str, since: datetime) -> list[dict[str, Any]]:
+    """For the live stream: items delivered at or after `since`, oldest first."""
+    docs = await notify.db[INBOX].find({"account_id": account_id, "delivered_at": {"$gte": since}}).sort("delivered_at", 1).limit(200).to_list()
+    return [view(notify, d) for d in docs]
+
+
+async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+
+    async def work(session: AsyncClientSession) -> dict[str, Any]:
+        item = await notify.db[INBOX].find_one({"_id": item_id, "account_id": citizen.account_id}, session=session)
+        if item is None:
+            raise Refused("not-found", "no such message in your inbox", 404)
+        if item.get("read_at"):
+            return item  # reading twice is reading once
+        await notify.db[INBOX].update_one({"_id": item_id}, {"$set": {"read_at": now}}, session=session)
+        item["read_at"] = now
+        notification = await notify.db[NOTIFICATIONS].find_one_and_update(
+            {"_id": item["notification_id"], "status": "delivered"},
+            {"$set": {"status": "read", "updated_at": now, "timeline.read": now}}, session=session)
+        if notification is not None:
+            NOTIFICATION_OUTCOMES.labels("read", notification["kind"]).inc()
+            await status_events.announce(notify.db, session, [notification], "read", now)
+            await record_audit(Outbox(notify.db), session, service="notify", subject=citizen.account_id, action="notification.read",
+                               actor=citizen.device_id, notification_id=notification["_id"])
+        return item
+
+    return view(notify, await notify.transaction(work))

@@ -1,0 +1,69 @@
+"""Platform messages: approval prompts and security alerts, in the citizen's language, always high priority.
+
+They are notifications of kind `platform`: no agency, no template version,
+no opt-out (a citizen cannot opt out of security), and no quiet hours (an
+approval waits for the citizen now). The messages are built in here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events import Outbox
+
+from .context import Notify
+from .notifications import dispatch_event, new_notification
+from .preferences import HONG_KONG
+from .store import CLIENTS, NOTIFICATIONS
+
+MESSAGES: dict[str, dict[str, Any]] = {
+    "approval": {"placeholders": ["client_name", "purpose", "matching_code"], "content": {
+        "en": {"subject": "Approve on your phone: {{ purpose }}",
+               "body": "{{ client_name }} asks you to approve: {{ purpose }}.{% if matching_code %} Matching code {{ matching_code }}.{% endif %} Open Harbour ID to answer."},
+        "zh-HK": {"subject": "請在手機上批准：{{ purpose }}",
+                  "body": "{{ client_name }} 請你批准：{{ purpose }}。{% if matching_code %}配對碼 {{ matching_code }}。{% endif %}請開啟 Harbour ID 回覆。"},
+        "zh-CN": {"subject": "请在手机上批准：{{ purpose }}",
+                  "body": "{{ client_name }} 请你批准：{{ purpose }}。{% if matching_code %}配对码 {{ matching_code }}。{% endif %}请打开 Harbour ID 回复。"}}},
+    "new_device": {"placeholders": ["at"], "content": {
+        "en": {"subject": "A new device was activated", "body": "A device was activated for your Harbour ID at {{ at }} (Hong Kong time). If this was not you, revoke it in the app and call us."},
+        "zh-HK": {"subject": "已啟用新裝置", "body": "你的 Harbour ID 於 {{ at }}（香港時間）啟用了一部裝置。如非本人操作，請在應用程式中撤銷並致電我們。"},
+        "zh-CN": {"subject": "已启用新设备", "body": "你的 Harbour ID 于 {{ at }}（香港时间）启用了一部设备。如非本人操作，请在应用程序中撤销并致电我们。"}}},
+    "new_service": {"placeholders": ["service"], "content": {
+        "en": {"subject": "First sign-in to {{ service }}", "body": "You signed in to {{ service }} with Harbour ID for the first time. If this was not you, call us."},
+        "zh-HK": {"subject": "首次登入 {{ service }}", "body": "你首次以 Harbour ID 登入 {{ service }}。如非本人操作，請致電我們。"},
+        "zh-CN": {"subject": "首次登录 {{ service }}", "body": "你首次以 Harbour ID 登录 {{ service }}。如非本人操作，请致电我们。"}}},
+}
+
+
+def message(kind: str) -> dict[str, Any]:
+    """A built-in message shaped like a template document, for templates.render."""
+    return MESSAGES[kind]
+
+
+async def queue(notify: Notify, session: AsyncClientSession, account_id: str, kind: str, values: dict[str, str]) -> str:
+    now = datetime.now(UTC)
+    doc = new_notification(notify, client=None, template=None, kind="platform", account_id=account_id, sub=None,
+                           personalisation=values, reference=None, priority="high", due_at=now, now=now, platform_message=kind)
+    await notify.db[NOTIFICATIONS].insert_one(doc, session=session)
+    await Outbox(notify.db).add_many(session, [dispatch_event([doc["_id"]], "high")])
+    return doc["_id"]
+
+
+async def on_approval_requested(notify: Notify, session: AsyncClientSession, data: dict[str, Any]) -> None:
+    requester = data.get("requester") or {}
+    await queue(notify, session, data["account_id"], "approval", {
+        "client_name": str(requester.get("client_name") or requester.get("service") or "A service"),
+        "purpose": str(data.get("purpose", ""))[:200], "matching_code": str(data.get("matching_code") or "")})
+
+
+async def on_device_activated(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:
+    await queue(notify, session, account_id, "new_device", {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M")})
+
+
+async def on_new_service(notify: Notify, session: AsyncClientSession, account_id: str, sector: str) -> None:
+    """A pairwise subject is assigned the first time a citizen signs in to a sector's services."""
+    client = await notify.db[CLIENTS].find_one({"sector": sector}, {"name": 1}, session=session)
+    await queue(notify, session, account_id, "new_service", {"service": client["name"] if client else sector})

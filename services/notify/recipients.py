@@ -1,0 +1,37 @@
+"""Who a pairwise `sub` is: the projections of identity.subject_assigned and clients.events.
+
+An agency knows a citizen only by the pairwise subject of its own sector, so
+the lookup is always (sub, the agency's sector): a sub from another sector
+resolves to nobody, exactly like a made-up one — an agency learns nothing
+about citizens of other services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .errors import Refused
+from .store import CLIENTS, SUBJECTS, chunks
+
+
+async def agency_record(db: AsyncDatabase, client_id: str) -> dict[str, Any]:
+    client = await db[CLIENTS].find_one({"_id": client_id})
+    if client is None:
+        raise Refused("unknown-client", "this client is not known to notify yet; retry shortly", 409, headers={"Retry-After": "1"})
+    return client
+
+
+async def resolve(db: AsyncDatabase, sector: str, subs: list[str]) -> dict[str, str]:
+    """sub -> account id, for the subs of this sector that notify knows."""
+    found: dict[str, str] = {}
+    for chunk in chunks(subs):
+        async for doc in db[SUBJECTS].find({"_id": {"$in": chunk}, "sector": sector}, {"account_id": 1}):
+            found[doc["_id"]] = doc["account_id"]
+    return found
+
+
+async def sub_of(db: AsyncDatabase, sector: str, account_id: str) -> str | None:
+    doc = await db[SUBJECTS].find_one({"sector": sector, "account_id": account_id}, {"_id": 1})
+    return doc["_id"] if doc else None

@@ -1,0 +1,192 @@
+"""Templates: an agency's messages in en, zh-HK and zh-CN, versioned, rendered with sandboxed Jinja2.
+
+A template declares its placeholders; a body that uses any other variable is
+refused at creation, and a send that lacks a declared one is refused (400) —
+so rendering in the dispatcher cannot meet an unknown name. Each PUT writes a
+new version; versions are immutable and a notification pins the one it was
+sent with.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import jinja2
+from jinja2 import meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .errors import Refused
+from .store import TEMPLATES
+
+Language = Literal["en", "zh-HK", "zh-CN"]
+LANGUAGES: tuple[str, ...] = ("en", "zh-HK", "zh-CN")
+PLACEHOLDER = r"^[a-z][a-z0-9_]{0,39}$"
+
+MAX_OUTPUT = 20_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox (no attribute tricks), plus no arithmetic that can eat the CPU or memory of the dispatcher."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**":
+            raise SecurityError("the power operator is not allowed in templates")
+        if operator == "*" and any(isinstance(x, (str, list, tuple)) for x in (left, right)):
+            times = right if isinstance(right, int) else left if isinstance(left, int) else 0
+            size = len(left) if isinstance(left, (str, list, tuple)) else len(right)
+            if size * max(times, 0) > MAX_OUTPUT:
+                raise SecurityError("the result would be too long")
+        return super().call_binop(context, operator, left, right)
+
+
+# Plain-text messages: no autoescaping; StrictUndefined stops silent gaps; no constant folding at compile time.
+_ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, optimized=False)
+
+
+class Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=5000)
+
+
+class TemplateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    placeholders: list[str] = Field(default_factory=list, max_length=50, description="every variable the bodies may use")
+    content: dict[Language, Content] = Field(description="en is required; zh-HK and zh-CN fall back to en when absent")
+
+    @field_validator("placeholders")
+    @classmethod
+    def _placeholders(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(PLACEHOLDER, value):
+                raise ValueError("a placeholder is lower-case letters, digits and _, starting with a letter (max 40)")
+        if len(set(values)) != len(values):
+            raise ValueError("each placeholder at most once")
+        return values
+
+    @model_validator(mode="after")
+    def _english(self) -> "TemplateBody":
+        if "en" not in self.content:
+            raise ValueError("content.en is required (the fallback language)")
+        return self
+
+
+def variables(source: str) -> set[str]:
+    """The variables a template source uses; a syntax error is the caller's 400."""
+    try:
+        return meta.find_undeclared_variables(_ENV.parse(source))
+    except jinja2.TemplateSyntaxError as exc:
+        raise Refused("template-syntax", f"template syntax error at line {exc.lineno}: {exc.message}", 400) from None
+    except RecursionError:
+        raise Refused("template-syntax", "the template nests too deeply", 400) from None
+
+
+def check(body: TemplateBody) -> None:
+    declared = set(body.placeholders)
+    undeclared: set[str] = set()
+    for content in body.content.values():
+        undeclared |= (variables(content.subject) | variables(content.body)) - declared
+    if undeclared:
+        raise Refused("undeclared-placeholder", f"the template uses undeclared placeholders: {', '.join(sorted(undeclared))}",
+                      400, placeholders=sorted(undeclared))
+    # A trial render with sample values: a template that cannot render is refused now, not at delivery.
+    sample = {name: "sample" for name in body.placeholders}
+    doc = {"content": {lang: c.model_dump() for lang, c in body.content.items()}}
+    for language in body.content:
+        try:
+            subject, text, _ = render(doc, language, sample)
+        except RenderError as exc:
+            raise Refused("template-render", f"the {language} template cannot be rendered: {exc}", 400) from None
+        if len(subject) + len(text) > MAX_OUTPUT:
+            raise Refused("template-render", f"the {language} template renders too long a message", 400)
+
+
+def missing_placeholders(template: dict[str, Any], personalisation: dict[str, str]) -> list[str]:
+    return sorted(set(template["placeholders"]) - set(personalisation))
+
+
+@lru_cache(maxsize=2048)
+def _compiled(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+class RenderError(Exception):
+    """A template that cannot be rendered with these values (the sandbox refused, a filter failed)."""
+
+
+def render(template: dict[str, Any], language: str, values: dict[str, str]) -> tuple[str, str, str]:
+    """(subject, body, language used): the citizen's language if the template has it, else English."""
+    chosen = language if language in template["content"] else "en"
+    content = template["content"][chosen]
+    try:
+        return _compiled(content["subject"]).render(values), _compiled(content["body"]).render(values), chosen
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError) as exc:
+        raise RenderError(type(exc).__name__) from None
+
+
+def _view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"template_id": doc["template_id"], "version": doc["version"], "name": doc["name"], "placeholders": doc["placeholders"],
+            "content": doc["content"], "created_at": doc["created_at"].isoformat()}
+
+
+async def create(db: AsyncDatabase, client_id: str, body: TemplateBody) -> dict[str, Any]:
+    check(body)
+    doc = {"_id": None, "template_id": f"tpl-{secrets.token_urlsafe(9)}", "version": 1, "client_id": client_id,
+           **body.model_dump(), "created_at": datetime.now(UTC)}
+    doc["_id"] = f"{doc['template_id']}:1"
+    await db[TEMPLATES].insert_one(doc)
+    return _view(doc)
+
+
+async def new_version(db: AsyncDatabase, client_id: str, template_id: str, body: TemplateBody) -> dict[str, Any]:
+    check(body)
+    latest = await _latest(db, client_id, template_id)
+    version = latest["version"] + 1
+    doc = {"_id": f"{template_id}:{version}", "template_id": template_id, "version": version, "client_id": client_id,
+           **body.model_dump(), "created_at": datetime.now(UTC)}
+    try:
+        await db[TEMPLATES].insert_one(doc)
+    except DuplicateKeyError:  # a concurrent PUT took this version number
+        raise Refused("version-conflict", "another version was written at the same time; retry", 409) from None
+    return _view(doc)
+
+
+async def _latest(db: AsyncDatabase, client_id: str, template_id: str) -> dict[str, Any]:
+    doc = await db[TEMPLATES].find_one({"template_id": template_id, "client_id": client_id}, sort=[("version", -1)])
+    if doc is None:
+        raise Refused("not-found", "no such template for this agency", 404)
+    return doc
+
+
+async def get(db: AsyncDatabase, client_id: str, template_id: str, version: int | None = None) -> dict[str, Any]:
+    """The template (its latest version unless one is named), this agency's only."""
+    if version is None:
+        return await _latest(db, client_id, template_id)
+    doc = await db[TEMPLATES].find_one({"_id": f"{template_id}:{version}", "client_id": client_id})
+    if doc is None:
+        raise Refused("not-found", "no such template version for this agency", 404)
+    return doc
+
+
+async def show(db: AsyncDatabase, client_id: str, template_id: str, version: int | None) -> dict[str, Any]:
+    return _view(await get(db, client_id, template_id, version))
+
+
+async def list_latest(db: AsyncDatabase, client_id: str) -> list[dict[str, Any]]:
+    docs = await db[TEMPLATES].find({"client_id": client_id}).sort("created_at", -1).limit(1000).to_list()
+    latest: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        if doc["template_id"] not in latest or doc["version"] > latest[doc["template_id"]]["version"]:
+            latest[doc["template_id"]] = doc
+    return [_view(d) for d in latest.values()]

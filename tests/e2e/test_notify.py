@@ -1,0 +1,344 @@
+"""Notifications end to end, through the gateway with every service and the dispatcher as real processes.
+
+Agencies here are relying parties with `openid notify`: a citizen logs in to
+them (so the agency learns the citizen's pairwise sub), then the agency uses
+its own client-credentials token to send. The batch test seeds its 10,000
+recipients straight into notify's projections (enrolling 10,000 citizens
+through the kiosk would take many minutes); every other test uses citizens
+enrolled and logged in through the whole stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from aiohttp import web
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
+
+from libs.devstack import processes
+from libs.events import agency_topic
+from libs.store import create_client
+
+from ..integration.eventing import eventually
+from .citizens import all_messages, approval_request, cli, enrolled_app, publish_prompt
+from .test_oidc import claims_of, login, register, token_request
+
+pytestmark = pytest.mark.e2e
+TEMPLATE = {
+    "name": "Licence renewal",
+    "placeholders": ["name", "licence"],
+    "content": {
+        "en": {"subject": "Renew licence {{ licence }}", "body": "Dear {{ name }}, your licence {{ licence }} expires soon."},
+        "zh-HK": {"subject": "續期牌照 {{ licence }}", "body": "{{ name }} 你好，你的牌照 {{ licence }} 即將到期。"},
+    },
+}
+
+
+class Agency:
+    """An agency (relying party) with its access token for notify."""
+
+    def __init__(self, platform, metadata, name: str) -> None:
+        self.platform = platform
+        self.client = register(platform, client_name=name, scope="openid notify")
+        self.client_id = self.client["client_id"]
+        granted = token_request(metadata, self.client, grant_type="client_credentials", scope="notify")
+        assert granted.status_code == 200, granted.text
+        self.headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+
+    def call(self, method: str, path: str, body=None, **headers) -> requests.Response:
+        return requests.request(method, self.platform.gateway + path, json=body, headers={**self.headers, **headers}, timeout=30)
+
+    async def template(self, body=TEMPLATE) -> dict:
+        async def attempt():
+            response = self.call("POST", "/v1/templates", body)
+            assert response.status_code == 201, response.text
+            return response.json()
+        return await attempt()
+
+    async def send(self, body: dict, **headers) -> requests.Response:
+        """POST a notification, waiting while notify has not heard of the agency or the citizen's sub yet."""
+        async def attempt():
+            response = self.call("POST", "/v1/notifications", body, **headers)
+            self.last = response
+            if response.status_code == 409 or response.json().get("type", "").endswith("/unknown-recipient"):
+                return None
+            return [response]  # a Response is falsy when 4xx: wrapped, so eventually() takes it
+        try:
+            return (await eventually(attempt, timeout_s=30))[0]
+        except AssertionError:
+            raise AssertionError(f"never accepted: {self.last.status_code} {self.last.text}") from None
+
+    def status(self, notification_id: str) -> dict:
+        return self.call("GET", f"/v1/notifications/{notification_id}").json()
+
+
+async def citizen_of(platform, kiosk, metadata, tmp_path, agency: Agency, name: str):
+    app = await enrolled_app(platform, kiosk, tmp_path, name)
+    tokens, _ = await login(platform, metadata, agency.client, app)
+    return app, claims_of(tokens["id_token"])["sub"]
+
+
+class CallbackReceiver:
+    """The agency's callback endpoint: a real HTTP server that verifies each signed status with jwcrypto."""
+
+    def __init__(self, platform, audience: str) -> None:
+        self.platform, self.audience = platform, audience
+        self.received: list[dict] = []
+        self.refused = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if len(self.received) == 0 and self.refused == 0:
+            self.refused += 1
+            return web.Response(status=503)  # the first attempt fails: notify must retry
+        assert request.content_type == "application/jwt"
+        jwks = jwcrypto_jwk.JWKSet.from_json(requests.get(self.platform.gateway + "/v1/notifications/jwks", timeout=10).text)
+        token = jwcrypto_jws.JWS()
+        token.deserialize(await request.text())
+        token.verify(jwks.get_key(token.jose_header["kid"]), alg="ES256")
+        claims = json.loads(token.payload)
+        assert claims["aud"] == self.audience and claims["iss"] == self.platform.gateway + "/v1/notifications"
+        self.received.append(claims)
+        return web.Response(status=204)
+
+    async def __aenter__(self):
+        app = web.Application()
+        app.router.add_post("/status", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        port = processes.free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/status"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.cleanup()
+
+
+async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tmp_path):
+    agency = Agency(platform, metadata, "Transport Department")
+    app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone")
+    template = await agency.template()
+    assert template["version"] == 1
+
+    async with CallbackReceiver(platform, agency.client_id) as receiver:
+        assert agency.call("PUT", "/v1/notifications/callback", {"url": receiver.url}).status_code == 200
+        stream = app.stream()
+        assert (await asyncio.wait_for(anext(stream), 20)) == {"comment": "connected"}
+        next_message = asyncio.ensure_future(_next_message(stream))
+
+        key = str(uuid.uuid4())
+        body = {"template_id": template["template_id"], "sub": sub, "reference": "R-1",
+                "personalisation": {"name": "Chan Tai Man", "licence": "DL-42"}}
+        sent = await agency.send(body, **{"Idempotency-Key": key})
+        assert sent.status_code == 201, sent.text
+        notification_id = sent.json()["notification_id"]
+        assert sent.json()["template_version"] == 1
+
+        # The citizen enrolled in zh-HK: the live stream shows the message rendered in that language.
+        message = await asyncio.wait_for(next_message, 30)
+        await stream.aclose()
+        assert message["notification_id"] == notification_id
+        assert message["subject"] == "續期牌照 DL-42" and "Chan Tai Man" in message["body"] and message["language"] == "zh-HK"
+        assert message["from"] == "Transport Department"
+        assert agency.status(notification_id)["status"] == "delivered"
+
+        # The same key again: the same notification, not a second one; the key with another body is refused.
+        again = await agency.send(body, **{"Idempotency-Key": key})
+        assert again.status_code == 200 and again.json()["notification_id"] == notification_id
+        other = await agency.send({**body, "reference": "R-2"}, **{"Idempotency-Key": key})
+        assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+
+        # Read with the reference app's CLI.
+        read = cli(platform, tmp_path / "phone.json", "read", message["id"])
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout)["read_at"]
+        status = await eventually(lambda: (s := agency.status(notification_id))["status"] == "read" and s, timeout_s=10)
+        assert {"created", "sending", "delivered", "read"} <= set(status["timeline"])
+
+        # The callback got delivered and read, signed (after one refused attempt: retried).
+        await eventually(lambda: {c["status"] for c in receiver.received if c["notification_id"] == notification_id} >= {"delivered", "read"},
+                         timeout_s=30)
+        assert receiver.refused == 1
+        assert all(c["sub"] == sub and c["reference"] == "R-1" for c in receiver.received)
+
+    # The agency's own topic shows the same two statuses, with its pairwise sub.
+    async def on_topic():
+        events = [json.loads(m.value) for m in await all_messages(platform.infra.kafka_bootstrap, [agency_topic(agency.client_id)])]
+        statuses = {e["data"]["status"] for e in events if e["type"] == "notification.status_changed"}
+        return events if {"delivered", "read"} <= statuses and "login.succeeded" in {e["type"] for e in events} else None
+
+    events = await eventually(on_topic, timeout_s=20, interval_s=0.5)
+    listed = [n for e in events if e["type"] == "notification.status_changed" for n in e["data"]["notifications"]]
+    assert {n["status"] for n in listed} == {"delivered", "read"}
+    assert all(n["notification_id"] == notification_id and n["sub"] == sub and n["reference"] == "R-1" for n in listed)
+
+    # The example agency consumer reads the same events from the agency's topic.
+    consumed = subprocess.run([sys.executable, "-m", "clients.agency_consumer", "--bootstrap", platform.infra.kafka_bootstrap,
+                               "--client-id", agency.client_id, "--from-beginning", "--max", str(len(events))],
+                              env=platform.env(), capture_output=True, text=True, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    printed = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert {"login.succeeded", "notification.status_changed"} <= {p["type"] for p in printed}
+
+    # A service asks for an approval (as formfill and signing do): a high-priority message "approve on your phone".
+    await publish_prompt(platform.infra.kafka_bootstrap, approval_request(app.profile.account_id, purpose="Open a water account"))
+
+    async def prompted():
+        return [m for m in await app.inbox() if m["subject"] == "請在手機上批准：Open a water account"]
+
+    prompt = (await eventually(prompted, timeout_s=20))[0]
+    assert prompt["priority"] == "high" and "4821" in prompt["body"]  # the matching code
+
+    # Exactly one inbox item for it, despite the retried request; security alerts arrived too.
+    inbox = await app.inbox()
+    assert [m["notification_id"] for m in inbox].count(notification_id) == 1
+    platform_subjects = [m["subject"] for m in inbox if m["kind"] == "platform"]
+    assert "已啟用新裝置" in platform_subjects  # security alert: new device
+    assert any(s.startswith("首次登入") for s in platform_subjects)  # security alert: first sign-in to a service
+    listed = cli(platform, tmp_path / "phone.json", "inbox", "--unread")
+    assert listed.returncode == 0 and notification_id not in listed.stdout
+
+    # The push channel's local adapter recorded pushes for this citizen (encrypted at rest).
+    mongo = create_client(platform.infra.mongo_uri)
+    try:
+        db = mongo[platform.database("notify")]
+        pushes = await eventually(lambda: db["push_log"].count_documents({"account_id": app.profile.account_id}), timeout_s=10)
+        assert pushes >= 2
+        raw = await db["push_log"].find_one({"notification_id": notification_id})
+        assert raw is not None and "DL-42" not in json.dumps(raw, default=str)
+    finally:
+        await mongo.close()
+
+
+async def _next_message(stream):
+    async for event in stream:
+        if "comment" not in event and event.get("kind") == "agency":
+            return event
+
+
+async def test_opt_out_suppresses_and_a_missing_placeholder_is_refused(platform, kiosk, metadata, tmp_path):
+    agency = Agency(platform, metadata, "Water Supplies Department")
+    app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone2")
+    template = await agency.template()
+
+    missing = agency.call("POST", "/v1/notifications", {"template_id": template["template_id"], "sub": sub, "personalisation": {"name": "Chan"}})
+    assert missing.status_code == 400 and missing.headers["Content-Type"].startswith("application/problem+json")
+    assert missing.json()["placeholders"] == ["licence"]
+
+    opted = cli(platform, tmp_path / "phone2.json", "preferences", "--opt-out", agency.client_id, "--language", "en")
+    assert opted.returncode == 0, opted.stderr
+    assert json.loads(opted.stdout)["opted_out"] == [agency.client_id]
+    sent = await agency.send({"template_id": template["template_id"], "sub": sub, "personalisation": {"name": "Chan", "licence": "X"}})
+    assert sent.status_code == 201, sent.text
+    notification_id = sent.json()["notification_id"]
+    status = await eventually(lambda: (s := agency.status(notification_id))["status"] == "suppressed" and s, timeout_s=20)
+    assert "delivered" not in status["timeline"]
+    assert all(m["client_id"] != agency.client_id for m in await app.inbox())
+    # Nothing was stored for the refused send: only the suppressed one exists.
+    mongo = create_client(platform.infra.mongo_uri)
+    try:
+        assert await mongo[platform.database("notify")]["notifications"].count_documents({"client_id": agency.client_id}) == 1
+    finally:
+        await mongo.close()
+
+
+@pytest.mark.timeout(420)  # a 10,000-recipient batch on a shared 2-core machine (see docs/operations.md for the figures)
+async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_recipient(platform, metadata):
+    agency = Agency(platform, metadata, "Inland Revenue Department")
+    template = await agency.template({"name": "Tax reminder", "placeholders": ["year"],
+                                      "content": {"en": {"subject": "Tax return {{ year }}", "body": "Please file your {{ year }} return."}}})
+    mongo = create_client(platform.infra.mongo_uri)
+    db = mongo[platform.database("notify")]
+    try:
+        client = await eventually(lambda: db["clients"].find_one({"_id": agency.client_id}), timeout_s=20)
+        run = uuid.uuid4().hex[:8]
+        recipients = [(f"sub-{run}-{i}", f"acct-{run}-{i}") for i in range(10_000)]
+        await db["subjects"].insert_many([{"_id": s, "sector": client["sector"], "account_id": a} for s, a in recipients])
+        await db["accounts"].insert_many([{"_id": a, "language": "en", "state": "active"} for _, a in recipients])
+
+        response = agency.call("POST", "/v1/notifications/batch", {
+            "template_id": template["template_id"],
+            "recipients": [{"sub": s, "personalisation": {"year": "2026"}} for s, _ in recipients]})
+        assert response.status_code == 201, response.text
+        job_id = response.json()["job_id"]
+        assert response.json()["total"] == 10_000 and response.json()["status"] == "accepted"
+        accounts = [a for _, a in recipients]
+
+        # Kill the dispatcher (SIGKILL: no clean shutdown) as soon as delivery has started, then start it again.
+        spec = platform.stack.worker_spec("notify-dispatcher")
+        pid = processes.running_pid(spec.pid_file, spec.marker)
+        assert pid is not None
+        mine = {"client_id": agency.client_id}
+        delivered_before = await eventually(lambda: db["inbox"].count_documents(mine), timeout_s=60, interval_s=0.02)
+        os.kill(pid, signal.SIGKILL)
+        await eventually(lambda: not processes.is_alive(pid), timeout_s=10)
+        assert delivered_before < 10_000
+        await asyncio.to_thread(platform.stack.up_worker, "notify-dispatcher")
+        started = time.monotonic()
+        progress = await eventually(lambda: (p := agency.call("GET", f"/v1/notifications/batch/{job_id}").json())["finished"] and p,
+                                    timeout_s=360, interval_s=1.0)
+        print(f"\n10,000-recipient batch delivered {time.monotonic() - started:.0f} s after the dispatcher restart")
+        assert progress["counts"]["delivered"] == 10_000 and progress["processed"] == 10_000 and progress["unknown_recipients"] == 0
+        rows = await db["inbox"].aggregate([{"$match": mine}, {"$group": {"_id": "$account_id", "n": {"$sum": 1}}}])
+        per_account = {row["_id"]: row["n"] async for row in rows}
+        assert set(per_account) == set(accounts) and set(per_account.values()) == {1}
+    finally:
+        await mongo.close()
+
+
+async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platform):
+    """Every `agency.*` topic on the broker: each event's client and subs belong to that topic's agency; no account id anywhere."""
+    mongo = create_client(platform.infra.mongo_uri)
+    try:
+        db = mongo[platform.database("notify")]
+        sectors = {c["_id"]: c["sector"] async for c in db["clients"].find({}, {"sector": 1})}
+        sector_of_sub = {s["_id"]: s["sector"] async for s in db["subjects"].find({}, {"sector": 1})}
+        account_ids = {a["_id"] async for a in db["accounts"].find({}, {"_id": 1})}
+    finally:
+        await mongo.close()
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=platform.infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith("agency.") and t.endswith(".events")]
+    finally:
+        await admin.close()
+    ours = [t for t in topics if t.removeprefix("agency.").removesuffix(".events") in sectors]
+    assert ours, "no agency topic of this run"
+    checked = 0
+    for message in await all_messages(platform.infra.kafka_bootstrap, ours):
+        client_id = message.topic.removeprefix("agency.").removesuffix(".events")
+        event = json.loads(message.value)
+        data = event["data"]
+        if "client_id" in data:
+            assert data["client_id"] == client_id, (message.topic, event["type"])
+        for sub in [data.get("sub")] + [n.get("sub") for n in data.get("notifications", [])]:
+            if sub:
+                assert sector_of_sub.get(sub, sectors[client_id]) == sectors[client_id], (message.topic, event["type"])
+        strings = set(_strings(event))
+        assert not strings & account_ids, (message.topic, event["type"])
+        checked += 1
+    assert checked > 0
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
