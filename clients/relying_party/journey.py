@@ -39,6 +39,7 @@ class JourneyResult:
     prefilled: dict[str, str] = field(default_factory=dict)
     reference: str = ""
     signed_pdf: Path | None = None
+    confirmation: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -144,9 +145,25 @@ class Journey:
         await download.save_as(self.result.signed_pdf)
         self.say(f"9. The signed PDF downloaded: {self.result.signed_pdf}")
 
+    async def confirmation_in_inbox(self, timeout_s: float = 30.0) -> dict:
+        """The site's confirmation reaches the phone's inbox (rendered in the citizen's language); the citizen reads it."""
+        if (await self.page.locator("#confirmation").get_attribute("class") or "").find("warning") >= 0:
+            raise JourneyFailed("the site says it could not send the confirmation")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in await self.phone.inbox():
+                if message["from"] == self.client_name and self.result.reference in message["subject"]:
+                    await self.phone.read(message["id"])
+                    self.result.confirmation = message
+                    self.say(f"10. The confirmation is in the citizen's Harbour ID inbox: '{message['subject']}' (now read).")
+                    return message
+            await asyncio.sleep(0.3)
+        raise JourneyFailed(f"no confirmation for {self.result.reference} reached the inbox within {timeout_s:.0f}s")
+
     async def run(self, downloads: Path) -> JourneyResult:
         await self.log_in()
         await self.prefill()
         await self.review()
         await self.sign(downloads)
+        await self.confirmation_in_inbox()
         return self.result

@@ -49,7 +49,7 @@ async def site(platform) -> AsyncIterator[RunningSite]:
     key = generate_private_key()
     jwk = public_jwk(key) | {"kid": "power-1", "use": "sig", "alg": "ES256"}
     client = register(platform, client_name=SITE_NAME, redirect_uris=[f"{url}/callback"], post_logout_redirect_uris=[f"{url}/"],
-                      scope=SCOPE, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [jwk]},
+                      scope=f"{SCOPE} notify", token_endpoint_auth_method="private_key_jwt", jwks={"keys": [jwk]},
                       formfill_fields=[name for name, _ in FORM_FIELDS])
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     config = SiteConfig(issuer=platform.gateway, client_id=client["client_id"], private_key_pem=pem, key_id="power-1", site_url=url)
@@ -87,6 +87,11 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
         assert result.prefilled == {"name": person["name_en"], "address": person["address"], "phone": person["phone"],
                                     "email": person["email"]}
         assert result.reference.startswith("HP-")
+        # The confirmation reached the inbox in the citizen's language, personalised, and is now read.
+        assert result.confirmation["subject"] == f"Application {result.reference} received"
+        assert person["address"] in result.confirmation["body"]
+        read = [m for m in await phone.inbox() if m["id"] == result.confirmation["id"]]
+        assert read and read[0]["read_at"]
         # Nothing overflows a 390 px wide screen.
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
     finally:

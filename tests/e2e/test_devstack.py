@@ -186,7 +186,7 @@ def test_demo_walks_the_journey_and_leaves_the_site_running(stack):
                           text=True, timeout=150)
     try:
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        for step in range(1, 10):
+        for step in range(1, 11):
             assert f"  {step}. " in demo.stdout, demo.stdout
         assert f"open {DEMO_SITE} in a browser" in demo.stdout
         with urllib.request.urlopen(DEMO_SITE + "/", timeout=10) as home:  # still serving after the command returned
