@@ -90,7 +90,9 @@ def platform(infra):
         extra_env={"HARBOUR_GATEWAY_RATE_PER_IP": "5000", "HARBOUR_GATEWAY_BURST_PER_IP": "10000",
                    "HARBOUR_GATEWAY_RATE_PER_CLIENT": "5000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "10000",
                    # Short enough that a test can watch an unread release expire.
-                   "HARBOUR_FORMFILL_RESULT_TTL_S": "12"},
+                   "HARBOUR_FORMFILL_RESULT_TTL_S": "12",
+                   # A chunk left `sending` by a killed dispatcher is swept up sooner (re-dispatching is idempotent).
+                   "HARBOUR_NOTIFY_STALE_AFTER_S": "5"},
     )
     ports = StackConfig.free_ports(run_dir)
     config.service_ports, config.worker_ports = ports.service_ports, ports.worker_ports

@@ -32,7 +32,15 @@ def refused(exc: Refused) -> Problem:
                    headers=headers, **exc.extra)
 
 
+def _only(request: web.Request, *allowed: str) -> None:
+    """Unknown query parameters are refused, not ignored: a typo must not silently change the answer."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise Problem(f"unknown query parameters: {', '.join(unknown)[:200]}", status=400, slug="bad-query", title="Bad query")
+
+
 def _version(request: web.Request) -> int | None:
+    _only(request, "version")
     raw = request.query.get("version")
     if raw is None:
         return None
@@ -165,6 +173,7 @@ async def show_notification(request: web.Request) -> web.Response:
 async def list_inbox(request: web.Request) -> web.Response:
     n = request.app[NOTIFY]
     citizen = await device(request, n.jwks, n.settings.issuer)
+    _only(request, "unread")
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
         raise Problem("unread is true or false", status=400, slug="bad-query", title="Bad query")

@@ -161,7 +161,7 @@ OPERATIONS = (
     Operation("GET", "/v1/notifications/jwks", "The keys that sign status callbacks (JWKS)", ("notifications",), responses={200: JWKS}),
     Operation("GET", "/v1/inbox", "The citizen's inbox, newest first (`?unread=true`)", ("inbox",),
               query_params=(("unread", {"type": "boolean"}, False),),
-              responses={200: Inbox, **DEVICE_AUTH_ERRORS, 400: "unread is not true or false"}, security=("deviceToken",)),
+              responses={200: Inbox, **DEVICE_AUTH_ERRORS, 400: "unread is not true or false, or an unknown query parameter"}, security=("deviceToken",)),
     Operation("POST", "/v1/inbox/{item_id}/read", "Mark a message read", ("inbox",),
               responses={200: InboxItem, **DEVICE_AUTH_ERRORS, 404: "no such message"}, security=("deviceToken",)),
     Operation("GET", "/v1/preferences", "The citizen's notification preferences", ("inbox",),
