@@ -37,7 +37,7 @@ from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER, connection_options
+from .kafka import PRODUCER, connection_options, pause_after_empty_fetches
 from .metrics import CONSUMER_LAG, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .topics import dlq_name
 
@@ -88,7 +88,7 @@ class EventConsumer:
         # rebalance (offsets are still committed to the group): the local broker never evicts a member
         # killed without leaving, so its replacement would wait for it forever.
         self.assign_all_partitions = assign_all_partitions
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = pause_after_empty_fetches(AIOKafkaConsumer(
             *([] if assign_all_partitions else self.topics),
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -99,7 +99,7 @@ class EventConsumer:
             session_timeout_ms=10000,
             heartbeat_interval_ms=3000,
             **connection_options(security),
-        )
+        ))
 
     async def start(self) -> None:
         await self.consumer.start()

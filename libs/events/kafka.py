@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -32,6 +33,40 @@ def connection_options(security: KafkaSecurity | None) -> dict:
         options |= {"sasl_mechanism": security.sasl_mechanism, "sasl_plain_username": security.username,
                     "sasl_plain_password": security.password}
     return options
+
+
+FETCH_API_KEY = 1
+IDLE_FETCH_PAUSE_S = 0.05
+
+
+def _carries_records(response) -> bool:
+    for _topic, partitions in response.topics:
+        for _partition, _error_code, _highwater, *rest in partitions:
+            if rest and rest[-1]:
+                return True
+    return False
+
+
+def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_FETCH_PAUSE_S) -> AIOKafkaConsumer:
+    """Wait `pause_s` after a fetch that brought nothing before the consumer asks again.
+
+    A Kafka broker holds an empty fetch for fetch.max.wait.ms; the local one answers at once, so an
+    idle aiokafka consumer would ask hundreds of times a second and every idle service would burn a
+    core between itself and the broker. Against a real broker this only spaces its long polls by
+    `pause_s`; a message arriving meanwhile waits at most that long. (aiokafka has no setting for
+    this, so the consumer's client is wrapped: aiokafka is pinned and a test checks the fetch rate.)
+    """
+    client = consumer._client
+    send = client.send
+
+    async def send_then_pause_if_empty(node_id, request, **kwargs):
+        response = await send(node_id, request, **kwargs)
+        if request.API_KEY == FETCH_API_KEY and not _carries_records(response):
+            await asyncio.sleep(pause_s)
+        return response
+
+    client.send = send_then_pause_if_empty
+    return consumer
 
 
 def create_producer(bootstrap: str, client_id: str, security: KafkaSecurity | None = None) -> AIOKafkaProducer:

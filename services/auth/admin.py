@@ -66,7 +66,7 @@ async def run(args: argparse.Namespace) -> dict:
         await client.close()
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.auth.admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,7 +88,11 @@ def main() -> int:
     state.add_argument("account_id")
     state.add_argument("state", choices=["active", "suspended", "revoked"])
     state.add_argument("--reason", required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = parser().parse_args()
     try:
         print(json.dumps(asyncio.run(run(args)), indent=2))
     except (TransitionRefused, ValidationError, ValueError) as exc:

@@ -44,14 +44,29 @@ log = get_logger("harbour.notify.dispatcher")
 IDLE_BEFORE_SWEEP_S = 5.0
 
 
-# When the dispatch consumers last handled an event: the sweepers run only once the queue is drained,
-# so a long backlog is never mistaken for lost work.
-_last_event = {"at": 0.0}
+# When the dispatch consumers last finished an event, and how many they are handling now: the sweepers
+# run only once the queue is drained and nothing is in flight, so a long backlog or a long expansion is
+# never mistaken for lost work. (A sweep that touched a job while its expansion ran would make the
+# expansion's transaction conflict and start again — on a slow machine, again and again.)
+_activity = {"last": 0.0, "in_flight": 0}
+
+
+def _idle_for() -> float:
+    if _activity["in_flight"]:
+        return 0.0
+    return time.monotonic() - _activity["last"]
 
 
 def handler(notify: Notify):
     async def handle(event: CloudEvent, session) -> None:
-        _last_event["at"] = time.monotonic()
+        _activity["in_flight"] += 1
+        try:
+            await _handle(event, session)
+        finally:
+            _activity["in_flight"] -= 1
+            _activity["last"] = time.monotonic()
+
+    async def _handle(event: CloudEvent, session) -> None:
         if event.type == "notification.dispatch":
             started = time.perf_counter()
             outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
@@ -68,7 +83,7 @@ async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession) -> N
     while True:
         try:
             busy = await delivery.release_due(notify, settings.chunk_size)
-            if time.monotonic() - _last_event["at"] > IDLE_BEFORE_SWEEP_S:
+            if _idle_for() > IDLE_BEFORE_SWEEP_S:
                 busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
                 busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
             busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,

@@ -257,3 +257,49 @@ async def test_poison_message_goes_to_dead_letter_topic_and_consumption_continue
     labels = {"service": "poison-reader", "group": "poison-reader", "topic": topic.name}
     assert REGISTRY.get_sample_value("harbour_events_dead_lettered_total", labels) == 2
     assert REGISTRY.get_sample_value("harbour_event_handler_failures_total", labels) == 3
+
+
+async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_events(infra):
+    """The local broker answers an empty fetch at once (it ignores fetch.max.wait.ms): without the pause
+    after an empty fetch, an idle consumer asks hundreds of times a second and every idle service burns CPU."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    client = create_client(infra.mongo_uri)
+    seen: list[str] = []
+
+    async def handler(event: CloudEvent, session) -> None:
+        seen.append(event.id)
+
+    producer = create_producer(infra.kafka_bootstrap, "idle-test")
+    await producer.start()
+    consumer = EventConsumer(
+        service="idle-reader", group=f"idle-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name], handler=handler,
+        mongo_client=client, db=client[infra.settings("idle-reader").database], dlq_producer=producer,
+        bootstrap=infra.kafka_bootstrap,
+    )
+    await consumer.start()
+    fetches = {"n": 0}
+    send = consumer.consumer._client.send
+
+    async def counting_send(node_id, request, **kwargs):
+        fetches["n"] += request.API_KEY == 1
+        return await send(node_id, request, **kwargs)
+
+    consumer.consumer._client.send = counting_send
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        while loop.time() - started < 1.0:
+            assert await consumer.consume_batch() == 0
+        idle_fetches = fetches["n"]
+        event = CloudEvent(source="/t", type="test.late", subject="k", data={})
+        await producer.send_and_wait(topic.name, event.to_json(), key=b"k")
+        for _ in range(20):  # each call waits up to 500 ms for records
+            if await consumer.consume_batch():
+                break
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await client.close()
+    # One fetch per pause (50 ms) at most, with room for the fetches that bring records.
+    assert 0 < idle_fetches <= 30, idle_fetches
+    assert seen == [event.id]
