@@ -19,7 +19,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import Outbox
 
-from . import prompts, status_events, templates
+from . import progress, prompts, status_events, templates
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES, REDISPATCHED
 from .notifications import dispatch_event, job_event
@@ -131,6 +131,7 @@ async def _set_status(notify: Notify, session: AsyncClientSession, docs: list[di
     if with_reason:
         await notify.db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"], "status": "sending"}, {"$set": {**update, "reason": d["reason"]}})
                                                    for d in with_reason], ordered=False, session=session)
+    await progress.count(notify.db, session, docs, status)
     for kind in ("agency", "platform"):
         NOTIFICATION_OUTCOMES.labels(status, kind).inc(sum(1 for d in docs if d["kind"] == kind))
     await status_events.announce(notify.db, session, docs, status, now)

@@ -15,7 +15,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events.audit import record_audit
 from libs.events import Outbox
 
-from . import status_events
+from . import progress, status_events
 from .callers import Citizen
 from .context import Notify
 from .errors import Refused
@@ -61,6 +61,7 @@ async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> dict[str,
             {"$set": {"status": "read", "updated_at": now, "timeline.read": now}}, session=session)
         if notification is not None:
             NOTIFICATION_OUTCOMES.labels("read", notification["kind"]).inc()
+            await progress.count(notify.db, session, [notification], "read")
             await status_events.announce(notify.db, session, [notification], "read", now)
             await record_audit(Outbox(notify.db), session, service="notify", subject=citizen.account_id, action="notification.read",
                                actor=citizen.device_id, notification_id=notification["_id"])

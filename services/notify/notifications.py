@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from libs.events import CloudEvent, Outbox
 from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 
-from . import templates
+from . import progress, templates
 from .callers import Agency
 from .context import Notify
 from .errors import Refused
@@ -38,7 +38,6 @@ from .store import CLIENTS, IDEMPOTENCY, JOBS
 from .store import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
 
 Priority = Literal["normal", "high"]
-STATUSES = ("created", "sending", "delivered", "failed", "suppressed", "read")
 PENDING = ("created", "sending")
 MAX_SCHEDULE = timedelta(days=7)
 Personalisation = dict[str, str]
@@ -262,8 +261,10 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
     due = [d["_id"] for d in docs if d["status"] == "sending"]
     chunk = notify.settings.chunk_size
     await Outbox(notify.db).add_many(session, [dispatch_event(due[i:i + chunk], job["priority"]) for i in range(0, len(due), chunk)])
-    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": "expanded", "updated_at": now,
-                                                                "unknown_recipients": sum(1 for r in recipients if r["sub"] not in accounts)}},
+    # Counted afresh over every recipient (a re-run after an interrupted expansion counts the same); these
+    # fail here, every other status is counted as it happens (progress.py).
+    unknown = sum(1 for r in recipients if r["sub"] not in accounts)
+    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": "expanded", "updated_at": now, "unknown_recipients": unknown}},
                                      session=session)
     return len(docs)
 
@@ -291,12 +292,6 @@ async def job_progress(notify: Notify, agency: Agency, job_id: str) -> dict[str,
     job = await notify.db[JOBS].find_one({"_id": job_id, "client_id": agency.client_id})
     if job is None:
         raise Refused("not-found", "no such job for this agency", 404)
-    counts = {s: 0 for s in STATUSES}
-    rows = await notify.db[NOTIFICATIONS_COLLECTION].aggregate([
-        {"$match": {"job_id": job_id}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])
-    async for row in rows:
-        counts[row["_id"]] = row["n"]
-    pending = job["total"] - sum(counts[s] for s in ("delivered", "failed", "suppressed", "read"))
-    return {"job_id": job_id, "status": job["status"], "total": job["total"], "unknown_recipients": job.get("unknown_recipients"), "template_id": job["template_id"], "template_version": job["template_version"],
-            "created_at": job["created_at"].isoformat(), "counts": counts, "finished": pending == 0,
-            "processed": job["total"] - pending}
+    return {"job_id": job_id, "status": job["status"], "total": job["total"], "unknown_recipients": job.get("unknown_recipients"),
+            "template_id": job["template_id"], "template_version": job["template_version"], "created_at": job["created_at"].isoformat(),
+            **progress.view(job)}

@@ -253,6 +253,40 @@ async def test_opt_out_suppresses_and_a_missing_placeholder_is_refused(platform,
         await mongo.close()
 
 
+async def test_a_batch_reports_its_progress_by_status_through_to_read(platform, kiosk, metadata, tmp_path):
+    agency = Agency(platform, metadata, "Food and Environmental Hygiene Department")
+    app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone3")
+    template = await agency.template()
+    personalisation = {"name": "Chan", "licence": "FL-7"}
+    await agency.send({"template_id": template["template_id"], "sub": sub, "personalisation": personalisation})  # notify knows the sub
+
+    def finished(job_id: str):
+        return lambda: (p := agency.call("GET", f"/v1/notifications/batch/{job_id}").json())["finished"] and p
+
+    # An opted-out citizen and a sub notify never heard of: one suppressed, one failed.
+    assert cli(platform, tmp_path / "phone3.json", "preferences", "--opt-out", agency.client_id).returncode == 0
+    batch = agency.call("POST", "/v1/notifications/batch", {"template_id": template["template_id"], "recipients": [
+        {"sub": sub, "personalisation": personalisation}, {"sub": "nobody-" + uuid.uuid4().hex, "personalisation": personalisation}]})
+    assert batch.status_code == 201, batch.text
+    progress = await eventually(finished(batch.json()["job_id"]), timeout_s=30)
+    assert progress["counts"] == {"delivered": 0, "failed": 1, "suppressed": 1, "read": 0, "pending": 0}
+    assert progress["processed"] == progress["total"] == 2 and progress["unknown_recipients"] == 1
+
+    # Opted in again: delivered, then read on the phone moves it from delivered to read.
+    assert cli(platform, tmp_path / "phone3.json", "preferences", "--opt-in", agency.client_id).returncode == 0
+    batch = agency.call("POST", "/v1/notifications/batch", {"template_id": template["template_id"], "recipients": [
+        {"sub": sub, "personalisation": personalisation}]})
+    job_id = batch.json()["job_id"]
+    progress = await eventually(finished(job_id), timeout_s=30)
+    assert progress["counts"] == {"delivered": 1, "failed": 0, "suppressed": 0, "read": 0, "pending": 0}
+    [item] = [m for m in await app.inbox() if m["kind"] == "agency" and not m["read_at"] and m["notification_id"].startswith(
+        "ntf-" + job_id.removeprefix("job-"))]
+    assert cli(platform, tmp_path / "phone3.json", "read", item["id"]).returncode == 0
+    counts = await eventually(lambda: (c := agency.call("GET", f"/v1/notifications/batch/{job_id}").json()["counts"])["read"] and c,
+                              timeout_s=10)
+    assert counts == {"delivered": 0, "failed": 0, "suppressed": 0, "read": 1, "pending": 0}
+
+
 @pytest.mark.timeout(420)  # a 10,000-recipient batch on a shared 2-core machine (see docs/operations.md for the figures)
 async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_recipient(platform, metadata):
     agency = Agency(platform, metadata, "Inland Revenue Department")
