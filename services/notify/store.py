@@ -43,8 +43,9 @@ INDEXES = (
     index(INBOX, "notification_id", unique=True),
     index(INBOX, "account_id", "-delivered_at"),
     index(PUSHES, "notification_id", unique=True),
-    index(PUSHES, "status", "next_attempt_at"),
-    index(CALLBACKS, "status", "next_attempt_at"),
+    # The push and callback senders' queues (their documents have a `state`, not a `status`).
+    index(PUSHES, "state", "next_attempt_at"),
+    index(CALLBACKS, "state", "next_attempt_at"),
     index(SUBJECTS, "sector", "account_id"),
     index(CLIENTS, "sector"),
     index(CALLBACK_KEYS, "status"),
