@@ -41,6 +41,7 @@ TARGETS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / 
 
 SERVICES = {"gateway": 8000, "auth": 8001, "formfill": 8002, "notify": 8003, "signing": 8004}
 BACKENDS = ("auth", "formfill", "notify", "signing")
+DISPATCHER = "notify-dispatcher"  # notify's worker: a Deployment of one, no Ingress, no autoscaler
 KAFKA_CLUSTER = "harbour-kafka"
 AGENCY_USER = "agency-transport"
 # Secrets every service must get from a Secret (never from the ConfigMap), by service.
@@ -253,6 +254,25 @@ def test_everything_lands_in_one_namespace(rendered, target: str) -> None:
 
 # --- the services -----------------------------------------------------------------------------
 
+def assert_hardened(name: str, pod: dict, container: dict) -> None:
+    resources = container["resources"]
+    for part in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[part]), f"{name}: {part}"
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    (tmp,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp), "/tmp is an emptyDir"
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_service_has_a_hardened_deployment(rendered, target: str, service: str) -> None:
@@ -268,22 +288,7 @@ def test_every_service_has_a_hardened_deployment(rendered, target: str, service:
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in ("http", SERVICES[service])
 
-    resources = container["resources"]
-    for part in ("requests", "limits"):
-        assert {"cpu", "memory"} <= set(resources[part]), f"{service}: {part}"
-
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] != 0
-    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert pod["automountServiceAccountToken"] is False
-    context = container["securityContext"]
-    assert context["runAsNonRoot"] is True
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["capabilities"]["drop"] == ["ALL"]
-    assert context["seccompProfile"]["type"] == "RuntimeDefault"
-    (tmp,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
-    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp), "/tmp is an emptyDir"
+    assert_hardened(service, pod, container)
 
     image = container["image"]
     assert image.split("/")[-1].startswith("harbour-id:") and not image.endswith(":latest")
@@ -540,8 +545,8 @@ def test_kafka_plain_listener_admits_only_the_backends(rendered) -> None:
     bootstrap_port = int(config_map(rendered["prod"])["HARBOUR_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
     (plain,) = [l for l in listeners.values() if l["port"] == bootstrap_port]
     (peer,) = plain["networkPolicyPeers"]
-    admitted = {n for n in SERVICES if selects(peer["podSelector"], pod_labels(rendered["prod"], n))}
-    assert admitted == set(BACKENDS)
+    admitted = {n for n in [*SERVICES, DISPATCHER] if selects(peer["podSelector"], pod_labels(rendered["prod"], n))}
+    assert admitted == {*BACKENDS, DISPATCHER}
     for listener in listeners.values():
         if listener is not plain:
             assert listener["tls"] is True and listener["authentication"]["type"] in ("tls", "scram-sha-512")
@@ -642,6 +647,65 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
                 assert "Read" in index[("topic", topic, "literal")], f"{service} consumes {topic}"
                 assert "Write" in index[("topic", f"{topic}.dlq", "literal")], f"{service} dead-letters {topic}"
     assert {"Write"} <= acl_index(named(docs, "KafkaUser", "harbour-formfill"))[("topic", "agency.", "prefix")]
+
+
+# --- notify's dispatcher ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_dispatcher_runs_as_exactly_one_hardened_pod(rendered, target: str) -> None:
+    docs = rendered[target]
+    deployment = named(docs, "Deployment", DISPATCHER)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["services.notify.dispatcher"]
+    assert [p["containerPort"] for p in container["ports"]] == [8013]
+    assert config_map(docs)["HARBOUR_NOTIFY_DISPATCHER_PORT"] == "8013"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert_hardened(DISPATCHER, pod, container)
+    # One replica, never two side by side: it assigns itself every partition (docs/operations.md).
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert not [h for h in of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == DISPATCHER]
+    # notify's database and keys, from Secrets.
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+    notify = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+              for e in named(docs, "Deployment", "notify")["spec"]["template"]["spec"]["containers"][0]["env"] if "valueFrom" in e}
+    assert secrets == notify
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_dispatcher_takes_only_prometheus_and_calls_back_only_public_https(rendered, target: str) -> None:
+    docs = rendered[target]
+    labels = pod_labels(docs, DISPATCHER)
+    assert all(peer == PROMETHEUS for peer in ingress_peers(policies_for(docs, labels, "Ingress")))
+    assert policies_for(docs, labels, "Ingress"), "the dispatcher's ingress is not isolated"
+    kafka = {"strimzi.io/cluster": KAFKA_CLUSTER, "strimzi.io/broker-role": "true"}
+    reached, public = set(), []
+    for policy in policies_for(docs, labels, "Egress"):
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("to") and rule.get("ports"), f"{policy['metadata']['name']}: open egress rule"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    public.append((peer["ipBlock"], rule["ports"]))
+                elif peer.get("podSelector", {}).get("matchLabels") == kafka:
+                    reached.add("kafka")
+                elif peer.get("podSelector", {}).get("matchLabels") == {"app": "harbour-mongodb-svc"}:
+                    reached.add("mongodb")
+                elif peer.get("podSelector", {}).get("matchLabels") == {"k8s-app": "kube-dns"}:
+                    reached.add("dns")
+                else:
+                    raise AssertionError(f"unexpected egress peer {peer}")
+    assert reached == {"kafka", "mongodb", "dns"}
+    # Agencies' callback URLs: https on public addresses; never the cluster, the nodes or the metadata service.
+    ((block, ports),) = public
+    assert block["cidr"] == "0.0.0.0/0" and ports == [{"port": 443, "protocol": "TCP"}]
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"} <= set(block["except"])
+    service = named(docs, "Service", DISPATCHER)
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    monitor = named(docs, "ServiceMonitor", DISPATCHER)
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert not [i for i in of_kind(docs, "Ingress") for r in i["spec"]["rules"] for p in r["http"]["paths"]
+                if p["backend"]["service"]["name"] == DISPATCHER]
 
 
 # --- monitoring -------------------------------------------------------------------------------
