@@ -376,3 +376,44 @@ def _strings(value):
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+
+
+async def test_quiet_hours_hold_normal_messages_but_not_urgent_ones_and_scheduled_sends_wait_for_their_time(
+        platform, kiosk, metadata, tmp_path):
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    agency = Agency(platform, metadata, "Hong Kong Observatory")
+    app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone4")
+    template = await agency.template()
+    personalisation = {"name": "Chan", "licence": "WX-1"}
+    now_hk = datetime.now(ZoneInfo("Asia/Hong_Kong"))
+    start, end = (now_hk - timedelta(minutes=2)).strftime("%H:%M"), (now_hk + timedelta(hours=2)).strftime("%H:%M")
+    quiet = cli(platform, tmp_path / "phone4.json", "preferences", "--quiet-hours", f"{start}-{end}")
+    assert quiet.returncode == 0, quiet.stderr
+
+    normal = await agency.send({"template_id": template["template_id"], "sub": sub, "personalisation": personalisation})
+    urgent = await agency.send({"template_id": template["template_id"], "sub": sub, "personalisation": personalisation,
+                                "priority": "high", "reference": "typhoon-8"})
+    assert normal.status_code == urgent.status_code == 201
+    urgent_id, normal_id = urgent.json()["notification_id"], normal.json()["notification_id"]
+
+    # The urgent one goes through the quiet hours to the inbox; the normal one waits for their end.
+    await eventually(lambda: agency.status(urgent_id)["status"] == "delivered", timeout_s=20)
+    held = await eventually(lambda: (s := agency.status(normal_id))["status"] == "created" and "sending" in s["timeline"] and s,
+                            timeout_s=20)
+    due = datetime.fromisoformat(held["due_at"]).astimezone(ZoneInfo("Asia/Hong_Kong"))
+    assert due.strftime("%H:%M") == end and due > now_hk
+    assert {m["notification_id"] for m in await app.inbox()} & {urgent_id, normal_id} == {urgent_id}
+
+    # A scheduled send: `created` until its time, then delivered (quiet hours off again first).
+    assert cli(platform, tmp_path / "phone4.json", "preferences", "--quiet-hours", "off").returncode == 0
+    send_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)  # whole seconds: the database keeps milliseconds
+    scheduled = await agency.send({"template_id": template["template_id"], "sub": sub, "personalisation": personalisation,
+                                   "send_at": send_at.isoformat()})
+    scheduled_id = scheduled.json()["notification_id"]
+    waiting = agency.status(scheduled_id)
+    assert waiting["status"] == "created" and datetime.fromisoformat(waiting["due_at"]) == send_at
+    delivered = await eventually(lambda: (s := agency.status(scheduled_id))["status"] == "delivered" and s, timeout_s=30)
+    assert datetime.fromisoformat(delivered["timeline"]["delivered"]) >= send_at
+    assert scheduled_id in {m["notification_id"] for m in await app.inbox()}
