@@ -27,7 +27,7 @@ APPROVALS_EXPIRED = Counter(
     ["action"],
 )
 SIGNING_KEY_AGE = Gauge(
-    "harbour_signing_key_age_seconds",
+    "harbour_token_signing_key_age_seconds",
     "Age of the current token-signing key since it started signing (rotation overdue when large).",
     ["service"],
 )

@@ -378,7 +378,7 @@ async def test_unanswered_prompts_expire_with_an_event_and_a_metric(platform, ki
     assert (await app.show(request.approval_id))["status"] == "expired"
     metrics = requests.get(platform.stack.config.service_url("auth") + "/metrics", timeout=10).text
     assert 'harbour_approvals_expired_total{action="test"}' in metrics
-    assert "harbour_signing_key_age_seconds" in metrics
+    assert "harbour_token_signing_key_age_seconds" in metrics
 
 
 async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platform):
