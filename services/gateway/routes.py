@@ -80,6 +80,7 @@ ROUTES: tuple[Rule, ...] = (
     # checks it again and resolves the citizen. A PDF upload is at most 5 MB (HARBOUR_SIGNING_MAX_PDF_BYTES).
     rule("GET", "/v1/signing/ca", "signing", PUBLIC),
     rule("GET", "/v1/signing/crl", "signing", PUBLIC),
+    rule("GET", "/v1/signing/crl/root", "signing", PUBLIC),
     rule("POST", "/v1/signing/tsa", "signing", PUBLIC, max_body_bytes=64 * 1024),
     rule("POST", "/v1/signing/verify", "signing", PUBLIC, max_body_bytes=12 * MB),
     rule("POST", "/v1/signing/requests/{request_id}/claim", "signing", DEVICE),

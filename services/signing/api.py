@@ -42,6 +42,12 @@ async def crl(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "max-age=60"})
 
 
+@routes.get("/v1/signing/crl/root")
+async def root_crl(request: web.Request) -> web.Response:
+    return web.Response(body=await request.app[SIGNING].root_crl(), content_type="application/pkix-crl",
+                        headers={"Cache-Control": "max-age=3600"})
+
+
 @routes.post("/v1/signing/tsa")
 async def timestamp(request: web.Request) -> web.Response:
     if request.content_type != "application/timestamp-query":

@@ -53,6 +53,7 @@ class Authority:
     labels: dict[str, str]
     certs: dict[str, x509.Certificate]
     _crl: tuple[tuple, bytes] | None = field(default=None, repr=False)
+    _root_crl: tuple[datetime, bytes] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> x509.Certificate:
@@ -78,7 +79,7 @@ async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings)
             label = f"harbour-{role}-{secrets.token_hex(6)}"
             public_key = await hsm.generate_ec_key(label)
             now = datetime.now(UTC).replace(microsecond=0)
-            extensions = {"root": ca_extensions(None), "issuing": ca_extensions(0),
+            extensions = {"root": ca_extensions(None), "issuing": ca_extensions(0, settings.root_crl_url),
                           "tsa": tsa_extensions(settings.crl_url)}[role]
             cert = await issue_certificate(
                 hsm, issuer_label=labels[issuer_role] if issuer_role else label,
@@ -154,6 +155,24 @@ async def current_crl(authority: Authority, db: AsyncDatabase) -> bytes:
     der = crl.dump()
     authority._crl = ((fingerprint, now), der)
     ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
+    return der
+
+
+async def current_root_crl(authority: Authority, db: AsyncDatabase) -> bytes:
+    """The root's CRL (DER), signed by the root key: it covers the one certificate the root issues, the
+    issuing CA's, and lists nothing — revoking the issuing CA means a new hierarchy (docs/operations.md).
+    Published so that verifiers that check the whole path find an answer for the issuing CA too."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    if authority._root_crl is not None:
+        built_at, der = authority._root_crl
+        if now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
+            return der
+    state = await db[CRL_STATE].find_one_and_update({"_id": "root"}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
+    crl = await build_crl(
+        authority.hsm, issuer_label=authority.labels["root"], issuer=authority.root, number=state["number"],
+        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s), revoked=[])
+    der = crl.dump()
+    authority._root_crl = (now, der)
     return der
 
 

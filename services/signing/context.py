@@ -16,7 +16,7 @@ from libs.events import OutboxRelay
 from libs.service.backbone import commit
 from libs.tokens import JWKSCache
 
-from .authority import Authority, current_crl
+from .authority import Authority, current_crl, current_root_crl
 from .hsm import HSM
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
@@ -43,7 +43,10 @@ class Signing:
     async def crl(self) -> bytes:
         return await current_crl(self.authority, self.db)
 
+    async def root_crl(self) -> bytes:
+        return await current_root_crl(self.authority, self.db)
+
     async def validation_context_factory(self) -> Callable[[], ValidationContext]:
         """Fresh validation contexts (they cache state) trusting our root only, with our current CRL."""
-        crl = await self.crl()
-        return lambda: validation_context(self.authority.root, [self.authority.issuing], crl)
+        crls = [await self.crl(), await self.root_crl()]
+        return lambda: validation_context(self.authority.root, [self.authority.issuing], crls)

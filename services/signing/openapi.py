@@ -67,6 +67,8 @@ OPERATIONS = (
               responses={200: Body("PEM certificates", "application/pem-certificate-chain", {"type": "string"})}),
     Operation("GET", "/v1/signing/crl", "The issuing CA's certificate revocation list (DER)", ("signing",),
               responses={200: Body("a DER X.509 CRL", "application/pkix-crl", BINARY)}),
+    Operation("GET", "/v1/signing/crl/root", "The root CA's certificate revocation list (DER): covers the issuing CA", ("signing",),
+              responses={200: Body("a DER X.509 CRL", "application/pkix-crl", BINARY)}),
     Operation(
         "POST", "/v1/signing/tsa", "RFC 3161 timestamp authority: a DER TimeStampReq (application/timestamp-query)", ("signing",),
         request_model=BINARY, request_content_type="application/timestamp-query",

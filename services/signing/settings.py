@@ -40,7 +40,14 @@ class SigningSettings:
 
     @property
     def crl_url(self) -> str:
+        """The issuing CA's CRL: citizen and TSA certificates point here."""
         return self.issuer + "/v1/signing/crl"
+
+    @property
+    def root_crl_url(self) -> str:
+        """The root's CRL: the issuing CA's certificate points here, so a verifier that checks every
+        certificate of the path (openssl -crl_check_all, pyHanko hard-fail) can."""
+        return self.issuer + "/v1/signing/crl/root"
 
     @classmethod
     def from_env(cls) -> "SigningSettings":

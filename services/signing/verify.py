@@ -50,10 +50,11 @@ class VerifyCmsBody(BaseModel):
         return self
 
 
-def validation_context(root: x509.Certificate, intermediates: list[x509.Certificate], crl_der: bytes) -> ValidationContext:
-    # Soft-fail: our CRL covers what the issuing CA issued; the issuing CA itself has no CRL here.
-    return ValidationContext(trust_roots=[root], other_certs=intermediates, crls=[crl_der],
-                             allow_fetching=False, revocation_mode="soft-fail")
+def validation_context(root: x509.Certificate, intermediates: list[x509.Certificate], crls: list[bytes]) -> ValidationContext:
+    # Hard-fail: our two CRLs (the issuing CA's, and the root's covering the issuing CA) answer for
+    # every certificate below the root, so a certificate without an answer is not accepted.
+    return ValidationContext(trust_roots=[root], other_certs=intermediates, crls=crls,
+                             allow_fetching=False, revocation_mode="hard-fail")
 
 
 def _b64(value: str, what: str) -> bytes:

@@ -48,9 +48,11 @@ def _crl_distribution(url: str) -> dict:
     return _ext("crl_distribution_points", [{"distribution_point": {"full_name": [uri]}}])
 
 
-def ca_extensions(path_length: int | None) -> list[dict]:
+def ca_extensions(path_length: int | None, crl_url: str | None = None) -> list[dict]:
+    """A CA's extensions; `crl_url` is where its issuer's CRL is (none for the self-signed root)."""
     constraints = {"ca": True} if path_length is None else {"ca": True, "path_len_constraint": path_length}
-    return [_ext("basic_constraints", constraints, True), _ext("key_usage", {"key_cert_sign", "crl_sign"}, True)]
+    extensions = [_ext("basic_constraints", constraints, True), _ext("key_usage", {"key_cert_sign", "crl_sign"}, True)]
+    return extensions + ([_crl_distribution(crl_url)] if crl_url else [])
 
 
 def citizen_extensions(crl_url: str) -> list[dict]:

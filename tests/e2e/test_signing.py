@@ -125,10 +125,27 @@ def chain(platform) -> list[x509.Certificate]:
     return [x509.Certificate.load(der) for _, _, der in pem.unarmor(response.content, multiple=True)]
 
 
-def crl_der(platform) -> bytes:
-    response = requests.get(platform.gateway + "/v1/signing/crl", timeout=10)
+def crl_der(platform, path: str = "/v1/signing/crl") -> bytes:
+    response = requests.get(platform.gateway + path, timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/pkix-crl"
     return response.content
+
+
+def both_crls(platform) -> list[bytes]:
+    """The issuing CA's CRL (citizens, TSA) and the root's (the issuing CA)."""
+    return [crl_der(platform), crl_der(platform, "/v1/signing/crl/root")]
+
+
+def openssl_verify_with_crls(platform, trust: dict, cert_pem: Path, folder: Path) -> subprocess.CompletedProcess:
+    """`openssl verify -crl_check_all`: every certificate of the path must have a CRL that clears it."""
+    files = []
+    for name, der in zip(("issuing", "root"), both_crls(platform)):
+        (folder / f"{name}.crl").write_bytes(der)
+        ran = openssl("crl", "-inform", "DER", "-in", str(folder / f"{name}.crl"), "-out", str(folder / f"{name}.crl.pem"))
+        assert ran.returncode == 0, ran.stderr
+        files += ["-CRLfile", str(folder / f"{name}.crl.pem")]
+    return openssl("verify", "-crl_check_all", "-CAfile", str(trust["dir"] / "root.pem"),
+                   "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(cert_pem))
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +169,11 @@ def pdfsig(trust: dict, path: Path) -> str:
     return ran.stdout + ran.stderr
 
 
-def root_only_context(trust: dict, crl: bytes | None = None) -> ValidationContext:
-    """pyHanko trusting our root alone; the intermediate as a mere hint; nothing fetched."""
-    return ValidationContext(trust_roots=[trust["root"]], other_certs=[trust["issuing"]], crls=[crl] if crl else [],
-                             allow_fetching=False, revocation_mode="soft-fail")
+def root_only_context(trust: dict, crls: list[bytes] | None = None) -> ValidationContext:
+    """pyHanko trusting our root alone; the intermediate as a mere hint; nothing fetched. Given CRLs it
+    checks revocation of every certificate below the root and fails without an answer (hard-fail)."""
+    return ValidationContext(trust_roots=[trust["root"]], other_certs=[trust["issuing"]], crls=crls or [],
+                             allow_fetching=False, revocation_mode="hard-fail" if crls else "soft-fail")
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -215,10 +233,11 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     # pyHanko's validator, trusting our root only.
     reader = PdfFileReader(io.BytesIO(signed))
     signature, doc_timestamp = reader.embedded_signatures
-    status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, crl_der(platform)))
+    # Revocation checked for the signer, the TSA and the issuing CA, from our CRLs alone (hard-fail).
+    status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, both_crls(platform)))
     assert status.intact and status.valid and status.trusted and status.bottom_line
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted  # the signature timestamp (B-T)
-    stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust))
+    stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust, both_crls(platform)))
     assert stamp.intact and stamp.valid and stamp.trusted
     assert stamp.signing_cert.subject.native["common_name"] == "Harbour ID Timestamp Authority"
 
@@ -274,6 +293,16 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "other.txt"),
                   "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null")
     assert ran.returncode != 0
+
+    # The signer's certificate passes OpenSSL's revocation check of the whole path: the issuing CA's CRL
+    # clears the citizen, the root's CRL (at the issuing CA's distribution point) clears the issuing CA.
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "deed.txt"),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null", "-signer", str(tmp_path / "signer.pem"))
+    assert ran.returncode == 0, ran.stderr
+    checked = openssl_verify_with_crls(platform, trust, tmp_path / "signer.pem", tmp_path)
+    assert checked.returncode == 0 and b"signer.pem: OK" in checked.stdout, checked.stdout + checked.stderr
+    issuing_points = trust["issuing"].crl_distribution_points
+    assert [p["distribution_point"].native[0] for p in issuing_points] == [platform.gateway + "/v1/signing/crl/root"]
 
     # The signature timestamp (CAdES-B-T): the TSA's token over the signature value, checked by `openssl ts`.
     signer_info = cms.ContentInfo.load(result.content)["content"]["signer_infos"][0]
@@ -342,6 +371,15 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
     (tmp_path / "crl.der").write_bytes(crl_der(platform))
     ran = openssl("crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-CAfile", str(trust["dir"] / "issuing.pem"), "-noout")
     assert ran.returncode == 0 and b"verify OK" in ran.stderr, ran.stderr
+
+    # OpenSSL's whole-path revocation check now refuses the signer's certificate.
+    (tmp_path / "return.txt").write_bytes(document)
+    (tmp_path / "return.p7s").write_bytes(signature)
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "return.p7s"), "-content", str(tmp_path / "return.txt"),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null", "-signer", str(tmp_path / "signer.pem"))
+    assert ran.returncode == 0, ran.stderr
+    checked = openssl_verify_with_crls(platform, trust, tmp_path / "signer.pem", tmp_path)
+    assert checked.returncode != 0 and b"certificate revoked" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
 
     report = verify_api(platform, json={"cms": base64.b64encode(signature).decode(), "sha256": hashlib.sha256(document).hexdigest()}).json()
     assert report["valid"] is False and report["signatures"][0]["revocation"]["status"] == "revoked"
