@@ -28,7 +28,7 @@ from libs.tokens import generate_private_key, public_jwk
 
 from .citizens import enrolled_app, identity
 from .test_oidc import register
-from .test_signing import crl_der, pdfsig, root_only_context, trust  # noqa: F401 (trust is a fixture)
+from .test_signing import both_crls, pdfsig, root_only_context, trust  # noqa: F401 (trust is a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +109,7 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
     assert "Signature Validation: Signature is Valid." in report and "Certificate Validation: Certificate is Trusted." in report, report
     with open(result.signed_pdf, "rb") as pdf:
         signature = PdfFileReader(pdf).embedded_signatures[0]
-        status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, crl_der(platform)))
+        status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, both_crls(platform)))
     assert status.intact and status.valid and status.trusted
 
 
