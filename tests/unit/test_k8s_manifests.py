@@ -48,11 +48,13 @@ AGENCY_USER = "agency-transport"
 SECRET_VARS = {
     "gateway": set(),
     "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
-             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"},
-    "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY"},
-    "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK"},
-    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK"},
+             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_KAFKA_PASSWORD"},
+    "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
+    "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK", "HARBOUR_KAFKA_PASSWORD"},
+    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK", "HARBOUR_KAFKA_PASSWORD"},
 }
+# Not secret, but per Deployment: which KafkaUser the pod is.
+PER_POD_VALUES = {"HARBOUR_KAFKA_USERNAME"}
 ALL_SECRET_VARS = set().union(*SECRET_VARS.values())
 
 
@@ -341,7 +343,7 @@ def test_configuration_comes_from_the_config_map_and_secrets_from_secrets(render
         container = named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0]
         assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == [
             d["metadata"]["name"] for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("harbour-config")]
-        env = {e["name"]: e for e in container.get("env", [])}
+        env = {e["name"]: e for e in container.get("env", []) if e["name"] not in PER_POD_VALUES}
         assert set(env) == SECRET_VARS[service], service
         for name, entry in env.items():
             assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], f"{service}: {name} must come from a Secret"
@@ -358,10 +360,13 @@ def test_dev_secrets_are_generated_with_obviously_dev_values(rendered) -> None:
     referenced = set()
     for service in SERVICES:
         for entry in named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0].get("env", []):
+            if entry["name"] in PER_POD_VALUES:
+                continue
             ref = entry["valueFrom"]["secretKeyRef"]
-            if not ref["name"].startswith("harbour-mongodb-"):  # written by the MongoDB operator
-                referenced.add(ref["name"])
-                assert ref["key"] in secrets[ref["name"]]["data"], f"{ref} missing from the dev Secret"
+            if ref["name"].startswith("harbour-mongodb-") or entry["name"] == "HARBOUR_KAFKA_PASSWORD":
+                continue  # written by the MongoDB operator / by Strimzi's User Operator
+            referenced.add(ref["name"])
+            assert ref["key"] in secrets[ref["name"]]["data"], f"{ref} missing from the dev Secret"
     for user in named(docs, "MongoDBCommunity", "harbour-mongodb")["spec"]["users"]:
         referenced.add(user["passwordSecretRef"]["name"])
     assert referenced == set(secrets)
@@ -539,17 +544,41 @@ def test_egress_goes_only_to_kafka_mongodb_dns_and_jwks(rendered, target: str, s
     assert destinations == expected
 
 
-def test_kafka_plain_listener_admits_only_the_backends(rendered) -> None:
-    kafka = named(rendered["prod"], "Kafka", KAFKA_CLUSTER)
-    listeners = {l["name"]: l for l in kafka["spec"]["kafka"]["listeners"]}
-    bootstrap_port = int(config_map(rendered["prod"])["HARBOUR_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
-    (plain,) = [l for l in listeners.values() if l["port"] == bootstrap_port]
-    (peer,) = plain["networkPolicyPeers"]
-    admitted = {n for n in [*SERVICES, DISPATCHER] if selects(peer["podSelector"], pod_labels(rendered["prod"], n))}
+@pytest.mark.parametrize("target", TARGETS)
+def test_services_reach_kafka_only_as_their_own_user_over_tls(rendered, target: str) -> None:
+    docs = rendered[target]
+    kafka = named(docs, "Kafka", KAFKA_CLUSTER)
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    assert all(l["tls"] is True and l["authentication"]["type"] in ("tls", "scram-sha-512") for l in listeners), \
+        "every listener encrypts and authenticates"
+    assert "ANONYMOUS" not in kafka["spec"]["kafka"]["authorization"].get("superUsers", [])
+    data = config_map(docs)
+    bootstrap_port = int(data["HARBOUR_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    (listener,) = [l for l in listeners if l["port"] == bootstrap_port]
+    assert listener["authentication"]["type"] == "scram-sha-512" and listener["type"] == "internal"
+    assert data["HARBOUR_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and data["HARBOUR_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    (peer,) = listener["networkPolicyPeers"]
+    admitted = {n for n in [*SERVICES, DISPATCHER] if selects(peer["podSelector"], pod_labels(docs, n))}
     assert admitted == {*BACKENDS, DISPATCHER}
-    for listener in listeners.values():
-        if listener is not plain:
-            assert listener["tls"] is True and listener["authentication"]["type"] in ("tls", "scram-sha-512")
+
+    users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
+    for name in [*BACKENDS, DISPATCHER]:
+        pod = named(docs, "Deployment", name)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        username = env["HARBOUR_KAFKA_USERNAME"]["value"]
+        assert username == f"harbour-{name.removesuffix('-dispatcher')}", name  # the dispatcher is notify's user
+        assert users[username]["spec"]["authentication"]["type"] == "scram-sha-512"
+        # Strimzi writes the user's password into a Secret named after the user.
+        assert env["HARBOUR_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": username, "key": "password"}
+        # The cluster CA, mounted read-only where HARBOUR_KAFKA_CA_FILE points.
+        (mount,) = [m for m in container["volumeMounts"] if data["HARBOUR_KAFKA_CA_FILE"].startswith(m["mountPath"] + "/")]
+        assert mount.get("readOnly") is True
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == f"{KAFKA_CLUSTER}-cluster-ca-cert"
+        assert data["HARBOUR_KAFKA_CA_FILE"].removeprefix(mount["mountPath"] + "/") in [i["path"] for i in volume["secret"]["items"]]
+    gateway = named(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert "HARBOUR_KAFKA_PASSWORD" not in {e["name"] for e in gateway.get("env", [])}, "the gateway has no Kafka client"
 
 
 # --- Kafka topics and users -------------------------------------------------------------------
