@@ -13,6 +13,7 @@ own port (HARBOUR_NOTIFY_DISPATCHER_PORT).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 
@@ -44,27 +45,37 @@ log = get_logger("harbour.notify.dispatcher")
 IDLE_BEFORE_SWEEP_S = 5.0
 
 
-# When the dispatch consumers last finished an event, and how many they are handling now: the sweepers
-# run only once the queue is drained and nothing is in flight, so a long backlog or a long expansion is
-# never mistaken for lost work. (A sweep that touched a job while its expansion ran would make the
-# expansion's transaction conflict and start again — on a slow machine, again and again.)
-_activity = {"last": 0.0, "in_flight": 0}
+class ConsumerActivity:
+    """When the dispatch consumers last finished an event, and how many they are handling now.
 
+    The sweepers run only once nothing is in flight and the queue has been quiet for a while, so a
+    long backlog or a long expansion is never mistaken for lost work. (A sweep that touched a job
+    while its expansion ran made the expansion's transaction conflict and start again — on a slow
+    machine, again and again.)
+    """
 
-def _idle_for() -> float:
-    if _activity["in_flight"]:
-        return 0.0
-    return time.monotonic() - _activity["last"]
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._in_flight = 0
+        self._last = clock()
 
-
-def handler(notify: Notify):
-    async def handle(event: CloudEvent, session) -> None:
-        _activity["in_flight"] += 1
+    @contextlib.contextmanager
+    def handling(self):
+        self._in_flight += 1
         try:
-            await _handle(event, session)
+            yield
         finally:
-            _activity["in_flight"] -= 1
-            _activity["last"] = time.monotonic()
+            self._in_flight -= 1
+            self._last = self._clock()
+
+    def idle_for(self) -> float:
+        return 0.0 if self._in_flight else self._clock() - self._last
+
+
+def handler(notify: Notify, activity: ConsumerActivity):
+    async def handle(event: CloudEvent, session) -> None:
+        with activity.handling():
+            await _handle(event, session)
 
     async def _handle(event: CloudEvent, session) -> None:
         if event.type == "notification.dispatch":
@@ -78,12 +89,12 @@ def handler(notify: Notify):
     return handle
 
 
-async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession) -> None:
+async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, activity: ConsumerActivity) -> None:
     settings = notify.settings
     while True:
         try:
             busy = await delivery.release_due(notify, settings.chunk_size)
-            if _idle_for() > IDLE_BEFORE_SWEEP_S:
+            if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
                 busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
                 busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
             busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,
@@ -116,18 +127,19 @@ def create_app(settings: NotifySettings | None = None) -> web.Application:
                         relay=app[OUTBOX_RELAY])
         app[NOTIFY] = notify
         adapter = adapter_for(env("NOTIFY_PUSH_ADAPTER", "local"), notify.db, notify.cipher)
-        task = asyncio.create_task(_timed_work(notify, adapter, http), name="notify-timed-work")
+        task = asyncio.create_task(_timed_work(notify, adapter, http, activity), name="notify-timed-work")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await http.close()
 
+    activity = ConsumerActivity()
     app.cleanup_ctx.append(dispatcher_context)
     # One dispatcher process takes every partition (see EventConsumer.assign_all_partitions); run replicas
     # only with a broker that evicts dead members, or split partitions between them.
-    install_consumer(app, group=PRIORITY_GROUP, topics=[NOTIFICATIONS_PRIORITY.name], handler=lambda db: handler(app[NOTIFY]),
+    install_consumer(app, group=PRIORITY_GROUP, topics=[NOTIFICATIONS_PRIORITY.name], handler=lambda db: handler(app[NOTIFY], activity),
                      assign_all_partitions=True)
-    install_consumer(app, group=GROUP, topics=[NOTIFICATIONS.name], handler=lambda db: handler(app[NOTIFY]), assign_all_partitions=True)
+    install_consumer(app, group=GROUP, topics=[NOTIFICATIONS.name], handler=lambda db: handler(app[NOTIFY], activity), assign_all_partitions=True)
     return app
 
 

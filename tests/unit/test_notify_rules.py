@@ -70,3 +70,24 @@ def test_preferences_keep_the_inbox_and_valid_clocks():
     with pytest.raises(ValidationError):
         PreferencesBody(quiet_hours={"start": "25:00", "end": "07:00"})
     assert PreferencesBody(channels=["push", "inbox"]).channels == ["inbox", "push"]
+
+
+def test_the_dispatcher_is_idle_only_when_nothing_is_in_flight_since_the_last_event_finished():
+    from services.notify.dispatcher import ConsumerActivity
+
+    now = [100.0]
+    activity = ConsumerActivity(clock=lambda: now[0])
+    now[0] = 103.0
+    assert activity.idle_for() == 3.0
+    with activity.handling():
+        now[0] = 120.0  # a long expansion: never idle while it runs, however long it takes
+        assert activity.idle_for() == 0.0
+    assert activity.idle_for() == 0.0  # counted from when it finished
+    now[0] = 126.0
+    assert activity.idle_for() == 6.0
+    try:
+        with activity.handling():
+            raise RuntimeError("a failed attempt")
+    except RuntimeError:
+        pass
+    assert activity.idle_for() == 0.0  # a failure also finishes the event
