@@ -52,8 +52,8 @@ class Authority:
     settings: SigningSettings
     labels: dict[str, str]
     certs: dict[str, x509.Certificate]
-    _crl: tuple[tuple, bytes] | None = field(default=None, repr=False)
-    _root_crl: tuple[datetime, bytes] | None = field(default=None, repr=False)
+    # Per CA role: (revoked serials, built at, DER) of its last CRL.
+    _crls: dict[str, tuple[tuple, datetime, bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> x509.Certificate:
@@ -139,22 +139,12 @@ async def revocation_of(db: AsyncDatabase, serial: int) -> dict[str, Any] | None
 
 
 async def current_crl(authority: Authority, db: AsyncDatabase) -> bytes:
-    """The issuing CA's CRL (DER). Rebuilt when the revoked set changed or half its validity has passed."""
+    """The issuing CA's CRL (DER): every certificate it issued that is revoked."""
     revoked = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
-    now = datetime.now(UTC).replace(microsecond=0)
-    fingerprint = tuple(d["_id"] for d in revoked)
-    if authority._crl is not None:
-        (cached_fp, built_at), der = authority._crl
-        if cached_fp == fingerprint and now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
-            return der
-    state = await db[CRL_STATE].find_one_and_update({"_id": "issuing"}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
-    crl = await build_crl(
-        authority.hsm, issuer_label=authority.labels["issuing"], issuer=authority.issuing, number=state["number"],
-        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s),
-        revoked=[(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked])
-    der = crl.dump()
-    authority._crl = ((fingerprint, now), der)
-    ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
+    der, rebuilt = await _crl_of(authority, db, "issuing",
+                                 [(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked])
+    if rebuilt:
+        ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
     return der
 
 
@@ -162,18 +152,26 @@ async def current_root_crl(authority: Authority, db: AsyncDatabase) -> bytes:
     """The root's CRL (DER), signed by the root key: it covers the one certificate the root issues, the
     issuing CA's, and lists nothing — revoking the issuing CA means a new hierarchy (docs/operations.md).
     Published so that verifiers that check the whole path find an answer for the issuing CA too."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    if authority._root_crl is not None:
-        built_at, der = authority._root_crl
-        if now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
-            return der
-    state = await db[CRL_STATE].find_one_and_update({"_id": "root"}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
-    crl = await build_crl(
-        authority.hsm, issuer_label=authority.labels["root"], issuer=authority.root, number=state["number"],
-        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s), revoked=[])
-    der = crl.dump()
-    authority._root_crl = (now, der)
+    der, _ = await _crl_of(authority, db, "root", [])
     return der
+
+
+async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: list[tuple[int, datetime, str]]) -> tuple[bytes, bool]:
+    """`role`'s CRL and whether it was built now: rebuilt when its revoked set changed or half its validity passed."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    fingerprint = tuple(serial for serial, _, _ in revoked)
+    cached = authority._crls.get(role)
+    if cached is not None:
+        cached_fp, built_at, der = cached
+        if cached_fp == fingerprint and now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
+            return der, False
+    state = await db[CRL_STATE].find_one_and_update({"_id": role}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
+    crl = await build_crl(
+        authority.hsm, issuer_label=authority.labels[role], issuer=authority.certs[role], number=state["number"],
+        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s), revoked=revoked)
+    der = crl.dump()
+    authority._crls[role] = (fingerprint, now, der)
+    return der, True
 
 
 def load_crl(der: bytes) -> asn1_crl.CertificateList:
