@@ -136,8 +136,13 @@ def both_crls(platform) -> list[bytes]:
     return [crl_der(platform), crl_der(platform, "/v1/signing/crl/root")]
 
 
-def openssl_verify_with_crls(platform, trust: dict, cert_pem: Path, folder: Path) -> subprocess.CompletedProcess:
-    """`openssl verify -crl_check_all`: every certificate of the path must have a CRL that clears it."""
+def signer_checked_against_crls(platform, trust: dict, p7s: Path, content: Path, folder: Path) -> subprocess.CompletedProcess:
+    """The CMS's signer certificate (written out by `openssl cms -verify -signer`), then `openssl verify
+    -crl_check_all`: every certificate of the path must have a CRL that clears it."""
+    signer = folder / "signer.pem"
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(p7s), "-content", str(content),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null", "-signer", str(signer))
+    assert ran.returncode == 0, ran.stderr
     files = []
     for name, der in zip(("issuing", "root"), both_crls(platform)):
         (folder / f"{name}.crl").write_bytes(der)
@@ -145,7 +150,7 @@ def openssl_verify_with_crls(platform, trust: dict, cert_pem: Path, folder: Path
         assert ran.returncode == 0, ran.stderr
         files += ["-CRLfile", str(folder / f"{name}.crl.pem")]
     return openssl("verify", "-crl_check_all", "-CAfile", str(trust["dir"] / "root.pem"),
-                   "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(cert_pem))
+                   "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(signer))
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +239,11 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     reader = PdfFileReader(io.BytesIO(signed))
     signature, doc_timestamp = reader.embedded_signatures
     # Revocation checked for the signer, the TSA and the issuing CA, from our CRLs alone (hard-fail).
-    status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, both_crls(platform)))
+    crls = both_crls(platform)
+    status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, crls))
     assert status.intact and status.valid and status.trusted and status.bottom_line
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted  # the signature timestamp (B-T)
-    stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust, both_crls(platform)))
+    stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust, crls))
     assert stamp.intact and stamp.valid and stamp.trusted
     assert stamp.signing_cert.subject.native["common_name"] == "Harbour ID Timestamp Authority"
 
@@ -296,10 +302,7 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
 
     # The signer's certificate passes OpenSSL's revocation check of the whole path: the issuing CA's CRL
     # clears the citizen, the root's CRL (at the issuing CA's distribution point) clears the issuing CA.
-    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "deed.txt"),
-                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null", "-signer", str(tmp_path / "signer.pem"))
-    assert ran.returncode == 0, ran.stderr
-    checked = openssl_verify_with_crls(platform, trust, tmp_path / "signer.pem", tmp_path)
+    checked = signer_checked_against_crls(platform, trust, tmp_path / "deed.p7s", tmp_path / "deed.txt", tmp_path)
     assert checked.returncode == 0 and b"signer.pem: OK" in checked.stdout, checked.stdout + checked.stderr
     issuing_points = trust["issuing"].crl_distribution_points
     assert [p["distribution_point"].native[0] for p in issuing_points] == [platform.gateway + "/v1/signing/crl/root"]
@@ -375,10 +378,7 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
     # OpenSSL's whole-path revocation check now refuses the signer's certificate.
     (tmp_path / "return.txt").write_bytes(document)
     (tmp_path / "return.p7s").write_bytes(signature)
-    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "return.p7s"), "-content", str(tmp_path / "return.txt"),
-                  "-CAfile", str(trust["dir"] / "root.pem"), "-out", "/dev/null", "-signer", str(tmp_path / "signer.pem"))
-    assert ran.returncode == 0, ran.stderr
-    checked = openssl_verify_with_crls(platform, trust, tmp_path / "signer.pem", tmp_path)
+    checked = signer_checked_against_crls(platform, trust, tmp_path / "return.p7s", tmp_path / "return.txt", tmp_path)
     assert checked.returncode != 0 and b"certificate revoked" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
 
     report = verify_api(platform, json={"cms": base64.b64encode(signature).decode(), "sha256": hashlib.sha256(document).hexdigest()}).json()
