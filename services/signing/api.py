@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 from aiohttp import BodyPartReader, web
-from asn1crypto import tsp
 
 from libs.service import MalformedBody, Problem, parse_body, validate
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
@@ -15,6 +14,7 @@ from .callers import device, relying_party
 from .context import Signing
 from .requests import DocumentQuery, NewDocument, Refused, SignHashBody
 from .signatures import InvalidPdf, check_pdf
+from .tsa import parse_query, rejection
 from .verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf
 from .x509 import pem
 
@@ -52,13 +52,12 @@ async def root_crl(request: web.Request) -> web.Response:
 async def timestamp(request: web.Request) -> web.Response:
     if request.content_type != "application/timestamp-query":
         raise UnsupportedMediaType(f"expected application/timestamp-query (RFC 3161), got {request.content_type or 'nothing'}")
-    raw = await request.read()
-    try:
-        query = tsp.TimeStampReq.load(raw)
-        query.native  # parse it all now: asn1crypto is lazy, and garbage must be a 400 here
-    except Exception:  # asn1crypto raises many types on garbage
-        raise MalformedBody("the body is not a DER-encoded TimeStampReq") from None
-    reply = await request.app[SIGNING].tsa.respond(query)
+    query = parse_query(await request.read())
+    # RFC 3161 §3.4: every answer to a query is a TimeStampResp; a refusal is status rejection with its failInfo.
+    if query is None:
+        reply = rejection("bad_data_format", "the body is not a DER-encoded TimeStampReq")
+    else:
+        reply = await request.app[SIGNING].tsa.respond(query)
     return web.Response(body=reply.dump(), content_type="application/timestamp-reply", headers={"Cache-Control": "no-store"})
 
 

@@ -72,8 +72,10 @@ OPERATIONS = (
     Operation(
         "POST", "/v1/signing/tsa", "RFC 3161 timestamp authority: a DER TimeStampReq (application/timestamp-query)", ("signing",),
         request_model=BINARY, request_content_type="application/timestamp-query",
-        responses={200: Body("a DER TimeStampResp (granted, or a rejection with its failure info)", "application/timestamp-reply", BINARY),
-                   400: "the body is not a DER TimeStampReq", 413: "the body is too large", 415: "not application/timestamp-query"},
+        responses={200: Body("a DER TimeStampResp: granted, or status rejection with its failInfo (badAlg, badRequest, "
+                             "badDataFormat — also for a body that is no DER TimeStampReq —, unacceptedPolicy, unacceptedExtension)",
+                             "application/timestamp-reply", BINARY),
+                   413: "the body is too large", 415: "not application/timestamp-query"},
     ),
     Operation(
         "POST", "/v1/signing/requests",

@@ -24,6 +24,34 @@ DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}
 TIMESTAMPS = Counter("harbour_signing_timestamps_total", "RFC 3161 timestamps answered, by outcome.", ["outcome"])
 
 
+class TimeStampResp(tsp.TimeStampResp):
+    """RFC 3161 §2.4.2 TimeStampResp: the token is OPTIONAL (absent from a rejection).
+
+    asn1crypto declares it mandatory, so dumping a rejection raised and every rejection path answered 500.
+    """
+
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+def parse_query(raw: bytes) -> tsp.TimeStampReq | None:
+    """A DER TimeStampReq, fully parsed (asn1crypto is lazy), or None when the bytes are not one."""
+    try:
+        query = tsp.TimeStampReq.load(raw, strict=True)
+        query.native  # parse it all now, so garbage cannot fail later inside respond()
+    except Exception:  # asn1crypto raises many types on garbage
+        return None
+    return query
+
+
+def rejection(fail: str, text: str) -> TimeStampResp:
+    """status rejection (2) with one failInfo bit and a reason a person can read."""
+    TIMESTAMPS.labels("rejected").inc()
+    return TimeStampResp({"status": {"status": "rejection", "status_string": [text], "fail_info": {fail}}})
+
+
 class TimeStampAuthority:
     def __init__(self, hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate]) -> None:
         self.hsm = hsm
@@ -37,15 +65,11 @@ class TimeStampAuthority:
         self._sid = cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
             {"issuer": self.certificate.issuer, "serial_number": self.certificate.serial_number})})
 
-    async def respond(self, request: tsp.TimeStampReq) -> tsp.TimeStampResp:
+    async def respond(self, request: tsp.TimeStampReq) -> TimeStampResp:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         imprint = request["message_imprint"]
-        algorithm = imprint["hash_algorithm"]["algorithm"].native
-        if algorithm not in DIGESTS:
-            return self._rejection("bad_alg", f"unsupported hash algorithm {algorithm}; use sha256, sha384 or sha512")
-        if len(imprint["hashed_message"].native) != DIGESTS[algorithm]:
-            return self._rejection("bad_data_format", "the hashed message has the wrong length for its algorithm")
-        if request["req_policy"].native not in (None, POLICY_OID):
-            return self._rejection("unaccepted_policy", "this TSA issues under its own policy only")
         now = datetime.now(UTC)
         info = {
             "version": "v1",
@@ -84,12 +108,27 @@ class TimeStampAuthority:
             signed_data["certificates"] = self._certificates
         token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
         TIMESTAMPS.labels("granted").inc()
-        return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+        return TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
 
     @staticmethod
-    def _rejection(fail: str, text: str) -> tsp.TimeStampResp:
-        TIMESTAMPS.labels("rejected").inc()
-        return tsp.TimeStampResp({"status": {"status": "rejection", "status_string": [text], "fail_info": {fail}}})
+    def _refusal(request: tsp.TimeStampReq) -> TimeStampResp | None:
+        """The RFC 3161 rejection this request earns, if any (failInfo names per §2.4.2)."""
+        if request["version"].native != "v1":
+            return rejection("bad_request", "only TimeStampReq version 1 is supported")
+        imprint = request["message_imprint"]
+        algorithm = imprint["hash_algorithm"]["algorithm"].native
+        if algorithm not in DIGESTS:
+            return rejection("bad_alg", f"unsupported hash algorithm {algorithm}; use sha256, sha384 or sha512")
+        if imprint["hash_algorithm"]["parameters"].native is not None:
+            return rejection("bad_alg", "the hash algorithm must carry no parameters")
+        if len(imprint["hashed_message"].native) != DIGESTS[algorithm]:
+            return rejection("bad_data_format", "the hashed message has the wrong length for its algorithm")
+        if request["req_policy"].native not in (None, POLICY_OID):
+            return rejection("unaccepted_policy", "this TSA issues under its own policy only")
+        # We understand no extension, critical or not: refusing them all is the stricter reading of §2.4.1.
+        if request["extensions"].native:
+            return rejection("unaccepted_extensions", "this TSA accepts no request extensions")
+        return None
 
 
 class InProcessTimeStamper(TimeStamper):
@@ -99,5 +138,5 @@ class InProcessTimeStamper(TimeStamper):
         super().__init__(include_nonce=True)
         self.authority = authority
 
-    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> TimeStampResp:
         return await self.authority.respond(req)

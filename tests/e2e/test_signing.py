@@ -22,7 +22,7 @@ from pathlib import Path
 import pkcs11
 import pytest
 import requests
-from asn1crypto import cms, pem, x509
+from asn1crypto import cms, pem, tsp, x509
 from asn1crypto import crl as asn1_crl
 from fpdf import FPDF
 from pkcs11 import Attribute, ObjectClass
@@ -345,8 +345,50 @@ async def test_the_tsa_answers_rfc3161_queries_that_openssl_verifies(platform, t
     eku = next(e for e in cert["tbs_certificate"]["extensions"] if e["extn_id"].native == "extended_key_usage")
     assert eku["critical"].native and eku["extn_value"].native == ["time_stamping"]
 
-    garbage = requests.post(platform.gateway + "/v1/signing/tsa", data=b"not a query", headers={"Content-Type": "application/timestamp-query"}, timeout=10)
-    assert garbage.status_code == 400 and garbage.headers["Content-Type"].startswith("application/problem+json")
+
+
+def tsa_reply_text(platform, query: bytes, folder: Path) -> str:
+    """POST a query; the reply must be an RFC 3161 TimeStampResp (HTTP 200); openssl's reading of it."""
+    reply = requests.post(platform.gateway + "/v1/signing/tsa", data=query, headers={"Content-Type": "application/timestamp-query"}, timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"] == "application/timestamp-reply", reply.text[:300]
+    path = folder / f"{uuid.uuid4().hex}.tsr"
+    path.write_bytes(reply.content)
+    ran = openssl("ts", "-reply", "-in", str(path), "-text")
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.decode()
+
+
+def crafted_query(**changes) -> bytes:
+    """A TimeStampReq built by hand (asn1crypto), for what openssl will not produce."""
+    query = {"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 32},
+             "cert_req": True}
+    return tsp.TimeStampReq({**query, **changes}).dump()
+
+
+async def test_the_tsa_answers_refusals_as_rfc3161_rejections_with_their_failure_info(platform, tmp_path):
+    """Every refusal is a TimeStampResp with status rejection (2) and the failInfo RFC 3161 §2.4.2 names — never a 500."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"imprint me " + uuid.uuid4().bytes)
+    md5 = openssl("ts", "-query", "-data", str(data), "-md5", "-no_nonce")
+    policy = openssl("ts", "-query", "-data", str(data), "-sha256", "-tspolicy", "1.2.3.4")
+    assert md5.returncode == 0 and policy.returncode == 0
+    extension = {"extn_id": "1.2.3.4.5", "critical": False, "extn_value": b"\x05\x00"}
+    cases = [
+        (md5.stdout, "unrecognized or unsupported algorithm identifier"),  # badAlg
+        (policy.stdout, "the requested TSA policy is not supported by the TSA"),  # unacceptedPolicy
+        (crafted_query(message_imprint={"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 20}),
+         "the data submitted has the wrong format"),  # badDataFormat: 20 bytes are no SHA-256
+        (crafted_query(extensions=[extension]), "the requested extension is not supported by the TSA"),  # unacceptedExtension
+        (crafted_query(version=2), "transaction not permitted or supported"),  # badRequest: a version we do not support
+        (b"not a query", "the data submitted has the wrong format"),  # garbage: badDataFormat
+        (b"", "the data submitted has the wrong format"),
+    ]
+    for query, failure in cases:
+        text = tsa_reply_text(platform, query, tmp_path)
+        assert "Status: Rejected." in text and f"Failure info: {failure}" in text and "TST info:\nNot included." in text, text
+    # The TSA still grants a good query afterwards.
+    good = openssl("ts", "-query", "-data", str(data), "-sha512", "-cert")
+    assert "Status: Granted." in tsa_reply_text(platform, good.stdout, tmp_path)
 
 
 async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(platform, kiosk, metadata, trust, tmp_path):
