@@ -86,6 +86,8 @@ class StackConfig:
             "HARBOUR_ISSUER": self.service_url("gateway"),
             # The local platform is a sandbox: citizens may self-register (assurance basic).
             "HARBOUR_SANDBOX": "true",
+            # Agencies' callbacks and clients' jwks_uri may be on this machine (never private or link-local ranges).
+            "HARBOUR_OUTBOUND_ALLOW_LOOPBACK": "1",
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             **dev_secrets(self.dev_dir),

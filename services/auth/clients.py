@@ -26,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import CLIENTS
+from libs.outbound import check_url
 from libs.tokens import InvalidKey, load_public_jwk
 
 from .store import CLIENTS as CLIENTS_COLLECTION
@@ -71,6 +72,14 @@ class ClientMetadata(BaseModel):
     @classmethod
     def _uris(cls, values: list[str]) -> list[str]:
         return [check_redirect_uri(v) for v in values]
+
+    @field_validator("callback_urls", "jwks_uri")
+    @classmethod
+    def _outbound(cls, value: list[str] | str | None) -> list[str] | str | None:
+        # URLs the platform itself calls or fetches: SSRF rules (libs/outbound), checked again at connection time.
+        if value is None:
+            return None
+        return [check_url(v) for v in value] if isinstance(value, list) else check_url(value)
 
     @field_validator("scope")
     @classmethod

@@ -8,6 +8,12 @@ notify's own key — JWKS at `/v1/notifications/jwks` — with claims `iss`
 `template_version`, `job_id`, `at`). The agency verifies it as it verifies
 any token of the platform. A 2xx answer ends it; anything else is retried
 after 1, 2, 4, 8, 16 s (`callback_backoff_s` doubled), then given up.
+
+The URL is an outside party's: it is checked (libs/outbound) when it is
+registered — https, a public name that resolves only to public addresses —
+and again at every call, against the address actually connected to; a call
+refused by that check is recorded with its reason (`last_error`) and retried
+like any failure (the name may be fixed), never sent to a refused address.
 """
 
 from __future__ import annotations
@@ -16,42 +22,38 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
-
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs.outbound import Outbound, OutboundError, OutboundURLRefused, check_url
 from libs.service.logging import get_logger
 
 from .context import Notify
+from .errors import Refused
 from .metrics import CALLBACK_ATTEMPTS, CALLBACK_BACKLOG
 from .store import CALLBACK_URLS, CALLBACKS
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CALLBACK_TTL_S = 300
 log = get_logger("harbour.notify.callbacks")
 
 
 class CallbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=500, description="https (http on loopback only); receives application/jwt POSTs")
+    url: str = Field(min_length=8, max_length=500,
+                     description="https, a public host (no private, loopback, link-local or mapped addresses); receives application/jwt POSTs")
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
-        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-            raise ValueError("must use https (http only on loopback)")
-        if parts.fragment or parts.username or parts.password:
-            raise ValueError("no fragment and no credentials in the URL")
-        return value
+        return check_url(value)  # form, scheme and literal hosts; the name is resolved in register()
 
 
-async def register(db: AsyncDatabase, client_id: str, body: CallbackBody) -> dict[str, Any]:
+async def register(db: AsyncDatabase, client_id: str, body: CallbackBody, outbound: Outbound | None = None) -> dict[str, Any]:
+    try:
+        await (outbound or Outbound()).check_resolved(body.url)
+    except OutboundURLRefused as exc:
+        raise Refused("callback-url-refused", f"the callback URL is refused: {exc}", 422) from None
     now = datetime.now(UTC)
     await db[CALLBACK_URLS].update_one({"_id": client_id}, {"$set": {"url": body.url, "updated_at": now}}, upsert=True)
     return {"url": body.url, "updated_at": now.isoformat()}
@@ -72,16 +74,17 @@ async def _sign(notify: Notify, doc: dict[str, Any]) -> str:
     return await notify.signer.sign(claims, typ="notification-status+jwt")
 
 
-async def _post(session: aiohttp.ClientSession, url: str, token: str, timeout_s: float) -> bool:
+async def _post(outbound: Outbound, url: str, token: str, timeout_s: float) -> str | None:
+    """None when the agency took it (2xx), else why not (its status, or the outbound refusal/failure)."""
     try:
-        async with session.post(url, data=token, headers={"Content-Type": "application/jwt"},
-                                timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False) as response:
-            return 200 <= response.status < 300
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-        return False
+        answer = await outbound.request("POST", url, data=token, headers={"Content-Type": "application/jwt"},
+                                        timeout_s=timeout_s, max_bytes=16 * 1024)
+    except OutboundError as exc:
+        return exc.reason
+    return None if answer.ok else f"answered {answer.status}"
 
 
-async def send_due(notify: Notify, session: aiohttp.ClientSession, limit: int = 50) -> int:
+async def send_due(notify: Notify, outbound: Outbound, limit: int = 50) -> int:
     """Claim due callbacks one by one (safe with several dispatchers), post them concurrently, record the outcome."""
     now = datetime.now(UTC)
     lease = now + timedelta(seconds=notify.settings.callback_timeout_s * 2)
@@ -97,18 +100,19 @@ async def send_due(notify: Notify, session: aiohttp.ClientSession, limit: int = 
         return 0
 
     async def attempt(doc: dict[str, Any]) -> None:
-        ok = await _post(session, doc["url"], await _sign(notify, doc), notify.settings.callback_timeout_s)
-        if ok:
+        error = await _post(outbound, doc["url"], await _sign(notify, doc), notify.settings.callback_timeout_s)
+        if error is None:
             CALLBACK_ATTEMPTS.labels("delivered").inc()
             await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"state": "delivered", "delivered_at": datetime.now(UTC)}})
         elif doc["attempts"] >= notify.settings.callback_max_attempts:
             CALLBACK_ATTEMPTS.labels("given_up").inc()
-            log.warning("callback given up", callback_id=doc["_id"], client_id=doc["client_id"], attempts=doc["attempts"])
-            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"state": "given_up"}})
+            log.warning("callback given up", callback_id=doc["_id"], client_id=doc["client_id"], attempts=doc["attempts"], error=error)
+            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"state": "given_up", "last_error": error}})
         else:
             CALLBACK_ATTEMPTS.labels("retry").inc()
             wait = notify.settings.callback_backoff_s * 2 ** (doc["attempts"] - 1)
-            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"next_attempt_at": datetime.now(UTC) + timedelta(seconds=wait)}})
+            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"next_attempt_at": datetime.now(UTC) + timedelta(seconds=wait),
+                                                                                "last_error": error}})
 
     await asyncio.gather(*(attempt(d) for d in claimed))
     return len(claimed)

@@ -23,6 +23,7 @@ from aiohttp import web
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
 from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
+from libs.outbound import Outbound
 from libs.service import create_service_app, run
 from libs.service.backbone import install_backbone
 from libs.service.logging import get_logger
@@ -91,6 +92,7 @@ def handler(notify: Notify, activity: ConsumerActivity):
 
 async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, activity: ConsumerActivity) -> None:
     settings = notify.settings
+    outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
     while True:
         try:
             busy = await delivery.release_due(notify, settings.chunk_size)
@@ -99,7 +101,7 @@ async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, acti
                 busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
             busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,
                                           backoff_s=settings.push_backoff_s)
-            busy += await callbacks.send_due(notify, http)
+            busy += await callbacks.send_due(notify, outbound)
             await callbacks.record_backlog(notify.db)
         except asyncio.CancelledError:
             raise

@@ -13,11 +13,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import jwt
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from libs.outbound import Outbound, OutboundError
+from libs.service.logging import get_logger
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, unverified_header, verify
 
 from ..clients import Client, find_client, parse_basic, secret_matches
@@ -29,23 +30,37 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_S = 3600
 JWKS_CACHE_S = 300
 JWKS_MAX_BYTES = 64 * 1024
+JWKS_FAILURE_S = 10
 
+log = get_logger("harbour.auth.client_auth")
 _jwks_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+# The client's jwks_uri is an outside URL: SSRF-guarded (libs/outbound), and a failure is remembered for a few
+# seconds so a slow or refused jwks_uri cannot make every token request wait on it again.
+_outbound: Outbound | None = None
+
+
+def _guarded() -> Outbound:
+    global _outbound
+    if _outbound is None:
+        _outbound = Outbound(failure_ttl_s=JWKS_FAILURE_S)
+    return _outbound
 
 
 async def fetch_jwks(uri: str) -> dict[str, Any]:
     cached = _jwks_cache.get(uri)
     if cached and time.monotonic() - cached[0] < JWKS_CACHE_S:
         return cached[1]
+    outbound = _guarded()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            async with session.get(uri, allow_redirects=False) as response:
-                response.raise_for_status()
-                body = await response.content.read(JWKS_MAX_BYTES + 1)
-                if len(body) > JWKS_MAX_BYTES:
-                    raise InvalidClient("the client's jwks_uri document is too large")
-                jwks = json.loads(body)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+        answer = await outbound.request("GET", uri, headers={"Accept": "application/json"}, timeout_s=5, max_bytes=JWKS_MAX_BYTES)
+        if not answer.ok:
+            raise OutboundError(f"answered {answer.status}")
+        jwks = json.loads(answer.body)
+    except (OutboundError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, OutboundError) else "not a JSON document"
+        outbound.remember_failure(uri, reason)
+        # The reason is logged, not answered: whoever presents an assertion must not learn what the platform can reach.
+        log.warning("jwks_uri fetch failed", jwks_uri=uri, reason=reason)
         raise InvalidClient("the client's jwks_uri could not be fetched") from None
     _jwks_cache[uri] = (time.monotonic(), jwks)
     return jwks
