@@ -1,14 +1,16 @@
 """Streaming pass-through to an upstream service, with timeouts, one retry for idempotent requests and a breaker.
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
-buffered; hop-by-hop headers stop here; the request id travels on.
+buffered, except a request body sent without Content-Length (chunked): that
+one is read first, up to the route's limit, so an oversized one is a 413 and
+the upstream never sees a truncated request. Hop-by-hop headers stop here;
+the request id travels on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,13 +57,18 @@ def _forwardable(headers) -> CIMultiDict:
     )
 
 
-async def _limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    seen = 0
+async def _read_chunked(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """A body without Content-Length, read whole before the upstream is contacted.
+
+    Its size is only known at its end: streaming it would hand the upstream a
+    truncated request when the limit is crossed halfway. Bounded by the route's limit.
+    """
+    body = bytearray()
     async for chunk in content.iter_any():
-        seen += len(chunk)
-        if seen > limit:
+        if len(body) + len(chunk) > limit:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-        yield chunk
+        body += chunk
+    return bytes(body)
 
 
 def _unavailable(upstream: Upstream, detail: str) -> ServiceUnavailable:
@@ -81,6 +88,17 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     has_body = request.body_exists
+    body: bytes | aiohttp.StreamReader | None = None
+    if has_body:
+        # A declared length is checked above and the server reads no further: stream it. A chunked one is read first.
+        if request.content_length is None:
+            try:
+                body = await _read_chunked(request.content, max_body_bytes)
+            except PayloadTooLarge:
+                REJECTED.labels("too_large").inc()
+                raise
+        else:
+            body = request.content
     # The request target exactly as the client encoded it.
     url = URL(upstream.base_url + request.raw_path, encoded=True)
     attempts = 2 if request.method in IDEMPOTENT and not has_body else 1
@@ -89,7 +107,7 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
         try:
             async with upstream.session.request(
                 request.method, url, headers=headers,
-                data=_limited(request.content, max_body_bytes) if has_body else None,
+                data=body,
                 allow_redirects=False,
             ) as upstream_response:
                 UPSTREAM_LATENCY.labels(upstream.name).observe(time.perf_counter() - started)
@@ -108,9 +126,6 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
                     return response
                 await response.write_eof()
                 return response
-        except PayloadTooLarge:
-            REJECTED.labels("too_large").inc()
-            raise
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             _failed(upstream)
             if attempt < attempts:
