@@ -12,6 +12,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
 from libs.crypto import keyed_hash
 
 # No 0/O, 1/I/L: the code is read off paper and typed on a phone.
@@ -54,12 +57,37 @@ class ActivationRefused(ValueError):
         self.attempts_left = attempts_left
 
 
-def check_code(stored: dict | None, code: str, hash_key: bytes, *, now: datetime, max_attempts: int) -> bool:
-    """True when `code` opens `stored`; raises for a code that can no longer be used at all."""
+def refuse_unusable(stored: dict | None, *, now: datetime, max_attempts: int) -> None:
+    """Raise when the stored code can no longer be used at all (used, locked or expired)."""
     if stored is None or stored["status"] == "used":
         raise ActivationRefused("used", "this activation code has already been used")
     if stored["status"] == "locked" or stored["attempts"] >= max_attempts:
         raise ActivationRefused("locked", "too many wrong codes: ask for a new activation code")
     if now >= stored["expires_at"]:
         raise ActivationRefused("expired", "the activation code has expired: ask for a new one")
+
+
+def code_matches(stored: dict, code: str, hash_key: bytes) -> bool:
     return hmac.compare_digest(stored["code_hash"], _hash(hash_key, normalise(code)))
+
+
+async def take_attempt(accounts: AsyncCollection, account_id: str, *, now: datetime, max_attempts: int) -> dict | None:
+    """Atomically use up one attempt of an open, unexpired code; the activation after it, or None when none is left.
+
+    The count is taken before the code is compared, in one conditional update:
+    concurrent guesses cannot all read the same count (read-then-write let a
+    burst of wrong codes be evaluated far more than `max_attempts` times).
+    The right code uses an attempt too; it then binds the device.
+    """
+    updated = await accounts.find_one_and_update(
+        {"_id": account_id, "activation.status": "open",
+         "activation.attempts": {"$lt": max_attempts}, "activation.expires_at": {"$gt": now}},
+        {"$inc": {"activation.attempts": 1}},
+        projection={"activation": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+    return updated["activation"] if updated else None
+
+
+async def lock(accounts: AsyncCollection, account_id: str) -> None:
+    await accounts.update_one({"_id": account_id, "activation.status": "open"}, {"$set": {"activation.status": "locked"}})

@@ -25,7 +25,7 @@ from libs.events.audit import record_audit
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, unverified_header, verify
 
 from .accounts import change_state
-from .activation import ActivationRefused, check_code
+from .activation import ActivationRefused, code_matches, lock, refuse_unusable, take_attempt
 from .errors import Refused
 from libs.tokens.keystore import TokenSigner
 from .store import ACCOUNTS, DEVICE_NONCES, DEVICES, USED_ASSERTIONS
@@ -91,22 +91,25 @@ async def check_activation_code(db: AsyncDatabase, request: ActivationRequest, *
         raise Refused("account-inactive", f"the account is {account['state']}", status=403)
     now = datetime.now(UTC)
     try:
-        opened = check_code(account.get("activation"), request.activation_code, hash_key, now=now, max_attempts=max_attempts)
+        refuse_unusable(account.get("activation"), now=now, max_attempts=max_attempts)
     except ActivationRefused as exc:
         raise Refused(exc.reason, str(exc), status=403 if exc.reason == "locked" else 400) from None
-    if opened:
-        return
-    # The failed attempt is recorded on its own: it must count even though the request fails.
-    updated = await db[ACCOUNTS].find_one_and_update(
-        {"_id": request.account_id, "activation.status": "open"},
-        {"$inc": {"activation.attempts": 1}},
-        return_document=True,
-    )
-    attempts = updated["activation"]["attempts"] if updated else max_attempts
-    if attempts >= max_attempts:
-        await db[ACCOUNTS].update_one({"_id": request.account_id, "activation.status": "open"}, {"$set": {"activation.status": "locked"}})
+    # One attempt is taken atomically before the code is compared: a burst of guesses gets at most max_attempts.
+    activation = await take_attempt(db[ACCOUNTS], request.account_id, now=now, max_attempts=max_attempts)
+    if activation is None:  # used, locked or expired meanwhile: say which
+        try:
+            refuse_unusable((await db[ACCOUNTS].find_one({"_id": request.account_id}) or {}).get("activation"),
+                            now=now, max_attempts=max_attempts)
+        except ActivationRefused as exc:
+            raise Refused(exc.reason, str(exc), status=403 if exc.reason == "locked" else 400) from None
         raise Refused("locked", "too many wrong codes: ask for a new activation code", status=403)
-    raise Refused("invalid-activation", "the account id or activation code is wrong", attempts_left=max_attempts - attempts)
+    if code_matches(activation, request.activation_code, hash_key):
+        return
+    attempts_left = max_attempts - activation["attempts"]
+    if attempts_left <= 0:
+        await lock(db[ACCOUNTS], request.account_id)
+        raise Refused("locked", "too many wrong codes: ask for a new activation code", status=403)
+    raise Refused("invalid-activation", "the account id or activation code is wrong", attempts_left=attempts_left)
 
 
 async def bind_device(

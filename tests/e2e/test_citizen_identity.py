@@ -11,6 +11,7 @@ the plaintext identity data.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -29,7 +30,7 @@ from libs.approvals import sign_decision
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, AUDIT, IDENTITY
 from libs.store import create_client
-from libs.tokens import generate_private_key, public_jwk
+from libs.tokens import generate_private_key, public_jwk, sign
 
 from ..integration.eventing import eventually, read_all
 from .citizens import (
@@ -257,6 +258,47 @@ async def test_activation_codes_are_single_use_and_lock_after_wrong_guesses(plat
         await guesser.activate(second["account_id"], second["activation_code"])
     assert still_locked.value.status == 403
     assert guesser.profile.device_id is None
+
+
+async def test_concurrent_wrong_activation_codes_cannot_get_past_the_attempt_limit(platform, kiosk):
+    """Issue 14 (14b): 20 wrong codes fired at once are evaluated at most 5 times, then the code is locked."""
+    _, enrolment = await enrol(platform, kiosk)
+    account_id = enrolment["account_id"]
+
+    async def activation_body(session: aiohttp.ClientSession, code: str) -> dict:
+        key = generate_private_key()
+        async with session.post(platform.gateway + "/v1/devices/challenges", json={}) as response:
+            challenge = await response.json()
+        now = int(time.time())
+        proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+        return {"account_id": account_id, "activation_code": code, "public_key": public_jwk(key),
+                "device_name": "guess", "proof": proof}
+
+    async def activate(session: aiohttp.ClientSession, body: dict) -> tuple[int, dict]:
+        async with session.post(platform.gateway + "/v1/devices", json=body) as response:
+            return response.status, await response.json(content_type=None)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=40)) as session:
+        # Every guess is prepared first (own key, own nonce) so that all 20 reach auth together.
+        bodies = [await activation_body(session, f"ZZZZZ-{i:05d}".replace("0", "Z").replace("1", "Y")) for i in range(20)]
+        results = await asyncio.gather(*(activate(session, body) for body in bodies))
+        evaluated_left = sorted(body["attempts_left"] for status, body in results if status == 400)
+        locked = [body for status, body in results if status == 403]
+        assert all(status in (400, 403) for status, _ in results), results
+        assert evaluated_left == [1, 2, 3, 4] and len(locked) == 16, results
+        assert all(body["type"].endswith("/locked") for body in locked)
+        # The right code after the burst: refused, and no device bound.
+        status, body = await activate(session, await activation_body(session, enrolment["activation_code"]))
+        assert status == 403 and body["type"].endswith("/locked")
+    client = create_client(platform.infra.mongo_uri)
+    try:
+        db = client[platform.database("auth")]
+        account = await db.accounts.find_one({"_id": account_id})
+        # Each evaluated guess took one attempt; no more than the limit were ever evaluated.
+        assert account["activation"]["attempts"] == 5 and account["activation"]["status"] == "locked"
+        assert account["state"] == "pending" and await db.devices.count_documents({"account_id": account_id}) == 0
+    finally:
+        await client.close()
 
 
 async def test_decisions_must_be_by_this_device_once_and_in_time(platform, kiosk, tmp_path):

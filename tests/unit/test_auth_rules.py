@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.auth.accounts import TRANSITIONS
-from services.auth.activation import ActivationRefused, check_code, new_activation
+from services.auth.activation import ActivationRefused, code_matches, new_activation, refuse_unusable
 from services.auth.enrolment import EnrolmentRequest, age_on
 
 KEY = b"k" * 32
@@ -76,16 +76,17 @@ def test_activation_code_checks():
     stored = activation.stored()
     now = datetime.now(UTC)
     assert activation.code not in str(stored)
-    assert check_code(stored, activation.display().lower(), KEY, now=now, max_attempts=5)
-    assert not check_code(stored, "2222233333", KEY, now=now, max_attempts=5)
+    refuse_unusable(stored, now=now, max_attempts=5)
+    assert code_matches(stored, activation.display().lower(), KEY)
+    assert not code_matches(stored, "2222233333", KEY)
     with pytest.raises(ActivationRefused) as expired:
-        check_code(stored, activation.code, KEY, now=now + timedelta(seconds=61), max_attempts=5)
+        refuse_unusable(stored, now=now + timedelta(seconds=61), max_attempts=5)
     assert expired.value.reason == "expired"
     with pytest.raises(ActivationRefused) as locked:
-        check_code({**stored, "attempts": 5}, activation.code, KEY, now=now, max_attempts=5)
+        refuse_unusable({**stored, "attempts": 5}, now=now, max_attempts=5)
     assert locked.value.reason == "locked"
     with pytest.raises(ActivationRefused) as used:
-        check_code({**stored, "status": "used"}, activation.code, KEY, now=now, max_attempts=5)
+        refuse_unusable({**stored, "status": "used"}, now=now, max_attempts=5)
     assert used.value.reason == "used"
 
 
