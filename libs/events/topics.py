@@ -76,7 +76,14 @@ NOTIFICATIONS_PRIORITY = Topic(
     "The same for high-priority notifications (approval prompts, security alerts), so a large batch never delays them.",
     event_types=("notification.dispatch",),
 )
+# One partition: every reader sees revocations in the order auth made them (a reinstatement after its suspension).
+REVOCATIONS = Topic(
+    "revocations",
+    "auth's revocations of access and device tokens, devices and account states, which every service and the gateway honour.",
+    partitions=1,
+    event_types=("revocation.tokens", "revocation.device", "revocation.account"),
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, SIGNING, NOTIFICATIONS,
-                               NOTIFICATIONS_PRIORITY)
+                               NOTIFICATIONS_PRIORITY, REVOCATIONS)
 TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}

@@ -14,8 +14,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import CloudEvent, Outbox
 from libs.events.topics import IDENTITY
+from libs.revocation import events as revocation_events
 
-from .store import ACCOUNTS
+from .store import ACCOUNTS, SUBJECTS
 
 State = Literal["pending", "active", "suspended", "revoked"]
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -24,6 +25,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "suspended": frozenset({"active", "revoked"}),
     "revoked": frozenset(),
 }
+
+
+# How long a revocation must be remembered: the longest JWT auth issues (AuthSettings.max_jwt_lifetime_s is 10 minutes).
+DEFAULT_TOKEN_LIFETIME_S = 3600
 
 
 class TransitionRefused(ValueError):
@@ -37,8 +42,13 @@ async def change_state(
     to: State,
     *,
     reason: str,
+    token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S,
 ) -> None:
-    """Move an account to `to` inside the caller's transaction and publish identity.state_changed."""
+    """Move an account to `to` inside the caller's transaction and publish identity.state_changed.
+
+    Suspending or revoking it (and reinstating it) is also a revocation event: every service and the
+    gateway refuse the account's tokens within seconds, not only when they expire.
+    """
     account = await db[ACCOUNTS].find_one({"_id": account_id}, session=session)
     if account is None:
         raise TransitionRefused("no such account")
@@ -63,3 +73,10 @@ async def change_state(
             data={"account_id": account_id, "from": current, "to": to, "reason": reason},
         ),
     )
+    if to in ("suspended", "revoked") or current in ("suspended", "revoked"):
+        # Device tokens carry the account id as sub, relying parties' tokens one of its pairwise subjects.
+        subjects = [doc["_id"] for doc in await db[SUBJECTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]
+        await revocation_events.account_changed(
+            Outbox(db), session, [account_id, *subjects], state=to, at=now.timestamp(),
+            expires_at=now.timestamp() + token_lifetime_s + 60,
+        )

@@ -60,7 +60,8 @@ async def run(args: argparse.Namespace) -> dict:
                 client, lambda s: register_client(db, s, metadata, registered_by="operator")
             )
             return {**registered.public_view(), "client_secret": secret}
-        await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason))
+        await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason,
+                                                                 token_lifetime_s=settings.max_jwt_lifetime_s))
         return {"account_id": args.account_id, "state": args.state}
     finally:
         await client.close()

@@ -177,7 +177,8 @@ async def revoke_device(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     target = request.match_info["device_id"]
     try:
-        await auth.transaction(lambda session: devices.revoke_device(auth.db, session, device, target))
+        await auth.transaction(lambda session: devices.revoke_device(auth.db, session, device, target,
+                                                                     device_token_ttl_s=auth.settings.device_token_ttl_s))
     except Refused as exc:
         raise refused(exc) from None
     return web.Response(status=204)

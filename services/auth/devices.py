@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.events import Outbox
 from libs.events.audit import record_audit
+from libs.revocation import events as revocation_events
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, unverified_header, verify
 
 from .accounts import change_state
@@ -224,7 +225,10 @@ async def list_devices(db: AsyncDatabase, account_id: str) -> list[dict[str, Any
     return [device_view(d) for d in docs]
 
 
-async def revoke_device(db: AsyncDatabase, session: AsyncClientSession, actor: DeviceContext, device_id: str) -> None:
+async def revoke_device(
+    db: AsyncDatabase, session: AsyncClientSession, actor: DeviceContext, device_id: str, *, device_token_ttl_s: int
+) -> None:
+    """Revoke one of the citizen's devices; its device tokens are refused everywhere once the event arrives (≤ 2 s)."""
     result = await db[DEVICES].update_one(
         {"_id": device_id, "account_id": actor.account_id, "status": "active"},
         {"$set": {"status": "revoked", "revoked_at": datetime.now(UTC), "revoked_by": actor.device_id}},
@@ -236,6 +240,9 @@ async def revoke_device(db: AsyncDatabase, session: AsyncClientSession, actor: D
         Outbox(db), session, service="auth", subject=actor.account_id, action="device.revoke",
         actor=actor.device_id, device_id=device_id,
     )
+    # Tokens issued up to now live at most device_token_ttl_s; a minute more covers clock skew between services.
+    await revocation_events.device_revoked(Outbox(db), session, device_id,
+                                           expires_at=datetime.now(UTC).timestamp() + device_token_ttl_s + 60)
 
 
 async def activate_device(auth: "Auth", request: ActivationRequest) -> dict[str, Any]:

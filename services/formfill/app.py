@@ -8,6 +8,7 @@ from aiohttp import web
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.service import create_service_app
+from libs.revocation import install_revocations
 from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
@@ -26,6 +27,7 @@ def create_app(settings: FormfillSettings | None = None) -> web.Application:
     settings = settings or FormfillSettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
+    install_revocations(app)  # tokens, devices and accounts auth revoked are refused here too
 
     async def formfill_context(app: web.Application):
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.result_ttl_s, collection=RELEASE_KEYS)

@@ -1,8 +1,9 @@
 """Who is calling formfill: a relying party (its access token from auth) or a citizen's device (device token).
 
-Both are auth's ES256 tokens, checked here against auth's JWKS (the gateway
-checked them too). A relying party's token names the citizen by pairwise
-`sub` — or, from the client-credentials grant, nobody (anonymous journeys).
+Both are auth's ES256 tokens, checked by libs/revocation/callers.py against
+auth's JWKS and the revocation list (the gateway checked them too). A relying
+party's token names the citizen by pairwise `sub` — or, from the
+client-credentials grant, nobody (anonymous journeys).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from libs.service import Forbidden, Unauthorized
-from libs.tokens import InvalidToken, JWKSCache
+from libs.revocation.callers import DEVICE_AUDIENCE, access_token_claims, device_token_claims, invalid_token
+from libs.tokens import JWKSCache
 
-DEVICE_AUDIENCE = "harbour-device"
+__all__ = ["DEVICE_AUDIENCE", "Device", "RelyingParty", "device", "relying_party"]
+SCOPE = "formfill"
 
 
 @dataclass(frozen=True)
@@ -29,33 +31,14 @@ class Device:
     device_id: str
 
 
-def _token(request: web.Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("an access token is required", headers={"WWW-Authenticate": 'Bearer realm="harbour-id"'})
-    return token.strip()
-
-
-def _invalid(exc: InvalidToken) -> Unauthorized:
-    return Unauthorized(str(exc), headers={"WWW-Authenticate": f'Bearer realm="harbour-id", error="invalid_token", error_description="{exc}"'})
-
-
 async def relying_party(request: web.Request, jwks: JWKSCache, issuer: str) -> RelyingParty:
-    try:
-        claims = await jwks.verify(_token(request), audience=issuer, issuer=issuer, typ="at+jwt")
-    except InvalidToken as exc:
-        raise _invalid(exc) from None
-    if "formfill" not in str(claims.get("scope", "")).split():
-        raise Forbidden("the token lacks the formfill scope", headers={"WWW-Authenticate": 'Bearer realm="harbour-id", error="insufficient_scope", scope="formfill"'})
+    claims = await access_token_claims(request, jwks, issuer, scope=SCOPE)
     client_id = claims.get("client_id")
     if not isinstance(client_id, str):
-        raise _invalid(InvalidToken("the token names no client"))
+        raise invalid_token("the token names no client")
     return RelyingParty(client_id, None if claims["sub"] == client_id else claims["sub"])
 
 
 async def device(request: web.Request, jwks: JWKSCache, issuer: str) -> Device:
-    try:
-        claims = await jwks.verify(_token(request), audience=DEVICE_AUDIENCE, issuer=issuer, typ="at+jwt")
-    except InvalidToken as exc:
-        raise _invalid(exc) from None
+    claims = await device_token_claims(request, jwks, issuer)
     return Device(account_id=claims["sub"], device_id=str(claims.get("device_id")))

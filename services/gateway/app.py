@@ -10,6 +10,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.middleware import ROUTE_LABEL
 from libs.service.problems import NotFound, Problem
@@ -123,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_upstreams(settings))
+    install_revocations(app)  # the edge refuses revoked tokens, devices and accounts too
     app.on_response_prepare.append(_edge_headers)
     # Before the catch-all: aiohttp matches routes in the order they were added.
     install_openapi(app, settings.upstreams)

@@ -1,7 +1,9 @@
 """Authentication at the edge: refuse what is certainly wrong before any upstream sees it.
 
 Tokens are verified against auth's JWKS (signature, issuer, audience, expiry,
-type) and scopes checked; failures are 401 with a `WWW-Authenticate`
+type), looked up in the revocation list the gateway follows (libs/revocation:
+a revoked token, device or account is refused here within seconds) and scopes
+checked; failures are 401 with a `WWW-Authenticate`
 challenge (RFC 6750 §3) or 403 `insufficient_scope`. The owning service
 verifies again: the edge is a filter, not the only lock.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from libs.revocation.callers import refusal
 from libs.service.problems import Problem
 from libs.tokens import InvalidToken, JWKSCache
 
@@ -69,6 +72,9 @@ async def authorize(request: web.Request, policy: Policy, jwks: JWKSCache, issue
         claims = await jwks.verify(token.strip(), audience=audience, issuer=issuer, typ=ACCESS_TOKEN_TYP)
     except InvalidToken as exc:
         raise unauthorized("Bearer", str(exc), error="invalid_token") from None
+    revoked = refusal(request.app, claims)
+    if revoked:
+        raise unauthorized("Bearer", revoked, error="invalid_token")
     granted = set(str(claims.get("scope", "")).split())
     missing = [s for s in policy.scopes if s not in granted]
     if missing:

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from libs.revocation import REVOCATIONS
 from libs.service import Problem, parse_body
 
-from . import callbacks, inbox, notifications, preferences, templates
+from . import callbacks, inbox, notifications, preferences, streams, templates
 from .callbacks import CallbackBody
-from .callers import agency, device
+from .callers import Citizen, agency, device
 from .context import Notify
 from .errors import Refused
 from .metrics import SSE_CONNECTIONS
@@ -23,6 +24,7 @@ from .templates import TemplateBody
 NOTIFY = web.AppKey("notify", Notify)
 # Set at shutdown so open streams end promptly instead of holding the graceful stop for its whole timeout.
 CLOSING = web.AppKey("notify_closing", asyncio.Event)
+STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
 routes = web.RouteTableDef()
 
 
@@ -185,10 +187,22 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one `message` event per new inbox item, a comment line as heartbeat."""
     n = request.app[NOTIFY]
     citizen = await device(request, n.jwks, n.settings.issuer)
+    slots = request.app[STREAM_SLOTS]
+    if not slots.take(citizen.device_id):
+        raise Problem(f"this device already has {slots.per_device} open inbox streams; close one first", status=429,
+                      title="Too many streams", slug="too-many-streams", headers={"Retry-After": "5"})
+    try:
+        return await _stream(request, n, citizen)
+    finally:
+        slots.give_back(citizen.device_id)
+
+
+async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     SSE_CONNECTIONS.inc()
+    revocations = request.app[REVOCATIONS].list
     # Look back a little: an item delivered while the client was connecting is not missed; ids deduplicate.
     since = datetime.now(UTC) - timedelta(seconds=2)
     sent: set[str] = set()
@@ -196,6 +210,11 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(b": connected\n\nretry: 2000\n\n")
         while not request.app[CLOSING].is_set():
+            # Checked every poll: a revoked device or token, or its expiry, ends the stream within sse_poll_s.
+            ended = streams.end_reason(citizen.claims or {}, revocations)
+            if ended:
+                await response.write(f": closed: {ended}\n\n".encode())
+                break
             for item in await inbox.delivered_since(n, citizen.account_id, since):
                 if item["id"] in sent:
                     continue

@@ -10,6 +10,7 @@ from aiohttp import web
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.service import create_service_app
+from libs.revocation import install_revocations
 from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
@@ -17,12 +18,13 @@ from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
-from .api import CLOSING, NOTIFY, routes
+from .api import CLOSING, NOTIFY, STREAM_SLOTS, routes
 from .callbacks import CALLBACK_TTL_S
 from .context import Notify
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .openapi import OPERATIONS
 from .settings import NotifySettings
+from .streams import StreamSlots
 from .store import CALLBACK_KEYS, INDEXES
 
 SERVICE = "notify"
@@ -32,7 +34,9 @@ def create_app(settings: NotifySettings | None = None) -> web.Application:
     settings = settings or NotifySettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
+    install_revocations(app)  # tokens, devices and accounts auth revoked are refused here too
     app[CLOSING] = asyncio.Event()
+    app[STREAM_SLOTS] = StreamSlots(settings.sse_max_streams_per_device)
 
     async def notify_context(app: web.Application):
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=CALLBACK_TTL_S, collection=CALLBACK_KEYS)

@@ -36,6 +36,8 @@ class NotifySettings:
     # SSE: a comment line this often keeps proxies (the gateway cuts a stream silent for 30 s) and clients alive.
     sse_heartbeat_s: float = 15.0
     sse_poll_s: float = 0.5
+    # Open inbox streams per device (per notify instance); one more is 429.
+    sse_max_streams_per_device: int = 3
 
     @property
     def jwks_url(self) -> str:
@@ -57,5 +59,6 @@ class NotifySettings:
             callback_max_attempts=int(env("NOTIFY_CALLBACK_MAX_ATTEMPTS", "6")),
             callback_backoff_s=float(env("NOTIFY_CALLBACK_BACKOFF_S", "1.0")),
             sse_heartbeat_s=float(env("NOTIFY_SSE_HEARTBEAT_S", "15")),
+            sse_max_streams_per_device=int(env("NOTIFY_SSE_MAX_STREAMS_PER_DEVICE", "3")),
             stale_after_s=float(env("NOTIFY_STALE_AFTER_S", "30")),
         )

@@ -10,6 +10,7 @@ from aiohttp import web
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.service import add_readiness_check, create_service_app
+from libs.revocation import install_revocations
 from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
@@ -30,6 +31,7 @@ def create_app(settings: SigningSettings | None = None) -> web.Application:
     settings = settings or SigningSettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
+    install_revocations(app)  # tokens, devices and accounts auth revoked are refused here too
 
     async def signing_context(app: web.Application):
         hsm = await asyncio.to_thread(HSM, settings.pkcs11_module, settings.pkcs11_pin,

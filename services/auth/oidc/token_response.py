@@ -12,6 +12,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events import Outbox
+from libs.revocation import events as revocation_events
+
 from ..store import REFRESH_TOKENS, REVOKED_TOKENS
 from .tokens import Grant, issue_access_token, issue_id_token, new_opaque_token, token_hash
 
@@ -58,16 +63,35 @@ async def token_response(
 
 
 async def revoke_access_tokens(auth: "Auth", jtis: list[str]) -> None:
+    """Refused by auth at once, and by every other service and the gateway once the revocation event reaches them."""
+    jtis = [j for j in jtis if j]
+    if jtis:
+        await auth.transaction(lambda session: _revoke_access_tokens(auth, session, jtis))
+
+
+async def _revoke_access_tokens(auth: "Auth", session: AsyncClientSession, jtis: list[str]) -> None:
+    """Inside the caller's transaction: auth's own list and the `revocations` event go together (outbox)."""
     expires_at = datetime.now(UTC) + timedelta(seconds=auth.settings.access_token_ttl_s + 120)
     for jti in jtis:
-        await auth.db[REVOKED_TOKENS].update_one({"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True)
+        await auth.db[REVOKED_TOKENS].update_one({"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True, session=session)
+    await revocation_events.tokens_revoked(Outbox(auth.db), session, jtis, expires_at=expires_at.timestamp())
 
 
 async def revoke_family(auth: "Auth", family_id: str) -> None:
-    """Every refresh token of the family, and the access tokens they were issued with."""
-    docs = await auth.db[REFRESH_TOKENS].find({"family_id": family_id}, {"at_jti": 1}).to_list()
-    await auth.db[REFRESH_TOKENS].update_many({"family_id": family_id}, {"$set": {"status": "revoked"}})
-    await revoke_access_tokens(auth, [d["at_jti"] for d in docs if d.get("at_jti")])
+    """Every refresh token of the family, and the access tokens they were issued with that may still be valid."""
+
+    async def work(session: AsyncClientSession) -> None:
+        docs = await auth.db[REFRESH_TOKENS].find({"family_id": family_id}, {"at_jti": 1, "created_at": 1}, session=session).to_list()
+        await auth.db[REFRESH_TOKENS].update_many({"family_id": family_id}, {"$set": {"status": "revoked"}}, session=session)
+        # An access token is issued with its refresh token: older ones than its lifetime have expired already.
+        # (A document without created_at counts as recent: revoked rather than skipped.)
+        now = datetime.now(UTC)
+        live_since = now - timedelta(seconds=auth.settings.access_token_ttl_s + 120)
+        jtis = [d["at_jti"] for d in docs if d.get("at_jti") and (d.get("created_at") or now) >= live_since]
+        if jtis:
+            await _revoke_access_tokens(auth, session, jtis)
+
+    await auth.transaction(work)
 
 
 async def is_revoked(auth: "Auth", jti: str) -> bool:
