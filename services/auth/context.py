@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs.crypto.fields import FieldCipher
 from libs.events import OutboxRelay
 from libs.service.backbone import commit
 
@@ -32,6 +33,11 @@ class Auth:
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         return await commit(self.mongo, self.relay, work)
+
+    @property
+    def field_cipher(self) -> FieldCipher:
+        """Field-level encryption at rest under auth's KEK ring (free text from relying parties)."""
+        return FieldCipher(self.settings.keyring)
 
     @property
     def devices_audience(self) -> str:

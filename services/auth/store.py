@@ -27,12 +27,15 @@ INDEXES = (
     index(ACCOUNTS, "card_hash", unique=True),
     index(TOKEN_KEYS, "status"),
     index(AUTHORIZATIONS, "expires_at", expire_after_s=3600),
+    # Anyone can open a login page: its transaction goes when the login expires (or soon after it is decided).
+    index(AUTHORIZATIONS, "purge_at", expire_after_s=0),
     index(PUSHED_REQUESTS, "expires_at", expire_after_s=0),
     index(AUTHORIZATION_CODES, "expires_at", expire_after_s=3600),
     index(REFRESH_TOKENS, "family_id"),
     index(REFRESH_TOKENS, "expires_at", name="refresh_tokens_ttl", expire_after_s=0),
     index(REVOKED_TOKENS, "expires_at", expire_after_s=0),
     index(SESSIONS, "expires_at", expire_after_s=0),
+    index(SESSIONS, "cookie_hash"),  # the browser presents its cookie; only its hash is stored
     index(SUBJECTS, "account_id", "sector", unique=True),
     index(CLIENT_ASSERTIONS, "expires_at", expire_after_s=0),
     index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),

@@ -95,7 +95,8 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
     assert f"state={state}" in redirect_to and "iss=" in redirect_to
 
     token = session.fetch_token(metadata["token_endpoint"], authorization_response=redirect_to, code_verifier=verifier)
-    assert token["token_type"] == "Bearer" and token["refresh_token"]
+    # No offline_access asked for: no refresh token (issue 14).
+    assert token["token_type"] == "Bearer" and "refresh_token" not in token
     claims = validate_id_token(metadata, token, rp["client_id"], nonce)
     assert claims["acr"] == "urn:harbour-id:loa:plus" and "hwk" in claims["amr"] and claims["sid"]
     userinfo = session.get(metadata["userinfo_endpoint"], timeout=10)
@@ -196,7 +197,7 @@ async def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_family(platfor
 async def test_a_reused_code_is_refused_and_revokes_what_it_issued(platform, kiosk, metadata, tmp_path):
     citizen = await enrolled_app(platform, kiosk, tmp_path)
     rp = register(platform)
-    url, verifier = authorize_url(metadata, rp["client_id"])
+    url, verifier = authorize_url(metadata, rp["client_id"], scope="openid offline_access")
     outcome = await citizen.open_link(app_link_of(requests.get(url, timeout=10).text))
     code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
     exchange = dict(grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier)
@@ -297,9 +298,9 @@ async def test_forged_access_tokens_are_refused(platform, kiosk, metadata, tmp_p
 async def test_introspection_and_revocation(platform, kiosk, metadata, tmp_path):
     citizen = await enrolled_app(platform, kiosk, tmp_path)
     rp, other = register(platform), register(platform, client_name="Other")
-    tokens, _ = await login(platform, metadata, rp, citizen)
+    tokens, _ = await login(platform, metadata, rp, citizen, scope="openid offline_access")
     mine = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).json()
-    assert mine["active"] is True and mine["client_id"] == rp["client_id"] and mine["scope"] == "openid"
+    assert mine["active"] is True and mine["client_id"] == rp["client_id"] and mine["scope"] == "openid offline_access"
     theirs = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(other["client_id"], other["client_secret"]), timeout=10).json()
     assert theirs == {"active": False}
     assert requests.post(metadata["revocation_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).status_code == 200
@@ -335,7 +336,7 @@ async def test_private_key_jwt_with_authlib_and_replay_refused(platform, kiosk, 
     assert "client_secret" not in rp
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     # Authlib signs with whatever joserfc key it is given (a PEM string is taken for RSA).
-    session = OAuth2Session(rp["client_id"], ECKey.import_key(pem), scope="openid", redirect_uri=REDIRECT, code_challenge_method="S256",
+    session = OAuth2Session(rp["client_id"], ECKey.import_key(pem), scope="openid offline_access", redirect_uri=REDIRECT, code_challenge_method="S256",
                             token_endpoint_auth_method=PrivateKeyJWT(metadata["token_endpoint"], headers={"kid": "rp-key-1"}, alg="ES256"))
     link, verifier, nonce, _ = start_login(metadata, session)
     outcome = await citizen.open_link(link)

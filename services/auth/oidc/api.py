@@ -114,10 +114,11 @@ async def authorize(request: web.Request) -> web.StreamResponse:
                                   {"error": exc.error, "error_description": exc.description, "state": exc.state, "iss": auth.settings.issuer})
     language = _language(request, params)
     if "none" in authorization.prompt:
-        session_doc = await login.session_allows(auth, request.cookies.get(SESSION_COOKIE), authorization)
-        if session_doc is None:
+        try:
+            session_doc = await login.session_allows(auth, request.cookies.get(SESSION_COOKIE), authorization)
+        except login.SilentRefused as exc:
             return _respond_to_client(request, authorization.redirect_uri, authorization.response_mode,
-                                      {"error": "login_required", "error_description": "no usable session; the citizen must approve",
+                                      {"error": exc.error, "error_description": exc.description,
                                        "state": authorization.state, "iss": auth.settings.issuer})
         params = await login.issue_silently(auth, client, authorization, session_doc)
         return _respond_to_client(request, authorization.redirect_uri, authorization.response_mode, params)
@@ -149,15 +150,16 @@ async def authorize_status(request: web.Request) -> web.Response:
 async def authorize_complete(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH]
     try:
-        response, sid = await login.complete(auth, request.match_info["tx"], request.query.get("k", ""))
+        response, cookie = await login.complete(auth, request.match_info["tx"], request.query.get("k", ""),
+                                                request.cookies.get(SESSION_COOKIE))
     except Refused as exc:
         raise refused(exc) from None
     try:
         result = _respond_to_client(request, response["redirect_uri"], response["response_mode"], response["params"])
     except web.HTTPSeeOther as redirect:
         result = redirect
-    if sid:
-        result.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Lax", path="/oidc",
+    if cookie:
+        result.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="Lax", path="/oidc",
                           secure=auth.settings.issuer.startswith("https://"), max_age=auth.settings.session_ttl_s)
     if isinstance(result, web.HTTPSeeOther):
         raise result
@@ -297,7 +299,7 @@ async def open_link(request: web.Request) -> web.Response:
     body = await parse_body(request, LinkRequest)
     try:
         approval_id = await login.claim(auth, device.account_id, body.link)
-        prompt = await approvals.get_prompt(auth.db, device.account_id, approval_id)
+        prompt = await approvals.get_prompt(auth.db, device.account_id, approval_id, auth.field_cipher)
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(prompt, status=201)

@@ -99,15 +99,17 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
     scopes = params.get("scope", "").split()
     if "openid" not in scopes:
         raise fail("invalid_scope", "scope must include openid")
-    not_allowed = set(scopes) - client.scopes - {"offline_access"}
+    # offline_access too: a refresh token only for a client registered for it (and approved on the phone).
+    not_allowed = set(scopes) - client.scopes
     if not_allowed:
         raise fail("invalid_scope", f"the client may not ask for: {' '.join(sorted(not_allowed))}")
     problem = check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
     if problem:
         raise fail("invalid_request", problem)
     prompt = frozenset(params.get("prompt", "").split())
-    if not prompt <= {"none", "login"} or ("none" in prompt and len(prompt) > 1):
-        raise fail("invalid_request", "prompt may be none or login")
+    # login and consent are what every interactive login does anyway: a fresh approval on the phone.
+    if not prompt <= {"none", "login", "consent"} or ("none" in prompt and len(prompt) > 1):
+        raise fail("invalid_request", "prompt may be none, login or consent")
     max_age = None
     if "max_age" in params:
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.

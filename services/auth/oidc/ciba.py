@@ -32,7 +32,7 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     scopes = form.get("scope", "").split()
     if "openid" not in scopes:
         raise OAuthError("invalid_scope", "scope must include openid")
-    if not set(scopes) - {"offline_access"} <= client.scopes:
+    if not set(scopes) <= client.scopes:  # offline_access too: only if registered for the client
         raise OAuthError("invalid_scope", "the client may not ask for these scopes")
     hints = [h for h in ("login_hint", "login_hint_token", "id_token_hint") if form.get(h)]
     if hints != ["login_hint"]:
@@ -60,16 +60,17 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
         "client_id": client.client_id,
         "client_name": client.name,
         "request": request.to_doc(),
-        "binding_message": binding_message or None,
         "account_id": account["_id"],
         "status": "pending",
         "created_at": now,
         "expires_at": now + timedelta(seconds=expires_in),
+        "purge_at": now + timedelta(seconds=expires_in),
         "next_poll_at": 0,
     }
     await auth.db[AUTHORIZATIONS].insert_one(doc)
     try:
-        await queue_prompt(auth.db, None, doc, account)
+        # The binding message is needed only on the phone: it is kept in the prompt alone, sealed (prompts.py).
+        await queue_prompt(auth, {**doc, "binding_message": binding_message or None}, account)
     except Exception:
         await auth.db[AUTHORIZATIONS].delete_one({"_id": request_id})
         raise

@@ -51,7 +51,7 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "backchannel_token_delivery_modes_supported": ["poll"],
         "backchannel_user_code_parameter_supported": False,
         "ui_locales_supported": ["en", "zh-HK"],
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent"],
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": False,
     }

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..store import AUTHORIZATION_CODES, REFRESH_TOKENS
+from ..store import ACCOUNTS, AUTHORIZATION_CODES, REFRESH_TOKENS
 from .errors import InvalidGrant, InvalidRequest, OAuthError
 from .pkce import verifier_matches
-from .token_response import grant_from, revoke_access_tokens, revoke_family, token_response
+from .token_response import OFFLINE_ACCESS, grant_from, revoke_access_tokens, revoke_family, token_response
 from .tokens import Grant, token_hash
 
 if TYPE_CHECKING:
@@ -59,18 +59,28 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
     if doc["status"] != "active" or datetime.now(UTC) >= doc["expires_at"]:
         raise InvalidGrant("the refresh token is revoked or expired")
+    # Everything is checked before the token rotates: a refused refresh must not burn a good token.
+    granted = doc["grant"]["scope"]
+    if OFFLINE_ACCESS not in granted.split() or OFFLINE_ACCESS not in client.scopes or not set(granted.split()) <= client.scopes:
+        # Issued without offline_access (before it was required), or the client's registration no longer allows it.
+        await revoke_family(auth, doc["family_id"])
+        raise InvalidGrant("offline access is not granted to this client; the citizen must log in again")
+    account = await auth.db[ACCOUNTS].find_one({"_id": doc["grant"]["account_id"]}, {"state": 1})
+    if account is None or account["state"] != "active":
+        await revoke_family(auth, doc["family_id"])
+        raise InvalidGrant("the citizen's account is not active; every token of this login is revoked")
+    scope = granted
+    if form.get("scope"):
+        narrower = form["scope"].split()
+        if not set(narrower) <= set(granted.split()):
+            raise OAuthError("invalid_scope", "a refresh may only narrow the scope the citizen granted")
+        scope = " ".join(dict.fromkeys(narrower))
     rotated = await tokens.update_one({"_id": doc["_id"], "status": "active"}, {"$set": {"status": "rotated", "rotated_at": datetime.now(UTC)}})
     if rotated.modified_count != 1:
         await revoke_family(auth, doc["family_id"])
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
-    scope = doc["grant"]["scope"]
-    if form.get("scope"):
-        narrower = form["scope"].split()
-        if not set(narrower) <= set(scope.split()):
-            raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
-        scope = " ".join(narrower)
     grant = grant_from(doc["grant"], scope=scope)
-    body, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"])
+    body, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"], granted_scope=granted)
     return body
 
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.approvals import ApprovalRequest, Requester
 from libs.events import CloudEvent, Outbox, agency_topic
@@ -30,7 +29,8 @@ from libs.events.topics import LOGINS
 from .. import prompts
 from ..clients import find_client
 from ..errors import Refused
-from ..store import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, SESSIONS
+from ..store import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS
+from . import sessions
 from .authorization import AuthorizationRequest, redirect_url
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
@@ -76,6 +76,8 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -
         "created_at": now,
         "expires_at": now + timedelta(seconds=auth.settings.authorization_ttl_s),
     }
+    # Opened by anonymous GETs, so bounded: removed (TTL index) as soon as the login expires.
+    doc["purge_at"] = doc["expires_at"]
     await auth.db[AUTHORIZATIONS].insert_one(doc)
     AUTHORIZATIONS_STARTED.labels("browser").inc()
     return {"tx": tx, "browser_key": browser_key, "matching_code": doc["matching_code"], "expires_at": doc["expires_at"]}
@@ -100,29 +102,38 @@ def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
     )
 
 
-async def queue_prompt(db: AsyncDatabase, session: AsyncClientSession | None, tx_doc: dict[str, Any], account: dict[str, Any]) -> str:
-    """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
+def check_eligible(tx_doc: dict[str, Any], account: dict[str, Any] | None) -> None:
+    """Can this citizen approve this login at all (an active account of the assurance the client asked for)?"""
+    if account is None or account["state"] != "active":
+        raise Refused("account-not-active", "this account cannot log in", 403)
     required = AuthorizationRequest.from_doc(tx_doc["request"]).required_acr()
     if required and ACR_RANK[acr_of(account["assurance"])] < ACR_RANK[required]:
         raise Refused("assurance-too-low", "this service needs an identity proofed in person (plus)", 403)
+
+
+async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account: dict[str, Any]) -> str:
+    """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
+    check_eligible(tx_doc, account)
     prompt = _prompt(tx_doc, account["_id"])
-    await prompts.enqueue(db, session, prompt)
+    await prompts.enqueue(auth.db, None, prompt, auth.field_cipher)
     return prompt.approval_id
 
 
 async def claim(auth: "Auth", account_id: str, link: str) -> str:
     """The app opened the link: bind the transaction to this citizen and queue the prompt; return its id."""
     tx = tx_from_link(link)
-    now = datetime.now(UTC)
-    doc = await auth.db[AUTHORIZATIONS].find_one_and_update(
-        {"_id": tx, "kind": "browser", "expires_at": {"$gt": now}, "$or": [{"account_id": None}, {"account_id": {"$exists": False}}, {"account_id": account_id}]},
-        {"$set": {"account_id": account_id}},
-        return_document=True,
-    )
+    claimable = {"_id": tx, "kind": "browser", "expires_at": {"$gt": datetime.now(UTC)},
+                 "$or": [{"account_id": None}, {"account_id": {"$exists": False}}, {"account_id": account_id}]}
+    doc = await auth.db[AUTHORIZATIONS].find_one(claimable)
     if doc is None:
         raise Refused("link-unusable", "this login has expired or belongs to someone else", 409)
+    # Eligibility first: a refused citizen must not bind the login and lock out the one who can approve it.
     account = await auth.db[ACCOUNTS].find_one({"_id": account_id})
-    approval_id = await queue_prompt(auth.db, None, doc, account)
+    check_eligible(doc, account)
+    doc = await auth.db[AUTHORIZATIONS].find_one_and_update(claimable, {"$set": {"account_id": account_id}}, return_document=True)
+    if doc is None:
+        raise Refused("link-unusable", "this login has expired or belongs to someone else", 409)
+    approval_id = await queue_prompt(auth, doc, account)
     return approval_id
 
 
@@ -136,9 +147,11 @@ async def on_decision(
         return {}
     client_id = doc["client_id"]
     outbox = Outbox(auth.db)
+    # Decided: kept only as long as the browser (or CIBA client) needs to collect the outcome.
+    purge_at = max(doc["expires_at"], datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s))
     if decision != "approve":
         LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
-        await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied"}}, session=session)
+        await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
         failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
         await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id, data=failed))
         # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
@@ -163,18 +176,16 @@ async def on_decision(
         "sid": sid,
         "nonce": doc["request"].get("nonce"),
     }
-    await auth.db[SESSIONS].insert_one(
-        {"_id": sid, "account_id": account["_id"], "auth_time": auth_time, "acr": grant["acr"], "clients": [client_id],
-         "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.session_ttl_s)},
-        session=session,
-    )
+    # What the phone showed and the citizen approved: the only thing prompt=none may repeat later.
+    await sessions.open_session(auth.db, session, sid=sid, account_id=account["_id"], auth_time=auth_time, acr=grant["acr"],
+                                client_id=client_id, scopes=doc["request"]["scope"].split(), ttl_s=auth.settings.session_ttl_s)
     succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
     await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
     # The agency's own topic: its pairwise sub only, never the account id.
     await outbox.add(session, agency_topic(client_id), CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
     await record_audit(outbox, session, service="auth", subject=account["_id"], action="login", actor=approval.get("device_id", "device"),
                        client_id=client_id)
-    update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid}
+    update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
     extras: dict[str, Any] = {}
     if doc["kind"] == "browser":
         code = new_opaque_token()
@@ -215,8 +226,8 @@ async def browser_status(auth: "Auth", tx: str, browser_key: str) -> dict[str, A
     return answer
 
 
-async def complete(auth: "Auth", tx: str, browser_key: str) -> tuple[dict[str, Any], str | None]:
-    """The browser's last step: (the client response to deliver, the session id to set as a cookie)."""
+async def complete(auth: "Auth", tx: str, browser_key: str, previous_cookie: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """The browser's last step: (the client response to deliver, the session cookie to set, once)."""
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key) or doc["status"] not in ("approved", "denied"):
         raise Refused("not-found", "no such completed login", 404)
@@ -228,7 +239,13 @@ async def complete(auth: "Auth", tx: str, browser_key: str) -> tuple[dict[str, A
     query = parse_qs(urlsplit(doc["response_url"]).query)
     params = {"code": query["code"][0]}
     return {"redirect_uri": request["redirect_uri"], "response_mode": request["response_mode"],
-            "params": _with_state(params, request, auth.settings.issuer)}, doc.get("sid")
+            "params": _with_state(params, request, auth.settings.issuer)}, await _session_cookie(auth, doc, previous_cookie)
+
+
+async def _session_cookie(auth: "Auth", doc: dict[str, Any], previous_cookie: str | None) -> str | None:
+    if doc["kind"] != "browser" or not doc.get("sid"):
+        return None
+    return await sessions.hand_out_cookie(auth.db, doc["sid"], previous_cookie)
 
 
 def _with_state(params: dict[str, str], request: dict[str, Any], issuer: str) -> dict[str, str]:
@@ -239,21 +256,34 @@ def _with_state(params: dict[str, str], request: dict[str, Any], issuer: str) ->
     return out
 
 
-async def session_allows(auth: "Auth", sid: str | None, request: AuthorizationRequest) -> dict[str, Any] | None:
-    """prompt=none: the browser session, if it satisfies max_age and acr_values without asking the citizen."""
-    if not sid:
-        return None
-    session_doc = await auth.db[SESSIONS].find_one({"_id": sid, "expires_at": {"$gt": datetime.now(UTC)}})
+class SilentRefused(Exception):
+    """prompt=none cannot be answered without the citizen: `error` is login_required or consent_required."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+async def session_allows(auth: "Auth", cookie: str | None, request: AuthorizationRequest) -> dict[str, Any]:
+    """prompt=none: the browser session, if it already holds the citizen's approval of exactly this (OIDC Core §3.1.2.6).
+
+    No usable session (none, expired, too old for max_age, too weak for acr_values, account not active) is
+    login_required; a session that never approved this client, or these scopes, is consent_required.
+    """
+    session_doc = await sessions.find_by_cookie(auth.db, cookie)
     if session_doc is None:
-        return None
+        raise SilentRefused("login_required", "no usable session; the citizen must approve")
     if request.max_age is not None and time.time() - session_doc["auth_time"] > request.max_age:
-        return None
+        raise SilentRefused("login_required", "the session is older than max_age; the citizen must approve")
     required = request.required_acr()
     if required and ACR_RANK[session_doc["acr"]] < ACR_RANK[required]:
-        return None
+        raise SilentRefused("login_required", "the session does not meet acr_values; the citizen must approve")
     account = await auth.db[ACCOUNTS].find_one({"_id": session_doc["account_id"]})
     if account is None or account["state"] != "active":
-        return None
+        raise SilentRefused("login_required", "no usable session; the citizen must approve")
+    if not sessions.approved(session_doc, request.client_id, request.scope.split()):
+        raise SilentRefused("consent_required", "the citizen has not approved this client and scope in this session")
     return session_doc
 
 
@@ -273,5 +303,4 @@ async def issue_silently(auth: "Auth", client: "Client", request: AuthorizationR
          "code_challenge": request.code_challenge, "used_at": None,
          "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s)}
     )
-    await auth.db[SESSIONS].update_one({"_id": session_doc["_id"]}, {"$addToSet": {"clients": client.client_id}})
     return _with_state({"code": code}, request.to_doc(), auth.settings.issuer)

@@ -10,18 +10,18 @@ from libs.events.audit import record_audit
 from libs.tokens import InvalidToken
 
 from ..clients import find_client
-from ..store import SESSIONS
+from . import sessions
 from .authorization import redirect_url
 
 if TYPE_CHECKING:
     from ..context import Auth
 
 
-async def end_session(auth: "Auth", params: dict[str, str], session_id: str | None) -> str | None:
+async def end_session(auth: "Auth", params: dict[str, str], cookie: str | None) -> str | None:
     """End the session; return where to send the browser (None: show the logged-out page)."""
     client_id = params.get("client_id")
     hint = params.get("id_token_hint")
-    sid = session_id
+    sid = None
     if hint:
         try:
             claims = await auth.signer.verify(hint, audience=None, require=("iss", "sub", "aud"))
@@ -31,11 +31,10 @@ async def end_session(auth: "Auth", params: dict[str, str], session_id: str | No
         if claims:
             client_id = client_id or claims.get("aud")
             sid = claims.get("sid") or sid
-    if sid:
-        removed = await auth.db[SESSIONS].find_one_and_delete({"_id": sid})
-        if removed:
-            await auth.transaction(lambda s: record_audit(Outbox(auth.db), s, service="auth", subject=removed["account_id"],
-                                                          action="logout", actor=client_id or "browser"))
+    removed = await sessions.end(auth.db, sid=sid, cookie=cookie)
+    if removed:
+        await auth.transaction(lambda s: record_audit(Outbox(auth.db), s, service="auth", subject=removed["account_id"],
+                                                      action="logout", actor=client_id or "browser"))
     target = params.get("post_logout_redirect_uri")
     client = await find_client(auth.db, client_id) if isinstance(client_id, str) else None
     if target and client and target in client.metadata.post_logout_redirect_uris:

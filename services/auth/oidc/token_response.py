@@ -31,10 +31,20 @@ def grant_from(doc: dict[str, Any], **overrides: Any) -> Grant:
     return Grant(**values)
 
 
+OFFLINE_ACCESS = "offline_access"
+
+
 async def token_response(
-    auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True
+    auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True,
+    granted_scope: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """The response body, and the access token's jti (to revoke it with its grant)."""
+    """The response body, and the access token's jti (to revoke it with its grant).
+
+    A refresh token only for a citizen's grant that includes offline_access, which the client must have
+    registered and the citizen approved on the phone (OIDC Core §11). It carries `granted_scope` (default:
+    the grant's), so a refresh that narrows the access token's scope keeps the refresh token's (RFC 6749 §6).
+    """
+    granted_scope = granted_scope or grant.scope
     settings = auth.settings
     access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s)
     body: dict[str, Any] = {
@@ -45,7 +55,7 @@ async def token_response(
     }
     if id_token:
         body["id_token"] = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)
-    if with_refresh and grant.account_id:
+    if with_refresh and grant.account_id and OFFLINE_ACCESS in granted_scope.split():
         refresh = new_opaque_token()
         await auth.db[REFRESH_TOKENS].insert_one(
             {
@@ -53,7 +63,7 @@ async def token_response(
                 "family_id": refresh_family or secrets.token_urlsafe(12),
                 "status": "active",
                 "at_jti": access.jti,
-                "grant": {**grant.__dict__, "amr": list(grant.amr), "nonce": None, "extra": None},
+                "grant": {**grant.__dict__, "scope": granted_scope, "amr": list(grant.amr), "nonce": None, "extra": None},
                 "created_at": datetime.now(UTC),
                 "expires_at": datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
             }

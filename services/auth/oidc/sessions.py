@@ -1,0 +1,77 @@
+"""Browser sessions at the issuer: what a citizen approved on the phone, remembered for `prompt=none`.
+
+A session is opened by an approved browser login (in the decision's own
+transaction) and holds exactly what the citizen approved there: one client
+and the scopes the phone showed. Silent single sign-on (`prompt=none`) may
+only repeat such an approval, for the same client and a subset of its
+scopes; anything else goes back to the phone (OIDC Core §3.1.2.6). A new
+interactive login in the same browser replaces the session: approvals are
+never carried from one session to another.
+
+The session's public id (`sid`) appears in ID tokens for logout; the cookie
+is a separate secret handed to the browser once, at the end of the login,
+and stored only as a hash, so neither the database nor a relying party that
+reads an ID token learns a usable cookie.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ..store import SESSIONS
+from .tokens import new_opaque_token, token_hash
+
+# Never approved silently: a refresh token needs the citizen's consent each time (OIDC Core §11).
+NEVER_SILENT = frozenset({"offline_access"})
+
+
+async def open_session(
+    db: AsyncDatabase, session: AsyncClientSession | None, *, sid: str, account_id: str, auth_time: int, acr: str,
+    client_id: str, scopes: list[str], ttl_s: int,
+) -> None:
+    """Record an approved login: the session and the one client/scope set the citizen approved."""
+    await db[SESSIONS].insert_one(
+        {"_id": sid, "cookie_hash": None, "account_id": account_id, "auth_time": auth_time, "acr": acr,
+         "approved": [{"client_id": client_id, "scopes": sorted(set(scopes) - NEVER_SILENT)}],
+         "expires_at": datetime.now(UTC) + timedelta(seconds=ttl_s)},
+        session=session,
+    )
+
+
+async def hand_out_cookie(db: AsyncDatabase, sid: str, previous_cookie: str | None) -> str | None:
+    """The cookie for a freshly approved session, once; the browser's previous session (if any) ends."""
+    cookie = new_opaque_token()
+    bound = await db[SESSIONS].update_one({"_id": sid, "cookie_hash": None}, {"$set": {"cookie_hash": token_hash(cookie)}})
+    if bound.modified_count != 1:
+        return None  # already handed out (the completion URL was opened twice)
+    if previous_cookie:
+        await db[SESSIONS].delete_one({"cookie_hash": token_hash(previous_cookie), "_id": {"$ne": sid}})
+    return cookie
+
+
+async def find_by_cookie(db: AsyncDatabase, cookie: str | None) -> dict[str, Any] | None:
+    if not cookie:
+        return None
+    return await db[SESSIONS].find_one({"cookie_hash": token_hash(cookie), "expires_at": {"$gt": datetime.now(UTC)}})
+
+
+def approved(session_doc: dict[str, Any], client_id: str, scopes: list[str]) -> bool:
+    """Did the citizen approve, in this session, this client for every one of these scopes?"""
+    wanted = set(scopes)
+    if wanted & NEVER_SILENT:
+        return False
+    return any(a["client_id"] == client_id and wanted <= set(a["scopes"]) for a in session_doc.get("approved", []))
+
+
+async def end(db: AsyncDatabase, *, sid: str | None, cookie: str | None) -> dict[str, Any] | None:
+    """Logout: the session named by the ID token's sid and the browser's own; the first one found is returned."""
+    removed = None
+    if sid:
+        removed = await db[SESSIONS].find_one_and_delete({"_id": sid})
+    if cookie:
+        removed = await db[SESSIONS].find_one_and_delete({"cookie_hash": token_hash(cookie)}) or removed
+    return removed
