@@ -2,7 +2,9 @@
 
 Per request, in order: CORS preflight, the routing table (404/405), rate
 limits per source address, edge authentication by the route's policy, rate
-limits per client, then the streaming pass-through to the owning service.
+limits per client (a verified token's client or device; an unverified Basic
+user name only together with the caller's address), then the streaming
+pass-through to the owning service.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from libs.tokens import JWKSCache
 from . import cors
 from .breaker import CircuitBreaker
 from .clientaddr import client_address, parse_networks
-from .edge import authorize
+from .edge import Caller, authorize
 from .metrics import REJECTED
 from .openapi import install_openapi
 from .proxy import Upstream, forward
@@ -76,6 +78,13 @@ def _rate_limited(verdict: Verdict, scope: str) -> Problem:
     )
 
 
+def client_bucket(caller: Caller, address: str) -> str:
+    """The per-client bucket. A Basic user name is only claimed at the edge (the owning service checks the
+    secret), so it is paired with the caller's address: requests naming client X with a wrong secret drain
+    their sender's bucket, never X's, and invented names cannot escape the per-address limit either."""
+    return caller.key if caller.verified else f"{caller.key}@{address}"
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     settings = request.app[GATEWAY_SETTINGS]
     path = request.path
@@ -99,7 +108,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         REJECTED.labels("unauthenticated" if problem.status == 401 else "forbidden").inc()
         raise
     if caller.key:
-        verdict = request.app[PER_CLIENT].take(caller.key)
+        verdict = request.app[PER_CLIENT].take(client_bucket(caller, address))
         request[RATE] = verdict
         if not verdict.allowed:
             raise _rate_limited(verdict, "client")

@@ -31,6 +31,8 @@ class Caller:
     """Who is calling, as far as the edge can tell: the key for per-client rate limits."""
 
     key: str | None
+    # False for an HTTP Basic user name: the edge only reads it, the owning service checks the secret.
+    verified: bool = True
 
 
 def _challenge(scheme: str, error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
@@ -58,12 +60,12 @@ async def authorize(request: web.Request, policy: Policy, jwks: JWKSCache, issue
     header = request.headers.get("Authorization", "")
     if policy.kind == "public":
         user = _basic_username(header)
-        return Caller(f"client:{user}" if user else None)
+        return Caller(f"client:{user}" if user else None, verified=False)
     if policy.kind == "client":
         user = _basic_username(header)
         if user is None:
             raise unauthorized("Basic", "client credentials (HTTP Basic) are required")
-        return Caller(f"client:{user}")
+        return Caller(f"client:{user}", verified=False)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Bearer", "an access token is required")

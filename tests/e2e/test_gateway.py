@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -192,3 +193,28 @@ def test_a_chunked_body_over_the_route_limit_is_413_and_never_reaches_the_upstre
     status, headers, body = raw_chunked_post(platform.gateway, "/v1/signing/tsa", pieces,
                                              {"Content-Type": "application/timestamp-query"})
     assert status == 200 and headers["content-type"] == "application/timestamp-reply", body
+
+
+async def test_wrong_secret_requests_naming_a_client_do_not_drain_its_rate_limit_bucket(platform):
+    agency = register(platform, client_name="Harbour Parks Office", kind="agency", redirect_uris=[], scope="notify")
+    settings = GatewaySettings(
+        service=ServiceSettings(service="gateway", kafka_bootstrap=platform.infra.kafka_bootstrap, mongo_uri=platform.infra.mongo_uri),
+        upstreams={name: platform.stack.config.service_url(name) for name in UPSTREAMS},
+        issuer=platform.gateway, burst_per_client=3, rate_per_client=0.01,
+        # The test client is 127.0.0.1 for everyone: as a trusted proxy, its X-Forwarded-For tells callers apart.
+        trusted_proxies=("127.0.0.1/32",),
+    )
+    form = {"grant_type": "client_credentials", "scope": "notify"}
+
+    def basic(secret: str) -> str:
+        return "Basic " + base64.b64encode(f"{agency['client_id']}:{secret}".encode()).decode()
+
+    async with TestClient(TestServer(create_app(settings))) as gateway:
+        attacker = {"Authorization": basic("not-the-secret"), "X-Forwarded-For": "203.0.113.9"}
+        statuses = [(await gateway.post("/oidc/token", data=form, headers=attacker)).status for _ in range(8)]
+        assert statuses[:3] == [401] * 3 and statuses[3:] == [429] * 5, statuses  # the attacker's own bucket ran dry
+        # The real client, from its own address and with its secret, still has its whole bucket.
+        owner = {"Authorization": basic(agency["client_secret"]), "X-Forwarded-For": "198.51.100.7"}
+        for _ in range(3):
+            response = await gateway.post("/oidc/token", data=form, headers=owner)
+            assert response.status == 200, await response.text()
