@@ -172,17 +172,22 @@ async def create_account(
 
 
 async def enrol_citizen(auth: "Auth", request: EnrolmentRequest, *, actor: str, assurance: Assurance) -> dict:
-    """The whole enrolment: duplicate check, proofing, then account and events in one transaction."""
+    """The whole enrolment: proofing, then the duplicate check, then account and events in one transaction.
+
+    Proofing comes first on purpose: whether a card number is enrolled is
+    told only to someone whose selfie passed (checked before, it answered
+    that question for anyone). The duplicate answer says no more than that:
+    no account id, state or date.
+    """
     settings = auth.settings
-    hashed = card_hash(settings.hash_key, request.id_number)
-    if await auth.db[ACCOUNTS].find_one({"card_hash": hashed}, {"_id": 1}) is not None:
-        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409)
     try:
         result = await auth.matcher.match(request.selfie_bytes())
     except SelfieRejected as exc:
         raise Refused("selfie-rejected", str(exc), 422, errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
     if not result.passed:
         raise Refused("proofing-failed", "the selfie did not pass the identity proofing check", 422)
+    if await auth.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)}, {"_id": 1}) is not None:
+        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409)
     try:
         account_id, activation = await auth.transaction(
             lambda session: create_account(

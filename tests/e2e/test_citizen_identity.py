@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import stat
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import requests
+from PIL import Image
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
@@ -101,7 +103,7 @@ async def test_kiosk_enrolment_to_cli_approval_with_a_verifiable_signature(platf
 
     # A service asks for approval; the prompt reaches the citizen's queue.
     request = approval_request(enrolment["account_id"])
-    await publish_prompt(platform.infra.kafka_bootstrap, request)
+    await publish_prompt(platform, request)
 
     def pending_ids():
         listed = cli(platform, profile, "pending")
@@ -177,7 +179,7 @@ async def test_cli_self_registration_in_the_sandbox_then_deny(platform, tmp_path
     assert [d["status"] for d in devices["devices"]] == ["active"]
 
     request = approval_request(enrolment["account_id"], purpose="Sign in to the Tax Portal")
-    await publish_prompt(platform.infra.kafka_bootstrap, request)
+    await publish_prompt(platform, request)
     await eventually(lambda: request.approval_id in cli(platform, profile, "pending").stdout)
     denied = cli(platform, profile, "deny", request.approval_id)
     assert denied.returncode == 0 and json.loads(denied.stdout)["status"] == "denied"
@@ -233,6 +235,34 @@ async def test_duplicate_card_number_is_409(platform, kiosk):
     again = {**identity(id_number=person["id_number"].lower().replace("(", " ").replace(")", "")), "selfie": base64.b64encode(selfie()).decode()}
     result = await post_json(platform.gateway + "/v1/enrolments", again, {"Authorization": aiohttp.encode_basic_auth(*kiosk)})
     assert result[0] == 409 and problem(result)["type"].endswith("/duplicate-enrolment")
+    assert await account_count(platform) == before
+
+
+def flat_png(size: int = 160) -> bytes:
+    """A single-colour picture: decodable, but it fails proofing (no detail)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_a_failing_selfie_gets_the_same_refusal_for_an_enrolled_card_as_for_a_new_one(platform, kiosk):
+    """Issue 14 (14d): the duplicate check runs only after proofing, so it is no oracle for enrolled card numbers."""
+    enrolled, _ = await enrol(platform, kiosk)
+    picture = flat_png()
+    SELFIES.append(picture)
+    kiosk_auth = {"Authorization": aiohttp.encode_basic_auth(*kiosk)}
+    before = await account_count(platform)
+
+    def comparable(result) -> tuple:
+        body = problem(result)
+        return result[0], {k: v for k, v in body.items() if k != "instance"}
+
+    for headers in (kiosk_auth, {}):  # at a kiosk, and by self-registration in the sandbox
+        known = {**identity(id_number=enrolled["id_number"]), "selfie": base64.b64encode(picture).decode()}
+        new = {**identity(), "selfie": base64.b64encode(picture).decode()}
+        refused_known = comparable(await post_json(platform.gateway + "/v1/enrolments", known, headers))
+        refused_new = comparable(await post_json(platform.gateway + "/v1/enrolments", new, headers))
+        assert refused_known == refused_new and refused_known[0] == 422, (refused_known, refused_new)
     assert await account_count(platform) == before
 
 
@@ -306,8 +336,8 @@ async def test_decisions_must_be_by_this_device_once_and_in_time(platform, kiosk
     stranger = await enrolled_app(platform, kiosk, tmp_path, "stranger")
     request = approval_request(citizen.profile.account_id)
     soon = approval_request(citizen.profile.account_id, expires_in_s=3)
-    await publish_prompt(platform.infra.kafka_bootstrap, request)
-    await publish_prompt(platform.infra.kafka_bootstrap, soon)
+    await publish_prompt(platform, request)
+    await publish_prompt(platform, soon)
     await eventually(lambda: _has_pending(citizen, {request.approval_id, soon.approval_id}))
     token = await citizen.device_token()
     url = f"{platform.gateway}/v1/approvals/{request.approval_id}/decision"
@@ -410,7 +440,7 @@ async def test_account_states_change_by_event_and_a_suspended_account_is_stopped
 async def test_unanswered_prompts_expire_with_an_event_and_a_metric(platform, kiosk, tmp_path):
     app = await enrolled_app(platform, kiosk, tmp_path)
     request = approval_request(app.profile.account_id, expires_in_s=2)
-    await publish_prompt(platform.infra.kafka_bootstrap, request)
+    await publish_prompt(platform, request)
 
     async def expired_event() -> bool:
         messages = await all_messages(platform.infra.kafka_bootstrap, [APPROVAL_DECIDED.name])
