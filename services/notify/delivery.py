@@ -84,10 +84,11 @@ async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -
         values = json.loads(notify.cipher.decrypt_record(doc["sealed"], record_id=doc["_id"])["personalisation"])
         try:
             if template is None:
-                raise templates.RenderError("template gone")
+                raise templates.RenderError("render-error", "template gone")
             subject, body, language = templates.render(template, _language(pref, account), values)
-        except templates.RenderError:
-            doc["reason"] = "render-error"
+        except templates.RenderError as exc:
+            # render-limit-exceeded: the values made the message go over a rendering bound (never a huge inbox item).
+            doc["reason"] = exc.reason
             outcome["failed"].append(doc)
             continue
         outcome["delivered"].append(doc)

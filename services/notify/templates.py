@@ -5,6 +5,13 @@ refused at creation, and a send that lacks a declared one is refused (400) —
 so rendering in the dispatcher cannot meet an unknown name. Each PUT writes a
 new version; versions are immutable and a notification pins the one it was
 sent with.
+
+Rendering is bounded while it runs (sandbox.py: output streamed and counted,
+loop iterations, calls, allocating filters). At creation each language is
+trial-rendered twice — with short sample values and with every value at its
+longest allowed size — and a template that goes over a bound is refused
+(422 `template-too-costly`); at delivery a message that goes over is that
+notification `failed` (`reason: render-limit-exceeded`), nothing else.
 """
 
 from __future__ import annotations
@@ -17,40 +24,22 @@ from typing import Any, Literal
 
 import jinja2
 from jinja2 import meta
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from .errors import Refused
+from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
 from .store import TEMPLATES
 
 Language = Literal["en", "zh-HK", "zh-CN"]
 LANGUAGES: tuple[str, ...] = ("en", "zh-HK", "zh-CN")
 PLACEHOLDER = r"^[a-z][a-z0-9_]{0,39}$"
 
-MAX_OUTPUT = 20_000
+# The longest personalisation value a send may carry (notifications._check_values): the worst case tried at creation.
+MAX_VALUE_CHARS = 1000
 
-
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no attribute tricks), plus no arithmetic that can eat the CPU or memory of the dispatcher."""
-
-    intercepted_binops = frozenset({"**", "*"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**":
-            raise SecurityError("the power operator is not allowed in templates")
-        if operator == "*" and any(isinstance(x, (str, list, tuple)) for x in (left, right)):
-            times = right if isinstance(right, int) else left if isinstance(left, int) else 0
-            size = len(left) if isinstance(left, (str, list, tuple)) else len(right)
-            if size * max(times, 0) > MAX_OUTPUT:
-                raise SecurityError("the result would be too long")
-        return super().call_binop(context, operator, left, right)
-
-
-# Plain-text messages: no autoescaping; StrictUndefined stops silent gaps; no constant folding at compile time.
-_ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, optimized=False)
+_ENV = BoundedSandbox()
 
 
 class Content(BaseModel):
@@ -100,16 +89,16 @@ def check(body: TemplateBody) -> None:
     if undeclared:
         raise Refused("undeclared-placeholder", f"the template uses undeclared placeholders: {', '.join(sorted(undeclared))}",
                       400, placeholders=sorted(undeclared))
-    # A trial render with sample values: a template that cannot render is refused now, not at delivery.
-    sample = {name: "sample" for name in body.placeholders}
+    # Trial renders: a template that cannot render, or goes over a bound with short or longest-allowed values, is refused now.
     doc = {"content": {lang: c.model_dump() for lang, c in body.content.items()}}
-    for language in body.content:
-        try:
-            subject, text, _ = render(doc, language, sample)
-        except RenderError as exc:
-            raise Refused("template-render", f"the {language} template cannot be rendered: {exc}", 400) from None
-        if len(subject) + len(text) > MAX_OUTPUT:
-            raise Refused("template-render", f"the {language} template renders too long a message", 400)
+    for sample in ({name: "sample" for name in body.placeholders}, {name: "x" * MAX_VALUE_CHARS for name in body.placeholders}):
+        for language in body.content:
+            try:
+                render(doc, language, sample)
+            except RenderError as exc:
+                if exc.reason == "render-limit-exceeded":
+                    raise Refused("template-too-costly", f"the {language} template goes over the rendering limits: {exc}", 422) from None
+                raise Refused("template-render", f"the {language} template cannot be rendered: {exc}", 400) from None
 
 
 def missing_placeholders(template: dict[str, Any], personalisation: dict[str, str]) -> list[str]:
@@ -122,17 +111,27 @@ def _compiled(source: str) -> jinja2.Template:
 
 
 class RenderError(Exception):
-    """A template that cannot be rendered with these values (the sandbox refused, a filter failed)."""
+    """A template that cannot be rendered with these values: `reason` is render-error (the sandbox refused, a filter
+    failed) or render-limit-exceeded (output size, loop iterations, calls or an allocating filter over its bound)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def render(template: dict[str, Any], language: str, values: dict[str, str]) -> tuple[str, str, str]:
-    """(subject, body, language used): the citizen's language if the template has it, else English."""
+    """(subject, body, language used): the citizen's language if the template has it, else English. Bounded (sandbox.py)."""
     chosen = language if language in template["content"] else "en"
     content = template["content"][chosen]
     try:
-        return _compiled(content["subject"]).render(values), _compiled(content["body"]).render(values), chosen
+        subject, body = render_bounded([_compiled(content["subject"]), _compiled(content["body"])], values, MAX_OUTPUT)
+    except LimitExceeded as exc:
+        raise RenderError("render-limit-exceeded", str(exc)) from None
+    except MemoryError:
+        raise RenderError("render-limit-exceeded", "out of memory") from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError) as exc:
-        raise RenderError(type(exc).__name__) from None
+        raise RenderError("render-error", type(exc).__name__) from None
+    return subject, body, chosen
 
 
 def _view(doc: dict[str, Any]) -> dict[str, Any]:

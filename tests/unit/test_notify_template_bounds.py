@@ -1,0 +1,121 @@
+"""notify's bounded template rendering (pure logic): output, loop iterations, calls and allocating filters are bounded
+while the template renders, at creation and at delivery."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.notify.errors import Refused
+from services.notify.sandbox import MAX_ITERATIONS, MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
+from services.notify.templates import RenderError, TemplateBody, check, render
+
+NESTED = "{% for a in name %}{% for b in name %}{{ b }}{% endfor %}{% endfor %}"
+# Looks harmless with the samples tried at creation, explodes with a 300-character value at delivery.
+NESTED_AT_300 = "Dear {% if name|length == 300 %}" + NESTED + "{% endif %}"
+
+
+def template(body: str, placeholders=("name",)) -> TemplateBody:
+    return TemplateBody(name="t", placeholders=list(placeholders), content={"en": {"subject": "Hi", "body": body}})
+
+
+def doc(body: str) -> dict:
+    return {"content": {"en": {"subject": "Hi", "body": body}}, "placeholders": ["name"]}
+
+
+def test_the_reported_nested_loop_template_is_refused_at_creation_with_422():
+    with pytest.raises(Refused) as refused:
+        check(template(NESTED))
+    assert refused.value.status == 422 and refused.value.reason == "template-too-costly"
+    assert "loop iterations" in str(refused.value)
+
+
+def test_a_template_that_explodes_only_at_delivery_fails_there_quickly_and_bounded():
+    check(template(NESTED_AT_300))  # passes its trial renders
+    started = time.perf_counter()
+    with pytest.raises(RenderError) as failed:
+        render(doc(NESTED_AT_300), "en", {"name": "x" * 300})
+    assert failed.value.reason == "render-limit-exceeded"
+    assert time.perf_counter() - started < 1.0
+    assert render(doc(NESTED_AT_300), "en", {"name": "Chan"})[1] == "Dear "
+
+
+class Probe:
+    """Counts how often the template asked it for a piece of output."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return "y" * 100
+
+
+def test_output_is_counted_as_it_streams_and_rendering_stops_at_the_limit():
+    env = BoundedSandbox()
+    probe = Probe()
+    with pytest.raises(LimitExceeded, match="longer than"):
+        render_bounded([env.from_string("{% for i in range(900) %}{{ probe() }}{% endfor %}")], {"probe": probe}, MAX_OUTPUT)
+    assert probe.calls == MAX_OUTPUT // 100 + 1  # stopped at the first chunk over the limit, not after rendering all 900
+
+
+@pytest.mark.parametrize("body", [
+    "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",    # iterations without output
+    "{% for c in name %}{% for d in name %}.{% endfor %}{% endfor %}",                   # over the value, no output
+    "{{ range(1000000)|length }}",                                                       # range
+    "{{ name|center(1000000000) }}",
+    "{{ name|indent(100000000) }}",
+    "{{ name|wordwrap(5, wrapstring='x' * 5000) }}",
+    "{{ '%1000000000s'|format(name) }}",
+    "{{ '%*s'|format(1000000000, name) }}",
+    "{{ '%1000000000s' % name }}",
+    "{{ '{:>1000000000}'.format(name) }}",
+    "{{ '{:>{w}}'.format(name, w=1000000000) }}",
+    "{{ name.ljust(1000000000) }}",
+    "{{ name.zfill(1000000000) }}",
+    "{{ (1).to_bytes(1000000000, 'big') }}",
+    "{{ name * 100000 }}",
+    "{{ [name] * 100000 }}",
+    "{{ 99999999999999999999999999999999999999 * 99999999999999999999999999999999999999999999999999999999999 * 999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999 }}",
+    "{{ name|replace('x', 'y' * 1000) }}",
+    "{{ name|replace('', 'y' * 100) }}",
+    "{{ range(1000)|map('center', 200)|join }}",
+    "{{ [1]|batch(1000000000, 'x')|list }}",
+    "{{ [1]|slice(1000000000, 'x')|list }}",
+    "{% set ns = namespace(s=name) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    "{% set ns = namespace(s=name) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+    "{% set l = [name] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
+    "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(30)|length }}",
+    "{% macro m() %}{% set x %}{{ name }}{{ name }}{{ name }}{% endset %}{% endmacro %}{% for i in range(999) %}{{ m() }}{% endfor %}",
+    "{% for x in [1, 2] recursive %}{{ loop([x]) }}{% endfor %}",
+    "{{ lipsum(1000000) }}",
+])
+def test_work_and_allocation_are_refused_at_creation(body):
+    started = time.perf_counter()
+    with pytest.raises(Refused) as refused:
+        check(template(body))
+    assert refused.value.status in (400, 422)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("{% for c in ['a', 'b'] %}{{ loop.index }}{{ c }} {% endfor %}", "1a 2b "),
+    ("{{ name|center(11) }}|", "    Chan   |"),
+    ("{{ '%5s|%-6s|' % (name, name) }}", " Chan|Chan  |"),
+    ("{{ '{:>6}'.format(name) }}", "  Chan"),
+    ("{{ ['a', name]|join(', ') }} {{ name|upper }} {{ name|replace('a', 'e') }} {{ name.lower() }}", "a, Chan CHAN Chen chan"),
+    ("{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", "3"),
+    ("{{ name|indent(2, true) }}", "  Chan"),
+])
+def test_ordinary_templates_still_render(body, expected):
+    check(template(body))
+    assert render(doc(body), "en", {"name": "Chan"})[1] == expected
+
+
+def test_bounds_are_per_render_and_do_not_leak_between_renders():
+    body = "{% for i in range(600) %}.{% endfor %}"
+    check(template(body))
+    for _ in range(3):  # 3 × 600 iterations in total, each render under MAX_ITERATIONS
+        assert len(render(doc(body), "en", {"name": "x"})[1]) == 600
+    assert 600 < MAX_ITERATIONS < 1200
