@@ -211,6 +211,8 @@ async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.Stre
         await response.write(b": connected\n\nretry: 2000\n\n")
         while not request.app[CLOSING].is_set():
             # Checked every poll: a revoked device or token, or its expiry, ends the stream within sse_poll_s.
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away: free its place now, not at the next failed write
             ended = streams.end_reason(citizen.claims or {}, revocations)
             if ended:
                 await response.write(f": closed: {ended}\n\n".encode())
