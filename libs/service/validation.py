@@ -7,10 +7,11 @@ answer a malformed or invalid body with a 500.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import unicodedata
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from .problems import MalformedBody, UnsupportedMediaType, ValidationFailed
 
@@ -50,3 +51,29 @@ def validate(model: type[ModelT], data: Any) -> ModelT:
 
 async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
     return validate(model, await read_json(request))
+
+
+# Text a relying party supplies and a citizen reads (client names, document names, purposes, binding
+# messages, notification templates): no control characters (Cc), no format characters (Cf: bidi
+# overrides and isolates, zero-width characters, the BOM...), no surrogates or private-use characters,
+# no line or paragraph separators. A bidi override makes "invoice-\u202efdp.exe" show as
+# "invoice-exe.pdf"; invisible characters make two names that look the same differ.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def check_display_text(value: str, *, multiline: bool = False) -> str:
+    """`value` unchanged, or ValueError naming the first refused character (multiline text may hold \n)."""
+    for position, char in enumerate(value):
+        if multiline and char == "\n":
+            continue
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            raise ValueError(f"must not contain control or format characters (U+{ord(char):04X}, category {category}, "
+                             f"at position {position})")
+    return value
+
+
+# A single line shown to the citizen; constrain its length where it is used: `DisplayText = Field(max_length=...)`.
+DisplayText = Annotated[str, AfterValidator(check_display_text)]
+# The same, for text that may run over several lines (a message body).
+DisplayParagraph = Annotated[str, AfterValidator(lambda value: check_display_text(value, multiline=True))]

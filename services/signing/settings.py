@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from libs.crypto import Keyring
 from libs.service.settings import DEFAULT_PORTS, ServiceSettings, env, env_required
 
+from .sandbox import Limits
+
 MB = 1024 * 1024
 
 
@@ -33,6 +35,8 @@ class SigningSettings:
     max_pdf_bytes: int = 5 * MB
     citizen_cert_days: int = 2 * 365
     crl_validity_s: int = 24 * 3600
+    # Parsing untrusted PDFs / CMS: worker processes and what one job may spend (services/signing/sandbox.py).
+    parsing: Limits = Limits()
 
     @property
     def jwks_url(self) -> str:
@@ -69,4 +73,7 @@ class SigningSettings:
             request_ttl_s=int(env("SIGNING_REQUEST_TTL_S", "300")),
             result_ttl_s=int(env("SIGNING_RESULT_TTL_S", "1800")),
             max_pdf_bytes=max_pdf,
+            parsing=Limits(workers=int(env("SIGNING_PARSE_WORKERS", "2")), cpu_s=int(env("SIGNING_PARSE_CPU_S", "2")),
+                           memory_bytes=int(env("SIGNING_PARSE_MEMORY_MB", "256")) * MB,
+                           wall_s=float(env("SIGNING_PARSE_WALL_S", "5"))),
         )
