@@ -13,13 +13,26 @@ from . import requests
 from .callers import device, relying_party
 from .context import Signing
 from .requests import DocumentQuery, NewDocument, Refused, SignHashBody
-from .signatures import InvalidPdf, check_pdf
+from .sandbox import LimitExceeded, SandboxBusy
+from .signatures import InvalidPdf, inspect_upload
 from .tsa import parse_query, rejection
-from .verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf
+from .verify import Unverifiable, VerifyCmsBody, cms_report, counted, pdf_report
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
 routes = web.RouteTableDef()
+
+
+async def sandboxed(sg: Signing, job, *args, refusal: type[Exception], title: str, slug: str):
+    """job(*args) in the parsing sandbox; its refusal or a limit it hit as 422 problem+json, a full pool as 503."""
+    try:
+        return await sg.sandbox.run(job, *args)
+    except refusal as exc:
+        raise Problem(str(exc), status=422, title=title, slug=slug) from None
+    except LimitExceeded as exc:
+        raise Problem(f"the document is refused: {exc}", status=422, title=title, slug=slug, limit=exc.limit) from None
+    except SandboxBusy as exc:
+        raise Problem(str(exc), status=503, title="Busy", slug="busy", headers={"Retry-After": "2"}) from None
 
 
 def refused(exc: Refused) -> Problem:
@@ -75,10 +88,7 @@ async def _document(request: web.Request, max_pdf: int) -> NewDocument:
         raise UnsupportedMediaType("send application/json (a hash), application/pdf or multipart/form-data (a PDF)")
     if len(pdf) > max_pdf:
         raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
-    try:
-        pages = check_pdf(pdf)
-    except InvalidPdf as exc:
-        raise Problem(str(exc), status=422, title="Not a signable PDF", slug="invalid-pdf") from None
+    pages = await sandboxed(request.app[SIGNING], inspect_upload, pdf, refusal=InvalidPdf, title="Not a signable PDF", slug="invalid-pdf")
     return validate(NewDocument, {"kind": "pdf", "document_name": name or "", "purpose": purpose or None,
                                   "sha256": hashlib.sha256(pdf).hexdigest(), "pages": pages, "pdf": pdf})
 
@@ -153,16 +163,11 @@ async def claim_request(request: web.Request) -> web.Response:
 @routes.post("/v1/signing/verify")
 async def verify(request: web.Request) -> web.Response:
     sg = request.app[SIGNING]
-    factory = await sg.validation_context_factory()
-    crl_der = await sg.crl()
-    try:
-        if request.content_type == "application/pdf":
-            pdf = await request.read()
-            if len(pdf) > sg.settings.max_pdf_bytes:
-                raise PayloadTooLarge(f"the PDF is larger than {sg.settings.max_pdf_bytes} bytes")
-            report = await verify_pdf(pdf, factory, crl_der)
-        else:
-            report = await verify_cms(await parse_body(request, VerifyCmsBody), factory, crl_der)
-    except Unverifiable as exc:
-        raise Problem(str(exc), status=422, title="Not a verifiable signature", slug="unverifiable") from None
-    return web.json_response(report, headers={"Cache-Control": "no-store"})
+    if request.content_type == "application/pdf":
+        job, document = pdf_report, await request.read()
+        if len(document) > sg.settings.max_pdf_bytes:
+            raise PayloadTooLarge(f"the PDF is larger than {sg.settings.max_pdf_bytes} bytes")
+    else:
+        job, document = cms_report, await parse_body(request, VerifyCmsBody)
+    report = await sandboxed(sg, job, document, await sg.trust(), refusal=Unverifiable, title="Not a verifiable signature", slug="unverifiable")
+    return web.json_response(counted(report), headers={"Cache-Control": "no-store"})

@@ -22,6 +22,7 @@ from .context import Signing
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .hsm import HSM
 from .openapi import OPERATIONS
+from .sandbox import Sandbox
 from .settings import SigningSettings
 from .store import INDEXES
 from .tsa import TimeStampAuthority
@@ -38,10 +39,14 @@ def create_app(settings: SigningSettings | None = None) -> web.Application:
                                       token_label=settings.token_label, slot=settings.token_slot)
         authority = await load_or_create(app[DATABASE], hsm, settings)
         session = aiohttp.ClientSession()
+        # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
+        sandbox = Sandbox(settings.parsing, preload=["services.signing.verify", "services.signing.signatures"])
+        await sandbox.start()
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
             tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain),
+            sandbox=sandbox,
         )
 
         async def hsm_ready() -> None:
@@ -50,8 +55,15 @@ def create_app(settings: SigningSettings | None = None) -> web.Application:
                 if not await hsm.has_key(label):
                     raise RuntimeError("an authority key is missing from the token")
 
+        async def sandbox_ready() -> None:
+            # Not "a worker is idle": under load every worker may be busy for a moment, which is no outage.
+            if not sandbox.forking:
+                raise RuntimeError("PDF parsing workers cannot be started")
+
         add_readiness_check(app, "hsm", hsm_ready)
+        add_readiness_check(app, "parsing-workers", sandbox_ready)
         yield
+        await sandbox.close()
         await session.close()
         hsm.close()
 

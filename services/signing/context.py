@@ -9,7 +9,6 @@ from typing import TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pyhanko_certvalidator import ValidationContext
 
 from libs.crypto import FieldCipher
 from libs.events import OutboxRelay
@@ -18,9 +17,10 @@ from libs.tokens import JWKSCache
 
 from .authority import Authority, current_crl, current_root_crl
 from .hsm import HSM
+from .sandbox import Sandbox
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
-from .verify import validation_context
+from .verify import Trust
 
 T = TypeVar("T")
 
@@ -36,6 +36,8 @@ class Signing:
     hsm: HSM
     authority: Authority
     tsa: TimeStampAuthority
+    # Untrusted PDFs and CMS are parsed only in its worker processes, never on the event loop.
+    sandbox: Sandbox
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         return await commit(self.mongo, self.relay, work)
@@ -46,7 +48,7 @@ class Signing:
     async def root_crl(self) -> bytes:
         return await current_root_crl(self.authority, self.db)
 
-    async def validation_context_factory(self) -> Callable[[], ValidationContext]:
-        """Fresh validation contexts (they cache state) trusting our root only, with our current CRL."""
-        crls = [await self.crl(), await self.root_crl()]
-        return lambda: validation_context(self.authority.root, [self.authority.issuing], crls)
+    async def trust(self) -> Trust:
+        """Our root only, the issuing CA as an intermediate, both current CRLs: what verification trusts."""
+        return Trust(root=self.authority.root.dump(), issuing=self.authority.issuing.dump(),
+                     crls=(await self.crl(), await self.root_crl()))

@@ -89,7 +89,9 @@ OPERATIONS = (
                    409: "the client or citizen is not known to signing yet (Retry-After)",
                    415: "not application/json, application/pdf or multipart/form-data",
                    400: "a malformed body",
-                   422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF (invalid-pdf)"},
+                   422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF "
+                        "(invalid-pdf; also when parsing it exceeds the sandbox's CPU, memory or wall-clock limit)",
+                   503: "every PDF parsing worker stayed busy (Retry-After)"},
         security=("bearer",),
     ),
     Operation(
@@ -117,6 +119,8 @@ OPERATIONS = (
         ("signing",), request_model=VerifyCmsBody,
         responses={200: VerificationReport, **JSON_BODY_ERRORS,
                    415: "not application/json or application/pdf",
-                   422: "the body does not match the model, or it is no signature we can read (unverifiable)"},
+                   422: "the body does not match the model, or it is no signature we can read (unverifiable; also when parsing it "
+                        "exceeds the sandbox's CPU, memory or wall-clock limit)",
+                   503: "every parsing worker stayed busy (Retry-After)"},
     ),
 )

@@ -83,6 +83,22 @@ def check_pdf(data: bytes) -> int:
     return pages
 
 
+def inspect_upload(data: bytes) -> int:
+    """Sandbox job (services/signing/sandbox.py): check_pdf, then a dry run of the revision sign_pdf will add.
+
+    sign_pdf later runs in the main process (the key is in the HSM there); the dry run makes pyHanko parse
+    here, under the sandbox's limits, everything it will parse then, and refuses now what it could not sign.
+    """
+    pages = check_pdf(data)
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        fields.append_signature_field(writer, fields.SigFieldSpec(FIELD_NAME))
+        writer.write(io.BytesIO())
+    except Exception as exc:  # pyHanko raises many types on a file it cannot add a revision to
+        raise InvalidPdf(f"a signature cannot be added to this PDF: {exc}") from None
+    return pages
+
+
 async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str) -> bytes:
     """PAdES B-T signature in a new revision, then a document timestamp in another."""
     started = time.perf_counter()

@@ -9,9 +9,11 @@ status read from our own CRL. Nothing is fetched from the network.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +50,36 @@ class VerifyCmsBody(BaseModel):
         if (self.sha256 is None) == (self.content is None):
             raise ValueError("give exactly one of sha256 or content")
         return self
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a verification trusts, as DER (it crosses into a sandbox worker): our root, the issuing CA,
+    the issuing CA's CRL, then the root's."""
+
+    root: bytes
+    issuing: bytes
+    crls: tuple[bytes, bytes]
+
+    def contexts(self):
+        root, issuing = x509.Certificate.load(self.root), x509.Certificate.load(self.issuing)
+        return lambda: validation_context(root, [issuing], list(self.crls))
+
+
+def pdf_report(pdf: bytes, trust: Trust) -> dict[str, Any]:
+    """Sandbox job (services/signing/sandbox.py): the report on a signed PDF."""
+    return asyncio.run(verify_pdf(pdf, trust.contexts(), trust.crls[0]))
+
+
+def cms_report(body: "VerifyCmsBody", trust: Trust) -> dict[str, Any]:
+    """Sandbox job: the report on a detached CMS signature."""
+    return asyncio.run(verify_cms(body, trust.contexts(), trust.crls[0]))
+
+
+def counted(report: dict[str, Any]) -> dict[str, Any]:
+    """Count a report in this process (the sandbox worker that made it is gone with its metrics)."""
+    VERIFICATIONS.labels(report["kind"], "valid" if report["valid"] else "invalid").inc()
+    return report
 
 
 def validation_context(root: x509.Certificate, intermediates: list[x509.Certificate], crls: list[bytes]) -> ValidationContext:
@@ -124,7 +156,6 @@ async def verify_cms(body: VerifyCmsBody, vc_factory, crl_der: bytes) -> dict[st
         raise
     except Exception as exc:  # asn1crypto and the validators raise many types on garbage; all mean the same here
         raise Unverifiable(f"the CMS signature cannot be parsed or validated ({type(exc).__name__})") from None
-    VERIFICATIONS.labels("cms", "valid" if report["valid"] else "invalid").inc()
     return {"kind": "cms", "valid": report["valid"], "signatures": [report]}
 
 
@@ -185,6 +216,5 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
             report = {"type": "unreadable", "field": sig.field_name, "valid": False, "error": type(exc).__name__}
         reports.append(report)
     valid = all(r["valid"] for r in reports)
-    VERIFICATIONS.labels("pdf", "valid" if valid else "invalid").inc()
     return {"kind": "pdf", "valid": valid, "signatures": reports}
 

@@ -16,7 +16,10 @@ import io
 import json
 import os
 import subprocess
+import time
 import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pkcs11
@@ -499,6 +502,81 @@ async def test_bad_input_is_a_clear_4xx_and_changes_nothing(platform, kiosk, met
     # Multipart works too.
     multipart = post(files={"document": ("form.pdf", application_pdf("multipart"), PDF)}, data={"document_name": "form.pdf"})
     assert multipart.status_code == 201 and multipart.json()["kind"] == "pdf", multipart.text
+
+
+def whitespace_bomb_pdf(whitespace_bytes: int = 4_000_000) -> bytes:
+    """~16 KB of PDF that costs seconds of CPU to read: its catalog, page tree, page and form each sit in
+    their own FlateDecode object stream, padded inside the dictionary with ~4 MB of whitespace (just under
+    pyHanko's decode limit), which the lexer walks a byte at a time."""
+    pad = b" " * whitespace_bytes
+    objects = {2: b"<</Type/Catalog" + pad + b"/Pages 3 0 R/AcroForm 5 0 R>>",
+               3: b"<</Type/Pages" + pad + b"/Kids[4 0 R]/Count 1>>",
+               4: b"<</Type/Page" + pad + b"/Parent 3 0 R/MediaBox[0 0 612 792]>>",
+               5: b"<</Fields[]" + pad + b">>"}
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    rows = {0: (0, 0, 65535)}
+    for number, body in objects.items():
+        head = b"%d 0\n" % number
+        stream = zlib.compress(head + body, 9)
+        container = number + 10
+        rows[container] = (1, out.tell(), 0)
+        out.write(b"%d 0 obj\n<</Type/ObjStm/N 1/First %d/Filter/FlateDecode/Length %d>>\nstream\n" % (container, len(head), len(stream))
+                  + stream + b"\nendstream\nendobj\n")
+        rows[number] = (2, container, 0)
+    xref_at = out.tell()
+    size = max(rows) + 2
+    rows[size - 1] = (1, xref_at, 0)
+    table = b"".join(bytes([kind]) + a.to_bytes(4, "big") + b.to_bytes(2, "big")
+                     for kind, a, b in (rows.get(n, (0, 0, 0)) for n in range(size)))
+    out.write(b"%d 0 obj\n<</Type/XRef/Size %d/W[1 4 2]/Root 2 0 R/Length %d>>\nstream\n" % (size - 1, size, len(table))
+              + table + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at)
+    return out.getvalue()
+
+
+def while_in_flight(gateway: str, costly) -> tuple[requests.Response, list[float]]:
+    """Run `costly` (a request) and, until it answers, time cheap GET /v1/signing/ca requests one after another."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(costly)
+        latencies = []
+        while not pending.done():
+            started = time.monotonic()
+            cheap = requests.get(gateway + "/v1/signing/ca", timeout=60)
+            if not pending.done():  # only what answered while the costly request was still in flight counts
+                assert cheap.status_code == 200
+                latencies.append(time.monotonic() - started)
+        return pending.result(), latencies
+
+
+async def test_costly_pdfs_are_refused_while_signing_keeps_answering(platform, metadata):
+    """A small PDF that costs seconds to parse (verify, and an upload to sign) is parsed in a worker with CPU,
+    memory and wall-clock limits: 422, and signing answers other requests at once meanwhile."""
+    bomb = whitespace_bomb_pdf()
+    assert len(bomb) < 20_000
+    rp = signing_rp(platform, "Harbour Costly PDFs")
+    token = client_token(metadata, rp)
+    await create(platform, token, json={"document_name": "warm-up.txt", "sha256": "ab" * 32})  # the client is known now
+
+    def verify_bomb() -> requests.Response:
+        return verify_api(platform, data=bomb, headers={"Content-Type": PDF})
+
+    def upload_bomb() -> requests.Response:
+        return requests.post(platform.gateway + "/v1/signing/requests", data=bomb, params={"document_name": "bomb.pdf"},
+                             headers={**bearer(token), "Content-Type": PDF}, timeout=60)
+
+    for costly, slug in ((verify_bomb, "unverifiable"), (upload_bomb, "invalid-pdf")):
+        started = time.monotonic()
+        answer, latencies = while_in_flight(platform.gateway, costly)
+        elapsed = time.monotonic() - started
+        assert answer.status_code == 422 and answer.headers["Content-Type"].startswith("application/problem+json"), answer.text[:300]
+        assert answer.json()["type"].endswith(slug) and answer.json()["limit"] in ("cpu", "memory", "wall-clock"), answer.text[:300]
+        # Answered within the wall-clock limit (5 s) plus the trip; meanwhile the cheap requests did not queue behind it.
+        assert elapsed < 10, elapsed
+        assert len(latencies) >= 3 and max(latencies) < 1.0, latencies
+    # The killed workers were replaced: an ordinary PDF is still checked (no signature: unverifiable, quickly).
+    started = time.monotonic()
+    plain = verify_api(platform, data=application_pdf(), headers={"Content-Type": PDF})
+    assert plain.status_code == 422 and "no signature" in plain.json()["detail"] and time.monotonic() - started < 5
 
 
 def test_private_keys_never_leave_the_token(platform):
