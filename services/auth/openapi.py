@@ -234,7 +234,7 @@ AUTHORIZATION_PARAMS: dict[str, dict[str, Any]] = {
     "nonce": PARAM,
     "code_challenge": {**PARAM, "description": "PKCE (RFC 7636), S256"},
     "code_challenge_method": {**PARAM, "enum": ["S256"]},
-    "prompt": {**PARAM, "enum": ["none", "login"]},
+    "prompt": {**PARAM, "enum": ["none", "login", "consent"]},
     "max_age": {**PARAM, "pattern": "^[0-9]+$"},
     "acr_values": {**PARAM, "description": "urn:harbour-id:loa:basic, urn:harbour-id:loa:plus"},
     "response_mode": {**PARAM, "enum": ["query", "form_post"]},

@@ -105,7 +105,7 @@ def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
 def check_eligible(tx_doc: dict[str, Any], account: dict[str, Any] | None) -> None:
     """Can this citizen approve this login at all (an active account of the assurance the client asked for)?"""
     if account is None or account["state"] != "active":
-        raise Refused("account-not-active", "this account cannot log in", 403)
+        raise Refused("account-inactive", "the account is not active", 403)
     required = AuthorizationRequest.from_doc(tx_doc["request"]).required_acr()
     if required and ACR_RANK[acr_of(account["assurance"])] < ACR_RANK[required]:
         raise Refused("assurance-too-low", "this service needs an identity proofed in person (plus)", 403)
