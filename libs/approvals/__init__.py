@@ -1,5 +1,6 @@
 """The approval pattern shared by all four functions: prompt model, canonical digest, device-signed decisions."""
 
+from .confidential import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, seal_prompt, unseal_prompt
 from .decision import (
     DECISION_TYP,
     DecisionClaims,
@@ -13,10 +14,16 @@ from .prompt import ApprovalRequest, Requester, canonical_json
 __all__ = [
     "DECISION_TYP",
     "ApprovalRequest",
+    "PromptUnreadable",
     "DecisionClaims",
     "DecisionRejected",
     "Requester",
     "canonical_json",
+    "clear_part",
+    "decrypt_prompt",
+    "encrypt_prompt",
+    "seal_prompt",
+    "unseal_prompt",
     "decision_device_id",
     "sign_decision",
     "verify_decision",

@@ -16,6 +16,7 @@ from libs.crypto import generate_sealing_key, new_key_value, public_jwk
 
 def _generate() -> dict[str, str]:
     sealing = generate_sealing_key()
+    auth_sealing = generate_sealing_key()
     return {
         "HARBOUR_AUTH_HASH_KEY": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
         "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
@@ -23,6 +24,9 @@ def _generate() -> dict[str, str]:
         "HARBOUR_NOTIFY_KEK": new_key_value("notify-1"),
         "HARBOUR_FORMFILL_SEALING_KEY": json.dumps(sealing),
         "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": json.dumps(public_jwk(sealing)),
+        # auth's pair: formfill and signing seal approval prompts' free text to the public half.
+        "HARBOUR_AUTH_SEALING_KEY": json.dumps(auth_sealing),
+        "HARBOUR_AUTH_SEALING_PUBLIC_JWK": json.dumps(public_jwk(auth_sealing)),
         "HARBOUR_ADMIN_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
         # signing: results at rest, and the folder's own SoftHSM2 token (libs/devstack/softhsm.py).
         "HARBOUR_SIGNING_KEK": new_key_value("signing-1"),
@@ -41,6 +45,9 @@ def dev_secrets(dev_dir: Path) -> dict[str, str]:
         # The sealing key pair belongs together: never mix an old half with a new one.
         generated.pop("HARBOUR_FORMFILL_SEALING_KEY")
         generated.pop("HARBOUR_FORMFILL_SEALING_PUBLIC_JWK")
+    if "HARBOUR_AUTH_SEALING_KEY" in existing:
+        generated.pop("HARBOUR_AUTH_SEALING_KEY")
+        generated.pop("HARBOUR_AUTH_SEALING_PUBLIC_JWK")
     secrets = {**generated, **existing}
     if secrets != existing:
         dev_dir.mkdir(parents=True, exist_ok=True)

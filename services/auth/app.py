@@ -13,7 +13,7 @@ from libs.service.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 
-from . import housekeeping
+from . import housekeeping, prompts
 from .api import AUTH, routes
 from .oidc.api import routes as oidc_routes
 from .context import Auth
@@ -42,13 +42,14 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
         )
+        await prompts.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")
         yield
         chores.cancel()
         await asyncio.gather(chores, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
-    install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=approval_requests_handler)
+    install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))
     app.add_routes(routes)
     app.add_routes(oidc_routes)
     install_openapi_route(app, OPERATIONS, title=TITLE)

@@ -5,6 +5,10 @@ A decision is accepted once, from an active device of the prompt's account,
 signed by that device's key over the prompt's digest, before the prompt
 expires; it leaves as `approval.decided` carrying the signature and the
 device key so the requesting service can check it for itself.
+
+The prompt's free text (purpose, details) arrives sealed to auth and is kept
+encrypted (prompts.py); it is opened only for the citizen's device and to
+recompute the digest a decision must be signed over.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from libs.approvals import ApprovalRequest, DecisionRejected, decision_device_id, verify_decision
+from libs.approvals import ApprovalRequest, DecisionRejected, PromptUnreadable, decision_device_id, unseal_prompt, verify_decision
+from libs.crypto import FieldCipher
 from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_DECIDED
+from libs.service.logging import get_logger
 from libs.tokens import load_public_jwk
 
 from . import prompts
@@ -30,24 +36,38 @@ from .store import ACCOUNTS, APPROVALS
 if TYPE_CHECKING:
     from .context import Auth
 
+log = get_logger("harbour.auth.approvals")
+
+
+def _opened(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
+    try:
+        return prompts.opened(doc, cipher)
+    except PromptUnreadable:
+        # Only if its key left the KEK ring: the prompt cannot be shown, so it cannot be decided either.
+        raise Refused("unreadable", "this approval can no longer be shown; ask the service to send it again", 410) from None
+
 
 class UnknownAccount(ValueError):
     """A prompt for an account auth does not know: the event cannot be applied."""
 
 
-async def store_prompt(db: AsyncDatabase, session: AsyncClientSession, event: CloudEvent) -> None:
-    """Handler of `approval.requested`: put the prompt in the citizen's queue (idempotent per approval id)."""
-    request = ApprovalRequest.model_validate(event.data)
-    if await db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
+async def store_prompt(auth: "Auth", session: AsyncClientSession, event: CloudEvent) -> None:
+    """Handler of `approval.requested`: put the prompt in the citizen's queue (idempotent per approval id).
+
+    The request arrives sealed to auth (only its clear part is readable on Kafka); an unsealed one is refused.
+    """
+    request = unseal_prompt(event.data, auth.settings.sealing_jwk)
+    if await auth.db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
         raise UnknownAccount("approval requested for an unknown account")
-    await prompts.enqueue(db, session, request)
+    await prompts.enqueue(auth.db, session, request, auth.field_cipher)
 
 
-def prompt_view(doc: dict, now: datetime) -> dict[str, Any]:
+def prompt_view(doc: dict, now: datetime, cipher: FieldCipher) -> dict[str, Any]:
     status = doc["status"]
     if status == "pending" and now >= doc["expires_at"]:
         status = "expired"
-    request = doc["request"]
+    opened = _opened(doc, cipher)
+    request = opened.model_dump(mode="json")
     view = {
         "approval_id": doc["_id"],
         "status": status,
@@ -57,7 +77,7 @@ def prompt_view(doc: dict, now: datetime) -> dict[str, Any]:
         "details": request["details"],
         "matching_code": request.get("matching_code"),
         "expires_at": doc["expires_at"].isoformat(),
-        "digest": doc["digest"],
+        "digest": opened.digest(),
         # The app recomputes the digest from this, so it signs what it showed.
         "request": request,
     }
@@ -66,7 +86,7 @@ def prompt_view(doc: dict, now: datetime) -> dict[str, Any]:
     return view
 
 
-async def pending_prompts(db: AsyncDatabase, account_id: str) -> list[dict[str, Any]]:
+async def pending_prompts(db: AsyncDatabase, account_id: str, cipher: FieldCipher) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     docs = await (
         db[APPROVALS]
@@ -75,14 +95,20 @@ async def pending_prompts(db: AsyncDatabase, account_id: str) -> list[dict[str, 
         .limit(100)
         .to_list()
     )
-    return [prompt_view(d, now) for d in docs]
+    views = []
+    for doc in docs:
+        try:
+            views.append(prompt_view(doc, now, cipher))
+        except Refused:
+            log.warning("a pending prompt cannot be decrypted; left out", approval_id=doc["_id"])
+    return views
 
 
-async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str) -> dict[str, Any]:
+async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str, cipher: FieldCipher) -> dict[str, Any]:
     doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": account_id})
     if doc is None:
         raise Refused("not-found", "no such approval for this account", 404)
-    return prompt_view(doc, datetime.now(UTC))
+    return prompt_view(doc, datetime.now(UTC), cipher)
 
 
 async def decide(
@@ -103,11 +129,13 @@ async def decide(
     now = datetime.now(UTC)
     if now >= doc["expires_at"]:
         raise Refused("expired", "this approval has expired", 410)
+    # The digest is recomputed from the decrypted request: what the phone was shown is what it must have signed.
+    digest = _opened(doc, auth.field_cipher).digest()
     try:
         if decision_device_id(decision_jws) != device.device_id:
             raise DecisionRejected("wrong-device", "the decision must be signed by this device's key")
         claims = verify_decision(
-            decision_jws, load_public_jwk(device.public_jwk), approval_id=approval_id, digest=doc["digest"]
+            decision_jws, load_public_jwk(device.public_jwk), approval_id=approval_id, digest=digest
         )
     except DecisionRejected as exc:
         raise Refused(exc.reason, str(exc), 400 if exc.reason == "malformed" else 403) from None
@@ -135,7 +163,7 @@ async def decide(
                 "action": request["action"],
                 "decision": claims.decision,
                 "selection": claims.selection,
-                "digest": doc["digest"],
+                "digest": digest,
                 "device_id": device.device_id,
                 "device_jwk": device.public_jwk,
                 "decision_jws": decision_jws,

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, LOGINS
 
 from .approvals import store_prompt
 
+if TYPE_CHECKING:
+    from .context import Auth
+
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT)
 CONSUMER_GROUP = "auth-approvals"
 
 
-def approval_requests_handler(db: AsyncDatabase):
+def approval_requests_handler(auth: "Auth"):
     async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
         if event.type == "approval.requested":
-            await store_prompt(db, session, event)
+            await store_prompt(auth, session, event)
 
     return handle

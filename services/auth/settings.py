@@ -28,6 +28,8 @@ class AuthSettings:
     keyring: Keyring
     # formfill's public key: enrolled profiles are sealed to it before they cross Kafka.
     formfill_sealing_jwk: dict
+    # auth's own private sealing key: formfill and signing seal prompts' free text to its public half.
+    sealing_jwk: dict
     # Sandbox: citizens may self-register (assurance `basic`) without a kiosk.
     sandbox: bool = False
     activation_ttl_s: int = 30 * 60
@@ -61,6 +63,7 @@ class AuthSettings:
             hash_key=decode_key(env_required("AUTH_HASH_KEY")),
             keyring=Keyring.from_env_value(env_required("AUTH_KEK")),
             formfill_sealing_jwk=json.loads(env_required("FORMFILL_SEALING_PUBLIC_JWK")),
+            sealing_jwk=json.loads(env_required("AUTH_SEALING_KEY")),
             sandbox=env_bool("SANDBOX", False),
             admin_token=env("ADMIN_TOKEN", ""),
         )

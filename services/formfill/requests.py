@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.approvals import ApprovalRequest, DecisionRejected, Requester, verify_decision
+from libs.approvals import ApprovalRequest, DecisionRejected, Requester, seal_prompt, verify_decision
 from libs.crypto import seal_jwt
 from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
@@ -88,7 +88,8 @@ def _approval(doc: dict[str, Any]) -> ApprovalRequest:
 async def _ask_citizen(ff: Formfill, session: AsyncClientSession, doc: dict[str, Any]) -> None:
     approval = _approval(doc)
     await Outbox(ff.db).add(session, APPROVAL_REQUESTED.name, CloudEvent(
-        source="/formfill", type="approval.requested", subject=approval.approval_id, data=approval.model_dump(mode="json")))
+        source="/formfill", type="approval.requested", subject=approval.approval_id,
+        data=seal_prompt(approval, ff.settings.auth_sealing_jwk)))  # the purpose and field names: for auth's eyes only
 
 
 async def create(ff: Formfill, caller: RelyingParty, body: FormfillRequestBody) -> dict[str, Any]:

@@ -18,6 +18,8 @@ class FormfillSettings:
     keyring: Keyring
     # The private half of the key auth seals enrolled profiles to.
     sealing_jwk: dict
+    # auth's public sealing key: approval prompts' free text (purpose, field names) is sealed to it.
+    auth_sealing_jwk: dict
     request_ttl_s: int = 5 * 60
     # A release not read within this time is deleted unread.
     result_ttl_s: int = 10 * 60
@@ -34,6 +36,7 @@ class FormfillSettings:
             auth_url=env("AUTH_URL", f"http://127.0.0.1:{DEFAULT_PORTS['auth']}").rstrip("/"),
             keyring=Keyring.from_env_value(env_required("FORMFILL_KEK")),
             sealing_jwk=json.loads(env_required("FORMFILL_SEALING_KEY")),
+            auth_sealing_jwk=json.loads(env_required("AUTH_SEALING_PUBLIC_JWK")),
             request_ttl_s=int(env("FORMFILL_REQUEST_TTL_S", "300")),
             result_ttl_s=int(env("FORMFILL_RESULT_TTL_S", "600")),
         )

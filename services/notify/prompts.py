@@ -20,13 +20,15 @@ from .preferences import HONG_KONG
 from .store import CLIENTS, NOTIFICATIONS
 
 MESSAGES: dict[str, dict[str, Any]] = {
-    "approval": {"placeholders": ["client_name", "purpose", "matching_code"], "content": {
-        "en": {"subject": "Approve on your phone: {{ purpose }}",
-               "body": "{{ client_name }} asks you to approve: {{ purpose }}.{% if matching_code %} Matching code {{ matching_code }}.{% endif %} Open Harbour ID to answer."},
-        "zh-HK": {"subject": "請在手機上批准：{{ purpose }}",
-                  "body": "{{ client_name }} 請你批准：{{ purpose }}。{% if matching_code %}配對碼 {{ matching_code }}。{% endif %}請開啟 Harbour ID 回覆。"},
-        "zh-CN": {"subject": "请在手机上批准：{{ purpose }}",
-                  "body": "{{ client_name }} 请你批准：{{ purpose }}。{% if matching_code %}配对码 {{ matching_code }}。{% endif %}请打开 Harbour ID 回复。"}}},
+    # Only what is not the relying party's free text: its registered name and the kind of action. The purpose,
+    # document and field names reach auth alone (sealed to it) and are shown only in the app.
+    "approval": {"placeholders": ["client_name", "action", "matching_code"], "content": {
+        "en": {"subject": "Approve on your phone: {{ client_name }}",
+               "body": "{{ client_name }} asks you to {% if action == 'login' %}log in{% elif action == 'formfill' %}share your details{% elif action == 'sign' %}sign a document{% else %}approve a request{% endif %}.{% if matching_code %} Matching code {{ matching_code }}.{% endif %} Open Harbour ID to see the request and answer."},
+        "zh-HK": {"subject": "請在手機上批准：{{ client_name }}",
+                  "body": "{{ client_name }} 請你{% if action == 'login' %}登入{% elif action == 'formfill' %}提供你的資料{% elif action == 'sign' %}簽署文件{% else %}批准一項請求{% endif %}。{% if matching_code %}配對碼 {{ matching_code }}。{% endif %}請開啟 Harbour ID 查看並回覆。"},
+        "zh-CN": {"subject": "请在手机上批准：{{ client_name }}",
+                  "body": "{{ client_name }} 请你{% if action == 'login' %}登录{% elif action == 'formfill' %}提供你的资料{% elif action == 'sign' %}签署文件{% else %}批准一项请求{% endif %}。{% if matching_code %}配对码 {{ matching_code }}。{% endif %}请打开 Harbour ID 查看并回复。"}}},
     "new_device": {"placeholders": ["at"], "content": {
         "en": {"subject": "A new device was activated", "body": "A device was activated for your Harbour ID at {{ at }} (Hong Kong time). If this was not you, revoke it in the app and call us."},
         "zh-HK": {"subject": "已啟用新裝置", "body": "你的 Harbour ID 於 {{ at }}（香港時間）啟用了一部裝置。如非本人操作，請在應用程式中撤銷並致電我們。"},
@@ -53,10 +55,11 @@ async def queue(notify: Notify, session: AsyncClientSession, account_id: str, ki
 
 
 async def on_approval_requested(notify: Notify, session: AsyncClientSession, data: dict[str, Any]) -> None:
+    """The prompt's clear part only (the rest is sealed to auth): who asks, for what kind of action, the matching code."""
     requester = data.get("requester") or {}
     await queue(notify, session, data["account_id"], "approval", {
         "client_name": str(requester.get("client_name") or requester.get("service") or "A service"),
-        "purpose": str(data.get("purpose", ""))[:200], "matching_code": str(data.get("matching_code") or "")})
+        "action": str(data.get("action") or ""), "matching_code": str(data.get("matching_code") or "")})
 
 
 async def on_device_activated(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:

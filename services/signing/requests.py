@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyhanko.pdf_utils.misc import PdfError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.approvals import ApprovalRequest, DecisionRejected, Requester, verify_decision
+from libs.approvals import ApprovalRequest, DecisionRejected, Requester, seal_prompt, verify_decision
 from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_REQUESTED, SIGNING
@@ -97,7 +97,8 @@ def _approval(doc: dict[str, Any]) -> ApprovalRequest:
 async def _ask_citizen(sg: Signing, session: AsyncClientSession, doc: dict[str, Any]) -> None:
     approval = _approval(doc)
     await Outbox(sg.db).add(session, APPROVAL_REQUESTED.name, CloudEvent(
-        source="/signing", type="approval.requested", subject=approval.approval_id, data=approval.model_dump(mode="json")))
+        source="/signing", type="approval.requested", subject=approval.approval_id,
+        data=seal_prompt(approval, sg.settings.auth_sealing_jwk)))  # the purpose and document name: for auth's eyes only
 
 
 def _may_sign(citizen: dict[str, Any] | None) -> None:

@@ -8,6 +8,7 @@ production the vendor's PKCS#11 module and its partition, with no code change.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
@@ -27,6 +28,8 @@ class SigningSettings:
     keyring: Keyring
     pkcs11_module: str
     pkcs11_pin: str
+    # auth's public sealing key: approval prompts' free text (purpose, document name) is sealed to it.
+    auth_sealing_jwk: dict
     token_label: str | None = None
     token_slot: int | None = None
     request_ttl_s: int = 5 * 60
@@ -68,6 +71,7 @@ class SigningSettings:
             keyring=Keyring.from_env_value(env_required("SIGNING_KEK")),
             pkcs11_module=env_required("SIGNING_PKCS11_MODULE"),
             pkcs11_pin=env_required("SIGNING_HSM_PIN"),
+            auth_sealing_jwk=json.loads(env_required("AUTH_SEALING_PUBLIC_JWK")),
             token_label=env("SIGNING_TOKEN_LABEL", "") or None,
             token_slot=int(slot) if slot else None,
             request_ttl_s=int(env("SIGNING_REQUEST_TTL_S", "300")),

@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from PIL import Image
 
 from clients.citizen_app import CitizenApp, Profile
-from libs.approvals import ApprovalRequest, Requester
+from libs.approvals import ApprovalRequest, Requester, seal_prompt
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_REQUESTED
 from services.auth.hkid import check_digit
@@ -95,10 +95,11 @@ def approval_request(account_id: str, *, expires_in_s: int = 300, purpose: str =
     )
 
 
-async def publish_prompt(bootstrap: str, request: ApprovalRequest) -> None:
-    """What formfill or signing does: publish approval.requested (here straight to the topic)."""
-    event = CloudEvent(source="/e2e", type="approval.requested", subject=request.approval_id, data=request.model_dump(mode="json"))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def publish_prompt(platform, request: ApprovalRequest) -> None:
+    """What formfill or signing does: publish approval.requested, its free text sealed to auth (here straight to the topic)."""
+    auth_key = json.loads(platform.env()["HARBOUR_AUTH_SEALING_PUBLIC_JWK"])
+    event = CloudEvent(source="/e2e", type="approval.requested", subject=request.approval_id, data=seal_prompt(request, auth_key))
+    producer = AIOKafkaProducer(bootstrap_servers=platform.infra.kafka_bootstrap)
     await producer.start()
     try:
         await producer.send_and_wait(APPROVAL_REQUESTED.name, event.to_json(), key=request.approval_id.encode())

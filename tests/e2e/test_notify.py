@@ -192,13 +192,15 @@ async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tm
     assert {"login.succeeded", "notification.status_changed"} <= {p["type"] for p in printed}
 
     # A service asks for an approval (as formfill and signing do): a high-priority message "approve on your phone".
-    await publish_prompt(platform.infra.kafka_bootstrap, approval_request(app.profile.account_id, purpose="Open a water account"))
+    await publish_prompt(platform, approval_request(app.profile.account_id, purpose="Open a water account"))
 
     async def prompted():
-        return [m for m in await app.inbox() if m["subject"] == "請在手機上批准：Open a water account"]
+        return [m for m in await app.inbox() if m["subject"] == "請在手機上批准：Example Portal"]
 
     prompt = (await eventually(prompted, timeout_s=20))[0]
     assert prompt["priority"] == "high" and "4821" in prompt["body"]  # the matching code
+    # Who asks and the kind of action only: the relying party's free text is sealed to auth, shown in the app alone.
+    assert "Open a water account" not in prompt["subject"] + prompt["body"]
 
     # Exactly one inbox item for it, despite the retried request; security alerts arrived too.
     inbox = await app.inbox()

@@ -144,7 +144,7 @@ def provision(platform, tmp_path) -> Credentials:
     device_token = asyncio.run(app.device_token())
     device = f"Bearer {device_token}"
     prompt = approval_request(app.profile.account_id)
-    asyncio.run(publish_prompt(platform.infra.kafka_bootstrap, prompt))
+    asyncio.run(publish_prompt(platform, prompt))
 
     def queued() -> bool:
         listed = requests.get(gateway + "/v1/approvals", headers={"Authorization": device}, timeout=10).json()

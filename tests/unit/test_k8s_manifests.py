@@ -48,10 +48,12 @@ AGENCY_USER = "agency-transport"
 SECRET_VARS = {
     "gateway": set(),
     "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
-             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_KAFKA_PASSWORD"},
-    "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
+             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_AUTH_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
+    "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_AUTH_SEALING_PUBLIC_JWK",
+                 "HARBOUR_KAFKA_PASSWORD"},
     "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK", "HARBOUR_KAFKA_PASSWORD"},
-    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK", "HARBOUR_KAFKA_PASSWORD"},
+    "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK", "HARBOUR_AUTH_SEALING_PUBLIC_JWK",
+                "HARBOUR_KAFKA_PASSWORD"},
 }
 # Not secret, but per Deployment: which KafkaUser the pod is.
 PER_POD_VALUES = {"HARBOUR_KAFKA_USERNAME"}
@@ -375,15 +377,21 @@ def test_dev_secrets_are_generated_with_obviously_dev_values(rendered) -> None:
             assert is_obviously_dev(key, base64.b64decode(encoded).decode()), f"{secret['metadata']['name']}: {key}"
 
 
-DEV_SEALING_SEED = b"harbour-id DEV ONLY sealing key: public, never use outside dev"
+# Each dev sealing pair's private scalar is SHA-256 of a public string.
+DEV_SEALING_SEEDS = {
+    "HARBOUR_FORMFILL_SEALING_KEY": b"harbour-id DEV ONLY sealing key: public, never use outside dev",
+    "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": b"harbour-id DEV ONLY sealing key: public, never use outside dev",
+    "HARBOUR_AUTH_SEALING_KEY": b"harbour-id DEV ONLY auth sealing key: public, never use outside dev",
+    "HARBOUR_AUTH_SEALING_PUBLIC_JWK": b"harbour-id DEV ONLY auth sealing key: public, never use outside dev",
+}
 
 
 def is_obviously_dev(key: str, value: str) -> bool:
     """Marked DEV-ONLY (in clear or inside the base64url key material), or the sealing pair derived from a public string."""
     if "DEV-ONLY" in value:
         return True
-    if key in ("HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK"):
-        d = int.from_bytes(hashlib.sha256(DEV_SEALING_SEED).digest(), "big")
+    if key in DEV_SEALING_SEEDS:
+        d = int.from_bytes(hashlib.sha256(DEV_SEALING_SEEDS[key]).digest(), "big")
         public = ec.derive_private_key(d, ec.SECP256R1()).public_key().public_numbers()
         jwk = json.loads(value)
         expected_x = base64.urlsafe_b64encode(public.x.to_bytes(32, "big")).rstrip(b"=").decode()
