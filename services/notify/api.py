@@ -138,7 +138,10 @@ async def register_callback(request: web.Request) -> web.Response:
     n = request.app[NOTIFY]
     caller = await agency(request, n.jwks, n.settings.issuer)
     body = await parse_body(request, CallbackBody)
-    return web.json_response(await callbacks.register(n.db, caller.client_id, body))
+    try:
+        return web.json_response(await callbacks.register(n.db, caller.client_id, body))
+    except Refused as exc:  # the URL's name resolves to a refused address, or not at all
+        raise refused(exc) from None
 
 
 @routes.get("/v1/notifications/callback")

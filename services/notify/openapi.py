@@ -123,7 +123,9 @@ IDEMPOTENCY = ("An `Idempotency-Key` header makes the request safe to retry: the
 OPERATIONS = (
     Operation("POST", "/v1/templates", "Create a template (version 1)", ("notifications",), request_model=TemplateBody,
               responses={201: Template, **JSON_BODY_ERRORS, **AGENCY_AUTH_ERRORS,
-                         400: "template syntax error, undeclared placeholder, or a template that cannot render"},
+                         400: "template syntax error, undeclared placeholder, or a template that cannot render",
+                         422: "the body does not match the model, or a trial render goes over the rendering limits "
+                              "(`template-too-costly`: output size, loop iterations, calls, filter widths)"},
               security=("bearer",)),
     Operation("GET", "/v1/templates", "The agency's templates (latest versions)", ("notifications",),
               responses={200: TemplateList, **AGENCY_AUTH_ERRORS}, security=("bearer",)),
@@ -153,7 +155,11 @@ OPERATIONS = (
     Operation("GET", "/v1/notifications/{notification_id}", "A notification's status and timeline", ("notifications",),
               responses={200: Notification, **AGENCY_AUTH_ERRORS, 404: "no such notification"}, security=("bearer",)),
     Operation("PUT", "/v1/notifications/callback", "Register the agency's status callback URL", ("notifications",),
-              request_model=CallbackBody, responses={200: Callback, **JSON_BODY_ERRORS, **AGENCY_AUTH_ERRORS}, security=("bearer",)),
+              request_model=CallbackBody, responses={200: Callback, **JSON_BODY_ERRORS, **AGENCY_AUTH_ERRORS,
+                                                     422: "the body does not match the model, or the URL is refused (`callback-url-refused`): "
+                                                          "not https, or its host is, or resolves to, a private, loopback, link-local or "
+                                                          "mapped address, or does not resolve"},
+              security=("bearer",)),
     Operation("GET", "/v1/notifications/callback", "The registered status callback URL", ("notifications",),
               responses={200: Callback, **AGENCY_AUTH_ERRORS, 404: "none registered"}, security=("bearer",)),
     Operation("DELETE", "/v1/notifications/callback", "Stop status callbacks", ("notifications",),
