@@ -46,7 +46,7 @@ KAFKA_CLUSTER = "harbour-kafka"
 AGENCY_USER = "agency-transport"
 # Secrets every service must get from a Secret (never from the ConfigMap), by service.
 SECRET_VARS = {
-    "gateway": set(),
+    "gateway": {"HARBOUR_KAFKA_PASSWORD"},  # it follows the revocations topic
     "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
              "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_AUTH_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
     "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_AUTH_SEALING_PUBLIC_JWK",
@@ -543,7 +543,7 @@ def test_egress_goes_only_to_kafka_mongodb_dns_and_jwks(rendered, target: str, s
                     (upstream,) = [n for n in SERVICES if selects(peer["podSelector"], pod_labels(docs, n))]
                     destinations.add(upstream)
     expected = {
-        "gateway": {"dns", *BACKENDS},
+        "gateway": {"dns", "kafka", *BACKENDS},  # kafka: it follows the revocations topic
         "auth": {"dns", "kafka", "mongodb"},
         "formfill": {"dns", "kafka", "mongodb", "auth"},  # auth's JWKS
         "notify": {"dns", "kafka", "mongodb"},
@@ -567,10 +567,10 @@ def test_services_reach_kafka_only_as_their_own_user_over_tls(rendered, target: 
     assert data["HARBOUR_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and data["HARBOUR_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     (peer,) = listener["networkPolicyPeers"]
     admitted = {n for n in [*SERVICES, DISPATCHER] if selects(peer["podSelector"], pod_labels(docs, n))}
-    assert admitted == {*BACKENDS, DISPATCHER}
+    assert admitted == {*BACKENDS, DISPATCHER, "gateway"}
 
     users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
-    for name in [*BACKENDS, DISPATCHER]:
+    for name in [*BACKENDS, DISPATCHER, "gateway"]:
         pod = named(docs, "Deployment", name)["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container["env"]}
@@ -585,8 +585,11 @@ def test_services_reach_kafka_only_as_their_own_user_over_tls(rendered, target: 
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
         assert volume["secret"]["secretName"] == f"{KAFKA_CLUSTER}-cluster-ca-cert"
         assert data["HARBOUR_KAFKA_CA_FILE"].removeprefix(mount["mountPath"] + "/") in [i["path"] for i in volume["secret"]["items"]]
-    gateway = named(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
-    assert "HARBOUR_KAFKA_PASSWORD" not in {e["name"] for e in gateway.get("env", [])}, "the gateway has no Kafka client"
+    # The gateway only reads the revocations topic (every instance whole, no consumer group): nothing else.
+    gateway_acls = users["harbour-gateway"]["spec"]["authorization"]["acls"]
+    assert [(a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"]) for a in gateway_acls] == \
+        [("topic", "revocations", "literal")]
+    assert set(gateway_acls[0]["operations"]) == {"Read", "Describe"}
 
 
 # --- Kafka topics and users -------------------------------------------------------------------
