@@ -187,14 +187,14 @@ async def revoke_device(request: web.Request) -> web.Response:
 @routes.get("/v1/approvals")
 async def list_approvals(request: web.Request) -> web.Response:
     device = await current_device(request)
-    return web.json_response({"approvals": await approvals.pending_prompts(request.app[AUTH].db, device.account_id)})
+    return web.json_response({"approvals": await approvals.pending_prompts(request.app[AUTH].db, device.account_id, request.app[AUTH].field_cipher)})
 
 
 @routes.get("/v1/approvals/{approval_id}")
 async def show_approval(request: web.Request) -> web.Response:
     device = await current_device(request)
     try:
-        prompt = await approvals.get_prompt(request.app[AUTH].db, device.account_id, request.match_info["approval_id"])
+        prompt = await approvals.get_prompt(request.app[AUTH].db, device.account_id, request.match_info["approval_id"], request.app[AUTH].field_cipher)
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(prompt)
