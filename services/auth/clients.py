@@ -27,6 +27,7 @@ from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import CLIENTS
 from libs.outbound import check_url
+from libs.service.validation import DisplayText
 from libs.tokens import InvalidKey, load_public_jwk
 
 from .store import CLIENTS as CLIENTS_COLLECTION
@@ -55,7 +56,7 @@ def check_redirect_uri(uri: str) -> str:
 class ClientMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    client_name: str = Field(min_length=1, max_length=100)
+    client_name: DisplayText = Field(min_length=1, max_length=100)
     kind: ClientKind = "relying_party"
     redirect_uris: list[str] = Field(default_factory=list, max_length=20)
     post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=20)

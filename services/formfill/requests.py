@@ -24,6 +24,7 @@ from libs.crypto import seal_jwt
 from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_REQUESTED
+from libs.service.validation import DisplayText
 from libs.tokens import load_public_jwk
 
 from .callers import Device, RelyingParty
@@ -61,7 +62,7 @@ class FieldWanted(BaseModel):
 class FormfillRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     fields: list[FieldWanted] = Field(min_length=1, max_length=len(FIELDS))
-    purpose: str = Field(min_length=3, max_length=300)
+    purpose: DisplayText = Field(min_length=3, max_length=300)  # shown on the phone
     standing: bool = Field(default=False, description="a standing consent the citizen can later revoke")
 
     @field_validator("fields")

@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.events import CloudEvent, Outbox
 from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
+from libs.service.validation import DisplayParagraph
 
 from . import progress, templates
 from .callers import Agency
@@ -54,7 +55,7 @@ class _Common(BaseModel):
 class PersonalisationField(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sub: str = Field(min_length=1, max_length=200, description="the citizen's pairwise subject at this agency")
-    personalisation: dict[str, str] = Field(default_factory=dict, max_length=50)
+    personalisation: dict[str, DisplayParagraph] = Field(default_factory=dict, max_length=50)  # rendered into the message
     reference: str | None = Field(default=None, max_length=200, description="the agency's own reference, echoed back")
 
 

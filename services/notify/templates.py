@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from libs.service.validation import DisplayParagraph, DisplayText
+
 from .errors import Refused
 from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
 from .store import TEMPLATES
@@ -44,8 +46,9 @@ _ENV = BoundedSandbox()
 
 class Content(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subject: str = Field(min_length=1, max_length=200)
-    body: str = Field(min_length=1, max_length=5000)
+    # Shown in the citizen's inbox: no control or format characters (the body may hold line breaks).
+    subject: DisplayText = Field(min_length=1, max_length=200)
+    body: DisplayParagraph = Field(min_length=1, max_length=5000)
 
 
 class TemplateBody(BaseModel):

@@ -26,6 +26,7 @@ from libs.approvals import ApprovalRequest, DecisionRejected, Requester, seal_pr
 from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_REQUESTED, SIGNING
+from libs.service.validation import DisplayText
 from libs.tokens import load_public_jwk
 
 from .authority import active_certificate, issue_for_citizen
@@ -47,8 +48,8 @@ class Refused(Exception):
 
 
 # Shown on the citizen's phone: one line, no control characters (pydantic refuses lone surrogates itself).
-DocumentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Purpose = Annotated[str, Field(min_length=1, max_length=300)]
+DocumentName = Annotated[DisplayText, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Purpose = Annotated[DisplayText, Field(min_length=1, max_length=300)]
 
 
 class SignHashBody(BaseModel):

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from libs.service.validation import check_display_text
+
 from ..store import ACCOUNTS, AUTHORIZATIONS
 from .authorization import AuthorizationRequest
 from .errors import InvalidGrant, InvalidRequest, OAuthError
@@ -40,6 +42,10 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     binding_message = form.get("binding_message", "")
     if len(binding_message) > 40:
         raise OAuthError("invalid_binding_message", "binding_message is at most 40 characters")
+    try:  # shown on the phone: the shared display-text rule (no control or format characters)
+        check_display_text(binding_message)
+    except ValueError as exc:
+        raise OAuthError("invalid_binding_message", f"binding_message {exc}") from None
     account_id = await account_for(auth.db, form["login_hint"], client.sector)
     account = await auth.db[ACCOUNTS].find_one({"_id": account_id}) if account_id else None
     if account is None or account["state"] != "active":
