@@ -2,8 +2,9 @@
 
   python -m services.formfill.admin rewrap   # after putting a new key first in HARBOUR_FORMFILL_KEK
 
-Re-wraps every vault record's data key under the current key-encryption key
-(the fields themselves are untouched), then reports how many records still
+Re-wraps the data key of every encrypted record (the vault, releases waiting
+to be read, the purposes of requests and consent receipts) under the current
+key-encryption key (the fields themselves are untouched), then reports how many records still
 use an older key — zero means the old key can be removed from the ring.
 """
 

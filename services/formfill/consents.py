@@ -12,13 +12,14 @@ from libs.events.audit import record_audit
 
 from .callers import Device
 from .context import Formfill
-from .requests import Refused
+from .requests import Refused, opened_purpose
 from .store import CONSENTS
 
 
-def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    view = {k: doc[k] for k in ("client_id", "client_name", "request_id", "fields", "purpose", "standing", "status")}
-    view |= {"receipt_id": doc["_id"], "granted_at": doc["granted_at"].isoformat()}
+def _view(ff: Formfill, doc: dict[str, Any]) -> dict[str, Any]:
+    view = {k: doc[k] for k in ("client_id", "client_name", "request_id", "fields", "standing", "status")}
+    view |= {"receipt_id": doc["_id"], "granted_at": doc["granted_at"].isoformat(),
+             "purpose": opened_purpose(ff, doc, record_id=f"consent.{doc['_id']}")}
     if doc.get("revoked_at"):
         view["revoked_at"] = doc["revoked_at"].isoformat()
     return view
@@ -26,7 +27,7 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def list_consents(ff: Formfill, device: Device) -> list[dict[str, Any]]:
     docs = await ff.db[CONSENTS].find({"account_id": device.account_id}).sort("granted_at", -1).limit(500).to_list()
-    return [_view(d) for d in docs]
+    return [_view(ff, d) for d in docs]
 
 
 async def revoke(ff: Formfill, device: Device, receipt_id: str) -> None:

@@ -40,6 +40,23 @@ DECISIONS = Counter(
 )
 
 
+# The relying party's free text (the purpose) is about the citizen's business: personal data, so requests and
+# consent receipts store it only encrypted, each under its own data key (issue 14, item 15).
+def seal_purpose(ff: Formfill, purpose: str, *, record_id: str) -> dict[str, Any]:
+    return ff.cipher.encrypt_record({"purpose": purpose}, record_id=record_id)
+
+
+def opened_purpose(ff: Formfill, doc: dict[str, Any], *, record_id: str) -> str:
+    """The stored purpose (a record stored before encryption keeps it in the clear)."""
+    if "text" not in doc:
+        return doc["purpose"]
+    return ff.cipher.decrypt_record(doc["text"], record_id=record_id)["purpose"]
+
+
+def _with_purpose(ff: Formfill, doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "purpose": opened_purpose(ff, doc, record_id=f"request.{doc['_id']}")}
+
+
 class Refused(Exception):
     def __init__(self, reason: str, message: str, status: int, **extra: Any) -> None:
         super().__init__(message)
@@ -108,15 +125,18 @@ async def create(ff: Formfill, caller: RelyingParty, body: FormfillRequestBody) 
             raise Refused("citizen-unknown", "this citizen is not known to formfill yet; retry shortly", 409, headers={"Retry-After": "1"})
         account_id = subject["account_id"]
     now = datetime.now(UTC).replace(microsecond=0)
-    doc = {
-        "_id": secrets.token_urlsafe(16), "client_id": caller.client_id, "client_name": client["name"],
-        "account_id": account_id, "fields": [f.model_dump() for f in body.fields], "purpose": body.purpose,
+    request_id = secrets.token_urlsafe(16)
+    stored = {
+        "_id": request_id, "client_id": caller.client_id, "client_name": client["name"],
+        "account_id": account_id, "fields": [f.model_dump() for f in body.fields],
+        "text": seal_purpose(ff, body.purpose, record_id=f"request.{request_id}"),
         "standing": body.standing, "status": "pending", "created_at": now,
         "expires_at": now + timedelta(seconds=ff.settings.request_ttl_s),
     }
+    doc = {**stored, "purpose": body.purpose}  # the prompt shows it; only its encrypted form is stored
 
     async def work(session: AsyncClientSession) -> None:
-        await ff.db[REQUESTS].insert_one(doc, session=session)
+        await ff.db[REQUESTS].insert_one(stored, session=session)
         if account_id is not None:
             await _ask_citizen(ff, session, doc)
 
@@ -137,7 +157,7 @@ async def claim(ff: Formfill, device: Device, request_id: str) -> dict[str, Any]
             {"$set": {"account_id": device.account_id}}, return_document=True, session=session)
         if doc is None:
             raise Refused("link-unusable", "this request has expired or was opened by someone else", 409)
-        await _ask_citizen(ff, session, doc)
+        await _ask_citizen(ff, session, _with_purpose(ff, doc))
         return doc
 
     doc = await ff.transaction(work)
@@ -150,6 +170,7 @@ async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, 
     doc = await ff.db[REQUESTS].find_one({"_id": request_id}, session=session)
     if doc is None or doc["status"] != "pending" or doc["account_id"] != data["account_id"]:
         return
+    doc = _with_purpose(ff, doc)
     approval = _approval(doc)
     try:
         claims = verify_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]), approval_id=approval.approval_id, digest=approval.digest())
@@ -184,15 +205,16 @@ async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, 
          "media_type": media_type, "expires_at": expires_at}, session=session)
     await ff.db[CONSENTS].insert_one(
         {"_id": receipt_id, "account_id": doc["account_id"], "client_id": doc["client_id"], "client_name": doc["client_name"],
-         "request_id": request_id, "fields": released, "purpose": doc["purpose"], "standing": doc["standing"],
-         "status": "active", "granted_at": datetime.now(UTC)}, session=session)
+         "request_id": request_id, "fields": released, "text": seal_purpose(ff, doc["purpose"], record_id=f"consent.{receipt_id}"),
+         "standing": doc["standing"], "status": "active", "granted_at": datetime.now(UTC)}, session=session)
     await ff.db[REQUESTS].update_one({"_id": request_id}, {"$set": {
         "status": "approved", "decided_at": datetime.now(UTC), "released_fields": released, "receipt_id": receipt_id}}, session=session)
     outbox = Outbox(ff.db)
     await outbox.add(session, agency_topic(doc["client_id"]), CloudEvent(
         source="/formfill", type="consent.granted", subject=receipt_id,
+        # No purpose: the relying party wrote it and has it by request id; free text stays off the outbox and Kafka.
         data={"receipt_id": receipt_id, "request_id": request_id, "sub": claims_out.get("sub"), "fields": released,
-              "purpose": doc["purpose"], "standing": doc["standing"]}))
+              "standing": doc["standing"]}))
     await record_audit(outbox, session, service="formfill", subject=doc["account_id"], action="formfill.release",
                        actor=data["device_id"], client_id=doc["client_id"], receipt_id=receipt_id)
 
@@ -211,7 +233,7 @@ def _status(doc: dict[str, Any]) -> str:
 
 
 async def status(ff: Formfill, caller: RelyingParty, request_id: str) -> dict[str, Any]:
-    doc = await _own_request(ff, caller, request_id)
+    doc = _with_purpose(ff, await _own_request(ff, caller, request_id))
     view = {"request_id": doc["_id"], "status": _status(doc), "purpose": doc["purpose"],
             "fields": doc["fields"], "expires_at": doc["expires_at"].isoformat()}
     if doc["status"] == "approved":

@@ -9,9 +9,9 @@ from libs.store import index
 VAULT = "vault"                # account id -> encrypted fields, assurance, state
 CLIENTS = "clients"            # projection of clients.events
 SUBJECTS = "subjects"          # projection of identity.subject_assigned: (sub, sector) -> account
-REQUESTS = "requests"          # form-fill requests and their status
+REQUESTS = "requests"          # form-fill requests and their status (the purpose encrypted)
 RESULTS = "results"            # encrypted releases waiting to be read once
-CONSENTS = "consents"          # one record per release: the citizen's receipts
+CONSENTS = "consents"          # one record per release: the citizen's receipts (the purpose encrypted)
 RELEASE_KEYS = "release_keys"  # formfill's ES256 signing keys (JWKS at /v1/formfill/jwks)
 
 INDEXES = (

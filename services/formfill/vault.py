@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher
 
-from .store import VAULT
+from .store import CONSENTS, REQUESTS, RESULTS, VAULT
 
 FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address")
 CONTACT_FIELDS = ("phone", "email", "address")
@@ -49,13 +49,24 @@ async def update_contact(db: AsyncDatabase, session: AsyncClientSession, cipher:
     await store_profile(db, session, cipher, account_id, opened)
 
 
+# Everything formfill encrypts under the KEK ring: (collection, field holding the sealed record, its record id).
+SEALED = (
+    (VAULT, "sealed", lambda doc: doc["_id"]),
+    (RESULTS, "sealed", lambda doc: doc["_id"]),
+    (REQUESTS, "text", lambda doc: f"request.{doc['_id']}"),   # the relying party's purpose
+    (CONSENTS, "text", lambda doc: f"consent.{doc['_id']}"),   # the purpose on the citizen's receipt
+)
+
+
 async def rewrap_all(db: AsyncDatabase, cipher: FieldCipher) -> dict[str, int]:
     """Key rotation: every record's data key re-wrapped under the current KEK (fields untouched)."""
     current = cipher.current_kid
-    moved = 0
-    async for doc in db[VAULT].find({"sealed.kid": {"$ne": current}}):
-        rewrapped = cipher.rewrap(doc["sealed"], record_id=doc["_id"])
-        await db[VAULT].update_one({"_id": doc["_id"], "sealed.kid": doc["sealed"]["kid"]}, {"$set": {"sealed": rewrapped}})
-        moved += 1
-    remaining = await db[VAULT].count_documents({"sealed.kid": {"$ne": current}})
+    moved = remaining = 0
+    for collection, field, record_id in SEALED:
+        old = {f"{field}.kid": {"$exists": True, "$ne": current}}
+        async for doc in db[collection].find(old):
+            rewrapped = cipher.rewrap(doc[field], record_id=record_id(doc))
+            await db[collection].update_one({"_id": doc["_id"], f"{field}.kid": doc[field]["kid"]}, {"$set": {field: rewrapped}})
+            moved += 1
+        remaining += await db[collection].count_documents(old)
     return {"rewrapped": moved, "left_on_old_keys": remaining, "current_kid": current}

@@ -41,6 +41,19 @@ SIGNATURES = Counter("harbour_signing_signatures_total", "Signing requests finis
 MEDIA_TYPES = {"cms": "application/pkcs7-signature", "pdf": "application/pdf"}
 
 
+# The relying party's free text (document name, purpose) is about the citizen's business: personal data, so a
+# request stores it only encrypted, under its own data key (issue 14, item 15).
+def _text_record(request_id: str) -> str:
+    return f"request.{request_id}"
+
+
+def _with_text(sg: Signing, doc: dict[str, Any]) -> dict[str, Any]:
+    """The stored request with its free text decrypted (a request stored before encryption keeps it in the clear)."""
+    if "text" not in doc:
+        return doc
+    return {**doc, **sg.cipher.decrypt_record(doc["text"], record_id=_text_record(doc["_id"]))}
+
+
 class Refused(Exception):
     def __init__(self, reason: str, message: str, status: int, **extra: Any) -> None:
         super().__init__(message)
@@ -145,15 +158,17 @@ async def create(sg: Signing, caller: RelyingParty, new: NewDocument) -> dict[st
         account_id = subject["account_id"]
     now = datetime.now(UTC).replace(microsecond=0)
     request_id = secrets.token_urlsafe(16)
-    doc = {
+    text = {"document_name": new.document_name, "purpose": new.purpose or f"Sign {new.document_name}"}
+    stored = {
         "_id": request_id, "client_id": caller.client_id, "client_name": client["name"], "sector": client["sector"],
-        "account_id": account_id, "sub": caller.sub, "kind": new.kind, "document_name": new.document_name,
-        "sha256": new.sha256.lower(), "purpose": new.purpose or f"Sign {new.document_name}", "pages": new.pages,
+        "account_id": account_id, "sub": caller.sub, "kind": new.kind, "text": sg.cipher.encrypt_record(text, record_id=_text_record(request_id)),
+        "sha256": new.sha256.lower(), "pages": new.pages,
         "status": "pending", "created_at": now, "expires_at": now + timedelta(seconds=sg.settings.request_ttl_s),
     }
+    doc = {**stored, **text}  # the prompt shows the text; only its encrypted form is stored
 
     async def work(session: AsyncClientSession) -> None:
-        await sg.db[REQUESTS].insert_one(doc, session=session)
+        await sg.db[REQUESTS].insert_one(stored, session=session)
         if new.pdf is not None:
             sealed = sg.cipher.encrypt_record({"pdf": base64.b64encode(new.pdf).decode()}, record_id=request_id)
             await sg.db[DOCUMENTS].insert_one({"_id": request_id, "sealed": sealed, "expires_at": doc["expires_at"]}, session=session)
@@ -185,7 +200,7 @@ async def claim(sg: Signing, device: Device, request_id: str) -> dict[str, Any]:
                 raise
             await _refuse(sg, session, doc, exc.reason)
             return {"refused": exc}
-        await _ask_citizen(sg, session, doc)
+        await _ask_citizen(sg, session, _with_text(sg, doc))
         return doc
 
     doc = await sg.transaction(work)
@@ -200,6 +215,7 @@ async def on_decided(sg: Signing, session: AsyncClientSession, data: dict[str, A
     doc = await sg.db[REQUESTS].find_one({"_id": request_id}, session=session)
     if doc is None or doc["status"] != "pending" or doc["account_id"] != data["account_id"]:
         return
+    doc = _with_text(sg, doc)
     approval = _approval(doc)
     try:
         claims = verify_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]), approval_id=approval.approval_id, digest=approval.digest())
@@ -248,7 +264,8 @@ async def on_decided(sg: Signing, session: AsyncClientSession, data: dict[str, A
     SIGNATURES.labels(doc["kind"], "signed").inc()
     await outbox.add(session, agency_topic(doc["client_id"]), CloudEvent(
         source="/signing", type="signature.completed", subject=request_id,
-        data={"request_id": request_id, "sub": await _sub(sg, session, doc), "kind": doc["kind"], "document_name": doc["document_name"],
+        # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.
+        data={"request_id": request_id, "sub": await _sub(sg, session, doc), "kind": doc["kind"],
               "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()}))
     await record_audit(outbox, session, service="signing", subject=doc["account_id"], action="signature.create",
                        actor=data["device_id"], client_id=doc["client_id"], request_id=request_id, serial=cert_doc["_id"])
@@ -268,7 +285,7 @@ def _status(doc: dict[str, Any]) -> str:
 
 
 async def status(sg: Signing, caller: RelyingParty, request_id: str) -> dict[str, Any]:
-    doc = await _own_request(sg, caller, request_id)
+    doc = _with_text(sg, await _own_request(sg, caller, request_id))
     view = {"request_id": doc["_id"], "status": _status(doc), "kind": doc["kind"], "document_name": doc["document_name"],
             "sha256": doc["sha256"], "created_at": doc["created_at"].isoformat(), "expires_at": doc["expires_at"].isoformat()}
     if doc["status"] == "signed":

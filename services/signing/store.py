@@ -12,7 +12,7 @@ CRL_STATE = "crl_state"        # the CRL number counter
 CITIZENS = "citizens"          # projection of identity.events: account -> assurance, state
 CLIENTS = "clients"            # projection of clients.events
 SUBJECTS = "subjects"          # projection of identity.subject_assigned: (sub, sector) -> account
-REQUESTS = "requests"          # signing requests and their status
+REQUESTS = "requests"          # signing requests and their status (document name and purpose encrypted)
 DOCUMENTS = "documents"        # encrypted PDFs waiting for the citizen's approval
 RESULTS = "results"            # encrypted signatures / signed PDFs waiting to be fetched
 
