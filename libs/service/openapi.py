@@ -88,6 +88,8 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "deviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a device access token from POST /v1/devices/token"},
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "an OAuth access token (RFC 9068 at+jwt)"},
     "admin": {"type": "http", "scheme": "bearer", "description": "the operators' HARBOUR_ADMIN_TOKEN"},
+    "registrationToken": {"type": "http", "scheme": "bearer",
+                          "description": "a client's RFC 7592 registration access token (from its registration; rotated by each update)"},
 }
 
 

@@ -2,6 +2,7 @@
 
   python -m services.auth.admin create-client --kind kiosk --name "Kiosk 1" --scope enrol
   python -m services.auth.admin set-state ACCOUNT_ID suspended --reason "reported lost"
+  python -m services.auth.admin registration-token CLIENT_ID
   python -m services.auth.admin rotate-keys
 
 They write through the same domain code and outbox as the API (the running
@@ -22,7 +23,7 @@ from libs.events.outbox import OUTBOX_INDEXES
 from libs.store import apply_indexes, create_client, in_transaction
 
 from .accounts import TransitionRefused, change_state
-from .clients import ClientMetadata, find_client, register_client
+from .clients import ClientMetadata, find_client, issue_registration_token, register_client
 from .oidc.pairwise import subject_for
 from libs.tokens.keystore import KeyStore
 from .settings import AuthSettings
@@ -56,10 +57,12 @@ async def run(args: argparse.Namespace) -> dict:
                 token_endpoint_auth_method=args.auth_method,
                 jwks=json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None,
             )
-            registered, secret = await in_transaction(
-                client, lambda s: register_client(db, s, metadata, registered_by="operator")
-            )
-            return {**registered.public_view(), "client_secret": secret}
+            registered = await in_transaction(client, lambda s: register_client(db, s, metadata, registered_by="operator"))
+            return {**registered.client.public_view(), "client_secret": registered.client_secret,
+                    "registration_access_token": registered.registration_access_token}
+        if args.command == "registration-token":
+            token = await in_transaction(client, lambda s: issue_registration_token(db, s, args.client_id, issued_by="operator"))
+            return {"client_id": args.client_id, "registration_access_token": token}
         await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason,
                                                                  token_lifetime_s=settings.max_jwt_lifetime_s))
         return {"account_id": args.account_id, "state": args.state}
@@ -84,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
     subject = commands.add_parser("subject", help="a citizen's pairwise sub at a client")
     subject.add_argument("account_id")
     subject.add_argument("client_id")
+    token = commands.add_parser("registration-token", help="a new RFC 7592 registration access token for a client (the old one stops working)")
+    token.add_argument("client_id")
     commands.add_parser("rotate-keys", help="promote the published next signing key, retire the current one")
     state = commands.add_parser("set-state")
     state.add_argument("account_id")
@@ -96,7 +101,7 @@ def main() -> int:
     args = parser().parse_args()
     try:
         print(json.dumps(asyncio.run(run(args)), indent=2))
-    except (TransitionRefused, ValidationError, ValueError) as exc:
+    except (TransitionRefused, ValidationError, ValueError, LookupError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 1
     return 0

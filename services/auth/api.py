@@ -11,7 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.service import NotFound, Problem, Unauthorized, parse_body
 
 from . import approvals, devices, enrolment
-from .clients import ClientMetadata, authenticate_client, parse_basic
+from .clients import (
+    Client,
+    ClientMetadata,
+    ClientUpdate,
+    OperatorOnlyChange,
+    StaleRegistrationToken,
+    authenticate_client,
+    authenticate_registration,
+    find_client,
+    parse_basic,
+)
+from .clients import delete_client as delete_client_in
 from .clients import register_client as register_client_in
 from .clients import update_client as update_client_in
 from .context import Auth
@@ -71,6 +82,14 @@ def is_admin(request: web.Request, auth: Auth) -> bool:
     return bool(auth.settings.admin_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), auth.settings.admin_token)
 
 
+def registration_client_uri(auth: Auth, client_id: str) -> str:
+    return f"{auth.settings.issuer}/v1/clients/{client_id}"
+
+
+def client_view(auth: Auth, client: Client) -> dict:
+    return {**client.public_view(), "registration_client_uri": registration_client_uri(auth, client.client_id)}
+
+
 @routes.post("/v1/clients")
 async def register_client(request: web.Request) -> web.Response:
     """RFC 7591-style registration: operators with the admin token; anyone in the sandbox (no kiosks, no shared sectors)."""
@@ -81,39 +100,96 @@ async def register_client(request: web.Request) -> web.Response:
     metadata = await parse_body(request, ClientMetadata)
     if not admin and (metadata.kind == "kiosk" or metadata.sector_identifier_uri or "enrol" in metadata.scope.split()):
         raise Problem("sandbox registrations cannot create kiosks or claim a shared sector", status=403, title="Forbidden", slug="forbidden")
-    client, secret = await auth.transaction(
+    registered = await auth.transaction(
         lambda session: register_client_in(auth.db, session, metadata, registered_by="admin" if admin else "sandbox")
     )
-    body = {**client.public_view(), "client_id_issued_at": int(time.time())}
-    if secret:
-        body |= {"client_secret": secret, "client_secret_expires_at": 0}
+    body = {**client_view(auth, registered.client), "client_id_issued_at": int(time.time()),
+            "registration_access_token": registered.registration_access_token}
+    if registered.client_secret:
+        body |= {"client_secret": registered.client_secret, "client_secret_expires_at": 0}
     return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def registration_caller(request: web.Request, auth: Auth, client_id: str) -> str | None:
+    """RFC 7592 §1: None for an operator (the admin token), else this client's registration access token.
+
+    A client secret is no credential here. Any other caller is 401 without
+    saying whether the client exists.
+    """
+    if is_admin(request, auth):
+        return None
+    token = bearer_token(request)
+    if token is None or len(token) > 200 or await authenticate_registration(auth.db, client_id, token) is None:
+        raise invalid_registration_token()
+    return token
+
+
+def invalid_registration_token() -> Unauthorized:
+    return Unauthorized("this client's registration access token (or the admin token) is required",
+                        headers={"WWW-Authenticate": 'Bearer realm="harbour-id", error="invalid_token"'})
+
+
+@routes.get("/v1/clients/{client_id}")
+async def read_client(request: web.Request) -> web.Response:
+    """RFC 7592 §2.1: the client's current registration (never its secret or token)."""
+    auth = request.app[AUTH]
+    client_id = request.match_info["client_id"]
+    await registration_caller(request, auth, client_id)
+    client = await find_client(auth.db, client_id)
+    if client is None:
+        raise NotFound("no such client")
+    return web.json_response(client_view(auth, client), headers={"Cache-Control": "no-store"})
 
 
 @routes.put("/v1/clients/{client_id}")
 async def update_client(request: web.Request) -> web.Response:
-    """Replace a client's metadata: operators, or the client itself with its own credentials."""
+    """RFC 7592 §2.2: operators change anything but kind and method; the client itself only its own keys, contacts, logo, secret."""
     auth = request.app[AUTH]
     client_id = request.match_info["client_id"]
-    admin = is_admin(request, auth)
-    if not admin:
-        credentials = parse_basic(request.headers.get("Authorization"))
-        client = await authenticate_client(auth.db, *credentials) if credentials else None
-        if client is None or client.client_id != client_id:
-            raise Unauthorized("the admin token or this client's own credentials are required",
-                               headers={"WWW-Authenticate": 'Basic realm="harbour-id"'})
-    metadata = await parse_body(request, ClientMetadata)
-    if not admin and (metadata.sector_identifier_uri or "enrol" in metadata.scope.split()):
-        raise Problem("only operators can set a shared sector or the enrol scope", status=403, title="Forbidden", slug="forbidden")
+    token = await registration_caller(request, auth, client_id)
+    update = await parse_body(request, ClientUpdate)
     try:
-        client = await auth.transaction(
-            lambda session: update_client_in(auth.db, session, client_id, metadata, updated_by="admin" if admin else client_id)
+        updated = await auth.transaction(
+            lambda session: update_client_in(auth.db, session, client_id, update, registration_token=token,
+                                             updated_by="admin" if token is None else client_id)
         )
     except LookupError:
         raise NotFound("no such client") from None
+    except StaleRegistrationToken:
+        raise invalid_registration_token() from None
+    except OperatorOnlyChange as exc:
+        raise Problem(str(exc), status=403, title="Operator-only metadata", slug="operator-only-metadata", fields=exc.fields) from None
     except ValueError as exc:
         raise Problem(str(exc), status=409, title="Conflict", slug="conflict") from None
-    return web.json_response(client.public_view())
+    body = client_view(auth, updated.client)
+    if updated.registration_access_token:
+        body["registration_access_token"] = updated.registration_access_token
+    if updated.client_secret:
+        body |= {"client_secret": updated.client_secret, "client_secret_expires_at": 0}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+@routes.delete("/v1/clients/{client_id}")
+async def delete_client(request: web.Request) -> web.Response:
+    """RFC 7592 §2.3: the client (or an operator) removes the registration."""
+    auth = request.app[AUTH]
+    client_id = request.match_info["client_id"]
+    token = await registration_caller(request, auth, client_id)
+    try:
+        await auth.transaction(
+            lambda session: delete_client_in(auth.db, session, client_id, registration_token=token,
+                                             deleted_by="admin" if token is None else client_id)
+        )
+    except LookupError:
+        raise NotFound("no such client") from None
+    except StaleRegistrationToken:
+        raise invalid_registration_token() from None
+    return web.Response(status=204)
 
 
 @routes.post("/v1/enrolments")

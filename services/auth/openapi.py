@@ -20,7 +20,7 @@ from libs.approvals import ApprovalRequest, Requester
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
 
 from .api import DecisionRequest, DeviceTokenRequest
-from .clients import AuthMethod, ClientKind, ClientMetadata
+from .clients import AuthMethod, ClientKind, ClientMetadata, ClientUpdate
 from .devices import ActivationRequest
 from .enrolment import Assurance, EnrolmentRequest
 from .oidc.api import LinkRequest
@@ -43,7 +43,7 @@ class _Answer(BaseModel):
 
 
 class ClientView(_Answer):
-    """A registered client's metadata (never its secret)."""
+    """A registered client's metadata (never its secret or registration token); RFC 7592 §3."""
 
     client_id: str
     client_name: str
@@ -58,12 +58,24 @@ class ClientView(_Answer):
     sector_identifier_uri: str | SkipJsonSchema[None] = None
     callback_urls: list[str]
     encryption_jwk: dict[str, Any] | SkipJsonSchema[None] = None
+    contacts: list[str]
+    logo_uri: str | SkipJsonSchema[None] = None
+    registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
+
+
+class ClientUpdated(ClientView):
+    """RFC 7592 §2.2: after a self-service update, the new registration access token (the old one is dead); a new secret if asked for."""
+
+    registration_access_token: str | SkipJsonSchema[None] = None
+    client_secret: str | SkipJsonSchema[None] = None
+    client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
 
 
 class ClientRegistration(ClientView):
-    """RFC 7591 §3.2.1: the metadata plus the issued id and, for secret methods, the secret (shown once)."""
+    """RFC 7591 §3.2.1: the metadata plus the issued id, the registration access token and, for secret methods, the secret (shown once)."""
 
     client_id_issued_at: int
+    registration_access_token: str
     client_secret: str | SkipJsonSchema[None] = None
     client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
 
@@ -276,14 +288,33 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Operators with the admin token; in the sandbox anyone, except kiosks, the enrol scope and sector_identifier_uri.",
     ),
     Operation(
-        "PUT", "/v1/clients/{client_id}", "Replace a client's metadata", ("clients",),
-        request_model=ClientMetadata,
-        responses={200: ClientView, **JSON_BODY_ERRORS,
-                   401: "neither the admin token nor this client's own credentials (WWW-Authenticate: Basic)",
-                   403: "only operators can set a shared sector or the enrol scope",
-                   404: "no such client",
-                   409: "the kind or authentication method would change"},
-        security=("admin", "clientAuth"),
+        "GET", "/v1/clients/{client_id}", "Read a client's registration (RFC 7592 §2.1)", ("clients",),
+        responses={200: ClientView,
+                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
+                   404: "an operator asked for an unknown client"},
+        security=("admin", "registrationToken"),
+    ),
+    Operation(
+        "PUT", "/v1/clients/{client_id}", "Replace a client's metadata (RFC 7592 §2.2)", ("clients",),
+        request_model=ClientUpdate,
+        responses={200: ClientUpdated, **JSON_BODY_ERRORS,
+                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
+                   403: "operator-only-metadata: the client tried to change scope, form-fill fields, redirect or callback URIs, "
+                        "kind, sector or name (`fields` lists them); nothing changed",
+                   404: "an operator named an unknown client",
+                   409: "the kind or authentication method would change, client_id or client_secret do not match, "
+                        "or a private_key_jwt client asked for a secret"},
+        security=("admin", "registrationToken"),
+        description="With the registration access token a client may change only its own keys (jwks, jwks_uri, encryption_jwk), "
+                    "contacts and logo_uri, and ask for a new secret (rotate_client_secret); every such update rotates the "
+                    "registration access token. Everything else is the operators' (admin token).",
+    ),
+    Operation(
+        "DELETE", "/v1/clients/{client_id}", "Delete a client (RFC 7592 §2.3)", ("clients",),
+        responses={204: "deleted: its secret, assertions and registration token no longer work",
+                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
+                   404: "an operator named an unknown client"},
+        security=("admin", "registrationToken"),
     ),
     # Enrolment
     Operation(

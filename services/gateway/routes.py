@@ -63,7 +63,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/.well-known/openid-configuration", "auth", PUBLIC),
     rule("*", "/oidc{tail*}", "auth", PUBLIC),
     rule("POST", "/v1/clients", "auth", PUBLIC),  # operator token or sandbox: auth decides
-    rule("PUT", "/v1/clients/{client_id}", "auth", PUBLIC),  # the client's own Basic credentials or the operator token: auth decides
+    # RFC 7592: the client's registration access token or the operator token (both Bearer, opaque): auth decides.
+    rule("GET PUT DELETE", "/v1/clients/{client_id}", "auth", PUBLIC),
     rule("POST", "/v1/enrolments", "auth", PUBLIC, max_body_bytes=4 * MB),  # kiosk Basic, or sandbox self-registration
     rule("POST", "/v1/devices/challenges", "auth", PUBLIC),
     rule("POST", "/v1/devices/token", "auth", PUBLIC),  # the body is a device-signed assertion

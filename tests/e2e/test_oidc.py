@@ -507,9 +507,12 @@ async def test_client_registration_is_validated_updated_and_published(platform):
     rp = register(platform)
     update = {"client_name": "Example Portal (new name)", "redirect_uris": [REDIRECT, REDIRECT + "2"], "scope": "openid"}
     other = register(platform, client_name="Someone else")
-    forbidden = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update, auth=(other["client_id"], other["client_secret"]), timeout=10)
+    forbidden = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update,
+                             headers={"Authorization": f"Bearer {other['registration_access_token']}"}, timeout=10)
     assert forbidden.status_code == 401
-    updated = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update, auth=(rp["client_id"], rp["client_secret"]), timeout=10)
+    # The name citizens read is the operators' to change (RFC 7592 self-service is tested in test_client_registry.py).
+    updated = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update,
+                           headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
     assert updated.status_code == 200 and updated.json()["client_name"] == "Example Portal (new name)"
 
     async def published() -> set[str]:

@@ -133,6 +133,11 @@ def provision(platform, tmp_path) -> Credentials:
     rp = requests.post(gateway + "/v1/clients", json={"client_name": "Schemathesis Portal", "redirect_uris": [REDIRECT],
                                                         "scope": "openid"}, timeout=10).json()
     agency_auth = basic(agency["client_id"], agency["client_secret"])
+    registration = f"Bearer {agency['registration_access_token']}"
+    reader = requests.post(gateway + "/v1/clients", json={"client_name": "Schemathesis Reader", "kind": "agency", "scope": "notify"},
+                           timeout=10).json()
+    doomed = requests.post(gateway + "/v1/clients", json={"client_name": "Schemathesis Leaver", "kind": "agency", "scope": "notify"},
+                           timeout=10).json()
 
     def client_token() -> str:
         response = requests.post(gateway + "/oidc/token", data={"grant_type": "client_credentials"},
@@ -162,8 +167,16 @@ def provision(platform, tmp_path) -> Credentials:
     enrolment = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
     known_good = [
         KnownGood("POST /v1/clients", None, {"body": {"client_name": "Another Portal", "redirect_uris": [REDIRECT], "scope": "openid offline_access"}}),
-        KnownGood("PUT /v1/clients/{client_id}", agency_auth,
+        # Each self-service known-good has a client of its own: a PUT rotates the token, a DELETE removes the client.
+        KnownGood("GET /v1/clients/{client_id}", f"Bearer {reader['registration_access_token']}",
+                  {"path_parameters": {"client_id": reader["client_id"]}}),
+        # RFC 7592 self-service: the agency's own contacts (the update rotates its registration token).
+        KnownGood("PUT /v1/clients/{client_id}", registration,
+                  {"path_parameters": {"client_id": agency["client_id"]}, "body": {**agency_metadata, "contacts": ["ops@agency.example"]}}),
+        KnownGood("PUT /v1/clients/{client_id}", f"Bearer {platform.env()['HARBOUR_ADMIN_TOKEN']}",
                   {"path_parameters": {"client_id": agency["client_id"]}, "body": {**agency_metadata, "client_name": "Schemathesis Agency 2"}}),
+        KnownGood("DELETE /v1/clients/{client_id}", f"Bearer {doomed['registration_access_token']}",
+                  {"path_parameters": {"client_id": doomed["client_id"]}}),
         KnownGood("POST /v1/enrolments", basic(*kiosk), {"body": enrolment}),
         KnownGood("POST /v1/devices/token", None, {"body": {"assertion": assertion}}),
         KnownGood("GET /v1/devices", device),
@@ -183,6 +196,7 @@ def provision(platform, tmp_path) -> Credentials:
             "admin": f"Bearer {platform.env()['HARBOUR_ADMIN_TOKEN']}",
             "kioskBasic": basic(*kiosk),
             "clientAuth": agency_auth,
+            "registrationToken": registration,
             "deviceToken": device,
             "bearer": f"Bearer {client_token()}",
         },

@@ -10,6 +10,14 @@ from pydantic import ValidationError
 
 from services.auth.accounts import TRANSITIONS
 from services.auth.activation import ActivationRefused, code_matches, new_activation, refuse_unusable
+from services.auth.clients import (
+    FIXED_FIELDS,
+    OPERATOR_ONLY_FIELDS,
+    SELF_SERVICE_FIELDS,
+    ClientMetadata,
+    ClientUpdate,
+    operator_only_changes,
+)
 from services.auth.enrolment import EnrolmentRequest, age_on
 
 KEY = b"k" * 32
@@ -94,3 +102,24 @@ def test_account_transitions():
     assert TRANSITIONS["pending"] == {"active", "revoked"}
     assert TRANSITIONS["revoked"] == set()
     assert "pending" not in set().union(*TRANSITIONS.values())
+
+
+def test_every_client_metadata_member_is_either_the_clients_the_operators_or_fixed():
+    groups = [set(SELF_SERVICE_FIELDS), set(OPERATOR_ONLY_FIELDS), set(FIXED_FIELDS)]
+    assert set().union(*groups) == set(ClientMetadata.model_fields)
+    assert sum(len(g) for g in groups) == len(ClientMetadata.model_fields)  # no member in two groups
+
+
+def test_operator_only_changes_are_named_and_self_service_ones_are_not():
+    current = ClientMetadata(client_name="Portal", redirect_uris=["https://portal.example/cb"], scope="openid formfill")
+    same = ClientUpdate(client_name="Portal", redirect_uris=["https://portal.example/cb"], scope="formfill openid",
+                        contacts=["ops@portal.example"], logo_uri="https://portal.example/logo.png")
+    assert operator_only_changes(current, same.metadata()) == []
+    grab = ClientUpdate(client_name="Hong Kong Government (Immigration)", redirect_uris=["https://evil.example/cb"],
+                        scope="openid sign notify", formfill_fields=["id_number"])
+    assert operator_only_changes(current, grab.metadata()) == ["client_name", "scope", "formfill_fields", "redirect_uris"]
+
+
+def test_client_names_refuse_bidi_and_format_characters():
+    with pytest.raises(ValidationError):
+        ClientMetadata(client_name="Portal \u202egnp.exe", kind="agency", scope="notify")
