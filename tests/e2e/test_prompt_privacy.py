@@ -104,6 +104,19 @@ async def test_prompt_free_text_is_sealed_and_encrypted_yet_shown_on_the_phone_a
     await app.approve(sg_id)
     assert (await wait_for_status(platform, ff_token, ff_request["request_id"], "approved"))["released_fields"] == ["name_en"]
     await wait_for(platform, sg_token, sg_request["request_id"], "signed")
-    decided = await _raw_documents(platform, {"auth": ["approvals"]})
-    for raw in decided["auth.approvals"]:
-        assert not any(n in raw for n in needles), "a decided prompt's free text in the clear"
+    # Afterwards too: every collection of every service's database, every topic, every service's log.
+    client = create_client(platform.infra.mongo_uri)
+    try:
+        names = [n for n in await client.list_database_names() if n.startswith(platform.stack.config.db_prefix)]
+        everything = {name: await all_documents(client, name) for name in names}
+    finally:
+        await client.close()
+    assert len(everything) >= 4
+    for name, raws in everything.items():
+        for raw in raws:
+            assert not any(n in raw for n in needles), f"a prompt's free text in the clear in database {name}"
+    for message in await all_messages(platform.infra.kafka_bootstrap):
+        raw = (message.value or b"") + (message.key or b"") + b"".join(v for _, v in message.headers or ())
+        assert not any(n in raw for n in needles), f"a prompt's free text in the clear on {message.topic}"
+    for log in platform.stack.log_dir.glob("*.log"):
+        assert not any(n in log.read_bytes() for n in needles), f"a prompt's free text in {log.name}"
