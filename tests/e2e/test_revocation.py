@@ -18,7 +18,9 @@ import pytest
 import requests
 
 from clients.citizen_app import CitizenApp
+from libs.devstack import processes
 
+from ..integration.eventing import eventually
 from .citizens import admin, enrolled_app
 from .test_formfill import FIELDS, created
 from .test_oidc import REDIRECT, app_link_of, authorize_url, login, register, token_request
@@ -244,3 +246,28 @@ async def test_a_suspended_accounts_tokens_are_refused_and_only_new_ones_work_af
             await asyncio.sleep(0.05)
         # The tokens from before the suspension stay refused until they expire.
         assert await checks["gateway inbox"]() == 401 and await checks["notify inbox"]() == 401
+
+
+async def test_a_restarted_service_still_refuses_what_was_revoked_before_it_started(platform, metadata):
+    client, token = cc_client(platform)
+    revoked = requests.post(metadata["revocation_endpoint"], data={"token": token}, auth=(client["client_id"], client["client_secret"]), timeout=10)
+    assert revoked.status_code == 200
+    url = f"{direct(platform, 'formfill')}/v1/formfill/requests/nothing-here"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await all_refused_within({"formfill": lambda: status(session, "GET", url, token)}, time.monotonic())
+
+        spec = platform.stack.service_spec("formfill")
+        assert processes.stop(spec.pid_file, spec.marker)
+        processes.start(spec)
+        # From its first answer on, the new process refuses the token: 503 while it reads the revocations, then 401.
+        answers = []
+        deadline = time.monotonic() + 60
+        while not answers or answers[-1] != 401:
+            assert time.monotonic() < deadline, answers[-5:]
+            try:
+                answers.append(await status(session, "GET", url, token))
+            except aiohttp.ClientConnectionError:
+                pass  # not listening yet
+            await asyncio.sleep(0.1)
+        assert set(answers) <= {503, 401}, answers
+        await eventually(lambda: requests.get(direct(platform, "formfill") + "/readyz", timeout=10).status_code == 200, timeout_s=60)

@@ -429,10 +429,12 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
     report = verify_api(platform, json={"cms": base64.b64encode(signature).decode(), "sha256": hashlib.sha256(document).hexdigest()}).json()
     assert report["valid"] is False and report["signatures"][0]["revocation"]["status"] == "revoked"
     assert report["signatures"][0]["integrity"] == {"intact": True, "valid": True}  # intact, but revoked
-    # A suspended identity cannot sign any more.
+    # A suspended identity cannot sign any more: its relying party's tokens are refused from the suspension on
+    # (the revocations topic, issue 14 item 3), before signing's own identity check is even reached.
     refused = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), timeout=10,
                             json={"document_name": "again.txt", "sha256": hashlib.sha256(b"again").hexdigest()})
-    assert refused.status_code == 403 and refused.json()["type"].endswith("/identity-not-active"), refused.text
+    assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["WWW-Authenticate"], refused.text
+    assert refused.json()["detail"] == "the citizen's account is not active"
 
 
 async def test_basic_citizens_and_declined_requests_get_no_signature(platform, kiosk, metadata, tmp_path):
