@@ -158,11 +158,11 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
         return count / (time.perf_counter() - started), sorted(latencies)
 
 
-def signing_step_ms(signing_url: str) -> float:
+def signing_step_ms(metrics_url: str) -> float:
     """Mean time signing spent making one CMS (HSM, TSA, packaging), from its own histogram."""
     import urllib.request
 
-    text = urllib.request.urlopen(signing_url + "/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
               if line.startswith("harbour_signing_signature_seconds_") and 'kind="cms"' in line}
     return 1000 * values['harbour_signing_signature_seconds_sum{kind="cms"}'] / values['harbour_signing_signature_seconds_count{kind="cms"}']
@@ -201,7 +201,7 @@ def main() -> int:
                 return await journeys(gateway, app, token, args.signatures, args.concurrency)
 
             cms_rate, latencies = asyncio.run(api())
-        making = signing_step_ms(stack.config.service_url("signing"))
+        making = signing_step_ms(stack.config.metrics_url("signing"))
     finally:
         if running is None:
             stack.down()

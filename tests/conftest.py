@@ -95,7 +95,7 @@ def platform(infra):
                    "HARBOUR_NOTIFY_STALE_AFTER_S": "5"},
     )
     ports = StackConfig.free_ports(run_dir)
-    config.service_ports, config.worker_ports = ports.service_ports, ports.worker_ports
+    config.service_ports, config.worker_ports, config.metrics_ports = ports.service_ports, ports.worker_ports, ports.metrics_ports
     stack = DevStack(config)
     try:
         stack.up_services()

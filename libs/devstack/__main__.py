@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .stack import SERVICES, DevStack, StackConfig
+from .stack import SERVICES, WORKERS, DevStack, StackConfig
 
 
 def main() -> int:
@@ -25,6 +25,9 @@ def main() -> int:
         print(f"  gateway (issuer)   {config.service_url('gateway')}")
         for name in SERVICES[:-1]:
             print(f"  {name:<18} {config.service_url(name)}")
+        print("  metrics (internal listeners, for Prometheus):")
+        for name in (*SERVICES, *WORKERS):
+            print(f"    {name:<16} {config.metrics_url(name)}")
         print(f"  kafka-protocol     {config.kafka_bootstrap}")
         print(f"  mongodb-protocol   {config.mongo_uri}")
         print("Stop everything with: make down")
@@ -36,7 +39,8 @@ def main() -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     else:
         for name, pid in stack.status().items():
-            print(f"{name:<10} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            where = f"  {config.metrics_url(name)}" if name in config.metrics_ports else ""
+            print(f"{name:<18} {('running, pid ' + str(pid)) if pid else 'stopped':<22}{where}")
     return 0
 
 

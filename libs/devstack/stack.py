@@ -20,7 +20,7 @@ import noida_db
 
 from libs.events.kafka import ensure_topics
 from libs.events.topics import ALL_TOPICS
-from libs.service.settings import DEFAULT_PORTS
+from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS
 
 from . import processes, softhsm
 from .processes import ProcessSpec
@@ -40,6 +40,8 @@ class StackConfig:
     mongo_port: int = 27017
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     worker_ports: dict[str, int] = field(default_factory=lambda: {"notify-dispatcher": 8013})
+    # Each process's internal /metrics listener (services and workers), apart from its public port.
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
     # Databases are named <prefix><service>; tests use their own prefix on a shared server.
     db_prefix: str = "harbour_"
     # More environment for every service (tests raise the gateway's rate limits, say).
@@ -54,6 +56,8 @@ class StackConfig:
             mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", 27017)),
             service_ports=ports,
             worker_ports={"notify-dispatcher": int(os.environ.get("HARBOUR_NOTIFY_DISPATCHER_PORT", 8013))},
+            metrics_ports={name: int(os.environ.get(f"HARBOUR_{_env_name(name)}_METRICS_PORT", port))
+                           for name, port in DEFAULT_METRICS_PORTS.items()},
         )
 
     @classmethod
@@ -65,6 +69,7 @@ class StackConfig:
             mongo_port=processes.free_port(),
             service_ports={name: processes.free_port() for name in SERVICES},
             worker_ports={name: processes.free_port() for name in WORKERS},
+            metrics_ports={name: processes.free_port() for name in (*SERVICES, *WORKERS)},
         )
 
     @property
@@ -105,11 +110,21 @@ class StackConfig:
             env[f"HARBOUR_{name.upper()}_PORT"] = str(self.service_ports[name])
             env[f"HARBOUR_{name.upper()}_URL"] = self.service_url(name)
         for name, port in self.worker_ports.items():
-            env[f"HARBOUR_{name.upper().replace('-', '_')}_PORT"] = str(port)
+            env[f"HARBOUR_{_env_name(name)}_PORT"] = str(port)
+        for name, port in self.metrics_ports.items():
+            env[f"HARBOUR_{_env_name(name)}_METRICS_PORT"] = str(port)
         return env
 
     def worker_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.worker_ports[name]}"
+
+    def metrics_url(self, name: str) -> str:
+        """Where Prometheus scrapes `name` (a service or a worker): its internal listener, not its public port."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+
+
+def _env_name(process: str) -> str:
+    return process.upper().replace("-", "_")
 
 
 def _noida_binary() -> str:
@@ -290,6 +305,7 @@ def load_running_stack(dev_dir: Path) -> DevStack | None:
         mongo_port=state["mongo_port"],
         service_ports=state["service_ports"],
         worker_ports=state.get("worker_ports", {"notify-dispatcher": 8013}),
+        metrics_ports=state.get("metrics_ports", dict(DEFAULT_METRICS_PORTS)),
         db_prefix=state.get("db_prefix", "harbour_"),
     )
     stack = DevStack(config)

@@ -3,7 +3,8 @@
 `/healthz` says the process answers. `/readyz` runs every registered check
 (MongoDB ping, Kafka metadata, upstreams...) concurrently, each under a
 timeout, and is 503 while any fails, so Kubernetes stops routing to a pod
-that cannot do its work.
+that cannot do its work. `/metrics` is not on the service's own listener:
+`create_metrics_app` serves it on the internal metrics port (app.py).
 """
 
 from __future__ import annotations
@@ -59,4 +60,10 @@ async def metrics(request: web.Request) -> web.Response:
 def add_health_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+
+def create_metrics_app() -> web.Application:
+    """The internal listener's app: GET /metrics and nothing else."""
+    app = web.Application()
     app.router.add_get("/metrics", metrics)
+    return app

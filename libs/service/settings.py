@@ -17,6 +17,9 @@ DEFAULT_PORTS = {
     "notify": 8003,
     "signing": 8004,
 }
+# Prometheus scrapes each process on a listener of its own, never on the public one (the gateway's is the
+# internet's): the public port + 100, and the notify dispatcher's (8013) + 100.
+DEFAULT_METRICS_PORTS = {**{name: port + 100 for name, port in DEFAULT_PORTS.items()}, "notify-dispatcher": 8113}
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 # retryWrites=false is required by the local MongoDB-protocol server (DESIGN.md §9).
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/?retryWrites=false"
@@ -91,6 +94,10 @@ class ServiceSettings:
     service: str
     host: str = "127.0.0.1"
     port: int = 0
+    # The internal metrics listener (/metrics only): loopback locally; the pod's address in Kubernetes, where
+    # only Prometheus is admitted to it (deploy/k8s/base/networkpolicies.yaml).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     mongo_uri: str = DEFAULT_MONGO_URI
     database: str = ""
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
@@ -110,6 +117,8 @@ class ServiceSettings:
             service=service,
             host=env(f"{upper}_HOST", "127.0.0.1"),
             port=int(env(f"{upper}_PORT", str(DEFAULT_PORTS.get(service, 0)))),
+            metrics_host=env("METRICS_HOST", "127.0.0.1"),
+            metrics_port=int(env(f"{upper}_METRICS_PORT", str(DEFAULT_METRICS_PORTS.get(service, 0)))),
             mongo_uri=env("MONGO_URI", DEFAULT_MONGO_URI),
             database=env(f"{upper}_DB", f"harbour_{service}"),
             kafka_bootstrap=env("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
@@ -121,3 +130,6 @@ class ServiceSettings:
 
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def metrics_url(self) -> str:
+        return f"http://{self.metrics_host}:{self.metrics_port}"

@@ -73,8 +73,6 @@ GATEWAY_OPERATIONS: tuple[Operation, ...] = (
         "GET", "/readyz", "Readiness: every upstream's /healthz answers", ("operations",),
         responses={200: Readiness, 503: Body("unready: the failing checks (timeout, error: <Type>)", "application/json", Readiness)},
     ),
-    Operation("GET", "/metrics", "Prometheus metrics", ("operations",),
-              responses={200: Body("Prometheus text exposition format", "text/plain", {"type": "string"})}),
     Operation("GET", "/openapi.json", "This document (OpenAPI 3.1)", ("operations",),
               responses={200: Body("the OpenAPI document", "application/json", {"type": "object"})}),
     Operation("GET", "/docs", "The API reference as an HTML page", ("operations",), responses={200: html("the API reference")}),

@@ -6,8 +6,9 @@ delivers each chunk in one transaction (delivery.py), and runs the timed
 work: releasing scheduled and quiet-hours notifications, pushing through the
 push adapter, and posting status callbacks. Killing it loses nothing: Kafka
 redelivers the uncommitted chunk and the consumer's processed-event markers
-make the effect exactly-once. It serves /healthz, /readyz and /metrics on its
-own port (HARBOUR_NOTIFY_DISPATCHER_PORT).
+make the effect exactly-once. It serves /healthz and /readyz on its own port
+(HARBOUR_NOTIFY_DISPATCHER_PORT) and /metrics on its internal metrics port
+(HARBOUR_NOTIFY_DISPATCHER_METRICS_PORT).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, acti
 def create_app(settings: NotifySettings | None = None) -> web.Application:
     settings = settings or NotifySettings.from_env()
     # Same database as the API; its own name (logs, metrics, Kafka client id) and port.
-    service = dataclasses.replace(settings.service, service="notify-dispatcher", port=settings.dispatcher_port)
+    service = dataclasses.replace(settings.service, service="notify-dispatcher", port=settings.dispatcher_port,
+                                  metrics_port=settings.dispatcher_metrics_port)
     app = create_service_app(service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
 

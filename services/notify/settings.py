@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_PORTS, ServiceSettings, env, env_required
+from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, ServiceSettings, env, env_required
 
 # The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
 DEFAULT_DISPATCHER_PORT = 8013
@@ -19,6 +19,7 @@ class NotifySettings:
     # Key-encryption keys for personalisation, rendered messages and the callback-signing keys (first = current).
     keyring: Keyring
     dispatcher_port: int = DEFAULT_DISPATCHER_PORT
+    dispatcher_metrics_port: int = DEFAULT_METRICS_PORTS["notify-dispatcher"]
     # Notifications per dispatch event: a batch job becomes ceil(n / chunk) events, each delivered in one transaction.
     chunk_size: int = 500
     max_batch: int = 10_000
@@ -55,6 +56,7 @@ class NotifySettings:
             auth_url=env("AUTH_URL", f"http://127.0.0.1:{DEFAULT_PORTS['auth']}").rstrip("/"),
             keyring=Keyring.from_env_value(env_required("NOTIFY_KEK")),
             dispatcher_port=int(env("NOTIFY_DISPATCHER_PORT", str(DEFAULT_DISPATCHER_PORT))),
+            dispatcher_metrics_port=int(env("NOTIFY_DISPATCHER_METRICS_PORT", str(DEFAULT_METRICS_PORTS["notify-dispatcher"]))),
             chunk_size=int(env("NOTIFY_CHUNK_SIZE", "500")),
             callback_max_attempts=int(env("NOTIFY_CALLBACK_MAX_ATTEMPTS", "6")),
             callback_backoff_s=float(env("NOTIFY_CALLBACK_BACKOFF_S", "1.0")),

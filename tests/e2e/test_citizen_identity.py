@@ -448,7 +448,7 @@ async def test_unanswered_prompts_expire_with_an_event_and_a_metric(platform, ki
 
     await eventually(expired_event, timeout_s=30)
     assert (await app.show(request.approval_id))["status"] == "expired"
-    metrics = requests.get(platform.stack.config.service_url("auth") + "/metrics", timeout=10).text
+    metrics = requests.get(platform.stack.config.metrics_url("auth"), timeout=10).text
     assert 'harbour_approvals_expired_total{action="test"}' in metrics
     assert "harbour_token_signing_key_age_seconds" in metrics
 

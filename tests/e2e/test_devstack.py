@@ -34,6 +34,7 @@ def devstack(command: str, config: StackConfig) -> subprocess.CompletedProcess:
         "HARBOUR_MONGO_PORT": str(config.mongo_port),
         **{f"HARBOUR_{name.upper()}_PORT": str(port) for name, port in config.service_ports.items()},
         **{f"HARBOUR_{name.upper().replace('-', '_')}_PORT": str(port) for name, port in config.worker_ports.items()},
+        **{f"HARBOUR_{name.upper().replace('-', '_')}_METRICS_PORT": str(port) for name, port in config.metrics_ports.items()},
     }
     return subprocess.run(
         [sys.executable, "-m", "libs.devstack", command],
@@ -65,6 +66,7 @@ def test_up_starts_everything_and_prints_the_urls(stack):
     assert "Harbour ID is up in" in output
     for name in SERVICES:
         assert stack.config.service_url(name) in output
+        assert stack.config.metrics_url(name) in output
     pids = stack.status()
     assert all(pid is not None for pid in pids.values()), pids
 
@@ -76,10 +78,11 @@ def test_gateway_answers_healthz_and_is_ready_when_upstreams_are(stack):
     assert status == 200 and json.loads(body) == {"status": "ok"}
     status, _, body = get(gateway + "/readyz")
     assert status == 200
-    assert json.loads(body)["checks"] == {"auth": "ok", "formfill": "ok", "notify": "ok", "signing": "ok"}
+    # Every upstream, and the revocation list the edge follows (libs/revocation).
+    assert json.loads(body)["checks"] == {"auth": "ok", "formfill": "ok", "notify": "ok", "signing": "ok", "revocations": "ok"}
 
 
-def test_every_service_is_ready_and_serves_prometheus_metrics(stack):
+def test_every_service_is_ready_and_serves_prometheus_metrics_on_its_internal_port_only(stack):
     stack, _ = stack
     for name in SERVICES:
         url = stack.config.service_url(name)
@@ -87,9 +90,13 @@ def test_every_service_is_ready_and_serves_prometheus_metrics(stack):
         assert status == 200, (name, body)
         if name != "gateway":
             # signing also checks that its HSM token still holds the authorities' keys.
-            extra = {"hsm": "ok"} if name == "signing" else {}
+            # signing: its PDF/CMS parsing sandbox's worker pool too.
+            extra = {"hsm": "ok", "parsing-workers": "ok"} if name == "signing" else {}
+            if name != "auth":  # auth publishes revocations; the others follow them (libs/revocation)
+                extra["revocations"] = "ok"
             assert json.loads(body)["checks"] == {"mongodb": "ok", "kafka": "ok", **extra}
-        status, headers, body = get(url + "/metrics")
+        assert get(url + "/metrics")[0] == 404, name  # not on the public listener
+        status, headers, body = get(stack.config.metrics_url(name))
         assert status == 200
         assert headers["Content-Type"].startswith("text/plain; version=")
         families = {f.name for f in text_string_to_metric_families(body.decode())}

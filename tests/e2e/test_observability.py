@@ -12,6 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.devstack import SERVICES
+from libs.devstack.stack import WORKERS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +24,8 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 def exported(platform) -> set[str]:
     names: set[str] = set()
-    for service in SERVICES:
-        response = requests.get(platform.stack.config.service_url(service) + "/metrics", timeout=10)
+    for service in (*SERVICES, *WORKERS):
+        response = requests.get(platform.stack.config.metrics_url(service), timeout=10)
         assert response.status_code == 200, service
         for family in text_string_to_metric_families(response.text):
             names.add(family.name)
@@ -64,3 +65,17 @@ def test_every_alert_has_a_runbook_entry():
     operations = (ROOT / "docs" / "operations.md").read_text()
     for alert in rule_expressions():
         assert f"### {alert}" in operations, alert
+
+
+def test_metrics_are_served_on_each_process_internal_port_never_on_its_public_one(platform):
+    config = platform.stack.config
+    public = requests.get(platform.gateway + "/metrics", timeout=10)
+    assert public.status_code == 404 and public.headers["Content-Type"].startswith("application/problem+json")
+    assert "harbour_" not in public.text
+    for name in (*SERVICES, *WORKERS):
+        base = config.service_url(name) if name in SERVICES else config.worker_url(name)
+        assert requests.get(base + "/metrics", timeout=10).status_code == 404, name
+        internal = requests.get(config.metrics_url(name), timeout=10)
+        assert internal.status_code == 200, name
+        assert internal.headers["Content-Type"].startswith("text/plain; version="), name
+        assert "harbour_http_requests" in {f.name for f in text_string_to_metric_families(internal.text)}, name

@@ -42,6 +42,8 @@ TARGETS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / 
 SERVICES = {"gateway": 8000, "auth": 8001, "formfill": 8002, "notify": 8003, "signing": 8004}
 BACKENDS = ("auth", "formfill", "notify", "signing")
 DISPATCHER = "notify-dispatcher"  # notify's worker: a Deployment of one, no Ingress, no autoscaler
+# Each process's internal /metrics listener (its port + 100): Prometheus's port, never the public one.
+METRICS_PORTS = {**{name: port + 100 for name, port in SERVICES.items()}, DISPATCHER: 8113}
 KAFKA_CLUSTER = "harbour-kafka"
 AGENCY_USER = "agency-transport"
 # Secrets every service must get from a Secret (never from the ConfigMap), by service.
@@ -285,7 +287,7 @@ def test_every_service_has_a_hardened_deployment(rendered, target: str, service:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == [f"services.{service}"]
-    assert [p["containerPort"] for p in container["ports"]] == [SERVICES[service]]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", SERVICES[service]), ("metrics", METRICS_PORTS[service])]
 
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -311,7 +313,8 @@ def test_every_service_has_a_service_autoscaler_and_disruption_budget(rendered, 
     docs = rendered[target]
     svc = named(docs, "Service", service)
     assert svc["spec"]["selector"] == {"app.kubernetes.io/name": service}
-    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http", SERVICES[service], "http")]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", SERVICES[service], "http"), ("metrics", METRICS_PORTS[service], "metrics")]
     assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", "only the Ingress is exposed"
 
     hpa = named(docs, "HorizontalPodAutoscaler", service)
@@ -698,7 +701,7 @@ def test_the_dispatcher_runs_as_exactly_one_hardened_pod(rendered, target: str) 
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == ["services.notify.dispatcher"]
-    assert [p["containerPort"] for p in container["ports"]] == [8013]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 8013), ("metrics", 8113)]
     assert config_map(docs)["HARBOUR_NOTIFY_DISPATCHER_PORT"] == "8013"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -753,12 +756,33 @@ def test_the_dispatcher_takes_only_prometheus_and_calls_back_only_public_https(r
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_service_has_a_service_monitor(rendered, target: str) -> None:
     docs = rendered[target]
-    for service in SERVICES:
+    for service in (*SERVICES, DISPATCHER):
         monitor = named(docs, "ServiceMonitor", service)
         assert selects(monitor["spec"]["selector"], named(docs, "Service", service)["metadata"]["labels"])
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
         assert endpoint["port"] in [p["name"] for p in named(docs, "Service", service)["spec"]["ports"]]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("process", [*SERVICES, DISPATCHER])
+def test_prometheus_scrapes_the_internal_metrics_port_and_nothing_else_reaches_it(rendered, target: str, process: str) -> None:
+    docs = rendered[target]
+    env_name = process.upper().replace("-", "_")
+    settings = config_map(docs)
+    assert settings[f"HARBOUR_{env_name}_METRICS_PORT"] == str(METRICS_PORTS[process])
+    assert settings["HARBOUR_METRICS_HOST"] == "0.0.0.0"  # inside the pod; the NetworkPolicy is what keeps it internal
+    (endpoint,) = named(docs, "ServiceMonitor", process)["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    public_port = SERVICES.get(process, 8013)
+    for policy in policies_for(docs, pod_labels(docs, process), "Ingress"):
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule["ports"]}
+            if PROMETHEUS in rule["from"]:
+                assert rule["from"] == [PROMETHEUS] and ports == {METRICS_PORTS[process]}, f"{process}: Prometheus beyond /metrics"
+            else:
+                assert METRICS_PORTS[process] not in ports, f"{process}: the metrics port is open to {rule['from']}"
+                assert ports == {public_port}
 
 
 # --- the image --------------------------------------------------------------------------------

@@ -234,7 +234,8 @@ def test_the_gateway_merges_what_it_routes_and_adds_its_own_statuses():
     assert merged["servers"] == [{"url": "https://id.example"}]
     assert merged["info"]["title"] == "Harbour ID"
     paths = set(merged["paths"])
-    assert {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} <= paths
+    assert {"/healthz", "/readyz", "/openapi.json", "/docs"} <= paths
+    assert "/metrics" not in paths  # served on the internal metrics listener only
     assert {"/v1/things", "/v1/things/{thing_id}", "/v1/others"} <= paths
     assert "/v1/things-not-routed-here" not in paths  # declared by "others", but the gateway sends it to "things"
     proxied = merged["paths"]["/v1/things/{thing_id}"]["get"]["responses"]
