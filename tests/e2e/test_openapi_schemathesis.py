@@ -14,6 +14,12 @@ Bounded: no deadline, no shrinking (a failure is reported with its request
 as curl), a fixed seed, and a pace below the gateway's per-address rate
 limit so the cases reach the services instead of being answered 429.
 
+Two lengths: `make test` runs MAX_EXAMPLES per operation; `make fuzz` sets
+HARBOUR_FUZZ_CASES (5,000) and the run then draws enough per operation for
+that many cases in all — with further rounds under new seeds for the
+operations that still had more to give, when others ran out of distinct
+inputs early — and fails if it generated fewer.
+
 schemathesis' pytest integration (`schemathesis.pytest.from_fixture`) does
 not run under pytest 9 (it writes `Node._nodeid`), so the operations are
 driven through the public per-operation API: `operation.as_strategy()` and
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
+import os
 import time
 import uuid
 from collections import Counter
@@ -48,6 +56,8 @@ from .citizens import approval_request, create_kiosk, enrolled_app, identity, pu
 pytestmark = pytest.mark.e2e
 
 MAX_EXAMPLES = 25
+# `make fuzz`: at least this many generated cases across every operation (0: the short run of `make test`).
+FUZZ_CASES = int(os.environ.get("HARBOUR_FUZZ_CASES", "0"))
 SEED = 20_260_611
 # Below the gateway's default 50 requests/s per address (the checks send a few probes of their own).
 MAX_REQUESTS_PER_S = 40.0
@@ -222,8 +232,9 @@ def _shorten(text: str, limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n[...]"
 
 
-def exercise(operation, session: requests.Session, base_url: str, authorization: str | None) -> tuple[int, str | None]:
-    """MAX_EXAMPLES generated cases (valid and invalid) of one operation: (cases run, failure report or None)."""
+def exercise(operation, session: requests.Session, base_url: str, authorization: str | None,
+             max_examples: int = MAX_EXAMPLES, run_seed: int = SEED) -> tuple[int, str | None]:
+    """Up to max_examples generated cases (valid and invalid) of one operation: (cases run, failure report or None)."""
     cases = 0
     headers = {"Authorization": authorization} if authorization else None
     strategy = st.one_of(
@@ -231,9 +242,9 @@ def exercise(operation, session: requests.Session, base_url: str, authorization:
         operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
     )
 
-    @seed(SEED)
+    @seed(run_seed)
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=max_examples,
         deadline=None,
         database=None,
         phases=[Phase.explicit, Phase.generate],
@@ -274,11 +285,15 @@ def run_schemathesis(openapi_url: str, credentials: Credentials) -> tuple[dict[s
     session = PacedSession(MAX_REQUESTS_PER_S)
     counts: Counter[str] = Counter()
     failures: dict[str, str] = {}
-    for result in schema.get_all_operations():
-        operation = result.ok()  # raises for an operation the document defines badly
+    operations = [result.ok() for result in schema.get_all_operations()]  # raises for an operation defined badly
+    per_operation = max(MAX_EXAMPLES, math.ceil(FUZZ_CASES / len(operations)))
+    open_ended: list = []  # operations that produced every case asked for: they may have more to give
+    for operation in operations:
         label = f"{operation.method.upper()} {operation.path}"
         definition = schema.raw_schema["paths"][operation.path][operation.method.lower()]
-        counts[label], failure = exercise(operation, session, base_url, authorization_for(definition, credentials))
+        counts[label], failure = exercise(operation, session, base_url, authorization_for(definition, credentials), per_operation)
+        if counts[label] >= per_operation:
+            open_ended.append((operation, label, definition))
         reports = [failure] if failure else []
         for known in (k for k in credentials.known_good if k.label == label):
             counts[label] += 1
@@ -286,6 +301,18 @@ def run_schemathesis(openapi_url: str, credentials: Credentials) -> tuple[dict[s
                 reports.append(report)
         if reports:
             failures[label] = "\n\n".join(reports)
+    # The long run: operations with few distinct inputs run out early; the others draw again under new seeds.
+    rounds = 0
+    while FUZZ_CASES and sum(counts.values()) < FUZZ_CASES and open_ended and rounds < 10:
+        rounds += 1
+        more = math.ceil((FUZZ_CASES - sum(counts.values())) / len(open_ended))
+        for operation, label, definition in list(open_ended):
+            ran, failure = exercise(operation, session, base_url, authorization_for(definition, credentials), more, SEED + rounds)
+            counts[label] += ran
+            if ran < more:
+                open_ended.remove((operation, label, definition))
+            if failure:
+                failures[label] = "\n\n".join(filter(None, [failures.get(label), failure]))
     return dict(counts), failures
 
 
@@ -320,3 +347,4 @@ def test_the_public_api_conforms_to_its_openapi_document(platform, tmp_path, cap
     never = documented_operations(document) - {label for label, n in counts.items() if n > 0}
     assert not never, f"operations never exercised: {sorted(never)}"
     assert {k.label for k in credentials.known_good} <= set(counts)
+    assert sum(counts.values()) >= FUZZ_CASES, f"only {sum(counts.values())} cases generated, {FUZZ_CASES} wanted"
