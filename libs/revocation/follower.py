@@ -23,15 +23,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
 from libs.events.kafka import connection_options, ensure_topics, pause_after_empty_fetches
-from libs.events.topics import REVOCATIONS
+from libs.events.topics import REVOCATIONS as REVOCATIONS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
 
+from .metrics import REVOCATION_ENTRIES, REVOCATION_STALENESS
 from .projection import RevocationList
 
 PRUNE_EVERY_S = 60.0
+CONFIRM_EVERY_S = 2.0
+CONFIRM_TIMEOUT_S = 5.0
 log = get_logger("harbour.revocations")
 
 
@@ -41,7 +44,7 @@ class NotLoaded(RuntimeError):
 
 class Revocations:
     def __init__(self, *, service: str, bootstrap: str, security: KafkaSecurity | None = None,
-                 create_topic: bool = False, topic: str = REVOCATIONS.name) -> None:
+                 create_topic: bool = False, topic: str = REVOCATIONS_TOPIC.name) -> None:
         self.service = service
         self.bootstrap = bootstrap
         self.security = security
@@ -50,6 +53,10 @@ class Revocations:
         self.list = RevocationList()
         self.loaded = asyncio.Event()
         self._pruned_at = time.monotonic()
+        self._fetched_at = time.monotonic()
+        # Read at scrape time, so a follower stuck on a dead broker shows its growing age.
+        REVOCATION_STALENESS.labels(service).set_function(lambda: time.monotonic() - self._fetched_at)
+        REVOCATION_ENTRIES.labels(service).set_function(lambda: len(self.list))
 
     def refusal(self, claims: dict) -> str | None:
         """Why these verified claims are refused (revoked token, device or account), or None. NotLoaded if unknown yet."""
@@ -96,21 +103,39 @@ class Revocations:
                         self._apply(message.value)
                 if not self.loaded.is_set() and all([await consumer.position(tp) >= end for tp, end in targets.items()]):
                     self.loaded.set()
+                    self._fetched_at = time.monotonic()
                     log.info("revocation list loaded", service=self.service, entries=len(self.list))
+                if self.loaded.is_set() and time.monotonic() - self._fetched_at > CONFIRM_EVERY_S:
+                    await self._confirm_current(consumer, list(targets))
                 if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
                     self.list.prune()
                     self._pruned_at = time.monotonic()
         finally:
             await consumer.stop()
 
+    async def _confirm_current(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Ask the broker for the end offsets: caught up with them means the list is current as of now.
+
+        An empty fetch proves nothing (aiokafka answers empty while the broker is gone), so freshness is
+        only ever confirmed by a broker round trip; while that fails, the staleness metric grows."""
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(partitions), CONFIRM_TIMEOUT_S)
+        except Exception as exc:  # the broker is unreachable: keep serving the list we have, visibly stale
+            log.warning("revocation list not confirmed current", service=self.service, error=type(exc).__name__)
+            return
+        if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+            self._fetched_at = time.monotonic()
+
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         while True:
-            await consumer.topics()  # refreshes the metadata partitions_for_topic reads
-            found = consumer.partitions_for_topic(self.topic)
+            # A fresh metadata request each time: consumer.topics() does not refresh the cluster view that
+            # partitions_for_topic reads, so a topic created after start-up stayed invisible for minutes.
+            cluster = await consumer._client.fetch_all_metadata()
+            found = cluster.partitions_for_topic(self.topic)
             if found:
                 return [TopicPartition(self.topic, p) for p in sorted(found)]
             if self.create_topic:
-                await ensure_topics(self.bootstrap, [REVOCATIONS], security=self.security)
+                await ensure_topics(self.bootstrap, [REVOCATIONS_TOPIC], security=self.security)
             await asyncio.sleep(0.5)
 
     def _apply(self, raw: bytes | None) -> None:

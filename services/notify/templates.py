@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from libs.service.validation import DisplayParagraph, DisplayText
+from libs.service.validation import DisplayParagraph, DisplayText, check_display_text
 
 from .errors import Refused
 from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
@@ -134,6 +134,13 @@ def render(template: dict[str, Any], language: str, values: dict[str, str]) -> t
         raise RenderError("render-limit-exceeded", "out of memory") from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError) as exc:
         raise RenderError("render-error", type(exc).__name__) from None
+    # The source passed the display-text check, but an escape inside an expression (`{{ "\u202e" }}`) can still
+    # produce a bidi override: what reaches the citizen is checked too.
+    try:
+        check_display_text(subject)
+        check_display_text(body, multiline=True)
+    except ValueError as exc:
+        raise RenderError("render-error", f"the rendered message {exc}") from None
     return subject, body, chosen
 
 

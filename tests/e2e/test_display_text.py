@@ -106,6 +106,9 @@ async def test_display_text_with_format_characters_is_refused_everywhere_it_ente
     refused(post("/v1/templates", {**template, "content": {"en": {"subject": f"Your {RLO}llib", "body": "x"}}}), "content/en/subject")
     refused(post("/v1/templates", {**template, "content": {"en": {"subject": "Your bill", "body": f"Pay {RLO}{{{{ amount }}}}"}}}),
             "content/en/body")
+    # An escape in an expression passes the source check but would render the override: refused at creation.
+    escaped = post("/v1/templates", {**template, "content": {"en": {"subject": "Your bill", "body": 'Pay {{ "\\u202e" }}{{ amount }}'}}})
+    assert escaped.status_code == 400 and escaped.json()["type"].endswith("template-render"), escaped.text
     refused.unchanged("notify templates", await count(platform, "notify", "templates"), before)
     send = {"template_id": made.json()["template_id"], "sub": sub, "personalisation": {"amount": "HK$ 100"}}
     await accepted_eventually(lambda: post("/v1/notifications", send))

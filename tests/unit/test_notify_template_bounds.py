@@ -119,3 +119,16 @@ def test_bounds_are_per_render_and_do_not_leak_between_renders():
     for _ in range(3):  # 3 × 600 iterations in total, each render under MAX_ITERATIONS
         assert len(render(doc(body), "en", {"name": "x"})[1]) == 600
     assert 600 < MAX_ITERATIONS < 1200
+
+
+@pytest.mark.parametrize("body", ['Pay {{ "\\u202e" }}now', "{{ '\\u200b' }}", 'Hi {{ name ~ "\\x07" }}'])
+def test_a_bidi_or_control_character_made_by_an_expression_is_refused_at_creation(body):
+    """The template source holds only an escape, which passes the source check; the rendered text does not."""
+    assert "\u202e" not in body and "\u200b" not in body
+    with pytest.raises(Refused) as refused:
+        check(template(body))
+    assert refused.value.status == 400 and refused.value.reason == "template-render"
+    assert "control or format characters" in str(refused.value)
+    with pytest.raises(RenderError) as failed:
+        render(doc(body), "en", {"name": "Chan"})
+    assert failed.value.reason == "render-error"
