@@ -6,10 +6,10 @@ from aiohttp import web
 
 from libs.service import Problem, parse_body
 
-from . import consents, requests
+from . import consents, formfill_requests
 from .callers import device, relying_party
 from .context import Formfill
-from .requests import FormfillRequestBody, Refused
+from .formfill_requests import FormfillRequestBody, Refused
 
 FORMFILL = web.AppKey("formfill", Formfill)
 routes = web.RouteTableDef()
@@ -28,31 +28,31 @@ async def jwks(request: web.Request) -> web.Response:
 
 @routes.post("/v1/formfill/requests")
 async def create_request(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    caller = await relying_party(request, ff.jwks, ff.settings.issuer)
+    formfill = request.app[FORMFILL]
+    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
     body = await parse_body(request, FormfillRequestBody)
     try:
-        return web.json_response(await requests.create(ff, caller, body), status=201)
+        return web.json_response(await formfill_requests.create(formfill, caller, body), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/formfill/requests/{request_id}")
 async def show_request(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    caller = await relying_party(request, ff.jwks, ff.settings.issuer)
+    formfill = request.app[FORMFILL]
+    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
     try:
-        return web.json_response(await requests.status(ff, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
+        return web.json_response(await formfill_requests.status(formfill, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/formfill/requests/{request_id}/result")
 async def take_result(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    caller = await relying_party(request, ff.jwks, ff.settings.issuer)
+    formfill = request.app[FORMFILL]
+    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
     try:
-        token, media_type = await requests.take_result(ff, caller, request.match_info["request_id"])
+        token, media_type = await formfill_requests.take_result(formfill, caller, request.match_info["request_id"])
     except Refused as exc:
         raise refused(exc) from None
     return web.Response(text=token, content_type=media_type, headers={"Cache-Control": "no-store"})
@@ -60,27 +60,27 @@ async def take_result(request: web.Request) -> web.Response:
 
 @routes.post("/v1/formfill/requests/{request_id}/claim")
 async def claim_request(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    citizen = await device(request, ff.jwks, ff.settings.issuer)
+    formfill = request.app[FORMFILL]
+    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
     try:
-        return web.json_response(await requests.claim(ff, citizen, request.match_info["request_id"]), status=201)
+        return web.json_response(await formfill_requests.claim(formfill, citizen, request.match_info["request_id"]), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/consents")
 async def list_consents(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    citizen = await device(request, ff.jwks, ff.settings.issuer)
-    return web.json_response({"consents": await consents.list_consents(ff, citizen)})
+    formfill = request.app[FORMFILL]
+    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
+    return web.json_response({"consents": await consents.list_consents(formfill, citizen)})
 
 
 @routes.delete("/v1/consents/{receipt_id}")
 async def revoke_consent(request: web.Request) -> web.Response:
-    ff = request.app[FORMFILL]
-    citizen = await device(request, ff.jwks, ff.settings.issuer)
+    formfill = request.app[FORMFILL]
+    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
     try:
-        await consents.revoke(ff, citizen, request.match_info["receipt_id"])
+        await consents.revoke(formfill, citizen, request.match_info["receipt_id"])
     except Refused as exc:
         raise refused(exc) from None
     return web.Response(status=204)

@@ -20,7 +20,7 @@ from .context import Formfill
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .openapi import OPERATIONS
 from .settings import FormfillSettings
-from .store import INDEXES, RELEASE_KEYS
+from .collections import INDEXES, RELEASE_KEYS
 
 
 def create_app(settings: FormfillSettings | None = None) -> web.Application:

@@ -9,9 +9,9 @@ from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY
 
 from .context import Formfill
-from .requests import on_decided
-from .store import CLIENTS as CLIENTS_COLLECTION
-from .store import SUBJECTS, VAULT
+from .formfill_requests import on_decided
+from .collections import CLIENTS as CLIENTS_COLLECTION
+from .collections import SUBJECTS, VAULT
 from .vault import store_profile
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
@@ -20,13 +20,13 @@ CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_DECIDED.name)
 CONSUMER_GROUP = "formfill"
 
 
-def handler(ff: Formfill):
+def handler(formfill: Formfill):
     async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
         data = event.data
-        db = ff.db
+        db = formfill.db
         if event.type == "identity.enrolled":
-            profile = unseal(data["sealed_profile"], ff.settings.sealing_jwk)
-            await store_profile(db, session, ff.cipher, data["account_id"], profile,
+            profile = unseal(data["sealed_profile"], formfill.settings.sealing_jwk)
+            await store_profile(db, session, formfill.cipher, data["account_id"], profile,
                                 assurance=data["assurance"], state=data["state"])
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)
@@ -39,6 +39,6 @@ def handler(ff: Formfill):
                 "formfill_fields": data.get("formfill_fields", []), "encryption_jwk": data.get("encryption_jwk"),
                 "callback_urls": data.get("callback_urls", [])}}, upsert=True, session=session)
         elif event.type == "approval.decided" and data["requester"]["service"] == "formfill":
-            await on_decided(ff, session, data)
+            await on_decided(formfill, session, data)
 
     return handle

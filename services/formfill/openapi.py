@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation
 
-from .requests import FieldWanted, FormfillRequestBody
+from .formfill_requests import FieldWanted, FormfillRequestBody
 
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",

@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher
 
-from .store import CONSENTS, REQUESTS, RESULTS, VAULT
+from .collections import CONSENTS, REQUESTS, RESULTS, VAULT
 
 FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address")
 CONTACT_FIELDS = ("phone", "email", "address")

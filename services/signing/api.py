@@ -9,10 +9,10 @@ from aiohttp import BodyPartReader, web
 from libs.service import MalformedBody, Problem, parse_body, validate
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 
-from . import requests
+from . import signing_requests
 from .callers import device, relying_party
 from .context import Signing
-from .requests import DocumentQuery, NewDocument, Refused, SignHashBody
+from .signing_requests import DocumentQuery, NewDocument, Refused, SignHashBody
 from .sandbox import LimitExceeded, SandboxBusy
 from .signatures import InvalidPdf, inspect_upload
 from .tsa import parse_query, rejection
@@ -23,10 +23,10 @@ SIGNING = web.AppKey("signing", Signing)
 routes = web.RouteTableDef()
 
 
-async def sandboxed(sg: Signing, job, *args, refusal: type[Exception], title: str, slug: str):
+async def sandboxed(signing: Signing, job, *args, refusal: type[Exception], title: str, slug: str):
     """job(*args) in the parsing sandbox; its refusal or a limit it hit as 422 problem+json, a full pool as 503."""
     try:
-        return await sg.sandbox.run(job, *args)
+        return await signing.sandbox.run(job, *args)
     except refusal as exc:
         raise Problem(str(exc), status=422, title=title, slug=slug) from None
     except LimitExceeded as exc:
@@ -118,31 +118,31 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
 
 @routes.post("/v1/signing/requests")
 async def create_request(request: web.Request) -> web.Response:
-    sg = request.app[SIGNING]
-    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
-    new = await _document(request, sg.settings.max_pdf_bytes)
+    signing = request.app[SIGNING]
+    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
+    new = await _document(request, signing.settings.max_pdf_bytes)
     try:
-        return web.json_response(await requests.create(sg, caller, new), status=201)
+        return web.json_response(await signing_requests.create(signing, caller, new), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/signing/requests/{request_id}")
 async def show_request(request: web.Request) -> web.Response:
-    sg = request.app[SIGNING]
-    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
+    signing = request.app[SIGNING]
+    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
     try:
-        return web.json_response(await requests.status(sg, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
+        return web.json_response(await signing_requests.status(signing, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/signing/requests/{request_id}/result")
 async def take_result(request: web.Request) -> web.Response:
-    sg = request.app[SIGNING]
-    caller = await relying_party(request, sg.jwks, sg.settings.issuer)
+    signing = request.app[SIGNING]
+    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
     try:
-        body, media_type = await requests.take_result(sg, caller, request.match_info["request_id"])
+        body, media_type = await signing_requests.take_result(signing, caller, request.match_info["request_id"])
     except Refused as exc:
         raise refused(exc) from None
     extension = "pdf" if media_type == "application/pdf" else "p7s"
@@ -152,22 +152,22 @@ async def take_result(request: web.Request) -> web.Response:
 
 @routes.post("/v1/signing/requests/{request_id}/claim")
 async def claim_request(request: web.Request) -> web.Response:
-    sg = request.app[SIGNING]
-    citizen = await device(request, sg.jwks, sg.settings.issuer)
+    signing = request.app[SIGNING]
+    citizen = await device(request, signing.jwks, signing.settings.issuer)
     try:
-        return web.json_response(await requests.claim(sg, citizen, request.match_info["request_id"]), status=201)
+        return web.json_response(await signing_requests.claim(signing, citizen, request.match_info["request_id"]), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.post("/v1/signing/verify")
 async def verify(request: web.Request) -> web.Response:
-    sg = request.app[SIGNING]
+    signing = request.app[SIGNING]
     if request.content_type == "application/pdf":
         job, document = pdf_report, await request.read()
-        if len(document) > sg.settings.max_pdf_bytes:
-            raise PayloadTooLarge(f"the PDF is larger than {sg.settings.max_pdf_bytes} bytes")
+        if len(document) > signing.settings.max_pdf_bytes:
+            raise PayloadTooLarge(f"the PDF is larger than {signing.settings.max_pdf_bytes} bytes")
     else:
         job, document = cms_report, await parse_body(request, VerifyCmsBody)
-    report = await sandboxed(sg, job, document, await sg.trust(), refusal=Unverifiable, title="Not a verifiable signature", slug="unverifiable")
+    report = await sandboxed(signing, job, document, await signing.trust(), refusal=Unverifiable, title="Not a verifiable signature", slug="unverifiable")
     return web.json_response(counted(report), headers={"Cache-Control": "no-store"})

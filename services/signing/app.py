@@ -24,7 +24,7 @@ from .hsm import HSM
 from .openapi import OPERATIONS
 from .sandbox import Sandbox
 from .settings import SigningSettings
-from .store import INDEXES
+from .collections import INDEXES
 from .tsa import TimeStampAuthority
 
 

@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .hsm import HSM
 from .settings import SigningSettings
-from .store import AUTHORITIES, CERTIFICATES, CRL_STATE
+from .collections import AUTHORITIES, CERTIFICATES, CRL_STATE
 from .x509 import build_crl, ca_extensions, citizen_extensions, issue_certificate, name, tsa_extensions
 
 CERTIFICATES_ISSUED = Counter("harbour_signing_certificates_issued_total", "Citizen signing certificates issued.")

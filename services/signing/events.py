@@ -12,9 +12,9 @@ from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIE
 
 from .authority import REVOCATION_REASONS, revoke_for_account
 from .context import Signing
-from .requests import on_decided
-from .store import CITIZENS, SUBJECTS
-from .store import CLIENTS as CLIENTS_COLLECTION
+from .signing_requests import on_decided
+from .collections import CITIZENS, SUBJECTS
+from .collections import CLIENTS as CLIENTS_COLLECTION
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, SIGNING)
@@ -22,10 +22,10 @@ CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_DECIDED.name)
 CONSUMER_GROUP = "signing"
 
 
-def handler(sg: Signing):
+def handler(signing: Signing):
     async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
         data = event.data
-        db = sg.db
+        db = signing.db
         if event.type == "identity.enrolled":
             # Only what decides who may sign: no personal data reaches signing.
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {
@@ -33,7 +33,7 @@ def handler(sg: Signing):
         elif event.type == "identity.state_changed":
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
             if data["to"] in REVOCATION_REASONS:
-                await revoke_certificates(sg, session, data["account_id"], data["to"])
+                await revoke_certificates(signing, session, data["account_id"], data["to"])
         elif event.type == "identity.subject_assigned":
             await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
                                           upsert=True, session=session)
@@ -41,14 +41,14 @@ def handler(sg: Signing):
             await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
                 "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
         elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
-            await on_decided(sg, session, data)
+            await on_decided(signing, session, data)
 
     return handle
 
 
-async def revoke_certificates(sg: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
-    serials = await revoke_for_account(sg.db, session, account_id, state)
-    outbox = Outbox(sg.db)
+async def revoke_certificates(signing: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
+    serials = await revoke_for_account(signing.db, session, account_id, state)
+    outbox = Outbox(signing.db)
     for serial in serials:
         await outbox.add(session, SIGNING.name, CloudEvent(
             source="/signing", type="certificate.revoked", subject=serial,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation
 
-from .requests import SignHashBody
+from .signing_requests import SignHashBody
 from .verify import VerifyCmsBody
 
 RP_AUTH_ERRORS = {

@@ -17,7 +17,7 @@ from fpdf import FPDF
 from pydantic import ValidationError
 
 from services.signing.authority import REVOCATION_REASONS
-from services.signing.requests import DocumentQuery, SignHashBody
+from services.signing.signing_requests import DocumentQuery, SignHashBody
 from services.signing.signatures import InvalidPdf, check_pdf
 from services.signing.tsa import POLICY_OID, TimeStampAuthority, TimeStampResp
 from services.signing.verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf

@@ -29,7 +29,7 @@ from libs.tokens import load_public_jwk
 
 from .callers import Device, RelyingParty
 from .context import Formfill
-from .store import CLIENTS, CONSENTS, REQUESTS, RESULTS, SUBJECTS, VAULT
+from .collections import CLIENTS, CONSENTS, REQUESTS, RESULTS, SUBJECTS, VAULT
 from .vault import FIELDS, read_fields
 
 APP_LINK_PREFIX = "harbourid://formfill?request="
@@ -42,19 +42,19 @@ DECISIONS = Counter(
 
 # The relying party's free text (the purpose) is about the citizen's business: personal data, so requests and
 # consent receipts store it only encrypted, each under its own data key (issue 14, item 15).
-def seal_purpose(ff: Formfill, purpose: str, *, record_id: str) -> dict[str, Any]:
-    return ff.cipher.encrypt_record({"purpose": purpose}, record_id=record_id)
+def seal_purpose(formfill: Formfill, purpose: str, *, record_id: str) -> dict[str, Any]:
+    return formfill.cipher.encrypt_record({"purpose": purpose}, record_id=record_id)
 
 
-def opened_purpose(ff: Formfill, doc: dict[str, Any], *, record_id: str) -> str:
+def opened_purpose(formfill: Formfill, doc: dict[str, Any], *, record_id: str) -> str:
     """The stored purpose (a record stored before encryption keeps it in the clear)."""
     if "text" not in doc:
         return doc["purpose"]
-    return ff.cipher.decrypt_record(doc["text"], record_id=record_id)["purpose"]
+    return formfill.cipher.decrypt_record(doc["text"], record_id=record_id)["purpose"]
 
 
-def _with_purpose(ff: Formfill, doc: dict[str, Any]) -> dict[str, Any]:
-    return {**doc, "purpose": opened_purpose(ff, doc, record_id=f"request.{doc['_id']}")}
+def _with_purpose(formfill: Formfill, doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "purpose": opened_purpose(formfill, doc, record_id=f"request.{doc['_id']}")}
 
 
 class Refused(Exception):
@@ -103,15 +103,15 @@ def _approval(doc: dict[str, Any]) -> ApprovalRequest:
     )
 
 
-async def _ask_citizen(ff: Formfill, session: AsyncClientSession, doc: dict[str, Any]) -> None:
+async def _ask_citizen(formfill: Formfill, session: AsyncClientSession, doc: dict[str, Any]) -> None:
     approval = _approval(doc)
-    await Outbox(ff.db).add(session, APPROVAL_REQUESTED.name, CloudEvent(
+    await Outbox(formfill.db).add(session, APPROVAL_REQUESTED.name, CloudEvent(
         source="/formfill", type="approval.requested", subject=approval.approval_id,
-        data=seal_prompt(approval, ff.settings.auth_sealing_jwk)))  # the purpose and field names: for auth's eyes only
+        data=seal_prompt(approval, formfill.settings.auth_sealing_jwk)))  # the purpose and field names: for auth's eyes only
 
 
-async def create(ff: Formfill, caller: RelyingParty, body: FormfillRequestBody) -> dict[str, Any]:
-    client = await ff.db[CLIENTS].find_one({"_id": caller.client_id})
+async def create(formfill: Formfill, caller: RelyingParty, body: FormfillRequestBody) -> dict[str, Any]:
+    client = await formfill.db[CLIENTS].find_one({"_id": caller.client_id})
     if client is None:
         raise Refused("unknown-client", "this client is not known to formfill yet; retry shortly", 409, headers={"Retry-After": "1"})
     not_registered = sorted({f.name for f in body.fields} - set(client.get("formfill_fields", [])))
@@ -119,8 +119,8 @@ async def create(ff: Formfill, caller: RelyingParty, body: FormfillRequestBody) 
         raise Refused("field-not-registered", f"the client is not registered for: {', '.join(not_registered)}", 403, fields=not_registered)
     account_id = None
     if caller.sub is not None:
-        subject = await ff.db[SUBJECTS].find_one({"_id": caller.sub, "sector": client["sector"]})
-        profile = await ff.db[VAULT].find_one({"_id": subject["account_id"]}, {"state": 1}) if subject else None
+        subject = await formfill.db[SUBJECTS].find_one({"_id": caller.sub, "sector": client["sector"]})
+        profile = await formfill.db[VAULT].find_one({"_id": subject["account_id"]}, {"state": 1}) if subject else None
         if profile is None:
             raise Refused("citizen-unknown", "this citizen is not known to formfill yet; retry shortly", 409, headers={"Retry-After": "1"})
         account_id = subject["account_id"]
@@ -129,48 +129,48 @@ async def create(ff: Formfill, caller: RelyingParty, body: FormfillRequestBody) 
     stored = {
         "_id": request_id, "client_id": caller.client_id, "client_name": client["name"],
         "account_id": account_id, "fields": [f.model_dump() for f in body.fields],
-        "text": seal_purpose(ff, body.purpose, record_id=f"request.{request_id}"),
+        "text": seal_purpose(formfill, body.purpose, record_id=f"request.{request_id}"),
         "standing": body.standing, "status": "pending", "created_at": now,
-        "expires_at": now + timedelta(seconds=ff.settings.request_ttl_s),
+        "expires_at": now + timedelta(seconds=formfill.settings.request_ttl_s),
     }
     doc = {**stored, "purpose": body.purpose}  # the prompt shows it; only its encrypted form is stored
 
     async def work(session: AsyncClientSession) -> None:
-        await ff.db[REQUESTS].insert_one(stored, session=session)
+        await formfill.db[REQUESTS].insert_one(stored, session=session)
         if account_id is not None:
-            await _ask_citizen(ff, session, doc)
+            await _ask_citizen(formfill, session, doc)
 
-    await ff.transaction(work)
+    await formfill.transaction(work)
     answer = {"request_id": doc["_id"], "status": "pending", "expires_at": doc["expires_at"].isoformat()}
     if account_id is None:
         answer["app_link"] = APP_LINK_PREFIX + doc["_id"]
     return answer
 
 
-async def claim(ff: Formfill, device: Device, request_id: str) -> dict[str, Any]:
+async def claim(formfill: Formfill, device: Device, request_id: str) -> dict[str, Any]:
     """The app opened an anonymous request's link: it becomes this citizen's request and a prompt is sent."""
     now = datetime.now(UTC)
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:
-        doc = await ff.db[REQUESTS].find_one_and_update(
+        doc = await formfill.db[REQUESTS].find_one_and_update(
             {"_id": request_id, "status": "pending", "expires_at": {"$gt": now}, "account_id": None},
             {"$set": {"account_id": device.account_id}}, return_document=True, session=session)
         if doc is None:
             raise Refused("link-unusable", "this request has expired or was opened by someone else", 409)
-        await _ask_citizen(ff, session, _with_purpose(ff, doc))
+        await _ask_citizen(formfill, session, _with_purpose(formfill, doc))
         return doc
 
-    doc = await ff.transaction(work)
+    doc = await formfill.transaction(work)
     return {"request_id": request_id, "approval_id": f"formfill-{request_id}", "client_name": doc["client_name"]}
 
 
-async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, Any]) -> None:
+async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict[str, Any]) -> None:
     """approval.decided for one of our prompts: check the device's signature ourselves, then release or close."""
     request_id = data["approval_id"].removeprefix("formfill-")
-    doc = await ff.db[REQUESTS].find_one({"_id": request_id}, session=session)
+    doc = await formfill.db[REQUESTS].find_one({"_id": request_id}, session=session)
     if doc is None or doc["status"] != "pending" or doc["account_id"] != data["account_id"]:
         return
-    doc = _with_purpose(ff, doc)
+    doc = _with_purpose(formfill, doc)
     approval = _approval(doc)
     try:
         claims = verify_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]), approval_id=approval.approval_id, digest=approval.digest())
@@ -178,38 +178,38 @@ async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, 
         return  # not a decision over what we asked: ignore it
     if claims.decision != "approve":
         DECISIONS.labels("denied").inc()
-        await ff.db[REQUESTS].update_one({"_id": request_id}, {"$set": {"status": "denied", "decided_at": datetime.now(UTC)}}, session=session)
+        await formfill.db[REQUESTS].update_one({"_id": request_id}, {"$set": {"status": "denied", "decided_at": datetime.now(UTC)}}, session=session)
         return
     DECISIONS.labels("released").inc()
     required = [f["name"] for f in doc["fields"] if f["required"]]
     optional = [f["name"] for f in doc["fields"] if not f["required"]]
     kept = optional if claims.selection is None else [name for name in optional if name in claims.selection]
     released = required + kept
-    values = await read_fields(ff.db, ff.cipher, doc["account_id"], released)
-    client = await ff.db[CLIENTS].find_one({"_id": doc["client_id"]}, session=session)
-    subject = await ff.db[SUBJECTS].find_one({"sector": client["sector"], "account_id": doc["account_id"]}, session=session)
+    values = await read_fields(formfill.db, formfill.cipher, doc["account_id"], released)
+    client = await formfill.db[CLIENTS].find_one({"_id": doc["client_id"]}, session=session)
+    subject = await formfill.db[SUBJECTS].find_one({"sector": client["sector"], "account_id": doc["account_id"]}, session=session)
     receipt_id = f"rcpt-{secrets.token_urlsafe(12)}"
     now = int(time.time())
-    claims_out = {"aud": doc["client_id"], "iat": now, "exp": now + ff.settings.result_ttl_s, "jti": receipt_id,
+    claims_out = {"aud": doc["client_id"], "iat": now, "exp": now + formfill.settings.result_ttl_s, "jti": receipt_id,
                   "request_id": request_id, "purpose": doc["purpose"], "fields": values}
     if subject is not None:
         claims_out["sub"] = subject["_id"]
-    token = await ff.signer.sign(claims_out)
+    token = await formfill.signer.sign(claims_out)
     media_type = "application/jwt"
     if client.get("encryption_jwk"):
         token = seal_jwt(token, client["encryption_jwk"])
         media_type = "application/jose"
-    expires_at = datetime.now(UTC) + timedelta(seconds=ff.settings.result_ttl_s)
-    await ff.db[RESULTS].insert_one(
-        {"_id": request_id, "sealed": ff.cipher.encrypt_record({"token": token}, record_id=request_id),
+    expires_at = datetime.now(UTC) + timedelta(seconds=formfill.settings.result_ttl_s)
+    await formfill.db[RESULTS].insert_one(
+        {"_id": request_id, "sealed": formfill.cipher.encrypt_record({"token": token}, record_id=request_id),
          "media_type": media_type, "expires_at": expires_at}, session=session)
-    await ff.db[CONSENTS].insert_one(
+    await formfill.db[CONSENTS].insert_one(
         {"_id": receipt_id, "account_id": doc["account_id"], "client_id": doc["client_id"], "client_name": doc["client_name"],
-         "request_id": request_id, "fields": released, "text": seal_purpose(ff, doc["purpose"], record_id=f"consent.{receipt_id}"),
+         "request_id": request_id, "fields": released, "text": seal_purpose(formfill, doc["purpose"], record_id=f"consent.{receipt_id}"),
          "standing": doc["standing"], "status": "active", "granted_at": datetime.now(UTC)}, session=session)
-    await ff.db[REQUESTS].update_one({"_id": request_id}, {"$set": {
+    await formfill.db[REQUESTS].update_one({"_id": request_id}, {"$set": {
         "status": "approved", "decided_at": datetime.now(UTC), "released_fields": released, "receipt_id": receipt_id}}, session=session)
-    outbox = Outbox(ff.db)
+    outbox = Outbox(formfill.db)
     await outbox.add(session, agency_topic(doc["client_id"]), CloudEvent(
         source="/formfill", type="consent.granted", subject=receipt_id,
         # No purpose: the relying party wrote it and has it by request id; free text stays off the outbox and Kafka.
@@ -219,8 +219,8 @@ async def on_decided(ff: Formfill, session: AsyncClientSession, data: dict[str, 
                        actor=data["device_id"], client_id=doc["client_id"], receipt_id=receipt_id)
 
 
-async def _own_request(ff: Formfill, caller: RelyingParty, request_id: str) -> dict[str, Any]:
-    doc = await ff.db[REQUESTS].find_one({"_id": request_id, "client_id": caller.client_id})
+async def _own_request(formfill: Formfill, caller: RelyingParty, request_id: str) -> dict[str, Any]:
+    doc = await formfill.db[REQUESTS].find_one({"_id": request_id, "client_id": caller.client_id})
     if doc is None:
         raise Refused("not-found", "no such request for this client", 404)
     return doc
@@ -232,8 +232,8 @@ def _status(doc: dict[str, Any]) -> str:
     return doc["status"]
 
 
-async def status(ff: Formfill, caller: RelyingParty, request_id: str) -> dict[str, Any]:
-    doc = _with_purpose(ff, await _own_request(ff, caller, request_id))
+async def status(formfill: Formfill, caller: RelyingParty, request_id: str) -> dict[str, Any]:
+    doc = _with_purpose(formfill, await _own_request(formfill, caller, request_id))
     view = {"request_id": doc["_id"], "status": _status(doc), "purpose": doc["purpose"],
             "fields": doc["fields"], "expires_at": doc["expires_at"].isoformat()}
     if doc["status"] == "approved":
@@ -244,9 +244,9 @@ async def status(ff: Formfill, caller: RelyingParty, request_id: str) -> dict[st
     return view
 
 
-async def take_result(ff: Formfill, caller: RelyingParty, request_id: str) -> tuple[str, str]:
+async def take_result(formfill: Formfill, caller: RelyingParty, request_id: str) -> tuple[str, str]:
     """The release, once: (token, media type). Read again or never read in time: gone (410)."""
-    doc = await _own_request(ff, caller, request_id)
+    doc = await _own_request(formfill, caller, request_id)
     state = _status(doc)
     if state == "denied":
         raise Refused("access_denied", "the citizen declined this request", 403)
@@ -254,8 +254,8 @@ async def take_result(ff: Formfill, caller: RelyingParty, request_id: str) -> tu
         raise Refused("not-ready", "the citizen has not answered yet", 409, headers={"Retry-After": "1"})
     if state == "expired":
         raise Refused("gone", "the request expired without an answer", 410)
-    result = await ff.db[RESULTS].find_one_and_delete({"_id": request_id, "expires_at": {"$gt": datetime.now(UTC)}})
+    result = await formfill.db[RESULTS].find_one_and_delete({"_id": request_id, "expires_at": {"$gt": datetime.now(UTC)}})
     if result is None:
         raise Refused("gone", "the result was already read or has expired", 410)
-    await ff.db[REQUESTS].update_one({"_id": request_id}, {"$set": {"result_read_at": datetime.now(UTC)}})
-    return ff.cipher.decrypt_record(result["sealed"], record_id=request_id)["token"], result["media_type"]
+    await formfill.db[REQUESTS].update_one({"_id": request_id}, {"$set": {"result_read_at": datetime.now(UTC)}})
+    return formfill.cipher.decrypt_record(result["sealed"], record_id=request_id)["token"], result["media_type"]
