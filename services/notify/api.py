@@ -55,39 +55,39 @@ def _version(request: web.Request) -> int | None:
 
 @routes.post("/v1/templates")
 async def create_template(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, TemplateBody)
     try:
-        return web.json_response(await templates.create(n.db, caller.client_id, body), status=201)
+        return web.json_response(await templates.create(notify.db, caller.client_id, body), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/templates")
 async def list_templates(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
-    return web.json_response({"templates": await templates.list_latest(n.db, caller.client_id)})
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
+    return web.json_response({"templates": await templates.list_latest(notify.db, caller.client_id)})
 
 
 @routes.get("/v1/templates/{template_id}")
 async def show_template(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     try:
-        return web.json_response(await templates.show(n.db, caller.client_id, request.match_info["template_id"], _version(request)))
+        return web.json_response(await templates.show(notify.db, caller.client_id, request.match_info["template_id"], _version(request)))
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.put("/v1/templates/{template_id}")
 async def new_template_version(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, TemplateBody)
     try:
-        return web.json_response(await templates.new_version(n.db, caller.client_id, request.match_info["template_id"], body), status=201)
+        return web.json_response(await templates.new_version(notify.db, caller.client_id, request.match_info["template_id"], body), status=201)
     except Refused as exc:
         raise refused(exc) from None
 
@@ -96,11 +96,11 @@ async def new_template_version(request: web.Request) -> web.Response:
 
 @routes.post("/v1/notifications")
 async def send_notification(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, NotificationBody)
     try:
-        answer, created = await notifications.send(n, caller, body, request.headers.get("Idempotency-Key"))
+        answer, created = await notifications.send(notify, caller, body, request.headers.get("Idempotency-Key"))
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/{answer['notification_id']}"})
@@ -108,11 +108,11 @@ async def send_notification(request: web.Request) -> web.Response:
 
 @routes.post("/v1/notifications/batch")
 async def send_batch(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, BatchBody)
     try:
-        answer, created = await notifications.send_batch(n, caller, body, request.headers.get("Idempotency-Key"))
+        answer, created = await notifications.send_batch(notify, caller, body, request.headers.get("Idempotency-Key"))
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/batch/{answer['job_id']}"})
@@ -120,10 +120,10 @@ async def send_batch(request: web.Request) -> web.Response:
 
 @routes.get("/v1/notifications/batch/{job_id}")
 async def job_progress(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     try:
-        return web.json_response(await notifications.job_progress(n, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
+        return web.json_response(await notifications.job_progress(notify, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
     except Refused as exc:
         raise refused(exc) from None
 
@@ -135,20 +135,20 @@ async def jwks(request: web.Request) -> web.Response:
 
 @routes.put("/v1/notifications/callback")
 async def register_callback(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, CallbackBody)
     try:
-        return web.json_response(await callbacks.register(n.db, caller.client_id, body))
+        return web.json_response(await callbacks.register(notify.db, caller.client_id, body))
     except Refused as exc:  # the URL's name resolves to a refused address, or not at all
         raise refused(exc) from None
 
 
 @routes.get("/v1/notifications/callback")
 async def show_callback(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
-    registered = await callbacks.show(n.db, caller.client_id)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
+    registered = await callbacks.show(notify.db, caller.client_id)
     if registered is None:
         raise Problem("no callback is registered", status=404, slug="not-found", title="Not found")
     return web.json_response(registered)
@@ -156,18 +156,18 @@ async def show_callback(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/notifications/callback")
 async def remove_callback(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
-    await callbacks.remove(n.db, caller.client_id)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
+    await callbacks.remove(notify.db, caller.client_id)
     return web.Response(status=204)
 
 
 @routes.get("/v1/notifications/{notification_id}")
 async def show_notification(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    caller = await agency(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    caller = await agency(request, notify.jwks, notify.settings.issuer)
     try:
-        return web.json_response(await notifications.status(n, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
+        return web.json_response(await notifications.status(notify, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
     except Refused as exc:
         raise refused(exc) from None
 
@@ -176,31 +176,31 @@ async def show_notification(request: web.Request) -> web.Response:
 
 @routes.get("/v1/inbox")
 async def list_inbox(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    citizen = await device(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    citizen = await device(request, notify.jwks, notify.settings.issuer)
     _only(request, "unread")
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
         raise Problem("unread is true or false", status=400, slug="bad-query", title="Bad query")
-    return web.json_response({"messages": await inbox.list_items(n, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
+    return web.json_response({"messages": await inbox.list_items(notify, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/v1/inbox/stream")
 async def stream_inbox(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one `message` event per new inbox item, a comment line as heartbeat."""
-    n = request.app[NOTIFY]
-    citizen = await device(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    citizen = await device(request, notify.jwks, notify.settings.issuer)
     slots = request.app[STREAM_SLOTS]
     if not slots.take(citizen.device_id):
         raise Problem(f"this device already has {slots.per_device} open inbox streams; close one first", status=429,
                       title="Too many streams", slug="too-many-streams", headers={"Retry-After": "5"})
     try:
-        return await _stream(request, n, citizen)
+        return await _stream(request, notify, citizen)
     finally:
         slots.give_back(citizen.device_id)
 
 
-async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.StreamResponse:
+async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -220,7 +220,7 @@ async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.Stre
             if ended:
                 await response.write(f": closed: {ended}\n\n".encode())
                 break
-            for item in await inbox.delivered_since(n, citizen.account_id, since):
+            for item in await inbox.delivered_since(notify, citizen.account_id, since):
                 if item["id"] in sent:
                     continue
                 sent.add(item["id"])
@@ -231,10 +231,10 @@ async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.Stre
                 sent.clear()
                 since = datetime.now(UTC) - timedelta(seconds=2)
             now = asyncio.get_running_loop().time()
-            if now - last_write >= n.settings.sse_heartbeat_s:
+            if now - last_write >= notify.settings.sse_heartbeat_s:
                 await response.write(b": heartbeat\n\n")
                 last_write = now
-            await asyncio.sleep(n.settings.sse_poll_s)
+            await asyncio.sleep(notify.settings.sse_poll_s)
     except ConnectionResetError:
         pass  # the client went away
     finally:
@@ -244,24 +244,24 @@ async def _stream(request: web.Request, n: Notify, citizen: Citizen) -> web.Stre
 
 @routes.post("/v1/inbox/{item_id}/read")
 async def read_item(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    citizen = await device(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    citizen = await device(request, notify.jwks, notify.settings.issuer)
     try:
-        return web.json_response(await inbox.mark_read(n, citizen, request.match_info["item_id"]))
+        return web.json_response(await inbox.mark_read(notify, citizen, request.match_info["item_id"]))
     except Refused as exc:
         raise refused(exc) from None
 
 
 @routes.get("/v1/preferences")
 async def show_preferences(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    citizen = await device(request, n.jwks, n.settings.issuer)
-    return web.json_response(await preferences.show(n.db, citizen.account_id), headers={"Cache-Control": "no-store"})
+    notify = request.app[NOTIFY]
+    citizen = await device(request, notify.jwks, notify.settings.issuer)
+    return web.json_response(await preferences.show(notify.db, citizen.account_id), headers={"Cache-Control": "no-store"})
 
 
 @routes.put("/v1/preferences")
 async def replace_preferences(request: web.Request) -> web.Response:
-    n = request.app[NOTIFY]
-    citizen = await device(request, n.jwks, n.settings.issuer)
+    notify = request.app[NOTIFY]
+    citizen = await device(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, PreferencesBody)
-    return web.json_response(await preferences.replace(n.db, citizen.account_id, body))
+    return web.json_response(await preferences.replace(notify.db, citizen.account_id, body))

@@ -25,7 +25,7 @@ from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .openapi import OPERATIONS
 from .settings import NotifySettings
 from .streams import StreamSlots
-from .store import CALLBACK_KEYS, INDEXES
+from .collections import CALLBACK_KEYS, INDEXES
 
 SERVICE = "notify"
 

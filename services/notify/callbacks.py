@@ -32,7 +32,7 @@ from libs.service.logging import get_logger
 from .context import Notify
 from .errors import Refused
 from .metrics import CALLBACK_ATTEMPTS, CALLBACK_BACKLOG
-from .store import CALLBACK_URLS, CALLBACKS
+from .collections import CALLBACK_URLS, CALLBACKS
 
 CALLBACK_TTL_S = 300
 log = get_logger("harbour.notify.callbacks")

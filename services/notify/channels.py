@@ -19,7 +19,7 @@ from pymongo.errors import BulkWriteError
 from libs.crypto import FieldCipher
 
 from .metrics import CHANNEL_DELIVERIES
-from .store import PUSHES, chunks
+from .collections import PUSHES, chunks
 
 PUSH_LOG = "push_log"
 

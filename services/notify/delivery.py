@@ -19,12 +19,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import Outbox
 
-from . import progress, prompts, status_events, templates
+from . import platform_messages, progress, status_events, templates
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES, REDISPATCHED
 from .notifications import dispatch_event, job_event
 from .preferences import DEFAULT_CHANNELS, quiet_until
-from .store import ACCOUNTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSHES, TEMPLATES, chunks
+from .collections import ACCOUNTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSHES, TEMPLATES, chunks
 
 
 def _inbox_id(notification_id: str) -> str:
@@ -80,7 +80,7 @@ async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -
         if doc["priority"] != "high" and (until := quiet_until(pref.get("quiet_hours"), now)):
             deferred.append((doc, until))
             continue
-        template = prompts.message(doc["platform_message"]) if doc["kind"] == "platform" else template_docs.get(f"{doc['template_id']}:{doc['template_version']}")
+        template = platform_messages.message(doc["platform_message"]) if doc["kind"] == "platform" else template_docs.get(f"{doc['template_id']}:{doc['template_version']}")
         values = json.loads(notify.cipher.decrypt_record(doc["sealed"], record_id=doc["_id"])["personalisation"])
         try:
             if template is None:

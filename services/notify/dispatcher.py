@@ -38,7 +38,7 @@ from .channels import adapter_for, send_due_pushes
 from .context import Notify
 from .events import TOPICS
 from .settings import NotifySettings
-from .store import CALLBACK_KEYS, INDEXES
+from .collections import CALLBACK_KEYS, INDEXES
 
 NOTIFY = web.AppKey("notify", Notify)
 GROUP = "notify-dispatcher"

@@ -13,10 +13,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 
-from . import prompts
+from . import platform_messages
 from .context import Notify
-from .store import ACCOUNTS, SUBJECTS
-from .store import CLIENTS as CLIENTS_COLLECTION
+from .collections import ACCOUNTS, SUBJECTS
+from .collections import CLIENTS as CLIENTS_COLLECTION
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT, NOTIFICATIONS, NOTIFICATIONS_PRIORITY)
@@ -36,13 +36,13 @@ def handler(notify: Notify):
         elif event.type == "identity.subject_assigned":
             await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
                                           upsert=True, session=session)
-            await prompts.on_new_service(notify, session, data["account_id"], data["sector"])
+            await platform_messages.on_new_service(notify, session, data["account_id"], data["sector"])
         elif event.type in ("client.registered", "client.updated"):
             await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
                 "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
         elif event.type == "approval.requested":
-            await prompts.on_approval_requested(notify, session, data)
+            await platform_messages.on_approval_requested(notify, session, data)
         elif event.type == "audit.recorded" and event.source == "/auth" and data.get("action") == "device.activate" and event.subject:
-            await prompts.on_device_activated(notify, session, event.subject, event.time)
+            await platform_messages.on_device_activated(notify, session, event.subject, event.time)
 
     return handle

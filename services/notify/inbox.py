@@ -20,7 +20,7 @@ from .callers import Citizen
 from .context import Notify
 from .errors import Refused
 from .metrics import NOTIFICATION_OUTCOMES
-from .store import INBOX, NOTIFICATIONS
+from .collections import INBOX, NOTIFICATIONS
 
 
 def view(notify: Notify, doc: dict[str, Any]) -> dict[str, Any]:

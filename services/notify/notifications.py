@@ -35,8 +35,8 @@ from .context import Notify
 from .errors import Refused
 from .metrics import NOTIFICATIONS_CREATED
 from .recipients import agency_record, resolve
-from .store import CLIENTS, IDEMPOTENCY, JOBS
-from .store import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
+from .collections import CLIENTS, IDEMPOTENCY, JOBS
+from .collections import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
 
 Priority = Literal["normal", "high"]
 PENDING = ("created", "sending")
@@ -201,7 +201,7 @@ async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotenc
     lacking = [(i, names) for i, names in lacking if names]
     if lacking:
         raise Refused("missing-placeholder", f"{len(lacking)} recipient(s) lack placeholders", 400,
-                      placeholders=sorted({n for _, names in lacking for n in names}),
+                      placeholders=sorted({name for _, names in lacking for name in names}),
                       recipients=[{"index": i, "missing": names} for i, names in lacking[:100]])
     for recipient in body.recipients:
         _check_values(recipient.personalisation)

@@ -17,7 +17,7 @@ from libs.events import Outbox
 from .context import Notify
 from .notifications import dispatch_event, new_notification
 from .preferences import HONG_KONG
-from .store import CLIENTS, NOTIFICATIONS
+from .collections import CLIENTS, NOTIFICATIONS
 
 MESSAGES: dict[str, dict[str, Any]] = {
     # Only what is not the relying party's free text: its registered name and the kind of action. The purpose,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .store import ACCOUNTS, PREFERENCES
+from .collections import ACCOUNTS, PREFERENCES
 from .templates import Language
 
 HONG_KONG = timezone(timedelta(hours=8), "HKT")

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .store import JOBS
+from .collections import JOBS
 
 COUNTED = ("delivered", "failed", "suppressed", "read")
 # The counted status a notification leaves when it takes this one.
@@ -28,10 +28,10 @@ async def count(db: AsyncDatabase, session: AsyncClientSession, docs: list[dict[
     """Within the caller's transaction: `docs` (as they were before) have just taken `status`."""
     if status not in COUNTED:
         return
-    for job_id, n in Counter(d["job_id"] for d in docs if d.get("job_id")).items():
-        change = {f"counts.{status}": n}
+    for job_id, moved in Counter(d["job_id"] for d in docs if d.get("job_id")).items():
+        change = {f"counts.{status}": moved}
         if status in _LEAVES:
-            change[f"counts.{_LEAVES[status]}"] = -n
+            change[f"counts.{_LEAVES[status]}"] = -moved
         await db[JOBS].update_one({"_id": job_id}, {"$inc": change}, session=session)
 
 

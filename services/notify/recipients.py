@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .errors import Refused
-from .store import CLIENTS, SUBJECTS, chunks
+from .collections import CLIENTS, SUBJECTS, chunks
 
 
 async def agency_record(db: AsyncDatabase, client_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events import CloudEvent, Outbox, agency_topic
 
-from .store import CALLBACK_URLS, CALLBACKS
+from .collections import CALLBACK_URLS, CALLBACKS
 
 ANNOUNCED = ("delivered", "failed", "suppressed", "read")
 

@@ -32,7 +32,7 @@ from libs.service.validation import DisplayParagraph, DisplayText, check_display
 
 from .errors import Refused
 from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
-from .store import TEMPLATES
+from .collections import TEMPLATES
 
 Language = Literal["en", "zh-HK", "zh-CN"]
 LANGUAGES: tuple[str, ...] = ("en", "zh-HK", "zh-CN")

@@ -24,7 +24,7 @@ from libs.store import apply_indexes, create_client
 from services.auth.oidc import client_auth
 from services.auth.oidc.errors import InvalidClient
 from services.notify.callbacks import send_due
-from services.notify.store import CALLBACKS, INDEXES
+from services.notify.collections import CALLBACKS, INDEXES
 
 pytestmark = pytest.mark.integration
 

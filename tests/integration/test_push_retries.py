@@ -15,7 +15,7 @@ from libs.crypto import FieldCipher
 from libs.crypto.keyring import Keyring, new_key_value
 from libs.store import apply_indexes, create_client
 from services.notify.channels import Push, PushFailed, send_due_pushes
-from services.notify.store import INDEXES, PUSHES
+from services.notify.collections import INDEXES, PUSHES
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.notify.prompts import message
+from services.notify.platform_messages import message
 from services.notify.templates import LANGUAGES, render
 
 ACTIONS = {"login": "log in", "formfill": "share your details", "sign": "sign a document", "test": "approve a request"}
