@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .logging import get_logger
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
-from .problems import InternalError, Problem, problem_from_http_exception, problem_response
+from .problems import InternalError, Refused, problem_from_http_exception, problem_response
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -75,11 +75,14 @@ async def metrics_middleware(request: web.Request, handler):
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler):
-    """Every error leaves as problem+json; an unexpected one as a bare 500, its stack trace only in the log."""
+    """Every error leaves as problem+json; an unexpected one as a bare 500, its stack trace only in the log.
+
+    Any `libs.errors.Refused` (domain refusals included) is rendered here, so handlers never catch one.
+    """
     try:
         return await handler(request)
-    except Problem as problem:
-        return problem_response(problem, request)
+    except Refused as refusal:
+        return problem_response(refusal, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

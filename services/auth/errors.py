@@ -1,15 +1,12 @@
-"""The one exception auth's domain raises for a refused request; the API renders it as problem+json."""
+"""The exception auth's domain raises for a refused request; the service kit renders it as problem+json."""
 
 from __future__ import annotations
 
-from typing import Any
+from libs.errors import ReasonRefused
 
 
-class Refused(Exception):
-    """`reason`: a short machine code (it becomes the problem type); `status`: the HTTP status to answer."""
+class Refused(ReasonRefused):
+    """`Refused(reason, message, status=400, **extra)`: `reason` is the problem slug, `status` the HTTP status.
 
-    def __init__(self, reason: str, message: str, status: int = 400, **extra: Any) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.status = status
-        self.extra = extra
+    Transitional: auth's refusals move to declarative `libs.errors` subclasses.
+    """
