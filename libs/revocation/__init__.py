@@ -2,8 +2,9 @@
 
 - events.py: what auth writes to the `revocations` topic (through its outbox, in the revoking transaction);
 - projection.py: the in-memory list and the question "is this token refused?" (pure logic);
-- follower.py: every process reads the topic from the beginning and follows it (no consumer group);
-- callers.py: the bearer-token checks of the resource services, revocation included.
+- follower.py: every process reads the topic from the beginning and follows it (no consumer group).
+
+The bearer-token checks that consult the list are libs/callers.
 """
 
 from .follower import REVOCATIONS, NotLoaded, Revocations, install_revocations

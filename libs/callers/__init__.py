@@ -1,0 +1,36 @@
+"""Caller authentication, written once for every Harbour ID process.
+
+- authorization.py: the `Authorization` header (Bearer, Basic) and the one `WWW-Authenticate` challenge builder;
+- refusals.py: the 401s with their challenge and 403 insufficient-scope;
+- verification.py: a bearer token's claims — auth's JWKS, type, audience, expiry, revocation list, scopes;
+- parties.py: who calls a resource service — a relying party or a citizen's device.
+
+The gateway's edge (services/gateway/edge.py) and the resource services
+(services/*/callers.py) use the same checks; auth, the issuer, uses the header
+parsing and challenges around its own verification.
+"""
+
+from .authorization import REALM, basic_credentials, bearer_token, challenge
+from .parties import Device, RelyingParty, device, relying_party
+from .refusals import ClientCredentialsRequired, InsufficientScope, InvalidAccessToken, TokenRequired
+from .verification import access_token_claims, device_token_claims, require_scopes, revocation_refusal, verified_claims
+
+__all__ = [
+    "REALM",
+    "ClientCredentialsRequired",
+    "Device",
+    "InsufficientScope",
+    "InvalidAccessToken",
+    "RelyingParty",
+    "TokenRequired",
+    "access_token_claims",
+    "basic_credentials",
+    "bearer_token",
+    "challenge",
+    "device",
+    "device_token_claims",
+    "relying_party",
+    "require_scopes",
+    "revocation_refusal",
+    "verified_claims",
+]

@@ -1,0 +1,38 @@
+"""The refusals of caller authentication: 401 with a challenge, 403 insufficient-scope (docs/api.md)."""
+
+from __future__ import annotations
+
+from libs.service.problems import Forbidden, Unauthorized
+
+from .authorization import challenge
+
+
+class TokenRequired(Unauthorized):
+    """No bearer token at all: the bare challenge, no error code (RFC 6750 §3.1)."""
+
+    def __init__(self, detail: str = "an access token is required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("Bearer")})
+
+
+class InvalidAccessToken(Unauthorized):
+    """A bearer token that is malformed, expired, badly signed or revoked."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("Bearer", error="invalid_token", description=detail)})
+
+
+class InsufficientScope(Forbidden):
+    """A good token without every scope the endpoint needs."""
+
+    slug = "insufficient-scope"
+
+    def __init__(self, scopes: list[str] | tuple[str, ...], missing: list[str] | tuple[str, ...] | None = None) -> None:
+        super().__init__(f"the token lacks the scope: {' '.join(missing or scopes)}", headers={
+            "WWW-Authenticate": challenge("Bearer", error="insufficient_scope", scope=" ".join(scopes))})
+
+
+class ClientCredentialsRequired(Unauthorized):
+    """No (or unreadable) HTTP Basic client credentials."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("Basic")})
