@@ -4,18 +4,18 @@ The vault holds each personal field encrypted on its own; releases waiting
 to be read are encrypted too and expire. Nothing here is plaintext PII.
 """
 
+# Also here: CLIENTS and SUBJECTS, the projections of clients.events and identity.subject_assigned kept as every service keeps them.
+from libs.projections import CLIENTS, SUBJECT_INDEXES, SUBJECTS  # noqa: F401 (re-exported)
 from libs.store import index
 
 VAULT = "vault"                # account id -> encrypted fields, assurance, state
-CLIENTS = "clients"            # projection of clients.events
-SUBJECTS = "subjects"          # projection of identity.subject_assigned: (sub, sector) -> account
 REQUESTS = "requests"          # form-fill requests and their status (the purpose encrypted)
 RESULTS = "results"            # encrypted releases waiting to be read once
 CONSENTS = "consents"          # one record per release: the citizen's receipts (the purpose encrypted)
 RELEASE_KEYS = "release_keys"  # formfill's ES256 signing keys (JWKS at /v1/formfill/jwks)
 
 INDEXES = (
-    index(SUBJECTS, "sector", "account_id"),
+    *SUBJECT_INDEXES,
     index(REQUESTS, "client_id", "created_at"),
     index(REQUESTS, "expires_at", name="requests_ttl", expire_after_s=30 * 24 * 3600),
     index(RESULTS, "expires_at", expire_after_s=0),

@@ -7,17 +7,19 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.crypto import unseal
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY
+from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
 from .context import Formfill
 from .formfill_requests import on_decided
-from .collections import CLIENTS as CLIENTS_COLLECTION
-from .collections import SUBJECTS, VAULT
+from .collections import VAULT
 from .vault import store_profile
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
 CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_DECIDED.name)
 CONSUMER_GROUP = "formfill"
+# What formfill keeps of a client besides its name, kind and sector, with the default for an event without it.
+CLIENT_FIELDS = {"formfill_fields": [], "encryption_jwk": None, "callback_urls": []}
 
 
 def handler(formfill: Formfill):
@@ -30,14 +32,10 @@ def handler(formfill: Formfill):
                                 assurance=data["assurance"], state=data["state"])
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)
-        elif event.type == "identity.subject_assigned":
-            await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
-                                          upsert=True, session=session)
-        elif event.type in ("client.registered", "client.updated"):
-            await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
-                "name": data["client_name"], "kind": data["kind"], "sector": data["sector"],
-                "formfill_fields": data.get("formfill_fields", []), "encryption_jwk": data.get("encryption_jwk"),
-                "callback_urls": data.get("callback_urls", [])}}, upsert=True, session=session)
+        elif event.type == SUBJECT_ASSIGNED:
+            await record_subject(db, session, data)
+        elif event.type in CLIENT_CHANGED:
+            await record_client(db, session, data, also=CLIENT_FIELDS)
         elif event.type == "approval.decided" and data["requester"]["service"] == "formfill":
             await on_decided(formfill, session, data)
 

@@ -12,11 +12,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
+from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
 from . import platform_messages
 from .context import Notify
-from .collections import ACCOUNTS, SUBJECTS
-from .collections import CLIENTS as CLIENTS_COLLECTION
+from .collections import ACCOUNTS
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT, NOTIFICATIONS, NOTIFICATIONS_PRIORITY)
@@ -33,13 +33,11 @@ def handler(notify: Notify):
                 "language": data.get("language", "en"), "state": data.get("state", "pending")}}, upsert=True, session=session)
         elif event.type == "identity.state_changed":
             await db[ACCOUNTS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
-        elif event.type == "identity.subject_assigned":
-            await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
-                                          upsert=True, session=session)
+        elif event.type == SUBJECT_ASSIGNED:
+            await record_subject(db, session, data)
             await platform_messages.on_new_service(notify, session, data["account_id"], data["sector"])
-        elif event.type in ("client.registered", "client.updated"):
-            await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
-                "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
+        elif event.type in CLIENT_CHANGED:
+            await record_client(db, session, data)
         elif event.type == "approval.requested":
             await platform_messages.on_approval_requested(notify, session, data)
         elif event.type == "audit.recorded" and event.source == "/auth" and data.get("action") == "device.activate" and event.subject:

@@ -4,22 +4,22 @@ Private keys are never here: only their HSM labels. Documents waiting to be
 signed and signed results are encrypted at rest and expire.
 """
 
+# Also here: CLIENTS and SUBJECTS, the projections of clients.events and identity.subject_assigned kept as every service keeps them.
+from libs.projections import CLIENTS, SUBJECT_INDEXES, SUBJECTS  # noqa: F401 (re-exported)
 from libs.store import index
 
 AUTHORITIES = "authorities"    # root CA, issuing CA, TSA: key label in the HSM + certificate
 CERTIFICATES = "certificates"  # citizen certificates: serial, account, key label, status
 CRL_STATE = "crl_state"        # the CRL number counter
 CITIZENS = "citizens"          # projection of identity.events: account -> assurance, state
-CLIENTS = "clients"            # projection of clients.events
-SUBJECTS = "subjects"          # projection of identity.subject_assigned: (sub, sector) -> account
 REQUESTS = "requests"          # signing requests and their status (document name and purpose encrypted)
 DOCUMENTS = "documents"        # encrypted PDFs waiting for the citizen's approval
 RESULTS = "results"            # encrypted signatures / signed PDFs waiting to be fetched
 
 INDEXES = (
+    *SUBJECT_INDEXES,
     index(CERTIFICATES, "account_id", "status"),
     index(CERTIFICATES, "status", "revoked_at"),
-    index(SUBJECTS, "sector", "account_id"),
     index(REQUESTS, "client_id", "created_at"),
     index(REQUESTS, "expires_at", name="requests_ttl", expire_after_s=30 * 24 * 3600),
     index(DOCUMENTS, "expires_at", expire_after_s=0),

@@ -9,12 +9,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
+from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
 from .authority import REVOCATION_REASONS, revoke_for_account
 from .context import Signing
 from .signing_requests import on_decided
-from .collections import CITIZENS, SUBJECTS
-from .collections import CLIENTS as CLIENTS_COLLECTION
+from .collections import CITIZENS
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, SIGNING)
@@ -34,12 +34,10 @@ def handler(signing: Signing):
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
             if data["to"] in REVOCATION_REASONS:
                 await revoke_certificates(signing, session, data["account_id"], data["to"])
-        elif event.type == "identity.subject_assigned":
-            await db[SUBJECTS].update_one({"_id": data["sub"]}, {"$set": {"sector": data["sector"], "account_id": data["account_id"]}},
-                                          upsert=True, session=session)
-        elif event.type in ("client.registered", "client.updated"):
-            await db[CLIENTS_COLLECTION].update_one({"_id": data["client_id"]}, {"$set": {
-                "name": data["client_name"], "kind": data["kind"], "sector": data["sector"]}}, upsert=True, session=session)
+        elif event.type == SUBJECT_ASSIGNED:
+            await record_subject(db, session, data)
+        elif event.type in CLIENT_CHANGED:
+            await record_client(db, session, data)
         elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
             await on_decided(signing, session, data)
 

@@ -1,0 +1,23 @@
+"""Projections of auth's events that every service a relying party calls keeps the same way.
+
+- who a pairwise `sub` is (`identity.subject_assigned`): subjects.py
+- the clients: name, kind, sector and what else a service needs (`client.*`): clients.py
+
+formfill, notify and signing learn both from events, never by asking auth
+(docs/architecture.md: no service reads another's collections).
+"""
+
+from .clients import CLIENT_CHANGED, CLIENTS, record_client
+from .subjects import SUBJECT_ASSIGNED, SUBJECT_INDEXES, SUBJECTS, account_of_subject, pairwise_subject, record_subject
+
+__all__ = [
+    "CLIENTS",
+    "CLIENT_CHANGED",
+    "SUBJECTS",
+    "SUBJECT_ASSIGNED",
+    "SUBJECT_INDEXES",
+    "account_of_subject",
+    "pairwise_subject",
+    "record_client",
+    "record_subject",
+]
