@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
 from bson import Binary
 from prometheus_client import Counter, Gauge
@@ -22,9 +21,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from .collections import AUTHORITIES, CERTIFICATES, CRL_STATE
 from .hsm import HSM
 from .settings import SigningSettings
-from .collections import AUTHORITIES, CERTIFICATES, CRL_STATE
 from .x509 import build_crl, ca_extensions, citizen_extensions, issue_certificate, name, tsa_extensions
 
 CERTIFICATES_ISSUED = Counter("harbour_signing_certificates_issued_total", "Citizen signing certificates issued.")
@@ -133,11 +132,6 @@ async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, acc
     return [d["_id"] for d in docs]
 
 
-async def revocation_of(db: AsyncDatabase, serial: int) -> dict[str, Any] | None:
-    """Our record of a certificate we issued: its status, and when and why it was revoked."""
-    return await db[CERTIFICATES].find_one({"_id": format(serial, "x")}, {"status": 1, "revoked_at": 1, "reason": 1, "pseudonym": 1})
-
-
 async def current_crl(authority: Authority, db: AsyncDatabase) -> bytes:
     """The issuing CA's CRL (DER): every certificate it issued that is revoked."""
     revoked = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
@@ -172,7 +166,3 @@ async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: l
     der = crl.dump()
     authority._crls[role] = (fingerprint, now, der)
     return der, True
-
-
-def load_crl(der: bytes) -> asn1_crl.CertificateList:
-    return asn1_crl.CertificateList.load(der)

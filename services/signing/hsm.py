@@ -28,10 +28,6 @@ HSM_SECONDS = Histogram(
 HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 
-class HSMError(RuntimeError):
-    """The token refused or is unreachable."""
-
-
 class HSM:
     """One logged-in session on the token named by label (or slot), opened at start-up."""
 
