@@ -22,12 +22,13 @@ from pydantic import ValidationError
 from libs.events.outbox import OUTBOX_INDEXES
 from libs.store import apply_indexes, create_client, in_transaction
 
-from .accounts import TransitionRefused, change_state
-from .clients import ClientMetadata, find_client, issue_registration_token, register_client
+from .clients.metadata import ClientMetadata
+from .clients.registry import find_client, issue_registration_token, register_client
+from .identity.accounts import TransitionRefused, change_state
 from .oidc.pairwise import subject_for
 from libs.tokens.keystore import KeyStore
 from .settings import AuthSettings
-from .store import INDEXES
+from .collections import INDEXES
 
 
 async def run(args: argparse.Namespace) -> dict:

@@ -10,11 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service import NotFound, Problem, Unauthorized, parse_body
 
-from . import approvals, devices, enrolment
-from .clients import (
+from .approvals import decisions, queue
+from .clients.metadata import ClientMetadata, ClientUpdate
+from .clients.registry import (
     Client,
-    ClientMetadata,
-    ClientUpdate,
     OperatorOnlyChange,
     StaleRegistrationToken,
     authenticate_client,
@@ -22,12 +21,15 @@ from .clients import (
     find_client,
     parse_basic,
 )
-from .clients import delete_client as delete_client_in
-from .clients import register_client as register_client_in
-from .clients import update_client as update_client_in
+from .clients.registry import delete_client as delete_client_in
+from .clients.registry import register_client as register_client_in
+from .clients.registry import update_client as update_client_in
 from .context import Auth
-from .devices import ActivationRequest, DeviceContext
-from .enrolment import EnrolmentRequest
+from .devices import binding, registry, tokens
+from .devices.binding import ActivationRequest
+from .devices.tokens import DeviceContext
+from .identity import enrolment
+from .identity.enrolment import EnrolmentRequest
 from .errors import Refused
 
 AUTH = web.AppKey("auth", Auth)
@@ -69,7 +71,7 @@ async def current_device(request: web.Request) -> DeviceContext:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a device access token is required", headers={"WWW-Authenticate": 'Bearer realm="harbour-id"'})
     try:
-        return await devices.authenticate_device(auth.db, auth.signer, token.strip())
+        return await tokens.authenticate_device(auth.db, auth.signer, token.strip())
     except Refused as exc:
         problem = refused(exc)
         if exc.status == 401:
@@ -207,7 +209,7 @@ async def create_enrolment(request: web.Request) -> web.Response:
 @routes.post("/v1/devices/challenges")
 async def create_device_challenge(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
-    nonce, expires_at = await devices.issue_nonce(auth.db, auth.settings.device_nonce_ttl_s)
+    nonce, expires_at = await binding.issue_nonce(auth.db, auth.settings.device_nonce_ttl_s)
     return web.json_response(
         {"nonce": nonce, "expires_at": expires_at.isoformat(), "audience": auth.devices_audience}, status=201
     )
@@ -218,7 +220,7 @@ async def activate_device(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     body = await parse_body(request, ActivationRequest)
     try:
-        result = await devices.activate_device(auth, body)
+        result = await binding.activate_device(auth, body)
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(result, status=201)
@@ -229,7 +231,7 @@ async def device_token(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     body = await parse_body(request, DeviceTokenRequest)
     try:
-        token, ttl = await devices.issue_device_token(
+        token, ttl = await tokens.issue_device_token(
             auth.db, auth.signer, body.assertion, audience=auth.device_token_audience, ttl_s=auth.settings.device_token_ttl_s
         )
     except Refused as exc:
@@ -243,7 +245,7 @@ async def device_token(request: web.Request) -> web.Response:
 @routes.get("/v1/devices")
 async def list_devices(request: web.Request) -> web.Response:
     device = await current_device(request)
-    listed = await devices.list_devices(request.app[AUTH].db, device.account_id)
+    listed = await registry.list_devices(request.app[AUTH].db, device.account_id)
     return web.json_response({"devices": listed, "current_device_id": device.device_id})
 
 
@@ -253,7 +255,7 @@ async def revoke_device(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     target = request.match_info["device_id"]
     try:
-        await auth.transaction(lambda session: devices.revoke_device(auth.db, session, device, target,
+        await auth.transaction(lambda session: registry.revoke_device(auth.db, session, device, target,
                                                                      device_token_ttl_s=auth.settings.device_token_ttl_s))
     except Refused as exc:
         raise refused(exc) from None
@@ -263,14 +265,14 @@ async def revoke_device(request: web.Request) -> web.Response:
 @routes.get("/v1/approvals")
 async def list_approvals(request: web.Request) -> web.Response:
     device = await current_device(request)
-    return web.json_response({"approvals": await approvals.pending_prompts(request.app[AUTH].db, device.account_id, request.app[AUTH].field_cipher)})
+    return web.json_response({"approvals": await queue.pending_prompts(request.app[AUTH].db, device.account_id, request.app[AUTH].field_cipher)})
 
 
 @routes.get("/v1/approvals/{approval_id}")
 async def show_approval(request: web.Request) -> web.Response:
     device = await current_device(request)
     try:
-        prompt = await approvals.get_prompt(request.app[AUTH].db, device.account_id, request.match_info["approval_id"], request.app[AUTH].field_cipher)
+        prompt = await queue.get_prompt(request.app[AUTH].db, device.account_id, request.match_info["approval_id"], request.app[AUTH].field_cipher)
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(prompt)
@@ -284,7 +286,7 @@ async def decide_approval(request: web.Request) -> web.Response:
     approval_id = request.match_info["approval_id"]
     try:
         result = await auth.transaction(
-            lambda session: approvals.decide(auth, session, device, approval_id, body.decision)
+            lambda session: decisions.decide(auth, session, device, approval_id, body.decision)
         )
     except Refused as exc:
         raise refused(exc) from None

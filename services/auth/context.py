@@ -15,7 +15,7 @@ from libs.events import OutboxRelay
 from libs.service.backbone import commit
 
 from libs.tokens.keystore import KeyStore, TokenSigner
-from .proofing import FaceMatcher
+from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
 
 T = TypeVar("T")

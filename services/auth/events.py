@@ -9,7 +9,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, LOGINS
 
-from .approvals import store_prompt
+from .approvals.queue import store_prompt
 
 if TYPE_CHECKING:
     from .context import Auth

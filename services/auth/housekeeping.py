@@ -19,7 +19,7 @@ from libs.events.topics import APPROVAL_DECIDED
 from libs.service.logging import get_logger
 
 from .context import Auth
-from .store import APPROVALS
+from .collections import APPROVALS
 
 APPROVALS_EXPIRED = Counter(
     "harbour_approvals_expired_total",

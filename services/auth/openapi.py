@@ -20,9 +20,9 @@ from libs.approvals import ApprovalRequest, Requester
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
 
 from .api import DecisionRequest, DeviceTokenRequest
-from .clients import AuthMethod, ClientKind, ClientMetadata, ClientUpdate
-from .devices import ActivationRequest
-from .enrolment import Assurance, EnrolmentRequest
+from .clients.metadata import AuthMethod, ClientKind, ClientMetadata, ClientUpdate
+from .devices.binding import ActivationRequest
+from .identity.enrolment import Assurance, EnrolmentRequest
 from .oidc.api import LinkRequest
 
 TITLE = "Harbour ID auth"

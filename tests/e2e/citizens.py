@@ -22,7 +22,7 @@ from clients.citizen_app import CitizenApp, Profile
 from libs.approvals import ApprovalRequest, Requester, seal_prompt
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_REQUESTED
-from services.auth.hkid import check_digit
+from services.auth.identity.hkid import check_digit
 
 
 def random_hkid() -> str:

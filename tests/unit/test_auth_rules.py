@@ -8,9 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.auth.accounts import TRANSITIONS
-from services.auth.activation import ActivationRefused, code_matches, new_activation, refuse_unusable
-from services.auth.clients import (
+from services.auth.clients.metadata import (
     FIXED_FIELDS,
     OPERATOR_ONLY_FIELDS,
     SELF_SERVICE_FIELDS,
@@ -18,7 +16,9 @@ from services.auth.clients import (
     ClientUpdate,
     operator_only_changes,
 )
-from services.auth.enrolment import EnrolmentRequest, age_on
+from services.auth.identity.accounts import TRANSITIONS
+from services.auth.identity.activation import ActivationRefused, code_matches, new_activation, refuse_unusable
+from services.auth.identity.enrolment import EnrolmentRequest, age_on
 
 KEY = b"k" * 32
 VALID = {

@@ -14,7 +14,7 @@ import string
 
 import pytest
 
-from services.auth.hkid import InvalidHKID, check_digit, parse_hkid
+from services.auth.identity.hkid import InvalidHKID, check_digit, parse_hkid
 
 _CHECK_CHARS = "0123456789A"
 

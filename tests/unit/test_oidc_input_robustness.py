@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from libs.service import ServiceSettings, create_service_app
 from services.auth.api import AUTH
-from services.auth.clients import Client, ClientMetadata
+from services.auth.clients.metadata import ClientMetadata
+from services.auth.clients.registry import Client
 from services.auth.errors import Refused
 from services.auth.oidc.api import _form, routes as oidc_routes
 from services.auth.oidc.authorization import parse_request

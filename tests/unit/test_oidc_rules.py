@@ -8,7 +8,8 @@ import hashlib
 import pytest
 from multidict import MultiDict
 
-from services.auth.clients import Client, ClientMetadata
+from services.auth.clients.metadata import ClientMetadata
+from services.auth.clients.registry import Client
 from services.auth.oidc.authorization import parse_request, redirect_url, single_params
 from services.auth.oidc.errors import RedirectableError, UnredirectableError
 from services.auth.oidc.pairwise import pairwise_sub

@@ -18,8 +18,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from services.auth import proofing
-from services.auth.proofing import (
+from services.auth.identity import proofing
+from services.auth.identity.proofing import (
     MAX_SELFIE_BYTES,
     MAX_SELFIE_PIXELS,
     FaceMatcher,

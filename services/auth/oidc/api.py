@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service import parse_body
 
-from .. import approvals
+from ..approvals import queue
 from ..api import AUTH, current_device, refused
-from ..clients import Client, find_client
+from ..clients.registry import Client, find_client
 from ..errors import Refused
 from . import ciba, discovery, grants, login, logout, pages, par, resource
 from .authorization import parse_request, redirect_url, single_params
@@ -299,7 +299,7 @@ async def open_link(request: web.Request) -> web.Response:
     body = await parse_body(request, LinkRequest)
     try:
         approval_id = await login.claim(auth, device.account_id, body.link)
-        prompt = await approvals.get_prompt(auth.db, device.account_id, approval_id, auth.field_cipher)
+        prompt = await queue.get_prompt(auth.db, device.account_id, approval_id, auth.field_cipher)
     except Refused as exc:
         raise refused(exc) from None
     return web.json_response(prompt, status=201)

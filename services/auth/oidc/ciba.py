@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from libs.service.validation import check_display_text
 
-from ..store import ACCOUNTS, AUTHORIZATIONS
+from ..collections import ACCOUNTS, AUTHORIZATIONS
 from .authorization import AuthorizationRequest
 from .errors import InvalidGrant, InvalidRequest, OAuthError
 from .login import queue_prompt
@@ -24,7 +24,7 @@ from .pairwise import account_for
 from .token_response import grant_from, token_response
 
 if TYPE_CHECKING:
-    from ..clients import Client
+    from ..clients.registry import Client
     from ..context import Auth
 
 POLL_INTERVAL_S = 2
@@ -75,7 +75,7 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     }
     await auth.db[AUTHORIZATIONS].insert_one(doc)
     try:
-        # The binding message is needed only on the phone: it is kept in the prompt alone, sealed (prompts.py).
+        # The binding message is needed only on the phone: it is kept in the prompt alone, sealed (approvals/queue.py).
         await queue_prompt(auth, {**doc, "binding_message": binding_message or None}, account)
     except Exception:
         await auth.db[AUTHORIZATIONS].delete_one({"_id": request_id})

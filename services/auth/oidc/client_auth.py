@@ -21,8 +21,8 @@ from libs.outbound import Outbound, OutboundError
 from libs.service.logging import get_logger
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, unverified_header, verify
 
-from ..clients import Client, find_client, parse_basic, secret_matches
-from ..store import CLIENT_ASSERTIONS
+from ..clients.registry import Client, find_client, parse_basic, secret_matches
+from ..collections import CLIENT_ASSERTIONS
 from .errors import InvalidClient, InvalidRequest
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

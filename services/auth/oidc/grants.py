@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..store import ACCOUNTS, AUTHORIZATION_CODES, REFRESH_TOKENS
+from ..collections import ACCOUNTS, AUTHORIZATION_CODES, REFRESH_TOKENS
 from .errors import InvalidGrant, InvalidRequest, OAuthError
 from .pkce import verifier_matches
 from .token_response import OFFLINE_ACCESS, grant_from, revoke_access_tokens, revoke_family, token_response
 from .tokens import Grant, token_hash
 
 if TYPE_CHECKING:
-    from ..clients import Client
+    from ..clients.registry import Client
     from ..context import Auth
 
 

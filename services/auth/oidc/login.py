@@ -26,10 +26,10 @@ from libs.events import CloudEvent, Outbox, agency_topic
 from libs.events.audit import record_audit
 from libs.events.topics import LOGINS
 
-from .. import prompts
-from ..clients import find_client
+from ..approvals import queue
+from ..clients.registry import find_client
 from ..errors import Refused
-from ..store import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS
+from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS
 from . import sessions
 from .authorization import AuthorizationRequest, redirect_url
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
@@ -37,7 +37,7 @@ from .pairwise import subject_for
 from .tokens import ACR_RANK, acr_of, new_opaque_token, token_hash
 
 if TYPE_CHECKING:
-    from ..clients import Client
+    from ..clients.registry import Client
     from ..context import Auth
 
 APP_LINK_PREFIX = "harbourid://authorize?tx="
@@ -115,7 +115,7 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account: dict[str, 
     """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
     check_eligible(tx_doc, account)
     prompt = _prompt(tx_doc, account["_id"])
-    await prompts.enqueue(auth.db, None, prompt, auth.field_cipher)
+    await queue.enqueue(auth.db, None, prompt, auth.field_cipher)
     return prompt.approval_id
 
 

@@ -9,7 +9,7 @@ from libs.events import Outbox
 from libs.events.audit import record_audit
 from libs.tokens import InvalidToken
 
-from ..clients import find_client
+from ..clients.registry import find_client
 from . import sessions
 from .authorization import redirect_url
 

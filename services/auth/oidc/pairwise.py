@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from libs.events import CloudEvent, Outbox
 from libs.events.topics import IDENTITY
 
-from ..store import SUBJECTS
+from ..collections import SUBJECTS
 
 
 def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ..store import PUSHED_REQUESTS
+from ..collections import PUSHED_REQUESTS
 from .errors import UnredirectableError
 
 URN_PREFIX = "urn:ietf:params:oauth:request_uri:"

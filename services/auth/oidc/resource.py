@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from libs.tokens import InvalidToken
 
-from ..clients import find_client
-from ..store import ACCOUNTS, REFRESH_TOKENS
+from ..clients.registry import find_client
+from ..collections import ACCOUNTS, REFRESH_TOKENS
 from .errors import OAuthError
 from .pairwise import account_for
 from .token_response import is_revoked, revoke_access_tokens, revoke_family
 from .tokens import ACCESS_TOKEN_TYP, token_hash
 
 if TYPE_CHECKING:
-    from ..clients import Client
+    from ..clients.registry import Client
     from ..context import Auth
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ..store import SESSIONS
+from ..collections import SESSIONS
 from .tokens import new_opaque_token, token_hash
 
 # Never approved silently: a refresh token needs the citizen's consent each time (OIDC Core §11).

@@ -17,7 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events import Outbox
 from libs.revocation import events as revocation_events
 
-from ..store import REFRESH_TOKENS, REVOKED_TOKENS
+from ..collections import REFRESH_TOKENS, REVOKED_TOKENS
 from .tokens import Grant, issue_access_token, issue_id_token, new_opaque_token, token_hash
 
 if TYPE_CHECKING:

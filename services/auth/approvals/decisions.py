@@ -7,7 +7,7 @@ expires; it leaves as `approval.decided` carrying the signature and the
 device key so the requesting service can check it for itself.
 
 The prompt's free text (purpose, details) arrives sealed to auth and is kept
-encrypted (prompts.py); it is opened only for the citizen's device and to
+encrypted (queue.py); it is opened only for the citizen's device and to
 recompute the digest a decision must be signed over.
 """
 
@@ -17,98 +17,21 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 
-from libs.approvals import ApprovalRequest, DecisionRejected, PromptUnreadable, decision_device_id, unseal_prompt, verify_decision
-from libs.crypto import FieldCipher
+from libs.approvals import DecisionRejected, decision_device_id, verify_decision
 from libs.events import CloudEvent, Outbox
 from libs.events.audit import record_audit
 from libs.events.topics import APPROVAL_DECIDED
-from libs.service.logging import get_logger
 from libs.tokens import load_public_jwk
 
-from . import prompts
-from .devices import DeviceContext
-from .oidc import login
-from .errors import Refused
-from .store import ACCOUNTS, APPROVALS
+from ..collections import APPROVALS
+from ..devices.tokens import DeviceContext
+from ..errors import Refused
+from ..oidc import login
+from .queue import request_of
 
 if TYPE_CHECKING:
-    from .context import Auth
-
-log = get_logger("harbour.auth.approvals")
-
-
-def _opened(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
-    try:
-        return prompts.opened(doc, cipher)
-    except PromptUnreadable:
-        # Only if its key left the KEK ring: the prompt cannot be shown, so it cannot be decided either.
-        raise Refused("unreadable", "this approval can no longer be shown; ask the service to send it again", 410) from None
-
-
-class UnknownAccount(ValueError):
-    """A prompt for an account auth does not know: the event cannot be applied."""
-
-
-async def store_prompt(auth: "Auth", session: AsyncClientSession, event: CloudEvent) -> None:
-    """Handler of `approval.requested`: put the prompt in the citizen's queue (idempotent per approval id).
-
-    The request arrives sealed to auth (only its clear part is readable on Kafka); an unsealed one is refused.
-    """
-    request = unseal_prompt(event.data, auth.settings.sealing_jwk)
-    if await auth.db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
-        raise UnknownAccount("approval requested for an unknown account")
-    await prompts.enqueue(auth.db, session, request, auth.field_cipher)
-
-
-def prompt_view(doc: dict, now: datetime, cipher: FieldCipher) -> dict[str, Any]:
-    status = doc["status"]
-    if status == "pending" and now >= doc["expires_at"]:
-        status = "expired"
-    opened = _opened(doc, cipher)
-    request = opened.model_dump(mode="json")
-    view = {
-        "approval_id": doc["_id"],
-        "status": status,
-        "action": request["action"],
-        "requester": request["requester"],
-        "purpose": request["purpose"],
-        "details": request["details"],
-        "matching_code": request.get("matching_code"),
-        "expires_at": doc["expires_at"].isoformat(),
-        "digest": opened.digest(),
-        # The app recomputes the digest from this, so it signs what it showed.
-        "request": request,
-    }
-    if doc.get("decided_at"):
-        view["decided_at"] = doc["decided_at"].isoformat()
-    return view
-
-
-async def pending_prompts(db: AsyncDatabase, account_id: str, cipher: FieldCipher) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    docs = await (
-        db[APPROVALS]
-        .find({"account_id": account_id, "status": "pending", "expires_at": {"$gt": now}})
-        .sort("expires_at", 1)
-        .limit(100)
-        .to_list()
-    )
-    views = []
-    for doc in docs:
-        try:
-            views.append(prompt_view(doc, now, cipher))
-        except Refused:
-            log.warning("a pending prompt cannot be decrypted; left out", approval_id=doc["_id"])
-    return views
-
-
-async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str, cipher: FieldCipher) -> dict[str, Any]:
-    doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": account_id})
-    if doc is None:
-        raise Refused("not-found", "no such approval for this account", 404)
-    return prompt_view(doc, datetime.now(UTC), cipher)
+    from ..context import Auth
 
 
 async def decide(
@@ -130,7 +53,7 @@ async def decide(
     if now >= doc["expires_at"]:
         raise Refused("expired", "this approval has expired", 410)
     # The digest is recomputed from the decrypted request: what the phone was shown is what it must have signed.
-    digest = _opened(doc, auth.field_cipher).digest()
+    digest = request_of(doc, auth.field_cipher).digest()
     try:
         if decision_device_id(decision_jws) != device.device_id:
             raise DecisionRejected("wrong-device", "the decision must be signed by this device's key")

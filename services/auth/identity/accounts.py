@@ -16,7 +16,7 @@ from libs.events import CloudEvent, Outbox
 from libs.events.topics import IDENTITY
 from libs.revocation import events as revocation_events
 
-from .store import ACCOUNTS, SUBJECTS
+from ..collections import ACCOUNTS, SUBJECTS
 
 State = Literal["pending", "active", "suspended", "revoked"]
 TRANSITIONS: dict[str, frozenset[str]] = {

@@ -25,13 +25,13 @@ from libs.events.audit import record_audit
 from libs.events.topics import IDENTITY
 
 from .activation import ActivationCode, new_activation
-from .errors import Refused
+from ..errors import Refused
 from .hkid import InvalidHKID, parse_hkid
 from .proofing import MAX_SELFIE_BYTES, SelfieRejected
-from .store import ACCOUNTS
+from ..collections import ACCOUNTS
 
 if TYPE_CHECKING:
-    from .context import Auth
+    from ..context import Auth
 
 MINIMUM_AGE = 11
 HONG_KONG = timezone(timedelta(hours=8))  # no daylight saving

@@ -1,0 +1,145 @@
+"""The citizens' encrypted approval queue: one document per approval request, whoever asked for it.
+
+Prompts arrive as `approval.requested` from the service that needs consent
+(auth queues its own login prompts directly). The relying party's free text
+(purpose, details: document names, field names, binding messages) is stored
+only under auth's field cipher (libs/approvals/confidential.py). It is opened
+to show the prompt to the citizen's device and to check a decision's digest,
+which is always recomputed from the plaintext request (never stored beside
+it), so the phone signs what it showed and the requester's own digest still
+matches.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.approvals import ApprovalRequest, PromptUnreadable, decrypt_prompt, encrypt_prompt, unseal_prompt
+from libs.crypto import FieldCipher
+from libs.events import CloudEvent
+from libs.service.logging import get_logger
+
+from ..collections import ACCOUNTS, APPROVALS
+from ..errors import Refused
+
+if TYPE_CHECKING:
+    from ..context import Auth
+
+log = get_logger("harbour.auth.approvals")
+
+
+async def enqueue(db: AsyncDatabase, session: AsyncClientSession | None, request: ApprovalRequest, cipher: FieldCipher) -> None:
+    """Add the prompt to its citizen's queue, its free text encrypted; the same approval id again changes nothing."""
+    await db[APPROVALS].update_one(
+        {"_id": request.approval_id},
+        {
+            "$setOnInsert": {
+                "account_id": request.account_id,
+                **encrypt_prompt(cipher, request),
+                "status": "pending",
+                "expires_at": request.expires_at,
+                "received_at": datetime.now(UTC),
+            }
+        },
+        upsert=True,
+        session=session,
+    )
+
+
+def opened(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
+    """The whole plaintext request of a stored prompt; raises PromptUnreadable."""
+    return decrypt_prompt(cipher, doc)
+
+
+def open_request(doc: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+    """The same, in JSON form (what the app is shown and recomputes the digest from)."""
+    return opened(doc, cipher).model_dump(mode="json")
+
+
+async def encrypt_stored_in_the_clear(db: AsyncDatabase, cipher: FieldCipher) -> int:
+    """Start-up: prompts queued before their free text was encrypted get it encrypted in place."""
+    count = 0
+    async for doc in db[APPROVALS].find({"sealed": {"$exists": False}}):
+        request = ApprovalRequest.model_validate(doc["request"])
+        result = await db[APPROVALS].update_one(
+            {"_id": doc["_id"], "sealed": {"$exists": False}},
+            {"$set": encrypt_prompt(cipher, request), "$unset": {"digest": ""}},
+        )
+        count += result.modified_count
+    return count
+
+
+def request_of(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
+    try:
+        return opened(doc, cipher)
+    except PromptUnreadable:
+        # Only if its key left the KEK ring: the prompt cannot be shown, so it cannot be decided either.
+        raise Refused("unreadable", "this approval can no longer be shown; ask the service to send it again", 410) from None
+
+
+class UnknownAccount(ValueError):
+    """A prompt for an account auth does not know: the event cannot be applied."""
+
+
+async def store_prompt(auth: "Auth", session: AsyncClientSession, event: CloudEvent) -> None:
+    """Handler of `approval.requested`: put the prompt in the citizen's queue (idempotent per approval id).
+
+    The request arrives sealed to auth (only its clear part is readable on Kafka); an unsealed one is refused.
+    """
+    request = unseal_prompt(event.data, auth.settings.sealing_jwk)
+    if await auth.db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
+        raise UnknownAccount("approval requested for an unknown account")
+    await prompts.enqueue(auth.db, session, request, auth.field_cipher)
+
+
+def prompt_view(doc: dict, now: datetime, cipher: FieldCipher) -> dict[str, Any]:
+    status = doc["status"]
+    if status == "pending" and now >= doc["expires_at"]:
+        status = "expired"
+    opened = request_of(doc, cipher)
+    request = opened.model_dump(mode="json")
+    view = {
+        "approval_id": doc["_id"],
+        "status": status,
+        "action": request["action"],
+        "requester": request["requester"],
+        "purpose": request["purpose"],
+        "details": request["details"],
+        "matching_code": request.get("matching_code"),
+        "expires_at": doc["expires_at"].isoformat(),
+        "digest": opened.digest(),
+        # The app recomputes the digest from this, so it signs what it showed.
+        "request": request,
+    }
+    if doc.get("decided_at"):
+        view["decided_at"] = doc["decided_at"].isoformat()
+    return view
+
+
+async def pending_prompts(db: AsyncDatabase, account_id: str, cipher: FieldCipher) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    docs = await (
+        db[APPROVALS]
+        .find({"account_id": account_id, "status": "pending", "expires_at": {"$gt": now}})
+        .sort("expires_at", 1)
+        .limit(100)
+        .to_list()
+    )
+    views = []
+    for doc in docs:
+        try:
+            views.append(prompt_view(doc, now, cipher))
+        except Refused:
+            log.warning("a pending prompt cannot be decrypted; left out", approval_id=doc["_id"])
+    return views
+
+
+async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str, cipher: FieldCipher) -> dict[str, Any]:
+    doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": account_id})
+    if doc is None:
+        raise Refused("not-found", "no such approval for this account", 404)
+    return prompt_view(doc, datetime.now(UTC), cipher)

@@ -1,0 +1,1 @@
+"""The client registry: relying parties, agencies and kiosks, their metadata and credentials."""

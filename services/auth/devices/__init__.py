@@ -1,0 +1,1 @@
+"""Citizen devices: binding the first one with an activation code, device tokens, listing and revoking."""

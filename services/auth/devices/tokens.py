@@ -1,0 +1,91 @@
+"""Device tokens: a device-signed assertion exchanged for a short access token, and checking that token.
+
+Every token needs a fresh single-use assertion signed by the device key. A
+device token is a short ES256 JWT (RFC 9068 `at+jwt`) whose `cnf.jkt` names
+the device key; it is honoured only while the device and its account are
+active, so revoking a device stops it at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from libs.tokens import InvalidToken, load_public_jwk, unverified_header, verify
+from libs.tokens.keystore import TokenSigner
+
+from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
+from ..errors import Refused
+
+DEVICE_TOKEN_AUDIENCE = "harbour-device"
+DEVICE_TOKEN_TYP = "at+jwt"  # RFC 9068
+MAX_ASSERTION_LIFETIME_S = 300
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    device_id: str
+    account_id: str
+    public_jwk: dict[str, str]
+
+async def issue_device_token(
+    db: AsyncDatabase, signer: TokenSigner, assertion: str, *, audience: str, ttl_s: int
+) -> tuple[str, int]:
+    """Exchange a device-signed assertion (single use, ≤ 5 min) for a device access token."""
+    try:
+        device_id = unverified_header(assertion).get("kid")
+    except InvalidToken as exc:
+        raise Refused("invalid-assertion", str(exc), status=401) from None
+    device = await db[DEVICES].find_one({"_id": device_id}) if isinstance(device_id, str) else None
+    if device is None or device["status"] != "active":
+        raise Refused("device-inactive", "the device is unknown or revoked", status=401)
+    try:
+        claims = verify(assertion, load_public_jwk(device["public_jwk"]), audience=audience, require=("iat", "exp", "jti"))
+    except InvalidToken as exc:
+        raise Refused("invalid-assertion", str(exc), status=401) from None
+    if claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME_S:
+        raise Refused("invalid-assertion", "the assertion lives too long (5 minutes at most)", status=401)
+    account = await db[ACCOUNTS].find_one({"_id": device["account_id"]})
+    if account is None or account["state"] != "active":
+        raise Refused("account-inactive", "the account is not active", status=403)
+    try:
+        await db[USED_ASSERTIONS].insert_one(
+            {"_id": f"{device_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
+        )
+    except DuplicateKeyError:
+        raise Refused("replayed-assertion", "this assertion was already used", status=401) from None
+    now = int(datetime.now(UTC).timestamp())
+    token = await signer.sign(
+        {
+            "sub": device["account_id"],
+            "aud": DEVICE_TOKEN_AUDIENCE,
+            "iat": now,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
+            "scope": "device",
+            "device_id": device_id,
+            "cnf": {"jkt": device["jkt"]},
+        },
+        typ=DEVICE_TOKEN_TYP,
+    )
+    return token, ttl_s
+
+async def authenticate_device(db: AsyncDatabase, signer: TokenSigner, token: str) -> DeviceContext:
+    """The device behind a device token, checked afresh on every request."""
+    try:
+        claims = await signer.verify(token, audience=DEVICE_TOKEN_AUDIENCE, typ=DEVICE_TOKEN_TYP)
+    except InvalidToken as exc:
+        raise Refused("invalid-token", str(exc), status=401) from None
+    device = await db[DEVICES].find_one({"_id": claims.get("device_id")})
+    if device is None or device["status"] != "active" or device["account_id"] != claims["sub"]:
+        raise Refused("device-inactive", "the device is unknown or revoked", status=401)
+    if claims.get("cnf", {}).get("jkt") != device["jkt"]:
+        raise Refused("invalid-token", "the token is not bound to this device's key", status=401)
+    account = await db[ACCOUNTS].find_one({"_id": device["account_id"]}, {"state": 1})
+    if account is None or account["state"] != "active":
+        raise Refused("account-inactive", "the account is not active", status=403)
+    return DeviceContext(device_id=device["_id"], account_id=device["account_id"], public_jwk=device["public_jwk"])
