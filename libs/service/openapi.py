@@ -3,7 +3,7 @@
 Each service lists its public operations as `Operation`s next to its
 handlers; `document` turns such a list into an OpenAPI 3.1 document and
 `install_openapi_route` serves it at `GET /openapi.json`. The gateway merges
-the services' documents into one (services/gateway/openapi.py).
+the services' documents into one (services/gateway/openapi/).
 
 Conventions the builder applies so that declarations stay short:
 

@@ -136,6 +136,6 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     install_revocations(app)  # the edge refuses revoked tokens, devices and accounts too
     app.on_response_prepare.append(_edge_headers)
     # Before the catch-all: aiohttp matches routes in the order they were added.
-    install_openapi(app, settings.upstreams)
+    install_openapi(app, settings.upstreams, server_url=settings.issuer)
     app.router.add_route("*", "/{path:.*}", handle)
     return app

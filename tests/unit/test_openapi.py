@@ -20,6 +20,8 @@ from services.auth.api import routes as auth_routes
 from services.auth.oidc.api import routes as oidc_routes
 from services.auth.openapi import OPERATIONS as AUTH_OPERATIONS
 from services.gateway import openapi as gateway_openapi
+from services.gateway.openapi import documents as gateway_documents
+from services.gateway.openapi import merging as gateway_merge
 from services.gateway.openapi import install_openapi, merge, render_docs
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -263,7 +265,7 @@ def test_schemas_of_the_same_name_from_two_services_are_kept_apart():
 def test_every_auth_operation_is_routed_to_auth_by_the_gateway():
     dropped = [
         f"{op.method} {op.path}" for op in AUTH_OPERATIONS
-        if gateway_openapi.gateway_route_of(op.method, gateway_openapi._sample_path(op.openapi_path)) != "auth"
+        if gateway_openapi.gateway_route_of(op.method, gateway_merge._sample_path(op.openapi_path)) != "auth"
     ]
     assert not dropped, f"declared by auth but not routed to it: {dropped}"
     merged = merge({"auth": service_doc("auth", AUTH_OPERATIONS)}, gateway_openapi.gateway_route_of, server_url="https://x")
@@ -285,8 +287,7 @@ def test_the_docs_page_lists_every_operation_escaped_and_self_contained():
 
 
 async def test_the_gateway_serves_the_merged_document_and_fetches_late_services_again(monkeypatch):
-    monkeypatch.setenv("HARBOUR_ISSUER", "https://id.example")
-    monkeypatch.setattr(gateway_openapi, "REFETCH_INTERVAL_S", 0.0)
+    monkeypatch.setattr(gateway_documents, "REFETCH_INTERVAL_S", 0.0)
     things = web.Application()
     install_openapi_route(things, THING_OPERATIONS, title="things")
     late = {"up": False}
@@ -301,7 +302,7 @@ async def test_the_gateway_serves_the_merged_document_and_fetches_late_services_
     async with TestServer(things) as things_server, TestServer(others) as others_server:
         gateway = web.Application()
         upstreams = {"things": str(things_server.make_url("")), "others": str(others_server.make_url(""))}
-        install_openapi(gateway, upstreams, route_of=routed)
+        install_openapi(gateway, upstreams, server_url="https://id.example/", route_of=routed)
         async with TestClient(TestServer(gateway)) as client:
             for _ in range(50):
                 doc = await (await client.get("/openapi.json")).json()
@@ -343,7 +344,7 @@ async def test_requests_refetch_a_missing_document_in_the_background_at_most_onc
             await asyncio.sleep(0.1)
         assert calls == 1 and documents.missing == ["others"]
         assert "/healthz" in documents.merged()["paths"]  # what is there is served meanwhile
-        documents._last_attempt -= gateway_openapi.REFETCH_INTERVAL_S  # as if the interval had passed
+        documents._last_attempt -= gateway_documents.REFETCH_INTERVAL_S  # as if the interval had passed
         documents.refresh_soon()
         await asyncio.sleep(0.1)
         assert calls == 2
@@ -357,4 +358,4 @@ def test_install_openapi_refuses_to_be_shadowed_by_a_catch_all_route():
     app = web.Application()
     app.router.add_route("*", "/{path:.*}", catch_all)
     with pytest.raises(RuntimeError, match="before the catch-all"):
-        install_openapi(app, {})
+        install_openapi(app, {}, server_url="https://x")
