@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
-
+from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
-from libs.events import OutboxRelay
-from libs.service.backbone import commit
 
 from libs.tokens.keystore import KeyStore, TokenSigner
-from .identity.proofing import FaceMatcher
+from .proofing import FaceMatcher
 from .settings import AuthSettings
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Auth:
+class Auth(ServiceContext):
+    source = "/auth"
+
     settings: AuthSettings
-    mongo: AsyncMongoClient
-    db: AsyncDatabase
     keys: KeyStore
     signer: TokenSigner
     matcher: FaceMatcher
-    relay: OutboxRelay
-
-    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        return await commit(self.mongo, self.relay, work)
 
     @property
     def field_cipher(self) -> FieldCipher:

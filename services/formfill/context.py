@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
-
+from libs.backbone import ServiceContext
 from libs.crypto import FieldCipher
-from libs.events import OutboxRelay
-from libs.service.backbone import commit
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
 from .settings import FormfillSettings
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
-class Formfill:
+class Formfill(ServiceContext):
+    source = "/formfill"
+
     settings: FormfillSettings
-    mongo: AsyncMongoClient
-    db: AsyncDatabase
     cipher: FieldCipher
     jwks: JWKSCache
     keys: KeyStore
     signer: TokenSigner
-    relay: OutboxRelay
-
-    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        return await commit(self.mongo, self.relay, work)
 
     @property
     def release_issuer(self) -> str:

@@ -11,7 +11,7 @@ from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.service import create_service_app
 from libs.revocation import install_revocations
-from libs.service.backbone import install_backbone
+from libs.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache

@@ -26,7 +26,7 @@ from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
 from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.outbound import Outbound
 from libs.service import create_service_app, run
-from libs.service.backbone import install_backbone
+from libs.backbone import install_backbone
 from libs.service.logging import get_logger
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache

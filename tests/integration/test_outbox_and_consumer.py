@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from libs.events import CloudEvent, EventConsumer, Outbox, OutboxRelay, create_producer, install_consumer
 from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY
 from libs.service import create_service_app, parse_body
-from libs.service.backbone import install_backbone
+from libs.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
 
 from .eventing import eventually, new_topic, read_all

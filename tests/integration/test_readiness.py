@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from libs.devstack import DevStack, StackConfig
 from libs.devstack import processes
 from libs.service import create_service_app
-from libs.service.backbone import install_backbone
+from libs.backbone import install_backbone
 
 from .eventing import eventually
 

@@ -1,7 +1,7 @@
 """The backbone of a back-end service: its own database, its Kafka producer, its outbox relay.
 
-Kept out of `libs.service.__init__` because it pulls in libs/store and
-libs/events, which themselves build on libs/service.
+It sits above libs/service, libs/store and libs/events (which build on the
+service kit), so the kit itself stays the bottom floor.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""What a back-end service's use cases are handed: its settings, database, outbox and clock (no aiohttp).
+
+Each service's `context.py` declares a frozen dataclass on top, with its
+`source` and the fields of its own (keys, cipher, HSM...):
+
+    @dataclass(frozen=True)
+    class Formfill(ServiceContext):
+        source: ClassVar[str] = "/formfill"
+        cipher: FieldCipher
+
+    await formfill.transaction(lambda session: formfill.publish(
+        session, CONSENTS, "consent.revoked", receipt_id, {"receipt_id": receipt_id}))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.clock import Clock, SystemClock
+from libs.events.audit import record_audit
+from libs.events.envelope import CloudEvent
+from libs.events.outbox import Outbox, OutboxRelay
+from libs.events.topics import Topic
+
+from .install import commit
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    # The CloudEvents `source` of every event this service publishes, e.g. "/auth".
+    source: ClassVar[str] = ""
+
+    settings: Any
+    mongo: AsyncMongoClient
+    db: AsyncDatabase
+    relay: OutboxRelay
+    # Keyword-only, so a service's own fields may follow without defaults; tests pass a FrozenClock.
+    clock: Clock = field(default_factory=SystemClock, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.source.startswith("/"):
+            raise TypeError(f"{type(self).__name__} must declare its event source, e.g. source = \"/auth\"")
+
+    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run `work(session)` in one transaction (retried whole if transient), then wake the outbox relay."""
+        return await commit(self.mongo, self.relay, work)
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.db)
+
+    def event(self, event_type: str, subject: str | None, data: dict[str, Any] | None = None) -> CloudEvent:
+        """A CloudEvent from this service, stamped by its clock."""
+        return CloudEvent(source=self.source, type=event_type, subject=subject, data=data or {}, time=self.clock.now())
+
+    async def publish(
+        self,
+        session: AsyncClientSession,
+        topic: Topic | str,
+        event_type: str,
+        subject: str | None,
+        data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+    ) -> CloudEvent:
+        """Add an event to the outbox inside the caller's transaction; `key` picks the partition (default: subject)."""
+        event = self.event(event_type, subject, data)
+        await self.outbox.add(session, _topic_name(topic), event, key=key)
+        return event
+
+    async def publish_many(self, session: AsyncClientSession, events: Iterable[tuple[Topic | str, CloudEvent]]) -> None:
+        """Many (topic, event) pairs in one round trip (bulk senders); build each with `event(...)`."""
+        await self.outbox.add_many(session, [(_topic_name(topic), event) for topic, event in events])
+
+    async def audit(
+        self, session: AsyncClientSession, *, subject: str, action: str, actor: str, outcome: str = "success", **details: Any
+    ) -> None:
+        """An `audit.recorded` event from this service, in the caller's transaction (ids and outcomes only)."""
+        await record_audit(self.outbox, session, service=self.source.removeprefix("/"), subject=subject, action=action,
+                           actor=actor, outcome=outcome, **details)
+
+
+def _topic_name(topic: Topic | str) -> str:
+    return topic if isinstance(topic, str) else topic.name
