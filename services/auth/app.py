@@ -13,16 +13,17 @@ from libs.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 
-from . import housekeeping, prompts
+from . import housekeeping
 from .api import AUTH, routes
 from .oidc.api import routes as oidc_routes
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from libs.tokens.keystore import KeyStore, TokenSigner
 from .openapi import OPERATIONS, TITLE
-from .proofing import FaceMatcher, LocalFaceMatcher
+from .approvals import queue
+from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .settings import AuthSettings
-from .store import INDEXES
+from .collections import INDEXES
 
 
 def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | None = None) -> web.Application:
@@ -42,7 +43,7 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
         )
-        await prompts.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
+        await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")
         yield
         chores.cancel()

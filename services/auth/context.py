@@ -8,7 +8,7 @@ from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
 
 from libs.tokens.keystore import KeyStore, TokenSigner
-from .proofing import FaceMatcher
+from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
 
 
