@@ -8,13 +8,14 @@ to this request and nothing else.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from libs import base64url
 
 ACTIONS = ("login", "formfill", "sign", "test")
 
@@ -57,7 +58,7 @@ class ApprovalRequest(BaseModel):
     def digest(self) -> str:
         """SHA-256 over the canonical JSON of the whole request, base64url."""
         content = self.model_dump(mode="json")
-        return base64.urlsafe_b64encode(hashlib.sha256(canonical_json(content)).digest()).rstrip(b"=").decode()
+        return base64url.encode(hashlib.sha256(canonical_json(content)).digest())
 
     def expired(self, now: datetime | None = None) -> bool:
         return (now or datetime.now(UTC)) >= self.expires_at

@@ -8,16 +8,15 @@ entries by position and id, never by their key material.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from dataclasses import dataclass, field
 
+from libs import base64url
+
 KEY_BYTES = 32  # AES-256
 
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 class UnknownKey(KeyError):
@@ -70,7 +69,7 @@ class Keyring:
 def new_key_value(kid: str) -> str:
     """A fresh `kid:<base64url>` entry, for the dev stack or a rotation."""
     _check_kid(kid)
-    return f"{kid}:{base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).rstrip(b'=').decode()}"
+    return f"{kid}:{base64url.encode(os.urandom(KEY_BYTES))}"
 
 
 def _check_kid(kid: str) -> None:
@@ -79,12 +78,9 @@ def _check_kid(kid: str) -> None:
 
 
 def _decode_key(encoded: str, position: int, kid: str) -> bytes:
-    # urlsafe_b64decode silently skips characters outside the alphabet; check first.
-    if not _B64URL.fullmatch(encoded):
-        raise ValueError(f"keyring entry {position} ({kid!r}): key is not base64url")
     try:
-        key = base64.urlsafe_b64decode(encoded.rstrip("=") + "=" * (-len(encoded.rstrip("=")) % 4))
-    except (binascii.Error, ValueError):
+        key = base64url.decode(encoded)
+    except ValueError:
         raise ValueError(f"keyring entry {position} ({kid!r}): key is not base64url") from None
     if len(key) != KEY_BYTES:
         raise ValueError(f"keyring entry {position} ({kid!r}): key must decode to {KEY_BYTES} bytes, got {len(key)}")

@@ -6,11 +6,11 @@ used there.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
 
+from libs import base64url
 from libs.crypto import generate_sealing_key, new_key_value, public_jwk
 
 
@@ -18,7 +18,7 @@ def _generate() -> dict[str, str]:
     sealing = generate_sealing_key()
     auth_sealing = generate_sealing_key()
     return {
-        "HARBOUR_AUTH_HASH_KEY": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
+        "HARBOUR_AUTH_HASH_KEY": base64url.encode(os.urandom(32)),
         "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
         "HARBOUR_FORMFILL_KEK": new_key_value("vault-1"),
         "HARBOUR_NOTIFY_KEK": new_key_value("notify-1"),
@@ -27,7 +27,7 @@ def _generate() -> dict[str, str]:
         # auth's pair: formfill and signing seal approval prompts' free text to the public half.
         "HARBOUR_AUTH_SEALING_KEY": json.dumps(auth_sealing),
         "HARBOUR_AUTH_SEALING_PUBLIC_JWK": json.dumps(public_jwk(auth_sealing)),
-        "HARBOUR_ADMIN_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
+        "HARBOUR_ADMIN_TOKEN": base64url.encode(os.urandom(32)),
         # signing: results at rest, and the folder's own SoftHSM2 token (libs/devstack/softhsm.py).
         "HARBOUR_SIGNING_KEK": new_key_value("signing-1"),
         "HARBOUR_SIGNING_TOKEN_LABEL": f"harbour-dev-{os.urandom(4).hex()}",

@@ -6,7 +6,6 @@ so this module accepts nothing else.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from typing import Any
@@ -14,13 +13,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from libs import base64url
+
 
 class InvalidKey(ValueError):
     pass
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def public_jwk(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> dict[str, str]:
@@ -33,7 +30,7 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint of an EC public key, base64url."""
     members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
     canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
-    return b64url(hashlib.sha256(canonical).digest())
+    return base64url.encode(hashlib.sha256(canonical).digest())
 
 
 def load_public_jwk(jwk: Any) -> ec.EllipticCurvePublicKey:

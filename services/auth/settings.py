@@ -6,16 +6,12 @@ stack generates them once into .dev/secrets.json).
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 
+from libs import base64url
 from libs.crypto import Keyring
 from libs.service.settings import ServiceSettings, env, env_bool, env_required
-
-
-def decode_key(value: str) -> bytes:
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class AuthSettings:
         return cls(
             service=service,
             issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
-            hash_key=decode_key(env_required("AUTH_HASH_KEY")),
+            hash_key=base64url.decode(env_required("AUTH_HASH_KEY")),
             keyring=Keyring.from_env_value(env_required("AUTH_KEK")),
             formfill_sealing_jwk=json.loads(env_required("FORMFILL_SEALING_PUBLIC_JWK")),
             sealing_jwk=json.loads(env_required("AUTH_SEALING_KEY")),

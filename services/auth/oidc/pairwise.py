@@ -7,13 +7,13 @@ can be resolved (userinfo, introspection, CIBA login hints).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs import base64url
 from libs.events import CloudEvent, Outbox
 from libs.events.topics import IDENTITY
 
@@ -22,7 +22,7 @@ from ..collections import SUBJECTS
 
 def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:
     mac = hmac.new(key, b"pairwise\x00" + sector.encode() + b"\x00" + account_id.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return base64url.encode(mac)
 
 
 async def subject_for(db: AsyncDatabase, session: AsyncClientSession, key: bytes, sector: str, account_id: str) -> str:

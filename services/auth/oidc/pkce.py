@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
+
+from libs import base64url
 
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 
 
 def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return base64url.encode(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 def check_challenge(challenge: str | None, method: str | None) -> str | None:

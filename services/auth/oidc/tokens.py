@@ -7,7 +7,6 @@ revocation can list.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import time
@@ -15,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs import base64url
 from libs.tokens.keystore import TokenSigner
 
 ACCESS_TOKEN_TYP = "at+jwt"
@@ -39,7 +39,7 @@ def new_opaque_token() -> str:
 def at_hash(access_token: str) -> str:
     """OIDC Core §3.1.3.6: left half of SHA-256 of the ASCII access token, base64url."""
     digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+    return base64url.encode(digest[: len(digest) // 2])
 
 
 @dataclass(frozen=True)
