@@ -1,11 +1,12 @@
-"""Fixtures shared by the end-to-end tests (the `platform` itself lives in tests/conftest.py)."""
+"""Fixtures shared by the end-to-end tests (the `platform` itself lives in tests/conftest.py; helpers in tests/support/)."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
-from .citizens import create_kiosk
+from ..support.operator import create_kiosk
+from ..support.signing import trust_files
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +21,9 @@ def metadata(platform) -> dict:
     response = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10)
     assert response.status_code == 200
     return response.json()
+
+
+@pytest.fixture(scope="module")
+def trust(platform, tmp_path_factory) -> dict:
+    """Files for the signature verifiers: root.pem alone is trusted; the issuing CA is only an untrusted intermediate."""
+    return trust_files(platform, tmp_path_factory.mktemp("trust"))

@@ -31,22 +31,17 @@ from clients.citizen_app import AppError, CitizenApp, Profile
 from libs.approvals import sign_decision
 from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, AUDIT, IDENTITY
-from libs.store import create_client
 from libs.tokens import generate_private_key, public_jwk, sign
 
-from ..integration.eventing import eventually, read_all
-from .citizens import (
-    admin,
-    all_documents,
-    all_messages,
-    approval_request,
-    cli,
-    identity,
-    post_json,
-    publish_prompt,
-    selfie,
-    wrong_check_digit,
-)
+from ..support.broker import all_messages, raw_bytes, read_all
+from ..support.calls import post_json
+from ..support.citizens import cli
+from ..support.citizens import enrolled_app as _enrolled_app
+from ..support.database import mongo, service_documents
+from ..support.operator import admin
+from ..support.people import identity, selfie, wrong_check_digit
+from ..support.polling import eventually
+from ..support.prompts import approval_request, publish_prompt
 
 pytestmark = pytest.mark.e2e
 PROBLEM = "application/problem+json"
@@ -59,26 +54,24 @@ IDENTITIES: list[dict] = []
 async def enrol(platform, kiosk, **overrides) -> tuple[dict, dict]:
     person = identity(**overrides)
     picture = selfie()
-    SELFIES.append(picture)
-    IDENTITIES.append(person)
+    remember(person, picture)
     app = CitizenApp(Profile(gateway_url=platform.gateway))
     return person, await app.enrol(person, picture, kiosk=kiosk)
 
 
+def remember(person: dict, picture: bytes) -> None:
+    """What the final sweep must never find in the clear."""
+    IDENTITIES.append(person)
+    SELFIES.append(picture)
+
+
 async def enrolled_app(platform, kiosk, tmp_path: Path, name: str = "phone") -> CitizenApp:
-    _, enrolment = await enrol(platform, kiosk)
-    profile_path = tmp_path / f"{name}.json"
-    app = CitizenApp(Profile(gateway_url=platform.gateway), profile_path)
-    await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
-    return app
+    return await _enrolled_app(platform, kiosk, tmp_path, name, record=remember)
 
 
 async def account_count(platform) -> int:
-    client = create_client(platform.infra.mongo_uri)
-    try:
+    async with mongo(platform.infra.mongo_uri) as client:
         return await client[platform.database("auth")].accounts.count_documents({})
-    finally:
-        await client.close()
 
 
 def problem(result) -> dict:
@@ -320,15 +313,12 @@ async def test_concurrent_wrong_activation_codes_cannot_get_past_the_attempt_lim
         # The right code after the burst: refused, and no device bound.
         status, body = await activate(session, await activation_body(session, enrolment["activation_code"]))
         assert status == 403 and body["type"].endswith("/locked")
-    client = create_client(platform.infra.mongo_uri)
-    try:
+    async with mongo(platform.infra.mongo_uri) as client:
         db = client[platform.database("auth")]
         account = await db.accounts.find_one({"_id": account_id})
         # Each evaluated guess took one attempt; no more than the limit were ever evaluated.
         assert account["activation"]["attempts"] == 5 and account["activation"]["status"] == "locked"
         assert account["state"] == "pending" and await db.devices.count_documents({"account_id": account_id}) == 0
-    finally:
-        await client.close()
 
 
 async def test_decisions_must_be_by_this_device_once_and_in_time(platform, kiosk, tmp_path):
@@ -465,11 +455,7 @@ async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platf
         clear_values += [card, card.replace("(", "").replace(")", ""), person["name_en"], person["date_of_birth"], person["email"], person["phone"]]
     clear = [v.encode() for v in clear_values] + ["陳大文".encode()]
 
-    client = create_client(platform.infra.mongo_uri)
-    try:
-        documents = await all_documents(client, platform.database("auth"))
-    finally:
-        await client.close()
+    documents = await service_documents(platform, "auth")
     assert documents
     for raw in documents:
         assert not any(n in raw for n in needles), "a selfie reached the database"
@@ -480,7 +466,7 @@ async def test_nothing_personal_is_stored_logged_or_published_in_the_clear(platf
     messages = await eventually(lambda: all_messages(platform.infra.kafka_bootstrap), timeout_s=30, interval_s=1.0)
     assert {m.topic for m in messages} >= {IDENTITY.name, APPROVAL_DECIDED.name}
     for message in messages:
-        raw = (message.value or b"") + (message.key or b"") + b"".join(v for _, v in message.headers or ())
+        raw = raw_bytes(message)
         assert not any(n in raw for n in needles), f"a selfie reached Kafka ({message.topic})"
         assert not any(v in raw for v in clear), f"plaintext identity data on Kafka ({message.topic})"
 

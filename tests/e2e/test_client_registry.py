@@ -16,8 +16,10 @@ from libs.events import CloudEvent
 from libs.events.topics import CLIENTS
 from libs.tokens import generate_private_key, public_jwk
 
-from ..integration.eventing import eventually
-from .citizens import all_messages
+from ..support.broker import all_messages
+from ..support.calls import bearer
+from ..support.operator import operator
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 PROBLEM = "application/problem+json"
@@ -37,14 +39,6 @@ GRABS = {
     "client_name": {"client_name": "Hong Kong Government (Immigration)"},
     "post_logout_redirect_uris": {"post_logout_redirect_uris": ["https://attacker.example.net/bye"]},
 }
-
-
-def operator(platform) -> dict[str, str]:
-    return {"Authorization": f"Bearer {platform.env()['HARBOUR_ADMIN_TOKEN']}"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def client_url(platform, client_id: str) -> str:

@@ -8,7 +8,6 @@ under .dev/screenshots/demo/ as test artefacts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,9 +25,10 @@ from libs.devstack.processes import free_port
 from libs.devstack.stack import REPO_ROOT
 from libs.tokens import generate_private_key, public_jwk
 
-from .citizens import enrolled_app, identity
-from .test_oidc import register
-from .test_signing import both_crls, pdfsig, root_only_context, trust  # noqa: F401 (trust is a fixture)
+from ..support.citizens import enrolled_app
+from ..support.oidc import register
+from ..support.people import identity
+from ..support.signing import both_crls, pdfsig, root_only_context
 
 pytestmark = pytest.mark.e2e
 

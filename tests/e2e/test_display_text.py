@@ -12,11 +12,11 @@ import hashlib
 import pytest
 import requests
 
-from libs.store import create_client
 
-from ..integration.eventing import eventually
-from .citizens import enrolled_app
-from .test_oidc import claims_of, login, register, token_request
+from ..support.citizens import enrolled_app
+from ..support.database import mongo
+from ..support.oidc import claims_of, login, register, token_request
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +25,8 @@ SPOOFED = f"invoice-{RLO}fdp.exe"
 
 
 async def count(platform, service: str, collection: str) -> int:
-    client = create_client(platform.infra.mongo_uri)
-    try:
+    async with mongo(platform.infra.mongo_uri) as client:
         return await client[platform.database(service)][collection].count_documents({})
-    finally:
-        await client.close()
 
 
 class Refusals:

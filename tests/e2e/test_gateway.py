@@ -18,15 +18,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from libs.crypto import Keyring
 from libs.devstack import processes
-from libs.store import create_client
 from libs.service import ServiceSettings
 from libs.tokens.keystore import KeyStore
 from services.gateway.app import create_app
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 
-from ..integration.eventing import eventually
-from .citizens import enrolled_app
-from .test_oidc import claims_of, login, register, token_request
+from ..support.citizens import enrolled_app
+from ..support.database import mongo
+from ..support.oidc import claims_of, login, register, token_request
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +34,9 @@ pytestmark = pytest.mark.e2e
 
 async def expired_copy(platform, claims: dict) -> str:
     """The same token, expired an hour ago, signed with auth's real current key (read as auth would)."""
-    client = create_client(platform.infra.mongo_uri)
-    try:
+    async with mongo(platform.infra.mongo_uri) as client:
         keyring = Keyring.from_env_value(platform.env()["HARBOUR_AUTH_KEK"])
         key = await KeyStore(client, client[platform.database("auth")], keyring, max_token_lifetime_s=600).current()
-    finally:
-        await client.close()
     now = int(time.time())
     return pyjwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, key.private_key, algorithm="ES256",
                         headers={"kid": key.kid, "typ": "at+jwt"})

@@ -25,8 +25,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from libs.devstack.stack import REPO_ROOT
 from services.auth.oidc.messages import MESSAGES
 
-from .citizens import enrolled_app
-from .test_oidc import authorize_url, register, token_request
+from ..support.citizens import enrolled_app
+from ..support.oidc import authorize_url, register, token_request
 
 pytestmark = pytest.mark.e2e
 

@@ -21,108 +21,19 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-import requests
-from aiohttp import web
-from jwcrypto import jwk as jwcrypto_jwk
-from jwcrypto import jws as jwcrypto_jws
 
 from libs.devstack import processes
 from libs.events import agency_topic
 from libs.store import create_client
 
-from ..integration.eventing import eventually
-from .citizens import all_messages, approval_request, cli, enrolled_app, publish_prompt
-from .test_oidc import claims_of, login, register, token_request
+from ..support.broker import all_messages
+from ..support.citizens import cli
+from ..support.database import mongo
+from ..support.notify import Agency, CallbackReceiver, citizen_of
+from ..support.polling import eventually
+from ..support.prompts import approval_request, publish_prompt
 
 pytestmark = pytest.mark.e2e
-TEMPLATE = {
-    "name": "Licence renewal",
-    "placeholders": ["name", "licence"],
-    "content": {
-        "en": {"subject": "Renew licence {{ licence }}", "body": "Dear {{ name }}, your licence {{ licence }} expires soon."},
-        "zh-HK": {"subject": "續期牌照 {{ licence }}", "body": "{{ name }} 你好，你的牌照 {{ licence }} 即將到期。"},
-    },
-}
-
-
-class Agency:
-    """An agency (relying party) with its access token for notify."""
-
-    def __init__(self, platform, metadata, name: str) -> None:
-        self.platform = platform
-        self.client = register(platform, client_name=name, scope="openid notify")
-        self.client_id = self.client["client_id"]
-        granted = token_request(metadata, self.client, grant_type="client_credentials", scope="notify")
-        assert granted.status_code == 200, granted.text
-        self.headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
-
-    def call(self, method: str, path: str, body=None, **headers) -> requests.Response:
-        return requests.request(method, self.platform.gateway + path, json=body, headers={**self.headers, **headers}, timeout=30)
-
-    async def template(self, body=TEMPLATE) -> dict:
-        async def attempt():
-            response = self.call("POST", "/v1/templates", body)
-            assert response.status_code == 201, response.text
-            return response.json()
-        return await attempt()
-
-    async def send(self, body: dict, **headers) -> requests.Response:
-        """POST a notification, waiting while notify has not heard of the agency or the citizen's sub yet."""
-        async def attempt():
-            response = self.call("POST", "/v1/notifications", body, **headers)
-            self.last = response
-            if response.status_code == 409 or response.json().get("type", "").endswith("/unknown-recipient"):
-                return None
-            return [response]  # a Response is falsy when 4xx: wrapped, so eventually() takes it
-        try:
-            return (await eventually(attempt, timeout_s=30))[0]
-        except AssertionError:
-            raise AssertionError(f"never accepted: {self.last.status_code} {self.last.text}") from None
-
-    def status(self, notification_id: str) -> dict:
-        return self.call("GET", f"/v1/notifications/{notification_id}").json()
-
-
-async def citizen_of(platform, kiosk, metadata, tmp_path, agency: Agency, name: str):
-    app = await enrolled_app(platform, kiosk, tmp_path, name)
-    tokens, _ = await login(platform, metadata, agency.client, app)
-    return app, claims_of(tokens["id_token"])["sub"]
-
-
-class CallbackReceiver:
-    """The agency's callback endpoint: a real HTTP server that verifies each signed status with jwcrypto."""
-
-    def __init__(self, platform, audience: str) -> None:
-        self.platform, self.audience = platform, audience
-        self.received: list[dict] = []
-        self.refused = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if len(self.received) == 0 and self.refused == 0:
-            self.refused += 1
-            return web.Response(status=503)  # the first attempt fails: notify must retry
-        assert request.content_type == "application/jwt"
-        jwks = jwcrypto_jwk.JWKSet.from_json(requests.get(self.platform.gateway + "/v1/notifications/jwks", timeout=10).text)
-        token = jwcrypto_jws.JWS()
-        token.deserialize(await request.text())
-        token.verify(jwks.get_key(token.jose_header["kid"]), alg="ES256")
-        claims = json.loads(token.payload)
-        assert claims["aud"] == self.audience and claims["iss"] == self.platform.gateway + "/v1/notifications"
-        self.received.append(claims)
-        return web.Response(status=204)
-
-    async def __aenter__(self):
-        app = web.Application()
-        app.router.add_post("/status", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        port = processes.free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/status"
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.runner.cleanup()
 
 
 async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tmp_path):
@@ -212,15 +123,12 @@ async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tm
     assert listed.returncode == 0 and notification_id not in listed.stdout
 
     # The push channel's local adapter recorded pushes for this citizen (encrypted at rest).
-    mongo = create_client(platform.infra.mongo_uri)
-    try:
-        db = mongo[platform.database("notify")]
+    async with mongo(platform.infra.mongo_uri) as client:
+        db = client[platform.database("notify")]
         pushes = await eventually(lambda: db["push_log"].count_documents({"account_id": app.profile.account_id}), timeout_s=10)
         assert pushes >= 2
         raw = await db["push_log"].find_one({"notification_id": notification_id})
         assert raw is not None and "DL-42" not in json.dumps(raw, default=str)
-    finally:
-        await mongo.close()
 
 
 async def _next_message(stream):
@@ -248,11 +156,8 @@ async def test_opt_out_suppresses_and_a_missing_placeholder_is_refused(platform,
     assert "delivered" not in status["timeline"]
     assert all(m["client_id"] != agency.client_id for m in await app.inbox())
     # Nothing was stored for the refused send: only the suppressed one exists.
-    mongo = create_client(platform.infra.mongo_uri)
-    try:
-        assert await mongo[platform.database("notify")]["notifications"].count_documents({"client_id": agency.client_id}) == 1
-    finally:
-        await mongo.close()
+    async with mongo(platform.infra.mongo_uri) as client:
+        assert await client[platform.database("notify")]["notifications"].count_documents({"client_id": agency.client_id}) == 1
 
 
 async def test_a_batch_reports_its_progress_by_status_through_to_read(platform, kiosk, metadata, tmp_path):
@@ -335,14 +240,11 @@ async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_r
 
 async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platform):
     """Every `agency.*` topic on the broker: each event's client and subs belong to that topic's agency; no account id anywhere."""
-    mongo = create_client(platform.infra.mongo_uri)
-    try:
-        db = mongo[platform.database("notify")]
+    async with mongo(platform.infra.mongo_uri) as client:
+        db = client[platform.database("notify")]
         sectors = {c["_id"]: c["sector"] async for c in db["clients"].find({}, {"sector": 1})}
         sector_of_sub = {s["_id"]: s["sector"] async for s in db["subjects"].find({}, {"sector": 1})}
         account_ids = {a["_id"] async for a in db["accounts"].find({}, {"_id": 1})}
-    finally:
-        await mongo.close()
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=platform.infra.kafka_bootstrap)

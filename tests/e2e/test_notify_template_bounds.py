@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..integration.eventing import eventually
-from .test_notify import Agency, citizen_of
+from ..support.notify import Agency, citizen_of
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

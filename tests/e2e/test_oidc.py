@@ -27,33 +27,14 @@ from clients.citizen_app import AppError, CitizenApp, Profile
 from libs.events import CloudEvent
 from libs.events.topics import CLIENTS
 
-from ..integration.eventing import eventually
-from .citizens import admin, all_messages, cli, enrolled_app, identity, selfie
+from ..support.broker import all_messages
+from ..support.citizens import cli, enrolled_app
+from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of, token_request
+from ..support.operator import admin
+from ..support.people import identity, selfie
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
-REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the test reads the redirect instead of following it
-
-
-
-
-def register(platform, **overrides) -> dict:
-    body = {"client_name": "Example Portal", "redirect_uris": [REDIRECT], "scope": "openid offline_access", **overrides}
-    response = requests.post(platform.gateway + "/v1/clients", json=body, timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def app_link_of(page: str) -> str:
-    match = re.search(r'href="(harbourid://authorize\?tx=[^"]+)"', page)
-    assert match, "the login page carries no app link"
-    return match.group(1).replace("&amp;", "&")
-
-
-def status_url_of(page: str) -> str:
-    """The URL the page's script polls, read from its JSON configuration."""
-    match = re.search(r'"statusUrl":\s*("[^"]+")', page)
-    assert match, "the login page carries no status URL"
-    return json.loads(match.group(1))
 
 
 def start_login(metadata, session: OAuth2Session, **params) -> tuple[str, str, str, str]:
@@ -102,39 +83,6 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
     userinfo = session.get(metadata["userinfo_endpoint"], timeout=10)
     assert userinfo.status_code == 200
     assert userinfo.json()["sub"] == claims["sub"]
-
-
-def authorize_url(metadata, client_id: str, **overrides) -> tuple[str, str]:
-    verifier = generate_token(48)
-    params = {
-        "client_id": client_id, "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
-        "state": generate_token(12), "nonce": generate_token(12),
-        "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256",
-    }
-    params.update(overrides)
-    params = {k: v for k, v in params.items() if v is not None}
-    return requests.Request("GET", metadata["authorization_endpoint"], params=params).prepare().url, verifier
-
-
-def token_request(metadata, rp: dict, **form) -> requests.Response:
-    return requests.post(metadata["token_endpoint"], data=form, auth=(rp["client_id"], rp["client_secret"]), timeout=10)
-
-
-async def login(platform, metadata, rp, citizen, **overrides) -> tuple[dict, str]:
-    """One approved login: (the token response, the verifier it used)."""
-    url, verifier = authorize_url(metadata, rp["client_id"], **overrides)
-    page = requests.get(url, timeout=10)
-    assert page.status_code == 200, page.text
-    outcome = await citizen.open_link(app_link_of(page.text))
-    code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
-    response = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier)
-    assert response.status_code == 200, response.text
-    return response.json(), code
-
-
-def claims_of(token: str) -> dict:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 async def test_pairwise_subjects_differ_between_clients_and_stay_stable(platform, kiosk, metadata, tmp_path):

@@ -15,10 +15,12 @@ import pytest
 import requests
 
 from clients.citizen_app import AppError, CitizenApp, Profile
-from libs.store import create_client
 
-from .citizens import admin, enrolled_app, identity, selfie
-from .test_oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, status_url_of, token_request
+from ..support.citizens import enrolled_app
+from ..support.database import mongo
+from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, status_url_of, token_request
+from ..support.operator import admin
+from ..support.people import identity, selfie
 
 pytestmark = pytest.mark.e2e
 
@@ -62,11 +64,8 @@ def code_of(location: str) -> str:
 
 
 async def auth_db(platform, work):
-    client = create_client(platform.infra.mongo_uri)
-    try:
+    async with mongo(platform.infra.mongo_uri) as client:
         return await work(client[platform.database("auth")])
-    finally:
-        await client.close()
 
 
 # --- issue 14 item 2: silent sign-on only where, and for what, the citizen approved --------------------------------

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .citizens import create_kiosk, enrolled_app
-from .test_oidc import REDIRECT, app_link_of, register
+from ..support.citizens import enrolled_app
+from ..support.oidc import REDIRECT, app_link_of, register
+from ..support.operator import create_kiosk
 
 pytestmark = pytest.mark.e2e
 

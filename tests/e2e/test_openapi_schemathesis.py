@@ -50,8 +50,11 @@ from libs.approvals import sign_decision
 from libs.tokens import sign
 from services.auth.oidc.pkce import s256
 
-from ..integration.eventing import eventually
-from .citizens import approval_request, create_kiosk, enrolled_app, identity, publish_prompt, selfie
+from ..support.citizens import enrolled_app
+from ..support.operator import create_kiosk
+from ..support.people import identity, selfie
+from ..support.polling import eventually
+from ..support.prompts import approval_request, publish_prompt
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .test_notify import Agency, CallbackReceiver
+from ..support.notify import Agency, CallbackReceiver
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,11 @@ import requests
 from clients.citizen_app import CitizenApp
 from libs.devstack import processes
 
-from ..integration.eventing import eventually
-from .citizens import admin, enrolled_app
-from .test_formfill import FIELDS, created
-from .test_oidc import REDIRECT, app_link_of, authorize_url, login, register, token_request
+from ..support.citizens import enrolled_app
+from ..support.formfill import FIELDS, created
+from ..support.oidc import REDIRECT, app_link_of, authorize_url, login, register, token_request
+from ..support.operator import admin
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 WITHIN_S = 2.0

@@ -25,119 +25,39 @@ from pathlib import Path
 import pkcs11
 import pytest
 import requests
-from asn1crypto import cms, pem, tsp, x509
+from asn1crypto import cms, tsp
 from asn1crypto import crl as asn1_crl
-from fpdf import FPDF
 from pkcs11 import Attribute, ObjectClass
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
-from pyhanko_certvalidator import ValidationContext
 
-from clients.citizen_app import CitizenApp, Profile
 from libs.events import CloudEvent, agency_topic
 
-from ..integration.eventing import eventually
-from .citizens import admin, all_messages, cli, identity, selfie
-from .test_oidc import REDIRECT, app_link_of, authorize_url, claims_of, register, token_request
+from ..support.broker import all_messages
+from ..support.calls import bearer
+from ..support.citizens import basic_citizen, cli, enrolled_app
+from ..support.oidc import claims_of, client_token, logged_in_token
+from ..support.operator import admin
+from ..support.polling import eventually
+from ..support.signing import (
+    PDF,
+    application_pdf,
+    both_crls,
+    create,
+    crl_der,
+    pdfsig,
+    prompt_for,
+    result_of,
+    root_only_context,
+    signing_rp,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
-PDF = "application/pdf"
+SCOPE = "openid sign"  # what the relying party logs the citizen in with
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-
-async def plus_citizen(platform, kiosk, tmp_path: Path, name: str) -> CitizenApp:
-    """Enrolled at a kiosk: a `plus` identity."""
-    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie(), kiosk=kiosk)
-    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / f"{name}.json")
-    await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
-    return app
-
-
-async def basic_citizen(platform, tmp_path: Path) -> CitizenApp:
-    """Self-registered in the sandbox: a `basic` identity."""
-    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie())
-    app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
-    await app.activate(enrolment["account_id"], enrolment["activation_code"], "basic-phone")
-    return app
-
-
-def signing_rp(platform, name: str) -> dict:
-    return register(platform, client_name=name, scope="openid sign")
-
-
-async def logged_in_token(metadata, rp: dict, app: CitizenApp) -> str:
-    url, verifier = authorize_url(metadata, rp["client_id"], scope="openid sign")
-    outcome = await app.open_link(app_link_of(requests.get(url, timeout=10).text))
-    code = outcome["redirect_to"].split("code=")[1].split("&")[0]
-    tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier).json()
-    return tokens["access_token"]
-
-
-def client_token(metadata, rp: dict) -> str:
-    return token_request(metadata, rp, grant_type="client_credentials", scope="sign").json()["access_token"]
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def application_pdf(text: str = "Application for a harbour berth") -> bytes:
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("helvetica", size=14)
-    pdf.cell(text=text)
-    return bytes(pdf.output())
-
-
-async def create(platform, token: str, **kwargs) -> dict:
-    """POST a signing request, retrying while signing has not yet heard of the client or citizen (409 + Retry-After)."""
-    headers = {**bearer(token), **kwargs.pop("headers", {})}
-
-    async def attempt():
-        response = requests.post(platform.gateway + "/v1/signing/requests", headers=headers, timeout=30, **kwargs)
-        assert response.status_code in (201, 409), response.text
-        return response.json() if response.status_code == 201 else None
-
-    return await eventually(attempt, timeout_s=20)
-
-
-async def prompt_for(app: CitizenApp, request_id: str) -> dict:
-    async def find():
-        return next((p for p in await app.pending() if p["approval_id"] == f"sign-{request_id}"), None)
-
-    return await eventually(find, timeout_s=20)
-
-
-async def wait_for(platform, token: str, request_id: str, wanted: str) -> dict:
-    def check():
-        status = requests.get(f"{platform.gateway}/v1/signing/requests/{request_id}", headers=bearer(token), timeout=10).json()
-        return status if status["status"] == wanted else None
-
-    return await eventually(check, timeout_s=30)
-
-
-def result_of(platform, token: str, request_id: str) -> requests.Response:
-    return requests.get(f"{platform.gateway}/v1/signing/requests/{request_id}/result", headers=bearer(token), timeout=30)
-
-
-def chain(platform) -> list[x509.Certificate]:
-    """GET /v1/signing/ca: the issuing CA, then the root."""
-    response = requests.get(platform.gateway + "/v1/signing/ca", timeout=10)
-    assert response.status_code == 200
-    return [x509.Certificate.load(der) for _, _, der in pem.unarmor(response.content, multiple=True)]
-
-
-def crl_der(platform, path: str = "/v1/signing/crl") -> bytes:
-    response = requests.get(platform.gateway + path, timeout=10)
-    assert response.status_code == 200 and response.headers["Content-Type"] == "application/pkix-crl"
-    return response.content
-
-
-def both_crls(platform) -> list[bytes]:
-    """The issuing CA's CRL (citizens, TSA) and the root's (the issuing CA)."""
-    return [crl_der(platform), crl_der(platform, "/v1/signing/crl/root")]
-
 
 def signer_checked_against_crls(platform, trust: dict, p7s: Path, content: Path, folder: Path) -> subprocess.CompletedProcess:
     """The CMS's signer certificate (written out by `openssl cms -verify -signer`), then `openssl verify
@@ -154,34 +74,6 @@ def signer_checked_against_crls(platform, trust: dict, p7s: Path, content: Path,
         files += ["-CRLfile", str(folder / f"{name}.crl.pem")]
     return openssl("verify", "-crl_check_all", "-CAfile", str(trust["dir"] / "root.pem"),
                    "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(signer))
-
-
-@pytest.fixture(scope="module")
-def trust(platform, tmp_path_factory) -> dict:
-    """Files for the verifiers: root.pem alone is trusted; the issuing CA is only an untrusted intermediate."""
-    folder = tmp_path_factory.mktemp("trust")
-    issuing, root = chain(platform)
-    assert root.self_signed == "maybe" and issuing.issuer == root.subject
-    (folder / "root.pem").write_bytes(pem.armor("CERTIFICATE", root.dump()))
-    (folder / "issuing.pem").write_bytes(pem.armor("CERTIFICATE", issuing.dump()))
-    nss = folder / "nss"
-    nss.mkdir()
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "harbour-root", "-t", "C,C,C", "-a", "-i", str(folder / "root.pem")],
-                   check=True, capture_output=True)
-    return {"dir": folder, "root": root, "issuing": issuing, "nss": f"sql:{nss}"}
-
-
-def pdfsig(trust: dict, path: Path) -> str:
-    ran = subprocess.run(["pdfsig", "-nssdir", trust["nss"], str(path)], capture_output=True, text=True, timeout=60)
-    return ran.stdout + ran.stderr
-
-
-def root_only_context(trust: dict, crls: list[bytes] | None = None) -> ValidationContext:
-    """pyHanko trusting our root alone; the intermediate as a mere hint; nothing fetched. Given CRLs it
-    checks revocation of every certificate below the root and fails without an answer (hard-fail)."""
-    return ValidationContext(trust_roots=[trust["root"]], other_certs=[trust["issuing"]], crls=crls or [],
-                             allow_fetching=False, revocation_mode="hard-fail" if crls else "soft-fail")
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -208,9 +100,9 @@ def verify_api(platform, **kwargs) -> requests.Response:
 # -- the journeys --------------------------------------------------------------------------------
 
 async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk, metadata, trust, tmp_path):
-    app = await plus_citizen(platform, kiosk, tmp_path, "pdf-phone")
+    app = await enrolled_app(platform, kiosk, tmp_path, "pdf-phone")
     rp = signing_rp(platform, "Harbour Marine Department")
-    token = await logged_in_token(metadata, rp, app)
+    token = await logged_in_token(metadata, rp, app, SCOPE)
     original = application_pdf()
     request = await create(platform, token, data=original, params={"document_name": "berth-application.pdf"},
                            headers={"Content-Type": PDF})
@@ -277,9 +169,9 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
 
 
 async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(platform, kiosk, metadata, trust, tmp_path):
-    app = await plus_citizen(platform, kiosk, tmp_path, "cms-phone")
+    app = await enrolled_app(platform, kiosk, tmp_path, "cms-phone")
     rp = signing_rp(platform, "Harbour Lands Registry")
-    token = client_token(metadata, rp)
+    token = client_token(metadata, rp, "sign")
     document = f"Deed of assignment {uuid.uuid4()}\n".encode()
     (tmp_path / "deed.txt").write_bytes(document)
     request = await create(platform, token, json={"document_name": "deed.txt", "sha256": hashlib.sha256(document).hexdigest()})
@@ -395,9 +287,9 @@ async def test_the_tsa_answers_refusals_as_rfc3161_rejections_with_their_failure
 
 
 async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(platform, kiosk, metadata, trust, tmp_path):
-    app = await plus_citizen(platform, kiosk, tmp_path, "revoked-phone")
+    app = await enrolled_app(platform, kiosk, tmp_path, "revoked-phone")
     rp = signing_rp(platform, "Harbour Revenue Office")
-    token = await logged_in_token(metadata, rp, app)
+    token = await logged_in_token(metadata, rp, app, SCOPE)
     document = b"tax return 2026"
     request = await create(platform, token, json={"document_name": "return.txt", "sha256": hashlib.sha256(document).hexdigest()})
     await app.approve((await prompt_for(app, request["request_id"]))["approval_id"])
@@ -440,7 +332,7 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
 async def test_basic_citizens_and_declined_requests_get_no_signature(platform, kiosk, metadata, tmp_path):
     basic = await basic_citizen(platform, tmp_path)
     rp = signing_rp(platform, "Harbour Licensing")
-    token = await logged_in_token(metadata, rp, basic)
+    token = await logged_in_token(metadata, rp, basic, SCOPE)
     body = {"document_name": "licence.txt", "sha256": hashlib.sha256(b"licence").hexdigest()}
 
     async def refusal():
@@ -452,15 +344,15 @@ async def test_basic_citizens_and_declined_requests_get_no_signature(platform, k
     assert refused.json()["type"].endswith("/assurance-too-low") and "plus" in refused.json()["detail"]
 
     # Anonymous: the basic citizen opens the link and is refused; the relying party sees why.
-    anonymous = await create(platform, client_token(metadata, rp), json=body)
+    anonymous = await create(platform, client_token(metadata, rp, "sign"), json=body)
     opened = cli(platform, basic.profile_path, "open", anonymous["app_link"])
     assert opened.returncode == 1 and "assurance-too-low" in opened.stderr
-    status = await wait_for(platform, client_token(metadata, rp), anonymous["request_id"], "refused")
+    status = await wait_for(platform, client_token(metadata, rp, "sign"), anonymous["request_id"], "refused")
     assert status["error"] == "assurance-too-low"
 
     # A plus citizen who says no.
-    plus = await plus_citizen(platform, kiosk, tmp_path, "deny-phone")
-    token = await logged_in_token(metadata, rp, plus)
+    plus = await enrolled_app(platform, kiosk, tmp_path, "deny-phone")
+    token = await logged_in_token(metadata, rp, plus, SCOPE)
     declined = await create(platform, token, json=body)
     await plus.deny((await prompt_for(plus, declined["request_id"]))["approval_id"])
     assert (await wait_for(platform, token, declined["request_id"], "denied"))["error"] == "access_denied"
@@ -478,7 +370,7 @@ async def test_basic_citizens_and_declined_requests_get_no_signature(platform, k
 
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(platform, kiosk, metadata, tmp_path):
     rp = signing_rp(platform, "Harbour Input Checks")
-    token = client_token(metadata, rp)
+    token = client_token(metadata, rp, "sign")
     await create(platform, token, json={"document_name": "warm-up.txt", "sha256": "ab" * 32})  # the client is known now
 
     def post(**kwargs) -> requests.Response:
@@ -564,7 +456,7 @@ async def test_costly_pdfs_are_refused_while_signing_keeps_answering(platform, m
     bomb = whitespace_bomb_pdf()
     assert len(bomb) < 64_000
     rp = signing_rp(platform, "Harbour Costly PDFs")
-    token = client_token(metadata, rp)
+    token = client_token(metadata, rp, "sign")
     await create(platform, token, json={"document_name": "warm-up.txt", "sha256": "ab" * 32})  # the client is known now
 
     def verify_bomb() -> requests.Response:

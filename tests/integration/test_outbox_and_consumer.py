@@ -25,7 +25,8 @@ from libs.service import create_service_app, parse_body
 from libs.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
 
-from .eventing import eventually, new_topic, read_all
+from ..support.broker import new_topic, read_all
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from libs.devstack import processes
 from libs.service import create_service_app
 from libs.backbone import install_backbone
 
-from .eventing import eventually
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

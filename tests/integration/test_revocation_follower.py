@@ -20,7 +20,7 @@ from libs.revocation.follower import CONFIRM_EVERY_S, Revocations
 from libs.revocation.metrics import REVOCATION_ENTRIES, REVOCATION_STALENESS
 from libs.revocation.projection import TOKENS_REVOKED
 
-from .eventing import eventually
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -20,19 +20,7 @@ from libs.approvals import (
 )
 from libs.tokens import InvalidKey, InvalidToken, generate_private_key, load_public_jwk, public_jwk, sign, thumbprint, verify
 
-
-def request(**overrides) -> ApprovalRequest:
-    values = dict(
-        approval_id="appr-0123456789",
-        account_id="acct-1",
-        action="formfill",
-        requester=Requester(service="formfill", client_id="rp-1", client_name="Demo Bank"),
-        purpose="Open an account",
-        details={"fields": ["name_en", "phone"], "optional": ["phone"]},
-        expires_at=datetime(2030, 1, 1, 8, 0, 0, 123456, tzinfo=UTC),
-    )
-    values.update(overrides)
-    return ApprovalRequest(**values)
+from ..support.prompts import fixed_request
 
 
 def test_canonical_json_is_order_independent_and_utf8():
@@ -40,28 +28,28 @@ def test_canonical_json_is_order_independent_and_utf8():
 
 
 def test_digest_covers_everything_shown_and_survives_a_round_trip():
-    base = request()
+    base = fixed_request()
     assert len(base.digest()) == 43
     assert ApprovalRequest.model_validate(base.model_dump(mode="json")).digest() == base.digest()
     for changed in (
-        request(purpose="Close an account"),
-        request(details={"fields": ["name_en", "phone", "address"]}),
-        request(requester=Requester(service="formfill", client_id="rp-2", client_name="Demo Bank")),
-        request(expires_at=datetime(2030, 1, 1, 8, 0, 1, tzinfo=UTC)),
+        fixed_request(purpose="Close an account"),
+        fixed_request(details={"fields": ["name_en", "phone", "address"]}),
+        fixed_request(requester=Requester(service="formfill", client_id="rp-2", client_name="Demo Bank")),
+        fixed_request(expires_at=datetime(2030, 1, 1, 8, 0, 1, tzinfo=UTC)),
     ):
         assert changed.digest() != base.digest()
     # Sub-second precision is dropped so stores that round it cannot change the digest.
-    assert request(expires_at=datetime(2030, 1, 1, 8, 0, 0, tzinfo=UTC)).digest() == base.digest()
+    assert fixed_request(expires_at=datetime(2030, 1, 1, 8, 0, 0, tzinfo=UTC)).digest() == base.digest()
 
 
 def test_naive_expiry_is_refused():
     with pytest.raises(ValueError):
-        request(expires_at=datetime(2030, 1, 1))
+        fixed_request(expires_at=datetime(2030, 1, 1))
 
 
 def test_a_signed_decision_verifies_only_for_its_approval_digest_and_key():
     key = generate_private_key()
-    prompt = request()
+    prompt = fixed_request()
     token = sign_decision(key, device_id="dev-1", approval_id=prompt.approval_id, digest=prompt.digest(), decision="approve", selection=["phone"])
     assert decision_device_id(token) == "dev-1"
     claims = verify_decision(token, key.public_key(), approval_id=prompt.approval_id, digest=prompt.digest())
@@ -73,7 +61,7 @@ def test_a_signed_decision_verifies_only_for_its_approval_digest_and_key():
         verify_decision(token, key.public_key(), approval_id="appr-other-000", digest=prompt.digest())
     assert other_approval.value.reason == "wrong-approval"
     with pytest.raises(DecisionRejected) as other_digest:
-        verify_decision(token, key.public_key(), approval_id=prompt.approval_id, digest=request(purpose="x").digest())
+        verify_decision(token, key.public_key(), approval_id=prompt.approval_id, digest=fixed_request(purpose="x").digest())
     assert other_digest.value.reason == "digest-mismatch"
 
 

@@ -8,14 +8,14 @@ import pytest
 from libs.approvals import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, seal_prompt, unseal_prompt
 from libs.crypto import FieldCipher, Keyring, generate_sealing_key, new_key_value, public_jwk, seal
 
-from .test_approvals_and_tokens import request
+from ..support.prompts import fixed_request
 
 PURPOSE = "Tenancy for Flat 9B, 12 Secret Road"
 DOCUMENT = "divorce-settlement-wong.pdf"
 
 
 def prompt():
-    return request(action="sign", purpose=PURPOSE, details={"document_name": DOCUMENT, "kind": "pdf", "sha256_start": "ab12"})
+    return fixed_request(action="sign", purpose=PURPOSE, details={"document_name": DOCUMENT, "kind": "pdf", "sha256_start": "ab12"})
 
 
 def cipher(*kids: str) -> FieldCipher:
@@ -64,7 +64,7 @@ def test_stored_form_keeps_the_free_text_encrypted_and_opens_to_the_same_digest(
 
 def test_a_stored_prompt_opens_only_as_itself_and_under_a_key_of_the_ring():
     fields = cipher()
-    first, second = prompt(), request(approval_id="appr-9876543210", purpose="Another")
+    first, second = prompt(), fixed_request(approval_id="appr-9876543210", purpose="Another")
     stored_first, stored_second = encrypt_prompt(fields, first), encrypt_prompt(fields, second)
     with pytest.raises(PromptUnreadable):  # ciphertext moved onto another prompt
         decrypt_prompt(fields, {**stored_second, "sealed": stored_first["sealed"]})
