@@ -15,14 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from libs.tokens import InvalidToken, load_public_jwk, unverified_header, verify
+from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_public_jwk, unverified_header, verify
 from libs.tokens.keystore import TokenSigner
 
 from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
 from ..errors import Refused
 
-DEVICE_TOKEN_AUDIENCE = "harbour-device"
-DEVICE_TOKEN_TYP = "at+jwt"  # RFC 9068
 MAX_ASSERTION_LIFETIME_S = 300
 
 
@@ -62,7 +60,7 @@ async def issue_device_token(
     token = await signer.sign(
         {
             "sub": device["account_id"],
-            "aud": DEVICE_TOKEN_AUDIENCE,
+            "aud": DEVICE_AUDIENCE,
             "iat": now,
             "exp": now + ttl_s,
             "jti": uuid.uuid4().hex,
@@ -70,14 +68,14 @@ async def issue_device_token(
             "device_id": device_id,
             "cnf": {"jkt": device["jkt"]},
         },
-        typ=DEVICE_TOKEN_TYP,
+        typ=ACCESS_TOKEN_TYP,
     )
     return token, ttl_s
 
 async def authenticate_device(db: AsyncDatabase, signer: TokenSigner, token: str) -> DeviceContext:
     """The device behind a device token, checked afresh on every request."""
     try:
-        claims = await signer.verify(token, audience=DEVICE_TOKEN_AUDIENCE, typ=DEVICE_TOKEN_TYP)
+        claims = await signer.verify(token, audience=DEVICE_AUDIENCE, typ=ACCESS_TOKEN_TYP)
     except InvalidToken as exc:
         raise Refused("invalid-token", str(exc), status=401) from None
     device = await db[DEVICES].find_one({"_id": claims.get("device_id")})

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.callers import bearer_token, challenge
 from libs.service import parse_body
 
 from ..approvals import queue
@@ -230,10 +231,10 @@ async def backchannel_authentication(request: web.Request) -> web.Response:
 
 
 def _bearer(request: web.Request) -> str:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
         raise OAuthError("invalid_token", "a bearer access token is required", 401)
-    return value.strip()
+    return token
 
 
 @routes.route("*", "/oidc/userinfo")
@@ -243,8 +244,9 @@ async def userinfo(request: web.Request) -> web.Response:
     try:
         claims = await resource.userinfo(request.app[AUTH], _bearer(request))
     except OAuthError as exc:
-        challenge = f'Bearer error="{exc.error}", error_description="{exc.description}"'
-        return web.json_response(exc.body(), status=exc.status, headers={"WWW-Authenticate": challenge, **NO_STORE})
+        # userinfo's challenge has always named no realm (OIDC Core §5.3.3 shows none).
+        www_authenticate = challenge("Bearer", error=exc.error, description=exc.description, realm=None)
+        return web.json_response(exc.body(), status=exc.status, headers={"WWW-Authenticate": www_authenticate, **NO_STORE})
     return web.json_response(claims, headers=NO_STORE)
 
 

@@ -8,6 +8,8 @@ format (docs/api.md).
 
 from __future__ import annotations
 
+from libs.callers import challenge
+
 
 class OAuthError(Exception):
     def __init__(self, error: str, description: str, status: int = 400, *, headers: dict[str, str] | None = None) -> None:
@@ -23,7 +25,7 @@ class OAuthError(Exception):
 
 class InvalidClient(OAuthError):
     def __init__(self, description: str = "client authentication failed") -> None:
-        super().__init__("invalid_client", description, 401, headers={"WWW-Authenticate": 'Basic realm="harbour-id"'})
+        super().__init__("invalid_client", description, 401, headers={"WWW-Authenticate": challenge("Basic")})
 
 
 class InvalidGrant(OAuthError):

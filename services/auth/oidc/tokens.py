@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libs import base64url
+from libs.tokens import ACCESS_TOKEN_TYP
 from libs.tokens.keystore import TokenSigner
 
-ACCESS_TOKEN_TYP = "at+jwt"
 ACR_BASIC = "urn:harbour-id:loa:basic"
 ACR_PLUS = "urn:harbour-id:loa:plus"
 ACR_RANK = {ACR_BASIC: 1, ACR_PLUS: 2}
