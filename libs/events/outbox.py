@@ -28,6 +28,7 @@ from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
+from libs.store.chunks import chunks
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
@@ -177,10 +178,9 @@ class OutboxRelay:
         self._ensured |= topics
 
     async def _mark_sent(self, ids: list[str]) -> None:
-        # In slices: long `$in` lists are slow on the local MongoDB-protocol server.
-        for start in range(0, len(ids), 100):
+        for chunk in chunks(ids):
             await self.collection.update_many(
-                {"_id": {"$in": ids[start:start + 100]}},
+                {"_id": {"$in": chunk}},
                 {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
             )
 

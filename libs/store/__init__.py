@@ -1,14 +1,17 @@
-"""MongoDB access: the client factory, index declarations, transactions."""
+"""MongoDB access: the client factory, index declarations, transactions, `$in` lists in slices."""
 
+from .chunks import IN_CHUNK, chunks
 from .client import DATABASE, MONGO_CLIENT, create_client, install_mongo, ping
 from .indexes import IndexSpec, apply_indexes, index
 from .transactions import in_transaction
 
 __all__ = [
     "DATABASE",
+    "IN_CHUNK",
     "MONGO_CLIENT",
     "IndexSpec",
     "apply_indexes",
+    "chunks",
     "create_client",
     "in_transaction",
     "index",

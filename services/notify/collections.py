@@ -6,14 +6,7 @@ rendered messages are personal data: stored encrypted (libs/crypto), never in
 the clear.
 """
 
-from libs.store import index
-
-# `$in` lists are kept this short: the local MongoDB-protocol server slows down super-linearly with longer ones.
-IN_CHUNK = 100
-
-
-def chunks(ids: list, size: int = IN_CHUNK) -> list[list]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+from libs.store import chunks, index  # noqa: F401  chunks: libs/store's, still imported from here by notify's modules
 
 TEMPLATES = "templates"          # one document per (template, version): immutable once written
 NOTIFICATIONS = "notifications"  # one per recipient; status created → sending → delivered/failed/suppressed → read
