@@ -11,6 +11,8 @@ Conventions the builder applies so that declarations stay short:
   `application/json` body; `None` on a 2xx/3xx is a response without a body;
 - an error status (4xx/5xx) given as `None` or a description string is an RFC
   9457 `Problem` (`application/problem+json`), the platform's error format;
+  `Problems` names the problem types too (libs/service/endpoints.py derives
+  it from an endpoint's refusal classes);
 - anything else (HTML pages, redirects, OAuth errors) is a `Body`.
 """
 
@@ -128,7 +130,27 @@ DEVICE_AUTH_ERRORS = {
 }
 
 
-ResponseSpec = type[BaseModel] | dict[str, Any] | Body | str | None
+@dataclass(frozen=True)
+class Problems:
+    """An error answer: RFC 9457 problems of these types (slugs), e.g. from an endpoint's refusal classes."""
+
+    description: str
+    slugs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, refusals: Iterable[Any], *, description: str | None = None) -> "Problems":
+        """From `libs.errors.Refused` classes: each names its slug, described by its docstring or title."""
+        refusals = list(dict.fromkeys(refusals))
+        if description is None:
+            description = "; ".join(f"{r.slug}: {_first_line(r.__dict__.get('__doc__')) or r.title}" for r in refusals)
+        return cls(description, tuple(dict.fromkeys(r.slug for r in refusals)))
+
+
+def _first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0].strip() if text and text.strip() else ""
+
+
+ResponseSpec = type[BaseModel] | dict[str, Any] | Body | Problems | str | None
 
 
 @dataclass(frozen=True)
@@ -200,6 +222,13 @@ def _response(status: int, spec: ResponseSpec, components: _Components) -> dict[
             out["content"] = {spec.content_type: {"schema": schema}}
         if spec.headers:
             out["headers"] = spec.headers
+        return out
+    if isinstance(spec, Problems):
+        out = {"description": spec.description or reason,
+               "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        if spec.slugs:
+            # Which problem `type`s this answer carries (an extension: the schema stays the one Problem).
+            out["x-problem-types"] = [PROBLEM_TYPE_BASE + slug for slug in spec.slugs]
         return out
     if status >= 400 and (spec is None or isinstance(spec, str)):
         return {
