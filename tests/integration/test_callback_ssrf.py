@@ -103,6 +103,8 @@ async def test_a_jwks_uri_on_loopback_is_not_fetched_when_loopback_is_not_allowe
     with pytest.raises(InvalidClient):
         await client_auth.fetch_jwks(f"https://rp.example:{port}/jwks")
     assert hits == []
+    # As a process with loopback allowed (the dev stack's setting): a fresh transport and no remembered attempts.
     monkeypatch.setattr(client_auth, "_outbound", Outbound(allow_loopback=True))
+    monkeypatch.setattr(client_auth, "_jwks_caches", {})
     assert await client_auth.fetch_jwks(f"http://127.0.0.1:{port}/jwks") == {"keys": []}
     assert hits == ["/jwks"]

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.outbound import Outbound, OutboundError
 from libs.service.logging import get_logger
-from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, unverified_header, verify
+from libs.tokens import InvalidKey, InvalidToken, JWKSCache, JWKSUnavailable, load_public_jwk, unverified_header, verify
 
 from ..clients.registry import Client, find_client, parse_basic, secret_matches
 from ..collections import CLIENT_ASSERTIONS
@@ -33,7 +33,9 @@ JWKS_MAX_BYTES = 64 * 1024
 JWKS_FAILURE_S = 10
 
 log = get_logger("harbour.auth.client_auth")
-_jwks_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+# One cache per registered jwks_uri (libs/tokens/jwks_cache.py): a document that could not be fetched again is
+# not trusted past its age (serve_stale=False), and an unknown kid fetches again at most every JWKS_FAILURE_S.
+_jwks_caches: dict[str, JWKSCache] = {}
 # The client's jwks_uri is an outside URL: SSRF-guarded (libs/outbound), and a failure is remembered for a few
 # seconds so a slow or refused jwks_uri cannot make every token request wait on it again.
 _outbound: Outbound | None = None
@@ -46,30 +48,37 @@ def _guarded() -> Outbound:
     return _outbound
 
 
-async def fetch_jwks(uri: str) -> dict[str, Any]:
-    cached = _jwks_cache.get(uri)
-    if cached and time.monotonic() - cached[0] < JWKS_CACHE_S:
-        return cached[1]
+async def _fetch_guarded(uri: str) -> Any:
     outbound = _guarded()
     try:
         answer = await outbound.request("GET", uri, headers={"Accept": "application/json"}, timeout_s=5, max_bytes=JWKS_MAX_BYTES)
         if not answer.ok:
             raise OutboundError(f"answered {answer.status}")
-        jwks = json.loads(answer.body)
+        return json.loads(answer.body)
     except (OutboundError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, OutboundError) else "not a JSON document"
         outbound.remember_failure(uri, reason)
         # The reason is logged, not answered: whoever presents an assertion must not learn what the platform can reach.
         log.warning("jwks_uri fetch failed", jwks_uri=uri, reason=reason)
+        raise JWKSUnavailable(reason) from None
+
+
+async def fetch_jwks(uri: str, kid: str | None = None) -> dict[str, Any]:
+    """The client's JWKS at its registered `uri`, cached; InvalidClient when it cannot be fetched."""
+    cache = _jwks_caches.get(uri)
+    if cache is None:
+        cache = _jwks_caches[uri] = JWKSCache(
+            uri, fetch=_fetch_guarded, max_age_s=JWKS_CACHE_S, min_refresh_s=JWKS_FAILURE_S, serve_stale=False)
+    try:
+        return {"keys": await cache.jwks(kid)}
+    except JWKSUnavailable:
         raise InvalidClient("the client's jwks_uri could not be fetched") from None
-    _jwks_cache[uri] = (time.monotonic(), jwks)
-    return jwks
 
 
-async def _client_keys(client: Client) -> list[dict[str, Any]]:
-    jwks = client.metadata.jwks or (await fetch_jwks(client.metadata.jwks_uri) if client.metadata.jwks_uri else {})
+async def _client_keys(client: Client, kid: str | None) -> list[dict[str, Any]]:
+    jwks = client.metadata.jwks or (await fetch_jwks(client.metadata.jwks_uri, kid) if client.metadata.jwks_uri else {})
     keys = jwks.get("keys") if isinstance(jwks, dict) else None
-    return keys if isinstance(keys, list) else []
+    return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
 
 
 async def verify_client_assertion(
@@ -86,7 +95,8 @@ async def verify_client_assertion(
     client = await find_client(db, client_id)
     if client is None or client.metadata.token_endpoint_auth_method != "private_key_jwt":
         raise InvalidClient()
-    candidates = [k for k in await _client_keys(client) if header.get("kid") in (None, k.get("kid"))]
+    kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+    candidates = [k for k in await _client_keys(client, kid) if header.get("kid") in (None, k.get("kid"))]
     claims = None
     for jwk in candidates:
         try:
