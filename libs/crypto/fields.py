@@ -8,10 +8,15 @@ the KEK only means rewrapping 60 bytes per record, never re-encrypting fields.
 
 Sealed form, stored as is (PyMongo writes `bytes` as Binary):
     {"kid": str, "wrapped_key": nonce+ciphertext, "fields": {name: nonce+ciphertext}}
+
+Fields are text; a blob (a PDF, a signature) is one field holding its base64
+(`seal_bytes` / `open_bytes`), the form records written before them have too.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from typing import Any
 
@@ -71,6 +76,20 @@ class FieldCipher:
             except UnicodeDecodeError:  # authenticated, so only a bug could get here
                 raise DecryptionError(f"field {name!r} is not UTF-8") from None
         return opened
+
+    def seal_bytes(self, blob: bytes, *, record_id: str, field: str) -> dict[str, Any]:
+        """Seal a record whose one field is a blob."""
+        return self.encrypt_record({field: base64.b64encode(blob).decode("ascii")}, record_id=record_id)
+
+    def open_bytes(self, sealed: dict[str, Any], *, record_id: str, field: str) -> bytes:
+        """The blob `seal_bytes` sealed in `field`."""
+        opened = self.decrypt_record(sealed, record_id=record_id)
+        if field not in opened:
+            raise DecryptionError(f"sealed record has no field {field!r}")
+        try:
+            return base64.b64decode(opened[field], validate=True)
+        except binascii.Error:  # authenticated, so only a bug could get here
+            raise DecryptionError(f"field {field!r} is not base64") from None
 
     def rewrap(self, sealed: dict[str, Any], *, record_id: str) -> dict[str, Any]:
         """Move the data key under the current KEK; the field ciphertexts stay as they are."""

@@ -287,6 +287,20 @@ def test_rewrap_refuses_a_tampered_or_foreign_record():
         rotated.rewrap({**sealed, "wrapped_key": _flip(sealed["wrapped_key"])}, record_id="acct-1")
 
 
+def test_a_blob_round_trips_in_the_form_records_already_have():
+    cipher = FieldCipher(_keyring("k1"))
+    pdf = b"%PDF-1.7\n" + os.urandom(300)
+    sealed = cipher.seal_bytes(pdf, record_id="req-1", field="pdf")
+    assert cipher.open_bytes(sealed, record_id="req-1", field="pdf") == pdf
+    assert base64.b64decode(cipher.decrypt_record(sealed, record_id="req-1")["pdf"]) == pdf
+    written_before = cipher.encrypt_record({"body": base64.b64encode(pdf).decode()}, record_id="req-1")
+    assert cipher.open_bytes(written_before, record_id="req-1", field="body") == pdf
+    with pytest.raises(DecryptionError):
+        cipher.open_bytes(sealed, record_id="req-2", field="pdf")
+    with pytest.raises(DecryptionError):
+        cipher.open_bytes(sealed, record_id="req-1", field="body")
+
+
 # --- sealing to one recipient -------------------------------------------------
 
 
