@@ -1,24 +1,28 @@
-"""formfill's HTTP handlers: authenticate the caller, parse, call the domain, serialise."""
+"""formfill's HTTP handlers: authenticate the caller, parse, call the domain, serialise.
+
+Refusals are the domain's to raise (errors.py, libs/consented_requests); the service kit renders them.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from libs.service import Problem, parse_body
+from libs.service import parse_body
 
 from . import consents, formfill_requests
 from .callers import device, relying_party
 from .context import Formfill
-from .formfill_requests import FormfillRequestBody, Refused
+from .formfill_requests import FormfillRequestBody
 
 FORMFILL = web.AppKey("formfill", Formfill)
 routes = web.RouteTableDef()
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-def refused(exc: Refused) -> Problem:
-    headers = exc.extra.pop("headers", {})
-    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").replace("_", " ").capitalize(),
-                   slug=exc.reason, headers=headers, **exc.extra)
+def answer(view: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A view model as JSON: the fields the domain set (a field left out stays out, one set to None is null)."""
+    return web.json_response(view.model_dump(mode="json", exclude_unset=True), status=status, headers=headers)
 
 
 @routes.get("/v1/formfill/jwks")
@@ -31,56 +35,41 @@ async def create_request(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
     body = await parse_body(request, FormfillRequestBody)
-    try:
-        return web.json_response(await formfill_requests.create(formfill, caller, body), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await formfill_requests.create(formfill, caller, body), status=201)
 
 
 @routes.get("/v1/formfill/requests/{request_id}")
 async def show_request(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
-    try:
-        return web.json_response(await formfill_requests.status(formfill, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await formfill_requests.status(formfill, caller, request.match_info["request_id"]), headers=NO_STORE)
 
 
 @routes.get("/v1/formfill/requests/{request_id}/result")
 async def take_result(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
-    try:
-        token, media_type = await formfill_requests.take_result(formfill, caller, request.match_info["request_id"])
-    except Refused as exc:
-        raise refused(exc) from None
-    return web.Response(text=token, content_type=media_type, headers={"Cache-Control": "no-store"})
+    token, media_type = await formfill_requests.take_result(formfill, caller, request.match_info["request_id"])
+    return web.Response(text=token, content_type=media_type, headers=NO_STORE)
 
 
 @routes.post("/v1/formfill/requests/{request_id}/claim")
 async def claim_request(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    try:
-        return web.json_response(await formfill_requests.claim(formfill, citizen, request.match_info["request_id"]), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await formfill_requests.claim(formfill, citizen, request.match_info["request_id"]), status=201)
 
 
 @routes.get("/v1/consents")
 async def list_consents(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    return web.json_response({"consents": await consents.list_consents(formfill, citizen)})
+    return answer(await consents.list_consents(formfill, citizen))
 
 
 @routes.delete("/v1/consents/{receipt_id}")
 async def revoke_consent(request: web.Request) -> web.Response:
     formfill = request.app[FORMFILL]
     citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    try:
-        await consents.revoke(formfill, citizen, request.match_info["receipt_id"])
-    except Refused as exc:
-        raise refused(exc) from None
+    await consents.revoke(formfill, citizen, request.match_info["receipt_id"])
     return web.Response(status=204)

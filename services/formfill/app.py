@@ -5,25 +5,27 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from libs.backbone import install_backbone
+from libs.clock import Clock, SystemClock
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
-from libs.service import create_service_app
 from libs.revocation import install_revocations
-from libs.backbone import install_backbone
+from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
 from .api import FORMFILL, routes
+from .collections import INDEXES, RELEASE_KEYS
 from .context import Formfill
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .openapi import OPERATIONS
 from .settings import FormfillSettings
-from .collections import INDEXES, RELEASE_KEYS
 
 
-def create_app(settings: FormfillSettings | None = None) -> web.Application:
+def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None = None) -> web.Application:
+    """`clock`: what the service takes for now (tests pass a FrozenClock to move past lifetimes)."""
     settings = settings or FormfillSettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
@@ -36,7 +38,7 @@ def create_app(settings: FormfillSettings | None = None) -> web.Application:
         app[FORMFILL] = Formfill(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session), keys=keys,
-            signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY],
+            signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY], clock=clock or SystemClock(),
         )
         yield
         await session.close()

@@ -9,9 +9,9 @@ from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
+from .collections import VAULT
 from .context import Formfill
 from .formfill_requests import on_decided
-from .collections import VAULT
 from .vault import store_profile
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
@@ -28,7 +28,7 @@ def handler(formfill: Formfill):
         db = formfill.db
         if event.type == "identity.enrolled":
             profile = unseal(data["sealed_profile"], formfill.settings.sealing_jwk)
-            await store_profile(db, session, formfill.cipher, data["account_id"], profile,
+            await store_profile(db, session, formfill.cipher, data["account_id"], profile, now=formfill.clock.now(),
                                 assurance=data["assurance"], state=data["state"])
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)

@@ -2,64 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel
 
-from pydantic import BaseModel, ConfigDict
-
+from libs.consented_requests import Claimed
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation
 
-from .formfill_requests import FieldWanted, FormfillRequestBody
+from .consents import ConsentList
+from .formfill_requests import FormfillRequestBody, RequestCreated, RequestStatus
 
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
     403: "the token lacks the formfill scope",
 }
-
-
-class RequestCreated(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    status: Literal["pending"]
-    expires_at: str
-    app_link: str | None = None  # anonymous requests: the QR / app link for the citizen
-
-
-class RequestStatus(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    status: Literal["pending", "approved", "denied", "expired"]
-    purpose: str
-    fields: list[FieldWanted]
-    expires_at: str
-    released_fields: list[str] | None = None
-    receipt_id: str | None = None
-    error: Literal["access_denied"] | None = None
-
-
-class Claimed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    approval_id: str
-    client_name: str
-
-
-class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    receipt_id: str
-    client_id: str
-    client_name: str
-    request_id: str
-    fields: list[str]
-    purpose: str
-    standing: bool
-    status: Literal["active", "revoked"]
-    granted_at: str
-    revoked_at: str | None = None
-
-
-class ConsentList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    consents: list[Consent]
 
 
 class JWKS(BaseModel):

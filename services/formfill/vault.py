@@ -6,7 +6,7 @@ re-encrypted for storage, and never written or logged in the clear.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -17,16 +17,16 @@ from libs.crypto import FieldCipher
 from .collections import CONSENTS, REQUESTS, RESULTS, VAULT
 
 FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address")
-CONTACT_FIELDS = ("phone", "email", "address")
 
 
 async def store_profile(
-    db: AsyncDatabase, session: AsyncClientSession, cipher: FieldCipher, account_id: str, profile: dict[str, Any], **facts: Any
+    db: AsyncDatabase, session: AsyncClientSession, cipher: FieldCipher, account_id: str, profile: dict[str, Any], *,
+    now: datetime, **facts: Any
 ) -> None:
     fields = {name: profile.get(name) for name in FIELDS}
     await db[VAULT].update_one(
         {"_id": account_id},
-        {"$set": {"sealed": cipher.encrypt_record(fields, record_id=account_id), "updated_at": datetime.now(UTC), **facts}},
+        {"$set": {"sealed": cipher.encrypt_record(fields, record_id=account_id), "updated_at": now, **facts}},
         upsert=True,
         session=session,
     )
@@ -38,15 +38,6 @@ async def read_fields(db: AsyncDatabase, cipher: FieldCipher, account_id: str, n
         return {}
     opened = cipher.decrypt_record(doc["sealed"], record_id=account_id)
     return {name: opened[name] for name in names if name in opened}
-
-
-async def update_contact(db: AsyncDatabase, session: AsyncClientSession, cipher: FieldCipher, account_id: str, changes: dict[str, str]) -> None:
-    doc = await db[VAULT].find_one({"_id": account_id}, session=session)
-    if doc is None:
-        raise LookupError("no profile for this account yet")
-    opened = cipher.decrypt_record(doc["sealed"], record_id=account_id)
-    opened.update({k: v for k, v in changes.items() if k in CONTACT_FIELDS})
-    await store_profile(db, session, cipher, account_id, opened)
 
 
 # Everything formfill encrypts under the KEK ring: (collection, field holding the sealed record, its record id).

@@ -1,0 +1,284 @@
+"""The life cycle formfill and signing share: ask the citizen, claim by link, verify the decision, own, status, result.
+
+Each service declares one `ConsentedRequests` (what its prompts say, its
+statuses) and calls it with its context; what it does once the citizen has
+decided (release fields, sign) stays in the service.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.approvals import ApprovalRequest, DecisionClaims, DecisionRejected, Requester, seal_prompt, verify_decision
+from libs.clock import Clock
+from libs.crypto import FieldCipher
+from libs.errors import Refused
+from libs.events.topics import APPROVAL_REQUESTED
+from libs.projections import CLIENTS, account_of_subject
+from libs.tokens import load_public_jwk
+
+from .lifecycle import Lifecycle, S
+from .refusals import RETRY_SOON, CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+
+T = TypeVar("T")
+
+
+class ConsentContext(Protocol):
+    """What the life cycle needs of a service's context (libs/backbone ServiceContext, plus the field cipher)."""
+
+    # request_ttl_s, result_ttl_s, auth_sealing_jwk
+    settings: Any
+    db: AsyncDatabase
+    cipher: FieldCipher
+    clock: Clock
+
+    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T: ...
+
+    async def publish(self, session: AsyncClientSession, topic: Any, event_type: str, subject: str | None,
+                      data: dict[str, Any] | None = None) -> Any: ...
+
+
+class Claimed(BaseModel):
+    """The answer to the app that opened a request's link."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str
+    approval_id: str
+    client_name: str
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision verified against the prompt we built: the request (its free text opened) and the citizen's claims."""
+
+    request: dict[str, Any]
+    claims: DecisionClaims
+
+    @property
+    def approved(self) -> bool:
+        return self.claims.decision == "approve"
+
+
+@dataclass(frozen=True)
+class ConsentedRequests(Generic[S]):
+    # Named on the prompt as the requester, and in refusals ("not known to formfill yet").
+    service: str
+    # The prompt's action ("formfill", "sign") and the approval ids' prefix ("formfill-…", "sign-…").
+    action: str
+    approval_prefix: str
+    # Where the citizen's app opens an anonymous request: this prefix and the request id.
+    app_link_prefix: str
+    # What the phone shows besides the purpose (field names, a document name and hash prefix...).
+    details: Callable[[dict[str, Any]], dict[str, Any]]
+    lifecycle: Lifecycle[S]
+    requests: str = "requests"
+    results: str = "results"
+
+    # -- the prompt ---------------------------------------------------------
+
+    def approval_id(self, request_id: str) -> str:
+        return f"{self.approval_prefix}-{request_id}"
+
+    def approval(self, doc: dict[str, Any]) -> ApprovalRequest:
+        """The prompt for a request (its free text opened); the citizen's device signs its digest."""
+        return ApprovalRequest(
+            approval_id=self.approval_id(doc["_id"]),
+            account_id=doc["account_id"],
+            action=self.action,
+            requester=Requester(service=self.service, client_id=doc["client_id"], client_name=doc["client_name"]),
+            purpose=doc["purpose"],
+            details=self.details(doc),
+            expires_at=doc["expires_at"],
+        )
+
+    async def ask_citizen(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any]) -> None:
+        approval = self.approval(doc)
+        # The free text (purpose, field or document names) is sealed: for auth's eyes only.
+        await ctx.publish(session, APPROVAL_REQUESTED, "approval.requested", approval.approval_id,
+                          seal_prompt(approval, ctx.settings.auth_sealing_jwk))
+
+    # -- the relying party's free text, encrypted at rest --------------------
+    # It is about the citizen's business: personal data, stored only under the request's own data key.
+
+    @staticmethod
+    def _text_record(request_id: str) -> str:
+        return f"request.{request_id}"
+
+    def with_text(self, ctx: ConsentContext, doc: dict[str, Any]) -> dict[str, Any]:
+        """The stored request with its free text opened (a request stored before encryption keeps it in the clear)."""
+        if "text" not in doc:
+            return doc
+        return {**doc, **ctx.cipher.decrypt_record(doc["text"], record_id=self._text_record(doc["_id"]))}
+
+    # -- 1. ask ---------------------------------------------------------------
+
+    async def client(self, ctx: ConsentContext, client_id: str) -> dict[str, Any]:
+        """The requesting client as this service knows it from clients.events."""
+        client = await ctx.db[CLIENTS].find_one({"_id": client_id})
+        if client is None:
+            raise UnknownClient(f"this client is not known to {self.service} yet; retry shortly", headers=RETRY_SOON)
+        return client
+
+    async def citizen(self, ctx: ConsentContext, client: dict[str, Any], sub: str, *, known_in: str) -> tuple[str, dict[str, Any]]:
+        """The account a logged-in relying party's `sub` names, and the service's record of it in `known_in`
+        (both learnt from auth's events: until they have arrived, the citizen is unknown here)."""
+        account_id = await account_of_subject(ctx.db, sub, client["sector"])
+        citizen = await ctx.db[known_in].find_one({"_id": account_id}) if account_id is not None else None
+        if account_id is None or citizen is None:
+            raise self.citizen_unknown()
+        return account_id, citizen
+
+    def citizen_unknown(self) -> CitizenUnknown:
+        return CitizenUnknown(f"this citizen is not known to {self.service} yet; retry shortly", headers=RETRY_SOON)
+
+    async def create(
+        self,
+        ctx: ConsentContext,
+        *,
+        client: dict[str, Any],
+        account_id: str | None,
+        text: dict[str, str],
+        fields: Mapping[str, Any],
+        also: Callable[[AsyncClientSession, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Store a new request and, when the citizen is known (logged in), ask them now; the request, text opened.
+
+        `text`: the relying party's free text (encrypted at rest); `fields`: the service's own; `also(session, doc)`:
+        more to store in the same transaction (signing's PDF).
+        """
+        now = ctx.clock.now().replace(microsecond=0)
+        request_id = secrets.token_urlsafe(16)
+        stored = {
+            "_id": request_id, "client_id": client["_id"], "client_name": client["name"], "account_id": account_id,
+            **fields, "text": ctx.cipher.encrypt_record(text, record_id=self._text_record(request_id)),
+            "status": self.lifecycle.start.value, "created_at": now,
+            "expires_at": now + timedelta(seconds=ctx.settings.request_ttl_s),
+        }
+        doc = {**stored, **text}  # the prompt shows the text; only its encrypted form is stored
+
+        async def work(session: AsyncClientSession) -> None:
+            await ctx.db[self.requests].insert_one(stored, session=session)
+            if also is not None:
+                await also(session, doc)
+            if account_id is not None:
+                await self.ask_citizen(ctx, session, doc)
+
+        await ctx.transaction(work)
+        return doc
+
+    def app_link(self, doc: dict[str, Any]) -> str | None:
+        """For an anonymous request, the link (QR code) the citizen opens in the app."""
+        return None if doc["account_id"] is not None else self.app_link_prefix + doc["_id"]
+
+    # -- 2. claim -------------------------------------------------------------
+
+    async def claim(
+        self,
+        ctx: ConsentContext,
+        request_id: str,
+        account_id: str,
+        *,
+        refuse: Callable[[AsyncClientSession, dict[str, Any]], Awaitable[Refused | None]] | None = None,
+    ) -> Claimed:
+        """The app opened an anonymous request's link: the request becomes this citizen's, and they are asked.
+
+        `refuse(session, doc)`, the service's last word on this citizen, may close the request and return the
+        refusal: it is raised once that closing has committed, so the relying party learns why the request ended.
+        """
+        now = ctx.clock.now()
+
+        async def work(session: AsyncClientSession) -> tuple[dict[str, Any], Refused | None]:
+            doc = await ctx.db[self.requests].find_one_and_update(
+                {"_id": request_id, "status": self.lifecycle.start.value, "expires_at": {"$gt": now}, "account_id": None},
+                {"$set": {"account_id": account_id}}, return_document=ReturnDocument.AFTER, session=session)
+            if doc is None:
+                raise LinkUnusable("this request has expired or was opened by someone else")
+            doc = self.with_text(ctx, doc)
+            refusal = await refuse(session, doc) if refuse is not None else None
+            if refusal is None:
+                await self.ask_citizen(ctx, session, doc)
+            return doc, refusal
+
+        doc, refusal = await ctx.transaction(work)
+        if refusal is not None:
+            raise refusal
+        return Claimed(request_id=request_id, approval_id=self.approval_id(request_id), client_name=doc["client_name"])
+
+    # -- 3. decide ------------------------------------------------------------
+
+    async def decided(self, ctx: ConsentContext, session: AsyncClientSession, data: dict[str, Any]) -> Decided | None:
+        """approval.decided for one of our prompts, verified by us: None when there is nothing to do.
+
+        Nothing to do: the request is unknown, no longer waiting, another citizen's, or the decision is not over
+        exactly the prompt we built (its digest), signed by the device key the event carries.
+        """
+        request_id = data["approval_id"].removeprefix(f"{self.approval_prefix}-")
+        doc = await ctx.db[self.requests].find_one({"_id": request_id}, session=session)
+        if doc is None or doc["status"] != self.lifecycle.start or doc["account_id"] != data["account_id"]:
+            return None
+        doc = self.with_text(ctx, doc)
+        approval = self.approval(doc)
+        try:
+            claims = verify_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]),
+                                     approval_id=approval.approval_id, digest=approval.digest())
+        except DecisionRejected:
+            return None
+        return Decided(doc, claims)
+
+    async def move(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any], to: S, **fields: Any) -> None:
+        """Move a request to `to` (an allowed transition), with the fields that go with it."""
+        self.lifecycle.check(doc["status"], to)
+        await ctx.db[self.requests].update_one({"_id": doc["_id"], "status": doc["status"]},
+                                               {"$set": {"status": to.value, **fields}}, session=session)
+
+    async def store_result(self, ctx: ConsentContext, session: AsyncClientSession, request_id: str,
+                           record: dict[str, Any], media_type: str, **extra: Any) -> None:
+        """The result, encrypted under its own data key, waiting for the relying party until result_ttl_s passes."""
+        await ctx.db[self.results].insert_one(
+            {"_id": request_id, "sealed": ctx.cipher.encrypt_record(record, record_id=request_id), "media_type": media_type,
+             **extra, "expires_at": ctx.clock.now().replace(microsecond=0) + timedelta(seconds=ctx.settings.result_ttl_s)},
+            session=session)
+
+    # -- 4. status ------------------------------------------------------------
+
+    async def own(self, ctx: ConsentContext, client_id: str, request_id: str) -> dict[str, Any]:
+        """The client's own request, its free text opened; another client's is not found."""
+        doc = await ctx.db[self.requests].find_one({"_id": request_id, "client_id": client_id})
+        if doc is None:
+            raise RequestNotFound("no such request for this client")
+        return self.with_text(ctx, doc)
+
+    def status(self, ctx: ConsentContext, doc: dict[str, Any]) -> S:
+        return self.lifecycle.current(doc["status"], doc["expires_at"], ctx.clock.now())
+
+    # -- 5. result ------------------------------------------------------------
+
+    async def result(self, ctx: ConsentContext, doc: dict[str, Any], *, once: bool) -> tuple[dict[str, Any], str] | None:
+        """The result's opened record and media type; None once it has expired (or, `once`, was already taken).
+
+        A request still waiting, or expired unanswered, is refused; the service refuses its own closed statuses first.
+        """
+        status = self.status(ctx, doc)
+        if status == self.lifecycle.start:
+            raise NotAnswered("the citizen has not answered yet", headers=RETRY_SOON)
+        if status == self.lifecycle.expired:
+            raise RequestExpired("the request expired without an answer")
+        unexpired = {"_id": doc["_id"], "expires_at": {"$gt": ctx.clock.now()}}
+        if once:
+            result = await ctx.db[self.results].find_one_and_delete(unexpired)
+        else:
+            result = await ctx.db[self.results].find_one(unexpired)
+        if result is None:
+            return None
+        if once:
+            await ctx.db[self.requests].update_one({"_id": doc["_id"]}, {"$set": {"result_read_at": ctx.clock.now()}})
+        return ctx.cipher.decrypt_record(result["sealed"], record_id=doc["_id"]), result["media_type"]
