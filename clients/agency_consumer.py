@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer
 
 from libs.events import CloudEvent, agency_topic
+from libs.service.settings import DEFAULT_KAFKA_BOOTSTRAP
 
 
 async def consume(bootstrap: str, client_id: str, handle: Callable[[CloudEvent], Awaitable[None]], *,
@@ -55,7 +56,7 @@ async def _print(event: CloudEvent) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clients.agency_consumer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--bootstrap", default=DEFAULT_KAFKA_BOOTSTRAP)
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--from-beginning", action="store_true")
     parser.add_argument("--max", type=int, default=None, help="stop after this many events")

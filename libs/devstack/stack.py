@@ -20,7 +20,15 @@ import noida_db
 
 from libs.events.kafka import ensure_topics
 from libs.events.topics import ALL_TOPICS
-from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS
+from libs.service.settings import (
+    DEFAULT_KAFKA_PORT,
+    DEFAULT_METRICS_PORTS,
+    DEFAULT_MONGO_PORT,
+    DEFAULT_PORTS,
+    DEFAULT_WORKER_PORTS,
+    kafka_bootstrap_at,
+    mongo_uri_at,
+)
 
 from . import processes, softhsm
 from .processes import ProcessSpec
@@ -36,10 +44,10 @@ WORKERS = {"notify-dispatcher": "services.notify.dispatcher"}
 @dataclass
 class StackConfig:
     dev_dir: Path
-    kafka_port: int = 9092
-    mongo_port: int = 27017
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    mongo_port: int = DEFAULT_MONGO_PORT
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
-    worker_ports: dict[str, int] = field(default_factory=lambda: {"notify-dispatcher": 8013})
+    worker_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKER_PORTS))
     # Each process's internal /metrics listener (services and workers), apart from its public port.
     metrics_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
     # Databases are named <prefix><service>; tests use their own prefix on a shared server.
@@ -52,10 +60,11 @@ class StackConfig:
         ports = {name: int(os.environ.get(f"HARBOUR_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
         return cls(
             dev_dir=Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev")).resolve(),
-            kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", 9092)),
-            mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", 27017)),
+            kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", DEFAULT_KAFKA_PORT)),
+            mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", DEFAULT_MONGO_PORT)),
             service_ports=ports,
-            worker_ports={"notify-dispatcher": int(os.environ.get("HARBOUR_NOTIFY_DISPATCHER_PORT", 8013))},
+            worker_ports={name: int(os.environ.get(f"HARBOUR_{_env_name(name)}_PORT", port))
+                          for name, port in DEFAULT_WORKER_PORTS.items()},
             metrics_ports={name: int(os.environ.get(f"HARBOUR_{_env_name(name)}_METRICS_PORT", port))
                            for name, port in DEFAULT_METRICS_PORTS.items()},
         )
@@ -74,11 +83,11 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return kafka_bootstrap_at(self.kafka_port)
 
     @property
     def mongo_uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.mongo_port}/?retryWrites=false"
+        return mongo_uri_at(self.mongo_port)
 
     def service_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.service_ports[name]}"
@@ -304,7 +313,7 @@ def load_running_stack(dev_dir: Path) -> DevStack | None:
         kafka_port=state["kafka_port"],
         mongo_port=state["mongo_port"],
         service_ports=state["service_ports"],
-        worker_ports=state.get("worker_ports", {"notify-dispatcher": 8013}),
+        worker_ports=state.get("worker_ports", dict(DEFAULT_WORKER_PORTS)),
         metrics_ports=state.get("metrics_ports", dict(DEFAULT_METRICS_PORTS)),
         db_prefix=state.get("db_prefix", "harbour_"),
     )

@@ -2,12 +2,20 @@
 
 Production (Kubernetes) and the local dev stack differ only in these
 variables; nothing else changes between them.
+
+Each setting's default is written once: a settings dataclass declares a
+field as `setting("VARIABLE", default)` and `from_env(cls, ...)` reads every
+such field from `HARBOUR_VARIABLE`, falling back to that default.
+docs/operations.md lists them; tests/unit/test_settings_docs.py checks the
+table against these declarations.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 # DESIGN.md §10: the public default ports.
 DEFAULT_PORTS = {
@@ -17,12 +25,33 @@ DEFAULT_PORTS = {
     "notify": 8003,
     "signing": 8004,
 }
+# Processes that serve no API, only their health (python -m services.notify.dispatcher).
+DEFAULT_WORKER_PORTS = {"notify-dispatcher": 8013}
 # Prometheus scrapes each process on a listener of its own, never on the public one (the gateway's is the
-# internet's): the public port + 100, and the notify dispatcher's (8013) + 100.
-DEFAULT_METRICS_PORTS = {**{name: port + 100 for name, port in DEFAULT_PORTS.items()}, "notify-dispatcher": 8113}
-DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-# retryWrites=false is required by the local MongoDB-protocol server (DESIGN.md §9).
-DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/?retryWrites=false"
+# internet's): the public port + 100.
+DEFAULT_METRICS_PORTS = {name: port + 100 for name, port in {**DEFAULT_PORTS, **DEFAULT_WORKER_PORTS}.items()}
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_MONGO_PORT = 27017
+
+
+def local_url(process: str) -> str:
+    """Where a service listens on this machine by default (the dev stack's layout)."""
+    return f"http://127.0.0.1:{DEFAULT_PORTS[process]}"
+
+
+def kafka_bootstrap_at(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+def mongo_uri_at(port: int) -> str:
+    # retryWrites=false is required by the local MongoDB-protocol server (DESIGN.md §9).
+    return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
+
+
+DEFAULT_KAFKA_BOOTSTRAP = kafka_bootstrap_at(DEFAULT_KAFKA_PORT)
+DEFAULT_MONGO_URI = mongo_uri_at(DEFAULT_MONGO_PORT)
+# The gateway's public base URL: issuer of every token and audience of device proofs.
+DEFAULT_ISSUER = local_url("gateway")
 
 
 def env(name: str, default: str) -> str:
@@ -42,9 +71,67 @@ def env_required(name: str) -> str:
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(f"HARBOUR_{name}")
-    if raw is None:
-        return default
+    return default if raw is None else parse_bool(raw)
+
+
+def parse_bool(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_url(raw: str) -> str:
+    """A base URL, without the trailing slash paths are appended to."""
+    return raw.rstrip("/")
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {bool: parse_bool, int: int, float: float, str: str}
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+def setting(variable: str, default: T, *, parse: Callable[[str], T] | None = None, repr: bool = True) -> T:
+    """A dataclass field read from `HARBOUR_<variable>` by `from_env`; `default` is the one place its default is written.
+
+    `variable` may name `{SERVICE}`, the service's name in capitals (`{SERVICE}_PORT`). `parse` turns the
+    variable's text into the value; by default the default's type (bool: 1/true/yes/on) decides.
+    """
+    if parse is None and type(default) not in _PARSERS:
+        raise TypeError(f"setting {variable}: give a parse function for a {type(default).__name__} default")
+    return field(default=default, repr=repr, metadata={"env": variable, "parse": parse or _PARSERS[type(default)]})
+
+
+def setting_variable(f: Any, process: str = "") -> str | None:
+    """The environment variable of a `setting()` field (None for other fields); `{SERVICE}` becomes `process`."""
+    variable = f.metadata.get("env")
+    return f"HARBOUR_{variable.format(SERVICE=process.upper().replace('-', '_'))}" if variable else None
+
+
+def from_env(cls: type[S], *, process: str = "", defaults: dict[str, Any] | None = None, **given: Any) -> S:
+    """`cls` with its `setting()` fields read from the environment, and `given` as they are.
+
+    `process` names the `{SERVICE}` of per-service variables. `defaults`: a default of this process's own
+    for some settings (auth's larger body limit, say), used when the variable is unset.
+    """
+    values: dict[str, Any] = dict(given)
+    for f in fields(cls):  # type: ignore[arg-type]
+        variable = setting_variable(f, process)
+        if f.name in given or variable is None:
+            continue
+        raw = os.environ.get(variable)
+        if raw is not None:
+            values[f.name] = f.metadata["parse"](raw)
+        elif defaults and f.name in defaults:
+            values[f.name] = defaults[f.name]
+    return cls(**values)
+
+
+def declared_settings(cls: type, process: str = "") -> dict[str, Any]:
+    """Variable → declared default of every `setting()` field of `cls` (for the docs check)."""
+    return {setting_variable(f, process): f.default for f in fields(cls) if f.metadata.get("env") and f.default is not MISSING}
 
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -55,11 +142,11 @@ KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 class KafkaSecurity:
     """How the services authenticate to the broker: nothing locally; SCRAM over TLS in production (Strimzi)."""
 
-    protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    username: str = ""
-    password: str = field(default="", repr=False)
-    ca_file: str = ""  # PEM bundle of the broker's CA; empty: the system's trust store
+    protocol: str = setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", parse=str.upper)
+    sasl_mechanism: str = setting("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", parse=str.upper)
+    username: str = setting("KAFKA_USERNAME", "")
+    password: str = setting("KAFKA_PASSWORD", "", repr=False)
+    ca_file: str = setting("KAFKA_CA_FILE", "")  # PEM bundle of the broker's CA; empty: the system's trust store
 
     def __post_init__(self) -> None:
         if self.protocol not in KAFKA_SECURITY_PROTOCOLS:
@@ -80,53 +167,38 @@ class KafkaSecurity:
 
     @classmethod
     def from_env(cls) -> "KafkaSecurity":
-        return cls(
-            protocol=env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
-            sasl_mechanism=env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper(),
-            username=env("KAFKA_USERNAME", ""),
-            password=env("KAFKA_PASSWORD", ""),
-            ca_file=env("KAFKA_CA_FILE", ""),
-        )
+        return from_env(cls)
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     service: str
-    host: str = "127.0.0.1"
-    port: int = 0
+    host: str = setting("{SERVICE}_HOST", "127.0.0.1")
+    # 0 here; from_env gives each service its port of DEFAULT_PORTS.
+    port: int = setting("{SERVICE}_PORT", 0)
     # The internal metrics listener (/metrics only): loopback locally; the pod's address in Kubernetes, where
     # only Prometheus is admitted to it (deploy/k8s/base/networkpolicies.yaml).
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 0
-    mongo_uri: str = DEFAULT_MONGO_URI
-    database: str = ""
-    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
+    metrics_port: int = setting("{SERVICE}_METRICS_PORT", 0)
+    mongo_uri: str = setting("MONGO_URI", DEFAULT_MONGO_URI)
+    # "" here; from_env names it harbour_<service>.
+    database: str = setting("{SERVICE}_DB", "")
+    kafka_bootstrap: str = setting("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
     # Locally the service creates the topics it uses; under Strimzi the
     # KafkaTopic resources do and the service must not try.
-    kafka_create_topics: bool = True
+    kafka_create_topics: bool = setting("KAFKA_CREATE_TOPICS", True)
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    log_level: str = "INFO"
-    max_body_bytes: int = 1024 * 1024
+    log_level: str = setting("LOG_LEVEL", "INFO")
+    max_body_bytes: int = setting("{SERVICE}_MAX_BODY_BYTES", 1024 * 1024)
     shutdown_timeout_s: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, service: str) -> "ServiceSettings":
-        upper = service.upper()
-        return cls(
-            service=service,
-            host=env(f"{upper}_HOST", "127.0.0.1"),
-            port=int(env(f"{upper}_PORT", str(DEFAULT_PORTS.get(service, 0)))),
-            metrics_host=env("METRICS_HOST", "127.0.0.1"),
-            metrics_port=int(env(f"{upper}_METRICS_PORT", str(DEFAULT_METRICS_PORTS.get(service, 0)))),
-            mongo_uri=env("MONGO_URI", DEFAULT_MONGO_URI),
-            database=env(f"{upper}_DB", f"harbour_{service}"),
-            kafka_bootstrap=env("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
-            kafka_create_topics=env_bool("KAFKA_CREATE_TOPICS", True),
-            kafka_security=KafkaSecurity.from_env(),
-            log_level=env("LOG_LEVEL", "INFO"),
-            max_body_bytes=int(env(f"{upper}_MAX_BODY_BYTES", str(1024 * 1024))),
-        )
+    def from_env(cls, service: str, **defaults: Any) -> "ServiceSettings":
+        """The settings of `service`; `defaults` are its own defaults where they differ from every service's."""
+        own = {"port": DEFAULT_PORTS.get(service, 0), "metrics_port": DEFAULT_METRICS_PORTS.get(service, 0),
+               "database": f"harbour_{service}", **defaults}
+        return from_env(cls, process=service, defaults=own, service=service, kafka_security=KafkaSecurity.from_env())
 
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"

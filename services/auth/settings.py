@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from libs import base64url
 from libs.crypto import Keyring
-from libs.service.settings import ServiceSettings, env, env_bool, env_required
+from libs.service.settings import DEFAULT_ISSUER, ServiceSettings, env_required, from_env, parse_url, setting
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     service: ServiceSettings
-    issuer: str
     # HMAC key for card numbers and activation codes: stored values are keyed hashes only.
     hash_key: bytes
     # Key-encryption keys for secrets at rest (token-signing private keys).
@@ -26,8 +25,9 @@ class AuthSettings:
     formfill_sealing_jwk: dict
     # auth's own private sealing key: formfill and signing seal prompts' free text to its public half.
     sealing_jwk: dict
+    issuer: str = setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
     # Sandbox: citizens may self-register (assurance `basic`) without a kiosk.
-    sandbox: bool = False
+    sandbox: bool = setting("SANDBOX", False)
     activation_ttl_s: int = 30 * 60
     activation_max_attempts: int = 5
     device_nonce_ttl_s: int = 120
@@ -41,7 +41,7 @@ class AuthSettings:
     refresh_token_ttl_s: int = 30 * 24 * 3600
     session_ttl_s: int = 8 * 3600
     # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
-    admin_token: str = ""
+    admin_token: str = setting("ADMIN_TOKEN", "", repr=False)
 
     @property
     def max_jwt_lifetime_s(self) -> int:
@@ -49,17 +49,12 @@ class AuthSettings:
 
     @classmethod
     def from_env(cls) -> "AuthSettings":
-        service = ServiceSettings.from_env("auth")
-        # A base64 selfie of 2 MiB is ~2.7 MiB of JSON.
-        if service.max_body_bytes == 1024 * 1024:
-            service = ServiceSettings(**{**service.__dict__, "max_body_bytes": 4 * 1024 * 1024})
-        return cls(
-            service=service,
-            issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
+        return from_env(
+            cls,
+            # A base64 selfie of 2 MiB is ~2.7 MiB of JSON: auth's body limit is 4 MiB unless set.
+            service=ServiceSettings.from_env("auth", max_body_bytes=4 * 1024 * 1024),
             hash_key=base64url.decode(env_required("AUTH_HASH_KEY")),
             keyring=Keyring.from_env_value(env_required("AUTH_KEK")),
             formfill_sealing_jwk=json.loads(env_required("FORMFILL_SEALING_PUBLIC_JWK")),
             sealing_jwk=json.loads(env_required("AUTH_SEALING_KEY")),
-            sandbox=env_bool("SANDBOX", False),
-            admin_token=env("ADMIN_TOKEN", ""),
         )
