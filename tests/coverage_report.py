@@ -23,6 +23,8 @@ def main(report_path: str) -> None:
     statements: dict[str, int] = defaultdict(int)
     covered: dict[str, int] = defaultdict(int)
     for path, data in files.items():
+        if not data["summary"]["num_statements"]:
+            continue  # an empty __init__.py
         package = package_of(path)
         statements[package] += data["summary"]["num_statements"]
         covered[package] += data["summary"]["covered_lines"]
