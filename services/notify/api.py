@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from aiohttp import web
 
 from libs.revocation import REVOCATIONS
-from libs.service import Problem, parse_body
+from libs.service import parse_body
 
-from . import callbacks, inbox, notifications, preferences, streams, templates
+from . import callbacks, inbox, jobs, notifications, preferences, streams, templates
 from .callbacks import CallbackBody
 from .callers import Citizen, agency, device
 from .context import Notify
-from .errors import Refused
+from .errors import BadQuery, BadVersion, NotFound, TooManyStreams
+from .jobs import BatchBody
 from .metrics import SSE_CONNECTIONS
-from .notifications import BatchBody, NotificationBody
+from .notifications import NotificationBody
 from .preferences import PreferencesBody
 from .templates import TemplateBody
 
@@ -28,17 +29,11 @@ STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
 routes = web.RouteTableDef()
 
 
-def refused(exc: Refused) -> Problem:
-    headers = exc.extra.pop("headers", {})
-    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").capitalize(), slug=exc.reason,
-                   headers=headers, **exc.extra)
-
-
 def _only(request: web.Request, *allowed: str) -> None:
     """Unknown query parameters are refused, not ignored: a typo must not silently change the answer."""
     unknown = sorted(set(request.query) - set(allowed))
     if unknown:
-        raise Problem(f"unknown query parameters: {', '.join(unknown)[:200]}", status=400, slug="bad-query", title="Bad query")
+        raise BadQuery(f"unknown query parameters: {', '.join(unknown)[:200]}")
 
 
 def _version(request: web.Request) -> int | None:
@@ -47,7 +42,7 @@ def _version(request: web.Request) -> int | None:
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
-        raise Problem("version is a positive integer", status=400, slug="bad-version", title="Bad version")
+        raise BadVersion("version is a positive integer")
     return int(raw)
 
 
@@ -58,10 +53,7 @@ async def create_template(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, TemplateBody)
-    try:
-        return web.json_response(await templates.create(notify.db, caller.client_id, body), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await templates.create(notify.db, caller.client_id, body, notify.clock.now()), status=201)
 
 
 @routes.get("/v1/templates")
@@ -75,10 +67,7 @@ async def list_templates(request: web.Request) -> web.Response:
 async def show_template(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
-    try:
-        return web.json_response(await templates.show(notify.db, caller.client_id, request.match_info["template_id"], _version(request)))
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await templates.show(notify.db, caller.client_id, request.match_info["template_id"], _version(request)))
 
 
 @routes.put("/v1/templates/{template_id}")
@@ -86,10 +75,7 @@ async def new_template_version(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, TemplateBody)
-    try:
-        return web.json_response(await templates.new_version(notify.db, caller.client_id, request.match_info["template_id"], body), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await templates.new_version(notify.db, caller.client_id, request.match_info["template_id"], body, notify.clock.now()), status=201)
 
 
 # -- agencies: notifications, jobs, callbacks -----------------------------------
@@ -99,10 +85,7 @@ async def send_notification(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, NotificationBody)
-    try:
-        answer, created = await notifications.send(notify, caller, body, request.headers.get("Idempotency-Key"))
-    except Refused as exc:
-        raise refused(exc) from None
+    answer, created = await notifications.send(notify, caller, body, request.headers.get("Idempotency-Key"))
     return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/{answer['notification_id']}"})
 
 
@@ -111,10 +94,7 @@ async def send_batch(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, BatchBody)
-    try:
-        answer, created = await notifications.send_batch(notify, caller, body, request.headers.get("Idempotency-Key"))
-    except Refused as exc:
-        raise refused(exc) from None
+    answer, created = await jobs.send_batch(notify, caller, body, request.headers.get("Idempotency-Key"))
     return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/batch/{answer['job_id']}"})
 
 
@@ -122,10 +102,7 @@ async def send_batch(request: web.Request) -> web.Response:
 async def job_progress(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
-    try:
-        return web.json_response(await notifications.job_progress(notify, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await jobs.job_progress(notify, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
 
 
 @routes.get("/v1/notifications/jwks")
@@ -138,10 +115,8 @@ async def register_callback(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, CallbackBody)
-    try:
-        return web.json_response(await callbacks.register(notify.db, caller.client_id, body))
-    except Refused as exc:  # the URL's name resolves to a refused address, or not at all
-        raise refused(exc) from None
+    # The URL's name is resolved here too: one that resolves to a refused address, or not at all, is 422.
+    return web.json_response(await callbacks.register(notify.db, caller.client_id, body, notify.clock.now()))
 
 
 @routes.get("/v1/notifications/callback")
@@ -150,7 +125,7 @@ async def show_callback(request: web.Request) -> web.Response:
     caller = await agency(request, notify.jwks, notify.settings.issuer)
     registered = await callbacks.show(notify.db, caller.client_id)
     if registered is None:
-        raise Problem("no callback is registered", status=404, slug="not-found", title="Not found")
+        raise NotFound("no callback is registered")
     return web.json_response(registered)
 
 
@@ -166,10 +141,7 @@ async def remove_callback(request: web.Request) -> web.Response:
 async def show_notification(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     caller = await agency(request, notify.jwks, notify.settings.issuer)
-    try:
-        return web.json_response(await notifications.status(notify, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await notifications.status(notify, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
 
 
 # -- citizens: inbox and preferences -------------------------------------------
@@ -181,7 +153,7 @@ async def list_inbox(request: web.Request) -> web.Response:
     _only(request, "unread")
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
-        raise Problem("unread is true or false", status=400, slug="bad-query", title="Bad query")
+        raise BadQuery("unread is true or false")
     return web.json_response({"messages": await inbox.list_items(notify, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
 
 
@@ -192,8 +164,7 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
     citizen = await device(request, notify.jwks, notify.settings.issuer)
     slots = request.app[STREAM_SLOTS]
     if not slots.take(citizen.device_id):
-        raise Problem(f"this device already has {slots.per_device} open inbox streams; close one first", status=429,
-                      title="Too many streams", slug="too-many-streams", headers={"Retry-After": "5"})
+        raise TooManyStreams(f"this device already has {slots.per_device} open inbox streams; close one first")
     try:
         return await _stream(request, notify, citizen)
     finally:
@@ -207,7 +178,7 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
     SSE_CONNECTIONS.inc()
     revocations = request.app[REVOCATIONS].list
     # Look back a little: an item delivered while the client was connecting is not missed; ids deduplicate.
-    since = datetime.now(UTC) - timedelta(seconds=2)
+    since = notify.clock.now() - timedelta(seconds=2)
     sent: set[str] = set()
     last_write = asyncio.get_running_loop().time()
     try:
@@ -216,7 +187,7 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
             # Checked every poll: a revoked device or token, or its expiry, ends the stream within sse_poll_s.
             if request.transport is None or request.transport.is_closing():
                 break  # the client went away: free its place now, not at the next failed write
-            ended = streams.end_reason(citizen.claims or {}, revocations)
+            ended = streams.end_reason(citizen.claims or {}, revocations, notify.clock.now().timestamp())
             if ended:
                 await response.write(f": closed: {ended}\n\n".encode())
                 break
@@ -229,7 +200,7 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
                 last_write = asyncio.get_running_loop().time()
             if len(sent) > 1000:
                 sent.clear()
-                since = datetime.now(UTC) - timedelta(seconds=2)
+                since = notify.clock.now() - timedelta(seconds=2)
             now = asyncio.get_running_loop().time()
             if now - last_write >= notify.settings.sse_heartbeat_s:
                 await response.write(b": heartbeat\n\n")
@@ -246,10 +217,7 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
 async def read_item(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     citizen = await device(request, notify.jwks, notify.settings.issuer)
-    try:
-        return web.json_response(await inbox.mark_read(notify, citizen, request.match_info["item_id"]))
-    except Refused as exc:
-        raise refused(exc) from None
+    return web.json_response(await inbox.mark_read(notify, citizen, request.match_info["item_id"]))
 
 
 @routes.get("/v1/preferences")
@@ -264,4 +232,4 @@ async def replace_preferences(request: web.Request) -> web.Response:
     notify = request.app[NOTIFY]
     citizen = await device(request, notify.jwks, notify.settings.issuer)
     body = await parse_body(request, PreferencesBody)
-    return web.json_response(await preferences.replace(notify.db, citizen.account_id, body))
+    return web.json_response(await preferences.replace(notify.db, citizen.account_id, body, notify.clock.now()))

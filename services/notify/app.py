@@ -1,4 +1,7 @@
-"""create_app(settings) -> the notify service's aiohttp application (the API; delivery runs in dispatcher.py)."""
+"""create_app(settings) -> the notify service's aiohttp application (the API; delivery runs in dispatcher.py).
+
+Tests pass a `clock` (libs/clock.FrozenClock) to move time instead of sleeping.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +10,27 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from libs.crypto import FieldCipher
-from libs.events import OUTBOX_RELAY, install_consumer
-from libs.service import create_service_app
-from libs.revocation import install_revocations
 from libs.backbone import install_backbone
+from libs.clock import Clock
+from libs.events import OUTBOX_RELAY, install_consumer
+from libs.revocation import install_revocations
+from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
-from libs.tokens import JWKSCache
-from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
 from .api import CLOSING, NOTIFY, STREAM_SLOTS, routes
-from .callbacks import CALLBACK_TTL_S
-from .context import Notify
+from .collections import INDEXES
+from .context import open_context
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .openapi import OPERATIONS
 from .settings import NotifySettings
 from .streams import StreamSlots
-from .collections import CALLBACK_KEYS, INDEXES
 
 SERVICE = "notify"
 
 
-def create_app(settings: NotifySettings | None = None) -> web.Application:
+def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = None) -> web.Application:
     settings = settings or NotifySettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
@@ -39,14 +39,10 @@ def create_app(settings: NotifySettings | None = None) -> web.Application:
     app[STREAM_SLOTS] = StreamSlots(settings.sse_max_streams_per_device)
 
     async def notify_context(app: web.Application):
-        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=CALLBACK_TTL_S, collection=CALLBACK_KEYS)
-        await keys.ensure()
-        session = aiohttp.ClientSession()
-        app[NOTIFY] = Notify(settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
-                             jwks=JWKSCache(settings.jwks_url, session), keys=keys,
-                             signer=TokenSigner(keys, settings.callback_issuer), relay=app[OUTBOX_RELAY])
+        http = aiohttp.ClientSession()
+        app[NOTIFY] = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         yield
-        await session.close()
+        await http.close()
 
     async def close_streams(app: web.Application) -> None:
         app[CLOSING].set()

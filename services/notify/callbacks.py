@@ -7,7 +7,8 @@ notify's own key — JWKS at `/v1/notifications/jwks` — with claims `iss`
 (`notification_id`, `status`, `sub`, `reference`, `template_id`,
 `template_version`, `job_id`, `at`). The agency verifies it as it verifies
 any token of the platform. A 2xx answer ends it; anything else is retried
-after 1, 2, 4, 8, 16 s (`callback_backoff_s` doubled), then given up.
+after 1, 2, 4, 8, 16 s (`callback_backoff_s` doubled), then given up
+(libs/retry_queue.py).
 
 The URL is an outside party's: it is checked (libs/outbound) when it is
 registered — https, a public name that resolves only to public addresses —
@@ -19,22 +20,23 @@ like any failure (the name may be fixed), never sent to a refused address.
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.outbound import Outbound, OutboundError, OutboundURLRefused, check_url
+from libs.retry_queue import Backoff, Failure, RetryQueue
 from libs.service.logging import get_logger
 
 from .context import Notify
-from .errors import Refused
-from .metrics import CALLBACK_ATTEMPTS, CALLBACK_BACKLOG
+from .errors import CallbackURLRefused
 from .collections import CALLBACK_URLS, CALLBACKS
+from .metrics import CALLBACK_ATTEMPTS, CALLBACK_BACKLOG
+from .settings import CALLBACK_TOKEN_TTL_S
+from .statuses import CallbackState
 
-CALLBACK_TTL_S = 300
 log = get_logger("harbour.notify.callbacks")
 
 
@@ -49,12 +51,11 @@ class CallbackBody(BaseModel):
         return check_url(value)  # form, scheme and literal hosts; the name is resolved in register()
 
 
-async def register(db: AsyncDatabase, client_id: str, body: CallbackBody, outbound: Outbound | None = None) -> dict[str, Any]:
+async def register(db: AsyncDatabase, client_id: str, body: CallbackBody, now: datetime, outbound: Outbound | None = None) -> dict[str, Any]:
     try:
         await (outbound or Outbound()).check_resolved(body.url)
     except OutboundURLRefused as exc:
-        raise Refused("callback-url-refused", f"the callback URL is refused: {exc}", 422) from None
-    now = datetime.now(UTC)
+        raise CallbackURLRefused(f"the callback URL is refused: {exc}") from None
     await db[CALLBACK_URLS].update_one({"_id": client_id}, {"$set": {"url": body.url, "updated_at": now}}, upsert=True)
     return {"url": body.url, "updated_at": now.isoformat()}
 
@@ -68,9 +69,16 @@ async def remove(db: AsyncDatabase, client_id: str) -> None:
     await db[CALLBACK_URLS].delete_one({"_id": client_id})
 
 
+def callback_queue(notify: Notify) -> RetryQueue:
+    """Callbacks waiting for the agency: attempt n that fails waits backoff * 2**(n-1) s; after max_attempts, given up."""
+    settings = notify.settings
+    return RetryQueue(notify.db[CALLBACKS], Backoff(settings.callback_backoff_s, settings.callback_max_attempts),
+                      done=CallbackState.DELIVERED, given_up=CallbackState.GIVEN_UP, lease_s=settings.callback_timeout_s * 2)
+
+
 async def _sign(notify: Notify, doc: dict[str, Any]) -> str:
-    now = int(time.time())
-    claims = {"aud": doc["client_id"], "iat": now, "exp": now + CALLBACK_TTL_S, "jti": doc["_id"], **doc["payload"]}
+    now = int(notify.clock.now().timestamp())
+    claims = {"aud": doc["client_id"], "iat": now, "exp": now + CALLBACK_TOKEN_TTL_S, "jti": doc["_id"], **doc["payload"]}
     return await notify.signer.sign(claims, typ="notification-status+jwt")
 
 
@@ -85,38 +93,24 @@ async def _post(outbound: Outbound, url: str, token: str, timeout_s: float) -> s
 
 
 async def send_due(notify: Notify, outbound: Outbound, limit: int = 50) -> int:
-    """Claim due callbacks one by one (safe with several dispatchers), post them concurrently, record the outcome."""
-    now = datetime.now(UTC)
-    lease = now + timedelta(seconds=notify.settings.callback_timeout_s * 2)
-    claimed = []
-    for _ in range(limit):
-        doc = await notify.db[CALLBACKS].find_one_and_update(
-            {"state": "pending", "next_attempt_at": {"$lte": now}},
-            {"$set": {"next_attempt_at": lease}, "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
-        if doc is None:
-            break
-        claimed.append(doc)
-    if not claimed:
-        return 0
+    """Claim due callbacks (safe with several dispatchers), post them concurrently, record each outcome."""
+    queue = callback_queue(notify)
+    claimed = await queue.claim_due(notify.clock.now(), limit)
 
     async def attempt(doc: dict[str, Any]) -> None:
         error = await _post(outbound, doc["url"], await _sign(notify, doc), notify.settings.callback_timeout_s)
         if error is None:
             CALLBACK_ATTEMPTS.labels("delivered").inc()
-            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"state": "delivered", "delivered_at": datetime.now(UTC)}})
-        elif doc["attempts"] >= notify.settings.callback_max_attempts:
+            await queue.succeeded([doc["_id"]], {"delivered_at": notify.clock.now()})
+        elif await queue.failed(Failure(doc, error), notify.clock.now()):
             CALLBACK_ATTEMPTS.labels("given_up").inc()
             log.warning("callback given up", callback_id=doc["_id"], client_id=doc["client_id"], attempts=doc["attempts"], error=error)
-            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"state": "given_up", "last_error": error}})
         else:
             CALLBACK_ATTEMPTS.labels("retry").inc()
-            wait = notify.settings.callback_backoff_s * 2 ** (doc["attempts"] - 1)
-            await notify.db[CALLBACKS].update_one({"_id": doc["_id"]}, {"$set": {"next_attempt_at": datetime.now(UTC) + timedelta(seconds=wait),
-                                                                                "last_error": error}})
 
     await asyncio.gather(*(attempt(d) for d in claimed))
     return len(claimed)
 
 
-async def record_backlog(db: AsyncDatabase) -> None:
-    CALLBACK_BACKLOG.set(await db[CALLBACKS].count_documents({"state": "pending"}))
+async def record_backlog(notify: Notify) -> None:
+    CALLBACK_BACKLOG.set(await callback_queue(notify).backlog())

@@ -4,24 +4,29 @@
 which is what the local platform and the tests use. A real provider (APNs,
 FCM, an SMS gateway) implements `PushAdapter.send` for a batch, returning
 the pushes the provider refused (or raising `PushFailed` when it is
-unreachable); the dispatcher retries those with exponential back-off.
+unreachable); the dispatcher retries those with exponential back-off
+(libs/retry_queue.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from libs.clock import Clock
 from libs.crypto import FieldCipher
+from libs.retry_queue import Backoff, Failure, RetryQueue
 
+from .collections import PUSHES
 from .metrics import CHANNEL_DELIVERIES
-from .collections import PUSHES, chunks
+from .statuses import PushState
 
 PUSH_LOG = "push_log"
+# A claimed batch is due again after this long if its sender died before recording the outcome.
+PUSH_LEASE_S = 30.0
 
 
 class PushFailed(Exception):
@@ -51,12 +56,13 @@ class LocalPushAdapter:
 
     name = "local"
 
-    def __init__(self, db: AsyncDatabase, cipher: FieldCipher) -> None:
+    def __init__(self, db: AsyncDatabase, cipher: FieldCipher, clock: Clock) -> None:
         self.collection = db[PUSH_LOG]
         self.cipher = cipher
+        self.clock = clock
 
     async def send(self, pushes: list[Push]) -> set[str]:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         docs = [{"_id": p.push_id, "account_id": p.account_id, "notification_id": p.notification_id, "priority": p.priority,
                  "sealed": self.cipher.encrypt_record({"title": p.title, "body": p.body}, record_id=p.push_id), "sent_at": now}
                 for p in pushes]
@@ -68,20 +74,23 @@ class LocalPushAdapter:
         return set()
 
 
-def adapter_for(name: str, db: AsyncDatabase, cipher: FieldCipher) -> PushAdapter:
+def adapter_for(name: str, db: AsyncDatabase, cipher: FieldCipher, clock: Clock) -> PushAdapter:
     if name == "local":
-        return LocalPushAdapter(db, cipher)
+        return LocalPushAdapter(db, cipher, clock)
     raise ValueError(f"unknown push adapter {name!r} (HARBOUR_NOTIFY_PUSH_ADAPTER)")
 
 
-async def send_due_pushes(db: AsyncDatabase, cipher: FieldCipher, adapter: PushAdapter, *, max_attempts: int, backoff_s: float,
-                          limit: int = 500) -> int:
-    """Hand due pushes to the adapter in one batch; a refused one waits backoff * 2**(attempt-1) s, after max_attempts it is failed.
+def push_queue(db: AsyncDatabase, *, max_attempts: int, backoff_s: float) -> RetryQueue:
+    """Pushes waiting for the provider: a refused one waits backoff * 2**(attempt-1) s; after max_attempts it is failed."""
+    return RetryQueue(db[PUSHES], Backoff(backoff_s, max_attempts), done=PushState.SENT, given_up=PushState.FAILED, lease_s=PUSH_LEASE_S)
+
+
+async def send_due_pushes(queue: RetryQueue, cipher: FieldCipher, adapter: PushAdapter, clock: Clock, *, limit: int = 500) -> int:
+    """Hand due pushes to the adapter in one batch; the ones it refuses are retried later (or failed), the rest are sent.
 
     The notification stays `delivered` either way: the inbox holds the message; push is the doorbell.
     """
-    now = datetime.now(UTC)
-    due = await db[PUSHES].find({"state": "pending", "next_attempt_at": {"$lte": now}}).limit(limit).to_list()
+    due = await queue.claim_due(clock.now(), limit)
     if not due:
         return 0
     pushes = []
@@ -93,17 +102,11 @@ async def send_due_pushes(db: AsyncDatabase, cipher: FieldCipher, adapter: PushA
         refused = await adapter.send(pushes)
     except PushFailed:
         refused = {p.push_id for p in pushes}
+    now = clock.now()
     sent = [d["_id"] for d in due if d["_id"] not in refused]
-    for chunk in chunks(sent):
-        await db[PUSHES].update_many({"_id": {"$in": chunk}}, {"$set": {"state": "sent", "sent_at": datetime.now(UTC)}, "$inc": {"attempts": 1}})
+    await queue.succeeded(sent, {"sent_at": now})
     CHANNEL_DELIVERIES.labels("push", "delivered").inc(len(sent))
     for doc in (d for d in due if d["_id"] in refused):
-        attempts = doc["attempts"] + 1
-        if attempts >= max_attempts:
-            CHANNEL_DELIVERIES.labels("push", "failed").inc()
-            await db[PUSHES].update_one({"_id": doc["_id"]}, {"$set": {"state": "failed", "attempts": attempts}})
-        else:
-            CHANNEL_DELIVERIES.labels("push", "retry").inc()
-            await db[PUSHES].update_one({"_id": doc["_id"]}, {"$set": {
-                "attempts": attempts, "next_attempt_at": now + timedelta(seconds=backoff_s * 2 ** (attempts - 1))}})
+        given_up = await queue.failed(Failure(doc), now)
+        CHANNEL_DELIVERIES.labels("push", "failed" if given_up else "retry").inc()
     return len(due)

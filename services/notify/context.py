@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.backbone import ServiceContext
+from libs.clock import Clock, SystemClock
 from libs.crypto import FieldCipher
+from libs.events import OutboxRelay
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
-from .settings import NotifySettings
+from .collections import CALLBACK_KEYS
+from .settings import CALLBACK_TOKEN_TTL_S, NotifySettings
 
 
 @dataclass(frozen=True)
@@ -21,3 +28,13 @@ class Notify(ServiceContext):
     jwks: JWKSCache
     keys: KeyStore
     signer: TokenSigner
+
+
+async def open_context(settings: NotifySettings, mongo: AsyncMongoClient, db: AsyncDatabase, relay: OutboxRelay, http: Any,
+                       clock: Clock | None = None) -> Notify:
+    """The context both processes run on; `http` (an aiohttp ClientSession) fetches auth's JWKS."""
+    keys = KeyStore(mongo, db, settings.keyring, max_token_lifetime_s=CALLBACK_TOKEN_TTL_S, collection=CALLBACK_KEYS)
+    await keys.ensure()
+    return Notify(settings=settings, mongo=mongo, db=db, relay=relay, cipher=FieldCipher(settings.keyring),
+                  jwks=JWKSCache(settings.jwks_url, http), keys=keys, signer=TokenSigner(keys, settings.callback_issuer),
+                  clock=clock or SystemClock())

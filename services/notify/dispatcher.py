@@ -21,24 +21,21 @@ import time
 import aiohttp
 from aiohttp import web
 
-from libs.crypto import FieldCipher
+from libs.backbone import install_backbone
+from libs.clock import Clock
 from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
 from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.outbound import Outbound
 from libs.service import create_service_app, run
-from libs.backbone import install_backbone
 from libs.service.logging import get_logger
 from libs.store import DATABASE, MONGO_CLIENT
-from libs.tokens import JWKSCache
-from libs.tokens.keystore import KeyStore, TokenSigner
-from libs.service.settings import env
 
-from . import callbacks, delivery, notifications
-from .channels import adapter_for, send_due_pushes
-from .context import Notify
+from . import callbacks, delivery, jobs, sweeps
+from .channels import PushAdapter, adapter_for, push_queue, send_due_pushes
+from .collections import INDEXES
+from .context import Notify, open_context
 from .events import TOPICS
 from .settings import NotifySettings
-from .collections import CALLBACK_KEYS, INDEXES
 
 NOTIFY = web.AppKey("notify", Notify)
 GROUP = "notify-dispatcher"
@@ -85,25 +82,25 @@ def handler(notify: Notify, activity: ConsumerActivity):
             outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
             log.info("chunk dispatched", event_id=event.id, seconds=round(time.perf_counter() - started, 3), **outcome)
         elif event.type == "notification.job":
-            created = await notifications.expand_job(notify, session, event.data["job_id"])
+            created = await jobs.expand_job(notify, session, event.data["job_id"])
             log.info("job expanded", job_id=event.data["job_id"], notifications=created)
 
     return handle
 
 
-async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, activity: ConsumerActivity) -> None:
+async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerActivity) -> None:
     settings = notify.settings
     outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
+    pushes = push_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
     while True:
         try:
-            busy = await delivery.release_due(notify, settings.chunk_size)
+            busy = await sweeps.release_due(notify, settings.chunk_size)
             if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
-                busy += await delivery.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
-                busy += await delivery.reexpand_stale(notify, settings.stale_after_s)
-            busy += await send_due_pushes(notify.db, notify.cipher, adapter, max_attempts=settings.push_max_attempts,
-                                          backoff_s=settings.push_backoff_s)
+                busy += await sweeps.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
+                busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
+            busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
             busy += await callbacks.send_due(notify, outbound)
-            await callbacks.record_backlog(notify.db)
+            await callbacks.record_backlog(notify)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -113,7 +110,7 @@ async def _timed_work(notify: Notify, adapter, http: aiohttp.ClientSession, acti
             await asyncio.sleep(settings.poll_interval_s)
 
 
-def create_app(settings: NotifySettings | None = None) -> web.Application:
+def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = None) -> web.Application:
     settings = settings or NotifySettings.from_env()
     # Same database as the API; its own name (logs, metrics, Kafka client id) and port.
     service = dataclasses.replace(settings.service, service="notify-dispatcher", port=settings.dispatcher_port,
@@ -122,16 +119,11 @@ def create_app(settings: NotifySettings | None = None) -> web.Application:
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
 
     async def dispatcher_context(app: web.Application):
-        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=callbacks.CALLBACK_TTL_S,
-                        collection=CALLBACK_KEYS)
-        await keys.ensure()
         http = aiohttp.ClientSession()
-        notify = Notify(settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
-                        jwks=JWKSCache(settings.jwks_url, http), keys=keys, signer=TokenSigner(keys, settings.callback_issuer),
-                        relay=app[OUTBOX_RELAY])
+        notify = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         app[NOTIFY] = notify
-        adapter = adapter_for(env("NOTIFY_PUSH_ADAPTER", "local"), notify.db, notify.cipher)
-        task = asyncio.create_task(_timed_work(notify, adapter, http, activity), name="notify-timed-work")
+        adapter = adapter_for(settings.push_adapter, notify.db, notify.cipher, notify.clock)
+        task = asyncio.create_task(_timed_work(notify, adapter, activity), name="notify-timed-work")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -1,9 +1,99 @@
-"""The one domain error: a request notify refuses, with its problem slug and HTTP status (the service kit renders it)."""
+"""What notify refuses, declared once each (libs/errors.py); the service kit renders any of them as problem+json."""
 
 from __future__ import annotations
 
-from libs.errors import ReasonRefused
+from libs.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unprocessable
 
 
-class Refused(ReasonRefused):
-    """`Refused(reason, message, status, **extra)`; transitional until notify declares `libs.errors` subclasses."""
+# -- the request itself ------------------------------------------------------------
+
+class BadQuery(BadRequest):
+    slug, title = "bad-query", "Bad query"
+
+
+class BadVersion(BadRequest):
+    slug, title = "bad-version", "Bad version"
+
+
+class BadIdempotencyKey(BadRequest):
+    slug, title = "bad-idempotency-key", "Bad idempotency key"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    slug, title = "idempotency-key-reused", "Idempotency key reused"
+
+
+# -- templates ------------------------------------------------------------------------
+
+class TemplateSyntax(BadRequest):
+    slug, title = "template-syntax", "Template syntax"
+
+
+class UndeclaredPlaceholder(BadRequest):
+    """Extension member `placeholders`: the names the template uses without declaring them."""
+
+    slug, title = "undeclared-placeholder", "Undeclared placeholder"
+
+
+class TemplateRender(BadRequest):
+    slug, title = "template-render", "Template render"
+
+
+class TemplateTooCostly(Unprocessable):
+    slug, title = "template-too-costly", "Template too costly"
+
+
+class VersionConflict(Conflict):
+    slug, title = "version-conflict", "Version conflict"
+
+
+# -- sends ----------------------------------------------------------------------------
+
+class MissingPlaceholder(BadRequest):
+    """Extension members `placeholders` (and, for a batch, `recipients` with their `missing` names)."""
+
+    slug, title = "missing-placeholder", "Missing placeholder"
+
+
+class PersonalisationTooLong(BadRequest):
+    slug, title = "personalisation-too-long", "Personalisation too long"
+
+
+class ScheduleTooFar(BadRequest):
+    slug, title = "schedule-too-far", "Schedule too far"
+
+
+class BatchTooLarge(BadRequest):
+    slug, title = "batch-too-large", "Batch too large"
+
+
+class UnknownRecipient(Unprocessable):
+    slug, title = "unknown-recipient", "Unknown recipient"
+
+
+class UnknownClient(Conflict):
+    """notify has not yet seen the agency's client.registered event: it comes within moments."""
+
+    slug, title = "unknown-client", "Unknown client"
+
+    def __init__(self, detail: str | None = None, **kwargs) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("Retry-After", "1")
+
+
+class CallbackURLRefused(Unprocessable):
+    slug, title = "callback-url-refused", "Callback url refused"
+
+
+# -- inbox ----------------------------------------------------------------------------
+
+class TooManyStreams(TooManyRequests):
+    slug, title = "too-many-streams", "Too many streams"
+    retry_after = 5
+
+
+__all__ = [
+    "BadIdempotencyKey", "BadQuery", "BadVersion", "BatchTooLarge", "CallbackURLRefused", "IdempotencyKeyReused",
+    "MissingPlaceholder", "NotFound", "PersonalisationTooLong", "ScheduleTooFar", "TemplateRender", "TemplateSyntax",
+    "TemplateTooCostly", "TooManyStreams", "UndeclaredPlaceholder", "UnknownClient", "UnknownRecipient", "VersionConflict",
+]

@@ -7,20 +7,18 @@ which the agency learns through its topic and callback.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.events.audit import record_audit
-from libs.events import Outbox
-
 from . import progress, status_events
 from .callers import Citizen
 from .context import Notify
-from .errors import Refused
+from .errors import NotFound
 from .metrics import NOTIFICATION_OUTCOMES
 from .collections import INBOX, NOTIFICATIONS
+from .statuses import NOTIFICATION, NotificationStatus
 
 
 def view(notify: Notify, doc: dict[str, Any]) -> dict[str, Any]:
@@ -46,25 +44,25 @@ async def delivered_since(notify: Notify, account_id: str, since: datetime) -> l
 
 
 async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
+    now = notify.clock.now()
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:
         item = await notify.db[INBOX].find_one({"_id": item_id, "account_id": citizen.account_id}, session=session)
         if item is None:
-            raise Refused("not-found", "no such message in your inbox", 404)
+            raise NotFound("no such message in your inbox")
         if item.get("read_at"):
             return item  # reading twice is reading once
         await notify.db[INBOX].update_one({"_id": item_id}, {"$set": {"read_at": now}}, session=session)
         item["read_at"] = now
         notification = await notify.db[NOTIFICATIONS].find_one_and_update(
-            {"_id": item["notification_id"], "status": "delivered"},
-            {"$set": {"status": "read", "updated_at": now, "timeline.read": now}}, session=session)
+            {"_id": item["notification_id"], "status": NOTIFICATION.leaving(NotificationStatus.READ)},
+            {"$set": {"status": NotificationStatus.READ, "updated_at": now, f"timeline.{NotificationStatus.READ}": now}}, session=session)
         if notification is not None:
-            NOTIFICATION_OUTCOMES.labels("read", notification["kind"]).inc()
-            await progress.count(notify.db, session, [notification], "read")
-            await status_events.announce(notify.db, session, [notification], "read", now)
-            await record_audit(Outbox(notify.db), session, service="notify", subject=citizen.account_id, action="notification.read",
-                               actor=citizen.device_id, notification_id=notification["_id"])
+            NOTIFICATION_OUTCOMES.labels(NotificationStatus.READ, notification["kind"]).inc()
+            await progress.count(notify.db, session, [notification], NotificationStatus.READ)
+            await status_events.announce(notify, session, [notification], NotificationStatus.READ, now)
+            await notify.audit(session, subject=citizen.account_id, action="notification.read", actor=citizen.device_id,
+                               notification_id=notification["_id"])
         return item
 
     return view(notify, await notify.transaction(work))

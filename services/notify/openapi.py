@@ -14,15 +14,16 @@ from pydantic import BaseModel, Field
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Operation
 
 from .callbacks import CallbackBody
-from .notifications import BatchBody, NotificationBody
+from .jobs import BatchBody
+from .notifications import NotificationBody
 from .preferences import PreferencesBody, QuietHours
+from .statuses import JobStatus, NotificationStatus
 from .templates import Content, TemplateBody
 
 AGENCY_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
     403: "the token lacks the notify scope, or is not the agency's own client-credentials token",
 }
-Status = Literal["created", "sending", "delivered", "failed", "suppressed", "read"]
 
 
 class Template(BaseModel):
@@ -40,7 +41,7 @@ class TemplateList(BaseModel):
 
 class NotificationAccepted(BaseModel):
     notification_id: str
-    status: Status
+    status: NotificationStatus
     template_id: str
     template_version: int
     reference: str | None = None
@@ -48,7 +49,7 @@ class NotificationAccepted(BaseModel):
 
 class Notification(BaseModel):
     notification_id: str
-    status: Status
+    status: NotificationStatus
     sub: str | None
     reference: str | None = None
     template_id: str | None
@@ -71,7 +72,7 @@ class JobAccepted(BaseModel):
 
 class JobProgress(BaseModel):
     job_id: str
-    status: Literal["accepted", "expanded"]
+    status: JobStatus
     total: int
     unknown_recipients: int | None = None
     template_id: str

@@ -7,12 +7,10 @@ approval waits for the citizen now). The messages are built in here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-
-from libs.events import Outbox
 
 from .context import Notify
 from .notifications import dispatch_event, new_notification
@@ -46,11 +44,11 @@ def message(kind: str) -> dict[str, Any]:
 
 
 async def queue(notify: Notify, session: AsyncClientSession, account_id: str, kind: str, values: dict[str, str]) -> str:
-    now = datetime.now(UTC)
+    now = notify.clock.now()
     doc = new_notification(notify, client=None, template=None, kind="platform", account_id=account_id, sub=None,
                            personalisation=values, reference=None, priority="high", due_at=now, now=now, platform_message=kind)
     await notify.db[NOTIFICATIONS].insert_one(doc, session=session)
-    await Outbox(notify.db).add_many(session, [dispatch_event([doc["_id"]], "high")])
+    await notify.publish_many(session, [dispatch_event(notify, [doc["_id"]], "high")])
     return doc["_id"]
 
 

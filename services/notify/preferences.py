@@ -101,7 +101,6 @@ async def show(db: AsyncDatabase, account_id: str) -> dict[str, Any]:
     }
 
 
-async def replace(db: AsyncDatabase, account_id: str, body: PreferencesBody) -> dict[str, Any]:
-    await db[PREFERENCES].update_one(
-        {"_id": account_id}, {"$set": {**body.model_dump(), "updated_at": datetime.now(UTC)}}, upsert=True)
+async def replace(db: AsyncDatabase, account_id: str, body: PreferencesBody, now: datetime) -> dict[str, Any]:
+    await db[PREFERENCES].update_one({"_id": account_id}, {"$set": {**body.model_dump(), "updated_at": now}}, upsert=True)
     return await show(db, account_id)

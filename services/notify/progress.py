@@ -18,26 +18,26 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .collections import JOBS
+from .statuses import NOTIFICATION, REPORTED, NotificationStatus
 
-COUNTED = ("delivered", "failed", "suppressed", "read")
-# The counted status a notification leaves when it takes this one.
-_LEAVES = {"read": "delivered"}
+COUNTED = REPORTED
 
 
-async def count(db: AsyncDatabase, session: AsyncClientSession, docs: list[dict[str, Any]], status: str) -> None:
+async def count(db: AsyncDatabase, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus) -> None:
     """Within the caller's transaction: `docs` (as they were before) have just taken `status`."""
     if status not in COUNTED:
         return
+    left = NOTIFICATION.leaving(status)  # a counted status it leaves (delivered, for read) loses what this one gains
     for job_id, moved in Counter(d["job_id"] for d in docs if d.get("job_id")).items():
         change = {f"counts.{status}": moved}
-        if status in _LEAVES:
-            change[f"counts.{_LEAVES[status]}"] = -moved
+        if left in COUNTED:
+            change[f"counts.{left}"] = -moved
         await db[JOBS].update_one({"_id": job_id}, {"$inc": change}, session=session)
 
 
 def view(job: dict[str, Any]) -> dict[str, Any]:
     counts = {status: 0 for status in COUNTED} | job.get("counts", {})
     # Recipients unknown to notify fail when the job is expanded, before any delivery.
-    counts["failed"] += job.get("unknown_recipients") or 0
+    counts[NotificationStatus.FAILED] += job.get("unknown_recipients") or 0
     processed = sum(counts.values())
     return {"counts": counts | {"pending": job["total"] - processed}, "processed": processed, "finished": processed == job["total"]}

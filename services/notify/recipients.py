@@ -12,14 +12,14 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .errors import Refused
+from .errors import UnknownClient
 from .collections import CLIENTS, SUBJECTS, chunks
 
 
 async def agency_record(db: AsyncDatabase, client_id: str) -> dict[str, Any]:
     client = await db[CLIENTS].find_one({"_id": client_id})
     if client is None:
-        raise Refused("unknown-client", "this client is not known to notify yet; retry shortly", 409, headers={"Retry-After": "1"})
+        raise UnknownClient("this client is not known to notify yet; retry shortly")
     return client
 
 
@@ -31,7 +31,3 @@ async def resolve(db: AsyncDatabase, sector: str, subs: list[str]) -> dict[str, 
             found[doc["_id"]] = doc["account_id"]
     return found
 
-
-async def sub_of(db: AsyncDatabase, sector: str, account_id: str) -> str | None:
-    doc = await db[SUBJECTS].find_one({"sector": sector, "account_id": account_id}, {"_id": 1})
-    return doc["_id"] if doc else None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from libs.crypto import Keyring
 from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, ServiceSettings, env, env_required
 
+# Status callbacks are signed tokens that live this long (the callback keys' max token lifetime too).
+CALLBACK_TOKEN_TTL_S = 300
 # The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
 DEFAULT_DISPATCHER_PORT = 8013
 
@@ -27,7 +29,8 @@ class NotifySettings:
     callback_max_attempts: int = 6
     callback_backoff_s: float = 1.0
     callback_timeout_s: float = 5.0
-    # Push: the same policy for a provider that fails.
+    # Push: the adapter that hands pushes to a provider (channels.py), and the same retry policy for a provider that fails.
+    push_adapter: str = "local"
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0
     # How often the dispatcher looks for due scheduled/deferred notifications, callbacks and push retries.
@@ -58,6 +61,7 @@ class NotifySettings:
             dispatcher_port=int(env("NOTIFY_DISPATCHER_PORT", str(DEFAULT_DISPATCHER_PORT))),
             dispatcher_metrics_port=int(env("NOTIFY_DISPATCHER_METRICS_PORT", str(DEFAULT_METRICS_PORTS["notify-dispatcher"]))),
             chunk_size=int(env("NOTIFY_CHUNK_SIZE", "500")),
+            push_adapter=env("NOTIFY_PUSH_ADAPTER", "local"),
             callback_max_attempts=int(env("NOTIFY_CALLBACK_MAX_ATTEMPTS", "6")),
             callback_backoff_s=float(env("NOTIFY_CALLBACK_BACKOFF_S", "1.0")),
             sse_heartbeat_s=float(env("NOTIFY_SSE_HEARTBEAT_S", "15")),

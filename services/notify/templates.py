@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.service.validation import DisplayParagraph, DisplayText, check_display_text
 
-from .errors import Refused
+from .errors import NotFound, TemplateRender, TemplateSyntax, TemplateTooCostly, UndeclaredPlaceholder, VersionConflict
 from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
 from .collections import TEMPLATES
 
@@ -38,7 +38,7 @@ Language = Literal["en", "zh-HK", "zh-CN"]
 LANGUAGES: tuple[str, ...] = ("en", "zh-HK", "zh-CN")
 PLACEHOLDER = r"^[a-z][a-z0-9_]{0,39}$"
 
-# The longest personalisation value a send may carry (notifications._check_values): the worst case tried at creation.
+# The longest personalisation value a send may carry (notifications.check_values): the worst case tried at creation.
 MAX_VALUE_CHARS = 1000
 
 _ENV = BoundedSandbox()
@@ -79,9 +79,9 @@ def variables(source: str) -> set[str]:
     try:
         return meta.find_undeclared_variables(_ENV.parse(source))
     except jinja2.TemplateSyntaxError as exc:
-        raise Refused("template-syntax", f"template syntax error at line {exc.lineno}: {exc.message}", 400) from None
+        raise TemplateSyntax(f"template syntax error at line {exc.lineno}: {exc.message}") from None
     except RecursionError:
-        raise Refused("template-syntax", "the template nests too deeply", 400) from None
+        raise TemplateSyntax("the template nests too deeply") from None
 
 
 def check(body: TemplateBody) -> None:
@@ -90,8 +90,8 @@ def check(body: TemplateBody) -> None:
     for content in body.content.values():
         undeclared |= (variables(content.subject) | variables(content.body)) - declared
     if undeclared:
-        raise Refused("undeclared-placeholder", f"the template uses undeclared placeholders: {', '.join(sorted(undeclared))}",
-                      400, placeholders=sorted(undeclared))
+        raise UndeclaredPlaceholder(f"the template uses undeclared placeholders: {', '.join(sorted(undeclared))}",
+                                    placeholders=sorted(undeclared))
     # Trial renders: a template that cannot render, or goes over a bound with short or longest-allowed values, is refused now.
     doc = {"content": {lang: c.model_dump() for lang, c in body.content.items()}}
     for sample in ({name: "sample" for name in body.placeholders}, {name: "x" * MAX_VALUE_CHARS for name in body.placeholders}):
@@ -100,8 +100,8 @@ def check(body: TemplateBody) -> None:
                 render(doc, language, sample)
             except RenderError as exc:
                 if exc.reason == "render-limit-exceeded":
-                    raise Refused("template-too-costly", f"the {language} template goes over the rendering limits: {exc}", 422) from None
-                raise Refused("template-render", f"the {language} template cannot be rendered: {exc}", 400) from None
+                    raise TemplateTooCostly(f"the {language} template goes over the rendering limits: {exc}") from None
+                raise TemplateRender(f"the {language} template cannot be rendered: {exc}") from None
 
 
 def missing_placeholders(template: dict[str, Any], personalisation: dict[str, str]) -> list[str]:
@@ -149,32 +149,32 @@ def _view(doc: dict[str, Any]) -> dict[str, Any]:
             "content": doc["content"], "created_at": doc["created_at"].isoformat()}
 
 
-async def create(db: AsyncDatabase, client_id: str, body: TemplateBody) -> dict[str, Any]:
+async def create(db: AsyncDatabase, client_id: str, body: TemplateBody, now: datetime) -> dict[str, Any]:
     check(body)
     doc = {"_id": None, "template_id": f"tpl-{secrets.token_urlsafe(9)}", "version": 1, "client_id": client_id,
-           **body.model_dump(), "created_at": datetime.now(UTC)}
+           **body.model_dump(), "created_at": now}
     doc["_id"] = f"{doc['template_id']}:1"
     await db[TEMPLATES].insert_one(doc)
     return _view(doc)
 
 
-async def new_version(db: AsyncDatabase, client_id: str, template_id: str, body: TemplateBody) -> dict[str, Any]:
+async def new_version(db: AsyncDatabase, client_id: str, template_id: str, body: TemplateBody, now: datetime) -> dict[str, Any]:
     check(body)
     latest = await _latest(db, client_id, template_id)
     version = latest["version"] + 1
     doc = {"_id": f"{template_id}:{version}", "template_id": template_id, "version": version, "client_id": client_id,
-           **body.model_dump(), "created_at": datetime.now(UTC)}
+           **body.model_dump(), "created_at": now}
     try:
         await db[TEMPLATES].insert_one(doc)
     except DuplicateKeyError:  # a concurrent PUT took this version number
-        raise Refused("version-conflict", "another version was written at the same time; retry", 409) from None
+        raise VersionConflict("another version was written at the same time; retry") from None
     return _view(doc)
 
 
 async def _latest(db: AsyncDatabase, client_id: str, template_id: str) -> dict[str, Any]:
     doc = await db[TEMPLATES].find_one({"template_id": template_id, "client_id": client_id}, sort=[("version", -1)])
     if doc is None:
-        raise Refused("not-found", "no such template for this agency", 404)
+        raise NotFound("no such template for this agency")
     return doc
 
 
@@ -184,7 +184,7 @@ async def get(db: AsyncDatabase, client_id: str, template_id: str, version: int 
         return await _latest(db, client_id, template_id)
     doc = await db[TEMPLATES].find_one({"_id": f"{template_id}:{version}", "client_id": client_id})
     if doc is None:
-        raise Refused("not-found", "no such template version for this agency", 404)
+        raise NotFound("no such template version for this agency")
     return doc
 
 

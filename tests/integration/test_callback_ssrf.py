@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
+from libs.clock import SystemClock
 from libs.devstack.processes import free_port
 from libs.outbound import Outbound
 from libs.store import apply_indexes, create_client
@@ -74,7 +75,7 @@ async def test_a_loopback_callback_is_not_called_when_loopback_is_not_allowed(in
     await db[CALLBACKS].insert_many([
         {"_id": cid, "client_id": "agency-1", "url": url, "payload": {"status": "delivered"}, "state": "pending",
          "attempts": 0, "next_attempt_at": now} for cid, url in urls.items()])
-    notify = SimpleNamespace(db=db, signer=Signer(),
+    notify = SimpleNamespace(db=db, signer=Signer(), clock=SystemClock(),
                              settings=SimpleNamespace(callback_timeout_s=2.0, callback_max_attempts=1, callback_backoff_s=1.0))
     try:
         assert await send_due(notify, Outbound(resolver=Rebinding())) == 3

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.notify.errors import Refused
+from libs.errors import Refused
+from services.notify import errors
+from services.notify.errors import TemplateRender, TemplateSyntax, TemplateTooCostly, UndeclaredPlaceholder
 from services.notify.preferences import PreferencesBody, quiet_until
 from services.notify.templates import RenderError, TemplateBody, check, missing_placeholders, render
 
@@ -17,20 +19,20 @@ def template(body: str, placeholders=("name",), **more) -> TemplateBody:
 
 
 def test_a_body_using_an_undeclared_variable_is_refused_with_its_name():
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(UndeclaredPlaceholder) as refused:
         check(template("Your {{ licence }} expires"))
-    assert refused.value.status == 400 and refused.value.extra["placeholders"] == ["licence"]
+    assert refused.value.status == 400 and refused.value.extensions["placeholders"] == ["licence"]
 
 
-@pytest.mark.parametrize("body", [
-    "{{ name.__class__.__mro__ }}",          # the sandbox: no attribute tricks
-    "{{ 9 ** 9 ** 9 }}",                      # no power operator (CPU)
-    "{{ 'x' * 100000 }}",                     # no huge repetitions (memory)
-    "{% for x in name %}{{ y }}{% endfor %}",  # undeclared inside a loop
-    "{{ name ",                               # syntax error
+@pytest.mark.parametrize("body, refusal", [
+    ("{{ name.__class__.__mro__ }}", TemplateRender),                # the sandbox: no attribute tricks
+    ("{{ 9 ** 9 ** 9 }}", TemplateRender),                           # no power operator (CPU)
+    ("{{ 'x' * 100000 }}", TemplateTooCostly),                       # no huge repetitions (memory)
+    ("{% for x in name %}{{ y }}{% endfor %}", UndeclaredPlaceholder),  # undeclared inside a loop
+    ("{{ name ", TemplateSyntax),                                     # syntax error
 ])
-def test_dangerous_or_broken_templates_are_refused_at_creation(body):
-    with pytest.raises(Refused):
+def test_dangerous_or_broken_templates_are_refused_at_creation(body, refusal):
+    with pytest.raises(refusal):
         check(template(body))
 
 
@@ -91,3 +93,14 @@ def test_the_dispatcher_is_idle_only_when_nothing_is_in_flight_since_the_last_ev
     except RuntimeError:
         pass
     assert activity.idle_for() == 0.0  # a failure also finishes the event
+
+
+def test_every_notify_refusal_is_declared_once_with_the_title_its_slug_always_had():
+    declared = [getattr(errors, name) for name in errors.__all__]
+    assert all(issubclass(cls, Refused) for cls in declared)
+    assert len({cls.slug for cls in declared}) == len(declared)
+    for cls in declared:  # the former renderer derived the title from the slug: the answers stay identical
+        assert cls.title == cls.slug.replace("-", " ").capitalize(), cls
+    busy, unknown = errors.TooManyStreams("close one"), errors.UnknownClient("retry shortly")
+    assert (busy.status, busy.headers) == (429, {"Retry-After": "5"})
+    assert (unknown.status, unknown.headers) == (409, {"Retry-After": "1"})

@@ -1,0 +1,132 @@
+"""Jobs: an agency sends a template to up to 10,000 citizens in one request (GOV.UK Notify's model).
+
+The request stores the job with its recipients (encrypted) and a job event,
+and returns; the dispatcher expands it into one notification per recipient
+and dispatch events per chunk, so creating 10,000 notifications happens in
+the pipeline, not inside an HTTP timeout. Its progress is counters on the
+job document (progress.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from pydantic import Field
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from libs.events import CloudEvent
+from libs.events.topics import NOTIFICATIONS
+
+from . import idempotency, progress, templates
+from .callers import Agency
+from .collections import CLIENTS, JOBS
+from .collections import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
+from .context import Notify
+from .errors import BatchTooLarge, MissingPlaceholder, NotFound
+from .metrics import NOTIFICATIONS_CREATED
+from .notifications import PersonalisationField, SendOptions, check_values, dispatch_event, due_time, new_notification
+from .recipients import agency_record, resolve
+from .statuses import JOB, JobStatus, NotificationStatus
+
+# Notifications per insert_many while a job is expanded.
+_INSERT_BATCH = 1000
+
+
+class BatchBody(SendOptions):
+    recipients: list[PersonalisationField] = Field(min_length=1, max_length=10_000)
+
+
+def _check_placeholders(template: dict[str, Any], body: BatchBody) -> None:
+    lacking = [(i, templates.missing_placeholders(template, r.personalisation)) for i, r in enumerate(body.recipients)]
+    lacking = [(i, names) for i, names in lacking if names]
+    if lacking:
+        raise MissingPlaceholder(f"{len(lacking)} recipient(s) lack placeholders",
+                                 placeholders=sorted({name for _, names in lacking for name in names}),
+                                 recipients=[{"index": i, "missing": names} for i, names in lacking[:100]])
+
+
+async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """Accept a job: validated here, stored with its recipients (encrypted), expanded by the dispatcher (expand_job)."""
+    key = idempotency.checked_key(idempotency_key)
+    if len(body.recipients) > notify.settings.max_batch:
+        raise BatchTooLarge(f"at most {notify.settings.max_batch} recipients per batch")
+    client = await agency_record(notify.db, agency.client_id)
+    template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
+    _check_placeholders(template, body)
+    for recipient in body.recipients:
+        check_values(recipient.personalisation)
+    now = notify.clock.now()
+    due_at = due_time(body, now)
+    job_id = f"job-{secrets.token_urlsafe(12)}"
+    recipients = json.dumps([r.model_dump() for r in body.recipients])
+
+    async def work(session: AsyncClientSession) -> dict[str, Any]:
+        await notify.db[JOBS].insert_one({
+            "_id": job_id, "client_id": client["_id"], "template_id": template["template_id"], "template_version": template["version"],
+            "priority": body.priority, "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
+            "updated_at": now, "sealed": notify.cipher.encrypt_record({"recipients": recipients}, record_id=job_id)}, session=session)
+        await notify.publish_many(session, [job_event(notify, job_id)])
+        return {"job_id": job_id, "total": len(body.recipients), "status": JobStatus.ACCEPTED,
+                "template_id": template["template_id"], "template_version": template["version"]}
+
+    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), work)
+    if created:
+        NOTIFICATIONS_CREATED.labels("batch").inc(answer["total"])
+    return answer, created
+
+
+def job_event(notify: Notify, job_id: str) -> tuple[str, CloudEvent]:
+    """The event that has the dispatcher expand a job."""
+    return NOTIFICATIONS.name, notify.event("notification.job", job_id, {"job_id": job_id})
+
+
+async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -> int:
+    """The dispatcher's half of a batch: one notification per recipient (bulk), then dispatch events per chunk.
+
+    Notification ids are derived from the job and the recipient's position, and only the missing ones
+    are inserted, so an expansion interrupted half-way and run again creates nothing twice.
+    """
+    job = await notify.db[JOBS].find_one({"_id": job_id, "status": JOB.leaving(JobStatus.EXPANDED)}, session=session)
+    if job is None:
+        return 0
+    client = await notify.db[CLIENTS].find_one({"_id": job["client_id"]}, session=session)
+    template = {"template_id": job["template_id"], "version": job["template_version"]}
+    recipients = json.loads(notify.cipher.decrypt_record(job["sealed"], record_id=job_id)["recipients"])
+    accounts = await resolve(notify.db, client["sector"], list({r["sub"] for r in recipients}))
+    existing = {d["_id"] async for d in notify.db[NOTIFICATIONS_COLLECTION].find({"job_id": job_id}, {"_id": 1}, session=session)}
+    now = notify.clock.now()
+    docs = []
+    for index, recipient in enumerate(recipients):
+        notification_id = f"ntf-{job_id.removeprefix('job-')}-{index}"
+        if notification_id in existing:
+            continue
+        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=accounts.get(recipient["sub"]),
+                               sub=recipient["sub"], personalisation=recipient["personalisation"], reference=recipient.get("reference"),
+                               priority=job["priority"], due_at=max(job["due_at"], now), now=now, job_id=job_id,
+                               notification_id=notification_id)
+        if doc["account_id"] is None:
+            doc.update(status=NotificationStatus.FAILED, reason="unknown-recipient")
+            doc["timeline"][NotificationStatus.FAILED] = now
+        docs.append(doc)
+    for start in range(0, len(docs), _INSERT_BATCH):
+        await notify.db[NOTIFICATIONS_COLLECTION].insert_many(docs[start:start + _INSERT_BATCH], ordered=False, session=session)
+    due = [d["_id"] for d in docs if d["status"] == NotificationStatus.SENDING]
+    size = notify.settings.chunk_size
+    await notify.publish_many(session, [dispatch_event(notify, due[i:i + size], job["priority"]) for i in range(0, len(due), size)])
+    # Counted afresh over every recipient (a re-run after an interrupted expansion counts the same); these
+    # fail here, every other status is counted as it happens (progress.py).
+    unknown = sum(1 for r in recipients if r["sub"] not in accounts)
+    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": JobStatus.EXPANDED, "updated_at": now, "unknown_recipients": unknown}},
+                                     session=session)
+    return len(docs)
+
+
+async def job_progress(notify: Notify, agency: Agency, job_id: str) -> dict[str, Any]:
+    job = await notify.db[JOBS].find_one({"_id": job_id, "client_id": agency.client_id})
+    if job is None:
+        raise NotFound("no such job for this agency")
+    return {"job_id": job_id, "status": job["status"], "total": job["total"], "unknown_recipients": job.get("unknown_recipients"),
+            "template_id": job["template_id"], "template_version": job["template_version"], "created_at": job["created_at"].isoformat(),
+            **progress.view(job)}

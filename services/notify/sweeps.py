@@ -1,0 +1,76 @@
+"""The dispatcher's timed sweeps: notifications whose time has come, and work a crashed attempt lost.
+
+`release_due` moves scheduled and quiet-hours notifications back to
+`sending` when their time comes. `redispatch_stale` and `reexpand_stale`
+find what a killed dispatcher left behind (a chunk `sending` for too long,
+a job still `accepted`) and publish its event again; delivery and expansion
+are idempotent, so a needless second event costs a look-up and nothing more.
+Time is the context's clock: tests move it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from .collections import JOBS, NOTIFICATIONS, chunks
+from .context import Notify
+from .metrics import REDISPATCHED
+from .jobs import job_event
+from .notifications import dispatch_event
+from .statuses import JOB, NOTIFICATION, JobStatus, NotificationStatus
+
+SENDING = NotificationStatus.SENDING
+
+
+async def _dispatch(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
+                    change: dict[str, Any]) -> int:
+    """Apply `change` to those of `docs` still in `status`, and publish one dispatch event per priority."""
+    by_priority: dict[str, list[str]] = defaultdict(list)
+    for doc in docs:
+        by_priority[doc["priority"]].append(doc["_id"])
+    for chunk in chunks([d["_id"] for d in docs]):
+        await notify.db[NOTIFICATIONS].update_many({"_id": {"$in": chunk}, "status": status}, {"$set": change}, session=session)
+    await notify.publish_many(session, [dispatch_event(notify, ids, priority) for priority, ids in by_priority.items()])
+    return len(docs)
+
+
+async def release_due(notify: Notify, limit: int) -> int:
+    """Scheduled and quiet-hours notifications whose time has come: back to `sending`, with a dispatch event."""
+    now = notify.clock.now()
+    waiting = NOTIFICATION.leaving(SENDING)
+    due = await notify.db[NOTIFICATIONS].find({"status": waiting, "due_at": {"$lte": now}}, {"priority": 1}).limit(limit).to_list()
+    if not due:
+        return 0
+    change = {"status": SENDING, "updated_at": now, f"timeline.{SENDING}": now}
+    return await notify.transaction(lambda session: _dispatch(notify, session, due, waiting, change))
+
+
+async def redispatch_stale(notify: Notify, stale_after_s: float, limit: int) -> int:
+    """Notifications `sending` for too long (their dispatch event was lost with a crashed attempt): dispatch again."""
+    now = notify.clock.now()
+    stale = await notify.db[NOTIFICATIONS].find(
+        {"status": SENDING, "updated_at": {"$lt": now - timedelta(seconds=stale_after_s)}}, {"priority": 1}).limit(limit).to_list()
+    if not stale:
+        return 0
+    redispatched = await notify.transaction(lambda session: _dispatch(notify, session, stale, SENDING, {"updated_at": now}))
+    REDISPATCHED.inc(redispatched)
+    return redispatched
+
+
+async def reexpand_stale(notify: Notify, stale_after_s: float) -> int:
+    """Jobs still `accepted` long after they were stored (their expansion was interrupted): expand again."""
+    now = notify.clock.now()
+    accepted = JOB.leaving(JobStatus.EXPANDED)
+    stale = await notify.db[JOBS].find({"status": accepted, "updated_at": {"$lt": now - timedelta(seconds=stale_after_s)}},
+                                       {"_id": 1}).to_list()
+    for job in stale:
+        async def work(session: AsyncClientSession, job_id: str = job["_id"]) -> None:
+            await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"updated_at": now}}, session=session)
+            await notify.publish_many(session, [job_event(notify, job_id)])
+
+        await notify.transaction(work)
+    return len(stale)
