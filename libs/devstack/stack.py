@@ -228,23 +228,21 @@ class DevStack:
         secrets = dev_secrets(self.dev_dir)
         softhsm.ensure_token(self.dev_dir, label=secrets["HARBOUR_SIGNING_TOKEN_LABEL"],
                              so_pin=secrets["HARBOUR_SIGNING_SO_PIN"], pin=secrets["HARBOUR_SIGNING_HSM_PIN"])
+        # All start at once, then each is waited for: their start-ups overlap.
         started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
         for name, pid in started.items():
-            url = self.config.service_url(name) + "/readyz"
-            processes.wait_until(
-                lambda: processes.http_ok(url) or not processes.is_alive(pid),
-                timeout_s=timeout_s,
-                what=f"{name} to be ready at {url}",
-            )
-            if not processes.is_alive(pid):
-                raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
+            self._wait_ready(name, pid, self.config.service_url(name), timeout_s)
         for name in WORKERS:
             self.up_worker(name, timeout_s)
 
     def up_worker(self, name: str, timeout_s: float = 90.0) -> int:
         """Start one worker (again, after a test killed it) and wait until it is ready."""
         pid = processes.start(self.worker_spec(name))
-        url = self.config.worker_url(name) + "/readyz"
+        self._wait_ready(name, pid, self.config.worker_url(name), timeout_s)
+        return pid
+
+    def _wait_ready(self, name: str, pid: int, base_url: str, timeout_s: float) -> None:
+        url = base_url + "/readyz"
         processes.wait_until(
             lambda: processes.http_ok(url) or not processes.is_alive(pid),
             timeout_s=timeout_s,
@@ -252,7 +250,6 @@ class DevStack:
         )
         if not processes.is_alive(pid):
             raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
-        return pid
 
     def up(self) -> float:
         """Start everything; if any part fails to come up, stop what was started and re-raise."""

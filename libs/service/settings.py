@@ -129,6 +129,16 @@ def from_env(cls: type[S], *, process: str = "", defaults: dict[str, Any] | None
     return cls(**values)
 
 
+def issuer_setting() -> str:
+    """HARBOUR_ISSUER, which every service reads: the gateway's public base URL."""
+    return setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
+
+
+def auth_url_setting() -> str:
+    """HARBOUR_AUTH_URL: where auth listens, for its JWKS (the resource services, and the gateway's upstream)."""
+    return setting("AUTH_URL", local_url("auth"), parse=parse_url)
+
+
 def declared_settings(cls: type, process: str = "") -> dict[str, Any]:
     """Variable → declared default of every `setting()` field of `cls` (for the docs check)."""
     return {setting_variable(f, process): f.default for f in fields(cls) if f.metadata.get("env") and f.default is not MISSING}

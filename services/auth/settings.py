@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from libs import base64url
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_ISSUER, ServiceSettings, env_required, from_env, parse_url, setting
+from libs.service.settings import ServiceSettings, env_required, from_env, issuer_setting, setting
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class AuthSettings:
     formfill_sealing_jwk: dict
     # auth's own private sealing key: formfill and signing seal prompts' free text to its public half.
     sealing_jwk: dict
-    issuer: str = setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
+    issuer: str = issuer_setting()
     # Sandbox: citizens may self-register (assurance `basic`) without a kiosk.
     sandbox: bool = setting("SANDBOX", False)
     activation_ttl_s: int = 30 * 60

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_ISSUER, ServiceSettings, env_required, from_env, local_url, parse_url, setting
+from libs.service.settings import ServiceSettings, auth_url_setting, env_required, from_env, issuer_setting, setting
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,8 @@ class FormfillSettings:
     sealing_jwk: dict
     # auth's public sealing key: approval prompts' free text (purpose, field names) is sealed to it.
     auth_sealing_jwk: dict
-    issuer: str = setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
-    auth_url: str = setting("AUTH_URL", local_url("auth"), parse=parse_url)
+    issuer: str = issuer_setting()
+    auth_url: str = auth_url_setting()
     request_ttl_s: int = setting("FORMFILL_REQUEST_TTL_S", 5 * 60)
     # A release not read within this time is deleted unread.
     result_ttl_s: int = setting("FORMFILL_RESULT_TTL_S", 10 * 60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libs.service.settings import DEFAULT_ISSUER, ServiceSettings, env, from_env, local_url, parse_list, parse_url, setting
+from libs.service.settings import ServiceSettings, env, from_env, issuer_setting, local_url, parse_list, parse_url, setting
 
 UPSTREAMS = ("auth", "formfill", "notify", "signing")
 
@@ -15,7 +15,7 @@ class GatewaySettings:
     # Service name → base URL, each from HARBOUR_<NAME>_URL (default: the service's local port).
     upstreams: dict[str, str]
     # The issuer (the gateway's public base URL): audience and issuer of the tokens checked at the edge.
-    issuer: str = setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
+    issuer: str = issuer_setting()
     upstream_timeout_s: float = setting("GATEWAY_UPSTREAM_TIMEOUT_S", 30.0)
     rate_per_ip: float = setting("GATEWAY_RATE_PER_IP", 50.0)
     burst_per_ip: int = setting("GATEWAY_BURST_PER_IP", 100)

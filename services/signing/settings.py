@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_ISSUER, ServiceSettings, env, env_required, from_env, local_url, parse_url, setting
+from libs.service.settings import ServiceSettings, auth_url_setting, env, env_required, from_env, issuer_setting, setting
 
 from .sandbox import Limits
 
@@ -28,8 +28,8 @@ class SigningSettings:
     pkcs11_pin: str
     # auth's public sealing key: approval prompts' free text (purpose, document name) is sealed to it.
     auth_sealing_jwk: dict
-    issuer: str = setting("ISSUER", DEFAULT_ISSUER, parse=parse_url)
-    auth_url: str = setting("AUTH_URL", local_url("auth"), parse=parse_url)
+    issuer: str = issuer_setting()
+    auth_url: str = auth_url_setting()
     token_label: str | None = setting("SIGNING_TOKEN_LABEL", None, parse=lambda raw: raw or None)
     token_slot: int | None = setting("SIGNING_TOKEN_SLOT", None, parse=lambda raw: int(raw) if raw else None)
     request_ttl_s: int = setting("SIGNING_REQUEST_TTL_S", 5 * 60)
