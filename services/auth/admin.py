@@ -17,24 +17,45 @@ import json
 import sys
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from pydantic import ValidationError
 
+from libs.backbone import ServiceContext
+from libs.errors import Refused
 from libs.events.outbox import OUTBOX_INDEXES
-from libs.store import apply_indexes, create_client, in_transaction
+from libs.store import apply_indexes, create_client
+from libs.tokens.keystore import KeyStore
 
 from .clients.metadata import ClientMetadata
 from .clients.registry import find_client, issue_registration_token, register_client
-from .identity.accounts import TransitionRefused, change_state
-from .oidc.pairwise import subject_for
-from libs.tokens.keystore import KeyStore
-from .settings import AuthSettings
 from .collections import INDEXES
+from .context import Auth
+from .errors import NoSuchClient
+from .identity.accounts import change_state
+from .oidc.pairwise import subject_for
+from .settings import AuthSettings
+
+
+class _ServiceRelay:
+    """The running service's relay publishes what a command writes to the outbox: nothing to wake in this process."""
+
+    def notify(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Operator(ServiceContext):
+    """The commands' context: auth's database and outbox, events under auth's own source."""
+
+    source = Auth.source
 
 
 async def run(args: argparse.Namespace) -> dict:
     settings = AuthSettings.from_env()
     client = create_client(settings.service.mongo_uri)
     db = client[settings.service.database]
+    operator = Operator(settings=settings, mongo=client, db=db, relay=_ServiceRelay())
     try:
         await apply_indexes(db, (*INDEXES, *OUTBOX_INDEXES))
         if args.command == "rotate-keys":
@@ -44,9 +65,9 @@ async def run(args: argparse.Namespace) -> dict:
         if args.command == "subject":
             registered = await find_client(db, args.client_id)
             if registered is None:
-                raise ValueError("no such client")
+                raise NoSuchClient("no such client")
             return {"account_id": args.account_id, "client_id": args.client_id,
-                    "sub": await in_transaction(client, lambda s: subject_for(db, s, settings.hash_key, registered.sector, args.account_id))}
+                    "sub": await operator.transaction(lambda s: subject_for(db, s, settings.hash_key, registered.sector, args.account_id))}
         if args.command == "create-client":
             metadata = ClientMetadata(
                 client_name=args.name,
@@ -58,14 +79,14 @@ async def run(args: argparse.Namespace) -> dict:
                 token_endpoint_auth_method=args.auth_method,
                 jwks=json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None,
             )
-            registered = await in_transaction(client, lambda s: register_client(db, s, metadata, registered_by="operator"))
+            registered = await operator.transaction(lambda s: register_client(operator, s, metadata, registered_by="operator"))
             return {**registered.client.public_view(), "client_secret": registered.client_secret,
                     "registration_access_token": registered.registration_access_token}
         if args.command == "registration-token":
-            token = await in_transaction(client, lambda s: issue_registration_token(db, s, args.client_id, issued_by="operator"))
+            token = await operator.transaction(lambda s: issue_registration_token(operator, s, args.client_id, issued_by="operator"))
             return {"client_id": args.client_id, "registration_access_token": token}
-        await in_transaction(client, lambda s: change_state(db, s, args.account_id, args.state, reason=args.reason,
-                                                                 token_lifetime_s=settings.max_jwt_lifetime_s))
+        await operator.transaction(lambda s: change_state(operator, s, args.account_id, args.state, reason=args.reason,
+                                                          token_lifetime_s=settings.max_jwt_lifetime_s))
         return {"account_id": args.account_id, "state": args.state}
     finally:
         await client.close()
@@ -102,7 +123,7 @@ def main() -> int:
     args = parser().parse_args()
     try:
         print(json.dumps(asyncio.run(run(args)), indent=2))
-    except (TransitionRefused, ValidationError, ValueError, LookupError) as exc:
+    except (Refused, ValidationError, ValueError) as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr)
         return 1
     return 0

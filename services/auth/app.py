@@ -6,27 +6,33 @@ import asyncio
 
 from aiohttp import web
 
+from libs.backbone import install_backbone
+from libs.clock import Clock, SystemClock
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.events.topics import APPROVAL_REQUESTED
 from libs.service import create_service_app
-from libs.backbone import install_backbone
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
+from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import housekeeping
-from .api import AUTH, routes
-from .oidc.api import routes as oidc_routes
+from .api import routes
+from .approvals import queue
+from .callers import AUTH
+from .collections import INDEXES
 from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
-from libs.tokens.keystore import KeyStore, TokenSigner
-from .openapi import OPERATIONS, TITLE
-from .approvals import queue
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
+from .oidc import login
+from .oidc.api import routes as oidc_routes
+from .openapi import OPERATIONS, TITLE
 from .settings import AuthSettings
-from .collections import INDEXES
 
 
-def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | None = None) -> web.Application:
+def create_app(
+    settings: AuthSettings | None = None, *, matcher: FaceMatcher | None = None, clock: Clock | None = None
+) -> web.Application:
+    """`matcher` and `clock` are seams for tests (a FrozenClock moves time instead of sleeping)."""
     settings = settings or AuthSettings.from_env()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
@@ -42,6 +48,9 @@ def create_app(settings: AuthSettings | None = None, *, matcher: FaceMatcher | N
             signer=TokenSigner(keys, settings.issuer),
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
+            clock=clock or SystemClock(),
+            # A decided login prompt finishes its login or CIBA request (oidc/login.py), in the decision's transaction.
+            finishers={"login": login.on_decision},
         )
         await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")

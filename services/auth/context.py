@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
@@ -10,6 +12,9 @@ from libs.crypto.fields import FieldCipher
 from libs.tokens.keystore import KeyStore, TokenSigner
 from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
+
+if TYPE_CHECKING:
+    from .approvals.decisions import Finisher
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,8 @@ class Auth(ServiceContext):
     keys: KeyStore
     signer: TokenSigner
     matcher: FaceMatcher
+    # What finishes a prompt auth asked for itself, by action ("login": the OpenID Connect login or CIBA request).
+    finishers: Mapping[str, Finisher] = field(default_factory=dict)
 
     @property
     def field_cipher(self) -> FieldCipher:

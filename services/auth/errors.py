@@ -1,12 +1,200 @@
-"""The exception auth's domain raises for a refused request; the service kit renders it as problem+json."""
+"""auth's refusals: declarative subclasses of the shared hierarchy (libs/errors.py), rendered by the service kit.
+
+Each class is one answer a caller can act on: its status, its slug (the
+problem type) and its title. The domain raises them; no handler catches one.
+"""
 
 from __future__ import annotations
 
-from libs.errors import ReasonRefused
+from libs.callers.authorization import challenge
+from libs import errors as shared
+from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ReasonRefused, Unauthorized, Unprocessable
 
 
 class Refused(ReasonRefused):
     """`Refused(reason, message, status=400, **extra)`: `reason` is the problem slug, `status` the HTTP status.
 
-    Transitional: auth's refusals move to declarative `libs.errors` subclasses.
+    Transitional, for the OpenID Connect provider's own refusals (oidc/) until they are declared too.
     """
+
+
+# --- enrolment ---------------------------------------------------------------
+
+
+class SelfieRefused(Unprocessable):
+    """The selfie cannot be assessed at all (identity/proofing.py's SelfieRejected); `errors` says why, per field."""
+
+    slug, title = "selfie-rejected", "Selfie rejected"
+
+
+class ProofingFailed(Unprocessable):
+    slug, title = "proofing-failed", "Proofing failed"
+
+
+class DuplicateEnrolment(Conflict):
+    slug, title = "duplicate-enrolment", "Duplicate enrolment"
+
+
+class MayNotEnrol(Forbidden):
+    """A client other than a kiosk with scope `enrol` tried to enrol a citizen."""
+
+    slug = "insufficient-scope"
+
+
+# --- accounts ----------------------------------------------------------------
+
+
+class AccountInactive(Forbidden):
+    slug, title = "account-inactive", "Account inactive"
+
+
+class TransitionRefused(Conflict):
+    """An account state change its life cycle does not allow (or the account changed meanwhile)."""
+
+    slug, title = "transition-refused", "Transition refused"
+
+
+# --- activation codes and binding a device -----------------------------------
+
+
+class ActivationRefused(shared.Refused):
+    """The activation code cannot be used any more; `reason` (the slug) is used, locked or expired."""
+
+    @property
+    def reason(self) -> str:
+        return self.slug
+
+
+class ActivationCodeUsed(ActivationRefused, BadRequest):
+    slug, title = "used", "Used"
+
+
+class ActivationCodeExpired(ActivationRefused, BadRequest):
+    slug, title = "expired", "Expired"
+
+
+class ActivationLocked(ActivationRefused, Forbidden):
+    slug, title = "locked", "Locked"
+
+
+class InvalidActivation(BadRequest):
+    """Wrong account id or code; `attempts_left` tells how many tries the code still has, when it is known."""
+
+    slug, title = "invalid-activation", "Invalid activation"
+
+
+class InvalidDeviceKey(BadRequest):
+    slug, title = "invalid-key", "Invalid key"
+
+
+class InvalidProof(BadRequest):
+    slug, title = "invalid-proof", "Invalid proof"
+
+
+class InvalidNonce(BadRequest):
+    slug, title = "invalid-nonce", "Invalid nonce"
+
+
+# --- device tokens -----------------------------------------------------------
+
+
+class InvalidAssertion(Unauthorized):
+    slug, title = "invalid-assertion", "Invalid assertion"
+
+
+class ReplayedAssertion(Unauthorized):
+    slug, title = "replayed-assertion", "Replayed assertion"
+
+
+class DeviceInactive(Unauthorized):
+    slug, title = "device-inactive", "Device inactive"
+
+
+class InvalidDeviceToken(Unauthorized):
+    slug, title = "invalid-token", "Invalid token"
+
+
+def with_device_challenge(refusal: Unauthorized) -> Unauthorized:
+    """A device token refused at a device endpoint answers with its RFC 6750 challenge, the slug as description."""
+    refusal.headers["WWW-Authenticate"] = challenge("Bearer", error="invalid_token", description=refusal.slug)
+    return refusal
+
+
+class NoSuchDevice(NotFound):
+    pass
+
+
+# --- approvals ---------------------------------------------------------------
+
+
+class NoSuchApproval(NotFound):
+    pass
+
+
+class ApprovalExpired(Gone):
+    slug, title = "expired", "Expired"
+
+
+class ApprovalUnreadable(Gone):
+    """Its key left the KEK ring: the prompt cannot be shown, so it cannot be decided either."""
+
+    slug, title = "unreadable", "Unreadable"
+
+
+class AlreadyDecided(Conflict):
+    slug, title = "already-decided", "Already decided"
+
+
+class MalformedDecision(BadRequest):
+    slug, title = "malformed", "Malformed"
+
+
+class BadSignature(Forbidden):
+    slug, title = "bad-signature", "Bad signature"
+
+
+class WrongApproval(Forbidden):
+    slug, title = "wrong-approval", "Wrong approval"
+
+
+class DigestMismatch(Forbidden):
+    slug, title = "digest-mismatch", "Digest mismatch"
+
+
+class WrongDevice(Forbidden):
+    slug, title = "wrong-device", "Wrong device"
+
+
+# libs/approvals' DecisionRejected reasons (and auth's own wrong-device), each as its refusal.
+DECISION_REFUSALS = {cls.slug: cls for cls in (MalformedDecision, BadSignature, WrongApproval, DigestMismatch, WrongDevice)}
+
+
+# --- the client registry -----------------------------------------------------
+
+
+class NoSuchClient(NotFound):
+    pass
+
+
+class ClientConflict(Conflict):
+    """An update that contradicts the registration (its kind, method, id or current secret)."""
+
+
+class OperatorOnlyChange(Forbidden):
+    """A self-service update tried to change operator-only metadata; `fields` names them."""
+
+    slug, title = "operator-only-metadata", "Operator-only metadata"
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(f"only an operator can change {', '.join(fields)}", fields=fields)
+
+
+class InvalidRegistrationToken(Unauthorized):
+    """Not this client's registration access token (nor the admin token), or one rotated meanwhile (RFC 7592 §1)."""
+
+    def __init__(self, detail: str = "this client's registration access token (or the admin token) is required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("Bearer", error="invalid_token")})
+
+
+class SandboxLimits(Forbidden):
+    """Sandbox registrations create no kiosks and claim no shared sector."""

@@ -9,12 +9,10 @@ rotation is overdue.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.events import CloudEvent, Outbox
 from libs.events.topics import APPROVAL_DECIDED
 from libs.service.logging import get_logger
 
@@ -36,7 +34,7 @@ log = get_logger("harbour.auth.housekeeping")
 
 
 async def expire_prompts(auth: Auth) -> int:
-    now = datetime.now(UTC)
+    now = auth.clock.now()
     expired = 0
     for doc in await auth.db[APPROVALS].find({"status": "pending", "expires_at": {"$lte": now}}).limit(500).to_list():
 
@@ -47,10 +45,9 @@ async def expire_prompts(auth: Auth) -> int:
             if result.modified_count != 1:
                 return False  # decided meanwhile
             request = doc["request"]
-            await Outbox(auth.db).add(session, APPROVAL_DECIDED.name, CloudEvent(
-                source="/auth", type="approval.expired", subject=doc["_id"],
-                data={"approval_id": doc["_id"], "account_id": doc["account_id"], "requester": request["requester"],
-                      "action": request["action"], "expired_at": doc["expires_at"].isoformat()}))
+            await auth.publish(session, APPROVAL_DECIDED, "approval.expired", doc["_id"], {
+                "approval_id": doc["_id"], "account_id": doc["account_id"], "requester": request["requester"],
+                "action": request["action"], "expired_at": doc["expires_at"].isoformat()})
             return True
 
         if await auth.transaction(work):
@@ -62,7 +59,7 @@ async def expire_prompts(auth: Auth) -> int:
 async def report_key_age(auth: Auth) -> None:
     current = await auth.keys.current()
     if current.activated_at is not None:
-        SIGNING_KEY_AGE.labels("auth").set((datetime.now(UTC) - current.activated_at).total_seconds())
+        SIGNING_KEY_AGE.labels("auth").set((auth.clock.now() - current.activated_at).total_seconds())
 
 
 async def run(auth: Auth) -> None:

@@ -17,7 +17,8 @@ from services.auth.clients.metadata import (
     operator_only_changes,
 )
 from services.auth.identity.accounts import TRANSITIONS
-from services.auth.identity.activation import ActivationRefused, code_matches, new_activation, refuse_unusable
+from services.auth.errors import ActivationRefused
+from services.auth.identity.activation import code_matches, new_activation, refuse_unusable
 from services.auth.identity.enrolment import EnrolmentRequest, age_on
 
 KEY = b"k" * 32
@@ -80,9 +81,9 @@ def test_age_limit_is_eleven_on_the_day():
 
 
 def test_activation_code_checks():
-    activation = new_activation(KEY, ttl_s=60)
-    stored = activation.stored()
     now = datetime.now(UTC)
+    activation = new_activation(KEY, ttl_s=60, now=now)
+    stored = activation.stored()
     assert activation.code not in str(stored)
     refuse_unusable(stored, now=now, max_attempts=5)
     assert code_matches(stored, activation.display().lower(), KEY)

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from libs.service import ServiceSettings, create_service_app
-from services.auth.api import AUTH
+from services.auth.callers import AUTH
 from services.auth.clients.metadata import ClientMetadata
 from services.auth.clients.registry import Client
 from services.auth.errors import Refused

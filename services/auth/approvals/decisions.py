@@ -1,6 +1,5 @@
-"""Each citizen's queue of approval prompts, and their device-signed decisions.
+"""The citizen's device-signed decisions on the prompts of their approval queue.
 
-Prompts arrive as `approval.requested` from the service that needs consent.
 A decision is accepted once, from an active device of the prompt's account,
 signed by that device's key over the prompt's digest, before the prompt
 expires; it leaves as `approval.decided` carrying the signature and the
@@ -9,29 +8,36 @@ device key so the requesting service can check it for itself.
 The prompt's free text (purpose, details) arrives sealed to auth and is kept
 encrypted (queue.py); it is opened only for the citizen's device and to
 recompute the digest a decision must be signed over.
+
+Prompts auth asked for itself (logins, CIBA requests) are then finished,
+in the same transaction, by the finisher registered for their action
+(`Auth.finishers`, filled at start-up by app.py from the oidc package): this
+module never imports the ones it finishes for.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.approvals import DecisionRejected, decision_device_id, verify_decision
-from libs.events import CloudEvent, Outbox
-from libs.events.audit import record_audit
+from libs.approvals import DecisionClaims, DecisionRejected, decision_device_id, verify_decision
 from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import load_public_jwk
 
 from ..collections import APPROVALS
 from ..devices.tokens import DeviceContext
-from ..errors import Refused
-from ..oidc import login
+from ..errors import DECISION_REFUSALS, AlreadyDecided, ApprovalExpired, NoSuchApproval, WrongDevice
 from .queue import request_of
 
 if TYPE_CHECKING:
     from ..context import Auth
+
+# Finishes what a prompt auth asked for itself was for, inside the decision's transaction:
+# (auth, session, the stored prompt with the deciding device_id, "approve" | "deny") -> extras for the app's answer.
+Finisher = Callable[["Auth", AsyncClientSession, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 
 async def decide(
@@ -41,64 +47,84 @@ async def decide(
 
     Prompts auth asked for itself (logins, CIBA) are finished here too, in the same transaction.
     """
-    db = auth.db
-    doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
-    if doc is None:
-        raise Refused("not-found", "no such approval for this account", 404)
-    if doc["status"] == "expired":
-        raise Refused("expired", "this approval has expired", 410)
-    if doc["status"] != "pending":
-        raise Refused("already-decided", f"this approval was already {doc['status']}", 409)
-    now = datetime.now(UTC)
-    if now >= doc["expires_at"]:
-        raise Refused("expired", "this approval has expired", 410)
+    now = auth.clock.now()
+    doc = await _pending(auth, session, device, approval_id, now)
     # The digest is recomputed from the decrypted request: what the phone was shown is what it must have signed.
     digest = request_of(doc, auth.field_cipher).digest()
+    claims = _verified(decision_jws, device, approval_id, digest)
+    status = "approved" if claims.decision == "approve" else "denied"
+    await _record(auth, session, device, approval_id, decision_jws, status, now)
+    await _publish(auth, session, doc, device, claims, decision_jws, digest, status, now)
+    result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
+    request = doc["request"]
+    finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == "auth" else None
+    if finisher is not None:
+        result |= await finisher(auth, session, {**doc, "device_id": device.device_id}, claims.decision)
+    return result
+
+
+async def _pending(auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, now: datetime) -> dict[str, Any]:
+    """The device's account's prompt, still open for a decision."""
+    doc = await auth.db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
+    if doc is None:
+        raise NoSuchApproval("no such approval for this account")
+    if doc["status"] == "expired":
+        raise ApprovalExpired("this approval has expired")
+    if doc["status"] != "pending":
+        raise AlreadyDecided(f"this approval was already {doc['status']}")
+    if now >= doc["expires_at"]:
+        raise ApprovalExpired("this approval has expired")
+    return doc
+
+
+def _verified(decision_jws: str, device: DeviceContext, approval_id: str, digest: str) -> DecisionClaims:
+    """The decision's claims, signed by this device's key over this approval's digest."""
     try:
         if decision_device_id(decision_jws) != device.device_id:
-            raise DecisionRejected("wrong-device", "the decision must be signed by this device's key")
-        claims = verify_decision(
-            decision_jws, load_public_jwk(device.public_jwk), approval_id=approval_id, digest=digest
-        )
+            raise WrongDevice("the decision must be signed by this device's key")
+        return verify_decision(decision_jws, load_public_jwk(device.public_jwk), approval_id=approval_id, digest=digest)
     except DecisionRejected as exc:
-        raise Refused(exc.reason, str(exc), 400 if exc.reason == "malformed" else 403) from None
-    status = "approved" if claims.decision == "approve" else "denied"
-    result = await db[APPROVALS].update_one(
+        raise DECISION_REFUSALS[exc.reason](str(exc)) from None
+
+
+async def _record(
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, status: str, now: datetime
+) -> None:
+    """Mark the prompt decided, once: a concurrent decision loses."""
+    result = await auth.db[APPROVALS].update_one(
         {"_id": approval_id, "status": "pending"},
         {"$set": {"status": status, "decided_at": now, "device_id": device.device_id, "decision_jws": decision_jws}},
         session=session,
     )
     if result.modified_count != 1:
-        raise Refused("already-decided", "this approval was already decided", 409)
+        raise AlreadyDecided("this approval was already decided")
+
+
+async def _publish(
+    auth: "Auth",
+    session: AsyncClientSession,
+    doc: dict[str, Any],
+    device: DeviceContext,
+    claims: DecisionClaims,
+    decision_jws: str,
+    digest: str,
+    status: str,
+    now: datetime,
+) -> None:
+    """`approval.decided` with what the requesting service needs to check the decision itself, and the audit record."""
     request = doc["request"]
-    outbox = Outbox(db)
-    await outbox.add(
-        session,
-        APPROVAL_DECIDED.name,
-        CloudEvent(
-            source="/auth",
-            type="approval.decided",
-            subject=approval_id,
-            data={
-                "approval_id": approval_id,
-                "account_id": device.account_id,
-                "requester": request["requester"],
-                "action": request["action"],
-                "decision": claims.decision,
-                "selection": claims.selection,
-                "digest": digest,
-                "device_id": device.device_id,
-                "device_jwk": device.public_jwk,
-                "decision_jws": decision_jws,
-                "decided_at": now.isoformat(),
-            },
-        ),
-    )
-    await record_audit(
-        outbox, session, service="auth", subject=device.account_id, action="approval.decide",
-        actor=device.device_id, outcome=status, approval_id=approval_id,
-    )
-    result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
-    if request["requester"]["service"] == "auth":
-        result |= await login.on_decision(auth, session, {**doc, "device_id": device.device_id}, claims.decision)
-    return result
+    await auth.publish(session, APPROVAL_DECIDED, "approval.decided", doc["_id"], {
+        "approval_id": doc["_id"],
+        "account_id": device.account_id,
+        "requester": request["requester"],
+        "action": request["action"],
+        "decision": claims.decision,
+        "selection": claims.selection,
+        "digest": digest,
+        "device_id": device.device_id,
+        "device_jwk": device.public_jwk,
+        "decision_jws": decision_jws,
+        "decided_at": now.isoformat(),
+    })
+    await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
+                     outcome=status, approval_id=doc["_id"])

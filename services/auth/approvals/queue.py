@@ -12,7 +12,7 @@ matches.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -24,7 +24,7 @@ from libs.events import CloudEvent
 from libs.service.logging import get_logger
 
 from ..collections import ACCOUNTS, APPROVALS
-from ..errors import Refused
+from ..errors import ApprovalUnreadable, NoSuchApproval
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -32,17 +32,17 @@ if TYPE_CHECKING:
 log = get_logger("harbour.auth.approvals")
 
 
-async def enqueue(db: AsyncDatabase, session: AsyncClientSession | None, request: ApprovalRequest, cipher: FieldCipher) -> None:
+async def enqueue(auth: "Auth", session: AsyncClientSession | None, request: ApprovalRequest) -> None:
     """Add the prompt to its citizen's queue, its free text encrypted; the same approval id again changes nothing."""
-    await db[APPROVALS].update_one(
+    await auth.db[APPROVALS].update_one(
         {"_id": request.approval_id},
         {
             "$setOnInsert": {
                 "account_id": request.account_id,
-                **encrypt_prompt(cipher, request),
+                **encrypt_prompt(auth.field_cipher, request),
                 "status": "pending",
                 "expires_at": request.expires_at,
-                "received_at": datetime.now(UTC),
+                "received_at": auth.clock.now(),
             }
         },
         upsert=True,
@@ -53,11 +53,6 @@ async def enqueue(db: AsyncDatabase, session: AsyncClientSession | None, request
 def opened(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
     """The whole plaintext request of a stored prompt; raises PromptUnreadable."""
     return decrypt_prompt(cipher, doc)
-
-
-def open_request(doc: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
-    """The same, in JSON form (what the app is shown and recomputes the digest from)."""
-    return opened(doc, cipher).model_dump(mode="json")
 
 
 async def encrypt_stored_in_the_clear(db: AsyncDatabase, cipher: FieldCipher) -> int:
@@ -74,11 +69,12 @@ async def encrypt_stored_in_the_clear(db: AsyncDatabase, cipher: FieldCipher) ->
 
 
 def request_of(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:
+    """The plaintext request of a stored prompt, or ApprovalUnreadable (410) when its key left the KEK ring."""
     try:
         return opened(doc, cipher)
     except PromptUnreadable:
-        # Only if its key left the KEK ring: the prompt cannot be shown, so it cannot be decided either.
-        raise Refused("unreadable", "this approval can no longer be shown; ask the service to send it again", 410) from None
+        # The prompt cannot be shown, so it cannot be decided either.
+        raise ApprovalUnreadable("this approval can no longer be shown; ask the service to send it again") from None
 
 
 class UnknownAccount(ValueError):
@@ -93,7 +89,7 @@ async def store_prompt(auth: "Auth", session: AsyncClientSession, event: CloudEv
     request = unseal_prompt(event.data, auth.settings.sealing_jwk)
     if await auth.db[ACCOUNTS].find_one({"_id": request.account_id}, {"_id": 1}, session=session) is None:
         raise UnknownAccount("approval requested for an unknown account")
-    await prompts.enqueue(auth.db, session, request, auth.field_cipher)
+    await enqueue(auth, session, request)
 
 
 def prompt_view(doc: dict, now: datetime, cipher: FieldCipher) -> dict[str, Any]:
@@ -120,10 +116,11 @@ def prompt_view(doc: dict, now: datetime, cipher: FieldCipher) -> dict[str, Any]
     return view
 
 
-async def pending_prompts(db: AsyncDatabase, account_id: str, cipher: FieldCipher) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
+async def pending_prompts(auth: "Auth", account_id: str) -> list[dict[str, Any]]:
+    """The account's open prompts, soonest to expire first (at most 100)."""
+    now = auth.clock.now()
     docs = await (
-        db[APPROVALS]
+        auth.db[APPROVALS]
         .find({"account_id": account_id, "status": "pending", "expires_at": {"$gt": now}})
         .sort("expires_at", 1)
         .limit(100)
@@ -132,14 +129,14 @@ async def pending_prompts(db: AsyncDatabase, account_id: str, cipher: FieldCiphe
     views = []
     for doc in docs:
         try:
-            views.append(prompt_view(doc, now, cipher))
-        except Refused:
+            views.append(prompt_view(doc, now, auth.field_cipher))
+        except ApprovalUnreadable:
             log.warning("a pending prompt cannot be decrypted; left out", approval_id=doc["_id"])
     return views
 
 
-async def get_prompt(db: AsyncDatabase, account_id: str, approval_id: str, cipher: FieldCipher) -> dict[str, Any]:
-    doc = await db[APPROVALS].find_one({"_id": approval_id, "account_id": account_id})
+async def get_prompt(auth: "Auth", account_id: str, approval_id: str) -> dict[str, Any]:
+    doc = await auth.db[APPROVALS].find_one({"_id": approval_id, "account_id": account_id})
     if doc is None:
-        raise Refused("not-found", "no such approval for this account", 404)
-    return prompt_view(doc, datetime.now(UTC), cipher)
+        raise NoSuchApproval("no such approval for this account")
+    return prompt_view(doc, auth.clock.now(), auth.field_cipher)

@@ -13,23 +13,21 @@ may do or what citizens see only an operator changes.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from libs.events import CloudEvent, Outbox
-from libs.events.audit import record_audit
+from libs.backbone import ServiceContext
 from libs.events.topics import CLIENTS
 
 from ..collections import CLIENTS as CLIENTS_COLLECTION
+from ..errors import ClientConflict, InvalidRegistrationToken, NoSuchClient, OperatorOnlyChange
 from .metadata import ClientMetadata, ClientUpdate, operator_only_changes
 
 
@@ -98,33 +96,25 @@ class Registered:
     registration_access_token: str | None
 
 
-async def register_client(
-    db: AsyncDatabase, session: AsyncClientSession, metadata: ClientMetadata, *, registered_by: str
-) -> Registered:
+async def register_client(ctx: ServiceContext, session: AsyncClientSession, metadata: ClientMetadata, *, registered_by: str) -> Registered:
     """Create a client inside the caller's transaction, with its secret (none for private_key_jwt) and registration access token."""
     client_id = f"{metadata.kind.replace('_', '-')}-{secrets.token_hex(8)}"
     secret, secret_sha256 = new_secret() if metadata.token_endpoint_auth_method != "private_key_jwt" else (None, None)
     token, token_sha256 = new_secret()
-    now = datetime.now(UTC)
-    await db[CLIENTS_COLLECTION].insert_one(
+    await ctx.db[CLIENTS_COLLECTION].insert_one(
         {
             "_id": client_id,
             "metadata": metadata.model_dump(mode="json"),
             "secret_sha256": secret_sha256,
             "registration_token_sha256": token_sha256,
-            "created_at": now,
+            "created_at": ctx.clock.now(),
             "registered_by": registered_by,
         },
         session=session,
     )
     client = Client(client_id, metadata, secret_sha256)
-    outbox = Outbox(db)
-    await outbox.add(
-        session,
-        CLIENTS.name,
-        CloudEvent(source="/auth", type="client.registered", subject=client_id, data=client.event_data()),
-    )
-    await record_audit(outbox, session, service="auth", subject=client_id, action="client.register", actor=registered_by)
+    await ctx.publish(session, CLIENTS, "client.registered", client_id, client.event_data())
+    await ctx.audit(session, subject=client_id, action="client.register", actor=registered_by)
     return Registered(client, secret, token)
 
 
@@ -133,19 +123,6 @@ async def find_client(db: AsyncDatabase, client_id: str) -> Client | None:
         return None
     doc = await db[CLIENTS_COLLECTION].find_one({"_id": client_id})
     return client_from_doc(doc) if doc else None
-
-
-def parse_basic(authorization: str | None) -> tuple[str, str] | None:
-    """client_secret_basic (RFC 6749 §2.3.1): `Basic base64(id:secret)`; None when absent or malformed."""
-    if not authorization or not authorization.startswith("Basic "):
-        return None
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    client_id, sep, secret = decoded.partition(":")
-    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-    return (unquote_plus(client_id), unquote_plus(secret)) if sep and client_id and secret else None
 
 
 def secret_matches(client: Client | None, secret: str) -> bool:
@@ -168,18 +145,6 @@ async def authenticate_registration(db: AsyncDatabase, client_id: str, token: st
     return client_from_doc(doc)
 
 
-class OperatorOnlyChange(PermissionError):
-    """A self-service update tried to change operator-only metadata; `fields` names them."""
-
-    def __init__(self, fields: list[str]) -> None:
-        super().__init__(f"only an operator can change {', '.join(fields)}")
-        self.fields = fields
-
-
-class StaleRegistrationToken(PermissionError):
-    """The registration access token was rotated (or the client deleted) while this request ran."""
-
-
 @dataclass(frozen=True)
 class Updated:
     """An update's answer: the client, a new secret if one was asked for, a new registration token on self-service."""
@@ -190,7 +155,7 @@ class Updated:
 
 
 async def update_client(
-    db: AsyncDatabase,
+    ctx: ServiceContext,
     session: AsyncClientSession,
     client_id: str,
     update: ClientUpdate,
@@ -207,28 +172,29 @@ async def update_client(
     update). `client.updated` is published only when what other services keep
     changed; every accepted update is audited.
     """
+    db = ctx.db
     current = await db[CLIENTS_COLLECTION].find_one({"_id": client_id}, session=session)
     if current is None:
-        raise LookupError("no such client")
+        raise NoSuchClient("no such client")
     self_service = registration_token is not None
     if self_service and not hmac.compare_digest(current.get("registration_token_sha256") or "", _secret_hash(registration_token)):
-        raise StaleRegistrationToken("the registration access token is no longer valid")
+        raise InvalidRegistrationToken()  # rotated by a concurrent update
     before = client_from_doc(current)
     metadata = update.metadata()
     if self_service and (fields := operator_only_changes(before.metadata, metadata)):
         raise OperatorOnlyChange(fields)
     if metadata.kind != before.metadata.kind:
-        raise ValueError("a client's kind cannot change; register a new client")
+        raise ClientConflict("a client's kind cannot change; register a new client")
     if metadata.token_endpoint_auth_method != before.metadata.token_endpoint_auth_method:
-        raise ValueError("a client's authentication method cannot change; register a new client")
+        raise ClientConflict("a client's authentication method cannot change; register a new client")
     if update.client_id is not None and update.client_id != client_id:
-        raise ValueError("client_id is not this client's id")
+        raise ClientConflict("client_id is not this client's id")
     if update.client_secret is not None and not secret_matches(before, update.client_secret):
-        raise ValueError("client_secret is not this client's current secret (a client cannot choose its secret)")
+        raise ClientConflict("client_secret is not this client's current secret (a client cannot choose its secret)")
     if update.rotate_client_secret and before.secret_sha256 is None:
-        raise ValueError("this client authenticates with private_key_jwt: it has no secret to rotate")
+        raise ClientConflict("this client authenticates with private_key_jwt: it has no secret to rotate")
 
-    changes: dict[str, Any] = {"metadata": metadata.model_dump(mode="json"), "updated_at": datetime.now(UTC)}
+    changes: dict[str, Any] = {"metadata": metadata.model_dump(mode="json"), "updated_at": ctx.clock.now()}
     secret = token = None
     if update.rotate_client_secret:
         secret, changes["secret_sha256"] = new_secret()
@@ -237,17 +203,16 @@ async def update_client(
     await db[CLIENTS_COLLECTION].update_one({"_id": client_id}, {"$set": changes}, session=session)
 
     client = Client(client_id, metadata, changes.get("secret_sha256", before.secret_sha256))
-    outbox = Outbox(db)
     if client.event_data() != before.event_data():
-        await outbox.add(session, CLIENTS.name, CloudEvent(source="/auth", type="client.updated", subject=client_id, data=client.event_data()))
+        await ctx.publish(session, CLIENTS, "client.updated", client_id, client.event_data())
     changed = [name for name in ClientMetadata.model_fields if getattr(before.metadata, name) != getattr(metadata, name)]
-    await record_audit(outbox, session, service="auth", subject=client_id, action="client.update", actor=updated_by,
-                       fields=changed, secret_rotated=secret is not None)
+    await ctx.audit(session, subject=client_id, action="client.update", actor=updated_by, fields=changed,
+                    secret_rotated=secret is not None)
     return Updated(client, secret, token)
 
 
 async def delete_client(
-    db: AsyncDatabase, session: AsyncClientSession, client_id: str, *, registration_token: str | None, deleted_by: str
+    ctx: ServiceContext, session: AsyncClientSession, client_id: str, *, registration_token: str | None, deleted_by: str
 ) -> None:
     """RFC 7592 §2.3: remove the client (its secret, assertions and registration token stop working at once).
 
@@ -257,22 +222,21 @@ async def delete_client(
     query: dict[str, Any] = {"_id": client_id}
     if registration_token is not None:
         query["registration_token_sha256"] = _secret_hash(registration_token)
-    deleted = await db[CLIENTS_COLLECTION].find_one_and_delete(query, session=session)
+    deleted = await ctx.db[CLIENTS_COLLECTION].find_one_and_delete(query, session=session)
     if deleted is None:
-        raise StaleRegistrationToken("no such client") if registration_token is not None else LookupError("no such client")
-    outbox = Outbox(db)
-    await outbox.add(session, CLIENTS.name, CloudEvent(source="/auth", type="client.deleted", subject=client_id,
-                                                       data={"client_id": client_id}))
-    await record_audit(outbox, session, service="auth", subject=client_id, action="client.delete", actor=deleted_by)
+        # A client's own token rotated (or the client gone) meanwhile; an operator asked for a client that is not there.
+        raise InvalidRegistrationToken() if registration_token is not None else NoSuchClient("no such client")
+    await ctx.publish(session, CLIENTS, "client.deleted", client_id, {"client_id": client_id})
+    await ctx.audit(session, subject=client_id, action="client.delete", actor=deleted_by)
 
 
-async def issue_registration_token(db: AsyncDatabase, session: AsyncClientSession, client_id: str, *, issued_by: str) -> str:
+async def issue_registration_token(ctx: ServiceContext, session: AsyncClientSession, client_id: str, *, issued_by: str) -> str:
     """An operator hands a client a new registration access token (a lost one, or a client registered before RFC 7592 support)."""
     token, token_sha256 = new_secret()
-    updated = await db[CLIENTS_COLLECTION].update_one(
-        {"_id": client_id}, {"$set": {"registration_token_sha256": token_sha256, "updated_at": datetime.now(UTC)}}, session=session
+    updated = await ctx.db[CLIENTS_COLLECTION].update_one(
+        {"_id": client_id}, {"$set": {"registration_token_sha256": token_sha256, "updated_at": ctx.clock.now()}}, session=session
     )
     if updated.matched_count != 1:
-        raise LookupError("no such client")
-    await record_audit(Outbox(db), session, service="auth", subject=client_id, action="client.registration_token", actor=issued_by)
+        raise NoSuchClient("no such client")
+    await ctx.audit(session, subject=client_id, action="client.registration_token", actor=issued_by)
     return token

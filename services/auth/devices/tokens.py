@@ -8,18 +8,28 @@ active, so revoking a device stops it at once.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_public_jwk, unverified_header, verify
-from libs.tokens.keystore import TokenSigner
 
 from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
-from ..errors import Refused
+from ..errors import (
+    AccountInactive,
+    DeviceInactive,
+    InvalidAssertion,
+    InvalidDeviceToken,
+    ReplayedAssertion,
+    with_device_challenge,
+)
+
+if TYPE_CHECKING:
+    from ..context import Auth
 
 MAX_ASSERTION_LIFETIME_S = 300
 
@@ -30,34 +40,35 @@ class DeviceContext:
     account_id: str
     public_jwk: dict[str, str]
 
-async def issue_device_token(
-    db: AsyncDatabase, signer: TokenSigner, assertion: str, *, audience: str, ttl_s: int
-) -> tuple[str, int]:
+
+async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl_s: int) -> tuple[str, int]:
     """Exchange a device-signed assertion (single use, ≤ 5 min) for a device access token."""
+    db = auth.db
     try:
         device_id = unverified_header(assertion).get("kid")
     except InvalidToken as exc:
-        raise Refused("invalid-assertion", str(exc), status=401) from None
+        raise InvalidAssertion(str(exc)) from None
     device = await db[DEVICES].find_one({"_id": device_id}) if isinstance(device_id, str) else None
     if device is None or device["status"] != "active":
-        raise Refused("device-inactive", "the device is unknown or revoked", status=401)
+        raise DeviceInactive("the device is unknown or revoked")
     try:
         claims = verify(assertion, load_public_jwk(device["public_jwk"]), audience=audience, require=("iat", "exp", "jti"))
     except InvalidToken as exc:
-        raise Refused("invalid-assertion", str(exc), status=401) from None
+        raise InvalidAssertion(str(exc)) from None
     if claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME_S:
-        raise Refused("invalid-assertion", "the assertion lives too long (5 minutes at most)", status=401)
+        raise InvalidAssertion("the assertion lives too long (5 minutes at most)")
     account = await db[ACCOUNTS].find_one({"_id": device["account_id"]})
     if account is None or account["state"] != "active":
-        raise Refused("account-inactive", "the account is not active", status=403)
+        raise AccountInactive("the account is not active")
     try:
         await db[USED_ASSERTIONS].insert_one(
             {"_id": f"{device_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
         )
     except DuplicateKeyError:
-        raise Refused("replayed-assertion", "this assertion was already used", status=401) from None
-    now = int(datetime.now(UTC).timestamp())
-    token = await signer.sign(
+        raise ReplayedAssertion("this assertion was already used") from None
+    # JWT times are the wall clock's: PyJWT checks them against it wherever the token goes.
+    now = int(time.time())
+    token = await auth.signer.sign(
         {
             "sub": device["account_id"],
             "aud": DEVICE_AUDIENCE,
@@ -72,18 +83,20 @@ async def issue_device_token(
     )
     return token, ttl_s
 
-async def authenticate_device(db: AsyncDatabase, signer: TokenSigner, token: str) -> DeviceContext:
+
+async def authenticate_device(auth: "Auth", token: str) -> DeviceContext:
     """The device behind a device token, checked afresh on every request."""
+    db = auth.db
     try:
-        claims = await signer.verify(token, audience=DEVICE_AUDIENCE, typ=ACCESS_TOKEN_TYP)
+        claims = await auth.signer.verify(token, audience=DEVICE_AUDIENCE, typ=ACCESS_TOKEN_TYP)
     except InvalidToken as exc:
-        raise Refused("invalid-token", str(exc), status=401) from None
+        raise with_device_challenge(InvalidDeviceToken(str(exc))) from None
     device = await db[DEVICES].find_one({"_id": claims.get("device_id")})
     if device is None or device["status"] != "active" or device["account_id"] != claims["sub"]:
-        raise Refused("device-inactive", "the device is unknown or revoked", status=401)
+        raise with_device_challenge(DeviceInactive("the device is unknown or revoked"))
     if claims.get("cnf", {}).get("jkt") != device["jkt"]:
-        raise Refused("invalid-token", "the token is not bound to this device's key", status=401)
+        raise with_device_challenge(InvalidDeviceToken("the token is not bound to this device's key"))
     account = await db[ACCOUNTS].find_one({"_id": device["account_id"]}, {"state": 1})
     if account is None or account["state"] != "active":
-        raise Refused("account-inactive", "the account is not active", status=403)
+        raise AccountInactive("the account is not active")
     return DeviceContext(device_id=device["_id"], account_id=device["account_id"], public_jwk=device["public_jwk"])

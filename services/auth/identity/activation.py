@@ -10,12 +10,14 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from libs.crypto import keyed_hash
+
+from ..errors import ActivationCodeExpired, ActivationCodeUsed, ActivationLocked
 
 # No 0/O, 1/I/L: the code is read off paper and typed on a phone.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -43,28 +45,19 @@ def normalise(code: str) -> str:
     return code.replace("-", "").replace(" ", "").upper()
 
 
-def new_activation(hash_key: bytes, *, ttl_s: int) -> ActivationCode:
+def new_activation(hash_key: bytes, *, ttl_s: int, now: datetime) -> ActivationCode:
     code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-    return ActivationCode(code, _hash(hash_key, code), datetime.now(UTC) + timedelta(seconds=ttl_s))
-
-
-class ActivationRefused(ValueError):
-    """`reason`: invalid, expired, locked or used."""
-
-    def __init__(self, reason: str, message: str, attempts_left: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.attempts_left = attempts_left
+    return ActivationCode(code, _hash(hash_key, code), now + timedelta(seconds=ttl_s))
 
 
 def refuse_unusable(stored: dict | None, *, now: datetime, max_attempts: int) -> None:
-    """Raise when the stored code can no longer be used at all (used, locked or expired)."""
+    """Raise an ActivationRefused when the stored code can no longer be used at all (used, locked or expired)."""
     if stored is None or stored["status"] == "used":
-        raise ActivationRefused("used", "this activation code has already been used")
+        raise ActivationCodeUsed("this activation code has already been used")
     if stored["status"] == "locked" or stored["attempts"] >= max_attempts:
-        raise ActivationRefused("locked", "too many wrong codes: ask for a new activation code")
+        raise ActivationLocked("too many wrong codes: ask for a new activation code")
     if now >= stored["expires_at"]:
-        raise ActivationRefused("expired", "the activation code has expired: ask for a new one")
+        raise ActivationCodeExpired("the activation code has expired: ask for a new one")
 
 
 def code_matches(stored: dict, code: str, hash_key: bytes) -> bool:

@@ -11,21 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from libs.crypto import keyed_hash, normalise_hkid, seal
-from libs.events import CloudEvent, Outbox
-from libs.events.audit import record_audit
 from libs.events.topics import IDENTITY
 
 from .activation import ActivationCode, new_activation
-from ..errors import Refused
+from ..errors import DuplicateEnrolment, ProofingFailed, SelfieRefused
 from .hkid import InvalidHKID, parse_hkid
 from .proofing import MAX_SELFIE_BYTES, SelfieRejected
 from ..collections import ACCOUNTS
@@ -74,6 +71,7 @@ class EnrolmentRequest(BaseModel):
     @field_validator("date_of_birth")
     @classmethod
     def _age(cls, value: date) -> date:
+        # Request validation has no service context: the wall clock's day in Hong Kong.
         today = datetime.now(HONG_KONG).date()
         if value > today:
             raise ValueError("the date of birth is in the future")
@@ -110,34 +108,28 @@ class EnrolmentRequest(BaseModel):
         }
 
 
-class DuplicateEnrolment(Exception):
-    pass
-
-
 def card_hash(hash_key: bytes, id_number: str) -> str:
     return keyed_hash(hash_key, normalise_hkid(id_number), purpose="hkid")
 
 
 async def create_account(
-    db: AsyncDatabase,
+    auth: "Auth",
     session: AsyncClientSession,
     request: EnrolmentRequest,
     *,
-    hash_key: bytes,
-    formfill_sealing_jwk: dict,
     assurance: Assurance,
     enrolled_by: str,
     proofing_score: float,
-    activation_ttl_s: int,
 ) -> tuple[str, ActivationCode]:
     """Write the account, its activation code and the events, inside the caller's transaction."""
+    settings = auth.settings
     account_id = f"acct-{uuid.uuid4().hex}"
-    now = datetime.now(UTC)
-    activation = new_activation(hash_key, ttl_s=activation_ttl_s)
-    await db[ACCOUNTS].insert_one(
+    now = auth.clock.now()
+    activation = new_activation(settings.hash_key, ttl_s=settings.activation_ttl_s, now=now)
+    await auth.db[ACCOUNTS].insert_one(
         {
             "_id": account_id,
-            "card_hash": card_hash(hash_key, request.id_number),
+            "card_hash": card_hash(settings.hash_key, request.id_number),
             "assurance": assurance,
             "state": "pending",
             "language": request.language,
@@ -148,26 +140,14 @@ async def create_account(
         },
         session=session,
     )
-    outbox = Outbox(db)
-    await outbox.add(
-        session,
-        IDENTITY.name,
-        CloudEvent(
-            source="/auth",
-            type="identity.enrolled",
-            subject=account_id,
-            data={
-                "account_id": account_id,
-                "assurance": assurance,
-                "state": "pending",
-                "language": request.language,
-                "sealed_profile": seal(request.profile(), formfill_sealing_jwk),
-            },
-        ),
-    )
-    await record_audit(
-        outbox, session, service="auth", subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance
-    )
+    await auth.publish(session, IDENTITY, "identity.enrolled", account_id, {
+        "account_id": account_id,
+        "assurance": assurance,
+        "state": "pending",
+        "language": request.language,
+        "sealed_profile": seal(request.profile(), settings.formfill_sealing_jwk),
+    })
+    await auth.audit(session, subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance)
     return account_id, activation
 
 
@@ -183,27 +163,19 @@ async def enrol_citizen(auth: "Auth", request: EnrolmentRequest, *, actor: str, 
     try:
         result = await auth.matcher.match(request.selfie_bytes())
     except SelfieRejected as exc:
-        raise Refused("selfie-rejected", str(exc), 422, errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
+        raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
     if not result.passed:
-        raise Refused("proofing-failed", "the selfie did not pass the identity proofing check", 422)
+        raise ProofingFailed("the selfie did not pass the identity proofing check")
     if await auth.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)}, {"_id": 1}) is not None:
-        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409)
+        raise DuplicateEnrolment("this identity card is already enrolled")
     try:
         account_id, activation = await auth.transaction(
             lambda session: create_account(
-                auth.db,
-                session,
-                request,
-                hash_key=settings.hash_key,
-                formfill_sealing_jwk=settings.formfill_sealing_jwk,
-                assurance=assurance,
-                enrolled_by=actor,
-                proofing_score=result.score,
-                activation_ttl_s=settings.activation_ttl_s,
+                auth, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score
             )
         )
     except DuplicateKeyError:
-        raise Refused("duplicate-enrolment", "this identity card is already enrolled", 409) from None
+        raise DuplicateEnrolment("this identity card is already enrolled") from None
     return {
         "account_id": account_id,
         "state": "pending",

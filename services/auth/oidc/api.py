@@ -12,7 +12,7 @@ from libs.callers import bearer_token, challenge
 from libs.service import parse_body
 
 from ..approvals import queue
-from ..api import AUTH, current_device, refused
+from ..callers import AUTH, current_device
 from ..clients.registry import Client, find_client
 from ..errors import Refused
 from . import ciba, discovery, grants, login, logout, pages, par, resource
@@ -140,21 +140,15 @@ async def authorize(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/oidc/authorize/{tx}/status")
 async def authorize_status(request: web.Request) -> web.Response:
-    try:
-        answer = await login.browser_status(request.app[AUTH], request.match_info["tx"], request.query.get("k", ""))
-    except Refused as exc:
-        raise refused(exc) from None
+    answer = await login.browser_status(request.app[AUTH], request.match_info["tx"], request.query.get("k", ""))
     return web.json_response(answer, headers=NO_STORE)
 
 
 @routes.get("/oidc/authorize/{tx}/complete")
 async def authorize_complete(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH]
-    try:
-        response, cookie = await login.complete(auth, request.match_info["tx"], request.query.get("k", ""),
-                                                request.cookies.get(SESSION_COOKIE))
-    except Refused as exc:
-        raise refused(exc) from None
+    response, cookie = await login.complete(auth, request.match_info["tx"], request.query.get("k", ""),
+                                            request.cookies.get(SESSION_COOKIE))
     try:
         result = _respond_to_client(request, response["redirect_uri"], response["response_mode"], response["params"])
     except web.HTTPSeeOther as redirect:
@@ -299,9 +293,6 @@ async def open_link(request: web.Request) -> web.Response:
     device = await current_device(request)
     auth = request.app[AUTH]
     body = await parse_body(request, LinkRequest)
-    try:
-        approval_id = await login.claim(auth, device.account_id, body.link)
-        prompt = await queue.get_prompt(auth.db, device.account_id, approval_id, auth.field_cipher)
-    except Refused as exc:
-        raise refused(exc) from None
+    approval_id = await login.claim(auth, device.account_id, body.link)
+    prompt = await queue.get_prompt(auth, device.account_id, approval_id)
     return web.json_response(prompt, status=201)

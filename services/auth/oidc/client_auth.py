@@ -17,11 +17,12 @@ import jwt
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from libs.callers import basic_credentials
 from libs.outbound import Outbound, OutboundError
 from libs.service.logging import get_logger
 from libs.tokens import InvalidKey, InvalidToken, JWKSCache, JWKSUnavailable, load_public_jwk, unverified_header, verify
 
-from ..clients.registry import Client, find_client, parse_basic, secret_matches
+from ..clients.registry import Client, find_client, secret_matches
 from ..collections import CLIENT_ASSERTIONS
 from .errors import InvalidClient, InvalidRequest
 
@@ -122,7 +123,7 @@ async def verify_client_assertion(
 async def authenticate_client(
     db: AsyncDatabase, authorization: str | None, form: dict[str, str], *, audiences: list[str]
 ) -> Client:
-    basic = parse_basic(authorization)
+    basic = basic_credentials(authorization)
     post_secret = form.get("client_secret")
     assertion = form.get("client_assertion")
     if sum(x is not None for x in (basic, post_secret, assertion)) > 1:

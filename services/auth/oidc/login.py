@@ -115,7 +115,7 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account: dict[str, 
     """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
     check_eligible(tx_doc, account)
     prompt = _prompt(tx_doc, account["_id"])
-    await queue.enqueue(auth.db, None, prompt, auth.field_cipher)
+    await queue.enqueue(auth, None, prompt)
     return prompt.approval_id
 
 

@@ -1,0 +1,71 @@
+"""Who is calling auth's HTTP API, for its handlers (the OpenID Connect ones included).
+
+A citizen's device (device token), a kiosk (HTTP Basic client credentials
+with scope `enrol`), an operator (the admin token) or a client managing its
+own registration (RFC 7592 registration access token). Header parsing and
+challenges are libs/callers'; the checks are auth's own, since it issues
+these credentials.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from libs.callers import ClientCredentialsRequired, TokenRequired, basic_credentials, bearer_token
+from libs.callers import InvalidAccessToken as InvalidRegistrationToken
+
+from .clients.registry import authenticate_client, authenticate_registration
+from .context import Auth
+from .devices.tokens import DeviceContext, authenticate_device
+from .errors import MayNotEnrol
+
+# The one context every auth handler reads (set at start-up by app.py).
+AUTH = web.AppKey("auth", Auth)
+
+
+async def current_device(request: web.Request) -> DeviceContext:
+    """The citizen's device behind the request's device token, checked afresh (device and account active)."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise TokenRequired("a device access token is required")
+    return await authenticate_device(request.app[AUTH], token)
+
+
+async def enrolling_actor(request: web.Request, auth: Auth) -> tuple[str, str]:
+    """(actor, assurance): a kiosk with scope `enrol` proofs in person (`plus`); sandbox self-registration is `basic`."""
+    header = request.headers.get("Authorization")
+    if header is None and auth.settings.sandbox:
+        return "self-registration", "basic"
+    credentials = basic_credentials(header)
+    client = await authenticate_client(auth.db, *credentials) if credentials else None
+    if client is None:
+        raise ClientCredentialsRequired("kiosk client credentials are required")
+    if not client.may("enrol") or client.kind != "kiosk":
+        raise MayNotEnrol("this client may not enrol citizens")
+    return client.client_id, "plus"
+
+
+def is_admin(request: web.Request, auth: Auth) -> bool:
+    """The operators' admin token (compared in constant time); never when none is configured."""
+    token = bearer_token(request.headers.get("Authorization"))
+    return bool(auth.settings.admin_token) and token is not None and hmac.compare_digest(token, auth.settings.admin_token)
+
+
+def invalid_registration_token() -> InvalidRegistrationToken:
+    return InvalidRegistrationToken("this client's registration access token (or the admin token) is required")
+
+
+async def registration_caller(request: web.Request, auth: Auth, client_id: str) -> str | None:
+    """RFC 7592 §1: None for an operator (the admin token), else this client's registration access token.
+
+    A client secret is no credential here. Any other caller is 401 without
+    saying whether the client exists.
+    """
+    if is_admin(request, auth):
+        return None
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None or len(token) > 200 or await authenticate_registration(auth.db, client_id, token) is None:
+        raise invalid_registration_token()
+    return token

@@ -1,0 +1,80 @@
+"""auth in process: its app on a port of its own (the issuer names it), a FrozenClock, and the citizen app library.
+
+The citizen app addresses auth directly (no gateway): the issuer is the
+test server's own URL, so device-token audiences are what auth expects.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from clients.citizen_app import CitizenApp, Profile
+from libs.clock import FrozenClock
+from libs.store import create_client
+from services.auth.app import create_app
+from services.auth.callers import AUTH
+from services.auth.context import Auth
+
+from ...support.people import identity, selfie
+from ...support.polling import eventually
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class AuthService:
+    client: TestClient
+    url: str
+
+    @property
+    def context(self) -> Auth:
+        """The running service's context (the domain's view of it), for setting up what a test needs."""
+        return self.client.server.app[AUTH]
+
+    def citizen_app(self, tmp_path: Path, name: str = "phone") -> CitizenApp:
+        return CitizenApp(Profile(gateway_url=self.url), tmp_path / f"{name}.json")
+
+    async def enrolled(self, tmp_path: Path, **person) -> dict:
+        """A sandbox self-registration (assurance `basic`): the enrolment answer with its activation code."""
+        return await CitizenApp(Profile(gateway_url=self.url)).enrol(identity(**person), selfie())
+
+    async def citizen(self, tmp_path: Path, name: str = "phone") -> CitizenApp:
+        """An enrolled citizen with an activated device."""
+        enrolment = await self.enrolled(tmp_path)
+        app = self.citizen_app(tmp_path, name)
+        await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
+        return app
+
+
+@pytest.fixture
+async def auth_service(infra, service_settings, clock: FrozenClock) -> AsyncIterator[AuthService]:
+    """auth under TestClient on the test broker and database, with the test's FrozenClock."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = service_settings("auth", ISSUER=url)
+    client = TestClient(TestServer(create_app(settings, clock=clock), host="127.0.0.1", port=port))
+    await client.start_server()
+
+    async def ready():
+        return (await client.get("/readyz")).status == 200
+
+    try:
+        await eventually(ready, timeout_s=30, interval_s=0.05)
+        yield AuthService(client, url)
+    finally:
+        await client.close()
+        mongo = create_client(infra.mongo_uri)
+        try:
+            await mongo.drop_database(settings.service.database)
+        finally:
+            await mongo.close()

@@ -1,0 +1,79 @@
+"""The approval queue seen from the phone: a prompt shown, decided once, and one left to expire."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from clients.citizen_app import AppError
+from libs.approvals import ApprovalRequest, Requester
+from libs.events.outbox import OUTBOX_COLLECTION
+from services.auth import housekeeping
+from services.auth.approvals import queue
+
+
+async def queued(auth_service, phone, *, lifetime_s: int = 120) -> str:
+    """A signing prompt in the citizen's queue, as if `approval.requested` had brought it."""
+    context = auth_service.context
+    request = ApprovalRequest(
+        approval_id=f"sig-{uuid.uuid4().hex}", account_id=phone.profile.account_id, action="sign",
+        requester=Requester(service="signing", client_id="agency-1", client_name="Housing Authority"),
+        purpose="Sign the tenancy agreement", details={"document_name": "tenancy.pdf"},
+        expires_at=context.clock.now() + timedelta(seconds=lifetime_s),
+    )
+    await queue.enqueue(context, None, request)
+    return request.approval_id
+
+
+async def published(auth_service, event_type: str, subject: str) -> list[dict]:
+    docs = await auth_service.context.db[OUTBOX_COLLECTION].find({"type": event_type, "key": subject}).to_list()
+    return [json.loads(doc["value"]) for doc in docs]
+
+
+async def test_a_prompt_is_decided_once_and_the_decision_published(auth_service, tmp_path):
+    phone = await auth_service.citizen(tmp_path)
+    approval_id = await queued(auth_service, phone)
+    assert [p["approval_id"] for p in await phone.pending()] == [approval_id]
+
+    decided = await phone.approve(approval_id)
+    assert decided["status"] == "approved"
+    assert await phone.pending() == []
+    [event] = await published(auth_service, "approval.decided", approval_id)
+    assert event["source"] == "/auth" and event["data"]["decision"] == "approve"
+    assert event["data"]["device_id"] == phone.profile.device_id
+
+    with pytest.raises(AppError) as again:
+        await phone.deny(approval_id)
+    assert again.value.status == 409 and again.value.problem["type"].endswith("/already-decided")
+    assert again.value.problem["detail"] == "this approval was already approved"
+
+
+async def test_another_citizen_sees_no_such_approval(auth_service, tmp_path):
+    phone = await auth_service.citizen(tmp_path)
+    approval_id = await queued(auth_service, phone)
+    other = await auth_service.citizen(tmp_path, "other")
+    for attempt in (other.show, other.approve):
+        with pytest.raises(AppError) as unseen:
+            await attempt(approval_id)
+        assert unseen.value.status == 404 and unseen.value.problem["type"].endswith("/not-found")
+        assert unseen.value.problem["detail"] == "no such approval for this account"
+
+
+async def test_an_unanswered_prompt_expires(auth_service, clock, tmp_path):
+    phone = await auth_service.citizen(tmp_path)
+    approval_id = await queued(auth_service, phone, lifetime_s=60)
+    clock.advance(61)
+    assert await phone.pending() == []
+    assert (await phone.show(approval_id))["status"] == "expired"
+    with pytest.raises(AppError) as late:
+        await phone.approve(approval_id)
+    assert late.value.status == 410 and late.value.problem["type"].endswith("/expired")
+
+    # The service's own housekeeping may get there first: either way the prompt expires once.
+    await housekeeping.expire_prompts(auth_service.context)
+    [event] = await published(auth_service, "approval.expired", approval_id)
+    assert event["data"]["action"] == "sign" and event["data"]["requester"]["service"] == "signing"
+    assert await housekeeping.expire_prompts(auth_service.context) == 0
