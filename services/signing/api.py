@@ -1,44 +1,34 @@
-"""signing's HTTP handlers: authenticate the caller, parse, call the domain, serialise."""
+"""signing's HTTP handlers: authenticate the caller, parse, call the domain, serialise.
+
+Refusals are the domain's to raise (errors.py, libs/consented_requests); the service kit renders them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
 from aiohttp import BodyPartReader, web
+from pydantic import BaseModel
 
-from libs.service import MalformedBody, Problem, parse_body, validate
+from libs.service import MalformedBody, parse_body, validate
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 
-from . import signing_requests
+from . import parsing, signing_requests
 from .callers import device, relying_party
 from .context import Signing
-from .signing_requests import DocumentQuery, NewDocument, Refused, SignHashBody
-from .sandbox import LimitExceeded, SandboxBusy
-from .signatures import InvalidPdf, inspect_upload
+from .signing_requests import DocumentQuery, NewDocument, SignHashBody
 from .tsa import parse_query, rejection
-from .verify import Unverifiable, VerifyCmsBody, cms_report, counted, pdf_report
+from .verify import VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
 routes = web.RouteTableDef()
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-async def sandboxed(signing: Signing, job, *args, refusal: type[Exception], title: str, slug: str):
-    """job(*args) in the parsing sandbox; its refusal or a limit it hit as 422 problem+json, a full pool as 503."""
-    try:
-        return await signing.sandbox.run(job, *args)
-    except refusal as exc:
-        raise Problem(str(exc), status=422, title=title, slug=slug) from None
-    except LimitExceeded as exc:
-        raise Problem(f"the document is refused: {exc}", status=422, title=title, slug=slug, limit=exc.limit) from None
-    except SandboxBusy as exc:
-        raise Problem(str(exc), status=503, title="Busy", slug="busy", headers={"Retry-After": "2"}) from None
-
-
-def refused(exc: Refused) -> Problem:
-    headers = exc.extra.pop("headers", {})
-    return Problem(str(exc), status=exc.status, title=exc.reason.replace("-", " ").replace("_", " ").capitalize(),
-                   slug=exc.reason, headers=headers, **exc.extra)
+def answer(view: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A view model as JSON: the fields the domain set (a field left out stays out, one set to None is null)."""
+    return web.json_response(view.model_dump(mode="json", exclude_unset=True), status=status, headers=headers)
 
 
 @routes.get("/v1/signing/ca")
@@ -88,7 +78,7 @@ async def _document(request: web.Request, max_pdf: int) -> NewDocument:
         raise UnsupportedMediaType("send application/json (a hash), application/pdf or multipart/form-data (a PDF)")
     if len(pdf) > max_pdf:
         raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
-    pages = await sandboxed(request.app[SIGNING], inspect_upload, pdf, refusal=InvalidPdf, title="Not a signable PDF", slug="invalid-pdf")
+    pages = await parsing.check_upload(request.app[SIGNING], pdf)
     return validate(NewDocument, {"kind": "pdf", "document_name": name or "", "purpose": purpose or None,
                                   "sha256": hashlib.sha256(pdf).hexdigest(), "pages": pages, "pdf": pdf})
 
@@ -121,53 +111,40 @@ async def create_request(request: web.Request) -> web.Response:
     signing = request.app[SIGNING]
     caller = await relying_party(request, signing.jwks, signing.settings.issuer)
     new = await _document(request, signing.settings.max_pdf_bytes)
-    try:
-        return web.json_response(await signing_requests.create(signing, caller, new), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await signing_requests.create(signing, caller, new), status=201)
 
 
 @routes.get("/v1/signing/requests/{request_id}")
 async def show_request(request: web.Request) -> web.Response:
     signing = request.app[SIGNING]
     caller = await relying_party(request, signing.jwks, signing.settings.issuer)
-    try:
-        return web.json_response(await signing_requests.status(signing, caller, request.match_info["request_id"]), headers={"Cache-Control": "no-store"})
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await signing_requests.status(signing, caller, request.match_info["request_id"]), headers=NO_STORE)
 
 
 @routes.get("/v1/signing/requests/{request_id}/result")
 async def take_result(request: web.Request) -> web.Response:
     signing = request.app[SIGNING]
     caller = await relying_party(request, signing.jwks, signing.settings.issuer)
-    try:
-        body, media_type = await signing_requests.take_result(signing, caller, request.match_info["request_id"])
-    except Refused as exc:
-        raise refused(exc) from None
+    body, media_type = await signing_requests.take_result(signing, caller, request.match_info["request_id"])
     extension = "pdf" if media_type == "application/pdf" else "p7s"
     return web.Response(body=body, content_type=media_type, headers={
-        "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="signed-{request.match_info["request_id"]}.{extension}"'})
+        **NO_STORE, "Content-Disposition": f'attachment; filename="signed-{request.match_info["request_id"]}.{extension}"'})
 
 
 @routes.post("/v1/signing/requests/{request_id}/claim")
 async def claim_request(request: web.Request) -> web.Response:
     signing = request.app[SIGNING]
     citizen = await device(request, signing.jwks, signing.settings.issuer)
-    try:
-        return web.json_response(await signing_requests.claim(signing, citizen, request.match_info["request_id"]), status=201)
-    except Refused as exc:
-        raise refused(exc) from None
+    return answer(await signing_requests.claim(signing, citizen, request.match_info["request_id"]), status=201)
 
 
 @routes.post("/v1/signing/verify")
 async def verify(request: web.Request) -> web.Response:
     signing = request.app[SIGNING]
     if request.content_type == "application/pdf":
-        job, document = pdf_report, await request.read()
+        document: bytes | VerifyCmsBody = await request.read()
         if len(document) > signing.settings.max_pdf_bytes:
             raise PayloadTooLarge(f"the PDF is larger than {signing.settings.max_pdf_bytes} bytes")
     else:
-        job, document = cms_report, await parse_body(request, VerifyCmsBody)
-    report = await sandboxed(signing, job, document, await signing.trust(), refusal=Unverifiable, title="Not a verifiable signature", slug="unverifiable")
-    return web.json_response(counted(report), headers={"Cache-Control": "no-store"})
+        document = await parse_body(request, VerifyCmsBody)
+    return web.json_response(await parsing.verification_report(signing, document), headers=NO_STORE)

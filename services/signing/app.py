@@ -7,29 +7,32 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from libs.backbone import install_backbone
+from libs.clock import Clock, SystemClock
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
-from libs.service import add_readiness_check, create_service_app
 from libs.revocation import install_revocations
-from libs.backbone import install_backbone
+from libs.service import add_readiness_check, create_service_app
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 
 from .api import SIGNING, routes
 from .authority import load_or_create
+from .collections import INDEXES
 from .context import Signing
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .hsm import HSM
 from .openapi import OPERATIONS
 from .sandbox import Sandbox
 from .settings import SigningSettings
-from .collections import INDEXES
 from .tsa import TimeStampAuthority
 
 
-def create_app(settings: SigningSettings | None = None) -> web.Application:
+def create_app(settings: SigningSettings | None = None, *, clock: Clock | None = None) -> web.Application:
+    """`clock`: what the service takes for now (tests pass a FrozenClock to move past lifetimes)."""
     settings = settings or SigningSettings.from_env()
+    clock = clock or SystemClock()
     app = create_service_app(settings.service)
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
     install_revocations(app)  # tokens, devices and accounts auth revoked are refused here too
@@ -37,7 +40,7 @@ def create_app(settings: SigningSettings | None = None) -> web.Application:
     async def signing_context(app: web.Application):
         hsm = await asyncio.to_thread(HSM, settings.pkcs11_module, settings.pkcs11_pin,
                                       token_label=settings.token_label, slot=settings.token_slot)
-        authority = await load_or_create(app[DATABASE], hsm, settings)
+        authority = await load_or_create(app[DATABASE], hsm, settings, now=clock.now())
         session = aiohttp.ClientSession()
         # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
         sandbox = Sandbox(settings.parsing, preload=["services.signing.verify", "services.signing.signatures"])
@@ -45,8 +48,8 @@ def create_app(settings: SigningSettings | None = None) -> web.Application:
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
-            tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain),
-            sandbox=sandbox,
+            tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain, clock=clock),
+            sandbox=sandbox, clock=clock,
         )
 
         async def hsm_ready() -> None:

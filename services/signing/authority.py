@@ -68,8 +68,9 @@ class Authority:
         return [self.issuing, self.root]
 
 
-async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings) -> Authority:
+async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings, *, now: datetime) -> Authority:
     """The authorities of this deployment; created (keys in the HSM) on the very first start."""
+    now = now.replace(microsecond=0)
     labels: dict[str, str] = {}
     certs: dict[str, x509.Certificate] = {}
     for role, common_name, days, issuer_role in PLAN:
@@ -77,7 +78,6 @@ async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings)
         if doc is None:
             label = f"harbour-{role}-{secrets.token_hex(6)}"
             public_key = await hsm.generate_ec_key(label)
-            now = datetime.now(UTC).replace(microsecond=0)
             extensions = {"root": ca_extensions(None), "issuing": ca_extensions(0, settings.root_crl_url),
                           "tsa": tsa_extensions(settings.crl_url)}[role]
             cert = await issue_certificate(
@@ -95,17 +95,19 @@ async def load_or_create(db: AsyncDatabase, hsm: HSM, settings: SigningSettings)
     return Authority(hsm, settings, labels, certs)
 
 
-async def active_certificate(db: AsyncDatabase, account_id: str, session: AsyncClientSession | None = None) -> dict[str, Any] | None:
+async def active_certificate(db: AsyncDatabase, account_id: str, session: AsyncClientSession | None = None, *,
+                             now: datetime) -> dict[str, Any] | None:
     return await db[CERTIFICATES].find_one(
-        {"account_id": account_id, "status": "active", "not_after": {"$gt": datetime.now(UTC)}}, session=session)
+        {"account_id": account_id, "status": "active", "not_after": {"$gt": now}}, session=session)
 
 
-async def issue_for_citizen(authority: Authority, db: AsyncDatabase, session: AsyncClientSession, account_id: str) -> dict[str, Any]:
+async def issue_for_citizen(authority: Authority, db: AsyncDatabase, session: AsyncClientSession, account_id: str, *,
+                            now: datetime) -> dict[str, Any]:
     """A new P-256 key in the HSM and its certificate. The subject is a random pseudonym:
     signing holds no personal data, and one global identifier must not reach every relying party."""
     label = f"citizen-{secrets.token_hex(8)}"
     public_key = await authority.hsm.generate_ec_key(label)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = now.replace(microsecond=0)
     pseudonym = f"HID-{secrets.token_hex(8).upper()}"
     cert = await issue_certificate(
         authority.hsm, issuer_label=authority.labels["issuing"], issuer=authority.issuing,
@@ -120,11 +122,12 @@ async def issue_for_citizen(authority: Authority, db: AsyncDatabase, session: As
     return doc
 
 
-async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, account_id: str, state: str) -> list[str]:
+async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, account_id: str, state: str, *,
+                             now: datetime) -> list[str]:
     """Revoke every active certificate of the account; the serials revoked."""
     reason = REVOCATION_REASONS[state]
     docs = await db[CERTIFICATES].find({"account_id": account_id, "status": "active"}, {"_id": 1}, session=session).to_list()
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = now.replace(microsecond=0)
     for doc in docs:
         await db[CERTIFICATES].update_one({"_id": doc["_id"], "status": "active"},
                                           {"$set": {"status": "revoked", "revoked_at": now, "reason": reason}}, session=session)
@@ -132,27 +135,28 @@ async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, acc
     return [d["_id"] for d in docs]
 
 
-async def current_crl(authority: Authority, db: AsyncDatabase) -> bytes:
+async def current_crl(authority: Authority, db: AsyncDatabase, *, now: datetime) -> bytes:
     """The issuing CA's CRL (DER): every certificate it issued that is revoked."""
     revoked = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
     der, rebuilt = await _crl_of(authority, db, "issuing",
-                                 [(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked])
+                                 [(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked], now=now)
     if rebuilt:
         ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
     return der
 
 
-async def current_root_crl(authority: Authority, db: AsyncDatabase) -> bytes:
+async def current_root_crl(authority: Authority, db: AsyncDatabase, *, now: datetime) -> bytes:
     """The root's CRL (DER), signed by the root key: it covers the one certificate the root issues, the
     issuing CA's, and lists nothing — revoking the issuing CA means a new hierarchy (docs/operations.md).
     Published so that verifiers that check the whole path find an answer for the issuing CA too."""
-    der, _ = await _crl_of(authority, db, "root", [])
+    der, _ = await _crl_of(authority, db, "root", [], now=now)
     return der
 
 
-async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: list[tuple[int, datetime, str]]) -> tuple[bytes, bool]:
+async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: list[tuple[int, datetime, str]], *,
+                  now: datetime) -> tuple[bytes, bool]:
     """`role`'s CRL and whether it was built now: rebuilt when its revoked set changed or half its validity passed."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = now.replace(microsecond=0)
     fingerprint = tuple(serial for serial, _, _ in revoked)
     cached = authority._crls.get(role)
     if cached is not None:

@@ -30,10 +30,10 @@ class Signing(ServiceContext):
     sandbox: Sandbox
 
     async def crl(self) -> bytes:
-        return await current_crl(self.authority, self.db)
+        return await current_crl(self.authority, self.db, now=self.clock.now())
 
     async def root_crl(self) -> bytes:
-        return await current_root_crl(self.authority, self.db)
+        return await current_root_crl(self.authority, self.db, now=self.clock.now())
 
     async def trust(self) -> Trust:
         """Our root only, the issuing CA as an intermediate, both current CRLs: what verification trusts."""

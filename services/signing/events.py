@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.events import CloudEvent, Outbox
-from libs.events.audit import record_audit
+from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
 from .authority import REVOCATION_REASONS, revoke_for_account
+from .collections import CITIZENS
 from .context import Signing
 from .signing_requests import on_decided
-from .collections import CITIZENS
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, SIGNING)
@@ -45,12 +42,11 @@ def handler(signing: Signing):
 
 
 async def revoke_certificates(signing: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
-    serials = await revoke_for_account(signing.db, session, account_id, state)
-    outbox = Outbox(signing.db)
+    now = signing.clock.now().replace(microsecond=0)
+    serials = await revoke_for_account(signing.db, session, account_id, state, now=now)
     for serial in serials:
-        await outbox.add(session, SIGNING.name, CloudEvent(
-            source="/signing", type="certificate.revoked", subject=serial,
-            data={"serial": serial, "account_id": account_id, "reason": REVOCATION_REASONS[state],
-                  "revoked_at": datetime.now(UTC).replace(microsecond=0).isoformat()}))
-        await record_audit(outbox, session, service="signing", subject=account_id, action="certificate.revoke",
-                           actor="signing", serial=serial, reason=REVOCATION_REASONS[state])
+        await signing.publish(session, SIGNING, "certificate.revoked", serial,
+                              {"serial": serial, "account_id": account_id, "reason": REVOCATION_REASONS[state],
+                               "revoked_at": now.isoformat()})
+        await signing.audit(session, subject=account_id, action="certificate.revoke", actor="signing", serial=serial,
+                            reason=REVOCATION_REASONS[state])

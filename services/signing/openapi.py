@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from libs.consented_requests import Claimed
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation
 
-from .signing_requests import SignHashBody
+from .signing_requests import RequestCreated, RequestStatus, SignHashBody
 from .verify import VerifyCmsBody
 
 RP_AUTH_ERRORS = {
@@ -16,37 +17,6 @@ RP_AUTH_ERRORS = {
     403: "the token lacks the sign scope",
 }
 BINARY = {"type": "string", "format": "binary"}
-
-
-class RequestCreated(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    status: Literal["pending"]
-    kind: Literal["cms", "pdf"]
-    expires_at: str
-    app_link: str | None = None  # anonymous requests: the QR / app link for the citizen
-
-
-class RequestStatus(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    status: Literal["pending", "signed", "denied", "refused", "expired"]
-    kind: Literal["cms", "pdf"]
-    document_name: str
-    sha256: str
-    created_at: str
-    expires_at: str
-    signed_at: str | None = None
-    certificate_serial: str | None = None
-    sub: str | None = None  # the citizen's pairwise subject at this client, once signed
-    error: str | None = None  # access_denied (declined), assurance-too-low, identity-not-active, unsignable-pdf
-
-
-class Claimed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    approval_id: str
-    client_name: str
 
 
 class VerificationReport(BaseModel):

@@ -8,13 +8,14 @@ The same authority serves POST /v1/signing/tsa and, in process, pyHanko
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, core, tsp, x509
 from prometheus_client import Counter
 from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import get_nonce
+
+from libs.clock import Clock, SystemClock
 
 from .hsm import HSM
 
@@ -53,8 +54,10 @@ def rejection(fail: str, text: str) -> TimeStampResp:
 
 
 class TimeStampAuthority:
-    def __init__(self, hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    def __init__(self, hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate], *,
+                 clock: Clock | None = None) -> None:
         self.hsm = hsm
+        self.clock = clock or SystemClock()
         self.key_label = key_label
         # Parsed from DER once: asn1crypto re-encodes built objects on every dump, which dominated the cost.
         self.certificate = x509.Certificate.load(certificate.dump())
@@ -70,7 +73,7 @@ class TimeStampAuthority:
         if refused is not None:
             return refused
         imprint = request["message_imprint"]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         info = {
             "version": "v1",
             "policy": POLICY_OID,

@@ -1,0 +1,60 @@
+"""What signing refuses, declared once each (libs/errors.py); the service kit renders any of them as problem+json.
+
+The refusals every consented request shares (unknown client or citizen,
+unusable link, not found, not answered yet, expired) are in
+libs/consented_requests/refusals.py.
+"""
+
+from __future__ import annotations
+
+from libs.errors import Forbidden, Gone, NotReady, Unprocessable
+
+# -- who may sign: only an active `plus` identity gets a certificate bound to it -------------
+
+
+class AssuranceTooLow(Forbidden):
+    slug, title = "assurance-too-low", "Assurance too low"
+
+
+class IdentityNotActive(Forbidden):
+    slug, title = "identity-not-active", "Identity not active"
+
+
+# -- a request's result ------------------------------------------------------------------------
+
+
+class AccessDenied(Forbidden):
+    """The citizen declined: the relying party's OAuth-style `access_denied`."""
+
+    slug, title = "access_denied", "Access denied"
+
+
+class SignatureRefused(Forbidden):
+    """The request was closed unsigned; the slug is the reason it was closed with
+    (assurance-too-low, identity-not-active, citizen-unknown, unsignable-pdf)."""
+
+    slug, title = "signature-refused", "Signature refused"
+
+    @classmethod
+    def because(cls, reason: str) -> SignatureRefused:
+        return cls("this citizen cannot sign", slug=reason, title=reason.replace("-", " ").replace("_", " ").capitalize())
+
+
+class ResultExpired(Gone):
+    slug, title = "gone", "Gone"
+
+
+# -- untrusted documents, parsed in the sandbox (parsing.py) ---------------------------------
+# Extension member `limit` (cpu, memory, wall-clock) when parsing hit one of the sandbox's limits.
+
+
+class NotSignablePdf(Unprocessable):
+    slug, title = "invalid-pdf", "Not a signable PDF"
+
+
+class NotVerifiable(Unprocessable):
+    slug, title = "unverifiable", "Not a verifiable signature"
+
+
+class ParsersBusy(NotReady):
+    slug, title, retry_after = "busy", "Busy", 2
