@@ -25,9 +25,9 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from libs.store import chunks
+
 PENDING = "pending"
-# `$in` lists stay this short: the local MongoDB-protocol server slows down super-linearly with longer ones.
-_IN_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ class RetryQueue:
         ids = [doc["_id"] for doc in await self.collection.find(due, {"_id": 1}).limit(limit).to_list()]
         claim = secrets.token_hex(8)
         claimed: list[dict[str, Any]] = []
-        for start in range(0, len(ids), _IN_LIMIT):
-            chunk = ids[start:start + _IN_LIMIT]
+        for chunk in chunks(ids):
             await self.collection.update_many({"_id": {"$in": chunk}, **due},
                                               {"$set": {"next_attempt_at": now + self.lease, "claim": claim}, "$inc": {"attempts": 1}})
             claimed += await self.collection.find({"_id": {"$in": chunk}, "claim": claim}).to_list()
@@ -75,8 +74,8 @@ class RetryQueue:
 
     async def succeeded(self, ids: list[str], fields: dict[str, Any] | None = None) -> None:
         """These claimed documents were taken: `done`, with the caller's `fields` (e.g. when)."""
-        for start in range(0, len(ids), _IN_LIMIT):
-            await self.collection.update_many({"_id": {"$in": ids[start:start + _IN_LIMIT]}},
+        for chunk in chunks(ids):
+            await self.collection.update_many({"_id": {"$in": chunk}},
                                               {"$set": {"state": self.done, **(fields or {})}})
 
     async def failed(self, failure: Failure, now: datetime) -> bool:

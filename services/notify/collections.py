@@ -6,7 +6,7 @@ rendered messages are personal data: stored encrypted (libs/crypto), never in
 the clear.
 """
 
-from libs.store import chunks, index  # noqa: F401  chunks: libs/store's, still imported from here by notify's modules
+from libs.store import index
 
 TEMPLATES = "templates"          # one document per (template, version): immutable once written
 NOTIFICATIONS = "notifications"  # one per recipient; status created → sending → delivered/failed/suppressed → read

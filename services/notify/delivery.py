@@ -24,9 +24,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from libs.retry_queue import RetryQueue
+from libs.store import chunks
 
 from . import platform_messages, progress, status_events, templates
-from .collections import ACCOUNTS, INBOX, NOTIFICATIONS, PREFERENCES, PUSHES, TEMPLATES, chunks
+from .collections import ACCOUNTS, INBOX, NOTIFICATIONS, PREFERENCES, PUSHES, TEMPLATES
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES
 from .preferences import DEFAULT_CHANNELS, quiet_until

@@ -12,8 +12,10 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs.store import chunks
+
 from .errors import UnknownClient
-from .collections import CLIENTS, SUBJECTS, chunks
+from .collections import CLIENTS, SUBJECTS
 
 
 async def agency_record(db: AsyncDatabase, client_id: str) -> dict[str, Any]:

@@ -5,43 +5,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
-from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, ServiceSettings, env, env_required
+from libs.service.settings import (
+    DEFAULT_METRICS_PORTS,
+    DEFAULT_WORKER_PORTS,
+    ServiceSettings,
+    auth_url_setting,
+    env_required,
+    from_env,
+    issuer_setting,
+    setting,
+)
 
 # Status callbacks are signed tokens that live this long (the callback keys' max token lifetime too).
 CALLBACK_TOKEN_TTL_S = 300
-# The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
-DEFAULT_DISPATCHER_PORT = 8013
 
 
 @dataclass(frozen=True)
 class NotifySettings:
     service: ServiceSettings
-    issuer: str
-    auth_url: str
     # Key-encryption keys for personalisation, rendered messages and the callback-signing keys (first = current).
     keyring: Keyring
-    dispatcher_port: int = DEFAULT_DISPATCHER_PORT
-    dispatcher_metrics_port: int = DEFAULT_METRICS_PORTS["notify-dispatcher"]
+    issuer: str = issuer_setting()
+    auth_url: str = auth_url_setting()
+    # The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
+    dispatcher_port: int = setting("NOTIFY_DISPATCHER_PORT", DEFAULT_WORKER_PORTS["notify-dispatcher"])
+    dispatcher_metrics_port: int = setting("NOTIFY_DISPATCHER_METRICS_PORT", DEFAULT_METRICS_PORTS["notify-dispatcher"])
     # Notifications per dispatch event: a batch job becomes ceil(n / chunk) events, each delivered in one transaction.
-    chunk_size: int = 500
+    chunk_size: int = setting("NOTIFY_CHUNK_SIZE", 500)
     max_batch: int = 10_000
     # Status callbacks: attempt n waits backoff * 2**(n-1) seconds; after max_attempts the callback is given up.
-    callback_max_attempts: int = 6
-    callback_backoff_s: float = 1.0
+    callback_max_attempts: int = setting("NOTIFY_CALLBACK_MAX_ATTEMPTS", 6)
+    callback_backoff_s: float = setting("NOTIFY_CALLBACK_BACKOFF_S", 1.0)
     callback_timeout_s: float = 5.0
     # Push: the adapter that hands pushes to a provider (channels.py), and the same retry policy for a provider that fails.
-    push_adapter: str = "local"
+    push_adapter: str = setting("NOTIFY_PUSH_ADAPTER", "local")
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0
     # How often the dispatcher looks for due scheduled/deferred notifications, callbacks and push retries.
     poll_interval_s: float = 0.5
     # A notification `sending` this long without progress is dispatched again (a crashed attempt lost its event).
-    stale_after_s: float = 30.0
+    stale_after_s: float = setting("NOTIFY_STALE_AFTER_S", 30.0)
     # SSE: a comment line this often keeps proxies (the gateway cuts a stream silent for 30 s) and clients alive.
-    sse_heartbeat_s: float = 15.0
+    sse_heartbeat_s: float = setting("NOTIFY_SSE_HEARTBEAT_S", 15.0)
     sse_poll_s: float = 0.5
     # Open inbox streams per device (per notify instance); one more is 429.
-    sse_max_streams_per_device: int = 3
+    sse_max_streams_per_device: int = setting("NOTIFY_SSE_MAX_STREAMS_PER_DEVICE", 3)
 
     @property
     def jwks_url(self) -> str:
@@ -53,18 +61,8 @@ class NotifySettings:
 
     @classmethod
     def from_env(cls, service: str = "notify") -> "NotifySettings":
-        return cls(
+        return from_env(
+            cls,
             service=ServiceSettings.from_env(service),
-            issuer=env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
-            auth_url=env("AUTH_URL", f"http://127.0.0.1:{DEFAULT_PORTS['auth']}").rstrip("/"),
             keyring=Keyring.from_env_value(env_required("NOTIFY_KEK")),
-            dispatcher_port=int(env("NOTIFY_DISPATCHER_PORT", str(DEFAULT_DISPATCHER_PORT))),
-            dispatcher_metrics_port=int(env("NOTIFY_DISPATCHER_METRICS_PORT", str(DEFAULT_METRICS_PORTS["notify-dispatcher"]))),
-            chunk_size=int(env("NOTIFY_CHUNK_SIZE", "500")),
-            push_adapter=env("NOTIFY_PUSH_ADAPTER", "local"),
-            callback_max_attempts=int(env("NOTIFY_CALLBACK_MAX_ATTEMPTS", "6")),
-            callback_backoff_s=float(env("NOTIFY_CALLBACK_BACKOFF_S", "1.0")),
-            sse_heartbeat_s=float(env("NOTIFY_SSE_HEARTBEAT_S", "15")),
-            sse_max_streams_per_device=int(env("NOTIFY_SSE_MAX_STREAMS_PER_DEVICE", "3")),
-            stale_after_s=float(env("NOTIFY_STALE_AFTER_S", "30")),
         )

@@ -16,7 +16,9 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from .collections import JOBS, NOTIFICATIONS, chunks
+from libs.store import chunks
+
+from .collections import JOBS, NOTIFICATIONS
 from .context import Notify
 from .metrics import REDISPATCHED
 from .jobs import job_event

@@ -9,10 +9,11 @@ from libs.service.settings import KafkaSecurity, ServiceSettings, declared_setti
 from services.auth.settings import AuthSettings
 from services.formfill.settings import FormfillSettings
 from services.gateway.settings import GatewaySettings
+from services.notify.settings import NotifySettings
 from services.signing.settings import SigningSettings
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-SETTINGS = (ServiceSettings, KafkaSecurity, GatewaySettings, AuthSettings, FormfillSettings, SigningSettings)
+SETTINGS = (ServiceSettings, KafkaSecurity, GatewaySettings, AuthSettings, FormfillSettings, SigningSettings, NotifySettings)
 
 
 def declared() -> dict[str, object]:
