@@ -12,16 +12,29 @@ parsing and challenges around its own verification.
 
 from .authorization import REALM, basic_credentials, bearer_token, challenge
 from .parties import Device, RelyingParty, device, relying_party
-from .refusals import ClientCredentialsRequired, InsufficientScope, InvalidAccessToken, TokenRequired
+from .refusals import (
+    ACCESS_TOKEN_REFUSALS,
+    DEVICE_TOKEN_REFUSALS,
+    ClientCredentialsRequired,
+    InsufficientScope,
+    InvalidAccessToken,
+    RevocationsLoading,
+    RevocationsNotFollowed,
+    TokenRequired,
+)
 from .verification import access_token_claims, device_token_claims, require_scopes, revocation_refusal, verified_claims
 
 __all__ = [
+    "ACCESS_TOKEN_REFUSALS",
+    "DEVICE_TOKEN_REFUSALS",
     "REALM",
     "ClientCredentialsRequired",
     "Device",
     "InsufficientScope",
     "InvalidAccessToken",
     "RelyingParty",
+    "RevocationsLoading",
+    "RevocationsNotFollowed",
     "TokenRequired",
     "access_token_claims",
     "basic_credentials",

@@ -1,8 +1,9 @@
-"""The refusals of caller authentication: 401 with a challenge, 403 insufficient-scope (docs/api.md)."""
+"""The refusals of caller authentication: 401 with a challenge, 403 insufficient-scope (docs/api.md), 503 while the
+revocation list is unknown."""
 
 from __future__ import annotations
 
-from libs.service.problems import Forbidden, Unauthorized
+from libs.errors import Forbidden, NotReady, Unauthorized
 
 from .authorization import challenge
 
@@ -36,3 +37,22 @@ class ClientCredentialsRequired(Unauthorized):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": challenge("Basic")})
+
+
+class RevocationsLoading(NotReady):
+    """The process has not read its revocation list up to date yet: nothing can be said about a token."""
+
+    retry_after = 1
+
+
+class RevocationsNotFollowed(NotReady):
+    """A process that forgot install_revocations must not silently honour revoked tokens."""
+
+    def __init__(self) -> None:
+        super().__init__("revocations are not followed by this service")
+
+
+# What each check can refuse, for an endpoint's declared refusals (libs/service/endpoints.py);
+# any of them may also be 503 while the process's revocation list is still loading.
+ACCESS_TOKEN_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
+DEVICE_TOKEN_REFUSALS = (TokenRequired, InvalidAccessToken)

@@ -14,23 +14,21 @@ from typing import Any
 from aiohttp import web
 
 from libs.revocation.follower import REVOCATIONS, NotLoaded
-from libs.service.problems import ServiceUnavailable
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, JWKSCache
 
 from .authorization import bearer_token
-from .refusals import InsufficientScope, InvalidAccessToken, TokenRequired
+from .refusals import InsufficientScope, InvalidAccessToken, RevocationsLoading, RevocationsNotFollowed, TokenRequired
 
 
 def revocation_refusal(app: web.Application, claims: dict[str, Any]) -> str | None:
     """Why the process's revocation list refuses these verified claims, or None; 503 while the list is loading."""
     revocations = app.get(REVOCATIONS)
     if revocations is None:
-        # A service that forgot install_revocations must not silently honour revoked tokens.
-        raise ServiceUnavailable("revocations are not followed by this service")
+        raise RevocationsNotFollowed()
     try:
         return revocations.refusal(claims)
     except NotLoaded as exc:
-        raise ServiceUnavailable(str(exc), headers={"Retry-After": "1"}) from None
+        raise RevocationsLoading(str(exc)) from None
 
 
 async def verified_claims(request: web.Request, jwks: JWKSCache, issuer: str, *, audience: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from aiohttp.test_utils import make_mocked_request
 from libs.callers import (
     InsufficientScope,
     InvalidAccessToken,
+    RevocationsLoading,
+    RevocationsNotFollowed,
     TokenRequired,
     basic_credentials,
     bearer_token,
@@ -19,7 +21,6 @@ from libs.callers import (
     relying_party,
 )
 from libs.revocation.follower import REVOCATIONS, NotLoaded
-from libs.service.problems import ServiceUnavailable
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken
 
 ISSUER = "https://id.example"
@@ -116,9 +117,9 @@ async def test_a_device_token_is_meant_for_the_device_audience():
 
 
 async def test_no_answer_while_the_revocation_list_is_unknown():
-    with pytest.raises(ServiceUnavailable) as loading:
+    with pytest.raises(RevocationsLoading) as loading:
         await device(request(revocations=FakeRevocations(loaded=False)), FakeJWKS({"sub": "a"}), ISSUER)
-    assert loading.value.headers == {"Retry-After": "1"}
+    assert loading.value.status == 503 and loading.value.headers == {"Retry-After": "1"}
     # A process that never installed the follower must not honour revoked tokens silently.
-    with pytest.raises(ServiceUnavailable, match="not followed"):
+    with pytest.raises(RevocationsNotFollowed, match="not followed"):
         await device(request(revocations=None), FakeJWKS({"sub": "a"}), ISSUER)
