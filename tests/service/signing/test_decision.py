@@ -1,0 +1,58 @@
+"""approval.decided: signing signs only on a decision the device signed over exactly its prompt, for a citizen who may sign."""
+
+from __future__ import annotations
+
+from tests.support.auth_stand_in import Phone, published, state_changed
+
+from .conftest import problem
+
+
+async def asked(signing, *, pdf: bool = False):
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp)
+    asked = await (signing.ask_pdf(rp, sub=citizen.sub) if pdf else signing.ask(rp, sub=citizen.sub))
+    request_id = (await asked.json())["request_id"]
+    return rp, citizen, request_id, await signing.prompt(request_id)
+
+
+async def test_a_denial_closes_the_request_unsigned(signing):
+    rp, citizen, request_id, prompt = await asked(signing, pdf=True)
+
+    await signing.learn(citizen.phone.decided(prompt, "deny"))
+
+    status = await (await signing.status(rp, request_id)).json()
+    assert (status["status"], status["error"]) == ("denied", "access_denied")
+    refused = await signing.result(rp, request_id)
+    assert refused.status == 403
+    assert (await problem(refused))["detail"] == "the citizen declined to sign"
+    [event] = await published(signing.ctx, "signature.refused", request_id)
+    assert event.data["reason"] == "denied"
+    assert await signing.ctx.db["documents"].count_documents({"_id": request_id}) == 0
+
+
+async def test_a_citizen_suspended_before_approving_is_refused(signing):
+    rp, citizen, request_id, prompt = await asked(signing)
+    await signing.learn(state_changed(citizen.account_id, was="active", to="suspended"))
+
+    await signing.learn(citizen.phone.decided(prompt))
+
+    status = await (await signing.status(rp, request_id)).json()
+    assert (status["status"], status["error"]) == ("refused", "identity-not-active")
+    assert await published(signing.ctx, "certificate.issued") == []
+
+
+async def test_decisions_not_over_our_prompt_or_not_the_citizens_are_ignored(signing):
+    rp, citizen, request_id, prompt = await asked(signing)
+
+    await signing.learn(citizen.phone.decided(prompt, digest="B" * 43))
+    await signing.learn(Phone("acct-someone-else").decided(prompt))
+
+    assert (await (await signing.status(rp, request_id)).json())["status"] == "pending"
+    assert await published(signing.ctx, "signature.completed") == []
+
+
+async def test_a_request_is_decided_once(signing):
+    rp, citizen, request_id, prompt = await asked(signing)
+    await signing.learn(citizen.phone.decided(prompt, "deny"))
+    await signing.learn(citizen.phone.decided(prompt))
+    assert (await (await signing.status(rp, request_id)).json())["status"] == "denied"

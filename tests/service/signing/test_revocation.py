@@ -1,0 +1,39 @@
+"""A suspended or revoked identity revokes its certificates: the CRL lists them, the platform is told."""
+
+from __future__ import annotations
+
+from asn1crypto import crl as asn1_crl
+
+from tests.support.auth_stand_in import published, state_changed
+
+
+async def test_suspending_the_identity_puts_its_certificate_on_hold(signing):
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp)
+    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
+    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+
+    await signing.learn(state_changed(citizen.account_id, was="active", to="suspended"))
+
+    [revoked] = await published(signing.ctx, "certificate.revoked", serial)
+    assert revoked.data == {"serial": serial, "account_id": citizen.account_id, "reason": "certificate_hold",
+                            "revoked_at": signing.clock.now().replace(microsecond=0).isoformat()}
+    crl = asn1_crl.CertificateList.load(await (await signing.http.get("/v1/signing/crl")).read())
+    listed = {format(entry["user_certificate"].native, "x"): entry for entry in crl["tbs_cert_list"]["revoked_certificates"]}
+    assert serial in listed
+    assert (await signing.ctx.db["citizens"].find_one({"_id": citizen.account_id}))["state"] == "suspended"
+
+
+async def test_the_next_signature_after_reinstatement_gets_a_new_certificate(signing):
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp)
+    serials = []
+    for state_change in (None, ("suspended", "active")):
+        if state_change:
+            await signing.learn(state_changed(citizen.account_id, was="active", to=state_change[0]))
+            await signing.learn(state_changed(citizen.account_id, was=state_change[0], to=state_change[1]))
+        request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+        await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
+        serials.append((await (await signing.status(rp, request_id)).json())["certificate_serial"])
+    assert serials[0] != serials[1]
