@@ -63,6 +63,8 @@ class Endpoint:
     refusals: tuple[type[Refused], ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     exclude_none: bool = False
+    # Only the fields the domain set: an optional one it left out stays out, one it set to None is null.
+    exclude_unset: bool = False
     documented: bool = True
     operation_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -114,7 +116,8 @@ class Endpoint:
             raise TypeError(f"{self.method} {self.path} answered {status} with {type(model).__name__}, not {declared.__name__}")
         if not isinstance(model, BaseModel):
             raise TypeError(f"{self.method} {self.path}: a JSON answer is a pydantic model, not {type(model).__name__}")
-        return web.Response(status=status, body=model.model_dump_json(exclude_none=self.exclude_none),
+        body = model.model_dump_json(exclude_none=self.exclude_none, exclude_unset=self.exclude_unset)
+        return web.Response(status=status, body=body,
                             content_type=JSON, headers=self.headers)
 
 
@@ -146,6 +149,7 @@ class Endpoints:
         refusals: Iterable[type[Refused]] = (),
         headers: Mapping[str, str] | None = None,
         exclude_none: bool = False,
+        exclude_unset: bool = False,
         tags: tuple[str, ...] | None = None,
         security: tuple[str, ...] | None = None,
         documented: bool = True,
@@ -162,7 +166,7 @@ class Endpoints:
             _check_signature(handler, method, path, caller=caller is not None, body=body is not None)
             endpoint = Endpoint(method, path, summary, handler, body=body, caller=caller, answers=dict(answers or {}),
                                 refusals=refusals, headers=dict(headers or {}), exclude_none=exclude_none,
-                                documented=documented, operation_options=operation_options)
+                                exclude_unset=exclude_unset, documented=documented, operation_options=operation_options)
             endpoint.responses()  # a contradictory declaration fails at import, not at the first request
             self._declared.append((endpoint, self.tags if tags is None else tags, self.security if security is None else security))
             self._routes.route(method, path)(_serve(endpoint))

@@ -98,6 +98,18 @@ async def forget(request: web.Request, caller: str) -> None:
         raise UnknownParcel("no such parcel")
 
 
+@endpoints.get("/v1/parcels/{parcel_id}/label", summary="Its label", caller=clerk, answers={200: ParcelView},
+               refusals=(UnknownParcel,), exclude_unset=True)
+async def label(request: web.Request, caller: str) -> ParcelView:
+    parcel = PARCELS.get(request.match_info["parcel_id"])
+    if parcel is None:
+        raise UnknownParcel("no such parcel")
+    # The domain names a note only for a parcel that has one, and says None for "none written" when asked to.
+    if request.query.get("say_none"):
+        return ParcelView(parcel_id=parcel.parcel_id, status=parcel.status, note=None)
+    return ParcelView(parcel_id=parcel.parcel_id, status=parcel.status)
+
+
 @endpoints.get("/parcels/page", summary="The counter's page", security=(), tags=("pages",), answers={200: html("a page")})
 async def page(request: web.Request) -> web.Response:
     return web.Response(text="<p>counter</p>", content_type="text/html")
@@ -134,6 +146,13 @@ async def test_a_model_answer_is_json_with_the_declared_status(client):
     response = await client.get("/v1/parcels/p1", headers=CLERK)
     assert (response.status, response.headers["Cache-Control"]) == (200, "no-store")
     assert await response.json() == {"parcel_id": "p1", "status": "accepted", "note": None}
+
+
+async def test_exclude_unset_answers_only_the_fields_the_domain_set(client):
+    await client.post("/v1/parcels", json={"weight_g": 500}, headers=CLERK)
+    assert await (await client.get("/v1/parcels/p1/label", headers=CLERK)).json() == {"parcel_id": "p1", "status": "accepted"}
+    said = await client.get("/v1/parcels/p1/label", params={"say_none": "1"}, headers=CLERK)
+    assert await said.json() == {"parcel_id": "p1", "status": "accepted", "note": None}
 
 
 async def test_the_caller_is_authenticated_before_the_body_is_read(client):
