@@ -33,12 +33,12 @@ def agency_topic(client_id: str) -> str:
 IDENTITY = Topic(
     "identity.events",
     "Citizen account life cycle, owned by auth; the enrolled profile is sealed for formfill.",
-    event_types=("identity.enrolled", "identity.state_changed", "identity.profile_updated", "identity.subject_assigned"),
+    event_types=("identity.enrolled", "identity.state_changed", "identity.subject_assigned"),
 )
 CLIENTS = Topic(
     "clients.events",
     "Relying parties, agencies and kiosks registered with auth; other services keep a projection.",
-    event_types=("client.registered", "client.updated"),
+    event_types=("client.registered", "client.updated", "client.deleted"),
 )
 APPROVAL_REQUESTED = Topic(
     "approvals.requested",

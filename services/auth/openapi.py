@@ -1,159 +1,29 @@
-"""auth's public operations for the OpenAPI document (libs/service/openapi.py).
+"""auth's OpenAPI document: the operations its endpoints declare (api.py), and the OpenID Connect provider's.
 
+The accounts, devices, approvals and clients endpoints declare their own
+operations with their routes (libs/service/endpoints.py). The provider's
+endpoints (oidc/api.py) answer as the OAuth and OpenID specifications say
+(forms, redirects, pages, OAuth errors); their operations are listed here.
 Request bodies are the very models the handlers parse with; the response
-models below describe exactly what the handlers return (they are not used to
-build the answers, so a handler change must be mirrored here — the
-schemathesis run in tests/e2e/test_openapi_schemathesis.py catches a drift).
-Optional members are left out of the answer rather than sent as null, which
-`SkipJsonSchema[None]` expresses.
+models describe exactly what the handlers return (the schemathesis run in
+tests/e2e/test_openapi_schemathesis.py catches a drift).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from libs.approvals import ApprovalRequest, Requester
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body, Operation, html, oauth_error, redirect
 
-from .api import DecisionRequest, DeviceTokenRequest
-from .clients.metadata import AuthMethod, ClientKind, ClientMetadata, ClientUpdate
-from .devices.binding import ActivationRequest
-from .identity.enrolment import Assurance, EnrolmentRequest
+from .api import ENDPOINTS
+from .identity.enrolment import Assurance
 from .oidc.api import LinkRequest
+from .views import Answer, Prompt
 
 TITLE = "Harbour ID auth"
-
-
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """Members that are left out rather than sent as null have no `default: null` either."""
-    for prop in schema.get("properties", {}).values():
-        if "default" in prop and prop["default"] is None:
-            del prop["default"]
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null)
-
-
-# --- clients -----------------------------------------------------------------
-
-
-class ClientView(_Answer):
-    """A registered client's metadata (never its secret or registration token); RFC 7592 §3."""
-
-    client_id: str
-    client_name: str
-    kind: ClientKind
-    redirect_uris: list[str]
-    post_logout_redirect_uris: list[str]
-    token_endpoint_auth_method: AuthMethod
-    jwks: dict[str, Any] | SkipJsonSchema[None] = None
-    jwks_uri: str | SkipJsonSchema[None] = None
-    scope: str
-    formfill_fields: list[str]
-    sector_identifier_uri: str | SkipJsonSchema[None] = None
-    callback_urls: list[str]
-    encryption_jwk: dict[str, Any] | SkipJsonSchema[None] = None
-    contacts: list[str]
-    logo_uri: str | SkipJsonSchema[None] = None
-    registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
-
-
-class ClientUpdated(ClientView):
-    """RFC 7592 §2.2: after a self-service update, the new registration access token (the old one is dead); a new secret if asked for."""
-
-    registration_access_token: str | SkipJsonSchema[None] = None
-    client_secret: str | SkipJsonSchema[None] = None
-    client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
-
-
-class ClientRegistration(ClientView):
-    """RFC 7591 §3.2.1: the metadata plus the issued id, the registration access token and, for secret methods, the secret (shown once)."""
-
-    client_id_issued_at: int
-    registration_access_token: str
-    client_secret: str | SkipJsonSchema[None] = None
-    client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
-
-
-# --- enrolment and devices ---------------------------------------------------
-
-
-class EnrolmentCreated(_Answer):
-    account_id: str
-    state: Literal["pending"]
-    assurance: Assurance
-    activation_code: str = Field(pattern=r"^[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}$", description="shown once, for the kiosk slip")
-    activation_expires_at: datetime
-
-
-class DeviceChallenge(_Answer):
-    nonce: str
-    expires_at: datetime
-    audience: str = Field(description="the `aud` the proof of possession must name")
-
-
-class DeviceActivated(_Answer):
-    device_id: str
-    account_id: str
-    key_thumbprint: str = Field(description="RFC 7638 SHA-256 thumbprint of the device key")
-
-
-class DeviceToken(_Answer):
-    access_token: str = Field(description="RFC 9068 at+jwt bound to the device key (cnf.jkt)")
-    token_type: Literal["Bearer"]
-    expires_in: int
-    scope: Literal["device"]
-
-
-class DeviceView(_Answer):
-    device_id: str
-    name: str
-    status: Literal["active", "revoked"]
-    key_thumbprint: str
-    created_at: datetime
-    revoked_at: datetime | SkipJsonSchema[None] = None
-
-
-class DeviceList(_Answer):
-    devices: list[DeviceView]
-    current_device_id: str
-
-
-# --- approvals ---------------------------------------------------------------
-
-
-class Prompt(_Answer):
-    """One approval prompt of the citizen's queue; `request` is what `digest` is computed over."""
-
-    approval_id: str
-    status: Literal["pending", "approved", "denied", "expired"]
-    action: Literal["login", "formfill", "sign", "test"]
-    requester: Requester
-    purpose: str
-    details: dict[str, Any]
-    matching_code: str | None
-    expires_at: datetime
-    digest: str
-    request: ApprovalRequest
-    decided_at: datetime | SkipJsonSchema[None] = None
-
-
-class PromptList(_Answer):
-    approvals: list[Prompt]
-
-
-class DecisionRecorded(_Answer):
-    approval_id: str
-    status: Literal["approved", "denied"]
-    decided_at: datetime
-    redirect_to: str | SkipJsonSchema[None] = Field(
-        default=None, description="login prompts from an app link: the client's redirect URI with the code (or error)"
-    )
 
 
 # --- OpenID Connect ----------------------------------------------------------
@@ -173,7 +43,7 @@ class ProviderMetadata(BaseModel):
     id_token_signing_alg_values_supported: list[str]
 
 
-class PublicJWK(_Answer):
+class PublicJWK(Answer):
     kty: Literal["EC"]
     crv: Literal["P-256"]
     x: str
@@ -183,21 +53,21 @@ class PublicJWK(_Answer):
     alg: Literal["ES256"]
 
 
-class JWKS(_Answer):
+class JWKS(Answer):
     keys: list[PublicJWK]
 
 
-class AuthorizationStatus(_Answer):
+class AuthorizationStatus(Answer):
     status: Literal["pending", "approved", "denied", "expired"]
     redirect_to: str | SkipJsonSchema[None] = Field(default=None, description="where the page goes once the citizen has decided")
 
 
-class PushedAuthorizationResponse(_Answer):
+class PushedAuthorizationResponse(Answer):
     request_uri: str
     expires_in: int
 
 
-class TokenResponse(_Answer):
+class TokenResponse(Answer):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
@@ -206,18 +76,18 @@ class TokenResponse(_Answer):
     refresh_token: str | SkipJsonSchema[None] = None
 
 
-class BackchannelAuthenticationResponse(_Answer):
+class BackchannelAuthenticationResponse(Answer):
     auth_req_id: str
     expires_in: int
     interval: int
 
 
-class UserInfo(_Answer):
+class UserInfo(Answer):
     sub: str
     assurance_level: Assurance
 
 
-class Introspection(_Answer):
+class Introspection(Answer):
     """RFC 7662: `{"active": false}` for anything that is not an active token of the calling client."""
 
     active: bool
@@ -276,105 +146,8 @@ def _query(params: dict[str, dict[str, Any]], *, required: tuple[str, ...] = ())
     return tuple((name, schema, name in required) for name, schema in params.items())
 
 
-OPERATIONS: tuple[Operation, ...] = (
-    # Clients
-    Operation(
-        "POST", "/v1/clients", "Register a client (RFC 7591)", ("clients",),
-        request_model=ClientMetadata,
-        responses={201: ClientRegistration, **JSON_BODY_ERRORS,
-                   401: "outside the sandbox, the admin token is required",
-                   403: "sandbox registrations cannot create kiosks, ask for enrol or claim a shared sector"},
-        security=("admin",), security_optional=True,
-        description="Operators with the admin token; in the sandbox anyone, except kiosks, the enrol scope and sector_identifier_uri.",
-    ),
-    Operation(
-        "GET", "/v1/clients/{client_id}", "Read a client's registration (RFC 7592 §2.1)", ("clients",),
-        responses={200: ClientView,
-                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
-                   404: "an operator asked for an unknown client"},
-        security=("admin", "registrationToken"),
-    ),
-    Operation(
-        "PUT", "/v1/clients/{client_id}", "Replace a client's metadata (RFC 7592 §2.2)", ("clients",),
-        request_model=ClientUpdate,
-        responses={200: ClientUpdated, **JSON_BODY_ERRORS,
-                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
-                   403: "operator-only-metadata: the client tried to change scope, form-fill fields, redirect or callback URIs, "
-                        "kind, sector or name (`fields` lists them); nothing changed",
-                   404: "an operator named an unknown client",
-                   409: "the kind or authentication method would change, client_id or client_secret do not match, "
-                        "or a private_key_jwt client asked for a secret"},
-        security=("admin", "registrationToken"),
-        description="With the registration access token a client may change only its own keys (jwks, jwks_uri, encryption_jwk), "
-                    "contacts and logo_uri, and ask for a new secret (rotate_client_secret); every such update rotates the "
-                    "registration access token. Everything else is the operators' (admin token).",
-    ),
-    Operation(
-        "DELETE", "/v1/clients/{client_id}", "Delete a client (RFC 7592 §2.3)", ("clients",),
-        responses={204: "deleted: its secret, assertions and registration token no longer work",
-                   401: "neither this client's registration access token nor the admin token (WWW-Authenticate: Bearer)",
-                   404: "an operator named an unknown client"},
-        security=("admin", "registrationToken"),
-    ),
-    # Enrolment
-    Operation(
-        "POST", "/v1/enrolments", "Enrol a citizen (kiosk: assurance plus; sandbox self-registration: basic)", ("enrolment",),
-        request_model=EnrolmentRequest,
-        responses={201: EnrolmentCreated, **JSON_BODY_ERRORS,
-                   401: "wrong kiosk credentials, or none outside the sandbox (WWW-Authenticate: Basic)",
-                   403: "insufficient-scope: the client is not a kiosk with the enrol scope",
-                   409: "duplicate-enrolment: the card number is already enrolled",
-                   413: "the body is above 4 MiB",
-                   422: "validation-failed (`errors` names each field), selfie-rejected or proofing-failed"},
-        security=("kioskBasic",), security_optional=True,
-    ),
-    # Devices
-    Operation(
-        "POST", "/v1/devices/challenges", "A single-use nonce for a device's proof of possession", ("devices",),
-        responses={201: DeviceChallenge},
-    ),
-    Operation(
-        "POST", "/v1/devices", "Bind a citizen's first device with the activation code", ("devices",),
-        request_model=ActivationRequest,
-        responses={201: DeviceActivated, **JSON_BODY_ERRORS,
-                   400: "malformed body, invalid-key, invalid-proof, invalid-nonce, invalid-activation (with attempts_left), used or expired",
-                   403: "locked after too many wrong codes, or account-inactive"},
-    ),
-    Operation(
-        "POST", "/v1/devices/token", "Exchange a device-signed assertion for a device token", ("devices",),
-        request_model=DeviceTokenRequest,
-        responses={200: DeviceToken, **JSON_BODY_ERRORS,
-                   401: "invalid-assertion, replayed-assertion or device-inactive",
-                   403: "account-inactive"},
-    ),
-    Operation(
-        "GET", "/v1/devices", "The account's devices", ("devices",),
-        responses={200: DeviceList, **DEVICE_AUTH_ERRORS}, security=("deviceToken",),
-    ),
-    Operation(
-        "DELETE", "/v1/devices/{device_id}", "Revoke a device of the account (this one or another)", ("devices",),
-        responses={204: None, **DEVICE_AUTH_ERRORS, 404: "no such active device on this account"}, security=("deviceToken",),
-    ),
-    # Approvals
-    Operation(
-        "GET", "/v1/approvals", "The pending prompts of the account, soonest expiry first", ("approvals",),
-        responses={200: PromptList, **DEVICE_AUTH_ERRORS}, security=("deviceToken",),
-    ),
-    Operation(
-        "GET", "/v1/approvals/{approval_id}", "One prompt of the account, any status", ("approvals",),
-        responses={200: Prompt, **DEVICE_AUTH_ERRORS, 404: "not this account's prompt"}, security=("deviceToken",),
-    ),
-    Operation(
-        "POST", "/v1/approvals/{approval_id}/decision", "Approve or deny a prompt with a device-signed decision", ("approvals",),
-        request_model=DecisionRequest,
-        responses={200: DecisionRecorded, **JSON_BODY_ERRORS, **DEVICE_AUTH_ERRORS,
-                   400: "malformed body or decision",
-                   403: "account-inactive, wrong-device, bad-signature, digest-mismatch, wrong-approval or assurance-too-low",
-                   404: "not this account's prompt",
-                   409: "already-decided (a replay too)",
-                   410: "the prompt has expired"},
-        security=("deviceToken",),
-    ),
+OIDC_OPERATIONS: tuple[Operation, ...] = (
+    # The app opens a login link (oidc/api.py)
     Operation(
         "POST", "/v1/approvals/links", "Open a harbourid:// login link: queue its prompt for this citizen", ("approvals",),
         request_model=LinkRequest,
@@ -477,3 +250,5 @@ OPERATIONS: tuple[Operation, ...] = (
                    400: html("an error page: repeated or too long parameters")},
     ),
 )
+
+OPERATIONS: tuple[Operation, ...] = (*(op for group in ENDPOINTS for op in group.operations), *OIDC_OPERATIONS)

@@ -1,0 +1,149 @@
+"""What auth's API answers (accounts, devices, approvals, clients), as the models its endpoints declare (api.py).
+
+The handlers build these answers as JSON themselves; the models describe
+them exactly for the OpenAPI document, and the schemathesis run in
+tests/e2e/test_openapi_schemathesis.py catches a drift. Optional members
+are left out of the answer rather than sent as null, which
+`SkipJsonSchema[None]` expresses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from libs.approvals import ApprovalRequest, Requester
+
+from .clients.metadata import AuthMethod, ClientKind
+from .identity.enrolment import Assurance
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Members that are left out rather than sent as null have no `default: null` either."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null)
+
+
+# --- clients -----------------------------------------------------------------
+
+
+class ClientView(Answer):
+    """A registered client's metadata (never its secret or registration token); RFC 7592 §3."""
+
+    client_id: str
+    client_name: str
+    kind: ClientKind
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    token_endpoint_auth_method: AuthMethod
+    jwks: dict[str, Any] | SkipJsonSchema[None] = None
+    jwks_uri: str | SkipJsonSchema[None] = None
+    scope: str
+    formfill_fields: list[str]
+    sector_identifier_uri: str | SkipJsonSchema[None] = None
+    callback_urls: list[str]
+    encryption_jwk: dict[str, Any] | SkipJsonSchema[None] = None
+    contacts: list[str]
+    logo_uri: str | SkipJsonSchema[None] = None
+    registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
+
+
+class ClientUpdated(ClientView):
+    """RFC 7592 §2.2: after a self-service update, the new registration access token (the old one is dead); a new secret if asked for."""
+
+    registration_access_token: str | SkipJsonSchema[None] = None
+    client_secret: str | SkipJsonSchema[None] = None
+    client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
+
+
+class ClientRegistration(ClientView):
+    """RFC 7591 §3.2.1: the metadata plus the issued id, the registration access token and, for secret methods, the secret (shown once)."""
+
+    client_id_issued_at: int
+    registration_access_token: str
+    client_secret: str | SkipJsonSchema[None] = None
+    client_secret_expires_at: Literal[0] | SkipJsonSchema[None] = None
+
+
+# --- enrolment and devices ---------------------------------------------------
+
+
+class EnrolmentCreated(Answer):
+    account_id: str
+    state: Literal["pending"]
+    assurance: Assurance
+    activation_code: str = Field(pattern=r"^[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}$", description="shown once, for the kiosk slip")
+    activation_expires_at: datetime
+
+
+class DeviceChallenge(Answer):
+    nonce: str
+    expires_at: datetime
+    audience: str = Field(description="the `aud` the proof of possession must name")
+
+
+class DeviceActivated(Answer):
+    device_id: str
+    account_id: str
+    key_thumbprint: str = Field(description="RFC 7638 SHA-256 thumbprint of the device key")
+
+
+class DeviceToken(Answer):
+    access_token: str = Field(description="RFC 9068 at+jwt bound to the device key (cnf.jkt)")
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: Literal["device"]
+
+
+class DeviceView(Answer):
+    device_id: str
+    name: str
+    status: Literal["active", "revoked"]
+    key_thumbprint: str
+    created_at: datetime
+    revoked_at: datetime | SkipJsonSchema[None] = None
+
+
+class DeviceList(Answer):
+    devices: list[DeviceView]
+    current_device_id: str
+
+
+# --- approvals ---------------------------------------------------------------
+
+
+class Prompt(Answer):
+    """One approval prompt of the citizen's queue; `request` is what `digest` is computed over."""
+
+    approval_id: str
+    status: Literal["pending", "approved", "denied", "expired"]
+    action: Literal["login", "formfill", "sign", "test"]
+    requester: Requester
+    purpose: str
+    details: dict[str, Any]
+    matching_code: str | None
+    expires_at: datetime
+    digest: str
+    request: ApprovalRequest
+    decided_at: datetime | SkipJsonSchema[None] = None
+
+
+class PromptList(Answer):
+    approvals: list[Prompt]
+
+
+class DecisionRecorded(Answer):
+    approval_id: str
+    status: Literal["approved", "denied"]
+    decided_at: datetime
+    redirect_to: str | SkipJsonSchema[None] = Field(
+        default=None, description="login prompts from an app link: the client's redirect URI with the code (or error)"
+    )
