@@ -241,10 +241,10 @@ class ConsentedRequests(Generic[S]):
                                                {"$set": {"status": to.value, **fields}}, session=session)
 
     async def store_result(self, ctx: ConsentContext, session: AsyncClientSession, request_id: str,
-                           record: dict[str, Any], media_type: str, **extra: Any) -> None:
-        """The result, encrypted under its own data key, waiting for the relying party until result_ttl_s passes."""
+                           sealed: dict[str, Any], media_type: str, **extra: Any) -> None:
+        """The result, sealed by the service (record id = the request id), waiting for the relying party until result_ttl_s passes."""
         await ctx.db[self.results].insert_one(
-            {"_id": request_id, "sealed": ctx.cipher.encrypt_record(record, record_id=request_id), "media_type": media_type,
+            {"_id": request_id, "sealed": sealed, "media_type": media_type,
              **extra, "expires_at": ctx.clock.now().replace(microsecond=0) + timedelta(seconds=ctx.settings.result_ttl_s)},
             session=session)
 
@@ -263,7 +263,7 @@ class ConsentedRequests(Generic[S]):
     # -- 5. result ------------------------------------------------------------
 
     async def result(self, ctx: ConsentContext, doc: dict[str, Any], *, once: bool) -> tuple[dict[str, Any], str] | None:
-        """The result's opened record and media type; None once it has expired (or, `once`, was already taken).
+        """The result's sealed record (for the service to open) and media type; None once it has expired (or, `once`, was already taken).
 
         A request still waiting, or expired unanswered, is refused; the service refuses its own closed statuses first.
         """
@@ -281,4 +281,4 @@ class ConsentedRequests(Generic[S]):
             return None
         if once:
             await ctx.db[self.requests].update_one({"_id": doc["_id"]}, {"$set": {"result_read_at": ctx.clock.now()}})
-        return ctx.cipher.decrypt_record(result["sealed"], record_id=doc["_id"]), result["media_type"]
+        return result["sealed"], result["media_type"]

@@ -176,7 +176,8 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
     if client.get("encryption_jwk"):
         token = seal_jwt(token, client["encryption_jwk"])
         media_type = "application/jose"
-    await FORMFILL_REQUESTS.store_result(formfill, session, request_id, {"token": token}, media_type)
+    await FORMFILL_REQUESTS.store_result(formfill, session, request_id,
+                                         formfill.cipher.encrypt_record({"token": token}, record_id=request_id), media_type)
     await consents.record_receipt(formfill, session, receipt_id, doc, released)
     await FORMFILL_REQUESTS.move(formfill, session, doc, FormfillStatus.APPROVED,
                                  decided_at=now, released_fields=released, receipt_id=receipt_id)
@@ -207,5 +208,5 @@ async def take_result(formfill: Formfill, caller: RelyingParty, request_id: str)
     taken = await FORMFILL_REQUESTS.result(formfill, doc, once=True)
     if taken is None:
         raise ReleaseGone("the result was already read or has expired")
-    record, media_type = taken
-    return record["token"], media_type
+    sealed, media_type = taken
+    return formfill.cipher.decrypt_record(sealed, record_id=request_id)["token"], media_type

@@ -11,7 +11,6 @@ can be fetched more than once until it expires (a signature is no secret).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -168,7 +167,7 @@ async def create(signing: Signing, caller: RelyingParty, new: NewDocument) -> Re
             raise refusal
 
     async def store_document(session: AsyncClientSession, doc: dict[str, Any]) -> None:
-        sealed = signing.cipher.encrypt_record({"pdf": base64.b64encode(new.pdf or b"").decode()}, record_id=doc["_id"])
+        sealed = signing.cipher.seal_bytes(new.pdf or b"", record_id=doc["_id"], field="pdf")
         await signing.db[DOCUMENTS].insert_one({"_id": doc["_id"], "sealed": sealed, "expires_at": doc["expires_at"]}, session=session)
 
     doc = await SIGNING_REQUESTS.create(
@@ -235,7 +234,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
         body = await sign_digest(signer, signing.tsa, bytes.fromhex(doc["sha256"]))
     else:
         stored = await signing.db[DOCUMENTS].find_one({"_id": request_id}, session=session)
-        pdf = base64.b64decode(signing.cipher.decrypt_record(stored["sealed"], record_id=request_id)["pdf"])
+        pdf = signing.cipher.open_bytes(stored["sealed"], record_id=request_id, field="pdf")
         try:
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
         except PdfError:
@@ -244,8 +243,8 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
             return
         await signing.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
     now = signing.clock.now().replace(microsecond=0)
-    await SIGNING_REQUESTS.store_result(signing, session, request_id, {"body": base64.b64encode(body).decode()}, MEDIA_TYPES[doc["kind"]],
-                                        sha256=hashlib.sha256(body).hexdigest())
+    await SIGNING_REQUESTS.store_result(signing, session, request_id, signing.cipher.seal_bytes(body, record_id=request_id, field="body"),
+                                        MEDIA_TYPES[doc["kind"]], sha256=hashlib.sha256(body).hexdigest())
     await SIGNING_REQUESTS.move(signing, session, doc, SigningStatus.SIGNED, decided_at=now, signed_at=now,
                                 certificate_serial=cert_doc["_id"])
     SIGNATURES.labels(doc["kind"], "signed").inc()
@@ -284,5 +283,5 @@ async def take_result(signing: Signing, caller: RelyingParty, request_id: str) -
     taken = await SIGNING_REQUESTS.result(signing, doc, once=False)
     if taken is None:
         raise ResultExpired("the signed result has expired")
-    record, media_type = taken
-    return base64.b64decode(record["body"]), media_type
+    sealed, media_type = taken
+    return signing.cipher.open_bytes(sealed, record_id=request_id, field="body"), media_type
