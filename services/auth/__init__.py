@@ -1,1 +1,1 @@
-"""The auth service: Citizen accounts, devices, approvals and the OpenID Connect provider (DESIGN.md §5)."""
+"""The auth service: citizen accounts, devices, approvals, the client registry and the OpenID Connect provider (docs/architecture.md)."""

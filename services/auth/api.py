@@ -221,7 +221,8 @@ async def enroller(request: web.Request) -> tuple[str, str]:
 )
 async def create_enrolment(request: web.Request, caller: tuple[str, str], body: EnrolmentRequest) -> web.Response:
     actor, assurance = caller
-    result = await enrolment.enrol_citizen(request.app[AUTH], body, actor=actor, assurance=assurance)
+    auth = request.app[AUTH]
+    result = await enrolment.enrol_citizen(auth, auth.matcher, body, actor=actor, assurance=assurance)
     return web.json_response(result, status=201, headers=NO_STORE)
 
 

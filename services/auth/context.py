@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
@@ -13,8 +15,9 @@ from libs.tokens.keystore import KeyStore, TokenSigner
 from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
 
-if TYPE_CHECKING:
-    from .approvals.decisions import Finisher
+# Finishes what a prompt auth asked for itself was for, inside the decision's transaction (approvals/decisions.py):
+# (auth, session, the stored prompt with the deciding device_id, "approve" | "deny") -> extras for the app's answer.
+Finisher = Callable[["Auth", AsyncClientSession, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)

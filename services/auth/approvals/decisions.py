@@ -17,7 +17,6 @@ module never imports the ones it finishes for.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +33,6 @@ from .queue import request_of
 
 if TYPE_CHECKING:
     from ..context import Auth
-
-# Finishes what a prompt auth asked for itself was for, inside the decision's transaction:
-# (auth, session, the stored prompt with the deciding device_id, "approve" | "deny") -> extras for the app's answer.
-Finisher = Callable[["Auth", AsyncClientSession, dict[str, Any], str], Awaitable[dict[str, Any]]]
-
 
 async def decide(
     auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str

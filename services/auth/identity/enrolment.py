@@ -12,23 +12,22 @@ import base64
 import binascii
 import uuid
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
+from libs.backbone import ServiceContext
 from libs.crypto import keyed_hash, normalise_hkid, seal
 from libs.events.topics import IDENTITY
 
-from .activation import ActivationCode, new_activation
-from ..errors import DuplicateEnrolment, ProofingFailed, SelfieRefused
-from .hkid import InvalidHKID, parse_hkid
-from .proofing import MAX_SELFIE_BYTES, SelfieRejected
 from ..collections import ACCOUNTS
-
-if TYPE_CHECKING:
-    from ..context import Auth
+from ..errors import DuplicateEnrolment, ProofingFailed, SelfieRefused
+from ..settings import AuthSettings
+from .activation import ActivationCode, new_activation
+from .hkid import InvalidHKID, parse_hkid
+from .proofing import MAX_SELFIE_BYTES, FaceMatcher, SelfieRejected
 
 MINIMUM_AGE = 11
 HONG_KONG = timezone(timedelta(hours=8))  # no daylight saving
@@ -113,7 +112,7 @@ def card_hash(hash_key: bytes, id_number: str) -> str:
 
 
 async def create_account(
-    auth: "Auth",
+    ctx: ServiceContext,
     session: AsyncClientSession,
     request: EnrolmentRequest,
     *,
@@ -122,11 +121,11 @@ async def create_account(
     proofing_score: float,
 ) -> tuple[str, ActivationCode]:
     """Write the account, its activation code and the events, inside the caller's transaction."""
-    settings = auth.settings
+    settings: AuthSettings = ctx.settings
     account_id = f"acct-{uuid.uuid4().hex}"
-    now = auth.clock.now()
+    now = ctx.clock.now()
     activation = new_activation(settings.hash_key, ttl_s=settings.activation_ttl_s, now=now)
-    await auth.db[ACCOUNTS].insert_one(
+    await ctx.db[ACCOUNTS].insert_one(
         {
             "_id": account_id,
             "card_hash": card_hash(settings.hash_key, request.id_number),
@@ -140,18 +139,20 @@ async def create_account(
         },
         session=session,
     )
-    await auth.publish(session, IDENTITY, "identity.enrolled", account_id, {
+    await ctx.publish(session, IDENTITY, "identity.enrolled", account_id, {
         "account_id": account_id,
         "assurance": assurance,
         "state": "pending",
         "language": request.language,
         "sealed_profile": seal(request.profile(), settings.formfill_sealing_jwk),
     })
-    await auth.audit(session, subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance)
+    await ctx.audit(session, subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance)
     return account_id, activation
 
 
-async def enrol_citizen(auth: "Auth", request: EnrolmentRequest, *, actor: str, assurance: Assurance) -> dict:
+async def enrol_citizen(
+    ctx: ServiceContext, matcher: FaceMatcher, request: EnrolmentRequest, *, actor: str, assurance: Assurance
+) -> dict:
     """The whole enrolment: proofing, then the duplicate check, then account and events in one transaction.
 
     Proofing comes first on purpose: whether a card number is enrolled is
@@ -159,19 +160,19 @@ async def enrol_citizen(auth: "Auth", request: EnrolmentRequest, *, actor: str, 
     that question for anyone). The duplicate answer says no more than that:
     no account id, state or date.
     """
-    settings = auth.settings
+    settings: AuthSettings = ctx.settings
     try:
-        result = await auth.matcher.match(request.selfie_bytes())
+        result = await matcher.match(request.selfie_bytes())
     except SelfieRejected as exc:
         raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
     if not result.passed:
         raise ProofingFailed("the selfie did not pass the identity proofing check")
-    if await auth.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)}, {"_id": 1}) is not None:
+    if await ctx.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)}, {"_id": 1}) is not None:
         raise DuplicateEnrolment("this identity card is already enrolled")
     try:
-        account_id, activation = await auth.transaction(
+        account_id, activation = await ctx.transaction(
             lambda session: create_account(
-                auth, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score
+                ctx, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score
             )
         )
     except DuplicateKeyError:
