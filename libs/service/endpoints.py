@@ -92,8 +92,9 @@ class Endpoint:
         return responses
 
     def operation(self, *, tags: tuple[str, ...], security: tuple[str, ...]) -> Operation:
-        options = {"tags": tags, "security": security, **self.operation_options}
-        return Operation(self.method, self.path, self.summary, request_model=self.body, responses=self.responses(), **options)
+        # `request_model` among the options documents a body the handler reads itself (several media types, a binary body).
+        options = {"tags": tags, "security": security, "request_model": self.body, **self.operation_options}
+        return Operation(self.method, self.path, self.summary, responses=self.responses(), **options)
 
     def answer(self, result: Any) -> web.StreamResponse:
         """The handler's result as a response (see the module's docstring)."""

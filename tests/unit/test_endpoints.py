@@ -110,6 +110,12 @@ async def label(request: web.Request, caller: str) -> ParcelView:
     return ParcelView(parcel_id=parcel.parcel_id, status=parcel.status)
 
 
+@endpoints.post("/v1/parcels/{parcel_id}/scan", summary="A scan of its label, read by the handler itself", caller=clerk,
+                answers={204: None}, request_model=NewParcel, request_content_type="image/png")
+async def scan(request: web.Request, caller: str) -> None:
+    await request.read()
+
+
 @endpoints.get("/parcels/page", summary="The counter's page", security=(), tags=("pages",), answers={200: html("a page")})
 async def page(request: web.Request) -> web.Response:
     return web.Response(text="<p>counter</p>", content_type="text/html")
@@ -235,6 +241,11 @@ async def test_the_document_is_derived_from_the_declarations(client):
         "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         "x-problem-types": [BASE + "forbidden"],
     }
+
+
+def test_a_body_the_handler_reads_itself_is_documented_as_declared():
+    [scan_operation] = [o for o in endpoints.operations if o.path == "/v1/parcels/{parcel_id}/scan"]
+    assert (scan_operation.request_model, scan_operation.request_content_type) == (NewParcel, "image/png")
 
 
 async def test_each_error_status_lists_its_refusal_types(client):
