@@ -3,7 +3,8 @@
 - authorization.py: the `Authorization` header (Bearer, Basic) and the one `WWW-Authenticate` challenge builder;
 - refusals.py: the 401s with their challenge and 403 insufficient-scope;
 - verification.py: a bearer token's claims — auth's JWKS, type, audience, expiry, revocation list, scopes;
-- parties.py: who calls a resource service — a relying party or a citizen's device.
+- parties.py: who calls a resource service — a relying party or a citizen's device — and `caller_of`, which
+  makes a check an endpoint's `caller` (libs/service/endpoints.py).
 
 The gateway's edge (services/gateway/edge.py) and the resource services
 (services/*/callers.py) use the same checks; auth, the issuer, uses the header
@@ -11,7 +12,7 @@ parsing and challenges around its own verification.
 """
 
 from .authorization import REALM, basic_credentials, bearer_token, challenge
-from .parties import Device, RelyingParty, device, relying_party
+from .parties import Device, RelyingParty, caller_of, device, relying_party
 from .refusals import (
     ACCESS_TOKEN_REFUSALS,
     DEVICE_TOKEN_REFUSALS,
@@ -39,6 +40,7 @@ __all__ = [
     "access_token_claims",
     "basic_credentials",
     "bearer_token",
+    "caller_of",
     "challenge",
     "device",
     "device_token_claims",

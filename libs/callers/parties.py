@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -41,3 +42,29 @@ async def device(request: web.Request, jwks: JWKSCache, issuer: str) -> Device:
     """The citizen's device behind a device token."""
     claims = await device_token_claims(request, jwks, issuer)
     return Device(account_id=claims["sub"], device_id=str(claims.get("device_id")), claims=claims)
+
+
+class _Settings(Protocol):
+    issuer: str
+
+
+class ResourceContext(Protocol):
+    """What a resource service's context offers the checks: auth's JWKS and the issuer its tokens name."""
+
+    jwks: JWKSCache
+    settings: _Settings
+
+
+C = TypeVar("C")
+
+
+def caller_of(context: web.AppKey[Any], check: Callable[..., Awaitable[C]], **options: Any) -> Callable[[web.Request], Awaitable[C]]:
+    """`check` (relying_party, device, or a service's own) as an endpoint's `caller`: it takes the request alone,
+    and verifies with the JWKS and issuer of the service context stored under `context`."""
+
+    async def caller(request: web.Request) -> C:
+        ctx: ResourceContext = request.app[context]
+        return await check(request, ctx.jwks, ctx.settings.issuer, **options)
+
+    caller.__name__ = caller.__qualname__ = f"calling_{check.__name__}"
+    return caller

@@ -16,6 +16,7 @@ from libs.callers import (
     TokenRequired,
     basic_credentials,
     bearer_token,
+    caller_of,
     challenge,
     device,
     relying_party,
@@ -123,3 +124,15 @@ async def test_no_answer_while_the_revocation_list_is_unknown():
     # A process that never installed the follower must not honour revoked tokens silently.
     with pytest.raises(RevocationsNotFollowed, match="not followed"):
         await device(request(revocations=None), FakeJWKS({"sub": "a"}), ISSUER)
+
+
+async def test_caller_of_binds_a_check_to_the_service_context():
+    from types import SimpleNamespace
+
+    context = web.AppKey("ctx", object)
+    jwks = FakeJWKS({"sub": "pairwise-1", "client_id": "rp", "scope": "sign"})
+    calling = caller_of(context, relying_party, scope="sign")
+    req = request()
+    req.app[context] = SimpleNamespace(jwks=jwks, settings=SimpleNamespace(issuer=ISSUER))
+    assert (await calling(req)).client_id == "rp" and jwks.calls[0][2] == ISSUER
+    assert calling.__name__ == "calling_relying_party"
