@@ -1,6 +1,9 @@
-"""formfill's HTTP handlers: authenticate the caller, parse, call the domain, serialise.
+"""formfill's HTTP endpoints: each declared once with its caller, body, answers and refusals (libs/service/endpoints.py),
+which also make its OpenAPI operation (merged by the gateway).
 
-Refusals are the domain's to raise (errors.py, libs/consented_requests); the service kit renders them.
+Handlers call the domain and answer its view model; refusals are raised in the
+domain (errors.py, libs/consented_requests) and rendered by the service kit,
+so no handler catches one.
 """
 
 from __future__ import annotations
@@ -8,68 +11,110 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from libs.service import parse_body
+from libs.callers import Device, InsufficientScope, InvalidAccessToken, RelyingParty, TokenRequired
+from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from libs.service.endpoints import Endpoints
+from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
 
 from . import consents, formfill_requests
 from .callers import device, relying_party
+from .consents import ConsentList
 from .context import Formfill
-from .formfill_requests import FormfillRequestBody
+from .errors import AccessDenied, ConsentNotFound, FieldNotRegistered, NotStanding, ReleaseGone
+from .formfill_requests import FormfillRequestBody, RequestCreated, RequestStatus
 
 FORMFILL = web.AppKey("formfill", Formfill)
-routes = web.RouteTableDef()
 NO_STORE = {"Cache-Control": "no-store"}
+RP_AUTH_ERRORS = {
+    401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
+    403: "the token lacks the formfill scope",
+}
+RP_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
+DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
+
+form_requests = Endpoints(tags=("formfill",), security=("bearer",))
+receipts = Endpoints(tags=("consents",), security=("deviceToken",))
+ENDPOINTS = (form_requests, receipts)
 
 
-def answer(view: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A view model as JSON: the fields the domain set (a field left out stays out, one set to None is null)."""
-    return web.json_response(view.model_dump(mode="json", exclude_unset=True), status=status, headers=headers)
+class JWKS(BaseModel):
+    keys: list[dict[str, str]]
 
 
-@routes.get("/v1/formfill/jwks")
-async def jwks(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[FORMFILL].keys.jwks(), headers={"Cache-Control": "max-age=60"})
-
-
-@routes.post("/v1/formfill/requests")
-async def create_request(request: web.Request) -> web.Response:
+async def calling_relying_party(request: web.Request) -> RelyingParty:
     formfill = request.app[FORMFILL]
-    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
-    body = await parse_body(request, FormfillRequestBody)
-    return answer(await formfill_requests.create(formfill, caller, body), status=201)
+    return await relying_party(request, formfill.jwks, formfill.settings.issuer)
 
 
-@routes.get("/v1/formfill/requests/{request_id}")
-async def show_request(request: web.Request) -> web.Response:
+async def calling_device(request: web.Request) -> Device:
     formfill = request.app[FORMFILL]
-    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
-    return answer(await formfill_requests.status(formfill, caller, request.match_info["request_id"]), headers=NO_STORE)
+    return await device(request, formfill.jwks, formfill.settings.issuer)
 
 
-@routes.get("/v1/formfill/requests/{request_id}/result")
-async def take_result(request: web.Request) -> web.Response:
-    formfill = request.app[FORMFILL]
-    caller = await relying_party(request, formfill.jwks, formfill.settings.issuer)
-    token, media_type = await formfill_requests.take_result(formfill, caller, request.match_info["request_id"])
+@form_requests.get("/v1/formfill/jwks", summary="formfill's release-signing keys (JWKS)", answers={200: JWKS}, security=(),
+              headers={"Cache-Control": "max-age=60"})
+async def jwks(request: web.Request) -> JWKS:
+    return JWKS.model_validate(await request.app[FORMFILL].keys.jwks())
+
+
+@form_requests.post(
+    "/v1/formfill/requests", summary="Ask a citizen for form data (logged in: their access token; anonymous: a client-credentials token)",
+    caller=calling_relying_party, body=FormfillRequestBody, exclude_unset=True,
+    answers={201: RequestCreated, **RP_AUTH_ERRORS,
+             403: "the token lacks formfill, or the client is not registered for a field (field-not-registered)",
+             409: "the client or citizen is not known to formfill yet (Retry-After)"},
+    refusals=(*RP_REFUSALS, FieldNotRegistered, UnknownClient, CitizenUnknown),
+)
+async def create_request(request: web.Request, caller: RelyingParty, body: FormfillRequestBody) -> RequestCreated:
+    return await formfill_requests.create(request.app[FORMFILL], caller, body)
+
+
+@form_requests.get(
+    "/v1/formfill/requests/{request_id}", summary="A request's status", caller=calling_relying_party, exclude_unset=True,
+    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
+    refusals=(*RP_REFUSALS, RequestNotFound), headers=NO_STORE,
+)
+async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
+    return await formfill_requests.status(request.app[FORMFILL], caller, request.match_info["request_id"])
+
+
+@form_requests.get(
+    "/v1/formfill/requests/{request_id}/result",
+    summary="The release, once: a JWS (application/jwt) or, with an encryption key, a JWE (application/jose)",
+    caller=calling_relying_party,
+    answers={200: Body("the compact JWS or JWE", "application/jwt", {"type": "string"}), **RP_AUTH_ERRORS,
+             403: "access_denied: the citizen declined", 404: "no such request for this client",
+             409: "not-ready: the citizen has not answered yet", 410: "already read, or expired"},
+    refusals=(*RP_REFUSALS, AccessDenied, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
+)
+async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
+    token, media_type = await formfill_requests.take_result(request.app[FORMFILL], caller, request.match_info["request_id"])
     return web.Response(text=token, content_type=media_type, headers=NO_STORE)
 
 
-@routes.post("/v1/formfill/requests/{request_id}/claim")
-async def claim_request(request: web.Request) -> web.Response:
-    formfill = request.app[FORMFILL]
-    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    return answer(await formfill_requests.claim(formfill, citizen, request.match_info["request_id"]), status=201)
+@form_requests.post(
+    "/v1/formfill/requests/{request_id}/claim", summary="The citizen's app opened an anonymous request's link",
+    caller=calling_device, security=("deviceToken",), exclude_unset=True,
+    answers={201: Claimed, **DEVICE_AUTH_ERRORS, 409: "expired, or opened by someone else"},
+    refusals=(*DEVICE_REFUSALS, LinkUnusable),
+)
+async def claim_request(request: web.Request, caller: Device) -> Claimed:
+    return await formfill_requests.claim(request.app[FORMFILL], caller, request.match_info["request_id"])
 
 
-@routes.get("/v1/consents")
-async def list_consents(request: web.Request) -> web.Response:
-    formfill = request.app[FORMFILL]
-    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    return answer(await consents.list_consents(formfill, citizen))
+@receipts.get("/v1/consents", summary="The citizen's consent receipts", caller=calling_device, exclude_unset=True,
+              answers={200: ConsentList, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_REFUSALS)
+async def list_consents(request: web.Request, caller: Device) -> ConsentList:
+    return await consents.list_consents(request.app[FORMFILL], caller)
 
 
-@routes.delete("/v1/consents/{receipt_id}")
-async def revoke_consent(request: web.Request) -> web.Response:
-    formfill = request.app[FORMFILL]
-    citizen = await device(request, formfill.jwks, formfill.settings.issuer)
-    await consents.revoke(formfill, citizen, request.match_info["receipt_id"])
-    return web.Response(status=204)
+@receipts.delete(
+    "/v1/consents/{receipt_id}", summary="Revoke a standing consent", caller=calling_device,
+    answers={204: None, **DEVICE_AUTH_ERRORS, 404: "no such consent", 409: "a one-time release cannot be revoked"},
+    refusals=(*DEVICE_REFUSALS, ConsentNotFound, NotStanding),
+)
+async def revoke_consent(request: web.Request, caller: Device) -> None:
+    await consents.revoke(request.app[FORMFILL], caller, request.match_info["receipt_id"])
+
+
+OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

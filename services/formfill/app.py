@@ -16,11 +16,10 @@ from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
-from .api import FORMFILL, routes
+from .api import ENDPOINTS, FORMFILL, OPERATIONS
 from .collections import INDEXES, RELEASE_KEYS
 from .context import Formfill
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
-from .openapi import OPERATIONS
 from .settings import FormfillSettings
 
 
@@ -45,6 +44,7 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
 
     app.cleanup_ctx.append(formfill_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[FORMFILL]))
-    app.add_routes(routes)
+    for endpoints in ENDPOINTS:
+        app.add_routes(endpoints.routes)
     install_openapi_route(app, OPERATIONS, title="Harbour ID formfill")
     return app
