@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from clients.citizen_app import AppError
-from libs.approvals import ApprovalRequest, Requester
+from libs.approvals import ApprovalRequest, Requester, sign_decision
 from libs.events.outbox import OUTBOX_COLLECTION
 from services.auth import housekeeping
 from services.auth.approvals import queue
@@ -77,3 +77,38 @@ async def test_an_unanswered_prompt_expires(auth_service, clock, tmp_path):
     [event] = await published(auth_service, "approval.expired", approval_id)
     assert event["data"]["action"] == "sign" and event["data"]["requester"]["service"] == "signing"
     assert await housekeeping.expire_prompts(auth_service.context) == 0
+
+
+async def test_a_decision_must_be_this_devices_signature_over_this_prompt(auth_service, tmp_path):
+    phone = await auth_service.citizen(tmp_path)
+    stranger = await auth_service.citizen(tmp_path, "stranger")
+    approval_id = await queued(auth_service, phone)
+    digest = (await phone.show(approval_id))["digest"]
+    headers = {"Authorization": f"Bearer {await phone.device_token()}"}
+    url = f"/v1/approvals/{approval_id}/decision"
+
+    async def refused(decision: str) -> tuple[int, str]:
+        response = await auth_service.client.post(url, json={"decision": decision}, headers=headers)
+        return response.status, (await response.json())["type"].rsplit("/", 1)[1]
+
+    # Signed by another device's key (claiming to be ours): refused, nothing decided.
+    forged = sign_decision(stranger.profile.device_key(), device_id=phone.profile.device_id,
+                           approval_id=approval_id, digest=digest, decision="approve")
+    assert await refused(forged) == (403, "bad-signature")
+    # Over another digest: refused too.
+    other_digest = sign_decision(phone.profile.device_key(), device_id=phone.profile.device_id,
+                                 approval_id=approval_id, digest="A" * 43, decision="approve")
+    assert await refused(other_digest) == (403, "digest-mismatch")
+    # Signed by another device id than the token's.
+    other_device = sign_decision(stranger.profile.device_key(), device_id=stranger.profile.device_id,
+                                 approval_id=approval_id, digest=digest, decision="approve")
+    assert await refused(other_device) == (403, "wrong-device")
+    assert (await phone.show(approval_id))["status"] == "pending"
+
+    # The real decision is accepted once; replaying it is a conflict.
+    genuine = sign_decision(phone.profile.device_key(), device_id=phone.profile.device_id,
+                            approval_id=approval_id, digest=digest, decision="deny")
+    accepted = await auth_service.client.post(url, json={"decision": genuine}, headers=headers)
+    assert accepted.status == 200 and (await accepted.json())["status"] == "denied"
+    assert await refused(genuine) == (409, "already-decided")
+    assert (await phone.show(approval_id))["status"] == "denied"
