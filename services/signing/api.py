@@ -1,6 +1,11 @@
-"""signing's HTTP handlers: authenticate the caller, parse, call the domain, serialise.
+"""signing's HTTP endpoints: each declared once with its caller, answers and refusals (libs/service/endpoints.py),
+which also make its OpenAPI operation (merged by the gateway).
 
-Refusals are the domain's to raise (errors.py, libs/consented_requests); the service kit renders them.
+Handlers parse what the endpoint takes (a hash as JSON, a PDF as such or in
+multipart, a CMS or a PDF to verify, a DER timestamp query), call the domain
+and answer its view model; refusals are raised in the domain (errors.py,
+parsing.py, libs/consented_requests) and rendered by the service kit, so no
+handler catches one.
 """
 
 from __future__ import annotations
@@ -8,50 +13,98 @@ from __future__ import annotations
 import hashlib
 
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel
 
+from libs.callers import Device, InsufficientScope, InvalidAccessToken, RelyingParty, TokenRequired
+from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service import MalformedBody, parse_body, validate
-from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
+from libs.service.endpoints import Endpoints
+from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
+from libs.service.problems import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 from . import parsing, signing_requests
 from .callers import device, relying_party
 from .context import Signing
-from .signing_requests import DocumentQuery, NewDocument, SignHashBody
+from .errors import (
+    CLOSED_BECAUSE,
+    AccessDenied,
+    AssuranceTooLow,
+    IdentityNotActive,
+    NotSignablePdf,
+    NotVerifiable,
+    ParsersBusy,
+    ResultExpired,
+)
+from .signing_requests import DocumentQuery, NewDocument, RequestCreated, RequestStatus, SignHashBody
 from .tsa import parse_query, rejection
-from .verify import VerifyCmsBody
+from .verify import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
-routes = web.RouteTableDef()
 NO_STORE = {"Cache-Control": "no-store"}
+BINARY = {"type": "string", "format": "binary"}
+RP_AUTH_ERRORS = {
+    401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
+    403: "the token lacks the sign scope",
+}
+RP_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
+DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
+# What reading a body by hand can refuse (the kit's limit answers 413 before the handler runs).
+BODY_REFUSALS = (MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
+DOCUMENT_QUERY = (
+    ("document_name", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x1f\x7f]+$"}, False),
+    ("purpose", {"type": "string", "minLength": 1, "maxLength": 300}, False),
+)
+
+authority = Endpoints(tags=("signing",))
+sign_requests = Endpoints(tags=("signing",), security=("bearer",))
+ENDPOINTS = (authority, sign_requests)
 
 
-def answer(view: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A view model as JSON: the fields the domain set (a field left out stays out, one set to None is null)."""
-    return web.json_response(view.model_dump(mode="json", exclude_unset=True), status=status, headers=headers)
+async def calling_relying_party(request: web.Request) -> RelyingParty:
+    signing = request.app[SIGNING]
+    return await relying_party(request, signing.jwks, signing.settings.issuer)
 
 
-@routes.get("/v1/signing/ca")
+async def calling_device(request: web.Request) -> Device:
+    signing = request.app[SIGNING]
+    return await device(request, signing.jwks, signing.settings.issuer)
+
+
+# -- the platform's CA, its CRLs, its TSA, and verification: public -------------------------
+
+
+@authority.get("/v1/signing/ca", summary="The CA chain (PEM): the issuing CA, then the root to trust",
+               answers={200: Body("PEM certificates", "application/pem-certificate-chain", {"type": "string"})})
 async def ca_chain(request: web.Request) -> web.Response:
-    authority = request.app[SIGNING].authority
+    chain = request.app[SIGNING].authority
     # The issuing CA first, then the root (RFC 5246 order, and what `openssl verify -untrusted` wants).
-    return web.Response(text=pem(authority.issuing) + pem(authority.root), content_type="application/pem-certificate-chain",
+    return web.Response(text=pem(chain.issuing) + pem(chain.root), content_type="application/pem-certificate-chain",
                         headers={"Cache-Control": "max-age=3600"})
 
 
-@routes.get("/v1/signing/crl")
+@authority.get("/v1/signing/crl", summary="The issuing CA's certificate revocation list (DER)",
+               answers={200: Body("a DER X.509 CRL", "application/pkix-crl", BINARY)})
 async def crl(request: web.Request) -> web.Response:
     return web.Response(body=await request.app[SIGNING].crl(), content_type="application/pkix-crl",
                         headers={"Cache-Control": "max-age=60"})
 
 
-@routes.get("/v1/signing/crl/root")
+@authority.get("/v1/signing/crl/root", summary="The root CA's certificate revocation list (DER): covers the issuing CA",
+               answers={200: Body("a DER X.509 CRL", "application/pkix-crl", BINARY)})
 async def root_crl(request: web.Request) -> web.Response:
     return web.Response(body=await request.app[SIGNING].root_crl(), content_type="application/pkix-crl",
                         headers={"Cache-Control": "max-age=3600"})
 
 
-@routes.post("/v1/signing/tsa")
+@authority.post(
+    "/v1/signing/tsa", summary="RFC 3161 timestamp authority: a DER TimeStampReq (application/timestamp-query)",
+    request_model=BINARY, request_content_type="application/timestamp-query",
+    answers={200: Body("a DER TimeStampResp: granted, or status rejection with its failInfo (badAlg, badRequest, "
+                       "badDataFormat — also for a body that is no DER TimeStampReq —, unacceptedPolicy, unacceptedExtension)",
+                       "application/timestamp-reply", BINARY),
+             413: "the body is too large", 415: "not application/timestamp-query"},
+    refusals=(UnsupportedMediaType,),
+)
 async def timestamp(request: web.Request) -> web.Response:
     if request.content_type != "application/timestamp-query":
         raise UnsupportedMediaType(f"expected application/timestamp-query (RFC 3161), got {request.content_type or 'nothing'}")
@@ -61,7 +114,32 @@ async def timestamp(request: web.Request) -> web.Response:
         reply = rejection("bad_data_format", "the body is not a DER-encoded TimeStampReq")
     else:
         reply = await request.app[SIGNING].tsa.respond(query)
-    return web.Response(body=reply.dump(), content_type="application/timestamp-reply", headers={"Cache-Control": "no-store"})
+    return web.Response(body=reply.dump(), content_type="application/timestamp-reply", headers=NO_STORE)
+
+
+@authority.post(
+    "/v1/signing/verify",
+    summary="Verify a detached CMS (JSON: cms + sha256 or content) or a signed PDF (application/pdf): signer, chain, time, integrity, revocation",
+    request_model=VerifyCmsBody, headers=NO_STORE,
+    answers={200: VerificationReport, **JSON_BODY_ERRORS,
+             415: "not application/json or application/pdf",
+             422: "the body does not match the model, or it is no signature we can read (unverifiable; also when parsing it "
+                  "exceeds the sandbox's CPU, memory or wall-clock limit)",
+             503: "every parsing worker stayed busy (Retry-After)"},
+    refusals=(*BODY_REFUSALS, NotVerifiable, ParsersBusy),
+)
+async def verify(request: web.Request) -> VerificationReport:
+    signing = request.app[SIGNING]
+    if request.content_type == "application/pdf":
+        document: bytes | VerifyCmsBody = await request.read()
+        if len(document) > signing.settings.max_pdf_bytes:
+            raise PayloadTooLarge(f"the PDF is larger than {signing.settings.max_pdf_bytes} bytes")
+    else:
+        document = await parse_body(request, VerifyCmsBody)
+    return await parsing.verification_report(signing, document)
+
+
+# -- signing requests: relying parties, and the citizen's app opening a link --------------------
 
 
 async def _document(request: web.Request, max_pdf: int) -> NewDocument:
@@ -106,45 +184,67 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
     return name, purpose, pdf
 
 
-@routes.post("/v1/signing/requests")
-async def create_request(request: web.Request) -> web.Response:
+
+
+@sign_requests.post(
+    "/v1/signing/requests",
+    summary="Ask a citizen to sign: a SHA-256 and a document name (JSON) → detached CMS; or a PDF (application/pdf with "
+            "?document_name=, or multipart/form-data with `document` and `document_name`) → PAdES signed PDF",
+    caller=calling_relying_party, request_model=SignHashBody, query_params=DOCUMENT_QUERY, exclude_unset=True,
+    description="Logged in: the citizen's access token (scope sign), and the citizen gets the prompt at once. Anonymous: a "
+                "client-credentials token; the answer carries `app_link` (harbourid://sign?request=…) for the QR code.",
+    answers={201: RequestCreated, **JSON_BODY_ERRORS, **RP_AUTH_ERRORS,
+             403: "the token lacks sign, or the citizen may not sign (assurance-too-low: only plus identities; identity-not-active)",
+             409: "the client or citizen is not known to signing yet (Retry-After)",
+             415: "not application/json, application/pdf or multipart/form-data",
+             400: "a malformed body",
+             422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF "
+                  "(invalid-pdf; also when parsing it exceeds the sandbox's CPU, memory or wall-clock limit)",
+             503: "every PDF parsing worker stayed busy (Retry-After)"},
+    refusals=(*RP_REFUSALS, *BODY_REFUSALS, AssuranceTooLow, IdentityNotActive, UnknownClient, CitizenUnknown, NotSignablePdf,
+              ParsersBusy),
+)
+async def create_request(request: web.Request, caller: RelyingParty) -> RequestCreated:
     signing = request.app[SIGNING]
-    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
     new = await _document(request, signing.settings.max_pdf_bytes)
-    return answer(await signing_requests.create(signing, caller, new), status=201)
+    return await signing_requests.create(signing, caller, new)
 
 
-@routes.get("/v1/signing/requests/{request_id}")
-async def show_request(request: web.Request) -> web.Response:
-    signing = request.app[SIGNING]
-    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
-    return answer(await signing_requests.status(signing, caller, request.match_info["request_id"]), headers=NO_STORE)
+@sign_requests.get(
+    "/v1/signing/requests/{request_id}", summary="A signing request's status", caller=calling_relying_party,
+    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
+    refusals=(*RP_REFUSALS, RequestNotFound), headers=NO_STORE, exclude_unset=True,
+)
+async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
+    return await signing_requests.status(request.app[SIGNING], caller, request.match_info["request_id"])
 
 
-@routes.get("/v1/signing/requests/{request_id}/result")
-async def take_result(request: web.Request) -> web.Response:
-    signing = request.app[SIGNING]
-    caller = await relying_party(request, signing.jwks, signing.settings.issuer)
-    body, media_type = await signing_requests.take_result(signing, caller, request.match_info["request_id"])
+@sign_requests.get(
+    "/v1/signing/requests/{request_id}/result",
+    summary="The detached CMS (application/pkcs7-signature, DER) or the signed PDF (application/pdf), until the result expires",
+    caller=calling_relying_party,
+    answers={200: Body("the CMS signature or the signed PDF", "application/pkcs7-signature", BINARY), **RP_AUTH_ERRORS,
+             403: "access_denied: the citizen declined; or the citizen may not sign", 404: "no such request for this client",
+             409: "not-ready: the citizen has not answered yet", 410: "expired"},
+    refusals=(*RP_REFUSALS, AccessDenied, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
+)
+async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
+    request_id = request.match_info["request_id"]
+    body, media_type = await signing_requests.take_result(request.app[SIGNING], caller, request_id)
     extension = "pdf" if media_type == "application/pdf" else "p7s"
     return web.Response(body=body, content_type=media_type, headers={
-        **NO_STORE, "Content-Disposition": f'attachment; filename="signed-{request.match_info["request_id"]}.{extension}"'})
+        **NO_STORE, "Content-Disposition": f'attachment; filename="signed-{request_id}.{extension}"'})
 
 
-@routes.post("/v1/signing/requests/{request_id}/claim")
-async def claim_request(request: web.Request) -> web.Response:
-    signing = request.app[SIGNING]
-    citizen = await device(request, signing.jwks, signing.settings.issuer)
-    return answer(await signing_requests.claim(signing, citizen, request.match_info["request_id"]), status=201)
+@sign_requests.post(
+    "/v1/signing/requests/{request_id}/claim", summary="The citizen's app opened an anonymous signing request's link",
+    caller=calling_device, security=("deviceToken",), exclude_unset=True,
+    answers={201: Claimed, **DEVICE_AUTH_ERRORS, 403: "this citizen may not sign (assurance-too-low, identity-not-active)",
+             409: "expired, or opened by someone else"},
+    refusals=(*DEVICE_REFUSALS, AssuranceTooLow, IdentityNotActive, LinkUnusable, CitizenUnknown),
+)
+async def claim_request(request: web.Request, caller: Device) -> Claimed:
+    return await signing_requests.claim(request.app[SIGNING], caller, request.match_info["request_id"])
 
 
-@routes.post("/v1/signing/verify")
-async def verify(request: web.Request) -> web.Response:
-    signing = request.app[SIGNING]
-    if request.content_type == "application/pdf":
-        document: bytes | VerifyCmsBody = await request.read()
-        if len(document) > signing.settings.max_pdf_bytes:
-            raise PayloadTooLarge(f"the PDF is larger than {signing.settings.max_pdf_bytes} bytes")
-    else:
-        document = await parse_body(request, VerifyCmsBody)
-    return web.json_response(await parsing.verification_report(signing, document), headers=NO_STORE)
+OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

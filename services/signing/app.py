@@ -17,13 +17,12 @@ from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 
-from .api import SIGNING, routes
+from .api import ENDPOINTS, OPERATIONS, SIGNING
 from .authority import load_or_create
 from .collections import INDEXES
 from .context import Signing
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .hsm import HSM
-from .openapi import OPERATIONS
 from .sandbox import Sandbox
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
@@ -72,6 +71,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
 
     app.cleanup_ctx.append(signing_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))
-    app.add_routes(routes)
+    for endpoints in ENDPOINTS:
+        app.add_routes(endpoints.routes)
     install_openapi_route(app, OPERATIONS, title="Harbour ID signing")
     return app

@@ -29,15 +29,20 @@ class AccessDenied(Forbidden):
     slug, title = "access_denied", "Access denied"
 
 
-class SignatureRefused(Forbidden):
-    """The request was closed unsigned; the slug is the reason it was closed with
-    (assurance-too-low, identity-not-active, citizen-unknown, unsignable-pdf)."""
+class UnsignablePdf(Forbidden):
+    """The upload passed the sandbox's checks, but a signature could not be added to it."""
 
-    slug, title = "signature-refused", "Signature refused"
+    slug, title = "unsignable-pdf", "Unsignable pdf"
 
-    @classmethod
-    def because(cls, reason: str) -> SignatureRefused:
-        return cls("this citizen cannot sign", slug=reason, title=reason.replace("-", " ").replace("_", " ").capitalize())
+
+class CitizenWasUnknown(Forbidden):
+    """The citizen approved before signing had learnt of their identity."""
+
+    slug, title = "citizen-unknown", "Citizen unknown"
+
+
+# Why a request was closed unsigned (its stored `error`) -> what fetching its result answers.
+CLOSED_BECAUSE = {refusal.slug: refusal for refusal in (AssuranceTooLow, IdentityNotActive, UnsignablePdf, CitizenWasUnknown)}
 
 
 class ResultExpired(Gone):

@@ -11,7 +11,7 @@ from .context import Signing
 from .errors import NotSignablePdf, NotVerifiable, ParsersBusy
 from .sandbox import LimitExceeded, SandboxBusy
 from .signatures import InvalidPdf, inspect_upload
-from .verify import Unverifiable, VerifyCmsBody, cms_report, counted, pdf_report
+from .verify import Unverifiable, VerificationReport, VerifyCmsBody, cms_report, counted, pdf_report
 
 
 async def _sandboxed(signing: Signing, job: Callable[..., Any], *args: Any, refusal: type[Exception], as_: type[Refused]) -> Any:
@@ -31,8 +31,8 @@ async def check_upload(signing: Signing, pdf: bytes) -> int:
     return await _sandboxed(signing, inspect_upload, pdf, refusal=InvalidPdf, as_=NotSignablePdf)
 
 
-async def verification_report(signing: Signing, document: bytes | VerifyCmsBody) -> dict[str, Any]:
+async def verification_report(signing: Signing, document: bytes | VerifyCmsBody) -> VerificationReport:
     """The report on a signed PDF (bytes) or a detached CMS signature, trusting our root only."""
     job = pdf_report if isinstance(document, bytes) else cms_report
     report = await _sandboxed(signing, job, document, await signing.trust(), refusal=Unverifiable, as_=NotVerifiable)
-    return counted(report)
+    return VerificationReport.model_validate(counted(report))

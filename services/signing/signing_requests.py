@@ -32,7 +32,7 @@ from .authority import active_certificate, issue_for_citizen
 from .callers import Device, RelyingParty
 from .collections import CITIZENS, DOCUMENTS, REQUESTS, RESULTS
 from .context import Signing
-from .errors import AccessDenied, AssuranceTooLow, IdentityNotActive, ResultExpired, SignatureRefused
+from .errors import CLOSED_BECAUSE, AccessDenied, AssuranceTooLow, IdentityNotActive, ResultExpired, UnsignablePdf
 from .signatures import citizen_signer, sign_digest, sign_pdf
 
 HASH_SHOWN = 16  # hex characters of the document hash the citizen sees
@@ -239,7 +239,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
         except PdfError:
             # The upload passed the sandbox's checks but pyHanko cannot add a revision to it: tell the relying party, do not retry.
-            await _close(signing, session, doc, "unsignable-pdf")
+            await _close(signing, session, doc, UnsignablePdf.slug)
             return
         await signing.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
     now = signing.clock.now().replace(microsecond=0)
@@ -279,7 +279,7 @@ async def take_result(signing: Signing, caller: RelyingParty, request_id: str) -
     if current == SigningStatus.DENIED:
         raise AccessDenied("the citizen declined to sign")
     if current == SigningStatus.REFUSED:
-        raise SignatureRefused.because(doc["error"])
+        raise CLOSED_BECAUSE[doc["error"]]("this citizen cannot sign")
     taken = await SIGNING_REQUESTS.result(signing, doc, once=False)
     if taken is None:
         raise ResultExpired("the signed result has expired")

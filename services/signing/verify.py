@@ -15,7 +15,7 @@ import binascii
 import io
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from asn1crypto import cms, x509
 from asn1crypto import crl as asn1_crl
@@ -50,6 +50,14 @@ class VerifyCmsBody(BaseModel):
         if (self.sha256 is None) == (self.content is None):
             raise ValueError("give exactly one of sha256 or content")
         return self
+
+
+class VerificationReport(BaseModel):
+    """Per signature: signer, chain (trusted only if it reaches our root), integrity, signing time, revocation."""
+
+    kind: Literal["cms", "pdf"]
+    valid: bool
+    signatures: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
