@@ -15,13 +15,14 @@ from aiohttp import web
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.middleware import ROUTE_LABEL
-from libs.service.problems import NotFound, Problem
+from libs.errors import NotFound, Refused
 from libs.tokens import JWKSCache
 
 from . import cors
 from .breaker import CircuitBreaker
 from .clientaddr import client_address, parse_networks
 from .edge import Caller, authorize
+from .errors import RateLimited
 from .metrics import REJECTED
 from .openapi import install_openapi
 from .proxy import Upstream, forward
@@ -69,13 +70,9 @@ def _ready(upstream: Upstream):
     return probe
 
 
-def _rate_limited(verdict: Verdict, scope: str) -> Problem:
+def _rate_limited(verdict: Verdict, scope: str) -> RateLimited:
     REJECTED.labels("rate_limited").inc()
-    return Problem(
-        f"too many requests from this {scope}; retry in {verdict.retry_after_s} s",
-        status=429, title="Too many requests", slug="rate-limited",
-        headers={"Retry-After": str(verdict.retry_after_s)},
-    )
+    return RateLimited(f"too many requests from this {scope}; retry in {verdict.retry_after_s} s", retry_after=verdict.retry_after_s)
 
 
 def client_bucket(caller: Caller, address: str) -> str:
@@ -104,8 +101,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise _rate_limited(verdict, "address")
     try:
         caller = await authorize(request, rule.policy, request.app[JWKS], settings.issuer)
-    except Problem as problem:
-        REJECTED.labels("unauthenticated" if problem.status == 401 else "forbidden").inc()
+    except Refused as refusal:
+        # Counted, not handled: the problem middleware renders it.
+        REJECTED.labels("unauthenticated" if refusal.status == 401 else "forbidden").inc()
         raise
     if caller.key:
         verdict = request.app[PER_CLIENT].take(client_bucket(caller, address))

@@ -19,9 +19,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from libs.service.middleware import REQUEST_ID, REQUEST_ID_HEADER
-from libs.service.problems import PayloadTooLarge, Problem, ServiceUnavailable
+from libs.errors import PayloadTooLarge
 
 from .breaker import CircuitBreaker
+from .errors import BadGateway, GatewayTimeout, UpstreamUnavailable
 from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Host (set for the upstream).
@@ -32,14 +33,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-
-class GatewayTimeout(Problem):
-    status, title, slug = 504, "Gateway timeout", "gateway-timeout"
-
-
-class BadGateway(Problem):
-    status, title, slug = 502, "Bad gateway", "bad-gateway"
 
 
 @dataclass
@@ -71,8 +64,8 @@ async def _read_chunked(content: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(body)
 
 
-def _unavailable(upstream: Upstream, detail: str) -> ServiceUnavailable:
-    return ServiceUnavailable(detail, upstream=upstream.name, headers={"Retry-After": str(max(1, upstream.breaker.retry_after_s()))})
+def _unavailable(upstream: Upstream, detail: str) -> UpstreamUnavailable:
+    return UpstreamUnavailable(detail, upstream=upstream.name, retry_after=max(1, upstream.breaker.retry_after_s()))
 
 
 async def forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int) -> web.StreamResponse:

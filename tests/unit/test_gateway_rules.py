@@ -94,3 +94,14 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies():
     assert client_address("10.1.2.3", "1.1.1.1, 203.0.113.9, 10.9.9.9", ingress) == "203.0.113.9"
     assert client_address("10.1.2.3", None, ingress) == "10.1.2.3"
     assert client_address("10.1.2.3", "203.0.113.9", ()) == "10.1.2.3"
+
+
+def test_the_gateways_own_answers_are_declared_refusals():
+    from services.gateway.errors import BadGateway, GatewayTimeout, RateLimited, UpstreamUnavailable
+
+    limited = RateLimited("too many requests from this address; retry in 3 s", retry_after=3)
+    assert (limited.status, limited.slug, limited.title, limited.headers) == (429, "rate-limited", "Too many requests", {"Retry-After": "3"})
+    unavailable = UpstreamUnavailable("the auth service is unavailable", upstream="auth", retry_after=5)
+    assert (unavailable.status, unavailable.slug, unavailable.headers["Retry-After"]) == (503, "service-unavailable", "5")
+    assert unavailable.extensions == {"upstream": "auth"}
+    assert (GatewayTimeout.status, GatewayTimeout.slug, BadGateway.status, BadGateway.slug) == (504, "gateway-timeout", 502, "bad-gateway")

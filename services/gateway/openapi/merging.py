@@ -16,7 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from libs.service import get_logger
-from libs.service.openapi import Body, Operation, document, html
+from libs.errors import PROBLEM_TYPE_BASE, Refused
+from libs.service.openapi import Body, Operation, Problems, document, html
+
+from ..errors import BadGateway, GatewayTimeout, RateLimited, UpstreamUnavailable
 
 log = get_logger("harbour.gateway.openapi")
 
@@ -25,12 +28,8 @@ DESCRIPTION = (
     "The public API of Harbour ID. Errors are RFC 9457 problem details (application/problem+json), "
     "except at the OAuth endpoints, which answer as RFC 6749 says."
 )
-GATEWAY_STATUSES = {
-    429: "rate limited by the gateway (Retry-After)",
-    502: "the owning service answered with something the gateway cannot pass on",
-    503: "service-unavailable: the gateway could not reach the owning service (`upstream` names it)",
-    504: "gateway-timeout: the owning service did not answer in time",
-}
+# What the gateway itself may answer for any proxied request (errors.py), described by the classes.
+GATEWAY_REFUSALS: tuple[type[Refused], ...] = (RateLimited, BadGateway, UpstreamUnavailable, GatewayTimeout)
 # aiohttp refuses a request line or header field longer than 8190 bytes itself, before any handler or
 # middleware runs, with a plain-text 400: possible for every operation, so documented on each.
 OVERSIZED_REQUEST = {
@@ -93,8 +92,10 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": {"$ref": SCHEMA_REF + "Problem"}}}}
+def _problem_response(refusal: type[Refused]) -> dict[str, Any]:
+    return {"description": Problems.of([refusal]).description,
+            "content": {"application/problem+json": {"schema": {"$ref": SCHEMA_REF + "Problem"}}},
+            "x-problem-types": [PROBLEM_TYPE_BASE + refusal.slug]}
 
 
 def _add_oversized_request(operation: dict[str, Any]) -> None:
@@ -118,7 +119,7 @@ def merge(service_docs: dict[str, dict[str, Any]], route_of: RouteOf, *, server_
     # The gateway's own endpoints are not proxied, but they can be rate limited too.
     for item in paths.values():
         for operation in item.values():
-            operation["responses"].setdefault("429", _problem_response(GATEWAY_STATUSES[429]))
+            operation["responses"].setdefault(str(RateLimited.status), _problem_response(RateLimited))
             _add_oversized_request(operation)
     for service, doc in service_docs.items():
         components = doc.get("components", {})
@@ -146,8 +147,8 @@ def merge(service_docs: dict[str, dict[str, Any]], route_of: RouteOf, *, server_
                     log.warning("openapi operation declared twice", service=service, method=method, path=path)
                     continue
                 operation = copy.deepcopy(operation)
-                for status, description in GATEWAY_STATUSES.items():
-                    operation.setdefault("responses", {}).setdefault(str(status), _problem_response(description))
+                for refusal in GATEWAY_REFUSALS:
+                    operation.setdefault("responses", {}).setdefault(str(refusal.status), _problem_response(refusal))
                 _add_oversized_request(operation)
                 tags += [t for t in operation.get("tags", []) if t not in tags]
                 target[method] = operation
