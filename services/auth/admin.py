@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace) -> dict:
             if registered is None:
                 raise NoSuchClient("no such client")
             return {"account_id": args.account_id, "client_id": args.client_id,
-                    "sub": await operator.transaction(lambda s: subject_for(db, s, settings.hash_key, registered.sector, args.account_id))}
+                    "sub": await operator.transaction(lambda s: subject_for(operator, s, registered.sector, args.account_id))}
         if args.command == "create-client":
             metadata = ClientMetadata(
                 client_name=args.name,

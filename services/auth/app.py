@@ -24,7 +24,7 @@ from .context import Auth
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .oidc import login
-from .oidc.api import routes as oidc_routes
+from .oidc.endpoints import install_oidc
 from .openapi import OPERATIONS, TITLE
 from .settings import AuthSettings
 
@@ -61,6 +61,6 @@ def create_app(
     app.cleanup_ctx.append(auth_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))
     app.add_routes(routes)
-    app.add_routes(oidc_routes)
+    install_oidc(app)
     install_openapi_route(app, OPERATIONS, title=TITLE)
     return app

@@ -13,11 +13,12 @@ from libs.service import ServiceSettings, create_service_app
 from services.auth.callers import AUTH
 from services.auth.clients.metadata import ClientMetadata
 from services.auth.clients.registry import Client
-from services.auth.errors import Refused
-from services.auth.oidc.api import _form, routes as oidc_routes
+from services.auth.oidc.errors import UnknownLink
+from services.auth.oidc.endpoints import install_oidc
+from services.auth.oidc.endpoints.forms import read_form
 from services.auth.oidc.authorization import parse_request
 from services.auth.oidc.client_auth import ASSERTION_TYPE, authenticate_client
-from services.auth.oidc.errors import InvalidRequest, OAuthError, RedirectableError
+from services.auth.oidc.errors import InvalidRequest, OAuthError
 from services.auth.oidc.login import tx_from_link
 from services.auth.oidc.pkce import check_challenge, s256, verifier_matches
 
@@ -31,15 +32,16 @@ def test_max_age_must_be_ascii_digits():
     base = {"client_id": "rp-1", "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
             "code_challenge": s256(VERIFIER), "code_challenge_method": "S256"}
     for value in ("²", "٣", "1e3", "-1"):
-        with pytest.raises(RedirectableError, match="max_age"):
+        with pytest.raises(InvalidRequest, match="max_age") as refused:
             parse_request(CLIENT, {**base, "max_age": value})
+        assert refused.value.back_to is not None  # goes back to the client
     assert parse_request(CLIENT, {**base, "max_age": "0"}).max_age == 0
 
 
 def test_a_link_that_is_not_a_url_is_an_unknown_link():
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(UnknownLink) as refused:
         tx_from_link("harbourid://[authorize?tx=abc")
-    assert (refused.value.reason, refused.value.status) == ("unknown-link", 400)
+    assert (refused.value.slug, refused.value.status) == ("unknown-link", 400)
 
 
 def test_jwks_keys_must_be_objects():
@@ -65,7 +67,7 @@ async def test_an_unsupported_client_assertion_type_is_an_invalid_request():
 async def form_client():
     async def echo(request: web.Request) -> web.Response:
         try:
-            return web.json_response(await _form(request))
+            return web.json_response(await read_form(request))
         except OAuthError as exc:
             return web.json_response(exc.body(), status=exc.status)
 
@@ -100,7 +102,7 @@ async def oidc_client():
     """auth's OIDC routes on the service kit; these requests fail before anything needs the database."""
     app = create_service_app(ServiceSettings(service="auth-test"))
     app[AUTH] = SimpleNamespace(settings=SimpleNamespace(issuer="https://id.example"))
-    app.add_routes(oidc_routes)
+    install_oidc(app)
     async with TestClient(TestServer(app)) as client:
         yield client
 

@@ -82,6 +82,7 @@ def login(**overrides) -> str:
         app_link=APP_LINK,
         status_url=STATUS_URL,
         expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        now=datetime.now(UTC),
         csp_nonce=NONCE,
     )
     values.update(overrides)
@@ -211,10 +212,11 @@ def test_login_page_is_ready_for_a_strict_csp() -> None:
 
 def test_login_page_expiry_and_language_switch() -> None:
     expires = datetime(2030, 1, 2, 11, 4, 5, tzinfo=UTC)
-    page = Page(login(expires_at=expires))
+    page = Page(login(expires_at=expires, now=expires - timedelta(seconds=90)))
     expiry = page.by_id("expiry")
     assert expiry["data-expires-at"] == "2030-01-02T11:04:05Z"
-    assert int(expiry["data-expires-in"] or "0") > 0
+    assert expiry["data-expires-in"] == "90"  # the seconds left by auth's clock, not the browser's
+    assert Page(login(expires_at=expires, now=expires + timedelta(seconds=1))).by_id("expiry")["data-expires-in"] == "0"
     assert page.by_id("language-switch")["href"] == "?ui_locales=zh-HK"
     zh = Page(login(language="zh-HK"))
     assert zh.by_id("language-switch")["href"] == "?ui_locales=en"

@@ -11,7 +11,7 @@ from multidict import MultiDict
 from services.auth.clients.metadata import ClientMetadata
 from services.auth.clients.registry import Client
 from services.auth.oidc.authorization import parse_request, redirect_url, single_params
-from services.auth.oidc.errors import RedirectableError, UnredirectableError
+from services.auth.oidc.errors import OAuthError, ResponseTarget
 from services.auth.oidc.pairwise import pairwise_sub
 from services.auth.oidc.pkce import check_challenge, s256, verifier_matches
 from services.auth.oidc.tokens import at_hash
@@ -65,10 +65,12 @@ def test_a_good_request_parses():
     [{"redirect_uri": REDIRECT + "/x"}, {"redirect_uri": "https://rp.example/cb?x=1"}, {"redirect_uri": None}],
 )
 def test_redirect_problems_are_not_redirected(overrides):
-    with pytest.raises(UnredirectableError):
+    with pytest.raises(OAuthError) as bad_redirect:
         parse_request(CLIENT, params(**overrides))
-    with pytest.raises(UnredirectableError):
+    assert bad_redirect.value.error == "invalid_request" and bad_redirect.value.back_to is None
+    with pytest.raises(OAuthError) as unknown_client:
         parse_request(None, params())
+    assert unknown_client.value.error == "invalid_client" and unknown_client.value.back_to is None
 
 
 @pytest.mark.parametrize(
@@ -85,14 +87,16 @@ def test_redirect_problems_are_not_redirected(overrides):
     ],
 )
 def test_other_problems_go_back_to_the_client(overrides, error):
-    with pytest.raises(RedirectableError) as exc:
+    with pytest.raises(OAuthError) as exc:
         parse_request(CLIENT, params(**overrides))
-    assert exc.value.error == error and exc.value.redirect_uri == REDIRECT and exc.value.state == "s"
+    # (An unusable response_mode is answered in the default one, query.)
+    assert exc.value.error == error and exc.value.back_to == ResponseTarget(REDIRECT, "query", "s")
 
 
 def test_repeated_parameters_are_refused():
-    with pytest.raises(UnredirectableError):
+    with pytest.raises(OAuthError) as repeated:
         single_params(MultiDict([("client_id", "a"), ("client_id", "b")]))
+    assert repeated.value.error == "invalid_request" and repeated.value.back_to is None
 
 
 def test_redirect_url_keeps_an_existing_query_and_encodes():

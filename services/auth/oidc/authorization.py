@@ -2,8 +2,9 @@
 
 First what makes a redirect safe — a known client and an exactly registered
 redirect URI — whose failures are shown, never redirected. Then everything
-else, whose failures go back to the client with `error`, `state` and `iss`
-(RFC 9207). Code flow only; PKCE S256 required (RFC 9700).
+else, whose failures carry where they go back to (`back_to`): the client
+gets `error`, `state` and `iss` (RFC 9207). Code flow only; PKCE S256
+required (RFC 9700).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .errors import RedirectableError, UnredirectableError
+from .errors import InvalidClient, InvalidRequest, InvalidScope, ResponseTarget, UnsupportedResponseType
 from .pkce import check_challenge
 from .tokens import ACR_RANK
 
@@ -50,10 +51,20 @@ class AuthorizationRequest:
     def from_doc(cls, doc: dict[str, Any]) -> "AuthorizationRequest":
         return cls(**{**doc, "prompt": frozenset(doc["prompt"]), "acr_values": tuple(doc["acr_values"])})
 
+    @property
+    def response_target(self) -> ResponseTarget:
+        """Where the authorization response (or an error) goes back to."""
+        return ResponseTarget(self.redirect_uri, self.response_mode, self.state)
+
     def required_acr(self) -> str | None:
         """The strongest level the client asked for (voluntary acr_values: we meet the highest we can)."""
         known = [a for a in self.acr_values if a in ACR_RANK]
         return max(known, key=ACR_RANK.__getitem__) if known else None
+
+    def accepts_acr(self, acr: str) -> bool:
+        """Does a login at level `acr` meet what the client asked for?"""
+        required = self.required_acr()
+        return required is None or ACR_RANK[acr] >= ACR_RANK[required]
 
 
 def single_params(params: Any) -> dict[str, str]:
@@ -62,25 +73,25 @@ def single_params(params: Any) -> dict[str, str]:
     for key in params.keys():
         all_values = params.getall(key) if hasattr(params, "getall") else [params[key]]
         if key in SINGLE_VALUED and len(all_values) > 1:
-            raise UnredirectableError("invalid_request", f"the parameter {key} is repeated")
+            raise InvalidRequest(f"the parameter {key} is repeated")
         value = all_values[0]
         if len(value) > MAX_PARAM_LENGTH:
-            raise UnredirectableError("invalid_request", f"the parameter {key} is too long")
+            raise InvalidRequest(f"the parameter {key} is too long")
         values[key] = value
     return values
 
 
 def check_client_and_redirect(client, params: dict[str, str]):
-    """The checks whose failures must not redirect (RFC 6749 §4.1.2.1)."""
+    """The checks whose failures must not redirect (RFC 6749 §4.1.2.1): raised without `back_to`."""
     if client is None:
-        raise UnredirectableError("invalid_client", "unknown client_id")
+        raise InvalidClient("unknown client_id")
     redirect_uri = params.get("redirect_uri")
     registered = client.metadata.redirect_uris
     if redirect_uri is None:
         # OIDC Core makes it required; exact match is the only rule we know.
-        raise UnredirectableError("invalid_request", "redirect_uri is required")
+        raise InvalidRequest("redirect_uri is required")
     if redirect_uri not in registered:
-        raise UnredirectableError("invalid_request", "redirect_uri is not registered for this client (exact match)")
+        raise InvalidRequest("redirect_uri is not registered for this client (exact match)")
     return redirect_uri
 
 
@@ -89,32 +100,29 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
     state = params.get("state")
     response_mode = params.get("response_mode", "query")
     if response_mode not in ("query", "form_post"):
-        raise RedirectableError("invalid_request", "response_mode must be query or form_post", redirect_uri=redirect_uri, state=state)
-
-    def fail(error: str, description: str) -> RedirectableError:
-        return RedirectableError(error, description, redirect_uri=redirect_uri, state=state, response_mode=response_mode)
-
+        raise InvalidRequest("response_mode must be query or form_post", back_to=ResponseTarget(redirect_uri, "query", state))
+    back_to = ResponseTarget(redirect_uri, response_mode, state)
     if params.get("response_type") != "code":
-        raise fail("unsupported_response_type", "only the authorization code flow (response_type=code) is supported")
+        raise UnsupportedResponseType("only the authorization code flow (response_type=code) is supported", back_to=back_to)
     scopes = params.get("scope", "").split()
     if "openid" not in scopes:
-        raise fail("invalid_scope", "scope must include openid")
+        raise InvalidScope("scope must include openid", back_to=back_to)
     # offline_access too: a refresh token only for a client registered for it (and approved on the phone).
     not_allowed = set(scopes) - client.scopes
     if not_allowed:
-        raise fail("invalid_scope", f"the client may not ask for: {' '.join(sorted(not_allowed))}")
+        raise InvalidScope(f"the client may not ask for: {' '.join(sorted(not_allowed))}", back_to=back_to)
     problem = check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
     if problem:
-        raise fail("invalid_request", problem)
+        raise InvalidRequest(problem, back_to=back_to)
     prompt = frozenset(params.get("prompt", "").split())
     # login and consent are what every interactive login does anyway: a fresh approval on the phone.
     if not prompt <= {"none", "login", "consent"} or ("none" in prompt and len(prompt) > 1):
-        raise fail("invalid_request", "prompt may be none, login or consent")
+        raise InvalidRequest("prompt may be none, login or consent", back_to=back_to)
     max_age = None
     if "max_age" in params:
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
         if not (params["max_age"].isascii() and params["max_age"].isdigit()):
-            raise fail("invalid_request", "max_age must be a non-negative integer")
+            raise InvalidRequest("max_age must be a non-negative integer", back_to=back_to)
         max_age = int(params["max_age"])
     return AuthorizationRequest(
         client_id=client.client_id,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .tokens import ACR_BASIC, ACR_PLUS
+from .views import ProviderMetadata
 
 CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -25,8 +24,8 @@ def endpoints(issuer: str) -> dict[str, str]:
     }
 
 
-def provider_metadata(issuer: str) -> dict[str, Any]:
-    return {
+def provider_metadata(issuer: str) -> ProviderMetadata:
+    return ProviderMetadata(**{
         "issuer": issuer,
         **endpoints(issuer),
         "scopes_supported": ["openid", "offline_access", "formfill", "sign", "notify"],
@@ -54,4 +53,4 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "prompt_values_supported": ["none", "login", "consent"],
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": False,
-    }
+    })

@@ -8,33 +8,35 @@ device-signed decision completes the transaction (`on_decision`, in the
 decision's own transaction): a code for the client, a browser session, and
 `login.succeeded` / `login.failed`. The browser learns the outcome by polling
 `status` with the secret only its page knows. CIBA requests (ciba.py) use the
-same prompt and decision path.
+same prompt and decision path; `prompt=none` (silent_login.py) answers from
+the browser's session instead.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.approvals import ApprovalRequest, Requester
-from libs.events import CloudEvent, Outbox, agency_topic
-from libs.events.audit import record_audit
+from libs.events import agency_topic
 from libs.events.topics import LOGINS
 
 from ..approvals import queue
 from ..clients.registry import find_client
-from ..errors import Refused
 from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS
+from ..errors import AccountInactive
 from . import sessions
 from .authorization import AuthorizationRequest, redirect_url
+from .errors import AssuranceTooLow, LinkUnusable, NoSuchLogin, ResponseTarget, UnknownLink
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
-from .tokens import ACR_RANK, acr_of, new_opaque_token, token_hash
+from .tokens import acr_of, new_opaque_token, token_hash
+from .views import AuthorizationStatus
 
 if TYPE_CHECKING:
     from ..clients.registry import Client
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 APP_LINK_PREFIX = "harbourid://authorize?tx="
 AMR = ("hwk", "user")  # proof of a hardware-held key, and the citizen's own action on the phone (RFC 8176)
+NEEDS_PLUS = "this service needs an identity proofed in person (plus)"
+DECLINED = {"error": "access_denied", "error_description": "the citizen declined"}
 
 
 def app_link(tx: str) -> str:
@@ -52,35 +56,45 @@ def tx_from_link(link: str) -> str:
     try:
         parts = urlsplit(link)
     except ValueError:  # e.g. an unclosed "[" in the authority
-        raise Refused("unknown-link", "this is not a Harbour ID login link", 400) from None
+        raise UnknownLink("this is not a Harbour ID login link") from None
     tx = parse_qs(parts.query).get("tx", [""])[0]
     if parts.scheme != "harbourid" or parts.netloc != "authorize" or not tx:
-        raise Refused("unknown-link", "this is not a Harbour ID login link", 400)
+        raise UnknownLink("this is not a Harbour ID login link")
     return tx
 
 
-async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StartedLogin:
+    """What the login page shows: the transaction, its browser key (the page's secret), the matching code."""
+
+    tx: str
+    browser_key: str
+    matching_code: str
+    expires_at: datetime
+
+
+async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -> StartedLogin:
     """Open a transaction for the browser; return what its page shows."""
-    tx = secrets.token_urlsafe(18)
-    browser_key = secrets.token_urlsafe(24)
-    now = datetime.now(UTC)
-    doc = {
-        "_id": tx,
+    now = auth.clock.now()
+    started = StartedLogin(tx=secrets.token_urlsafe(18), browser_key=secrets.token_urlsafe(24),
+                           matching_code=f"{secrets.randbelow(10000):04d}",
+                           expires_at=now + timedelta(seconds=auth.settings.authorization_ttl_s))
+    await auth.db[AUTHORIZATIONS].insert_one({
+        "_id": started.tx,
         "kind": "browser",
         "client_id": client.client_id,
         "client_name": client.name,
         "request": request.to_doc(),
-        "browser_key_hash": token_hash(browser_key),
-        "matching_code": f"{secrets.randbelow(10000):04d}",
+        "browser_key_hash": token_hash(started.browser_key),
+        "matching_code": started.matching_code,
         "status": "pending",
         "created_at": now,
-        "expires_at": now + timedelta(seconds=auth.settings.authorization_ttl_s),
-    }
-    # Opened by anonymous GETs, so bounded: removed (TTL index) as soon as the login expires.
-    doc["purge_at"] = doc["expires_at"]
-    await auth.db[AUTHORIZATIONS].insert_one(doc)
+        "expires_at": started.expires_at,
+        # Opened by anonymous GETs, so bounded: removed (TTL index) as soon as the login expires.
+        "purge_at": started.expires_at,
+    })
     AUTHORIZATIONS_STARTED.labels("browser").inc()
-    return {"tx": tx, "browser_key": browser_key, "matching_code": doc["matching_code"], "expires_at": doc["expires_at"]}
+    return started
 
 
 def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
@@ -105,16 +119,14 @@ def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
 def check_eligible(tx_doc: dict[str, Any], account: dict[str, Any] | None) -> None:
     """Can this citizen approve this login at all (an active account of the assurance the client asked for)?"""
     if account is None or account["state"] != "active":
-        raise Refused("account-inactive", "the account is not active", 403)
-    required = AuthorizationRequest.from_doc(tx_doc["request"]).required_acr()
-    if required and ACR_RANK[acr_of(account["assurance"])] < ACR_RANK[required]:
-        raise Refused("assurance-too-low", "this service needs an identity proofed in person (plus)", 403)
+        raise AccountInactive("the account is not active")
+    if not AuthorizationRequest.from_doc(tx_doc["request"]).accepts_acr(acr_of(account["assurance"])):
+        raise AssuranceTooLow(NEEDS_PLUS)
 
 
-async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account: dict[str, Any]) -> str:
-    """Put the login prompt straight into the citizen's queue: auth owns both sides here."""
-    check_eligible(tx_doc, account)
-    prompt = _prompt(tx_doc, account["_id"])
+async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str) -> str:
+    """Put the login prompt straight into the citizen's queue (auth owns both sides here); the caller checked eligibility."""
+    prompt = _prompt(tx_doc, account_id)
     await queue.enqueue(auth, None, prompt)
     return prompt.approval_id
 
@@ -122,19 +134,20 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account: dict[str, 
 async def claim(auth: "Auth", account_id: str, link: str) -> str:
     """The app opened the link: bind the transaction to this citizen and queue the prompt; return its id."""
     tx = tx_from_link(link)
-    claimable = {"_id": tx, "kind": "browser", "expires_at": {"$gt": datetime.now(UTC)},
+    claimable = {"_id": tx, "kind": "browser", "expires_at": {"$gt": auth.clock.now()},
                  "$or": [{"account_id": None}, {"account_id": {"$exists": False}}, {"account_id": account_id}]}
     doc = await auth.db[AUTHORIZATIONS].find_one(claimable)
     if doc is None:
-        raise Refused("link-unusable", "this login has expired or belongs to someone else", 409)
+        raise LinkUnusable("this login has expired or belongs to someone else")
     # Eligibility first: a refused citizen must not bind the login and lock out the one who can approve it.
-    account = await auth.db[ACCOUNTS].find_one({"_id": account_id})
-    check_eligible(doc, account)
+    check_eligible(doc, await auth.db[ACCOUNTS].find_one({"_id": account_id}))
     doc = await auth.db[AUTHORIZATIONS].find_one_and_update(claimable, {"$set": {"account_id": account_id}}, return_document=True)
     if doc is None:
-        raise Refused("link-unusable", "this login has expired or belongs to someone else", 409)
-    approval_id = await queue_prompt(auth, doc, account)
-    return approval_id
+        raise LinkUnusable("this login has expired or belongs to someone else")
+    return await queue_prompt(auth, doc, account_id)
+
+
+# --- the citizen decided ---------------------------------------------------------
 
 
 async def on_decision(
@@ -145,61 +158,74 @@ async def on_decision(
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx}, session=session)
     if doc is None:
         return {}
-    client_id = doc["client_id"]
-    outbox = Outbox(auth.db)
     # Decided: kept only as long as the browser (or CIBA client) needs to collect the outcome.
-    purge_at = max(doc["expires_at"], datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s))
+    purge_at = max(doc["expires_at"], auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s))
     if decision != "approve":
-        LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
-        await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
-        failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
-        await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.failed", subject=client_id, data=failed))
-        # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
-        await outbox.add(session, agency_topic(client_id), CloudEvent(source="/auth", type="login.failed", subject=client_id, data=failed))
-        if doc["kind"] == "browser":
-            return {"redirect_to": _response_url(doc, {"error": "access_denied", "error_description": "the citizen declined"}, auth.settings.issuer)}
-        return {}
+        return await _declined(auth, session, doc, purge_at)
+    return await _approved(auth, session, doc, approval, purge_at)
+
+
+async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], purge_at: datetime) -> dict[str, Any]:
+    LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
+    await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
+    client_id = doc["client_id"]
+    failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
+    await auth.publish(session, LOGINS, "login.failed", client_id, failed)
+    # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
+    await auth.publish(session, agency_topic(client_id), "login.failed", client_id, failed)
+    if doc["kind"] == "browser":
+        return {"redirect_to": _response_url(doc, DECLINED, auth.settings.issuer)}
+    return {}
+
+
+async def _approved(
+    auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], approval: dict[str, Any], purge_at: datetime
+) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "succeeded").inc()
+    client_id = doc["client_id"]
     account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
-    client = await _client(auth, client_id)
-    sub = await subject_for(auth.db, session, auth.settings.hash_key, client.sector, account["_id"])
-    auth_time = int(time.time())
+    client = await find_client(auth.db, client_id)
+    assert client is not None
+    sub = await subject_for(auth, session, client.sector, account["_id"])
     sid = secrets.token_urlsafe(16)
-    grant = {
-        "client_id": client_id,
-        "account_id": account["_id"],
-        "sub": sub,
-        "scope": doc["request"]["scope"],
-        "acr": acr_of(account["assurance"]),
-        "amr": list(AMR),
-        "auth_time": auth_time,
-        "sid": sid,
-        "nonce": doc["request"].get("nonce"),
-    }
+    grant = grant_doc(client_id, account["_id"], sub, doc["request"]["scope"], acr=acr_of(account["assurance"]),
+                      auth_time=int(auth.clock.now().timestamp()), sid=sid, nonce=doc["request"].get("nonce"))
     # What the phone showed and the citizen approved: the only thing prompt=none may repeat later.
-    await sessions.open_session(auth.db, session, sid=sid, account_id=account["_id"], auth_time=auth_time, acr=grant["acr"],
-                                client_id=client_id, scopes=doc["request"]["scope"].split(), ttl_s=auth.settings.session_ttl_s)
+    await sessions.open_session(auth, session, sid=sid, account_id=account["_id"], auth_time=grant["auth_time"], acr=grant["acr"],
+                                client_id=client_id, scopes=doc["request"]["scope"].split())
     succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
-    await outbox.add(session, LOGINS.name, CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
+    await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
-    await outbox.add(session, agency_topic(client_id), CloudEvent(source="/auth", type="login.succeeded", subject=client_id, data=succeeded))
-    await record_audit(outbox, session, service="auth", subject=account["_id"], action="login", actor=approval.get("device_id", "device"),
-                       client_id=client_id)
+    await auth.publish(session, agency_topic(client_id), "login.succeeded", client_id, succeeded)
+    await auth.audit(session, subject=account["_id"], action="login", actor=approval.get("device_id", "device"), client_id=client_id)
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
     extras: dict[str, Any] = {}
     if doc["kind"] == "browser":
-        code = new_opaque_token()
-        await auth.db[AUTHORIZATION_CODES].insert_one(
-            {"_id": token_hash(code), "tx": tx, "grant": grant, "redirect_uri": doc["request"]["redirect_uri"],
-             "code_challenge": doc["request"]["code_challenge"], "used_at": None,
-             "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s)},
-            session=session,
-        )
-        url = _response_url(doc, {"code": code}, auth.settings.issuer)
-        update["response_url"] = url
-        extras["redirect_to"] = url
-    await auth.db[AUTHORIZATIONS].update_one({"_id": tx}, {"$set": update}, session=session)
+        code = await issue_code(auth, session, grant, doc["request"], tx=doc["_id"])
+        update["response_url"] = extras["redirect_to"] = _response_url(doc, {"code": code}, auth.settings.issuer)
+    await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": update}, session=session)
     return extras
+
+
+def grant_doc(client_id: str, account_id: str, sub: str, scope: str, *, acr: str, auth_time: int, sid: str,
+              nonce: str | None) -> dict[str, Any]:
+    """Who authenticated, to which client, how: what a code (and the tokens it buys) carries."""
+    return {"client_id": client_id, "account_id": account_id, "sub": sub, "scope": scope, "acr": acr, "amr": list(AMR),
+            "auth_time": auth_time, "sid": sid, "nonce": nonce}
+
+
+async def issue_code(
+    auth: "Auth", session: AsyncClientSession | None, grant: dict[str, Any], request: dict[str, Any], *, tx: str | None
+) -> str:
+    """An authorization code for `grant`, bound to the request's redirect URI and PKCE challenge; stored as a hash."""
+    code = new_opaque_token()
+    await auth.db[AUTHORIZATION_CODES].insert_one(
+        {"_id": token_hash(code), "tx": tx, "grant": grant, "redirect_uri": request["redirect_uri"],
+         "code_challenge": request["code_challenge"], "used_at": None,
+         "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s)},
+        session=session,
+    )
+    return code
 
 
 def _response_url(doc: dict[str, Any], params: dict[str, str], issuer: str) -> str:
@@ -207,100 +233,46 @@ def _response_url(doc: dict[str, Any], params: dict[str, str], issuer: str) -> s
     return redirect_url(request["redirect_uri"], {**params, "state": request.get("state"), "iss": issuer})
 
 
-async def _client(auth: "Auth", client_id: str) -> "Client":
-    client = await find_client(auth.db, client_id)
-    assert client is not None
-    return client
+# --- the browser collects the outcome ------------------------------------------------
 
 
-async def browser_status(auth: "Auth", tx: str, browser_key: str) -> dict[str, Any]:
+async def browser_status(auth: "Auth", tx: str, browser_key: str) -> AuthorizationStatus:
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key):
-        raise Refused("not-found", "no such login", 404)
+        raise NoSuchLogin("no such login")
     status = doc["status"]
-    if status == "pending" and datetime.now(UTC) >= doc["expires_at"]:
+    if status == "pending" and auth.clock.now() >= doc["expires_at"]:
         status = "expired"
-    answer: dict[str, Any] = {"status": status}
     if status in ("approved", "denied"):
-        answer["redirect_to"] = f"{auth.settings.issuer}/oidc/authorize/{tx}/complete?k={browser_key}"
-    return answer
+        return AuthorizationStatus(status=status, redirect_to=f"{auth.settings.issuer}/oidc/authorize/{tx}/complete?k={browser_key}")
+    return AuthorizationStatus(status=status)
 
 
-async def complete(auth: "Auth", tx: str, browser_key: str, previous_cookie: str | None = None) -> tuple[dict[str, Any], str | None]:
-    """The browser's last step: (the client response to deliver, the session cookie to set, once)."""
+@dataclass(frozen=True)
+class Completed:
+    """A decided login's last step: the response for the client, and the session cookie to set (once)."""
+
+    target: ResponseTarget
+    params: dict[str, str]
+    cookie: str | None = None
+
+
+async def complete(auth: "Auth", tx: str, browser_key: str, previous_cookie: str | None = None) -> Completed:
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key) or doc["status"] not in ("approved", "denied"):
-        raise Refused("not-found", "no such completed login", 404)
-    request = doc["request"]
+        raise NoSuchLogin("no such completed login")
+    request = AuthorizationRequest.from_doc(doc["request"])
     if doc["status"] == "denied":
-        params = {"error": "access_denied", "error_description": "the citizen declined"}
-        return {"redirect_uri": request["redirect_uri"], "response_mode": request["response_mode"],
-                "params": _with_state(params, request, auth.settings.issuer)}, None
-    query = parse_qs(urlsplit(doc["response_url"]).query)
-    params = {"code": query["code"][0]}
-    return {"redirect_uri": request["redirect_uri"], "response_mode": request["response_mode"],
-            "params": _with_state(params, request, auth.settings.issuer)}, await _session_cookie(auth, doc, previous_cookie)
+        return Completed(request.response_target, response_params(DECLINED, request, auth.settings.issuer))
+    code = parse_qs(urlsplit(doc["response_url"]).query)["code"][0]
+    cookie = await sessions.hand_out_cookie(auth, doc["sid"], previous_cookie) if doc.get("sid") else None
+    return Completed(request.response_target, response_params({"code": code}, request, auth.settings.issuer), cookie)
 
 
-async def _session_cookie(auth: "Auth", doc: dict[str, Any], previous_cookie: str | None) -> str | None:
-    if doc["kind"] != "browser" or not doc.get("sid"):
-        return None
-    return await sessions.hand_out_cookie(auth.db, doc["sid"], previous_cookie)
-
-
-def _with_state(params: dict[str, str], request: dict[str, Any], issuer: str) -> dict[str, str]:
+def response_params(params: dict[str, str], request: AuthorizationRequest, issuer: str) -> dict[str, str]:
+    """An authorization response's parameters: these, the request's state (if any) and the issuer (RFC 9207)."""
     out = dict(params)
-    if request.get("state") is not None:
-        out["state"] = request["state"]
+    if request.state is not None:
+        out["state"] = request.state
     out["iss"] = issuer
     return out
-
-
-class SilentRefused(Exception):
-    """prompt=none cannot be answered without the citizen: `error` is login_required or consent_required."""
-
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-
-
-async def session_allows(auth: "Auth", cookie: str | None, request: AuthorizationRequest) -> dict[str, Any]:
-    """prompt=none: the browser session, if it already holds the citizen's approval of exactly this (OIDC Core §3.1.2.6).
-
-    No usable session (none, expired, too old for max_age, too weak for acr_values, account not active) is
-    login_required; a session that never approved this client, or these scopes, is consent_required.
-    """
-    session_doc = await sessions.find_by_cookie(auth.db, cookie)
-    if session_doc is None:
-        raise SilentRefused("login_required", "no usable session; the citizen must approve")
-    if request.max_age is not None and time.time() - session_doc["auth_time"] > request.max_age:
-        raise SilentRefused("login_required", "the session is older than max_age; the citizen must approve")
-    required = request.required_acr()
-    if required and ACR_RANK[session_doc["acr"]] < ACR_RANK[required]:
-        raise SilentRefused("login_required", "the session does not meet acr_values; the citizen must approve")
-    account = await auth.db[ACCOUNTS].find_one({"_id": session_doc["account_id"]})
-    if account is None or account["state"] != "active":
-        raise SilentRefused("login_required", "no usable session; the citizen must approve")
-    if not sessions.approved(session_doc, request.client_id, request.scope.split()):
-        raise SilentRefused("consent_required", "the citizen has not approved this client and scope in this session")
-    return session_doc
-
-
-async def issue_silently(auth: "Auth", client: "Client", request: AuthorizationRequest, session_doc: dict[str, Any]) -> dict[str, str]:
-    """A code from an existing session (prompt=none); returns the response parameters for the client."""
-    sub = await auth.transaction(
-        lambda s: subject_for(auth.db, s, auth.settings.hash_key, client.sector, session_doc["account_id"])
-    )
-    grant = {
-        "client_id": client.client_id, "account_id": session_doc["account_id"], "sub": sub, "scope": request.scope,
-        "acr": session_doc["acr"], "amr": list(AMR), "auth_time": session_doc["auth_time"], "sid": session_doc["_id"],
-        "nonce": request.nonce,
-    }
-    code = new_opaque_token()
-    await auth.db[AUTHORIZATION_CODES].insert_one(
-        {"_id": token_hash(code), "tx": None, "grant": grant, "redirect_uri": request.redirect_uri,
-         "code_challenge": request.code_challenge, "used_at": None,
-         "expires_at": datetime.now(UTC) + timedelta(seconds=auth.settings.code_ttl_s)}
-    )
-    return _with_state({"code": code}, request.to_doc(), auth.settings.issuer)

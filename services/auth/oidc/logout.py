@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-
-from libs.events import Outbox
-from libs.events.audit import record_audit
 from libs.tokens import InvalidToken
 
 from ..clients.registry import find_client
@@ -31,10 +28,9 @@ async def end_session(auth: "Auth", params: dict[str, str], cookie: str | None) 
         if claims:
             client_id = client_id or claims.get("aud")
             sid = claims.get("sid") or sid
-    removed = await sessions.end(auth.db, sid=sid, cookie=cookie)
+    removed = await sessions.end(auth, sid=sid, cookie=cookie)
     if removed:
-        await auth.transaction(lambda s: record_audit(Outbox(auth.db), s, service="auth", subject=removed["account_id"],
-                                                      action="logout", actor=client_id or "browser"))
+        await auth.transaction(lambda s: auth.audit(s, subject=removed["account_id"], action="logout", actor=client_id or "browser"))
     target = params.get("post_logout_redirect_uri")
     client = await find_client(auth.db, client_id) if isinstance(client_id, str) else None
     if target and client and target in client.metadata.post_logout_redirect_uris:

@@ -210,6 +210,7 @@ def render_login_page(
     app_link: str,
     status_url: str,
     expires_at: datetime,
+    now: datetime,
     csp_nonce: str,
 ) -> str:
     """The page that waits while the citizen approves the login on their phone.
@@ -219,8 +220,8 @@ def render_login_page(
     until the server answers with ``redirect_to`` or a final status.
 
     ``expires_at`` must carry a time zone (like approval requests do). The
-    countdown runs on the seconds left at render time rather than on the
-    browser's clock, which may be minutes off.
+    countdown runs on the seconds left at ``now`` (the time of rendering, by
+    auth's clock) rather than on the browser's clock, which may be minutes off.
     """
     t = _messages(language)
     _check_nonce(csp_nonce)
@@ -228,7 +229,7 @@ def render_login_page(
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must carry a time zone")
     expires_at = expires_at.astimezone(UTC).replace(microsecond=0)
-    expires_in = max(0, int((expires_at - datetime.now(UTC)).total_seconds()))
+    expires_in = max(0, int((expires_at - now).total_seconds()))
     script_config = {
         "statusUrl": status_url,
         "pollMs": _POLL_INTERVAL_MS,

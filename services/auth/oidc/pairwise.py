@@ -14,7 +14,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs import base64url
-from libs.events import CloudEvent, Outbox
+from libs.backbone import ServiceContext
 from libs.events.topics import IDENTITY
 
 from ..collections import SUBJECTS
@@ -25,23 +25,20 @@ def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:
     return base64url.encode(mac)
 
 
-async def subject_for(db: AsyncDatabase, session: AsyncClientSession, key: bytes, sector: str, account_id: str) -> str:
+async def subject_for(ctx: ServiceContext, session: AsyncClientSession, sector: str, account_id: str) -> str:
     """The citizen's sub in this sector; a new one is announced (identity.subject_assigned) in the same transaction.
 
     Services that receive a client's token (formfill, signing, notify) learn
-    from that event which account a pairwise sub stands for.
+    from that event which account a pairwise sub stands for. `ctx` is auth's
+    context (or its operator commands'): its database, outbox and hash key.
     """
-    sub = pairwise_sub(key, sector, account_id)
-    result = await db[SUBJECTS].update_one(
+    sub = pairwise_sub(ctx.settings.hash_key, sector, account_id)
+    result = await ctx.db[SUBJECTS].update_one(
         {"_id": sub}, {"$setOnInsert": {"account_id": account_id, "sector": sector}}, upsert=True, session=session
     )
     if result.upserted_id is not None:
-        await Outbox(db).add(
-            session,
-            IDENTITY.name,
-            CloudEvent(source="/auth", type="identity.subject_assigned", subject=account_id,
-                       data={"account_id": account_id, "sector": sector, "sub": sub}),
-        )
+        await ctx.publish(session, IDENTITY, "identity.subject_assigned", account_id,
+                          {"account_id": account_id, "sector": sector, "sub": sub})
     return sub
 
 

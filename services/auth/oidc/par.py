@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
-
-from pymongo.asynchronous.database import AsyncDatabase
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from ..collections import PUSHED_REQUESTS
-from .errors import UnredirectableError
+from .authorization import parse_request
+from .errors import InvalidRequestUri
+from .views import PushedAuthorizationResponse
+
+if TYPE_CHECKING:
+    from ..clients.registry import Client
+    from ..context import Auth
 
 URN_PREFIX = "urn:ietf:params:oauth:request_uri:"
 LIFETIME_S = 90
+# What authenticated the client is not part of the request it pushed (nor a reference to another one).
+NOT_PUSHED = frozenset({"client_secret", "client_assertion", "client_assertion_type", "request_uri"})
 
 
-async def push(db: AsyncDatabase, client_id: str, params: dict[str, str]) -> tuple[str, int]:
+async def push(auth: "Auth", client: "Client", form: dict[str, str]) -> PushedAuthorizationResponse:
+    """Check the request as the authorization endpoint will (its errors answered as JSON here), then keep it."""
+    params = {k: v for k, v in form.items() if k not in NOT_PUSHED}
+    params["client_id"] = client.client_id
+    parse_request(client, params)
     reference = secrets.token_urlsafe(24)
-    await db[PUSHED_REQUESTS].insert_one(
-        {"_id": reference, "client_id": client_id, "params": params, "expires_at": datetime.now(UTC) + timedelta(seconds=LIFETIME_S)}
+    await auth.db[PUSHED_REQUESTS].insert_one(
+        {"_id": reference, "client_id": client.client_id, "params": params,
+         "expires_at": auth.clock.now() + timedelta(seconds=LIFETIME_S)}
     )
-    return URN_PREFIX + reference, LIFETIME_S
+    return PushedAuthorizationResponse(request_uri=URN_PREFIX + reference, expires_in=LIFETIME_S)
 
 
-async def redeem(db: AsyncDatabase, request_uri: str, client_id: str | None) -> dict[str, str]:
+async def redeem(auth: "Auth", request_uri: str, client_id: str | None) -> dict[str, str]:
     """The pushed parameters, once; only for the client that pushed them (RFC 9126 §4)."""
     if not request_uri.startswith(URN_PREFIX):
-        raise UnredirectableError("invalid_request_uri", "request_uri must come from the pushed authorization request endpoint")
-    doc = await db[PUSHED_REQUESTS].find_one_and_delete(
-        {"_id": request_uri[len(URN_PREFIX):], "expires_at": {"$gt": datetime.now(UTC)}}
+        raise InvalidRequestUri("request_uri must come from the pushed authorization request endpoint")
+    doc = await auth.db[PUSHED_REQUESTS].find_one_and_delete(
+        {"_id": request_uri[len(URN_PREFIX):], "expires_at": {"$gt": auth.clock.now()}}
     )
     if doc is None or doc["client_id"] != client_id:
-        raise UnredirectableError("invalid_request_uri", "the request_uri is unknown, used or expired")
+        raise InvalidRequestUri("the request_uri is unknown, used or expired")
     return {**doc["params"], "client_id": doc["client_id"]}

@@ -2,69 +2,73 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from libs.tokens import InvalidToken
+from libs import tokens as jwt_tokens
 
 from ..clients.registry import find_client
 from ..collections import ACCOUNTS, REFRESH_TOKENS
-from .errors import OAuthError
+from .errors import InsufficientScope, InvalidToken
 from .pairwise import account_for
 from .token_response import is_revoked, revoke_access_tokens, revoke_family
 from .tokens import ACCESS_TOKEN_TYP, token_hash
+from .views import Introspection, UserInfo
 
 if TYPE_CHECKING:
     from ..clients.registry import Client
     from ..context import Auth
 
 
+# What introspection tells the client about its own access token (RFC 7662 §2.2).
+DESCRIBED_CLAIMS = ("client_id", "sub", "scope", "exp", "iat", "iss", "aud", "jti", "acr", "auth_time")
+
+
 async def verify_access_token(auth: "Auth", token: str) -> dict[str, Any]:
-    """A valid, unrevoked access token of ours, or OAuthError invalid_token (RFC 6750 §3.1)."""
+    """A valid, unrevoked access token of ours, or InvalidToken (RFC 6750 §3.1)."""
     try:
         claims = await auth.signer.verify(
             token, audience=auth.settings.issuer, typ=ACCESS_TOKEN_TYP, require=("exp", "iat", "sub", "iss", "aud", "jti", "client_id")
         )
-    except InvalidToken as exc:
-        raise OAuthError("invalid_token", str(exc), 401) from None
+    except jwt_tokens.InvalidToken as exc:
+        raise InvalidToken(str(exc)) from None
     if await is_revoked(auth, claims["jti"]):
-        raise OAuthError("invalid_token", "the token has been revoked", 401)
+        raise InvalidToken("the token has been revoked")
     return claims
 
 
-async def userinfo(auth: "Auth", token: str) -> dict[str, Any]:
+async def userinfo(auth: "Auth", token: str) -> UserInfo:
     claims = await verify_access_token(auth, token)
     if "openid" not in claims.get("scope", "").split():
-        raise OAuthError("insufficient_scope", "the token was not issued for openid", 403)
+        raise InsufficientScope("the token was not issued for openid")
     client = await find_client(auth.db, claims["client_id"])
     account_id = await account_for(auth.db, claims["sub"], client.sector) if client else None
     account = await auth.db[ACCOUNTS].find_one({"_id": account_id}) if account_id else None
     if account is None or account["state"] != "active":
-        raise OAuthError("invalid_token", "the citizen's account is not active", 401)
+        raise InvalidToken("the citizen's account is not active")
     # Personal data is released only through consented form filling, never through userinfo.
-    return {"sub": claims["sub"], "assurance_level": account["assurance"]}
+    return UserInfo(sub=claims["sub"], assurance_level=account["assurance"])
 
 
-async def introspect(auth: "Auth", client: "Client", token: str | None) -> dict[str, Any]:
+async def introspect(auth: "Auth", client: "Client", token: str | None) -> Introspection:
     """Only the calling client's own tokens are described; anything else is simply inactive."""
+    inactive = Introspection(active=False)
     if not token:
-        return {"active": False}
+        return inactive
     doc = await auth.db[REFRESH_TOKENS].find_one({"_id": token_hash(token)})
     if doc is not None:
         grant = doc["grant"]
-        active = doc["status"] == "active" and doc["expires_at"] > datetime.now(UTC) and grant["client_id"] == client.client_id
+        active = doc["status"] == "active" and doc["expires_at"] > auth.clock.now() and grant["client_id"] == client.client_id
         if not active:
-            return {"active": False}
-        return {"active": True, "token_type": "refresh_token", "client_id": grant["client_id"], "sub": grant["sub"],
-                "scope": grant["scope"], "exp": int(doc["expires_at"].timestamp()), "iss": auth.settings.issuer}
+            return inactive
+        return Introspection(active=True, token_type="refresh_token", client_id=grant["client_id"], sub=grant["sub"],
+                             scope=grant["scope"], exp=int(doc["expires_at"].timestamp()), iss=auth.settings.issuer)
     try:
         claims = await verify_access_token(auth, token)
-    except OAuthError:
-        return {"active": False}
+    except InvalidToken:
+        return inactive
     if claims["client_id"] != client.client_id:
-        return {"active": False}
-    return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in ("client_id", "sub", "scope", "exp", "iat", "iss", "aud", "jti") if k in claims},
-            **{k: claims[k] for k in ("acr", "auth_time") if k in claims}}
+        return inactive
+    return Introspection(active=True, token_type="Bearer", **{k: claims[k] for k in DESCRIBED_CLAIMS if k in claims})
 
 
 async def revoke(auth: "Auth", client: "Client", token: str | None) -> None:
@@ -78,7 +82,7 @@ async def revoke(auth: "Auth", client: "Client", token: str | None) -> None:
         return
     try:
         claims = await verify_access_token(auth, token)
-    except OAuthError:
+    except InvalidToken:
         return
     if claims["client_id"] == client.client_id:
         await revoke_access_tokens(auth, [claims["jti"]])

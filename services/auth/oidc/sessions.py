@@ -16,47 +16,49 @@ reads an ID token learns a usable cookie.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ..collections import SESSIONS
 from .tokens import new_opaque_token, token_hash
+
+if TYPE_CHECKING:
+    from ..context import Auth
 
 # Never approved silently: a refresh token needs the citizen's consent each time (OIDC Core §11).
 NEVER_SILENT = frozenset({"offline_access"})
 
 
 async def open_session(
-    db: AsyncDatabase, session: AsyncClientSession | None, *, sid: str, account_id: str, auth_time: int, acr: str,
-    client_id: str, scopes: list[str], ttl_s: int,
+    auth: "Auth", session: AsyncClientSession | None, *, sid: str, account_id: str, auth_time: int, acr: str,
+    client_id: str, scopes: list[str],
 ) -> None:
     """Record an approved login: the session and the one client/scope set the citizen approved."""
-    await db[SESSIONS].insert_one(
+    await auth.db[SESSIONS].insert_one(
         {"_id": sid, "cookie_hash": None, "account_id": account_id, "auth_time": auth_time, "acr": acr,
          "approved": [{"client_id": client_id, "scopes": sorted(set(scopes) - NEVER_SILENT)}],
-         "expires_at": datetime.now(UTC) + timedelta(seconds=ttl_s)},
+         "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.session_ttl_s)},
         session=session,
     )
 
 
-async def hand_out_cookie(db: AsyncDatabase, sid: str, previous_cookie: str | None) -> str | None:
+async def hand_out_cookie(auth: "Auth", sid: str, previous_cookie: str | None) -> str | None:
     """The cookie for a freshly approved session, once; the browser's previous session (if any) ends."""
     cookie = new_opaque_token()
-    bound = await db[SESSIONS].update_one({"_id": sid, "cookie_hash": None}, {"$set": {"cookie_hash": token_hash(cookie)}})
+    bound = await auth.db[SESSIONS].update_one({"_id": sid, "cookie_hash": None}, {"$set": {"cookie_hash": token_hash(cookie)}})
     if bound.modified_count != 1:
         return None  # already handed out (the completion URL was opened twice)
     if previous_cookie:
-        await db[SESSIONS].delete_one({"cookie_hash": token_hash(previous_cookie), "_id": {"$ne": sid}})
+        await auth.db[SESSIONS].delete_one({"cookie_hash": token_hash(previous_cookie), "_id": {"$ne": sid}})
     return cookie
 
 
-async def find_by_cookie(db: AsyncDatabase, cookie: str | None) -> dict[str, Any] | None:
+async def find_by_cookie(auth: "Auth", cookie: str | None) -> dict[str, Any] | None:
     if not cookie:
         return None
-    return await db[SESSIONS].find_one({"cookie_hash": token_hash(cookie), "expires_at": {"$gt": datetime.now(UTC)}})
+    return await auth.db[SESSIONS].find_one({"cookie_hash": token_hash(cookie), "expires_at": {"$gt": auth.clock.now()}})
 
 
 def approved(session_doc: dict[str, Any], client_id: str, scopes: list[str]) -> bool:
@@ -67,11 +69,11 @@ def approved(session_doc: dict[str, Any], client_id: str, scopes: list[str]) -> 
     return any(a["client_id"] == client_id and wanted <= set(a["scopes"]) for a in session_doc.get("approved", []))
 
 
-async def end(db: AsyncDatabase, *, sid: str | None, cookie: str | None) -> dict[str, Any] | None:
+async def end(auth: "Auth", *, sid: str | None, cookie: str | None) -> dict[str, Any] | None:
     """Logout: the session named by the ID token's sid and the browser's own; the first one found is returned."""
     removed = None
     if sid:
-        removed = await db[SESSIONS].find_one_and_delete({"_id": sid})
+        removed = await auth.db[SESSIONS].find_one_and_delete({"_id": sid})
     if cookie:
-        removed = await db[SESSIONS].find_one_and_delete({"cookie_hash": token_hash(cookie)}) or removed
+        removed = await auth.db[SESSIONS].find_one_and_delete({"cookie_hash": token_hash(cookie)}) or removed
     return removed

@@ -9,16 +9,16 @@ issued are revoked.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.events import Outbox
 from libs.revocation import events as revocation_events
 
 from ..collections import REFRESH_TOKENS, REVOKED_TOKENS
 from .tokens import Grant, issue_access_token, issue_id_token, new_opaque_token, token_hash
+from .views import TokenResponse
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -37,8 +37,8 @@ OFFLINE_ACCESS = "offline_access"
 async def token_response(
     auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True,
     granted_scope: str | None = None,
-) -> tuple[dict[str, Any], str]:
-    """The response body, and the access token's jti (to revoke it with its grant).
+) -> tuple[TokenResponse, str]:
+    """The token response, and the access token's jti (to revoke it with its grant).
 
     A refresh token only for a citizen's grant that includes offline_access, which the client must have
     registered and the citizen approved on the phone (OIDC Core §11). It carries `granted_scope` (default:
@@ -47,16 +47,12 @@ async def token_response(
     granted_scope = granted_scope or grant.scope
     settings = auth.settings
     access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s)
-    body: dict[str, Any] = {
-        "access_token": access.token,
-        "token_type": "Bearer",
-        "expires_in": access.expires_in,
-        "scope": grant.scope,
-    }
+    answer = TokenResponse(access_token=access.token, token_type="Bearer", expires_in=access.expires_in, scope=grant.scope)
     if id_token:
-        body["id_token"] = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)
+        answer.id_token = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)
     if with_refresh and grant.account_id and OFFLINE_ACCESS in granted_scope.split():
         refresh = new_opaque_token()
+        now = auth.clock.now()
         await auth.db[REFRESH_TOKENS].insert_one(
             {
                 "_id": token_hash(refresh),
@@ -64,12 +60,12 @@ async def token_response(
                 "status": "active",
                 "at_jti": access.jti,
                 "grant": {**grant.__dict__, "scope": granted_scope, "amr": list(grant.amr), "nonce": None, "extra": None},
-                "created_at": datetime.now(UTC),
-                "expires_at": datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
+                "created_at": now,
+                "expires_at": now + timedelta(seconds=settings.refresh_token_ttl_s),
             }
         )
-        body["refresh_token"] = refresh
-    return body, access.jti
+        answer.refresh_token = refresh
+    return answer, access.jti
 
 
 async def revoke_access_tokens(auth: "Auth", jtis: list[str]) -> None:
@@ -81,10 +77,10 @@ async def revoke_access_tokens(auth: "Auth", jtis: list[str]) -> None:
 
 async def _revoke_access_tokens(auth: "Auth", session: AsyncClientSession, jtis: list[str]) -> None:
     """Inside the caller's transaction: auth's own list and the `revocations` event go together (outbox)."""
-    expires_at = datetime.now(UTC) + timedelta(seconds=auth.settings.access_token_ttl_s + 120)
+    expires_at = auth.clock.now() + timedelta(seconds=auth.settings.access_token_ttl_s + 120)
     for jti in jtis:
         await auth.db[REVOKED_TOKENS].update_one({"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True, session=session)
-    await revocation_events.tokens_revoked(Outbox(auth.db), session, jtis, expires_at=expires_at.timestamp())
+    await revocation_events.tokens_revoked(auth.outbox, session, jtis, expires_at=expires_at.timestamp())
 
 
 async def revoke_family(auth: "Auth", family_id: str) -> None:
@@ -95,7 +91,7 @@ async def revoke_family(auth: "Auth", family_id: str) -> None:
         await auth.db[REFRESH_TOKENS].update_many({"family_id": family_id}, {"$set": {"status": "revoked"}}, session=session)
         # An access token is issued with its refresh token: older ones than its lifetime have expired already.
         # (A document without created_at counts as recent: revoked rather than skipped.)
-        now = datetime.now(UTC)
+        now = auth.clock.now()
         live_since = now - timedelta(seconds=auth.settings.access_token_ttl_s + 120)
         jtis = [d["at_jti"] for d in docs if d.get("at_jti") and (d.get("created_at") or now) >= live_since]
         if jtis:

@@ -1,0 +1,46 @@
+"""The OpenID Connect provider's HTTP side: a sub-application under /oidc with one OAuth error handler.
+
+One module per group of endpoints — authorize.py (the authorization
+endpoint, its browser's login, pushed requests), token.py (the token
+endpoint, CIBA), presented_tokens.py (userinfo, introspection, revocation),
+logout.py, metadata.py (discovery, keys) — each declared once with
+libs/service/endpoints (route, answers, OpenAPI operation). Handlers parse
+and answer; the domain (the modules one level up) decides; any OAuthError it
+raises is rendered by error_handler.py alone. Discovery and the app's login
+links (links.py, a device API with problem+json refusals) are served by the
+main application.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libs.service.openapi import Operation
+
+from . import authorize, links, logout, metadata, presented_tokens, token
+from .error_handler import oauth_error_handler
+
+PREFIX = "/oidc"
+_GROUPS = (metadata.endpoints, authorize.endpoints, token.endpoints, presented_tokens.endpoints, logout.endpoints)
+
+# The OpenAPI operations of the OpenID Connect provider and the login links, for auth's document.
+OPERATIONS: tuple[Operation, ...] = (
+    *links.endpoints.operations, *metadata.well_known.operations, *(op for group in _GROUPS for op in group.operations)
+)
+
+
+def oidc_app() -> web.Application:
+    """The endpoints under /oidc, with the OAuth error handler inside the service kit's middlewares."""
+    app = web.Application(middlewares=[oauth_error_handler])
+    for group in _GROUPS:
+        # Declared with their full paths (as the document shows them); served under the sub-application's prefix.
+        app.add_routes([web.route(route.method, route.path.removeprefix(PREFIX), route.handler, **route.kwargs)
+                        for route in group.routes])
+    return app
+
+
+def install_oidc(app: web.Application) -> None:
+    """auth's main application: the discovery document, the app's login links and the /oidc sub-application."""
+    app.add_routes(metadata.well_known.routes)
+    app.add_routes(links.endpoints.routes)
+    app.add_subapp(PREFIX, oidc_app())

@@ -1,0 +1,43 @@
+"""The citizen's app opened a harbourid:// login link (QR code or app link): its prompt joins the citizen's queue.
+
+A device API (problem+json refusals) under /v1/approvals, served by the main application.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.callers import TokenRequired
+from libs.service.endpoints import Endpoints
+
+from ...approvals import queue
+from ...callers import AUTH, current_device
+from ...devices.tokens import DeviceContext
+from ...errors import AccountInactive, DeviceInactive, InvalidDeviceToken
+from ...views import Prompt
+from .. import login
+from ..errors import AssuranceTooLow, LinkUnusable, UnknownLink
+
+endpoints = Endpoints(tags=("approvals",), security=("deviceToken",))
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    link: str = Field(min_length=10, max_length=500)
+
+
+@endpoints.post(
+    "/v1/approvals/links", summary="Open a harbourid:// login link: queue its prompt for this citizen",
+    caller=current_device, body=LinkRequest,
+    answers={201: Prompt,
+             400: "malformed body, or not a Harbour ID login link",
+             401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)",
+             403: "account-inactive, or assurance-too-low for the client's acr_values",
+             409: "link-unusable: the login has expired or belongs to someone else"},
+    refusals=(TokenRequired, InvalidDeviceToken, DeviceInactive, AccountInactive, UnknownLink, AssuranceTooLow, LinkUnusable),
+)
+async def open_link(request: web.Request, caller: DeviceContext, body: LinkRequest) -> web.Response:
+    auth = request.app[AUTH]
+    approval_id = await login.claim(auth, caller.account_id, body.link)
+    return web.json_response(await queue.get_prompt(auth, caller.account_id, approval_id), status=201)

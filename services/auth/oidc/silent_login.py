@@ -1,0 +1,50 @@
+"""prompt=none (OIDC Core §3.1.2.6): a code from the browser's session, only for what the citizen approved in it.
+
+No usable session (none, expired, too old for max_age, too weak for
+acr_values, account not active) is login_required; a session that never
+approved this client, or these scopes, is consent_required. Both go back to
+the client; the citizen is never asked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..collections import ACCOUNTS
+from . import sessions
+from .authorization import AuthorizationRequest
+from .errors import ConsentRequired, LoginRequired
+from .login import grant_doc, issue_code, response_params
+from .pairwise import subject_for
+
+if TYPE_CHECKING:
+    from ..clients.registry import Client
+    from ..context import Auth
+
+
+async def answer(auth: "Auth", cookie: str | None, client: "Client", request: AuthorizationRequest) -> dict[str, str]:
+    """The response parameters for the client (a code, state, iss); LoginRequired or ConsentRequired otherwise."""
+    session_doc = await session_allowing(auth, cookie, request)
+    sub = await auth.transaction(lambda s: subject_for(auth, s, client.sector, session_doc["account_id"]))
+    grant = grant_doc(client.client_id, session_doc["account_id"], sub, request.scope, acr=session_doc["acr"],
+                      auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce)
+    code = await issue_code(auth, None, grant, request.to_doc(), tx=None)
+    return response_params({"code": code}, request, auth.settings.issuer)
+
+
+async def session_allowing(auth: "Auth", cookie: str | None, request: AuthorizationRequest) -> dict[str, Any]:
+    """The browser's session, if it already holds the citizen's approval of exactly this request."""
+    back_to = request.response_target
+    session_doc = await sessions.find_by_cookie(auth, cookie)
+    if session_doc is None:
+        raise LoginRequired("no usable session; the citizen must approve", back_to=back_to)
+    if request.max_age is not None and auth.clock.now().timestamp() - session_doc["auth_time"] > request.max_age:
+        raise LoginRequired("the session is older than max_age; the citizen must approve", back_to=back_to)
+    if not request.accepts_acr(session_doc["acr"]):
+        raise LoginRequired("the session does not meet acr_values; the citizen must approve", back_to=back_to)
+    account = await auth.db[ACCOUNTS].find_one({"_id": session_doc["account_id"]})
+    if account is None or account["state"] != "active":
+        raise LoginRequired("no usable session; the citizen must approve", back_to=back_to)
+    if not sessions.approved(session_doc, request.client_id, request.scope.split()):
+        raise ConsentRequired("the citizen has not approved this client and scope in this session", back_to=back_to)
+    return session_doc
