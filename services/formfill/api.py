@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from libs.callers import Device, InsufficientScope, InvalidAccessToken, RelyingParty, TokenRequired
+from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
@@ -29,8 +29,6 @@ RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
     403: "the token lacks the formfill scope",
 }
-RP_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
-DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
 
 form_requests = Endpoints(tags=("formfill",), security=("bearer",))
 receipts = Endpoints(tags=("consents",), security=("deviceToken",))
@@ -40,15 +38,8 @@ ENDPOINTS = (form_requests, receipts)
 class JWKS(BaseModel):
     keys: list[dict[str, str]]
 
-
-async def calling_relying_party(request: web.Request) -> RelyingParty:
-    formfill = request.app[FORMFILL]
-    return await relying_party(request, formfill.jwks, formfill.settings.issuer)
-
-
-async def calling_device(request: web.Request) -> Device:
-    formfill = request.app[FORMFILL]
-    return await device(request, formfill.jwks, formfill.settings.issuer)
+calling_relying_party = caller_of(FORMFILL, relying_party)
+calling_device = caller_of(FORMFILL, device)
 
 
 @form_requests.get("/v1/formfill/jwks", summary="formfill's release-signing keys (JWKS)", answers={200: JWKS}, security=(),
@@ -63,7 +54,7 @@ async def jwks(request: web.Request) -> JWKS:
     answers={201: RequestCreated, **RP_AUTH_ERRORS,
              403: "the token lacks formfill, or the client is not registered for a field (field-not-registered)",
              409: "the client or citizen is not known to formfill yet (Retry-After)"},
-    refusals=(*RP_REFUSALS, FieldNotRegistered, UnknownClient, CitizenUnknown),
+    refusals=(*ACCESS_TOKEN_REFUSALS, FieldNotRegistered, UnknownClient, CitizenUnknown),
 )
 async def create_request(request: web.Request, caller: RelyingParty, body: FormfillRequestBody) -> RequestCreated:
     return await formfill_requests.create(request.app[FORMFILL], caller, body)
@@ -72,7 +63,7 @@ async def create_request(request: web.Request, caller: RelyingParty, body: Formf
 @form_requests.get(
     "/v1/formfill/requests/{request_id}", summary="A request's status", caller=calling_relying_party, exclude_unset=True,
     answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
-    refusals=(*RP_REFUSALS, RequestNotFound), headers=NO_STORE,
+    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound), headers=NO_STORE,
 )
 async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
     return await formfill_requests.status(request.app[FORMFILL], caller, request.match_info["request_id"])
@@ -85,7 +76,7 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     answers={200: Body("the compact JWS or JWE", "application/jwt", {"type": "string"}), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined", 404: "no such request for this client",
              409: "not-ready: the citizen has not answered yet", 410: "already read, or expired"},
-    refusals=(*RP_REFUSALS, AccessDenied, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
+    refusals=(*ACCESS_TOKEN_REFUSALS, AccessDenied, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
     token, media_type = await formfill_requests.take_result(request.app[FORMFILL], caller, request.match_info["request_id"])
@@ -96,14 +87,14 @@ async def take_result(request: web.Request, caller: RelyingParty) -> web.Respons
     "/v1/formfill/requests/{request_id}/claim", summary="The citizen's app opened an anonymous request's link",
     caller=calling_device, security=("deviceToken",), exclude_unset=True,
     answers={201: Claimed, **DEVICE_AUTH_ERRORS, 409: "expired, or opened by someone else"},
-    refusals=(*DEVICE_REFUSALS, LinkUnusable),
+    refusals=(*DEVICE_TOKEN_REFUSALS, LinkUnusable),
 )
 async def claim_request(request: web.Request, caller: Device) -> Claimed:
     return await formfill_requests.claim(request.app[FORMFILL], caller, request.match_info["request_id"])
 
 
 @receipts.get("/v1/consents", summary="The citizen's consent receipts", caller=calling_device, exclude_unset=True,
-              answers={200: ConsentList, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_REFUSALS)
+              answers={200: ConsentList, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_TOKEN_REFUSALS)
 async def list_consents(request: web.Request, caller: Device) -> ConsentList:
     return await consents.list_consents(request.app[FORMFILL], caller)
 
@@ -111,7 +102,7 @@ async def list_consents(request: web.Request, caller: Device) -> ConsentList:
 @receipts.delete(
     "/v1/consents/{receipt_id}", summary="Revoke a standing consent", caller=calling_device,
     answers={204: None, **DEVICE_AUTH_ERRORS, 404: "no such consent", 409: "a one-time release cannot be revoked"},
-    refusals=(*DEVICE_REFUSALS, ConsentNotFound, NotStanding),
+    refusals=(*DEVICE_TOKEN_REFUSALS, ConsentNotFound, NotStanding),
 )
 async def revoke_consent(request: web.Request, caller: Device) -> None:
     await consents.revoke(request.app[FORMFILL], caller, request.match_info["receipt_id"])

@@ -14,12 +14,12 @@ import hashlib
 
 from aiohttp import BodyPartReader, web
 
-from libs.callers import Device, InsufficientScope, InvalidAccessToken, RelyingParty, TokenRequired
+from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service import MalformedBody, parse_body, validate
-from libs.service.endpoints import Endpoints
+from libs.service.endpoints import BODY_REFUSALS, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
-from libs.service.problems import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 
 from . import parsing, signing_requests
 from .callers import device, relying_party
@@ -46,10 +46,6 @@ RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
     403: "the token lacks the sign scope",
 }
-RP_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
-DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
-# What reading a body by hand can refuse (the kit's limit answers 413 before the handler runs).
-BODY_REFUSALS = (MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
 DOCUMENT_QUERY = (
     ("document_name", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x1f\x7f]+$"}, False),
     ("purpose", {"type": "string", "minLength": 1, "maxLength": 300}, False),
@@ -59,15 +55,8 @@ authority = Endpoints(tags=("signing",))
 sign_requests = Endpoints(tags=("signing",), security=("bearer",))
 ENDPOINTS = (authority, sign_requests)
 
-
-async def calling_relying_party(request: web.Request) -> RelyingParty:
-    signing = request.app[SIGNING]
-    return await relying_party(request, signing.jwks, signing.settings.issuer)
-
-
-async def calling_device(request: web.Request) -> Device:
-    signing = request.app[SIGNING]
-    return await device(request, signing.jwks, signing.settings.issuer)
+calling_relying_party = caller_of(SIGNING, relying_party)
+calling_device = caller_of(SIGNING, device)
 
 
 # -- the platform's CA, its CRLs, its TSA, and verification: public -------------------------
@@ -201,7 +190,7 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
              422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF "
                   "(invalid-pdf; also when parsing it exceeds the sandbox's CPU, memory or wall-clock limit)",
              503: "every PDF parsing worker stayed busy (Retry-After)"},
-    refusals=(*RP_REFUSALS, *BODY_REFUSALS, AssuranceTooLow, IdentityNotActive, UnknownClient, CitizenUnknown, NotSignablePdf,
+    refusals=(*ACCESS_TOKEN_REFUSALS, *BODY_REFUSALS, AssuranceTooLow, IdentityNotActive, UnknownClient, CitizenUnknown, NotSignablePdf,
               ParsersBusy),
 )
 async def create_request(request: web.Request, caller: RelyingParty) -> RequestCreated:
@@ -213,7 +202,7 @@ async def create_request(request: web.Request, caller: RelyingParty) -> RequestC
 @sign_requests.get(
     "/v1/signing/requests/{request_id}", summary="A signing request's status", caller=calling_relying_party,
     answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
-    refusals=(*RP_REFUSALS, RequestNotFound), headers=NO_STORE, exclude_unset=True,
+    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound), headers=NO_STORE, exclude_unset=True,
 )
 async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
     return await signing_requests.status(request.app[SIGNING], caller, request.match_info["request_id"])
@@ -226,7 +215,7 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     answers={200: Body("the CMS signature or the signed PDF", "application/pkcs7-signature", BINARY), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined; or the citizen may not sign", 404: "no such request for this client",
              409: "not-ready: the citizen has not answered yet", 410: "expired"},
-    refusals=(*RP_REFUSALS, AccessDenied, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
+    refusals=(*ACCESS_TOKEN_REFUSALS, AccessDenied, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
     request_id = request.match_info["request_id"]
@@ -241,7 +230,7 @@ async def take_result(request: web.Request, caller: RelyingParty) -> web.Respons
     caller=calling_device, security=("deviceToken",), exclude_unset=True,
     answers={201: Claimed, **DEVICE_AUTH_ERRORS, 403: "this citizen may not sign (assurance-too-low, identity-not-active)",
              409: "expired, or opened by someone else"},
-    refusals=(*DEVICE_REFUSALS, AssuranceTooLow, IdentityNotActive, LinkUnusable, CitizenUnknown),
+    refusals=(*DEVICE_TOKEN_REFUSALS, AssuranceTooLow, IdentityNotActive, LinkUnusable, CitizenUnknown),
 )
 async def claim_request(request: web.Request, caller: Device) -> Claimed:
     return await signing_requests.claim(request.app[SIGNING], caller, request.match_info["request_id"])
