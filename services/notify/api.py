@@ -1,4 +1,9 @@
-"""notify's HTTP handlers: authenticate the caller, parse, call the domain, serialise."""
+"""notify's HTTP endpoints: each declared once with its caller, body, answers and refusals (libs/service/endpoints.py),
+which also make its OpenAPI operation (merged by the gateway).
+
+Handlers call the domain and answer its view model; refusals are raised below
+and rendered by the service kit, so no handler catches one.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,73 @@ import json
 from datetime import timedelta
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from libs.callers import InsufficientScope, InvalidAccessToken, TokenRequired
 from libs.revocation import REVOCATIONS
-from libs.service import parse_body
+from libs.service.endpoints import Endpoints
+from libs.service.openapi import JSON
 
 from . import callbacks, inbox, jobs, notifications, preferences, streams, templates
-from .callbacks import CallbackBody
-from .callers import Citizen, agency, device
+from .callbacks import JWKS, Callback, CallbackBody
+from .callers import Agency, Citizen, agency, device
 from .context import Notify
-from .errors import BadQuery, BadVersion, NotFound, TooManyStreams
-from .jobs import BatchBody
+from .errors import (
+    BadIdempotencyKey,
+    BadQuery,
+    BadVersion,
+    BatchTooLarge,
+    CallbackURLRefused,
+    IdempotencyKeyReused,
+    MissingPlaceholder,
+    NotAgencyToken,
+    NotFound,
+    PersonalisationTooLong,
+    ScheduleTooFar,
+    TemplateRender,
+    TemplateSyntax,
+    TemplateTooCostly,
+    TooManyStreams,
+    UndeclaredPlaceholder,
+    UnknownClient,
+    UnknownRecipient,
+    VersionConflict,
+)
+from .inbox import Inbox, InboxItem
+from .jobs import BatchBody, JobAccepted, JobProgress
 from .metrics import SSE_CONNECTIONS
-from .notifications import NotificationBody
-from .preferences import PreferencesBody
-from .templates import TemplateBody
+from .notifications import Notification, NotificationAccepted, NotificationBody
+from .preferences import Preferences, PreferencesBody
+from .templates import Template, TemplateBody, TemplateList
 
 NOTIFY = web.AppKey("notify", Notify)
 # Set at shutdown so open streams end promptly instead of holding the graceful stop for its whole timeout.
 CLOSING = web.AppKey("notify_closing", asyncio.Event)
 STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
-routes = web.RouteTableDef()
+
+NO_STORE = {"Cache-Control": "no-store"}
+AGENCY = {401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
+          403: "the token lacks the notify scope, or is not the agency's own client-credentials token"}
+AGENCY_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope, NotAgencyToken)
+DEVICE = {401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)"}
+DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
+SEND_REFUSALS = (*AGENCY_REFUSALS, BadIdempotencyKey, IdempotencyKeyReused, MissingPlaceholder, PersonalisationTooLong,
+                 ScheduleTooFar, NotFound, UnknownClient)
+IDEMPOTENCY = ("An `Idempotency-Key` header makes the request safe to retry: the same key with the same body answers 200 with "
+               "what the first request created; with a different body, 422 idempotency-key-reused.")
+
+agencies = Endpoints(tags=("notifications",), security=("bearer",))
+citizens = Endpoints(tags=("inbox",), security=("deviceToken",))
+
+
+async def calling_agency(request: web.Request) -> Agency:
+    notify = request.app[NOTIFY]
+    return await agency(request, notify.jwks, notify.settings.issuer)
+
+
+async def calling_device(request: web.Request) -> Citizen:
+    notify = request.app[NOTIFY]
+    return await device(request, notify.jwks, notify.settings.issuer)
 
 
 def _only(request: web.Request, *allowed: str) -> None:
@@ -46,129 +98,124 @@ def _version(request: web.Request) -> int | None:
     return int(raw)
 
 
+def _created(view: BaseModel, created: bool, location: str) -> web.Response:
+    """201 with what was created, or 200 with what a retry under the same Idempotency-Key created before."""
+    return web.Response(status=201 if created else 200, body=view.model_dump_json(), content_type=JSON, headers={"Location": location})
+
+
 # -- agencies: templates -------------------------------------------------------
 
-@routes.post("/v1/templates")
-async def create_template(request: web.Request) -> web.Response:
+@agencies.post("/v1/templates", summary="Create a template (version 1)", caller=calling_agency, body=TemplateBody,
+               answers={201: Template, **AGENCY},
+               refusals=(*AGENCY_REFUSALS, TemplateSyntax, UndeclaredPlaceholder, TemplateRender, TemplateTooCostly))
+async def create_template(request: web.Request, caller: Agency, body: TemplateBody) -> Template:
     notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, TemplateBody)
-    return web.json_response(await templates.create(notify.db, caller.client_id, body, notify.clock.now()), status=201)
+    return await templates.create(notify.db, caller.client_id, body, notify.clock.now())
 
 
-@routes.get("/v1/templates")
-async def list_templates(request: web.Request) -> web.Response:
+@agencies.get("/v1/templates", summary="The agency's templates (latest versions)", caller=calling_agency,
+              answers={200: TemplateList, **AGENCY}, refusals=AGENCY_REFUSALS)
+async def list_templates(request: web.Request, caller: Agency) -> TemplateList:
+    return await templates.list_latest(request.app[NOTIFY].db, caller.client_id)
+
+
+@agencies.get("/v1/templates/{template_id}", summary="A template: its latest version, or `?version=n`", caller=calling_agency,
+              answers={200: Template, **AGENCY}, refusals=(*AGENCY_REFUSALS, BadQuery, BadVersion, NotFound),
+              query_params=(("version", {"type": "integer", "minimum": 1}, False),))
+async def show_template(request: web.Request, caller: Agency) -> Template:
+    return await templates.show(request.app[NOTIFY].db, caller.client_id, request.match_info["template_id"], _version(request))
+
+
+@agencies.put("/v1/templates/{template_id}", summary="Write a new version of a template", caller=calling_agency, body=TemplateBody,
+              answers={201: Template, **AGENCY},
+              refusals=(*AGENCY_REFUSALS, TemplateSyntax, UndeclaredPlaceholder, TemplateRender, TemplateTooCostly, NotFound,
+                        VersionConflict))
+async def new_template_version(request: web.Request, caller: Agency, body: TemplateBody) -> Template:
     notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    return web.json_response({"templates": await templates.list_latest(notify.db, caller.client_id)})
-
-
-@routes.get("/v1/templates/{template_id}")
-async def show_template(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    return web.json_response(await templates.show(notify.db, caller.client_id, request.match_info["template_id"], _version(request)))
-
-
-@routes.put("/v1/templates/{template_id}")
-async def new_template_version(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, TemplateBody)
-    return web.json_response(await templates.new_version(notify.db, caller.client_id, request.match_info["template_id"], body, notify.clock.now()), status=201)
+    return await templates.new_version(notify.db, caller.client_id, request.match_info["template_id"], body, notify.clock.now())
 
 
 # -- agencies: notifications, jobs, callbacks -----------------------------------
 
-@routes.post("/v1/notifications")
-async def send_notification(request: web.Request) -> web.Response:
+@agencies.post("/v1/notifications", summary="Send a template to a citizen known by their pairwise sub", caller=calling_agency,
+               body=NotificationBody, answers={201: NotificationAccepted, 200: NotificationAccepted, **AGENCY},
+               refusals=(*SEND_REFUSALS, UnknownRecipient), description=IDEMPOTENCY)
+async def send_notification(request: web.Request, caller: Agency, body: NotificationBody) -> web.Response:
+    accepted, created = await notifications.send(request.app[NOTIFY], caller, body, request.headers.get("Idempotency-Key"))
+    return _created(accepted, created, f"/v1/notifications/{accepted.notification_id}")
+
+
+@agencies.post("/v1/notifications/batch", summary="Send a template to up to 10,000 citizens: a job", caller=calling_agency,
+               body=BatchBody, answers={201: JobAccepted, 200: JobAccepted, **AGENCY},
+               refusals=(*SEND_REFUSALS, BatchTooLarge), description=IDEMPOTENCY)
+async def send_batch(request: web.Request, caller: Agency, body: BatchBody) -> web.Response:
+    accepted, created = await jobs.send_batch(request.app[NOTIFY], caller, body, request.headers.get("Idempotency-Key"))
+    return _created(accepted, created, f"/v1/notifications/batch/{accepted.job_id}")
+
+
+@agencies.get("/v1/notifications/batch/{job_id}", summary="A job's progress: counts by status", caller=calling_agency,
+              answers={200: JobProgress, **AGENCY}, refusals=(*AGENCY_REFUSALS, NotFound), headers=NO_STORE)
+async def job_progress(request: web.Request, caller: Agency) -> JobProgress:
+    return await jobs.job_progress(request.app[NOTIFY], caller, request.match_info["job_id"])
+
+
+@agencies.get("/v1/notifications/jwks", summary="The keys that sign status callbacks (JWKS)", answers={200: JWKS},
+              security=(), headers={"Cache-Control": "max-age=60"})
+async def jwks(request: web.Request) -> JWKS:
+    return await callbacks.signing_keys(request.app[NOTIFY])
+
+
+@agencies.put("/v1/notifications/callback", summary="Register the agency's status callback URL", caller=calling_agency,
+              body=CallbackBody, answers={200: Callback, **AGENCY}, refusals=(*AGENCY_REFUSALS, CallbackURLRefused))
+async def register_callback(request: web.Request, caller: Agency, body: CallbackBody) -> Callback:
     notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, NotificationBody)
-    answer, created = await notifications.send(notify, caller, body, request.headers.get("Idempotency-Key"))
-    return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/{answer['notification_id']}"})
+    return await callbacks.register(notify.db, caller.client_id, body, notify.clock.now())
 
 
-@routes.post("/v1/notifications/batch")
-async def send_batch(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, BatchBody)
-    answer, created = await jobs.send_batch(notify, caller, body, request.headers.get("Idempotency-Key"))
-    return web.json_response(answer, status=201 if created else 200, headers={"Location": f"/v1/notifications/batch/{answer['job_id']}"})
+@agencies.get("/v1/notifications/callback", summary="The registered status callback URL", caller=calling_agency,
+              answers={200: Callback, **AGENCY}, refusals=(*AGENCY_REFUSALS, NotFound))
+async def show_callback(request: web.Request, caller: Agency) -> Callback:
+    return await callbacks.show(request.app[NOTIFY].db, caller.client_id)
 
 
-@routes.get("/v1/notifications/batch/{job_id}")
-async def job_progress(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    return web.json_response(await jobs.job_progress(notify, caller, request.match_info["job_id"]), headers={"Cache-Control": "no-store"})
+@agencies.delete("/v1/notifications/callback", summary="Stop status callbacks", caller=calling_agency,
+                 answers={204: None, **AGENCY}, refusals=AGENCY_REFUSALS)
+async def remove_callback(request: web.Request, caller: Agency) -> None:
+    await callbacks.remove(request.app[NOTIFY].db, caller.client_id)
 
 
-@routes.get("/v1/notifications/jwks")
-async def jwks(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[NOTIFY].keys.jwks(), headers={"Cache-Control": "max-age=60"})
-
-
-@routes.put("/v1/notifications/callback")
-async def register_callback(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, CallbackBody)
-    # The URL's name is resolved here too: one that resolves to a refused address, or not at all, is 422.
-    return web.json_response(await callbacks.register(notify.db, caller.client_id, body, notify.clock.now()))
-
-
-@routes.get("/v1/notifications/callback")
-async def show_callback(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    registered = await callbacks.show(notify.db, caller.client_id)
-    if registered is None:
-        raise NotFound("no callback is registered")
-    return web.json_response(registered)
-
-
-@routes.delete("/v1/notifications/callback")
-async def remove_callback(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    await callbacks.remove(notify.db, caller.client_id)
-    return web.Response(status=204)
-
-
-@routes.get("/v1/notifications/{notification_id}")
-async def show_notification(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    caller = await agency(request, notify.jwks, notify.settings.issuer)
-    return web.json_response(await notifications.status(notify, caller, request.match_info["notification_id"]), headers={"Cache-Control": "no-store"})
+@agencies.get("/v1/notifications/{notification_id}", summary="A notification's status and timeline", caller=calling_agency,
+              answers={200: Notification, **AGENCY}, refusals=(*AGENCY_REFUSALS, NotFound), headers=NO_STORE)
+async def show_notification(request: web.Request, caller: Agency) -> Notification:
+    return await notifications.status(request.app[NOTIFY], caller, request.match_info["notification_id"])
 
 
 # -- citizens: inbox and preferences -------------------------------------------
 
-@routes.get("/v1/inbox")
-async def list_inbox(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    citizen = await device(request, notify.jwks, notify.settings.issuer)
+@citizens.get("/v1/inbox", summary="The citizen's inbox, newest first (`?unread=true`)", caller=calling_device,
+              answers={200: Inbox, **DEVICE}, refusals=(*DEVICE_REFUSALS, BadQuery), headers=NO_STORE,
+              query_params=(("unread", {"type": "boolean"}, False),))
+async def list_inbox(request: web.Request, caller: Citizen) -> Inbox:
     _only(request, "unread")
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
         raise BadQuery("unread is true or false")
-    return web.json_response({"messages": await inbox.list_items(notify, citizen, unread_only=unread == "true")}, headers={"Cache-Control": "no-store"})
+    return await inbox.list_items(request.app[NOTIFY], caller, unread_only=unread == "true")
 
 
-@routes.get("/v1/inbox/stream")
-async def stream_inbox(request: web.Request) -> web.StreamResponse:
+# An endless event stream has no response schema a generic client (or schemathesis) could check, only hang on:
+# documented in docs/api.md, left out of the OpenAPI document.
+@citizens.get("/v1/inbox/stream", summary="New inbox items as server-sent events", caller=calling_device,
+              answers={200: "text/event-stream"}, refusals=(*DEVICE_REFUSALS, TooManyStreams), documented=False)
+async def stream_inbox(request: web.Request, caller: Citizen) -> web.StreamResponse:
     """Server-sent events: one `message` event per new inbox item, a comment line as heartbeat."""
-    notify = request.app[NOTIFY]
-    citizen = await device(request, notify.jwks, notify.settings.issuer)
     slots = request.app[STREAM_SLOTS]
-    if not slots.take(citizen.device_id):
+    if not slots.take(caller.device_id):
         raise TooManyStreams(f"this device already has {slots.per_device} open inbox streams; close one first")
     try:
-        return await _stream(request, notify, citizen)
+        return await _stream(request, request.app[NOTIFY], caller)
     finally:
-        slots.give_back(citizen.device_id)
+        slots.give_back(caller.device_id)
 
 
 async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web.StreamResponse:
@@ -187,16 +234,17 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
             # Checked every poll: a revoked device or token, or its expiry, ends the stream within sse_poll_s.
             if request.transport is None or request.transport.is_closing():
                 break  # the client went away: free its place now, not at the next failed write
-            ended = streams.end_reason(citizen.claims or {}, revocations, notify.clock.now().timestamp())
+            # Against the real time, as the token was verified (not the context's clock, which tests move).
+            ended = streams.end_reason(citizen.claims or {}, revocations)
             if ended:
                 await response.write(f": closed: {ended}\n\n".encode())
                 break
             for item in await inbox.delivered_since(notify, citizen.account_id, since):
-                if item["id"] in sent:
+                if item.id in sent:
                     continue
-                sent.add(item["id"])
-                payload = json.dumps(item, ensure_ascii=False)
-                await response.write(f"id: {item['id']}\nevent: message\ndata: {payload}\n\n".encode())
+                sent.add(item.id)
+                payload = json.dumps(item.model_dump(mode="json"), ensure_ascii=False)
+                await response.write(f"id: {item.id}\nevent: message\ndata: {payload}\n\n".encode())
                 last_write = asyncio.get_running_loop().time()
             if len(sent) > 1000:
                 sent.clear()
@@ -213,23 +261,25 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
     return response
 
 
-@routes.post("/v1/inbox/{item_id}/read")
-async def read_item(request: web.Request) -> web.Response:
+@citizens.post("/v1/inbox/{item_id}/read", summary="Mark a message read", caller=calling_device,
+               answers={200: InboxItem, **DEVICE}, refusals=(*DEVICE_REFUSALS, NotFound))
+async def read_item(request: web.Request, caller: Citizen) -> InboxItem:
+    return await inbox.mark_read(request.app[NOTIFY], caller, request.match_info["item_id"])
+
+
+@citizens.get("/v1/preferences", summary="The citizen's notification preferences", caller=calling_device,
+              answers={200: Preferences, **DEVICE}, refusals=DEVICE_REFUSALS, headers=NO_STORE)
+async def show_preferences(request: web.Request, caller: Citizen) -> Preferences:
+    return await preferences.show(request.app[NOTIFY].db, caller.account_id)
+
+
+@citizens.put("/v1/preferences", summary="Replace the citizen's notification preferences", caller=calling_device,
+              body=PreferencesBody, answers={200: Preferences, **DEVICE}, refusals=DEVICE_REFUSALS)
+async def replace_preferences(request: web.Request, caller: Citizen, body: PreferencesBody) -> Preferences:
     notify = request.app[NOTIFY]
-    citizen = await device(request, notify.jwks, notify.settings.issuer)
-    return web.json_response(await inbox.mark_read(notify, citizen, request.match_info["item_id"]))
+    return await preferences.replace(notify.db, caller.account_id, body, notify.clock.now())
 
 
-@routes.get("/v1/preferences")
-async def show_preferences(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    citizen = await device(request, notify.jwks, notify.settings.issuer)
-    return web.json_response(await preferences.show(notify.db, citizen.account_id), headers={"Cache-Control": "no-store"})
-
-
-@routes.put("/v1/preferences")
-async def replace_preferences(request: web.Request) -> web.Response:
-    notify = request.app[NOTIFY]
-    citizen = await device(request, notify.jwks, notify.settings.issuer)
-    body = await parse_body(request, PreferencesBody)
-    return web.json_response(await preferences.replace(notify.db, citizen.account_id, body, notify.clock.now()))
+ENDPOINTS = (agencies, citizens)
+routes = [route for group in ENDPOINTS for route in group.routes]
+OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

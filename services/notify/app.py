@@ -19,11 +19,10 @@ from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
-from .api import CLOSING, NOTIFY, STREAM_SLOTS, routes
+from .api import CLOSING, NOTIFY, OPERATIONS, STREAM_SLOTS, routes
 from .collections import INDEXES
 from .context import open_context
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
-from .openapi import OPERATIONS
 from .settings import NotifySettings
 from .streams import StreamSlots
 

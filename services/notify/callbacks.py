@@ -20,6 +20,7 @@ like any failure (the name may be fixed), never sent to a refused address.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ from libs.retry_queue import Backoff, Failure, RetryQueue
 from libs.service.logging import get_logger
 
 from .context import Notify
-from .errors import CallbackURLRefused
+from .errors import CallbackURLRefused, NotFound
 from .collections import CALLBACK_URLS, CALLBACKS
 from .metrics import CALLBACK_ATTEMPTS, CALLBACK_BACKLOG
 from .settings import CALLBACK_TOKEN_TTL_S
@@ -51,18 +52,33 @@ class CallbackBody(BaseModel):
         return check_url(value)  # form, scheme and literal hosts; the name is resolved in register()
 
 
-async def register(db: AsyncDatabase, client_id: str, body: CallbackBody, now: datetime, outbound: Outbound | None = None) -> dict[str, Any]:
+class Callback(BaseModel):
+    url: str
+    updated_at: str
+
+
+class JWKS(BaseModel):  # the keys that sign status callbacks (no docstring: the schema stays the one formfill's JWKS has)
+    keys: list[dict[str, str]]
+
+
+async def register(db: AsyncDatabase, client_id: str, body: CallbackBody, now: datetime, outbound: Outbound | None = None) -> Callback:
     try:
         await (outbound or Outbound()).check_resolved(body.url)
     except OutboundURLRefused as exc:
         raise CallbackURLRefused(f"the callback URL is refused: {exc}") from None
     await db[CALLBACK_URLS].update_one({"_id": client_id}, {"$set": {"url": body.url, "updated_at": now}}, upsert=True)
-    return {"url": body.url, "updated_at": now.isoformat()}
+    return Callback(url=body.url, updated_at=now.isoformat())
 
 
-async def show(db: AsyncDatabase, client_id: str) -> dict[str, Any] | None:
+async def show(db: AsyncDatabase, client_id: str) -> Callback:
     doc = await db[CALLBACK_URLS].find_one({"_id": client_id})
-    return {"url": doc["url"], "updated_at": doc["updated_at"].isoformat()} if doc else None
+    if doc is None:
+        raise NotFound("no callback is registered")
+    return Callback(url=doc["url"], updated_at=doc["updated_at"].isoformat())
+
+
+async def signing_keys(notify: Notify) -> JWKS:
+    return JWKS.model_validate(await notify.keys.jwks())
 
 
 async def remove(db: AsyncDatabase, client_id: str) -> None:
@@ -77,7 +93,7 @@ def callback_queue(notify: Notify) -> RetryQueue:
 
 
 async def _sign(notify: Notify, doc: dict[str, Any]) -> str:
-    now = int(notify.clock.now().timestamp())
+    now = int(time.time())  # the real time: the agency checks iat/exp against its own clock
     claims = {"aud": doc["client_id"], "iat": now, "exp": now + CALLBACK_TOKEN_TTL_S, "jti": doc["_id"], **doc["payload"]}
     return await notify.signer.sign(claims, typ="notification-status+jwt")
 

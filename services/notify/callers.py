@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from libs.callers import Device, access_token_claims, device
-from libs.service import Forbidden
 from libs.tokens import JWKSCache
+
+from .errors import NotAgencyToken
 
 __all__ = ["Agency", "Citizen", "agency", "device"]
 SCOPE = "notify"
@@ -30,5 +31,5 @@ async def agency(request: web.Request, jwks: JWKSCache, issuer: str) -> Agency:
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or claims.get("sub") != client_id:
         # A token about a citizen is not the agency speaking for itself: notify takes client credentials only.
-        raise Forbidden("notify takes the agency's own client-credentials token, not a citizen's access token")
+        raise NotAgencyToken("notify takes the agency's own client-credentials token, not a citizen's access token")
     return Agency(client_id)

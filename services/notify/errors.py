@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unprocessable
+from libs.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 
 
 # -- the request itself ------------------------------------------------------------
@@ -21,6 +21,12 @@ class BadIdempotencyKey(BadRequest):
 
 class IdempotencyKeyReused(Unprocessable):
     slug, title = "idempotency-key-reused", "Idempotency key reused"
+
+
+class NotAgencyToken(Forbidden):
+    """The token is about a citizen: notify takes the agency's own client-credentials token."""
+
+    slug, title = "forbidden", "Forbidden"
 
 
 # -- templates ------------------------------------------------------------------------
@@ -94,6 +100,6 @@ class TooManyStreams(TooManyRequests):
 
 __all__ = [
     "BadIdempotencyKey", "BadQuery", "BadVersion", "BatchTooLarge", "CallbackURLRefused", "IdempotencyKeyReused",
-    "MissingPlaceholder", "NotFound", "PersonalisationTooLong", "ScheduleTooFar", "TemplateRender", "TemplateSyntax",
+    "MissingPlaceholder", "NotAgencyToken", "NotFound", "PersonalisationTooLong", "ScheduleTooFar", "TemplateRender", "TemplateSyntax",
     "TemplateTooCostly", "TooManyStreams", "UndeclaredPlaceholder", "UnknownClient", "UnknownRecipient", "VersionConflict",
 ]

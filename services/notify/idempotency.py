@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -21,7 +21,7 @@ from .collections import IDEMPOTENCY
 from .context import Notify
 from .errors import BadIdempotencyKey, IdempotencyKeyReused
 
-Answer = dict[str, Any]
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 def fingerprint(body: BaseModel) -> str:
@@ -46,7 +46,7 @@ async def _remembered(notify: Notify, session: AsyncClientSession, key_id: str, 
     return seen
 
 
-async def once(notify: Notify, agency: Agency, key: str | None, request_hash: str,
+async def once(notify: Notify, agency: Agency, key: str | None, request_hash: str, answer_type: type[Answer],
                work: Callable[[AsyncClientSession], Awaitable[Answer]]) -> tuple[Answer, bool]:
     """Run `work(session)` once per (agency, key); (answer, created). A retry gets the first answer, created=False."""
     key_id = f"{agency.client_id}:{key}" if key else None
@@ -55,10 +55,10 @@ async def once(notify: Notify, agency: Agency, key: str | None, request_hash: st
         if key_id is not None:
             seen = await _remembered(notify, session, key_id, request_hash)
             if seen is not None:
-                return seen["answer"], False
+                return answer_type.model_validate(seen["answer"]), False
         answer = await work(session)
         if key_id is not None:
-            await notify.db[IDEMPOTENCY].insert_one({"_id": key_id, "fingerprint": request_hash, "answer": answer,
+            await notify.db[IDEMPOTENCY].insert_one({"_id": key_id, "fingerprint": request_hash, "answer": answer.model_dump(mode="json"),
                                                      "created_at": notify.clock.now()}, session=session)
         return answer, True
 

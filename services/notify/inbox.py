@@ -8,8 +8,9 @@ which the agency learns through its topic and callback.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from . import progress, status_events
@@ -21,29 +22,48 @@ from .collections import INBOX, NOTIFICATIONS
 from .statuses import NOTIFICATION, NotificationStatus
 
 
-def view(notify: Notify, doc: dict[str, Any]) -> dict[str, Any]:
+class InboxItem(BaseModel):
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+    id: str
+    notification_id: str
+    from_: str = Field(alias="from", description="the agency's name, or Harbour ID for platform messages")
+    client_id: str | None
+    kind: Literal["agency", "platform"]
+    priority: Literal["normal", "high"]
+    language: str
+    subject: str
+    body: str
+    delivered_at: str
+    read_at: str | None
+
+
+class Inbox(BaseModel):
+    messages: list[InboxItem]
+
+
+def view(notify: Notify, doc: dict[str, Any]) -> InboxItem:
     opened = notify.cipher.decrypt_record(doc["sealed"], record_id=doc["_id"])
-    return {"id": doc["_id"], "notification_id": doc["notification_id"], "from": doc["client_name"], "client_id": doc["client_id"],
-            "kind": doc["kind"], "priority": doc["priority"], "language": doc["language"], "subject": opened["subject"],
-            "body": opened["body"], "delivered_at": doc["delivered_at"].isoformat(),
-            "read_at": doc["read_at"].isoformat() if doc.get("read_at") else None}
+    return InboxItem(id=doc["_id"], notification_id=doc["notification_id"], from_=doc["client_name"], client_id=doc["client_id"],
+                     kind=doc["kind"], priority=doc["priority"], language=doc["language"], subject=opened["subject"],
+                     body=opened["body"], delivered_at=doc["delivered_at"].isoformat(),
+                     read_at=doc["read_at"].isoformat() if doc.get("read_at") else None)
 
 
-async def list_items(notify: Notify, citizen: Citizen, *, unread_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+async def list_items(notify: Notify, citizen: Citizen, *, unread_only: bool = False, limit: int = 50) -> Inbox:
     query: dict[str, Any] = {"account_id": citizen.account_id}
     if unread_only:
         query["read_at"] = None
     docs = await notify.db[INBOX].find(query).sort("delivered_at", -1).limit(limit).to_list()
-    return [view(notify, d) for d in docs]
+    return Inbox(messages=[view(notify, d) for d in docs])
 
 
-async def delivered_since(notify: Notify, account_id: str, since: datetime) -> list[dict[str, Any]]:
+async def delivered_since(notify: Notify, account_id: str, since: datetime) -> list[InboxItem]:
     """For the live stream: items delivered at or after `since`, oldest first."""
     docs = await notify.db[INBOX].find({"account_id": account_id, "delivered_at": {"$gte": since}}).sort("delivered_at", 1).limit(200).to_list()
     return [view(notify, d) for d in docs]
 
 
-async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> dict[str, Any]:
+async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> InboxItem:
     now = notify.clock.now()
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:

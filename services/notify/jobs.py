@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
@@ -38,6 +38,27 @@ class BatchBody(SendOptions):
     recipients: list[PersonalisationField] = Field(min_length=1, max_length=10_000)
 
 
+class JobAccepted(BaseModel):
+    job_id: str
+    total: int
+    status: Literal[JobStatus.ACCEPTED]
+    template_id: str
+    template_version: int
+
+
+class JobProgress(BaseModel):
+    job_id: str
+    status: JobStatus
+    total: int
+    unknown_recipients: int | None = None
+    template_id: str
+    template_version: int
+    created_at: str
+    counts: dict[str, int]
+    processed: int
+    finished: bool
+
+
 def _check_placeholders(template: dict[str, Any], body: BatchBody) -> None:
     lacking = [(i, templates.missing_placeholders(template, r.personalisation)) for i, r in enumerate(body.recipients)]
     lacking = [(i, names) for i, names in lacking if names]
@@ -47,7 +68,7 @@ def _check_placeholders(template: dict[str, Any], body: BatchBody) -> None:
                                  recipients=[{"index": i, "missing": names} for i, names in lacking[:100]])
 
 
-async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
     """Accept a job: validated here, stored with its recipients (encrypted), expanded by the dispatcher (expand_job)."""
     key = idempotency.checked_key(idempotency_key)
     if len(body.recipients) > notify.settings.max_batch:
@@ -62,18 +83,18 @@ async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotenc
     job_id = f"job-{secrets.token_urlsafe(12)}"
     recipients = json.dumps([r.model_dump() for r in body.recipients])
 
-    async def work(session: AsyncClientSession) -> dict[str, Any]:
+    async def work(session: AsyncClientSession) -> JobAccepted:
         await notify.db[JOBS].insert_one({
             "_id": job_id, "client_id": client["_id"], "template_id": template["template_id"], "template_version": template["version"],
             "priority": body.priority, "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
             "updated_at": now, "sealed": notify.cipher.encrypt_record({"recipients": recipients}, record_id=job_id)}, session=session)
         await notify.publish_many(session, [job_event(notify, job_id)])
-        return {"job_id": job_id, "total": len(body.recipients), "status": JobStatus.ACCEPTED,
-                "template_id": template["template_id"], "template_version": template["version"]}
+        return JobAccepted(job_id=job_id, total=len(body.recipients), status=JobStatus.ACCEPTED,
+                           template_id=template["template_id"], template_version=template["version"])
 
-    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), work)
+    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), JobAccepted, work)
     if created:
-        NOTIFICATIONS_CREATED.labels("batch").inc(answer["total"])
+        NOTIFICATIONS_CREATED.labels("batch").inc(answer.total)
     return answer, created
 
 
@@ -123,10 +144,10 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
     return len(docs)
 
 
-async def job_progress(notify: Notify, agency: Agency, job_id: str) -> dict[str, Any]:
+async def job_progress(notify: Notify, agency: Agency, job_id: str) -> JobProgress:
     job = await notify.db[JOBS].find_one({"_id": job_id, "client_id": agency.client_id})
     if job is None:
         raise NotFound("no such job for this agency")
-    return {"job_id": job_id, "status": job["status"], "total": job["total"], "unknown_recipients": job.get("unknown_recipients"),
-            "template_id": job["template_id"], "template_version": job["template_version"], "created_at": job["created_at"].isoformat(),
-            **progress.view(job)}
+    return JobProgress(job_id=job_id, status=job["status"], total=job["total"], unknown_recipients=job.get("unknown_recipients"),
+                       template_id=job["template_id"], template_version=job["template_version"],
+                       created_at=job["created_at"].isoformat(), **progress.view(job))

@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
@@ -56,6 +56,37 @@ class PersonalisationField(BaseModel):
 
 class NotificationBody(SendOptions, PersonalisationField):
     pass
+
+
+class NotificationAccepted(BaseModel):
+    notification_id: str
+    status: NotificationStatus
+    template_id: str
+    template_version: int
+    reference: str | None = None
+
+
+class Notification(BaseModel):
+    notification_id: str
+    status: NotificationStatus
+    sub: str | None
+    reference: str | None = None
+    template_id: str | None
+    template_version: int | None
+    priority: Priority
+    job_id: str | None = None
+    created_at: str
+    timeline: dict[str, str]
+    due_at: str | None = Field(default=None, description="while it is `created`: when it is due")
+    reason: str | None = Field(default=None, description="why it failed")
+
+    @model_serializer(mode="wrap")
+    def _only_when_they_apply(self, handler):  # no return annotation: the schema stays the model's own
+        out = handler(self)
+        for name in ("due_at", "reason"):
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out
 
 
 def check_values(personalisation: dict[str, str]) -> None:
@@ -103,7 +134,7 @@ def new_notification(notify: Notify, *, client: dict[str, Any] | None, template:
     }
 
 
-async def send(notify: Notify, agency: Agency, body: NotificationBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+async def send(notify: Notify, agency: Agency, body: NotificationBody, idempotency_key: str | None) -> tuple[NotificationAccepted, bool]:
     key = idempotency.checked_key(idempotency_key)
     client = await agency_record(notify.db, agency.client_id)
     template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
@@ -118,35 +149,33 @@ async def send(notify: Notify, agency: Agency, body: NotificationBody, idempoten
         # Only this agency's own sector is searched: the answer says nothing about other services' citizens.
         raise UnknownRecipient("no citizen with this sub has signed in to this service (or notify has not heard of it yet)")
 
-    async def work(session: AsyncClientSession) -> dict[str, Any]:
+    async def work(session: AsyncClientSession) -> NotificationAccepted:
         doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id, sub=body.sub,
                                personalisation=body.personalisation, reference=body.reference, priority=body.priority,
                                due_at=due_at, now=now)
         await notify.db[NOTIFICATIONS_COLLECTION].insert_one(doc, session=session)
         if doc["status"] == NotificationStatus.SENDING:
             await notify.publish_many(session, [dispatch_event(notify, [doc["_id"]], doc["priority"])])
-        return {"notification_id": doc["_id"], "status": doc["status"], "template_id": template["template_id"],
-                "template_version": template["version"], "reference": body.reference}
+        return NotificationAccepted(notification_id=doc["_id"], status=doc["status"], template_id=template["template_id"],
+                                    template_version=template["version"], reference=body.reference)
 
-    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), work)
+    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), NotificationAccepted, work)
     if created:
         NOTIFICATIONS_CREATED.labels("single").inc()
     return answer, created
 
 
-def view(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {"notification_id": doc["_id"], "status": doc["status"], "sub": doc["sub"], "reference": doc.get("reference"),
-           "template_id": doc["template_id"], "template_version": doc["template_version"], "priority": doc["priority"],
-           "job_id": doc.get("job_id"), "created_at": doc["created_at"].isoformat(),
-           "timeline": {k: v.isoformat() for k, v in doc.get("timeline", {}).items()}}
-    if doc["status"] == NotificationStatus.CREATED:
-        out["due_at"] = doc["due_at"].isoformat()
-    if doc.get("reason"):
-        out["reason"] = doc["reason"]
-    return out
+def view(doc: dict[str, Any]) -> Notification:
+    return Notification(
+        notification_id=doc["_id"], status=doc["status"], sub=doc["sub"], reference=doc.get("reference"),
+        template_id=doc["template_id"], template_version=doc["template_version"], priority=doc["priority"],
+        job_id=doc.get("job_id"), created_at=doc["created_at"].isoformat(),
+        timeline={k: v.isoformat() for k, v in doc.get("timeline", {}).items()},
+        due_at=doc["due_at"].isoformat() if doc["status"] == NotificationStatus.CREATED else None,
+        reason=doc.get("reason") or None)
 
 
-async def status(notify: Notify, agency: Agency, notification_id: str) -> dict[str, Any]:
+async def status(notify: Notify, agency: Agency, notification_id: str) -> Notification:
     doc = await notify.db[NOTIFICATIONS_COLLECTION].find_one({"_id": notification_id, "client_id": agency.client_id})
     if doc is None:
         raise NotFound("no such notification for this agency")

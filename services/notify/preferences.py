@@ -89,18 +89,26 @@ def quiet_until(quiet: dict[str, str] | None, now: datetime) -> datetime | None:
     return ends.astimezone(UTC)
 
 
-async def show(db: AsyncDatabase, account_id: str) -> dict[str, Any]:
+class Preferences(BaseModel):
+    language: Language | None
+    effective_language: Language
+    channels: list[Channel]
+    opted_out: list[str]
+    quiet_hours: QuietHours | None
+
+
+async def show(db: AsyncDatabase, account_id: str) -> Preferences:
     doc = await db[PREFERENCES].find_one({"_id": account_id}) or {}
     account = await db[ACCOUNTS].find_one({"_id": account_id}, {"language": 1}) or {}
-    return {
-        "language": doc.get("language"),
-        "effective_language": doc.get("language") or account.get("language") or "en",
-        "channels": doc.get("channels", list(DEFAULT_CHANNELS)),
-        "opted_out": doc.get("opted_out", []),
-        "quiet_hours": doc.get("quiet_hours"),
-    }
+    return Preferences(
+        language=doc.get("language"),
+        effective_language=doc.get("language") or account.get("language") or "en",
+        channels=doc.get("channels", list(DEFAULT_CHANNELS)),
+        opted_out=doc.get("opted_out", []),
+        quiet_hours=doc.get("quiet_hours"),
+    )
 
 
-async def replace(db: AsyncDatabase, account_id: str, body: PreferencesBody, now: datetime) -> dict[str, Any]:
+async def replace(db: AsyncDatabase, account_id: str, body: PreferencesBody, now: datetime) -> Preferences:
     await db[PREFERENCES].update_one({"_id": account_id}, {"$set": {**body.model_dump(), "updated_at": now}}, upsert=True)
     return await show(db, account_id)

@@ -144,12 +144,25 @@ def render(template: dict[str, Any], language: str, values: dict[str, str]) -> t
     return subject, body, chosen
 
 
-def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"template_id": doc["template_id"], "version": doc["version"], "name": doc["name"], "placeholders": doc["placeholders"],
-            "content": doc["content"], "created_at": doc["created_at"].isoformat()}
+class Template(BaseModel):
+    template_id: str
+    version: int
+    name: str
+    placeholders: list[str]
+    content: dict[str, Content]
+    created_at: str
 
 
-async def create(db: AsyncDatabase, client_id: str, body: TemplateBody, now: datetime) -> dict[str, Any]:
+class TemplateList(BaseModel):
+    templates: list[Template]
+
+
+def _view(doc: dict[str, Any]) -> Template:
+    return Template(template_id=doc["template_id"], version=doc["version"], name=doc["name"], placeholders=doc["placeholders"],
+                    content=doc["content"], created_at=doc["created_at"].isoformat())
+
+
+async def create(db: AsyncDatabase, client_id: str, body: TemplateBody, now: datetime) -> Template:
     check(body)
     doc = {"_id": None, "template_id": f"tpl-{secrets.token_urlsafe(9)}", "version": 1, "client_id": client_id,
            **body.model_dump(), "created_at": now}
@@ -158,7 +171,7 @@ async def create(db: AsyncDatabase, client_id: str, body: TemplateBody, now: dat
     return _view(doc)
 
 
-async def new_version(db: AsyncDatabase, client_id: str, template_id: str, body: TemplateBody, now: datetime) -> dict[str, Any]:
+async def new_version(db: AsyncDatabase, client_id: str, template_id: str, body: TemplateBody, now: datetime) -> Template:
     check(body)
     latest = await _latest(db, client_id, template_id)
     version = latest["version"] + 1
@@ -188,14 +201,14 @@ async def get(db: AsyncDatabase, client_id: str, template_id: str, version: int 
     return doc
 
 
-async def show(db: AsyncDatabase, client_id: str, template_id: str, version: int | None) -> dict[str, Any]:
+async def show(db: AsyncDatabase, client_id: str, template_id: str, version: int | None) -> Template:
     return _view(await get(db, client_id, template_id, version))
 
 
-async def list_latest(db: AsyncDatabase, client_id: str) -> list[dict[str, Any]]:
+async def list_latest(db: AsyncDatabase, client_id: str) -> TemplateList:
     docs = await db[TEMPLATES].find({"client_id": client_id}).sort("created_at", -1).limit(1000).to_list()
     latest: dict[str, dict[str, Any]] = {}
     for doc in docs:
         if doc["template_id"] not in latest or doc["version"] > latest[doc["template_id"]]["version"]:
             latest[doc["template_id"]] = doc
-    return [_view(d) for d in latest.values()]
+    return TemplateList(templates=[_view(d) for d in latest.values()])

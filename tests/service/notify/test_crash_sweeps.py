@@ -1,0 +1,61 @@
+"""What a killed dispatcher leaves behind is picked up: a chunk left `sending`, a job left `accepted`.
+
+The lost events are simply never handed to the dispatcher here; the sweeps
+find their work once it has been stale for `stale_after_s` (30 s), which the
+clock passes at once.
+"""
+
+from __future__ import annotations
+
+from tests.support.auth_stand_in import published
+
+from .conftest import VALUES
+
+
+async def test_a_notification_whose_dispatch_event_was_lost_is_dispatched_again(notify):
+    agency = await notify.agency()
+    citizen = await notify.citizen(agency)
+    template = await notify.template(agency)
+    await notify.dispatch()  # the citizen's own security alert, before anything is lost
+    sent = await notify.send(agency, {"template_id": template["template_id"], "sub": citizen.sub, "personalisation": VALUES})
+    notification_id = (await sent.json())["notification_id"]
+    [lost] = [e for e in await published(notify.ctx, "notification.dispatch") if e.id not in notify.handled]
+    notify.forget(lost)
+
+    notify.clock.advance(29)
+    await notify.timed_work()
+    assert (await notify.status(agency, notification_id))["status"] == "sending"
+
+    notify.clock.advance(2)
+    await notify.timed_work()
+    assert (await notify.status(agency, notification_id))["status"] == "delivered"
+    assert [m["notification_id"] for m in await notify.inbox(citizen)].count(notification_id) == 1
+
+
+async def test_a_job_whose_expansion_was_lost_is_expanded_again(notify):
+    agency = await notify.agency()
+    citizen = await notify.citizen(agency)
+    template = await notify.template(agency)
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": citizen.sub, "personalisation": VALUES}] * 2})
+    job_id = (await accepted.json())["job_id"]
+    [lost] = await published(notify.ctx, "notification.job", job_id)
+    notify.forget(lost)
+
+    notify.clock.advance(31)
+    await notify.timed_work()
+
+    progress = await notify.progress(agency, job_id)
+    assert (progress["status"], progress["counts"]["delivered"], progress["finished"]) == ("expanded", 2, True)
+
+
+async def test_a_delivered_chunk_dispatched_again_changes_nothing(notify):
+    agency = await notify.agency()
+    citizen = await notify.citizen(agency)
+    status = await notify.delivered(agency, citizen)
+
+    notify.handled.clear()  # every dispatch event comes again, as after a crash before the consumer committed
+    assert await notify.dispatch() > 0
+
+    assert (await notify.status(agency, status["notification_id"]))["timeline"] == status["timeline"]
+    assert [m["notification_id"] for m in await notify.inbox(citizen)].count(status["notification_id"]) == 1
