@@ -14,7 +14,7 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import BaseModel
 
-from libs.callers import InsufficientScope, InvalidAccessToken, TokenRequired
+from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, caller_of
 from libs.revocation import REVOCATIONS
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import JSON
@@ -59,9 +59,9 @@ STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
 NO_STORE = {"Cache-Control": "no-store"}
 AGENCY = {401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
           403: "the token lacks the notify scope, or is not the agency's own client-credentials token"}
-AGENCY_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope, NotAgencyToken)
+AGENCY_REFUSALS = (*ACCESS_TOKEN_REFUSALS, NotAgencyToken)
 DEVICE = {401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)"}
-DEVICE_REFUSALS = (TokenRequired, InvalidAccessToken)
+DEVICE_REFUSALS = DEVICE_TOKEN_REFUSALS
 SEND_REFUSALS = (*AGENCY_REFUSALS, BadIdempotencyKey, IdempotencyKeyReused, MissingPlaceholder, PersonalisationTooLong,
                  ScheduleTooFar, NotFound, UnknownClient)
 IDEMPOTENCY = ("An `Idempotency-Key` header makes the request safe to retry: the same key with the same body answers 200 with "
@@ -71,14 +71,8 @@ agencies = Endpoints(tags=("notifications",), security=("bearer",))
 citizens = Endpoints(tags=("inbox",), security=("deviceToken",))
 
 
-async def calling_agency(request: web.Request) -> Agency:
-    notify = request.app[NOTIFY]
-    return await agency(request, notify.jwks, notify.settings.issuer)
-
-
-async def calling_device(request: web.Request) -> Citizen:
-    notify = request.app[NOTIFY]
-    return await device(request, notify.jwks, notify.settings.issuer)
+calling_agency = caller_of(NOTIFY, agency)
+calling_device = caller_of(NOTIFY, device)
 
 
 def _only(request: web.Request, *allowed: str) -> None:
