@@ -21,13 +21,14 @@ once its time has run out.
 
 from .flow import Claimed, ConsentedRequests, Decided
 from .lifecycle import Lifecycle, TransitionRefused
-from .refusals import CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from .refusals import CitizenUnknown, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
 __all__ = [
     "CitizenUnknown",
     "Claimed",
     "ConsentedRequests",
     "Decided",
+    "Declined",
     "Lifecycle",
     "LinkUnusable",
     "NotAnswered",

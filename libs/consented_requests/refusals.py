@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import Conflict, Gone, NotFound
+from libs.errors import Conflict, Forbidden, Gone, NotFound
 
 # The event that teaches the service about this client or citizen is on its way: try again in a second.
 RETRY_SOON = {"Retry-After": "1"}
@@ -30,3 +30,9 @@ class NotAnswered(Conflict):
 
 class RequestExpired(Gone):
     slug, title = "gone", "Gone"
+
+
+class Declined(Forbidden):
+    """The citizen declined: the relying party's OAuth-style `access_denied`."""
+
+    slug, title = "access_denied", "Access denied"

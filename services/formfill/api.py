@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
-from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
 
@@ -20,7 +20,7 @@ from . import consents, formfill_requests
 from .callers import device, relying_party
 from .consents import ConsentList
 from .context import Formfill
-from .errors import AccessDenied, ConsentNotFound, FieldNotRegistered, NotStanding, ReleaseGone
+from .errors import ConsentNotFound, FieldNotRegistered, NotStanding, ReleaseGone
 from .formfill_requests import FormfillRequestBody, RequestCreated, RequestStatus
 
 FORMFILL = web.AppKey("formfill", Formfill)
@@ -76,7 +76,7 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     answers={200: Body("the compact JWS or JWE", "application/jwt", {"type": "string"}), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined", 404: "no such request for this client",
              409: "not-ready: the citizen has not answered yet", 410: "already read, or expired"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, AccessDenied, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
+    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
     token, media_type = await formfill_requests.take_result(request.app[FORMFILL], caller, request.match_info["request_id"])

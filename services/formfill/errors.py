@@ -1,7 +1,7 @@
 """What formfill refuses, declared once each (libs/errors.py); the service kit renders any of them as problem+json.
 
 The refusals every consented request shares (unknown client or citizen,
-unusable link, not found, not answered yet, expired) are in
+unusable link, not found, not answered yet, expired, declined) are in
 libs/consented_requests/refusals.py.
 """
 
@@ -14,12 +14,6 @@ class FieldNotRegistered(Forbidden):
     """Extension member `fields`: the fields the client asked for without being registered for them."""
 
     slug, title = "field-not-registered", "Field not registered"
-
-
-class AccessDenied(Forbidden):
-    """The citizen declined: the relying party's OAuth-style `access_denied`."""
-
-    slug, title = "access_denied", "Access denied"
 
 
 class ReleaseGone(Gone):

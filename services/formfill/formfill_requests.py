@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.consented_requests import Claimed, ConsentedRequests, Decided, Lifecycle
+from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, Lifecycle
 from libs.crypto import seal_jwt
 from libs.events import agency_topic
 from libs.projections import CLIENTS, pairwise_subject
@@ -28,7 +28,7 @@ from . import consents
 from .callers import Device, RelyingParty
 from .collections import REQUESTS, RESULTS, VAULT
 from .context import Formfill
-from .errors import AccessDenied, FieldNotRegistered, ReleaseGone
+from .errors import FieldNotRegistered, ReleaseGone
 from .vault import FIELDS, read_fields
 
 DECISIONS = Counter(
@@ -204,7 +204,7 @@ async def take_result(formfill: Formfill, caller: RelyingParty, request_id: str)
     """The release, once: (token, media type). Read again or never read in time: gone (410)."""
     doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id)
     if FORMFILL_REQUESTS.status(formfill, doc) == FormfillStatus.DENIED:
-        raise AccessDenied("the citizen declined this request")
+        raise Declined("the citizen declined this request")
     taken = await FORMFILL_REQUESTS.result(formfill, doc, once=True)
     if taken is None:
         raise ReleaseGone("the result was already read or has expired")

@@ -15,7 +15,7 @@ import hashlib
 from aiohttp import BodyPartReader, web
 
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
-from libs.consented_requests import CitizenUnknown, Claimed, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service import MalformedBody, parse_body, validate
 from libs.service.endpoints import BODY_REFUSALS, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
@@ -26,7 +26,6 @@ from .callers import device, relying_party
 from .context import Signing
 from .errors import (
     CLOSED_BECAUSE,
-    AccessDenied,
     AssuranceTooLow,
     IdentityNotActive,
     NotSignablePdf,
@@ -215,7 +214,7 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     answers={200: Body("the CMS signature or the signed PDF", "application/pkcs7-signature", BINARY), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined; or the citizen may not sign", 404: "no such request for this client",
              409: "not-ready: the citizen has not answered yet", 410: "expired"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, AccessDenied, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
+    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
     request_id = request.match_info["request_id"]

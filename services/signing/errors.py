@@ -1,7 +1,7 @@
 """What signing refuses, declared once each (libs/errors.py); the service kit renders any of them as problem+json.
 
 The refusals every consented request shares (unknown client or citizen,
-unusable link, not found, not answered yet, expired) are in
+unusable link, not found, not answered yet, expired, declined) are in
 libs/consented_requests/refusals.py.
 """
 
@@ -21,12 +21,6 @@ class IdentityNotActive(Forbidden):
 
 
 # -- a request's result ------------------------------------------------------------------------
-
-
-class AccessDenied(Forbidden):
-    """The citizen declined: the relying party's OAuth-style `access_denied`."""
-
-    slug, title = "access_denied", "Access denied"
 
 
 class UnsignablePdf(Forbidden):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyhanko.pdf_utils.misc import PdfError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.consented_requests import Claimed, ConsentedRequests, Decided, Lifecycle
+from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, Lifecycle
 from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
@@ -32,7 +32,7 @@ from .authority import active_certificate, issue_for_citizen
 from .callers import Device, RelyingParty
 from .collections import CITIZENS, DOCUMENTS, REQUESTS, RESULTS
 from .context import Signing
-from .errors import CLOSED_BECAUSE, AccessDenied, AssuranceTooLow, IdentityNotActive, ResultExpired, UnsignablePdf
+from .errors import CLOSED_BECAUSE, AssuranceTooLow, IdentityNotActive, ResultExpired, UnsignablePdf
 from .signatures import citizen_signer, sign_digest, sign_pdf
 
 HASH_SHOWN = 16  # hex characters of the document hash the citizen sees
@@ -277,7 +277,7 @@ async def take_result(signing: Signing, caller: RelyingParty, request_id: str) -
     doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id)
     current = SIGNING_REQUESTS.status(signing, doc)
     if current == SigningStatus.DENIED:
-        raise AccessDenied("the citizen declined to sign")
+        raise Declined("the citizen declined to sign")
     if current == SigningStatus.REFUSED:
         raise CLOSED_BECAUSE[doc["error"]]("this citizen cannot sign")
     taken = await SIGNING_REQUESTS.result(signing, doc, once=False)

@@ -10,6 +10,8 @@
 - `calls`: bearer headers and a small JSON POST.
 - `oidc`: a relying party registered and logged in through the gateway.
 - `formfill`, `signing`, `notify`: a relying party's side of each service.
+- `auth_stand_in`: auth played by the test for in-process service tests (its JWKS,
+  tokens, events handed to the service's handler, prompts unsealed, a phone's decisions).
 
 Nothing here is a test; pytest collects only `test_*.py`.
 """

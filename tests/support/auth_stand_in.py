@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -73,6 +74,15 @@ class AuthStandIn:
 
     def device_token(self, account_id: str, device_id: str) -> str:
         return self._token({"aud": DEVICE_AUDIENCE, "sub": account_id, "device_id": device_id})
+
+
+@pytest.fixture
+async def auth_stand_in() -> AsyncIterator[AuthStandIn]:
+    """auth's stand-in, serving its JWKS for the test (import it into a conftest to use it)."""
+    auth = AuthStandIn()
+    await auth.start()
+    yield auth
+    await auth.close()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -176,7 +186,7 @@ class Citizen:
 class ServiceUnderTest:
     """One service in process (tests/service/conftest.py start_service), the stand-in as its auth, a FrozenClock.
 
-    A subclass names the service's AppKey, event handler, scope and approval-id prefix.
+    A subclass names the service, its AppKey, event handler, scope and approval-id prefix.
     """
 
     http: Any  # aiohttp.test_utils.TestClient
@@ -184,10 +194,17 @@ class ServiceUnderTest:
     clock: Any  # libs.clock.FrozenClock
     secrets: dict[str, str]
 
+    name: ClassVar[str]
     app_key: ClassVar[web.AppKey]
     handler: ClassVar[Callable[[Any], Callable]]
     scope: ClassVar[str]
     approval_prefix: ClassVar[str]
+
+    @classmethod
+    async def start(cls, start_service: Callable, auth: AuthStandIn, clock: Any, secrets: dict[str, str], **variables: str):
+        """The service started by tests/service/conftest.py's `start_service`, trusting `auth` (its JWKS and issuer)."""
+        http = await start_service(cls.name, clock=clock, AUTH_URL=auth.url, ISSUER=auth.issuer, **variables)
+        return cls(http, auth, clock, secrets)
 
     @property
     def ctx(self) -> Any:

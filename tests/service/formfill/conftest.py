@@ -15,9 +15,10 @@ import pytest
 
 from services.formfill.api import FORMFILL
 from services.formfill.events import handler
-from tests.support.auth_stand_in import AuthStandIn, Citizen, RelyingParty, ServiceUnderTest, enrolled, new_account_id
+from tests.support.auth_stand_in import Citizen, RelyingParty, ServiceUnderTest, auth_stand_in, enrolled, new_account_id
 
 pytestmark = pytest.mark.service
+__all__ = ["auth_stand_in"]  # a fixture
 
 FIELDS = ["name_en", "date_of_birth", "email", "phone", "address"]
 PROFILE = {"id_number": "A123456(3)", "name_en": "CHAN, Tai Man", "name_zh": "陳大文", "date_of_birth": "1990-01-01",
@@ -25,6 +26,7 @@ PROFILE = {"id_number": "A123456(3)", "name_en": "CHAN, Tai Man", "name_zh": "�
 
 
 class FormfillUnderTest(ServiceUnderTest):
+    name = "formfill"
     app_key = FORMFILL
     handler = handler
     scope = "formfill"
@@ -52,15 +54,9 @@ class FormfillUnderTest(ServiceUnderTest):
 
 
 @pytest.fixture
-async def formfill(start_service, service_secrets, clock) -> FormfillUnderTest:
-    auth = AuthStandIn()
-    await auth.start()
-    try:
-        http = await start_service("formfill", clock=clock, AUTH_URL=auth.url, ISSUER=auth.issuer,
-                                   FORMFILL_REQUEST_TTL_S="300", FORMFILL_RESULT_TTL_S="600")
-        yield FormfillUnderTest(http, auth, clock, service_secrets)
-    finally:
-        await auth.close()
+async def formfill(start_service, auth_stand_in, service_secrets, clock) -> FormfillUnderTest:
+    return await FormfillUnderTest.start(start_service, auth_stand_in, clock, service_secrets,
+                                         FORMFILL_REQUEST_TTL_S="300", FORMFILL_RESULT_TTL_S="600")
 
 
 async def problem(response) -> dict[str, Any]:

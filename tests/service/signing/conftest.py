@@ -16,16 +16,18 @@ import pytest
 from libs.clock import FrozenClock
 from services.signing.api import SIGNING
 from services.signing.events import handler
-from tests.support.auth_stand_in import AuthStandIn, Citizen, RelyingParty, ServiceUnderTest, enrolled, new_account_id
+from tests.support.auth_stand_in import Citizen, RelyingParty, ServiceUnderTest, auth_stand_in, enrolled, new_account_id
 from tests.support.signing import application_pdf
 
 pytestmark = pytest.mark.service
+__all__ = ["auth_stand_in"]  # a fixture
 
 CONTRACT = b"the water supply contract, version 3"
 CONTRACT_SHA256 = hashlib.sha256(CONTRACT).hexdigest()
 
 
 class SigningUnderTest(ServiceUnderTest):
+    name = "signing"
     app_key = SIGNING
     handler = handler
     scope = "sign"
@@ -62,15 +64,9 @@ def now_clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def signing(start_service, service_secrets, now_clock) -> SigningUnderTest:
-    auth = AuthStandIn()
-    await auth.start()
-    try:
-        http = await start_service("signing", clock=now_clock, AUTH_URL=auth.url, ISSUER=auth.issuer,
-                                   SIGNING_REQUEST_TTL_S="300", SIGNING_RESULT_TTL_S="1800")
-        yield SigningUnderTest(http, auth, now_clock, service_secrets)
-    finally:
-        await auth.close()
+async def signing(start_service, auth_stand_in, service_secrets, now_clock) -> SigningUnderTest:
+    return await SigningUnderTest.start(start_service, auth_stand_in, now_clock, service_secrets,
+                                        SIGNING_REQUEST_TTL_S="300", SIGNING_RESULT_TTL_S="1800")
 
 
 async def problem(response) -> dict[str, Any]:
