@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import load_running_stack
 from libs.tokens import generate_private_key, public_jwk
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.stack import dev_dir_from_env
 from services.auth import admin as auth_admin
 
 # Where `make demo` serves the demo site (clients/relying_party); its redirect URIs are registered for it.
@@ -134,7 +134,7 @@ async def seed(dev_dir: Path) -> dict:
 
 
 def main() -> int:
-    dev_dir = Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev"))
+    dev_dir = dev_dir_from_env()
     path = dev_dir / "seed.json"
     if path.exists():
         print(f"{path} exists; keeping it (make clean starts afresh)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from libs.devstack import DevStack, StackConfig, load_running_stack
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.stack import REPO_ROOT, dev_dir_from_env
 from libs.service.settings import ServiceSettings
 
 
@@ -42,7 +42,7 @@ class Infra:
 
 @pytest.fixture(scope="session")
 def infra():
-    dev_dir = Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev"))
+    dev_dir = dev_dir_from_env()
     running = load_running_stack(dev_dir)
     if running is not None:
         yield Infra(running.config.kafka_bootstrap, running.config.mongo_uri, running.dev_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.stack import dev_dir_from_env
 
 from .config import DEFAULT_PORT, SiteConfig
 from .site import create_site
@@ -16,7 +16,7 @@ from .site import create_site
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m clients.relying_party", description=__doc__)
-    dev_dir = Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev"))
+    dev_dir = dev_dir_from_env()
     parser.add_argument("--seed", type=Path, default=dev_dir / "seed.json", help="the seed file `make seed` wrote")
     parser.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="where the site is reached (loopback)")
     args = parser.parse_args()

@@ -20,7 +20,7 @@ from playwright.async_api import async_playwright
 
 from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import processes
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.stack import REPO_ROOT, dev_dir_from_env
 
 from clients.seed import DEMO_SITE
 
@@ -78,7 +78,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stop", action="store_true", help="stop the demo site")
     args = parser.parse_args()
-    dev_dir = Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev"))
+    dev_dir = dev_dir_from_env()
     spec = site_spec(dev_dir)
     if args.stop:
         print("demo site stopped" if processes.stop(spec.pid_file, spec.marker) else "the demo site was not running")

@@ -41,6 +41,11 @@ SERVICES = ("auth", "formfill", "notify", "signing", "gateway")
 WORKERS = {"notify-dispatcher": "services.notify.dispatcher"}
 
 
+def dev_dir_from_env() -> Path:
+    """The stack's folder: HARBOUR_DEV_DIR, or `.dev/` in the repository."""
+    return Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev")).resolve()
+
+
 @dataclass
 class StackConfig:
     dev_dir: Path
@@ -59,7 +64,7 @@ class StackConfig:
     def from_env(cls) -> "StackConfig":
         ports = {name: int(os.environ.get(f"HARBOUR_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
         return cls(
-            dev_dir=Path(os.environ.get("HARBOUR_DEV_DIR", REPO_ROOT / ".dev")).resolve(),
+            dev_dir=dev_dir_from_env(),
             kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", DEFAULT_KAFKA_PORT)),
             mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", DEFAULT_MONGO_PORT)),
             service_ports=ports,
