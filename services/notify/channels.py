@@ -20,11 +20,10 @@ from libs.clock import Clock
 from libs.crypto import FieldCipher
 from libs.retry_queue import Backoff, Failure, RetryQueue
 
-from .collections import PUSHES
+from .collections import PUSH_LOG, PUSHES
 from .metrics import CHANNEL_DELIVERIES
 from .statuses import PushState
 
-PUSH_LOG = "push_log"
 # A claimed batch is due again after this long if its sender died before recording the outcome.
 PUSH_LEASE_S = 30.0
 

@@ -57,7 +57,7 @@ S = TypeVar("S", bound=StrEnum)
 
 
 @dataclass(frozen=True)
-class LifeCycle(Generic[S]):
+class Lifecycle(Generic[S]):
     starts: frozenset[S]
     transitions: Mapping[S, frozenset[S]]
 
@@ -72,7 +72,7 @@ class LifeCycle(Generic[S]):
         return sources[0]
 
 
-NOTIFICATION = LifeCycle[NotificationStatus](
+NOTIFICATION = Lifecycle[NotificationStatus](
     starts=frozenset({NotificationStatus.CREATED, NotificationStatus.SENDING, NotificationStatus.FAILED}),
     transitions={
         NotificationStatus.CREATED: frozenset({NotificationStatus.SENDING}),
@@ -84,7 +84,7 @@ NOTIFICATION = LifeCycle[NotificationStatus](
         NotificationStatus.FAILED: frozenset(),
     })
 
-JOB = LifeCycle[JobStatus](
+JOB = Lifecycle[JobStatus](
     starts=frozenset({JobStatus.ACCEPTED}),
     transitions={JobStatus.ACCEPTED: frozenset({JobStatus.EXPANDED}), JobStatus.EXPANDED: frozenset()})
 

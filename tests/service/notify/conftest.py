@@ -36,17 +36,10 @@ from tests.support.auth_stand_in import (
     new_account_id,
     published,
 )
+from tests.support.notify import TEMPLATE
 
 pytestmark = pytest.mark.service
 
-TEMPLATE = {
-    "name": "Licence renewal",
-    "placeholders": ["name", "licence"],
-    "content": {
-        "en": {"subject": "Renew licence {{ licence }}", "body": "Dear {{ name }}, your licence {{ licence }} expires soon."},
-        "zh-HK": {"subject": "續期牌照 {{ licence }}", "body": "{{ name }} 你好，你的牌照 {{ licence }} 即將到期。"},
-    },
-}
 VALUES = {"name": "Chan Tai Man", "licence": "DL-42"}
 
 

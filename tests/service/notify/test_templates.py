@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .conftest import TEMPLATE, problem
+from tests.support.notify import TEMPLATE
+
+from .conftest import problem
 
 
 async def test_a_template_is_created_at_version_1_and_each_put_adds_a_version(notify):
