@@ -27,16 +27,18 @@ from services.notify.dispatcher import ConsumerActivity
 from services.notify.dispatcher import handler as dispatcher_handler
 from services.notify.events import handler
 from tests.support.auth_stand_in import (
-    AuthStandIn,
     Citizen,
     RelyingParty,
     ServiceUnderTest,
+    auth_stand_in,
     bearer,
     enrolled,
     new_account_id,
     published,
 )
 from tests.support.notify import TEMPLATE
+
+__all__ = ["auth_stand_in"]  # a fixture
 
 pytestmark = pytest.mark.service
 
@@ -45,6 +47,7 @@ VALUES = {"name": "Chan Tai Man", "licence": "DL-42"}
 
 @dataclass
 class NotifyUnderTest(ServiceUnderTest):
+    name = "notify"
     app_key = NOTIFY
     handler = handler
     scope = "notify"
@@ -146,14 +149,8 @@ class NotifyUnderTest(ServiceUnderTest):
 
 
 @pytest.fixture
-async def notify(start_service, service_secrets, clock) -> NotifyUnderTest:
-    auth = AuthStandIn()
-    await auth.start()
-    try:
-        http = await start_service("notify", clock=clock, AUTH_URL=auth.url, ISSUER=auth.issuer)
-        yield NotifyUnderTest(http, auth, clock, service_secrets)
-    finally:
-        await auth.close()
+async def notify(start_service, auth_stand_in, service_secrets, clock) -> NotifyUnderTest:
+    return await NotifyUnderTest.start(start_service, auth_stand_in, clock, service_secrets)
 
 
 async def problem(response) -> dict[str, Any]:
