@@ -1,11 +1,14 @@
 """Notifications end to end: a 10,000-recipient batch, next to the raw rates of the database and the broker.
 
-    .venv/bin/python bench/notify.py [--recipients 10000]
+    .venv/bin/python bench/notify.py [--recipients 10000] [--kill-dispatcher]
 
 Starts its own private stack on free ports (services, dispatcher, broker,
 database), registers an agency, seeds the recipients into notify's
 projections (as tests/e2e/test_notify.py does), POSTs one batch through the
-gateway and times it until every notification is delivered to an inbox. In
+gateway and times it until every notification is delivered to an inbox.
+With --kill-dispatcher it SIGKILLs the dispatcher as soon as the first inbox
+item is written, starts it again, and checks that every recipient still got
+exactly one inbox item (the suite's crash test does the same with 1,000). In
 the same run it measures the database's raw insert rate (documents of the
 same size, 1,000 per insert_many) and the broker's raw produce (acks=all,
 idempotent) and consume rates, and prints the three side by side. Loopback
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,14 +34,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
-from libs.devstack import DevStack, StackConfig  # noqa: E402
+from libs.devstack import DevStack, StackConfig, processes  # noqa: E402
 from libs.devstack.stack import REPO_ROOT  # noqa: E402
 from libs.events import create_producer, ensure_topics  # noqa: E402
 from libs.events.topics import Topic  # noqa: E402
 from libs.store import create_client  # noqa: E402
 
 
-async def end_to_end(stack: DevStack, n: int) -> float:
+async def kill_and_restart_dispatcher(stack: DevStack, db, client_id: str) -> None:
+    """SIGKILL the dispatcher once delivery has begun (no clean shutdown), then start it again."""
+    spec = stack.worker_spec("notify-dispatcher")
+    pid = processes.running_pid(spec.pid_file, spec.marker)
+    assert pid is not None, "the dispatcher is not running"
+    while not await db["inbox"].count_documents({"client_id": client_id}):
+        await asyncio.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    while processes.is_alive(pid):
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(stack.up_worker, "notify-dispatcher")
+    print("dispatcher killed mid-batch and started again", flush=True)
+
+
+async def end_to_end(stack: DevStack, n: int, kill_dispatcher: bool = False) -> float:
     gateway = stack.config.service_url("gateway")
     mongo = create_client(stack.config.mongo_uri)
     db = mongo[f"{stack.config.db_prefix}notify"]
@@ -61,6 +79,8 @@ async def end_to_end(stack: DevStack, n: int) -> float:
         async with http.post(gateway + "/v1/notifications/batch", headers=headers, json=body) as r:
             job = await r.json()
             assert r.status == 201, job
+        if kill_dispatcher:
+            await kill_and_restart_dispatcher(stack, db, agency["client_id"])
         while True:
             async with http.get(gateway + f"/v1/notifications/batch/{job['job_id']}", headers=headers) as r:
                 progress = await r.json()
@@ -68,8 +88,12 @@ async def end_to_end(stack: DevStack, n: int) -> float:
                 break
             await asyncio.sleep(0.25)
         elapsed = time.perf_counter() - started
+        rows = await db["inbox"].aggregate([{"$match": {"client_id": agency["client_id"]}},
+                                            {"$group": {"_id": "$account_id", "n": {"$sum": 1}}}])
+        per_account = {row["_id"]: row["n"] async for row in rows}
     await mongo.close()
     assert progress["counts"]["delivered"] == n, progress
+    assert len(per_account) == n and set(per_account.values()) == {1}, "not exactly one inbox item per recipient"
     return n / elapsed
 
 
@@ -111,6 +135,7 @@ async def broker_rates(stack: DevStack, n: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--kill-dispatcher", action="store_true", help="SIGKILL the dispatcher mid-batch and start it again")
     args = parser.parse_args()
     if not 1 <= args.recipients <= 10_000:
         parser.error("--recipients must be between 1 and 10000")
@@ -119,13 +144,13 @@ def main() -> int:
     print("starting a private stack...", flush=True)
     stack.up()
     try:
-        e2e = asyncio.run(end_to_end(stack, args.recipients))
+        e2e = asyncio.run(end_to_end(stack, args.recipients, args.kill_dispatcher))
         inserts = asyncio.run(database_inserts(stack, args.recipients))
         produce, consume = asyncio.run(broker_rates(stack, args.recipients))
     finally:
         stack.down()
         shutil.rmtree(temp, ignore_errors=True)
-    print(f"{args.recipients} recipients, one batch, same run")
+    print(f"{args.recipients} recipients, one batch, same run" + (", dispatcher killed once" if args.kill_dispatcher else ""))
     print(f"{'end to end (POST batch → all in inboxes)':45} {e2e:10.0f} notifications/s")
     print(f"{'database raw insert (insert_many of 1,000)':45} {inserts:10.0f} documents/s")
     print(f"{'broker raw produce (acks=all, idempotent)':45} {produce:10.0f} messages/s")

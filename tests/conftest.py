@@ -92,7 +92,10 @@ def platform(infra):
                    # Short enough that a test can watch an unread release expire.
                    "HARBOUR_FORMFILL_RESULT_TTL_S": "12",
                    # A chunk left `sending` by a killed dispatcher is swept up sooner (re-dispatching is idempotent).
-                   "HARBOUR_NOTIFY_STALE_AFTER_S": "5"},
+                   "HARBOUR_NOTIFY_STALE_AFTER_S": "5",
+                   # Batches in chunks of 100 (500 in production): the crash test's 1,000 recipients are ten chunks,
+                   # so its kill lands between chunks.
+                   "HARBOUR_NOTIFY_CHUNK_SIZE": "100"},
     )
     ports = StackConfig.free_ports(run_dir)
     config.service_ports, config.worker_ports, config.metrics_ports = ports.service_ports, ports.worker_ports, ports.metrics_ports

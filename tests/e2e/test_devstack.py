@@ -127,28 +127,6 @@ def test_up_twice_is_safe(stack):
     assert stack.status() == before
 
 
-def test_down_leaves_no_process_behind(tmp_path):
-    config = StackConfig.free_ports(tmp_path / "short-lived")
-    assert devstack("up", config).returncode == 0
-    stack = DevStack(config)
-    pids = [pid for pid in stack.status().values()]
-    assert all(pid is not None for pid in pids)
-    down = devstack("down", config)
-    assert down.returncode == 0
-    assert "stopped: notify-dispatcher, gateway, signing, notify, formfill, auth, mongodb, kafka" in down.stdout
-    deadline = time.monotonic() + 10
-    while any(processes.is_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in pids if processes.is_alive(pid)]
-    assert not any(processes.port_open("127.0.0.1", port) for port in config.service_ports.values())
-    assert all(pid is None for pid in stack.status().values())
-    # Graceful: each service finished its shutdown (cleanup contexts ran) rather than being killed.
-    for name in (*SERVICES, "notify-dispatcher"):
-        last = json.loads((stack.log_dir / f"{name}.log").read_text().splitlines()[-1])
-        assert last["event"] == "stopped", (name, last)
-    assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")
-
-
 DEMO_SITE = f"http://127.0.0.1:{processes.free_port()}"
 
 
@@ -217,3 +195,25 @@ def test_a_failed_up_stops_what_it_started(tmp_path):
     assert all(pid is None for pid in DevStack(config).status().values())
     assert not processes.port_open("127.0.0.1", config.kafka_port)
     assert not processes.port_open("127.0.0.1", config.mongo_port)
+
+
+# Last in this module: it takes the module's stack down (the fixture's own `down` then finds nothing to stop).
+def test_down_leaves_no_process_behind(stack):
+    stack, _ = stack
+    config = stack.config
+    pids = [pid for pid in stack.status().values()]
+    assert all(pid is not None for pid in pids)
+    down = devstack("down", config)
+    assert down.returncode == 0
+    assert "stopped: notify-dispatcher, gateway, signing, notify, formfill, auth, mongodb, kafka" in down.stdout
+    deadline = time.monotonic() + 10
+    while any(processes.is_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if processes.is_alive(pid)]
+    assert not any(processes.port_open("127.0.0.1", port) for port in config.service_ports.values())
+    assert all(pid is None for pid in stack.status().values())
+    # Graceful: each service finished its shutdown (cleanup contexts ran) rather than being killed.
+    for name in (*SERVICES, "notify-dispatcher"):
+        last = json.loads((stack.log_dir / f"{name}.log").read_text().splitlines()[-1])
+        assert last["event"] == "stopped", (name, last)
+    assert (stack.log_dir / "mongodb.log").read_text().rstrip().endswith("mongodb-protocol server stopped")

@@ -15,8 +15,8 @@ from libs.crypto import FieldCipher, Keyring, new_key_value
 from libs.events import CloudEvent, agency_topic
 
 from ..support.broker import all_messages
-from ..support.calls import bearer
-from ..support.citizens import cli, enrolled_app
+from ..support.calls import bearer, refusal
+from ..support.citizens import enrolled_app
 from ..support.database import mongo, platform_documents
 from ..support.formfill import FIELDS, ask, created, prompt_for, result_of, rp_with_key, verified_claims, wait_for_status
 from ..support.oidc import client_token, logged_in_token, register
@@ -57,17 +57,17 @@ async def test_logged_in_journey_encrypted_to_the_client_with_an_optional_field_
     assert claims["fields"] == {"name_en": person["name_en"], "email": person["email"]}
     assert claims["aud"] == rp["client_id"] and claims["request_id"] == request["request_id"]
     assert claims["iss"] == platform.gateway + "/v1/formfill" and claims["sub"]
-    assert result_of(platform, token, request["request_id"]).status_code == 410  # released once
+    refusal(result_of(platform, token, request["request_id"]), 410, "gone")  # released once
 
 
-async def test_anonymous_journey_with_the_cli_and_consents(platform, kiosk, metadata, tmp_path):
+async def test_anonymous_journey_by_app_link_and_consents(platform, kiosk, metadata, tmp_path):
     app, person = await citizen(platform, kiosk, tmp_path)
     rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS)
     token = client_token(metadata, rp, "formfill")
     request = await created(platform, token, [("name_en", True), ("address", False), ("phone", False)], standing=True)
     assert request["app_link"].startswith("harbourid://formfill?request=")
-    opened = cli(platform, app.profile_path, "open", request["app_link"], "--keep", "address")
-    assert opened.returncode == 0, opened.stderr
+    opened = await app.open_link(request["app_link"], selection=["address"])
+    assert opened["status"] == "approved"
     await wait_for_status(platform, token, request["request_id"], "approved")
     claims = verified_claims(platform, result_of(platform, token, request["request_id"]).text)
     assert claims["fields"] == {"name_en": person["name_en"], "address": person["address"]}
@@ -92,19 +92,19 @@ async def test_deny_unregistered_fields_and_unread_results(platform, kiosk, meta
     app, _ = await citizen(platform, kiosk, tmp_path)
     rp = register(platform, client_name="Harbour Gas", scope="openid formfill", formfill_fields=["name_en"])
     token = await logged_in_token(metadata, rp, app, SCOPE)
-    async def refusal():
+    async def not_registered():
         response = ask(platform, token, [("name_en", True), ("address", True)])
         # (a 4xx Response is falsy: wrap it)
         return [response] if response.status_code == 403 else None
 
-    [refused] = await eventually(refusal, timeout_s=20)
-    assert refused.headers["Content-Type"].startswith("application/problem+json") and refused.json()["fields"] == ["address"]
+    [refused] = await eventually(not_registered, timeout_s=20)
+    assert refusal(refused, 403, "field-not-registered")["fields"] == ["address"]
 
     denied = await created(platform, token, [("name_en", True)])
     prompt = await prompt_for(app, denied["request_id"])
     await app.deny(prompt["approval_id"])
     assert (await wait_for_status(platform, token, denied["request_id"], "denied"))["error"] == "access_denied"
-    assert result_of(platform, token, denied["request_id"]).status_code == 403
+    refusal(result_of(platform, token, denied["request_id"]), 403, "access_denied")
 
     unread = await created(platform, token, [("name_en", True)])
     prompt = await prompt_for(app, unread["request_id"])
@@ -112,6 +112,7 @@ async def test_deny_unregistered_fields_and_unread_results(platform, kiosk, meta
     await wait_for_status(platform, token, unread["request_id"], "approved")
     # Never read: after the release lifetime (12 s on the test platform) it is gone.
     await eventually(lambda: result_of(platform, token, unread["request_id"]).status_code == 410, timeout_s=40, interval_s=1)
+    refusal(result_of(platform, token, unread["request_id"]), 410, "gone")
 
 
 async def test_rewrap_moves_every_record_to_the_new_key(platform, kiosk, tmp_path):

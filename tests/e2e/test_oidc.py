@@ -22,16 +22,16 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 from authlib.oidc.core import CodeIDToken
 
-from clients.citizen_app import AppError, CitizenApp, Profile
+from clients.citizen_app import AppError
 
 from libs.events import CloudEvent
 from libs.events.topics import CLIENTS
 
 from ..support.broker import all_messages
-from ..support.citizens import cli, enrolled_app
+from ..support.calls import refusal, refused_with
+from ..support.citizens import basic_citizen, enrolled_app
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of, token_request
 from ..support.operator import admin
-from ..support.people import identity, selfie
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -66,12 +66,10 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
                             code_challenge_method="S256", token_endpoint_auth_method="client_secret_basic")
     link, verifier, nonce, state = start_login(metadata, session)
 
-    # The phone opens the link (the CLI, as a person would), approves, and hands back the redirect.
-    opened = cli(platform, citizen.profile_path, "open", link)
-    assert opened.returncode == 0, opened.stderr
-    shown = json.loads(opened.stderr.strip().splitlines()[-1])
-    assert shown["request"]["requester"]["client_name"] == "Example Portal"
-    redirect_to = opened.stdout.strip()
+    # The phone opens the link, shows who asks, approves, and hands back the redirect.
+    opened = await citizen.open_link(link)
+    assert opened["prompt"]["requester"]["client_name"] == "Example Portal"
+    redirect_to = opened["redirect_to"]
     assert redirect_to.startswith(REDIRECT + "?")
     assert f"state={state}" in redirect_to and "iss=" in redirect_to
 
@@ -152,8 +150,10 @@ async def test_a_reused_code_is_refused_and_revokes_what_it_issued(platform, kio
     tokens = token_request(metadata, rp, **exchange).json()
     again = token_request(metadata, rp, **exchange)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    assert requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10).status_code == 401
-    assert token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+    revoked = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10)
+    assert revoked.status_code == 401 and revoked.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    refreshed = token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize(
@@ -240,7 +240,7 @@ async def test_forged_access_tokens_are_refused(platform, kiosk, metadata, tmp_p
         assert introspected.json() == {"active": False}, attack
     # An ID token is not an access token (wrong audience and type).
     wrong_kind = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['id_token']}"}, timeout=10)
-    assert wrong_kind.status_code == 401
+    assert wrong_kind.status_code == 401 and wrong_kind.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 async def test_introspection_and_revocation(platform, kiosk, metadata, tmp_path):
@@ -255,7 +255,8 @@ async def test_introspection_and_revocation(platform, kiosk, metadata, tmp_path)
     after = requests.post(metadata["introspection_endpoint"], data={"token": tokens["access_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).json()
     assert after == {"active": False}
     assert requests.post(metadata["revocation_endpoint"], data={"token": tokens["refresh_token"]}, auth=(rp["client_id"], rp["client_secret"]), timeout=10).status_code == 200
-    assert token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+    refreshed = token_request(metadata, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
 
 def test_client_credentials_for_agencies_only(platform, metadata):
@@ -312,7 +313,7 @@ async def test_private_key_jwt_with_authlib_and_replay_refused(platform, kiosk, 
             signer, algorithm="ES256", headers={"kid": "rp-key-1"},
         )
         refused = requests.post(metadata["token_endpoint"], data={**form, "client_assertion": bad}, timeout=10)
-        assert refused.status_code == 401
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
 
 
 async def test_ciba_poll_flow(platform, kiosk, metadata, tmp_path):
@@ -365,13 +366,11 @@ async def test_step_up_demands_a_new_approval_and_the_right_assurance(platform, 
     assert outcome["prompt"]["details"]["acr_values"] == ["urn:harbour-id:loa:plus"]
     assert "code=" in outcome["redirect_to"]
     # A self-registered (basic) citizen cannot meet plus: the phone is told so and no code is issued.
-    basic = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
-    enrolment = await basic.enrol(identity(), selfie())
-    await basic.activate(enrolment["account_id"], enrolment["activation_code"])
+    basic = await basic_citizen(platform, tmp_path)
     page = requests.get(authorize_url(metadata, rp["client_id"], acr_values="urn:harbour-id:loa:plus")[0], timeout=10).text
     with pytest.raises(AppError) as refused:
         await basic.open_link(app_link_of(page))
-    assert refused.value.status == 403
+    refused_with(refused.value, 403, "assurance-too-low")
 
 
 async def test_par_and_form_post(platform, kiosk, metadata, tmp_path):
@@ -396,7 +395,8 @@ async def test_par_and_form_post(platform, kiosk, metadata, tmp_path):
     code = re.search(r'name="code" value="([^"]+)"', done.text).group(1)
     assert token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier).status_code == 200
     # A pushed request is single-use.
-    assert browser.get(url, allow_redirects=False, timeout=10).status_code == 400
+    reused = browser.get(url, allow_redirects=False, timeout=10)
+    assert reused.status_code == 400 and "Location" not in reused.headers and "invalid_request_uri" in reused.text
 
 
 async def test_logout_ends_the_session(platform, kiosk, metadata, tmp_path):
@@ -443,10 +443,9 @@ async def test_key_rotation_publishes_next_first_and_keeps_old_tokens_valid(plat
 
 async def test_client_registration_is_validated_updated_and_published(platform):
     bad = requests.post(platform.gateway + "/v1/clients", json={"client_name": "X", "redirect_uris": ["http://evil.example/cb"]}, timeout=10)
-    assert bad.status_code == 422 and bad.headers["Content-Type"].startswith("application/problem+json")
-    assert "redirect_uris" in {e["field"].split("/")[0] for e in bad.json()["errors"]}
+    assert "redirect_uris" in {e["field"].split("/")[0] for e in refusal(bad, 422, "validation-failed")["errors"]}
     kiosk = requests.post(platform.gateway + "/v1/clients", json={"client_name": "Fake kiosk", "kind": "kiosk", "scope": "enrol"}, timeout=10)
-    assert kiosk.status_code == 403  # the sandbox cannot mint kiosks
+    refusal(kiosk, 403, "forbidden")  # the sandbox cannot mint kiosks
     admin_token = platform.env()["HARBOUR_ADMIN_TOKEN"]
     real_kiosk = requests.post(platform.gateway + "/v1/clients", json={"client_name": "Kiosk", "kind": "kiosk", "scope": "enrol"},
                                headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
@@ -457,7 +456,7 @@ async def test_client_registration_is_validated_updated_and_published(platform):
     other = register(platform, client_name="Someone else")
     forbidden = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update,
                              headers={"Authorization": f"Bearer {other['registration_access_token']}"}, timeout=10)
-    assert forbidden.status_code == 401
+    refusal(forbidden, 401, "unauthorized")
     # The name citizens read is the operators' to change (RFC 7592 self-service is tested in test_client_registry.py).
     updated = requests.put(f"{platform.gateway}/v1/clients/{rp['client_id']}", json=update,
                            headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)

@@ -14,13 +14,13 @@ import bson
 import pytest
 import requests
 
-from clients.citizen_app import AppError, CitizenApp, Profile
+from clients.citizen_app import AppError
 
-from ..support.citizens import enrolled_app
+from ..support.calls import refused_with
+from ..support.citizens import basic_citizen, enrolled_app
 from ..support.database import mongo
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, status_url_of, token_request
 from ..support.operator import admin
-from ..support.people import identity, selfie
 
 pytestmark = pytest.mark.e2e
 
@@ -166,19 +166,26 @@ async def test_authorization_transactions_are_stored_only_when_valid_and_go_when
     async def transactions(db):
         return await db.authorizations.find({"client_id": portal["client_id"]}).to_list()
 
+    # Each refused as OAuth says: back to the client with its error, or (an unregistered redirect_uri) a 400 page.
     invalid = [
-        {"code_challenge": None, "code_challenge_method": None},
-        {"scope": "openid sign"},
-        {"scope": "openid offline_access"},
-        {"prompt": "select_account"},
-        {"response_type": "token"},
-        {"redirect_uri": "https://evil.example/callback"},
-        {"max_age": "soon"},
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"scope": "openid sign"}, "invalid_scope"),
+        ({"scope": "openid offline_access"}, "invalid_scope"),
+        ({"prompt": "select_account"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"redirect_uri": "https://evil.example/callback"}, None),
+        ({"max_age": "soon"}, "invalid_request"),
     ]
-    for overrides in invalid:
+    for overrides, error in invalid:
         url, _ = authorize_url(metadata, portal["client_id"], **overrides)
         response = requests.get(url, allow_redirects=False, timeout=10)
-        assert response.status_code in (303, 400), (overrides, response.status_code)
+        if error is None:
+            assert response.status_code == 400 and "Location" not in response.headers, (overrides, response.status_code)
+            assert "redirect_uri" in response.text
+        else:
+            assert response.status_code == 303, (overrides, response.status_code)
+            location = response.headers["Location"]
+            assert location.startswith(REDIRECT + "?") and f"error={error}" in location, (overrides, location)
         assert "harbourid://authorize" not in response.text
     assert await auth_db(platform, transactions) == []
 
@@ -200,15 +207,13 @@ async def test_authorization_transactions_are_stored_only_when_valid_and_go_when
 
 async def test_a_refused_claim_leaves_the_login_to_the_right_citizen(platform, kiosk, metadata, tmp_path):
     plus = await enrolled_app(platform, kiosk, tmp_path)  # kiosk-enrolled: plus
-    basic = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
-    enrolment = await basic.enrol(identity(), selfie())
-    await basic.activate(enrolment["account_id"], enrolment["activation_code"])
+    basic = await basic_citizen(platform, tmp_path)
     portal = operator_client(platform, "Plus portal", "openid")
     url, _ = authorize_url(metadata, portal["client_id"], acr_values=ACR_PLUS)
     link = app_link_of(requests.get(url, timeout=10).text)
     with pytest.raises(AppError) as refused:
         await basic.open_link(link)
-    assert refused.value.status == 403
+    refused_with(refused.value, 403, "assurance-too-low")
     assert await basic.pending() == []
     # The same login is still there for a citizen who meets plus.
     outcome = await plus.open_link(link)

@@ -62,8 +62,9 @@ MAX_EXAMPLES = 25
 # `make fuzz`: at least this many generated cases across every operation (0: the short run of `make test`).
 FUZZ_CASES = int(os.environ.get("HARBOUR_FUZZ_CASES", "0"))
 SEED = 20_260_611
-# Below the gateway's default 50 requests/s per address (the checks send a few probes of their own).
-MAX_REQUESTS_PER_S = 40.0
+# Requests per second, kept at 80 % of the gateway's per-address limit (the checks send a few probes of their
+# own): 40/s under the default 50/s; the test platform raises the limit, so the run is paced only by the answers.
+SHARE_OF_RATE_LIMIT = 0.8
 # Statuses a schema-valid request may get besides 2xx/3xx. The JSON Schema cannot say everything the
 # models and the domain check (identity card check digits, ages, JWS signatures, activation codes, client
 # credentials...), and a drawn identifier is never a real one, so valid-looking data is refused as the
@@ -279,13 +280,13 @@ def run_known_good(operation, session: requests.Session, base_url: str, known: K
     return None
 
 
-def run_schemathesis(openapi_url: str, credentials: Credentials) -> tuple[dict[str, int], dict[str, str]]:
+def run_schemathesis(openapi_url: str, credentials: Credentials, per_s: float) -> tuple[dict[str, int], dict[str, str]]:
     """Every operation of the document: (cases per operation, failure report per failing operation)."""
     # Loaded from the dict rather than `from_url`, which leaves out the operation serving the document itself.
     document = requests.get(openapi_url, timeout=10).json()
     schema = schemathesis.openapi.from_dict(document, config=schemathesis_config())
     base_url = openapi_url.removesuffix("/openapi.json")
-    session = PacedSession(MAX_REQUESTS_PER_S)
+    session = PacedSession(per_s)
     counts: Counter[str] = Counter()
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]  # raises for an operation defined badly
@@ -344,7 +345,8 @@ def test_the_public_api_conforms_to_its_openapi_document(platform, tmp_path, cap
     assert {"/openapi.json", "/docs", "/healthz"} <= set(document["paths"])
     credentials = provision(platform, tmp_path)
     started = time.monotonic()
-    counts, failures = run_schemathesis(url, credentials)
+    per_s = SHARE_OF_RATE_LIMIT * float(platform.env().get("HARBOUR_GATEWAY_RATE_PER_IP", "50"))
+    counts, failures = run_schemathesis(url, credentials, per_s)
     report(capsys, counts, failures, time.monotonic() - started)
     assert not failures, "\n\n".join(f"=== {label}\n{text}" for label, text in failures.items())
     never = documented_operations(document) - {label for label, n in counts.items() if n > 0}

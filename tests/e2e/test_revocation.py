@@ -197,7 +197,8 @@ async def test_a_replayed_code_revokes_its_access_token_everywhere(platform, kio
         checks = resource_checks(platform, session, tokens["access_token"], notify=False, sign=False)
         for name, check in checks.items():
             assert await check() == 404, name
-        assert token_request(metadata, rp, **exchange).status_code == 400  # the replay
+        replay = token_request(metadata, rp, **exchange)
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
         refused = await all_refused_within(checks, time.monotonic())
         assert max(refused.values()) <= WITHIN_S, refused
 

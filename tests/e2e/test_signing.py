@@ -31,11 +31,12 @@ from pkcs11 import Attribute, ObjectClass
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 
+from clients.citizen_app import AppError
 from libs.events import CloudEvent, agency_topic
 
 from ..support.broker import all_messages
-from ..support.calls import bearer
-from ..support.citizens import basic_citizen, cli, enrolled_app
+from ..support.calls import bearer, refusal, refused_with
+from ..support.citizens import basic_citizen, enrolled_app
 from ..support.oidc import claims_of, client_token, logged_in_token
 from ..support.operator import admin
 from ..support.polling import eventually
@@ -177,9 +178,7 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     request = await create(platform, token, json={"document_name": "deed.txt", "sha256": hashlib.sha256(document).hexdigest()})
     assert request["app_link"] == f"harbourid://sign?request={request['request_id']}"
 
-    opened = cli(platform, app.profile_path, "open", request["app_link"])
-    assert opened.returncode == 0, opened.stderr
-    shown = json.loads(opened.stderr.strip().splitlines()[-1])["request"]
+    shown = (await app.open_link(request["app_link"]))["prompt"]
     assert shown["details"]["document_name"] == "deed.txt" and shown["requester"]["client_name"] == "Harbour Lands Registry"
     await wait_for(platform, token, request["request_id"], "signed")
     result = result_of(platform, token, request["request_id"])
@@ -335,18 +334,18 @@ async def test_basic_citizens_and_declined_requests_get_no_signature(platform, k
     token = await logged_in_token(metadata, rp, basic, SCOPE)
     body = {"document_name": "licence.txt", "sha256": hashlib.sha256(b"licence").hexdigest()}
 
-    async def refusal():
+    async def too_low():
         response = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), json=body, timeout=10)
         return [response] if response.status_code == 403 else None
 
-    [refused] = await eventually(refusal, timeout_s=20)
-    assert refused.headers["Content-Type"].startswith("application/problem+json")
-    assert refused.json()["type"].endswith("/assurance-too-low") and "plus" in refused.json()["detail"]
+    [refused] = await eventually(too_low, timeout_s=20)
+    assert "plus" in refusal(refused, 403, "assurance-too-low")["detail"]
 
     # Anonymous: the basic citizen opens the link and is refused; the relying party sees why.
     anonymous = await create(platform, client_token(metadata, rp, "sign"), json=body)
-    opened = cli(platform, basic.profile_path, "open", anonymous["app_link"])
-    assert opened.returncode == 1 and "assurance-too-low" in opened.stderr
+    with pytest.raises(AppError) as opened:
+        await basic.open_link(anonymous["app_link"])
+    refused_with(opened.value, 403, "assurance-too-low")
     status = await wait_for(platform, client_token(metadata, rp, "sign"), anonymous["request_id"], "refused")
     assert status["error"] == "assurance-too-low"
 
@@ -356,7 +355,7 @@ async def test_basic_citizens_and_declined_requests_get_no_signature(platform, k
     declined = await create(platform, token, json=body)
     await plus.deny((await prompt_for(plus, declined["request_id"]))["approval_id"])
     assert (await wait_for(platform, token, declined["request_id"], "denied"))["error"] == "access_denied"
-    assert result_of(platform, token, declined["request_id"]).status_code == 403
+    refusal(result_of(platform, token, declined["request_id"]), 403, "access_denied")
 
     async def refused_events():
         return sorted(e.data["reason"] for e in await agency_events(platform, rp["client_id"]) if e.type == "signature.refused")
@@ -473,12 +472,11 @@ async def test_costly_pdfs_are_refused_while_signing_keeps_answering(platform, m
         # Meanwhile the cheap requests did not queue behind it; it was answered within the wall-clock limit (5 s) plus the trip.
         assert len(latencies) >= 3 and max(latencies) < 1.0, (slug, latencies)
         assert elapsed < 10, elapsed
-        assert answer.status_code == 422 and answer.headers["Content-Type"].startswith("application/problem+json"), answer.text[:300]
-        assert answer.json()["type"].endswith(slug) and answer.json().get("limit") in ("cpu", "memory", "wall-clock"), answer.text[:300]
+        assert refusal(answer, 422, slug).get("limit") in ("cpu", "memory", "wall-clock"), answer.text[:300]
     # The killed workers were replaced: an ordinary PDF is still checked (no signature: unverifiable, quickly).
     started = time.monotonic()
     plain = verify_api(platform, data=application_pdf(), headers={"Content-Type": PDF})
-    assert plain.status_code == 422 and "no signature" in plain.json()["detail"] and time.monotonic() - started < 5
+    assert "no signature" in refusal(plain, 422, "unverifiable")["detail"] and time.monotonic() - started < 5
 
 
 def test_private_keys_never_leave_the_token(platform):

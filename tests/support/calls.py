@@ -15,3 +15,21 @@ async def post_json(url: str, body, headers: dict | None = None) -> tuple[int, d
     async with aiohttp.ClientSession() as session:
         async with session.post(url, json=body, headers=headers or {}) as response:
             return response.status, dict(response.headers), await response.json(content_type=None)
+
+
+PROBLEM = "application/problem+json"
+
+
+def refusal(response, status: int, slug: str) -> dict:
+    """The problem document of a refusal that must be exactly `status` with the problem type `.../<slug>`."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["Content-Type"].startswith(PROBLEM), response.headers.get("Content-Type")
+    body = response.json()
+    assert body["type"].endswith(f"/{slug}") and body["status"] == status, body
+    return body
+
+
+def refused_with(error, status: int, slug: str) -> dict:
+    """The problem the citizen app's AppError carries, checked to be exactly `status` and `.../<slug>`."""
+    assert error.status == status and error.problem.get("type", "").endswith(f"/{slug}"), (error.status, error.problem)
+    return error.problem

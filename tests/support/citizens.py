@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from clients.citizen_app import CitizenApp, Profile
@@ -30,14 +28,6 @@ async def basic_citizen(platform, tmp_path: Path, name: str = "basic-phone") -> 
     app = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
     await app.activate(enrolment["account_id"], enrolment["activation_code"], name)
     return app
-
-
-def cli(platform, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    """The citizen app's command line, as a person runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "clients.citizen_app", "--profile", str(profile), "--gateway", platform.gateway, *args],
-        env=platform.env(), capture_output=True, text=True, timeout=60,
-    )
 
 
 async def pending_prompt(app: CitizenApp, approval_id: str, *, timeout_s: float = 20) -> dict:

@@ -69,8 +69,9 @@ def test_a_decision_must_be_a_decision_jwt():
     key = generate_private_key()
     now = int(time.time())
     plain = sign({"approval_id": "appr-0123456789", "iat": now, "exp": now + 60, "jti": "j" * 16}, key, headers={"kid": "d"})
-    with pytest.raises(DecisionRejected):
+    with pytest.raises(DecisionRejected, match="token type must be harbour-decision\\+jwt") as untyped:
         verify_decision(plain, key.public_key(), approval_id="appr-0123456789", digest="A" * 43)
+    assert untyped.value.reason == "bad-signature"
     with pytest.raises(DecisionRejected) as malformed:
         decision_device_id("not.a-token")
     assert malformed.value.reason == "malformed"
