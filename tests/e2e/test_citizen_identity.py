@@ -18,7 +18,6 @@ import json
 import stat
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, AUDIT, IDENTITY
 from libs.tokens import public_jwk
 
-from ..support.broker import all_messages, raw_bytes, read_all
+from ..support.broker import all_messages, raw_bytes
 from ..support.calls import post_json, refused_with
 from ..support.citizens import pending_prompt
 from ..support.citizens import enrolled_app as _enrolled_app
@@ -112,14 +111,12 @@ async def test_kiosk_enrolment_to_approval_with_a_verifiable_signature(platform,
     assert request.approval_id not in [p["approval_id"] for p in await app.pending()]
 
     # approval.decided carries the device's signature over the digest: check it with jwcrypto.
-    decided = None
-    deadline = time.monotonic() + 30
-    while decided is None and time.monotonic() < deadline:
-        for message in await read_all(platform.infra.kafka_bootstrap, APPROVAL_DECIDED.name, 1, timeout_s=2):
-            event = CloudEvent.from_json(message.value)
-            if event.subject == request.approval_id:
-                decided = event
-    assert decided is not None and decided.type == "approval.decided"
+    async def decided_event() -> CloudEvent | None:
+        messages = await all_messages(platform.infra.kafka_bootstrap, [APPROVAL_DECIDED.name])
+        return next((e for e in map(CloudEvent.from_json, (m.value for m in messages)) if e.subject == request.approval_id), None)
+
+    decided = await eventually(decided_event, timeout_s=30)
+    assert decided.type == "approval.decided"
     data = decided.data
     device_public = public_jwk(Profile.load(profile).device_key())
     assert data["device_jwk"] == device_public and data["device_id"] == device_id
@@ -132,12 +129,13 @@ async def test_kiosk_enrolment_to_approval_with_a_verifiable_signature(platform,
     assert claims["digest"] == request.digest() == data["digest"]
 
     # The enrolment itself went out as identity.enrolled with the profile sealed.
-    enrolled = [
-        CloudEvent.from_json(m.value)
-        for m in await read_all(platform.infra.kafka_bootstrap, IDENTITY.name, 1, timeout_s=5)
-    ]
-    mine = [e for e in enrolled if e.subject == enrolment["account_id"] and e.type == "identity.enrolled"]
-    assert mine and mine[0].data["sealed_profile"].count(".") == 4  # compact JWE
+    async def enrolled_event() -> list[CloudEvent]:
+        messages = await all_messages(platform.infra.kafka_bootstrap, [IDENTITY.name])
+        events = (CloudEvent.from_json(m.value) for m in messages)
+        return [e for e in events if e.subject == enrolment["account_id"] and e.type == "identity.enrolled"]
+
+    mine = await eventually(enrolled_event, timeout_s=10)
+    assert mine[0].data["sealed_profile"].count(".") == 4  # compact JWE
 
     # Each sensitive action left an audit event.
     async def audited_actions():
