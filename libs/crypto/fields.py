@@ -1,4 +1,4 @@
-"""Field-level envelope encryption at rest (AES-256-GCM, DESIGN.md §7).
+"""Field-level envelope encryption at rest (AES-256-GCM): personal data is never stored in the clear.
 
 Each record gets its own random data key; every field is encrypted separately
 under it, with the record id and field name as associated data, so a

@@ -15,7 +15,7 @@ import structlog
 
 REDACTED = "[redacted]"
 
-# Field names that carry personal data or secrets (DESIGN.md §7). Matched
+# Field names that carry personal data or secrets, which are never logged. Matched
 # case-insensitively against every key of the event dict, nested ones too.
 SENSITIVE_KEYS = frozenset(
     {

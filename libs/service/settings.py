@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
-# DESIGN.md §10: the public default ports.
+# The default local ports (part of the public contract, docs/operations.md); tests pick free ports of their own.
 DEFAULT_PORTS = {
     "gateway": 8000,
     "auth": 8001,
@@ -44,7 +44,7 @@ def kafka_bootstrap_at(port: int) -> str:
 
 
 def mongo_uri_at(port: int) -> str:
-    # retryWrites=false is required by the local MongoDB-protocol server (DESIGN.md §9).
+    # The local MongoDB-protocol server (SecantusDB) needs retryWrites=false: with retries on, writes slow to ~30/s after ~10k.
     return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
 
 

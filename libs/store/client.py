@@ -1,6 +1,6 @@
 """The MongoDB client of a service: one `AsyncMongoClient` per process, owned by the app.
 
-PyMongo's async API is the supported successor of Motor (DESIGN.md §8).
+PyMongo's async API, the supported successor of Motor (Motor's end of life was 2026-05-14).
 """
 
 from __future__ import annotations

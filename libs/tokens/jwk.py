@@ -1,6 +1,6 @@
 """EC P-256 JSON Web Keys: import, export and RFC 7638 thumbprints.
 
-Device keys and token-signing keys are all P-256 (ES256 only, DESIGN.md §7),
+Device keys and token-signing keys are all P-256 (the platform signs and accepts ES256 only),
 so this module accepts nothing else.
 """
 

@@ -72,8 +72,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/devices", "auth", DEVICE),
     rule("DELETE", "/v1/devices/{device_id}", "auth", DEVICE),
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
-    # formfill and signing: relying parties call with a citizen's access token or their own
-    # credentials (anonymous journeys); those services decide until their issues pin the policy.
+    # formfill: relying parties call with a citizen's access token or their own client-credentials token
+    # (anonymous journeys), and formfill checks it itself; its release keys (/v1/formfill/jwks) are public.
     rule("*", "/v1/formfill{tail*}", "formfill", PUBLIC),
     rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
     # signing: the CA chain, CRL and RFC 3161 TSA are public by nature; so is verification. Requests
