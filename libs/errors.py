@@ -135,20 +135,3 @@ class InternalError(Refused):
 
     status, slug, title = 500, "internal-error", "Internal server error"
 
-
-class ReasonRefused(Refused):
-    """Transitional: the `(reason, message, status, **extra)` shape of the services' former own `Refused`.
-
-    `reason` is the slug; the title is derived from it; an `extra` `headers`
-    goes out as headers and the rest become extension members. Each service
-    moves its refusals to declarative subclasses; this class goes once none
-    is left.
-    """
-
-    def __init__(self, reason: str, message: str, status: int = 400, **extra: Any) -> None:
-        members = {name: value for name, value in extra.items() if name != "headers"}
-        super().__init__(message, headers=extra.get("headers"), status=status, slug=reason,
-                         title=reason.replace("-", " ").replace("_", " ").capitalize(), **members)
-        self.reason = reason
-        # Kept whole (headers included) for the per-service `refused()` renderers still reading it.
-        self.extra = extra

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from libs.callers.authorization import challenge
 from libs import errors as shared
-from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ReasonRefused, Unauthorized, Unprocessable
-
-
-class Refused(ReasonRefused):
-    """`Refused(reason, message, status=400, **extra)`: `reason` is the problem slug, `status` the HTTP status.
-
-    Transitional, for the OpenID Connect provider's own refusals (oidc/) until they are declared too.
-    """
+from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized, Unprocessable
 
 
 # --- enrolment ---------------------------------------------------------------

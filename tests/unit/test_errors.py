@@ -15,7 +15,6 @@ from libs.errors import (
     NotFound,
     NotReady,
     PayloadTooLarge,
-    ReasonRefused,
     Refused,
     TooManyRequests,
     Unauthorized,
@@ -122,23 +121,29 @@ def test_the_kit_problem_is_the_same_hierarchy():
     assert legacy.to_dict()["type"].endswith("/bad-query")
 
 
-def test_reason_refused_keeps_the_former_service_shape():
-    refusal = ReasonRefused("link-unusable", "the link was used", 410, headers={"Retry-After": "3"}, attempts=2)
-    assert (refusal.status, refusal.slug, refusal.title) == (410, "link-unusable", "Link unusable")
-    assert (refusal.reason, str(refusal)) == ("link-unusable", "the link was used")
+def test_a_one_off_refusal_overrides_status_slug_and_title_and_keeps_headers_and_members():
+    refusal = Refused("the link was used", status=410, slug="link-unusable", title="Link unusable",
+                      headers={"Retry-After": "3"}, attempts=2)
+    assert (refusal.status, refusal.slug, refusal.title, str(refusal)) == (410, "link-unusable", "Link unusable", "the link was used")
     assert refusal.headers == {"Retry-After": "3"}
     assert refusal.extensions == {"attempts": 2}
-    assert refusal.extra == {"headers": {"Retry-After": "3"}, "attempts": 2}
-    assert ReasonRefused("access_denied", "declined", 403).title == "Access denied"
-    assert ReasonRefused("not-found", "none").status == 400
+    # The class keeps its own declaration: an override belongs to the one instance.
+    assert (Refused.status, Refused.slug, Refused.title) == (400, "bad-request", "Bad request")
 
 
-def test_every_service_refused_is_a_libs_refusal():
-    from services.auth.errors import Refused as AuthRefused
+@pytest.mark.parametrize("module", ["services.auth.errors", "services.formfill.errors", "services.notify.errors",
+                                    "services.signing.errors", "services.gateway.errors",
+                                    "libs.callers.refusals", "libs.consented_requests.refusals"])
+def test_every_declared_refusal_is_a_libs_refusal_with_its_own_slug(module):
+    import importlib
+    import inspect
 
-    refusal = AuthRefused("gone", "expired", 410)
-    assert isinstance(refusal, Refused)
-    assert refusal.to_dict()["type"].endswith("/gone")
+    declared = [cls for _, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass)
+                if issubclass(cls, Exception) and cls.__module__ == module]
+    assert declared
+    for cls in declared:
+        assert issubclass(cls, Refused), cls
+        assert cls.status >= 400 and cls.slug and cls.title, cls
 
 
 def test_problem_response_renders_status_body_and_headers():
@@ -163,7 +168,7 @@ async def client():
         "busy": Busy("full"),
         "limited": TooManyRequests("slow down", retry_after=5),
         "challenge": Unauthorized("token expired", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}),
-        "legacy": ReasonRefused("template-syntax", "unclosed tag", 422, line=3),
+        "one-off": Refused("unclosed tag", status=422, slug="template-syntax", title="Template syntax", line=3),
     }
     for name, refusal in refusals.items():
         app.router.add_get(f"/{name}", await _raise(refusal))
@@ -197,7 +202,7 @@ async def test_the_middleware_sends_challenges_and_extension_members(client):
     response = await client.get("/challenge")
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-    response = await client.get("/legacy")
+    response = await client.get("/one-off")
     body = await response.json(content_type=PROBLEM)
     assert (response.status, body["type"], body["title"], body["line"]) == (
         422, "https://harbour-id.dev/problems/template-syntax", "Template syntax", 3)
