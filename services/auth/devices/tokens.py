@@ -11,12 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pymongo.errors import DuplicateKeyError
-
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_public_jwk, unverified_header, verify
+from libs.tokens.single_use import first_use
 
 from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
 from ..errors import (
@@ -60,12 +58,8 @@ async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl
     account = await db[ACCOUNTS].find_one({"_id": device["account_id"]})
     if account is None or account["state"] != "active":
         raise AccountInactive("the account is not active")
-    try:
-        await db[USED_ASSERTIONS].insert_one(
-            {"_id": f"{device_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
-        )
-    except DuplicateKeyError:
-        raise ReplayedAssertion("this assertion was already used") from None
+    if not await first_use(db[USED_ASSERTIONS], device_id, claims):
+        raise ReplayedAssertion("this assertion was already used")
     # JWT times are the wall clock's: PyJWT checks them against it wherever the token goes.
     now = int(time.time())
     token = await auth.signer.sign(

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from libs.callers import basic_credentials
 from libs.outbound import Outbound, OutboundError
 from libs.service.logging import get_logger
 from libs.tokens import InvalidKey, InvalidToken, JWKSCache, JWKSUnavailable, load_public_jwk, unverified_header, verify
+from libs.tokens.single_use import first_use
 
 from ..clients.registry import Client, find_client, secret_matches
 from ..collections import CLIENT_ASSERTIONS
@@ -111,12 +110,8 @@ async def verify_client_assertion(
     now = int(time.time())
     if claims["exp"] - int(claims.get("iat", now)) > MAX_ASSERTION_LIFETIME_S or claims["exp"] - now > MAX_ASSERTION_LIFETIME_S:
         raise InvalidClient("the client assertion lives too long (one hour at most)")
-    try:
-        await db[CLIENT_ASSERTIONS].insert_one(
-            {"_id": f"{client_id}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + timedelta(minutes=1)}
-        )
-    except DuplicateKeyError:
-        raise InvalidClient("the client assertion was already used") from None
+    if not await first_use(db[CLIENT_ASSERTIONS], client_id, claims):
+        raise InvalidClient("the client assertion was already used")
     return client
 
 
