@@ -45,6 +45,8 @@ from .validation import parse_body
 Handler = Callable[..., Awaitable[Any]]
 Caller = Callable[[web.Request], Awaitable[Any]]
 
+# For answers that carry a secret or a token, which no cache may keep (`headers=NO_STORE`, or a handler's own response).
+NO_STORE = {"Cache-Control": "no-store"}
 # What reading a JSON body can refuse (libs/service/validation.py); added to every endpoint with a `body`.
 BODY_REFUSALS: tuple[type[Refused], ...] = (MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed)
 

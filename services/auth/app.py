@@ -16,11 +16,11 @@ from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import housekeeping
-from .api import routes
 from .approvals import queue
 from .callers import AUTH
 from .collections import INDEXES
 from .context import Auth
+from .endpoints import routes
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .oidc import login

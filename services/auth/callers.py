@@ -1,4 +1,4 @@
-"""Who is calling auth's HTTP API, for its handlers (the OpenID Connect ones included).
+"""Who is calling auth's HTTP API: the endpoints' callers (libs/service/endpoints.py), the OpenID Connect ones included.
 
 A citizen's device (device token), a kiosk (HTTP Basic client credentials
 with scope `enrol`), an operator (the admin token) or a client managing its
@@ -19,10 +19,15 @@ from libs.callers import InvalidAccessToken as InvalidRegistrationToken
 from .clients.registry import authenticate_client, authenticate_registration
 from .context import Auth
 from .devices.tokens import DeviceContext, authenticate_device
-from .errors import MayNotEnrol
+from .errors import AccountInactive, DeviceInactive, InvalidDeviceToken, MayNotEnrol
 
 # The one context every auth handler reads (set at start-up by app.py).
 AUTH = web.AppKey("auth", Auth)
+
+# What `current_device` can refuse, for a device endpoint's `refusals=`, and how its answers describe them.
+DEVICE_REFUSALS = (TokenRequired, InvalidDeviceToken, DeviceInactive, AccountInactive)
+DEVICE_401 = "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)"
+DEVICE_403 = "the account is not active"
 
 
 async def current_device(request: web.Request) -> DeviceContext:
@@ -33,8 +38,9 @@ async def current_device(request: web.Request) -> DeviceContext:
     return await authenticate_device(request.app[AUTH], token)
 
 
-async def enrolling_actor(request: web.Request, auth: Auth) -> tuple[str, str]:
+async def enroller(request: web.Request) -> tuple[str, str]:
     """(actor, assurance): a kiosk with scope `enrol` proofs in person (`plus`); sandbox self-registration is `basic`."""
+    auth = request.app[AUTH]
     header = request.headers.get("Authorization")
     if header is None and auth.settings.sandbox:
         return "self-registration", "basic"
@@ -57,12 +63,24 @@ def invalid_registration_token() -> InvalidRegistrationToken:
     return InvalidRegistrationToken("this client's registration access token (or the admin token) is required")
 
 
-async def registration_caller(request: web.Request, auth: Auth, client_id: str) -> str | None:
-    """RFC 7592 §1: None for an operator (the admin token), else this client's registration access token.
+async def registrar(request: web.Request) -> str:
+    """Who registers a client: an operator with the admin token, or (in the sandbox only) anyone."""
+    auth = request.app[AUTH]
+    if is_admin(request, auth):
+        return "admin"
+    if not auth.settings.sandbox:
+        raise TokenRequired("the admin token is required")
+    return "sandbox"
+
+
+async def registration_manager(request: web.Request) -> str | None:
+    """RFC 7592 §1: None for an operator (the admin token), else the registration access token of the path's client.
 
     A client secret is no credential here. Any other caller is 401 without
     saying whether the client exists.
     """
+    auth = request.app[AUTH]
+    client_id = request.match_info["client_id"]
     if is_admin(request, auth):
         return None
     token = bearer_token(request.headers.get("Authorization"))

@@ -1,6 +1,6 @@
 """auth's OpenAPI document: the operations its endpoints declare with their routes (libs/service/endpoints.py).
 
-The accounts, devices, approvals and clients endpoints (api.py) and the
+The clients, enrolment, devices and approvals endpoints (endpoints/) and the
 OpenID Connect provider's (oidc/endpoints/) each declare their operation
 where they are routed; the answers are the very models the domain returns
 or the handlers parse with (the schemathesis run in
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from libs.service.openapi import Operation
 
-from .api import ENDPOINTS
+from .endpoints import ENDPOINTS
 from .oidc.endpoints import OPERATIONS as OIDC_OPERATIONS
 
 TITLE = "Harbour ID auth"

@@ -1,4 +1,4 @@
-"""What auth's API answers (accounts, devices, approvals, clients), as the models its endpoints declare (api.py).
+"""What auth's API answers (accounts, devices, approvals, clients), as the models its endpoints declare (endpoints/).
 
 The handlers build these answers as JSON themselves; the models describe
 them exactly for the OpenAPI document, and the schemathesis run in

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, web
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 from libs.service import MalformedBody, parse_body, validate
-from libs.service.endpoints import BODY_REFUSALS, Endpoints
+from libs.service.endpoints import BODY_REFUSALS, NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 
@@ -39,7 +39,6 @@ from .verify import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
-NO_STORE = {"Cache-Control": "no-store"}
 BINARY = {"type": "string", "format": "binary"}
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from libs.service.openapi import Body, Operation, document, html, install_openapi_route, oauth_error, openapi_path
-from services.auth.api import routes as auth_routes
+from services.auth.endpoints import routes as auth_routes
 from services.auth.oidc.endpoints import install_oidc
 from services.auth.openapi import OPERATIONS as AUTH_OPERATIONS
 from services.gateway import openapi as gateway_openapi

@@ -8,13 +8,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.callers import TokenRequired
 from libs.service.endpoints import Endpoints
 
 from ...approvals import queue
-from ...callers import AUTH, current_device
+from ...callers import AUTH, DEVICE_401, DEVICE_REFUSALS, current_device
 from ...devices.tokens import DeviceContext
-from ...errors import AccountInactive, DeviceInactive, InvalidDeviceToken
 from ...views import Prompt
 from .. import login
 from ..errors import AssuranceTooLow, LinkUnusable, UnknownLink
@@ -32,10 +30,10 @@ class LinkRequest(BaseModel):
     caller=current_device, body=LinkRequest,
     answers={201: Prompt,
              400: "malformed body, or not a Harbour ID login link",
-             401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)",
+             401: DEVICE_401,
              403: "account-inactive, or assurance-too-low for the client's acr_values",
              409: "link-unusable: the login has expired or belongs to someone else"},
-    refusals=(TokenRequired, InvalidDeviceToken, DeviceInactive, AccountInactive, UnknownLink, AssuranceTooLow, LinkUnusable),
+    refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LinkUnusable),
 )
 async def open_link(request: web.Request, caller: DeviceContext, body: LinkRequest) -> web.Response:
     auth = request.app[AUTH]
