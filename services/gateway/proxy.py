@@ -75,26 +75,11 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
     if not upstream.breaker.allow():
         REJECTED.labels("circuit_open").inc()
         raise _unavailable(upstream, f"the {upstream.name} service is failing; retry shortly")
-    headers = _forwardable(request.headers)
-    headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
-    headers["X-Forwarded-For"] = request.remote or ""
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
-    has_body = request.body_exists
-    body: bytes | aiohttp.StreamReader | None = None
-    if has_body:
-        # A declared length is checked above and the server reads no further: stream it. A chunked one is read first.
-        if request.content_length is None:
-            try:
-                body = await _read_chunked(request.content, max_body_bytes)
-            except PayloadTooLarge:
-                REJECTED.labels("too_large").inc()
-                raise
-        else:
-            body = request.content
+    headers = _upstream_headers(request)
+    body = await _request_body(request, max_body_bytes)
     # The request target exactly as the client encoded it.
     url = URL(upstream.base_url + request.raw_path, encoded=True)
-    attempts = 2 if request.method in IDEMPOTENT and not has_body else 1
+    attempts = 2 if request.method in IDEMPOTENT and not request.body_exists else 1
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()
         try:
@@ -107,18 +92,7 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
                 upstream.breaker.succeeded()
                 CIRCUIT_OPEN.labels(upstream.name).set(0)
                 UPSTREAM_REQUESTS.labels(upstream.name, route, str(upstream_response.status)).inc()
-                response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
-                response.headers.update(_forwardable(upstream_response.headers))
-                await response.prepare(request)
-                try:
-                    async for chunk in upstream_response.content.iter_any():
-                        await response.write(chunk)
-                except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError):
-                    # Headers are gone already: all we can do is cut the stream so the client sees it broke.
-                    request.transport and request.transport.close()
-                    return response
-                await response.write_eof()
-                return response
+                return await _relay(request, upstream_response)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             _failed(upstream)
             if attempt < attempts:
@@ -133,6 +107,45 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
             UPSTREAM_REQUESTS.labels(upstream.name, route, "502").inc()
             raise BadGateway(f"the {upstream.name} service sent a broken response", upstream=upstream.name) from exc
     raise AssertionError("unreachable")
+
+
+def _upstream_headers(request: web.Request) -> CIMultiDict:
+    """The client's end-to-end headers, the request id, and where the request came from."""
+    headers = _forwardable(request.headers)
+    headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    headers["X-Forwarded-For"] = request.remote or ""
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Host"] = request.host
+    return headers
+
+
+async def _request_body(request: web.Request, max_body_bytes: int) -> bytes | aiohttp.StreamReader | None:
+    """A declared length is checked before and the server reads no further: streamed. A chunked one is read first."""
+    if not request.body_exists:
+        return None
+    if request.content_length is not None:
+        return request.content
+    try:
+        return await _read_chunked(request.content, max_body_bytes)
+    except PayloadTooLarge:
+        REJECTED.labels("too_large").inc()
+        raise
+
+
+async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse) -> web.StreamResponse:
+    """The upstream's answer streamed to the client as it arrives."""
+    response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
+    response.headers.update(_forwardable(upstream_response.headers))
+    await response.prepare(request)
+    try:
+        async for chunk in upstream_response.content.iter_any():
+            await response.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError):
+        # Headers are gone already: all we can do is cut the stream so the client sees it broke.
+        request.transport and request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 def _failed(upstream: Upstream) -> None:
