@@ -24,10 +24,8 @@ from .errors import AccountInactive, DeviceInactive, InvalidDeviceToken, MayNotE
 # The one context every auth handler reads (set at start-up by app.py).
 AUTH = web.AppKey("auth", Auth)
 
-# What `current_device` can refuse, for a device endpoint's `refusals=`, and how its answers describe them.
+# What `current_device` can refuse, for a device endpoint's `refusals=` (described by libs/service/openapi's DEVICE_AUTH_ERRORS).
 DEVICE_REFUSALS = (TokenRequired, InvalidDeviceToken, DeviceInactive, AccountInactive)
-DEVICE_401 = "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)"
-DEVICE_403 = "the account is not active"
 
 
 async def current_device(request: web.Request) -> DeviceContext:

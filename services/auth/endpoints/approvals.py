@@ -10,9 +10,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service.endpoints import Endpoints
+from libs.service.openapi import DEVICE_AUTH_ERRORS
 
 from ..approvals import decisions, queue
-from ..callers import AUTH, DEVICE_401, DEVICE_403, DEVICE_REFUSALS, current_device
+from ..callers import AUTH, DEVICE_REFUSALS, current_device
 from ..devices.tokens import DeviceContext
 from ..errors import (
     AlreadyDecided,
@@ -36,13 +37,13 @@ class DecisionRequest(BaseModel):
 
 
 @endpoints.get("/v1/approvals", summary="The pending prompts of the account, soonest expiry first", caller=current_device,
-               answers={200: PromptList, 401: DEVICE_401, 403: DEVICE_403}, refusals=DEVICE_REFUSALS)
+               answers={200: PromptList, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_REFUSALS)
 async def list_pending(request: web.Request, caller: DeviceContext) -> web.Response:
     return web.json_response({"approvals": await queue.pending_prompts(request.app[AUTH], caller.account_id)})
 
 
 @endpoints.get("/v1/approvals/{approval_id}", summary="One prompt of the account, any status", caller=current_device,
-               answers={200: Prompt, 401: DEVICE_401, 403: DEVICE_403, 404: "not this account's prompt",
+               answers={200: Prompt, **DEVICE_AUTH_ERRORS, 404: "not this account's prompt",
                         410: "the prompt can no longer be shown (its key left the KEK ring)"},
                refusals=(*DEVICE_REFUSALS, NoSuchApproval, ApprovalUnreadable))
 async def show(request: web.Request, caller: DeviceContext) -> web.Response:
@@ -52,7 +53,7 @@ async def show(request: web.Request, caller: DeviceContext) -> web.Response:
 @endpoints.post(
     "/v1/approvals/{approval_id}/decision", summary="Approve or deny a prompt with a device-signed decision",
     caller=current_device, body=DecisionRequest,
-    answers={200: DecisionRecorded, 401: DEVICE_401,
+    answers={200: DecisionRecorded, 401: DEVICE_AUTH_ERRORS[401],
              400: "malformed body or decision",
              403: "account-inactive, wrong-device, bad-signature, digest-mismatch, wrong-approval or assurance-too-low",
              404: "not this account's prompt",

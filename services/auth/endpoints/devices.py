@@ -6,8 +6,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service.endpoints import NO_STORE, Endpoints
+from libs.service.openapi import DEVICE_AUTH_ERRORS
 
-from ..callers import AUTH, DEVICE_401, DEVICE_403, DEVICE_REFUSALS, current_device
+from ..callers import AUTH, DEVICE_REFUSALS, current_device
 from ..devices import binding, registry, tokens
 from ..devices.binding import ActivationRequest
 from ..devices.tokens import DeviceContext
@@ -73,14 +74,14 @@ async def device_token(request: web.Request, body: DeviceTokenRequest) -> web.Re
 
 
 @endpoints.get("/v1/devices", summary="The account's devices", caller=current_device,
-               answers={200: DeviceList, 401: DEVICE_401, 403: DEVICE_403}, refusals=DEVICE_REFUSALS, security=("deviceToken",))
+               answers={200: DeviceList, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_REFUSALS, security=("deviceToken",))
 async def list_devices(request: web.Request, caller: DeviceContext) -> web.Response:
     listed = await registry.list_devices(request.app[AUTH].db, caller.account_id)
     return web.json_response({"devices": listed, "current_device_id": caller.device_id})
 
 
 @endpoints.delete("/v1/devices/{device_id}", summary="Revoke a device of the account (this one or another)", caller=current_device,
-                  answers={204: None, 401: DEVICE_401, 403: DEVICE_403, 404: "no such active device on this account"},
+                  answers={204: None, **DEVICE_AUTH_ERRORS, 404: "no such active device on this account"},
                   refusals=(*DEVICE_REFUSALS, NoSuchDevice), security=("deviceToken",))
 async def revoke(request: web.Request, caller: DeviceContext) -> None:
     auth = request.app[AUTH]

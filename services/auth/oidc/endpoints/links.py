@@ -9,9 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.service.endpoints import Endpoints
+from libs.service.openapi import DEVICE_AUTH_ERRORS
 
 from ...approvals import queue
-from ...callers import AUTH, DEVICE_401, DEVICE_REFUSALS, current_device
+from ...callers import AUTH, DEVICE_REFUSALS, current_device
 from ...devices.tokens import DeviceContext
 from ...views import Prompt
 from .. import login
@@ -30,7 +31,7 @@ class LinkRequest(BaseModel):
     caller=current_device, body=LinkRequest,
     answers={201: Prompt,
              400: "malformed body, or not a Harbour ID login link",
-             401: DEVICE_401,
+             401: DEVICE_AUTH_ERRORS[401],
              403: "account-inactive, or assurance-too-low for the client's acr_values",
              409: "link-unusable: the login has expired or belongs to someone else"},
     refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LinkUnusable),
