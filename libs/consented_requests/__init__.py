@@ -20,7 +20,7 @@ once its time has run out.
 """
 
 from .flow import Claimed, ConsentedRequests, Decided
-from .lifecycle import Lifecycle, TransitionRefused
+from .lifecycle import RequestLifecycle, TransitionRefused
 from .refusals import CitizenUnknown, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "ConsentedRequests",
     "Decided",
     "Declined",
-    "Lifecycle",
+    "RequestLifecycle",
     "LinkUnusable",
     "NotAnswered",
     "RequestExpired",

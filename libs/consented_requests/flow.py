@@ -26,7 +26,7 @@ from libs.events.topics import APPROVAL_REQUESTED
 from libs.projections import CLIENTS, account_of_subject
 from libs.tokens import load_public_jwk
 
-from .lifecycle import Lifecycle, S
+from .lifecycle import RequestLifecycle, S
 from .refusals import RETRY_SOON, CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class ConsentedRequests(Generic[S]):
     app_link_prefix: str
     # What the phone shows besides the purpose (field names, a document name and hash prefix...).
     details: Callable[[dict[str, Any]], dict[str, Any]]
-    lifecycle: Lifecycle[S]
+    lifecycle: RequestLifecycle[S]
     requests: str = "requests"
     results: str = "results"
 

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, Lifecycle
+from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, RequestLifecycle
 from libs.crypto import seal_jwt
 from libs.events import agency_topic
 from libs.projections import CLIENTS, pairwise_subject
@@ -45,7 +45,7 @@ class FormfillStatus(StrEnum):
     EXPIRED = "expired"    # shown, never stored: still pending once expires_at has passed
 
 
-LIFECYCLE = Lifecycle(
+LIFECYCLE = RequestLifecycle(
     start=FormfillStatus.PENDING,
     expired=FormfillStatus.EXPIRED,
     transitions={

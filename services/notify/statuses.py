@@ -20,10 +20,9 @@ in retry queues (libs/retry_queue.py) with states of their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+
+from libs.lifecycle import Lifecycle
 
 
 class NotificationStatus(StrEnum):
@@ -53,27 +52,8 @@ class CallbackState(StrEnum):
     GIVEN_UP = "given_up"
 
 
-S = TypeVar("S", bound=StrEnum)
-
-
-@dataclass(frozen=True)
-class Lifecycle(Generic[S]):
-    starts: frozenset[S]
-    transitions: Mapping[S, frozenset[S]]
-
-    def allows(self, current: S, to: S) -> bool:
-        return to in self.transitions[current]
-
-    def leaving(self, to: S) -> S:
-        """The one status a document moves to `to` from (each move in notify's life cycles has a single source)."""
-        sources = [status for status, targets in self.transitions.items() if to in targets]
-        if len(sources) != 1:
-            raise ValueError(f"no single status leads to {to}")
-        return sources[0]
-
-
+# A send starts created, sending or (a batch's unknown recipient) failed.
 NOTIFICATION = Lifecycle[NotificationStatus](
-    starts=frozenset({NotificationStatus.CREATED, NotificationStatus.SENDING, NotificationStatus.FAILED}),
     transitions={
         NotificationStatus.CREATED: frozenset({NotificationStatus.SENDING}),
         NotificationStatus.SENDING: frozenset({NotificationStatus.DELIVERED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED,
@@ -85,7 +65,6 @@ NOTIFICATION = Lifecycle[NotificationStatus](
     })
 
 JOB = Lifecycle[JobStatus](
-    starts=frozenset({JobStatus.ACCEPTED}),
     transitions={JobStatus.ACCEPTED: frozenset({JobStatus.EXPANDED}), JobStatus.EXPANDED: frozenset()})
 
 # The outcomes an agency hears about (its topic, its callback) and a job counts.

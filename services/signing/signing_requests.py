@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyhanko.pdf_utils.misc import PdfError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, Lifecycle
+from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, RequestLifecycle
 from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
@@ -48,7 +48,7 @@ class SigningStatus(StrEnum):
     EXPIRED = "expired"  # shown, never stored: still pending once expires_at has passed
 
 
-LIFECYCLE = Lifecycle(
+LIFECYCLE = RequestLifecycle(
     start=SigningStatus.PENDING,
     expired=SigningStatus.EXPIRED,
     transitions={

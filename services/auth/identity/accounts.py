@@ -13,18 +13,20 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.backbone import ServiceContext
 from libs.events.topics import IDENTITY
+from libs.lifecycle import Lifecycle
 from libs.revocation import events as revocation_events
 
 from ..collections import ACCOUNTS, SUBJECTS
 from ..errors import TransitionRefused
 
 State = Literal["pending", "active", "suspended", "revoked"]
-TRANSITIONS: dict[str, frozenset[str]] = {
+ACCOUNT = Lifecycle[str](transitions={
     "pending": frozenset({"active", "revoked"}),
     "active": frozenset({"suspended", "revoked"}),
     "suspended": frozenset({"active", "revoked"}),
     "revoked": frozenset(),
-}
+})
+TRANSITIONS = ACCOUNT.transitions
 
 
 # How long a revocation must be remembered: the longest JWT auth issues (AuthSettings.max_jwt_lifetime_s is 10 minutes).
@@ -50,7 +52,7 @@ async def change_state(
     if account is None:
         raise TransitionRefused("no such account")
     current = account["state"]
-    if to not in TRANSITIONS[current]:
+    if not ACCOUNT.allows(current, to):
         raise TransitionRefused(f"an account cannot go from {current} to {to}")
     now = ctx.clock.now()
     result = await db[ACCOUNTS].update_one(
