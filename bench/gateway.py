@@ -25,7 +25,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
-from libs.devstack.stack import REPO_ROOT  # noqa: E402
+from libs.devstack.config import REPO_ROOT  # noqa: E402
 
 PATH = "/.well-known/openid-configuration"
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from libs.devstack import DevStack, StackConfig, processes  # noqa: E402
-from libs.devstack.stack import REPO_ROOT  # noqa: E402
+from libs.devstack.config import REPO_ROOT  # noqa: E402
 from libs.events import create_producer, ensure_topics  # noqa: E402
 from libs.events.topics import Topic  # noqa: E402
 from libs.store import create_client  # noqa: E402

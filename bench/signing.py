@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
 from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
-from libs.devstack.stack import REPO_ROOT  # noqa: E402
+from libs.devstack.config import REPO_ROOT  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import load_running_stack
 from libs.tokens import generate_private_key, public_jwk
-from libs.devstack.stack import dev_dir_from_env
+from libs.devstack.config import dev_dir_from_env
 from services.auth import admin as auth_admin
 
 # Where `make demo` serves the demo site (clients/relying_party); its redirect URIs are registered for it.

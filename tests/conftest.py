@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from libs.devstack import DevStack, StackConfig, load_running_stack
-from libs.devstack.stack import REPO_ROOT, dev_dir_from_env
+from libs.devstack.config import REPO_ROOT, dev_dir_from_env
 from libs.service.settings import ServiceSettings
 
 

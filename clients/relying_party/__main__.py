@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from libs.devstack.stack import dev_dir_from_env
+from libs.devstack.config import dev_dir_from_env
 
 from .config import DEFAULT_PORT, SiteConfig
 from .site import create_site

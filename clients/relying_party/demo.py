@@ -20,7 +20,7 @@ from playwright.async_api import async_playwright
 
 from clients.citizen_app import CitizenApp, Profile
 from libs.devstack import processes
-from libs.devstack.stack import REPO_ROOT, dev_dir_from_env
+from libs.devstack.config import REPO_ROOT, dev_dir_from_env
 
 from clients.seed import DEMO_SITE
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .stack import SERVICES, WORKERS, DevStack, StackConfig
+from .config import SERVICES, WORKERS, StackConfig
+from .stack import DevStack
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
 from clients.relying_party.journey import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT, Journey
 from clients.relying_party.site import create_site
 from libs.devstack.processes import free_port
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.config import REPO_ROOT
 from libs.tokens import generate_private_key, public_jwk
 
 from ..support.citizens import enrolled_app

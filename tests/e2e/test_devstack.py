@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from libs.devstack import SERVICES, DevStack, StackConfig
 from libs.devstack import processes
 from libs.devstack.secrets import dev_secrets
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.config import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

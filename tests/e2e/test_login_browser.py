@@ -22,7 +22,7 @@ from aiohttp import web
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from libs.devstack.stack import REPO_ROOT
+from libs.devstack.config import REPO_ROOT
 from services.auth.oidc.messages import MESSAGES
 
 from ..support.citizens import enrolled_app

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.devstack import SERVICES
-from libs.devstack.stack import WORKERS
+from libs.devstack.config import WORKERS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
