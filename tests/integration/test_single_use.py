@@ -7,19 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from libs.store import create_client
 from libs.tokens.single_use import first_use
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def used(infra):
-    client = create_client(infra.mongo_uri)
-    db = client[infra.settings("single-use").database]
-    yield db["used_assertions"]
-    await client.drop_database(db.name)
-    await client.close()
+def used(scratch_database):
+    return scratch_database["used_assertions"]
 
 
 async def test_a_jti_is_accepted_once_per_signer_even_when_presented_concurrently(used):
