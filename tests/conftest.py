@@ -12,49 +12,19 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from libs.devstack import DevStack, StackConfig, load_running_stack
-from libs.devstack.config import REPO_ROOT, dev_dir_from_env
-from libs.service.settings import ServiceSettings
+from libs.devstack import DevStack, StackConfig
+from libs.devstack.config import REPO_ROOT
 
-
-@dataclass(frozen=True)
-class Infra:
-    kafka_bootstrap: str
-    mongo_uri: str
-    dev_dir: Path
-
-    def settings(self, service: str, **overrides) -> ServiceSettings:
-        """Settings for an in-process service app on a free port with a database of its own."""
-        values = dict(
-            service=service,
-            port=0,
-            mongo_uri=self.mongo_uri,
-            database=f"test_{service}_{uuid.uuid4().hex[:8]}",
-            kafka_bootstrap=self.kafka_bootstrap,
-        )
-        values.update(overrides)
-        return ServiceSettings(**values)
+from .support.infrastructure import Infra, shared_or_private_infra
 
 
 @pytest.fixture(scope="session")
 def infra():
-    dev_dir = dev_dir_from_env()
-    running = load_running_stack(dev_dir)
-    if running is not None:
-        yield Infra(running.config.kafka_bootstrap, running.config.mongo_uri, running.dev_dir)
-        return
-    private_dir = REPO_ROOT / ".dev" / f"test-{os.getpid()}"
-    stack = DevStack(StackConfig.free_ports(private_dir))
-    try:
-        stack.up_infra()
-        yield Infra(stack.config.kafka_bootstrap, stack.config.mongo_uri, private_dir)
-    finally:
-        stack.down()
-        shutil.rmtree(private_dir, ignore_errors=True)
+    with shared_or_private_infra() as infra:
+        yield infra
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """In-process service tests: a service's `create_app(settings)` under aiohttp's TestClient.
 
-A test starts the services it needs against the session's real broker and
-database (`infra`), each with a database of its own, and moves a FrozenClock
+A test starts the services it needs against a real broker and database of
+the service tests' own (`infra`, below), each with a database of its own, and moves a FrozenClock
 (`clock`) past lifetimes instead of sleeping:
 
     async def test_an_unanswered_request_expires(start_service, clock):
@@ -33,6 +33,7 @@ from libs.devstack import softhsm
 from libs.devstack.secrets import dev_secrets
 from libs.store import create_client
 
+from ..support.infrastructure import private_infra
 from ..support.polling import eventually
 
 # name -> (module of its create_app, its settings class)
@@ -58,6 +59,18 @@ def _load(path: str):
     module, _, name = path.partition(":")
     loaded = __import__(module, fromlist=[name or "create_app"])
     return getattr(loaded, name or "create_app")
+
+
+@pytest.fixture(scope="session")
+def infra():
+    """The service tests' own broker and database, never the e2e platform's nor `make up`'s.
+
+    A service started here joins its consumer groups under the names the platform's processes use; joining a
+    group that a live process holds stalls the local broker's rebalance (an in-process auth's start hung there
+    once the e2e platform had run in the same session).
+    """
+    with private_infra("test-service") as infra:
+        yield infra
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,58 @@
+"""The broker and database tests run against: `make up`'s when it runs, or a private pair on free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs.devstack import DevStack, StackConfig, load_running_stack
+from libs.devstack.config import REPO_ROOT, dev_dir_from_env
+from libs.service.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    mongo_uri: str
+    dev_dir: Path
+
+    def settings(self, service: str, **overrides) -> ServiceSettings:
+        """Settings for an in-process service app on a free port with a database of its own."""
+        values = dict(
+            service=service,
+            port=0,
+            mongo_uri=self.mongo_uri,
+            database=f"test_{service}_{uuid.uuid4().hex[:8]}",
+            kafka_bootstrap=self.kafka_bootstrap,
+        )
+        values.update(overrides)
+        return ServiceSettings(**values)
+
+
+@contextmanager
+def private_infra(name: str) -> Iterator[Infra]:
+    """A broker and a database of their own on free ports under `.dev/<name>-<pid>/`, stopped and removed after."""
+    private_dir = REPO_ROOT / ".dev" / f"{name}-{os.getpid()}"
+    stack = DevStack(StackConfig.free_ports(private_dir))
+    try:
+        stack.up_infra()
+        yield Infra(stack.config.kafka_bootstrap, stack.config.mongo_uri, private_dir)
+    finally:
+        stack.down()
+        shutil.rmtree(private_dir, ignore_errors=True)
+
+
+@contextmanager
+def shared_or_private_infra() -> Iterator[Infra]:
+    """The running `make up` stack's broker and database when there is one, else a private pair."""
+    running = load_running_stack(dev_dir_from_env())
+    if running is not None:
+        yield Infra(running.config.kafka_bootstrap, running.config.mongo_uri, running.dev_dir)
+        return
+    with private_infra("test") as infra:
+        yield infra
