@@ -30,6 +30,8 @@ from libs.events import CloudEvent
 from libs.events.outbox import OUTBOX_COLLECTION
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, generate_private_key, public_jwk, sign
 
+from .calls import bearer
+
 ISSUER = "https://id.harbour.test"
 
 
@@ -83,10 +85,6 @@ async def auth_stand_in() -> AsyncIterator[AuthStandIn]:
     await auth.start()
     yield auth
     await auth.close()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # -- auth's events ------------------------------------------------------------

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
+from ...support.calls import bearer
 from .oidc_steps import NO_STORE, approved_code, client_auth, oauth_error, redeem, register, token_request
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def introspect(auth_service, rp: dict, token: str) -> dict:

@@ -31,11 +31,11 @@ from tests.support.auth_stand_in import (
     RelyingParty,
     ServiceUnderTest,
     auth_stand_in,
-    bearer,
     enrolled,
     new_account_id,
     published,
 )
+from tests.support.calls import bearer
 from tests.support.notify import TEMPLATE
 
 __all__ = ["auth_stand_in"]  # a fixture

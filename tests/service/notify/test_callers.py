@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.auth_stand_in import bearer
+from tests.support.calls import bearer
 
 from .conftest import citizen_token, problem
 
