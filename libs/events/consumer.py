@@ -231,7 +231,7 @@ def install_consumer(
         await apply_indexes(app[DATABASE], PROCESSED_INDEXES)
         consumer = EventConsumer(
             service=settings.service,
-            group=group,
+            group=settings.kafka_group_prefix + group,
             topics=topics,
             handler=handler(app[DATABASE]),
             mongo_client=app[MONGO_CLIENT],

@@ -197,6 +197,9 @@ class ServiceSettings:
     # Locally the service creates the topics it uses; under Strimzi the
     # KafkaTopic resources do and the service must not try.
     kafka_create_topics: bool = setting("KAFKA_CREATE_TOPICS", True)
+    # Put before every consumer group's name, so that two copies of the platform (a test run's, say) can share
+    # one broker without joining each other's groups. Empty in production.
+    kafka_group_prefix: str = setting("KAFKA_GROUP_PREFIX", "")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     log_level: str = setting("LOG_LEVEL", "INFO")
     max_body_bytes: int = setting("{SERVICE}_MAX_BODY_BYTES", 1024 * 1024)

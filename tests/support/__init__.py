@@ -1,6 +1,7 @@
 """Helpers shared by the test suite, one module per concern.
 
 - `infrastructure`: the broker and database (`make up`'s, or a private pair).
+- `consumer_groups`: in-process services' consumer groups, a prefix of their own, read from now on.
 - `polling`: await a condition instead of sleeping (`eventually`).
 - `broker`, `database`: unique topics, reading a topic back, sweeping every
   message of the broker or every document of a database.

@@ -21,6 +21,7 @@ from services.auth.app import create_app
 from services.auth.callers import AUTH
 from services.auth.context import Auth
 
+from ...support.consumer_groups import read_from_now
 from ...support.people import identity, selfie
 from ...support.polling import eventually
 
@@ -62,6 +63,7 @@ async def auth_service(infra, service_settings, clock: FrozenClock) -> AsyncIter
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = service_settings("auth", ISSUER=url)
+    await read_from_now(settings.service.kafka_bootstrap, settings.service.kafka_group_prefix)
     client = TestClient(TestServer(create_app(settings, clock=clock), host="127.0.0.1", port=port))
     await client.start_server()
 
