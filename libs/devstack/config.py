@@ -48,6 +48,9 @@ class StackConfig:
     db_prefix: str = "harbour_"
     # More environment for every service (tests raise the gateway's rate limits, say).
     extra_env: dict[str, str] = field(default_factory=dict)
+    # How long the database keeps an idle transaction (mongod's transactionLifetimeLimitSeconds): the locks of a
+    # process killed mid-transaction are released only then. Tests use less, to watch a crash recover sooner.
+    mongo_transaction_lifetime_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> "StackConfig":

@@ -20,6 +20,8 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", required=True)
+    # An idle transaction is aborted after this long (a killed client's locks are released then).
+    parser.add_argument("--transaction-lifetime-s", type=float, default=60.0)
     args = parser.parse_args()
 
     server = SecantusDBServer(
@@ -28,6 +30,7 @@ def main() -> int:
         args.data_dir,
         ttl_sweep_seconds=1,
         enable_test_commands=False,
+        transaction_lifetime_seconds=args.transaction_lifetime_s,
     )
     stop_requested = threading.Event()
 

@@ -38,7 +38,11 @@ class Infra:
 def private_infra(name: str) -> Iterator[Infra]:
     """A broker and a database of their own on free ports under `.dev/<name>-<pid>/`, stopped and removed after."""
     private_dir = REPO_ROOT / ".dev" / f"{name}-{os.getpid()}"
-    stack = DevStack(StackConfig.free_ports(private_dir))
+    config = StackConfig.free_ports(private_dir)
+    # A process the tests kill mid-transaction (the notify dispatcher) holds its locks until the database drops
+    # the idle transaction: 10 s here instead of mongod's 60.
+    config.mongo_transaction_lifetime_s = 10.0
+    stack = DevStack(config)
     try:
         stack.up_infra()
         yield Infra(stack.config.kafka_bootstrap, stack.config.mongo_uri, private_dir)
