@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import requests
+from playwright.async_api import Browser, async_playwright
+
+from clients.relying_party.journey import CHROMIUM, CHROMIUM_ARGS
 
 from ..support.operator import create_kiosk
 from ..support.signing import trust_files
@@ -27,3 +32,14 @@ def metadata(platform) -> dict:
 def trust(platform, tmp_path_factory) -> dict:
     """Files for the signature verifiers: root.pem alone is trusted; the issuing CA is only an untrusted intermediate."""
     return trust_files(platform, tmp_path_factory.mktemp("trust"))
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright (`make test` installs it; Playwright never downloads one)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -16,10 +16,9 @@ from aiohttp import web
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from cryptography.hazmat.primitives import serialization
-from playwright.async_api import async_playwright
 
 from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
-from clients.relying_party.journey import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT, Journey
+from clients.relying_party.journey import PHONE_VIEWPORT, Journey
 from clients.relying_party.site import create_site
 from libs.devstack.processes import free_port
 from libs.devstack.config import REPO_ROOT
@@ -60,16 +59,6 @@ async def site(platform) -> AsyncIterator[RunningSite]:
         yield RunningSite(config, client)
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def chromium():
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_path, site, chromium, trust):

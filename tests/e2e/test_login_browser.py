@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import segno
 from aiohttp import web
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from libs.devstack.config import REPO_ROOT
@@ -30,11 +30,6 @@ from ..support.oidc import authorize_url, register, token_request
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; `make test` installs it. Playwright never downloads a browser.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots"
 ARRIVAL_TIMEOUT_MS = 20_000
@@ -96,19 +91,9 @@ class BrowserLog:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture
-async def phone_page(browser) -> AsyncIterator[tuple[Page, BrowserLog]]:
+async def phone_page(chromium: Browser) -> AsyncIterator[tuple[Page, BrowserLog]]:
     """A 390x844 page (a phone-sized window) whose console errors, page errors and CSP violations are recorded."""
-    context = await browser.new_context(viewport=PHONE, locale="en-GB")
+    context = await chromium.new_context(viewport=PHONE, locale="en-GB")
     log = BrowserLog()
     await context.expose_function("__cspViolation", lambda report: log.csp_violations.append(report))
     await context.add_init_script(REPORT_CSP_VIOLATIONS)
