@@ -34,7 +34,7 @@ from libs.devstack.secrets import dev_secrets
 from libs.store import create_client
 
 from ..support.consumer_groups import GROUPS, groups_under, new_group_prefix, read_from_now
-from ..support.infrastructure import private_infra
+from ..support.infrastructure import private_infra, stop_within
 from ..support.polling import eventually
 
 # name -> (module of its create_app, its settings class)
@@ -170,7 +170,7 @@ async def start_service(infra, service_settings) -> AsyncIterator[Callable]:
 
     yield start
     for client, _ in reversed(started):
-        await client.close()
+        await stop_within(client)
     for _, service in started:
         # A group the fast-forward did not know of read every earlier test's events: name it in GROUPS.
         assert await groups_under(service.kafka_bootstrap, service.kafka_group_prefix) <= {

@@ -1,7 +1,9 @@
-"""The broker and database tests run against: `make up`'s when it runs, or a private pair on free ports."""
+"""The broker and database tests run against (`make up`'s when it runs, or a private pair on free ports), and
+stopping an in-process service on them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -60,3 +62,19 @@ def shared_or_private_infra() -> Iterator[Infra]:
         return
     with private_infra("test") as infra:
         yield infra
+
+
+async def stop_within(client, seconds: float = 60.0) -> None:
+    """Close an in-process service's TestClient; one that has not stopped after `seconds` fails the test with what
+    each of its tasks was waiting for (rather than hanging the run until the test timeout)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(closing := asyncio.ensure_future(client.close())), seconds)
+    except TimeoutError:
+        waiting = []
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and not task.done():
+                frames = task.get_stack(limit=3)
+                where = "; ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
+                waiting.append(f"{task.get_name()}: {where}")
+        closing.cancel()
+        raise AssertionError(f"the service did not stop within {seconds} s; its tasks:\n" + "\n".join(waiting)) from None

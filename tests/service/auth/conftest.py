@@ -22,6 +22,7 @@ from services.auth.callers import AUTH
 from services.auth.context import Auth
 
 from ...support.consumer_groups import read_from_now
+from ...support.infrastructure import stop_within
 from ...support.people import identity, selfie
 from ...support.polling import eventually
 
@@ -74,7 +75,7 @@ async def auth_service(infra, service_settings, clock: FrozenClock) -> AsyncIter
         await eventually(ready, timeout_s=30, interval_s=0.05)
         yield AuthService(client, url)
     finally:
-        await client.close()
+        await stop_within(client)
         mongo = create_client(infra.mongo_uri)
         try:
             await mongo.drop_database(settings.service.database)
