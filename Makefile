@@ -42,10 +42,12 @@ test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.k
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints
-## the figure per package and writes .dev/coverage/html. Slower than `make test`, which measures nothing.
+## the figure per package and writes .dev/coverage/html (`combine --append` takes in the data of processes that
+## exited after pytest-cov had combined). Slower than `make test`, which measures nothing.
 coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig
 	rm -rf .dev/coverage && mkdir -p .dev/coverage
 	$(PY) -m pytest --cov --cov-report= ; status=$$?; \
+	  { $(PY) -m coverage combine --append -q 2>/dev/null || true; }; \
 	  $(PY) -m coverage html -q -d .dev/coverage/html; $(PY) -m coverage json -q -o .dev/coverage/coverage.json; \
 	  $(PY) tests/coverage_report.py .dev/coverage/coverage.json; exit $$status
 
