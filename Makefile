@@ -37,14 +37,14 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.prometheus
 	$(PY) -m pytest
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints
 ## the figure per package and writes .dev/coverage/html (`combine --append` takes in the data of processes that
 ## exited after pytest-cov had combined). Slower than `make test`, which measures nothing.
-coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig
+coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.prometheus
 	rm -rf .dev/coverage && mkdir -p .dev/coverage
 	$(PY) -m pytest --cov --cov-report= ; status=$$?; \
 	  { $(PY) -m coverage combine --append -q 2>/dev/null || true; }; \
@@ -70,6 +70,20 @@ fuzz: $(STAMP) .dev/.softhsm
 # certutil to give it a certificate database that trusts our root only.
 .dev/.pdfsig:
 	{ command -v pdfsig && command -v certutil; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils libnss3-tools; }
+	mkdir -p .dev && touch $@
+
+# Debian's Prometheus: promtool checks and unit-tests the alert rules (tests/unit/test_alert_rules.py) and a real
+# prometheus scrapes the test platform until an induced fault fires its alert (tests/e2e/test_prometheus_alerts.py).
+# Only the two binaries are wanted, never the package's daemon on port 9090: a policy-rc.d refusing every start is
+# in place during the install (unless the machine has one of its own, as containers do), and the daemon is then
+# disabled at boot (sysvinit and systemd).
+.dev/.prometheus:
+	command -v promtool >/dev/null || { \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >$$guard; chmod +x $$guard; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; status=$$?; \
+	  if [ -n "$$guard" ]; then rm -f $$guard; fi; \
+	  if [ $$status -eq 0 ]; then update-rc.d prometheus disable >/dev/null 2>&1; deb-systemd-helper disable prometheus.service >/dev/null 2>&1; fi; \
+	  exit $$status; }
 	mkdir -p .dev && touch $@
 
 # kubectl, whose built-in kustomize renders deploy/k8s for tests/unit/test_k8s_manifests.py: the
