@@ -51,6 +51,9 @@ class StackConfig:
     # How long the database keeps an idle transaction (mongod's transactionLifetimeLimitSeconds): the locks of a
     # process killed mid-transaction are released only then. Tests use less, to watch a crash recover sooner.
     mongo_transaction_lifetime_s: float = 60.0
+    # False: the services run in production mode (HARBOUR_SANDBOX=false, no dev-only switch; libs/service/production.py),
+    # which also wants an https HARBOUR_ISSUER in extra_env. The tests of production mode use it.
+    sandbox: bool = True
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -95,10 +98,10 @@ class StackConfig:
             "HARBOUR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "HARBOUR_MONGO_URI": self.mongo_uri,
             "HARBOUR_ISSUER": self.service_url("gateway"),
-            # The local platform is a sandbox: citizens may self-register (assurance basic).
-            "HARBOUR_SANDBOX": "true",
+            # The local platform is a sandbox: citizens may self-register (assurance basic), anyone may register a client.
+            "HARBOUR_SANDBOX": "true" if self.sandbox else "false",
             # Agencies' callbacks and clients' jwks_uri may be on this machine (never private or link-local ranges).
-            "HARBOUR_OUTBOUND_ALLOW_LOOPBACK": "1",
+            **({"HARBOUR_OUTBOUND_ALLOW_LOOPBACK": "1"} if self.sandbox else {}),
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             **dev_secrets(self.dev_dir),

@@ -9,12 +9,16 @@ public listener has no `/metrics` (the gateway's answers 404).
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Callable
+
 from aiohttp import web
 
 from .health import READINESS_CHECKS, add_health_routes, create_metrics_app
 from .logging import configure_logging, get_logger
 from .middleware import SERVICE_NAME, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
-from .settings import ServiceSettings
+from .settings import ServiceSettings, SettingsError
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
 
@@ -46,7 +50,33 @@ def _metrics_listener(settings: ServiceSettings):
     return listener
 
 
-def run(app: web.Application) -> None:
+# sysexits' EX_CONFIG: the process refused its configuration (an orchestrator shows it; restarting will not help).
+EXIT_CONFIG = 78
+
+
+def _process_name(factory: Callable[[], web.Application]) -> str:
+    """services.auth.app -> auth; services.notify.dispatcher -> notify-dispatcher."""
+    module = factory.__module__
+    if module == "__main__" and getattr(sys.modules["__main__"], "__spec__", None) is not None:
+        module = sys.modules["__main__"].__spec__.name  # python -m services.notify.dispatcher
+    return "-".join(part for part in module.split(".")[1:] if part != "app") or module
+
+
+def _build(factory: Callable[[], web.Application]) -> web.Application:
+    """factory(), or — when it refuses its settings — one JSON log line naming them, and exit EXIT_CONFIG."""
+    try:
+        return factory()
+    except SettingsError as exc:
+        configure_logging(_process_name(factory))
+        named = getattr(exc, "variables", None) or dict.fromkeys(re.findall(r"HARBOUR_[A-Z0-9_]+", str(exc)))
+        get_logger("harbour.service").error("refusing to start", settings=list(named), reason=str(exc))
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def run(app: web.Application | Callable[[], web.Application]) -> None:
+    """Serve `app` (or what the factory `app` builds: a process's `run(create_app)`, so a refused setting is logged)."""
+    if not isinstance(app, web.Application):
+        app = _build(app)
     settings = app[SETTINGS]
     configure_logging(settings.service, settings.log_level)
     log = get_logger("harbour.service")

@@ -202,6 +202,9 @@ class ServiceSettings:
     kafka_group_prefix: str = setting("KAFKA_GROUP_PREFIX", "")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     log_level: str = setting("LOG_LEVEL", "INFO")
+    # The sandbox (the dev stack, the tests, a development cluster): citizens self-register, anyone registers a
+    # client, dev-only settings are allowed. Off, the default, is production mode (libs/service/production.py).
+    sandbox: bool = setting("SANDBOX", False)
     max_body_bytes: int = setting("{SERVICE}_MAX_BODY_BYTES", 1024 * 1024)
     shutdown_timeout_s: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -211,7 +214,12 @@ class ServiceSettings:
         """The settings of `service`; `defaults` are its own defaults where they differ from every service's."""
         own = {"port": DEFAULT_PORTS.get(service, 0), "metrics_port": DEFAULT_METRICS_PORTS.get(service, 0),
                "database": f"harbour_{service}", **defaults}
-        return from_env(cls, process=service, defaults=own, service=service, kafka_security=KafkaSecurity.from_env())
+        settings = from_env(cls, process=service, defaults=own, service=service, kafka_security=KafkaSecurity.from_env())
+        if not settings.sandbox:
+            from .production import refuse_development_configuration  # it builds on this module
+
+            refuse_development_configuration(os.environ)
+        return settings
 
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"

@@ -26,8 +26,6 @@ class AuthSettings:
     # auth's own private sealing key: formfill and signing seal prompts' free text to its public half.
     sealing_jwk: dict
     issuer: str = issuer_setting()
-    # Sandbox: citizens may self-register (assurance `basic`) without a kiosk.
-    sandbox: bool = setting("SANDBOX", False)
     activation_ttl_s: int = 30 * 60
     activation_max_attempts: int = 5
     device_nonce_ttl_s: int = 120
@@ -42,6 +40,12 @@ class AuthSettings:
     session_ttl_s: int = 8 * 3600
     # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
     admin_token: str = setting("ADMIN_TOKEN", "", repr=False)
+
+    @property
+    def sandbox(self) -> bool:
+        """HARBOUR_SANDBOX (every process's, ServiceSettings): citizens may self-register (assurance `basic`) without
+        a kiosk, and anyone may register a client (with the sandbox's limits)."""
+        return self.service.sandbox
 
     @property
     def max_jwt_lifetime_s(self) -> int:

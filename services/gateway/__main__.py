@@ -5,4 +5,4 @@ from libs.service import run
 from .app import create_app
 
 if __name__ == "__main__":
-    run(create_app())
+    run(create_app)

@@ -140,4 +140,4 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
 
 
 if __name__ == "__main__":
-    run(create_app())
+    run(create_app)
