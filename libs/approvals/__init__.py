@@ -6,8 +6,10 @@ from .decision import (
     DecisionClaims,
     DecisionRejected,
     decision_device_id,
+    decision_time,
     sign_decision,
     verify_decision,
+    verify_recorded_decision,
 )
 from .prompt import ApprovalRequest, Requester, canonical_json
 
@@ -25,6 +27,8 @@ __all__ = [
     "seal_prompt",
     "unseal_prompt",
     "decision_device_id",
+    "decision_time",
     "sign_decision",
     "verify_decision",
+    "verify_recorded_decision",
 ]

@@ -4,18 +4,27 @@ The app signs with `sign_decision`; auth verifies with `verify_decision`
 before it records anything, and the requesting service verifies the same JWS
 again from `approval.decided` (it carries the device's public key), so no
 service has to take auth's word alone.
+
+A decision is judged by when the citizen made it, not when it is processed:
+auth records the instant it received the decision (`decided_at`, auth's own
+clock, never a time the phone claims) and the requesting service judges the
+JWS's lifetime and the prompt's expiry at that instant
+(`verify_recorded_decision`), so a decision delayed in the broker or behind a
+restarting service still completes its request, and one made after the
+prompt expired is still refused.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.tokens import InvalidToken, sign, unverified_header, verify
+from libs.tokens.jws import LEEWAY_S
 
 DECISION_TYP = "harbour-decision+jwt"
 Decision = Literal["approve", "deny"]
@@ -51,8 +60,10 @@ def sign_decision(
     decision: Decision,
     selection: list[str] | None = None,
     lifetime_s: int = 120,
+    now: datetime | None = None,
 ) -> str:
-    now = int(datetime.now(UTC).timestamp())
+    """The decision as the phone signs it, at `now` (default: the wall clock)."""
+    now = int((now or datetime.now(UTC)).timestamp())
     claims: dict[str, Any] = {
         "approval_id": approval_id,
         "digest": digest,
@@ -78,10 +89,11 @@ def decision_device_id(token: str) -> str:
 
 
 def verify_decision(
-    token: str, device_key: ec.EllipticCurvePublicKey, *, approval_id: str, digest: str
+    token: str, device_key: ec.EllipticCurvePublicKey, *, approval_id: str, digest: str, at: datetime | None = None
 ) -> DecisionClaims:
+    """The decision's claims, signed by `device_key` over `digest`; its lifetime judged at `at` (default: now)."""
     try:
-        raw = verify(token, device_key, require=("exp", "iat", "jti"), typ=DECISION_TYP)
+        raw = verify(token, device_key, require=("exp", "iat", "jti"), typ=DECISION_TYP, now=at)
     except InvalidToken as exc:
         raise DecisionRejected("bad-signature", f"the decision does not verify: {exc}") from None
     try:
@@ -93,3 +105,45 @@ def verify_decision(
     if claims.digest != digest:
         raise DecisionRejected("digest-mismatch", "the decision is over a different request")
     return claims
+
+
+def decision_time(recorded: Any, *, published_at: datetime, now: datetime) -> datetime:
+    """When the citizen decided, as auth recorded it (`decided_at` of approval.decided), if it is sane.
+
+    auth records its own receive time and publishes it in the same transaction, so the event's `time`
+    (`published_at`) is never earlier; nor can the decision be in the future of the service processing it
+    (`now`), beyond LEEWAY_S for the clocks of two machines.
+    """
+    try:
+        at = datetime.fromisoformat(recorded) if isinstance(recorded, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.utcoffset() is None:
+        raise DecisionRejected("malformed", "the decision carries no recorded time (decided_at)")
+    if at > published_at:
+        raise DecisionRejected("bad-time", "the decision was recorded after the event that carries it")
+    if at > now + timedelta(seconds=LEEWAY_S):
+        raise DecisionRejected("bad-time", "the decision was recorded in the future")
+    return at
+
+
+def verify_recorded_decision(
+    token: str,
+    device_key: ec.EllipticCurvePublicKey,
+    *,
+    approval_id: str,
+    digest: str,
+    expires_at: datetime,
+    decided_at: Any,
+    published_at: datetime,
+    now: datetime,
+) -> tuple[DecisionClaims, datetime]:
+    """A decision auth recorded and published (approval.decided), judged at the time the citizen made it.
+
+    The claims and that time (`decision_time`), when the decision was recorded before the prompt's `expires_at`
+    and its JWS was valid at that time (`verify_decision` at it) — however long ago that was (`now`).
+    """
+    at = decision_time(decided_at, published_at=published_at, now=now)
+    if at >= expires_at:
+        raise DecisionRejected("expired", "the decision was made after the prompt had expired")
+    return verify_decision(token, device_key, approval_id=approval_id, digest=digest, at=at), at

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -18,18 +18,20 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from libs.approvals import ApprovalRequest, DecisionClaims, DecisionRejected, Requester, seal_prompt, verify_decision
+from libs.approvals import ApprovalRequest, DecisionClaims, DecisionRejected, Requester, seal_prompt, verify_recorded_decision
 from libs.clock import Clock
 from libs.crypto import FieldCipher
 from libs.errors import Refused
 from libs.events.topics import APPROVAL_REQUESTED
 from libs.projections import CLIENTS, account_of_subject
+from libs.service.logging import get_logger
 from libs.tokens import load_public_jwk
 
 from .lifecycle import RequestLifecycle, S
 from .refusals import RETRY_SOON, CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
 T = TypeVar("T")
+log = get_logger("harbour.consented_requests")
 
 
 class ConsentContext(Protocol):
@@ -58,10 +60,12 @@ class Claimed(BaseModel):
 
 @dataclass(frozen=True)
 class Decided:
-    """A decision verified against the prompt we built: the request (its free text opened) and the citizen's claims."""
+    """A decision verified against the prompt we built: the request (its free text opened), the citizen's claims,
+    and when the citizen decided (auth's record, which the decision was judged at)."""
 
     request: dict[str, Any]
     claims: DecisionClaims
+    decided_at: datetime
 
     @property
     def approved(self) -> bool:
@@ -215,11 +219,15 @@ class ConsentedRequests(Generic[S]):
 
     # -- 3. decide ------------------------------------------------------------
 
-    async def decided(self, ctx: ConsentContext, session: AsyncClientSession, data: dict[str, Any]) -> Decided | None:
-        """approval.decided for one of our prompts, verified by us: None when there is nothing to do.
+    async def decided(self, ctx: ConsentContext, session: AsyncClientSession, data: dict[str, Any], *,
+                      published_at: datetime) -> Decided | None:
+        """approval.decided (published at `published_at`) for one of our prompts, verified by us: None when there is nothing to do.
 
         Nothing to do: the request is unknown, no longer waiting, another citizen's, or the decision is not over
-        exactly the prompt we built (its digest), signed by the device key the event carries.
+        exactly the prompt we built (its digest), signed by the device key the event carries, at a time auth recorded
+        before the prompt expired. That time, not this processing's, is what the decision is judged by
+        (libs.approvals.verify_recorded_decision): a decision made in time completes its request however late its
+        event arrives.
         """
         request_id = data["approval_id"].removeprefix(f"{self.approval_prefix}-")
         doc = await ctx.db[self.requests].find_one({"_id": request_id}, session=session)
@@ -228,11 +236,15 @@ class ConsentedRequests(Generic[S]):
         doc = self.with_text(ctx, doc)
         approval = self.approval(doc)
         try:
-            claims = verify_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]),
-                                     approval_id=approval.approval_id, digest=approval.digest())
-        except DecisionRejected:
+            claims, decided_at = verify_recorded_decision(
+                data["decision_jws"], load_public_jwk(data["device_jwk"]), approval_id=approval.approval_id,
+                digest=approval.digest(), expires_at=doc["expires_at"], decided_at=data.get("decided_at"),
+                published_at=published_at, now=ctx.clock.now())
+        except DecisionRejected as exc:
+            log.warning("decision refused", service=self.service, approval_id=approval.approval_id, reason=exc.reason,
+                        detail=str(exc))
             return None
-        return Decided(doc, claims)
+        return Decided(doc, claims, decided_at)
 
     async def move(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any], to: S, **fields: Any) -> None:
         """Move a request to `to` (an allowed transition), with the fields that go with it."""

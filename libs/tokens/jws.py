@@ -1,12 +1,15 @@
 """Compact JWS with ES256 and nothing else: signing and strict verification.
 
 Every verification pins the algorithm to ES256 (no `none`, no HS*), requires
-the claims the caller names and checks `aud`/`exp`/`nbf`/`iat` through PyJWT.
+the claims the caller names and checks `aud`/`exp`/`nbf`/`iat` through PyJWT
+— against the wall clock, or against the instant `now=` names (a decision
+judged at the time auth recorded it, not when it is processed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -44,20 +47,29 @@ def verify(
     issuer: str | None = None,
     require: Sequence[str] = ("exp", "iat"),
     typ: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
+    """The verified claims. `now`: the instant `exp`/`nbf`/`iat` are judged at (default: the wall clock), with LEEWAY_S."""
     header = unverified_header(token)
     if typ is not None and header.get("typ") != typ:
         raise InvalidToken(f"the token type must be {typ}")
+    options: dict[str, Any] = {"require": list(require), "verify_aud": audience is not None}
+    if now is not None:
+        # PyJWT judges the times only against the wall clock: it checks their types, we check them at `now`.
+        options |= {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],
             audience=audience,
             issuer=issuer,
             leeway=LEEWAY_S,
-            options={"require": list(require), "verify_aud": audience is not None},
+            options=options,
         )
+        if now is not None:
+            _check_times_at(claims, now.timestamp())
+        return claims
     except jwt.ExpiredSignatureError:
         raise InvalidToken("the token has expired") from None
     except jwt.InvalidAudienceError:
@@ -66,3 +78,20 @@ def verify(
         raise InvalidToken("the token signature does not verify") from None
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"the token is invalid: {exc}") from None
+
+
+def _check_times_at(claims: dict[str, Any], at: float) -> None:
+    """PyJWT's checks of `exp`, `nbf` and `iat` (same conversions, same leeway), at `at` (epoch s) instead of the wall clock."""
+    times: dict[str, int] = {}
+    for name in ("exp", "nbf", "iat"):
+        if name in claims:
+            try:
+                times[name] = int(claims[name])
+            except (ValueError, TypeError, OverflowError):
+                raise jwt.DecodeError(f"the {name} claim must be an integer") from None
+    if "exp" in times and times["exp"] <= at - LEEWAY_S:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    if "nbf" in times and times["nbf"] > at + LEEWAY_S:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if "iat" in times and times["iat"] > at + LEEWAY_S:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")

@@ -37,6 +37,6 @@ def handler(formfill: Formfill):
         elif event.type in CLIENT_CHANGED:
             await record_client(db, session, data, also=CLIENT_FIELDS)
         elif event.type == "approval.decided" and data["requester"]["service"] == "formfill":
-            await on_decided(formfill, session, data)
+            await on_decided(formfill, session, data, published_at=event.time)
 
     return handle

@@ -11,6 +11,7 @@ receipt the citizen can list.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -136,14 +137,15 @@ async def claim(formfill: Formfill, device: Device, request_id: str) -> Claimed:
     return await FORMFILL_REQUESTS.claim(formfill, request_id, device.account_id)
 
 
-async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict[str, Any]) -> None:
-    """approval.decided for one of our prompts, verified against the prompt we built: release or close."""
-    decided = await FORMFILL_REQUESTS.decided(formfill, session, data)
+async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict[str, Any], *, published_at: datetime) -> None:
+    """approval.decided for one of our prompts, verified against the prompt we built and judged at the time the
+    citizen decided (not now: the event may come late): release or close."""
+    decided = await FORMFILL_REQUESTS.decided(formfill, session, data, published_at=published_at)
     if decided is None:
         return
     if not decided.approved:
         DECISIONS.labels("denied").inc()
-        await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=formfill.clock.now())
+        await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=decided.decided_at)
         return
     DECISIONS.labels("released").inc()
     await _release(formfill, session, decided, device_id=data["device_id"])
@@ -180,7 +182,7 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
                                          formfill.cipher.encrypt_record({"token": token}, record_id=request_id), media_type)
     await consents.record_receipt(formfill, session, receipt_id, doc, released)
     await FORMFILL_REQUESTS.move(formfill, session, doc, FormfillStatus.APPROVED,
-                                 decided_at=now, released_fields=released, receipt_id=receipt_id)
+                                 decided_at=decided.decided_at, released_at=now, released_fields=released, receipt_id=receipt_id)
     # No purpose: the relying party wrote it and has it by request id; free text stays off the outbox and Kafka.
     await formfill.publish(session, agency_topic(doc["client_id"]), "consent.granted", receipt_id,
                            {"receipt_id": receipt_id, "request_id": request_id, "sub": sub, "fields": released,

@@ -36,7 +36,7 @@ def handler(signing: Signing):
         elif event.type in CLIENT_CHANGED:
             await record_client(db, session, data)
         elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
-            await on_decided(signing, session, data)
+            await on_decided(signing, session, data, published_at=event.time)
 
     return handle
 

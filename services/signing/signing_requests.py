@@ -12,6 +12,7 @@ can be fetched more than once until it expires (a signature is no secret).
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
 from libs.projections import pairwise_subject
+from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
 
 from .authority import active_certificate, issue_for_citizen
@@ -36,8 +38,12 @@ from .errors import CLOSED_BECAUSE, AssuranceTooLow, IdentityNotActive, ResultEx
 from .signatures import citizen_signer, sign_digest, sign_pdf
 
 HASH_SHOWN = 16  # hex characters of the document hash the citizen sees
+# A PDF waits for its decision this long after the request expires: a decision made in time may arrive late (broker
+# outage, a restarting service) and is still signed. As long as approvals.decided keeps it (retention 3 days).
+DOCUMENT_KEPT_AFTER_EXPIRY = timedelta(days=3)
 SIGNATURES = Counter("harbour_signing_signatures_total", "Signing requests finished, by kind and outcome.", ["kind", "outcome"])
 MEDIA_TYPES = {"cms": "application/pkcs7-signature", "pdf": "application/pdf"}
+log = get_logger("harbour.signing")
 
 
 class SigningStatus(StrEnum):
@@ -149,9 +155,11 @@ async def _sub(signing: Signing, session: AsyncClientSession | None, doc: dict[s
 
 
 async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], reason: str,
-                 status: SigningStatus = SigningStatus.REFUSED) -> None:
-    """Close the request unsigned (the citizen said no, or may not sign) and tell the relying party."""
-    await SIGNING_REQUESTS.move(signing, session, doc, status, error=reason, decided_at=signing.clock.now())
+                 status: SigningStatus = SigningStatus.REFUSED, *, decided_at: datetime | None = None) -> None:
+    """Close the request unsigned (the citizen said no, or may not sign) and tell the relying party.
+
+    `decided_at`: when the citizen decided, if they did (auth's record); otherwise now."""
+    await SIGNING_REQUESTS.move(signing, session, doc, status, error=reason, decided_at=decided_at or signing.clock.now())
     await signing.db[DOCUMENTS].delete_one({"_id": doc["_id"]}, session=session)
     SIGNATURES.labels(doc["kind"], reason).inc()
     await signing.publish(session, agency_topic(doc["client_id"]), "signature.refused", doc["_id"],
@@ -168,7 +176,8 @@ async def create(signing: Signing, caller: RelyingParty, new: NewDocument) -> Re
 
     async def store_document(session: AsyncClientSession, doc: dict[str, Any]) -> None:
         sealed = signing.cipher.seal_bytes(new.pdf or b"", record_id=doc["_id"], field="pdf")
-        await signing.db[DOCUMENTS].insert_one({"_id": doc["_id"], "sealed": sealed, "expires_at": doc["expires_at"]}, session=session)
+        await signing.db[DOCUMENTS].insert_one({"_id": doc["_id"], "sealed": sealed,
+                                                "expires_at": doc["expires_at"] + DOCUMENT_KEPT_AFTER_EXPIRY}, session=session)
 
     doc = await SIGNING_REQUESTS.create(
         signing, client=client, account_id=account_id,
@@ -195,19 +204,23 @@ async def claim(signing: Signing, device: Device, request_id: str) -> Claimed:
     return await SIGNING_REQUESTS.claim(signing, request_id, device.account_id, refuse=refuse)
 
 
-async def on_decided(signing: Signing, session: AsyncClientSession, data: dict[str, Any]) -> None:
-    """approval.decided for one of our prompts, verified against the prompt we built: sign or close."""
-    decided = await SIGNING_REQUESTS.decided(signing, session, data)
+async def on_decided(signing: Signing, session: AsyncClientSession, data: dict[str, Any], *, published_at: datetime) -> None:
+    """approval.decided for one of our prompts, verified against the prompt we built and judged at the time the
+    citizen decided (not now: the event may come late): sign or close.
+
+    Who may sign is checked now, when the signature is made (a citizen suspended since deciding signs nothing).
+    """
+    decided = await SIGNING_REQUESTS.decided(signing, session, data, published_at=published_at)
     if decided is None:
         return
     doc = decided.request
     if not decided.approved:
-        await _close(signing, session, doc, "denied", SigningStatus.DENIED)
+        await _close(signing, session, doc, "denied", SigningStatus.DENIED, decided_at=decided.decided_at)
         return
     citizen = await signing.db[CITIZENS].find_one({"_id": doc["account_id"]}, session=session)
     refusal = SIGNING_REQUESTS.citizen_unknown() if citizen is None else _may_not_sign(citizen)
     if refusal is not None:
-        await _close(signing, session, doc, refusal.slug)
+        await _close(signing, session, doc, refusal.slug, decided_at=decided.decided_at)
         return
     await _sign(signing, session, decided, device_id=data["device_id"])
 
@@ -227,25 +240,31 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     """The signature (CMS over the hash, or the signed PDF), stored for the relying party, and the events."""
     doc = decided.request
     request_id = doc["_id"]
+    stored = None
+    if doc["kind"] == "pdf":
+        stored = await signing.db[DOCUMENTS].find_one({"_id": request_id}, session=session)
+        if stored is None:
+            # The decision came later than the PDF is kept (DOCUMENT_KEPT_AFTER_EXPIRY): nothing left to sign.
+            log.warning("decision arrived after its document was deleted", request_id=request_id)
+            return
     cert_doc = await _certificate(signing, session, doc["account_id"])
     certificate = x509.Certificate.load(bytes(cert_doc["certificate"]))
     signer = citizen_signer(signing.hsm, cert_doc["key_label"], certificate, signing.authority.chain)
-    if doc["kind"] == "cms":
+    if stored is None:
         body = await sign_digest(signer, signing.tsa, bytes.fromhex(doc["sha256"]))
     else:
-        stored = await signing.db[DOCUMENTS].find_one({"_id": request_id}, session=session)
         pdf = signing.cipher.open_bytes(stored["sealed"], record_id=request_id, field="pdf")
         try:
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
         except PdfError:
             # The upload passed the sandbox's checks but pyHanko cannot add a revision to it: tell the relying party, do not retry.
-            await _close(signing, session, doc, UnsignablePdf.slug)
+            await _close(signing, session, doc, UnsignablePdf.slug, decided_at=decided.decided_at)
             return
         await signing.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
     now = signing.clock.now().replace(microsecond=0)
     await SIGNING_REQUESTS.store_result(signing, session, request_id, signing.cipher.seal_bytes(body, record_id=request_id, field="body"),
                                         MEDIA_TYPES[doc["kind"]], sha256=hashlib.sha256(body).hexdigest())
-    await SIGNING_REQUESTS.move(signing, session, doc, SigningStatus.SIGNED, decided_at=now, signed_at=now,
+    await SIGNING_REQUESTS.move(signing, session, doc, SigningStatus.SIGNED, decided_at=decided.decided_at, signed_at=now,
                                 certificate_serial=cert_doc["_id"])
     SIGNATURES.labels(doc["kind"], "signed").inc()
     # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.

@@ -4,8 +4,8 @@ What such a service learns from auth is a JWKS (served here on a local
 port), tokens signed with its key, and events. The stand-in mints relying
 party and device tokens, builds the events auth would publish, hands them to
 the service's own event handler (inside the service's transaction, as its
-consumer would; the broker is shared by the whole test session, so its
-consumer group may be taken by another process of the same service), reads
+consumer would) or puts them on the broker for the service's own consumer
+(`learn_through_broker`: its consumer groups are the test's own), reads
 the prompts the service published from its outbox and unseals them with
 auth's key, and signs decisions as the citizen's phone would.
 """
@@ -13,24 +13,31 @@ auth's key, and signs decisions as the citizen's phone would.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from libs.approvals import ApprovalRequest, sign_decision, unseal_prompt
+from libs.clock import Clock, SystemClock
 from libs.crypto import seal
 from libs.events import CloudEvent
+from libs.events.consumer import PROCESSED_COLLECTION
 from libs.events.outbox import OUTBOX_COLLECTION
+from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, generate_private_key, public_jwk, sign
 
 from .calls import bearer
+from .polling import eventually
 
 ISSUER = "https://id.harbour.test"
 
@@ -145,23 +152,29 @@ async def prompt(ctx: Any, approval_id: str, auth_sealing_key: dict[str, Any]) -
 
 @dataclass
 class Phone:
-    """A citizen's device: its id and key, and the decisions it signs (as auth then publishes them)."""
+    """A citizen's device: its id and key, and the decisions it signs (as auth then publishes them, on `clock`)."""
 
     account_id: str
     device_id: str = field(default_factory=lambda: f"dev-{uuid.uuid4().hex[:8]}")
     key: ec.EllipticCurvePrivateKey = field(default_factory=generate_private_key)
+    clock: Clock = field(default_factory=SystemClock)
 
     def decided(self, request: ApprovalRequest, decision: str = "approve", *, selection: list[str] | None = None,
-                digest: str | None = None) -> CloudEvent:
-        """approval.decided for `request`, signed over its digest (or over `digest`, to forge one)."""
+                digest: str | None = None, at: datetime | None = None, signed_at: datetime | None = None) -> CloudEvent:
+        """approval.decided for `request`, signed over its digest (or over `digest`, to forge one).
+
+        auth received it `at` (default: the clock's now; its `decided_at`, and the event's time); the phone signed it
+        at `signed_at` (default `at`).
+        """
+        at = at or self.clock.now()
         signed_digest = digest or request.digest()
         jws = sign_decision(self.key, device_id=self.device_id, approval_id=request.approval_id, digest=signed_digest,
-                            decision=decision, selection=selection)  # type: ignore[arg-type]
-        return CloudEvent(source="/auth", type="approval.decided", subject=request.approval_id, data={
+                            decision=decision, selection=selection, now=signed_at or at)  # type: ignore[arg-type]
+        return CloudEvent(source="/auth", type="approval.decided", subject=request.approval_id, time=at, data={
             "approval_id": request.approval_id, "account_id": self.account_id,
             "requester": request.requester.model_dump(), "action": request.action, "decision": decision,
             "selection": selection, "digest": signed_digest, "device_id": self.device_id,
-            "device_jwk": public_jwk(self.key), "decision_jws": jws, "decided_at": "2030-01-01T08:00:00+00:00"})
+            "device_jwk": public_jwk(self.key), "decision_jws": jws, "decided_at": at.isoformat()})
 
 
 # -- a service that trusts auth, under test ------------------------------------
@@ -211,6 +224,18 @@ class ServiceUnderTest:
     async def learn(self, event: CloudEvent) -> None:
         await deliver(self.ctx, type(self).handler, event)
 
+    async def learn_through_broker(self, event: CloudEvent, topic: str = APPROVAL_DECIDED.name) -> None:
+        """`event` put on `topic` of the test broker, as auth's relay would, then awaited until the service's own
+        consumer has processed it (its `processed_events` marker is written in the handler's transaction)."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.ctx.settings.service.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, event.to_json(), key=(event.subject or "").encode() or None)
+        finally:
+            await producer.stop()
+        marker = {"_id": {"$regex": f":{re.escape(event.id)}$"}}
+        await eventually(lambda: self.ctx.db[PROCESSED_COLLECTION].find_one(marker), timeout_s=30)
+
     async def relying_party(self, **metadata: Any) -> RelyingParty:
         rp = RelyingParty(f"rp-{uuid.uuid4().hex[:8]}", f"sector-{uuid.uuid4().hex[:6]}")
         await self.learn(client_registered(rp.client_id, sector=rp.sector, **metadata))
@@ -219,7 +244,7 @@ class ServiceUnderTest:
     async def known_citizen(self, rp: RelyingParty, enrolment: CloudEvent) -> Citizen:
         """A citizen the service learnt of by `enrolment`, with a pairwise subject at `rp`'s sector."""
         account_id = enrolment.data["account_id"]
-        citizen = Citizen(account_id, f"sub-{uuid.uuid4().hex[:8]}", Phone(account_id))
+        citizen = Citizen(account_id, f"sub-{uuid.uuid4().hex[:8]}", Phone(account_id, clock=self.clock))
         await self.learn(enrolment)
         await self.learn(subject_assigned(citizen.sub, sector=rp.sector, account_id=account_id))
         return citizen

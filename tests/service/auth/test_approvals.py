@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -33,7 +33,7 @@ async def published(auth_service, event_type: str, subject: str) -> list[dict]:
     return [json.loads(doc["value"]) for doc in docs]
 
 
-async def test_a_prompt_is_decided_once_and_the_decision_published(auth_service, tmp_path):
+async def test_a_prompt_is_decided_once_and_the_decision_published(auth_service, clock, tmp_path):
     phone = await auth_service.citizen(tmp_path)
     approval_id = await queued(auth_service, phone)
     assert [p["approval_id"] for p in await phone.pending()] == [approval_id]
@@ -44,6 +44,10 @@ async def test_a_prompt_is_decided_once_and_the_decision_published(auth_service,
     [event] = await published(auth_service, "approval.decided", approval_id)
     assert event["source"] == "/auth" and event["data"]["decision"] == "approve"
     assert event["data"]["device_id"] == phone.profile.device_id
+    # When the citizen decided is auth's own time of receiving it (its clock), not the phone's (the JWS's iat, now):
+    # formfill and signing judge the decision at it, however late the event reaches them.
+    assert event["data"]["decided_at"] == decided["decided_at"] == clock.now().isoformat()
+    assert datetime.fromisoformat(event["time"]) >= clock.now()
 
     with pytest.raises(AppError) as again:
         await phone.deny(approval_id)
