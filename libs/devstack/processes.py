@@ -91,6 +91,13 @@ def stop(pid_file: Path, marker: str, *, timeout_s: float = 15.0) -> bool:
     return True
 
 
+def kill(pid: int) -> None:
+    """SIGKILL `pid` (a process of ours, found through its PID file) and wait until it is gone."""
+    os.kill(pid, signal.SIGKILL)
+    while is_alive(pid):
+        time.sleep(0.02)
+
+
 def is_alive(pid: int) -> bool:
     try:
         # Reap it if it is our own child, so it does not linger as a zombie.

@@ -144,15 +144,54 @@ class DevStack:
             raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
 
     def up(self) -> float:
-        """Start everything; if any part fails to come up, stop what was started and re-raise."""
+        """Start whatever is not running (everything, the first time; after a crash, what crashed).
+
+        If a part fails to come up, stop what this call started and re-raise; what was running before is left
+        running, so a failed restart of one service never takes the rest of the stack down with it.
+        """
         started = time.monotonic()
+        running_before = {name for name, pid in self.status().items() if pid is not None}
         try:
             self.up_infra()
             self.up_services()
         except BaseException:
-            self.down()
+            self._stop_all_but(running_before)
             raise
         return time.monotonic() - started
+
+    def _stop_all_but(self, keep: set[str]) -> None:
+        """Stop, in `down`'s order, every process not named in `keep`."""
+        ordered = [*(self.worker_spec(n) for n in WORKERS), *(self.service_spec(n) for n in reversed(SERVICES)),
+                   self.mongo_spec(), self.kafka_spec()]
+        for spec in ordered:
+            if spec.name not in keep:
+                processes.stop(spec.pid_file, spec.marker)
+        if not keep:
+            (self.dev_dir / "stack.json").unlink(missing_ok=True)
+
+    def spec(self, name: str) -> ProcessSpec:
+        """The process spec of `kafka`, `mongo`, a service or a worker."""
+        return next(spec for spec in self.all_specs() if spec.name == name)
+
+    def crash(self, name: str) -> int:
+        """SIGKILL one process of the stack (fault injection: tests, bench/chaos.py); return the PID it had."""
+        spec = self.spec(name)
+        pid = processes.running_pid(spec.pid_file, spec.marker)
+        if pid is None:
+            raise RuntimeError(f"{name} is not running")
+        processes.kill(pid)
+        return pid
+
+    def restart_infra_part(self, name: str, timeout_s: float = 60.0) -> int:
+        """Start the broker or the database again on its port and data (after `crash`); return its PID."""
+        spec = self.spec(name)
+        port = self.config.kafka_port if name == "kafka" else self.config.mongo_port
+        pid = processes.start(spec)
+        processes.wait_until(lambda: processes.port_open("127.0.0.1", port) or not processes.is_alive(pid),
+                             timeout_s=timeout_s, what=f"{name} on port {port}")
+        if not processes.is_alive(pid):
+            raise RuntimeError(f"{name} exited at start; see {spec.log_file}")
+        return pid
 
     def down(self) -> list[str]:
         """Stop services first (they flush their work), then the database and the broker."""

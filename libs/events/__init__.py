@@ -2,7 +2,7 @@
 
 from .consumer import EventConsumer, install_consumer
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER, create_producer, ensure_topics, install_producer
+from .kafka import PRODUCER, Publisher, create_producer, ensure_topics, install_producer
 from .outbox import OUTBOX_RELAY, Outbox, OutboxRelay, install_outbox_relay
 from .topics import ALL_TOPICS, Topic, agency_topic, dlq_name
 
@@ -15,6 +15,7 @@ __all__ = [
     "InvalidEnvelope",
     "Outbox",
     "OutboxRelay",
+    "Publisher",
     "Topic",
     "agency_topic",
     "create_producer",

@@ -13,32 +13,45 @@ Failures are split in two:
   `max_attempts` times with back-off, then the message goes to `<topic>.dlq`
   with the reason in its headers, and consumption goes on.
 A message that is not a CloudEvent at all is dead-lettered at once.
+
+Partitions are not handed out by the broker's group protocol but by leases in
+the service's database (partition_leases.py), so a process killed with SIGKILL
+and restarted reads again within seconds without the broker evicting anything.
+After any failed request to the broker the consumer rewinds to the offsets the
+broker holds as committed: a broker that crashed may have lost its newest
+records and reuses their offsets, which a consumer going on from memory would
+skip. Readiness fails while the loop makes no progress (`STUCK_AFTER_S`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
+from libs.service.health import add_readiness_check
 from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE, MONGO_CLIENT
 from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER, connection_options, pause_after_empty_fetches
-from .metrics import CONSUMER_LAG, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from .kafka import PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches
+from .metrics import CONSUMER_LAG, CONSUMER_LAST_PROGRESS, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from .partition_leases import LEASE_INDEXES, LEASES_COLLECTION, MEMBERS_COLLECTION, PartitionLeases
 from .topics import dlq_name
 
 Handler = Callable[[CloudEvent, AsyncClientSession], Awaitable[None]]
@@ -50,11 +63,18 @@ PROCESSED_INDEXES = (
     index(PROCESSED_COLLECTION, "processed_at", expire_after_s=PROCESSED_RETENTION_S),
 )
 INFRASTRUCTURE_ERRORS = (ConnectionFailure, KafkaConnectionError)
+# A consumer whose loop has not gone round for this long is stuck (a handler hanging, the database gone):
+# its service reports unready, and HarbourConsumerStuck fires on its last-progress metric.
+STUCK_AFTER_S = 30.0
 
 log = get_logger("harbour.consumer")
 
 
 class _AlreadyProcessed(Exception):
+    pass
+
+
+class ConsumerStuck(Exception):
     pass
 
 
@@ -68,12 +88,14 @@ class EventConsumer:
         handler: Handler,
         mongo_client: AsyncMongoClient,
         db: AsyncDatabase,
-        dlq_producer: AIOKafkaProducer,
+        dlq_producer: Publisher,
         bootstrap: str,
+        instance: str | None = None,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
         security: KafkaSecurity | None = None,
-        assign_all_partitions: bool = False,
+        lease_ttl_s: float = 10.0,
+        renew_every_s: float = 2.0,
     ) -> None:
         self.service = service
         self.group = group
@@ -84,44 +106,95 @@ class EventConsumer:
         self.dlq_producer = dlq_producer
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
-        # A worker that must survive SIGKILL takes every partition itself instead of joining the group's
-        # rebalance (offsets are still committed to the group): the local broker never evicts a member
-        # killed without leaving, so its replacement would wait for it forever.
-        self.assign_all_partitions = assign_all_partitions
+        # The partitions are handed out by leases in the service's database, not by the broker's group
+        # protocol (partition_leases.py says why); offsets are still committed to the broker under `group`.
+        self.leases = PartitionLeases(db[LEASES_COLLECTION], db[MEMBERS_COLLECTION], group=group,
+                                      owner=instance or f"{service}:{os.getpid()}:{os.urandom(4).hex()}",
+                                      ttl_s=lease_ttl_s)
+        self.renew_every_s = renew_every_s
+        self._renewed_at = -math.inf
+        self.last_progress = time.monotonic()
+        # Set when a request to the broker failed: the broker may have restarted and lost its newest records
+        # (and committed offsets), so the positions held in memory may point past what it now has.
+        self._broker_disrupted = False
         self.consumer = pause_after_empty_fetches(AIOKafkaConsumer(
-            *([] if assign_all_partitions else self.topics),
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=f"harbour-{service}-{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=3000,
             **connection_options(security),
         ))
+        on_request_failure(self.consumer._client, self._note_disruption)
+
+    def _note_disruption(self) -> None:
+        self._broker_disrupted = True
 
     async def start(self) -> None:
         await self.consumer.start()
-        if self.assign_all_partitions:
-            await self.consumer.topics()  # fetches the metadata partitions_for_topic reads
-            self.consumer.assign([TopicPartition(topic, p) for topic in self.topics
-                                  for p in sorted(self.consumer.partitions_for_topic(topic) or ())])
+        await self._renew_assignment()
 
     async def stop(self) -> None:
         await self.consumer.stop()
+        try:
+            await self.leases.release()
+        except PyMongoError:
+            pass  # the leases lapse by themselves
 
     async def run(self) -> None:
         while True:
             try:
+                if time.monotonic() - self._renewed_at >= self.renew_every_s:
+                    await self._renew_assignment()
+                if self._broker_disrupted:
+                    await self._rewind_to_committed()
                 await self.consume_batch()
+                self._progressed()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # e.g. a commit during a rebalance or a broker restart: the
+                # e.g. a commit during a broker restart, the database unreachable for the leases: the
                 # uncommitted messages come again and are deduplicated.
                 log.exception("consumer loop error; resuming", group=self.group)
                 await asyncio.sleep(1.0)
+
+    async def _renew_assignment(self) -> None:
+        await self.consumer.topics()  # fresh metadata: partitions_for_topic reads it
+        partitions = [TopicPartition(topic, p) for topic in self.topics
+                      for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
+        held = await self.leases.claim(partitions)
+        if held != self.consumer.assignment():
+            log.info("partitions assigned", group=self.group, partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in held))
+            self.consumer.assign(sorted(held, key=lambda tp: (tp.topic, tp.partition)))
+        self._renewed_at = time.monotonic()
+
+    async def _rewind_to_committed(self) -> None:
+        """After a broker disruption, read again from the offsets the broker itself now holds as committed.
+
+        A broker that lost its newest records on a crash hands out their offsets again to new records; a
+        consumer going on from its position in memory would skip those. The committed offsets the broker
+        kept are never past its log's end, and records redelivered by rewinding are deduplicated.
+        """
+        for tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            end = (await self.consumer.end_offsets([tp]))[tp]
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, min(committed, end))
+        self._broker_disrupted = False
+        log.info("consumer rewound to committed offsets after a broker disruption", group=self.group)
+
+    def _progressed(self) -> None:
+        self.last_progress = time.monotonic()
+        CONSUMER_LAST_PROGRESS.labels(self.service, self.group).set(time.time())
+
+    async def ready(self, stuck_after_s: float = STUCK_AFTER_S) -> None:
+        """Readiness: the loop went round recently (it does every half second when idle)."""
+        idle = time.monotonic() - self.last_progress
+        if idle > stuck_after_s:
+            raise ConsumerStuck(f"consumer {self.group} made no progress for {idle:.0f} s")
 
     async def consume_batch(self) -> int:
         batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
@@ -209,6 +282,7 @@ class EventConsumer:
         log.error("message dead-lettered", topic=message.topic, offset=message.offset, reason=reason)
 
     def _count(self, message: ConsumerRecord, outcome: str) -> str:
+        self._progressed()
         EVENTS_CONSUMED.labels(self.service, self.group, message.topic, outcome).inc()
         return outcome
 
@@ -228,7 +302,7 @@ def install_consumer(
 
     async def consumer_lifecycle(app: web.Application):
         settings = app[SETTINGS]
-        await apply_indexes(app[DATABASE], PROCESSED_INDEXES)
+        await apply_indexes(app[DATABASE], PROCESSED_INDEXES + LEASE_INDEXES)
         consumer = EventConsumer(
             service=settings.service,
             group=settings.kafka_group_prefix + group,
@@ -238,10 +312,12 @@ def install_consumer(
             db=app[DATABASE],
             dlq_producer=app[PRODUCER],
             bootstrap=settings.kafka_bootstrap,
+            instance=settings.instance(),
             security=settings.kafka_security,
             **options,
         )
         await consumer.start()
+        add_readiness_check(app, f"consumer:{group}", consumer.ready)
         task = asyncio.create_task(consumer.run(), name=f"consumer:{group}")
         yield
         task.cancel()

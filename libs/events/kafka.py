@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.structs import RecordMetadata
 
 from aiokafka.helpers import create_ssl_context
 
@@ -19,7 +21,6 @@ from libs.service.logging import get_logger
 
 from .topics import Topic, dlq_name
 
-PRODUCER = web.AppKey("kafka_producer", AIOKafkaProducer)
 log = get_logger("harbour.kafka")
 
 
@@ -69,6 +70,20 @@ def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_
     return consumer
 
 
+def on_request_failure(client, callback: Callable[[], None]) -> None:
+    """Call `callback` whenever a request of this aiokafka client fails to reach the broker or get an answer."""
+    send = client.send
+
+    async def send_noting_failures(node_id, request, **kwargs):
+        try:
+            return await send(node_id, request, **kwargs)
+        except KafkaError:
+            callback()
+            raise
+
+    client.send = send_noting_failures
+
+
 def create_producer(bootstrap: str, client_id: str, security: KafkaSecurity | None = None) -> AIOKafkaProducer:
     # acks=all + idempotence: a send that returns is durable and not duplicated by our own retries.
     return AIOKafkaProducer(
@@ -78,8 +93,111 @@ def create_producer(bootstrap: str, client_id: str, security: KafkaSecurity | No
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
-        request_timeout_ms=10000,
+        request_timeout_ms=SEND_TIMEOUT_S * 1000,
     )
+
+
+SEND_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Publisher:
+    """The service's idempotent producer, replaced by a fresh one after any failed send.
+
+    An idempotent producer numbers its records per partition. A broker that restarted and lost its newest
+    records refuses the numbers that follow (OutOfOrderSequenceNumber) for as long as that producer lives,
+    so a producer kept after a failure can publish nothing more; a fresh one gets a new producer id.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str, security: KafkaSecurity | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.security = security
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._ensure_started()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._discard()
+
+    @property
+    def client(self):
+        if self._producer is None:
+            raise KafkaConnectionError("the producer is being replaced")
+        return self._producer.client
+
+    async def send_all(self, records: list[Record]) -> list[RecordMetadata | BaseException]:
+        """Send every record and wait for each acknowledgement; a record's result is its metadata or its error.
+
+        Records are sent in order (per-partition order is kept by the idempotent producer); after any
+        failure the producer is replaced, so the caller's next attempt starts clean.
+        """
+        async with self._lock:
+            results: list[RecordMetadata | BaseException] = []
+            try:
+                producer = await self._ensure_started()
+                futures = []
+                for record in records:
+                    try:
+                        futures.append(await producer.send(record.topic, value=record.value, key=record.key,
+                                                           headers=list(record.headers)))
+                    except KafkaError as exc:
+                        futures.append(_failed(exc))
+                done, _ = await asyncio.wait(futures, timeout=SEND_TIMEOUT_S + 5) if futures else (set(), set())
+                results = [(f.exception() or f.result()) if f in done else KafkaTimeoutError() for f in futures]
+            except KafkaError as exc:  # the producer could not start: the broker is unreachable
+                results = [exc] * len(records)
+            if any(isinstance(r, BaseException) for r in results):
+                log.warning("publishing failed; replacing the producer", client_id=self.client_id,
+                            failed=sum(isinstance(r, BaseException) for r in results), sent=len(records))
+                await self._discard()
+            return results
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: list[tuple[str, bytes]] | None = None) -> RecordMetadata:
+        [result] = await self.send_all([Record(topic, value, key, tuple(headers or ()))])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = create_producer(self.bootstrap, self.client_id, self.security)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _discard(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except (asyncio.TimeoutError, KafkaError):
+                pass  # its records already failed; nothing is left to flush
+
+
+PRODUCER = web.AppKey("kafka_producer", Publisher)
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True,
@@ -108,8 +226,9 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bo
         await admin.close()
 
 
-async def kafka_metadata(producer: AIOKafkaProducer) -> None:
+async def kafka_metadata(producer: Publisher) -> None:
     """Readiness: the broker answers a metadata request."""
+    await producer.start()
     await producer.client.fetch_all_metadata()
 
 
@@ -121,7 +240,7 @@ def install_producer(app: web.Application, topics: Iterable[Topic] = ()) -> None
         settings = app[SETTINGS]
         if settings.kafka_create_topics and topics:
             await ensure_topics(settings.kafka_bootstrap, topics, security=settings.kafka_security)
-        producer = create_producer(settings.kafka_bootstrap, f"harbour-{settings.service}", settings.kafka_security)
+        producer = Publisher(settings.kafka_bootstrap, f"harbour-{settings.service}", settings.kafka_security)
         await producer.start()
         app[PRODUCER] = producer
         add_readiness_check(app, "kafka", lambda: kafka_metadata(producer))

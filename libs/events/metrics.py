@@ -39,3 +39,18 @@ CONSUMER_LAG = Gauge(
     "Messages not yet handled by a consumer group, per partition (high-water mark minus position).",
     ["service", "group", "topic", "partition"],
 )
+CONSUMER_LAST_PROGRESS = Gauge(
+    "harbour_consumer_last_progress_timestamp_seconds",
+    "When a consumer last went round its loop or handled a message (Unix time); a stuck consumer stops moving it.",
+    ["service", "group"],
+)
+RELAY_LAST_PASS = Gauge(
+    "harbour_outbox_relay_last_pass_timestamp_seconds",
+    "When the outbox relay last completed a pass without error (Unix time).",
+    ["service"],
+)
+EVENTS_REPUBLISHED = Counter(
+    "harbour_events_republished_total",
+    "Events the relay published again because the broker no longer had them where it had acknowledged them.",
+    ["service", "topic"],
+)

@@ -9,22 +9,38 @@ exactly-once by remembering event ids.
 
 With several replicas of a service, one relay at a time holds a lease, so
 events are not published in parallel out of order.
+
+Only what the broker acknowledged is marked sent, record by record, with the
+partition and offset the broker gave it; a failed send replaces the producer
+(kafka.Publisher) and the unacknowledged events go again on the next pass.
+A broker that crashes can lose records it acknowledged in the moments before
+(the local one loses about a second of them on SIGKILL; a replicated Kafka
+with acks=all does not). So an acknowledgement is not the end: once an event
+has been sent `verify_after_s`, the relay reads its offset back from the
+broker, and an event that is no longer there is published again. Events are
+sent as CloudEvents in the Kafka binding's structured mode (the whole event as
+JSON, `content-type: application/cloudevents+json`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import RecordMetadata
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from libs.service.app import SETTINGS
+from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
@@ -32,16 +48,19 @@ from libs.store.chunks import chunks
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
-from .kafka import PRODUCER, ensure_topics
+from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics
+from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
 from .topics import Topic
-from .metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 OUTBOX_COLLECTION = "outbox"
 LEASE_COLLECTION = "outbox_lease"
 SENT_RETENTION_S = 7 * 24 * 3600
 
+CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
+
 OUTBOX_INDEXES = (
     index(OUTBOX_COLLECTION, "pending", "seq"),
+    index(OUTBOX_COLLECTION, "unverified", "seq"),
     # Published events are kept a week for diagnosis, then expire.
     index(OUTBOX_COLLECTION, "sent_at", expire_after_s=SENT_RETENTION_S),
 )
@@ -86,16 +105,104 @@ def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
     }
 
 
+# An acknowledged record the broker still has this long afterwards is taken as durable (the local broker
+# writes to disk within about a second; a replicated Kafka with acks=all, at once).
+VERIFY_AFTER_S = 5.0
+VERIFY_BATCH = 2000
+READ_BACK_TIMEOUT_S = 10.0
+RELAY_STUCK_AFTER_S = 30.0
+# How far back in a partition the relay looks for an event whose send was interrupted.
+IN_DOUBT_LOOKBACK = 5000
+
+
+class PublishFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class OffsetsRead:
+    """What a partition holds between two offsets: event id per offset, and where its log begins and ends."""
+
+    ids: dict[int, str]
+    log_start: int
+
+    def holds(self, offset: int, event_id: str) -> bool:
+        # Below the log's start, retention removed the record: it was there long enough to be read.
+        return offset < self.log_start or self.ids.get(offset) == event_id
+
+
+class OffsetReader:
+    """Reads back what the broker holds at given offsets (no consumer group: it commits nothing)."""
+
+    def __init__(self, bootstrap: str, client_id: str, security: KafkaSecurity | None) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.security = security
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def event_ids(self, tp: TopicPartition, first: int, last: int) -> OffsetsRead:
+        consumer = await self._started()
+        consumer.assign([tp])
+        log_start = (await consumer.beginning_offsets([tp]))[tp]
+        log_end = (await consumer.end_offsets([tp]))[tp]
+        ids: dict[int, str] = {}
+        stop = min(last + 1, log_end)
+        if max(first, log_start) < stop:
+            consumer.seek(tp, max(first, log_start))
+            deadline = time.monotonic() + READ_BACK_TIMEOUT_S
+            while await consumer.position(tp) < stop:
+                if time.monotonic() > deadline:
+                    raise PublishFailed(f"reading back {tp.topic}:{tp.partition} timed out")
+                for message in (await consumer.getmany(tp, timeout_ms=500, max_records=1000)).get(tp, []):
+                    ids[message.offset] = _event_id(message.value)
+        return OffsetsRead(ids, log_start)
+
+    async def partitions(self, topic: str) -> set[int]:
+        consumer = await self._started()
+        await consumer.topics()
+        return consumer.partitions_for_topic(topic) or set()
+
+    async def latest_ids(self, tp: TopicPartition, count: int) -> dict[str, int]:
+        """Event id → offset for the last `count` records of the partition."""
+        consumer = await self._started()
+        consumer.assign([tp])
+        log_start = (await consumer.beginning_offsets([tp]))[tp]
+        log_end = (await consumer.end_offsets([tp]))[tp]
+        read = await self.event_ids(tp, max(log_start, log_end - count), log_end - 1)
+        return {event_id: offset for offset, event_id in read.ids.items() if event_id}
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None,
+                                        enable_auto_commit=False, **connection_options(self.security))
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+
+def _event_id(value: bytes | None) -> str | None:
+    try:
+        return json.loads(value or b"").get("id")
+    except (ValueError, AttributeError):
+        return None
+
+
 class OutboxRelay:
     def __init__(
         self,
         db: AsyncDatabase,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         *,
         service: str,
         batch_size: int = 200,
         poll_interval_s: float = 0.5,
         lease_ttl_s: float = 10.0,
+        verify_after_s: float = VERIFY_AFTER_S,
         create_topics_at: str | None = None,
         kafka_security: KafkaSecurity | None = None,
     ) -> None:
@@ -107,6 +214,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.lease_ttl_s = lease_ttl_s
+        self.verify_after_s = verify_after_s
         self.owner = f"{service}:{os.getpid()}:{os.urandom(4).hex()}"
         self._wake = asyncio.Event()
         # Locally (no Strimzi), per-agency topics are created before their first event is published:
@@ -115,6 +223,8 @@ class OutboxRelay:
         self.create_topics_at = create_topics_at
         self.kafka_security = kafka_security
         self._ensured: set[str] = set()
+        self.reader = OffsetReader(producer.bootstrap, f"{producer.client_id}-verifier", kafka_security)
+        self.last_pass = time.monotonic()
 
     def notify(self) -> None:
         """Wake the relay now (call after a transaction that added events commits)."""
@@ -124,12 +234,15 @@ class OutboxRelay:
         backoff = self.poll_interval_s
         while True:
             try:
+                published = 0
                 if await self._hold_lease():
                     published = await self.relay_once()
+                    await self.verify_once()
                     await self._update_backlog_metrics()
                     backoff = self.poll_interval_s
-                    if published >= self.batch_size:
-                        continue  # more waiting: do not sleep
+                self._passed()
+                if published >= self.batch_size:
+                    continue  # more waiting: do not sleep
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -138,29 +251,97 @@ class OutboxRelay:
             await self._sleep(backoff)
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events in order; return how many were published."""
+        """Publish one batch of pending events in order; return how many the broker acknowledged."""
         pending = await (
             self.collection.find({"pending": True}).sort("seq", 1).limit(self.batch_size).to_list()
         )
         if not pending:
             return 0
         await self._ensure_agency_topics({doc["topic"] for doc in pending})
-        # Enqueue the whole batch, then wait for every acknowledgement: one
-        # round trip per batch, and per-key order kept by the idempotent producer.
-        acks = [
-            await self.producer.send(
-                doc["topic"],
-                value=bytes(doc["value"]),
-                key=doc["key"].encode() if doc.get("key") else None,
-                headers=[("ce_type", doc["type"].encode()), ("ce_id", doc["_id"].encode())],
-            )
+        # An event that was on its way when a relay died or a send failed may have reached the broker after
+        # all: look for it there before sending it again, so a relay never duplicates what was acknowledged.
+        in_doubt = [doc for doc in pending if doc.get("in_flight")]
+        found = await self._already_published(in_doubt) if in_doubt else {}
+        await self._mark_sent([(doc, found[doc["_id"]]) for doc in in_doubt if doc["_id"] in found])
+        pending = [doc for doc in pending if doc["_id"] not in found]
+        if not pending:
+            return len(found)
+        await self.collection.update_many({"_id": {"$in": [doc["_id"] for doc in pending]}}, {"$set": {"in_flight": True}})
+        # The whole batch in one round trip; per-key order is kept by the idempotent producer.
+        results = await self.producer.send_all([
+            Record(doc["topic"], bytes(doc["value"]), doc["key"].encode() if doc.get("key") else None,
+                   (("content-type", CLOUDEVENTS_CONTENT_TYPE),))
             for doc in pending
-        ]
-        await asyncio.gather(*acks)
-        await self._mark_sent([doc["_id"] for doc in pending])
-        for doc in pending:
+        ])
+        acked = [(doc, result) for doc, result in zip(pending, results) if not isinstance(result, BaseException)]
+        await self._mark_sent(acked)
+        for doc, _ in acked:
             EVENTS_PUBLISHED.labels(self.service, doc["topic"]).inc()
-        return len(pending)
+        if len(acked) < len(pending):
+            failure = next(r for r in results if isinstance(r, BaseException))
+            raise PublishFailed(f"{len(pending) - len(acked)} of {len(pending)} events not acknowledged: {failure!r}")
+        return len(acked) + len(found)
+
+    async def _already_published(self, docs: list[dict]) -> dict[str, RecordMetadata]:
+        """The events among `docs` found in the last records of their topics' partitions, with where they are."""
+        wanted = {doc["_id"] for doc in docs}
+        found: dict[str, RecordMetadata] = {}
+        for topic in sorted({doc["topic"] for doc in docs}):
+            for partition in sorted(await self.reader.partitions(topic)):
+                tp = TopicPartition(topic, partition)
+                for event_id, offset in (await self.reader.latest_ids(tp, IN_DOUBT_LOOKBACK)).items():
+                    if event_id in wanted:
+                        found[event_id] = RecordMetadata(topic, partition, tp, offset, -1, -1, -1)
+        if found:
+            log.info("events found on the broker before sending them again", service=self.service, found=len(found))
+        return found
+
+    async def verify_once(self, now: datetime | None = None) -> tuple[int, int]:
+        """Read back events sent at least `verify_after_s` ago; publish again those the broker lost.
+
+        Returns (confirmed, lost)."""
+        now = now or datetime.now(UTC)
+        sent = await (
+            self.collection.find({"unverified": True, "sent_at": {"$lte": now - timedelta(seconds=self.verify_after_s)}},
+                                 {"topic": 1, "partition": 1, "offset": 1, "seq": 1})
+            .sort("seq", 1).limit(VERIFY_BATCH).to_list()
+        )
+        if not sent:
+            return 0, 0
+        by_partition: dict[TopicPartition, list[dict]] = {}
+        for doc in sent:
+            by_partition.setdefault(TopicPartition(doc["topic"], doc["partition"]), []).append(doc)
+        confirmed: list[str] = []
+        lost: list[dict] = []
+        for tp, docs in by_partition.items():
+            found = await self.reader.event_ids(tp, min(d["offset"] for d in docs), max(d["offset"] for d in docs))
+            for doc in docs:
+                if found.holds(doc["offset"], doc["_id"]):
+                    confirmed.append(doc["_id"])
+                else:
+                    lost.append(doc)
+        for chunk in chunks(confirmed):
+            await self.collection.update_many({"_id": {"$in": chunk}}, {"$unset": {"unverified": ""}})
+        for chunk in chunks([doc["_id"] for doc in lost]):
+            await self.collection.update_many(
+                {"_id": {"$in": chunk}},
+                {"$set": {"pending": True}, "$unset": {"unverified": "", "sent_at": "", "partition": "", "offset": ""}})
+        for doc in lost:
+            EVENTS_REPUBLISHED.labels(self.service, doc["topic"]).inc()
+        if lost:
+            log.warning("the broker lost acknowledged events; publishing them again", service=self.service, lost=len(lost))
+            self.notify()
+        return len(confirmed), len(lost)
+
+    async def ready(self, stuck_after_s: float = RELAY_STUCK_AFTER_S) -> None:
+        """Readiness: the relay completed a pass recently (it fails every pass while it cannot publish)."""
+        idle = time.monotonic() - self.last_pass
+        if idle > stuck_after_s:
+            raise PublishFailed(f"the outbox relay has not completed a pass for {idle:.0f} s")
+
+    def _passed(self) -> None:
+        self.last_pass = time.monotonic()
+        RELAY_LAST_PASS.labels(self.service).set(time.time())
 
     async def _ensure_agency_topics(self, topics: set[str]) -> None:
         wanted = {t for t in topics - self._ensured if t.startswith("agency.")}
@@ -177,13 +358,15 @@ class OutboxRelay:
                 await asyncio.sleep(0.1)
         self._ensured |= topics
 
-    async def _mark_sent(self, ids: list[str]) -> None:
-        for chunk in chunks(ids):
-            await self.collection.update_many(
-                {"_id": {"$in": chunk}},
-                {"$set": {"sent_at": datetime.now(UTC)}, "$unset": {"pending": ""}},
-            )
-
+    async def _mark_sent(self, acked: list[tuple[dict, RecordMetadata]]) -> None:
+        if not acked:
+            return
+        now = datetime.now(UTC)
+        await self.collection.bulk_write([
+            UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset,
+                                                     "unverified": True}, "$unset": {"pending": "", "in_flight": ""}})
+            for doc, meta in acked
+        ], ordered=False)
     async def _hold_lease(self) -> bool:
         now = datetime.now(UTC)
         try:
@@ -233,10 +416,12 @@ def install_outbox_relay(app: web.Application) -> None:
                             create_topics_at=settings.kafka_bootstrap if settings.kafka_create_topics else None,
                             kafka_security=settings.kafka_security)
         app[OUTBOX_RELAY] = relay
+        add_readiness_check(app, "outbox-relay", relay.ready)
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await relay.release_lease()
+        await relay.reader.stop()
 
     app.cleanup_ctx.append(relay_lifecycle)

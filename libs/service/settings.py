@@ -13,6 +13,7 @@ table against these declarations.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
@@ -200,6 +201,9 @@ class ServiceSettings:
     # Put before every consumer group's name, so that two copies of the platform (a test run's, say) can share
     # one broker without joining each other's groups. Empty in production.
     kafka_group_prefix: str = setting("KAFKA_GROUP_PREFIX", "")
+    # Names this process for the partition leases of its consumers (libs/events/partition_leases.py); stable
+    # across a restart in place so the restarted process takes its leases back at once. Empty: host and port.
+    instance_id: str = setting("INSTANCE_ID", "")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     log_level: str = setting("LOG_LEVEL", "INFO")
     # The sandbox (the dev stack, the tests, a development cluster): citizens self-register, anyone registers a
@@ -223,6 +227,12 @@ class ServiceSettings:
 
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def instance(self) -> str:
+        """This process's instance id: HARBOUR_INSTANCE_ID, else host name, service and port (the pid without one)."""
+        if self.instance_id:
+            return self.instance_id
+        return f"{socket.gethostname()}:{self.service}:{self.port or self.metrics_port or os.getpid()}"
 
     def metrics_url(self) -> str:
         return f"http://{self.metrics_host}:{self.metrics_port}"

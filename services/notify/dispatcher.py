@@ -131,11 +131,9 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
 
     activity = ConsumerActivity()
     app.cleanup_ctx.append(dispatcher_context)
-    # One dispatcher process takes every partition (see EventConsumer.assign_all_partitions); run replicas
-    # only with a broker that evicts dead members, or split partitions between them.
-    install_consumer(app, group=PRIORITY_GROUP, topics=[NOTIFICATIONS_PRIORITY.name], handler=lambda db: handler(app[NOTIFY], activity),
-                     assign_all_partitions=True)
-    install_consumer(app, group=GROUP, topics=[NOTIFICATIONS.name], handler=lambda db: handler(app[NOTIFY], activity), assign_all_partitions=True)
+    # Replicas share the partitions through the consumers' leases (libs/events/partition_leases.py).
+    install_consumer(app, group=PRIORITY_GROUP, topics=[NOTIFICATIONS_PRIORITY.name], handler=lambda db: handler(app[NOTIFY], activity))
+    install_consumer(app, group=GROUP, topics=[NOTIFICATIONS.name], handler=lambda db: handler(app[NOTIFY], activity))
     return app
 
 

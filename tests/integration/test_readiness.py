@@ -1,6 +1,6 @@
-"""Must-show 4: /readyz follows the database — red while it is down, green once it is back.
+"""Must-show 4: /readyz follows the database and the broker — red while one is down, green once it is back.
 
-The test runs its own MongoDB-protocol server, so stopping it disturbs no one.
+Each test runs its own server, so killing it disturbs no one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ async def test_readyz_turns_red_without_the_database_and_green_after(infra, tmp_
                 response = await client.get("/readyz")
                 return response.status, (await response.json())["checks"]
 
-            assert await readiness() == (200, {"mongodb": "ok", "kafka": "ok"})
+            assert await readiness() == (200, {"mongodb": "ok", "kafka": "ok", "outbox-relay": "ok"})
 
             assert processes.stop(spec.pid_file, spec.marker)
             status, checks = await eventually(lambda: _when(readiness(), lambda r: r[0] == 503))
@@ -42,6 +42,29 @@ async def test_readyz_turns_red_without_the_database_and_green_after(infra, tmp_
             assert (await client.get("/healthz")).status == 200
 
             processes.start(spec)  # same port, same data
+            assert await eventually(lambda: _when(readiness(), lambda r: r[0] == 200), timeout_s=60)
+    finally:
+        processes.stop(spec.pid_file, spec.marker)
+
+
+async def test_readyz_turns_red_when_the_broker_is_killed_and_green_once_it_is_back(infra, tmp_path):
+    own = DevStack(StackConfig.free_ports(tmp_path / "own-broker"))
+    spec = own.kafka_spec()
+    own.restart_infra_part("kafka")
+    app = create_service_app(infra.settings("ready-probe-kafka", kafka_bootstrap=own.config.kafka_bootstrap))
+    install_backbone(app, indexes=(), topics=())
+    try:
+        async with TestClient(TestServer(app)) as client:
+
+            async def readiness():
+                response = await client.get("/readyz")
+                return response.status, (await response.json())["checks"]
+
+            assert await eventually(lambda: _when(readiness(), lambda r: r[0] == 200))
+            own.crash("kafka")
+            status, checks = await eventually(lambda: _when(readiness(), lambda r: r[0] == 503), timeout_s=60)
+            assert checks["kafka"] != "ok" and checks["mongodb"] == "ok"
+            own.restart_infra_part("kafka")  # same port, same data
             assert await eventually(lambda: _when(readiness(), lambda r: r[0] == 200), timeout_s=60)
     finally:
         processes.stop(spec.pid_file, spec.marker)
