@@ -22,8 +22,13 @@ from libs.devstack import SERVICES, DevStack, StackConfig
 from libs.devstack import processes
 from libs.devstack.secrets import dev_secrets
 from libs.devstack.config import REPO_ROOT
+from services.auth.events import CONSUMER_GROUP as AUTH_GROUP
+from services.formfill.events import CONSUMER_GROUP as FORMFILL_GROUP
+from services.notify.events import CONSUMER_GROUP as NOTIFY_GROUP
+from services.signing.events import CONSUMER_GROUP as SIGNING_GROUP
 
 pytestmark = pytest.mark.e2e
+CONSUMER_GROUPS = {"auth": AUTH_GROUP, "formfill": FORMFILL_GROUP, "notify": NOTIFY_GROUP, "signing": SIGNING_GROUP}
 
 
 def devstack(command: str, config: StackConfig) -> subprocess.CompletedProcess:
@@ -71,15 +76,19 @@ def test_up_starts_everything_and_prints_the_urls(stack):
     assert all(pid is not None for pid in pids.values()), pids
 
 
-def test_gateway_answers_healthz_and_is_ready_when_upstreams_are(stack):
+def test_gateway_answers_healthz_and_is_ready_with_its_upstreams_reported(stack):
     stack, _ = stack
     gateway = stack.config.service_url("gateway")
     status, _, body = get(gateway + "/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok"}
     status, _, body = get(gateway + "/readyz")
     assert status == 200
-    # Every upstream, and the revocation list the edge follows (libs/revocation).
-    assert json.loads(body)["checks"] == {"auth": "ok", "formfill": "ok", "notify": "ok", "signing": "ok", "revocations": "ok"}
+    # Its own readiness: the revocation list the edge follows (libs/revocation). Each upstream's health is
+    # reported beside it (probed every 2 s), never a check: one dead service must not make every gateway unready.
+    assert json.loads(body)["checks"] == {"revocations": "ok"}
+    every_upstream_up = {"auth": "ok", "formfill": "ok", "notify": "ok", "signing": "ok"}
+    processes.wait_until(lambda: json.loads(get(gateway + "/readyz")[2])["upstreams"] == every_upstream_up,
+                         timeout_s=10, what="every upstream reported up")
 
 
 def test_every_service_is_ready_and_serves_prometheus_metrics_on_its_internal_port_only(stack):
@@ -94,6 +103,8 @@ def test_every_service_is_ready_and_serves_prometheus_metrics_on_its_internal_po
             extra = {"hsm": "ok", "parsing-workers": "ok"} if name == "signing" else {}
             if name != "auth":  # auth publishes revocations; the others follow them (libs/revocation)
                 extra["revocations"] = "ok"
+            # Each consumer is ready while its loop goes round, the outbox relay while its passes complete.
+            extra |= {f"consumer:{CONSUMER_GROUPS[name]}": "ok", "outbox-relay": "ok"}
             assert json.loads(body)["checks"] == {"mongodb": "ok", "kafka": "ok", **extra}
         assert get(url + "/metrics")[0] == 404, name  # not on the public listener
         status, headers, body = get(stack.config.metrics_url(name))
@@ -195,6 +206,36 @@ def test_a_failed_up_stops_what_it_started(tmp_path):
     assert all(pid is None for pid in DevStack(config).status().values())
     assert not processes.port_open("127.0.0.1", config.kafka_port)
     assert not processes.port_open("127.0.0.1", config.mongo_port)
+
+
+def test_up_after_a_crash_restarts_what_is_down_and_leaves_the_rest_running(stack):
+    """After `kill -9` of a service with consumers, `make up` brings it back (it used to wait for the dead consumer's
+    group member forever, fail, and stop the whole stack); if the restart itself fails, the rest keeps running."""
+    stack, _ = stack
+    before = stack.status()
+    stack.crash("auth")
+    again = devstack("up", stack.config)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = stack.status()
+    assert after["auth"] not in (None, before["auth"])
+    assert {n: p for n, p in after.items() if n != "auth"} == {n: p for n, p in before.items() if n != "auth"}
+
+    # Auth crashes again and cannot start this time (a key-encryption key of the wrong size): `up` fails,
+    # stops only what it started, and everything else stays up.
+    secrets_file = stack.dev_dir / "secrets.json"
+    good = secrets_file.read_text()
+    stack.crash("auth")
+    secrets_file.write_text(json.dumps(json.loads(good) | {"HARBOUR_AUTH_KEK": "dev-1:dG9vLXNob3J0"}))
+    try:
+        failed = devstack("up", stack.config)
+    finally:
+        secrets_file.write_text(good)
+    assert failed.returncode == 1 and "auth exited at start" in failed.stderr
+    still = stack.status()
+    assert still["auth"] is None
+    assert {n: p for n, p in still.items() if n != "auth"} == {n: p for n, p in after.items() if n != "auth"}
+    assert devstack("up", stack.config).returncode == 0
+    assert stack.status()["auth"] is not None
 
 
 # Last in this module: it takes the module's stack down (the fixture's own `down` then finds nothing to stop).
