@@ -18,7 +18,8 @@ async def test_rewrap_moves_every_record_and_the_old_key_can_go(formfill, servic
     new = new_key_value("vault-2")
     for name, value in {**service_secrets, "HARBOUR_FORMFILL_KEK": f"{new},{old}",
                         "HARBOUR_MONGO_URI": formfill.ctx.settings.service.mongo_uri,
-                        "HARBOUR_FORMFILL_DB": formfill.ctx.settings.service.database}.items():
+                        "HARBOUR_FORMFILL_DB": formfill.ctx.settings.service.database,
+                        "HARBOUR_SANDBOX": "true"}.items():  # the test's keys and issuer are development ones
         monkeypatch.setenv(name, value)
 
     report = await admin.run()
