@@ -48,9 +48,10 @@ class StackConfig:
     db_prefix: str = "harbour_"
     # More environment for every service (tests raise the gateway's rate limits, say).
     extra_env: dict[str, str] = field(default_factory=dict)
-    # How long the database keeps an idle transaction (mongod's transactionLifetimeLimitSeconds): the locks of a
-    # process killed mid-transaction are released only then. Tests use less, to watch a crash recover sooner.
-    mongo_transaction_lifetime_s: float = 60.0
+    # How long the database lets a transaction live (mongod's transactionLifetimeLimitSeconds, 60 s by default): the
+    # locks of a process killed mid-transaction are released only then, so its work stalls that long. The platform's
+    # transactions take well under a second; 15 s keeps a crash's recovery within 15 s (tests use 10 s).
+    mongo_transaction_lifetime_s: float = 15.0
     # False: the services run in production mode (HARBOUR_SANDBOX=false, no dev-only switch; libs/service/production.py),
     # which also wants an https HARBOUR_ISSUER in extra_env. The tests of production mode use it.
     sandbox: bool = True
