@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status seed demo test coverage fuzz install clean
+.PHONY: up down status seed demo test coverage fuzz chaos install clean
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -55,6 +55,12 @@ coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .de
 ## cases, no 5xx, no schema violation); `make test` runs a shorter one (25 per operation).
 fuzz: $(STAMP) .dev/.softhsm
 	HARBOUR_FUZZ_CASES=5000 $(PY) -m pytest tests/e2e/test_openapi_schemathesis.py --timeout 10800
+
+## make chaos: a private stack on free ports; the steady workload through the gateway with one fault at a time (SIGKILL and
+## restart of each service, the dispatcher, the broker, the database; the database SIGSTOPped 10 s), then conservation
+## checked in the databases and on the topics; prints a table per fault (bench/chaos.py, about 15 minutes at most).
+chaos: $(STAMP) .dev/.softhsm
+	$(PY) bench/chaos.py
 
 # Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
 .dev/.chromium:
