@@ -1,8 +1,10 @@
 """Login with Harbour ID driven by Node's openid-client (v6), approved on the phone by the reference app.
 
 The Node side is tests/interop/node/login.mjs; its dependencies are pinned by the package-lock.json
-next to it and installed by `make test` (or here, when node_modules is missing). A machine without
-node or npm fails this test: the interoperability claim is not to be skipped silently.
+next to it and installed by `make test` (or here, when node_modules is missing). Node and npm are the
+machine's own, or those `make test` unpacked to .dev/bin from a pinned PyPI wheel when the machine had no
+Node.js 20+ with npm (Makefile, .dev/.node). A machine without either fails this test: the
+interoperability claim is not to be skipped silently.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from ..support.operator import create_kiosk
 pytestmark = pytest.mark.e2e
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "interop" / "node"
+DEV_BIN = Path(__file__).resolve().parents[2] / ".dev" / "bin"
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
+    """.dev/bin's node or npm when `make test` put them there (the machine had no Node.js 20+), else the machine's."""
+    found = str(DEV_BIN / name) if (DEV_BIN / name).is_file() else shutil.which(name)
     assert found, f"{name} is not installed: the openid-client interoperability test needs Node.js 20+ and npm"
     return found
 
