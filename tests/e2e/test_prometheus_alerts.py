@@ -1,20 +1,27 @@
 """A real Prometheus (Debian's package, `make test` installs it) scrapes the test platform's processes with the
 project's alert rules, and an induced fault fires the matching alert.
 
-The Prometheus is this module's own: a free port, a data directory and a configuration under the test's temporary
+Each Prometheus here is the test's own: a free port, a data directory and a configuration under the test's temporary
 directory, scraping every second and evaluating every second, stopped by its PID at the end. Its rule file is the
 PrometheusRule's spec with one change: every `for:` is shortened to PENDING_FOR (a test cannot wait the real minutes);
-expressions, labels and annotations are the project's.
+expressions (thresholds included), labels and annotations are the project's.
 
-The fault is a killed process: not one of the shared platform's (other tests need them) but a second gateway the
-module starts for itself on free ports, scraped as one more instance of the `gateway` job, as a second replica would be.
+The faults never touch the shared platform (other tests need it):
+- a killed process: a second gateway the module starts for itself on free ports, scraped as one more instance of
+  the `gateway` job (as a second replica would be), killed with SIGKILL → HarbourServiceDown;
+- a stuck consumer: a formfill process on a broker and a database of its own, whose database is stalled with
+  SIGSTOP → its consumer stops going round → HarbourConsumerStuck (after the rule's 30 s), and after SIGCONT the
+  alert clears.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +31,7 @@ import pytest
 import requests
 import yaml
 
-from libs.devstack import SERVICES, processes
+from libs.devstack import SERVICES, DevStack, StackConfig, processes
 from libs.devstack.config import REPO_ROOT, WORKERS
 from libs.devstack.processes import ProcessSpec
 
@@ -154,3 +161,68 @@ async def test_a_killed_process_fires_harbour_service_down_for_it_alone(monitori
     # The platform's own processes are all still up.
     down = [url for url, health in monitoring.targets_up().items() if health != "up"]
     assert down == [f"http://{monitoring.spare_target}/metrics"]
+
+
+@pytest.fixture
+def formfill_on_its_own_infrastructure() -> Iterator[tuple[DevStack, str]]:
+    """formfill alone on a broker and a database of its own (free ports, `.dev/prometheus-stuck-<pid>/`), so that
+    stalling its database stalls nothing else; yields the stack and formfill's metrics target."""
+    config = StackConfig.free_ports(REPO_ROOT / ".dev" / f"prometheus-stuck-{os.getpid()}")
+    config.db_prefix = f"s{uuid.uuid4().hex[:6]}_"
+    stack = DevStack(config)
+    mongo = stack.mongo_spec()
+    try:
+        stack.up_infra()
+        spec = stack.service_spec("formfill")
+        pid = processes.start(spec)
+        ready = config.service_url("formfill") + "/readyz"
+        processes.wait_until(lambda: processes.http_ok(ready) or not processes.is_alive(pid),
+                             timeout_s=60, what="the isolated formfill to be ready")
+        assert processes.is_alive(pid), spec.log_file.read_text()
+        yield stack, f"127.0.0.1:{config.metrics_ports['formfill']}"
+    finally:
+        if (mongo_pid := processes.running_pid(mongo.pid_file, mongo.marker)) is not None:
+            os.kill(mongo_pid, signal.SIGCONT)  # a stopped process would not act on the SIGTERM that stops it
+        stack.down()
+        shutil.rmtree(config.dev_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(240)
+async def test_a_consumer_stalled_on_its_database_fires_harbour_consumer_stuck_until_it_moves_again(
+        formfill_on_its_own_infrastructure, tmp_path):
+    stack, target = formfill_on_its_own_infrastructure
+    with prometheus(tmp_path, {"formfill": [target]}) as url:
+        monitoring = Monitoring(url, stack.service_spec("formfill"), target)
+
+        def progress() -> list[dict]:
+            query = "harbour_consumer_last_progress_timestamp_seconds"
+            return monitoring.api("query", query=query)["result"]
+
+        (series,) = await eventually(progress, timeout_s=30, interval_s=0.5)
+        assert series["metric"]["service"] == "formfill"
+        assert monitoring.alerts("HarbourConsumerStuck", "pending") + monitoring.alerts("HarbourConsumerStuck") == []
+
+        mongo = stack.mongo_spec()
+        mongo_pid = processes.running_pid(mongo.pid_file, mongo.marker)
+        assert mongo_pid is not None
+        os.kill(mongo_pid, signal.SIGSTOP)
+        stalled = time.monotonic()
+        try:
+            (alert,) = await eventually(lambda: monitoring.alerts("HarbourConsumerStuck"), timeout_s=90, interval_s=1)
+            fired = time.monotonic()
+            assert alert["labels"] == {"alertname": "HarbourConsumerStuck", "severity": "page", "job": "formfill",
+                                       "instance": target, "service": "formfill", "group": series["metric"]["group"]}
+            assert alert["annotations"]["summary"].startswith(
+                f"formfill at {target}: consumer {series['metric']['group']} has made no progress for ")
+            # The process itself still answers: it is not down, and it says it is not ready.
+            assert monitoring.alerts("HarbourServiceDown", "pending") + monitoring.alerts("HarbourServiceDown") == []
+            readiness = requests.get(stack.config.service_url("formfill") + "/readyz", timeout=10)
+            assert readiness.status_code == 503
+        finally:
+            os.kill(mongo_pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        # The database back, the consumer moves again and the alert clears by itself.
+        await eventually(lambda: not monitoring.alerts("HarbourConsumerStuck", "pending") + monitoring.alerts("HarbourConsumerStuck"),
+                         timeout_s=90, interval_s=1)
+        print(f"\nHarbourConsumerStuck fired {fired - stalled:.0f} s after the database stalled (the rule allows 30 s "
+              f"without progress) and cleared {time.monotonic() - resumed:.0f} s after it resumed")
