@@ -78,6 +78,7 @@ async def published_to(platform, topic: str) -> list[dict]:
         return found
 
 
+@pytest.mark.timeout(300)  # four journeys through the whole stack; slow on a loaded 2-core machine
 async def test_every_event_of_an_agency_reaches_librdkafka_and_the_cloudevents_sdk(platform, kiosk, metadata, tmp_path):
     key = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
     rp = register(platform, client_name="Harbour Housing Authority", scope="openid formfill sign notify",
