@@ -51,6 +51,7 @@ from libs.store.transactions import in_transaction
 from .envelope import CloudEvent, InvalidEnvelope
 from .kafka import PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches
 from .metrics import CONSUMER_LAG, CONSUMER_LAST_PROGRESS, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from .tracing import outcome, processing
 from .partition_leases import LEASE_INDEXES, LEASES_COLLECTION, MEMBERS_COLLECTION, PartitionLeases
 from .topics import dlq_name
 
@@ -220,7 +221,13 @@ class EventConsumer:
         except InvalidEnvelope as exc:
             await self._dead_letter(message, f"invalid envelope: {exc}")
             return self._count(message, "dead_lettered")
+        # A consumer span, the child of the record's (or the event's) traceparent, current while the handler runs.
+        with processing(message, event, self.group) as span:
+            result = await self._handle_event(message, event)
+            outcome(span, result)
+            return result
 
+    async def _handle_event(self, message: ConsumerRecord, event: CloudEvent) -> str:
         attempt = 0
         while True:
             try:

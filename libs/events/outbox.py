@@ -19,7 +19,8 @@ with acks=all does not). So an acknowledgement is not the end: once an event
 has been sent `verify_after_s`, the relay reads its offset back from the
 broker, and an event that is no longer there is published again. Events are
 sent as CloudEvents in the Kafka binding's structured mode (the whole event as
-JSON, `content-type: application/cloudevents+json`).
+JSON, `content-type: application/cloudevents+json`), with the W3C
+`traceparent` of the send's producer span in a header of its own (tracing.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
 from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics
+from .tracing import end_all, header_of, published
 from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
 from .topics import Topic
 
@@ -102,6 +104,8 @@ def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
         "created_at": datetime.now(UTC),
         "seq": _next_seq(),
         "pending": True,
+        # The context the event was created in: its publish span continues that trace (tracing.py).
+        "traceparent": event.traceparent,
     }
 
 
@@ -267,12 +271,19 @@ class OutboxRelay:
         if not pending:
             return len(found)
         await self.collection.update_many({"_id": {"$in": [doc["_id"] for doc in pending]}}, {"$set": {"in_flight": True}})
-        # The whole batch in one round trip; per-key order is kept by the idempotent producer.
-        results = await self.producer.send_all([
-            Record(doc["topic"], bytes(doc["value"]), doc["key"].encode() if doc.get("key") else None,
-                   (("content-type", CLOUDEVENTS_CONTENT_TYPE),))
-            for doc in pending
-        ])
+        # The whole batch in one round trip; per-key order is kept by the idempotent producer. Each send is a
+        # producer span whose context the record carries in a W3C `traceparent` header (tracing.py).
+        spans = [published(doc["topic"], doc["_id"], doc["type"], doc.get("traceparent")) for doc in pending]
+        try:
+            results = await self.producer.send_all([
+                Record(doc["topic"], bytes(doc["value"]), doc["key"].encode() if doc.get("key") else None,
+                       (("content-type", CLOUDEVENTS_CONTENT_TYPE), *filter(None, [header_of(span)])))
+                for doc, span in zip(pending, spans)
+            ])
+        except BaseException as exc:
+            end_all(spans, [exc] * len(spans))
+            raise
+        end_all(spans, results)
         acked = [(doc, result) for doc, result in zip(pending, results) if not isinstance(result, BaseException)]
         await self._mark_sent(acked)
         for doc, _ in acked:

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from libs.service.tracing import client_session
+
 from . import addresses
 from .settings import allow_loopback_from_env
 from .urls import OutboundURLRefused, check_url
@@ -163,7 +165,7 @@ class Outbound:
                                          socket_factory=_guarded_socket_factory(self.allow_loopback, refused))
         timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(self.connect_timeout_s, timeout_s))
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+            async with client_session(connector=connector, timeout=timeout, trust_env=False) as session:
                 async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
                     body = await response.content.read(max_bytes + 1)
                     if len(body) > max_bytes:

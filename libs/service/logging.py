@@ -1,6 +1,8 @@
 """JSON logs through structlog, with the request id bound per request and PII redacted.
 
-Every line is one JSON object on stdout. `redact_pii` runs before rendering,
+Every line is one JSON object on stdout. A line logged inside a span (a
+request, the handling of an event) carries its `trace_id` and `span_id`, so
+logs join traces (libs/service/tracing.py). `redact_pii` runs before rendering,
 so a field whose name says it carries personal data or a secret never reaches
 the log, whatever the caller passed.
 """
@@ -12,6 +14,7 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 REDACTED = "[redacted]"
 
@@ -39,6 +42,15 @@ def _redact(value: Any) -> Any:
     return value
 
 
+def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The current span's trace and span ids (W3C hex), on lines logged inside one."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict["trace_id"] = f"{span_context.trace_id:032x}"
+        event_dict["span_id"] = f"{span_context.span_id:016x}"
+    return event_dict
+
+
 def redact_pii(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return _redact(event_dict)
 
@@ -62,6 +74,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         redact_pii,
     ]
     structlog.configure(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -12,6 +11,7 @@ from libs.events import OUTBOX_RELAY, install_consumer
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
+from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
@@ -33,7 +33,7 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
     async def formfill_context(app: web.Application):
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.result_ttl_s, collection=RELEASE_KEYS)
         await keys.ensure()
-        session = aiohttp.ClientSession()
+        session = client_session()
         app[FORMFILL] = Formfill(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session), keys=keys,

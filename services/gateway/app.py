@@ -15,6 +15,7 @@ from aiohttp import web
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.middleware import ROUTE_LABEL
+from libs.service.tracing import client_session
 from libs.errors import NotFound, Refused
 from libs.tokens import JWKSCache
 
@@ -44,7 +45,7 @@ def _upstreams(settings: GatewaySettings):
         upstreams = {}
         for name, base in settings.upstreams.items():
             # One pooled session per upstream; bytes pass through as sent (no auto-decompression).
-            session = aiohttp.ClientSession(
+            session = client_session(
                 connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=2, sock_read=settings.upstream_timeout_s),
                 auto_decompress=False,

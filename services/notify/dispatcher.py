@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import time
 
-import aiohttp
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -28,6 +27,7 @@ from libs.events.topics import NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.outbound import Outbound
 from libs.service import create_service_app, run
 from libs.service.logging import get_logger
+from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 
 from . import callbacks, delivery, jobs, sweeps
@@ -119,7 +119,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
     install_backbone(app, indexes=INDEXES, topics=TOPICS)
 
     async def dispatcher_context(app: web.Application):
-        http = aiohttp.ClientSession()
+        http = client_session()
         notify = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         app[NOTIFY] = notify
         adapter = adapter_for(settings.push_adapter, notify.db, notify.cipher, notify.clock)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -14,6 +13,7 @@ from libs.events import OUTBOX_RELAY, install_consumer
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.openapi import install_openapi_route
+from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 
@@ -40,7 +40,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         hsm = await asyncio.to_thread(HSM, settings.pkcs11_module, settings.pkcs11_pin,
                                       token_label=settings.token_label, slot=settings.token_slot)
         authority = await load_or_create(app[DATABASE], hsm, settings, now=clock.now())
-        session = aiohttp.ClientSession()
+        session = client_session()
         # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
         sandbox = Sandbox(settings.parsing, preload=["services.signing.verify", "services.signing.signatures"])
         await sandbox.start()

@@ -24,6 +24,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.approvals import DecisionClaims, DecisionRejected, decision_device_id, verify_decision
 from libs.events.topics import APPROVAL_DECIDED
+from libs.service.tracing import continuing
 from libs.tokens import load_public_jwk
 
 from ..collections import APPROVALS
@@ -39,10 +40,21 @@ async def decide(
 ) -> dict[str, Any]:
     """Verify and record the decision inside the caller's transaction; publish approval.decided.
 
-    Prompts auth asked for itself (logins, CIBA) are finished here too, in the same transaction.
+    Prompts auth asked for itself (logins, CIBA) are finished here too, in the same transaction. The phone's
+    request is a trace of its own: the decision's work (and the events it publishes) continues the trace of the
+    login or request the prompt belongs to, linked to the phone's request.
     """
     now = auth.clock.now()
     doc = await _pending(auth, session, device, approval_id, now)
+    with continuing(doc.get("traceparent"), "approval decided",
+                    {"harbour.approval_id": approval_id, "harbour.approval.action": doc["request"]["action"]}):
+        return await _decided(auth, session, device, doc, decision_jws, now)
+
+
+async def _decided(
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, doc: dict[str, Any], decision_jws: str, now: datetime
+) -> dict[str, Any]:
+    approval_id = doc["_id"]
     # The digest is recomputed from the decrypted request: what the phone was shown is what it must have signed.
     digest = request_of(doc, auth.field_cipher).digest()
     claims = _verified(decision_jws, device, approval_id, digest)

@@ -22,6 +22,7 @@ from libs.approvals import ApprovalRequest, PromptUnreadable, decrypt_prompt, en
 from libs.crypto import FieldCipher
 from libs.events import CloudEvent
 from libs.service.logging import get_logger
+from libs.service.tracing import traceparent
 
 from ..collections import ACCOUNTS, APPROVALS
 from ..errors import ApprovalUnreadable, NoSuchApproval
@@ -32,8 +33,13 @@ if TYPE_CHECKING:
 log = get_logger("harbour.auth.approvals")
 
 
-async def enqueue(auth: "Auth", session: AsyncClientSession | None, request: ApprovalRequest) -> None:
-    """Add the prompt to its citizen's queue, its free text encrypted; the same approval id again changes nothing."""
+async def enqueue(
+    auth: "Auth", session: AsyncClientSession | None, request: ApprovalRequest, *, journey: str | None = None
+) -> None:
+    """Add the prompt to its citizen's queue, its free text encrypted; the same approval id again changes nothing.
+
+    `journey` is the trace context of the login or request the prompt belongs to (the current one by default):
+    the citizen's decision continues that trace (decisions.py)."""
     await auth.db[APPROVALS].update_one(
         {"_id": request.approval_id},
         {
@@ -43,6 +49,7 @@ async def enqueue(auth: "Auth", session: AsyncClientSession | None, request: App
                 "status": "pending",
                 "expires_at": request.expires_at,
                 "received_at": auth.clock.now(),
+                "traceparent": journey or traceparent(),
             }
         },
         upsert=True,

@@ -25,6 +25,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.approvals import ApprovalRequest, Requester
 from libs.events import agency_topic
 from libs.events.topics import LOGINS
+from libs.service.tracing import traceparent
 
 from ..approvals import queue
 from ..clients.registry import find_client
@@ -92,6 +93,8 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -
         "expires_at": started.expires_at,
         # Opened by anonymous GETs, so bounded: removed (TTL index) as soon as the login expires.
         "purge_at": started.expires_at,
+        # Where the login began: its prompt and the citizen's decision continue this trace (libs/service/tracing.py).
+        "traceparent": traceparent(),
     })
     AUTHORIZATIONS_STARTED.labels("browser").inc()
     return started
@@ -127,7 +130,7 @@ def check_eligible(tx_doc: dict[str, Any], account: dict[str, Any] | None) -> No
 async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str) -> str:
     """Put the login prompt straight into the citizen's queue (auth owns both sides here); the caller checked eligibility."""
     prompt = _prompt(tx_doc, account_id)
-    await queue.enqueue(auth, None, prompt)
+    await queue.enqueue(auth, None, prompt, journey=tx_doc.get("traceparent"))
     return prompt.approval_id
 
 

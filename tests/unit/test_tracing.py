@@ -1,0 +1,161 @@
+"""Trace context over real HTTP in one process: server spans, client spans and `traceparent`, events, log lines.
+
+The spans end in the OpenTelemetry SDK's in-memory exporter (tests/support/tracing.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry.trace import SpanKind
+
+from libs.events import CloudEvent
+from libs.service import ServiceSettings, create_service_app
+from libs.service.settings import SettingsError
+from libs.service.logging import configure_logging, get_logger
+from libs.service.tracing import client_session, exporter_setting, tracer, tracer_provider
+
+from ..support.tracing import hex_span, hex_trace, recorded_spans
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def spans():
+    return recorded_spans()
+
+
+@pytest.fixture
+def json_logs(capsys):
+    configure_logging("trace-test")
+    yield
+    logging.getLogger().handlers.clear()
+
+
+@pytest.fixture
+async def downstream():
+    """A plain server that answers with the trace headers it was sent."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({name: request.headers.get(name) for name in ("traceparent", "tracestate", "baggage")})
+
+    app = web.Application()
+    app.router.add_get("/echo", echo)
+    async with TestServer(app) as server:
+        yield server
+
+
+@pytest.fixture
+async def service(downstream):
+    """A service-kit app whose handler logs, creates an event and calls `downstream`."""
+
+    async def work(request: web.Request) -> web.Response:
+        get_logger("test").info("working")
+        event = CloudEvent(source="/test", type="thing.done", subject="t1")
+        async with client_session() as session:
+            async with session.get(downstream.make_url("/echo"), headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}) as answer:
+                sent = await answer.json()
+        return web.json_response({"event_traceparent": event.traceparent, "sent": sent})
+
+    app = create_service_app(ServiceSettings(service="trace-test"))
+    app.router.add_get("/things/{id}", work)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+def by_kind(spans, kind: SpanKind):
+    return [s for s in spans.get_finished_spans() if s.kind == kind]
+
+
+async def test_a_request_continues_the_callers_trace_through_events_and_calls(spans, service, capsys, json_logs):
+    response = await service.get("/things/42", headers={
+        "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", "tracestate": "vendor=1", "baggage": "user=chan"})
+    assert response.status == 200
+    body = await response.json()
+
+    [server] = by_kind(spans, SpanKind.SERVER)
+    assert server.name == "GET /things/{id}"
+    assert hex_trace(server) == CALLER_TRACE and f"{server.parent.span_id:016x}" == CALLER_SPAN and server.parent.is_remote
+    assert server.attributes["http.route"] == "/things/{id}" and server.attributes["http.response.status_code"] == 200
+    assert server.attributes["harbour.request_id"] == response.headers["X-Request-Id"]
+
+    # The event carries the request's context; the call out carries its client span's, replacing the handler's header.
+    assert body["event_traceparent"] == f"00-{CALLER_TRACE}-{hex_span(server)}-01"
+    [client] = by_kind(spans, SpanKind.CLIENT)
+    assert client.parent.span_id == server.context.span_id and hex_trace(client) == CALLER_TRACE
+    assert body["sent"]["traceparent"] == f"00-{CALLER_TRACE}-{hex_span(client)}-01"
+    assert body["sent"]["tracestate"] == "vendor=1"
+    assert body["sent"]["baggage"] is None  # W3C trace context only: a caller's baggage stops here
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    working = next(line for line in lines if line["event"] == "working")
+    assert working["trace_id"] == CALLER_TRACE and working["span_id"] == hex_span(server)
+    request_line = next(line for line in lines if line["event"] == "request")
+    assert request_line["trace_id"] == CALLER_TRACE
+
+
+async def test_without_a_caller_context_a_request_starts_a_trace_and_probes_are_not_traced(spans, service):
+    assert (await service.get("/healthz")).status == 200
+    assert spans.get_finished_spans() == ()
+    await service.get("/things/1", headers={"traceparent": "not a traceparent"})
+    [server] = by_kind(spans, SpanKind.SERVER)
+    assert server.parent is None and hex_trace(server) != "0" * 32
+
+
+async def test_errors_mark_the_server_span(spans, service):
+    response = await service.get("/nowhere")
+    assert response.status == 404
+    [server] = by_kind(spans, SpanKind.SERVER)
+    assert server.attributes["http.response.status_code"] == 404 and server.status.is_ok
+
+
+async def test_calls_outside_any_span_carry_no_traceparent(spans, downstream):
+    async with client_session() as session:
+        async with session.get(downstream.make_url("/echo")) as answer:
+            assert (await answer.json())["traceparent"] is None
+    assert spans.get_finished_spans() == ()
+
+
+def test_an_event_outside_any_span_starts_a_trace_of_its_own(spans):
+    first, second = CloudEvent(source="/t", type="a.b"), CloudEvent(source="/t", type="a.b")
+    assert first.traceparent.split("-")[1] != second.traceparent.split("-")[1]
+    with tracer().start_as_current_span("job") as span:
+        inside = CloudEvent(source="/t", type="a.b")
+    context = span.get_span_context()
+    assert inside.traceparent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    assert context.trace_flags.sampled
+
+
+def test_the_exporter_is_otlp_only_when_asked_for_or_given_an_endpoint():
+    assert exporter_setting({}) == "none"
+    assert exporter_setting({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == "otlp"
+    assert exporter_setting({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}) == "otlp"
+    assert exporter_setting({"OTEL_TRACES_EXPORTER": "otlp"}) == "otlp"
+    assert exporter_setting({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) == "none"
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER"):
+        exporter_setting({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_with_no_exporter_spans_are_bare_contexts_that_still_propagate():
+    provider, exporter = tracer_provider("auth", {})
+    assert exporter == "none"
+    assert provider.resource.attributes["service.name"] == "harbour-auth"
+    span = provider.get_tracer("t").start_span("request")
+    assert not span.is_recording() and span.get_span_context().is_valid
+    assert not span.get_span_context().trace_flags.sampled
+
+
+def test_an_otlp_exporter_samples_by_the_standard_variables(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    provider, exporter = tracer_provider("gateway", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    try:
+        assert exporter == "otlp"
+        assert not provider.get_tracer("t").start_span("request").is_recording()
+    finally:
+        provider.shutdown()
