@@ -1,4 +1,4 @@
-"""The middlewares every service runs, outermost first: request id, metrics, problems."""
+"""The middlewares every service runs, outermost first: request id, metrics, problems, the in-flight limit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import structlog
 from aiohttp import web
 
 from .logging import get_logger
-from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+from .metrics import HTTP_LATENCY, HTTP_REQUESTS, HTTP_SHED
 from .problems import InternalError, Refused, problem_from_http_exception, problem_response
+from .unavailable import DependencyUnavailable, unavailable_dependency
 
 REQUEST_ID_HEADER = "X-Request-Id"
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -77,7 +78,9 @@ async def metrics_middleware(request: web.Request, handler):
 async def problem_middleware(request: web.Request, handler):
     """Every error leaves as problem+json; an unexpected one as a bare 500, its stack trace only in the log.
 
-    Any `libs.errors.Refused` (domain refusals included) is rendered here, so handlers never catch one.
+    Any `libs.errors.Refused` (domain refusals included) is rendered here, so handlers never catch one. An
+    unavailable database or broker (libs/service/unavailable.py: down, stalled, over the request's deadline) is
+    503 with Retry-After, here and only here, whichever handler met it.
     """
     try:
         return await handler(request)
@@ -87,6 +90,12 @@ async def problem_middleware(request: web.Request, handler):
         if exc.status < 400:
             raise
         return problem_response(problem_from_http_exception(exc), request)
-    except Exception:
+    except Exception as exc:
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            HTTP_SHED.labels(request.config_dict[SERVICE_NAME], dependency).inc()
+            log.warning("dependency unavailable", dependency=dependency, error=type(exc).__name__,
+                        method=request.method, route=route_template(request))
+            return problem_response(DependencyUnavailable("the service is temporarily unavailable; retry shortly"), request)
         log.exception("unhandled error", method=request.method, route=route_template(request))
         return problem_response(InternalError("an unexpected error occurred; quote the request id"), request)

@@ -210,6 +210,12 @@ class ServiceSettings:
     # client, dev-only settings are allowed. Off, the default, is production mode (libs/service/production.py).
     sandbox: bool = setting("SANDBOX", False)
     max_body_bytes: int = setting("{SERVICE}_MAX_BODY_BYTES", 1024 * 1024)
+    # Requests handled at once by this process; one more is 503 with Retry-After (libs/service/overload.py). 0: no limit.
+    max_in_flight: int = setting("{SERVICE}_MAX_IN_FLIGHT", 64)
+    # Every database operation of a request must be done this many seconds after the request arrived, or the
+    # request is 503 with Retry-After (libs/store/client.py): a stalled database answers quickly, well inside the
+    # gateway's upstream timeout.
+    mongo_request_timeout_s: float = setting("MONGO_REQUEST_TIMEOUT_S", 5.0)
     shutdown_timeout_s: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -1,18 +1,48 @@
 """The MongoDB client of a service: one `AsyncMongoClient` per process, owned by the app.
 
 PyMongo's async API, the supported successor of Motor (Motor's end of life was 2026-05-14).
+
+How long an operation may wait, decided once here (docs/architecture.md, *A stalled database*):
+
+- **Requests** run under a deadline: every database operation of a request
+  must be done `MONGO_REQUEST_TIMEOUT_S` (5 s) after the request arrived
+  (PyMongo's client-side operation timeout, `pymongo.timeout`, entered by
+  `request_deadline_middleware`). It bounds everything an operation can wait
+  on — server selection, a pool connection, the socket, and the retries of
+  `with_transaction`, which would otherwise retry a transaction that meets a
+  dead database for 120 s. When it passes, PyMongo raises a timeout error and
+  the problem middleware answers 503 with Retry-After: a stalled database
+  (SIGSTOP) costs a caller at most the deadline, well inside the gateway's
+  30 s, never a gateway 504. Long-lived streams (`mark_long_lived`) and the
+  probes run without it.
+- **Everything else** (consumers, the outbox relay, the dispatcher, start-up)
+  is not under the request deadline — a chunk of 500 notifications is one
+  transaction that may legitimately take seconds — but no wait is endless: a
+  server is selected within 5 s and a connection made within 2 s, and when
+  the server stops answering, PyMongo's monitor marks it unknown after a
+  missed heartbeat and interrupts the operations waiting on it (measured on a
+  SIGSTOPped local server: about 16 s). Each raises a `ConnectionFailure`,
+  which consumers retry as an outage, never dead-letter.
+- **No `socketTimeoutMS` or `waitQueueTimeoutMS`.** With either set, PyMongo's
+  asyncio I/O waits through `asyncio.wait_for`, which on Python 3.11 can lose a
+  task's cancellation when the wait ends at the same moment (CPython
+  gh-86296, fixed in 3.12): the outbox relay then ignored its cancellation
+  and a service never finished stopping (seen in tests/service/auth). The
+  request deadline gives requests their bound instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pymongo
 from aiohttp import web
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
+from libs.service.overload import is_long_lived
 
 from .indexes import IndexSpec, apply_indexes
 
@@ -20,15 +50,32 @@ MONGO_CLIENT = web.AppKey("mongo_client", AsyncMongoClient)
 DATABASE = web.AppKey("database", AsyncDatabase)
 
 
-def create_client(uri: str, *, server_selection_timeout_ms: int = 5000) -> AsyncMongoClient:
+SERVER_SELECTION_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_MS = 2000
+
+
+def create_client(uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> AsyncMongoClient:
     # tz_aware: every datetime we read back is UTC-aware, never naive.
     return AsyncMongoClient(
         uri,
         tz_aware=True,
         serverSelectionTimeoutMS=server_selection_timeout_ms,
-        connectTimeoutMS=2000,
+        connectTimeoutMS=CONNECT_TIMEOUT_MS,
         appname="harbour-id",
     )
+
+
+def request_deadline_middleware(timeout_s: float):
+    """Every database operation of a request done within `timeout_s` of its arrival (PyMongo's operation timeout)."""
+
+    @web.middleware
+    async def request_deadline(request: web.Request, handler):
+        if is_long_lived(request) or not timeout_s:
+            return await handler(request)
+        with pymongo.timeout(timeout_s):
+            return await handler(request)
+
+    return request_deadline
 
 
 async def ping(client: AsyncMongoClient) -> None:
@@ -36,7 +83,9 @@ async def ping(client: AsyncMongoClient) -> None:
 
 
 def install_mongo(app: web.Application, indexes: Sequence[IndexSpec] = ()) -> None:
-    """Give the app its database for its lifetime: connect, declare indexes, close on shutdown."""
+    """Give the app its database for its lifetime: connect, declare indexes, close on shutdown; and its requests
+    their database deadline."""
+    app.middlewares.append(request_deadline_middleware(app[SETTINGS].mongo_request_timeout_s))
 
     async def mongo_lifecycle(app: web.Application):
         settings = app[SETTINGS]

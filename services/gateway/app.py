@@ -4,18 +4,26 @@ Per request, in order: CORS preflight, the routing table (404/405), rate
 limits per source address, edge authentication by the route's policy, rate
 limits per client (a verified token's client or device; an unverified Basic
 user name only together with the caller's address), then the streaming
-pass-through to the owning service.
+pass-through to the owning service (within its limit of requests in flight).
+
+The gateway's readiness is its own (its revocation list): each upstream's
+health is probed in the background and reported in `/readyz` and
+`harbour_gateway_upstream_up` (upstream_health.py), and a route whose
+service is down answers 503 at once.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import aiohttp
 from aiohttp import web
 
 from libs.revocation import install_revocations
-from libs.service import add_readiness_check, create_service_app
+from libs.service import create_service_app
+from libs.service.health import add_readiness_report
+from libs.service.overload import mark_long_lived
 from libs.service.middleware import ROUTE_LABEL
-from libs.service.tracing import client_session
 from libs.errors import NotFound, Refused
 from libs.tokens import JWKSCache
 
@@ -28,8 +36,9 @@ from .metrics import REJECTED
 from .openapi import install_openapi
 from .proxy import Upstream, forward
 from .ratelimit import TokenBuckets, Verdict
-from .routes import allowed_methods, match
+from .routes import ROUTES, allowed_methods, match
 from .settings import GatewaySettings
+from .upstream_health import UpstreamHealth
 
 UPSTREAMS = web.AppKey("upstreams", dict)
 JWKS = web.AppKey("jwks", JWKSCache)
@@ -44,31 +53,29 @@ def _upstreams(settings: GatewaySettings):
     async def lifecycle(app: web.Application):
         upstreams = {}
         for name, base in settings.upstreams.items():
-            # One pooled session per upstream; bytes pass through as sent (no auto-decompression).
-            session = client_session(
-                connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=2, sock_read=settings.upstream_timeout_s),
+            # One pooled session per upstream; bytes pass through as sent (no auto-decompression). No cap on the
+            # pool: the in-flight limit bounds ordinary requests, and long-lived streams must not wait for a place.
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_connect_timeout_s,
+                                              sock_read=settings.upstream_timeout_s),
                 auto_decompress=False,
             )
-            upstreams[name] = Upstream(name, base, session, CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s))
-            add_readiness_check(app, name, _ready(upstreams[name]))
+            breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s)
+            upstreams[name] = Upstream(name, base, session, breaker, max_in_flight=settings.upstream_max_in_flight)
         app[UPSTREAMS] = upstreams
         app[JWKS] = JWKSCache(settings.jwks_url, upstreams["auth"].session)
+        health = UpstreamHealth(upstreams, probe_s=settings.upstream_probe_s,
+                                timeout_s=settings.upstream_connect_timeout_s + 1.0)
+        add_readiness_report(app, "upstreams", health.report)
+        probing = asyncio.create_task(health.run(), name="upstream-health")
         yield
+        probing.cancel()
+        await asyncio.gather(probing, return_exceptions=True)
         for upstream in upstreams.values():
             await upstream.session.close()
 
     return lifecycle
-
-
-def _ready(upstream: Upstream):
-    async def probe() -> None:
-        if upstream.breaker.state == "open":
-            raise RuntimeError("circuit open")
-        async with upstream.session.get(upstream.base_url + "/healthz") as response:
-            response.raise_for_status()
-
-    return probe
 
 
 def _rate_limited(verdict: Verdict, scope: str) -> RateLimited:
@@ -111,7 +118,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         request[RATE] = verdict
         if not verdict.allowed:
             raise _rate_limited(verdict, "client")
-    return await forward(request, request.app[UPSTREAMS][rule.upstream], rule.pattern, rule.max_body_bytes)
+    return await forward(request, request.app[UPSTREAMS][rule.upstream], rule.pattern, rule.max_body_bytes,
+                         long_lived=rule.long_lived)
 
 
 async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -132,6 +140,8 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.cleanup_ctx.append(_upstreams(settings))
+    for long_lived in (r.pattern for r in ROUTES if r.long_lived):
+        mark_long_lived(app, long_lived)  # should HARBOUR_GATEWAY_MAX_IN_FLIGHT be set: streams are not counted
     install_revocations(app)  # the edge refuses revoked tokens, devices and accounts too
     app.on_response_prepare.append(_edge_headers)
     # Before the catch-all: aiohttp matches routes in the order they were added.

@@ -1,9 +1,10 @@
 """A circuit breaker per upstream: stop sending requests to a service that keeps failing.
 
-closed → (N consecutive connection failures or timeouts) → open: answer 503
-at once for `open_s` → half-open: let one request through; success closes,
-failure opens again. HTTP answers from the upstream, even 5xx, count as
-"reachable": the breaker protects against dead services, not against errors.
+closed → (N consecutive connection failures or timeouts, or one failed
+connection of the background probe: `trip`) → open: answer 503 at once for
+`open_s` → half-open: let one request through; success (or an answered probe)
+closes, failure opens again. HTTP answers from the upstream, even 5xx, count
+as "reachable": the breaker protects against dead services, not against errors.
 """
 
 from __future__ import annotations
@@ -49,3 +50,9 @@ class CircuitBreaker:
         self._trial_in_flight = False
         if self.opened_at is not None or self.failures >= self.failure_threshold:
             self.opened_at = time.monotonic()
+
+    def trip(self) -> None:
+        """Open now: the upstream cannot be connected to (the health probe saw it)."""
+        self.failures = max(self.failures, self.failure_threshold)
+        self._trial_in_flight = False
+        self.opened_at = time.monotonic()

@@ -12,7 +12,15 @@ class RateLimited(TooManyRequests):
 
 
 class UpstreamUnavailable(NotReady):
-    """The owning service could not be reached, or its circuit is open (`upstream` names it)."""
+    """The owning service could not be reached (refused, or not accepted within the connect timeout), or its
+    circuit is open (`upstream` names it). Nothing reached the service: safe to retry."""
+
+
+class UpstreamOverloaded(NotReady):
+    """The owning service already has as many requests in flight from this gateway as it admits (`upstream` names it)."""
+
+    slug, title = "upstream-overloaded", "Upstream overloaded"
+    retry_after = 1
 
 
 class GatewayTimeout(Refused):

@@ -15,11 +15,22 @@ UPSTREAM_LATENCY = Histogram(
 )
 REJECTED = Counter(
     "harbour_gateway_rejected_total",
-    "Requests the gateway refused itself, by reason (rate_limited, unauthenticated, forbidden, too_large, circuit_open, ...).",
+    "Requests the gateway refused itself, by reason (rate_limited, unauthenticated, forbidden, too_large, circuit_open, "
+    "overloaded).",
     ["reason"],
 )
 CIRCUIT_OPEN = Gauge(
     "harbour_gateway_circuit_open",
     "1 while the circuit breaker of an upstream is open.",
+    ["upstream"],
+)
+UPSTREAM_UP = Gauge(
+    "harbour_gateway_upstream_up",
+    "1 while the upstream's /healthz answered the gateway's last probe, 0 otherwise.",
+    ["upstream"],
+)
+UPSTREAM_IN_FLIGHT = Gauge(
+    "harbour_gateway_upstream_in_flight_requests",
+    "Requests the gateway is forwarding to an upstream now (long-lived streams apart).",
     ["upstream"],
 )

@@ -1,4 +1,17 @@
-"""Streaming pass-through to an upstream service, with timeouts, one retry for idempotent requests and a breaker.
+"""Streaming pass-through to an upstream service, with timeouts, one retry for idempotent requests, a breaker
+and a limit of requests in flight per upstream.
+
+What the gateway answers itself, one status per cause:
+
+- 503 `upstream-unavailable` + Retry-After: nothing reached the service — the
+  connection was refused or not accepted within the connect timeout (1 s), or
+  the circuit is open. Safe to retry.
+- 503 `upstream-overloaded` + Retry-After 1: the upstream already has its limit
+  of requests in flight from this gateway (`GATEWAY_UPSTREAM_MAX_IN_FLIGHT`);
+  refused at once rather than queued. Long-lived streams are not counted.
+- 504: the service accepted the request but sent no answer within the read
+  timeout (30 s) — it may have done the work.
+- 502: the service's answer broke off or could not be read.
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
 buffered, except a request body sent without Content-Length (chunked): that
@@ -22,8 +35,8 @@ from libs.service.middleware import REQUEST_ID, REQUEST_ID_HEADER
 from libs.errors import PayloadTooLarge
 
 from .breaker import CircuitBreaker
-from .errors import BadGateway, GatewayTimeout, UpstreamUnavailable
-from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
+from .errors import BadGateway, GatewayTimeout, UpstreamOverloaded, UpstreamUnavailable
+from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_IN_FLIGHT, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Host (set for the upstream).
 HOP_BY_HOP = frozenset(
@@ -41,6 +54,19 @@ class Upstream:
     base_url: str
     session: aiohttp.ClientSession
     breaker: CircuitBreaker
+    max_in_flight: int = 0  # 0: no limit
+    in_flight: int = 0
+
+    def enter(self) -> bool:
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            return False
+        self.in_flight += 1
+        UPSTREAM_IN_FLIGHT.labels(self.name).set(self.in_flight)
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        UPSTREAM_IN_FLIGHT.labels(self.name).set(self.in_flight)
 
 
 def _forwardable(headers) -> CIMultiDict:
@@ -68,13 +94,28 @@ def _unavailable(upstream: Upstream, detail: str) -> UpstreamUnavailable:
     return UpstreamUnavailable(detail, upstream=upstream.name, retry_after=max(1, upstream.breaker.retry_after_s()))
 
 
-async def forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int) -> web.StreamResponse:
+async def forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int, *,
+                  long_lived: bool = False) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > max_body_bytes:
         REJECTED.labels("too_large").inc()
         raise PayloadTooLarge(f"the request body is larger than {max_body_bytes} bytes")
     if not upstream.breaker.allow():
         REJECTED.labels("circuit_open").inc()
+        UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
         raise _unavailable(upstream, f"the {upstream.name} service is failing; retry shortly")
+    if long_lived:
+        return await _forward(request, upstream, route, max_body_bytes)
+    if not upstream.enter():
+        REJECTED.labels("overloaded").inc()
+        UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
+        raise UpstreamOverloaded(f"the {upstream.name} service is busy; retry shortly", upstream=upstream.name)
+    try:
+        return await _forward(request, upstream, route, max_body_bytes)
+    finally:
+        upstream.leave()
+
+
+async def _forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int) -> web.StreamResponse:
     headers = _upstream_headers(request)
     body = await _request_body(request, max_body_bytes)
     # The request target exactly as the client encoded it.
@@ -93,7 +134,8 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
                 CIRCUIT_OPEN.labels(upstream.name).set(0)
                 UPSTREAM_REQUESTS.labels(upstream.name, route, str(upstream_response.status)).inc()
                 return await _relay(request, upstream_response)
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        # Refused, not accepted within the connect timeout (before the timeouts below: it is one too), or dropped.
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError) as exc:
             _failed(upstream)
             if attempt < attempts:
                 continue

@@ -41,6 +41,8 @@ class Rule:
     upstream: str
     policy: Policy
     max_body_bytes: int = 1024 * 1024
+    # A stream open for minutes (server-sent events): outside the upstream's in-flight limit.
+    long_lived: bool = False
     regex: re.Pattern = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +94,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/notifications/jwks", "notify", PUBLIC),  # the keys agencies verify status callbacks with
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),
+    rule("GET", "/v1/inbox/stream", "notify", DEVICE, long_lived=True),
     rule("*", "/v1/inbox{tail*}", "notify", DEVICE),
     rule("*", "/v1/preferences{tail*}", "notify", DEVICE),
 )

@@ -17,6 +17,13 @@ class GatewaySettings:
     # The issuer (the gateway's public base URL): audience and issuer of the tokens checked at the edge.
     issuer: str = issuer_setting()
     upstream_timeout_s: float = setting("GATEWAY_UPSTREAM_TIMEOUT_S", 30.0)
+    # Connecting to an upstream takes milliseconds on a cluster network: one that does not accept within this is
+    # treated as down (503 at once, its circuit counts the failure) instead of holding the caller.
+    upstream_connect_timeout_s: float = setting("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S", 1.0)
+    # Requests forwarded to one upstream at once (long-lived streams apart); one more is 503 with Retry-After.
+    upstream_max_in_flight: int = setting("GATEWAY_UPSTREAM_MAX_IN_FLIGHT", 256)
+    # How often each upstream's /healthz is probed: its health in /readyz and harbour_gateway_upstream_up.
+    upstream_probe_s: float = setting("GATEWAY_UPSTREAM_PROBE_S", 2.0)
     rate_per_ip: float = setting("GATEWAY_RATE_PER_IP", 50.0)
     burst_per_ip: int = setting("GATEWAY_BURST_PER_IP", 100)
     rate_per_client: float = setting("GATEWAY_RATE_PER_CLIENT", 100.0)
@@ -35,6 +42,8 @@ class GatewaySettings:
     def from_env(cls) -> "GatewaySettings":
         return from_env(
             cls,
-            service=ServiceSettings.from_env("gateway"),
+            # The gateway sheds per upstream (upstream_max_in_flight), not for the whole process: one slow
+            # service must not take the others' places. HARBOUR_GATEWAY_MAX_IN_FLIGHT still caps it when set.
+            service=ServiceSettings.from_env("gateway", max_in_flight=0),
             upstreams={name: parse_url(env(f"{name.upper()}_URL", local_url(name))) for name in UPSTREAMS},
         )

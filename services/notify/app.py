@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -15,7 +16,7 @@ from libs.events import OUTBOX_RELAY, install_consumer
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
-from libs.service.tracing import client_session
+from libs.service.overload import mark_long_lived
 from libs.store import DATABASE, MONGO_CLIENT
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
@@ -38,7 +39,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
     app[STREAM_SLOTS] = StreamSlots(settings.sse_max_streams_per_device)
 
     async def notify_context(app: web.Application):
-        http = client_session()
+        http = aiohttp.ClientSession()
         app[NOTIFY] = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         yield
         await http.close()
@@ -50,5 +51,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
     app.on_shutdown.append(close_streams)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[NOTIFY]))
     app.add_routes(routes)
+    # An open inbox stream waits most of its life: outside the in-flight limit and the request's database deadline.
+    mark_long_lived(app, "/v1/inbox/stream")
     install_openapi_route(app, OPERATIONS, title=f"Harbour ID {SERVICE}")
     return app

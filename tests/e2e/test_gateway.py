@@ -132,13 +132,18 @@ async def test_a_killed_upstream_gives_503_and_recovers_without_restarting_the_g
         assert down.status_code == 503
         assert down.headers["Content-Type"].startswith("application/problem+json")
         assert down.json()["upstream"] == "signing" and "Retry-After" in down.headers
+        # The gateway stays ready (its readiness is its own) and reports the dead upstream.
         ready = requests.get(platform.gateway + "/readyz", timeout=10)
-        assert ready.status_code == 503 and ready.json()["checks"]["signing"] != "ok"
+        assert ready.status_code == 200 and "signing" not in ready.json()["checks"]
+        await eventually(lambda: requests.get(platform.gateway + "/readyz", timeout=10).json()["upstreams"]["signing"] != "ok",
+                         timeout_s=10)
+        assert requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).status_code == 200
     finally:
         processes.start(spec)
 
     def recovered() -> bool:
-        return requests.get(url, timeout=10).status_code == before and requests.get(platform.gateway + "/readyz", timeout=10).status_code == 200
+        ready = requests.get(platform.gateway + "/readyz", timeout=10)
+        return requests.get(url, timeout=10).status_code == before and ready.json()["upstreams"]["signing"] == "ok"
 
     await eventually(recovered, timeout_s=60, interval_s=0.5)
 

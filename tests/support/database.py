@@ -1,12 +1,18 @@
-"""The database in tests: a client that is always closed, and sweeps of what services stored."""
+"""The database in tests: a client that is always closed, sweeps of what services stored, and a server of a test's own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import bson
 
+from libs.devstack import DevStack, StackConfig, processes
+from libs.devstack.processes import ProcessSpec
 from libs.store import create_client
 
 
@@ -48,3 +54,38 @@ async def platform_documents(platform) -> dict[str, list[bytes]]:
     async with mongo(platform.infra.mongo_uri) as client:
         names = [n for n in await client.list_database_names() if n.startswith(platform.stack.config.db_prefix)]
         return {name: await all_documents(client, name) for name in names}
+
+
+@dataclass
+class OwnDatabase:
+    """A MongoDB-protocol server of one test's own (a process on a free port), which the test may stall or stop."""
+
+    uri: str
+    pid: int
+    spec: ProcessSpec
+
+    @contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The server frozen (SIGSTOP) inside the block — alive, its sockets open, answering nothing — and
+        resumed (SIGCONT) on leaving it, whatever happens inside."""
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+
+
+@contextmanager
+def database_of_its_own(folder: Path) -> Iterator[OwnDatabase]:
+    """Start a database server under `folder` for one test, so stopping or stalling it disturbs no other test;
+    stopped (by PID) on leaving."""
+    stack = DevStack(StackConfig.free_ports(folder))
+    spec = stack.mongo_spec()
+    pid = processes.start(spec)
+    try:
+        processes.wait_until(lambda: processes.port_open("127.0.0.1", stack.config.mongo_port) or not processes.is_alive(pid),
+                             timeout_s=60, what="the test's own database")
+        yield OwnDatabase(stack.config.mongo_uri, pid, spec)
+    finally:
+        os.kill(pid, signal.SIGCONT)  # a stopped process would not act on SIGTERM
+        processes.stop(spec.pid_file, spec.marker)

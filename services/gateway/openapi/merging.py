@@ -19,7 +19,7 @@ from libs.service import get_logger
 from libs.errors import PROBLEM_TYPE_BASE, Refused
 from libs.service.openapi import Body, Operation, Problems, document, html
 
-from ..errors import BadGateway, GatewayTimeout, RateLimited, UpstreamUnavailable
+from ..errors import BadGateway, GatewayTimeout, RateLimited, UpstreamOverloaded, UpstreamUnavailable
 
 log = get_logger("harbour.gateway.openapi")
 
@@ -29,7 +29,7 @@ DESCRIPTION = (
     "except at the OAuth endpoints, which answer as RFC 6749 says."
 )
 # What the gateway itself may answer for any proxied request (errors.py), described by the classes.
-GATEWAY_REFUSALS: tuple[type[Refused], ...] = (RateLimited, BadGateway, UpstreamUnavailable, GatewayTimeout)
+GATEWAY_REFUSALS: tuple[type[Refused], ...] = (RateLimited, BadGateway, UpstreamUnavailable, UpstreamOverloaded, GatewayTimeout)
 # aiohttp refuses a request line or header field longer than 8190 bytes itself, before any handler or
 # middleware runs, with a plain-text 400: possible for every operation, so documented on each.
 OVERSIZED_REQUEST = {
@@ -48,12 +48,15 @@ class Readiness(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: str
     checks: dict[str, str]
+    # Each upstream's last health probe (ok, unknown, circuit open, timeout, error: <Type>): information only.
+    upstreams: dict[str, str] | None = None
 
 
 GATEWAY_OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/healthz", "Liveness: the gateway answers", ("operations",), responses={200: Health}),
     Operation(
-        "GET", "/readyz", "Readiness: every upstream's /healthz answers", ("operations",),
+        "GET", "/readyz", "Readiness: the gateway's own (its revocation list); each upstream's health reported",
+        ("operations",),
         responses={200: Readiness, 503: Body("unready: the failing checks (timeout, error: <Type>)", "application/json", Readiness)},
     ),
     Operation("GET", "/openapi.json", "This document (OpenAPI 3.1)", ("operations",),

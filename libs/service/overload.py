@@ -1,0 +1,90 @@
+"""Shedding load early: a per-process limit of requests in flight, answered 503 with Retry-After beyond it.
+
+A service that takes every request queues them all on its event loop and its
+database: under twice the load it can serve, every request waits behind the
+others until callers (the gateway: 30 s) give up — the work is done for
+nobody. With a limit, the requests beyond it are refused at once with 503
+and `Retry-After: 1`, so the ones admitted finish in their usual time and the
+platform is back to normal as soon as the load drops.
+
+`{SERVICE}_MAX_IN_FLIGHT` sets the limit (0: none). Health probes are never
+counted nor refused, and neither are long-lived routes (server-sent event
+streams: an open stream is idle most of the time and would hold a place for
+minutes); a service names them with `mark_long_lived(app, route)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from libs.errors import NotReady
+
+from .metrics import HTTP_IN_FLIGHT, HTTP_SHED
+
+# Probes always answer: a shedding pod is busy, not dead, and must stay in rotation.
+PROBES = frozenset({"/healthz", "/readyz"})
+LONG_LIVED = web.AppKey("long_lived_routes", set)
+RETRY_AFTER_S = 1
+
+
+class Overloaded(NotReady):
+    """More requests are being handled than this instance admits at once; retry after `Retry-After` seconds."""
+
+    slug, title = "overloaded", "Overloaded"
+    retry_after = RETRY_AFTER_S
+
+
+@dataclass
+class InFlight:
+    """The requests a process is handling now, and how many it admits (0: no limit)."""
+
+    service: str
+    limit: int
+    count: int = 0
+
+    def enter(self) -> bool:
+        if self.limit and self.count >= self.limit:
+            return False
+        self.count += 1
+        HTTP_IN_FLIGHT.labels(self.service).set(self.count)
+        return True
+
+    def leave(self) -> None:
+        self.count -= 1
+        HTTP_IN_FLIGHT.labels(self.service).set(self.count)
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
+
+def mark_long_lived(app: web.Application, route: str) -> None:
+    """`route` (a route template, or a path) serves a long-lived stream: outside the in-flight limit and deadlines."""
+    app[LONG_LIVED].add(route)
+
+
+def is_long_lived(request: web.Request) -> bool:
+    """A probe, or a route its service marked long-lived (matched by template or by path)."""
+    if request.path in PROBES:
+        return True
+    marked = request.config_dict.get(LONG_LIVED, ())
+    if not marked:
+        return False
+    resource = request.match_info.route.resource
+    return request.path in marked or (resource is not None and resource.canonical in marked)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler):
+    """Admit the request within the process's limit, or refuse it at once (rendered by the problem middleware)."""
+    if is_long_lived(request):
+        return await handler(request)
+    in_flight = request.config_dict[IN_FLIGHT]
+    if not in_flight.enter():
+        HTTP_SHED.labels(in_flight.service, "overloaded").inc()
+        raise Overloaded(f"this instance is handling its limit of {in_flight.limit} requests; retry in {RETRY_AFTER_S} s")
+    try:
+        return await handler(request)
+    finally:
+        in_flight.leave()

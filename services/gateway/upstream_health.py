@@ -1,0 +1,75 @@
+"""Each upstream's health, probed in the background: shown in /readyz and as a metric, never the gateway's readiness.
+
+Every `probe_s` the gateway asks each upstream's `/healthz`. The result is
+`harbour_gateway_upstream_up{upstream}` and the `upstreams` section of the
+gateway's `/readyz` body — information for operators: the gateway's own
+readiness (its revocation list) does not depend on it, so one dead service
+never takes every gateway pod out of rotation while the other routes work.
+
+A probe that cannot connect (refused, or not accepted within the connect
+timeout) opens that upstream's circuit at once, so its routes answer 503
+without trying it; a probe answered while the circuit is open closes it
+(the service is reachable again). A probe that connects but gets no answer
+in time (a stalled or saturated service) is reported, and left to the
+breaker's own count of failed requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from libs.service.logging import get_logger
+
+from .metrics import CIRCUIT_OPEN, UPSTREAM_UP
+from .proxy import Upstream
+
+log = get_logger("harbour.gateway.upstreams")
+
+UNKNOWN = "unknown"
+UP = "ok"
+
+
+class UpstreamHealth:
+    def __init__(self, upstreams: dict[str, Upstream], *, probe_s: float, timeout_s: float) -> None:
+        self.upstreams = upstreams
+        self.probe_s = probe_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.status: dict[str, str] = dict.fromkeys(upstreams, UNKNOWN)
+
+    def report(self) -> dict[str, str]:
+        """Upstream name → `ok`, `unknown` (not probed yet), `circuit open`, or why the last probe failed."""
+        return {name: ("circuit open" if self.upstreams[name].breaker.state == "open" and status == UP else status)
+                for name, status in self.status.items()}
+
+    async def probe(self, upstream: Upstream) -> None:
+        try:
+            async with upstream.session.get(upstream.base_url + "/healthz", timeout=self.timeout) as response:
+                response.raise_for_status()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            self._down(upstream, f"error: {type(exc).__name__}")
+            upstream.breaker.trip()
+            CIRCUIT_OPEN.labels(upstream.name).set(1)
+            return
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self._down(upstream, "timeout" if isinstance(exc, asyncio.TimeoutError) else f"error: {type(exc).__name__}")
+            return
+        if self.status[upstream.name] != UP:
+            log.info("upstream up", upstream=upstream.name)
+        self.status[upstream.name] = UP
+        UPSTREAM_UP.labels(upstream.name).set(1)
+        if upstream.breaker.state != "closed":
+            upstream.breaker.succeeded()
+            CIRCUIT_OPEN.labels(upstream.name).set(0)
+
+    def _down(self, upstream: Upstream, why: str) -> None:
+        if self.status[upstream.name] != why:
+            log.warning("upstream down", upstream=upstream.name, reason=why)
+        self.status[upstream.name] = why
+        UPSTREAM_UP.labels(upstream.name).set(0)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.gather(*(self.probe(upstream) for upstream in self.upstreams.values()))
+            await asyncio.sleep(self.probe_s)

@@ -1,0 +1,110 @@
+"""The service kit over real HTTP: an unavailable database or broker is 503 with Retry-After, and a process
+over its in-flight limit refuses at once with 503 instead of queueing.
+
+The exceptions are the ones PyMongo and aiokafka raise (a stalled database against a real server is
+tests/service/test_database_stall.py); here they are raised by handlers, to hold the classification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import errors as kafka_errors
+from prometheus_client import REGISTRY
+from pymongo import errors as mongo_errors
+
+from libs.service import ServiceSettings, create_service_app
+from libs.service.overload import mark_long_lived
+
+PROBLEM = "application/problem+json"
+
+UNAVAILABLE = {
+    "server-selection": mongo_errors.ServerSelectionTimeoutError("no servers"),
+    "network-timeout": mongo_errors.NetworkTimeout("timed out"),
+    "auto-reconnect": mongo_errors.AutoReconnect("connection closed"),
+    "wait-queue": mongo_errors.WaitQueueTimeoutError("pool"),
+    "execution-timeout": mongo_errors.ExecutionTimeout("deadline", 50),
+    "not-primary": mongo_errors.NotPrimaryError("not primary", {}),
+    "shutting-down": mongo_errors.OperationFailure("shutdown in progress", 91),
+    "transient-transaction": mongo_errors.OperationFailure("conflict", 112, {"errorLabels": ["TransientTransactionError"]}),
+    "kafka-connection": kafka_errors.KafkaConnectionError("no broker"),
+    "kafka-timeout": kafka_errors.KafkaTimeoutError(),
+    "kafka-no-leader": kafka_errors.LeaderNotAvailableError(),
+    "raised-from": RuntimeError("could not store"),
+}
+UNAVAILABLE["raised-from"].__cause__ = mongo_errors.ServerSelectionTimeoutError("no servers")
+BUGS = {
+    "duplicate-key": mongo_errors.DuplicateKeyError("dup", 11000),
+    "bad-query": mongo_errors.OperationFailure("unknown operator", 2),
+    "kafka-too-large": kafka_errors.MessageSizeTooLargeError(),
+    "plain": ValueError("a bug"),
+}
+
+
+@pytest.fixture
+async def client():
+    app = create_service_app(ServiceSettings(service="shed-test", max_in_flight=2))
+    entered: list[str] = []
+    release = asyncio.Event()
+
+    async def failing(request: web.Request) -> web.Response:
+        raise {**UNAVAILABLE, **BUGS}[request.match_info["kind"]]
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.append(request.path)
+        await release.wait()
+        return web.json_response({"done": True})
+
+    app.router.add_get("/fail/{kind}", failing)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/stream", slow)
+    mark_long_lived(app, "/stream")
+    async with TestClient(TestServer(app)) as client:
+        client.entered, client.release = entered, release
+        yield client
+    release.set()
+
+
+@pytest.mark.parametrize("kind", sorted(UNAVAILABLE))
+async def test_an_unavailable_database_or_broker_is_503_with_retry_after(client, kind):
+    response = await client.get(f"/fail/{kind}")
+    assert response.status == 503 and response.content_type == PROBLEM
+    assert int(response.headers["Retry-After"]) >= 1
+    problem = await response.json(content_type=PROBLEM)
+    assert problem["type"].endswith("/temporarily-unavailable") and problem["status"] == 503
+    # The caller learns when to retry, not what the platform stands on.
+    assert set(problem) == {"type", "title", "status", "detail", "instance"}
+    assert not any(word in (problem["title"] + problem["detail"]).lower() for word in ("mongo", "kafka", "database", "broker"))
+
+
+@pytest.mark.parametrize("kind", sorted(BUGS))
+async def test_any_other_error_stays_a_500(client, kind):
+    response = await client.get(f"/fail/{kind}")
+    assert response.status == 500 and "Retry-After" not in response.headers
+
+
+async def test_over_the_in_flight_limit_is_503_at_once_and_admitted_again_after(client):
+    shed_before = REGISTRY.get_sample_value("harbour_http_shed_total", {"service": "shed-test", "reason": "overloaded"}) or 0
+    slow = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
+    while len(client.entered) < 2:
+        await asyncio.sleep(0.01)
+    # Probes and long-lived streams neither count nor are refused.
+    stream = asyncio.create_task(client.get("/stream"))
+    while len(client.entered) < 3:
+        await asyncio.sleep(0.01)
+    assert (await client.get("/readyz")).status == 200 and (await client.get("/healthz")).status == 200
+
+    refused = await asyncio.wait_for(client.get("/slow"), timeout=2)
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    problem = await refused.json(content_type=PROBLEM)
+    assert problem["type"].endswith("/overloaded")
+    assert REGISTRY.get_sample_value("harbour_http_shed_total", {"service": "shed-test", "reason": "overloaded"}) == shed_before + 1
+    assert REGISTRY.get_sample_value("harbour_http_in_flight_requests", {"service": "shed-test"}) == 2
+
+    client.release.set()
+    assert [r.status for r in await asyncio.gather(*slow, stream)] == [200, 200, 200]
+    assert (await client.get("/slow")).status == 200
+    assert REGISTRY.get_sample_value("harbour_http_in_flight_requests", {"service": "shed-test"}) == 0
