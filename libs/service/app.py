@@ -20,13 +20,14 @@ from .logging import configure_logging, get_logger
 from .middleware import SERVICE_NAME, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
 from .overload import IN_FLIGHT, LONG_LIVED, InFlight, in_flight_middleware
 from .settings import ServiceSettings, SettingsError
+from .tracing import configure_tracing, tracing_middleware
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
 
 
 def create_service_app(settings: ServiceSettings) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, problem_middleware, in_flight_middleware],
+        middlewares=[request_id_middleware, tracing_middleware, metrics_middleware, problem_middleware, in_flight_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -83,7 +84,12 @@ def run(app: web.Application | Callable[[], web.Application]) -> None:
     settings = app[SETTINGS]
     configure_logging(settings.service, settings.log_level)
     log = get_logger("harbour.service")
-    log.info("starting", host=settings.host, port=settings.port)
+    try:
+        tracing = configure_tracing(settings.service)  # from the OTEL_* variables (libs/service/tracing.py)
+    except SettingsError as exc:
+        log.error("refusing to start", settings=list(exc.variables), reason=str(exc))
+        raise SystemExit(EXIT_CONFIG) from None
+    log.info("starting", host=settings.host, port=settings.port, tracing=tracing)
     app.cleanup_ctx.insert(0, _metrics_listener(settings))
     web.run_app(
         app,

@@ -24,6 +24,7 @@ from libs.service import create_service_app
 from libs.service.health import add_readiness_report
 from libs.service.overload import mark_long_lived
 from libs.service.middleware import ROUTE_LABEL
+from libs.service.tracing import client_session
 from libs.errors import NotFound, Refused
 from libs.tokens import JWKSCache
 
@@ -55,7 +56,7 @@ def _upstreams(settings: GatewaySettings):
         for name, base in settings.upstreams.items():
             # One pooled session per upstream; bytes pass through as sent (no auto-decompression). No cap on the
             # pool: the in-flight limit bounds ordinary requests, and long-lived streams must not wait for a place.
-            session = aiohttp.ClientSession(
+            session = client_session(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_connect_timeout_s,
                                               sock_read=settings.upstream_timeout_s),

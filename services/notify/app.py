@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -17,6 +16,7 @@ from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
 from libs.service.overload import mark_long_lived
+from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
@@ -39,7 +39,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
     app[STREAM_SLOTS] = StreamSlots(settings.sse_max_streams_per_device)
 
     async def notify_context(app: web.Application):
-        http = aiohttp.ClientSession()
+        http = client_session()
         app[NOTIFY] = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         yield
         await http.close()
