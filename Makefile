@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status seed demo test coverage fuzz chaos install clean
+.PHONY: up down status seed demo test coverage fuzz chaos soak install clean backup restore
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -36,6 +36,17 @@ down:
 status: $(STAMP)
 	$(PY) -m libs.devstack status
 
+## make backup [DIR=...] [KEYS_DIR=...]: every service's database (one snapshot), the HSM token and the keys the data
+## needs, from the running stack, to a new folder (default .dev/backups/<UTC time>); KEYS_DIR keeps the keys apart.
+backup: $(STAMP) .dev/.softhsm
+	$(PY) -m libs.devstack backup $(or $(DIR),.dev/backups/$(shell date -u +%Y%m%dT%H%M%SZ)) $(if $(KEYS_DIR),--keys-dir $(KEYS_DIR))
+
+## make restore DIR=... [KEYS_DIR=...]: replace the stack's databases, HSM token and keys with a backup (services
+## stopped: `make down` first; the broker and database are started if they are not); then `make up`.
+restore: $(STAMP) .dev/.softhsm
+	@test -n "$(DIR)" || { echo "usage: make restore DIR=<backup folder> [KEYS_DIR=<keys folder>]" >&2; exit 2; }
+	$(PY) -m libs.devstack restore $(DIR) $(if $(KEYS_DIR),--keys-dir $(KEYS_DIR))
+
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
 test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	$(PY) -m pytest
@@ -61,6 +72,10 @@ fuzz: $(STAMP) .dev/.softhsm
 ## checked in the databases and on the topics; prints a table per fault (bench/chaos.py, about 15 minutes at most).
 chaos: $(STAMP) .dev/.softhsm
 	$(PY) bench/chaos.py
+
+## make soak: the chaos workload for 10 minutes without a fault: errors, p50/p99 and every process's RSS per minute.
+soak: $(STAMP) .dev/.softhsm
+	$(PY) bench/soak.py
 
 # Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
 .dev/.chromium:
