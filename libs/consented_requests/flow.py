@@ -25,6 +25,7 @@ from libs.errors import Refused
 from libs.events.topics import APPROVAL_REQUESTED
 from libs.projections import CLIENTS, account_of_subject
 from libs.service.logging import get_logger
+from libs.service.tracing import continuing, traceparent
 from libs.tokens import load_public_jwk
 
 from .lifecycle import RequestLifecycle, S
@@ -106,9 +107,11 @@ class ConsentedRequests(Generic[S]):
 
     async def ask_citizen(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any]) -> None:
         approval = self.approval(doc)
-        # The free text (purpose, field or document names) is sealed: for auth's eyes only.
-        await ctx.publish(session, APPROVAL_REQUESTED, "approval.requested", approval.approval_id,
-                          seal_prompt(approval, ctx.settings.auth_sealing_jwk))
+        # In the trace of the relying party's request, even when the phone's claim asks (linked to the claim).
+        with continuing(doc.get("traceparent"), "approval requested", {"harbour.approval_id": approval.approval_id}):
+            # The free text (purpose, field or document names) is sealed: for auth's eyes only.
+            await ctx.publish(session, APPROVAL_REQUESTED, "approval.requested", approval.approval_id,
+                              seal_prompt(approval, ctx.settings.auth_sealing_jwk))
 
     # -- the relying party's free text, encrypted at rest --------------------
     # It is about the citizen's business: personal data, stored only under the request's own data key.
@@ -166,6 +169,8 @@ class ConsentedRequests(Generic[S]):
             **fields, "text": ctx.cipher.encrypt_record(text, record_id=self._text_record(request_id)),
             "status": self.lifecycle.start.value, "created_at": now,
             "expires_at": now + timedelta(seconds=ctx.settings.request_ttl_s),
+            # The relying party's request begins the journey: the citizen's prompt and decision continue its trace.
+            "traceparent": traceparent(),
         }
         doc = {**stored, **text}  # the prompt shows the text; only its encrypted form is stored
 

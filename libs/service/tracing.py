@@ -117,13 +117,14 @@ def continuing(journey: str | None, name: str, attributes: Mapping[str, str] | N
     decision on a prompt: the phone's request is its own trace, the login or form fill it decides is another).
     Without a journey, a child of the current span.
     """
-    parent = context_from({"traceparent": journey}) if journey else None
+    parent = context_from({"traceparent": journey or ""})
+    began = trace.get_current_span(parent).get_span_context()
     current = trace.get_current_span().get_span_context()
     links = ()
-    if parent is not None and trace.get_current_span(parent).get_span_context().is_valid:
-        links = (Link(current),) if current.is_valid else ()
-    else:
-        parent = None  # the current context
+    if not began.is_valid:
+        parent = None  # no journey kept: the current context
+    elif current.is_valid and current.trace_id != began.trace_id:
+        links = (Link(current),)
     with tracer().start_as_current_span(name, context=parent, links=links, attributes=dict(attributes or {}),
                                         record_exception=False, set_status_on_exception=False) as span:
         yield span

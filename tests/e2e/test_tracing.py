@@ -31,7 +31,8 @@ from ..conftest import Platform
 from ..support.citizens import basic_citizen
 from ..support.consumer_groups import new_group_prefix, read_from_now
 from ..support.database import mongo
-from ..support.oidc import REDIRECT, app_link_of, authorize_url, register, token_request
+from ..support.formfill import FIELDS, created, wait_for_status
+from ..support.oidc import REDIRECT, app_link_of, authorize_url, client_token, register, token_request
 from ..support.polling import eventually
 from ..support.tracing import ExportedSpan, OtlpReceiver
 
@@ -166,3 +167,51 @@ async def test_one_login_is_one_trace_across_the_platform(traced, receiver, tmp_
         assert line["span_id"] == span.span_id and line["status"] == 200
     # Probes are not traced.
     assert not any(s.attributes.get("http.route") in ("/healthz", "/readyz") for s in receiver.snapshot())
+
+
+async def test_one_form_fill_is_one_trace_from_the_relying_partys_request_to_the_release(traced, receiver, tmp_path):
+    """gateway → formfill → Kafka → auth → (the phone decides) → Kafka → formfill: one trace, though the phone's
+    claim and decision are requests of their own."""
+    platform = traced
+    metadata = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).json()
+    citizen = await basic_citizen(platform, tmp_path)
+    rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS)
+    token = client_token(metadata, rp, "formfill")
+    request = await created(platform, token, [("name_en", True)])
+    opened = await citizen.open_link(request["app_link"])
+    assert opened["status"] == "approved"
+    await wait_for_status(platform, token, request["request_id"], "approved")
+    approval_id = f"formfill-{request['request_id']}"
+
+    def asked():
+        return [s for s in receiver.snapshot() if s.service == "harbour-formfill" and s.name == "approval requested"
+                and s.attributes["harbour.approval_id"] == approval_id]
+
+    [asking] = await eventually(asked)
+    fill_trace = asking.trace_id
+
+    def journey() -> list[ExportedSpan] | None:
+        spans = [s for s in receiver.snapshot() if s.trace_id == fill_trace]
+        released = [s for s in spans if s.service == "harbour-formfill" and s.name == "process approvals.decided"]
+        return spans if released else None
+
+    spans = await eventually(journey)
+    # The relying party's request, through the gateway, began the trace and kept it with the request.
+    created_at_formfill = _one(spans, service="harbour-formfill", kind="SPAN_KIND_SERVER")
+    assert created_at_formfill.attributes["http.route"] == "/v1/formfill/requests"
+    forward = _one(spans, service="harbour-gateway", kind="SPAN_KIND_CLIENT", span_id=created_at_formfill.parent_id)
+    _one(spans, service="harbour-gateway", kind="SPAN_KIND_SERVER", span_id=forward.parent_id, parent_id="")
+    # The phone's claim asked the citizen, in that trace (linked to the claim's own).
+    assert asking.parent_id == created_at_formfill.span_id and len(asking.links) == 1
+    [claim] = [s for s in receiver.snapshot() if s.span_id == asking.links[0][1]]
+    assert claim.attributes["http.route"] == "/v1/formfill/requests/{request_id}/claim" and claim.trace_id != fill_trace
+    # formfill → Kafka → auth: the prompt reaches the citizen's queue (and notify's push).
+    requested = _one(spans, service="harbour-formfill", name="publish approvals.requested", parent_id=asking.span_id)
+    queued = _one(spans, service="harbour-auth", name="process approvals.requested", parent_id=requested.span_id)
+    _one(spans, service="harbour-notify", name="process approvals.requested", parent_id=requested.span_id)
+    # The decision continues from the queued prompt; auth → Kafka → formfill releases.
+    decided = _one(spans, service="harbour-auth", name="approval decided", parent_id=queued.span_id)
+    assert decided.attributes["harbour.approval.action"] == "formfill"
+    published = _one(spans, service="harbour-auth", name="publish approvals.decided", parent_id=decided.span_id)
+    released = _one(spans, service="harbour-formfill", name="process approvals.decided", parent_id=published.span_id)
+    assert released.attributes["harbour.event.outcome"] == "processed"

@@ -17,7 +17,7 @@ from libs.events import CloudEvent
 from libs.service import ServiceSettings, create_service_app
 from libs.service.settings import SettingsError
 from libs.service.logging import configure_logging, get_logger
-from libs.service.tracing import client_session, exporter_setting, tracer, tracer_provider
+from libs.service.tracing import client_session, continuing, exporter_setting, traceparent, tracer, tracer_provider
 
 from ..support.tracing import hex_span, hex_trace, recorded_spans
 
@@ -159,3 +159,28 @@ def test_an_otlp_exporter_samples_by_the_standard_variables(monkeypatch):
         assert not provider.get_tracer("t").start_span("request").is_recording()
     finally:
         provider.shutdown()
+
+
+def test_a_step_of_an_earlier_journey_continues_its_trace_linked_to_the_request_it_came_on(spans):
+    with tracer().start_as_current_span("login begins") as began:
+        journey = traceparent()
+    with tracer().start_as_current_span("the phone's request") as phone:
+        with continuing(journey, "approval decided") as step:
+            event = CloudEvent(source="/t", type="approval.decided")
+    [decided] = [s for s in spans.get_finished_spans() if s.name == "approval decided"]
+    assert decided.context.trace_id == began.get_span_context().trace_id
+    assert decided.parent.span_id == began.get_span_context().span_id
+    assert [link.context.span_id for link in decided.links] == [phone.get_span_context().span_id]
+    assert event.traceparent.split("-")[2] == f"{step.get_span_context().span_id:016x}"
+
+    # Within the journey's own trace: a child, no link. Without a journey: a child of the current span.
+    with tracer().start_as_current_span("request") as request:
+        with continuing(traceparent(), "asked at once") as same:
+            pass
+        with continuing(None, "no journey kept") as none:
+            pass
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    assert finished["asked at once"].parent.span_id == request.get_span_context().span_id
+    assert finished["asked at once"].links == ()
+    assert finished["no journey kept"].parent.span_id == request.get_span_context().span_id
+    assert same.get_span_context().trace_id == none.get_span_context().trace_id == request.get_span_context().trace_id
