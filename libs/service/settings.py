@@ -211,7 +211,7 @@ class ServiceSettings:
     sandbox: bool = setting("SANDBOX", False)
     max_body_bytes: int = setting("{SERVICE}_MAX_BODY_BYTES", 1024 * 1024)
     # Requests handled at once by this process; one more is 503 with Retry-After (libs/service/overload.py). 0: no limit.
-    max_in_flight: int = setting("{SERVICE}_MAX_IN_FLIGHT", 64)
+    max_in_flight: int = setting("{SERVICE}_MAX_IN_FLIGHT", 32)
     # Every database operation of a request must be done this many seconds after the request arrived, or the
     # request is 503 with Retry-After (libs/store/client.py): a stalled database answers quickly, well inside the
     # gateway's upstream timeout.
