@@ -184,3 +184,20 @@ def test_a_step_of_an_earlier_journey_continues_its_trace_linked_to_the_request_
     assert finished["asked at once"].links == ()
     assert finished["no journey kept"].parent.span_id == request.get_span_context().span_id
     assert same.get_span_context().trace_id == none.get_span_context().trace_id == request.get_span_context().trace_id
+
+
+def test_a_process_refuses_an_exporter_it_does_not_have(tmp_path):
+    """run(): exit 78 and one JSON line naming the variable, before listening or connecting to anything."""
+    import os
+    import subprocess
+    import sys
+
+    from libs.devstack.config import REPO_ROOT
+    from libs.service.app import EXIT_CONFIG
+
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "zipkin", "HARBOUR_SANDBOX": "true", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "services.gateway"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_CONFIG
+    [line] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert line["event"] == "refusing to start" and line["settings"] == ["OTEL_TRACES_EXPORTER"]
