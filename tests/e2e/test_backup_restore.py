@@ -61,6 +61,16 @@ class Running:
         return {**os.environ, **self.stack.config.service_env()}
 
 
+async def routing_to_every_service(platform: Running) -> None:
+    """Await the gateway's probes finding every upstream up: the gateway starts alongside the services, and one it
+    probed before it listened keeps its circuit open until the next probe (HARBOUR_GATEWAY_UPSTREAM_PROBE_S)."""
+    def every_upstream_ok() -> bool:
+        upstreams = requests.get(platform.gateway + "/readyz", timeout=10).json().get("upstreams", {})
+        return bool(upstreams) and all(status == "ok" for status in upstreams.values())
+
+    await eventually(every_upstream_ok, timeout_s=30)
+
+
 def devstack_cli(config: StackConfig, *args: str) -> subprocess.CompletedProcess:
     """`python -m libs.devstack ARGS` aimed at the stack of `config` (as `make backup` / `make restore` run it)."""
     env = {**os.environ, "HARBOUR_DEV_DIR": str(config.dev_dir), "HARBOUR_KAFKA_PORT": str(config.kafka_port),
@@ -124,6 +134,7 @@ async def test_a_backup_restored_into_a_fresh_platform_keeps_signatures_devices_
         # -- the platform that is backed up -------------------------------------------------------------------
         await asyncio.to_thread(before.up)
         old = Running(before)
+        await routing_to_every_service(old)
         metadata = requests.get(old.gateway + "/.well-known/openid-configuration", timeout=10).json()
         person = identity()
         app = await enrolled_app(old, create_kiosk(old), tmp_path, "phone", person=person)
@@ -158,6 +169,7 @@ async def test_a_backup_restored_into_a_fresh_platform_keeps_signatures_devices_
         assert json.loads(restored.stdout)["replayed_events"]["harbour_signing"] >= 1
         await asyncio.to_thread(after.up_services)
         new = Running(after)
+        await routing_to_every_service(new)
 
         # The old signature verifies: the same root is published, our API and poppler agree.
         assert published_root(new) == old_root
