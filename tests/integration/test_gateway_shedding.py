@@ -136,6 +136,32 @@ async def test_a_dead_upstream_answers_503_at_once_while_the_gateway_stays_ready
         await gateway.close()
 
 
+async def test_a_service_that_comes_back_is_served_again_within_a_second(infra, upstreams):
+    port = free_port()
+    urls = {name: upstream.url() for name, upstream in upstreams.items()} | {"formfill": f"http://127.0.0.1:{port}"}
+    gateway = await _gateway(infra, urls)
+    revived = Upstream("formfill")
+    revived.server = TestServer(revived.server.app, port=port)
+    try:
+        await _ready(gateway)
+        await eventually(lambda: _up("formfill") == 0, timeout_s=10, interval_s=0.05)
+        assert (await gateway.post("/v1/formfill/requests", json={})).status == 503  # its circuit is open
+
+        await revived.server.start_server()
+        started = time.monotonic()
+
+        async def served():
+            return (await gateway.post("/v1/formfill/requests", json={})).status == 200 or None
+
+        # The probe of a down upstream runs every 0.5 s and closes its circuit at the first answer.
+        await eventually(served, timeout_s=10, interval_s=0.05)
+        assert time.monotonic() - started < 1.5
+        assert _up("formfill") == 1
+    finally:
+        await gateway.close()
+        await revived.server.close()
+
+
 async def test_an_upstream_that_does_not_accept_is_503_within_the_connect_timeout(infra, upstreams):
     with not_accepting() as stuck:
         urls = {name: upstream.url() for name, upstream in upstreams.items()} | {"formfill": stuck}
