@@ -8,9 +8,9 @@ readiness (its revocation list) does not depend on it, so one dead service
 never takes every gateway pod out of rotation while the other routes work.
 
 A probe that cannot connect (refused, or not accepted within the connect
-timeout) opens that upstream's circuit at once, so its routes answer 503
-without trying it; a probe answered while the circuit is open closes it
-(the service is reachable again). A probe that connects but gets no answer
+timeout) to an upstream it has seen up opens that upstream's circuit at once,
+so its routes answer 503 without trying it; a probe answered while the
+circuit is open closes it (the service is reachable again). A probe that connects but gets no answer
 in time (a stalled or saturated service) is reported, and left to the
 breaker's own count of failed requests.
 """
@@ -39,6 +39,7 @@ class UpstreamHealth:
         self.probe_s = probe_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.status: dict[str, str] = dict.fromkeys(upstreams, UNKNOWN)
+        self.seen_up: set[str] = set()
 
     def report(self) -> dict[str, str]:
         """Upstream name → `ok`, `unknown` (not probed yet), `circuit open`, or why the last probe failed."""
@@ -51,8 +52,11 @@ class UpstreamHealth:
                 response.raise_for_status()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             self._down(upstream, f"error: {type(exc).__name__}")
-            upstream.breaker.trip()
-            CIRCUIT_OPEN.labels(upstream.name).set(1)
+            if upstream.name in self.seen_up:
+                # It died: its routes answer 503 at once rather than each try a connection. One never seen up
+                # (starting alongside the gateway) is left to its requests, so it is served the moment it listens.
+                upstream.breaker.trip()
+                CIRCUIT_OPEN.labels(upstream.name).set(1)
             return
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._down(upstream, "timeout" if isinstance(exc, asyncio.TimeoutError) else f"error: {type(exc).__name__}")
@@ -60,6 +64,7 @@ class UpstreamHealth:
         if self.status[upstream.name] != UP:
             log.info("upstream up", upstream=upstream.name)
         self.status[upstream.name] = UP
+        self.seen_up.add(upstream.name)
         UPSTREAM_UP.labels(upstream.name).set(1)
         if upstream.breaker.state != "closed":
             upstream.breaker.succeeded()

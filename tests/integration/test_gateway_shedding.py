@@ -136,30 +136,38 @@ async def test_a_dead_upstream_answers_503_at_once_while_the_gateway_stays_ready
         await gateway.close()
 
 
-async def test_a_service_that_comes_back_is_served_again_within_a_second(infra, upstreams):
+async def test_a_service_that_dies_is_refused_at_once_and_served_again_within_a_second_of_coming_back(infra, upstreams):
     port = free_port()
+    formfill = Upstream("formfill")
+    formfill.server = TestServer(formfill.server.app, port=port)
+    await formfill.server.start_server()
     urls = {name: upstream.url() for name, upstream in upstreams.items()} | {"formfill": f"http://127.0.0.1:{port}"}
     gateway = await _gateway(infra, urls)
-    revived = Upstream("formfill")
-    revived.server = TestServer(revived.server.app, port=port)
     try:
         await _ready(gateway)
-        await eventually(lambda: _up("formfill") == 0, timeout_s=10, interval_s=0.05)
-        assert (await gateway.post("/v1/formfill/requests", json={})).status == 503  # its circuit is open
+        await eventually(lambda: _up("formfill") == 1, timeout_s=10, interval_s=0.05)
+        assert (await gateway.post("/v1/formfill/requests", json={})).status == 200
 
-        await revived.server.start_server()
+        await formfill.server.close()  # the service dies
+        await eventually(lambda: _up("formfill") == 0, timeout_s=10, interval_s=0.05)
+        refused = await gateway.post("/v1/formfill/requests", json={})
+        # The probe saw it die and opened its circuit: refused without trying it.
+        assert refused.status == 503 and "failing" in (await refused.json(content_type=PROBLEM))["detail"]
+
+        formfill.server = TestServer(formfill.server.app, port=port)
+        await formfill.server.start_server()  # ...and comes back on the same address
         started = time.monotonic()
 
         async def served():
             return (await gateway.post("/v1/formfill/requests", json={})).status == 200 or None
 
-        # The probe of a down upstream runs every 0.5 s and closes its circuit at the first answer.
+        # A down upstream is probed every 0.5 s; the first answer closes its circuit.
         await eventually(served, timeout_s=10, interval_s=0.05)
         assert time.monotonic() - started < 1.5
         assert _up("formfill") == 1
     finally:
         await gateway.close()
-        await revived.server.close()
+        await formfill.server.close()
 
 
 async def test_an_upstream_that_does_not_accept_is_503_within_the_connect_timeout(infra, upstreams):
