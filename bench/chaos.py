@@ -50,7 +50,12 @@ refused by status code (`conn`: connection refused or reset; `timeout`),
 work accepted (logins, form fills and signatures approved on the phone,
 notifications accepted — a batch counts its recipients), lost and
 duplicated (work + events), and seconds to recover. Polls for a prompt that
-has not reached the phone yet (404) are not counted.
+has not reached the phone yet (404) are not counted. Every phase's details —
+each loss or duplicate by id, journeys given up, answers no caller should
+see (500) — go to .dev/chaos-report.txt, the processes' logs to
+.dev/chaos-logs/ (--keep keeps the whole stack folder, data included). Exit
+status 0 only if nothing was lost or duplicated and every recovery took at
+most 15 s.
 """
 
 from __future__ import annotations
@@ -107,9 +112,11 @@ STALL_S = 10.0            # the database's SIGSTOP
 READY_LIMIT_S = 120.0     # recovery beyond this is reported as "not ready"
 DRAIN_S = 60.0            # journeys in flight when the workload stops
 SETTLE_S = 120.0          # outboxes empty and accepted work final (a killed process's open transaction holds its
-                          # locks until the database's reaper, 60 s)
+                          # locks until the database drops it: 15 s on make up's stack)
 FINAL = {"formfill": "approved", "sign": "signed"}
 DELIVERED = {"delivered", "read"}
+REPORT = REPO_ROOT / ".dev" / "chaos-report.txt"  # every phase's details in full, appended phase by phase
+LOGS = REPO_ROOT / ".dev" / "chaos-logs"  # the last run's process logs
 
 
 def log(message: str) -> None:
@@ -124,13 +131,16 @@ class Tally:
     sent: int = 0
     ok: int = 0
     refused: Counter = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)  # 500s and other answers no caller should see, with what they said
 
-    def record(self, outcome: int | str) -> None:
+    def record(self, outcome: int | str, what: str = "") -> None:
         self.sent += 1
         if isinstance(outcome, int) and outcome < 400:
             self.ok += 1
         else:
             self.refused[str(outcome)] += 1
+        if isinstance(outcome, int) and outcome >= 500 and outcome not in (502, 503, 504) and len(self.unexpected) < 20:
+            self.unexpected.append(f"{datetime.now():%H:%M:%S} {what}")
 
     def refusals(self) -> str:
         return " ".join(f"{code}×{n}" for code, n in sorted(self.refused.items())) or "—"
@@ -168,12 +178,12 @@ class Http:
         except aiohttp.ClientError as exc:
             self.tally.record("conn")
             raise Transient(f"{method} {path}: {exc.__class__.__name__}") from None
-        if status not in uncounted:
-            self.tally.record(status)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
+        if status not in uncounted:
+            self.tally.record(status, f"{method} {path.split('?')[0]}: {status} {str(body)[:300]}")
         if status == 429 or status >= 500:
             wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
             raise Transient(f"{method} {path}: {status}", wait)
@@ -286,6 +296,7 @@ class Phase:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     recovery_s: float | None = None
     recovery_note: str = ""
+    load: str = ""
     tally: Tally = field(default_factory=Tally)
     result: dict = field(default_factory=dict)
 
@@ -521,6 +532,7 @@ class Chaos:
         lanes = [asyncio.create_task(self.lane(phase, kind, interval)) for kind, interval in LANES.items()]
         await asyncio.sleep(warm_s)
         log(f"  fault: {fault}")
+        phase.load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         await self.inject(phase, fault)
         if phase.recovery_s is not None:
             log(f"  every /readyz 200 {phase.recovery_s:.1f} s after the restart")
@@ -565,7 +577,8 @@ class Chaos:
             outbox = []
             for service in ("auth", "formfill", "notify", "signing"):
                 async for d in self.db(mongo, service)["outbox"].find({"created_at": {"$gte": phase.started_at}},
-                                                                      {"topic": 1, "type": 1, "pending": 1, "unverified": 1}):
+                                                                      {"topic": 1, "type": 1, "pending": 1, "unverified": 1,
+                                                                       "partition": 1, "offset": 1}):
                     outbox.append({**d, "service": service})
             view["outbox"] = outbox
             return view
@@ -692,21 +705,40 @@ class Chaos:
         settle_s = time.monotonic() - began
         counts, events, dead = await self.topics(phase)
         work = self.work_check(phase, view, events)
-        lost_events: list[str] = []
-        dup_events: list[str] = []
+        lost_events, dup_events = self.event_check(view, counts)
+        note = ""
+        if lost_events or work["lost"]:
+            # Read once more before calling anything lost: tells a loss from a read that came back short.
+            await asyncio.sleep(5)
+            again, events, dead = await self.topics(phase)
+            work_again = self.work_check(phase, view, events)
+            lost_again, dup_events = self.event_check(view, again)
+            if len(lost_again) < len(lost_events) or len(work_again["lost"]) < len(work["lost"]):
+                note = (f"a first read of the topics ({sum(counts.values())} records) lacked {len(lost_events) - len(lost_again)} "
+                        f"of the phase's events that a second read ({sum(again.values())} records) found")
+                log(f"  {note}")
+            work, lost_events = work_again, lost_again
+        new_dead, self.dead_letters_seen = dead - self.dead_letters_seen, dead
+        return {"settle_s": settle_s, "work": work, "events": len(view["outbox"]), "lost_events": lost_events,
+                "dup_events": dup_events, "dead_letters": new_dead, "note": note}
+
+    @staticmethod
+    def event_check(view: dict, counts: Counter) -> tuple[list[str], list[str]]:
+        """Every event of the phase's outboxes: still pending, missing from its topic, or there more than once."""
+        lost: list[str] = []
+        dup: list[str] = []
         for doc in view["outbox"]:
-            where = f"{doc['service']} {doc['type']} {doc['_id']} on {doc['topic']}"
+            where = (f"{doc['service']} {doc['type']} {doc['_id']} on {doc['topic']}"
+                     + (f" (sent to {doc['partition']}@{doc['offset']})" if "offset" in doc else ""))
             if doc.get("pending"):
-                lost_events.append(f"{where}: still pending in the outbox")
+                lost.append(f"{where}: still pending in the outbox")
                 continue
             n = counts[(doc["topic"], doc["_id"])]
             if n == 0:
-                lost_events.append(f"{where}: marked sent, not on the topic" + (" (unverified)" if doc.get("unverified") else ""))
+                lost.append(f"{where}: marked sent, not on the topic" + (" (unverified)" if doc.get("unverified") else ""))
             elif n > 1:
-                dup_events.append(f"{where}: {n} times on the topic")
-        new_dead, self.dead_letters_seen = dead - self.dead_letters_seen, dead
-        return {"settle_s": settle_s, "work": work, "events": len(view["outbox"]), "lost_events": lost_events,
-                "dup_events": dup_events, "dead_letters": new_dead}
+                dup.append(f"{where}: {n} times on the topic")
+        return lost, dup
 
 
 class _EmptySets(dict):
@@ -746,19 +778,23 @@ def table(phases: list[Phase]) -> str:
     return "\n".join(lines)
 
 
-def details(phase: Phase) -> list[str]:
+def details(phase: Phase, limit: int | None = 15) -> list[str]:
     r = phase.result
     work = r["work"]
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(work["accepted"].items()))
     out = [f"{phase.name}: accepted {kinds}; abandoned journeys {dict(phase.abandoned) or 0}; settled in {r['settle_s']:.0f} s;"
-           f" new dead letters {r['dead_letters']}"]
+           f" new dead letters {r['dead_letters']}; load average at the fault {phase.load}"]
+    if r["note"]:
+        out.append(f"    note: {r['note']}")
     for label, items in (("lost", work["lost"] + r["lost_events"]), ("duplicated", work["dup"] + r["dup_events"])):
-        for item in items[:15]:
+        for item in items[:limit]:
             out.append(f"    {label}: {item}")
-        if len(items) > 15:
-            out.append(f"    ... and {len(items) - 15} more {label}")
-    for error in phase.errors[:5]:
+        if limit is not None and len(items) > limit:
+            out.append(f"    ... and {len(items) - limit} more {label} (all in {REPORT.relative_to(REPO_ROOT)})")
+    for error in phase.errors[:limit]:
         out.append(f"    gave up: {error}")
+    for answer in phase.tally.unexpected[:limit]:
+        out.append(f"    unexpected answer: {answer}")
     return out
 
 
@@ -780,6 +816,8 @@ async def run(stack: DevStack, faults: list[str], warm_s: float, after_s: float,
             phases.append(phase)
             for line in details(phase):
                 log(line)
+            with REPORT.open("a") as report:
+                report.write("\n".join(details(phase, limit=None)) + "\n")
     return phases
 
 
@@ -807,6 +845,7 @@ def main() -> int:
     config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
                         "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000"}
     stack = DevStack(config)
+    REPORT.write_text(f"chaos run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, faults {faults}\n")
     log(f"starting a private stack in {folder}...")
     started = time.monotonic()
     try:
@@ -821,7 +860,11 @@ def main() -> int:
         if args.keep:
             log(f"kept {folder}")
         else:
+            # The processes' logs outlive the run (the report points into them); the data goes.
+            shutil.rmtree(LOGS, ignore_errors=True)
+            shutil.move(folder / "logs", LOGS)
             shutil.rmtree(folder, ignore_errors=True)
+            log(f"logs in {LOGS.relative_to(REPO_ROOT)}")
     print()
     print(f"chaos run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {len(phases)} phases, "
           f"{time.monotonic() - started:.0f} s in all")
