@@ -77,9 +77,10 @@ chaos: $(STAMP) .dev/.softhsm
 soak: $(STAMP) .dev/.softhsm
 	$(PY) bench/soak.py
 
-# Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one.
+# Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one. Its
+# driver, the node binary inside the playwright wheel, links against libatomic.so.1, not in a minimal Debian.
 .dev/.chromium:
-	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	{ command -v chromium && dpkg -s libatomic1; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk libatomic1; }
 	mkdir -p .dev && touch $@
 
 # SoftHSM2, the dev stack's HSM behind PKCS#11 (services/signing); production loads a real HSM's module.
