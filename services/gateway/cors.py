@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id, Idempotency-Key"
-EXPOSED_HEADERS = "X-Request-Id, Retry-After, WWW-Authenticate, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Location"
+EXPOSED_HEADERS = ("X-Request-Id, Retry-After, WWW-Authenticate, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Location, "
+                   "Idempotent-Replayed")
 
 
 def is_preflight(request: web.Request) -> bool:

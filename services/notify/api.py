@@ -19,7 +19,7 @@ from libs.revocation import REVOCATIONS
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import JSON
 
-from . import callbacks, inbox, jobs, notifications, preferences, streams, templates
+from . import callbacks, idempotency, inbox, jobs, notifications, preferences, streams, templates
 from .callbacks import JWKS, Callback, CallbackBody
 from .callers import Agency, Citizen, agency, device
 from .context import Notify
@@ -64,8 +64,10 @@ DEVICE = {401: "no, invalid or expired device token, or the device is revoked (W
 DEVICE_REFUSALS = DEVICE_TOKEN_REFUSALS
 SEND_REFUSALS = (*AGENCY_REFUSALS, BadIdempotencyKey, IdempotencyKeyReused, MissingPlaceholder, PersonalisationTooLong,
                  ScheduleTooFar, NotFound, UnknownClient)
-IDEMPOTENCY = ("An `Idempotency-Key` header makes the request safe to retry: the same key with the same body answers 200 with "
-               "what the first request created; with a different body, 422 idempotency-key-reused.")
+IDEMPOTENCY = ("An `Idempotency-Key` header makes the request safe to retry, after a lost answer or at the same time: the same "
+               "key with the same body creates nothing more and answers what the first request was answered (201, the same "
+               "body and Location) with `Idempotent-Replayed: true`; with a different body, 422 idempotency-key-reused. "
+               "Keys are per agency and kept 24 hours.")
 
 agencies = Endpoints(tags=("notifications",), security=("bearer",))
 citizens = Endpoints(tags=("inbox",), security=("deviceToken",))
@@ -93,8 +95,9 @@ def _version(request: web.Request) -> int | None:
 
 
 def _created(view: BaseModel, created: bool, location: str) -> web.Response:
-    """201 with what was created, or 200 with what a retry under the same Idempotency-Key created before."""
-    return web.Response(status=201 if created else 200, body=view.model_dump_json(), content_type=JSON, headers={"Location": location})
+    """201 with what was created; a retry under the same Idempotency-Key gets the same answer, marked as a replay."""
+    headers = {"Location": location} | ({} if created else {idempotency.REPLAYED_HEADER: "true"})
+    return web.Response(status=201, body=view.model_dump_json(), content_type=JSON, headers=headers)
 
 
 # -- agencies: templates -------------------------------------------------------
@@ -132,18 +135,18 @@ async def new_template_version(request: web.Request, caller: Agency, body: Templ
 # -- agencies: notifications, jobs, callbacks -----------------------------------
 
 @agencies.post("/v1/notifications", summary="Send a template to a citizen known by their pairwise sub", caller=calling_agency,
-               body=NotificationBody, answers={201: NotificationAccepted, 200: NotificationAccepted, **AGENCY},
+               body=NotificationBody, answers={201: NotificationAccepted, **AGENCY},
                refusals=(*SEND_REFUSALS, UnknownRecipient), description=IDEMPOTENCY)
 async def send_notification(request: web.Request, caller: Agency, body: NotificationBody) -> web.Response:
-    accepted, created = await notifications.send(request.app[NOTIFY], caller, body, request.headers.get("Idempotency-Key"))
+    accepted, created = await notifications.send(request.app[NOTIFY], caller, body, request.headers.get(idempotency.HEADER))
     return _created(accepted, created, f"/v1/notifications/{accepted.notification_id}")
 
 
 @agencies.post("/v1/notifications/batch", summary="Send a template to up to 10,000 citizens: a job", caller=calling_agency,
-               body=BatchBody, answers={201: JobAccepted, 200: JobAccepted, **AGENCY},
+               body=BatchBody, answers={201: JobAccepted, **AGENCY},
                refusals=(*SEND_REFUSALS, BatchTooLarge), description=IDEMPOTENCY)
 async def send_batch(request: web.Request, caller: Agency, body: BatchBody) -> web.Response:
-    accepted, created = await jobs.send_batch(request.app[NOTIFY], caller, body, request.headers.get("Idempotency-Key"))
+    accepted, created = await jobs.send_batch(request.app[NOTIFY], caller, body, request.headers.get(idempotency.HEADER))
     return _created(accepted, created, f"/v1/notifications/batch/{accepted.job_id}")
 
 

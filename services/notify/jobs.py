@@ -69,30 +69,36 @@ def _check_placeholders(template: dict[str, Any], body: BatchBody) -> None:
 
 
 async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
-    """Accept a job: validated here, stored with its recipients (encrypted), expanded by the dispatcher (expand_job)."""
-    key = idempotency.checked_key(idempotency_key)
-    if len(body.recipients) > notify.settings.max_batch:
-        raise BatchTooLarge(f"at most {notify.settings.max_batch} recipients per batch")
-    client = await agency_record(notify.db, agency.client_id)
-    template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
-    _check_placeholders(template, body)
-    for recipient in body.recipients:
-        check_values(recipient.personalisation)
-    now = notify.clock.now()
-    due_at = due_time(body, now)
-    job_id = f"job-{secrets.token_urlsafe(12)}"
-    recipients = json.dumps([r.model_dump() for r in body.recipients])
+    """Accept a job: validated here, stored with its recipients (encrypted), expanded by the dispatcher (expand_job).
 
-    async def work(session: AsyncClientSession) -> JobAccepted:
-        await notify.db[JOBS].insert_one({
-            "_id": job_id, "client_id": client["_id"], "template_id": template["template_id"], "template_version": template["version"],
-            "priority": body.priority, "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
-            "updated_at": now, "sealed": notify.cipher.encrypt_record({"recipients": recipients}, record_id=job_id)}, session=session)
-        await notify.publish_many(session, [job_event(notify, job_id)])
-        return JobAccepted(job_id=job_id, total=len(body.recipients), status=JobStatus.ACCEPTED,
-                           template_id=template["template_id"], template_version=template["version"])
+    (what was accepted, created); a retry under the same Idempotency-Key gets the first answer (idempotency.py).
+    """
 
-    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), JobAccepted, work)
+    async def prepare() -> idempotency.Work[JobAccepted]:
+        if len(body.recipients) > notify.settings.max_batch:
+            raise BatchTooLarge(f"at most {notify.settings.max_batch} recipients per batch")
+        client = await agency_record(notify.db, agency.client_id)
+        template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
+        _check_placeholders(template, body)
+        for recipient in body.recipients:
+            check_values(recipient.personalisation)
+        now = notify.clock.now()
+        due_at = due_time(body, now)
+        job_id = f"job-{secrets.token_urlsafe(12)}"
+        recipients = json.dumps([r.model_dump() for r in body.recipients])
+
+        async def work(session: AsyncClientSession) -> JobAccepted:
+            await notify.db[JOBS].insert_one({
+                "_id": job_id, "client_id": client["_id"], "template_id": template["template_id"], "template_version": template["version"],
+                "priority": body.priority, "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
+                "updated_at": now, "sealed": notify.cipher.encrypt_record({"recipients": recipients}, record_id=job_id)}, session=session)
+            await notify.publish_many(session, [job_event(notify, job_id)])
+            return JobAccepted(job_id=job_id, total=len(body.recipients), status=JobStatus.ACCEPTED,
+                               template_id=template["template_id"], template_version=template["version"])
+
+        return work
+
+    answer, created = await idempotency.once(notify, agency, idempotency_key, body, JobAccepted, prepare)
     if created:
         NOTIFICATIONS_CREATED.labels("batch").inc(answer.total)
     return answer, created

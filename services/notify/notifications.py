@@ -135,31 +135,35 @@ def new_notification(notify: Notify, *, client: dict[str, Any] | None, template:
 
 
 async def send(notify: Notify, agency: Agency, body: NotificationBody, idempotency_key: str | None) -> tuple[NotificationAccepted, bool]:
-    key = idempotency.checked_key(idempotency_key)
-    client = await agency_record(notify.db, agency.client_id)
-    template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
-    missing = templates.missing_placeholders(template, body.personalisation)
-    if missing:
-        raise MissingPlaceholder(f"personalisation lacks: {', '.join(missing)}", placeholders=missing)
-    check_values(body.personalisation)
-    now = notify.clock.now()
-    due_at = due_time(body, now)
-    account_id = (await resolve(notify.db, client["sector"], [body.sub])).get(body.sub)
-    if account_id is None:
-        # Only this agency's own sector is searched: the answer says nothing about other services' citizens.
-        raise UnknownRecipient("no citizen with this sub has signed in to this service (or notify has not heard of it yet)")
+    """(what was accepted, created); a retry under the same Idempotency-Key gets the first answer (idempotency.py)."""
 
-    async def work(session: AsyncClientSession) -> NotificationAccepted:
-        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id, sub=body.sub,
-                               personalisation=body.personalisation, reference=body.reference, priority=body.priority,
-                               due_at=due_at, now=now)
-        await notify.db[NOTIFICATIONS_COLLECTION].insert_one(doc, session=session)
-        if doc["status"] == NotificationStatus.SENDING:
-            await notify.publish_many(session, [dispatch_event(notify, [doc["_id"]], doc["priority"])])
-        return NotificationAccepted(notification_id=doc["_id"], status=doc["status"], template_id=template["template_id"],
-                                    template_version=template["version"], reference=body.reference)
+    async def prepare() -> idempotency.Work[NotificationAccepted]:
+        client = await agency_record(notify.db, agency.client_id)
+        template = await templates.get(notify.db, agency.client_id, body.template_id, body.template_version)
+        missing = templates.missing_placeholders(template, body.personalisation)
+        if missing:
+            raise MissingPlaceholder(f"personalisation lacks: {', '.join(missing)}", placeholders=missing)
+        check_values(body.personalisation)
+        now = notify.clock.now()
+        due_at = due_time(body, now)
+        account_id = (await resolve(notify.db, client["sector"], [body.sub])).get(body.sub)
+        if account_id is None:
+            # Only this agency's own sector is searched: the answer says nothing about other services' citizens.
+            raise UnknownRecipient("no citizen with this sub has signed in to this service (or notify has not heard of it yet)")
 
-    answer, created = await idempotency.once(notify, agency, key, idempotency.fingerprint(body), NotificationAccepted, work)
+        async def work(session: AsyncClientSession) -> NotificationAccepted:
+            doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id, sub=body.sub,
+                                   personalisation=body.personalisation, reference=body.reference, priority=body.priority,
+                                   due_at=due_at, now=now)
+            await notify.db[NOTIFICATIONS_COLLECTION].insert_one(doc, session=session)
+            if doc["status"] == NotificationStatus.SENDING:
+                await notify.publish_many(session, [dispatch_event(notify, [doc["_id"]], doc["priority"])])
+            return NotificationAccepted(notification_id=doc["_id"], status=doc["status"], template_id=template["template_id"],
+                                        template_version=template["version"], reference=body.reference)
+
+        return work
+
+    answer, created = await idempotency.once(notify, agency, idempotency_key, body, NotificationAccepted, prepare)
     if created:
         NOTIFICATIONS_CREATED.labels("single").inc()
     return answer, created

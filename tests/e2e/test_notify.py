@@ -64,9 +64,9 @@ async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tm
         assert message["from"] == "Transport Department"
         assert agency.status(notification_id)["status"] == "delivered"
 
-        # The same key again: the same notification, not a second one; the key with another body is refused.
+        # The same key again: the same answer (a replay), not a second notification; the key with another body is refused.
         again = await agency.send(body, **{"Idempotency-Key": key})
-        assert again.status_code == 200 and again.json()["notification_id"] == notification_id
+        assert again.status_code == 201 and again.json() == sent.json() and again.headers["Idempotent-Replayed"] == "true"
         other = await agency.send({**body, "reference": "R-2"}, **{"Idempotency-Key": key})
         assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from services.notify.collections import NOTIFICATIONS, PUSHES
 
+from tests.support.notify import TEMPLATE
+
 from .conftest import VALUES, problem
 
 
@@ -49,10 +51,40 @@ async def test_the_same_idempotency_key_answers_the_first_send_and_refuses_anoth
     other = await notify.send(agency, {**body, "reference": "R-2"}, **{"Idempotency-Key": "k-1"})
     bad_key = await notify.send(agency, body, **{"Idempotency-Key": "x" * 201})
 
-    assert (first.status, again.status) == (201, 200)
+    # The retry gets the first answer: the same status, body and Location, marked as a replay.
+    assert (first.status, again.status) == (201, 201)
     assert await again.json() == await first.json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
     assert other.status == 422 and (await problem(other))["type"].endswith("/idempotency-key-reused")
     assert bad_key.status == 400 and (await problem(bad_key))["type"].endswith("/bad-idempotency-key")
+    assert await notify.ctx.db[NOTIFICATIONS].count_documents({"client_id": agency.client_id}) == 1
+
+
+async def test_a_retry_is_answered_as_accepted_even_after_its_template_changed_and_keys_are_per_agency(notify):
+    agency, other_agency = await notify.agency(), await notify.agency(name="Water Supplies Department")
+    citizen, other_citizen = await notify.citizen(agency), await notify.citizen(other_agency)
+    template = await notify.template(agency)
+    body = {"template_id": template["template_id"], "sub": citizen.sub, "personalisation": VALUES}
+    first = await notify.send(agency, body, **{"Idempotency-Key": "k-1"})
+    assert first.status == 201, await first.text()
+
+    # A new version needs a placeholder the request does not carry: a new send is refused, its retry is not.
+    version_2 = {**TEMPLATE, "placeholders": [*TEMPLATE["placeholders"], "office"],
+                 "content": {"en": {"subject": "Renew {{ licence }}", "body": "Dear {{ name }}, come to {{ office }}."}}}
+    changed = await notify.http.put(f"/v1/templates/{template['template_id']}", json=version_2, headers=notify.agency_token(agency))
+    assert changed.status == 201, await changed.text()
+    fresh = await notify.send(agency, body, **{"Idempotency-Key": "k-2"})
+    assert fresh.status == 400 and (await problem(fresh))["type"].endswith("/missing-placeholder")
+    again = await notify.send(agency, body, **{"Idempotency-Key": "k-1"})
+    assert again.status == 201 and await again.json() == await first.json()
+
+    # Another agency's "k-1" is its own key.
+    other_template = await notify.template(other_agency)
+    theirs = await notify.send(other_agency, {"template_id": other_template["template_id"], "sub": other_citizen.sub,
+                                              "personalisation": VALUES}, **{"Idempotency-Key": "k-1"})
+    assert theirs.status == 201 and "Idempotent-Replayed" not in theirs.headers
+    assert (await theirs.json())["notification_id"] != (await first.json())["notification_id"]
     assert await notify.ctx.db[NOTIFICATIONS].count_documents({"client_id": agency.client_id}) == 1
 
 
