@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import math
 import os
+import pkgutil
 import time
 import uuid
 from collections import Counter
@@ -57,6 +59,25 @@ from ..support.polling import eventually
 from ..support.prompts import approval_request, publish_prompt
 
 pytestmark = pytest.mark.e2e
+
+
+def _import_schemathesis_now() -> None:
+    """Import the parts of schemathesis this test uses while collection runs, on the main thread alone.
+
+    schemathesis imports most of itself lazily (loading a document, drawing cases, validating answers),
+    and pytest rewrites each of its modules, with ast.parse, the first time one is imported. CPython
+    before 3.11.8 (Debian 12's python3 is 3.11.2) can then fail with "SystemError: AST constructor
+    X
+    tracebacks call ast.parse too). That happened mid-test on the first `make test` of a fresh machine,
+    before pytest had cached the rewritten modules.
+    """
+    for part in ("core", "engine", "generation", "openapi", "python", "specs.openapi", "transport", "wfc"):
+        package = importlib.import_module(f"schemathesis.{part}")
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            importlib.import_module(module.name)
+
+
+_import_schemathesis_now()
 
 MAX_EXAMPLES = 25
 # `make fuzz`: at least this many generated cases across every operation (0: the short run of `make test`).
