@@ -67,8 +67,8 @@ def _import_schemathesis_now() -> None:
     schemathesis imports most of itself lazily (loading a document, drawing cases, validating answers),
     and pytest rewrites each of its modules, with ast.parse, the first time one is imported. CPython
     before 3.11.8 (Debian 12's python3 is 3.11.2) can then fail with "SystemError: AST constructor
-    X
-    tracebacks call ast.parse too). That happened mid-test on the first `make test` of a fresh machine,
+    recursion depth mismatch" when another thread parses at the same moment (cpython gh-106905, fixed in
+    3.11.8; 3.11's tracebacks call ast.parse too). That happened mid-test on the first `make test` of a fresh machine,
     before pytest had cached the rewritten modules.
     """
     for part in ("core", "engine", "generation", "openapi", "python", "specs.openapi", "transport", "wfc"):
