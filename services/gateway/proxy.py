@@ -11,7 +11,8 @@ What the gateway answers itself, one status per cause:
   refused at once rather than queued. Long-lived streams are not counted.
 - 504: the service accepted the request but sent no answer within the read
   timeout (30 s) — it may have done the work.
-- 502: the service's answer broke off or could not be read.
+- 502: the service's answer broke off or could not be read, or the connection
+  was reset after the request went out (the service may have handled it).
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
 buffered, except a request body sent without Content-Length (chunked): that
@@ -141,6 +142,14 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
                 continue
             UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
             raise _unavailable(upstream, f"the {upstream.name} service is unavailable") from exc
+        # The connection broke after the request went out (reset by a service killed mid-request): it may have
+        # been handled, so it is not "unavailable" — a safe request is tried again, any other is a 502.
+        except aiohttp.ClientOSError as exc:
+            _failed(upstream)
+            if attempt < attempts:
+                continue
+            UPSTREAM_REQUESTS.labels(upstream.name, route, "502").inc()
+            raise BadGateway(f"the connection to the {upstream.name} service broke", upstream=upstream.name) from exc
         except asyncio.TimeoutError as exc:
             _failed(upstream)
             UPSTREAM_REQUESTS.labels(upstream.name, route, "504").inc()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 from yarl import URL
@@ -45,8 +47,17 @@ def fake_upstream(name: str) -> web.Application:
         await response.write_eof()
         return response
 
+    async def reset_after_reading(request: web.Request) -> web.Response:
+        """A service killed while handling: the request was read, the connection is reset (RST), no answer."""
+        await request.read()
+        request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.transport.abort()
+        await asyncio.sleep(5)
+        raise AssertionError("unreachable: the connection is gone")
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/oidc/inbox/stream", stream)
+    app.router.add_post("/oidc/reset", reset_after_reading)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
@@ -127,6 +138,15 @@ async def test_unavailable_upstream_is_a_503_problem_and_reported(gateway):
     ready = await eventually(reported, timeout_s=10)
     # Reported, not a readiness check of the gateway's (tests/integration/test_gateway_shedding.py).
     assert ready["upstreams"]["formfill"] != "ok" and "formfill" not in ready["checks"]
+
+
+async def test_a_connection_reset_after_the_request_went_out_is_a_502_problem_not_a_500(gateway):
+    """Seen in the chaos run: a service SIGKILLed with a request in flight resets the connection; the request may
+    have been handled, so it is neither 'unavailable' (503, retry freely) nor the gateway's own error (500)."""
+    response = await gateway.post("/oidc/reset", data={"grant_type": "client_credentials"})
+    assert response.status == 502
+    problem = await response.json(content_type="application/problem+json")
+    assert problem["upstream"] == "auth" and "broke" in problem["detail"]
 
 
 async def test_cors_for_listed_origins_only(gateway):
