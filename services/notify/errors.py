@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
+from libs.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, TooManyRequests, Unprocessable
 
 
 # -- the request itself ------------------------------------------------------------
@@ -21,6 +21,13 @@ class BadIdempotencyKey(BadRequest):
 
 class IdempotencyKeyReused(Unprocessable):
     slug, title = "idempotency-key-reused", "Idempotency key reused"
+
+
+class IdempotentRequestInProgress(NotReady):
+    """A key whose first request has not finished storing its answer: retry after `Retry-After`."""
+
+    slug, title = "idempotent-request-in-progress", "Request with this key in progress"
+    retry_after = 2
 
 
 class NotAgencyToken(Forbidden):

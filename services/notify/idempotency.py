@@ -42,7 +42,7 @@ from pymongo.errors import DuplicateKeyError
 from .callers import Agency
 from .collections import IDEMPOTENCY
 from .context import Notify
-from .errors import BadIdempotencyKey, IdempotencyKeyReused
+from .errors import BadIdempotencyKey, IdempotencyKeyReused, IdempotentRequestInProgress
 
 Answer = TypeVar("Answer", bound=BaseModel)
 # What a checked request writes, in the transaction it is given; it returns the answer.
@@ -71,6 +71,10 @@ async def _remembered(notify: Notify, session: AsyncClientSession | None, key_id
         return None
     if seen["fingerprint"] != request_hash:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    if "answer" not in seen:
+        # Never seen with MongoDB, where the key and its answer commit together; the local MongoDB-protocol server
+        # shows a transaction's writes before it commits (and keeps them if its client dies): not a 500, a retry.
+        raise IdempotentRequestInProgress("a request with this Idempotency-Key is still being handled; retry it")
     return seen
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.notify.collections import NOTIFICATIONS, PUSHES
+from services.notify.collections import IDEMPOTENCY, NOTIFICATIONS, PUSHES
+from services.notify.idempotency import fingerprint
+from services.notify.notifications import NotificationBody
 
 from tests.support.notify import TEMPLATE
 
@@ -59,6 +61,21 @@ async def test_the_same_idempotency_key_answers_the_first_send_and_refuses_anoth
     assert other.status == 422 and (await problem(other))["type"].endswith("/idempotency-key-reused")
     assert bad_key.status == 400 and (await problem(bad_key))["type"].endswith("/bad-idempotency-key")
     assert await notify.ctx.db[NOTIFICATIONS].count_documents({"client_id": agency.client_id}) == 1
+
+
+async def test_a_key_whose_answer_is_not_stored_yet_is_a_503_to_retry_not_a_500(notify):
+    """Seen in the chaos run after the database's SIGKILL: the local database showed a dead transaction's key
+    without its answer, and the retry met a KeyError (500)."""
+    agency = await notify.agency()
+    citizen = await notify.citizen(agency)
+    template = await notify.template(agency)
+    body = {"template_id": template["template_id"], "sub": citizen.sub, "personalisation": VALUES}
+    await notify.ctx.db[IDEMPOTENCY].insert_one({"_id": f"{agency.client_id}:k-half", "created_at": notify.ctx.clock.now(),
+                                                 "fingerprint": fingerprint(NotificationBody.model_validate(body))})
+    retried = await notify.send(agency, body, **{"Idempotency-Key": "k-half"})
+    assert retried.status == 503 and int(retried.headers["Retry-After"]) >= 1
+    assert (await problem(retried))["type"].endswith("/idempotent-request-in-progress")
+    assert await notify.ctx.db[NOTIFICATIONS].count_documents({"client_id": agency.client_id}) == 0
 
 
 async def test_a_retry_is_answered_as_accepted_even_after_its_template_changed_and_keys_are_per_agency(notify):
