@@ -147,7 +147,8 @@ class DevStack:
         """Start whatever is not running (everything, the first time; after a crash, what crashed).
 
         If a part fails to come up, stop what this call started and re-raise; what was running before is left
-        running, so a failed restart of one service never takes the rest of the stack down with it.
+        running, and after a crash the broker and the database stay up too, so a failed restart of one service
+        never takes the rest of the stack down with it.
         """
         started = time.monotonic()
         running_before = {name for name, pid in self.status().items() if pid is not None}
@@ -155,7 +156,9 @@ class DevStack:
             self.up_infra()
             self.up_services()
         except BaseException:
-            self._stop_all_but(running_before)
+            # A first start that fails leaves nothing behind. A restart after a crash keeps the broker and the
+            # database it (re)started too: what runs on them must not lose them because one service would not start.
+            self._stop_all_but(running_before | ({self.kafka_spec().name, self.mongo_spec().name} if running_before else set()))
             raise
         return time.monotonic() - started
 
