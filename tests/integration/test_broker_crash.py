@@ -49,6 +49,7 @@ async def _write_events(client, db, topic: str) -> list[str]:
     return [e.id for e in events]
 
 
+@pytest.mark.timeout(420)  # a consumer applies 6,000 events one transaction each: minutes on a loaded machine
 async def test_events_the_broker_lost_after_acknowledging_them_are_published_again_and_consumed_once(own_stack):
     bootstrap, uri = own_stack.config.kafka_bootstrap, own_stack.config.mongo_uri
     topic = await new_topic(bootstrap)
