@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from datetime import UTC, datetime
 
 import pytest
+from pymongo import UpdateOne
 
 from libs.devstack import DevStack, StackConfig
 from libs.devstack.config import REPO_ROOT
@@ -25,7 +27,7 @@ from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 6000
+EVENTS = 3000
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ async def _write_events(client, db, topic: str) -> list[str]:
     return [e.id for e in events]
 
 
-@pytest.mark.timeout(420)  # a consumer applies 6,000 events one transaction each: minutes on a loaded machine
+@pytest.mark.timeout(420)  # a consumer applies 3,000 events one transaction each: minutes on a loaded machine
 async def test_events_the_broker_lost_after_acknowledging_them_are_published_again_and_consumed_once(own_stack):
     bootstrap, uri = own_stack.config.kafka_bootstrap, own_stack.config.mongo_uri
     topic = await new_topic(bootstrap)
@@ -57,6 +59,13 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
     writer_db, reader_db = client[f"writer_{uuid.uuid4().hex[:6]}"], client[f"reader_{uuid.uuid4().hex[:6]}"]
     await apply_indexes(writer_db, OUTBOX_INDEXES)
     ids = await _write_events(client, writer_db, topic.name)
+    # How much the broker loses on SIGKILL varies from run to run (sometimes nothing): so that every run checks the
+    # republishing, 50 events are recorded as acknowledged at offsets the broker never held — exactly what a lost
+    # acknowledged record looks like to the relay. The real crash below usually adds its own losses.
+    await writer_db[OUTBOX_COLLECTION].bulk_write([
+        UpdateOne({"_id": event_id}, {"$set": {"sent_at": datetime.now(UTC), "partition": 0, "offset": 1_000_000 + i,
+                                               "unverified": True}, "$unset": {"pending": ""}})
+        for i, event_id in enumerate(ids[:50])])
 
     # A consumer reads along, as a service would; it counts each event it applies.
     async def count(event: CloudEvent, session) -> None:
@@ -68,7 +77,7 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
                              handler=count, mongo_client=client, db=reader_db, dlq_producer=publisher, bootstrap=bootstrap)
     await consumer.start()
     consuming = asyncio.create_task(consumer.run())
-    relay = OutboxRelay(writer_db, publisher, service="crash-writer", batch_size=2000, verify_after_s=3600)
+    relay = OutboxRelay(writer_db, publisher, service="crash-writer", batch_size=1500, verify_after_s=3600)
     send_all = publisher.send_all
 
     async def crash_after_the_last_acknowledgement(records):
@@ -87,7 +96,8 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
         own_stack.restart_infra_part("kafka")
         on_topic = {CloudEvent.from_json(m.value).id for m in await all_messages(bootstrap, [topic.name])}
         lost = set(ids) - on_topic
-        assert lost, "the broker kept every acknowledged record: this run did not reproduce the fault"
+        assert set(ids[:50]) <= lost
+        print(f"missing after the crash: {len(lost)} events ({len(lost) - 50} lost by the broker itself)")
 
         # The relay, running as in a service, reads back what it sent, finds what is missing and publishes it
         # again — once. (Its first send after the restart fails: OutOfOrderSequenceNumber, the old producer's.)
@@ -105,7 +115,7 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
         assert max(copies.values()) == 1, "an event is on the topic more than once"
 
         # The consumer, whose position had run past the shrunken log, went back and applied every event once.
-        assert await eventually(lambda: _count_at_least(reader_db, EVENTS), timeout_s=60)
+        assert await eventually(lambda: _count_at_least(reader_db, EVENTS), timeout_s=240)
         assert await reader_db.applied.count_documents({"times": {"$ne": 1}}) == 0
     finally:
         consuming.cancel()
