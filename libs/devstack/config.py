@@ -52,6 +52,9 @@ class StackConfig:
     # locks of a process killed mid-transaction are released only then, so its work stalls that long. The platform's
     # transactions take well under a second; 15 s keeps a crash's recovery within 15 s (tests use 10 s).
     mongo_transaction_lifetime_s: float = 15.0
+    # How often the local database removes expired documents of TTL indexes: 60 s, MongoDB's own interval
+    # (HARBOUR_MONGO_TTL_SWEEP_S). Code never waits for it: an expired document is refused by its own expiry check.
+    mongo_ttl_sweep_s: float = field(default_factory=lambda: float(os.environ.get("HARBOUR_MONGO_TTL_SWEEP_S", "60")))
     # False: the services run in production mode (HARBOUR_SANDBOX=false, no dev-only switch; libs/service/production.py),
     # which also wants an https HARBOUR_ISSUER in extra_env. The tests of production mode use it.
     sandbox: bool = True

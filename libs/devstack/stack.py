@@ -68,6 +68,7 @@ class DevStack:
                 sys.executable, "-m", "libs.devstack.mongo_server",
                 "--port", str(self.config.mongo_port), "--data-dir", str(data_dir),
                 "--transaction-lifetime-s", str(self.config.mongo_transaction_lifetime_s),
+                "--ttl-sweep-s", str(self.config.mongo_ttl_sweep_s),
             ],
             marker=str(data_dir),
             cwd=work_dir,
