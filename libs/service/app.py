@@ -9,15 +9,17 @@ public listener has no `/metrics` (the gateway's answers 404).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import Callable
 
+import uvloop
 from aiohttp import web
 
 from .health import READINESS_CHECKS, add_health_routes, create_metrics_app
 from .logging import configure_logging, get_logger
-from .middleware import SERVICE_NAME, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
+from .middleware import ACCESS_LOG, SERVICE_NAME, AccessLog, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
 from .overload import IN_FLIGHT, LONG_LIVED, InFlight, in_flight_middleware
 from .settings import ServiceSettings, SettingsError
 from .tracing import configure_tracing, tracing_middleware
@@ -32,6 +34,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[SERVICE_NAME] = settings.service
+    app[ACCESS_LOG] = AccessLog(slow_ms=settings.access_log_slow_ms, sample=settings.access_log_sample)
     app[IN_FLIGHT] = InFlight(settings.service, settings.max_in_flight)
     app[LONG_LIVED] = set()
     app[READINESS_CHECKS] = {}
@@ -89,10 +92,14 @@ def run(app: web.Application | Callable[[], web.Application]) -> None:
     except SettingsError as exc:
         log.error("refusing to start", settings=list(exc.variables), reason=str(exc))
         raise SystemExit(EXIT_CONFIG) from None
-    log.info("starting", host=settings.host, port=settings.port, tracing=tracing)
+    log.info("starting", host=settings.host, port=settings.port, tracing=tracing, loop="uvloop")
     app.cleanup_ctx.insert(0, _metrics_listener(settings))
+    # uvloop: the same asyncio API on libuv, with less CPU per request and per connection.
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
     web.run_app(
         app,
+        loop=loop,
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,

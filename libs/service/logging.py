@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
+from .jsoncodec import dumps_log
+
 REDACTED = "[redacted]"
 
 # Field names that carry personal data or secrets, which are never logged. Matched
@@ -88,7 +90,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=dumps_log),
         ],
     )
     handler = _StdoutHandler()

@@ -1,4 +1,10 @@
-"""The middlewares every service runs, outermost first: request id, metrics, problems, the in-flight limit."""
+"""The middlewares every service runs, outermost first: request id, metrics, problems, the in-flight limit.
+
+The access log (`metrics_middleware`) does not write a line per request: every request is counted in the
+metrics, but a line is written only for an error (4xx at INFO: refusals and probing stay visible; 5xx at
+WARNING), a slow request (over HARBOUR_ACCESS_LOG_SLOW_MS) and one in HARBOUR_ACCESS_LOG_SAMPLE of the rest
+(docs/operations.md, Logs). Each line written carries the request id, and `logged` says why it was written.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,32 @@ ROUTE_LABEL = web.RequestKey("route_label", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = get_logger("harbour.http")
+UNLOGGED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class AccessLog:
+    """Which requests get a log line: errors, slow ones, and every `sample`-th of the rest (0: none, 1: all)."""
+
+    def __init__(self, *, slow_ms: float = 500.0, sample: int = 100) -> None:
+        self.slow_s = slow_ms / 1000.0
+        self.sample = max(0, sample)
+        self._seen = 0
+
+    def why(self, status: int, elapsed_s: float) -> str | None:
+        """Why this request is logged ("error", "slow", "sample"), or None for no line."""
+        if status >= 400:
+            return "error"
+        if elapsed_s >= self.slow_s:
+            return "slow"
+        if self.sample:
+            self._seen += 1
+            if self._seen >= self.sample:
+                self._seen = 0
+                return "sample"
+        return None
+
+
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 
 
 def route_template(request: web.Request) -> str:
@@ -64,13 +96,16 @@ async def metrics_middleware(request: web.Request, handler):
         labels = (request.app[SERVICE_NAME], route_template(request), request.method, str(status))
         HTTP_REQUESTS.labels(*labels).inc()
         HTTP_LATENCY.labels(*labels).observe(elapsed)
-        if request.path not in {"/healthz", "/readyz", "/metrics"}:
-            log.info(
+        access_log = request.app.get(ACCESS_LOG)
+        why = access_log.why(status, elapsed) if access_log is not None else "sample"
+        if why is not None and request.path not in UNLOGGED_PATHS:
+            (log.warning if status >= 500 else log.info)(
                 "request",
                 method=request.method,
                 route=labels[1],
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
+                logged=why,
             )
 
 

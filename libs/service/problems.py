@@ -8,8 +8,6 @@ middleware turns any of them, and every other error, into an
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from libs.errors import (
@@ -28,6 +26,8 @@ from libs.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+
+from .jsoncodec import dumps
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -73,7 +73,7 @@ def problem_response(problem: Refused, request: web.Request | None = None) -> we
     instance = request.path if request is not None else None
     return web.Response(
         status=problem.status,
-        text=json.dumps(problem.to_dict(instance)),
+        text=dumps(problem.to_dict(instance)),
         content_type=PROBLEM_CONTENT_TYPE,
         headers=problem.headers,
     )

@@ -206,6 +206,10 @@ class ServiceSettings:
     instance_id: str = setting("INSTANCE_ID", "")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     log_level: str = setting("LOG_LEVEL", "INFO")
+    # The access log (libs/service/middleware.py): every error and every request slower than this is written...
+    access_log_slow_ms: float = setting("ACCESS_LOG_SLOW_MS", 500.0)
+    # ...and one in this many of the rest (1: every request; 0: none). Metrics count every request regardless.
+    access_log_sample: int = setting("ACCESS_LOG_SAMPLE", 100)
     # The sandbox (the dev stack, the tests, a development cluster): citizens self-register, anyone registers a
     # client, dev-only settings are allowed. Off, the default, is production mode (libs/service/production.py).
     sandbox: bool = setting("SANDBOX", False)

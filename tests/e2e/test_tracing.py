@@ -57,6 +57,7 @@ def traced(infra, receiver):
         "HARBOUR_KAFKA_GROUP_PREFIX": new_group_prefix(),
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver soon after they end
+        "HARBOUR_ACCESS_LOG_SAMPLE": "1",  # every request's log line, which the test joins to its trace
     }
     asyncio.run(read_from_now(config.kafka_bootstrap, config.extra_env["HARBOUR_KAFKA_GROUP_PREFIX"]))
     stack = DevStack(config)

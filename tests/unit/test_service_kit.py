@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -51,7 +52,8 @@ def log_lines(capsys) -> list[dict]:
 
 @pytest.fixture
 async def client():
-    app = create_service_app(ServiceSettings(service="kit-test", max_body_bytes=1024))
+    # Every request logged (HARBOUR_ACCESS_LOG_SAMPLE=1), so a test may look for any request's line.
+    app = create_service_app(ServiceSettings(service="kit-test", max_body_bytes=1024, access_log_sample=1))
     app.router.add_post("/enrolments", create_enrolment)
     app.router.add_get("/boom", explode)
     app.router.add_get("/things/{id}", show_thing)
@@ -173,6 +175,63 @@ async def test_log_lines_are_json_with_request_id_and_no_pii(client, capsys):
     enrolled = next(line for line in lines if line["event"] == "enrolled")
     assert enrolled["email"] == "[redacted]" and enrolled["details"]["phone"] == "[redacted]"
     assert "alice@example.org" not in json.dumps(lines)
+
+
+async def slow_thing(request: web.Request) -> web.Response:
+    await asyncio.sleep(0.06)
+    return web.json_response({"slow": True})
+
+
+@pytest.fixture
+async def default_client():
+    """A service with the access log as shipped (sampling 1 in 100), slow from 50 ms."""
+    app = create_service_app(ServiceSettings(service="kit-test", access_log_slow_ms=50))
+    app.router.add_get("/things/{id}", show_thing)
+    app.router.add_get("/slow", slow_thing)
+    app.router.add_get("/boom", explode)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+def request_lines(capsys) -> list[dict]:
+    return [line for line in log_lines(capsys) if line["event"] == "request"]
+
+
+def requests_counted(route: str, status: str) -> float:
+    labels = {"service": "kit-test", "route": route, "method": "GET", "status": status}
+    return REGISTRY.get_sample_value("harbour_http_requests_total", labels) or 0.0
+
+
+async def test_a_successful_request_writes_no_access_line_but_is_counted(default_client, capsys):
+    capsys.readouterr()
+    counted = requests_counted("/things/{id}", "200")
+    for n in range(20):  # fewer than the 1 in 100 sampled
+        assert (await default_client.get(f"/things/{n}", headers={"X-Request-Id": f"quiet-{n}"})).status == 200
+    assert [line for line in request_lines(capsys) if line.get("request_id", "").startswith("quiet-")] == []
+    assert requests_counted("/things/{id}", "200") == counted + 20
+
+
+async def test_errors_and_slow_requests_are_logged_with_their_request_id(default_client, capsys):
+    capsys.readouterr()
+    assert (await default_client.get("/nowhere", headers={"X-Request-Id": "err-404"})).status == 404
+    assert (await default_client.get("/boom", headers={"X-Request-Id": "err-500"})).status == 500
+    assert (await default_client.get("/slow", headers={"X-Request-Id": "slow-1"})).status == 200
+    lines = {line.get("request_id"): line for line in request_lines(capsys)}
+    assert lines["err-404"]["status"] == 404 and lines["err-404"]["level"] == "info" and lines["err-404"]["logged"] == "error"
+    assert lines["err-500"]["status"] == 500 and lines["err-500"]["level"] == "warning"
+    assert lines["slow-1"]["logged"] == "slow" and lines["slow-1"]["duration_ms"] >= 50
+
+
+async def test_one_in_sample_successful_requests_is_logged(capsys):
+    app = create_service_app(ServiceSettings(service="kit-test", access_log_sample=10))
+    app.router.add_get("/things/{id}", show_thing)
+    async with TestClient(TestServer(app)) as client:
+        capsys.readouterr()
+        for n in range(30):
+            assert (await client.get(f"/things/{n}")).status == 200
+    sampled = request_lines(capsys)
+    assert len(sampled) == 3 and {line["logged"] for line in sampled} == {"sample"}
+    assert all(line["request_id"] for line in sampled)
 
 
 def test_kafka_security_from_the_environment(monkeypatch):

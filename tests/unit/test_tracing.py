@@ -62,7 +62,7 @@ async def service(downstream):
                 sent = await answer.json()
         return web.json_response({"event_traceparent": event.traceparent, "sent": sent})
 
-    app = create_service_app(ServiceSettings(service="trace-test"))
+    app = create_service_app(ServiceSettings(service="trace-test", access_log_sample=1))
     app.router.add_get("/things/{id}", work)
     async with TestClient(TestServer(app)) as client:
         yield client
