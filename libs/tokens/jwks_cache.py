@@ -9,6 +9,12 @@ keep verifying while auth is unreachable (the keys we know are still auth's);
 a client's document that could not be fetched again is not trusted past its
 age, and the caller learns it (JWKSUnavailable).
 
+A cache may also remember the tokens it verified (`verified_cache_size`, the
+gateway's): the same token presented again is answered from memory until it
+expires (same leeway as the check), as long as its key is still published
+and the document is fresh. Only the signature and claims checks are skipped:
+the revocation list is the caller's, consulted on every request.
+
 The transport is the owner's too: auth's JWKS comes over the service's own
 session from an internal URL; a client's through libs/outbound (SSRF-guarded).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +31,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .jwk import InvalidKey, load_public_jwk
-from .jws import InvalidToken, unverified_header, verify
+from .jws import LEEWAY_S, InvalidToken, unverified_header, verify
 
 
 class JWKSUnavailable(Exception):
@@ -58,6 +65,7 @@ class JWKSCache:
         max_age_s: float = 300.0,
         min_refresh_s: float = 10.0,
         serve_stale: bool = True,
+        verified_cache_size: int = 0,
     ) -> None:
         if (session is None) == (fetch is None):
             raise ValueError("give either a session or a fetch")
@@ -73,6 +81,9 @@ class JWKSCache:
         self._failure: JWKSUnavailable | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
+        # (token, audience, issuer, typ) -> (claims, kid, exp): tokens verified already, least recently used first.
+        self.verified_cache_size = verified_cache_size
+        self._verified: OrderedDict[tuple, tuple[dict[str, Any], str, float]] = OrderedDict()
 
     def _expired(self) -> bool:
         return time.monotonic() - self._fetched_at > self.max_age_s
@@ -113,8 +124,21 @@ class JWKSCache:
         return self._keys.get(kid)
 
     async def verify(self, token: str, *, audience: str, issuer: str, typ: str | None = None) -> dict[str, Any]:
+        if self.verified_cache_size:
+            remembered = self._verified.get((token, audience, issuer, typ))
+            if remembered is not None:
+                claims, kid, exp = remembered
+                if time.time() < exp + LEEWAY_S and kid in self._keys and not self._expired():
+                    self._verified.move_to_end((token, audience, issuer, typ))
+                    return dict(claims)
+                del self._verified[(token, audience, issuer, typ)]
         kid = unverified_header(token).get("kid")
         key = await self.key(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidToken("the token was signed by an unknown key")
-        return verify(token, key, audience=audience, issuer=issuer, require=("exp", "iat", "sub", "iss", "aud"), typ=typ)
+        claims = verify(token, key, audience=audience, issuer=issuer, require=("exp", "iat", "sub", "iss", "aud"), typ=typ)
+        if self.verified_cache_size and isinstance(claims.get("exp"), (int, float)):
+            self._verified[(token, audience, issuer, typ)] = (dict(claims), kid, float(claims["exp"]))
+            if len(self._verified) > self.verified_cache_size:
+                self._verified.popitem(last=False)
+        return claims

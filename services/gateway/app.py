@@ -65,7 +65,7 @@ def _upstreams(settings: GatewaySettings):
             breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s)
             upstreams[name] = Upstream(name, base, session, breaker, max_in_flight=settings.upstream_max_in_flight)
         app[UPSTREAMS] = upstreams
-        app[JWKS] = JWKSCache(settings.jwks_url, upstreams["auth"].session)
+        app[JWKS] = JWKSCache(settings.jwks_url, upstreams["auth"].session, verified_cache_size=settings.token_cache_size)
         health = UpstreamHealth(upstreams, probe_s=settings.upstream_probe_s,
                                 timeout_s=settings.upstream_connect_timeout_s + 1.0)
         add_readiness_report(app, "upstreams", health.report)

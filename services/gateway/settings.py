@@ -31,6 +31,9 @@ class GatewaySettings:
     cors_origins: frozenset[str] = setting("GATEWAY_CORS_ORIGINS", frozenset(), parse=lambda raw: frozenset(parse_list(raw)))
     # Proxies (the ingress controller's network) whose X-Forwarded-For is believed for per-address limits.
     trusted_proxies: tuple[str, ...] = setting("GATEWAY_TRUSTED_PROXIES", (), parse=parse_list)
+    # Access tokens the edge verified, remembered until they expire (least recently used dropped beyond this
+    # many); the revocation list is still consulted on every request. 0: verify every time.
+    token_cache_size: int = setting("GATEWAY_TOKEN_CACHE_SIZE", 4096)
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
 
