@@ -1,0 +1,345 @@
+"""What every bench shares: a private stack, CPU pinning, a bounded load generator, medians and the comparison line.
+
+Used by bench/tokens.py, bench/gateway.py and the other benches (`from bench.support import ...`, with the
+repository root first on sys.path, as each bench puts it):
+
+- `private_stack(...)`: the whole platform (broker, database, services, workers) on free ports with a data folder
+  of its own under `.dev/`, rate limits lifted so the bench measures the work and not the limiter; stopped by the
+  PIDs in its own PID files, its folder removed.
+- `pin(stack, peers)`: the system under test (every process of the stack, found through its PID files, their child
+  processes and every thread of each; and the peers' processes) on one CPU, the bench itself (the load generator)
+  on another, with `os.sched_setaffinity`; prints what it pinned, and warns when there is only one CPU.
+- `run_load(call, ...)`: a closed loop of `concurrency` callers, bounded by a number of requests or a duration;
+  counts errors (an unexpected status or a failed connection), gives req/s, p50 and p99.
+- `compare(...)`: runs each side `runs` times, interleaved (harbour, peer, harbour, peer...), takes the medians and
+  prints one line: `harbour X/s p99 Y ms | peer X/s p99 Y ms | ratio R`.
+
+Loopback only; every loop stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(REPO_ROOT))
+
+# The platform's own rate limits are for callers on the internet; a bench sends everything from 127.0.0.1.
+UNLIMITED_GATEWAY = {
+    "HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
+    "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000",
+}
+
+
+# -- figures (pure: tests/unit/test_bench_support.py) ------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..100) of `values`; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class Result:
+    """One run of one side: answers as expected (`ok`), errors, wall time and each ok answer's latency in seconds."""
+
+    ok: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies, 50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 99) * 1000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The medians of several runs of one side."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # over all runs
+    runs: tuple[float, ...]  # each run's req/s
+
+    @classmethod
+    def of(cls, results: Sequence[Result]) -> "Summary":
+        return cls(
+            rps=statistics.median(r.rps for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            errors=sum(r.errors for r in results),
+            runs=tuple(r.rps for r in results),
+        )
+
+
+def _rate(rps: float) -> str:
+    return f"{rps:,.0f}/s" if rps >= 100 else f"{rps:,.1f}/s"
+
+
+def side(name: str, summary: Summary) -> str:
+    errors = f" ({summary.errors} errors)" if summary.errors else ""
+    return f"{name} {_rate(summary.rps)} p50 {summary.p50_ms:.1f} ms p99 {summary.p99_ms:.1f} ms{errors}"
+
+
+def comparison_line(what: str, harbour: Summary, peer_name: str, peer: Summary) -> str:
+    """`what: harbour X/s p50 … p99 Y ms | peer X/s … | ratio R` (R = harbour req/s over the peer's)."""
+    ratio = harbour.rps / peer.rps if peer.rps > 0 else float("nan")
+    return f"{what}: {side('harbour', harbour)} | {side(peer_name, peer)} | ratio {ratio:.2f}"
+
+
+# -- CPU pinning ---------------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    seen, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.append(current)
+            todo += _children(current)
+    return seen
+
+
+def _pin_process(pid: int, cpus: set[int]) -> int:
+    """Pin every thread of `pid` (affinity is per thread; threads started later inherit it); return how many."""
+    pinned = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+            pinned += 1
+        except (OSError, ValueError):
+            pass  # a thread that just ended
+    return pinned
+
+
+@dataclass
+class Pinning:
+    sut_cpu: int | None
+    bench_cpu: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.sut_cpu is not None
+
+
+def cpus() -> Pinning:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        print(f"WARNING: only CPU {allowed} available: the system under test and the load generator share it; "
+              "figures are not comparable with a pinned run", flush=True)
+        return Pinning(None, None)
+    return Pinning(allowed[0], allowed[1])
+
+
+def pin_bench(pinning: Pinning) -> None:
+    """The bench process (the load generator) on its own CPU: call before starting anything."""
+    if pinning.active:
+        _pin_process(os.getpid(), {pinning.bench_cpu})
+
+
+def pin(pinning: Pinning, processes: Mapping[str, int | None]) -> None:
+    """Pin the named processes (and their children, every thread) to the system-under-test CPU, and say so."""
+    if not pinning.active:
+        return
+    pin_bench(pinning)
+    parts = []
+    for name, pid in processes.items():
+        if pid is None:
+            continue
+        tree = _tree(pid)
+        threads = sum(_pin_process(p, {pinning.sut_cpu}) for p in tree)
+        parts.append(f"{name}={pid}" + (f"+{len(tree) - 1} children" if len(tree) > 1 else "") + f" ({threads} threads)")
+    print(f"pinned to CPU {pinning.sut_cpu} (system under test): {', '.join(parts)}", flush=True)
+    print(f"pinned to CPU {pinning.bench_cpu} (load generator): bench pid {os.getpid()}", flush=True)
+
+
+def stack_processes(stack) -> dict[str, int | None]:
+    """Every process of a DevStack, from its PID files: broker, database, services, workers."""
+    return stack.status()
+
+
+# -- a private stack -----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def private_stack(prefix: str, extra_env: Mapping[str, str] | None = None) -> Iterator:
+    """The platform on free ports in a folder of its own; stopped (by PID) and removed on the way out."""
+    from libs.devstack import DevStack, StackConfig
+
+    base = REPO_ROOT / ".dev"
+    base.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-", dir=base))
+    config = StackConfig.free_ports(folder)
+    config.extra_env = {**UNLIMITED_GATEWAY, **(extra_env or {})}
+    stack = DevStack(config)
+    print(f"starting a private stack in {folder} (code from {REPO_ROOT})...", flush=True)
+    started = time.monotonic()
+    try:
+        try:
+            stack.up()
+        except Exception:
+            for log in sorted((folder / "logs").glob("*.log")):
+                tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+                if any("Error" in line or "Traceback" in line for line in tail):
+                    print(f"--- {log.name} (last lines)\n" + "\n".join(tail), file=sys.stderr, flush=True)
+            raise
+        print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def admin_token(stack) -> str:
+    return stack.config.service_env()["HARBOUR_ADMIN_TOKEN"]
+
+
+# -- the load generator --------------------------------------------------------------------------------------------
+
+Call = Callable[["aiohttp.ClientSession"], Awaitable[int]]  # noqa: F821  (returns the HTTP status)
+
+
+def http_call(method: str, url: str, *, headers: Mapping[str, str] | None = None, data=None) -> Call:
+    """A request the load generator repeats; returns its status, the body read whole."""
+
+    async def call(session) -> int:
+        async with session.request(method, url, headers=headers, data=data) as response:
+            await response.read()
+            return response.status
+
+    return call
+
+
+async def run_load(call: Call, *, requests: int | None = None, duration_s: float | None = None,
+                   concurrency: int = 16, expect: int = 200, warmup: int = 50,
+                   timeout_s: float = 30.0) -> Result:
+    """`concurrency` callers repeating `call` until `requests` were sent or `duration_s` passed (whichever is given)."""
+    import aiohttp
+
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give requests or duration_s")
+    result = Result()
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+        # Warm the connection pool and the servers' caches, unmeasured.
+        await asyncio.gather(*(_one(call, session, expect, Result()) for _ in range(min(warmup, concurrency))))
+        for _ in range(max(0, warmup - concurrency)):
+            await _one(call, session, expect, Result())
+        remaining = [requests] if requests is not None else None
+        deadline = time.perf_counter() + duration_s if duration_s is not None else None
+
+        async def caller() -> None:
+            while True:
+                if remaining is not None:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                elif time.perf_counter() >= deadline:
+                    return
+                await _one(call, session, expect, result)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def _one(call: Call, session, expect: int, result: Result) -> None:
+    started = time.perf_counter()
+    try:
+        status = await call(session)
+    except Exception as error:  # noqa: BLE001 — every failure is counted, none stops the run
+        kind = type(error).__name__
+    else:
+        if status == expect:
+            result.ok += 1
+            result.latencies.append(time.perf_counter() - started)
+            return
+        kind = str(status)
+    result.errors += 1
+    result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
+
+
+def run(coro: Awaitable):
+    """asyncio.run, on uvloop when it is installed (the load generator must not be the bottleneck)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def compare(what: str, harbour: Call, peer_name: str, peer: Call, *, requests: int, concurrency: int,
+            runs: int = 3) -> tuple[Summary, Summary]:
+    """Both sides `runs` times, interleaved, under the same load; print each run and the medians' line."""
+    results: dict[str, list[Result]] = {"harbour": [], peer_name: []}
+    for i in range(runs):
+        for name, call in (("harbour", harbour), (peer_name, peer)):
+            result = run(run_load(call, requests=requests, concurrency=concurrency))
+            results[name].append(result)
+            kinds = f" errors {result.error_kinds}" if result.errors else ""
+            print(f"  {what} run {i + 1}/{runs} {name}: {_rate(result.rps)} p50 {result.p50_ms:.1f} ms "
+                  f"p99 {result.p99_ms:.1f} ms{kinds}", flush=True)
+    ours, theirs = Summary.of(results["harbour"]), Summary.of(results[peer_name])
+    print(comparison_line(what, ours, peer_name, theirs), flush=True)
+    return ours, theirs
+
+
+def add_load_arguments(parser, *, requests: int, concurrency: int = 16, runs: int = 3) -> None:
+    parser.add_argument("--requests", type=int, default=requests, help=f"requests per run and side (default {requests})")
+    parser.add_argument("--concurrency", type=int, default=concurrency, help=f"callers at once (default {concurrency})")
+    parser.add_argument("--runs", type=int, default=runs, help=f"runs per side; the medians are printed (default {runs})")
+
+
+def check_load_arguments(parser, args) -> None:
+    if not 1 <= args.requests <= 200_000:
+        parser.error("--requests must be between 1 and 200000")
+    if not 1 <= args.concurrency <= 256:
+        parser.error("--concurrency must be between 1 and 256")
+    if not 1 <= args.runs <= 9:
+        parser.error("--runs must be between 1 and 9")
+
+
+def header(title: str, args) -> None:
+    print(f"{title} — {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {args.requests} requests per run, "
+          f"concurrency {args.concurrency}, median of {args.runs} runs, code at {REPO_ROOT}", flush=True)
