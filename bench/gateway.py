@@ -1,101 +1,116 @@
-"""Gateway overhead: requests/s and p50/p99 latency through the gateway versus straight to the upstream.
+"""The gateway against nginx in front of the same upstreams: discovery and a bearer GET, req/s and p50/p99.
 
-    .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32]
+From a fresh clone:
 
-Starts its own private stack on free ports (or uses the one `make up` runs
-with --use-running), sends the same bounded load to
-`/.well-known/openid-configuration` directly at auth and then through the
-gateway, in the same run, and prints both and their ratio. Loopback only;
-stops by itself.
+    make install
+    .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 16] [--runs 3] [--use-running]
+
+Starts a private stack on free ports (its own folder under .dev/, stopped by PID at the end; or, with
+--use-running, measures the stack `make up` runs, unpinned and with its own rate limits) and nginx (Debian's
+nginx-light, installed with apt-get when `nginx` is missing; one worker, foreground, keep-alive upstream
+connections, its default access log to a file, as the gateway logs its own) proxying the same paths to the same
+services. Pins the system under test (broker, database, services, dispatcher, nginx) to one CPU and this process,
+the load generator, to the other. Each comparison runs `--runs` times, interleaved, and the medians are printed:
+
+1. `GET /.well-known/openid-configuration`: straight at auth (for reference: what the proxies add), through the
+   gateway, through nginx to the same auth.
+2. A bearer GET: `GET /v1/templates` (notify: the agency's templates, one indexed read of an empty list) with an
+   agency's client-credentials access token (scope `notify`, from `POST /oidc/token`): through the gateway (which
+   verifies the token at the edge, as its routing table says) and through nginx (which forwards it as is; notify
+   verifies it again either way).
+
+Goals (issue 17): gateway ≥ 0.8× nginx on the bearer route, ≥ 0.6× on discovery. Loopback only; bounded; stops
+by itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
-import statistics
+import contextlib
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
-from libs.devstack.config import REPO_ROOT  # noqa: E402
+from bench import support  # noqa: E402
+from bench.peers import nginx  # noqa: E402
+from libs.devstack import load_running_stack  # noqa: E402
 
-PATH = "/.well-known/openid-configuration"
+DISCOVERY = "/.well-known/openid-configuration"
+BEARER_PATH = "/v1/templates"
 
 
-async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                started = time.perf_counter()
-                async with session.get(url) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"{url} answered {response.status}")
-                latencies.append(time.perf_counter() - started)
-
-        # Warm the pools, then measure.
-        for _ in range(50):
-            async with session.get(url) as response:
-                await response.read()
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+async def agency_token(gateway: str, admin_token: str) -> str:
+    """An agency registered through `POST /v1/clients` (operator token), and its client-credentials access token."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway + "/v1/clients", json={"client_name": "Bench Agency", "kind": "agency", "scope": "notify"},
+                             headers={"Authorization": f"Bearer {admin_token}"}) as response:
+            client = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"registration answered {response.status}: {client}")
+        async with http.post(gateway + "/oidc/token", data={"grant_type": "client_credentials", "scope": "notify"},
+                             headers={"Authorization": aiohttp.encode_basic_auth(client["client_id"], client["client_secret"])}) as response:
+            body = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"the token answered {response.status}: {body}")
+        bearer = {"Authorization": f"Bearer {body['access_token']}"}
+        async with http.get(gateway + BEARER_PATH, headers=bearer) as response:
+            if response.status != 200:
+                raise RuntimeError(f"GET {BEARER_PATH} answered {response.status}: {await response.text()}")
+    return body["access_token"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs")
+    support.add_load_arguments(parser, requests=3000)
+    parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs (unpinned)")
     args = parser.parse_args()
-    if not 1 <= args.requests <= 100_000:
-        parser.error("--requests must be between 1 and 100000")
+    support.check_load_arguments(parser, args)
 
-    running = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
-    stack = running
-    temp = None
-    if stack is None:
-        temp = tempfile.mkdtemp(prefix="bench-gateway-", dir=REPO_ROOT / ".dev" if (REPO_ROOT / ".dev").exists() else None)
-        config = StackConfig.free_ports(Path(temp))
-        # The bench measures forwarding, not the rate limiter: lift the per-address limit.
-        config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000"}
-        stack = DevStack(config)
-        print("starting a private stack...", flush=True)
-        stack.up()
-    try:
-        direct = asyncio.run(load(stack.config.service_url("auth") + PATH, args.requests, args.concurrency))
-        gateway = asyncio.run(load(stack.config.service_url("gateway") + PATH, args.requests, args.concurrency))
-    finally:
-        if running is None:
-            stack.down()
-            shutil.rmtree(temp, ignore_errors=True)
-    print(f"GET {PATH}, {args.requests} requests, concurrency {args.concurrency}")
-    print(f"{'':10} {'req/s':>10} {'p50 ms':>10} {'p99 ms':>10}")
-    for name, figures in (("direct", direct), ("gateway", gateway)):
-        print(f"{name:10} {figures['rps']:10.0f} {figures['p50_ms']:10.2f} {figures['p99_ms']:10.2f}")
-    print(f"gateway/direct throughput ratio: {gateway['rps'] / direct['rps']:.2f}; "
-          f"p50 added: {gateway['p50_ms'] - direct['p50_ms']:.2f} ms; p99 added: {gateway['p99_ms'] - direct['p99_ms']:.2f} ms")
+    pinning = support.cpus()
+    support.pin_bench(pinning)
+    nginx.ensure_installed()
+    support.header("bench/gateway.py: the gateway vs nginx", args)
+    with contextlib.ExitStack() as cleanup:
+        if args.use_running:
+            stack = load_running_stack(support.REPO_ROOT / ".dev")
+            if stack is None:
+                parser.error("no running stack (make up)")
+            print("measuring the running stack: not pinned, its own rate limits apply", flush=True)
+        else:
+            stack = cleanup.enter_context(support.private_stack("gateway"))
+        ports = stack.config.service_ports
+        proxy = nginx.start(stack.dev_dir / "peers" / "nginx",
+                            {"/.well-known/": ports["auth"], "/oidc/": ports["auth"], BEARER_PATH: ports["notify"]})
+        cleanup.callback(nginx.stop, proxy)
+        if args.use_running:
+            support.pin(pinning, {"nginx": proxy.pid})
+        else:
+            support.pin(pinning, {**support.stack_processes(stack), "nginx": proxy.pid})
+        gateway, auth = stack.config.service_url("gateway"), stack.config.service_url("auth")
+        token = support.run(agency_token(gateway, support.admin_token(stack)))
+
+        load = {"requests": args.requests, "concurrency": args.concurrency, "runs": args.runs}
+        what = f"GET {DISCOVERY}"
+        discovery = support.measure(what, {
+            "direct": support.http_call("GET", auth + DISCOVERY),
+            "harbour": support.http_call("GET", gateway + DISCOVERY),
+            "nginx": support.http_call("GET", proxy.url + DISCOVERY),
+        }, **load)
+        lines = [
+            support.comparison_line(f"{what} (gateway vs nginx)", discovery["harbour"], "nginx", discovery["nginx"]),
+            f"{what} straight at auth: {support.side('direct', discovery['direct'])} | gateway/direct "
+            f"{discovery['harbour'].rps / discovery['direct'].rps:.2f}, nginx/direct {discovery['nginx'].rps / discovery['direct'].rps:.2f}",
+        ]
+        print("\n".join(lines), flush=True)
+        bearer = {"Authorization": f"Bearer {token}"}
+        what = f"bearer GET {BEARER_PATH}"
+        ours, theirs = support.compare(what, support.http_call("GET", gateway + BEARER_PATH, headers=bearer),
+                                       "nginx", support.http_call("GET", proxy.url + BEARER_PATH, headers=bearer), **load)
+        lines.append(support.comparison_line(f"{what} (gateway vs nginx)", ours, "nginx", theirs))
+    print("\n".join(lines))
     return 0
 
 

@@ -309,20 +309,25 @@ def run(coro: Awaitable):
     return uvloop.run(coro)
 
 
-def compare(what: str, harbour: Call, peer_name: str, peer: Call, *, requests: int, concurrency: int,
-            runs: int = 3) -> tuple[Summary, Summary]:
-    """Both sides `runs` times, interleaved, under the same load; print each run and the medians' line."""
-    results: dict[str, list[Result]] = {"harbour": [], peer_name: []}
+def measure(what: str, sides: Mapping[str, Call], *, requests: int, concurrency: int, runs: int = 3) -> dict[str, Summary]:
+    """Each side `runs` times, interleaved (a, b, a, b...), under the same load; print each run; the medians."""
+    results: dict[str, list[Result]] = {name: [] for name in sides}
     for i in range(runs):
-        for name, call in (("harbour", harbour), (peer_name, peer)):
+        for name, call in sides.items():
             result = run(run_load(call, requests=requests, concurrency=concurrency))
             results[name].append(result)
             kinds = f" errors {result.error_kinds}" if result.errors else ""
             print(f"  {what} run {i + 1}/{runs} {name}: {_rate(result.rps)} p50 {result.p50_ms:.1f} ms "
                   f"p99 {result.p99_ms:.1f} ms{kinds}", flush=True)
-    ours, theirs = Summary.of(results["harbour"]), Summary.of(results[peer_name])
-    print(comparison_line(what, ours, peer_name, theirs), flush=True)
-    return ours, theirs
+    return {name: Summary.of(each) for name, each in results.items()}
+
+
+def compare(what: str, harbour: Call, peer_name: str, peer: Call, *, requests: int, concurrency: int,
+            runs: int = 3) -> tuple[Summary, Summary]:
+    """Harbour and its peer `runs` times, interleaved; print each run and the medians' comparison line."""
+    summaries = measure(what, {"harbour": harbour, peer_name: peer}, requests=requests, concurrency=concurrency, runs=runs)
+    print(comparison_line(what, summaries["harbour"], peer_name, summaries[peer_name]), flush=True)
+    return summaries["harbour"], summaries[peer_name]
 
 
 def add_load_arguments(parser, *, requests: int, concurrency: int = 16, runs: int = 3) -> None:

@@ -65,3 +65,8 @@ def start(log_dir: Path, *, port: int | None = None, mongo_uri: str | None = Non
     peer = PeerProcess("oidc-provider", process, f"http://127.0.0.1:{port}", log_file)
     peer.wait_ready(port)
     return peer
+
+
+def mongo_uri_on(mongo_port: int, database: str = "oidc_peer") -> str:
+    """The peer's own database on the stack's local MongoDB-protocol server (retryWrites=false, as the platform's)."""
+    return f"mongodb://127.0.0.1:{mongo_port}/{database}?retryWrites=false"
