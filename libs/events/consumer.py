@@ -14,6 +14,11 @@ Failures are split in two:
   with the reason in its headers, and consumption goes on.
 A message that is not a CloudEvent at all is dead-lettered at once.
 
+A handler that acts on only some of the events of its topics says which with
+a `wants(event) -> bool` attribute (`wants_only`): the others are committed
+past without a transaction or a processed-event record (counted `ignored`),
+so an event nobody here acts on costs the database nothing.
+
 Partitions are not handed out by the broker's group protocol but by leases in
 the service's database (partition_leases.py), so a process killed with SIGKILL
 and restarted reads again within seconds without the broker evicting anything.
@@ -223,9 +228,18 @@ class EventConsumer:
             return self._count(message, "dead_lettered")
         # A consumer span, the child of the record's (or the event's) traceparent, current while the handler runs.
         with processing(message, event, self.group) as span:
+            if not self._wanted(event):
+                # Nothing to apply, so nothing to deduplicate: no transaction, no processed-event record.
+                outcome(span, "ignored")
+                return self._count(message, "ignored")
             result = await self._handle_event(message, event)
             outcome(span, result)
             return result
+
+    def _wanted(self, event: CloudEvent) -> bool:
+        """Does the handler act on this event? A handler may say so with a `wants(event)` attribute (default: all)."""
+        wants = getattr(self.handler, "wants", None)
+        return wants is None or wants(event)
 
     async def _handle_event(self, message: ConsumerRecord, event: CloudEvent) -> str:
         attempt = 0
@@ -292,6 +306,12 @@ class EventConsumer:
         self._progressed()
         EVENTS_CONSUMED.labels(self.service, self.group, message.topic, outcome).inc()
         return outcome
+
+
+def wants_only(handler: Handler, wants: Callable[[CloudEvent], bool]) -> Handler:
+    """`handler`, marked to act only on the events `wants` accepts; the consumer skips the rest unrecorded."""
+    handler.wants = wants  # type: ignore[attr-defined]
+    return handler
 
 
 def install_consumer(

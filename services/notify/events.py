@@ -11,6 +11,7 @@ from __future__ import annotations
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
+from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
@@ -43,4 +44,14 @@ def handler(notify: Notify):
         elif event.type == "audit.recorded" and event.source == "/auth" and data.get("action") == "device.activate" and event.subject:
             await platform_messages.on_device_activated(notify, session, event.subject, event.time)
 
-    return handle
+    return wants_only(handle, wants)
+
+
+HANDLED = frozenset({"identity.enrolled", "identity.state_changed", SUBJECT_ASSIGNED, "approval.requested"})
+
+
+def wants(event: CloudEvent) -> bool:
+    """The events handle acts on: the other audit records (a login's, a decision's) are skipped unrecorded."""
+    if event.type == "audit.recorded":
+        return event.source == "/auth" and event.data.get("action") == "device.activate" and bool(event.subject)
+    return event.type in HANDLED or event.type in CLIENT_CHANGED

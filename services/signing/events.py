@@ -5,6 +5,7 @@ from __future__ import annotations
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
+from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
@@ -38,7 +39,17 @@ def handler(signing: Signing):
         elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
             await on_decided(signing, session, data, published_at=event.time)
 
-    return handle
+    return wants_only(handle, wants)
+
+
+IDENTITY_EVENTS = frozenset({"identity.enrolled", "identity.state_changed", SUBJECT_ASSIGNED})
+
+
+def wants(event: CloudEvent) -> bool:
+    """The events handle acts on: others (another service's decisions, a login's) are skipped unrecorded."""
+    if event.type == "approval.decided":
+        return event.data.get("requester", {}).get("service") == "signing"
+    return event.type in IDENTITY_EVENTS or event.type in CLIENT_CHANGED
 
 
 async def revoke_certificates(signing: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
