@@ -346,5 +346,10 @@ def check_load_arguments(parser, args) -> None:
 
 
 def header(title: str, args) -> None:
+    import libs
+
+    code = Path(libs.__file__).resolve().parents[1]
+    if code != REPO_ROOT:
+        print(f"WARNING: the platform's code comes from {code}, not {REPO_ROOT}", flush=True)
     print(f"{title} — {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {args.requests} requests per run, "
           f"concurrency {args.concurrency}, median of {args.runs} runs, code at {REPO_ROOT}", flush=True)

@@ -1,0 +1,21 @@
+"""The pure figures of bench/support.py: nearest-rank percentiles, medians of runs, the comparison line."""
+
+from bench.support import Result, Summary, comparison_line, percentile
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(100, 0, -1)]  # 100..1, unsorted on purpose
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 99) == 0.0
+
+
+def test_summary_takes_medians_and_the_line_gives_the_ratio():
+    runs = [Result(ok=n, elapsed_s=1.0, latencies=[n / 1000] * 10, errors=e) for n, e in ((300, 0), (100, 1), (200, 0))]
+    harbour = Summary.of(runs)
+    assert (harbour.rps, harbour.p99_ms, harbour.errors) == (200.0, 200.0, 1)
+    peer = Summary(rps=400.0, p50_ms=2.0, p99_ms=5.0, errors=0, runs=(400.0,))
+    line = comparison_line("tokens", harbour, "oidc-provider", peer)
+    assert line == ("tokens: harbour 200/s p50 200.0 ms p99 200.0 ms (1 errors) | "
+                    "oidc-provider 400/s p50 2.0 ms p99 5.0 ms | ratio 0.50")
