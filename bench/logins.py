@@ -1,0 +1,384 @@
+"""Complete logins per second: authorization code + PKCE through the gateway, approved on the phone.
+
+    .venv/bin/python bench/logins.py [--logins 300] [--concurrency 8] [--use-running] [--no-peers]
+
+Starts its own private stack on free ports (or measures the one `make up`
+runs with --use-running), registers a relying party through the platform's
+API (POST /v1/clients), enrols one citizen per concurrent worker at a kiosk
+and activates their phone with the reference app library
+(clients/citizen_app), then runs complete logins, each:
+
+    browser  GET /oidc/authorize (the login page: app link, status URL)
+             GET …/status                      pending
+    phone    POST /v1/devices/token, POST /v1/approvals/links (claim),
+             GET /v1/approvals/{id}, POST …/decision (device-signed)
+    browser  GET …/status                      approved
+             GET …/complete                    303 to redirect_uri?code=…&state=…&iss=…
+    client   POST /oidc/token (client_secret_basic, code_verifier)
+             ID token verified (ES256 against the JWKS, iss, aud, nonce)
+
+and prints logins/s, p50/p99 per login, CPU seconds per login of each
+process of the stack (utime+stime from /proc), and the database operations
+per login: the database's serverStatus `opcounters` after minus before, less
+what the idle stack does in the same time (measured just before), divided by
+the logins, by kind; and the oplog entries if the database keeps one.
+
+Next to it, the same run on the same machine: node-oidc-provider's code flow
+(bench/peers/oidc-provider: in memory, and with its MongoDB adapter on a
+database of the same local MongoDB-protocol server), and the ratios.
+Loopback only; stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import jwt
+from PIL import Image
+from pymongo import MongoClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clients.citizen_app import CitizenApp, Profile  # noqa: E402
+from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
+from libs.devstack.config import REPO_ROOT  # noqa: E402
+from services.auth.identity.hkid import check_digit  # noqa: E402
+
+REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the bench reads the redirect instead of following it
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- what the stack's processes and its database did -------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+OPS = ("insert", "query", "update", "delete", "getmore", "command")
+
+
+class Database:
+    """The database's own counters: serverStatus opcounters, and the oplog's length if it keeps one."""
+
+    def __init__(self, uri: str) -> None:
+        self.client = MongoClient(uri, directConnection=True)
+
+    def opcounters(self) -> dict[str, int]:
+        counters = self.client.admin.command("serverStatus").get("opcounters", {})
+        return {kind: int(counters.get(kind, 0)) for kind in OPS}
+
+    def oplog_entries(self) -> int | None:
+        try:
+            return self.client.local["oplog.rs"].estimated_document_count()
+        except Exception:  # noqa: BLE001 — a server without an oplog
+            return None
+
+    def profile(self, level: int) -> None:
+        for name in self.client.list_database_names():
+            if name not in ("admin", "local", "config"):
+                self.client[name].command("profile", level, slowms=0)
+
+    def profiled(self, logins: int) -> list[str]:
+        """Every profiled operation per login, by database.collection, kind and plan, most frequent first."""
+        self.profile(0)
+        counts: dict[tuple[str, str, str], int] = {}
+        for name in self.client.list_database_names():
+            if name in ("admin", "local", "config"):
+                continue
+            for doc in self.client[name]["system.profile"].find():
+                command = doc.get("command") or {}
+                kind = doc.get("op", "?")
+                if kind == "command":
+                    kind = next(iter(command), "?") if isinstance(command, dict) else "?"
+                key = (doc.get("ns", "?"), kind, str(doc.get("planSummary", "")))
+                counts[key] = counts.get(key, 0) + 1
+        return [f"{n / logins:6.2f}  {ns:50} {kind:16} {plan}" for (ns, kind, plan), n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+    def sample(self) -> tuple[float, dict[str, int], int | None]:
+        return time.perf_counter(), self.opcounters(), self.oplog_entries()
+
+
+def per_login(before, after, idle_rate: dict[str, float], idle_oplog_rate: float | None, logins: int):
+    elapsed = after[0] - before[0]
+    ops = {k: max(0.0, (after[1][k] - before[1][k] - idle_rate[k] * elapsed) / logins) for k in OPS}
+    oplog = None
+    if before[2] is not None and after[2] is not None:
+        oplog = max(0.0, (after[2] - before[2] - (idle_oplog_rate or 0) * elapsed) / logins)
+    return ops, oplog
+
+
+def idle_rates(db: Database, seconds: float) -> tuple[dict[str, float], float | None]:
+    """What the idle stack does to the database per second (relays polling, leases, sweeps), to subtract."""
+    first = db.sample()
+    time.sleep(seconds)
+    second = db.sample()
+    # The two samples' own serverStatus commands count too: they are part of the idle rate, as they are of the run.
+    elapsed = second[0] - first[0]
+    rates = {k: (second[1][k] - first[1][k]) / elapsed for k in OPS}
+    oplog = (second[2] - first[2]) / elapsed if first[2] is not None and second[2] is not None else None
+    return rates, oplog
+
+
+def settle(db: Database, idle_rate: dict[str, float], *, quiet_s: float = 1.5, timeout_s: float = 20.0) -> None:
+    """Wait until the database is back to its idle rate (consumers applied the events, relays sent them)."""
+    deadline = time.monotonic() + timeout_s
+    idle_total = sum(idle_rate.values())
+    while time.monotonic() < deadline:
+        first = db.sample()
+        time.sleep(quiet_s)
+        second = db.sample()
+        rate = sum(second[1][k] - first[1][k] for k in OPS) / (second[0] - first[0])
+        if rate <= idle_total * 1.5 + 2:
+            return
+
+
+# --- the platform's side --------------------------------------------------------------------------------
+
+
+def admin(stack: DevStack, *args: str) -> dict:
+    env = {**os.environ, **stack.config.service_env()}
+    return json.loads(subprocess.run([sys.executable, "-m", "services.auth.admin", *args], env=env, cwd=REPO_ROOT,
+                                     capture_output=True, text=True, check=True).stdout)
+
+
+def person() -> dict:
+    digits = f"{random.randrange(10**6):06d}"  # a fresh identity card number: enrolment refuses duplicates
+    return {"id_number": f"B{digits}({check_digit('B', digits)})", "name_en": "BENCH Citizen", "date_of_birth": "1980-01-01",
+            "gender": "X", "phone": "+85291234567", "email": f"bench-{secrets.token_hex(4)}@example.hk",
+            "address": "1 Bench Road", "language": "en"}
+
+
+def selfie() -> bytes:
+    picture = io.BytesIO()
+    Image.frombytes("RGB", (160, 160), os.urandom(160 * 160 * 3)).save(picture, format="PNG")
+    return picture.getvalue()
+
+
+async def citizens(stack: DevStack, folder: Path, count: int) -> list[CitizenApp]:
+    gateway = stack.config.service_url("gateway")
+    kiosk = admin(stack, "create-client", "--kind", "kiosk", "--name", "Bench Kiosk", "--scope", "enrol")
+    apps = []
+    for i in range(count):
+        enrolment = await CitizenApp(Profile(gateway_url=gateway)).enrol(person(), selfie(), kiosk=(kiosk["client_id"], kiosk["client_secret"]))
+        app = CitizenApp(Profile(gateway_url=gateway), folder / f"bench-phone-{i}.json")
+        await app.activate(enrolment["account_id"], enrolment["activation_code"], f"bench-phone-{i}")
+        apps.append(app)
+    return apps
+
+
+async def register_client(session: aiohttp.ClientSession, gateway: str) -> dict:
+    body = {"client_name": "Bench Portal", "redirect_uris": [REDIRECT], "scope": "openid"}
+    async with session.post(gateway + "/v1/clients", json=body) as response:
+        if response.status != 201:
+            raise RuntimeError(f"registering the client answered {response.status}: {await response.text()}")
+        return await response.json()
+
+
+class Login:
+    """One complete login as a browser, a phone and a relying party do it."""
+
+    def __init__(self, session: aiohttp.ClientSession, metadata: dict, jwks: dict[str, jwt.PyJWK], rp: dict) -> None:
+        self.session, self.metadata, self.jwks, self.rp = session, metadata, jwks, rp
+        self.basic = {"Authorization": aiohttp.encode_basic_auth(rp["client_id"], rp["client_secret"])}
+
+    async def _json(self, method: str, url: str, **kwargs) -> dict:
+        async with self.session.request(method, url, **kwargs) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{method} {url.split('?')[0]} answered {response.status}: {await response.text()}")
+            return await response.json()
+
+    async def run(self, app: CitizenApp) -> None:
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        state, nonce = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+        params = {"client_id": self.rp["client_id"], "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
+                  "state": state, "nonce": nonce, "code_challenge": challenge, "code_challenge_method": "S256"}
+        async with self.session.get(self.metadata["authorization_endpoint"], params=params) as response:
+            page = await response.text()
+            if response.status != 200:
+                raise RuntimeError(f"the authorization endpoint answered {response.status}: {page[:200]}")
+        link = re.search(r'href="(harbourid://authorize\?tx=[^"]+)"', page).group(1).replace("&amp;", "&")
+        status_url = json.loads(re.search(r'"statusUrl":\s*("[^"]+")', page).group(1))
+        if (await self._json("GET", status_url))["status"] != "pending":
+            raise RuntimeError("a fresh login is not pending")
+        await app.open_link(link)  # the phone: device token, claim, show, device-signed approval
+        status = await self._json("GET", status_url)
+        if status["status"] != "approved":
+            raise RuntimeError(f"after the approval the page sees {status}")
+        async with self.session.get(status["redirect_to"], allow_redirects=False) as response:
+            if response.status != 303:
+                raise RuntimeError(f"complete answered {response.status}: {await response.text()}")
+            location = response.headers["Location"]
+        query = parse_qs(urlsplit(location).query)
+        if query["state"] != [state] or query["iss"] != [self.metadata["issuer"]]:
+            raise RuntimeError(f"the response does not carry the state and issuer: {location}")
+        tokens = await self._json("POST", self.metadata["token_endpoint"], headers=self.basic, data={
+            "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT, "code_verifier": verifier})
+        header = jwt.get_unverified_header(tokens["id_token"])
+        claims = jwt.decode(tokens["id_token"], self.jwks[header["kid"]], algorithms=["ES256"],
+                            audience=self.rp["client_id"], issuer=self.metadata["issuer"])
+        if claims["nonce"] != nonce:
+            raise RuntimeError("the ID token carries another nonce")
+
+
+async def run_logins(gateway: str, apps: list[CitizenApp], count: int, concurrency: int, warmup: int,
+                     between=None) -> tuple[float, list[float]]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with session.get(gateway + "/.well-known/openid-configuration") as response:
+            metadata = await response.json()
+        async with session.get(metadata["jwks_uri"]) as response:
+            jwks = {key["kid"]: jwt.PyJWK(key) for key in (await response.json())["keys"]}
+        rp = await register_client(session, gateway)
+        login = Login(session, metadata, jwks, rp)
+        for i in range(warmup):
+            await asyncio.wait_for(login.run(apps[i % len(apps)]), 60)  # the client reaches every projection
+        if between is not None:
+            between()
+        latencies: list[float] = []
+        remaining = iter(range(count))
+
+        async def worker(app: CitizenApp) -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                await asyncio.wait_for(login.run(app), 60)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(apps[i % len(apps)]) for i in range(concurrency)))
+        return count / (time.perf_counter() - started), sorted(latencies)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, max(0, round(q * len(values)) - 1))]
+
+
+# --- the peer: node-oidc-provider -----------------------------------------------------------------------
+
+
+def peer_runs(mongo_uri: str, count: int, concurrency: int) -> list[tuple[str, str]]:
+    """node-oidc-provider's code flow, in memory and with its MongoDB adapter: its own printed lines."""
+    runner = REPO_ROOT / "bench" / "peers" / "oidc-provider" / "logins.py"
+    if not runner.exists():
+        return [("oidc-provider", "not run: bench/peers/oidc-provider/logins.py is missing")]
+    lines = []
+    for adapter in ("memory", "mongodb"):
+        result = subprocess.run([sys.executable, str(runner), "--adapter", adapter, "--mongo-uri", mongo_uri,
+                                 "--logins", str(count), "--concurrency", str(concurrency)],
+                                capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+        lines.append((adapter, result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip()
+                      else f"failed ({result.returncode}): {result.stderr.strip()[-300:]}"))
+    return lines
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--logins", type=int, default=300, help="complete logins to time")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed logins first")
+    parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs")
+    parser.add_argument("--no-peers", action="store_true", help="Harbour ID only")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also list every database operation per login by collection and kind (the database's profiler)")
+    args = parser.parse_args()
+    if not 1 <= args.logins <= 100_000 or not 1 <= args.concurrency <= 256:
+        parser.error("--logins 1..100000, --concurrency 1..256")
+
+    running = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
+    stack, temp = running, None
+    if stack is None:
+        (REPO_ROOT / ".dev").mkdir(exist_ok=True)
+        temp = tempfile.mkdtemp(prefix="bench-logins-", dir=REPO_ROOT / ".dev")
+        config = StackConfig.free_ports(Path(temp))
+        config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
+                            "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000"}
+        stack = DevStack(config)
+        print("starting a private stack...", flush=True)
+        stack.up()
+    try:
+        gateway = stack.config.service_url("gateway")
+        db = Database(stack.config.mongo_uri)
+        pids = {name: pid for name, pid in stack.status().items() if pid is not None}
+        measured: dict = {}
+
+        def before_timed() -> None:
+            settle(db, {k: 0.0 for k in OPS}, timeout_s=15)
+            measured["idle"] = idle_rates(db, 3.0)
+            if args.profile:
+                db.profile(2)
+            measured["db"] = db.sample()
+            measured["cpu"] = cpu_of(pids)
+
+        with tempfile.TemporaryDirectory() as folder:
+            async def harbour() -> tuple[float, list[float]]:
+                apps = await citizens(stack, Path(folder), args.concurrency)
+                return await run_logins(gateway, apps, args.logins, args.concurrency, args.warmup, before_timed)
+
+            rate, latencies = asyncio.run(harbour())
+        cpu_after = cpu_of(pids)
+        idle_rate, idle_oplog = measured["idle"]
+        settle(db, idle_rate)
+        ops, oplog = per_login(measured["db"], db.sample(), idle_rate, idle_oplog, args.logins)
+        profiled = db.profiled(args.logins) if args.profile else []
+        peers = [] if args.no_peers else peer_runs(stack.config.mongo_uri, args.logins, args.concurrency)
+    finally:
+        if running is None:
+            stack.down()
+            shutil.rmtree(temp, ignore_errors=True)
+
+    cpu = {name: (cpu_after[name] - measured["cpu"][name]) / args.logins for name in pids}
+    print(f"complete logins (code + PKCE through the gateway, approved on the phone), concurrency {args.concurrency}, {args.logins} logins")
+    print(f"{'Harbour ID':34} {rate:8.1f} logins/s  p50 {statistics.median(latencies) * 1000:6.0f} ms"
+          f"  p99 {percentile(latencies, 0.99) * 1000:6.0f} ms")
+    print("  CPU per login: " + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
+          + f"; total {sum(cpu.values()) * 1000:.0f} ms")
+    print(f"  database operations per login: {sum(ops.values()):.1f} (" + ", ".join(f"{k} {v:.1f}" for k, v in ops.items())
+          + ")" + (f"; oplog entries {oplog:.1f}" if oplog is not None else "; oplog: not kept by this database"))
+    for line in profiled:
+        print("  " + line)
+    peer_rates = {}
+    for adapter, line in peers:
+        print(f"{'oidc-provider (' + adapter + ')':34} {line}")
+        match = re.search(r"([\d.]+) logins/s", line)
+        if match:
+            peer_rates[adapter] = float(match.group(1))
+    for adapter, peer_rate in peer_rates.items():
+        print(f"ratio Harbour ID / oidc-provider ({adapter}): {rate / peer_rate:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rate": rate, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
+                                         "cpu": cpu, "ops": ops, "oplog": oplog, "peers": peer_rates}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
