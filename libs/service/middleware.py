@@ -55,6 +55,9 @@ class AccessLog:
 
 
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+# (service, route template, method, status) -> its request counter and latency histogram, looked up once.
+# Bounded like the metrics themselves: route templates, not paths.
+_SERIES: dict[tuple, tuple] = {}
 
 
 def route_template(request: web.Request) -> str:
@@ -93,9 +96,13 @@ async def metrics_middleware(request: web.Request, handler):
         return response
     finally:
         elapsed = time.perf_counter() - started
-        labels = (request.app[SERVICE_NAME], route_template(request), request.method, str(status))
-        HTTP_REQUESTS.labels(*labels).inc()
-        HTTP_LATENCY.labels(*labels).observe(elapsed)
+        labels = (request.app[SERVICE_NAME], route_template(request), request.method, status)
+        counted = _SERIES.get(labels)
+        if counted is None:
+            strings = (*labels[:3], str(status))
+            counted = _SERIES[labels] = (HTTP_REQUESTS.labels(*strings), HTTP_LATENCY.labels(*strings))
+        counted[0].inc()
+        counted[1].observe(elapsed)
         access_log = request.app.get(ACCESS_LOG)
         why = access_log.why(status, elapsed) if access_log is not None else "sample"
         if why is not None and request.path not in UNLOGGED_PATHS:

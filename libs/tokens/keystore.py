@@ -7,10 +7,18 @@ signed with it. `rotate` promotes next → current, current → retired, and
 makes a new next; every step runs in one transaction that also bumps a state
 document, so concurrent rotations serialise. Private keys are stored
 encrypted under the key-encryption-key ring.
+
+The published keys are read once and kept: a process that runs `watch()`
+(auth) checks the state document's version in the background every
+`cache_s` and reads the keys again only when a rotation bumped it (or once a
+minute, so retired keys leave on time), so signing a token and serving the
+JWKS never wait on the database; the JWKS document is built once per key
+set. Without `watch()` the keys are read again on use once older than `cache_s`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +31,16 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher, Keyring
+from libs.service.logging import get_logger
 from libs.store import in_transaction
 
 from .jwk import generate_private_key, public_jwk, thumbprint
 from .jws import InvalidToken, sign, unverified_header, verify
 
 STATE_ID = "_state"
+# A watched store reads its keys again at least this often, so a retired key leaves the JWKS on time.
+RELOAD_EVERY_S = 60.0
+log = get_logger("harbour.tokens.keystore")
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,9 @@ class KeyStore:
         self.cache_s = cache_s
         self._cached: list[TokenKey] = []
         self._loaded_at = 0.0
+        self._version: Any = None  # the state document's version when the keys were read
+        self._jwks: dict[str, list[dict[str, str]]] | None = None  # built once per key set
+        self._watched = False
 
     def _new_key_doc(self, status: str, now: datetime) -> dict[str, Any]:
         key = generate_private_key()
@@ -105,19 +120,41 @@ class KeyStore:
         return result
 
     async def published(self, *, fresh: bool = False) -> list[TokenKey]:
-        if fresh or time.monotonic() - self._loaded_at > self.cache_s:
-            cutoff = datetime.now(UTC) - self.retention
-            docs = await self.collection.find({"status": {"$in": ["next", "current", "retired"]}}).to_list()
-            keys = []
-            for doc in docs:
-                if doc["status"] == "retired" and doc["retired_at"] < cutoff:
-                    continue
-                pem = self.cipher.decrypt_record(doc["sealed_private_key"], record_id=doc["_id"])["pem"]
-                private_key = serialization.load_pem_private_key(pem.encode(), password=None)
-                keys.append(TokenKey(doc["_id"], doc["status"], private_key, doc.get("retired_at"), doc.get("activated_at")))
-            self._cached = keys
-            self._loaded_at = time.monotonic()
+        if fresh or not self._loaded_at or (not self._watched and time.monotonic() - self._loaded_at > self.cache_s):
+            await self._load()
         return self._cached
+
+    async def _load(self) -> None:
+        # The version first: a rotation committing meanwhile is seen as a newer version at the next check.
+        state = await self.collection.find_one({"_id": STATE_ID}, {"version": 1})
+        cutoff = datetime.now(UTC) - self.retention
+        docs = await self.collection.find({"status": {"$in": ["next", "current", "retired"]}}).to_list()
+        keys = []
+        for doc in docs:
+            if doc["status"] == "retired" and doc["retired_at"] < cutoff:
+                continue
+            pem = self.cipher.decrypt_record(doc["sealed_private_key"], record_id=doc["_id"])["pem"]
+            private_key = serialization.load_pem_private_key(pem.encode(), password=None)
+            keys.append(TokenKey(doc["_id"], doc["status"], private_key, doc.get("retired_at"), doc.get("activated_at")))
+        self._cached = keys
+        self._jwks = None
+        self._version = (state or {}).get("version")
+        self._loaded_at = time.monotonic()
+
+    async def watch(self) -> None:
+        """Keep the keys current from the background (run as a task for the process's lifetime)."""
+        self._watched = True
+        try:
+            while True:
+                await asyncio.sleep(self.cache_s)
+                try:
+                    state = await self.collection.find_one({"_id": STATE_ID}, {"version": 1})
+                    if (state or {}).get("version") != self._version or time.monotonic() - self._loaded_at > RELOAD_EVERY_S:
+                        await self._load()
+                except Exception as exc:  # the database away: keep signing with the keys we have
+                    log.warning("signing keys not re-read", error=type(exc).__name__)
+        finally:
+            self._watched = False
 
     async def current(self) -> TokenKey:
         for key in await self.published():
@@ -134,9 +171,11 @@ class KeyStore:
         return None
 
     async def jwks(self) -> dict[str, list[dict[str, str]]]:
-        order = {"current": 0, "next": 1, "retired": 2}
-        keys = sorted(await self.published(), key=lambda k: order[k.status])
-        return {"keys": [k.public_jwk() for k in keys]}
+        keys = await self.published()
+        if self._jwks is None:
+            order = {"current": 0, "next": 1, "retired": 2}
+            self._jwks = {"keys": [k.public_jwk() for k in sorted(keys, key=lambda k: order[k.status])]}
+        return self._jwks
 
 
 class TokenSigner:

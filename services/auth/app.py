@@ -18,6 +18,8 @@ from libs.tokens.keystore import KeyStore, TokenSigner
 from . import housekeeping
 from .approvals import queue
 from .callers import AUTH
+from .clients.directory import install_client_directory
+from .clients.registry import client_from_doc
 from .collections import INDEXES
 from .context import Auth
 from .endpoints import routes
@@ -54,11 +56,16 @@ def create_app(
         )
         await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")
+        # Signing keys and the JWKS from memory; a rotation (here or by the operator CLI) is read within keys.cache_s.
+        watching = asyncio.create_task(keys.watch(), name="auth-signing-keys")
         yield
         chores.cancel()
-        await asyncio.gather(chores, return_exceptions=True)
+        watching.cancel()
+        await asyncio.gather(chores, watching, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
+    # Clients from memory, invalidated by clients.events (clients/directory.py).
+    install_client_directory(app, DATABASE, client_from_doc)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))
     app.add_routes(routes)
     install_oidc(app)

@@ -28,6 +28,7 @@ from libs.events.topics import CLIENTS
 
 from ..collections import CLIENTS as CLIENTS_COLLECTION
 from ..errors import ClientConflict, InvalidRegistrationToken, NoSuchClient, OperatorOnlyChange
+from .directory import directory_of
 from .metadata import ClientMetadata, ClientUpdate, operator_only_changes
 
 
@@ -119,10 +120,21 @@ async def register_client(ctx: ServiceContext, session: AsyncClientSession, meta
 
 
 async def find_client(db: AsyncDatabase, client_id: str) -> Client | None:
+    """The client, from the process's memory when it keeps this database's clients (directory.py), else read."""
     if not isinstance(client_id, str) or len(client_id) > 100:
         return None
+    directory = directory_of(db)
+    if directory is not None:
+        return await directory.lookup(client_id)
     doc = await db[CLIENTS_COLLECTION].find_one({"_id": client_id})
     return client_from_doc(doc) if doc else None
+
+
+def forget_client(db: AsyncDatabase, client_id: str) -> None:
+    """After a transaction that changed or deleted the client committed: this process reads it afresh next time."""
+    directory = directory_of(db)
+    if directory is not None:
+        directory.forget(client_id)
 
 
 def secret_matches(client: Client | None, secret: str) -> bool:
@@ -203,7 +215,8 @@ async def update_client(
     await db[CLIENTS_COLLECTION].update_one({"_id": client_id}, {"$set": changes}, session=session)
 
     client = Client(client_id, metadata, changes.get("secret_sha256", before.secret_sha256))
-    if client.event_data() != before.event_data():
+    # Also on a new secret (never in the event): every auth replica drops the old one from memory (directory.py).
+    if client.event_data() != before.event_data() or secret is not None:
         await ctx.publish(session, CLIENTS, "client.updated", client_id, client.event_data())
     changed = [name for name in ClientMetadata.model_fields if getattr(before.metadata, name) != getattr(metadata, name)]
     await ctx.audit(session, subject=client_id, action="client.update", actor=updated_by, fields=changed,

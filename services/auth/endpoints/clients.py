@@ -9,7 +9,7 @@ from libs.service.endpoints import NO_STORE, Endpoints
 
 from ..callers import AUTH, registrar, registration_manager
 from ..clients.metadata import ClientMetadata, ClientUpdate
-from ..clients.registry import Client, delete_client, find_client, register_client, update_client
+from ..clients.registry import Client, delete_client, find_client, forget_client, register_client, update_client
 from ..context import Auth
 from ..errors import ClientConflict, InvalidRegistrationToken, NoSuchClient, OperatorOnlyChange, SandboxLimits
 from ..views import ClientRegistration, ClientUpdated, ClientView
@@ -78,6 +78,7 @@ async def update(request: web.Request, caller: str | None, body: ClientUpdate) -
         lambda session: update_client(auth, session, client_id, body, registration_token=caller,
                                       updated_by="admin" if caller is None else client_id)
     )
+    forget_client(auth.db, client_id)  # committed: this replica's next request reads it afresh
     answer = client_view(auth, updated.client)
     if updated.registration_access_token:
         answer["registration_access_token"] = updated.registration_access_token
@@ -98,3 +99,4 @@ async def delete(request: web.Request, caller: str | None) -> None:
         lambda session: delete_client(auth, session, client_id, registration_token=caller,
                                       deleted_by="admin" if caller is None else client_id)
     )
+    forget_client(auth.db, client_id)

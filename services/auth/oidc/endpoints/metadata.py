@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from libs.service.endpoints import Endpoints
@@ -18,7 +20,13 @@ endpoints = Endpoints(tags=("openid-connect",))
 @well_known.get("/.well-known/openid-configuration", summary="OpenID Connect Discovery metadata",
                 answers={200: ProviderMetadata}, headers={"Cache-Control": "max-age=300"})
 async def openid_configuration(request: web.Request) -> ProviderMetadata:
-    return discovery.provider_metadata(request.config_dict[AUTH].settings.issuer)
+    return _provider_metadata(request.config_dict[AUTH].settings.issuer)
+
+
+@functools.lru_cache(maxsize=4)
+def _provider_metadata(issuer: str) -> ProviderMetadata:
+    """Built once per issuer: the document changes only with a new release."""
+    return discovery.provider_metadata(issuer)
 
 
 # Short cache: a rotation's next key must reach clients before it signs.
