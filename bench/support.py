@@ -111,7 +111,17 @@ def side(name: str, summary: Summary) -> str:
 def comparison_line(what: str, harbour: Summary, peer_name: str, peer: Summary) -> str:
     """`what: harbour X/s p50 … p99 Y ms | peer X/s … | ratio R` (R = harbour req/s over the peer's)."""
     ratio = harbour.rps / peer.rps if peer.rps > 0 else float("nan")
-    return f"{what}: {side('harbour', harbour)} | {side(peer_name, peer)} | ratio {ratio:.2f}"
+    line = f"{what}: {side('harbour', harbour)} | {side(peer_name, peer)} | ratio {ratio:.2f}"
+    paired = paired_ratios(harbour, peer)
+    if len(paired) > 1:
+        # On a busy machine the load drifts between runs: each run's ratio to the peer's run beside it says more.
+        line += f" (per run {' '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f})"
+    return line
+
+
+def paired_ratios(harbour: Summary, peer: Summary) -> list[float]:
+    """Run i of harbour over run i of the peer (they ran one after the other)."""
+    return [ours / theirs for ours, theirs in zip(harbour.runs, peer.runs) if theirs > 0]
 
 
 # -- CPU pinning ---------------------------------------------------------------------------------------------------

@@ -19,3 +19,6 @@ def test_summary_takes_medians_and_the_line_gives_the_ratio():
     line = comparison_line("tokens", harbour, "oidc-provider", peer)
     assert line == ("tokens: harbour 200/s p50 200.0 ms p99 200.0 ms (1 errors) | "
                     "oidc-provider 400/s p50 2.0 ms p99 5.0 ms | ratio 0.50")
+    peer_runs = Summary(rps=400.0, p50_ms=2.0, p99_ms=5.0, errors=0, runs=(600.0, 400.0, 100.0))
+    assert comparison_line("tokens", harbour, "peer", peer_runs).endswith(
+        "ratio 0.50 (per run 0.50 0.25 2.00; median 0.50)")
