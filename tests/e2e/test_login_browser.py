@@ -24,6 +24,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from libs.devstack.config import REPO_ROOT
 from services.auth.oidc.messages import MESSAGES
+from services.auth.oidc.pages import QR_MASK
 
 from ..support.citizens import enrolled_app
 from ..support.oidc import authorize_url, register, token_request
@@ -125,7 +126,7 @@ async def shows_login_page(page: Page, client_name: str) -> str:
     link = await link_element.get_attribute("href")
     assert link and link.startswith("harbourid://authorize?tx=")
     # The QR code on screen is the same link: its modules are those of a QR code made from the href.
-    expected = segno.make(link, error="m").svg_inline(scale=5, lineclass=None, omitsize=True)
+    expected = segno.make(link, error="m", mask=QR_MASK).svg_inline(scale=5, lineclass=None, omitsize=True)
     shown_path = await qr.locator("path[stroke]").get_attribute("d")  # the dark modules, not the white background
     assert shown_path and f'd="{shown_path}"' in expected
     # The page's script is running: the countdown has appeared and the status says it is waiting.

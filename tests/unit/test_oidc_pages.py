@@ -19,7 +19,9 @@ import segno
 from services.auth.oidc.messages import MESSAGES
 from services.auth.oidc.pages import (
     LANGUAGES,
+    QR_MASK,
     pick_language,
+    qr_code,
     render_error_page,
     render_form_post,
     render_logged_out,
@@ -172,12 +174,27 @@ def test_login_page_links_and_qr_carry_exactly_the_app_link() -> None:
     page = Page(html)
     app_hrefs = [a["href"] for a in page.all("a") if a["href"] and a["href"].startswith("harbourid:")]
     assert app_hrefs == [APP_LINK]
-    # The embedded QR is segno's encoding of the same string (same module paths).
-    expected = segno.make(APP_LINK, error="m").svg_inline(scale=5, dark="#000", light="#fff", lineclass=None)
+    # The embedded QR is segno's encoding of the same string (same module paths), with the fixed mask.
+    expected = segno.make(APP_LINK, error="m", mask=QR_MASK).svg_inline(scale=5, dark="#000", light="#fff", lineclass=None)
     [expected_path] = re.findall(r' d="([^"]+)"', expected)[1:]  # [0] is the light background
     assert page.all("svg") and f'd="{expected_path}"' in html
     # The QR has at most 280 CSS pixels (its scale-5 viewBox would otherwise be larger).
     assert "max-width: 280px" in html
+
+
+def test_the_qr_code_scans_back_to_the_app_link() -> None:
+    """Decoded by an independent reader (zxing-cpp) from a rendering of the page's code: the fixed mask scans."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    for link in (APP_LINK, "harbourid://authorize?tx=" + "x" * 43 + "&k=" + "y" * 43):
+        png = io.BytesIO()
+        qr_code(link).save(png, kind="png", scale=4, border=4)
+        [found] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.getvalue())))
+        assert found.text == link and found.format == zxingcpp.BarcodeFormat.QRCode
+        assert qr_code(link).mask == QR_MASK
 
 
 def test_login_page_escapes_everything_the_client_controls() -> None:
