@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -206,11 +205,14 @@ class ConsentedRequests(Generic[S]):
         now = ctx.clock.now()
 
         async def work(session: AsyncClientSession) -> tuple[dict[str, Any], Refused | None]:
-            doc = await ctx.db[self.requests].find_one_and_update(
-                {"_id": request_id, "status": self.lifecycle.start.value, "expires_at": {"$gt": now}, "account_id": None},
-                {"$set": {"account_id": account_id}}, return_document=ReturnDocument.AFTER, session=session)
-            if doc is None:
+            # Read by _id, checked here, claimed by _id (no findAndModify with conditions: the local database serves only
+            # a filter that is `_id` alone from the `_id` index); a racing claim of the same request conflicts.
+            doc = await ctx.db[self.requests].find_one({"_id": request_id}, session=session)
+            if (doc is None or doc["status"] != self.lifecycle.start.value or doc["expires_at"] <= now
+                    or doc.get("account_id") is not None):
                 raise LinkUnusable("this request has expired or was opened by someone else")
+            await ctx.db[self.requests].update_one({"_id": request_id}, {"$set": {"account_id": account_id}}, session=session)
+            doc["account_id"] = account_id
             doc = self.with_text(ctx, doc)
             refusal = await refuse(session, doc) if refuse is not None else None
             if refusal is None:
@@ -289,13 +291,23 @@ class ConsentedRequests(Generic[S]):
             raise NotAnswered("the citizen has not answered yet", headers=RETRY_SOON)
         if status == self.lifecycle.expired:
             raise RequestExpired("the request expired without an answer")
-        unexpired = {"_id": doc["_id"], "expires_at": {"$gt": ctx.clock.now()}}
-        if once:
-            result = await ctx.db[self.results].find_one_and_delete(unexpired)
-        else:
-            result = await ctx.db[self.results].find_one(unexpired)
+        now = ctx.clock.now()
+        # By _id alone, the expiry checked here (the TTL sweep removes it only later): a filter with anything beside
+        # `_id` is served from no index on the local database.
+        if not once:
+            result = await ctx.db[self.results].find_one({"_id": doc["_id"]})
+            return (result["sealed"], result["media_type"]) if result is not None and result["expires_at"] > now else None
+
+        async def take(session: AsyncClientSession) -> dict[str, Any] | None:
+            result = await ctx.db[self.results].find_one({"_id": doc["_id"]}, session=session)
+            if result is None or result["expires_at"] <= now:
+                return None
+            # Deleted by _id in the transaction that read it: a second reader racing this one conflicts, and finds it gone.
+            await ctx.db[self.results].delete_one({"_id": doc["_id"]}, session=session)
+            await ctx.db[self.requests].update_one({"_id": doc["_id"]}, {"$set": {"result_read_at": now}}, session=session)
+            return result
+
+        result = await ctx.transaction(take)
         if result is None:
             return None
-        if once:
-            await ctx.db[self.requests].update_one({"_id": doc["_id"]}, {"$set": {"result_read_at": ctx.clock.now()}})
         return result["sealed"], result["media_type"]
