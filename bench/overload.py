@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,7 +39,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
+from bench import support  # noqa: E402
+from libs.devstack import load_running_stack  # noqa: E402
 from libs.devstack.config import REPO_ROOT  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -157,23 +157,13 @@ def main() -> int:
     if not 1 <= args.seconds <= 120 or not 1 <= args.factor <= 5:
         parser.error("--seconds must be within 1..120 and --factor within 1..5")
 
-    running = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
-    stack = running
-    temp = None
-    if stack is None:
-        temp = tempfile.mkdtemp(prefix="bench-overload-", dir=REPO_ROOT / ".dev" if (REPO_ROOT / ".dev").exists() else None)
-        config = StackConfig.free_ports(Path(temp))
-        # One bench client on 127.0.0.1 stands for many callers: lift the gateway's per-address limit.
-        config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000"}
-        stack = DevStack(config)
-        print("starting a private stack...", flush=True)
-        stack.up()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        stack = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
+        if stack is None:
+            # One bench client on 127.0.0.1 stands for many callers: the gateway's per-address limit lifted
+            # (bench/support.py). Not pinned: the calibration measures what the stack sustains as it runs.
+            stack = cleanup.enter_context(support.private_stack("overload"))
         phases = asyncio.run(run(stack.config.service_url("gateway"), args.seconds, args.factor))
-    finally:
-        if running is None:
-            stack.down()
-            shutil.rmtree(temp, ignore_errors=True)
     print("GET /oidc/authorize through the gateway (latency in ms; ok/s: 200s per second)")
     print(f"{'phase':12} {'sent':>6} {'ok/s':>8}  {'p50':>7} {'p99':>7}  {'200 p50':>7} {'200 p99':>7}   answers")
     for phase in phases:
