@@ -124,6 +124,31 @@ def paired_ratios(harbour: Summary, peer: Summary) -> list[float]:
     return [ours / theirs for ours, theirs in zip(harbour.runs, peer.runs) if theirs > 0]
 
 
+def cpu_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat."""
+    out = {}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            values = [int(v) for v in fields[:8]]
+            idle = values[3] + values[4]  # idle + iowait
+            out[int(name[3:])] = (sum(values) - idle, sum(values))
+    return out
+
+
+def busy_fractions(before: Mapping[int, tuple[int, int]], after: Mapping[int, tuple[int, int]]) -> dict[int, float]:
+    """Each CPU's busy share between two `cpu_times()`."""
+    shares = {}
+    for cpu, (busy, total) in after.items():
+        if cpu in before and total > before[cpu][1]:
+            shares[cpu] = (busy - before[cpu][0]) / (total - before[cpu][1])
+    return shares
+
+
 # -- CPU pinning ---------------------------------------------------------------------------------------------------
 
 
@@ -324,11 +349,16 @@ def measure(what: str, sides: Mapping[str, Call], *, requests: int, concurrency:
     results: dict[str, list[Result]] = {name: [] for name in sides}
     for i in range(runs):
         for name, call in sides.items():
+            cpu_before, own_before, wall_before = cpu_times(), time.process_time(), time.perf_counter()
             result = run(run_load(call, requests=requests, concurrency=concurrency))
+            busy = busy_fractions(cpu_before, cpu_times())
+            own = (time.process_time() - own_before) / (time.perf_counter() - wall_before)
             results[name].append(result)
             kinds = f" errors {result.error_kinds}" if result.errors else ""
+            # Whether a CPU was the limit: each CPU's busy share (everyone's work, not only ours) and the bench's own.
+            cpus_line = " ".join(f"cpu{n} {share:.0%}" for n, share in sorted(busy.items()))
             print(f"  {what} run {i + 1}/{runs} {name}: {_rate(result.rps)} p50 {result.p50_ms:.1f} ms "
-                  f"p99 {result.p99_ms:.1f} ms{kinds}", flush=True)
+                  f"p99 {result.p99_ms:.1f} ms{kinds} [busy: {cpus_line}; load generator {own:.0%}]", flush=True)
     return {name: Summary.of(each) for name, each in results.items()}
 
 

@@ -22,3 +22,9 @@ def test_summary_takes_medians_and_the_line_gives_the_ratio():
     peer_runs = Summary(rps=400.0, p50_ms=2.0, p99_ms=5.0, errors=0, runs=(600.0, 400.0, 100.0))
     assert comparison_line("tokens", harbour, "peer", peer_runs).endswith(
         "ratio 0.50 (per run 0.50 0.25 2.00; median 0.50)")
+
+
+def test_busy_fractions_per_cpu():
+    from bench.support import busy_fractions
+
+    assert busy_fractions({0: (10, 100), 1: (0, 100)}, {0: (60, 200), 1: (100, 200)}) == {0: 0.5, 1: 1.0}
