@@ -6,12 +6,22 @@ FCM, an SMS gateway) implements `PushAdapter.send` for a batch, returning
 the pushes the provider refused (or raising `PushFailed` when it is
 unreachable); the dispatcher retries those with exponential back-off
 (libs/retry_queue.py).
+
+A delivered chunk's pushes wait as one document (`push_batches`, written in
+the chunk's transaction, the pushes sealed together): the sender claims it,
+hands them to the provider in one call and marks it sent — two writes for
+500 pushes rather than three per push. A provider that is unreachable has
+the whole batch retried; the pushes it refuses become documents of their
+own in `pushes`, retried one by one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -20,7 +30,7 @@ from libs.clock import Clock
 from libs.crypto import FieldCipher
 from libs.retry_queue import Backoff, Failure, RetryQueue
 
-from .collections import PUSH_LOG, PUSHES
+from .collections import PUSH_BATCHES, PUSH_LOG, PUSHES
 from .metrics import CHANNEL_DELIVERIES
 from .statuses import PushState
 
@@ -79,6 +89,25 @@ def adapter_for(name: str, db: AsyncDatabase, cipher: FieldCipher, clock: Clock)
     raise ValueError(f"unknown push adapter {name!r} (HARBOUR_NOTIFY_PUSH_ADAPTER)")
 
 
+def batch_id(pushes: list[Push]) -> str:
+    """The same pushes make the same batch (a redelivered chunk finds the one it wrote before)."""
+    return "psb-" + hashlib.sha256("\n".join(sorted(p.push_id for p in pushes)).encode()).hexdigest()[:32]
+
+
+def push_batch(cipher: FieldCipher, pushes: list[Push], now: datetime) -> dict[str, Any]:
+    """A chunk's pushes as one queue document, sealed together."""
+    doc_id = batch_id(pushes)
+    return {"_id": doc_id, "notification_ids": [p.notification_id for p in pushes], "count": len(pushes),
+            "sealed": cipher.encrypt_record({"pushes": json.dumps([asdict(p) for p in pushes])}, record_id=doc_id),
+            **RetryQueue.queued(now), "created_at": now}
+
+
+def batch_queue(db: AsyncDatabase, *, max_attempts: int, backoff_s: float) -> RetryQueue:
+    """Delivered chunks' pushes; a batch whose provider was unreachable waits backoff * 2**(attempt-1) s."""
+    return RetryQueue(db[PUSH_BATCHES], Backoff(backoff_s, max_attempts), done=PushState.SENT, given_up=PushState.FAILED,
+                      lease_s=PUSH_LEASE_S)
+
+
 def push_queue(db: AsyncDatabase, *, max_attempts: int, backoff_s: float) -> RetryQueue:
     """Pushes waiting for the provider: a refused one waits backoff * 2**(attempt-1) s; after max_attempts it is failed."""
     return RetryQueue(db[PUSHES], Backoff(backoff_s, max_attempts), done=PushState.SENT, given_up=PushState.FAILED, lease_s=PUSH_LEASE_S)
@@ -108,4 +137,37 @@ async def send_due_pushes(queue: RetryQueue, cipher: FieldCipher, adapter: PushA
     for doc in (d for d in due if d["_id"] in refused):
         given_up = await queue.failed(Failure(doc), now)
         CHANNEL_DELIVERIES.labels("push", "failed" if given_up else "retry").inc()
+    return len(due)
+
+
+def _retry_doc(cipher: FieldCipher, push: Push, queue: RetryQueue, now: datetime) -> dict[str, Any]:
+    """A push of a batch that the provider refused: a document of its own in the push queue, its first attempt counted."""
+    return {"_id": push.push_id, "notification_id": push.notification_id, "account_id": push.account_id, "priority": push.priority,
+            "sealed": cipher.encrypt_record({"title": push.title, "body": push.body}, record_id=push.push_id),
+            "state": PushState.PENDING, "attempts": 1, "next_attempt_at": now + queue.backoff.wait_after(1), "created_at": now}
+
+
+async def send_due_push_batches(batches: RetryQueue, pushes: RetryQueue, cipher: FieldCipher, adapter: PushAdapter, clock: Clock,
+                                *, limit: int = 20) -> int:
+    """Hand each due batch to the adapter in one call; refused pushes go to the push queue, an unreachable provider retries the batch."""
+    due = await batches.claim_due(clock.now(), limit)
+    for doc in due:
+        batch = [Push(**p) for p in json.loads(cipher.decrypt_record(doc["sealed"], record_id=doc["_id"])["pushes"])]
+        try:
+            refused = await adapter.send(batch)
+        except PushFailed:
+            given_up = await batches.failed(Failure(doc, "provider unreachable"), clock.now())
+            CHANNEL_DELIVERIES.labels("push", "failed" if given_up else "retry").inc(len(batch))
+            continue
+        now = clock.now()
+        retries = [_retry_doc(cipher, p, pushes, now) for p in batch if p.push_id in refused]
+        if retries:
+            try:
+                await pushes.collection.insert_many(retries, ordered=False)
+            except BulkWriteError as exc:  # a batch claimed again after its sender died: those are queued already
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        await batches.succeeded([doc["_id"]], {"sent_at": now})
+        CHANNEL_DELIVERIES.labels("push", "delivered").inc(len(batch) - len(retries))
+        CHANNEL_DELIVERIES.labels("push", "retry").inc(len(retries))
     return len(due)

@@ -13,7 +13,8 @@ NOTIFICATIONS = "notifications"  # one per recipient; status created → sending
 JOBS = "jobs"                    # batch sends and their totals
 IDEMPOTENCY = "idempotency"      # (client, Idempotency-Key) -> the request's hash and what it created
 INBOX = "inbox"                  # the citizen's in-app messages, exactly one per notification
-PUSHES = "pushes"                # pushes waiting for the push adapter, with retries (libs/retry_queue.py)
+PUSH_BATCHES = "push_batches"    # a delivered chunk's pushes, one document, waiting for the push adapter (libs/retry_queue.py)
+PUSHES = "pushes"                # pushes the provider refused, retried one by one (libs/retry_queue.py)
 PUSH_LOG = "push_log"            # what the local push adapter "sent": what a phone would receive (encrypted)
 CALLBACKS = "callbacks"          # status callbacks waiting to be delivered to agencies, with retries (libs/retry_queue.py)
 CALLBACK_URLS = "callback_urls"  # agency client id -> its registered status callback URL
@@ -39,6 +40,7 @@ INDEXES = (
     index(PUSHES, "notification_id", unique=True),
     # The push and callback senders' queues (their documents have a `state`, not a `status`).
     index(PUSHES, "state", "next_attempt_at"),
+    index(PUSH_BATCHES, "state", "next_attempt_at"),
     index(CALLBACKS, "state", "next_attempt_at"),
     index(SUBJECTS, "sector", "account_id"),
     index(CLIENTS, "sector"),

@@ -23,11 +23,11 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
-from libs.retry_queue import RetryQueue
 from libs.store import chunks
 
 from . import platform_messages, progress, status_events, templates
-from .collections import ACCOUNTS, INBOX, NOTIFICATIONS, PREFERENCES, PUSHES, TEMPLATES
+from .channels import Push, push_batch
+from .collections import ACCOUNTS, INBOX, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES
 from .preferences import DEFAULT_CHANNELS, quiet_until
@@ -48,10 +48,16 @@ def _template_key(doc: dict[str, Any]) -> str:
     return f"{doc['template_id']}:{doc['template_version']}"
 
 
-async def _by_id(collection: AsyncCollection, ids: list[str], session: AsyncClientSession, **query: Any) -> dict[str, dict[str, Any]]:
+async def by_id(collection: AsyncCollection, ids: list[str], session: AsyncClientSession | None) -> dict[str, dict[str, Any]]:
+    """The documents with these `_id`s, read by `_id` alone (chunks of `$in`).
+
+    The filter is `_id` and nothing else on purpose: the local database serves only such a filter from the `_id`
+    index; with another field beside it (`status`, say) it walked a whole index or collection per query. Whatever
+    else must hold is checked on the documents read.
+    """
     found: dict[str, dict[str, Any]] = {}
     for chunk in chunks(ids):
-        async for doc in collection.find({"_id": {"$in": chunk}, **query}, session=session):
+        async for doc in collection.find({"_id": {"$in": chunk}}, session=session):
             found[doc["_id"]] = doc
     return found
 
@@ -64,24 +70,24 @@ class _Chunk:
     accounts: dict[str, dict[str, Any]]
     preferences: dict[str, dict[str, Any]]
     templates: dict[str, dict[str, Any]]
-    # Notifications an interrupted earlier attempt already wrote to the inbox / the push queue (a database without
-    # rollback keeps them): not written twice.
+    # Notifications an interrupted earlier attempt already wrote to the inbox (a database without rollback keeps
+    # them): not written twice (nor pushed twice: the push goes with the inbox item).
     in_inbox: set[str]
-    pushed: set[str]
 
 
 async def _read(notify: Notify, session: AsyncClientSession, ids: list[str]) -> _Chunk:
     db = notify.db
-    docs = list((await _by_id(db[NOTIFICATIONS], ids, session, status=SENDING)).values())
+    # Read by _id in this transaction and checked here: a concurrent change to one of them makes the transaction's
+    # write to it conflict (and the whole chunk is retried), so the updates below go by _id alone too.
+    docs = [d for d in (await by_id(db[NOTIFICATIONS], ids, session)).values() if d["status"] == SENDING]
     account_ids = sorted({d["account_id"] for d in docs if d["account_id"]})
-    # Inbox and push ids derive from the notification's, so those look-ups go by _id (the fast path).
+    # Inbox ids derive from the notification's, so that look-up goes by _id too.
     return _Chunk(
         docs=docs,
-        accounts=await _by_id(db[ACCOUNTS], account_ids, session),
-        preferences=await _by_id(db[PREFERENCES], account_ids, session),
-        templates=await _by_id(db[TEMPLATES], sorted({_template_key(d) for d in docs if d["template_id"]}), session),
-        in_inbox={d["notification_id"] for d in (await _by_id(db[INBOX], [_inbox_id(d["_id"]) for d in docs], session)).values()},
-        pushed={d["notification_id"] for d in (await _by_id(db[PUSHES], [_push_id(d["_id"]) for d in docs], session)).values()},
+        accounts=await by_id(db[ACCOUNTS], account_ids, session),
+        preferences=await by_id(db[PREFERENCES], account_ids, session),
+        templates=await by_id(db[TEMPLATES], sorted({_template_key(d) for d in docs if d["template_id"]}), session),
+        in_inbox={d["notification_id"] for d in (await by_id(db[INBOX], [_inbox_id(d["_id"]) for d in docs], session)).values()},
     )
 
 
@@ -124,7 +130,7 @@ class _Outcome:
     changed: dict[NotificationStatus, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     deferred: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
     inbox_items: list[dict[str, Any]] = field(default_factory=list)
-    pushes: list[dict[str, Any]] = field(default_factory=list)
+    pushes: list[Push] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {str(status): len(docs) for status, docs in self.changed.items()} | {"deferred": len(self.deferred)}
@@ -157,8 +163,9 @@ async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -
         if doc["_id"] in chunk.in_inbox:
             continue
         outcome.inbox_items.append(_inbox_item(notify, doc, subject, body, language, now))
-        if "push" in pref.get("channels", DEFAULT_CHANNELS) and doc["_id"] not in chunk.pushed:
-            outcome.pushes.append(_push(notify, doc, subject, body, now))
+        if "push" in pref.get("channels", DEFAULT_CHANNELS):
+            outcome.pushes.append(Push(push_id=_push_id(doc["_id"]), account_id=doc["account_id"], title=subject, body=body,
+                                       priority=doc["priority"], notification_id=doc["_id"]))
     await _write(notify, session, outcome, now)
     for doc in outcome.changed.get(NotificationStatus.DELIVERED, []):
         DISPATCH_LATENCY.observe(max(0.0, (now - doc["due_at"]).total_seconds()))
@@ -174,41 +181,44 @@ def _inbox_item(notify: Notify, doc: dict[str, Any], subject: str, body: str, la
             "delivered_at": now, "read_at": None}
 
 
-def _push(notify: Notify, doc: dict[str, Any], subject: str, body: str, now: datetime) -> dict[str, Any]:
-    push_id = _push_id(doc["_id"])
-    return {"_id": push_id, "notification_id": doc["_id"], "account_id": doc["account_id"], "priority": doc["priority"],
-            "sealed": notify.cipher.encrypt_record({"title": subject, "body": body}, record_id=push_id),
-            **RetryQueue.queued(now), "created_at": now}
-
-
 async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome, now: datetime) -> None:
+    """Per notification: its inbox item (insert) and its new status (update by _id); the chunk's pushes are one document."""
     db = notify.db
+    # The push batch before the inbox items: the local database keeps a killed transaction's writes, and a redelivered
+    # chunk skips (and does not push again) what is in the inbox already, so a notification in the inbox must have its
+    # push queued. The same pushes make the same batch id: a redelivery that wrote it before finds it.
+    if outcome.pushes:
+        batch = push_batch(notify.cipher, outcome.pushes, now)
+        if await db[PUSH_BATCHES].find_one({"_id": batch["_id"]}, {"_id": 1}, session=session) is None:
+            await db[PUSH_BATCHES].insert_one(batch, session=session)
     if outcome.inbox_items:
         await db[INBOX].insert_many(outcome.inbox_items, session=session)
-    if outcome.pushes:
-        await db[PUSHES].insert_many(outcome.pushes, session=session)
     for status, changed in outcome.changed.items():
-        await _set_status(notify, session, changed, status, now)
+        await set_status(notify, session, changed, status, now)
     if outcome.deferred:
         waiting = NotificationStatus.CREATED
-        await db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"], "status": NOTIFICATION.leaving(waiting)}, {"$set": {
+        for doc, _ in outcome.deferred:
+            NOTIFICATION.check(doc["status"], waiting, what="a notification")
+        await db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {
             "status": waiting, "due_at": until, "updated_at": now, "deferred": "quiet-hours"}}) for d, until in outcome.deferred],
             ordered=False, session=session)
 
 
-async def _set_status(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
-                      now: datetime) -> None:
+async def set_status(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
+                     now: datetime) -> None:
+    """Within the caller's transaction: `docs`, read in it and all in a status `status` may leave, take `status`.
+
+    One update per notification, by `_id` alone, in one bulk write: the transaction read them, so a concurrent
+    change to any of them conflicts rather than being overwritten.
+    """
     if not docs:
         return
-    leaving = NOTIFICATION.leaving(status)
-    with_reason = [d for d in docs if d.get("reason")]
-    plain = [d["_id"] for d in docs if not d.get("reason")]
+    for doc in docs:
+        NOTIFICATION.check(doc["status"], status, what="a notification")
     update = {"status": status, "updated_at": now, f"timeline.{status}": now}
-    for chunk in chunks(plain):
-        await notify.db[NOTIFICATIONS].update_many({"_id": {"$in": chunk}, "status": leaving}, {"$set": update}, session=session)
-    if with_reason:
-        await notify.db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"], "status": leaving}, {"$set": {**update, "reason": d["reason"]}})
-                                                   for d in with_reason], ordered=False, session=session)
+    await notify.db[NOTIFICATIONS].bulk_write(
+        [UpdateOne({"_id": d["_id"]}, {"$set": update | ({"reason": d["reason"]} if d.get("reason") else {})}) for d in docs],
+        ordered=False, session=session)
     await progress.count(notify.db, session, docs, status)
     for kind in ("agency", "platform"):
         NOTIFICATION_OUTCOMES.labels(status, kind).inc(sum(1 for d in docs if d["kind"] == kind))

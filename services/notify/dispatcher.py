@@ -31,7 +31,7 @@ from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 
 from . import callbacks, delivery, jobs, sweeps
-from .channels import PushAdapter, adapter_for, push_queue, send_due_pushes
+from .channels import PushAdapter, adapter_for, batch_queue, push_queue, send_due_push_batches, send_due_pushes
 from .collections import INDEXES
 from .context import Notify, open_context
 from .events import TOPICS
@@ -92,12 +92,14 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
     settings = notify.settings
     outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
     pushes = push_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
+    batches = batch_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
     while True:
         try:
             busy = await sweeps.release_due(notify, settings.chunk_size)
             if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
                 busy += await sweeps.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
                 busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
+            busy += await send_due_push_batches(batches, pushes, notify.cipher, adapter, notify.clock)
             busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
             busy += await callbacks.send_due(notify, outbound)
             await callbacks.record_backlog(notify)

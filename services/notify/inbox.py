@@ -74,10 +74,12 @@ async def mark_read(notify: Notify, citizen: Citizen, item_id: str) -> InboxItem
             return item  # reading twice is reading once
         await notify.db[INBOX].update_one({"_id": item_id}, {"$set": {"read_at": now}}, session=session)
         item["read_at"] = now
-        notification = await notify.db[NOTIFICATIONS].find_one_and_update(
-            {"_id": item["notification_id"], "status": NOTIFICATION.leaving(NotificationStatus.READ)},
-            {"$set": {"status": NotificationStatus.READ, "updated_at": now, f"timeline.{NotificationStatus.READ}": now}}, session=session)
-        if notification is not None:
+        # Read by _id, checked here, written by _id (no findAndModify: the local database serves it from no index);
+        # the transaction makes a concurrent change to it conflict.
+        notification = await notify.db[NOTIFICATIONS].find_one({"_id": item["notification_id"]}, session=session)
+        if notification is not None and NOTIFICATION.allows(notification["status"], NotificationStatus.READ):
+            await notify.db[NOTIFICATIONS].update_one({"_id": notification["_id"]}, {"$set": {
+                "status": NotificationStatus.READ, "updated_at": now, f"timeline.{NotificationStatus.READ}": now}}, session=session)
             NOTIFICATION_OUTCOMES.labels(NotificationStatus.READ, notification["kind"]).inc()
             await progress.count(notify.db, session, [notification], NotificationStatus.READ)
             await status_events.announce(notify, session, [notification], NotificationStatus.READ, now)

@@ -29,7 +29,10 @@ async def resolve(db: AsyncDatabase, sector: str, subs: list[str]) -> dict[str, 
     """sub -> account id, for the subs of this sector that notify knows."""
     found: dict[str, str] = {}
     for chunk in chunks(subs):
-        async for doc in db[SUBJECTS].find({"_id": {"$in": chunk}, "sector": sector}, {"account_id": 1}):
-            found[doc["_id"]] = doc["account_id"]
+        # By `_id` alone, the sector checked here: the local database serves only a filter that is `_id` and nothing
+        # else from the `_id` index (with the sector too it walked the sector's index, every subject of it per chunk).
+        async for doc in db[SUBJECTS].find({"_id": {"$in": chunk}}, {"account_id": 1, "sector": 1}):
+            if doc.get("sector") == sector:
+                found[doc["_id"]] = doc["account_id"]
     return found
 

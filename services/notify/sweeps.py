@@ -14,12 +14,12 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-
-from libs.store import chunks
 
 from .collections import JOBS, NOTIFICATIONS
 from .context import Notify
+from .delivery import by_id
 from .metrics import REDISPATCHED
 from .jobs import job_event
 from .notifications import dispatch_event
@@ -30,14 +30,21 @@ SENDING = NotificationStatus.SENDING
 
 async def _dispatch(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
                     change: dict[str, Any]) -> int:
-    """Apply `change` to those of `docs` still in `status`, and publish one dispatch event per priority."""
+    """Apply `change` to those of `docs` still in `status`, and publish one dispatch event per priority.
+
+    Read again by `_id` in the transaction and written by `_id` alone (the local database serves no other filter
+    from the `_id` index); a concurrent change to one of them makes the transaction conflict and start again.
+    """
+    current = [d for d in (await by_id(notify.db[NOTIFICATIONS], [d["_id"] for d in docs], session)).values() if d["status"] == status]
+    if not current:
+        return 0
     by_priority: dict[str, list[str]] = defaultdict(list)
-    for doc in docs:
+    for doc in current:
         by_priority[doc["priority"]].append(doc["_id"])
-    for chunk in chunks([d["_id"] for d in docs]):
-        await notify.db[NOTIFICATIONS].update_many({"_id": {"$in": chunk}, "status": status}, {"$set": change}, session=session)
+    await notify.db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": change}) for d in current], ordered=False,
+                                              session=session)
     await notify.publish_many(session, [dispatch_event(notify, ids, priority) for priority, ids in by_priority.items()])
-    return len(docs)
+    return len(current)
 
 
 async def release_due(notify: Notify, limit: int) -> int:

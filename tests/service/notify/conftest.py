@@ -22,7 +22,7 @@ from libs.events import CloudEvent
 from libs.outbound import Outbound
 from services.notify import callbacks, sweeps
 from services.notify.api import NOTIFY
-from services.notify.channels import adapter_for, push_queue, send_due_pushes
+from services.notify.channels import adapter_for, batch_queue, push_queue, send_due_push_batches, send_due_pushes
 from services.notify.dispatcher import ConsumerActivity
 from services.notify.dispatcher import handler as dispatcher_handler
 from services.notify.events import handler
@@ -132,8 +132,10 @@ class NotifyUnderTest(ServiceUnderTest):
         busy += await sweeps.redispatch_stale(self.ctx, settings.stale_after_s, settings.chunk_size)
         busy += await sweeps.reexpand_stale(self.ctx, settings.stale_after_s)
         pushes = push_queue(self.ctx.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
-        busy += await send_due_pushes(pushes, self.ctx.cipher, adapter_for("local", self.ctx.db, self.ctx.cipher, self.clock),
-                                      self.clock)
+        batches = batch_queue(self.ctx.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
+        adapter = adapter_for("local", self.ctx.db, self.ctx.cipher, self.clock)
+        busy += await send_due_push_batches(batches, pushes, self.ctx.cipher, adapter, self.clock)
+        busy += await send_due_pushes(pushes, self.ctx.cipher, adapter, self.clock)
         busy += await callbacks.send_due(self.ctx, outbound or Outbound(allow_loopback=True))
         await self.dispatch()
         return busy

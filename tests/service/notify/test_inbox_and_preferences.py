@@ -79,4 +79,5 @@ async def test_without_the_push_channel_no_push_is_queued(notify):
     status = await notify.delivered(agency, citizen, reference=unique("ref"))
 
     assert status["status"] == "delivered"
+    assert await notify.ctx.db["push_batches"].count_documents({"notification_ids": status["notification_id"]}) == 0
     assert await notify.ctx.db["pushes"].count_documents({"notification_id": status["notification_id"]}) == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.notify.collections import IDEMPOTENCY, NOTIFICATIONS, PUSHES
+from services.notify.collections import IDEMPOTENCY, NOTIFICATIONS, PUSH_BATCHES
 from services.notify.idempotency import fingerprint
 from services.notify.notifications import NotificationBody
 
@@ -37,8 +37,8 @@ async def test_a_send_is_accepted_then_delivered_in_the_citizens_language(notify
     assert (message["subject"], message["language"], message["from"]) == ("續期牌照 DL-42", "zh-HK", "Transport Department")
     assert "Chan Tai Man" in message["body"] and message["read_at"] is None
     # The push channel got its doorbell, sealed; the personalisation is sealed too.
-    push = await notify.ctx.db[PUSHES].find_one({"notification_id": notification_id})
-    assert push["state"] == "pending" and "DL-42" not in str(push)
+    push = await notify.ctx.db[PUSH_BATCHES].find_one({"notification_ids": notification_id})
+    assert push["state"] == "pending" and push["count"] == 1 and "DL-42" not in str(push)
     assert "DL-42" not in str(await notify.ctx.db[NOTIFICATIONS].find_one({"_id": notification_id}))
 
 

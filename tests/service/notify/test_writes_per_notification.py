@@ -1,0 +1,77 @@
+"""A notification costs at most three document writes in notify's database, whatever the batch's size (issue 17).
+
+Counted on the real database from its oplog (one entry per document inserted, updated or deleted) around two
+batches of different sizes, pushes sent included: the difference divided by the difference in recipients is
+what one more notification writes, free of what a job writes once (its document, its events, its counters).
+Today that is its notification (inserted at expansion), its inbox item and its new status; a chunk's pushes are
+one document. `push_log` is left out: it is the local push adapter's record of what a phone would receive, the
+provider's side (APNs or FCM in production), not notify's.
+"""
+
+from __future__ import annotations
+
+from .conftest import VALUES
+
+PROVIDER_RECORD = "push_log"
+# Renewed on a timer by the outbox relay and the consumers, however many notifications there are.
+LEASES = {"outbox_lease", "consumer_leases", "consumer_members"}
+OUTBOX = "outbox"
+
+
+async def _oplog_position(db):
+    last = await db.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", -1)])
+    return last["ts"]
+
+
+async def _written(db, since) -> dict[str, int]:
+    """Documents written in notify's database since `since`, per collection.
+
+    The outbox counts its events (inserts); the relay's marks on them (in flight, sent, verified: per event, so per
+    chunk, not per notification) land at the relay's own pace, in one window or the next, and are left out.
+    """
+    counts: dict[str, int] = {}
+    async for entry in db.client.local["oplog.rs"].find({"ts": {"$gt": since}, "ns": {"$regex": f"^{db.name}\\."}}, {"ns": 1, "op": 1}):
+        collection = entry["ns"].split(".", 1)[1]
+        if collection == OUTBOX and entry["op"] != "i":
+            continue
+        counts[collection] = counts.get(collection, 0) + 1
+    return counts
+
+
+async def _settle(notify) -> None:
+    """Everything already queued (the citizens' welcome messages, their pushes) done before counting."""
+    await notify.dispatch()
+    while await notify.timed_work():
+        pass
+
+
+async def _batch_writes(notify, agency, template, citizens) -> dict[str, int]:
+    await _settle(notify)
+    since = await _oplog_position(notify.ctx.db)
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
+    assert accepted.status == 201, await accepted.text()
+    job_id = (await accepted.json())["job_id"]
+    await _settle(notify)  # the pushes too, handed to the (local) provider
+    progress = await notify.progress(agency, job_id)
+    assert progress["counts"]["delivered"] == len(citizens) and progress["finished"]
+    assert await notify.ctx.db["push_log"].count_documents({"notification_id": {"$regex": f"^ntf-{job_id.removeprefix('job-')}-"}}) \
+        == len(citizens)
+    return await _written(notify.ctx.db, since)
+
+
+async def test_one_more_recipient_costs_at_most_three_writes(notify):
+    agency = await notify.agency()
+    template = await notify.template(agency)
+    citizens = [await notify.citizen(agency) for _ in range(70)]
+
+    small = await _batch_writes(notify, agency, template, citizens[:10])
+    large = await _batch_writes(notify, agency, template, citizens[10:])
+
+    def notify_writes(counts: dict[str, int]) -> int:
+        return sum(n for collection, n in counts.items() if collection != PROVIDER_RECORD and collection not in LEASES)
+
+    per_notification = (notify_writes(large) - notify_writes(small)) / (60 - 10)
+    assert per_notification <= 3.0, (per_notification, small, large)
+    # What they are: the notification (insert, then its status), the inbox item; pushes as one document per chunk.
+    assert large["notifications"] == 2 * 60 and large["inbox"] == 60 and large.get("pushes", 0) == 0, large
