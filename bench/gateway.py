@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def main() -> int:
     args = parser.parse_args()
     support.check_load_arguments(parser, args)
 
-    pinning = support.cpus()
+    pinning = support.cpus() if not args.use_running else support.Pinning(None, None)
     support.pin_bench(pinning)
     nginx.ensure_installed()
     support.header("bench/gateway.py: the gateway vs nginx", args)
@@ -82,12 +83,12 @@ def main() -> int:
         else:
             stack = cleanup.enter_context(support.private_stack("gateway"))
         ports = stack.config.service_ports
-        proxy = nginx.start(stack.dev_dir / "peers" / "nginx",
+        folder = stack.dev_dir / "peers" / "nginx"
+        cleanup.callback(shutil.rmtree, folder, True)
+        proxy = nginx.start(folder,
                             {"/.well-known/": ports["auth"], "/oidc/": ports["auth"], BEARER_PATH: ports["notify"]})
         cleanup.callback(nginx.stop, proxy)
-        if args.use_running:
-            support.pin(pinning, {"nginx": proxy.pid})
-        else:
+        if not args.use_running:  # a running stack is someone's: its processes keep their CPUs
             support.pin(pinning, {**support.stack_processes(stack), "nginx": proxy.pid})
         gateway, auth = stack.config.service_url("gateway"), stack.config.service_url("auth")
         token = support.run(agency_token(gateway, support.admin_token(stack)))
