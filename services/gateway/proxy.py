@@ -15,7 +15,8 @@ What the gateway answers itself, one status per cause:
   was reset after the request went out (the service may have handled it).
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
-buffered, except a request body sent without Content-Length (chunked): that
+buffered, except an answer of at most 64 KiB with a declared length (read
+whole, then sent in one write), and a request body sent without Content-Length (chunked): that
 one is read first, up to the route's limit, so an oversized one is a 413 and
 the upstream never sees a truncated request. Hop-by-hop headers stop here;
 the request id travels on.
@@ -58,23 +59,36 @@ class Upstream:
     max_in_flight: int = 0  # 0: no limit
     in_flight: int = 0
 
+    def __post_init__(self) -> None:
+        # This upstream's metric series, looked up once rather than per request.
+        self.in_flight_gauge = UPSTREAM_IN_FLIGHT.labels(self.name)
+        self.latency = UPSTREAM_LATENCY.labels(self.name)
+        self.circuit_gauge = CIRCUIT_OPEN.labels(self.name)
+        self._requests: dict[tuple[str, str], object] = {}
+
+    def counted(self, route: str, status: str) -> None:
+        """One request forwarded on `route` answered `status` (harbour_gateway_upstream_requests_total)."""
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[(route, status)] = UPSTREAM_REQUESTS.labels(self.name, route, status)
+        counter.inc()
+
     def enter(self) -> bool:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             return False
         self.in_flight += 1
-        UPSTREAM_IN_FLIGHT.labels(self.name).set(self.in_flight)
+        self.in_flight_gauge.set(self.in_flight)
         return True
 
     def leave(self) -> None:
         self.in_flight -= 1
-        UPSTREAM_IN_FLIGHT.labels(self.name).set(self.in_flight)
+        self.in_flight_gauge.set(self.in_flight)
 
 
 def _forwardable(headers) -> CIMultiDict:
-    connection_tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
-    return CIMultiDict(
-        (k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in connection_tokens
-    )
+    connection = headers.get("Connection")
+    dropped = HOP_BY_HOP | {t.strip().lower() for t in connection.split(",")} if connection else HOP_BY_HOP
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in dropped])
 
 
 async def _read_chunked(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -102,13 +116,13 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
         raise PayloadTooLarge(f"the request body is larger than {max_body_bytes} bytes")
     if not upstream.breaker.allow():
         REJECTED.labels("circuit_open").inc()
-        UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
+        upstream.counted(route, "503")
         raise _unavailable(upstream, f"the {upstream.name} service is failing; retry shortly")
     if long_lived:
         return await _forward(request, upstream, route, max_body_bytes)
     if not upstream.enter():
         REJECTED.labels("overloaded").inc()
-        UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
+        upstream.counted(route, "503")
         raise UpstreamOverloaded(f"the {upstream.name} service is busy; retry shortly", upstream=upstream.name)
     try:
         return await _forward(request, upstream, route, max_body_bytes)
@@ -130,17 +144,17 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
                 data=body,
                 allow_redirects=False,
             ) as upstream_response:
-                UPSTREAM_LATENCY.labels(upstream.name).observe(time.perf_counter() - started)
+                upstream.latency.observe(time.perf_counter() - started)
                 upstream.breaker.succeeded()
-                CIRCUIT_OPEN.labels(upstream.name).set(0)
-                UPSTREAM_REQUESTS.labels(upstream.name, route, str(upstream_response.status)).inc()
+                upstream.circuit_gauge.set(0)
+                upstream.counted(route, str(upstream_response.status))
                 return await _relay(request, upstream_response)
         # Refused, not accepted within the connect timeout (before the timeouts below: it is one too), or dropped.
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError) as exc:
             _failed(upstream)
             if attempt < attempts:
                 continue
-            UPSTREAM_REQUESTS.labels(upstream.name, route, "503").inc()
+            upstream.counted(route, "503")
             raise _unavailable(upstream, f"the {upstream.name} service is unavailable") from exc
         # The connection broke after the request went out (reset by a service killed mid-request): it may have
         # been handled, so it is not "unavailable" — a safe request is tried again, any other is a 502.
@@ -148,14 +162,14 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
             _failed(upstream)
             if attempt < attempts:
                 continue
-            UPSTREAM_REQUESTS.labels(upstream.name, route, "502").inc()
+            upstream.counted(route, "502")
             raise BadGateway(f"the connection to the {upstream.name} service broke", upstream=upstream.name) from exc
         except asyncio.TimeoutError as exc:
             _failed(upstream)
-            UPSTREAM_REQUESTS.labels(upstream.name, route, "504").inc()
+            upstream.counted(route, "504")
             raise GatewayTimeout(f"the {upstream.name} service did not answer in time", upstream=upstream.name) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            UPSTREAM_REQUESTS.labels(upstream.name, route, "502").inc()
+            upstream.counted(route, "502")
             raise BadGateway(f"the {upstream.name} service sent a broken response", upstream=upstream.name) from exc
     raise AssertionError("unreachable")
 
@@ -183,8 +197,19 @@ async def _request_body(request: web.Request, max_body_bytes: int) -> bytes | ai
         raise
 
 
+# An answer whose declared length is at most this is read whole and sent in one write (headers and body together:
+# two system calls fewer per request than streaming it); anything longer, or of unknown length (SSE), streams.
+BUFFERED_ANSWER_BYTES = 64 * 1024
+
+
 async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse) -> web.StreamResponse:
-    """The upstream's answer streamed to the client as it arrives."""
+    """The upstream's answer: a small one of known length read whole (a broken one is then a 502), else streamed."""
+    length = upstream_response.content_length
+    if length is not None and length <= BUFFERED_ANSWER_BYTES and request.method != "HEAD":
+        body = await upstream_response.read()
+        headers = _forwardable(upstream_response.headers)
+        headers.popall("Content-Length", None)  # aiohttp writes the body's own
+        return web.Response(status=upstream_response.status, reason=upstream_response.reason, headers=headers, body=body)
     response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
     response.headers.update(_forwardable(upstream_response.headers))
     await response.prepare(request)
@@ -201,4 +226,4 @@ async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse
 
 def _failed(upstream: Upstream) -> None:
     upstream.breaker.failed()
-    CIRCUIT_OPEN.labels(upstream.name).set(1 if upstream.breaker.state == "open" else 0)
+    upstream.circuit_gauge.set(1 if upstream.breaker.state == "open" else 0)
