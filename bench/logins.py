@@ -9,9 +9,10 @@ and activates their phone with the reference app library
 (clients/citizen_app), then runs complete logins, each:
 
     browser  GET /oidc/authorize (the login page: app link, status URL)
-             GET …/status                      pending
-    phone    POST /v1/devices/token, POST /v1/approvals/links (claim),
-             GET /v1/approvals/{id}, POST …/decision (device-signed)
+    phone    POST /v1/approvals/links (claim), POST …/decision (device-signed),
+             with a device token (POST /v1/devices/token) the app keeps until a
+             minute before it expires (before issue 17: a fresh one per call,
+             and GET /v1/approvals/{id} before deciding)
     browser  GET …/status                      approved
              GET …/complete                    303 to redirect_uri?code=…&state=…&iss=…
     client   POST /oidc/token (client_secret_basic, code_verifier)
@@ -206,6 +207,7 @@ class Login:
 
     def __init__(self, session: aiohttp.ClientSession, metadata: dict, jwks: dict[str, jwt.PyJWK], rp: dict) -> None:
         self.session, self.metadata, self.jwks, self.rp = session, metadata, jwks, rp
+        self.steps: dict[str, list[float]] = {}
         self.basic = {"Authorization": aiohttp.encode_basic_auth(rp["client_id"], rp["client_secret"])}
 
     async def _json(self, method: str, url: str, **kwargs) -> dict:
@@ -214,7 +216,13 @@ class Login:
                 raise RuntimeError(f"{method} {url.split('?')[0]} answered {response.status}: {await response.text()}")
             return await response.json()
 
+    def _step(self, name: str, started: float) -> float:
+        now = time.perf_counter()
+        self.steps.setdefault(name, []).append(now - started)
+        return now
+
     async def run(self, app: CitizenApp) -> None:
+        t = time.perf_counter()
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         state, nonce = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
@@ -226,21 +234,24 @@ class Login:
                 raise RuntimeError(f"the authorization endpoint answered {response.status}: {page[:200]}")
         link = re.search(r'href="(harbourid://authorize\?tx=[^"]+)"', page).group(1).replace("&amp;", "&")
         status_url = json.loads(re.search(r'"statusUrl":\s*("[^"]+")', page).group(1))
-        if (await self._json("GET", status_url))["status"] != "pending":
-            raise RuntimeError("a fresh login is not pending")
+        t = self._step("page", t)
         await app.open_link(link)  # the phone: device token, claim, show, device-signed approval
+        t = self._step("phone", t)
         status = await self._json("GET", status_url)
         if status["status"] != "approved":
             raise RuntimeError(f"after the approval the page sees {status}")
+        t = self._step("status", t)
         async with self.session.get(status["redirect_to"], allow_redirects=False) as response:
             if response.status != 303:
                 raise RuntimeError(f"complete answered {response.status}: {await response.text()}")
             location = response.headers["Location"]
+        t = self._step("complete", t)
         query = parse_qs(urlsplit(location).query)
         if query["state"] != [state] or query["iss"] != [self.metadata["issuer"]]:
             raise RuntimeError(f"the response does not carry the state and issuer: {location}")
         tokens = await self._json("POST", self.metadata["token_endpoint"], headers=self.basic, data={
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT, "code_verifier": verifier})
+        t = self._step("token", t)
         header = jwt.get_unverified_header(tokens["id_token"])
         claims = jwt.decode(tokens["id_token"], self.jwks[header["kid"]], algorithms=["ES256"],
                             audience=self.rp["client_id"], issuer=self.metadata["issuer"])
@@ -264,6 +275,8 @@ async def run_logins(gateway: str, apps: list[CitizenApp], count: int, concurren
         latencies: list[float] = []
         remaining = iter(range(count))
 
+        login.steps.clear()
+
         async def worker(app: CitizenApp) -> None:
             for _ in remaining:
                 started = time.perf_counter()
@@ -272,7 +285,27 @@ async def run_logins(gateway: str, apps: list[CitizenApp], count: int, concurren
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(apps[i % len(apps)]) for i in range(concurrency)))
+        STEPS.update({name: statistics.median(values) for name, values in login.steps.items()})
         return count / (time.perf_counter() - started), sorted(latencies)
+
+
+STEPS: dict[str, float] = {}  # median seconds of each step of a login, from the timed run
+
+
+def route_means(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) per route of a service's harbour_http_request_duration_seconds."""
+    import urllib.request
+
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    out: dict[str, tuple[float, float]] = {}
+    for line in text.splitlines():
+        if line.startswith("harbour_http_request_duration_seconds_sum") or line.startswith("harbour_http_request_duration_seconds_count"):
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+            key = f"{labels['method'].strip(chr(34))} {labels['route'].strip(chr(34))}"
+            total, count = out.get(key, (0.0, 0.0))
+            value = float(line.rsplit(" ", 1)[1])
+            out[key] = (total + value, count) if "_sum" in line else (total, count + value)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -338,6 +371,7 @@ def main() -> int:
                 db.profile(2)
             measured["db"] = db.sample()
             measured["cpu"] = cpu_of(pids)
+            measured["routes"] = route_means(stack.config.metrics_url("auth"))
 
         with tempfile.TemporaryDirectory() as folder:
             async def harbour() -> tuple[float, list[float]]:
@@ -346,11 +380,19 @@ def main() -> int:
 
             rate, latencies = asyncio.run(harbour())
         cpu_after = cpu_of(pids)
+        routes_after = route_means(stack.config.metrics_url("auth"))
         idle_rate, idle_oplog = measured["idle"]
         settle(db, idle_rate)
         ops, oplog = per_login(measured["db"], db.sample(), idle_rate, idle_oplog, args.logins)
         profiled = db.profiled(args.logins) if args.profile else []
         peers = [] if args.no_peers else peer_runs(stack.config.mongo_uri, args.logins, args.concurrency)
+    except BaseException:
+        for name in ("auth", "gateway"):
+            log = stack.log_dir / f"{name}.log"
+            lines = [line for line in log.read_text(errors="replace").splitlines() if '"error"' in line or "Traceback" in line
+                     or '"warning"' in line] if log.exists() else []
+            print(f"--- {name}.log, last problems:\n" + "\n".join(lines[-8:]), file=sys.stderr)
+        raise
     finally:
         if running is None:
             stack.down()
@@ -360,6 +402,13 @@ def main() -> int:
     print(f"complete logins (code + PKCE through the gateway, approved on the phone), concurrency {args.concurrency}, {args.logins} logins")
     print(f"{'Harbour ID':34} {rate:8.1f} logins/s  p50 {statistics.median(latencies) * 1000:6.0f} ms"
           f"  p99 {percentile(latencies, 0.99) * 1000:6.0f} ms")
+    print("  median per step: " + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in STEPS.items()))
+    server = []
+    for route, (total, count) in routes_after.items():
+        before_total, before_count = measured["routes"].get(route, (0.0, 0.0))
+        if count - before_count >= args.logins / 2:
+            server.append(f"{route} {(total - before_total) / (count - before_count) * 1000:.0f} ms")
+    print("  auth's mean time per request: " + ", ".join(server))
     print("  CPU per login: " + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
           + f"; total {sum(cpu.values()) * 1000:.0f} ms")
     print(f"  database operations per login: {sum(ops.values()):.1f} (" + ", ".join(f"{k} {v:.1f}" for k, v in ops.items())

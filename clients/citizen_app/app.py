@@ -1,14 +1,16 @@
 """What the phone does, against the public API through the gateway.
 
-Every call that acts for the citizen uses a fresh device token obtained with
-a device-signed assertion; every decision is signed by the device key over
-the digest the app recomputed from what it displayed.
+Every call that acts for the citizen carries a device token obtained with a
+device-signed assertion, kept and used again until a minute before it
+expires (as an OAuth client keeps an access token); every decision is signed
+by the device key over the digest the app recomputed from what it displayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import json as json_module  # `json` is a parameter name of _call
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +23,9 @@ from libs.approvals import ApprovalRequest, sign_decision
 from libs.tokens import generate_private_key, public_jwk, sign
 
 from .profile import Profile
+
+# A device token is used again until this long before it expires.
+TOKEN_MARGIN_S = 60
 
 
 FORMFILL_LINK = "harbourid://formfill?request="
@@ -41,6 +46,8 @@ class CitizenApp:
         self.profile = profile
         self.profile_path = profile_path
         self.base = profile.gateway_url.rstrip("/")
+        self._token: tuple[str, float] | None = None  # the device token and when to stop using it (monotonic)
+        self._token_for: str | None = None  # the device it was issued to
 
     async def _call(self, method: str, path: str, *, json: Any = None, token: str | None = None, basic: tuple[str, str] | None = None) -> Any:
         headers = {}
@@ -92,6 +99,10 @@ class CitizenApp:
         return result
 
     async def device_token(self) -> str:
+        """A device token: the one in hand while it has more than a minute left, else a fresh one."""
+        if self._token is not None and time.monotonic() < self._token[1] and self._token_for == self.profile.device_id:
+            return self._token[0]
+        started = time.monotonic()
         now = int(datetime.now(UTC).timestamp())
         assertion = sign(
             {
@@ -106,7 +117,13 @@ class CitizenApp:
             headers={"kid": self.profile.device_id},
         )
         result = await self._call("POST", "/v1/devices/token", json={"assertion": assertion})
+        self._token = (result["access_token"], started + result.get("expires_in", 0) - TOKEN_MARGIN_S)
+        self._token_for = self.profile.device_id
         return result["access_token"]
+
+    def forget_token(self) -> None:
+        """The next call asks for a fresh device token (after a revocation, a new device...)."""
+        self._token = None
 
     # -- approvals -----------------------------------------------------------
 
@@ -116,9 +133,12 @@ class CitizenApp:
     async def show(self, approval_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/approvals/{approval_id}", token=await self.device_token())
 
-    async def decide(self, approval_id: str, decision: str, selection: list[str] | None = None) -> dict[str, Any]:
+    async def decide(self, approval_id: str, decision: str, selection: list[str] | None = None, *,
+                     prompt: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Sign and send a decision on the prompt as shown (`prompt`: the one in hand, else fetched now)."""
         token = await self.device_token()
-        prompt = await self._call("GET", f"/v1/approvals/{approval_id}", token=token)
+        if prompt is None:
+            prompt = await self._call("GET", f"/v1/approvals/{approval_id}", token=token)
         # Sign what we display: the digest is recomputed here, never taken on trust.
         digest = ApprovalRequest.model_validate(prompt["request"]).digest()
         if digest != prompt["digest"]:
@@ -152,7 +172,8 @@ class CitizenApp:
             prompt = await self._wait_for_prompt(claimed["approval_id"])
         else:
             prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=token)
-        outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection)
+        # The prompt just received (with its request and digest) is what the phone shows and signs.
+        outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection, prompt=prompt)
         return {"prompt": prompt, **outcome}
 
     async def _wait_for_prompt(self, approval_id: str, timeout_s: float = 30.0) -> dict[str, Any]:

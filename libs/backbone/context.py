@@ -14,7 +14,9 @@ Each service's `context.py` declares a frozen dataclass on top, with its
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -23,14 +25,21 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.clock import Clock, SystemClock
-from libs.events.audit import record_audit
+from libs.events.audit import audit_event
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
-from libs.events.topics import Topic
+from libs.events.topics import AUDIT, Topic
 
 from .install import commit
 
 T = TypeVar("T")
+
+# Inside `ServiceContext.transaction`: what to do once it has committed, by key.
+_AFTER_COMMIT: ContextVar[dict[Any, Callable[[], None]] | None] = ContextVar("after_commit", default=None)
+
+# Inside `ServiceContext.batched(session)`: that session and the (topic, event, key) triples published for it so far.
+_BATCH: ContextVar[tuple[AsyncClientSession, list[tuple[str, CloudEvent, str | None]]] | None] = ContextVar(
+    "outbox_batch", default=None)
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,27 @@ class ServiceContext:
             raise TypeError(f"{type(self).__name__} must declare its event source, e.g. source = \"/auth\"")
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """Run `work(session)` in one transaction (retried whole if transient), then wake the outbox relay."""
-        return await commit(self.mongo, self.relay, work)
+        """Run `work(session)` in one transaction (retried whole if transient), then wake the outbox relay.
+
+        What `work` registered with `after_commit` runs once the transaction has committed (its last attempt's)."""
+        callbacks: dict[Any, Callable[[], None]] = {}
+        token = _AFTER_COMMIT.set(callbacks)
+        try:
+            result = await commit(self.mongo, self.relay, work)
+        finally:
+            _AFTER_COMMIT.reset(token)
+        for callback in callbacks.values():
+            callback()
+        return result
+
+    def after_commit(self, key: Any, callback: Callable[[], None]) -> bool:
+        """Inside `transaction`: call `callback` once it has committed (a retried attempt's replaces an earlier one of
+        the same `key`). Outside one: nothing is registered, and False says so."""
+        callbacks = _AFTER_COMMIT.get()
+        if callbacks is None:
+            return False
+        callbacks[key] = callback
+        return True
 
     @property
     def outbox(self) -> Outbox:
@@ -73,8 +101,27 @@ class ServiceContext:
     ) -> CloudEvent:
         """Add an event to the outbox inside the caller's transaction; `key` picks the partition (default: subject)."""
         event = self.event(event_type, subject, data)
-        await self.outbox.add(session, _topic_name(topic), event, key=key)
+        await self._add(session, _topic_name(topic), event, key)
         return event
+
+    async def _add(self, session: AsyncClientSession, topic: str, event: CloudEvent, key: str | None) -> None:
+        batch = _BATCH.get()
+        if batch is not None and batch[0] is session:
+            batch[1].append((topic, event, key))
+        else:
+            await self.outbox.add(session, topic, event, key=key)
+
+    @contextlib.asynccontextmanager
+    async def batched(self, session: AsyncClientSession) -> AsyncIterator[None]:
+        """The events published (`publish`, `audit`) for `session` within the block go to the outbox in one insert
+        at its end, in the order published (one database operation instead of one per event)."""
+        items: list[tuple[str, CloudEvent, str | None]] = []
+        token = _BATCH.set((session, items))
+        try:
+            yield
+        finally:
+            _BATCH.reset(token)
+        await self.outbox.add_keyed(session, items)
 
     async def publish_many(self, session: AsyncClientSession, events: Iterable[tuple[Topic | str, CloudEvent]]) -> None:
         """Many (topic, event) pairs in one round trip (bulk senders); build each with `event(...)`."""
@@ -84,8 +131,9 @@ class ServiceContext:
         self, session: AsyncClientSession, *, subject: str, action: str, actor: str, outcome: str = "success", **details: Any
     ) -> None:
         """An `audit.recorded` event from this service, in the caller's transaction (ids and outcomes only)."""
-        await record_audit(self.outbox, session, service=self.source.removeprefix("/"), subject=subject, action=action,
-                           actor=actor, outcome=outcome, **details)
+        event = audit_event(service=self.source.removeprefix("/"), subject=subject, action=action, actor=actor,
+                            outcome=outcome, **details)
+        await self._add(session, AUDIT.name, event, None)
 
 
 def _topic_name(topic: Topic | str) -> str:

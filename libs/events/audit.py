@@ -25,10 +25,15 @@ async def record_audit(
     outcome: str = "success",
     **details: Any,
 ) -> None:
-    event = CloudEvent(
+    await outbox.add(session, AUDIT.name, audit_event(service=service, subject=subject, action=action, actor=actor,
+                                                      outcome=outcome, **details))
+
+
+def audit_event(*, service: str, subject: str, action: str, actor: str, outcome: str = "success", **details: Any) -> CloudEvent:
+    """The `audit.recorded` event of one action (for the audit topic)."""
+    return CloudEvent(
         source=f"/{service}",
         type="audit.recorded",
         subject=subject,
         data={"action": action, "actor": actor, "outcome": outcome, **details},
     )
-    await outbox.add(session, AUDIT.name, event)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -88,6 +89,11 @@ class Outbox:
         """Record `event` for `topic` inside the caller's transaction. `key` picks the partition (ordering)."""
         await self.collection.insert_one(_document(topic, event, key), session=session)
 
+    async def add_keyed(self, session: AsyncClientSession, items: list[tuple[str, CloudEvent, str | None]]) -> None:
+        """Record (topic, event, key) triples in one insert, in this order, inside the caller's transaction."""
+        if items:
+            await self.collection.insert_many([_document(topic, event, key) for topic, event, key in items], session=session)
+
     async def add_many(self, session: AsyncClientSession, items: list[tuple[str, CloudEvent]]) -> None:
         """Record many (topic, event) pairs in one round trip (bulk senders: thousands of status events)."""
         if items:
@@ -112,6 +118,8 @@ def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
 # An acknowledged record the broker still has this long afterwards is taken as durable (the local broker
 # writes to disk within about a second; a replicated Kafka with acks=all, at once).
 VERIFY_AFTER_S = 5.0
+# How often a busy relay reads back what it sent and measures its backlog (an idle one does at every poll).
+HOUSEKEEPING_EVERY_S = 1.0
 VERIFY_BATCH = 2000
 READ_BACK_TIMEOUT_S = 10.0
 RELAY_STUCK_AFTER_S = 30.0
@@ -229,6 +237,10 @@ class OutboxRelay:
         self._ensured: set[str] = set()
         self.reader = OffsetReader(producer.bootstrap, f"{producer.client_id}-verifier", kafka_security)
         self.last_pass = time.monotonic()
+        # When this relay last renewed its lease, and last verified / measured the backlog (monotonic seconds).
+        self._renewed_at = -math.inf
+        self._housekept_at = -math.inf
+        self._standby_until = -math.inf
 
     def notify(self) -> None:
         """Wake the relay now (call after a transaction that added events commits)."""
@@ -241,8 +253,12 @@ class OutboxRelay:
                 published = 0
                 if await self._hold_lease():
                     published = await self.relay_once()
-                    await self.verify_once()
-                    await self._update_backlog_metrics()
+                    # Woken after every transaction with events: the read-back (of events sent 5 s ago at the
+                    # earliest) and the backlog gauges need not run on each of those passes, once a second will do.
+                    if time.monotonic() - self._housekept_at >= HOUSEKEEPING_EVERY_S:
+                        await self.verify_once()
+                        await self._update_backlog_metrics()
+                        self._housekept_at = time.monotonic()
                     backoff = self.poll_interval_s
                 self._passed()
                 if published >= self.batch_size:
@@ -379,18 +395,30 @@ class OutboxRelay:
             for doc, meta in acked
         ], ordered=False)
     async def _hold_lease(self) -> bool:
-        now = datetime.now(UTC)
-        try:
-            await self.leases.find_one_and_update(
-                {"_id": "relay", "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}},
-                upsert=True,
-            )
+        """Hold the relay's lease: renewed once a third of its time has gone, not on every pass (one write by _id)."""
+        if time.monotonic() - self._renewed_at < self.lease_ttl_s / 3:
             return True
-        except DuplicateKeyError:
-            return False  # another replica's relay holds a live lease
+        if time.monotonic() < self._standby_until:
+            return False  # another relay held it a moment ago: look again later, not on every pass
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        held = {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}}
+        renewed = await self.leases.update_one({"_id": "relay", "owner": self.owner}, held)
+        if renewed.matched_count == 0:
+            # Not ours (yet): take it over if it lapsed, or create it the first time.
+            taken = await self.leases.update_one({"_id": "relay", "expires_at": {"$lt": now}}, held)
+            if taken.matched_count == 0:
+                try:
+                    await self.leases.insert_one({"_id": "relay", **held["$set"]})
+                except DuplicateKeyError:
+                    self._renewed_at = -math.inf
+                    self._standby_until = time.monotonic() + min(self.poll_interval_s * 4, self.lease_ttl_s / 3)
+                    return False  # another replica's relay holds a live lease
+        self._renewed_at = started
+        return True
 
     async def release_lease(self) -> None:
+        self._renewed_at = -math.inf
         try:
             await self.leases.delete_one({"_id": "relay", "owner": self.owner})
         except PyMongoError:

@@ -48,7 +48,9 @@ async def decide(
     doc = await _pending(auth, session, device, approval_id, now)
     with continuing(doc.get("traceparent"), "approval decided",
                     {"harbour.approval_id": approval_id, "harbour.approval.action": doc["request"]["action"]}):
-        return await _decided(auth, session, device, doc, decision_jws, now)
+        # Every event of the decision (approval.decided, the audit records, a login's outcome) in one insert.
+        async with auth.batched(session):
+            return await _decided(auth, session, device, doc, decision_jws, now)
 
 
 async def _decided(
@@ -65,7 +67,8 @@ async def _decided(
     request = doc["request"]
     finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == "auth" else None
     if finisher is not None:
-        result |= await finisher(auth, session, {**doc, "device_id": device.device_id}, claims.decision)
+        result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance},
+                                 claims.decision)
     return result
 
 

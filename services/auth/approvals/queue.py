@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from libs.approvals import ApprovalRequest, PromptUnreadable, decrypt_prompt, encrypt_prompt, unseal_prompt
 from libs.crypto import FieldCipher
@@ -42,19 +43,33 @@ async def enqueue(
     the citizen's decision continues that trace (decisions.py)."""
     await auth.db[APPROVALS].update_one(
         {"_id": request.approval_id},
-        {
-            "$setOnInsert": {
-                "account_id": request.account_id,
-                **encrypt_prompt(auth.field_cipher, request),
-                "status": "pending",
-                "expires_at": request.expires_at,
-                "received_at": auth.clock.now(),
-                "traceparent": journey or traceparent(),
-            }
-        },
+        {"$setOnInsert": stored_prompt(auth, request, journey=journey)},
         upsert=True,
         session=session,
     )
+
+
+def stored_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The queue's document of a prompt (without its `_id`): the free text encrypted, pending, `extra` beside it."""
+    return {
+        "account_id": request.account_id,
+        **encrypt_prompt(auth.field_cipher, request),
+        "status": "pending",
+        "expires_at": request.expires_at,
+        "received_at": auth.clock.now(),
+        "traceparent": journey or traceparent(),
+        **extra,
+    }
+
+
+async def insert_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any] | None:
+    """Queue a prompt only if its approval id is new (one insert); None when it was queued before."""
+    doc = {"_id": request.approval_id, **stored_prompt(auth, request, journey=journey, **extra)}
+    try:
+        await auth.db[APPROVALS].insert_one(doc)
+    except DuplicateKeyError:
+        return None
+    return doc
 
 
 def opened(doc: dict[str, Any], cipher: FieldCipher) -> ApprovalRequest:

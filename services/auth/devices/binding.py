@@ -109,6 +109,7 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
     if used.modified_count != 1:
         raise ActivationCodeUsed("this activation code has already been used")
     device_id = f"dev-{uuid.uuid4().hex}"
+    account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
     await db[DEVICES].insert_one(
         {
             "_id": device_id,
@@ -118,10 +119,12 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
             "jkt": thumbprint(jwk),
             "status": "active",
             "created_at": now,
+            # What a device token check needs of the account, kept in step by change_state (devices/tokens.py).
+            "account_state": account["state"],
+            "account_assurance": account.get("assurance"),
         },
         session=session,
     )
-    account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
     if account["state"] == "pending":
         await change_state(auth, session, request.account_id, "active", reason="first device activated")
     await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id)

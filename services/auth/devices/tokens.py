@@ -3,7 +3,10 @@
 Every token needs a fresh single-use assertion signed by the device key. A
 device token is a short ES256 JWT (RFC 9068 `at+jwt`) whose `cnf.jkt` names
 the device key; it is honoured only while the device and its account are
-active, so revoking a device stops it at once.
+active, so revoking a device stops it at once. The device's document carries
+its account's state and assurance (kept in step by accounts.change_state in
+the same transaction), so checking a token is one read by `_id`; a device
+stored before it carried them has its account read as well.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class DeviceContext:
     device_id: str
     account_id: str
     public_jwk: dict[str, str]
+    # The account's assurance (basic/plus) when known from the device's document, else None.
+    assurance: str | None = None
+
+
+async def _account_of(db, device: dict) -> dict | None:
+    """The account fields a device check needs: from the device's own document, or (older devices) the account's."""
+    if "account_state" in device:
+        return {"_id": device["account_id"], "state": device["account_state"], "assurance": device.get("account_assurance")}
+    return await db[ACCOUNTS].find_one({"_id": device["account_id"]}, {"state": 1, "assurance": 1})
 
 
 async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl_s: int) -> tuple[str, int]:
@@ -55,7 +67,7 @@ async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl
         raise InvalidAssertion(str(exc)) from None
     if claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME_S:
         raise InvalidAssertion("the assertion lives too long (5 minutes at most)")
-    account = await db[ACCOUNTS].find_one({"_id": device["account_id"]})
+    account = await _account_of(db, device)
     if account is None or account["state"] != "active":
         raise AccountInactive("the account is not active")
     if not await first_use(db[USED_ASSERTIONS], device_id, claims):
@@ -90,7 +102,8 @@ async def authenticate_device(auth: "Auth", token: str) -> DeviceContext:
         raise with_device_challenge(DeviceInactive("the device is unknown or revoked"))
     if claims.get("cnf", {}).get("jkt") != device["jkt"]:
         raise with_device_challenge(InvalidDeviceToken("the token is not bound to this device's key"))
-    account = await db[ACCOUNTS].find_one({"_id": device["account_id"]}, {"state": 1})
+    account = await _account_of(db, device)
     if account is None or account["state"] != "active":
         raise AccountInactive("the account is not active")
-    return DeviceContext(device_id=device["_id"], account_id=device["account_id"], public_jwk=device["public_jwk"])
+    return DeviceContext(device_id=device["_id"], account_id=device["account_id"], public_jwk=device["public_jwk"],
+                         assurance=account.get("assurance"))

@@ -16,7 +16,7 @@ from libs.events.topics import IDENTITY
 from libs.lifecycle import Lifecycle
 from libs.revocation import events as revocation_events
 
-from ..collections import ACCOUNTS, SUBJECTS
+from ..collections import ACCOUNTS, DEVICES, SUBJECTS
 from ..errors import TransitionRefused
 
 State = Literal["pending", "active", "suspended", "revoked"]
@@ -62,6 +62,8 @@ async def change_state(
     )
     if result.modified_count != 1:
         raise TransitionRefused("the account changed meanwhile")
+    # The account's devices carry its state: a device token check reads the device alone (devices/tokens.py).
+    await db[DEVICES].update_many({"account_id": account_id}, {"$set": {"account_state": to}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.state_changed", account_id,
                       {"account_id": account_id, "from": current, "to": to, "reason": reason})
     if to in ("suspended", "revoked") or current in ("suspended", "revoked"):

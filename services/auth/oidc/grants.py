@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
+import uuid
 from typing import TYPE_CHECKING
 
-from ..collections import ACCOUNTS, AUTHORIZATION_CODES, REFRESH_TOKENS
+from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, REFRESH_TOKENS
+from .decided import DECIDED
+from .login import LOGIN_CODE_SEPARATOR
 from .errors import InvalidGrant, InvalidRequest, InvalidScope, UnauthorizedClient
 from .pkce import verifier_matches
 from .token_response import OFFLINE_ACCESS, grant_from, revoke_access_tokens, revoke_family, token_response
@@ -20,8 +24,20 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
-    codes = auth.db[AUTHORIZATION_CODES]
-    doc = await codes.find_one({"_id": token_hash(code)})
+    hashed = token_hash(code)
+    if LOGIN_CODE_SEPARATOR in code:
+        # A browser login's code: its record is in the login's document (login.login_code), read by _id.
+        # Decided in this process: from memory (the conditional update below is the authority on its use).
+        store, prefix, tx = auth.db[AUTHORIZATIONS], "code.", code.split(LOGIN_CODE_SEPARATOR, 1)[0]
+        login = DECIDED.recall(auth.db.name, tx) or await store.find_one({"_id": tx}, {"code": 1})
+        doc = (login or {}).get("code")
+        if doc is not None and not hmac.compare_digest(doc["hash"], hashed):
+            doc = None
+        key = login["_id"] if doc is not None else None
+    else:  # a code of its own (prompt=none)
+        store, prefix = auth.db[AUTHORIZATION_CODES], ""
+        doc = await store.find_one({"_id": hashed})
+        key = hashed
     if doc is None or doc["grant"]["client_id"] != client.client_id:
         raise InvalidGrant("the code is unknown or was issued to another client")
     if doc["used_at"] is not None:
@@ -36,13 +52,22 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
         raise InvalidGrant("redirect_uri does not match the authorization request")
     if not verifier_matches(form.get("code_verifier"), doc["code_challenge"]):
         raise InvalidGrant("the PKCE code_verifier does not match")
-    claimed = await codes.update_one({"_id": doc["_id"], "used_at": None}, {"$set": {"used_at": auth.clock.now()}})
+    # One conditional update by _id uses the code and names what it will issue (the access token's jti is
+    # chosen first), so a second use finds what to revoke even while the first is still being answered.
+    family_id, jti = f"code-{hashed[:24]}", uuid.uuid4().hex
+    claimed = await store.update_one({"_id": key, prefix + "used_at": None}, {"$set": {
+        prefix + "used_at": auth.clock.now(), prefix + "family_id": family_id, prefix + "at_jti": jti}})
     if claimed.modified_count != 1:
+        if prefix and (used := ((await store.find_one({"_id": key}, {"code": 1})) or {}).get("code")) and used["used_at"]:
+            # Used meanwhile (or before, unseen in memory): a second use revokes what the first bought.
+            if used.get("family_id"):
+                await revoke_family(auth, used["family_id"])
+            await revoke_access_tokens(auth, [used["at_jti"]] if used.get("at_jti") else [])
+            raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
         raise InvalidGrant("the code was already used")
-    grant = grant_from(doc["grant"])
-    family_id = f"code-{doc['_id'][:24]}"
-    answer, jti = await token_response(auth, grant, id_token=True, refresh_family=family_id)
-    await codes.update_one({"_id": doc["_id"]}, {"$set": {"family_id": family_id, "at_jti": jti}})
+    # The record in memory (if that is where it came from) now says so too: a second use here goes straight to revoking.
+    doc.update({"used_at": auth.clock.now(), "family_id": family_id, "at_jti": jti})
+    answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, refresh_family=family_id, jti=jti)
     return answer
 
 

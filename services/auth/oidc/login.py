@@ -2,11 +2,16 @@
 
 A browser at the authorization endpoint gets a transaction (`tx`) shown as a
 QR code and an app link `harbourid://authorize?tx=…`, plus a short matching
-code. The citizen's app opens the link (`claim`): the transaction is bound to
-that account and a `login` prompt enters the citizen's approval queue. The
-device-signed decision completes the transaction (`on_decision`, in the
-decision's own transaction): a code for the client, a browser session, and
-`login.succeeded` / `login.failed`. The browser learns the outcome by polling
+code. The citizen's app opens the link (`claim`): a `login` prompt with the
+id `login-<tx>` enters the citizen's approval queue — inserted only if that
+id is new, so the first citizen to open the link holds the login and nobody
+else can (the same citizen opening it again gets the same prompt). The
+prompt carries what finishing the login needs (`login`: the request, the
+client, its sector), so the device-signed decision completes the transaction
+(`on_decision`, in the decision's own transaction) without reading it: a
+code for the client, a browser session, and `login.succeeded` /
+`login.failed`. Every read and write here is by `_id` (docs/architecture.md,
+"What a login writes"). The browser learns the outcome by polling
 `status` with the secret only its page knows. CIBA requests (ciba.py) use the
 same prompt and decision path; `prompt=none` (silent_login.py) answers from
 the browser's session instead.
@@ -29,10 +34,11 @@ from libs.service.tracing import traceparent
 
 from ..approvals import queue
 from ..clients.registry import find_client
-from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS
+from ..collections import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS
 from ..errors import AccountInactive
 from . import sessions
 from .authorization import AuthorizationRequest, redirect_url
+from .decided import DECIDED
 from .errors import AssuranceTooLow, LinkUnusable, NoSuchLogin, ResponseTarget, UnknownLink
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
@@ -85,6 +91,8 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -
         "kind": "browser",
         "client_id": client.client_id,
         "client_name": client.name,
+        # The client's sector (its pairwise subjects'): the decision needs it and need not read the client again.
+        "sector": client.sector,
         "request": request.to_doc(),
         "browser_key_hash": token_hash(started.browser_key),
         "matching_code": started.matching_code,
@@ -134,20 +142,41 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str) ->
     return prompt.approval_id
 
 
-async def claim(auth: "Auth", account_id: str, link: str) -> str:
-    """The app opened the link: bind the transaction to this citizen and queue the prompt; return its id."""
+def finishing(tx_doc: dict[str, Any]) -> dict[str, Any]:
+    """What finishing the login needs of its transaction, kept in its prompt (`on_decision` reads no more)."""
+    return {key: tx_doc.get(key) for key in ("kind", "client_id", "sector", "request", "expires_at", "browser_key_hash")}
+
+
+def _remember_decided(auth: "Auth", doc: dict[str, Any], update: dict[str, Any]) -> None:
+    """Once the decision has committed, this process answers the browser and the token exchange from memory."""
+    if doc["kind"] == "browser" and doc.get("browser_key_hash"):
+        decided = {**doc, **update}
+        auth.after_commit(("decided", doc["_id"]), lambda: DECIDED.remember(
+            auth.db.name, doc["_id"], decided, for_s=auth.settings.code_ttl_s))
+
+
+async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | None = None) -> dict[str, Any]:
+    """The app opened the link: queue the login's prompt for this citizen, once; return the prompt as the app shows it.
+
+    Two operations by `_id`: the transaction is read, the prompt inserted. `assurance` is the citizen's, known
+    from the device check (its account is active); without it the account is read."""
     tx = tx_from_link(link)
-    claimable = {"_id": tx, "kind": "browser", "expires_at": {"$gt": auth.clock.now()},
-                 "$or": [{"account_id": None}, {"account_id": {"$exists": False}}, {"account_id": account_id}]}
-    doc = await auth.db[AUTHORIZATIONS].find_one(claimable)
-    if doc is None:
+    now = auth.clock.now()
+    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx})
+    if doc is None or doc["kind"] != "browser" or doc["expires_at"] <= now or doc.get("account_id") not in (None, account_id):
         raise LinkUnusable("this login has expired or belongs to someone else")
-    # Eligibility first: a refused citizen must not bind the login and lock out the one who can approve it.
-    check_eligible(doc, await auth.db[ACCOUNTS].find_one({"_id": account_id}))
-    doc = await auth.db[AUTHORIZATIONS].find_one_and_update(claimable, {"$set": {"account_id": account_id}}, return_document=True)
-    if doc is None:
-        raise LinkUnusable("this login has expired or belongs to someone else")
-    return await queue_prompt(auth, doc, account_id)
+    account = ({"_id": account_id, "state": "active", "assurance": assurance} if assurance
+               else await auth.db[ACCOUNTS].find_one({"_id": account_id}))
+    # Eligibility first: a refused citizen must not hold the login and lock out the one who can approve it.
+    check_eligible(doc, account)
+    prompt = _prompt(doc, account_id)
+    stored = await queue.insert_prompt(auth, prompt, journey=doc.get("traceparent"), login=finishing(doc))
+    if stored is None:
+        # Opened before: by this citizen (the same prompt again) or by someone else (theirs alone).
+        stored = await auth.db[APPROVALS].find_one({"_id": prompt.approval_id})
+        if stored is None or stored["account_id"] != account_id:
+            raise LinkUnusable("this login has expired or belongs to someone else")
+    return queue.prompt_view(stored, now, auth.field_cipher)
 
 
 # --- the citizen decided ---------------------------------------------------------
@@ -158,7 +187,10 @@ async def on_decision(
 ) -> dict[str, Any]:
     """Inside the decision's transaction: finish the login the prompt belongs to. Returns extras for the app."""
     tx = approval["_id"].removeprefix("login-")
-    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx}, session=session)
+    if approval.get("login"):
+        doc = {**approval["login"], "_id": tx}
+    else:  # a prompt queued before prompts carried their login (or a CIBA request's): read the transaction
+        doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx}, session=session)
     if doc is None:
         return {}
     # Decided: kept only as long as the browser (or CIBA client) needs to collect the outcome.
@@ -171,6 +203,7 @@ async def on_decision(
 async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], purge_at: datetime) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
     await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
+    _remember_decided(auth, doc, {"status": "denied"})
     client_id = doc["client_id"]
     failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
     await auth.publish(session, LOGINS, "login.failed", client_id, failed)
@@ -186,16 +219,24 @@ async def _approved(
 ) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "succeeded").inc()
     client_id = doc["client_id"]
-    account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
-    client = await find_client(auth.db, client_id)
-    assert client is not None
-    sub = await subject_for(auth, session, client.sector, account["_id"])
+    if approval.get("device_assurance"):  # known from the device check, which found the account active
+        account = {"_id": approval["account_id"], "assurance": approval["device_assurance"]}
+    else:
+        account = await auth.db[ACCOUNTS].find_one({"_id": approval["account_id"]}, session=session)
+    sector = doc.get("sector")
+    if sector is None:
+        client = await find_client(auth.db, client_id)
+        assert client is not None
+        sector = client.sector
+    sub = await subject_for(auth, session, sector, account["_id"])
     sid = secrets.token_urlsafe(16)
     grant = grant_doc(client_id, account["_id"], sub, doc["request"]["scope"], acr=acr_of(account["assurance"]),
                       auth_time=int(auth.clock.now().timestamp()), sid=sid, nonce=doc["request"].get("nonce"))
-    # What the phone showed and the citizen approved: the only thing prompt=none may repeat later.
-    await sessions.open_session(auth, session, sid=sid, account_id=account["_id"], auth_time=grant["auth_time"], acr=grant["acr"],
-                                client_id=client_id, scopes=doc["request"]["scope"].split())
+    # What the phone showed and the citizen approved: the only thing prompt=none may repeat later. A browser's
+    # session is opened with its cookie when the browser completes the login (complete); a CIBA login's here.
+    if doc["kind"] != "browser":
+        await sessions.open_session(auth, session, sid=sid, account_id=account["_id"], auth_time=grant["auth_time"],
+                                    acr=grant["acr"], client_id=client_id, scopes=doc["request"]["scope"].split())
     succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
     await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
@@ -204,10 +245,29 @@ async def _approved(
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
     extras: dict[str, Any] = {}
     if doc["kind"] == "browser":
-        code = await issue_code(auth, session, grant, doc["request"], tx=doc["_id"])
+        # The code lives in the login's own document (no insert of its own): `<tx>.<secret>`, stored as a hash.
+        code, update["code"] = login_code(auth, doc["_id"], grant, doc["request"])
+        # Kept an hour past the code's expiry, like a code of its own: a late second use still revokes its tokens.
+        update["purge_at"] = max(purge_at, update["code"]["expires_at"] + CODE_KEPT_PAST_EXPIRY)
         update["response_url"] = extras["redirect_to"] = _response_url(doc, {"code": code}, auth.settings.issuer)
     await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": update}, session=session)
+    _remember_decided(auth, doc, update)
     return extras
+
+
+# As long as the authorization_codes collection keeps a code past its expiry (its TTL index: an hour).
+CODE_KEPT_PAST_EXPIRY = timedelta(hours=1)
+LOGIN_CODE_SEPARATOR = "."
+
+
+def login_code(auth: "Auth", tx: str, grant: dict[str, Any], request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A browser login's authorization code and its record in the login's document (the same fields as a code of its
+    own: bound to the redirect URI and PKCE challenge, single use). The code names its login, so redeeming it reads
+    that document by `_id`; only the hash of the whole code is stored."""
+    code = f"{tx}{LOGIN_CODE_SEPARATOR}{new_opaque_token()}"
+    return code, {"hash": token_hash(code), "grant": grant, "redirect_uri": request["redirect_uri"],
+                  "code_challenge": request["code_challenge"], "used_at": None,
+                  "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s)}
 
 
 def grant_doc(client_id: str, account_id: str, sub: str, scope: str, *, acr: str, auth_time: int, sid: str,
@@ -239,8 +299,13 @@ def _response_url(doc: dict[str, Any], params: dict[str, str], issuer: str) -> s
 # --- the browser collects the outcome ------------------------------------------------
 
 
+async def _browser_login(auth: "Auth", tx: str) -> dict[str, Any] | None:
+    """The browser login `tx`: decided in this process (from memory), else its document."""
+    return DECIDED.recall(auth.db.name, tx) or await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
+
+
 async def browser_status(auth: "Auth", tx: str, browser_key: str) -> AuthorizationStatus:
-    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
+    doc = await _browser_login(auth, tx)
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key):
         raise NoSuchLogin("no such login")
     status = doc["status"]
@@ -261,14 +326,14 @@ class Completed:
 
 
 async def complete(auth: "Auth", tx: str, browser_key: str, previous_cookie: str | None = None) -> Completed:
-    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
+    doc = await _browser_login(auth, tx)
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key) or doc["status"] not in ("approved", "denied"):
         raise NoSuchLogin("no such completed login")
     request = AuthorizationRequest.from_doc(doc["request"])
     if doc["status"] == "denied":
         return Completed(request.response_target, response_params(DECLINED, request, auth.settings.issuer))
     code = parse_qs(urlsplit(doc["response_url"]).query)["code"][0]
-    cookie = await sessions.hand_out_cookie(auth, doc["sid"], previous_cookie) if doc.get("sid") else None
+    cookie = await sessions.open_with_cookie(auth, doc["grant"], previous_cookie) if doc.get("sid") else None
     return Completed(request.response_target, response_params({"code": code}, request, auth.settings.issuer), cookie)
 
 

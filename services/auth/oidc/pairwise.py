@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import OrderedDict
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,6 +19,18 @@ from libs.backbone import ServiceContext
 from libs.events.topics import IDENTITY
 
 from ..collections import SUBJECTS
+
+
+# Subjects seen already stored (committed): their next login need not write them again. Bounded, oldest out.
+KNOWN_LIMIT = 100_000
+_known: OrderedDict[str, None] = OrderedDict()
+
+
+def _remember(sub: str) -> None:
+    _known[sub] = None
+    _known.move_to_end(sub)
+    if len(_known) > KNOWN_LIMIT:
+        _known.popitem(last=False)
 
 
 def pairwise_sub(key: bytes, sector: str, account_id: str) -> str:
@@ -33,10 +46,15 @@ async def subject_for(ctx: ServiceContext, session: AsyncClientSession, sector: 
     context (or its operator commands'): its database, outbox and hash key.
     """
     sub = pairwise_sub(ctx.settings.hash_key, sector, account_id)
+    if sub in _known:
+        return sub  # stored (and announced) before: no write
     result = await ctx.db[SUBJECTS].update_one(
         {"_id": sub}, {"$setOnInsert": {"account_id": account_id, "sector": sector}}, upsert=True, session=session
     )
-    if result.upserted_id is not None:
+    if result.upserted_id is None:
+        # Found: another transaction stored it and committed; one that rolls back leaves nothing remembered.
+        _remember(sub)
+    else:
         await ctx.publish(session, IDENTITY, "identity.subject_assigned", account_id,
                           {"account_id": account_id, "sector": sector, "sub": sub})
     return sub

@@ -1,7 +1,9 @@
 """Browser sessions at the issuer: what a citizen approved on the phone, remembered for `prompt=none`.
 
-A session is opened by an approved browser login (in the decision's own
-transaction) and holds exactly what the citizen approved there: one client
+A session is opened when the browser completes an approved login (the
+session's document and its cookie in one insert; a CIBA login's, which has
+no browser, in the decision's transaction) and holds exactly what the
+citizen approved there: one client
 and the scopes the phone showed. Silent single sign-on (`prompt=none`) may
 only repeat such an approval, for the same client and a subset of its
 scopes; anything else goes back to the phone (OIDC Core §3.1.2.6). A new
@@ -20,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
 
 from ..collections import SESSIONS
 from .tokens import new_opaque_token, token_hash
@@ -42,6 +45,26 @@ async def open_session(
          "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.session_ttl_s)},
         session=session,
     )
+
+
+async def open_with_cookie(auth: "Auth", grant: dict[str, Any], previous_cookie: str | None) -> str | None:
+    """The browser completes an approved login: its session and the cookie for it in one insert, once.
+
+    `grant` is the login's (its sid, account, auth_time, acr, client and scope). Opened already (the
+    completion URL opened twice): no cookie. The browser's previous session (if any) ends."""
+    cookie = new_opaque_token()
+    try:
+        await auth.db[SESSIONS].insert_one(
+            {"_id": grant["sid"], "cookie_hash": token_hash(cookie), "account_id": grant["account_id"],
+             "auth_time": grant["auth_time"], "acr": grant["acr"],
+             "approved": [{"client_id": grant["client_id"], "scopes": sorted(set(grant["scope"].split()) - NEVER_SILENT)}],
+             "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.session_ttl_s)})
+    except DuplicateKeyError:
+        # Handed out before — or a login decided before sessions were opened here, whose session awaits its cookie.
+        return await hand_out_cookie(auth, grant["sid"], previous_cookie)
+    if previous_cookie:
+        await auth.db[SESSIONS].delete_one({"cookie_hash": token_hash(previous_cookie), "_id": {"$ne": grant["sid"]}})
+    return cookie
 
 
 async def hand_out_cookie(auth: "Auth", sid: str, previous_cookie: str | None) -> str | None:

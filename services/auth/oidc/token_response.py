@@ -36,7 +36,7 @@ OFFLINE_ACCESS = "offline_access"
 
 async def token_response(
     auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True,
-    granted_scope: str | None = None,
+    granted_scope: str | None = None, jti: str | None = None,
 ) -> tuple[TokenResponse, str]:
     """The token response, and the access token's jti (to revoke it with its grant).
 
@@ -46,7 +46,7 @@ async def token_response(
     """
     granted_scope = granted_scope or grant.scope
     settings = auth.settings
-    access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s)
+    access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s, jti=jti)
     answer = TokenResponse(access_token=access.token, token_type="Bearer", expires_in=access.expires_in, scope=grant.scope)
     if id_token:
         answer.id_token = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)

@@ -65,9 +65,10 @@ class IssuedAccessToken:
     expires_in: int
 
 
-async def issue_access_token(signer: TokenSigner, grant: Grant, *, audience: str, ttl_s: int) -> IssuedAccessToken:
+async def issue_access_token(signer: TokenSigner, grant: Grant, *, audience: str, ttl_s: int,
+                             jti: str | None = None) -> IssuedAccessToken:
     now = int(time.time())
-    jti = uuid.uuid4().hex
+    jti = jti or uuid.uuid4().hex
     claims: dict[str, Any] = {
         "sub": grant.sub,
         "aud": audience,

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
 
-from ...approvals import queue
 from ...callers import AUTH, DEVICE_REFUSALS, current_device
 from ...devices.tokens import DeviceContext
 from ...views import Prompt
@@ -37,6 +36,5 @@ class LinkRequest(BaseModel):
     refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LinkUnusable),
 )
 async def open_link(request: web.Request, caller: DeviceContext, body: LinkRequest) -> web.Response:
-    auth = request.app[AUTH]
-    approval_id = await login.claim(auth, caller.account_id, body.link)
-    return web.json_response(await queue.get_prompt(auth, caller.account_id, approval_id), status=201)
+    return web.json_response(await login.claim(request.app[AUTH], caller.account_id, body.link, assurance=caller.assurance),
+                             status=201)
