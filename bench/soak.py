@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import chaos  # noqa: E402  (the workload and its conservation check)
-from libs.devstack import DevStack, StackConfig  # noqa: E402
-from libs.devstack.config import REPO_ROOT, SERVICES, WORKERS  # noqa: E402
+from bench import support  # noqa: E402
+from libs.devstack import DevStack  # noqa: E402
+from libs.devstack.config import SERVICES, WORKERS  # noqa: E402
 
 RSS_GROWTH_LIMIT = 0.10
 
@@ -141,19 +140,9 @@ def main() -> int:
     args = parser.parse_args()
     if not 2 <= args.minutes <= 60:
         parser.error("--minutes must be between 2 and 60")
-    (REPO_ROOT / ".dev").mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="soak-", dir=REPO_ROOT / ".dev"))
-    config = StackConfig.free_ports(folder)
-    config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
-                        "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000"}
-    stack = DevStack(config)
-    chaos.log(f"starting a private stack in {folder}...")
-    try:
-        stack.up()
+    # Its own stack on free ports, the gateway's limits lifted, stopped by PID and removed (bench/support.py).
+    with support.private_stack("soak") as stack:
         rows, phase = asyncio.run(soak(stack, args.minutes))
-    finally:
-        stack.down()
-        shutil.rmtree(folder, ignore_errors=True)
     text, ok = report(rows, phase)
     print()
     print(f"soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {args.minutes} minutes")
