@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from libs.store import chunks
 
 PENDING = "pending"
+
+
+def _aware(instant: datetime) -> datetime:
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -61,16 +67,34 @@ class RetryQueue:
         return {"state": PENDING, "attempts": 0, "next_attempt_at": now}
 
     async def claim_due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` due documents, claimed for this sender (attempts counted, due again only when the lease ends)."""
+        """Up to `limit` due documents, claimed for this sender (attempts counted, due again only when the lease ends).
+
+        The due ones are found through the (state, next_attempt_at) index; the claim reads them again by `_id` in a
+        transaction, keeps those still due and moves them by `_id` alone (a filter the local database serves from
+        the `_id` index, unlike `_id` plus conditions): a sender claiming the same document at once conflicts, and
+        its retry finds it claimed.
+        """
         due = {"state": PENDING, "next_attempt_at": {"$lte": now}}
         ids = [doc["_id"] for doc in await self.collection.find(due, {"_id": 1}).limit(limit).to_list()]
+        if not ids:
+            return []
         claim = secrets.token_hex(8)
-        claimed: list[dict[str, Any]] = []
-        for chunk in chunks(ids):
-            await self.collection.update_many({"_id": {"$in": chunk}, **due},
-                                              {"$set": {"next_attempt_at": now + self.lease, "claim": claim}, "$inc": {"attempts": 1}})
-            claimed += await self.collection.find({"_id": {"$in": chunk}, "claim": claim}).to_list()
-        return claimed
+        lease_end = now + self.lease
+
+        async def work(session: AsyncClientSession) -> list[dict[str, Any]]:
+            claimed = []
+            for chunk in chunks(ids):
+                async for doc in self.collection.find({"_id": {"$in": chunk}}, session=session):
+                    if doc.get("state") == PENDING and _aware(doc["next_attempt_at"]) <= _aware(now):
+                        claimed.append(doc | {"next_attempt_at": lease_end, "claim": claim, "attempts": doc.get("attempts", 0) + 1})
+            if claimed:
+                await self.collection.bulk_write([UpdateOne({"_id": doc["_id"]}, {"$set": {"next_attempt_at": lease_end, "claim": claim},
+                                                                                   "$inc": {"attempts": 1}}) for doc in claimed],
+                                                 ordered=False, session=session)
+            return claimed
+
+        async with self.collection.database.client.start_session() as session:
+            return await session.with_transaction(work)
 
     async def succeeded(self, ids: list[str], fields: dict[str, Any] | None = None) -> None:
         """These claimed documents were taken: `done`, with the caller's `fields` (e.g. when)."""

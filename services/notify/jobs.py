@@ -115,8 +115,8 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
     Notification ids are derived from the job and the recipient's position, and only the missing ones
     are inserted, so an expansion interrupted half-way and run again creates nothing twice.
     """
-    job = await notify.db[JOBS].find_one({"_id": job_id, "status": JOB.leaving(JobStatus.EXPANDED)}, session=session)
-    if job is None:
+    job = await notify.db[JOBS].find_one({"_id": job_id}, session=session)  # by _id alone; its status checked here
+    if job is None or job["status"] != JOB.leaving(JobStatus.EXPANDED):
         return 0
     client = await notify.db[CLIENTS].find_one({"_id": job["client_id"]}, session=session)
     template = {"template_id": job["template_id"], "version": job["template_version"]}

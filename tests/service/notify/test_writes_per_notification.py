@@ -10,6 +10,8 @@ provider's side (APNs or FCM in production), not notify's.
 
 from __future__ import annotations
 
+from pymongo import monitoring
+
 from .conftest import VALUES
 
 PROVIDER_RECORD = "push_log"
@@ -75,3 +77,75 @@ async def test_one_more_recipient_costs_at_most_three_writes(notify):
     assert per_notification <= 3.0, (per_notification, small, large)
     # What they are: the notification (insert, then its status), the inbox item; pushes as one document per chunk.
     assert large["notifications"] == 2 * 60 and large["inbox"] == 60 and large.get("pushes", 0) == 0, large
+
+
+# -- query shapes ---------------------------------------------------------------------------------------------------
+
+FLOW = {"notifications", "inbox", "accounts", "preferences", "templates", "subjects", "jobs", "push_batches", "pushes", "push_log",
+        "callbacks", "callback_urls"}
+
+
+class _Queries(monitoring.CommandListener):
+    """The filters of the commands notify sends while `recording` (registered before any client is created)."""
+
+    def __init__(self) -> None:
+        self.recording: str | None = None
+        self.seen: list[tuple[str, str, dict]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.recording is None or event.database_name != self.recording:
+            return
+        command, name = event.command, event.command_name
+        collection = command.get(name)
+        if name == "find":
+            self.seen.append((name, collection, command.get("filter", {})))
+        elif name in ("update", "delete"):
+            self.seen += [(name, collection, statement["q"]) for statement in command.get(name + "s", [])]
+        elif name.lower() == "findandmodify":
+            self.seen.append((name, collection, command.get("query", {})))
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+QUERIES = _Queries()
+monitoring.register(QUERIES)
+
+
+def _stages(plan: dict) -> set[str]:
+    stages = {plan.get("stage", "")}
+    for key in ("inputStage", "queryPlan"):
+        if key in plan:
+            stages |= _stages(plan[key])
+    for child in plan.get("inputStages", []):
+        stages |= _stages(child)
+    return stages
+
+
+async def test_a_batch_is_delivered_with_queries_the_database_serves_from_an_index(notify):
+    agency = await notify.agency()
+    template = await notify.template(agency)
+    citizens = [await notify.citizen(agency) for _ in range(5)]
+    await _settle(notify)
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
+    assert accepted.status == 201
+
+    QUERIES.seen, QUERIES.recording = [], notify.ctx.db.name
+    try:
+        await _settle(notify)  # expansion, delivery, the pushes
+    finally:
+        QUERIES.recording = None
+
+    flow = [(name, collection, query) for name, collection, query in QUERIES.seen if collection in FLOW]
+    assert {collection for _, collection, _ in flow} >= {"notifications", "inbox", "accounts", "subjects", "jobs"}
+    assert not [q for q in flow if q[0].lower() == "findandmodify"], flow
+    scans = []
+    for name, collection, query in flow:
+        explained = await notify.ctx.db.command("explain", {"find": collection, "filter": query}, verbosity="queryPlanner")
+        if "COLLSCAN" in _stages(explained["queryPlanner"]["winningPlan"]):
+            scans.append((name, collection, query))
+    assert not scans, scans
