@@ -25,8 +25,9 @@ An exception raised `from` one of these (its explicit `__cause__`) counts too.
 
 from __future__ import annotations
 
+import sys
+
 from aiokafka import errors as kafka_errors
-from pymongo import errors as mongo_errors
 
 from libs.errors import NotReady
 
@@ -55,7 +56,9 @@ _KAFKA_UNAVAILABLE = (
 
 
 def _database_unavailable(exc: BaseException) -> bool:
-    if not isinstance(exc, mongo_errors.PyMongoError):
+    # pymongo is not imported for this (8 MB): a process that never loaded it (the gateway) has no pymongo errors.
+    mongo_errors = sys.modules.get("pymongo.errors")
+    if mongo_errors is None or not isinstance(exc, mongo_errors.PyMongoError):
         return False
     if isinstance(exc, mongo_errors.ConnectionFailure) or exc.timeout:
         return True

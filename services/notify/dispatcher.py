@@ -13,7 +13,12 @@ make the effect exactly-once. It serves /healthz and /readyz on its own port
 
 from __future__ import annotations
 
-import asyncio
+if __name__ == "__main__":  # the worker's process (not an import of the module): before anything else is imported
+    from libs.lean_start import leave_out_optional_extras
+
+    leave_out_optional_extras()
+
+import asyncio  # noqa: E402
 import contextlib
 import dataclasses
 import time

@@ -166,7 +166,7 @@ async def test_corrupt_png_is_not_an_image() -> None:
 
 async def test_over_the_byte_limit_is_too_large_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[object] = []
-    monkeypatch.setattr(proofing.Image, "open", lambda *a, **k: opened.append(a))
+    monkeypatch.setattr("PIL.Image.open", lambda *a, **k: opened.append(a))  # Pillow is loaded on first use
     data = random.Random(5).randbytes(MAX_SELFIE_BYTES + 1)
     assert (await rejected(data)).reason == "too-large"
     assert opened == []

@@ -20,7 +20,6 @@ import io
 from dataclasses import dataclass
 from typing import Protocol
 
-from PIL import Image, ImageStat
 
 __all__ = [
     "MAX_SELFIE_BYTES",
@@ -102,8 +101,10 @@ def _too_large() -> _Rejection:
 def _assess(selfie: bytes) -> float | _Rejection:
     """Decode `selfie` in memory and score its detail (0..1), or say why not.
 
-    CPU-bound; runs in a worker thread.
+    CPU-bound; runs in a worker thread. Pillow is loaded on the first selfie, not at start (2 MB of every auth).
     """
+    from PIL import Image, ImageStat
+
     try:
         with io.BytesIO(selfie) as buffer, Image.open(buffer) as img:
             if img.format not in _ACCEPTED_FORMATS:

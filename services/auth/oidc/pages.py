@@ -30,15 +30,17 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import segno
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from services.auth.oidc.messages import MESSAGES
+
+if TYPE_CHECKING:
+    import segno
 
 __all__ = [
     "LANGUAGES",
@@ -181,7 +183,9 @@ QR_MASK = 0
 
 
 def qr_code(app_link: str) -> segno.QRCode:
-    """The QR code of ``app_link``: error level M, the fixed mask."""
+    """The QR code of ``app_link``: error level M, the fixed mask. segno is loaded by the first login page."""
+    import segno
+
     return segno.make(app_link, error="m", mask=QR_MASK)
 
 
