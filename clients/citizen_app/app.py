@@ -98,10 +98,23 @@ class CitizenApp:
         self._save()
         return result
 
+    async def _as_device(self, method: str, path: str, *, json: Any = None) -> Any:
+        """A call for the citizen with the device token in hand (a fresh one when it has less than a minute left).
+
+        A token in hand that is refused (401: the device revoked, the account suspended and reinstated...) is
+        dropped and the call made once more with a fresh one, whose request says why if the device may no longer act."""
+        held = self._token
+        if held is not None and time.monotonic() < held[1] and self._token_for == self.profile.device_id:
+            try:
+                return await self._call(method, path, json=json, token=held[0])
+            except AppError as exc:
+                if exc.status != 401:
+                    raise
+                self.forget_token()
+        return await self._call(method, path, json=json, token=await self.device_token())
+
     async def device_token(self) -> str:
-        """A device token: the one in hand while it has more than a minute left, else a fresh one."""
-        if self._token is not None and time.monotonic() < self._token[1] and self._token_for == self.profile.device_id:
-            return self._token[0]
+        """A fresh device token (kept for the calls that follow, until a minute before it expires)."""
         started = time.monotonic()
         now = int(datetime.now(UTC).timestamp())
         assertion = sign(
@@ -128,17 +141,16 @@ class CitizenApp:
     # -- approvals -----------------------------------------------------------
 
     async def pending(self) -> list[dict[str, Any]]:
-        return (await self._call("GET", "/v1/approvals", token=await self.device_token()))["approvals"]
+        return (await self._as_device("GET", "/v1/approvals"))["approvals"]
 
     async def show(self, approval_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/v1/approvals/{approval_id}", token=await self.device_token())
+        return await self._as_device("GET", f"/v1/approvals/{approval_id}")
 
     async def decide(self, approval_id: str, decision: str, selection: list[str] | None = None, *,
                      prompt: dict[str, Any] | None = None) -> dict[str, Any]:
         """Sign and send a decision on the prompt as shown (`prompt`: the one in hand, else fetched now)."""
-        token = await self.device_token()
         if prompt is None:
-            prompt = await self._call("GET", f"/v1/approvals/{approval_id}", token=token)
+            prompt = await self._as_device("GET", f"/v1/approvals/{approval_id}")
         # Sign what we display: the digest is recomputed here, never taken on trust.
         digest = ApprovalRequest.model_validate(prompt["request"]).digest()
         if digest != prompt["digest"]:
@@ -151,7 +163,7 @@ class CitizenApp:
             decision=decision,
             selection=selection,
         )
-        return await self._call("POST", f"/v1/approvals/{approval_id}/decision", json={"decision": signed}, token=token)
+        return await self._as_device("POST", f"/v1/approvals/{approval_id}/decision", json={"decision": signed})
 
     async def approve(self, approval_id: str, selection: list[str] | None = None) -> dict[str, Any]:
         return await self.decide(approval_id, "approve", selection)
@@ -161,17 +173,16 @@ class CitizenApp:
 
     async def open_link(self, link: str, *, approve: bool = True, selection: list[str] | None = None) -> dict[str, Any]:
         """What the phone does with a scanned QR code or a tapped harbourid:// link: show, decide, hand back."""
-        token = await self.device_token()
         if link.startswith(FORMFILL_LINK):
             # The request lives at formfill; its prompt reaches this phone's queue through auth shortly after.
-            claimed = await self._call("POST", f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim", json={}, token=token)
+            claimed = await self._as_device("POST", f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim", json={})
             prompt = await self._wait_for_prompt(claimed["approval_id"])
         elif link.startswith(SIGN_LINK):
             # The same for signing: the prompt shows the relying party, the document's name and the start of its hash.
-            claimed = await self._call("POST", f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim", json={}, token=token)
+            claimed = await self._as_device("POST", f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim", json={})
             prompt = await self._wait_for_prompt(claimed["approval_id"])
         else:
-            prompt = await self._call("POST", "/v1/approvals/links", json={"link": link}, token=token)
+            prompt = await self._as_device("POST", "/v1/approvals/links", json={"link": link})
         # The prompt just received (with its request and digest) is what the phone shows and signs.
         outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection, prompt=prompt)
         return {"prompt": prompt, **outcome}
@@ -189,28 +200,28 @@ class CitizenApp:
     # -- devices -------------------------------------------------------------
 
     async def devices(self) -> dict[str, Any]:
-        return await self._call("GET", "/v1/devices", token=await self.device_token())
+        return await self._as_device("GET", "/v1/devices")
 
     async def revoke(self, device_id: str) -> None:
-        await self._call("DELETE", f"/v1/devices/{device_id}", token=await self.device_token())
+        await self._as_device("DELETE", f"/v1/devices/{device_id}")
 
     # -- inbox and notification preferences --------------------------------
 
     async def inbox(self, *, unread_only: bool = False) -> list[dict[str, Any]]:
         query = "?unread=true" if unread_only else ""
-        return (await self._call("GET", "/v1/inbox" + query, token=await self.device_token()))["messages"]
+        return (await self._as_device("GET", "/v1/inbox" + query))["messages"]
 
     async def read(self, item_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/v1/inbox/{item_id}/read", token=await self.device_token())
+        return await self._as_device("POST", f"/v1/inbox/{item_id}/read")
 
     async def preferences(self) -> dict[str, Any]:
-        return await self._call("GET", "/v1/preferences", token=await self.device_token())
+        return await self._as_device("GET", "/v1/preferences")
 
     async def set_preferences(self, **changes: Any) -> dict[str, Any]:
         """Change some preferences, keep the rest (the API replaces the whole document)."""
         current = await self.preferences()
         wanted = {k: current[k] for k in ("language", "channels", "opted_out", "quiet_hours")} | changes
-        return await self._call("PUT", "/v1/preferences", json=wanted, token=await self.device_token())
+        return await self._as_device("PUT", "/v1/preferences", json=wanted)
 
     async def stream(self):
         """The live inbox (server-sent events): yields each new message as it arrives; comments are skipped."""
