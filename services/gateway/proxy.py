@@ -205,7 +205,8 @@ BUFFERED_ANSWER_BYTES = 64 * 1024
 async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse) -> web.StreamResponse:
     """The upstream's answer: a small one of known length read whole (a broken one is then a 502), else streamed."""
     length = upstream_response.content_length
-    if length is not None and length <= BUFFERED_ANSWER_BYTES and request.method != "HEAD":
+    if (length is not None and length <= BUFFERED_ANSWER_BYTES and request.method != "HEAD"
+            and upstream_response.status not in (204, 304)):  # their Content-Length describes no body here
         body = await upstream_response.read()
         headers = _forwardable(upstream_response.headers)
         headers.popall("Content-Length", None)  # aiohttp writes the body's own
