@@ -33,7 +33,7 @@ class GatewaySettings:
     trusted_proxies: tuple[str, ...] = setting("GATEWAY_TRUSTED_PROXIES", (), parse=parse_list)
     # Access tokens the edge verified, remembered until they expire (least recently used dropped beyond this
     # many); the revocation list is still consulted on every request. 0: verify every time.
-    token_cache_size: int = setting("GATEWAY_TOKEN_CACHE_SIZE", 4096)
+    token_cache_size: int = setting("GATEWAY_TOKEN_CACHE_SIZE", 1024)
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
 
