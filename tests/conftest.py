@@ -65,7 +65,10 @@ def platform(infra):
                    "HARBOUR_NOTIFY_STALE_AFTER_S": "5",
                    # Batches in chunks of 100 (500 in production): the crash test's 1,000 recipients are ten chunks,
                    # so its kill lands between chunks.
-                   "HARBOUR_NOTIFY_CHUNK_SIZE": "100"},
+                   "HARBOUR_NOTIFY_CHUNK_SIZE": "100",
+                   # Every request's access-log line (1 in 100 successful ones by default): tests find whether a
+                   # request reached a service by its request id in that service's log (test_gateway.py).
+                   "HARBOUR_ACCESS_LOG_SAMPLE": "1"},
     )
     ports = StackConfig.free_ports(run_dir)
     config.service_ports, config.worker_ports, config.metrics_ports = ports.service_ports, ports.worker_ports, ports.metrics_ports
