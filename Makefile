@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status seed demo test coverage fuzz chaos soak install clean backup restore
+.PHONY: up down status seed demo test coverage fuzz chaos soak install clean backup restore \
+	bench bench-tokens bench-logins bench-gateway bench-notify bench-signing bench-growth
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -72,6 +73,17 @@ fuzz: $(STAMP) .dev/.softhsm
 ## checked in the databases and on the topics; prints a table per fault (bench/chaos.py, about 15 minutes at most).
 chaos: $(STAMP) .dev/.softhsm
 	$(PY) bench/chaos.py
+
+## make bench-<name> [ARGS="..."]: one benchmark (bench/<name>.py) on a private stack on free ports, the system under test
+## pinned to one CPU and the load generator to the other; each prints Harbour ID and its peer from the same run and
+## their ratio (tokens, logins: node-oidc-provider 9.13.3 from npm; gateway: nginx from apt; notify: the database's
+## raw insert rate; signing: raw PKCS#11; growth: the same stack fresh and after 10,000 logins and 1,000 clients).
+## `make bench` runs them one after the other. Figures and how to read them: docs/operations.md, Benchmarks.
+BENCHES := tokens logins gateway notify signing growth
+bench: $(addprefix bench-,$(BENCHES))
+
+$(addprefix bench-,$(BENCHES)): bench-%: $(STAMP) .dev/.softhsm
+	$(PY) bench/$*.py $(ARGS)
 
 ## make soak: the chaos workload for 10 minutes without a fault: errors, p50/p99 and every process's RSS per minute.
 soak: $(STAMP) .dev/.softhsm
