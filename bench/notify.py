@@ -144,8 +144,11 @@ async def end_to_end(stack: DevStack, n: int, kill_dispatcher: bool = False) -> 
         if kill_dispatcher:
             await kill_and_restart_dispatcher(stack, db, agency["client_id"])
         while True:
-            async with http.get(gateway + f"/v1/notifications/batch/{job['job_id']}", headers=headers) as r:
-                progress = await r.json() if r.status == 200 else {}  # a 503 of a loaded machine: ask again
+            try:
+                async with http.get(gateway + f"/v1/notifications/batch/{job['job_id']}", headers=headers) as r:
+                    progress = await r.json() if r.status == 200 else {}  # a 503 of a loaded machine: ask again
+            except aiohttp.ClientError:  # a connection refused by a loaded machine: ask again
+                progress = {}
             if progress.get("finished"):
                 break
             await asyncio.sleep(0.25)
