@@ -175,17 +175,43 @@ class CitizenApp:
         """What the phone does with a scanned QR code or a tapped harbourid:// link: show, decide, hand back."""
         if link.startswith(FORMFILL_LINK):
             # The request lives at formfill; its prompt reaches this phone's queue through auth shortly after.
-            claimed = await self._as_device("POST", f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim", json={})
-            prompt = await self._wait_for_prompt(claimed["approval_id"])
+            prompt = await self._claim_and_wait(f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim")
         elif link.startswith(SIGN_LINK):
             # The same for signing: the prompt shows the relying party, the document's name and the start of its hash.
-            claimed = await self._as_device("POST", f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim", json={})
-            prompt = await self._wait_for_prompt(claimed["approval_id"])
+            prompt = await self._claim_and_wait(f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim")
         else:
             prompt = await self._as_device("POST", "/v1/approvals/links", json={"link": link})
         # The prompt just received (with its request and digest) is what the phone shows and signs.
         outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection, prompt=prompt)
         return {"prompt": prompt, **outcome}
+
+    async def _claim_and_wait(self, claim_path: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Claim a request, then wait for its prompt on the approvals stream (GET /v1/approvals/stream), opened
+        before the claim so the prompt cannot arrive unseen; its content is then fetched by id. Without a stream
+        (an older auth, the device's limit of streams) the prompt is asked for by id until it is there."""
+        token = self._token[0] if self._token and time.monotonic() < self._token[1] else await self.device_token()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(self.base + "/v1/approvals/stream", headers={"Authorization": f"Bearer {token}",
+                                                                                  "Accept": "text/event-stream"}) as stream:
+                claimed = await self._as_device("POST", claim_path, json={})
+                if stream.status != 200:
+                    return await self._wait_for_prompt(claimed["approval_id"], timeout_s)
+                approval_id = claimed["approval_id"]
+                try:
+                    await asyncio.wait_for(self._prompt_event(stream, approval_id), timeout_s)
+                except (TimeoutError, aiohttp.ClientError):
+                    pass  # the stream ended or stayed silent: one look by id says whether the prompt is there
+        return await self.show(approval_id)
+
+    @staticmethod
+    async def _prompt_event(stream: aiohttp.ClientResponse, approval_id: str) -> None:
+        """Read the stream until an event names this prompt (the stream ending without one: ConnectionError)."""
+        async for raw in stream.content:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("data:") and json_module.loads(line[5:]).get("approval_id") == approval_id:
+                return
+        raise aiohttp.ClientConnectionError("the approvals stream ended")
 
     async def _wait_for_prompt(self, approval_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout_s

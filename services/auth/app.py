@@ -23,6 +23,7 @@ from .clients.registry import client_from_doc
 from .collections import INDEXES
 from .context import Auth
 from .endpoints import routes
+from .endpoints.approval_stream import install_approval_stream
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .oidc import login
@@ -64,6 +65,7 @@ def create_app(
         await asyncio.gather(chores, watching, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
+    install_approval_stream(app)  # GET /v1/approvals/stream: its feed of new prompts, after the context it reads
     # Clients from memory, invalidated by clients.events (clients/directory.py).
     install_client_directory(app, DATABASE, client_from_doc)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))

@@ -38,6 +38,10 @@ class AuthSettings:
     id_token_ttl_s: int = 10 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     session_ttl_s: int = 8 * 3600
+    # The live approvals stream (GET /v1/approvals/stream): a comment this often keeps proxies and clients alive
+    # (the gateway cuts a stream silent for 30 s); open streams per device per auth process, one more is 429.
+    sse_heartbeat_s: float = setting("AUTH_SSE_HEARTBEAT_S", 15.0)
+    sse_max_streams_per_device: int = setting("AUTH_SSE_MAX_STREAMS_PER_DEVICE", 3)
     # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
     admin_token: str = setting("ADMIN_TOKEN", "", repr=False)
 

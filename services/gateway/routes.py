@@ -73,6 +73,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession
     rule("GET", "/v1/devices", "auth", DEVICE),
     rule("DELETE", "/v1/devices/{device_id}", "auth", DEVICE),
+    rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
     # formfill: relying parties call with a citizen's access token or their own client-credentials token
     # (anonymous journeys), and formfill checks it itself; its release keys (/v1/formfill/jwks) are public.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, TooManyRequests, Unprocessable
+from libs.errors import BadRequest, Conflict, Forbidden, NotFound, NotReady, Unprocessable
 
 
 # -- the request itself ------------------------------------------------------------
@@ -100,9 +100,7 @@ class CallbackURLRefused(Unprocessable):
 
 # -- inbox ----------------------------------------------------------------------------
 
-class TooManyStreams(TooManyRequests):
-    slug, title = "too-many-streams", "Too many streams"
-    retry_after = 5
+from libs.service.streams import TooManyStreams  # noqa: E402  (shared with auth's approvals stream)
 
 
 __all__ = [

@@ -1,44 +1,5 @@
-"""Live inbox streams: how many a device may hold open, and when an open one must end.
+"""Live inbox streams: the per-device limit and the end on expiry or revocation are libs/service/streams.py's."""
 
-A stream is a held connection and a poll loop; a device token (10 minutes)
-could otherwise open them without bound. Each device gets a few at once per
-notify instance; one more is refused (429) rather than closing the oldest,
-so a stolen token cannot push the citizen's own phone off its stream.
-A stream ends when its device token expires or is revoked (device, token or
-account): it was authorised once, at its start, and must not outlive that.
-"""
+from libs.service.streams import StreamSlots, TooManyStreams, end_reason
 
-from __future__ import annotations
-
-import time
-from collections import Counter
-from typing import Any
-
-from libs.revocation import RevocationList
-
-
-class StreamSlots:
-    """Open streams per device in this process."""
-
-    def __init__(self, per_device: int) -> None:
-        self.per_device = per_device
-        self.open: Counter[str] = Counter()
-
-    def take(self, device_id: str) -> bool:
-        if self.open[device_id] >= self.per_device:
-            return False
-        self.open[device_id] += 1
-        return True
-
-    def give_back(self, device_id: str) -> None:
-        self.open[device_id] -= 1
-        if self.open[device_id] <= 0:
-            del self.open[device_id]
-
-
-def end_reason(claims: dict[str, Any], revocations: RevocationList, now: float | None = None) -> str | None:
-    """Why an open stream authorised by these claims must close now, or None."""
-    now = time.time() if now is None else now
-    if now >= float(claims.get("exp", 0)):
-        return "the device token has expired"
-    return revocations.refusal(claims, now)
+__all__ = ["StreamSlots", "TooManyStreams", "end_reason"]
