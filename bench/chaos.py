@@ -79,6 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -279,6 +280,7 @@ class Unit:
     approval_id: str | None = None
     decided: bool = False  # the phone saw its approval accepted
     created_id: str | None = None  # notification or job id, when the answer arrived
+    code_hash: str | None = None   # login: SHA-256 of the authorization code the phone's approval returned
     recipients: int = 1
 
 
@@ -401,7 +403,9 @@ class Chaos:
         unit.decided = outcome.get("status") == "approved"
         if "redirect_to" not in outcome:
             return None
-        code = re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1)
+        code = unquote(re.search(r"[?&]code=([^&]+)", outcome["redirect_to"]).group(1))
+        # Auth keeps only the code's hash (services/auth/oidc/tokens.py, token_hash): the check finds it by that.
+        unit.code_hash = hashlib.sha256(code.encode()).hexdigest()
         basic = aiohttp.encode_basic_auth(client["client_id"], client["client_secret"])
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
         status, tokens = await retry(lambda: self.http.request("POST", "/oidc/token", data=form, headers={"Authorization": basic}))
@@ -565,9 +569,19 @@ class Chaos:
             view: dict[str, Any] = {
                 "approvals": {d["_id"]: d["status"] async for d in
                               self.db(mongo, "auth")["approvals"].find({"_id": {"$in": approval_ids}}, {"status": 1})},
-                "codes": Counter([d["tx"] async for d in
-                                  self.db(mongo, "auth")["authorization_codes"].find({"tx": {"$in": txs}}, {"tx": 1})]),
             }
+            # Every authorization code issued for each login, wherever auth keeps it: a browser login's code lives
+            # in its own document (`authorizations`, _id = tx, field `code`, since fca3612); a code of its own in
+            # `authorization_codes`, naming its login by `tx` (before fca3612; still counted, so a login that
+            # issued one of each shows as two). By hash: the check also asks whether the code the phone was given
+            # is the one auth holds (a second issue would have replaced it).
+            codes: dict[str, list[str]] = {}
+            async for d in self.db(mongo, "auth")["authorization_codes"].find({"tx": {"$in": txs}}, {"tx": 1}):
+                codes.setdefault(d["tx"], []).append(d["_id"])
+            async for d in self.db(mongo, "auth")["authorizations"].find({"_id": {"$in": txs}}, {"code": 1}):
+                if d.get("code"):
+                    codes.setdefault(d["_id"], []).append(d["code"]["hash"])
+            view["codes"] = codes
             for kind, service in (("formfill", "formfill"), ("sign", "signing")):
                 ids = [u.key for u in phase.units if u.kind == kind]
                 view[kind] = {d["_id"]: d["status"] async for d in
@@ -605,10 +619,13 @@ class Chaos:
                     continue
                 accepted[unit.kind] += 1
                 if unit.kind == "login":
-                    if codes[unit.key] == 0:
+                    issued = codes.get(unit.key, [])
+                    if not issued:
                         lost.append(f"login {unit.key}: approved, no authorization code")
-                    elif codes[unit.key] > 1:
-                        dup.append(f"login {unit.key}: {codes[unit.key]} authorization codes")
+                    elif len(issued) > 1:
+                        dup.append(f"login {unit.key}: {len(issued)} authorization codes")
+                    elif unit.code_hash is not None and unit.code_hash not in issued:
+                        dup.append(f"login {unit.key}: auth holds another code than the one the phone was given (issued again)")
                     continue
                 status = view[unit.kind].get(unit.key)
                 if status != FINAL[unit.kind]:

@@ -11,10 +11,11 @@ same steady rate for `--minutes`. Every minute it prints the requests sent,
 the errors (connection errors, timeouts, 429 and 5xx), p50 and p99 latency of
 the requests that minute, and the resident memory (RSS) of every process of
 the stack. At the end: the chaos bench's conservation check of everything
-accepted, and each process's RSS growth from the end of the first minute
-(warm-up: imports, pools and caches fill) to the last — the target is under
-10 % for the platform's processes (the broker and the database hold the
-data the workload writes, and grow with it).
+accepted (every loss or duplicate listed by id), and each process's RSS
+growth from the end of the first minute (warm-up: imports, pools and caches
+fill) to the last — the target is under 10 % for the platform's processes
+(the broker and the database hold the data the workload writes, and grow
+with it).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def report(rows: list[dict], phase: chaos.Phase) -> tuple[str, bool]:
     work = phase.result["work"]
     clean = not work["lost"] and not work["dup"] and not phase.result["lost_events"] and not phase.result["dup_events"]
     lines.append(f"conservation: {'0 lost, 0 duplicated' if clean else 'VIOLATED'} "
-                 f"({phase.tally.sent} requests, abandoned journeys: {dict(phase.abandoned) or 'none'})")
+                 f"({phase.tally.sent} requests, {sum(work['accepted'].values())} pieces of work accepted, "
+                 f"{phase.result['events']} outbox events checked, abandoned journeys: {dict(phase.abandoned) or 'none'})")
     # The broker and the database hold the data the workload writes (the local ones in memory): they grow with
     # it by design. The limit is for the platform's own processes, which keep nothing between requests.
     ours = {n: g for n, g in growth.items() if n in (*SERVICES, *WORKERS)}
@@ -147,6 +149,9 @@ def main() -> int:
     print()
     print(f"soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {args.minutes} minutes")
     print(text)
+    # Every loss or duplicate by id, journeys given up, answers no caller should see (the chaos bench's details, all).
+    for line in chaos.details(phase, limit=None):
+        print(line)
     return 0 if ok else 1
 
 
