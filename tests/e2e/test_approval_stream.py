@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from pymongo import AsyncMongoClient
 
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created
@@ -66,6 +69,30 @@ async def test_a_formfill_prompt_arrives_on_the_open_stream(platform, kiosk, met
     assert event["data"]["expires_at"].startswith("20")
     assert set(event["data"]) == {"approval_id", "kind", "expires_at"}  # the content is fetched by id
     assert (await phone.show(approval_id))["status"] == "pending"
+
+
+async def test_a_prompt_another_process_queued_arrives(platform, kiosk, tmp_path):
+    """Written straight into auth's database by this test's process, as another auth replica would queue it:
+    the stream's feed reads the database's change stream, not its own process's inserts."""
+    phone = await enrolled_app(platform, kiosk, tmp_path, "phone")
+    token = await phone.device_token()
+    mongo = AsyncMongoClient(platform.infra.mongo_uri)
+    approval_id = f"test-{uuid.uuid4().hex}"
+    expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
+            async with session.get(platform.gateway + STREAM, headers={"Authorization": f"Bearer {token}"}) as stream:
+                assert await next_event(stream) == {"comment": "connected"}
+                await mongo[platform.database("auth")]["approvals"].insert_one({
+                    "_id": approval_id, "account_id": phone.profile.account_id, "status": "pending",
+                    "request": {"approval_id": approval_id, "action": "sign"}, "expires_at": expires_at})
+                event = await next_event(stream)
+                while "event" not in event:
+                    event = await next_event(stream)
+    finally:
+        await mongo[platform.database("auth")]["approvals"].delete_one({"_id": approval_id})
+        await mongo.close()
+    assert event["data"] == {"approval_id": approval_id, "kind": "sign", "expires_at": expires_at.isoformat()}
 
 
 async def test_the_apps_link_journey_waits_on_the_stream(platform, kiosk, metadata, tmp_path):

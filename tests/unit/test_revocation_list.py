@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from libs.revocation import RevocationList, subject_hash
 from libs.revocation.projection import ACCOUNT_CHANGED, DEVICE_REVOKED, TOKENS_REVOKED
-from services.notify.streams import StreamSlots, end_reason
+from libs.service.streams import StreamSlots, end_reason
 
 NOW = 1_000_000.0
 
