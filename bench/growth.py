@@ -1,0 +1,149 @@
+"""Growth: tokens/s and logins/s on a fresh stack, then again after storing 10,000 logins and 1,000 clients.
+
+    .venv/bin/python bench/growth.py [--stored-logins 10000] [--stored-clients 1000] [--tokens 3000]
+                                     [--logins 200] [--concurrency 8] [--store-concurrency 32] [--runs 3]
+
+Starts a private stack on free ports (bench/support.py: its own folder under .dev/, rate limits lifted,
+stopped by PID and removed at the end), pins it to one CPU and this process, the load generator, to the
+other, and measures, the same way before and after the data is stored:
+
+- client_credentials tokens straight at auth (bench/tokens.py's agency client and request), `--runs` runs
+  of `--tokens` requests at `--concurrency` 16, median;
+- complete code + PKCE logins through the gateway approved on the phone (bench/logins.py's `Login` flow and
+  citizens), `--logins` at `--concurrency`.
+
+Between the two it stores what a year of a small deployment leaves behind, through the platform's own APIs:
+`--stored-clients` relying parties registered through POST /v1/clients (at most 8 at once, a 503 sent again; each a client document, its
+registration events and every consumer's record of them) and `--stored-logins` complete logins through the
+real flow at `--store-concurrency`, the stack on every CPU meanwhile (each the login, its prompt, code, session, tokens' jtis, the outbox's
+events and the consumers' records: every document a login leaves, with its TTL, as in production). Then it
+prints both measurements and the ratio after/fresh (goal, issue 17: within 10 %, i.e. ≥ 0.90).
+Loopback only; bounded; stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import logins, support  # noqa: E402
+from bench.tokens import TOKEN_FORM, register_agency  # noqa: E402
+
+
+def measure(stack, apps, client: tuple[str, str], args) -> dict[str, support.Summary | tuple[float, float, int]]:
+    auth, gateway = stack.config.service_url("auth"), stack.config.service_url("gateway")
+    basic = {"Authorization": aiohttp.encode_basic_auth(*client)}
+    call = support.http_call("POST", auth + "/oidc/token", headers=basic, data=TOKEN_FORM)
+    tokens = support.Summary.of([support.run(support.run_load(call, requests=args.tokens, concurrency=16))
+                                 for _ in range(args.runs)])
+    failed_before = len(logins.ERRORS)
+    rate, latencies = support.run(logins.run_logins(gateway, apps, args.logins, args.concurrency, warmup=2))
+    return {"tokens": tokens, "logins": (rate, statistics.median(latencies) if latencies else 0.0,
+                                         len(logins.ERRORS) - failed_before)}
+
+
+async def store_clients(gateway: str, count: int, concurrency: int) -> float:
+    """`count` relying parties through the registration API (bench/logins.py's registration); seconds taken."""
+    started = time.perf_counter()
+    remaining = iter(range(count))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def worker() -> None:
+            for _ in remaining:
+                for attempt in range(30):  # a registration shed under this load (503) is sent again
+                    try:
+                        await logins.register_client(session, gateway)
+                        break
+                    except RuntimeError as exc:
+                        if "answered 503" not in str(exc) or attempt == 29:
+                            raise
+                        RETRIED.append(str(exc))
+                        await asyncio.sleep(1.0)
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, 8))))
+    return time.perf_counter() - started
+
+
+RETRIED: list[str] = []  # registrations answered 503 (the database's deadline) and sent again
+
+
+def store_logins(gateway: str, apps, count: int, concurrency: int) -> tuple[float, int]:
+    """`count` complete logins through the real flow (bench/logins.py); (seconds taken, failed)."""
+    started = time.perf_counter()
+    failed_before = len(logins.ERRORS)
+    support.run(logins.run_logins(gateway, apps, count, concurrency, warmup=0))
+    return time.perf_counter() - started, len(logins.ERRORS) - failed_before
+
+
+def spread(pinning: support.Pinning, processes) -> None:
+    """Let the stack's processes (and their children and threads) run on every CPU again."""
+    if pinning.active:
+        every = set(os.sched_getaffinity(0)) | {pinning.sut_cpu, pinning.bench_cpu}
+        for pid in filter(None, processes.values()):
+            for process in support._tree(pid):
+                support._pin_process(process, every)
+
+
+def line(what: str, figures: dict) -> str:
+    rate, p50, failed = figures["logins"]
+    return (f"{what}: tokens straight at auth {support.side('', figures['tokens']).strip()} | "
+            f"logins {rate:.1f}/s p50 {p50 * 1000:.0f} ms" + (f" ({failed} failed)" if failed else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stored-logins", type=int, default=10_000)
+    parser.add_argument("--stored-clients", type=int, default=1_000)
+    parser.add_argument("--tokens", type=int, default=3000, help="token requests per run")
+    parser.add_argument("--runs", type=int, default=3, help="token runs (median)")
+    parser.add_argument("--logins", type=int, default=200, help="timed logins per measurement")
+    parser.add_argument("--concurrency", type=int, default=8, help="of the timed logins")
+    parser.add_argument("--store-concurrency", type=int, default=32, help="of the stored logins and registrations")
+    args = parser.parse_args()
+    if not (0 <= args.stored_logins <= 100_000 and 0 <= args.stored_clients <= 10_000 and 1 <= args.tokens <= 100_000
+            and 1 <= args.runs <= 9 and 1 <= args.logins <= 10_000 and 1 <= args.concurrency <= 256
+            and 1 <= args.store_concurrency <= 256):
+        parser.error("counts out of range")
+
+    pinning = support.cpus()
+    support.pin_bench(pinning)
+    print(f"bench/growth.py: tokens {args.runs}x{args.tokens} at 16, logins {args.logins} at {args.concurrency}; "
+          f"storing {args.stored_clients} clients and {args.stored_logins} logins at {args.store_concurrency}", flush=True)
+    with support.private_stack("growth") as stack, tempfile.TemporaryDirectory() as folder:
+        support.pin(pinning, support.stack_processes(stack))
+        gateway = stack.config.service_url("gateway")
+        client = support.run(register_agency(gateway, support.admin_token(stack)))
+        apps = support.run(logins.citizens(stack, Path(folder), max(args.concurrency, args.store_concurrency)))
+        fresh = measure(stack, apps[:args.concurrency], client, args)
+        print(line("fresh", fresh), flush=True)
+
+        # Storing is not measured: the stack may use every CPU meanwhile (pinned again before measuring).
+        spread(pinning, support.stack_processes(stack))
+        clients_s = support.run(store_clients(gateway, args.stored_clients, args.store_concurrency))
+        print(f"stored {args.stored_clients} clients in {clients_s:.0f} s"
+              + (f" ({len(RETRIED)} answered 503 and sent again)" if RETRIED else ""), flush=True)
+        logins_s, failed = store_logins(gateway, apps, args.stored_logins, args.store_concurrency)
+        print(f"stored {args.stored_logins} logins in {logins_s:.0f} s ({args.stored_logins / logins_s:.1f}/s"
+              + (f", {failed} failed" if failed else "") + ")", flush=True)
+
+        support.pin(pinning, support.stack_processes(stack))
+        grown = measure(stack, apps[:args.concurrency], client, args)
+    print(line("fresh", fresh))
+    print(line(f"after {args.stored_logins:,} logins and {args.stored_clients:,} clients", grown))
+    token_ratio = grown["tokens"].rps / fresh["tokens"].rps if fresh["tokens"].rps else float("nan")
+    login_ratio = grown["logins"][0] / fresh["logins"][0] if fresh["logins"][0] else float("nan")
+    print(f"ratio after/fresh: tokens {token_ratio:.2f}, logins {login_ratio:.2f} (goal ≥ 0.90)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
