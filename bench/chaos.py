@@ -717,11 +717,19 @@ class Chaos:
     async def settle_and_check(self, phase: Phase) -> dict:
         began = time.monotonic()
         view = None
+        said = began
         while True:
             try:
                 view = await self.database_view(phase)
-                if self.settled(view, self.work_check(phase, view, None)) or time.monotonic() - began > SETTLE_S:
+                work = self.work_check(phase, view, None)
+                if self.settled(view, work) or time.monotonic() - began > SETTLE_S:
                     break
+                if time.monotonic() - said >= 15:  # what settling waits for, now and then
+                    said = time.monotonic()
+                    busy = Counter(f"{d['service']} {'pending' if d.get('pending') else 'unverified'}"
+                                   for d in view["outbox"] if d.get("pending") or d.get("unverified"))
+                    log(f"  settling {said - began:.0f} s: outbox {dict(busy) or 'empty'}; {len(work['lost'])} not final"
+                        + (f" (first: {work['lost'][0]})" if work["lost"] else ""))
             except Exception as exc:  # the database may still be coming back
                 log(f"  settle: {exc.__class__.__name__}: {str(exc)[:200]}")
                 if time.monotonic() - began > SETTLE_S:
