@@ -101,8 +101,8 @@ def test_every_service_is_ready_and_serves_prometheus_metrics_on_its_internal_po
             # signing also checks that its HSM token still holds the authorities' keys.
             # signing: its PDF/CMS parsing sandbox's worker pool too.
             extra = {"hsm": "ok", "parsing-workers": "ok"} if name == "signing" else {}
-            if name != "auth":  # auth publishes revocations; the others follow them (libs/revocation)
-                extra["revocations"] = "ok"
+            # Every service follows the revocations (libs/revocation); auth, which publishes them, for its approvals stream.
+            extra["revocations"] = "ok"
             # Each consumer is ready while its loop goes round, the outbox relay while its passes complete.
             extra |= {f"consumer:{CONSUMER_GROUPS[name]}": "ok", "outbox-relay": "ok"}
             assert json.loads(body)["checks"] == {"mongodb": "ok", "kafka": "ok", **extra}
