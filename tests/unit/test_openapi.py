@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from libs.service.openapi import Body, Operation, document, html, install_openapi_route, oauth_error, openapi_path
-from services.auth.endpoints import routes as auth_routes
+from services.auth.endpoints import ENDPOINTS as AUTH_ENDPOINT_GROUPS, routes as auth_routes
 from services.auth.oidc.endpoints import install_oidc
 from services.auth.openapi import OPERATIONS as AUTH_OPERATIONS
 from services.gateway import openapi as gateway_openapi
@@ -185,7 +185,10 @@ def test_auth_declares_exactly_the_routes_it_serves():
         methods = ("GET", "POST") if route.method == "*" else (route.method,)
         served |= {(m, route.resource.canonical) for m in methods if m != "HEAD"}
     declared = {(op.method, op.path) for op in AUTH_OPERATIONS}
-    assert declared == served
+    # Declared with documented=False: endless streams (docs/api.md), left out of the OpenAPI document on purpose.
+    undocumented = {(e.method, e.path) for group in AUTH_ENDPOINT_GROUPS for e in group.endpoints if not e.documented}
+    assert undocumented == {("GET", "/v1/approvals/stream")}
+    assert declared | undocumented == served and not declared & undocumented
 
 
 def test_auth_document_is_valid_and_its_errors_are_problems_or_oauth_errors():
