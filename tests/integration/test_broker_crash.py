@@ -51,7 +51,7 @@ async def _write_events(client, db, topic: str) -> list[str]:
     return [e.id for e in events]
 
 
-@pytest.mark.timeout(420)  # a consumer applies 3,000 events one transaction each: minutes on a loaded machine
+@pytest.mark.timeout(600)  # a consumer applies 3,000 events one transaction each: minutes on a loaded machine
 async def test_events_the_broker_lost_after_acknowledging_them_are_published_again_and_consumed_once(own_stack):
     bootstrap, uri = own_stack.config.kafka_bootstrap, own_stack.config.mongo_uri
     topic = await new_topic(bootstrap)
@@ -104,7 +104,7 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
         relay.verify_after_s = 1.0
         relaying = asyncio.create_task(relay.run())
         outbox = writer_db[OUTBOX_COLLECTION]
-        assert await eventually(lambda: _count_is(outbox, {"$or": [{"pending": True}, {"unverified": True}]}, 0), timeout_s=90)
+        assert await eventually(lambda: _count_is(outbox, {"$or": [{"pending": True}, {"unverified": True}]}, 0), timeout_s=240)
         relaying.cancel()
         await asyncio.gather(relaying, return_exceptions=True)
         copies: dict[str, int] = {}
