@@ -42,7 +42,6 @@ import os
 import random
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -58,8 +57,9 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import support  # noqa: E402
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
-from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
+from libs.devstack import DevStack  # noqa: E402
 from libs.devstack.config import REPO_ROOT  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
@@ -367,69 +367,50 @@ def main() -> int:
     if not 1 <= args.logins <= 100_000 or not 1 <= args.concurrency <= 256:
         parser.error("--logins 1..100000, --concurrency 1..256")
 
-    running = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
-    stack, temp = running, None
-    if stack is None:
-        (REPO_ROOT / ".dev").mkdir(exist_ok=True)
-        temp = tempfile.mkdtemp(prefix="bench-logins-", dir=REPO_ROOT / ".dev")
-        config = StackConfig.free_ports(Path(temp))
-        config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
-                            "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000"}
-        stack = DevStack(config)
-        print("starting a private stack...", flush=True)
-        stack.up()
-    try:
-        gateway = stack.config.service_url("gateway")
-        db = Database(stack.config.mongo_uri)
-        pids = {name: pid for name, pid in stack.status().items() if pid is not None}
-        if not args.no_pin:
-            try:
-                from bench import support  # bench/support.py: pins the stack's processes, children and threads
-            except ImportError:
-                print("not pinned: bench/support.py is missing", flush=True)
-            else:
-                support.pin(support.cpus(), pids)
-        measured: dict = {}
+    with support.bench_stack("logins", use_running=args.use_running) as stack:
+        try:
+            gateway = stack.config.service_url("gateway")
+            db = Database(stack.config.mongo_uri)
+            pids = {name: pid for name, pid in stack.status().items() if pid is not None}
+            if not args.no_pin:
+                support.pin(support.cpus(), pids)  # the stack's processes, children and threads
+            measured: dict = {}
 
-        def before_timed() -> None:
-            settle(db, {k: 0.0 for k in OPS}, timeout_s=15)
-            idle_cpu, idle_from = cpu_of(pids), time.perf_counter()
-            measured["idle"] = idle_rates(db, 3.0)
-            idle_s = time.perf_counter() - idle_from
-            measured["idle_cpu"] = {name: (seconds - idle_cpu[name]) / idle_s for name, seconds in cpu_of(pids).items()}
-            if args.profile:
-                db.profile(2)
-            measured["db"] = db.sample()
-            measured["cpu"] = cpu_of(pids)
-            measured["started"] = time.perf_counter()
-            measured["routes"] = route_means(stack.config.metrics_url("auth"))
+            def before_timed() -> None:
+                settle(db, {k: 0.0 for k in OPS}, timeout_s=15)
+                idle_cpu, idle_from = cpu_of(pids), time.perf_counter()
+                measured["idle"] = idle_rates(db, 3.0)
+                idle_s = time.perf_counter() - idle_from
+                measured["idle_cpu"] = {name: (seconds - idle_cpu[name]) / idle_s for name, seconds in cpu_of(pids).items()}
+                if args.profile:
+                    db.profile(2)
+                measured["db"] = db.sample()
+                measured["cpu"] = cpu_of(pids)
+                measured["started"] = time.perf_counter()
+                measured["routes"] = route_means(stack.config.metrics_url("auth"))
 
-        with tempfile.TemporaryDirectory() as folder:
-            async def harbour() -> tuple[float, list[float]]:
-                apps = await citizens(stack, Path(folder), args.concurrency)
-                return await run_logins(gateway, apps, args.logins, args.concurrency, args.warmup, before_timed)
+            with tempfile.TemporaryDirectory() as folder:
+                async def harbour() -> tuple[float, list[float]]:
+                    apps = await citizens(stack, Path(folder), args.concurrency)
+                    return await run_logins(gateway, apps, args.logins, args.concurrency, args.warmup, before_timed)
 
-            rate, latencies = asyncio.run(harbour())
-        cpu_after = cpu_of(pids)
-        timed_s = time.perf_counter() - measured["started"]
-        routes_after = route_means(stack.config.metrics_url("auth"))
-        idle_rate, idle_oplog = measured["idle"]
-        settle(db, idle_rate)
-        ops, oplog = per_login(measured["db"], db.sample(), idle_rate, idle_oplog, args.logins)
-        profiled = db.profiled(args.logins) if args.profile else []
-        peers = [] if args.no_peers else peer_runs(db, stack.config.mongo_port, args.logins, args.concurrency, idle_rate,
-                                                   idle_oplog)
-    except BaseException:
-        for name in ("auth", "gateway"):
-            log = stack.log_dir / f"{name}.log"
-            lines = [line for line in log.read_text(errors="replace").splitlines() if '"error"' in line or "Traceback" in line
-                     or '"warning"' in line] if log.exists() else []
-            print(f"--- {name}.log, last problems:\n" + "\n".join(lines[-8:]), file=sys.stderr)
-        raise
-    finally:
-        if running is None:
-            stack.down()
-            shutil.rmtree(temp, ignore_errors=True)
+                rate, latencies = asyncio.run(harbour())
+            cpu_after = cpu_of(pids)
+            timed_s = time.perf_counter() - measured["started"]
+            routes_after = route_means(stack.config.metrics_url("auth"))
+            idle_rate, idle_oplog = measured["idle"]
+            settle(db, idle_rate)
+            ops, oplog = per_login(measured["db"], db.sample(), idle_rate, idle_oplog, args.logins)
+            profiled = db.profiled(args.logins) if args.profile else []
+            peers = [] if args.no_peers else peer_runs(db, stack.config.mongo_port, args.logins, args.concurrency, idle_rate,
+                                                       idle_oplog)
+        except BaseException:
+            for name in ("auth", "gateway"):
+                log = stack.log_dir / f"{name}.log"
+                lines = [line for line in log.read_text(errors="replace").splitlines() if '"error"' in line or "Traceback" in line
+                         or '"warning"' in line] if log.exists() else []
+                print(f"--- {name}.log, last problems:\n" + "\n".join(lines[-8:]), file=sys.stderr)
+            raise
 
     cpu = {name: (cpu_after[name] - measured["cpu"][name]) / args.logins for name in pids}
     # What the processes do idle in the same time (relays and consumers polling, sweeps), shown beside it.

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import secrets
 import statistics
@@ -40,8 +39,6 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support  # noqa: E402
-from libs.devstack import load_running_stack  # noqa: E402
-from libs.devstack.config import REPO_ROOT  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 CALIBRATION_S = 8.0
@@ -157,12 +154,9 @@ def main() -> int:
     if not 1 <= args.seconds <= 120 or not 1 <= args.factor <= 5:
         parser.error("--seconds must be within 1..120 and --factor within 1..5")
 
-    with contextlib.ExitStack() as cleanup:
-        stack = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
-        if stack is None:
-            # One bench client on 127.0.0.1 stands for many callers: the gateway's per-address limit lifted
-            # (bench/support.py). Not pinned: the calibration measures what the stack sustains as it runs.
-            stack = cleanup.enter_context(support.private_stack("overload"))
+    # A private stack: one bench client on 127.0.0.1 stands for many callers, so the gateway's per-address limit is
+    # lifted (bench/support.py). Not pinned: the calibration measures what the stack sustains as it runs.
+    with support.bench_stack("overload", use_running=args.use_running) as stack:
         phases = asyncio.run(run(stack.config.service_url("gateway"), args.seconds, args.factor))
     print("GET /oidc/authorize through the gateway (latency in ms; ok/s: 200s per second)")
     print(f"{'phase':12} {'sent':>6} {'ok/s':>8}  {'p50':>7} {'p99':>7}  {'200 p50':>7} {'200 p99':>7}   answers")

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,8 +44,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
-from libs.devstack import DevStack, StackConfig, load_running_stack  # noqa: E402
-from libs.devstack.config import REPO_ROOT  # noqa: E402
+from bench import support  # noqa: E402
+from libs.devstack import DevStack  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
 
@@ -179,18 +178,7 @@ def main() -> int:
     if not 1 <= args.signatures <= 10_000 or not 1 <= args.concurrency <= 64:
         parser.error("--signatures 1..10000, --concurrency 1..64")
 
-    running = load_running_stack(REPO_ROOT / ".dev") if args.use_running else None
-    stack, temp = running, None
-    if stack is None:
-        (REPO_ROOT / ".dev").mkdir(exist_ok=True)
-        temp = tempfile.mkdtemp(prefix="bench-signing-", dir=REPO_ROOT / ".dev")
-        config = StackConfig.free_ports(Path(temp))
-        config.extra_env = {"HARBOUR_GATEWAY_RATE_PER_IP": "1000000", "HARBOUR_GATEWAY_BURST_PER_IP": "1000000",
-                            "HARBOUR_GATEWAY_RATE_PER_CLIENT": "1000000", "HARBOUR_GATEWAY_BURST_PER_CLIENT": "1000000"}
-        stack = DevStack(config)
-        print("starting a private stack...", flush=True)
-        stack.up()
-    try:
+    with support.bench_stack("signing", use_running=args.use_running) as stack:
         env = stack.config.service_env()
         gateway = stack.config.service_url("gateway")
         raw = raw_pkcs11(env, args.raw_seconds)
@@ -202,10 +190,6 @@ def main() -> int:
 
             cms_rate, latencies = asyncio.run(api())
         making = signing_step_ms(stack.config.metrics_url("signing"))
-    finally:
-        if running is None:
-            stack.down()
-            shutil.rmtree(temp, ignore_errors=True)
     print(f"same SoftHSM2 token ({env['HARBOUR_SIGNING_TOKEN_LABEL']}), ECDSA P-256, same run")
     print(f"{'raw PKCS#11 C_Sign (one session)':44} {raw:10.0f} signatures/s")
     print(f"{'TSA through the gateway (concurrency ' + str(args.concurrency) + ')':44} {tsa:10.1f} timestamps/s")

@@ -263,6 +263,19 @@ def private_stack(prefix: str, extra_env: Mapping[str, str] | None = None) -> It
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def bench_stack(prefix: str, *, use_running: bool = False, extra_env: Mapping[str, str] | None = None) -> Iterator:
+    """With use_running, the stack `make up` runs (left as it is); else, or when none runs, a private_stack."""
+    if use_running:
+        from libs.devstack import load_running_stack
+
+        running = load_running_stack(REPO_ROOT / ".dev")
+        if running is not None:
+            yield running
+            return
+    with private_stack(prefix, extra_env) as stack:
+        yield stack
+
 def admin_token(stack) -> str:
     return stack.config.service_env()["HARBOUR_ADMIN_TOKEN"]
 
