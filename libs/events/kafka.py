@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
@@ -69,6 +69,37 @@ def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_
     client.send = send_then_pause_if_empty
     return consumer
 
+
+def whole_topic_consumer(bootstrap: str, client_id: str, security: KafkaSecurity | None, **options) -> AIOKafkaConsumer:
+    """A consumer of no group that commits nothing and reads committed records only, for a process that follows a
+    whole topic itself (the revocation list, auth's client directory); idle fetches spaced as above."""
+    return pause_after_empty_fetches(AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, client_id=client_id, enable_auto_commit=False,
+        isolation_level="read_committed", **connection_options(security), **options))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str,
+                        when_missing: Callable[[], Awaitable[object]] | None = None) -> list[TopicPartition]:
+    """The topic's partitions, waiting (and calling `when_missing`, e.g. to create it) while the topic is missing.
+
+    A fresh metadata request each time: consumer.topics() does not refresh the cluster view that
+    partitions_for_topic reads, so a topic created after start-up stayed invisible for minutes."""
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        found = cluster.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if when_missing is not None:
+            await when_missing()
+        await asyncio.sleep(0.5)
+
+
+async def caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float) -> bool:
+    """Whether the consumer has reached the end offsets the broker gives now (raises if the broker cannot say).
+
+    Only a broker round trip proves a follower current: aiokafka answers an empty fetch while the broker is gone."""
+    ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout_s)
+    return all([await consumer.position(tp) >= end for tp, end in ends.items()])
 
 def on_request_failure(client, callback: Callable[[], None]) -> None:
     """Call `callback` whenever a request of this aiokafka client fails to reach the broker or get an answer."""

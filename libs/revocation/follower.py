@@ -22,7 +22,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import connection_options, ensure_topics, pause_after_empty_fetches
+from libs.events.kafka import caught_up, ensure_topics, partitions_of, whole_topic_consumer
 from libs.events.topics import REVOCATIONS as REVOCATIONS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
@@ -81,18 +81,11 @@ class Revocations:
                 await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
-        consumer = pause_after_empty_fetches(AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            client_id=f"harbour-{self.service}-revocations",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            **connection_options(self.security),
-        ))
+        consumer = whole_topic_consumer(self.bootstrap, f"harbour-{self.service}-revocations", self.security,
+                                        auto_offset_reset="earliest")
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = await partitions_of(consumer, self.topic, self._create_topic if self.create_topic else None)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
@@ -119,24 +112,15 @@ class Revocations:
         An empty fetch proves nothing (aiokafka answers empty while the broker is gone), so freshness is
         only ever confirmed by a broker round trip; while that fails, the staleness metric grows."""
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(partitions), CONFIRM_TIMEOUT_S)
+            current = await caught_up(consumer, partitions, CONFIRM_TIMEOUT_S)
         except Exception as exc:  # the broker is unreachable: keep serving the list we have, visibly stale
             log.warning("revocation list not confirmed current", service=self.service, error=type(exc).__name__)
             return
-        if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+        if current:
             self._fetched_at = time.monotonic()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        while True:
-            # A fresh metadata request each time: consumer.topics() does not refresh the cluster view that
-            # partitions_for_topic reads, so a topic created after start-up stayed invisible for minutes.
-            cluster = await consumer._client.fetch_all_metadata()
-            found = cluster.partitions_for_topic(self.topic)
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            if self.create_topic:
-                await ensure_topics(self.bootstrap, [REVOCATIONS_TOPIC], security=self.security)
-            await asyncio.sleep(0.5)
+    async def _create_topic(self) -> None:
+        await ensure_topics(self.bootstrap, [REVOCATIONS_TOPIC], security=self.security)
 
     def _apply(self, raw: bytes | None) -> None:
         try:

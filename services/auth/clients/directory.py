@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import connection_options, pause_after_empty_fetches
+from libs.events.kafka import caught_up, partitions_of, whole_topic_consumer
 from libs.events.topics import CLIENTS as CLIENTS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
@@ -146,17 +146,11 @@ class ClientsFollower:
             await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
-        consumer = pause_after_empty_fetches(AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            client_id=f"harbour-{self.service}-clients",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            **connection_options(self.security),
-        ))
+        consumer = whole_topic_consumer(self.bootstrap, f"harbour-{self.service}-clients", self.security)
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            # auth creates its topics at start (libs/backbone), or Strimzi does: wait for it.
+            partitions = await partitions_of(consumer, self.topic)
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             for tp, end in ends.items():
@@ -179,20 +173,12 @@ class ClientsFollower:
     async def _confirm_current(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Caught up with the broker's end offsets, asked now: the memory is current (an empty fetch proves nothing)."""
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(partitions), CONFIRM_TIMEOUT_S)
+            current = await caught_up(consumer, partitions, CONFIRM_TIMEOUT_S)
         except Exception as exc:
             log.warning("client events not confirmed current", error=type(exc).__name__)
             return
-        if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+        if current:
             self.directory.confirmed()
-
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        while True:
-            cluster = await consumer._client.fetch_all_metadata()
-            found = cluster.partitions_for_topic(self.topic)
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            await asyncio.sleep(0.5)  # auth creates its topics at start (libs/backbone), or Strimzi does
 
 
 def install_client_directory(app: web.Application, db_key: web.AppKey, parse: Callable[[dict], object]) -> None:
