@@ -5,6 +5,7 @@ from __future__ import annotations
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
+from libs.consented_requests.events import decided_for, wanted_by
 from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
@@ -36,20 +37,14 @@ def handler(signing: Signing):
             await record_subject(db, session, data)
         elif event.type in CLIENT_CHANGED:
             await record_client(db, session, data)
-        elif event.type == "approval.decided" and data["requester"]["service"] == "signing":
+        elif decided_for(event, "signing"):
             await on_decided(signing, session, data, published_at=event.time)
 
     return wants_only(handle, wants)
 
 
-IDENTITY_EVENTS = frozenset({"identity.enrolled", "identity.state_changed", SUBJECT_ASSIGNED})
-
-
-def wants(event: CloudEvent) -> bool:
-    """The events handle acts on: others (another service's decisions, a login's) are skipped unrecorded."""
-    if event.type == "approval.decided":
-        return event.data.get("requester", {}).get("service") == "signing"
-    return event.type in IDENTITY_EVENTS or event.type in CLIENT_CHANGED
+# The events handle acts on: others (another service's decisions, a login's) are skipped unrecorded.
+wants = wanted_by("signing")
 
 
 async def revoke_certificates(signing: Signing, session: AsyncClientSession, account_id: str, state: str) -> None:
