@@ -17,9 +17,10 @@ from pydantic import BaseModel
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, caller_of
 from libs.revocation import REVOCATIONS
 from libs.service.endpoints import Endpoints
+from libs.service import streams
 from libs.service.openapi import JSON
 
-from . import callbacks, idempotency, inbox, jobs, notifications, preferences, streams, templates
+from . import callbacks, idempotency, inbox, jobs, notifications, preferences, templates
 from .callbacks import JWKS, Callback, CallbackBody
 from .callers import Agency, Citizen, agency, device
 from .context import Notify

@@ -25,7 +25,7 @@ from .collections import INDEXES
 from .context import open_context
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .settings import NotifySettings
-from .streams import StreamSlots
+from libs.service.streams import StreamSlots
 
 SERVICE = "notify"
 
