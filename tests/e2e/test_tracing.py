@@ -83,6 +83,11 @@ def _one(spans: list[ExportedSpan], **wanted) -> ExportedSpan:
     return found[0]
 
 
+def _has_all(spans: list[ExportedSpan], *wanted: tuple[str, str]) -> bool:
+    """Whether a span of each (service, name) has been exported."""
+    return set(wanted) <= {(s.service, s.name) for s in spans}
+
+
 def _maybe_one(spans: list[ExportedSpan], **wanted) -> ExportedSpan | None:
     found = [s for s in spans if all(getattr(s, k) == v for k, v in wanted.items())]
     assert len(found) <= 1, (wanted, found)
@@ -132,7 +137,10 @@ async def test_one_login_is_one_trace_across_the_platform(traced, receiver, tmp_
         handled = [(s.service, s.attributes["messaging.destination.name"]) for s in spans if s.kind == "SPAN_KIND_CONSUMER"]
         expected = {("harbour-formfill", "approvals.decided"): 1, ("harbour-signing", "approvals.decided"): 1,
                     ("harbour-notify", "audit.events"): 2}
-        return spans if all(handled.count(key) >= n for key, n in expected.items()) else None
+        # Each process exports on its own schedule: the consumers' spans can arrive before auth's own.
+        complete = all(handled.count(key) >= n for key, n in expected.items()) and _has_all(
+            spans, ("harbour-auth", "approval decided"), ("harbour-auth", "publish approvals.decided"))
+        return spans if complete else None
 
     spans = await eventually(journey)
 
@@ -193,8 +201,11 @@ async def test_one_form_fill_is_one_trace_from_the_relying_partys_request_to_the
 
     def journey() -> list[ExportedSpan] | None:
         spans = [s for s in receiver.snapshot() if s.trace_id == fill_trace]
-        released = [s for s in spans if s.service == "harbour-formfill" and s.name == "process approvals.decided"]
-        return spans if released else None
+        # Each process exports on its own schedule: formfill's release can arrive before auth's decision.
+        complete = _has_all(spans, ("harbour-formfill", "process approvals.decided"), ("harbour-auth", "approval decided"),
+                            ("harbour-auth", "publish approvals.decided"), ("harbour-auth", "process approvals.requested"),
+                            ("harbour-notify", "process approvals.requested"))
+        return spans if complete else None
 
     spans = await eventually(journey)
     # The relying party's request, through the gateway, began the trace and kept it with the request.
