@@ -363,7 +363,9 @@ class Chaos:
 
     async def prepare(self, phase: Phase) -> None:
         """The phase's own client (one agency topic per phase), its tokens and template, known to every service."""
-        phase.client = await self.register(f"Chaos {phase.name}", scope="openid formfill sign notify", formfill_fields=FIELDS)
+        # agency_events: the conservation check counts the phase's outcomes on its agency topic.
+        phase.client = await self.register(f"Chaos {phase.name}", scope="openid formfill sign notify", formfill_fields=FIELDS,
+                                           agency_events=True)
         client_id = phase.client["client_id"]
         for scope in ("formfill", "sign", "notify"):
             phase.tokens[scope] = await self.client_token(phase.client, scope)

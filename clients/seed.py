@@ -29,15 +29,17 @@ from services.auth import admin as auth_admin
 DEMO_SITE = os.environ.get("HARBOUR_DEMO_SITE_URL", "http://127.0.0.1:8010")
 CLIENTS = [
     # The bank authenticates with private_key_jwt (its key file is in .dev/keys/), the tax portal with a secret.
+    # Every seeded relying party and agency reads its own topic agency.<client_id>.events (`agency_events`), so
+    # `python -m clients.agency_consumer --client-id …` shows what the demo did (README's tour).
     {"key": "bank", "kind": "relying_party", "name": "Harbour Demo Bank", "scopes": ["openid", "offline_access", "formfill", "sign", "notify"],
-     "redirect_uris": [f"{DEMO_SITE}/bank/callback"], "auth_method": "private_key_jwt"},
+     "redirect_uris": [f"{DEMO_SITE}/bank/callback"], "auth_method": "private_key_jwt", "agency_events": True},
     {"key": "tax", "kind": "relying_party", "name": "Harbour Tax Portal", "scopes": ["openid", "offline_access", "formfill"],
-     "redirect_uris": [f"{DEMO_SITE}/tax/callback"]},
+     "redirect_uris": [f"{DEMO_SITE}/tax/callback"], "agency_events": True},
     # The demo online service (clients/relying_party, `make demo`): logs in, pre-fills, has applications signed, notifies.
     {"key": "utility", "kind": "relying_party", "name": "Harbour Power & Light", "scopes": ["openid", "formfill", "sign", "notify"],
      "redirect_uris": [f"{DEMO_SITE}/callback"], "auth_method": "private_key_jwt",
-     "formfill_fields": ["name_en", "address", "phone", "email"]},
-    {"key": "transport", "kind": "agency", "name": "Transport Department", "scopes": ["notify"]},
+     "formfill_fields": ["name_en", "address", "phone", "email"], "agency_events": True},
+    {"key": "transport", "kind": "agency", "name": "Transport Department", "scopes": ["notify"], "agency_events": True},
     {"key": "kiosk", "kind": "kiosk", "name": "Registration Kiosk, Wan Chai", "scopes": ["enrol"]},
 ]
 CITIZENS = [
@@ -91,6 +93,8 @@ async def register(client: dict, keys_dir: Path) -> dict:
         args += ["--scope", scope]
     for field_name in client.get("formfill_fields", []):
         args += ["--formfill-field", field_name]
+    if client.get("agency_events"):
+        args.append("--agency-events")
     for uri in client.get("redirect_uris", []):
         args += ["--redirect-uri", uri, "--post-logout-redirect-uri", uri.rsplit("/", 1)[0] + "/"]
     files: dict[str, str] = {}

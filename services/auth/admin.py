@@ -1,6 +1,7 @@
 """Operator commands for auth, run next to the service with the same environment.
 
   python -m services.auth.admin create-client --kind kiosk --name "Kiosk 1" --scope enrol
+  python -m services.auth.admin create-client --kind agency --name "Housing" --scope notify --agency-events
   python -m services.auth.admin set-state ACCOUNT_ID suspended --reason "reported lost"
   python -m services.auth.admin registration-token CLIENT_ID
   python -m services.auth.admin rotate-keys
@@ -78,6 +79,7 @@ async def run(args: argparse.Namespace) -> dict:
                 formfill_fields=args.formfill_field,
                 token_endpoint_auth_method=args.auth_method,
                 jwks=json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None,
+                agency_events=args.agency_events,
             )
             registered = await operator.transaction(lambda s: register_client(operator, s, metadata, registered_by="operator"))
             return {**registered.client.public_view(), "client_secret": registered.client_secret,
@@ -106,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--auth-method", default="client_secret_basic",
                         choices=["client_secret_basic", "client_secret_post", "private_key_jwt"])
     create.add_argument("--jwks-file", help="the client's public JWKS (for private_key_jwt)")
+    create.add_argument("--agency-events", action="store_true",
+                        help="publish the client's outcomes on its own topic agency.<client_id>.events (docs/events.md)")
     subject = commands.add_parser("subject", help="a citizen's pairwise sub at a client")
     subject.add_argument("account_id")
     subject.add_argument("client_id")

@@ -53,6 +53,7 @@ class ClientView(Answer):
     encryption_jwk: dict[str, Any] | SkipJsonSchema[None] = None
     contacts: list[str]
     logo_uri: str | SkipJsonSchema[None] = None
+    agency_events: bool = Field(description="whether the client's outcomes are published on its own topic agency.<client_id>.events")
     registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import agency_topic
+from libs.projections import agency_subscribers
 
 from .callers import Device
 from .collections import CONSENTS
@@ -81,8 +82,9 @@ async def revoke(formfill: Formfill, device: Device, receipt_id: str) -> None:
             return
         await formfill.db[CONSENTS].update_one({"_id": receipt_id}, {"$set": {"status": "revoked", "revoked_at": formfill.clock.now()}},
                                                session=session)
-        await formfill.publish(session, agency_topic(doc["client_id"]), "consent.revoked", receipt_id,
-                               {"receipt_id": receipt_id, "request_id": doc["request_id"]})
+        if await agency_subscribers(formfill.db, [doc["client_id"]], session=session):  # only if it subscribed
+            await formfill.publish(session, agency_topic(doc["client_id"]), "consent.revoked", receipt_id,
+                                   {"receipt_id": receipt_id, "request_id": doc["request_id"]})
         await formfill.audit(session, subject=device.account_id, action="consent.revoke", actor=device.device_id, receipt_id=receipt_id)
 
     await formfill.transaction(work)

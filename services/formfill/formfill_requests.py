@@ -22,7 +22,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, RequestLifecycle
 from libs.crypto import seal_jwt
 from libs.events import agency_topic
-from libs.projections import CLIENTS, pairwise_subject
+from libs.projections import CLIENTS, pairwise_subject, wants_agency_events
 from libs.service.validation import DisplayText
 
 from . import consents
@@ -184,9 +184,10 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
     await FORMFILL_REQUESTS.move(formfill, session, doc, FormfillStatus.APPROVED,
                                  decided_at=decided.decided_at, released_at=now, released_fields=released, receipt_id=receipt_id)
     # No purpose: the relying party wrote it and has it by request id; free text stays off the outbox and Kafka.
-    await formfill.publish(session, agency_topic(doc["client_id"]), "consent.granted", receipt_id,
-                           {"receipt_id": receipt_id, "request_id": request_id, "sub": sub, "fields": released,
-                            "standing": doc["standing"]})
+    if wants_agency_events(client):  # its own topic only if it subscribed (the client was read above)
+        await formfill.publish(session, agency_topic(doc["client_id"]), "consent.granted", receipt_id,
+                               {"receipt_id": receipt_id, "request_id": request_id, "sub": sub, "fields": released,
+                                "standing": doc["standing"]})
     await formfill.audit(session, subject=doc["account_id"], action="formfill.release", actor=device_id,
                          client_id=doc["client_id"], receipt_id=receipt_id)
 

@@ -1,4 +1,5 @@
-"""Telling the agency: each status change of its notification goes to its own topic and, if it registered one, its callback.
+"""Telling the agency: each status change of its notification goes to its own topic (if it subscribed,
+`agency_events`) and, if it registered one, its callback.
 
 Both are written in the transaction that changes the status: the event
 through the outbox (`agency.<client_id>.events`, with the agency's pairwise
@@ -17,6 +18,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import agency_topic
+from libs.projections import agency_subscribers
 from libs.retry_queue import RetryQueue
 
 from .collections import CALLBACK_URLS, CALLBACKS
@@ -44,10 +46,13 @@ async def announce(notify: Notify, session: AsyncClientSession, docs: list[dict[
     by_client: dict[str, list[dict[str, Any]]] = {}
     for doc in agency_docs:
         by_client.setdefault(doc["client_id"], []).append(doc)
-    await notify.publish_many(session, [
-        (agency_topic(client_id), notify.event("notification.status_changed", client_docs[0]["_id"], {
-            "client_id": client_id, "status": status, "at": at.isoformat(), "notifications": [payload(d, status, at) for d in client_docs]}))
-        for client_id, client_docs in by_client.items()])
+    # The topic only for agencies that subscribed (`agency_events`); the callback below regardless.
+    subscribed = await agency_subscribers(notify.db, by_client, session=session)
+    events = [(agency_topic(client_id), notify.event("notification.status_changed", client_docs[0]["_id"], {
+        "client_id": client_id, "status": status, "at": at.isoformat(), "notifications": [payload(d, status, at) for d in client_docs]}))
+        for client_id, client_docs in by_client.items() if client_id in subscribed]
+    if events:
+        await notify.publish_many(session, events)
     urls = {row["_id"]: row["url"] async for row in notify.db[CALLBACK_URLS].find({"_id": {"$in": sorted(by_client)}}, session=session)}
     callbacks = [{"_id": f"{d['_id']}:{status}", "client_id": d["client_id"], "url": urls[d["client_id"]],
                   "payload": payload(d, status, at), **RetryQueue.queued(at), "created_at": at}

@@ -26,7 +26,7 @@ from libs.consented_requests import Claimed, ConsentedRequests, Decided, Decline
 from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
-from libs.projections import pairwise_subject
+from libs.projections import agency_subscribers, pairwise_subject
 from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
 
@@ -154,6 +154,14 @@ async def _sub(signing: Signing, session: AsyncClientSession | None, doc: dict[s
     return await pairwise_subject(signing.db, doc["sector"], doc["account_id"], session=session)
 
 
+async def _to_agency(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], event_type: str, data: dict[str, Any]) -> None:
+    """The outcome on the relying party's own topic, if it subscribed (`agency_events` in the clients projection,
+    read by `_id` in this transaction), with its pairwise `sub` only."""
+    if await agency_subscribers(signing.db, [doc["client_id"]], session=session):
+        await signing.publish(session, agency_topic(doc["client_id"]), event_type, doc["_id"],
+                              {"request_id": doc["_id"], "sub": await _sub(signing, session, doc), **data})
+
+
 async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], reason: str,
                  status: SigningStatus = SigningStatus.REFUSED, *, decided_at: datetime | None = None) -> None:
     """Close the request unsigned (the citizen said no, or may not sign) and tell the relying party.
@@ -162,8 +170,7 @@ async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, A
     await SIGNING_REQUESTS.move(signing, session, doc, status, error=reason, decided_at=decided_at or signing.clock.now())
     await signing.db[DOCUMENTS].delete_one({"_id": doc["_id"]}, session=session)
     SIGNATURES.labels(doc["kind"], reason).inc()
-    await signing.publish(session, agency_topic(doc["client_id"]), "signature.refused", doc["_id"],
-                          {"request_id": doc["_id"], "sub": await _sub(signing, session, doc), "reason": reason})
+    await _to_agency(signing, session, doc, "signature.refused", {"reason": reason})
 
 
 async def create(signing: Signing, caller: RelyingParty, new: NewDocument) -> RequestCreated:
@@ -268,9 +275,8 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
                                 certificate_serial=cert_doc["_id"])
     SIGNATURES.labels(doc["kind"], "signed").inc()
     # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.
-    await signing.publish(session, agency_topic(doc["client_id"]), "signature.completed", request_id,
-                          {"request_id": request_id, "sub": await _sub(signing, session, doc), "kind": doc["kind"],
-                           "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
+    await _to_agency(signing, session, doc, "signature.completed",
+                     {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
     await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=device_id,
                         client_id=doc["client_id"], request_id=request_id, serial=cert_doc["_id"])
 

@@ -82,7 +82,7 @@ async def published_to(platform, topic: str) -> list[dict]:
 async def test_every_event_of_an_agency_reaches_librdkafka_and_the_cloudevents_sdk(platform, kiosk, metadata, tmp_path):
     key = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
     rp = register(platform, client_name="Harbour Housing Authority", scope="openid formfill sign notify",
-                  formfill_fields=formfill.FIELDS, encryption_jwk=json.loads(key.export_public()))
+                  formfill_fields=formfill.FIELDS, encryption_jwk=json.loads(key.export_public()), agency_events=True)
     topic = agency_topic(rp["client_id"])
     app = await enrolled_app(platform, kiosk, tmp_path, "phone")
 

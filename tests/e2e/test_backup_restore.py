@@ -140,7 +140,7 @@ async def test_a_backup_restored_into_a_fresh_platform_keeps_signatures_devices_
         app = await enrolled_app(old, create_kiosk(old), tmp_path, "phone", person=person)
         rp_key = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
         rp = register(old, client_name="Harbour Marine Department", scope=SCOPE, formfill_fields=FIELDS,
-                      encryption_jwk=json.loads(rp_key.export_public()))
+                      encryption_jwk=json.loads(rp_key.export_public()), agency_events=True)
         first, old_pdf = await signed_pdf(old, metadata, rp, app, "Application for a harbour berth, before")
         old_root = published_root(old)
         device_token = await app.device_token()

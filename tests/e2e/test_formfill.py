@@ -62,7 +62,8 @@ async def test_logged_in_journey_encrypted_to_the_client_with_an_optional_field_
 
 async def test_anonymous_journey_by_app_link_and_consents(platform, kiosk, metadata, tmp_path):
     app, person = await citizen(platform, kiosk, tmp_path)
-    rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS)
+    rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS,
+                  agency_events=True)  # it reads its topic (below)
     token = client_token(metadata, rp, "formfill")
     request = await created(platform, token, [("name_en", True), ("address", False), ("phone", False)], standing=True)
     assert request["app_link"].startswith("harbourid://formfill?request=")

@@ -37,7 +37,7 @@ KILL_TEST_RECIPIENTS = 1_000
 
 
 async def test_send_stream_read_callback_and_topic(platform, kiosk, metadata, tmp_path):
-    agency = Agency(platform, metadata, "Transport Department")
+    agency = Agency(platform, metadata, "Transport Department", agency_events=True)  # it reads its topic (below)
     app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone")
     template = await agency.template()
     assert template["version"] == 1

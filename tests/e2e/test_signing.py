@@ -100,7 +100,7 @@ def verify_api(platform, **kwargs) -> requests.Response:
 
 async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk, metadata, trust, tmp_path):
     app = await enrolled_app(platform, kiosk, tmp_path, "pdf-phone")
-    rp = signing_rp(platform, "Harbour Marine Department")
+    rp = signing_rp(platform, "Harbour Marine Department", agency_events=True)  # it reads its topic (below)
     token = await logged_in_token(metadata, rp, app, SCOPE)
     original = application_pdf()
     request = await create(platform, token, data=original, params={"document_name": "berth-application.pdf"},
@@ -328,7 +328,7 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
 
 async def test_basic_citizens_and_declined_requests_get_no_signature(platform, kiosk, metadata, tmp_path):
     basic = await basic_citizen(platform, tmp_path)
-    rp = signing_rp(platform, "Harbour Licensing")
+    rp = signing_rp(platform, "Harbour Licensing", agency_events=True)  # it reads its topic (below)
     token = await logged_in_token(metadata, rp, basic, SCOPE)
     body = {"document_name": "licence.txt", "sha256": hashlib.sha256(b"licence").hexdigest()}
 

@@ -29,10 +29,11 @@ TEMPLATE = {
 class Agency:
     """An agency (relying party) with its access token for notify."""
 
-    def __init__(self, platform, metadata, name: str, *, client: dict | None = None) -> None:
-        """A new relying party with `openid notify` called `name`, or `client` (registered with notify among its scopes)."""
+    def __init__(self, platform, metadata, name: str, *, client: dict | None = None, agency_events: bool = False) -> None:
+        """A new relying party with `openid notify` called `name` (with its own topic if `agency_events`), or `client`
+        (registered with notify among its scopes)."""
         self.platform = platform
-        self.client = client or register(platform, client_name=name, scope="openid notify")
+        self.client = client or register(platform, client_name=name, scope="openid notify", agency_events=agency_events)
         self.client_id = self.client["client_id"]
         granted = token_request(metadata, self.client, grant_type="client_credentials", scope="notify")
         assert granted.status_code == 200, granted.text

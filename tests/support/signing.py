@@ -18,8 +18,8 @@ from .polling import eventually
 PDF = "application/pdf"
 
 
-def signing_rp(platform, name: str) -> dict:
-    return register(platform, client_name=name, scope="openid sign")
+def signing_rp(platform, name: str, **metadata) -> dict:
+    return register(platform, client_name=name, scope="openid sign", **metadata)
 
 
 def application_pdf(text: str = "Application for a harbour berth") -> bytes:

@@ -16,6 +16,7 @@ from services.auth.clients.metadata import (
     ClientUpdate,
     operator_only_changes,
 )
+from services.auth.clients.registry import client_from_doc
 from services.auth.identity.accounts import TRANSITIONS
 from services.auth.errors import ActivationRefused
 from services.auth.identity.activation import code_matches, new_activation, refuse_unusable
@@ -119,6 +120,20 @@ def test_operator_only_changes_are_named_and_self_service_ones_are_not():
     grab = ClientUpdate(client_name="Hong Kong Government (Immigration)", redirect_uris=["https://evil.example/cb"],
                         scope="openid sign notify", formfill_fields=["id_number"])
     assert operator_only_changes(current, grab.metadata()) == ["client_name", "scope", "formfill_fields", "redirect_uris"]
+
+
+def test_agency_events_is_a_strict_boolean_off_unless_asked_for_and_the_operators_to_change():
+    agency = {"client_name": "Housing", "kind": "agency", "scope": "notify"}
+    assert ClientMetadata(**agency).agency_events is False
+    assert ClientMetadata(**agency, agency_events=True).agency_events is True
+    for wrong in ("yes", "true", 1, None):
+        with pytest.raises(ValidationError):
+            ClientMetadata(**agency, agency_events=wrong)
+    assert operator_only_changes(ClientMetadata(**agency), ClientMetadata(**agency, agency_events=True)) == ["agency_events"]
+    # A registration stored before the member existed: every client then had its agency topic, and keeps it.
+    assert client_from_doc({"_id": "agency-1", "metadata": agency}).metadata.agency_events is True
+    assert client_from_doc({"_id": "agency-2", "metadata": {**agency, "agency_events": False}}).metadata.agency_events is False
+    assert client_from_doc({"_id": "agency-2", "metadata": {**agency, "agency_events": False}}).event_data()["agency_events"] is False
 
 
 def test_client_names_refuse_bidi_and_format_characters():

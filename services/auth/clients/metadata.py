@@ -1,11 +1,11 @@
 """What a client declares: its registration metadata (RFC 7591 names where one exists) and who may change which part.
 
 Harbour ID adds its own members (`kind`, `formfill_fields`, `callback_urls`,
-`encryption_jwk`). A client changes only the metadata that is its own
+`encryption_jwk`, `agency_events`). A client changes only the metadata that is its own
 business (`SELF_SERVICE_FIELDS`: its keys, contacts, logo); what decides what
 it may do or what citizens see (`OPERATOR_ONLY_FIELDS`: scopes, form-fill
-fields, redirect and callback URIs, kind, sector, its name) only an operator
-changes.
+fields, redirect and callback URIs, kind, sector, its name, whether it gets
+its own event topic) only an operator changes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from libs.outbound import check_url
 from libs.service.validation import DisplayText
@@ -58,6 +58,11 @@ class ClientMetadata(BaseModel):
     encryption_jwk: dict[str, Any] | None = None
     contacts: list[str] = Field(default_factory=list, max_length=5, description="e-mail addresses of the people responsible for the client")
     logo_uri: str | None = Field(default=None, max_length=500)
+    # Whether the platform writes copies of this client's outcomes to its own topic `agency.<client_id>.events`
+    # (docs/events.md). Off unless asked for: a topic, a broker write and an outbox document per event, for nothing,
+    # when nobody reads it; in production the topic and its ACL come with the agency's onboarding (deploy/k8s).
+    agency_events: StrictBool = Field(default=False, description="publish this client's logins, consents, signatures and "
+                                      "notification statuses on its own Kafka topic agency.<client_id>.events")
 
     @field_validator("contacts")
     @classmethod
@@ -142,7 +147,7 @@ class ClientMetadata(BaseModel):
 SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri")
 # ...and what only an operator may change: what the client may ask for, where citizens and their data go, what they read.
 OPERATOR_ONLY_FIELDS = ("client_name", "kind", "scope", "formfill_fields", "redirect_uris", "post_logout_redirect_uris",
-                        "callback_urls", "sector_identifier_uri")
+                        "callback_urls", "sector_identifier_uri", "agency_events")
 # Nobody changes these: a client with another authentication method is another client.
 FIXED_FIELDS = ("token_endpoint_auth_method",)
 

@@ -79,7 +79,11 @@ def _secret_hash(secret: str) -> str:
 
 
 def client_from_doc(doc: dict) -> Client:
-    return Client(client_id=doc["_id"], metadata=ClientMetadata.model_validate(doc["metadata"]), secret_sha256=doc.get("secret_sha256"))
+    metadata = doc["metadata"]
+    if "agency_events" not in metadata:
+        # Registered before the member existed, when every client got its agency topic: it keeps getting it.
+        metadata = {**metadata, "agency_events": True}
+    return Client(client_id=doc["_id"], metadata=ClientMetadata.model_validate(metadata), secret_sha256=doc.get("secret_sha256"))
 
 
 def new_secret() -> tuple[str, str]:

@@ -200,6 +200,13 @@ async def on_decision(
     return await _approved(auth, session, doc, approval, purge_at)
 
 
+async def _to_agency(auth: "Auth", session: AsyncClientSession, client_id: str, event_type: str, data: dict[str, Any]) -> None:
+    """A copy of the outcome on the client's own topic, if it subscribed (`agency_events`; the client from memory)."""
+    client = await find_client(auth.db, client_id)
+    if client is not None and client.metadata.agency_events:
+        await auth.publish(session, agency_topic(client_id), event_type, client_id, data)
+
+
 async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], purge_at: datetime) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
     await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
@@ -208,7 +215,7 @@ async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, An
     failed = {"client_id": client_id, "reason": "access_denied", "flow": doc["kind"]}
     await auth.publish(session, LOGINS, "login.failed", client_id, failed)
     # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
-    await auth.publish(session, agency_topic(client_id), "login.failed", client_id, failed)
+    await _to_agency(auth, session, client_id, "login.failed", failed)
     if doc["kind"] == "browser":
         return {"redirect_to": _response_url(doc, DECLINED, auth.settings.issuer)}
     return {}
@@ -240,7 +247,7 @@ async def _approved(
     succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
     await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
-    await auth.publish(session, agency_topic(client_id), "login.succeeded", client_id, succeeded)
+    await _to_agency(auth, session, client_id, "login.succeeded", succeeded)
     await auth.audit(session, subject=account["_id"], action="login", actor=approval.get("device_id", "device"), client_id=client_id)
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
     extras: dict[str, Any] = {}

@@ -32,8 +32,8 @@ class FormfillUnderTest(ServiceUnderTest):
     scope = "formfill"
     approval_prefix = "formfill"
 
-    async def relying_party(self, *, fields: list[str] = FIELDS, encryption_jwk: dict | None = None) -> RelyingParty:
-        return await super().relying_party(formfill_fields=fields, encryption_jwk=encryption_jwk)
+    async def relying_party(self, *, fields: list[str] = FIELDS, encryption_jwk: dict | None = None, **metadata: Any) -> RelyingParty:
+        return await super().relying_party(formfill_fields=fields, encryption_jwk=encryption_jwk, **metadata)
 
     async def citizen(self, rp: RelyingParty, *, profile: dict[str, Any] = PROFILE) -> Citizen:
         """A citizen enrolled with `profile` (sealed to formfill's key, as auth sends it), known at `rp`'s sector."""
