@@ -33,6 +33,8 @@ INDEXES = (
     # ... and the sweeper: notifications left `sending` by a crashed delivery attempt.
     index(NOTIFICATIONS, "status", "updated_at"),
     index(JOBS, "status", "updated_at"),
+    # The sweeper: jobs whose notifications are not all written yet (delivery writes them; a lost chunk is sent again).
+    index(JOBS, "unwritten_since"),
     index(IDEMPOTENCY, "created_at", expire_after_s=24 * 3600),
     # Exactly one inbox item per notification, whatever the dispatcher's crashes and redeliveries.
     index(INBOX, "notification_id", unique=True),

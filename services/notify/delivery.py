@@ -3,8 +3,19 @@
 Runs inside the dispatcher's consumer transaction (one per dispatch event),
 so a dispatcher killed half-way leaves nothing behind and the redelivered
 event does the whole chunk again; the unique inbox index on
-`notification_id` backs that up. Only notifications still `sending` are
-touched, so a redelivery after a commit changes nothing.
+`notification_id` backs that up.
+
+Two kinds of chunk. A single send's notification (or a scheduled one whose
+time came) is stored `sending` before its dispatch event, and `deliver`
+moves it on: only notifications still `sending` are touched, so a
+redelivery after a commit changes nothing. A batch's notifications due now
+are not stored before delivery: the event names the job and its
+recipients' positions, and `deliver_job_chunk` writes each notification
+once, in the status it ends in (delivered, suppressed, failed, or `created`
+until quiet hours end) — one insert instead of an insert at expansion and an
+update here, which the database's three status indexes made its most
+expensive work. A position whose notification exists already (a redelivered
+event) is passed over.
 
 A chunk is read in bulk (`_read`), each notification's fate is decided
 without I/O (`_route`, `_render`), and the outcome is written in bulk
@@ -27,10 +38,12 @@ from libs.store import chunks
 
 from . import platform_messages, progress, status_events, templates
 from .channels import Push, push_batch
-from .collections import ACCOUNTS, INBOX, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
+from .collections import ACCOUNTS, CLIENTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES
+from .notifications import new_notification
 from .preferences import DEFAULT_CHANNELS, quiet_until
+from .recipients import resolve
 from .statuses import NOTIFICATION, NotificationStatus
 
 SENDING = NotificationStatus.SENDING
@@ -76,10 +89,15 @@ class _Chunk:
 
 
 async def _read(notify: Notify, session: AsyncClientSession, ids: list[str]) -> _Chunk:
-    db = notify.db
     # Read by _id in this transaction and checked here: a concurrent change to one of them makes the transaction's
     # write to it conflict (and the whole chunk is retried), so the updates below go by _id alone too.
-    docs = [d for d in (await by_id(db[NOTIFICATIONS], ids, session)).values() if d["status"] == SENDING]
+    docs = [d for d in (await by_id(notify.db[NOTIFICATIONS], ids, session)).values() if d["status"] == SENDING]
+    return await _read_for(notify, session, docs)
+
+
+async def _read_for(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]]) -> _Chunk:
+    """Everything delivering `docs` needs besides the notifications themselves."""
+    db = notify.db
     account_ids = sorted({d["account_id"] for d in docs if d["account_id"]})
     # Inbox ids derive from the notification's, so that look-up goes by _id too.
     return _Chunk(
@@ -137,10 +155,75 @@ class _Outcome:
 
 
 async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -> dict[str, int]:
+    """Deliver stored notifications still `sending` (a single send's, or scheduled ones whose time came)."""
     now = notify.clock.now()
     chunk = await _read(notify, session, ids)
     if not chunk.docs:
         return {}
+    outcome = _decide(notify, chunk, now)
+    await _write(notify, session, outcome, now, stored=True)
+    return _observed(outcome, now)
+
+
+async def deliver_job_chunk(notify: Notify, session: AsyncClientSession, job_id: str, positions: list[int]) -> dict[str, int]:
+    """Deliver a batch's recipients at these positions, each notification written once, in the status it ends in."""
+    now = notify.clock.now()
+    docs = await _job_notifications(notify, session, job_id, positions, now)
+    if not docs:
+        return {}
+    outcome = _decide(notify, await _read_for(notify, session, docs), now)
+    await _write(notify, session, outcome, now, stored=False)
+    return _observed(outcome, now)
+
+
+def job_notification_id(job_id: str, position: int) -> str:
+    """A batch's notification id: derived from its job and its recipient's position, so a retry finds it again."""
+    return f"ntf-{job_id.removeprefix('job-')}-{position}"
+
+
+def job_recipients(notify: Notify, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A job's recipients, decrypted: the same job's chunks come one after the other, so the last job is kept."""
+    cached = _last_job.get(job["_id"])
+    if cached is None:
+        cached = json.loads(notify.cipher.decrypt_record(job["sealed"], record_id=job["_id"])["recipients"])
+        _last_job.clear()
+        _last_job[job["_id"]] = cached
+    return cached
+
+
+_last_job: dict[str, list[dict[str, Any]]] = {}
+
+
+async def _job_notifications(notify: Notify, session: AsyncClientSession, job_id: str, positions: list[int],
+                             now: datetime) -> list[dict[str, Any]]:
+    """The notifications of these positions not written yet, built in memory, `sending` (what `_decide` starts from)."""
+    db = notify.db
+    job = await db[JOBS].find_one({"_id": job_id}, session=session)
+    if job is None:
+        return []
+    ids = {position: job_notification_id(job_id, position) for position in positions}
+    written = set(await by_id(db[NOTIFICATIONS], list(ids.values()), session))
+    todo = [p for p in positions if ids[p] not in written]
+    if not todo:
+        return []
+    client = await db[CLIENTS].find_one({"_id": job["client_id"]}, session=session)
+    recipients = job_recipients(notify, job)
+    accounts = await resolve(db, client["sector"], sorted({recipients[p]["sub"] for p in todo}))
+    template = {"template_id": job["template_id"], "version": job["template_version"]}
+    docs = []
+    for position in todo:
+        recipient = recipients[position]
+        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=accounts.get(recipient["sub"]),
+                               sub=recipient["sub"], personalisation=recipient["personalisation"],
+                               reference=recipient.get("reference"), priority=job["priority"], due_at=now, now=now,
+                               job_id=job_id, notification_id=ids[position])
+        doc["created_at"] = doc["timeline"][NotificationStatus.CREATED] = job["created_at"]
+        docs.append(doc)
+    return docs
+
+
+def _decide(notify: Notify, chunk: _Chunk, now: datetime) -> _Outcome:
+    """Each notification's fate, without I/O."""
     outcome = _Outcome()
     for doc in chunk.docs:
         account = chunk.accounts.get(doc["account_id"] or "")
@@ -166,7 +249,10 @@ async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -
         if "push" in pref.get("channels", DEFAULT_CHANNELS):
             outcome.pushes.append(Push(push_id=_push_id(doc["_id"]), account_id=doc["account_id"], title=subject, body=body,
                                        priority=doc["priority"], notification_id=doc["_id"]))
-    await _write(notify, session, outcome, now)
+    return outcome
+
+
+def _observed(outcome: _Outcome, now: datetime) -> dict[str, int]:
     for doc in outcome.changed.get(NotificationStatus.DELIVERED, []):
         DISPATCH_LATENCY.observe(max(0.0, (now - doc["due_at"]).total_seconds()))
     CHANNEL_DELIVERIES.labels("inbox", "delivered").inc(len(outcome.inbox_items))
@@ -181,8 +267,9 @@ def _inbox_item(notify: Notify, doc: dict[str, Any], subject: str, body: str, la
             "delivered_at": now, "read_at": None}
 
 
-async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome, now: datetime) -> None:
-    """Per notification: its inbox item (insert) and its new status (update by _id); the chunk's pushes are one document."""
+async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome, now: datetime, *, stored: bool) -> None:
+    """Per notification: its inbox item (insert) and its status — an update by _id of a `stored` notification, else
+    the notification itself, inserted in that status; the chunk's pushes are one document."""
     db = notify.db
     # The push batch before the inbox items: the local database keeps a killed transaction's writes, and a redelivered
     # chunk skips (and does not push again) what is in the inbox already, so a notification in the inbox must have its
@@ -193,15 +280,36 @@ async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome,
             await db[PUSH_BATCHES].insert_one(batch, session=session)
     if outcome.inbox_items:
         await db[INBOX].insert_many(outcome.inbox_items, session=session)
+    waiting = NotificationStatus.CREATED
+    for doc, _ in outcome.deferred:
+        NOTIFICATION.check(doc["status"], waiting, what="a notification")
+    deferral = [(doc, {"status": waiting, "due_at": until, "updated_at": now, "deferred": "quiet-hours"}) for doc, until in outcome.deferred]
+    if not stored:
+        first = [doc | change for doc, change in deferral]
+        for status, changed in outcome.changed.items():
+            first += [doc | _status_change(doc, status, now) for doc in _checked(changed, status)]
+        if first:
+            await db[NOTIFICATIONS].insert_many(first, ordered=False, session=session)
+        for status, changed in outcome.changed.items():
+            await _reported(notify, session, changed, status, now)
+        return
     for status, changed in outcome.changed.items():
         await set_status(notify, session, changed, status, now)
-    if outcome.deferred:
-        waiting = NotificationStatus.CREATED
-        for doc, _ in outcome.deferred:
-            NOTIFICATION.check(doc["status"], waiting, what="a notification")
-        await db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": {
-            "status": waiting, "due_at": until, "updated_at": now, "deferred": "quiet-hours"}}) for d, until in outcome.deferred],
-            ordered=False, session=session)
+    if deferral:
+        await db[NOTIFICATIONS].bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": change}) for d, change in deferral],
+                                           ordered=False, session=session)
+
+
+def _checked(docs: list[dict[str, Any]], status: NotificationStatus) -> list[dict[str, Any]]:
+    for doc in docs:
+        NOTIFICATION.check(doc["status"], status, what="a notification")
+    return docs
+
+
+def _status_change(doc: dict[str, Any], status: NotificationStatus, now: datetime) -> dict[str, Any]:
+    """The fields a move to `status` sets (the timeline keeps each status's time)."""
+    return {"status": status, "updated_at": now, "timeline": doc.get("timeline", {}) | {status: now}} | (
+        {"reason": doc["reason"]} if doc.get("reason") else {})
 
 
 async def set_status(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
@@ -213,12 +321,19 @@ async def set_status(notify: Notify, session: AsyncClientSession, docs: list[dic
     """
     if not docs:
         return
-    for doc in docs:
-        NOTIFICATION.check(doc["status"], status, what="a notification")
     update = {"status": status, "updated_at": now, f"timeline.{status}": now}
     await notify.db[NOTIFICATIONS].bulk_write(
-        [UpdateOne({"_id": d["_id"]}, {"$set": update | ({"reason": d["reason"]} if d.get("reason") else {})}) for d in docs],
+        [UpdateOne({"_id": d["_id"]}, {"$set": update | ({"reason": d["reason"]} if d.get("reason") else {})})
+         for d in _checked(docs, status)],
         ordered=False, session=session)
+    await _reported(notify, session, docs, status, now)
+
+
+async def _reported(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
+                    now: datetime) -> None:
+    """What follows a move to `status`: the job's counters, the metrics, the agency's event and callbacks."""
+    if not docs:
+        return
     await progress.count(notify.db, session, docs, status)
     for kind in ("agency", "platform"):
         NOTIFICATION_OUTCOMES.labels(status, kind).inc(sum(1 for d in docs if d["kind"] == kind))

@@ -84,7 +84,10 @@ def handler(notify: Notify, activity: ConsumerActivity):
     async def _handle(event: CloudEvent, session) -> None:
         if event.type == "notification.dispatch":
             started = time.perf_counter()
-            outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
+            if "job_id" in event.data:  # a batch's recipients, written as they are delivered
+                outcome = await delivery.deliver_job_chunk(notify, session, event.data["job_id"], list(event.data["positions"]))
+            else:
+                outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
             log.info("chunk dispatched", event_id=event.id, seconds=round(time.perf_counter() - started, 3), **outcome)
         elif event.type == "notification.job":
             created = await jobs.expand_job(notify, session, event.data["job_id"])

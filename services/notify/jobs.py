@@ -24,9 +24,10 @@ from .callers import Agency
 from .collections import CLIENTS, JOBS
 from .collections import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
 from .context import Notify
+from .delivery import by_id, job_notification_id, job_recipients
 from .errors import BatchTooLarge, MissingPlaceholder, NotFound
 from .metrics import NOTIFICATIONS_CREATED
-from .notifications import PersonalisationField, SendOptions, check_values, dispatch_event, due_time, new_notification
+from .notifications import PersonalisationField, SendOptions, check_values, dispatch_topic, due_time, new_notification
 from .recipients import agency_record, resolve
 from .statuses import JOB, JobStatus, NotificationStatus
 
@@ -110,44 +111,58 @@ def job_event(notify: Notify, job_id: str) -> tuple[str, CloudEvent]:
 
 
 async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -> int:
-    """The dispatcher's half of a batch: one notification per recipient (bulk), then dispatch events per chunk.
+    """The dispatcher's half of a batch: dispatch events per chunk of recipients (and the notifications that fail now).
 
-    Notification ids are derived from the job and the recipient's position, and only the missing ones
-    are inserted, so an expansion interrupted half-way and run again creates nothing twice.
+    A job due now stores no notification here: each dispatch event names the job and a chunk of its recipients'
+    positions, and delivery writes every notification once, in the status it ends in (delivery.deliver_job_chunk).
+    A scheduled job's notifications are stored `created` now and released when due (sweeps.release_due); recipients
+    notify does not know fail now. Notification ids derive from the job and the position, and only missing ones are
+    inserted, so an expansion interrupted half-way and run again creates nothing twice.
     """
     job = await notify.db[JOBS].find_one({"_id": job_id}, session=session)  # by _id alone; its status checked here
     if job is None or job["status"] != JOB.leaving(JobStatus.EXPANDED):
         return 0
     client = await notify.db[CLIENTS].find_one({"_id": job["client_id"]}, session=session)
     template = {"template_id": job["template_id"], "version": job["template_version"]}
-    recipients = json.loads(notify.cipher.decrypt_record(job["sealed"], record_id=job_id)["recipients"])
+    recipients = job_recipients(notify, job)
     accounts = await resolve(notify.db, client["sector"], list({r["sub"] for r in recipients}))
-    existing = {d["_id"] async for d in notify.db[NOTIFICATIONS_COLLECTION].find({"job_id": job_id}, {"_id": 1}, session=session)}
     now = notify.clock.now()
+    due_now = job["due_at"] <= now
     docs = []
     for index, recipient in enumerate(recipients):
-        notification_id = f"ntf-{job_id.removeprefix('job-')}-{index}"
-        if notification_id in existing:
-            continue
-        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=accounts.get(recipient["sub"]),
+        account_id = accounts.get(recipient["sub"])
+        if account_id is not None and due_now:
+            continue  # written when delivered
+        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id,
                                sub=recipient["sub"], personalisation=recipient["personalisation"], reference=recipient.get("reference"),
                                priority=job["priority"], due_at=max(job["due_at"], now), now=now, job_id=job_id,
-                               notification_id=notification_id)
-        if doc["account_id"] is None:
+                               notification_id=job_notification_id(job_id, index))
+        if account_id is None:
             doc.update(status=NotificationStatus.FAILED, reason="unknown-recipient")
             doc["timeline"][NotificationStatus.FAILED] = now
         docs.append(doc)
+    existing = set(await by_id(notify.db[NOTIFICATIONS_COLLECTION], [d["_id"] for d in docs], session))
+    docs = [d for d in docs if d["_id"] not in existing]
     for start in range(0, len(docs), _INSERT_BATCH):
         await notify.db[NOTIFICATIONS_COLLECTION].insert_many(docs[start:start + _INSERT_BATCH], ordered=False, session=session)
-    due = [d["_id"] for d in docs if d["status"] == NotificationStatus.SENDING]
     size = notify.settings.chunk_size
-    await notify.publish_many(session, [dispatch_event(notify, due[i:i + size], job["priority"]) for i in range(0, len(due), size)])
+    if due_now:
+        positions = [i for i, r in enumerate(recipients) if r["sub"] in accounts]
+        await notify.publish_many(session, [job_chunk_event(notify, job_id, positions[i:i + size], job["priority"])
+                                            for i in range(0, len(positions), size)])
     # Counted afresh over every recipient (a re-run after an interrupted expansion counts the same); these
     # fail here, every other status is counted as it happens (progress.py).
     unknown = sum(1 for r in recipients if r["sub"] not in accounts)
-    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": JobStatus.EXPANDED, "updated_at": now, "unknown_recipients": unknown}},
-                                     session=session)
-    return len(docs)
+    # `unwritten_since`: the chunks' notifications are not all written yet; the sweeper looks for lost ones after a while.
+    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": JobStatus.EXPANDED, "updated_at": now, "unknown_recipients": unknown}
+                                                       | ({"unwritten_since": now} if due_now else {})}, session=session)
+    return len(recipients)
+
+
+def job_chunk_event(notify: Notify, job_id: str, positions: list[int], priority: str) -> tuple[str, CloudEvent]:
+    """The event that has the dispatcher deliver a chunk of a job's recipients, on the topic of their priority."""
+    return dispatch_topic(priority), notify.event("notification.dispatch", job_notification_id(job_id, positions[0]),
+                                                  {"job_id": job_id, "positions": positions})
 
 
 async def job_progress(notify: Notify, agency: Agency, job_id: str) -> JobProgress:

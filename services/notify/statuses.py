@@ -14,7 +14,8 @@ status it leaves in the update's filter (`NOTIFICATION.leaving`), so a redeliver
 concurrent attempt that finds the notification moved on changes nothing.
 
 A job (a batch send) is `accepted` when stored and `expanded` once the
-dispatcher has created its notifications. Pushes and status callbacks wait
+dispatcher has published its chunks (each notification is written when its
+chunk is delivered, in the status it ends in: delivery.py). Pushes and status callbacks wait
 in retry queues (libs/retry_queue.py) with states of their own.
 """
 

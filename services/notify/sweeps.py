@@ -3,8 +3,9 @@
 `release_due` moves scheduled and quiet-hours notifications back to
 `sending` when their time comes. `redispatch_stale` and `reexpand_stale`
 find what a killed dispatcher left behind (a chunk `sending` for too long,
-a job still `accepted`) and publish its event again; delivery and expansion
-are idempotent, so a needless second event costs a look-up and nothing more.
+a job still `accepted`, a job's recipients whose notification was never
+written) and publish its event again; delivery and expansion are
+idempotent, so a needless second event costs a look-up and nothing more.
 Time is the context's clock: tests move it instead of sleeping.
 """
 
@@ -19,9 +20,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from .collections import JOBS, NOTIFICATIONS
 from .context import Notify
-from .delivery import by_id
+from .delivery import by_id, job_notification_id, job_recipients
 from .metrics import REDISPATCHED
-from .jobs import job_event
+from .jobs import job_chunk_event, job_event
 from .notifications import dispatch_event
 from .statuses import JOB, NOTIFICATION, JobStatus, NotificationStatus
 
@@ -71,15 +72,40 @@ async def redispatch_stale(notify: Notify, stale_after_s: float, limit: int) -> 
 
 
 async def reexpand_stale(notify: Notify, stale_after_s: float) -> int:
-    """Jobs still `accepted` long after they were stored (their expansion was interrupted): expand again."""
+    """Jobs still `accepted` long after they were stored (their expansion was interrupted): expand again. Jobs
+    expanded long ago with recipients whose notification was never written (a chunk's event lost with a crashed
+    attempt): those chunks dispatched again."""
     now = notify.clock.now()
+    before = now - timedelta(seconds=stale_after_s)
     accepted = JOB.leaving(JobStatus.EXPANDED)
-    stale = await notify.db[JOBS].find({"status": accepted, "updated_at": {"$lt": now - timedelta(seconds=stale_after_s)}},
-                                       {"_id": 1}).to_list()
+    stale = await notify.db[JOBS].find({"status": accepted, "updated_at": {"$lt": before}}, {"_id": 1}).to_list()
     for job in stale:
         async def work(session: AsyncClientSession, job_id: str = job["_id"]) -> None:
             await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"updated_at": now}}, session=session)
             await notify.publish_many(session, [job_event(notify, job_id)])
 
         await notify.transaction(work)
-    return len(stale)
+    unwritten = await notify.db[JOBS].find({"unwritten_since": {"$lt": before}}, {"_id": 1}).to_list()
+    for job in unwritten:
+        await notify.transaction(lambda session, job_id=job["_id"]: _redispatch_unwritten(notify, session, job_id, now))
+    return len(stale) + len(unwritten)
+
+
+async def _redispatch_unwritten(notify: Notify, session: AsyncClientSession, job_id: str, now) -> None:
+    """Dispatch again the chunks of a job's known recipients whose notification does not exist; none left: the job is done."""
+    job = await notify.db[JOBS].find_one({"_id": job_id}, session=session)
+    if job is None or "unwritten_since" not in job:
+        return
+    recipients = job_recipients(notify, job)
+    ids = [job_notification_id(job_id, i) for i in range(len(recipients))]
+    written = set(await by_id(notify.db[NOTIFICATIONS], ids, session))
+    missing = [i for i, notification_id in enumerate(ids) if notification_id not in written]
+    if not missing:
+        await notify.db[JOBS].update_one({"_id": job_id}, {"$unset": {"unwritten_since": ""}}, session=session)
+        return
+    # Unknown recipients are written at expansion, so every missing one is a known recipient waiting for delivery.
+    size = notify.settings.chunk_size
+    await notify.publish_many(session, [job_chunk_event(notify, job_id, missing[i:i + size], job["priority"])
+                                        for i in range(0, len(missing), size)])
+    await notify.db[JOBS].update_one({"_id": job_id}, {"$set": {"unwritten_since": now}}, session=session)
+    REDISPATCHED.inc(len(missing))

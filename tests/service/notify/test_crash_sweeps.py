@@ -1,4 +1,4 @@
-"""What a killed dispatcher leaves behind is picked up: a chunk left `sending`, a job left `accepted`.
+"""What a killed dispatcher leaves behind is picked up: a chunk left `sending`, a job left `accepted`, a job's lost chunk.
 
 The lost events are simply never handed to the dispatcher here; the sweeps
 find their work once it has been stale for `stale_after_s` (30 s), which the
@@ -7,6 +7,7 @@ clock passes at once.
 
 from __future__ import annotations
 
+from services.notify.dispatcher import handler as dispatcher_handler
 from tests.support.auth_stand_in import published
 
 from .conftest import VALUES
@@ -47,6 +48,38 @@ async def test_a_job_whose_expansion_was_lost_is_expanded_again(notify):
 
     progress = await notify.progress(agency, job_id)
     assert (progress["status"], progress["counts"]["delivered"], progress["finished"]) == ("expanded", 2, True)
+
+
+async def test_a_jobs_chunk_whose_dispatch_event_was_lost_is_dispatched_again(notify):
+    """A job's notifications are written when delivered: a chunk event lost with a crashed attempt leaves recipients
+    with no notification at all, which the sweeper finds from the job and dispatches again."""
+    agency = await notify.agency()
+    citizens = [await notify.citizen(agency) for _ in range(2)]
+    template = await notify.template(agency)
+    await notify.dispatch()
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
+    job_id = (await accepted.json())["job_id"]
+    handle = dispatcher_handler(notify.ctx, notify.activity)
+    [job_event] = await published(notify.ctx, "notification.job", job_id)
+    await notify.ctx.transaction(lambda session: handle(job_event, session))
+    notify.handled.add(job_event.id)
+    [lost] = [e for e in await published(notify.ctx, "notification.dispatch") if e.data.get("job_id") == job_id]
+    notify.forget(lost)
+    await notify.timed_work()
+    assert (await notify.progress(agency, job_id))["processed"] == 0  # not stale yet: nothing sent again
+
+    notify.clock.advance(31)
+    await notify.timed_work()
+
+    progress = await notify.progress(agency, job_id)
+    assert (progress["counts"]["delivered"], progress["finished"]) == (2, True)
+    for citizen in citizens:
+        assert len([m for m in await notify.inbox(citizen) if m["kind"] == "agency"]) == 1
+    # The next sweep finds every notification written: the job leaves the sweeper's list.
+    notify.clock.advance(31)
+    await notify.timed_work()
+    assert "unwritten_since" not in await notify.ctx.db["jobs"].find_one({"_id": job_id})
 
 
 async def test_a_delivered_chunk_dispatched_again_changes_nothing(notify):
