@@ -152,6 +152,8 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     kinds = sorted(c["kind"] for c in seed["clients"].values())
     assert kinds == ["agency", "kiosk", "relying_party", "relying_party", "relying_party"]
     assert seed["clients"]["utility"]["redirect_uris"] == [f"{DEMO_SITE}/callback"]
+    # Every seeded relying party and agency reads its own topic (the README's tour); the kiosk publishes nothing there.
+    assert {key for key, c in seed["clients"].items() if c["agency_events"]} == {"bank", "tax", "utility", "transport"}
     assert all(c["client_id"] and (c["client_secret"] or c["private_key_file"]) for c in seed["clients"].values())
     assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus"]
     assert oct(Path(seed["clients"]["bank"]["private_key_file"]).stat().st_mode & 0o777) == "0o600"
