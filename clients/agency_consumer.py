@@ -5,7 +5,8 @@
 
 Prints each event once as one JSON line: logins to the agency's service,
 consents it received, signatures it requested and its notifications'
-statuses, all with the agency's own pairwise `sub`. As a library,
+statuses, all with the agency's own pairwise `sub` — for a client registered
+with `agency_events: true` (the platform writes no topic for the others). As a library,
 `consume(...)` hands each CloudEvent to a callback. In production the agency
 connects with its TLS Kafka user, whose ACLs allow reading only this topic
 and consumer groups prefixed with its client id.
