@@ -85,7 +85,8 @@ def line(name: str, pid: int, values: dict[str, int]) -> str:
 
 def measure_stack(args) -> int:
     names = [*SERVICES, *WORKERS]
-    with support.bench_stack("memory", use_running=args.use_running) as stack:
+    extra = dict(pair.split("=", 1) for pair in args.env)
+    with support.bench_stack("memory", use_running=args.use_running, extra_env=extra) as stack:
         print(f"waiting {args.settle:.0f} s after ready...", flush=True)
         time.sleep(args.settle)
         pids = stack.status()
@@ -195,9 +196,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settle", type=float, default=15.0, help="seconds to wait after ready (default 15)")
     parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs, if one does")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for every process of the private stack (repeatable)")
     parser.add_argument("--imports", action="store_true", help="where each process's memory goes at import (no stack)")
     parser.add_argument("--top", type=int, default=12, help="packages listed per process with --imports (default 12)")
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.env):
+        parser.error("--env takes NAME=VALUE")
     if not 0 <= args.settle <= 600:
         parser.error("--settle must be between 0 and 600")
     return measure_imports(args) if args.imports else measure_stack(args)

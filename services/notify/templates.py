@@ -19,11 +19,9 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, Literal
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, Literal
 
-import jinja2
-from jinja2 import meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -31,8 +29,12 @@ from pymongo.errors import DuplicateKeyError
 from libs.service.validation import DisplayParagraph, DisplayText, check_display_text
 
 from .errors import NotFound, TemplateRender, TemplateSyntax, TemplateTooCostly, UndeclaredPlaceholder, VersionConflict
-from .sandbox import MAX_OUTPUT, BoundedSandbox, LimitExceeded, render_bounded
 from .collections import TEMPLATES
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from .sandbox import BoundedSandbox
 
 Language = Literal["en", "zh-HK", "zh-CN"]
 LANGUAGES: tuple[str, ...] = ("en", "zh-HK", "zh-CN")
@@ -41,7 +43,14 @@ PLACEHOLDER = r"^[a-z][a-z0-9_]{0,39}$"
 # The longest personalisation value a send may carry (notifications.check_values): the worst case tried at creation.
 MAX_VALUE_CHARS = 1000
 
-_ENV = BoundedSandbox()
+
+@cache
+def _env() -> BoundedSandbox:
+    """The bounded Jinja sandbox, made (and Jinja loaded) by the first template checked or rendered, not at start:
+    notify at rest needs neither (docs/operations.md, idle RSS)."""
+    from .sandbox import BoundedSandbox
+
+    return BoundedSandbox()
 
 
 class Content(BaseModel):
@@ -76,8 +85,11 @@ class TemplateBody(BaseModel):
 
 def variables(source: str) -> set[str]:
     """The variables a template source uses; a syntax error is the caller's 400."""
+    import jinja2
+    from jinja2 import meta
+
     try:
-        return meta.find_undeclared_variables(_ENV.parse(source))
+        return meta.find_undeclared_variables(_env().parse(source))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateSyntax(f"template syntax error at line {exc.lineno}: {exc.message}") from None
     except RecursionError:
@@ -110,7 +122,7 @@ def missing_placeholders(template: dict[str, Any], personalisation: dict[str, st
 
 @lru_cache(maxsize=2048)
 def _compiled(source: str) -> jinja2.Template:
-    return _ENV.from_string(source)
+    return _env().from_string(source)
 
 
 class RenderError(Exception):
@@ -124,6 +136,10 @@ class RenderError(Exception):
 
 def render(template: dict[str, Any], language: str, values: dict[str, str]) -> tuple[str, str, str]:
     """(subject, body, language used): the citizen's language if the template has it, else English. Bounded (sandbox.py)."""
+    import jinja2
+
+    from .sandbox import MAX_OUTPUT, LimitExceeded, render_bounded
+
     chosen = language if language in template["content"] else "en"
     content = template["content"][chosen]
     try:

@@ -35,7 +35,7 @@ from .errors import (
 )
 from .signing_requests import DocumentQuery, NewDocument, RequestCreated, RequestStatus, SignHashBody
 from .tsa import parse_query, rejection
-from .verify import VerificationReport, VerifyCmsBody
+from .reports import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)

@@ -13,7 +13,7 @@ from .hsm import HSM
 from .sandbox import Sandbox
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
-from .verify import Trust
+from .reports import Trust
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from libs.errors import Refused
 
 from .context import Signing
 from .errors import NotSignablePdf, NotVerifiable, ParsersBusy
+# The jobs by reference: the parsers (pyHanko) are loaded in the workers, not in this process.
+from .reports import CMS_REPORT, INSPECT_UPLOAD, PDF_REPORT, InvalidPdf, Job, Unverifiable, VerificationReport, VerifyCmsBody, counted
 from .sandbox import LimitExceeded, SandboxBusy
-from .signatures import InvalidPdf, inspect_upload
-from .verify import Unverifiable, VerificationReport, VerifyCmsBody, cms_report, counted, pdf_report
 
 
-async def _sandboxed(signing: Signing, job: Callable[..., Any], *args: Any, refusal: type[Exception], as_: type[Refused]) -> Any:
+async def _sandboxed(signing: Signing, job: Job, *args: Any, refusal: type[Exception], as_: type[Refused]) -> Any:
     """job(*args) in a sandbox worker; the job's refusal, or a limit it hit, as `as_`; a full pool as ParsersBusy."""
     try:
         return await signing.sandbox.run(job, *args)
@@ -28,11 +27,11 @@ async def _sandboxed(signing: Signing, job: Callable[..., Any], *args: Any, refu
 
 async def check_upload(signing: Signing, pdf: bytes) -> int:
     """A PDF a relying party wants signed: its page count, once the sandbox found it signable."""
-    return await _sandboxed(signing, inspect_upload, pdf, refusal=InvalidPdf, as_=NotSignablePdf)
+    return await _sandboxed(signing, INSPECT_UPLOAD, pdf, refusal=InvalidPdf, as_=NotSignablePdf)
 
 
 async def verification_report(signing: Signing, document: bytes | VerifyCmsBody) -> VerificationReport:
     """The report on a signed PDF (bytes) or a detached CMS signature, trusting our root only."""
-    job = pdf_report if isinstance(document, bytes) else cms_report
+    job = PDF_REPORT if isinstance(document, bytes) else CMS_REPORT
     report = await _sandboxed(signing, job, document, await signing.trust(), refusal=Unverifiable, as_=NotVerifiable)
     return VerificationReport.model_validate(counted(report))

@@ -1,5 +1,8 @@
 """Making signatures with pyHanko and the citizen's key in the HSM.
 
+Imported on the first signature (signing_requests.py), not at start: pyHanko is most of signing's idle memory
+(docs/operations.md). The sandbox's forkserver preloads it for `inspect_upload`.
+
 - a SHA-256 digest → a detached CMS SignedData, CAdES baseline (ESS
   signing-certificate-v2, signing time) with a signature timestamp
   (id-aa-signatureTimeStampToken) from our TSA: CAdES-B-T;
@@ -12,15 +15,17 @@ from __future__ import annotations
 import io
 import time
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, tsp, x509
 from prometheus_client import Histogram
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.sign.timestamps.api import TimeStamper
 
 from .hsm import HSM, HSM_SECONDS
-from .tsa import InProcessTimeStamper, TimeStampAuthority
+from .reports import InvalidPdf  # noqa: F401  (raised here; defined without pyHanko, it crosses the sandbox)
+from .tsa import TimeStampAuthority, TimeStampResp
 
 SIGNATURE_SECONDS = Histogram(
     "harbour_signing_signature_seconds",
@@ -31,8 +36,15 @@ SIGNATURE_SECONDS = Histogram(
 FIELD_NAME = "HarbourID-Signature"
 
 
-class InvalidPdf(ValueError):
-    """The upload is not a PDF pyHanko can sign (malformed, encrypted...)."""
+class InProcessTimeStamper(TimeStamper):
+    """pyHanko's TimeStamper answered by our own authority, without a network round trip."""
+
+    def __init__(self, authority: TimeStampAuthority) -> None:
+        super().__init__(include_nonce=True)
+        self.authority = authority
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> TimeStampResp:
+        return await self.authority.respond(req)
 
 
 class TimedPKCS11Signer(PKCS11Signer):

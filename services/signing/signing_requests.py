@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 from asn1crypto import x509
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
-from pyhanko.pdf_utils.misc import PdfError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, RequestLifecycle
@@ -35,7 +34,6 @@ from .callers import Device, RelyingParty
 from .collections import CITIZENS, DOCUMENTS, REQUESTS, RESULTS
 from .context import Signing
 from .errors import CLOSED_BECAUSE, AssuranceTooLow, IdentityNotActive, ResultExpired, UnsignablePdf
-from .signatures import citizen_signer, sign_digest, sign_pdf
 
 HASH_SHOWN = 16  # hex characters of the document hash the citizen sees
 # A PDF waits for its decision this long after the request expires: a decision made in time may arrive late (broker
@@ -245,6 +243,11 @@ async def _certificate(signing: Signing, session: AsyncClientSession, account_id
 
 async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided, *, device_id: str) -> None:
     """The signature (CMS over the hash, or the signed PDF), stored for the relying party, and the events."""
+    # pyHanko loads with the first signature, not at start (docs/operations.md, idle RSS).
+    from pyhanko.pdf_utils.misc import PdfError
+
+    from .signatures import citizen_signer, sign_digest, sign_pdf
+
     doc = decided.request
     request_id = doc["_id"]
     stored = None

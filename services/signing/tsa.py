@@ -2,18 +2,19 @@
 
 The same authority serves POST /v1/signing/tsa and, in process, pyHanko
 (signature timestamps in CMS, document timestamps in PDFs) through
-`InProcessTimeStamper`, so signing never makes an HTTP call to itself.
+`InProcessTimeStamper` (signatures.py), so signing never makes an HTTP call to itself.
+
+pyHanko's helpers load on the first timestamp, not at start (docs/operations.md, idle RSS): the process that
+only serves the API at rest never needs them.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 
 from asn1crypto import algos, cms, core, tsp, x509
 from prometheus_client import Counter
-from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
-from pyhanko.sign.timestamps.api import TimeStamper
-from pyhanko.sign.timestamps.common_utils import get_nonce
 
 from libs.clock import Clock, SystemClock
 
@@ -62,13 +63,21 @@ class TimeStampAuthority:
         # Parsed from DER once: asn1crypto re-encodes built objects on every dump, which dominated the cost.
         self.certificate = x509.Certificate.load(certificate.dump())
         self.chain = [x509.Certificate.load(c.dump()) for c in chain]  # issuing CA, root
-        self._signing_certificate = tsp.SigningCertificateV2.load(as_signing_certificate_v2(self.certificate).dump())
         self._tsa_name = x509.GeneralName.load(x509.GeneralName(name="directory_name", value=self.certificate.subject).dump())
         self._certificates = cms.CertificateSet.load(cms.CertificateSet([self.certificate, *self.chain]).dump())
         self._sid = cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
             {"issuer": self.certificate.issuer, "serial_number": self.certificate.serial_number})})
 
+    @cached_property
+    def _signing_certificate(self) -> tsp.SigningCertificateV2:
+        from pyhanko.sign.general import as_signing_certificate_v2
+
+        return tsp.SigningCertificateV2.load(as_signing_certificate_v2(self.certificate).dump())
+
     async def respond(self, request: tsp.TimeStampReq) -> TimeStampResp:
+        from pyhanko.sign.general import simple_cms_attribute
+        from pyhanko.sign.timestamps.common_utils import get_nonce
+
         refused = self._refusal(request)
         if refused is not None:
             return refused
@@ -132,14 +141,3 @@ class TimeStampAuthority:
         if request["extensions"].native:
             return rejection("unaccepted_extensions", "this TSA accepts no request extensions")
         return None
-
-
-class InProcessTimeStamper(TimeStamper):
-    """pyHanko's TimeStamper answered by our own authority, without a network round trip."""
-
-    def __init__(self, authority: TimeStampAuthority) -> None:
-        super().__init__(include_nonce=True)
-        self.authority = authority
-
-    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> TimeStampResp:
-        return await self.authority.respond(req)

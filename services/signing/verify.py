@@ -1,4 +1,4 @@
-"""Verification reports with pyHanko's validators, trusting our root CA only.
+"""Verification reports with pyHanko's validators, trusting our root CA only (run in the sandbox's workers).
 
 A report says, per signature: who signed (certificate subject, serial),
 whether the chain reaches our root (trusted), integrity (the signed digest
@@ -13,15 +13,12 @@ import asyncio
 import base64
 import binascii
 import io
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from asn1crypto import cms, x509
 from asn1crypto import crl as asn1_crl
 from cryptography.hazmat.primitives import hashes
-from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import extract_signer_info
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
@@ -30,48 +27,8 @@ from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignature
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-VERIFICATIONS = Counter("harbour_signing_verifications_total", "Verification reports made, by kind and verdict.", ["kind", "verdict"])
-
-
-class Unverifiable(ValueError):
-    """The input is not a signature or a signed PDF we can even read."""
-
-
-class VerifyCmsBody(BaseModel):
-    """A detached CMS signature and what it signs: the SHA-256 of the document, or the document itself."""
-
-    model_config = ConfigDict(extra="forbid")
-    cms: str = Field(min_length=16, max_length=200_000, description="the CMS SignedData, base64 (DER)")
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the signed document, hex")
-    content: str | None = Field(default=None, max_length=8_000_000, description="the signed document itself, base64")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> "VerifyCmsBody":
-        if (self.sha256 is None) == (self.content is None):
-            raise ValueError("give exactly one of sha256 or content")
-        return self
-
-
-class VerificationReport(BaseModel):
-    """Per signature: signer, chain (trusted only if it reaches our root), integrity, signing time, revocation."""
-
-    kind: Literal["cms", "pdf"]
-    valid: bool
-    signatures: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Trust:
-    """What a verification trusts, as DER (it crosses into a sandbox worker): our root, the issuing CA,
-    the issuing CA's CRL, then the root's."""
-
-    root: bytes
-    issuing: bytes
-    crls: tuple[bytes, bytes]
-
-    def contexts(self):
-        root, issuing = x509.Certificate.load(self.root), x509.Certificate.load(self.issuing)
-        return lambda: validation_context(root, [issuing], list(self.crls))
+# What crosses the sandbox's boundary lives in reports.py (no pyHanko there); named here too, as before.
+from .reports import Trust, Unverifiable, VerificationReport, VerifyCmsBody, counted  # noqa: F401
 
 
 def pdf_report(pdf: bytes, trust: Trust) -> dict[str, Any]:
@@ -82,12 +39,6 @@ def pdf_report(pdf: bytes, trust: Trust) -> dict[str, Any]:
 def cms_report(body: "VerifyCmsBody", trust: Trust) -> dict[str, Any]:
     """Sandbox job: the report on a detached CMS signature."""
     return asyncio.run(verify_cms(body, trust.contexts(), trust.crls[0]))
-
-
-def counted(report: dict[str, Any]) -> dict[str, Any]:
-    """Count a report in this process (the sandbox worker that made it is gone with its metrics)."""
-    VERIFICATIONS.labels(report["kind"], "valid" if report["valid"] else "invalid").inc()
-    return report
 
 
 def validation_context(root: x509.Certificate, intermediates: list[x509.Certificate], crls: list[bytes]) -> ValidationContext:

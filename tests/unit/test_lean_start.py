@@ -1,35 +1,59 @@
-"""What a service process leaves out of its memory: structlog's optional extras everywhere, pymongo in the gateway."""
+"""What a service process leaves out of its memory until it needs it (docs/operations.md, idle RSS).
+
+Each probe imports a process's module the way its entry point does (lean start first) in a fresh interpreter and
+lists which of the heavy optional packages are loaded: structlog's extras never; pymongo not in the gateway; Pillow
+and segno (auth's selfies and login pages), Jinja (auth's pages, the gateway's API reference page, notify's
+templates), pyHanko (signing's signatures, verification and timestamps) and the OpenTelemetry SDK (tracing off)
+only on first use. The paths that load them are tested where they are used (test_oidc_pages.py, test_openapi.py,
+test_notify_rules.py, tests/service/signing).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("rich", "pygments", "greenlet", "pymongo", "PIL", "segno", "jinja2", "pyhanko", "pyhanko_certvalidator",
+         "opentelemetry.sdk", "opentelemetry.exporter")
 PROBE = """
 import json, sys
 from libs.lean_start import leave_out_optional_extras
 leave_out_optional_extras()
 import {module}
-print(json.dumps(sorted(name for name in ("rich", "pygments", "greenlet", "pymongo", "PIL", "segno")
-                        if sys.modules.get(name) is not None)))
+print(json.dumps(sorted(name for name in {heavy!r} if sys.modules.get(name) is not None)))
 """
 
 
 def loaded_by(module: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}  # tracing off, as by default
+    out = subprocess.run([sys.executable, "-c", PROBE.format(module=module, heavy=HEAVY)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_gateway_loads_neither_the_database_driver_nor_structlogs_extras():
+def test_the_gateway_loads_neither_the_database_driver_nor_jinja_nor_structlogs_extras():
     assert loaded_by("services.gateway.app") == []
 
 
-def test_auth_loads_pillow_and_segno_only_when_it_needs_them():
+def test_auth_loads_pillow_segno_and_jinja_only_when_it_needs_them():
     assert loaded_by("services.auth.app") == ["pymongo"]
+
+
+def test_signing_loads_pyhanko_only_when_it_signs_or_verifies():
+    assert loaded_by("services.signing.app") == ["pymongo"]
+
+
+def test_notify_and_its_dispatcher_load_jinja_only_for_a_template():
+    assert loaded_by("services.notify.app") == ["pymongo"]
+    assert loaded_by("services.notify.dispatcher") == ["pymongo"]
+
+
+def test_formfill_loads_no_optional_package():
+    assert loaded_by("services.formfill.app") == ["pymongo"]
 
 
 def test_an_imported_event_name_still_resolves():
@@ -37,3 +61,15 @@ def test_an_imported_event_name_still_resolves():
     import libs.events
 
     assert libs.events.Topic.__module__ == "libs.events.topics"
+
+
+def test_a_sandbox_job_named_by_reference_runs_the_function_it_names():
+    from services.signing.reports import INSPECT_UPLOAD, InvalidPdf
+
+    assert INSPECT_UPLOAD.__name__ == "inspect_upload"  # the sandbox's metrics label
+    try:
+        INSPECT_UPLOAD(b"not a pdf")
+    except InvalidPdf as refused:
+        assert "not a PDF" in str(refused)
+    else:
+        raise AssertionError("inspect_upload accepted something that is not a PDF")

@@ -29,18 +29,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from services.auth.oidc.messages import MESSAGES
 
 if TYPE_CHECKING:
     import segno
+    from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
     "LANGUAGES",
@@ -73,13 +73,21 @@ _POLL_MAX_INTERVAL_MS: Final = 5000
 
 _TEMPLATES: Final = Path(__file__).with_name("templates")
 
-_env: Final = SandboxedEnvironment(
-    loader=FileSystemLoader(_TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@cache
+def _env() -> SandboxedEnvironment:
+    """The pages' Jinja environment, made (and Jinja loaded) by the first page rendered, not at start."""
+    from jinja2 import FileSystemLoader, StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 # --- language ---------------------------------------------------------------
@@ -171,7 +179,7 @@ def _check_scheme(url: str, allowed: frozenset[str], what: str) -> str:
 
 
 def _render(template: str, **context: Any) -> str:
-    return _env.get_template(template).render(**context)
+    return _env().get_template(template).render(**context)
 
 
 # --- pages ------------------------------------------------------------------

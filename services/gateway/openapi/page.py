@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
-
-from jinja2.sandbox import SandboxedEnvironment
 
 from .merging import SCHEMA_REF
 
@@ -52,8 +51,14 @@ code { font-family: ui-monospace, monospace; }
 </body>
 </html>
 """
-_environment = SandboxedEnvironment(autoescape=True)
-_template = _environment.from_string(_PAGE)
+
+
+@cache
+def _template():
+    """The page's template, compiled (and Jinja loaded) on the first request for the page, not at start."""
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(autoescape=True).from_string(_PAGE)
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
@@ -103,7 +108,7 @@ def render_docs(doc: dict[str, Any], *, missing: list[str], nonce: str) -> str:
             groups.setdefault(tag, []).append(entry)
     order = [t["name"] for t in doc.get("tags", [])]
     ordered = sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-    return _template.render(
+    return _template().render(
         title=doc["info"]["title"],
         description=doc["info"].get("description", ""),
         version=doc["openapi"],
