@@ -44,16 +44,19 @@ class InFlight:
     limit: int
     count: int = 0
 
+    def __post_init__(self) -> None:
+        self._gauge = HTTP_IN_FLIGHT.labels(self.service)  # the series, looked up once rather than twice per request
+
     def enter(self) -> bool:
         if self.limit and self.count >= self.limit:
             return False
         self.count += 1
-        HTTP_IN_FLIGHT.labels(self.service).set(self.count)
+        self._gauge.set(self.count)
         return True
 
     def leave(self) -> None:
         self.count -= 1
-        HTTP_IN_FLIGHT.labels(self.service).set(self.count)
+        self._gauge.set(self.count)
 
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)

@@ -35,7 +35,7 @@ import aiohttp
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .middleware import REQUEST_ID, route_template
@@ -52,19 +52,45 @@ class TracingConfigError(SettingsError):
     variables = ("OTEL_TRACES_EXPORTER",)
 
 
-_tracer: tuple[object, trace.Tracer] | None = None
+_tracer: tuple[object, trace.Tracer, object | None] | None = None
 
 
-def tracer() -> trace.Tracer:
-    """The global provider's tracer: whatever `configure_tracing` (or a test) installed, even after this call.
+def _tracing() -> tuple[object, trace.Tracer, object | None]:
+    """(the global provider, its tracer, its id generator when its sampler drops every span, else None).
 
-    Kept per provider: asking the provider for it again cost 7 % of the gateway's CPU per proxied request.
+    Kept per provider: asking the provider for its tracer again cost 7 % of the gateway's CPU per proxied request.
     """
     global _tracer
     provider = trace.get_tracer_provider()
     if _tracer is None or _tracer[0] is not provider:
-        _tracer = (provider, provider.get_tracer(TRACER_NAME))
-    return _tracer[1]
+        chosen = provider.get_tracer(TRACER_NAME)
+        sampler = getattr(provider, "sampler", None)
+        enabled = getattr(chosen, "_is_enabled", None)
+        drops_all = (sampler is not None and sampler.get_description() == "AlwaysOffSampler"
+                     and getattr(provider, "id_generator", None) is not None and enabled is not None and enabled())
+        _tracer = (provider, chosen, provider.id_generator if drops_all else None)
+    return _tracer
+
+
+def tracer() -> trace.Tracer:
+    """The global provider's tracer: whatever `configure_tracing` (or a test) installed, even after this call."""
+    return _tracing()[1]
+
+
+def _unsampled_span(ids, parent: trace.SpanContext) -> trace.NonRecordingSpan:
+    """The span the SDK's tracer starts when its sampler drops everything (exporter `none`), made directly.
+
+    Same ids and flags as the SDK's (the caller's trace continued, or a new one; a new span id; W3C's
+    random-trace-id flag as the SDK sets it), without the sampler call, the span-metrics hook and the context
+    managers around it: nothing is recorded, only the context travels on.
+    """
+    if parent.is_valid:
+        trace_id, random_id, state = parent.trace_id, parent.trace_flags.random_trace_id, parent.trace_state
+    else:
+        trace_id, random_id, state = ids.generate_trace_id(), ids.is_trace_id_random(), None
+    flags = TraceFlags(TraceFlags.RANDOM_TRACE_ID if random_id else TraceFlags.DEFAULT)
+    return trace.NonRecordingSpan(SpanContext(trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
+                                              trace_state=state))
 
 
 def configure_tracing(service: str, environ: Mapping[str, str] | None = None) -> str:
@@ -145,10 +171,21 @@ async def tracing_middleware(request: web.Request, handler):
     """The request's server span, a child of the caller's `traceparent` when it sent one."""
     if request.path in UNTRACED_PATHS:
         return await handler(request)
+    _, chosen, unsampled = _tracing()
+    if unsampled is not None:
+        # Nothing is recorded (exporter `none`): the span is its context only, attached without the SDK's machinery.
+        headers = request.headers
+        parent = (trace.get_current_span(context_from(headers)).get_span_context() if "traceparent" in headers
+                  else INVALID_SPAN_CONTEXT)
+        token = otel_context.attach(trace.set_span_in_context(_unsampled_span(unsampled, parent)))
+        try:
+            return await handler(request)
+        finally:
+            otel_context.detach(token)
     attributes = {"http.request.method": request.method, "url.scheme": request.scheme}
     if REQUEST_ID in request:
         attributes["harbour.request_id"] = request[REQUEST_ID]
-    with tracer().start_as_current_span(
+    with chosen.start_as_current_span(
         f"{request.method} {route_template(request)}", context=context_from(request.headers), kind=SpanKind.SERVER,
         attributes=attributes, record_exception=False, set_status_on_exception=False,
     ) as span:
@@ -186,36 +223,54 @@ def client_session(**options) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(**options)
 
 
-async def _request_started(_session, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
-    ctx.span = None
-    if not trace.get_current_span().get_span_context().is_valid:
-        return
-    url = params.url
-    span = tracer().start_span(
-        params.method, kind=SpanKind.CLIENT,
-        attributes={"http.request.method": params.method, "server.address": url.host or "", "server.port": url.port or 0},
+def start_client_span(method: str, url, headers: MutableMapping[str, str]) -> Span | None:
+    """The client span of an HTTP call about to be made, its context written into the call's `headers`.
+
+    Nothing outside a span (the call is neither traced nor given a `traceparent`). When nothing is sampled the
+    span is a context only: its `traceparent` goes out and None is returned (nothing to end). Otherwise the
+    started span, for `end_client_span`. `client_tracing` calls it from aiohttp's trace signals; a caller that
+    sends many requests (the gateway's forwarding) calls it itself and spares the signals.
+    """
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return None
+    _, chosen, unsampled = _tracing()
+    if unsampled is not None:
+        span_context = _unsampled_span(unsampled, current).get_span_context()
+        headers["traceparent"] = traceparent(span_context)
+        if span_context.trace_state:
+            headers["tracestate"] = span_context.trace_state.to_header()
+        return None
+    span = chosen.start_span(
+        method, kind=SpanKind.CLIENT,
+        attributes={"http.request.method": method, "server.address": url.host or "", "server.port": url.port or 0},
     )
-    ctx.span = span
-    PROPAGATOR.inject(params.headers, context=trace.set_span_in_context(span))
+    PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+    return span
+
+
+def end_client_span(span: Span | None, status: int | None = None, error: BaseException | None = None) -> None:
+    """End a span of `start_client_span`: the call was answered with `status`, or failed with `error`."""
+    if span is None:
+        return
+    if span.is_recording():
+        if error is not None:
+            span.set_attribute("error.type", type(error).__name__)
+            span.set_status(Status(StatusCode.ERROR))
+        else:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+async def _request_started(_session, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+    ctx.span = start_client_span(params.method, params.url, params.headers)
 
 
 async def _request_ended(_session, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
-    span = getattr(ctx, "span", None)
-    if span is None:
-        return
-    status = params.response.status
-    if span.is_recording():
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-    span.end()
+    end_client_span(getattr(ctx, "span", None), params.response.status)
 
 
 async def _request_failed(_session, ctx: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams) -> None:
-    span = getattr(ctx, "span", None)
-    if span is None:
-        return
-    if span.is_recording():
-        span.set_attribute("error.type", type(params.exception).__name__)
-        span.set_status(Status(StatusCode.ERROR))
-    span.end()
+    end_client_span(getattr(ctx, "span", None), error=params.exception)

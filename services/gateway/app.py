@@ -54,18 +54,24 @@ def _upstreams(settings: GatewaySettings):
     async def lifecycle(app: web.Application):
         upstreams = {}
         for name, base in settings.upstreams.items():
-            # One pooled session per upstream; bytes pass through as sent (no auto-decompression). No cap on the
+            # One pooled session per upstream; bytes pass through as sent (no auto-decompression), and only the
+            # client's headers go out (no User-Agent, Accept or Accept-Encoding of aiohttp's own). No cap on the
             # pool: the in-flight limit bounds ordinary requests, and long-lived streams must not wait for a place.
-            session = client_session(
+            # Not a traced session: proxy.py makes each call's client span itself.
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.upstream_connect_timeout_s,
                                               sock_read=settings.upstream_timeout_s),
                 auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s)
             upstreams[name] = Upstream(name, base, session, breaker, max_in_flight=settings.upstream_max_in_flight)
         app[UPSTREAMS] = upstreams
-        app[JWKS] = JWKSCache(settings.jwks_url, upstreams["auth"].session, verified_cache_size=settings.token_cache_size)
+        # auth's keys over a traced session of their own (a fetch in a request is a client span of it).
+        jwks_session = client_session(timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s))
+        app[JWKS] = JWKSCache(settings.jwks_url, jwks_session, verified_cache_size=settings.token_cache_size)
         health = UpstreamHealth(upstreams, probe_s=settings.upstream_probe_s,
                                 timeout_s=settings.upstream_connect_timeout_s + 1.0)
         add_readiness_report(app, "upstreams", health.report)
@@ -75,6 +81,7 @@ def _upstreams(settings: GatewaySettings):
         await asyncio.gather(probing, return_exceptions=True)
         for upstream in upstreams.values():
             await upstream.session.close()
+        await jwks_session.close()
 
     return lifecycle
 

@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from libs.service.middleware import REQUEST_ID, REQUEST_ID_HEADER
+from libs.service.tracing import end_client_span, start_client_span
 from libs.errors import PayloadTooLarge
 
 from .breaker import CircuitBreaker
@@ -138,17 +139,26 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
     attempts = 2 if request.method in IDEMPOTENT and not request.body_exists else 1
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()
+        # Each attempt's client span, its context in the attempt's traceparent (libs/service/tracing.py); made here
+        # rather than by aiohttp's trace signals, which cost more per request than the rest of the tracing.
+        span = start_client_span(request.method, url, headers)
         try:
-            async with upstream.session.request(
-                request.method, url, headers=headers,
-                data=body,
-                allow_redirects=False,
-            ) as upstream_response:
-                upstream.latency.observe(time.perf_counter() - started)
-                upstream.breaker.succeeded()
-                upstream.circuit_gauge.set(0)
-                upstream.counted(route, str(upstream_response.status))
-                return await _relay(request, upstream_response)
+            try:
+                async with upstream.session.request(
+                    request.method, url, headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                ) as upstream_response:
+                    end_client_span(span, upstream_response.status)
+                    span = None
+                    upstream.latency.observe(time.perf_counter() - started)
+                    upstream.breaker.succeeded()
+                    upstream.circuit_gauge.set(0)
+                    upstream.counted(route, str(upstream_response.status))
+                    return await _relay(request, upstream_response)
+            except BaseException as exc:
+                end_client_span(span, error=exc)
+                raise
         # Refused, not accepted within the connect timeout (before the timeouts below: it is one too), or dropped.
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError) as exc:
             _failed(upstream)

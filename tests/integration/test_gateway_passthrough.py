@@ -20,6 +20,8 @@ from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
+SEEN_HEADERS = ("traceparent", "tracestate", "Cookie", "Accept-Encoding", "User-Agent", "Accept", "X-Forwarded-For")
+
 
 def fake_upstream(name: str) -> web.Application:
     """A stand-in service that reports what it received."""
@@ -34,9 +36,16 @@ def fake_upstream(name: str) -> web.Application:
                 "body_length": len(body),
                 "request_id": request.headers.get("X-Request-Id"),
                 "connection_header": request.headers.get("Proxy-Authorization"),
+                "headers": {header: request.headers.get(header) for header in SEEN_HEADERS},
             },
             headers={"X-Upstream": name},
         )
+
+    async def set_cookie(request: web.Request) -> web.Response:
+        """A browser's session cookie, as auth sets one at login: meant for that browser only."""
+        response = web.json_response({"cookie_sent": request.headers.get("Cookie")})
+        response.set_cookie("session", "browser-a-secret", path="/")
+        return response
 
     async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -58,16 +67,29 @@ def fake_upstream(name: str) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/oidc/inbox/stream", stream)
     app.router.add_post("/oidc/reset", reset_after_reading)
+    app.router.add_get("/oidc/login", set_cookie)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
 
 @pytest.fixture
 async def gateway():
-    servers = {name: TestServer(fake_upstream(name)) for name in UPSTREAMS if name != "formfill"}
+    async for client in _gateway("127.0.0.1"):
+        yield client
+
+
+@pytest.fixture
+async def gateway_by_name():
+    """The upstreams named by host name, as in a cluster (`http://auth:8001`), not by address."""
+    async for client in _gateway("localhost"):
+        yield client
+
+
+async def _gateway(upstream_host: str):
+    servers = {name: TestServer(fake_upstream(name), host="127.0.0.1") for name in UPSTREAMS if name != "formfill"}
     for server in servers.values():
         await server.start_server()
-    upstreams = {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}
+    upstreams = {name: f"http://{upstream_host}:{server.port}" for name, server in servers.items()}
     upstreams["formfill"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams=upstreams, upstream_timeout_s=5,
                                cors_origins=frozenset({"https://rp.example"}))
@@ -161,3 +183,61 @@ async def test_cors_for_listed_origins_only(gateway):
     stranger = await gateway.options("/oidc/token", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in stranger.headers
     assert "Access-Control-Allow-Origin" not in (await gateway.get("/oidc/x", headers={"Origin": "https://evil.example"})).headers
+
+
+async def test_only_the_clients_own_headers_go_upstream(gateway):
+    """No headers of the gateway's HTTP client (aiohttp's User-Agent, Accept, Accept-Encoding: a compressed answer
+    would reach a client that never asked for one, the gateway passing bodies as they are)."""
+    bare = await (await gateway.get("/oidc/x", skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))).json()
+    assert {k: v for k, v in bare["headers"].items() if k in ("User-Agent", "Accept", "Accept-Encoding")} == \
+        {"User-Agent": None, "Accept": None, "Accept-Encoding": None}
+    own = await (await gateway.get("/oidc/x", headers={"User-Agent": "rp/1", "Accept-Encoding": "br"})).json()
+    assert own["headers"]["User-Agent"] == "rp/1" and own["headers"]["Accept-Encoding"] == "br"
+    assert own["headers"]["X-Forwarded-For"] == "127.0.0.1"
+
+
+async def test_an_upstreams_cookie_is_never_sent_with_another_callers_request(gateway_by_name):
+    """The gateway's pooled client session keeps no cookies: one browser's session cookie from auth goes back to
+    that browser only, never along with the next caller's requests to auth."""
+    first = await gateway_by_name.get("/oidc/login")
+    assert first.cookies["session"].value == "browser-a-secret"  # passed on to the browser it was meant for
+    gateway_by_name.session.cookie_jar.clear()  # the next caller is someone else: no cookies of their own
+    second = await (await gateway_by_name.get("/oidc/x")).json()
+    assert second["headers"]["Cookie"] is None
+
+
+async def test_the_callers_trace_goes_upstream_in_a_context_of_the_gateways_when_nothing_is_sampled(gateway, monkeypatch):
+    """Exporter `none` (the dev stack, the tests): spans are contexts only, made without the SDK's machinery; the
+    upstream still gets the caller's trace with the gateway's own span id, unsampled, as the SDK would send it."""
+    from opentelemetry import trace
+
+    from libs.service.tracing import tracer_provider
+
+    provider, exporter = tracer_provider("gateway", {})
+    assert exporter == "none"
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    seen = await (await gateway.get("/oidc/x", headers={"traceparent": caller, "tracestate": "vendor=1"})).json()
+    version, trace_id, span_id, flags = seen["headers"]["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "00")
+    assert span_id not in ("00f067aa0ba902b7", "0" * 16) and len(span_id) == 16
+    assert seen["headers"]["tracestate"] == "vendor=1"
+    # Without a caller's context the gateway begins the trace: flags as the SDK's own unsampled root span has them.
+    root = provider.get_tracer("t").start_span("root").get_span_context()
+    began = (await (await gateway.get("/oidc/x")).json())["headers"]["traceparent"].split("-")
+    assert began[1] not in ("4bf92f3577b34da6a3ce929d0e0e4736", "0" * 32) and began[3] == f"{int(root.trace_flags):02x}"
+
+
+async def test_with_an_exporter_the_call_upstream_is_a_client_span_of_the_gateways_span(gateway):
+    from opentelemetry.trace import SpanKind
+
+    from ..support.tracing import hex_span, recorded_spans
+
+    spans = recorded_spans()
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    seen = await (await gateway.get("/oidc/x", headers={"traceparent": caller})).json()
+    [server] = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    [client] = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert server.name == "GET /oidc{tail*}" and f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert client.parent.span_id == server.context.span_id and client.attributes["http.response.status_code"] == 200
+    assert seen["headers"]["traceparent"] == f"00-4bf92f3577b34da6a3ce929d0e0e4736-{hex_span(client)}-01"

@@ -99,6 +99,39 @@ async def test_a_request_continues_the_callers_trace_through_events_and_calls(sp
     assert request_line["trace_id"] == CALLER_TRACE
 
 
+@pytest.fixture
+def unsampled(monkeypatch):
+    """The provider of a process with no exporter (sampler always off), as the dev stack and the tests run."""
+    from opentelemetry import trace
+
+    provider, exporter = tracer_provider("trace-test", {})
+    assert exporter == "none"
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    return provider
+
+
+async def test_with_no_exporter_the_callers_trace_still_reaches_events_calls_and_log_lines(unsampled, service, capsys, json_logs):
+    """Spans made directly when nothing is sampled (libs/service/tracing.py): the same ids and flags the SDK's
+    tracer would give them, the caller's trace continued through the event, the call out and the log lines."""
+    response = await service.get("/things/42", headers={
+        "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", "tracestate": "vendor=1"})
+    body = await response.json()
+    _, event_trace, server_span, event_flags = body["event_traceparent"].split("-")
+    _, sent_trace, client_span, sent_flags = body["sent"]["traceparent"].split("-")
+    assert event_trace == sent_trace == CALLER_TRACE
+    assert len({CALLER_SPAN, server_span, client_span}) == 3  # a span id of the request's, another of the call's
+    assert event_flags == sent_flags == "00"  # not sampled, whatever the caller decided (sampler always off)
+    assert body["sent"]["tracestate"] == "vendor=1"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    working = next(line for line in lines if line["event"] == "working")
+    assert working["trace_id"] == CALLER_TRACE and working["span_id"] == server_span
+
+    # No caller's context: a new trace, flagged as the SDK flags its own unsampled root span.
+    root = unsampled.get_tracer("t").start_span("root").get_span_context()
+    began = (await (await service.get("/things/1")).json())["event_traceparent"].split("-")
+    assert began[1] not in (CALLER_TRACE, "0" * 32) and began[3] == f"{int(root.trace_flags):02x}"
+
+
 async def test_without_a_caller_context_a_request_starts_a_trace_and_probes_are_not_traced(spans, service):
     assert (await service.get("/healthz")).status == 200
     assert spans.get_finished_spans() == ()
