@@ -15,10 +15,11 @@ What the gateway answers itself, one status per cause:
   was reset after the request went out (the service may have handled it).
 
 Bodies flow through in chunks both ways (large PDFs, SSE) without being
-buffered, except an answer of at most 64 KiB with a declared length (read
-whole, then sent in one write), and a request body sent without Content-Length (chunked): that
-one is read first, up to the route's limit, so an oversized one is a 413 and
-the upstream never sees a truncated request. Hop-by-hop headers stop here;
+buffered, except small ones of a declared length — a request body or an
+answer of at most 64 KiB is read whole, then sent in one write (a token
+request's form, a JSON answer) — and a request body sent without
+Content-Length (chunked): that one is read first, up to the route's limit, so
+an oversized one is a 413 and the upstream never sees a truncated request. Hop-by-hop headers stop here;
 the request id travels on.
 """
 
@@ -195,11 +196,12 @@ def _upstream_headers(request: web.Request) -> CIMultiDict:
 
 
 async def _request_body(request: web.Request, max_body_bytes: int) -> bytes | aiohttp.StreamReader | None:
-    """A declared length is checked before and the server reads no further: streamed. A chunked one is read first."""
+    """A declared length is checked before and the server reads no further: streamed, or read whole when small (sent
+    with the request's headers then, rather than chunk by chunk from the client's stream). A chunked one is read first."""
     if not request.body_exists:
         return None
     if request.content_length is not None:
-        return request.content
+        return await request.read() if request.content_length <= BUFFERED_BODY_BYTES else request.content
     try:
         return await _read_chunked(request.content, max_body_bytes)
     except PayloadTooLarge:
@@ -208,8 +210,9 @@ async def _request_body(request: web.Request, max_body_bytes: int) -> bytes | ai
 
 
 # An answer whose declared length is at most this is read whole and sent in one write (headers and body together:
-# two system calls fewer per request than streaming it); anything longer, or of unknown length (SSE), streams.
-BUFFERED_ANSWER_BYTES = 64 * 1024
+# two system calls fewer per request than streaming it); anything longer, or of unknown length (SSE), streams. The
+# same for a request body of a declared length: read whole and sent upstream with the request's headers.
+BUFFERED_ANSWER_BYTES = BUFFERED_BODY_BYTES = 64 * 1024
 
 
 async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse) -> web.StreamResponse:
