@@ -8,6 +8,8 @@ the clear.
 
 from libs.store import index
 
+from .statuses import NotificationStatus
+
 TEMPLATES = "templates"          # one document per (template, version): immutable once written
 NOTIFICATIONS = "notifications"  # one per recipient; status created → sending → delivered/failed/suppressed → read
 JOBS = "jobs"                    # batch sends and their totals
@@ -27,11 +29,16 @@ CALLBACK_KEYS = "callback_keys"  # notify's ES256 keys signing callbacks (JWKS a
 INDEXES = (
     index(TEMPLATES, "template_id", "-version", unique=True),
     index(TEMPLATES, "client_id", "created_at"),
-    index(NOTIFICATIONS, "job_id", "status"),
-    # The dispatcher's scheduler: notifications waiting for their time (scheduled sends, quiet hours).
-    index(NOTIFICATIONS, "status", "due_at"),
+    # The dispatcher's scheduler: notifications waiting for their time (scheduled sends, quiet hours). Partial, like the
+    # next: a notification enters these indexes only while it is in the status they serve, so a batch's notifications,
+    # written once in their final status, maintain no index entry but `_id` and `(status, ...)` here stays small.
+    # (They replaced `notifications_status_due_at`, `notifications_status_updated_at` and `notifications_job_id_status`,
+    # which every notification entered: docs/operations.md, upgrading.)
+    index(NOTIFICATIONS, "status", "due_at", name="notifications_created_due_at",
+          partial_filter={"status": NotificationStatus.CREATED.value}),
     # ... and the sweeper: notifications left `sending` by a crashed delivery attempt.
-    index(NOTIFICATIONS, "status", "updated_at"),
+    index(NOTIFICATIONS, "status", "updated_at", name="notifications_sending_updated_at",
+          partial_filter={"status": NotificationStatus.SENDING.value}),
     index(JOBS, "status", "updated_at"),
     # The sweeper: jobs whose notifications are not all written yet (delivery writes them; a lost chunk is sent again).
     index(JOBS, "unwritten_since"),
