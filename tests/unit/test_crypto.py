@@ -466,3 +466,12 @@ def test_rsa_oaep_token_is_refused(formfill_key):
     with pytest.raises(SealError) as excinfo:
         unseal(token, formfill_key)
     assert isinstance(excinfo.value.__cause__, UnsupportedAlgorithmError)
+
+
+def test_the_payload_limit_follows_joserfcs_ciphertext_limit():
+    # sealing.py states joserfc's limit rather than importing joserfc at start (docs/operations.md, idle RSS).
+    from joserfc import jwe
+
+    from libs.crypto import sealing
+
+    assert sealing.MAX_CIPHERTEXT_LENGTH == jwe.JWERegistry.max_ciphertext_length

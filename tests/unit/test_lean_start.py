@@ -3,9 +3,9 @@
 Each probe imports a process's module the way its entry point does (lean start first) in a fresh interpreter and
 lists which of the heavy optional packages are loaded: structlog's extras never; pymongo not in the gateway; Pillow
 and segno (auth's selfies and login pages), Jinja (auth's pages, the gateway's API reference page, notify's
-templates), pyHanko (signing's signatures, verification and timestamps) and the OpenTelemetry SDK (tracing off)
-only on first use. The paths that load them are tested where they are used (test_oidc_pages.py, test_openapi.py,
-test_notify_rules.py, tests/service/signing).
+templates), joserfc (sealing to a recipient), pyHanko (signing's signatures, verification and timestamps) and the
+OpenTelemetry SDK (tracing off) only on first use. The paths that load them are tested where they are used
+(test_oidc_pages.py, test_openapi.py, test_notify_rules.py, test_crypto.py, tests/service/signing).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("rich", "pygments", "greenlet", "pymongo", "PIL", "segno", "jinja2", "pyhanko", "pyhanko_certvalidator",
+HEAVY = ("rich", "pygments", "greenlet", "pymongo", "PIL", "segno", "jinja2", "joserfc", "pyhanko", "pyhanko_certvalidator",
          "opentelemetry.sdk", "opentelemetry.exporter")
 PROBE = """
 import json, sys
