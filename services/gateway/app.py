@@ -39,6 +39,7 @@ from .proxy import Upstream, forward
 from .ratelimit import TokenBuckets, Verdict
 from .routes import ROUTES, allowed_methods, match
 from .settings import GatewaySettings
+from .upstream_client import UpstreamClient
 from .upstream_health import UpstreamHealth
 
 UPSTREAMS = web.AppKey("upstreams", dict)
@@ -67,7 +68,10 @@ def _upstreams(settings: GatewaySettings):
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, open_s=settings.breaker_open_s)
-            upstreams[name] = Upstream(name, base, session, breaker, max_in_flight=settings.upstream_max_in_flight)
+            client = UpstreamClient(base, connect_timeout_s=settings.upstream_connect_timeout_s,
+                                    read_timeout_s=settings.upstream_timeout_s)
+            upstreams[name] = Upstream(name, base, session, breaker, max_in_flight=settings.upstream_max_in_flight,
+                                       client=client)
         app[UPSTREAMS] = upstreams
         # auth's keys over a traced session of their own (a fetch in a request is a client span of it).
         jwks_session = client_session(timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s))
@@ -80,6 +84,7 @@ def _upstreams(settings: GatewaySettings):
         probing.cancel()
         await asyncio.gather(probing, return_exceptions=True)
         for upstream in upstreams.values():
+            await upstream.client.close()
             await upstream.session.close()
         await jwks_session.close()
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -39,6 +40,7 @@ from libs.service.tracing import end_client_span, start_client_span
 from libs.errors import PayloadTooLarge
 
 from .breaker import CircuitBreaker
+from .upstream_client import UpstreamClient, UpstreamConnectError
 from .errors import BadGateway, GatewayTimeout, UpstreamOverloaded, UpstreamUnavailable
 from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_IN_FLIGHT, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
@@ -56,10 +58,11 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 class Upstream:
     name: str
     base_url: str
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession  # bodies streamed upstream (over 64 KiB), and the health probes
     breaker: CircuitBreaker
     max_in_flight: int = 0  # 0: no limit
     in_flight: int = 0
+    client: UpstreamClient | None = None  # everything else (upstream_client.py); None: the session for all
 
     def __post_init__(self) -> None:
         # This upstream's metric series, looked up once rather than per request.
@@ -138,6 +141,9 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
     # The request target exactly as the client encoded it.
     url = URL(upstream.base_url + request.raw_path, encoded=True)
     attempts = 2 if request.method in IDEMPOTENT and not request.body_exists else 1
+    lean = upstream.client is not None and not isinstance(body, aiohttp.StreamReader)
+    if lean and body is not None:
+        headers.popall("Content-Length", None)  # the lean client writes the body's own
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()
         # Each attempt's client span, its context in the attempt's traceparent (libs/service/tracing.py); made here
@@ -145,11 +151,9 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
         span = start_client_span(request.method, url, headers)
         try:
             try:
-                async with upstream.session.request(
-                    request.method, url, headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                ) as upstream_response:
+                async with (upstream.client.request(request.method, request.raw_path, headers, body) if lean else
+                            upstream.session.request(request.method, url, headers=headers, data=body,
+                                                     allow_redirects=False)) as upstream_response:
                     end_client_span(span, upstream_response.status)
                     span = None
                     upstream.latency.observe(time.perf_counter() - started)
@@ -161,7 +165,8 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
                 end_client_span(span, error=exc)
                 raise
         # Refused, not accepted within the connect timeout (before the timeouts below: it is one too), or dropped.
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError) as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError,
+                UpstreamConnectError) as exc:
             _failed(upstream)
             if attempt < attempts:
                 continue
@@ -179,7 +184,7 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
             _failed(upstream)
             upstream.counted(route, "504")
             raise GatewayTimeout(f"the {upstream.name} service did not answer in time", upstream=upstream.name) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError, HttpProcessingError) as exc:
             upstream.counted(route, "502")
             raise BadGateway(f"the {upstream.name} service sent a broken response", upstream=upstream.name) from exc
     raise AssertionError("unreachable")

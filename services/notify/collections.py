@@ -43,8 +43,9 @@ INDEXES = (
     # The sweeper: jobs whose notifications are not all written yet (delivery writes them; a lost chunk is sent again).
     index(JOBS, "unwritten_since"),
     index(IDEMPOTENCY, "created_at", expire_after_s=24 * 3600),
-    # Exactly one inbox item per notification, whatever the dispatcher's crashes and redeliveries.
-    index(INBOX, "notification_id", unique=True),
+    # Exactly one inbox item per notification, whatever the dispatcher's crashes and redeliveries: its `_id` derives
+    # from the notification's (delivery._inbox_id), so `_id`'s uniqueness holds it; the unique index on
+    # `notification_id` that did the same was one more entry per item (docs/operations.md, upgrading).
     index(INBOX, "account_id", "-delivered_at"),
     index(PUSHES, "notification_id", unique=True),
     # The push and callback senders' queues (their documents have a `state`, not a `status`).

@@ -2,8 +2,9 @@
 
 Runs inside the dispatcher's consumer transaction (one per dispatch event),
 so a dispatcher killed half-way leaves nothing behind and the redelivered
-event does the whole chunk again; the unique inbox index on
-`notification_id` backs that up.
+event does the whole chunk again; an inbox item's `_id` derives from its
+notification's, so a second one for the same notification cannot be
+inserted.
 
 Two kinds of chunk. A single send's notification (or a scheduled one whose
 time came) is stored `sending` before its dispatch event, and `deliver`

@@ -37,6 +37,7 @@ def fake_upstream(name: str) -> web.Application:
                 "request_id": request.headers.get("X-Request-Id"),
                 "connection_header": request.headers.get("Proxy-Authorization"),
                 "headers": {header: request.headers.get(header) for header in SEEN_HEADERS},
+                "peer_port": request.transport.get_extra_info("peername")[1],
             },
             headers={"X-Upstream": name},
         )
@@ -241,3 +242,80 @@ async def test_with_an_exporter_the_call_upstream_is_a_client_span_of_the_gatewa
     assert server.name == "GET /oidc{tail*}" and f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
     assert client.parent.span_id == server.context.span_id and client.attributes["http.response.status_code"] == 200
     assert seen["headers"]["traceparent"] == f"00-4bf92f3577b34da6a3ce929d0e0e4736-{hex_span(client)}-01"
+
+
+async def test_forwarded_requests_share_one_kept_alive_connection(gateway):
+    """The gateway's own client (services/gateway/upstream_client.py) keeps connections open and reuses them."""
+    ports = {(await (await gateway.get("/oidc/x")).json())["peer_port"] for _ in range(10)}
+    ports |= {(await (await gateway.post("/oidc/token", data={"a": "b"})).json())["peer_port"] for _ in range(5)}
+    assert len(ports) == 1
+    # A HEAD answer has no body whatever its Content-Length says: read as such, and the connection serves on.
+    head = await gateway.head("/oidc/x")
+    assert head.status == 200 and await head.read() == b""
+    assert (await (await gateway.get("/oidc/x")).json())["peer_port"] in ports
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_not_used_again():
+    """A POST is never retried (it may have been handled): it must not be sent on a connection already closed."""
+    from multidict import CIMultiDict
+
+    from services.gateway.upstream_client import UpstreamClient
+
+    connections = []
+
+    async def answer_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(3)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # as an upstream does when its keep-alive timeout passes
+
+    server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
+    client = UpstreamClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", connect_timeout_s=1, read_timeout_s=5)
+    try:
+        for _ in range(2):
+            async with client.request("POST", "/oidc/token", CIMultiDict({"A": "1"}), b"a=b") as response:
+                assert (response.status, await response.read()) == (200, b"ok")
+            # Kept for reuse; then the upstream closes it, and the next request goes on a new connection.
+            await eventually(lambda: not client._idle or not client._idle[0].is_connected(), timeout_s=10)
+        assert len(connections) == 2
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_no_header_can_carry_a_line_break_upstream():
+    from multidict import CIMultiDict
+
+    from services.gateway.upstream_client import _header_bytes
+
+    ok = _header_bytes("GET", "/x?y", "auth:8001", CIMultiDict({"A": "1"}), None)
+    assert ok == b"GET /x?y HTTP/1.1\r\nHost: auth:8001\r\nA: 1\r\n\r\n"
+    for smuggled in ("1\r\nX-Admin: yes", "1\nX: y", "1\rX: y"):
+        with pytest.raises(ValueError):
+            _header_bytes("GET", "/x", "auth:8001", CIMultiDict({"A": smuggled}), None)
+    assert _header_bytes("POST", "/t", "auth", CIMultiDict(), 3).endswith(b"Content-Length: 3\r\n\r\n")
+
+
+async def test_an_answer_that_is_not_http_is_a_502_problem_not_a_500():
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    broken = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams={name: broken for name in UPSTREAMS},
+                               upstream_timeout_s=5)
+    try:
+        async with TestClient(TestServer(create_app(settings))) as gateway:
+            response = await gateway.post("/oidc/token", data={"grant_type": "client_credentials"})
+            assert response.status == 502
+            problem = await response.json(content_type="application/problem+json")
+            assert problem["upstream"] == "auth" and "broken" in problem["detail"]
+    finally:
+        server.close()
+        await server.wait_closed()
