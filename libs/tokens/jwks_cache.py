@@ -9,8 +9,8 @@ keep verifying while auth is unreachable (the keys we know are still auth's);
 a client's document that could not be fetched again is not trusted past its
 age, and the caller learns it (JWKSUnavailable).
 
-A cache may also remember the tokens it verified (`verified_cache_size`, the
-gateway's): the same token presented again is answered from memory until it
+A cache may also remember the tokens it verified (`verified_cache_size`: the
+gateway's, formfill's, notify's and signing's): the same token presented again is answered from memory until it
 expires (same leeway as the check), as long as its key is still published
 and the document is fresh. Only the signature and claims checks are skipped:
 the revocation list is the caller's, consulted on every request.

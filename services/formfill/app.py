@@ -36,7 +36,7 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         session = client_session()
         app[FORMFILL] = Formfill(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
-            jwks=JWKSCache(settings.jwks_url, session), keys=keys,
+            jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), keys=keys,
             signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY], clock=clock or SystemClock(),
         )
         yield

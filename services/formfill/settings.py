@@ -23,6 +23,9 @@ class FormfillSettings:
     request_ttl_s: int = setting("FORMFILL_REQUEST_TTL_S", 5 * 60)
     # A release not read within this time is deleted unread.
     result_ttl_s: int = setting("FORMFILL_RESULT_TTL_S", 10 * 60)
+    # Access tokens verified here, remembered until they expire (the least recently used dropped beyond this many);
+    # the revocation list is still consulted on every request. 0: verify every time.
+    token_cache_size: int = setting("FORMFILL_TOKEN_CACHE_SIZE", 1024)
 
     @property
     def jwks_url(self) -> str:

@@ -36,5 +36,5 @@ async def open_context(settings: NotifySettings, mongo: AsyncMongoClient, db: As
     keys = KeyStore(mongo, db, settings.keyring, max_token_lifetime_s=CALLBACK_TOKEN_TTL_S, collection=CALLBACK_KEYS)
     await keys.ensure()
     return Notify(settings=settings, mongo=mongo, db=db, relay=relay, cipher=FieldCipher(settings.keyring),
-                  jwks=JWKSCache(settings.jwks_url, http), keys=keys, signer=TokenSigner(keys, settings.callback_issuer),
+                  jwks=JWKSCache(settings.jwks_url, http, verified_cache_size=settings.token_cache_size), keys=keys, signer=TokenSigner(keys, settings.callback_issuer),
                   clock=clock or SystemClock())

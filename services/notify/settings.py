@@ -32,6 +32,9 @@ class NotifySettings:
     dispatcher_metrics_port: int = setting("NOTIFY_DISPATCHER_METRICS_PORT", DEFAULT_METRICS_PORTS["notify-dispatcher"])
     # Notifications per dispatch event: a batch job becomes ceil(n / chunk) events, each delivered in one transaction.
     chunk_size: int = setting("NOTIFY_CHUNK_SIZE", 500)
+    # Access tokens verified here, remembered until they expire (the least recently used dropped beyond this many);
+    # the revocation list is still consulted on every request. 0: verify every time.
+    token_cache_size: int = setting("NOTIFY_TOKEN_CACHE_SIZE", 1024)
     max_batch: int = 10_000
     # Status callbacks: attempt n waits backoff * 2**(n-1) seconds; after max_attempts the callback is given up.
     callback_max_attempts: int = setting("NOTIFY_CALLBACK_MAX_ATTEMPTS", 6)

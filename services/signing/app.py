@@ -46,7 +46,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         await sandbox.start()
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
-            jwks=JWKSCache(settings.jwks_url, session), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
+            jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
             tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain, clock=clock),
             sandbox=sandbox, clock=clock,
         )

@@ -36,6 +36,9 @@ class SigningSettings:
     # A signed result not fetched within this time is deleted unread.
     result_ttl_s: int = setting("SIGNING_RESULT_TTL_S", 30 * 60)
     max_pdf_bytes: int = setting("SIGNING_MAX_PDF_BYTES", 5 * MB)
+    # Access tokens verified here, remembered until they expire (the least recently used dropped beyond this many);
+    # the revocation list is still consulted on every request. 0: verify every time.
+    token_cache_size: int = setting("SIGNING_TOKEN_CACHE_SIZE", 1024)
     citizen_cert_days: int = 2 * 365
     crl_validity_s: int = 24 * 3600
     # Parsing untrusted PDFs / CMS: worker processes and what one job may spend (services/signing/sandbox.py).
