@@ -3,8 +3,9 @@
 For every message the consumer opens one transaction that inserts the event's
 id into `processed_events` and runs the handler with the same session. A
 redelivered event hits the unique id and is skipped; a failed handler rolls
-back its writes and the marker together. Offsets are committed only after a
-batch is handled.
+back its writes and the marker together. Offsets are committed only after
+their events are handled, at most once a second (`COMMIT_EVERY_S`), so a crash
+makes the last second's events come again, deduplicated.
 
 Failures are split in two:
 - the database or broker being unreachable is nobody's fault in the message:
@@ -72,6 +73,11 @@ INFRASTRUCTURE_ERRORS = (ConnectionFailure, KafkaConnectionError)
 # A consumer whose loop has not gone round for this long is stuck (a handler hanging, the database gone):
 # its service reports unready, and HarbourConsumerStuck fires on its last-progress metric.
 STUCK_AFTER_S = 30.0
+# Offsets are committed to the broker at most this often (Kafka's own default for auto-commit is 5 s), in one
+# request for every partition that moved. Each event's effect is exactly-once by its processed-event marker, not by
+# the committed offset, so a crash only makes the events of the last second come again, deduplicated (or ignored
+# again). Committing after every fetch was one broker request per record under load, as much work as the record.
+COMMIT_EVERY_S = 1.0
 
 log = get_logger("harbour.consumer")
 
@@ -102,6 +108,7 @@ class EventConsumer:
         security: KafkaSecurity | None = None,
         lease_ttl_s: float = 10.0,
         renew_every_s: float = 2.0,
+        commit_every_s: float = COMMIT_EVERY_S,
     ) -> None:
         self.service = service
         self.group = group
@@ -123,6 +130,9 @@ class EventConsumer:
         # Set when a request to the broker failed: the broker may have restarted and lost its newest records
         # (and committed offsets), so the positions held in memory may point past what it now has.
         self._broker_disrupted = False
+        self.commit_every_s = commit_every_s
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
         self.consumer = pause_after_empty_fetches(AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -142,6 +152,10 @@ class EventConsumer:
         await self._renew_assignment()
 
     async def stop(self) -> None:
+        try:
+            await self.commit()  # what this process handled is not handed to the next owner again
+        except Exception:
+            log.warning("final offset commit failed; the next owner reads those events again", group=self.group)
         await self.consumer.stop()
         try:
             await self.leases.release()
@@ -171,6 +185,7 @@ class EventConsumer:
                       for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
         held = await self.leases.claim(partitions)
         if held != self.consumer.assignment():
+            await self.commit()  # before partitions change hands: commit what was handled while they were ours
             log.info("partitions assigned", group=self.group, partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in held))
             self.consumer.assign(sorted(held, key=lambda tp: (tp.topic, tp.partition)))
         self._renewed_at = time.monotonic()
@@ -189,6 +204,7 @@ class EventConsumer:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, min(committed, end))
+        self._uncommitted.clear()  # read again from the broker's committed offsets: nothing handled is lost
         self._broker_disrupted = False
         log.info("consumer rewound to committed offsets after a broker disruption", group=self.group)
 
@@ -207,9 +223,26 @@ class EventConsumer:
         for tp, messages in batches.items():
             for message in messages:
                 await self.handle_message(message)
-            await self.consumer.commit({tp: messages[-1].offset + 1})
+            self._uncommitted[tp] = messages[-1].offset + 1
+        if time.monotonic() - self._committed_at >= self.commit_every_s:
+            await self.commit()
         await self._record_lag()
         return sum(len(m) for m in batches.values())
+
+    async def commit(self) -> None:
+        """Commit the offsets handled since the last commit, of the partitions still held, in one request."""
+        held = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._uncommitted.items() if tp in held}
+        self._uncommitted = {}
+        self._committed_at = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except BaseException:
+            # Kept for the next attempt, unless newer offsets of the partition were handled meanwhile.
+            self._uncommitted = offsets | self._uncommitted
+            raise
 
     async def _record_lag(self) -> None:
         for tp in self.consumer.assignment():

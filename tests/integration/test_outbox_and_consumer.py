@@ -15,7 +15,7 @@ import uuid
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
@@ -311,3 +311,59 @@ async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_ev
     # One fetch per pause (50 ms) at most, with room for the fetches that bring records.
     assert 0 < idle_fetches <= 30, idle_fetches
     assert seen == [event.id]
+
+
+async def test_offsets_are_committed_once_a_second_in_one_request_and_at_stop(infra):
+    """A stream of single-record fetches made one OffsetCommit request per record (as much broker work as the record
+    itself); now handled offsets are committed at most once a second, and what is left when the consumer stops."""
+    topic = await new_topic(infra.kafka_bootstrap)  # two partitions
+    client = create_client(infra.mongo_uri)
+    seen: list[str] = []
+
+    async def handler(event: CloudEvent, session) -> None:
+        seen.append(event.id)
+
+    producer = Publisher(infra.kafka_bootstrap, "commit-test")
+    await producer.start()
+    group = f"commit-reader-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(
+        service="commit-reader", group=group, topics=[topic.name], handler=handler,
+        mongo_client=client, db=client[infra.settings("commit-reader").database], dlq_producer=producer,
+        bootstrap=infra.kafka_bootstrap,
+    )
+    await consumer.start()
+    commits = {"n": 0}
+    send = consumer.consumer._client.send
+
+    async def counting_send(node_id, request, **kwargs):
+        commits["n"] += request.API_KEY == 8  # OffsetCommit
+        return await send(node_id, request, **kwargs)
+
+    consumer.consumer._client.send = counting_send
+    loop = asyncio.get_running_loop()
+    sent = []
+    try:
+        started = loop.time()
+        for i in range(30):  # one at a time, each read by a fetch of its own
+            event = CloudEvent(source="/t", type="test.one", subject=f"k{i}", data={})
+            await producer.send_and_wait(topic.name, event.to_json(), key=f"k{i}".encode())
+            sent.append(event.id)
+            while event.id not in seen:
+                await consumer.consume_batch()
+        elapsed = loop.time() - started
+        during = commits["n"]
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await client.close()
+    assert sorted(seen) == sorted(sent)
+    assert during <= elapsed / consumer.commit_every_s + 1, (during, elapsed)  # was 30, one per record
+    # At stop, everything handled was committed: a new member of the group starts after the last record.
+    reader = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        ends = await reader.end_offsets(partitions)
+        assert {tp: await reader.committed(tp) or 0 for tp in partitions} == ends
+    finally:
+        await reader.stop()
