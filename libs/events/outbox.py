@@ -50,7 +50,7 @@ from libs.store.chunks import chunks
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
-from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics
+from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches
 from .tracing import end_all, header_of, published
 from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
 from .topics import Topic
@@ -144,7 +144,12 @@ class OffsetsRead:
 
 
 class OffsetReader:
-    """Reads back what the broker holds at given offsets (no consumer group: it commits nothing)."""
+    """Reads back what the broker holds at given offsets (no consumer group: it commits nothing).
+
+    Between reads it holds no partition: an assigned consumer's fetcher goes on fetching in the background, and
+    against the local broker (which answers an empty fetch at once) that was hundreds of fetches a second, for
+    ever, in every process whose relay had verified an event — a third of a core in auth and notify.
+    """
 
     def __init__(self, bootstrap: str, client_id: str, security: KafkaSecurity | None) -> None:
         self.bootstrap = bootstrap
@@ -155,19 +160,22 @@ class OffsetReader:
     async def event_ids(self, tp: TopicPartition, first: int, last: int) -> OffsetsRead:
         consumer = await self._started()
         consumer.assign([tp])
-        log_start = (await consumer.beginning_offsets([tp]))[tp]
-        log_end = (await consumer.end_offsets([tp]))[tp]
-        ids: dict[int, str] = {}
-        stop = min(last + 1, log_end)
-        if max(first, log_start) < stop:
-            consumer.seek(tp, max(first, log_start))
-            deadline = time.monotonic() + READ_BACK_TIMEOUT_S
-            while await consumer.position(tp) < stop:
-                if time.monotonic() > deadline:
-                    raise PublishFailed(f"reading back {tp.topic}:{tp.partition} timed out")
-                for message in (await consumer.getmany(tp, timeout_ms=500, max_records=1000)).get(tp, []):
-                    ids[message.offset] = _event_id(message.value)
-        return OffsetsRead(ids, log_start)
+        try:
+            log_start = (await consumer.beginning_offsets([tp]))[tp]
+            log_end = (await consumer.end_offsets([tp]))[tp]
+            ids: dict[int, str] = {}
+            stop = min(last + 1, log_end)
+            if max(first, log_start) < stop:
+                consumer.seek(tp, max(first, log_start))
+                deadline = time.monotonic() + READ_BACK_TIMEOUT_S
+                while await consumer.position(tp) < stop:
+                    if time.monotonic() > deadline:
+                        raise PublishFailed(f"reading back {tp.topic}:{tp.partition} timed out")
+                    for message in (await consumer.getmany(tp, timeout_ms=500, max_records=1000)).get(tp, []):
+                        ids[message.offset] = _event_id(message.value)
+            return OffsetsRead(ids, log_start)
+        finally:
+            consumer.unsubscribe()  # no partition held between reads: the fetcher stops (see the class)
 
     async def partitions(self, topic: str) -> set[int]:
         consumer = await self._started()
@@ -178,8 +186,11 @@ class OffsetReader:
         """Event id → offset for the last `count` records of the partition."""
         consumer = await self._started()
         consumer.assign([tp])
-        log_start = (await consumer.beginning_offsets([tp]))[tp]
-        log_end = (await consumer.end_offsets([tp]))[tp]
+        try:
+            log_start = (await consumer.beginning_offsets([tp]))[tp]
+            log_end = (await consumer.end_offsets([tp]))[tp]
+        finally:
+            consumer.unsubscribe()
         read = await self.event_ids(tp, max(log_start, log_end - count), log_end - 1)
         return {event_id: offset for offset, event_id in read.ids.items() if event_id}
 
@@ -190,8 +201,9 @@ class OffsetReader:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None,
-                                        enable_auto_commit=False, **connection_options(self.security))
+            consumer = pause_after_empty_fetches(AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None, enable_auto_commit=False,
+                **connection_options(self.security)))
             await consumer.start()
             self._consumer = consumer
         return self._consumer

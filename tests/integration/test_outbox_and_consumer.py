@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
 from libs.events import CloudEvent, EventConsumer, Outbox, OutboxRelay, Publisher, install_consumer
-from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY
+from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY, OffsetReader
 from libs.service import create_service_app, parse_body
 from libs.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
@@ -365,5 +365,39 @@ async def test_offsets_are_committed_once_a_second_in_one_request_and_at_stop(in
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         ends = await reader.end_offsets(partitions)
         assert {tp: await reader.committed(tp) or 0 for tp in partitions} == ends
+    finally:
+        await reader.stop()
+
+
+async def test_the_relays_read_back_leaves_no_fetcher_running_between_reads(infra):
+    """The relay reads its sent events back (OffsetReader). Its consumer kept the partition assigned afterwards, and
+    aiokafka's fetcher went on asking the local broker (which answers an empty fetch at once) hundreds of times a
+    second, for ever: a third of a core in auth and notify once they had published anything."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+    events = [CloudEvent(source="/t", type="test.readback", subject="k", data={}) for _ in range(3)]
+    try:
+        sent = [await producer.send_and_wait(topic.name, e.to_json(), key=b"k", partition=0) for e in events]
+    finally:
+        await producer.stop()
+    reader = OffsetReader(infra.kafka_bootstrap, "readback-test", None)
+    tp = TopicPartition(topic.name, 0)
+    try:
+        read = await reader.event_ids(tp, sent[0].offset, sent[-1].offset)
+        assert [read.ids[m.offset] for m in sent] == [e.id for e in events]
+        fetches = {"n": 0}
+        send = reader._consumer._client.send
+
+        async def counting_send(node_id, request, **kwargs):
+            fetches["n"] += request.API_KEY == 1
+            return await send(node_id, request, **kwargs)
+
+        reader._consumer._client.send = counting_send
+        await asyncio.sleep(1.0)  # the interval itself is what is measured: fetches made while nobody reads
+        assert fetches["n"] <= 2, fetches
+        # And it reads again as before.
+        again = await reader.event_ids(tp, sent[0].offset, sent[-1].offset)
+        assert again.ids == read.ids
     finally:
         await reader.stop()
