@@ -267,6 +267,22 @@ async def test_poison_message_goes_to_dead_letter_topic_and_consumption_continue
     assert REGISTRY.get_sample_value("harbour_event_handler_failures_total", labels) == 3
 
 
+FETCH, OFFSET_COMMIT = 1, 8  # Kafka API keys
+
+
+def _count_requests(client, api_key: int) -> dict[str, int]:
+    """Count the requests of one kind an aiokafka client sends from now on (`counts["n"]`)."""
+    counts = {"n": 0}
+    send = client.send
+
+    async def counting_send(node_id, request, **kwargs):
+        counts["n"] += request.API_KEY == api_key
+        return await send(node_id, request, **kwargs)
+
+    client.send = counting_send
+    return counts
+
+
 async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_events(infra):
     """The local broker answers an empty fetch at once (it ignores fetch.max.wait.ms): without the pause
     after an empty fetch, an idle consumer asks hundreds of times a second and every idle service burns CPU."""
@@ -285,14 +301,7 @@ async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_ev
         bootstrap=infra.kafka_bootstrap,
     )
     await consumer.start()
-    fetches = {"n": 0}
-    send = consumer.consumer._client.send
-
-    async def counting_send(node_id, request, **kwargs):
-        fetches["n"] += request.API_KEY == 1
-        return await send(node_id, request, **kwargs)
-
-    consumer.consumer._client.send = counting_send
+    fetches = _count_requests(consumer.consumer._client, FETCH)
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
@@ -332,14 +341,7 @@ async def test_offsets_are_committed_once_a_second_in_one_request_and_at_stop(in
         bootstrap=infra.kafka_bootstrap,
     )
     await consumer.start()
-    commits = {"n": 0}
-    send = consumer.consumer._client.send
-
-    async def counting_send(node_id, request, **kwargs):
-        commits["n"] += request.API_KEY == 8  # OffsetCommit
-        return await send(node_id, request, **kwargs)
-
-    consumer.consumer._client.send = counting_send
+    commits = _count_requests(consumer.consumer._client, OFFSET_COMMIT)
     loop = asyncio.get_running_loop()
     sent = []
     try:
@@ -386,14 +388,7 @@ async def test_the_relays_read_back_leaves_no_fetcher_running_between_reads(infr
     try:
         read = await reader.event_ids(tp, sent[0].offset, sent[-1].offset)
         assert [read.ids[m.offset] for m in sent] == [e.id for e in events]
-        fetches = {"n": 0}
-        send = reader._consumer._client.send
-
-        async def counting_send(node_id, request, **kwargs):
-            fetches["n"] += request.API_KEY == 1
-            return await send(node_id, request, **kwargs)
-
-        reader._consumer._client.send = counting_send
+        fetches = _count_requests(reader._consumer._client, FETCH)
         await asyncio.sleep(1.0)  # the interval itself is what is measured: fetches made while nobody reads
         assert fetches["n"] <= 2, fetches
         # And it reads again as before.
