@@ -139,7 +139,12 @@ async def test_opt_out_suppresses_and_a_missing_placeholder_is_refused(platform,
     app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone2")
     template = await agency.template()
 
-    missing = agency.call("POST", "/v1/notifications", {"template_id": template["template_id"], "sub": sub, "personalisation": {"name": "Chan"}})
+    def judged():  # once notify has heard of the agency (409 unknown-client until its clients projection has it)
+        response = agency.call("POST", "/v1/notifications", {"template_id": template["template_id"], "sub": sub,
+                                                               "personalisation": {"name": "Chan"}})
+        return None if response.status_code == 409 else [response]
+
+    [missing] = await eventually(judged, timeout_s=30)
     assert refusal(missing, 400, "missing-placeholder")["placeholders"] == ["licence"]
 
     opted = await app.set_preferences(opted_out=[agency.client_id], language="en")
