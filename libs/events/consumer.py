@@ -55,7 +55,7 @@ from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches
+from .kafka import PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, stop_consumer
 from .metrics import CONSUMER_LAG, CONSUMER_LAST_PROGRESS, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .tracing import outcome, processing
 from .partition_leases import LEASE_INDEXES, LEASES_COLLECTION, MEMBERS_COLLECTION, PartitionLeases
@@ -109,6 +109,7 @@ class EventConsumer:
         lease_ttl_s: float = 10.0,
         renew_every_s: float = 2.0,
         commit_every_s: float = COMMIT_EVERY_S,
+        final_commit_timeout_s: float = 5.0,
     ) -> None:
         self.service = service
         self.group = group
@@ -131,6 +132,7 @@ class EventConsumer:
         # (and committed offsets), so the positions held in memory may point past what it now has.
         self._broker_disrupted = False
         self.commit_every_s = commit_every_s
+        self.final_commit_timeout_s = final_commit_timeout_s
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
         self.consumer = pause_after_empty_fetches(AIOKafkaConsumer(
@@ -153,10 +155,12 @@ class EventConsumer:
 
     async def stop(self) -> None:
         try:
-            await self.commit()  # what this process handled is not handed to the next owner again
+            # What this process handled is not handed to the next owner again. Bounded: with the broker gone,
+            # aiokafka looks for the group coordinator for ever, and a process told to stop never would.
+            await asyncio.wait_for(self.commit(), self.final_commit_timeout_s)
         except Exception:
             log.warning("final offset commit failed; the next owner reads those events again", group=self.group)
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)
         try:
             await self.leases.release()
         except PyMongoError:

@@ -70,6 +70,22 @@ def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_
     return consumer
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop an aiokafka consumer and close its connections, also when the broker is down.
+
+    aiokafka (0.14) cancels its in-flight fetches at stop and awaits them; a fetch backing off after a failed
+    request (the broker gone) lets that CancelledError out of stop(), before the connections are closed. It is
+    not a cancellation of the caller, so it is swallowed, unless the caller is itself being cancelled.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        await consumer._client.close()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 def whole_topic_consumer(bootstrap: str, client_id: str, security: KafkaSecurity | None, **options) -> AIOKafkaConsumer:
     """A consumer of no group that commits nothing and reads committed records only, for a process that follows a
     whole topic itself (the revocation list, auth's client directory); idle fetches spaced as above."""

@@ -50,7 +50,7 @@ from libs.store.chunks import chunks
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
-from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches
+from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer
 from .tracing import end_all, header_of, published
 from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
 from .topics import Topic
@@ -196,7 +196,7 @@ class OffsetReader:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     async def _started(self) -> AIOKafkaConsumer:

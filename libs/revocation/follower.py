@@ -22,7 +22,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import caught_up, ensure_topics, partitions_of, whole_topic_consumer
+from libs.events.kafka import caught_up, ensure_topics, partitions_of, stop_consumer, whole_topic_consumer
 from libs.events.topics import REVOCATIONS as REVOCATIONS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
@@ -104,7 +104,7 @@ class Revocations:
                     self.list.prune()
                     self._pruned_at = time.monotonic()
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _confirm_current(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Ask the broker for the end offsets: caught up with them means the list is current as of now.

@@ -132,3 +132,37 @@ async def _count_is(collection, query: dict, expected: int) -> bool:
 
 async def _count_at_least(db, expected: int) -> bool:
     return await db.applied.count_documents({}) >= expected
+
+
+async def test_a_consumer_stops_promptly_when_the_broker_is_gone_before_its_last_commit(own_stack):
+    """Stopping commits what was handled; with the broker gone that commit retries for ever (aiokafka looks for
+    the group coordinator until it finds one), and a service told to stop never did. The commit is bounded."""
+    bootstrap, uri = own_stack.config.kafka_bootstrap, own_stack.config.mongo_uri
+    topic = await new_topic(bootstrap)
+    client = create_client(uri)
+    seen: list[str] = []
+
+    async def handler(event: CloudEvent, session) -> None:
+        seen.append(event.id)
+
+    producer = Publisher(bootstrap, "stop-test")
+    await producer.start()
+    consumer = EventConsumer(service="stop-reader", group=f"stop-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name],
+                             handler=handler, mongo_client=client, db=client["stop_reader"], dlq_producer=producer,
+                             bootstrap=bootstrap, commit_every_s=3600.0)  # nothing committed before the stop
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        event = CloudEvent(source="/t", type="test.one", subject="k", data={})
+        await producer.send_and_wait(topic.name, event.to_json(), key=b"k")
+        while event.id not in seen:
+            await consumer.consume_batch()
+        assert consumer._uncommitted  # the stop has something to commit
+        own_stack.crash("kafka")
+        started = loop.time()
+        await asyncio.wait_for(consumer.stop(), 60)  # old code: still retrying after 60 s
+        stopped_in = loop.time() - started
+    finally:
+        await producer.stop()
+        await client.close()
+    assert stopped_in <= consumer.final_commit_timeout_s + 5, stopped_in

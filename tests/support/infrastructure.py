@@ -70,11 +70,13 @@ async def stop_within(client, seconds: float = 60.0) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(closing := asyncio.ensure_future(client.close())), seconds)
     except TimeoutError:
-        waiting = []
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task() and not task.done():
-                frames = task.get_stack(limit=3)
-                where = "; ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
-                waiting.append(f"{task.get_name()}: {where}")
+        def where(task: asyncio.Task, limit: int | None) -> str:
+            frames = task.get_stack(limit=limit)
+            return "; ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
+
+        waiting = [f"{task.get_name()}: {where(task, 3)}" for task in asyncio.all_tasks()
+                   if task not in (asyncio.current_task(), closing) and not task.done()]
+        # The close itself last, its whole stack (the cleanup step it hangs in): a CI log may keep only its tail.
+        waiting.append(f"the close: {where(closing, None)}")
         closing.cancel()
         raise AssertionError(f"the service did not stop within {seconds} s; its tasks:\n" + "\n".join(waiting)) from None

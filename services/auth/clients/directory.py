@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import caught_up, partitions_of, whole_topic_consumer
+from libs.events.kafka import caught_up, partitions_of, stop_consumer, whole_topic_consumer
 from libs.events.topics import CLIENTS as CLIENTS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
@@ -168,7 +168,7 @@ class ClientsFollower:
                     confirmed_at = time.monotonic()
                     await self._confirm_current(consumer, partitions)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _confirm_current(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Caught up with the broker's end offsets, asked now: the memory is current (an empty fetch proves nothing)."""
