@@ -74,6 +74,20 @@ class CitizenApp:
         self._save()
         return result
 
+    async def replace_at_kiosk(self, identity: dict[str, Any], selfie: bytes, *, kiosk: tuple[str, str]) -> dict[str, Any]:
+        """A lost phone: the kiosk proofs the citizen again; every old device is revoked and a new code is issued
+        for the same account (activate this app with it)."""
+        body = {**identity, "selfie": base64.b64encode(selfie).decode()}
+        result = await self._call("POST", "/v1/enrolments/replacements", json=body, basic=kiosk)
+        self.profile.account_id = result["account_id"]
+        self._save()
+        return result
+
+    async def upgrade_at_kiosk(self, identity: dict[str, Any], selfie: bytes, *, kiosk: tuple[str, str]) -> dict[str, Any]:
+        """A basic identity proofed in person at a kiosk becomes plus; this phone stays bound."""
+        body = {**identity, "selfie": base64.b64encode(selfie).decode()}
+        return await self._call("POST", "/v1/enrolments/upgrades", json=body, basic=kiosk)
+
     async def activate(self, account_id: str, activation_code: str, device_name: str = "phone") -> dict[str, Any]:
         """Generate the device key, prove possession over a server nonce, bind the device."""
         key = generate_private_key()

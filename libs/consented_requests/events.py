@@ -7,7 +7,7 @@ from collections.abc import Callable
 from libs.events import CloudEvent
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED
 
-IDENTITY_EVENTS = frozenset({"identity.enrolled", "identity.state_changed", SUBJECT_ASSIGNED})
+IDENTITY_EVENTS = frozenset({"identity.enrolled", "identity.state_changed", "identity.assurance_changed", SUBJECT_ASSIGNED})
 
 
 def decided_for(event: CloudEvent, service: str) -> bool:

@@ -28,6 +28,12 @@ class DuplicateEnrolment(Conflict):
     slug, title = "duplicate-enrolment", "Duplicate enrolment"
 
 
+class NotEnrolled(NotFound):
+    """A kiosk replacement or upgrade for an identity card no account was enrolled with."""
+
+    slug, title = "not-enrolled", "Not enrolled"
+
+
 class MayNotEnrol(Forbidden):
     """A client other than a kiosk with scope `enrol` tried to enrol a citizen."""
 

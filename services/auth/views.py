@@ -85,6 +85,25 @@ class EnrolmentCreated(Answer):
     activation_expires_at: datetime
 
 
+class PhoneReplaced(Answer):
+    """A kiosk replacement: the same account with a new activation code; every old device revoked."""
+
+    account_id: str
+    state: Literal["pending", "active"]
+    assurance: Literal["plus"]
+    activation_code: str = Field(pattern=r"^[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}$", description="shown once, for the kiosk slip")
+    activation_expires_at: datetime
+    devices_revoked: int = Field(ge=0)
+    upgraded: bool = Field(description="the account was basic and is plus from now on (the proofing was in person)")
+
+
+class AssuranceUpgraded(Answer):
+    account_id: str
+    state: Literal["pending", "active"]
+    assurance: Literal["plus"]
+    upgraded: bool = Field(description="false when the account was plus already (nothing changed)")
+
+
 class DeviceChallenge(Answer):
     nonce: str
     expires_at: datetime

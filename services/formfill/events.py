@@ -34,6 +34,8 @@ def handler(formfill: Formfill):
                                 assurance=data["assurance"], state=data["state"])
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)
+        elif event.type == "identity.assurance_changed":
+            await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"assurance": data["to"]}}, session=session)
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
         elif event.type in CLIENT_CHANGED:

@@ -68,6 +68,9 @@ ROUTES: tuple[Rule, ...] = (
     # RFC 7592: the client's registration access token or the operator token (both Bearer, opaque): auth decides.
     rule("GET PUT DELETE", "/v1/clients/{client_id}", "auth", PUBLIC),
     rule("POST", "/v1/enrolments", "auth", PUBLIC, max_body_bytes=4 * MB),  # kiosk Basic, or sandbox self-registration
+    # A kiosk proofs an enrolled citizen again: a lost phone replaced, basic upgraded to plus (kiosk Basic only).
+    rule("POST", "/v1/enrolments/replacements", "auth", PUBLIC, max_body_bytes=4 * MB),
+    rule("POST", "/v1/enrolments/upgrades", "auth", PUBLIC, max_body_bytes=4 * MB),
     rule("POST", "/v1/devices/challenges", "auth", PUBLIC),
     rule("POST", "/v1/devices/token", "auth", PUBLIC),  # the body is a device-signed assertion
     rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession

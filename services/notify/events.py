@@ -34,6 +34,11 @@ def handler(notify: Notify):
                 "language": data.get("language", "en"), "state": data.get("state", "pending")}}, upsert=True, session=session)
         elif event.type == "identity.state_changed":
             await db[ACCOUNTS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
+        elif event.type == "identity.devices_replaced":
+            await platform_messages.on_devices_replaced(notify, session, data["account_id"], event.time,
+                                                        int(data.get("devices_revoked", 0)))
+        elif event.type == "identity.assurance_changed":
+            await platform_messages.on_assurance_upgraded(notify, session, data["account_id"], event.time)
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
             await platform_messages.on_new_service(notify, session, data["account_id"], data["sector"])
@@ -47,7 +52,8 @@ def handler(notify: Notify):
     return wants_only(handle, wants)
 
 
-HANDLED = frozenset({"identity.enrolled", "identity.state_changed", SUBJECT_ASSIGNED, "approval.requested"})
+HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.assurance_changed",
+                     SUBJECT_ASSIGNED, "approval.requested"})
 
 
 def wants(event: CloudEvent) -> bool:

@@ -31,6 +31,14 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "en": {"subject": "A new device was activated", "body": "A device was activated for your Harbour ID at {{ at }} (Hong Kong time). If this was not you, revoke it in the app and call us."},
         "zh-HK": {"subject": "已啟用新裝置", "body": "你的 Harbour ID 於 {{ at }}（香港時間）啟用了一部裝置。如非本人操作，請在應用程式中撤銷並致電我們。"},
         "zh-CN": {"subject": "已启用新设备", "body": "你的 Harbour ID 于 {{ at }}（香港时间）启用了一部设备。如非本人操作，请在应用程序中撤销并致电我们。"}}},
+    "devices_replaced": {"placeholders": ["at", "count"], "content": {
+        "en": {"subject": "Your phone was replaced at a kiosk", "body": "At {{ at }} (Hong Kong time) your Harbour ID was proofed again at a kiosk and a new phone can be activated; {{ count }} earlier device(s) can no longer use it. If this was not you, call us."},
+        "zh-HK": {"subject": "已在自助服務站更換手機", "body": "你的 Harbour ID 於 {{ at }}（香港時間）在自助服務站重新核實身分，可啟用新手機；之前的 {{ count }} 部裝置已不能再使用。如非本人操作，請致電我們。"},
+        "zh-CN": {"subject": "已在自助服务站更换手机", "body": "你的 Harbour ID 于 {{ at }}（香港时间）在自助服务站重新核实身份，可启用新手机；之前的 {{ count }} 部设备已不能再使用。如非本人操作，请致电我们。"}}},
+    "assurance_upgraded": {"placeholders": ["at"], "content": {
+        "en": {"subject": "Your identity was verified in person", "body": "At {{ at }} (Hong Kong time) your Harbour ID was verified in person at a kiosk: it is now a plus identity. If this was not you, call us."},
+        "zh-HK": {"subject": "已親身核實你的身分", "body": "你的 Harbour ID 於 {{ at }}（香港時間）在自助服務站親身核實，現為進階身分。如非本人操作，請致電我們。"},
+        "zh-CN": {"subject": "已亲身核实你的身份", "body": "你的 Harbour ID 于 {{ at }}（香港时间）在自助服务站亲身核实，现为进阶身份。如非本人操作，请致电我们。"}}},
     "new_service": {"placeholders": ["service"], "content": {
         "en": {"subject": "First sign-in to {{ service }}", "body": "You signed in to {{ service }} with Harbour ID for the first time. If this was not you, call us."},
         "zh-HK": {"subject": "首次登入 {{ service }}", "body": "你首次以 Harbour ID 登入 {{ service }}。如非本人操作，請致電我們。"},
@@ -62,6 +70,16 @@ async def on_approval_requested(notify: Notify, session: AsyncClientSession, dat
 
 async def on_device_activated(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:
     await queue(notify, session, account_id, "new_device", {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M")})
+
+
+async def on_devices_replaced(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime, count: int) -> None:
+    """A kiosk replaced the citizen's phone: the alert waits in the inbox, read from the new phone."""
+    await queue(notify, session, account_id, "devices_replaced",
+                {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M"), "count": str(count)})
+
+
+async def on_assurance_upgraded(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:
+    await queue(notify, session, account_id, "assurance_upgraded", {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M")})
 
 
 async def on_new_service(notify: Notify, session: AsyncClientSession, account_id: str, sector: str) -> None:

@@ -33,6 +33,8 @@ def handler(signing: Signing):
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
             if data["to"] in REVOCATION_REASONS:
                 await revoke_certificates(signing, session, data["account_id"], data["to"])
+        elif event.type == "identity.assurance_changed":  # a basic identity proofed in person at a kiosk: it may sign
+            await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"assurance": data["to"]}}, upsert=True, session=session)
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
         elif event.type in CLIENT_CHANGED:

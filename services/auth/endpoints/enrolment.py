@@ -1,4 +1,8 @@
-"""Enrolling a citizen over HTTP: a kiosk proofs in person (`plus`); in the sandbox a citizen self-registers (`basic`)."""
+"""Enrolling a citizen over HTTP: a kiosk proofs in person (`plus`); in the sandbox a citizen self-registers (`basic`).
+
+A kiosk also proofs an enrolled citizen again (identity/reproofing.py): to replace a lost phone (a new activation
+code, every old device revoked) or to upgrade a `basic` account to `plus` (devices kept).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,30 @@ from libs.callers import ClientCredentialsRequired
 from libs.service.endpoints import NO_STORE, Endpoints
 
 from ..callers import AUTH, enroller
-from ..errors import DuplicateEnrolment, MayNotEnrol, ProofingFailed, SelfieRefused
+from ..errors import AccountInactive, DuplicateEnrolment, MayNotEnrol, NotEnrolled, ProofingFailed, SelfieRefused
 from ..identity.enrolment import EnrolmentRequest, enrol_citizen
-from ..views import EnrolmentCreated
+from ..identity.reproofing import replace_phone, upgrade_assurance
+from ..views import AssuranceUpgraded, EnrolmentCreated, PhoneReplaced
 
 endpoints = Endpoints(tags=("enrolment",), security=("kioskBasic",))
+
+KIOSK_ANSWERS = {
+    401: "wrong or no kiosk credentials (WWW-Authenticate: Basic); the sandbox's self-registration does not apply",
+    403: "insufficient-scope: the client is not a kiosk with the enrol scope; account-inactive: the account is suspended or revoked",
+    404: "not-enrolled: no account has this card number (told only after the selfie passed)",
+    413: "the body is above 4 MiB",
+    422: "validation-failed (`errors` names each field), selfie-rejected or proofing-failed (the selfie, or the "
+         "card-printed data differs from the enrolment's)",
+}
+KIOSK_REFUSALS = (ClientCredentialsRequired, MayNotEnrol, AccountInactive, NotEnrolled, SelfieRefused, ProofingFailed)
+
+
+async def kiosk(request: web.Request) -> str:
+    """A kiosk with scope `enrol`, also in the sandbox (proofing an existing account is never self-service)."""
+    if request.headers.get("Authorization") is None:
+        raise ClientCredentialsRequired("kiosk client credentials are required")
+    actor, _assurance = await enroller(request)
+    return actor
 
 
 @endpoints.post(
@@ -32,3 +55,23 @@ async def enrol(request: web.Request, caller: tuple[str, str], body: EnrolmentRe
     auth = request.app[AUTH]
     result = await enrol_citizen(auth, auth.matcher, body, actor=actor, assurance=assurance)
     return web.json_response(result, status=201, headers=NO_STORE)
+
+
+@endpoints.post(
+    "/v1/enrolments/replacements",
+    summary="Replace a lost phone (kiosk): proofing again, every device revoked, a new activation code for the same account",
+    caller=kiosk, body=EnrolmentRequest, answers={201: PhoneReplaced, **KIOSK_ANSWERS}, refusals=KIOSK_REFUSALS,
+)
+async def replace(request: web.Request, caller: str, body: EnrolmentRequest) -> web.Response:
+    auth = request.app[AUTH]
+    return web.json_response(await replace_phone(auth, auth.matcher, body, actor=caller), status=201, headers=NO_STORE)
+
+
+@endpoints.post(
+    "/v1/enrolments/upgrades",
+    summary="Upgrade a basic account to plus (kiosk): proofing in person; devices, subjects and consents stay",
+    caller=kiosk, body=EnrolmentRequest, answers={200: AssuranceUpgraded, **KIOSK_ANSWERS}, refusals=KIOSK_REFUSALS,
+)
+async def upgrade(request: web.Request, caller: str, body: EnrolmentRequest) -> web.Response:
+    auth = request.app[AUTH]
+    return web.json_response(await upgrade_assurance(auth, auth.matcher, body, actor=caller), headers=NO_STORE)

@@ -111,6 +111,20 @@ def card_hash(hash_key: bytes, id_number: str) -> str:
     return keyed_hash(hash_key, normalise_hkid(id_number), purpose="hkid")
 
 
+def identity_hash(hash_key: bytes, request: EnrolmentRequest) -> str:
+    """A keyed hash of what is printed on the card (names, birth date, gender), for a later in-person proofing.
+
+    A kiosk replacing a lost phone or upgrading an account proofs the citizen
+    again (identity/reproofing.py): the card-printed data must match the
+    enrolment's exactly (the English name compared case- and space-insensitively).
+    Contact data (phone, e-mail, address, language) is not part of it: it may
+    have changed. auth still keeps no personal data in the clear.
+    """
+    name_en = " ".join(request.name_en.split()).casefold()
+    printed = "\x00".join((name_en, request.name_zh or "", request.date_of_birth.isoformat(), request.gender))
+    return keyed_hash(hash_key, printed, purpose="identity-data")
+
+
 async def create_account(
     ctx: ServiceContext,
     session: AsyncClientSession,
@@ -129,6 +143,7 @@ async def create_account(
         {
             "_id": account_id,
             "card_hash": card_hash(settings.hash_key, request.id_number),
+            "identity_hash": identity_hash(settings.hash_key, request),
             "assurance": assurance,
             "state": "pending",
             "language": request.language,
