@@ -48,8 +48,12 @@ def verify(
     require: Sequence[str] = ("exp", "iat"),
     typ: str | None = None,
     now: datetime | None = None,
+    accept_expired: bool = False,
 ) -> dict[str, Any]:
-    """The verified claims. `now`: the instant `exp`/`nbf`/`iat` are judged at (default: the wall clock), with LEEWAY_S."""
+    """The verified claims. `now`: the instant `exp`/`nbf`/`iat` are judged at (default: the wall clock), with LEEWAY_S.
+
+    `accept_expired`: everything is checked but `exp` (still required if named): an ID token used as a hint
+    (OIDC Core §3.1.2.1, RP-Initiated Logout §2) names a past login, and its age does not matter."""
     header = unverified_header(token)
     if typ is not None and header.get("typ") != typ:
         raise InvalidToken(f"the token type must be {typ}")
@@ -57,6 +61,8 @@ def verify(
     if now is not None:
         # PyJWT judges the times only against the wall clock: it checks their types, we check them at `now`.
         options |= {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+    if accept_expired:
+        options["verify_exp"] = False
     try:
         claims = jwt.decode(
             token,
@@ -68,7 +74,7 @@ def verify(
             options=options,
         )
         if now is not None:
-            _check_times_at(claims, now.timestamp())
+            _check_times_at(claims, now.timestamp(), check_exp=not accept_expired)
         return claims
     except jwt.ExpiredSignatureError:
         raise InvalidToken("the token has expired") from None
@@ -80,7 +86,7 @@ def verify(
         raise InvalidToken(f"the token is invalid: {exc}") from None
 
 
-def _check_times_at(claims: dict[str, Any], at: float) -> None:
+def _check_times_at(claims: dict[str, Any], at: float, *, check_exp: bool = True) -> None:
     """PyJWT's checks of `exp`, `nbf` and `iat` (same conversions, same leeway), at `at` (epoch s) instead of the wall clock."""
     times: dict[str, int] = {}
     for name in ("exp", "nbf", "iat"):
@@ -89,7 +95,7 @@ def _check_times_at(claims: dict[str, Any], at: float) -> None:
                 times[name] = int(claims[name])
             except (ValueError, TypeError, OverflowError):
                 raise jwt.DecodeError(f"the {name} claim must be an integer") from None
-    if "exp" in times and times["exp"] <= at - LEEWAY_S:
+    if check_exp and "exp" in times and times["exp"] <= at - LEEWAY_S:
         raise jwt.ExpiredSignatureError("Signature has expired")
     if "nbf" in times and times["nbf"] > at + LEEWAY_S:
         raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")

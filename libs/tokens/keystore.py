@@ -190,10 +190,12 @@ class TokenSigner:
         return sign({"iss": self.issuer, **claims}, key.private_key, headers={"kid": key.kid, "typ": typ})
 
     async def verify(
-        self, token: str, *, audience: str | None, typ: str | None = None, require: tuple[str, ...] = ("exp", "iat", "sub", "iss")
+        self, token: str, *, audience: str | None, typ: str | None = None, require: tuple[str, ...] = ("exp", "iat", "sub", "iss"),
+        accept_expired: bool = False,
     ) -> dict[str, Any]:
         kid = unverified_header(token).get("kid")
         key = await self.keys.find(kid) if isinstance(kid, str) else None
         if key is None or key.status == "next":
             raise InvalidToken("the token was signed by an unknown key")
-        return verify(token, key.private_key.public_key(), audience=audience, issuer=self.issuer, require=require, typ=typ)
+        return verify(token, key.private_key.public_key(), audience=audience, issuer=self.issuer, require=require, typ=typ,
+                      accept_expired=accept_expired)

@@ -20,7 +20,8 @@ from .tokens import ACR_RANK
 MAX_PARAM_LENGTH = 2048
 SINGLE_VALUED = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
-    "code_challenge_method", "prompt", "max_age", "acr_values", "response_mode", "ui_locales", "login_hint", "request_uri",
+    "code_challenge_method", "prompt", "max_age", "acr_values", "response_mode", "ui_locales", "login_hint", "id_token_hint",
+    "request_uri",
 )
 
 
@@ -37,6 +38,9 @@ class AuthorizationRequest:
     max_age: int | None = None
     acr_values: tuple[str, ...] = ()
     ui_locales: str | None = None
+    # Who may approve (hints.py resolves them): never stored, the login keeps the account they name instead.
+    login_hint: str | None = None
+    id_token_hint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
@@ -55,6 +59,10 @@ class AuthorizationRequest:
     def response_target(self) -> ResponseTarget:
         """Where the authorization response (or an error) goes back to."""
         return ResponseTarget(self.redirect_uri, self.response_mode, self.state)
+
+    @property
+    def hinted(self) -> bool:
+        return bool(self.login_hint or self.id_token_hint)
 
     def required_acr(self) -> str | None:
         """The strongest level the client asked for (voluntary acr_values: we meet the highest we can)."""
@@ -136,6 +144,9 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
         max_age=max_age,
         acr_values=tuple(params.get("acr_values", "").split()),
         ui_locales=params.get("ui_locales"),
+        # Empty means absent (as at bc-authorize).
+        login_hint=params.get("login_hint") or None,
+        id_token_hint=params.get("id_token_hint") or None,
     )
 
 

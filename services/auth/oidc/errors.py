@@ -184,6 +184,12 @@ class LinkUnusable(Conflict):
     slug, title = "link-unusable", "Link unusable"
 
 
+class LoginForAnotherCitizen(Forbidden):
+    """The client named the citizen who may approve this login (login_hint, id_token_hint): another one's app opened it."""
+
+    slug, title = "login-for-another-citizen", "Login for another citizen"
+
+
 class AssuranceTooLow(Forbidden):
     """The client asked (acr_values) for an identity proofed in person (plus); this citizen's is basic."""
 

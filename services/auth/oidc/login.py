@@ -39,7 +39,7 @@ from ..errors import AccountInactive
 from . import sessions
 from .authorization import AuthorizationRequest, redirect_url
 from .decided import DECIDED
-from .errors import AssuranceTooLow, LinkUnusable, NoSuchLogin, ResponseTarget, UnknownLink
+from .errors import AccessDenied, AssuranceTooLow, LinkUnusable, LoginForAnotherCitizen, NoSuchLogin, ResponseTarget, UnknownLink
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
 from .tokens import acr_of, new_opaque_token, token_hash
@@ -78,15 +78,27 @@ class StartedLogin:
     browser_key: str
     matching_code: str
     expires_at: datetime
+    bound: bool = False  # hinted: the prompt is on that citizen's phone already
 
 
-async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -> StartedLogin:
-    """Open a transaction for the browser; return what its page shows."""
+async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
+                account: dict[str, Any] | None = None) -> StartedLogin:
+    """Open a transaction for the browser; return what its page shows.
+
+    `account`: the citizen the request's hints name (hints.py). The login is then theirs alone: the
+    transaction names the account (a claim by anyone else is refused) and its prompt goes straight into
+    that account's queue, where the app's stream shows it; the QR code and app link still work for them."""
     now = auth.clock.now()
+    if account is not None:
+        try:
+            check_eligible({"request": request.to_doc()}, account)
+        except AssuranceTooLow:
+            raise AccessDenied(NEEDS_PLUS, back_to=request.response_target) from None
     started = StartedLogin(tx=secrets.token_urlsafe(18), browser_key=secrets.token_urlsafe(24),
                            matching_code=f"{secrets.randbelow(10000):04d}",
-                           expires_at=now + timedelta(seconds=auth.settings.authorization_ttl_s))
-    await auth.db[AUTHORIZATIONS].insert_one({
+                           expires_at=now + timedelta(seconds=auth.settings.authorization_ttl_s),
+                           bound=account is not None)
+    doc = {
         "_id": started.tx,
         "kind": "browser",
         "client_id": client.client_id,
@@ -103,7 +115,16 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest) -
         "purge_at": started.expires_at,
         # Where the login began: its prompt and the citizen's decision continue this trace (libs/service/tracing.py).
         "traceparent": traceparent(),
-    })
+    }
+    if account is not None:
+        doc["account_id"] = account["_id"]
+    await auth.db[AUTHORIZATIONS].insert_one(doc)
+    if account is not None:
+        try:
+            await queue.insert_prompt(auth, _prompt(doc, account["_id"]), journey=doc["traceparent"], login=finishing(doc))
+        except Exception:
+            await auth.db[AUTHORIZATIONS].delete_one({"_id": started.tx})
+            raise
     AUTHORIZATIONS_STARTED.labels("browser").inc()
     return started
 
@@ -163,8 +184,11 @@ async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | No
     tx = tx_from_link(link)
     now = auth.clock.now()
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx})
-    if doc is None or doc["kind"] != "browser" or doc["expires_at"] <= now or doc.get("account_id") not in (None, account_id):
+    if doc is None or doc["kind"] != "browser" or doc["expires_at"] <= now:
         raise LinkUnusable("this login has expired or belongs to someone else")
+    if doc.get("account_id") not in (None, account_id):
+        # Hinted (hints.py): asked for one citizen, whom this is not. Nothing is written.
+        raise LoginForAnotherCitizen("this login was asked for another citizen; only their phone can approve it")
     account = ({"_id": account_id, "state": "active", "assurance": assurance} if assurance
                else await auth.db[ACCOUNTS].find_one({"_id": account_id}))
     # Eligibility first: a refused citizen must not hold the login and lock out the one who can approve it.

@@ -234,6 +234,7 @@ def render_login_page(
     expires_at: datetime,
     now: datetime,
     csp_nonce: str,
+    sent_to_phone: bool = False,
 ) -> str:
     """The page that waits while the citizen approves the login on their phone.
 
@@ -244,6 +245,9 @@ def render_login_page(
     ``expires_at`` must carry a time zone (like approval requests do). The
     countdown runs on the seconds left at ``now`` (the time of rendering, by
     auth's clock) rather than on the browser's clock, which may be minutes off.
+
+    ``sent_to_phone``: the client named the citizen (login_hint, id_token_hint),
+    whose app has the prompt already; the page says so above the two ways.
     """
     t = _messages(language)
     _check_nonce(csp_nonce)
@@ -275,6 +279,7 @@ def render_login_page(
         expires_at_iso=expires_at.isoformat().replace("+00:00", "Z"),
         expires_in=expires_in,
         script_config=script_config,
+        sent_to_phone=sent_to_phone,
     )
 
 

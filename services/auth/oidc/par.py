@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..collections import PUSHED_REQUESTS
 from .authorization import parse_request
 from .errors import InvalidRequestUri
+from .hints import hinted_account
 from .views import PushedAuthorizationResponse
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ async def push(auth: "Auth", client: "Client", form: dict[str, str]) -> PushedAu
     """Check the request as the authorization endpoint will (its errors answered as JSON here), then keep it."""
     params = {k: v for k, v in form.items() if k not in NOT_PUSHED}
     params["client_id"] = client.client_id
-    parse_request(client, params)
+    # The hints too (hints.py): a pushed request naming no citizen of this client is refused now, not at the browser.
+    await hinted_account(auth, client, parse_request(client, params))
     reference = secrets.token_urlsafe(24)
     await auth.db[PUSHED_REQUESTS].insert_one(
         {"_id": reference, "client_id": client.client_id, "params": params,

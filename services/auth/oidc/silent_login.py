@@ -1,7 +1,9 @@
 """prompt=none (OIDC Core §3.1.2.6): a code from the browser's session, only for what the citizen approved in it.
 
-No usable session (none, expired, too old for max_age, too weak for
-acr_values, account not active) is login_required; a session that never
+No usable session (none, expired, too old for max_age — `max_age=0`
+always, as it is `prompt=login` (OIDC Core §3.1.2.1) —, too weak for
+acr_values, account not active, another citizen's than the hints name) is
+login_required; a session that never
 approved this client, or these scopes, is consent_required. Both go back to
 the client; the citizen is never asked.
 """
@@ -22,9 +24,12 @@ if TYPE_CHECKING:
     from ..context import Auth
 
 
-async def answer(auth: "Auth", cookie: str | None, client: "Client", request: AuthorizationRequest) -> dict[str, str]:
-    """The response parameters for the client (a code, state, iss); LoginRequired or ConsentRequired otherwise."""
-    session_doc = await session_allowing(auth, cookie, request)
+async def answer(auth: "Auth", cookie: str | None, client: "Client", request: AuthorizationRequest, *,
+                 account_id: str | None = None) -> dict[str, str]:
+    """The response parameters for the client (a code, state, iss); LoginRequired or ConsentRequired otherwise.
+
+    `account_id`: the citizen the request's hints name (hints.py); only their session may answer."""
+    session_doc = await session_allowing(auth, cookie, request, account_id=account_id)
     sub = await auth.transaction(lambda s: subject_for(auth, s, client.sector, session_doc["account_id"]))
     grant = grant_doc(client.client_id, session_doc["account_id"], sub, request.scope, acr=session_doc["acr"],
                       auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce)
@@ -32,13 +37,22 @@ async def answer(auth: "Auth", cookie: str | None, client: "Client", request: Au
     return response_params({"code": code}, request, auth.settings.issuer)
 
 
-async def session_allowing(auth: "Auth", cookie: str | None, request: AuthorizationRequest) -> dict[str, Any]:
+def too_old(auth_time: int, now: float, max_age: int | None) -> bool:
+    """Must the citizen approve again under max_age? `max_age=0` always: it means prompt=login (OIDC Core §3.1.2.1)."""
+    return max_age is not None and (max_age == 0 or now - auth_time > max_age)
+
+
+async def session_allowing(auth: "Auth", cookie: str | None, request: AuthorizationRequest, *,
+                           account_id: str | None = None) -> dict[str, Any]:
     """The browser's session, if it already holds the citizen's approval of exactly this request."""
     back_to = request.response_target
     session_doc = await sessions.find_by_cookie(auth, cookie)
     if session_doc is None:
         raise LoginRequired("no usable session; the citizen must approve", back_to=back_to)
-    if request.max_age is not None and auth.clock.now().timestamp() - session_doc["auth_time"] > request.max_age:
+    if account_id is not None and session_doc["account_id"] != account_id:
+        # The hints name someone else than who is logged in here (OIDC Core §3.1.2.1: login_required).
+        raise LoginRequired("the session is not the hinted citizen's; the citizen must approve", back_to=back_to)
+    if too_old(session_doc["auth_time"], auth.clock.now().timestamp(), request.max_age):
         raise LoginRequired("the session is older than max_age; the citizen must approve", back_to=back_to)
     if not request.accepts_acr(session_doc["acr"]):
         raise LoginRequired("the session does not meet acr_values; the citizen must approve", back_to=back_to)

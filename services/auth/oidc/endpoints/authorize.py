@@ -11,7 +11,7 @@ from libs.service.openapi import html, redirect
 
 from ...callers import AUTH
 from ...clients.registry import find_client
-from .. import login, pages, par, silent_login
+from .. import hints, login, pages, par, silent_login
 from ..authorization import parse_request, single_params
 from ..errors import NoSuchLogin
 from ..views import AuthorizationStatus, PushedAuthorizationResponse
@@ -43,10 +43,13 @@ async def authorize(request: web.Request) -> web.Response:
         params = await par.redeem(auth, params["request_uri"], params.get("client_id"))
     client = await find_client(auth.db, params.get("client_id", ""))
     authorization = parse_request(client, params)
+    # login_hint / id_token_hint: the one citizen who may approve (None: whoever opens the link first).
+    account = await hints.hinted_account(auth, client, authorization)
     if "none" in authorization.prompt:
-        answer = await silent_login.answer(auth, request.cookies.get(SESSION_COOKIE), client, authorization)
+        answer = await silent_login.answer(auth, request.cookies.get(SESSION_COOKIE), client, authorization,
+                                           account_id=account["_id"] if account else None)
         return respond_to_client(authorization.response_target, answer)
-    started = await login.start(auth, client, authorization)
+    started = await login.start(auth, client, authorization, account)
     lang = language(request, params)
     nonce = secrets.token_urlsafe(16)
     body = pages.render_login_page(
@@ -54,6 +57,7 @@ async def authorize(request: web.Request) -> web.Response:
         client_name=client.name,
         purpose_lines=pages.describe_scopes(lang, authorization.scope.split()),
         matching_code=started.matching_code,
+        sent_to_phone=started.bound,
         app_link=login.app_link(started.tx),
         status_url=f"{auth.settings.issuer}/oidc/authorize/{started.tx}/status?k={started.browser_key}",
         expires_at=started.expires_at,

@@ -71,7 +71,9 @@ AUTHORIZATION_PARAMS: dict[str, dict[str, Any]] = {
     "acr_values": {**PARAM, "description": "urn:harbour-id:loa:basic, urn:harbour-id:loa:plus"},
     "response_mode": {**PARAM, "enum": ["query", "form_post"]},
     "ui_locales": {**PARAM, "description": "en, zh-HK"},
-    "login_hint": PARAM,
+    "login_hint": {**PARAM, "description": "the citizen's sub at this client: only that citizen's phone may approve"},
+    "id_token_hint": {**PARAM, "description": "an ID token this issuer signed for this client (expired or not): only its "
+                                              "citizen's phone may approve"},
     "request_uri": {**PARAM, "description": "from POST /oidc/par (RFC 9126)"},
 }
 CLIENT_AUTH_FIELDS: dict[str, dict[str, Any]] = {

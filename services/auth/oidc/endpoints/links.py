@@ -15,7 +15,7 @@ from ...callers import AUTH, DEVICE_REFUSALS, current_device
 from ...devices.tokens import DeviceContext
 from ...views import Prompt
 from .. import login
-from ..errors import AssuranceTooLow, LinkUnusable, UnknownLink
+from ..errors import AssuranceTooLow, LinkUnusable, LoginForAnotherCitizen, UnknownLink
 
 endpoints = Endpoints(tags=("approvals",), security=("deviceToken",))
 
@@ -31,9 +31,10 @@ class LinkRequest(BaseModel):
     answers={201: Prompt,
              400: "malformed body, or not a Harbour ID login link",
              401: DEVICE_AUTH_ERRORS[401],
-             403: "account-inactive, or assurance-too-low for the client's acr_values",
+             403: "account-inactive, assurance-too-low for the client's acr_values, or login-for-another-citizen "
+                  "(the client named the citizen who may approve: login_hint, id_token_hint)",
              409: "link-unusable: the login has expired or belongs to someone else"},
-    refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LinkUnusable),
+    refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LoginForAnotherCitizen, LinkUnusable),
 )
 async def open_link(request: web.Request, caller: DeviceContext, body: LinkRequest) -> web.Response:
     return web.json_response(await login.claim(request.app[AUTH], caller.account_id, body.link, assurance=caller.assurance),
