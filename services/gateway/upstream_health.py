@@ -7,12 +7,12 @@ gateway's `/readyz` body — information for operators: the gateway's own
 readiness (its revocation list) does not depend on it, so one dead service
 never takes every gateway pod out of rotation while the other routes work.
 
-A probe that cannot connect (refused, or not accepted within the connect
-timeout) to an upstream it has seen up opens that upstream's circuit at once,
-so its routes answer 503 without trying it; a probe answered while the
-circuit is open closes it (the service is reachable again). A probe that connects but gets no answer
-in time (a stalled or saturated service) is reported, and left to the
-breaker's own count of failed requests.
+A probe refused by an upstream it has seen up opens that upstream's circuit
+at once, so its routes answer 503 without trying it; a probe answered while the
+circuit is open closes it (the service is reachable again). A probe that times
+out — its connection not accepted, or no answer, within the probe's timeout: a
+stalled or saturated service, or a loaded host — is reported, and left to the
+breaker's own count of failed requests (one slow accept is no proof of death).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,6 +21,9 @@ from prometheus_client import REGISTRY
 
 from libs.devstack.processes import free_port
 from services.gateway.app import create_app
+from services.gateway.breaker import CircuitBreaker
+from services.gateway.proxy import Upstream as GatewayUpstream
+from services.gateway.upstream_health import UpstreamHealth
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 
 from ..support.polling import eventually
@@ -210,3 +214,28 @@ async def test_requests_over_an_upstreams_in_flight_limit_are_503_at_once(infra,
         assert (await gateway.get("/oidc/x")).status == 200
     finally:
         await gateway.close()
+
+
+
+async def test_a_probe_that_times_out_leaves_the_circuit_closed_and_a_refused_one_opens_it(upstreams):
+    """A probe's connection not accepted in time (a loaded host, a saturated service) is reported but opens no
+    circuit: that would answer 503 to every route of a live service. A refused one opens it at once."""
+    live = upstreams["auth"].url()
+    async with aiohttp.ClientSession() as session:
+        upstream = GatewayUpstream("auth", live, session, CircuitBreaker())
+        health = UpstreamHealth({"auth": upstream}, probe_s=2.0, timeout_s=0.3)
+        await health.probe(upstream)
+        assert health.status["auth"] == "ok"  # seen up
+
+        with not_accepting() as stuck:
+            upstream.base_url = stuck
+            for _ in range(2):
+                await health.probe(upstream)
+                assert health.status["auth"] == "timeout" and upstream.breaker.state == "closed"
+
+        upstream.base_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused
+        await health.probe(upstream)
+        assert upstream.breaker.state == "open"
+        upstream.base_url = live
+        await health.probe(upstream)
+        assert upstream.breaker.state == "closed" and health.status["auth"] == "ok"
