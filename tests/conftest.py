@@ -72,6 +72,7 @@ def platform(infra):
     )
     ports = StackConfig.free_ports(run_dir)
     config.service_ports, config.worker_ports, config.metrics_ports = ports.service_ports, ports.worker_ports, ports.metrics_ports
+    config.smtp_port = ports.smtp_port  # this platform's own SMTP server (notify's e-mails land in config.maildir)
     stack = DevStack(config)
     try:
         stack.up_services()

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     prefs = commands.add_parser("preferences", help="show the notification preferences, or change them with the options")
     prefs.add_argument("--language", choices=["en", "zh-HK", "zh-CN"])
     prefs.add_argument("--push", choices=["on", "off"], help="push to the phone besides the inbox")
+    prefs.add_argument("--email", metavar="ADDRESS", help="receive agencies' messages by e-mail at this address ('off' to stop)")
+    prefs.add_argument("--sms", metavar="E164", help="receive agencies' messages by SMS at this number ('off' to stop)")
     prefs.add_argument("--opt-out", action="append", default=[], metavar="CLIENT_ID", help="suppress an agency's messages")
     prefs.add_argument("--opt-in", action="append", default=[], metavar="CLIENT_ID", help="receive an agency's messages again")
     prefs.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="Hong Kong time; 'off' to clear")
@@ -78,8 +80,16 @@ async def preferences_command(app: CitizenApp, args: argparse.Namespace) -> dict
     changes: dict = {}
     if args.language:
         changes["language"] = args.language
+    channels = set(current["channels"])
     if args.push:
-        changes["channels"] = ["inbox", "push"] if args.push == "on" else ["inbox"]
+        channels = channels | {"push"} if args.push == "on" else channels - {"push"}
+    for channel, value, contact in (("email", args.email, "email"), ("sms", args.sms, "phone")):
+        if value:
+            channels = channels - {channel} if value == "off" else channels | {channel}
+            if value != "off":
+                changes[contact] = value
+    if channels != set(current["channels"]):
+        changes["channels"] = sorted(channels)
     if args.opt_out or args.opt_in:
         changes["opted_out"] = sorted((set(current["opted_out"]) | set(args.opt_out)) - set(args.opt_in))
     if args.quiet_hours:

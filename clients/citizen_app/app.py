@@ -260,7 +260,7 @@ class CitizenApp:
     async def set_preferences(self, **changes: Any) -> dict[str, Any]:
         """Change some preferences, keep the rest (the API replaces the whole document)."""
         current = await self.preferences()
-        wanted = {k: current[k] for k in ("language", "channels", "opted_out", "quiet_hours")} | changes
+        wanted = {k: current.get(k) for k in ("language", "channels", "email", "phone", "opted_out", "quiet_hours")} | changes
         return await self._as_device("PUT", "/v1/preferences", json=wanted)
 
     async def stream(self):

@@ -66,6 +66,7 @@ def main() -> int:
             print(f"    {name:<16} {config.metrics_url(name)}")
         print(f"  kafka-protocol     {config.kafka_bootstrap}")
         print(f"  mongodb-protocol   {config.mongo_uri}")
+        print(f"  smtp (local mail)  127.0.0.1:{config.smtp_port}, received mail in {config.maildir}/new; SMS in {config.sms_dir}")
         print("Stop everything with: make down")
     elif args.command == "infra":
         stack.up_infra()

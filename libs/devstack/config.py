@@ -28,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth", "formfill", "notify", "signing", "gateway")
 # Workers: processes of a service that serve no API (health and metrics only), started after the services.
 WORKERS = {"notify-dispatcher": "services.notify.dispatcher"}
+# The local SMTP server notify's e-mails reach (libs/devstack/smtp_server.py): HARBOUR_SMTP_PORT, 2525 by default.
+DEFAULT_SMTP_PORT = 2525
 
 
 def dev_dir_from_env() -> Path:
@@ -40,6 +42,7 @@ class StackConfig:
     dev_dir: Path
     kafka_port: int = DEFAULT_KAFKA_PORT
     mongo_port: int = DEFAULT_MONGO_PORT
+    smtp_port: int = DEFAULT_SMTP_PORT
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     worker_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKER_PORTS))
     # Each process's internal /metrics listener (services and workers), apart from its public port.
@@ -66,6 +69,7 @@ class StackConfig:
             dev_dir=dev_dir_from_env(),
             kafka_port=int(os.environ.get("HARBOUR_KAFKA_PORT", DEFAULT_KAFKA_PORT)),
             mongo_port=int(os.environ.get("HARBOUR_MONGO_PORT", DEFAULT_MONGO_PORT)),
+            smtp_port=int(os.environ.get("HARBOUR_SMTP_PORT", DEFAULT_SMTP_PORT)),
             service_ports=ports,
             worker_ports={name: int(os.environ.get(f"HARBOUR_{_env_name(name)}_PORT", port))
                           for name, port in DEFAULT_WORKER_PORTS.items()},
@@ -80,6 +84,7 @@ class StackConfig:
             dev_dir=dev_dir.resolve(),
             kafka_port=processes.free_port(),
             mongo_port=processes.free_port(),
+            smtp_port=processes.free_port(),
             service_ports={name: processes.free_port() for name in SERVICES},
             worker_ports={name: processes.free_port() for name in WORKERS},
             metrics_ports={name: processes.free_port() for name in (*SERVICES, *WORKERS)},
@@ -92,6 +97,16 @@ class StackConfig:
     @property
     def mongo_uri(self) -> str:
         return mongo_uri_at(self.mongo_port)
+
+    @property
+    def maildir(self) -> Path:
+        """Where the local SMTP server writes each message it accepts (a Maildir: `mailbox.Maildir(path)` reads it)."""
+        return self.dev_dir / "mail"
+
+    @property
+    def sms_dir(self) -> Path:
+        """notify's local SMS sink: one JSON file per SMS (services/notify/messaging.py, LocalSmsSink)."""
+        return self.dev_dir / "sms"
 
     def service_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.service_ports[name]}"
@@ -111,6 +126,10 @@ class StackConfig:
             **dev_secrets(self.dev_dir),
             # signing's HSM: this folder's SoftHSM2 token (made by DevStack.up_services).
             "SOFTHSM2_CONF": str(softhsm.config_path(self.dev_dir)),
+            # notify's e-mails go to this stack's SMTP server, its SMS to this stack's sink folder.
+            "HARBOUR_NOTIFY_SMTP_HOST": "127.0.0.1",
+            "HARBOUR_NOTIFY_SMTP_PORT": str(self.smtp_port),
+            "HARBOUR_NOTIFY_SMS_SINK_DIR": str(self.sms_dir),
             **self.extra_env,
         }
         if "HARBOUR_SIGNING_PKCS11_MODULE" not in env:

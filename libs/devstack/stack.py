@@ -1,4 +1,4 @@
-"""The local platform: broker, database and the five services on loopback.
+"""The local platform: broker, database, the local SMTP server and the five services on loopback.
 
 Everything lives under one folder (`.dev/` by default): data, logs and PID
 files. `up` is safe to call twice (what runs is left alone); `down` stops
@@ -22,7 +22,7 @@ from libs.events.topics import ALL_TOPICS
 from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_WORKER_PORTS
 
 from . import processes, softhsm
-from .config import REPO_ROOT, SERVICES, WORKERS, StackConfig
+from .config import DEFAULT_SMTP_PORT, REPO_ROOT, SERVICES, WORKERS, StackConfig
 from .processes import ProcessSpec
 from .secrets import dev_secrets
 
@@ -77,6 +77,20 @@ class DevStack:
             pid_file=self.run_dir / "mongodb.pid",
         )
 
+    def smtp_spec(self) -> ProcessSpec:
+        """The local SMTP server (aiosmtpd): notify's e-mails arrive in its Maildir (StackConfig.maildir)."""
+        work_dir = self.dev_dir / "smtp"
+        return ProcessSpec(
+            name="smtp",
+            argv=[sys.executable, "-m", "libs.devstack.smtp_server", "--port", str(self.config.smtp_port),
+                  "--maildir", str(self.config.maildir)],
+            marker=f"libs.devstack.smtp_server --port {self.config.smtp_port}",
+            cwd=work_dir,
+            env={"PYTHONPATH": str(REPO_ROOT)},
+            log_file=self.log_dir / "smtp.log",
+            pid_file=self.run_dir / "smtp.pid",
+        )
+
     def service_spec(self, name: str) -> ProcessSpec:
         return ProcessSpec(
             name=name,
@@ -100,7 +114,8 @@ class DevStack:
         )
 
     def all_specs(self) -> list[ProcessSpec]:
-        return [self.kafka_spec(), self.mongo_spec(), *(self.service_spec(n) for n in SERVICES), *(self.worker_spec(n) for n in WORKERS)]
+        return [self.kafka_spec(), self.mongo_spec(), self.smtp_spec(), *(self.service_spec(n) for n in SERVICES),
+                *(self.worker_spec(n) for n in WORKERS)]
 
     # -- life cycle ----------------------------------------------------------
 
@@ -121,12 +136,27 @@ class DevStack:
         secrets = dev_secrets(self.dev_dir)
         softhsm.ensure_token(self.dev_dir, label=secrets["HARBOUR_SIGNING_TOKEN_LABEL"],
                              so_pin=secrets["HARBOUR_SIGNING_SO_PIN"], pin=secrets["HARBOUR_SIGNING_HSM_PIN"])
+        self.up_smtp(timeout_s)
         # All start at once, then each is waited for: their start-ups overlap.
         started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
         for name, pid in started.items():
             self._wait_ready(name, pid, self.config.service_url(name), timeout_s)
         for name in WORKERS:
             self.up_worker(name, timeout_s)
+
+    def up_smtp(self, timeout_s: float = 30.0) -> int:
+        """Start the local SMTP server (again, after a test stopped it) and wait until it listens; its PID."""
+        spec = self.smtp_spec()
+        pid = processes.start(spec)
+        processes.wait_until(lambda: processes.port_open("127.0.0.1", self.config.smtp_port) or not processes.is_alive(pid),
+                             timeout_s=timeout_s, what=f"smtp on port {self.config.smtp_port}")
+        if not processes.is_alive(pid):
+            raise RuntimeError(f"smtp exited at start (port {self.config.smtp_port} taken?); see {spec.log_file}")
+        return pid
+
+    def down_smtp(self) -> bool:
+        spec = self.smtp_spec()
+        return processes.stop(spec.pid_file, spec.marker)
 
     def up_worker(self, name: str, timeout_s: float = 90.0) -> int:
         """Start one worker (again, after a test killed it) and wait until it is ready."""
@@ -166,7 +196,7 @@ class DevStack:
     def _stop_all_but(self, keep: set[str]) -> None:
         """Stop, in `down`'s order, every process not named in `keep`."""
         ordered = [*(self.worker_spec(n) for n in WORKERS), *(self.service_spec(n) for n in reversed(SERVICES)),
-                   self.mongo_spec(), self.kafka_spec()]
+                   self.smtp_spec(), self.mongo_spec(), self.kafka_spec()]
         for spec in ordered:
             if spec.name not in keep:
                 processes.stop(spec.pid_file, spec.marker)
@@ -217,6 +247,8 @@ class DevStack:
             spec = self.service_spec(name)
             if processes.stop(spec.pid_file, spec.marker):
                 stopped.append(name)
+        if self.down_smtp():
+            stopped.append("smtp")
         return stopped
 
     def status(self) -> dict[str, int | None]:
@@ -244,6 +276,7 @@ def load_running_stack(dev_dir: Path) -> DevStack | None:
         dev_dir=Path(state["dev_dir"]),
         kafka_port=state["kafka_port"],
         mongo_port=state["mongo_port"],
+        smtp_port=state.get("smtp_port", DEFAULT_SMTP_PORT),
         service_ports=state["service_ports"],
         worker_ports=state.get("worker_ports", dict(DEFAULT_WORKER_PORTS)),
         metrics_ports=state.get("metrics_ports", dict(DEFAULT_METRICS_PORTS)),

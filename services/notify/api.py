@@ -268,14 +268,15 @@ async def read_item(request: web.Request, caller: Citizen) -> InboxItem:
 @citizens.get("/v1/preferences", summary="The citizen's notification preferences", caller=calling_device,
               answers={200: Preferences, **DEVICE}, refusals=DEVICE_REFUSALS, headers=NO_STORE)
 async def show_preferences(request: web.Request, caller: Citizen) -> Preferences:
-    return await preferences.show(request.app[NOTIFY].db, caller.account_id)
+    notify = request.app[NOTIFY]
+    return await preferences.show(notify.db, notify.cipher, caller.account_id)
 
 
 @citizens.put("/v1/preferences", summary="Replace the citizen's notification preferences", caller=calling_device,
               body=PreferencesBody, answers={200: Preferences, **DEVICE}, refusals=DEVICE_REFUSALS)
 async def replace_preferences(request: web.Request, caller: Citizen, body: PreferencesBody) -> Preferences:
     notify = request.app[NOTIFY]
-    return await preferences.replace(notify.db, caller.account_id, body, notify.clock.now())
+    return await preferences.replace(notify.db, notify.cipher, caller.account_id, body, notify.clock.now())
 
 
 ENDPOINTS = (agencies, citizens)

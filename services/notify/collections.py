@@ -18,6 +18,7 @@ INBOX = "inbox"                  # the citizen's in-app messages, exactly one pe
 PUSH_BATCHES = "push_batches"    # a delivered chunk's pushes, one document, waiting for the push adapter (libs/retry_queue.py)
 PUSHES = "pushes"                # pushes the provider refused, retried one by one (libs/retry_queue.py)
 PUSH_LOG = "push_log"            # what the local push adapter "sent": what a phone would receive (encrypted)
+CHANNEL_MESSAGES = "channel_messages"  # e-mails and SMS waiting for their provider, sealed, with retries (messaging.py)
 CALLBACKS = "callbacks"          # status callbacks waiting to be delivered to agencies, with retries (libs/retry_queue.py)
 CALLBACK_URLS = "callback_urls"  # agency client id -> its registered status callback URL
 PREFERENCES = "preferences"      # account id -> language, channels, opted-out agencies, quiet hours
@@ -52,6 +53,7 @@ INDEXES = (
     index(PUSHES, "state", "next_attempt_at"),
     index(PUSH_BATCHES, "state", "next_attempt_at"),
     index(CALLBACKS, "state", "next_attempt_at"),
+    index(CHANNEL_MESSAGES, "state", "next_attempt_at"),
     index(SUBJECTS, "sector", "account_id"),
     index(CLIENTS, "sector"),
     index(CALLBACK_KEYS, "status"),

@@ -39,15 +39,18 @@ from libs.store import chunks
 
 from . import platform_messages, progress, status_events, templates
 from .channels import Push, push_batch
-from .collections import ACCOUNTS, CLIENTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
+from .collections import ACCOUNTS, CHANNEL_MESSAGES, CLIENTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES
 from .notifications import new_notification
-from .preferences import DEFAULT_CHANNELS, quiet_until
+from .messaging import OutboundMessage, message_id, queued_message
+from .preferences import choose_channel, contacts, quiet_until
 from .recipients import resolve
 from .statuses import NOTIFICATION, NotificationStatus
 
 SENDING = NotificationStatus.SENDING
+# The channels whose provider's receipt decides the status, and the contact each needs.
+MESSAGE_CHANNELS = {"email": "email", "sms": "phone"}
 
 
 def _inbox_id(notification_id: str) -> str:
@@ -150,6 +153,7 @@ class _Outcome:
     deferred: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
     inbox_items: list[dict[str, Any]] = field(default_factory=list)
     pushes: list[Push] = field(default_factory=list)
+    messages: list[OutboundMessage] = field(default_factory=list)  # e-mails and SMS (messaging.py)
 
     def counts(self) -> dict[str, int]:
         return {str(status): len(docs) for status, docs in self.changed.items()} | {"deferred": len(self.deferred)}
@@ -243,13 +247,21 @@ def _decide(notify: Notify, chunk: _Chunk, now: datetime) -> _Outcome:
             # render-limit-exceeded: the values made the message go over a rendering bound (never a huge inbox item).
             outcome.changed[NotificationStatus.FAILED].append(doc | {"reason": exc.reason})
             continue
-        outcome.changed[NotificationStatus.DELIVERED].append(doc)
+        channel = choose_channel(doc.get("channels"), pref, platform=doc["kind"] == "platform")
+        # E-mail and SMS await their provider's receipt (`sent`); the inbox and push are delivered now.
+        status = NotificationStatus.SENT if channel in MESSAGE_CHANNELS else NotificationStatus.DELIVERED
+        outcome.changed[status].append(doc | {"channel": channel})
         if doc["_id"] in chunk.in_inbox:
-            continue
+            continue  # an interrupted attempt wrote the inbox item, and before it the push or message
         outcome.inbox_items.append(_inbox_item(notify, doc, subject, body, language, now))
-        if "push" in pref.get("channels", DEFAULT_CHANNELS):
+        if channel == "push":
             outcome.pushes.append(Push(push_id=_push_id(doc["_id"]), account_id=doc["account_id"], title=subject, body=body,
                                        priority=doc["priority"], notification_id=doc["_id"]))
+        elif channel in MESSAGE_CHANNELS:
+            address = contacts(notify.cipher, doc["account_id"], pref)[MESSAGE_CHANNELS[channel]]
+            outcome.messages.append(OutboundMessage(message_id=message_id(doc["_id"]), notification_id=doc["_id"], channel=channel,
+                                                    address=address, subject=subject, body=body, language=language,
+                                                    sender_name=doc["client_name"]))
     return outcome
 
 
@@ -279,6 +291,11 @@ async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome,
         batch = push_batch(notify.cipher, outcome.pushes, now)
         if await db[PUSH_BATCHES].find_one({"_id": batch["_id"]}, {"_id": 1}, session=session) is None:
             await db[PUSH_BATCHES].insert_one(batch, session=session)
+    if outcome.messages:  # likewise: ids derive from the notifications', those an earlier attempt queued are kept
+        queued = set(await by_id(db[CHANNEL_MESSAGES], [m.message_id for m in outcome.messages], session))
+        fresh = [queued_message(notify.cipher, m, now) for m in outcome.messages if m.message_id not in queued]
+        if fresh:
+            await db[CHANNEL_MESSAGES].insert_many(fresh, ordered=False, session=session)
     if outcome.inbox_items:
         await db[INBOX].insert_many(outcome.inbox_items, session=session)
     waiting = NotificationStatus.CREATED
@@ -309,8 +326,8 @@ def _checked(docs: list[dict[str, Any]], status: NotificationStatus) -> list[dic
 
 def _status_change(doc: dict[str, Any], status: NotificationStatus, now: datetime) -> dict[str, Any]:
     """The fields a move to `status` sets (the timeline keeps each status's time)."""
-    return {"status": status, "updated_at": now, "timeline": doc.get("timeline", {}) | {status: now}} | (
-        {"reason": doc["reason"]} if doc.get("reason") else {})
+    return {"status": status, "updated_at": now, "timeline": doc.get("timeline", {}) | {status: now}} | {
+        name: doc[name] for name in ("reason", "channel") if doc.get(name)}
 
 
 async def set_status(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus,
@@ -324,7 +341,7 @@ async def set_status(notify: Notify, session: AsyncClientSession, docs: list[dic
         return
     update = {"status": status, "updated_at": now, f"timeline.{status}": now}
     await notify.db[NOTIFICATIONS].bulk_write(
-        [UpdateOne({"_id": d["_id"]}, {"$set": update | ({"reason": d["reason"]} if d.get("reason") else {})})
+        [UpdateOne({"_id": d["_id"]}, {"$set": update | {name: d[name] for name in ("reason", "channel") if d.get(name)}})
          for d in _checked(docs, status)],
         ordered=False, session=session)
     await _reported(notify, session, docs, status, now)

@@ -4,7 +4,8 @@ It consumes the dispatch topics (normal and priority, in separate consumer
 groups so a 10,000-recipient batch never holds up an approval prompt),
 delivers each chunk in one transaction (delivery.py), and runs the timed
 work: releasing scheduled and quiet-hours notifications, pushing through the
-push adapter, and posting status callbacks. Killing it loses nothing: Kafka
+push adapter, handing e-mails and SMS to their adapters (receipts.py), and
+posting status callbacks. Killing it loses nothing: Kafka
 redelivers the uncommitted chunk and the consumer's processed-event markers
 make the effect exactly-once. It serves /healthz and /readyz on its own port
 (HARBOUR_NOTIFY_DISPATCHER_PORT) and /metrics on its internal metrics port
@@ -35,9 +36,10 @@ from libs.service.logging import get_logger
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 
-from . import callbacks, delivery, jobs, sweeps
+from . import callbacks, delivery, jobs, receipts, sweeps
 from .channels import PushAdapter, adapter_for, batch_queue, push_queue, send_due_push_batches, send_due_pushes
 from .collections import INDEXES
+from .messaging import MessageAdapter, adapters_for, message_queue
 from .context import Notify, open_context
 from .events import TOPICS
 from .settings import NotifySettings
@@ -96,8 +98,10 @@ def handler(notify: Notify, activity: ConsumerActivity):
     return handle
 
 
-async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerActivity) -> None:
+async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerActivity,
+                      messengers: dict[str, MessageAdapter]) -> None:
     settings = notify.settings
+    messages = message_queue(notify.db, max_attempts=settings.channel_max_attempts, backoff_s=settings.channel_backoff_s)
     outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
     pushes = push_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
     batches = batch_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
@@ -109,6 +113,7 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
                 busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
             busy += await send_due_push_batches(batches, pushes, notify.cipher, adapter, notify.clock)
             busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
+            busy += await receipts.send_due_messages(notify, messages, messengers)
             busy += await callbacks.send_due(notify, outbound)
             await callbacks.record_backlog(notify)
         except asyncio.CancelledError:
@@ -133,7 +138,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
         notify = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
         app[NOTIFY] = notify
         adapter = adapter_for(settings.push_adapter, notify.db, notify.cipher, notify.clock)
-        task = asyncio.create_task(_timed_work(notify, adapter, activity), name="notify-timed-work")
+        task = asyncio.create_task(_timed_work(notify, adapter, activity, adapters_for(settings)), name="notify-timed-work")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -91,7 +91,7 @@ async def send_batch(notify: Notify, agency: Agency, body: BatchBody, idempotenc
         async def work(session: AsyncClientSession) -> JobAccepted:
             await notify.db[JOBS].insert_one({
                 "_id": job_id, "client_id": client["_id"], "template_id": template["template_id"], "template_version": template["version"],
-                "priority": body.priority, "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
+                "priority": body.priority, **({"channels": body.channels} if body.channels else {}), "due_at": due_at, "total": len(body.recipients), "status": JobStatus.ACCEPTED, "created_at": now,
                 "updated_at": now, "sealed": notify.cipher.encrypt_record({"recipients": recipients}, record_id=job_id)}, session=session)
             await notify.publish_many(session, [job_event(notify, job_id)])
             return JobAccepted(job_id=job_id, total=len(body.recipients), status=JobStatus.ACCEPTED,
@@ -136,7 +136,7 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
         doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id,
                                sub=recipient["sub"], personalisation=recipient["personalisation"], reference=recipient.get("reference"),
                                priority=job["priority"], due_at=max(job["due_at"], now), now=now, job_id=job_id,
-                               notification_id=job_notification_id(job_id, index))
+                               notification_id=job_notification_id(job_id, index), channels=job.get("channels"))
         if account_id is None:
             doc.update(status=NotificationStatus.FAILED, reason="unknown-recipient")
             doc["timeline"][NotificationStatus.FAILED] = now

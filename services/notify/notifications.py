@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
@@ -28,6 +28,7 @@ from .collections import NOTIFICATIONS as NOTIFICATIONS_COLLECTION
 from .context import Notify
 from .errors import MissingPlaceholder, NotFound, PersonalisationTooLong, ScheduleTooFar, UnknownRecipient
 from .metrics import NOTIFICATIONS_CREATED
+from .preferences import AgencyChannel
 from .recipients import agency_record, resolve
 from .statuses import NotificationStatus
 
@@ -45,6 +46,17 @@ class SendOptions(BaseModel):
     template_version: int | None = Field(default=None, ge=1, description="absent: the latest version, pinned at send")
     priority: Priority = "normal"
     send_at: datetime | None = Field(default=None, description="RFC 3339; deliver at this time (at most 7 days ahead)")
+    channels: list[AgencyChannel] | None = Field(
+        default=None, min_length=1, max_length=3,
+        description="the channels beside the inbox in the agency's order of preference: the first one the citizen turned on "
+                    "carries the message (absent: push, email, sms); the inbox always holds it")
+
+    @field_validator("channels")
+    @classmethod
+    def _once_each(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError("each channel at most once")
+        return values
 
 
 class PersonalisationField(BaseModel):
@@ -79,11 +91,13 @@ class Notification(BaseModel):
     timeline: dict[str, str]
     due_at: str | None = Field(default=None, description="while it is `created`: when it is due")
     reason: str | None = Field(default=None, description="why it failed")
+    channel: Literal["inbox", "push", "email", "sms"] | None = Field(
+        default=None, description="once delivered or sent: the channel beside the inbox that carried it (inbox: none)")
 
     @model_serializer(mode="wrap")
     def _only_when_they_apply(self, handler):  # no return annotation: the schema stays the model's own
         out = handler(self)
-        for name in ("due_at", "reason"):
+        for name in ("due_at", "reason", "channel"):
             if out.get(name) is None:
                 out.pop(name, None)
         return out
@@ -117,7 +131,8 @@ def dispatch_event(notify: Notify, ids: list[str], priority: str) -> tuple[str, 
 def new_notification(notify: Notify, *, client: dict[str, Any] | None, template: dict[str, Any] | None, kind: str,
                      account_id: str | None, sub: str | None, personalisation: dict[str, str], reference: str | None,
                      priority: str, due_at: datetime, now: datetime, job_id: str | None = None,
-                     platform_message: str | None = None, notification_id: str | None = None) -> dict[str, Any]:
+                     platform_message: str | None = None, notification_id: str | None = None,
+                     channels: list[str] | None = None) -> dict[str, Any]:
     notification_id = notification_id or f"ntf-{secrets.token_urlsafe(12)}"
     status = NotificationStatus.SENDING if due_at <= now else NotificationStatus.CREATED
     return {
@@ -129,6 +144,7 @@ def new_notification(notify: Notify, *, client: dict[str, Any] | None, template:
         "platform_message": platform_message,
         "sealed": notify.cipher.encrypt_record({"personalisation": json.dumps(personalisation)}, record_id=notification_id),
         "reference": reference, "priority": priority, "job_id": job_id,
+        **({"channels": channels} if channels else {}),  # the agency's order of channels, when it gave one
         "status": status, "due_at": due_at, "created_at": now, "updated_at": now,
         "timeline": {NotificationStatus.CREATED: now} | ({NotificationStatus.SENDING: now} if status == NotificationStatus.SENDING else {}),
     }
@@ -154,7 +170,7 @@ async def send(notify: Notify, agency: Agency, body: NotificationBody, idempoten
         async def work(session: AsyncClientSession) -> NotificationAccepted:
             doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_id, sub=body.sub,
                                    personalisation=body.personalisation, reference=body.reference, priority=body.priority,
-                                   due_at=due_at, now=now)
+                                   due_at=due_at, now=now, channels=body.channels)
             await notify.db[NOTIFICATIONS_COLLECTION].insert_one(doc, session=session)
             if doc["status"] == NotificationStatus.SENDING:
                 await notify.publish_many(session, [dispatch_event(notify, [doc["_id"]], doc["priority"])])
@@ -176,7 +192,7 @@ def view(doc: dict[str, Any]) -> Notification:
         job_id=doc.get("job_id"), created_at=doc["created_at"].isoformat(),
         timeline={k: v.isoformat() for k, v in doc.get("timeline", {}).items()},
         due_at=doc["due_at"].isoformat() if doc["status"] == NotificationStatus.CREATED else None,
-        reason=doc.get("reason") or None)
+        reason=doc.get("reason") or None, channel=doc.get("channel"))
 
 
 async def status(notify: Notify, agency: Agency, notification_id: str) -> Notification:

@@ -1,5 +1,14 @@
 """A citizen's notification preferences: language, channels, agencies they opted out of, quiet hours.
 
+Channels: the inbox always (the record of what agencies sent), and any of
+push, e-mail and SMS. An agency may give an order of channels for its
+message; the first one the citizen turned on (and, for e-mail and SMS, gave an
+address for) carries it (`choose_channel`). The e-mail address and phone
+number are the citizen's own, given here from the app; they are kept sealed
+with notify's keys (libs/crypto) like every other piece of personal data and
+shown to no one but their owner (docs/architecture.md, notify's contact
+details).
+
 Quiet hours are Hong Kong local time (UTC+8 all year: Hong Kong has no
 daylight saving). A normal-priority message that would arrive inside them
 waits until they end; a high-priority one (approval prompts, security alerts,
@@ -12,15 +21,25 @@ import re
 from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
+
+from libs.crypto import FieldCipher
 
 from .collections import ACCOUNTS, PREFERENCES
 from .templates import Language
 
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
-Channel = Literal["inbox", "push"]
+Channel = Literal["inbox", "push", "email", "sms"]
 DEFAULT_CHANNELS = ["inbox", "push"]
+# The channels beside the inbox, in the order used when the agency gives none; platform messages (approval prompts,
+# security alerts) go by push only.
+AgencyChannel = Literal["push", "email", "sms"]
+DEFAULT_ORDER = ("push", "email", "sms")
+PLATFORM_ORDER = ("push",)
+EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+PHONE = r"^\+[1-9][0-9]{6,14}$"
+CONTACTS = ("email", "phone")
 
 
 class QuietHours(BaseModel):
@@ -45,7 +64,9 @@ class QuietHours(BaseModel):
 class PreferencesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     language: Language | None = Field(default=None, description="absent: the language given at enrolment")
-    channels: list[Channel] = Field(default_factory=lambda: list(DEFAULT_CHANNELS), max_length=2)
+    channels: list[Channel] = Field(default_factory=lambda: list(DEFAULT_CHANNELS), max_length=4)
+    email: str | None = Field(default=None, max_length=254, pattern=EMAIL, description="where e-mails go (the `email` channel)")
+    phone: str | None = Field(default=None, pattern=PHONE, description="E.164; where SMS go (the `sms` channel)")
     opted_out: list[str] = Field(default_factory=list, max_length=200, description="client ids of agencies whose messages are suppressed")
     quiet_hours: QuietHours | None = None
 
@@ -55,6 +76,14 @@ class PreferencesBody(BaseModel):
         if "inbox" not in values:
             raise ValueError("the inbox cannot be turned off: it is the record of what agencies sent")
         return sorted(set(values))
+
+    @model_validator(mode="after")
+    def _addresses(self) -> "PreferencesBody":
+        if "email" in self.channels and not self.email:
+            raise ValueError("the email channel needs an email address")
+        if "sms" in self.channels and not self.phone:
+            raise ValueError("the sms channel needs a phone number")
+        return self
 
     @field_validator("opted_out")
     @classmethod
@@ -93,11 +122,38 @@ class Preferences(BaseModel):
     language: Language | None
     effective_language: Language
     channels: list[Channel]
+    email: str | None = Field(default=None, description="given when the citizen turned e-mail on")
+    phone: str | None = Field(default=None, description="given when the citizen turned SMS on")
     opted_out: list[str]
     quiet_hours: QuietHours | None
 
+    @model_serializer(mode="wrap")
+    def _contacts_when_given(self, handler):  # no return annotation: the schema stays the model's own
+        out = handler(self)
+        for name in CONTACTS:
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out
 
-async def show(db: AsyncDatabase, account_id: str) -> Preferences:
+
+def contacts(cipher: FieldCipher, account_id: str, pref: dict[str, Any]) -> dict[str, str]:
+    """The citizen's e-mail address and phone number, opened (those they gave)."""
+    sealed = pref.get("contacts_sealed")
+    return cipher.decrypt_record(sealed, record_id=account_id) if sealed else {}
+
+
+def choose_channel(order: list[str] | tuple[str, ...] | None, pref: dict[str, Any], *, platform: bool = False) -> str:
+    """The channel beside the inbox that carries a message: the first of the agency's order (or the default order) that
+    the citizen turned on, e-mail and SMS only with an address; "inbox" when none is."""
+    enabled = set(pref.get("channels", DEFAULT_CHANNELS))
+    held = set(pref.get("contact_kinds", []))  # which addresses are sealed in `contacts_sealed` (without opening them)
+    for channel in (PLATFORM_ORDER if platform else (order or DEFAULT_ORDER)):
+        if channel in enabled and (channel == "push" or {"email": "email", "sms": "phone"}[channel] in held):
+            return channel
+    return "inbox"
+
+
+async def show(db: AsyncDatabase, cipher: FieldCipher, account_id: str) -> Preferences:
     doc = await db[PREFERENCES].find_one({"_id": account_id}) or {}
     account = await db[ACCOUNTS].find_one({"_id": account_id}, {"language": 1}) or {}
     return Preferences(
@@ -106,9 +162,17 @@ async def show(db: AsyncDatabase, account_id: str) -> Preferences:
         channels=doc.get("channels", list(DEFAULT_CHANNELS)),
         opted_out=doc.get("opted_out", []),
         quiet_hours=doc.get("quiet_hours"),
+        **contacts(cipher, account_id, doc),
     )
 
 
-async def replace(db: AsyncDatabase, account_id: str, body: PreferencesBody, now: datetime) -> Preferences:
-    await db[PREFERENCES].update_one({"_id": account_id}, {"$set": {**body.model_dump(), "updated_at": now}}, upsert=True)
-    return await show(db, account_id)
+async def replace(db: AsyncDatabase, cipher: FieldCipher, account_id: str, body: PreferencesBody, now: datetime) -> Preferences:
+    given = {name: getattr(body, name) for name in CONTACTS if getattr(body, name)}
+    # The address and number sealed (bound to the account id); only which of them there are stays in the clear.
+    sealed = {"contacts_sealed": cipher.encrypt_record(given, record_id=account_id)} if given else {}
+    change: dict[str, Any] = {"$set": {**body.model_dump(exclude=set(CONTACTS)), **sealed, "contact_kinds": sorted(given),
+                                       "updated_at": now}}
+    if not given:
+        change["$unset"] = {"contacts_sealed": ""}
+    await db[PREFERENCES].update_one({"_id": account_id}, change, upsert=True)
+    return await show(db, cipher, account_id)

@@ -18,7 +18,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .collections import JOBS
-from .statuses import NOTIFICATION, REPORTED, NotificationStatus
+from .statuses import REPORTED, NotificationStatus
 
 COUNTED = REPORTED
 
@@ -27,12 +27,18 @@ async def count(db: AsyncDatabase, session: AsyncClientSession, docs: list[dict[
     """Within the caller's transaction: `docs` (as they were before) have just taken `status`."""
     if status not in COUNTED:
         return
-    left = NOTIFICATION.leaving(status)  # a counted status it leaves (delivered, for read) loses what this one gains
-    for job_id, moved in Counter(d["job_id"] for d in docs if d.get("job_id")).items():
-        change = {f"counts.{status}": moved}
-        if left in COUNTED:
-            change[f"counts.{left}"] = -moved
-        await db[JOBS].update_one({"_id": job_id}, {"$inc": change}, session=session)
+    # A counted status a notification leaves (delivered, for read) loses what this one gains; the status each left is
+    # the document's own (read may follow delivered or, before an e-mail's receipt, sent).
+    changes: dict[str, Counter[str]] = {}
+    for doc in docs:
+        if not doc.get("job_id"):
+            continue
+        change = changes.setdefault(doc["job_id"], Counter())
+        change[f"counts.{status}"] += 1
+        if doc.get("status") in COUNTED and doc["status"] != status:
+            change[f"counts.{doc['status']}"] -= 1
+    for job_id, change in changes.items():
+        await db[JOBS].update_one({"_id": job_id}, {"$inc": dict(change)}, session=session)
 
 
 def view(job: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,20 @@ class NotifySettings:
     push_adapter: str = setting("NOTIFY_PUSH_ADAPTER", "local")
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0
+    # E-mail and SMS (messaging.py): the adapters, where they deliver, and their retry policy (attempt n that fails waits
+    # backoff * 2**(n-1) s; the last failure fails the notification). Locally the dev stack's SMTP server and SMS sink folder.
+    email_adapter: str = setting("NOTIFY_EMAIL_ADAPTER", "smtp")
+    smtp_host: str = setting("NOTIFY_SMTP_HOST", "127.0.0.1")
+    smtp_port: int = setting("NOTIFY_SMTP_PORT", 2525)
+    smtp_from: str = setting("NOTIFY_SMTP_FROM", "Harbour ID <notify@harbour-id.local>")
+    smtp_starttls: bool = setting("NOTIFY_SMTP_STARTTLS", False)
+    smtp_username: str = setting("NOTIFY_SMTP_USERNAME", "")
+    smtp_password: str = setting("NOTIFY_SMTP_PASSWORD", "", repr=False)
+    smtp_timeout_s: float = setting("NOTIFY_SMTP_TIMEOUT_S", 10.0)
+    sms_adapter: str = setting("NOTIFY_SMS_ADAPTER", "local")
+    sms_sink_dir: str = setting("NOTIFY_SMS_SINK_DIR", ".dev/sms")
+    channel_max_attempts: int = setting("NOTIFY_CHANNEL_MAX_ATTEMPTS", 5)
+    channel_backoff_s: float = setting("NOTIFY_CHANNEL_BACKOFF_S", 1.0)
     # How often the dispatcher looks for due scheduled/deferred notifications, callbacks and push retries.
     poll_interval_s: float = 0.5
     # A notification `sending` this long without progress is dispatched again (a crashed attempt lost its event).

@@ -3,8 +3,10 @@
 A notification (one per recipient):
 
   created ──(its time comes)──► sending ──► delivered ──► read
-     ▲  (scheduled, or waiting       │
-     │   for quiet hours to end)     ├──► suppressed (the citizen opted out of this agency)
+     ▲  (scheduled, or waiting       │  ╲          ▲          ▲
+     │   for quiet hours to end)     │   ╲► sent ──┴──────────┘ (e-mail or SMS handed over: its receipt awaited)
+     │                               │        └──► failed (the channel refused it, or its retries ran out)
+     │                               ├──► suppressed (the citizen opted out of this agency)
      └───────────────────────────────┤
                                      └──► failed (recipient unknown or inactive, rendering failed)
 
@@ -29,6 +31,7 @@ from libs.lifecycle import Lifecycle
 class NotificationStatus(StrEnum):
     CREATED = "created"
     SENDING = "sending"
+    SENT = "sent"  # in the inbox and queued for e-mail or SMS: delivered (or failed) when the channel's receipt comes
     DELIVERED = "delivered"
     READ = "read"
     SUPPRESSED = "suppressed"
@@ -49,6 +52,7 @@ class PushState(StrEnum):
 
 class CallbackState(StrEnum):
     PENDING = "pending"
+    SENT = "sent"  # in the inbox and queued for e-mail or SMS: delivered (or failed) when the channel's receipt comes
     DELIVERED = "delivered"
     GIVEN_UP = "given_up"
 
@@ -58,7 +62,10 @@ NOTIFICATION = Lifecycle[NotificationStatus](
     transitions={
         NotificationStatus.CREATED: frozenset({NotificationStatus.SENDING}),
         NotificationStatus.SENDING: frozenset({NotificationStatus.DELIVERED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED,
+                                               NotificationStatus.SENT,
                                                NotificationStatus.CREATED}),  # back to waiting: quiet hours began
+        # The e-mail or SMS channel's receipt: accepted (delivered), refused or retried out (failed); read in the inbox first.
+        NotificationStatus.SENT: frozenset({NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.READ}),
         NotificationStatus.DELIVERED: frozenset({NotificationStatus.READ}),
         NotificationStatus.READ: frozenset(),
         NotificationStatus.SUPPRESSED: frozenset(),

@@ -159,6 +159,7 @@ async def test_a_backup_restored_into_a_fresh_platform_keeps_signatures_devices_
         # -- a fresh platform: new folder, broker and database; the same public address --------------------
         ports = StackConfig.free_ports(folders["after"])
         after = DevStack(StackConfig(dev_dir=folders["after"], kafka_port=ports.kafka_port, mongo_port=ports.mongo_port,
+                                     smtp_port=ports.smtp_port,
                                      service_ports=before.config.service_ports, worker_ports=before.config.worker_ports,
                                      metrics_ports=before.config.metrics_ports))
         await asyncio.to_thread(after.up_infra)
