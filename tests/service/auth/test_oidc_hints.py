@@ -1,0 +1,100 @@
+"""Re-authentication in process, on auth's FrozenClock: an expired ID token as id_token_hint, hints at PAR, and
+max_age against a session whose auth_time the clock sets exactly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+from .oidc_steps import app_link_of, authorization_params, client_auth, query_of, redeem, register
+
+
+async def authorize(auth_service, params: dict):
+    return await auth_service.client.get("/oidc/authorize", params=params, allow_redirects=False)
+
+
+def claims_of(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def logged_in(auth_service, rp: dict, phone, **overrides) -> tuple[dict, str]:
+    """A browser login approved on the phone and completed: (the token response, the session cookie)."""
+    params, verifier = authorization_params(rp, **overrides)
+    page = await (await authorize(auth_service, params)).text()
+    outcome = await phone.open_link(app_link_of(page))
+    status_path = re.search(r'"statusUrl":\s*"([^"]+)"', page).group(1).removeprefix(auth_service.url)
+    status = await (await auth_service.client.get(status_path)).json()
+    done = await auth_service.client.get(status["redirect_to"].removeprefix(auth_service.url), allow_redirects=False)
+    tokens = await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)
+    assert tokens.status == 200
+    return await tokens.json(), done.cookies["harbour_sid"].value
+
+
+async def test_an_expired_id_token_of_ours_is_a_hint_and_binds_the_login(auth_service, tmp_path):
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    tokens, _ = await logged_in(auth_service, rp, phone)
+    claims = claims_of(tokens["id_token"])
+    now = int(time.time())
+    # What the relying party holds an hour later: the same ID token, expired (signed here by auth's own signer).
+    signer = auth_service.context.signer
+    expired = await signer.sign({**{k: v for k, v in claims.items() if k != "iss"}, "iat": now - 7200, "exp": now - 3600})
+    params, _ = authorization_params(rp, id_token_hint=expired)
+    page = await authorize(auth_service, params)
+    assert page.status == 200, page.headers.get("Location")
+    text = await page.text()
+    assert 'id="sent-to-phone"' in text
+    tx = app_link_of(text).split("tx=")[1]
+    assert f"login-{tx}" in [p["approval_id"] for p in await phone.pending()]
+    # The same claims as an access token (typ at+jwt) are no hint.
+    as_access_token = await signer.sign({**{k: v for k, v in claims.items() if k != "iss"}}, typ="at+jwt")
+    refused = await authorize(auth_service, authorization_params(rp, id_token_hint=as_access_token, state="s-at")[0])
+    answer = query_of(refused.headers["Location"])
+    assert (answer["error"], answer["state"]) == ("invalid_request", "s-at")
+    assert "not an ID token of this issuer for this client" in answer["error_description"]
+
+
+async def test_a_pushed_request_with_a_bad_hint_is_refused_at_the_push(auth_service, tmp_path):
+    rp = await register(auth_service)
+    pushed = await auth_service.client.post("/oidc/par", data=authorization_params(rp, login_hint="nobody")[0],
+                                            headers=client_auth(rp))
+    body = await pushed.json()
+    assert pushed.status == 400 and body["error"] == "invalid_request"
+    assert body["error_description"] == "the hint names no active citizen of this client"
+
+
+async def test_max_age_and_auth_time_on_auth_s_clock(auth_service, clock, tmp_path):
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    approved_at = int(clock.now().timestamp())
+    tokens, cookie = await logged_in(auth_service, rp, phone)
+    first = claims_of(tokens["id_token"])
+    assert first["auth_time"] == approved_at and first["acr"] == "urn:harbour-id:loa:basic"  # self-registered: basic
+    headers = {"Cookie": f"harbour_sid={cookie}"}
+
+    async def silent(**overrides) -> dict:
+        params, verifier = authorization_params(rp, prompt="none", **overrides)
+        answer = query_of((await auth_service.client.get("/oidc/authorize", params=params, headers=headers,
+                                                          allow_redirects=False)).headers["Location"])
+        if "code" in answer:
+            answer["tokens"] = await (await redeem(auth_service, rp, answer["code"], verifier)).json()
+        return answer
+
+    # In the very second of the approval: max_age=0 is prompt=login, never answered silently; max_age=60 is.
+    assert (await silent(max_age="0"))["error"] == "login_required"
+    assert "code" in await silent(max_age="60")
+    clock.advance(61)
+    assert (await silent(max_age="60"))["error"] == "login_required"  # 61 s old
+    assert (await silent(max_age="0"))["error"] == "login_required"
+    again = await silent(max_age="120", id_token_hint=tokens["id_token"])
+    assert claims_of(again["tokens"]["id_token"])["auth_time"] == approved_at  # the session's, not now
+    # Interactive with max_age: a new approval, whose time is the new auth_time.
+    params, verifier = authorization_params(rp, max_age="60", login_hint=first["sub"])
+    page = await (await auth_service.client.get("/oidc/authorize", params=params, headers=headers)).text()
+    outcome = await phone.open_link(app_link_of(page))
+    fresh = await (await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)).json()
+    assert claims_of(fresh["id_token"])["auth_time"] == approved_at + 61
+    assert claims_of(fresh["id_token"])["sub"] == first["sub"]
