@@ -40,7 +40,7 @@ from libs.service.tracing import end_client_span, start_client_span
 from libs.errors import PayloadTooLarge
 
 from .breaker import CircuitBreaker
-from .upstream_client import UpstreamClient, UpstreamConnectError
+from .upstream_client import ReusedConnectionClosed, UpstreamClient, UpstreamConnectError
 from .errors import BadGateway, GatewayTimeout, UpstreamOverloaded, UpstreamUnavailable
 from .metrics import CIRCUIT_OPEN, REJECTED, UPSTREAM_IN_FLIGHT, UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
@@ -151,7 +151,8 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
         span = start_client_span(request.method, url, headers)
         try:
             try:
-                async with (upstream.client.request(request.method, request.raw_path, headers, body) if lean else
+                async with (upstream.client.request(request.method, request.raw_path, headers, body,
+                                                    may_resend=attempts > 1) if lean else
                             upstream.session.request(request.method, url, headers=headers, data=body,
                                                      allow_redirects=False)) as upstream_response:
                     end_client_span(span, upstream_response.status)
@@ -167,7 +168,8 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
         # Refused, not accepted within the connect timeout (before the timeouts below: it is one too), or dropped.
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError,
                 UpstreamConnectError) as exc:
-            _failed(upstream)
+            if not isinstance(exc, ReusedConnectionClosed):  # an idle connection the service let go: no failure
+                _failed(upstream)
             if attempt < attempts:
                 continue
             upstream.counted(route, "503")

@@ -13,15 +13,27 @@ timeout, and the same exceptions as ClientSession: `ServerDisconnectedError`,
 
 A connection goes back to the pool only when its answer was read to the end
 and neither side asked to close; the pool holds at most `max_idle`
-connections. A connection that cannot be made (refused, or not accepted
-within the connect timeout) is `UpstreamConnectError`: nothing reached the
-service.
+connections, each for at most `idle_s` (15 s, as aiohttp's connector: well
+inside the 75 s after which an aiohttp service closes an idle connection, so
+the gateway lets go first). A connection that cannot be made (refused, or not
+accepted within the connect timeout) is `UpstreamConnectError`: nothing
+reached the service.
+
+A pooled connection the service closed just as a request went out on it (its
+keep-alive timeout met the request on the way) ends before any answer: a
+request that may be sent twice (`may_resend`: the proxy's idempotent methods)
+is sent again at once on a new connection, as aiohttp and browsers do; any
+other is `ReusedConnectionClosed` — a disconnection that says nothing of the
+service's health, so the proxy does not count it against its circuit.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import time
+
+from aiohttp import ClientOSError, ServerDisconnectedError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.helpers import EMPTY_BODY_METHODS
 from multidict import CIMultiDictProxy
@@ -30,6 +42,10 @@ from yarl import URL
 
 class UpstreamConnectError(ConnectionError):
     """No connection to the upstream: refused, unreachable or not accepted in time."""
+
+
+class ReusedConnectionClosed(ServerDisconnectedError):
+    """A kept-alive connection ended before any answer: closed by the upstream as idle, not a sign of failure."""
 
 
 def _header_bytes(method: str, target: str, host: str, headers, body_length: int | None) -> bytes:
@@ -67,60 +83,85 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int = 256) -> None:
+    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int = 256,
+                 idle_s: float = 15.0) -> None:
         url = URL(base_url)
         self.host_addr, self.port = url.host, url.port
         self.host = url.host_port_subcomponent  # the Host header: the port only when not the default
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.max_idle = max_idle
-        self._idle: list[ResponseHandler] = []
+        self.idle_s = idle_s
+        self._idle: list[tuple[ResponseHandler, float]] = []  # (connection, when it went idle), newest last
         self._closed = False
+        self.connections_made = 0
 
-    async def _connection(self) -> ResponseHandler:
-        while self._idle:
-            protocol = self._idle.pop()
-            if protocol.is_connected() and not protocol.should_close:
-                return protocol
+    async def _connection(self, *, fresh: bool = False) -> tuple[ResponseHandler, bool]:
+        """A connection and whether it was reused from the pool (`fresh`: a new one)."""
+        oldest_usable = time.monotonic() - self.idle_s
+        while self._idle and not fresh:
+            protocol, idle_since = self._idle.pop()
+            if idle_since >= oldest_usable and protocol.is_connected() and not protocol.should_close:
+                return protocol, True
             protocol.close()
+        if self._idle and self._idle[0][1] < oldest_usable:  # the least recently used ones may have expired too
+            expired = [protocol for protocol, idle_since in self._idle if idle_since < oldest_usable]
+            self._idle = [(protocol, idle_since) for protocol, idle_since in self._idle if idle_since >= oldest_usable]
+            for protocol in expired:
+                protocol.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, protocol = await loop.create_connection(lambda: ResponseHandler(loop), self.host_addr, self.port)
         except (OSError, asyncio.TimeoutError) as exc:
             raise UpstreamConnectError(f"cannot connect to {self.host}: {exc!r}") from exc
-        return protocol
+        self.connections_made += 1
+        return protocol, False
 
-    def request(self, method: str, target: str, headers, body: bytes | None) -> "_Exchange":
+    def request(self, method: str, target: str, headers, body: bytes | None, *, may_resend: bool = False) -> "_Exchange":
         """`async with client.request(...) as response`: the answer; its connection is released on the way out."""
-        return _Exchange(self, method, target, headers, body)
+        return _Exchange(self, method, target, headers, body, may_resend)
 
     def _release(self, protocol: ResponseHandler, reusable: bool) -> None:
         if reusable and not self._closed and protocol.is_connected() and not protocol.should_close \
                 and len(self._idle) < self.max_idle:
-            self._idle.append(protocol)
+            self._idle.append((protocol, time.monotonic()))
         else:
             protocol.close()
 
     async def close(self) -> None:
         self._closed = True
         while self._idle:
-            self._idle.pop().close()
+            self._idle.pop()[0].close()
 
 
 class _Exchange:
-    __slots__ = ("client", "method", "target", "headers", "body", "protocol", "response")
+    __slots__ = ("client", "method", "target", "headers", "body", "may_resend", "protocol", "response")
 
-    def __init__(self, client: UpstreamClient, method: str, target: str, headers, body: bytes | None) -> None:
+    def __init__(self, client: UpstreamClient, method: str, target: str, headers, body: bytes | None,
+                 may_resend: bool) -> None:
         self.client, self.method, self.target, self.headers, self.body = client, method, target, headers, body
+        self.may_resend = may_resend
         self.protocol: ResponseHandler | None = None
         self.response: UpstreamResponse | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
-        client = self.client
-        body = self.body
-        head = _header_bytes(self.method, self.target, client.host, self.headers, None if body is None else len(body))
-        protocol = self.protocol = await client._connection()
+        head = _header_bytes(self.method, self.target, self.client.host, self.headers,
+                             None if self.body is None else len(self.body))
+        protocol, reused = await self.client._connection()
+        try:
+            return await self._exchange(protocol, head)
+        except (ServerDisconnectedError, ClientOSError) as exc:
+            if not reused:
+                raise
+            if not self.may_resend:
+                raise ReusedConnectionClosed(f"the kept-alive connection to {self.client.host} closed") from exc
+        protocol, _ = await self.client._connection(fresh=True)
+        return await self._exchange(protocol, head)
+
+    async def _exchange(self, protocol: ResponseHandler, head: bytes) -> UpstreamResponse:
+        client, body = self.client, self.body
+        self.protocol = protocol
         try:
             protocol.set_response_params(
                 skip_payload=self.method in EMPTY_BODY_METHODS, read_until_eof=True, auto_decompress=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 
@@ -278,12 +279,87 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_used_again():
             async with client.request("POST", "/oidc/token", CIMultiDict({"A": "1"}), b"a=b") as response:
                 assert (response.status, await response.read()) == (200, b"ok")
             # Kept for reuse; then the upstream closes it, and the next request goes on a new connection.
-            await eventually(lambda: not client._idle or not client._idle[0].is_connected(), timeout_s=10)
+            await eventually(lambda: not client._idle or not client._idle[0][0].is_connected(), timeout_s=10)
         assert len(connections) == 2
     finally:
         await client.close()
         server.close()
         await server.wait_closed()
+
+
+
+async def test_kept_alive_connections_the_upstream_closes_as_requests_arrive_never_open_its_circuit():
+    """An upstream closes an idle kept-alive connection when its keep-alive timeout passes; a request may be on its
+    way on it just then. Eight requests at once on eight such connections were eight failures: the circuit opened
+    and the next requests to a live service were 503 "failing" for five seconds. Now a GET is sent again on a new
+    connection, and a POST (never sent twice) is a 503 that does not count against the circuit."""
+    served_on = {}
+
+    async def first_request_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Answers the first request of each connection, keeps it open, and closes it unanswered at the second:
+        # the race between a keep-alive timeout and a request, every time.
+        served_on[writer] = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                served_on[writer] += 1
+                if served_on[writer] > 1:
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(first_request_only, "127.0.0.1", 0)
+    upstream = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    settings = GatewaySettings(service=ServiceSettings(service="gateway"), upstreams={name: upstream for name in UPSTREAMS},
+                               upstream_timeout_s=5)
+    try:
+        async with TestClient(TestServer(create_app(settings))) as gateway:
+            async def burst(method: str) -> list[int]:
+                return [r.status for r in await asyncio.gather(*(gateway.request(method, "/oidc/x") for _ in range(8)))]
+
+            assert await burst("GET") == [200] * 8  # eight connections, each kept for the next request
+            assert await burst("GET") == [200] * 8  # each closed under its second request: sent again on a new one
+            posts = await burst("POST")  # never sent twice: those that met a closing connection are 503, safe to retry
+            assert set(posts) <= {200, 503} and 503 in posts
+            # The circuit stayed closed: the service is served at once (old code: 503 "failing" for five seconds).
+            after = await gateway.get("/oidc/x")
+            assert after.status == 200, await after.text()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+
+async def test_a_connection_idle_longer_than_the_pools_limit_is_not_used_again():
+    """The gateway lets an idle connection go before the service would (aiohttp services close theirs at 75 s idle;
+    the pool keeps one 15 s), so it rarely meets the service's keep-alive close at all."""
+    from multidict import CIMultiDict
+
+    from services.gateway.upstream_client import UpstreamClient
+
+    server = TestServer(fake_upstream("auth"), host="127.0.0.1")
+    await server.start_server()
+    kept, expiring = (UpstreamClient(f"http://127.0.0.1:{server.port}", connect_timeout_s=1, read_timeout_s=5, idle_s=idle)
+                      for idle in (60.0, 0.0))
+    try:
+        for client in (kept, expiring):
+            ports = set()
+            for _ in range(3):
+                async with client.request("GET", "/oidc/x", CIMultiDict(), None) as response:
+                    ports.add(json.loads(await response.read())["peer_port"])
+            assert len(ports) == client.connections_made
+        assert kept.connections_made == 1 and expiring.connections_made == 3
+        assert not expiring._idle or len(expiring._idle) == 1  # the expired ones were closed, not kept
+    finally:
+        await kept.close()
+        await expiring.close()
+        await server.close()
 
 
 def test_no_header_can_carry_a_line_break_upstream():
