@@ -36,6 +36,7 @@ INDEXES = (
     index(REVOKED_TOKENS, "expires_at", expire_after_s=0),
     index(SESSIONS, "expires_at", expire_after_s=0),
     index(SESSIONS, "cookie_hash"),  # the browser presents its cookie; only its hash is stored
+    index(SESSIONS, "account_id"),  # a kiosk's replacement of a lost phone ends the account's sessions
     index(SUBJECTS, "account_id", "sector", unique=True),
     index(CLIENT_ASSERTIONS, "expires_at", expire_after_s=0),
     index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),

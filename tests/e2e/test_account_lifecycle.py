@@ -13,6 +13,7 @@ import time
 
 import aiohttp
 import pytest
+import requests
 
 from clients.citizen_app import CitizenApp, Profile
 from clients.citizen_app.app import AppError
@@ -21,7 +22,7 @@ from services.auth.oidc.tokens import ACR_BASIC, ACR_PLUS
 
 from ..support.broker import all_messages
 from ..support.database import mongo
-from ..support.oidc import claims_of, login, register
+from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of
 from ..support.people import identity, random_hkid, selfie
 from ..support.polling import eventually
 
@@ -82,6 +83,16 @@ async def test_a_lost_phone_replaced_at_a_kiosk_keeps_the_account_and_stops_the_
     tokens, _ = await login(platform, metadata, rp, old)
     sub_before = claims_of(tokens["id_token"])["sub"]
 
+    # A browser the old phone signed in (the two-device journey): it has a session at the issuer for prompt=none.
+    browser = requests.Session()
+    page = browser.get(authorize_url(metadata, rp["client_id"])[0], timeout=10).text
+    await old.open_link(app_link_of(page))
+    done = browser.get(browser.get(status_url_of(page), timeout=10).json()["redirect_to"], allow_redirects=False, timeout=10)
+    assert done.status_code == 303 and done.headers["Location"].startswith(REDIRECT)
+    silent_url = authorize_url(metadata, rp["client_id"], prompt="none")[0]
+    silent = browser.get(silent_url, allow_redirects=False, timeout=10)
+    assert silent.status_code == 303 and "code=" in silent.headers["Location"]
+
     old_token = await old.device_token()
     reads = {
         "gateway /v1/inbox": platform.gateway + "/v1/inbox",
@@ -105,6 +116,9 @@ async def test_a_lost_phone_replaced_at_a_kiosk_keeps_the_account_and_stops_the_
     await eventually(all_refused, timeout_s=WITHIN_S, interval_s=0.05)
     refused_after = time.monotonic() - since
     print(f"old device token refused everywhere {refused_after:.2f} s after the replacement answered")
+    # That browser's session ended with the replacement: a silent login needs the new phone now.
+    silent = browser.get(silent_url, allow_redirects=False, timeout=10)
+    assert silent.status_code == 303 and "error=login_required" in silent.headers["Location"]
     with pytest.raises(AppError) as no_new_token:
         await old.device_token()
     assert no_new_token.value.status == 401 and no_new_token.value.problem["type"].endswith("/device-inactive")
@@ -207,6 +221,15 @@ async def test_a_basic_identity_upgraded_at_a_kiosk_logs_in_as_plus_with_the_sam
     # A relying party the citizen never logged in to learns nothing.
     async with mongo(platform.infra.mongo_uri) as client:
         assert await client[platform.database("auth")]["outbox"].count_documents({"topic": agency_topic(other["client_id"])}) == 0
+
+    # signing (who may sign) and formfill keep the assurance from the identity topic.
+    async def projected():
+        async with mongo(platform.infra.mongo_uri) as client:
+            signing = await client[platform.database("signing")]["citizens"].find_one({"_id": registered["account_id"]})
+            vault = await client[platform.database("formfill")]["vault"].find_one({"_id": registered["account_id"]})
+        return signing and vault and signing["assurance"] == "plus" and vault["assurance"] == "plus"
+
+    await eventually(projected, timeout_s=20)
 
     # The citizen is told, and a second upgrade changes nothing.
     async def alerted():

@@ -200,6 +200,13 @@ def provision(platform, tmp_path) -> Credentials:
     authorize = {"client_id": rp["client_id"], "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
                  "state": "s-1", "nonce": "n-1", "code_challenge": s256(verifier), "code_challenge_method": "S256"}
     enrolment = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    # A kiosk's second proofing: a citizen of their own for each (a replacement revokes devices), enrolled now.
+    lost_phone = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    basic_one = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    for body, authorization in ((lost_phone, basic(*kiosk)), (basic_one, None)):
+        enrolled = requests.post(gateway + "/v1/enrolments", json=body, timeout=10,
+                                 headers={"Authorization": authorization} if authorization else {})
+        assert enrolled.status_code == 201, enrolled.text
     known_good = [
         KnownGood("POST /v1/clients", None, {"body": {"client_name": "Another Portal", "redirect_uris": [REDIRECT], "scope": "openid offline_access"}}),
         # Each self-service known-good has a client of its own: a PUT rotates the token, a DELETE removes the client.
@@ -213,6 +220,8 @@ def provision(platform, tmp_path) -> Credentials:
         KnownGood("DELETE /v1/clients/{client_id}", f"Bearer {doomed['registration_access_token']}",
                   {"path_parameters": {"client_id": doomed["client_id"]}}),
         KnownGood("POST /v1/enrolments", basic(*kiosk), {"body": enrolment}),
+        KnownGood("POST /v1/enrolments/replacements", basic(*kiosk), {"body": lost_phone}),
+        KnownGood("POST /v1/enrolments/upgrades", basic(*kiosk), {"body": basic_one}),
         KnownGood("POST /v1/devices/token", None, {"body": {"assertion": assertion}}),
         KnownGood("GET /v1/devices", device),
         KnownGood("GET /v1/approvals", device),

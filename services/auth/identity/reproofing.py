@@ -17,7 +17,9 @@ events, and nothing at all on a refusal:
 - a replacement revokes every active device of the account (each one a
   `revocation.device` event: their device tokens are refused everywhere
   within seconds), puts a new single-use activation code on the account
-  (the old code, if any, is dead), publishes `identity.devices_replaced`
+  (the old code, if any, is dead), ends the account's sign-in sessions at
+  the issuer (a browser the lost phone signed in gets `login_required` on
+  `prompt=none`), publishes `identity.devices_replaced`
   (notify puts a security alert in the citizen's inbox) and an audit
   record. The account, its pairwise subjects, consents and certificates
   are untouched: the new phone activates through `POST /v1/devices` as the
@@ -45,7 +47,7 @@ from libs.events.topics import IDENTITY
 from libs.revocation import events as revocation_events
 
 from ..clients.registry import Client, client_from_doc, find_client
-from ..collections import ACCOUNTS, CLIENTS, DEVICES, SUBJECTS
+from ..collections import ACCOUNTS, CLIENTS, DEVICES, SESSIONS, SUBJECTS
 from ..errors import AccountInactive, NotEnrolled, ProofingFailed, SelfieRefused, TransitionRefused
 from ..oidc.tokens import acr_of
 from ..settings import AuthSettings
@@ -139,13 +141,17 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
     expires_at = time.time() + settings.device_token_ttl_s + 60
     for device_id in devices:
         await revocation_events.device_revoked(ctx.outbox, session, device_id, expires_at=expires_at)
+    # The sign-in sessions at the issuer (prompt=none) were approved with the old phones: a browser the lost
+    # phone signed in must approve again, on the new phone.
+    ended = (await db[SESSIONS].delete_many({"account_id": account_id}, session=session)).deleted_count
     activation = new_activation(settings.hash_key, ttl_s=settings.activation_ttl_s, now=now)
     await db[ACCOUNTS].update_one({"_id": account_id}, {
         "$set": {"activation": activation.stored(), "replaced_at": now, "replaced_by": actor},
         "$inc": {"replacements": 1}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.devices_replaced", account_id, {
         "account_id": account_id, "devices_revoked": len(devices), "reason": "replaced at a kiosk"})
-    await ctx.audit(session, subject=account_id, action="identity.replace", actor=actor, devices_revoked=len(devices))
+    await ctx.audit(session, subject=account_id, action="identity.replace", actor=actor, devices_revoked=len(devices),
+                    sessions_ended=ended)
     upgraded = await _upgrade_in(ctx, session, account, actor=actor)
     return {
         "account_id": account_id,
