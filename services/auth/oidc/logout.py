@@ -21,9 +21,11 @@ async def end_session(auth: "Auth", params: dict[str, str], cookie: str | None) 
     sid = None
     if hint:
         try:
-            claims = await auth.signer.verify(hint, audience=None, require=("iss", "sub", "aud"))
+            # Expired or not (RP-Initiated Logout §2: the OP should accept an expired ID token as the hint), as at
+            # the authorization endpoint (hints.py); signed by one of auth's published keys, for some client.
+            claims = await auth.signer.verify(hint, audience=None, typ="JWT", require=("iss", "sub", "aud"), accept_expired=True)
         except InvalidToken:
-            # Not verifiable (forged, or expired: not yet accepted as a hint): the session cookie still decides.
+            # Not verifiable (forged, another issuer's, an access token): the session cookie still decides.
             claims = None
         if claims:
             client_id = client_id or claims.get("aud")

@@ -98,3 +98,21 @@ async def test_max_age_and_auth_time_on_auth_s_clock(auth_service, clock, tmp_pa
     fresh = await (await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)).json()
     assert claims_of(fresh["id_token"])["auth_time"] == approved_at + 61
     assert claims_of(fresh["id_token"])["sub"] == first["sub"]
+
+
+async def test_logout_accepts_an_expired_id_token_as_its_hint(auth_service, tmp_path):
+    rp = await register(auth_service, post_logout_redirect_uris=["https://rp.example/bye"])
+    phone = await auth_service.citizen(tmp_path)
+    tokens, cookie = await logged_in(auth_service, rp, phone)
+    claims = claims_of(tokens["id_token"])
+    now = int(time.time())
+    expired = await auth_service.context.signer.sign(
+        {**{k: v for k, v in claims.items() if k != "iss"}, "iat": now - 7200, "exp": now - 3600})
+    # No cookie: the expired hint alone names the session (sid) and the client (aud) whose URI may be followed.
+    out = await auth_service.client.get("/oidc/logout", allow_redirects=False, params={
+        "id_token_hint": expired, "post_logout_redirect_uri": "https://rp.example/bye", "state": "bye"})
+    assert out.status == 303 and out.headers["Location"] == "https://rp.example/bye?state=bye"
+    params, _ = authorization_params(rp, prompt="none")
+    silent = await auth_service.client.get("/oidc/authorize", params=params, headers={"Cookie": f"harbour_sid={cookie}"},
+                                           allow_redirects=False)
+    assert query_of(silent.headers["Location"])["error"] == "login_required"
