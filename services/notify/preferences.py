@@ -167,7 +167,9 @@ async def show(db: AsyncDatabase, cipher: FieldCipher, account_id: str) -> Prefe
 
 
 async def replace(db: AsyncDatabase, cipher: FieldCipher, account_id: str, body: PreferencesBody, now: datetime) -> Preferences:
-    given = {name: getattr(body, name) for name in CONTACTS if getattr(body, name)}
+    # Kept only while their channel is on (least privilege): turning e-mail off forgets the address.
+    given = {name: getattr(body, name) for name, channel in (("email", "email"), ("phone", "sms"))
+             if getattr(body, name) and channel in body.channels}
     # The address and number sealed (bound to the account id); only which of them there are stays in the clear.
     sealed = {"contacts_sealed": cipher.encrypt_record(given, record_id=account_id)} if given else {}
     change: dict[str, Any] = {"$set": {**body.model_dump(exclude=set(CONTACTS)), **sealed, "contact_kinds": sorted(given),

@@ -34,6 +34,8 @@ def payload(doc: dict[str, Any], status: NotificationStatus, at: datetime) -> di
             "at": at.isoformat()}
     if doc.get("reason") and status == NotificationStatus.FAILED:
         data["reason"] = doc["reason"]
+    if doc.get("channel"):  # which channel beside the inbox carried it (inbox, push, email, sms), once chosen
+        data["channel"] = doc["channel"]
     return data
 
 
