@@ -23,6 +23,7 @@ from services.auth.oidc.tokens import ACR_BASIC, ACR_PLUS
 from ..support.broker import all_messages
 from ..support.database import mongo
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of
+from ..support.operator import admin
 from ..support.people import identity, random_hkid, selfie
 from ..support.polling import eventually
 
@@ -239,3 +240,30 @@ async def test_a_basic_identity_upgraded_at_a_kiosk_logs_in_as_plus_with_the_sam
     again = await phone.upgrade_at_kiosk(person, selfie(), kiosk=kiosk)
     assert again["upgraded"] is False
     assert len(await outbox_events(platform, registered["account_id"], "identity.assurance_changed")) == 1
+
+
+async def test_a_pending_account_gets_a_new_code_and_a_suspended_one_is_refused(platform, kiosk, tmp_path):
+    """The kiosk slip lost before activation: a replacement is the new visit; the old code is dead, the new one binds."""
+    person = identity()
+    kiosk_app = CitizenApp(Profile(gateway_url=platform.gateway))
+    enrolled = await kiosk_app.enrol(person, selfie(), kiosk=kiosk)
+    account_id = enrolled["account_id"]
+    replaced = await kiosk_app.replace_at_kiosk(person, selfie(), kiosk=kiosk)
+    assert replaced["state"] == "pending" and replaced["devices_revoked"] == 0
+    phone = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "phone.json")
+    with pytest.raises(AppError) as old_code:
+        await phone.activate(account_id, enrolled["activation_code"])
+    assert old_code.value.status == 400 and old_code.value.problem["type"].endswith("/invalid-activation")
+    await phone.activate(account_id, replaced["activation_code"])
+    assert (await phone._as_device("GET", "/v1/devices"))["devices"][0]["status"] == "active"
+
+    # Suspended by an operator: a kiosk does not undo it, and nothing changes.
+    assert admin(platform, "set-state", account_id, "suspended", "--reason", "reported stolen").returncode == 0
+    before = await account_state(platform, account_id)
+    with pytest.raises(AppError) as suspended:
+        await kiosk_app.replace_at_kiosk(person, selfie(), kiosk=kiosk)
+    assert suspended.value.status == 403 and suspended.value.problem["type"].endswith("/account-inactive")
+    with pytest.raises(AppError) as not_upgraded:
+        await kiosk_app.upgrade_at_kiosk(person, selfie(), kiosk=kiosk)
+    assert not_upgraded.value.status == 403
+    assert await account_state(platform, account_id) == before
