@@ -1,10 +1,11 @@
 """Re-authentication of the same citizen through the gateway (issue 18): login_hint, id_token_hint, max_age, auth_time, acr.
 
 A relying party that knows who should log in names them (`login_hint` = their
-pairwise sub, or `id_token_hint` = an ID token it got for them): the prompt
-goes straight to that citizen's phone (its approvals stream), another
-citizen's phone can neither claim nor decide the login, and the ID token
-names the same sub. A forged or foreign hint, or one naming nobody, goes
+pairwise sub, or `id_token_hint` = an ID token it got for them): another
+citizen's phone can neither claim nor decide the login, the ID token names
+the same sub, and when the relying party pushed the request (PAR) the prompt
+goes straight to that citizen's phone (its approvals stream); a
+front-channel request, anyone's to make, puts nothing on a phone unasked. A forged or foreign hint, or one naming nobody, goes
 back to the client as an error and starts no login. `max_age` forces a new
 approval on the phone even with a live session, and `auth_time` is the time
 of that approval.
@@ -60,6 +61,17 @@ def redeemed(metadata, rp: dict, code: str, verifier: str) -> dict:
     return answer.json()
 
 
+def pushed_authorize_url(metadata, rp: dict, **overrides) -> tuple[str, str]:
+    """The relying party pushes its request (PAR, client-authenticated): (the browser's URL, the code verifier)."""
+    url, verifier = authorize_url(metadata, rp["client_id"], **overrides)
+    params = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    pushed = requests.post(metadata["pushed_authorization_request_endpoint"], data=params,
+                           auth=(rp["client_id"], rp["client_secret"]), timeout=10)
+    assert pushed.status_code == 201, pushed.text
+    reference = {"client_id": rp["client_id"], "request_uri": pushed.json()["request_uri"]}
+    return requests.Request("GET", metadata["authorization_endpoint"], params=reference).prepare().url, verifier
+
+
 async def opened_with_the_prompt_on_stream(app, open_page, timeout_s: float = 20) -> str:
     """Run `open_page()` (it returns the login's tx) with the phone's approvals stream open; return the tx once the
     stream has named the login's prompt."""
@@ -86,7 +98,8 @@ async def test_a_hinted_login_reaches_that_citizen_alone_and_names_the_same_sub(
     for hints in ({"login_hint": sub}, {"id_token_hint": first["id_token"]},
                   {"login_hint": sub, "id_token_hint": first["id_token"]}):
         browser = requests.Session()
-        url, verifier = authorize_url(metadata, rp["client_id"], **hints)
+        # Pushed by the relying party (client-authenticated): the prompt may go to the phone unasked.
+        url, verifier = pushed_authorize_url(metadata, rp, **hints)
         pages: list[str] = []
 
         def open_page() -> str:
@@ -131,17 +144,28 @@ async def test_a_hinted_login_reaches_that_citizen_alone_and_names_the_same_sub(
         assert status["status"] == "approved"
 
 
-async def test_the_hinted_citizen_may_open_the_link_too(platform, kiosk, metadata, tmp_path):
+async def test_a_front_channel_hint_binds_the_login_but_sends_no_prompt(platform, kiosk, metadata, tmp_path):
     chan = await enrolled_app(platform, kiosk, tmp_path, "chan")
+    lee = await enrolled_app(platform, kiosk, tmp_path, "lee")
     rp = register(platform)
-    sub = claims_of((await login(platform, metadata, rp, chan))[0]["id_token"])["sub"]
-    url, verifier = authorize_url(metadata, rp["client_id"], login_hint=sub)
-    page = requests.get(url, timeout=10).text
-    # The QR code still works for Chan: the same prompt (queued at the page), approved through the link.
-    outcome = await chan.open_link(app_link_of(page))
-    assert outcome["prompt"]["approval_id"] == f"login-{tx_of(page)}"
-    tokens = redeemed(metadata, rp, query_of(outcome["redirect_to"])["code"], verifier)
-    assert claims_of(tokens["id_token"])["sub"] == sub
+    first, _ = await login(platform, metadata, rp, chan)
+    sub = claims_of(first["id_token"])["sub"]
+    for hints in ({"login_hint": sub}, {"id_token_hint": first["id_token"]}):
+        url, verifier = authorize_url(metadata, rp["client_id"], **hints)
+        page = requests.get(url, timeout=10)
+        assert page.status_code == 200 and 'id="sent-to-phone"' not in page.text
+        # Anyone can make this request: nothing lands on Chan's phone unasked (a pushed prompt is queued before
+        # the page answers, so it would be there now).
+        approval_id = f"login-{tx_of(page.text)}"
+        assert approval_id not in [p["approval_id"] for p in await chan.pending()]
+        # The login is Chan's alone all the same: Lee's claim is refused, Chan's scan is the prompt.
+        with pytest.raises(AppError) as claimed:
+            await lee.open_link(app_link_of(page.text))
+        refused_with(claimed.value, 403, "login-for-another-citizen")
+        outcome = await chan.open_link(app_link_of(page.text))
+        assert outcome["prompt"]["approval_id"] == approval_id
+        tokens = redeemed(metadata, rp, query_of(outcome["redirect_to"])["code"], verifier)
+        assert verified_id_token(metadata, tokens["id_token"], rp["client_id"])["sub"] == sub
 
 
 async def _login_prompt_of(app, tx: str) -> dict | None:
@@ -197,8 +221,8 @@ async def test_forged_foreign_and_unknown_hints_go_back_to_the_client_and_start_
             assert "code" not in back
     # No prompt reached anyone's phone.
     assert {p["approval_id"] for p in await chan.pending()} | {p["approval_id"] for p in await lee.pending()} == pending_before
-    # The genuine hint, for comparison, is a login page.
-    genuine = requests.get(authorize_url(metadata, rp["client_id"], id_token_hint=chan_tokens["id_token"])[0], timeout=10)
+    # The genuine hint, for comparison, is a login page (pushed: its prompt on Chan's phone).
+    genuine = requests.get(pushed_authorize_url(metadata, rp, id_token_hint=chan_tokens["id_token"])[0], timeout=10)
     assert genuine.status_code == 200 and 'id="sent-to-phone"' in genuine.text
     prompt = await eventually(lambda: _login_prompt_of(chan, tx_of(genuine.text)))
     assert prompt["status"] == "pending"

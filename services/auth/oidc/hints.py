@@ -3,10 +3,13 @@
 Both name the citizen the way this client knows them: `login_hint` is the
 citizen's pairwise `sub` at this client (as at bc-authorize, ciba.py), and
 `id_token_hint` is an ID token this issuer signed for this client. A hinted
-login is bound to that citizen's account: its prompt goes straight into
-that account's approval queue (the app's stream shows it at once), another
-citizen's phone can neither claim nor decide it, and `prompt=none` answers
-only from that citizen's session.
+login is bound to that citizen's account: another citizen's phone can
+neither claim nor decide it, and `prompt=none` answers only from that
+citizen's session. When the client itself sent the request (PAR, client
+authentication) the prompt also goes straight into that account's approval
+queue (the app's stream shows it at once), as a CIBA request's does; a
+front-channel request, which anyone can make, never puts a prompt on a phone
+unasked (login.start).
 
 The ID token is checked against auth's own keys (ES256, a published key,
 `iss` = the issuer, `aud` = this client, `typ` JWT: an access token is no

@@ -78,16 +78,20 @@ class StartedLogin:
     browser_key: str
     matching_code: str
     expires_at: datetime
-    bound: bool = False  # hinted: the prompt is on that citizen's phone already
+    sent_to_phone: bool = False  # hinted and pushed: the prompt is in that citizen's queue already
 
 
 async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
-                account: dict[str, Any] | None = None) -> StartedLogin:
+                account: dict[str, Any] | None = None, *, push: bool = False) -> StartedLogin:
     """Open a transaction for the browser; return what its page shows.
 
     `account`: the citizen the request's hints name (hints.py). The login is then theirs alone: the
-    transaction names the account (a claim by anyone else is refused) and its prompt goes straight into
-    that account's queue, where the app's stream shows it; the QR code and app link still work for them."""
+    transaction names the account, so a claim by anyone else is refused. `push`: the request came from the
+    client itself (PAR, client-authenticated), so the prompt also goes straight into that account's queue,
+    where the app's stream shows it, as a CIBA request's does. A plain front-channel request is anyone's to
+    make: its hint only narrows who may approve, and never puts a prompt on a phone unasked (a stranger who
+    knows a citizen's sub could otherwise send them login prompts until one is approved by mistake).
+    The QR code and app link work for the named citizen either way."""
     now = auth.clock.now()
     if account is not None:
         try:
@@ -97,7 +101,7 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
     started = StartedLogin(tx=secrets.token_urlsafe(18), browser_key=secrets.token_urlsafe(24),
                            matching_code=f"{secrets.randbelow(10000):04d}",
                            expires_at=now + timedelta(seconds=auth.settings.authorization_ttl_s),
-                           bound=account is not None)
+                           sent_to_phone=account is not None and push)
     doc = {
         "_id": started.tx,
         "kind": "browser",
@@ -119,7 +123,7 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
     if account is not None:
         doc["account_id"] = account["_id"]
     await auth.db[AUTHORIZATIONS].insert_one(doc)
-    if account is not None:
+    if started.sent_to_phone:
         try:
             await queue.insert_prompt(auth, _prompt(doc, account["_id"]), journey=doc["traceparent"], login=finishing(doc))
         except Exception:

@@ -33,7 +33,7 @@ async def logged_in(auth_service, rp: dict, phone, **overrides) -> tuple[dict, s
     return await tokens.json(), done.cookies["harbour_sid"].value
 
 
-async def test_an_expired_id_token_of_ours_is_a_hint_and_binds_the_login(auth_service, tmp_path):
+async def test_an_expired_id_token_of_ours_is_a_hint_and_a_pushed_one_reaches_the_phone(auth_service, tmp_path):
     rp = await register(auth_service)
     phone = await auth_service.citizen(tmp_path)
     tokens, _ = await logged_in(auth_service, rp, phone)
@@ -42,8 +42,10 @@ async def test_an_expired_id_token_of_ours_is_a_hint_and_binds_the_login(auth_se
     # What the relying party holds an hour later: the same ID token, expired (signed here by auth's own signer).
     signer = auth_service.context.signer
     expired = await signer.sign({**{k: v for k, v in claims.items() if k != "iss"}, "iat": now - 7200, "exp": now - 3600})
-    params, _ = authorization_params(rp, id_token_hint=expired)
-    page = await authorize(auth_service, params)
+    pushed = await auth_service.client.post("/oidc/par", data=authorization_params(rp, id_token_hint=expired)[0],
+                                            headers=client_auth(rp))
+    assert pushed.status == 201, await pushed.text()
+    page = await authorize(auth_service, {"client_id": rp["client_id"], "request_uri": (await pushed.json())["request_uri"]})
     assert page.status == 200, page.headers.get("Location")
     text = await page.text()
     assert 'id="sent-to-phone"' in text

@@ -39,7 +39,9 @@ async def authorize(request: web.Request) -> web.Response:
     """The login page, or for prompt=none the answer from the browser's session; errors: the OAuth error handler."""
     auth = request.config_dict[AUTH]
     params = single_params(request.query) if request.method == "GET" else await read_form(request)
-    if "request_uri" in params:
+    # Pushed (PAR): the client authenticated itself when it sent these parameters.
+    pushed = "request_uri" in params
+    if pushed:
         params = await par.redeem(auth, params["request_uri"], params.get("client_id"))
     client = await find_client(auth.db, params.get("client_id", ""))
     authorization = parse_request(client, params)
@@ -49,7 +51,7 @@ async def authorize(request: web.Request) -> web.Response:
         answer = await silent_login.answer(auth, request.cookies.get(SESSION_COOKIE), client, authorization,
                                            account_id=account["_id"] if account else None)
         return respond_to_client(authorization.response_target, answer)
-    started = await login.start(auth, client, authorization, account)
+    started = await login.start(auth, client, authorization, account, push=pushed)
     lang = language(request, params)
     nonce = secrets.token_urlsafe(16)
     body = pages.render_login_page(
@@ -57,7 +59,7 @@ async def authorize(request: web.Request) -> web.Response:
         client_name=client.name,
         purpose_lines=pages.describe_scopes(lang, authorization.scope.split()),
         matching_code=started.matching_code,
-        sent_to_phone=started.bound,
+        sent_to_phone=started.sent_to_phone,
         app_link=login.app_link(started.tx),
         status_url=f"{auth.settings.issuer}/oidc/authorize/{started.tx}/status?k={started.browser_key}",
         expires_at=started.expires_at,
