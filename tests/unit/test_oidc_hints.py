@@ -15,8 +15,10 @@ from libs.tokens.jws import InvalidToken, sign, verify
 from services.auth.oidc.authorization import parse_request, single_params
 from services.auth.oidc.errors import InvalidRequest
 from services.auth.oidc.hints import HintRefused, hinted_subject
+from services.auth.oidc.messages import MESSAGES
 from services.auth.oidc.silent_login import too_old
 
+from .test_oidc_pages import login
 from .test_oidc_rules import CLIENT, params
 
 
@@ -71,3 +73,10 @@ def test_an_expired_token_verifies_as_a_hint_and_nothing_else_is_relaxed():
         options = {"audience": "rp-1", "issuer": "https://id.example", **kwargs}
         with pytest.raises(InvalidToken):
             verify(refused, key.public_key(), accept_expired=True, **options)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-HK"])
+def test_the_login_page_says_when_the_prompt_was_sent_to_the_phone(language):
+    sent = login(language=language, sent_to_phone=True)
+    assert 'id="sent-to-phone"' in sent and MESSAGES[language]["sent_to_phone"] in sent
+    assert 'id="sent-to-phone"' not in login(language=language)
