@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import aiohttp
 import pytest
@@ -23,7 +24,7 @@ from services.auth.oidc.tokens import ACR_BASIC, ACR_PLUS
 from ..support.broker import all_messages
 from ..support.database import mongo
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of
-from ..support.operator import admin
+from ..support.operator import admin, operator
 from ..support.people import identity, random_hkid, selfie
 from ..support.polling import eventually
 
@@ -44,6 +45,13 @@ async def status_with(token: str, url: str) -> int:
 
 async def statuses(token: str, urls: dict[str, str]) -> dict[str, int]:
     return {name: await status_with(token, url) for name, url in urls.items()}
+
+
+def registered_by_operator(platform, **metadata) -> dict:
+    """A client only an operator may register (a shared pairwise sector): its registration answer."""
+    response = requests.post(platform.gateway + "/v1/clients", json=metadata, headers=operator(platform), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 def flat_png() -> bytes:
@@ -194,7 +202,11 @@ async def test_a_basic_identity_upgraded_at_a_kiosk_logs_in_as_plus_with_the_sam
     assert registered["assurance"] == "basic"
     phone = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "basic.json")
     await phone.activate(registered["account_id"], registered["activation_code"])
-    subscriber = register(platform, client_name="Harbour Housing Authority", agency_events=True, scope="openid")
+    # Two clients of one authority share a pairwise sector (an operator registers that); the citizen logs in to one.
+    sector = f"https://housing-{uuid.uuid4().hex[:8]}.example.hk/sector.json"
+    subscriber, sibling = (registered_by_operator(platform, client_name=name, agency_events=True, scope="openid",
+                                                  redirect_uris=[REDIRECT], sector_identifier_uri=sector)
+                           for name in ("Harbour Housing Authority", "Harbour Housing Lettings"))
     other = register(platform, client_name="Harbour Parks Office", agency_events=True, scope="openid")  # never logged in to
     tokens, _ = await login(platform, metadata, subscriber, phone)
     claims = claims_of(tokens["id_token"])
@@ -210,15 +222,16 @@ async def test_a_basic_identity_upgraded_at_a_kiosk_logs_in_as_plus_with_the_sam
     assert claims["acr"] == ACR_PLUS and claims["sub"] == sub
 
     # The relying party's own topic: the new level, with its own sub (never the account id).
-    async def on_topic():
-        messages = await all_messages(platform.infra.kafka_bootstrap, [agency_topic(subscriber["client_id"])])
+    async def on_topic_of(client_id: str):
+        messages = await all_messages(platform.infra.kafka_bootstrap, [agency_topic(client_id)])
         return [json.loads(m.value) for m in messages if json.loads(m.value)["type"] == "identity.assurance_changed"]
 
-    [event] = await eventually(on_topic, timeout_s=20)
-    assert event["subject"] == sub
-    assert event["data"] == {"client_id": subscriber["client_id"], "sub": sub, "acr": ACR_PLUS, "previous_acr": ACR_BASIC,
-                             "assurance_level": "plus"}
-    assert registered["account_id"] not in json.dumps(event)
+    for client in (subscriber, sibling):  # the sibling shares the sector, so the sub: the citizen is known to it as one
+        [event] = await eventually(lambda: on_topic_of(client["client_id"]), timeout_s=20)
+        assert event["subject"] == sub
+        assert event["data"] == {"client_id": client["client_id"], "sub": sub, "acr": ACR_PLUS, "previous_acr": ACR_BASIC,
+                                 "assurance_level": "plus"}
+        assert registered["account_id"] not in json.dumps(event)
     # A relying party the citizen never logged in to learns nothing.
     async with mongo(platform.infra.mongo_uri) as client:
         assert await client[platform.database("auth")]["outbox"].count_documents({"topic": agency_topic(other["client_id"])}) == 0

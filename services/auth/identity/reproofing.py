@@ -110,8 +110,8 @@ async def _clients_of_sector(ctx: ServiceContext, sector: str) -> list[Client]:
     if sector.startswith("client:"):
         client = await find_client(ctx.db, sector.removeprefix("client:"))
         return [client] if client is not None else []
-    docs = ctx.db[CLIENTS].find({"metadata.sector_identifier_uri": {"$type": "string"}})
-    return [client for client in (client_from_doc(doc) async for doc in docs) if client.sector == sector]
+    docs = await ctx.db[CLIENTS].find({"metadata.sector_identifier_uri": {"$ne": None}}).to_list()
+    return [client for client in map(client_from_doc, docs) if client.sector == sector]
 
 
 async def _tell_relying_parties(ctx: ServiceContext, session: AsyncClientSession, account_id: str, *, before: str) -> None:
