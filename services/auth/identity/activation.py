@@ -2,7 +2,8 @@
 
 Shown once on the kiosk slip (or sent by SMS in production) with the
 account id. Stored only as a keyed hash, valid for a short time, and locked
-after a few wrong tries; a locked or used code needs a new enrolment visit.
+after a few wrong tries; a locked or used code needs a new kiosk visit
+(a replacement, identity/reproofing.py: a new code for the same account).
 """
 
 from __future__ import annotations
