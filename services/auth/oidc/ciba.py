@@ -1,7 +1,8 @@
 """OpenID Connect Client-Initiated Backchannel Authentication (CIBA Core 1.0), poll mode.
 
 A call centre or kiosk client names the citizen by the pairwise `sub` it
-already knows (`login_hint`); the citizen gets the same login prompt on the
+already knows (`login_hint`) or by an ID token it received for them
+(`id_token_hint`, checked as at the authorization endpoint: hints.py); the citizen gets the same login prompt on the
 phone, with the client's `binding_message`; the client polls the token
 endpoint with `auth_req_id` until the decision is in.
 """
@@ -20,6 +21,7 @@ from .errors import (
     AccessDenied, AuthorizationPending, CitizenCannotApprove, ExpiredToken, InvalidBindingMessage, InvalidGrant, InvalidRequest,
     InvalidScope, SlowDown, UnknownUserId,
 )
+from .hints import HintRefused, id_token_sub
 from .login import NEEDS_PLUS, queue_prompt
 from .metrics import AUTHORIZATIONS_STARTED
 from .pairwise import account_for
@@ -41,10 +43,18 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     if not set(scopes) <= client.scopes:  # offline_access too: only if registered for the client
         raise InvalidScope("the client may not ask for these scopes")
     hints = [h for h in ("login_hint", "login_hint_token", "id_token_hint") if form.get(h)]
-    if hints != ["login_hint"]:
-        raise InvalidRequest("exactly one hint is required, and it must be login_hint (the citizen's sub at this client)")
+    if hints not in (["login_hint"], ["id_token_hint"]):
+        raise InvalidRequest("exactly one hint is required: login_hint (the citizen's sub at this client) or id_token_hint")
     binding_message = _binding_message(form)
-    account_id = await account_for(auth.db, form["login_hint"], client.sector)
+    if hints == ["id_token_hint"]:
+        # An ID token this issuer signed for this client, expired or not (hints.py, as at the authorization endpoint).
+        try:
+            sub = await id_token_sub(auth, client, form["id_token_hint"])
+        except HintRefused as exc:
+            raise InvalidRequest(str(exc)) from None
+    else:
+        sub = form["login_hint"]
+    account_id = await account_for(auth.db, sub, client.sector)
     account = await auth.db[ACCOUNTS].find_one({"_id": account_id}) if account_id else None
     if account is None or account["state"] != "active":
         raise UnknownUserId("no active citizen with this sub at this client")

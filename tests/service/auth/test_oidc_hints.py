@@ -118,3 +118,21 @@ async def test_logout_accepts_an_expired_id_token_as_its_hint(auth_service, tmp_
     silent = await auth_service.client.get("/oidc/authorize", params=params, headers={"Cookie": f"harbour_sid={cookie}"},
                                            allow_redirects=False)
     assert query_of(silent.headers["Location"])["error"] == "login_required"
+
+
+async def test_ciba_takes_an_id_token_hint_too(auth_service, tmp_path):
+    rp, other = await register(auth_service), await register(auth_service, client_name="Other")
+    phone = await auth_service.citizen(tmp_path)
+    tokens, _ = await logged_in(auth_service, rp, phone)
+    foreign, _ = await logged_in(auth_service, other, phone)
+
+    async def backchannel(**form):
+        return await auth_service.client.post("/oidc/bc-authorize", data={"scope": "openid", **form}, headers=client_auth(rp))
+
+    started = await backchannel(id_token_hint=tokens["id_token"], binding_message="Call 7")
+    assert started.status == 200, await started.text()
+    assert [p["details"]["binding_message"] for p in await phone.pending()] == ["Call 7"]
+    refused = await backchannel(id_token_hint=foreign["id_token"])  # another client's
+    assert refused.status == 400 and (await refused.json())["error"] == "invalid_request"
+    both = await backchannel(id_token_hint=tokens["id_token"], login_hint=claims_of(tokens["id_token"])["sub"])
+    assert both.status == 400 and (await both.json())["error"] == "invalid_request"  # CIBA §7.1: exactly one hint
