@@ -29,7 +29,7 @@ from ..errors import (
     InvalidProof,
 )
 from ..identity.accounts import change_state
-from ..identity.activation import code_matches, lock, refuse_unusable, take_attempt
+from ..identity.activation import code_hash, code_matches, lock, refuse_unusable, take_attempt
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -101,8 +101,10 @@ async def check_activation_code(auth: "Auth", request: ActivationRequest) -> Non
 async def bind_device(auth: "Auth", session: AsyncClientSession, request: ActivationRequest, jwk: dict[str, str]) -> str:
     """Inside a transaction: use up the code, store the device, activate the account."""
     db, now = auth.db, auth.clock.now()
+    # The very code that was checked: a kiosk replacement committed meanwhile put another code on the account.
     used = await db[ACCOUNTS].update_one(
-        {"_id": request.account_id, "activation.status": "open"},
+        {"_id": request.account_id, "activation.status": "open",
+         "activation.code_hash": code_hash(auth.settings.hash_key, request.activation_code)},
         {"$set": {"activation.status": "used", "activation.used_at": now}},
         session=session,
     )

@@ -62,7 +62,12 @@ def refuse_unusable(stored: dict | None, *, now: datetime, max_attempts: int) ->
 
 
 def code_matches(stored: dict, code: str, hash_key: bytes) -> bool:
-    return hmac.compare_digest(stored["code_hash"], _hash(hash_key, normalise(code)))
+    return hmac.compare_digest(stored["code_hash"], code_hash(hash_key, code))
+
+
+def code_hash(hash_key: bytes, code: str) -> str:
+    """What a typed code is stored as (any spelling of it)."""
+    return _hash(hash_key, normalise(code))
 
 
 async def take_attempt(accounts: AsyncCollection, account_id: str, *, now: datetime, max_attempts: int) -> dict | None:
