@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--selfie", required=True, type=Path, help="JPEG or PNG")
     enrol.add_argument("--kiosk-id")
     enrol.add_argument("--kiosk-secret")
+    enrol.add_argument("--again", choices=["replace", "upgrade"],
+                       help="at a kiosk, an enrolled citizen proofed again: replace a lost phone (every device revoked, "
+                            "a new activation code for the same account) or upgrade basic to plus")
 
     activate = commands.add_parser("activate", help="bind this device with the activation code")
     activate.add_argument("--account-id", required=True)
@@ -121,6 +124,12 @@ async def run(args: argparse.Namespace) -> object:
         if args.name_zh:
             identity["name_zh"] = args.name_zh
         kiosk = (args.kiosk_id, args.kiosk_secret) if args.kiosk_id else None
+        if args.again and kiosk is None:
+            raise SystemExit("--again needs the kiosk's --kiosk-id and --kiosk-secret")
+        if args.again == "replace":
+            return await app.replace_at_kiosk(identity, args.selfie.read_bytes(), kiosk=kiosk)
+        if args.again == "upgrade":
+            return await app.upgrade_at_kiosk(identity, args.selfie.read_bytes(), kiosk=kiosk)
         return await app.enrol(identity, args.selfie.read_bytes(), kiosk=kiosk)
     if args.command == "activate":
         return await app.activate(args.account_id, args.code, args.device_name)
