@@ -84,7 +84,7 @@ class DevStack:
             name="smtp",
             argv=[sys.executable, "-m", "libs.devstack.smtp_server", "--port", str(self.config.smtp_port),
                   "--maildir", str(self.config.maildir)],
-            marker=f"libs.devstack.smtp_server --port {self.config.smtp_port}",
+            marker=f"--maildir {self.config.maildir}",  # the stack's folder, like the broker's and the database's
             cwd=work_dir,
             env={"PYTHONPATH": str(REPO_ROOT)},
             log_file=self.log_dir / "smtp.log",

@@ -37,6 +37,7 @@ def devstack(command: str, config: StackConfig) -> subprocess.CompletedProcess:
         "HARBOUR_DEV_DIR": str(config.dev_dir),
         "HARBOUR_KAFKA_PORT": str(config.kafka_port),
         "HARBOUR_MONGO_PORT": str(config.mongo_port),
+        "HARBOUR_SMTP_PORT": str(config.smtp_port),
         **{f"HARBOUR_{name.upper()}_PORT": str(port) for name, port in config.service_ports.items()},
         **{f"HARBOUR_{name.upper().replace('-', '_')}_PORT": str(port) for name, port in config.worker_ports.items()},
         **{f"HARBOUR_{name.upper().replace('-', '_')}_METRICS_PORT": str(port) for name, port in config.metrics_ports.items()},
@@ -248,7 +249,7 @@ def test_down_leaves_no_process_behind(stack):
     assert all(pid is not None for pid in pids)
     down = devstack("down", config)
     assert down.returncode == 0
-    assert "stopped: notify-dispatcher, gateway, signing, notify, formfill, auth, mongodb, kafka" in down.stdout
+    assert "stopped: notify-dispatcher, gateway, signing, notify, formfill, auth, smtp, mongodb, kafka" in down.stdout
     deadline = time.monotonic() + 10
     while any(processes.is_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
