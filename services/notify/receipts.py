@@ -3,8 +3,9 @@
 A message the provider accepted moves its notification from `sent` to
 `delivered`; a permanent refusal moves it to `failed` at once, with the
 reason; a temporary one is retried with back-off (libs/retry_queue.py) and
-fails the notification after the last attempt. Each move is made in a
-transaction of its own, by `_id`, only from a status that may take it (a
+fails the notification after the last attempt. Each move is made in one
+transaction with the message's final queue state, by `_id`, only from a
+status that may take it (a
 notification read in the inbox meanwhile stays `read`), through the same
 path as delivery's (delivery.set_status: the job's counters, metrics, the
 agency's topic event and callback).
@@ -46,28 +47,35 @@ async def _send_one(notify: Notify, queue: RetryQueue, adapters: dict[str, Messa
             raise ChannelUnavailable(f"no {channel} adapter")
         receipt = await adapter.send(opened_message(notify.cipher, doc))
     except ChannelRefused as exc:
-        await queue.collection.update_one({"_id": doc["_id"]}, {"$set": {"state": queue.given_up, "last_error": str(exc)}})
         CHANNEL_DELIVERIES.labels(channel, "failed").inc()
-        await _receipt(notify, doc, NotificationStatus.FAILED, f"{channel}-refused: {exc}")
+        await _receipt(notify, queue, doc, {"state": queue.given_up, "last_error": str(exc)},
+                       NotificationStatus.FAILED, f"{channel}-refused: {exc}")
         return
     except ChannelUnavailable as exc:
-        given_up = await queue.failed(Failure(doc, str(exc)), notify.clock.now())
+        given_up = doc["attempts"] >= queue.backoff.max_attempts
         CHANNEL_DELIVERIES.labels(channel, "failed" if given_up else "retry").inc()
         log.info("channel message not taken", message_id=doc["_id"], channel=channel, attempts=doc["attempts"], given_up=given_up,
                  error=str(exc))
         if given_up:
-            await _receipt(notify, doc, NotificationStatus.FAILED, f"{channel}-undeliverable: {exc}")
+            await _receipt(notify, queue, doc, {"state": queue.given_up, "last_error": str(exc)},
+                           NotificationStatus.FAILED, f"{channel}-undeliverable: {exc}")
+        else:
+            await queue.failed(Failure(doc, str(exc)), notify.clock.now())
         return
-    now = notify.clock.now()
-    await queue.succeeded([doc["_id"]], {"sent_at": now, "receipt": receipt})
     CHANNEL_DELIVERIES.labels(channel, "delivered").inc()
-    await _receipt(notify, doc, NotificationStatus.DELIVERED, None)
+    await _receipt(notify, queue, doc, {"state": queue.done, "sent_at": notify.clock.now(), "receipt": receipt},
+                   NotificationStatus.DELIVERED, None)
 
 
-async def _receipt(notify: Notify, doc: dict[str, Any], status: NotificationStatus, reason: str | None) -> None:
-    """The notification of this message takes `status` (with `reason`), if it is in a status that may move to it."""
+async def _receipt(notify: Notify, queue: RetryQueue, doc: dict[str, Any], outcome: dict[str, Any], status: NotificationStatus,
+                   reason: str | None) -> None:
+    """In one transaction: the message's final state in its queue, and its notification's `status` (with `reason`) if it
+    is in a status that may move to it. A sender that dies after the provider took the message and before this commit
+    leaves the message claimed: it is sent again when its lease ends (at least once), and that receipt finds the
+    notification moved on already if the first one got through."""
 
     async def work(session: AsyncClientSession) -> None:
+        await queue.collection.update_one({"_id": doc["_id"]}, {"$set": outcome}, session=session)
         notification = await notify.db[NOTIFICATIONS].find_one({"_id": doc["notification_id"]}, session=session)
         if notification is None or not NOTIFICATION.allows(notification["status"], status):
             return  # read in the inbox before the receipt came (or already moved by an earlier claim of this message)
