@@ -11,7 +11,7 @@ from libs.store import index
 from .statuses import NotificationStatus
 
 TEMPLATES = "templates"          # one document per (template, version): immutable once written
-NOTIFICATIONS = "notifications"  # one per recipient; status created → sending → delivered/failed/suppressed → read
+NOTIFICATIONS = "notifications"  # one per recipient; status created → sending (→ sent) → delivered/failed/suppressed → read
 JOBS = "jobs"                    # batch sends and their totals
 IDEMPOTENCY = "idempotency"      # (client, Idempotency-Key) -> the request's hash and what it created
 INBOX = "inbox"                  # the citizen's in-app messages, exactly one per notification

@@ -1,4 +1,10 @@
-"""Delivering a chunk of notifications: render in the citizen's language, into the inbox, onto the push channel.
+"""Delivering a chunk of notifications: render in the citizen's language, into the inbox, onto the chosen channel.
+
+The channel beside the inbox is the first of the agency's order that the
+citizen turned on (preferences.choose_channel): a push is queued in the
+chunk's push batch and the notification is `delivered`; an e-mail or SMS is
+queued in `channel_messages` (messaging.py) and the notification is `sent`
+until its provider's receipt (receipts.py).
 
 Runs inside the dispatcher's consumer transaction (one per dispatch event),
 so a dispatcher killed half-way leaves nothing behind and the redelivered
