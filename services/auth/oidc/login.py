@@ -5,7 +5,10 @@ QR code and an app link `harbourid://authorize?tx=…`, plus a short matching
 code. The citizen's app opens the link (`claim`): a `login` prompt with the
 id `login-<tx>` enters the citizen's approval queue — inserted only if that
 id is new, so the first citizen to open the link holds the login and nobody
-else can (the same citizen opening it again gets the same prompt). The
+else can (the same citizen opening it again gets the same prompt); a
+login the client named its citizen for (`login_hint`, `id_token_hint`:
+hints.py) is theirs from the start, its prompt queued at once when the
+client pushed the request (PAR). The
 prompt carries what finishing the login needs (`login`: the request, the
 client, its sector), so the device-signed decision completes the transaction
 (`on_decision`, in the decision's own transaction) without reading it: a
