@@ -16,6 +16,9 @@ from email import message_from_binary_file
 
 import pytest
 
+from libs.events import agency_topic
+
+from ..support.broker import all_messages
 from ..support.calls import refusal
 from ..support.database import mongo
 from ..support.notify import Agency, citizen_of
@@ -53,7 +56,7 @@ async def _send(agency: Agency, template: dict, sub: str, **extra) -> str:
 
 
 async def test_an_email_reaches_the_smtp_server_and_its_receipt_makes_the_notification_delivered(platform, kiosk, metadata, tmp_path):
-    agency = Agency(platform, metadata, "Immigration Department")
+    agency = Agency(platform, metadata, "Immigration Department", agency_events=True)
     app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "mail-phone")
     address = f"chan.{uuid.uuid4().hex[:8]}@example.hk"
     prefs = await app.set_preferences(channels=["inbox", "email"], email=address)
@@ -72,6 +75,16 @@ async def test_an_email_reaches_the_smtp_server_and_its_receipt_makes_the_notifi
     assert status["channel"] == "email" and {"sending", "sent", "delivered"} <= set(status["timeline"])
     # The inbox holds it as well: the record of what agencies sent.
     assert notification_id in {m["notification_id"] for m in await app.inbox()}
+
+    # The agency's topic hears `delivered` with the channel (the `sent` in between is not announced), never the address.
+    async def announced():
+        events = [json.loads(m.value) for m in await all_messages(platform.infra.kafka_bootstrap, [agency_topic(agency.client_id)])]
+        return [n for e in events if e["type"] == "notification.status_changed" for n in e["data"]["notifications"]
+                if n["notification_id"] == notification_id] or None
+
+    [announcement] = await eventually(announced, timeout_s=20, interval_s=0.5)
+    assert announcement["status"] == "delivered" and announcement["channel"] == "email" and announcement["reference"] == "M-1"
+    assert address not in json.dumps(announcement)
 
     # The address is personal data: sealed in notify's database, never in its logs.
     async with mongo(platform.infra.mongo_uri) as client:
