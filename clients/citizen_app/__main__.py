@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     opener.add_argument("link")
     opener.add_argument("--deny", action="store_true", help="decline instead of approving")
     opener.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")
+    close = commands.add_parser("close-account", help="close the account for good (devices, data, certificate, inbox: docs/privacy.md)")
+    close.add_argument("--yes", action="store_true", required=True, help="confirm: a closed account never comes back")
     commands.add_parser("devices", help="list this account's devices")
     revoke = commands.add_parser("revoke", help="revoke a device of this account")
     revoke.add_argument("device_id")
@@ -148,6 +150,8 @@ async def run(args: argparse.Namespace) -> object:
         print(json.dumps({"request": shown, "decision": outcome["status"]}, ensure_ascii=False), file=sys.stderr)
         # What the phone hands back to the browser; alone on stdout so scripts can use it.
         return PlainText(outcome.get("redirect_to") or outcome["status"])
+    if args.command == "close-account":
+        return await app.close_account()
     if args.command == "devices":
         return await app.devices()
     if args.command == "revoke":

@@ -245,6 +245,17 @@ class CitizenApp:
     async def revoke(self, device_id: str) -> None:
         await self._as_device("DELETE", f"/v1/devices/{device_id}")
 
+    # -- the account ---------------------------------------------------------
+
+    async def request_closure(self) -> dict[str, Any]:
+        """Ask to close the account: the closure prompt lands on this account's queue (nothing changes yet)."""
+        return await self._as_device("POST", "/v1/account/closure", json={})
+
+    async def close_account(self) -> dict[str, Any]:
+        """Close the account for good: ask, then approve the prompt as shown, device-signed (the citizen confirmed)."""
+        asked = await self.request_closure()
+        return await self.approve(asked["approval_id"])
+
     # -- inbox and notification preferences --------------------------------
 
     async def inbox(self, *, unread_only: bool = False) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Three kinds of entry, each dropped once no token it could refuse is still valid:
 - access-token ids (`jti`) revoked at /oidc/revoke, by a replayed code or a reused refresh token;
 - devices revoked by their citizen (their device tokens carry `device_id`);
-- accounts suspended or revoked, by the SHA-256 of every `sub` the account has (its id, which device
+- accounts suspended, revoked or closed, by the SHA-256 of every `sub` the account has (its id, which device
   tokens carry, and its pairwise subjects, which relying parties' tokens carry). While the account is
   not active every token of it is refused; once it is active again, tokens issued before the
   suspension stay refused until they expire (stricter than forgetting them).
@@ -22,7 +22,7 @@ from typing import Any
 TOKENS_REVOKED = "revocation.tokens"
 DEVICE_REVOKED = "revocation.device"
 ACCOUNT_CHANGED = "revocation.account"
-INACTIVE_STATES = frozenset({"suspended", "revoked"})
+INACTIVE_STATES = frozenset({"suspended", "revoked", "closed"})
 
 
 def subject_hash(sub: str) -> str:

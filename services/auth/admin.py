@@ -3,6 +3,7 @@
   python -m services.auth.admin create-client --kind kiosk --name "Kiosk 1" --scope enrol
   python -m services.auth.admin create-client --kind agency --name "Housing" --scope notify --agency-events
   python -m services.auth.admin set-state ACCOUNT_ID suspended --reason "reported lost"
+  python -m services.auth.admin close-account ACCOUNT_ID --reason "deceased, certificate 123" --operator "wong.k"
   python -m services.auth.admin registration-token CLIENT_ID
   python -m services.auth.admin rotate-keys
 
@@ -34,6 +35,7 @@ from .collections import INDEXES
 from .context import Auth
 from .errors import NoSuchClient
 from .identity.accounts import change_state
+from .identity.closure import close_by_operator
 from .oidc.pairwise import subject_for
 from .settings import AuthSettings
 
@@ -87,6 +89,8 @@ async def run(args: argparse.Namespace) -> dict:
         if args.command == "registration-token":
             token = await operator.transaction(lambda s: issue_registration_token(operator, s, args.client_id, issued_by="operator"))
             return {"client_id": args.client_id, "registration_access_token": token}
+        if args.command == "close-account":
+            return await close_by_operator(operator, args.account_id, operator=args.operator, reason=args.reason)
         await operator.transaction(lambda s: change_state(operator, s, args.account_id, args.state, reason=args.reason,
                                                           token_lifetime_s=settings.max_jwt_lifetime_s))
         return {"account_id": args.account_id, "state": args.state}
@@ -116,6 +120,11 @@ def parser() -> argparse.ArgumentParser:
     token = commands.add_parser("registration-token", help="a new RFC 7592 registration access token for a client (the old one stops working)")
     token.add_argument("client_id")
     commands.add_parser("rotate-keys", help="promote the published next signing key, retire the current one")
+    close = commands.add_parser("close-account", help="close an account for good: devices and tokens revoked, personal data "
+                                                       "shredded in every service (docs/privacy.md)")
+    close.add_argument("account_id")
+    close.add_argument("--reason", required=True, help="why (kept in the audit record)")
+    close.add_argument("--operator", required=True, help="who closes it (the audit record's actor: operator:<name>)")
     state = commands.add_parser("set-state")
     state.add_argument("account_id")
     state.add_argument("state", choices=["active", "suspended", "revoked"])

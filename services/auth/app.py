@@ -25,6 +25,7 @@ from .context import Auth
 from .endpoints import routes
 from .endpoints.approval_stream import install_approval_stream
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
+from .identity import closure
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .oidc import login
 from .oidc.endpoints import install_oidc
@@ -53,7 +54,8 @@ def create_app(
             relay=app[OUTBOX_RELAY],
             clock=clock or SystemClock(),
             # A decided login prompt finishes its login or CIBA request (oidc/login.py), in the decision's transaction.
-            finishers={"login": login.on_decision},
+            # A decided closure prompt closes the account (identity/closure.py), in the same transaction.
+            finishers={"login": login.on_decision, closure.ACTION: closure.on_decision},
         )
         await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")

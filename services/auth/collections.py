@@ -32,6 +32,8 @@ INDEXES = (
     index(PUSHED_REQUESTS, "expires_at", expire_after_s=0),
     index(AUTHORIZATION_CODES, "expires_at", expire_after_s=3600),
     index(REFRESH_TOKENS, "family_id"),
+    # An account's closure revokes its refresh tokens (identity/closure.py).
+    index(REFRESH_TOKENS, "grant.account_id", name="refresh_tokens_account_id"),
     index(REFRESH_TOKENS, "expires_at", name="refresh_tokens_ttl", expire_after_s=0),
     index(REVOKED_TOKENS, "expires_at", expire_after_s=0),
     index(SESSIONS, "expires_at", expire_after_s=0),

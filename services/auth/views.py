@@ -137,6 +137,12 @@ class DeviceList(Answer):
     current_device_id: str
 
 
+class ClosureRequested(Answer):
+    approval_id: str = Field(description="the closure prompt, waiting on the account's own queue for the phone's decision")
+    status: Literal["pending"]
+    expires_at: datetime
+
+
 # --- approvals ---------------------------------------------------------------
 
 
@@ -145,7 +151,7 @@ class Prompt(Answer):
 
     approval_id: str
     status: Literal["pending", "approved", "denied", "expired"]
-    action: Literal["login", "formfill", "sign", "test"]
+    action: Literal["login", "formfill", "sign", "close_account", "test"]
     requester: Requester
     purpose: str
     details: dict[str, Any]
@@ -164,6 +170,8 @@ class DecisionRecorded(Answer):
     approval_id: str
     status: Literal["approved", "denied"]
     decided_at: datetime
+    account_state: Literal["closed"] | SkipJsonSchema[None] = Field(
+        default=None, description="a closure prompt approved: the account is closed (identity/closure.py)")
     redirect_to: str | SkipJsonSchema[None] = Field(
         default=None, description="login prompts from an app link: the client's redirect URI with the code (or error)"
     )

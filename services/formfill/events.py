@@ -14,7 +14,7 @@ from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, re
 from .collections import VAULT
 from .context import Formfill
 from .formfill_requests import on_decided
-from .vault import store_profile
+from .vault import shred, store_profile
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
@@ -29,11 +29,16 @@ def handler(formfill: Formfill):
         data = event.data
         db = formfill.db
         if event.type == "identity.enrolled":
+            if await db[VAULT].find_one({"_id": data["account_id"], "state": "closed"}, {"_id": 1}, session=session):
+                return  # the enrolment read again after the account closed (a replayed topic): it stays shredded
             profile = unseal(data["sealed_profile"], formfill.settings.sealing_jwk)
             await store_profile(db, session, formfill.cipher, data["account_id"], profile, now=formfill.clock.now(),
                                 assurance=data["assurance"], state=data["state"])
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)
+            if data["to"] == "closed":  # crypto-shredding (vault.shred); the audit record says what went, never what it was
+                shredded = await shred(db, session, data["account_id"], now=formfill.clock.now())
+                await formfill.audit(session, subject=data["account_id"], action="vault.shred", actor="formfill", **shredded)
         elif event.type == "identity.assurance_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"assurance": data["to"]}}, session=session)
         elif event.type == SUBJECT_ASSIGNED:

@@ -40,6 +40,26 @@ async def read_fields(db: AsyncDatabase, cipher: FieldCipher, account_id: str, n
     return {name: opened[name] for name in names if name in opened}
 
 
+async def shred(db: AsyncDatabase, session: AsyncClientSession, account_id: str, *, now: datetime) -> dict[str, int]:
+    """An account closed (identity.state_changed to `closed`): crypto-shredding, inside the event's transaction.
+
+    The vault record loses its sealed form, wrapped data key and field ciphertexts together: nothing that a
+    KEK could open remains (a backup taken before still holds the old ciphertexts: docs/privacy.md). The
+    releases waiting to be read go too; the receipts are revoked and lose their purpose text, keeping which
+    fields went to whom and when (names only, never values) for audit. Form-fill requests keep their status.
+    """
+    vault = await db[VAULT].update_one({"_id": account_id}, {"$unset": {"sealed": ""},
+                                                             "$set": {"state": "closed", "shredded_at": now}}, session=session)
+    request_ids = [doc["_id"] for doc in await db[REQUESTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]
+    results = (await db[RESULTS].delete_many({"_id": {"$in": request_ids}}, session=session)).deleted_count if request_ids else 0
+    await db[CONSENTS].update_many({"account_id": account_id, "revoked_at": None}, {"$set": {"revoked_at": now}}, session=session)
+    receipts = await db[CONSENTS].update_many(
+        {"account_id": account_id},
+        {"$set": {"status": "revoked", "revoked_reason": "account closed"}, "$unset": {"text": "", "purpose": ""}},
+        session=session)
+    return {"vault_records": vault.modified_count, "results": results, "receipts": receipts.modified_count}
+
+
 # Everything formfill encrypts under the KEK ring: (collection, field holding the sealed record, its record id).
 SEALED = (
     (VAULT, "sealed", lambda doc: doc["_id"]),

@@ -76,6 +76,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession
     rule("GET", "/v1/devices", "auth", DEVICE),
     rule("DELETE", "/v1/devices/{device_id}", "auth", DEVICE),
+    rule("POST", "/v1/account/closure", "auth", DEVICE),  # the closure prompt; the phone's approval closes (docs/api.md)
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
     # formfill: relying parties call with a citizen's access token or their own client-credentials token

@@ -15,7 +15,7 @@ from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
-from . import platform_messages
+from . import closure, platform_messages
 from .context import Notify
 from .collections import ACCOUNTS
 
@@ -34,6 +34,9 @@ def handler(notify: Notify):
                 "language": data.get("language", "en"), "state": data.get("state", "pending")}}, upsert=True, session=session)
         elif event.type == "identity.state_changed":
             await db[ACCOUNTS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
+            if data["to"] == "closed":  # inbox, preferences and contact details go (closure.py)
+                forgotten = await closure.forget_account(db, session, data["account_id"], now=notify.clock.now())
+                await notify.audit(session, subject=data["account_id"], action="notify.forget", actor="notify", **forgotten)
         elif event.type == "identity.devices_replaced":
             await platform_messages.on_devices_replaced(notify, session, data["account_id"], event.time,
                                                         int(data.get("devices_revoked", 0)))

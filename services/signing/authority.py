@@ -4,7 +4,9 @@ All three authority keys (root, issuing CA, TSA) are generated in the HSM at
 the first start and only their labels and certificates are stored. Citizen
 certificates are issued when a `plus` citizen first approves a signature
 (lazily: no HSM key is spent on citizens who never sign); a suspended or
-revoked identity revokes them, and the issuing CA's CRL lists them.
+revoked identity revokes them, and the issuing CA's CRL lists them. A
+closed account's certificates are revoked and their keys destroyed in the
+HSM (`destroy_keys`): the certificates stay, as the CRL and verifiers need.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ CERTIFICATE_EXPIRY = Gauge(
 ACTIVE_CERTIFICATES = Gauge("harbour_signing_active_certificates", "Citizen certificates currently active (refreshed on CRL builds).")
 
 # RFC 5280 reason per identity state; a fresh certificate is issued if the identity becomes active again.
-REVOCATION_REASONS = {"suspended": "certificate_hold", "revoked": "cessation_of_operation"}
+REVOCATION_REASONS = {"suspended": "certificate_hold", "revoked": "cessation_of_operation", "closed": "cessation_of_operation"}
 
 PLAN = (  # role, subject, lifetime, issuer role
     ("root", "Harbour ID Root CA", 20 * 365, None),
@@ -170,3 +172,17 @@ async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: l
     der = crl.dump()
     authority._crls[role] = (fingerprint, now, der)
     return der, True
+
+
+async def destroy_keys(authority: Authority, db: AsyncDatabase, session: AsyncClientSession, account_id: str, *,
+                       now: datetime) -> int:
+    """An account closed: the HSM keys of all its certificates destroyed (revoked first: the CRL keeps listing them).
+
+    The HSM is not part of the database transaction: destroying is idempotent, so the event's handler running
+    again after an abort finds nothing left and records the same."""
+    docs = await db[CERTIFICATES].find({"account_id": account_id, "key_destroyed_at": None}, {"key_label": 1},
+                                       session=session).to_list()
+    for doc in docs:
+        await authority.hsm.destroy_key(doc["key_label"])
+        await db[CERTIFICATES].update_one({"_id": doc["_id"]}, {"$set": {"key_destroyed_at": now}}, session=session)
+    return len(docs)

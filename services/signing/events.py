@@ -10,7 +10,7 @@ from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
-from .authority import REVOCATION_REASONS, revoke_for_account
+from .authority import REVOCATION_REASONS, destroy_keys, revoke_for_account
 from .collections import CITIZENS
 from .context import Signing
 from .signing_requests import on_decided
@@ -33,6 +33,10 @@ def handler(signing: Signing):
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, upsert=True, session=session)
             if data["to"] in REVOCATION_REASONS:
                 await revoke_certificates(signing, session, data["account_id"], data["to"])
+            if data["to"] == "closed":  # closed for good: the keys go too (the certificates stay, revoked)
+                destroyed = await destroy_keys(signing.authority, db, session, data["account_id"], now=signing.clock.now())
+                await signing.audit(session, subject=data["account_id"], action="certificate.keys_destroyed", actor="signing",
+                                    keys=destroyed)
         elif event.type == "identity.assurance_changed":  # a basic identity proofed in person at a kiosk: it may sign
             await db[CITIZENS].update_one({"_id": data["account_id"]}, {"$set": {"assurance": data["to"]}}, upsert=True, session=session)
         elif event.type == SUBJECT_ASSIGNED:

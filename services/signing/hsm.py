@@ -91,6 +91,15 @@ class HSM:
     def has_key_sync(self, label: str) -> bool:
         return any(True for _ in self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
 
+    def destroy_key_sync(self, label: str) -> int:
+        """Destroy the key pair under `label` (an account closed): how many objects went; none left is no error."""
+        with self._lock:
+            self._keys.pop(label, None)
+        found = list(self.session.get_objects({Attribute.LABEL: label}))
+        for obj in found:
+            obj.destroy()
+        return len(found)
+
     # -- async wrappers ------------------------------------------------------
 
     async def generate_ec_key(self, label: str) -> keys.PublicKeyInfo:
@@ -101,3 +110,6 @@ class HSM:
 
     async def has_key(self, label: str) -> bool:
         return await asyncio.to_thread(self.has_key_sync, label)
+
+    async def destroy_key(self, label: str) -> int:
+        return await asyncio.to_thread(self.destroy_key_sync, label)

@@ -101,8 +101,10 @@ def test_activation_code_checks():
 
 
 def test_account_transitions():
-    assert TRANSITIONS["pending"] == {"active", "revoked"}
-    assert TRANSITIONS["revoked"] == set()
+    assert TRANSITIONS["pending"] == {"active", "revoked", "closed"}
+    assert TRANSITIONS["revoked"] == {"closed"}  # revoked is final but for closing (its data shredded)
+    assert TRANSITIONS["closed"] == set()  # closed for good: a new enrolment is a new account
+    assert all("closed" in targets for state, targets in TRANSITIONS.items() if state != "closed")
     assert "pending" not in set().union(*TRANSITIONS.values())
 
 

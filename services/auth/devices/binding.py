@@ -79,7 +79,7 @@ async def check_activation_code(auth: "Auth", request: ActivationRequest) -> Non
     account = await accounts.find_one({"_id": request.account_id})
     if account is None:
         raise InvalidActivation("the account id or activation code is wrong")
-    if account["state"] in ("suspended", "revoked"):
+    if account["state"] in ("suspended", "revoked", "closed"):
         raise AccountInactive(f"the account is {account['state']}")
     now = auth.clock.now()
     refuse_unusable(account.get("activation"), now=now, max_attempts=max_attempts)

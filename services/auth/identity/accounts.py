@@ -1,7 +1,11 @@
 """Citizen accounts: life-cycle states and their transitions, each one an event.
 
 pending (enrolled, no device yet) → active (first device bound) →
-suspended ⇄ active, and revoked from any state, for good.
+suspended ⇄ active, and revoked from any state, for good. `closed` is the
+other end for good, from any state but itself (revoked included): the
+citizen or an operator closed the account, its personal data is shredded
+(identity/closure.py). A closed account never comes back; the same card
+enrols a new account, with new pairwise subjects.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from libs.revocation import events as revocation_events
 from ..collections import ACCOUNTS, DEVICES, SUBJECTS
 from ..errors import TransitionRefused
 
-State = Literal["pending", "active", "suspended", "revoked"]
+State = Literal["pending", "active", "suspended", "revoked", "closed"]
 ACCOUNT = Lifecycle[str](transitions={
-    "pending": frozenset({"active", "revoked"}),
-    "active": frozenset({"suspended", "revoked"}),
-    "suspended": frozenset({"active", "revoked"}),
-    "revoked": frozenset(),
+    "pending": frozenset({"active", "revoked", "closed"}),
+    "active": frozenset({"suspended", "revoked", "closed"}),
+    "suspended": frozenset({"active", "revoked", "closed"}),
+    "revoked": frozenset({"closed"}),
+    "closed": frozenset(),
 })
+INACTIVE = ("suspended", "revoked", "closed")
 TRANSITIONS = ACCOUNT.transitions
 
 
@@ -66,7 +72,7 @@ async def change_state(
     await db[DEVICES].update_many({"account_id": account_id}, {"$set": {"account_state": to}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.state_changed", account_id,
                       {"account_id": account_id, "from": current, "to": to, "reason": reason})
-    if to in ("suspended", "revoked") or current in ("suspended", "revoked"):
+    if to in INACTIVE or current in INACTIVE:
         # Device tokens carry the account id as sub, relying parties' tokens one of its pairwise subjects.
         subjects = [doc["_id"] for doc in await db[SUBJECTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]
         # Wall-clock times, like the tokens' own `iat` and `exp` they are compared with.
