@@ -23,9 +23,10 @@ another account's device cannot even see the prompt. An operator closes with
   becomes `closed:<account id>`) into `closed_card_hash`, kept for audit: the
   same card can enrol again as a new account (new pairwise subjects: they
   derive from the account id); the keyed hash of the card-printed data goes;
-- the sealed profile auth published at enrolment (`identity.enrolled`, sealed
-  to formfill's key) is deleted from auth's outbox, where sent events wait a
-  week: nothing in auth's database opens to the citizen's data any more;
+- the account's events are deleted from auth's outbox, where sent ones wait
+  a week: among them the profile sealed to formfill's key at enrolment
+  (`identity.enrolled`) and any changed field or contact sealed later, which
+  go even if unsent: nothing in auth's database opens to the citizen's data;
 - each relying party the citizen logged in to (its sector holds a pairwise
   subject) that subscribed (`agency_events`) gets `identity.account_closed` on
   its own topic with its own `sub`;
@@ -69,6 +70,8 @@ ACTION = "close_account"
 PLATFORM = Requester(service="auth", client_id="harbour-id", client_name="Harbour ID")
 PROMPT_TTL_S = 300
 CLOSABLE = ("pending", "active", "suspended", "revoked")
+# Identity events that carry personal data sealed to a service (the enrolled profile, a changed field or contact).
+PERSONAL_EVENTS = ("identity.enrolled", "identity.profile_updated", "identity.contact_verification")
 
 
 async def request_closure(auth: "Auth", device: "DeviceContext") -> dict[str, Any]:
@@ -139,14 +142,16 @@ async def close_account(ctx: ServiceContext, session: AsyncClientSession, accoun
     if account.get("card_hash") and not str(account["card_hash"]).startswith("closed:"):
         update["$set"]["closed_card_hash"] = account["card_hash"]
     await db[ACCOUNTS].update_one({"_id": account_id}, update, session=session)
-    # The profile sealed to formfill at enrolment, kept a week in the outbox once sent: gone with the account.
+    # The outbox keeps sent events a week (diagnosis): the account's go now, among them the profile sealed to
+    # formfill at enrolment; events carrying sealed personal data go even if unsent (nobody needs them any more).
     shredded = (await db[OUTBOX_COLLECTION].delete_many(
-        {"key": account_id, "type": "identity.enrolled"}, session=session)).deleted_count
+        {"key": account_id, "$or": [{"sent_at": {"$exists": True}}, {"type": {"$in": PERSONAL_EVENTS}}]},
+        session=session)).deleted_count
     told = await _tell_relying_parties(ctx, session, account_id, now.isoformat())
     await ctx.audit(session, subject=account_id, action="identity.close", actor=actor, by=by, reason=reason,
                     previous_state=account["state"], devices_revoked=len(devices),
                     refresh_tokens_revoked=refresh.modified_count, sessions_ended=sessions,
-                    sealed_profiles_deleted=shredded, relying_parties_told=told)
+                    outbox_events_deleted=shredded, relying_parties_told=told)
     return {"account_id": account_id, "state": "closed", "devices_revoked": len(devices),
             "refresh_tokens_revoked": refresh.modified_count, "relying_parties_told": told}
 
