@@ -52,4 +52,4 @@ def test_every_platform_life_cycle_is_declared_with_it():
 
     for lifecycle in (ACCOUNT, FORMFILL, SIGNING, NOTIFICATION, JOB):
         assert isinstance(lifecycle, Lifecycle)
-    assert ACCOUNT.final("revoked") and FORMFILL.final(FORMFILL.expired)
+    assert ACCOUNT.final("closed") and not ACCOUNT.final("revoked") and FORMFILL.final(FORMFILL.expired)

@@ -86,8 +86,9 @@ def test_serials_and_key_identifiers():
     assert key_identifier(info) == x509.SubjectKeyIdentifier.from_public_key(key).digest
 
 
-def test_suspension_holds_and_revocation_ends_the_certificate():
-    assert REVOCATION_REASONS == {"suspended": "certificate_hold", "revoked": "cessation_of_operation"}
+def test_suspension_holds_and_revocation_or_closure_ends_the_certificate():
+    assert REVOCATION_REASONS == {"suspended": "certificate_hold", "revoked": "cessation_of_operation",
+                                  "closed": "cessation_of_operation"}
 
 
 async def test_unverifiable_input_is_refused_before_any_validation():
