@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     close = commands.add_parser("close-account", help="close the account for good (devices, data, certificate, inbox: docs/privacy.md)")
     close.add_argument("--yes", action="store_true", required=True, help="confirm: a closed account never comes back")
     commands.add_parser("devices", help="list this account's devices")
+    rename = commands.add_parser("rename", help="name a device of this account")
+    rename.add_argument("device_id")
+    rename.add_argument("name")
+    pair_start = commands.add_parser("pair-start", help="on a new phone: ask to be added from a phone already bound; "
+                                                        "prints the code to enter there")
+    pair_start.add_argument("--device-name", default="phone")
+    pair_wait = commands.add_parser("pair-wait", help="on the new phone: wait until the pairing is approved (or not)")
+    pair_wait.add_argument("--timeout", type=float, default=300.0, help="seconds")
+    pair_approve = commands.add_parser("pair-approve", help="on a phone already bound: enter the new phone's code and "
+                                                            "approve adding it (device-signed)")
+    pair_approve.add_argument("code")
+    pair_approve.add_argument("--deny", action="store_true", help="refuse instead of approving")
     revoke = commands.add_parser("revoke", help="revoke a device of this account")
     revoke.add_argument("device_id")
     inbox = commands.add_parser("inbox", help="list the messages agencies and the platform sent, newest first")
@@ -107,7 +119,7 @@ async def preferences_command(app: CitizenApp, args: argparse.Namespace) -> dict
 
 
 async def run(args: argparse.Namespace) -> object:
-    if args.command in ("enrol", "activate") and not args.profile.exists():
+    if args.command in ("enrol", "activate", "pair-start") and not args.profile.exists():
         profile = Profile(gateway_url=args.gateway)
     else:
         profile = Profile.load(args.profile)
@@ -154,6 +166,14 @@ async def run(args: argparse.Namespace) -> object:
         return await app.close_account()
     if args.command == "devices":
         return await app.devices()
+    if args.command == "rename":
+        return await app.rename_device(args.device_id, args.name)
+    if args.command == "pair-start":
+        return await app.start_pairing(args.device_name)
+    if args.command == "pair-wait":
+        return await app.finish_pairing(args.timeout)
+    if args.command == "pair-approve":
+        return await app.approve_pairing(args.code, approve=not args.deny)
     if args.command == "revoke":
         await app.revoke(args.device_id)
         return {"revoked": args.device_id}

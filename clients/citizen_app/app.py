@@ -22,7 +22,7 @@ import aiohttp
 from libs.approvals import ApprovalRequest, sign_decision
 from libs.tokens import generate_private_key, public_jwk, sign
 
-from .profile import Profile
+from .profile import Profile, ProfileError
 
 # A device token is used again until this long before it expires.
 TOKEN_MARGIN_S = 60
@@ -129,6 +129,8 @@ class CitizenApp:
 
     async def device_token(self) -> str:
         """A fresh device token (kept for the calls that follow, until a minute before it expires)."""
+        if not self.profile.device_id:
+            raise ProfileError("this profile has no device yet: activate it, or finish its pairing")
         started = time.monotonic()
         now = int(datetime.now(UTC).timestamp())
         assertion = sign(
@@ -244,6 +246,69 @@ class CitizenApp:
 
     async def revoke(self, device_id: str) -> None:
         await self._as_device("DELETE", f"/v1/devices/{device_id}")
+
+    async def rename_device(self, device_id: str, name: str) -> dict[str, Any]:
+        """Name a device of the account (this one or another); the list shows the new name."""
+        return await self._as_device("PATCH", f"/v1/devices/{device_id}", json={"name": name})
+
+    # -- adding a device from an existing one --------------------------------
+
+    async def start_pairing(self, device_name: str = "phone") -> dict[str, Any]:
+        """On the new phone: make the device key, prove possession, and get the code to show (and a pairing id kept
+        in the profile). The citizen enters the code on a phone already bound (`approve_pairing`); then
+        `finish_pairing` here."""
+        key = generate_private_key()
+        challenge = await self._call("POST", "/v1/devices/challenges", json={})
+        now = int(datetime.now(UTC).timestamp())
+        proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+        started = await self._call("POST", "/v1/devices/pairings",
+                                   json={"public_key": public_jwk(key), "device_name": device_name, "proof": proof})
+        self.profile.device_name = device_name
+        self.profile.device_key_pem = Profile.pem_of(key)
+        self.profile.pairing_id = started["pairing_id"]
+        self.profile.account_id = self.profile.device_id = None
+        self._save()
+        return started
+
+    async def pairing_status(self) -> dict[str, Any]:
+        """On the new phone: where its pairing stands (waiting, claimed, bound, denied, expired)."""
+        if not self.profile.pairing_id:
+            raise AppError(0, {"title": "No pairing", "detail": "start a pairing first (start_pairing)"})
+        return await self._call("GET", f"/v1/devices/pairings/{self.profile.pairing_id}")
+
+    async def finish_pairing(self, timeout_s: float = 300.0, interval_s: float = 0.5) -> dict[str, Any]:
+        """On the new phone: wait until the pairing is decided; bound, this app is the account's new device."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            status = await self.pairing_status()
+            if status["status"] in ("bound", "denied", "expired") or loop.time() > deadline:
+                break
+            await asyncio.sleep(interval_s)
+        if status["status"] == "bound":
+            self.profile.account_id = status["account_id"]
+            self.profile.device_id = status["device_id"]
+            self.profile.pairing_id = None
+            self.forget_token()
+            self._save()
+        return status
+
+    async def claim_pairing(self, code: str) -> dict[str, Any]:
+        """On a phone already bound: the new phone's code queues an add_device prompt here (nothing bound yet)."""
+        return await self._as_device("POST", "/v1/devices/pairings/claim", json={"code": code})
+
+    async def approve_pairing(self, code: str, *, approve: bool = True,
+                              key_thumbprint: str | None = None) -> dict[str, Any]:
+        """On a phone already bound: enter the new phone's code, check the prompt names the new phone's key (when
+        `key_thumbprint` is given, as a phone that scanned it would), and approve it, device-signed (or deny)."""
+        claimed = await self.claim_pairing(code)
+        prompt = await self.show(claimed["approval_id"])
+        shown = prompt["request"]["details"]
+        if key_thumbprint is not None and shown.get("key_thumbprint") != key_thumbprint:
+            await self.deny(claimed["approval_id"])
+            raise AppError(0, {"title": "Wrong device", "detail": "the prompt names another key than the new phone's"})
+        outcome = await self.decide(claimed["approval_id"], "approve" if approve else "deny", prompt=prompt)
+        return {**outcome, "device_name": shown.get("device_name"), "key_thumbprint": shown.get("key_thumbprint")}
 
     # -- the account ---------------------------------------------------------
 

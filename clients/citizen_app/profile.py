@@ -28,6 +28,8 @@ class Profile:
     device_id: str | None = None
     device_name: str = "phone"
     device_key_pem: str | None = None
+    # A new phone waiting to be added from one already bound (CitizenApp.start_pairing): its private pairing id.
+    pairing_id: str | None = None
 
     def device_key(self) -> ec.EllipticCurvePrivateKey:
         if not self.device_key_pem:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from libs import base64url
 
-ACTIONS = ("login", "formfill", "sign", "close_account", "test")
+ACTIONS = ("login", "formfill", "sign", "close_account", "add_device", "test")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -38,7 +38,7 @@ class ApprovalRequest(BaseModel):
 
     approval_id: str = Field(min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     account_id: str = Field(min_length=1, max_length=100)
-    action: Literal["login", "formfill", "sign", "close_account", "test"]
+    action: Literal["login", "formfill", "sign", "close_account", "add_device", "test"]
     requester: Requester
     purpose: str = Field(min_length=1, max_length=500)
     # What the phone displays besides the purpose: field names, a document name, a hash prefix...

@@ -25,6 +25,7 @@ from .context import Auth
 from .endpoints import routes
 from .endpoints.approval_stream import install_approval_stream
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
+from .devices import pairing
 from .identity import closure
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
 from .oidc import login
@@ -55,7 +56,9 @@ def create_app(
             clock=clock or SystemClock(),
             # A decided login prompt finishes its login or CIBA request (oidc/login.py), in the decision's transaction.
             # A decided closure prompt closes the account (identity/closure.py), in the same transaction.
-            finishers={"login": login.on_decision, closure.ACTION: closure.on_decision},
+            finishers={"login": login.on_decision, closure.ACTION: closure.on_decision,
+                       # An approved add_device prompt binds the new phone (devices/pairing.py), in the same transaction.
+                       pairing.ACTION: pairing.on_decision},
         )
         await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")

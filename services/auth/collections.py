@@ -22,6 +22,8 @@ SESSIONS = "sessions"                      # browser sessions at the issuer (pro
 SUBJECTS = "subjects"                      # pairwise subject -> account
 CLIENT_ASSERTIONS = "client_assertions"    # private_key_jwt jti replay cache
 CIBA_REQUESTS = "ciba_requests"
+DEVICE_PAIRINGS = "device_pairings"        # a new phone waiting to be added from an existing one (devices/pairing.py)
+PAIRING_GUESSES = "pairing_guesses"        # wrong pairing codes entered per account, in the current window
 
 INDEXES = (
     index(ACCOUNTS, "card_hash", unique=True),
@@ -44,6 +46,11 @@ INDEXES = (
     index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),
     index(DEVICES, "account_id", "created_at"),
     index(DEVICE_NONCES, "expires_at", expire_after_s=0),
+    # A pairing code is found by its keyed hash (unique: a new pairing drawing a live code draws again); a pairing
+    # goes a day after it expired (the audit records stay), a window of wrong codes when it ends.
+    index(DEVICE_PAIRINGS, "code_hash", unique=True),
+    index(DEVICE_PAIRINGS, "purge_at", expire_after_s=0),
+    index(PAIRING_GUESSES, "window_ends", expire_after_s=0),
     # Device assertions are single-use until they expire.
     index(USED_ASSERTIONS, "expires_at", expire_after_s=0),
     index(APPROVALS, "account_id", "status", "expires_at"),

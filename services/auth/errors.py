@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from libs.callers.authorization import challenge
 from libs import errors as shared
-from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Unauthorized, Unprocessable
+from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, TooManyRequests, Unauthorized, Unprocessable
 
 
 # --- enrolment ---------------------------------------------------------------
@@ -121,6 +121,32 @@ def with_device_challenge(refusal: Unauthorized) -> Unauthorized:
 
 class NoSuchDevice(NotFound):
     pass
+
+
+# --- adding a device from an existing one (devices/pairing.py) ----------------
+
+
+class InvalidPairingCode(BadRequest):
+    """The code names no pairing waiting for a phone (unknown, expired or already used: one answer for all three);
+    `attempts_left` tells how many more wrong codes the account may enter in the current window."""
+
+    slug, title = "invalid-pairing-code", "Invalid pairing code"
+
+
+class TooManyPairingCodes(TooManyRequests):
+    """The account entered too many wrong pairing codes lately; `Retry-After` says when the window ends."""
+
+    slug, title = "too-many-pairing-codes", "Too many pairing codes"
+
+
+class NoSuchPairing(NotFound):
+    slug, title = "no-such-pairing", "No such pairing"
+
+
+class PairingUnusable(Conflict):
+    """The pairing an approval names can no longer bind a device (expired, denied or bound already)."""
+
+    slug, title = "pairing-unusable", "Pairing unusable"
 
 
 # --- approvals ---------------------------------------------------------------

@@ -30,6 +30,12 @@ class AuthSettings:
     activation_max_attempts: int = 5
     device_nonce_ttl_s: int = 120
     device_token_ttl_s: int = 10 * 60
+    # Adding a device from an existing one (devices/pairing.py): the new phone's code waits this long for the old
+    # phone to enter it; the prompt it then gets lives this long; an account may enter this many wrong codes per window.
+    pairing_ttl_s: int = setting("AUTH_PAIRING_TTL_S", 5 * 60)
+    pairing_approval_ttl_s: int = setting("AUTH_PAIRING_APPROVAL_TTL_S", 2 * 60)
+    pairing_max_wrong_codes: int = setting("AUTH_PAIRING_MAX_WRONG_CODES", 5)
+    pairing_wrong_code_window_s: int = setting("AUTH_PAIRING_WRONG_CODE_WINDOW_S", 15 * 60)
     max_selfie_bytes: int = 2 * 1024 * 1024
     # OpenID Connect lifetimes.
     authorization_ttl_s: int = 5 * 60        # a login page / CIBA request waits this long for the phone

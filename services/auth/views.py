@@ -123,6 +123,32 @@ class DeviceToken(Answer):
     scope: Literal["device"]
 
 
+class PairingStarted(Answer):
+    pairing_id: str = Field(description="the new phone's own handle on the pairing, for polling it (keep it private)")
+    code: str = Field(description="what the new phone shows, XXXX-XXXX; the citizen enters it on a phone already bound")
+    status: Literal["waiting"]
+    expires_at: datetime
+    key_thumbprint: str = Field(description="RFC 7638 thumbprint of the key the pairing is bound to")
+
+
+class PairingView(Answer):
+    pairing_id: str
+    status: Literal["waiting", "claimed", "bound", "denied", "expired"]
+    expires_at: datetime
+    device_name: str
+    key_thumbprint: str
+    device_id: str | SkipJsonSchema[None] = Field(default=None, description="once bound: the new device's id")
+    account_id: str | SkipJsonSchema[None] = Field(default=None, description="once bound: the account it joined")
+
+
+class PairingClaimed(Answer):
+    approval_id: str = Field(description="the add_device prompt on this account's queue, for a device to approve")
+    status: Literal["pending"]
+    expires_at: datetime
+    device_name: str
+    key_thumbprint: str
+
+
 class DeviceView(Answer):
     device_id: str
     name: str
@@ -151,7 +177,7 @@ class Prompt(Answer):
 
     approval_id: str
     status: Literal["pending", "approved", "denied", "expired"]
-    action: Literal["login", "formfill", "sign", "close_account", "test"]
+    action: Literal["login", "formfill", "sign", "close_account", "add_device", "test"]
     requester: Requester
     purpose: str
     details: dict[str, Any]

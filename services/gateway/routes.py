@@ -76,6 +76,12 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession
     rule("GET", "/v1/devices", "auth", DEVICE),
     rule("DELETE", "/v1/devices/{device_id}", "auth", DEVICE),
+    # Adding a device from an existing one (docs/api.md): the new phone starts (proof of possession, like activation)
+    # and polls by its private pairing id; a bound phone enters the code with its device token.
+    rule("POST", "/v1/devices/pairings", "auth", PUBLIC),
+    rule("POST", "/v1/devices/pairings/claim", "auth", DEVICE),
+    rule("GET", "/v1/devices/pairings/{pairing_id}", "auth", PUBLIC),
+    rule("PATCH", "/v1/devices/{device_id}", "auth", DEVICE),  # naming a device
     rule("POST", "/v1/account/closure", "auth", DEVICE),  # the closure prompt; the phone's approval closes (docs/api.md)
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),

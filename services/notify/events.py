@@ -40,6 +40,8 @@ def handler(notify: Notify):
         elif event.type == "identity.devices_replaced":
             await platform_messages.on_devices_replaced(notify, session, data["account_id"], event.time,
                                                         int(data.get("devices_revoked", 0)))
+        elif event.type == "identity.device_added":
+            await platform_messages.on_device_added(notify, session, data["account_id"], event.time)
         elif event.type == "identity.assurance_changed":
             await platform_messages.on_assurance_upgraded(notify, session, data["account_id"], event.time)
         elif event.type == SUBJECT_ASSIGNED:
@@ -55,7 +57,8 @@ def handler(notify: Notify):
     return wants_only(handle, wants)
 
 
-HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.assurance_changed",
+HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.device_added",
+                     "identity.assurance_changed",
                      SUBJECT_ASSIGNED, "approval.requested"})
 
 

@@ -35,6 +35,10 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "en": {"subject": "Your phone was replaced at a kiosk", "body": "At {{ at }} (Hong Kong time) your Harbour ID was proofed again at a kiosk and a new phone can be activated; {{ count }} earlier device(s) can no longer use it. If this was not you, call us."},
         "zh-HK": {"subject": "已在自助服務站更換手機", "body": "你的 Harbour ID 於 {{ at }}（香港時間）在自助服務站重新核實身分，可啟用新手機；之前的 {{ count }} 部裝置已不能再使用。如非本人操作，請致電我們。"},
         "zh-CN": {"subject": "已在自助服务站更换手机", "body": "你的 Harbour ID 于 {{ at }}（香港时间）在自助服务站重新核实身份，可启用新手机；之前的 {{ count }} 部设备已不能再使用。如非本人操作，请致电我们。"}}},
+    "device_added": {"placeholders": ["at"], "content": {
+        "en": {"subject": "A new device was added", "body": "At {{ at }} (Hong Kong time) a new device was added to your Harbour ID, approved on one of your devices. If this was not you, revoke it in the app and call us."},
+        "zh-HK": {"subject": "已加入新裝置", "body": "你的 Harbour ID 於 {{ at }}（香港時間）加入了一部新裝置，並已在你的其中一部裝置上批准。如非本人操作，請在應用程式中撤銷並致電我們。"},
+        "zh-CN": {"subject": "已加入新设备", "body": "你的 Harbour ID 于 {{ at }}（香港时间）加入了一部新设备，并已在你的其中一部设备上批准。如非本人操作，请在应用程序中撤销并致电我们。"}}},
     "assurance_upgraded": {"placeholders": ["at"], "content": {
         "en": {"subject": "Your identity was verified in person", "body": "At {{ at }} (Hong Kong time) your Harbour ID was verified in person at a kiosk: it is now a plus identity. If this was not you, call us."},
         "zh-HK": {"subject": "已親身核實你的身分", "body": "你的 Harbour ID 於 {{ at }}（香港時間）在自助服務站親身核實，現為進階身分。如非本人操作，請致電我們。"},
@@ -76,6 +80,11 @@ async def on_devices_replaced(notify: Notify, session: AsyncClientSession, accou
     """A kiosk replaced the citizen's phone: the alert waits in the inbox, read from the new phone."""
     await queue(notify, session, account_id, "devices_replaced",
                 {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M"), "count": str(count)})
+
+
+async def on_device_added(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:
+    """A phone already bound approved adding a new one: every device of the account reads the alert in the inbox."""
+    await queue(notify, session, account_id, "device_added", {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M")})
 
 
 async def on_assurance_upgraded(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime) -> None:

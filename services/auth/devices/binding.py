@@ -18,7 +18,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, verify
 
-from ..collections import ACCOUNTS, DEVICE_NONCES, DEVICES
+from ..collections import ACCOUNTS, DEVICE_NONCES
 from ..errors import (
     AccountInactive,
     ActivationCodeUsed,
@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..identity.accounts import change_state
 from ..identity.activation import code_hash, code_matches, lock, refuse_unusable, take_attempt
+from .registry import new_device
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -112,21 +113,7 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
         raise ActivationCodeUsed("this activation code has already been used")
     device_id = f"dev-{uuid.uuid4().hex}"
     account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
-    await db[DEVICES].insert_one(
-        {
-            "_id": device_id,
-            "account_id": request.account_id,
-            "name": request.device_name,
-            "public_jwk": jwk,
-            "jkt": thumbprint(jwk),
-            "status": "active",
-            "created_at": now,
-            # What a device token check needs of the account, kept in step by change_state (devices/tokens.py).
-            "account_state": account["state"],
-            "account_assurance": account.get("assurance"),
-        },
-        session=session,
-    )
+    await new_device(auth, session, account, device_id=device_id, name=request.device_name, jwk=jwk, now=now)
     if account["state"] == "pending":
         await change_state(auth, session, request.account_id, "active", reason="first device activated")
     await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id)

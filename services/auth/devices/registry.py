@@ -1,14 +1,18 @@
-"""The citizen's devices: listing them, and revoking one (its tokens are refused everywhere within seconds)."""
+"""The citizen's devices: storing a new one, listing, naming and revoking them (a revoked one's tokens are refused
+everywhere within seconds)."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.revocation import events as revocation_events
+from libs.tokens import thumbprint
 
 from ..collections import DEVICES
 from ..errors import NoSuchDevice
@@ -31,9 +35,41 @@ def device_view(doc: dict) -> dict[str, Any]:
     return view
 
 
+async def new_device(auth: "Auth", session: AsyncClientSession, account: dict[str, Any], *, device_id: str, name: str,
+                     jwk: dict[str, str], now: datetime, **extra: Any) -> None:
+    """Inside a transaction: store a bound device of `account` (activation's first device, or one added by pairing)."""
+    await auth.db[DEVICES].insert_one(
+        {
+            "_id": device_id,
+            "account_id": account["_id"],
+            "name": name,
+            "public_jwk": jwk,
+            "jkt": thumbprint(jwk),
+            "status": "active",
+            "created_at": now,
+            # What a device token check needs of the account, kept in step by change_state (devices/tokens.py).
+            "account_state": account["state"],
+            "account_assurance": account.get("assurance"),
+            **extra,
+        },
+        session=session,
+    )
+
+
 async def list_devices(db: AsyncDatabase, account_id: str) -> list[dict[str, Any]]:
     docs = await db[DEVICES].find({"account_id": account_id}).sort("created_at", 1).to_list()
     return [device_view(d) for d in docs]
+
+
+async def rename_device(auth: "Auth", session: AsyncClientSession, actor: DeviceContext, device_id: str, name: str) -> dict[str, Any]:
+    """Name one of the account's devices (this one or another, revoked ones too: the list keeps them)."""
+    renamed = await auth.db[DEVICES].find_one_and_update(
+        {"_id": device_id, "account_id": actor.account_id}, {"$set": {"name": name}},
+        return_document=ReturnDocument.AFTER, session=session)
+    if renamed is None:
+        raise NoSuchDevice("no such device on this account")
+    await auth.audit(session, subject=actor.account_id, action="device.rename", actor=actor.device_id, device_id=device_id)
+    return device_view(renamed)
 
 
 async def revoke_device(auth: "Auth", session: AsyncClientSession, actor: DeviceContext, device_id: str) -> None:

@@ -1,4 +1,5 @@
-"""A citizen's devices over HTTP: binding the first one, device tokens, listing and revoking them."""
+"""A citizen's devices over HTTP: binding the first one, adding one from another (pairing), device tokens, listing,
+naming and revoking them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from libs.service.endpoints import NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
 
 from ..callers import AUTH, DEVICE_REFUSALS, current_device
-from ..devices import binding, registry, tokens
+from ..devices import binding, pairing, registry, tokens
 from ..devices.binding import ActivationRequest
+from ..devices.pairing import PairingRequest
 from ..devices.tokens import DeviceContext
 from ..errors import (
     AccountInactive,
@@ -22,13 +24,26 @@ from ..errors import (
     InvalidAssertion,
     InvalidDeviceKey,
     InvalidNonce,
+    InvalidPairingCode,
     InvalidProof,
     NoSuchDevice,
+    NoSuchPairing,
     ReplayedAssertion,
+    TooManyPairingCodes,
 )
-from ..views import DeviceActivated, DeviceChallenge, DeviceList, DeviceToken
+from ..views import DeviceActivated, DeviceChallenge, DeviceList, DeviceToken, DeviceView, PairingClaimed, PairingStarted, PairingView
 
 endpoints = Endpoints(tags=("devices",))
+
+
+class PairingClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    code: str = Field(min_length=8, max_length=12, description="the code the new phone shows (XXXX-XXXX)")
+
+
+class DeviceRename(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=60)
 
 
 class DeviceTokenRequest(BaseModel):
@@ -87,3 +102,47 @@ async def revoke(request: web.Request, caller: DeviceContext) -> None:
     auth = request.app[AUTH]
     target = request.match_info["device_id"]
     await auth.transaction(lambda session: registry.revoke_device(auth, session, caller, target))
+
+
+@endpoints.patch("/v1/devices/{device_id}", summary="Name a device of the account (this one or another)", caller=current_device,
+                 body=DeviceRename, answers={200: DeviceView, **DEVICE_AUTH_ERRORS, 404: "no such device on this account"},
+                 refusals=(*DEVICE_REFUSALS, NoSuchDevice), security=("deviceToken",))
+async def rename(request: web.Request, caller: DeviceContext, body: DeviceRename) -> web.Response:
+    auth = request.app[AUTH]
+    target = request.match_info["device_id"]
+    return web.json_response(await auth.transaction(
+        lambda session: registry.rename_device(auth, session, caller, target, body.name)))
+
+
+# --- adding a device from an existing one (devices/pairing.py) ----------------
+
+
+@endpoints.post(
+    "/v1/devices/pairings", summary="A new phone asks to be added from a phone already bound: the code it shows",
+    body=PairingRequest, answers={201: PairingStarted, 400: "malformed body, invalid-key, invalid-proof or invalid-nonce"},
+    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce),
+    description="The proof of possession is activation's (a nonce from POST /v1/devices/challenges signed by the new "
+                "key): the pairing is bound to that key. The code lives 5 minutes, single use (docs/api.md).",
+)
+async def start_pairing(request: web.Request, body: PairingRequest) -> web.Response:
+    return web.json_response(await pairing.start(request.app[AUTH], body), status=201, headers=NO_STORE)
+
+
+@endpoints.post(
+    "/v1/devices/pairings/claim", summary="A bound phone enters the new phone's code: an add_device prompt to approve",
+    caller=current_device, body=PairingClaim, security=("deviceToken",),
+    answers={201: PairingClaimed, **DEVICE_AUTH_ERRORS,
+             400: "malformed body, or invalid-pairing-code (wrong, expired or used; with attempts_left)",
+             429: "too-many-pairing-codes: the account's wrong codes in the window are used up (Retry-After)"},
+    refusals=(*DEVICE_REFUSALS, InvalidPairingCode, TooManyPairingCodes),
+)
+async def claim_pairing(request: web.Request, caller: DeviceContext, body: PairingClaim) -> web.Response:
+    return web.json_response(await pairing.claim(request.app[AUTH], caller, body.code), status=201)
+
+
+@endpoints.get(
+    "/v1/devices/pairings/{pairing_id}", summary="The new phone polls its pairing until it is bound",
+    answers={200: PairingView, 404: "no such pairing"}, refusals=(NoSuchPairing,),
+)
+async def show_pairing(request: web.Request) -> web.Response:
+    return web.json_response(await pairing.view(request.app[AUTH], request.match_info["pairing_id"]), headers=NO_STORE)
