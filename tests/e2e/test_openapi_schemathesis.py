@@ -48,8 +48,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from clients.citizen_app import CitizenApp, Profile
 from libs.approvals import sign_decision
-from libs.tokens import sign
+from libs.tokens import generate_private_key, public_jwk, sign
 from services.auth.oidc.pkce import s256
 
 from ..support.citizens import enrolled_app
@@ -207,7 +208,21 @@ def provision(platform, tmp_path) -> Credentials:
         enrolled = requests.post(gateway + "/v1/enrolments", json=body, timeout=10,
                                  headers={"Authorization": authorization} if authorization else {})
         assert enrolled.status_code == 201, enrolled.text
+    # Adding a device from an existing one: a new phone's pairing waiting for its code, a phone of another citizen to
+    # enter it (the generated claims spend the main device's account's wrong codes), and a fresh proof for a new one.
+    pairer = asyncio.run(enrolled_app(platform, kiosk, tmp_path, "pairer"))
+    pairer_device = f"Bearer {asyncio.run(pairer.device_token())}"
+    waiting = asyncio.run(CitizenApp(Profile(gateway_url=gateway), tmp_path / "newcomer.json").start_pairing("tablet"))
+    new_key = generate_private_key()
+    challenge = requests.post(gateway + "/v1/devices/challenges", json={}, timeout=10).json()
+    new_proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 600}, new_key)
     known_good = [
+        KnownGood("POST /v1/devices/pairings", None,
+                  {"body": {"public_key": public_jwk(new_key), "device_name": "watch", "proof": new_proof}}),
+        KnownGood("GET /v1/devices/pairings/{pairing_id}", None, {"path_parameters": {"pairing_id": waiting["pairing_id"]}}),
+        KnownGood("POST /v1/devices/pairings/claim", pairer_device, {"body": {"code": waiting["code"]}}),
+        KnownGood("PATCH /v1/devices/{device_id}", device,
+                  {"path_parameters": {"device_id": app.profile.device_id}, "body": {"name": "schemathesis phone"}}),
         KnownGood("POST /v1/clients", None, {"body": {"client_name": "Another Portal", "redirect_uris": [REDIRECT], "scope": "openid offline_access"}}),
         # Each self-service known-good has a client of its own: a PUT rotates the token, a DELETE removes the client.
         KnownGood("GET /v1/clients/{client_id}", f"Bearer {reader['registration_access_token']}",
