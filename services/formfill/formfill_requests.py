@@ -147,6 +147,13 @@ async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict
         DECISIONS.labels("denied").inc()
         await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=decided.decided_at)
         return
+    vault = await formfill.db[VAULT].find_one({"_id": decided.request["account_id"]}, {"state": 1}, session=session)
+    if vault is not None and vault.get("state") == "closed":
+        # Approved, then the account closed before the decision reached us (another topic): its vault is shredded,
+        # nothing is released (the relying party sees denied).
+        DECISIONS.labels("denied").inc()
+        await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=decided.decided_at)
+        return
     DECISIONS.labels("released").inc()
     await _release(formfill, session, decided, device_id=data["device_id"])
 
