@@ -139,7 +139,7 @@ def _may_not_sign(citizen: dict[str, Any]) -> Refused | None:
     if citizen.get("assurance") != "plus":
         return AssuranceTooLow("only citizens with a plus identity (verified in person) can sign documents")
     if citizen.get("state") != "active":
-        return IdentityNotActive("this identity is suspended or revoked and cannot sign")
+        return IdentityNotActive("this identity is suspended, revoked or closed and cannot sign")
     return None
 
 

@@ -65,7 +65,7 @@ async def test_a_suspended_identity_does_not_sign(signing):
     suspended = await signing.citizen(rp, state="suspended")
     answer = await signing.ask(rp, sub=suspended.sub)
     assert answer.status == 403
-    assert (await problem(answer))["detail"] == "this identity is suspended or revoked and cannot sign"
+    assert (await problem(answer))["detail"] == "this identity is suspended, revoked or closed and cannot sign"
 
 
 async def test_clients_and_citizens_signing_has_not_heard_of_are_asked_to_retry(signing):

@@ -37,3 +37,30 @@ async def test_the_next_signature_after_reinstatement_gets_a_new_certificate(sig
         await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
         serials.append((await (await signing.status(rp, request_id)).json())["certificate_serial"])
     assert serials[0] != serials[1]
+
+
+async def test_closing_the_account_revokes_its_certificate_and_destroys_its_key_in_the_hsm(signing):
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp)
+    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
+    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+    label = (await signing.ctx.db["certificates"].find_one({"_id": serial}))["key_label"]
+    assert await signing.ctx.hsm.has_key(label)
+
+    await signing.learn(state_changed(citizen.account_id, was="active", to="closed"))
+
+    [revoked] = await published(signing.ctx, "certificate.revoked", serial)
+    assert revoked.data["reason"] == "cessation_of_operation"
+    certificate = await signing.ctx.db["certificates"].find_one({"_id": serial})
+    assert certificate["status"] == "revoked" and certificate["key_destroyed_at"] is not None
+    assert not await signing.ctx.hsm.has_key(label)  # destroyed in the token: nothing can sign with it again
+    [audit] = [e for e in await published(signing.ctx, "audit.recorded", citizen.account_id)
+               if e.data["action"] == "certificate.keys_destroyed"]
+    assert audit.data["keys"] == 1
+    crl = asn1_crl.CertificateList.load(await (await signing.http.get("/v1/signing/crl")).read())
+    assert serial in {format(entry["user_certificate"].native, "x") for entry in crl["tbs_cert_list"]["revoked_certificates"]}
+    # A closed identity signs nothing more (and gets no new key).
+    again = await signing.ask(rp, sub=citizen.sub)
+    assert again.status == 403 and (await again.json())["type"].endswith("/identity-not-active")
+    assert await signing.ctx.db["certificates"].count_documents({"account_id": citizen.account_id}) == 1
