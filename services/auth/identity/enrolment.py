@@ -4,6 +4,13 @@ The selfie lives only in this request's memory: it is decoded and scored by
 the `FaceMatcher` and then dropped — never stored, logged or published.
 The card number is kept only as a keyed hash (duplicate detection); the
 profile leaves auth sealed to formfill's key.
+
+A card whose account was revoked enrols again as a new account (a new id, so
+new pairwise subjects: they derive from it): in the same transaction the
+revoked account gives up the card's place in the unique `card_hash`
+(`revoked:<its id>`, the keyed hash kept in `revoked_card_hash`) and names
+its successor (`re_enrolled_as`); it stays revoked, with its devices,
+subjects and audit trail, for audit. Any other state is still a duplicate.
 """
 
 from __future__ import annotations
@@ -133,16 +140,29 @@ async def create_account(
     assurance: Assurance,
     enrolled_by: str,
     proofing_score: float,
+    revoked_account: str | None = None,
 ) -> tuple[str, ActivationCode]:
-    """Write the account, its activation code and the events, inside the caller's transaction."""
+    """Write the account, its activation code and the events, inside the caller's transaction.
+
+    `revoked_account`: the revoked account this card had, which gives the card up to the new one (module docstring).
+    """
     settings: AuthSettings = ctx.settings
     account_id = f"acct-{uuid.uuid4().hex}"
     now = ctx.clock.now()
     activation = new_activation(settings.hash_key, ttl_s=settings.activation_ttl_s, now=now)
+    hashed = card_hash(settings.hash_key, request.id_number)
+    if revoked_account is not None:
+        released = await ctx.db[ACCOUNTS].update_one(
+            {"_id": revoked_account, "state": "revoked", "card_hash": hashed},
+            {"$set": {"card_hash": f"revoked:{revoked_account}", "revoked_card_hash": hashed,
+                      "re_enrolled_as": account_id, "re_enrolled_at": now}},
+            session=session)
+        if released.modified_count != 1:  # reinstated, closed or re-enrolled meanwhile
+            raise DuplicateEnrolment("this identity card is already enrolled")
     await ctx.db[ACCOUNTS].insert_one(
         {
             "_id": account_id,
-            "card_hash": card_hash(settings.hash_key, request.id_number),
+            "card_hash": hashed,
             "identity_hash": identity_hash(settings.hash_key, request),
             "assurance": assurance,
             "state": "pending",
@@ -151,6 +171,7 @@ async def create_account(
             "enrolled_at": now,
             "proofing_score": round(proofing_score, 3),
             "activation": activation.stored(),
+            **({"previous_account_id": revoked_account} if revoked_account else {}),
         },
         session=session,
     )
@@ -161,7 +182,11 @@ async def create_account(
         "language": request.language,
         "sealed_profile": seal(request.profile(), settings.formfill_sealing_jwk),
     })
-    await ctx.audit(session, subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance)
+    await ctx.audit(session, subject=account_id, action="identity.enrol", actor=enrolled_by, assurance=assurance,
+                    **({"previous_account_id": revoked_account} if revoked_account else {}))
+    if revoked_account is not None:
+        await ctx.audit(session, subject=revoked_account, action="identity.re_enrolled", actor=enrolled_by,
+                        new_account_id=account_id)
     return account_id, activation
 
 
@@ -173,7 +198,7 @@ async def enrol_citizen(
     Proofing comes first on purpose: whether a card number is enrolled is
     told only to someone whose selfie passed (checked before, it answered
     that question for anyone). The duplicate answer says no more than that:
-    no account id, state or date.
+    no account id, state or date. A revoked account's card enrols anew (module docstring).
     """
     settings: AuthSettings = ctx.settings
     try:
@@ -182,12 +207,15 @@ async def enrol_citizen(
         raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
     if not result.passed:
         raise ProofingFailed("the selfie did not pass the identity proofing check")
-    if await ctx.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)}, {"_id": 1}) is not None:
+    existing = await ctx.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)},
+                                               {"_id": 1, "state": 1})
+    if existing is not None and existing["state"] != "revoked":
         raise DuplicateEnrolment("this identity card is already enrolled")
     try:
         account_id, activation = await ctx.transaction(
             lambda session: create_account(
-                ctx, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score
+                ctx, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score,
+                revoked_account=existing["_id"] if existing else None,
             )
         )
     except DuplicateKeyError:
