@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     inbox.add_argument("--unread", action="store_true")
     read = commands.add_parser("read", help="mark a message read (the agency learns it was read)")
     read.add_argument("item_id")
+    change = commands.add_parser("change", help="change your phone, e-mail (a code is sent to the new one) or address")
+    change.add_argument("field", choices=["phone", "email", "address"])
+    change.add_argument("value")
+    confirm = commands.add_parser("confirm-change", help="confirm a phone or e-mail change with the code it received")
+    confirm.add_argument("change_id")
+    confirm.add_argument("code")
     prefs = commands.add_parser("preferences", help="show the notification preferences, or change them with the options")
     prefs.add_argument("--language", choices=["en", "zh-HK", "zh-CN"])
     prefs.add_argument("--push", choices=["on", "off"], help="push to the phone besides the inbox")
@@ -181,6 +187,10 @@ async def run(args: argparse.Namespace) -> object:
         return await app.inbox(unread_only=args.unread)
     if args.command == "read":
         return await app.read(args.item_id)
+    if args.command == "change":
+        return await app.change_profile(args.field, args.value)
+    if args.command == "confirm-change":
+        return await app.confirm_profile_change(args.change_id, args.code)
     if args.command == "preferences":
         return await preferences_command(app, args)
     raise AssertionError(args.command)

@@ -339,6 +339,17 @@ class CitizenApp:
         wanted = {k: current.get(k) for k in ("language", "channels", "email", "phone", "opted_out", "quiet_hours")} | changes
         return await self._as_device("PUT", "/v1/preferences", json=wanted)
 
+    # -- the citizen's own profile -------------------------------------------
+
+    async def change_profile(self, field: str, value: str) -> dict[str, Any]:
+        """Change the phone, e-mail (a one-time code goes to the new one: `confirm_profile_change`) or address (applied
+        at once, self-declared)."""
+        return await self._as_device("POST", "/v1/profile/changes", json={"field": field, "value": value})
+
+    async def confirm_profile_change(self, change_id: str, code: str) -> dict[str, Any]:
+        """The code the new phone or e-mail received: the change holds from now on."""
+        return await self._as_device("POST", f"/v1/profile/changes/{change_id}/confirmation", json={"code": code})
+
     async def stream(self):
         """The live inbox (server-sent events): yields each new message as it arrives; comments are skipped."""
         token = await self.device_token()

@@ -17,6 +17,7 @@ from libs.crypto import generate_sealing_key, new_key_value, public_jwk
 def _generate() -> dict[str, str]:
     sealing = generate_sealing_key()
     auth_sealing = generate_sealing_key()
+    notify_sealing = generate_sealing_key()
     return {
         "HARBOUR_AUTH_HASH_KEY": base64url.encode(os.urandom(32)),
         "HARBOUR_AUTH_KEK": new_key_value("dev-1"),
@@ -27,6 +28,9 @@ def _generate() -> dict[str, str]:
         # auth's pair: formfill and signing seal approval prompts' free text to the public half.
         "HARBOUR_AUTH_SEALING_KEY": json.dumps(auth_sealing),
         "HARBOUR_AUTH_SEALING_PUBLIC_JWK": json.dumps(public_jwk(auth_sealing)),
+        # notify's pair: auth seals a changed phone or e-mail and its one-time code to the public half.
+        "HARBOUR_NOTIFY_SEALING_KEY": json.dumps(notify_sealing),
+        "HARBOUR_NOTIFY_SEALING_PUBLIC_JWK": json.dumps(public_jwk(notify_sealing)),
         "HARBOUR_ADMIN_TOKEN": base64url.encode(os.urandom(32)),
         # signing: results at rest, and the folder's own SoftHSM2 token (libs/devstack/softhsm.py).
         "HARBOUR_SIGNING_KEK": new_key_value("signing-1"),
@@ -48,6 +52,9 @@ def dev_secrets(dev_dir: Path) -> dict[str, str]:
     if "HARBOUR_AUTH_SEALING_KEY" in existing:
         generated.pop("HARBOUR_AUTH_SEALING_KEY")
         generated.pop("HARBOUR_AUTH_SEALING_PUBLIC_JWK")
+    if "HARBOUR_NOTIFY_SEALING_KEY" in existing:
+        generated.pop("HARBOUR_NOTIFY_SEALING_KEY")
+        generated.pop("HARBOUR_NOTIFY_SEALING_PUBLIC_JWK")
     secrets = {**generated, **existing}
     if secrets != existing:
         dev_dir.mkdir(parents=True, exist_ok=True)

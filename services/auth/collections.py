@@ -25,6 +25,8 @@ CIBA_REQUESTS = "ciba_requests"
 DEVICE_PAIRINGS = "device_pairings"        # a new phone waiting to be added from an existing one (devices/pairing.py)
 PAIRING_GUESSES = "pairing_guesses"        # wrong pairing codes entered per account, in the current window
 
+PROFILE_CHANGES = "profile_changes"        # phone / e-mail changes waiting for their one-time code (profile/changes.py)
+
 INDEXES = (
     index(ACCOUNTS, "card_hash", unique=True),
     index(TOKEN_KEYS, "status"),
@@ -56,4 +58,7 @@ INDEXES = (
     index(APPROVALS, "account_id", "status", "expires_at"),
     # Decided or expired prompts are kept 30 days for the citizen's history, then go.
     index(APPROVALS, "expires_at", name="approvals_ttl", expire_after_s=30 * 24 * 3600),
+    # Contact changes: counted per account for the hourly limit; each goes an hour after it was made.
+    index(PROFILE_CHANGES, "account_id", "created_at"),
+    index(PROFILE_CHANGES, "purge_at", expire_after_s=0),
 )

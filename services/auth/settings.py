@@ -25,6 +25,8 @@ class AuthSettings:
     formfill_sealing_jwk: dict
     # auth's own private sealing key: formfill and signing seal prompts' free text to its public half.
     sealing_jwk: dict
+    # notify's public key: a changed phone or e-mail and its one-time code are sealed to it (profile/changes.py).
+    notify_sealing_jwk: dict
     issuer: str = issuer_setting()
     activation_ttl_s: int = 30 * 60
     activation_max_attempts: int = 5
@@ -71,4 +73,5 @@ class AuthSettings:
             keyring=Keyring.from_env_value(env_required("AUTH_KEK")),
             formfill_sealing_jwk=json.loads(env_required("FORMFILL_SEALING_PUBLIC_JWK")),
             sealing_jwk=json.loads(env_required("AUTH_SEALING_KEY")),
+            notify_sealing_jwk=json.loads(env_required("NOTIFY_SEALING_PUBLIC_JWK")),
         )

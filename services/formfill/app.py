@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from libs.backbone import install_backbone
@@ -16,6 +18,7 @@ from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
+from . import profile_updates
 from .api import ENDPOINTS, FORMFILL, OPERATIONS
 from .collections import INDEXES, RELEASE_KEYS
 from .context import Formfill
@@ -39,7 +42,11 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
             jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), keys=keys,
             signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY], clock=clock or SystemClock(),
         )
+        # Standing consents' updates to clients' callback URLs (profile_updates.py), sent in the background.
+        sender = asyncio.create_task(profile_updates.run_sender(app[FORMFILL]), name="formfill-consent-callbacks")
         yield
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
         await session.close()
 
     app.cleanup_ctx.append(formfill_context)

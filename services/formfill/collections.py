@@ -13,6 +13,7 @@ REQUESTS = "requests"          # form-fill requests and their status (the purpos
 RESULTS = "results"            # encrypted releases waiting to be read once
 CONSENTS = "consents"          # one record per release: the citizen's receipts (the purpose encrypted)
 RELEASE_KEYS = "release_keys"  # formfill's ES256 signing keys (JWKS at /v1/formfill/jwks)
+CONSENT_CALLBACKS = "consent_callbacks"  # standing consents' updates waiting for the client's callback (profile_updates.py)
 
 INDEXES = (
     *SUBJECT_INDEXES,
@@ -21,4 +22,6 @@ INDEXES = (
     index(RESULTS, "expires_at", expire_after_s=0),
     index(CONSENTS, "account_id", "granted_at"),
     index(RELEASE_KEYS, "status"),
+    index(CONSENT_CALLBACKS, "state", "next_attempt_at"),
+    index(CONSENTS, "account_id", "standing", "status"),
 )

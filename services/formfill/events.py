@@ -14,7 +14,8 @@ from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, re
 from .collections import VAULT
 from .context import Formfill
 from .formfill_requests import on_decided
-from .vault import shred, store_profile
+from . import profile_updates
+from .vault import enrolled_provenance, proofed_in_person, shred, store_profile
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT)
@@ -33,7 +34,10 @@ def handler(formfill: Formfill):
                 return  # the enrolment read again after the account closed (a replayed topic): it stays shredded
             profile = unseal(data["sealed_profile"], formfill.settings.sealing_jwk)
             await store_profile(db, session, formfill.cipher, data["account_id"], profile, now=formfill.clock.now(),
-                                assurance=data["assurance"], state=data["state"])
+                                assurance=data["assurance"], state=data["state"],
+                                provenance=enrolled_provenance(data["assurance"], event.time))
+        elif event.type == "identity.profile_updated":  # the citizen changed a field from the app (profile_updates.py)
+            await profile_updates.on_profile_updated(formfill, session, data)
         elif event.type == "identity.state_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"state": data["to"]}}, session=session)
             if data["to"] == "closed":  # crypto-shredding (vault.shred); the audit record says what went, never what it was
@@ -41,6 +45,8 @@ def handler(formfill: Formfill):
                 await formfill.audit(session, subject=data["account_id"], action="vault.shred", actor="formfill", **shredded)
         elif event.type == "identity.assurance_changed":
             await db[VAULT].update_one({"_id": data["account_id"]}, {"$set": {"assurance": data["to"]}}, session=session)
+            if data["to"] == "plus":  # proofed in person at a kiosk: the card-printed fields say so from now on
+                await proofed_in_person(db, session, data["account_id"], event.time)
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
         elif event.type in CLIENT_CHANGED:
@@ -52,4 +58,9 @@ def handler(formfill: Formfill):
 
 
 # The events handle acts on: others (another service's decisions, a login's) are skipped unrecorded.
-wants = wanted_by("formfill")
+_shared_wants = wanted_by("formfill")
+
+
+def wants(event: CloudEvent) -> bool:
+    """The shared projections' events and our decisions, and the citizen's own changes (profile_updates.py)."""
+    return event.type == "identity.profile_updated" or _shared_wants(event)

@@ -30,7 +30,8 @@ from .callers import Device, RelyingParty
 from .collections import REQUESTS, RESULTS, VAULT
 from .context import Formfill
 from .errors import FieldNotRegistered, ReleaseGone
-from .vault import FIELDS, read_fields
+from .provenance import released_claims
+from .vault import FIELDS, read_released
 
 DECISIONS = Counter(
     "harbour_formfill_decisions_total",
@@ -170,14 +171,14 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
     doc = decided.request
     request_id = doc["_id"]
     released = _released_fields(doc["fields"], decided.claims.selection)
-    values = await read_fields(formfill.db, formfill.cipher, doc["account_id"], released)
+    values, provenance = await read_released(formfill.db, formfill.cipher, doc["account_id"], released)
     client = await formfill.db[CLIENTS].find_one({"_id": doc["client_id"]}, session=session)
     sub = await pairwise_subject(formfill.db, client["sector"], doc["account_id"], session=session)
     receipt_id = f"rcpt-{secrets.token_urlsafe(12)}"
     now = formfill.clock.now()
     issued_at = int(now.timestamp())
     claims = {"aud": doc["client_id"], "iat": issued_at, "exp": issued_at + formfill.settings.result_ttl_s, "jti": receipt_id,
-              "request_id": request_id, "purpose": doc["purpose"], "fields": values}
+              "request_id": request_id, "purpose": doc["purpose"], **released_claims(values, provenance)}
     if sub is not None:
         claims["sub"] = sub
     token = await formfill.signer.sign(claims)

@@ -6,7 +6,7 @@ re-encrypted for storage, and never written or logged in the clear.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher
 
-from .collections import CONSENTS, REQUESTS, RESULTS, VAULT
+from .collections import CONSENT_CALLBACKS, CONSENTS, REQUESTS, RESULTS, VAULT
 
 FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address")
 
@@ -40,6 +40,62 @@ async def read_fields(db: AsyncDatabase, cipher: FieldCipher, account_id: str, n
     return {name: opened[name] for name in names if name in opened}
 
 
+# How each field came to be known (kept beside the sealed record, never a value): `in_person` (the identity card and
+# the citizen at a kiosk), `one_time_code` (a code sent to the new phone or e-mail was entered in the app: `channel`)
+# or `self_declared` (typed by the citizen, unchecked), each with its `time` (docs/architecture.md, provenance).
+CARD_FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender")
+
+
+def enrolled_provenance(assurance: str, at: datetime) -> dict[str, dict[str, str]]:
+    """A kiosk enrolment (plus) was made in person; a sandbox self-registration (basic) is the citizen's word."""
+    method = "in_person" if assurance == "plus" else "self_declared"
+    return {name: {"method": method, "time": at.isoformat()} for name in FIELDS}
+
+
+def provenance_of(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The record's provenance; a record stored before provenance was kept reads as its enrolment's."""
+    kept = doc.get("provenance") or {}
+    fallback = enrolled_provenance(doc.get("assurance", "basic"), doc.get("updated_at") or datetime(1970, 1, 1, tzinfo=UTC))
+    return {name: kept.get(name) or fallback[name] for name in FIELDS}
+
+
+async def read_released(db: AsyncDatabase, cipher: FieldCipher, account_id: str,
+                        names: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The values of `names` and how each was verified (only those the vault holds)."""
+    doc = await db[VAULT].find_one({"_id": account_id})
+    if doc is None or "sealed" not in doc:
+        return {}, {}
+    opened = cipher.decrypt_record(doc["sealed"], record_id=account_id)
+    values = {name: opened[name] for name in names if name in opened}
+    provenance = provenance_of(doc)
+    return values, {name: provenance[name] for name in values}
+
+
+async def update_fields(db: AsyncDatabase, session: AsyncClientSession, cipher: FieldCipher, account_id: str,
+                        values: dict[str, str], verification: dict[str, str], *, now: datetime) -> bool:
+    """The citizen changed some fields (identity.profile_updated): re-encrypted with the rest, their provenance set.
+    False when there is no open record (unknown, or closed and shredded): nothing is written."""
+    doc = await db[VAULT].find_one({"_id": account_id}, session=session)
+    if doc is None or "sealed" not in doc or doc.get("state") == "closed":
+        return False
+    opened = cipher.decrypt_record(doc["sealed"], record_id=account_id)
+    changed = {name: value for name, value in values.items() if name in FIELDS}
+    provenance = provenance_of(doc) | {name: dict(verification) for name in changed}
+    await db[VAULT].update_one({"_id": account_id}, {"$set": {
+        "sealed": cipher.encrypt_record(opened | changed, record_id=account_id), "provenance": provenance,
+        "updated_at": now}}, session=session)
+    return True
+
+
+async def proofed_in_person(db: AsyncDatabase, session: AsyncClientSession, account_id: str, at: datetime) -> None:
+    """A kiosk upgrade (basic to plus) checked the card-printed fields in person: their provenance says so."""
+    doc = await db[VAULT].find_one({"_id": account_id}, {"provenance": 1, "assurance": 1, "updated_at": 1}, session=session)
+    if doc is None:
+        return
+    provenance = provenance_of(doc) | {name: {"method": "in_person", "time": at.isoformat()} for name in CARD_FIELDS}
+    await db[VAULT].update_one({"_id": account_id}, {"$set": {"provenance": provenance}}, session=session)
+
+
 async def shred(db: AsyncDatabase, session: AsyncClientSession, account_id: str, *, now: datetime) -> dict[str, int]:
     """An account closed (identity.state_changed to `closed`): crypto-shredding, inside the event's transaction.
 
@@ -52,6 +108,7 @@ async def shred(db: AsyncDatabase, session: AsyncClientSession, account_id: str,
                                                              "$set": {"state": "closed", "shredded_at": now}}, session=session)
     request_ids = [doc["_id"] for doc in await db[REQUESTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]
     results = (await db[RESULTS].delete_many({"_id": {"$in": request_ids}}, session=session)).deleted_count if request_ids else 0
+    await db[CONSENT_CALLBACKS].delete_many({"account_id": account_id}, session=session)  # standing consents' updates
     await db[CONSENTS].update_many({"account_id": account_id, "revoked_at": None}, {"$set": {"revoked_at": now}}, session=session)
     receipts = await db[CONSENTS].update_many(
         {"account_id": account_id},

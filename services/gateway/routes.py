@@ -83,6 +83,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/devices/pairings/{pairing_id}", "auth", PUBLIC),
     rule("PATCH", "/v1/devices/{device_id}", "auth", DEVICE),  # naming a device
     rule("POST", "/v1/account/closure", "auth", DEVICE),  # the closure prompt; the phone's approval closes (docs/api.md)
+    rule("POST", "/v1/profile/changes", "auth", DEVICE),  # phone / e-mail (one-time code to the new one) or address
+    rule("POST", "/v1/profile/changes/{change_id}/confirmation", "auth", DEVICE),
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
     # formfill: relying parties call with a citizen's access token or their own client-credentials token

@@ -31,6 +31,8 @@ async def forget_account(db: AsyncDatabase, session: AsyncClientSession, account
         "channel_messages": (await db[CHANNEL_MESSAGES].delete_many(
             {"notification_id": {"$in": notification_ids}}, session=session)).deleted_count if notification_ids else 0,
     }
+    # One-time codes for a changed phone or e-mail (contact_codes.py) have no notification: found by account.
+    counts["channel_messages"] += (await db[CHANNEL_MESSAGES].delete_many({"account_id": account_id}, session=session)).deleted_count
     shredded = await db[NOTIFICATIONS].update_many({"account_id": account_id, "sealed": {"$exists": True}},
                                                    {"$unset": {"sealed": ""}, "$set": {"shredded_at": now}}, session=session)
     counts["notifications_shredded"] = shredded.modified_count

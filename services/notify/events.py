@@ -15,7 +15,7 @@ from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, NOTIFICATIONS, NOTIFICATIONS_PRIORITY
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
-from . import closure, platform_messages
+from . import closure, contact_codes, platform_messages
 from .context import Notify
 from .collections import ACCOUNTS
 
@@ -44,6 +44,10 @@ def handler(notify: Notify):
             await platform_messages.on_device_added(notify, session, data["account_id"], event.time)
         elif event.type == "identity.assurance_changed":
             await platform_messages.on_assurance_upgraded(notify, session, data["account_id"], event.time)
+        elif event.type == "identity.contact_verification":  # a changed phone / e-mail: its code to the new address
+            await contact_codes.send_code(notify, session, data, event.time)
+        elif event.type == "identity.profile_updated":
+            await contact_codes.take_verified(notify, session, data, event.time)
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
             await platform_messages.on_new_service(notify, session, data["account_id"], data["sector"])
@@ -58,7 +62,7 @@ def handler(notify: Notify):
 
 
 HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.device_added",
-                     "identity.assurance_changed",
+                     "identity.assurance_changed", "identity.contact_verification", "identity.profile_updated",
                      SUBJECT_ASSIGNED, "approval.requested"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
@@ -25,6 +26,8 @@ class NotifySettings:
     service: ServiceSettings
     # Key-encryption keys for personalisation, rendered messages and the callback-signing keys (first = current).
     keyring: Keyring
+    # notify's private sealing key: auth seals a changed phone or e-mail and its one-time code to its public half.
+    sealing_jwk: dict
     issuer: str = issuer_setting()
     auth_url: str = auth_url_setting()
     # The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
@@ -82,4 +85,5 @@ class NotifySettings:
             cls,
             service=ServiceSettings.from_env(service),
             keyring=Keyring.from_env_value(env_required("NOTIFY_KEK")),
+            sealing_jwk=json.loads(env_required("NOTIFY_SEALING_KEY")),
         )

@@ -12,11 +12,11 @@ catches one. The provider's endpoints are oidc/endpoints/.
 
 from __future__ import annotations
 
-from . import account, approval_stream, approvals, clients, devices, enrolment
+from . import account, approval_stream, approvals, clients, devices, enrolment, profile
 
 # The stream before approvals.py: its /v1/approvals/{approval_id} would otherwise take /v1/approvals/stream.
 ENDPOINTS = (clients.endpoints, enrolment.endpoints, devices.endpoints, approval_stream.endpoints, approvals.endpoints,
-             account.endpoints)
+             account.endpoints, profile.endpoints)
 
 # Every route of those groups, for app.add_routes.
 routes = [route for group in ENDPOINTS for route in group.routes]

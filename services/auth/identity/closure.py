@@ -55,7 +55,7 @@ from libs.events.outbox import OUTBOX_COLLECTION
 from libs.revocation import events as revocation_events
 
 from ..approvals import queue
-from ..collections import ACCOUNTS, DEVICES, REFRESH_TOKENS, SESSIONS, SUBJECTS
+from ..collections import ACCOUNTS, DEVICES, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
 from ..errors import AccountInactive, TransitionRefused
 from ..settings import AuthSettings
 from .accounts import change_state
@@ -147,6 +147,8 @@ async def close_account(ctx: ServiceContext, session: AsyncClientSession, accoun
     shredded = (await db[OUTBOX_COLLECTION].delete_many(
         {"key": account_id, "$or": [{"sent_at": {"$exists": True}}, {"type": {"$in": PERSONAL_EVENTS}}]},
         session=session)).deleted_count
+    # Contact changes waiting for their code hold the new value sealed to formfill and notify (profile/changes.py).
+    await db[PROFILE_CHANGES].delete_many({"account_id": account_id}, session=session)
     told = await _tell_relying_parties(ctx, session, account_id, now.isoformat())
     await ctx.audit(session, subject=account_id, action="identity.close", actor=actor, by=by, reason=reason,
                     previous_state=account["state"], devices_revoked=len(devices),
