@@ -9,6 +9,8 @@ service within seconds. Wrong, reused and guessed codes bind nothing; another ci
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import aiohttp
@@ -156,3 +158,32 @@ async def test_wrong_reused_and_guessed_codes_and_another_citizens_phone_bind_no
     with pytest.raises(AppError) as used:
         await chan.claim_pairing(started["code"])
     assert used.value.status == 400
+
+
+def cli(platform, profile, *args: str) -> subprocess.CompletedProcess:
+    """The citizen app's command line, as a person runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "clients.citizen_app", "--profile", str(profile), "--gateway", platform.gateway, *args],
+        env=platform.env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+async def test_the_command_line_adds_names_and_lists_a_phone(platform, tmp_path):
+    old = await citizen(platform, tmp_path, "old phone")
+    new_profile = tmp_path / "cli-new.json"
+    started = cli(platform, new_profile, "pair-start", "--device-name", "cli tablet")
+    assert started.returncode == 0, started.stderr
+    code = json.loads(started.stdout)["code"]
+    approved = cli(platform, tmp_path / "old phone.json", "pair-approve", code)
+    assert approved.returncode == 0 and json.loads(approved.stdout)["status"] == "approved", approved.stderr
+    waited = cli(platform, new_profile, "pair-wait", "--timeout", "10")
+    assert waited.returncode == 0 and json.loads(waited.stdout)["status"] == "bound", waited.stderr
+    device_id = json.loads(waited.stdout)["device_id"]
+    renamed = cli(platform, new_profile, "rename", device_id, "kitchen tablet")
+    assert renamed.returncode == 0 and json.loads(renamed.stdout)["name"] == "kitchen tablet", renamed.stderr
+    listed = json.loads(cli(platform, new_profile, "devices").stdout)
+    assert listed["current_device_id"] == device_id
+    assert {d["name"] for d in listed["devices"]} == {"old phone", "kitchen tablet"}
+    assert old.profile.account_id == json.loads(waited.stdout)["account_id"]
+    reused = cli(platform, tmp_path / "old phone.json", "pair-approve", code)
+    assert reused.returncode == 1 and json.loads(reused.stderr)["status"] == 400

@@ -191,3 +191,32 @@ async def test_a_citizen_names_devices_and_only_their_own(auth_service, tmp_path
         await phone.rename_device(phone.profile.device_id, "   ")
     assert empty.value.status in (400, 422)
     assert [d["name"] for d in (await phone.devices())["devices"]] == ["Chan's Pixel"]
+
+
+async def test_only_an_active_device_of_an_active_account_adds_a_device(auth_service, tmp_path):
+    from services.auth.identity.accounts import change_state
+
+    auth = auth_service.context
+    old = await auth_service.citizen(tmp_path, "old")
+    spare = auth_service.citizen_app(tmp_path, "spare")
+    # A second device of the account, then revoked: it can no longer enter codes.
+    started = await spare.start_pairing("spare")
+    await old.approve_pairing(started["code"])
+    assert (await spare.finish_pairing(timeout_s=5))["status"] == "bound"
+    await old.revoke(spare.profile.device_id)
+    spare.forget_token()
+    newcomer = auth_service.citizen_app(tmp_path, "newcomer")
+    started = await newcomer.start_pairing("newcomer")
+    with pytest.raises(AppError) as revoked:
+        await spare.claim_pairing(started["code"])
+    refused(revoked, 401, "device-inactive")
+
+    # The account suspended between the claim and the approval: the approval binds nothing.
+    claimed = await old.claim_pairing(started["code"])
+    prompt = await old.show(claimed["approval_id"])
+    await auth.transaction(lambda session: change_state(auth, session, old.profile.account_id, "suspended", reason="test"))
+    with pytest.raises(AppError) as suspended:
+        await old.decide(claimed["approval_id"], "approve", prompt=prompt)
+    refused(suspended, 403, "account-inactive")
+    assert (await newcomer.pairing_status())["status"] == "claimed"
+    assert [d["_id"] for d in await active_devices(auth_service, old.profile.account_id)] == [old.profile.device_id]
