@@ -70,6 +70,8 @@ ACTION = "close_account"
 PLATFORM = Requester(service="auth", client_id="harbour-id", client_name="Harbour ID")
 PROMPT_TTL_S = 300
 CLOSABLE = ("pending", "active", "suspended", "revoked")
+# What `card_hash` holds once the card is free to enrol again (closed here; revoked and re-enrolled: enrolment.py).
+TOMBSTONES = ("closed:", "revoked:")
 # Identity events that carry personal data sealed to a service (the enrolled profile, a changed field or contact).
 PERSONAL_EVENTS = ("identity.enrolled", "identity.profile_updated", "identity.contact_verification")
 
@@ -136,11 +138,13 @@ async def close_account(ctx: ServiceContext, session: AsyncClientSession, accoun
         {"grant.account_id": account_id, "status": {"$ne": "revoked"}}, {"$set": {"status": "revoked"}}, session=session)
     sessions = (await db[SESSIONS].delete_many({"account_id": account_id}, session=session)).deleted_count
     update: dict[str, Any] = {
-        "$set": {"closed_at": now, "closed_by": actor, "closed_reason": reason, "card_hash": f"closed:{account_id}"},
+        "$set": {"closed_at": now, "closed_by": actor, "closed_reason": reason},
         "$unset": {"identity_hash": "", "activation": ""},
     }
-    if account.get("card_hash") and not str(account["card_hash"]).startswith("closed:"):
-        update["$set"]["closed_card_hash"] = account["card_hash"]
+    card = account.get("card_hash")
+    # A revoked account whose card enrolled anew holds `revoked:<id>` already (its hash in revoked_card_hash): left so.
+    if card and not str(card).startswith(TOMBSTONES):
+        update["$set"] |= {"card_hash": f"closed:{account_id}", "closed_card_hash": card}
     await db[ACCOUNTS].update_one({"_id": account_id}, update, session=session)
     # The outbox keeps sent events a week (diagnosis): the account's go now, among them the profile sealed to
     # formfill at enrolment; events carrying sealed personal data go even if unsent (nobody needs them any more).

@@ -84,3 +84,41 @@ async def test_two_re_enrolments_of_one_revoked_card_at_once_make_one_account(au
     assert sorted(status for status, _ in results) == [201, 409, 409, 409], results
     db = auth_service.context.db
     assert await db["accounts"].count_documents({"previous_account_id": first["account_id"]}) == 1
+
+
+async def test_closing_a_revoked_account_whose_card_enrolled_anew_leaves_the_new_account_alone(auth_service, tmp_path):
+    from services.auth.identity.closure import close_by_operator
+
+    person = identity()
+    _, first = await enrol(auth_service, person)
+    await set_state(auth_service, first["account_id"], "revoked")
+    _, second = await enrol(auth_service, person)
+    db = auth_service.context.db
+    new_before = await db["accounts"].find_one({"_id": second["account_id"]})
+
+    closed = await close_by_operator(auth_service.context, first["account_id"], operator="wong.k", reason="data erasure request")
+
+    assert closed["state"] == "closed"
+    old = await db["accounts"].find_one({"_id": first["account_id"]})
+    # The old account keeps the tombstone re-enrolment gave it (its hash as revoked_card_hash); no second copy.
+    assert old["state"] == "closed" and old["card_hash"] == f"revoked:{first['account_id']}" and "closed_card_hash" not in old
+    assert old["revoked_card_hash"] == new_before["card_hash"] and "identity_hash" not in old
+    assert await db["accounts"].find_one({"_id": second["account_id"]}) == new_before
+    status, _ = await enrol(auth_service, person)
+    assert status == 409  # the card is still the new account's
+
+
+async def test_closing_an_account_frees_its_card_for_a_new_enrolment(auth_service, tmp_path):
+    from services.auth.identity.closure import close_by_operator
+
+    person = identity()
+    _, first = await enrol(auth_service, person)
+    card_hash = (await auth_service.context.db["accounts"].find_one({"_id": first["account_id"]}))["card_hash"]
+
+    await close_by_operator(auth_service.context, first["account_id"], operator="wong.k", reason="citizen's letter")
+
+    old = await auth_service.context.db["accounts"].find_one({"_id": first["account_id"]})
+    assert old["card_hash"] == f"closed:{first['account_id']}" and old["closed_card_hash"] == card_hash
+    assert "activation" not in old  # a pending account's code cannot bind a device any more
+    status, second = await enrol(auth_service, person)
+    assert status == 201 and second["account_id"] != first["account_id"]
