@@ -38,11 +38,12 @@ OUTBOUND_ALLOW_LOOPBACK = "OUTBOUND_ALLOW_LOOPBACK"
 
 # What every published development value carries (deploy/k8s/overlays/dev: "everything marked DEV-ONLY is public").
 DEV_MARKER = "DEV-ONLY"
-# The development cluster's sealing key pairs (auth's, formfill's): their private scalars are derived from public
+# The development cluster's sealing key pairs (auth's, formfill's, notify's): their private scalars are derived from public
 # strings, so anyone can recompute them. Their public point's x coordinate is in both halves' JWKs.
 PUBLISHED_DEV_KEYS = {
     "asgDSpYTmL6BUwz9J7suXjvlMr-_GbLCoMFuv4fnSSc": "the development cluster's auth sealing key",
     "tWL2y8mTe2hMnAwGeJ46-PdCgiF4CEHpnVZzzfq5-Xw": "the development cluster's formfill sealing key",
+    "CmWjxCQ8ZLteTOXxgzc9XbP1NmcXlQi7gjCUSJfRd7Y": "the development cluster's notify sealing key",
 }
 
 _BASE64URL_RUN = re.compile(r"[A-Za-z0-9_-]{11,}")

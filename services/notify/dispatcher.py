@@ -126,7 +126,7 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
 
 
 def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = None) -> web.Application:
-    settings = settings or NotifySettings.from_env()
+    settings = settings or NotifySettings.from_env(sealing_key=False)  # it opens no sealed event
     # Same database as the API; its own name (logs, metrics, Kafka client id) and port.
     service = dataclasses.replace(settings.service, service="notify-dispatcher", port=settings.dispatcher_port,
                                   metrics_port=settings.dispatcher_metrics_port)

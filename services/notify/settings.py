@@ -26,8 +26,9 @@ class NotifySettings:
     service: ServiceSettings
     # Key-encryption keys for personalisation, rendered messages and the callback-signing keys (first = current).
     keyring: Keyring
-    # notify's private sealing key: auth seals a changed phone or e-mail and its one-time code to its public half.
-    sealing_jwk: dict
+    # notify's private sealing key: auth seals a changed phone or e-mail and its one-time code to its public half
+    # (the API process's consumer opens them; the dispatcher opens none and is not given it).
+    sealing_jwk: dict | None
     issuer: str = issuer_setting()
     auth_url: str = auth_url_setting()
     # The dispatcher is a process of its own (python -m services.notify.dispatcher) with its own health and metrics port.
@@ -80,10 +81,10 @@ class NotifySettings:
         return f"{self.issuer}/v1/notifications"
 
     @classmethod
-    def from_env(cls, service: str = "notify") -> "NotifySettings":
+    def from_env(cls, service: str = "notify", *, sealing_key: bool = True) -> "NotifySettings":
         return from_env(
             cls,
             service=ServiceSettings.from_env(service),
             keyring=Keyring.from_env_value(env_required("NOTIFY_KEK")),
-            sealing_jwk=json.loads(env_required("NOTIFY_SEALING_KEY")),
+            sealing_jwk=json.loads(env_required("NOTIFY_SEALING_KEY")) if sealing_key else None,
         )

@@ -136,6 +136,7 @@ DEVELOPMENT_CONFIGURATION = [
     ("auth", _published("HARBOUR_AUTH_KEK", "HARBOUR_AUTH_SEALING_KEY")),
     ("formfill", _published("HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK")),
     ("notify", _published("HARBOUR_NOTIFY_KEK")),
+    ("notify", _published("HARBOUR_NOTIFY_SEALING_KEY")),
     ("signing", _published("HARBOUR_SIGNING_KEK")),
 ]
 

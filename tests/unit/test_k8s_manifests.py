@@ -50,10 +50,11 @@ AGENCY_USER = "agency-transport"
 SECRET_VARS = {
     "gateway": {"HARBOUR_KAFKA_PASSWORD"},  # it follows the revocations topic
     "auth": {"HARBOUR_MONGO_URI", "HARBOUR_AUTH_HASH_KEY", "HARBOUR_AUTH_KEK", "HARBOUR_ADMIN_TOKEN",
-             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_AUTH_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
+             "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK", "HARBOUR_AUTH_SEALING_KEY", "HARBOUR_NOTIFY_SEALING_PUBLIC_JWK",
+             "HARBOUR_KAFKA_PASSWORD"},
     "formfill": {"HARBOUR_MONGO_URI", "HARBOUR_FORMFILL_KEK", "HARBOUR_FORMFILL_SEALING_KEY", "HARBOUR_AUTH_SEALING_PUBLIC_JWK",
                  "HARBOUR_KAFKA_PASSWORD"},
-    "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK", "HARBOUR_KAFKA_PASSWORD"},
+    "notify": {"HARBOUR_MONGO_URI", "HARBOUR_NOTIFY_KEK", "HARBOUR_NOTIFY_SEALING_KEY", "HARBOUR_KAFKA_PASSWORD"},
     "signing": {"HARBOUR_MONGO_URI", "HARBOUR_SIGNING_HSM_PIN", "HARBOUR_SIGNING_KEK", "HARBOUR_AUTH_SEALING_PUBLIC_JWK",
                 "HARBOUR_KAFKA_PASSWORD"},
 }
@@ -386,6 +387,8 @@ DEV_SEALING_SEEDS = {
     "HARBOUR_FORMFILL_SEALING_PUBLIC_JWK": b"harbour-id DEV ONLY sealing key: public, never use outside dev",
     "HARBOUR_AUTH_SEALING_KEY": b"harbour-id DEV ONLY auth sealing key: public, never use outside dev",
     "HARBOUR_AUTH_SEALING_PUBLIC_JWK": b"harbour-id DEV ONLY auth sealing key: public, never use outside dev",
+    "HARBOUR_NOTIFY_SEALING_KEY": b"harbour-id DEV ONLY notify sealing key: public, never use outside dev",
+    "HARBOUR_NOTIFY_SEALING_PUBLIC_JWK": b"harbour-id DEV ONLY notify sealing key: public, never use outside dev",
 }
 
 
@@ -713,6 +716,8 @@ def test_the_dispatcher_runs_as_exactly_one_hardened_pod(rendered, target: str) 
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
     notify = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
               for e in named(docs, "Deployment", "notify")["spec"]["template"]["spec"]["containers"][0]["env"] if "valueFrom" in e}
+    # All but notify's private sealing key: only the API process's consumer opens what auth seals to notify.
+    assert notify.pop("HARBOUR_NOTIFY_SEALING_KEY", None) is not None and "HARBOUR_NOTIFY_SEALING_KEY" not in secrets
     assert secrets == notify
 
 
