@@ -300,7 +300,9 @@ class CitizenApp:
     async def approve_pairing(self, code: str, *, approve: bool = True,
                               key_thumbprint: str | None = None) -> dict[str, Any]:
         """On a phone already bound: enter the new phone's code, check the prompt names the new phone's key (when
-        `key_thumbprint` is given, as a phone that scanned it would), and approve it, device-signed (or deny)."""
+        `key_thumbprint` is given, as a phone that scanned it would), and approve it, device-signed (or deny).
+        The new phone shows the prompt's matching code once the code is entered (`pairing_status`): a citizen
+        approving by hand compares the two (`claim_pairing`, then `approve`)."""
         claimed = await self.claim_pairing(code)
         prompt = await self.show(claimed["approval_id"])
         shown = prompt["request"]["details"]

@@ -137,6 +137,8 @@ class PairingView(Answer):
     expires_at: datetime
     device_name: str
     key_thumbprint: str
+    matching_code: str | SkipJsonSchema[None] = Field(
+        default=None, description="once claimed: the 4 digits the old phone's prompt shows too, for the citizen to compare")
     device_id: str | SkipJsonSchema[None] = Field(default=None, description="once bound: the new device's id")
     account_id: str | SkipJsonSchema[None] = Field(default=None, description="once bound: the account it joined")
 
@@ -147,6 +149,7 @@ class PairingClaimed(Answer):
     expires_at: datetime
     device_name: str
     key_thumbprint: str
+    matching_code: str = Field(description="also shown by the new phone: the citizen checks both screens agree")
 
 
 class DeviceView(Answer):

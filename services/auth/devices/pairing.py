@@ -10,7 +10,10 @@
    device token: only an active device of an active account gets here). The
    code is single use: the first account that enters it claims the pairing,
    and a `add_device` prompt naming the new device and its key thumbprint is
-   queued on that account's own queue (alive `pairing_approval_ttl_s`).
+   queued on that account's own queue (alive `pairing_approval_ttl_s`),
+   with a 4-digit matching code the new phone then shows too: the citizen
+   checks both screens agree before approving (a code claimed by someone
+   else shows on the new phone with no prompt on the citizen's own).
    An unknown, expired or used code is one answer (`invalid-pairing-code`),
    and each account may enter `pairing_max_wrong_codes` wrong codes per
    `pairing_wrong_code_window_s` (the try is counted atomically before the
@@ -126,6 +129,8 @@ async def view(auth: "Auth", pairing_id: str) -> dict[str, Any]:
         raise NoSuchPairing("no such pairing (or it ended more than a day ago)")
     answer = {"pairing_id": pairing_id, "status": _status(doc, auth.clock.now()),
               "expires_at": doc["expires_at"].isoformat(), "device_name": doc["device_name"], "key_thumbprint": doc["jkt"]}
+    if doc.get("matching_code"):  # claimed: the new phone shows it beside the old phone's prompt
+        answer["matching_code"] = doc["matching_code"]
     if doc["status"] == "bound":
         answer |= {"device_id": doc["device_id"], "account_id": doc["account_id"]}
     return answer
@@ -168,6 +173,7 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
     if doc is None:
         raise InvalidPairingCode("no new device is waiting with this code (wrong, expired or used)", attempts_left=left)
     expires_at = (now + timedelta(seconds=auth.settings.pairing_approval_ttl_s)).replace(microsecond=0)
+    matching_code = f"{secrets.randbelow(10000):04d}"
     prompt = ApprovalRequest(
         approval_id=f"pair-{uuid.uuid4().hex}",
         account_id=device.account_id,
@@ -175,7 +181,9 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
         requester=PLATFORM,
         purpose="Add a new device to your Harbour ID",
         details={"device_name": doc["device_name"], "key_thumbprint": doc["jkt"],
-                 "warning": "Approve only if the new device is in your hands: it will act for you as this one does"},
+                 "warning": "Approve only if the new device is in your hands and shows the same matching code: "
+                            "it will act for you as this one does"},
+        matching_code=matching_code,
         expires_at=expires_at,
     )
 
@@ -183,7 +191,8 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
         claimed = await auth.db[DEVICE_PAIRINGS].update_one(
             {"_id": doc["_id"], "status": "waiting", "expires_at": {"$gt": now}},
             {"$set": {"status": "claimed", "account_id": device.account_id, "claimed_by": device.device_id,
-                      "claimed_at": now, "approval_id": prompt.approval_id, "expires_at": expires_at,
+                      "claimed_at": now, "approval_id": prompt.approval_id, "matching_code": matching_code,
+                      "expires_at": expires_at,
                       "purge_at": expires_at + timedelta(days=1)}},
             session=session)
         if claimed.modified_count != 1:  # another phone entered it first
@@ -197,7 +206,7 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
     # A right code is not a wrong one: it gives its try back.
     await auth.db[PAIRING_GUESSES].update_one({"_id": device.account_id, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
     return {"approval_id": prompt.approval_id, "status": "pending", "expires_at": expires_at.isoformat(),
-            "device_name": doc["device_name"], "key_thumbprint": doc["jkt"]}
+            "device_name": doc["device_name"], "key_thumbprint": doc["jkt"], "matching_code": matching_code}
 
 
 async def on_decision(auth: "Auth", session: AsyncClientSession, approval: dict[str, Any], decision: str) -> dict[str, Any]:

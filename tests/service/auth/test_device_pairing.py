@@ -34,7 +34,8 @@ async def test_a_new_phone_is_bound_to_the_account_whose_phone_approved_its_code
     new = auth_service.citizen_app(tmp_path, "new")
     started = await new.start_pairing("tablet")
     assert started["status"] == "waiting" and len(started["code"]) == 9 and started["code"][4] == "-"
-    assert (await new.pairing_status())["status"] == "waiting"
+    waiting = await new.pairing_status()
+    assert waiting["status"] == "waiting" and "matching_code" not in waiting
     with pytest.raises(ProfileError):  # nothing bound yet: no device id to ask a token for
         await new.device_token()
 
@@ -117,6 +118,10 @@ async def test_another_accounts_device_can_neither_decide_nor_take_over_a_claime
         await lee.show(claimed["approval_id"])
     refused(hidden, 404, "not-found")
     prompt = await chan.show(claimed["approval_id"])
+    # The new phone now shows the prompt's matching code: the citizen compares the two screens before approving.
+    shown = await new.pairing_status()
+    assert shown["status"] == "claimed" and shown["matching_code"] == claimed["matching_code"] == prompt["matching_code"]
+    assert len(prompt["matching_code"]) == 4 and prompt["matching_code"].isdigit()
     with pytest.raises(AppError) as not_lees:
         await lee.decide(claimed["approval_id"], "approve", prompt=prompt)
     refused(not_lees, 404, "not-found")
