@@ -239,6 +239,15 @@ async def test_an_email_code_locks_after_five_wrong_tries_and_bad_input_changes_
     refusal(requests.post(platform.gateway + "/v1/profile/changes", json={"field": "address", "value": "1 Main Street"}, timeout=10),
             401, "unauthorized")
 
+    # At most 5 changes an hour (addresses too: each one is told to relying parties); an address has no code.
+    moved = [await app.change_profile("address", f"Flat {n}, 8 Harbour Road") for n in range(4)]
+    with pytest.raises(AppError) as limited:
+        await app.change_profile("address", "Flat 9, 8 Harbour Road")
+    refused_with(limited.value, 429, "too-many-changes")
+    with pytest.raises(AppError) as no_code:
+        await app.confirm_profile_change(moved[0]["change_id"], "123456")
+    refused_with(no_code.value, 404, "no-such-change")
+
     # The vault still holds the enrolment's e-mail, verified in person.
     rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS)
     token = await logged_in_token(metadata, rp, app, SCOPE)

@@ -18,9 +18,10 @@
    parties holding a standing consent), notify takes the verified address.
 
 A new request for the same field replaces the pending one (its code dies);
-an account may ask for at most `MAX_CHANGES_PER_HOUR` changes an hour (each
-one sends a message to someone). Pending changes go an hour after they were
-made (TTL), used or not.
+an account may make at most `MAX_CHANGES_PER_HOUR` changes an hour, addresses
+included (each one sends a message to someone, or tells relying parties).
+Changes go an hour after they were made (TTL), used or not; an address's is
+kept without its value, only to be counted.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ async def request_change(auth: "Auth", device: "DeviceContext", body: ProfileCha
 
     if body.field == "address":
         async def apply(session: AsyncClientSession) -> None:
+            await _within_limit(auth, session, device, now)
+            # Kept (without the value) only to count it: each change is told to relying parties with a standing consent.
+            await auth.db[PROFILE_CHANGES].insert_one({
+                "_id": change_id, "account_id": device.account_id, "device_id": device.device_id, "field": body.field,
+                "status": "applied", "created_at": now, "purge_at": now + timedelta(seconds=KEPT_S)}, session=session)
             await _published(auth, session, device, change_id, body.field, sealed_profile, None,
                              _provenance("self_declared", now))
 
@@ -122,10 +128,7 @@ async def request_change(auth: "Auth", device: "DeviceContext", body: ProfileCha
     expires_at = now + timedelta(seconds=CODE_TTL_S)
 
     async def ask(session: AsyncClientSession) -> None:
-        recent = await auth.db[PROFILE_CHANGES].count_documents(
-            {"account_id": device.account_id, "created_at": {"$gt": now - timedelta(seconds=KEPT_S)}}, session=session)
-        if recent >= MAX_CHANGES_PER_HOUR:
-            raise TooManyChanges(f"at most {MAX_CHANGES_PER_HOUR} contact changes an hour", retry_after=KEPT_S)
+        await _within_limit(auth, session, device, now)
         # A new request for the same field replaces the pending one: its code dies.
         await auth.db[PROFILE_CHANGES].update_many(
             {"account_id": device.account_id, "field": body.field, "status": "open"}, {"$set": {"status": "replaced"}},
@@ -147,6 +150,13 @@ async def request_change(auth: "Auth", device: "DeviceContext", body: ProfileCha
     await auth.transaction(ask)
     return ProfileChange(field=body.field, status="code-sent", change_id=change_id, channel=channel,
                          expires_at=expires_at.isoformat())
+
+
+async def _within_limit(auth: "Auth", session: AsyncClientSession, device: "DeviceContext", now: datetime) -> None:
+    recent = await auth.db[PROFILE_CHANGES].count_documents(
+        {"account_id": device.account_id, "created_at": {"$gt": now - timedelta(seconds=KEPT_S)}}, session=session)
+    if recent >= MAX_CHANGES_PER_HOUR:
+        raise TooManyChanges(f"at most {MAX_CHANGES_PER_HOUR} profile changes an hour", retry_after=KEPT_S)
 
 
 async def confirm_change(auth: "Auth", device: "DeviceContext", change_id: str, body: ConfirmationBody) -> ProfileChange:
@@ -185,11 +195,11 @@ async def confirm_change(auth: "Auth", device: "DeviceContext", change_id: str, 
 async def _refuse_unusable(auth: "Auth", device: "DeviceContext", change_id: str, now: datetime) -> None:
     doc = await auth.db[PROFILE_CHANGES].find_one({"_id": change_id, "account_id": device.account_id},
                                                   {"status": 1, "attempts": 1, "expires_at": 1})
-    if doc is None or doc["status"] == "replaced":
+    if doc is None or doc["status"] in ("replaced", "applied"):  # applied: an address, which has no code
         raise NoSuchChange("no such change: ask for it again")
     if doc["status"] == "used":
         raise ChangeDone("the change was already confirmed")
-    if doc["status"] == "locked" or doc["attempts"] >= MAX_ATTEMPTS:
+    if doc["status"] == "locked" or doc.get("attempts", 0) >= MAX_ATTEMPTS:
         raise CodeLocked("too many wrong codes: ask for the change again")
     raise CodeExpired("the code has expired: ask for the change again")
 
