@@ -1,19 +1,28 @@
 """python -m clients.citizen_app --profile FILE <command> — the reference citizen app on the command line.
 
 Commands print JSON on stdout; a refusal prints the problem on stderr and exits 1.
+
+The device key is sealed under a PIN or passphrase (profile.py). `activate` and `pair-start` ask for a new one
+(`--no-pin`: none, the key kept in the clear and registered so: logins never claim a PIN); every command that signs
+(approve, deny, open, and any that needs a device token) asks for it. The PIN is read from HARBOUR_APP_PIN (scripts;
+`set-pin` reads the new one from HARBOUR_APP_NEW_PIN), else asked on the terminal; never from the command line,
+where other users' `ps` and the shell's history would show it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import sys
 from pathlib import Path
 
 from .app import AppError, CitizenApp
-from .profile import Profile, ProfileError
+from .profile import Profile, ProfileError, check_new_pin
+
+PIN_ENV, NEW_PIN_ENV = "HARBOUR_APP_PIN", "HARBOUR_APP_NEW_PIN"
 
 
 class PlainText(str):
@@ -47,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     activate.add_argument("--account-id", required=True)
     activate.add_argument("--code", required=True)
     activate.add_argument("--device-name", default="phone")
+    activate.add_argument("--no-pin", action="store_true",
+                          help="keep the device key without a PIN (in the clear; logins then never claim a PIN)")
 
     commands.add_parser("pending", help="list prompts waiting for a decision")
     show = commands.add_parser("show", help="show one prompt")
@@ -69,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     pair_start = commands.add_parser("pair-start", help="on a new phone: ask to be added from a phone already bound; "
                                                         "prints the code to enter there")
     pair_start.add_argument("--device-name", default="phone")
+    pair_start.add_argument("--no-pin", action="store_true", help="as activate's")
+    commands.add_parser("set-pin", help="seal the device key under a new PIN or passphrase (a profile without one, or a "
+                                        "PIN change); auth keeps the device's registration (docs/security.md)")
     pair_wait = commands.add_parser("pair-wait", help="on the new phone: wait until the pairing is approved (or not)")
     pair_wait.add_argument("--timeout", type=float, default=300.0, help="seconds")
     pair_approve = commands.add_parser("pair-approve", help="on a phone already bound: enter the new phone's code and "
@@ -124,12 +138,50 @@ async def preferences_command(app: CitizenApp, args: argparse.Namespace) -> dict
     return await app.set_preferences(**changes) if changes else current
 
 
+def ask_pin() -> str:
+    """The PIN that unlocks the device key: HARBOUR_APP_PIN, else asked on the terminal."""
+    if os.environ.get(PIN_ENV):
+        return os.environ[PIN_ENV]
+    if not sys.stdin.isatty():
+        raise ProfileError(f"the device key is protected by a PIN: set {PIN_ENV} or run in a terminal")
+    return getpass.getpass("PIN: ")
+
+
+def new_pin(env: str = PIN_ENV) -> str:
+    """A new PIN or passphrase: from `env`, else asked twice on the terminal."""
+    if os.environ.get(env):
+        pin = os.environ[env]
+    elif not sys.stdin.isatty():
+        raise ProfileError(f"a new PIN is needed: set {env}, run in a terminal, or pass --no-pin")
+    else:
+        pin = getpass.getpass("New PIN or passphrase: ")
+        if getpass.getpass("Again: ") != pin:
+            raise ProfileError("the two PINs differ")
+    check_new_pin(pin)
+    return pin
+
+
+def once(ask):
+    """Ask at most once per command: one command is one approval (or one action) of the citizen."""
+    asked: list[str] = []
+
+    def pin() -> str:
+        if not asked:
+            asked.append(ask())
+        return asked[0]
+    return pin
+
+
 async def run(args: argparse.Namespace) -> object:
     if args.command in ("enrol", "activate", "pair-start") and not args.profile.exists():
         profile = Profile(gateway_url=args.gateway)
     else:
         profile = Profile.load(args.profile)
-    app = CitizenApp(profile, args.profile)
+    app = CitizenApp(profile, args.profile, pin=once(ask_pin))
+    if args.command == "set-pin":
+        profile.set_pin(new_pin(NEW_PIN_ENV), app.pin() if profile.pin_protected else None)
+        profile.save(args.profile)
+        return {"pin_protected": True, "device_id": profile.device_id}
     if args.command == "enrol":
         identity = {
             "id_number": args.id_number,
@@ -152,7 +204,7 @@ async def run(args: argparse.Namespace) -> object:
             return await app.upgrade_at_kiosk(identity, args.selfie.read_bytes(), kiosk=kiosk)
         return await app.enrol(identity, args.selfie.read_bytes(), kiosk=kiosk)
     if args.command == "activate":
-        return await app.activate(args.account_id, args.code, args.device_name)
+        return await app.activate(args.account_id, args.code, args.device_name, pin=None if args.no_pin else new_pin())
     if args.command == "pending":
         return await app.pending()
     if args.command == "show":
@@ -175,7 +227,7 @@ async def run(args: argparse.Namespace) -> object:
     if args.command == "rename":
         return await app.rename_device(args.device_id, args.name)
     if args.command == "pair-start":
-        return await app.start_pairing(args.device_name)
+        return await app.start_pairing(args.device_name, pin=None if args.no_pin else new_pin())
     if args.command == "pair-wait":
         return await app.finish_pairing(args.timeout)
     if args.command == "pair-approve":

@@ -15,14 +15,15 @@ import json as json_module  # `json` is a parameter name of _call
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from libs.approvals import ApprovalRequest, sign_decision
 from libs.tokens import generate_private_key, public_jwk, sign
 
-from .profile import Profile, ProfileError
+from .profile import PinRequired, Profile, ProfileError, check_new_pin
 
 # A device token is used again until this long before it expires.
 TOKEN_MARGIN_S = 60
@@ -42,8 +43,13 @@ class AppError(RuntimeError):
 
 
 class CitizenApp:
-    def __init__(self, profile: Profile, profile_path: Path | None = None) -> None:
+    """`pin`: the PIN or passphrase sealing the device key, or a function asking the citizen for it (called each time
+    the key must sign: every decision, every device token). None: the key is not sealed (or not yet made)."""
+
+    def __init__(self, profile: Profile, profile_path: Path | None = None, *,
+                 pin: str | Callable[[], str] | None = None) -> None:
         self.profile = profile
+        self.pin = pin
         self.profile_path = profile_path
         self.base = profile.gateway_url.rstrip("/")
         self._token: tuple[str, float] | None = None  # the device token and when to stop using it (monotonic)
@@ -88,9 +94,15 @@ class CitizenApp:
         body = {**identity, "selfie": base64.b64encode(selfie).decode()}
         return await self._call("POST", "/v1/enrolments/upgrades", json=body, basic=kiosk)
 
-    async def activate(self, account_id: str, activation_code: str, device_name: str = "phone") -> dict[str, Any]:
-        """Generate the device key, prove possession over a server nonce, bind the device."""
+    async def activate(self, account_id: str, activation_code: str, device_name: str = "phone", *,
+                       pin: str | None = None) -> dict[str, Any]:
+        """Generate the device key, prove possession over a server nonce, bind the device.
+
+        `pin`: seal the key under this PIN or passphrase (and tell auth the device is PIN-protected); without one
+        the key is kept in the clear and auth is told so (its logins then never claim a PIN)."""
         key = generate_private_key()
+        if pin:
+            check_new_pin(pin)
         challenge = await self._call("POST", "/v1/devices/challenges", json={})
         now = int(datetime.now(UTC).timestamp())
         proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
@@ -103,12 +115,13 @@ class CitizenApp:
                 "public_key": public_jwk(key),
                 "device_name": device_name,
                 "proof": proof,
+                "key_protection": self.key_protection(pin),
             },
         )
         self.profile.account_id = account_id
         self.profile.device_id = result["device_id"]
         self.profile.device_name = device_name
-        self.profile.device_key_pem = Profile.pem_of(key)
+        self._keep_key(key, pin)
         self._save()
         return result
 
@@ -142,7 +155,7 @@ class CitizenApp:
                 "exp": now + 60,
                 "jti": uuid.uuid4().hex,
             },
-            self.profile.device_key(),
+            self._unlock()[0],
             headers={"kid": self.profile.device_id},
         )
         result = await self._call("POST", "/v1/devices/token", json={"assertion": assertion})
@@ -171,13 +184,15 @@ class CitizenApp:
         digest = ApprovalRequest.model_validate(prompt["request"]).digest()
         if digest != prompt["digest"]:
             raise AppError(0, {"title": "Digest mismatch", "detail": "the prompt does not match its digest; refusing to sign"})
+        key, uv = self._unlock()  # the PIN is asked for this decision (a sealed key)
         signed = sign_decision(
-            self.profile.device_key(),
+            key,
             device_id=self.profile.device_id,
             approval_id=approval_id,
             digest=digest,
             decision=decision,
             selection=selection,
+            uv=uv,
         )
         return await self._as_device("POST", f"/v1/approvals/{approval_id}/decision", json={"decision": signed})
 
@@ -253,18 +268,21 @@ class CitizenApp:
 
     # -- adding a device from an existing one --------------------------------
 
-    async def start_pairing(self, device_name: str = "phone") -> dict[str, Any]:
+    async def start_pairing(self, device_name: str = "phone", *, pin: str | None = None) -> dict[str, Any]:
         """On the new phone: make the device key, prove possession, and get the code to show (and a pairing id kept
         in the profile). The citizen enters the code on a phone already bound (`approve_pairing`); then
-        `finish_pairing` here."""
+        `finish_pairing` here. `pin`: as `activate`'s."""
         key = generate_private_key()
+        if pin:
+            check_new_pin(pin)
         challenge = await self._call("POST", "/v1/devices/challenges", json={})
         now = int(datetime.now(UTC).timestamp())
         proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
         started = await self._call("POST", "/v1/devices/pairings",
-                                   json={"public_key": public_jwk(key), "device_name": device_name, "proof": proof})
+                                   json={"public_key": public_jwk(key), "device_name": device_name, "proof": proof,
+                                         "key_protection": self.key_protection(pin)})
         self.profile.device_name = device_name
-        self.profile.device_key_pem = Profile.pem_of(key)
+        self._keep_key(key, pin)
         self.profile.pairing_id = started["pairing_id"]
         self.profile.account_id = self.profile.device_id = None
         self._save()
@@ -371,6 +389,28 @@ class CitizenApp:
                     elif not line and data:
                         yield json_module.loads("\n".join(data))
                         data = []
+
+    # -- the device key -------------------------------------------------------
+
+    @staticmethod
+    def key_protection(pin: str | None) -> dict[str, str]:
+        """What protects the key, as auth is told at activation or pairing: a software key (this app has no
+        hardware keystore auth could verify), with or without a PIN."""
+        return {"storage": "software", "user_verification": "pin" if pin else "none"}
+
+    def _keep_key(self, key: ec.EllipticCurvePrivateKey, pin: str | None) -> None:
+        self.profile.set_device_key(key, pin)
+        if pin and self.pin is None:
+            self.pin = pin
+
+    def _unlock(self) -> tuple[ec.EllipticCurvePrivateKey, str]:
+        """The device key, opened now, and how: "pin" when the PIN was asked for (and opened it), else "none"."""
+        if not self.profile.pin_protected:
+            return self.profile.device_key(), "none"
+        pin = self.pin() if callable(self.pin) else self.pin
+        if not pin:
+            raise PinRequired("the device key is protected by a PIN: give the PIN to unlock it")
+        return self.profile.device_key(pin), "pin"
 
     def _save(self) -> None:
         if self.profile_path is not None:

@@ -46,6 +46,9 @@ class DecisionClaims(BaseModel):
     decision: Decision
     # Formfill: the optional fields the citizen kept; None when the prompt offers no choice.
     selection: list[str] | None = Field(default=None, max_length=100)
+    # User verification for this decision, as the app claims it: "pin" when it asked for the PIN that unlocked the
+    # key. auth believes it only from a device registered as PIN-protected (services/auth/devices/protection.py).
+    uv: Literal["pin", "none"] | None = None
     iat: int
     exp: int
     jti: str = Field(min_length=8, max_length=100)
@@ -59,6 +62,7 @@ def sign_decision(
     digest: str,
     decision: Decision,
     selection: list[str] | None = None,
+    uv: Literal["pin", "none"] | None = None,
     lifetime_s: int = 120,
     now: datetime | None = None,
 ) -> str:
@@ -74,6 +78,8 @@ def sign_decision(
     }
     if selection is not None:
         claims["selection"] = selection
+    if uv is not None:
+        claims["uv"] = uv
     return sign(claims, key, headers={"kid": device_id, "typ": DECISION_TYP})
 
 

@@ -159,6 +159,8 @@ class DeviceView(Answer):
     key_thumbprint: str
     created_at: datetime
     revoked_at: datetime | SkipJsonSchema[None] = None
+    key_storage: Literal["software"] = Field(description="where the key is kept, as registered (no hardware key is accepted)")
+    user_verification: Literal["pin", "none"] = Field(description="pin: the app asks the PIN before every signature")
 
 
 class DeviceList(Answer):

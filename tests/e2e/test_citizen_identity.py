@@ -78,8 +78,12 @@ def cli(platform, profile: Path, *args: str) -> subprocess.CompletedProcess:
     """The citizen app's command line, as a person runs it (only the CLI test; the others use the library in process)."""
     return subprocess.run(
         [sys.executable, "-m", "clients.citizen_app", "--profile", str(profile), "--gateway", platform.gateway, *args],
-        env=platform.env(), capture_output=True, text=True, timeout=60,
+        # The PIN sealing the device key, as a script gives it (a person types it at the prompt).
+        env={**platform.env(), "HARBOUR_APP_PIN": CLI_PIN}, capture_output=True, text=True, timeout=60,
     )
+
+
+CLI_PIN = "161803"
 
 
 def problem(result) -> dict:
@@ -168,8 +172,9 @@ async def test_cli_self_registration_in_the_sandbox_then_deny(platform, tmp_path
     assert enrolment["assurance"] == "basic"  # self-registered, not proofed in person
     activated = cli(platform, profile, "activate", "--account-id", enrolment["account_id"], "--code", enrolment["activation_code"])
     assert activated.returncode == 0, activated.stderr
+    assert "PRIVATE KEY" not in profile.read_text()  # sealed under the PIN
     devices = json.loads(cli(platform, profile, "devices").stdout)
-    assert [d["status"] for d in devices["devices"]] == ["active"]
+    assert [(d["status"], d["user_verification"]) for d in devices["devices"]] == [("active", "pin")]
 
     request = approval_request(enrolment["account_id"], purpose="Sign in to the Tax Portal")
     await publish_prompt(platform, request)

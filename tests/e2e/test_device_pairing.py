@@ -171,7 +171,7 @@ def cli(platform, profile, *args: str) -> subprocess.CompletedProcess:
 async def test_the_command_line_adds_names_and_lists_a_phone(platform, tmp_path):
     old = await citizen(platform, tmp_path, "old phone")
     new_profile = tmp_path / "cli-new.json"
-    started = cli(platform, new_profile, "pair-start", "--device-name", "cli tablet")
+    started = cli(platform, new_profile, "pair-start", "--device-name", "cli tablet", "--no-pin")
     assert started.returncode == 0, started.stderr
     code = json.loads(started.stdout)["code"]
     approved = cli(platform, tmp_path / "old phone.json", "pair-approve", code)

@@ -77,7 +77,7 @@ async def test_authlib_code_flow_with_pkce_approved_on_the_phone(platform, kiosk
     # No offline_access asked for: no refresh token (issue 14).
     assert token["token_type"] == "Bearer" and "refresh_token" not in token
     claims = validate_id_token(metadata, token, rp["client_id"], nonce)
-    assert claims["acr"] == "urn:harbour-id:loa:plus" and "hwk" in claims["amr"] and claims["sid"]
+    assert claims["acr"] == "urn:harbour-id:loa:plus" and claims["amr"] == ["swk"] and claims["sid"]  # no PIN: a software key alone
     userinfo = session.get(metadata["userinfo_endpoint"], timeout=10)
     assert userinfo.status_code == 200
     assert userinfo.json()["sub"] == claims["sub"]

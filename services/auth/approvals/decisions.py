@@ -28,6 +28,7 @@ from libs.service.tracing import continuing
 from libs.tokens import load_public_jwk
 
 from ..collections import APPROVALS
+from ..devices.protection import authentication_methods
 from ..devices.tokens import DeviceContext
 from ..errors import DECISION_REFUSALS, AlreadyDecided, ApprovalExpired, NoSuchApproval, WrongDevice
 from .queue import request_of
@@ -67,8 +68,11 @@ async def _decided(
     request = doc["request"]
     finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == "auth" else None
     if finisher is not None:
-        result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance},
-                                 claims.decision)
+        # How the citizen authenticated for this decision (RFC 8176): the key's kind, and the PIN if the device
+        # registered one and says it asked for it (devices/protection.py).
+        amr = authentication_methods(device.key_storage, device.user_verification, claims.uv)
+        result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance,
+                                                 "amr": amr}, claims.decision)
     return result
 
 
@@ -136,4 +140,5 @@ async def _publish(
         "decided_at": now.isoformat(),
     })
     await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
-                     outcome=status, approval_id=doc["_id"])
+                     outcome=status, approval_id=doc["_id"],
+                     amr=authentication_methods(device.key_storage, device.user_verification, claims.uv))

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..identity.accounts import change_state
 from ..identity.activation import code_hash, code_matches, lock, refuse_unusable, take_attempt
+from .protection import KeyProtection
 from .registry import new_device
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class ActivationRequest(BaseModel):
     public_key: dict[str, str] = Field(description="the device's P-256 public key as a JWK")
     device_name: str = Field(default="phone", min_length=1, max_length=60)
     proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
+    key_protection: KeyProtection = Field(default_factory=KeyProtection,
+                                          description="what protects the key (devices/protection.py); default software, no PIN")
 
 
 async def issue_nonce(auth: "Auth", ttl_s: int) -> tuple[str, datetime]:
@@ -113,10 +116,12 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
         raise ActivationCodeUsed("this activation code has already been used")
     device_id = f"dev-{uuid.uuid4().hex}"
     account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
-    await new_device(auth, session, account, device_id=device_id, name=request.device_name, jwk=jwk, now=now)
+    await new_device(auth, session, account, device_id=device_id, name=request.device_name, jwk=jwk, now=now,
+                     **request.key_protection.on_device())
     if account["state"] == "pending":
         await change_state(auth, session, request.account_id, "active", reason="first device activated")
-    await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id)
+    await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id,
+                     **request.key_protection.on_device())
     return device_id
 
 

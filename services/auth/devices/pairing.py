@@ -62,6 +62,7 @@ from ..errors import (
 )
 from ..identity.activation import ALPHABET, normalise
 from .binding import consume_nonce, verify_possession
+from .protection import KeyProtection
 from .registry import new_device
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class PairingRequest(BaseModel):
     public_key: dict[str, str] = Field(description="the new device's P-256 public key as a JWK")
     device_name: str = Field(default="phone", min_length=1, max_length=60)
     proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
+    key_protection: KeyProtection = Field(default_factory=KeyProtection,
+                                          description="what protects the key (devices/protection.py); default software, no PIN")
 
 
 def code_hash(hash_key: bytes, code: str) -> str:
@@ -106,6 +109,7 @@ async def start(auth: "Auth", request: PairingRequest) -> dict[str, Any]:
             await auth.db[DEVICE_PAIRINGS].insert_one({
                 "_id": pairing_id, "code_hash": code_hash(auth.settings.hash_key, code), "status": "waiting",
                 "public_jwk": jwk, "jkt": thumbprint(jwk), "device_name": request.device_name,
+                "key_protection": request.key_protection.on_device(),
                 "created_at": now, "expires_at": expires_at, "purge_at": expires_at + timedelta(days=1)})
             break
         except DuplicateKeyError:
@@ -233,7 +237,7 @@ async def on_decision(auth: "Auth", session: AsyncClientSession, approval: dict[
     if bound.modified_count != 1:
         raise PairingUnusable("this pairing can no longer add a device")
     await new_device(auth, session, account, device_id=device_id, name=doc["device_name"], jwk=doc["public_jwk"], now=now,
-                     added_by=approval["device_id"])
+                     added_by=approval["device_id"], **doc.get("key_protection", KeyProtection().on_device()))
     await auth.publish(session, IDENTITY, "identity.device_added", account_id, {
         "account_id": account_id, "device_id": device_id, "approved_by": approval["device_id"], "how": "paired"})
     await auth.audit(session, subject=account_id, action="device.pair", actor=approval["device_id"], outcome="bound",

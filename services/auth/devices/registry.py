@@ -16,6 +16,7 @@ from libs.tokens import thumbprint
 
 from ..collections import DEVICES
 from ..errors import NoSuchDevice
+from .protection import registered
 from .tokens import DeviceContext
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def device_view(doc: dict) -> dict[str, Any]:
         "key_thumbprint": doc["jkt"],
         "created_at": doc["created_at"].isoformat(),
     }
+    view["key_storage"], view["user_verification"] = registered(doc)
     if doc.get("revoked_at"):
         view["revoked_at"] = doc["revoked_at"].isoformat()
     return view

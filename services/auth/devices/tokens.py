@@ -20,6 +20,7 @@ from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_pu
 from libs.tokens.single_use import first_use
 
 from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
+from .protection import registered
 from ..errors import (
     AccountInactive,
     DeviceInactive,
@@ -42,6 +43,9 @@ class DeviceContext:
     public_jwk: dict[str, str]
     # The account's assurance (basic/plus) when known from the device's document, else None.
     assurance: str | None = None
+    # What protects the device's key, as registered (protection.py): "software"; "pin" or "none".
+    key_storage: str = "software"
+    user_verification: str = "none"
 
 
 async def _account_of(db, device: dict) -> dict | None:
@@ -105,5 +109,6 @@ async def authenticate_device(auth: "Auth", token: str) -> DeviceContext:
     account = await _account_of(db, device)
     if account is None or account["state"] != "active":
         raise AccountInactive("the account is not active")
+    key_storage, user_verification = registered(device)
     return DeviceContext(device_id=device["_id"], account_id=device["account_id"], public_jwk=device["public_jwk"],
-                         assurance=account.get("assurance"))
+                         assurance=account.get("assurance"), key_storage=key_storage, user_verification=user_verification)

@@ -53,7 +53,10 @@ if TYPE_CHECKING:
     from ..context import Auth
 
 APP_LINK_PREFIX = "harbourid://authorize?tx="
-AMR = ("hwk", "user")  # proof of a hardware-held key, and the citizen's own action on the phone (RFC 8176)
+# RFC 8176: what a login's approval proved when the decision does not say (a prompt decided before decisions carried
+# it): a software-held key. The reference app keeps its key in software; "hwk" needs a hardware key auth can verify
+# (devices/protection.py), and "pin" a device registered with a PIN that says it asked for it.
+SOFTWARE_KEY_ONLY = ("swk",)
 NEEDS_PLUS = "this service needs an identity proofed in person (plus)"
 DECLINED = {"error": "access_denied", "error_description": "the citizen declined"}
 
@@ -269,12 +272,14 @@ async def _approved(
     sub = await subject_for(auth, session, sector, account["_id"])
     sid = secrets.token_urlsafe(16)
     grant = grant_doc(client_id, account["_id"], sub, doc["request"]["scope"], acr=acr_of(account["assurance"]),
-                      auth_time=int(auth.clock.now().timestamp()), sid=sid, nonce=doc["request"].get("nonce"))
+                      auth_time=int(auth.clock.now().timestamp()), sid=sid, nonce=doc["request"].get("nonce"),
+                      amr=approval.get("amr") or SOFTWARE_KEY_ONLY)
     # What the phone showed and the citizen approved: the only thing prompt=none may repeat later. A browser's
     # session is opened with its cookie when the browser completes the login (complete); a CIBA login's here.
     if doc["kind"] != "browser":
         await sessions.open_session(auth, session, sid=sid, account_id=account["_id"], auth_time=grant["auth_time"],
-                                    acr=grant["acr"], client_id=client_id, scopes=doc["request"]["scope"].split())
+                                    acr=grant["acr"], client_id=client_id, scopes=doc["request"]["scope"].split(),
+                                    amr=grant["amr"])
     succeeded = {"client_id": client_id, "sub": sub, "acr": grant["acr"], "flow": doc["kind"]}
     await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
@@ -309,9 +314,9 @@ def login_code(auth: "Auth", tx: str, grant: dict[str, Any], request: dict[str, 
 
 
 def grant_doc(client_id: str, account_id: str, sub: str, scope: str, *, acr: str, auth_time: int, sid: str,
-              nonce: str | None) -> dict[str, Any]:
-    """Who authenticated, to which client, how: what a code (and the tokens it buys) carries."""
-    return {"client_id": client_id, "account_id": account_id, "sub": sub, "scope": scope, "acr": acr, "amr": list(AMR),
+              nonce: str | None, amr: list[str] | tuple[str, ...] = SOFTWARE_KEY_ONLY) -> dict[str, Any]:
+    """Who authenticated, to which client, how (`amr`: what the approval proved): what a code (and its tokens) carries."""
+    return {"client_id": client_id, "account_id": account_id, "sub": sub, "scope": scope, "acr": acr, "amr": list(amr),
             "auth_time": auth_time, "sid": sid, "nonce": nonce}
 
 

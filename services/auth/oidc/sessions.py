@@ -36,11 +36,11 @@ NEVER_SILENT = frozenset({"offline_access"})
 
 async def open_session(
     auth: "Auth", session: AsyncClientSession | None, *, sid: str, account_id: str, auth_time: int, acr: str,
-    client_id: str, scopes: list[str],
+    client_id: str, scopes: list[str], amr: list[str],
 ) -> None:
-    """Record an approved login: the session and the one client/scope set the citizen approved."""
+    """Record an approved login: the session and the one client/scope set the citizen approved (and how: `amr`)."""
     await auth.db[SESSIONS].insert_one(
-        {"_id": sid, "cookie_hash": None, "account_id": account_id, "auth_time": auth_time, "acr": acr,
+        {"_id": sid, "cookie_hash": None, "account_id": account_id, "auth_time": auth_time, "acr": acr, "amr": amr,
          "approved": [{"client_id": client_id, "scopes": sorted(set(scopes) - NEVER_SILENT)}],
          "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.session_ttl_s)},
         session=session,
@@ -56,7 +56,7 @@ async def open_with_cookie(auth: "Auth", grant: dict[str, Any], previous_cookie:
     try:
         await auth.db[SESSIONS].insert_one(
             {"_id": grant["sid"], "cookie_hash": token_hash(cookie), "account_id": grant["account_id"],
-             "auth_time": grant["auth_time"], "acr": grant["acr"],
+             "auth_time": grant["auth_time"], "acr": grant["acr"], "amr": grant.get("amr"),
              "approved": [{"client_id": grant["client_id"], "scopes": sorted(set(grant["scope"].split()) - NEVER_SILENT)}],
              "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.session_ttl_s)})
     except DuplicateKeyError:

@@ -16,7 +16,7 @@ from ..collections import ACCOUNTS
 from . import sessions
 from .authorization import AuthorizationRequest
 from .errors import ConsentRequired, LoginRequired
-from .login import grant_doc, issue_code, response_params
+from .login import SOFTWARE_KEY_ONLY, grant_doc, issue_code, response_params
 from .pairwise import subject_for
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ async def answer(auth: "Auth", cookie: str | None, client: "Client", request: Au
     session_doc = await session_allowing(auth, cookie, request, account_id=account_id)
     sub = await auth.transaction(lambda s: subject_for(auth, s, client.sector, session_doc["account_id"]))
     grant = grant_doc(client.client_id, session_doc["account_id"], sub, request.scope, acr=session_doc["acr"],
-                      auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce)
+                      auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce,
+                      # How the citizen authenticated when the session was opened (older sessions: a software key).
+                      amr=session_doc.get("amr") or SOFTWARE_KEY_ONLY)
     code = await issue_code(auth, None, grant, request.to_doc(), tx=None)
     return response_params({"code": code}, request, auth.settings.issuer)
 
