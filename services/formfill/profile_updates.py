@@ -65,7 +65,7 @@ async def on_profile_updated(formfill: Formfill, session: AsyncClientSession, da
         await _tell(formfill, session, consent, covered, provenance, data["change_id"])
         told += 1
     await formfill.audit(session, subject=account_id, action="vault.update", actor="formfill", change_id=data["change_id"],
-                         fields=sorted(values), method=verification["method"], standing_consents_told=told)
+                         fields=sorted(values), method=verification["method"], standing_consents=told)
 
 
 async def _tell(formfill: Formfill, session: AsyncClientSession, consent: dict[str, Any], values: dict[str, str],
