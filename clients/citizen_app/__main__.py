@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     close = commands.add_parser("close-account", help="close the account for good (devices, data, certificate, inbox: docs/privacy.md)")
     close.add_argument("--yes", action="store_true", required=True, help="confirm: a closed account never comes back")
     commands.add_parser("devices", help="list this account's devices")
+    commands.add_parser("export", help="download everything the platform holds about you: each service's signed part (JSON)")
     rename = commands.add_parser("rename", help="name a device of this account")
     rename.add_argument("device_id")
     rename.add_argument("name")
@@ -224,6 +225,8 @@ async def run(args: argparse.Namespace) -> object:
         return await app.close_account()
     if args.command == "devices":
         return await app.devices()
+    if args.command == "export":
+        return await app.export()
     if args.command == "rename":
         return await app.rename_device(args.device_id, args.name)
     if args.command == "pair-start":

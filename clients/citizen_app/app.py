@@ -21,6 +21,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from libs.approvals import ApprovalRequest, sign_decision
+from libs.data_export import EXPORT_PATHS, JWKS_PATHS
 from libs.tokens import generate_private_key, public_jwk, sign
 
 from .profile import PinRequired, Profile, ProfileError, check_new_pin
@@ -369,6 +370,16 @@ class CitizenApp:
     async def confirm_profile_change(self, change_id: str, code: str) -> dict[str, Any]:
         """The code the new phone or e-mail received: the change holds from now on."""
         return await self._as_device("POST", f"/v1/profile/changes/{change_id}/confirmation", json={"code": code})
+
+    async def export(self) -> dict[str, Any]:
+        """The personal-data export: each service's part, signed by it (JWS), gathered into one document with a copy of
+        the JWKS each verifies against, so the file can be checked after a key rotation too (docs/api.md)."""
+        parts = {}
+        for service, path in EXPORT_PATHS.items():
+            part = await self._as_device("GET", path)
+            parts[service] = {**part, "jwks": await self._call("GET", JWKS_PATHS[service])}
+        return {"type": "harbour-id/personal-data-export", "issuer": self.base,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"), "parts": parts}
 
     async def stream(self):
         """The live inbox (server-sent events): yields each new message as it arrives; comments are skipped."""

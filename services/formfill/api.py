@@ -16,7 +16,9 @@ from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusa
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
 
-from . import consents, formfill_requests
+from libs.data_export import ExportPart
+
+from . import consents, export, formfill_requests
 from .callers import device, relying_party
 from .consents import ConsentList
 from .context import Formfill
@@ -106,6 +108,16 @@ async def list_consents(request: web.Request, caller: Device) -> ConsentList:
 )
 async def revoke_consent(request: web.Request, caller: Device) -> None:
     await consents.revoke(request.app[FORMFILL], caller, request.match_info["receipt_id"])
+
+
+@receipts.get(
+    "/v1/formfill/export", summary="formfill's part of the citizen's personal-data export (signed JWS)",
+    caller=calling_device, headers=NO_STORE, answers={200: ExportPart, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_TOKEN_REFUSALS,
+    description="The vault record opened for its owner, consent receipts and form-fill requests, as a JWS "
+                "(typ harbour-export+jwt) signed with a key of /v1/formfill/jwks (docs/api.md, personal-data export).",
+)
+async def export_part(request: web.Request, caller: Device) -> ExportPart:
+    return await export.export(request.app[FORMFILL], caller)
 
 
 OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

@@ -83,6 +83,12 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/devices/pairings/{pairing_id}", "auth", PUBLIC),
     rule("PATCH", "/v1/devices/{device_id}", "auth", DEVICE),  # naming a device
     rule("POST", "/v1/account/closure", "auth", DEVICE),  # the closure prompt; the phone's approval closes (docs/api.md)
+    # The citizen's personal-data export: each service signs its own part for the citizen's own device (docs/api.md).
+    rule("GET", "/v1/account/export", "auth", DEVICE),
+    rule("GET", "/v1/formfill/export", "formfill", DEVICE),
+    rule("GET", "/v1/notify/export", "notify", DEVICE),
+    rule("GET", "/v1/signing/export", "signing", DEVICE),
+    rule("GET", "/v1/signing/jwks", "signing", PUBLIC),  # the keys of signing's export part
     rule("POST", "/v1/profile/changes", "auth", DEVICE),  # phone / e-mail (one-time code to the new one) or address
     rule("POST", "/v1/profile/changes/{change_id}/confirmation", "auth", DEVICE),
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),

@@ -20,7 +20,9 @@ from libs.service.endpoints import Endpoints
 from libs.service import streams
 from libs.service.openapi import JSON
 
-from . import callbacks, idempotency, inbox, jobs, notifications, preferences, templates
+from libs.data_export import ExportPart
+
+from . import callbacks, export, idempotency, inbox, jobs, notifications, preferences, templates
 from .callbacks import JWKS, Callback, CallbackBody
 from .callers import Agency, Citizen, agency, device
 from .context import Notify
@@ -277,6 +279,14 @@ async def show_preferences(request: web.Request, caller: Citizen) -> Preferences
 async def replace_preferences(request: web.Request, caller: Citizen, body: PreferencesBody) -> Preferences:
     notify = request.app[NOTIFY]
     return await preferences.replace(notify.db, notify.cipher, caller.account_id, body, notify.clock.now())
+
+
+@citizens.get("/v1/notify/export", summary="notify's part of the citizen's personal-data export (signed JWS)",
+              caller=calling_device, answers={200: ExportPart, **DEVICE}, refusals=DEVICE_REFUSALS, headers=NO_STORE,
+              description="The inbox, preferences with contact details and the notifications addressed to the citizen, "
+                          "as a JWS (typ harbour-export+jwt) signed with a key of /v1/notifications/jwks (docs/api.md).")
+async def export_part(request: web.Request, caller: Citizen) -> ExportPart:
+    return await export.export(request.app[NOTIFY], caller)
 
 
 ENDPOINTS = (agencies, citizens)

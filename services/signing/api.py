@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from aiohttp import BodyPartReader, web
+from pydantic import BaseModel
 
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
@@ -21,7 +22,10 @@ from libs.service.endpoints import BODY_REFUSALS, NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 
-from . import parsing, signing_requests
+from libs.data_export import ExportPart
+from libs.tokens.keystore import KeyStore
+
+from . import export, parsing, signing_requests
 from .callers import device, relying_party
 from .context import Signing
 from .errors import (
@@ -39,6 +43,7 @@ from .reports import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
+EXPORT_KEYS = web.AppKey("signing_export_keys", KeyStore)  # app.py: the keys of the citizen's export part
 BINARY = {"type": "string", "format": "binary"}
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
@@ -232,6 +237,27 @@ async def take_result(request: web.Request, caller: RelyingParty) -> web.Respons
 )
 async def claim_request(request: web.Request, caller: Device) -> Claimed:
     return await signing_requests.claim(request.app[SIGNING], caller, request.match_info["request_id"])
+
+
+class JWKS(BaseModel):
+    keys: list[dict[str, str]]
+
+
+@authority.get("/v1/signing/jwks", summary="The keys that sign signing's part of a citizen's data export (JWKS)",
+               answers={200: JWKS}, headers={"Cache-Control": "max-age=60"})
+async def jwks(request: web.Request) -> JWKS:
+    return JWKS.model_validate(await request.app[EXPORT_KEYS].jwks())
+
+
+@sign_requests.get(
+    "/v1/signing/export", summary="signing's part of the citizen's personal-data export (signed JWS)",
+    caller=calling_device, security=("deviceToken",), headers=NO_STORE,
+    answers={200: ExportPart, **DEVICE_AUTH_ERRORS}, refusals=DEVICE_TOKEN_REFUSALS,
+    description="The citizen's certificates and signing requests, as a JWS (typ harbour-export+jwt) signed with a key "
+                "of /v1/signing/jwks (docs/api.md, personal-data export).",
+)
+async def export_part(request: web.Request, caller: Device) -> ExportPart:
+    return await export.export(request.app[SIGNING], request.app[EXPORT_KEYS], caller)
 
 
 OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

@@ -16,8 +16,10 @@ from libs.service.openapi import install_openapi_route
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
+from libs.tokens.keystore import KeyStore
 
-from .api import ENDPOINTS, OPERATIONS, SIGNING
+from .api import ENDPOINTS, EXPORT_KEYS, OPERATIONS, SIGNING
+from .collections import EXPORT_KEYS as EXPORT_KEYS_COLLECTION
 from .authority import load_or_create
 from .collections import INDEXES
 from .context import Signing
@@ -70,6 +72,16 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         hsm.close()
 
     app.cleanup_ctx.append(signing_context)
+
+    async def export_keys(app: web.Application):
+        # The citizen's export part is signed with these (never rotated automatically; JWKS at /v1/signing/jwks).
+        keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=0,
+                        collection=EXPORT_KEYS_COLLECTION)
+        await keys.ensure()
+        app[EXPORT_KEYS] = keys
+        yield
+
+    app.cleanup_ctx.append(export_keys)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
