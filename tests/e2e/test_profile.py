@@ -23,7 +23,7 @@ from libs.devstack import processes
 from libs.events import CloudEvent, agency_topic
 from libs.events.topics import AUDIT
 
-from ..support.broker import all_messages
+from ..support.broker import all_messages, raw_bytes
 from ..support.calls import bearer, refusal, refused_with
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created, prompt_for, result_of, verified_claims, wait_for_status
@@ -206,6 +206,14 @@ async def test_a_new_phone_reaches_a_standing_consent_only_after_its_code_and_pr
         updates = [e for e in await agency_events(platform, rp["client_id"]) if e.type == "consent.fields_updated"]
         assert [e.data["fields"] for e in updates] == [["address"], ["phone"]]
         assert all("Queen's Road" not in json.dumps(opened(platform, body, key)) for _, body in receiver.received)
+
+    # Nowhere in the clear: no log line of any service, no record on any topic holds the new number or address.
+    logs = {path.name: path.read_text(errors="replace") for path in platform.stack.log_dir.glob("*.log")}
+    assert {"auth.log", "formfill.log", "notify.log", "notify-dispatcher.log"} <= set(logs), sorted(logs)
+    logs = "".join(logs.values())
+    assert new_phone not in logs and "Queen's Road" not in logs and "8 Harbour Road" not in logs
+    records = await all_messages(platform.infra.kafka_bootstrap)
+    assert not [m.topic for m in records if new_phone.encode() in raw_bytes(m) or b"Harbour Road, Wan Chai" in raw_bytes(m)]
 
 
 async def test_an_email_code_locks_after_five_wrong_tries_and_bad_input_changes_nothing(platform, kiosk, metadata, tmp_path):
