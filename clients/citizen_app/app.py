@@ -90,6 +90,15 @@ class CitizenApp:
         self._save()
         return result
 
+    async def recover_in_sandbox(self, identity: dict[str, Any], selfie: bytes) -> dict[str, Any]:
+        """Sandbox only: a test citizen's lost phone without a kiosk (same data and selfie as self-registration); every
+        old device is revoked and a new code is issued for the same account (activate this app with it)."""
+        body = {**identity, "selfie": base64.b64encode(selfie).decode()}
+        result = await self._call("POST", "/v1/enrolments/recovery", json=body)
+        self.profile.account_id = result["account_id"]
+        self._save()
+        return result
+
     async def upgrade_at_kiosk(self, identity: dict[str, Any], selfie: bytes, *, kiosk: tuple[str, str]) -> dict[str, Any]:
         """A basic identity proofed in person at a kiosk becomes plus; this phone stays bound."""
         body = {**identity, "selfie": base64.b64encode(selfie).decode()}

@@ -34,6 +34,12 @@ class NotEnrolled(NotFound):
     slug, title = "not-enrolled", "Not enrolled"
 
 
+class SandboxOnly(Forbidden):
+    """Self-service recovery outside the sandbox: in production a lost phone is replaced at a kiosk."""
+
+    slug, title = "sandbox-only", "Only in the sandbox"
+
+
 class MayNotEnrol(Forbidden):
     """A client other than a kiosk with scope `enrol` tried to enrol a citizen."""
 

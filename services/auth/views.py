@@ -97,6 +97,18 @@ class PhoneReplaced(Answer):
     upgraded: bool = Field(description="the account was basic and is plus from now on (the proofing was in person)")
 
 
+class PhoneRecovered(Answer):
+    """The sandbox's self-service recovery: the same account with a new activation code; every old device revoked."""
+
+    account_id: str
+    state: Literal["pending", "active"]
+    assurance: Literal["basic", "plus"] = Field(description="unchanged: nobody saw the citizen")
+    activation_code: str = Field(pattern=r"^[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}$", description="shown once")
+    activation_expires_at: datetime
+    devices_revoked: int = Field(ge=0)
+    upgraded: Literal[False] = False
+
+
 class AssuranceUpgraded(Answer):
     account_id: str
     state: Literal["pending", "active"]

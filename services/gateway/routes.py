@@ -71,6 +71,7 @@ ROUTES: tuple[Rule, ...] = (
     # A kiosk proofs an enrolled citizen again: a lost phone replaced, basic upgraded to plus (kiosk Basic only).
     rule("POST", "/v1/enrolments/replacements", "auth", PUBLIC, max_body_bytes=4 * MB),
     rule("POST", "/v1/enrolments/upgrades", "auth", PUBLIC, max_body_bytes=4 * MB),
+    rule("POST", "/v1/enrolments/recovery", "auth", PUBLIC, max_body_bytes=4 * MB),  # sandbox only: auth refuses it in production
     rule("POST", "/v1/devices/challenges", "auth", PUBLIC),
     rule("POST", "/v1/devices/token", "auth", PUBLIC),  # the body is a device-signed assertion
     rule("POST", "/v1/devices", "auth", PUBLIC),  # activation: code + proof of possession

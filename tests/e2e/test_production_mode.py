@@ -99,6 +99,35 @@ def test_self_registration_is_refused_and_stores_nothing(production):
     assert _count(production, "auth", "accounts") == accounts + 1
 
 
+def _account(stack: DevStack, account_id: str) -> dict:
+    async def find() -> dict:
+        async with mongo(stack.config.mongo_uri) as client:
+            return await client[f"{stack.config.db_prefix}auth"]["accounts"].find_one({"_id": account_id})
+    return asyncio.run(find())
+
+
+def test_self_service_recovery_is_refused_and_changes_nothing(production):
+    """The sandbox's recovery of a lost phone without a kiosk (POST /v1/enrolments/recovery) does not exist here."""
+    gateway = production.config.service_url("gateway")
+    kiosk = requests.post(gateway + "/v1/clients", headers=_operator(production), timeout=30,
+                          json={"client_name": "Kiosk Recovery", "kind": "kiosk", "scope": "enrol"})
+    assert kiosk.status_code == 201, kiosk.text
+    enrolment = {**identity(), "selfie": base64.b64encode(selfie()).decode()}
+    enrolled = requests.post(gateway + "/v1/enrolments", json=enrolment, timeout=30,
+                             auth=(kiosk.json()["client_id"], kiosk.json()["client_secret"]))
+    assert enrolled.status_code == 201, enrolled.text
+    account_id = enrolled.json()["account_id"]
+    before = _account(production, account_id)
+
+    refused = requests.post(gateway + "/v1/enrolments/recovery", json=enrolment, timeout=30)
+    assert _problem(refused, 403)["type"].endswith("/sandbox-only")
+    assert _account(production, account_id) == before  # the same activation code, no replacement
+    # The kiosk still replaces a lost phone in production.
+    replaced = requests.post(gateway + "/v1/enrolments/replacements", json=enrolment, timeout=30,
+                             auth=(kiosk.json()["client_id"], kiosk.json()["client_secret"]))
+    assert replaced.status_code == 201, replaced.text
+
+
 def test_open_client_registration_is_refused_and_the_operators_works(production):
     gateway = production.config.service_url("gateway")
     metadata = {"client_name": "Open Registration", "redirect_uris": ["https://rp.example/cb"], "scope": "openid"}

@@ -1,7 +1,8 @@
 """Enrolling a citizen over HTTP: a kiosk proofs in person (`plus`); in the sandbox a citizen self-registers (`basic`).
 
 A kiosk also proofs an enrolled citizen again (identity/reproofing.py): to replace a lost phone (a new activation
-code, every old device revoked) or to upgrade a `basic` account to `plus` (devices kept).
+code, every old device revoked) or to upgrade a `basic` account to `plus` (devices kept). In the sandbox a test
+citizen recovers from a lost phone without a kiosk (`/v1/enrolments/recovery`; refused in production).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from libs.callers import ClientCredentialsRequired
 from libs.service.endpoints import NO_STORE, Endpoints
 
 from ..callers import AUTH, enroller
-from ..errors import AccountInactive, DuplicateEnrolment, MayNotEnrol, NotEnrolled, ProofingFailed, SelfieRefused
+from ..errors import AccountInactive, DuplicateEnrolment, MayNotEnrol, NotEnrolled, ProofingFailed, SandboxOnly, SelfieRefused
 from ..identity.enrolment import EnrolmentRequest, enrol_citizen
-from ..identity.reproofing import replace_phone, upgrade_assurance
-from ..views import AssuranceUpgraded, EnrolmentCreated, PhoneReplaced
+from ..identity.reproofing import recover_phone, replace_phone, upgrade_assurance
+from ..views import AssuranceUpgraded, EnrolmentCreated, PhoneRecovered, PhoneReplaced
 
 endpoints = Endpoints(tags=("enrolment",), security=("kioskBasic",))
 
@@ -65,6 +66,32 @@ async def enrol(request: web.Request, caller: tuple[str, str], body: EnrolmentRe
 async def replace(request: web.Request, caller: str, body: EnrolmentRequest) -> web.Response:
     auth = request.app[AUTH]
     return web.json_response(await replace_phone(auth, auth.matcher, body, actor=caller), status=201, headers=NO_STORE)
+
+
+async def sandbox_citizen(request: web.Request) -> str:
+    """Anyone, in the sandbox only (test citizens recover without a kiosk); production answers 403 sandbox-only."""
+    if not request.app[AUTH].settings.sandbox:
+        raise SandboxOnly("self-service recovery exists only in the sandbox; replace a lost phone at a kiosk")
+    return "sandbox-recovery"
+
+
+@endpoints.post(
+    "/v1/enrolments/recovery",
+    summary="Sandbox only: a test citizen who lost their phone gets a new activation code without a kiosk",
+    caller=sandbox_citizen, body=EnrolmentRequest, security=(),
+    answers={201: PhoneRecovered,
+             403: "sandbox-only: not in production (a kiosk replaces a lost phone there); account-inactive",
+             404: "not-enrolled: no account has this card number (told only after the selfie passed)",
+             413: "the body is above 4 MiB",
+             422: "validation-failed, selfie-rejected or proofing-failed (the card-printed data differs from the enrolment's)"},
+    refusals=(SandboxOnly, AccountInactive, NotEnrolled, SelfieRefused, ProofingFailed),
+    description="The same identity data and selfie as self-registration: the kiosk replacement's proofing and "
+                "effects (every device revoked and alerted, sessions ended, a new activation code), the assurance "
+                "unchanged (docs/api.md).",
+)
+async def recover(request: web.Request, caller: str, body: EnrolmentRequest) -> web.Response:
+    auth = request.app[AUTH]
+    return web.json_response(await recover_phone(auth, auth.matcher, body), status=201, headers=NO_STORE)
 
 
 @endpoints.post(

@@ -125,8 +125,11 @@ async def _tell_relying_parties(ctx: ServiceContext, session: AsyncClientSession
                     "acr": acr_of("plus"), "previous_acr": acr_of(before), "assurance_level": "plus"})
 
 
-async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, account_id: str, *, actor: str) -> dict[str, Any]:
-    """Inside a transaction: revoke every device, a new activation code, the events; the kiosk's answer."""
+async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, account_id: str, *, actor: str,
+                          in_person: bool = True) -> dict[str, Any]:
+    """Inside a transaction: revoke every device, a new activation code, the events; the kiosk's answer.
+
+    `in_person=False`: the sandbox's self-service recovery (`recover_phone`): the same, but the assurance stays."""
     settings: AuthSettings = ctx.settings
     db, now = ctx.db, ctx.clock.now()
     account = await _account_in(ctx, session, account_id)
@@ -149,14 +152,15 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
         "$set": {"activation": activation.stored(), "replaced_at": now, "replaced_by": actor},
         "$inc": {"replacements": 1}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.devices_replaced", account_id, {
-        "account_id": account_id, "devices_revoked": len(devices), "reason": "replaced at a kiosk"})
-    await ctx.audit(session, subject=account_id, action="identity.replace", actor=actor, devices_revoked=len(devices),
-                    sessions_ended=ended)
-    upgraded = await _upgrade_in(ctx, session, account, actor=actor)
+        "account_id": account_id, "devices_revoked": len(devices),
+        "reason": "replaced at a kiosk" if in_person else "recovered in the sandbox"})
+    await ctx.audit(session, subject=account_id, action="identity.replace" if in_person else "identity.recover",
+                    actor=actor, devices_revoked=len(devices), sessions_ended=ended)
+    upgraded = await _upgrade_in(ctx, session, account, actor=actor) if in_person else False
     return {
         "account_id": account_id,
         "state": account["state"],
-        "assurance": "plus",
+        "assurance": "plus" if in_person else account.get("assurance") or "basic",
         "activation_code": activation.display(),
         "activation_expires_at": activation.expires_at.isoformat(),
         "devices_revoked": len(devices),
@@ -180,6 +184,20 @@ async def replace_phone(ctx: ServiceContext, matcher: FaceMatcher, request: Enro
     async def work(session: AsyncClientSession) -> dict[str, Any]:
         await _record_identity_hash(ctx, session, account, request)
         return await replace_devices(ctx, session, account["_id"], actor=actor)
+
+    return await ctx.transaction(work)
+
+
+async def recover_phone(ctx: ServiceContext, matcher: FaceMatcher, request: EnrolmentRequest) -> dict[str, Any]:
+    """The sandbox's self-service recovery of a test citizen who lost their phone: the kiosk replacement's proofing
+    (the selfie, the card, the card-printed data against the enrolment's) and transaction (every device revoked and
+    told, sessions ended, a new activation code), without a kiosk; the assurance is left as it was (nobody saw the
+    citizen). The endpoint refuses it outside the sandbox."""
+    account, _score = await proof_again(ctx, matcher, request)
+
+    async def work(session: AsyncClientSession) -> dict[str, Any]:
+        await _record_identity_hash(ctx, session, account, request)
+        return await replace_devices(ctx, session, account["_id"], actor="sandbox-recovery", in_person=False)
 
     return await ctx.transaction(work)
 
