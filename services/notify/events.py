@@ -39,7 +39,8 @@ def handler(notify: Notify):
                 await notify.audit(session, subject=data["account_id"], action="notify.forget", actor="notify", **forgotten)
         elif event.type == "identity.devices_replaced":
             await platform_messages.on_devices_replaced(notify, session, data["account_id"], event.time,
-                                                        int(data.get("devices_revoked", 0)))
+                                                        int(data.get("devices_revoked", 0)),
+                                                        sandbox=data.get("reason") == "recovered in the sandbox")
         elif event.type == "identity.device_added":
             await platform_messages.on_device_added(notify, session, data["account_id"], event.time)
         elif event.type == "identity.assurance_changed":

@@ -35,6 +35,11 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "en": {"subject": "Your phone was replaced at a kiosk", "body": "At {{ at }} (Hong Kong time) your Harbour ID was proofed again at a kiosk and a new phone can be activated; {{ count }} earlier device(s) can no longer use it. If this was not you, call us."},
         "zh-HK": {"subject": "已在自助服務站更換手機", "body": "你的 Harbour ID 於 {{ at }}（香港時間）在自助服務站重新核實身分，可啟用新手機；之前的 {{ count }} 部裝置已不能再使用。如非本人操作，請致電我們。"},
         "zh-CN": {"subject": "已在自助服务站更换手机", "body": "你的 Harbour ID 于 {{ at }}（香港时间）在自助服务站重新核实身份，可启用新手机；之前的 {{ count }} 部设备已不能再使用。如非本人操作，请致电我们。"}}},
+    # The sandbox's self-service recovery of a test citizen's lost phone (no kiosk: auth's POST /v1/enrolments/recovery).
+    "devices_recovered": {"placeholders": ["at", "count"], "content": {
+        "en": {"subject": "Your phone was replaced (sandbox)", "body": "At {{ at }} (Hong Kong time) your test identity was recovered in the sandbox without a kiosk and a new phone can be activated; {{ count }} earlier device(s) can no longer use it."},
+        "zh-HK": {"subject": "已更換手機（沙盒）", "body": "你的測試身分於 {{ at }}（香港時間）在沙盒中無需自助服務站而恢復，可啟用新手機；之前的 {{ count }} 部裝置已不能再使用。"},
+        "zh-CN": {"subject": "已更换手机（沙盒）", "body": "你的测试身份于 {{ at }}（香港时间）在沙盒中无需自助服务站而恢复，可启用新手机；之前的 {{ count }} 部设备已不能再使用。"}}},
     "device_added": {"placeholders": ["at"], "content": {
         "en": {"subject": "A new device was added", "body": "At {{ at }} (Hong Kong time) a new device was added to your Harbour ID, approved on one of your devices. If this was not you, revoke it in the app and call us."},
         "zh-HK": {"subject": "已加入新裝置", "body": "你的 Harbour ID 於 {{ at }}（香港時間）加入了一部新裝置，並已在你的其中一部裝置上批准。如非本人操作，請在應用程式中撤銷並致電我們。"},
@@ -76,9 +81,11 @@ async def on_device_activated(notify: Notify, session: AsyncClientSession, accou
     await queue(notify, session, account_id, "new_device", {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M")})
 
 
-async def on_devices_replaced(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime, count: int) -> None:
-    """A kiosk replaced the citizen's phone: the alert waits in the inbox, read from the new phone."""
-    await queue(notify, session, account_id, "devices_replaced",
+async def on_devices_replaced(notify: Notify, session: AsyncClientSession, account_id: str, at: datetime, count: int, *,
+                             sandbox: bool = False) -> None:
+    """A kiosk replaced the citizen's phone (or, `sandbox`, the test citizen recovered it without one): the alert waits
+    in the inbox, read from the new phone."""
+    await queue(notify, session, account_id, "devices_recovered" if sandbox else "devices_replaced",
                 {"at": at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M"), "count": str(count)})
 
 

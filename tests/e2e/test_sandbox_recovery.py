@@ -97,7 +97,9 @@ async def test_a_test_citizen_recovers_a_lost_phone_without_a_kiosk(platform, me
         return [m for m in await new.inbox() if m["kind"] == "platform" and "1 earlier device" in m["body"]]
 
     [alert] = await eventually(alerted, timeout_s=20)
-    assert alert["priority"] == "high"
+    # Its own words: no kiosk was involved.
+    assert alert["priority"] == "high" and alert["subject"] == "Your phone was replaced (sandbox)" and "kiosk" in alert["body"]
+    assert "without a kiosk" in alert["body"]
     [changed] = await outbox_events(platform, account_id, "identity.devices_replaced")
     assert changed["data"] == {"account_id": account_id, "devices_revoked": 1, "reason": "recovered in the sandbox"}
     [audit] = [e for e in await outbox_events(platform, account_id, "audit.recorded") if e["data"]["action"] == "identity.recover"]
