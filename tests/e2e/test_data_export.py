@@ -146,7 +146,8 @@ async def test_the_citizen_downloads_everything_each_part_signed_by_its_service(
     assert audits["formfill"]["consent_receipts"] == 1 and audits["signing"]["certificates"] == 1
     assert {a["actor"] for a in audits.values()} == {phone.profile.device_id}
     logs = "".join(p.read_text(errors="replace") for p in (platform.stack.config.dev_dir / "logs").glob("*.log"))
-    assert person["name_en"] not in logs and person["id_number"] not in logs
+    assert "/v1/formfill/export" in logs and "/v1/notify/export" in logs  # the requests were logged (every one is here)
+    assert person["name_en"] not in logs and person["id_number"] not in logs and person["email"] not in logs
 
 
 async def _all_audited(platform, account_id: str) -> dict | None:
