@@ -338,7 +338,8 @@ class CitizenApp:
             await self.deny(claimed["approval_id"])
             raise AppError(0, {"title": "Wrong device", "detail": "the prompt names another key than the new phone's"})
         outcome = await self.decide(claimed["approval_id"], "approve" if approve else "deny", prompt=prompt)
-        return {**outcome, "device_name": shown.get("device_name"), "key_thumbprint": shown.get("key_thumbprint")}
+        return {**outcome, "device_name": shown.get("device_name"), "key_thumbprint": shown.get("key_thumbprint"),
+                "matching_code": prompt.get("matching_code")}
 
     # -- the account ---------------------------------------------------------
 
