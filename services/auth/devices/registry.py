@@ -20,6 +20,8 @@ from .protection import registered
 from .tokens import DeviceContext
 
 if TYPE_CHECKING:
+    from libs.backbone import ServiceContext
+
     from ..context import Auth
 
 
@@ -84,7 +86,26 @@ async def revoke_device(auth: "Auth", session: AsyncClientSession, actor: Device
     if result.matched_count != 1:
         raise NoSuchDevice("no such active device on this account")
     await auth.audit(session, subject=actor.account_id, action="device.revoke", actor=actor.device_id, device_id=device_id)
+    await revocation_events.device_revoked(auth.outbox, session, device_id, expires_at=_revocation_expiry(auth))
+
+
+async def revoke_all_devices(ctx: "ServiceContext", session: AsyncClientSession, account_id: str, *, actor: str,
+                             reason: str) -> list[str]:
+    """Revoke every active device of the account (a lost phone replaced, the account closed), each with its
+    revocation event, inside the caller's transaction; return their ids."""
+    devices = [doc["_id"] for doc in await ctx.db[DEVICES].find(
+        {"account_id": account_id, "status": "active"}, {"_id": 1}, session=session).to_list()]
+    if devices:
+        await ctx.db[DEVICES].update_many(
+            {"_id": {"$in": devices}, "status": "active"},
+            {"$set": {"status": "revoked", "revoked_at": ctx.clock.now(), "revoked_by": actor, "revoked_reason": reason}},
+            session=session)
+    for device_id in devices:
+        await revocation_events.device_revoked(ctx.outbox, session, device_id, expires_at=_revocation_expiry(ctx))
+    return devices
+
+
+def _revocation_expiry(ctx: "ServiceContext") -> float:
     # Tokens issued up to now live at most device_token_ttl_s; a minute more covers clock skew between services.
     # (Wall-clock time, like the tokens' own `exp` it is compared with.)
-    await revocation_events.device_revoked(auth.outbox, session, device_id,
-                                           expires_at=time.time() + auth.settings.device_token_ttl_s + 60)
+    return time.time() + ctx.settings.device_token_ttl_s + 60

@@ -41,7 +41,6 @@ deletes the inbox, preferences and contact details (docs/privacy.md).
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,10 +51,10 @@ from libs.approvals import ApprovalRequest, Requester
 from libs.backbone import ServiceContext
 from libs.events import agency_topic
 from libs.events.outbox import OUTBOX_COLLECTION
-from libs.revocation import events as revocation_events
 
 from ..approvals import queue
-from ..collections import ACCOUNTS, DEVICES, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
+from ..collections import ACCOUNTS, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
+from ..devices.registry import revoke_all_devices
 from ..errors import AccountInactive, TransitionRefused
 from ..settings import AuthSettings
 from .accounts import change_state
@@ -120,16 +119,7 @@ async def close_account(ctx: ServiceContext, session: AsyncClientSession, accoun
         raise TransitionRefused("no such account")
     if account["state"] not in CLOSABLE:
         raise TransitionRefused(f"the account is {account['state']}")
-    devices = [doc["_id"] for doc in await db[DEVICES].find(
-        {"account_id": account_id, "status": "active"}, {"_id": 1}, session=session).to_list()]
-    if devices:
-        await db[DEVICES].update_many(
-            {"_id": {"$in": devices}, "status": "active"},
-            {"$set": {"status": "revoked", "revoked_at": now, "revoked_by": actor, "revoked_reason": "account closed"}},
-            session=session)
-    expires_at = time.time() + settings.device_token_ttl_s + 60
-    for device_id in devices:
-        await revocation_events.device_revoked(ctx.outbox, session, device_id, expires_at=expires_at)
+    devices = await revoke_all_devices(ctx, session, account_id, actor=actor, reason="account closed")
     # The state, identity.state_changed (what formfill, signing and notify shred on) and the account's revocation event.
     # The operator's reason stays in the audit record: the identity topic says only who closed it.
     await change_state(ctx, session, account_id, "closed", reason=f"closed by the {by}",

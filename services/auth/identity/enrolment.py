@@ -190,6 +190,16 @@ async def create_account(
     return account_id, activation
 
 
+async def proof_selfie(matcher: FaceMatcher, request: EnrolmentRequest) -> float:
+    """The selfie's proofing score; the refusal (422) when it is no usable selfie or does not pass. Nothing written."""
+    try:
+        result = await matcher.match(request.selfie_bytes())
+    except SelfieRejected as exc:
+        raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
+    if not result.passed:
+        raise ProofingFailed("the selfie did not pass the identity proofing check")
+    return result.score
+
 async def enrol_citizen(
     ctx: ServiceContext, matcher: FaceMatcher, request: EnrolmentRequest, *, actor: str, assurance: Assurance
 ) -> dict:
@@ -201,12 +211,7 @@ async def enrol_citizen(
     no account id, state or date. A revoked account's card enrols anew (module docstring).
     """
     settings: AuthSettings = ctx.settings
-    try:
-        result = await matcher.match(request.selfie_bytes())
-    except SelfieRejected as exc:
-        raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
-    if not result.passed:
-        raise ProofingFailed("the selfie did not pass the identity proofing check")
+    score = await proof_selfie(matcher, request)
     existing = await ctx.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)},
                                                {"_id": 1, "state": 1})
     if existing is not None and existing["state"] != "revoked":
@@ -214,7 +219,7 @@ async def enrol_citizen(
     try:
         account_id, activation = await ctx.transaction(
             lambda session: create_account(
-                ctx, session, request, assurance=assurance, enrolled_by=actor, proofing_score=result.score,
+                ctx, session, request, assurance=assurance, enrolled_by=actor, proofing_score=score,
                 revoked_account=existing["_id"] if existing else None,
             )
         )

@@ -36,7 +36,6 @@ events, and nothing at all on a refusal:
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -44,16 +43,16 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.backbone import ServiceContext
 from libs.events import agency_topic
 from libs.events.topics import IDENTITY
-from libs.revocation import events as revocation_events
 
 from ..clients.registry import Client, client_from_doc, find_client
 from ..collections import ACCOUNTS, CLIENTS, DEVICES, SESSIONS, SUBJECTS
-from ..errors import AccountInactive, NotEnrolled, ProofingFailed, SelfieRefused, TransitionRefused
+from ..devices.registry import revoke_all_devices
+from ..errors import AccountInactive, NotEnrolled, ProofingFailed, TransitionRefused
 from ..oidc.tokens import acr_of
 from ..settings import AuthSettings
 from .activation import new_activation
-from .enrolment import EnrolmentRequest, card_hash, identity_hash
-from .proofing import FaceMatcher, SelfieRejected
+from .enrolment import EnrolmentRequest, card_hash, identity_hash, proof_selfie
+from .proofing import FaceMatcher
 
 REPLACEABLE_STATES = ("pending", "active")
 
@@ -61,12 +60,7 @@ REPLACEABLE_STATES = ("pending", "active")
 async def proof_again(ctx: ServiceContext, matcher: FaceMatcher, request: EnrolmentRequest) -> tuple[dict[str, Any], float]:
     """The account the citizen proved again to be, and the selfie's score; raise the refusal otherwise (nothing written)."""
     settings: AuthSettings = ctx.settings
-    try:
-        result = await matcher.match(request.selfie_bytes())
-    except SelfieRejected as exc:
-        raise SelfieRefused(str(exc), errors=[{"field": "selfie", "message": str(exc), "code": exc.reason}]) from None
-    if not result.passed:
-        raise ProofingFailed("the selfie did not pass the identity proofing check")
+    score = await proof_selfie(matcher, request)
     account = await ctx.db[ACCOUNTS].find_one({"card_hash": card_hash(settings.hash_key, request.id_number)})
     if account is None:
         raise NotEnrolled("no account is enrolled with this identity card")
@@ -75,7 +69,7 @@ async def proof_again(ctx: ServiceContext, matcher: FaceMatcher, request: Enrolm
         raise ProofingFailed("the personal data does not match the identity enrolled with this card")
     if account["state"] not in REPLACEABLE_STATES:
         raise AccountInactive(f"the account is {account['state']}")
-    return account, result.score
+    return account, score
 
 
 async def _account_in(ctx: ServiceContext, session: AsyncClientSession, account_id: str) -> dict[str, Any]:
@@ -133,17 +127,7 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
     settings: AuthSettings = ctx.settings
     db, now = ctx.db, ctx.clock.now()
     account = await _account_in(ctx, session, account_id)
-    devices = [doc["_id"] for doc in await db[DEVICES].find(
-        {"account_id": account_id, "status": "active"}, {"_id": 1}, session=session).to_list()]
-    if devices:
-        await db[DEVICES].update_many(
-            {"_id": {"$in": devices}, "status": "active"},
-            {"$set": {"status": "revoked", "revoked_at": now, "revoked_by": actor, "revoked_reason": "replaced"}},
-            session=session)
-    # Wall-clock expiry, like the device tokens' own `exp`: the last one a revoked device could hold, plus skew.
-    expires_at = time.time() + settings.device_token_ttl_s + 60
-    for device_id in devices:
-        await revocation_events.device_revoked(ctx.outbox, session, device_id, expires_at=expires_at)
+    devices = await revoke_all_devices(ctx, session, account_id, actor=actor, reason="replaced")
     # The sign-in sessions at the issuer (prompt=none) were approved with the old phones: a browser the lost
     # phone signed in must approve again, on the new phone.
     ended = (await db[SESSIONS].delete_many({"account_id": account_id}, session=session)).deleted_count
