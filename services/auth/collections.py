@@ -58,7 +58,7 @@ INDEXES = (
     index(APPROVALS, "account_id", "status", "expires_at"),
     # Decided or expired prompts are kept 30 days for the citizen's history, then go.
     index(APPROVALS, "expires_at", name="approvals_ttl", expire_after_s=30 * 24 * 3600),
-    # Contact changes: counted per account for the hourly limit; each goes an hour after it was made.
+    # Contact changes (and each account's hourly count): found by account (closure), gone an hour after they were made.
     index(PROFILE_CHANGES, "account_id", "created_at"),
     index(PROFILE_CHANGES, "purge_at", expire_after_s=0),
 )

@@ -18,8 +18,9 @@
    parties holding a standing consent), notify takes the verified address.
 
 A new request for the same field replaces the pending one (its code dies);
-an account may make at most `MAX_CHANGES_PER_HOUR` changes an hour, addresses
-included (each one sends a message to someone, or tells relying parties).
+an account may make at most `MAX_CHANGES_PER_HOUR` changes an hour (a window
+from its first change, counted atomically), addresses included (each one
+sends a message to someone, or tells relying parties).
 Changes go an hour after they were made (TTL), used or not; an address's is
 kept without its value, only to be counted.
 """
@@ -153,10 +154,21 @@ async def request_change(auth: "Auth", device: "DeviceContext", body: ProfileCha
 
 
 async def _within_limit(auth: "Auth", session: AsyncClientSession, device: "DeviceContext", now: datetime) -> None:
-    recent = await auth.db[PROFILE_CHANGES].count_documents(
-        {"account_id": device.account_id, "created_at": {"$gt": now - timedelta(seconds=KEPT_S)}}, session=session)
-    if recent >= MAX_CHANGES_PER_HOUR:
-        raise TooManyChanges(f"at most {MAX_CHANGES_PER_HOUR} profile changes an hour", retry_after=KEPT_S)
+    """One more change in the account's hour (a window from its first change), taken by a conditional `$inc` on one
+    document: concurrent requests conflict on it, so a burst cannot count the same total and all pass."""
+    changes, window_id = auth.db[PROFILE_CHANGES], f"window:{device.account_id}"
+    taken = await changes.find_one_and_update(
+        {"_id": window_id, "window_ends": {"$gt": now}, "count": {"$lt": MAX_CHANGES_PER_HOUR}}, {"$inc": {"count": 1}},
+        session=session)
+    if taken is not None:
+        return
+    window = await changes.find_one({"_id": window_id}, session=session)
+    if window is not None and window["window_ends"] > now:
+        raise TooManyChanges(f"at most {MAX_CHANGES_PER_HOUR} profile changes an hour",
+                             retry_after=int((window["window_ends"] - now).total_seconds()) + 1)
+    ends = now + timedelta(seconds=KEPT_S)
+    await changes.replace_one({"_id": window_id}, {"account_id": device.account_id, "count": 1, "window_ends": ends,
+                                                   "purge_at": ends}, upsert=True, session=session)
 
 
 async def confirm_change(auth: "Auth", device: "DeviceContext", change_id: str, body: ConfirmationBody) -> ProfileChange:
@@ -194,8 +206,8 @@ async def confirm_change(auth: "Auth", device: "DeviceContext", change_id: str, 
 
 async def _refuse_unusable(auth: "Auth", device: "DeviceContext", change_id: str, now: datetime) -> None:
     doc = await auth.db[PROFILE_CHANGES].find_one({"_id": change_id, "account_id": device.account_id},
-                                                  {"status": 1, "attempts": 1, "expires_at": 1})
-    if doc is None or doc["status"] in ("replaced", "applied"):  # applied: an address, which has no code
+                                                  {"status": 1, "attempts": 1, "expires_at": 1, "code_hash": 1})
+    if doc is None or "code_hash" not in doc or doc["status"] == "replaced":  # no code: an address, or the hour's count
         raise NoSuchChange("no such change: ask for it again")
     if doc["status"] == "used":
         raise ChangeDone("the change was already confirmed")

@@ -88,3 +88,22 @@ async def test_an_expired_or_replaced_code_changes_nothing_and_auth_holds_the_va
         "email": "third@example.hk"}
     used = await auth_service.context.db["profile_changes"].find_one({"_id": third["change_id"]})
     assert used["status"] == "used" and "sealed_profile" not in used and "sealed_contacts" not in used
+
+
+async def test_a_burst_of_changes_gets_five_through_in_the_hour(auth_service, clock, tmp_path):
+    app = await auth_service.citizen(tmp_path)
+    token = await app.device_token()
+
+    async def change(n: int) -> int:
+        response = await auth_service.client.post("/v1/profile/changes", json={"field": "address", "value": f"Flat {n}, 1 Main St"},
+                                                  headers={"Authorization": f"Bearer {token}"})
+        return response.status
+
+    statuses = await asyncio.gather(*(change(n) for n in range(12)))
+    assert sorted(statuses) == [202] * 5 + [429] * 7
+    [window] = await auth_service.context.db["profile_changes"].find({"_id": f"window:{app.profile.account_id}"}).to_list()
+    with pytest.raises(AppError) as no_change:  # the hour's count is no change a code could confirm
+        await app.confirm_profile_change(window["_id"], "123456")
+    refused(no_change, 404, "no-such-change")
+    clock.advance(3600 + 1)  # the hour is over
+    assert await change(99) == 202
