@@ -23,7 +23,8 @@ from services.auth.oidc.tokens import ACR_BASIC, ACR_PLUS
 
 from ..support.broker import all_messages
 from ..support.database import mongo
-from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of
+from ..support.oidc import (REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of,
+                            token_request)
 from ..support.operator import admin, operator
 from ..support.people import identity, random_hkid, selfie
 from ..support.polling import eventually
@@ -280,3 +281,35 @@ async def test_a_pending_account_gets_a_new_code_and_a_suspended_one_is_refused(
         await kiosk_app.upgrade_at_kiosk(person, selfie(), kiosk=kiosk)
     assert not_upgraded.value.status == 403
     assert await account_state(platform, account_id) == before
+
+
+async def test_a_lost_phone_replaced_at_a_kiosk_ends_what_relying_parties_got_through_it(platform, kiosk, metadata, tmp_path):
+    """A relying party's refresh token (and the access token issued with it) came from an approval on the lost phone:
+    whoever holds the phone could go on through that relying party for months. The replacement revokes them."""
+    person = identity()
+    kiosk_app = CitizenApp(Profile(gateway_url=platform.gateway))
+    enrolled = await kiosk_app.enrol(person, selfie(), kiosk=kiosk)
+    old = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "old.json")
+    await old.activate(enrolled["account_id"], enrolled["activation_code"], "old phone")
+    portal = registered_by_operator(platform, client_name="Long-lived Portal", redirect_uris=[REDIRECT],
+                                    scope="openid offline_access")
+    tokens, _ = await login(platform, metadata, portal, old, scope="openid offline_access")
+    refreshed = token_request(metadata, portal, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    access, refresh = refreshed.json()["access_token"], refreshed.json()["refresh_token"]
+    userinfo = metadata["userinfo_endpoint"]
+    assert await status_with(access, userinfo) == 200
+
+    replaced = await kiosk_app.replace_at_kiosk(person, selfie(), kiosk=kiosk)
+    assert replaced["devices_revoked"] == 1
+
+    after = token_request(metadata, portal, grant_type="refresh_token", refresh_token=refresh)
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"  # old code: 200, a new pair
+    assert await status_with(access, userinfo) == 401  # issued with it, still within its 10 minutes: revoked too
+
+    # The new phone's login is a new grant, untouched.
+    new = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "new.json")
+    await new.activate(enrolled["account_id"], replaced["activation_code"], "new phone")
+    tokens, _ = await login(platform, metadata, portal, new, scope="openid offline_access")
+    again = token_request(metadata, portal, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert again.status_code == 200, again.text

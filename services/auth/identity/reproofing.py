@@ -48,6 +48,7 @@ from ..clients.registry import Client, client_from_doc, find_client
 from ..collections import ACCOUNTS, CLIENTS, DEVICES, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
 from ..errors import AccountInactive, NotEnrolled, ProofingFailed, TransitionRefused
+from ..oidc.token_response import revoke_account_grants
 from ..oidc.tokens import acr_of
 from ..settings import AuthSettings
 from .activation import new_activation
@@ -131,6 +132,9 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
     # The sign-in sessions at the issuer (prompt=none) were approved with the old phones: a browser the lost
     # phone signed in must approve again, on the new phone.
     ended = (await db[SESSIONS].delete_many({"account_id": account_id}, session=session)).deleted_count
+    # Relying parties' refresh tokens (and the access tokens issued with them) came from the old phones' approvals:
+    # a phone lost to someone else must leave nothing that lets them go on; the citizen logs in again.
+    grants = await revoke_account_grants(ctx, session, account_id)
     activation = new_activation(settings.hash_key, ttl_s=settings.activation_ttl_s, now=now)
     await db[ACCOUNTS].update_one({"_id": account_id}, {
         "$set": {"activation": activation.stored(), "replaced_at": now, "replaced_by": actor},
@@ -139,7 +143,7 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
         "account_id": account_id, "devices_revoked": len(devices),
         "reason": "replaced at a kiosk" if in_person else "recovered in the sandbox"})
     await ctx.audit(session, subject=account_id, action="identity.replace" if in_person else "identity.recover",
-                    actor=actor, devices_revoked=len(devices), sessions_ended=ended)
+                    actor=actor, devices_revoked=len(devices), sessions_ended=ended, refresh_tokens_revoked=grants)
     upgraded = await _upgrade_in(ctx, session, account, actor=actor) if in_person else False
     return {
         "account_id": account_id,

@@ -100,5 +100,22 @@ async def revoke_family(auth: "Auth", family_id: str) -> None:
     await auth.transaction(work)
 
 
+
+async def revoke_account_grants(auth: "Auth", session: AsyncClientSession, account_id: str) -> int:
+    """Inside the caller's transaction: every refresh token of the account's logins, and the access tokens issued
+    with them that may still be valid (a lost phone replaced: what relying parties got through its approvals must
+    not outlive it). Return how many refresh tokens were still usable."""
+    docs = await auth.db[REFRESH_TOKENS].find({"grant.account_id": account_id},
+                                              {"status": 1, "at_jti": 1, "created_at": 1}, session=session).to_list()
+    usable = [d["_id"] for d in docs if d.get("status") != "revoked"]
+    if usable:
+        await auth.db[REFRESH_TOKENS].update_many({"_id": {"$in": usable}}, {"$set": {"status": "revoked"}}, session=session)
+    now = auth.clock.now()
+    live_since = now - timedelta(seconds=auth.settings.access_token_ttl_s + 120)
+    jtis = [d["at_jti"] for d in docs if d.get("at_jti") and (d.get("created_at") or now) >= live_since]
+    if jtis:
+        await _revoke_access_tokens(auth, session, jtis)
+    return len(usable)
+
 async def is_revoked(auth: "Auth", jti: str) -> bool:
     return await auth.db[REVOKED_TOKENS].find_one({"_id": jti}, {"_id": 1}) is not None
