@@ -129,8 +129,10 @@ async def test_rewrap_moves_every_record_to_the_new_key(platform, kiosk, tmp_pat
     only_new = FieldCipher(Keyring.from_env_value(new))
     async with mongo(platform.infra.mongo_uri) as client:
         records = await client[platform.database("formfill")].vault.find().to_list()
-    assert records
-    for record in records:
+    # Closed accounts' records (other tests on the shared platform close some) were shredded: nothing to rewrap.
+    sealed = [record for record in records if record.get("state") != "closed"]
+    assert sealed and all("sealed" not in record for record in records if record.get("state") == "closed")
+    for record in sealed:
         assert only_new.decrypt_record(record["sealed"], record_id=record["_id"])["name_en"]
 
 
