@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from libs.clock import Clock, FrozenClock
 from libs.devstack import softhsm
@@ -34,7 +34,7 @@ from libs.devstack.secrets import dev_secrets
 from libs.store import create_client
 
 from ..support.consumer_groups import GROUPS, groups_under, new_group_prefix, read_from_now
-from ..support.infrastructure import private_infra, stop_within
+from ..support.infrastructure import private_infra, serving, stop_within
 from ..support.polling import eventually
 
 # name -> (module of its create_app, its settings class)
@@ -161,8 +161,7 @@ async def start_service(infra, service_settings) -> AsyncIterator[Callable]:
             app = create_app(settings, clock=clock)
         else:
             app = create_app(settings)
-        client = TestClient(TestServer(app))
-        await client.start_server()
+        client = await serving(app, settings.service.shutdown_timeout_s)
         started.append((client, settings.service))
         if ready:
             await _until_ready(client)

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
+
 from libs.devstack import DevStack, StackConfig, load_running_stack
 from libs.devstack.config import REPO_ROOT, dev_dir_from_env
 from libs.service.settings import ServiceSettings
@@ -63,6 +65,17 @@ def shared_or_private_infra() -> Iterator[Infra]:
     with private_infra("test") as infra:
         yield infra
 
+
+
+async def serving(app, shutdown_timeout_s: float, **server_options) -> TestClient:
+    """A TestClient on `app`, its server stopping as the service's own does: requests still running when it stops
+    get `shutdown_timeout_s` (the service's HARBOUR_*_SHUTDOWN_TIMEOUT_S, 10 s) to finish, then are cancelled —
+    aiohttp's TestServer otherwise waits 60 s for them, as long as stop_within allows the whole stop."""
+    server = TestServer(app, **server_options)
+    await server.start_server(shutdown_timeout=shutdown_timeout_s)
+    client = TestClient(server)
+    await client.start_server()
+    return client
 
 async def stop_within(client, seconds: float = 60.0) -> None:
     """Close an in-process service's TestClient; one that has not stopped after `seconds` fails the test with what

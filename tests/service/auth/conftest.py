@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from clients.citizen_app import CitizenApp, Profile
 from libs.clock import FrozenClock
@@ -22,7 +22,7 @@ from services.auth.callers import AUTH
 from services.auth.context import Auth
 
 from ...support.consumer_groups import read_from_now
-from ...support.infrastructure import stop_within
+from ...support.infrastructure import serving, stop_within
 from ...support.people import identity, selfie
 from ...support.polling import eventually
 
@@ -65,8 +65,7 @@ async def auth_service(infra, service_settings, clock: FrozenClock) -> AsyncIter
     url = f"http://127.0.0.1:{port}"
     settings = service_settings("auth", ISSUER=url)
     await read_from_now(settings.service.kafka_bootstrap, settings.service.kafka_group_prefix)
-    client = TestClient(TestServer(create_app(settings, clock=clock), host="127.0.0.1", port=port))
-    await client.start_server()
+    client = await serving(create_app(settings, clock=clock), settings.service.shutdown_timeout_s, host="127.0.0.1", port=port)
 
     async def ready():
         return (await client.get("/readyz")).status == 200
