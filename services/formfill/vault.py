@@ -47,9 +47,11 @@ CARD_FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender")
 
 
 def enrolled_provenance(assurance: str, at: datetime) -> dict[str, dict[str, str]]:
-    """A kiosk enrolment (plus) was made in person; a sandbox self-registration (basic) is the citizen's word."""
-    method = "in_person" if assurance == "plus" else "self_declared"
-    return {name: {"method": method, "time": at.isoformat()} for name in FIELDS}
+    """A kiosk enrolment (plus) proofed the card's fields in person; the phone, e-mail and address the citizen gave
+    there were checked by nobody (self-declared until a one-time code proves one). A sandbox self-registration
+    (basic) is the citizen's word for all."""
+    return {name: {"method": "in_person" if assurance == "plus" and name in CARD_FIELDS else "self_declared",
+                   "time": at.isoformat()} for name in FIELDS}
 
 
 def provenance_of(doc: dict[str, Any]) -> dict[str, dict[str, str]]:

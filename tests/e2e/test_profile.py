@@ -117,16 +117,18 @@ async def test_a_new_phone_reaches_a_standing_consent_only_after_its_code_and_pr
                       encryption_jwk=json.loads(key.export_public()), callback_urls=[receiver.url])
         token = await logged_in_token(metadata, rp, app, SCOPE)
 
-        # A standing consent for the phone and the address; the kiosk enrolment's fields are "verified in person".
+        # A standing consent for the phone and the address; the kiosk proofed the card's fields in person, the phone
+        # and address typed there are the citizen's word (self-declared) until a one-time code proves the phone.
         standing = await created(platform, token, [("name_en", True), ("phone", True), ("address", True)], standing=True)
         prompt = await prompt_for(app, standing["request_id"])
         await app.approve(prompt["approval_id"])
         done = await wait_for_status(platform, token, standing["request_id"], "approved")
         first = release_of(platform, token, standing["request_id"], key)
         assert first["fields"] == {"name_en": person["name_en"], "phone": person["phone"], "address": person["address"]}
-        assert {p["method"] for p in first["provenance"].values()} == {"in_person"}
+        assert {name: p["method"] for name, p in first["provenance"].items()} == {
+            "name_en": "in_person", "phone": "self_declared", "address": "self_declared"}
         [in_person] = first["verified_claims"]
-        assert in_person["claims"] == first["fields"]
+        assert in_person["claims"] == {"name_en": person["name_en"]}
         assert in_person["verification"]["trust_framework"] == "harbour_id" and in_person["verification"]["time"]
         assert in_person["verification"]["evidence"][0]["type"] == "document" and in_person["verification"]["evidence"][0]["method"] == "pipp"
 
@@ -256,7 +258,7 @@ async def test_an_email_code_locks_after_five_wrong_tries_and_bad_input_changes_
         await app.confirm_profile_change(moved[0]["change_id"], "123456")
     refused_with(no_code.value, 404, "no-such-change")
 
-    # The vault still holds the enrolment's e-mail, verified in person.
+    # The vault still holds the e-mail given at the enrolment (the citizen's word: no code proved it).
     rp = register(platform, client_name="Harbour Library", scope="openid formfill", formfill_fields=FIELDS)
     token = await logged_in_token(metadata, rp, app, SCOPE)
     request = await created(platform, token, [("email", True)])
@@ -264,4 +266,4 @@ async def test_an_email_code_locks_after_five_wrong_tries_and_bad_input_changes_
     await app.approve(prompt["approval_id"])
     await wait_for_status(platform, token, request["request_id"], "approved")
     claims = verified_claims(platform, result_of(platform, token, request["request_id"]).text)
-    assert claims["fields"] == {"email": person["email"]} and claims["provenance"]["email"]["method"] == "in_person"
+    assert claims["fields"] == {"email": person["email"]} and claims["provenance"]["email"]["method"] == "self_declared"
