@@ -744,9 +744,10 @@ def test_the_dispatcher_takes_only_prometheus_and_calls_back_only_public_https(r
                 else:
                     raise AssertionError(f"unexpected egress peer {peer}")
     assert reached == {"kafka", "mongodb", "dns"}
-    # Agencies' callback URLs: https on public addresses; never the cluster, the nodes or the metadata service.
+    # Agencies' callback URLs (https) and the operator's SMTP relay (submission, 587) on public addresses; never the
+    # cluster, the nodes or the metadata service.
     ((block, ports),) = public
-    assert block["cidr"] == "0.0.0.0/0" and ports == [{"port": 443, "protocol": "TCP"}]
+    assert block["cidr"] == "0.0.0.0/0" and ports == [{"port": 443, "protocol": "TCP"}, {"port": 587, "protocol": "TCP"}]
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"} <= set(block["except"])
     service = named(docs, "Service", DISPATCHER)
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
