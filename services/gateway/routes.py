@@ -105,6 +105,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/signing/crl", "signing", PUBLIC),
     rule("GET", "/v1/signing/crl/root", "signing", PUBLIC),
     rule("POST", "/v1/signing/tsa", "signing", PUBLIC, max_body_bytes=64 * 1024),
+    rule("POST", "/v1/signing/ocsp", "signing", PUBLIC, max_body_bytes=64 * 1024),  # RFC 6960: named in citizen certificates
+    rule("GET", "/v1/signing/ocsp{tail*}", "signing", PUBLIC),  # the request base64 in the path (RFC 6960 A.1)
     rule("POST", "/v1/signing/verify", "signing", PUBLIC, max_body_bytes=12 * MB),
     rule("POST", "/v1/signing/requests/{request_id}/claim", "signing", DEVICE),
     rule("POST", "/v1/signing/requests", "signing", bearer("sign"), max_body_bytes=6 * MB),

@@ -25,7 +25,7 @@ from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
 from libs.data_export import ExportPart
 from libs.tokens.keystore import KeyStore
 
-from . import export, parsing, signing_requests
+from . import export, ocsp, parsing, signing_requests
 from .callers import device, relying_party
 from .context import Signing
 from .errors import (
@@ -86,6 +86,37 @@ async def crl(request: web.Request) -> web.Response:
 async def root_crl(request: web.Request) -> web.Response:
     return web.Response(body=await request.app[SIGNING].root_crl(), content_type="application/pkix-crl",
                         headers={"Cache-Control": "max-age=3600"})
+
+
+OCSP_REPLY = {200: Body("a DER OCSPResponse (RFC 6960): successful with good, revoked (time, reason) or unknown per certificate, "
+                        "signed by the issuing CA; malformedRequest for a body that is no DER OCSPRequest; unauthorized when "
+                        "no certificate of the issuing CA is asked about", "application/ocsp-response", BINARY)}
+
+
+@authority.post(
+    "/v1/signing/ocsp", summary="OCSP responder (RFC 6960) for the issuing CA's certificates: a DER OCSPRequest",
+    request_model=BINARY, request_content_type="application/ocsp-request",
+    answers={**OCSP_REPLY, 413: "the body is too large", 415: "not application/ocsp-request"}, refusals=(UnsupportedMediaType,),
+)
+async def ocsp_post(request: web.Request) -> web.Response:
+    if request.content_type != "application/ocsp-request":
+        raise UnsupportedMediaType(f"expected application/ocsp-request (RFC 6960), got {request.content_type or 'nothing'}")
+    return await _ocsp_reply(request, await request.read(), NO_STORE)
+
+
+@authority.get("/v1/signing/ocsp/{ocsp_request}",
+               summary="OCSP responder (RFC 6960 A.1): the DER OCSPRequest base64- then URL-encoded in the path",
+               answers=OCSP_REPLY)
+async def ocsp_get(request: web.Request) -> web.Response:
+    # The raw path: a base64 '/' arrives as %2F, and the router must not have split on it.
+    der = ocsp.from_get_path(request.raw_path.split("?", 1)[0][len(ocsp.OCSP_PATH):])
+    return await _ocsp_reply(request, der, {"Cache-Control": "max-age=60"})
+
+
+async def _ocsp_reply(request: web.Request, der: bytes | None, headers: dict[str, str]) -> web.Response:
+    signing = request.app[SIGNING]
+    reply = await ocsp.respond(signing.authority, signing.db, der, now=signing.clock.now())
+    return web.Response(body=reply, content_type="application/ocsp-response", headers=headers)
 
 
 @authority.post(

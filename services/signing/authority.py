@@ -4,7 +4,8 @@ All three authority keys (root, issuing CA, TSA) are generated in the HSM at
 the first start and only their labels and certificates are stored. Citizen
 certificates are issued when a `plus` citizen first approves a signature
 (lazily: no HSM key is spent on citizens who never sign); a suspended or
-revoked identity revokes them, and the issuing CA's CRL lists them. A
+revoked identity revokes them, the issuing CA's CRL lists them and its OCSP
+responder (ocsp.py, named in each citizen certificate) answers for them. A
 closed account's certificates are revoked and their keys destroyed in the
 HSM (`destroy_keys`): the certificates stay, as the CRL and verifiers need.
 """
@@ -25,6 +26,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .collections import AUTHORITIES, CERTIFICATES, CRL_STATE
 from .hsm import HSM
+from .ocsp import ocsp_access, ocsp_url
 from .settings import SigningSettings
 from .x509 import build_crl, ca_extensions, citizen_extensions, issue_certificate, name, tsa_extensions
 
@@ -115,7 +117,8 @@ async def issue_for_citizen(authority: Authority, db: AsyncDatabase, session: As
         authority.hsm, issuer_label=authority.labels["issuing"], issuer=authority.issuing,
         subject=name(f"Harbour ID citizen {pseudonym}", pseudonym=pseudonym), public_key=public_key,
         not_before=now - timedelta(minutes=5), not_after=now + timedelta(days=authority.settings.citizen_cert_days),
-        extensions=citizen_extensions(authority.settings.crl_url))
+        # The CRL's distribution point and the OCSP responder (Authority Information Access), both through the gateway.
+        extensions=[*citizen_extensions(authority.settings.crl_url), ocsp_access(ocsp_url(authority.settings))])
     doc = {"_id": format(cert.serial_number, "x"), "account_id": account_id, "key_label": label,
            "certificate": Binary(cert.dump()), "pseudonym": pseudonym, "status": "active",
            "issued_at": now, "not_after": cert.not_valid_after}

@@ -28,6 +28,8 @@ from services.gateway.routes import CLIENT, PUBLIC, allowed_methods, match
         ("POST", "/v1/signing/requests/r-1/claim", "signing", "device"),
         ("GET", "/v1/signing/crl", "signing", "public"),
         ("POST", "/v1/signing/tsa", "signing", "public"),
+        ("POST", "/v1/signing/ocsp", "signing", "public"),
+        ("GET", "/v1/signing/ocsp/MEMwQTA%2FMD0wOzAJBgUrDgMCGgUABBQ", "signing", "public"),
         ("POST", "/v1/signing/verify", "signing", "public"),
     ],
 )
