@@ -15,6 +15,7 @@ CITIZENS = "citizens"          # projection of identity.events: account -> assur
 REQUESTS = "requests"          # signing requests and their status (document name and purpose encrypted)
 DOCUMENTS = "documents"        # encrypted PDFs waiting for the citizen's approval
 RESULTS = "results"            # encrypted signatures / signed PDFs waiting to be fetched
+EVIDENCE = "evidence"          # sole control, by signature id (SHA-256 of the signature value): the prompt (free text encrypted), decision JWS, device key, times
 EXPORT_KEYS = "export_keys"    # ES256 keys signing the citizen's export part (JWKS at /v1/signing/jwks)
 
 INDEXES = (

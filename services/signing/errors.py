@@ -35,8 +35,16 @@ class CitizenWasUnknown(Forbidden):
     slug, title = "citizen-unknown", "Citizen unknown"
 
 
+class DecisionMismatch(Forbidden):
+    """The citizen's device-signed decision does not cover exactly the hash signing was about to sign (evidence.py):
+    the stored request or document changed after the prompt was shown. Refused before the HSM is asked."""
+
+    slug, title = "decision-mismatch", "Decision mismatch"
+
+
 # Why a request was closed unsigned (its stored `error`) -> what fetching its result answers.
-CLOSED_BECAUSE = {refusal.slug: refusal for refusal in (AssuranceTooLow, IdentityNotActive, UnsignablePdf, CitizenWasUnknown)}
+CLOSED_BECAUSE = {refusal.slug: refusal for refusal in (AssuranceTooLow, IdentityNotActive, UnsignablePdf, CitizenWasUnknown,
+                                                        DecisionMismatch)}
 
 
 class ResultExpired(Gone):

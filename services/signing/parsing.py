@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from libs.errors import Refused
 
+from . import evidence
+from .collections import EVIDENCE
 from .context import Signing
 from .errors import NotSignablePdf, NotVerifiable, ParsersBusy
 # The jobs by reference: the parsers (pyHanko) are loaded in the workers, not in this process.
@@ -34,4 +37,23 @@ async def verification_report(signing: Signing, document: bytes | VerifyCmsBody)
     """The report on a signed PDF (bytes) or a detached CMS signature, trusting our root only."""
     job = PDF_REPORT if isinstance(document, bytes) else CMS_REPORT
     report = await _sandboxed(signing, job, document, await signing.trust(), refusal=Unverifiable, as_=NotVerifiable)
+    await _with_evidence(signing, document, report)
     return VerificationReport.model_validate(counted(report))
+
+
+async def _with_evidence(signing: Signing, document: bytes | VerifyCmsBody, report: dict[str, Any]) -> None:
+    """Each signature signing made gets its sole-control evidence (`sole_control`), checked again; one it did not
+    make (or made before evidence was kept) gets `sole_control: null`."""
+    for signature in report["signatures"]:
+        if signature.get("type") != "signature":
+            continue
+        kept = await signing.db[EVIDENCE].find_one({"_id": signature.get("signature_id")})
+        if kept is None:
+            signature["sole_control"] = None
+            continue
+        if isinstance(document, bytes):  # the approved PDF is the revision the signature extends
+            length = kept.get("signed_length") or 0
+            covers = len(document) >= length and hashlib.sha256(document[:length]).hexdigest() == kept["sha256"]
+        else:
+            covers = signature.get("signed_sha256") == kept["sha256"]
+        signature["sole_control"] = evidence.report(signing.cipher, kept, covers=covers)

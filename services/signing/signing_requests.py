@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from libs.approvals import DecisionRejected, verify_recorded_decision
 from libs.consented_requests import Claimed, ConsentedRequests, Decided, Declined, RequestLifecycle
 from libs.errors import Refused
 from libs.events import agency_topic
@@ -28,14 +29,16 @@ from libs.events.topics import SIGNING
 from libs.projections import agency_subscribers, pairwise_subject
 from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
+from libs.tokens import load_public_jwk
 
 from .authority import active_certificate, issue_for_citizen
 from .callers import Device, RelyingParty
-from .collections import CITIZENS, DOCUMENTS, REQUESTS, RESULTS
+from . import evidence
+from .collections import CITIZENS, DOCUMENTS, EVIDENCE, REQUESTS, RESULTS
 from .context import Signing
-from .errors import CLOSED_BECAUSE, AssuranceTooLow, IdentityNotActive, ResultExpired, UnsignablePdf
+from .errors import CLOSED_BECAUSE, AssuranceTooLow, DecisionMismatch, IdentityNotActive, ResultExpired, UnsignablePdf
 
-HASH_SHOWN = 16  # hex characters of the document hash the citizen sees
+HASH_SHOWN = 16  # hex characters of the document hash the citizen sees (the prompt binds the whole hash)
 # A PDF waits for its decision this long after the request expires: a decision made in time may arrive late (broker
 # outage, a restarting service) and is still signed. As long as approvals.decided keeps it (retention 3 days).
 DOCUMENT_KEPT_AFTER_EXPIRY = timedelta(days=3)
@@ -66,7 +69,10 @@ LIFECYCLE = RequestLifecycle(
 
 
 def _prompt_details(doc: dict[str, Any]) -> dict[str, Any]:
-    details = {"document_name": doc["document_name"], "kind": doc["kind"], "sha256_start": doc["sha256"][:HASH_SHOWN]}
+    # The full SHA-256 is in the prompt, so the device's signature binds exactly this document (evidence.py);
+    # the phone shows its start for people to compare.
+    details = {"document_name": doc["document_name"], "kind": doc["kind"], "sha256": doc["sha256"],
+               "sha256_start": doc["sha256"][:HASH_SHOWN]}
     if doc.get("pages"):
         details["pages"] = doc["pages"]
     return details
@@ -217,6 +223,7 @@ async def on_decided(signing: Signing, session: AsyncClientSession, data: dict[s
     """
     decided = await SIGNING_REQUESTS.decided(signing, session, data, published_at=published_at)
     if decided is None:
+        await _refuse_if_not_what_was_approved(signing, session, data, published_at=published_at)
         return
     doc = decided.request
     if not decided.approved:
@@ -227,7 +234,36 @@ async def on_decided(signing: Signing, session: AsyncClientSession, data: dict[s
     if refusal is not None:
         await _close(signing, session, doc, refusal.slug, decided_at=decided.decided_at)
         return
-    await _sign(signing, session, decided, device_id=data["device_id"])
+    await _sign(signing, session, decided, data)
+
+
+async def _refuse_if_not_what_was_approved(signing: Signing, session: AsyncClientSession, data: dict[str, Any], *,
+                                           published_at: datetime) -> None:
+    """A decision the citizen's device signed for this request (auth checked it against the prompt it showed), but over
+    another prompt than the one signing builds now: the stored request changed since (its hash altered). It can never
+    be signed: close it refused (decision-mismatch). Other unusable decisions stay ignored, as before."""
+    request_id = data["approval_id"].removeprefix(f"{SIGNING_REQUESTS.approval_prefix}-")
+    doc = await signing.db[REQUESTS].find_one({"_id": request_id}, session=session)
+    if doc is None or doc["status"] != SigningStatus.PENDING or doc["account_id"] != data["account_id"]:
+        return
+    doc = SIGNING_REQUESTS.with_text(signing, doc)
+    approval = SIGNING_REQUESTS.approval(doc)
+    try:
+        verify_recorded_decision(data["decision_jws"], load_public_jwk(data["device_jwk"]), approval_id=approval.approval_id,
+                                 digest=approval.digest(), expires_at=doc["expires_at"], decided_at=data.get("decided_at"),
+                                 published_at=published_at, now=signing.clock.now())
+    except DecisionRejected as exc:
+        if exc.reason == "digest-mismatch":  # signed by the device, for this approval, at a sane time: over something else
+            await _mismatch(signing, session, doc, data, str(exc))
+    except ValueError:  # a key that is no P-256 JWK: not the citizen's decision
+        return
+
+
+async def _mismatch(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], data: dict[str, Any], why: str) -> None:
+    log.warning("decision does not cover what would be signed: refused before the HSM", request_id=doc["_id"], detail=why)
+    await _close(signing, session, doc, DecisionMismatch.slug)
+    await signing.audit(session, subject=doc["account_id"], action="signature.refuse", actor=data.get("device_id", "signing"),
+                        client_id=doc["client_id"], request_id=doc["_id"], reason=DecisionMismatch.slug)
 
 
 async def _certificate(signing: Signing, session: AsyncClientSession, account_id: str) -> dict[str, Any]:
@@ -241,8 +277,11 @@ async def _certificate(signing: Signing, session: AsyncClientSession, account_id
     return cert_doc
 
 
-async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided, *, device_id: str) -> None:
-    """The signature (CMS over the hash, or the signed PDF), stored for the relying party, and the events."""
+async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided, data: dict[str, Any]) -> None:
+    """The signature (CMS over the hash, or the signed PDF), stored for the relying party with its evidence, and the events.
+
+    Before the HSM is asked anything (a key generated, a hash signed), the decision is checked over exactly the hash
+    about to be signed (evidence.check): the relying party's hash, or the SHA-256 of the PDF as stored now."""
     # pyHanko loads with the first signature, not at start (docs/operations.md, idle RSS).
     from pyhanko.pdf_utils.misc import PdfError
 
@@ -257,13 +296,21 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
             # The decision came later than the PDF is kept (DOCUMENT_KEPT_AFTER_EXPIRY): nothing left to sign.
             log.warning("decision arrived after its document was deleted", request_id=request_id)
             return
+    pdf = None if stored is None else signing.cipher.open_bytes(stored["sealed"], record_id=request_id, field="pdf")
+    to_sign = doc["sha256"] if pdf is None else hashlib.sha256(pdf).hexdigest()
+    approval = SIGNING_REQUESTS.approval(doc)
+    try:
+        claims = evidence.check(approval, data, to_sign_sha256=to_sign, decided_at=decided.decided_at)
+    except evidence.EvidenceMismatch as exc:
+        await _mismatch(signing, session, doc, data, str(exc))
+        return
+    checked_at = signing.clock.now()
     cert_doc = await _certificate(signing, session, doc["account_id"])
     certificate = x509.Certificate.load(bytes(cert_doc["certificate"]))
     signer = citizen_signer(signing.hsm, cert_doc["key_label"], certificate, signing.authority.chain)
-    if stored is None:
-        body = await sign_digest(signer, signing.tsa, bytes.fromhex(doc["sha256"]))
+    if pdf is None:
+        body = await sign_digest(signer, signing.tsa, bytes.fromhex(to_sign))
     else:
-        pdf = signing.cipher.open_bytes(stored["sealed"], record_id=request_id, field="pdf")
         try:
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
         except PdfError:
@@ -272,6 +319,10 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
             return
         await signing.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
     now = signing.clock.now().replace(microsecond=0)
+    await signing.db[EVIDENCE].insert_one(evidence.record(
+        signing.cipher, approval, data, claims, request_id=request_id, sha256=to_sign, decided_at=decided.decided_at,
+        checked_at=checked_at, signature_value=evidence.signature_value(doc["kind"], body), certificate_serial=cert_doc["_id"],
+        kind=doc["kind"], signed_length=None if pdf is None else len(pdf)), session=session)
     await SIGNING_REQUESTS.store_result(signing, session, request_id, signing.cipher.seal_bytes(body, record_id=request_id, field="body"),
                                         MEDIA_TYPES[doc["kind"]], sha256=hashlib.sha256(body).hexdigest())
     await SIGNING_REQUESTS.move(signing, session, doc, SigningStatus.SIGNED, decided_at=decided.decided_at, signed_at=now,
@@ -280,7 +331,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.
     await _to_agency(signing, session, doc, "signature.completed",
                      {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
-    await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=device_id,
+    await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=data["device_id"],
                         client_id=doc["client_id"], request_id=request_id, serial=cert_doc["_id"])
 
 

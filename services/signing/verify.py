@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
 from datetime import datetime
 from typing import Any
@@ -62,6 +63,10 @@ def _iso(value: datetime | None) -> str | None:
 def _signer(cert: x509.Certificate) -> dict[str, Any]:
     return {"subject": cert.subject.human_friendly, "serial": format(cert.serial_number, "x"),
             "issuer": cert.issuer.human_friendly, "not_after": _iso(cert.not_valid_after)}
+
+
+def _signature_id(signer_info: cms.SignerInfo) -> str:
+    return hashlib.sha256(signer_info["signature"].native).hexdigest()
 
 
 def _revocation(cert: x509.Certificate, crl: asn1_crl.CertificateList, status: SignatureStatus) -> dict[str, Any]:
@@ -139,7 +144,9 @@ async def _cms_report(der: bytes, sha256: str | None, content: bytes | None, vc_
     kwargs = await collect_timing_info(signer_info, ts_validation_context=vc, raw_digest=lambda _alg: digest)
     kwargs = await cms_basic_validation(signed_data, raw_digest=digest, validation_context=vc, status_kwargs=kwargs,
                                         key_usage_settings=StandardCMSSignatureStatus.default_usage_constraints(None))
-    return _signature_report(StandardCMSSignatureStatus(**kwargs), asn1_crl.CertificateList.load(crl_der))
+    report = _signature_report(StandardCMSSignatureStatus(**kwargs), asn1_crl.CertificateList.load(crl_der))
+    # What the service looks its sole-control evidence up by (services/signing/evidence.py), and the hash it covers.
+    return {**report, "signature_id": _signature_id(signer_info), "signed_sha256": digest.hex() if algorithm == "sha256" else None}
 
 
 async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
@@ -167,7 +174,7 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
                 report["valid"] = bool(ts.intact and ts.valid and ts.trusted and report["revocation"]["status"] != "revoked")
             else:
                 status = await async_validate_pdf_signature(sig, signer_validation_context=vc_factory(), ts_validation_context=vc_factory())
-                report = {"field": sig.field_name, **_signature_report(status, crl),
+                report = {"field": sig.field_name, **_signature_report(status, crl), "signature_id": _signature_id(sig.signer_info),
                           "coverage": status.coverage.name.lower() if status.coverage else None,
                           "modification_level": status.modification_level.name.lower() if status.modification_level else None}
                 report["valid"] = bool(report["valid"] and status.bottom_line)

@@ -20,7 +20,9 @@ async def test_the_prompt_shows_the_document_and_is_sealed_to_auth(signing):
     assert (created["status"], created["kind"]) == ("pending", "cms") and "app_link" not in created
     prompt = await signing.prompt(created["request_id"])
     assert (prompt.account_id, prompt.action, prompt.purpose) == (citizen.account_id, "sign", "Sign your water contract")
-    assert prompt.details == {"document_name": "Water contract", "kind": "cms", "sha256_start": CONTRACT_SHA256[:16]}
+    # The whole hash binds the device's signature; its start is what the phone shows to compare.
+    assert prompt.details == {"document_name": "Water contract", "kind": "cms", "sha256": CONTRACT_SHA256,
+                              "sha256_start": CONTRACT_SHA256[:16]}
     [event] = await published(signing.ctx, "approval.requested", prompt.approval_id)
     assert "Water contract" not in event.model_dump_json()
     stored = await signing.ctx.db["requests"].find_one({"_id": created["request_id"]})

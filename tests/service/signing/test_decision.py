@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.tokens import public_jwk
 from tests.support.auth_stand_in import Phone, published, state_changed
 
 from .conftest import problem
@@ -41,13 +42,27 @@ async def test_a_citizen_suspended_before_approving_is_refused(signing):
     assert await published(signing.ctx, "certificate.issued") == []
 
 
-async def test_decisions_not_over_our_prompt_or_not_the_citizens_are_ignored(signing):
+async def test_decisions_not_the_citizens_are_ignored(signing):
+    rp, citizen, request_id, prompt = await asked(signing)
+
+    await signing.learn(Phone("acct-someone-else").decided(prompt))
+    forged = Phone(citizen.account_id).decided(prompt, digest="B" * 43)  # signed by another key than the device's
+    forged.data["device_jwk"] = public_jwk(citizen.phone.key)
+    await signing.learn(forged)
+
+    assert (await (await signing.status(rp, request_id)).json())["status"] == "pending"
+    assert await published(signing.ctx, "signature.completed") == []
+
+
+async def test_a_device_signed_decision_over_another_prompt_closes_the_request_unsigned(signing):
+    """auth checked the decision against the prompt the phone showed: signing's own prompt differs, so what it would
+    sign is not what the citizen approved (evidence.py). Refused for good (decision-mismatch), never signed."""
     rp, citizen, request_id, prompt = await asked(signing)
 
     await signing.learn(citizen.phone.decided(prompt, digest="B" * 43))
-    await signing.learn(Phone("acct-someone-else").decided(prompt))
 
-    assert (await (await signing.status(rp, request_id)).json())["status"] == "pending"
+    status = await (await signing.status(rp, request_id)).json()
+    assert (status["status"], status["error"]) == ("refused", "decision-mismatch")
     assert await published(signing.ctx, "signature.completed") == []
 
 

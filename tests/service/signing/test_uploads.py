@@ -26,6 +26,7 @@ async def test_a_multipart_upload_names_the_document_in_a_field(signing):
     request_id = (await answer.json())["request_id"]
     prompt = await signing.prompt(request_id)
     assert (prompt.purpose, prompt.details["document_name"]) == ("Apply for a berth", "Berth application")
+    assert prompt.details["sha256"] == hashlib.sha256(pdf).hexdigest()
     assert prompt.details["sha256_start"] == hashlib.sha256(pdf).hexdigest()[:16]
 
 
