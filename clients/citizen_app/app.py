@@ -194,6 +194,13 @@ class CitizenApp:
         digest = ApprovalRequest.model_validate(prompt["request"]).digest()
         if digest != prompt["digest"]:
             raise AppError(0, {"title": "Digest mismatch", "detail": "the prompt does not match its digest; refusing to sign"})
+        details = prompt["request"].get("details") or {}
+        if prompt["request"].get("action") == "sign" and decision == "approve" and not (
+                isinstance(details.get("sha256"), str) and len(details["sha256"]) == 64
+                and details["sha256"].startswith(str(details.get("sha256_start")))):
+            # The decision binds the document's whole SHA-256; the start shown must be the start of that hash.
+            raise AppError(0, {"title": "Document hash", "detail": "the prompt does not name the whole document hash it shows; "
+                                                                   "refusing to sign"})
         key, uv = self._unlock()  # the PIN is asked for this decision (a sealed key)
         signed = sign_decision(
             key,

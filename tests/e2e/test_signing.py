@@ -20,6 +20,7 @@ import time
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 
 from clients.citizen_app import AppError
+from libs.approvals import verify_decision
 from libs.events import CloudEvent, agency_topic
+from libs.tokens import load_public_jwk
 
 from ..support.broker import all_messages
 from ..support.calls import bearer, refusal, refused_with
@@ -111,6 +114,7 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     assert prompt["requester"]["client_name"] == "Harbour Marine Department"
     assert prompt["details"]["document_name"] == "berth-application.pdf"
     assert prompt["details"]["sha256_start"] == hashlib.sha256(original).hexdigest()[:16]
+    assert prompt["details"]["sha256"] == hashlib.sha256(original).hexdigest()  # the decision binds the whole hash
     await app.approve(prompt["approval_id"])
     done = await wait_for(platform, token, request["request_id"], "signed")
     assert done["sub"] == claims_of(token)["sub"] and done["certificate_serial"]
@@ -146,6 +150,14 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     assert verdict["valid"] and [s["type"] for s in verdict["signatures"]] == ["signature", "document_timestamp"]
     assert verdict["signatures"][0]["revocation"]["status"] == "good"
     assert verdict["signatures"][0]["chain"]["path"][0].startswith("Common Name: Harbour ID Root CA")
+    # Sole control: the evidence signing kept (checked before the HSM signed), reported and checked again.
+    sole = verdict["signatures"][0]["sole_control"]
+    assert sole["verified"] and sole["covers_approved_document"] is True, sole
+    assert sole["approved_sha256"] == hashlib.sha256(original).hexdigest() and sole["prompt"]["approval_id"] == prompt["approval_id"]
+    assert sole["device_id"] == app.profile.device_id and sole["decided_at"] and sole["checked_at"]
+    assert verify_decision(sole["decision_jws"], load_public_jwk(sole["device_jwk"]), approval_id=prompt["approval_id"],
+                           digest=sole["prompt_digest"], at=datetime.fromisoformat(sole["decided_at"])).decision == "approve"
+    assert "berth-application.pdf" not in json.dumps(sole)  # no free text in the report
 
     # Altered after signing: every verifier says no.
     altered = tampered(signed)
