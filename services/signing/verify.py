@@ -29,7 +29,14 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 # What crosses the sandbox's boundary lives in reports.py (no pyHanko there); named here too, as before.
+from . import etsi
 from .reports import Trust, Unverifiable, VerificationReport, VerifyCmsBody, counted  # noqa: F401
+
+# CAdES attributes by OID (asn1crypto names few of them): what each baseline level adds to a signature.
+SIGNING_CERTIFICATE = {"1.2.840.113549.1.9.16.2.12", "1.2.840.113549.1.9.16.2.47"}  # v1, v2
+SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"
+REVOCATION_VALUES = "1.2.840.113549.1.9.16.2.24"
+ARCHIVE_TIMESTAMP = {"0.4.0.1733.2.4", "1.2.840.113549.1.9.16.2.27", "1.2.840.113549.1.9.16.2.48"}  # v3, v1, v2
 
 
 def pdf_report(pdf: bytes, trust: Trust) -> dict[str, Any]:
@@ -95,6 +102,25 @@ def _timestamp(status: StandardCMSSignatureStatus) -> dict[str, Any]:
     }
 
 
+def _attribute_oids(attrs: Any) -> set[str]:
+    return {a["type"].dotted for a in attrs} if attrs.native is not None else set()
+
+
+def _level(signer_info: cms.SignerInfo, *, dss_revocation: bool = False, document_timestamp: bool = False) -> str | None:
+    """The baseline level the signature's own attributes (and, for a PDF, its DSS and document timestamps) reach."""
+    signed, unsigned = _attribute_oids(signer_info["signed_attrs"]), _attribute_oids(signer_info["unsigned_attrs"])
+    return etsi.level(signed_attributes=bool(signed), signing_certificate=bool(signed & SIGNING_CERTIFICATE),
+                      signature_timestamp=SIGNATURE_TIMESTAMP in unsigned,
+                      revocation_data=dss_revocation or REVOCATION_VALUES in unsigned,
+                      archive_timestamp=document_timestamp or bool(unsigned & ARCHIVE_TIMESTAMP))
+
+
+def _signature_timestamps(timing: dict[str, Any]) -> list[dict[str, Any]]:
+    if timing.get("timestamp") is None:
+        return []
+    return [{"type": "signature_timestamp", "time": timing["timestamp"], "valid": timing["timestamp_valid"], "tsa": timing["tsa"]}]
+
+
 def _signature_report(status: StandardCMSSignatureStatus, crl: asn1_crl.CertificateList) -> dict[str, Any]:
     revocation = _revocation(status.signing_cert, crl, status)
     timing = _timestamp(status)
@@ -105,6 +131,7 @@ def _signature_report(status: StandardCMSSignatureStatus, crl: asn1_crl.Certific
         "integrity": {"intact": status.intact, "valid": status.valid},
         "signing_time": timing,
         "revocation": revocation,
+        "timestamps": _signature_timestamps(timing),
     }
     report["valid"] = bool(status.intact and status.valid and status.trusted and revocation["status"] != "revoked"
                            and timing["timestamp_valid"] is not False)
@@ -145,8 +172,18 @@ async def _cms_report(der: bytes, sha256: str | None, content: bytes | None, vc_
     kwargs = await cms_basic_validation(signed_data, raw_digest=digest, validation_context=vc, status_kwargs=kwargs,
                                         key_usage_settings=StandardCMSSignatureStatus.default_usage_constraints(None))
     report = _signature_report(StandardCMSSignatureStatus(**kwargs), asn1_crl.CertificateList.load(crl_der))
+    report.update(etsi.conclusion(report), level=_level(signer_info))
     # What the service looks its sole-control evidence up by (services/signing/evidence.py), and the hash it covers.
     return {**report, "signature_id": _signature_id(signer_info), "signed_sha256": digest.hex() if algorithm == "sha256" else None}
+
+
+def _dss_revocation(reader: PdfFileReader) -> bool:
+    """Whether the PDF embeds revocation data (a DSS with CRLs or OCSP responses): PAdES B-LT."""
+    try:
+        dss = reader.root.get("/DSS")
+        return dss is not None and bool(dss.get("/CRLs") or dss.get("/OCSPs"))
+    except Exception:  # a malformed DSS embeds nothing usable
+        return False
 
 
 async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
@@ -158,8 +195,9 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
     if not embedded:
         raise Unverifiable("the PDF carries no signature")
     crl = asn1_crl.CertificateList.load(crl_der)
+    dss_revocation = _dss_revocation(reader)
     reports = []
-    for sig in embedded:
+    for index, sig in enumerate(embedded):
         try:
             if sig.sig_object_type == "/DocTimeStamp":
                 ts = await async_validate_pdf_timestamp(sig, validation_context=vc_factory())
@@ -172,15 +210,25 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
                     "revocation": _revocation(ts.signing_cert, crl, ts),
                 }
                 report["valid"] = bool(ts.intact and ts.valid and ts.trusted and report["revocation"]["status"] != "revoked")
+                report.update(etsi.conclusion({**report, "signing_time": {}}))
             else:
                 status = await async_validate_pdf_signature(sig, signer_validation_context=vc_factory(), ts_validation_context=vc_factory())
                 report = {"field": sig.field_name, **_signature_report(status, crl), "signature_id": _signature_id(sig.signer_info),
                           "coverage": status.coverage.name.lower() if status.coverage else None,
                           "modification_level": status.modification_level.name.lower() if status.modification_level else None}
                 report["valid"] = bool(report["valid"] and status.bottom_line)
+                later_doc_ts = any(s.sig_object_type == "/DocTimeStamp" for s in embedded[index + 1:])
+                report.update(etsi.conclusion(report, allowed_changes=bool(status.seed_value_ok and (status.docmdp_ok or status.modification_level is None))),
+                              level=_level(sig.signer_info, dss_revocation=dss_revocation, document_timestamp=later_doc_ts))
         except Exception as exc:  # a broken signature dictionary: report it as invalid, never crash
             report = {"type": "unreadable", "field": sig.field_name, "valid": False, "error": type(exc).__name__}
+            report.update(etsi.conclusion(report))
         reports.append(report)
+    for index, report in enumerate(reports):  # each signature also lists the document timestamps over it
+        if report.get("type") == "signature":
+            report["timestamps"] += [{"type": "document_timestamp", "time": r["signing_time"]["timestamp"],
+                                      "valid": r["indication"] == etsi.PASSED, "tsa": r["signer"]["subject"]}
+                                     for r in reports[index + 1:] if r.get("type") == "document_timestamp"]
     valid = all(r["valid"] for r in reports)
     return {"kind": "pdf", "valid": valid, "signatures": reports}
 
