@@ -149,6 +149,10 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     verdict = verify_api(platform, data=signed, headers={"Content-Type": PDF}).json()
     assert verdict["valid"] and [s["type"] for s in verdict["signatures"]] == ["signature", "document_timestamp"]
     assert verdict["signatures"][0]["revocation"]["status"] == "good"
+    # In ETSI EN 319 102-1's words: passed, at B-T (a signature timestamp; no DSS, so the document timestamp is no B-LTA).
+    assert [(s["indication"], s["sub_indication"]) for s in verdict["signatures"]] == [("PASSED", None)] * 2
+    assert verdict["signatures"][0]["level"] == "B-T"
+    assert [t["type"] for t in verdict["signatures"][0]["timestamps"]] == ["signature_timestamp", "document_timestamp"]
     assert verdict["signatures"][0]["chain"]["path"][0].startswith("Common Name: Harbour ID Root CA")
     # Sole control: the evidence signing kept (checked before the HSM signed), reported and checked again.
     sole = verdict["signatures"][0]["sole_control"]
@@ -168,7 +172,9 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     status = await async_validate_pdf_signature(PdfFileReader(io.BytesIO(altered)).embedded_signatures[0],
                                                 signer_validation_context=root_only_context(trust))
     assert not status.intact and not status.bottom_line
-    assert verify_api(platform, data=altered, headers={"Content-Type": PDF}).json()["valid"] is False
+    altered_verdict = verify_api(platform, data=altered, headers={"Content-Type": PDF}).json()
+    assert altered_verdict["valid"] is False
+    assert (altered_verdict["signatures"][0]["indication"], altered_verdict["signatures"][0]["sub_indication"]) == ("FAILED", "HASH_FAILURE")
 
     # The relying party's own topic: its pairwise sub, never an account id.
     async def completed():
@@ -225,8 +231,10 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     signature_b64 = base64.b64encode(result.content).decode()
     by_hash = verify_api(platform, json={"cms": signature_b64, "sha256": hashlib.sha256(document).hexdigest()}).json()
     assert by_hash["valid"] and by_hash["signatures"][0]["signing_time"]["timestamp_valid"]
+    assert (by_hash["signatures"][0]["indication"], by_hash["signatures"][0]["level"]) == ("PASSED", "B-T")
     by_content = verify_api(platform, json={"cms": signature_b64, "content": base64.b64encode(document + b"!").decode()}).json()
     assert by_content["valid"] is False and by_content["signatures"][0]["integrity"]["intact"] is False
+    assert (by_content["signatures"][0]["indication"], by_content["signatures"][0]["sub_indication"]) == ("FAILED", "HASH_FAILURE")
 
 
 async def test_the_tsa_answers_rfc3161_queries_that_openssl_verifies(platform, trust, tmp_path):
@@ -330,6 +338,11 @@ async def test_a_suspended_identity_has_its_certificate_revoked_and_on_the_crl(p
     report = verify_api(platform, json={"cms": base64.b64encode(signature).decode(), "sha256": hashlib.sha256(document).hexdigest()}).json()
     assert report["valid"] is False and report["signatures"][0]["revocation"]["status"] == "revoked"
     assert report["signatures"][0]["integrity"] == {"intact": True, "valid": True}  # intact, but revoked
+    # ETSI: the signature timestamp proves the signature existed at its time; revoked later → PASSED on that proof,
+    # revoked in the same second (or before) → FAILED/REVOKED.
+    revoked = report["signatures"][0]
+    later = datetime.fromisoformat(revoked["revocation"]["revoked_at"]) > datetime.fromisoformat(revoked["signing_time"]["timestamp"])
+    assert (revoked["indication"], revoked["sub_indication"]) == (("PASSED", None) if later else ("FAILED", "REVOKED"))
     # A suspended identity cannot sign any more: its relying party's tokens are refused from the suspension on
     # (the revocations topic, issue 14 item 3), before signing's own identity check is even reached.
     refused = requests.post(platform.gateway + "/v1/signing/requests", headers=bearer(token), timeout=10,
