@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import keys as asn1_keys
