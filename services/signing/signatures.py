@@ -33,7 +33,7 @@ SIGNATURE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-FIELD_NAME = "HarbourID-Signature"
+FIELD_NAME = "HarbourID-Signature"  # the first signature's field; a countersignature's is FIELD_NAME-2, -3, ...
 
 
 class InProcessTimeStamper(TimeStamper):
@@ -95,6 +95,18 @@ def check_pdf(data: bytes) -> int:
     return pages
 
 
+def new_field_name(reader: PdfFileReader) -> str:
+    """A signature field name the PDF does not have yet: each signature goes into its own new field, in its own
+    incremental update, so the signatures already there (ours or anyone's) keep their byte ranges."""
+    taken = {name for name, _, _ in fields.enumerate_sig_fields(reader)}
+    if FIELD_NAME not in taken:
+        return FIELD_NAME
+    n = 2
+    while f"{FIELD_NAME}-{n}" in taken:
+        n += 1
+    return f"{FIELD_NAME}-{n}"
+
+
 def inspect_upload(data: bytes) -> int:
     """Sandbox job (services/signing/sandbox.py): check_pdf, then a dry run of the revision sign_pdf will add.
 
@@ -104,7 +116,7 @@ def inspect_upload(data: bytes) -> int:
     pages = check_pdf(data)
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        fields.append_signature_field(writer, fields.SigFieldSpec(FIELD_NAME))
+        fields.append_signature_field(writer, fields.SigFieldSpec(new_field_name(writer.prev)))
         writer.write(io.BytesIO())
     except Exception as exc:  # pyHanko raises many types on a file it cannot add a revision to
         raise InvalidPdf(f"a signature cannot be added to this PDF: {exc}") from None
@@ -112,15 +124,16 @@ def inspect_upload(data: bytes) -> int:
 
 
 async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str) -> bytes:
-    """PAdES B-T signature in a new revision, then a document timestamp in another."""
+    """PAdES B-T signature in a new revision (in a new field: a PDF already signed is countersigned), then a
+    document timestamp in another."""
     started = time.perf_counter()
     timestamper = InProcessTimeStamper(tsa)
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     meta = signers.PdfSignatureMetadata(
-        field_name=FIELD_NAME, md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
+        field_name=new_field_name(writer.prev), md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
         reason=reason, name=signer_name, location="Harbour ID")
     signed = io.BytesIO()
-    await signers.PdfSigner(meta, signer=signer, timestamper=timestamper).async_sign_pdf(
-        IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False), output=signed)
+    await signers.PdfSigner(meta, signer=signer, timestamper=timestamper).async_sign_pdf(writer, output=signed)
     stamped = io.BytesIO()
     await signers.PdfTimeStamper(timestamper).async_timestamp_pdf(
         IncrementalPdfFileWriter(signed, strict=False), "sha256", output=stamped)

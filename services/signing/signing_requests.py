@@ -284,6 +284,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     about to be signed (evidence.check): the relying party's hash, or the SHA-256 of the PDF as stored now."""
     # pyHanko loads with the first signature, not at start (docs/operations.md, idle RSS).
     from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign.general import SigningError
 
     from .signatures import citizen_signer, sign_digest, sign_pdf
 
@@ -313,8 +314,9 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     else:
         try:
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
-        except PdfError:
-            # The upload passed the sandbox's checks but pyHanko cannot add a revision to it: tell the relying party, do not retry.
+        except (PdfError, SigningError):
+            # The upload passed the sandbox's checks but pyHanko cannot add a revision to it (or sign in it: a certified
+            # PDF that allows no change): the input's fault, so tell the relying party and do not retry.
             await _close(signing, session, doc, UnsignablePdf.slug, decided_at=decided.decided_at)
             return
         await signing.db[DOCUMENTS].delete_one({"_id": request_id}, session=session)
