@@ -96,8 +96,10 @@ REDIRECT = "http://127.0.0.1:8765/callback"
 FORM = "application/x-www-form-urlencoded"
 
 
-# Binary request bodies beyond octet-stream: signing's RFC 3161 TSA takes DER bytes as application/timestamp-query.
+# Binary request bodies beyond octet-stream: signing's RFC 3161 TSA takes DER bytes as application/timestamp-query,
+# its OCSP responder (RFC 6960) as application/ocsp-request.
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
+schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
 
 
 def schemathesis_config() -> schemathesis.Config:

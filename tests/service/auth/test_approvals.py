@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -15,13 +16,18 @@ from services.auth import housekeeping
 from services.auth.approvals import queue
 
 
+# As signing words a prompt: the whole hash the decision binds, and its start for the citizen to compare.
+DOCUMENT_SHA256 = hashlib.sha256(b"the tenancy agreement").hexdigest()
+
+
 async def queued(auth_service, phone, *, lifetime_s: int = 120) -> str:
     """A signing prompt in the citizen's queue, as if `approval.requested` had brought it."""
     context = auth_service.context
     request = ApprovalRequest(
         approval_id=f"sig-{uuid.uuid4().hex}", account_id=phone.profile.account_id, action="sign",
         requester=Requester(service="signing", client_id="agency-1", client_name="Housing Authority"),
-        purpose="Sign the tenancy agreement", details={"document_name": "tenancy.pdf"},
+        purpose="Sign the tenancy agreement", details={"document_name": "tenancy.pdf", "sha256": DOCUMENT_SHA256,
+                                                       "sha256_start": DOCUMENT_SHA256[:16]},
         expires_at=context.clock.now() + timedelta(seconds=lifetime_s),
     )
     await queue.enqueue(context, None, request)
