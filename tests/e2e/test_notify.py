@@ -268,7 +268,7 @@ async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platf
         strings = set(_strings(event))
         assert not strings & account_ids, (message.topic, event["type"])
         checked += 1
-    assert checked > 0
+    assert checked > 0, f"no message read from the {len(ours)} agency topics of this run, e.g. {ours[:3]}"
 
 
 def _strings(value):

@@ -54,6 +54,13 @@ async def all_messages(bootstrap: str, topics: list[str] | None = None) -> list:
     await consumer.start()
     messages = []
     try:
+        # A topic the admin's describe answered with an error (no partitions listed) is looked up in the consumer's
+        # own metadata: reading nothing from it would make "every message" silently none.
+        described_ok = {tp.topic for tp in partitions}
+        missing = [name for name in names if name not in described_ok]
+        if missing:
+            await consumer.topics()
+            partitions += [TopicPartition(name, p) for name in missing for p in sorted(consumer.partitions_for_topic(name) or ())]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
