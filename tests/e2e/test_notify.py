@@ -238,8 +238,22 @@ async def test_a_dispatcher_killed_mid_batch_leaves_exactly_one_inbox_item_per_r
         assert set(per_account) == set(accounts) and set(per_account.values()) == {1}
 
 
-async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platform):
+async def test_agency_topics_carry_only_their_own_events_and_no_account_id(platform, kiosk, metadata, tmp_path):
     """Every `agency.*` topic on the broker: each event's client and subs belong to that topic's agency; no account id anywhere."""
+    # An agency of this test's own sends one notification: an event to check whatever ran before (in the full suite
+    # the earlier tests' agency topics were once all read empty: see the session note).
+    agency = Agency(platform, metadata, "Topic Auditor", agency_events=True)
+    app, sub = await citizen_of(platform, kiosk, metadata, tmp_path, agency, "phone")
+    template = await agency.template()
+    sent = await agency.send({"template_id": template["template_id"], "sub": sub, "reference": "R-topics",
+                              "personalisation": {"name": "Chan Tai Man", "licence": "DL-7"}})
+    assert sent.status_code == 201, sent.text
+    own = f"agency.{agency.client_id}.events"
+
+    async def own_event_published():
+        return bool(await all_messages(platform.infra.kafka_bootstrap, [own])) or None
+
+    await eventually(own_event_published, timeout_s=30, interval_s=0.2)
     async with mongo(platform.infra.mongo_uri) as client:
         db = client[platform.database("notify")]
         sectors = {c["_id"]: c["sector"] async for c in db["clients"].find({}, {"sector": 1})}
