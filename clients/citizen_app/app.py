@@ -110,12 +110,7 @@ class CitizenApp:
 
         `pin`: seal the key under this PIN or passphrase (and tell auth the device is PIN-protected); without one
         the key is kept in the clear and auth is told so (its logins then never claim a PIN)."""
-        key = generate_private_key()
-        if pin:
-            check_new_pin(pin)
-        challenge = await self._call("POST", "/v1/devices/challenges", json={})
-        now = int(datetime.now(UTC).timestamp())
-        proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+        key, proof = await self._new_key_with_proof(pin)
         result = await self._call(
             "POST",
             "/v1/devices",
@@ -285,16 +280,20 @@ class CitizenApp:
 
     # -- adding a device from an existing one --------------------------------
 
-    async def start_pairing(self, device_name: str = "phone", *, pin: str | None = None) -> dict[str, Any]:
-        """On the new phone: make the device key, prove possession, and get the code to show (and a pairing id kept
-        in the profile). The citizen enters the code on a phone already bound (`approve_pairing`); then
-        `finish_pairing` here. `pin`: as `activate`'s."""
+    async def _new_key_with_proof(self, pin: str | None) -> tuple[Any, str]:
+        """A new device key and its proof of possession over a fresh server nonce (activation and pairing alike)."""
         key = generate_private_key()
         if pin:
             check_new_pin(pin)
         challenge = await self._call("POST", "/v1/devices/challenges", json={})
         now = int(datetime.now(UTC).timestamp())
-        proof = sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+        return key, sign({"nonce": challenge["nonce"], "aud": challenge["audience"], "iat": now, "exp": now + 120}, key)
+
+    async def start_pairing(self, device_name: str = "phone", *, pin: str | None = None) -> dict[str, Any]:
+        """On the new phone: make the device key, prove possession, and get the code to show (and a pairing id kept
+        in the profile). The citizen enters the code on a phone already bound (`approve_pairing`); then
+        `finish_pairing` here. `pin`: as `activate`'s."""
+        key, proof = await self._new_key_with_proof(pin)
         started = await self._call("POST", "/v1/devices/pairings",
                                    json={"public_key": public_jwk(key), "device_name": device_name, "proof": proof,
                                          "key_protection": self.key_protection(pin)})
