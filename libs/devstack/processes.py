@@ -7,6 +7,7 @@ marker we started the process with, so a recycled PID is never signalled.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -121,10 +122,27 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 by default), so the source port of some
+# outgoing connection cannot take one between the moment it is chosen and the moment its server binds it (a full
+# test run opens thousands of client connections; a port taken from the ephemeral range was once lost that way).
+_PRIVATE_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on now, never handed out before by this process."""
+    for _ in range(200):
+        port = random.choice(_PRIVATE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PRIVATE_PORTS}")
 
 
 def wait_until(predicate, *, timeout_s: float, what: str, interval_s: float = 0.2) -> None:
@@ -141,3 +159,14 @@ def http_ok(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def tail(log_file: Path, lines: int = 20) -> str:
+    """The last lines of a process's log, for an error that says why it stopped (the log may be gone in CI)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
+    except OSError as error:
+        return f"(no log: {error})"

@@ -172,7 +172,8 @@ class DevStack:
             what=f"{name} to be ready at {url}",
         )
         if not processes.is_alive(pid):
-            raise RuntimeError(f"{name} exited at start; see {self.log_dir / (name + '.log')}")
+            log_file = self.log_dir / (name + ".log")
+            raise RuntimeError(f"{name} exited at start; see {log_file}; its last lines:\n{processes.tail(log_file)}")
 
     def up(self) -> float:
         """Start whatever is not running (everything, the first time; after a crash, what crashed).

@@ -6,7 +6,6 @@ test server's own URL, so device-token audiences are what auth expects.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from clients.citizen_app import CitizenApp, Profile
 from libs.clock import FrozenClock
+from libs.devstack.processes import free_port
 from libs.store import create_client
 from services.auth.app import create_app
 from services.auth.callers import AUTH
@@ -25,12 +25,6 @@ from ...support.consumer_groups import read_from_now
 from ...support.infrastructure import serving, stop_within
 from ...support.people import identity, selfie
 from ...support.polling import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
