@@ -19,8 +19,8 @@ from libs.approvals.confidential import PromptUnreadable
 from libs.data_export import PARTS, ExportPart, plain, signed_part, without
 
 from .approvals.queue import opened
+from .clients.registry import clients_of_sector
 from .collections import ACCOUNTS, APPROVALS, DEVICES, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
-from .identity.reproofing import _clients_of_sector
 
 if TYPE_CHECKING:
     from .context import Auth
@@ -58,7 +58,7 @@ async def export(auth: "Auth", device: "DeviceContext") -> ExportPart:
     devices = [plain(d) for d in await db[DEVICES].find({"account_id": account_id}).sort("created_at", 1).to_list()]
     subjects = []
     for doc in await db[SUBJECTS].find({"account_id": account_id}).to_list():
-        clients = await _clients_of_sector(auth, doc["sector"])
+        clients = await clients_of_sector(auth.db, doc["sector"])
         subjects.append({"sub": doc["_id"], "sector": doc["sector"],
                          "relying_parties": [{"client_id": c.client_id, "name": c.metadata.client_name} for c in clients]})
     grants = [{**plain(without(doc["grant"], "nonce", "extra", "account_id")), "status": doc["status"],

@@ -134,6 +134,15 @@ async def find_client(db: AsyncDatabase, client_id: str) -> Client | None:
     return client_from_doc(doc) if doc else None
 
 
+async def clients_of_sector(db: AsyncDatabase, sector: str) -> list[Client]:
+    """The clients sharing a pairwise sector: `client:<id>` is one client; `sector:<host>` those registered with it."""
+    if sector.startswith("client:"):
+        client = await find_client(db, sector.removeprefix("client:"))
+        return [client] if client is not None else []
+    docs = await db[CLIENTS_COLLECTION].find({"metadata.sector_identifier_uri": {"$ne": None}}).to_list()
+    return [client for client in map(client_from_doc, docs) if client.sector == sector]
+
+
 def forget_client(db: AsyncDatabase, client_id: str) -> None:
     """After a transaction that changed or deleted the client committed: this process reads it afresh next time."""
     directory = directory_of(db)

@@ -53,12 +53,12 @@ from libs.events import agency_topic
 from libs.events.outbox import OUTBOX_COLLECTION
 
 from ..approvals import queue
+from ..clients.registry import clients_of_sector
 from ..collections import ACCOUNTS, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
 from ..errors import AccountInactive, TransitionRefused
 from ..settings import AuthSettings
 from .accounts import change_state
-from .reproofing import _clients_of_sector
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -157,7 +157,7 @@ async def _tell_relying_parties(ctx: ServiceContext, session: AsyncClientSession
     told = 0
     subjects = await ctx.db[SUBJECTS].find({"account_id": account_id}, {"sector": 1}, session=session).to_list()
     for subject in subjects:
-        for client in await _clients_of_sector(ctx, subject["sector"]):
+        for client in await clients_of_sector(ctx.db, subject["sector"]):
             if client.metadata.agency_events:
                 await ctx.publish(session, agency_topic(client.client_id), "identity.account_closed", subject["_id"], {
                     "client_id": client.client_id, "sub": subject["_id"], "closed_at": closed_at})

@@ -44,8 +44,8 @@ from libs.backbone import ServiceContext
 from libs.events import agency_topic
 from libs.events.topics import IDENTITY
 
-from ..clients.registry import Client, client_from_doc, find_client
-from ..collections import ACCOUNTS, CLIENTS, DEVICES, SESSIONS, SUBJECTS
+from ..clients.registry import clients_of_sector
+from ..collections import ACCOUNTS, DEVICES, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
 from ..errors import AccountInactive, NotEnrolled, ProofingFailed, TransitionRefused
 from ..oidc.token_response import revoke_account_grants
@@ -100,20 +100,11 @@ async def _upgrade_in(ctx: ServiceContext, session: AsyncClientSession, account:
     return True
 
 
-async def _clients_of_sector(ctx: ServiceContext, sector: str) -> list[Client]:
-    """The clients sharing a pairwise sector: `client:<id>` is one client; `sector:<host>` those registered with it."""
-    if sector.startswith("client:"):
-        client = await find_client(ctx.db, sector.removeprefix("client:"))
-        return [client] if client is not None else []
-    docs = await ctx.db[CLIENTS].find({"metadata.sector_identifier_uri": {"$ne": None}}).to_list()
-    return [client for client in map(client_from_doc, docs) if client.sector == sector]
-
-
 async def _tell_relying_parties(ctx: ServiceContext, session: AsyncClientSession, account_id: str, *, before: str) -> None:
     """The news on the topic of every client the citizen has logged in to (its sector holds a subject) that subscribed."""
     subjects = await ctx.db[SUBJECTS].find({"account_id": account_id}, {"sector": 1}, session=session).to_list()
     for subject in subjects:
-        for client in await _clients_of_sector(ctx, subject["sector"]):
+        for client in await clients_of_sector(ctx.db, subject["sector"]):
             if client.metadata.agency_events:
                 await ctx.publish(session, agency_topic(client.client_id), "identity.assurance_changed", subject["_id"], {
                     "client_id": client.client_id, "sub": subject["_id"],
