@@ -26,7 +26,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .collections import AUTHORITIES, CERTIFICATES, CRL_STATE
 from .hsm import HSM
-from .ocsp import ocsp_access, ocsp_url
+from .ocsp import answer_for, ocsp_access, ocsp_url
 from .settings import SigningSettings
 from .x509 import build_crl, ca_extensions, citizen_extensions, issue_certificate, name, tsa_extensions
 
@@ -57,6 +57,8 @@ class Authority:
     certs: dict[str, x509.Certificate]
     # Per CA role: (revoked serials, built at, DER) of its last CRL.
     _crls: dict[str, tuple[tuple, datetime, bytes]] = field(default_factory=dict, repr=False)
+    # Per serial of the issuing CA's and the TSA's certificates: (made at, DER) of the in-process OCSP answer (ocsp.answer_for).
+    _ocsp: dict[int, tuple[datetime, bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> x509.Certificate:
@@ -189,3 +191,24 @@ async def destroy_keys(authority: Authority, db: AsyncDatabase, session: AsyncCl
         await authority.hsm.destroy_key(doc["key_label"])
         await db[CERTIFICATES].update_one({"_id": doc["_id"]}, {"$set": {"key_destroyed_at": now}}, session=session)
     return len(docs)
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    """What a verifier needs to validate a signature and its timestamps offline, long after: PAdES B-LT's DSS, CAdES
+    B-LT's SignedData.certificates/crls. For every certificate below the root — the signer's, the TSA's, the issuing
+    CA's — a CRL that covers it and an OCSP response about it, all made in process (no HTTP call to ourselves)."""
+
+    root: x509.Certificate
+    certificates: list[x509.Certificate]  # the issuing CA and the TSA (the signer's rides in the signature)
+    crls: list[bytes]  # the issuing CA's (citizens, TSA), the root's (the issuing CA)
+    ocsps: list[bytes]  # the signer's (fresh), the TSA's and the issuing CA's (reused for half their validity)
+
+
+async def validation_data(authority: Authority, db: AsyncDatabase, certificate: x509.Certificate, *, now: datetime,
+                          session: AsyncClientSession | None = None) -> ValidationData:
+    """`session`: the transaction that may have just issued `certificate` (its OCSP answer must see it)."""
+    crls = [await current_crl(authority, db, now=now), await current_root_crl(authority, db, now=now)]
+    ocsps = [await answer_for(authority, db, c, now=now, session=session)
+             for c in (certificate, authority.certs["tsa"], authority.issuing)]
+    return ValidationData(authority.root, [authority.issuing, authority.certs["tsa"]], crls, ocsps)

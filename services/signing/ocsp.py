@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from asn1crypto import ocsp, x509
 from asn1crypto.core import GeneralizedTime
 from prometheus_client import Counter
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .collections import CERTIFICATES
@@ -87,32 +88,72 @@ async def respond(authority, db: AsyncDatabase, der: bytes | None, *, now: datet
     mine = {i for i, q in enumerate(queries) if q[0] in HASHES and (q[1], q[2]) == _issuer_hashes(issuing, q[0])}
     if not mine:
         return status_only("unauthorized")
+    cert_ids = [(q[4], i in mine) for i, q in enumerate(queries)]
+    return (await _signed_answer(authority, db, "issuing", cert_ids, nonces[0] if nonces else None, now=now)).dump()
+
+
+async def _signed_answer(authority, db: AsyncDatabase, role: str, cert_ids: list[tuple[ocsp.CertId, bool]], nonce: bytes | None, *,
+                         now: datetime, session: AsyncClientSession | None = None) -> ocsp.OCSPResponse:
+    """A successful OCSPResponse signed by `role`'s key (the issuer of the certificates asked about): per CertID, its
+    status when `ours` (a certificate of that issuer), else unknown."""
+    issuer = authority.certs[role]
     now = now.astimezone(UTC).replace(microsecond=0)
     responses = []
-    for i, (_, _, _, serial, cert_id) in enumerate(queries):
-        if i in mine:
-            status, label = await _status_of(authority, db, serial)
+    for cert_id, ours in cert_ids:
+        if ours:
+            status, label = await _status_of(authority, db, role, cert_id["serial_number"].native, session)
         else:  # another issuer, in a request that also names ours
             status, label = {"unknown": None}, "unknown"
         OCSP_ANSWERS.labels("successful", label).inc()
         responses.append({"cert_id": cert_id, "cert_status": status, "this_update": GeneralizedTime(now),
                           "next_update": GeneralizedTime(now + VALIDITY)})
-    data = {"responder_id": {"by_key": key_identifier(issuing.public_key)}, "produced_at": GeneralizedTime(now),
+    data = {"responder_id": {"by_key": key_identifier(issuer.public_key)}, "produced_at": GeneralizedTime(now),
             "responses": responses}
-    if nonces:
-        data["response_extensions"] = [{"extn_id": "nonce", "critical": False, "extn_value": nonces[0]}]
+    if nonce is not None:
+        data["response_extensions"] = [{"extn_id": "nonce", "critical": False, "extn_value": nonce}]
     tbs_response = ocsp.ResponseData(data)
-    signature = await authority.hsm.sign(authority.labels["issuing"], tbs_response.dump())
+    signature = await authority.hsm.sign(authority.labels[role], tbs_response.dump())
     basic = ocsp.BasicOCSPResponse({"tbs_response_data": tbs_response, "signature_algorithm": SIGNATURE_ALGORITHM,
-                                    "signature": signature, "certs": [issuing]})
+                                    "signature": signature, "certs": [issuer] if role != "root" else []})
     return ocsp.OCSPResponse({"response_status": "successful",
-                              "response_bytes": {"response_type": "basic_ocsp_response", "response": basic}}).dump()
+                              "response_bytes": {"response_type": "basic_ocsp_response", "response": basic}})
 
 
-async def _status_of(authority, db: AsyncDatabase, serial: int) -> tuple[dict, str]:
+def cert_id(certificate: x509.Certificate, issuer: x509.Certificate, algorithm: str = "sha1") -> ocsp.CertId:
+    """RFC 6960 §4.1.1 CertID of `certificate` (SHA-1 by default: what every client sends and matches)."""
+    name_hash, key_hash = _issuer_hashes(issuer, algorithm)
+    return ocsp.CertId({"hash_algorithm": {"algorithm": algorithm}, "issuer_name_hash": name_hash,
+                        "issuer_key_hash": key_hash, "serial_number": certificate.serial_number})
+
+
+async def answer_for(authority, db: AsyncDatabase, certificate: x509.Certificate, *, now: datetime,
+                     session: AsyncClientSession | None = None) -> bytes:
+    """In process (long-term validation data, signatures.py): the DER OCSPResponse for one certificate below the root,
+    signed by its issuer — the issuing CA for citizens and the TSA, the root for the issuing CA (RFC 6960 §4.2.2.2: the
+    CA itself answers). No HTTP round trip and no nonce. The answers about the platform's own TSA and issuing CA never
+    change (neither is ever revoked: docs/operations.md) and are reused for half their validity; a citizen's is fresh."""
+    role = "root" if certificate.issuer == authority.root.subject and certificate.serial_number == authority.issuing.serial_number \
+        else "issuing"
+    shared = certificate.serial_number in (authority.issuing.serial_number, authority.certs["tsa"].serial_number)
+    now = now.astimezone(UTC).replace(microsecond=0)
+    if shared:
+        cached = authority._ocsp.get(certificate.serial_number)
+        if cached is not None and now - cached[0] < VALIDITY / 2:
+            return cached[1]
+    answer = (await _signed_answer(authority, db, role, [(cert_id(certificate, authority.certs[role]), True)], None,
+                                   now=now, session=session)).dump()
+    if shared:
+        authority._ocsp[certificate.serial_number] = (now, answer)
+    return answer
+
+
+async def _status_of(authority, db: AsyncDatabase, role: str, serial: int,
+                     session: AsyncClientSession | None = None) -> tuple[dict, str]:
+    if role == "root":  # the root issues one certificate, the issuing CA's, and never revokes it (as its CRL says)
+        return ({"good": None}, "good") if serial == authority.issuing.serial_number else ({"unknown": None}, "unknown")
     if serial == authority.certs["tsa"].serial_number:  # the TSA's certificate: issued by this CA, never revoked
         return {"good": None}, "good"
-    doc = await db[CERTIFICATES].find_one({"_id": format(serial, "x")}, {"status": 1, "revoked_at": 1, "reason": 1})
+    doc = await db[CERTIFICATES].find_one({"_id": format(serial, "x")}, {"status": 1, "revoked_at": 1, "reason": 1}, session=session)
     if doc is None:
         return {"unknown": None}, "unknown"
     if doc["status"] == "revoked":

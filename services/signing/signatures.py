@@ -5,9 +5,11 @@ Imported on the first signature (signing_requests.py), not at start: pyHanko is 
 
 - a SHA-256 digest → a detached CMS SignedData, CAdES baseline (ESS
   signing-certificate-v2, signing time) with a signature timestamp
-  (id-aa-signatureTimeStampToken) from our TSA: CAdES-B-T;
-- a PDF → PAdES (ETSI.CAdES.detached) with a signature timestamp, then a
-  document timestamp (ETSI.RFC3161) from our TSA as a second revision.
+  (id-aa-signatureTimeStampToken) from our TSA, and the validation data (authority.ValidationData) in
+  SignedData.certificates and SignedData.crls (CRLs, OCSP responses as id-ri-ocsp-response): CAdES-B-LT;
+- a PDF → PAdES (ETSI.CAdES.detached) with a signature timestamp; then, in a revision of its own, the DSS with
+  the validation data of the signer's chain and of the TSA's; then a document timestamp (ETSI.RFC3161) from our
+  TSA over all that: PAdES-B-LTA.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ from __future__ import annotations
 import io
 import time
 
-from asn1crypto import cms, tsp, x509
+from asn1crypto import cms, ocsp, tsp, x509
+from asn1crypto import crl as asn1_crl
 from prometheus_client import Histogram
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko_certvalidator import ValidationContext
+
+from .authority import ValidationData
 
 from .hsm import HSM, HSM_SECONDS
 from .reports import InvalidPdf  # noqa: F401  (raised here; defined without pyHanko, it crosses the sandbox)
@@ -68,13 +75,39 @@ def citizen_signer(hsm: HSM, key_label: str, certificate: x509.Certificate, chai
                              use_raw_mechanism=True)
 
 
-async def sign_digest(signer: PKCS11Signer, tsa: TimeStampAuthority, sha256: bytes) -> bytes:
-    """Detached CMS (DER) over a document whose SHA-256 is `sha256`."""
+def validation_context(data: ValidationData) -> ValidationContext:
+    """Our root alone trusted, nothing fetched, every certificate below the root checked against `data` (hard-fail):
+    what pyHanko validates the signer and the TSA with before signing, and copies into the DSS."""
+    return ValidationContext(trust_roots=[data.root], other_certs=data.certificates, crls=data.crls, ocsps=data.ocsps,
+                             allow_fetching=False, revocation_mode="hard-fail")
+
+
+def with_validation_data(content_info: cms.ContentInfo, data: ValidationData) -> cms.ContentInfo:
+    """The SignedData with the validation data added where CAdES baseline B-LT puts it (EN 319 122-1 §6.3): certificates
+    in SignedData.certificates, CRLs and OCSP responses (RFC 5940 id-ri-ocsp-response) in SignedData.crls. Neither field
+    is signed, so the signature and its timestamp stand; version 5 because an `other` revocation choice is present."""
+    signed_data = cms.ContentInfo.load(content_info.dump())["content"]  # as parsed: pyHanko's built object mixes types
+    certificates = [c.chosen for c in signed_data["certificates"]]
+    present = {c.issuer_serial for c in certificates}
+    certificates += [c for c in data.certificates if c.issuer_serial not in present]
+    revocation = [cms.RevocationInfoChoice({"crl": asn1_crl.CertificateList.load(der)}) for der in data.crls]
+    revocation += [cms.RevocationInfoChoice({"other": {"other_rev_info_format": "ocsp_response",
+                                                       "other_rev_info": ocsp.OCSPResponse.load(der)}}) for der in data.ocsps]
+    return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData({
+        "version": "v5", "digest_algorithms": signed_data["digest_algorithms"],
+        # v1 read it as PKCS#7's ContentInfo; detached (no content), the bytes are the same
+        "encap_content_info": cms.EncapsulatedContentInfo.load(signed_data["encap_content_info"].dump()),
+        "certificates": certificates, "crls": revocation, "signer_infos": signed_data["signer_infos"]})})
+
+
+async def sign_digest(signer: PKCS11Signer, tsa: TimeStampAuthority, sha256: bytes, *, validation: ValidationData) -> bytes:
+    """Detached CMS (DER) over a document whose SHA-256 is `sha256`: CAdES-B-LT."""
     started = time.perf_counter()
     content_info: cms.ContentInfo = await signer.async_sign(
         sha256, "sha256", use_pades=True, is_pdf_sig=False, timestamper=InProcessTimeStamper(tsa))
+    der = with_validation_data(content_info, validation).dump()
     SIGNATURE_SECONDS.labels("cms").observe(time.perf_counter() - started)
-    return content_info.dump()
+    return der
 
 
 def check_pdf(data: bytes) -> int:
@@ -123,15 +156,24 @@ def inspect_upload(data: bytes) -> int:
     return pages
 
 
-async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str) -> bytes:
-    """PAdES B-T signature in a new revision (in a new field: a PDF already signed is countersigned), then a
-    document timestamp in another."""
+async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str,
+                   validation: ValidationData) -> bytes:
+    """PAdES B-LTA: the signature with its timestamp in a new revision (in a new field: a PDF already signed is
+    countersigned), the DSS (validation data of the signer's and the TSA's chains) in the next, then a document
+    timestamp over both in another.
+
+    pyHanko validates the signer's and the TSA's certificates against `validation` before signing (hard-fail, nothing
+    fetched) and writes what it used into the DSS. Its own `use_pades_lta` is not used: it insists on validating the
+    PDF's latest document timestamp, which refuses a PDF timestamped by some other TSA."""
     started = time.perf_counter()
     timestamper = InProcessTimeStamper(tsa)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     meta = signers.PdfSignatureMetadata(
         field_name=new_field_name(writer.prev), md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
-        reason=reason, name=signer_name, location="Harbour ID")
+        reason=reason, name=signer_name, location="Harbour ID",
+        embed_validation_info=True, validation_context=validation_context(validation),
+        signer_key_usage={"non_repudiation"},
+        dss_settings=DSSContentSettings(placement=SigDSSPlacementPreference.SEPARATE_REVISION, include_vri=False))
     signed = io.BytesIO()
     await signers.PdfSigner(meta, signer=signer, timestamper=timestamper).async_sign_pdf(writer, output=signed)
     stamped = io.BytesIO()

@@ -31,7 +31,7 @@ from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
 from libs.tokens import load_public_jwk
 
-from .authority import active_certificate, issue_for_citizen
+from .authority import active_certificate, issue_for_citizen, validation_data
 from .callers import Device, RelyingParty
 from . import evidence
 from .collections import CITIZENS, DOCUMENTS, EVIDENCE, REQUESTS, RESULTS
@@ -309,11 +309,15 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     cert_doc = await _certificate(signing, session, doc["account_id"])
     certificate = x509.Certificate.load(bytes(cert_doc["certificate"]))
     signer = citizen_signer(signing.hsm, cert_doc["key_label"], certificate, signing.authority.chain)
+    # B-LT/B-LTA: the CRLs and OCSP answers for the signer's chain and the TSA's, made in process (this transaction
+    # may have just issued the certificate).
+    validation = await validation_data(signing.authority, signing.db, certificate, now=signing.clock.now(), session=session)
     if pdf is None:
-        body = await sign_digest(signer, signing.tsa, bytes.fromhex(to_sign))
+        body = await sign_digest(signer, signing.tsa, bytes.fromhex(to_sign), validation=validation)
     else:
         try:
-            body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"])
+            body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"],
+                                  validation=validation)
         except (PdfError, SigningError):
             # The upload passed the sandbox's checks but pyHanko cannot add a revision to it (or sign in it: a certified
             # PDF that allows no change): the input's fault, so tell the relying party and do not retry.

@@ -19,10 +19,11 @@ from typing import Any
 
 from asn1crypto import cms, x509
 from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography.hazmat.primitives import hashes
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import extract_signer_info
-from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.generic_cms import cms_basic_validation, collect_timing_info
 from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignatureStatus
 from pyhanko_certvalidator import ValidationContext
@@ -106,13 +107,55 @@ def _attribute_oids(attrs: Any) -> set[str]:
     return {a["type"].dotted for a in attrs} if attrs.native is not None else set()
 
 
-def _level(signer_info: cms.SignerInfo, *, dss_revocation: bool = False, document_timestamp: bool = False) -> str | None:
+def _level(signer_info: cms.SignerInfo, *, revocation_data: bool = False, archive_timestamp: bool = False) -> str | None:
     """The baseline level the signature's own attributes (and, for a PDF, its DSS and document timestamps) reach."""
     signed, unsigned = _attribute_oids(signer_info["signed_attrs"]), _attribute_oids(signer_info["unsigned_attrs"])
     return etsi.level(signed_attributes=bool(signed), signing_certificate=bool(signed & SIGNING_CERTIFICATE),
                       signature_timestamp=SIGNATURE_TIMESTAMP in unsigned,
-                      revocation_data=dss_revocation or REVOCATION_VALUES in unsigned,
-                      archive_timestamp=document_timestamp or bool(unsigned & ARCHIVE_TIMESTAMP))
+                      revocation_data=revocation_data or REVOCATION_VALUES in unsigned,
+                      archive_timestamp=archive_timestamp or bool(unsigned & ARCHIVE_TIMESTAMP))
+
+
+Answers = tuple[list[asn1_ocsp.OCSPResponse], list[asn1_crl.CertificateList]]
+
+
+def _answers_in_cms(signed_data: cms.SignedData) -> Answers:
+    """CAdES B-LT's revocation data in SignedData.crls: CRLs, and OCSP responses as RFC 5940 id-ri-ocsp-response."""
+    ocsps, crls = [], []
+    for choice in signed_data["crls"] or []:
+        if choice.name == "crl":
+            crls.append(choice.chosen)
+        elif choice.chosen["other_rev_info_format"].native == "ocsp_response":
+            ocsps.append(choice.chosen["other_rev_info"])
+    return ocsps, crls
+
+
+def _answers_in_dss(handler) -> Answers:
+    """The OCSP responses and CRLs of a PDF's DSS (PAdES B-LT) as a revision (`handler`) has it; none when it has none."""
+    try:
+        dss = DocumentSecurityStore.read_dss(handler)
+        return ([asn1_ocsp.OCSPResponse.load(ref.get_object().data) for ref in dss.ocsps],
+                [asn1_crl.CertificateList.load(ref.get_object().data) for ref in dss.crls])
+    except Exception:  # no DSS, or a malformed one: it embeds nothing usable
+        return [], []
+
+
+def _answers_cover(cert: x509.Certificate, answers: Answers) -> bool:
+    """Whether `answers` hold revocation data about `cert`: an OCSP response naming it (serial and issuer name hash),
+    or a CRL of its issuer. Only then does a signature reach B-LT (not merely because some DSS exists)."""
+    ocsps, crls = answers
+    for response in ocsps:
+        try:
+            singles = response["response_bytes"]["response"].parsed["tbs_response_data"]["responses"]
+            for single in singles:
+                cert_id = single["cert_id"]
+                algorithm = cert_id["hash_algorithm"]["algorithm"].native
+                if cert_id["serial_number"].native == cert.serial_number and \
+                        hashlib.new(algorithm, cert.issuer.dump()).digest() == cert_id["issuer_name_hash"].native:
+                    return True
+        except Exception:  # a response without a body, an unknown hash: about nothing we can match
+            continue
+    return any(crl["tbs_cert_list"]["issuer"] == cert.issuer for crl in crls)
 
 
 def _signature_timestamps(timing: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,19 +214,19 @@ async def _cms_report(der: bytes, sha256: str | None, content: bytes | None, vc_
     kwargs = await collect_timing_info(signer_info, ts_validation_context=vc, raw_digest=lambda _alg: digest)
     kwargs = await cms_basic_validation(signed_data, raw_digest=digest, validation_context=vc, status_kwargs=kwargs,
                                         key_usage_settings=StandardCMSSignatureStatus.default_usage_constraints(None))
-    report = _signature_report(StandardCMSSignatureStatus(**kwargs), asn1_crl.CertificateList.load(crl_der))
-    report.update(etsi.conclusion(report), level=_level(signer_info))
+    status = StandardCMSSignatureStatus(**kwargs)
+    report = _signature_report(status, asn1_crl.CertificateList.load(crl_der))
+    report.update(etsi.conclusion(report),
+                  level=_level(signer_info, revocation_data=_answers_cover(status.signing_cert, _answers_in_cms(signed_data))))
     # What the service looks its sole-control evidence up by (services/signing/evidence.py), and the hash it covers.
     return {**report, "signature_id": _signature_id(signer_info), "signed_sha256": digest.hex() if algorithm == "sha256" else None}
 
 
-def _dss_revocation(reader: PdfFileReader) -> bool:
-    """Whether the PDF embeds revocation data (a DSS with CRLs or OCSP responses): PAdES B-LT."""
-    try:
-        dss = reader.root.get("/DSS")
-        return dss is not None and bool(dss.get("/CRLs") or dss.get("/OCSPs"))
-    except Exception:  # a malformed DSS embeds nothing usable
-        return False
+def _archived(reader: PdfFileReader, later: list, cert: x509.Certificate) -> bool:
+    """PAdES B-LTA: a later document timestamp whose revision already held the DSS's data about `cert` (the timestamp
+    covers the validation data, not merely follows the signature)."""
+    return any(_answers_cover(cert, _answers_in_dss(reader.get_historical_resolver(s.signed_revision)))
+               for s in later if s.sig_object_type == "/DocTimeStamp")
 
 
 async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
@@ -195,7 +238,7 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
     if not embedded:
         raise Unverifiable("the PDF carries no signature")
     crl = asn1_crl.CertificateList.load(crl_der)
-    dss_revocation = _dss_revocation(reader)
+    dss_now = _answers_in_dss(reader)
     reports = []
     for index, sig in enumerate(embedded):
         try:
@@ -217,9 +260,9 @@ async def verify_pdf(pdf: bytes, vc_factory, crl_der: bytes) -> dict[str, Any]:
                           "coverage": status.coverage.name.lower() if status.coverage else None,
                           "modification_level": status.modification_level.name.lower() if status.modification_level else None}
                 report["valid"] = bool(report["valid"] and status.bottom_line)
-                later_doc_ts = any(s.sig_object_type == "/DocTimeStamp" for s in embedded[index + 1:])
                 report.update(etsi.conclusion(report, allowed_changes=bool(status.seed_value_ok and (status.docmdp_ok or status.modification_level is None))),
-                              level=_level(sig.signer_info, dss_revocation=dss_revocation, document_timestamp=later_doc_ts))
+                              level=_level(sig.signer_info, revocation_data=_answers_cover(status.signing_cert, dss_now),
+                                           archive_timestamp=_archived(reader, embedded[index + 1:], status.signing_cert)))
         except Exception as exc:  # a broken signature dictionary: report it as invalid, never crash
             report = {"type": "unreadable", "field": sig.field_name, "valid": False, "error": type(exc).__name__}
             report.update(etsi.conclusion(report))

@@ -102,3 +102,46 @@ def root_only_context(trust: dict, crls: list[bytes] | None = None) -> Validatio
     checks revocation of every certificate below the root and fails without an answer (hard-fail)."""
     return ValidationContext(trust_roots=[trust["root"]], other_certs=[trust["issuing"]], crls=crls or [],
                              allow_fetching=False, revocation_mode="hard-fail" if crls else "soft-fail")
+
+
+async def lta_validation(signature, root: x509.Certificate):
+    """pyHanko's PAdES-LTA validation (ETSI EN 319 102-1 §5.6.3; pyHanko 0.38's successor of validate_pdf_ltv_signature
+    with RevocationInfoValidationType.PADES_LTA): our root alone trusted, revocation data required for every certificate
+    below it (hard-fail), and none fetched — only what the PDF holds (DSS, document timestamps) counts."""
+    from pyhanko.sign.validation.ades import ades_lta_validation
+    from pyhanko.sign.validation.policy_decl import (
+        PdfSignatureValidationSpec,
+        RevinfoOnlineFetchingRule,
+        RevocationInfoGatheringSpec,
+        SignatureValidationSpec,
+    )
+    from pyhanko_certvalidator.context import CertValidationPolicySpec
+    from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
+    from pyhanko_certvalidator.registry import SimpleTrustManager
+
+    policy = CertValidationPolicySpec(trust_manager=SimpleTrustManager.build(trust_roots=[root]),
+                                      revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO))
+    spec = SignatureValidationSpec(cert_validation_policy=policy, revinfo_gathering_policy=RevocationInfoGatheringSpec(
+        online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY))
+    return await ades_lta_validation(signature, PdfSignatureValidationSpec(spec))
+
+
+def dss_of(pdf: bytes):
+    """The DSS's OCSP responses and CRLs, read with pyHanko's reader: ([OCSPResponse], [CertificateList])."""
+    import io
+
+    from asn1crypto import crl as asn1_crl
+    from asn1crypto import ocsp as asn1_ocsp
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import DocumentSecurityStore
+
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(pdf)))
+    return ([asn1_ocsp.OCSPResponse.load(ref.get_object().data) for ref in dss.ocsps],
+            [asn1_crl.CertificateList.load(ref.get_object().data) for ref in dss.crls])
+
+
+def ocsp_statuses(responses) -> dict[int, str]:
+    """serial → certificate status, over every single response of these OCSP responses."""
+    return {single["cert_id"]["serial_number"].native: single["cert_status"].name
+            for response in responses
+            for single in response["response_bytes"]["response"].parsed["tbs_response_data"]["responses"]}

@@ -46,27 +46,28 @@ def tampered(pdf: bytes) -> bytes:
     return pdf[:position] + (b"1" if pdf[position:position + 1] != b"1" else b"2") + pdf[position + 1:]
 
 
-async def test_a_good_timestamped_signature_passes_at_b_t(signing):
+async def test_a_good_timestamped_signature_passes_at_b_lt(signing):
     _, signature = await signed_cms(signing)
 
     report = await verify_cms(signing, signature, content=base64.b64encode(CONTRACT).decode())
 
     [sig] = report["signatures"]
-    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-T")
+    # A signature timestamp and the validation data in SignedData (CRLs, OCSP answers); no archive timestamp.
+    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-LT")
     assert report["valid"] and sig["valid"] and sig["revocation"]["status"] == "good"  # the old fields stay
     [stamp] = sig["timestamps"]
     assert stamp["type"] == "signature_timestamp" and stamp["valid"] is True and stamp["time"] == sig["signing_time"]["timestamp"]
 
 
-async def test_a_signed_pdf_passes_at_b_t_with_its_document_timestamp_listed(signing):
+async def test_a_signed_pdf_passes_at_b_lta_with_its_document_timestamp_listed(signing):
     rp, _, request_id = await approved(signing, pdf=True)
     signed = await (await signing.result(rp, request_id)).read()
 
     report = await (await signing.http.post("/v1/signing/verify", data=signed, headers={"Content-Type": "application/pdf"})).json()
 
     sig, doc_ts = report["signatures"]
-    # No DSS (revocation data) is embedded, so the document timestamp does not make it B-LTA.
-    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-T")
+    # The DSS holds the signer's revocation data and the document timestamp covers it (test_long_term: what each lacks).
+    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-LTA")
     assert [t["type"] for t in sig["timestamps"]] == ["signature_timestamp", "document_timestamp"]
     assert all(t["valid"] for t in sig["timestamps"])
     assert (doc_ts["type"], doc_ts["indication"]) == ("document_timestamp", "PASSED")
@@ -149,4 +150,4 @@ async def test_a_certificate_revoked_after_the_timestamp_still_passes_on_that_pr
     [sig] = report["signatures"]
     assert sig["revocation"]["status"] == "revoked" and sig["valid"] is False  # `valid` stays today's strict check
     assert datetime.fromisoformat(sig["revocation"]["revoked_at"]) > datetime.fromisoformat(sig["signing_time"]["timestamp"])
-    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-T")
+    assert (sig["indication"], sig["sub_indication"], sig["level"]) == ("PASSED", None, "B-LT")
