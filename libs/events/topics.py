@@ -60,6 +60,13 @@ AUDIT = Topic(
     "Security-relevant actions of every service, for the audit trail.",
     event_types=("audit.recorded",),
 )
+# One partition: the checkpoints in the order signed (each covers the ones before it).
+AUDIT_CHECKPOINTS = Topic(
+    "audit.checkpoints",
+    "Signed checkpoints of signing's audit ledger (size, head chain hash, time, JWS): public, no personal data.",
+    partitions=1,
+    event_types=("audit.checkpoint",),
+)
 SIGNING = Topic(
     "signing.events",
     "Citizen signing certificates issued and revoked by the platform CA (signatures themselves go to agency topics).",
@@ -84,5 +91,6 @@ REVOCATIONS = Topic(
     event_types=("revocation.tokens", "revocation.device", "revocation.account"),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, SIGNING, NOTIFICATIONS,
+ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, AUDIT_CHECKPOINTS, SIGNING,
+                               NOTIFICATIONS,
                                NOTIFICATIONS_PRIORITY, REVOCATIONS)

@@ -89,7 +89,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/formfill/export", "formfill", DEVICE),
     rule("GET", "/v1/notify/export", "notify", DEVICE),
     rule("GET", "/v1/signing/export", "signing", DEVICE),
-    rule("GET", "/v1/signing/jwks", "signing", PUBLIC),  # the keys of signing's export part
+    rule("GET", "/v1/signing/jwks", "signing", PUBLIC),  # the keys of signing's export part and audit checkpoints
+    rule("GET", "/v1/audit/checkpoints/latest", "signing", PUBLIC),  # the audit ledger's latest signed checkpoint (no PII)
     rule("POST", "/v1/profile/changes", "auth", DEVICE),  # phone / e-mail (one-time code to the new one) or address
     rule("POST", "/v1/profile/changes/{change_id}/confirmation", "auth", DEVICE),
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),

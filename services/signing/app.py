@@ -25,6 +25,7 @@ from .collections import INDEXES
 from .context import Signing
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .hsm import HSM
+from .ledger.service import OPERATIONS as LEDGER_OPERATIONS, install_ledger
 from .sandbox import Sandbox
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
@@ -83,7 +84,9 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
 
     app.cleanup_ctx.append(export_keys)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))
+    # The audit ledger (issue 19): audit.events appended to a hash chain, checkpoints signed with the export key.
+    install_ledger(app, issuer=settings.issuer, keys=EXPORT_KEYS, clock=clock)
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
-    install_openapi_route(app, OPERATIONS, title="Harbour ID signing")
+    install_openapi_route(app, OPERATIONS + LEDGER_OPERATIONS, title="Harbour ID signing")
     return app

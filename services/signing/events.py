@@ -7,7 +7,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events import CloudEvent
 from libs.consented_requests.events import decided_for, wanted_by
 from libs.events.consumer import wants_only
-from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, SIGNING
+from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, AUDIT_CHECKPOINTS, CLIENTS, IDENTITY, SIGNING
 from libs.projections import CLIENT_CHANGED, SUBJECT_ASSIGNED, record_client, record_subject
 
 from .authority import REVOCATION_REASONS, destroy_keys, revoke_for_account
@@ -16,7 +16,7 @@ from .context import Signing
 from .signing_requests import on_decided
 
 # Created at start-up when the environment allows it (locally; Strimzi in production).
-TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, SIGNING)
+TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, AUDIT, AUDIT_CHECKPOINTS, SIGNING)
 CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_DECIDED.name)
 CONSUMER_GROUP = "signing"
 

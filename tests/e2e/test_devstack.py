@@ -106,6 +106,8 @@ def test_every_service_is_ready_and_serves_prometheus_metrics_on_its_internal_po
             extra["revocations"] = "ok"
             # Each consumer is ready while its loop goes round, the outbox relay while its passes complete.
             extra |= {f"consumer:{CONSUMER_GROUPS[name]}": "ok", "outbox-relay": "ok"}
+            if name == "signing":  # its audit ledger: the consumer of audit.events and the appender's loop
+                extra |= {"consumer:signing-audit-ledger": "ok", "audit-ledger": "ok"}
             assert json.loads(body)["checks"] == {"mongodb": "ok", "kafka": "ok", **extra}
         assert get(url + "/metrics")[0] == 404, name  # not on the public listener
         status, headers, body = get(stack.config.metrics_url(name))

@@ -23,9 +23,10 @@ from services.notify.dispatcher import GROUP as DISPATCHER
 from services.notify.dispatcher import PRIORITY_GROUP as DISPATCHER_PRIORITY
 from services.notify.events import CONSUMER_GROUP as NOTIFY
 from services.signing.events import CONSUMER_GROUP as SIGNING
+from services.signing.ledger.service import CONSUMER_GROUP as SIGNING_LEDGER
 
 # Every consumer group a service or worker joins (install_consumer's `group`).
-GROUPS = (AUTH, FORMFILL, NOTIFY, DISPATCHER, DISPATCHER_PRIORITY, SIGNING)
+GROUPS = (AUTH, FORMFILL, NOTIFY, DISPATCHER, DISPATCHER_PRIORITY, SIGNING, SIGNING_LEDGER)
 
 
 def new_group_prefix() -> str:

@@ -10,10 +10,12 @@ from services.auth.settings import AuthSettings
 from services.formfill.settings import FormfillSettings
 from services.gateway.settings import GatewaySettings
 from services.notify.settings import NotifySettings
+from services.signing.ledger.service import LedgerSettings
 from services.signing.settings import SigningSettings
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-SETTINGS = (ServiceSettings, KafkaSecurity, GatewaySettings, AuthSettings, FormfillSettings, SigningSettings, NotifySettings)
+SETTINGS = (ServiceSettings, KafkaSecurity, GatewaySettings, AuthSettings, FormfillSettings, SigningSettings, NotifySettings,
+            LedgerSettings)
 
 
 def declared() -> dict[str, object]:

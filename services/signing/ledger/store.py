@@ -1,0 +1,269 @@
+"""The audit ledger in signing's database: the inbox the consumer fills, the append-only log, its signed checkpoints.
+
+- `audit_inbox`: each audit event received, by its CloudEvent id, written by the consumer of `audit.events`
+  in the transaction that records the event processed (libs/events/consumer.py), so a redelivery adds nothing.
+- `audit_log`: the records, `_id` = seq (1, 2, ...), with `event_id` (unique), `record`, `leaf`, `chain` (hex),
+  `appended_at`. Written only by the appender holding the `audit_lease`, in batches: one transaction takes up to
+  `batch` inbox entries, appends them after the head (`audit_head`), moves the head on only if it is still where
+  it was read (and `_id` = seq is unique besides), and removes them from the inbox. So the sequence has no gap
+  and no fork even if two processes both think they hold the lease; a crash rolls the batch back whole.
+- `audit_checkpoints`: `_id` = size, the signed checkpoint (JWS) of the log at that size, written with its
+  `audit.checkpoint` event on `audit.checkpoints` (through the outbox, in the same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from libs.clock import Clock, SystemClock
+from libs.events import CloudEvent
+from libs.events.outbox import Outbox, OutboxRelay
+from libs.service.logging import get_logger
+from libs.store import in_transaction, index
+from libs.tokens.jws import sign
+from libs.tokens.keystore import KeyStore
+
+from .chain import CHECKPOINT_TYP, GENESIS, Entry, append, checkpoint_claims, record_of
+from .metrics import APPENDED, CHECKPOINT_TIME, LEDGER_SIZE, WITHHELD
+from .privacy import screen
+
+INBOX = "audit_inbox"
+LOG = "audit_log"
+HEAD = "audit_head"
+CHECKPOINTS = "audit_checkpoints"
+LEASE = "audit_lease"
+HEAD_ID = "head"
+
+INDEXES = (
+    index(INBOX, "received_at"),
+    index(LOG, "event_id", unique=True),
+    index(LOG, "record.subject", "_id"),
+)
+
+log = get_logger("harbour.signing.ledger")
+
+
+async def receive(db: AsyncDatabase, event: CloudEvent, session: AsyncClientSession) -> None:
+    """The consumer's handler: keep the audit event for the appender (once: a second delivery finds it)."""
+    record = record_of(event.model_dump(mode="json"))
+    record["data"], withheld = screen(record["data"])
+    if withheld:
+        WITHHELD.inc(withheld)
+        log.warning("personal data withheld from an audit record", event_id=event.id, action=record["data"].get("action"))
+    await db[INBOX].update_one({"_id": event.id}, {"$setOnInsert": {"record": record, "received_at": datetime.now(UTC)}},
+                               upsert=True, session=session)
+
+
+def consumer_handler(db: AsyncDatabase):
+    async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
+        if event.type == "audit.recorded":
+            await receive(db, event, session)
+
+    return handle
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    chain: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any] | None) -> "Head":
+        return cls(doc["seq"], doc["chain"]) if doc else cls(0, GENESIS.hex())
+
+
+class HeadMoved(Exception):
+    """Another appender moved the head meanwhile: this batch is rolled back and read again."""
+
+
+class Ledger:
+    def __init__(self, mongo: AsyncMongoClient, db: AsyncDatabase, *, relay: OutboxRelay | None = None,
+                 keys: KeyStore | None = None, issuer: str = "", checkpoint_topic: str = "audit.checkpoints",
+                 batch: int = 500, checkpoint_every_s: float = 10.0, lease_ttl_s: float = 10.0,
+                 poll_interval_s: float = 0.5, clock: Clock | None = None, owner: str | None = None) -> None:
+        self.mongo = mongo
+        self.db = db
+        self.relay = relay
+        self.keys = keys
+        self.issuer = issuer
+        self.checkpoint_topic = checkpoint_topic
+        self.batch = batch
+        self.checkpoint_every_s = checkpoint_every_s
+        self.lease_ttl_s = lease_ttl_s
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock or SystemClock()
+        self.owner = owner or f"signing-ledger:{os.getpid()}:{os.urandom(4).hex()}"
+        self._renewed_at = -math.inf
+        self._checkpointed_at = -math.inf
+        self.last_progress = time.monotonic()
+
+    # -- the single writer ------------------------------------------------------------------
+
+    async def hold_lease(self) -> bool:
+        """Hold the appender's lease (renewed once a third of its time has gone), as the outbox relay holds its own."""
+        if time.monotonic() - self._renewed_at < self.lease_ttl_s / 3:
+            return True
+        started, now = time.monotonic(), datetime.now(UTC)
+        held = {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}}
+        leases = self.db[LEASE]
+        if (await leases.update_one({"_id": "appender", "owner": self.owner}, held)).matched_count == 0:
+            if (await leases.update_one({"_id": "appender", "expires_at": {"$lt": now}}, held)).matched_count == 0:
+                try:
+                    await leases.insert_one({"_id": "appender", **held["$set"]})
+                except DuplicateKeyError:
+                    self._renewed_at = -math.inf
+                    return False
+        self._renewed_at = started
+        return True
+
+    async def release_lease(self) -> None:
+        self._renewed_at = -math.inf
+        try:
+            await self.db[LEASE].delete_one({"_id": "appender", "owner": self.owner})
+        except PyMongoError:
+            pass
+
+    async def append_once(self) -> int:
+        """Append one batch from the inbox; how many records it appended."""
+        pending = await self.db[INBOX].find().sort([("received_at", 1), ("_id", 1)]).limit(self.batch).to_list()
+        if not pending:
+            return 0
+
+        async def work(session: AsyncClientSession) -> list[Entry]:
+            head = Head.of(await self.db[HEAD].find_one({"_id": HEAD_ID}, session=session))
+            ids = [doc["_id"] for doc in pending]
+            # Already in the log (an earlier batch committed, then its inbox entry came again): not twice.
+            present = {doc["event_id"] for doc in await self.db[LOG].find(
+                {"event_id": {"$in": ids}}, {"event_id": 1}, session=session).to_list()}
+            fresh = [doc for doc in pending if doc["_id"] not in present]
+            entries = append(head.seq, bytes.fromhex(head.chain), [doc["record"] for doc in fresh])
+            if entries:
+                now = datetime.now(UTC)
+                await self.db[LOG].insert_many([
+                    {"_id": e.seq, "event_id": e.record["id"], "record": e.record, "leaf": e.leaf, "chain": e.chain,
+                     "appended_at": now} for e in entries], session=session)
+                new_head = {"seq": entries[-1].seq, "chain": entries[-1].chain, "updated_at": now}
+                if head.seq == 0:
+                    try:
+                        await self.db[HEAD].insert_one({"_id": HEAD_ID, **new_head}, session=session)
+                    except DuplicateKeyError:
+                        raise HeadMoved() from None
+                else:
+                    moved = await self.db[HEAD].update_one({"_id": HEAD_ID, "seq": head.seq, "chain": head.chain},
+                                                           {"$set": new_head}, session=session)
+                    if moved.matched_count != 1:
+                        raise HeadMoved()
+            await self.db[INBOX].delete_many({"_id": {"$in": ids}}, session=session)
+            return entries
+
+        try:
+            entries = await in_transaction(self.mongo, work)
+        except (HeadMoved, DuplicateKeyError):
+            self._renewed_at = -math.inf  # someone else appends: look at the lease again
+            log.warning("another appender moved the ledger's head; batch rolled back")
+            return 0
+        if entries:
+            APPENDED.inc(len(entries))
+            LEDGER_SIZE.set(entries[-1].seq)
+        return len(entries)
+
+    async def head(self) -> Head:
+        return Head.of(await self.db[HEAD].find_one({"_id": HEAD_ID}))
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def checkpoint(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Sign and store a checkpoint of the log as it is now, if it grew since the last one (or `force`)."""
+        if self.keys is None:
+            return None
+        head = await self.head()
+        latest = await latest_checkpoint(self.db)
+        if latest is not None and latest["size"] >= head.seq and not force:
+            return None
+        now = self.clock.now()
+        key = await self.keys.current()
+        claims = checkpoint_claims(issuer=self.issuer, size=head.seq, head=head.chain,
+                                   time=now.isoformat().replace("+00:00", "Z"), iat=int(now.timestamp()))
+        jws = sign(claims, key.private_key, {"kid": key.kid, "typ": CHECKPOINT_TYP})
+        doc = {"_id": head.seq, "size": head.seq, "head": head.chain, "time": now, "kid": key.kid, "jws": jws}
+        event = CloudEvent(source="/signing", type="audit.checkpoint", subject=str(head.seq),
+                           data={"size": head.seq, "head": head.chain, "time": claims["time"], "jws": jws}, time=now)
+
+        async def work(session: AsyncClientSession) -> None:
+            await self.db[CHECKPOINTS].replace_one({"_id": head.seq}, doc, upsert=True, session=session)
+            await Outbox(self.db).add(session, self.checkpoint_topic, event, key="audit")
+
+        await in_transaction(self.mongo, work)
+        if self.relay is not None:
+            self.relay.notify()
+        CHECKPOINT_TIME.set(now.timestamp())
+        return doc
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Append while holding the lease; a checkpoint every `checkpoint_every_s` when the log grew."""
+        backoff = self.poll_interval_s
+        while True:
+            try:
+                appended = 0
+                if await self.hold_lease():
+                    appended = await self.append_once()
+                    if time.monotonic() - self._checkpointed_at >= self.checkpoint_every_s:
+                        await self.checkpoint()
+                        self._checkpointed_at = time.monotonic()
+                self.last_progress = time.monotonic()
+                backoff = self.poll_interval_s
+                if appended >= self.batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("audit ledger pass failed; retrying")
+                backoff = min(backoff * 2, 10.0)
+            await asyncio.sleep(backoff)
+
+    async def ready(self, stuck_after_s: float = 30.0) -> None:
+        idle = time.monotonic() - self.last_progress
+        if idle > stuck_after_s:
+            raise RuntimeError(f"the audit ledger's appender made no progress for {idle:.0f} s")
+
+
+# -- reading, for the API, the verify command and the citizen's data tracker ----------------------
+
+
+async def latest_checkpoint(db: AsyncDatabase) -> dict[str, Any] | None:
+    return await db[CHECKPOINTS].find_one(sort=[("_id", -1)])
+
+
+async def entries_for(db: AsyncDatabase, subject: str, *, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """The ledger's records about `subject` (an account id, a client id), oldest first, after `after_seq`:
+    each {seq, record, leaf, chain, appended_at} — what the citizen's data tracker lists, with what proves it."""
+    docs = await db[LOG].find({"record.subject": subject, "_id": {"$gt": after_seq}}).sort("_id", 1).limit(limit).to_list()
+    return [entry_json(doc) for doc in docs]
+
+
+def entry_json(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": doc["_id"], "record": doc["record"], "leaf": doc["leaf"], "chain": doc["chain"],
+            **({"appended_at": doc["appended_at"].isoformat()} if isinstance(doc.get("appended_at"), datetime) else {})}
+
+
+async def read_log(db: AsyncDatabase) -> list[dict[str, Any]]:
+    """Every record in seq order, as the verifier reads them."""
+    return [entry_json(doc) for doc in await db[LOG].find().sort("_id", 1).to_list()]
+
+
+async def read_checkpoints(db: AsyncDatabase) -> list[dict[str, Any]]:
+    return [{"size": doc["size"], "head": doc["head"], "jws": doc["jws"]}
+            for doc in await db[CHECKPOINTS].find().sort("_id", 1).to_list()]
