@@ -329,7 +329,7 @@ class Chaos:
     async def setup(self) -> None:
         env = {**os.environ, **self.stack.config.service_env()}
         made = subprocess.run([sys.executable, "-m", "services.auth.admin", "create-client", "--kind", "kiosk",
-                               "--name", "Chaos Kiosk", "--scope", "enrol"], env=env, capture_output=True, text=True, timeout=120)
+                               "--name", "Chaos Kiosk", "--scope", "enrol", "--operator", "chaos", "--reason", "chaos setup"], env=env, capture_output=True, text=True, timeout=120)
         if made.returncode != 0:
             raise RuntimeError(f"could not create the kiosk: {made.stderr}")
         kiosk = json.loads(made.stdout)

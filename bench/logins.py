@@ -165,7 +165,8 @@ def settle(db: Database, idle_rate: dict[str, float], *, quiet_s: float = 1.5, t
 
 def admin(stack: DevStack, *args: str) -> dict:
     env = {**os.environ, **stack.config.service_env()}
-    return json.loads(subprocess.run([sys.executable, "-m", "services.auth.admin", *args], env=env, cwd=REPO_ROOT,
+    return json.loads(subprocess.run([sys.executable, "-m", "services.auth.admin", *args, "--operator", "bench",
+                                      "--reason", "benchmark setup"], env=env, cwd=REPO_ROOT,
                                      capture_output=True, text=True, check=True).stdout)
 
 

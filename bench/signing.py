@@ -96,7 +96,8 @@ async def citizen_and_client(stack: DevStack, folder: Path) -> tuple[CitizenApp,
     gateway = stack.config.service_url("gateway")
 
     def admin(*args: str) -> dict:
-        return json.loads(subprocess.run([sys.executable, "-m", "services.auth.admin", *args], env=env,
+        return json.loads(subprocess.run([sys.executable, "-m", "services.auth.admin", *args, "--operator", "bench",
+                                          "--reason", "benchmark setup"], env=env,
                                          capture_output=True, text=True, check=True).stdout)
 
     kiosk = admin("create-client", "--kind", "kiosk", "--name", "Bench Kiosk", "--scope", "enrol")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,7 +100,8 @@ class KeyStore:
         await in_transaction(self.mongo, work)
         self._loaded_at = 0.0
 
-    async def rotate(self) -> dict[str, str]:
+    async def rotate(self, audit: Callable[[AsyncClientSession, dict[str, str]], Awaitable[None]] | None = None) -> dict[str, str]:
+        """next → current, current → retired, a new next; `audit(session, result)` in the same transaction (the operator's record)."""
         async def work(session: AsyncClientSession) -> dict[str, str]:
             await self._bump(session)
             now = datetime.now(UTC)
@@ -113,7 +115,10 @@ class KeyStore:
             await self.collection.insert_one(new_next, session=session)
             # Retired keys whose tokens have all expired leave the JWKS for good.
             await self.collection.delete_many({"status": "retired", "retired_at": {"$lt": now - self.retention}}, session=session)
-            return {"retired": current["_id"], "current": following["_id"], "next": new_next["_id"]}
+            result = {"retired": current["_id"], "current": following["_id"], "next": new_next["_id"]}
+            if audit is not None:
+                await audit(session, result)
+            return result
 
         result = await in_transaction(self.mongo, work)
         self._loaded_at = 0.0

@@ -85,6 +85,7 @@ async def revoke(formfill: Formfill, device: Device, receipt_id: str) -> None:
         if await agency_subscribers(formfill.db, [doc["client_id"]], session=session):  # only if it subscribed
             await formfill.publish(session, agency_topic(doc["client_id"]), "consent.revoked", receipt_id,
                                    {"receipt_id": receipt_id, "request_id": doc["request_id"]})
-        await formfill.audit(session, subject=device.account_id, action="consent.revoke", actor=device.device_id, receipt_id=receipt_id)
+        await formfill.audit(session, subject=device.account_id, action="consent.revoke", actor=device.device_id, receipt_id=receipt_id,
+                             client_id=doc["client_id"], request_id=doc["request_id"], fields=doc["fields"])
 
     await formfill.transaction(work)

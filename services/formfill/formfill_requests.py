@@ -10,6 +10,7 @@ receipt the citizen can list.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 from enum import StrEnum
@@ -196,8 +197,11 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
         await formfill.publish(session, agency_topic(doc["client_id"]), "consent.granted", receipt_id,
                                {"receipt_id": receipt_id, "request_id": request_id, "sub": sub, "fields": released,
                                 "standing": doc["standing"]})
+    # The citizen's record (their data tracker): to whom, which fields (names), for what purpose — the purpose as its
+    # SHA-256 only (the receipt keeps the text, encrypted: the tracker shows it from there and this proves it).
     await formfill.audit(session, subject=doc["account_id"], action="formfill.release", actor=device_id,
-                         client_id=doc["client_id"], receipt_id=receipt_id)
+                         client_id=doc["client_id"], receipt_id=receipt_id, request_id=request_id, fields=released,
+                         standing=doc["standing"], purpose_sha256=hashlib.sha256(doc["purpose"].encode()).hexdigest())
 
 
 async def status(formfill: Formfill, caller: RelyingParty, request_id: str) -> RequestStatus:

@@ -96,6 +96,14 @@ async def _tell(formfill: Formfill, session: AsyncClientSession, consent: dict[s
             "_id": update_id, "account_id": consent["account_id"], "client_id": consent["client_id"], "receipt_id": consent["_id"], "url": urls[0],
             "media_type": media_type, "sealed": formfill.cipher.encrypt_record({"token": token}, record_id=f"update.{update_id}"),
             "change_id": change_id, "created_at": now, **RetryQueue.queued(now)}, session=session)
+    # A release too, under the standing consent, when the client is told at all: the citizen's record says to whom,
+    # which fields (names) and how (its topic carries the values only sealed to the client's key, a callback always).
+    told_by = (["topic"] if wants_agency_events(client) else []) + (["callback"] if urls else [])
+    if told_by:
+        await formfill.audit(session, subject=consent["account_id"], action="consent.update_release", actor="formfill",
+                             client_id=consent["client_id"], receipt_id=consent["_id"], update_id=update_id,
+                             fields=sorted(values), change_id=change_id, told_by=told_by,
+                             values_sent=bool(urls) or media_type == "application/jose")
 
 
 def callback_queue(formfill: Formfill) -> RetryQueue:

@@ -7,14 +7,20 @@ re-encrypted for storage, and never written or logged in the clear.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.crypto import FieldCipher
 
+if TYPE_CHECKING:
+    from libs.backbone import ServiceContext
+
 from .collections import CONSENT_CALLBACKS, CONSENTS, REQUESTS, RESULTS, VAULT
+
+# The audit records' subject of the key-encryption key's rotation (`keys.rewrap`).
+KEK_SUBJECT = "formfill-kek"
 
 FIELDS = ("id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address")
 
@@ -128,15 +134,43 @@ SEALED = (
 )
 
 
-async def rewrap_all(db: AsyncDatabase, cipher: FieldCipher) -> dict[str, int]:
-    """Key rotation: every record's data key re-wrapped under the current KEK (fields untouched)."""
+REWRAP_BATCH = 100  # records re-wrapped per transaction, with their audit record
+
+
+async def rewrap_all(db: AsyncDatabase, cipher: FieldCipher, ctx: "ServiceContext | None" = None, *, actor: str = "formfill",
+                     reason: str | None = None) -> dict[str, int]:
+    """Key rotation: every record's data key re-wrapped under the current KEK (fields untouched).
+
+    With `ctx` (the operator command's), each batch of records moves in one transaction with its audit record
+    `keys.rewrap` (the operator, the reason, how many of which collection); a run with nothing to move records that."""
     current = cipher.current_kid
     moved = remaining = 0
+
+    async def move(collection: str, field: str, record_id, docs: list[dict[str, Any]]) -> None:
+        async def work(session: AsyncClientSession | None) -> None:
+            for doc in docs:
+                rewrapped = cipher.rewrap(doc[field], record_id=record_id(doc))
+                await db[collection].update_one({"_id": doc["_id"], f"{field}.kid": doc[field]["kid"]}, {"$set": {field: rewrapped}},
+                                                session=session)
+            if ctx is not None:
+                await ctx.audit(session, subject=KEK_SUBJECT, action="keys.rewrap", actor=actor, reason=reason,
+                                collection=collection, rewrapped=len(docs), current_kid=current)
+
+        await (ctx.transaction(work) if ctx is not None else work(None))
+
     for collection, field, record_id in SEALED:
         old = {f"{field}.kid": {"$exists": True, "$ne": current}}
+        batch: list[dict[str, Any]] = []
         async for doc in db[collection].find(old):
-            rewrapped = cipher.rewrap(doc[field], record_id=record_id(doc))
-            await db[collection].update_one({"_id": doc["_id"], f"{field}.kid": doc[field]["kid"]}, {"$set": {field: rewrapped}})
-            moved += 1
+            batch.append(doc)
+            if len(batch) == REWRAP_BATCH:
+                await move(collection, field, record_id, batch)
+                moved, batch = moved + len(batch), []
+        if batch:
+            await move(collection, field, record_id, batch)
+            moved += len(batch)
         remaining += await db[collection].count_documents(old)
+    if ctx is not None and moved == 0:
+        await ctx.transaction(lambda session: ctx.audit(session, subject=KEK_SUBJECT, action="keys.rewrap", actor=actor,
+                                                        reason=reason, rewrapped=0, current_kid=current))
     return {"rewrapped": moved, "left_on_old_keys": remaining, "current_kid": current}

@@ -362,3 +362,30 @@ async def _reported(notify: Notify, session: AsyncClientSession, docs: list[dict
     for kind in ("agency", "platform"):
         NOTIFICATION_OUTCOMES.labels(status, kind).inc(sum(1 for d in docs if d["kind"] == kind))
     await status_events.announce(notify, session, docs, status, now)
+    await _audited(notify, session, docs, status)
+
+
+# The moves the citizens' record of who messaged them keeps (`read` is audited by the inbox, notification.read).
+AUDITED = (NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED)
+
+
+async def _audited(notify: Notify, session: AsyncClientSession, docs: list[dict[str, Any]], status: NotificationStatus) -> None:
+    """`notification.send`: one audit record per agency and status change of a chunk, listing each notification with
+    its citizen's account id (the data tracker selects by `notifications[].account_id`), the template and the
+    channel — never the text. One per chunk, not per notification: a batch's notification stays two writes
+    (tests/service/notify/test_writes_per_notification.py). Platform messages (approval prompts, security alerts)
+    are the platform's own, following an action audited where it happened: not recorded again."""
+    if status not in AUDITED:
+        return
+    by_sender: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        if doc.get("account_id") and doc["kind"] == "agency" and doc.get("client_id"):  # an unknown recipient is nobody's
+            by_sender.setdefault(doc["client_id"], []).append(doc)
+    for sender, sent in by_sender.items():
+        await notify.audit(session, subject=sender, action="notification.send", actor=sender, outcome=str(status),
+                           client_id=sender, notifications=[{
+                               "account_id": d["account_id"], "notification_id": d["_id"],
+                               "template_id": d.get("template_id"), "template_version": d.get("template_version"),
+                               "channel": d.get("channel"), "job_id": d.get("job_id"),
+                               # A failure's kind only: a provider's answer after the colon may quote the address.
+                               **({"reason": d["reason"].split(":", 1)[0]} if d.get("reason") else {})} for d in sent])

@@ -167,7 +167,8 @@ async def _to_agency(signing: Signing, session: AsyncClientSession, doc: dict[st
 
 
 async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], reason: str,
-                 status: SigningStatus = SigningStatus.REFUSED, *, decided_at: datetime | None = None) -> None:
+                 status: SigningStatus = SigningStatus.REFUSED, *, decided_at: datetime | None = None, actor: str = "signing",
+                 account_id: str | None = None) -> None:
     """Close the request unsigned (the citizen said no, or may not sign) and tell the relying party.
 
     `decided_at`: when the citizen decided, if they did (auth's record); otherwise now."""
@@ -175,6 +176,10 @@ async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, A
     await signing.db[DOCUMENTS].delete_one({"_id": doc["_id"]}, session=session)
     SIGNATURES.labels(doc["kind"], reason).inc()
     await _to_agency(signing, session, doc, "signature.refused", {"reason": reason})
+    # The citizen's record: which request of whom went unsigned and why (the kind, never the document's name).
+    if subject := account_id or doc.get("account_id"):
+        await signing.audit(session, subject=subject, action="signature.refuse", actor=actor, outcome=str(status),
+                            client_id=doc["client_id"], request_id=doc["_id"], kind=doc["kind"], reason=reason)
 
 
 async def create(signing: Signing, caller: RelyingParty, new: NewDocument) -> RequestCreated:
@@ -209,7 +214,7 @@ async def claim(signing: Signing, device: Device, request_id: str) -> Claimed:
             raise SIGNING_REQUESTS.citizen_unknown()  # nothing changes: the app retries once signing has learnt of them
         refusal = _may_not_sign(citizen)
         if refusal is not None:
-            await _close(signing, session, doc, refusal.slug)
+            await _close(signing, session, doc, refusal.slug, actor=device.device_id, account_id=device.account_id)
         return refusal
 
     return await SIGNING_REQUESTS.claim(signing, request_id, device.account_id, refuse=refuse)
@@ -227,7 +232,8 @@ async def on_decided(signing: Signing, session: AsyncClientSession, data: dict[s
         return
     doc = decided.request
     if not decided.approved:
-        await _close(signing, session, doc, "denied", SigningStatus.DENIED, decided_at=decided.decided_at)
+        await _close(signing, session, doc, "denied", SigningStatus.DENIED, decided_at=decided.decided_at,
+                     actor=data.get("device_id", "signing"))
         return
     citizen = await signing.db[CITIZENS].find_one({"_id": doc["account_id"]}, session=session)
     refusal = SIGNING_REQUESTS.citizen_unknown() if citizen is None else _may_not_sign(citizen)
@@ -261,9 +267,7 @@ async def _refuse_if_not_what_was_approved(signing: Signing, session: AsyncClien
 
 async def _mismatch(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], data: dict[str, Any], why: str) -> None:
     log.warning("decision does not cover what would be signed: refused before the HSM", request_id=doc["_id"], detail=why)
-    await _close(signing, session, doc, DecisionMismatch.slug)
-    await signing.audit(session, subject=doc["account_id"], action="signature.refuse", actor=data.get("device_id", "signing"),
-                        client_id=doc["client_id"], request_id=doc["_id"], reason=DecisionMismatch.slug)
+    await _close(signing, session, doc, DecisionMismatch.slug, actor=data.get("device_id", "signing"))
 
 
 async def _certificate(signing: Signing, session: AsyncClientSession, account_id: str) -> dict[str, Any]:
@@ -338,7 +342,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     await _to_agency(signing, session, doc, "signature.completed",
                      {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
     await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=data["device_id"],
-                        client_id=doc["client_id"], request_id=request_id, serial=cert_doc["_id"])
+                        client_id=doc["client_id"], request_id=request_id, kind=doc["kind"], serial=cert_doc["_id"])
 
 
 async def status(signing: Signing, caller: RelyingParty, request_id: str) -> RequestStatus:

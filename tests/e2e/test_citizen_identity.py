@@ -33,12 +33,13 @@ from libs.events import CloudEvent
 from libs.events.topics import APPROVAL_DECIDED, AUDIT, IDENTITY
 from libs.tokens import public_jwk
 
+from ..support.audit import audit_records
 from ..support.broker import all_messages, raw_bytes
 from ..support.calls import post_json, refused_with
 from ..support.citizens import pending_prompt
 from ..support.citizens import enrolled_app as _enrolled_app
 from ..support.database import mongo, service_documents
-from ..support.operator import admin
+from ..support.operator import OPERATOR, admin
 from ..support.people import identity, selfie, wrong_check_digit
 from ..support.polling import eventually
 from ..support.prompts import approval_request, publish_prompt
@@ -284,8 +285,18 @@ async def test_account_states_change_by_event_and_a_suspended_account_is_stopped
     account_id = app.profile.account_id
     assert (await app.devices())["devices"]  # active: the device works
 
+    # An operator action needs a reason and the operator's name: refused without either, nothing changed.
+    unexplained = admin(platform, "set-state", account_id, "suspended")
+    assert unexplained.returncode == 2 and "--reason" in unexplained.stderr
+    anonymous = admin(platform, "set-state", account_id, "suspended", "--reason", "reported lost", operator=None)
+    assert anonymous.returncode == 2 and "--operator" in anonymous.stderr
+    assert (await app.devices())["devices"]  # still active
     suspended = admin(platform, "set-state", account_id, "suspended", "--reason", "reported lost")
     assert suspended.returncode == 0, suspended.stderr
+    # Audited in the change's transaction: the operator, the reason, from and to.
+    [audited] = await audit_records(platform, "auth", subject=account_id, action="identity.state_change")
+    assert audited["data"] == {"action": "identity.state_change", "actor": f"operator:{OPERATOR}", "outcome": "success",
+                               "reason": "reported lost", "from": "active", "to": "suspended"}
     with pytest.raises(AppError) as stopped:
         await app.device_token()
     refused_with(stopped.value, 403, "account-inactive")

@@ -121,7 +121,8 @@ async def test_rewrap_moves_every_record_to_the_new_key(platform, kiosk, tmp_pat
     env = platform.env()
     new = new_key_value("vault-2")
     rotated = {**env, "HARBOUR_FORMFILL_KEK": f"{new},{env['HARBOUR_FORMFILL_KEK']}"}
-    ran = subprocess.run([sys.executable, "-m", "services.formfill.admin", "rewrap"], env=rotated, capture_output=True, text=True, timeout=120)
+    ran = subprocess.run([sys.executable, "-m", "services.formfill.admin", "rewrap", "--operator", "test.operator",
+                          "--reason", "KEK rotation test"], env=rotated, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     report = json.loads(ran.stdout)
     assert report["current_kid"] == "vault-2" and report["left_on_old_keys"] == 0 and report["rewrapped"] >= 1

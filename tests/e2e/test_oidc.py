@@ -27,11 +27,12 @@ from clients.citizen_app import AppError
 from libs.events import CloudEvent
 from libs.events.topics import CLIENTS
 
+from ..support.audit import audit_records
 from ..support.broker import all_messages
 from ..support.calls import refusal, refused_with
 from ..support.citizens import basic_citizen, enrolled_app
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of, token_request
-from ..support.operator import admin
+from ..support.operator import OPERATOR, admin
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -425,9 +426,22 @@ async def test_key_rotation_publishes_next_first_and_keeps_old_tokens_valid(plat
     before, _ = await login(platform, metadata, rp, citizen)
     old_kid = pyjwt.get_unverified_header(before["access_token"])["kid"]
     published_before = {k["kid"] for k in requests.get(metadata["jwks_uri"], timeout=10).json()["keys"]}
-    rotated = admin(platform, "rotate-keys")
+    assert admin(platform, "rotate-keys").returncode == 2  # no reason: refused before anything rotates
+    rotated = admin(platform, "rotate-keys", "--reason", "quarterly rotation")
     assert rotated.returncode == 0, rotated.stderr
     result = json.loads(rotated.stdout)
+    # The rotation's audit record, from the rotation's transaction: who, why, which keys (the only keys.rotate: refused above).
+    [audited] = await audit_records(platform, "auth", action="keys.rotate")
+    assert audited["data"] == {"action": "keys.rotate", "actor": f"operator:{OPERATOR}", "outcome": "success",
+                               "reason": "quarterly rotation", **result}
+    # Linking the citizen's account to the relying party's pseudonym (a support case) is audited the same way.
+    account_id = citizen.profile.account_id
+    assert admin(platform, "subject", account_id, rp["client_id"]).returncode == 2
+    resolved = admin(platform, "subject", account_id, rp["client_id"], "--reason", "support case 17", operator="wong.k")
+    assert resolved.returncode == 0 and json.loads(resolved.stdout)["sub"] == claims_of(before["id_token"])["sub"]
+    assert [a["data"] for a in await audit_records(platform, "auth", subject=account_id, action="subject.resolve")] == [{
+        "action": "subject.resolve", "actor": "operator:wong.k", "outcome": "success", "reason": "support case 17",
+        "client_id": rp["client_id"]}]
     assert result["retired"] == old_kid and result["current"] in published_before  # the new signer was published in advance
     async def signed_with_the_new_key() -> dict | None:
         # auth's signer moves to the new key within its key cache's lifetime: log in until a token shows it.

@@ -149,7 +149,7 @@ def cc_client(platform) -> tuple[dict, str]:
     """A relying party acting for itself with formfill, sign and notify: its client-credentials token."""
     created_client = admin(platform, "create-client", "--kind", "relying_party", "--name", f"Revocation RP {uuid.uuid4().hex[:6]}",
                            "--scope", "openid", "--scope", "formfill", "--scope", "sign", "--scope", "notify",
-                           "--formfill-field", "name_en", "--redirect-uri", REDIRECT)
+                           "--formfill-field", "name_en", "--redirect-uri", REDIRECT, "--reason", "revocation tests")
     assert created_client.returncode == 0, created_client.stderr
     client = json.loads(created_client.stdout)
     granted = requests.post(platform.gateway + "/oidc/token", data={"grant_type": "client_credentials", "scope": "formfill sign notify"},

@@ -7,16 +7,21 @@ import subprocess
 import sys
 
 
-def admin(platform, *args: str) -> subprocess.CompletedProcess:
-    """auth's operator command, run with the services' environment."""
+OPERATOR = "test.operator"
+
+
+def admin(platform, *args: str, operator: str | None = OPERATOR) -> subprocess.CompletedProcess:
+    """auth's operator command, run with the services' environment and an operator's name (HARBOUR_OPERATOR) in it."""
+    env = platform.env() | ({"HARBOUR_OPERATOR": operator} if operator else {})
     return subprocess.run(
-        [sys.executable, "-m", "services.auth.admin", *args], env=platform.env(), capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.auth.admin", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 
 def create_kiosk(platform) -> tuple[str, str]:
     """A kiosk client with the enrol scope: (client_id, client_secret)."""
-    result = admin(platform, "create-client", "--kind", "kiosk", "--name", "Kiosk Central", "--scope", "enrol")
+    result = admin(platform, "create-client", "--kind", "kiosk", "--name", "Kiosk Central", "--scope", "enrol",
+                   "--reason", "a kiosk for the tests")
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     return created["client_id"], created["client_secret"]

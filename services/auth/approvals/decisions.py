@@ -140,5 +140,5 @@ async def _publish(
         "decided_at": now.isoformat(),
     })
     await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
-                     outcome=status, approval_id=doc["_id"],
+                     outcome=status, approval_id=doc["_id"], kind=request["action"], client_id=request["requester"].get("client_id"),
                      amr=authentication_methods(device.key_storage, device.user_verification, claims.uv))

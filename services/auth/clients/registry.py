@@ -101,8 +101,10 @@ class Registered:
     registration_access_token: str | None
 
 
-async def register_client(ctx: ServiceContext, session: AsyncClientSession, metadata: ClientMetadata, *, registered_by: str) -> Registered:
-    """Create a client inside the caller's transaction, with its secret (none for private_key_jwt) and registration access token."""
+async def register_client(ctx: ServiceContext, session: AsyncClientSession, metadata: ClientMetadata, *, registered_by: str,
+                          **audited: Any) -> Registered:
+    """Create a client inside the caller's transaction, with its secret (none for private_key_jwt) and registration access token.
+    `audited`: more for the audit record (an operator command's `reason`)."""
     client_id = f"{metadata.kind.replace('_', '-')}-{secrets.token_hex(8)}"
     secret, secret_sha256 = new_secret() if metadata.token_endpoint_auth_method != "private_key_jwt" else (None, None)
     token, token_sha256 = new_secret()
@@ -119,7 +121,7 @@ async def register_client(ctx: ServiceContext, session: AsyncClientSession, meta
     )
     client = Client(client_id, metadata, secret_sha256)
     await ctx.publish(session, CLIENTS, "client.registered", client_id, client.event_data())
-    await ctx.audit(session, subject=client_id, action="client.register", actor=registered_by)
+    await ctx.audit(session, subject=client_id, action="client.register", actor=registered_by, **audited)
     return Registered(client, secret, token)
 
 
@@ -256,7 +258,8 @@ async def delete_client(
     await ctx.audit(session, subject=client_id, action="client.delete", actor=deleted_by)
 
 
-async def issue_registration_token(ctx: ServiceContext, session: AsyncClientSession, client_id: str, *, issued_by: str) -> str:
+async def issue_registration_token(ctx: ServiceContext, session: AsyncClientSession, client_id: str, *, issued_by: str,
+                                   **audited: Any) -> str:
     """An operator hands a client a new registration access token (a lost one, or a client registered before RFC 7592 support)."""
     token, token_sha256 = new_secret()
     updated = await ctx.db[CLIENTS_COLLECTION].update_one(
@@ -264,5 +267,5 @@ async def issue_registration_token(ctx: ServiceContext, session: AsyncClientSess
     )
     if updated.matched_count != 1:
         raise NoSuchClient("no such client")
-    await ctx.audit(session, subject=client_id, action="client.registration_token", actor=issued_by)
+    await ctx.audit(session, subject=client_id, action="client.registration_token", actor=issued_by, **audited)
     return token

@@ -47,8 +47,12 @@ async def change_state(
     *,
     reason: str,
     token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S,
+    actor: str | None = None,
 ) -> None:
     """Move an account to `to` inside the caller's transaction and publish identity.state_changed.
+
+    `actor`: who changed it, for the audit record `identity.state_change` (an operator's command: `operator:<name>`,
+    with the `reason`); None where the caller's own audit record says it (closure, a device's activation).
 
     Suspending or revoking it (and reinstating it) is also a revocation event: every service and the
     gateway refuse the account's tokens within seconds, not only when they expire.
@@ -72,6 +76,9 @@ async def change_state(
     await db[DEVICES].update_many({"account_id": account_id}, {"$set": {"account_state": to}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.state_changed", account_id,
                       {"account_id": account_id, "from": current, "to": to, "reason": reason})
+    if actor is not None:
+        await ctx.audit(session, subject=account_id, action="identity.state_change", actor=actor, reason=reason,
+                        **{"from": current, "to": to})
     if to in INACTIVE or current in INACTIVE:
         # Device tokens carry the account id as sub, relying parties' tokens one of its pairwise subjects.
         subjects = [doc["_id"] for doc in await db[SUBJECTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]

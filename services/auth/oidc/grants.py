@@ -11,7 +11,7 @@ from .decided import DECIDED
 from .login import LOGIN_CODE_SEPARATOR
 from .errors import InvalidGrant, InvalidRequest, InvalidScope, UnauthorizedClient
 from .pkce import verifier_matches
-from .token_response import OFFLINE_ACCESS, grant_from, revoke_access_tokens, revoke_family, token_response
+from .token_response import OFFLINE_ACCESS, Why, grant_from, revoke_access_tokens, revoke_family, token_response
 from .tokens import Grant, token_hash
 from .views import TokenResponse
 
@@ -44,7 +44,7 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
         # RFC 6749 §4.1.2: a code used twice revokes what it issued.
         if doc.get("family_id"):
             await revoke_family(auth, doc["family_id"])
-        await revoke_access_tokens(auth, [doc["at_jti"]] if doc.get("at_jti") else [])
+        await revoke_access_tokens(auth, [doc["at_jti"]] if doc.get("at_jti") else [], _replayed(doc, client))
         raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
     if auth.clock.now() >= doc["expires_at"]:
         raise InvalidGrant("the code has expired")
@@ -62,13 +62,22 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
             # Used meanwhile (or before, unseen in memory): a second use revokes what the first bought.
             if used.get("family_id"):
                 await revoke_family(auth, used["family_id"])
-            await revoke_access_tokens(auth, [used["at_jti"]] if used.get("at_jti") else [])
+            await revoke_access_tokens(auth, [used["at_jti"]] if used.get("at_jti") else [], _replayed(doc, client))
             raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
         raise InvalidGrant("the code was already used")
     # The record in memory (if that is where it came from) now says so too: a second use here goes straight to revoking.
     doc.update({"used_at": auth.clock.now(), "family_id": family_id, "at_jti": jti})
     answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, refresh_family=family_id, jti=jti)
     return answer
+
+
+def _why(doc: dict, client: "Client", reason: str, *, reuse: bool = False) -> Why:
+    """The audit record's side of revoking what a code or refresh token `doc` issued (token_response.Why)."""
+    return Why(account_id=doc["grant"].get("account_id"), client_id=client.client_id, reason=reason, reuse=reuse)
+
+
+def _replayed(doc: dict, client: "Client") -> Why:
+    return _why(doc, client, "code-replayed", reuse=True)
 
 
 async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:
@@ -80,7 +89,7 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     if doc is None or doc["grant"]["client_id"] != client.client_id:
         raise InvalidGrant("the refresh token is unknown or was issued to another client")
     if doc["status"] == "rotated":
-        await revoke_family(auth, doc["family_id"])
+        await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
     if doc["status"] != "active" or auth.clock.now() >= doc["expires_at"]:
         raise InvalidGrant("the refresh token is revoked or expired")
@@ -88,11 +97,11 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     granted = doc["grant"]["scope"]
     if OFFLINE_ACCESS not in granted.split() or OFFLINE_ACCESS not in client.scopes or not set(granted.split()) <= client.scopes:
         # Issued without offline_access (before it was required), or the client's registration no longer allows it.
-        await revoke_family(auth, doc["family_id"])
+        await revoke_family(auth, doc["family_id"], _why(doc, client, "offline-access-withdrawn"))
         raise InvalidGrant("offline access is not granted to this client; the citizen must log in again")
     account = await auth.db[ACCOUNTS].find_one({"_id": doc["grant"]["account_id"]}, {"state": 1})
     if account is None or account["state"] != "active":
-        await revoke_family(auth, doc["family_id"])
+        await revoke_family(auth, doc["family_id"], _why(doc, client, "account-inactive"))
         raise InvalidGrant("the citizen's account is not active; every token of this login is revoked")
     scope = granted
     if form.get("scope"):
@@ -102,7 +111,7 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
         scope = " ".join(dict.fromkeys(narrower))
     rotated = await tokens.update_one({"_id": doc["_id"], "status": "active"}, {"$set": {"status": "rotated", "rotated_at": auth.clock.now()}})
     if rotated.modified_count != 1:
-        await revoke_family(auth, doc["family_id"])
+        await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
     grant = grant_from(doc["grant"], scope=scope)
     answer, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"], granted_scope=granted)

@@ -230,7 +230,7 @@ async def on_decision(
     # Decided: kept only as long as the browser (or CIBA client) needs to collect the outcome.
     purge_at = max(doc["expires_at"], auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s))
     if decision != "approve":
-        return await _declined(auth, session, doc, purge_at)
+        return await _declined(auth, session, doc, approval, purge_at)
     return await _approved(auth, session, doc, approval, purge_at)
 
 
@@ -241,7 +241,8 @@ async def _to_agency(auth: "Auth", session: AsyncClientSession, client_id: str, 
         await auth.publish(session, agency_topic(client_id), event_type, client_id, data)
 
 
-async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], purge_at: datetime) -> dict[str, Any]:
+async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], approval: dict[str, Any],
+                    purge_at: datetime) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
     await auth.db[AUTHORIZATIONS].update_one({"_id": doc["_id"]}, {"$set": {"status": "denied", "purge_at": purge_at}}, session=session)
     _remember_decided(auth, doc, {"status": "denied"})
@@ -250,6 +251,9 @@ async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, An
     await auth.publish(session, LOGINS, "login.failed", client_id, failed)
     # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
     await _to_agency(auth, session, client_id, "login.failed", failed)
+    # The citizen's own record (their data tracker): which service they refused, how it was asked.
+    await auth.audit(session, subject=approval["account_id"], action="login", actor=approval.get("device_id", "device"),
+                     outcome="denied", client_id=client_id, flow=doc["kind"], reason="access_denied")
     if doc["kind"] == "browser":
         return {"redirect_to": _response_url(doc, DECLINED, auth.settings.issuer)}
     return {}
@@ -284,7 +288,8 @@ async def _approved(
     await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
     await _to_agency(auth, session, client_id, "login.succeeded", succeeded)
-    await auth.audit(session, subject=account["_id"], action="login", actor=approval.get("device_id", "device"), client_id=client_id)
+    await auth.audit(session, subject=account["_id"], action="login", actor=approval.get("device_id", "device"), client_id=client_id,
+                     flow=doc["kind"], acr=grant["acr"], amr=list(grant["amr"]))
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
     extras: dict[str, Any] = {}
     if doc["kind"] == "browser":

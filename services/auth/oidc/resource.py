@@ -10,7 +10,7 @@ from ..clients.registry import find_client
 from ..collections import ACCOUNTS, REFRESH_TOKENS
 from .errors import InsufficientScope, InvalidToken
 from .pairwise import account_for
-from .token_response import is_revoked, revoke_access_tokens, revoke_family
+from .token_response import Why, is_revoked, revoke_access_tokens, revoke_family
 from .tokens import ACCESS_TOKEN_TYP, token_hash
 from .views import Introspection, UserInfo
 
@@ -78,11 +78,13 @@ async def revoke(auth: "Auth", client: "Client", token: str | None) -> None:
     doc = await auth.db[REFRESH_TOKENS].find_one({"_id": token_hash(token)})
     if doc is not None:
         if doc["grant"]["client_id"] == client.client_id:
-            await revoke_family(auth, doc["family_id"])
+            await revoke_family(auth, doc["family_id"], Why(doc["grant"].get("account_id"), client.client_id, "client-request"))
         return
     try:
         claims = await verify_access_token(auth, token)
     except InvalidToken:
         return
     if claims["client_id"] == client.client_id:
-        await revoke_access_tokens(auth, [claims["jti"]])
+        # Whose token, for the audit record: the account behind its pairwise sub (none for a client's own token).
+        account_id = await account_for(auth.db, claims["sub"], client.sector)
+        await revoke_access_tokens(auth, [claims["jti"]], Why(account_id, client.client_id, "client-request"))

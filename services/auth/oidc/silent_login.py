@@ -30,12 +30,20 @@ async def answer(auth: "Auth", cookie: str | None, client: "Client", request: Au
 
     `account_id`: the citizen the request's hints name (hints.py); only their session may answer."""
     session_doc = await session_allowing(auth, cookie, request, account_id=account_id)
-    sub = await auth.transaction(lambda s: subject_for(auth, s, client.sector, session_doc["account_id"]))
-    grant = grant_doc(client.client_id, session_doc["account_id"], sub, request.scope, acr=session_doc["acr"],
-                      auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce,
-                      # How the citizen authenticated when the session was opened (older sessions: a software key).
-                      amr=session_doc.get("amr") or SOFTWARE_KEY_ONLY)
-    code = await issue_code(auth, None, grant, request.to_doc(), tx=None)
+
+    async def work(s) -> str:
+        sub = await subject_for(auth, s, client.sector, session_doc["account_id"])
+        grant = grant_doc(client.client_id, session_doc["account_id"], sub, request.scope, acr=session_doc["acr"],
+                          auth_time=session_doc["auth_time"], sid=session_doc["_id"], nonce=request.nonce,
+                          # How the citizen authenticated when the session was opened (older sessions: a software key).
+                          amr=session_doc.get("amr") or SOFTWARE_KEY_ONLY)
+        code = await issue_code(auth, s, grant, request.to_doc(), tx=None)
+        # A login too, without the phone: the citizen's record says so (flow `session`), with the code, in one transaction.
+        await auth.audit(s, subject=session_doc["account_id"], action="login", actor="session", client_id=client.client_id,
+                         flow="session", acr=grant["acr"], amr=list(grant["amr"]))
+        return code
+
+    code = await auth.transaction(work)
     return response_params({"code": code}, request, auth.settings.issuer)
 
 

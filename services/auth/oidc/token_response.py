@@ -9,6 +9,7 @@ issued are revoked.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,11 +69,37 @@ async def token_response(
     return answer, access.jti
 
 
-async def revoke_access_tokens(auth: "Auth", jtis: list[str]) -> None:
+@dataclass(frozen=True)
+class Why:
+    """Whose tokens a revocation takes and why: its audit record, written in the revocation's transaction.
+
+    `reason`: `client-request` (RFC 7009), `code-replayed`, `refresh-token-reused` (both `reuse`: a reuse detected,
+    action `token.reuse_detected`, else `token.revoke`), `offline-access-withdrawn`, `account-inactive`."""
+
+    account_id: str | None
+    client_id: str
+    reason: str
+    reuse: bool = False
+
+    async def audit(self, auth: "Auth", session: AsyncClientSession, **counts: int) -> None:
+        await auth.audit(session, subject=self.account_id or self.client_id,
+                         action="token.reuse_detected" if self.reuse else "token.revoke",
+                         actor=self.client_id if self.reason == "client-request" else "auth",
+                         client_id=self.client_id, reason=self.reason, **counts)
+
+
+async def revoke_access_tokens(auth: "Auth", jtis: list[str], why: Why | None = None) -> None:
     """Refused by auth at once, and by every other service and the gateway once the revocation event reaches them."""
     jtis = [j for j in jtis if j]
-    if jtis:
-        await auth.transaction(lambda session: _revoke_access_tokens(auth, session, jtis))
+
+    async def work(session: AsyncClientSession) -> None:
+        if jtis:
+            await _revoke_access_tokens(auth, session, jtis)
+        if why is not None:
+            await why.audit(auth, session, access_tokens=len(jtis))
+
+    if jtis or why is not None:
+        await auth.transaction(work)
 
 
 async def _revoke_access_tokens(auth: "Auth", session: AsyncClientSession, jtis: list[str]) -> None:
@@ -83,7 +110,7 @@ async def _revoke_access_tokens(auth: "Auth", session: AsyncClientSession, jtis:
     await revocation_events.tokens_revoked(auth.outbox, session, jtis, expires_at=expires_at.timestamp())
 
 
-async def revoke_family(auth: "Auth", family_id: str) -> None:
+async def revoke_family(auth: "Auth", family_id: str, why: Why | None = None) -> None:
     """Every refresh token of the family, and the access tokens they were issued with that may still be valid."""
 
     async def work(session: AsyncClientSession) -> None:
@@ -96,6 +123,8 @@ async def revoke_family(auth: "Auth", family_id: str) -> None:
         jtis = [d["at_jti"] for d in docs if d.get("at_jti") and (d.get("created_at") or now) >= live_since]
         if jtis:
             await _revoke_access_tokens(auth, session, jtis)
+        if why is not None:
+            await why.audit(auth, session, refresh_tokens=len(docs), access_tokens=len(jtis))
 
     await auth.transaction(work)
 

@@ -9,6 +9,8 @@ import aiohttp
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from ...support.auth_stand_in import published
+
 REDIRECT = "https://rp.example/callback"  # nothing listens: the tests read the redirect instead of following it
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -76,3 +78,8 @@ async def oauth_error(response: aiohttp.ClientResponse, status: int, error: str)
     assert {k: response.headers[k] for k in NO_STORE} == NO_STORE
     assert set(body) == {"error", "error_description"}
     return body["error_description"]
+
+
+async def audits(auth_service, subject: str, action: str) -> list[dict]:
+    """The data of auth's audit records of `action` about `subject` (its outbox), oldest first."""
+    return [e.data for e in await published(auth_service.context, "audit.recorded", subject) if e.data["action"] == action]

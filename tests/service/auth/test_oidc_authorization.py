@@ -8,7 +8,7 @@ import pytest
 
 from clients.citizen_app import AppError
 
-from .oidc_steps import NO_STORE, REDIRECT, app_link_of, authorization_params, client_auth, query_of, redeem, register
+from .oidc_steps import NO_STORE, REDIRECT, app_link_of, audits, authorization_params, client_auth, query_of, redeem, register
 
 
 async def authorize(auth_service, params: dict, method: str = "GET"):
@@ -125,6 +125,11 @@ async def test_an_approved_login_completes_once_with_a_session_for_prompt_none(a
     assert response.status == 303
     code = query_of(response.headers["Location"])["code"]
     assert (await redeem(auth_service, rp, code, verifier)).status == 200
+    # Both logins in the citizen's audit trail (their data tracker): which service, how, at which level.
+    browser, silent_login = await audits(auth_service, phone.profile.account_id, "login")
+    assert browser == {"action": "login", "actor": phone.profile.device_id, "outcome": "success", "client_id": rp["client_id"],
+                       "flow": "browser", "acr": "urn:harbour-id:loa:basic", "amr": browser["amr"]} and browser["amr"]
+    assert silent_login == browser | {"actor": "session", "flow": "session"}
     more, _ = authorization_params(rp, prompt="none", scope="openid offline_access")
     answer = query_of((await authorize(auth_service, more)).headers["Location"])
     assert answer["error"] == "consent_required"
@@ -144,6 +149,12 @@ async def test_a_declined_login_goes_back_as_access_denied(auth_service, tmp_pat
     outcome = await phone.open_link(app_link_of(page), approve=False)
     assert query_of(outcome["redirect_to"]) == {"error": "access_denied", "error_description": "the citizen declined",
                                                 "state": "s-5", "iss": auth_service.url}
+    # A failed login is the citizen's record too, beside their decision's.
+    [denied] = await audits(auth_service, phone.profile.account_id, "login")
+    assert denied == {"action": "login", "actor": phone.profile.device_id, "outcome": "denied", "client_id": rp["client_id"],
+                      "flow": "browser", "reason": "access_denied"}
+    [decided] = await audits(auth_service, phone.profile.account_id, "approval.decide")
+    assert (decided["outcome"], decided["kind"], decided["client_id"]) == ("denied", "login", rp["client_id"])
 
 
 async def test_a_login_needing_plus_is_refused_to_a_basic_citizen(auth_service, tmp_path):

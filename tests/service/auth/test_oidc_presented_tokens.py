@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from ...support.calls import bearer
-from .oidc_steps import NO_STORE, approved_code, client_auth, oauth_error, redeem, register, token_request
+from .oidc_steps import NO_STORE, approved_code, audits, client_auth, oauth_error, redeem, register, token_request
 
 
 async def introspect(auth_service, rp: dict, token: str) -> dict:
@@ -55,7 +55,8 @@ async def test_introspection_describes_only_the_callers_own_live_tokens(auth_ser
 
 async def test_revocation_answers_200_and_revokes_only_the_callers_tokens(auth_service, tmp_path):
     rp, other = await register(auth_service), await register(auth_service)
-    code, verifier = await approved_code(auth_service, rp, await auth_service.citizen(tmp_path), scope="openid offline_access")
+    phone = await auth_service.citizen(tmp_path)
+    code, verifier = await approved_code(auth_service, rp, phone, scope="openid offline_access")
     tokens = await (await redeem(auth_service, rp, code, verifier)).json()
 
     async def revoke(client: dict, token: str) -> aiohttp.ClientResponse:
@@ -70,5 +71,9 @@ async def test_revocation_answers_200_and_revokes_only_the_callers_tokens(auth_s
     assert await introspect(auth_service, rp, tokens["refresh_token"]) == {"active": False}
     # The access token issued with it goes too.
     assert await introspect(auth_service, rp, tokens["access_token"]) == {"active": False}
+    # On the citizen's record: the client revoked it (the other client's attempt revoked nothing, recorded nothing).
+    assert await audits(auth_service, phone.profile.account_id, "token.revoke") == [{
+        "action": "token.revoke", "actor": rp["client_id"], "outcome": "success", "client_id": rp["client_id"],
+        "reason": "client-request", "refresh_tokens": 1, "access_tokens": 1}]
     unauthenticated = await auth_service.client.post("/oidc/revoke", data={"token": tokens["access_token"]})
     await oauth_error(unauthenticated, 401, "invalid_client")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .oidc_steps import NO_STORE, REDIRECT, approved_code, basic, oauth_error, redeem, register, token_request
+from .oidc_steps import NO_STORE, REDIRECT, approved_code, audits, basic, oauth_error, redeem, register, token_request
 
 
 async def test_a_code_buys_tokens_once_and_a_replay_revokes_them(auth_service, tmp_path):
@@ -23,6 +23,10 @@ async def test_a_code_buys_tokens_once_and_a_replay_revokes_them(auth_service, t
     assert "revoked" in await oauth_error(refresh, 400, "invalid_grant")
     userinfo = await auth_service.client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert userinfo.status == 401 and 'error="invalid_token"' in userinfo.headers["WWW-Authenticate"]
+    # The reuse detected, in the revocation's transaction, on the citizen's record.
+    assert await audits(auth_service, phone.profile.account_id, "token.reuse_detected") == [{
+        "action": "token.reuse_detected", "actor": "auth", "outcome": "success", "client_id": rp["client_id"],
+        "reason": "code-replayed", "access_tokens": 1}]
 
 
 async def test_a_code_expires_after_its_lifetime(auth_service, clock, tmp_path):
@@ -47,7 +51,8 @@ async def test_a_code_needs_its_verifier_and_redirect_uri_and_its_own_client(aut
 
 async def test_a_refresh_token_rotates_and_a_reused_one_revokes_the_family(auth_service, tmp_path):
     rp = await register(auth_service)
-    code, verifier = await approved_code(auth_service, rp, await auth_service.citizen(tmp_path), scope="openid offline_access")
+    phone = await auth_service.citizen(tmp_path)
+    code, verifier = await approved_code(auth_service, rp, phone, scope="openid offline_access")
     first = await (await redeem(auth_service, rp, code, verifier)).json()
 
     narrowed = await token_request(auth_service, rp, grant_type="refresh_token", refresh_token=first["refresh_token"],
@@ -65,6 +70,9 @@ async def test_a_refresh_token_rotates_and_a_reused_one_revokes_the_family(auth_
     # The theft is answered by revoking the whole login, the newest token included.
     latest = await token_request(auth_service, rp, grant_type="refresh_token", refresh_token=second["refresh_token"])
     assert "revoked" in await oauth_error(latest, 400, "invalid_grant")
+    [reuse] = await audits(auth_service, phone.profile.account_id, "token.reuse_detected")
+    assert reuse == {"action": "token.reuse_detected", "actor": "auth", "outcome": "success", "client_id": rp["client_id"],
+                     "reason": "refresh-token-reused", "refresh_tokens": 2, "access_tokens": 2}
 
 
 async def test_a_refresh_token_expires_after_its_lifetime(auth_service, clock, tmp_path):

@@ -43,7 +43,8 @@ async def test_a_standing_consent_is_revoked_and_the_agency_told(formfill):
     assert revoked.data == {"receipt_id": receipt_id, "request_id": request_id}
     assert await outbox_topics(formfill.ctx, "consent.revoked") == [f"agency.{rp.client_id}.events"]
     audits = [e.data for e in await published(formfill.ctx, "audit.recorded", citizen.account_id)]
-    assert {"action": "consent.revoke", "actor": citizen.phone.device_id, "outcome": "success", "receipt_id": receipt_id} in audits
+    assert {"action": "consent.revoke", "actor": citizen.phone.device_id, "outcome": "success", "receipt_id": receipt_id,
+            "client_id": rp.client_id, "request_id": request_id, "fields": ["name_en", "email"]} in audits
     # Revoking again changes nothing and tells nobody twice.
     assert (await formfill.http.delete(f"/v1/consents/{receipt_id}", headers=formfill.device_token(citizen))).status == 204
     assert len(await published(formfill.ctx, "consent.revoked", receipt_id)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import jwt
@@ -9,6 +10,7 @@ from jwcrypto import jwe as jwcrypto_jwe
 from jwcrypto import jwk as jwcrypto_jwk
 
 from libs.tokens import load_public_jwk, unverified_header
+from tests.support.audit import no_personal_data
 from tests.support.auth_stand_in import outbox_topics, published
 
 from .conftest import PROFILE, problem
@@ -86,8 +88,11 @@ async def test_the_release_leaves_a_receipt_an_event_and_an_audit_record(formfil
                             "fields": ["name_en", "email"], "standing": False}
     assert await outbox_topics(formfill.ctx, "consent.granted") == [f"agency.{rp.client_id}.events"]
     audits = [e.data for e in await published(formfill.ctx, "audit.recorded", citizen.account_id)]
+    # The citizen's record: to whom, which fields (names), the purpose as its hash only (the receipt has the text).
     assert {"action": "formfill.release", "actor": citizen.phone.device_id, "outcome": "success",
-            "client_id": rp.client_id, "receipt_id": receipt_id} in audits
+            "client_id": rp.client_id, "receipt_id": receipt_id, "request_id": request_id, "fields": ["name_en", "email"],
+            "standing": False, "purpose_sha256": hashlib.sha256(b"Open a water account").hexdigest()} in audits
+    no_personal_data(audits, "Open a water account", PROFILE["name_en"], PROFILE["email"])
     receipts = await (await formfill.http.get("/v1/consents", headers=formfill.device_token(citizen))).json()
     assert [(c["receipt_id"], c["purpose"], c["fields"]) for c in receipts["consents"]] == [
         (receipt_id, "Open a water account", ["name_en", "email"])]

@@ -51,6 +51,12 @@ async def test_only_active_standing_consents_covering_the_field_are_told(formfil
     claims = payload(token)
     assert claims["fields"] == {"phone": "+85298765432"} and claims["receipt_id"] == told and claims["jti"] == queued["_id"]
     assert claims["provenance"]["phone"]["method"] == "one_time_code"
+    # A release under the standing consent: on the citizen's record, in the vault update's transaction, names only.
+    [released] = [e.data for e in await published(formfill.ctx, "audit.recorded", citizen.account_id)
+                  if e.data["action"] == "consent.update_release"]
+    assert released == {"action": "consent.update_release", "actor": "formfill", "outcome": "success", "client_id": rp.client_id,
+                        "receipt_id": told, "update_id": queued["_id"], "fields": ["phone"], "change_id": released["change_id"],
+                        "told_by": ["topic", "callback"], "values_sent": True}
 
 
 async def test_a_client_without_topic_or_callback_is_told_nothing_but_the_vault_changes(formfill):
@@ -64,3 +70,5 @@ async def test_a_client_without_topic_or_callback_is_told_nothing_but_the_vault_
     assert await formfill.ctx.db[CONSENT_CALLBACKS].count_documents({}) == 0
     [audit] = [e for e in await published(formfill.ctx, "audit.recorded") if e.data["action"] == "vault.update"]
     assert audit.data["standing_consents"] == 1 and audit.data["fields"] == ["address"]
+    # Told nothing, so nothing released: no consent.update_release on the citizen's record.
+    assert [e for e in await published(formfill.ctx, "audit.recorded") if e.data["action"] == "consent.update_release"] == []

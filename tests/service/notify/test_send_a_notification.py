@@ -6,6 +6,8 @@ from services.notify.collections import IDEMPOTENCY, NOTIFICATIONS, PUSH_BATCHES
 from services.notify.idempotency import fingerprint
 from services.notify.notifications import NotificationBody
 
+from tests.support.audit import no_personal_data
+from tests.support.auth_stand_in import published
 from tests.support.notify import TEMPLATE
 
 from .conftest import VALUES, problem
@@ -40,6 +42,13 @@ async def test_a_send_is_accepted_then_delivered_in_the_citizens_language(notify
     push = await notify.ctx.db[PUSH_BATCHES].find_one({"notification_ids": notification_id})
     assert push["state"] == "pending" and push["count"] == 1 and "DL-42" not in str(push)
     assert "DL-42" not in str(await notify.ctx.db[NOTIFICATIONS].find_one({"_id": notification_id}))
+    # The citizen's record of who messaged them, in the delivery's transaction: the agency, the template, the channel.
+    [audit] = [e for e in await published(notify.ctx, "audit.recorded", agency.client_id) if e.data["action"] == "notification.send"]
+    assert audit.data == {"action": "notification.send", "actor": agency.client_id, "outcome": "delivered", "client_id": agency.client_id,
+                          "notifications": [{"account_id": citizen.account_id, "notification_id": notification_id,
+                                             "template_id": template["template_id"], "template_version": 1,
+                                             "channel": "push", "job_id": None}]}
+    no_personal_data([audit.data], "DL-42", "Chan Tai Man", "續期牌照")
 
 
 async def test_the_same_idempotency_key_answers_the_first_send_and_refuses_another_body(notify):

@@ -29,6 +29,10 @@ async def test_a_denial_closes_the_request_unsigned(signing):
     [event] = await published(signing.ctx, "signature.refused", request_id)
     assert event.data["reason"] == "denied"
     assert await signing.ctx.db["documents"].count_documents({"_id": request_id}) == 0
+    # The citizen's record: whose request went unsigned, its kind, by the citizen's own device; never the document's name.
+    [audit] = [e.data for e in await published(signing.ctx, "audit.recorded", citizen.account_id)]
+    assert audit == {"action": "signature.refuse", "actor": citizen.phone.device_id, "outcome": "denied", "client_id": rp.client_id,
+                     "request_id": request_id, "kind": "pdf", "reason": "denied"}
 
 
 async def test_a_citizen_suspended_before_approving_is_refused(signing):

@@ -64,8 +64,11 @@ async def test_the_first_signature_issues_a_certificate_and_the_relying_party_is
     assert completed.data == {"request_id": request_id, "sub": citizen.sub, "kind": "cms", "sha256": CONTRACT_SHA256,
                               "certificate_serial": serial, "signed_at": signing.clock.now().replace(microsecond=0).isoformat()}
     assert await outbox_topics(signing.ctx, "signature.completed") == [f"agency.{rp.client_id}.events"]
-    actions = {e.data["action"] for e in await published(signing.ctx, "audit.recorded", citizen.account_id)}
-    assert actions == {"certificate.issue", "signature.create"}
+    audits = {e.data["action"]: e.data for e in await published(signing.ctx, "audit.recorded", citizen.account_id)}
+    assert set(audits) == {"certificate.issue", "signature.create"}
+    # The citizen's record of the signature: for whom, which request, which kind; not the document's name.
+    assert audits["signature.create"] == {"action": "signature.create", "actor": citizen.phone.device_id, "outcome": "success",
+                                          "client_id": rp.client_id, "request_id": request_id, "kind": "cms", "serial": serial}
 
 
 async def test_the_next_signature_uses_the_same_certificate(signing):
