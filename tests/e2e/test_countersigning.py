@@ -14,6 +14,7 @@ import re
 import pytest
 import requests
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESPassed
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -25,6 +26,9 @@ from ..support.signing import (
     application_pdf,
     both_crls,
     create,
+    dss_of,
+    lta_validation,
+    ocsp_statuses,
     pdfsig,
     prompt_for,
     result_of,
@@ -93,12 +97,20 @@ async def test_three_citizens_countersign_one_pdf_and_every_verifier_checks_each
     assert [s.modification_level for s in statuses] == [ModificationLevel.FORM_FILLING, ModificationLevel.FORM_FILLING,
                                                          ModificationLevel.LTA_UPDATES]
     assert [s.signed_revision for s in signatures] == sorted({s.signed_revision for s in signatures})
+    # PAdES B-LTA for each: the DSS holds a good OCSP answer about each signer, and pyHanko's LTA validation passes
+    # offline for each (our root only, nothing fetched).
+    statuses_in_dss = ocsp_statuses(dss_of(final)[0])
+    assert all(statuses_in_dss[s.signer_cert.serial_number] == "good" for s in signatures), statuses_in_dss
+    for s in signatures:
+        long_term = await lta_validation(s, trust["root"])
+        assert long_term.ades_subindic == AdESPassed.OK, long_term
 
     # Our report: every signature valid, and each signer's sole-control evidence covers the revision they approved.
     verdict = requests.post(platform.gateway + "/v1/signing/verify", data=final, headers={"Content-Type": PDF}, timeout=60).json()
     assert verdict["valid"], verdict
     ours = [s for s in verdict["signatures"] if s["type"] == "signature"]
     assert [s["field"] for s in ours] == ["HarbourID-Signature", "HarbourID-Signature-2", "HarbourID-Signature-3"]
+    assert [(s["indication"], s["level"]) for s in ours] == [("PASSED", "B-LTA")] * 3
     for approved, signature in zip(revisions, ours):
         sole = signature["sole_control"]
         assert sole["verified"] and sole["covers_approved_document"] is True, sole

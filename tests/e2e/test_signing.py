@@ -28,6 +28,7 @@ import requests
 from asn1crypto import cms, tsp
 from asn1crypto import crl as asn1_crl
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESPassed
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 
 from clients.citizen_app import AppError
@@ -47,6 +48,9 @@ from ..support.signing import (
     both_crls,
     create,
     crl_der,
+    dss_of,
+    lta_validation,
+    ocsp_statuses,
     pdfsig,
     prompt_for,
     result_of,
@@ -144,14 +148,23 @@ async def test_logged_in_pdf_is_signed_and_every_verifier_agrees(platform, kiosk
     stamp = await async_validate_pdf_timestamp(doc_timestamp, validation_context=root_only_context(trust, crls))
     assert stamp.intact and stamp.valid and stamp.trusted
     assert stamp.signing_cert.subject.native["common_name"] == "Harbour ID Timestamp Authority"
+    # PAdES B-LTA: the DSS (read by pyHanko) holds OCSP answers for the signer, the TSA and the issuing CA and both
+    # CRLs, and pyHanko's LTA validation passes from the file alone (our root trusted, nothing fetched).
+    ocsps, dss_crls = dss_of(signed)
+    assert ocsp_statuses(ocsps) == {signature.signer_cert.serial_number: "good", doc_timestamp.signer_cert.serial_number: "good",
+                                    trust["issuing"].serial_number: "good"}
+    assert sorted(c["tbs_cert_list"]["issuer"].dump() for c in dss_crls) == sorted(
+        [trust["issuing"].subject.dump(), trust["root"].subject.dump()])
+    long_term = await lta_validation(signature, trust["root"])
+    assert long_term.ades_subindic == AdESPassed.OK, long_term
 
     # Our own report agrees.
     verdict = verify_api(platform, data=signed, headers={"Content-Type": PDF}).json()
     assert verdict["valid"] and [s["type"] for s in verdict["signatures"]] == ["signature", "document_timestamp"]
     assert verdict["signatures"][0]["revocation"]["status"] == "good"
-    # In ETSI EN 319 102-1's words: passed, at B-T (a signature timestamp; no DSS, so the document timestamp is no B-LTA).
+    # In ETSI EN 319 102-1's words: passed, at B-LTA (a signature timestamp, the DSS, a document timestamp over it).
     assert [(s["indication"], s["sub_indication"]) for s in verdict["signatures"]] == [("PASSED", None)] * 2
-    assert verdict["signatures"][0]["level"] == "B-T"
+    assert verdict["signatures"][0]["level"] == "B-LTA"
     assert [t["type"] for t in verdict["signatures"][0]["timestamps"]] == ["signature_timestamp", "document_timestamp"]
     assert verdict["signatures"][0]["chain"]["path"][0].startswith("Common Name: Harbour ID Root CA")
     # Sole control: the evidence signing kept (checked before the HSM signed), reported and checked again.
@@ -214,6 +227,11 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     # clears the citizen, the root's CRL (at the issuing CA's distribution point) clears the issuing CA.
     checked = signer_checked_against_crls(platform, trust, tmp_path / "deed.p7s", tmp_path / "deed.txt", tmp_path)
     assert checked.returncode == 0 and b"signer.pem: OK" in checked.stdout, checked.stdout + checked.stderr
+    # CAdES-B-LT: the signature carries those CRLs itself (SignedData.crls), so OpenSSL checks the whole path's
+    # revocation with nothing but our root — no CRL file given.
+    ran = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "deed.p7s"), "-content", str(tmp_path / "deed.txt"),
+                  "-CAfile", str(trust["dir"] / "root.pem"), "-crl_check_all", "-out", "/dev/null")
+    assert ran.returncode == 0 and b"Verification successful" in ran.stderr, ran.stderr
     issuing_points = trust["issuing"].crl_distribution_points
     assert [p["distribution_point"].native[0] for p in issuing_points] == [platform.gateway + "/v1/signing/crl/root"]
 
@@ -231,7 +249,7 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     signature_b64 = base64.b64encode(result.content).decode()
     by_hash = verify_api(platform, json={"cms": signature_b64, "sha256": hashlib.sha256(document).hexdigest()}).json()
     assert by_hash["valid"] and by_hash["signatures"][0]["signing_time"]["timestamp_valid"]
-    assert (by_hash["signatures"][0]["indication"], by_hash["signatures"][0]["level"]) == ("PASSED", "B-T")
+    assert (by_hash["signatures"][0]["indication"], by_hash["signatures"][0]["level"]) == ("PASSED", "B-LT")
     by_content = verify_api(platform, json={"cms": signature_b64, "content": base64.b64encode(document + b"!").decode()}).json()
     assert by_content["valid"] is False and by_content["signatures"][0]["integrity"]["intact"] is False
     assert (by_content["signatures"][0]["indication"], by_content["signatures"][0]["sub_indication"]) == ("FAILED", "HASH_FAILURE")
