@@ -39,6 +39,10 @@ TRANSITIONS = ACCOUNT.transitions
 DEFAULT_TOKEN_LIFETIME_S = 3600
 
 
+# identity.state_changed's reason of an operator's change (the operator's own reason: in the audit record only).
+OPERATOR_CHANGE = "changed by the operator"
+
+
 async def change_state(
     ctx: ServiceContext,
     session: AsyncClientSession,
@@ -52,7 +56,9 @@ async def change_state(
     """Move an account to `to` inside the caller's transaction and publish identity.state_changed.
 
     `actor`: who changed it, for the audit record `identity.state_change` (an operator's command: `operator:<name>`,
-    with the `reason`); None where the caller's own audit record says it (closure, a device's activation).
+    with the `reason`); None where the caller's own audit record says it (closure, a device's activation). An
+    operator's reason is free text that may say anything about the citizen: it stays in the audit record, and
+    identity.state_changed says only `changed by the operator`.
 
     Suspending or revoking it (and reinstating it) is also a revocation event: every service and the
     gateway refuse the account's tokens within seconds, not only when they expire.
@@ -75,7 +81,8 @@ async def change_state(
     # The account's devices carry its state: a device token check reads the device alone (devices/tokens.py).
     await db[DEVICES].update_many({"account_id": account_id}, {"$set": {"account_state": to}}, session=session)
     await ctx.publish(session, IDENTITY, "identity.state_changed", account_id,
-                      {"account_id": account_id, "from": current, "to": to, "reason": reason})
+                      {"account_id": account_id, "from": current, "to": to,
+                       "reason": reason if actor is None else OPERATOR_CHANGE})
     if actor is not None:
         await ctx.audit(session, subject=account_id, action="identity.state_change", actor=actor, reason=reason,
                         **{"from": current, "to": to})

@@ -30,9 +30,13 @@ async def end_session(auth: "Auth", params: dict[str, str], cookie: str | None) 
         if claims:
             client_id = client_id or claims.get("aud")
             sid = claims.get("sid") or sid
-    removed = await sessions.end(auth, sid=sid, cookie=cookie)
-    if removed:
-        await auth.transaction(lambda s: auth.audit(s, subject=removed["account_id"], action="logout", actor=client_id or "browser"))
+    async def end(s) -> None:
+        # The session ends with its audit record, in one transaction.
+        removed = await sessions.end(auth, sid=sid, cookie=cookie, session=s)
+        if removed:
+            await auth.audit(s, subject=removed["account_id"], action="logout", actor=client_id or "browser")
+
+    await auth.transaction(end)
     target = params.get("post_logout_redirect_uri")
     client = await find_client(auth.db, client_id) if isinstance(client_id, str) else None
     if target and client and target in client.metadata.post_logout_redirect_uris:

@@ -92,11 +92,12 @@ def approved(session_doc: dict[str, Any], client_id: str, scopes: list[str]) -> 
     return any(a["client_id"] == client_id and wanted <= set(a["scopes"]) for a in session_doc.get("approved", []))
 
 
-async def end(auth: "Auth", *, sid: str | None, cookie: str | None) -> dict[str, Any] | None:
+async def end(auth: "Auth", *, sid: str | None, cookie: str | None,
+              session: AsyncClientSession | None = None) -> dict[str, Any] | None:
     """Logout: the session named by the ID token's sid and the browser's own; the first one found is returned."""
     removed = None
     if sid:
-        removed = await auth.db[SESSIONS].find_one_and_delete({"_id": sid})
+        removed = await auth.db[SESSIONS].find_one_and_delete({"_id": sid}, session=session)
     if cookie:
-        removed = await auth.db[SESSIONS].find_one_and_delete({"cookie_hash": token_hash(cookie)}) or removed
+        removed = await auth.db[SESSIONS].find_one_and_delete({"cookie_hash": token_hash(cookie)}, session=session) or removed
     return removed

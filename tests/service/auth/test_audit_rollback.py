@@ -33,3 +33,6 @@ async def test_a_failed_change_leaves_no_audit_record_and_a_committed_one_leaves
     assert await audits(auth_service, account_id, "identity.state_change") == [{
         "action": "identity.state_change", "actor": "operator:wong.k", "outcome": "success", "reason": "reported lost",
         "from": "active", "to": "suspended"}]
+    # The operator's free text stays in the audit record: the identity topic says only who changed it.
+    [changed] = [e for e in await published(ctx, "identity.state_changed", account_id) if e.data["to"] == "suspended"]
+    assert changed.data["reason"] == "changed by the operator"

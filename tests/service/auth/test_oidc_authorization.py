@@ -137,6 +137,7 @@ async def test_an_approved_login_completes_once_with_a_session_for_prompt_none(a
     # Logout ends it: prompt=none needs the citizen again.
     out = await auth_service.client.get("/oidc/logout", allow_redirects=False)
     assert out.status == 200 and out.content_type == "text/html"
+    assert [a["actor"] for a in await audits(auth_service, phone.profile.account_id, "logout")] == ["browser"]
     answer = query_of((await authorize(auth_service, authorization_params(rp, prompt="none")[0])).headers["Location"])
     assert answer["error"] == "login_required"
 
