@@ -26,11 +26,13 @@ from jwcrypto import jwk as jwcrypto_jwk
 from libs.events import CloudEvent, agency_topic
 
 from ..support import formfill, signing
+from ..support.audit import audit_records, no_personal_data
 from ..support.broker import new_topic
 from ..support.citizens import enrolled_app
 from ..support.database import mongo
 from ..support.notify import Agency
 from ..support.oidc import claims_of, login, register
+from ..support.people import identity
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +86,8 @@ async def test_every_event_of_an_agency_reaches_librdkafka_and_the_cloudevents_s
     rp = register(platform, client_name="Harbour Housing Authority", scope="openid formfill sign notify",
                   formfill_fields=formfill.FIELDS, encryption_jwk=json.loads(key.export_public()), agency_events=True)
     topic = agency_topic(rp["client_id"])
-    app = await enrolled_app(platform, kiosk, tmp_path, "phone")
+    person = identity()
+    app = await enrolled_app(platform, kiosk, tmp_path, "phone", person=person)
 
     # auth: login.succeeded
     tokens, _ = await login(platform, metadata, rp, app, scope="openid formfill sign")
@@ -161,6 +164,30 @@ async def test_every_event_of_an_agency_reaches_librdkafka_and_the_cloudevents_s
     assert {(n["notification_id"], n["sub"], n["status"]) for n in notified} == {
         (notification_id, sub, "delivered"), (notification_id, sub, "read")}
 
+    # The citizen's data tracker reads the same journey from the audit records (docs/events.md, the inventory),
+    # selected by account id: each step written with the change that made it, no personal data in clear.
+    trail = await _audit_trail(platform, app.profile.account_id)
+    actions = {}
+    for record in trail:
+        actions.setdefault(record["data"]["action"], []).append(record["data"])
+    [logged_in] = actions["login"]
+    assert (logged_in["client_id"], logged_in["flow"], logged_in["outcome"]) == (rp["client_id"], "browser", "success")
+    assert logged_in["acr"] == claims_of(tokens["id_token"])["acr"] and logged_in["amr"]
+    assert sorted((d["kind"], d["client_id"], d["outcome"]) for d in actions["approval.decide"]) == [
+        ("formfill", rp["client_id"], "approved"), ("login", rp["client_id"], "approved"), ("sign", rp["client_id"], "approved")]
+    [released] = actions["formfill.release"]
+    assert (released["client_id"], released["request_id"], released["fields"]) == (rp["client_id"], asked["request_id"], ["name_en", "email"])
+    assert len(released["purpose_sha256"]) == 64
+    [signed] = actions["signature.create"]
+    assert (signed["client_id"], signed["request_id"], signed["kind"]) == (rp["client_id"], to_sign["request_id"], "cms")
+    [sent_record] = actions["notification.send"]
+    assert (sent_record["client_id"], sent_record["outcome"]) == (rp["client_id"], "delivered")
+    assert [(n["notification_id"], n["template_id"]) for n in sent_record["notifications"]
+            if n["account_id"] == app.profile.account_id] == [(notification_id, template["template_id"])]
+    assert [d["notification_id"] for d in actions["notification.read"]] == [notification_id]
+    no_personal_data(trail, person["name_en"], person["name_zh"], person["id_number"], person["phone"], person["email"],
+                     person["address"], "tenancy.txt", "H-7")
+
 
 async def test_a_mix_of_the_two_modes_is_what_the_sdk_cannot_read(infra):
     """Why no ce_ header goes with a structured record: the SDK takes any ce_ header for binary mode. The relay's
@@ -181,6 +208,17 @@ async def test_a_mix_of_the_two_modes_is_what_the_sdk_cannot_read(infra):
     misread = ce_kafka.from_kafka_event(read[2])
     assert misread.get_datacontenttype() == "application/cloudevents+json"
     assert misread.get_data() != {"sub": "s-1"} and misread.get_data()["data"] == {"sub": "s-1"}  # the whole envelope as data
+
+
+async def _audit_trail(platform, account_id: str) -> list[dict]:
+    """Every service's audit records about the account: its own (subject) and the agencies' sends listing it."""
+    trail = []
+    for service in PUBLISHERS:
+        for record in await audit_records(platform, service):
+            listed = {n.get("account_id") for n in record["data"].get("notifications", [])}
+            if record["subject"] == account_id or account_id in listed:
+                trail.append(record)
+    return trail
 
 
 async def _inbox_item(app, notification_id: str):

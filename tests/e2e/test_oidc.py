@@ -442,6 +442,10 @@ async def test_key_rotation_publishes_next_first_and_keeps_old_tokens_valid(plat
     assert [a["data"] for a in await audit_records(platform, "auth", subject=account_id, action="subject.resolve")] == [{
         "action": "subject.resolve", "actor": "operator:wong.k", "outcome": "success", "reason": "support case 17",
         "client_id": rp["client_id"]}]
+    # So is handing a client a new registration access token.
+    assert admin(platform, "registration-token", rp["client_id"], "--reason", "token lost, ticket 42").returncode == 0
+    [issued] = await audit_records(platform, "auth", subject=rp["client_id"], action="client.registration_token")
+    assert (issued["data"]["actor"], issued["data"]["reason"]) == (f"operator:{OPERATOR}", "token lost, ticket 42")
     assert result["retired"] == old_kid and result["current"] in published_before  # the new signer was published in advance
     async def signed_with_the_new_key() -> dict | None:
         # auth's signer moves to the new key within its key cache's lifetime: log in until a token shows it.
