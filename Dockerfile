@@ -16,6 +16,10 @@ COPY clients ./clients
 RUN /opt/harbour/bin/pip install .
 
 FROM python:3.11-slim
+# The PDF font (HARBOUR_PDF_FONT): signing's visible signature stamps print Latin and Chinese; signing refuses to start without it.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 harbour \
  && useradd --system --uid 10001 --gid harbour --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin harbour
 COPY --from=build /opt/harbour /opt/harbour

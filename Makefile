@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make up: broker, database and the five services on 127.0.0.1, waits for every /readyz.
-up: $(STAMP) .dev/.softhsm
+up: $(STAMP) .dev/.softhsm .dev/.pdffont
 	$(PY) -m libs.devstack up
 
 ## make seed: demo clients and citizens with activated devices, written to .dev/seed.json.
@@ -49,14 +49,14 @@ restore: $(STAMP) .dev/.softhsm
 	$(PY) -m libs.devstack restore $(DIR) $(if $(KEYS_DIR),--keys-dir $(KEYS_DIR))
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.openssl .dev/.prometheus
+test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	$(PY) -m pytest
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints
 ## the figure per package and writes .dev/coverage/html (`combine --append` takes in the data of processes that
 ## exited after pytest-cov had combined). Slower than `make test`, which measures nothing.
-coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdfsig .dev/.openssl .dev/.prometheus
+coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	rm -rf .dev/coverage && mkdir -p .dev/coverage
 	$(PY) -m pytest --cov --cov-report= ; status=$$?; \
 	  { $(PY) -m coverage combine --append -q 2>/dev/null || true; }; \
@@ -65,13 +65,13 @@ coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .de
 
 ## make fuzz: the long schemathesis run against every operation through the gateway (at least 5,000 generated
 ## cases, no 5xx, no schema violation); `make test` runs a shorter one (25 per operation).
-fuzz: $(STAMP) .dev/.softhsm
+fuzz: $(STAMP) .dev/.softhsm .dev/.pdffont
 	HARBOUR_FUZZ_CASES=5000 $(PY) -m pytest tests/e2e/test_openapi_schemathesis.py --timeout 10800
 
 ## make chaos: a private stack on free ports; the steady workload through the gateway with one fault at a time (SIGKILL and
 ## restart of each service, the dispatcher, the broker, the database; the database SIGSTOPped 10 s), then conservation
 ## checked in the databases and on the topics; prints a table per fault (bench/chaos.py, about 15 minutes at most).
-chaos: $(STAMP) .dev/.softhsm
+chaos: $(STAMP) .dev/.softhsm .dev/.pdffont
 	$(PY) bench/chaos.py
 
 ## make bench-<name> [ARGS="..."]: one benchmark (bench/<name>.py) on a private stack on free ports, the system under test
@@ -83,11 +83,11 @@ chaos: $(STAMP) .dev/.softhsm
 BENCHES := tokens logins gateway notify signing growth memory
 bench: $(addprefix bench-,$(BENCHES))
 
-$(addprefix bench-,$(BENCHES)): bench-%: $(STAMP) .dev/.softhsm
+$(addprefix bench-,$(BENCHES)): bench-%: $(STAMP) .dev/.softhsm .dev/.pdffont
 	$(PY) bench/$*.py $(ARGS)
 
 ## make soak: the chaos workload for 10 minutes without a fault: errors, p50/p99 and every process's RSS per minute.
-soak: $(STAMP) .dev/.softhsm
+soak: $(STAMP) .dev/.softhsm .dev/.pdffont
 	$(PY) bench/soak.py
 
 # Debian's Chromium (and CJK fonts for the zh-HK page) for the browser tests; Playwright never downloads one. Its
@@ -99,6 +99,13 @@ soak: $(STAMP) .dev/.softhsm
 # SoftHSM2, the dev stack's HSM behind PKCS#11 (services/signing); production loads a real HSM's module.
 .dev/.softhsm:
 	command -v softhsm2-util >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; }
+	mkdir -p .dev && touch $@
+
+# The PDF font (HARBOUR_PDF_FONT, libs/pdf_font.py): WenQuanYi Micro Hei covers Latin and Traditional and Simplified
+# Chinese in one file, for signing's visible signature stamps and the demo site's application PDF. Signing does not start
+# without it. (Debian's fonts-droid-fallback has no Latin glyphs; the Noto CJK collections are 20 MB a face.)
+.dev/.pdffont:
+	test -r /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }
 	mkdir -p .dev && touch $@
 
 # poppler's pdfsig, an independent verifier of the signed PDFs in tests/e2e/test_signing.py, and NSS's

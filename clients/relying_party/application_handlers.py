@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .application import PLANS, Application, InvalidApplication
@@ -76,7 +78,8 @@ async def submit_application(request: web.Request) -> web.Response:
         return page(request, "apply.html", status=422, form=form, prefilled="form" in session.data,
                     problems=invalid.problems, plans=PLANS)
     session.data["application"] = application
-    session.data["draft_pdf"] = application.to_pdf()
+    # fpdf2 parses the font file (CPU-bound): off the event loop.
+    session.data["draft_pdf"] = await asyncio.to_thread(application.to_pdf, request.app[SITE].config.pdf_font)
     raise web.HTTPSeeOther("/review")
 
 

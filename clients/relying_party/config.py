@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.pdf_font import DEFAULT_PDF_FONT, pdf_font_from_env
+
 DEFAULT_PORT = 8010
 SCOPE = "openid formfill sign"
 # The application form asks for these, pre-filled through form filling; email is optional.
@@ -22,6 +24,8 @@ class SiteConfig:
     # Client-credentials of the site's agency account, for confirmation notifications.
     notify_client_id: str | None = None
     notify_client_secret: str | None = None
+    # HARBOUR_PDF_FONT: the application PDF's font (Latin and Chinese); from_seed checks it, so the site does not start without it.
+    pdf_font: str = DEFAULT_PDF_FONT
 
     @property
     def redirect_uri(self) -> str:
@@ -44,4 +48,5 @@ class SiteConfig:
             issuer=seed["gateway"], client_id=client["client_id"],
             private_key_pem=Path(client["private_key_file"]).read_text(), key_id=client["key_id"], site_url=site_url,
             notify_client_id=client.get("notify_client_id"), notify_client_secret=client.get("notify_client_secret"),
+            pdf_font=pdf_font_from_env(),
         )

@@ -9,7 +9,9 @@ a new login through events, so right after login they may answer `409` with
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 import httpx2
 from joserfc import jwt
@@ -87,10 +89,15 @@ class PlatformApi:
 
     # -- signing ---------------------------------------------------------------
 
-    async def ask_to_sign(self, access_token: str, pdf: bytes, document_name: str, purpose: str) -> str:
-        """Upload the PDF; the citizen sees its name and the start of its hash on the phone."""
+    async def ask_to_sign(self, access_token: str, pdf: bytes, document_name: str, purpose: str,
+                          appearance: dict[str, Any] | None = None) -> str:
+        """Upload the PDF; the citizen sees its name and the start of its hash on the phone. `appearance`: a visible
+        signature ({"page", "box", "name"}: the citizen sees its page and name too)."""
+        params = {"document_name": document_name, "purpose": purpose}
+        if appearance is not None:
+            params["appearance"] = json.dumps(appearance, ensure_ascii=False)
         response = await self._send("POST", "/v1/signing/requests", access_token, headers={"Content-Type": "application/pdf"},
-                                    params={"document_name": document_name, "purpose": purpose}, content=pdf)
+                                    params=params, content=pdf)
         if response.status_code != 201:
             raise _problem(response)
         return response.json()["request_id"]

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from . import confirmation
-from .application import Application
+from .application import SIGNATURE_BOX, Application
 from .messages import MESSAGES
 from .oidc import LoginFailed
 from .pages import SITE, Site, checked_form, error_page, outcome_json, page, session_of, signed_in
@@ -27,8 +27,10 @@ async def sign(request: web.Request) -> web.Response:
     if application is None:
         raise web.HTTPSeeOther("/apply")
     try:
+        # A visible signature in the PDF's signature box, showing the applicant's name as they typed it.
         request_id = await request.app[SITE].platform.ask_to_sign(
-            user["access_token"], session.data["draft_pdf"], application.document_name, "Open an electricity account")
+            user["access_token"], session.data["draft_pdf"], application.document_name, "Open an electricity account",
+            appearance={"page": 1, "box": SIGNATURE_BOX, "name": application.name})
     except PlatformError as failed:
         return error_page(request, str(failed), status=502)
     session.data["sign_request"] = request_id

@@ -30,6 +30,7 @@ from .callers import device, relying_party
 from .context import Signing
 from .errors import (
     CLOSED_BECAUSE,
+    AppearanceNotOnPage,
     AssuranceTooLow,
     IdentityNotActive,
     NotSignablePdf,
@@ -52,6 +53,8 @@ RP_AUTH_ERRORS = {
 DOCUMENT_QUERY = (
     ("document_name", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x1f\x7f]+$"}, False),
     ("purpose", {"type": "string", "minLength": 1, "maxLength": 300}, False),
+    ("appearance", {"type": "string", "maxLength": 400, "description":
+                    'a visible signature, as JSON: {"page": 1, "box": [x1, y1, x2, y2] (PDF points), "name"?: shown}'}, False),
 )
 
 authority = Endpoints(tags=("signing",))
@@ -170,22 +173,27 @@ async def _document(request: web.Request, max_pdf: int) -> NewDocument:
     query = validate(DocumentQuery, dict(request.query))
     if request.content_type == "application/json":
         body = await parse_body(request, SignHashBody)
-        return NewDocument(kind="cms", document_name=body.document_name, sha256=body.sha256, purpose=body.purpose)
+        return validate(NewDocument, {"kind": "cms", "document_name": body.document_name, "sha256": body.sha256,
+                                      "purpose": body.purpose, "appearance": query.appearance})
+    appearance = query.appearance
     if request.content_type == "application/pdf":
         name, purpose, pdf = query.document_name, query.purpose, await request.read()
     elif request.content_type == "multipart/form-data":
-        name, purpose, pdf = await _multipart(request, max_pdf)
+        name, purpose, pdf, raw_appearance = await _multipart(request, max_pdf)
+        if raw_appearance is not None:
+            appearance = validate(DocumentQuery, {"appearance": raw_appearance}).appearance
     else:
         raise UnsupportedMediaType("send application/json (a hash), application/pdf or multipart/form-data (a PDF)")
     if len(pdf) > max_pdf:
         raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
-    pages = await parsing.check_upload(request.app[SIGNING], pdf)
+    # The appearance's page and box are checked against the PDF in the sandbox, before anything is stored.
+    pages = await parsing.check_upload(request.app[SIGNING], pdf, None if appearance is None else appearance.model_dump())
     return validate(NewDocument, {"kind": "pdf", "document_name": name or "", "purpose": purpose or None,
-                                  "sha256": hashlib.sha256(pdf).hexdigest(), "pages": pages, "pdf": pdf})
+                                  "sha256": hashlib.sha256(pdf).hexdigest(), "pages": pages, "pdf": pdf, "appearance": appearance})
 
 
-async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, str | None, bytes]:
-    name = purpose = None
+async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, str | None, bytes, str | None]:
+    name = purpose = appearance = None
     pdf = b""
     try:
         reader = await request.multipart()
@@ -198,13 +206,15 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
             elif part.name in ("document_name", "purpose"):
                 value = (await part.read(decode=True)).decode("utf-8", errors="strict")
                 name, purpose = (value, purpose) if part.name == "document_name" else (name, value)
+            elif part.name == "appearance":
+                appearance = (await part.read(decode=True)).decode("utf-8", errors="strict")
             if len(pdf) > max_pdf:
                 raise PayloadTooLarge(f"the PDF is larger than {max_pdf} bytes")
     except (ValueError, UnicodeDecodeError, AssertionError):
         raise MalformedBody("the multipart body is malformed") from None
     if not pdf:
         raise MalformedBody("the multipart body has no `document` part")
-    return name, purpose, pdf
+    return name, purpose, pdf, appearance
 
 
 
@@ -212,7 +222,8 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
 @sign_requests.post(
     "/v1/signing/requests",
     summary="Ask a citizen to sign: a SHA-256 and a document name (JSON) → detached CMS; or a PDF (application/pdf with "
-            "?document_name=, or multipart/form-data with `document` and `document_name`) → PAdES signed PDF",
+            "?document_name=, or multipart/form-data with `document` and `document_name`; `appearance` for a visible "
+            "signature) → PAdES signed PDF",
     caller=calling_relying_party, request_model=SignHashBody, query_params=DOCUMENT_QUERY, exclude_unset=True,
     description="Logged in: the citizen's access token (scope sign), and the citizen gets the prompt at once. Anonymous: a "
                 "client-credentials token; the answer carries `app_link` (harbourid://sign?request=…) for the QR code.",
@@ -221,11 +232,12 @@ async def _multipart(request: web.Request, max_pdf: int) -> tuple[str | None, st
              409: "the client or citizen is not known to signing yet (Retry-After)",
              415: "not application/json, application/pdf or multipart/form-data",
              400: "a malformed body",
-             422: "the body or query does not match the model (unknown query parameters included), or the upload is not a signable PDF "
-                  "(invalid-pdf; also when parsing it exceeds the sandbox's CPU, memory or wall-clock limit)",
+             422: "the body or query does not match the model (unknown query parameters included; an appearance with a hash), or the "
+                  "upload is not a signable PDF (invalid-pdf; also when parsing it exceeds the sandbox's CPU, memory or wall-clock "
+                  "limit), or the appearance's page is not in the PDF or its box not inside that page (invalid-appearance)",
              503: "every PDF parsing worker stayed busy (Retry-After)"},
     refusals=(*ACCESS_TOKEN_REFUSALS, *BODY_REFUSALS, AssuranceTooLow, IdentityNotActive, UnknownClient, CitizenUnknown, NotSignablePdf,
-              ParsersBusy),
+              AppearanceNotOnPage, ParsersBusy),
 )
 async def create_request(request: web.Request, caller: RelyingParty) -> RequestCreated:
     signing = request.app[SIGNING]

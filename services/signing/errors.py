@@ -59,6 +59,12 @@ class NotSignablePdf(Unprocessable):
     slug, title = "invalid-pdf", "Not a signable PDF"
 
 
+class AppearanceNotOnPage(Unprocessable):
+    """The visible signature's page is not in the PDF, or its box is not inside that page."""
+
+    slug, title = "invalid-appearance", "Signature appearance not on the page"
+
+
 class NotVerifiable(Unprocessable):
     slug, title = "unverifiable", "Not a verifiable signature"
 

@@ -67,6 +67,10 @@ def record(cipher: FieldCipher, approval: ApprovalRequest, data: dict[str, Any],
     }
 
 
+# The relying party's free text in a prompt's details, never in a report: the document's name, a stamp's name.
+FREE_TEXT = ("document_name", "stamp_name")
+
+
 def report(cipher: FieldCipher, evidence: dict[str, Any], *, covers: bool | None) -> dict[str, Any]:
     """What the verification endpoint says of a signature's evidence, checked again now: the stored prompt still has
     the stored digest and names the stored hash, the decision verifies with the stored device key over it when it was
@@ -94,7 +98,7 @@ def report(cipher: FieldCipher, evidence: dict[str, Any], *, covers: bool | None
         problems.append("the signature does not cover the approved document")
     shown = None
     if approval is not None:
-        details = {k: v for k, v in approval.details.items() if k != "document_name"}
+        details = {k: v for k, v in approval.details.items() if k not in FREE_TEXT}
         shown = {"approval_id": approval.approval_id, "action": approval.action,
                  "requester": approval.requester.model_dump(mode="json"), "details": details,
                  "expires_at": approval.expires_at.isoformat()}

@@ -10,9 +10,9 @@ from libs.errors import Refused
 from . import evidence
 from .collections import EVIDENCE
 from .context import Signing
-from .errors import NotSignablePdf, NotVerifiable, ParsersBusy
+from .errors import AppearanceNotOnPage, NotSignablePdf, NotVerifiable, ParsersBusy
 # The jobs by reference: the parsers (pyHanko) are loaded in the workers, not in this process.
-from .reports import CMS_REPORT, INSPECT_UPLOAD, PDF_REPORT, InvalidPdf, Job, Unverifiable, VerificationReport, VerifyCmsBody, counted
+from .reports import CMS_REPORT, INSPECT_UPLOAD, PDF_REPORT, InvalidAppearance, InvalidPdf, Job, Unverifiable, VerificationReport, VerifyCmsBody, counted
 from .sandbox import LimitExceeded, SandboxBusy
 
 
@@ -28,9 +28,13 @@ async def _sandboxed(signing: Signing, job: Job, *args: Any, refusal: type[Excep
         raise ParsersBusy(str(exc)) from None
 
 
-async def check_upload(signing: Signing, pdf: bytes) -> int:
-    """A PDF a relying party wants signed: its page count, once the sandbox found it signable."""
-    return await _sandboxed(signing, INSPECT_UPLOAD, pdf, refusal=InvalidPdf, as_=NotSignablePdf)
+async def check_upload(signing: Signing, pdf: bytes, appearance: dict[str, Any] | None = None) -> int:
+    """A PDF a relying party wants signed: its page count, once the sandbox found it signable (and the appearance's
+    page and box on it, when one is asked for)."""
+    try:
+        return await _sandboxed(signing, INSPECT_UPLOAD, pdf, appearance, refusal=InvalidPdf, as_=NotSignablePdf)
+    except InvalidAppearance as exc:
+        raise AppearanceNotOnPage(str(exc)) from None
 
 
 async def verification_report(signing: Signing, document: bytes | VerifyCmsBody) -> VerificationReport:

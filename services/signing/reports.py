@@ -43,6 +43,10 @@ class InvalidPdf(ValueError):
     """The upload is not a PDF pyHanko can sign (malformed, encrypted...)."""
 
 
+class InvalidAppearance(ValueError):
+    """The visible signature asked for does not fit the PDF: no such page, or a box not on the page."""
+
+
 class Unverifiable(ValueError):
     """The input is not a signature or a signed PDF we can even read."""
 

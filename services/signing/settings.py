@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from libs.crypto import Keyring
+from libs.pdf_font import checked_font, pdf_font_setting
 from libs.service.settings import ServiceSettings, auth_url_setting, env, env_required, from_env, issuer_setting, setting
 
 from .sandbox import Limits
@@ -39,6 +40,8 @@ class SigningSettings:
     # Access tokens verified here, remembered until they expire (the least recently used dropped beyond this many);
     # the revocation list is still consulted on every request. 0: verify every time.
     token_cache_size: int = setting("SIGNING_TOKEN_CACHE_SIZE", 1024)
+    # The font of visible signature stamps (Latin and Chinese): checked at start, the service refuses to start without it.
+    pdf_font: str = pdf_font_setting()
     citizen_cert_days: int = 2 * 365
     crl_validity_s: int = 24 * 3600
     # Parsing untrusted PDFs / CMS: worker processes and what one job may spend (services/signing/sandbox.py).
@@ -70,6 +73,7 @@ class SigningSettings:
             auth_sealing_jwk=json.loads(env_required("AUTH_SEALING_PUBLIC_JWK")),
             parsing=_parsing_limits(),
         )
+        checked_font(signing.pdf_font)
         # The body limit follows the PDF limit unless set: a base64 or multipart PDF upload, plus room for the envelope.
         body = ServiceSettings.from_env("signing", max_body_bytes=signing.max_pdf_bytes * 2 + MB)
         return dataclasses.replace(signing, service=body)

@@ -10,12 +10,18 @@ Imported on the first signature (signing_requests.py), not at start: pyHanko is 
 - a PDF → PAdES (ETSI.CAdES.detached) with a signature timestamp; then, in a revision of its own, the DSS with
   the validation data of the signer's chain and of the TSA's; then a document timestamp (ETSI.RFC3161) from our
   TSA over all that: PAdES-B-LTA.
+
+A PDF signature is invisible unless the relying party asked for an appearance (a page and a box): then the field is
+on that page and shows a stamp — the name the citizen approved, "Signed with Harbour ID" and the signing time — in
+the platform's PDF font, which prints Chinese (stamps.py).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import time
+from typing import Any
 
 from asn1crypto import cms, ocsp, tsp, x509
 from asn1crypto import crl as asn1_crl
@@ -31,7 +37,8 @@ from pyhanko_certvalidator import ValidationContext
 from .authority import ValidationData
 
 from .hsm import HSM, HSM_SECONDS
-from .reports import InvalidPdf  # noqa: F401  (raised here; defined without pyHanko, it crosses the sandbox)
+from .reports import InvalidAppearance, InvalidPdf  # raised here; defined without pyHanko, they cross the sandbox
+from .stamps import check_appearance, field_spec, visible
 from .tsa import TimeStampAuthority, TimeStampResp
 
 SIGNATURE_SECONDS = Histogram(
@@ -41,6 +48,17 @@ SIGNATURE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 FIELD_NAME = "HarbourID-Signature"  # the first signature's field; a countersignature's is FIELD_NAME-2, -3, ...
+
+
+class _OfflineByDesign(logging.Filter):
+    """pyHanko warns on every PDF that embeds validation data while fetching is off ("may give rise to unexpected
+    results"): ours is made in process and complete (authority.validation_data), so that warning is noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fetching is not allowed" not in record.getMessage()
+
+
+logging.getLogger("pyhanko.sign.signers.pdf_signer").addFilter(_OfflineByDesign())
 
 
 class InProcessTimeStamper(TimeStamper):
@@ -140,8 +158,9 @@ def new_field_name(reader: PdfFileReader) -> str:
     return f"{FIELD_NAME}-{n}"
 
 
-def inspect_upload(data: bytes) -> int:
-    """Sandbox job (services/signing/sandbox.py): check_pdf, then a dry run of the revision sign_pdf will add.
+def inspect_upload(data: bytes, appearance: dict[str, Any] | None = None) -> int:
+    """Sandbox job (services/signing/sandbox.py): check_pdf, the appearance's page and box (check_appearance), then a
+    dry run of the revision sign_pdf will add.
 
     sign_pdf later runs in the main process (the key is in the HSM there); the dry run makes pyHanko parse
     here, under the sandbox's limits, everything it will parse then, and refuses now what it could not sign.
@@ -149,15 +168,19 @@ def inspect_upload(data: bytes) -> int:
     pages = check_pdf(data)
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        fields.append_signature_field(writer, fields.SigFieldSpec(new_field_name(writer.prev)))
+        if appearance is not None:
+            check_appearance(writer.prev, pages, appearance)
+        fields.append_signature_field(writer, field_spec(new_field_name(writer.prev), appearance))
         writer.write(io.BytesIO())
+    except InvalidAppearance:
+        raise
     except Exception as exc:  # pyHanko raises many types on a file it cannot add a revision to
         raise InvalidPdf(f"a signature cannot be added to this PDF: {exc}") from None
     return pages
 
 
 async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str,
-                   validation: ValidationData) -> bytes:
+                   validation: ValidationData, appearance: dict[str, Any] | None = None, font: str = "") -> bytes:
     """PAdES B-LTA: the signature with its timestamp in a new revision (in a new field: a PDF already signed is
     countersigned), the DSS (validation data of the signer's and the TSA's chains) in the next, then a document
     timestamp over both in another.
@@ -175,7 +198,10 @@ async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *,
         signer_key_usage={"non_repudiation"},
         dss_settings=DSSContentSettings(placement=SigDSSPlacementPreference.SEPARATE_REVISION, include_vri=False))
     signed = io.BytesIO()
-    await signers.PdfSigner(meta, signer=signer, timestamper=timestamper).async_sign_pdf(writer, output=signed)
+    stamp = await visible(appearance, meta.field_name, font=font, signer_name=signer_name)
+    text_params = stamp.pop("text_params", None)
+    await signers.PdfSigner(meta, signer=signer, timestamper=timestamper, **stamp).async_sign_pdf(
+        writer, output=signed, appearance_text_params=text_params)
     stamped = io.BytesIO()
     await signers.PdfTimeStamper(timestamper).async_timestamp_pdf(
         IncrementalPdfFileWriter(signed, strict=False), "sha256", output=stamped)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from asn1crypto import x509
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.approvals import DecisionRejected, verify_recorded_decision
@@ -75,6 +75,10 @@ def _prompt_details(doc: dict[str, Any]) -> dict[str, Any]:
                "sha256_start": doc["sha256"][:HASH_SHOWN]}
     if doc.get("pages"):
         details["pages"] = doc["pages"]
+    if doc.get("appearance"):  # a visible signature: the citizen approves the page and the name the stamp shows
+        details["stamp_page"] = doc["appearance"]["page"]
+        if doc.get("stamp_name"):
+            details["stamp_name"] = doc["stamp_name"]
     return details
 
 
@@ -86,6 +90,35 @@ SIGNING_REQUESTS = ConsentedRequests(
 # Shown on the citizen's phone: one line, no control characters (pydantic refuses lone surrogates itself).
 DocumentName = Annotated[DisplayText, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Purpose = Annotated[DisplayText, Field(min_length=1, max_length=300)]
+
+
+# A visible signature's box, in PDF points (1/72 inch): big enough for the stamp's three lines, at most a poster's page.
+STAMP_MIN_WIDTH, STAMP_MIN_HEIGHT, STAMP_MAX_SIDE = 72.0, 24.0, 14_400.0
+Coordinate = Annotated[float, Field(ge=-STAMP_MAX_SIDE, le=STAMP_MAX_SIDE, allow_inf_nan=False)]
+StampName = Annotated[DisplayText, Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class Appearance(BaseModel):
+    """A visible signature on a PDF: the page, the box of the stamp on it, and the name it shows (the citizen sees
+    and approves it; without one, the certificate's name). Checked against the PDF itself in the sandbox."""
+
+    model_config = ConfigDict(extra="forbid")
+    page: int = Field(ge=1, le=100_000, description="1-based page number")
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(
+        description="[x1, y1, x2, y2]: lower-left and upper-right corners in PDF points from the page's origin (lower left)")
+    name: StampName | None = Field(default=None, description="the signer's name the stamp shows (may be Chinese)")
+
+    @model_validator(mode="after")
+    def _sane_box(self) -> "Appearance":
+        x1, y1, x2, y2 = self.box
+        if not (STAMP_MIN_WIDTH <= x2 - x1 and STAMP_MIN_HEIGHT <= y2 - y1):
+            raise ValueError(f"the box must be at least {STAMP_MIN_WIDTH:g} x {STAMP_MIN_HEIGHT:g} points, "
+                             "with x1 < x2 and y1 < y2")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The request's `appearance` field (the name is free text: stored encrypted, as `stamp_name`)."""
+        return {"page": self.page, "box": list(self.box)}
 
 
 class SignHashBody(BaseModel):
@@ -103,6 +136,7 @@ class DocumentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     document_name: DocumentName | None = None
     purpose: Purpose | None = None
+    appearance: Json[Appearance] | None = None
 
 
 class NewDocument(BaseModel):
@@ -114,6 +148,13 @@ class NewDocument(BaseModel):
     purpose: Purpose | None = None
     pages: int | None = None
     pdf: bytes | None = None
+    appearance: Appearance | None = None
+
+    @model_validator(mode="after")
+    def _appearance_on_pdfs_only(self) -> "NewDocument":
+        if self.appearance is not None and self.kind != "pdf":
+            raise ValueError("an appearance is for PDFs only: a hash is signed as a detached CMS, which shows nothing")
+        return self
 
 
 class RequestCreated(BaseModel):
@@ -197,8 +238,10 @@ async def create(signing: Signing, caller: RelyingParty, new: NewDocument) -> Re
 
     doc = await SIGNING_REQUESTS.create(
         signing, client=client, account_id=account_id,
-        text={"document_name": new.document_name, "purpose": new.purpose or f"Sign {new.document_name}"},
-        fields={"sector": client["sector"], "sub": caller.sub, "kind": new.kind, "sha256": new.sha256.lower(), "pages": new.pages},
+        text={"document_name": new.document_name, "purpose": new.purpose or f"Sign {new.document_name}",
+              **({"stamp_name": new.appearance.name} if new.appearance and new.appearance.name else {})},
+        fields={"sector": client["sector"], "sub": caller.sub, "kind": new.kind, "sha256": new.sha256.lower(), "pages": new.pages,
+                **({"appearance": new.appearance.stored()} if new.appearance else {})},
         also=store_document if new.pdf is not None else None)
     link = SIGNING_REQUESTS.app_link(doc)
     return RequestCreated(request_id=doc["_id"], status=SigningStatus.PENDING, kind=new.kind, expires_at=doc["expires_at"].isoformat(),
@@ -321,7 +364,8 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     else:
         try:
             body = await sign_pdf(signer, signing.tsa, pdf, reason=doc["purpose"], signer_name=certificate.subject.native["common_name"],
-                                  validation=validation)
+                                  validation=validation, font=signing.settings.pdf_font,
+                                  appearance={**doc["appearance"], "name": doc.get("stamp_name")} if doc.get("appearance") else None)
         except (PdfError, SigningError):
             # The upload passed the sandbox's checks but pyHanko cannot add a revision to it (or sign in it: a certified
             # PDF that allows no change): the input's fault, so tell the relying party and do not retry.
