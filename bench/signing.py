@@ -1,6 +1,6 @@
 """Signing throughput: CMS signatures/s through the API next to raw PKCS#11 signatures/s on the same token.
 
-    .venv/bin/python bench/signing.py [--signatures 60] [--concurrency 8] [--raw-seconds 3]
+    .venv/bin/python bench/signing.py [--signatures 60] [--pdfs 20] [--concurrency 8] [--raw-seconds 3]
 
 Starts its own private stack on free ports (or uses the one `make up` runs
 with --use-running), then, in the same run and on the same SoftHSM2 token:
@@ -14,9 +14,14 @@ with --use-running), then, in the same run and on the same SoftHSM2 token:
    party POSTs a hash (anonymous, client-credentials token), the reference
    citizen app opens the link, claims it and approves with its device key,
    signing consumes the decision, issues the certificate the first time,
-   signs (CAdES-B-T: a signature and a timestamp) and the relying party
-   fetches the CMS. A citizen's "yes" is part of every API signature, so
-   that is what "through the API" costs.
+   signs (CAdES-B-LT: a signature, a timestamp and the validation data) and
+   the relying party fetches the CMS. A citizen's "yes" is part of every API
+   signature, so that is what "through the API" costs;
+4. PDF signatures through the API, the same journey with a one-page PDF:
+   PAdES-B-LTA (the signature and its timestamp, the DSS, a document
+   timestamp). For both, signing's own histogram gives the time it spent
+   making the signature, and harbour_signing_validation_data_seconds the time
+   gathering the CRLs and OCSP answers the signature carries, before it.
 
 Loopback only; stops what it started.
 """
@@ -118,7 +123,19 @@ async def citizen_and_client(stack: DevStack, folder: Path) -> tuple[CitizenApp,
     return app, token
 
 
-async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concurrency: int) -> tuple[float, list[float]]:
+def one_page_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=14)
+    pdf.cell(text="Bench application for a harbour berth")
+    return bytes(pdf.output())
+
+
+async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concurrency: int,
+                   pdf: bytes | None = None) -> tuple[float, list[float]]:
+    """`count` journeys (`concurrency` at a time): a hash to sign, or `pdf`."""
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -128,8 +145,10 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
         async def one(i: int) -> None:
             started = time.perf_counter()
             body = {"document_name": f"bench-{i}.txt", "sha256": hashlib.sha256(f"{i}-{secrets.token_hex(8)}".encode()).hexdigest()}
+            send = {"json": body, "headers": headers} if pdf is None else {
+                "data": pdf, "params": {"document_name": f"bench-{i}.pdf"}, "headers": {**headers, "Content-Type": "application/pdf"}}
             while True:  # 409 + Retry-After until signing has the client in its projection
-                async with session.post(gateway + "/v1/signing/requests", json=body, headers=headers) as response:
+                async with session.post(gateway + "/v1/signing/requests", **send) as response:
                     if response.status == 201:
                         created = await response.json()
                         break
@@ -158,26 +177,29 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
         return count / (time.perf_counter() - started), sorted(latencies)
 
 
-def signing_step_ms(metrics_url: str) -> float:
-    """Mean time signing spent making one CMS (HSM, TSA, packaging), from its own histogram."""
+def signing_step_ms(metrics_url: str, kind: str | None = "cms", histogram: str = "harbour_signing_signature_seconds") -> float | None:
+    """Mean time signing spent on one signature of `kind` (None: a histogram without labels), from its own histogram;
+    None when it has none (the validation data's histogram is younger than the signatures')."""
     import urllib.request
 
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith("harbour_signing_signature_seconds_") and 'kind="cms"' in line}
-    return 1000 * values['harbour_signing_signature_seconds_sum{kind="cms"}'] / values['harbour_signing_signature_seconds_count{kind="cms"}']
+    labels = f'{{kind="{kind}"}}' if kind else ""
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith(histogram + "_")}
+    count = values.get(f"{histogram}_count{labels}")
+    return 1000 * values[f"{histogram}_sum{labels}"] / count if count else None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--signatures", type=int, default=60, help="API journeys to time")
+    parser.add_argument("--pdfs", type=int, default=20, help="PDF journeys to time (0: none)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timestamps", type=int, default=500)
     parser.add_argument("--raw-seconds", type=float, default=3.0)
     parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs")
     args = parser.parse_args()
-    if not 1 <= args.signatures <= 10_000 or not 1 <= args.concurrency <= 64:
-        parser.error("--signatures 1..10000, --concurrency 1..64")
+    if not 1 <= args.signatures <= 10_000 or not 0 <= args.pdfs <= 10_000 or not 1 <= args.concurrency <= 64:
+        parser.error("--signatures 1..10000, --pdfs 0..10000, --concurrency 1..64")
 
     with support.bench_stack("signing", use_running=args.use_running) as stack:
         env = stack.config.service_env()
@@ -185,18 +207,30 @@ def main() -> int:
         raw = raw_pkcs11(env, args.raw_seconds)
         tsa = asyncio.run(timestamps(gateway, args.timestamps, args.concurrency))
         with tempfile.TemporaryDirectory() as folder:
-            async def api() -> tuple[float, list[float]]:
+            async def api() -> tuple[tuple[float, list[float]], tuple[float, list[float]] | None]:
                 app, token = await citizen_and_client(stack, Path(folder))
-                return await journeys(gateway, app, token, args.signatures, args.concurrency)
+                cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency)
+                pdf_run = await journeys(gateway, app, token, args.pdfs, args.concurrency, one_page_pdf()) if args.pdfs else None
+                return cms_run, pdf_run
 
-            cms_rate, latencies = asyncio.run(api())
-        making = signing_step_ms(stack.config.metrics_url("signing"))
+            (cms_rate, latencies), pdf_run = asyncio.run(api())
+        metrics = stack.config.metrics_url("signing")
+        making = signing_step_ms(metrics)
+        making_pdf = signing_step_ms(metrics, "pdf") if pdf_run else None
+        validation = signing_step_ms(metrics, None, "harbour_signing_validation_data_seconds")
     print(f"same SoftHSM2 token ({env['HARBOUR_SIGNING_TOKEN_LABEL']}), ECDSA P-256, same run")
     print(f"{'raw PKCS#11 C_Sign (one session)':44} {raw:10.0f} signatures/s")
     print(f"{'TSA through the gateway (concurrency ' + str(args.concurrency) + ')':44} {tsa:10.1f} timestamps/s")
     print(f"{'CMS through the API, approved on the app':44} {cms_rate:10.2f} signatures/s "
           f"(p50 {statistics.median(latencies) * 1000:.0f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1] * 1000:.0f} ms per journey)")
     print(f"{'  of which making the CMS (HSM + TSA + ASN.1)':44} {making:10.1f} ms each (harbour_signing_signature_seconds)")
+    if pdf_run:
+        pdf_rate, pdf_latencies = pdf_run
+        print(f"{'PDF through the API, approved on the app':44} {pdf_rate:10.2f} signatures/s "
+              f"(p50 {statistics.median(pdf_latencies) * 1000:.0f} ms, p90 {pdf_latencies[int(len(pdf_latencies) * 0.9) - 1] * 1000:.0f} ms)")
+        print(f"{'  of which making the signed PDF':44} {making_pdf:10.1f} ms each (harbour_signing_signature_seconds)")
+    if validation is not None:
+        print(f"{'gathering validation data (CRLs, OCSP), per signature':44} {validation:10.1f} ms each (harbour_signing_validation_data_seconds)")
     print(f"raw / API: {raw / cms_rate:.0f}x — the HSM is not the bottleneck; the citizen's approval round trip through Kafka is")
     return 0
 

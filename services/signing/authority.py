@@ -13,13 +13,14 @@ HSM (`destroy_keys`): the certificates stay, as the CRL and verifiers need.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asn1crypto import x509
 from bson import Binary
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -36,6 +37,11 @@ CERTIFICATE_EXPIRY = Gauge(
     "harbour_signing_certificate_expiry_timestamp_seconds",
     "notAfter of the platform's own certificates (root, issuing CA, TSA), as a Unix time.",
     ["certificate"],
+)
+VALIDATION_DATA_SECONDS = Histogram(
+    "harbour_signing_validation_data_seconds",
+    "Time to gather one signature's validation data (CRLs, OCSP answers: B-LT/B-LTA), before signing.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 ACTIVE_CERTIFICATES = Gauge("harbour_signing_active_certificates", "Citizen certificates currently active (refreshed on CRL builds).")
 
@@ -208,7 +214,9 @@ class ValidationData:
 async def validation_data(authority: Authority, db: AsyncDatabase, certificate: x509.Certificate, *, now: datetime,
                           session: AsyncClientSession | None = None) -> ValidationData:
     """`session`: the transaction that may have just issued `certificate` (its OCSP answer must see it)."""
+    started = time.perf_counter()
     crls = [await current_crl(authority, db, now=now), await current_root_crl(authority, db, now=now)]
     ocsps = [await answer_for(authority, db, c, now=now, session=session)
              for c in (certificate, authority.certs["tsa"], authority.issuing)]
+    VALIDATION_DATA_SECONDS.observe(time.perf_counter() - started)
     return ValidationData(authority.root, [authority.issuing, authority.certs["tsa"]], crls, ocsps)
