@@ -8,6 +8,8 @@ under .dev/screenshots/demo/ as test artefacts.
 
 from __future__ import annotations
 
+import io
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from cryptography.hazmat.primitives import serialization
 
+from clients.relying_party.application import SIGNATURE_BOX
 from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
 from clients.relying_party.journey import PHONE_VIEWPORT, Journey
 from clients.relying_party.site import create_site
@@ -100,6 +103,13 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
         signature = PdfFileReader(pdf).embedded_signatures[0]
         status = await async_validate_pdf_signature(signature, signer_validation_context=root_only_context(trust, both_crls(platform)))
     assert status.intact and status.valid and status.trusted
+    # The signature is visible, in the application's signature box: the applicant's name (in the Applicant row and
+    # again in the stamp), the platform's wording and the signing time.
+    text = subprocess.run(["pdftotext", "-layout", str(result.signed_pdf), "-"], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+    assert text.count(person["name_en"]) >= 2 and "Signed with Harbour ID" in text, text
+    assert [[round(float(v)) for v in s.sig_field["/Rect"]] for s in PdfFileReader(io.BytesIO(signed)).embedded_signatures
+            if s.sig_object_type == "/Sig"] == [[round(v) for v in SIGNATURE_BOX]]
 
 
 async def test_the_site_and_the_qr_page_in_traditional_chinese(platform, kiosk, tmp_path, site, chromium):
