@@ -13,9 +13,12 @@ import json
 import pytest
 import requests
 
+from libs.events import CloudEvent
+from libs.events.topics import AUDIT_CHECKPOINTS
 from services.signing.ledger.chain import public_keys, verify_checkpoint, verify_log
 from services.signing.ledger.store import entries_for, read_log
 
+from ..support.broker import all_messages
 from ..support.citizens import enrolled_app
 from ..support.database import mongo
 from ..support.oidc import login, register
@@ -63,6 +66,16 @@ async def test_a_login_is_appended_to_the_ledger_and_covered_by_the_latest_check
     assert covered[entry["seq"] - 1] == entry
     report = verify_log(covered, [checkpoint], keys, issuer=metadata["issuer"])
     assert report.ok and report.checkpoints == 1, report.as_json()
+    # The same checkpoint went out on audit.checkpoints (through signing's outbox), for anyone to keep a copy.
+
+    async def published():
+        messages = await all_messages(platform.infra.kafka_bootstrap, [AUDIT_CHECKPOINTS.name])
+        events = [CloudEvent.from_json(m.value) for m in messages]
+        return next((e for e in events if e.data["jws"] == checkpoint["jws"]), None)
+
+    event = await eventually(published, timeout_s=20, interval_s=0.5)
+    assert (event.type, event.source, event.data["size"], event.data["head"]) == (
+        "audit.checkpoint", "/signing", checkpoint["size"], checkpoint["head"])
     # Public and without personal data: ids, sizes, hashes.
     assert set(checkpoint) == {"size", "head", "time", "kid", "jws", "jwks_uri"}
     assert account_id not in json.dumps(checkpoint)

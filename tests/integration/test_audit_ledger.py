@@ -23,17 +23,18 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from libs.crypto.keyring import Keyring, new_key_value
-from libs.events import CloudEvent, EventConsumer, Publisher
+from libs.events import CloudEvent, Publisher
 from libs.events.audit import audit_event
 from libs.events.consumer import PROCESSED_INDEXES
 from libs.events.outbox import OUTBOX_INDEXES
 from libs.events.partition_leases import LEASE_INDEXES
-from libs.store import apply_indexes, create_client
+from libs.store import apply_indexes
 from libs.tokens.keystore import KeyStore
 from services.signing.ledger.chain import public_keys, record_of, verify_log
+from services.signing.ledger.consumer import AuditConsumer
 from services.signing.ledger.store import CHECKPOINTS, INBOX, INDEXES, LOG, Ledger, consumer_handler, read_checkpoints, read_log
 
-from ..support.broker import new_topic
+from ..support.broker import new_topic, read_all
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -43,9 +44,10 @@ EXPORT_KEYS = "export_keys"
 LEDGER_PROCESS = """
 import asyncio, sys
 from libs.crypto.keyring import Keyring
-from libs.events import EventConsumer, Publisher
+from libs.events import Publisher
 from libs.store import create_client
 from libs.tokens.keystore import KeyStore
+from services.signing.ledger.consumer import AuditConsumer
 from services.signing.ledger.store import Ledger, consumer_handler
 
 async def main(uri, database, bootstrap, topic, group, kek):
@@ -54,9 +56,9 @@ async def main(uri, database, bootstrap, topic, group, kek):
     producer = Publisher(bootstrap, "ledger-under-test")
     await producer.start()
     # Offsets are never committed before the kill: everything this process handled comes again to the next one.
-    consumer = EventConsumer(service="ledger-killed", group=group, topics=[topic], handler=consumer_handler(db),
+    consumer = AuditConsumer(service="ledger-killed", group=group, topics=[topic], handler=consumer_handler(db),
                              mongo_client=client, db=db, dlq_producer=producer, bootstrap=bootstrap,
-                             instance="ledger-test-instance", commit_every_s=3600)
+                             instance="ledger-test-instance", commit_every_s=3600, max_records=50)
     keys = KeyStore(client, db, Keyring.from_env_value(kek), max_token_lifetime_s=0, collection="export_keys")
     ledger = Ledger(client, db, keys=keys, issuer="http://gateway.test", batch=40, checkpoint_every_s=0.2,
                     lease_ttl_s=2, poll_interval_s=0.05, owner="killed-appender")
@@ -90,6 +92,15 @@ async def prepared(db, kek: str) -> KeyStore:
     return keys
 
 
+async def publish_raw(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=b"acct-0")
+    finally:
+        await producer.stop()
+
+
 def run_verify(infra, database: str, jwks_file, *extra: str) -> tuple[int, dict, str]:
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "HARBOUR_MONGO_URI": infra.mongo_uri, "HARBOUR_SIGNING_DB": database,
            "HARBOUR_SANDBOX": "true"}
@@ -105,7 +116,9 @@ async def test_events_are_appended_once_each_across_a_kill_mid_batch_and_checkpo
     topic = await new_topic(infra.kafka_bootstrap, prefix="audit")
     group = f"ledger-{uuid.uuid4().hex[:6]}"
     events = audit_events(600)
-    await publish(infra.kafka_bootstrap, topic.name, events)
+    await publish(infra.kafka_bootstrap, topic.name, events[:300])
+    await publish_raw(infra.kafka_bootstrap, topic.name, b"not a CloudEvent")  # dead-lettered, the rest goes on
+    await publish(infra.kafka_bootstrap, topic.name, events[300:])
 
     # 1. A process consumes and appends until a good part of the log is written, and is killed with SIGKILL.
     process = await asyncio.create_subprocess_exec(
@@ -118,15 +131,16 @@ async def test_events_are_appended_once_each_across_a_kill_mid_batch_and_checkpo
             process.send_signal(signal.SIGKILL)
         assert await process.wait() == -signal.SIGKILL
     appended_before = await db[LOG].count_documents({})
-    handled_before = await db["processed_events"].count_documents({})
+    # Received (in the inbox or already appended) but never committed to the broker: all of it comes again.
+    handled_before = appended_before + await db[INBOX].count_documents({})
     assert appended_before >= 150 and handled_before > 0
 
     # 2. Another process takes over: the same consumer group, a new appender (once the killed one's lease lapses).
     producer = Publisher(infra.kafka_bootstrap, "ledger-test-dlq")
     await producer.start()
-    consumer = EventConsumer(service="ledger-restarted", group=group, topics=[topic.name], handler=consumer_handler(db),
+    consumer = AuditConsumer(service="ledger-restarted", group=group, topics=[topic.name], handler=consumer_handler(db),
                              mongo_client=db.client, db=db, dlq_producer=producer, bootstrap=infra.kafka_bootstrap,
-                             instance="ledger-test-instance")
+                             instance="ledger-test-instance", max_records=50)
     ledger = Ledger(db.client, db, keys=keys, issuer="http://gateway.test", batch=40, checkpoint_every_s=0.2,
                     lease_ttl_s=2, poll_interval_s=0.05, owner="restarted-appender")
     await consumer.start()
@@ -150,6 +164,8 @@ async def test_events_are_appended_once_each_across_a_kill_mid_batch_and_checkpo
     duplicates = REGISTRY.get_sample_value("harbour_events_consumed_total", {
         "service": "ledger-restarted", "group": group, "topic": topic.name, "outcome": "duplicate"}) or 0
     assert duplicates >= handled_before > 0
+    # (Dead-lettered by the killed process and again by its successor: the offset past it was never committed.)
+    assert {m.value for m in await read_all(infra.kafka_bootstrap, topic.dlq, 1)} == {b"not a CloudEvent"}
 
     # The checkpoints (the killed process's and ours) verify, the last covering all 600.
     checkpoints = await read_checkpoints(db)

@@ -11,7 +11,15 @@ LEDGER_SIZE = Gauge("harbour_audit_ledger_size", "Records in the audit ledger (i
 WITHHELD = Counter("harbour_audit_ledger_withheld_total",
                    "Values withheld from audit records because they looked like personal data (should stay 0).")
 CHECKPOINT_TIME = Gauge("harbour_audit_checkpoint_timestamp_seconds",
-                        "When this process last signed an audit checkpoint (Unix time).")
+                        "When the latest audit checkpoint this process knows of was signed (Unix time).")
 CHECKPOINT_AGE = Gauge("harbour_audit_checkpoint_age_seconds",
-                       "Seconds since the last audit checkpoint this process signed (0 before its first).")
-CHECKPOINT_AGE.set_function(lambda: max(0.0, time.time() - CHECKPOINT_TIME._value.get()) if CHECKPOINT_TIME._value.get() else 0.0)
+                       "Seconds since the latest audit checkpoint this process knows of (0 before any).")
+_latest = {"at": 0.0}
+
+
+def checkpoint_signed(at: float) -> None:
+    _latest["at"] = at
+    CHECKPOINT_TIME.set(at)
+
+
+CHECKPOINT_AGE.set_function(lambda: max(0.0, time.time() - _latest["at"]) if _latest["at"] else 0.0)

@@ -14,16 +14,19 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.clock import Clock
-from libs.events import OUTBOX_RELAY, install_consumer
+from libs.events import OUTBOX_RELAY, PRODUCER
+from libs.events.consumer import PROCESSED_INDEXES
+from libs.events.partition_leases import LEASE_INDEXES
 from libs.events.topics import AUDIT, AUDIT_CHECKPOINTS
 from libs.errors import NotFound
 from libs.service import add_readiness_check
+from libs.service.app import SETTINGS
 from libs.service.endpoints import Endpoints
 from libs.service.settings import from_env, setting
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes
-from libs.tokens.keystore import KeyStore
 
-from .metrics import CHECKPOINT_TIME
+from .consumer import AuditConsumer
+from .metrics import LEDGER_SIZE, checkpoint_signed
 from .store import INDEXES, Ledger, consumer_handler, latest_checkpoint
 
 CONSUMER_GROUP = "signing-audit-ledger"
@@ -34,7 +37,7 @@ LEDGER = web.AppKey("audit_ledger", Ledger)
 class LedgerSettings:
     # A signed checkpoint this often when the log grew since the last one (docs/operations.md).
     checkpoint_every_s: float = setting("SIGNING_LEDGER_CHECKPOINT_EVERY_S", 10.0)
-    # Records appended per transaction at most.
+    # Records appended per transaction at most, and audit events received per transaction at most.
     batch: int = setting("SIGNING_LEDGER_BATCH", 500)
 
     @classmethod
@@ -45,7 +48,25 @@ class LedgerSettings:
 def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock: Clock,
                    settings: LedgerSettings | None = None) -> None:
     settings = settings or LedgerSettings.from_env()
-    install_consumer(app, group=CONSUMER_GROUP, topics=[AUDIT.name], handler=consumer_handler)
+
+    async def consumer_lifecycle(app: web.Application):
+        # As libs/events/consumer.py's install_consumer, with the ledger's batch-per-transaction consumer.
+        service = app[SETTINGS]
+        await apply_indexes(app[DATABASE], (*PROCESSED_INDEXES, *LEASE_INDEXES))
+        consumer = AuditConsumer(
+            service=service.service, group=service.kafka_group_prefix + CONSUMER_GROUP, topics=[AUDIT.name],
+            handler=consumer_handler(app[DATABASE]), mongo_client=app[MONGO_CLIENT], db=app[DATABASE],
+            dlq_producer=app[PRODUCER], bootstrap=service.kafka_bootstrap, instance=service.instance(),
+            security=service.kafka_security, max_records=settings.batch)
+        await consumer.start()
+        add_readiness_check(app, f"consumer:{CONSUMER_GROUP}", consumer.ready)
+        task = asyncio.create_task(consumer.run(), name=f"consumer:{CONSUMER_GROUP}")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+
+    app.cleanup_ctx.append(consumer_lifecycle)
 
     async def ledger_lifecycle(app: web.Application):
         await apply_indexes(app[DATABASE], INDEXES)
@@ -54,7 +75,8 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
                         checkpoint_every_s=settings.checkpoint_every_s, clock=clock)
         latest = await latest_checkpoint(app[DATABASE])
         if latest is not None:
-            CHECKPOINT_TIME.set(latest["time"].timestamp())
+            checkpoint_signed(latest["time"].timestamp())
+        LEDGER_SIZE.set((await ledger.head()).seq)
         app[LEDGER] = ledger
         add_readiness_check(app, "audit-ledger", ledger.ready)
         task = asyncio.create_task(ledger.run(), name="audit-ledger")

@@ -1,7 +1,7 @@
 """The audit ledger in signing's database: the inbox the consumer fills, the append-only log, its signed checkpoints.
 
 - `audit_inbox`: each audit event received, by its CloudEvent id, written by the consumer of `audit.events`
-  in the transaction that records the event processed (libs/events/consumer.py), so a redelivery adds nothing.
+  (consumer.py: a fetched batch per transaction; an id already in the inbox or the log is not added again).
 - `audit_log`: the records, `_id` = seq (1, 2, ...), with `event_id` (unique), `record`, `leaf`, `chain` (hex),
   `appended_at`. Written only by the appender holding the `audit_lease`, in batches: one transaction takes up to
   `batch` inbox entries, appends them after the head (`audit_head`), moves the head on only if it is still where
@@ -35,7 +35,7 @@ from libs.tokens.jws import sign
 from libs.tokens.keystore import KeyStore
 
 from .chain import CHECKPOINT_TYP, GENESIS, Entry, append, checkpoint_claims, record_of
-from .metrics import APPENDED, CHECKPOINT_TIME, LEDGER_SIZE, WITHHELD
+from .metrics import APPENDED, LEDGER_SIZE, WITHHELD, checkpoint_signed
 from .privacy import screen
 
 INBOX = "audit_inbox"
@@ -46,7 +46,7 @@ LEASE = "audit_lease"
 HEAD_ID = "head"
 
 INDEXES = (
-    index(INBOX, "received_at"),
+    index(INBOX, "received_at", "n"),
     index(LOG, "event_id", unique=True),
     index(LOG, "record.subject", "_id"),
 )
@@ -54,15 +54,38 @@ INDEXES = (
 log = get_logger("harbour.signing.ledger")
 
 
-async def receive(db: AsyncDatabase, event: CloudEvent, session: AsyncClientSession) -> None:
-    """The consumer's handler: keep the audit event for the appender (once: a second delivery finds it)."""
+def screened_record(event: CloudEvent) -> dict[str, Any]:
+    """What the ledger keeps of an audit event, personal data withheld (privacy.py)."""
     record = record_of(event.model_dump(mode="json"))
     record["data"], withheld = screen(record["data"])
     if withheld:
         WITHHELD.inc(withheld)
         log.warning("personal data withheld from an audit record", event_id=event.id, action=record["data"].get("action"))
-    await db[INBOX].update_one({"_id": event.id}, {"$setOnInsert": {"record": record, "received_at": datetime.now(UTC)}},
+    return record
+
+
+async def receive(db: AsyncDatabase, event: CloudEvent, session: AsyncClientSession) -> None:
+    """One audit event kept for the appender (once: a second delivery finds it; one already in the log the appender
+    drops). The consumer's one-event path (consumer.py falls back to it for a batch that failed)."""
+    await db[INBOX].update_one({"_id": event.id}, {"$setOnInsert": {"record": screened_record(event),
+                                                                    "received_at": datetime.now(UTC)}},
                                upsert=True, session=session)
+
+
+async def receive_many(db: AsyncDatabase, events: list[CloudEvent], session: AsyncClientSession) -> int:
+    """The events neither in the inbox nor in the log yet, put into the inbox; how many were."""
+    by_id = {event.id: event for event in events}
+    ids = list(by_id)
+    seen = {doc["_id"] for doc in await db[INBOX].find({"_id": {"$in": ids}}, {"_id": 1}, session=session).to_list()}
+    seen |= {doc["event_id"] for doc in await db[LOG].find({"event_id": {"$in": ids}}, {"event_id": 1},
+                                                           session=session).to_list()}
+    now = datetime.now(UTC)
+    # `n`: the order they came in (a partition's order: one subject's events in the order they were written).
+    fresh = [{"_id": event_id, "record": screened_record(event), "received_at": now, "n": n}
+             for n, (event_id, event) in enumerate(by_id.items()) if event_id not in seen]
+    if fresh:
+        await db[INBOX].insert_many(fresh, session=session)
+    return len(fresh)
 
 
 def consumer_handler(db: AsyncDatabase):
@@ -136,7 +159,7 @@ class Ledger:
 
     async def append_once(self) -> int:
         """Append one batch from the inbox; how many records it appended."""
-        pending = await self.db[INBOX].find().sort([("received_at", 1), ("_id", 1)]).limit(self.batch).to_list()
+        pending = await self.db[INBOX].find().sort([("received_at", 1), ("n", 1), ("_id", 1)]).limit(self.batch).to_list()
         if not pending:
             return 0
 
@@ -207,7 +230,7 @@ class Ledger:
         await in_transaction(self.mongo, work)
         if self.relay is not None:
             self.relay.notify()
-        CHECKPOINT_TIME.set(now.timestamp())
+        checkpoint_signed(now.timestamp())
         return doc
 
     # -- the loop ---------------------------------------------------------------------------
