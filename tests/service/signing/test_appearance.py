@@ -127,6 +127,10 @@ async def test_a_multipart_upload_carries_the_appearance_as_a_field(signing):
     assert answer.status == 201, await answer.text()
     prompt = await signing.prompt((await answer.json())["request_id"])
     assert (prompt.details["stamp_page"], prompt.details["stamp_name"]) == (1, "陳大文")
+    # At rest the page and box are plain, the name only inside the request's encrypted free text.
+    stored = await signing.ctx.db["requests"].find_one({})
+    assert stored["appearance"] == {"page": 1, "box": [50.0, 60.0, 260.0, 125.0]}
+    assert "stamp_name" not in stored and "陳大文" not in repr(stored)
 
 
 # A4 (fpdf2's default): 595.28 x 841.89 points, one page.
