@@ -186,7 +186,8 @@ def _remember_decided(auth: "Auth", doc: dict[str, Any], update: dict[str, Any])
             auth.db.name, doc["_id"], decided, for_s=auth.settings.code_ttl_s))
 
 
-async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | None = None) -> dict[str, Any]:
+async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | None = None,
+                device_id: str | None = None) -> dict[str, Any]:
     """The app opened the link: queue the login's prompt for this citizen, once; return the prompt as the app shows it.
 
     Two operations by `_id`: the transaction is read, the prompt inserted. `assurance` is the citizen's, known
@@ -202,7 +203,15 @@ async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | No
     account = ({"_id": account_id, "state": "active", "assurance": assurance} if assurance
                else await auth.db[ACCOUNTS].find_one({"_id": account_id}))
     # Eligibility first: a refused citizen must not hold the login and lock out the one who can approve it.
-    check_eligible(doc, account)
+    try:
+        check_eligible(doc, account)
+    except (AccountInactive, AssuranceTooLow) as refused:
+        # A failed login on the citizen's record (their data tracker): which service, why; nothing else is written.
+        why = refused.slug
+        await auth.transaction(lambda s: auth.audit(
+            s, subject=account_id, action="login", actor=device_id or "device", outcome="refused", client_id=doc["client_id"],
+            flow=doc["kind"], reason=why))
+        raise
     prompt = _prompt(doc, account_id)
     stored = await queue.insert_prompt(auth, prompt, journey=doc.get("traceparent"), login=finishing(doc))
     if stored is None:

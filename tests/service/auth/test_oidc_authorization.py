@@ -166,6 +166,10 @@ async def test_a_login_needing_plus_is_refused_to_a_basic_citizen(auth_service, 
     with pytest.raises(AppError) as refused:
         await phone.open_link(app_link_of(page))
     assert refused.value.status == 403 and refused.value.problem["type"].endswith("/assurance-too-low")
+    # A failed login on the citizen's record: which service refused them, why.
+    assert await audits(auth_service, phone.profile.account_id, "login") == [{
+        "action": "login", "actor": phone.profile.device_id, "outcome": "refused", "client_id": rp["client_id"], "flow": "browser",
+        "reason": "assurance-too-low"}]
     # A link that is not a login's is refused as such.
     with pytest.raises(AppError) as unknown:
         await phone.open_link("harbourid://authorize?nothing=here")

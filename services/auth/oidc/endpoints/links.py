@@ -37,5 +37,5 @@ class LinkRequest(BaseModel):
     refusals=(*DEVICE_REFUSALS, UnknownLink, AssuranceTooLow, LoginForAnotherCitizen, LinkUnusable),
 )
 async def open_link(request: web.Request, caller: DeviceContext, body: LinkRequest) -> web.Response:
-    return web.json_response(await login.claim(request.app[AUTH], caller.account_id, body.link, assurance=caller.assurance),
-                             status=201)
+    return web.json_response(await login.claim(request.app[AUTH], caller.account_id, body.link, assurance=caller.assurance,
+                                               device_id=caller.device_id), status=201)
