@@ -9,6 +9,7 @@ gateway, and checks that the log up to the checkpoint's size, the login's record
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 import requests
@@ -58,6 +59,7 @@ async def test_a_login_is_appended_to_the_ledger_and_covered_by_the_latest_check
         keys = public_keys(jwks.json())
         claims = verify_checkpoint(checkpoint["jws"], keys, issuer=metadata["issuer"])
         assert (claims["size"], claims["head"]) == (checkpoint["size"], checkpoint["head"])
+        assert datetime.fromisoformat(claims["time"]) == datetime.fromisoformat(checkpoint["time"])  # what was signed
         assert checkpoint["jwks_uri"] == metadata["issuer"] + "/v1/signing/jwks"
 
         # The log up to the checkpoint, the login's record among it, ends in the head the checkpoint signed.

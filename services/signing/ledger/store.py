@@ -215,6 +215,7 @@ class Ledger:
         if latest is not None and latest["size"] >= head.seq and not force:
             return None
         now = self.clock.now()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as the database keeps it: the API shows what was signed
         key = await self.keys.current()
         claims = checkpoint_claims(issuer=self.issuer, size=head.seq, head=head.chain,
                                    time=now.isoformat().replace("+00:00", "Z"), iat=int(now.timestamp()))
