@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--yes", action="store_true", required=True, help="confirm: a closed account never comes back")
     commands.add_parser("devices", help="list this account's devices")
     commands.add_parser("export", help="download everything the platform holds about you: each service's signed part (JSON)")
+    tracker = commands.add_parser("activity", help="every use of your identity: logins, releases, signatures, notifications, operator actions")
+    tracker.add_argument("--after", type=int, default=0, help="the ledger seq to start after (a page's next_after)")
+    tracker.add_argument("--limit", type=int, default=50)
     rename = commands.add_parser("rename", help="name a device of this account")
     rename.add_argument("device_id")
     rename.add_argument("name")
@@ -227,6 +230,8 @@ async def run(args: argparse.Namespace) -> object:
         return await app.devices()
     if args.command == "export":
         return await app.export()
+    if args.command == "activity":
+        return await app.activity(after=args.after, limit=args.limit)
     if args.command == "rename":
         return await app.rename_device(args.device_id, args.name)
     if args.command == "pair-start":

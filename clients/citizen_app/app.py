@@ -397,6 +397,11 @@ class CitizenApp:
         return {"type": "harbour-id/personal-data-export", "issuer": self.base,
                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"), "parts": parts}
 
+    async def activity(self, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
+        """The data tracker: every use of this identity (logins, releases, signatures, notifications, operator
+        actions), oldest first after ledger seq `after`, each with its proof (docs/api.md)."""
+        return await self._as_device("GET", f"/v1/activity?after={after}&limit={limit}")
+
     async def stream(self):
         """The live inbox (server-sent events): yields each new message as it arrives; comments are skipped."""
         token = await self.device_token()

@@ -91,6 +91,9 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/signing/export", "signing", DEVICE),
     rule("GET", "/v1/signing/jwks", "signing", PUBLIC),  # the keys of signing's export part and audit checkpoints
     rule("GET", "/v1/audit/checkpoints/latest", "signing", PUBLIC),  # the audit ledger's latest signed checkpoint (no PII)
+    # The data tracker (docs/api.md): the citizen's own activity; a relying party's view of one of its users.
+    rule("GET", "/v1/activity", "signing", DEVICE),
+    rule("GET", "/v1/activity/subjects/{sub}", "signing", bearer("activity")),
     rule("POST", "/v1/profile/changes", "auth", DEVICE),  # phone / e-mail (one-time code to the new one) or address
     rule("POST", "/v1/profile/changes/{change_id}/confirmation", "auth", DEVICE),
     rule("GET", "/v1/approvals/stream", "auth", DEVICE, long_lived=True),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from libs import callers
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
-from libs.service import MalformedBody, parse_body, validate
+from libs.service import MalformedBody, ValidationFailed, parse_body, validate
 from libs.service.endpoints import BODY_REFUSALS, NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
 from libs.service.problems import PayloadTooLarge, UnsupportedMediaType
@@ -28,6 +29,7 @@ from libs.tokens.keystore import KeyStore
 from . import export, ocsp, parsing, signing_requests
 from .callers import device, relying_party
 from .context import Signing
+from .ledger import tracker
 from .errors import (
     CLOSED_BECAUSE,
     AppearanceNotOnPage,
@@ -46,6 +48,11 @@ from .x509 import pem
 SIGNING = web.AppKey("signing", Signing)
 EXPORT_KEYS = web.AppKey("signing_export_keys", KeyStore)  # app.py: the keys of the citizen's export part
 BINARY = {"type": "string", "format": "binary"}
+ACTIVITY_SCOPE = "activity"  # a relying party's client-credentials token reading the tracker about its own users
+ACTIVITY_AUTH_ERRORS = {
+    401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
+    403: "the token lacks the activity scope",
+}
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
     403: "the token lacks the sign scope",
@@ -59,10 +66,12 @@ DOCUMENT_QUERY = (
 
 authority = Endpoints(tags=("signing",))
 sign_requests = Endpoints(tags=("signing",), security=("bearer",))
-ENDPOINTS = (authority, sign_requests)
+activity = Endpoints(tags=("activity",))
+ENDPOINTS = (authority, sign_requests, activity)
 
 calling_relying_party = caller_of(SIGNING, relying_party)
 calling_device = caller_of(SIGNING, device)
+calling_activity_reader = caller_of(SIGNING, callers.relying_party, scope=ACTIVITY_SCOPE)
 
 
 # -- the platform's CA, its CRLs, its TSA, and verification: public -------------------------
@@ -301,6 +310,50 @@ async def jwks(request: web.Request) -> JWKS:
 )
 async def export_part(request: web.Request, caller: Device) -> ExportPart:
     return await export.export(request.app[SIGNING], request.app[EXPORT_KEYS], caller)
+
+
+# -- the data tracker: every use of the citizen's identity, from the audit ledger (ledger/tracker.py) ----------
+
+PAGE_QUERY = (("after", {"type": "integer", "minimum": 0}, False),
+              ("limit", {"type": "integer", "minimum": 1, "maximum": 100}, False))
+
+
+class ActivityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: int = Field(0, ge=0, le=2**62)
+    limit: int = Field(50, ge=1, le=100)
+
+
+@activity.get(
+    "/v1/activity", summary="The citizen's data tracker: every use of their identity, each entry with its proof",
+    caller=calling_device, security=("deviceToken",), headers=NO_STORE, query_params=PAGE_QUERY,
+    answers={200: tracker.ActivityPage, **DEVICE_AUTH_ERRORS, 422: "after or limit out of range, or another parameter"},
+    refusals=(*DEVICE_TOKEN_REFUSALS, ValidationFailed),
+    description="Logins, releases, consents, signatures, notifications, device changes and operator actions about "
+                "the citizen, oldest first after the ledger sequence number `after`; each with the record's seq, leaf "
+                "and chain hashes and the signed checkpoint that covers it (docs/api.md, data tracker).",
+)
+async def citizen_activity(request: web.Request, caller: Device) -> tracker.ActivityPage:
+    query = validate(ActivityQuery, dict(request.query))
+    signing = request.app[SIGNING]
+    return await tracker.citizen_activity(signing.db, caller.account_id, after=query.after, limit=query.limit,
+                                          document_names=lambda request_id, account_id: signing_requests.document_name(
+                                              signing, request_id, account_id))
+
+
+@activity.get(
+    "/v1/activity/subjects/{sub}", summary="A relying party's view of the tracker: what one of its users did with it",
+    caller=calling_activity_reader, security=("bearer",), headers=NO_STORE, query_params=PAGE_QUERY,
+    answers={200: tracker.ActivityPage, **ACTIVITY_AUTH_ERRORS, 404: "no user of this relying party has this sub",
+             422: "after or limit out of range"},
+    refusals=(*ACCESS_TOKEN_REFUSALS, tracker.UnknownSubject, ValidationFailed),
+    description="A client-credentials token with the `activity` scope: the entries naming this client about the "
+                "citizen its pairwise `sub` names, without account or device ids (docs/api.md, data tracker).",
+)
+async def relying_party_activity(request: web.Request, caller: RelyingParty) -> tracker.ActivityPage:
+    query = validate(ActivityQuery, dict(request.query))
+    return await tracker.relying_party_activity(request.app[SIGNING].db, caller.client_id, request.match_info["sub"],
+                                                after=query.after, limit=query.limit)
 
 
 OPERATIONS = tuple(operation for group in ENDPOINTS for operation in group.operations)

@@ -418,3 +418,12 @@ async def take_result(signing: Signing, caller: RelyingParty, request_id: str) -
         raise ResultExpired("the signed result has expired")
     sealed, media_type = taken
     return signing.cipher.open_bytes(sealed, record_id=request_id, field="body"), media_type
+
+
+async def document_name(signing: Signing, request_id: str, account_id: str) -> str | None:
+    """The name of a document this citizen was asked to sign, opened for their own data tracker; None once the request
+    is gone (30 days) or was not theirs."""
+    doc = await signing.db[REQUESTS].find_one({"_id": request_id, "account_id": account_id})
+    if doc is None:
+        return None
+    return SIGNING_REQUESTS.with_text(signing, doc).get("document_name")

@@ -22,7 +22,7 @@ from libs.tokens import InvalidKey, load_public_jwk
 
 ClientKind = Literal["relying_party", "agency", "kiosk"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
-SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "formfill", "sign", "notify", "enrol", "offline_access"})
+SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "formfill", "sign", "notify", "activity", "enrol", "offline_access"})
 FORMFILL_FIELDS = frozenset(
     {"id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address"}
 )

@@ -28,7 +28,7 @@ def provider_metadata(issuer: str) -> ProviderMetadata:
     return ProviderMetadata(**{
         "issuer": issuer,
         **endpoints(issuer),
-        "scopes_supported": ["openid", "offline_access", "formfill", "sign", "notify"],
+        "scopes_supported": ["openid", "offline_access", "formfill", "sign", "notify", "activity"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", CIBA_GRANT],

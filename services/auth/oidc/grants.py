@@ -119,8 +119,9 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
 
 
 # A relying party acts on its own only to start anonymous journeys (form filling, signing without a login)
-# and to notify the citizens it knows (by their pairwise sub) through notify.
-RELYING_PARTY_CLIENT_SCOPES = frozenset({"formfill", "sign", "notify"})
+# and to notify the citizens it knows (by their pairwise sub) through notify, and to read what its own users did
+# with it in the data tracker (`activity`).
+RELYING_PARTY_CLIENT_SCOPES = frozenset({"formfill", "sign", "notify", "activity"})
 
 
 async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:

@@ -27,6 +27,7 @@ from libs.store import DATABASE, MONGO_CLIENT, apply_indexes
 
 from .consumer import AuditConsumer
 from .metrics import LEDGER_SIZE, checkpoint_signed
+from .tracker import INDEXES as TRACKER_INDEXES
 from .store import INDEXES, Ledger, consumer_handler, latest_checkpoint
 
 CONSUMER_GROUP = "signing-audit-ledger"
@@ -69,7 +70,7 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
     app.cleanup_ctx.append(consumer_lifecycle)
 
     async def ledger_lifecycle(app: web.Application):
-        await apply_indexes(app[DATABASE], INDEXES)
+        await apply_indexes(app[DATABASE], (*INDEXES, *TRACKER_INDEXES))
         ledger = Ledger(app[MONGO_CLIENT], app[DATABASE], relay=app[OUTBOX_RELAY], keys=app[keys], issuer=issuer,
                         checkpoint_topic=AUDIT_CHECKPOINTS.name, batch=settings.batch,
                         checkpoint_every_s=settings.checkpoint_every_s, clock=clock)
