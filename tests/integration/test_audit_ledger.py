@@ -285,3 +285,28 @@ async def test_an_exported_file_verifies_and_an_edit_to_it_is_found(infra, ledge
     file.write_text("\n".join(lines) + "\n")
     status, out, _ = run_verify(infra, "nothing-there", jwks, "--file", str(file))
     assert status == 1 and (out["first_problem"]["kind"], out["first_problem"]["seq"]) == ("changed", 5)
+
+
+async def test_two_appenders_at_once_neither_fork_the_chain_nor_leave_a_gap(infra, scratch_database):
+    """The lease keeps one appender; should two run anyway (one paused past its lease), the log stays one chain."""
+    db = scratch_database
+    await prepared(db, new_key_value("ledger-race"))
+    events = audit_events(400)
+    await db[INBOX].insert_many([{"_id": e.id, "record": record_of(e.model_dump(mode="json")),
+                                  "received_at": datetime(2026, 1, 1, tzinfo=UTC), "n": n} for n, e in enumerate(events)])
+    first, second = (Ledger(db.client, db, batch=25, owner=owner) for owner in ("one", "two"))
+
+    async def drain(ledger: Ledger) -> int:
+        appended = 0
+        for _ in range(200):  # no lease taken: both append as fast as they can, over the same inbox
+            appended += await ledger.append_once()
+            if not await db[INBOX].count_documents({}):
+                break
+        return appended
+
+    counts = await asyncio.gather(drain(first), drain(second))
+    assert sum(counts) == 400 and min(counts) > 0, counts  # both appended, by turns
+    entries = await read_log(db)
+    assert [e["seq"] for e in entries] == list(range(1, 401))
+    assert sorted(e["record"]["id"] for e in entries) == sorted(e.id for e in events)
+    assert verify_log(entries, [], {}).ok

@@ -4,9 +4,10 @@
   (consumer.py: a fetched batch per transaction; an id already in the inbox or the log is not added again).
 - `audit_log`: the records, `_id` = seq (1, 2, ...), with `event_id` (unique), `record`, `leaf`, `chain` (hex),
   `appended_at`. Written only by the appender holding the `audit_lease`, in batches: one transaction takes up to
-  `batch` inbox entries, appends them after the head (`audit_head`), moves the head on only if it is still where
-  it was read (and `_id` = seq is unique besides), and removes them from the inbox. So the sequence has no gap
-  and no fork even if two processes both think they hold the lease; a crash rolls the batch back whole.
+  `batch` inbox entries, appends them after the log's last record (its head: no separate document that a backup
+  could copy out of step with the log), and removes them from the inbox. Two processes that both think they hold
+  the lease both compute the same next seqs, and `_id` being unique, the second one's batch fails and rolls
+  back: no gap, no fork. A crash rolls a batch back whole.
 - `audit_checkpoints`: `_id` = size, the signed checkpoint (JWS) of the log at that size, written with its
   `audit.checkpoint` event on `audit.checkpoints` (through the outbox, in the same transaction).
 """
@@ -40,10 +41,8 @@ from .privacy import screen
 
 INBOX = "audit_inbox"
 LOG = "audit_log"
-HEAD = "audit_head"
 CHECKPOINTS = "audit_checkpoints"
 LEASE = "audit_lease"
-HEAD_ID = "head"
 
 INDEXES = (
     index(INBOX, "received_at", "n"),
@@ -102,12 +101,9 @@ class Head:
     chain: str
 
     @classmethod
-    def of(cls, doc: dict[str, Any] | None) -> "Head":
-        return cls(doc["seq"], doc["chain"]) if doc else cls(0, GENESIS.hex())
-
-
-class HeadMoved(Exception):
-    """Another appender moved the head meanwhile: this batch is rolled back and read again."""
+    def of(cls, last: dict[str, Any] | None) -> "Head":
+        """The head of a log whose last record is `last` (None: the empty log)."""
+        return cls(last["_id"], last["chain"]) if last else cls(0, GENESIS.hex())
 
 
 class Ledger:
@@ -164,7 +160,7 @@ class Ledger:
             return 0
 
         async def work(session: AsyncClientSession) -> list[Entry]:
-            head = Head.of(await self.db[HEAD].find_one({"_id": HEAD_ID}, session=session))
+            head = Head.of(await self.db[LOG].find_one({}, {"chain": 1}, sort=[("_id", -1)], session=session))
             ids = [doc["_id"] for doc in pending]
             # Already in the log (an earlier batch committed, then its inbox entry came again): not twice.
             present = {doc["event_id"] for doc in await self.db[LOG].find(
@@ -176,25 +172,14 @@ class Ledger:
                 await self.db[LOG].insert_many([
                     {"_id": e.seq, "event_id": e.record["id"], "record": e.record, "leaf": e.leaf, "chain": e.chain,
                      "appended_at": now} for e in entries], session=session)
-                new_head = {"seq": entries[-1].seq, "chain": entries[-1].chain, "updated_at": now}
-                if head.seq == 0:
-                    try:
-                        await self.db[HEAD].insert_one({"_id": HEAD_ID, **new_head}, session=session)
-                    except DuplicateKeyError:
-                        raise HeadMoved() from None
-                else:
-                    moved = await self.db[HEAD].update_one({"_id": HEAD_ID, "seq": head.seq, "chain": head.chain},
-                                                           {"$set": new_head}, session=session)
-                    if moved.matched_count != 1:
-                        raise HeadMoved()
             await self.db[INBOX].delete_many({"_id": {"$in": ids}}, session=session)
             return entries
 
         try:
             entries = await in_transaction(self.mongo, work)
-        except (HeadMoved, DuplicateKeyError):
+        except DuplicateKeyError:
             self._renewed_at = -math.inf  # someone else appends: look at the lease again
-            log.warning("another appender moved the ledger's head; batch rolled back")
+            log.warning("another appender appended at the same place; batch rolled back")
             return 0
         if entries:
             APPENDED.inc(len(entries))
@@ -202,7 +187,7 @@ class Ledger:
         return len(entries)
 
     async def head(self) -> Head:
-        return Head.of(await self.db[HEAD].find_one({"_id": HEAD_ID}))
+        return Head.of(await self.db[LOG].find_one({}, {"chain": 1}, sort=[("_id", -1)]))
 
     # -- checkpoints -------------------------------------------------------------------------
 
