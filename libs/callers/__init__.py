@@ -11,7 +11,7 @@ The gateway's edge (services/gateway/edge.py) and the resource services
 parsing and challenges around its own verification.
 """
 
-from .authorization import REALM, basic_credentials, bearer_token, challenge
+from .authorization import REALM, access_token_of, basic_credentials, bearer_token, challenge
 from .parties import Device, RelyingParty, caller_of, device, relying_party
 from .refusals import (
     ACCESS_TOKEN_REFUSALS,
@@ -19,11 +19,14 @@ from .refusals import (
     ClientCredentialsRequired,
     InsufficientScope,
     InvalidAccessToken,
+    InvalidDPoPProof,
+    InvalidDPoPToken,
     RevocationsLoading,
     RevocationsNotFollowed,
     TokenRequired,
 )
-from .verification import access_token_claims, device_token_claims, require_scopes, revocation_refusal, verified_claims
+from .verification import (access_token_claims, check_sender, device_token_claims, require_scopes, revocation_refusal,
+                           verified_claims)
 
 __all__ = [
     "ACCESS_TOKEN_REFUSALS",
@@ -33,15 +36,19 @@ __all__ = [
     "Device",
     "InsufficientScope",
     "InvalidAccessToken",
+    "InvalidDPoPProof",
+    "InvalidDPoPToken",
     "RelyingParty",
     "RevocationsLoading",
     "RevocationsNotFollowed",
     "TokenRequired",
     "access_token_claims",
+    "access_token_of",
     "basic_credentials",
     "bearer_token",
     "caller_of",
     "challenge",
+    "check_sender",
     "device",
     "device_token_claims",
     "relying_party",

@@ -20,6 +20,17 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def access_token_of(authorization: str | None) -> tuple[str, str] | None:
+    """(scheme, token) of `Bearer <token>` or `DPoP <token>` (RFC 9449 §7.1), the scheme as "Bearer" or "DPoP";
+    None when absent, empty or another scheme."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    for known in ("Bearer", "DPoP"):
+        if scheme.lower() == known.lower() and token:
+            return known, token
+    return None
+
+
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     """client_secret_basic: `Basic base64(id:secret)` as (id, secret); None when absent or malformed."""
     if not authorization or not authorization.startswith("Basic "):
@@ -40,9 +51,10 @@ def challenge(
     description: str | None = None,
     scope: str | None = None,
     realm: str | None = REALM,
+    algs: str | None = None,
 ) -> str:
     """`Bearer realm="harbour-id", error="…", error_description="…", scope="…"`, absent parameters left out."""
-    params = [("realm", realm), ("error", error), ("error_description", description), ("scope", scope)]
+    params = [("realm", realm), ("error", error), ("error_description", description), ("scope", scope), ("algs", algs)]
     # A double quote would end the quoted-string early: the description is free text from a token check.
     quoted = ", ".join(f'{name}="{value.replace(chr(34), chr(39))}"' for name, value in params if value)
     return f"{scheme} {quoted}" if quoted else scheme

@@ -22,6 +22,27 @@ class InvalidAccessToken(Unauthorized):
         super().__init__(detail, headers={"WWW-Authenticate": challenge("Bearer", error="invalid_token", description=detail)})
 
 
+DPOP_ALGS = "ES256 EdDSA RS256"
+
+
+class InvalidDPoPToken(Unauthorized):
+    """A DPoP-bound token presented without its proof (as a Bearer token): RFC 9449 §7.1's DPoP challenge."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("DPoP", error="invalid_token", description=detail,
+                                                                        algs=DPOP_ALGS)})
+
+
+class InvalidDPoPProof(Unauthorized):
+    """A DPoP proof that is missing, malformed, for another request or token, stale or replayed (RFC 9449 §7.1)."""
+
+    slug = "invalid-dpop-proof"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge("DPoP", error="invalid_dpop_proof",
+                                                                        description=detail, algs=DPOP_ALGS)})
+
+
 class InsufficientScope(Forbidden):
     """A good token without every scope the endpoint needs."""
 
@@ -54,5 +75,5 @@ class RevocationsNotFollowed(NotReady):
 
 # What each check can refuse, for an endpoint's declared refusals (libs/service/endpoints.py);
 # any of them may also be 503 while the process's revocation list is still loading.
-ACCESS_TOKEN_REFUSALS = (TokenRequired, InvalidAccessToken, InsufficientScope)
+ACCESS_TOKEN_REFUSALS = (TokenRequired, InvalidAccessToken, InvalidDPoPToken, InvalidDPoPProof, InsufficientScope)
 DEVICE_TOKEN_REFUSALS = (TokenRequired, InvalidAccessToken)

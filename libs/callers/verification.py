@@ -4,10 +4,20 @@ auth's ES256 tokens are verified against auth's JWKS (signature, issuer,
 audience, `at+jwt` type, expiry), then looked up in the process's revocation
 list, so a token, device or account auth revoked is refused within seconds
 even though its signature and expiry are still good.
+
+A DPoP-bound access token (`cnf.jkt`, RFC 9449) is accepted only as
+`Authorization: DPoP <token>` with a `DPoP` proof for this request: `htm` its
+method, `htu` the issuer's public base + its path (the URL the client called
+at the gateway; the gateway forwards the path unchanged, so a service compares
+the same URL without trusting a forwarded header), `ath` the token's hash, a
+fresh `iat`, a `jti` not seen in this process's replay window, and the key's
+thumbprint = `cnf.jkt` (libs/tokens/dpop.py). Device tokens carry `cnf.jkt`
+too but prove possession by device-signed requests: they are not DPoP here.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +25,45 @@ from aiohttp import web
 
 from libs.revocation.follower import REVOCATIONS, NotLoaded
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, JWKSCache
+from libs.tokens import dpop
 
-from .authorization import bearer_token
-from .refusals import InsufficientScope, InvalidAccessToken, RevocationsLoading, RevocationsNotFollowed, TokenRequired
+from .authorization import access_token_of
+from .refusals import (InsufficientScope, InvalidAccessToken, InvalidDPoPProof, InvalidDPoPToken, RevocationsLoading,
+                       RevocationsNotFollowed, TokenRequired)
+
+# Each application's (each process's) DPoP jtis seen within the replay window.
+_REPLAYS: "weakref.WeakKeyDictionary[web.Application, dpop.ReplayCache]" = weakref.WeakKeyDictionary()
+
+
+def replay_cache(app: web.Application) -> dpop.ReplayCache:
+    cache = _REPLAYS.get(app)
+    if cache is None:
+        cache = _REPLAYS[app] = dpop.ReplayCache()
+    return cache
+
+
+def check_sender(request: web.Request, issuer: str, scheme: str, token: str, claims: dict[str, Any]) -> None:
+    """RFC 9449 §7: a DPoP-bound token (`cnf.jkt`) only with its proof for this request; a DPoP-scheme token only
+    if bound. The request's URL is the issuer's public base + its path (see the module's docstring)."""
+    jkt = (claims.get("cnf") or {}).get("jkt") if isinstance(claims.get("cnf"), dict) else None
+    if scheme != "DPoP":
+        if jkt:
+            raise InvalidDPoPToken("this token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof")
+        return
+    if not jkt:
+        raise InvalidAccessToken("this token is not DPoP-bound: present it as a Bearer token")
+    proofs = request.headers.getall("DPoP", [])
+    if len(proofs) != 1:
+        raise InvalidDPoPProof("exactly one DPoP proof header is required")
+    url = issuer.rstrip("/") + request.raw_path.split("?", 1)[0]
+    try:
+        proof = dpop.verify_proof(proofs[0], method=request.method, url=url, access_token=token)
+    except dpop.InvalidProof as exc:
+        raise InvalidDPoPProof(str(exc)) from None
+    if proof.jkt != jkt:
+        raise InvalidDPoPProof("the proof's key is not the key the token is bound to")
+    if not replay_cache(request.app).first_use(f"{proof.jkt}:{proof.jti}"):
+        raise InvalidDPoPProof("this DPoP proof was already used")
 
 
 def revocation_refusal(app: web.Application, claims: dict[str, Any]) -> str | None:
@@ -33,9 +79,10 @@ def revocation_refusal(app: web.Application, claims: dict[str, Any]) -> str | No
 
 async def verified_claims(request: web.Request, jwks: JWKSCache, issuer: str, *, audience: str) -> dict[str, Any]:
     """The claims of the request's bearer token: signature, issuer, audience, type, expiry, then revocation."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is None:
+    presented = access_token_of(request.headers.get("Authorization"))
+    if presented is None or (presented[0] == "DPoP" and audience == DEVICE_AUDIENCE):
         raise TokenRequired()
+    scheme, token = presented
     try:
         claims = await jwks.verify(token, audience=audience, issuer=issuer, typ=ACCESS_TOKEN_TYP)
     except InvalidToken as exc:
@@ -43,6 +90,8 @@ async def verified_claims(request: web.Request, jwks: JWKSCache, issuer: str, *,
     reason = revocation_refusal(request.app, claims)
     if reason:
         raise InvalidAccessToken(reason)
+    if audience != DEVICE_AUDIENCE:
+        check_sender(request, issuer, scheme, token, claims)
     return claims
 
 

@@ -10,6 +10,7 @@ ACCOUNTS = "accounts"
 DEVICES = "devices"
 DEVICE_NONCES = "device_nonces"
 USED_ASSERTIONS = "used_assertions"
+DPOP_PROOFS = "dpop_proofs"                # DPoP proofs the token endpoint accepted: jti replay window (RFC 9449 §11.1)
 APPROVALS = "approvals"
 CLIENTS = "clients"
 TOKEN_KEYS = "token_keys"
@@ -45,6 +46,7 @@ INDEXES = (
     index(SESSIONS, "account_id"),  # a kiosk's replacement of a lost phone ends the account's sessions
     index(SUBJECTS, "account_id", "sector", unique=True),
     index(CLIENT_ASSERTIONS, "expires_at", expire_after_s=0),
+    index(DPOP_PROOFS, "expires_at", expire_after_s=0),
     index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),
     index(DEVICES, "account_id", "created_at"),
     index(DEVICE_NONCES, "expires_at", expire_after_s=0),

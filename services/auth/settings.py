@@ -45,6 +45,9 @@ class AuthSettings:
     access_token_ttl_s: int = 10 * 60
     id_token_ttl_s: int = 10 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    # DPoP server nonces at the token endpoint (RFC 9449 §8): `off`, `bound` (clients registered with
+    # dpop_bound_access_tokens), `always` (every DPoP token request).
+    dpop_nonce: str = setting("AUTH_DPOP_NONCE", "bound")
     session_ttl_s: int = 8 * 3600
     # The live approvals stream (GET /v1/approvals/stream): a comment this often keeps proxies and clients alive
     # (the gateway cuts a stream silent for 30 s); open streams per device per auth process, one more is 429.

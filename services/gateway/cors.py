@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id, Idempotency-Key"
+ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id, Idempotency-Key, DPoP"
 EXPOSED_HEADERS = ("X-Request-Id, Retry-After, WWW-Authenticate, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Location, "
-                   "Idempotent-Replayed")
+                   "Idempotent-Replayed, DPoP-Nonce")
 
 
 def is_preflight(request: web.Request) -> bool:

@@ -64,6 +64,10 @@ class ClientMetadata(BaseModel):
     agency_events: StrictBool = Field(default=False, description="publish this client's logins, consents, signatures and "
                                       "notification statuses on its own Kafka topic agency.<client_id>.events")
 
+    # RFC 9449 §5.2: every token request of this client must carry a DPoP proof (its access tokens are all DPoP-bound).
+    dpop_bound_access_tokens: StrictBool = Field(default=False, description="DPoP (RFC 9449 §5.2): token requests "
+                                                 "without a DPoP proof are refused")
+
     @field_validator("contacts")
     @classmethod
     def _contacts(cls, values: list[str]) -> list[str]:
@@ -144,7 +148,7 @@ class ClientMetadata(BaseModel):
 
 
 # RFC 7592 self-service: what a client may change with its registration access token (plus a new secret)...
-SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri")
+SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri", "dpop_bound_access_tokens")
 # ...and what only an operator may change: what the client may ask for, where citizens and their data go, what they read.
 OPERATOR_ONLY_FIELDS = ("client_name", "kind", "scope", "formfill_fields", "redirect_uris", "post_logout_redirect_uris",
                         "callback_urls", "sector_identifier_uri", "agency_events")

@@ -110,7 +110,7 @@ def _expires_in(form: dict[str, str], longest_s: int) -> int:
     return min(int(requested) if requested.isascii() and requested.isdigit() else longest_s, longest_s)
 
 
-async def poll(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:
+async def poll(auth: "Auth", client: "Client", form: dict[str, str], *, jkt: str | None = None) -> TokenResponse:
     request_id = form.get("auth_req_id")
     if not request_id:
         raise InvalidRequest("auth_req_id is required")
@@ -137,5 +137,5 @@ async def poll(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenRes
     redeemed = await collection.update_one({"_id": request_id, "status": "approved"}, {"$set": {"status": "redeemed"}})
     if redeemed.modified_count != 1:
         raise InvalidGrant("the tokens for this request were already issued")
-    answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True)
+    answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, jkt=jkt)
     return answer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from libs.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
+
 from .tokens import ACR_BASIC, ACR_PLUS
 from .views import ProviderMetadata
 
@@ -40,6 +42,7 @@ def provider_metadata(issuer: str) -> ProviderMetadata:
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
         "acr_values_supported": [ACR_BASIC, ACR_PLUS],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "azp", "assurance_level"],
         "claims_parameter_supported": False,

@@ -80,6 +80,27 @@ class InvalidGrant(OAuthError):
     error = "invalid_grant"
 
 
+class InvalidDPoPProof(OAuthError):
+    """RFC 9449 §5: the token request's DPoP proof is missing (a client registered dpop_bound_access_tokens), malformed,
+    for another request, stale or replayed."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonce(OAuthError):
+    """RFC 9449 §8: the proof must carry the server's nonce, sent in the DPoP-Nonce header of this answer."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str, nonce: str) -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}
+
+
 class InvalidScope(OAuthError):
     error = "invalid_scope"
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..context import Auth
 
 
-async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:
+async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str], *, jkt: str | None = None) -> TokenResponse:
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
@@ -67,7 +67,7 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
         raise InvalidGrant("the code was already used")
     # The record in memory (if that is where it came from) now says so too: a second use here goes straight to revoking.
     doc.update({"used_at": auth.clock.now(), "family_id": family_id, "at_jti": jti})
-    answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, refresh_family=family_id, jti=jti)
+    answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, refresh_family=family_id, jti=jti, jkt=jkt)
     return answer
 
 
@@ -80,7 +80,9 @@ def _replayed(doc: dict, client: "Client") -> Why:
     return _why(doc, client, "code-replayed", reuse=True)
 
 
-async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:
+async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str], *, jkt: str | None = None) -> TokenResponse:
+    """`jkt`: the request's DPoP key. A refresh token issued with a DPoP proof is bound to that key (RFC 9449 §5):
+    refreshed only with a proof by the same key, whatever the client's authentication."""
     presented = form.get("refresh_token")
     if not presented:
         raise InvalidRequest("refresh_token is required")
@@ -94,6 +96,8 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
     if doc["status"] != "active" or auth.clock.now() >= doc["expires_at"]:
         raise InvalidGrant("the refresh token is revoked or expired")
     # Everything is checked before the token rotates: a refused refresh must not burn a good token.
+    if doc.get("jkt") and doc["jkt"] != jkt:
+        raise InvalidGrant("the refresh token is DPoP-bound: refresh it with a proof by the key it is bound to")
     granted = doc["grant"]["scope"]
     if OFFLINE_ACCESS not in granted.split() or OFFLINE_ACCESS not in client.scopes or not set(granted.split()) <= client.scopes:
         # Issued without offline_access (before it was required), or the client's registration no longer allows it.
@@ -114,7 +118,8 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
         await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
     grant = grant_from(doc["grant"], scope=scope)
-    answer, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"], granted_scope=granted)
+    answer, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"],
+                                     granted_scope=granted, jkt=jkt)
     return answer
 
 
@@ -124,7 +129,7 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str]) ->
 RELYING_PARTY_CLIENT_SCOPES = frozenset({"formfill", "sign", "notify", "activity"})
 
 
-async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str]) -> TokenResponse:
+async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str], *, jkt: str | None = None) -> TokenResponse:
     allowed = client.scopes - {"openid", "offline_access"}
     if client.kind == "relying_party":
         allowed &= RELYING_PARTY_CLIENT_SCOPES
@@ -134,5 +139,5 @@ async def client_credentials(auth: "Auth", client: "Client", form: dict[str, str
     if not requested <= allowed:
         raise InvalidScope("the client may not ask for these scopes")
     grant = Grant(client_id=client.client_id, sub=client.client_id, account_id=None, scope=" ".join(sorted(requested)))
-    answer, _ = await token_response(auth, grant, id_token=False, with_refresh=False)
+    answer, _ = await token_response(auth, grant, id_token=False, with_refresh=False, jkt=jkt)
     return answer

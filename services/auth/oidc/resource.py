@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from libs import tokens as jwt_tokens
@@ -36,8 +37,11 @@ async def verify_access_token(auth: "Auth", token: str) -> dict[str, Any]:
     return claims
 
 
-async def userinfo(auth: "Auth", token: str) -> UserInfo:
+async def userinfo(auth: "Auth", token: str, sender: Callable[[dict[str, Any]], None] | None = None) -> UserInfo:
+    """`sender`: checks how the token was presented (DPoP, RFC 9449), raising a refusal."""
     claims = await verify_access_token(auth, token)
+    if sender is not None:
+        sender(claims)
     if "openid" not in claims.get("scope", "").split():
         raise InsufficientScope("the token was not issued for openid")
     client = await find_client(auth.db, claims["client_id"])

@@ -37,18 +37,20 @@ OFFLINE_ACCESS = "offline_access"
 
 async def token_response(
     auth: "Auth", grant: Grant, *, id_token: bool, refresh_family: str | None = None, with_refresh: bool = True,
-    granted_scope: str | None = None, jti: str | None = None,
+    granted_scope: str | None = None, jti: str | None = None, jkt: str | None = None,
 ) -> tuple[TokenResponse, str]:
     """The token response, and the access token's jti (to revoke it with its grant).
 
     A refresh token only for a citizen's grant that includes offline_access, which the client must have
     registered and the citizen approved on the phone (OIDC Core §11). It carries `granted_scope` (default:
     the grant's), so a refresh that narrows the access token's scope keeps the refresh token's (RFC 6749 §6).
+    `jkt`: the request's DPoP key (RFC 9449): the access token is DPoP-bound to it, and so is the refresh token.
     """
     granted_scope = granted_scope or grant.scope
     settings = auth.settings
-    access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s, jti=jti)
-    answer = TokenResponse(access_token=access.token, token_type="Bearer", expires_in=access.expires_in, scope=grant.scope)
+    access = await issue_access_token(auth.signer, grant, audience=settings.issuer, ttl_s=settings.access_token_ttl_s, jti=jti, jkt=jkt)
+    answer = TokenResponse(access_token=access.token, token_type="DPoP" if jkt else "Bearer", expires_in=access.expires_in,
+                           scope=grant.scope)
     if id_token:
         answer.id_token = await issue_id_token(auth.signer, grant, access_token=access.token, ttl_s=settings.id_token_ttl_s)
     if with_refresh and grant.account_id and OFFLINE_ACCESS in granted_scope.split():
@@ -60,6 +62,7 @@ async def token_response(
                 "family_id": refresh_family or secrets.token_urlsafe(12),
                 "status": "active",
                 "at_jti": access.jti,
+                "jkt": jkt,
                 "grant": {**grant.__dict__, "scope": granted_scope, "amr": list(grant.amr), "nonce": None, "extra": None},
                 "created_at": now,
                 "expires_at": now + timedelta(seconds=settings.refresh_token_ttl_s),

@@ -66,7 +66,8 @@ class IssuedAccessToken:
 
 
 async def issue_access_token(signer: TokenSigner, grant: Grant, *, audience: str, ttl_s: int,
-                             jti: str | None = None) -> IssuedAccessToken:
+                             jti: str | None = None, jkt: str | None = None) -> IssuedAccessToken:
+    """`jkt`: the thumbprint of the DPoP key the token is bound to (RFC 9449 §6.1, `cnf.jkt`)."""
     now = int(time.time())
     jti = jti or uuid.uuid4().hex
     claims: dict[str, Any] = {
@@ -82,6 +83,8 @@ async def issue_access_token(signer: TokenSigner, grant: Grant, *, audience: str
         claims["auth_time"] = grant.auth_time
     if grant.acr:
         claims["acr"] = grant.acr
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}
     token = await signer.sign(claims, typ=ACCESS_TOKEN_TYP)
     return IssuedAccessToken(token, jti, ttl_s)
 

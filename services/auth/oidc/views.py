@@ -57,7 +57,7 @@ class PushedAuthorizationResponse(Answer):
 
 class TokenResponse(Answer):
     access_token: str
-    token_type: Literal["Bearer"]
+    token_type: Literal["Bearer", "DPoP"]
     expires_in: int
     scope: str
     id_token: str | SkipJsonSchema[None] = None

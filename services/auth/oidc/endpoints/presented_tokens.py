@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from libs.callers import bearer_token
+from libs.callers import access_token_of, check_sender
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import Body, oauth_error
 
@@ -25,20 +25,23 @@ USERINFO_ANSWERS = {
 TOKEN_FORM = {"token": PARAM, "token_type_hint": PARAM, **CLIENT_AUTH_FIELDS}
 
 
-async def access_token(request: web.Request) -> str:
-    """The bearer access token of the request (RFC 6750 §2.1), or invalid_token."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is None:
+async def access_token(request: web.Request) -> tuple[str, str]:
+    """(scheme, token): the request's Bearer (RFC 6750 §2.1) or DPoP (RFC 9449 §7.1) access token, or invalid_token."""
+    presented = access_token_of(request.headers.get("Authorization"))
+    if presented is None:
         raise InvalidToken("a bearer access token is required")
-    return token
+    return presented
 
 
 @endpoints.post("/oidc/userinfo", summary="UserInfo, by POST", caller=access_token, answers=USERINFO_ANSWERS,
                 headers=NO_STORE, security=("bearer",))
 @endpoints.get("/oidc/userinfo", summary="UserInfo (OIDC Core §5.3): the pairwise sub and the assurance level",
                caller=access_token, answers=USERINFO_ANSWERS, headers=NO_STORE, security=("bearer",))
-async def userinfo(request: web.Request, caller: str) -> UserInfo:
-    return await resource.userinfo(request.config_dict[AUTH], caller)
+async def userinfo(request: web.Request, caller: tuple[str, str]) -> UserInfo:
+    auth = request.config_dict[AUTH]
+    scheme, token = caller
+    # A DPoP-bound token only with its proof for this request (the same check as every service's, libs/callers).
+    return await resource.userinfo(auth, token, sender=lambda claims: check_sender(request, auth.settings.issuer, scheme, token, claims))
 
 
 @endpoints.post("/oidc/introspect", summary="Token introspection (RFC 7662), for the calling client's own tokens",

@@ -8,7 +8,7 @@ from libs.service.endpoints import Endpoints
 from libs.service.openapi import oauth_error
 
 from ...callers import AUTH
-from .. import ciba, grants
+from .. import ciba, dpop, grants
 from ..discovery import CIBA_GRANT
 from ..errors import UnsupportedGrantType
 from ..metrics import TOKENS_ISSUED
@@ -37,7 +37,8 @@ GRANTS = {
     form_required=("grant_type",),
     answers={200: TokenResponse, **OAUTH_ERRORS,
              400: oauth_error("invalid_request, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type; "
-                              "CIBA: authorization_pending, slow_down, access_denied, expired_token")},
+                              "CIBA: authorization_pending, slow_down, access_denied, expired_token; "
+                              "DPoP: invalid_dpop_proof, use_dpop_nonce (with a DPoP-Nonce header)")},
     headers=NO_STORE, exclude_none=True, **CLIENT_AUTHENTICATED,
 )
 async def token(request: web.Request, caller: ClientForm) -> TokenResponse:
@@ -45,7 +46,10 @@ async def token(request: web.Request, caller: ClientForm) -> TokenResponse:
     grant = GRANTS.get(grant_type or "")
     if grant is None:
         raise UnsupportedGrantType("grant_type is missing or not supported")
-    answer = await grant(request.config_dict[AUTH], caller.client, caller.form)
+    auth = request.config_dict[AUTH]
+    # RFC 9449 §5: with a DPoP proof, the tokens are bound to its key (checked before the grant spends anything).
+    jkt = await dpop.token_request_key(auth, caller.client, request.headers.getall("DPoP", []))
+    answer = await grant(auth, caller.client, caller.form, jkt=jkt)
     TOKENS_ISSUED.labels(grant_type).inc()
     return answer
 
