@@ -11,6 +11,7 @@ one, else its own on free ports under .dev/, stopped by PID), in a database of i
    transaction per fetched batch of a partition, up to `--batch`) while the appender runs — events/s from the
    first event consumed to the last record appended (`--consumer-first`: the consumer alone first, then the appender).
 
+`--preload N` first writes a log of N records directly (appending must not slow down as the log grows).
 Then verifies the log it wrote (chain.verify_log) and says how long that took. Loopback only; bounded; stops by itself.
 """
 
@@ -33,9 +34,9 @@ from libs.events.audit import audit_event  # noqa: E402
 from libs.events.consumer import PROCESSED_INDEXES  # noqa: E402
 from libs.events.partition_leases import LEASE_INDEXES  # noqa: E402
 from libs.store import apply_indexes, create_client  # noqa: E402
-from services.signing.ledger.chain import record_of, verify_log  # noqa: E402
+from services.signing.ledger.chain import GENESIS, append, record_of, verify_log  # noqa: E402
 from services.signing.ledger.consumer import AuditConsumer  # noqa: E402
-from services.signing.ledger.store import INBOX, INDEXES, LOG, Ledger, consumer_handler, read_log  # noqa: E402
+from services.signing.ledger.store import HEAD_ID, INBOX, INDEXES, LOG, STATE, Ledger, consumer_handler, read_log  # noqa: E402
 from tests.support.broker import new_topic  # noqa: E402
 from tests.support.infrastructure import shared_or_private_infra  # noqa: E402
 
@@ -44,6 +45,19 @@ def events(n: int, tag: str):
     return [audit_event(service="auth", subject=f"acct-{i % 97}", action="login", actor=f"device-{i % 13}",
                         client_id=f"client-{i % 5}", flow="browser", acr="plus", amr=["hwk", "pin"], run=tag, n=i)
             for i in range(n)]
+
+
+async def preload(db, count: int) -> None:
+    """A log of `count` records already there (a chain of their own, written directly), its head in audit_state."""
+    if not count:
+        return
+    now = datetime.now(UTC)
+    entries = append(0, GENESIS, [record_of(e.model_dump(mode="json")) for e in events(count, "preload")])
+    for start in range(0, count, 2000):
+        await db[LOG].insert_many([{"_id": e.seq, "event_id": e.record["id"], "record": e.record, "leaf": e.leaf,
+                                    "chain": e.chain, "appended_at": now} for e in entries[start:start + 2000]])
+    await db[STATE].replace_one({"_id": HEAD_ID}, {"seq": entries[-1].seq, "chain": entries[-1].chain}, upsert=True)
+    print(f"preloaded: a log of {count} records")
 
 
 async def appender_alone(db, records: int, batch: int) -> None:
@@ -106,6 +120,7 @@ async def main(infra, args) -> None:
     db = client[f"bench_ledger_{uuid.uuid4().hex[:8]}"]
     try:
         await apply_indexes(db, (*INDEXES, *PROCESSED_INDEXES, *LEASE_INDEXES))
+        await preload(db, args.preload)
         await appender_alone(db, args.records, args.batch)
         await end_to_end(infra, db, args.events, args.batch, args.consumer_first)
         started = time.perf_counter()
@@ -122,6 +137,7 @@ if __name__ == "__main__":
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--preload", type=int, default=0, help="records already in the log before measuring")
     parser.add_argument("--consumer-first", action="store_true",
                         help="let the consumer fill the inbox before the appender starts (each measured alone)")
     arguments = parser.parse_args()

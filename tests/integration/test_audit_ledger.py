@@ -32,7 +32,8 @@ from libs.store import apply_indexes
 from libs.tokens.keystore import KeyStore
 from services.signing.ledger.chain import public_keys, record_of, verify_log
 from services.signing.ledger.consumer import AuditConsumer
-from services.signing.ledger.store import CHECKPOINTS, INBOX, INDEXES, LOG, Ledger, consumer_handler, read_checkpoints, read_log
+from services.signing.ledger.store import (CHECKPOINTS, INBOX, INDEXES, LOG, STATE, Ledger, consumer_handler, read_checkpoints,
+                                           read_log)
 
 from ..support.broker import new_topic, read_all
 from ..support.polling import eventually
@@ -310,3 +311,24 @@ async def test_two_appenders_at_once_neither_fork_the_chain_nor_leave_a_gap(infr
     assert [e["seq"] for e in entries] == list(range(1, 401))
     assert sorted(e["record"]["id"] for e in entries) == sorted(e.id for e in events)
     assert verify_log(entries, [], {}).ok
+
+
+async def test_a_head_out_of_step_with_the_log_is_moved_to_the_logs_end_before_appending(infra, scratch_database):
+    """A backup taken while the ledger ran may copy the head and the log at different moments: the log is the truth."""
+    db = scratch_database
+    await prepared(db, new_key_value("ledger-head"))
+    events = audit_events(30)
+    inbox = [{"_id": e.id, "record": record_of(e.model_dump(mode="json")), "received_at": datetime(2026, 1, 1, tzinfo=UTC),
+              "n": n} for n, e in enumerate(events)]
+    ledger = Ledger(db.client, db, batch=10)
+    await db[INBOX].insert_many(inbox[:10])
+    assert await ledger.append_once() == 10
+    await db[STATE].update_one({"_id": "head"}, {"$set": {"seq": 4, "chain": "00" * 32}})  # behind the log
+    await db[INBOX].insert_many(inbox[10:20])
+    assert await ledger.append_once() == 10
+    await db[STATE].update_one({"_id": "head"}, {"$set": {"seq": 27, "chain": "11" * 32}})  # past the log's end
+    await db[INBOX].insert_many(inbox[20:])
+    assert await ledger.append_once() == 10
+    entries = await read_log(db)
+    assert [e["seq"] for e in entries] == list(range(1, 31)) and verify_log(entries, [], {}).ok
+    assert (await ledger.head()).seq == 30

@@ -4,10 +4,14 @@
   (consumer.py: a fetched batch per transaction; an id already in the inbox or the log is not added again).
 - `audit_log`: the records, `_id` = seq (1, 2, ...), with `event_id` (unique), `record`, `leaf`, `chain` (hex),
   `appended_at`. Written only by the appender holding the `audit_lease`, in batches: one transaction takes up to
-  `batch` inbox entries, appends them after the log's last record (its head: no separate document that a backup
-  could copy out of step with the log), and removes them from the inbox. Two processes that both think they hold
-  the lease both compute the same next seqs, and `_id` being unique, the second one's batch fails and rolls
-  back: no gap, no fork. A crash rolls a batch back whole.
+  `batch` inbox entries, appends them after the head and removes them from the inbox. Two processes that both
+  think they hold the lease both compute the same next seqs, and `_id` being unique, the second one's batch fails
+  and rolls back: no gap, no fork. A crash rolls a batch back whole.
+- `audit_state`: `head` (seq and chain of the last record, moved in each batch's transaction: one read by `_id`,
+  where finding the log's last record by sorting costs a scan of the log on the local database server) and
+  `checkpoint` (a copy of the latest checkpoint, for the API). The log is the truth: before appending, the head is
+  checked against it by `_id` and moved to the log's actual end should they differ (a backup taken while the
+  ledger ran copies the two collections at slightly different moments).
 - `audit_checkpoints`: `_id` = size, the signed checkpoint (JWS) of the log at that size, written with its
   `audit.checkpoint` event on `audit.checkpoints` (through the outbox, in the same transaction).
 """
@@ -43,6 +47,9 @@ INBOX = "audit_inbox"
 LOG = "audit_log"
 CHECKPOINTS = "audit_checkpoints"
 LEASE = "audit_lease"
+STATE = "audit_state"
+HEAD_ID = "head"
+LATEST_CHECKPOINT_ID = "checkpoint"
 
 INDEXES = (
     index(INBOX, "received_at", "n"),
@@ -101,9 +108,23 @@ class Head:
     chain: str
 
     @classmethod
-    def of(cls, last: dict[str, Any] | None) -> "Head":
-        """The head of a log whose last record is `last` (None: the empty log)."""
-        return cls(last["_id"], last["chain"]) if last else cls(0, GENESIS.hex())
+    def of(cls, state: dict[str, Any] | None) -> "Head":
+        return cls(state["seq"], state["chain"]) if state else cls(0, GENESIS.hex())
+
+
+async def settled_head(db: AsyncDatabase, head: Head, session: AsyncClientSession | None = None) -> Head:
+    """`head` checked against the log by `_id` (two reads when they agree): the log's actual last record."""
+    seq = head.seq
+    at = await db[LOG].find_one({"_id": seq}, {"chain": 1}, session=session) if seq else None
+    while seq and at is None:  # the head is past the log's end
+        seq -= 1
+        at = await db[LOG].find_one({"_id": seq}, {"chain": 1}, session=session) if seq else None
+    chain = at["chain"] if at else GENESIS.hex()
+    while (following := await db[LOG].find_one({"_id": seq + 1}, {"chain": 1}, session=session)) is not None:
+        seq, chain = seq + 1, following["chain"]  # the log is past the head
+    if (seq, chain) != (head.seq, head.chain):
+        log.error("the ledger's head did not match its log; moved to the log's end", head=head.seq, log_end=seq)
+    return Head(seq, chain)
 
 
 class Ledger:
@@ -160,7 +181,8 @@ class Ledger:
             return 0
 
         async def work(session: AsyncClientSession) -> list[Entry]:
-            head = Head.of(await self.db[LOG].find_one({}, {"chain": 1}, sort=[("_id", -1)], session=session))
+            head = await settled_head(self.db, Head.of(await self.db[STATE].find_one({"_id": HEAD_ID}, session=session)),
+                                      session)
             ids = [doc["_id"] for doc in pending]
             # Already in the log (an earlier batch committed, then its inbox entry came again): not twice.
             present = {doc["event_id"] for doc in await self.db[LOG].find(
@@ -172,6 +194,8 @@ class Ledger:
                 await self.db[LOG].insert_many([
                     {"_id": e.seq, "event_id": e.record["id"], "record": e.record, "leaf": e.leaf, "chain": e.chain,
                      "appended_at": now} for e in entries], session=session)
+                await self.db[STATE].replace_one({"_id": HEAD_ID}, {"seq": entries[-1].seq, "chain": entries[-1].chain,
+                                                                    "updated_at": now}, upsert=True, session=session)
             await self.db[INBOX].delete_many({"_id": {"$in": ids}}, session=session)
             return entries
 
@@ -187,7 +211,7 @@ class Ledger:
         return len(entries)
 
     async def head(self) -> Head:
-        return Head.of(await self.db[LOG].find_one({}, {"chain": 1}, sort=[("_id", -1)]))
+        return Head.of(await self.db[STATE].find_one({"_id": HEAD_ID}))
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -211,6 +235,8 @@ class Ledger:
 
         async def work(session: AsyncClientSession) -> None:
             await self.db[CHECKPOINTS].replace_one({"_id": head.seq}, doc, upsert=True, session=session)
+            await self.db[STATE].replace_one({"_id": LATEST_CHECKPOINT_ID}, doc | {"_id": LATEST_CHECKPOINT_ID}, upsert=True,
+                                             session=session)
             await Outbox(self.db).add(session, self.checkpoint_topic, event, key="audit")
 
         await in_transaction(self.mongo, work)
@@ -253,7 +279,8 @@ class Ledger:
 
 
 async def latest_checkpoint(db: AsyncDatabase) -> dict[str, Any] | None:
-    return await db[CHECKPOINTS].find_one(sort=[("_id", -1)])
+    """The latest checkpoint (size, head, time, kid, jws), by `_id` from audit_state."""
+    return await db[STATE].find_one({"_id": LATEST_CHECKPOINT_ID})
 
 
 async def entries_for(db: AsyncDatabase, subject: str, *, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
