@@ -19,12 +19,21 @@ the load generator, to the other, then runs each comparison `--runs` times, inte
 
 Goals (issue 17): straight at auth ≥ 1.0×, through the gateway ≥ 0.6× oidc-provider. Loopback only; bounded;
 stops by itself.
+
+`--dpop` (issue 20) measures instead, in the same run and interleaved, Harbour's tokens with a DPoP proof (RFC 9449:
+a fresh ES256 proof per request, made by jwcrypto in the load generator; checked, its jti stored, the tokens bound
+to the key) next to the same requests without one, straight at auth and through the gateway (no peer started):
+
+    DPoP tokens straight at auth: dpop X/s p50 … p99 … | bearer X/s … | ratio R (dpop over bearer)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -55,11 +64,55 @@ async def register_agency(gateway: str, admin_token: str) -> tuple[str, str]:
     return client_id, secret
 
 
+def dpop_call(url: str, htu: str, headers: dict[str, str], data: dict[str, str]) -> support.Call:
+    """POST `url` with a new DPoP proof (ES256, jwcrypto) each time, as an outside client would send it."""
+    from jwcrypto import jwk, jws
+
+    key = jwk.JWK.generate(kty="EC", crv="P-256")
+    protected = json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.export_public(as_dict=True)})
+
+    async def call(session) -> int:
+        proof = jws.JWS(json.dumps({"jti": uuid.uuid4().hex, "htm": "POST", "htu": htu, "iat": int(time.time())}).encode())
+        proof.add_signature(key, alg="ES256", protected=protected)
+        async with session.post(url, headers={**headers, "DPoP": proof.serialize(compact=True)}, data=data) as response:
+            body = await response.read()
+            if response.status == 200 and b'"DPoP"' not in body:
+                return 500  # not bound: counted as an error
+            return response.status
+
+    return call
+
+
+def dpop_mode(args, stack) -> list[str]:
+    gateway, auth = stack.config.service_url("gateway"), stack.config.service_url("auth")
+    client_id, secret = support.run(register_agency(gateway, support.admin_token(stack)))
+    basic = {"Authorization": aiohttp.encode_basic_auth(client_id, secret)}
+    lines = []
+    for what, base in (("DPoP tokens straight at auth", auth), ("DPoP tokens through the gateway", gateway)):
+        # The proof names the token endpoint as discovery publishes it (the issuer's), wherever it is sent.
+        sides = {"bearer": support.http_call("POST", base + "/oidc/token", headers=basic, data=TOKEN_FORM),
+                 "dpop": dpop_call(base + "/oidc/token", gateway + "/oidc/token", basic, TOKEN_FORM)}
+        summaries = support.measure(what, sides, requests=args.requests, concurrency=args.concurrency, runs=args.runs)
+        # ratio: DPoP tokens/s over bearer tokens/s
+        lines.append(support.comparison_line(what, summaries["dpop"], "bearer", summaries["bearer"]).replace("harbour", "dpop", 1))
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     support.add_load_arguments(parser, requests=3000)
+    parser.add_argument("--dpop", action="store_true", help="tokens with DPoP proofs next to without (no peer)")
     args = parser.parse_args()
     support.check_load_arguments(parser, args)
+    if args.dpop:
+        pinning = support.cpus()
+        support.pin_bench(pinning)
+        support.header("bench/tokens.py --dpop: client_credentials tokens with and without DPoP", args)
+        with support.private_stack("tokens") as stack:
+            support.pin(pinning, support.stack_processes(stack))
+            lines = dpop_mode(args, stack)
+        print("\n".join(lines))
+        return 0
 
     pinning = support.cpus()
     support.pin_bench(pinning)

@@ -3,9 +3,13 @@
 A proof is a JWS (`typ: dpop+jwt`, ES256, EdDSA or RS256) whose header carries
 the client's public `jwk`; its claims name the request (`htm`, `htu`), when it
 was made (`iat`), a unique `jti`, at a resource the access token's hash (`ath`)
-and, when the server asked for one, its `nonce`. The signature is verified with
-jwcrypto against the header's key, and the key's RFC 7638 thumbprint (jwcrypto's
-`JWK.thumbprint()`) is what a token is bound to (`cnf.jkt`).
+and, when the server asked for one, its `nonce`. The header's key is read and
+checked by jwcrypto, whose RFC 7638 thumbprint (`JWK.thumbprint()`) is what a
+token is bound to (`cnf.jkt`); the signature is verified by PyJWT with the
+algorithm pinned to the header's (one of the three). A client uses one key for
+many proofs: the key read from a header is kept (by its JSON) so each proof
+costs one signature check (jwcrypto's JWS object deep-copies its defaults on
+every use, three times PyJWT's cost).
 
 One implementation for every place a proof is checked: auth's token endpoint
 and userinfo, the gateway's edge and every service's caller check
@@ -14,6 +18,7 @@ and userinfo, the gateway's edge and every service's caller check
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -24,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import jwt
 from jwcrypto import jwk as jwcrypto_jwk
-from jwcrypto import jws as jwcrypto_jws
 from jwcrypto.common import JWException
 
 from libs import base64url
@@ -80,23 +85,30 @@ def normalized_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
 
 
-def _public_key(header: dict[str, Any]) -> jwcrypto_jwk.JWK:
-    jwk = header.get("jwk")
-    if not isinstance(jwk, dict):
-        raise InvalidProof("the proof's header carries no jwk")
+@functools.lru_cache(maxsize=4096)
+def _public_key(jwk_json: str, alg: str) -> tuple[Any, str]:
+    """(the verifying key, its RFC 7638 thumbprint) of a header's `jwk` (as JSON) for `alg`; kept for the next proof."""
     try:
+        jwk = json.loads(jwk_json)
         key = jwcrypto_jwk.JWK(**jwk)
     except (JWException, ValueError, TypeError):
         raise InvalidProof("the proof's jwk is not a valid key") from None
     if key.has_private:
         raise InvalidProof("the proof's jwk must not contain private parts")
-    alg, kty = header["alg"], key.get("kty")
+    kty = key.get("kty")
     wanted = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519"), "RS256": ("RSA", None)}[alg]
     if kty != wanted[0] or (wanted[1] and key.get("crv") != wanted[1]):
         raise InvalidProof(f"the proof's jwk does not fit {alg}")
     if kty == "RSA" and key.get_op_key("verify").key_size < MIN_RSA_BITS:
         raise InvalidProof("the proof's RSA key is too short")
-    return key
+    try:
+        verifying = jwt.PyJWK(key.export_public(as_dict=True), algorithm=alg).key
+    except jwt.PyJWTError:
+        raise InvalidProof("the proof's jwk is not a valid key") from None
+    return verifying, key.thumbprint()
+
+
+_JWS = jwt.api_jws.PyJWS()
 
 
 def verify_proof(
@@ -115,22 +127,21 @@ def verify_proof(
     """
     if not isinstance(proof, str) or not proof or len(proof) > MAX_PROOF_BYTES or proof.count(".") != 2:
         raise InvalidProof("the DPoP header is not one compact JWS")
-    token = jwcrypto_jws.JWS()
     try:
-        token.deserialize(proof)
-        header = token.jose_header
-    except (JWException, ValueError, TypeError):
+        header = jwt.get_unverified_header(proof)
+    except jwt.PyJWTError:
         raise InvalidProof("the DPoP proof is not a readable JWS") from None
     if not isinstance(header, dict) or header.get("typ") != PROOF_TYP:
         raise InvalidProof(f"the proof's typ must be {PROOF_TYP}")
-    if header.get("alg") not in ALGORITHMS:
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
         raise InvalidProof(f"the proof's alg must be one of {', '.join(ALGORITHMS)}")
-    key = _public_key(header)
-    token.allowed_algs = [header["alg"]]
+    if not isinstance(header.get("jwk"), dict):
+        raise InvalidProof("the proof's header carries no jwk")
+    key, jkt = _public_key(json.dumps(header["jwk"], sort_keys=True), alg)
     try:
-        token.verify(key, alg=header["alg"])
-        claims = json.loads(token.payload)
-    except (JWException, ValueError, TypeError):
+        claims = json.loads(_JWS.decode_complete(proof, key=key, algorithms=[alg])["payload"])
+    except (jwt.PyJWTError, ValueError, TypeError):
         raise InvalidProof("the proof's signature does not verify with its jwk") from None
     if not isinstance(claims, dict):
         raise InvalidProof("the proof's payload is not a JSON object")
@@ -155,7 +166,7 @@ def verify_proof(
         nonce = claims.get("nonce")
         if not nonce_ok(nonce if isinstance(nonce, str) else None):
             raise NonceRequired("a fresh DPoP-Nonce from the server is required in the proof")
-    return Proof(jkt=key.thumbprint(), jti=jti, iat=iat, claims=claims)
+    return Proof(jkt=jkt, jti=jti, iat=iat, claims=claims)
 
 
 class ReplayCache:
