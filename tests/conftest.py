@@ -21,6 +21,11 @@ from libs.devstack.config import REPO_ROOT
 from .support.infrastructure import Infra, shared_or_private_infra
 
 
+# What the test platform's auth vouches for in /.well-known/assetlinks.json and apple-app-site-association.
+APP_CERT_SHA256 = ":".join(["A5"] * 16 + ["0F"] * 16)
+APPLE_APP_ID = "HARBOURID1.hk.harbourid.citizen"
+
+
 @pytest.fixture(scope="session")
 def infra():
     with shared_or_private_infra() as infra:
@@ -68,7 +73,9 @@ def platform(infra):
                    "HARBOUR_NOTIFY_CHUNK_SIZE": "100",
                    # Every request's access-log line (1 in 100 successful ones by default): tests find whether a
                    # request reached a service by its request id in that service's log (test_gateway.py).
-                   "HARBOUR_ACCESS_LOG_SAMPLE": "1"},
+                   "HARBOUR_ACCESS_LOG_SAMPLE": "1",
+                   # The citizen app's identities for https app links (tests/e2e/test_app_links.py reads them back).
+                   "HARBOUR_AUTH_ANDROID_CERT_SHA256": APP_CERT_SHA256, "HARBOUR_AUTH_APPLE_APP_IDS": APPLE_APP_ID},
     )
     ports = StackConfig.free_ports(run_dir)
     config.service_ports, config.worker_ports, config.metrics_ports = ports.service_ports, ports.worker_ports, ports.metrics_ports

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")
     deny = commands.add_parser("deny", help="deny a prompt")
     deny.add_argument("approval_id")
-    opener = commands.add_parser("open", help="open a harbourid:// link (QR or app link): show it, approve, print the URL for the browser")
+    opener = commands.add_parser("open", help="open a link (QR code, harbourid:// or https app link): show it, approve, print the URL for the browser")
     opener.add_argument("link")
     opener.add_argument("--deny", action="store_true", help="decline instead of approving")
     opener.add_argument("--keep", nargs="*", help="formfill: the optional fields to release (default: all offered)")

@@ -32,6 +32,10 @@ TOKEN_MARGIN_S = 60
 
 FORMFILL_LINK = "harbourid://formfill?request="
 SIGN_LINK = "harbourid://sign?request="
+LOGIN_LINK = "harbourid://authorize?"
+# The https form of the login link: under the issuer (this app's gateway URL), a path the app claims (Android's
+# assetlinks.json, iOS's apple-app-site-association); the QR code's carries a time code auth checks.
+APP_LOGIN_PATH = "/app/authorize?"
 
 
 class AppError(RuntimeError):
@@ -215,15 +219,19 @@ class CitizenApp:
         return await self.decide(approval_id, "deny")
 
     async def open_link(self, link: str, *, approve: bool = True, selection: list[str] | None = None) -> dict[str, Any]:
-        """What the phone does with a scanned QR code or a tapped harbourid:// link: show, decide, hand back."""
+        """What the phone does with a scanned QR code or a tapped link (harbourid://, or an https app link under its
+        issuer): show, decide, hand back. A refused link (e.g. a QR code replayed after its window) is an AppError."""
         if link.startswith(FORMFILL_LINK):
             # The request lives at formfill; its prompt reaches this phone's queue through auth shortly after.
             prompt = await self._claim_and_wait(f"/v1/formfill/requests/{link[len(FORMFILL_LINK):]}/claim")
         elif link.startswith(SIGN_LINK):
             # The same for signing: the prompt shows the relying party, the document's name and the start of its hash.
             prompt = await self._claim_and_wait(f"/v1/signing/requests/{link[len(SIGN_LINK):]}/claim")
-        else:
+        elif link.startswith((LOGIN_LINK, self.base + APP_LOGIN_PATH)):
             prompt = await self._as_device("POST", "/v1/approvals/links", json={"link": link})
+        else:
+            # Not this issuer's: an https link elsewhere is not handed to the platform (nor any other scheme).
+            raise AppError(400, {"title": "Unknown link", "detail": "this is not a link of this app's Harbour ID"})
         # The prompt just received (with its request and digest) is what the phone shows and signs.
         outcome = await self.decide(prompt["approval_id"], "approve" if approve else "deny", selection, prompt=prompt)
         return {"prompt": prompt, **outcome}

@@ -7,11 +7,33 @@ stack generates them once into .dev/secrets.json).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from libs import base64url
 from libs.crypto import Keyring
-from libs.service.settings import ServiceSettings, env_required, from_env, issuer_setting, setting
+from libs.service.settings import ServiceSettings, SettingsError, env_required, from_env, issuer_setting, setting
+
+_FINGERPRINT = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){31}")
+_APPLE_APP_ID = re.compile(r"[A-Z0-9]{10}\.[A-Za-z0-9.-]+")
+
+
+def _fingerprints(raw: str) -> tuple[str, ...]:
+    """HARBOUR_AUTH_ANDROID_CERT_SHA256: comma-separated SHA-256 fingerprints as `keytool -list` prints them."""
+    values = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+    for value in values:
+        if not _FINGERPRINT.fullmatch(value):
+            raise SettingsError(f"HARBOUR_AUTH_ANDROID_CERT_SHA256: not a SHA-256 certificate fingerprint (32 hex bytes joined by ':'): {value!r}")
+    return values
+
+
+def _app_ids(raw: str) -> tuple[str, ...]:
+    """HARBOUR_AUTH_APPLE_APP_IDS: comma-separated `<team id>.<bundle id>`."""
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for value in values:
+        if not _APPLE_APP_ID.fullmatch(value):
+            raise SettingsError(f"HARBOUR_AUTH_APPLE_APP_IDS: not an Apple app id (<10-character team id>.<bundle id>): {value!r}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,13 @@ class AuthSettings:
     pairing_approval_ttl_s: int = setting("AUTH_PAIRING_APPROVAL_TTL_S", 2 * 60)
     pairing_max_wrong_codes: int = setting("AUTH_PAIRING_MAX_WRONG_CODES", 5)
     pairing_wrong_code_window_s: int = setting("AUTH_PAIRING_WRONG_CODE_WINDOW_S", 15 * 60)
+    # Links a phone can trust (oidc/qr_links.py, oidc/endpoints/app_links.py): a login page's QR code changes every
+    # second and is refused this many seconds after the second it was drawn for; the citizen app's identities for
+    # https app links under the issuer (Android package + SHA-256 signing-certificate fingerprints, Apple app ids).
+    qr_window_s: int = setting("AUTH_QR_WINDOW_S", 10)
+    android_package: str = setting("AUTH_ANDROID_PACKAGE", "hk.harbourid.citizen")
+    android_cert_sha256: tuple[str, ...] = setting("AUTH_ANDROID_CERT_SHA256", (), parse=_fingerprints)
+    apple_app_ids: tuple[str, ...] = setting("AUTH_APPLE_APP_IDS", (), parse=_app_ids)
     max_selfie_bytes: int = 2 * 1024 * 1024
     # OpenID Connect lifetimes.
     authorization_ttl_s: int = 5 * 60        # a login page / CIBA request waits this long for the phone

@@ -125,14 +125,35 @@ async def shows_login_page(page: Page, client_name: str) -> str:
     await link_element.wait_for(state="visible")
     link = await link_element.get_attribute("href")
     assert link and link.startswith("harbourid://authorize?tx=")
-    # The QR code on screen is the same link: its modules are those of a QR code made from the href.
+    tx = link.removeprefix("harbourid://authorize?tx=")
+    await page_script_runs(page)
+    # The button is the https app link of the same login; the QR code says that link with this second's time code.
+    button = await page.locator("#open-app").get_attribute("href")
+    assert button == f"{page.url.split('/oidc/')[0]}/app/authorize?tx={tx}"
+    qr_link = await shown_qr_link(page)
+    assert qr_link.startswith(f"{button}&t=")
+    return qr_link
+
+
+async def shown_qr_link(page: Page) -> str:
+    """What the QR code on screen says: the figure's data-link, checked against the modules actually drawn (both read
+    at once: the code changes every second)."""
+    link, shown_path, title = await page.evaluate("""() => {
+        const figure = document.getElementById("qr");
+        const svg = figure.querySelector("svg.qr-code");
+        return [figure.getAttribute("data-link"), svg.querySelector("path[stroke]").getAttribute("d"),
+                svg.querySelector("title").textContent];
+    }""")
     expected = segno.make(link, error="m", mask=QR_MASK).svg_inline(scale=5, lineclass=None, omitsize=True)
-    shown_path = await qr.locator("path[stroke]").get_attribute("d")  # the dark modules, not the white background
-    assert shown_path and f'd="{shown_path}"' in expected
-    # The page's script is running: the countdown has appeared and the status says it is waiting.
+    assert shown_path and f'd="{shown_path}"' in expected  # the dark modules, not the white background
+    assert title in (MESSAGES["en"]["qr_title"], MESSAGES["zh-HK"]["qr_title"])  # the page's own title kept
+    return link
+
+
+async def page_script_runs(page: Page) -> None:
+    """The page's script is running: the countdown has appeared and the status says it is waiting."""
     await page.locator("#expiry").wait_for(state="visible")
     assert "pending" in (await page.locator("#status").get_attribute("class"))
-    return link
 
 
 async def screenshot(page: Page, name: str) -> Path:
@@ -246,4 +267,23 @@ async def test_form_post_is_submitted_by_the_browser(platform, kiosk, metadata, 
     exchanged = token_request(metadata, rp, grant_type="authorization_code", code=form["code"],
                               redirect_uri=relying_party.url, code_verifier=verifier)
     assert exchanged.status_code == 200, exchanged.text
+    no_browser_errors(log)
+
+
+async def test_the_qr_code_on_the_page_refreshes_every_second(platform, kiosk, metadata, tmp_path, relying_party, phone_page):
+    """The page redraws its QR code with each second's time code (qr_links.py); the newest one scanned logs in."""
+    page, log = phone_page
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform, client_name=CLIENT_NAME, redirect_uris=[relying_party.url])
+    url, _ = authorize_url(metadata, rp["client_id"], redirect_uri=relying_party.url, state="browser-qr")
+    await page.goto(url)
+    first = await shows_login_page(page, CLIENT_NAME)
+    first_t = first.split("&t=")[1].split("&")[0]
+    # Awaited, not slept: the page's script swaps in the next second's code by itself.
+    await page.wait_for_function(f'document.getElementById("qr").getAttribute("data-t") !== "{first_t}"', timeout=5000)
+    later = await shown_qr_link(page)
+    assert later != first and later.split("&c=")[0] != first.split("&c=")[0] and later.split("&c=")[1] != first.split("&c=")[1]
+    await citizen.open_link(later)
+    arrival = await arrives_at(page, log, relying_party)
+    assert arrival["params"]["state"] == "browser-qr" and arrival["params"]["code"]
     no_browser_errors(log)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from libs.callers import challenge
-from libs.errors import BadRequest, Conflict, Forbidden, NotFound
+from libs.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,18 @@ class LinkUnusable(Conflict):
     """The login has expired, or another citizen's app opened its link first."""
 
     slug, title = "link-unusable", "Link unusable"
+
+
+class QrCodeForged(BadRequest):
+    """A login QR link whose time code auth did not make (qr_links.py): altered, or made up."""
+
+    slug, title = "qr-code-invalid", "QR code invalid"
+
+
+class QrCodeExpired(Gone):
+    """A login QR link drawn more than the QR window ago (qr_links.py): a captured code replayed, or a relayed screenshot."""
+
+    slug, title = "qr-code-expired", "QR code expired"
 
 
 class LoginForAnotherCitizen(Forbidden):

@@ -39,14 +39,14 @@ from ..approvals import queue
 from ..clients.registry import find_client
 from ..collections import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS
 from ..errors import AccountInactive
-from . import sessions
+from . import qr_links, sessions
 from .authorization import AuthorizationRequest, redirect_url
 from .decided import DECIDED
-from .errors import AccessDenied, AssuranceTooLow, LinkUnusable, LoginForAnotherCitizen, NoSuchLogin, ResponseTarget, UnknownLink
+from .errors import AccessDenied, AssuranceTooLow, LinkUnusable, LoginForAnotherCitizen, NoSuchLogin, ResponseTarget
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
 from .tokens import acr_of, new_opaque_token, token_hash
-from .views import AuthorizationStatus
+from .views import AuthorizationStatus, LoginQr
 
 if TYPE_CHECKING:
     from ..clients.registry import Client
@@ -65,15 +65,14 @@ def app_link(tx: str) -> str:
     return APP_LINK_PREFIX + tx
 
 
-def tx_from_link(link: str) -> str:
-    try:
-        parts = urlsplit(link)
-    except ValueError:  # e.g. an unclosed "[" in the authority
-        raise UnknownLink("this is not a Harbour ID login link") from None
-    tx = parse_qs(parts.query).get("tx", [""])[0]
-    if parts.scheme != "harbourid" or parts.netloc != "authorize" or not tx:
-        raise UnknownLink("this is not a Harbour ID login link")
-    return tx
+def https_app_link(issuer: str, tx: str) -> str:
+    """The same login as an https app link under the issuer (qr_links.py): the app the issuer vouches for opens it."""
+    return qr_links.app_link(issuer, tx)
+
+
+def tx_from_link(link: str, issuer: str = "") -> str:
+    """The transaction of a login link: `harbourid://authorize?tx=…` or, under `issuer`, `{issuer}/app/authorize?tx=…`."""
+    return qr_links.parse(link, issuer).tx
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,8 @@ class StartedLogin:
     browser_key: str
     matching_code: str
     expires_at: datetime
-    sent_to_phone: bool = False  # hinted and pushed: the prompt is in that citizen's queue already
+    sent_to_phone: bool = False
+    started_at: datetime | None = None  # when the QR code's time counts from (qr_links.py)  # hinted and pushed: the prompt is in that citizen's queue already
 
 
 async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
@@ -107,7 +107,7 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
     started = StartedLogin(tx=secrets.token_urlsafe(18), browser_key=secrets.token_urlsafe(24),
                            matching_code=f"{secrets.randbelow(10000):04d}",
                            expires_at=now + timedelta(seconds=auth.settings.authorization_ttl_s),
-                           sent_to_phone=account is not None and push)
+                           sent_to_phone=account is not None and push, started_at=now)
     doc = {
         "_id": started.tx,
         "kind": "browser",
@@ -192,11 +192,13 @@ async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | No
 
     Two operations by `_id`: the transaction is read, the prompt inserted. `assurance` is the citizen's, known
     from the device check (its account is active); without it the account is read."""
-    tx = tx_from_link(link)
+    opened = qr_links.parse(link, auth.settings.issuer)
     now = auth.clock.now()
-    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": tx})
+    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": opened.tx})
     if doc is None or doc["kind"] != "browser" or doc["expires_at"] <= now:
         raise LinkUnusable("this login has expired or belongs to someone else")
+    # From the login page's QR code: made by auth for this login, and drawn within the QR window (nothing is written).
+    qr_links.check(opened, qr_key(auth), doc["created_at"], now, auth.settings.qr_window_s)
     if doc.get("account_id") not in (None, account_id):
         # Hinted (hints.py): asked for one citizen, whom this is not. Nothing is written.
         raise LoginForAnotherCitizen("this login was asked for another citizen; only their phone can approve it")
@@ -361,16 +363,37 @@ async def _browser_login(auth: "Auth", tx: str) -> dict[str, Any] | None:
     return DECIDED.recall(auth.db.name, tx) or await auth.db[AUTHORIZATIONS].find_one({"_id": tx, "kind": "browser"})
 
 
-async def browser_status(auth: "Auth", tx: str, browser_key: str) -> AuthorizationStatus:
+async def browser_status(auth: "Auth", tx: str, browser_key: str, *, qr: bool = False) -> AuthorizationStatus:
+    """The login's status for its page; `qr`: while pending, also the QR code of this second (what it says and its SVG)."""
     doc = await _browser_login(auth, tx)
     if doc is None or doc["browser_key_hash"] != token_hash(browser_key):
         raise NoSuchLogin("no such login")
     status = doc["status"]
-    if status == "pending" and auth.clock.now() >= doc["expires_at"]:
+    now = auth.clock.now()
+    if status == "pending" and now >= doc["expires_at"]:
         status = "expired"
     if status in ("approved", "denied"):
         return AuthorizationStatus(status=status, redirect_to=f"{auth.settings.issuer}/oidc/authorize/{tx}/complete?k={browser_key}")
+    if status == "pending" and qr:
+        return AuthorizationStatus(status=status, qr=current_qr(auth, tx, doc["created_at"], now))
     return AuthorizationStatus(status=status)
+
+
+def qr_key(auth: "Auth") -> bytes:
+    return qr_links.qr_key(auth.settings.hash_key)
+
+
+def current_qr_link(auth: "Auth", tx: str, started_at: datetime | None, now: datetime) -> str:
+    """What the login page's QR code says in this second of login `tx`: the https link, `t` and its HMAC."""
+    return qr_links.qr_link(auth.settings.issuer, qr_key(auth), tx, qr_links.elapsed_s(started_at or now, now))
+
+
+def current_qr(auth: "Auth", tx: str, started_at: datetime, now: datetime) -> LoginQr:
+    """The login page's QR code in this second of login `tx` (qr_links.py): its link, `t`, and the SVG the page shows."""
+    from .pages import qr_svg  # segno with the first QR code drawn, not at start
+
+    link = current_qr_link(auth, tx, started_at, now)
+    return LoginQr(link=link, t=qr_links.elapsed_s(started_at, now), svg=str(qr_svg(link)))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from markupsafe import Markup
 
@@ -47,6 +47,7 @@ __all__ = [
     "pick_language",
     "render_error_page",
     "render_form_post",
+    "render_app_link_page",
     "render_logged_out",
     "render_login_page",
 ]
@@ -62,10 +63,11 @@ _MAX_PREFERENCES: Final = 32
 # could never match the header, so it is a caller bug worth failing on.
 _NONCE: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 
-# The app link is ours: the custom scheme, or an https universal link if we
-# ever move to one. Form posts can only go to web origins.
+# The app link is ours: the custom scheme, or an https app link under the
+# issuer (qr_links.py). Form posts can only go to web origins.
 _APP_LINK_SCHEMES: Final = frozenset({"harbourid", "https"})
 _FORM_POST_SCHEMES: Final = frozenset({"https", "http"})
+_ISSUER_SCHEMES: Final = frozenset({"https", "http"})
 
 # Seconds between status polls; the script backs off to the maximum on errors.
 _POLL_INTERVAL_MS: Final = 1000
@@ -197,12 +199,14 @@ def qr_code(app_link: str) -> segno.QRCode:
     return segno.make(app_link, error="m", mask=QR_MASK)
 
 
-def _qr_svg(app_link: str, title: str) -> Markup:
+def qr_svg(app_link: str, title: str | None = None) -> Markup:
     """The QR code of ``app_link`` as inline SVG, trusted markup from segno.
 
     Error level M survives a smudged or glary laptop screen; the white
     background (``light``) keeps it scannable when the page is in dark mode.
     segno escapes the title itself, and the link only becomes module paths.
+    Without a title: the login page's next QR code (its script keeps the
+    page's own title).
     """
     qr = qr_code(app_link)
     svg = qr.svg_inline(
@@ -235,6 +239,8 @@ def render_login_page(
     now: datetime,
     csp_nonce: str,
     sent_to_phone: bool = False,
+    https_link: str | None = None,
+    qr_link: str | None = None,
 ) -> str:
     """The page that waits while the citizen approves the login on their phone.
 
@@ -248,16 +254,27 @@ def render_login_page(
 
     ``sent_to_phone``: the client named the citizen (login_hint, id_token_hint),
     whose app has the prompt already; the page says so above the two ways.
+
+    ``https_link``: the same login as an https app link under the issuer (the
+    button; ``app_link`` then stays as the custom-scheme fallback link).
+    ``qr_link``: what the QR code says at first (the https link with this
+    second's time code, qr_links.py); the script then asks each status poll
+    for the code of its second (``qr=1``) and swaps it in.
     """
     t = _messages(language)
     _check_nonce(csp_nonce)
     _check_scheme(app_link, _APP_LINK_SCHEMES, "app_link")
+    for link, what in ((https_link, "https_link"), (qr_link, "qr_link")):
+        if link is not None:  # under the issuer, which is http on a developer's machine
+            _check_scheme(link, _ISSUER_SCHEMES, what)
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must carry a time zone")
     expires_at = expires_at.astimezone(UTC).replace(microsecond=0)
     expires_in = max(0, int((expires_at - now).total_seconds()))
     script_config = {
         "statusUrl": status_url,
+        # Ask each poll for this second's QR code (the status answer's `qr`) when the page shows a dynamic one.
+        "refreshQr": qr_link is not None,
         "pollMs": _POLL_INTERVAL_MS,
         "maxPollMs": _POLL_MAX_INTERVAL_MS,
         "messages": {
@@ -275,7 +292,10 @@ def render_login_page(
         purpose_lines=list(purpose_lines),
         matching_code=matching_code,
         app_link=app_link,
-        qr_svg=_qr_svg(app_link, t["qr_title"]),
+        qr_svg=qr_svg(qr_link or app_link, t["qr_title"]),
+        qr_link=qr_link or app_link,
+        qr_t=parse_qs(urlsplit(qr_link).query).get("t", [""])[0] if qr_link else "",
+        https_link=https_link or app_link,
         expires_at_iso=expires_at.isoformat().replace("+00:00", "Z"),
         expires_in=expires_in,
         script_config=script_config,
@@ -324,3 +344,10 @@ def render_logged_out(*, language: str, csp_nonce: str) -> str:
     """Shown after RP-initiated logout when there is no valid post_logout_redirect_uri."""
     t = _messages(language)
     return _render("logged_out.html", t=t, lang=language, csp_nonce=_check_nonce(csp_nonce))
+
+
+def render_app_link_page(*, language: str, csp_nonce: str) -> str:
+    """An https app link (``/app/authorize``) opened in a browser: the app is not installed, or the link was not
+    handed to it. Says what to do; shows nothing of the link itself (no transaction, no code, no QR)."""
+    t = _messages(language)
+    return _render("app_link.html", t=t, lang=language, csp_nonce=_check_nonce(csp_nonce))

@@ -45,9 +45,19 @@ class JWKS(Answer):
     keys: list[PublicJWK]
 
 
+class LoginQr(Answer):
+    """The login page's QR code in this second of the login (asked with `qr=1`): it changes every second."""
+
+    link: str = Field(description="what the QR code says: {issuer}/app/authorize?tx=…&t=…&c=… (t: seconds since the "
+                                  "login started; c: auth's HMAC of tx and t)")
+    t: int
+    svg: str = Field(description="the QR code as inline SVG (no title: the page keeps its own)")
+
+
 class AuthorizationStatus(Answer):
     status: Literal["pending", "approved", "denied", "expired"]
     redirect_to: str | SkipJsonSchema[None] = Field(default=None, description="where the page goes once the citizen has decided")
+    qr: LoginQr | SkipJsonSchema[None] = Field(default=None, description="while pending, when asked (qr=1): this second's QR code")
 
 
 class PushedAuthorizationResponse(Answer):

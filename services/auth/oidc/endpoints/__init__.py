@@ -17,7 +17,7 @@ from aiohttp import web
 
 from libs.service.openapi import Operation
 
-from . import authorize, links, logout, metadata, presented_tokens, token
+from . import app_links, authorize, links, logout, metadata, presented_tokens, token
 from .error_handler import oauth_error_handler
 
 PREFIX = "/oidc"
@@ -25,7 +25,7 @@ _GROUPS = (metadata.endpoints, authorize.endpoints, token.endpoints, presented_t
 
 # The OpenAPI operations of the OpenID Connect provider and the login links, for auth's document.
 OPERATIONS: tuple[Operation, ...] = (
-    *links.endpoints.operations, *metadata.well_known.operations, *(op for group in _GROUPS for op in group.operations)
+    *links.endpoints.operations, *metadata.well_known.operations, *app_links.endpoints.operations, *(op for group in _GROUPS for op in group.operations)
 )
 
 
@@ -43,4 +43,5 @@ def install_oidc(app: web.Application) -> None:
     """auth's main application: the discovery document, the app's login links and the /oidc sub-application."""
     app.add_routes(metadata.well_known.routes)
     app.add_routes(links.endpoints.routes)
+    app.add_routes(app_links.endpoints.routes)  # /.well-known/assetlinks.json, apple-app-site-association, /app/authorize
     app.add_subapp(PREFIX, oidc_app())

@@ -29,6 +29,7 @@ AUTHORIZE_RESPONSES = {
     400: html("an error page: unknown client, unregistered redirect_uri, malformed or repeated parameters — never redirected"),
 }
 BROWSER_KEY = (("k", {"type": "string", "description": "the browser key only the login page knows"}, False),)
+QR = (("qr", {"type": "string", "enum": ["1"], "description": "1: while pending, also this second's QR code (`qr`)"}, False),)
 
 
 @endpoints.post("/oidc/authorize", summary="Authorization endpoint, parameters in a form",
@@ -61,6 +62,8 @@ async def authorize(request: web.Request) -> web.Response:
         matching_code=started.matching_code,
         sent_to_phone=started.sent_to_phone,
         app_link=login.app_link(started.tx),
+        https_link=login.https_app_link(auth.settings.issuer, started.tx),
+        qr_link=login.current_qr_link(auth, started.tx, started.started_at, auth.clock.now()),
         status_url=f"{auth.settings.issuer}/oidc/authorize/{started.tx}/status?k={started.browser_key}",
         expires_at=started.expires_at,
         now=auth.clock.now(),
@@ -70,10 +73,11 @@ async def authorize(request: web.Request) -> web.Response:
 
 
 @endpoints.get("/oidc/authorize/{tx}/status", summary="The login page polls this until the citizen has decided",
-               query_params=BROWSER_KEY, answers={200: AuthorizationStatus}, refusals=(NoSuchLogin,),
+               query_params=BROWSER_KEY + QR, answers={200: AuthorizationStatus}, refusals=(NoSuchLogin,),
                headers=NO_STORE, exclude_none=True)
 async def authorize_status(request: web.Request) -> AuthorizationStatus:
-    return await login.browser_status(request.config_dict[AUTH], request.match_info["tx"], request.query.get("k", ""))
+    return await login.browser_status(request.config_dict[AUTH], request.match_info["tx"], request.query.get("k", ""),
+                                      qr=request.query.get("qr") == "1")
 
 
 @endpoints.get("/oidc/authorize/{tx}/complete", summary="Finish a decided login: set the session, answer the client",
