@@ -92,6 +92,9 @@ async def test_client_credentials_token_is_dpop_bound_at_the_gateway_and_at_the_
     assert granted.json()["token_type"] == "DPoP"
     token = granted.json()["access_token"]
     assert claims_of(token)["cnf"] == {"jkt": key.jkt}
+    described = requests.post(metadata["introspection_endpoint"], data={"token": token},
+                              auth=(rp["client_id"], rp["client_secret"]), timeout=10).json()
+    assert described["active"] and described["token_type"] == "DPoP" and described["cnf"] == {"jkt": key.jkt}
 
     # Through the gateway: the proof names the public URL.
     gateway = lambda path: platform.gateway + path  # noqa: E731

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 # What introspection tells the client about its own access token (RFC 7662 §2.2).
-DESCRIBED_CLAIMS = ("client_id", "sub", "scope", "exp", "iat", "iss", "aud", "jti", "acr", "auth_time")
+DESCRIBED_CLAIMS = ("client_id", "sub", "scope", "exp", "iat", "iss", "aud", "jti", "acr", "auth_time", "cnf")
 
 
 async def verify_access_token(auth: "Auth", token: str) -> dict[str, Any]:
@@ -72,7 +72,9 @@ async def introspect(auth: "Auth", client: "Client", token: str | None) -> Intro
         return inactive
     if claims["client_id"] != client.client_id:
         return inactive
-    return Introspection(active=True, token_type="Bearer", **{k: claims[k] for k in DESCRIBED_CLAIMS if k in claims})
+    # RFC 9449 §6.2: a DPoP-bound token is described as such, with its key's thumbprint.
+    return Introspection(active=True, token_type="DPoP" if "cnf" in claims else "Bearer",
+                         **{k: claims[k] for k in DESCRIBED_CLAIMS if k in claims})
 
 
 async def revoke(auth: "Auth", client: "Client", token: str | None) -> None:

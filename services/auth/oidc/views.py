@@ -89,7 +89,7 @@ class Introspection(Answer):
     """RFC 7662: `{"active": false}` for anything that is not an active token of the calling client."""
 
     active: bool
-    token_type: Literal["Bearer", "refresh_token"] | SkipJsonSchema[None] = None
+    token_type: Literal["Bearer", "DPoP", "refresh_token"] | SkipJsonSchema[None] = None
     client_id: str | SkipJsonSchema[None] = None
     sub: str | SkipJsonSchema[None] = None
     scope: str | SkipJsonSchema[None] = None
@@ -100,3 +100,4 @@ class Introspection(Answer):
     jti: str | SkipJsonSchema[None] = None
     acr: str | SkipJsonSchema[None] = None
     auth_time: int | SkipJsonSchema[None] = None
+    cnf: dict[str, str] | SkipJsonSchema[None] = Field(default=None, description="a DPoP-bound token's key: {\"jkt\"} (RFC 9449 §6.2)")
