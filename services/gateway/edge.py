@@ -4,7 +4,10 @@ Tokens go through the same checks as in every service (libs/callers: auth's
 JWKS, type, audience, expiry, the revocation list the gateway follows, then
 scopes); failures are 401 with a `WWW-Authenticate` challenge (RFC 6750 §3)
 or 403 `insufficient_scope`. The owning service verifies again: the edge is
-a filter, not the only lock.
+a filter, not the only lock. A DPoP-bound token's proof is checked here too
+(libs/callers.check_sender, for the issuer's URL + the path, which the
+gateway forwards unchanged) and again by the service, each with its own
+replay window.
 """
 
 from __future__ import annotations
