@@ -28,7 +28,7 @@ from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .devices import pairing
 from .identity import closure
 from .identity.proofing import FaceMatcher, LocalFaceMatcher
-from .oidc import login
+from .oidc import backchannel, login
 from .oidc.endpoints import install_oidc
 from .openapi import OPERATIONS, TITLE
 from .settings import AuthSettings
@@ -62,12 +62,15 @@ def create_app(
         )
         await queue.encrypt_stored_in_the_clear(app[DATABASE], app[AUTH].field_cipher)
         chores = asyncio.create_task(housekeeping.run(app[AUTH]), name="auth-housekeeping")
+        # Logout tokens for relying parties' back-channel logout URIs, with retries (oidc/backchannel.py).
+        logouts = asyncio.create_task(backchannel.run(app[AUTH], app[AUTH].backchannel_wake), name="auth-backchannel-logout")
         # Signing keys and the JWKS from memory; a rotation (here or by the operator CLI) is read within keys.cache_s.
         watching = asyncio.create_task(keys.watch(), name="auth-signing-keys")
         yield
         chores.cancel()
         watching.cancel()
-        await asyncio.gather(chores, watching, return_exceptions=True)
+        logouts.cancel()
+        await asyncio.gather(chores, watching, logouts, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
     install_approval_stream(app)  # GET /v1/approvals/stream: its feed of new prompts, after the context it reads

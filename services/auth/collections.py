@@ -27,6 +27,7 @@ DEVICE_PAIRINGS = "device_pairings"        # a new phone waiting to be added fro
 PAIRING_GUESSES = "pairing_guesses"        # wrong pairing codes entered per account, in the current window
 
 PROFILE_CHANGES = "profile_changes"        # phone / e-mail changes waiting for their one-time code (profile/changes.py)
+BACKCHANNEL_LOGOUTS = "backchannel_logouts"  # logout tokens waiting for relying parties, with retries (oidc/backchannel.py)
 
 INDEXES = (
     index(ACCOUNTS, "card_hash", unique=True),
@@ -63,4 +64,7 @@ INDEXES = (
     # Contact changes (and each account's hourly count): found by account (closure), gone an hour after they were made.
     index(PROFILE_CHANGES, "account_id", "created_at"),
     index(PROFILE_CHANGES, "purge_at", expire_after_s=0),
+    # Back-channel logout deliveries: the sender's retry queue (libs/retry_queue.py); gone a day after they were made.
+    index(BACKCHANNEL_LOGOUTS, "state", "next_attempt_at"),
+    index(BACKCHANNEL_LOGOUTS, "created_at", name="backchannel_logouts_ttl", expire_after_s=24 * 3600),
 )

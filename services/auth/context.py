@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ class Auth(ServiceContext):
     matcher: FaceMatcher
     # What finishes a prompt auth asked for itself, by action ("login": the OpenID Connect login or CIBA request).
     finishers: Mapping[str, Finisher] = field(default_factory=dict)
+    # Set when a change queued back-channel logout tokens (oidc/backchannel.py): the sender goes at once.
+    backchannel_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def field_cipher(self) -> FieldCipher:

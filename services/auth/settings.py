@@ -82,6 +82,14 @@ class AuthSettings:
     # (the gateway cuts a stream silent for 30 s); open streams per device per auth process, one more is 429.
     sse_heartbeat_s: float = setting("AUTH_SSE_HEARTBEAT_S", 15.0)
     sse_max_streams_per_device: int = setting("AUTH_SSE_MAX_STREAMS_PER_DEVICE", 3)
+    # Back-channel logout (oidc/backchannel.py): a logout token lives this long; a refused delivery waits
+    # backoff * 2**(n-1) s after its n-th attempt, and is given up after max_attempts; the sender looks for due
+    # deliveries this often (at once after a change in this process).
+    backchannel_logout_token_ttl_s: int = 120
+    backchannel_logout_backoff_s: float = setting("AUTH_BACKCHANNEL_LOGOUT_BACKOFF_S", 1.0)
+    backchannel_logout_max_attempts: int = setting("AUTH_BACKCHANNEL_LOGOUT_MAX_ATTEMPTS", 6)
+    backchannel_logout_timeout_s: float = 5.0
+    backchannel_logout_poll_s: float = setting("AUTH_BACKCHANNEL_LOGOUT_POLL_S", 1.0)
     # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
     admin_token: str = setting("ADMIN_TOKEN", "", repr=False)
 

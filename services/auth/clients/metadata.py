@@ -58,6 +58,11 @@ class ClientMetadata(BaseModel):
     encryption_jwk: dict[str, Any] | None = None
     contacts: list[str] = Field(default_factory=list, max_length=5, description="e-mail addresses of the people responsible for the client")
     logo_uri: str | None = Field(default=None, max_length=500)
+    # OpenID Connect Back-Channel Logout 1.0 §2.2: where the platform POSTs logout tokens (oidc/backchannel.py), and
+    # whether the client needs `sid` in them (it always gets one: every login here has a session id).
+    backchannel_logout_uri: str | None = Field(default=None, max_length=500, description="https, a public host (http://127.0.0.1 "
+                                               "in the sandbox): receives logout tokens when the citizen's session ends")
+    backchannel_logout_session_required: StrictBool = False
     # Whether the platform writes copies of this client's outcomes to its own topic `agency.<client_id>.events`
     # (docs/events.md). Off unless asked for: a topic, a broker write and an outbox document per event, for nothing,
     # when nobody reads it; in production the topic and its ACL come with the agency's onboarding (deploy/k8s).
@@ -81,7 +86,7 @@ class ClientMetadata(BaseModel):
     def _uris(cls, values: list[str]) -> list[str]:
         return [check_redirect_uri(v) for v in values]
 
-    @field_validator("callback_urls", "jwks_uri")
+    @field_validator("callback_urls", "jwks_uri", "backchannel_logout_uri")
     @classmethod
     def _outbound(cls, value: list[str] | str | None) -> list[str] | str | None:
         # URLs the platform itself calls or fetches: SSRF rules (libs/outbound), checked again at connection time.
@@ -144,6 +149,10 @@ class ClientMetadata(BaseModel):
             check_redirect_uri(self.sector_identifier_uri)
         if self.logo_uri is not None:
             check_redirect_uri(self.logo_uri)
+        if self.backchannel_logout_uri is not None:
+            check_redirect_uri(self.backchannel_logout_uri)  # and no fragment (Back-Channel Logout §2.2)
+        if self.backchannel_logout_session_required and not self.backchannel_logout_uri:
+            raise ValueError("backchannel_logout_session_required needs a backchannel_logout_uri")
         return self
 
 
@@ -151,7 +160,8 @@ class ClientMetadata(BaseModel):
 SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri", "dpop_bound_access_tokens")
 # ...and what only an operator may change: what the client may ask for, where citizens and their data go, what they read.
 OPERATOR_ONLY_FIELDS = ("client_name", "kind", "scope", "formfill_fields", "redirect_uris", "post_logout_redirect_uris",
-                        "callback_urls", "sector_identifier_uri", "agency_events")
+                        "callback_urls", "sector_identifier_uri", "agency_events", "backchannel_logout_uri",
+                        "backchannel_logout_session_required")
 # Nobody changes these: a client with another authentication method is another client.
 FIXED_FIELDS = ("token_endpoint_auth_method",)
 

@@ -14,7 +14,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from libs.revocation import events as revocation_events
 from libs.tokens import thumbprint
 
-from ..collections import DEVICES
+from ..collections import DEVICES, SESSIONS
+from ..oidc import backchannel
 from ..errors import NoSuchDevice
 from .protection import registered
 from .tokens import DeviceContext
@@ -85,7 +86,12 @@ async def revoke_device(auth: "Auth", session: AsyncClientSession, actor: Device
     )
     if result.matched_count != 1:
         raise NoSuchDevice("no such active device on this account")
-    await auth.audit(session, subject=actor.account_id, action="device.revoke", actor=actor.device_id, device_id=device_id)
+    # Sessions at the issuer do not record which phone approved them: any may have been this one's, so all of the
+    # account's end, and every relying party with one (or a grant) is told by back-channel logout.
+    logouts = await backchannel.queue_logouts(auth, session, actor.account_id, reason="device revoked")
+    ended = (await auth.db[SESSIONS].delete_many({"account_id": actor.account_id}, session=session)).deleted_count
+    await auth.audit(session, subject=actor.account_id, action="device.revoke", actor=actor.device_id, device_id=device_id,
+                     sessions_ended=ended, backchannel_logouts=logouts)
     await revocation_events.device_revoked(auth.outbox, session, device_id, expires_at=_revocation_expiry(auth))
 
 

@@ -20,8 +20,9 @@ from libs.events.topics import IDENTITY
 from libs.lifecycle import Lifecycle
 from libs.revocation import events as revocation_events
 
-from ..collections import ACCOUNTS, DEVICES, SUBJECTS
+from ..collections import ACCOUNTS, DEVICES, SESSIONS, SUBJECTS
 from ..errors import TransitionRefused
+from ..oidc import backchannel
 
 State = Literal["pending", "active", "suspended", "revoked", "closed"]
 ACCOUNT = Lifecycle[str](transitions={
@@ -86,6 +87,12 @@ async def change_state(
     if actor is not None:
         await ctx.audit(session, subject=account_id, action="identity.state_change", actor=actor, reason=reason,
                         **{"from": current, "to": to})
+    if to in INACTIVE and current not in INACTIVE:
+        # Back-channel logout: every relying party with a session or a grant of the citizen's is told (the closure
+        # ends the sessions itself); a suspended or revoked account's sessions at the issuer end here.
+        await backchannel.queue_logouts(ctx, session, account_id, reason=f"account {to}")
+        if to != "closed":
+            await db[SESSIONS].delete_many({"account_id": account_id}, session=session)
     if to in INACTIVE or current in INACTIVE:
         # Device tokens carry the account id as sub, relying parties' tokens one of its pairwise subjects.
         subjects = [doc["_id"] for doc in await db[SUBJECTS].find({"account_id": account_id}, {"_id": 1}, session=session).to_list()]

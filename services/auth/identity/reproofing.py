@@ -48,6 +48,7 @@ from ..clients.registry import clients_of_sector
 from ..collections import ACCOUNTS, DEVICES, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
 from ..errors import AccountInactive, NotEnrolled, ProofingFailed, TransitionRefused
+from ..oidc import backchannel
 from ..oidc.token_response import revoke_account_grants
 from ..oidc.tokens import acr_of
 from ..settings import AuthSettings
@@ -122,6 +123,8 @@ async def replace_devices(ctx: ServiceContext, session: AsyncClientSession, acco
     devices = await revoke_all_devices(ctx, session, account_id, actor=actor, reason="replaced")
     # The sign-in sessions at the issuer (prompt=none) were approved with the old phones: a browser the lost
     # phone signed in must approve again, on the new phone.
+    # Every relying party with one of those sessions or a grant is told (back-channel logout), before they end.
+    await backchannel.queue_logouts(ctx, session, account_id, reason="devices replaced")
     ended = (await db[SESSIONS].delete_many({"account_id": account_id}, session=session)).deleted_count
     # Relying parties' refresh tokens (and the access tokens issued with them) came from the old phones' approvals:
     # a phone lost to someone else must leave nothing that lets them go on; the citizen logs in again.

@@ -55,5 +55,6 @@ def provider_metadata(issuer: str) -> ProviderMetadata:
         "ui_locales_supported": ["en", "zh-HK"],
         "prompt_values_supported": ["none", "login", "consent"],
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,  # oidc/backchannel.py
+        "backchannel_logout_session_supported": True,
     })

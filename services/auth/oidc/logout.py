@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from libs.tokens import InvalidToken
 
 from ..clients.registry import find_client
-from . import sessions
+from . import backchannel, sessions
 from .authorization import redirect_url
 
 if TYPE_CHECKING:
@@ -31,10 +31,15 @@ async def end_session(auth: "Auth", params: dict[str, str], cookie: str | None) 
             client_id = client_id or claims.get("aud")
             sid = claims.get("sid") or sid
     async def end(s) -> None:
-        # The session ends with its audit record, in one transaction.
+        # The session ends with its audit record and the relying parties' logout tokens (back-channel logout, every
+        # client of the ending sessions, the one asking too), in one transaction.
+        logouts = 0
+        for account_id, sids in (await sessions.ending(auth, sid=sid, cookie=cookie, session=s)).items():
+            logouts += await backchannel.queue_logouts(auth, s, account_id, reason="logout", sids=sids)
         removed = await sessions.end(auth, sid=sid, cookie=cookie, session=s)
         if removed:
-            await auth.audit(s, subject=removed["account_id"], action="logout", actor=client_id or "browser")
+            await auth.audit(s, subject=removed["account_id"], action="logout", actor=client_id or "browser",
+                             backchannel_logouts=logouts)
 
     await auth.transaction(end)
     target = params.get("post_logout_redirect_uri")

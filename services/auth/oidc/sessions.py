@@ -92,6 +92,19 @@ def approved(session_doc: dict[str, Any], client_id: str, scopes: list[str]) -> 
     return any(a["client_id"] == client_id and wanted <= set(a["scopes"]) for a in session_doc.get("approved", []))
 
 
+async def ending(auth: "Auth", *, sid: str | None, cookie: str | None,
+                 session: AsyncClientSession | None = None) -> dict[str, list[str]]:
+    """The sessions `end` would end (the ID token's sid, the browser's own): their sids by account."""
+    named: list[dict[str, Any]] = [{"_id": sid}] if sid else []
+    if cookie:
+        named.append({"cookie_hash": token_hash(cookie)})
+    by_account: dict[str, list[str]] = {}
+    if named:
+        for doc in await auth.db[SESSIONS].find({"$or": named}, {"account_id": 1}, session=session).to_list():
+            by_account.setdefault(doc["account_id"], []).append(doc["_id"])
+    return by_account
+
+
 async def end(auth: "Auth", *, sid: str | None, cookie: str | None,
               session: AsyncClientSession | None = None) -> dict[str, Any] | None:
     """Logout: the session named by the ID token's sid and the browser's own; the first one found is returned."""
