@@ -91,7 +91,7 @@ def main() -> int:
     app = f"{_here(Path(sys.executable))} -m clients.citizen_app --profile {_here(profile_of(seed))}"
     print(f"""
 Now try it yourself: open {SITE_URL} in a browser on this machine, then be the phone with:
-  {app} open 'harbourid://authorize?tx=…'   # the link under the QR code on the login page
+  {app} open 'harbourid://authorize?tx=…'   # the login page's fallback link (or its https button's link)
   {app} pending                              # prompts waiting on the phone (pre-fill, signing)
   {app} approve APPROVAL_ID
 The site keeps running; `make down` stops it with the platform.""")
