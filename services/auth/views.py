@@ -54,6 +54,7 @@ class ClientView(Answer):
     contacts: list[str]
     logo_uri: str | SkipJsonSchema[None] = None
     agency_events: bool = Field(description="whether the client's outcomes are published on its own topic agency.<client_id>.events")
+    dpop_bound_access_tokens: bool = Field(default=False, description="RFC 9449 §5.2: the client's token requests must carry a DPoP proof")
     registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
 
 
