@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import uuid
 
@@ -22,6 +23,7 @@ from libs.tokens.dpop import access_token_hash
 
 from ..support.citizens import enrolled_app
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, register
+from .test_oidc_node import NODE_DIR, node  # noqa: F401  (the fixture: node with openid-client installed)
 
 pytestmark = pytest.mark.e2e
 
@@ -176,3 +178,33 @@ async def test_code_flow_dpop_bound_client_with_nonce_refresh_and_userinfo(platf
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["token_type"] == "DPoP" and claims_of(refreshed.json()["access_token"])["cnf"]["jkt"] == key.jkt
     assert call("GET", userinfo, refreshed.json()["access_token"], key).status_code == 200
+
+
+# --- Node's openid-client v6: its own DPoP proofs and nonce handling (tests/interop/node/dpop.mjs) -------------
+
+def dpop_mjs(node: str, *args: str) -> dict:
+    result = subprocess.run([node, "dpop.mjs", *args], cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"node dpop.mjs {args[0]} exited {result.returncode}:\n{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+async def test_openid_client_gets_and_uses_dpop_bound_tokens(platform, kiosk, metadata, node, tmp_path):
+    # A client registered dpop_bound_access_tokens: openid-client must answer use_dpop_nonce itself.
+    rp = register(platform, client_name="Node DPoP Portal", scope="openid offline_access", dpop_bound_access_tokens=True)
+    citizen = await enrolled_app(platform, kiosk, tmp_path, "node-dpop-phone")
+    issuer, client_id, secret = platform.gateway, rp["client_id"], rp["client_secret"]
+    started = dpop_mjs(node, "start", issuer, client_id, secret, REDIRECT)
+    outcome = await citizen.open_link(app_link_of(requests.get(started["url"], timeout=10).text))
+    finished = dpop_mjs(node, "finish", issuer, client_id, secret, outcome["redirect_to"],
+                        started["code_verifier"], started["state"], started["nonce"])
+    assert finished["token_type"].lower() == "dpop" and "jkt" in claims_of(finished["access_token"])["cnf"]
+    assert finished["userinfo"]["sub"]
+    assert finished["other_key_refresh"] == "invalid_grant"
+    assert finished["refreshed_token_type"].lower() == "dpop"
+    # Without its proof the token is refused.
+    refused(call("GET", metadata["userinfo_endpoint"], finished["access_token"], None, scheme="Bearer"), "invalid_token")
+
+    agency = register(platform, client_name="Node DPoP Agency", scope="notify")
+    answer = dpop_mjs(node, "agency", issuer, agency["client_id"], agency["client_secret"])
+    assert answer["token_type"].lower() == "dpop" and answer["templates_status"] == 200, answer
+    refused(call("GET", issuer + "/v1/templates", answer["access_token"], None, scheme="Bearer"), "invalid_token")
