@@ -73,7 +73,7 @@ async def test_the_login_page_qr_code_changes_and_each_code_is_accepted(platform
         qr = requests.get(status_url, timeout=10).json()["qr"]
         return qr if qr["t"] != first["t"] else None
 
-    later = await eventually(next_code, timeout_s=5, interval_s=0.2)  # the page's next second
+    later = await eventually(next_code, timeout_s=15, interval_s=0.2)  # the page's next second
     assert later["t"] > first["t"] and params(later["link"])["tx"] == params(first["link"])["tx"]
     assert params(later["link"])["c"] != params(first["link"])["c"] and later["svg"] != first["svg"]
     outcome = await citizen.open_link(later["link"])  # scanned within its window

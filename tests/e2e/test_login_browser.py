@@ -280,7 +280,7 @@ async def test_the_qr_code_on_the_page_refreshes_every_second(platform, kiosk, m
     first = await shows_login_page(page, CLIENT_NAME)
     first_t = first.split("&t=")[1].split("&")[0]
     # Awaited, not slept: the page's script swaps in the next second's code by itself.
-    await page.wait_for_function(f'document.getElementById("qr").getAttribute("data-t") !== "{first_t}"', timeout=5000)
+    await page.wait_for_function(f'document.getElementById("qr").getAttribute("data-t") !== "{first_t}"', timeout=15_000)
     later = await shown_qr_link(page)
     assert later != first and later.split("&c=")[0] != first.split("&c=")[0] and later.split("&c=")[1] != first.split("&c=")[1]
     await citizen.open_link(later)
