@@ -128,7 +128,10 @@ async def main(infra, args) -> None:
         report = verify_log(entries, [], {})
         print(f"verify: {report.size} records read and checked in {time.perf_counter() - started:.2f} s, ok={report.ok}")
     finally:
-        await client.drop_database(db.name)
+        try:
+            await client.drop_database(db.name)
+        except Exception as exc:  # noqa: BLE001 - a busy server timing out; say so, the figures stand
+            print(f"could not drop {db.name}: {type(exc).__name__}; drop it by hand")
         await client.close()
 
 
