@@ -1,8 +1,9 @@
 """Login journeys: the authorization in progress, the phone's approval, the authorization code.
 
 A browser at the authorization endpoint gets a transaction (`tx`) shown as a
-QR code and an app link `harbourid://authorize?tx=…`, plus a short matching
-code. The citizen's app opens the link (`claim`): a `login` prompt with the
+QR code that changes every second and app links (`{issuer}/app/authorize?tx=…`,
+`harbourid://authorize?tx=…`: qr_links.py), plus a short matching
+code. The citizen's app opens a link (`claim`): a `login` prompt with the
 id `login-<tx>` enters the citizen's approval queue — inserted only if that
 id is new, so the first citizen to open the link holds the login and nobody
 else can (the same citizen opening it again gets the same prompt); a
@@ -191,7 +192,9 @@ async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | No
     """The app opened the link: queue the login's prompt for this citizen, once; return the prompt as the app shows it.
 
     Two operations by `_id`: the transaction is read, the prompt inserted. `assurance` is the citizen's, known
-    from the device check (its account is active); without it the account is read."""
+    from the device check (its account is active); without it the account is read. A QR code's link must carry
+    a time code auth made for this login and be within the QR window (QrCodeForged, QrCodeExpired: nothing
+    written); the same-device links carry none."""
     opened = qr_links.parse(link, auth.settings.issuer)
     now = auth.clock.now()
     doc = await auth.db[AUTHORIZATIONS].find_one({"_id": opened.tx})
