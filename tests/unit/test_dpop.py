@@ -162,3 +162,65 @@ def test_a_proof_without_the_nonce_asks_for_one(key):
     with pytest.raises(dpop.NonceRequired):
         check(make_proof(key, nonce="stale"), nonce_ok=nonces.ok)
     assert check(make_proof(key, nonce=nonces.current()), nonce_ok=nonces.ok).jkt == key.thumbprint()
+
+
+# --- libs/callers.check_sender: how a token is presented, on a request -------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+from aiohttp.test_utils import make_mocked_request  # noqa: E402
+from multidict import CIMultiDict  # noqa: E402
+
+from libs.callers import InvalidAccessToken, InvalidDPoPProof, InvalidDPoPToken, check_sender  # noqa: E402
+from services.auth.oidc import dpop as auth_dpop  # noqa: E402
+
+ISSUER = "http://127.0.0.1:8000"
+
+
+def presented(app: web.Application, *proofs: str, path: str = "/v1/templates?page=2", method: str = "GET"):
+    headers = CIMultiDict(("DPoP", p) for p in proofs)
+    return make_mocked_request(method, path, headers=headers, app=app)
+
+
+def test_a_bound_token_needs_the_dpop_scheme_and_its_proof(key):
+    app, claims = web.Application(), {"cnf": {"jkt": key.thumbprint()}}
+    with pytest.raises(InvalidDPoPToken) as refused:
+        check_sender(presented(app), ISSUER, "Bearer", TOKEN, claims)
+    assert refused.value.headers["WWW-Authenticate"].startswith('DPoP realm="harbour-id", error="invalid_token"')
+    with pytest.raises(InvalidDPoPProof):
+        check_sender(presented(app), ISSUER, "DPoP", TOKEN, claims)  # no proof
+    proof = make_proof(key)
+    with pytest.raises(InvalidDPoPProof):
+        check_sender(presented(app, proof, proof), ISSUER, "DPoP", TOKEN, claims)  # two proofs
+    check_sender(presented(app, proof), ISSUER, "DPoP", TOKEN, claims)  # the issuer's URL + the path, query left out
+    with pytest.raises(InvalidDPoPProof, match="already used"):
+        check_sender(presented(app, proof), ISSUER, "DPoP", TOKEN, claims)
+    # Another process (another app) has its own window.
+    check_sender(presented(web.Application(), proof), ISSUER, "DPoP", TOKEN, claims)
+
+
+def test_a_proof_by_another_key_or_for_another_request_is_refused(key):
+    app, claims = web.Application(), {"cnf": {"jkt": key.thumbprint()}}
+    other = jwk.JWK.generate(kty="EC", crv="P-256")
+    with pytest.raises(InvalidDPoPProof, match="bound to"):
+        check_sender(presented(app, make_proof(other)), ISSUER, "DPoP", TOKEN, claims)
+    with pytest.raises(InvalidDPoPProof, match="htm"):
+        check_sender(presented(app, make_proof(key), method="POST"), ISSUER, "DPoP", TOKEN, claims)
+    with pytest.raises(InvalidDPoPProof, match="htu"):
+        check_sender(presented(app, make_proof(key), path="/v1/notifications"), ISSUER, "DPoP", TOKEN, claims)
+
+
+def test_an_unbound_token_is_a_bearer_token_only():
+    app = web.Application()
+    check_sender(presented(app), ISSUER, "Bearer", TOKEN, {"sub": "x"})
+    with pytest.raises(InvalidAccessToken):
+        check_sender(presented(app), ISSUER, "DPoP", TOKEN, {"sub": "x"})
+
+
+@pytest.mark.parametrize(("mode", "bound", "wanted"), [
+    ("off", True, False), ("bound", False, False), ("bound", True, True), ("always", False, True), ("typo", False, True)])
+def test_who_is_asked_for_a_server_nonce(mode, bound, wanted):
+    auth = SimpleNamespace(settings=SimpleNamespace(dpop_nonce=mode))
+    client = SimpleNamespace(metadata=SimpleNamespace(dpop_bound_access_tokens=bound))
+    assert auth_dpop.wants_nonce(auth, client) is wanted
