@@ -7,7 +7,7 @@ agencies' `notification.send` records that list it (their subject is the agency;
 names each citizen of the chunk). Each becomes an `ActivityEntry`: when, what kind, which service (the client's id
 and name from signing's projection of clients.events), the details a person reads (field names, level, methods,
 the document's name while signing still holds the request — the ledger itself never holds it), and the proof:
-the record's place `seq`, its `leaf` and `chain` hashes, and the first signed checkpoint that covers it
+the record's place `seq`, its `leaf` and `chain` hashes, and the latest signed checkpoint, which covers it
 (`python -m services.signing.ledger verify` checks the chain up to that checkpoint's head).
 
 Who sees what:
@@ -31,7 +31,7 @@ from libs.errors import NotFound
 from libs.projections import CLIENTS, account_of_subject
 from libs.store import index
 
-from .store import CHECKPOINTS, LOG
+from .store import LOG, latest_checkpoint
 
 PAGE_LIMIT = 200
 # (request_id, account_id) -> the document's name while signing still holds the request (encrypted, 30 days).
@@ -70,7 +70,7 @@ class Proof(BaseModel):
     seq: int
     leaf: str
     chain: str
-    # The first signed checkpoint at or after this record (None until the next one is signed, within ~10 s).
+    # The latest signed checkpoint, which covers this record (None until the next one is signed, within ~10 s).
     checkpoint_size: int | None
     checkpoint_jws: str | None
 
@@ -177,17 +177,18 @@ async def _client_names(db: AsyncDatabase, docs: list[dict[str, Any]]) -> dict[s
 
 
 class Checkpoints:
-    """The first signed checkpoint at or after each record, for records read in seq order (one read per checkpoint)."""
+    """The latest signed checkpoint, read once per page by `_id`: it covers every record up to its size (a range
+    query for the first covering one scans the collection on the local database: 313 ms at 20,000 checkpoints)."""
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
-        self.current: dict[str, Any] | None = None
+        self.latest: dict[str, Any] | None = None
+        self.read = False
 
     async def covering(self, seq: int) -> dict[str, Any] | None:
-        if self.current is None or self.current["_id"] < seq:
-            found = await self.db[CHECKPOINTS].find({"_id": {"$gte": seq}}, {"jws": 1}).sort("_id", 1).limit(1).to_list()
-            self.current = found[0] if found else None
-        return self.current
+        if not self.read:
+            self.latest, self.read = await latest_checkpoint(self.db), True
+        return self.latest if self.latest is not None and self.latest["size"] >= seq else None
 
 
 async def _entry(doc: dict[str, Any], data: dict[str, Any], details: dict[str, Any], names: dict[str, str | None],
@@ -200,7 +201,7 @@ async def _entry(doc: dict[str, Any], data: dict[str, Any], details: dict[str, A
         action=str(data.get("action", "")), outcome=str(data.get("outcome", "success")),
         client_id=client_id, client_name=names.get(client_id) if client_id else None, details=details,
         proof=Proof(seq=doc["_id"], leaf=doc["leaf"], chain=doc["chain"],
-                    checkpoint_size=checkpoint["_id"] if checkpoint else None,
+                    checkpoint_size=checkpoint["size"] if checkpoint else None,
                     checkpoint_jws=checkpoint["jws"] if checkpoint else None),
         record=record)
 
