@@ -55,6 +55,10 @@ class ClientView(Answer):
     logo_uri: str | SkipJsonSchema[None] = None
     agency_events: bool = Field(description="whether the client's outcomes are published on its own topic agency.<client_id>.events")
     dpop_bound_access_tokens: bool = Field(default=False, description="RFC 9449 §5.2: the client's token requests must carry a DPoP proof")
+    backchannel_logout_uri: str | SkipJsonSchema[None] = Field(default=None, description="OpenID Connect Back-Channel Logout "
+                                                               "1.0 §2.2: where logout tokens are POSTed")
+    backchannel_logout_session_required: bool = Field(default=False, description="Back-Channel Logout §2.2 (the tokens "
+                                                      "carry sid always)")
     registration_client_uri: str = Field(description="where the client reads, updates and deletes its registration (RFC 7592)")
 
 
