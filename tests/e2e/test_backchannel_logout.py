@@ -220,3 +220,15 @@ async def test_a_replaced_phone_tells_the_rps(platform, metadata, receiver, tmp_
     [delivery] = await eventually(lambda: receiver.at("replaced"), timeout_s=20)
     claims = verified(metadata, delivery.token, rp["client_id"])
     assert claims["sub"] == claims_of(tokens["id_token"])["sub"] and claims["sid"] == claims_of(tokens["id_token"])["sid"]
+
+
+async def test_an_account_closed_by_an_operator_tells_the_rps(platform, kiosk, metadata, receiver, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    rp = register(platform, client_name="Closure RP", backchannel_logout_uri=receiver.url("closed"))
+    tokens, _ = await login(platform, metadata, rp, citizen, scope="openid offline_access")
+
+    closed = admin(platform, "close-account", citizen.profile.account_id, "--reason", "deceased (certificate D-1)")
+    assert closed.returncode == 0, closed.stderr
+    [delivery] = await eventually(lambda: receiver.at("closed"), timeout_s=20)
+    claims = verified(metadata, delivery.token, rp["client_id"])
+    assert claims["sub"] == claims_of(tokens["id_token"])["sub"] and claims["sid"] == claims_of(tokens["id_token"])["sid"]
