@@ -20,6 +20,8 @@ from libs.outbound import check_url
 from libs.service.validation import DisplayText
 from libs.tokens import InvalidKey, load_public_jwk
 
+from ..oidc import fapi
+
 ClientKind = Literal["relying_party", "agency", "kiosk"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "formfill", "sign", "notify", "activity", "enrol", "offline_access"})
@@ -72,6 +74,12 @@ class ClientMetadata(BaseModel):
     # RFC 9449 §5.2: every token request of this client must carry a DPoP proof (its access tokens are all DPoP-bound).
     dpop_bound_access_tokens: StrictBool = Field(default=False, description="DPoP (RFC 9449 §5.2): token requests "
                                                  "without a DPoP proof are refused")
+    # RFC 9126 §6: this client's authorization requests only through PAR (oidc/fapi.py); the FAPI profile implies it.
+    require_pushed_authorization_requests: StrictBool = Field(default=False, description="PAR (RFC 9126 §6): a plain "
+                                                              "authorization request is refused with invalid_request")
+    # FAPI 2.0 Security Profile (oidc/fapi.py): PAR, private_key_jwt, DPoP-bound tokens, codes of 60 s at most.
+    fapi_profile: Literal["fapi2-security"] | None = Field(default=None, description="fapi2-security: the FAPI 2.0 "
+                                                           "Security Profile's rules for this client (docs/api.md)")
 
     @field_validator("contacts")
     @classmethod
@@ -153,15 +161,18 @@ class ClientMetadata(BaseModel):
             check_redirect_uri(self.backchannel_logout_uri)  # and no fragment (Back-Channel Logout §2.2)
         if self.backchannel_logout_session_required and not self.backchannel_logout_uri:
             raise ValueError("backchannel_logout_session_required needs a backchannel_logout_uri")
+        if fapi_problem := fapi.registration_problem(self):
+            raise ValueError(fapi_problem)
         return self
 
 
 # RFC 7592 self-service: what a client may change with its registration access token (plus a new secret)...
-SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri", "dpop_bound_access_tokens")
+SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri", "dpop_bound_access_tokens",
+                       "require_pushed_authorization_requests")
 # ...and what only an operator may change: what the client may ask for, where citizens and their data go, what they read.
 OPERATOR_ONLY_FIELDS = ("client_name", "kind", "scope", "formfill_fields", "redirect_uris", "post_logout_redirect_uris",
                         "callback_urls", "sector_identifier_uri", "agency_events", "backchannel_logout_uri",
-                        "backchannel_logout_session_required")
+                        "backchannel_logout_session_required", "fapi_profile")
 # Nobody changes these: a client with another authentication method is another client.
 FIXED_FIELDS = ("token_endpoint_auth_method",)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from libs.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
 
+from .fapi import PROFILES as FAPI_PROFILES
 from .tokens import ACR_BASIC, ACR_PLUS
 from .views import ProviderMetadata
 
@@ -50,6 +51,8 @@ def provider_metadata(issuer: str) -> ProviderMetadata:
         "request_uri_parameter_supported": True,
         "require_pushed_authorization_requests": False,
         "authorization_response_iss_parameter_supported": True,
+        # Per client (fapi.py): the registration's fapi_profile; its PAR and DPoP duties are the registration's too.
+        "fapi_profiles_supported": list(FAPI_PROFILES),
         "backchannel_token_delivery_modes_supported": ["poll"],
         "backchannel_user_code_parameter_supported": False,
         "ui_locales_supported": ["en", "zh-HK"],

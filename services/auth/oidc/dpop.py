@@ -18,6 +18,7 @@ from libs.tokens import dpop
 from libs.tokens.single_use import first_use
 
 from ..collections import DPOP_PROOFS
+from . import fapi
 from .errors import InvalidDPoPProof, UseDPoPNonce
 
 if TYPE_CHECKING:
@@ -41,14 +42,14 @@ def wants_nonce(auth: "Auth", client: "Client") -> bool:
     mode = auth.settings.dpop_nonce
     if mode == "off":
         return False
-    return mode != "bound" or client.metadata.dpop_bound_access_tokens
+    return mode != "bound" or fapi.requires_dpop(client)
 
 
 async def token_request_key(auth: "Auth", client: "Client", proofs: list[str]) -> str | None:
     """The thumbprint (`jkt`) the tokens of this request are bound to, None without a proof; or the OAuth error."""
     if not proofs:
-        if client.metadata.dpop_bound_access_tokens:
-            raise InvalidDPoPProof("this client's token requests need a DPoP proof (dpop_bound_access_tokens)")
+        if fapi.requires_dpop(client):
+            raise InvalidDPoPProof("this client's token requests need a DPoP proof (dpop_bound_access_tokens or fapi_profile)")
         return None
     if len(proofs) > 1:
         raise InvalidDPoPProof("exactly one DPoP header is allowed")

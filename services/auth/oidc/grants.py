@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, REFRESH_TOKENS
+from . import fapi
 from .decided import DECIDED
 from .login import LOGIN_CODE_SEPARATOR
 from .errors import InvalidGrant, InvalidRequest, InvalidScope, UnauthorizedClient
@@ -46,7 +47,8 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
             await revoke_family(auth, doc["family_id"])
         await revoke_access_tokens(auth, [doc["at_jti"]] if doc.get("at_jti") else [], _replayed(doc, client))
         raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
-    if auth.clock.now() >= doc["expires_at"]:
+    # FAPI 2.0 clients: a code is good for 60 s at most (fapi.py), whatever the code lifetime (settings.code_ttl_s).
+    if auth.clock.now() >= fapi.code_expires_at(client, doc["expires_at"], auth.settings.code_ttl_s):
         raise InvalidGrant("the code has expired")
     if form.get("redirect_uri") != doc["redirect_uri"]:
         raise InvalidGrant("redirect_uri does not match the authorization request")

@@ -11,7 +11,7 @@ from libs.service.openapi import html, redirect
 
 from ...callers import AUTH
 from ...clients.registry import find_client
-from .. import hints, login, pages, par, silent_login
+from .. import fapi, hints, login, pages, par, silent_login
 from ..authorization import parse_request, single_params
 from ..errors import NoSuchLogin
 from ..views import AuthorizationStatus, PushedAuthorizationResponse
@@ -45,6 +45,8 @@ async def authorize(request: web.Request) -> web.Response:
     if pushed:
         params = await par.redeem(auth, params["request_uri"], params.get("client_id"))
     client = await find_client(auth.db, params.get("client_id", ""))
+    # RFC 9126 §6 / FAPI 2.0: a client that must push its requests is refused a plain one (an error page, not redirected).
+    fapi.check_plain_request(client, pushed)
     authorization = parse_request(client, params)
     # login_hint / id_token_hint: the one citizen who may approve (None: whoever opens the link first).
     account = await hints.hinted_account(auth, client, authorization)
