@@ -53,6 +53,8 @@ class ClientView(Answer):
     encryption_jwk: dict[str, Any] | SkipJsonSchema[None] = None
     contacts: list[str]
     logo_uri: str | SkipJsonSchema[None] = None
+    require_signed_request_object: bool = Field(default=False, description="RFC 9101 §10.5: the client's authorization "
+                                                "requests must be signed request objects")
     agency_events: bool = Field(description="whether the client's outcomes are published on its own topic agency.<client_id>.events")
     dpop_bound_access_tokens: bool = Field(default=False, description="RFC 9449 §5.2: the client's token requests must carry a DPoP proof")
     backchannel_logout_uri: str | SkipJsonSchema[None] = Field(default=None, description="OpenID Connect Back-Channel Logout "

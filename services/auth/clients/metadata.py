@@ -60,6 +60,9 @@ class ClientMetadata(BaseModel):
     encryption_jwk: dict[str, Any] | None = None
     contacts: list[str] = Field(default_factory=list, max_length=5, description="e-mail addresses of the people responsible for the client")
     logo_uri: str | None = Field(default=None, max_length=500)
+    # RFC 9101 §10.5: this client's authorization requests only as request objects it signed (oidc/request_objects.py).
+    require_signed_request_object: StrictBool = Field(default=False, description="JAR (RFC 9101 §10.5): an authorization "
+                                                      "request not sent as a signed request object is refused")
     # OpenID Connect Back-Channel Logout 1.0 §2.2: where the platform POSTs logout tokens (oidc/backchannel.py), and
     # whether the client needs `sid` in them (it always gets one: every login here has a session id).
     backchannel_logout_uri: str | None = Field(default=None, max_length=500, description="https, a public host (http://127.0.0.1 "
@@ -151,6 +154,8 @@ class ClientMetadata(BaseModel):
             raise ValueError("a relying party that logs citizens in needs redirect_uris")
         if self.token_endpoint_auth_method == "private_key_jwt" and not (self.jwks or self.jwks_uri):
             raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if self.require_signed_request_object and not (self.jwks or self.jwks_uri):
+            raise ValueError("require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)")
         if self.jwks_uri is not None:
             check_redirect_uri(self.jwks_uri)
         if self.sector_identifier_uri is not None:
@@ -168,7 +173,7 @@ class ClientMetadata(BaseModel):
 
 # RFC 7592 self-service: what a client may change with its registration access token (plus a new secret)...
 SELF_SERVICE_FIELDS = ("jwks", "jwks_uri", "encryption_jwk", "contacts", "logo_uri", "dpop_bound_access_tokens",
-                       "require_pushed_authorization_requests")
+                       "require_pushed_authorization_requests", "require_signed_request_object")
 # ...and what only an operator may change: what the client may ask for, where citizens and their data go, what they read.
 OPERATOR_ONLY_FIELDS = ("client_name", "kind", "scope", "formfill_fields", "redirect_uris", "post_logout_redirect_uris",
                         "callback_urls", "sector_identifier_uri", "agency_events", "backchannel_logout_uri",

@@ -21,8 +21,10 @@ MAX_PARAM_LENGTH = 2048
 SINGLE_VALUED = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
     "code_challenge_method", "prompt", "max_age", "acr_values", "response_mode", "ui_locales", "login_hint", "id_token_hint",
-    "request_uri",
+    "request_uri", "request",
 )
+# A signed request object (RFC 9101, request_objects.py) carries the whole request: more room than one parameter.
+MAX_REQUEST_OBJECT_LENGTH = 8192
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def single_params(params: Any) -> dict[str, str]:
         if key in SINGLE_VALUED and len(all_values) > 1:
             raise InvalidRequest(f"the parameter {key} is repeated")
         value = all_values[0]
-        if len(value) > MAX_PARAM_LENGTH:
+        if len(value) > (MAX_REQUEST_OBJECT_LENGTH if key == "request" else MAX_PARAM_LENGTH):
             raise InvalidRequest(f"the parameter {key} is too long")
         values[key] = value
     return values

@@ -130,6 +130,17 @@ class InvalidRequestUri(OAuthError):
     error = "invalid_request_uri"
 
 
+# --- RFC 9101 (JWT-secured authorization requests, JAR) ------------------------
+
+
+class InvalidRequestObject(OAuthError):
+    error = "invalid_request_object"
+
+
+class RequestUriNotSupported(OAuthError):
+    error = "request_uri_not_supported"
+
+
 # --- OpenID Connect Core §3.1.2.6 (prompt=none) --------------------------------
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..collections import PUSHED_REQUESTS
+from . import request_objects
 from .authorization import parse_request
 from .errors import InvalidRequestUri
 from .hints import hinted_account
@@ -25,6 +26,8 @@ NOT_PUSHED = frozenset({"client_secret", "client_assertion", "client_assertion_t
 async def push(auth: "Auth", client: "Client", form: dict[str, str]) -> PushedAuthorizationResponse:
     """Check the request as the authorization endpoint will (its errors answered as JSON here), then keep it."""
     params = {k: v for k, v in form.items() if k not in NOT_PUSHED}
+    # A signed request object (RFC 9101): its claims are what is pushed, the form's other parameters are ignored.
+    params = await request_objects.pushed(auth, client, params)
     params["client_id"] = client.client_id
     # The hints too (hints.py): a pushed request naming no citizen of this client is refused now, not at the browser.
     await hinted_account(auth, client, parse_request(client, params))

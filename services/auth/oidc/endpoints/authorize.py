@@ -11,7 +11,7 @@ from libs.service.openapi import html, redirect
 
 from ...callers import AUTH
 from ...clients.registry import find_client
-from .. import fapi, hints, login, pages, par, silent_login
+from .. import fapi, hints, login, pages, par, request_objects, silent_login
 from ..authorization import parse_request, single_params
 from ..errors import NoSuchLogin
 from ..views import AuthorizationStatus, PushedAuthorizationResponse
@@ -40,11 +40,14 @@ async def authorize(request: web.Request) -> web.Response:
     """The login page, or for prompt=none the answer from the browser's session; errors: the OAuth error handler."""
     auth = request.config_dict[AUTH]
     params = single_params(request.query) if request.method == "GET" else await read_form(request)
+    # A signed request object (RFC 9101): its claims are the request. A request_uri not PAR's own is refused.
+    params, signed = await request_objects.resolve(auth, params)
     # Pushed (PAR): the client authenticated itself when it sent these parameters.
     pushed = "request_uri" in params
     if pushed:
         params = await par.redeem(auth, params["request_uri"], params.get("client_id"))
     client = await find_client(auth.db, params.get("client_id", ""))
+    request_objects.check_plain(client, signed or pushed)  # require_signed_request_object (RFC 9101 §10.5)
     # RFC 9126 §6 / FAPI 2.0: a client that must push its requests is refused a plain one (an error page, not redirected).
     fapi.check_plain_request(client, pushed)
     authorization = parse_request(client, params)

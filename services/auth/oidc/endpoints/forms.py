@@ -75,6 +75,8 @@ AUTHORIZATION_PARAMS: dict[str, dict[str, Any]] = {
     "id_token_hint": {**PARAM, "description": "an ID token this issuer signed for this client (expired or not): only its "
                                               "citizen's phone may approve"},
     "request_uri": {**PARAM, "description": "from POST /oidc/par (RFC 9126)"},
+    "request": {"type": "string", "maxLength": 8192, "description": "a request object (RFC 9101): the request's parameters "
+                "as a JWT the client signed (ES256, a key of its jwks); the other parameters but client_id are ignored"},
 }
 CLIENT_AUTH_FIELDS: dict[str, dict[str, Any]] = {
     "client_id": PARAM,
