@@ -10,6 +10,7 @@ from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
+from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
@@ -44,9 +45,14 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         )
         # Standing consents' updates to clients' callback URLs (profile_updates.py), sent in the background.
         sender = asyncio.create_task(profile_updates.run_sender(app[FORMFILL]), name="formfill-consent-callbacks")
+        # Requests' outcomes to clients' callback URLs (libs/result_callbacks.py), signed with the release keys.
+        results = ResultCallbacks("formfill", app[DATABASE], app[FORMFILL].signer, app[FORMFILL].clock,
+                                  attempts=settings.result_callback_attempts, backoff_s=settings.result_callback_backoff_s)
+        result_sender = asyncio.create_task(results.run_sender(), name="formfill-result-callbacks")
         yield
         sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        result_sender.cancel()
+        await asyncio.gather(sender, result_sender, return_exceptions=True)
         await session.close()
 
     app.cleanup_ctx.append(formfill_context)

@@ -6,6 +6,7 @@ to be read are encrypted too and expire. Nothing here is plaintext PII.
 
 # Also here: CLIENTS and SUBJECTS, the projections of clients.events and identity.subject_assigned kept as every service keeps them.
 from libs.projections import CLIENTS, SUBJECT_INDEXES, SUBJECTS  # noqa: F401 (re-exported)
+from libs.result_callbacks import INDEXES as RESULT_CALLBACK_INDEXES
 from libs.store import index
 
 VAULT = "vault"                # account id -> encrypted fields, assurance, state
@@ -17,6 +18,7 @@ CONSENT_CALLBACKS = "consent_callbacks"  # standing consents' updates waiting fo
 
 INDEXES = (
     *SUBJECT_INDEXES,
+    *RESULT_CALLBACK_INDEXES,  # outcomes waiting for the client's callback URL (libs/result_callbacks.py)
     index(REQUESTS, "client_id", "created_at"),
     index(REQUESTS, "expires_at", name="requests_ttl", expire_after_s=30 * 24 * 3600),
     index(RESULTS, "expires_at", expire_after_s=0),

@@ -24,6 +24,7 @@ from libs.consented_requests import Claimed, ConsentedRequests, Decided, Decline
 from libs.crypto import seal_jwt
 from libs.events import agency_topic
 from libs.projections import CLIENTS, pairwise_subject, wants_agency_events
+from libs import result_callbacks
 from libs.service.validation import DisplayText
 
 from . import consents
@@ -148,6 +149,7 @@ async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict
     if not decided.approved:
         DECISIONS.labels("denied").inc()
         await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=decided.decided_at)
+        await _call_back(formfill, session, decided.request, "formfill.denied", FormfillStatus.DENIED, error="access_denied")
         return
     vault = await formfill.db[VAULT].find_one({"_id": decided.request["account_id"]}, {"state": 1}, session=session)
     if vault is not None and vault.get("state") == "closed":
@@ -155,6 +157,7 @@ async def on_decided(formfill: Formfill, session: AsyncClientSession, data: dict
         # nothing is released (the relying party sees denied).
         DECISIONS.labels("denied").inc()
         await FORMFILL_REQUESTS.move(formfill, session, decided.request, FormfillStatus.DENIED, decided_at=decided.decided_at)
+        await _call_back(formfill, session, decided.request, "formfill.denied", FormfillStatus.DENIED, error="access_denied")
         return
     DECISIONS.labels("released").inc()
     await _release(formfill, session, decided, device_id=data["device_id"])
@@ -192,6 +195,7 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
     await consents.record_receipt(formfill, session, receipt_id, doc, released)
     await FORMFILL_REQUESTS.move(formfill, session, doc, FormfillStatus.APPROVED,
                                  decided_at=decided.decided_at, released_at=now, released_fields=released, receipt_id=receipt_id)
+    await _call_back(formfill, session, doc, "formfill.release_ready", FormfillStatus.APPROVED, client=client, sub=sub)
     # No purpose: the relying party wrote it and has it by request id; free text stays off the outbox and Kafka.
     if wants_agency_events(client):  # its own topic only if it subscribed (the client was read above)
         await formfill.publish(session, agency_topic(doc["client_id"]), "consent.granted", receipt_id,
@@ -202,6 +206,20 @@ async def _release(formfill: Formfill, session: AsyncClientSession, decided: Dec
     await formfill.audit(session, subject=doc["account_id"], action="formfill.release", actor=device_id,
                          client_id=doc["client_id"], receipt_id=receipt_id, request_id=request_id, fields=released,
                          standing=doc["standing"], purpose_sha256=hashlib.sha256(doc["purpose"].encode()).hexdigest())
+
+
+async def _call_back(formfill: Formfill, session: AsyncClientSession, doc: dict[str, Any], event: str, status: FormfillStatus, *,
+                     client: dict[str, Any] | None = None, sub: str | None = None, error: str | None = None) -> None:
+    """The outcome's result callback (libs/result_callbacks), queued in its transaction when the client registered a URL:
+    ids and the status only, as polling shows them."""
+    if client is None:
+        client = await formfill.db[CLIENTS].find_one({"_id": doc["client_id"]}, {"callback_urls": 1, "sector": 1}, session=session)
+    if not (client or {}).get("callback_urls"):
+        return
+    if sub is None and doc.get("account_id"):
+        sub = await pairwise_subject(formfill.db, client["sector"], doc["account_id"], session=session)
+    await result_callbacks.record(formfill.db, session, client, formfill.clock.now(), event=event, request_id=doc["_id"],
+                                  status=str(status), sub=sub, error=error)
 
 
 async def status(formfill: Formfill, caller: RelyingParty, request_id: str) -> RequestStatus:

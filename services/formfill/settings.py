@@ -26,6 +26,9 @@ class FormfillSettings:
     # Access tokens verified here, remembered until they expire (the least recently used dropped beyond this many);
     # the revocation list is still consulted on every request. 0: verify every time.
     token_cache_size: int = setting("FORMFILL_TOKEN_CACHE_SIZE", 1024)
+    # Result callbacks (libs/result_callbacks.py): attempt n that fails waits backoff * 2**(n-1) s; given up after the last.
+    result_callback_attempts: int = setting("FORMFILL_RESULT_CALLBACK_ATTEMPTS", 6)
+    result_callback_backoff_s: float = setting("FORMFILL_RESULT_CALLBACK_BACKOFF_S", 1.0)
 
     @property
     def jwks_url(self) -> str:

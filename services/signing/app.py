@@ -10,13 +10,14 @@ from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
+from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.openapi import install_openapi_route
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
-from libs.tokens.keystore import KeyStore
+from libs.tokens.keystore import KeyStore, TokenSigner
 
 from .api import ENDPOINTS, EXPORT_KEYS, OPERATIONS, SIGNING
 from .collections import EXPORT_KEYS as EXPORT_KEYS_COLLECTION
@@ -80,7 +81,13 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
                         collection=EXPORT_KEYS_COLLECTION)
         await keys.ensure()
         app[EXPORT_KEYS] = keys
+        # Requests' outcomes to clients' callback URLs (libs/result_callbacks.py), signed with these keys too.
+        results = ResultCallbacks("signing", app[DATABASE], TokenSigner(keys, f"{settings.issuer}/v1/signing"), clock,
+                                  attempts=settings.result_callback_attempts, backoff_s=settings.result_callback_backoff_s)
+        sender = asyncio.create_task(results.run_sender(), name="signing-result-callbacks")
         yield
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
 
     app.cleanup_ctx.append(export_keys)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))

@@ -6,6 +6,7 @@ signed and signed results are encrypted at rest and expire.
 
 # Also here: CLIENTS and SUBJECTS, the projections of clients.events and identity.subject_assigned kept as every service keeps them.
 from libs.projections import CLIENTS, SUBJECT_INDEXES, SUBJECTS  # noqa: F401 (re-exported)
+from libs.result_callbacks import INDEXES as RESULT_CALLBACK_INDEXES
 from libs.store import index
 
 AUTHORITIES = "authorities"    # root CA, issuing CA, TSA: key label in the HSM + certificate
@@ -20,6 +21,7 @@ EXPORT_KEYS = "export_keys"    # ES256 keys signing the citizen's export part (J
 
 INDEXES = (
     *SUBJECT_INDEXES,
+    *RESULT_CALLBACK_INDEXES,  # outcomes waiting for the client's callback URL (libs/result_callbacks.py)
     index(CERTIFICATES, "account_id", "status"),
     index(CERTIFICATES, "status", "revoked_at"),
     index(REQUESTS, "client_id", "created_at"),

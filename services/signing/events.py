@@ -42,7 +42,7 @@ def handler(signing: Signing):
         elif event.type == SUBJECT_ASSIGNED:
             await record_subject(db, session, data)
         elif event.type in CLIENT_CHANGED:
-            await record_client(db, session, data)
+            await record_client(db, session, data, also={"callback_urls": []})  # result callbacks (signing_requests.py)
         elif decided_for(event, "signing"):
             await on_decided(signing, session, data, published_at=event.time)
 

@@ -34,6 +34,9 @@ class SigningSettings:
     token_label: str | None = setting("SIGNING_TOKEN_LABEL", None, parse=lambda raw: raw or None)
     token_slot: int | None = setting("SIGNING_TOKEN_SLOT", None, parse=lambda raw: int(raw) if raw else None)
     request_ttl_s: int = setting("SIGNING_REQUEST_TTL_S", 5 * 60)
+    # Result callbacks (libs/result_callbacks.py): attempt n that fails waits backoff * 2**(n-1) s; given up after the last.
+    result_callback_attempts: int = setting("SIGNING_RESULT_CALLBACK_ATTEMPTS", 6)
+    result_callback_backoff_s: float = setting("SIGNING_RESULT_CALLBACK_BACKOFF_S", 1.0)
     # A signed result not fetched within this time is deleted unread.
     result_ttl_s: int = setting("SIGNING_RESULT_TTL_S", 30 * 60)
     max_pdf_bytes: int = setting("SIGNING_MAX_PDF_BYTES", 5 * MB)

@@ -26,7 +26,8 @@ from libs.consented_requests import Claimed, ConsentedRequests, Decided, Decline
 from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
-from libs.projections import agency_subscribers, pairwise_subject
+from libs import result_callbacks
+from libs.projections import CLIENTS, agency_subscribers, pairwise_subject
 from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
 from libs.tokens import load_public_jwk
@@ -207,6 +208,17 @@ async def _to_agency(signing: Signing, session: AsyncClientSession, doc: dict[st
                               {"request_id": doc["_id"], "sub": await _sub(signing, session, doc), **data})
 
 
+async def _call_back(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], event: str, status: SigningStatus, *,
+                     error: str | None = None) -> None:
+    """The outcome's result callback (libs/result_callbacks), queued in its transaction when the client registered a
+    URL (the clients projection, read by `_id`): ids and the status only, as polling shows them."""
+    client = await signing.db[CLIENTS].find_one({"_id": doc["client_id"]}, {"callback_urls": 1}, session=session)
+    if not (client or {}).get("callback_urls"):
+        return
+    await result_callbacks.record(signing.db, session, client, signing.clock.now(), event=event, request_id=doc["_id"],
+                                  status=str(status), sub=await _sub(signing, session, doc), error=error)
+
+
 async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], reason: str,
                  status: SigningStatus = SigningStatus.REFUSED, *, decided_at: datetime | None = None, actor: str = "signing",
                  account_id: str | None = None) -> None:
@@ -217,6 +229,7 @@ async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, A
     await signing.db[DOCUMENTS].delete_one({"_id": doc["_id"]}, session=session)
     SIGNATURES.labels(doc["kind"], reason).inc()
     await _to_agency(signing, session, doc, "signature.refused", {"reason": reason})
+    await _call_back(signing, session, doc, "signature.refused", status, error=reason)
     # The citizen's record: which request of whom went unsigned and why (the kind, never the document's name).
     if subject := account_id or doc.get("account_id"):
         await signing.audit(session, subject=subject, action="signature.refuse", actor=actor, outcome=str(status),
@@ -385,6 +398,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
     # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.
     await _to_agency(signing, session, doc, "signature.completed",
                      {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
+    await _call_back(signing, session, doc, "signature.completed", SigningStatus.SIGNED)
     await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=data["device_id"],
                         client_id=doc["client_id"], request_id=request_id, kind=doc["kind"], serial=cert_doc["_id"])
 

@@ -72,7 +72,7 @@ HEARTBEATS = frozenset({"consumer_leases", "consumer_members", "outbox_lease", "
 # Collections background loops poll on a timer (relays, callback and notification sweeps, the ledger's inbox): their
 # reads there are the loops' clock; their writes are still counted (a relay marking a login's event sent is the
 # login's work).
-POLLED = frozenset({"outbox", "callbacks", "consent_callbacks", "jobs", "notifications", "pushes", "push_batches",
+POLLED = frozenset({"outbox", "callbacks", "consent_callbacks", "result_callbacks", "jobs", "notifications", "pushes", "push_batches",
                     "channel_messages", "backchannel_logouts", "audit_inbox"})
 WRITES = ("insert", "update", "remove")
 READS = ("queries", "commands")
