@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from services.auth.clients.metadata import ClientMetadata
 from services.auth.clients.registry import Client
 from services.auth.oidc import fapi
-from services.auth.oidc.errors import InvalidRequest
+from services.auth.oidc.errors import InvalidClient, InvalidRequest
 
 JWK = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
@@ -34,6 +34,14 @@ def test_the_profile_implies_par_and_dpop_and_the_flags_work_alone():
     fapi.check_plain_request(fapi_client(), pushed=True)
     fapi.check_plain_request(client(), pushed=False)
     fapi.check_plain_request(None, pushed=False)  # an unknown client is parse_request's error
+
+
+def test_a_fapi_clients_assertion_names_the_issuer_alone():
+    fapi.check_assertion_audience(fapi_client(), "https://id.example", "https://id.example")
+    for aud in ("https://id.example/oidc/token", ["https://id.example"], None):
+        with pytest.raises(InvalidClient):
+            fapi.check_assertion_audience(fapi_client(), aud, "https://id.example")
+    fapi.check_assertion_audience(client(), ["https://id.example/oidc/token"], "https://id.example")
 
 
 def test_a_fapi_code_is_good_for_sixty_seconds_at_most():

@@ -23,6 +23,7 @@ from libs.tokens.single_use import first_use
 
 from ..clients.registry import Client, find_client, secret_matches
 from ..collections import CLIENT_ASSERTIONS
+from . import fapi
 from .errors import InvalidClient, InvalidRequest
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -107,6 +108,8 @@ async def verify_client_assertion(
             continue
     if claims is None:
         raise InvalidClient("the client assertion does not verify with the client's keys, has expired or names another audience")
+    # FAPI 2.0: a FAPI client's assertion names the issuer alone, as a string (audiences[0] is the issuer).
+    fapi.check_assertion_audience(client, claims["aud"], audiences[0])
     now = int(time.time())
     if claims["exp"] - int(claims.get("iat", now)) > MAX_ASSERTION_LIFETIME_S or claims["exp"] - now > MAX_ASSERTION_LIFETIME_S:
         raise InvalidClient("the client assertion lives too long (one hour at most)")

@@ -14,6 +14,8 @@ code only, response_mode query or form_post, exactly registered redirect URIs
 - DPoP-bound tokens (RFC 9449 §5.2, as `dpop_bound_access_tokens`): a token
   request without a proof is `invalid_dpop_proof`, and proofs carry a server
   nonce unless HARBOUR_AUTH_DPOP_NONCE is `off`;
+- client assertions with `aud` = the issuer identifier, a string (not an
+  endpoint URL, not a list);
 - authorization codes redeemable for 60 s at most, whatever the code lifetime.
 """
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequest
+from .errors import InvalidClient, InvalidRequest
 
 if TYPE_CHECKING:
     from ..clients.registry import Client
@@ -51,6 +53,13 @@ def check_plain_request(client: "Client | None", pushed: bool) -> None:
     if client is not None and not pushed and requires_par(client):
         raise InvalidRequest("PAR required: this client must push its authorization requests to the "
                              "pushed_authorization_request_endpoint (RFC 9126 §6)")
+
+
+def check_assertion_audience(client: "Client", aud: Any, issuer: str) -> None:
+    """A FAPI client's client assertion names the issuer alone, as a string (not the endpoint, not a list), so an
+    assertion made for another server (or another endpoint's audience) cannot be replayed here."""
+    if is_fapi(client.metadata) and aud != issuer:
+        raise InvalidClient("a FAPI client's assertion must have aud = the issuer identifier, as a string")
 
 
 def code_expires_at(client: "Client", expires_at: datetime, code_ttl_s: int) -> datetime:

@@ -36,10 +36,10 @@ class FapiClient:
         self.client_id = rp["client_id"]
         return rp
 
-    def assertion(self) -> dict[str, str]:
+    def assertion(self, aud=None) -> dict[str, str]:
         now = int(time.time())
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.auth_service.url, "iat": now, "exp": now + 60,
-                  "jti": generate_token(16)}
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": aud or self.auth_service.url, "iat": now,
+                  "exp": now + 60, "jti": generate_token(16)}
         return {"client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": pyjwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "fapi-1"})}
 
@@ -101,6 +101,11 @@ async def test_a_fapi_clients_plain_request_pkce_less_push_and_secret_are_refuse
     posted = await auth_service.client.post("/oidc/token", data={"grant_type": "client_credentials", "client_id": rp["client_id"],
                                                                 "client_secret": "a-guessed-secret"})
     await oauth_error(posted, 401, "invalid_client")
+    # An assertion addressed to an endpoint, or to a list holding the issuer, is refused for a FAPI client (aud = issuer).
+    url = auth_service.url
+    for aud in (f"{url}/oidc/par", [url], [url, f"{url}/oidc/par"]):
+        wrong = await auth_service.client.post("/oidc/par", data={**authorization_params(rp)[0], **fapi.assertion(aud)})
+        assert "issuer" in await oauth_error(wrong, 401, "invalid_client")
 
 
 async def test_a_full_fapi_login_gets_a_dpop_bound_token_and_iss(auth_service, tmp_path):
@@ -145,7 +150,8 @@ async def test_require_pushed_authorization_requests_alone_and_a_non_fapi_client
     assert plain.get("fapi_profile") is None
     page = await authorize(auth_service, authorization_params(plain)[0])
     assert page.status == 200 and app_link_of(await page.text())
-    # Its token request without a proof gets a Bearer token, as before.
-    bearer = await fapi.token({"grant_type": "client_credentials", "scope": "notify"})
+    # Its token request without a proof gets a Bearer token, as before; its assertion may name the endpoint.
+    bearer = await auth_service.client.post("/oidc/token", data={
+        "grant_type": "client_credentials", "scope": "notify", **fapi.assertion(f"{auth_service.url}/oidc/token")})
     assert bearer.status == 200, await bearer.text()
     assert (await bearer.json())["token_type"] == "Bearer"
