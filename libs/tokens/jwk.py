@@ -1,7 +1,8 @@
 """EC P-256 JSON Web Keys: import, export and RFC 7638 thumbprints.
 
 Device keys and token-signing keys are all P-256 (the platform signs and accepts ES256 only),
-so this module accepts nothing else.
+so this module accepts nothing else — but a client's RSA key (`load_public_rsa_jwk`, 2048 bits or more),
+which only ever verifies that client's PS256 request objects (JAR, services/auth/oidc/request_objects.py).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import hashlib
 import json
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from libs import base64url
+
+
+MIN_RSA_BITS = 2048
 
 
 class InvalidKey(ValueError):
@@ -47,6 +51,23 @@ def load_public_jwk(jwk: Any) -> ec.EllipticCurvePublicKey:
         raise InvalidKey("the key is not a valid P-256 point") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise InvalidKey("the key must be a public key")
+    return key
+
+
+def load_public_rsa_jwk(jwk: Any) -> rsa.RSAPublicKey:
+    """An RSA public key of at least MIN_RSA_BITS from an untrusted JWK (a client's PS256 key, JAR); private parts refused."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "RSA":
+        raise InvalidKey("the key must be an RSA JWK")
+    if any(k in jwk for k in ("d", "p", "q", "dp", "dq", "qi", "oth")):
+        raise InvalidKey("the key must not contain private parts")
+    if not all(isinstance(jwk.get(k), str) for k in ("n", "e")):
+        raise InvalidKey("the key needs n and e")
+    try:
+        key = RSAAlgorithm.from_jwk({"kty": "RSA", "n": jwk["n"], "e": jwk["e"]})
+    except Exception:
+        raise InvalidKey("the key is not a valid RSA key") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+        raise InvalidKey(f"the RSA key must have at least {MIN_RSA_BITS} bits")
     return key
 
 

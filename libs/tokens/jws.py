@@ -27,15 +27,16 @@ def sign(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey, headers: dict
     return jwt.encode(payload, key, algorithm=ALGORITHM, headers=headers)
 
 
-def unverified_header(token: Any) -> dict[str, Any]:
+def unverified_header(token: Any, algorithms: Sequence[str] = (ALGORITHM,)) -> dict[str, Any]:
+    """The header, once its `alg` is one of `algorithms` (ES256 alone unless a caller names more, as JAR's PS256)."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16384:
         raise InvalidToken("not a compact JWS")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise InvalidToken("not a compact JWS") from None
-    if header.get("alg") != ALGORITHM:
-        raise InvalidToken("only ES256 is accepted")
+    if header.get("alg") not in algorithms:
+        raise InvalidToken(f"only {' or '.join(algorithms)} is accepted")
     return header
 
 
@@ -49,12 +50,13 @@ def verify(
     typ: str | None = None,
     now: datetime | None = None,
     accept_expired: bool = False,
+    algorithms: Sequence[str] = (ALGORITHM,),
 ) -> dict[str, Any]:
     """The verified claims. `now`: the instant `exp`/`nbf`/`iat` are judged at (default: the wall clock), with LEEWAY_S.
 
     `accept_expired`: everything is checked but `exp` (still required if named): an ID token used as a hint
     (OIDC Core §3.1.2.1, RP-Initiated Logout §2) names a past login, and its age does not matter."""
-    header = unverified_header(token)
+    header = unverified_header(token, algorithms)
     if typ is not None and header.get("typ") != typ:
         raise InvalidToken(f"the token type must be {typ}")
     options: dict[str, Any] = {"require": list(require), "verify_aud": audience is not None}
@@ -67,7 +69,7 @@ def verify(
         claims = jwt.decode(
             token,
             key,
-            algorithms=[ALGORITHM],
+            algorithms=[header["alg"]],  # one of `algorithms`, pinned: the key must be of its type
             audience=audience,
             issuer=issuer,
             leeway=LEEWAY_S,

@@ -60,7 +60,7 @@ class SigningClient:
 
 
 async def test_request_objects_by_value_and_through_par_at_the_gateway(platform, kiosk, metadata, tmp_path):
-    assert metadata["request_parameter_supported"] is True and metadata["request_object_signing_alg_values_supported"] == ["ES256"]
+    assert metadata["request_parameter_supported"] is True and metadata["request_object_signing_alg_values_supported"] == ["ES256", "PS256"]
     citizen = await enrolled_app(platform, kiosk, tmp_path)
     client = SigningClient(platform, metadata)
     session = client.session()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from libs.outbound import check_url
 from libs.service.validation import DisplayText
-from libs.tokens import InvalidKey, load_public_jwk
+from libs.tokens import InvalidKey, load_public_jwk, load_public_rsa_jwk
 
 from ..oidc import fapi
 
@@ -133,7 +133,10 @@ class ClientMetadata(BaseModel):
             if not isinstance(key, dict):
                 raise ValueError("jwks: every key must be a JWK object")
             try:
-                load_public_jwk({k: v for k, v in key.items() if k in ("kty", "crv", "x", "y", "d")})
+                if key.get("kty") == "RSA":  # PS256, for signed request objects only (oidc/request_objects.py)
+                    load_public_rsa_jwk(key)
+                else:
+                    load_public_jwk({k: v for k, v in key.items() if k in ("kty", "crv", "x", "y", "d")})
             except InvalidKey as exc:
                 raise ValueError(f"jwks: {exc}") from None
         return value

@@ -48,7 +48,7 @@ def provider_metadata(issuer: str) -> ProviderMetadata:
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "azp", "assurance_level"],
         "claims_parameter_supported": False,
         "request_parameter_supported": True,  # signed request objects (RFC 9101, request_objects.py)
-        "request_object_signing_alg_values_supported": ["ES256"],
+        "request_object_signing_alg_values_supported": ["ES256", "PS256"],
         "require_signed_request_object": False,  # per client: its registration's require_signed_request_object
         "request_uri_parameter_supported": True,
         "require_pushed_authorization_requests": False,

@@ -2,7 +2,8 @@
 
 The client signs the request's parameters with a key of its registered
 `jwks` / `jwks_uri` (the keys `private_key_jwt` uses, client_auth.py), ES256
-only (never `none`, never an HMAC with the client secret). The JWT's `iss` is
+with a P-256 key or PS256 with an RSA key of 2048 bits or more (never
+`none`, never an HMAC with the client secret). The JWT's `iss` is
 the client, its `aud` the issuer, its `client_id` the outer one; `exp` is
 required and at most an hour ahead, `nbf` not in the future. Its claims are
 then the whole request (RFC 9101 §6.3): the outer parameters beside
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, unverified_header, verify
+from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, load_public_rsa_jwk, unverified_header, verify
 
 from ..clients.registry import find_client
 from .authorization import MAX_PARAM_LENGTH
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from ..clients.registry import Client
     from ..context import Auth
 
-ALGORITHMS = ("ES256",)
+ALGORITHMS = ("ES256", "PS256")
+KEY_TYPES = {"ES256": "EC", "PS256": "RSA"}
 MAX_LIFETIME_S = 3600
 # The JWT's own claims: not authorization parameters.
 JWT_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti", "sub"})
@@ -94,9 +96,10 @@ async def unpack(auth: "Auth", client: "Client", request_object: str) -> dict[st
 
 async def _verified_claims(auth: "Auth", client: "Client", request_object: str) -> dict[str, Any]:
     try:
-        header = unverified_header(request_object)  # ES256 only: alg none and HS256 are refused here
+        header = unverified_header(request_object, ALGORITHMS)  # alg none and HS256 are refused here
     except InvalidToken:
-        raise InvalidRequestObject("the request object must be a JWS signed with ES256 by the client (RFC 9101)") from None
+        raise InvalidRequestObject("the request object must be a JWS signed with ES256 or PS256 by the client (RFC 9101)") from None
+    alg = header["alg"]
     if not (client.metadata.jwks or client.metadata.jwks_uri):
         raise InvalidRequestObject("the client registered no keys (jwks or jwks_uri) to verify request objects with")
     kid = header.get("kid") if isinstance(header.get("kid"), str) else None
@@ -107,15 +110,15 @@ async def _verified_claims(auth: "Auth", client: "Client", request_object: str) 
     now = auth.clock.now()
     problem = "the request object does not verify with the client's registered keys"
     for jwk in keys:
-        if header.get("kid") not in (None, jwk.get("kid")):
+        if header.get("kid") not in (None, jwk.get("kid")) or jwk.get("kty") != KEY_TYPES[alg]:
             continue
         try:
-            key = load_public_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y") if k in jwk})
+            key = load_public_rsa_jwk(jwk) if alg == "PS256" else load_public_jwk({k: jwk[k] for k in ("kty", "crv", "x", "y") if k in jwk})
         except InvalidKey:
             continue
         try:
             claims = verify(request_object, key, audience=auth.settings.issuer, issuer=client.client_id,
-                            require=("iss", "aud", "exp"), now=now)
+                            require=("iss", "aud", "exp"), now=now, algorithms=(alg,))
         except InvalidToken as exc:
             if "signature" not in str(exc):
                 problem = f"the request object is refused: {exc}"  # signed by this key, but expired, for another audience...

@@ -169,5 +169,41 @@ async def test_a_client_that_requires_signed_requests_is_refused_a_plain_one(aut
 async def test_discovery_advertises_request_objects(auth_service):
     metadata = await (await auth_service.client.get("/.well-known/openid-configuration")).json()
     assert metadata["request_parameter_supported"] is True
-    assert metadata["request_object_signing_alg_values_supported"] == ["ES256"]
+    assert metadata["request_object_signing_alg_values_supported"] == ["ES256", "PS256"]
     assert metadata["require_signed_request_object"] is False
+
+
+async def test_a_ps256_request_object_signed_with_a_registered_rsa_key(auth_service, clock, tmp_path):
+    client = SigningClient(auth_service, clock)
+    rsa_key = jwk.JWK.generate(kty="RSA", size=2048, kid="jar-rsa")
+    public_rsa = json.loads(rsa_key.export_public()) | {"alg": "PS256", "use": "sig"}
+    public_ec = json.loads(client.key.export_public()) | {"alg": "ES256", "use": "sig"}
+    rp = await register(auth_service, jwks={"keys": [public_ec, public_rsa]})
+    client.rp = rp
+    phone = await auth_service.citizen(tmp_path)
+    params, verifier = authorization_params(rp)
+    claims = client.claims(params)
+
+    def ps256(claims: dict, key: jwk.JWK = rsa_key, kid: str = "jar-rsa") -> str:
+        token = jwt.JWT(header={"alg": "PS256", "typ": RO_TYP, "kid": kid}, claims=claims)
+        token.make_signed_token(key)
+        return token.serialize()
+
+    page = await authorize(auth_service, {"client_id": rp["client_id"], "request": ps256(claims)})
+    assert page.status == 200, await page.text()
+    outcome = await phone.open_link(app_link_of(await page.text()))
+    assert (await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)).status == 200
+    # PS256 named over the EC key's kid, or RS256 (PKCS#1 v1.5) with the RSA key: refused.
+    header = jws.base64url_encode(json.dumps({"alg": "PS256", "kid": "jar-1"}))
+    rs256 = jwt.JWT(header={"alg": "RS256", "kid": "jar-rsa"}, claims=claims)
+    rs256.make_signed_token(rsa_key)
+    for bad in (header + "." + ps256(claims).split(".", 1)[1], rs256.serialize()):
+        page = await authorize(auth_service, {"client_id": rp["client_id"], "request": bad})
+        assert page.status == 400 and "invalid_request_object" in await page.text()
+    # Registered RSA keys are public and 2048 bits at least.
+    short = json.loads(jwk.JWK.generate(kty="RSA", size=1024).export_public())
+    private = json.loads(rsa_key.export_private())
+    for key in (short, private):
+        refused = await auth_service.client.post("/v1/clients", json={
+            "client_name": "Bad Key", "redirect_uris": [REDIRECT], "jwks": {"keys": [key]}})
+        assert refused.status == 422, await refused.text()
