@@ -6,12 +6,14 @@ from aiohttp import web
 
 from libs.callers import TokenRequired
 from libs.service.endpoints import NO_STORE, Endpoints
+from libs.service.problems import ValidationFailed
 
 from ..callers import AUTH, registrar, registration_manager
 from ..clients.metadata import ClientMetadata, ClientUpdate
 from ..clients.registry import Client, delete_client, find_client, forget_client, register_client, update_client
 from ..context import Auth
 from ..errors import ClientConflict, InvalidRegistrationToken, NoSuchClient, OperatorOnlyChange, SandboxLimits
+from ..oidc import fapi
 from ..views import ClientRegistration, ClientUpdated, ClientView
 
 endpoints = Endpoints(tags=("clients",), security=("admin", "registrationToken"))
@@ -21,6 +23,12 @@ NOT_MANAGER = "neither this client's registration access token nor the admin tok
 
 def client_view(auth: Auth, client: Client) -> dict:
     return {**client.public_view(), "registration_client_uri": f"{auth.settings.issuer}/v1/clients/{client.client_id}"}
+
+
+def check_fapi_outside_sandbox(auth: Auth, body: ClientMetadata) -> None:
+    """FAPI 2.0 (oidc/fapi.py): outside the sandbox, https redirect URIs only (422, as any other invalid member)."""
+    if not auth.settings.sandbox and (problem := fapi.production_problem(body)):
+        raise ValidationFailed(problem)
 
 
 def with_secrets(body: dict, client_secret: str | None) -> dict:
@@ -38,6 +46,7 @@ async def register(request: web.Request, caller: str, body: ClientMetadata) -> w
     auth = request.app[AUTH]
     if caller == "sandbox" and (body.kind == "kiosk" or body.sector_identifier_uri or "enrol" in body.scope.split()):
         raise SandboxLimits("sandbox registrations cannot create kiosks or claim a shared sector")
+    check_fapi_outside_sandbox(auth, body)
     registered = await auth.transaction(lambda session: register_client(auth, session, body, registered_by=caller))
     answer = {**client_view(auth, registered.client), "client_id_issued_at": int(auth.clock.now().timestamp()),
               "registration_access_token": registered.registration_access_token}
@@ -74,6 +83,7 @@ async def read(request: web.Request, caller: str | None) -> web.Response:
 async def update(request: web.Request, caller: str | None, body: ClientUpdate) -> web.Response:
     auth = request.app[AUTH]
     client_id = request.match_info["client_id"]
+    check_fapi_outside_sandbox(auth, body)
     updated = await auth.transaction(
         lambda session: update_client(auth, session, client_id, body, registration_token=caller,
                                       updated_by="admin" if caller is None else client_id)

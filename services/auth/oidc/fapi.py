@@ -16,7 +16,8 @@ code only, response_mode query or form_post, exactly registered redirect URIs
   nonce unless HARBOUR_AUTH_DPOP_NONCE is `off`;
 - client assertions with `aud` = the issuer identifier, a string (not an
   endpoint URL, not a list);
-- authorization codes redeemable for 60 s at most, whatever the code lifetime.
+- authorization codes redeemable for 60 s at most, whatever the code lifetime;
+- outside the sandbox, https redirect URIs only (no loopback http).
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def code_expires_at(client: "Client", expires_at: datetime, code_ttl_s: int) -> 
     if not is_fapi(client.metadata) or code_ttl_s <= MAX_CODE_LIFETIME_S:
         return expires_at
     return expires_at - timedelta(seconds=code_ttl_s - MAX_CODE_LIFETIME_S)
+
+
+def production_problem(metadata: Any) -> str | None:
+    """Outside the sandbox a FAPI client's redirect URIs are https only (loopback http is for the sandbox)."""
+    if is_fapi(metadata) and any(not uri.startswith("https://") for uri in metadata.redirect_uris):
+        return "fapi_profile fapi2-security needs https redirect_uris (http on loopback only in the sandbox)"
+    return None
 
 
 def registration_problem(metadata: Any) -> str | None:

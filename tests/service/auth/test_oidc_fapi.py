@@ -14,6 +14,8 @@ from authlib.common.security import generate_token
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwcrypto import jwk, jws
 
+from services.auth.settings import AuthSettings
+
 from .oidc_steps import REDIRECT, app_link_of, authorization_params, basic, oauth_error, query_of, register
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -155,3 +157,19 @@ async def test_require_pushed_authorization_requests_alone_and_a_non_fapi_client
         "grant_type": "client_credentials", "scope": "notify", **fapi.assertion(f"{auth_service.url}/oidc/token")})
     assert bearer.status == 200, await bearer.text()
     assert (await bearer.json())["token_type"] == "Bearer"
+
+
+async def test_outside_the_sandbox_a_fapi_client_needs_https_redirect_uris(auth_service, monkeypatch):
+    monkeypatch.setattr(AuthSettings, "sandbox", property(lambda self: False))
+    operator = {"Authorization": f"Bearer {auth_service.context.settings.admin_token}"}
+    fapi = FapiClient(auth_service)
+    body = {"client_name": "Bank", "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [fapi.jwk]}, **FAPI}
+    loopback = await auth_service.client.post("/v1/clients", json={**body, "redirect_uris": ["http://127.0.0.1:8765/cb"]},
+                                              headers=operator)
+    assert loopback.status == 422 and "https" in (await loopback.json())["detail"]
+    https = await auth_service.client.post("/v1/clients", json={**body, "redirect_uris": [REDIRECT]}, headers=operator)
+    assert https.status == 201, await https.text()
+    # Not for other clients: loopback http stays a development URI for them.
+    plain = await auth_service.client.post("/v1/clients", headers=operator, json={
+        "client_name": "Dev", "redirect_uris": ["http://127.0.0.1:8765/cb"]})
+    assert plain.status == 201, await plain.text()
