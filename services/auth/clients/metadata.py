@@ -157,6 +157,9 @@ class ClientMetadata(BaseModel):
             raise ValueError("a relying party that logs citizens in needs redirect_uris")
         if self.token_endpoint_auth_method == "private_key_jwt" and not (self.jwks or self.jwks_uri):
             raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if self.token_endpoint_auth_method == "private_key_jwt" and self.jwks and all(k.get("kty") == "RSA" for k in self.jwks["keys"]):
+            # RSA keys verify PS256 request objects only: a client assertion is ES256 (client_auth.py).
+            raise ValueError("private_key_jwt needs a P-256 key in jwks (client assertions are ES256)")
         if self.require_signed_request_object and not (self.jwks or self.jwks_uri):
             raise ValueError("require_signed_request_object needs jwks or jwks_uri (the keys request objects are signed with)")
         if self.jwks_uri is not None:

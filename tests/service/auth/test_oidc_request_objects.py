@@ -207,3 +207,8 @@ async def test_a_ps256_request_object_signed_with_a_registered_rsa_key(auth_serv
         refused = await auth_service.client.post("/v1/clients", json={
             "client_name": "Bad Key", "redirect_uris": [REDIRECT], "jwks": {"keys": [key]}})
         assert refused.status == 422, await refused.text()
+    # An RSA key alone cannot make private_key_jwt's ES256 assertions.
+    refused = await auth_service.client.post("/v1/clients", json={
+        "client_name": "RSA Only", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [public_rsa]}})
+    assert refused.status == 422 and "P-256" in await refused.text()
