@@ -1,8 +1,8 @@
 """Result callbacks: a relying party that registered `callback_urls` is told, signed, when its request has an outcome.
 
-formfill (a release is ready, or the citizen declined) and signing (a
-signature is done, or the request closed unsigned) call `record` in the
-transaction that writes the outcome: a document in the service's
+auth (a CIBA login approved or declined), formfill (a release is ready, or
+the citizen declined) and signing (a signature is done, or the request
+closed unsigned) call `record` in the transaction that writes the outcome: a document in the service's
 `result_callbacks` collection (outbox-style — the outcome and its callback
 commit together or not at all). `run_sender` (each service's background
 task) claims the due ones (libs/retry_queue.py: exclusive claims, safe with
@@ -11,10 +11,10 @@ client's first callback URL through libs/outbound (the SSRF rules apply at
 every call, against the address actually connected to).
 
 The body is a compact JWS (`application/jwt`, ES256, header `typ`
-`result-callback+jwt` and the `kid` of a key the service publishes:
-formfill /v1/formfill/jwks, signing /v1/signing/jwks) with claims `iss`
-(`<issuer>/v1/formfill` or `<issuer>/v1/signing`), `aud` (the client id),
-`iat`, `exp` (iat + 5 minutes), `jti` (the callback id: deduplicate on it),
+`result-callback+jwt` and the `kid` of a key the service publishes: auth
+/oidc/jwks, formfill /v1/formfill/jwks, signing /v1/signing/jwks) with
+claims `iss` (the issuer, `<issuer>/v1/formfill` or `<issuer>/v1/signing`),
+`aud` (the client id), `iat`, `exp` (iat + 5 minutes), `jti` (the callback id: deduplicate on it),
 `event`, `request_id`, `status` (what polling the request shows), `sub` (the
 citizen's pairwise subject, when the request has a citizen) and `error` for
 an outcome polling shows with one. No personal data: the relying party
@@ -24,8 +24,9 @@ A 2xx answer ends it; anything else (another status, a refused or failed
 connection, a refused address) is retried after `backoff_s`, then twice as
 long each time, and given up after `attempts` tries
 (HARBOUR_FORMFILL_RESULT_CALLBACK_ATTEMPTS / _BACKOFF_S and the same for
-SIGNING: 6 and 1 s by default, so about a minute of retries). Counted in `harbour_result_callbacks_total{service, outcome}`
-(delivered, retried, given_up).
+SIGNING and AUTH: 6 and 1 s by default, so about a minute of retries).
+Counted in `harbour_result_callbacks_total{service, outcome}` (delivered,
+retried, given_up).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ async def record(db: AsyncDatabase, session: AsyncClientSession, client: Mapping
 
 @dataclass
 class ResultCallbacks:
-    service: str  # "formfill" or "signing": the metric's label
+    service: str  # "auth", "formfill" or "signing": the metric's label
     db: AsyncDatabase
     signer: TokenSigner
     clock: Clock

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from libs.result_callbacks import ResultCallbacks
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
 from libs.events import OUTBOX_RELAY, install_consumer
@@ -66,11 +67,16 @@ def create_app(
         logouts = asyncio.create_task(backchannel.run(app[AUTH], app[AUTH].backchannel_wake), name="auth-backchannel-logout")
         # Signing keys and the JWKS from memory; a rotation (here or by the operator CLI) is read within keys.cache_s.
         watching = asyncio.create_task(keys.watch(), name="auth-signing-keys")
+        # CIBA logins' outcomes to clients' callback URLs (libs/result_callbacks.py), signed with the token keys.
+        results = ResultCallbacks("auth", app[DATABASE], app[AUTH].signer, app[AUTH].clock,
+                                  attempts=settings.result_callback_attempts, backoff_s=settings.result_callback_backoff_s)
+        result_sender = asyncio.create_task(results.run_sender(), name="auth-result-callbacks")
         yield
         chores.cancel()
         watching.cancel()
         logouts.cancel()
-        await asyncio.gather(chores, watching, logouts, return_exceptions=True)
+        result_sender.cancel()
+        await asyncio.gather(chores, watching, logouts, result_sender, return_exceptions=True)
 
     app.cleanup_ctx.append(auth_context)
     install_approval_stream(app)  # GET /v1/approvals/stream: its feed of new prompts, after the context it reads

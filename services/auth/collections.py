@@ -4,6 +4,7 @@ No collection holds personal data in the clear: accounts keep the card
 number only as a keyed hash, and the enrolled profile leaves auth sealed.
 """
 
+from libs.result_callbacks import INDEXES as RESULT_CALLBACK_INDEXES
 from libs.store import index
 
 ACCOUNTS = "accounts"
@@ -30,6 +31,7 @@ PROFILE_CHANGES = "profile_changes"        # phone / e-mail changes waiting for 
 BACKCHANNEL_LOGOUTS = "backchannel_logouts"  # logout tokens waiting for relying parties, with retries (oidc/backchannel.py)
 
 INDEXES = (
+    *RESULT_CALLBACK_INDEXES,  # CIBA logins' outcomes waiting for the client's callback URL (libs/result_callbacks.py)
     index(ACCOUNTS, "card_hash", unique=True),
     index(TOKEN_KEYS, "status"),
     index(AUTHORIZATIONS, "expires_at", expire_after_s=3600),

@@ -90,6 +90,9 @@ class AuthSettings:
     backchannel_logout_max_attempts: int = setting("AUTH_BACKCHANNEL_LOGOUT_MAX_ATTEMPTS", 6)
     backchannel_logout_timeout_s: float = 5.0
     backchannel_logout_poll_s: float = setting("AUTH_BACKCHANNEL_LOGOUT_POLL_S", 1.0)
+    # Result callbacks of CIBA logins (libs/result_callbacks.py): attempt n that fails waits backoff * 2**(n-1) s.
+    result_callback_attempts: int = setting("AUTH_RESULT_CALLBACK_ATTEMPTS", 6)
+    result_callback_backoff_s: float = setting("AUTH_RESULT_CALLBACK_BACKOFF_S", 1.0)
     # Operators (POST /v1/clients outside the sandbox); empty: no admin API.
     admin_token: str = setting("ADMIN_TOKEN", "", repr=False)
 

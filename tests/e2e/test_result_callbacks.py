@@ -23,7 +23,7 @@ from libs.devstack import processes
 from ..support.citizens import enrolled_app
 from ..support.database import mongo
 from ..support.formfill import FIELDS, created, prompt_for as formfill_prompt_for, wait_for_status
-from ..support.oidc import claims_of, logged_in_token, register
+from ..support.oidc import claims_of, logged_in_token, login, register
 from ..support.polling import eventually
 from ..support.signing import create, prompt_for, signing_rp, wait_for
 
@@ -57,10 +57,13 @@ class Receiver:
         await self.runner.cleanup()
 
 
+JWKS = {"formfill": "/v1/formfill/jwks", "signing": "/v1/signing/jwks", "auth": "/oidc/jwks"}
+
+
 def verified(platform, service: str, body: str) -> tuple[dict, dict]:
     """What the relying party does: the JWS checked with jwcrypto against the service's JWKS (through the gateway);
     (protected header, claims)."""
-    jwks = jwcrypto_jwk.JWKSet.from_json(requests.get(f"{platform.gateway}/v1/{service}/jwks", timeout=10).text)
+    jwks = jwcrypto_jwk.JWKSet.from_json(requests.get(platform.gateway + JWKS[service], timeout=10).text)
     token = jwcrypto_jws.JWS()
     token.deserialize(body)
     token.verify(jwks.get_key(token.jose_header["kid"]), alg="ES256")
@@ -72,7 +75,7 @@ def checked(platform, service: str, received: dict, client_id: str) -> dict:
     header, claims = verified(platform, service, received["body"])
     assert header["typ"] == "result-callback+jwt" and header["alg"] == "ES256"
     issuer = requests.get(platform.gateway + "/.well-known/openid-configuration", timeout=10).json()["issuer"]
-    assert claims["iss"] == f"{issuer}/v1/{service}" and claims["aud"] == client_id
+    assert claims["iss"] == (issuer if service == "auth" else f"{issuer}/v1/{service}") and claims["aud"] == client_id
     assert abs(claims["iat"] - time.time()) < 120 and claims["exp"] > claims["iat"] and claims["jti"].startswith("cb-")
     return claims
 
@@ -157,3 +160,34 @@ async def test_a_form_fill_release_is_called_back_with_its_request_and_status(pl
     await app.approve((await formfill_prompt_for(app, silent["request_id"]))["approval_id"])
     await wait_for_status(platform, quiet_token, silent["request_id"], "approved")
     assert await queued_for(platform, "formfill", silent["request_id"]) == []
+
+
+async def test_a_ciba_login_approved_and_one_declined_are_called_back_with_their_auth_req_id(platform, kiosk, metadata, tmp_path):
+    citizen = await enrolled_app(platform, kiosk, tmp_path, "callback-ciba")
+    async with Receiver() as receiver:
+        call_centre = register(platform, client_name="Tax Hotline", callback_urls=[receiver.url])
+        sub = claims_of((await login(platform, metadata, call_centre, citizen))[0]["id_token"])["sub"]
+        auth = (call_centre["client_id"], call_centre["client_secret"])
+        outcomes = {}
+        for message, decide in (("Call 4821", citizen.approve), ("Call 4822", citizen.deny)):
+            started = requests.post(metadata["backchannel_authentication_endpoint"],
+                                    data={"scope": "openid", "login_hint": sub, "binding_message": message}, auth=auth, timeout=10)
+            assert started.status_code == 200, started.text
+            request_id = started.json()["auth_req_id"]
+            prompt = await eventually(lambda message=message: _prompt(citizen, message), timeout_s=20)
+            await decide(prompt["approval_id"])
+
+            def called(request_id=request_id):
+                bodies = [checked(platform, "auth", r, call_centre["client_id"]) for r in receiver.received]
+                return next((c for c in bodies if c["request_id"] == request_id), None)
+
+            outcomes[message] = await eventually(called, timeout_s=30)
+        approved, declined = outcomes["Call 4821"], outcomes["Call 4822"]
+        assert (approved["event"], approved["status"], approved["sub"]) == ("login.completed", "approved", sub)
+        assert (declined["event"], declined["status"], declined["error"]) == ("login.denied", "denied", "access_denied")
+        # The browser login above (its outcome went by its redirect) was not called back: only the two CIBA requests.
+        assert len(receiver.received) == 2
+
+
+async def _prompt(citizen, binding_message: str) -> dict | None:
+    return next((p for p in await citizen.pending() if p["details"].get("binding_message") == binding_message), None)

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from libs import result_callbacks
 from libs.approvals import ApprovalRequest, Requester
 from libs.events import agency_topic
 from libs.events.topics import LOGINS
@@ -255,6 +256,19 @@ async def _to_agency(auth: "Auth", session: AsyncClientSession, client_id: str, 
         await auth.publish(session, agency_topic(client_id), event_type, client_id, data)
 
 
+async def _call_back(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], event: str, status: str, *,
+                     sub: str | None = None, error: str | None = None) -> None:
+    """A CIBA login's outcome to the client's callback URL (libs/result_callbacks), queued in this transaction when it
+    registered one: `request_id` is the `auth_req_id` it polls with. A browser login's outcome goes by its redirect."""
+    if doc["kind"] != "ciba":
+        return
+    client = await find_client(auth.db, doc["client_id"])
+    if client is None or not client.metadata.callback_urls:
+        return
+    await result_callbacks.record(auth.db, session, {"_id": doc["client_id"], "callback_urls": client.metadata.callback_urls},
+                                  auth.clock.now(), event=event, request_id=doc["_id"], status=status, sub=sub, error=error)
+
+
 async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], approval: dict[str, Any],
                     purge_at: datetime) -> dict[str, Any]:
     LOGIN_OUTCOMES.labels(doc["kind"], "denied").inc()
@@ -265,6 +279,7 @@ async def _declined(auth: "Auth", session: AsyncClientSession, doc: dict[str, An
     await auth.publish(session, LOGINS, "login.failed", client_id, failed)
     # The agency's own topic gets the same outcome (no citizen identifier: the login did not happen).
     await _to_agency(auth, session, client_id, "login.failed", failed)
+    await _call_back(auth, session, doc, "login.denied", "denied", error="access_denied")
     # The citizen's own record (their data tracker): which service they refused, how it was asked.
     await auth.audit(session, subject=approval["account_id"], action="login", actor=approval.get("device_id", "device"),
                      outcome="denied", client_id=client_id, flow=doc["kind"], reason="access_denied")
@@ -302,6 +317,7 @@ async def _approved(
     await auth.publish(session, LOGINS, "login.succeeded", client_id, succeeded)
     # The agency's own topic: its pairwise sub only, never the account id.
     await _to_agency(auth, session, client_id, "login.succeeded", succeeded)
+    await _call_back(auth, session, doc, "login.completed", "approved", sub=sub)
     await auth.audit(session, subject=account["_id"], action="login", actor=approval.get("device_id", "device"), client_id=client_id,
                      flow=doc["kind"], acr=grant["acr"], amr=list(grant["amr"]))
     update: dict[str, Any] = {"status": "approved", "grant": grant, "sid": sid, "purge_at": purge_at}
