@@ -57,6 +57,10 @@ class ClientView(Answer):
                                                 "requests must be signed request objects")
     agency_events: bool = Field(description="whether the client's outcomes are published on its own topic agency.<client_id>.events")
     dpop_bound_access_tokens: bool = Field(default=False, description="RFC 9449 §5.2: the client's token requests must carry a DPoP proof")
+    require_pushed_authorization_requests: bool = Field(default=False, description="RFC 9126 §6: the client's authorization "
+                                                        "requests only through PAR")
+    fapi_profile: Literal["fapi2-security"] | SkipJsonSchema[None] = Field(default=None, description="FAPI 2.0 Security "
+                                                                         "Profile: PAR, private_key_jwt, DPoP (docs/api.md)")
     backchannel_logout_uri: str | SkipJsonSchema[None] = Field(default=None, description="OpenID Connect Back-Channel Logout "
                                                                "1.0 §2.2: where logout tokens are POSTed")
     backchannel_logout_session_required: bool = Field(default=False, description="Back-Channel Logout §2.2 (the tokens "
