@@ -1,6 +1,7 @@
 """Complete logins per second: authorization code + PKCE through the gateway, approved on the phone.
 
     .venv/bin/python bench/logins.py [--logins 300] [--concurrency 8] [--use-running] [--no-peers]
+    .venv/bin/python bench/logins.py --dpop [--logins 300] [--runs 2]
 
 Starts its own private stack on free ports (or measures the one `make up`
 runs with --use-running), registers a relying party through the platform's
@@ -23,6 +24,13 @@ process of the stack (utime+stime from /proc), and the database operations
 per login: the database's serverStatus `opcounters` after minus before, less
 what the idle stack does in the same time (measured just before), divided by
 the logins, by kind; and the oplog entries if the database keeps one.
+
+`--dpop` (issue 20) measures instead, on the same stack and client, the same logins each ending with a
+userinfo call: with a bearer token, then with the code exchanged under a DPoP proof (RFC 9449; one ES256 key
+for the relying party, support.DPoPKey) and userinfo called with the DPoP-bound token and a proof carrying
+its `ath`; `--runs` rounds of bearer then DPoP, each run's line, and the medians:
+
+    complete logins + userinfo with DPoP against bearer (logins/s): dpop X/s p50 … p99 … | bearer X/s … | ratio R
 
 Next to it, the same run on the same machine: node-oidc-provider's code flow
 (bench/peers/oidc-provider: in memory, and with its MongoDB adapter on a
@@ -208,6 +216,9 @@ class Login:
 
     def __init__(self, session: aiohttp.ClientSession, metadata: dict, jwks: dict[str, jwt.PyJWK], rp: dict) -> None:
         self.session, self.metadata, self.jwks, self.rp = session, metadata, jwks, rp
+        # --dpop: the relying party's DPoP key (None: bearer tokens), and whether a login ends with a userinfo call.
+        self.dpop: support.DPoPKey | None = None
+        self.userinfo = False
         self.steps: dict[str, list[float]] = {}
         self.basic = {"Authorization": aiohttp.encode_basic_auth(rp["client_id"], rp["client_secret"])}
 
@@ -250,14 +261,29 @@ class Login:
         query = parse_qs(urlsplit(location).query)
         if query["state"] != [state] or query["iss"] != [self.metadata["issuer"]]:
             raise RuntimeError(f"the response does not carry the state and issuer: {location}")
-        tokens = await self._json("POST", self.metadata["token_endpoint"], headers=self.basic, data={
+        headers = dict(self.basic)
+        if self.dpop is not None:  # the proof names the token endpoint as discovery publishes it
+            headers["DPoP"] = self.dpop.proof("POST", self.metadata["token_endpoint"])
+        tokens = await self._json("POST", self.metadata["token_endpoint"], headers=headers, data={
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT, "code_verifier": verifier})
+        kind = "DPoP" if self.dpop is not None else "Bearer"
+        if tokens.get("token_type", "").lower() != kind.lower():
+            raise RuntimeError(f"expected a {kind} token, got token_type {tokens.get('token_type')!r}")
         t = self._step("token", t)
         header = jwt.get_unverified_header(tokens["id_token"])
         claims = jwt.decode(tokens["id_token"], self.jwks[header["kid"]], algorithms=["ES256"],
                             audience=self.rp["client_id"], issuer=self.metadata["issuer"])
         if claims["nonce"] != nonce:
             raise RuntimeError("the ID token carries another nonce")
+        if self.userinfo:
+            url, access_token = self.metadata["userinfo_endpoint"], tokens["access_token"]
+            headers = {"Authorization": f"{kind} {access_token}"}
+            if self.dpop is not None:
+                headers["DPoP"] = self.dpop.proof("GET", url, access_token)
+            info = await self._json("GET", url, headers=headers)
+            if info.get("sub") != claims["sub"]:
+                raise RuntimeError(f"userinfo names another subject: {info}")
+            self._step("userinfo", t)
 
 
 async def run_logins(gateway: str, apps: list[CitizenApp], count: int, concurrency: int, warmup: int,
@@ -273,25 +299,61 @@ async def run_logins(gateway: str, apps: list[CitizenApp], count: int, concurren
             await asyncio.wait_for(login.run(apps[i % len(apps)]), 60)  # the client reaches every projection
         if between is not None:
             between()
-        latencies: list[float] = []
-        remaining = iter(range(count))
-
-        login.steps.clear()
-
-        async def worker(app: CitizenApp) -> None:
-            for _ in remaining:
-                started = time.perf_counter()
-                try:
-                    await asyncio.wait_for(login.run(app), 60)
-                except Exception as exc:  # noqa: BLE001 — counted and shown, the run goes on
-                    ERRORS.append(f"{type(exc).__name__}: {str(exc)[:160]}")
-                    continue
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(apps[i % len(apps)]) for i in range(concurrency)))
+        result = await timed(login, apps, count, concurrency)
         STEPS.update({name: statistics.median(values) for name, values in login.steps.items()})
-        return len(latencies) / (time.perf_counter() - started), sorted(latencies)
+        return result.rps, sorted(result.latencies)
+
+
+async def timed(login: Login, apps: list[CitizenApp], count: int, concurrency: int) -> support.Result:
+    """`count` complete logins by `concurrency` workers (each with its own phone); the failed ones in ERRORS."""
+    result = support.Result()
+    remaining = iter(range(count))
+    login.steps.clear()
+
+    async def worker(app: CitizenApp) -> None:
+        for _ in remaining:
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(login.run(app), 60)
+            except Exception as exc:  # noqa: BLE001 — counted and shown, the run goes on
+                ERRORS.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+                result.errors += 1
+                continue
+            result.ok += 1
+            result.latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(apps[i % len(apps)]) for i in range(concurrency)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def dpop_runs(gateway: str, apps: list[CitizenApp], count: int, concurrency: int, warmup: int,
+                    runs: int) -> dict[str, list[support.Result]]:
+    """--dpop: the same logins, each ending with a userinfo call, bearer then DPoP (one key for the relying party, a
+    fresh proof at the token endpoint and at userinfo), `runs` rounds back to back on the same stack and client."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with session.get(gateway + "/.well-known/openid-configuration") as response:
+            metadata = await response.json()
+        async with session.get(metadata["jwks_uri"]) as response:
+            jwks = {key["kid"]: jwt.PyJWK(key) for key in (await response.json())["keys"]}
+        login = Login(session, metadata, jwks, await register_client(session, gateway))
+        login.userinfo = True
+        key = support.DPoPKey()
+        results: dict[str, list[support.Result]] = {"bearer": [], "dpop": []}
+        for i in range(warmup):  # both kinds, untimed: the client reaches every projection, every path is warm
+            login.dpop = key if i % 2 else None
+            await asyncio.wait_for(login.run(apps[i % len(apps)]), 60)
+        for i in range(runs):
+            for name in results:
+                login.dpop = key if name == "dpop" else None
+                result = await timed(login, apps, count, concurrency)
+                results[name].append(result)
+                steps = ", ".join(f"{step} {statistics.median(v) * 1000:.0f} ms" for step, v in login.steps.items())
+                print(f"  run {i + 1}/{runs} {name}: {result.rps:.1f} logins/s p50 {result.p50_ms:.0f} ms "
+                      f"p99 {result.p99_ms:.0f} ms" + (f" ({result.errors} failed)" if result.errors else "")
+                      + f"; median per step: {steps}", flush=True)
+        return results
 
 
 ERRORS: list[str] = []  # the logins of the timed run that failed
@@ -364,9 +426,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--profile", action="store_true",
                         help="also list every database operation per login by collection and kind (the database's profiler)")
+    parser.add_argument("--dpop", action="store_true",
+                        help="logins whose code is exchanged with a DPoP proof and whose token then calls userinfo, next to "
+                             "the same with a bearer token, in the same run (no peers, no database counts)")
+    parser.add_argument("--runs", type=int, default=2, help="--dpop: rounds of bearer then DPoP; the medians (default 2)")
     args = parser.parse_args()
-    if not 1 <= args.logins <= 100_000 or not 1 <= args.concurrency <= 256:
-        parser.error("--logins 1..100000, --concurrency 1..256")
+    if not 1 <= args.logins <= 100_000 or not 1 <= args.concurrency <= 256 or not 1 <= args.runs <= 9:
+        parser.error("--logins 1..100000, --concurrency 1..256, --runs 1..9")
+    if args.dpop:
+        return dpop_main(args)
 
     with support.bench_stack("logins", use_running=args.use_running) as stack:
         try:
@@ -444,6 +512,32 @@ def main() -> int:
         args.json.write_text(json.dumps({"rate": rate, "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
                                          "cpu": cpu, "ops": ops, "oplog": oplog, "peers": peer_rates}, indent=2))
     return 0
+
+
+def dpop_main(args) -> int:
+    """--dpop: logins/s and p50/p99 with DPoP next to without, from the same run on the same stack."""
+    print(f"bench/logins.py --dpop — {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: {args.logins} logins per run "
+          f"and side, concurrency {args.concurrency}, {args.runs} rounds of bearer then DPoP, each login ending with userinfo",
+          flush=True)
+    with support.bench_stack("logins", use_running=args.use_running) as stack:
+        if not args.no_pin:
+            support.pin(support.cpus(), {name: pid for name, pid in stack.status().items() if pid is not None})
+        with tempfile.TemporaryDirectory() as folder:
+            async def both() -> dict[str, list[support.Result]]:
+                apps = await citizens(stack, Path(folder), args.concurrency)
+                return await dpop_runs(stack.config.service_url("gateway"), apps, args.logins, args.concurrency,
+                                       args.warmup, args.runs)
+
+            results = asyncio.run(both())
+    summaries = {name: support.Summary.of(each) for name, each in results.items()}
+    what = "complete logins + userinfo with DPoP against bearer (logins/s)"
+    print(support.comparison_line(what, summaries["dpop"], "bearer", summaries["bearer"], name="dpop"))
+    if ERRORS:
+        print(f"  {len(ERRORS)} failed, the first: {ERRORS[0]}")
+    if args.json:
+        args.json.write_text(json.dumps({name: {"rate": v.rps, "p50_ms": v.p50_ms, "p99_ms": v.p99_ms, "errors": v.errors,
+                                                "runs": v.runs} for name, v in summaries.items()}, indent=2))
+    return 1 if ERRORS else 0
 
 
 if __name__ == "__main__":

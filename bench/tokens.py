@@ -30,10 +30,7 @@ to the key) next to the same requests without one, straight at auth and through 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -65,16 +62,11 @@ async def register_agency(gateway: str, admin_token: str) -> tuple[str, str]:
 
 
 def dpop_call(url: str, htu: str, headers: dict[str, str], data: dict[str, str]) -> support.Call:
-    """POST `url` with a new DPoP proof (ES256, jwcrypto) each time, as an outside client would send it."""
-    from jwcrypto import jwk, jws
-
-    key = jwk.JWK.generate(kty="EC", crv="P-256")
-    protected = json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.export_public(as_dict=True)})
+    """POST `url` with a new DPoP proof (ES256, jwcrypto: support.DPoPKey) each time, as an outside client would send it."""
+    key = support.DPoPKey()
 
     async def call(session) -> int:
-        proof = jws.JWS(json.dumps({"jti": uuid.uuid4().hex, "htm": "POST", "htu": htu, "iat": int(time.time())}).encode())
-        proof.add_signature(key, alg="ES256", protected=protected)
-        async with session.post(url, headers={**headers, "DPoP": proof.serialize(compact=True)}, data=data) as response:
+        async with session.post(url, headers={**headers, "DPoP": key.proof("POST", htu)}, data=data) as response:
             body = await response.read()
             if response.status == 200 and b'"DPoP"' not in body:
                 return 500  # not bound: counted as an error
@@ -94,7 +86,7 @@ def dpop_mode(args, stack) -> list[str]:
                  "dpop": dpop_call(base + "/oidc/token", gateway + "/oidc/token", basic, TOKEN_FORM)}
         summaries = support.measure(what, sides, requests=args.requests, concurrency=args.concurrency, runs=args.runs)
         # ratio: DPoP tokens/s over bearer tokens/s
-        lines.append(support.comparison_line(what, summaries["dpop"], "bearer", summaries["bearer"]).replace("harbour", "dpop", 1))
+        lines.append(support.comparison_line(what, summaries["dpop"], "bearer", summaries["bearer"], name="dpop"))
     return lines
 
 
