@@ -214,7 +214,7 @@ class Phone(CitizenApp):
                     basic: tuple[str, str] | None = None, uncounted: tuple[int, ...] = ()) -> Any:
         headers = {}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers = self.device_headers(method, path, token)  # DPoP-bound: a proof by the device key
         elif basic:
             headers["Authorization"] = aiohttp.encode_basic_auth(*basic)
         status, body = await self.http.request(method, path, json=json, headers=headers, uncounted=uncounted)

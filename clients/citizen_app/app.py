@@ -2,8 +2,10 @@
 
 Every call that acts for the citizen carries a device token obtained with a
 device-signed assertion, kept and used again until a minute before it
-expires (as an OAuth client keeps an access token); every decision is signed
-by the device key over the digest the app recomputed from what it displayed.
+expires (as an OAuth client keeps an access token), DPoP-bound to the device
+key: each call presents it as `Authorization: DPoP` with a fresh proof signed
+by that key (RFC 9449); every decision is signed by the device key over the
+digest the app recomputed from what it displayed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from libs.approvals import ApprovalRequest, sign_decision
 from libs.data_export import EXPORT_PATHS, JWKS_PATHS
 from libs.tokens import generate_private_key, public_jwk, sign
+from libs.tokens.dpop import make_proof
 
 from .profile import PinRequired, Profile, ProfileError, check_new_pin
 
@@ -59,11 +62,13 @@ class CitizenApp:
         self.base = profile.gateway_url.rstrip("/")
         self._token: tuple[str, float] | None = None  # the device token and when to stop using it (monotonic)
         self._token_for: str | None = None  # the device it was issued to
+        # The device key that signed for the token in hand: it signs each call's DPoP proof while the token lives.
+        self._token_key: ec.EllipticCurvePrivateKey | None = None
 
     async def _call(self, method: str, path: str, *, json: Any = None, token: str | None = None, basic: tuple[str, str] | None = None) -> Any:
         headers = {}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers = self.device_headers(method, path, token)
         elif basic:
             headers["Authorization"] = aiohttp.encode_basic_auth(*basic)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -155,6 +160,7 @@ class CitizenApp:
             raise ProfileError("this profile has no device yet: activate it, or finish its pairing")
         started = time.monotonic()
         now = int(datetime.now(UTC).timestamp())
+        key = self._unlock()[0]
         assertion = sign(
             {
                 "iss": self.profile.device_id,
@@ -164,17 +170,28 @@ class CitizenApp:
                 "exp": now + 60,
                 "jti": uuid.uuid4().hex,
             },
-            self._unlock()[0],
+            key,
             headers={"kid": self.profile.device_id},
         )
         result = await self._call("POST", "/v1/devices/token", json={"assertion": assertion})
         self._token = (result["access_token"], started + result.get("expires_in", 0) - TOKEN_MARGIN_S)
+        self._token_key = key
         self._token_for = self.profile.device_id
         return result["access_token"]
 
     def forget_token(self) -> None:
         """The next call asks for a fresh device token (after a revocation, a new device...)."""
         self._token = None
+        self._token_key = None
+
+    def device_headers(self, method: str, path: str, token: str) -> dict[str, str]:
+        """A device token is DPoP-bound (RFC 9449; its `cnf.jkt` names the device key): `Authorization: DPoP` and a
+        proof for this call signed by the device key, `htu` the public URL (this app's base, the issuer, + the path),
+        `ath` the token's hash. The key that obtained the token in hand signs; else the key is opened now."""
+        key = self._token_key if self._token is not None and token == self._token[0] and self._token_key else None
+        if key is None:
+            key = self._unlock()[0]
+        return {"Authorization": f"DPoP {token}", "DPoP": make_proof(key, method, self.base + path, access_token=token)}
 
     # -- approvals -----------------------------------------------------------
 
@@ -243,8 +260,9 @@ class CitizenApp:
         token = self._token[0] if self._token and time.monotonic() < self._token[1] else await self.device_token()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(self.base + "/v1/approvals/stream", headers={"Authorization": f"Bearer {token}",
-                                                                                  "Accept": "text/event-stream"}) as stream:
+            # The stream's DPoP proof is checked once, when it opens.
+            headers = {**self.device_headers("GET", "/v1/approvals/stream", token), "Accept": "text/event-stream"}
+            async with session.get(self.base + "/v1/approvals/stream", headers=headers) as stream:
                 claimed = await self._as_device("POST", claim_path, json={})
                 if stream.status != 200:
                     return await self._wait_for_prompt(claimed["approval_id"], timeout_s)
@@ -415,8 +433,8 @@ class CitizenApp:
         token = await self.device_token()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(self.base + "/v1/inbox/stream", headers={"Authorization": f"Bearer {token}",
-                                                                             "Accept": "text/event-stream"}) as response:
+            headers = {**self.device_headers("GET", "/v1/inbox/stream", token), "Accept": "text/event-stream"}
+            async with session.get(self.base + "/v1/inbox/stream", headers=headers) as response:
                 if response.status >= 400:
                     raise AppError(response.status, await response.json(content_type=None))
                 data: list[str] = []

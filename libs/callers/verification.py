@@ -12,7 +12,9 @@ at the gateway; the gateway forwards the path unchanged, so a service compares
 the same URL without trusting a forwarded header), `ath` the token's hash, a
 fresh `iat`, a `jti` not seen in this process's replay window, and the key's
 thumbprint = `cnf.jkt` (libs/tokens/dpop.py). Device tokens carry `cnf.jkt`
-too but prove possession by device-signed requests: they are not DPoP here.
+(the device key's thumbprint) and are checked the same way: the citizen app
+signs each call's proof with its device key. The proof is checked once per
+request: an event stream keeps the claims verified at connect.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def revocation_refusal(app: web.Application, claims: dict[str, Any]) -> str | No
 async def verified_claims(request: web.Request, jwks: JWKSCache, issuer: str, *, audience: str) -> dict[str, Any]:
     """The claims of the request's bearer token: signature, issuer, audience, type, expiry, then revocation."""
     presented = access_token_of(request.headers.get("Authorization"))
-    if presented is None or (presented[0] == "DPoP" and audience == DEVICE_AUDIENCE):
+    if presented is None:
         raise TokenRequired()
     scheme, token = presented
     try:
@@ -90,8 +92,7 @@ async def verified_claims(request: web.Request, jwks: JWKSCache, issuer: str, *,
     reason = revocation_refusal(request.app, claims)
     if reason:
         raise InvalidAccessToken(reason)
-    if audience != DEVICE_AUDIENCE:
-        check_sender(request, issuer, scheme, token, claims)
+    check_sender(request, issuer, scheme, token, claims)
     return claims
 
 

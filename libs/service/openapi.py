@@ -87,7 +87,9 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "client_secret_basic; clients registered for client_secret_post or private_key_jwt "
         "send client_id with client_secret, or client_assertion_type with client_assertion, in the form instead",
     },
-    "deviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a device access token from POST /v1/devices/token"},
+    "deviceToken": {"type": "http", "scheme": "DPoP",
+                    "description": "a device access token from POST /v1/devices/token, DPoP-bound to the device key (RFC 9449): "
+                    "`Authorization: DPoP <token>` with a `DPoP` proof header signed by the device key for each request"},
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "an OAuth access token (RFC 9068 at+jwt)"},
     "admin": {"type": "http", "scheme": "bearer", "description": "the operators' HARBOUR_ADMIN_TOKEN"},
     "registrationToken": {"type": "http", "scheme": "bearer",
@@ -125,7 +127,8 @@ JSON_BODY_ERRORS = {
     422: "the body does not match the model; `errors` names each field",
 }
 DEVICE_AUTH_ERRORS = {
-    401: "no, invalid or expired device token, or the device is revoked (WWW-Authenticate: Bearer)",
+    401: "no, invalid or expired device token, the device is revoked (WWW-Authenticate: Bearer), or the token without "
+         "its DPoP proof by the device key (WWW-Authenticate: DPoP, invalid_token or invalid_dpop_proof)",
     403: "the account is not active",
 }
 

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +168,18 @@ def verify_proof(
         if not nonce_ok(nonce if isinstance(nonce, str) else None):
             raise NonceRequired("a fresh DPoP-Nonce from the server is required in the proof")
     return Proof(jkt=jkt, jti=jti, iat=iat, claims=claims)
+
+
+def make_proof(key: Any, method: str, url: str, *, access_token: str | None = None, now: float | None = None) -> str:
+    """A client's ES256 proof for `method url` (query dropped) signed by an EC P-256 private key (cryptography's), its
+    public JWK in the header; with `access_token`, its `ath`. The citizen app's, for its device-key-bound tokens."""
+    from .jwk import public_jwk
+
+    claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url.split("?", 1)[0].split("#", 1)[0],
+              "iat": int(time.time() if now is None else now)}
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    return jwt.encode(claims, key, algorithm="ES256", headers={"typ": PROOF_TYP, "jwk": public_jwk(key)})
 
 
 class ReplayCache:

@@ -10,10 +10,13 @@ these credentials.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-from libs.callers import ClientCredentialsRequired, TokenRequired, basic_credentials, bearer_token
+from libs.callers import (ClientCredentialsRequired, InvalidDPoPProof, InvalidDPoPToken, TokenRequired, access_token_of,
+                          basic_credentials, bearer_token, check_sender)
 from libs.callers import InvalidAccessToken as InvalidRegistrationToken
 
 from .clients.registry import authenticate_client, authenticate_registration
@@ -25,15 +28,27 @@ from .errors import AccountInactive, DeviceInactive, InvalidDeviceToken, MayNotE
 AUTH = web.AppKey("auth", Auth)
 
 # What `current_device` can refuse, for a device endpoint's `refusals=` (described by libs/service/openapi's DEVICE_AUTH_ERRORS).
-DEVICE_REFUSALS = (TokenRequired, InvalidDeviceToken, DeviceInactive, AccountInactive)
+DEVICE_REFUSALS = (TokenRequired, InvalidDeviceToken, InvalidDPoPToken, InvalidDPoPProof, DeviceInactive, AccountInactive)
 
 
-async def current_device(request: web.Request) -> DeviceContext:
-    """The citizen's device behind the request's device token, checked afresh (device and account active)."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is None:
+async def current_device(request: web.Request, on_claims: Callable[[dict[str, Any]], None] | None = None) -> DeviceContext:
+    """The citizen's device behind the request's device token, checked afresh (device and account active).
+
+    A device token is DPoP-bound (`cnf.jkt` = the device key's thumbprint): presented as `Authorization: DPoP` with a
+    proof for this request signed by that key, checked as at every service (libs/callers.check_sender).
+    `on_claims`: given the token's verified claims (the approvals stream keeps them)."""
+    presented = access_token_of(request.headers.get("Authorization"))
+    if presented is None:
         raise TokenRequired("a device access token is required")
-    return await authenticate_device(request.app[AUTH], token)
+    scheme, token = presented
+    auth = request.app[AUTH]
+
+    def sender(claims: dict[str, Any]) -> None:
+        check_sender(request, auth.settings.issuer, scheme, token, claims)
+        if on_claims is not None:
+            on_claims(claims)
+
+    return await authenticate_device(auth, token, sender=sender)
 
 
 async def enroller(request: web.Request) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from clients.citizen_app.app import AppError
 from libs.events import agency_topic
 
 from ..support.broker import all_messages
-from ..support.calls import bearer
+from ..support.calls import device_auth, bearer
 from ..support.database import mongo
 from ..support.dump import sweep
 from ..support.formfill import FIELDS, created, prompt_for as formfill_prompt, wait_for_status
@@ -52,8 +52,9 @@ def reads(platform) -> dict[str, str]:
     }
 
 
-def statuses(token: str, urls: dict[str, str]) -> dict[str, int]:
-    return {name: requests.get(url, headers=bearer(token), timeout=10).status_code for name, url in urls.items()}
+def statuses(token: str, urls: dict[str, str], app) -> dict[str, int]:
+    return {name: requests.get(url, headers=device_auth(app, token, "GET", url), timeout=10).status_code
+            for name, url in urls.items()}
 
 
 def person_values(person: dict) -> list[str]:
@@ -129,7 +130,7 @@ async def test_a_citizen_closes_the_account_from_the_app_and_nothing_of_them_ope
     assert denied["status"] == "denied" and "account_state" not in denied
     unapproved = await phone.request_closure()  # asked, never decided
     device_token = await phone.device_token()
-    assert set(statuses(device_token, reads(platform)).values()) == {200}
+    assert set(statuses(device_token, reads(platform), phone).values()) == {200}
     assert (await auth_doc(platform, "accounts", {"_id": account_id}))["state"] == "active"
     assert unapproved["approval_id"] in {p["approval_id"] for p in await phone.pending()}
 
@@ -139,7 +140,7 @@ async def test_a_citizen_closes_the_account_from_the_app_and_nothing_of_them_ope
     assert closed["status"] == "approved" and closed["account_state"] == "closed"
 
     async def all_refused():
-        return set(statuses(device_token, reads(platform)).values()) == {401}
+        return set(statuses(device_token, reads(platform), phone).values()) == {401}
 
     await eventually(all_refused, timeout_s=WITHIN_S, interval_s=0.05)
     print(f"device token refused everywhere {time.monotonic() - since:.2f} s after the closure answered")
@@ -217,7 +218,7 @@ async def test_an_operator_closes_an_account_with_a_reason(platform, kiosk, tmp_
     assert answer["state"] == "closed" and answer["devices_revoked"] == 1
 
     async def refused():
-        return set(statuses(device_token, reads(platform)).values()) == {401}
+        return set(statuses(device_token, reads(platform), phone).values()) == {401}
 
     await eventually(refused, timeout_s=WITHIN_S, interval_s=0.05)
     [audit] = await audit_records(platform, account_id, "identity.close")

@@ -22,6 +22,7 @@ from libs.events import agency_topic
 from services.auth.oidc.tokens import ACR_BASIC, ACR_PLUS
 
 from ..support.broker import all_messages
+from ..support.calls import device_auth
 from ..support.database import mongo
 from ..support.oidc import (REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of,
                             token_request)
@@ -38,14 +39,16 @@ def direct(platform, service: str) -> str:
     return platform.stack.config.service_url(service)
 
 
-async def status_with(token: str, url: str) -> int:
+async def status_with(token: str, url: str, app=None) -> int:
+    """`app`: a device token of that citizen app, presented as the app does (DPoP, its device key)."""
+    headers = device_auth(app, token, "GET", url) if app is not None else {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        async with session.get(url, headers=headers) as response:
             return response.status
 
 
-async def statuses(token: str, urls: dict[str, str]) -> dict[str, int]:
-    return {name: await status_with(token, url) for name, url in urls.items()}
+async def statuses(token: str, urls: dict[str, str], app=None) -> dict[str, int]:
+    return {name: await status_with(token, url, app) for name, url in urls.items()}
 
 
 def registered_by_operator(platform, **metadata) -> dict:
@@ -111,7 +114,7 @@ async def test_a_lost_phone_replaced_at_a_kiosk_keeps_the_account_and_stops_the_
         "notify /v1/inbox": direct(platform, "notify") + "/v1/inbox",
         "formfill /v1/consents": direct(platform, "formfill") + "/v1/consents",
     }
-    assert set((await statuses(old_token, reads)).values()) == {200}
+    assert set((await statuses(old_token, reads, old)).values()) == {200}
 
     replaced = await kiosk_app.replace_at_kiosk(person, selfie(), kiosk=kiosk)
     since = time.monotonic()
@@ -121,7 +124,7 @@ async def test_a_lost_phone_replaced_at_a_kiosk_keeps_the_account_and_stops_the_
 
     # The old phone's token, issued before and valid for 10 minutes, is refused by every service within seconds.
     async def all_refused():
-        return set((await statuses(old_token, reads)).values()) == {401}
+        return set((await statuses(old_token, reads, old)).values()) == {401}
 
     await eventually(all_refused, timeout_s=WITHIN_S, interval_s=0.05)
     refused_after = time.monotonic() - since

@@ -22,7 +22,7 @@ from libs.events.topics import LOGINS
 
 from ..support import formfill, signing
 from ..support.broker import all_messages
-from ..support.calls import bearer
+from ..support.calls import device_auth
 from ..support.citizens import enrolled_app
 from ..support.database import mongo
 from ..support.notify import Agency, CallbackReceiver
@@ -63,7 +63,8 @@ async def journeys(platform, metadata, app, rp: dict, agency: Agency, template: 
     asked = await formfill.created(platform, token, [("name_en", True)], standing=True)
     await app.approve((await formfill.prompt_for(app, asked["request_id"]))["approval_id"])
     receipt_id = (await formfill.wait_for_status(platform, token, asked["request_id"], "approved"))["receipt_id"]
-    revoked = requests.delete(f"{platform.gateway}/v1/consents/{receipt_id}", headers=bearer(await app.device_token()), timeout=10)
+    revoked = requests.delete(f"{platform.gateway}/v1/consents/{receipt_id}", timeout=10, headers=device_auth(
+        app, await app.device_token(), "DELETE", f"{platform.gateway}/v1/consents/{receipt_id}"))
     assert revoked.status_code == 204, revoked.text
 
     to_sign = await signing.create(platform, token, json={"document_name": f"{label}.txt",

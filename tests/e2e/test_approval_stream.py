@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
+from ..support.calls import device_auth
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created
 from ..support.oidc import register, token_request
@@ -53,12 +54,12 @@ async def test_a_formfill_prompt_arrives_on_the_open_stream(platform, kiosk, met
     request = await created(platform, rp_token(platform, metadata), [("name_en", True)])
     token = await phone.device_token()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
-        async with session.get(platform.gateway + STREAM, headers={"Authorization": f"Bearer {token}"}) as stream:
+        async with session.get(platform.gateway + STREAM, headers=device_auth(phone, token, "GET", platform.gateway + STREAM)) as stream:
             assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
             assert await next_event(stream) == {"comment": "connected"}
             # No prompt yet: the claim makes formfill publish approval.requested, which auth's consumer queues.
             async with session.post(f"{platform.gateway}/v1/formfill/requests/{request['request_id']}/claim", json={},
-                                    headers={"Authorization": f"Bearer {token}"}) as claim:
+                                    headers=device_auth(phone, token, "POST", f"{platform.gateway}/v1/formfill/requests/{request['request_id']}/claim")) as claim:
                 assert claim.status == 201, await claim.text()
                 approval_id = (await claim.json())["approval_id"]
             event = await next_event(stream)
@@ -81,7 +82,7 @@ async def test_a_prompt_another_process_queued_arrives(platform, kiosk, tmp_path
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
-            async with session.get(platform.gateway + STREAM, headers={"Authorization": f"Bearer {token}"}) as stream:
+            async with session.get(platform.gateway + STREAM, headers=device_auth(phone, token, "GET", platform.gateway + STREAM)) as stream:
                 assert await next_event(stream) == {"comment": "connected"}
                 await mongo[platform.database("auth")]["approvals"].insert_one({
                     "_id": approval_id, "account_id": phone.profile.account_id, "status": "pending",
@@ -107,7 +108,7 @@ async def test_a_revoked_devices_stream_closes(platform, kiosk, tmp_path):
     phone = await enrolled_app(platform, kiosk, tmp_path, "phone")
     token = await phone.device_token()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
-        async with session.get(platform.gateway + STREAM, headers={"Authorization": f"Bearer {token}"}) as stream:
+        async with session.get(platform.gateway + STREAM, headers=device_auth(phone, token, "GET", platform.gateway + STREAM)) as stream:
             assert stream.status == 200
             assert await next_event(stream) == {"comment": "connected"}
             await phone.revoke(phone.profile.device_id)
@@ -122,14 +123,13 @@ async def test_a_revoked_devices_stream_closes(platform, kiosk, tmp_path):
 async def test_one_stream_more_than_a_device_may_hold_is_429(platform, kiosk, tmp_path):
     phone = await enrolled_app(platform, kiosk, tmp_path, "phone")
     token = await phone.device_token()
-    headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as session:
         held = []
         try:
             for _ in range(3):
-                held.append(await session.get(platform.gateway + STREAM, headers=headers))
+                held.append(await session.get(platform.gateway + STREAM, headers=device_auth(phone, token, "GET", platform.gateway + STREAM)))
                 assert held[-1].status == 200
-            async with session.get(platform.gateway + STREAM, headers=headers) as fourth:
+            async with session.get(platform.gateway + STREAM, headers=device_auth(phone, token, "GET", platform.gateway + STREAM)) as fourth:
                 assert fourth.status == 429 and fourth.content_type == "application/problem+json"
                 assert (await fourth.json(content_type=None))["type"].endswith("/too-many-streams")
                 assert int(fourth.headers["Retry-After"]) >= 1

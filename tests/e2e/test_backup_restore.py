@@ -34,7 +34,7 @@ from libs.devstack.config import REPO_ROOT
 from libs.events import CloudEvent, agency_topic
 
 from ..support.broker import all_messages
-from ..support.calls import bearer
+from ..support.calls import device_auth
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created, prompt_for as formfill_prompt, result_of as formfill_result, wait_for_status
 from ..support.oidc import logged_in_token, register
@@ -183,7 +183,8 @@ async def test_a_backup_restored_into_a_fresh_platform_keeps_signatures_devices_
         assert "Signature Validation: Signature is Valid." in report and "Certificate Validation: Certificate is Trusted." in report, report
 
         # The phone's device token from before the backup is still good (auth's token keys came back).
-        approvals = requests.get(new.gateway + "/v1/approvals", headers=bearer(device_token), timeout=10)
+        approvals = requests.get(new.gateway + "/v1/approvals",
+                                 headers=device_auth(app, device_token, "GET", new.gateway + "/v1/approvals"), timeout=10)
         assert approvals.status_code == 200, approvals.text
 
         # A new login and a form fill: the account, device, client and the vault (under the restored KEK).

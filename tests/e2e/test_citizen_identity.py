@@ -35,7 +35,7 @@ from libs.tokens import public_jwk
 
 from ..support.audit import audit_records
 from ..support.broker import all_messages, raw_bytes
-from ..support.calls import post_json, refused_with
+from ..support.calls import device_auth, post_json, refused_with
 from ..support.citizens import pending_prompt
 from ..support.citizens import enrolled_app as _enrolled_app
 from ..support.database import mongo, service_documents
@@ -271,7 +271,7 @@ async def test_a_revoked_device_can_do_nothing_more(platform, kiosk, tmp_path):
     token = await app.device_token()
     await app.revoke(app.profile.device_id)
     async with aiohttp.ClientSession() as session:
-        async with session.get(platform.gateway + "/v1/approvals", headers={"Authorization": f"Bearer {token}"}) as response:
+        async with session.get(platform.gateway + "/v1/approvals", headers=device_auth(app, token, "GET", platform.gateway + "/v1/approvals")) as response:
             assert response.status == 401
             assert response.content_type == PROBLEM
             assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]

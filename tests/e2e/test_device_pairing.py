@@ -19,6 +19,7 @@ import pytest
 from clients.citizen_app import CitizenApp, Profile
 from clients.citizen_app.app import AppError
 
+from ..support.calls import device_auth
 from ..support.database import mongo
 from ..support.oidc import claims_of, login, register
 from ..support.people import identity, selfie
@@ -32,11 +33,11 @@ def direct(platform, service: str) -> str:
     return platform.stack.config.service_url(service)
 
 
-async def statuses(token: str, urls: dict[str, str]) -> dict[str, int]:
+async def statuses(token: str, urls: dict[str, str], app) -> dict[str, int]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         found = {}
         for name, url in urls.items():
-            async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+            async with session.get(url, headers=device_auth(app, token, "GET", url)) as response:
                 found[name] = response.status
         return found
 
@@ -99,12 +100,12 @@ async def test_a_second_phone_added_from_the_first_logs_in_as_the_same_citizen_u
         "notify /v1/inbox": direct(platform, "notify") + "/v1/inbox",
         "formfill /v1/consents": direct(platform, "formfill") + "/v1/consents",
     }
-    assert set((await statuses(old_token, reads)).values()) == {200}
+    assert set((await statuses(old_token, reads, old)).values()) == {200}
     await new.revoke(old.profile.device_id)
     since = time.monotonic()
 
     async def all_refused():
-        return set((await statuses(old_token, reads)).values()) == {401}
+        return set((await statuses(old_token, reads, old)).values()) == {401}
 
     await eventually(all_refused, timeout_s=WITHIN_S, interval_s=0.05)
     print(f"revoked phone's token refused everywhere {time.monotonic() - since:.2f} s after the revocation answered")
@@ -112,7 +113,7 @@ async def test_a_second_phone_added_from_the_first_logs_in_as_the_same_citizen_u
         await old.device_token()
     assert no_token.value.status == 401 and no_token.value.problem["type"].endswith("/device-inactive")
     # The other phone goes on: its token everywhere, and a login with the same sub.
-    assert set((await statuses(await new.device_token(), reads)).values()) == {200}
+    assert set((await statuses(await new.device_token(), reads, new)).values()) == {200}
     tokens, _ = await login(platform, metadata, rp, new)
     assert claims_of(tokens["id_token"])["sub"] == sub
 

@@ -15,7 +15,7 @@ from libs.crypto import FieldCipher, Keyring, new_key_value
 from libs.events import CloudEvent, agency_topic
 
 from ..support.broker import all_messages
-from ..support.calls import bearer, refusal
+from ..support.calls import device_auth, refusal
 from ..support.citizens import enrolled_app
 from ..support.database import mongo, platform_documents
 from ..support.formfill import FIELDS, ask, created, prompt_for, result_of, rp_with_key, verified_claims, wait_for_status
@@ -73,10 +73,12 @@ async def test_anonymous_journey_by_app_link_and_consents(platform, kiosk, metad
     claims = verified_claims(platform, result_of(platform, token, request["request_id"]).text)
     assert claims["fields"] == {"name_en": person["name_en"], "address": person["address"]}
 
-    listed = requests.get(platform.gateway + "/v1/consents", headers=bearer(await app.device_token()), timeout=10).json()
+    listed = requests.get(platform.gateway + "/v1/consents",
+                          headers=device_auth(app, await app.device_token(), "GET", platform.gateway + "/v1/consents"), timeout=10).json()
     [consent] = [c for c in listed["consents"] if c["request_id"] == request["request_id"]]
     assert consent["fields"] == ["name_en", "address"] and consent["standing"] and consent["status"] == "active"
-    revoked = requests.delete(f"{platform.gateway}/v1/consents/{consent['receipt_id']}", headers=bearer(await app.device_token()), timeout=10)
+    revoked = requests.delete(f"{platform.gateway}/v1/consents/{consent['receipt_id']}", timeout=10, headers=device_auth(
+        app, await app.device_token(), "DELETE", f"{platform.gateway}/v1/consents/{consent['receipt_id']}"))
     assert revoked.status_code == 204
 
     async def agency_events() -> set[str]:

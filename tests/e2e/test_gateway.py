@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from libs.crypto import Keyring
 from libs.devstack import processes
 from libs.service import ServiceSettings
+from libs.tokens.dpop import make_proof
 from libs.tokens.keystore import KeyStore
 from services.gateway.app import create_app
 from services.gateway.settings import UPSTREAMS, GatewaySettings
 
-from ..support.calls import refusal
+from ..support.calls import device_auth, refusal
 from ..support.citizens import enrolled_app
 from ..support.database import mongo
 from ..support.oidc import claims_of, login, register, token_request
@@ -78,9 +79,40 @@ async def test_bad_tokens_are_stopped_at_the_edge(platform, kiosk, tmp_path):
     missing = requests.get(platform.gateway + "/v1/approvals", timeout=10)
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
     request_id = f"edge-good-{uuid.uuid4().hex[:8]}"
-    ok = requests.get(platform.gateway + "/v1/approvals", headers={"Authorization": f"Bearer {good}", "X-Request-Id": request_id}, timeout=10)
+    ok = requests.get(platform.gateway + "/v1/approvals", timeout=10, headers={
+        **device_auth(citizen, good, "GET", platform.gateway + "/v1/approvals"), "X-Request-Id": request_id})
     assert ok.status_code == 200
     assert upstream_saw(platform, "auth", request_id)
+
+
+async def test_a_stolen_device_token_is_refused_without_the_device_key(platform, kiosk, tmp_path):
+    """A device token is DPoP-bound to the phone's key (`cnf.jkt`): copied off the phone (a log, a proxy, malware
+    reading memory) it is refused at the edge, before any upstream sees it, and by a service called directly."""
+    phone = await enrolled_app(platform, kiosk, tmp_path, "phone")
+    stolen = await phone.device_token()
+    assert claims_of(stolen)["cnf"]["jkt"]
+    thief = ec.generate_private_key(ec.SECP256R1())
+    notify = platform.stack.config.service_url("notify")
+    for service, base in (("auth", platform.gateway), ("notify", platform.gateway), ("notify", notify)):
+        path = "/v1/approvals" if service == "auth" else "/v1/inbox"
+        url, issuer_url = base + path, platform.gateway + path  # htu: the issuer's URL + the path, at the edge or not
+        thiefs_proof = make_proof(thief, "GET", issuer_url, access_token=stolen)
+        for how, headers, error in (
+            ("bearer", {"Authorization": f"Bearer {stolen}"}, "invalid_token"),
+            ("no proof", {"Authorization": f"DPoP {stolen}"}, "invalid_dpop_proof"),
+            ("the thief's key", {"Authorization": f"DPoP {stolen}", "DPoP": thiefs_proof}, "invalid_dpop_proof"),
+        ):
+            request_id = f"stolen-{uuid.uuid4().hex[:8]}"
+            response = requests.get(url, headers={**headers, "X-Request-Id": request_id}, timeout=10)
+            assert response.status_code == 401, (url, how, response.text)
+            assert response.headers["Content-Type"].startswith("application/problem+json")
+            challenge = response.headers["WWW-Authenticate"]
+            assert challenge.startswith("DPoP ") and f'error="{error}"' in challenge, (url, how, challenge)
+            if base == platform.gateway:
+                assert not upstream_saw(platform, service, request_id), f"{how} reached {service}"
+        # The phone itself, with its key: through.
+        owner = requests.get(url, headers=device_auth(phone, stolen, "GET", url), timeout=10)
+        assert owner.status_code == 200, (url, owner.text)
 
 
 def test_a_missing_scope_is_403_at_the_edge(platform):

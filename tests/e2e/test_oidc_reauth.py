@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from clients.citizen_app import AppError
 
-from ..support.calls import refused_with
+from ..support.calls import device_auth, refused_with
 from ..support.citizens import basic_citizen, enrolled_app
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, register, status_url_of, token_request
 from ..support.polling import eventually
@@ -77,7 +77,7 @@ async def opened_with_the_prompt_on_stream(app, open_page, timeout_s: float = 20
     stream has named the login's prompt."""
     token = await app.device_token()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s)) as session:
-        async with session.get(app.base + STREAM, headers={"Authorization": f"Bearer {token}"}) as stream:
+        async with session.get(app.base + STREAM, headers=device_auth(app, token, "GET", app.base + STREAM)) as stream:
             assert stream.status == 200
             tx = open_page()
             async for raw in stream.content:

@@ -51,6 +51,7 @@ from schemathesis import GenerationMode
 from clients.citizen_app import CitizenApp, Profile
 from libs.approvals import sign_decision
 from libs.tokens import generate_private_key, public_jwk, sign
+from libs.tokens.dpop import make_proof
 from services.auth.oidc.pkce import s256
 
 from ..support.citizens import enrolled_app
@@ -113,12 +114,20 @@ def schemathesis_config() -> schemathesis.Config:
 
 
 class PacedSession(requests.Session):
-    """A requests session that keeps under a request rate."""
+    """A requests session that keeps under a request rate. A device token (DPoP-bound to its device key, `dpop_keys`:
+    token -> key) goes out with a fresh DPoP proof by that key for each request, as the citizen app sends it."""
 
-    def __init__(self, per_s: float) -> None:
+    def __init__(self, per_s: float, dpop_keys: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.interval = 1.0 / per_s
         self.last = 0.0
+        self.dpop_keys = dpop_keys or {}
+
+    def send(self, request, **kwargs):
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme == "DPoP" and token in self.dpop_keys:
+            request.headers["DPoP"] = make_proof(self.dpop_keys[token], request.method, request.url, access_token=token)
+        return super().send(request, **kwargs)
 
     def request(self, *args, **kwargs):
         wait = self.last + self.interval - time.monotonic()
@@ -145,6 +154,7 @@ class KnownGood:
 class Credentials:
     by_scheme: dict[str, str]  # security scheme → Authorization header value
     known_good: list[KnownGood]
+    dpop_keys: dict[str, Any] = field(default_factory=dict)  # device token → the device key its proofs are signed by
 
 
 def wait_for_document(url: str, expected_path: str, timeout_s: float = 30.0) -> None:
@@ -185,12 +195,13 @@ def provision(platform, tmp_path) -> Credentials:
 
     app = asyncio.run(enrolled_app(platform, kiosk, tmp_path))
     device_token = asyncio.run(app.device_token())
-    device = f"Bearer {device_token}"
+    device = f"DPoP {device_token}"
     prompt = approval_request(app.profile.account_id)
     asyncio.run(publish_prompt(platform, prompt))
 
     def queued() -> bool:
-        listed = requests.get(gateway + "/v1/approvals", headers={"Authorization": device}, timeout=10).json()
+        listed = requests.get(gateway + "/v1/approvals", headers=app.device_headers("GET", "/v1/approvals", device_token),
+                              timeout=10).json()
         return any(p["approval_id"] == prompt.approval_id for p in listed.get("approvals", []))
 
     asyncio.run(eventually(queued))
@@ -213,7 +224,8 @@ def provision(platform, tmp_path) -> Credentials:
     # Adding a device from an existing one: a new phone's pairing waiting for its code, a phone of another citizen to
     # enter it (the generated claims spend the main device's account's wrong codes), and a fresh proof for a new one.
     pairer = asyncio.run(enrolled_app(platform, kiosk, tmp_path, "pairer"))
-    pairer_device = f"Bearer {asyncio.run(pairer.device_token())}"
+    pairer_token = asyncio.run(pairer.device_token())
+    pairer_device = f"DPoP {pairer_token}"
     waiting = asyncio.run(CitizenApp(Profile(gateway_url=gateway), tmp_path / "newcomer.json").start_pairing("tablet"))
     new_key = generate_private_key()
     challenge = requests.post(gateway + "/v1/devices/challenges", json={}, timeout=10).json()
@@ -262,6 +274,7 @@ def provision(platform, tmp_path) -> Credentials:
             "bearer": f"Bearer {client_token()}",
         },
         known_good=known_good,
+        dpop_keys={device_token: app.profile.device_key(), pairer_token: pairer.profile.device_key()},
     )
 
 
@@ -333,7 +346,7 @@ def run_schemathesis(openapi_url: str, credentials: Credentials, per_s: float) -
     document = requests.get(openapi_url, timeout=10).json()
     schema = schemathesis.openapi.from_dict(document, config=schemathesis_config())
     base_url = openapi_url.removesuffix("/openapi.json")
-    session = PacedSession(per_s)
+    session = PacedSession(per_s, credentials.dpop_keys)
     counts: Counter[str] = Counter()
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]  # raises for an operation defined badly

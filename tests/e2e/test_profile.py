@@ -25,7 +25,7 @@ from libs.events import CloudEvent, agency_topic
 from libs.events.topics import AUDIT
 
 from ..support.broker import all_messages, raw_bytes
-from ..support.calls import bearer, refusal, refused_with
+from ..support.calls import device_auth, refusal, refused_with
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created, prompt_for, result_of, verified_claims, wait_for_status
 from ..support.oidc import logged_in_token, register
@@ -208,7 +208,8 @@ async def test_a_new_phone_reaches_a_standing_consent_only_after_its_code_and_pr
         assert set(grouped) == {'["name_en"]', '["phone"]'}  # the self-declared address is a plain claim only
 
         # Revoked in the app: the relying party hears of no later change.
-        revoked = requests.delete(f"{platform.gateway}/v1/consents/{done['receipt_id']}", headers=bearer(await app.device_token()),
+        revoked = requests.delete(f"{platform.gateway}/v1/consents/{done['receipt_id']}", headers=device_auth(
+            app, await app.device_token(), "DELETE", f"{platform.gateway}/v1/consents/{done['receipt_id']}"),
                                   timeout=10)
         assert revoked.status_code == 204
         after = await app.change_profile("address", "Room 12, 1 Queen's Road, Central")
@@ -248,11 +249,15 @@ async def test_an_email_code_locks_after_five_wrong_tries_and_bad_input_changes_
     refused_with(still.value, 403, "code-locked")
 
     # Bad input: problem+json, nothing stored or sent.
-    device = bearer(await app.device_token())
+    token = await app.device_token()
+
+    def device(method: str, path: str) -> dict[str, str]:
+        return device_auth(app, token, method, platform.gateway + path)
     for body in ({"field": "phone", "value": "12345"}, {"field": "email", "value": "not-an-address"},
                  {"field": "name_en", "value": "Someone Else"}, {"field": "address", "value": "x"}, {"field": "phone"}):
-        refusal(requests.post(platform.gateway + "/v1/profile/changes", json=body, headers=device, timeout=10), 422, "validation-failed")
-    refusal(requests.post(platform.gateway + "/v1/profile/changes/chg-nope/confirmation", json={"code": "123456"}, headers=device,
+        refusal(requests.post(platform.gateway + "/v1/profile/changes", json=body, headers=device("POST", "/v1/profile/changes"), timeout=10), 422, "validation-failed")
+    refusal(requests.post(platform.gateway + "/v1/profile/changes/chg-nope/confirmation", json={"code": "123456"},
+                          headers=device("POST", "/v1/profile/changes/chg-nope/confirmation"),
                           timeout=10), 404, "no-such-change")
     refusal(requests.post(platform.gateway + "/v1/profile/changes", json={"field": "address", "value": "1 Main Street"}, timeout=10),
             401, "unauthorized")

@@ -20,6 +20,7 @@ import requests
 from clients.citizen_app import CitizenApp
 from libs.devstack import processes
 
+from ..support.calls import device_auth
 from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, created
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, login, register, token_request
@@ -35,8 +36,10 @@ def direct(platform, service: str) -> str:
     return platform.stack.config.service_url(service)
 
 
-async def status(session: aiohttp.ClientSession, method: str, url: str, token: str, **kwargs) -> int:
-    async with session.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs) as response:
+async def status(session: aiohttp.ClientSession, method: str, url: str, token: str, *, app=None, **kwargs) -> int:
+    """`app`: the token is that citizen app's device token, presented as the app does (DPoP, its device key)."""
+    headers = device_auth(app, token, method, url) if app is not None else {"Authorization": f"Bearer {token}"}
+    async with session.request(method, url, headers=headers, **kwargs) as response:
         return response.status
 
 
@@ -73,18 +76,18 @@ async def test_a_revoked_device_is_refused_everywhere_and_its_open_stream_closes
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         reads = {
-            "gateway /v1/inbox": lambda: status(session, "GET", gateway + "/v1/inbox", token),
-            "gateway /v1/preferences": lambda: status(session, "GET", gateway + "/v1/preferences", token),
-            "gateway /v1/consents": lambda: status(session, "GET", gateway + "/v1/consents", token),
-            "notify /v1/inbox": lambda: status(session, "GET", direct(platform, "notify") + "/v1/inbox", token),
-            "notify /v1/preferences": lambda: status(session, "GET", direct(platform, "notify") + "/v1/preferences", token),
-            "formfill /v1/consents": lambda: status(session, "GET", direct(platform, "formfill") + "/v1/consents", token),
+            "gateway /v1/inbox": lambda: status(session, "GET", gateway + "/v1/inbox", token, app=phone),
+            "gateway /v1/preferences": lambda: status(session, "GET", gateway + "/v1/preferences", token, app=phone),
+            "gateway /v1/consents": lambda: status(session, "GET", gateway + "/v1/consents", token, app=phone),
+            "notify /v1/inbox": lambda: status(session, "GET", direct(platform, "notify") + "/v1/inbox", token, app=phone),
+            "notify /v1/preferences": lambda: status(session, "GET", direct(platform, "notify") + "/v1/preferences", token, app=phone),
+            "formfill /v1/consents": lambda: status(session, "GET", direct(platform, "formfill") + "/v1/consents", token, app=phone),
         }
         for name, check in reads.items():
             assert await check() == 200, name
         claims = {
-            "gateway claim": lambda: status(session, "POST", f"{gateway}/v1/formfill/requests/{unclaimed['request_id']}/claim", token, json={}),
-            "formfill claim": lambda: status(session, "POST", f"{direct(platform, 'formfill')}/v1/formfill/requests/{unclaimed['request_id']}/claim", token, json={}),
+            "gateway claim": lambda: status(session, "POST", f"{gateway}/v1/formfill/requests/{unclaimed['request_id']}/claim", token, app=phone, json={}),
+            "formfill claim": lambda: status(session, "POST", f"{direct(platform, 'formfill')}/v1/formfill/requests/{unclaimed['request_id']}/claim", token, app=phone, json={}),
         }
 
         seen: list = []
@@ -100,9 +103,9 @@ async def test_a_revoked_device_is_refused_everywhere_and_its_open_stream_closes
         await asyncio.wait_for(stream, timeout=max(0.1, revoked_at + WITHIN_S + 0.5 - time.monotonic()))
         assert {"comment": "closed: the device has been revoked"} in seen
         # And a new one is refused at the edge.
-        assert await status(session, "GET", gateway + "/v1/inbox/stream", token) == 401
+        assert await status(session, "GET", gateway + "/v1/inbox/stream", token, app=phone) == 401
         # The refusal is the OAuth one (RFC 6750): invalid_token, as problem+json.
-        async with session.get(gateway + "/v1/inbox", headers={"Authorization": f"Bearer {token}"}) as response:
+        async with session.get(gateway + "/v1/inbox", headers=device_auth(phone, token, "GET", gateway + "/v1/inbox")) as response:
             assert response.content_type == "application/problem+json"
             assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
@@ -120,11 +123,11 @@ async def test_a_fourth_inbox_stream_of_one_device_is_429(platform, kiosk, tmp_p
         held = []
         try:
             for _ in range(3):
-                response = await session.get(url, headers={"Authorization": f"Bearer {token}"})
+                response = await session.get(url, headers=device_auth(phone, token, "GET", url))
                 held.append(response)
                 assert response.status == 200
                 assert (await response.content.readline()).startswith(b": connected")
-            async with session.get(platform.gateway + "/v1/inbox/stream", headers={"Authorization": f"Bearer {token}"}) as fourth:
+            async with session.get(platform.gateway + "/v1/inbox/stream", headers=device_auth(phone, token, "GET", platform.gateway + "/v1/inbox/stream")) as fourth:
                 assert fourth.status == 429
                 assert fourth.content_type == "application/problem+json"
                 assert (await fourth.json(content_type=None))["type"].endswith("/too-many-streams")
@@ -132,7 +135,7 @@ async def test_a_fourth_inbox_stream_of_one_device_is_429(platform, kiosk, tmp_p
             held[0].close()  # closing one frees its place (notify sees the connection go within a poll)
 
             async def fourth_again() -> int:
-                response = await session.get(url, headers={"Authorization": f"Bearer {token}"})
+                response = await session.get(url, headers=device_auth(phone, token, "GET", url))
                 held.append(response)
                 return response.status
 
@@ -228,8 +231,8 @@ async def test_a_suspended_accounts_tokens_are_refused_and_only_new_ones_work_af
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         checks = {
             **resource_checks(platform, session, tokens["access_token"], notify=False, sign=False),
-            "gateway inbox": lambda: status(session, "GET", platform.gateway + "/v1/inbox", device_token),
-            "notify inbox": lambda: status(session, "GET", direct(platform, "notify") + "/v1/inbox", device_token),
+            "gateway inbox": lambda: status(session, "GET", platform.gateway + "/v1/inbox", device_token, app=citizen),
+            "notify inbox": lambda: status(session, "GET", direct(platform, "notify") + "/v1/inbox", device_token, app=citizen),
         }
         for name, check in checks.items():
             assert await check() in (200, 404), name
@@ -243,7 +246,7 @@ async def test_a_suspended_accounts_tokens_are_refused_and_only_new_ones_work_af
         # A token issued after the reinstatement works (iat is in whole seconds: one from the suspension's
         # own second is still refused, so ask again until a later one is issued).
         deadline = time.monotonic() + WITHIN_S + 1
-        while await status(session, "GET", platform.gateway + "/v1/inbox", await citizen.device_token()) != 200:
+        while await status(session, "GET", platform.gateway + "/v1/inbox", await citizen.device_token(), app=citizen) != 200:
             assert time.monotonic() < deadline, "a token issued after the reinstatement is still refused"
             await asyncio.sleep(0.05)
         # The tokens from before the suspension stay refused until they expire.

@@ -19,7 +19,7 @@ import requests
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from ..support import formfill, signing
-from ..support.calls import bearer
+from ..support.calls import device_auth
 from ..support.citizens import enrolled_app
 from ..support.database import all_documents, mongo
 from ..support.oidc import logged_in_token
@@ -56,7 +56,8 @@ async def test_document_names_and_purposes_are_encrypted_at_rest_yet_shown(platf
     assert (await formfill.wait_for_status(platform, ff_token, ff_request["request_id"], "approved"))["purpose"] == purpose
     assert formfill.status_of(platform, ff_token, ff_request["request_id"])["purpose"] == purpose
     assert (await signing.wait_for(platform, sg_token, sg_request["request_id"], "signed"))["document_name"] == document_name
-    receipts = requests.get(platform.gateway + "/v1/consents", headers=bearer(await app.device_token()), timeout=10).json()["consents"]
+    receipts = requests.get(platform.gateway + "/v1/consents", timeout=10,
+                            headers=device_auth(app, await app.device_token(), "GET", platform.gateway + "/v1/consents")).json()["consents"]
     assert [c["purpose"] for c in receipts if c["request_id"] == ff_request["request_id"]] == [purpose]
     signed = signing.result_of(platform, sg_token, sg_request["request_id"])
     assert signed.status_code == 200

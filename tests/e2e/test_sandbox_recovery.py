@@ -19,6 +19,7 @@ from clients.citizen_app import CitizenApp, Profile
 from clients.citizen_app.app import AppError
 from services.auth.oidc.tokens import ACR_BASIC
 
+from ..support.calls import device_auth
 from ..support.database import mongo
 from ..support.oidc import claims_of, login, register
 from ..support.people import identity, random_hkid, selfie
@@ -28,9 +29,9 @@ pytestmark = pytest.mark.e2e
 WITHIN_S = 5.0  # the revocations topic's promise is 2 s (docs/api.md); a busy shared machine gets some slack
 
 
-async def status_with(token: str, url: str) -> int:
+async def status_with(token: str, url: str, app) -> int:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        async with session.get(url, headers=device_auth(app, token, "GET", url)) as response:
             return response.status
 
 
@@ -60,7 +61,7 @@ async def test_a_test_citizen_recovers_a_lost_phone_without_a_kiosk(platform, me
     reads = {name: platform.stack.config.service_url(service) + path for name, service, path in (
         ("auth", "auth", "/v1/devices"), ("notify", "notify", "/v1/inbox"), ("formfill", "formfill", "/v1/consents"))}
     reads["gateway"] = platform.gateway + "/v1/inbox"
-    assert {await status_with(old_token, url) for url in reads.values()} == {200}
+    assert {await status_with(old_token, url, old) for url in reads.values()} == {200}
 
     # Refused proofing changes nothing: another birth date, an unknown card.
     new = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "new.json")
@@ -80,7 +81,7 @@ async def test_a_test_citizen_recovers_a_lost_phone_without_a_kiosk(platform, me
 
     # The old phone's token is refused by every service within seconds, as after a kiosk replacement.
     async def all_refused():
-        return {await status_with(old_token, url) for url in reads.values()} == {401}
+        return {await status_with(old_token, url, old) for url in reads.values()} == {401}
 
     await eventually(all_refused, timeout_s=WITHIN_S, interval_s=0.05)
     print(f"old device token refused everywhere {time.monotonic() - since:.2f} s after the recovery answered")

@@ -35,6 +35,7 @@ from libs.events.consumer import PROCESSED_COLLECTION
 from libs.events.outbox import OUTBOX_COLLECTION
 from libs.events.topics import APPROVAL_DECIDED
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, generate_private_key, public_jwk, sign
+from libs.tokens.dpop import make_proof, thumbprint
 
 from .calls import bearer
 from .polling import eventually
@@ -81,8 +82,10 @@ class AuthStandIn:
         """A relying party's access token: for a logged-in citizen (`sub`), or its own (client credentials)."""
         return self._token({"aud": self.issuer, "sub": sub or client_id, "client_id": client_id, "scope": scope})
 
-    def device_token(self, account_id: str, device_id: str) -> str:
-        return self._token({"aud": DEVICE_AUDIENCE, "sub": account_id, "device_id": device_id})
+    def device_token(self, account_id: str, device_id: str, *, jkt: str | None = None) -> str:
+        """A device token; with `jkt` bound to that key as auth's are (`cnf.jkt`: DPoP-only, libs/callers)."""
+        return self._token({"aud": DEVICE_AUDIENCE, "sub": account_id, "device_id": device_id,
+                            **({"cnf": {"jkt": jkt}} if jkt else {})})
 
 
 @pytest.fixture
@@ -254,6 +257,14 @@ class ServiceUnderTest:
 
     def device_token(self, citizen: Citizen) -> dict[str, str]:
         return bearer(self.auth.device_token(citizen.account_id, citizen.phone.device_id))
+
+    def bound_device_token(self, citizen: Citizen) -> str:
+        """A device token bound to the citizen's phone key, as auth issues them (`cnf.jkt`)."""
+        return self.auth.device_token(citizen.account_id, citizen.phone.device_id, jkt=thumbprint(public_jwk(citizen.phone.key)))
+
+    def dpop(self, token: str, method: str, path: str, key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+        """`Authorization: DPoP` with a proof by `key` for `method` at the issuer's URL + `path` (libs/callers' htu)."""
+        return {"Authorization": f"DPoP {token}", "DPoP": make_proof(key, method, self.auth.issuer + path, access_token=token)}
 
     async def prompt(self, request_id: str) -> ApprovalRequest:
         """The prompt published for a request, as auth opens it."""

@@ -33,3 +33,12 @@ def refused_with(error, status: int, slug: str) -> dict:
     """The problem the citizen app's AppError carries, checked to be exactly `status` and `.../<slug>`."""
     assert error.status == status and error.problem.get("type", "").endswith(f"/{slug}"), (error.status, error.problem)
     return error.problem
+
+
+def device_auth(app, token: str, method: str, url: str) -> dict[str, str]:
+    """A citizen app's device token as it presents it (DPoP-bound: `Authorization: DPoP` + a proof by its device key)
+    for `method url`, at the gateway or at a service directly: the proof's htu is the issuer (the app's base) + the
+    URL's path, as the services compare it (libs/callers)."""
+    from urllib.parse import urlsplit
+
+    return app.device_headers(method, urlsplit(url).path, token)

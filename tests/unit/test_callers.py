@@ -11,6 +11,8 @@ from aiohttp.test_utils import make_mocked_request
 from libs.callers import (
     InsufficientScope,
     InvalidAccessToken,
+    InvalidDPoPProof,
+    InvalidDPoPToken,
     RevocationsLoading,
     RevocationsNotFollowed,
     TokenRequired,
@@ -22,7 +24,8 @@ from libs.callers import (
     relying_party,
 )
 from libs.revocation.follower import REVOCATIONS, NotLoaded
-from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken
+from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, generate_private_key, public_jwk
+from libs.tokens.dpop import make_proof, thumbprint
 
 ISSUER = "https://id.example"
 
@@ -136,3 +139,25 @@ async def test_caller_of_binds_a_check_to_the_service_context():
     req.app[context] = SimpleNamespace(jwks=jwks, settings=SimpleNamespace(issuer=ISSUER))
     assert (await calling(req)).client_id == "rp" and jwks.calls[0][2] == ISSUER
     assert calling.__name__ == "calling_relying_party"
+
+
+async def test_a_device_token_is_dpop_bound_to_the_device_key():
+    device_key, thief = generate_private_key(), generate_private_key()
+    jwks = FakeJWKS({"sub": "account-1", "device_id": "dev-1", "cnf": {"jkt": thumbprint(public_jwk(device_key))}})
+
+    def call(authorization: str, proof: str | None = None):
+        headers = {"Authorization": authorization, **({"DPoP": proof} if proof else {})}
+        app = web.Application()
+        app[REVOCATIONS] = FakeRevocations()
+        return make_mocked_request("GET", "/v1/inbox", headers=headers, app=app)
+
+    with pytest.raises(InvalidDPoPToken) as as_bearer:
+        await device(call("Bearer tok"), jwks, ISSUER)
+    assert as_bearer.value.headers["WWW-Authenticate"].startswith('DPoP realm="harbour-id", error="invalid_token"')
+    for proof in (None, make_proof(thief, "GET", ISSUER + "/v1/inbox", access_token="tok"),
+                  make_proof(device_key, "GET", ISSUER + "/v1/preferences", access_token="tok"),
+                  make_proof(device_key, "GET", ISSUER + "/v1/inbox", access_token="another")):
+        with pytest.raises(InvalidDPoPProof):
+            await device(call("DPoP tok", proof), jwks, ISSUER)
+    citizen = await device(call("DPoP tok", make_proof(device_key, "GET", ISSUER + "/v1/inbox?x=1", access_token="tok")), jwks, ISSUER)
+    assert citizen.device_id == "dev-1"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_public_jwk, unverified_header, verify
 from libs.tokens.single_use import first_use
@@ -94,13 +95,19 @@ async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl
     return token, ttl_s
 
 
-async def authenticate_device(auth: "Auth", token: str) -> DeviceContext:
-    """The device behind a device token, checked afresh on every request."""
+async def authenticate_device(auth: "Auth", token: str, *,
+                              sender: Callable[[dict[str, Any]], None] | None = None) -> DeviceContext:
+    """The device behind a device token, checked afresh on every request.
+
+    `sender`: the proof-of-possession check of the request (libs/callers.check_sender: the DPoP proof signed by the
+    device key the token's `cnf.jkt` names), called with the verified claims before the device is read."""
     db = auth.db
     try:
         claims = await auth.signer.verify(token, audience=DEVICE_AUDIENCE, typ=ACCESS_TOKEN_TYP)
     except InvalidToken as exc:
         raise with_device_challenge(InvalidDeviceToken(str(exc))) from None
+    if sender is not None:
+        sender(claims)
     device = await db[DEVICES].find_one({"_id": claims.get("device_id")})
     if device is None or device["status"] != "active" or device["account_id"] != claims["sub"]:
         raise with_device_challenge(DeviceInactive("the device is unknown or revoked"))

@@ -17,17 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from libs.callers import TokenRequired, bearer_token
 from libs.revocation import REVOCATIONS, install_revocations
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
 from libs.service.overload import mark_long_lived
 from libs.service.streams import SSE_HEADERS, StreamSlots, TooManyStreams, end_reason
-from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE
 
 from ..approvals.stream import PromptFeed
-from ..callers import AUTH, DEVICE_REFUSALS
-from ..devices.tokens import authenticate_device
+from ..callers import AUTH, DEVICE_REFUSALS, current_device
 
 FEED = web.AppKey("auth_prompt_feed", PromptFeed)
 SLOTS = web.AppKey("auth_approval_stream_slots", StreamSlots)
@@ -47,13 +44,11 @@ class StreamingDevice:
 
 async def streaming_device(request: web.Request) -> StreamingDevice:
     """The device behind the token, checked as for every device call, and the token's claims."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is None:
-        raise TokenRequired("a device access token is required")
-    auth = request.app[AUTH]
-    device = await authenticate_device(auth, token)  # refuses a bad token, a revoked device, an inactive account
-    claims = await auth.signer.verify(token, audience=DEVICE_AUDIENCE, typ=ACCESS_TOKEN_TYP)
-    return StreamingDevice(device.device_id, device.account_id, claims)
+    # Refuses a bad token, one without its DPoP proof, a revoked device, an inactive account. The proof is checked
+    # once, at connect; the stream then re-checks the kept claims against the revocation list and their expiry.
+    kept: list[dict[str, Any]] = []
+    device = await current_device(request, on_claims=kept.append)
+    return StreamingDevice(device.device_id, device.account_id, kept[0])
 
 
 # Like notify's inbox stream, an endless event stream has no response a generic client (or schemathesis) could check,

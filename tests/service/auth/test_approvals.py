@@ -94,11 +94,12 @@ async def test_a_decision_must_be_this_devices_signature_over_this_prompt(auth_s
     stranger = await auth_service.citizen(tmp_path, "stranger")
     approval_id = await queued(auth_service, phone)
     digest = (await phone.show(approval_id))["digest"]
-    headers = {"Authorization": f"Bearer {await phone.device_token()}"}
+    token = await phone.device_token()
     url = f"/v1/approvals/{approval_id}/decision"
 
     async def refused(decision: str) -> tuple[int, str]:
-        response = await auth_service.client.post(url, json={"decision": decision}, headers=headers)
+        response = await auth_service.client.post(url, json={"decision": decision},
+                                                  headers=phone.device_headers("POST", url, token))
         return response.status, (await response.json())["type"].rsplit("/", 1)[1]
 
     # Signed by another device's key (claiming to be ours): refused, nothing decided.
@@ -118,7 +119,7 @@ async def test_a_decision_must_be_this_devices_signature_over_this_prompt(auth_s
     # The real decision is accepted once; replaying it is a conflict.
     genuine = sign_decision(phone.profile.device_key(), device_id=phone.profile.device_id,
                             approval_id=approval_id, digest=digest, decision="deny")
-    accepted = await auth_service.client.post(url, json={"decision": genuine}, headers=headers)
+    accepted = await auth_service.client.post(url, json={"decision": genuine}, headers=phone.device_headers("POST", url, token))
     assert accepted.status == 200 and (await accepted.json())["status"] == "denied"
     assert await refused(genuine) == (409, "already-decided")
     assert (await phone.show(approval_id))["status"] == "denied"

@@ -148,7 +148,7 @@ async def test_guessing_codes_is_cut_off_even_in_a_concurrent_burst(auth_service
 
     async def guess(code: str) -> tuple[int, dict, str | None]:
         response = await auth_service.client.post("/v1/devices/pairings/claim", json={"code": code},
-                                                  headers={"Authorization": f"Bearer {token}"})
+                                                  headers=attacker.device_headers("POST", "/v1/devices/pairings/claim", token))
         return response.status, await response.json(), response.headers.get("Retry-After")
 
     results = await asyncio.gather(*(guess(f"ZZZZ-{i:04d}".replace("0", "Z").replace("1", "Y")) for i in range(20)))
@@ -171,9 +171,9 @@ async def test_bad_pairing_requests_are_refused_as_problems(auth_service, tmp_pa
     phone = await auth_service.citizen(tmp_path, "phone")
     client = auth_service.client
     token = await phone.device_token()
-    bearer = {"Authorization": f"Bearer {token}"}
     for body in ({}, {"code": "AB"}, {"code": "ABCD-EFGH", "extra": 1}, {"code": 12345678}):
-        response = await client.post("/v1/devices/pairings/claim", json=body, headers=bearer)
+        response = await client.post("/v1/devices/pairings/claim", json=body,
+                                     headers=phone.device_headers("POST", "/v1/devices/pairings/claim", token))
         assert response.status in (400, 422) and response.content_type == "application/problem+json", body
     response = await client.post("/v1/devices/pairings/claim", json={"code": "ABCD-EFGH"})
     assert response.status == 401

@@ -37,8 +37,8 @@ async def test_a_burst_of_wrong_codes_is_evaluated_five_times_at_most(auth_servi
     token = await app.device_token()
 
     async def guess(value: str) -> tuple[int, dict]:
-        response = await auth_service.client.post(f"/v1/profile/changes/{asked['change_id']}/confirmation", json={"code": value},
-                                                  headers={"Authorization": f"Bearer {token}"})
+        path = f"/v1/profile/changes/{asked['change_id']}/confirmation"
+        response = await auth_service.client.post(path, json={"code": value}, headers=app.device_headers("POST", path, token))
         return response.status, await response.json()
 
     results = await asyncio.gather(*(guess(wrong) for _ in range(20)))
@@ -96,7 +96,7 @@ async def test_a_burst_of_changes_gets_five_through_in_the_hour(auth_service, cl
 
     async def change(n: int) -> int:
         response = await auth_service.client.post("/v1/profile/changes", json={"field": "address", "value": f"Flat {n}, 1 Main St"},
-                                                  headers={"Authorization": f"Bearer {token}"})
+                                                  headers=app.device_headers("POST", "/v1/profile/changes", token))
         return response.status
 
     statuses = await asyncio.gather(*(change(n) for n in range(12)))

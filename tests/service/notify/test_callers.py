@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.tokens import generate_private_key
 from tests.support.calls import bearer
 
 from .conftest import citizen_token, problem
@@ -39,3 +40,28 @@ async def test_the_callback_signing_keys_are_public(notify):
     assert answer.status == 200 and answer.headers["Cache-Control"] == "max-age=60"
     keys = (await answer.json())["keys"]
     assert keys and all(k["kty"] == "EC" and "d" not in k for k in keys)
+
+
+async def test_a_stolen_device_token_is_refused_without_the_device_key(notify):
+    """A device token is DPoP-bound to the phone's key (`cnf.jkt`): whoever copied it cannot use it at the service."""
+    agency = await notify.agency()
+    citizen = await notify.citizen(agency)
+    token = notify.bound_device_token(citizen)
+    thief_key = generate_private_key()
+
+    as_bearer = await notify.http.get("/v1/inbox", headers=bearer(token))
+    other_key = await notify.http.get("/v1/inbox", headers=notify.dpop(token, "GET", "/v1/inbox", thief_key))
+    no_proof = await notify.http.get("/v1/inbox", headers={"Authorization": f"DPoP {token}"})
+    other_path = await notify.http.get("/v1/inbox", headers=notify.dpop(token, "GET", "/v1/preferences", citizen.phone.key))
+    other_method = await notify.http.get("/v1/inbox", headers=notify.dpop(token, "POST", "/v1/inbox", citizen.phone.key))
+    good = notify.dpop(token, "GET", "/v1/inbox", citizen.phone.key)
+    owner = await notify.http.get("/v1/inbox", headers=good)
+    replayed = await notify.http.get("/v1/inbox", headers=good)
+
+    assert as_bearer.status == 401, await as_bearer.text()
+    assert as_bearer.headers["WWW-Authenticate"].startswith("DPoP ") and 'error="invalid_token"' in as_bearer.headers["WWW-Authenticate"]
+    for refused in (other_key, no_proof, other_path, other_method, replayed):
+        assert refused.status == 401, await refused.text()
+        challenge = refused.headers["WWW-Authenticate"]
+        assert challenge.startswith("DPoP ") and 'error="invalid_dpop_proof"' in challenge, challenge
+    assert owner.status == 200, await owner.text()
