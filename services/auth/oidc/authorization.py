@@ -9,6 +9,8 @@ required (RFC 9700).
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -18,10 +20,11 @@ from .pkce import check_challenge
 from .tokens import ACR_RANK
 
 MAX_PARAM_LENGTH = 2048
+DPOP_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 SINGLE_VALUED = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
     "code_challenge_method", "prompt", "max_age", "acr_values", "response_mode", "ui_locales", "login_hint", "id_token_hint",
-    "request_uri", "request",
+    "request_uri", "request", "dpop_jkt",
 )
 # A signed request object (RFC 9101, request_objects.py) carries the whole request: more room than one parameter.
 MAX_REQUEST_OBJECT_LENGTH = 8192
@@ -43,6 +46,8 @@ class AuthorizationRequest:
     # Who may approve (hints.py resolves them): never stored, the login keeps the account they name instead.
     login_hint: str | None = None
     id_token_hint: str | None = None
+    # RFC 9449 §10: the thumbprint of the DPoP key the code may only be redeemed with (by parameter, or PAR's proof).
+    dpop_jkt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
@@ -50,7 +55,7 @@ class AuthorizationRequest:
             "client_id": self.client_id, "redirect_uri": self.redirect_uri, "scope": self.scope, "state": self.state,
             "nonce": self.nonce, "code_challenge": self.code_challenge, "response_mode": self.response_mode,
             "prompt": sorted(self.prompt), "max_age": self.max_age, "acr_values": list(self.acr_values),
-            "ui_locales": self.ui_locales,
+            "ui_locales": self.ui_locales, "dpop_jkt": self.dpop_jkt,
         }
 
     @classmethod
@@ -134,6 +139,9 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
         if not (params["max_age"].isascii() and params["max_age"].isdigit()):
             raise InvalidRequest("max_age must be a non-negative integer", back_to=back_to)
         max_age = int(params["max_age"])
+    dpop_jkt = params.get("dpop_jkt") or None
+    if dpop_jkt is not None and not DPOP_JKT.fullmatch(dpop_jkt):
+        raise InvalidRequest("dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)", back_to=back_to)
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
@@ -149,6 +157,7 @@ def parse_request(client, params: dict[str, str]) -> AuthorizationRequest:
         # Empty means absent (as at bc-authorize).
         login_hint=params.get("login_hint") or None,
         id_token_hint=params.get("id_token_hint") or None,
+        dpop_jkt=dpop_jkt,
     )
 
 

@@ -64,3 +64,16 @@ async def token_request_key(auth: "Auth", client: "Client", proofs: list[str]) -
     if not await first_use(auth.db[DPOP_PROOFS], proof.jkt, {"jti": proof.jti, "exp": proof.iat + dpop.REPLAY_TTL_S}):
         raise InvalidDPoPProof("this DPoP proof was already used")
     return proof.jkt
+
+
+def pushed_request_key(auth: "Auth", proofs: list[str]) -> str | None:
+    """The thumbprint of the DPoP proof sent with a pushed authorization request (RFC 9449 §10.1), None without one.
+    Not spent against replay: replaying it only binds another request of the same client to the same key."""
+    if not proofs:
+        return None
+    if len(proofs) > 1:
+        raise InvalidDPoPProof("exactly one DPoP header is allowed")
+    try:
+        return dpop.verify_proof(proofs[0], method="POST", url=f"{auth.settings.issuer}/oidc/par").jkt
+    except dpop.InvalidProof as exc:
+        raise InvalidDPoPProof(str(exc)) from None

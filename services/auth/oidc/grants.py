@@ -54,6 +54,9 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
         raise InvalidGrant("redirect_uri does not match the authorization request")
     if not verifier_matches(form.get("code_verifier"), doc["code_challenge"]):
         raise InvalidGrant("the PKCE code_verifier does not match")
+    # RFC 9449 §10: a code bound to a DPoP key (dpop_jkt, or PAR's proof) is redeemed with a proof by that key only.
+    if doc.get("dpop_jkt") and doc["dpop_jkt"] != jkt:
+        raise InvalidGrant("the code is bound to another DPoP key (dpop_jkt)")
     # One conditional update by _id uses the code and names what it will issue (the access token's jti is
     # chosen first), so a second use finds what to revoke even while the first is still being answered.
     family_id, jti = f"code-{hashed[:24]}", uuid.uuid4().hex

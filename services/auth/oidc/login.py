@@ -344,7 +344,7 @@ def login_code(auth: "Auth", tx: str, grant: dict[str, Any], request: dict[str, 
     that document by `_id`; only the hash of the whole code is stored."""
     code = f"{tx}{LOGIN_CODE_SEPARATOR}{new_opaque_token()}"
     return code, {"hash": token_hash(code), "grant": grant, "redirect_uri": request["redirect_uri"],
-                  "code_challenge": request["code_challenge"], "used_at": None,
+                  "code_challenge": request["code_challenge"], "dpop_jkt": request.get("dpop_jkt"), "used_at": None,
                   "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s)}
 
 
@@ -362,7 +362,7 @@ async def issue_code(
     code = new_opaque_token()
     await auth.db[AUTHORIZATION_CODES].insert_one(
         {"_id": token_hash(code), "tx": tx, "grant": grant, "redirect_uri": request["redirect_uri"],
-         "code_challenge": request["code_challenge"], "used_at": None,
+         "code_challenge": request["code_challenge"], "dpop_jkt": request.get("dpop_jkt"), "used_at": None,
          "expires_at": auth.clock.now() + timedelta(seconds=auth.settings.code_ttl_s)},
         session=session,
     )

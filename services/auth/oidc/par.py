@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..collections import PUSHED_REQUESTS
-from . import request_objects
+from . import dpop, request_objects
 from .authorization import parse_request
-from .errors import InvalidRequestUri
+from .errors import InvalidDPoPProof, InvalidRequestUri
 from .hints import hinted_account
 from .views import PushedAuthorizationResponse
 
@@ -23,12 +23,18 @@ LIFETIME_S = 90
 NOT_PUSHED = frozenset({"client_secret", "client_assertion", "client_assertion_type", "request_uri"})
 
 
-async def push(auth: "Auth", client: "Client", form: dict[str, str]) -> PushedAuthorizationResponse:
+async def push(auth: "Auth", client: "Client", form: dict[str, str], dpop_proofs: list[str] = ()) -> PushedAuthorizationResponse:
     """Check the request as the authorization endpoint will (its errors answered as JSON here), then keep it."""
     params = {k: v for k, v in form.items() if k not in NOT_PUSHED}
     # A signed request object (RFC 9101): its claims are what is pushed, the form's other parameters are ignored.
     params = await request_objects.pushed(auth, client, params)
     params["client_id"] = client.client_id
+    # RFC 9449 §10.1: a DPoP proof with the push binds the code to its key (dpop_jkt), so only that key redeems it.
+    jkt = dpop.pushed_request_key(auth, list(dpop_proofs))
+    if jkt is not None:
+        if params.get("dpop_jkt") not in (None, jkt):
+            raise InvalidDPoPProof("dpop_jkt names another key than the DPoP proof's")
+        params["dpop_jkt"] = jkt
     # The hints too (hints.py): a pushed request naming no citizen of this client is refused now, not at the browser.
     await hinted_account(auth, client, parse_request(client, params))
     reference = secrets.token_urlsafe(24)

@@ -39,8 +39,8 @@ async function start([issuer, clientId, clientJwk, dpopJwk, redirectUri]) {
   const codeVerifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
-  // openid-client sends its DPoP proof with the PAR request too; Harbour ID's PAR endpoint does not read it (no code
-  // binding by dpop_jkt, RFC 9449 §10, yet): the token request's proof is what binds the tokens.
+  // openid-client sends its DPoP proof with the PAR request too: Harbour ID binds the code to that key (dpop_jkt,
+  // RFC 9449 §10), so the token request must prove the same key.
   const url = await client.buildAuthorizationUrlWithPAR(config, {
     redirect_uri: redirectUri, scope: 'openid sign', state, nonce,
     code_challenge: await client.calculatePKCECodeChallenge(codeVerifier), code_challenge_method: 'S256',

@@ -45,8 +45,9 @@ class FapiClient:
         return {"client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": pyjwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "fapi-1"})}
 
-    def proof(self, nonce: str | None = None) -> str:
-        claims = {"jti": uuid.uuid4().hex, "htm": "POST", "htu": f"{self.auth_service.url}/oidc/token", "iat": int(time.time())}
+    def proof(self, nonce: str | None = None, htu: str | None = None) -> str:
+        claims = {"jti": uuid.uuid4().hex, "htm": "POST", "htu": htu or f"{self.auth_service.url}/oidc/token",
+                  "iat": int(time.time())}
         if nonce:
             claims["nonce"] = nonce
         signed = jws.JWS(json.dumps(claims).encode())
@@ -173,3 +174,37 @@ async def test_outside_the_sandbox_a_fapi_client_needs_https_redirect_uris(auth_
     plain = await auth_service.client.post("/v1/clients", headers=operator, json={
         "client_name": "Dev", "redirect_uris": ["http://127.0.0.1:8765/cb"]})
     assert plain.status == 201, await plain.text()
+
+
+async def test_a_code_pushed_with_a_dpop_proof_is_redeemed_only_with_that_key(auth_service, tmp_path):
+    """RFC 9449 §10: a DPoP proof sent with the pushed request binds the code to its key (dpop_jkt), so a thief of the
+    code who holds the client's credentials but not the DPoP key cannot redeem it with a key of their own."""
+    fapi = FapiClient(auth_service)
+    rp = await fapi.register()
+    phone = await auth_service.citizen(tmp_path)
+    params, verifier = authorization_params(rp, state="s-bound")
+    pushed = await auth_service.client.post("/oidc/par", data={**params, **fapi.assertion()},
+                                            headers={"DPoP": fapi.proof(htu=f"{auth_service.url}/oidc/par")})
+    assert pushed.status == 201, await pushed.text()
+    page = await authorize(auth_service, {"client_id": rp["client_id"], "request_uri": (await pushed.json())["request_uri"]})
+    code = query_of((await phone.open_link(app_link_of(await page.text())))["redirect_to"])["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+
+    thief = FapiClient(auth_service)
+    thief.client_id, thief.key = fapi.client_id, fapi.key  # the client's own credentials, another DPoP key
+    asked = await thief.token(form, thief.proof())
+    nonce = asked.headers["DPoP-Nonce"]
+    assert "another DPoP key" in await oauth_error(await thief.token(form, thief.proof(nonce=nonce)), 400, "invalid_grant")
+    granted = await fapi.token(form, fapi.proof(nonce=nonce))  # not spent by the refusal: the right key redeems it
+    assert granted.status == 200, await granted.text()
+    claims = pyjwt.decode((await granted.json())["access_token"], options={"verify_signature": False})
+    assert claims["cnf"] == {"jkt": fapi.dpop_key.thumbprint()}
+
+    # A proof for another URL at PAR, or a dpop_jkt naming another key than the proof's: refused, nothing pushed.
+    wrong_url = await auth_service.client.post("/oidc/par", data={**params, **fapi.assertion()}, headers={"DPoP": fapi.proof()})
+    await oauth_error(wrong_url, 400, "invalid_dpop_proof")
+    mismatch = await auth_service.client.post("/oidc/par", data={**params, **fapi.assertion(), "dpop_jkt": thief.dpop_key.thumbprint()},
+                                              headers={"DPoP": fapi.proof(htu=f"{auth_service.url}/oidc/par")})
+    await oauth_error(mismatch, 400, "invalid_dpop_proof")
+    malformed = await fapi.push({**params, "dpop_jkt": "not-a-thumbprint"})
+    await oauth_error(malformed, 400, "invalid_request")

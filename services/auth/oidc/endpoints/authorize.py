@@ -103,4 +103,4 @@ async def authorize_complete(request: web.Request) -> web.Response:
                 form_fields={**AUTHORIZATION_PARAMS, **CLIENT_AUTH_FIELDS},
                 answers={201: PushedAuthorizationResponse, **OAUTH_ERRORS}, headers=NO_STORE, **CLIENT_AUTHENTICATED)
 async def pushed_authorization_request(request: web.Request, caller: ClientForm) -> tuple[int, PushedAuthorizationResponse]:
-    return 201, await par.push(request.config_dict[AUTH], caller.client, caller.form)
+    return 201, await par.push(request.config_dict[AUTH], caller.client, caller.form, request.headers.getall("DPoP", []))

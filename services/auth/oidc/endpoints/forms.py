@@ -75,6 +75,8 @@ AUTHORIZATION_PARAMS: dict[str, dict[str, Any]] = {
     "id_token_hint": {**PARAM, "description": "an ID token this issuer signed for this client (expired or not): only its "
                                               "citizen's phone may approve"},
     "request_uri": {**PARAM, "description": "from POST /oidc/par (RFC 9126)"},
+    "dpop_jkt": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$", "description": "RFC 9449 §10: the SHA-256 "
+                 "thumbprint of the DPoP key the code may only be redeemed with (at PAR, a DPoP proof sets it)"},
     "request": {"type": "string", "maxLength": 8192, "description": "a request object (RFC 9101): the request's parameters "
                 "as a JWT the client signed (ES256, a key of its jwks); the other parameters but client_id are ignored"},
 }
