@@ -297,16 +297,16 @@ async def test_two_appenders_at_once_neither_fork_the_chain_nor_leave_a_gap(infr
                                   "received_at": datetime(2026, 1, 1, tzinfo=UTC), "n": n} for n, e in enumerate(events)])
     first, second = (Ledger(db.client, db, batch=25, owner=owner) for owner in ("one", "two"))
 
-    async def drain(ledger: Ledger) -> int:
-        appended = 0
-        for _ in range(200):  # no lease taken: both append as fast as they can, over the same inbox
-            appended += await ledger.append_once()
-            if not await db[INBOX].count_documents({}):
-                break
-        return appended
-
-    counts = await asyncio.gather(drain(first), drain(second))
-    assert sum(counts) == 400 and min(counts) > 0, counts  # both appended, by turns
+    counts = [0, 0]
+    for turn in range(200):  # no lease taken: each round both append at once over the same inbox, by turns first
+        pair = (first, second) if turn % 2 == 0 else (second, first)
+        appended = await asyncio.gather(*(ledger.append_once() for ledger in pair))
+        for ledger, n in zip(pair, appended):
+            counts[0 if ledger is first else 1] += n
+        if not await db[INBOX].count_documents({}):
+            break
+    # Which one wins a round is the database's timing (one may win them all); what matters is one chain, no gap.
+    assert sum(counts) == 400, counts
     entries = await read_log(db)
     assert [e["seq"] for e in entries] == list(range(1, 401))
     assert sorted(e["record"]["id"] for e in entries) == sorted(e.id for e in events)
