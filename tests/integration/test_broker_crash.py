@@ -27,7 +27,7 @@ from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 3000
+EVENTS = 1200
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def own_stack():
 
 async def _write_events(client, db, topic: str) -> list[str]:
     events = [CloudEvent(source="/crash", type="test.counted", subject=f"s-{i % 50}", data={"n": i}) for i in range(EVENTS)]
-    for start in range(0, EVENTS, 1000):
-        batch = events[start:start + 1000]
+    for start in range(0, EVENTS, 400):
+        batch = events[start:start + 400]
         await in_transaction(client, lambda session, batch=batch: Outbox(db).add_many(session, [(topic, e) for e in batch]))
     return [e.id for e in events]
 
 
-@pytest.mark.timeout(600)  # a consumer applies 3,000 events one transaction each: minutes on a loaded machine
+@pytest.mark.timeout(600)  # a consumer applies 1,200 events one transaction each: minutes on a loaded machine
 async def test_events_the_broker_lost_after_acknowledging_them_are_published_again_and_consumed_once(own_stack):
     bootstrap, uri = own_stack.config.kafka_bootstrap, own_stack.config.mongo_uri
     topic = await new_topic(bootstrap)
@@ -77,7 +77,7 @@ async def test_events_the_broker_lost_after_acknowledging_them_are_published_aga
                              handler=count, mongo_client=client, db=reader_db, dlq_producer=publisher, bootstrap=bootstrap)
     await consumer.start()
     consuming = asyncio.create_task(consumer.run())
-    relay = OutboxRelay(writer_db, publisher, service="crash-writer", batch_size=1500, verify_after_s=3600)
+    relay = OutboxRelay(writer_db, publisher, service="crash-writer", batch_size=600, verify_after_s=3600)
     send_all = publisher.send_all
 
     async def crash_after_the_last_acknowledgement(records):
