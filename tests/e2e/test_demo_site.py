@@ -21,12 +21,13 @@ from cryptography.hazmat.primitives import serialization
 
 from clients.relying_party.application import SIGNATURE_BOX
 from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
-from clients.relying_party.journey import PHONE_VIEWPORT, Journey
+from clients.relying_party.journey import PHONE_VIEWPORT, CliPhone, Journey
 from clients.relying_party.site import create_site
 from libs.devstack.processes import free_port
 from libs.devstack.config import REPO_ROOT
 from libs.tokens import generate_private_key, public_jwk
 
+from ..support.axe import assert_accessible
 from ..support.citizens import enrolled_app
 from ..support.oidc import register
 from ..support.people import identity
@@ -74,7 +75,8 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
     page.on("pageerror", lambda e: errors.append(str(e)))
     steps: list[str] = []
     try:
-        result = await Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append).run(tmp_path / "downloads")
+        result = await Journey(page, CliPhone(phone), site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append,
+                              check=assert_accessible).run(tmp_path / "downloads")
         # What the citizen enrolled with is what the site's form now holds, read from the page.
         assert result.prefilled == {"name": person["name_en"], "address": person["address"], "phone": person["phone"],
                                     "email": person["email"]}
@@ -118,7 +120,8 @@ async def test_the_site_and_the_qr_page_in_traditional_chinese(platform, kiosk, 
     page = await context.new_page()
     steps: list[str] = []
     try:
-        journey = Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, language="zh-HK", say=steps.append)
+        journey = Journey(page, CliPhone(phone), site.config.site_url, SITE_NAME, SCREENSHOTS, language="zh-HK", say=steps.append,
+                          check=assert_accessible)
         await journey.log_in()  # also checks that Harbour ID's QR page came up in zh-HK
         assert await page.locator("html").get_attribute("lang") == "zh-HK"
         assert (await page.locator("#prefill").inner_text()).strip() == "以「海港身份」填表"
