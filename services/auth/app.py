@@ -25,6 +25,7 @@ from .collections import INDEXES
 from .context import Auth
 from .endpoints import routes
 from .endpoints.approval_stream import install_approval_stream
+from .endpoints.web_app import install_web_app
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .devices import pairing
 from .identity import closure
@@ -83,6 +84,7 @@ def create_app(
     # Clients from memory, invalidated by clients.events (clients/directory.py).
     install_client_directory(app, DATABASE, client_from_doc)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))
+    install_web_app(app, settings)  # the citizen's web app's files, read once, for its routes under /app/
     app.add_routes(routes)
     install_oidc(app)
     install_openapi_route(app, OPERATIONS, title=TITLE)

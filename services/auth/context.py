@@ -15,6 +15,7 @@ from libs.crypto.fields import FieldCipher
 from libs.tokens.keystore import KeyStore, TokenSigner
 from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
+from .web_app import canonical_origin, rp_id
 
 # Finishes what a prompt auth asked for itself was for, inside the decision's transaction (approvals/decisions.py):
 # (auth, session, the stored prompt with the deciding device_id, "approve" | "deny") -> extras for the app's answer.
@@ -46,3 +47,13 @@ class Auth(ServiceContext):
     @property
     def device_token_audience(self) -> str:
         return f"{self.settings.issuer}/v1/devices/token"
+
+    @property
+    def web_app_origin(self) -> str:
+        """The citizen's web app's one origin (web_app.py): the origin its passkeys' client data must name."""
+        return canonical_origin(self.settings.issuer, self.settings.web_app_origin)
+
+    @property
+    def passkey_rp_id(self) -> str:
+        """The WebAuthn relying party id of the web app's passkeys: its origin's host."""
+        return rp_id(self.web_app_origin)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from libs import base64url
 from libs.crypto import Keyring
-from libs.service.settings import ServiceSettings, SettingsError, env_required, from_env, issuer_setting, setting
+from libs.service.settings import ServiceSettings, SettingsError, env_required, from_env, issuer_setting, parse_url, setting
 
 _FINGERPRINT = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){31}")
 _APPLE_APP_ID = re.compile(r"[A-Z0-9]{10}\.[A-Za-z0-9.-]+")
@@ -67,6 +67,12 @@ class AuthSettings:
     android_package: str = setting("AUTH_ANDROID_PACKAGE", "hk.harbourid.citizen")
     android_cert_sha256: tuple[str, ...] = setting("AUTH_ANDROID_CERT_SHA256", (), parse=_fingerprints)
     apple_app_ids: tuple[str, ...] = setting("AUTH_APPLE_APP_IDS", (), parse=_app_ids)
+    # The citizen's web app (web_app.py, endpoints/web_app.py): the folder its static files are read from once at
+    # start (empty: the clients/citizen_web the package carries), and its one origin, which is also the WebAuthn
+    # relying party of its passkeys (empty: the issuer's origin, a loopback IP host written `localhost`, since WebAuthn
+    # refuses IP addresses as RP IDs).
+    web_app_dir: str = setting("AUTH_WEB_APP_DIR", "")
+    web_app_origin: str = setting("AUTH_WEB_APP_ORIGIN", "", parse=parse_url)
     max_selfie_bytes: int = 2 * 1024 * 1024
     # OpenID Connect lifetimes.
     authorization_ttl_s: int = 5 * 60        # a login page / CIBA request waits this long for the phone

@@ -63,11 +63,11 @@ MB = 1024 * 1024
 ROUTES: tuple[Rule, ...] = (
     # auth: discovery and the OAuth/OIDC endpoints (clients authenticate there, per RFC 6749).
     rule("GET", "/.well-known/openid-configuration", "auth", PUBLIC),
-    # https app links under the issuer: what Android and iOS read to hand /app/… to the citizen app, and the page
-    # such a link shows in a browser without the app.
+    # https app links under the issuer: what Android and iOS read to hand /app/… to the citizen app; in a browser,
+    # /app/… is the citizen's web app (its files, its config.json, /app/authorize opening it), served by auth.
     rule("GET", "/.well-known/assetlinks.json", "auth", PUBLIC),
     rule("GET", "/.well-known/apple-app-site-association", "auth", PUBLIC),
-    rule("GET", "/app/authorize", "auth", PUBLIC),
+    rule("GET", "/app{tail*}", "auth", PUBLIC),
     rule("*", "/oidc{tail*}", "auth", PUBLIC),
     rule("POST", "/v1/clients", "auth", PUBLIC),  # operator token or sandbox: auth decides
     # RFC 7592: the client's registration access token or the operator token (both Bearer, opaque): auth decides.

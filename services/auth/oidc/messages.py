@@ -50,12 +50,6 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "logged_out_title": "You have logged out",
         "logged_out_detail": "You have logged out of Harbour ID. You can close this page.",
         "open_app_scheme": "The button does not open the app? Try this link.",
-        "app_link_title": "Open this link in the Harbour ID app",
-        "app_link_detail": "This link is for the Harbour ID app, but it opened in your browser: "
-        "the app is not installed on this device, or your browser did not hand the link to it.",
-        "app_link_install": "Install the Harbour ID app from your phone's app store and activate it at a Harbour ID kiosk.",
-        "app_link_again": "Then go back to the service you came from and start the login again: "
-        "tap \u201cOpen the Harbour ID app\u201d, or scan the QR code it shows with the app.",
     },
     "zh-HK": {
         "brand": "Harbour ID",
@@ -88,9 +82,5 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "logged_out_title": "你已登出",
         "logged_out_detail": "你已登出 Harbour ID，可以關閉此頁。",
         "open_app_scheme": "按鈕未能開啟應用程式？請試用此連結。",
-        "app_link_title": "請在 Harbour ID 應用程式開啟此連結",
-        "app_link_detail": "此連結供 Harbour ID 應用程式使用，但在瀏覽器開啟了：此裝置未安裝應用程式，或瀏覽器未有把連結交給它。",
-        "app_link_install": "請從手機的應用程式商店安裝 Harbour ID 應用程式，並到 Harbour ID 服務站啟用。",
-        "app_link_again": "然後返回原本的服務，重新登入：按「開啟 Harbour ID 應用程式」，或用應用程式掃描該頁的二維碼。",
     },
 }

@@ -47,7 +47,6 @@ __all__ = [
     "pick_language",
     "render_error_page",
     "render_form_post",
-    "render_app_link_page",
     "render_logged_out",
     "render_login_page",
 ]
@@ -344,10 +343,3 @@ def render_logged_out(*, language: str, csp_nonce: str) -> str:
     """Shown after RP-initiated logout when there is no valid post_logout_redirect_uri."""
     t = _messages(language)
     return _render("logged_out.html", t=t, lang=language, csp_nonce=_check_nonce(csp_nonce))
-
-
-def render_app_link_page(*, language: str, csp_nonce: str) -> str:
-    """An https app link (``/app/authorize``) opened in a browser: the app is not installed, or the link was not
-    handed to it. Says what to do; shows nothing of the link itself (no transaction, no code, no QR)."""
-    t = _messages(language)
-    return _render("app_link.html", t=t, lang=language, csp_nonce=_check_nonce(csp_nonce))

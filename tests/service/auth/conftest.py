@@ -53,11 +53,17 @@ class AuthService:
 
 
 @pytest.fixture
-async def auth_service(infra, service_settings, clock: FrozenClock) -> AsyncIterator[AuthService]:
+def auth_variables() -> dict[str, str]:
+    """More of auth's settings (HARBOUR_ names without the prefix) for a test module to give: override this fixture."""
+    return {}
+
+
+@pytest.fixture
+async def auth_service(infra, service_settings, clock: FrozenClock, auth_variables) -> AsyncIterator[AuthService]:
     """auth under TestClient on the test broker and database, with the test's FrozenClock."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = service_settings("auth", ISSUER=url)
+    settings = service_settings("auth", ISSUER=url, **auth_variables)
     await read_from_now(settings.service.kafka_bootstrap, settings.service.kafka_group_prefix)
     client = await serving(create_app(settings, clock=clock), settings.service.shutdown_timeout_s, host="127.0.0.1", port=port)
 

@@ -141,15 +141,11 @@ async def test_the_https_app_link_opens_in_the_app_without_a_time_code(auth_serv
     assert "code" in query_of(outcome["redirect_to"])
 
 
-async def test_the_well_known_files_and_the_app_link_page(auth_service):
+async def test_the_well_known_files(auth_service):
     for path in ("/.well-known/assetlinks.json", "/.well-known/apple-app-site-association"):
         response = await auth_service.client.get(path, allow_redirects=False)
         assert response.status == 200 and response.content_type == "application/json", path
     # Nothing configured (the service tests' settings): no app is vouched for.
     assert await (await auth_service.client.get("/.well-known/assetlinks.json")).json() == []
     assert await (await auth_service.client.get("/.well-known/apple-app-site-association")).json() == {"applinks": {"details": []}}
-    page = await auth_service.client.get("/app/authorize", params={"tx": "<b>x</b>", "t": "1", "c": "y"})
-    assert page.status == 200 and page.content_type == "text/html"
-    assert "default-src 'none'" in page.headers["Content-Security-Policy"] and page.headers["X-Frame-Options"] == "DENY"
-    body = await page.text()
-    assert "Harbour ID app" in body and "x</b>" not in body and "&lt;b&gt;" not in body  # nothing of the link echoed
+    # /app/authorize in a browser is the citizen's web app now (test_web_app.py).

@@ -43,5 +43,5 @@ def install_oidc(app: web.Application) -> None:
     """auth's main application: the discovery document, the app's login links and the /oidc sub-application."""
     app.add_routes(metadata.well_known.routes)
     app.add_routes(links.endpoints.routes)
-    app.add_routes(app_links.endpoints.routes)  # /.well-known/assetlinks.json, apple-app-site-association, /app/authorize
+    app.add_routes(app_links.endpoints.routes)  # /.well-known/assetlinks.json, apple-app-site-association
     app.add_subapp(PREFIX, oidc_app())

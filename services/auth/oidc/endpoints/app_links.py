@@ -1,5 +1,6 @@
-"""https app links under the issuer: the files Android and iOS read to hand `{issuer}/app/…` to the citizen app, and
-the page such a link shows when it opens in a browser instead (the app is missing). Served by the main application.
+"""https app links under the issuer: the files Android and iOS read to hand `{issuer}/app/…` to the citizen app.
+Served by the main application. Such a link opened in a browser opens the citizen's web app, which auth serves under
+/app/ (endpoints/web_app.py).
 
 - `/.well-known/assetlinks.json` (Android Digital Asset Links): the app's package and the SHA-256 fingerprints of
   its signing certificates (`HARBOUR_AUTH_ANDROID_PACKAGE`, `HARBOUR_AUTH_ANDROID_CERT_SHA256`);
@@ -11,16 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 
 from aiohttp import web
 
 from libs.service.endpoints import Endpoints
-from libs.service.openapi import JSON, Body, html
+from libs.service.openapi import JSON, Body
 
 from ...callers import AUTH
-from .. import pages, qr_links
-from .answers import language, page
 
 endpoints = Endpoints(tags=("app-links",))
 
@@ -63,10 +61,3 @@ async def assetlinks(request: web.Request) -> web.Response:
                answers={200: Body("the applinks section, as application/json", JSON, {"type": "object"})})
 async def apple_association(request: web.Request) -> web.Response:
     return _json(apple_app_site_association(request.config_dict[AUTH].settings.apple_app_ids))
-
-
-@endpoints.get(qr_links.APP_PATH, summary="A login app link opened in a browser: how to open it in the app",
-               answers={200: html("what to do: install the app, then start again (nothing of the link is shown)")})
-async def app_link_page(request: web.Request) -> web.Response:
-    nonce = secrets.token_urlsafe(16)
-    return page(pages.render_app_link_page(language=language(request), csp_nonce=nonce), nonce)
