@@ -357,17 +357,20 @@ def install_consumer(
     group: str,
     topics: Sequence[str],
     handler: Callable[[AsyncDatabase], Handler],
+    consumer_class: type[EventConsumer] = EventConsumer,
     **options,
 ) -> None:
-    """Run an `EventConsumer` for the app's lifetime. Install after `install_mongo` and `install_producer`.
+    """Run an `EventConsumer` (or a subclass, e.g. one that handles a batch per transaction) for the app's lifetime.
+    Install after `install_mongo` and `install_producer`.
 
-    `handler` is given the app's database once it exists and returns the event handler.
+    `handler` is given the app's database once it exists and returns the event handler; `options` go to the
+    consumer's constructor.
     """
 
     async def consumer_lifecycle(app: web.Application):
         settings = app[SETTINGS]
         await apply_indexes(app[DATABASE], PROCESSED_INDEXES + LEASE_INDEXES)
-        consumer = EventConsumer(
+        consumer = consumer_class(
             service=settings.service,
             group=settings.kafka_group_prefix + group,
             topics=topics,

@@ -14,13 +14,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.clock import Clock
-from libs.events import OUTBOX_RELAY, PRODUCER
-from libs.events.consumer import PROCESSED_INDEXES
-from libs.events.partition_leases import LEASE_INDEXES
+from libs.events import OUTBOX_RELAY
+from libs.events.consumer import install_consumer
 from libs.events.topics import AUDIT, AUDIT_CHECKPOINTS
 from libs.errors import NotFound
 from libs.service import add_readiness_check
-from libs.service.app import SETTINGS
 from libs.service.endpoints import Endpoints
 from libs.service.settings import from_env, setting
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes
@@ -50,24 +48,9 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
                    settings: LedgerSettings | None = None) -> None:
     settings = settings or LedgerSettings.from_env()
 
-    async def consumer_lifecycle(app: web.Application):
-        # As libs/events/consumer.py's install_consumer, with the ledger's batch-per-transaction consumer.
-        service = app[SETTINGS]
-        await apply_indexes(app[DATABASE], (*PROCESSED_INDEXES, *LEASE_INDEXES))
-        consumer = AuditConsumer(
-            service=service.service, group=service.kafka_group_prefix + CONSUMER_GROUP, topics=[AUDIT.name],
-            handler=consumer_handler(app[DATABASE]), mongo_client=app[MONGO_CLIENT], db=app[DATABASE],
-            dlq_producer=app[PRODUCER], bootstrap=service.kafka_bootstrap, instance=service.instance(),
-            security=service.kafka_security, max_records=settings.batch)
-        await consumer.start()
-        add_readiness_check(app, f"consumer:{CONSUMER_GROUP}", consumer.ready)
-        task = asyncio.create_task(consumer.run(), name=f"consumer:{CONSUMER_GROUP}")
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await consumer.stop()
-
-    app.cleanup_ctx.append(consumer_lifecycle)
+    # The ledger's consumer takes the audit events a batch per transaction (services/signing/ledger/consumer.py).
+    install_consumer(app, group=CONSUMER_GROUP, topics=[AUDIT.name], handler=consumer_handler,
+                     consumer_class=AuditConsumer, max_records=settings.batch)
 
     async def ledger_lifecycle(app: web.Application):
         await apply_indexes(app[DATABASE], (*INDEXES, *TRACKER_INDEXES))
