@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Response
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
 CAMERA_SIZE = (640, 480)  # the fake camera's frame; it must not change while the browser runs
 STEP_TIMEOUT_MS = 30_000
 
@@ -40,22 +42,41 @@ IDS = {
     "bind_code": "#bind-activation-code",
     "bind_name": "#bind-device-name",
     "bind_submit": "#bind-submit",
-    "home": "#screen-approvals",
-    "prompt": "[data-approval-id]",
+    "approvals": "#screen-approvals",
+    "prompt_card": "a[data-approval-id]",
+    "prompt": "#screen-prompt",
+    "prompt_client": "#prompt-client",
+    "prompt_code": "#prompt-code",
     "approve": "#approve",
     "deny": "#deny",
+    "decided": "#prompt-done",
     "decision_error": "#decision-error",
     "scan_open": "#nav-scan",
     "scan_start": "#scan-start",
     "inbox_open": "#nav-inbox",
+    "inbox": "#screen-inbox",
     "inbox_item": "[data-inbox-id]",
+    "message": "#screen-message",
+    "message_body": "#message-body",
     "revoked": "#screen-revoked",
 }
+# What says a screen has finished loading (the others: their body is no longer aria-busy).
+READY = {"approvals": "#approvals-list, #approvals-empty", "scan": "#scan-start, #scan-unsupported"}
+# Every screen a bound app shows from its navigation (the README's tour and the accessibility checks visit each).
+NAVIGATION = ["approvals", "scan", "inbox", "consents", "devices", "activity", "preferences"]
+
+
+def app_url(issuer: str) -> str:
+    """The web app's canonical address for an issuer (docs/api.md): a loopback IP host becomes `localhost`, since
+    WebAuthn refuses IP addresses as relying party ids."""
+    parts = urlsplit(issuer)
+    host = "localhost" if parts.hostname in ("127.0.0.1", "::1") else parts.hostname
+    return urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, "/app/", "", ""))
+
 
 # A BarcodeDetector for Chromium on Linux (it has none): the frame goes to the driver, which reads it with zxing-cpp.
 BARCODE_DETECTOR = """
 (() => {
-  if (window.__harbourDecodeQr === undefined && !("__harbourDecodeQr" in window)) { /* bound by the driver */ }
   class BarcodeDetector {
     constructor(options) { this.formats = (options && options.formats) || ["qr_code"]; }
     static async getSupportedFormats() { return ["qr_code"]; }
@@ -117,12 +138,14 @@ class WebPhone:
     camera: Path
     language: str = "en"
     screenshots: Path | None = None
+    tour: Path | None = None  # also each screen's first picture here, small (the README's tour: docs/screenshots/)
     check: Callable[[Page, str], Awaitable[None]] | None = None  # run on every screen shown (e.g. axe-core)
     context: BrowserContext | None = None
     page: Page | None = None
     cdp: CDPSession | None = None
     authenticator_id: str = ""
     shots: list[Path] = field(default_factory=list)
+    tour_written: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     api_answers: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status) of /v1/ calls
 
@@ -169,6 +192,12 @@ class WebPhone:
         path = self.screenshots / f"phone-{len(self.shots) + 1:02d}-{name}-{self.language}.png"
         await self.page.screenshot(path=str(path))
         self.shots.append(path)
+        if self.tour is not None:
+            small = self.tour / (f"app-{name}.png" if self.language == "en" else f"app-{name}-{self.language}.png")
+            if not any(small.name == p.name for p in self.tour_written):
+                small.parent.mkdir(parents=True, exist_ok=True)
+                Image.open(path).convert("RGB").quantize(colors=64).save(small, optimize=True)
+                self.tour_written.append(small)
         return path
 
     def locator(self, name: str):
@@ -183,67 +212,102 @@ class WebPhone:
         await self.shot("bind")
         await self.locator("bind_account").fill(account_id)
         await self.locator("bind_code").fill(activation_code)
-        if await self.locator("bind_name").count():
-            await self.locator("bind_name").fill(device_name)
+        await self.locator("bind_name").fill(device_name)
         await self.locator("bind_submit").click()
-        await self.locator("home").wait_for(timeout=STEP_TIMEOUT_MS)
+        await self.locator("approvals").wait_for(timeout=STEP_TIMEOUT_MS)
         if not await self.credentials():
             raise PhoneFailed("the app says it is bound but the authenticator holds no passkey")
-        await self.shot("bound")
+        await self.shot("approvals")
+
+    async def go(self, screen: str) -> None:
+        """Opens a screen from the app's navigation."""
+        await self.page.locator(f"#nav-{screen}").click()
+        await self.page.locator(READY.get(screen, f"#screen-{screen} .body[aria-busy=false]")).first.wait_for(timeout=STEP_TIMEOUT_MS)
 
     async def scan(self, screen: Page, qr_selector: str = "svg.qr-code") -> None:
         """Points the phone's camera at the computer's screen: the QR code shown there is what the camera sees."""
         picture = Image.open(io.BytesIO(await screen.locator(qr_selector).screenshot()))
         write_y4m(picture, self.camera)
         await self.locator("scan_open").click()
-        if await self.locator("scan_start").count():
-            await self.locator("scan_start").click()
-        await self.shot("scan")
+        await self.locator("scan_start").click()
+        await self.locator("prompt").wait_for(timeout=STEP_TIMEOUT_MS)
+
+    async def log_in(self, screen: Page, client_name: str) -> dict:
+        """Scans the login page's QR code; the app shows the login (the same matching code as the computer); approves."""
+        await self.scan(screen)
+        await self.locator("approve").wait_for(timeout=STEP_TIMEOUT_MS)
+        shown_client = (await self.locator("prompt_client").inner_text()).strip()
+        if shown_client != client_name:
+            raise PhoneFailed(f"the phone was asked to log in to {shown_client}")
+        code_on_screen = (await screen.locator(".code").inner_text()).strip()
+        code_on_phone = (await self.locator("prompt_code").inner_text()).strip()
+        if code_on_phone != code_on_screen:
+            raise PhoneFailed(f"the phone shows the code {code_on_phone}, the computer {code_on_screen}")
+        return await self.approve_shown("login")
 
     async def prompt(self, action: str, client_name: str, timeout_s: float = 30.0) -> Any:
-        """The pending prompt of `action` from `client_name`, once the app shows it (locator of its card)."""
-        deadline = time.monotonic() + timeout_s
-        cards = self.page.locator(f'{IDS["prompt"]}[data-action="{action}"]')
-        while time.monotonic() < deadline:
-            for index in range(await cards.count()):
-                card = cards.nth(index)
-                if client_name in await card.inner_text():
-                    return card
-            await asyncio.sleep(0.2)
-        raise PhoneFailed(f"no {action} prompt from {client_name} on the phone within {timeout_s:.0f}s")
+        """The card of the pending prompt of `action` from `client_name`, once the approvals screen lists it (live)."""
+        if not await self.locator("approvals").count():
+            await self.go("approvals")
+        cards = self.page.locator(f'{IDS["prompt_card"]}[data-action="{action}"]').filter(has_text=client_name)
+        try:
+            await cards.first.wait_for(timeout=timeout_s * 1000)
+        except PlaywrightTimeoutError:
+            raise PhoneFailed(f"no {action} prompt from {client_name} on the phone within {timeout_s:.0f}s") from None
+        return cards.first
 
-    async def approve(self, action: str, client_name: str, *, expect_refusal: bool = False) -> dict:
-        """Opens the prompt, reads what it asks, approves (the authenticator verifies the user)."""
+    async def open_prompt(self, action: str, client_name: str) -> str:
         card = await self.prompt(action, client_name)
         approval_id = await card.get_attribute("data-approval-id")
         await card.click()
         await self.locator("approve").wait_for(timeout=STEP_TIMEOUT_MS)
-        shown = (await self.page.locator("main").inner_text()).strip()
-        await self.shot(f"approve-{action}")
-        await self.locator("approve").click()
-        if expect_refusal:
-            await self.locator("decision_error").wait_for(timeout=STEP_TIMEOUT_MS)
-            await self.shot(f"refused-{action}")
-            return {"approval_id": approval_id, "shown": shown, "error": (await self.locator("decision_error").inner_text()).strip()}
-        await self.page.locator(f'{IDS["prompt"]}[data-approval-id="{approval_id}"]').wait_for(state="detached", timeout=STEP_TIMEOUT_MS)
-        return {"approval_id": approval_id, "shown": shown}
+        return approval_id
 
-    async def inbox(self, sender: str, containing: str, timeout_s: float = 30.0) -> dict:
-        """Opens the inbox and the message from `sender` whose subject contains `containing` (marking it read)."""
-        await self.locator("inbox_open").click()
-        items = self.page.locator(IDS["inbox_item"])
+    async def approve(self, action: str, client_name: str) -> dict:
+        """Opens the prompt from the approvals screen, reads what it asks, approves (the authenticator verifies the user)."""
+        approval_id = await self.open_prompt(action, client_name)
+        return {"approval_id": approval_id, **await self.approve_shown(action)}
+
+    async def approve_shown(self, action: str) -> dict:
+        """Approves the prompt on screen (the authenticator verifies the user); fails unless the app says approved."""
+        shown = (await self.locator("prompt").inner_text()).strip()
+        await self.shot(f"prompt-{action}")
+        await self.locator("approve").click()
+        done = self.locator("decided").or_(self.locator("decision_error"))
+        await done.first.wait_for(timeout=STEP_TIMEOUT_MS)
+        if await self.locator("decision_error").count():
+            await self.shot(f"refused-{action}")
+            raise PhoneFailed(f"the {action} approval failed: {(await self.locator('decision_error').inner_text()).strip()}")
+        if await self.locator("decided").get_attribute("data-status") != "approved":
+            raise PhoneFailed(f"the {action} prompt is {await self.locator('decided').get_attribute('data-status')}, not approved")
+        await self.shot(f"approved-{action}")
+        return {"shown": shown}
+
+    async def try_to_approve(self) -> str:
+        """Approves the prompt on screen expecting a refusal; returns the error the app shows (the buttons come back)."""
+        await self.locator("approve").click()
+        error = self.locator("decision_error")
+        await error.wait_for(timeout=STEP_TIMEOUT_MS)
+        await self.page.locator(f"{IDS['approve']}:enabled").wait_for(timeout=STEP_TIMEOUT_MS)
+        return (await error.inner_text()).strip()
+
+    async def message(self, sender: str, containing: str, timeout_s: float = 30.0) -> dict:
+        """Opens the inbox and the message from `sender` whose subject contains `containing` (reading marks it read)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for index in range(await items.count()):
-                item = items.nth(index)
-                text = await item.inner_text()
-                if sender in text and containing in text:
-                    await self.shot("inbox")
-                    await item.click()
-                    body = (await self.page.locator("main").inner_text()).strip()
-                    await self.shot("message")
-                    return {"id": await item.get_attribute("data-inbox-id"), "summary": text.strip(), "body": body}
-            await asyncio.sleep(0.3)
-            if time.monotonic() + 0.3 < deadline:
-                await self.locator("inbox_open").click()
-        raise PhoneFailed(f"no message from {sender} about {containing} in the inbox within {timeout_s:.0f}s")
+        while True:
+            await self.go("inbox")
+            items = self.page.locator(IDS["inbox_item"]).filter(has_text=sender).filter(has_text=containing)
+            if await items.count():
+                break
+            if time.monotonic() > deadline:
+                raise PhoneFailed(f"no message from {sender} about {containing} in the inbox within {timeout_s:.0f}s")
+            await asyncio.sleep(0.5)
+        item = items.first
+        message_id, unread = await item.get_attribute("data-inbox-id"), await item.get_attribute("data-read") == "false"
+        await self.shot("inbox")
+        await item.click()
+        await self.locator("message_body").wait_for(timeout=STEP_TIMEOUT_MS)
+        subject = (await self.page.locator("#screen-message h1").inner_text()).strip()
+        body = (await self.locator("message_body").inner_text()).strip()
+        await self.shot("message")
+        return {"id": message_id, "subject": subject, "body": body, "was_unread": unread}
