@@ -1,41 +1,49 @@
-"""The demo online service in a real browser: the whole journey a citizen makes, with the phone as the reference app.
+"""The demo online service and the citizen web app in a real browser: the whole journey a citizen makes.
 
-The site (clients/relying_party) runs as a real HTTP server against the real
-platform; Debian's Chromium (Playwright) is the citizen's browser; the
-reference app approves on the "phone". Screenshots of every step are saved
-under .dev/screenshots/demo/ as test artefacts.
+The site (clients/relying_party) runs as a real HTTP server against the real platform; Debian's Chromium
+(Playwright) has two contexts: the computer at the site, and a phone-sized one running the citizen web app (/app/)
+with a virtual WebAuthn authenticator and a fake camera (clients/relying_party/web_phone.py). The phone is bound with
+the kiosk slip, scans the login page's QR code, approves the form fill and the signature with user verification, and
+reads the confirmation in its inbox; axe-core checks every screen of both. Screenshots of every step are saved under
+.dev/screenshots/demo/ as test artefacts (HARBOUR_WRITE_TOUR=1 also writes the README's tour, docs/screenshots/).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Browser, Route, async_playwright
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from cryptography.hazmat.primitives import serialization
 
+from clients.citizen_app import CitizenApp, Profile
 from clients.relying_party.application import SIGNATURE_BOX
 from clients.relying_party.config import FORM_FIELDS, SCOPE, SiteConfig
-from clients.relying_party.journey import PHONE_VIEWPORT, CliPhone, Journey
+from clients.relying_party.journey import CHROMIUM, CHROMIUM_ARGS, DESKTOP_VIEWPORT, PHONE_VIEWPORT, Journey
 from clients.relying_party.site import create_site
+from clients.relying_party.web_phone import NAVIGATION, WebPhone, app_url, camera_args
 from libs.devstack.processes import free_port
 from libs.devstack.config import REPO_ROOT
 from libs.tokens import generate_private_key, public_jwk
 
 from ..support.axe import assert_accessible
-from ..support.citizens import enrolled_app
 from ..support.oidc import register
-from ..support.people import identity
+from ..support.people import identity, selfie
 from ..support.signing import both_crls, pdfsig, root_only_context
 
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots" / "demo"
+TOUR = REPO_ROOT / "docs" / "screenshots"
 SITE_NAME = "Harbour Power & Light"
 
 
@@ -65,34 +73,74 @@ async def site(platform) -> AsyncIterator[RunningSite]:
         await runner.cleanup()
 
 
-async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_path, site, chromium, trust):
-    person = identity(language="en")
-    phone = await enrolled_app(platform, kiosk, tmp_path, person=person)
-    context = await chromium.new_context(viewport=PHONE_VIEWPORT, locale="en-GB", accept_downloads=True)
-    page = await context.new_page()
-    errors: list[str] = []
+@pytest.fixture
+async def browser(tmp_path) -> AsyncIterator[tuple[Browser, Path]]:
+    """Debian's headless Chromium with a fake camera playing tmp_path/camera.y4m (the phone writes what it sees there)."""
+    camera = tmp_path / "camera.y4m"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                    args=[*CHROMIUM_ARGS, *camera_args(camera)])
+        try:
+            yield launched, camera
+        finally:
+            await launched.close()
+
+
+async def kiosk_slip(platform, kiosk, person: dict) -> dict:
+    """Enrolled at the kiosk (a plus identity): the slip's account id and activation code."""
+    return await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(person, selfie(), kiosk=kiosk)
+
+
+async def bound_phone(platform, kiosk, browser, person: dict, language: str) -> WebPhone:
+    slip = await kiosk_slip(platform, kiosk, person)
+    launched, camera = browser
+    phone = await WebPhone(launched, app_url(platform.gateway), camera, language=language, screenshots=SCREENSHOTS,
+                           tour=TOUR if os.environ.get("HARBOUR_WRITE_TOUR") else None, check=assert_accessible).open()
+    await phone.bind(slip["account_id"], slip["activation_code"], "Test phone")
+    return phone
+
+
+def console_errors(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+
+
+async def test_the_whole_journey_with_the_web_app_in_english(platform, kiosk, tmp_path, site, browser, trust):
+    person = identity(language="en")
+    phone = await bound_phone(platform, kiosk, browser, person, "en")
+    desktop = await browser[0].new_context(viewport=DESKTOP_VIEWPORT, locale="en-GB", accept_downloads=True)
+    page = await desktop.new_page()
+    errors: list[str] = []
+    console_errors(page, errors)
     steps: list[str] = []
     try:
-        result = await Journey(page, CliPhone(phone), site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append,
-                              check=assert_accessible).run(tmp_path / "downloads")
+        result = await Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, say=steps.append,
+                               check=assert_accessible).run(tmp_path / "downloads")
         # What the citizen enrolled with is what the site's form now holds, read from the page.
         assert result.prefilled == {"name": person["name_en"], "address": person["address"], "phone": person["phone"],
                                     "email": person["email"]}
         assert result.reference.startswith("HP-")
-        # The confirmation reached the inbox in the citizen's language, personalised, and is now read.
+        # The confirmation reached the app's inbox in the citizen's language, personalised; opening it read it.
         assert result.confirmation["subject"] == f"Application {result.reference} received"
-        assert person["address"] in result.confirmation["body"]
-        read = [m for m in await phone.inbox() if m["id"] == result.confirmation["id"]]
-        assert read and read[0]["read_at"]
-        # Nothing overflows a 390 px wide screen.
+        assert person["address"] in result.confirmation["body"] and result.confirmation["was_unread"]
+        await phone.go("inbox")
+        assert await phone.page.locator(f'[data-inbox-id="{result.confirmation["id"]}"]').get_attribute("data-read") == "true"
+        # Every other screen of the app, checked and photographed at phone width (the README's tour).
+        for screen in NAVIGATION:
+            await phone.go(screen)
+            await phone.shot(screen)
+            assert await phone.page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"], screen
+        # Nothing on the site overflows a 390 px wide screen either.
+        await page.set_viewport_size(PHONE_VIEWPORT)
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
     finally:
-        await context.close()
+        await desktop.close()
+        await phone.close()
     print("\n" + "\n".join(steps))
     assert all(path.exists() and path.stat().st_size > 5000 for path in result.screenshots)
-    assert errors == []
+    assert errors == [] and phone.errors == [], (errors, phone.errors)
+    # Every API call the app made was answered without a server error.
+    assert all(status < 500 for _, _, status in phone.api_answers), phone.api_answers
 
     # The PDF the browser downloaded is the application, signed by this citizen: poppler and pyHanko agree,
     # trusting only the platform's root.
@@ -114,25 +162,75 @@ async def test_the_whole_journey_at_phone_width_in_english(platform, kiosk, tmp_
             if s.sig_object_type == "/Sig"] == [[round(v) for v in SIGNATURE_BOX]]
 
 
-async def test_the_site_and_the_qr_page_in_traditional_chinese(platform, kiosk, tmp_path, site, chromium):
-    phone = await enrolled_app(platform, kiosk, tmp_path)
-    context = await chromium.new_context(viewport=PHONE_VIEWPORT, locale="zh-HK")
-    page = await context.new_page()
+async def test_in_traditional_chinese_an_approval_needs_user_verification_and_a_revoked_phone_can_do_nothing(
+        platform, kiosk, site, browser, tmp_path):
+    person = identity(language="zh-HK")
+    phone = await bound_phone(platform, kiosk, browser, person, "zh-HK")
+    desktop = await browser[0].new_context(viewport=DESKTOP_VIEWPORT, locale="zh-HK", accept_downloads=True)
+    page = await desktop.new_page()
     steps: list[str] = []
     try:
-        journey = Journey(page, CliPhone(phone), site.config.site_url, SITE_NAME, SCREENSHOTS, language="zh-HK", say=steps.append,
+        journey = Journey(page, phone, site.config.site_url, SITE_NAME, SCREENSHOTS, language="zh-HK", say=steps.append,
                           check=assert_accessible)
         await journey.log_in()  # also checks that Harbour ID's QR page came up in zh-HK
-        assert await page.locator("html").get_attribute("lang") == "zh-HK"
+        assert await phone.page.locator("html").get_attribute("lang") == "zh-HK"
         assert (await page.locator("#prefill").inner_text()).strip() == "以「海港身份」填表"
-        await journey.prefill()
-        assert journey.result.prefilled["name"]
-        # The language switch takes the same page to English and back.
+        await page.locator("#prefill").click()
+        await journey.at("/apply/waiting")
+        approval_id = await phone.open_prompt("formfill", SITE_NAME)
+        decision_path = f"/v1/approvals/{approval_id}/decision"
+
+        # The fingerprint does not match: the authenticator refuses, nothing is sent, the prompt stays.
+        await phone.user_verification(False)
+        assert await phone.try_to_approve()
+        await phone.shot("uv-failed")
+        assert not [a for a in phone.api_answers if a[1] == decision_path]
+
+        # An app that skips the passkey (the device key's signed decision alone): the server refuses it.
+        await phone.user_verification(True)
+        refusals: list[dict] = []
+
+        async def without_passkey(route: Route) -> None:
+            body = json.loads(route.request.post_data or "{}")
+            assert "passkey" in body  # what the app sends; the test takes it out
+            response = await route.fetch(post_data=json.dumps({k: v for k, v in body.items() if k != "passkey"}))
+            refusals.append({"status": response.status, **await response.json()})
+            await route.fulfill(response=response)
+
+        await phone.page.route(f"**{decision_path}", without_passkey)
+        assert await phone.try_to_approve()
+        await phone.page.unroute(f"**{decision_path}")
+        assert [(r["status"], r["type"].rsplit("/", 1)[-1]) for r in refusals] == [(403, "user-verification-required")], refusals
+        assert ("POST", decision_path, 403) in phone.api_answers
+
+        # Still pending: approved now with the fingerprint, the site gets the details.
+        await phone.approve_shown("formfill")
+        await page.locator("#prefilled").wait_for()
+        assert (await page.locator("#name").input_value()) == person["name_en"]
+        await journey.review()
+        await journey.sign(tmp_path / "downloads")
+        message = await journey.confirmation_in_inbox()
+        assert journey.result.reference in message["subject"] and person["address"] in message["body"]
+        # The language switch takes the site to English and back.
         await page.locator("#language-switch").click()
-        assert (await page.locator("h1").inner_text()).strip() == "Your application"
-        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
+        assert (await page.locator("h1").inner_text()).strip() == "Application signed"
+
+        # The phone is lost: at the kiosk, a replacement revokes it. The app says so and can do nothing more.
+        await phone.go("approvals")
+        since = len(phone.api_answers)
+        replaced = await CitizenApp(Profile(gateway_url=platform.gateway)).replace_at_kiosk(person, selfie(), kiosk=kiosk)
+        assert replaced["devices_revoked"] == 1
+        await phone.locator("revoked").wait_for(timeout=20_000)
+        await phone.shot("revoked")
+        assert [a for a in phone.api_answers[since:] if a[2] in (401, 403)], phone.api_answers[since:]  # how it learnt
+        revoked_at = len(phone.api_answers)
+        await phone.page.goto(phone.app_url + "#inbox")  # opened again, at a screen that needs the device
+        await phone.page.locator("#screen-bind, #screen-revoked").first.wait_for()
+        assert all(status >= 400 for _, _, status in phone.api_answers[revoked_at:]), phone.api_answers[revoked_at:]
     finally:
-        await context.close()
+        await desktop.close()
+        await phone.close()
+    print("\n" + "\n".join(steps))
 
 
 async def test_bad_requests_to_the_site_change_nothing(site):
