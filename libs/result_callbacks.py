@@ -42,6 +42,7 @@ from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs.background import repeat_passes
 from libs.clock import Clock
 from libs.outbound import Outbound, OutboundError
 from libs.retry_queue import Backoff, Failure, RetryQueue
@@ -128,14 +129,6 @@ class ResultCallbacks:
     async def run_sender(self, *, interval_s: float = 0.5, outbound: Outbound | None = None) -> None:
         """The service's background task: send due callbacks, forever (each replica claims its own)."""
         outbound = outbound or Outbound()
-        while True:
-            try:
-                busy = await self.send_due(outbound)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a database hiccup: try again next round
-                log.warning("result callbacks failed", error=type(exc).__name__)
-                busy = 0
-            if not busy:
-                await asyncio.sleep(interval_s)
+        await repeat_passes(lambda: self.send_due(outbound), interval_s=interval_s, what="result callbacks",
+                            traceback=False)
 

@@ -41,6 +41,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from libs.background import repeat_passes
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
@@ -259,28 +260,21 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        backoff = self.poll_interval_s
-        while True:
-            try:
-                published = 0
-                if await self._hold_lease():
-                    published = await self.relay_once()
-                    # Woken after every transaction with events: the read-back (of events sent 5 s ago at the
-                    # earliest) and the backlog gauges need not run on each of those passes, once a second will do.
-                    if time.monotonic() - self._housekept_at >= HOUSEKEEPING_EVERY_S:
-                        await self.verify_once()
-                        await self._update_backlog_metrics()
-                        self._housekept_at = time.monotonic()
-                    backoff = self.poll_interval_s
-                self._passed()
-                if published >= self.batch_size:
-                    continue  # more waiting: do not sleep
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed; retrying", service=self.service)
-                backoff = min(backoff * 2, 10.0)
-            await self._sleep(backoff)
+        await repeat_passes(self._pass, interval_s=self.poll_interval_s, full_batch=self.batch_size, max_backoff_s=10.0,
+                            sleep=self._sleep, what="outbox relay pass", log_fields={"service": self.service})
+
+    async def _pass(self) -> int:
+        published = 0
+        if await self._hold_lease():
+            published = await self.relay_once()
+            # Woken after every transaction with events: the read-back (of events sent 5 s ago at the
+            # earliest) and the backlog gauges need not run on each of those passes, once a second will do.
+            if time.monotonic() - self._housekept_at >= HOUSEKEEPING_EVERY_S:
+                await self.verify_once()
+                await self._update_backlog_metrics()
+                self._housekept_at = time.monotonic()
+        self._passed()
+        return published
 
     async def relay_once(self) -> int:
         """Publish one batch of pending events in order; return how many the broker acknowledged."""

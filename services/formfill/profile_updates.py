@@ -33,6 +33,7 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from libs.background import repeat_passes
 from libs.crypto import seal_jwt, unseal
 from libs.events import agency_topic
 from libs.outbound import Outbound, OutboundError
@@ -139,14 +140,6 @@ async def send_due(formfill: Formfill, outbound: Outbound, limit: int = 20) -> i
 async def run_sender(formfill: Formfill, *, interval_s: float = 0.5) -> None:
     """The app's background task: send due callbacks, forever (each replica claims its own; claims are exclusive)."""
     outbound = Outbound()
-    while True:
-        try:
-            busy = await send_due(formfill, outbound)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a database hiccup: try again next round
-            log.warning("consent update callbacks failed", error=type(exc).__name__)
-            busy = 0
-        if not busy:
-            await asyncio.sleep(interval_s)
+    await repeat_passes(lambda: send_due(formfill, outbound), interval_s=interval_s, what="consent update callbacks",
+                        traceback=False)
 

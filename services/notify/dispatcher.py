@@ -26,6 +26,7 @@ import time
 
 from aiohttp import web
 
+from libs.background import repeat_passes
 from libs.backbone import install_backbone
 from libs.clock import Clock
 from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
@@ -105,24 +106,19 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
     outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
     pushes = push_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
     batches = batch_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
-    while True:
-        try:
-            busy = await sweeps.release_due(notify, settings.chunk_size)
-            if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
-                busy += await sweeps.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
-                busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
-            busy += await send_due_push_batches(batches, pushes, notify.cipher, adapter, notify.clock)
-            busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
-            busy += await receipts.send_due_messages(notify, messages, messengers)
-            busy += await callbacks.send_due(notify, outbound)
-            await callbacks.record_backlog(notify)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("dispatcher timed work failed; retrying")
-            busy = 0
-        if not busy:
-            await asyncio.sleep(settings.poll_interval_s)
+    async def one_pass() -> int:
+        busy = await sweeps.release_due(notify, settings.chunk_size)
+        if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
+            busy += await sweeps.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
+            busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
+        busy += await send_due_push_batches(batches, pushes, notify.cipher, adapter, notify.clock)
+        busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
+        busy += await receipts.send_due_messages(notify, messages, messengers)
+        busy += await callbacks.send_due(notify, outbound)
+        await callbacks.record_backlog(notify)
+        return busy
+
+    await repeat_passes(one_pass, interval_s=settings.poll_interval_s, what="dispatcher timed work")
 
 
 def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = None) -> web.Application:

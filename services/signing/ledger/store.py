@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
@@ -31,6 +30,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from libs.background import repeat_passes
 from libs.clock import Clock, SystemClock
 from libs.events import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
@@ -249,25 +249,18 @@ class Ledger:
 
     async def run(self) -> None:
         """Append while holding the lease; a checkpoint every `checkpoint_every_s` when the log grew."""
-        backoff = self.poll_interval_s
-        while True:
-            try:
-                appended = 0
-                if await self.hold_lease():
-                    appended = await self.append_once()
-                    if time.monotonic() - self._checkpointed_at >= self.checkpoint_every_s:
-                        await self.checkpoint()
-                        self._checkpointed_at = time.monotonic()
-                self.last_progress = time.monotonic()
-                backoff = self.poll_interval_s
-                if appended >= self.batch:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("audit ledger pass failed; retrying")
-                backoff = min(backoff * 2, 10.0)
-            await asyncio.sleep(backoff)
+        await repeat_passes(self._pass, interval_s=self.poll_interval_s, full_batch=self.batch, max_backoff_s=10.0,
+                            what="audit ledger pass")
+
+    async def _pass(self) -> int:
+        appended = 0
+        if await self.hold_lease():
+            appended = await self.append_once()
+            if time.monotonic() - self._checkpointed_at >= self.checkpoint_every_s:
+                await self.checkpoint()
+                self._checkpointed_at = time.monotonic()
+        self.last_progress = time.monotonic()
+        return appended
 
     async def ready(self, stuck_after_s: float = 30.0) -> None:
         idle = time.monotonic() - self.last_progress
