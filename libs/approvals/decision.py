@@ -47,8 +47,9 @@ class DecisionClaims(BaseModel):
     # Formfill: the optional fields the citizen kept; None when the prompt offers no choice.
     selection: list[str] | None = Field(default=None, max_length=100)
     # User verification for this decision, as the app claims it: "pin" when it asked for the PIN that unlocked the
-    # key. auth believes it only from a device registered as PIN-protected (services/auth/devices/protection.py).
-    uv: Literal["pin", "none"] | None = None
+    # key. auth believes it only from a device registered as PIN-protected (services/auth/devices/protection.py);
+    # "passkey" (the web app) is believed only from the passkey assertion auth verifies, never from this claim.
+    uv: Literal["pin", "passkey", "none"] | None = None
     iat: int
     exp: int
     jti: str = Field(min_length=8, max_length=100)
@@ -62,7 +63,7 @@ def sign_decision(
     digest: str,
     decision: Decision,
     selection: list[str] | None = None,
-    uv: Literal["pin", "none"] | None = None,
+    uv: Literal["pin", "passkey", "none"] | None = None,
     lifetime_s: int = 120,
     now: datetime | None = None,
 ) -> str:

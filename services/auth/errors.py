@@ -129,6 +129,26 @@ class NoSuchDevice(NotFound):
     pass
 
 
+class InvalidPasskey(BadRequest):
+    """A passkey registration at binding that py_webauthn does not verify (challenge, origin, RP, user verification,
+    attestation): nothing is bound."""
+
+    slug, title = "invalid-passkey", "Invalid passkey"
+
+
+class UserVerificationRequired(Forbidden):
+    """An approval by a passkey device without a passkey assertion that verifies (missing, another credential, the
+    UV flag off, another challenge or origin, a bad signature: the detail says which); nothing changes."""
+
+    slug, title = "user-verification-required", "User verification required"
+
+
+class ClonedAuthenticator(Forbidden):
+    """The passkey's sign count did not grow: the authenticator may have been cloned; nothing changes."""
+
+    slug, title = "cloned-authenticator", "Cloned authenticator"
+
+
 # --- adding a device from an existing one (devices/pairing.py) ----------------
 
 

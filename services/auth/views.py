@@ -183,7 +183,9 @@ class DeviceView(Answer):
     created_at: datetime
     revoked_at: datetime | SkipJsonSchema[None] = None
     key_storage: Literal["software"] = Field(description="where the key is kept, as registered (no hardware key is accepted)")
-    user_verification: Literal["pin", "none"] = Field(description="pin: the app asks the PIN before every signature")
+    user_verification: Literal["pin", "passkey", "none"] = Field(
+        description="pin: the app asks the PIN before every signature; passkey: each approval is verified by the "
+                    "device's passkey (WebAuthn, user verification)")
 
 
 class DeviceList(Answer):

@@ -27,17 +27,27 @@ from libs.events.topics import APPROVAL_DECIDED
 from libs.service.tracing import continuing
 from libs.tokens import load_public_jwk
 
-from ..collections import APPROVALS
-from ..devices.protection import authentication_methods
+from ..collections import APPROVALS, DEVICES
+from ..devices.passkeys import PasskeyAssertion, verify_assertion
+from ..devices.protection import PASSKEY, authentication_methods
 from ..devices.tokens import DeviceContext
-from ..errors import DECISION_REFUSALS, AlreadyDecided, ApprovalExpired, NoSuchApproval, WrongDevice
+from ..errors import (
+    DECISION_REFUSALS,
+    AlreadyDecided,
+    ApprovalExpired,
+    ClonedAuthenticator,
+    NoSuchApproval,
+    UserVerificationRequired,
+    WrongDevice,
+)
 from .queue import request_of
 
 if TYPE_CHECKING:
     from ..context import Auth
 
 async def decide(
-    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, *,
+    passkey: PasskeyAssertion | None = None,
 ) -> dict[str, Any]:
     """Verify and record the decision inside the caller's transaction; publish approval.decided.
 
@@ -51,29 +61,62 @@ async def decide(
                     {"harbour.approval_id": approval_id, "harbour.approval.action": doc["request"]["action"]}):
         # Every event of the decision (approval.decided, the audit records, a login's outcome) in one insert.
         async with auth.batched(session):
-            return await _decided(auth, session, device, doc, decision_jws, now)
+            return await _decided(auth, session, device, doc, decision_jws, passkey, now)
 
 
 async def _decided(
-    auth: "Auth", session: AsyncClientSession, device: DeviceContext, doc: dict[str, Any], decision_jws: str, now: datetime
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, doc: dict[str, Any], decision_jws: str,
+    passkey: PasskeyAssertion | None, now: datetime
 ) -> dict[str, Any]:
     approval_id = doc["_id"]
     # The digest is recomputed from the decrypted request: what the phone was shown is what it must have signed.
     digest = request_of(doc, auth.field_cipher).digest()
     claims = _verified(decision_jws, device, approval_id, digest)
     status = "approved" if claims.decision == "approve" else "denied"
-    await _record(auth, session, device, approval_id, decision_jws, status, now)
-    await _publish(auth, session, doc, device, claims, decision_jws, digest, status, now)
+    # A passkey device's approval: the citizen verified by its passkey over this digest (a denial needs none).
+    sign_count = (await _user_verified(auth, session, device, passkey, digest)
+                  if claims.decision == "approve" and device.user_verification == PASSKEY else None)
+    # How the citizen authenticated for this decision (RFC 8176): the key's kind, and the PIN if the device
+    # registered one and says it asked for it, or the passkey auth verified (devices/protection.py).
+    amr = authentication_methods(device.key_storage, device.user_verification, claims.uv,
+                                 passkey_verified=sign_count is not None)
+    factors = _factors(device, claims.uv, sign_count)
+    await _record(auth, session, device, approval_id, decision_jws, status, now, factors)
+    await _publish(auth, session, doc, device, claims, decision_jws, digest, status, now, amr, factors)
     result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
     request = doc["request"]
     finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == "auth" else None
     if finisher is not None:
-        # How the citizen authenticated for this decision (RFC 8176): the key's kind, and the PIN if the device
-        # registered one and says it asked for it (devices/protection.py).
-        amr = authentication_methods(device.key_storage, device.user_verification, claims.uv)
         result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance,
                                                  "amr": amr}, claims.decision)
     return result
+
+
+async def _user_verified(auth: "Auth", session: AsyncClientSession, device: DeviceContext,
+                         passkey: PasskeyAssertion | None, digest: str) -> int:
+    """Verify the passkey assertion over `digest` against the device's credential; store its new sign count in the
+    decision's transaction (a concurrent use of the same count loses: cloned)."""
+    stored = await auth.db[DEVICES].find_one({"_id": device.device_id}, {"passkey": 1}, session=session)
+    credential = (stored or {}).get("passkey")
+    if not credential:
+        raise UserVerificationRequired("this device has no passkey registered to verify the citizen with")
+    sign_count = verify_assertion(passkey, credential, digest=digest, rp_id=auth.passkey_rp_id, origin=auth.web_app_origin)
+    counted = await auth.db[DEVICES].update_one(
+        {"_id": device.device_id, "passkey.credential_id": credential["credential_id"],
+         "passkey.sign_count": credential.get("sign_count", 0)},
+        {"$set": {"passkey.sign_count": sign_count, "passkey.used_at": auth.clock.now()}}, session=session)
+    if counted.modified_count != 1:
+        raise ClonedAuthenticator("the passkey's sign count changed meanwhile: the authenticator may have been cloned")
+    return sign_count
+
+
+def _factors(device: DeviceContext, claimed_uv: str | None, sign_count: int | None) -> dict[str, Any]:
+    """What the decision proved, kept with it: the device key always; the passkey's verification (auth's check) or
+    the app's PIN claim as the device registered it."""
+    if sign_count is not None:
+        return {"device_key": True, "user_verification": PASSKEY, "uv_flag": True, "passkey_sign_count": sign_count}
+    claimed = claimed_uv if device.user_verification == "pin" and claimed_uv == "pin" else "none"
+    return {"device_key": True, "user_verification": claimed}
 
 
 async def _pending(auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, now: datetime) -> dict[str, Any]:
@@ -101,12 +144,14 @@ def _verified(decision_jws: str, device: DeviceContext, approval_id: str, digest
 
 
 async def _record(
-    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, status: str, now: datetime
+    auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, status: str,
+    now: datetime, factors: dict[str, Any],
 ) -> None:
-    """Mark the prompt decided, once: a concurrent decision loses."""
+    """Mark the prompt decided, once, with the factors it proved: a concurrent decision loses."""
     result = await auth.db[APPROVALS].update_one(
         {"_id": approval_id, "status": "pending"},
-        {"$set": {"status": status, "decided_at": now, "device_id": device.device_id, "decision_jws": decision_jws}},
+        {"$set": {"status": status, "decided_at": now, "device_id": device.device_id, "decision_jws": decision_jws,
+                  "factors": factors}},
         session=session,
     )
     if result.modified_count != 1:
@@ -123,6 +168,8 @@ async def _publish(
     digest: str,
     status: str,
     now: datetime,
+    amr: list[str],
+    factors: dict[str, Any],
 ) -> None:
     """`approval.decided` with what the requesting service needs to check the decision itself, and the audit record."""
     request = doc["request"]
@@ -141,4 +188,4 @@ async def _publish(
     })
     await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
                      outcome=status, approval_id=doc["_id"], kind=request["action"], client_id=request["requester"].get("client_id"),
-                     amr=authentication_methods(device.key_storage, device.user_verification, claims.uv))
+                     amr=amr, uv=factors["user_verification"])

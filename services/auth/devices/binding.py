@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, verify
@@ -30,11 +30,20 @@ from ..errors import (
 )
 from ..identity.accounts import change_state
 from ..identity.activation import code_hash, code_matches, lock, refuse_unusable, take_attempt
+from .passkeys import PasskeyRegistration, passkey_matches_protection, verify_registration
 from .protection import KeyProtection
 from .registry import new_device
 
 if TYPE_CHECKING:
     from ..context import Auth
+    from .pairing import PairingRequest
+
+
+def passkey_audit(passkey: dict[str, Any] | None) -> dict[str, Any]:
+    """What the audit record says of a registered passkey: its credential id and AAGUID (no key, no personal data)."""
+    if not passkey:
+        return {}
+    return {"passkey_credential_id": passkey["passkey"]["credential_id"], "passkey_aaguid": passkey["passkey"]["aaguid"]}
 
 
 class ActivationRequest(BaseModel):
@@ -47,6 +56,14 @@ class ActivationRequest(BaseModel):
     proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
     key_protection: KeyProtection = Field(default_factory=KeyProtection,
                                           description="what protects the key (devices/protection.py); default software, no PIN")
+    passkey: PasskeyRegistration | None = Field(
+        default=None, description="with user_verification passkey (and only then): the passkey's registration response "
+                                  "(PublicKeyCredential.toJSON()), its challenge the UTF-8 bytes of the proof's nonce")
+
+    @model_validator(mode="after")
+    def _passkey_declared(self) -> "ActivationRequest":
+        passkey_matches_protection(self.passkey, self.key_protection.user_verification)
+        return self
 
 
 async def issue_nonce(auth: "Auth", ttl_s: int) -> tuple[str, datetime]:
@@ -54,6 +71,15 @@ async def issue_nonce(auth: "Auth", ttl_s: int) -> tuple[str, datetime]:
     expires_at = auth.clock.now() + timedelta(seconds=ttl_s)
     await auth.db[DEVICE_NONCES].insert_one({"_id": nonce, "expires_at": expires_at})
     return nonce, expires_at
+
+
+def verify_passkey(auth: "Auth", request: "ActivationRequest | PairingRequest", nonce: str) -> dict[str, Any]:
+    """The device's fields for its passkey (none without one), verified over the proof's nonce; before anything is
+    written, so a refused passkey binds nothing."""
+    if request.passkey is None:
+        return {}
+    return {"passkey": verify_registration(request.passkey, nonce=nonce, rp_id=auth.passkey_rp_id,
+                                           origin=auth.web_app_origin, now=auth.clock.now())}
 
 
 def verify_possession(request: ActivationRequest, audience: str) -> tuple[dict[str, str], str]:
@@ -102,7 +128,8 @@ async def check_activation_code(auth: "Auth", request: ActivationRequest) -> Non
     raise InvalidActivation("the account id or activation code is wrong", attempts_left=attempts_left)
 
 
-async def bind_device(auth: "Auth", session: AsyncClientSession, request: ActivationRequest, jwk: dict[str, str]) -> str:
+async def bind_device(auth: "Auth", session: AsyncClientSession, request: ActivationRequest, jwk: dict[str, str],
+                      passkey: dict[str, Any] | None = None) -> str:
     """Inside a transaction: use up the code, store the device, activate the account."""
     db, now = auth.db, auth.clock.now()
     # The very code that was checked: a kiosk replacement committed meanwhile put another code on the account.
@@ -117,18 +144,19 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
     device_id = f"dev-{uuid.uuid4().hex}"
     account = await db[ACCOUNTS].find_one({"_id": request.account_id}, session=session)
     await new_device(auth, session, account, device_id=device_id, name=request.device_name, jwk=jwk, now=now,
-                     **request.key_protection.on_device())
+                     **request.key_protection.on_device(), **(passkey or {}))
     if account["state"] == "pending":
         await change_state(auth, session, request.account_id, "active", reason="first device activated")
     await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id,
-                     **request.key_protection.on_device())
+                     **request.key_protection.on_device(), **passkey_audit(passkey))
     return device_id
 
 
 async def activate_device(auth: "Auth", request: ActivationRequest) -> dict[str, Any]:
     """Bind a first device: proof of possession, single-use nonce, activation code, then one transaction."""
     jwk, nonce = verify_possession(request, auth.devices_audience)
+    passkey = verify_passkey(auth, request, nonce)  # the same nonce, single use for both
     await consume_nonce(auth, nonce)
     await check_activation_code(auth, request)
-    device_id = await auth.transaction(lambda session: bind_device(auth, session, request, jwk))
+    device_id = await auth.transaction(lambda session: bind_device(auth, session, request, jwk, passkey))
     return {"device_id": device_id, "account_id": request.account_id, "key_thumbprint": thumbprint(jwk)}

@@ -41,7 +41,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
@@ -61,7 +61,8 @@ from ..errors import (
     TooManyPairingCodes,
 )
 from ..identity.activation import ALPHABET, normalise
-from .binding import consume_nonce, verify_possession
+from .binding import consume_nonce, passkey_audit, verify_passkey, verify_possession
+from .passkeys import PasskeyRegistration, passkey_matches_protection
 from .protection import KeyProtection
 from .registry import new_device
 
@@ -85,6 +86,14 @@ class PairingRequest(BaseModel):
     proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
     key_protection: KeyProtection = Field(default_factory=KeyProtection,
                                           description="what protects the key (devices/protection.py); default software, no PIN")
+    passkey: PasskeyRegistration | None = Field(
+        default=None, description="with user_verification passkey (and only then): the passkey's registration response, "
+                                  "as for POST /v1/devices")
+
+    @model_validator(mode="after")
+    def _passkey_declared(self) -> "PairingRequest":
+        passkey_matches_protection(self.passkey, self.key_protection.user_verification)
+        return self
 
 
 def code_hash(hash_key: bytes, code: str) -> str:
@@ -99,6 +108,7 @@ def display(code: str) -> str:
 async def start(auth: "Auth", request: PairingRequest) -> dict[str, Any]:
     """The new phone's side: a pairing bound to its key, with the code it shows and the id it polls."""
     jwk, nonce = verify_possession(request, auth.devices_audience)  # public_key and proof, as activation's
+    passkey = verify_passkey(auth, request, nonce)  # the same nonce, single use for both
     await consume_nonce(auth, nonce)
     now = auth.clock.now()
     expires_at = (now + timedelta(seconds=auth.settings.pairing_ttl_s)).replace(microsecond=0)
@@ -109,7 +119,7 @@ async def start(auth: "Auth", request: PairingRequest) -> dict[str, Any]:
             await auth.db[DEVICE_PAIRINGS].insert_one({
                 "_id": pairing_id, "code_hash": code_hash(auth.settings.hash_key, code), "status": "waiting",
                 "public_jwk": jwk, "jkt": thumbprint(jwk), "device_name": request.device_name,
-                "key_protection": request.key_protection.on_device(),
+                "key_protection": request.key_protection.on_device(), **passkey,
                 "created_at": now, "expires_at": expires_at, "purge_at": expires_at + timedelta(days=1)})
             break
         except DuplicateKeyError:
@@ -236,10 +246,11 @@ async def on_decision(auth: "Auth", session: AsyncClientSession, approval: dict[
         session=session)
     if bound.modified_count != 1:
         raise PairingUnusable("this pairing can no longer add a device")
+    passkey = {"passkey": doc["passkey"]} if doc.get("passkey") else {}
     await new_device(auth, session, account, device_id=device_id, name=doc["device_name"], jwk=doc["public_jwk"], now=now,
-                     added_by=approval["device_id"], **doc.get("key_protection", KeyProtection().on_device()))
+                     added_by=approval["device_id"], **doc.get("key_protection", KeyProtection().on_device()), **passkey)
     await auth.publish(session, IDENTITY, "identity.device_added", account_id, {
         "account_id": account_id, "device_id": device_id, "approved_by": approval["device_id"], "how": "paired"})
     await auth.audit(session, subject=account_id, action="device.pair", actor=approval["device_id"], outcome="bound",
-                     pairing_id=doc["_id"], device_id=device_id, key_thumbprint=doc["jkt"])
+                     pairing_id=doc["_id"], device_id=device_id, key_thumbprint=doc["jkt"], **passkey_audit(passkey))
     return {}

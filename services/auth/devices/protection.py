@@ -7,7 +7,10 @@ At activation or pairing the app says how its key is kept (`key_protection`):
   none is supported, so a claim of hardware is refused (422, like any invalid body)
   rather than recorded: auth never writes down what it cannot check.
 - `user_verification`: "pin" when the key is sealed under a PIN or passphrase
-  the app asks for before every signature, else "none".
+  the app asks for before every signature; "passkey" when every approval is
+  also verified by a WebAuthn passkey with user verification (the web app,
+  devices/passkeys.py: registered with the device, asserted over each
+  prompt's digest and checked by auth); else "none".
 
 Devices bound before this was asked are software keys without a PIN.
 
@@ -16,6 +19,12 @@ auth believes "pin" only from a device registered with "pin"; the ID token's
 `amr` is then ["swk", "pin"], else ["swk"]. It is the app's word: a software
 app could lie about its own PIN, which is why the claim only ever narrows
 what the registration allows and never adds "hwk".
+
+A passkey approval is not the app's word: auth verified the assertion (the
+authenticator's UV flag set, over the prompt's digest). Its `amr` is
+["swk", "user", "mfa"]: the software device key, the user verified by the
+authenticator, two factors. Never "hwk" (attestation "none" proves nothing of
+the authenticator) nor "fpt"/"face" (auth cannot know how it verified).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SOFTWARE, HARDWARE = "software", "hardware"
-PIN, NONE = "pin", "none"
+PIN, PASSKEY, NONE = "pin", "passkey", "none"
 
 
 class KeyProtection(BaseModel):
@@ -35,8 +44,10 @@ class KeyProtection(BaseModel):
         default=SOFTWARE,
         description="where the private key is kept: software (a hardware key needs an attestation auth can verify; "
                     "none is supported, so hardware is refused)")
-    user_verification: Literal["pin", "none"] = Field(
-        default=NONE, description="pin: the key is sealed under a PIN or passphrase asked before every signature")
+    user_verification: Literal["pin", "passkey", "none"] = Field(
+        default=NONE, description="pin: the key is sealed under a PIN or passphrase asked before every signature; "
+                                  "passkey: every approval carries a WebAuthn assertion with user verification (the "
+                                  "request's `passkey` registers it)")
 
     def on_device(self) -> dict[str, str]:
         """The fields stored on the device's document."""
@@ -48,10 +59,14 @@ def registered(device: dict) -> tuple[str, str]:
     return device.get("key_storage", SOFTWARE), device.get("user_verification", NONE)
 
 
-def authentication_methods(key_storage: str, registered_uv: str, claimed_uv: str | None) -> list[str]:
+def authentication_methods(key_storage: str, registered_uv: str, claimed_uv: str | None, *,
+                           passkey_verified: bool = False) -> list[str]:
     """RFC 8176 `amr` for one device-signed approval: the key's kind, and "pin" when the device registered a PIN
-    and says it asked for it this time."""
+    and says it asked for it this time; "user" and "mfa" when the device registered a passkey and auth verified its
+    assertion (with user verification) for this approval."""
     methods = ["hwk" if key_storage == HARDWARE else "swk"]
-    if registered_uv == PIN and claimed_uv == PIN:
+    if registered_uv == PASSKEY and passkey_verified:
+        methods += ["user", "mfa"]
+    elif registered_uv == PIN and claimed_uv == PIN:
         methods.append("pin")
     return methods

@@ -25,6 +25,7 @@ from ..errors import (
     InvalidDeviceKey,
     InvalidNonce,
     InvalidPairingCode,
+    InvalidPasskey,
     InvalidProof,
     NoSuchDevice,
     NoSuchPairing,
@@ -64,10 +65,11 @@ async def create_challenge(request: web.Request) -> web.Response:
 @endpoints.post(
     "/v1/devices", summary="Bind a citizen's first device with the activation code", body=ActivationRequest,
     answers={201: DeviceActivated,
-             400: "malformed body, invalid-key, invalid-proof, invalid-nonce, invalid-activation (with attempts_left), used or expired",
+             400: "malformed body, invalid-key, invalid-proof, invalid-nonce, invalid-passkey, invalid-activation (with "
+                  "attempts_left), used or expired",
              403: "locked after too many wrong codes, or account-inactive"},
-    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidActivation, ActivationCodeUsed, ActivationCodeExpired,
-              ActivationLocked, AccountInactive),
+    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidPasskey, InvalidActivation, ActivationCodeUsed,
+              ActivationCodeExpired, ActivationLocked, AccountInactive),
 )
 async def activate(request: web.Request, body: ActivationRequest) -> web.Response:
     return web.json_response(await binding.activate_device(request.app[AUTH], body), status=201)
@@ -119,8 +121,9 @@ async def rename(request: web.Request, caller: DeviceContext, body: DeviceRename
 
 @endpoints.post(
     "/v1/devices/pairings", summary="A new phone asks to be added from a phone already bound: the code it shows",
-    body=PairingRequest, answers={201: PairingStarted, 400: "malformed body, invalid-key, invalid-proof or invalid-nonce"},
-    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce),
+    body=PairingRequest,
+    answers={201: PairingStarted, 400: "malformed body, invalid-key, invalid-proof, invalid-nonce or invalid-passkey"},
+    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidPasskey),
     description="The proof of possession is activation's (a nonce from POST /v1/devices/challenges signed by the new "
                 "key): the pairing is bound to that key. The code lives 5 minutes, single use (docs/api.md).",
 )

@@ -1,0 +1,142 @@
+"""Passkeys (WebAuthn) of the citizen's web app: registered with the device, asserted for each approval.
+
+The web app keeps its device key in the browser (WebCrypto, non-extractable) and verifies the citizen with a passkey
+(`key_protection.user_verification: "passkey"`). Both checks are py_webauthn's (`webauthn`), never by hand:
+
+- **At binding** (`POST /v1/devices`, `POST /v1/devices/pairings`) the request carries the passkey's registration
+  response (`passkey`), made over the same single-use nonce as the proof of possession (its UTF-8 bytes are the
+  WebAuthn challenge): `verify_registration_response` with the app's RP ID and origin (web_app.py), user
+  verification required, attestation "none" accepted (nothing more is claimed from it: no `hwk`). The device keeps
+  the credential id, its COSE public key, the sign count and the AAGUID.
+- **At each approval** (`POST /v1/approvals/{id}/decision` with `decision: approve`) the request carries an
+  assertion whose challenge is the prompt's digest (base64url-decoded): `verify_authentication_response` with the
+  device's credential, user verification required. A sign count that does not grow (when either is non-zero) is a
+  cloned authenticator. The new count is stored in the decision's transaction. A denial needs no assertion.
+
+WebAuthn's JSON members are camelCase (`rawId`, `clientDataJSON`): the shapes `PublicKeyCredential.toJSON()` gives and
+`webauthn.helpers.parse_*_credential_json` reads; members this model does not know are ignored (the standard adds
+some), those it knows are checked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from webauthn import verify_authentication_response, verify_registration_response
+from webauthn.helpers.exceptions import WebAuthnException
+
+from libs import base64url
+
+from ..errors import ClonedAuthenticator, InvalidPasskey, UserVerificationRequired
+
+B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
+
+
+def _b64(max_length: int, description: str = "") -> Any:
+    return Field(min_length=1, max_length=max_length, pattern=B64URL, description=description)
+
+
+class _WebAuthnJSON(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class AttestationResponse(_WebAuthnJSON):
+    clientDataJSON: str = _b64(4096, "base64url of the client data")
+    attestationObject: str = _b64(16384, "base64url of the CBOR attestation object (fmt none is enough)")
+    transports: list[Literal["ble", "cable", "hybrid", "internal", "nfc", "smart-card", "usb"]] | None = Field(
+        default=None, max_length=7)
+
+
+class PasskeyRegistration(_WebAuthnJSON):
+    """`navigator.credentials.create()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+
+    id: str = _b64(1400, "the credential id, base64url")
+    rawId: str = _b64(1400, "the same, base64url")
+    type: Literal["public-key"]
+    response: AttestationResponse
+    clientExtensionResults: dict[str, Any] = Field(default_factory=dict, max_length=16)
+    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
+
+
+class AssertionResponse(_WebAuthnJSON):
+    clientDataJSON: str = _b64(4096, "base64url of the client data")
+    authenticatorData: str = _b64(4096, "base64url of the authenticator data")
+    signature: str = _b64(1024, "base64url of the signature")
+    userHandle: str | None = Field(default=None, max_length=1400, pattern=r"^[A-Za-z0-9_-]*={0,2}$")
+
+
+class PasskeyAssertion(_WebAuthnJSON):
+    """`navigator.credentials.get()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+
+    id: str = _b64(1400, "the credential id, base64url")
+    rawId: str = _b64(1400, "the same, base64url")
+    type: Literal["public-key"]
+    response: AssertionResponse
+    clientExtensionResults: dict[str, Any] = Field(default_factory=dict, max_length=16)
+    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
+
+
+def passkey_matches_protection(passkey: PasskeyRegistration | None, user_verification: str) -> None:
+    """A binding request's `passkey` is there exactly when its key protection says "passkey" (a model check: 422)."""
+    if user_verification == "passkey" and passkey is None:
+        raise ValueError('key_protection.user_verification "passkey" needs the passkey\'s registration (`passkey`)')
+    if passkey is not None and user_verification != "passkey":
+        raise ValueError('a `passkey` is registered only with key_protection.user_verification "passkey"')
+
+
+def _credential_json(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_none=True)
+
+
+def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str, origin: str, now: datetime) -> dict[str, Any]:
+    """The passkey registered over `nonce` (its UTF-8 bytes the challenge), user verified: what the device stores.
+    Raises InvalidPasskey (nothing is stored then)."""
+    try:
+        verified = verify_registration_response(
+            credential=_credential_json(passkey), expected_challenge=nonce.encode(), expected_rp_id=rp_id,
+            expected_origin=origin, require_user_verification=True)
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+        raise InvalidPasskey(f"the passkey does not verify: {exc}") from None
+    return {
+        "credential_id": base64url.encode(verified.credential_id),
+        "public_key": base64url.encode(verified.credential_public_key),
+        "sign_count": verified.sign_count,
+        "aaguid": verified.aaguid,
+        "attestation_format": verified.fmt.value if hasattr(verified.fmt, "value") else str(verified.fmt),
+        "registered_at": now,
+    }
+
+
+def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any], *, digest: str, rp_id: str,
+                     origin: str) -> int:
+    """The citizen verified by the device's passkey over the prompt's `digest`: the new sign count.
+
+    Missing, another credential, the UV flag off, another challenge or origin, a bad signature: UserVerificationRequired
+    (one slug, the detail says which); a sign count that does not grow: ClonedAuthenticator."""
+    if assertion is None:
+        raise UserVerificationRequired("this device approves with its passkey: the decision needs a passkey assertion "
+                                       "(user verification) over the prompt's digest")
+    if base64url.encode(_decoded(assertion.rawId)) != stored["credential_id"]:
+        raise UserVerificationRequired("the passkey assertion is by another credential than this device's")
+    try:
+        verified = verify_authentication_response(
+            credential=_credential_json(assertion), expected_challenge=base64url.decode(digest), expected_rp_id=rp_id,
+            expected_origin=origin, credential_public_key=base64url.decode(stored["public_key"]),
+            # The count is judged below, after the signature: a forged assertion is never "cloned".
+            credential_current_sign_count=0, require_user_verification=True)
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+        raise UserVerificationRequired(f"the passkey assertion does not verify: {exc}") from None
+    current, new = int(stored.get("sign_count", 0)), verified.new_sign_count
+    if (current or new) and new <= current:
+        raise ClonedAuthenticator(f"the passkey's sign count did not grow ({new} after {current}): "
+                                  "the authenticator may have been cloned")
+    return new
+
+
+def _decoded(value: str) -> bytes:
+    try:
+        return base64url.decode(value.rstrip("="))
+    except ValueError:
+        raise UserVerificationRequired("the passkey assertion's credential id is not base64url") from None
