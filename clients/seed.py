@@ -3,7 +3,8 @@
 Two relying parties, one agency and one kiosk (registered with auth's operator
 command), and two citizens with activated devices — one `plus` (enrolled at
 the kiosk), one `basic` (sandbox self-registration) — each with the data they
-enrolled with and their reference-app profile file. Running it again keeps
+enrolled with and their reference-app profile file; and a third, `plus`,
+enrolled at the kiosk with no phone bound (the web app's demo, `make demo`). Running it again keeps
 the existing seed. Each citizen's pairwise `sub` at every seeded client is
 listed; the bank authenticates with private_key_jwt (key file in .dev/keys/).
 """
@@ -59,6 +60,18 @@ CITIZENS = [
             "id_number": "AB987654(3)", "name_en": "WONG Mei Ling", "name_zh": "黃美玲", "date_of_birth": "1999-11-02",
             "gender": "F", "phone": "+85262345678", "email": "wong.meiling@example.hk",
             "address": "Room 5, 3/F, 22 Nathan Road, Tsim Sha Tsui, Kowloon", "language": "en",
+        },
+    },
+    {
+        # Enrolled at the kiosk, no phone bound: the citizen web app's demo (`make demo` gets a new slip for her
+        # each run, as a kiosk does for a new phone, and binds the app in a phone-sized browser with it).
+        "key": "lee",
+        "assurance": "plus",
+        "bind": False,
+        "identity": {
+            "id_number": "C246801(6)", "name_en": "LEE Ka Yan", "name_zh": "李嘉欣", "date_of_birth": "1992-07-21",
+            "gender": "F", "phone": "+85293456789", "email": "lee.kayan@example.hk",
+            "address": "Flat 3C, 15 Caine Road, Mid-Levels, Hong Kong", "language": "en",
         },
     },
 ]
@@ -120,17 +133,19 @@ async def seed(dev_dir: Path) -> dict:
     citizens = {}
     for number, citizen in enumerate(CITIZENS):
         profile_path = dev_dir / "citizens" / f"{citizen['key']}.json"
-        app = CitizenApp(Profile(gateway_url=gateway), profile_path)
+        app = CitizenApp(Profile(gateway_url=gateway), profile_path if citizen.get("bind", True) else None)
         enrolment = await app.enrol(
             citizen["identity"], demo_selfie(number), kiosk=kiosk if citizen["assurance"] == "plus" else None
         )
-        await app.activate(enrolment["account_id"], enrolment["activation_code"], f"{citizen['key']}-phone")
+        bound = citizen.get("bind", True)
+        if bound:
+            await app.activate(enrolment["account_id"], enrolment["activation_code"], f"{citizen['key']}-phone")
         citizens[citizen["key"]] = {
             "account_id": enrolment["account_id"],
             "assurance": enrolment["assurance"],
             "enrolled_with": citizen["identity"],
-            "profile": str(profile_path),
-            "device_id": app.profile.device_id,
+            "profile": str(profile_path) if bound else None,
+            "device_id": app.profile.device_id if bound else None,
             # The pairwise subject this citizen has at each seeded client.
             "sub": {key: (await admin("subject", enrolment["account_id"], c["client_id"]))["sub"] for key, c in clients.items()},
         }
@@ -147,7 +162,7 @@ def main() -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(result, handle, indent=2, ensure_ascii=False)
-    print(f"wrote {path}: {len(result['clients'])} clients, {len(result['citizens'])} citizens with activated devices")
+    print(f"wrote {path}: {len(result['clients'])} clients, {len(result['citizens'])} citizens (one for the web app, no device yet)")
     return 0
 
 

@@ -158,13 +158,17 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
     # Every seeded relying party and agency reads its own topic (the README's tour); the kiosk publishes nothing there.
     assert {key for key, c in seed["clients"].items() if c["agency_events"]} == {"bank", "tax", "utility", "transport"}
     assert all(c["client_id"] and (c["client_secret"] or c["private_key_file"]) for c in seed["clients"].values())
-    assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus"]
+    assert sorted(c["assurance"] for c in seed["citizens"].values()) == ["basic", "plus", "plus"]
+    # The web app's demo citizen is enrolled at the kiosk with no phone: `make demo` binds the web app each run.
+    assert seed["citizens"]["lee"]["profile"] is None and seed["citizens"]["lee"]["device_id"] is None
     assert oct(Path(seed["clients"]["bank"]["private_key_file"]).stat().st_mode & 0o777) == "0o600"
     subs = [set(c["sub"].values()) for c in seed["citizens"].values()]
     for citizen in seed["citizens"].values():
         assert {"id_number", "name_en", "date_of_birth"} <= citizen["enrolled_with"].keys()
         assert set(citizen["sub"]) == set(seed["clients"])
         assert len(set(citizen["sub"].values())) == len(seed["clients"])  # pairwise: one sub per client
+        if citizen["profile"] is None:
+            continue
         devices = subprocess.run(
             [sys.executable, "-m", "clients.citizen_app", "--profile", citizen["profile"], "devices"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -178,7 +182,8 @@ def test_seed_writes_demo_clients_and_citizens_with_working_devices(stack):
 
 
 def test_demo_walks_the_journey_and_leaves_the_site_running(stack):
-    """`make demo` after `make seed`: the journey headless, step by step, then the site stays up until stopped."""
+    """`make demo` after `make seed`: the journey headless, step by step (the web app as the phone, bound with a new
+    kiosk slip), then the site stays up until stopped."""
     stack, _ = stack
     env = {**os.environ, "HARBOUR_DEV_DIR": str(stack.dev_dir), "HARBOUR_DEMO_SITE_URL": DEMO_SITE}
     seeded = subprocess.run([sys.executable, "-m", "clients.seed"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -187,9 +192,11 @@ def test_demo_walks_the_journey_and_leaves_the_site_running(stack):
                           text=True, timeout=150)
     try:
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        for step in range(1, 11):
+        for step in range(0, 11):
             assert f"  {step}. " in demo.stdout, demo.stdout
         assert f"open {DEMO_SITE} in a browser" in demo.stdout
+        assert "0. The phone: the web app at http://localhost:" in demo.stdout, demo.stdout
+        assert list((stack.dev_dir / "screenshots" / "demo").glob("phone-*-message-en.png"))  # the phone read the confirmation
         with urllib.request.urlopen(DEMO_SITE + "/", timeout=10) as home:  # still serving after the command returned
             assert home.status == 200 and "Harbour Power" in home.read().decode()
     finally:
