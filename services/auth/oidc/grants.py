@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..collections import ACCOUNTS, AUTHORIZATION_CODES, AUTHORIZATIONS, REFRESH_TOKENS
@@ -85,9 +86,29 @@ def _replayed(doc: dict, client: "Client") -> Why:
     return _why(doc, client, "code-replayed", reuse=True)
 
 
+# A client that lost the answer to a refresh may present the token it rotated once more this long after, with a proof
+# by the key the token is bound to (FAPI 2.0 Security Profile §5.3.2.1): see `_retried_after_a_lost_answer`.
+LOST_ANSWER_RETRY_S = 60
+
+
+def _retried_after_a_lost_answer(auth: "Auth", doc: dict, jkt: str | None) -> bool:
+    """Whether a rotated refresh token, presented again, may be the same client retrying a refresh whose answer it
+    never received: the token is DPoP-bound and this proof is by its key (a thief would need the key, so the retry
+    cannot be a theft), it was rotated at most LOST_ANSWER_RETRY_S ago, and the token it was rotated to is recorded.
+    Whether that successor was never used is settled atomically when it is superseded (`refresh_token`). A bearer
+    refresh token gets no such grace: presenting it again is reuse, and revokes the family."""
+    rotated_at = doc.get("rotated_at")
+    return bool(doc.get("jkt") and jkt == doc["jkt"] and doc.get("successor") and rotated_at is not None
+                and auth.clock.now() - rotated_at <= timedelta(seconds=LOST_ANSWER_RETRY_S))
+
+
 async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str], *, jkt: str | None = None) -> TokenResponse:
     """`jkt`: the request's DPoP key. A refresh token issued with a DPoP proof is bound to that key (RFC 9449 §5):
-    refreshed only with a proof by the same key, whatever the client's authentication."""
+    refreshed only with a proof by the same key, whatever the client's authentication.
+
+    Refresh tokens rotate on every use, and a rotated one presented again revokes the whole family — except a
+    DPoP-bound one retried by its key within LOST_ANSWER_RETRY_S while the token it was rotated to is still unused:
+    that unused successor (and the access token issued with it) is revoked and a new pair issued."""
     presented = form.get("refresh_token")
     if not presented:
         raise InvalidRequest("refresh_token is required")
@@ -95,10 +116,11 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str], *,
     doc = await tokens.find_one({"_id": token_hash(presented)})
     if doc is None or doc["grant"]["client_id"] != client.client_id:
         raise InvalidGrant("the refresh token is unknown or was issued to another client")
-    if doc["status"] == "rotated":
+    retry = doc["status"] == "rotated" and _retried_after_a_lost_answer(auth, doc, jkt)
+    if doc["status"] == "rotated" and not retry:
         await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
         raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
-    if doc["status"] != "active" or auth.clock.now() >= doc["expires_at"]:
+    if doc["status"] not in ("active", "rotated") or auth.clock.now() >= doc["expires_at"]:
         raise InvalidGrant("the refresh token is revoked or expired")
     # Everything is checked before the token rotates: a refused refresh must not burn a good token.
     if doc.get("jkt") and doc["jkt"] != jkt:
@@ -118,13 +140,27 @@ async def refresh_token(auth: "Auth", client: "Client", form: dict[str, str], *,
         if not set(narrower) <= set(granted.split()):
             raise InvalidScope("a refresh may only narrow the scope the citizen granted")
         scope = " ".join(dict.fromkeys(narrower))
-    rotated = await tokens.update_one({"_id": doc["_id"], "status": "active"}, {"$set": {"status": "rotated", "rotated_at": auth.clock.now()}})
-    if rotated.modified_count != 1:
-        await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
-        raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
+    if retry:
+        # The successor must still be unused: superseding it is the single use of this retry. Used (rotated) or
+        # already superseded, the answer did reach someone: reuse.
+        superseded = await tokens.find_one_and_update({"_id": doc["successor"], "status": "active"},
+                                                      {"$set": {"status": "superseded"}}, projection={"at_jti": 1})
+        if superseded is None:
+            await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
+            raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
+        await revoke_access_tokens(auth, [superseded.get("at_jti")])  # it went out in the lost answer
+    else:
+        rotated = await tokens.update_one({"_id": doc["_id"], "status": "active"},
+                                          {"$set": {"status": "rotated", "rotated_at": auth.clock.now()}})
+        if rotated.modified_count != 1:
+            await revoke_family(auth, doc["family_id"], _why(doc, client, "refresh-token-reused", reuse=True))
+            raise InvalidGrant("the refresh token was already used; every token of this login is revoked")
     grant = grant_from(doc["grant"], scope=scope)
     answer, _ = await token_response(auth, grant, id_token="openid" in scope.split(), refresh_family=doc["family_id"],
                                      granted_scope=granted, jkt=jkt)
+    if answer.refresh_token and jkt:
+        # A retry after a lost answer needs to know which token this one was rotated to (only DPoP-bound ones retry).
+        await tokens.update_one({"_id": doc["_id"]}, {"$set": {"successor": token_hash(answer.refresh_token)}})
     return answer
 
 

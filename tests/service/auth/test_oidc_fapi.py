@@ -14,6 +14,7 @@ from authlib.common.security import generate_token
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwcrypto import jwk, jws
 
+from libs.tokens.dpop import access_token_hash
 from services.auth.settings import AuthSettings
 
 from .oidc_steps import REDIRECT, app_link_of, authorization_params, basic, oauth_error, query_of, register
@@ -208,3 +209,88 @@ async def test_a_code_pushed_with_a_dpop_proof_is_redeemed_only_with_that_key(au
     await oauth_error(mismatch, 400, "invalid_dpop_proof")
     malformed = await fapi.push({**params, "dpop_jkt": "not-a-thumbprint"})
     await oauth_error(malformed, 400, "invalid_request")
+
+
+async def fapi_tokens(auth_service, fapi: FapiClient, tmp_path) -> tuple[dict, str]:
+    """A FAPI login's DPoP-bound tokens with offline_access, and the server's DPoP nonce."""
+    rp = await fapi.register(scope="openid offline_access")
+    phone = await auth_service.citizen(tmp_path)
+    params, verifier = authorization_params(rp, state="s-retry", scope="openid offline_access")
+    pushed = await fapi.push(params)
+    page = await authorize(auth_service, {"client_id": rp["client_id"], "request_uri": (await pushed.json())["request_uri"]})
+    code = query_of((await phone.open_link(app_link_of(await page.text())))["redirect_to"])["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+    nonce = (await fapi.token(form, fapi.proof())).headers["DPoP-Nonce"]
+    granted = await fapi.token(form, fapi.proof(nonce=nonce))
+    assert granted.status == 200, await granted.text()
+    return await granted.json(), nonce
+
+
+async def test_a_fapi_client_that_lost_a_refresh_answer_retries_with_the_previous_token(auth_service, clock, tmp_path):
+    """FAPI 2.0 §5.3.2.1: refresh tokens may rotate only if a client that never received the answer can retry with
+    the previous one. A DPoP-bound token retried by its key within a minute, while its successor is unused, gets a
+    new pair; the lost successor and its access token are revoked. A second use of the old token after the successor
+    was used is reuse, and revokes the family, as for any token."""
+    fapi = FapiClient(auth_service)
+    tokens, nonce = await fapi_tokens(auth_service, fapi, tmp_path)
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    lost = await fapi.token(refresh, fapi.proof(nonce=nonce))  # the answer the client never received
+    assert lost.status == 200, await lost.text()
+    lost = await lost.json()
+
+    clock.advance(30)
+    retried = await fapi.token(refresh, fapi.proof(nonce=nonce))
+    assert retried.status == 200, await retried.text()
+    retried = await retried.json()
+    assert retried["refresh_token"] not in (lost["refresh_token"], tokens["refresh_token"])
+    # The lost pair is dead: its refresh token refused without revoking anything, its access token revoked.
+    dead = await fapi.token({**refresh, "refresh_token": lost["refresh_token"]}, fapi.proof(nonce=nonce))
+    assert "revoked" in await oauth_error(dead, 400, "invalid_grant")
+    userinfo_url = f"{auth_service.url}/oidc/userinfo"
+
+    def resource_proof(access_token: str) -> str:
+        claims = {"jti": uuid.uuid4().hex, "htm": "GET", "htu": userinfo_url, "iat": int(time.time()),
+                  "ath": access_token_hash(access_token)}
+        signed = jws.JWS(json.dumps(claims).encode())
+        signed.add_signature(fapi.dpop_key, alg="ES256", protected=json.dumps(
+            {"typ": "dpop+jwt", "alg": "ES256", "jwk": fapi.dpop_key.export_public(as_dict=True)}))
+        return signed.serialize(compact=True)
+
+    async def userinfo(access_token: str) -> int:
+        answer = await auth_service.client.get("/oidc/userinfo", headers={
+            "Authorization": f"DPoP {access_token}", "DPoP": resource_proof(access_token)})
+        return answer.status
+
+    assert await userinfo(lost["access_token"]) == 401
+    assert await userinfo(retried["access_token"]) == 200
+    # The new pair goes on as usual.
+    onward = await fapi.token({**refresh, "refresh_token": retried["refresh_token"]}, fapi.proof(nonce=nonce))
+    assert onward.status == 200, await onward.text()
+    onward = await onward.json()
+
+    # Now the old token again: its successor was used, so this is reuse - the whole family goes.
+    reused = await fapi.token(refresh, fapi.proof(nonce=nonce))
+    assert "already used" in await oauth_error(reused, 400, "invalid_grant")
+    latest = await fapi.token({**refresh, "refresh_token": onward["refresh_token"]}, fapi.proof(nonce=nonce))
+    assert "revoked" in await oauth_error(latest, 400, "invalid_grant")
+
+
+async def test_the_retry_grace_needs_the_tokens_key_and_ends_after_a_minute(auth_service, clock, tmp_path):
+    fapi = FapiClient(auth_service)
+    tokens, nonce = await fapi_tokens(auth_service, fapi, tmp_path)
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert (await fapi.token(refresh, fapi.proof(nonce=nonce))).status == 200
+    # Another key (the client's own credentials, a thief's DPoP key): refused, and it is not a retry - the family goes.
+    thief = FapiClient(auth_service)
+    thief.client_id, thief.key = fapi.client_id, fapi.key
+    await oauth_error(await thief.token(refresh, thief.proof(nonce=nonce)), 400, "invalid_grant")
+
+    fapi = FapiClient(auth_service)
+    tokens, nonce = await fapi_tokens(auth_service, fapi, tmp_path / "second")
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    successor = await (await fapi.token(refresh, fapi.proof(nonce=nonce))).json()
+    clock.advance(61)
+    late = await fapi.token(refresh, fapi.proof(nonce=nonce))
+    assert "already used" in await oauth_error(late, 400, "invalid_grant")
+    after = await fapi.token({**refresh, "refresh_token": successor["refresh_token"]}, fapi.proof(nonce=nonce))
+    assert "revoked" in await oauth_error(after, 400, "invalid_grant")
