@@ -80,9 +80,16 @@ async function send(method, path, {json, headers = {}} = {}) {
   try {
     answer = await fetch(path, init);
   } catch {
+    network(false);
     throw new Offline(path);
   }
+  network(true);
   return answer;
+}
+
+// Whether the platform answered the last call: the page shows "Offline" while it does not.
+function network(reachable) {
+  document.dispatchEvent(new CustomEvent("harbour:network", {detail: reachable}));
 }
 
 async function read(answer) {
@@ -161,6 +168,7 @@ async function cached(path) {
   } catch {
     throw new Offline(path);
   }
+  network(false);
   if (!answer.ok) throw new Offline(path);
   return read(answer);
 }

@@ -1,4 +1,4 @@
-// Messages from the catalogues i18n/{en,zh-HK,zh-CN}.json: every visible text. `t("key", {name: value})`; markup
+// Messages from the catalogues i18n/{en,zh-HK,zh-CN}.json: every visible text, t(KEY, {name: value}); markup
 // names its texts with data-i18n="key" (text), data-i18n-label="key" (aria-label), data-i18n-placeholder="key".
 
 export const LANGUAGES = ["en", "zh-HK", "zh-CN"];

@@ -86,7 +86,9 @@ function explain(error) {
 }
 
 function errorBox(error, id = "error") {
-  return h("p", {class: "error", id, role: "alert", testid: "error", text: explain(error)});
+  const problems = error instanceof ApiError && Array.isArray(error.problem.errors) ? error.problem.errors : [];
+  return h("div", {class: "error", id, role: "alert", testid: "error"}, h("p", {text: explain(error)}),
+    problems.length ? h("ul", {}, problems.map((e) => h("li", {text: `${e.field || ""}: ${e.message || ""}`}))) : null);
 }
 
 function cachedNote(data) {
@@ -472,11 +474,12 @@ function decided(prompt, outcome) {
     class: outcome.status === "approved" ? "success" : "notice",
     text: tOr(`prompt.done.${outcome.status}`, outcome.status)})];
   if (state.byLink.has(prompt.approval_id)) {
-    // A login opened by the app link: the login page the citizen came from finishes it.
+    // A login opened by the app link: the decision's answer names where the browser goes (the site's redirect URI
+    // with the code, or its refusal); without one, back to the login page the citizen came from.
     parts.push(h("p", {}, h("button", {type: "button", id: "prompt-back-to-site", class: "primary", text: t("prompt.back_to_site"),
       on: {click: () => {
-        if (history.length > 1) history.back();
-        else if (outcome.redirect_to) location.assign(outcome.redirect_to);
+        if (outcome.redirect_to && /^https?:\/\//.test(outcome.redirect_to)) location.assign(outcome.redirect_to);
+        else history.back();
       }}})));
   }
   parts.push(h("p", {}, h("a", {href: "#approvals", id: "prompt-to-list", text: t("prompt.back")})));
@@ -777,9 +780,7 @@ function preferencesForm(prefs, agencies, section) {
       }
     } catch (error) {
       if (error instanceof DeviceRevoked) return revoked("revoked");
-      const problems = error instanceof ApiError && Array.isArray(error.problem.errors)
-        ? h("ul", {}, error.problem.errors.map((e) => h("li", {text: `${e.field || ""}: ${e.message || ""}`}))) : null;
-      status.replaceChildren(errorBox(error, "pref-error"), problems);
+      status.replaceChildren(errorBox(error, "pref-error"));
     } finally {
       save.disabled = false;
     }
@@ -982,7 +983,7 @@ async function applyPreferredLanguage() {
   if (new URLSearchParams(location.search).get("lang") || await store.get("language")) return;
   try {
     const prefs = await api.call("GET", "/v1/preferences");
-    const wanted = prefs.language || prefs.effective_language;
+    const wanted = prefs.language;
     if (wanted && LANGUAGES.includes(wanted) && wanted !== current()) await switchLanguage(wanted);
   } catch {
     // the browser's language stays
@@ -991,8 +992,9 @@ async function applyPreferredLanguage() {
 
 // -- start -----------------------------------------------------------------------------------------------------------
 
-function connectivity() {
-  document.getElementById("offline-badge").hidden = navigator.onLine;
+function connectivity(event) {
+  const reachable = event && event.type === "harbour:network" ? event.detail : navigator.onLine;
+  document.getElementById("offline-badge").hidden = reachable;
 }
 
 async function start() {
@@ -1003,6 +1005,7 @@ async function start() {
   connectivity();
   window.addEventListener("online", connectivity);
   window.addEventListener("offline", connectivity);
+  document.addEventListener("harbour:network", connectivity);
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/app/sw.js", {scope: "/app/"}).catch(() => {});
   }
@@ -1013,6 +1016,14 @@ async function start() {
     return;
   }
   await api.loadDevice();
+  // A screen's link followed while it is shown draws it again (fresh data, the focus on its heading).
+  nav.addEventListener("click", (event) => {
+    const link = event.target.closest("a[href^='#']");
+    if (link && link.getAttribute("href") === location.hash) {
+      event.preventDefault();
+      route();
+    }
+  });
   window.addEventListener("hashchange", () => {
     stopCamera();
     route();

@@ -1,0 +1,365 @@
+"""The citizen's web app (clients/citizen_web, served by auth at /app/) in Chromium, screen by screen, at phone widths.
+
+The app runs at its canonical origin (http://localhost:<gateway port>/app/: WebAuthn refuses IP addresses) with a
+virtual WebAuthn authenticator (Chrome DevTools Protocol, a platform authenticator with user verification) standing
+in for the phone's fingerprint reader. A citizen enrolled at the kiosk binds the app with the slip's account id and
+activation code (a passkey is made), then logs in to a relying party on the same phone (the login page's app link
+opens the app), releases form fields (keeping one optional field back), reads the inbox, changes preferences and the
+language, revokes a consent, renames the device, reads the activity, goes offline (the service worker's shell and the
+last answers), and finally the device is revoked at a kiosk: the app says so, deletes its keys and does nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Page
+
+from clients.citizen_app import CitizenApp, Profile
+
+from ..support.calls import bearer
+from ..support.formfill import FIELDS, wait_for_status
+from ..support.oidc import authorize_url, claims_of, client_token, register, token_request
+from ..support.people import identity, selfie
+from ..support.polling import eventually
+
+pytestmark = pytest.mark.e2e
+
+NARROW = {"width": 320, "height": 640}
+PHONE = {"width": 390, "height": 844}
+STEP_MS = 20_000
+SCREENS = ["approvals", "scan", "inbox", "consents", "devices", "activity", "preferences"]
+
+
+@dataclass
+class Phone:
+    """The app in a phone-sized context with a virtual authenticator; what went wrong in the browser is recorded."""
+
+    context: BrowserContext
+    page: Page
+    app_url: str
+    authenticator: str = ""
+    cdp: CDPSession | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def unexpected(self) -> list[str]:
+        # A refused call the test provokes (a wrong code, a revoked device) is logged by Chromium as a failed resource.
+        return [e for e in self.errors if not e.startswith("Failed to load resource")]
+
+
+def app_url_of(platform) -> str:
+    return platform.gateway.replace("://127.0.0.1:", "://localhost:") + "/app/"
+
+
+@pytest.fixture
+async def phone(platform, chromium: Browser, request) -> AsyncIterator[Phone]:
+    viewport = getattr(request, "param", NARROW)
+    context = await chromium.new_context(viewport=viewport, locale="en-GB", is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    found = Phone(context, page, app_url_of(platform))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            found.errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: found.errors.append(f"page error: {error}"))
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable", {"enableUI": False})
+    added = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+    found.authenticator = added["authenticatorId"]
+    found.cdp = cdp
+    try:
+        yield found
+    finally:
+        await context.close()
+
+
+async def enrol(platform, kiosk) -> tuple[dict, dict]:
+    """A citizen enrolled at the kiosk, not yet bound: (the person, the enrolment: account id and activation code)."""
+    person = identity()
+    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(person, selfie(), kiosk=kiosk)
+    return person, enrolment
+
+
+async def fits(page: Page) -> None:
+    """Nothing wider than the screen: no horizontal scrolling."""
+    width, viewport = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= viewport, f"{width}px of content in a {viewport}px screen"
+
+
+async def open_screen(page: Page, name: str) -> None:
+    """Through the navigation, as a person does; the screen's heading takes the focus, its data has loaded."""
+    await page.locator(f"#nav-{name}").click()
+    await page.locator(f"#screen-{name}").wait_for(timeout=STEP_MS)
+    await page.wait_for_function(
+        f"""() => {{ const s = document.getElementById("screen-{name}");
+              return s && !s.querySelector('[aria-busy="true"]'); }}""", timeout=STEP_MS)
+    assert await page.evaluate("document.activeElement && document.activeElement.id") == "screen-title"
+    await fits(page)
+
+
+async def bind(phone: Phone, enrolment: dict, *, keyboard: bool = False) -> None:
+    page = phone.page
+    await page.goto(phone.app_url + "?lang=en")
+    await page.locator("#bind-account-id").wait_for(timeout=STEP_MS)
+    assert await page.locator("html").get_attribute("lang") == "en"
+    assert await page.locator("#nav").is_hidden()
+    await fits(page)
+    if keyboard:
+        # Keyboard only: the skip link first, then the form's fields in order, Enter submits.
+        for _ in range(12):
+            await page.keyboard.press("Tab")
+            if await page.evaluate("document.activeElement.id") == "bind-account-id":
+                break
+        assert await page.evaluate("document.activeElement.id") == "bind-account-id"
+        await page.keyboard.type(enrolment["account_id"])
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(enrolment["activation_code"])
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Control+A")
+        await page.keyboard.type("Test phone")
+        await page.keyboard.press("Enter")
+    else:
+        await page.locator("#bind-account-id").fill(enrolment["account_id"])
+        await page.locator("#bind-activation-code").fill(enrolment["activation_code"])
+        await page.locator("#bind-device-name").fill("Test phone")
+        await page.locator("#bind-submit").click()
+    await page.locator("#screen-approvals").wait_for(timeout=STEP_MS)
+    # The passkey the app keeps is on the authenticator (a refused attempt before may have left one more there).
+    credentials = (await phone.cdp.send("WebAuthn.getCredentials", {"authenticatorId": phone.authenticator}))["credentials"]
+    kept = await stored(page, "credential_id")
+    assert kept in {c["credentialId"].replace("+", "-").replace("/", "_").rstrip("=") for c in credentials}, credentials
+
+
+async def stored(page: Page, key: str):
+    """One value the app keeps in IndexedDB (None when absent)."""
+    return await page.evaluate("""(key) => new Promise((resolve, reject) => {
+        const opened = indexedDB.open("harbour-id");
+        opened.onsuccess = () => {
+            const get = opened.result.transaction("device").objectStore("device").get(key);
+            get.onsuccess = () => resolve(get.result === undefined ? null : get.result);
+            get.onerror = () => reject(get.error);
+        };
+        opened.onerror = () => reject(opened.error);
+    })""", key)
+
+
+async def stored_keys(page: Page) -> list[str]:
+    """The keys of the app's IndexedDB store (what it keeps on the phone)."""
+    return await page.evaluate("""() => new Promise((resolve, reject) => {
+        const opened = indexedDB.open("harbour-id");
+        opened.onsuccess = () => {
+            const db = opened.result;
+            if (!db.objectStoreNames.contains("device")) { resolve([]); return; }
+            const keys = db.transaction("device").objectStore("device").getAllKeys();
+            keys.onsuccess = () => resolve(keys.result);
+            keys.onerror = () => reject(keys.error);
+        };
+        opened.onerror = () => reject(opened.error);
+    })""")
+
+
+async def login_by_app_link(platform, metadata, phone: Phone, rp: dict) -> str:
+    """The citizen logs in to `rp` on the phone: its login page's button opens the app, which shows the prompt; the
+    citizen approves (passkey) and goes back; the login page takes the browser to the client. Returns the code."""
+    page = phone.page
+    url, verifier = authorize_url(metadata, rp["client_id"], redirect_uri=rp["redirect_uris"][0], state="web-app-1")
+    await page.goto(url)
+    button = page.locator("#open-app")
+    await button.wait_for(timeout=STEP_MS)
+    await button.click()
+    await page.wait_for_url(re.compile(r"^http://localhost:\d+/app/#prompt/"), timeout=STEP_MS)
+    await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
+    assert (await page.locator("#prompt-client").inner_text()).strip() == rp["client_name"]
+    assert re.fullmatch(r"\d{4}", (await page.locator("#prompt-code").inner_text()).strip())
+    await fits(page)
+    await page.locator("#approve").click()
+    done = page.locator("#prompt-done")
+    await done.wait_for(timeout=STEP_MS)
+    assert await done.get_attribute("data-status") == "approved"
+    async with page.expect_request(lambda r: r.url.startswith(rp["redirect_uris"][0]), timeout=STEP_MS) as arrival:
+        await page.locator("#prompt-back-to-site").click()
+    code = re.search(r"[?&]code=([^&]+)", (await arrival.value).url).group(1)
+    tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=rp["redirect_uris"][0],
+                           code_verifier=verifier)
+    assert tokens.status_code == 200, tokens.text
+    return tokens.json()["id_token"]
+
+
+async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, phone):
+    page = phone.page
+    person, enrolment = await enrol(platform, kiosk)
+
+    # A wrong activation code: the app says so, with the tries left; nothing is kept.
+    await page.goto(phone.app_url + "?lang=en")
+    await page.locator("#bind-account-id").fill(enrolment["account_id"])
+    await page.locator("#bind-activation-code").fill("WRONG-WRONG")
+    await page.locator("#bind-submit").click()
+    error = page.locator("#bind-error [data-testid=error]")
+    await error.wait_for(timeout=STEP_MS)
+    assert "4" in await error.inner_text(), await error.inner_text()
+    assert await stored_keys(page) == []
+
+    # Bound with the keyboard alone; the key pair is kept, the private key cannot be exported.
+    await bind(phone, enrolment, keyboard=True)
+    assert set(await stored_keys(page)) >= {"keys", "device_id", "account_id", "credential_id", "device_name"}
+    assert await page.evaluate("""() => new Promise((resolve) => {
+        const opened = indexedDB.open("harbour-id");
+        opened.onsuccess = () => {
+            const get = opened.result.transaction("device").objectStore("device").get("keys");
+            get.onsuccess = () => resolve([get.result.privateKey.extractable, get.result.privateKey.type]);
+        };
+    })""") == [False, "private"]
+    assert not await page.evaluate("JSON.stringify(localStorage).includes('ey') || Object.keys(sessionStorage).length > 0")
+    # Installable: the manifest is linked and a service worker controls the app.
+    manifest = requests.get(phone.app_url + "manifest.webmanifest", timeout=10).json()
+    assert manifest["start_url"] == "/app/" and manifest["display"] == "standalone"
+    assert {(i["sizes"], i.get("purpose", "any")) for i in manifest["icons"]} >= {("192x192", "any"), ("512x512", "maskable")}
+    await page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=STEP_MS)
+
+    # Logging in on the same phone: the app link opens the app; the ID token says how the citizen was verified.
+    rp = register(platform, client_name="Harbour Libraries", redirect_uris=["http://127.0.0.1:9/callback"])
+    claims = claims_of(await login_by_app_link(platform, metadata, phone, rp))
+    assert claims["amr"] == ["swk", "user", "mfa"], claims
+
+    # A form fill, opened by pasting its link on the scan screen; the citizen keeps one optional field back.
+    water = register(platform, client_name="Harbour Water", scope="openid formfill", formfill_fields=FIELDS)
+    token = client_token(metadata, water, "formfill")
+
+    async def ask():
+        response = requests.post(platform.gateway + "/v1/formfill/requests", headers=bearer(token), timeout=10, json={
+            "fields": [{"name": "name_en", "required": True}, {"name": "email", "required": False},
+                       {"name": "phone", "required": False}], "purpose": "Open a water account", "standing": True})
+        return response.json() if response.status_code == 201 else None
+
+    asked = await eventually(ask, timeout_s=20)
+    await page.goto(phone.app_url + "#approvals")
+    await open_screen(page, "scan")
+    await page.locator("#scan-link").fill(asked["app_link"])
+    await page.locator("#scan-open").click()
+    await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
+    assert "Harbour Water" in await page.locator("#prompt-client").inner_text()
+    assert await page.locator("#prompt-required li").all_inner_texts() == ["Name in English"]
+    await fits(page)
+    await page.locator("#prompt-field-phone").uncheck()
+    await page.locator("#approve").click()
+    await page.locator("#prompt-done[data-status=approved]").wait_for(timeout=STEP_MS)
+    released = await wait_for_status(platform, token, asked["request_id"], "approved")
+    assert sorted(released["released_fields"]) == ["email", "name_en"], released
+
+    # The inbox: the device's security alert, unread, then read once opened.
+    await open_screen(page, "inbox")
+    item = page.locator("[data-testid=inbox-item]").first
+    assert await item.get_attribute("data-read") == "false"
+    unread = int(await page.locator("#inbox-count").get_attribute("data-unread"))
+    assert unread >= 1 and (await page.locator("#inbox-unread").inner_text()).strip() == str(unread)
+    await item.click()
+    await page.locator("#screen-message #message-body").wait_for(timeout=STEP_MS)
+    await fits(page)
+    await open_screen(page, "inbox")
+    assert int(await page.locator("#inbox-count").get_attribute("data-unread")) == unread - 1
+    assert await page.locator("[data-testid=inbox-item]").first.get_attribute("data-read") == "true"
+
+    # Consents: the standing consent just given, revoked.
+    await open_screen(page, "consents")
+    consent = page.locator("[data-testid=consent-item]", has_text="Harbour Water")
+    assert await consent.get_attribute("data-status") == "active"
+    await consent.locator("[data-testid=consent-revoke]").click()
+    await page.locator("#consents-revoked").wait_for(timeout=STEP_MS)
+    assert await page.locator("[data-testid=consent-item]", has_text="Harbour Water").get_attribute("data-status") == "revoked"
+
+    # Devices: this one, renamed.
+    await open_screen(page, "devices")
+    mine = page.locator("[data-testid=device-item][data-current=true]")
+    assert (await mine.locator(".card-title").inner_text()).strip() == "Test phone"
+    await mine.locator("[data-testid=device-name-input]").fill("Kitchen phone")
+    await mine.locator("[data-testid=device-rename]").click()
+    await page.locator("#devices-renamed").wait_for(timeout=STEP_MS)
+    await open_screen(page, "devices")
+    assert (await page.locator("[data-testid=device-item][data-current=true] .card-title").inner_text()).strip() == "Kitchen phone"
+
+    # Activity: the login and the release are there, readable.
+    await open_screen(page, "activity")
+    kinds = set(await page.locator("[data-testid=activity-item]").evaluate_all("items => items.map(i => i.dataset.kind)"))
+    assert {"login", "release"} <= kinds, kinds
+
+    # Preferences: e-mail on with an address, quiet hours, and the language (the app follows it).
+    await open_screen(page, "preferences")
+    await page.locator("#pref-channel-email").check()
+    await page.locator("#pref-email").fill("citizen@example.org")
+    await page.locator("#pref-quiet").check()
+    await page.locator("#pref-quiet-start").fill("22:30")
+    await page.locator("#pref-quiet-end").fill("07:15")
+    await page.locator("#pref-language").select_option("zh-HK")
+    await page.locator("#pref-save").click()
+    await page.locator("#pref-saved").wait_for(timeout=STEP_MS)
+    assert await page.locator("html").get_attribute("lang") == "zh-HK"
+    assert (await page.locator("#nav-preferences").inner_text()).strip() == "設定"
+    await page.goto(phone.app_url + "#preferences")
+    await page.locator("#pref-form").wait_for(timeout=STEP_MS)
+    assert await page.locator("html").get_attribute("lang") == "zh-HK"
+    assert await page.locator("#pref-channel-email").is_checked()
+    assert await page.locator("#pref-email").input_value() == "citizen@example.org"
+    assert await page.locator("#pref-quiet-start").input_value() == "22:30"
+    assert await page.locator("#pref-language").input_value() == "zh-HK"
+    # The header's switch: Simplified Chinese, then English again.
+    await page.locator("#language").select_option("zh-CN")
+    await page.locator("html[lang=zh-CN]").wait_for(state="attached")
+    assert (await page.locator("#screen-title").inner_text()).strip() == "设置"
+    await page.locator("#language").select_option("en")
+    await page.locator("html[lang=en]").wait_for(state="attached")
+
+    # Offline: every screen visited once, then the network gone; a reload shows the shell and the last answers.
+    for name in ["inbox", "devices", "consents", "activity", "preferences"]:
+        await open_screen(page, name)
+    await phone.context.set_offline(True)
+    await page.reload()
+    await page.locator("#offline-badge").wait_for(state="visible", timeout=STEP_MS)
+    await page.locator("#screen-preferences #cached-note").wait_for(timeout=STEP_MS)
+    for name in ["inbox", "consents", "activity", "devices"]:
+        await open_screen(page, name)
+        await page.locator(f"#screen-{name} #cached-note").wait_for(timeout=STEP_MS)
+    assert await page.locator("[data-testid=device-item]", has_text="Kitchen phone").count() == 1
+    await phone.context.set_offline(False)
+
+    # The phone is lost: the kiosk replaces it, every device is revoked. The app says so, keeps nothing, does nothing.
+    await CitizenApp(Profile(gateway_url=platform.gateway)).replace_at_kiosk(person, selfie(), kiosk=kiosk)
+    await page.goto(phone.app_url + "#inbox")
+    await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
+    await fits(page)
+    assert await page.locator("#nav").is_hidden()
+    assert await stored_keys(page) == ["language"] or await stored_keys(page) == []
+    assert not await page.evaluate("caches.has('harbour-data')")
+    await page.goto(phone.app_url + "#devices")
+    await page.locator("#screen-bind").wait_for(timeout=STEP_MS)
+    assert phone.unexpected() == [], phone.errors
+
+
+@pytest.mark.parametrize("phone", [PHONE], indirect=True)
+async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, phone):
+    page = phone.page
+    _, enrolment = await enrol(platform, kiosk)
+    await bind(phone, enrolment)
+    for name in SCREENS:
+        await open_screen(page, name)
+    # zh-HK from the header's switch: every screen in Traditional Chinese, <html lang> set.
+    await page.locator("#language").select_option("zh-HK")
+    await page.locator("html[lang=zh-HK]").wait_for(state="attached")
+    for name in SCREENS:
+        await open_screen(page, name)
+    assert (await page.locator("#screen-title").inner_text()).strip() == "設定"
+    # Removing this device (two steps): the app is unbound, its keys and saved data deleted.
+    await open_screen(page, "devices")
+    mine = page.locator("[data-testid=device-item][data-current=true]")
+    await mine.locator("[data-testid=device-revoke]").click()
+    await mine.locator("[data-testid=device-revoke-confirm]").click()
+    await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
+    assert "keys" not in await stored_keys(page)
+    assert phone.unexpected() == [], phone.errors
