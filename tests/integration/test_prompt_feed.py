@@ -16,7 +16,7 @@ import pytest
 from pymongo.errors import OperationFailure
 
 from libs.clock import SystemClock
-from services.auth.approvals.stream import PromptFeed
+from services.auth.approvals.stream import MIN_EMPTY_WAIT_S, PromptFeed
 from services.auth.collections import APPROVALS
 
 from ..support.polling import eventually
@@ -104,3 +104,72 @@ def _drain(queue: asyncio.Queue) -> list[dict]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+class _Counting(_Switchable):
+    """Change streams on; counts the change streams opened and the answers asked of them."""
+
+    def __init__(self, db) -> None:
+        super().__init__(db)
+        self.change_streams = True
+        self.opened = 0
+        self.asked = 0
+
+    def __getitem__(self, name: str):
+        collection = super().__getitem__(name)
+        if name != APPROVALS:
+            return collection
+        outer = self
+        watch = collection.watch
+
+        class _Collection:
+            def __getattr__(self, attribute):
+                return getattr(collection, attribute)
+
+            async def watch(self, *args, **kwargs):
+                changes = await watch(*args, **kwargs)
+                outer.opened += 1
+                try_next = changes.try_next
+
+                async def counted():
+                    outer.asked += 1
+                    return await try_next()
+
+                changes.try_next = counted
+                return changes
+
+        return _Collection()
+
+
+async def test_the_feed_asks_nothing_without_a_stream_and_never_in_a_tight_loop(scratch_database):
+    """Idle, the feed closes its change stream (the dev database answers an empty one at once, which kept a process
+    asking ~17 times a second); the first stream to open starts it again and sees what was queued meanwhile."""
+    db = _Counting(scratch_database)
+    feed = PromptFeed(db, SystemClock(), poll_s=0.05, retry_s=0.5)
+    follower = asyncio.create_task(feed.run())
+    try:
+        await eventually(lambda: feed.mode == "idle", timeout_s=5, interval_s=0.01)
+        assert db.opened == 0
+        await scratch_database[APPROVALS].insert_one(_prompt("apr-queued", "acc-late", 60))  # before any stream
+
+        mine = feed.subscribe("acc-late")
+        seen: set[str] = set()
+        await _next(mine, "apr-queued", seen)  # found by the look at what is pending when the change stream opens
+        assert feed.mode == "change-stream" and db.opened == 1
+        asked, started = db.asked, asyncio.get_running_loop().time()
+        await scratch_database[APPROVALS].insert_one(_prompt("apr-new", "acc-late", 60))
+        await _next(mine, "apr-new", seen)
+        await asyncio.sleep(1.0)  # a measuring window: how often the empty change stream is asked meanwhile
+        rate = (db.asked - asked) / (asyncio.get_running_loop().time() - started)
+        assert rate <= 1 / MIN_EMPTY_WAIT_S + 2, rate
+
+        feed.unsubscribe("acc-late", mine)
+        await eventually(lambda: feed.mode == "idle", timeout_s=5, interval_s=0.01)
+        asked = db.asked
+        again = feed.subscribe("acc-late")
+        await scratch_database[APPROVALS].insert_one(_prompt("apr-after", "acc-late", 60))
+        await _next(again, "apr-after", seen)
+        assert db.opened == 2 and db.asked > asked
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)

@@ -18,6 +18,13 @@ a prompt seen both ways is sent once.
 What a stream sends is only the prompt's id, kind and expiry: its content is
 fetched by id (GET /v1/approvals/{id}), as before, where it is decrypted for
 the device that asks.
+
+The feed follows the collection only while a stream is open in this process:
+with none, the change stream is closed (nothing is asked of the database), and
+the first stream to open starts it again, with one look at what is pending.
+A database that answers an empty change stream at once instead of waiting
+`max_await_time_ms` (the dev stack's) is asked again after MIN_EMPTY_WAIT_S,
+not in a tight loop.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
 
 log = get_logger("harbour.auth.approvals.stream")
 
+# The least time between two empty answers of the change stream (a new prompt then waits at most this long).
+MIN_EMPTY_WAIT_S = 0.2
 PROJECTION = {"_id": 1, "account_id": 1, "request.action": 1, "expires_at": 1, "status": 1}
 # What the change stream sends of each insert: the fields a notice needs, never the sealed free text.
 PIPELINE = [
@@ -61,13 +70,15 @@ class PromptFeed:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
-        self.mode = "starting"  # change-stream | polling
+        self.mode = "starting"  # change-stream | polling | idle (no stream open here)
+        self._listening = asyncio.Event()  # set while a stream is open in this process
 
     # -- the streams' side ----------------------------------------------------
 
     def subscribe(self, account_id: str) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
         self.listeners[account_id].add(queue)
+        self._listening.set()
         return queue
 
     def unsubscribe(self, account_id: str, queue: asyncio.Queue) -> None:
@@ -76,6 +87,8 @@ class PromptFeed:
             listeners.discard(queue)
             if not listeners:
                 del self.listeners[account_id]
+        if not self.listeners:
+            self._listening.clear()
 
     async def pending(self, account_id: str) -> list[dict[str, Any]]:
         """The account's prompts waiting now, soonest expiry first (by the account_id/status/expires_at index)."""
@@ -96,6 +109,9 @@ class PromptFeed:
 
     async def run(self) -> None:
         while True:
+            if not self.listeners:
+                self.mode = "idle"
+                await self._listening.wait()
             try:
                 await self._follow_changes()
             except asyncio.CancelledError:
@@ -110,9 +126,13 @@ class PromptFeed:
             self.mode = "change-stream"
             # Anything queued while there was no change stream (a restart of it, the polling spell) is found once.
             await self._poll_once()
-            while True:
+            loop = asyncio.get_running_loop()
+            while self.listeners:  # the last stream closed: the change stream closes too, until the next one opens
+                asked = loop.time()
                 change = await changes.try_next()
                 if change is None:
+                    if (rest := MIN_EMPTY_WAIT_S - (loop.time() - asked)) > 0:
+                        await asyncio.sleep(rest)
                     continue
                 doc = change.get("fullDocument") or {}
                 if doc.get("status") == "pending" and doc.get("account_id") in self.listeners:
@@ -121,7 +141,7 @@ class PromptFeed:
     async def _poll_for(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
-        while loop.time() < until:
+        while loop.time() < until and self.listeners:
             try:
                 await self._poll_once()
             except asyncio.CancelledError:
