@@ -11,7 +11,9 @@ last answers), and finally the device is revoked at a kiosk: the app says so, de
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,11 +23,13 @@ from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMes
 
 from clients.citizen_app import CitizenApp, Profile
 
+from ..support.axe import assert_accessible
 from ..support.calls import bearer
 from ..support.formfill import FIELDS, wait_for_status
 from ..support.oidc import authorize_url, claims_of, client_token, register, token_request
 from ..support.people import identity, selfie
 from ..support.polling import eventually
+from ..support.signing import create as create_signing, signing_rp, wait_for as wait_for_signing
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +107,7 @@ async def open_screen(page: Page, name: str) -> None:
               return s && !s.querySelector('[aria-busy="true"]'); }}""", timeout=STEP_MS)
     assert await page.evaluate("document.activeElement && document.activeElement.id") == "screen-title"
     await fits(page)
+    await assert_accessible(page, f"app: {name} at {page.viewport_size['width']}px")
 
 
 async def bind(phone: Phone, enrolment: dict, *, keyboard: bool = False) -> None:
@@ -112,6 +117,7 @@ async def bind(phone: Phone, enrolment: dict, *, keyboard: bool = False) -> None
     assert await page.locator("html").get_attribute("lang") == "en"
     assert await page.locator("#nav").is_hidden()
     await fits(page)
+    await assert_accessible(page, "app: bind")
     if keyboard:
         # Keyboard only: the skip link first, then the form's fields in order, Enter submits.
         for _ in range(12):
@@ -180,10 +186,12 @@ async def login_by_app_link(platform, metadata, phone: Phone, rp: dict) -> str:
     assert (await page.locator("#prompt-client").inner_text()).strip() == rp["client_name"]
     assert re.fullmatch(r"\d{4}", (await page.locator("#prompt-code").inner_text()).strip())
     await fits(page)
+    await assert_accessible(page, "app: login prompt opened by the app link")
     await page.locator("#approve").click()
     done = page.locator("#prompt-done")
     await done.wait_for(timeout=STEP_MS)
     assert await done.get_attribute("data-status") == "approved"
+    await assert_accessible(page, "app: login approved, back to the site offered")
     async with page.expect_request(lambda r: r.url.startswith(rp["redirect_uris"][0]), timeout=STEP_MS) as arrival:
         await page.locator("#prompt-back-to-site").click()
     code = re.search(r"[?&]code=([^&]+)", (await arrival.value).url).group(1)
@@ -206,6 +214,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await error.wait_for(timeout=STEP_MS)
     assert "4" in await error.inner_text(), await error.inner_text()
     assert await stored_keys(page) == []
+    await assert_accessible(page, "app: bind refused")
 
     # Bound with the keyboard alone; the key pair is kept, the private key cannot be exported.
     await bind(phone, enrolment, keyboard=True)
@@ -248,6 +257,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     assert "Harbour Water" in await page.locator("#prompt-client").inner_text()
     assert await page.locator("#prompt-required li").all_inner_texts() == ["Name in English"]
     await fits(page)
+    await assert_accessible(page, "app: form-fill prompt")
     await page.locator("#prompt-field-phone").uncheck()
     await page.locator("#approve").click()
     await page.locator("#prompt-done[data-status=approved]").wait_for(timeout=STEP_MS)
@@ -263,6 +273,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await item.click()
     await page.locator("#screen-message #message-body").wait_for(timeout=STEP_MS)
     await fits(page)
+    await assert_accessible(page, "app: message")
     await open_screen(page, "inbox")
     assert int(await page.locator("#inbox-count").get_attribute("data-unread")) == unread - 1
     assert await page.locator("[data-testid=inbox-item]").first.get_attribute("data-read") == "true"
@@ -327,6 +338,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
         await open_screen(page, name)
         await page.locator(f"#screen-{name} #cached-note").wait_for(timeout=STEP_MS)
     assert await page.locator("[data-testid=device-item]", has_text="Kitchen phone").count() == 1
+    await assert_accessible(page, "app: devices offline, from the saved copy")
     await phone.context.set_offline(False)
 
     # The phone is lost: the kiosk replaces it, every device is revoked. The app says so, keeps nothing, does nothing.
@@ -334,6 +346,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await page.goto(phone.app_url + "#inbox")
     await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
     await fits(page)
+    await assert_accessible(page, "app: revoked")
     assert await page.locator("#nav").is_hidden()
     assert await stored_keys(page) == ["language"] or await stored_keys(page) == []
     assert not await page.evaluate("caches.has('harbour-data')")
@@ -343,10 +356,26 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
 
 
 @pytest.mark.parametrize("phone", [PHONE], indirect=True)
-async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, phone):
+async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, metadata, phone):
     page = phone.page
     _, enrolment = await enrol(platform, kiosk)
     await bind(phone, enrolment)
+    # A signing request opened by its link: the document's name and the start of its hash; denied.
+    registry = signing_rp(platform, "Harbour Lands Registry")
+    token = client_token(metadata, registry, "sign")
+    digest = hashlib.sha256(f"Deed of assignment {uuid.uuid4()}".encode()).hexdigest()
+    asked = await create_signing(platform, token, json={"document_name": "deed.txt", "sha256": digest})
+    await open_screen(page, "scan")
+    await page.locator("#scan-link").fill(asked["app_link"])
+    await page.locator("#scan-open").press("Enter")
+    await page.locator("#screen-prompt #deny").wait_for(timeout=STEP_MS)
+    assert (await page.locator("#prompt-document").inner_text()).strip() == "deed.txt"
+    assert digest.startswith((await page.locator("#prompt-hash").inner_text()).strip())
+    await fits(page)
+    await assert_accessible(page, "app: signing prompt")
+    await page.locator("#deny").click()
+    await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
+    await wait_for_signing(platform, token, asked["request_id"], "denied")
     for name in SCREENS:
         await open_screen(page, name)
     # zh-HK from the header's switch: every screen in Traditional Chinese, <html lang> set.
@@ -359,6 +388,7 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await open_screen(page, "devices")
     mine = page.locator("[data-testid=device-item][data-current=true]")
     await mine.locator("[data-testid=device-revoke]").click()
+    await assert_accessible(page, "app: removing this device, confirm")
     await mine.locator("[data-testid=device-revoke-confirm]").click()
     await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
     assert "keys" not in await stored_keys(page)

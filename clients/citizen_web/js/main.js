@@ -23,6 +23,7 @@ const state = {
   prompts: new Map(), // approval id → the prompt in hand (from a link)
   byLink: new Set(), // approval ids of logins opened by an app link (offer going back to the site)
   waiting: new Map(), // approval id → resolve, for a prompt awaited on the stream
+  arrived: new Set(), // approval ids the stream has named
   stream: null, // its AbortController
   unread: 0,
   ticket: 0, // the screen being drawn (a slower, older one is dropped)
@@ -273,6 +274,7 @@ async function refreshPending() {
 }
 
 function onStreamEvent(event) {
+  state.arrived.add(event.approval_id);
   const waiter = state.waiting.get(event.approval_id);
   if (waiter) waiter();
   refreshPending().catch(() => {});
@@ -511,13 +513,20 @@ async function claimAndWait(path) {
   const claimed = await api.call("POST", path, {});
   const id = claimed.approval_id;
   const deadline = Date.now() + 30000;
+  // The prompt reaches auth through the broker: the stream says when it is there (else it is asked for by id).
+  if (state.live && !state.arrived.has(id)) {
+    await new Promise((resolve) => {
+      state.waiting.set(id, resolve);
+      setTimeout(resolve, 5000);
+    });
+    state.waiting.delete(id);
+  }
   for (;;) {
     try {
       return await api.call("GET", `/v1/approvals/${encodeURIComponent(id)}`);
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404) || Date.now() > deadline) throw error;
     }
-    // The prompt reaches auth through the broker: the stream says when (or look again shortly).
     await new Promise((resolve) => {
       state.waiting.set(id, resolve);
       setTimeout(resolve, 500);
