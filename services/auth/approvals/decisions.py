@@ -73,7 +73,10 @@ async def _decided(
     digest = request_of(doc, auth.field_cipher).digest()
     claims = _verified(decision_jws, device, approval_id, digest)
     status = "approved" if claims.decision == "approve" else "denied"
-    # A passkey device's approval: the citizen verified by its passkey over this digest (a denial needs none).
+    # A passkey device's approval: the citizen verified by its passkey over this digest (a denial needs none). The
+    # requesting services read the decision's `uv` (signing keeps it as evidence): "passkey" only from such a device.
+    if claims.decision == "approve" and claims.uv == PASSKEY and device.user_verification != PASSKEY:
+        raise UserVerificationRequired("this device has no passkey: its decision cannot claim one (uv)")
     sign_count = (await _user_verified(auth, session, device, passkey, digest)
                   if claims.decision == "approve" and device.user_verification == PASSKEY else None)
     # How the citizen authenticated for this decision (RFC 8176): the key's kind, and the PIN if the device

@@ -11,6 +11,7 @@ import pytest
 
 from clients.citizen_app import AppError, Profile
 from libs import base64url
+from libs.approvals import sign_decision
 from libs.tokens import public_jwk
 
 from ...support.webauthn_authenticator import PasskeyPhone, SoftAuthenticator
@@ -175,8 +176,12 @@ async def test_a_phone_added_by_pairing_brings_its_passkey(auth_service, tmp_pat
     await refused(new.decide_with_passkey(prompt["approval_id"], "approve", send_assertion=False),
                   403, "user-verification-required")
     assert (await new.decide_with_passkey(prompt["approval_id"], "approve"))["status"] == "approved"
-    # The old phone (no passkey) approves as before, with today's amr.
+    # The old phone (no passkey) approves as before, with today's amr; it cannot claim a passkey in its decision.
     other, verifier, _ = await login_prompt(auth_service, old, rp)
+    claimed = sign_decision(old.profile.device_key(), device_id=old.profile.device_id, approval_id=other["approval_id"],
+                            digest=other["digest"], decision="approve", uv="passkey")
+    await refused(old._as_device("POST", f"/v1/approvals/{other['approval_id']}/decision", json={"decision": claimed}),
+                  403, "user-verification-required")
     outcome = await old.decide(other["approval_id"], "approve", prompt=other)
     tokens = await (await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)).json()
     assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["amr"] == ["swk"]
