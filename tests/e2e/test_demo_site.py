@@ -33,6 +33,7 @@ from clients.relying_party.site import create_site
 from clients.relying_party.web_phone import NAVIGATION, WebPhone, app_url, camera_args
 from libs.devstack.processes import free_port
 from libs.devstack.config import REPO_ROOT
+from libs import base64url
 from libs.tokens import generate_private_key, public_jwk
 
 from ..support.axe import assert_accessible
@@ -45,6 +46,14 @@ pytestmark = pytest.mark.e2e
 SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots" / "demo"
 TOUR = REPO_ROOT / "docs" / "screenshots"
 SITE_NAME = "Harbour Power & Light"
+# A tampered app: navigator.credentials.get with user verification "discouraged" instead of "required" (the
+# authenticator then answers with presence alone), and back.
+ASK_WITHOUT_USER_VERIFICATION = """() => {
+  window.__harbourGet = window.__harbourGet || navigator.credentials.get.bind(navigator.credentials);
+  navigator.credentials.get = (options) =>
+    window.__harbourGet({...options, publicKey: {...options.publicKey, userVerification: "discouraged"}});
+}"""
+ASK_AS_THE_APP_DOES = "() => { navigator.credentials.get = window.__harbourGet; }"
 
 
 @dataclass
@@ -180,28 +189,38 @@ async def test_in_traditional_chinese_an_approval_needs_user_verification_and_a_
         approval_id = await phone.open_prompt("formfill", SITE_NAME)
         decision_path = f"/v1/approvals/{approval_id}/decision"
 
-        # The fingerprint does not match: the authenticator refuses, nothing is sent, the prompt stays.
+        # Every decision the app sends, as the server answers it (a test may take the passkey assertion out).
+        decisions: list[dict] = []
+        strip_passkey = False
+
+        async def decision(route: Route) -> None:
+            body = json.loads(route.request.post_data or "{}")
+            if strip_passkey:
+                body.pop("passkey")
+            response = await route.fetch(post_data=json.dumps(body))
+            flags = base64url.decode(body["passkey"]["response"]["authenticatorData"])[32] if "passkey" in body else None
+            decisions.append({"passkey": "passkey" in body, "uv_flag": None if flags is None else bool(flags & 0x04),
+                              "status": response.status, "problem": (await response.json()).get("type", "").rsplit("/", 1)[-1]})
+            await route.fulfill(response=response)
+
+        await phone.page.route(f"**{decision_path}", decision)
+        # The fingerprint does not match: the authenticator refuses, the app says so and sends nothing.
         await phone.user_verification(False)
         assert await phone.try_to_approve()
         await phone.shot("uv-failed")
-        assert not [a for a in phone.api_answers if a[1] == decision_path]
-
-        # An app that skips the passkey (the device key's signed decision alone): the server refuses it.
+        assert decisions == []
+        # A tampered app that does not ask for user verification: the authenticator's genuine assertion says the
+        # user was not verified, and the server refuses it.
+        await phone.page.evaluate(ASK_WITHOUT_USER_VERIFICATION)
+        assert await phone.try_to_approve()
+        # An app that leaves the passkey assertion out (the device key's signed decision alone): refused too.
+        await phone.page.evaluate(ASK_AS_THE_APP_DOES)
         await phone.user_verification(True)
-        refusals: list[dict] = []
-
-        async def without_passkey(route: Route) -> None:
-            body = json.loads(route.request.post_data or "{}")
-            assert "passkey" in body  # what the app sends; the test takes it out
-            response = await route.fetch(post_data=json.dumps({k: v for k, v in body.items() if k != "passkey"}))
-            refusals.append({"status": response.status, **await response.json()})
-            await route.fulfill(response=response)
-
-        await phone.page.route(f"**{decision_path}", without_passkey)
+        strip_passkey = True
         assert await phone.try_to_approve()
         await phone.page.unroute(f"**{decision_path}")
-        assert [(r["status"], r["type"].rsplit("/", 1)[-1]) for r in refusals] == [(403, "user-verification-required")], refusals
-        assert ("POST", decision_path, 403) in phone.api_answers
+        assert decisions == [{"passkey": True, "uv_flag": False, "status": 403, "problem": "user-verification-required"},
+                             {"passkey": False, "uv_flag": None, "status": 403, "problem": "user-verification-required"}]
 
         # Still pending: approved now with the fingerprint, the site gets the details.
         await phone.approve_shown("formfill")
