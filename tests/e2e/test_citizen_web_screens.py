@@ -172,11 +172,11 @@ async def stored_keys(page: Page) -> list[str]:
     })""")
 
 
-async def login_by_app_link(platform, metadata, phone: Phone, rp: dict) -> str:
+async def login_by_app_link(platform, metadata, phone: Phone, rp: dict, scope: str = "openid") -> dict:
     """The citizen logs in to `rp` on the phone: its login page's button opens the app, which shows the prompt; the
-    citizen approves (passkey) and goes back; the login page takes the browser to the client. Returns the code."""
+    citizen approves (passkey) and goes back to the site, which gets its code. Returns the token response."""
     page = phone.page
-    url, verifier = authorize_url(metadata, rp["client_id"], redirect_uri=rp["redirect_uris"][0], state="web-app-1")
+    url, verifier = authorize_url(metadata, rp["client_id"], redirect_uri=rp["redirect_uris"][0], state="web-app-1", scope=scope)
     await page.goto(url)
     button = page.locator("#open-app")
     await button.wait_for(timeout=STEP_MS)
@@ -198,7 +198,7 @@ async def login_by_app_link(platform, metadata, phone: Phone, rp: dict) -> str:
     tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=rp["redirect_uris"][0],
                            code_verifier=verifier)
     assert tokens.status_code == 200, tokens.text
-    return tokens.json()["id_token"]
+    return tokens.json()
 
 
 async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, phone):
@@ -231,12 +231,35 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     manifest = requests.get(phone.app_url + "manifest.webmanifest", timeout=10).json()
     assert manifest["start_url"] == "/app/" and manifest["display"] == "standalone"
     assert {(i["sizes"], i.get("purpose", "any")) for i in manifest["icons"]} >= {("192x192", "any"), ("512x512", "maskable")}
-    await page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=STEP_MS)
+    await page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=STEP_MS)
 
     # Logging in on the same phone: the app link opens the app; the ID token says how the citizen was verified.
-    rp = register(platform, client_name="Harbour Libraries", redirect_uris=["http://127.0.0.1:9/callback"])
-    claims = claims_of(await login_by_app_link(platform, metadata, phone, rp))
+    rp = register(platform, client_name="Harbour Libraries", redirect_uris=["http://127.0.0.1:9/callback"],
+                  scope="openid formfill", formfill_fields=FIELDS)
+    tokens = await login_by_app_link(platform, metadata, phone, rp, scope="openid formfill")
+    claims = claims_of(tokens["id_token"])
     assert claims["amr"] == ["swk", "user", "mfa"], claims
+
+    # A prompt queued while the app shows its requests appears at once (the approvals stream) and is announced.
+    await page.goto(phone.app_url + "#approvals")
+    await open_screen(page, "approvals")
+
+    async def ask_logged_in():
+        response = requests.post(platform.gateway + "/v1/formfill/requests", headers=bearer(tokens["access_token"]), timeout=10,
+                                 json={"fields": [{"name": "name_en", "required": True}], "purpose": "Renew a library card"})
+        return response.json() if response.status_code == 201 else None
+
+    live_request = await eventually(ask_logged_in, timeout_s=20)
+    approval_id = f"formfill-{live_request['request_id']}"
+    card = page.locator(f'[data-testid=approval-item][data-approval-id="{approval_id}"]')
+    await card.wait_for(timeout=STEP_MS)
+    assert await card.get_attribute("data-action") == "formfill"
+    await page.locator("#live", has_text="Harbour Libraries").wait_for(state="attached", timeout=STEP_MS)
+    assert (await page.locator("#approvals-count").inner_text()).strip() == "1"
+    await assert_accessible(page, "app: a new request in the list")
+    await card.click()
+    await page.locator("#screen-prompt #deny").click()
+    await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
 
     # A form fill, opened by pasting its link on the scan screen; the citizen keeps one optional field back.
     water = register(platform, client_name="Harbour Water", scope="openid formfill", formfill_fields=FIELDS)
@@ -359,7 +382,20 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
 async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, metadata, phone):
     page = phone.page
     _, enrolment = await enrol(platform, kiosk)
-    await bind(phone, enrolment)
+    # The login page's app link opened before the app is bound: the app asks to be set up first, then shows the login.
+    rp = register(platform, client_name="Harbour Museums", redirect_uris=["http://127.0.0.1:9/callback"])
+    url, _ = authorize_url(metadata, rp["client_id"], redirect_uri=rp["redirect_uris"][0])
+    await page.goto(url)
+    await page.locator("#open-app").click()
+    await page.locator("#screen-bind #bind-notice").wait_for(timeout=STEP_MS)
+    await page.locator("#bind-account-id").fill(enrolment["account_id"])
+    await page.locator("#bind-activation-code").fill(enrolment["activation_code"])
+    await page.locator("#bind-submit").click()
+    await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
+    assert (await page.locator("#prompt-client").inner_text()).strip() == "Harbour Museums"
+    await page.locator("#approve").click()
+    await page.locator("#prompt-done[data-status=approved]").wait_for(timeout=STEP_MS)
+    await page.locator("#prompt-back-to-site").wait_for()
     # A signing request opened by its link: the document's name and the start of its hash; denied.
     registry = signing_rp(platform, "Harbour Lands Registry")
     token = client_token(metadata, registry, "sign")

@@ -27,6 +27,7 @@ const state = {
   stream: null, // its AbortController
   unread: 0,
   ticket: 0, // the screen being drawn (a slower, older one is dropped)
+  pendingLink: null, // the query of a login link opened before the app was bound (memory only)
 };
 
 // -- small helpers ---------------------------------------------------------------------------------------------
@@ -199,7 +200,14 @@ function bindScreen(notice) {
       progress.textContent = "";
       announce(t("bind.done"));
       startApprovals();
-      go("#approvals");
+      if (state.pendingLink) {
+        // The login link that opened the app before it was bound: now it can be answered.
+        const query = state.pendingLink;
+        state.pendingLink = null;
+        await arrival(query);
+      } else {
+        go("#approvals");
+      }
     } catch (error) {
       progress.textContent = "";
       failure.replaceChildren(errorBox(error, "bind-error-text"));
@@ -543,6 +551,7 @@ function toPrompt(prompt) {
 async function arrival(query) {
   const link = `${api.issuer()}${APP_LOGIN_PATH}${query}`;
   if (!api.currentDevice()) {
+    state.pendingLink = query;
     history.replaceState(null, "", "/app/#bind");
     return bindScreen(t("link.bind_first"));
   }
@@ -753,7 +762,9 @@ function preferencesForm(prefs, agencies, section) {
       h("input", {type: "checkbox", id: `pref-opt-out-${i}`, name: "opt-out", value: id, checked: (prefs.opted_out || []).includes(id)}),
       h("label", {for: `pref-opt-out-${i}`, text: t("preferences.opt_out", {agency: from})})))
       : h("p", {class: "muted", id: "pref-no-agencies", text: t("preferences.no_agencies")}));
-  const status = h("div", {id: "pref-status", role: "status"});
+  const status = h("div", {id: "pref-status", role: "status"},
+    state.flash ? h("p", {class: "success", id: "pref-saved", text: t(state.flash)}) : null);
+  state.flash = null;
   const save = h("button", {type: "submit", id: "pref-save", class: "primary", text: t("preferences.save")});
   const form = h("form", {id: "pref-form", novalidate: true},
     cachedNote(prefs),
@@ -781,12 +792,14 @@ function preferencesForm(prefs, agencies, section) {
     status.replaceChildren(h("p", {text: t("preferences.saving")}));
     try {
       const saved = await api.call("PUT", "/v1/preferences", body);
-      status.replaceChildren(h("p", {class: "success", id: "pref-saved", text: t("preferences.saved")}));
       if (saved.language && saved.language !== current()) {
+        // The app speaks the new language too: the screen is drawn again in it, saying it was saved.
         await store.set("language", saved.language);
-        await switchLanguage(saved.language, false);
-        document.getElementById("pref-status")?.replaceChildren(h("p", {class: "success", id: "pref-saved", text: t("preferences.saved")}));
+        state.flash = "preferences.saved";
+        await switchLanguage(saved.language);
+        return;
       }
+      status.replaceChildren(h("p", {class: "success", id: "pref-saved", text: t("preferences.saved")}));
     } catch (error) {
       if (error instanceof DeviceRevoked) return revoked("revoked");
       status.replaceChildren(errorBox(error, "pref-error"));
