@@ -26,6 +26,7 @@ from clients.citizen_app import CitizenApp, Profile
 from ..support.axe import assert_accessible
 from ..support.calls import bearer
 from ..support.formfill import FIELDS, wait_for_status
+from ..support.notify import Agency
 from ..support.oidc import authorize_url, claims_of, client_token, register, token_request
 from ..support.people import identity, selfie
 from ..support.polling import eventually
@@ -235,7 +236,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
 
     # Logging in on the same phone: the app link opens the app; the ID token says how the citizen was verified.
     rp = register(platform, client_name="Harbour Libraries", redirect_uris=["http://127.0.0.1:9/callback"],
-                  scope="openid formfill", formfill_fields=FIELDS)
+                  scope="openid formfill notify", formfill_fields=FIELDS)
     tokens = await login_by_app_link(platform, metadata, phone, rp, scope="openid formfill")
     claims = claims_of(tokens["id_token"])
     assert claims["amr"] == ["swk", "user", "mfa"], claims
@@ -260,6 +261,16 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await card.click()
     await page.locator("#screen-prompt #deny").click()
     await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
+
+    # The library writes to the citizen: the inbox's badge counts it as it arrives (the inbox stream).
+    unread_before = int((await page.locator("#inbox-unread").inner_text()).strip() or 0)
+    library = Agency(platform, metadata, "Harbour Libraries", client=rp)
+    template = await library.template()
+    sent = await library.send({"template_id": template["template_id"], "sub": claims["sub"],
+                               "personalisation": {"name": "Chan Tai Man", "licence": "LIB-42"}})
+    assert sent.status_code == 201, sent.text
+    await page.wait_for_function("(n) => document.getElementById('inbox-unread').textContent === String(n)",
+                                 arg=unread_before + 1, timeout=STEP_MS)
 
     # A form fill, opened by pasting its link on the scan screen; the citizen keeps one optional field back.
     water = register(platform, client_name="Harbour Water", scope="openid formfill", formfill_fields=FIELDS)
@@ -331,6 +342,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await page.locator("#pref-quiet").check()
     await page.locator("#pref-quiet-start").fill("22:30")
     await page.locator("#pref-quiet-end").fill("07:15")
+    await page.locator(f'input[name=opt-out][value="{rp["client_id"]}"]').check()  # no more from the library
     await page.locator("#pref-language").select_option("zh-HK")
     await page.locator("#pref-save").click()
     await page.locator("#pref-saved").wait_for(timeout=STEP_MS)
@@ -343,6 +355,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     assert await page.locator("#pref-email").input_value() == "citizen@example.org"
     assert await page.locator("#pref-quiet-start").input_value() == "22:30"
     assert await page.locator("#pref-language").input_value() == "zh-HK"
+    assert await page.locator(f'input[name=opt-out][value="{rp["client_id"]}"]').is_checked()
     # The header's switch: Simplified Chinese, then English again.
     await page.locator("#language").select_option("zh-CN")
     await page.locator("html[lang=zh-CN]").wait_for(state="attached")

@@ -173,10 +173,10 @@ async function cached(path) {
   return read(answer);
 }
 
-// The approvals stream (server-sent events through fetch: EventSource cannot send the DPoP headers). Calls
-// `onPrompt(event data)` for each prompt; resolves when the stream ends (token expired, closed), rejects on a refusal.
-export async function approvalsStream(onPrompt, signal) {
-  const path = "/v1/approvals/stream";
+// A stream of server-sent events read through fetch (EventSource cannot send the DPoP headers): the approvals stream
+// (`/v1/approvals/stream`) or the inbox's (`/v1/inbox/stream`). Calls `onEvent(event data)` for each event; resolves
+// when the stream ends (token expired, closed), rejects on a refusal.
+export async function eventStream(path, onEvent, signal) {
   const headers = {...(await deviceHeaders("GET", path)), Accept: "text/event-stream"};
   const answer = await fetch(path, {headers, signal, cache: "no-store"});
   if (!answer.ok || !answer.body) {
@@ -198,7 +198,7 @@ export async function approvalsStream(onPrompt, signal) {
         data.push(line.slice(5).trim());
       } else if (line === "" && data.length) {
         try {
-          onPrompt(JSON.parse(data.join("\n")));
+          onEvent(JSON.parse(data.join("\n")));
         } catch {
           // a malformed event is skipped
         }

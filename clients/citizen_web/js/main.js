@@ -288,10 +288,35 @@ function onStreamEvent(event) {
   refreshPending().catch(() => {});
 }
 
+function onInboxEvent(message) {
+  if (message && message.subject) announce(t("inbox.arrived", {from: message.from || ""}));
+  refreshUnread().catch(() => {});
+  const region = document.getElementById("inbox-region");
+  if (region && document.getElementById("screen-inbox")) {
+    api.call("GET", "/v1/inbox").then((data) => region.replaceChildren(...inboxList(data).filter(Boolean))).catch(() => {});
+  }
+}
+
+// The inbox's own stream: the unread count and the list follow new messages (without it, they are fetched when shown).
+async function followInbox(signal) {
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      await api.eventStream("/v1/inbox/stream", onInboxEvent, signal);
+      failures = 0;
+    } catch (error) {
+      if (signal.aborted || error instanceof DeviceRevoked) return;
+      failures += 1;
+    }
+    await sleep(failures ? Math.min(5000 * failures, 30000) : 250);
+  }
+}
+
 function startApprovals() {
   stopApprovals();
   const controller = new AbortController();
   state.stream = controller;
+  followInbox(controller.signal);
   (async () => {
     let failures = 0;
     while (!controller.signal.aborted) {
@@ -299,7 +324,7 @@ function startApprovals() {
       try {
         if (status) status.textContent = t("approvals.live");
         state.live = true;
-        await api.approvalsStream(onStreamEvent, controller.signal);
+        await api.eventStream("/v1/approvals/stream", onStreamEvent, controller.signal);
         failures = 0;
       } catch (error) {
         if (controller.signal.aborted) return;
@@ -684,21 +709,23 @@ async function refreshUnread(messages) {
 
 function inboxScreen() {
   const section = show("inbox", t("inbox.title"));
-  load(section, () => api.call("GET", "/v1/inbox"), (data) => {
-    const messages = data.messages || [];
-    refreshUnread(messages);
-    const unread = messages.filter((m) => !m.read_at).length;
-    return [cachedNote(data),
-      h("p", {id: "inbox-count", testid: "inbox-count", "data-unread": unread, text: t("inbox.unread", {count: unread})}),
-      messages.length ? h("ul", {id: "inbox-list", class: "cards"}, messages.map((m) =>
+  load(section, () => api.call("GET", "/v1/inbox"), (data) => h("div", {id: "inbox-region"}, inboxList(data)));
+  return section;
+}
+
+function inboxList(data) {
+  const messages = data.messages || [];
+  if (!data.cachedAt) refreshUnread(messages);
+  const unread = messages.filter((m) => !m.read_at).length;
+  return [cachedNote(data),
+    h("p", {id: "inbox-count", testid: "inbox-count", "data-unread": unread, text: t("inbox.unread", {count: unread})}),
+    messages.length ? h("ul", {id: "inbox-list", class: "cards"}, messages.map((m) =>
         h("li", {}, h("a", {href: `#message/${encodeURIComponent(m.id)}`, class: `card${m.read_at ? "" : " unread"}`,
           testid: "inbox-item", "data-inbox-id": m.id, "data-read": m.read_at ? "true" : "false"},
         h("span", {class: "card-title"}, m.read_at ? null : h("span", {class: "dot", text: t("inbox.new")}), m.subject),
         h("span", {text: m.from}),
         h("span", {class: "muted", text: dateTime(m.delivered_at)})))))
         : h("p", {id: "inbox-empty", text: t("inbox.empty")})];
-  });
-  return section;
 }
 
 function messageScreen(id) {
