@@ -226,7 +226,11 @@ class WebPhone:
 
     async def scan(self, screen: Page, qr_selector: str = "svg.qr-code") -> None:
         """Points the phone's camera at the computer's screen: the QR code shown there is what the camera sees."""
-        picture = Image.open(io.BytesIO(await screen.locator(qr_selector).screenshot()))
+        # What the screen shows where the code is (a picture of the region: the page redraws the code every second).
+        box = await screen.locator(qr_selector).bounding_box()
+        if box is None:
+            raise PhoneFailed("the computer's screen shows no QR code")
+        picture = Image.open(io.BytesIO(await screen.screenshot(clip=box)))
         write_y4m(picture, self.camera)
         await self.locator("scan_open").click()
         await self.locator("scan_start").click()
