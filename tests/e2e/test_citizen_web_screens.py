@@ -262,15 +262,17 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await page.locator("#screen-prompt #deny").click()
     await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
 
-    # The library writes to the citizen: the inbox's badge counts it as it arrives (the inbox stream).
-    unread_before = int((await page.locator("#inbox-unread").inner_text()).strip() or 0)
+    # The library writes to the citizen: the inbox shown and its badge count it as it arrives (the inbox stream).
+    await open_screen(page, "inbox")
+    unread_before = int(await page.locator("#inbox-count").get_attribute("data-unread"))
     library = Agency(platform, metadata, "Harbour Libraries", client=rp)
     template = await library.template()
     sent = await library.send({"template_id": template["template_id"], "sub": claims["sub"],
                                "personalisation": {"name": "Chan Tai Man", "licence": "LIB-42"}})
     assert sent.status_code == 201, sent.text
-    await page.wait_for_function("(n) => document.getElementById('inbox-unread').textContent === String(n)",
-                                 arg=unread_before + 1, timeout=STEP_MS)
+    await page.locator(f"#inbox-count[data-unread='{unread_before + 1}']").wait_for(timeout=STEP_MS)
+    assert (await page.locator("#inbox-unread").inner_text()).strip() == str(unread_before + 1)
+    assert "Harbour Libraries" in await page.locator("[data-testid=inbox-item]").first.inner_text()
 
     # A form fill, opened by pasting its link on the scan screen; the citizen keeps one optional field back.
     water = register(platform, client_name="Harbour Water", scope="openid formfill", formfill_fields=FIELDS)

@@ -297,7 +297,9 @@ function onInboxEvent(message) {
   }
 }
 
-// The inbox's own stream: the unread count and the list follow new messages (without it, they are fetched when shown).
+// The inbox's own stream: the unread count and the list follow new messages. Without it (offline, or refused: a
+// device has at most 3 streams open, and one just closed may count until the gateway's next heartbeat) the app looks
+// now and then instead.
 async function followInbox(signal) {
   let failures = 0;
   while (!signal.aborted) {
@@ -307,8 +309,9 @@ async function followInbox(signal) {
     } catch (error) {
       if (signal.aborted || error instanceof DeviceRevoked) return;
       failures += 1;
+      onInboxEvent(null);
     }
-    await sleep(failures ? Math.min(5000 * failures, 30000) : 250);
+    await sleep(failures ? Math.min(2000 * failures, 15000) : 250);
   }
 }
 
@@ -338,6 +341,7 @@ function startApprovals() {
       if (status2) status2.textContent = t("approvals.polling");
       try {
         await refreshPending();
+        await refreshUnread();
       } catch (error) {
         if (error instanceof DeviceRevoked) return revoked("revoked");
       }
