@@ -21,7 +21,7 @@ import pytest
 import requests
 from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Page
 
-from clients.citizen_app import CitizenApp, Profile
+from clients.citizen_app import AppError, CitizenApp, Profile
 
 from ..support.axe import assert_accessible
 from ..support.calls import bearer
@@ -394,7 +394,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
 
 
 @pytest.mark.parametrize("phone", [PHONE], indirect=True)
-async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, metadata, phone):
+async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_the_app(platform, kiosk, metadata, phone, tmp_path):
     page = phone.page
     _, enrolment = await enrol(platform, kiosk)
     # The login page's app link opened before the app is bound: the app asks to be set up first, then shows the login.
@@ -427,6 +427,31 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await page.locator("#deny").click()
     await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
     await wait_for_signing(platform, token, asked["request_id"], "denied")
+
+    # A tablet added from the phone: its code entered on the devices screen, the add_device prompt approved (the same
+    # matching code on both); then revoked from the phone (two steps): it can do nothing more, the phone goes on.
+    tablet = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "tablet.json")
+    started = await tablet.start_pairing("Tablet")
+    await open_screen(page, "devices")
+    await page.locator("#pair-code").fill(started["code"])
+    await page.locator("#pair-submit").click()
+    await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
+    assert (await page.locator("#prompt-device-name").inner_text()).strip() == "Tablet"
+    assert (await page.locator("#prompt-code").inner_text()).strip() == (await tablet.pairing_status())["matching_code"]
+    await assert_accessible(page, "app: add a device")
+    await page.locator("#approve").click()
+    await page.locator("#prompt-done[data-status=approved]").wait_for(timeout=STEP_MS)
+    assert (await tablet.finish_pairing(timeout_s=20))["status"] == "bound"
+    await open_screen(page, "devices")
+    other = page.locator("[data-testid=device-item][data-current=false]", has_text="Tablet")
+    assert await other.get_attribute("data-status") == "active"
+    await other.locator("[data-testid=device-revoke]").click()
+    await other.locator("[data-testid=device-revoke-confirm]").click()
+    await page.locator("#devices-revoked").wait_for(timeout=STEP_MS)
+    assert await page.locator("[data-testid=device-item][data-current=false]").get_attribute("data-status") == "revoked"
+    with pytest.raises(AppError) as refused:
+        await tablet.devices()
+    assert refused.value.status == 401
     for name in SCREENS:
         await open_screen(page, name)
     # zh-HK from the header's switch: every screen in Traditional Chinese, <html lang> set.

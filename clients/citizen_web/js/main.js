@@ -881,6 +881,38 @@ function consentsScreen() {
 
 // -- devices -------------------------------------------------------------------------------------------------------
 
+// Adding a device from this one: the new device shows a code; entered here, it queues an add_device prompt, which
+// names the new device and shows the matching code the new device shows too.
+function pairingForm() {
+  const code = h("input", {id: "pair-code", name: "code", autocomplete: "off", autocapitalize: "characters",
+    spellcheck: "false", maxlength: "20"});
+  const submit = h("button", {type: "submit", id: "pair-submit", class: "secondary", text: t("devices.pair_submit")});
+  const failure = h("div", {id: "pair-error"});
+  const form = h("form", {id: "pair-form", novalidate: true}, h("h2", {text: t("devices.pair_title")}),
+    field(t("devices.pair_code"), code, t("devices.pair_hint")), submit, failure);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    failure.replaceChildren();
+    if (!code.value.trim()) {
+      failure.replaceChildren(h("p", {class: "error", role: "alert", text: t("devices.pair_empty")}));
+      code.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const claimed = await api.call("POST", "/v1/devices/pairings/claim", {code: code.value.trim()});
+      toPrompt(await api.call("GET", `/v1/approvals/${encodeURIComponent(claimed.approval_id)}`));
+    } catch (error) {
+      if (error instanceof DeviceRevoked) return revoked("revoked");
+      failure.replaceChildren(errorBox(error, "pair-error-text"));
+      code.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
 function devicesScreen() {
   const section = show("devices", t("devices.title"));
   const status = h("div", {id: "devices-status", role: "status"});
@@ -954,7 +986,7 @@ function devicesScreen() {
       h("span", {class: "muted", text: t(`devices.uv.${d.user_verification === "passkey" || d.user_verification === "pin" ? d.user_verification : "none"}`)}),
       form, revoke, confirm);
       return item;
-    }))];
+    })), data.cachedAt ? null : pairingForm()];
   });
   return section;
 }
