@@ -380,16 +380,18 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await phone.context.set_offline(False)
 
     # The phone is lost: the kiosk replaces it, every device is revoked. The app says so, keeps nothing, does nothing.
+    # The open app notices by itself (its streams end, a new device token is refused: device-inactive).
     await CitizenApp(Profile(gateway_url=platform.gateway)).replace_at_kiosk(person, selfie(), kiosk=kiosk)
+    await page.locator("#screen-revoked").wait_for(timeout=45_000)
     await page.goto(phone.app_url + "#inbox")
+    await page.locator("#screen-bind").wait_for(timeout=STEP_MS)
+    await page.goto(phone.app_url + "#revoked")
     await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
     await fits(page)
     await assert_accessible(page, "app: revoked")
     assert await page.locator("#nav").is_hidden()
     assert await stored_keys(page) == ["language"] or await stored_keys(page) == []
     assert not await page.evaluate("caches.has('harbour-data')")
-    await page.goto(phone.app_url + "#devices")
-    await page.locator("#screen-bind").wait_for(timeout=STEP_MS)
     assert phone.unexpected() == [], phone.errors
 
 
@@ -424,7 +426,12 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     assert digest.startswith((await page.locator("#prompt-hash").inner_text()).strip())
     await fits(page)
     await assert_accessible(page, "app: signing prompt")
-    await page.locator("#deny").click()
+    # By keyboard: from the focused heading, Tab reaches Approve then Deny; Enter denies.
+    for _ in range(6):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.id") == "deny":
+            break
+    await page.keyboard.press("Enter")
     await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
     await wait_for_signing(platform, token, asked["request_id"], "denied")
 

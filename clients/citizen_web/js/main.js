@@ -345,7 +345,7 @@ function startApprovals() {
       } catch (error) {
         if (error instanceof DeviceRevoked) return revoked("revoked");
       }
-      await sleep(failures ? Math.min(3000 * failures, 15000) : 250);
+      await sleep(failures ? Math.min(2000 * failures, 10000) : 250);
     }
   })();
   refreshUnread();
