@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -197,6 +198,10 @@ def test_demo_walks_the_journey_and_leaves_the_site_running(stack):
         assert f"open {DEMO_SITE} in a browser" in demo.stdout
         assert "0. The phone: the web app at http://localhost:" in demo.stdout, demo.stdout
         assert list((stack.dev_dir / "screenshots" / "demo").glob("phone-*-message-en.png"))  # the phone read the confirmation
+        # A new kiosk slip for binding a real browser's web app by hand.
+        slip = subprocess.run([sys.executable, "-m", "clients.relying_party.demo", "--slip"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert slip.returncode == 0 and re.search(r"activation code: \w{5}-\w{5}", slip.stdout), slip.stdout + slip.stderr
         with urllib.request.urlopen(DEMO_SITE + "/", timeout=10) as home:  # still serving after the command returned
             assert home.status == 200 and "Harbour Power" in home.read().decode()
     finally:
