@@ -172,7 +172,9 @@ class Endpoints:
                                 exclude_unset=exclude_unset, documented=documented, operation_options=operation_options)
             endpoint.responses()  # a contradictory declaration fails at import, not at the first request
             self._declared.append((endpoint, self.tags if tags is None else tags, self.security if security is None else security))
-            self._routes.route(method, path)(_serve(endpoint))
+            # GET answers HEAD too (the same headers, no body), as the gateway's table routes HEAD with every GET.
+            route = self._routes.get(path, allow_head=True) if method == "GET" else self._routes.route(method, path)
+            route(_serve(endpoint))
             handler.endpoint = endpoint  # type: ignore[attr-defined]
             return handler
 

@@ -51,6 +51,10 @@ async def test_the_app_and_its_screens_are_index_html_with_strict_headers(auth_s
     again = await client.get("/app/", headers={**host, "If-None-Match": response.headers["ETag"]})
     assert again.status == 304 and await again.read() == b""
     assert_strict(again)
+    # HEAD, which the gateway forwards with every GET route: the same answer without its body.
+    head = await client.head("/app/", headers=host, allow_redirects=False)
+    assert head.status == 200 and await head.read() == b"" and head.headers["ETag"] == response.headers["ETag"]
+    assert_strict(head)
 
 
 async def test_files_by_name_and_nothing_else(auth_service):
