@@ -27,6 +27,7 @@ from ..support.axe import assert_accessible
 from ..support.calls import bearer
 from ..support.formfill import FIELDS, wait_for_status
 from ..support.notify import Agency
+from ..support.operator import admin
 from ..support.oidc import authorize_url, claims_of, client_token, register, token_request
 from ..support.people import identity, selfie
 from ..support.polling import eventually
@@ -459,6 +460,15 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     with pytest.raises(AppError) as refused:
         await tablet.devices()
     assert refused.value.status == 401
+
+    # The account suspended by an operator: the open app says so and stops, keeping its keys; reinstated, it works again.
+    assert admin(platform, "set-state", enrolment["account_id"], "suspended", "--reason", "reported stolen").returncode == 0
+    await page.locator("#screen-inactive").wait_for(timeout=45_000)
+    await assert_accessible(page, "app: account not active")
+    assert "keys" in await stored_keys(page)
+    assert admin(platform, "set-state", enrolment["account_id"], "active", "--reason", "found again").returncode == 0
+    await page.locator("#inactive-retry").click()
+    await page.locator("#screen-approvals").wait_for(timeout=STEP_MS)
     for name in SCREENS:
         await open_screen(page, name)
     # zh-HK from the header's switch: every screen in Traditional Chinese, <html lang> set.

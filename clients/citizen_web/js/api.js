@@ -125,10 +125,10 @@ async function deviceToken() {
     token = {value: answer.access_token, until: started + ((answer.expires_in || 0) - TOKEN_MARGIN_S) * 1000};
     return token.value;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401 && ["device-inactive", "account-inactive"].includes(error.slug)) {
+    // The device revoked: it can do nothing more. The account not active (suspended, revoked, closed): nothing now.
+    if (error instanceof ApiError && [401, 403].includes(error.status) && ["device-inactive", "account-inactive"].includes(error.slug)) {
       throw new DeviceRevoked(error.slug);
     }
-    if (error instanceof ApiError && error.status === 403 && error.slug === "account-inactive") throw new DeviceRevoked(error.slug);
     throw error;
   }
 }

@@ -15,7 +15,6 @@ const FORMFILL_LINK = "harbourid://formfill?request=";
 const SIGN_LINK = "harbourid://sign?request=";
 const LOGIN_LINK = "harbourid://authorize?";
 const APP_LOGIN_PATH = "/app/authorize";
-const FIELDS = ["id_number", "name_en", "name_zh", "date_of_birth", "gender", "phone", "email", "address"];
 
 const state = {
   pending: [], // the pending prompts, as GET /v1/approvals lists them
@@ -127,7 +126,7 @@ async function load(section, fetcher, fill) {
     if (!section.alive()) return;
     body.replaceChildren(...[].concat(fill(data)).filter(Boolean));
   } catch (error) {
-    if (error instanceof DeviceRevoked) return revoked(error.message === "no device" ? "unbound" : "revoked");
+    if (error instanceof DeviceRevoked) return revoked(error);
     if (!section.alive()) return;
     body.replaceChildren(errorBox(error));
   } finally {
@@ -249,8 +248,17 @@ async function bind(accountId, activationCode, deviceName) {
 
 // -- a revoked or unbound device -------------------------------------------------------------------------------
 
+// `why`: "unbound" (the citizen removed this device), "revoked", or the DeviceRevoked error that says which. An
+// account that is not active (suspended, closed) stops the app too, but keeps the keys: a suspension can be lifted.
 async function revoked(why) {
+  if (why instanceof DeviceRevoked) why = {"no device": "unbound", "account-inactive": "inactive"}[why.message] || "revoked";
   stopApprovals();
+  if (why === "inactive") {
+    api.forget();
+    const section = show("inactive", t("inactive.title"), h("p", {id: "inactive-message", text: t("inactive.message")}),
+      h("p", {}, h("a", {id: "inactive-retry", href: "/app/", class: "button", text: t("inactive.retry")})));
+    return section;
+  }
   api.forget();
   await store.wipe();
   state.pending = [];
@@ -331,7 +339,7 @@ function startApprovals() {
         failures = 0;
       } catch (error) {
         if (controller.signal.aborted) return;
-        if (error instanceof DeviceRevoked) return revoked("revoked");
+        if (error instanceof DeviceRevoked) return revoked(error);
         failures += 1;
       }
       state.live = false;
@@ -343,7 +351,7 @@ function startApprovals() {
         await refreshPending();
         await refreshUnread();
       } catch (error) {
-        if (error instanceof DeviceRevoked) return revoked("revoked");
+        if (error instanceof DeviceRevoked) return revoked(error);
       }
       await sleep(failures ? Math.min(2000 * failures, 10000) : 250);
     }
@@ -376,7 +384,7 @@ function approvalsScreen() {
   refreshPending().then(() => {
     if (section.alive()) region.replaceChildren(approvalsList());
   }).catch((error) => {
-    if (error instanceof DeviceRevoked) return revoked("revoked");
+    if (error instanceof DeviceRevoked) return revoked(error);
     if (section.alive()) region.replaceChildren(errorBox(error));
   });
   return section;
@@ -447,7 +455,7 @@ async function promptScreen(approvalId) {
     return {prompt, problem: await checkPrompt(prompt)};
   }, ({prompt, problem}) => {
     const heading = section.querySelector("h1");
-    heading.textContent = tOr(`action.${prompt.action}`, t("prompt.title"));
+    heading.textContent = tOr(`action.${prompt.request.action}`, t("prompt.title"));
     document.title = `${heading.textContent} – ${t("app.name")}`;
     const result = h("div", {id: "prompt-result", role: "status"});
     const parts = [...promptDetails(prompt)];
@@ -468,13 +476,14 @@ async function promptScreen(approvalId) {
       result.replaceChildren(h("p", {text: t(decision === "approve" ? "prompt.verifying" : "prompt.sending")}));
       try {
         const outcome = await decide(prompt, decision, section);
+        state.prompts.delete(prompt.approval_id);  // decided: shown again, it is fetched (no longer pending)
         buttons.remove();
         section.querySelector("#prompt-optional")?.setAttribute("disabled", "");
         result.replaceChildren(...decided(prompt, outcome));
         result.querySelector("p").focus();
         refreshPending().catch(() => {});
       } catch (error) {
-        if (error instanceof DeviceRevoked) return revoked("revoked");
+        if (error instanceof DeviceRevoked) return revoked(error);
         result.replaceChildren(errorBox(error, "decision-error"));
         approve.disabled = Boolean(problem);
         deny.disabled = false;
@@ -631,7 +640,7 @@ function scanScreen() {
       stopCamera();
       toPrompt(prompt);
     } catch (error) {
-      if (error instanceof DeviceRevoked) return revoked("revoked");
+      if (error instanceof DeviceRevoked) return revoked(error);
       status.textContent = "";
       failure.replaceChildren(errorBox(error, "scan-error-text"));
       return false;
@@ -832,7 +841,7 @@ function preferencesForm(prefs, agencies, section) {
       }
       status.replaceChildren(h("p", {class: "success", id: "pref-saved", text: t("preferences.saved")}));
     } catch (error) {
-      if (error instanceof DeviceRevoked) return revoked("revoked");
+      if (error instanceof DeviceRevoked) return revoked(error);
       status.replaceChildren(errorBox(error, "pref-error"));
     } finally {
       save.disabled = false;
@@ -862,7 +871,7 @@ function consentsScreen() {
           document.getElementById("consents-status")?.replaceChildren(
             h("p", {class: "success", id: "consents-revoked", text: t("consents.revoked", {client: c.client_name})}));
         } catch (error) {
-          if (error instanceof DeviceRevoked) return revoked("revoked");
+          if (error instanceof DeviceRevoked) return revoked(error);
           revoke.disabled = false;
           status.replaceChildren(errorBox(error, "consents-error"));
         }
@@ -903,7 +912,7 @@ function pairingForm() {
       const claimed = await api.call("POST", "/v1/devices/pairings/claim", {code: code.value.trim()});
       toPrompt(await api.call("GET", `/v1/approvals/${encodeURIComponent(claimed.approval_id)}`));
     } catch (error) {
-      if (error instanceof DeviceRevoked) return revoked("revoked");
+      if (error instanceof DeviceRevoked) return revoked(error);
       failure.replaceChildren(errorBox(error, "pair-error-text"));
       code.focus();
     } finally {
@@ -939,7 +948,7 @@ function devicesScreen() {
           item.querySelector(".card-title").textContent = renamed.name;
           status.replaceChildren(h("p", {class: "success", id: "devices-renamed", text: t("devices.renamed", {name: renamed.name})}));
         } catch (error) {
-          if (error instanceof DeviceRevoked) return revoked("revoked");
+          if (error instanceof DeviceRevoked) return revoked(error);
           status.replaceChildren(errorBox(error, "devices-error"));
         } finally {
           rename.disabled = false;
@@ -971,7 +980,7 @@ function devicesScreen() {
           document.getElementById("devices-status")?.replaceChildren(
             h("p", {class: "success", id: "devices-revoked", text: t("devices.revoked", {name: d.name})}));
         } catch (error) {
-          if (error instanceof DeviceRevoked) return revoked("revoked");
+          if (error instanceof DeviceRevoked) return revoked(error);
           event.target.disabled = false;
           status.replaceChildren(errorBox(error, "devices-error"));
         }
@@ -1030,7 +1039,7 @@ function activityScreen() {
           after = page.next_after;
           if (after === null || after === undefined) more.remove();
         } catch (error) {
-          if (error instanceof DeviceRevoked) return revoked("revoked");
+          if (error instanceof DeviceRevoked) return revoked(error);
           more.after(errorBox(error, "activity-error"));
         } finally {
           more.disabled = false;
