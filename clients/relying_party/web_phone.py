@@ -27,7 +27,7 @@ from PIL import Image
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
+PHONE_SIZE = {"width": 390, "height": 844}
 CAMERA_SIZE = (640, 480)  # the fake camera's frame; it must not change while the browser runs
 STEP_TIMEOUT_MS = 30_000
 
@@ -135,8 +135,9 @@ class WebPhone:
 
     browser: Browser
     app_url: str  # the canonical origin's /app/ (http://localhost:<gateway port>/app/)
-    camera: Path
+    camera: Path | None = None  # the file the browser's fake camera plays (camera_args); None: no scanning
     language: str = "en"
+    viewport: dict = field(default_factory=lambda: dict(PHONE_SIZE))  # e.g. {"width": 320, "height": 640}
     screenshots: Path | None = None
     tour: Path | None = None  # also each screen's first picture here, small (the README's tour: docs/screenshots/)
     check: Callable[[Page, str], Awaitable[None]] | None = None  # run on every screen shown (e.g. axe-core)
@@ -151,7 +152,8 @@ class WebPhone:
 
     async def open(self) -> "WebPhone":
         origin = re.match(r"https?://[^/]+", self.app_url).group(0)
-        self.context = await self.browser.new_context(**PHONE, locale={"en": "en-GB"}.get(self.language, self.language))
+        self.context = await self.browser.new_context(viewport=self.viewport, is_mobile=True, has_touch=True,
+                                                      locale={"en": "en-GB"}.get(self.language, self.language))
         await self.context.grant_permissions(["camera"], origin=origin)
         await self.context.expose_binding("__harbourDecodeQr", lambda _source, data_url: decode_qr(data_url))
         await self.context.add_init_script(BARCODE_DETECTOR)
@@ -230,6 +232,8 @@ class WebPhone:
         box = await screen.locator(qr_selector).bounding_box()
         if box is None:
             raise PhoneFailed("the computer's screen shows no QR code")
+        if self.camera is None:
+            raise PhoneFailed("this phone has no camera: the browser was not launched with camera_args")
         picture = Image.open(io.BytesIO(await screen.screenshot(clip=box)))
         write_y4m(picture, self.camera)
         await self.locator("scan_open").click()
