@@ -25,6 +25,7 @@ from clients.citizen_app import AppError, CitizenApp, Profile
 
 from ..support.axe import assert_accessible
 from ..support.calls import bearer
+from ..support.citizens import enrolled_app
 from ..support.formfill import FIELDS, wait_for_status
 from ..support.notify import Agency
 from ..support.operator import admin
@@ -485,4 +486,33 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await mine.locator("[data-testid=device-revoke-confirm]").click()
     await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
     assert "keys" not in await stored_keys(page)
+    assert phone.unexpected() == [], phone.errors
+
+
+@pytest.mark.parametrize("phone", [PHONE], indirect=True)
+async def test_a_second_phone_is_set_up_from_the_first(platform, kiosk, phone, tmp_path):
+    """No kiosk slip: the web app shows a pairing code, the citizen's first phone (the command-line app) enters it;
+    both show the same matching code; approved there, the web app is bound to the same account, with its passkey."""
+    page = phone.page
+    first = await enrolled_app(platform, kiosk, tmp_path, "first-phone")
+    await page.goto(phone.app_url + "?lang=en")
+    await page.locator("#bind-pair").click()
+    await page.locator("#screen-pair").wait_for(timeout=STEP_MS)
+    await fits(page)
+    await assert_accessible(page, "app: set up from another device")
+    await page.locator("#pair-device-name").fill("Second phone")
+    await page.locator("#pair-start").click()
+    code = (await page.locator("#pair-show-code").inner_text(timeout=STEP_MS)).strip()
+    claimed = await first.claim_pairing(code)
+    shown = page.locator("#pair-matching-code")
+    await shown.wait_for(timeout=STEP_MS)
+    assert (await shown.inner_text()).strip() == claimed["matching_code"]
+    await assert_accessible(page, "app: pairing code claimed, matching code shown")
+    await first.approve(claimed["approval_id"])
+    await page.locator("#screen-approvals").wait_for(timeout=STEP_MS)
+    assert await stored(page, "account_id") == first.profile.account_id
+    await open_screen(page, "devices")
+    assert await page.locator("[data-testid=device-item]").count() == 2
+    mine = page.locator("[data-testid=device-item][data-current=true]")
+    assert (await mine.locator(".card-title").inner_text()).strip() == "Second phone"
     assert phone.unexpected() == [], phone.errors

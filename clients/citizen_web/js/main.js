@@ -147,6 +147,7 @@ async function route() {
   const [name, ...rest] = location.hash.replace(/^#/, "").split("/");
   const arg = rest.join("/");
   if (!api.currentDevice()) {
+    if (name === "pair") return pairScreen();
     return name === "revoked" ? revoked("revoked") : bindScreen();
   }
   switch (name) {
@@ -219,11 +220,59 @@ function bindScreen(notice) {
     notice ? h("p", {class: "notice", id: "bind-notice", role: "status", text: notice}) : null,
     h("p", {text: t("bind.intro")}),
     passkeysAvailable() ? null : h("p", {class: "error", id: "bind-no-passkeys", text: t("error.no-passkeys")}),
-    form);
+    form,
+    h("h2", {text: t("pairing.title")}),
+    h("p", {text: t("pairing.intro")}),
+    h("p", {}, h("a", {href: "#pair", id: "bind-pair", class: "button", text: t("pairing.start")})));
   return section;
 }
 
-async function bind(accountId, activationCode, deviceName) {
+// Setting this phone up from one already set up: a key and a passkey made here, a code shown here, entered and
+// approved on the other phone (POST /v1/devices/pairings, then GET …/{id} until bound, denied or expired).
+function pairScreen() {
+  const name = h("input", {id: "pair-device-name", name: "device-name", required: true, maxlength: "60", value: t("bind.default_name")});
+  const submit = h("button", {id: "pair-start", type: "submit", class: "primary", text: t("pairing.submit")});
+  const progress = h("div", {id: "pair-progress", role: "status"});
+  const failure = h("div", {id: "pair-start-error"});
+  const form = h("form", {id: "pair-start-form", novalidate: true}, field(t("bind.name"), name, t("bind.name_hint")), submit);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    failure.replaceChildren();
+    if (!name.value.trim()) {
+      failure.replaceChildren(h("p", {class: "error", role: "alert", text: t("devices.name_empty")}));
+      name.focus();
+      return;
+    }
+    submit.disabled = true;
+    progress.replaceChildren(h("p", {text: t("bind.working")}));
+    try {
+      const started = await startPairing(name.value.trim());
+      form.hidden = true;
+      progress.replaceChildren(
+        h("p", {text: t("pairing.enter_code")}),
+        h("p", {class: "code", id: "pair-show-code", testid: "pairing-code", text: started.code}),
+        h("p", {class: "muted", id: "pair-waiting", text: t("pairing.waiting")}));
+      progress.querySelector("#pair-show-code").setAttribute("tabindex", "-1");
+      progress.querySelector("#pair-show-code").focus();
+      const outcome = await waitForPairing(started, progress);
+      if (outcome.status !== "bound") throw new ApiError(409, {type: `/pairing-${outcome.status}`});
+      announce(t("bind.done"));
+      startApprovals();
+      go("#approvals");
+    } catch (error) {
+      form.hidden = false;
+      progress.replaceChildren();
+      failure.replaceChildren(errorBox(error, "pair-start-error-text"));
+      submit.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return show("pair", t("pairing.title"), h("p", {text: t("pairing.intro")}), form, progress, failure,
+    h("p", {}, h("a", {href: "#bind", id: "pair-back", text: t("pairing.back")})));
+}
+
+async function newKeyAndPasskey(deviceName) {
   const config = await api.loadConfig();
   const challenge = await api.publicCall("POST", "/v1/devices/challenges", {});
   const keys = await newDeviceKey();
@@ -231,15 +280,42 @@ async function bind(accountId, activationCode, deviceName) {
   const passkey = await createPasskey({nonce: challenge.nonce, rpId: config.rp_id, deviceName});
   const iat = now();
   const proof = await signJws(keys.privateKey, {typ: "JWT"}, {nonce: challenge.nonce, aud: challenge.audience, iat, exp: iat + 120});
-  const bound = await api.publicCall("POST", "/v1/devices", {
-    account_id: accountId,
-    activation_code: activationCode,
-    public_key: await publicJwk(keys),
-    device_name: deviceName,
-    proof,
-    key_protection: {storage: "software", user_verification: "passkey"},
-    passkey: passkey.json,
-  });
+  return {keys, passkey, proof, body: {public_key: await publicJwk(keys), device_name: deviceName, proof,
+    key_protection: {storage: "software", user_verification: "passkey"}, passkey: passkey.json}};
+}
+
+async function startPairing(deviceName) {
+  const made = await newKeyAndPasskey(deviceName);
+  const started = await api.publicCall("POST", "/v1/devices/pairings", made.body);
+  return {...started, made, deviceName};
+}
+
+async function waitForPairing(started, progress) {
+  let shownCode = null;
+  for (;;) {
+    const status = await api.publicCall("GET", `/v1/devices/pairings/${encodeURIComponent(started.pairing_id)}`);
+    if (status.matching_code && status.matching_code !== shownCode) {
+      shownCode = status.matching_code;
+      progress.querySelector("#pair-waiting").textContent = t("pairing.claimed");
+      progress.append(h("div", {class: "code-box"}, h("p", {text: t("prompt.code")}),
+        h("p", {class: "code", id: "pair-matching-code", testid: "matching-code", text: status.matching_code})));
+      announce(t("pairing.claimed"));
+    }
+    if (status.status === "bound") {
+      await store.setMany({keys: started.made.keys, device_id: status.device_id, account_id: status.account_id,
+        credential_id: started.made.passkey.credentialId, device_name: started.deviceName});
+      await api.loadDevice();
+      applyPreferredLanguage();
+      return status;
+    }
+    if (["denied", "expired"].includes(status.status)) return status;
+    await sleep(1000);
+  }
+}
+
+async function bind(accountId, activationCode, deviceName) {
+  const {keys, passkey, body} = await newKeyAndPasskey(deviceName);
+  const bound = await api.publicCall("POST", "/v1/devices", {account_id: accountId, activation_code: activationCode, ...body});
   await store.setMany({keys, device_id: bound.device_id, account_id: bound.account_id || accountId,
     credential_id: passkey.credentialId, device_name: deviceName});
   await api.loadDevice();
