@@ -293,8 +293,10 @@ class WebPhone:
 
     async def try_to_approve(self) -> str:
         """Approves the prompt on screen expecting a refusal; returns the error the app shows (the buttons come back)."""
+        # An earlier refusal still on screen is marked, so that only this attempt's answer counts.
+        await self.page.evaluate("""() => document.querySelectorAll("#decision-error").forEach(e => e.dataset.earlier = "1")""")
         await self.locator("approve").click()
-        error = self.locator("decision_error")
+        error = self.page.locator(f"{IDS['decision_error']}:not([data-earlier])")
         await error.wait_for(timeout=STEP_TIMEOUT_MS)
         await self.page.locator(f"{IDS['approve']}:enabled").wait_for(timeout=STEP_TIMEOUT_MS)
         return (await error.inner_text()).strip()
