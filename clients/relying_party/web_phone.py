@@ -280,10 +280,11 @@ class WebPhone:
         """Approves the prompt on screen (the authenticator verifies the user); fails unless the app says approved."""
         shown = (await self.locator("prompt").inner_text()).strip()
         await self.shot(f"prompt-{action}")
+        await self._mark_earlier_refusals()
         await self.locator("approve").click()
-        done = self.locator("decided").or_(self.locator("decision_error"))
-        await done.first.wait_for(timeout=STEP_TIMEOUT_MS)
-        if await self.locator("decision_error").count():
+        refusal = self.page.locator(f"{IDS['decision_error']}:not([data-earlier])")
+        await self.locator("decided").or_(refusal).first.wait_for(timeout=STEP_TIMEOUT_MS)
+        if await refusal.count():
             await self.shot(f"refused-{action}")
             raise PhoneFailed(f"the {action} approval failed: {(await self.locator('decision_error').inner_text()).strip()}")
         if await self.locator("decided").get_attribute("data-status") != "approved":
@@ -291,10 +292,13 @@ class WebPhone:
         await self.shot(f"approved-{action}")
         return {"shown": shown}
 
+    async def _mark_earlier_refusals(self) -> None:
+        """An earlier refusal still on screen is marked, so that only the next attempt's answer counts."""
+        await self.page.evaluate("""() => document.querySelectorAll("#decision-error").forEach(e => e.dataset.earlier = "1")""")
+
     async def try_to_approve(self) -> str:
         """Approves the prompt on screen expecting a refusal; returns the error the app shows (the buttons come back)."""
-        # An earlier refusal still on screen is marked, so that only this attempt's answer counts.
-        await self.page.evaluate("""() => document.querySelectorAll("#decision-error").forEach(e => e.dataset.earlier = "1")""")
+        await self._mark_earlier_refusals()
         await self.locator("approve").click()
         error = self.page.locator(f"{IDS['decision_error']}:not([data-earlier])")
         await error.wait_for(timeout=STEP_TIMEOUT_MS)
