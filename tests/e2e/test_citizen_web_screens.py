@@ -15,13 +15,13 @@ import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 import requests
-from playwright.async_api import Browser, BrowserContext, CDPSession, ConsoleMessage, Page
+from playwright.async_api import Browser, Page
 
 from clients.citizen_app import AppError, CitizenApp, Profile
+from clients.relying_party.web_phone import WebPhone, app_url
 
 from ..support.axe import assert_accessible
 from ..support.calls import bearer
@@ -42,50 +42,20 @@ STEP_MS = 20_000
 SCREENS = ["approvals", "scan", "inbox", "consents", "devices", "activity", "preferences"]
 
 
-@dataclass
-class Phone:
-    """The app in a phone-sized context with a virtual authenticator; what went wrong in the browser is recorded."""
-
-    context: BrowserContext
-    page: Page
-    app_url: str
-    authenticator: str = ""
-    cdp: CDPSession | None = None
-    errors: list[str] = field(default_factory=list)
-
-    def unexpected(self) -> list[str]:
-        # A refused call the test provokes (a wrong code, a revoked device) is logged by Chromium as a failed resource.
-        return [e for e in self.errors if not e.startswith("Failed to load resource")]
-
-
-def app_url_of(platform) -> str:
-    return platform.gateway.replace("://127.0.0.1:", "://localhost:") + "/app/"
+def unexpected(phone: WebPhone) -> list[str]:
+    """What went wrong in the browser: a refused call the test provokes (a wrong code, a revoked device) is logged by
+    Chromium as a failed resource, anything else is unexpected."""
+    return [e for e in phone.errors if not e.startswith("Failed to load resource")]
 
 
 @pytest.fixture
-async def phone(platform, chromium: Browser, request) -> AsyncIterator[Phone]:
-    viewport = getattr(request, "param", NARROW)
-    context = await chromium.new_context(viewport=viewport, locale="en-GB", is_mobile=True, has_touch=True)
-    page = await context.new_page()
-    found = Phone(context, page, app_url_of(platform))
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            found.errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: found.errors.append(f"page error: {error}"))
-    cdp = await context.new_cdp_session(page)
-    await cdp.send("WebAuthn.enable", {"enableUI": False})
-    added = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
-        "isUserVerified": True, "automaticPresenceSimulation": True}})
-    found.authenticator = added["authenticatorId"]
-    found.cdp = cdp
+async def phone(platform, chromium: Browser, request) -> AsyncIterator[WebPhone]:
+    """The app in a phone-sized context (320 px unless parametrized) with a virtual authenticator (WebPhone)."""
+    opened = await WebPhone(chromium, app_url(platform.gateway), viewport=getattr(request, "param", NARROW)).open()
     try:
-        yield found
+        yield opened
     finally:
-        await context.close()
+        await opened.close()
 
 
 async def enrol(platform, kiosk) -> tuple[dict, dict]:
@@ -113,7 +83,7 @@ async def open_screen(page: Page, name: str) -> None:
     await assert_accessible(page, f"app: {name} at {page.viewport_size['width']}px")
 
 
-async def bind(phone: Phone, enrolment: dict, *, keyboard: bool = False) -> None:
+async def bind(phone: WebPhone, enrolment: dict, *, keyboard: bool = False) -> None:
     page = phone.page
     await page.goto(phone.app_url + "?lang=en")
     await page.locator("#bind-account-id").wait_for(timeout=STEP_MS)
@@ -142,7 +112,7 @@ async def bind(phone: Phone, enrolment: dict, *, keyboard: bool = False) -> None
         await page.locator("#bind-submit").click()
     await page.locator("#screen-approvals").wait_for(timeout=STEP_MS)
     # The passkey the app keeps is on the authenticator (a refused attempt before may have left one more there).
-    credentials = (await phone.cdp.send("WebAuthn.getCredentials", {"authenticatorId": phone.authenticator}))["credentials"]
+    credentials = await phone.credentials()
     kept = await stored(page, "credential_id")
     assert kept in {c["credentialId"].replace("+", "-").replace("/", "_").rstrip("=") for c in credentials}, credentials
 
@@ -175,7 +145,7 @@ async def stored_keys(page: Page) -> list[str]:
     })""")
 
 
-async def login_by_app_link(platform, metadata, phone: Phone, rp: dict, scope: str = "openid") -> dict:
+async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope: str = "openid") -> dict:
     """The citizen logs in to `rp` on the phone: its login page's button opens the app, which shows the prompt; the
     citizen approves (passkey) and goes back to the site, which gets its code. Returns the token response."""
     page = phone.page
@@ -394,7 +364,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     assert await page.locator("#nav").is_hidden()
     assert await stored_keys(page) == ["language"] or await stored_keys(page) == []
     assert not await page.evaluate("caches.has('harbour-data')")
-    assert phone.unexpected() == [], phone.errors
+    assert unexpected(phone) == [], phone.errors
 
 
 @pytest.mark.parametrize("phone", [PHONE], indirect=True)
@@ -486,7 +456,7 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await mine.locator("[data-testid=device-revoke-confirm]").click()
     await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
     assert "keys" not in await stored_keys(page)
-    assert phone.unexpected() == [], phone.errors
+    assert unexpected(phone) == [], phone.errors
 
 
 @pytest.mark.parametrize("phone", [PHONE], indirect=True)
@@ -515,4 +485,4 @@ async def test_a_second_phone_is_set_up_from_the_first(platform, kiosk, phone, t
     assert await page.locator("[data-testid=device-item]").count() == 2
     mine = page.locator("[data-testid=device-item][data-current=true]")
     assert (await mine.locator(".card-title").inner_text()).strip() == "Second phone"
-    assert phone.unexpected() == [], phone.errors
+    assert unexpected(phone) == [], phone.errors
