@@ -1088,7 +1088,7 @@ function activityItem(entry) {
   return h("li", {class: "card", testid: "activity-item", "data-kind": entry.kind, "data-action": entry.action},
     h("strong", {class: "card-title", text: tOr(`kind.${entry.kind}`, entry.kind)}),
     entry.client_name ? h("span", {text: entry.client_name}) : null,
-    h("span", {class: "muted", text: `${entry.action} · ${tOr(`outcome.${entry.outcome}`, entry.outcome || "")}`}),
+    h("span", {text: `${tOr(`activity.action.${entry.action}`, entry.action)} · ${tOr(`outcome.${entry.outcome}`, entry.outcome || "")}`}),
     facts.map((fact) => h("span", {text: fact})),
     h("span", {class: "muted", text: dateTime(entry.time)}),
     entry.proof ? h("span", {class: "muted", text: t("activity.proof", {seq: entry.proof.seq})}) : null);
