@@ -465,6 +465,8 @@ async def test_a_second_phone_is_set_up_from_the_first(platform, kiosk, phone, t
     both show the same matching code; approved there, the web app is bound to the same account, with its passkey."""
     page = phone.page
     first = await enrolled_app(platform, kiosk, tmp_path, "first-phone")
+    # This browser cannot keep the approvals stream open (a proxy that cuts it, say): the app asks now and then instead.
+    await phone.context.route("**/v1/approvals/stream", lambda route: route.abort())
     await page.goto(phone.app_url + "?lang=en")
     await page.locator("#bind-pair").click()
     await page.locator("#screen-pair").wait_for(timeout=STEP_MS)
@@ -485,4 +487,19 @@ async def test_a_second_phone_is_set_up_from_the_first(platform, kiosk, phone, t
     assert await page.locator("[data-testid=device-item]").count() == 2
     mine = page.locator("[data-testid=device-item][data-current=true]")
     assert (await mine.locator(".card-title").inner_text()).strip() == "Second phone"
-    assert unexpected(phone) == [], phone.errors
+
+    # The first phone asks to close the account: the prompt reaches this one without its stream; it shows what closing
+    # would do, and the citizen denies it.
+    asked = await first.request_closure()
+    await open_screen(page, "approvals")
+    card = page.locator(f'[data-testid=approval-item][data-approval-id="{asked["approval_id"]}"]')
+    await card.wait_for(timeout=30_000)
+    assert "Checking for requests" in await page.locator("#stream-status").inner_text()
+    await card.click()
+    await page.locator("#screen-prompt #deny").wait_for(timeout=STEP_MS)
+    assert await page.locator("#prompt-consequences li").count() >= 1
+    await assert_accessible(page, "app: close-account prompt")
+    await page.locator("#deny").click()
+    await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
+    assert (await first.show(asked["approval_id"]))["status"] == "denied"
+    assert [e for e in unexpected(phone) if "/v1/approvals/stream" not in e and "ERR_FAILED" not in e] == [], phone.errors
