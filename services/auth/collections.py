@@ -52,6 +52,9 @@ INDEXES = (
     index(DPOP_PROOFS, "expires_at", expire_after_s=0),
     index(CIBA_REQUESTS, "expires_at", expire_after_s=3600),
     index(DEVICES, "account_id", "created_at"),
+    # A passkey's credential id is registered once (WebAuthn §7.1; devices/passkeys.refuse_registered).
+    index(DEVICES, "passkey.credential_id", name="devices_passkey_credential_id", unique=True,
+          partial_filter={"passkey.credential_id": {"$exists": True}}),
     index(DEVICE_NONCES, "expires_at", expire_after_s=0),
     # A pairing code is found by its keyed hash (unique: a new pairing drawing a live code draws again); a pairing
     # goes a day after it expired (the audit records stay), a window of wrong codes when it ends.

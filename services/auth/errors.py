@@ -136,6 +136,13 @@ class InvalidPasskey(BadRequest):
     slug, title = "invalid-passkey", "Invalid passkey"
 
 
+class PasskeyAlreadyRegistered(Conflict):
+    """A passkey registration whose credential id a device (of any account, active or not) or a waiting pairing
+    already has (WebAuthn §7.1: the ceremony fails): nothing is bound."""
+
+    slug, title = "passkey-already-registered", "Passkey already registered"
+
+
 class UserVerificationRequired(Forbidden):
     """An approval by a passkey device without a passkey assertion that verifies (missing, another credential, the
     UV flag off, another challenge or origin, a bad signature: the detail says which); nothing changes."""

@@ -108,7 +108,7 @@ async def _user_verified(auth: "Auth", session: AsyncClientSession, device: Devi
         {"_id": device.device_id, "passkey.credential_id": credential["credential_id"],
          "passkey.sign_count": credential.get("sign_count", 0)},
         {"$set": {"passkey.sign_count": sign_count, "passkey.used_at": auth.clock.now()}}, session=session)
-    if counted.modified_count != 1:
+    if counted.matched_count != 1:  # (matched: a count that stays 0 rewrites the same value)
         raise ClonedAuthenticator("the passkey's sign count changed meanwhile: the authenticator may have been cloned")
     return sign_count
 

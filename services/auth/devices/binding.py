@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..identity.accounts import change_state
 from ..identity.activation import code_hash, code_matches, lock, refuse_unusable, take_attempt
-from .passkeys import PasskeyRegistration, passkey_matches_protection, verify_registration
+from .passkeys import PasskeyRegistration, passkey_matches_protection, refuse_registered, verify_registration
 from .protection import KeyProtection
 from .registry import new_device
 
@@ -73,13 +73,15 @@ async def issue_nonce(auth: "Auth", ttl_s: int) -> tuple[str, datetime]:
     return nonce, expires_at
 
 
-def verify_passkey(auth: "Auth", request: "ActivationRequest | PairingRequest", nonce: str) -> dict[str, Any]:
-    """The device's fields for its passkey (none without one), verified over the proof's nonce; before anything is
-    written, so a refused passkey binds nothing."""
+async def verify_passkey(auth: "Auth", request: "ActivationRequest | PairingRequest", nonce: str) -> dict[str, Any]:
+    """The device's fields for its passkey (none without one), verified over the proof's nonce and not registered
+    before; before anything is written, so a refused passkey binds nothing."""
     if request.passkey is None:
         return {}
-    return {"passkey": verify_registration(request.passkey, nonce=nonce, rp_id=auth.passkey_rp_id,
-                                           origin=auth.web_app_origin, now=auth.clock.now())}
+    passkey = verify_registration(request.passkey, nonce=nonce, rp_id=auth.passkey_rp_id,
+                                  origin=auth.web_app_origin, now=auth.clock.now())
+    await refuse_registered(auth.db, passkey["credential_id"])
+    return {"passkey": passkey}
 
 
 def verify_possession(request: ActivationRequest, audience: str) -> tuple[dict[str, str], str]:
@@ -155,7 +157,7 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
 async def activate_device(auth: "Auth", request: ActivationRequest) -> dict[str, Any]:
     """Bind a first device: proof of possession, single-use nonce, activation code, then one transaction."""
     jwk, nonce = verify_possession(request, auth.devices_audience)
-    passkey = verify_passkey(auth, request, nonce)  # the same nonce, single use for both
+    passkey = await verify_passkey(auth, request, nonce)  # the same nonce, single use for both
     await consume_nonce(auth, nonce)
     await check_activation_code(auth, request)
     device_id = await auth.transaction(lambda session: bind_device(auth, session, request, jwk, passkey))

@@ -108,7 +108,7 @@ def display(code: str) -> str:
 async def start(auth: "Auth", request: PairingRequest) -> dict[str, Any]:
     """The new phone's side: a pairing bound to its key, with the code it shows and the id it polls."""
     jwk, nonce = verify_possession(request, auth.devices_audience)  # public_key and proof, as activation's
-    passkey = verify_passkey(auth, request, nonce)  # the same nonce, single use for both
+    passkey = await verify_passkey(auth, request, nonce)  # the same nonce, single use for both
     await consume_nonce(auth, nonce)
     now = auth.clock.now()
     expires_at = (now + timedelta(seconds=auth.settings.pairing_ttl_s)).replace(microsecond=0)

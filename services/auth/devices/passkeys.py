@@ -20,16 +20,19 @@ some), those it knows are checked.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from typing import Any, Literal
 
+import cbor2
 from pydantic import BaseModel, ConfigDict, Field
 from webauthn import verify_authentication_response, verify_registration_response
 from webauthn.helpers.exceptions import WebAuthnException
 
 from libs import base64url
 
-from ..errors import ClonedAuthenticator, InvalidPasskey, UserVerificationRequired
+from ..collections import DEVICE_PAIRINGS, DEVICES
+from ..errors import ClonedAuthenticator, InvalidPasskey, PasskeyAlreadyRegistered, UserVerificationRequired
 
 B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
 
@@ -93,12 +96,16 @@ def _credential_json(model: BaseModel) -> dict[str, Any]:
 def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str, origin: str, now: datetime) -> dict[str, Any]:
     """The passkey registered over `nonce` (its UTF-8 bytes the challenge), user verified: what the device stores.
     Raises InvalidPasskey (nothing is stored then)."""
+    _one_cbor_item(passkey.response.attestationObject)
     try:
         verified = verify_registration_response(
             credential=_credential_json(passkey), expected_challenge=nonce.encode(), expected_rp_id=rp_id,
             expected_origin=origin, require_user_verification=True)
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise InvalidPasskey(f"the passkey does not verify: {exc}") from None
+    if base64url.encode(verified.credential_id) != passkey.rawId.rstrip("="):
+        # The app keeps rawId to ask for this credential at each approval: it must be the one attested.
+        raise InvalidPasskey("the passkey does not verify: its id is not the credential its attestation carries")
     return {
         "credential_id": base64url.encode(verified.credential_id),
         "public_key": base64url.encode(verified.credential_public_key),
@@ -107,6 +114,29 @@ def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str,
         "attestation_format": verified.fmt.value if hasattr(verified.fmt, "value") else str(verified.fmt),
         "registered_at": now,
     }
+
+
+def _one_cbor_item(encoded: str) -> None:
+    """The attestation object is one CBOR map and nothing after it (py_webauthn's CBOR reading stops at the end of the
+    first item; bytes after it would be a second, unverified message riding along)."""
+    try:
+        data = base64url.decode(encoded.rstrip("="))
+        stream = io.BytesIO(data)
+        cbor2.CBORDecoder(stream).decode()
+    except (ValueError, EOFError, cbor2.CBORDecodeError) as exc:
+        raise InvalidPasskey(f"the passkey does not verify: its attestation object is not CBOR ({type(exc).__name__})") from None
+    if stream.tell() != len(data):
+        raise InvalidPasskey("the passkey does not verify: bytes follow its attestation object")
+
+
+async def refuse_registered(db: Any, credential_id: str) -> None:
+    """A credential id auth has seen before - on a device of any account (active or not) or in a pairing - is not
+    registered again (WebAuthn §7.1: the ceremony fails). A genuine authenticator makes a new credential for each
+    registration; the same id twice is a replay or a copy. (A concurrent pair is stopped by the devices' unique
+    index: registry.new_device.)"""
+    if await db[DEVICES].find_one({"passkey.credential_id": credential_id}, {"_id": 1}) is not None or \
+            await db[DEVICE_PAIRINGS].find_one({"passkey.credential_id": credential_id}, {"_id": 1}) is not None:
+        raise PasskeyAlreadyRegistered("this passkey is already registered: make a new one")
 
 
 def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any], *, digest: str, rp_id: str,

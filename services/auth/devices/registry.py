@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -16,7 +17,7 @@ from libs.tokens import thumbprint
 
 from ..collections import DEVICES, SESSIONS
 from ..oidc import backchannel
-from ..errors import NoSuchDevice
+from ..errors import NoSuchDevice, PasskeyAlreadyRegistered
 from .protection import registered
 from .tokens import DeviceContext
 
@@ -42,23 +43,30 @@ def device_view(doc: dict) -> dict[str, Any]:
 
 async def new_device(auth: "Auth", session: AsyncClientSession, account: dict[str, Any], *, device_id: str, name: str,
                      jwk: dict[str, str], now: datetime, **extra: Any) -> None:
-    """Inside a transaction: store a bound device of `account` (activation's first device, or one added by pairing)."""
-    await auth.db[DEVICES].insert_one(
-        {
-            "_id": device_id,
-            "account_id": account["_id"],
-            "name": name,
-            "public_jwk": jwk,
-            "jkt": thumbprint(jwk),
-            "status": "active",
-            "created_at": now,
-            # What a device token check needs of the account, kept in step by change_state (devices/tokens.py).
-            "account_state": account["state"],
-            "account_assurance": account.get("assurance"),
-            **extra,
-        },
-        session=session,
-    )
+    """Inside a transaction: store a bound device of `account` (activation's first device, or one added by pairing).
+    A passkey another device got meanwhile (the unique index; devices/passkeys.refuse_registered checked before):
+    PasskeyAlreadyRegistered, nothing stored."""
+    try:
+        await auth.db[DEVICES].insert_one(
+            {
+                "_id": device_id,
+                "account_id": account["_id"],
+                "name": name,
+                "public_jwk": jwk,
+                "jkt": thumbprint(jwk),
+                "status": "active",
+                "created_at": now,
+                # What a device token check needs of the account, kept in step by change_state (devices/tokens.py).
+                "account_state": account["state"],
+                "account_assurance": account.get("assurance"),
+                **extra,
+            },
+            session=session,
+        )
+    except DuplicateKeyError as exc:
+        if "passkey" in str((exc.details or {}).get("keyPattern", "")):
+            raise PasskeyAlreadyRegistered("this passkey is already registered: make a new one") from None
+        raise
 
 
 async def list_devices(db: AsyncDatabase, account_id: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from ..errors import (
     InvalidPairingCode,
     InvalidPasskey,
     InvalidProof,
+    PasskeyAlreadyRegistered,
     NoSuchDevice,
     NoSuchPairing,
     ReplayedAssertion,
@@ -67,9 +68,10 @@ async def create_challenge(request: web.Request) -> web.Response:
     answers={201: DeviceActivated,
              400: "malformed body, invalid-key, invalid-proof, invalid-nonce, invalid-passkey, invalid-activation (with "
                   "attempts_left), used or expired",
-             403: "locked after too many wrong codes, or account-inactive"},
+             403: "locked after too many wrong codes, or account-inactive",
+             409: "passkey-already-registered (its credential id is a device's or a pairing's already)"},
     refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidPasskey, InvalidActivation, ActivationCodeUsed,
-              ActivationCodeExpired, ActivationLocked, AccountInactive),
+              ActivationCodeExpired, ActivationLocked, AccountInactive, PasskeyAlreadyRegistered),
 )
 async def activate(request: web.Request, body: ActivationRequest) -> web.Response:
     return web.json_response(await binding.activate_device(request.app[AUTH], body), status=201)
@@ -122,8 +124,9 @@ async def rename(request: web.Request, caller: DeviceContext, body: DeviceRename
 @endpoints.post(
     "/v1/devices/pairings", summary="A new phone asks to be added from a phone already bound: the code it shows",
     body=PairingRequest,
-    answers={201: PairingStarted, 400: "malformed body, invalid-key, invalid-proof, invalid-nonce or invalid-passkey"},
-    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidPasskey),
+    answers={201: PairingStarted, 400: "malformed body, invalid-key, invalid-proof, invalid-nonce or invalid-passkey",
+             409: "passkey-already-registered (its credential id is a device's or a pairing's already)"},
+    refusals=(InvalidDeviceKey, InvalidProof, InvalidNonce, InvalidPasskey, PasskeyAlreadyRegistered),
     description="The proof of possession is activation's (a nonce from POST /v1/devices/challenges signed by the new "
                 "key): the pairing is bound to that key. The code lives 5 minutes, single use (docs/api.md).",
 )
