@@ -64,7 +64,10 @@ def _elsewhere(request: web.Request, app: WebApp) -> web.Response | None:
     host = (request.headers.get("X-Forwarded-Host") or request.host or "").split(",")[0].strip().lower()
     if host == app.host:
         return None
-    return web.Response(status=308, headers={**HEADERS, "Location": app.origin + request.raw_path, "Cache-Control": "no-store"})
+    # The path and query as they came, percent-encoded (never decoded into a header), and only them: a request target
+    # in absolute form (`GET http://elsewhere/app/`) keeps its path, never its host.
+    return web.Response(status=308, headers={**HEADERS, "Location": app.origin + request.rel_url.raw_path_qs,
+                                             "Cache-Control": "no-store"})
 
 
 def _answer(request: web.Request, name: str, file: AppFile) -> web.Response:
@@ -106,7 +109,8 @@ async def config(request: web.Request) -> web.Response:
                answers={308: redirect("/app/ at the app's origin")}, documented=False)
 async def bare(request: web.Request) -> web.Response:
     app = request.app[WEB_APP]
-    query = f"?{request.query_string}" if request.query_string else ""
+    raw_query = request.rel_url.raw_query_string  # percent-encoded: a decoded %0d%0a would be a header injection
+    query = f"?{raw_query}" if raw_query else ""
     return web.Response(status=308, headers={**HEADERS, "Location": f"{app.origin}{PREFIX}{query}", "Cache-Control": "no-store"})
 
 
