@@ -158,6 +158,7 @@ async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope
     await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
     assert (await page.locator("#prompt-client").inner_text()).strip() == rp["client_name"]
     assert re.fullmatch(r"\d{4}", (await page.locator("#prompt-code").inner_text()).strip())
+    assert set(await page.locator("#prompt-scopes li").evaluate_all("items => items.map(i => i.dataset.scope)")) == set(scope.split())
     await fits(page)
     await assert_accessible(page, "app: login prompt opened by the app link")
     await page.locator("#approve").click()

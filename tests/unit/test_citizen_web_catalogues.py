@@ -3,7 +3,7 @@
 Every catalogue has the same keys, none empty, the same {placeholders} as English; every key the code and the page
 name exists: `t("…")`/`tOr("…")` and key-like string literals ("namespace.name") in the modules, `data-i18n*="…"` in
 index.html; and the keys built from what the platform sends (`field.<name>`, `action.<action>`, `kind.<kind>`,
-`activity.action.<audited action>`, `channel.<channel>`, `language.<tag>`) exist for every value the platform can send.
+`activity.action.<audited action>`, `scope.<scope>`, `channel.<channel>`, `language.<tag>`) exist for every value the platform can send.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from libs.approvals.prompt import ACTIONS
 from services.formfill.vault import FIELDS
+from services.auth.oidc.discovery import provider_metadata
 from services.signing.ledger.tracker import KINDS
 
 WEB = Path(__file__).resolve().parents[2] / "clients" / "citizen_web"
@@ -65,6 +66,7 @@ def test_keys_built_from_what_the_platform_sends_exist():
     built = ({f"field.{name}" for name in FIELDS} | {f"action.{action}" for action in ACTIONS}
              | {f"kind.{kind}" for kind in set(KINDS.values()) | {"operator"}}
              | {f"activity.action.{action}" for action in KINDS}
+             | {f"scope.{scope}" for scope in provider_metadata("https://id.example").scopes_supported}
              | {f"channel.{channel}" for channel in ("inbox", "push", "email", "sms")}
              | {f"language.{language}" for language in LANGUAGES})
     assert sorted(built - set(english)) == []

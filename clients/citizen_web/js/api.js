@@ -175,14 +175,15 @@ async function cached(path) {
 
 // A stream of server-sent events read through fetch (EventSource cannot send the DPoP headers): the approvals stream
 // (`/v1/approvals/stream`) or the inbox's (`/v1/inbox/stream`). Calls `onEvent(event data)` for each event; resolves
-// when the stream ends (token expired, closed), rejects on a refusal.
-export async function eventStream(path, onEvent, signal) {
+// when the stream ends (token expired, closed), rejects on a refusal; `onOpen()` once it is open.
+export async function eventStream(path, onEvent, signal, onOpen = () => {}) {
   const headers = {...(await deviceHeaders("GET", path)), Accept: "text/event-stream"};
   const answer = await fetch(path, {headers, signal, cache: "no-store"});
   if (!answer.ok || !answer.body) {
     await read(answer);
     throw new ApiError(answer.status, {});
   }
+  onOpen();  // what happened before the stream opened is not on it: the caller looks once
   const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let data = [];

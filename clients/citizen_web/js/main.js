@@ -388,7 +388,7 @@ async function followInbox(signal) {
   let failures = 0;
   while (!signal.aborted) {
     try {
-      await api.eventStream("/v1/inbox/stream", onInboxEvent, signal);
+      await api.eventStream("/v1/inbox/stream", onInboxEvent, signal, () => onInboxEvent(null));
       failures = 0;
     } catch (error) {
       if (signal.aborted || error instanceof DeviceRevoked) return;
@@ -484,7 +484,6 @@ function promptDetails(prompt) {
   }
   if (request.action === "login") {
     if (details.binding_message) list.push(...row(t("prompt.binding_message"), details.binding_message, "prompt-binding-message"));
-    if (details.scopes) list.push(...row(t("prompt.scopes"), details.scopes.join(" "), "prompt-scopes"));
   }
   if (request.action === "add_device") {
     list.push(...row(t("prompt.device_name"), details.device_name, "prompt-device-name"));
@@ -492,6 +491,11 @@ function promptDetails(prompt) {
   }
   list.push(...row(t("prompt.expires"), time(request.expires_at), "prompt-expires"));
   parts.push(h("dl", {class: "facts"}, list));
+  if (request.action === "login" && Array.isArray(details.scopes)) {
+    parts.push(h("h2", {text: t("prompt.scopes")}));
+    parts.push(h("ul", {id: "prompt-scopes"}, details.scopes.map((scope) =>
+      h("li", {"data-scope": scope, text: tOr(`scope.${scope}`, scope)}))));
+  }
   if (request.action === "formfill") {
     parts.push(h("h2", {text: t("prompt.required")}));
     parts.push(h("ul", {id: "prompt-required"}, (details.required || []).map((name) =>
