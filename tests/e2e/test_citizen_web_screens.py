@@ -443,6 +443,10 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await page.locator("#screen-approvals").wait_for(timeout=STEP_MS)
     for name in SCREENS:
         await open_screen(page, name)
+    # The skip link takes the keyboard to the screen shown, and stays on it.
+    await page.locator("#skip").focus()
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("[location.hash, document.activeElement.id]") == ["#preferences", "screen-title"]
     # zh-HK from the header's switch: every screen in Traditional Chinese, <html lang> set.
     await page.locator("#language").select_option("zh-HK")
     await page.locator("html[lang=zh-HK]").wait_for(state="attached")

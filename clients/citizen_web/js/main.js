@@ -1190,6 +1190,11 @@ async function start() {
     return;
   }
   await api.loadDevice();
+  // The skip link moves the focus to the screen (its href alone would change the hash: the app routes on it).
+  document.getElementById("skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    (document.getElementById("screen-title") || main).focus();
+  });
   // A screen's link followed while it is shown draws it again (fresh data, the focus on its heading).
   nav.addEventListener("click", (event) => {
     const link = event.target.closest("a[href^='#']");
