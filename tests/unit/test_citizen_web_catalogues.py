@@ -1,4 +1,5 @@
-"""The citizen web app's message catalogues (clients/citizen_web/i18n): the three languages say the same things.
+"""The citizen web app's message catalogues (clients/citizen_web/i18n): the three languages say the same things;
+and its shell: the service worker keeps every file, no inline script or style, an installable manifest.
 
 Every catalogue has the same keys, none empty, the same {placeholders} as English; every key the code and the page
 name exists: `t("…")`/`tOr("…")` and key-like string literals ("namespace.name") in the modules, `data-i18n*="…"` in
@@ -81,3 +82,25 @@ def test_the_chinese_catalogues_are_translated():
         untranslated = sorted(k for k in english if k not in same and other[k] == english[k])
         assert untranslated == []
     assert hk["nav.devices"] != cn["nav.devices"]  # 裝置 / 设备
+
+
+def test_the_service_worker_keeps_every_file_of_the_app_shell():
+    """sw.js's list of the shell's files is the folder's files (index.html as /app/), so the app works offline whole."""
+    listed = set(re.findall(r'"(/app/[^"]*)"', (WEB / "sw.js").read_text(encoding="utf-8").split("const DATA_PATHS")[0]))
+    files = {"/app/" + path.relative_to(WEB).as_posix() for path in WEB.rglob("*") if path.is_file()}
+    files = {"/app/" if name == "/app/index.html" else name for name in files} - {"/app/sw.js"}
+    assert listed == files, {"not kept": sorted(files - listed), "not there": sorted(listed - files)}
+
+
+def test_the_page_has_no_inline_script_or_style_and_the_manifest_makes_it_installable():
+    page = (WEB / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []  # every script from a file (CSP script-src 'self')
+    assert "<style" not in page and " style=" not in page and not re.search(r"\son[a-z]+=", page)
+    code = "\n".join(path.read_text(encoding="utf-8") for path in WEB.rglob("*.js"))
+    assert ".innerHTML" not in code and "eval(" not in code and ".style" not in code
+    manifest = json.loads((WEB / "manifest.webmanifest").read_text(encoding="utf-8"))
+    assert (manifest["start_url"], manifest["scope"], manifest["display"]) == ("/app/", "/app/", "standalone")
+    icons = {(icon["sizes"], icon.get("purpose", "any")) for icon in manifest["icons"]}
+    assert {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")} <= icons
+    for icon in manifest["icons"]:
+        assert (WEB / icon["src"].removeprefix("/app/")).is_file()
