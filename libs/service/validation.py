@@ -38,6 +38,8 @@ async def read_json(request: web.Request) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         position = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise MalformedBody(f"the request body is not valid JSON{position}") from None
+    except RecursionError:  # json's decoder recurses per level: "[[[[…" deep enough is a 400, not a 500
+        raise MalformedBody("the request body is nested too deeply") from None
 
 
 def validate(model: type[ModelT], data: Any) -> ModelT:

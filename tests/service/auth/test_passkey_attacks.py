@@ -252,3 +252,22 @@ async def test_one_credential_raced_onto_two_accounts_binds_once(auth_service, t
     # The refused account's code is still good (the transaction that would have used it did not commit).
     refused_account = bodies[[answer.status for answer in answers].index(409)]["account_id"]
     assert (await db["accounts"].find_one({"_id": refused_account}))["activation"]["status"] == "open"
+
+
+async def test_a_body_nested_too_deeply_is_malformed_not_an_error(auth_service, tmp_path):
+    """json's decoder recurses once per level: a few hundred kilobytes of brackets (well under the body limit) made
+    every JSON endpoint answer 500."""
+    phone = await web_phone(auth_service, tmp_path)
+    deep = b'{"passkey": {"clientExtensionResults": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}}"
+    for path in ("/v1/devices", "/v1/devices/pairings", "/v1/clients"):
+        for body in (b"[" * 200_000 + b"]" * 200_000, deep):
+            response = await auth_service.client.post(path, data=body, headers={"Content-Type": "application/json"})
+            assert response.status == 400, (path, response.status)
+            assert (await response.json())["type"].endswith("/malformed-body"), path
+    # A depth json can read but the model does not expect is a 422 (pydantic's own recursion guard).
+    body, _ = await binding_body(phone, await auth_service.enrolled(tmp_path))
+    nested: dict = {}
+    for _ in range(500):
+        nested = {"a": nested}
+    response = await auth_service.client.post("/v1/devices", json={**body, "passkey": {**body["passkey"], "clientExtensionResults": {"x": nested}}})
+    assert response.status in (201, 422), response.status
