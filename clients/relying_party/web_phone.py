@@ -140,6 +140,7 @@ class WebPhone:
     viewport: dict = field(default_factory=lambda: dict(PHONE_SIZE))  # e.g. {"width": 320, "height": 640}
     screenshots: Path | None = None
     tour: Path | None = None  # also each screen's first picture here, small (the README's tour: docs/screenshots/)
+    tour_names: frozenset[str] | None = None  # only these file names (app-<screen>[-<language>].png) go to the tour
     check: Callable[[Page, str], Awaitable[None]] | None = None  # run on every screen shown (e.g. axe-core)
     context: BrowserContext | None = None
     page: Page | None = None
@@ -196,7 +197,8 @@ class WebPhone:
         self.shots.append(path)
         if self.tour is not None:
             small = self.tour / (f"app-{name}.png" if self.language == "en" else f"app-{name}-{self.language}.png")
-            if not any(small.name == p.name for p in self.tour_written):
+            wanted = self.tour_names is None or small.name in self.tour_names
+            if wanted and not any(small.name == p.name for p in self.tour_written):
                 small.parent.mkdir(parents=True, exist_ok=True)
                 Image.open(path).convert("RGB").quantize(colors=64).save(small, optimize=True)
                 self.tour_written.append(small)

@@ -44,7 +44,11 @@ from ..support.signing import both_crls, pdfsig, root_only_context
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots" / "demo"
-TOUR = REPO_ROOT / "docs" / "screenshots"
+TOUR = REPO_ROOT / "docs" / "screenshots"  # the pictures the README's tour shows (HARBOUR_WRITE_TOUR=1 rewrites them)
+TOUR_NAMES = frozenset({f"app-{name}.png" for name in ["bind", "approvals", "prompt-login", "approved-login", "prompt-formfill",
+                                                        "approved-formfill", "prompt-sign", "approved-sign", "inbox", "message",
+                                                        "scan", "consents", "devices", "activity", "preferences"]}
+                       | {f"app-{name}-zh-HK.png" for name in ["prompt-login", "uv-failed", "revoked"]})
 SITE_NAME = "Harbour Power & Light"
 # A tampered app: navigator.credentials.get with user verification "discouraged" instead of "required" (the
 # authenticator then answers with presence alone), and back.
@@ -104,7 +108,8 @@ async def bound_phone(platform, kiosk, browser, person: dict, language: str) -> 
     slip = await kiosk_slip(platform, kiosk, person)
     launched, camera = browser
     phone = await WebPhone(launched, app_url(platform.gateway), camera, language=language, screenshots=SCREENSHOTS,
-                           tour=TOUR if os.environ.get("HARBOUR_WRITE_TOUR") else None, check=assert_accessible).open()
+                           tour=TOUR if os.environ.get("HARBOUR_WRITE_TOUR") else None, tour_names=TOUR_NAMES,
+                           check=assert_accessible).open()
     await phone.bind(slip["account_id"], slip["activation_code"], "Test phone")
     return phone
 
@@ -139,6 +144,8 @@ async def test_the_whole_journey_with_the_web_app_in_english(platform, kiosk, tm
             await phone.go(screen)
             await phone.shot(screen)
             assert await phone.page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"], screen
+            if screen == "activity":  # the data tracker (audit ledger): the login approved with key + verified user
+                assert "swk, user, mfa" in await phone.page.locator("#activity-list").inner_text()
         # Nothing on the site overflows a 390 px wide screen either.
         await page.set_viewport_size(PHONE_VIEWPORT)
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
