@@ -26,6 +26,7 @@ from libs.devstack.config import REPO_ROOT
 from services.auth.oidc.messages import MESSAGES
 from services.auth.oidc.pages import QR_MASK
 
+from ..support.axe import assert_accessible
 from ..support.citizens import enrolled_app
 from ..support.oidc import authorize_url, register, token_request
 
@@ -157,6 +158,8 @@ async def page_script_runs(page: Page) -> None:
 
 
 async def screenshot(page: Page, name: str) -> Path:
+    """The page as shown, checked by axe-core first (no serious or critical violation)."""
+    await assert_accessible(page, name)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / name
     await page.screenshot(path=str(path), full_page=True)
