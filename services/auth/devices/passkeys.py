@@ -27,6 +27,7 @@ from typing import Any, Literal
 import cbor2
 from pydantic import BaseModel, ConfigDict, Field
 from webauthn import verify_authentication_response, verify_registration_response
+from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.exceptions import WebAuthnException
 
 from libs import base64url
@@ -100,7 +101,9 @@ def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str,
     try:
         verified = verify_registration_response(
             credential=_credential_json(passkey), expected_challenge=nonce.encode(), expected_rp_id=rp_id,
-            expected_origin=origin, require_user_verification=True)
+            expected_origin=origin, require_user_verification=True,
+            # The app asks for ES256 only (pubKeyCredParams alg -7): a key of another algorithm is not its passkey.
+            supported_pub_key_algs=[COSEAlgorithmIdentifier.ECDSA_SHA_256])
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise InvalidPasskey(f"the passkey does not verify: {exc}") from None
     if base64url.encode(verified.credential_id) != passkey.rawId.rstrip("="):

@@ -11,6 +11,8 @@ import json
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from libs import base64url
 from libs.approvals import ApprovalRequest, sign_decision
@@ -271,3 +273,22 @@ async def test_a_body_nested_too_deeply_is_malformed_not_an_error(auth_service, 
         nested = {"a": nested}
     response = await auth_service.client.post("/v1/devices", json={**body, "passkey": {**body["passkey"], "clientExtensionResults": {"x": nested}}})
     assert response.status in (201, 422), response.status
+
+
+class EdDSAAuthenticator(SoftAuthenticator):
+    """An authenticator that answers with an Ed25519 key (COSE alg -8), which the app never asks for."""
+
+    def cose_key(self) -> bytes:
+        raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cbor2.dumps({1: 1, 3: -8, -1: 6, -2: raw})
+
+
+async def test_a_passkey_of_another_algorithm_than_es256_binds_nothing(auth_service, tmp_path):
+    """The app asks for ES256 only (pubKeyCredParams alg -7); py_webauthn would take EdDSA, RSA... by default."""
+    enrolment = await auth_service.enrolled(tmp_path)
+    phone = await web_phone(auth_service, tmp_path)
+    phone.authenticator = EdDSAAuthenticator("localhost", origin_of(auth_service))
+    body, _ = await binding_body(phone, enrolment)
+    detail = (await problem(await auth_service.client.post("/v1/devices", json=body), 400, "invalid-passkey"))["detail"]
+    assert "does not verify" in detail
+    await nothing_bound(auth_service, enrolment["account_id"])
