@@ -21,6 +21,7 @@ some), those it knows are checked.
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -98,6 +99,8 @@ def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str,
     """The passkey registered over `nonce` (its UTF-8 bytes the challenge), user verified: what the device stores.
     Raises InvalidPasskey (nothing is stored then)."""
     _one_cbor_item(passkey.response.attestationObject)
+    if _cross_origin(passkey.response.clientDataJSON):
+        raise InvalidPasskey(_CROSS_ORIGIN)
     try:
         verified = verify_registration_response(
             credential=_credential_json(passkey), expected_challenge=nonce.encode(), expected_rp_id=rp_id,
@@ -117,6 +120,20 @@ def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str,
         "attestation_format": verified.fmt.value if hasattr(verified.fmt, "value") else str(verified.fmt),
         "registered_at": now,
     }
+
+
+_CROSS_ORIGIN = ("the passkey does not verify: it was used from a frame of another site (crossOrigin); the app is "
+                 "never framed (frame-ancestors 'none')")
+
+
+def _cross_origin(client_data: str) -> bool:
+    """The client data says the ceremony ran in a frame whose top-level page is another origin (WebAuthn L3 §7.1
+    step 11, §7.2 step 13: the relying party decides). py_webauthn does not look; the app forbids framing, so a
+    cross-origin ceremony is never the app's. Unreadable client data is left to py_webauthn to refuse."""
+    try:
+        return json.loads(base64url.decode(client_data.rstrip("="))).get("crossOrigin") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 def _one_cbor_item(encoded: str) -> None:
@@ -153,6 +170,8 @@ def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any],
                                        "(user verification) over the prompt's digest")
     if base64url.encode(_decoded(assertion.rawId)) != stored["credential_id"]:
         raise UserVerificationRequired("the passkey assertion is by another credential than this device's")
+    if _cross_origin(assertion.response.clientDataJSON):
+        raise UserVerificationRequired(_CROSS_ORIGIN)
     try:
         verified = verify_authentication_response(
             credential=_credential_json(assertion), expected_challenge=base64url.decode(digest), expected_rp_id=rp_id,

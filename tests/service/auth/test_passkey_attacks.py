@@ -292,3 +292,36 @@ async def test_a_passkey_of_another_algorithm_than_es256_binds_nothing(auth_serv
     detail = (await problem(await auth_service.client.post("/v1/devices", json=body), 400, "invalid-passkey"))["detail"]
     assert "does not verify" in detail
     await nothing_bound(auth_service, enrolment["account_id"])
+
+
+class FramedAuthenticator(SoftAuthenticator):
+    """Used from a frame inside another site's page: the browser says crossOrigin (and topOrigin)."""
+
+    def _client_data(self, kind: str, challenge: bytes, origin: str | None) -> bytes:
+        data = json.loads(super()._client_data(kind, challenge, origin))
+        return json.dumps({**data, "crossOrigin": True, "topOrigin": "https://evil.example"}).encode()
+
+
+async def test_a_passkey_used_from_a_frame_of_another_site_is_refused(auth_service, tmp_path):
+    """The app is never framed (frame-ancestors 'none', X-Frame-Options DENY), so a ceremony whose client data says
+    crossOrigin is not the app's - at binding and at approval (py_webauthn does not look at crossOrigin)."""
+    enrolment = await auth_service.enrolled(tmp_path)
+    phone = await web_phone(auth_service, tmp_path)
+    framed = FramedAuthenticator("localhost", origin_of(auth_service))
+    phone.authenticator = framed
+    body, _ = await binding_body(phone, enrolment)
+    assert "crossOrigin" in (await problem(await auth_service.client.post("/v1/devices", json=body), 400, "invalid-passkey"))["detail"]
+    await nothing_bound(auth_service, enrolment["account_id"])
+    # Bound by the app itself, then a framed assertion over the right prompt with the right key.
+    genuine = SoftAuthenticator("localhost", origin_of(auth_service))
+    genuine.key, genuine.credential_id = framed.key, framed.credential_id
+    phone.authenticator = genuine
+    await phone.activate_with_passkey(enrolment["account_id"], enrolment["activation_code"])
+    rp = await register(auth_service)
+    prompt, _, _ = await login_prompt(auth_service, phone, rp)
+    assertion = framed.assertion(base64url.decode(prompt["digest"]))
+    detail = await refused(phone.decide_with_passkey(prompt["approval_id"], "approve", assertion=assertion),
+                           403, "user-verification-required")
+    assert "crossOrigin" in detail
+    assert (await phone.show(prompt["approval_id"]))["status"] == "pending"
+    assert (await phone.decide_with_passkey(prompt["approval_id"], "approve"))["status"] == "approved"
