@@ -23,7 +23,8 @@ export function pick(...candidates) {
   return "en";
 }
 
-function match(tag) {
+// The supported language a tag names (zh-TW → zh-HK…), or null.
+export function match(tag) {
   const lower = tag.toLowerCase();
   const exact = LANGUAGES.find((l) => l.toLowerCase() === lower);
   if (exact) return exact;

@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import {ApiError, DeviceRevoked, Offline} from "./api.js";
 import {approvalDigest, newDeviceKey, now, publicJwk, randomId, signJws} from "./crypto.js";
-import {current, dateTime, LANGUAGES, pick, setLanguage, t, time, tOr, translate} from "./i18n.js";
+import {current, dateTime, LANGUAGES, match, pick, setLanguage, t, time, tOr, translate} from "./i18n.js";
 import * as store from "./store.js";
 import {assertPasskey, available as passkeysAvailable, createPasskey} from "./webauthn.js";
 
@@ -1154,7 +1154,7 @@ languageSelect.addEventListener("change", async () => {
 
 // The citizen's preferred language at the platform, when neither ?lang= nor this app's own switch chose one.
 async function applyPreferredLanguage() {
-  if (new URLSearchParams(location.search).get("lang") || await store.get("language")) return;
+  if (await store.get("language")) return;
   try {
     const prefs = await api.call("GET", "/v1/preferences");
     const wanted = prefs.language;
@@ -1173,7 +1173,10 @@ function connectivity(event) {
 
 async function start() {
   const params = new URLSearchParams(location.search);
-  await setLanguage(pick(params.get("lang"), await store.get("language"), navigator.languages));
+  const asked = params.get("lang") ? match(params.get("lang")) : null;
+  // ?lang= is a choice like the switch's: kept, so a later app link (which carries none) opens in it too.
+  if (asked) await store.set("language", asked);
+  await setLanguage(pick(asked, await store.get("language"), navigator.languages));
   languageSelect.value = current();
   translate(document);
   connectivity();
