@@ -1214,6 +1214,13 @@ async function start() {
     startApprovals();
     applyPreferredLanguage();
   }
+  // Back in front (a phone suspends a page in the background, and its streams with it): look at once.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && api.currentDevice()) {
+      refreshPending().catch((error) => { if (error instanceof DeviceRevoked) revoked(error); });
+      refreshUnread();
+    }
+  });
   if (location.pathname === APP_LOGIN_PATH && location.search) await arrival(location.search);
   else await route();
   document.body.dataset.ready = "true";
