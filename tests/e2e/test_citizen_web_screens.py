@@ -32,6 +32,7 @@ from ..support.operator import admin
 from ..support.oidc import authorize_url, claims_of, client_token, register, token_request
 from ..support.people import identity, selfie
 from ..support.polling import eventually
+from ..support.prompts import approval_request, publish_prompt
 from ..support.signing import create as create_signing, signing_rp, wait_for as wait_for_signing
 
 pytestmark = pytest.mark.e2e
@@ -407,6 +408,15 @@ async def test_each_screen_fits_a_390px_phone_and_removing_this_device_unbinds_t
     await page.keyboard.press("Enter")
     await page.locator("#prompt-done[data-status=denied]").wait_for(timeout=STEP_MS)
     await wait_for_signing(platform, token, asked["request_id"], "denied")
+
+    # A prompt left open until it expires: the app stops offering Approve and says it expired.
+    expiring = approval_request(enrolment["account_id"], expires_in_s=8)
+    await publish_prompt(platform, expiring)
+    await open_screen(page, "approvals")
+    await page.locator(f'[data-testid=approval-item][data-approval-id="{expiring.approval_id}"]').click(timeout=STEP_MS)
+    await page.locator("#screen-prompt #approve").wait_for(timeout=STEP_MS)
+    await page.locator("#prompt-status[data-status=expired]").wait_for(timeout=STEP_MS)
+    assert await page.locator("#approve").count() == 0
 
     # A tablet added from the phone: its code entered on the devices screen, the add_device prompt approved (the same
     # matching code on both); then revoked from the phone (two steps): it can do nothing more, the phone goes on.

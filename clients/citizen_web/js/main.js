@@ -571,6 +571,15 @@ async function promptScreen(approvalId) {
     };
     approve.addEventListener("click", decideWith("approve"));
     deny.addEventListener("click", decideWith("deny"));
+    // Once the prompt expires it can no longer be answered: say so rather than let the platform refuse it. (A phone
+    // whose clock says it expired already, while the platform says pending, leaves the choice to the platform.)
+    const left = new Date(prompt.request.expires_at).getTime() - Date.now();
+    if (left > 0) setTimeout(() => {
+      if (!buttons.isConnected || approve.disabled && deny.disabled) return;
+      buttons.remove();
+      result.replaceChildren(h("p", {class: "notice", id: "prompt-status", testid: "prompt-status", "data-status": "expired",
+        text: t("prompt.status.expired")}));
+    }, Math.max(0, Math.min(left, 2 ** 31 - 1)));
     parts.push(buttons, result);
     return parts;
   });
