@@ -198,3 +198,14 @@ async def test_hostile_text_from_others_is_shown_as_text_and_nothing_secret_is_k
         else:
             assert not any(secret in str(value) for secret in [*secrets, *phone.device_tokens]), (key, value)
     assert phone.device_tokens, "the app never fetched a device token: nothing was checked"
+
+    # The citizen removes this device: the revoked screen (its CSP held too), the keys and the screens' copies gone.
+    await open_screen(page, "devices")
+    mine = page.locator("[data-testid=device-item][data-current=true]")
+    await mine.locator("[data-testid=device-revoke]").click()
+    await mine.locator("[data-testid=device-revoke-confirm]").click()
+    await page.locator("#screen-revoked").wait_for(timeout=STEP_MS)
+    await nothing_ran(phone, "removed: the revoked screen")
+    after = await kept_in_the_browser(page)
+    assert not [e for e in after["cached"] if "/v1/" in e["url"]], [e["url"] for e in after["cached"]]
+    assert [key for key, _ in after["indexed"]] in ([], ["language"]), after["indexed"]
