@@ -117,6 +117,11 @@ async def test_hostile_text_from_others_is_shown_as_text_and_nothing_secret_is_k
     page = phone.page
     enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie(), kiosk=kiosk)
     await page.goto(phone.app_url + "?lang=en")
+    # The screen for setting up from another device, and back (the CSP holds there too).
+    await page.locator("#bind-pair").click()
+    await page.locator("#pair-start").wait_for(timeout=STEP_MS)
+    await page.locator("#pair-back").click()
+    await nothing_ran(phone, "pairing screen")
     await page.locator("#bind-account-id").fill(enrolment["account_id"])
     await page.locator("#bind-activation-code").fill(enrolment["activation_code"])
     await page.locator("#bind-device-name").fill(DEVICE_NAME)
