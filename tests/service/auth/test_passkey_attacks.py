@@ -13,6 +13,7 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from prometheus_client import REGISTRY
 
 from libs import base64url
 from libs.approvals import ApprovalRequest, sign_decision
@@ -325,3 +326,25 @@ async def test_a_passkey_used_from_a_frame_of_another_site_is_refused(auth_servi
     assert "crossOrigin" in detail
     assert (await phone.show(prompt["approval_id"]))["status"] == "pending"
     assert (await phone.decide_with_passkey(prompt["approval_id"], "approve"))["status"] == "approved"
+
+
+def refusals_counted(reason: str) -> float:
+    return REGISTRY.get_sample_value("harbour_passkey_refusals_total", {"reason": reason}) or 0.0
+
+
+async def test_refused_passkey_approvals_are_counted_for_the_operators(auth_service, tmp_path):
+    """Someone trying without the citizen's fingerprint, or a cloned authenticator, shows in the metrics
+    (harbour_passkey_refusals_total by reason: docs/operations.md)."""
+    phone = await bound_web_phone(auth_service, tmp_path)
+    rp = await register(auth_service)
+    prompt, _, _ = await login_prompt(auth_service, phone, rp)
+    before = {reason: refusals_counted(reason) for reason in ("user-verification-required", "cloned-authenticator")}
+    await refused(phone.decide_with_passkey(prompt["approval_id"], "approve", user_verified=False),
+                  403, "user-verification-required")
+    await refused(phone.decide_with_passkey(prompt["approval_id"], "approve", send_assertion=False),
+                  403, "user-verification-required")
+    assert (await phone.decide_with_passkey(prompt["approval_id"], "approve"))["status"] == "approved"
+    second, _, _ = await login_prompt(auth_service, phone, rp)
+    await refused(phone.decide_with_passkey(second["approval_id"], "approve", sign_count=1), 403, "cloned-authenticator")
+    assert refusals_counted("user-verification-required") - before["user-verification-required"] == 2
+    assert refusals_counted("cloned-authenticator") - before["cloned-authenticator"] == 1
