@@ -173,11 +173,15 @@ class CitizenApp:
             key,
             headers={"kid": self.profile.device_id},
         )
-        result = await self._call("POST", "/v1/devices/token", json={"assertion": assertion})
+        result = await self._call("POST", "/v1/devices/token", json=await self._token_request(assertion))
         self._token = (result["access_token"], started + result.get("expires_in", 0) - TOKEN_MARGIN_S)
         self._token_key = key
         self._token_for = self.profile.device_id
         return result["access_token"]
+
+    async def _token_request(self, assertion: str) -> dict[str, Any]:
+        """The body of `POST /v1/devices/token` (an app whose device has a passkey adds its assertion)."""
+        return {"assertion": assertion}
 
     def forget_token(self) -> None:
         """The next call asks for a fresh device token (after a revocation, a new device...)."""

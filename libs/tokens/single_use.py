@@ -18,6 +18,15 @@ from pymongo.errors import DuplicateKeyError
 KEPT_PAST_EXPIRY = timedelta(minutes=1)
 
 
+def _key(signer: str, claims: Mapping[str, Any]) -> str:
+    return f"{signer}:{claims['jti']}"
+
+
+async def used_before(used: AsyncCollection, signer: str, claims: Mapping[str, Any]) -> bool:
+    """Whether `signer`'s assertion was used already (a read: nothing spent; first_use decides)."""
+    return await used.find_one({"_id": _key(signer, claims)}, {"_id": 1}) is not None
+
+
 async def first_use(used: AsyncCollection, signer: str, claims: Mapping[str, Any]) -> bool:
     """Record `signer`'s assertion (its verified `jti` and `exp`); False if it was used before (a replay).
 
@@ -26,7 +35,7 @@ async def first_use(used: AsyncCollection, signer: str, claims: Mapping[str, Any
     """
     try:
         await used.insert_one(
-            {"_id": f"{signer}:{claims['jti']}", "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + KEPT_PAST_EXPIRY}
+            {"_id": _key(signer, claims), "expires_at": datetime.fromtimestamp(claims["exp"], UTC) + KEPT_PAST_EXPIRY}
         )
     except DuplicateKeyError:
         return False

@@ -22,6 +22,7 @@ from ..support.calls import bearer
 from ..support.formfill import FIELDS
 from ..support.notify import Agency
 from ..support.oidc import claims_of, register
+from ..support.axe import assert_accessible
 from ..support.people import identity, selfie
 from ..support.polling import eventually
 from .test_citizen_web_screens import PHONE, STEP_MS, login_by_app_link, open_screen
@@ -214,3 +215,60 @@ async def test_hostile_text_from_others_is_shown_as_text_and_nothing_secret_is_k
     after = await kept_in_the_browser(page)
     assert not [e for e in after["cached"] if "/v1/" in e["url"]], [e["url"] for e in after["cached"]]
     assert [key for key, _ in after["indexed"]] in ([], ["language"]), after["indexed"]
+
+
+# A tampered page (someone holding the unlocked browser) asking the authenticator without user verification: its
+# genuine assertion says the user was not verified (as tests/e2e/test_demo_site.py does at an approval).
+ASK_WITHOUT_USER_VERIFICATION = """() => {
+  window.__harbourGet = window.__harbourGet || navigator.credentials.get.bind(navigator.credentials);
+  navigator.credentials.get = (options) =>
+    window.__harbourGet({...options, publicKey: {...options.publicKey, userVerification: "discouraged"}});
+}"""
+ASK_AS_THE_APP_DOES = "() => { navigator.credentials.get = window.__harbourGet; }"
+
+
+async def test_the_app_is_locked_until_the_passkey_verifies_the_citizen(platform, kiosk, phone):
+    """Whoever holds the citizen's unlocked browser with the app open cannot use it without the fingerprint: a freshly
+    loaded app asks the passkey for its device token; failing, it shows the locked screen and no call that needs a
+    device token succeeds - not by navigating, not by a page that asks without user verification (the platform
+    refuses that assertion). With the fingerprint, "try again" unlocks it, nothing having been wiped."""
+    page = phone.page
+    enrolment = await CitizenApp(Profile(gateway_url=platform.gateway)).enrol(identity(), selfie(), kiosk=kiosk)
+    await phone.bind(enrolment["account_id"], enrolment["activation_code"], "Locked phone")
+    [unlocking_token, *_] = await eventually(lambda: phone.device_tokens, timeout_s=10)
+    assert claims_of(unlocking_token)["amr"] == ["swk", "user", "mfa"]
+
+    await phone.user_verification(False)  # the fingerprint fails from now on
+    # What the reloaded app asks counts from the moment its page replaces the bound one (whose answers may still land).
+    marks: list[int] = []
+    page.on("framenavigated", lambda frame: marks.append(len(phone.api_answers)) if frame == page.main_frame else None)
+    await page.reload()
+    since = marks[0]
+    await page.locator("#screen-locked").wait_for(timeout=STEP_MS)
+    assert "fingerprint" in await page.locator("#locked-message").inner_text()
+    assert await page.locator("#nav").is_hidden()
+    await assert_accessible(page, "locked")
+    # Another screen by its address: still locked (the passkey is not even asked again until "try again").
+    await page.goto(phone.app_url + "#devices")
+    await page.locator("#screen-locked #locked-retry").wait_for(timeout=STEP_MS)
+    await page.locator("#locked-retry").click()
+    await page.locator("#locked-error").wait_for(timeout=STEP_MS)  # the check failed: said so, the button back
+    await page.locator("#locked-retry:enabled").wait_for(timeout=STEP_MS)
+    # A page asking the authenticator without user verification: the platform refuses its assertion.
+    await page.evaluate(ASK_WITHOUT_USER_VERIFICATION)
+    await page.locator("#locked-error").evaluate("e => e.remove()")
+    await page.locator("#locked-retry").click()
+    await page.locator("#locked-error").wait_for(timeout=STEP_MS)
+    tried = phone.api_answers[since:]
+    assert ("POST", "/v1/devices/token", 403) in tried, tried
+    assert [answer for answer in tried if answer[2] < 400] == [], tried  # nothing that needs a device token worked
+    assert await page.locator("#screen-locked").count() == 1
+
+    # The fingerprint again: "try again" unlocks; the keys were kept.
+    await page.evaluate(ASK_AS_THE_APP_DOES)
+    await phone.user_verification(True)
+    await page.locator("#locked-retry").click()
+    await page.locator("#screen-devices [data-testid=device-item][data-current=true]").wait_for(timeout=STEP_MS)
+    assert ("POST", "/v1/devices/token", 200) in phone.api_answers[since:]
+    assert await page.locator("#nav").is_visible()
+    await nothing_ran(phone, "locked and unlocked")

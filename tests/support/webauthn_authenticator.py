@@ -7,8 +7,8 @@ the client data's hash. Each can be made wrong on purpose: the UV flag off, anot
 ID, a sign count that does not grow, another credential. Test support only: the server verifies with py_webauthn.
 
 `PasskeyPhone` is the reference app (clients/citizen_app) doing what the web app does with the API: a device bound
-with `user_verification: passkey` and its registration, decisions with `uv: passkey` and an assertion over the
-prompt's digest.
+with `user_verification: passkey` and its registration, device tokens unlocked with an assertion over the token
+assertion's hash, decisions with `uv: passkey` and an assertion over the prompt's digest.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ ZERO_AAGUID = bytes(16)
 
 def _b64(data: bytes) -> str:
     return base64url.encode(data)
+
+
+def token_challenge_bytes(token_assertion: str) -> bytes:
+    """The WebAuthn challenge that unlocks a device token: SHA-256 of the device-signed assertion's compact JWS."""
+    return hashlib.sha256(token_assertion.encode("ascii")).digest()
 
 
 class SoftAuthenticator:
@@ -95,6 +100,17 @@ class PasskeyPhone(CitizenApp):
     """The reference app with a passkey, as the web app uses the API (tests only)."""
 
     authenticator: SoftAuthenticator
+    # How its device token requests are unlocked: None, an assertion over the token assertion's hash (the web app);
+    # a function (token assertion -> the body's `passkey`, or None for none) to make it wrong.
+    unlock: Any = None
+
+    async def _token_request(self, assertion: str) -> dict[str, Any]:
+        authenticator = getattr(self, "authenticator", None)
+        if authenticator is None:  # bound without a passkey (a pairing's old phone, say)
+            return {"assertion": assertion}
+        passkey = (self.unlock(assertion) if self.unlock is not None
+                   else authenticator.assertion(token_challenge_bytes(assertion)))
+        return {"assertion": assertion, **({"passkey": passkey} if passkey is not None else {})}
 
     def passkey_for(self, rp_id: str, origin: str) -> SoftAuthenticator:
         self.authenticator = SoftAuthenticator(rp_id, origin)

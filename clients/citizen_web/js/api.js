@@ -1,9 +1,12 @@
 // The platform's API, through the gateway at this origin. Every call for the citizen carries a device token (obtained
 // with a device-signed assertion, kept in memory only) as `Authorization: DPoP` with a fresh proof by the device key.
 // `aud` and `htu` are always the ISSUER's URLs (the issuer may be another host name than this page's origin).
+// The app is unlocked with its passkey: each device token request carries a passkey assertion (user verification)
+// whose challenge is the SHA-256 of the device-signed assertion. Until the citizen is verified the app is locked.
 
-import {dpopProof, now, randomId, signJws} from "./crypto.js";
+import {dpopProof, now, randomId, sha256, signJws, utf8} from "./crypto.js";
 import * as store from "./store.js";
+import {assertPasskey} from "./webauthn.js";
 
 const TOKEN_MARGIN_S = 60;
 
@@ -27,9 +30,20 @@ export class Offline extends Error {}
 // The device is revoked (or the account no longer active): the app can do nothing more.
 export class DeviceRevoked extends Error {}
 
+// The citizen was not verified by the passkey (cancelled, the fingerprint failed, refused by the platform): the app
+// can do nothing until it is unlocked (`unlock()`); nothing is wiped. `cause`: the error.
+export class Locked extends DeviceRevoked {
+  constructor(cause) {
+    super("locked");
+    this.cause = cause;
+  }
+}
+
 let config = null;
 let device = null; // {keys, deviceId, accountId, credentialId, name}
 let token = null; // {value, until (ms)}
+let unlocking = null; // the token request in flight (one passkey check for every call waiting on it)
+let locked = null; // the Locked error while the app is locked
 
 export async function loadConfig() {
   if (config) return config;
@@ -68,6 +82,17 @@ export function currentDevice() {
 export function forget() {
   device = null;
   token = null;
+  locked = null;
+}
+
+export function isLocked() {
+  return Boolean(locked);
+}
+
+// The citizen asks to unlock (the locked screen's button): the passkey is asked for again.
+export async function unlock() {
+  locked = null;
+  await deviceToken();
 }
 
 async function send(method, path, {json, headers = {}} = {}) {
@@ -111,23 +136,46 @@ export async function publicCall(method, path, json) {
   return read(await send(method, path, {json}));
 }
 
-async function deviceToken() {
-  if (token && Date.now() < token.until) return token.value;
+// A device token with at least `leftMs` to live. A passkey device's request is unlocked by the citizen (one passkey
+// check shared by the calls waiting); while the app is locked, nothing is asked until unlock().
+export async function deviceToken(leftMs = 0) {
+  if (token && Date.now() + leftMs < token.until) return token.value;
+  if (locked) throw locked;
+  if (!unlocking) unlocking = newToken().finally(() => { unlocking = null; });
+  return unlocking;
+}
+
+async function newToken() {
   if (!device) throw new DeviceRevoked("no device");
   const iat = now();
   const assertion = await signJws(device.keys.privateKey, {kid: device.deviceId, typ: "JWT"}, {
     iss: device.deviceId, sub: device.accountId, aud: `${config.issuer}/v1/devices/token`,
     iat, exp: iat + 60, jti: randomId(16),
   });
+  const body = {assertion};
+  if (device.credentialId) {
+    try {
+      body.passkey = await assertPasskey({challenge: await sha256(utf8.encode(assertion)), rpId: config.rp_id,
+        credentialId: device.credentialId});
+    } catch (error) {
+      locked = new Locked(error);
+      throw locked;
+    }
+  }
   const started = Date.now();
   try {
-    const answer = await publicCall("POST", "/v1/devices/token", {assertion});
+    const answer = await publicCall("POST", "/v1/devices/token", body);
     token = {value: answer.access_token, until: started + ((answer.expires_in || 0) - TOKEN_MARGIN_S) * 1000};
     return token.value;
   } catch (error) {
     // The device revoked: it can do nothing more. The account not active (suspended, revoked, closed): nothing now.
     if (error instanceof ApiError && [401, 403].includes(error.status) && ["device-inactive", "account-inactive"].includes(error.slug)) {
       throw new DeviceRevoked(error.slug);
+    }
+    // The passkey's check refused by the platform (no user verification, a count that did not grow): locked.
+    if (error instanceof ApiError && ["user-verification-required", "cloned-authenticator"].includes(error.slug)) {
+      locked = new Locked(error);
+      throw locked;
     }
     throw error;
   }

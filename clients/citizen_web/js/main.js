@@ -2,7 +2,7 @@
 // approvals, and the calls each screen makes. docs/citizen-app.md describes the screens and their element ids.
 
 import * as api from "./api.js";
-import {ApiError, DeviceRevoked, Offline} from "./api.js";
+import {ApiError, DeviceRevoked, Locked, Offline} from "./api.js";
 import {approvalDigest, newDeviceKey, now, publicJwk, randomId, signJws} from "./crypto.js";
 import {current, dateTime, LANGUAGES, match, pick, setLanguage, t, time, tOr, translate} from "./i18n.js";
 import * as store from "./store.js";
@@ -106,7 +106,7 @@ function show(name, title, ...content) {
   main.setAttribute("aria-busy", "false");
   document.title = `${title} – ${t("app.name")}`;
   const bound = Boolean(api.currentDevice());
-  nav.hidden = !bound;
+  nav.hidden = !bound || name === "locked";
   for (const link of nav.querySelectorAll("[data-screen-link]")) {
     if (link.dataset.screenLink === name || (name === "prompt" && link.dataset.screenLink === "approvals")
         || (name === "message" && link.dataset.screenLink === "inbox")) link.setAttribute("aria-current", "page");
@@ -327,6 +327,7 @@ async function bind(accountId, activationCode, deviceName) {
 // `why`: "unbound" (the citizen removed this device), "revoked", or the DeviceRevoked error that says which. An
 // account that is not active (suspended, closed) stops the app too, but keeps the keys: a suspension can be lifted.
 async function revoked(why) {
+  if (why instanceof Locked) return lockedScreen(why);
   if (why instanceof DeviceRevoked) why = {"no device": "unbound", "account-inactive": "inactive"}[why.message] || "revoked";
   stopApprovals();
   if (why === "inactive") {
@@ -345,6 +346,41 @@ async function revoked(why) {
     h("p", {text: t("revoked.wiped")}),
     h("p", {}, h("a", {id: "revoked-bind", href: "#bind", class: "button", text: t("revoked.bind_again")})));
   if (location.hash !== "#revoked") history.replaceState(null, "", "/app/#revoked");
+  return section;
+}
+
+// -- locked: the citizen not (yet) verified by the passkey ---------------------------------------------------------
+
+// The app is unlocked with the passkey (each device token needs the citizen's fingerprint, face or screen lock). Not
+// verified (cancelled, failed, refused by the platform): this screen, until the citizen tries again. Nothing is wiped.
+function lockedScreen(why) {
+  stopApprovals();
+  const cause = why && why.cause;
+  const shown = document.getElementById("screen-locked");
+  if (shown && shown.dataset.cause === String(cause && (cause.slug || cause.name))) return shown;
+  const retry = h("button", {type: "button", id: "locked-retry", class: "primary", text: t("locked.retry")});
+  const section = show("locked", t("locked.title"),
+    h("p", {id: "locked-message", text: t("locked.message")}),
+    cause instanceof ApiError ? errorBox(cause, "locked-error") : null,
+    h("p", {}, retry));
+  section.dataset.cause = String(cause && (cause.slug || cause.name));
+  retry.addEventListener("click", async () => {
+    retry.disabled = true;
+    try {
+      await api.unlock();
+    } catch (error) {
+      if (error instanceof DeviceRevoked && !(error instanceof Locked)) return revoked(error);
+      // Still not verified (or offline): say why, and the button is there again.
+      retry.disabled = false;
+      section.querySelector("#locked-error")?.remove();
+      retry.parentElement.before(errorBox(error instanceof Locked ? error.cause : error, "locked-error"));
+      return;
+    }
+    startApprovals();
+    applyPreferredLanguage();
+    if (location.pathname === APP_LOGIN_PATH && location.search) await arrival(location.search);
+    else await route();
+  });
   return section;
 }
 
@@ -598,6 +634,9 @@ async function decide(prompt, decision, section) {
   }
   const body = {};
   if (decision === "approve" && device.credentialId) {
+    // Unlocked first, with time to spare: a token request's passkey check made after this decision's assertion would
+    // reach the platform first with a higher sign count, and the decision's would look cloned.
+    await api.deviceToken(180000);
     // User verification: the passkey asserts over the prompt's digest (the platform checks it with the decision).
     body.passkey = await assertPasskey({digest: prompt.digest, rpId: config.rp_id, credentialId: device.credentialId});
     claims.uv = "passkey";

@@ -1,5 +1,6 @@
-// The passkey (WebAuthn, user verification required): made at binding, asked for at every approval. The responses
-// are sent as the JSON py_webauthn's parse_*_credential_json reads (base64url strings).
+// The passkey (WebAuthn, user verification required): made at binding, asked for to unlock the app (each device
+// token) and at every approval. The responses are sent as the JSON py_webauthn's parse_*_credential_json reads
+// (base64url strings). One ceremony at a time: a browser refuses a second while one is pending.
 
 import {b64url, b64urlDecode, utf8} from "./crypto.js";
 
@@ -36,11 +37,24 @@ export async function createPasskey({nonce, rpId, deviceName}) {
   return {json, credentialId: b64url(credential.rawId)};
 }
 
-// At an approval: the challenge is the prompt's digest (its bytes), so the assertion is over exactly this prompt.
-export async function assertPasskey({digest, rpId, credentialId}) {
+let ceremonies = Promise.resolve();
+
+function oneAtATime(ceremony) {
+  const run = ceremonies.then(ceremony, ceremony);
+  ceremonies = run.catch(() => {});
+  return run;
+}
+
+// At an approval: the challenge is the prompt's digest (its bytes), so the assertion is over exactly this prompt. To
+// unlock the app: `challenge` (bytes) is the SHA-256 of the device token's assertion, so it unlocks that one request.
+export function assertPasskey({digest, challenge, rpId, credentialId}) {
+  return oneAtATime(() => assertion({challenge: challenge || b64urlDecode(digest), rpId, credentialId}));
+}
+
+async function assertion({challenge, rpId, credentialId}) {
   const credential = await navigator.credentials.get({
     publicKey: {
-      challenge: b64urlDecode(digest),
+      challenge,
       rpId,
       allowCredentials: [{type: "public-key", id: b64urlDecode(credentialId)}],
       userVerification: "required",

@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.approvals import DecisionClaims, DecisionRejected, decision_device_id, verify_decision
@@ -28,15 +27,14 @@ from libs.events.topics import APPROVAL_DECIDED
 from libs.service.tracing import continuing
 from libs.tokens import load_public_jwk
 
-from ..collections import APPROVALS, DEVICES
-from ..devices.passkeys import PasskeyAssertion, verify_assertion
+from ..collections import APPROVALS
+from ..devices.passkeys import PasskeyAssertion, user_verified
 from ..devices.protection import PASSKEY, authentication_methods
 from ..devices.tokens import DeviceContext
 from ..errors import (
     DECISION_REFUSALS,
     AlreadyDecided,
     ApprovalExpired,
-    ClonedAuthenticator,
     NoSuchApproval,
     UserVerificationRequired,
     WrongDevice,
@@ -45,13 +43,6 @@ from .queue import request_of
 
 if TYPE_CHECKING:
     from ..context import Auth
-
-PASSKEY_REFUSALS = Counter(
-    "harbour_passkey_refusals_total",
-    "Approvals from passkey devices refused: no assertion that verifies (user-verification-required) or a sign count "
-    "that did not grow (cloned-authenticator).",
-    ["reason"],
-)
 
 async def decide(
     auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, *,
@@ -105,26 +96,9 @@ async def _decided(
 
 async def _user_verified(auth: "Auth", session: AsyncClientSession, device: DeviceContext,
                          passkey: PasskeyAssertion | None, digest: str) -> int:
-    """Verify the passkey assertion over `digest` against the device's credential; store its new sign count in the
-    decision's transaction (a concurrent use of the same count loses: cloned)."""
-    stored = await auth.db[DEVICES].find_one({"_id": device.device_id}, {"passkey": 1}, session=session)
-    credential = (stored or {}).get("passkey")
-    if not credential:
-        raise UserVerificationRequired("this device has no passkey registered to verify the citizen with")
-    try:
-        sign_count = verify_assertion(passkey, credential, digest=digest, rp_id=auth.passkey_rp_id,
-                                      origin=auth.web_app_origin)
-    except (UserVerificationRequired, ClonedAuthenticator) as refusal:
-        PASSKEY_REFUSALS.labels(refusal.slug).inc()  # a clone, or someone without the citizen's fingerprint, trying
-        raise
-    counted = await auth.db[DEVICES].update_one(
-        {"_id": device.device_id, "passkey.credential_id": credential["credential_id"],
-         "passkey.sign_count": credential.get("sign_count", 0)},
-        {"$set": {"passkey.sign_count": sign_count, "passkey.used_at": auth.clock.now()}}, session=session)
-    if counted.matched_count != 1:  # (matched: a count that stays 0 rewrites the same value)
-        PASSKEY_REFUSALS.labels(ClonedAuthenticator.slug).inc()
-        raise ClonedAuthenticator("the passkey's sign count changed meanwhile: the authenticator may have been cloned")
-    return sign_count
+    """Verify the passkey assertion over `digest` against the device's credential; its new sign count is stored in
+    the decision's transaction (devices/passkeys.user_verified)."""
+    return await user_verified(auth, device.device_id, passkey, digest, session=session)
 
 
 def _factors(device: DeviceContext, claimed_uv: str | None, sign_count: int | None) -> dict[str, Any]:

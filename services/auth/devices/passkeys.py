@@ -12,6 +12,9 @@ The web app keeps its device key in the browser (WebCrypto, non-extractable) and
   assertion whose challenge is the prompt's digest (base64url-decoded): `verify_authentication_response` with the
   device's credential, user verification required. A sign count that does not grow (when either is non-zero) is a
   cloned authenticator. The new count is stored in the decision's transaction. A denial needs no assertion.
+- **At each device token** (`POST /v1/devices/token`: the web app is unlocked with the passkey) the request carries
+  an assertion whose challenge is the SHA-256 of the device-signed token assertion (its compact JWS, ASCII), so
+  each passkey assertion unlocks one single-use token request. The same check (`user_verified`) and the same count.
 
 WebAuthn's JSON members are camelCase (`rawId`, `clientDataJSON`): the shapes `PublicKeyCredential.toJSON()` gives and
 `webauthn.helpers.parse_*_credential_json` reads; members this model does not know are ignored (the standard adds
@@ -20,12 +23,14 @@ some), those it knows are checked.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cbor2
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 from webauthn import verify_authentication_response, verify_registration_response
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
@@ -35,6 +40,18 @@ from libs import base64url
 
 from ..collections import DEVICE_PAIRINGS, DEVICES
 from ..errors import ClonedAuthenticator, InvalidPasskey, PasskeyAlreadyRegistered, UserVerificationRequired
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.client_session import AsyncClientSession
+
+    from ..context import Auth
+
+PASSKEY_REFUSALS = Counter(
+    "harbour_passkey_refusals_total",
+    "Approvals and device tokens (the web app's unlocking) from passkey devices refused: no assertion that verifies "
+    "(user-verification-required) or a sign count that did not grow (cloned-authenticator).",
+    ["reason"],
+)
 
 B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
 
@@ -160,14 +177,16 @@ async def refuse_registered(db: Any, credential_id: str) -> None:
 
 
 def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any], *, digest: str, rp_id: str,
-                     origin: str) -> int:
-    """The citizen verified by the device's passkey over the prompt's `digest`: the new sign count.
+                     origin: str, needed: str = "the decision needs a passkey assertion (user verification) over the "
+                                                "prompt's digest") -> int:
+    """The citizen verified by the device's passkey over `digest` (the challenge, base64url: a prompt's digest, or a
+    device token assertion's hash): the new sign count.
 
-    Missing, another credential, the UV flag off, another challenge or origin, a bad signature: UserVerificationRequired
-    (one slug, the detail says which); a sign count that does not grow: ClonedAuthenticator."""
+    Missing (`needed` says what was expected), another credential, the UV flag off, another challenge or origin, a bad
+    signature: UserVerificationRequired (one slug, the detail says which); a sign count that does not grow:
+    ClonedAuthenticator."""
     if assertion is None:
-        raise UserVerificationRequired("this device approves with its passkey: the decision needs a passkey assertion "
-                                       "(user verification) over the prompt's digest")
+        raise UserVerificationRequired(f"this device is used with its passkey: {needed}")
     if base64url.encode(_decoded(assertion.rawId)) != stored["credential_id"]:
         raise UserVerificationRequired("the passkey assertion is by another credential than this device's")
     if _cross_origin(assertion.response.clientDataJSON):
@@ -185,6 +204,36 @@ def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any],
         raise ClonedAuthenticator(f"the passkey's sign count did not grow ({new} after {current}): "
                                   "the authenticator may have been cloned")
     return new
+
+
+def token_challenge(token_assertion: str) -> str:
+    """The WebAuthn challenge that unlocks a device token: SHA-256 of the device-signed assertion (compact JWS, ASCII),
+    base64url. Each passkey assertion is then good for that one single-use token request."""
+    return base64url.encode(hashlib.sha256(token_assertion.encode("ascii", "replace")).digest())
+
+
+async def user_verified(auth: "Auth", device_id: str, passkey: PasskeyAssertion | None, digest: str, *,
+                        session: "AsyncClientSession | None" = None, needed: str | None = None) -> int:
+    """Verify the passkey assertion over `digest` against the device's credential and store its new sign count
+    (conditionally on the old one, in the caller's transaction if any: a concurrent use of the same count loses,
+    cloned). Refusals are counted (PASSKEY_REFUSALS) and raised; nothing is stored then."""
+    try:
+        stored = await auth.db[DEVICES].find_one({"_id": device_id}, {"passkey": 1}, session=session)
+        credential = (stored or {}).get("passkey")
+        if not credential:
+            raise UserVerificationRequired("this device has no passkey registered to verify the citizen with")
+        sign_count = verify_assertion(passkey, credential, digest=digest, rp_id=auth.passkey_rp_id,
+                                      origin=auth.web_app_origin, **({"needed": needed} if needed else {}))
+        counted = await auth.db[DEVICES].update_one(
+            {"_id": device_id, "passkey.credential_id": credential["credential_id"],
+             "passkey.sign_count": credential.get("sign_count", 0)},
+            {"$set": {"passkey.sign_count": sign_count, "passkey.used_at": auth.clock.now()}}, session=session)
+        if counted.matched_count != 1:  # (matched: a count that stays 0 rewrites the same value)
+            raise ClonedAuthenticator("the passkey's sign count changed meanwhile: the authenticator may have been cloned")
+    except (UserVerificationRequired, ClonedAuthenticator) as refusal:
+        PASSKEY_REFUSALS.labels(refusal.slug).inc()  # a clone, or someone without the citizen's fingerprint, trying
+        raise
+    return sign_count
 
 
 def _decoded(value: str) -> bytes:

@@ -7,6 +7,12 @@ active, so revoking a device stops it at once. The device's document carries
 its account's state and assurance (kept in step by accounts.change_state in
 the same transaction), so checking a token is one read by `_id`; a device
 stored before it carried them has its account read as well.
+
+A device registered with a passkey (the web app: `user_verification: "passkey"`) is unlocked with it: its token
+request carries, beside the device-signed assertion, a passkey assertion (user verification) whose challenge is the
+SHA-256 of that assertion (passkeys.token_challenge). It is checked after everything else and before the assertion's
+`jti` is spent, so a failed fingerprint costs the app nothing but a new try. The token says what unlocked it in `amr`
+(RFC 8176, as protection.authentication_methods: ["swk", "user", "mfa"] after a passkey, else ["swk"]).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from libs.tokens import ACCESS_TOKEN_TYP, DEVICE_AUDIENCE, InvalidToken, load_public_jwk, unverified_header, verify
-from libs.tokens.single_use import first_use
+from libs.tokens.single_use import first_use, used_before
 
 from ..collections import ACCOUNTS, DEVICES, USED_ASSERTIONS
-from .protection import registered
+from .passkeys import PasskeyAssertion, token_challenge, user_verified
+from .protection import PASSKEY, authentication_methods, registered
 from ..errors import (
     AccountInactive,
     DeviceInactive,
@@ -56,8 +63,10 @@ async def _account_of(db, device: dict) -> dict | None:
     return await db[ACCOUNTS].find_one({"_id": device["account_id"]}, {"state": 1, "assurance": 1})
 
 
-async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl_s: int) -> tuple[str, int]:
-    """Exchange a device-signed assertion (single use, ≤ 5 min) for a device access token."""
+async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl_s: int,
+                             passkey: PasskeyAssertion | None = None) -> tuple[str, int]:
+    """Exchange a device-signed assertion (single use, ≤ 5 min) for a device access token; a passkey device's needs
+    `passkey`, an assertion over the token assertion's hash (UserVerificationRequired / ClonedAuthenticator)."""
     db = auth.db
     try:
         device_id = unverified_header(assertion).get("kid")
@@ -75,6 +84,15 @@ async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl
     account = await _account_of(db, device)
     if account is None or account["state"] != "active":
         raise AccountInactive("the account is not active")
+    key_storage, user_verification = registered(device)
+    unlocked = user_verification == PASSKEY
+    if unlocked:
+        if await used_before(db[USED_ASSERTIONS], device_id, claims):  # a replay is a replay, not a clone
+            raise ReplayedAssertion("this assertion was already used")
+        # Before the jti is spent: a refusal (a failed fingerprint) leaves the assertion good for another try.
+        await user_verified(auth, device_id, passkey, token_challenge(assertion),
+                            needed="its device token needs a passkey assertion (user verification) over the SHA-256 "
+                                   "of the token assertion")
     if not await first_use(db[USED_ASSERTIONS], device_id, claims):
         raise ReplayedAssertion("this assertion was already used")
     # JWT times are the wall clock's: PyJWT checks them against it wherever the token goes.
@@ -89,6 +107,7 @@ async def issue_device_token(auth: "Auth", assertion: str, *, audience: str, ttl
             "scope": "device",
             "device_id": device_id,
             "cnf": {"jkt": device["jkt"]},
+            "amr": authentication_methods(key_storage, user_verification, None, passkey_verified=unlocked),
         },
         typ=ACCESS_TOKEN_TYP,
     )

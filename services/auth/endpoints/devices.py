@@ -13,10 +13,12 @@ from ..callers import AUTH, DEVICE_REFUSALS, current_device
 from ..devices import binding, pairing, registry, tokens
 from ..devices.binding import ActivationRequest
 from ..devices.pairing import PairingRequest
+from ..devices.passkeys import PasskeyAssertion
 from ..devices.tokens import DeviceContext
 from ..errors import (
     AccountInactive,
     ActivationCodeExpired,
+    ClonedAuthenticator,
     ActivationCodeUsed,
     ActivationLocked,
     DeviceInactive,
@@ -32,6 +34,7 @@ from ..errors import (
     NoSuchPairing,
     ReplayedAssertion,
     TooManyPairingCodes,
+    UserVerificationRequired,
 )
 from ..views import DeviceActivated, DeviceChallenge, DeviceList, DeviceToken, DeviceView, PairingClaimed, PairingStarted, PairingView
 
@@ -51,6 +54,10 @@ class DeviceRename(BaseModel):
 class DeviceTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     assertion: str = Field(min_length=10, max_length=4096, description="compact JWS signed by the device key")
+    passkey: PasskeyAssertion | None = Field(
+        default=None, description="a passkey device (the web app, unlocked with its passkey): the WebAuthn assertion "
+                                  "(PublicKeyCredential.toJSON()) whose challenge is the SHA-256 of `assertion` (its "
+                                  "ASCII bytes), with user verification")
 
 
 @endpoints.post("/v1/devices/challenges", summary="A single-use nonce for a device's proof of possession",
@@ -79,14 +86,17 @@ async def activate(request: web.Request, body: ActivationRequest) -> web.Respons
 
 @endpoints.post(
     "/v1/devices/token", summary="Exchange a device-signed assertion for a device token", body=DeviceTokenRequest,
-    answers={200: DeviceToken, 401: "invalid-assertion, replayed-assertion or device-inactive", 403: "account-inactive"},
-    refusals=(InvalidAssertion, ReplayedAssertion, DeviceInactive, AccountInactive),
+    answers={200: DeviceToken, 401: "invalid-assertion, replayed-assertion or device-inactive",
+             403: "account-inactive, user-verification-required (a passkey device without a passkey assertion over the "
+                  "assertion's hash that verifies) or cloned-authenticator (its sign count did not grow)"},
+    refusals=(InvalidAssertion, ReplayedAssertion, DeviceInactive, AccountInactive, UserVerificationRequired,
+              ClonedAuthenticator),
 )
 async def device_token(request: web.Request, body: DeviceTokenRequest) -> web.Response:
     auth = request.app[AUTH]
     token, ttl = await tokens.issue_device_token(
-        auth, body.assertion, audience=auth.device_token_audience, ttl_s=auth.settings.device_token_ttl_s
-    )
+        auth, body.assertion, audience=auth.device_token_audience, ttl_s=auth.settings.device_token_ttl_s,
+        passkey=body.passkey)
     return web.json_response(
         {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": "device"}, headers=NO_STORE
     )

@@ -110,8 +110,10 @@ async def test_a_login_approved_with_the_passkey_says_user_and_mfa(auth_service,
     assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["amr"] == ["swk", "user", "mfa"]
     db = auth_service.context.db
     decided = await db["approvals"].find_one({"_id": prompt["approval_id"]})
-    assert decided["factors"] == {"device_key": True, "user_verification": "passkey", "uv_flag": True, "passkey_sign_count": 1}
-    assert (await db["devices"].find_one({"_id": phone.profile.device_id}))["passkey"]["sign_count"] == 1
+    # (the device token's unlocking counted before: the decision's assertion is the authenticator's latest)
+    count = phone.authenticator.sign_count
+    assert decided["factors"] == {"device_key": True, "user_verification": "passkey", "uv_flag": True, "passkey_sign_count": count}
+    assert (await db["devices"].find_one({"_id": phone.profile.device_id}))["passkey"]["sign_count"] == count
     [record] = await audits(auth_service, phone.profile.account_id, "approval.decide")
     assert record["uv"] == "passkey" and record["amr"] == ["swk", "user", "mfa"] and record["outcome"] == "approved"
 
@@ -132,6 +134,8 @@ async def test_an_approval_without_user_verification_is_refused_and_the_prompt_s
         "another key": {"signing_key": impostor.key},
     }
     details = {}
+    await phone.device_token()  # unlocked (a passkey assertion of its own): the count the refusals leave alone
+    unlocked_at = phone.authenticator.sign_count
     for wrong, options in wrong_ways.items():
         details[wrong] = await refused(phone.decide_with_passkey(approval_id, "approve", **options),
                                        403, "user-verification-required")
@@ -139,7 +143,7 @@ async def test_an_approval_without_user_verification_is_refused_and_the_prompt_s
     assert "needs a passkey assertion" in details["no assertion"] and "another credential" in details["another credential"]
     assert "not verified" in details["UV flag off"]
     device = await auth_service.context.db["devices"].find_one({"_id": phone.profile.device_id})
-    assert device["passkey"]["sign_count"] == 0
+    assert device["passkey"]["sign_count"] == unlocked_at
     # A denial needs no passkey.
     denied = await phone.decide_with_passkey(approval_id, "deny", send_assertion=False)
     assert denied["status"] == "denied"
