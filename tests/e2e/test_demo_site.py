@@ -47,7 +47,7 @@ SCREENSHOTS = REPO_ROOT / ".dev" / "screenshots" / "demo"
 TOUR = REPO_ROOT / "docs" / "screenshots"  # the pictures the README's tour shows (HARBOUR_WRITE_TOUR=1 rewrites them)
 TOUR_NAMES = frozenset({f"app-{name}.png" for name in ["bind", "approvals", "prompt-login", "approved-login", "prompt-formfill",
                                                         "approved-formfill", "prompt-sign", "approved-sign", "inbox", "message",
-                                                        "scan", "consents", "devices", "activity", "preferences"]}
+                                                        "scan", "consents", "devices", "activity", "preferences", "locked"]}
                        | {f"app-{name}-zh-HK.png" for name in ["prompt-login", "uv-failed", "revoked"]})
 SITE_NAME = "Harbour Power & Light"
 # A tampered app: navigator.credentials.get with user verification "discouraged" instead of "required" (the
@@ -146,6 +146,14 @@ async def test_the_whole_journey_with_the_web_app_in_english(platform, kiosk, tm
             assert await phone.page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"], screen
             if screen == "activity":  # the data tracker (audit ledger): the login approved with key + verified user
                 assert "swk, user, mfa" in await phone.page.locator("#activity-list").inner_text()
+        # Opened again with the fingerprint failing: the app stays locked (no token without the passkey), then opens.
+        await phone.user_verification(False)
+        await phone.page.reload()
+        await phone.page.locator("#screen-locked #locked-retry").wait_for()
+        await phone.shot("locked")
+        await phone.user_verification(True)
+        await phone.page.locator("#locked-retry").click()
+        await phone.page.locator("main [data-screen]:not([data-screen=locked])").wait_for()  # where it was
         # Nothing on the site overflows a 390 px wide screen either.
         await page.set_viewport_size(PHONE_VIEWPORT)
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
