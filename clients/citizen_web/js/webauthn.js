@@ -21,20 +21,25 @@ export async function createPasskey({nonce, rpId, deviceName}) {
       timeout: 120000,
     },
   });
-  const response = credential.response;
+  const json = credentialJson(credential, ["clientDataJSON", "attestationObject"]);
+  if (typeof credential.response.getTransports === "function") json.response.transports = credential.response.getTransports();
+  return {json, credentialId: b64url(credential.rawId)};
+}
+
+// A PublicKeyCredential as the JSON auth reads (the shape PublicKeyCredential.toJSON() gives, which not every
+// browser has yet): the id, the response's binary `fields` in base64url, the extension results, the attachment.
+function credentialJson(credential, fields) {
+  const response = {};
+  for (const field of fields) response[field] = b64url(credential.response[field]);
   const json = {
     id: credential.id,
     rawId: b64url(credential.rawId),
     type: credential.type,
-    response: {
-      clientDataJSON: b64url(response.clientDataJSON),
-      attestationObject: b64url(response.attestationObject),
-    },
+    response,
     clientExtensionResults: credential.getClientExtensionResults(),
   };
-  if (typeof response.getTransports === "function") json.response.transports = response.getTransports();
   if (credential.authenticatorAttachment) json.authenticatorAttachment = credential.authenticatorAttachment;
-  return {json, credentialId: b64url(credential.rawId)};
+  return json;
 }
 
 let ceremonies = Promise.resolve();
@@ -61,19 +66,8 @@ async function assertion({challenge, rpId, credentialId}) {
       timeout: 120000,
     },
   });
-  const response = credential.response;
-  const json = {
-    id: credential.id,
-    rawId: b64url(credential.rawId),
-    type: credential.type,
-    response: {
-      clientDataJSON: b64url(response.clientDataJSON),
-      authenticatorData: b64url(response.authenticatorData),
-      signature: b64url(response.signature),
-    },
-    clientExtensionResults: credential.getClientExtensionResults(),
-  };
-  if (response.userHandle && response.userHandle.byteLength) json.response.userHandle = b64url(response.userHandle);
-  if (credential.authenticatorAttachment) json.authenticatorAttachment = credential.authenticatorAttachment;
+  const json = credentialJson(credential, ["clientDataJSON", "authenticatorData", "signature"]);
+  const userHandle = credential.response.userHandle;
+  if (userHandle && userHandle.byteLength) json.response.userHandle = b64url(userHandle);
   return json;
 }
