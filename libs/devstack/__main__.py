@@ -59,6 +59,8 @@ def main() -> int:
             return 1
         print(f"Harbour ID is up in {elapsed:.1f}s (logs in {stack.log_dir})")
         print(f"  gateway (issuer)   {config.service_url('gateway')}")
+        # The citizen's web app answers at its one origin: WebAuthn refuses an IP address, hence localhost.
+        print(f"  citizen web app    {config.service_url('gateway').replace('127.0.0.1', 'localhost')}/app/")
         for name in SERVICES[:-1]:
             print(f"  {name:<18} {config.service_url(name)}")
         print("  metrics (internal listeners, for Prometheus):")

@@ -71,6 +71,10 @@ def stack(tmp_path_factory):
 def test_up_starts_everything_and_prints_the_urls(stack):
     stack, output = stack
     assert "Harbour ID is up in" in output
+    app = stack.config.service_url("gateway").replace("127.0.0.1", "localhost") + "/app/"
+    assert f"citizen web app    {app}" in output
+    with urllib.request.urlopen(app, timeout=10) as page:  # the newcomer's link opens the app
+        assert page.status == 200 and "Content-Security-Policy" in page.headers
     for name in SERVICES:
         assert stack.config.service_url(name) in output
         assert stack.config.metrics_url(name) in output
