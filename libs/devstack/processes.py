@@ -76,20 +76,28 @@ def start(spec: ProcessSpec) -> int:
 
 def stop(pid_file: Path, marker: str, *, timeout_s: float = 15.0) -> bool:
     """SIGTERM the recorded process, SIGKILL it if it outlives `timeout_s`; True if one was stopped."""
-    pid = running_pid(pid_file, marker)
-    pid_file.unlink(missing_ok=True)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
+    return stop_many([(pid_file, marker)], timeout_s=timeout_s)[0]
+
+
+def stop_many(recorded: list[tuple[Path, str]], *, timeout_s: float = 15.0) -> list[bool]:
+    """SIGTERM every recorded process (pid file, marker) at once and wait for them together, SIGKILLing those that
+    outlive `timeout_s`: their graceful shutdowns overlap instead of adding up. For each, True if one was stopped."""
+    pids = []
+    for pid_file, marker in recorded:
+        pid = running_pid(pid_file, marker)
+        pid_file.unlink(missing_ok=True)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        pids.append(pid)
+    waiting = [pid for pid in pids if pid is not None]
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    while is_alive(pid):
-        time.sleep(0.05)
-    return True
+    while waiting and time.monotonic() < deadline:
+        waiting = [pid for pid in waiting if is_alive(pid)]
+        if waiting:
+            time.sleep(0.05)
+    for pid in waiting:
+        kill(pid)
+    return [pid is not None for pid in pids]
 
 
 def kill(pid: int) -> None:

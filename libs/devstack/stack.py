@@ -238,18 +238,14 @@ class DevStack:
         return stopped
 
     def down_services(self) -> list[str]:
-        """Stop the services, the gateway first, so no request reaches a stopped upstream."""
+        """Stop the workers and the gateway first, so no request reaches a stopped upstream; then the services and
+        the SMTP server together (their graceful shutdowns overlap)."""
+        first = [self.worker_spec(name) for name in WORKERS] + [self.service_spec("gateway")]
+        then = [self.service_spec(name) for name in reversed(SERVICES) if name != "gateway"] + [self.smtp_spec()]
         stopped = []
-        for name in WORKERS:
-            spec = self.worker_spec(name)
-            if processes.stop(spec.pid_file, spec.marker):
-                stopped.append(name)
-        for name in reversed(SERVICES):
-            spec = self.service_spec(name)
-            if processes.stop(spec.pid_file, spec.marker):
-                stopped.append(name)
-        if self.down_smtp():
-            stopped.append("smtp")
+        for specs in (first, then):
+            done = processes.stop_many([(spec.pid_file, spec.marker) for spec in specs])
+            stopped += [spec.name for spec, was in zip(specs, done) if was]
         return stopped
 
     def status(self) -> dict[str, int | None]:
