@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import requests
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
 from clients.citizen_app import AppError, CitizenApp, Profile
 from clients.relying_party.web_phone import WebPhone, app_url
@@ -285,8 +285,9 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await fits(page)
     await assert_accessible(page, "app: message")
     await open_screen(page, "inbox")
-    assert int(await page.locator("#inbox-count").get_attribute("data-unread")) == unread - 1
-    assert await page.locator("[data-testid=inbox-item]").first.get_attribute("data-read") == "true"
+    # The count is redrawn when the read is answered (and by the inbox stream): waited for, not read at once.
+    await expect(page.locator("#inbox-count")).to_have_attribute("data-unread", str(unread - 1), timeout=STEP_MS)
+    await expect(page.locator("[data-testid=inbox-item]").first).to_have_attribute("data-read", "true", timeout=STEP_MS)
 
     # Consents: the standing consent just given, revoked.
     await open_screen(page, "consents")
