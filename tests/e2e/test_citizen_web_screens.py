@@ -230,7 +230,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     await card.wait_for(timeout=STEP_MS)
     assert await card.get_attribute("data-action") == "formfill"
     await page.locator("#live", has_text="Harbour Libraries").wait_for(state="attached", timeout=STEP_MS)
-    assert (await page.locator("#approvals-count").inner_text()).strip() == "1"
+    await expect(page.locator("#approvals-count")).to_have_text("1", timeout=STEP_MS)
     await assert_accessible(page, "app: a new request in the list")
     await card.click()
     await page.locator("#screen-prompt #deny").click()
@@ -245,7 +245,7 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
                                "personalisation": {"name": "Chan Tai Man", "licence": "LIB-42"}})
     assert sent.status_code == 201, sent.text
     await page.locator(f"#inbox-count[data-unread='{unread_before + 1}']").wait_for(timeout=STEP_MS)
-    assert (await page.locator("#inbox-unread").inner_text()).strip() == str(unread_before + 1)
+    await expect(page.locator("#inbox-unread")).to_have_text(str(unread_before + 1), timeout=STEP_MS)
     assert "Harbour Libraries" in await page.locator("[data-testid=inbox-item]").first.inner_text()
 
     # A form fill, opened by pasting its link on the scan screen; the citizen keeps one optional field back.
@@ -277,9 +277,10 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     # The inbox: the device's security alert, unread, then read once opened.
     await open_screen(page, "inbox")
     item = page.locator("[data-testid=inbox-item]").first
-    assert await item.get_attribute("data-read") == "false"
+    await expect(item).to_have_attribute("data-read", "false", timeout=STEP_MS)
     unread = int(await page.locator("#inbox-count").get_attribute("data-unread"))
-    assert unread >= 1 and (await page.locator("#inbox-unread").inner_text()).strip() == str(unread)
+    assert unread >= 1
+    await expect(page.locator("#inbox-unread")).to_have_text(str(unread), timeout=STEP_MS)
     await item.click()
     await page.locator("#screen-message #message-body").wait_for(timeout=STEP_MS)
     await fits(page)
