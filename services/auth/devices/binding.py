@@ -46,12 +46,13 @@ def passkey_audit(passkey: dict[str, Any] | None) -> dict[str, Any]:
     return {"passkey_credential_id": passkey["passkey"]["credential_id"], "passkey_aaguid": passkey["passkey"]["aaguid"]}
 
 
-class ActivationRequest(BaseModel):
+class NewDeviceKey(BaseModel):
+    """A new device's key as binding (`POST /v1/devices`) and pairing (`POST /v1/devices/pairings`) both take it: the
+    public key, the name, the proof of possession and what protects the key, with its passkey when that says so."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    account_id: str = Field(min_length=1, max_length=100)
-    activation_code: str = Field(min_length=10, max_length=20)
-    public_key: dict[str, str] = Field(description="the device's P-256 public key as a JWK")
+    public_key: dict[str, str] = Field(description="the new device's P-256 public key as a JWK")
     device_name: str = Field(default="phone", min_length=1, max_length=60)
     proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
     key_protection: KeyProtection = Field(default_factory=KeyProtection,
@@ -61,9 +62,14 @@ class ActivationRequest(BaseModel):
                                   "(PublicKeyCredential.toJSON()), its challenge the UTF-8 bytes of the proof's nonce")
 
     @model_validator(mode="after")
-    def _passkey_declared(self) -> "ActivationRequest":
+    def _passkey_declared(self) -> "NewDeviceKey":
         passkey_matches_protection(self.passkey, self.key_protection.user_verification)
         return self
+
+
+class ActivationRequest(NewDeviceKey):
+    account_id: str = Field(min_length=1, max_length=100)
+    activation_code: str = Field(min_length=10, max_length=20)
 
 
 async def issue_nonce(auth: "Auth", ttl_s: int) -> tuple[str, datetime]:

@@ -41,7 +41,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
@@ -61,8 +60,7 @@ from ..errors import (
     TooManyPairingCodes,
 )
 from ..identity.activation import ALPHABET, normalise
-from .binding import consume_nonce, passkey_audit, verify_passkey, verify_possession
-from .passkeys import PasskeyRegistration, passkey_matches_protection
+from .binding import NewDeviceKey, consume_nonce, passkey_audit, verify_passkey, verify_possession
 from .protection import KeyProtection
 from .registry import new_device
 
@@ -76,24 +74,8 @@ PLATFORM = Requester(service="auth", client_id="harbour-id", client_name="Harbou
 CODE_LENGTH = 8  # 31^8 ≈ 2^39.6
 
 
-class PairingRequest(BaseModel):
+class PairingRequest(NewDeviceKey):
     """The new phone's request: its public key, the name it goes by, and the proof of possession (as activation's)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    public_key: dict[str, str] = Field(description="the new device's P-256 public key as a JWK")
-    device_name: str = Field(default="phone", min_length=1, max_length=60)
-    proof: str = Field(min_length=10, max_length=4096, description="compact JWS over {nonce, aud} signed by the new key")
-    key_protection: KeyProtection = Field(default_factory=KeyProtection,
-                                          description="what protects the key (devices/protection.py); default software, no PIN")
-    passkey: PasskeyRegistration | None = Field(
-        default=None, description="with user_verification passkey (and only then): the passkey's registration response, "
-                                  "as for POST /v1/devices")
-
-    @model_validator(mode="after")
-    def _passkey_declared(self) -> "PairingRequest":
-        passkey_matches_protection(self.passkey, self.key_protection.user_verification)
-        return self
 
 
 def code_hash(hash_key: bytes, code: str) -> str:

@@ -71,15 +71,20 @@ class AttestationResponse(_WebAuthnJSON):
         default=None, max_length=7)
 
 
-class PasskeyRegistration(_WebAuthnJSON):
-    """`navigator.credentials.create()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+class _Credential(_WebAuthnJSON):
+    """What a registration and an assertion (`PublicKeyCredential.toJSON()`) have in common; each adds its response."""
 
     id: str = _b64(1400, "the credential id, base64url")
     rawId: str = _b64(1400, "the same, base64url")
     type: Literal["public-key"]
-    response: AttestationResponse
     clientExtensionResults: dict[str, Any] = Field(default_factory=dict, max_length=16)
     authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
+
+
+class PasskeyRegistration(_Credential):
+    """`navigator.credentials.create()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+
+    response: AttestationResponse
 
 
 class AssertionResponse(_WebAuthnJSON):
@@ -89,15 +94,10 @@ class AssertionResponse(_WebAuthnJSON):
     userHandle: str | None = Field(default=None, max_length=1400, pattern=r"^[A-Za-z0-9_-]*={0,2}$")
 
 
-class PasskeyAssertion(_WebAuthnJSON):
+class PasskeyAssertion(_Credential):
     """`navigator.credentials.get()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
 
-    id: str = _b64(1400, "the credential id, base64url")
-    rawId: str = _b64(1400, "the same, base64url")
-    type: Literal["public-key"]
     response: AssertionResponse
-    clientExtensionResults: dict[str, Any] = Field(default_factory=dict, max_length=16)
-    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
 
 
 def passkey_matches_protection(passkey: PasskeyRegistration | None, user_verification: str) -> None:
