@@ -25,6 +25,7 @@ from ..support.oidc import claims_of, register
 from ..support.axe import assert_accessible
 from ..support.people import identity, selfie
 from ..support.polling import eventually
+from ..support.tampered_app import ASK_AS_THE_APP_DOES, ASK_WITHOUT_USER_VERIFICATION
 from .test_citizen_web_screens import PHONE, STEP_MS, login_by_app_link, open_screen
 from .test_login_browser import REPORT_CSP_VIOLATIONS
 
@@ -215,16 +216,6 @@ async def test_hostile_text_from_others_is_shown_as_text_and_nothing_secret_is_k
     after = await kept_in_the_browser(page)
     assert not [e for e in after["cached"] if "/v1/" in e["url"]], [e["url"] for e in after["cached"]]
     assert [key for key, _ in after["indexed"]] in ([], ["language"]), after["indexed"]
-
-
-# A tampered page (someone holding the unlocked browser) asking the authenticator without user verification: its
-# genuine assertion says the user was not verified (as tests/e2e/test_demo_site.py does at an approval).
-ASK_WITHOUT_USER_VERIFICATION = """() => {
-  window.__harbourGet = window.__harbourGet || navigator.credentials.get.bind(navigator.credentials);
-  navigator.credentials.get = (options) =>
-    window.__harbourGet({...options, publicKey: {...options.publicKey, userVerification: "discouraged"}});
-}"""
-ASK_AS_THE_APP_DOES = "() => { navigator.credentials.get = window.__harbourGet; }"
 
 
 async def test_the_app_is_locked_until_the_passkey_verifies_the_citizen(platform, kiosk, phone):

@@ -40,6 +40,7 @@ from ..support.axe import assert_accessible
 from ..support.oidc import register
 from ..support.people import identity, selfie
 from ..support.signing import both_crls, pdfsig, root_only_context
+from ..support.tampered_app import ASK_AS_THE_APP_DOES, ASK_WITHOUT_USER_VERIFICATION
 
 pytestmark = pytest.mark.e2e
 
@@ -50,14 +51,6 @@ TOUR_NAMES = frozenset({f"app-{name}.png" for name in ["bind", "approvals", "pro
                                                         "scan", "consents", "devices", "activity", "preferences", "locked"]}
                        | {f"app-{name}-zh-HK.png" for name in ["prompt-login", "uv-failed", "revoked"]})
 SITE_NAME = "Harbour Power & Light"
-# A tampered app: navigator.credentials.get with user verification "discouraged" instead of "required" (the
-# authenticator then answers with presence alone), and back.
-ASK_WITHOUT_USER_VERIFICATION = """() => {
-  window.__harbourGet = window.__harbourGet || navigator.credentials.get.bind(navigator.credentials);
-  navigator.credentials.get = (options) =>
-    window.__harbourGet({...options, publicKey: {...options.publicKey, userVerification: "discouraged"}});
-}"""
-ASK_AS_THE_APP_DOES = "() => { navigator.credentials.get = window.__harbourGet; }"
 
 
 @dataclass

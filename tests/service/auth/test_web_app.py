@@ -4,6 +4,7 @@ request under the issuer's 127.0.0.1 host is sent to localhost)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,14 +17,22 @@ FILES = {"index.html": INDEX, "sw.js": b"self.addEventListener('fetch', () => {}
          ".secret": b"not served"}
 
 
-@pytest.fixture
-def auth_variables(tmp_path):
+OUTSIDE = b"not the app's"
+
+
+def app_folder(tmp_path: Path) -> Path:
+    """FILES in `tmp_path`/citizen_web, and beside that folder a file (OUTSIDE) that must never be served."""
     folder = tmp_path / "citizen_web"
     for name, body in FILES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(body)
-    (tmp_path / "outside.txt").write_text("not the app's")
-    return {"AUTH_WEB_APP_DIR": str(folder)}
+    (tmp_path / "outside.txt").write_bytes(OUTSIDE)
+    return folder
+
+
+@pytest.fixture
+def auth_variables(tmp_path):
+    return {"AUTH_WEB_APP_DIR": str(app_folder(tmp_path))}
 
 
 def at_origin(auth_service) -> dict[str, str]:

@@ -11,19 +11,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .test_web_app import FILES, assert_strict
-
-OUTSIDE = b"not the app's"
+from .test_web_app import FILES, OUTSIDE, app_folder, assert_strict
 
 
 @pytest.fixture
 def auth_variables(tmp_path):
     """The app's folder of test_web_app, with links leading out of it: a file, a folder, and a loop."""
-    folder = tmp_path / "citizen_web"
-    for name, body in FILES.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(body)
-    (tmp_path / "outside.txt").write_bytes(OUTSIDE)
+    folder = app_folder(tmp_path)
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.js").write_bytes(OUTSIDE)
     os.symlink(tmp_path / "outside.txt", folder / "js" / "linked.js")
