@@ -31,6 +31,10 @@ from .sandbox import Sandbox
 from .settings import SigningSettings
 from .tsa import TimeStampAuthority
 
+# What the sandbox's forkserver preloads for its parsing workers: the parsers (pyHanko), not the signing side
+# (signatures.py: HSM, authority, database), which no worker uses (docs/operations.md, idle RSS).
+PARSERS = ["services.signing.verify", "services.signing.uploads"]
+
 
 def create_app(settings: SigningSettings | None = None, *, clock: Clock | None = None) -> web.Application:
     """`clock`: what the service takes for now (tests pass a FrozenClock to move past lifetimes)."""
@@ -46,7 +50,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         authority = await load_or_create(app[DATABASE], hsm, settings, now=clock.now())
         session = client_session()
         # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
-        sandbox = Sandbox(settings.parsing, preload=["services.signing.verify", "services.signing.signatures"])
+        sandbox = Sandbox(settings.parsing, preload=PARSERS)
         await sandbox.start()
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),

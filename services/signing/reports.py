@@ -34,7 +34,7 @@ class Job:
         return getattr(importlib.import_module(self.module), self.function)(*args)
 
 
-INSPECT_UPLOAD = Job("services.signing.signatures", "inspect_upload")
+INSPECT_UPLOAD = Job("services.signing.uploads", "inspect_upload")
 PDF_REPORT = Job("services.signing.verify", "pdf_report")
 CMS_REPORT = Job("services.signing.verify", "cms_report")
 

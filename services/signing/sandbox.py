@@ -37,6 +37,8 @@ from prometheus_client import Counter, Histogram
 from libs.service.logging import get_logger
 
 MB = 1024 * 1024
+# Imported first by the forkserver: structlog's optional extras left out there too (libs/lean_start.py).
+LEAN_PRELOAD = "libs.lean_preload"
 JOBS = Counter("harbour_signing_sandbox_jobs_total", "Untrusted-parsing jobs run in the worker sandbox, by outcome.", ["job", "outcome"])
 JOB_SECONDS = Histogram("harbour_signing_sandbox_job_seconds", "Wall-clock time of sandboxed parsing jobs, by job.", ["job"],
                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
@@ -132,8 +134,9 @@ class Sandbox:
     def __init__(self, limits: Limits, preload: list[str]) -> None:
         self.limits = limits
         self._context = multiprocessing.get_context("forkserver")
-        # The forkserver imports the parsers once; every worker is a cheap fork of it.
-        self._context.set_forkserver_preload(preload)
+        # The forkserver imports the parsers once; every worker is a cheap fork of it. Lean start first: the
+        # forkserver runs none of our entry points.
+        self._context.set_forkserver_preload([LEAN_PRELOAD, *preload])
         # Blocking pipe I/O and forks happen here, never on the event loop (nor in its default executor).
         self._threads = ThreadPoolExecutor(max_workers=limits.workers * 2 + 1, thread_name_prefix="sandbox")
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()

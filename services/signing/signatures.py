@@ -1,7 +1,8 @@
 """Making signatures with pyHanko and the citizen's key in the HSM.
 
 Imported on the first signature (signing_requests.py), not at start: pyHanko is most of signing's idle memory
-(docs/operations.md). The sandbox's forkserver preloads it for `inspect_upload`.
+(docs/operations.md). The sandbox's job for an upload (`inspect_upload`) is in uploads.py, which the forkserver
+preloads without this module.
 
 - a SHA-256 digest → a detached CMS SignedData, CAdES baseline (ESS
   signing-certificate-v2, signing time) with a signature timestamp
@@ -27,7 +28,6 @@ from asn1crypto import cms, ocsp, tsp, x509
 from asn1crypto import crl as asn1_crl
 from prometheus_client import Histogram
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
@@ -37,9 +37,9 @@ from pyhanko_certvalidator import ValidationContext
 from .authority import ValidationData
 
 from .hsm import HSM, HSM_SECONDS
-from .reports import InvalidAppearance, InvalidPdf  # raised here; defined without pyHanko, they cross the sandbox
-from .stamps import check_appearance, field_spec, visible
+from .stamps import visible
 from .tsa import TimeStampAuthority, TimeStampResp
+from .uploads import new_field_name
 
 SIGNATURE_SECONDS = Histogram(
     "harbour_signing_signature_seconds",
@@ -47,7 +47,6 @@ SIGNATURE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-FIELD_NAME = "HarbourID-Signature"  # the first signature's field; a countersignature's is FIELD_NAME-2, -3, ...
 
 
 class _OfflineByDesign(logging.Filter):
@@ -126,57 +125,6 @@ async def sign_digest(signer: PKCS11Signer, tsa: TimeStampAuthority, sha256: byt
     der = with_validation_data(content_info, validation).dump()
     SIGNATURE_SECONDS.labels("cms").observe(time.perf_counter() - started)
     return der
-
-
-def check_pdf(data: bytes) -> int:
-    """Validate an upload as a signable PDF; its page count."""
-    if not data.startswith(b"%PDF-"):
-        raise InvalidPdf("the document is not a PDF (no %PDF- header)")
-    try:
-        reader = PdfFileReader(io.BytesIO(data), strict=False)
-        if reader.encrypted:
-            raise InvalidPdf("encrypted PDFs cannot be signed here")
-        pages = int(reader.root["/Pages"]["/Count"])
-    except InvalidPdf:
-        raise
-    except Exception as exc:  # pyHanko's reader raises many types on a malformed file
-        raise InvalidPdf(f"the PDF cannot be read: {exc}") from None
-    if pages < 1:
-        raise InvalidPdf("the PDF has no pages")
-    return pages
-
-
-def new_field_name(reader: PdfFileReader) -> str:
-    """A signature field name the PDF does not have yet: each signature goes into its own new field, in its own
-    incremental update, so the signatures already there (ours or anyone's) keep their byte ranges."""
-    taken = {name for name, _, _ in fields.enumerate_sig_fields(reader)}
-    if FIELD_NAME not in taken:
-        return FIELD_NAME
-    n = 2
-    while f"{FIELD_NAME}-{n}" in taken:
-        n += 1
-    return f"{FIELD_NAME}-{n}"
-
-
-def inspect_upload(data: bytes, appearance: dict[str, Any] | None = None) -> int:
-    """Sandbox job (services/signing/sandbox.py): check_pdf, the appearance's page and box (check_appearance), then a
-    dry run of the revision sign_pdf will add.
-
-    sign_pdf later runs in the main process (the key is in the HSM there); the dry run makes pyHanko parse
-    here, under the sandbox's limits, everything it will parse then, and refuses now what it could not sign.
-    """
-    pages = check_pdf(data)
-    try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        if appearance is not None:
-            check_appearance(writer.prev, pages, appearance)
-        fields.append_signature_field(writer, field_spec(new_field_name(writer.prev), appearance))
-        writer.write(io.BytesIO())
-    except InvalidAppearance:
-        raise
-    except Exception as exc:  # pyHanko raises many types on a file it cannot add a revision to
-        raise InvalidPdf(f"a signature cannot be added to this PDF: {exc}") from None
-    return pages
 
 
 async def sign_pdf(signer: PKCS11Signer, tsa: TimeStampAuthority, pdf: bytes, *, reason: str, signer_name: str,

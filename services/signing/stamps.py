@@ -4,10 +4,11 @@ Chinese, embedded as a subset). Without an appearance a signature stays invisibl
 
 `appearance`: {"page": 1-based, "box": [x1, y1, x2, y2] in PDF points from the page's origin (lower left), "name":
 shown or None}. signing_requests.Appearance checks its shape; check_appearance checks its page and box against the PDF,
-in the sandbox (signatures.inspect_upload), before the request is stored.
+in the sandbox (uploads.inspect_upload), before the request is stored.
 
 fontTools and HarfBuzz (pyHanko's OpenType engine, ~16 MB) are imported by the first stamp, not with this module:
-the sandbox's forkserver preloads signatures.py, which imports this.
+the sandbox's forkserver preloads uploads.py, which imports this (and libs/pdf_font.py, with libs.service, is imported
+by the first visible signature too).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from pyhanko.pdf_utils.rw_common import find_inherited_value_in_tree
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields
 from pyhanko.stamp import TextStampStyle
-
-from libs.pdf_font import stamp_face
 
 from .reports import InvalidAppearance
 
@@ -76,6 +75,8 @@ async def visible(appearance: dict[str, Any] | None, field_name: str, *, font: s
     parameters as `text_params`. The name shown is the approved one, else the certificate's (`signer_name`)."""
     if appearance is None:
         return {}
+    from libs.pdf_font import stamp_face  # (it brings libs.service, which the sandbox's forkserver does without)
+
     shown = appearance.get("name") or signer_name
     face = await asyncio.to_thread(stamp_face, font, shown)  # fontTools, CPU-bound (~0.5 s): off the event loop
     style = TextStampStyle(stamp_text=STAMP_TEXT, timestamp_format=STAMP_TIME_FORMAT, border_width=1, background=None,

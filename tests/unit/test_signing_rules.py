@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from services.signing.authority import REVOCATION_REASONS
 from services.signing.signing_requests import DocumentQuery, SignHashBody
-from services.signing.signatures import InvalidPdf, check_pdf
+from services.signing.uploads import InvalidPdf, check_pdf
 from services.signing.tsa import POLICY_OID, TimeStampAuthority, TimeStampResp
 from services.signing.verify import Unverifiable, VerifyCmsBody, verify_cms, verify_pdf
 from services.signing.x509 import key_identifier, random_serial

@@ -19,6 +19,9 @@ The web app keeps its device key in the browser (WebCrypto, non-extractable) and
 WebAuthn's JSON members are camelCase (`rawId`, `clientDataJSON`): the shapes `PublicKeyCredential.toJSON()` gives and
 `webauthn.helpers.parse_*_credential_json` reads; members this model does not know are ignored (the standard adds
 some), those it knows are checked.
+
+py_webauthn and cbor2 (with pyOpenSSL, pyasn1 and pyasn1-modules, which py_webauthn brings: ~4.5 MB) are imported by
+the first passkey check, not when auth starts (docs/operations.md, idle RSS; tests/unit/test_lean_start.py).
 """
 
 from __future__ import annotations
@@ -29,12 +32,8 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import cbor2
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
-from webauthn import verify_authentication_response, verify_registration_response
-from webauthn.helpers.cose import COSEAlgorithmIdentifier
-from webauthn.helpers.exceptions import WebAuthnException
 
 from libs import base64url
 
@@ -115,6 +114,10 @@ def _credential_json(model: BaseModel) -> dict[str, Any]:
 def verify_registration(passkey: PasskeyRegistration, *, nonce: str, rp_id: str, origin: str, now: datetime) -> dict[str, Any]:
     """The passkey registered over `nonce` (its UTF-8 bytes the challenge), user verified: what the device stores.
     Raises InvalidPasskey (nothing is stored then)."""
+    from webauthn import verify_registration_response
+    from webauthn.helpers.cose import COSEAlgorithmIdentifier
+    from webauthn.helpers.exceptions import WebAuthnException
+
     _one_cbor_item(passkey.response.attestationObject)
     if _cross_origin(passkey.response.clientDataJSON):
         raise InvalidPasskey(_CROSS_ORIGIN)
@@ -156,6 +159,8 @@ def _cross_origin(client_data: str) -> bool:
 def _one_cbor_item(encoded: str) -> None:
     """The attestation object is one CBOR map and nothing after it (py_webauthn's CBOR reading stops at the end of the
     first item; bytes after it would be a second, unverified message riding along)."""
+    import cbor2
+
     try:
         data = base64url.decode(encoded.rstrip("="))
         stream = io.BytesIO(data)
@@ -185,6 +190,9 @@ def verify_assertion(assertion: PasskeyAssertion | None, stored: dict[str, Any],
     Missing (`needed` says what was expected), another credential, the UV flag off, another challenge or origin, a bad
     signature: UserVerificationRequired (one slug, the detail says which); a sign count that does not grow:
     ClonedAuthenticator."""
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     if assertion is None:
         raise UserVerificationRequired(f"this device is used with its passkey: {needed}")
     if base64url.encode(_decoded(assertion.rawId)) != stored["credential_id"]:
