@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from .jsoncodec import dumps
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
 OPENAPI_VERSION = "3.1.0"
@@ -303,14 +304,18 @@ def document(
     return doc
 
 
-OPENAPI_DOCUMENT = web.AppKey("openapi_document", dict)
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
 
 def install_openapi_route(app: web.Application, operations: Iterable[Operation], *, title: str, version: str = "1") -> None:
-    """Serve this service's document at GET /openapi.json (the gateway merges them; it is not routed publicly)."""
-    app[OPENAPI_DOCUMENT] = document(list(operations), title=title, version=version)
+    """Serve this service's document at GET /openapi.json (the gateway merges them; it is not routed publicly).
+
+    Built once, when the app is, and kept as the JSON it is served as: the document as Python objects held 0.2-0.5 MB
+    of each process (auth's most; docs/operations.md, idle RSS)."""
+    app[OPENAPI_DOCUMENT] = dumps(document(list(operations), title=title, version=version)).encode()
 
     async def openapi_json(request: web.Request) -> web.Response:
-        return web.json_response(request.app[OPENAPI_DOCUMENT], headers={"Cache-Control": "no-cache"})
+        return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json", charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/openapi.json", openapi_json)

@@ -21,12 +21,16 @@ over HTTP, protobuf), `OTEL_SERVICE_NAME` (the process's name by default),
 `OTEL_TRACES_SAMPLER` / `_ARG` (`parentbased_always_on` by default) and the
 `OTEL_BSP_*` batching variables. With no exporter, spans are not recorded
 (nothing is built but their ids), and the ids still travel, so log lines of
-one journey share a `trace_id` across processes.
+one journey share a `trace_id` across processes; the process then runs
+without the SDK's tracer (`ContextOnlyTracerProvider`: the spans the SDK's
+tracer makes with its sampler always off — same ids and flags — without
+loading it, ~0.8 MB of each process's memory; docs/operations.md, idle RSS).
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -35,7 +39,9 @@ import aiohttp
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT, INVALID_SPAN_ID, INVALID_TRACE_ID, Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .middleware import REQUEST_ID, route_template
@@ -93,6 +99,74 @@ def _unsampled_span(ids, parent: trace.SpanContext) -> trace.NonRecordingSpan:
                                               trace_state=state))
 
 
+class _RandomIds:
+    """New trace and span ids, as the SDK's RandomIdGenerator makes them (random bits, never the invalid id)."""
+
+    def generate_span_id(self) -> int:
+        span_id = random.getrandbits(64)
+        while span_id == INVALID_SPAN_ID:
+            span_id = random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = random.getrandbits(128)
+        while trace_id == INVALID_TRACE_ID:
+            trace_id = random.getrandbits(128)
+        return trace_id
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+class _AlwaysOff:
+    def get_description(self) -> str:
+        return "AlwaysOffSampler"
+
+
+class _ContextOnlyTracer(trace.Tracer):
+    """Spans that are their context only (`_unsampled_span`): what the SDK's tracer makes with its sampler always off."""
+
+    def __init__(self, ids: _RandomIds) -> None:
+        self._ids = ids
+
+    def _is_enabled(self) -> bool:
+        return True
+
+    def start_span(self, name: str, context: otel_context.Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
+                   attributes=None, links=None, start_time=None, record_exception: bool = True,
+                   set_status_on_exception: bool = True) -> Span:
+        return _unsampled_span(self._ids, trace.get_current_span(context).get_span_context())
+
+    @contextmanager
+    def start_as_current_span(self, name: str, context: otel_context.Context | None = None,
+                              kind: SpanKind = SpanKind.INTERNAL, attributes=None, links=None, start_time=None,
+                              record_exception: bool = True, set_status_on_exception: bool = True,
+                              end_on_exit: bool = True) -> Iterator[Span]:
+        span = self.start_span(name, context)
+        with trace.use_span(span, end_on_exit=end_on_exit, record_exception=record_exception,
+                            set_status_on_exception=set_status_on_exception) as current:
+            yield current
+
+
+class ContextOnlyTracerProvider(trace.TracerProvider):
+    """A process's provider with no exporter: nothing sampled, the ids made and propagated, without the SDK's tracer.
+
+    `resource`, `sampler` and `id_generator` as on the SDK's provider (the resource is the SDK's, which is light).
+    """
+
+    def __init__(self, resource) -> None:
+        self.resource = resource
+        self.sampler = _AlwaysOff()
+        self.id_generator = _RandomIds()
+        self._tracer = _ContextOnlyTracer(self.id_generator)
+
+    def get_tracer(self, instrumenting_module_name: str, *args, **kwargs) -> trace.Tracer:
+        return self._tracer
+
+    def shutdown(self) -> None:
+        """Nothing to flush."""
+
+
 def configure_tracing(service: str, environ: Mapping[str, str] | None = None) -> str:
     """Install this process's tracer provider from the OTEL_* variables; returns the exporter chosen."""
     provider, exporter = tracer_provider(service, os.environ if environ is None else environ)
@@ -103,15 +177,14 @@ def configure_tracing(service: str, environ: Mapping[str, str] | None = None) ->
 def tracer_provider(service: str, env: Mapping[str, str]):
     """(the SDK tracer provider the OTEL_* variables in `env` describe, the exporter's name)."""
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     exporter = exporter_setting(env)
     resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"harbour-{service}"})
     if exporter == "none":
         # Nothing would read the spans: sample none, so each is a bare context (ids only) that still propagates.
-        return TracerProvider(resource=resource, sampler=ALWAYS_OFF), exporter
+        return ContextOnlyTracerProvider(resource), exporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER

@@ -74,6 +74,15 @@ def test_signings_forkserver_starts_lean_and_loads_only_the_parsers():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["pyhanko", "pyhanko_certvalidator"]
 
 
+def test_a_process_with_no_exporter_runs_without_the_sdks_tracer():
+    probe = ("import json, sys\nfrom libs.service.tracing import configure_tracing\nconfigure_tracing('auth', {})\n"
+             "print(json.dumps(sorted(n for n in ('opentelemetry.sdk.trace', 'opentelemetry.exporter') if n in sys.modules)))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 def test_an_imported_event_name_still_resolves():
     from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer  # noqa: F401  (lazy exports, PEP 562)
     import libs.events

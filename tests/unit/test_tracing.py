@@ -234,3 +234,32 @@ def test_a_process_refuses_an_exporter_it_does_not_have(tmp_path):
     assert done.returncode == EXIT_CONFIG
     [line] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert line["event"] == "refusing to start" and line["settings"] == ["OTEL_TRACES_EXPORTER"]
+
+
+def test_the_context_only_provider_makes_the_spans_the_sdks_tracer_makes_with_its_sampler_always_off():
+    """With no exporter a process runs without the SDK's tracer (libs/service/tracing.py, ContextOnlyTracerProvider):
+    its spans are what the SDK's tracer gives with ALWAYS_OFF - a caller's trace id and state continued, a new span
+    id, the same flags; without a caller, a new trace flagged alike; nothing recorded."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from libs.service.tracing import ContextOnlyTracerProvider, context_from
+
+    ours = tracer_provider("auth", {})[0].get_tracer("t")
+    sdk = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
+    assert isinstance(tracer_provider("auth", {})[0], ContextOnlyTracerProvider)
+    for flags in ("01", "00"):
+        caller = context_from({"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}", "tracestate": "vendor=1"})
+        mine, theirs = ours.start_span("x", context=caller), sdk.start_span("x", context=caller)
+        a, b = mine.get_span_context(), theirs.get_span_context()
+        assert (a.trace_id, a.trace_flags, a.trace_state, a.is_remote) == (b.trace_id, b.trace_flags, b.trace_state, b.is_remote)
+        assert a.span_id not in (b.span_id, int(CALLER_SPAN, 16), 0)
+        assert not mine.is_recording() and not theirs.is_recording()
+    mine, theirs = ours.start_span("root", context=otel_context.Context()), sdk.start_span("root", context=otel_context.Context())
+    a, b = mine.get_span_context(), theirs.get_span_context()
+    assert a.is_valid and a.trace_flags == b.trace_flags and a.trace_id != b.trace_id and a.trace_state == b.trace_state
+    with ours.start_as_current_span("current") as span:
+        assert trace.get_current_span() is span and span.get_span_context().trace_id != 0
+    assert trace.get_current_span() is not span
