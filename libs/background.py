@@ -4,6 +4,15 @@ Used by the outbox relay, the audit ledger's appender, notify's dispatcher and t
 returns how much it handled; one that handled a full batch runs again at once (more is waiting), otherwise the
 loop waits. A failing pass (a database or broker hiccup) is logged and retried: it never ends the loop, only
 cancellation does.
+
+An idle loop asks less and less often: after each pass that found nothing the wait doubles, from `interval_s` up
+to `idle_max_s` (2 s by default), and any work found brings it back to `interval_s`. Polling every 0.5 s for
+ever was most of an idle stack's load — about 60 database queries a second, 42 % of the core the stack was
+pinned to, taken from the requests under load (docs/operations.md). Work this process gives a loop does not wait
+for that: whoever queues it wakes the loop (`wake`, or `wake_up(name)` for a loop started with `wake_name`), and
+a woken loop runs a pass at once and starts again from `interval_s`. A wake-up from inside the transaction that
+queues the work may come before the commit: that pass finds nothing, the next comes `interval_s` later, as
+before. Work queued by another process (another replica) waits at most `idle_max_s`.
 """
 
 from __future__ import annotations
@@ -15,33 +24,83 @@ import structlog
 
 log = structlog.get_logger()
 
+# The longest an idle loop waits between two passes (work queued by another process waits at most this long).
+IDLE_MAX_S = 2.0
+
+# The wake-up events of the loops started with a `wake_name`, in this process, by name.
+_NAMED: dict[str, set[asyncio.Event]] = {}
+
+
+def wake_up(name: str) -> None:
+    """Wake every loop of this process started with `wake_name=name` (none running: nothing happens)."""
+    for event in _NAMED.get(name, ()):
+        event.set()
+
 
 async def repeat_passes(one_pass: Callable[[], Awaitable[int]], *, interval_s: float, what: str,
                         full_batch: int = 1, max_backoff_s: float | None = None,
+                        idle_max_s: float | None = IDLE_MAX_S, wake: asyncio.Event | None = None,
+                        wake_name: str | None = None,
                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                         traceback: bool = True, log_fields: dict[str, object] | None = None) -> None:
     """Run `one_pass` until cancelled.
 
     `full_batch`: a pass that handled at least this many runs again without waiting. `max_backoff_s`: after a
-    failure the wait doubles, up to this (None: it stays `interval_s`). `sleep`: how to wait (a relay's wait can
-    be cut short by a wake-up). `traceback`: False where an exception's text could carry personal data (the
-    senders'); then only its type is logged. `log_fields`: added to that log line (e.g. the service)."""
+    failure the wait doubles, up to this (None: it stays `interval_s`). `idle_max_s`: after a pass that handled
+    nothing the wait doubles, up to this (None: it stays `interval_s`). `wake`: an event that cuts the wait short
+    (set by whoever queued work); `wake_name`: the same through `wake_up(name)`. `sleep`: how to wait when there is
+    no wake-up (tests record the waits). `traceback`: False where an exception's text could carry personal data
+    (the senders'); then only its type is logged. `log_fields`: added to that log line (e.g. the service)."""
     fields = log_fields or {}
-    wait = interval_s
-    while True:
-        try:
-            handled = await one_pass()
-            wait = interval_s
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if traceback:
-                log.exception(f"{what} failed; retrying", **fields)
+    if wake is None and wake_name is not None:
+        wake = asyncio.Event()
+    if wake_name is not None:
+        _NAMED.setdefault(wake_name, set()).add(wake)
+    failing_wait = idle_wait = interval_s
+    try:
+        while True:
+            failed = False
+            try:
+                handled = await one_pass()
+                failing_wait = interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if traceback:
+                    log.exception(f"{what} failed; retrying", **fields)
+                else:
+                    log.warning(f"{what} failed; retrying", error=type(exc).__name__, **fields)
+                handled, failed = 0, True
+                if max_backoff_s is not None:
+                    failing_wait = min(failing_wait * 2, max_backoff_s)
+            if handled >= full_batch:
+                idle_wait = interval_s
+                continue
+            if failed:
+                wait = failing_wait
+            elif handled:  # some work, not a full batch: the interval, as ever
+                wait = idle_wait = interval_s
             else:
-                log.warning(f"{what} failed; retrying", error=type(exc).__name__, **fields)
-            handled = 0
-            if max_backoff_s is not None:
-                wait = min(wait * 2, max_backoff_s)
-        if handled >= full_batch:
-            continue
-        await sleep(wait)
+                wait = idle_wait
+                if idle_max_s is not None:
+                    idle_wait = min(idle_wait * 2, max(idle_max_s, interval_s))
+            if await _wait(wait, wake, sleep):
+                idle_wait = interval_s
+    finally:
+        if wake_name is not None:
+            _NAMED[wake_name].discard(wake)
+
+
+async def _wait(seconds: float, wake: asyncio.Event | None, sleep: Callable[[float], Awaitable[None]]) -> bool:
+    """Wait `seconds`, or until `wake` is set; whether it was."""
+    if wake is None:
+        await sleep(seconds)
+        return False
+    if not wake.is_set():
+        try:
+            await asyncio.wait_for(wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+    woken = wake.is_set()
+    wake.clear()
+    return woken

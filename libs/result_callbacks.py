@@ -42,7 +42,7 @@ from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from libs.background import repeat_passes
+from libs.background import repeat_passes, wake_up
 from libs.clock import Clock
 from libs.outbound import Outbound, OutboundError
 from libs.retry_queue import Backoff, Failure, RetryQueue
@@ -55,6 +55,8 @@ INDEXES = (index(RESULT_CALLBACKS, "state", "next_attempt_at"),
            # delivered or given up, a callback is kept a week (its ids and outcome only), then dropped
            index(RESULT_CALLBACKS, "created_at", name="result_callbacks_ttl", expire_after_s=7 * 24 * 3600))
 TYP = "result-callback+jwt"
+# The senders' loop, woken by `record` (libs/background.wake_up): a callback goes out at once, not at the next poll.
+SENDER = "result callbacks"
 TOKEN_TTL_S = 300
 TIMEOUT_S = 5.0
 ATTEMPTS = Counter("harbour_result_callbacks_total", "Result callbacks to relying parties, by service and outcome "
@@ -77,6 +79,7 @@ async def record(db: AsyncDatabase, session: AsyncClientSession, client: Mapping
     await db[RESULT_CALLBACKS].insert_one({
         "_id": callback_id, "client_id": client["_id"], "url": urls[0], "payload": payload, "created_at": now,
         **RetryQueue.queued(now)}, session=session)
+    wake_up(SENDER)
     return callback_id
 
 
@@ -130,5 +133,5 @@ class ResultCallbacks:
         """The service's background task: send due callbacks, forever (each replica claims its own)."""
         outbound = outbound or Outbound()
         await repeat_passes(lambda: self.send_due(outbound), interval_s=interval_s, what="result callbacks",
-                            traceback=False)
+                            traceback=False, wake_name=SENDER)
 

@@ -261,7 +261,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         await repeat_passes(self._pass, interval_s=self.poll_interval_s, full_batch=self.batch_size, max_backoff_s=10.0,
-                            sleep=self._sleep, what="outbox relay pass", log_fields={"service": self.service})
+                            wake=self._wake, what="outbox relay pass", log_fields={"service": self.service})
 
     async def _pass(self) -> int:
         published = 0
@@ -438,13 +438,6 @@ class OutboxRelay:
             oldest = await self.collection.find_one({"pending": True}, sort=[("seq", 1)])
         age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
         OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-        self._wake.clear()
 
 
 OUTBOX_RELAY = web.AppKey("outbox_relay", OutboxRelay)

@@ -33,7 +33,7 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.background import repeat_passes
+from libs.background import repeat_passes, wake_up
 from libs.crypto import seal_jwt, unseal
 from libs.events import agency_topic
 from libs.outbound import Outbound, OutboundError
@@ -47,6 +47,8 @@ from .provenance import released_claims
 from .vault import update_fields
 
 log = get_logger("harbour.formfill.profile_updates")
+# The sender's loop, woken when an update is queued (libs/background.wake_up).
+SENDER = "consent update callbacks"
 CALLBACK_ATTEMPTS = 6
 CALLBACK_BACKOFF_S = 1.0
 CALLBACK_TIMEOUT_S = 5.0
@@ -97,6 +99,7 @@ async def _tell(formfill: Formfill, session: AsyncClientSession, consent: dict[s
             "_id": update_id, "account_id": consent["account_id"], "client_id": consent["client_id"], "receipt_id": consent["_id"], "url": urls[0],
             "media_type": media_type, "sealed": formfill.cipher.encrypt_record({"token": token}, record_id=f"update.{update_id}"),
             "change_id": change_id, "created_at": now, **RetryQueue.queued(now)}, session=session)
+        wake_up(SENDER)
     # A release too, under the standing consent, when the client is told at all: the citizen's record says to whom,
     # which fields (names) and how (its topic carries the values only sealed to the client's key, a callback always).
     told_by = (["topic"] if wants_agency_events(client) else []) + (["callback"] if urls else [])
@@ -141,5 +144,5 @@ async def run_sender(formfill: Formfill, *, interval_s: float = 0.5) -> None:
     """The app's background task: send due callbacks, forever (each replica claims its own; claims are exclusive)."""
     outbound = Outbound()
     await repeat_passes(lambda: send_due(formfill, outbound), interval_s=interval_s, what="consent update callbacks",
-                        traceback=False)
+                        traceback=False, wake_name=SENDER)
 

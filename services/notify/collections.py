@@ -27,6 +27,12 @@ SUBJECTS = "subjects"            # projection of identity.subject_assigned: (sub
 CLIENTS = "clients"              # projection of clients.events: client id -> name, kind, sector
 CALLBACK_KEYS = "callback_keys"  # notify's ES256 keys signing callbacks (JWKS at /v1/notifications/jwks)
 
+# The dispatcher's loop over the queues above (push batches, pushes, channel messages, callbacks), woken in its process
+# when one is written (libs/background.wake_up); what notify's API process queues (a contact code, a read's callback)
+# waits for its next pass, at most TIMED_WORK_IDLE_MAX_S.
+TIMED_WORK = "notify timed work"
+TIMED_WORK_IDLE_MAX_S = 1.0
+
 INDEXES = (
     index(TEMPLATES, "template_id", "-version", unique=True),
     index(TEMPLATES, "client_id", "created_at"),

@@ -41,11 +41,12 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
+from libs.background import wake_up
 from libs.store import chunks
 
 from . import platform_messages, progress, status_events, templates
 from .channels import Push, push_batch
-from .collections import ACCOUNTS, CHANNEL_MESSAGES, CLIENTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES
+from .collections import ACCOUNTS, CHANNEL_MESSAGES, CLIENTS, INBOX, JOBS, NOTIFICATIONS, PREFERENCES, PUSH_BATCHES, TEMPLATES, TIMED_WORK
 from .context import Notify
 from .metrics import CHANNEL_DELIVERIES, DISPATCH_LATENCY, NOTIFICATION_OUTCOMES
 from .notifications import new_notification
@@ -297,11 +298,13 @@ async def _write(notify: Notify, session: AsyncClientSession, outcome: _Outcome,
         batch = push_batch(notify.cipher, outcome.pushes, now)
         if await db[PUSH_BATCHES].find_one({"_id": batch["_id"]}, {"_id": 1}, session=session) is None:
             await db[PUSH_BATCHES].insert_one(batch, session=session)
+            wake_up(TIMED_WORK)
     if outcome.messages:  # likewise: ids derive from the notifications', those an earlier attempt queued are kept
         queued = set(await by_id(db[CHANNEL_MESSAGES], [m.message_id for m in outcome.messages], session))
         fresh = [queued_message(notify.cipher, m, now) for m in outcome.messages if m.message_id not in queued]
         if fresh:
             await db[CHANNEL_MESSAGES].insert_many(fresh, ordered=False, session=session)
+            wake_up(TIMED_WORK)
     if outcome.inbox_items:
         await db[INBOX].insert_many(outcome.inbox_items, session=session)
     waiting = NotificationStatus.CREATED

@@ -39,7 +39,7 @@ from libs.store import DATABASE, MONGO_CLIENT
 
 from . import callbacks, delivery, jobs, receipts, sweeps
 from .channels import PushAdapter, adapter_for, batch_queue, push_queue, send_due_push_batches, send_due_pushes
-from .collections import INDEXES
+from .collections import INDEXES, TIMED_WORK, TIMED_WORK_IDLE_MAX_S
 from .messaging import MessageAdapter, adapters_for, message_queue
 from .context import Notify, open_context
 from .events import TOPICS
@@ -118,7 +118,8 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
         await callbacks.record_backlog(notify)
         return busy
 
-    await repeat_passes(one_pass, interval_s=settings.poll_interval_s, what="dispatcher timed work")
+    await repeat_passes(one_pass, interval_s=settings.poll_interval_s, what="dispatcher timed work", wake_name=TIMED_WORK,
+                        idle_max_s=TIMED_WORK_IDLE_MAX_S)
 
 
 def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = None) -> web.Application:

@@ -17,11 +17,12 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from libs.background import wake_up
 from libs.events import agency_topic
 from libs.projections import agency_subscribers
 from libs.retry_queue import RetryQueue
 
-from .collections import CALLBACK_URLS, CALLBACKS
+from .collections import CALLBACK_URLS, CALLBACKS, TIMED_WORK
 from .context import Notify
 from .statuses import REPORTED, NotificationStatus
 
@@ -61,3 +62,4 @@ async def announce(notify: Notify, session: AsyncClientSession, docs: list[dict[
                  for d in agency_docs if d["client_id"] in urls]
     if callbacks:
         await notify.db[CALLBACKS].insert_many(callbacks, ordered=False, session=session)
+        wake_up(TIMED_WORK)

@@ -72,3 +72,86 @@ async def test_a_failure_is_logged_without_its_text_when_asked(capsys):
     out = capsys.readouterr()
     assert "test pass failed; retrying" in out.out + out.err and "ValueError" in out.out + out.err
     assert secret not in out.out + out.err
+
+
+async def test_an_idle_loop_waits_twice_as_long_after_each_empty_pass_up_to_its_cap():
+    assert await run([0, 0, 0, 0, 0], idle_max_s=2.0) == [0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+async def test_work_found_brings_the_wait_back_to_the_interval():
+    assert await run([0, 0, 0, 3, 0, 0], idle_max_s=4.0) == [0.5, 1.0, 2.0, 0.5, 1.0]
+    assert await run([0, 0, 0, 3, 0], full_batch=10, idle_max_s=4.0) == [0.5, 1.0, 2.0, 0.5, 0.5]
+    assert await run([0, 0, 0, 10, 0], full_batch=10, idle_max_s=4.0) == [0.5, 1.0, 2.0, 0.5]
+
+
+async def test_without_an_idle_cap_every_empty_pass_waits_the_interval():
+    assert await run([0, 0, 0, 0], idle_max_s=None) == [0.5, 0.5, 0.5, 0.5]
+
+
+async def test_a_cap_below_the_interval_leaves_the_interval():
+    assert await run([0, 0, 0], idle_max_s=0.1) == [0.5, 0.5, 0.5]
+
+
+async def test_a_failure_does_not_count_as_idle():
+    boom = RuntimeError("database hiccup")
+    assert await run([0, 0, boom, 0], idle_max_s=8.0, max_backoff_s=5.0) == [0.5, 1.0, 1.0, 2.0]
+
+
+async def _passes_until_idle(**options) -> tuple[asyncio.Task, list[float], asyncio.Event]:
+    """A real loop (real waits) that has gone idle: its wait is now its cap, far longer than the test runs."""
+    passes: list[float] = []
+    idle = asyncio.Event()
+
+    async def one_pass() -> int:
+        passes.append(asyncio.get_running_loop().time())
+        if len(passes) == 4:
+            idle.set()
+        return 0
+
+    task = asyncio.create_task(repeat_passes(one_pass, interval_s=0.01, what="test pass", idle_max_s=3600, **options))
+    await idle.wait()
+    return task, passes, idle
+
+
+async def test_a_wake_up_runs_an_idle_loop_at_once_and_restarts_its_ramp():
+    wake = asyncio.Event()
+    task, passes, _ = await _passes_until_idle(wake=wake)
+    try:
+        await asyncio.sleep(0.2)  # the loop is now waiting 0.08 s, then 0.16, 0.32...: without a wake-up, hours later
+        before = len(passes)
+        wake.set()
+        # woken: one pass at once, then 0.01 s, 0.02 s... again (several passes, not one)
+        async with asyncio.timeout(5):
+            while len(passes) < before + 3:
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_wake_up_by_name_reaches_the_loops_started_with_that_name_only_while_they_run():
+    from libs.background import _NAMED, wake_up
+
+    wake_up("test pass loop")  # no loop: nothing happens
+    passes: list[int] = []
+    started = asyncio.Event()
+
+    async def one_pass() -> int:
+        passes.append(1)
+        started.set()
+        return 0
+
+    task = asyncio.create_task(repeat_passes(one_pass, interval_s=3600, what="test pass", wake_name="test pass loop"))
+    try:
+        await started.wait()
+        wake_up("another loop")
+        await asyncio.sleep(0.05)
+        assert passes == [1]  # another name wakes nothing here
+        wake_up("test pass loop")
+        async with asyncio.timeout(5):
+            while len(passes) < 2:
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not _NAMED["test pass loop"]  # a stopped loop is forgotten

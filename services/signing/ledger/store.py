@@ -30,7 +30,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from libs.background import repeat_passes
+from libs.background import repeat_passes, wake_up
 from libs.clock import Clock, SystemClock
 from libs.events import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
@@ -45,6 +45,8 @@ from .privacy import screen
 
 INBOX = "audit_inbox"
 LOG = "audit_log"
+# The appender's loop, woken when the consumer puts events into the inbox (libs/background.wake_up).
+APPENDER = "audit ledger"
 CHECKPOINTS = "audit_checkpoints"
 LEASE = "audit_lease"
 STATE = "audit_state"
@@ -91,6 +93,7 @@ async def receive_many(db: AsyncDatabase, events: list[CloudEvent], session: Asy
              for n, (event_id, event) in enumerate(by_id.items()) if event_id not in seen]
     if fresh:
         await db[INBOX].insert_many(fresh, session=session)
+        wake_up(APPENDER)
     return len(fresh)
 
 
@@ -250,7 +253,7 @@ class Ledger:
     async def run(self) -> None:
         """Append while holding the lease; a checkpoint every `checkpoint_every_s` when the log grew."""
         await repeat_passes(self._pass, interval_s=self.poll_interval_s, full_batch=self.batch, max_backoff_s=10.0,
-                            what="audit ledger pass")
+                            what="audit ledger pass", wake_name=APPENDER)
 
     async def _pass(self) -> int:
         appended = 0
