@@ -1,7 +1,7 @@
 """Growth: tokens/s and logins/s on a fresh stack, then again after storing 10,000 logins and 1,000 clients.
 
     .venv/bin/python bench/growth.py [--stored-logins 10000] [--stored-clients 1000] [--tokens 3000]
-                                     [--logins 200] [--concurrency 8] [--store-concurrency 32] [--runs 3]
+                                     [--logins 200] [--concurrency 8] [--store-concurrency 8] [--runs 3]
 
 Starts a private stack on free ports (bench/support.py: its own folder under .dev/, rate limits lifted,
 stopped by PID and removed at the end), pins it to one CPU and this process, the load generator, to the
@@ -114,7 +114,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="token runs (median)")
     parser.add_argument("--logins", type=int, default=200, help="timed logins per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="of the timed logins")
-    parser.add_argument("--store-concurrency", type=int, default=32, help="of the stored logins and registrations")
+    parser.add_argument("--store-concurrency", type=int, default=8, help="of the stored logins and registrations")
     args = parser.parse_args()
     if not (0 <= args.stored_logins <= 100_000 and 0 <= args.stored_clients <= 10_000 and 1 <= args.tokens <= 100_000
             and 1 <= args.runs <= 9 and 1 <= args.logins <= 10_000 and 1 <= args.concurrency <= 256
