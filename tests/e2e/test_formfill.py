@@ -119,7 +119,12 @@ async def test_deny_unregistered_fields_and_unread_results(platform, kiosk, meta
 
 
 async def test_rewrap_moves_every_record_to_the_new_key(platform, kiosk, tmp_path):
-    await citizen(platform, kiosk, tmp_path)
+    app, _ = await citizen(platform, kiosk, tmp_path)
+    # The citizen's vault record is written by formfill's consumer of identity.enrolled: awaited before the rotation,
+    # or the running formfill (the old key still its current one) may write it while the rewrap runs.
+    async with mongo(platform.infra.mongo_uri) as client:
+        vault = client[platform.database("formfill")].vault
+        await eventually(lambda: vault.find_one({"_id": app.profile.account_id, "sealed": {"$exists": True}}))
     env = platform.env()
     new = new_key_value("vault-2")
     rotated = {**env, "HARBOUR_FORMFILL_KEK": f"{new},{env['HARBOUR_FORMFILL_KEK']}"}
