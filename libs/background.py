@@ -96,11 +96,23 @@ async def _wait(seconds: float, wake: asyncio.Event | None, sleep: Callable[[flo
     if wake is None:
         await sleep(seconds)
         return False
-    if not wake.is_set():
-        try:
-            await asyncio.wait_for(wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-    woken = wake.is_set()
+    woken = await event_or_timeout(wake, seconds)
     wake.clear()
     return woken
+
+
+async def event_or_timeout(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until `event` is set or `timeout_s` has passed; whether it is set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can lose the waiting task's cancellation when the timeout ends the wait
+    at the same moment (CPython gh-86296, fixed in 3.12), and a loop that lost it runs on: the service's shutdown then
+    waits for it for ever (a signing service in tests/service did not stop within 60 s with its loops still running).
+    `asyncio.wait` leaves a cancellation to the task that awaits it."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiter,), timeout=timeout_s)
+    finally:
+        waiter.cancel()
+    return event.is_set()

@@ -155,3 +155,37 @@ async def test_wake_up_by_name_reaches_the_loops_started_with_that_name_only_whi
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert not _NAMED["test pass loop"]  # a stopped loop is forgotten
+
+
+async def test_event_or_timeout_says_whether_the_event_was_set():
+    from libs.background import event_or_timeout
+
+    event = asyncio.Event()
+    assert await event_or_timeout(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await event_or_timeout(event, 30) is True
+
+
+async def test_a_loop_woken_and_cancelled_at_the_same_moment_stops():
+    """The wake-up and the cancellation arrive together: the loop must stop. asyncio.wait_for on Python 3.11 returns
+    the finished wait instead (gh-86296) - the loop ran on and the service's shutdown waited for it for ever."""
+    passes = 0
+    waiting = asyncio.Event()
+
+    async def one_pass() -> int:
+        nonlocal passes
+        passes += 1
+        waiting.set()
+        return 0
+
+    wake = asyncio.Event()
+    task = asyncio.create_task(repeat_passes(one_pass, interval_s=60, what="test pass", wake=wake))
+    await waiting.wait()
+    for _ in range(3):
+        await asyncio.sleep(0)  # the loop is now in its wait
+    wake.set()
+    task.cancel()
+    async with asyncio.timeout(5):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert passes == 1

@@ -36,6 +36,7 @@ from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.backbone import ServiceContext
+from libs.background import repeat_passes
 from libs.outbound import Outbound, OutboundError
 from libs.retry_queue import Backoff, Failure, RetryQueue
 from libs.service.logging import get_logger
@@ -152,22 +153,15 @@ async def send_due(auth: "Auth", outbound: Outbound, limit: int = 50) -> int:
 
 
 async def run(auth: "Auth", wake: asyncio.Event, outbound: Outbound | None = None) -> None:
-    """auth's sender: due logout tokens at once after a change in this process (`wake`), else every poll_s."""
+    """auth's sender: due logout tokens at once after a change in this process (`wake`), else every poll_s (up to
+    libs/background's idle cap while there is nothing to send)."""
     outbound = outbound or Outbound()  # relying parties' URLs are outside parties': SSRF-guarded
     queue = logout_queue(auth)
-    while True:
-        wake.clear()
-        busy = 0
-        try:
-            busy = await send_due(auth, outbound)
-            LOGOUT_BACKLOG.set(await queue.backlog())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("back-channel logout pass failed; retrying")
-        if busy:
-            continue
-        try:
-            await asyncio.wait_for(wake.wait(), auth.settings.backchannel_logout_poll_s)
-        except TimeoutError:
-            pass
+
+    async def one_pass() -> int:
+        busy = await send_due(auth, outbound)
+        LOGOUT_BACKLOG.set(await queue.backlog())
+        return busy
+
+    await repeat_passes(one_pass, interval_s=auth.settings.backchannel_logout_poll_s, what="back-channel logout pass",
+                        wake=wake)
