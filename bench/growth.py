@@ -177,21 +177,11 @@ WINDOW_S = 20.0
 
 def stack_share(stack, seconds: float) -> float:
     """The share of one CPU the whole stack used over `seconds` with no load (its background work)."""
-    processes = [pid for pid in support.stack_processes(stack).values() if pid]
-    before = sum(_cpu_s(pid) for pid in processes)
+    # Every process of the stack with its children (signing's sandbox workers), as the pinning counts them.
+    processes = [process for pid in support.stack_processes(stack).values() if pid for process in support._tree(pid)]
+    before = sum(map(logins.cpu_seconds, processes))
     time.sleep(seconds)
-    return (sum(_cpu_s(pid) for pid in processes) - before) / seconds
-
-
-def _cpu_s(pid: int) -> float:
-    total = 0
-    for process in support._tree(pid):
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return (sum(map(logins.cpu_seconds, processes)) - before) / seconds
 
 
 def settle(stack, idle_share: float, most_s: float) -> float | None:

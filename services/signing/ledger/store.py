@@ -78,6 +78,7 @@ async def receive(db: AsyncDatabase, event: CloudEvent, session: AsyncClientSess
     await db[INBOX].update_one({"_id": event.id}, {"$setOnInsert": {"record": screened_record(event),
                                                                     "received_at": datetime.now(UTC)}},
                                upsert=True, session=session)
+    wake_up(APPENDER)
 
 
 async def receive_many(db: AsyncDatabase, events: list[CloudEvent], session: AsyncClientSession) -> int:
