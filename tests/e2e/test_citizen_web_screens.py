@@ -218,6 +218,14 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     # A prompt queued while the app shows its requests appears at once (the approvals stream) and is announced.
     await page.goto(phone.app_url + "#approvals")
     await open_screen(page, "approvals")
+    # Every text the live region shows, kept: a message of the journey (the device's alert) may be announced just
+    # after the prompt, and a wait on the region's current text could miss the prompt's (a fresh-clone run did).
+    await page.evaluate("""() => {
+        const live = document.getElementById("live");
+        window.announced = [];
+        new MutationObserver(() => window.announced.push(live.textContent))
+            .observe(live, {childList: true, characterData: true, subtree: true});
+    }""")
 
     async def ask_logged_in():
         response = requests.post(platform.gateway + "/v1/formfill/requests", headers=bearer(tokens["access_token"]), timeout=10,
@@ -229,7 +237,8 @@ async def test_the_web_app_screen_by_screen_at_320px(platform, kiosk, metadata, 
     card = page.locator(f'[data-testid=approval-item][data-approval-id="{approval_id}"]')
     await card.wait_for(timeout=STEP_MS)
     assert await card.get_attribute("data-action") == "formfill"
-    await page.locator("#live", has_text="Harbour Libraries").wait_for(state="attached", timeout=STEP_MS)
+    await page.wait_for_function("() => window.announced.some((text) => text.includes('Harbour Libraries'))",
+                                 timeout=STEP_MS)
     await expect(page.locator("#approvals-count")).to_have_text("1", timeout=STEP_MS)
     await assert_accessible(page, "app: a new request in the list")
     await card.click()

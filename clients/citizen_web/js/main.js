@@ -63,9 +63,22 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function announce(text) {
-  live.textContent = "";
-  setTimeout(() => { live.textContent = text; }, 50);
+// One live region for the whole app: each announcement is held for a second before the next, so a prompt and a
+// message arriving together are both read, not the last alone.
+const announcements = [];
+let announcing = false;
+
+async function announce(text) {
+  announcements.push(text);
+  if (announcing) return;
+  announcing = true;
+  while (announcements.length) {
+    live.textContent = "";
+    await sleep(50);
+    live.textContent = announcements.shift();
+    await sleep(1000);
+  }
+  announcing = false;
 }
 
 // The text of a refusal or failure, for the citizen.
