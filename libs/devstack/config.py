@@ -58,6 +58,11 @@ class StackConfig:
     # How often the local database removes expired documents of TTL indexes: 60 s, MongoDB's own interval
     # (HARBOUR_MONGO_TTL_SWEEP_S). Code never waits for it: an expired document is refused by its own expiry check.
     mongo_ttl_sweep_s: float = field(default_factory=lambda: float(os.environ.get("HARBOUR_MONGO_TTL_SWEEP_S", "60")))
+    # The longest the local broker keeps an event topic's records (ms; HARBOUR_KAFKA_RETENTION_CAP_MS, 0: the
+    # registry's days). It holds every record in memory and rewrites them all to its data file every ~2 s while it is
+    # written to, so its cost per event grows with what it keeps (docs/operations.md, "The local broker's retention").
+    # Five minutes: the stack's consumers read within seconds. Dead letters and the revocations keep their days.
+    kafka_retention_cap_ms: int = field(default_factory=lambda: int(os.environ.get("HARBOUR_KAFKA_RETENTION_CAP_MS", "300000")))
     # False: the services run in production mode (HARBOUR_SANDBOX=false, no dev-only switch; libs/service/production.py),
     # which also wants an https HARBOUR_ISSUER in extra_env. The tests of production mode use it.
     sandbox: bool = True
@@ -121,6 +126,8 @@ class StackConfig:
             "HARBOUR_SANDBOX": "true" if self.sandbox else "false",
             # Agencies' callbacks and clients' jwks_uri may be on this machine (never private or link-local ranges).
             **({"HARBOUR_OUTBOUND_ALLOW_LOOPBACK": "1"} if self.sandbox else {}),
+            # Production mode refuses a retention cap (libs/service/production.py).
+            **({"HARBOUR_KAFKA_RETENTION_CAP_MS": str(self.kafka_retention_cap_ms)} if self.sandbox else {}),
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             **dev_secrets(self.dev_dir),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 
@@ -19,7 +20,7 @@ from libs.service.settings import KafkaSecurity
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 
-from .topics import Topic, dlq_name
+from .topics import Topic, topic_configs
 
 log = get_logger("harbour.kafka")
 
@@ -248,29 +249,54 @@ def _failed(exc: BaseException) -> asyncio.Future:
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True,
-                        security: KafkaSecurity | None = None) -> None:
-    """Create the topics (and their dead-letter twins) that do not exist yet.
+                        security: KafkaSecurity | None = None, retention_cap_ms: int | None = None) -> None:
+    """Create the topics (and their dead-letter twins) that do not exist yet, with the registry's retention.
 
-    Needed locally because an auto-created topic has a single partition.
+    Needed locally because an auto-created topic has a single partition. With `retention_cap_ms` (the local
+    stack's HARBOUR_KAFKA_RETENTION_CAP_MS) every event topic keeps at most about that long, an existing one too
+    (libs/events/topics.py `topic_configs`).
     """
     wanted: dict[str, int] = {}
+    configs: dict[str, dict[str, str]] = {}
     for topic in topics:
-        wanted[topic.name] = topic.partitions
+        own = topic_configs(topic, retention_cap_ms)
+        wanted[topic.name], configs[topic.name] = topic.partitions, own[topic.name]
         if with_dlq:
-            wanted[dlq_name(topic.name)] = 1
+            wanted[topic.dlq], configs[topic.dlq] = 1, own[topic.dlq]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="harbour-admin", **connection_options(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        missing = [NewTopic(name, n, 1, topic_configs=configs[name]) for name, n in wanted.items() if name not in existing]
         for new_topic in missing:
             try:
                 await admin.create_topics([new_topic])
-                log.info("topic created", topic=new_topic.name, partitions=new_topic.num_partitions)
+                log.info("topic created", topic=new_topic.name, partitions=new_topic.num_partitions,
+                         retention_ms=int(configs[new_topic.name]["retention.ms"]))
             except TopicAlreadyExistsError:
                 pass  # another service created it first
+        if retention_cap_ms is not None:
+            await _cap_retention(admin, {name: configs[name] for name in wanted if name in existing})
     finally:
         await admin.close()
+
+
+async def _cap_retention(admin: AIOKafkaAdminClient, configs: dict[str, dict[str, str]]) -> None:
+    """Shorten the retention of existing topics that keep longer than `configs` says (a stack made before the cap)."""
+    if not configs:
+        return
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in configs])
+    current: dict[str, int] = {}
+    for response in described:
+        for _error, _message, _type, name, entries in response.resources:
+            value = next((entry[1] for entry in entries if entry[0] == "retention.ms"), None)
+            current[name] = int(value) if value not in (None, "") else -1
+    longer = [name for name, wanted in configs.items()
+              if current.get(name, -1) < 0 or current[name] > int(wanted["retention.ms"])]
+    if longer:
+        # AlterConfigs sets a topic's whole configuration: these topics carry no other setting of their own.
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name]) for name in longer])
+        log.info("topic retention capped", topics=len(longer))
 
 
 async def kafka_metadata(producer: Publisher) -> None:
@@ -286,7 +312,8 @@ def install_producer(app: web.Application, topics: Iterable[Topic] = ()) -> None
     async def producer_lifecycle(app: web.Application):
         settings = app[SETTINGS]
         if settings.kafka_create_topics and topics:
-            await ensure_topics(settings.kafka_bootstrap, topics, security=settings.kafka_security)
+            await ensure_topics(settings.kafka_bootstrap, topics, security=settings.kafka_security,
+                                retention_cap_ms=settings.kafka_retention_cap_ms or None)
         producer = Publisher(settings.kafka_bootstrap, f"harbour-{settings.service}", settings.kafka_security)
         await producer.start()
         app[PRODUCER] = producer

@@ -54,7 +54,7 @@ from .envelope import CloudEvent
 from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer
 from .tracing import end_all, header_of, published
 from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
-from .topics import Topic
+from .topics import AGENCY_RETENTION_MS, Topic
 
 OUTBOX_COLLECTION = "outbox"
 LEASE_COLLECTION = "outbox_lease"
@@ -229,6 +229,7 @@ class OutboxRelay:
         lease_ttl_s: float = 10.0,
         verify_after_s: float = VERIFY_AFTER_S,
         create_topics_at: str | None = None,
+        retention_cap_ms: int | None = None,
         kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self.db = db
@@ -246,6 +247,7 @@ class OutboxRelay:
         # a broker auto-creating a topic on produce answers NotLeaderForPartition, which leaves the
         # idempotent producer out of sequence for good.
         self.create_topics_at = create_topics_at
+        self.retention_cap_ms = retention_cap_ms
         self.kafka_security = kafka_security
         self._ensured: set[str] = set()
         self.reader = OffsetReader(producer.bootstrap, f"{producer.client_id}-verifier", kafka_security)
@@ -379,8 +381,9 @@ class OutboxRelay:
     async def _ensure_agency_topics(self, topics: set[str]) -> None:
         wanted = {t for t in topics - self._ensured if t.startswith("agency.")}
         if self.create_topics_at and wanted:
-            await ensure_topics(self.create_topics_at, [Topic(t, "an agency's own events", partitions=1) for t in sorted(wanted)],
-                                with_dlq=False, security=self.kafka_security)
+            await ensure_topics(self.create_topics_at, [Topic(t, "an agency's own events", partitions=1,
+                                                              retention_ms=AGENCY_RETENTION_MS) for t in sorted(wanted)],
+                                with_dlq=False, security=self.kafka_security, retention_cap_ms=self.retention_cap_ms)
             # Publish only once the producer knows each new partition's leader.
             deadline = time.monotonic() + 10.0
             while time.monotonic() < deadline:
@@ -452,7 +455,7 @@ def install_outbox_relay(app: web.Application) -> None:
         settings = app[SETTINGS]
         relay = OutboxRelay(db, app[PRODUCER], service=settings.service,
                             create_topics_at=settings.kafka_bootstrap if settings.kafka_create_topics else None,
-                            kafka_security=settings.kafka_security)
+                            retention_cap_ms=settings.kafka_retention_cap_ms or None, kafka_security=settings.kafka_security)
         app[OUTBOX_RELAY] = relay
         add_readiness_check(app, "outbox-relay", relay.ready)
         task = asyncio.create_task(relay.run(), name="outbox-relay")

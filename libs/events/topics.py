@@ -9,12 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+DAY_MS = 24 * 3600 * 1000
+# How long the broker keeps an event topic's records (deploy/k8s/base/kafka/topics.yaml says the same; a test keeps
+# them in step): below the 7 days consumers keep their processed-event markers, so a redelivery is always recognised.
+EVENT_RETENTION_MS = 3 * DAY_MS
+# Dead letters are kept two weeks for inspection and replay.
+DLQ_RETENTION_MS = 14 * DAY_MS
+# An agency's own topic: a week, for an agency that was away (deploy/k8s/overlays/prod/agencies/).
+AGENCY_RETENTION_MS = 7 * DAY_MS
+
+
 @dataclass(frozen=True)
 class Topic:
     name: str
     description: str
     partitions: int = 3
     event_types: tuple[str, ...] = ()
+    retention_ms: int = EVENT_RETENTION_MS
+    # Its readers rebuild their state from the whole topic at start-up (the revocations): its retention is part of
+    # its meaning, so a deployment's cap on retention (HARBOUR_KAFKA_RETENTION_CAP_MS) never shortens it.
+    read_from_start: bool = False
 
     @property
     def dlq(self) -> str:
@@ -66,6 +80,7 @@ AUDIT_CHECKPOINTS = Topic(
     "Signed checkpoints of signing's audit ledger (size, head chain hash, time, JWS): public, no personal data.",
     partitions=1,
     event_types=("audit.checkpoint",),
+    retention_ms=14 * DAY_MS,  # verifiers outside may come back for them later than for events
 )
 SIGNING = Topic(
     "signing.events",
@@ -89,8 +104,25 @@ REVOCATIONS = Topic(
     "auth's revocations of access and device tokens, devices and account states, which every service and the gateway honour.",
     partitions=1,
     event_types=("revocation.tokens", "revocation.device", "revocation.account"),
+    # Longer than every token's lifetime: a restarted reader rebuilds every revocation that still matters.
+    retention_ms=1 * DAY_MS,
+    read_from_start=True,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL_DECIDED, LOGINS, AUDIT, AUDIT_CHECKPOINTS, SIGNING,
                                NOTIFICATIONS,
                                NOTIFICATIONS_PRIORITY, REVOCATIONS)
+
+
+def topic_configs(topic: Topic, cap_ms: int | None = None) -> dict[str, dict[str, str]]:
+    """The broker configuration of the topic and of its dead-letter twin: the registry's retention, the topic's
+    shortened to `cap_ms` if given.
+
+    The cap is for a broker whose cost grows with what it keeps (the local one: docs/operations.md, "The local
+    broker's retention"); dead letters and topics read from the start keep theirs. A broker deletes whole segments
+    only, so a capped topic rolls its segment five times per cap: it keeps between one and 1.2 caps' worth.
+    """
+    dlq = {"retention.ms": str(DLQ_RETENTION_MS)}
+    if cap_ms is None or topic.read_from_start or topic.retention_ms <= cap_ms:
+        return {topic.name: {"retention.ms": str(topic.retention_ms)}, topic.dlq: dlq}
+    return {topic.name: {"retention.ms": str(cap_ms), "segment.ms": str(max(cap_ms // 5, 1000))}, topic.dlq: dlq}

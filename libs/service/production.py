@@ -11,6 +11,8 @@ refuses to start, naming the variable, when it finds
 - a dev-only switch on: `HARBOUR_OUTBOUND_ALLOW_LOOPBACK` (agencies'
   callbacks and clients' `jwks_uri` on the process's own loopback, over plain
   http);
+- a cap on the retention of Kafka topics (`HARBOUR_KAFKA_RETENTION_CAP_MS`):
+  the local broker's workaround would let a lagging consumer lose events;
 - an issuer that is not https (`HARBOUR_ISSUER`; the dev default is
   `http://127.0.0.1:8000`): every token, device proof and discovery document
   names it;
@@ -87,6 +89,10 @@ def production_refusals(environ: Mapping[str, str]) -> dict[str, str]:
     loopback = environ.get(f"HARBOUR_{OUTBOUND_ALLOW_LOOPBACK}")
     if loopback is not None and parse_bool(loopback):
         refusals[f"HARBOUR_{OUTBOUND_ALLOW_LOOPBACK}"] = "loopback callbacks and jwks_uri are for the dev stack and tests only"
+    cap = environ.get("HARBOUR_KAFKA_RETENTION_CAP_MS", "").strip()
+    if cap not in ("", "0"):
+        refusals["HARBOUR_KAFKA_RETENTION_CAP_MS"] = ("shortening topics' retention is for the local broker only: a consumer "
+                                                     "away longer than the cap would lose events (deploy/k8s/base/kafka/topics.yaml)")
     issuer = parse_url(environ.get("HARBOUR_ISSUER", DEFAULT_ISSUER))
     if not issuer.startswith("https://"):
         refusals["HARBOUR_ISSUER"] = f"must be the gateway's https URL, not {issuer}"

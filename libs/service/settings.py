@@ -198,6 +198,10 @@ class ServiceSettings:
     # Locally the service creates the topics it uses; under Strimzi the
     # KafkaTopic resources do and the service must not try.
     kafka_create_topics: bool = setting("KAFKA_CREATE_TOPICS", True)
+    # Milliseconds; 0: none. The longest the topics this service creates keep their events (dead letters and the
+    # revocations excepted): the local stack sets it, because its broker's cost grows with what it keeps
+    # (docs/operations.md, "The local broker's retention"). Never set under Strimzi: topics.yaml says how long.
+    kafka_retention_cap_ms: int = setting("KAFKA_RETENTION_CAP_MS", 0)
     # Put before every consumer group's name, so that two copies of the platform (a test run's, say) can share
     # one broker without joining each other's groups. Empty in production.
     kafka_group_prefix: str = setting("KAFKA_GROUP_PREFIX", "")

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from libs.events.topics import ALL_TOPICS, agency_topic
+from libs.events.topics import AGENCY_RETENTION_MS, ALL_TOPICS, agency_topic, topic_configs
 from services.auth import events as auth_events
 from services.formfill import events as formfill_events
 from services.signing import events as signing_events
@@ -608,6 +608,11 @@ def expected_topics() -> dict[str, int]:
     return topics
 
 
+def expected_retention() -> dict[str, int]:
+    """The registry's retention of every topic and dead-letter twin (what a locally created topic gets too)."""
+    return {name: int(config["retention.ms"]) for topic in ALL_TOPICS for name, config in topic_configs(topic).items()}
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_topic_and_its_dead_letter_twin_is_a_kafka_topic(rendered, target: str) -> None:
     docs = rendered[target]
@@ -618,6 +623,7 @@ def test_every_topic_and_its_dead_letter_twin_is_a_kafka_topic(rendered, target:
         assert spec["partitions"] == partitions, name
         assert spec["replicas"] == 3, name
         assert int(spec["config"]["min.insync.replicas"]) == 2, name
+        assert int(spec["config"]["retention.ms"]) == expected_retention()[name], f"{name}: retention differs from libs/events/topics.py"
     extra = set(topics) - set(expected_topics())
     assert all(t.startswith("agency.") and t.endswith(".events") for t in extra), extra
     for doc in of_kind(docs, "KafkaTopic"):
@@ -656,6 +662,7 @@ def test_the_agency_user_reads_only_its_own_topic(rendered) -> None:
     assert user["spec"]["authentication"]["type"] == "tls"
     topic = next(d for d in of_kind(docs, "KafkaTopic") if d["spec"]["topicName"] == own_topic)
     assert topic["spec"]["replicas"] == 3
+    assert int(topic["spec"]["config"]["retention.ms"]) == AGENCY_RETENTION_MS  # what the outbox creates locally
 
 
 def test_agency_users_are_only_in_the_overlays(rendered) -> None:

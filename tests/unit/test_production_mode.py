@@ -47,6 +47,12 @@ def test_loopback_callbacks_are_refused(fit, value):
     assert production_refusals({**fit, "HARBOUR_OUTBOUND_ALLOW_LOOPBACK": "false"}) == {}
 
 
+def test_a_cap_on_kafka_retention_is_refused(fit):
+    # The local broker's workaround: in production a consumer away longer than the cap would lose events.
+    assert list(production_refusals({**fit, "HARBOUR_KAFKA_RETENTION_CAP_MS": "300000"})) == ["HARBOUR_KAFKA_RETENTION_CAP_MS"]
+    assert production_refusals({**fit, "HARBOUR_KAFKA_RETENTION_CAP_MS": "0"}) == {}
+
+
 @pytest.mark.parametrize("issuer", [None, "http://127.0.0.1:8000", "http://id.harbour-id.example"])
 def test_an_issuer_that_is_not_https_is_refused(fit, issuer):
     environment = {k: v for k, v in fit.items() if k != "HARBOUR_ISSUER"}
