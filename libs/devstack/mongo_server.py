@@ -14,6 +14,8 @@ import threading
 
 from secantus import SecantusDBServer
 
+from libs.devstack.ttl_monitor import TtlMonitor
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -25,6 +27,8 @@ def main() -> int:
     # How often expired documents of TTL indexes are removed: MongoDB's TTL monitor runs every 60 s
     # (ttlMonitorSleepSecs). A 1 s sweep walked every TTL collection each second (idle CPU 5 % -> 42 % after 1,755
     # logins); the platform never relies on the sweep: an expired document is refused by its own expiry check.
+    # libs/devstack/ttl_monitor.py does it, through the indexes; SecantusDB's own sweep (every document decoded
+    # under the global lock) stays off.
     parser.add_argument("--ttl-sweep-s", type=float, default=60.0)
     args = parser.parse_args()
 
@@ -32,7 +36,7 @@ def main() -> int:
         args.host,
         args.port,
         args.data_dir,
-        ttl_sweep_seconds=args.ttl_sweep_s,
+        ttl_sweep_seconds=0,
         enable_test_commands=False,
         transaction_lifetime_seconds=args.transaction_lifetime_s,
     )
@@ -45,7 +49,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     server.start()
     print(f"mongodb-protocol server listening on {args.host}:{args.port}", flush=True)
+    monitor = TtlMonitor(f"mongodb://{args.host}:{args.port}/?retryWrites=false", args.ttl_sweep_s)
+    monitor.start()
     stop_requested.wait()
+    monitor.stop()
     server.stop()
     print("mongodb-protocol server stopped", flush=True)
     return 0
