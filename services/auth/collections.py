@@ -64,6 +64,10 @@ INDEXES = (
     # Device assertions are single-use until they expire.
     index(USED_ASSERTIONS, "expires_at", expire_after_s=0),
     index(APPROVALS, "account_id", "status", "expires_at"),
+    # The housekeeping's pending prompts past their expiry, every 5 s (services/auth/housekeeping.py): without it the
+    # local database served that query from the TTL index's range and decoded every prompt ever expired - 1 s a pass
+    # with 10,400 stored, 20 % of a core; 1 ms with it.
+    index(APPROVALS, "status", "expires_at"),
     # Decided or expired prompts are kept 30 days for the citizen's history, then go.
     index(APPROVALS, "expires_at", name="approvals_ttl", expire_after_s=30 * 24 * 3600),
     # Contact changes (and each account's hourly count): found by account (closure), gone an hour after they were made.
