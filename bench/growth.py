@@ -58,6 +58,8 @@ def measure(stack, apps, client: tuple[str, str], args) -> dict[str, support.Sum
     failed_before = len(logins.ERRORS)
     # No untimed logins first: the citizens and the client are warm (a warm-up failing under load would end the run).
     rate, latencies = support.run(logins.run_logins(gateway, apps, args.logins, args.concurrency, warmup=0))
+    for error in sorted(set(logins.ERRORS[failed_before:]))[:3]:  # why, not only how many
+        print(f"  a login failed: {error}", flush=True)
     return {"tokens": tokens, "logins": (rate, statistics.median(latencies) if latencies else 0.0,
                                          len(logins.ERRORS) - failed_before)}
 
