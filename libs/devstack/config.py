@@ -61,8 +61,9 @@ class StackConfig:
     # The longest the local broker keeps an event topic's records (ms; HARBOUR_KAFKA_RETENTION_CAP_MS, 0: the
     # registry's days). It holds every record in memory and rewrites them all to its data file every ~2 s while it is
     # written to, so its cost per event grows with what it keeps (docs/operations.md, "The local broker's retention").
-    # Five minutes: the stack's consumers read within seconds. Dead letters and the revocations keep their days.
-    kafka_retention_cap_ms: int = field(default_factory=lambda: int(os.environ.get("HARBOUR_KAFKA_RETENTION_CAP_MS", "300000")))
+    # Off by default: with five minutes (300000; the growth bench sets it) one e2e test reading agency topics whole
+    # found them empty in one of two fresh-clone runs, not yet understood. Dead letters and revocations never capped.
+    kafka_retention_cap_ms: int = field(default_factory=lambda: int(os.environ.get("HARBOUR_KAFKA_RETENTION_CAP_MS", "0")))
     # False: the services run in production mode (HARBOUR_SANDBOX=false, no dev-only switch; libs/service/production.py),
     # which also wants an https HARBOUR_ISSUER in extra_env. The tests of production mode use it.
     sandbox: bool = True
