@@ -24,8 +24,8 @@ It measures twice after storing: right after, and again once the idle stack has 
 seconds at most; each 20 s window printed). In between the stack finishes what the storing left behind: each stored
 login's short-lived documents (the login, its proof nonces, the consumers' records...) expire minutes after it and
 are removed by the local database's sweep every 60 s, and the local broker drops events older than its retention
-(five minutes on the dev stack: docs/operations.md, "The local broker's retention"; its cost grows with what it
-keeps, a Kafka broker's does not). So right after 10,000 logins the measurement shares the CPU with both; settled,
+(five minutes: this bench sets HARBOUR_KAFKA_RETENTION_CAP_MS=300000 for its stack, the dev stack's default is off;
+docs/operations.md, "The local broker's retention": its cost grows with what it keeps, a Kafka broker's does not). So right after 10,000 logins the measurement shares the CPU with both; settled,
 only the data that stays is left. The broker's data file is printed with each measurement.
 Loopback only; bounded; stops by itself.
 """

@@ -130,7 +130,7 @@ class DevStack:
             if not processes.is_alive(pid):
                 raise RuntimeError(f"{spec.name} exited at start; see {spec.log_file}")
         asyncio.run(ensure_topics(self.config.kafka_bootstrap, ALL_TOPICS,
-                                  retention_cap_ms=(self.config.kafka_retention_cap_ms or None) if self.config.sandbox else None))
+                                  retention_cap_ms=self.config.kafka_retention_cap_ms if self.config.sandbox else 0))
         self._write_state()
 
     def up_services(self, timeout_s: float = 90.0) -> None:

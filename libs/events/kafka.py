@@ -249,7 +249,7 @@ def _failed(exc: BaseException) -> asyncio.Future:
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bool = True,
-                        security: KafkaSecurity | None = None, retention_cap_ms: int | None = None) -> None:
+                        security: KafkaSecurity | None = None, retention_cap_ms: int = 0) -> None:
     """Create the topics (and their dead-letter twins) that do not exist yet, with the registry's retention.
 
     Needed locally because an auto-created topic has a single partition. With `retention_cap_ms` (the local
@@ -275,7 +275,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic], *, with_dlq: bo
                          retention_ms=int(configs[new_topic.name]["retention.ms"]))
             except TopicAlreadyExistsError:
                 pass  # another service created it first
-        if retention_cap_ms is not None:
+        if retention_cap_ms:
             await _cap_retention(admin, {name: configs[name] for name in wanted if name in existing})
     finally:
         await admin.close()
@@ -313,7 +313,7 @@ def install_producer(app: web.Application, topics: Iterable[Topic] = ()) -> None
         settings = app[SETTINGS]
         if settings.kafka_create_topics and topics:
             await ensure_topics(settings.kafka_bootstrap, topics, security=settings.kafka_security,
-                                retention_cap_ms=settings.kafka_retention_cap_ms or None)
+                                retention_cap_ms=settings.kafka_retention_cap_ms)
         producer = Publisher(settings.kafka_bootstrap, f"harbour-{settings.service}", settings.kafka_security)
         await producer.start()
         app[PRODUCER] = producer

@@ -229,7 +229,7 @@ class OutboxRelay:
         lease_ttl_s: float = 10.0,
         verify_after_s: float = VERIFY_AFTER_S,
         create_topics_at: str | None = None,
-        retention_cap_ms: int | None = None,
+        retention_cap_ms: int = 0,
         kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self.db = db
@@ -455,7 +455,7 @@ def install_outbox_relay(app: web.Application) -> None:
         settings = app[SETTINGS]
         relay = OutboxRelay(db, app[PRODUCER], service=settings.service,
                             create_topics_at=settings.kafka_bootstrap if settings.kafka_create_topics else None,
-                            retention_cap_ms=settings.kafka_retention_cap_ms or None, kafka_security=settings.kafka_security)
+                            retention_cap_ms=settings.kafka_retention_cap_ms, kafka_security=settings.kafka_security)
         app[OUTBOX_RELAY] = relay
         add_readiness_check(app, "outbox-relay", relay.ready)
         task = asyncio.create_task(relay.run(), name="outbox-relay")

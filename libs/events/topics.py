@@ -114,15 +114,15 @@ ALL_TOPICS: tuple[Topic, ...] = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, APPROVAL
                                NOTIFICATIONS_PRIORITY, REVOCATIONS)
 
 
-def topic_configs(topic: Topic, cap_ms: int | None = None) -> dict[str, dict[str, str]]:
+def topic_configs(topic: Topic, cap_ms: int = 0) -> dict[str, dict[str, str]]:
     """The broker configuration of the topic and of its dead-letter twin: the registry's retention, the topic's
-    shortened to `cap_ms` if given.
+    shortened to `cap_ms` if given (0: no cap, as HARBOUR_KAFKA_RETENTION_CAP_MS).
 
     The cap is for a broker whose cost grows with what it keeps (the local one: docs/operations.md, "The local
     broker's retention"); dead letters and topics read from the start keep theirs. A broker deletes whole segments
     only, so a capped topic rolls its segment five times per cap: it keeps between one and 1.2 caps' worth.
     """
     dlq = {"retention.ms": str(DLQ_RETENTION_MS)}
-    if cap_ms is None or topic.read_from_start or topic.retention_ms <= cap_ms:
+    if not cap_ms or topic.read_from_start or topic.retention_ms <= cap_ms:
         return {topic.name: {"retention.ms": str(topic.retention_ms)}, topic.dlq: dlq}
     return {topic.name: {"retention.ms": str(cap_ms), "segment.ms": str(max(cap_ms // 5, 1000))}, topic.dlq: dlq}
