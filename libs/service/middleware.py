@@ -8,6 +8,7 @@ WARNING), a slow request (over HARBOUR_ACCESS_LOG_SLOW_MS) and one in HARBOUR_AC
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -29,6 +30,8 @@ ROUTE_LABEL = web.RequestKey("route_label", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = get_logger("harbour.http")
+# What nginx logs for a request whose client closed the connection before the answer was done.
+CLIENT_CLOSED_REQUEST = 499
 UNLOGGED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -42,6 +45,8 @@ class AccessLog:
 
     def why(self, status: int, elapsed_s: float) -> str | None:
         """Why this request is logged ("error", "slow", "sample"), or None for no line."""
+        if status == CLIENT_CLOSED_REQUEST:
+            return "client closed"
         if status >= 400:
             return "error"
         if elapsed_s >= self.slow_s:
@@ -96,6 +101,11 @@ async def metrics_middleware(request: web.Request, handler):
         response = await handler(request)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler of a client that went away (an app closing its event stream): nginx's 499,
+        # not a server error — a 500 here would set off every 5xx alert each time a phone closes the app.
+        status = CLIENT_CLOSED_REQUEST
+        raise
     finally:
         elapsed = time.perf_counter() - started
         labels = (request.app[SERVICE_NAME], route_template(request), request.method, status)

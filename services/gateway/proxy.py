@@ -236,13 +236,25 @@ async def _relay(request: web.Request, upstream_response: aiohttp.ClientResponse
     await response.prepare(request)
     try:
         async for chunk in upstream_response.content.iter_any():
-            await response.write(chunk)
+            if not await _write_to_client(response, chunk):
+                return response
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError):
         # Headers are gone already: all we can do is cut the stream so the client sees it broke.
         request.transport and request.transport.close()
         return response
-    await response.write_eof()
+    await _write_to_client(response)
     return response
+
+
+async def _write_to_client(response: web.StreamResponse, chunk: bytes | None = None) -> bool:
+    """A chunk (None: the end) to the client; False when the client has gone (an app closing its event stream, a
+    browser leaving): an ordinary end, not an error. Leaving the upstream's `async with` then closes that
+    connection, so the service sees the stream end too."""
+    try:
+        await (response.write(chunk) if chunk is not None else response.write_eof())
+    except ConnectionResetError:
+        return False
+    return True
 
 
 def _failed(upstream: Upstream) -> None:

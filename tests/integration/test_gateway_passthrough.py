@@ -11,6 +11,7 @@ import pytest
 from yarl import URL
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from libs.devstack.processes import free_port
 from libs.service import ServiceSettings
@@ -21,6 +22,8 @@ from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
+# The endless streams whose client connection closed, seen from the upstream's side (the gateway let it go).
+ENDED_STREAMS: list[str] = []
 SEEN_HEADERS = ("traceparent", "tracestate", "Cookie", "Accept-Encoding", "User-Agent", "Accept", "X-Forwarded-For")
 
 
@@ -58,6 +61,17 @@ def fake_upstream(name: str) -> web.Application:
         await response.write_eof()
         return response
 
+    async def endless_stream(request: web.Request) -> web.StreamResponse:
+        """An app's event stream: open until the other side goes."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"data: tick\n\n")
+                await asyncio.sleep(0.01)
+        finally:  # its write failed, or aiohttp cancelled it: the gateway let the connection go
+            ENDED_STREAMS.append(request.headers["X-Request-Id"])
+
     async def reset_after_reading(request: web.Request) -> web.Response:
         """A service killed while handling: the request was read, the connection is reset (RST), no answer."""
         await request.read()
@@ -68,6 +82,7 @@ def fake_upstream(name: str) -> web.Application:
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/oidc/inbox/stream", stream)
+    app.router.add_get("/oidc/inbox/endless", endless_stream)
     app.router.add_post("/oidc/reset", reset_after_reading)
     app.router.add_get("/oidc/login", set_cookie)
     app.router.add_route("*", "/{tail:.*}", echo)
@@ -144,6 +159,26 @@ async def test_large_bodies_and_event_streams_pass_through(gateway):
     response = await gateway.get("/oidc/inbox/stream")
     assert response.headers["Content-Type"] == "text/event-stream"
     assert await response.text() == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def _answered_by_the_gateway(status: str) -> float:
+    return sum(sample.value for metric in REGISTRY.collect() if metric.name == "harbour_http_requests"
+               for sample in metric.samples if sample.name == "harbour_http_requests_total"
+               and sample.labels["service"] == "gateway" and sample.labels["status"] == status)
+
+
+async def test_a_client_leaving_a_stream_ends_it_quietly_and_the_service_sees_it_end(gateway):
+    """An app closes its event stream mid-way: no error logged or counted (it was a 500 with a stack trace in the
+    log), and the upstream's connection is let go, so the service stops writing to nobody."""
+    errors, closed, served = (_answered_by_the_gateway(status) for status in ("500", "499", "200"))
+    response = await gateway.get("/oidc/inbox/endless", headers={"X-Request-Id": "leaving-app-1"})
+    assert response.status == 200 and (await response.content.readuntil(b"\n\n")) == b"data: tick\n\n"
+    response.connection.transport.abort()  # the app goes away without reading on
+    await eventually(lambda: "leaving-app-1" in ENDED_STREAMS)
+    # Counted as nginx counts it: 499, the client closed the request (or 200 when the stream's write noticed first).
+    await eventually(lambda: _answered_by_the_gateway("499") > closed or _answered_by_the_gateway("200") > served)
+    assert _answered_by_the_gateway("500") == errors
+    assert (await gateway.get("/oidc/x")).status == 200  # and the gateway serves on
 
 
 async def test_unavailable_upstream_is_a_503_problem_and_reported(gateway):
