@@ -18,6 +18,7 @@ import pytest
 from libs.devstack import DevStack, StackConfig
 from libs.devstack.config import REPO_ROOT
 
+from .support.failure_logs import warnings_since
 from .support.infrastructure import Infra, shared_or_private_infra
 
 
@@ -91,3 +92,15 @@ def platform(infra):
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on the platform shows what the platform's processes warned about meanwhile (failure_logs.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    platform = getattr(item, "funcargs", {}).get("platform")
+    if report.failed and isinstance(platform, Platform):
+        lines = warnings_since(platform.stack.log_dir, call.start - 1.0)
+        if lines:
+            report.sections.append(("platform warnings and errors meanwhile", "\n".join(lines)))
