@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
+
+T = TypeVar("T")
 
 log = structlog.get_logger()
 
@@ -116,3 +119,16 @@ async def event_or_timeout(event: asyncio.Event, timeout_s: float) -> bool:
     finally:
         waiter.cancel()
     return event.is_set()
+
+
+async def item_or_timeout(queue: asyncio.Queue[T], timeout_s: float) -> T | None:
+    """The queue's next item, or None once `timeout_s` has passed without one — `event_or_timeout`'s way, for the
+    same reason (a cancellation lost by `asyncio.wait_for` on Python 3.11). An item the getter already took when
+    the timeout came is returned, never dropped."""
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait((getter,), timeout=timeout_s)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None

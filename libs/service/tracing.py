@@ -29,6 +29,7 @@ loading it, ~0.8 MB of each process's memory; docs/operations.md, idle RSS).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -44,7 +45,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .middleware import REQUEST_ID, route_template
+from .middleware import CLIENT_CLOSED_REQUEST, REQUEST_ID, route_template
 from .settings import SettingsError
 
 TRACER_NAME = "harbour"
@@ -269,6 +270,9 @@ async def tracing_middleware(request: web.Request, handler):
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED_REQUEST  # the client went away: not a server error (middleware.py)
             raise
         finally:
             if span.is_recording():

@@ -184,3 +184,16 @@ async def test_a_loop_woken_and_cancelled_at_the_same_moment_stops():
         with pytest.raises(asyncio.CancelledError):
             await task
     assert passes == 1
+
+
+async def test_item_or_timeout_gives_the_next_item_or_none_and_drops_nothing():
+    from libs.background import item_or_timeout
+
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    assert await item_or_timeout(queue, 0.01) is None
+    asyncio.get_running_loop().call_later(0.01, queue.put_nowait, "prompt-1")
+    assert await item_or_timeout(queue, 30) == "prompt-1"
+    queue.put_nowait("prompt-2")
+    assert await item_or_timeout(queue, 0) == "prompt-2"  # already there: taken even with no time to wait
+    assert queue.empty()
+

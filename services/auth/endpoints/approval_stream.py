@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from libs.background import item_or_timeout
 from libs.revocation import REVOCATIONS, install_revocations
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
@@ -93,10 +94,7 @@ async def _stream(request: web.Request, caller: StreamingDevice) -> web.StreamRe
             if backlog:
                 item = backlog.pop(0)
             else:
-                try:
-                    item = await asyncio.wait_for(queue.get(), CHECK_EVERY_S)
-                except TimeoutError:
-                    item = None
+                item = await item_or_timeout(queue, CHECK_EVERY_S)
             if item is not None and item["approval_id"] not in sent:
                 sent.add(item["approval_id"])
                 await response.write(f"id: {item['approval_id']}\nevent: prompt\ndata: {json.dumps(item)}\n\n".encode())
