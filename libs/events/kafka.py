@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -38,7 +39,11 @@ def connection_options(security: KafkaSecurity | None) -> dict:
 
 
 FETCH_API_KEY = 1
+# After a fetch that brought nothing: a short pause while records are flowing, a longer one once the consumer's
+# topics have been quiet for a while (pause_after_empty_fetches).
 IDLE_FETCH_PAUSE_S = 0.05
+QUIET_FETCH_PAUSE_S = 0.25
+QUIET_AFTER_S = 2.0
 
 
 def _carries_records(response) -> bool:
@@ -49,22 +54,39 @@ def _carries_records(response) -> bool:
     return False
 
 
-def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_FETCH_PAUSE_S) -> AIOKafkaConsumer:
-    """Wait `pause_s` after a fetch that brought nothing before the consumer asks again.
+def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_FETCH_PAUSE_S, *,
+                              quiet_pause_s: float = QUIET_FETCH_PAUSE_S,
+                              quiet_after_s: float = QUIET_AFTER_S) -> AIOKafkaConsumer:
+    """Space the fetches that bring nothing: `pause_s` between them while records came in the last `quiet_after_s`,
+    `quiet_pause_s` once none have for that long.
 
     A Kafka broker holds an empty fetch for fetch.max.wait.ms; the local one answers at once, so an
     idle aiokafka consumer would ask hundreds of times a second and every idle service would burn a
-    core between itself and the broker. Against a real broker this only spaces its long polls by
-    `pause_s`; a message arriving meanwhile waits at most that long. (aiokafka has no setting for
-    this, so the consumer's client is wrapped: aiokafka is pinned and a test checks the fetch rate.)
+    core between itself and the broker. Even at one fetch per 50 ms, the idle consumers (three or so per
+    service: its events, the revocation list, auth's client directory) were most of an idle service's CPU — a
+    fifth of a core for the idle stack, taken from whatever a one-core benchmark measured. A consumer whose
+    topics are busy keeps the short pause (a record waits at most 50 ms); a quiet one asks four times a second,
+    so the first record after a quiet spell waits at most 250 ms. The time the broker held the fetch counts
+    towards the pause: against Apache Kafka, whose empty fetches last fetch.max.wait.ms (500 ms), there is no
+    pause at all. (aiokafka has no setting for this, so the consumer's client is wrapped: aiokafka is pinned and
+    a test checks the fetch rate.)
     """
     client = consumer._client
     send = client.send
+    last_records = time.monotonic()
 
     async def send_then_pause_if_empty(node_id, request, **kwargs):
+        nonlocal last_records
+        asked = time.monotonic()
         response = await send(node_id, request, **kwargs)
-        if request.API_KEY == FETCH_API_KEY and not _carries_records(response):
-            await asyncio.sleep(pause_s)
+        if request.API_KEY == FETCH_API_KEY:
+            answered = time.monotonic()
+            if _carries_records(response):
+                last_records = answered
+            else:
+                pause = pause_s if answered - last_records < quiet_after_s else quiet_pause_s
+                if pause > answered - asked:
+                    await asyncio.sleep(pause - (answered - asked))
         return response
 
     client.send = send_then_pause_if_empty

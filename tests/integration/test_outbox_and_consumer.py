@@ -322,6 +322,49 @@ async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_ev
     assert seen == [event.id]
 
 
+async def test_a_consumer_quiet_for_a_while_asks_four_times_a_second_and_still_sees_new_events(infra):
+    """Even at one fetch per 50 ms, idle consumers were most of an idle service's CPU: once its topics have been quiet
+    for 2 s a consumer waits 250 ms after an empty fetch (kafka.py: pause_after_empty_fetches)."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    client = create_client(infra.mongo_uri)
+    seen: list[str] = []
+
+    async def handler(event: CloudEvent, session) -> None:
+        seen.append(event.id)
+
+    producer = Publisher(infra.kafka_bootstrap, "quiet-test")
+    await producer.start()
+    consumer = EventConsumer(
+        service="quiet-reader", group=f"quiet-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name], handler=handler,
+        mongo_client=client, db=client[infra.settings("quiet-reader").database], dlq_producer=producer,
+        bootstrap=infra.kafka_bootstrap,
+    )
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        while loop.time() - started < 2.5:  # quiet for longer than QUIET_AFTER_S
+            assert await consumer.consume_batch() == 0
+        fetches = _count_requests(consumer.consumer._client, FETCH)
+        started = loop.time()
+        while loop.time() - started < 1.0:
+            assert await consumer.consume_batch() == 0
+        quiet_fetches = fetches["n"]
+        event = CloudEvent(source="/t", type="test.after_quiet", subject="k", data={})
+        await producer.send_and_wait(topic.name, event.to_json(), key=b"k")
+        sent = loop.time()
+        for _ in range(20):
+            if await consumer.consume_batch():
+                break
+        print(f"the first event after the quiet spell was handled {1000 * (loop.time() - sent):.0f} ms after it was sent")
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await client.close()
+    assert 0 < quiet_fetches <= 6, quiet_fetches  # 4 a second, with room for the one under way
+    assert seen == [event.id]
+
+
 async def test_offsets_are_committed_once_a_second_in_one_request_and_at_stop(infra):
     """A stream of single-record fetches made one OffsetCommit request per record (as much broker work as the record
     itself); now handled offsets are committed at most once a second, and what is left when the consumer stops."""
