@@ -16,6 +16,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events.topics import APPROVAL_DECIDED
 from libs.service.logging import get_logger
 
+from .approvals.decisions import AUTH_REQUESTER
 from .context import Auth
 from .collections import APPROVALS
 
@@ -45,9 +46,10 @@ async def expire_prompts(auth: Auth) -> int:
             if result.modified_count != 1:
                 return False  # decided meanwhile
             request = doc["request"]
-            await auth.publish(session, APPROVAL_DECIDED, "approval.expired", doc["_id"], {
-                "approval_id": doc["_id"], "account_id": doc["account_id"], "requester": request["requester"],
-                "action": request["action"], "expired_at": doc["expires_at"].isoformat()})
+            if request["requester"]["service"] != AUTH_REQUESTER:  # auth's own prompts: nobody else asked
+                await auth.publish(session, APPROVAL_DECIDED, "approval.expired", doc["_id"], {
+                    "approval_id": doc["_id"], "account_id": doc["account_id"], "requester": request["requester"],
+                    "action": request["action"], "expired_at": doc["expires_at"].isoformat()})
             return True
 
         if await auth.transaction(work):

@@ -9,10 +9,12 @@ The prompt's free text (purpose, details) arrives sealed to auth and is kept
 encrypted (queue.py); it is opened only for the citizen's device and to
 recompute the digest a decision must be signed over.
 
-Prompts auth asked for itself (logins, CIBA requests) are then finished,
-in the same transaction, by the finisher registered for their action
-(`Auth.finishers`, filled at start-up by app.py from the oidc package): this
-module never imports the ones it finishes for.
+Prompts auth asked for itself (logins, CIBA requests, closing the account,
+adding a device: requester `auth`) are then finished, in the same
+transaction, by the finisher registered for their action (`Auth.finishers`,
+filled at start-up by app.py from the oidc package): this module never
+imports the ones it finishes for. Those publish no `approval.decided`: no
+other service asked (docs/events.md).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from ..errors import (
     WrongDevice,
 )
 from .queue import request_of
+
+# The requester of the prompts auth asks for itself (oidc/login.py, identity/closure.py, devices/pairing.py).
+AUTH_REQUESTER = "auth"
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -87,7 +92,7 @@ async def _decided(
     await _publish(auth, session, doc, device, claims, decision_jws, digest, status, now, amr, factors)
     result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
     request = doc["request"]
-    finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == "auth" else None
+    finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == AUTH_REQUESTER else None
     if finisher is not None:
         result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance,
                                                  "amr": amr}, claims.decision)
@@ -162,7 +167,21 @@ async def _publish(
     amr: list[str],
     factors: dict[str, Any],
 ) -> None:
-    """`approval.decided` with what the requesting service needs to check the decision itself, and the audit record."""
+    """`approval.decided` with what the requesting service needs to check the decision itself, and the audit record.
+
+    Auth's own prompts (a login, CIBA, closing the account, adding a device) are finished in this transaction by
+    their finisher: no other service asked, so none is told — formfill and signing read every `approval.decided` and
+    would only drop each citizen's every login, after reading its account id and device key."""
+    request = doc["request"]
+    if request["requester"]["service"] != AUTH_REQUESTER:
+        await _publish_decided(auth, session, doc, device, claims, decision_jws, digest, now)
+    await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
+                     outcome=status, approval_id=doc["_id"], kind=request["action"], client_id=request["requester"].get("client_id"),
+                     amr=amr, uv=factors["user_verification"])
+
+
+async def _publish_decided(auth: "Auth", session: AsyncClientSession, doc: dict[str, Any], device: DeviceContext,
+                           claims: DecisionClaims, decision_jws: str, digest: str, now: datetime) -> None:
     request = doc["request"]
     await auth.publish(session, APPROVAL_DECIDED, "approval.decided", doc["_id"], {
         "approval_id": doc["_id"],
@@ -177,6 +196,3 @@ async def _publish(
         "decision_jws": decision_jws,
         "decided_at": now.isoformat(),
     })
-    await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
-                     outcome=status, approval_id=doc["_id"], kind=request["action"], client_id=request["requester"].get("client_id"),
-                     amr=amr, uv=factors["user_verification"])

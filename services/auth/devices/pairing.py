@@ -51,6 +51,7 @@ from libs.events.topics import IDENTITY
 from libs.tokens import thumbprint
 
 from ..approvals import queue
+from ..approvals.decisions import AUTH_REQUESTER
 from ..collections import ACCOUNTS, DEVICE_PAIRINGS, PAIRING_GUESSES
 from ..errors import (
     AccountInactive,
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 
 ACTION = "add_device"
 # The platform itself asks: the prompt names no relying party.
-PLATFORM = Requester(service="auth", client_id="harbour-id", client_name="Harbour ID")
+PLATFORM = Requester(service=AUTH_REQUESTER, client_id="harbour-id", client_name="Harbour ID")
 CODE_LENGTH = 8  # 31^8 ≈ 2^39.6
 
 

@@ -53,6 +53,7 @@ from libs.events import agency_topic
 from libs.events.outbox import OUTBOX_COLLECTION
 
 from ..approvals import queue
+from ..approvals.decisions import AUTH_REQUESTER
 from ..clients.registry import clients_of_sector
 from ..collections import ACCOUNTS, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 
 ACTION = "close_account"
 # The platform itself asks: the prompt names no relying party.
-PLATFORM = Requester(service="auth", client_id="harbour-id", client_name="Harbour ID")
+PLATFORM = Requester(service=AUTH_REQUESTER, client_id="harbour-id", client_name="Harbour ID")
 PROMPT_TTL_S = 300
 CLOSABLE = ("pending", "active", "suspended", "revoked")
 # What `card_hash` holds once the card is free to enrol again (closed here; revoked and re-enrolled: enrolment.py).

@@ -38,6 +38,7 @@ from libs.events.topics import LOGINS
 from libs.service.tracing import traceparent
 
 from ..approvals import queue
+from ..approvals.decisions import AUTH_REQUESTER
 from ..clients.registry import find_client
 from ..collections import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIONS
 from ..errors import AccountInactive
@@ -152,7 +153,7 @@ def _prompt(tx_doc: dict[str, Any], account_id: str) -> ApprovalRequest:
         approval_id=f"login-{tx_doc['_id']}",
         account_id=account_id,
         action="login",
-        requester=Requester(service="auth", client_id=tx_doc["client_id"], client_name=tx_doc["client_name"]),
+        requester=Requester(service=AUTH_REQUESTER, client_id=tx_doc["client_id"], client_name=tx_doc["client_name"]),
         purpose=f"Log in to {tx_doc['client_name']}",
         details=details,
         matching_code=tx_doc.get("matching_code"),

@@ -20,12 +20,15 @@ from services.auth.approvals import queue
 DOCUMENT_SHA256 = hashlib.sha256(b"the tenancy agreement").hexdigest()
 
 
-async def queued(auth_service, phone, *, lifetime_s: int = 120) -> str:
+SIGNING = Requester(service="signing", client_id="agency-1", client_name="Housing Authority")
+
+
+async def queued(auth_service, phone, *, lifetime_s: int = 120, requester: Requester = SIGNING) -> str:
     """A signing prompt in the citizen's queue, as if `approval.requested` had brought it."""
     context = auth_service.context
     request = ApprovalRequest(
         approval_id=f"sig-{uuid.uuid4().hex}", account_id=phone.profile.account_id, action="sign",
-        requester=Requester(service="signing", client_id="agency-1", client_name="Housing Authority"),
+        requester=requester,
         purpose="Sign the tenancy agreement", details={"document_name": "tenancy.pdf", "sha256": DOCUMENT_SHA256,
                                                        "sha256_start": DOCUMENT_SHA256[:16]},
         expires_at=context.clock.now() + timedelta(seconds=lifetime_s),
@@ -87,6 +90,18 @@ async def test_an_unanswered_prompt_expires(auth_service, clock, tmp_path):
     [event] = await published(auth_service, "approval.expired", approval_id)
     assert event["data"]["action"] == "sign" and event["data"]["requester"]["service"] == "signing"
     assert await housekeeping.expire_prompts(auth_service.context) == 0
+
+
+async def test_auth_s_own_prompt_expires_without_telling_other_services(auth_service, clock, tmp_path):
+    """A prompt auth asked for itself (a login, a closure, a new device) concerns no other service: expired, it
+    publishes no `approval.expired` (decided, no `approval.decided`: test_oidc_authorization.py)."""
+    phone = await auth_service.citizen(tmp_path)
+    approval_id = await queued(auth_service, phone, lifetime_s=60,
+                               requester=Requester(service="auth", client_id="harbour-id", client_name="Harbour ID"))
+    clock.advance(61)
+    assert await housekeeping.expire_prompts(auth_service.context) == 1
+    assert (await phone.show(approval_id))["status"] == "expired"
+    assert await published(auth_service, "approval.expired", approval_id) == []
 
 
 async def test_a_decision_must_be_this_devices_signature_over_this_prompt(auth_service, tmp_path):

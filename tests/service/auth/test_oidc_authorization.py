@@ -8,6 +8,8 @@ import pytest
 
 from clients.citizen_app import AppError
 
+from ...support.auth_stand_in import published
+
 from .oidc_steps import NO_STORE, REDIRECT, app_link_of, audits, authorization_params, client_auth, query_of, redeem, register
 
 
@@ -156,6 +158,18 @@ async def test_a_declined_login_goes_back_as_access_denied(auth_service, tmp_pat
                       "flow": "browser", "reason": "access_denied"}
     [decided] = await audits(auth_service, phone.profile.account_id, "approval.decide")
     assert (decided["outcome"], decided["kind"], decided["client_id"]) == ("denied", "login", rp["client_id"])
+
+
+async def test_a_login_decision_is_audited_but_tells_no_other_service(auth_service, tmp_path):
+    """Auth asked for the login prompt and finishes it itself: no `approval.decided` (formfill and signing read that
+    topic, and would only drop every citizen's every login after reading its account id and device key)."""
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    page = await (await authorize(auth_service, authorization_params(rp)[0])).text()
+    assert (await phone.open_link(app_link_of(page)))["status"] == "approved"
+    [decided] = await audits(auth_service, phone.profile.account_id, "approval.decide")
+    assert (decided["outcome"], decided["kind"]) == ("approved", "login")
+    assert await published(auth_service.context, "approval.decided") == []
 
 
 async def test_a_login_needing_plus_is_refused_to_a_basic_citizen(auth_service, tmp_path):
