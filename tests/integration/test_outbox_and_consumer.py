@@ -283,9 +283,9 @@ def _count_requests(client, api_key: int) -> dict[str, int]:
     return counts
 
 
-async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_events(infra):
-    """The local broker answers an empty fetch at once (it ignores fetch.max.wait.ms): without the pause
-    after an empty fetch, an idle consumer asks hundreds of times a second and every idle service burns CPU."""
+async def _fetches_while_idle_then_one_event(infra, name: str, *, quiet_first_s: float = 0.0) -> tuple[int, list[str], CloudEvent]:
+    """A consumer of a new topic, idle for `quiet_first_s` and then one more second, in which its fetches are counted;
+    then one event is published and read. Returns (the fetches of that second, the ids handled, the event)."""
     topic = await new_topic(infra.kafka_bootstrap)
     client = create_client(infra.mongo_uri)
     seen: list[str] = []
@@ -293,30 +293,42 @@ async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_ev
     async def handler(event: CloudEvent, session) -> None:
         seen.append(event.id)
 
-    producer = Publisher(infra.kafka_bootstrap, "idle-test")
+    producer = Publisher(infra.kafka_bootstrap, f"{name}-test")
     await producer.start()
     consumer = EventConsumer(
-        service="idle-reader", group=f"idle-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name], handler=handler,
-        mongo_client=client, db=client[infra.settings("idle-reader").database], dlq_producer=producer,
+        service=name, group=f"{name}-{uuid.uuid4().hex[:6]}", topics=[topic.name], handler=handler,
+        mongo_client=client, db=client[infra.settings(name).database], dlq_producer=producer,
         bootstrap=infra.kafka_bootstrap,
     )
     await consumer.start()
-    fetches = _count_requests(consumer.consumer._client, FETCH)
     loop = asyncio.get_running_loop()
     try:
+        started = loop.time()
+        while loop.time() - started < quiet_first_s:
+            assert await consumer.consume_batch() == 0
+        fetches = _count_requests(consumer.consumer._client, FETCH)
         started = loop.time()
         while loop.time() - started < 1.0:
             assert await consumer.consume_batch() == 0
         idle_fetches = fetches["n"]
         event = CloudEvent(source="/t", type="test.late", subject="k", data={})
         await producer.send_and_wait(topic.name, event.to_json(), key=b"k")
+        sent = loop.time()
         for _ in range(20):  # each call waits up to 500 ms for records
             if await consumer.consume_batch():
                 break
+        print(f"{name}: the event was handled {1000 * (loop.time() - sent):.0f} ms after it was sent")
     finally:
         await consumer.stop()
         await producer.stop()
         await client.close()
+    return idle_fetches, seen, event
+
+
+async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_events(infra):
+    """The local broker answers an empty fetch at once (it ignores fetch.max.wait.ms): without the pause
+    after an empty fetch, an idle consumer asks hundreds of times a second and every idle service burns CPU."""
+    idle_fetches, seen, event = await _fetches_while_idle_then_one_event(infra, "idle-reader")
     # One fetch per pause (50 ms) at most, with room for the fetches that bring records.
     assert 0 < idle_fetches <= 30, idle_fetches
     assert seen == [event.id]
@@ -325,42 +337,7 @@ async def test_an_idle_consumer_does_not_hammer_the_broker_and_still_sees_new_ev
 async def test_a_consumer_quiet_for_a_while_asks_four_times_a_second_and_still_sees_new_events(infra):
     """Even at one fetch per 50 ms, idle consumers were most of an idle service's CPU: once its topics have been quiet
     for 2 s a consumer waits 250 ms after an empty fetch (kafka.py: pause_after_empty_fetches)."""
-    topic = await new_topic(infra.kafka_bootstrap)
-    client = create_client(infra.mongo_uri)
-    seen: list[str] = []
-
-    async def handler(event: CloudEvent, session) -> None:
-        seen.append(event.id)
-
-    producer = Publisher(infra.kafka_bootstrap, "quiet-test")
-    await producer.start()
-    consumer = EventConsumer(
-        service="quiet-reader", group=f"quiet-reader-{uuid.uuid4().hex[:6]}", topics=[topic.name], handler=handler,
-        mongo_client=client, db=client[infra.settings("quiet-reader").database], dlq_producer=producer,
-        bootstrap=infra.kafka_bootstrap,
-    )
-    await consumer.start()
-    loop = asyncio.get_running_loop()
-    try:
-        started = loop.time()
-        while loop.time() - started < 2.5:  # quiet for longer than QUIET_AFTER_S
-            assert await consumer.consume_batch() == 0
-        fetches = _count_requests(consumer.consumer._client, FETCH)
-        started = loop.time()
-        while loop.time() - started < 1.0:
-            assert await consumer.consume_batch() == 0
-        quiet_fetches = fetches["n"]
-        event = CloudEvent(source="/t", type="test.after_quiet", subject="k", data={})
-        await producer.send_and_wait(topic.name, event.to_json(), key=b"k")
-        sent = loop.time()
-        for _ in range(20):
-            if await consumer.consume_batch():
-                break
-        print(f"the first event after the quiet spell was handled {1000 * (loop.time() - sent):.0f} ms after it was sent")
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await client.close()
+    quiet_fetches, seen, event = await _fetches_while_idle_then_one_event(infra, "quiet-reader", quiet_first_s=2.5)
     assert 0 < quiet_fetches <= 6, quiet_fetches  # 4 a second, with room for the one under way
     assert seen == [event.id]
 
