@@ -18,11 +18,22 @@ How long an operation may wait, decided once here (docs/architecture.md, *A stal
 - **Everything else** (consumers, the outbox relay, the dispatcher, start-up)
   is not under the request deadline — a chunk of 500 notifications is one
   transaction that may legitimately take seconds — but no wait is endless: a
-  server is selected within 5 s and a connection made within 2 s, and when
+  server is selected within 5 s and a connection made within 10 s, and when
   the server stops answering, PyMongo's monitor marks it unknown after a
   missed heartbeat and interrupts the operations waiting on it (measured on a
-  SIGSTOPped local server: about 16 s). Each raises a `ConnectionFailure`,
+  SIGSTOPped local server: 15-18 s). Each raises a `ConnectionFailure`,
   which consumers retry as an outage, never dead-letter.
+- **The monitor waits `CONNECT_TIMEOUT_MS` (10 s) past a heartbeat, not 2 s.**
+  The local server streams its heartbeat (`hello` with a topology version,
+  answered every 10 s), and PyMongo reads each answer with the connect timeout
+  as its margin: 12 s in all with 2 s. A check that times out marks the server
+  unknown and *closes every connection in use* (`interrupt_connections`). The
+  monitor is a task on the service's own event loop: with a core saturated
+  (the growth bench, a busy CI host) an answer was read over 2 s late, and
+  every operation in flight failed at once with `AutoReconnect: connection is
+  already closed` — logins answered 503 though the database was fine. The
+  price: a dead database is noticed after 15-18 s instead of 7-10 s;
+  requests keep their own 5 s deadline, so callers do not wait longer.
 - **No `socketTimeoutMS` or `waitQueueTimeoutMS`.** With either set, PyMongo's
   asyncio I/O waits through `asyncio.wait_for`, which on Python 3.11 can lose a
   task's cancellation when the wait ends at the same moment (CPython
@@ -52,10 +63,12 @@ DATABASE = web.AppKey("database", AsyncDatabase)
 
 
 SERVER_SELECTION_TIMEOUT_MS = 5000
-CONNECT_TIMEOUT_MS = 2000
+CONNECT_TIMEOUT_MS = 10000
 
 
-def create_client(uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> AsyncMongoClient:
+def create_client(uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS,
+                  **options) -> AsyncMongoClient:
+    """The platform's client of `uri`; `options` are PyMongo's own (tests pass event listeners)."""
     cached = set(linecache.cache)
     # tz_aware: every datetime we read back is UTC-aware, never naive.
     client = AsyncMongoClient(
@@ -64,6 +77,7 @@ def create_client(uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTI
         serverSelectionTimeoutMS=server_selection_timeout_ms,
         connectTimeoutMS=CONNECT_TIMEOUT_MS,
         appname="harbour-id",
+        **options,
     )
     # PyMongo keeps the stack that made the client (`traceback.format_stack()`, for its unclosed-client warning),
     # which reads every source file on that stack whole into linecache and keeps them there: ~0.5 MB a process held

@@ -1,0 +1,62 @@
+"""A database that pauses for a few seconds — a saturated core, a slow disk — fails no operation in flight.
+
+PyMongo's monitor waits for each streamed heartbeat up to the connect timeout past its due time; a late one marks
+the server unknown and closes every connection in use. With the old 2 s margin the growth bench's logins failed
+at once with `AutoReconnect: connection is already closed` (docs/operations.md, Growth). Here the heartbeat is
+due every second (`heartbeatFrequencyMS=1000`) and the server is frozen for 5 s across several due times: with a
+2 s margin the monitor gives up 3 s in and the insert waiting on the frozen server fails; with the platform's
+margin it waits, and the insert is done once the server resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pymongo import monitoring
+
+from libs.store import create_client
+
+from ..support.database import database_of_its_own
+
+PAUSE_S = 5.0
+
+
+class _Heartbeats(monitoring.ServerHeartbeatListener):
+    def __init__(self):
+        self.failures: list[Exception] = []
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        self.failures.append(event.reply)
+
+
+@pytest.fixture
+def database(tmp_path):
+    with database_of_its_own(tmp_path / "db") as database:
+        yield database
+
+
+async def test_a_five_second_pause_of_the_database_fails_no_operation_in_flight(database):
+    heartbeats = _Heartbeats()
+    client = create_client(f"{database.uri}{'&' if '?' in database.uri else '?'}heartbeatFrequencyMS=1000",
+                           event_listeners=[heartbeats])
+    try:
+        collection = client.pause_test.items
+        await collection.insert_one({"_id": "before"})
+        with database.stalled():
+            in_flight = asyncio.ensure_future(collection.insert_one({"_id": "during"}))
+            started = time.monotonic()
+            await asyncio.sleep(PAUSE_S)
+        await asyncio.wait_for(in_flight, timeout=30)
+        print(f"\nthe insert waited {time.monotonic() - started:.1f} s on the paused database and was done")
+        assert await collection.find_one({"_id": "during"}) == {"_id": "during"}
+        assert heartbeats.failures == [], "the monitor gave the paused server up"
+    finally:
+        await client.close()
