@@ -16,7 +16,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from libs.events.topics import APPROVAL_DECIDED
 from libs.service.logging import get_logger
 
-from .approvals.decisions import AUTH_REQUESTER
+from .approvals.decisions import asked_by_auth
 from .context import Auth
 from .collections import APPROVALS
 
@@ -46,7 +46,7 @@ async def expire_prompts(auth: Auth) -> int:
             if result.modified_count != 1:
                 return False  # decided meanwhile
             request = doc["request"]
-            if request["requester"]["service"] != AUTH_REQUESTER:  # auth's own prompts: nobody else asked
+            if not asked_by_auth(request):
                 await auth.publish(session, APPROVAL_DECIDED, "approval.expired", doc["_id"], {
                     "approval_id": doc["_id"], "account_id": doc["account_id"], "requester": request["requester"],
                     "action": request["action"], "expired_at": doc["expires_at"].isoformat()})

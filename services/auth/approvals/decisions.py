@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.approvals import DecisionClaims, DecisionRejected, decision_device_id, verify_decision
+from libs.approvals import DecisionClaims, DecisionRejected, Requester, decision_device_id, verify_decision
 from libs.events.topics import APPROVAL_DECIDED
 from libs.service.tracing import continuing
 from libs.tokens import load_public_jwk
@@ -45,6 +45,13 @@ from .queue import request_of
 
 # The requester of the prompts auth asks for itself (oidc/login.py, identity/closure.py, devices/pairing.py).
 AUTH_REQUESTER = "auth"
+# The platform asking on its own behalf (closing the account, adding a device), not a relying party's login.
+PLATFORM_REQUESTER = Requester(service=AUTH_REQUESTER, client_id="harbour-id", client_name="Harbour ID")
+
+
+def asked_by_auth(request: dict[str, Any]) -> bool:
+    """A prompt auth asked for itself and finishes itself: no other service waits for its decision or expiry."""
+    return request["requester"]["service"] == AUTH_REQUESTER
 
 if TYPE_CHECKING:
     from ..context import Auth
@@ -92,7 +99,7 @@ async def _decided(
     await _publish(auth, session, doc, device, claims, decision_jws, digest, status, now, amr, factors)
     result = {"approval_id": approval_id, "status": status, "decided_at": now.isoformat()}
     request = doc["request"]
-    finisher = auth.finishers.get(request["action"]) if request["requester"]["service"] == AUTH_REQUESTER else None
+    finisher = auth.finishers.get(request["action"]) if asked_by_auth(request) else None
     if finisher is not None:
         result |= await finisher(auth, session, {**doc, "device_id": device.device_id, "device_assurance": device.assurance,
                                                  "amr": amr}, claims.decision)
@@ -173,7 +180,7 @@ async def _publish(
     their finisher: no other service asked, so none is told — formfill and signing read every `approval.decided` and
     would only drop each citizen's every login, after reading its account id and device key."""
     request = doc["request"]
-    if request["requester"]["service"] != AUTH_REQUESTER:
+    if not asked_by_auth(request):
         await _publish_decided(auth, session, doc, device, claims, decision_jws, digest, now)
     await auth.audit(session, subject=device.account_id, action="approval.decide", actor=device.device_id,
                      outcome=status, approval_id=doc["_id"], kind=request["action"], client_id=request["requester"].get("client_id"),

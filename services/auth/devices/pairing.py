@@ -45,13 +45,13 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from libs.approvals import ApprovalRequest, Requester
+from libs.approvals import ApprovalRequest
 from libs.crypto import keyed_hash
 from libs.events.topics import IDENTITY
 from libs.tokens import thumbprint
 
 from ..approvals import queue
-from ..approvals.decisions import AUTH_REQUESTER
+from ..approvals.decisions import PLATFORM_REQUESTER
 from ..collections import ACCOUNTS, DEVICE_PAIRINGS, PAIRING_GUESSES
 from ..errors import (
     AccountInactive,
@@ -70,8 +70,6 @@ if TYPE_CHECKING:
     from .tokens import DeviceContext
 
 ACTION = "add_device"
-# The platform itself asks: the prompt names no relying party.
-PLATFORM = Requester(service=AUTH_REQUESTER, client_id="harbour-id", client_name="Harbour ID")
 CODE_LENGTH = 8  # 31^8 ≈ 2^39.6
 
 
@@ -175,7 +173,7 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
         approval_id=f"pair-{uuid.uuid4().hex}",
         account_id=device.account_id,
         action=ACTION,
-        requester=PLATFORM,
+        requester=PLATFORM_REQUESTER,
         purpose="Add a new device to your Harbour ID",
         details={"device_name": doc["device_name"], "key_thumbprint": doc["jkt"],
                  "warning": "Approve only if the new device is in your hands and shows the same matching code: "

@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from libs.approvals import ApprovalRequest, Requester
+from libs.approvals import ApprovalRequest
 from libs.backbone import ServiceContext
 from libs.events import agency_topic
 from libs.events.outbox import OUTBOX_COLLECTION
 
 from ..approvals import queue
-from ..approvals.decisions import AUTH_REQUESTER
+from ..approvals.decisions import PLATFORM_REQUESTER
 from ..clients.registry import clients_of_sector
 from ..collections import ACCOUNTS, PROFILE_CHANGES, REFRESH_TOKENS, SESSIONS, SUBJECTS
 from ..devices.registry import revoke_all_devices
@@ -66,8 +66,6 @@ if TYPE_CHECKING:
     from ..devices.tokens import DeviceContext
 
 ACTION = "close_account"
-# The platform itself asks: the prompt names no relying party.
-PLATFORM = Requester(service=AUTH_REQUESTER, client_id="harbour-id", client_name="Harbour ID")
 PROMPT_TTL_S = 300
 CLOSABLE = ("pending", "active", "suspended", "revoked")
 # What `card_hash` holds once the card is free to enrol again (closed here; revoked and re-enrolled: enrolment.py).
@@ -86,7 +84,7 @@ async def request_closure(auth: "Auth", device: "DeviceContext") -> dict[str, An
         approval_id=f"close-{uuid.uuid4().hex}",
         account_id=device.account_id,
         action=ACTION,
-        requester=PLATFORM,
+        requester=PLATFORM_REQUESTER,
         purpose="Close your Harbour ID account for good",
         details={"consequences": [
             "every device and login is revoked",
