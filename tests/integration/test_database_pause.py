@@ -16,9 +16,12 @@ import time
 import pytest
 from pymongo import monitoring
 
+from libs.devstack import processes
 from libs.store import create_client
+from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES, HeartbeatFailures
 
 from ..support.database import database_of_its_own
+from ..support.polling import eventually
 
 PAUSE_S = 5.0
 
@@ -60,3 +63,23 @@ async def test_a_five_second_pause_of_the_database_fails_no_operation_in_flight(
         assert heartbeats.failures == [], "the monitor gave the paused server up"
     finally:
         await client.close()
+
+
+async def test_a_failed_heartbeat_is_logged_and_counted(database, capsys):
+    """The database gone: the monitor's failed check — the moment PyMongo resets the connections and operations in
+    flight fail — is a warning in the service's log and a count ops can alert on."""
+    service = "pause-test"
+    failures = lambda: sum(sample.value for metric in DATABASE_HEARTBEAT_FAILURES.collect() for sample in metric.samples
+                           if sample.name.endswith("_total") and sample.labels["service"] == service)
+    client = create_client(database.uri, event_listeners=[HeartbeatFailures(service)])
+    try:
+        await client.pause_test.items.insert_one({"_id": "before"})
+        assert failures() == 0
+        assert processes.stop(database.spec.pid_file, database.spec.marker)
+        await eventually(lambda: failures() >= 1 or None, timeout_s=30, interval_s=0.1)
+    finally:
+        await client.close()
+    out = capsys.readouterr()
+    (line,) = [line for line in (out.out + out.err).splitlines() if "database heartbeat failed" in line][:1]
+    print(line)
+    assert "warning" in line and "after_s" in line and "error" in line

@@ -13,7 +13,14 @@ from libs.devstack import processes
 from libs.service import create_service_app
 from libs.backbone import install_backbone
 
+from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES
+
 from ..support.polling import eventually
+
+
+def heartbeat_failures(service: str) -> float:
+    return sum(sample.value for metric in DATABASE_HEARTBEAT_FAILURES.collect() for sample in metric.samples
+               if sample.name.endswith("_total") and sample.labels["service"] == service)
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +47,8 @@ async def test_readyz_turns_red_without_the_database_and_green_after(infra, tmp_
             # what must hold, and does once settled: red, the database named, the broker fine.
             status, checks = await eventually(lambda: _when(readiness(), lambda r: r[0] == 503 and r[1]["kafka"] == "ok"))
             assert checks["mongodb"] != "ok"
+            # The monitor's failed check is counted for the service (libs/store/monitoring.py), for ops to alert on.
+            assert await eventually(lambda: heartbeat_failures("ready-probe") >= 1 or None)
             # Liveness is not readiness: the process itself is fine.
             assert (await client.get("/healthz")).status == 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,5 +87,6 @@ def database_of_its_own(folder: Path) -> Iterator[OwnDatabase]:
                              timeout_s=60, what="the test's own database")
         yield OwnDatabase(stack.config.mongo_uri, pid, spec)
     finally:
-        os.kill(pid, signal.SIGCONT)  # a stopped process would not act on SIGTERM
+        with suppress(ProcessLookupError):  # a test may have stopped it already
+            os.kill(pid, signal.SIGCONT)  # a stopped process would not act on SIGTERM
         processes.stop(spec.pid_file, spec.marker)

@@ -1,0 +1,44 @@
+"""What PyMongo's monitor sees, told to ops: each failed heartbeat is logged and counted.
+
+A failed heartbeat is the moment PyMongo marks the database unknown and clears its connection pool — closing the
+connections in use when the check timed out — so every operation then in flight fails with `AutoReconnect`. Without
+this the only trace was those operations' own errors, which do not say why (docs/operations.md, Growth: the 503s
+of a saturated core). Only heartbeat events are listened to: they come every 10 s, while a connection-pool listener
+would run on every operation.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+from pymongo import monitoring
+
+from libs.service.logging import get_logger
+
+log = get_logger("harbour.store")
+
+DATABASE_HEARTBEAT_FAILURES = Counter(
+    "harbour_mongo_heartbeat_failures_total",
+    "PyMongo monitor checks of the database that failed; each clears the connection pool (error: the exception's type).",
+    ["service", "error"],
+)
+
+
+class HeartbeatFailures(monitoring.ServerHeartbeatListener):
+    """Logs (WARNING) and counts every failed heartbeat of one service's client."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def started(self, event: monitoring.ServerHeartbeatStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.ServerHeartbeatSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
+        error = type(event.reply).__name__
+        DATABASE_HEARTBEAT_FAILURES.labels(self.service, error).inc()
+        host, port = event.connection_id
+        # The exception's text names the server and the timeouts, never a document.
+        log.warning("database heartbeat failed; its connections are reset", server=f"{host}:{port}", error=error,
+                    detail=str(event.reply)[:300], after_s=round(event.duration, 3), streamed=event.awaited)
