@@ -31,8 +31,11 @@ only the data that stays is left. The broker's data file is printed with each me
 **A fresh twin, measured in the same minutes.** This host's speed drifts by a third over minutes (a fixed Python
 loop took 1.9-2.6 s within one minute), so a ratio against the measurement taken 15 minutes earlier says as much
 about the host as about the stack. A second private stack, identical and never grown, runs beside the first (pinned
-to the same CPU, idle while the other is measured), and each measurement after storing is taken twin - grown - twin;
-the ratio against the twin's mean is the one the goal is read from. The ratio against the grown stack's own fresh
+to the same CPU, idle while the other is measured), and after storing the two are measured in turn, twin - grown -
+twin - ... (`--rounds` grown measurements, 3 by default, each once both stacks are back to their idle CPU); each
+grown measurement is divided by the mean of the twin's on either side, and the goal is read from the median of
+those ratios. Two identical stacks, nothing stored, came out 0.89-1.26 from single pairs (2026-12-03): one pair
+is not enough. The ratio against the grown stack's own fresh
 measurement is printed too.
 Loopback only; bounded; stops by itself.
 """
@@ -136,12 +139,14 @@ def main() -> int:
     parser.add_argument("--logins", type=int, default=200, help="timed logins per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="of the timed logins")
     parser.add_argument("--store-concurrency", type=int, default=8, help="of the stored logins and registrations")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="grown measurements per phase, each between two of the fresh twin's")
     parser.add_argument("--settle-max", type=float, default=1800.0,
                         help="seconds to wait at most, after the first measurement, for the stack to be as quiet as fresh")
     args = parser.parse_args()
     if not (0 <= args.stored_logins <= 100_000 and 0 <= args.stored_clients <= 10_000 and 1 <= args.tokens <= 100_000
             and 1 <= args.runs <= 9 and 1 <= args.logins <= 10_000 and 1 <= args.concurrency <= 256
-            and 1 <= args.store_concurrency <= 256 and 0 <= args.settle_max <= 7200):
+            and 1 <= args.store_concurrency <= 256 and 0 <= args.settle_max <= 7200 and 1 <= args.rounds <= 9):
         parser.error("counts out of range")
 
     pinning = support.cpus()
@@ -169,22 +174,25 @@ def main() -> int:
 
         stored_at = time.monotonic()
         support.pin(pinning, support.stack_processes(stack))
-        grown, twin_grown = side_by_side(grown_side, fresh_side)
+        grown, twin_grown, *grown_ratios = side_by_side(grown_side, fresh_side, args.rounds)
         print(line("right after storing", grown) + broker_file(stack), flush=True)
         settled_after = settle(stack, idle_share, args.settle_max, not_before=stored_at + broker_retention_s(stack))
-        settled, twin_settled = side_by_side(grown_side, fresh_side)
+        settled, twin_settled, *settled_ratios = side_by_side(grown_side, fresh_side, args.rounds)
         print(line("settled", settled) + broker_file(stack), flush=True)
     stored = (f"{completed:,} complete logins" + (f" (and {failed:,} failed)" if failed else "")
               + f" and {args.stored_clients:,} clients")
     print(line("fresh", fresh))
     print(line(f"right after {stored}", grown))
-    print(line("  its fresh twin, same minutes", twin_grown))
+    print(line("  its fresh twin, same minutes (median)", twin_grown))
     print(line(f"{settled_after:.0f} s later, the stack as quiet as fresh"
                if settled_after is not None else f"{args.settle_max:.0f} s later, the stack still busier than fresh", settled))
-    print(line("  its fresh twin, same minutes", twin_settled))
-    for what, figures, twin_figures in (("right after", grown, twin_grown), ("settled", settled, twin_settled)):
-        print(f"ratio {what}/fresh: " + ratios(figures, fresh) + " earlier on the same stack; "
-              + ratios(figures, twin_figures) + " against its fresh twin in the same minutes (goal ≥ 0.90)")
+    print(line("  its fresh twin, same minutes (median)", twin_settled))
+    for what, figures, (token_ratios, login_ratios) in (("right after", grown, grown_ratios),
+                                                         ("settled", settled, settled_ratios)):
+        print(f"ratio {what}/fresh: against its fresh twin in the same minutes, median of {len(token_ratios)}: "
+              f"tokens {statistics.median(token_ratios):.2f} ({' '.join(f'{r:.2f}' for r in token_ratios)}), "
+              f"logins {statistics.median(login_ratios):.2f} ({' '.join(f'{r:.2f}' for r in login_ratios)}) "
+              f"(goal ≥ 0.90); earlier on the same stack: " + ratios(figures, fresh))
     return 0
 
 
@@ -204,23 +212,37 @@ class Side:
         return measure(self.stack, self.apps[:self.args.concurrency], self.client, self.args)
 
 
-def side_by_side(grown: Side, twin: Side) -> tuple[dict, dict]:
-    """The grown stack and its fresh twin measured in the same minutes, twin - grown - twin, both pinned to the
-    same CPU with the other idle beside it: the host's speed, which drifts by a third over minutes on this machine,
-    moves both alike. The twin's figures are the mean of its two measurements around the grown one."""
-    before = quiet_then(twin, grown)
-    print("  " + line("twin", before), flush=True)
-    grown_figures = quiet_then(grown, twin)
-    print("  " + line("grown", grown_figures), flush=True)
-    after = quiet_then(twin, grown)
-    print("  " + line("twin", after), flush=True)
-    a, b = before["tokens"], after["tokens"]
-    twin_figures = {"tokens": support.Summary(rps=(a.rps + b.rps) / 2, p50_ms=(a.p50_ms + b.p50_ms) / 2,
-                                              p99_ms=(a.p99_ms + b.p99_ms) / 2, errors=a.errors + b.errors,
-                                              runs=a.runs + b.runs),
-                    "logins": tuple((x + y) / 2 for x, y in zip(before["logins"][:2], after["logins"][:2]))
-                    + (before["logins"][2] + after["logins"][2],)}
-    return grown_figures, twin_figures
+def side_by_side(grown: Side, twin: Side, rounds: int) -> tuple[dict, dict, list[float], list[float]]:
+    """The grown stack and its fresh twin measured in the same minutes, twin - grown - twin - grown ... - twin
+    (`rounds` grown measurements), both pinned to the same CPU with the other idle beside it: the host's speed,
+    which drifts by a third over minutes on this machine, moves both alike. Each grown measurement is divided by the
+    mean of the twin's measurements on either side of it; (grown's median figures, twin's median figures, the
+    token ratios, the login ratios)."""
+    twins = [quiet_then(twin, grown)]
+    print("  " + line("twin", twins[0]), flush=True)
+    growns = []
+    for _ in range(rounds):
+        growns.append(quiet_then(grown, twin))
+        print("  " + line("grown", growns[-1]), flush=True)
+        twins.append(quiet_then(twin, grown))
+        print("  " + line("twin", twins[-1]), flush=True)
+    token_ratios = [g["tokens"].rps / ((a["tokens"].rps + b["tokens"].rps) / 2)
+                    for g, a, b in zip(growns, twins, twins[1:])]
+    login_ratios = [g["logins"][0] / ((a["logins"][0] + b["logins"][0]) / 2)
+                    for g, a, b in zip(growns, twins, twins[1:])]
+    return median_figures(growns), median_figures(twins), token_ratios, login_ratios
+
+
+def median_figures(measurements: list[dict]) -> dict:
+    """Several measurements of one stack as one: each figure's median, the failures summed."""
+    tokens = [m["tokens"] for m in measurements]
+    logins = [m["logins"] for m in measurements]
+    return {"tokens": support.Summary(rps=statistics.median(t.rps for t in tokens),
+                                      p50_ms=statistics.median(t.p50_ms for t in tokens),
+                                      p99_ms=statistics.median(t.p99_ms for t in tokens),
+                                      errors=sum(t.errors for t in tokens), runs=tuple(r for t in tokens for r in t.runs)),
+            "logins": (statistics.median(rate for rate, _, _ in logins), statistics.median(p50 for _, p50, _ in logins),
+                       sum(failed for _, _, failed in logins))}
 
 
 def quiet_then(side: Side, other: Side, most_s: float = 60.0) -> dict:
