@@ -1,7 +1,8 @@
 """What PyMongo's monitor sees, told to ops: each failed heartbeat is logged and counted.
 
 A failed heartbeat is the moment PyMongo marks the database unknown and clears its connection pool — closing the
-connections in use when the check timed out — so every operation then in flight fails with `AutoReconnect`. Without
+connections in use when the check timed out — so every operation then in flight fails with `AutoReconnect`. A check
+*cancelled* (`_OperationCancelled`) means an operation of the process met a network error first, which did the same. Without
 this the only trace was those operations' own errors, which do not say why (docs/operations.md, Growth: the 503s
 of a saturated core). Only heartbeat events are listened to: they come every 10 s, while a connection-pool listener
 would run on every operation.
@@ -39,6 +40,10 @@ class HeartbeatFailures(monitoring.ServerHeartbeatListener):
         error = type(event.reply).__name__
         DATABASE_HEARTBEAT_FAILURES.labels(self.service, error).inc()
         host, port = event.connection_id
+        # PyMongo cancels its check (`_OperationCancelled`) when an operation of this process met a network error
+        # first (SDAM: the server is marked unknown, the pool cleared): the check did not fail, the operation did.
+        why = ("an operation met a network error first" if error == "_OperationCancelled"
+               else "the check itself failed")
         # The exception's text names the server and the timeouts, never a document.
         log.warning("database heartbeat failed; its connections are reset", server=f"{host}:{port}", error=error,
-                    detail=str(event.reply)[:300], after_s=round(event.duration, 3), streamed=event.awaited)
+                    why=why, detail=str(event.reply)[:300], after_s=round(event.duration, 3), streamed=event.awaited)
