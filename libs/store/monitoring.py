@@ -2,10 +2,11 @@
 
 A failed heartbeat is the moment PyMongo marks the database unknown and clears its connection pool — closing the
 connections in use when the check timed out — so every operation then in flight fails with `AutoReconnect`. A check
-*cancelled* (`_OperationCancelled`) means an operation of the process met a network error first, which did the same. Without
-this the only trace was those operations' own errors, which do not say why (docs/operations.md, Growth: the 503s
-of a saturated core). Only heartbeat events are listened to: they come every 10 s, while a connection-pool listener
-would run on every operation.
+*cancelled* (`_OperationCancelled`) means an operation of the process met a network error first (a connection
+closed, or one not made within the connect timeout), which marked the database unknown and cleared the pool itself
+(connections in use finish their operation and are dropped). Without this the only trace was those operations' own
+errors, which do not say why (docs/operations.md, Growth: the 503s of a saturated core). Only heartbeat events are
+listened to: they come every 10 s, while a connection-pool listener would run on every operation.
 """
 
 from __future__ import annotations

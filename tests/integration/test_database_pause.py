@@ -18,9 +18,9 @@ from pymongo import monitoring
 
 from libs.devstack import processes
 from libs.store import create_client
-from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES, HeartbeatFailures
+from libs.store.monitoring import HeartbeatFailures
 
-from ..support.database import database_of_its_own
+from ..support.database import database_of_its_own, heartbeat_failures
 from ..support.polling import eventually
 
 PAUSE_S = 5.0
@@ -69,14 +69,12 @@ async def test_a_failed_heartbeat_is_logged_and_counted(database, capsys):
     """The database gone: the monitor's failed check — the moment PyMongo resets the connections and operations in
     flight fail — is a warning in the service's log and a count ops can alert on."""
     service = "pause-test"
-    failures = lambda: sum(sample.value for metric in DATABASE_HEARTBEAT_FAILURES.collect() for sample in metric.samples
-                           if sample.name.endswith("_total") and sample.labels["service"] == service)
     client = create_client(database.uri, event_listeners=[HeartbeatFailures(service)])
     try:
         await client.pause_test.items.insert_one({"_id": "before"})
-        assert failures() == 0
+        assert heartbeat_failures(service) == 0
         assert processes.stop(database.spec.pid_file, database.spec.marker)
-        await eventually(lambda: failures() >= 1 or None, timeout_s=30, interval_s=0.1)
+        await eventually(lambda: heartbeat_failures(service) >= 1 or None, timeout_s=30, interval_s=0.1)
     finally:
         await client.close()
     out = capsys.readouterr()

@@ -13,14 +13,8 @@ from libs.devstack import processes
 from libs.service import create_service_app
 from libs.backbone import install_backbone
 
-from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES
-
+from ..support.database import heartbeat_failures
 from ..support.polling import eventually
-
-
-def heartbeat_failures(service: str) -> float:
-    return sum(sample.value for metric in DATABASE_HEARTBEAT_FAILURES.collect() for sample in metric.samples
-               if sample.name.endswith("_total") and sample.labels["service"] == service)
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import bson
 from libs.devstack import DevStack, StackConfig, processes
 from libs.devstack.processes import ProcessSpec
 from libs.store import create_client
+from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES
 
 
 @asynccontextmanager
@@ -90,3 +91,9 @@ def database_of_its_own(folder: Path) -> Iterator[OwnDatabase]:
         with suppress(ProcessLookupError):  # a test may have stopped it already
             os.kill(pid, signal.SIGCONT)  # a stopped process would not act on SIGTERM
         processes.stop(spec.pid_file, spec.marker)
+
+
+def heartbeat_failures(service: str) -> float:
+    """How many failed database heartbeats this process counted for `service` (libs/store/monitoring.py)."""
+    return sum(sample.value for metric in DATABASE_HEARTBEAT_FAILURES.collect() for sample in metric.samples
+               if sample.name.endswith("_total") and sample.labels["service"] == service)

@@ -53,6 +53,7 @@ def asked_by_auth(request: dict[str, Any]) -> bool:
     """A prompt auth asked for itself and finishes itself: no other service waits for its decision or expiry."""
     return request["requester"]["service"] == AUTH_REQUESTER
 
+
 if TYPE_CHECKING:
     from ..context import Auth
 
