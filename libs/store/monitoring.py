@@ -1,4 +1,5 @@
-"""What PyMongo's monitor sees, told to ops: each failed heartbeat is logged and counted.
+"""What PyMongo's monitor sees, told to ops: each failed heartbeat is logged and counted, and each time the database
+is marked unavailable — by a failed check or by an operation's network error — the error that did it is logged.
 
 A failed heartbeat is the moment PyMongo marks the database unknown and clears its connection pool — closing the
 connections in use when the check timed out — so every operation then in flight fails with `AutoReconnect`. A check
@@ -6,7 +7,8 @@ connections in use when the check timed out — so every operation then in fligh
 closed, or one not made within the connect timeout), which marked the database unknown and cleared the pool itself
 (connections in use finish their operation and are dropped). Without this the only trace was those operations' own
 errors, which do not say why (docs/operations.md, Growth: the 503s of a saturated core). Only heartbeat events are
-listened to: they come every 10 s, while a connection-pool listener would run on every operation.
+listened to: they come every 10 s, while a connection-pool listener would run on every operation; and server
+description changes, which come only when the database's state changes.
 """
 
 from __future__ import annotations
@@ -48,3 +50,32 @@ class HeartbeatFailures(monitoring.ServerHeartbeatListener):
         # The exception's text names the server and the timeouts, never a document.
         log.warning("database heartbeat failed; its connections are reset", server=f"{host}:{port}", error=error,
                     why=why, detail=str(event.reply)[:300], after_s=round(event.duration, 3), streamed=event.awaited)
+
+
+class Availability(monitoring.ServerListener):
+    """Logs the database marked unavailable (WARNING, with the error that did it: a failed check, or an operation's
+    network error such as a connection not made within the connect timeout) and available again (INFO)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def opened(self, event: monitoring.ServerOpeningEvent) -> None:
+        pass
+
+    def closed(self, event: monitoring.ServerClosedEvent) -> None:
+        pass
+
+    def description_changed(self, event: monitoring.ServerDescriptionChangedEvent) -> None:
+        before, after = event.previous_description, event.new_description
+        host, port = event.server_address
+        if before.is_server_type_known and not after.is_server_type_known:
+            error = after.error
+            log.warning("database marked unavailable; its connections are reset", server=f"{host}:{port}",
+                        error=type(error).__name__ if error else None, detail=str(error)[:300] if error else None)
+        elif after.is_server_type_known and not before.is_server_type_known and before.error is not None:
+            log.info("database available again", server=f"{host}:{port}")
+
+
+def listeners(service: str) -> list:
+    """The listeners every service's client has."""
+    return [HeartbeatFailures(service), Availability(service)]

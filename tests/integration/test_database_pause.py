@@ -18,7 +18,7 @@ from pymongo import monitoring
 
 from libs.devstack import processes
 from libs.store import create_client
-from libs.store.monitoring import HeartbeatFailures
+from libs.store.monitoring import listeners
 
 from ..support.database import database_of_its_own, heartbeat_failures
 from ..support.polling import eventually
@@ -67,9 +67,10 @@ async def test_a_five_second_pause_of_the_database_fails_no_operation_in_flight(
 
 async def test_a_failed_heartbeat_is_logged_and_counted(database, capsys):
     """The database gone: the monitor's failed check — the moment PyMongo resets the connections and operations in
-    flight fail — is a warning in the service's log and a count ops can alert on."""
+    flight fail — is a warning in the service's log and a count ops can alert on, and so is the database marked
+    unavailable, with the error that did it."""
     service = "pause-test"
-    client = create_client(database.uri, event_listeners=[HeartbeatFailures(service)])
+    client = create_client(database.uri, event_listeners=listeners(service))
     try:
         await client.pause_test.items.insert_one({"_id": "before"})
         assert heartbeat_failures(service) == 0
@@ -81,3 +82,5 @@ async def test_a_failed_heartbeat_is_logged_and_counted(database, capsys):
     (line,) = [line for line in (out.out + out.err).splitlines() if "database heartbeat failed" in line][:1]
     print(line)
     assert "warning" in line and "after_s" in line and "error" in line
+    logged = out.out + out.err
+    assert "database marked unavailable" in logged
