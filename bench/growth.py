@@ -35,8 +35,7 @@ to the same CPU, idle while the other is measured), and after storing the two ar
 twin - ... (`--rounds` grown measurements, 3 by default, each once both stacks are back to their idle CPU); each
 grown measurement is divided by the mean of the twin's on either side, and the goal is read from the median of
 those ratios. Two identical stacks, nothing stored, came out 0.89-1.26 from single pairs (2026-12-03): one pair
-is not enough. The ratio against the grown stack's own fresh
-measurement is printed too.
+is not enough. The ratio against the grown stack's own fresh measurement is printed too.
 Loopback only; bounded; stops by itself.
 """
 

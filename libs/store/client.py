@@ -57,7 +57,7 @@ from libs.service.health import add_readiness_check
 from libs.service.overload import is_long_lived
 
 from .indexes import IndexSpec, apply_indexes
-from .monitoring import listeners
+from .monitoring import DatabaseMonitorLog
 
 MONGO_CLIENT = web.AppKey("mongo_client", AsyncMongoClient)
 DATABASE = web.AppKey("database", AsyncDatabase)
@@ -112,7 +112,7 @@ def install_mongo(app: web.Application, indexes: Sequence[IndexSpec] = ()) -> No
 
     async def mongo_lifecycle(app: web.Application):
         settings = app[SETTINGS]
-        client = create_client(settings.mongo_uri, event_listeners=listeners(settings.service))
+        client = create_client(settings.mongo_uri, event_listeners=[DatabaseMonitorLog(settings.service)])
         app[MONGO_CLIENT] = client
         app[DATABASE] = client[settings.database]
         await apply_indexes(app[DATABASE], indexes)

@@ -27,8 +27,10 @@ DATABASE_HEARTBEAT_FAILURES = Counter(
 )
 
 
-class HeartbeatFailures(monitoring.ServerHeartbeatListener):
-    """Logs (WARNING) and counts every failed heartbeat of one service's client."""
+class DatabaseMonitorLog(monitoring.ServerHeartbeatListener, monitoring.ServerListener):
+    """One service client's view of its database, told to ops: every failed heartbeat logged (WARNING) and counted;
+    the database marked unavailable (WARNING, with the error that did it: a failed check, or an operation's network
+    error such as a connection not made within the connect timeout) and available again (INFO)."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -51,14 +53,6 @@ class HeartbeatFailures(monitoring.ServerHeartbeatListener):
         log.warning("database heartbeat failed; its connections are reset", server=f"{host}:{port}", error=error,
                     why=why, detail=str(event.reply)[:300], after_s=round(event.duration, 3), streamed=event.awaited)
 
-
-class Availability(monitoring.ServerListener):
-    """Logs the database marked unavailable (WARNING, with the error that did it: a failed check, or an operation's
-    network error such as a connection not made within the connect timeout) and available again (INFO)."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-
     def opened(self, event: monitoring.ServerOpeningEvent) -> None:
         pass
 
@@ -74,8 +68,3 @@ class Availability(monitoring.ServerListener):
                         error=type(error).__name__ if error else None, detail=str(error)[:300] if error else None)
         elif after.is_server_type_known and not before.is_server_type_known and before.error is not None:
             log.info("database available again", server=f"{host}:{port}")
-
-
-def listeners(service: str) -> list:
-    """The listeners every service's client has."""
-    return [HeartbeatFailures(service), Availability(service)]
