@@ -9,7 +9,7 @@ WARNING), a slow request (over HARBOUR_ACCESS_LOG_SLOW_MS) and one in HARBOUR_AC
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import re
 import time
 
@@ -78,7 +78,9 @@ def route_template(request: web.Request) -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler):
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()  # a uuid4's entropy, cheaper
+    # A new id is 128 random bits, as a uuid4: from the process's generator, not os.urandom (a system call per
+    # request); it correlates log lines and is no secret — a caller may send its own.
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else f"{random.getrandbits(128):032x}"
     request[REQUEST_ID] = request_id
     # Bound without unbinding: aiohttp runs every request in a task of its own, whose context ends with it (and
     # bound_contextvars' copy of the whole context on the way in cost more than the rest of this middleware).

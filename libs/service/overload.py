@@ -45,18 +45,17 @@ class InFlight:
     count: int = 0
 
     def __post_init__(self) -> None:
-        self._gauge = HTTP_IN_FLIGHT.labels(self.service)  # the series, looked up once rather than twice per request
+        # The gauge reads the count when scraped, rather than being set (a locked write) twice per request.
+        HTTP_IN_FLIGHT.labels(self.service).set_function(lambda: self.count)
 
     def enter(self) -> bool:
         if self.limit and self.count >= self.limit:
             return False
         self.count += 1
-        self._gauge.set(self.count)
         return True
 
     def leave(self) -> None:
         self.count -= 1
-        self._gauge.set(self.count)
 
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
@@ -67,8 +66,19 @@ def mark_long_lived(app: web.Application, route: str) -> None:
     app[LONG_LIVED].add(route)
 
 
+# A request's answer, worked out once: the in-flight limit and the database deadline (libs/store/client.py) both ask.
+_LONG_LIVED_REQUEST = web.RequestKey("long_lived", bool)
+
+
 def is_long_lived(request: web.Request) -> bool:
     """A probe, or a route its service marked long-lived (matched by template or by path)."""
+    known = request.get(_LONG_LIVED_REQUEST)
+    if known is None:
+        known = request[_LONG_LIVED_REQUEST] = _is_long_lived(request)
+    return known
+
+
+def _is_long_lived(request: web.Request) -> bool:
     if request.path in PROBES:
         return True
     marked = request.config_dict.get(LONG_LIVED, ())

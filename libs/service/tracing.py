@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -209,6 +210,31 @@ def traceparent(span_context: trace.SpanContext | None = None) -> str | None:
     return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
 
 
+# A `traceparent` of version 00 exactly as W3C writes it (the propagator's pattern, without the leading or trailing
+# blanks and later versions' extra fields it also accepts).
+_PLAIN_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def remote_parent(headers: Mapping[str, str]) -> SpanContext:
+    """The caller's span context from a request's `traceparent` (and `tracestate`); INVALID_SPAN_CONTEXT when it sent
+    none or a malformed one — what the W3C propagator extracts.
+
+    A plain version-00 `traceparent` without `tracestate` (what every hop inside the platform sends) is read here
+    directly: the propagator's general path, a context built only to be read back, cost ~5 µs of each request in
+    every service behind the gateway. Any other form goes through the propagator.
+    """
+    value = headers.get("traceparent")
+    if value is None:
+        return INVALID_SPAN_CONTEXT
+    plain = _PLAIN_TRACEPARENT.fullmatch(value)
+    if plain is None or "tracestate" in headers:
+        return trace.get_current_span(context_from(headers)).get_span_context()
+    trace_id, span_id = int(plain[1], 16), int(plain[2], 16)
+    if trace_id == INVALID_TRACE_ID or span_id == INVALID_SPAN_ID:
+        return INVALID_SPAN_CONTEXT
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(plain[3], 16)))
+
+
 def context_from(carrier: Mapping[str, str]) -> otel_context.Context:
     """The remote context a carrier (headers) holds; an empty context when it holds none or a malformed one."""
     return PROPAGATOR.extract(carrier, context=otel_context.Context())
@@ -248,10 +274,7 @@ async def tracing_middleware(request: web.Request, handler):
     _, chosen, unsampled = _tracing()
     if unsampled is not None:
         # Nothing is recorded (exporter `none`): the span is its context only, attached without the SDK's machinery.
-        headers = request.headers
-        parent = (trace.get_current_span(context_from(headers)).get_span_context() if "traceparent" in headers
-                  else INVALID_SPAN_CONTEXT)
-        token = otel_context.attach(trace.set_span_in_context(_unsampled_span(unsampled, parent)))
+        token = otel_context.attach(trace.set_span_in_context(_unsampled_span(unsampled, remote_parent(request.headers))))
         try:
             return await handler(request)
         finally:

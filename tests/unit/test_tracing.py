@@ -9,6 +9,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.trace import SpanKind
@@ -263,3 +265,58 @@ def test_the_context_only_provider_makes_the_spans_the_sdks_tracer_makes_with_it
     with ours.start_as_current_span("current") as span:
         assert trace.get_current_span() is span and span.get_span_context().trace_id != 0
     assert trace.get_current_span() is not span
+
+
+PLAIN = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+
+
+def _traceparents():
+    """Mostly plain traceparents, and near misses: other versions, zero or short or uppercase ids, blanks, extra fields."""
+    hex_id = lambda size: st.text("0123456789abcdef", min_size=size, max_size=size)  # noqa: E731
+    often = lambda usual, *others: st.one_of(usual, usual, usual, *others)  # noqa: E731
+    plain = st.builds(lambda v, t, s, f, tail: f"{v}-{t}-{s}-{f}{tail}",
+                      often(st.just("00"), st.sampled_from(["01", "ff", "0g", "0", "000"])),
+                      often(hex_id(32), st.just("0" * 32), hex_id(31), st.just(CALLER_TRACE.upper())),
+                      often(hex_id(16), st.just("0" * 16), hex_id(17)),
+                      often(hex_id(2), st.just("1"), st.just("0A")),
+                      often(st.just(""), st.sampled_from([" ", "\t", "-extra", "-", "x"])))
+    return st.one_of(plain, plain, st.builds(lambda blank, value: blank + value, st.sampled_from([" ", "\t"]), plain),
+                     st.text(max_size=60))
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_traceparents(), tracestate=st.one_of(st.none(), st.none(), st.just("vendor=1"), st.just("bad state")))
+@example(value=PLAIN, tracestate=None)
+@example(value=PLAIN, tracestate="vendor=1")
+@example(value=f"00-{'0' * 32}-{CALLER_SPAN}-01", tracestate=None)
+@example(value=f"00-{CALLER_TRACE}-{'0' * 16}-01", tracestate=None)
+@example(value=f"00-{CALLER_TRACE.upper()}-{CALLER_SPAN}-01", tracestate=None)
+@example(value=f"00-{CALLER_TRACE}-{CALLER_SPAN}-0A", tracestate=None)
+@example(value=f"ff-{CALLER_TRACE}-{CALLER_SPAN}-01", tracestate=None)
+@example(value=f"01-{CALLER_TRACE}-{CALLER_SPAN}-01-extra", tracestate=None)
+@example(value=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01-extra", tracestate=None)
+@example(value=f" {PLAIN}\t", tracestate=None)
+def test_a_callers_traceparent_is_read_as_the_w3c_propagator_reads_it(value, tracestate):
+    """The server span's parent is read without the propagator for the plain form (libs/service/tracing.py,
+    remote_parent): for every header, plain or not, it must be the span context the propagator extracts."""
+    from multidict import CIMultiDict
+    from opentelemetry import trace
+
+    from libs.service.tracing import context_from, remote_parent
+
+    headers = CIMultiDict({"traceparent": value})
+    if tracestate is not None:
+        headers["tracestate"] = tracestate
+    expected = trace.get_current_span(context_from(headers)).get_span_context()
+    assert remote_parent(headers) == expected
+    assert remote_parent(CIMultiDict()) == trace.INVALID_SPAN_CONTEXT
+
+
+def test_a_plain_traceparent_is_continued():
+    from multidict import CIMultiDict
+
+    from libs.service.tracing import remote_parent
+
+    parent = remote_parent(CIMultiDict({"traceparent": PLAIN}))
+    assert (parent.trace_id, parent.span_id, int(parent.trace_flags), parent.is_remote) == (
+        int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), 1, True)
