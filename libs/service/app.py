@@ -28,14 +28,16 @@ SETTINGS = web.AppKey("settings", ServiceSettings)
 
 
 def create_service_app(settings: ServiceSettings) -> web.Application:
-    app = web.Application(
-        middlewares=[request_id_middleware, tracing_middleware, metrics_middleware, problem_middleware, in_flight_middleware],
-        client_max_size=settings.max_body_bytes,
-    )
+    middlewares = [request_id_middleware, tracing_middleware, metrics_middleware, problem_middleware]
+    if settings.max_in_flight:
+        # No limit (the gateway's default: it limits per upstream instead), nothing to admit: no middleware, no gauge.
+        middlewares.append(in_flight_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[SERVICE_NAME] = settings.service
     app[ACCESS_LOG] = AccessLog(slow_ms=settings.access_log_slow_ms, sample=settings.access_log_sample)
-    app[IN_FLIGHT] = InFlight(settings.service, settings.max_in_flight)
+    if settings.max_in_flight:
+        app[IN_FLIGHT] = InFlight(settings.service, settings.max_in_flight)
     app[LONG_LIVED] = set()
     app[READINESS_CHECKS] = {}
     app.on_response_prepare.append(add_request_id_header)

@@ -329,17 +329,20 @@ def start_client_span(method: str, url, headers: MutableMapping[str, str]) -> Sp
     Nothing outside a span (the call is neither traced nor given a `traceparent`). When nothing is sampled the
     span is a context only: its `traceparent` goes out and None is returned (nothing to end). Otherwise the
     started span, for `end_client_span`. `client_tracing` calls it from aiohttp's trace signals; a caller that
-    sends many requests (the gateway's forwarding) calls it itself and spares the signals.
+    sends many requests (the gateway's forwarding) calls it itself and spares the signals. `url`: a yarl URL whose
+    host and port are the server's (the span's attributes).
     """
     current = trace.get_current_span().get_span_context()
     if not current.is_valid:
         return None
     _, chosen, unsampled = _tracing()
     if unsampled is not None:
-        span_context = _unsampled_span(unsampled, current).get_span_context()
-        headers["traceparent"] = traceparent(span_context)
-        if span_context.trace_state:
-            headers["tracestate"] = span_context.trace_state.to_header()
+        # The unsampled child's context written straight into the headers: what `_unsampled_span` and `traceparent`
+        # give (the caller's trace, a new span id, the random-trace-id flag kept), without building the span.
+        flags = TraceFlags.RANDOM_TRACE_ID if current.trace_flags.random_trace_id else TraceFlags.DEFAULT
+        headers["traceparent"] = f"00-{current.trace_id:032x}-{unsampled.generate_span_id():016x}-{flags:02x}"
+        if current.trace_state:
+            headers["tracestate"] = current.trace_state.to_header()
         return None
     span = chosen.start_span(
         method, kind=SpanKind.CLIENT,

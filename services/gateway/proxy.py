@@ -65,10 +65,12 @@ class Upstream:
     client: UpstreamClient | None = None  # everything else (upstream_client.py); None: the session for all
 
     def __post_init__(self) -> None:
+        self.url = URL(self.base_url)  # its host and port name the server in client spans
         # This upstream's metric series, looked up once rather than per request.
-        self.in_flight_gauge = UPSTREAM_IN_FLIGHT.labels(self.name)
+        # Gauges read when scraped, rather than set (a locked write) on every request.
+        UPSTREAM_IN_FLIGHT.labels(self.name).set_function(lambda: self.in_flight)
+        CIRCUIT_OPEN.labels(self.name).set_function(lambda: 0 if self.breaker.state == "closed" else 1)
         self.latency = UPSTREAM_LATENCY.labels(self.name)
-        self.circuit_gauge = CIRCUIT_OPEN.labels(self.name)
         self._requests: dict[tuple[str, str], object] = {}
 
     def counted(self, route: str, status: str) -> None:
@@ -82,12 +84,10 @@ class Upstream:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             return False
         self.in_flight += 1
-        self.in_flight_gauge.set(self.in_flight)
         return True
 
     def leave(self) -> None:
         self.in_flight -= 1
-        self.in_flight_gauge.set(self.in_flight)
 
 
 def _forwardable(headers) -> CIMultiDict:
@@ -138,8 +138,6 @@ async def forward(request: web.Request, upstream: Upstream, route: str, max_body
 async def _forward(request: web.Request, upstream: Upstream, route: str, max_body_bytes: int) -> web.StreamResponse:
     headers = _upstream_headers(request)
     body = await _request_body(request, max_body_bytes)
-    # The request target exactly as the client encoded it.
-    url = URL(upstream.base_url + request.raw_path, encoded=True)
     attempts = 2 if request.method in IDEMPOTENT and not request.body_exists else 1
     lean = upstream.client is not None and not isinstance(body, aiohttp.StreamReader)
     if lean and body is not None:
@@ -148,18 +146,17 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
         started = time.perf_counter()
         # Each attempt's client span, its context in the attempt's traceparent (libs/service/tracing.py); made here
         # rather than by aiohttp's trace signals, which cost more per request than the rest of the tracing.
-        span = start_client_span(request.method, url, headers)
+        span = start_client_span(request.method, upstream.url, headers)
         try:
             try:
                 async with (upstream.client.request(request.method, request.raw_path, headers, body,
                                                     may_resend=attempts > 1) if lean else
-                            upstream.session.request(request.method, url, headers=headers, data=body,
-                                                     allow_redirects=False)) as upstream_response:
+                            upstream.session.request(request.method, _target(upstream, request), headers=headers,
+                                                     data=body, allow_redirects=False)) as upstream_response:
                     end_client_span(span, upstream_response.status)
                     span = None
                     upstream.latency.observe(time.perf_counter() - started)
                     upstream.breaker.succeeded()
-                    upstream.circuit_gauge.set(0)
                     upstream.counted(route, str(upstream_response.status))
                     return await _relay(request, upstream_response)
             except BaseException as exc:
@@ -190,6 +187,11 @@ async def _forward(request: web.Request, upstream: Upstream, route: str, max_bod
             upstream.counted(route, "502")
             raise BadGateway(f"the {upstream.name} service sent a broken response", upstream=upstream.name) from exc
     raise AssertionError("unreachable")
+
+
+def _target(upstream: Upstream, request: web.Request) -> URL:
+    """The upstream's URL for the request target exactly as the client encoded it."""
+    return URL(upstream.base_url + request.raw_path, encoded=True)
 
 
 def _upstream_headers(request: web.Request) -> CIMultiDict:
@@ -259,4 +261,3 @@ async def _write_to_client(response: web.StreamResponse, chunk: bytes | None = N
 
 def _failed(upstream: Upstream) -> None:
     upstream.breaker.failed()
-    upstream.circuit_gauge.set(1 if upstream.breaker.state == "open" else 0)

@@ -131,11 +131,31 @@ ROUTES: tuple[Rule, ...] = (
 )
 
 
+def _tables(rules: tuple[Rule, ...]) -> dict[str, tuple[re.Pattern, tuple[Rule, ...]]]:
+    """Per method, the rules accepting it, in order, and one expression of their patterns as alternatives.
+
+    The regex engine tries the alternatives in order and answers the first that matches the whole path: the first
+    matching rule, as reading the table row by row does, in one call instead of one per row (the rules of
+    /v1/templates are some sixty rows down).
+    """
+    tables = {}
+    for method in ALL:
+        chosen = tuple(r for r in rules if method in r.methods)
+        alternatives = "|".join(f"({r.regex.pattern[1:-1]})" for r in chosen)  # each pattern without its ^ and $
+        tables[method] = (re.compile(f"^(?:{alternatives})$"), chosen)
+    return tables
+
+
+_TABLES = _tables(ROUTES)
+
+
 def match(method: str, path: str) -> Rule | None:
-    for candidate in ROUTES:
-        if candidate.matches(method, path):
-            return candidate
-    return None
+    """The first rule of the table for this method and path."""
+    table = _TABLES.get(method)
+    if table is None:
+        return None
+    found = table[0].match(path)
+    return table[1][found.lastindex - 1] if found else None
 
 
 def allowed_methods(path: str) -> frozenset[str]:

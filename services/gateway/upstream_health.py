@@ -23,7 +23,7 @@ import aiohttp
 
 from libs.service.logging import get_logger
 
-from .metrics import CIRCUIT_OPEN, UPSTREAM_UP
+from .metrics import UPSTREAM_UP
 from .proxy import Upstream
 
 log = get_logger("harbour.gateway.upstreams")
@@ -56,7 +56,6 @@ class UpstreamHealth:
                 # It died: its routes answer 503 at once rather than each try a connection. One never seen up
                 # (starting alongside the gateway) is left to its requests, so it is served the moment it listens.
                 upstream.breaker.trip()
-                CIRCUIT_OPEN.labels(upstream.name).set(1)
             return
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._down(upstream, "timeout" if isinstance(exc, asyncio.TimeoutError) else f"error: {type(exc).__name__}")
@@ -68,7 +67,6 @@ class UpstreamHealth:
         UPSTREAM_UP.labels(upstream.name).set(1)
         if upstream.breaker.state != "closed":
             upstream.breaker.succeeded()
-            CIRCUIT_OPEN.labels(upstream.name).set(0)
 
     def _down(self, upstream: Upstream, why: str) -> None:
         if self.status[upstream.name] != why:

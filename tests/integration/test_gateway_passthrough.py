@@ -189,6 +189,9 @@ async def test_unavailable_upstream_is_a_503_problem_and_reported(gateway):
         assert problem["upstream"] == "formfill" and int(response.headers["Retry-After"]) >= 1
     # The breaker (opened by the health probe, or after five failures in a row) answers at once, without trying.
     assert "failing" in problem["detail"]
+    # ... and ops see it: the gauge reads the breaker when scraped (proxy.py), and the alert fires on it.
+    assert REGISTRY.get_sample_value("harbour_gateway_circuit_open", {"upstream": "formfill"}) == 1
+    assert REGISTRY.get_sample_value("harbour_gateway_circuit_open", {"upstream": "auth"}) == 0
 
     async def reported():
         ready = await (await gateway.get("/readyz")).json()

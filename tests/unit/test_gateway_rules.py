@@ -6,12 +6,14 @@ import base64
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from libs.service.problems import Problem
 from services.gateway.breaker import CircuitBreaker
 from services.gateway.edge import authorize
 from services.gateway.ratelimit import TokenBuckets
-from services.gateway.routes import CLIENT, PUBLIC, allowed_methods, match
+from services.gateway.routes import ALL, CLIENT, PUBLIC, ROUTES, allowed_methods, match
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,34 @@ def test_segment_boundaries_and_methods():
     assert match("GET", "/oidcx") is None and match("GET", "/v1/inboxes") is None
     assert match("PATCH", "/v1/devices") is None and "GET" in allowed_methods("/v1/devices")
     assert allowed_methods("/nowhere") == frozenset()
+
+
+def _paths():
+    """Paths made from the table's own patterns (placeholders filled, tails added or not) and arbitrary ones."""
+    segment = st.text("abcxyz-_.=~%0123456789", min_size=1, max_size=8)
+    filled = st.builds(
+        lambda rule, names, tail: rule.pattern.replace("{tail*}", tail).format_map(_Fill(names)),
+        st.sampled_from(ROUTES), st.lists(segment, min_size=3, max_size=3),
+        st.sampled_from(["", "/", "/x", "/x/y", "x", "s"]))
+    return st.one_of(filled, filled, st.text("/abcdefgilnoprstuvwxy-.1", max_size=40))
+
+
+class _Fill(dict):
+    def __init__(self, names):
+        super().__init__()
+        self.names = iter(names * 3)
+
+    def __missing__(self, key):
+        return next(self.names)
+
+
+@settings(max_examples=600, deadline=None)
+@given(method=st.sampled_from(sorted(ALL | {"TRACE", "get"})), path=_paths())
+def test_the_routing_table_answers_its_first_matching_row(method, path):
+    """`match` reads the table as one expression per method (routes.py): it must answer what reading it row by
+    row answers, the first rule whose methods and pattern fit."""
+    first = next((rule for rule in ROUTES if rule.matches(method, path)), None)
+    assert match(method, path) is first
 
 
 def test_token_bucket_allows_the_burst_then_the_rate():
