@@ -8,8 +8,8 @@ Instead, each consumer process holds time-limited leases on partitions in the
 service's own MongoDB (the store every replica already shares) and assigns
 itself those partitions; committed offsets stay in the broker under the group.
 
-- Every process renews its membership and its leases every `renew_every_s`;
-  a lease lapses `ttl_s` after its last renewal.
+- Every process renews its membership and its leases every `renew_every_s`
+  (a third of `ttl_s` by default); a lease lapses `ttl_s` after its last renewal.
 - A process keeps at most its fair share (partitions / live members, rounded
   up) and takes free or lapsed partitions up to that share, so replicas
   spread the partitions between them and a dead one's share moves to the
