@@ -85,6 +85,11 @@ def tracer() -> trace.Tracer:
     return _tracing()[1]
 
 
+def _unsampled_flags(random_trace_id: bool) -> int:
+    """An unsampled span's trace flags, as the SDK sets them: W3C's random-trace-id flag when its trace id is random."""
+    return TraceFlags.RANDOM_TRACE_ID if random_trace_id else TraceFlags.DEFAULT
+
+
 def _unsampled_span(ids, parent: trace.SpanContext) -> trace.NonRecordingSpan:
     """The span the SDK's tracer starts when its sampler drops everything (exporter `none`), made directly.
 
@@ -96,7 +101,7 @@ def _unsampled_span(ids, parent: trace.SpanContext) -> trace.NonRecordingSpan:
         trace_id, random_id, state = parent.trace_id, parent.trace_flags.random_trace_id, parent.trace_state
     else:
         trace_id, random_id, state = ids.generate_trace_id(), ids.is_trace_id_random(), None
-    flags = TraceFlags(TraceFlags.RANDOM_TRACE_ID if random_id else TraceFlags.DEFAULT)
+    flags = TraceFlags(_unsampled_flags(random_id))
     return trace.NonRecordingSpan(SpanContext(trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
                                               trace_state=state))
 
@@ -339,7 +344,7 @@ def start_client_span(method: str, url, headers: MutableMapping[str, str]) -> Sp
     if unsampled is not None:
         # The unsampled child's context written straight into the headers: what `_unsampled_span` and `traceparent`
         # give (the caller's trace, a new span id, the random-trace-id flag kept), without building the span.
-        flags = TraceFlags.RANDOM_TRACE_ID if current.trace_flags.random_trace_id else TraceFlags.DEFAULT
+        flags = _unsampled_flags(current.trace_flags.random_trace_id)
         headers["traceparent"] = f"00-{current.trace_id:032x}-{unsampled.generate_span_id():016x}-{flags:02x}"
         if current.trace_state:
             headers["tracestate"] = current.trace_state.to_header()
