@@ -4,7 +4,9 @@ Per request, in order: CORS preflight, the routing table (404/405), rate
 limits per source address, edge authentication by the route's policy, rate
 limits per client (a verified token's client or device; an unverified Basic
 user name only together with the caller's address), then the streaming
-pass-through to the owning service (within its limit of requests in flight).
+pass-through to the owning service (within its limit of requests in flight) —
+or, for the public documents the table marks cacheable, the shared cache
+(cache.py) when it holds a fresh copy.
 
 The gateway's readiness is its own (its revocation list): each upstream's
 health is probed in the background and reported in `/readyz` and
@@ -18,6 +20,7 @@ import asyncio
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from libs.revocation import install_revocations
 from libs.service import create_service_app
@@ -28,12 +31,12 @@ from libs.service.tracing import client_session
 from libs.errors import NotFound, Refused
 from libs.tokens import JWKSCache
 
-from . import cors
+from . import cache, cors
 from .breaker import CircuitBreaker
 from .clientaddr import client_address, parse_networks
 from .edge import Caller, authorize
 from .errors import RateLimited
-from .metrics import REJECTED
+from .metrics import CACHE_REQUESTS, REJECTED
 from .openapi import install_openapi
 from .proxy import Upstream, forward
 from .ratelimit import TokenBuckets, Verdict
@@ -49,6 +52,8 @@ PER_CLIENT = web.AppKey("per_client", TokenBuckets)
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
 RATE = web.RequestKey("rate", Verdict)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+SHARED_CACHE = web.AppKey("shared_cache", cache.SharedCache)
+_CACHE_RESULTS = {result: CACHE_REQUESTS.labels(result) for result in ("hit", "collapsed", "miss", "refresh")}
 
 
 def _upstreams(settings: GatewaySettings):
@@ -131,8 +136,40 @@ async def handle(request: web.Request) -> web.StreamResponse:
         request[RATE] = verdict
         if not verdict.allowed:
             raise _rate_limited(verdict, "client")
-    return await forward(request, request.app[UPSTREAMS][rule.upstream], rule.pattern, rule.max_body_bytes,
-                         long_lived=rule.long_lived)
+    upstream = request.app[UPSTREAMS][rule.upstream]
+    if rule.cacheable and request.app[SHARED_CACHE].max_entries > 0 and cache.request_may_use_cache(
+            request.method, request.query_string, request.headers):
+        return await _through_cache(request, request.app[SHARED_CACHE], upstream, rule)
+    return await forward(request, upstream, rule.pattern, rule.max_body_bytes, long_lived=rule.long_lived)
+
+
+async def _through_cache(request: web.Request, shared: cache.SharedCache, upstream: Upstream, rule) -> web.StreamResponse:
+    """A fresh stored copy, or another request's fetch of it awaited, or the upstream's answer (stored if allowed)."""
+    key = (request.headers.get("Host", ""), request.raw_path)
+    refetch, store = cache.request_wants_fresh(request.headers)
+    if not refetch:
+        entry = shared.fresh(key)
+        result = "hit"
+        if entry is None and (pending := shared.in_flight(key)) is not None:
+            entry = await asyncio.shield(pending)  # None: that answer could not be stored; fetch our own below
+            result = "collapsed"
+        if entry is not None:
+            _CACHE_RESULTS[result].inc()
+            headers = CIMultiDict(entry.headers)
+            headers["Age"] = str(entry.age_s(shared.clock()))
+            return web.Response(status=entry.status, reason=entry.reason, headers=headers, body=entry.body)
+    _CACHE_RESULTS["refresh" if refetch else "miss"].inc()
+    if not store:
+        return await forward(request, upstream, rule.pattern, rule.max_body_bytes)
+    fetching = shared.begin(key)
+    entry = None
+    try:
+        response = await forward(request, upstream, rule.pattern, rule.max_body_bytes)
+        if type(response) is web.Response and isinstance(response.body, bytes):  # read whole (small, known length)
+            entry = shared.store(key, response.status, response.reason, response.headers.items(), response.body)
+        return response
+    finally:
+        shared.end(key, fetching, entry)
 
 
 async def _edge_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -152,6 +189,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[PER_IP] = TokenBuckets(settings.rate_per_ip, settings.burst_per_ip)
     app[PER_CLIENT] = TokenBuckets(settings.rate_per_client, settings.burst_per_client)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
+    app[SHARED_CACHE] = cache.SharedCache(settings.cache_entries)
     app.cleanup_ctx.append(_upstreams(settings))
     for long_lived in (r.pattern for r in ROUTES if r.long_lived):
         mark_long_lived(app, long_lived)  # should HARBOUR_GATEWAY_MAX_IN_FLIGHT be set: streams are not counted

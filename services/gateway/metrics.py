@@ -34,3 +34,10 @@ UPSTREAM_IN_FLIGHT = Gauge(
     "Requests the gateway is forwarding to an upstream now (long-lived streams apart).",
     ["upstream"],
 )
+CACHE_REQUESTS = Counter(
+    "harbour_gateway_cache_requests_total",
+    "Requests for cacheable public documents, by how the shared cache took them: hit (answered from memory), "
+    "collapsed (waited for another request's fetch), miss (fetched; stored if allowed), refresh (the caller asked "
+    "for a fresh copy).",
+    ["result"],
+)

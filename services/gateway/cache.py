@@ -1,0 +1,155 @@
+"""A shared cache (RFC 9111) for the few public documents every relying party fetches: discovery and the JWKS.
+
+Only routes the table marks `cacheable` are considered, and only when the request is one a shared cache may
+answer for anyone: a `GET` without a query, credentials (`Authorization`, `Cookie`, `DPoP`), conditions
+(`If-…`) or a range. The upstream decides the rest with its own `Cache-Control`: an answer is stored only when
+it is a `200` with an explicit lifetime (`s-maxage`, else `max-age`; no heuristic freshness), no `no-store`,
+`no-cache` or `private`, no `Set-Cookie` and no `Vary`; and it is served only while fresh, with its `Age`.
+A request's own `Cache-Control: no-cache` or `max-age=0` (or `Pragma: no-cache`) goes to the upstream and
+stores the new answer; `no-store` goes to the upstream and leaves the cache as it was.
+
+Concurrent misses for one document are collapsed: the first goes upstream and the others wait for its answer
+(a thousand relying parties refetching the JWKS at once reach auth as one request). Entries are bounded in
+number and size, the least recently used dropped first. Pure logic, no aiohttp: the gateway's handler does the
+I/O (app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+# Request headers that make an answer personal, conditional or partial: such a request is not served from the
+# cache, nor is its answer stored (RFC 9111 §3.5 for Authorization; cookies and DPoP proofs are credentials too).
+BYPASS_REQUEST_HEADERS = ("authorization", "cookie", "dpop", "range", "if-none-match", "if-modified-since",
+                          "if-match", "if-unmodified-since", "if-range")
+# Headers of the upstream's answer that belong to that one exchange, not to the document.
+NOT_STORED = frozenset({"x-request-id", "age", "content-length"})
+MAX_ENTRY_BYTES = 64 * 1024  # the gateway's buffered answers (proxy.BUFFERED_ANSWER_BYTES); larger ones stream
+
+
+def directives(value: str | None) -> dict[str, str | None]:
+    """`Cache-Control` as {directive: argument or None}, names lowercased, quotes removed (RFC 9111 §5.2)."""
+    found: dict[str, str | None] = {}
+    for part in (value or "").split(","):
+        name, sep, argument = part.strip().partition("=")
+        if name:
+            found.setdefault(name.strip().lower(), argument.strip().strip('"') if sep else None)
+    return found
+
+
+def _seconds(argument: str | None) -> int | None:
+    """A delta-seconds argument (RFC 9111 §1.2.2): digits only; anything else is invalid (None)."""
+    return int(argument) if argument is not None and argument.isascii() and argument.isdigit() else None
+
+
+def lifetime_s(status: int, headers: Iterable[tuple[str, str]]) -> int | None:
+    """How long a shared cache may keep this answer (seconds), counted from when it was generated; None: not
+    storable."""
+    cache_control, age = None, 0
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in ("set-cookie", "vary"):
+            return None  # personal, or varying on something not in our key
+        if lowered == "cache-control":
+            cache_control = value if cache_control is None else f"{cache_control}, {value}"
+        elif lowered == "age":
+            age = _seconds(value.strip()) or 0
+    if status != 200 or cache_control is None:
+        return None
+    found = directives(cache_control)
+    if found.keys() & {"no-store", "no-cache", "private"}:
+        return None
+    lifetime = _seconds(found["s-maxage"]) if "s-maxage" in found else _seconds(found.get("max-age"))
+    if lifetime is None or lifetime - age <= 0:
+        return None
+    return lifetime - age  # what is left of it once it reached us
+
+
+def request_may_use_cache(method: str, query: str, headers: Mapping[str, str]) -> bool:
+    """A request a shared cache may answer for anyone (or store the answer of): see the module's docstring."""
+    return method == "GET" and not query and not any(name in headers for name in BYPASS_REQUEST_HEADERS)
+
+
+def request_wants_fresh(headers: Mapping[str, str]) -> tuple[bool, bool]:
+    """(go to the upstream, store what it answers) for the request's own directives."""
+    found = directives(headers.get("Cache-Control"))
+    if "no-store" in found:
+        return True, False
+    no_cache = "no-cache" in found or _seconds(found.get("max-age")) == 0 or (
+        not found and "no-cache" in headers.get("Pragma", "").lower())
+    return no_cache, True
+
+
+@dataclass(frozen=True)
+class Entry:
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    stored_at: float  # monotonic
+    lifetime_s: int  # from stored_at
+
+    def age_s(self, now: float) -> int:
+        return int(now - self.stored_at)
+
+    def fresh(self, now: float) -> bool:
+        return now - self.stored_at < self.lifetime_s
+
+
+class SharedCache:
+    def __init__(self, max_entries: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._pending: dict[tuple[str, str], asyncio.Future] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def fresh(self, key: tuple[str, str]) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if not entry.fresh(self.clock()):
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def store(self, key: tuple[str, str], status: int, reason: str, headers: Iterable[tuple[str, str]],
+              body: bytes) -> Entry | None:
+        """Keep the answer if the upstream allows it (its lifetime); the entry, or None when not stored."""
+        headers = tuple(headers)
+        lifetime = lifetime_s(status, headers)
+        if lifetime is None or len(body) > MAX_ENTRY_BYTES or self.max_entries <= 0:
+            self._entries.pop(key, None)  # a document that stopped being cacheable is not served from before
+            return None
+        kept = tuple((name, value) for name, value in headers if name.lower() not in NOT_STORED)
+        entry = Entry(status, reason, kept, body, self.clock(), lifetime)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return entry
+
+    # -- collapsing concurrent misses -----------------------------------------------------------------------------
+
+    def in_flight(self, key: tuple[str, str]) -> asyncio.Future | None:
+        """The answer another request is fetching for this key (it resolves to its Entry, or None), if any."""
+        return self._pending.get(key)
+
+    def begin(self, key: tuple[str, str]) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        return future
+
+    def end(self, key: tuple[str, str], future: asyncio.Future, entry: Entry | None) -> None:
+        """The fetch for `key` is over (stored, not storable, failed or cancelled): release who waits on it."""
+        if self._pending.get(key) is future:
+            del self._pending[key]
+        if not future.done():
+            future.set_result(entry)
