@@ -1,17 +1,23 @@
-"""A shared cache (RFC 9111) for the few public documents every relying party fetches: discovery and the JWKS.
+"""A shared cache (RFC 9111) for the public documents every relying party and app fetches: discovery, app links.
 
-Only routes the table marks `cacheable` are considered, and only when the request is one a shared cache may
-answer for anyone: a `GET` without a query, credentials (`Authorization`, `Cookie`, `DPoP`), conditions
-(`If-…`) or a range. The upstream decides the rest with its own `Cache-Control`: an answer is stored only when
+Only routes the table marks `cacheable` are considered (documents that change only with a release or the
+configuration), and only when the request is one a shared cache may answer for anyone: a `GET` without a query,
+credentials (`Authorization`, `Cookie`, `DPoP`), conditions (`If-…`) or a range. The upstream decides the rest with its own `Cache-Control`: an answer is stored only when
 it is a `200` with an explicit lifetime (`s-maxage`, else `max-age`; no heuristic freshness), no `no-store`,
 `no-cache` or `private`, no `Set-Cookie` and no `Vary`; and it is served only while fresh, with its `Age`.
 A request's own `Cache-Control: no-cache` or `max-age=0` (or `Pragma: no-cache`) goes to the upstream and
 stores the new answer; `no-store` goes to the upstream and leaves the cache as it was.
 
 Concurrent misses for one document are collapsed: the first goes upstream and the others wait for its answer
-(a thousand relying parties refetching the JWKS at once reach auth as one request). Entries are bounded in
-number and size, the least recently used dropped first. Pure logic, no aiohttp: the gateway's handler does the
-I/O (app.py).
+(a thousand relying parties starting at once reach auth as one request).
+
+The key sets (`/oidc/jwks` and the services' JWKS) are not cached here, though their services allow a minute: a
+rotation promotes the one key published in advance and publishes the next at once, and a copy held here for that
+minute, on top of each verifier's own minute, would leave verifiers without the signing key after two rotations
+in quick succession.
+
+Entries are bounded in number and size, the least recently used dropped first. Pure logic, no aiohttp: the
+gateway's handler does the I/O (app.py).
 """
 
 from __future__ import annotations

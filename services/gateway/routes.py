@@ -44,7 +44,8 @@ class Rule:
     # A stream open for minutes (server-sent events): outside the upstream's in-flight limit.
     long_lived: bool = False
     # A public document the gateway may answer from its shared cache (cache.py), for as long as the upstream's
-    # Cache-Control allows: discovery and the published keys, which every relying party fetches.
+    # Cache-Control allows: documents that change only with a release or the configuration (discovery, app links).
+    # Not the key sets: a rotation's new key must be visible at once (cache.py's docstring says why).
     cacheable: bool = False
     regex: re.Pattern = field(init=False, compare=False, repr=False)
 
@@ -71,7 +72,6 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/.well-known/assetlinks.json", "auth", PUBLIC, cacheable=True),
     rule("GET", "/.well-known/apple-app-site-association", "auth", PUBLIC, cacheable=True),
     rule("GET", "/app{tail*}", "auth", PUBLIC),
-    rule("GET", "/oidc/jwks", "auth", PUBLIC, cacheable=True),  # before /oidc{tail*}, which it would match
     rule("*", "/oidc{tail*}", "auth", PUBLIC),
     rule("POST", "/v1/clients", "auth", PUBLIC),  # operator token or sandbox: auth decides
     # RFC 7592: the client's registration access token or the operator token (both Bearer, opaque): auth decides.
@@ -98,7 +98,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/formfill/export", "formfill", DEVICE),
     rule("GET", "/v1/notify/export", "notify", DEVICE),
     rule("GET", "/v1/signing/export", "signing", DEVICE),
-    rule("GET", "/v1/signing/jwks", "signing", PUBLIC, cacheable=True),  # the keys of signing's export part and audit checkpoints
+    rule("GET", "/v1/signing/jwks", "signing", PUBLIC),  # the keys of signing's export part and audit checkpoints
     rule("GET", "/v1/audit/checkpoints/latest", "signing", PUBLIC),  # the audit ledger's latest signed checkpoint (no PII)
     # The data tracker (docs/api.md): the citizen's own activity; a relying party's view of one of its users.
     rule("GET", "/v1/activity", "signing", DEVICE),
@@ -109,7 +109,6 @@ ROUTES: tuple[Rule, ...] = (
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
     # formfill: relying parties call with a citizen's access token or their own client-credentials token
     # (anonymous journeys), and formfill checks it itself; its release keys (/v1/formfill/jwks) are public.
-    rule("GET", "/v1/formfill/jwks", "formfill", PUBLIC, cacheable=True),
     rule("*", "/v1/formfill{tail*}", "formfill", PUBLIC),
     rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
     # signing: the CA chain, CRL and RFC 3161 TSA are public by nature; so is verification. Requests
@@ -127,7 +126,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", "/v1/signing/requests/{request_id}", "signing", bearer("sign")),
     rule("GET", "/v1/signing/requests/{request_id}/result", "signing", bearer("sign")),
     # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
-    rule("GET", "/v1/notifications/jwks", "notify", PUBLIC, cacheable=True),  # the keys agencies verify status callbacks with
+    rule("GET", "/v1/notifications/jwks", "notify", PUBLIC),  # the keys agencies verify status callbacks with
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),
     rule("*", "/v1/templates{tail*}", "notify", bearer("notify")),
     rule("GET", "/v1/inbox/stream", "notify", DEVICE, long_lived=True),
