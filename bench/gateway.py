@@ -13,13 +13,18 @@ services. Pins the system under test (broker, database, services, dispatcher, ng
 the load generator, to the other. Each comparison runs `--runs` times, interleaved, and the medians are printed:
 
 1. `GET /.well-known/openid-configuration`: straight at auth (for reference: what the proxies add), through the
-   gateway, through nginx to the same auth.
+   gateway, through nginx to the same auth. The gateway answers discovery from its shared cache (docs/api.md,
+   *The gateway's cache*), so the same document is also measured two more ways, each against its like: with
+   `Cache-Control: no-store` from the caller (the gateway's proxy path alone, against the same nginx), and
+   against a second nginx with its own `proxy_cache` (cache against cache).
 2. A bearer GET: `GET /v1/templates` (notify: the agency's templates, one indexed read of an empty list) with an
    agency's client-credentials access token (scope `notify`, from `POST /oidc/token`): through the gateway (which
    verifies the token at the edge, as its routing table says) and through nginx (which forwards it as is; notify
    verifies it again either way).
 
-Goals (issue 17): gateway ≥ 0.8× nginx on the bearer route, ≥ 0.6× on discovery. Loopback only; bounded; stops
+Goals (issue 17): gateway ≥ 0.8× nginx on the bearer route, ≥ 0.6× on discovery (the first discovery line; the
+second shows the proxy path alone, the third cache against cache — bound by the load generator when nginx's cache
+answers: its `busy` figures say so). Loopback only; bounded; stops
 by itself.
 """
 
@@ -85,23 +90,34 @@ def main() -> int:
         ports = stack.config.service_ports
         folder = stack.dev_dir / "peers" / "nginx"
         cleanup.callback(shutil.rmtree, folder, True)
-        proxy = nginx.start(folder,
-                            {"/.well-known/": ports["auth"], "/oidc/": ports["auth"], BEARER_PATH: ports["notify"]})
+        routes = {"/.well-known/": ports["auth"], "/oidc/": ports["auth"], BEARER_PATH: ports["notify"]}
+        proxy = nginx.start(folder, routes)
         cleanup.callback(nginx.stop, proxy)
+        caching_proxy = nginx.start(folder.with_name("nginx-cache"), routes, cache=True)
+        cleanup.callback(nginx.stop, caching_proxy)
+        cleanup.callback(shutil.rmtree, folder.with_name("nginx-cache"), True)
         if not args.use_running:  # a running stack is someone's: its processes keep their CPUs
-            support.pin(pinning, {**support.stack_processes(stack), "nginx": proxy.pid})
+            support.pin(pinning, {**support.stack_processes(stack), "nginx": proxy.pid, "nginx-cache": caching_proxy.pid})
         gateway, auth = stack.config.service_url("gateway"), stack.config.service_url("auth")
         token = support.run(agency_token(gateway, support.admin_token(stack)))
 
         load = {"requests": args.requests, "concurrency": args.concurrency, "runs": args.runs}
         what = f"GET {DISCOVERY}"
+        no_store = {"Cache-Control": "no-store"}
         discovery = support.measure(what, {
             "direct": support.http_call("GET", auth + DISCOVERY),
             "harbour": support.http_call("GET", gateway + DISCOVERY),
             "nginx": support.http_call("GET", proxy.url + DISCOVERY),
+            "harbour-no-store": support.http_call("GET", gateway + DISCOVERY, headers=no_store),
+            "nginx-no-store": support.http_call("GET", proxy.url + DISCOVERY, headers=no_store),
+            "nginx-cache": support.http_call("GET", caching_proxy.url + DISCOVERY),
         }, **load)
         lines = [
             support.comparison_line(f"{what} (gateway vs nginx)", discovery["harbour"], "nginx", discovery["nginx"]),
+            support.comparison_line(f"{what} the proxy path alone (no-store: gateway vs nginx)",
+                                    discovery["harbour-no-store"], "nginx", discovery["nginx-no-store"]),
+            support.comparison_line(f"{what} cache against cache (gateway vs nginx proxy_cache)",
+                                    discovery["harbour"], "nginx-cache", discovery["nginx-cache"]),
             f"{what} straight at auth: {support.side('direct', discovery['direct'])} | gateway/direct "
             f"{discovery['harbour'].rps / discovery['direct'].rps:.2f}, nginx/direct {discovery['nginx'].rps / discovery['direct'].rps:.2f}",
         ]

@@ -42,8 +42,13 @@ def ensure_installed() -> str:
     return found
 
 
-def config(folder: Path, port: int, routes: Mapping[str, int]) -> str:
-    """nginx.conf: listen on 127.0.0.1:`port`; each path prefix in `routes` to its upstream port (keep-alive)."""
+def config(folder: Path, port: int, routes: Mapping[str, int], *, cache: bool = False) -> str:
+    """nginx.conf: listen on 127.0.0.1:`port`; each path prefix in `routes` to its upstream port (keep-alive).
+
+    With `cache`, nginx's own shared cache (`proxy_cache`) in front of every route, which keeps what the upstream's
+    Cache-Control allows (and, by nginx's defaults, never a request with Authorization or an answer with
+    Set-Cookie): the like of the gateway's cache for public documents."""
+    caching = "\n            proxy_cache harbour;" if cache else ""
     upstreams = "\n".join(
         f"    upstream u{upstream} {{ server 127.0.0.1:{upstream}; keepalive 64; }}" for upstream in sorted(set(routes.values())))
     locations = "\n".join(f"""        location {prefix} {{
@@ -52,10 +57,14 @@ def config(folder: Path, port: int, routes: Mapping[str, int]) -> str:
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Proto $scheme;{caching}
         }}""" for prefix, upstream in routes.items())
+    cache_path = f"\n    proxy_cache_path {folder}/cache keys_zone=harbour:1m max_size=16m;" if cache else ""
+    # Started as root, nginx's worker would run as nobody, who can neither reach the bench's private folder nor
+    # write its cache files there: the worker stays the user that started it.
+    user = "user root;\n" if cache and os.geteuid() == 0 else ""
     return f"""daemon off;
-worker_processes 1;
+{user}worker_processes 1;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -65,7 +74,7 @@ http {{
     proxy_temp_path {folder}/proxy;
     fastcgi_temp_path {folder}/fastcgi;
     uwsgi_temp_path {folder}/uwsgi;
-    scgi_temp_path {folder}/scgi;
+    scgi_temp_path {folder}/scgi;{cache_path}
 {upstreams}
     server {{
         listen 127.0.0.1:{port};
@@ -76,13 +85,13 @@ http {{
 """
 
 
-def start(folder: Path, routes: Mapping[str, int], *, port: int | None = None) -> PeerProcess:
+def start(folder: Path, routes: Mapping[str, int], *, port: int | None = None, cache: bool = False) -> PeerProcess:
     """nginx in the foreground (its master our child, one worker under it), configured in `folder`."""
     nginx = ensure_installed()
     port = port or processes.free_port()
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "nginx.conf"
-    conf.write_text(config(folder, port, routes))
+    conf.write_text(config(folder, port, routes, cache=cache))
     log_file = folder / "stdout.log"
     with open(log_file, "ab") as log:
         process = subprocess.Popen([nginx, "-e", str(folder / "error.log"), "-p", str(folder), "-c", str(conf)],
