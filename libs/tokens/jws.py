@@ -8,12 +8,17 @@ judged at the time auth recorded it, not when it is processed).
 
 from __future__ import annotations
 
+import base64
+import json
+from calendar import timegm
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ALGORITHM = "ES256"
 LEEWAY_S = 30
@@ -23,8 +28,54 @@ class InvalidToken(ValueError):
     """The token is malformed, forged, expired or not meant for us. The message is safe to show."""
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ENCODED_HEADERS: dict[tuple, bytes] = {}  # the few headers a process signs with (a kid, a typ), encoded once
+
+
 def sign(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey, headers: dict[str, Any] | None = None) -> str:
-    return jwt.encode(payload, key, algorithm=ALGORITHM, headers=headers)
+    """A compact ES256 JWS of `payload`, byte for byte what PyJWT's `jwt.encode(payload, key, "ES256", headers)`
+    makes (its header sorted, `typ` JWT unless given, both compact JSON; `exp`/`iat`/`nbf` datetimes as seconds) —
+    built here with pyca/cryptography directly: PyJWT's general path (algorithm lookup, key preparation, header
+    validation, a new ECDSA object) cost as much again as the signature itself for every token auth issues."""
+    if not isinstance(payload, dict):
+        raise TypeError("a JWT's claims are a JSON object")
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise TypeError("ES256 signs with a P-256 private key")
+    if any(isinstance(payload.get(claim), datetime) for claim in _TIME_CLAIMS):
+        payload = {k: (timegm(v.utctimetuple()) if k in _TIME_CLAIMS and isinstance(v, datetime) else v)
+                   for k, v in payload.items()}
+    if "iss" in payload and not isinstance(payload["iss"], str):
+        raise TypeError("the issuer (iss) must be a string")
+    signing_input = _encoded_header(headers) + b"." + _b64(json.dumps(payload, separators=(",", ":")).encode())
+    r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
+    return (signing_input + b"." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode()
+
+
+_TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _encoded_header(headers: dict[str, Any] | None) -> bytes:
+    try:
+        cache_key = tuple(headers.items()) if headers else ()
+        encoded = _ENCODED_HEADERS.get(cache_key)
+    except TypeError:  # a value that cannot be a key (a list): encoded each time
+        cache_key, encoded = None, None
+    if encoded is None:
+        header: dict[str, Any] = {"typ": "JWT", "alg": ALGORITHM, **(headers or {})}
+        if header["alg"] != ALGORITHM:
+            raise ValueError("only ES256 is signed here")
+        if not header["typ"]:
+            del header["typ"]
+        if "kid" in header and not isinstance(header["kid"], str):
+            raise TypeError("a key id (kid) must be a string")
+        encoded = _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        if cache_key is not None and len(_ENCODED_HEADERS) < 256:
+            _ENCODED_HEADERS[cache_key] = encoded
+    return encoded
 
 
 def unverified_header(token: Any, algorithms: Sequence[str] = (ALGORITHM,)) -> dict[str, Any]:

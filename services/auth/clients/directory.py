@@ -117,8 +117,28 @@ class ClientDirectory:
 _DIRECTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+_last_asked: tuple[weakref.ref | None, ClientDirectory | None] = (None, None)
+
+
 def directory_of(db: AsyncDatabase) -> ClientDirectory | None:
-    return _DIRECTORIES.get(db)
+    # The database a process asked about last, recognised by identity: hashing an AsyncDatabase for the weak
+    # mapping (its name and its client's topology) was ~2 % of a token request.
+    global _last_asked
+    last, directory = _last_asked
+    if last is not None and last() is db:
+        return directory
+    directory = _DIRECTORIES.get(db)
+    _last_asked = (weakref.ref(db), directory)
+    return directory
+
+
+def _registered(db: AsyncDatabase, directory: ClientDirectory | None) -> None:
+    global _last_asked
+    if directory is None:
+        _DIRECTORIES.pop(db, None)
+    else:
+        _DIRECTORIES[db] = directory
+    _last_asked = (None, None)
 
 
 class ClientsFollower:
@@ -188,13 +208,13 @@ def install_client_directory(app: web.Application, db_key: web.AppKey, parse: Ca
     async def lifecycle(app: web.Application):
         db = app[db_key]
         directory = ClientDirectory(db, parse)
-        _DIRECTORIES[db] = directory
+        _registered(db, directory)
         follower = ClientsFollower(directory, service=settings.service, bootstrap=settings.kafka_bootstrap,
                                    security=settings.kafka_security)
         task = asyncio.create_task(follower.run(), name="client-directory")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        _DIRECTORIES.pop(db, None)
+        _registered(db, None)
 
     app.cleanup_ctx.append(lifecycle)
