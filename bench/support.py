@@ -390,9 +390,18 @@ def run(coro: Awaitable):
     return uvloop.run(coro)
 
 
+# Requests each side gets, unmeasured, before its first measured run: node's JIT needs thousands before
+# oidc-provider reaches its pace (with 50 its first run was half its third, with 2,000 two thirds), and Python's
+# caches warm too.
+WARM_UP_REQUESTS = 5000
+
+
 def measure(what: str, sides: Mapping[str, Call], *, requests: int, concurrency: int, runs: int = 3) -> dict[str, Summary]:
-    """Each side `runs` times, interleaved (a, b, a, b...), under the same load; print each run; the medians."""
+    """Each side warmed up, then `runs` times, interleaved (a, b, a, b...), under the same load; print each run; the
+    medians."""
     results: dict[str, list[Result]] = {name: [] for name in sides}
+    for call in sides.values():
+        run(run_load(call, requests=WARM_UP_REQUESTS, concurrency=concurrency))
     for i in range(runs):
         for name, call in sides.items():
             cpu_before, own_before, wall_before = cpu_times(), time.process_time(), time.perf_counter()
