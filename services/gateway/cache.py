@@ -53,7 +53,7 @@ def _seconds(argument: str | None) -> int | None:
 
 
 def lifetime_s(status: int, headers: Iterable[tuple[str, str]]) -> int | None:
-    """How long a shared cache may keep this answer (seconds), counted from when it was generated; None: not
+    """How long a shared cache may keep this answer from now (seconds: its lifetime less its `Age`); None: not
     storable."""
     cache_control, age = None, 0
     for name, value in headers:
@@ -98,9 +98,11 @@ class Entry:
     body: bytes
     stored_at: float  # monotonic
     lifetime_s: int  # from stored_at
+    age_when_stored_s: int = 0  # the answer's own Age (it may have come through another cache)
 
     def age_s(self, now: float) -> int:
-        return int(now - self.stored_at)
+        """The `Age` to send (RFC 9111 §5.1): the answer's own, plus how long it has been kept here."""
+        return self.age_when_stored_s + int(now - self.stored_at)
 
     def fresh(self, now: float) -> bool:
         return now - self.stored_at < self.lifetime_s
@@ -135,7 +137,8 @@ class SharedCache:
             self._entries.pop(key, None)  # a document that stopped being cacheable is not served from before
             return None
         kept = tuple((name, value) for name, value in headers if name.lower() not in NOT_STORED)
-        entry = Entry(status, reason, kept, body, self.clock(), lifetime)
+        age = next((_seconds(value.strip()) or 0 for name, value in headers if name.lower() == "age"), 0)
+        entry = Entry(status, reason, kept, body, self.clock(), lifetime, age)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

@@ -38,6 +38,6 @@ CACHE_REQUESTS = Counter(
     "harbour_gateway_cache_requests_total",
     "Requests for cacheable public documents, by how the shared cache took them: hit (answered from memory), "
     "collapsed (waited for another request's fetch), miss (fetched; stored if allowed), refresh (the caller asked "
-    "for a fresh copy).",
+    "for a fresh copy: no-cache, or no-store).",
     ["result"],
 )

@@ -124,8 +124,9 @@ async def test_the_services_own_age_shortens_the_copys_life(gateway, service):
     service.headers = {"Cache-Control": "max-age=300", "Age": "290"}  # it came from a cache itself: 10 s left
     await fetch(gateway)
     now[0] += 9
-    await fetch(gateway)
+    response, _ = await fetch(gateway)
     assert service.fetches == 1
+    assert response.headers["Age"] == "299"  # its own 290 and the 9 kept here
     now[0] += 1
     await fetch(gateway)
     assert service.fetches == 2

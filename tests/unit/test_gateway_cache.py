@@ -84,7 +84,7 @@ def test_an_entry_keeps_the_document_not_the_exchange():
     entry = cache.store(("h", "/d"), 200, "OK", [("Cache-Control", "max-age=10"), ("X-Request-Id", "r1"),
                                                  ("Content-Length", "1"), ("Age", "2"), ("Content-Type", "a/b")], b"x")
     assert entry.headers == (("Cache-Control", "max-age=10"), ("Content-Type", "a/b"))
-    assert entry.lifetime_s == 8
+    assert (entry.lifetime_s, entry.age_s(0.0), entry.age_s(3.5)) == (8, 2, 5)
 
 
 def test_too_large_or_disabled_is_not_stored():
