@@ -146,9 +146,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _through_cache(request: web.Request, shared: cache.SharedCache, upstream: Upstream, rule) -> web.StreamResponse:
     """A fresh stored copy, or another request's fetch of it awaited, or the upstream's answer (stored if allowed)."""
     key = (request.headers.get("Host", ""), request.raw_path)
-    refetch, store = cache.request_wants_fresh(request.headers)
-    if not refetch:
-        entry = shared.fresh(key)
+    wanted = cache.request_wants(request.headers)
+    if not wanted.refetch:
+        entry = shared.fresh(key, wanted)
         result = "hit"
         if entry is None and (pending := shared.in_flight(key)) is not None:
             entry = await asyncio.shield(pending)  # None: that answer could not be stored; fetch our own below
@@ -158,8 +158,8 @@ async def _through_cache(request: web.Request, shared: cache.SharedCache, upstre
             headers = CIMultiDict(entry.headers)
             headers["Age"] = str(entry.age_s(shared.clock()))
             return web.Response(status=entry.status, reason=entry.reason, headers=headers, body=entry.body)
-    _CACHE_RESULTS["refresh" if refetch else "miss"].inc()
-    if not store:
+    _CACHE_RESULTS["refresh" if wanted.refetch else "miss"].inc()
+    if not wanted.store:
         return await forward(request, upstream, rule.pattern, rule.max_body_bytes)
     fetching = shared.begin(key)
     entry = None

@@ -6,7 +6,8 @@ credentials (`Authorization`, `Cookie`, `DPoP`), conditions (`If-…`) or a rang
 it is a `200` with an explicit lifetime (`s-maxage`, else `max-age`; no heuristic freshness), no `no-store`,
 `no-cache` or `private`, no `Set-Cookie` and no `Vary`; and it is served only while fresh, with its `Age`.
 A request's own `Cache-Control: no-cache` or `max-age=0` (or `Pragma: no-cache`) goes to the upstream and
-stores the new answer; `no-store` goes to the upstream and leaves the cache as it was.
+stores the new answer, as does one whose `max-age=N` or `min-fresh=N` the stored copy does not satisfy; `no-store`
+goes to the upstream and leaves the cache as it was.
 
 Concurrent misses for one document are collapsed: the first goes upstream and the others wait for its answer
 (a thousand relying parties starting at once reach auth as one request).
@@ -80,14 +81,26 @@ def request_may_use_cache(method: str, query: str, headers: Mapping[str, str]) -
     return method == "GET" and not query and not any(name in headers for name in BYPASS_REQUEST_HEADERS)
 
 
-def request_wants_fresh(headers: Mapping[str, str]) -> tuple[bool, bool]:
-    """(go to the upstream, store what it answers) for the request's own directives."""
+@dataclass(frozen=True)
+class Wanted:
+    """What a caller's own directives ask of the cache (RFC 9111 §5.2.1)."""
+
+    refetch: bool = False  # no-cache, max-age=0 or, without Cache-Control, Pragma: no-cache (and no-store)
+    store: bool = True  # False for no-store: fetched for this caller only, the stored copy left as it is
+    max_age_s: int | None = None  # a stored copy at most this old
+    min_fresh_s: int = 0  # ... and fresh for at least this much longer
+
+
+ANY_FRESH_COPY = Wanted()
+
+
+def request_wants(headers: Mapping[str, str]) -> Wanted:
     found = directives(headers.get("Cache-Control"))
     if "no-store" in found:
-        return True, False
-    no_cache = "no-cache" in found or _seconds(found.get("max-age")) == 0 or (
-        not found and "no-cache" in headers.get("Pragma", "").lower())
-    return no_cache, True
+        return Wanted(refetch=True, store=False)
+    max_age = _seconds(found.get("max-age")) if "max-age" in found else None
+    no_cache = "no-cache" in found or max_age == 0 or (not found and "no-cache" in headers.get("Pragma", "").lower())
+    return Wanted(refetch=no_cache, max_age_s=max_age, min_fresh_s=_seconds(found.get("min-fresh")) or 0)
 
 
 @dataclass(frozen=True)
@@ -118,12 +131,17 @@ class SharedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def fresh(self, key: tuple[str, str]) -> Entry | None:
+    def fresh(self, key: tuple[str, str], wanted: Wanted = ANY_FRESH_COPY) -> Entry | None:
+        """The stored copy, if fresh and as fresh as the caller asks (else it fetches, and stores, a newer one)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if not entry.fresh(self.clock()):
+        now = self.clock()
+        if not entry.fresh(now):
             del self._entries[key]
+            return None
+        if (wanted.max_age_s is not None and entry.age_s(now) > wanted.max_age_s) or \
+                entry.lifetime_s - (now - entry.stored_at) < wanted.min_fresh_s:
             return None
         self._entries.move_to_end(key)
         return entry

@@ -118,6 +118,24 @@ async def test_age_counts_up_and_an_expired_copy_is_fetched_again(gateway, servi
     assert ("Age" not in response.headers, body["fetch"], service.fetches) == (True, 2, 2)
 
 
+async def test_a_caller_asking_for_a_younger_copy_gets_one_and_it_is_stored(gateway, service):
+    now = [1000.0]
+    gateway.server.app[SHARED_CACHE].clock = lambda: now[0]
+    await fetch(gateway)
+    now[0] += 100
+    _, body = await fetch(gateway, **{"Cache-Control": "max-age=120"})
+    assert (body["fetch"], service.fetches) == (1, 1)  # 100 s old: young enough
+    _, body = await fetch(gateway, **{"Cache-Control": "max-age=60"})
+    assert (body["fetch"], service.fetches) == (2, 2)  # too old for this caller: fetched anew
+    now[0] += 250
+    _, body = await fetch(gateway, **{"Cache-Control": "min-fresh=40"})
+    assert (body["fetch"], service.fetches) == (2, 2)  # the second copy, 250 s old: fresh 50 s more
+    _, body = await fetch(gateway, **{"Cache-Control": "min-fresh=60"})
+    assert (body["fetch"], service.fetches) == (3, 3)  # not fresh long enough for this caller: fetched anew
+    _, body = await fetch(gateway)
+    assert (body["fetch"], service.fetches) == (3, 3)  # and stored for everyone
+
+
 async def test_the_services_own_age_shortens_the_copys_life(gateway, service):
     now = [1000.0]
     gateway.server.app[SHARED_CACHE].clock = lambda: now[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from services.gateway.cache import SharedCache, directives, lifetime_s, request_may_use_cache, request_wants_fresh
+from services.gateway.cache import SharedCache, Wanted, directives, lifetime_s, request_may_use_cache, request_wants
 from services.gateway.routes import ROUTES, match
 
 
@@ -55,16 +55,30 @@ def test_only_anonymous_unconditional_gets_without_a_query_use_the_cache(method,
 
 
 @pytest.mark.parametrize(("headers", "expected"), [
-    ({}, (False, True)),
-    ({"Cache-Control": "max-age=30"}, (False, True)),
-    ({"Cache-Control": "no-cache"}, (True, True)),
-    ({"Cache-Control": "max-age=0"}, (True, True)),
-    ({"Pragma": "no-cache"}, (True, True)),
-    ({"Pragma": "no-cache", "Cache-Control": "max-age=30"}, (False, True)),  # Cache-Control wins (RFC 9111 §5.4)
-    ({"Cache-Control": "no-store"}, (True, False)),
+    ({}, Wanted()),
+    ({"Cache-Control": "max-age=30"}, Wanted(max_age_s=30)),
+    ({"Cache-Control": "min-fresh=20, max-age=30"}, Wanted(max_age_s=30, min_fresh_s=20)),
+    ({"Cache-Control": "max-age=x"}, Wanted()),  # invalid: as if absent
+    ({"Cache-Control": "no-cache"}, Wanted(refetch=True)),
+    ({"Cache-Control": "max-age=0"}, Wanted(refetch=True, max_age_s=0)),
+    ({"Pragma": "no-cache"}, Wanted(refetch=True)),
+    ({"Pragma": "no-cache", "Cache-Control": "max-age=30"}, Wanted(max_age_s=30)),  # Cache-Control wins (RFC 9111 §5.4)
+    ({"Cache-Control": "no-store"}, Wanted(refetch=True, store=False)),
 ])
 def test_the_callers_directives(headers, expected):
-    assert request_wants_fresh(CIMultiDict(headers)) == expected
+    assert request_wants(CIMultiDict(headers)) == expected
+
+
+def test_a_copy_too_old_for_the_caller_is_not_served_to_that_caller_nor_dropped():
+    now = [0.0]
+    cache = SharedCache(2, clock=lambda: now[0])
+    cache.store(("h", "/d"), 200, "OK", [("Cache-Control", "max-age=60")], b"x")
+    now[0] = 40.0
+    assert cache.fresh(("h", "/d"), Wanted(max_age_s=30)) is None
+    assert cache.fresh(("h", "/d"), Wanted(max_age_s=40)) is not None
+    assert cache.fresh(("h", "/d"), Wanted(min_fresh_s=21)) is None  # 20 s of freshness left
+    assert cache.fresh(("h", "/d"), Wanted(min_fresh_s=20)) is not None
+    assert cache.fresh(("h", "/d")) is not None and len(cache) == 1
 
 
 def test_entries_are_bounded_least_recently_used_first_and_expire():
