@@ -40,7 +40,7 @@ from .metrics import CACHE_REQUESTS, REJECTED
 from .openapi import install_openapi
 from .proxy import Upstream, forward
 from .ratelimit import TokenBuckets, Verdict
-from .routes import ROUTES, allowed_methods, match
+from .routes import ROUTES, Rule, allowed_methods, match
 from .settings import GatewaySettings
 from .upstream_client import UpstreamClient
 from .upstream_health import UpstreamHealth
@@ -143,7 +143,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return await forward(request, upstream, rule.pattern, rule.max_body_bytes, long_lived=rule.long_lived)
 
 
-async def _through_cache(request: web.Request, shared: cache.SharedCache, upstream: Upstream, rule) -> web.StreamResponse:
+async def _through_cache(request: web.Request, shared: cache.SharedCache, upstream: Upstream,
+                         rule: Rule) -> web.StreamResponse:
     """A fresh stored copy, or another request's fetch of it awaited, or the upstream's answer (stored if allowed)."""
     key = (request.headers.get("Host", ""), request.raw_path)
     wanted = cache.request_wants(request.headers)
