@@ -93,9 +93,10 @@ def main() -> int:
         routes = {"/.well-known/": ports["auth"], "/oidc/": ports["auth"], BEARER_PATH: ports["notify"]}
         proxy = nginx.start(folder, routes)
         cleanup.callback(nginx.stop, proxy)
-        caching_proxy = nginx.start(folder.with_name("nginx-cache"), routes, cache=True)
+        cache_folder = folder.with_name("nginx-cache")
+        cleanup.callback(shutil.rmtree, cache_folder, True)  # removed after it stopped (callbacks run last first)
+        caching_proxy = nginx.start(cache_folder, routes, cache=True)
         cleanup.callback(nginx.stop, caching_proxy)
-        cleanup.callback(shutil.rmtree, folder.with_name("nginx-cache"), True)
         if not args.use_running:  # a running stack is someone's: its processes keep their CPUs
             support.pin(pinning, {**support.stack_processes(stack), "nginx": proxy.pid, "nginx-cache": caching_proxy.pid})
         gateway, auth = stack.config.service_url("gateway"), stack.config.service_url("auth")

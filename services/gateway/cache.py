@@ -56,6 +56,12 @@ def _seconds(argument: str | None) -> int | None:
 def lifetime_s(status: int, headers: Iterable[tuple[str, str]]) -> int | None:
     """How long a shared cache may keep this answer from now (seconds: its lifetime less its `Age`); None: not
     storable."""
+    found = _freshness(status, headers)
+    return found[0] if found else None
+
+
+def _freshness(status: int, headers: Iterable[tuple[str, str]]) -> tuple[int, int] | None:
+    """(what is left of the answer's lifetime, its own `Age`) in one pass over its headers; None: not storable."""
     cache_control, age = None, 0
     for name, value in headers:
         lowered = name.lower()
@@ -73,7 +79,7 @@ def lifetime_s(status: int, headers: Iterable[tuple[str, str]]) -> int | None:
     lifetime = _seconds(found["s-maxage"]) if "s-maxage" in found else _seconds(found.get("max-age"))
     if lifetime is None or lifetime - age <= 0:
         return None
-    return lifetime - age  # what is left of it once it reached us
+    return lifetime - age, age  # what is left of it once it reached us
 
 
 def request_may_use_cache(method: str, query: str, headers: Mapping[str, str]) -> bool:
@@ -150,13 +156,12 @@ class SharedCache:
               body: bytes) -> Entry | None:
         """Keep the answer if the upstream allows it (its lifetime); the entry, or None when not stored."""
         headers = tuple(headers)
-        lifetime = lifetime_s(status, headers)
-        if lifetime is None or len(body) > MAX_ENTRY_BYTES or self.max_entries <= 0:
+        freshness = _freshness(status, headers)
+        if freshness is None or len(body) > MAX_ENTRY_BYTES or self.max_entries <= 0:
             self._entries.pop(key, None)  # a document that stopped being cacheable is not served from before
             return None
         kept = tuple((name, value) for name, value in headers if name.lower() not in NOT_STORED)
-        age = next((_seconds(value.strip()) or 0 for name, value in headers if name.lower() == "age"), 0)
-        entry = Entry(status, reason, kept, body, self.clock(), lifetime, age)
+        entry = Entry(status, reason, kept, body, self.clock(), *freshness)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

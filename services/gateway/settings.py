@@ -34,8 +34,8 @@ class GatewaySettings:
     # Access tokens the edge verified, remembered until they expire (least recently used dropped beyond this
     # many); the revocation list is still consulted on every request. 0: verify every time.
     token_cache_size: int = setting("GATEWAY_TOKEN_CACHE_SIZE", 1024)
-    # Public documents (discovery, JWKS: the routes marked cacheable) kept by the gateway's shared cache, each for as
-    # long as its service's Cache-Control allows (cache.py). 0: every request goes to the service.
+    # Public documents (discovery and the app links: the routes marked cacheable) kept by the gateway's shared cache,
+    # each for as long as its service's Cache-Control allows (cache.py). 0: every request goes to the service.
     cache_entries: int = setting("GATEWAY_CACHE_ENTRIES", 64)
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
