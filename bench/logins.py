@@ -115,9 +115,10 @@ class Database:
                 self.client[name].command("profile", level, slowms=0)
 
     def profiled(self, logins: int) -> list[str]:
-        """Every profiled operation per login, by database.collection, kind and plan, most frequent first."""
+        """Every profiled operation per login, by database.collection, kind and plan, most frequent first, with the
+        database's own time for them (the profiler's `millis`, summed, per login)."""
         self.profile(0)
-        counts: dict[tuple[str, str, str], int] = {}
+        counts: dict[tuple[str, str, str], list[float]] = {}
         for name in self.client.list_database_names():
             if name in ("admin", "local", "config"):
                 continue
@@ -127,8 +128,11 @@ class Database:
                 if kind == "command":
                     kind = next(iter(command), "?") if isinstance(command, dict) else "?"
                 key = (doc.get("ns", "?"), kind, str(doc.get("planSummary", "")))
-                counts[key] = counts.get(key, 0) + 1
-        return [f"{n / logins:6.2f}  {ns:50} {kind:16} {plan}" for (ns, kind, plan), n in sorted(counts.items(), key=lambda kv: -kv[1])]
+                seen = counts.setdefault(key, [0, 0.0])
+                seen[0] += 1
+                seen[1] += float(doc.get("millis") or 0)
+        return [f"{n / logins:6.2f}  {ms / logins:6.2f} ms  {ns:50} {kind:16} {plan}"
+                for (ns, kind, plan), (n, ms) in sorted(counts.items(), key=lambda kv: -kv[1][0])]
 
     def sample(self) -> tuple[float, dict[str, int], int | None]:
         return time.perf_counter(), self.opcounters(), self.oplog_entries()

@@ -151,6 +151,22 @@ async def shown_qr_link(page: Page) -> str:
     return link
 
 
+async def scanned_from_screen(page: Page) -> str | None:
+    """The QR code on screen, from a screenshot of the figure, as zxing-cpp reads it; checked to be the figure's link
+    of just before or just after (the code changes every second)."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    before = await page.locator("#qr").get_attribute("data-link")
+    png = await page.locator("#qr svg").screenshot()
+    after = await page.locator("#qr").get_attribute("data-link")
+    [found] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert found.format == zxingcpp.BarcodeFormat.QRCode and found.text in (before, after), (found.text, before, after)
+    return found.text
+
+
 async def page_script_runs(page: Page) -> None:
     """The page's script is running: the countdown has appeared and the status says it is waiting."""
     await page.locator("#expiry").wait_for(state="visible")
@@ -287,6 +303,8 @@ async def test_the_qr_code_on_the_page_refreshes_every_second(platform, kiosk, m
     await expect(page.locator("#qr")).not_to_have_attribute("data-t", first_t, timeout=15_000)
     later = await shown_qr_link(page)
     assert later != first and later.split("&c=")[0] != first.split("&c=")[0] and later.split("&c=")[1] != first.split("&c=")[1]
+    # What the browser shows, photographed and read by an independent reader, is a link the figure carried.
+    assert await scanned_from_screen(page) not in (None, first)
     await citizen.open_link(later)
     arrival = await arrives_at(page, log, relying_party)
     assert arrival["params"]["state"] == "browser-qr" and arrival["params"]["code"]

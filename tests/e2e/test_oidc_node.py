@@ -10,7 +10,6 @@ interoperability claim is not to be skipped silently.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,20 +17,13 @@ import pytest
 import requests
 
 from ..support.citizens import enrolled_app
+from ..support.node import tool
 from ..support.oidc import REDIRECT, app_link_of, register
 from ..support.operator import create_kiosk
 
 pytestmark = pytest.mark.e2e
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "interop" / "node"
-DEV_BIN = Path(__file__).resolve().parents[2] / ".dev" / "bin"
-
-
-def tool(name: str) -> str:
-    """.dev/bin's node or npm when `make test` put them there (the machine had no Node.js 20+), else the machine's."""
-    found = str(DEV_BIN / name) if (DEV_BIN / name).is_file() else shutil.which(name)
-    assert found, f"{name} is not installed: the openid-client interoperability test needs Node.js 20+ and npm"
-    return found
 
 
 @pytest.fixture(scope="module")

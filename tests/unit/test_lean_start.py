@@ -1,8 +1,8 @@
 """What a service process leaves out of its memory until it needs it (docs/operations.md, idle RSS).
 
 Each probe imports a process's module the way its entry point does (lean start first) in a fresh interpreter and
-lists which of the heavy optional packages are loaded: structlog's extras never; pymongo not in the gateway; Pillow
-and segno (auth's selfies and login pages), Jinja (auth's pages, the gateway's API reference page, notify's
+lists which of the heavy optional packages are loaded: structlog's extras never; pymongo not in the gateway; segno
+never (the login page draws its QR code itself); Pillow (auth's selfies), Jinja (auth's pages, the gateway's API reference page, notify's
 templates), joserfc (sealing to a recipient), pyHanko (signing's signatures, verification and timestamps), py_webauthn
 and cbor2 with what they bring (pyOpenSSL, pyasn1: auth's passkeys) and the OpenTelemetry SDK (tracing off) only on
 first use. The paths that load them are tested where they are used (test_oidc_pages.py, test_openapi.py,
@@ -44,7 +44,7 @@ def test_the_gateway_loads_neither_the_database_driver_nor_jinja_nor_structlogs_
     assert loaded_by("services.gateway.app") == []
 
 
-def test_auth_loads_pillow_segno_jinja_and_py_webauthn_only_when_it_needs_them():
+def test_auth_loads_pillow_jinja_and_py_webauthn_only_when_it_needs_them():
     assert loaded_by("services.auth.app") == ["pymongo"]
 
 

@@ -63,21 +63,6 @@ def test_a_code_for_another_login_second_or_key_is_forged():
     qr_links.check(qr_links.LoginLink("tx"), KEY, START, START + timedelta(days=1), window_s=10)  # no time code: no window
 
 
-def test_the_dynamic_qr_code_scans_back_to_its_link():
-    """The longest QR link of a login (the issuer's https form, t in the hundreds, the code) read by zxing-cpp."""
-    import io
-
-    import zxingcpp
-    from PIL import Image
-
-    from services.auth.oidc.pages import QR_MASK, qr_code
-
-    link = qr_links.qr_link(ISSUER, KEY, "x" * 24, 299)
-    png = io.BytesIO()
-    qr_code(link).save(png, kind="png", scale=4, border=4)
-    [found] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.getvalue())))
-    assert found.text == link and qr_code(link).mask == QR_MASK
-
 
 def test_the_login_page_offers_the_https_link_and_draws_the_qr_link():
     from .test_oidc_pages import APP_LINK, assert_strict_csp_ready, login

@@ -409,11 +409,8 @@ def current_qr_link(auth: "Auth", tx: str, started_at: datetime | None, now: dat
 
 
 def current_qr(auth: "Auth", tx: str, started_at: datetime, now: datetime) -> LoginQr:
-    """The login page's QR code in this second of login `tx` (qr_links.py): its link, `t`, and the SVG the page shows."""
-    from .pages import qr_svg  # segno with the first QR code drawn, not at start
-
-    link = current_qr_link(auth, tx, started_at, now)
-    return LoginQr(link=link, t=qr_links.elapsed_s(started_at, now), svg=str(qr_svg(link)))
+    """The login page's QR code in this second of login `tx` (qr_links.py): its link and `t`; the page draws it."""
+    return LoginQr(link=current_qr_link(auth, tx, started_at, now), t=qr_links.elapsed_s(started_at, now))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "reconnecting": "Connection problem. Trying again…",
         "expires_in": "This request expires in {time}.",
         "expired_local": "This request has expired.",
-        "noscript": "This page needs JavaScript to continue after you approve in the app.",
+        "noscript": "This page needs JavaScript to show the QR code and to continue after you approve in the app.",
         "error_hint": "Go back to the service you came from and try again. "
         "If the problem continues, contact that service.",
         "logged_out_title": "You have logged out",
@@ -77,7 +77,7 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "reconnecting": "連線出現問題，正在重試…",
         "expires_in": "此要求將於 {time} 後失效。",
         "expired_local": "此要求已逾時。",
-        "noscript": "此頁需要 JavaScript，才能在你於應用程式確認後繼續。",
+        "noscript": "此頁需要 JavaScript，才能顯示二維碼，並在你於應用程式確認後繼續。",
         "error_hint": "請返回原本的服務再試一次。如問題持續，請聯絡該服務。",
         "logged_out_title": "你已登出",
         "logged_out_detail": "你已登出 Harbour ID，可以關閉此頁。",

@@ -16,7 +16,8 @@ Why it is built the way it is:
   strict Content-Security-Policy (``script-src 'nonce-…'; style-src
   'nonce-…'``), so every ``<script>`` and ``<style>`` carries the caller's
   nonce and there are no style attributes, fonts, CDNs or images to fetch.
-  The QR code is inline SVG (segno's matrix) with presentation attributes only.
+  The QR code is drawn by the page's own script (templates/qr_code.js, inlined
+  under the nonce) as inline SVG with presentation attributes only.
 - **Data enters scripts as JSON** (``|tojson``, which also escapes ``<``,
   ``>``, ``&`` and ``'``), never by string concatenation.
 - **URLs we put in ``href`` / ``action`` are scheme-checked** although they
@@ -33,14 +34,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
-from xml.sax.saxutils import escape as xml_escape
 
 from markupsafe import Markup
 
 from services.auth.oidc.messages import MESSAGES
 
 if TYPE_CHECKING:
-    import segno
     from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
@@ -188,56 +187,19 @@ def _render(template: str, **context: Any) -> str:
 
 
 # A fixed mask pattern (ISO/IEC 18004 §7.8; any of the eight is a valid code): choosing it automatically scores all
-# eight masks, which took 6 ms of the 8 ms a login page's QR code cost and 27 % of auth's CPU under logins.
+# eight masks (6 ms of the 8 ms a code cost when auth drew it); the page's script draws with this one.
 QR_MASK = 0
 
 
-def qr_code(app_link: str) -> segno.QRCode:
-    """The QR code of ``app_link``: error level M, the fixed mask. segno is loaded by the first login page."""
-    import segno
+@cache
+def qr_script() -> Markup:
+    """The QR code encoder the login page's script draws with (templates/qr_code.js), read once.
 
-    return segno.make(app_link, error="m", mask=QR_MASK)
-
-
-def qr_svg(app_link: str, title: str | None = None) -> Markup:
-    """The QR code of ``app_link`` as inline SVG: segno's matrix, written out here.
-
-    Error level M survives a smudged or glary laptop screen; the white
-    background keeps it scannable when the page is in dark mode. The title is
-    escaped; the link only becomes module paths. Without a title: the login
-    page's next QR code (its script keeps the page's own title).
-
-    The markup is exactly what segno's ``svg_inline(scale=5, dark="#000",
-    light="#fff", svgclass="qr-code", lineclass=None, omitsize=True)`` writes
-    (tests/unit/test_qr_svg.py holds it to that), in half the time: one
-    regular-expression pass finds the dark runs of all rows at once, where
-    segno's writer visits every module in Python — the page redraws its code
-    every second while it is shown.
+    Drawn by auth, each second's code cost 1.3 ms of auth's CPU for every page shown; the page now gets the link
+    and draws it (module for module segno's code with error level M and ``QR_MASK``: tests/unit/test_qr_code_js.py).
+    Inlined in the page's nonce'd script: nothing more to fetch, nothing outside the CSP.
     """
-    qr = qr_code(app_link)
-    matrix, border = qr.matrix, qr.default_border_size  # 4 modules of quiet zone (2 for a short link's Micro QR)
-    n = len(matrix)
-    stride = n + 1  # rows joined with a light separator: no run crosses a row's end
-    runs = []
-    previous_end, previous_row = 0, -1
-    for run in _DARK_RUN.finditer(b"\x00".join(matrix)):
-        row, column = divmod(run.start(), stride)
-        x = border + column
-        length = run.end() - run.start()
-        # Each run relative to the end of the one before (the first absolute, half a module into its row).
-        runs.append(f"m{x - previous_end} {row - previous_row}h{length}" if runs else
-                    f"M{x} {border + row}.5h{length}")
-        previous_end, previous_row = x + length, row
-    size = n + 2 * border
-    side = size * QR_SCALE
-    heading = f"<title>{xml_escape(title)}</title>" if title is not None else ""
-    return Markup(f'<svg viewBox="0 0 {side} {side}" class="qr-code">{heading}<g transform="scale({QR_SCALE})">'
-                  f'<path fill="#fff" d="M0 0h{size}v{size}h-{size}z"/><path stroke="#000" d="{"".join(runs)}"/>'
-                  "</g></svg>")
-
-
-QR_SCALE = 5  # user units per module
-_DARK_RUN = re.compile(rb"\x01+")
+    return Markup((_TEMPLATES / "qr_code.js").read_text(encoding="utf-8"))
 
 
 def describe_scopes(language: str, scopes: list[str]) -> list[str]:
@@ -277,8 +239,8 @@ def render_login_page(
     ``https_link``: the same login as an https app link under the issuer (the
     button; ``app_link`` then stays as the custom-scheme fallback link).
     ``qr_link``: what the QR code says at first (the https link with this
-    second's time code, qr_links.py); the script then asks each status poll
-    for the code of its second (``qr=1``) and swaps it in.
+    second's time code, qr_links.py); the page's script draws it, then asks
+    each status poll for the link of its second (``qr=1``) and draws that.
     """
     t = _messages(language)
     _check_nonce(csp_nonce)
@@ -292,8 +254,10 @@ def render_login_page(
     expires_in = max(0, int((expires_at - now).total_seconds()))
     script_config = {
         "statusUrl": status_url,
-        # Ask each poll for this second's QR code (the status answer's `qr`) when the page shows a dynamic one.
+        # Ask each poll for this second's QR link (the status answer's `qr`) when the page shows a dynamic one.
         "refreshQr": qr_link is not None,
+        "qrMask": QR_MASK,
+        "qrTitle": t["qr_title"],
         "pollMs": _POLL_INTERVAL_MS,
         "maxPollMs": _POLL_MAX_INTERVAL_MS,
         "messages": {
@@ -311,7 +275,7 @@ def render_login_page(
         purpose_lines=list(purpose_lines),
         matching_code=matching_code,
         app_link=app_link,
-        qr_svg=qr_svg(qr_link or app_link, t["qr_title"]),
+        qr_script=qr_script(),
         qr_link=qr_link or app_link,
         qr_t=parse_qs(urlsplit(qr_link).query).get("t", [""])[0] if qr_link else "",
         https_link=https_link or app_link,

@@ -46,12 +46,12 @@ class JWKS(Answer):
 
 
 class LoginQr(Answer):
-    """The login page's QR code in this second of the login (asked with `qr=1`): it changes every second."""
+    """The login page's QR code in this second of the login (asked with `qr=1`): it changes every second. The page
+    draws it from the link (error level M, mask 0: templates/qr_code.js)."""
 
     link: str = Field(description="what the QR code says: {issuer}/app/authorize?tx=…&t=…&c=… (t: seconds since the "
                                   "login started; c: auth's HMAC of tx and t)")
     t: int
-    svg: str = Field(description="the QR code as inline SVG (no title: the page keeps its own)")
 
 
 class AuthorizationStatus(Answer):
