@@ -47,7 +47,7 @@ from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
-from libs.store.chunks import chunks
+from libs.store.bulk import update_each
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
@@ -294,7 +294,7 @@ class OutboxRelay:
         pending = [doc for doc in pending if doc["_id"] not in found]
         if not pending:
             return len(found)
-        await self.collection.update_many({"_id": {"$in": [doc["_id"] for doc in pending]}}, {"$set": {"in_flight": True}})
+        await update_each(self.collection, (doc["_id"] for doc in pending), {"$set": {"in_flight": True}})
         # The whole batch in one round trip; per-key order is kept by the idempotent producer. Each send is a
         # producer span whose context the record carries in a W3C `traceparent` header (tracing.py).
         spans = [published(doc["topic"], doc["_id"], doc["type"], doc.get("traceparent")) for doc in pending]
@@ -355,12 +355,9 @@ class OutboxRelay:
                     confirmed.append(doc["_id"])
                 else:
                     lost.append(doc)
-        for chunk in chunks(confirmed):
-            await self.collection.update_many({"_id": {"$in": chunk}}, {"$unset": {"unverified": ""}})
-        for chunk in chunks([doc["_id"] for doc in lost]):
-            await self.collection.update_many(
-                {"_id": {"$in": chunk}},
-                {"$set": {"pending": True}, "$unset": {"unverified": "", "sent_at": "", "partition": "", "offset": ""}})
+        await update_each(self.collection, confirmed, {"$unset": {"unverified": ""}})
+        await update_each(self.collection, (doc["_id"] for doc in lost),
+                          {"$set": {"pending": True}, "$unset": {"unverified": "", "sent_at": "", "partition": "", "offset": ""}})
         for doc in lost:
             EVENTS_REPUBLISHED.labels(self.service, doc["topic"]).inc()
         if lost:
@@ -403,6 +400,7 @@ class OutboxRelay:
                                                      "unverified": True}, "$unset": {"pending": "", "in_flight": ""}})
             for doc, meta in acked
         ], ordered=False)
+
     async def _hold_lease(self) -> bool:
         """Hold the relay's lease: renewed once a third of its time has gone, not on every pass (one write by _id)."""
         if time.monotonic() - self._renewed_at < self.lease_ttl_s / 3:
