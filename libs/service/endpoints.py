@@ -120,8 +120,9 @@ class Endpoint:
         if not isinstance(model, BaseModel):
             raise TypeError(f"{self.method} {self.path}: a JSON answer is a pydantic model, not {type(model).__name__}")
         body = model.model_dump_json(exclude_none=self.exclude_none, exclude_unset=self.exclude_unset)
-        return web.Response(status=status, body=body,
-                            content_type=JSON, headers=self.headers)
+        # Bytes, not the str: aiohttp writes bytes as they are, where a str becomes a payload object found through
+        # its registry, encoded and written by it (~2 µs more per answer; the same headers either way).
+        return web.Response(status=status, body=body.encode(), content_type=JSON, headers=self.headers)
 
 
 _UNDECLARED = object()

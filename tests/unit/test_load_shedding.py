@@ -108,3 +108,31 @@ async def test_over_the_in_flight_limit_is_503_at_once_and_admitted_again_after(
     assert [r.status for r in await asyncio.gather(*slow, stream)] == [200, 200, 200]
     assert (await client.get("/slow")).status == 200
     assert REGISTRY.get_sample_value("harbour_http_in_flight_requests", {"service": "shed-test"}) == 0
+
+
+async def test_long_lived_routes_by_template_or_path_and_marked_later():
+    """What a route's marks say is remembered per route (overload._MARKS_BY_RESOURCE): a template mark holds for every
+    path of the route, a path mark for that path only, and a route marked after its first request is long-lived from
+    then on."""
+    from libs.service.overload import is_long_lived
+
+    app = create_service_app(ServiceSettings(service="long-lived-test"))
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(is_long_lived(request))
+
+    for route in ("/streams/{id}", "/items/{name}", "/plain"):
+        app.router.add_get(route, answer)
+    mark_long_lived(app, "/streams/{id}")
+    mark_long_lived(app, "/items/special")
+    async with TestClient(TestServer(app)) as client:
+        async def asked(path: str) -> bool:
+            response = await client.get(path)
+            assert response.status == 200
+            return await response.json()
+
+        assert [await asked(p) for p in ("/streams/a", "/streams/b", "/items/special", "/items/other", "/plain")] == [
+            True, True, True, False, False]
+        assert [await asked(p) for p in ("/streams/a", "/items/other", "/plain")] == [True, False, False]  # remembered
+        mark_long_lived(app, "/plain")  # marked after its first request
+        assert await asked("/plain") is True and await asked("/items/other") is False
