@@ -2,8 +2,9 @@
 
 The local MongoDB-protocol server serves an update by `_id` straight from the index, but an `update_many` whose
 filter is an `$in` of ids goes through its multi-document path: a candidate scan, then a chunked rewrite — 0.85 ms
-against 0.46 ms for one id, 3.0 against 2.1 ms for ten (measured on this machine). MongoDB serves both forms from the
-`_id` index; the bulk form is as cheap there and one round trip either way.
+against 0.46 ms for one id, 3.0 against 2.1 ms for ten (measured on this machine), and it conflicted with the
+transactions writing the same collection (the outbox: docs/architecture.md, Query shapes). MongoDB serves both forms
+from the `_id` index, in one round trip either way.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Both are the same-device links (the login page's buttons) and carry no time.
 The login page's QR code carries the https form plus `t`, the whole seconds
 since the transaction started, and `c`, an HMAC-SHA256 over (tx, t) under a
 key only auth holds (derived from its hash key with HKDF), cut to 128 bits.
-The page fetches the next code every second. The app's claim of a QR link is
+The page fetches the next link every second and draws its code. The app's claim of a QR link is
 accepted only while `t` is at most `window_s` seconds behind the
 transaction's age now (and not ahead of it by more than the skew allowed
 between auth's processes); a screenshot relayed to a victim is stale by the

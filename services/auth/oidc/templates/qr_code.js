@@ -1,5 +1,7 @@
 /* The login page's QR code, drawn by the page itself (ISO/IEC 18004).
 
+   Error level M survives a smudged or glary laptop screen; the white square
+   behind the modules keeps the code readable when the page is in dark mode.
    The code changes every second (qr_links.py); drawn by auth it cost 1.3 ms of
    auth's CPU per page and per second a page was shown. The page now receives
    only the link and draws it here. The result is module for module what segno
