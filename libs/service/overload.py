@@ -92,7 +92,7 @@ def _is_long_lived(request: web.Request) -> bool:
         marked = frozenset(request.config_dict.get(LONG_LIVED, ()))
         marks = _MARKS_BY_RESOURCE[resource] = (marked, resource.canonical in marked)
     marked, template_marked = marks
-    return template_marked or (bool(marked) and path in marked)
+    return template_marked or path in marked
 
 
 # A route's marks (its application chain's) and whether its template is one of them, worked out on its first request

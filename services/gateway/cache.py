@@ -53,15 +53,9 @@ def _seconds(argument: str | None) -> int | None:
     return int(argument) if argument is not None and argument.isascii() and argument.isdigit() else None
 
 
-def lifetime_s(status: int, headers: Iterable[tuple[str, str]]) -> int | None:
-    """How long a shared cache may keep this answer from now (seconds: its lifetime less its `Age`); None: not
-    storable."""
-    found = _freshness(status, headers)
-    return found[0] if found else None
-
-
-def _freshness(status: int, headers: Iterable[tuple[str, str]]) -> tuple[int, int] | None:
-    """(what is left of the answer's lifetime, its own `Age`) in one pass over its headers; None: not storable."""
+def freshness(status: int, headers: Iterable[tuple[str, str]]) -> tuple[int, int] | None:
+    """How long a shared cache may keep this answer from now (seconds: its lifetime less its `Age`) and that `Age`,
+    in one pass over its headers; None: not storable."""
     cache_control, age = None, 0
     for name, value in headers:
         lowered = name.lower()
@@ -156,12 +150,12 @@ class SharedCache:
               body: bytes) -> Entry | None:
         """Keep the answer if the upstream allows it (its lifetime); the entry, or None when not stored."""
         headers = tuple(headers)
-        freshness = _freshness(status, headers)
-        if freshness is None or len(body) > MAX_ENTRY_BYTES or self.max_entries <= 0:
+        kept_for = freshness(status, headers)
+        if kept_for is None or len(body) > MAX_ENTRY_BYTES or self.max_entries <= 0:
             self._entries.pop(key, None)  # a document that stopped being cacheable is not served from before
             return None
         kept = tuple((name, value) for name, value in headers if name.lower() not in NOT_STORED)
-        entry = Entry(status, reason, kept, body, self.clock(), *freshness)
+        entry = Entry(status, reason, kept, body, self.clock(), *kept_for)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
