@@ -179,7 +179,7 @@ async def test_a_service_serves_its_document():
 def test_auth_declares_exactly_the_routes_it_serves():
     app = web.Application()
     app.add_routes(auth_routes)
-    install_oidc(app)  # the /oidc sub-application's routes are listed with their prefix
+    install_oidc(app)
     served = set()
     for route in app.router.routes():
         methods = ("GET", "POST") if route.method == "*" else (route.method,)

@@ -4,9 +4,9 @@ OAuth and OpenID Connect endpoints answer errors the way client libraries
 expect — `{"error", "error_description"}` (RFC 6749 §5.2), an error redirect
 (§4.1.2.1) or, where no redirect is safe, an error page — rather than
 problem+json; that is the one deliberate exception to the platform's error
-format (docs/api.md). The domain raises these classes; the OpenID Connect
-sub-application's one error handler (endpoints/error_handler.py) renders
-them, so no handler catches one:
+format (docs/api.md). The domain raises these classes; the one error handler of
+the endpoints under /oidc (endpoints/error_handler.py) renders them, so no
+handler catches one:
 
     raise InvalidGrant("the code has expired")                   # 400 {"error": "invalid_grant", ...}
     raise LoginRequired("...", back_to=request.response_target)  # 303 to the client, error=login_required

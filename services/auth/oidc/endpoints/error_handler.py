@@ -1,4 +1,4 @@
-"""The one OAuth error handler of the OpenID Connect sub-application (node-oidc-provider's error_handler).
+"""The one OAuth error handler of the OpenID Connect endpoints under /oidc (node-oidc-provider's error_handler).
 
 Whatever an endpoint or the domain under it raises as an `OAuthError` is
 answered here, as the endpoint's standard says:
@@ -11,8 +11,9 @@ answered here, as the endpoint's standard says:
 - every other endpoint answers RFC 6749 §5.2 JSON with the error's status and
   headers (`WWW-Authenticate`), never cached.
 
-Everything else — auth's refusals, aiohttp's own 404/405/413 — goes on to the
-service kit's problem middleware, as everywhere.
+Everything else — auth's refusals, aiohttp's own 404/405/413, and an OAuth
+error met outside /oidc (a programming error: a 500) — goes on to the service
+kit's problem middleware, as everywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ...callers import AUTH
 from ..errors import OAuthError
 from .answers import NO_STORE, error_page, respond_to_client
 
+OIDC_PREFIX = "/oidc/"
 AUTHORIZATION_ENDPOINT = "/oidc/authorize"
 # Where a browser stands: an error it cannot be sent back with is a page, never JSON.
 BROWSER_ENDPOINTS = frozenset({AUTHORIZATION_ENDPOINT, "/oidc/logout"})
@@ -33,6 +35,8 @@ async def oauth_error_handler(request: web.Request, handler) -> web.StreamRespon
     try:
         return await handler(request)
     except OAuthError as error:
+        if not (_endpoint(request) or "").startswith(OIDC_PREFIX):
+            raise
         return render(request, error)
 
 

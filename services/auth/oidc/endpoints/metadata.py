@@ -12,7 +12,7 @@ from ...callers import AUTH
 from .. import discovery
 from ..views import JWKS, ProviderMetadata
 
-# Served by the main application: /.well-known/ sits outside the sub-application's /oidc prefix.
+# /.well-known/ sits outside /oidc: its answers are not the OAuth error handler's.
 well_known = Endpoints(tags=("openid-connect",))
 endpoints = Endpoints(tags=("openid-connect",))
 
