@@ -16,16 +16,16 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .chunks import chunks
+from .chunks import BULK_CHUNK, chunks
 
 
 async def update_each(collection: AsyncCollection, ids: Iterable[Any], update: Mapping[str, Any], *,
                       session: AsyncClientSession | None = None) -> int:
     """Apply `update` to each document whose `_id` is in `ids` (unordered; missing ids are skipped); the count matched.
 
-    A command per 100 ids (chunks.IN_CHUNK), so that no single command holds the local server for long."""
+    A command per 100 ids (chunks.BULK_CHUNK), so that no single command holds the local server for long."""
     matched = 0
-    for chunk in chunks(list(ids)):
+    for chunk in chunks(list(ids), BULK_CHUNK):
         operations = [UpdateOne({"_id": id_}, update) for id_ in chunk]
         matched += (await collection.bulk_write(operations, ordered=False, session=session)).matched_count
     return matched
