@@ -177,10 +177,13 @@ async def deliver(notify: Notify, session: AsyncClientSession, ids: list[str]) -
     return _observed(outcome, now)
 
 
-async def deliver_job_chunk(notify: Notify, session: AsyncClientSession, job_id: str, positions: list[int]) -> dict[str, int]:
-    """Deliver a batch's recipients at these positions, each notification written once, in the status it ends in."""
+async def deliver_job_chunk(notify: Notify, session: AsyncClientSession, job_id: str, positions: list[int],
+                            account_ids: list[str] | None = None) -> dict[str, int]:
+    """Deliver a batch's recipients at these positions, each notification written once, in the status it ends in.
+
+    `account_ids` (one per position): their accounts as the job's expansion resolved them; None: resolved here."""
     now = notify.clock.now()
-    docs = await _job_notifications(notify, session, job_id, positions, now)
+    docs = await _job_notifications(notify, session, job_id, positions, account_ids, now)
     if not docs:
         return {}
     outcome = _decide(notify, await _read_for(notify, session, docs), now)
@@ -207,7 +210,7 @@ _last_job: dict[str, list[dict[str, Any]]] = {}
 
 
 async def _job_notifications(notify: Notify, session: AsyncClientSession, job_id: str, positions: list[int],
-                             now: datetime) -> list[dict[str, Any]]:
+                             account_ids: list[str] | None, now: datetime) -> list[dict[str, Any]]:
     """The notifications of these positions not written yet, built in memory, `sending` (what `_decide` starts from)."""
     db = notify.db
     job = await db[JOBS].find_one({"_id": job_id}, session=session)
@@ -220,12 +223,16 @@ async def _job_notifications(notify: Notify, session: AsyncClientSession, job_id
         return []
     client = await db[CLIENTS].find_one({"_id": job["client_id"]}, session=session)
     recipients = job_recipients(notify, job)
-    accounts = await resolve(db, client["sector"], sorted({recipients[p]["sub"] for p in todo}))
+    if account_ids is not None and len(account_ids) == len(positions):
+        account_of = dict(zip(positions, account_ids))  # resolved at expansion: one read of each subject per batch
+    else:
+        resolved = await resolve(db, client["sector"], sorted({recipients[p]["sub"] for p in todo}))
+        account_of = {p: resolved.get(recipients[p]["sub"]) for p in todo}
     template = {"template_id": job["template_id"], "version": job["template_version"]}
     docs = []
     for position in todo:
         recipient = recipients[position]
-        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=accounts.get(recipient["sub"]),
+        doc = new_notification(notify, client=client, template=template, kind="agency", account_id=account_of[position],
                                sub=recipient["sub"], personalisation=recipient["personalisation"],
                                reference=recipient.get("reference"), priority=job["priority"], due_at=now, now=now,
                                job_id=job_id, notification_id=ids[position])

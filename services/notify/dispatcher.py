@@ -88,7 +88,8 @@ def handler(notify: Notify, activity: ConsumerActivity):
         if event.type == "notification.dispatch":
             started = time.perf_counter()
             if "job_id" in event.data:  # a batch's recipients, written as they are delivered
-                outcome = await delivery.deliver_job_chunk(notify, session, event.data["job_id"], list(event.data["positions"]))
+                outcome = await delivery.deliver_job_chunk(notify, session, event.data["job_id"], list(event.data["positions"]),
+                                                           event.data.get("account_ids"))
             else:
                 outcome = await delivery.deliver(notify, session, list(event.data["notification_ids"]))
             log.info("chunk dispatched", event_id=event.id, seconds=round(time.perf_counter() - started, 3), **outcome)

@@ -148,7 +148,9 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
     size = notify.settings.chunk_size
     if due_now:
         positions = [i for i, r in enumerate(recipients) if r["sub"] in accounts]
-        await notify.publish_many(session, [job_chunk_event(notify, job_id, positions[i:i + size], job["priority"])
+        account_ids = [accounts[recipients[i]["sub"]] for i in positions]
+        await notify.publish_many(session, [job_chunk_event(notify, job_id, positions[i:i + size], job["priority"],
+                                                            account_ids[i:i + size])
                                             for i in range(0, len(positions), size)])
     # Counted afresh over every recipient (a re-run after an interrupted expansion counts the same); these
     # fail here, every other status is counted as it happens (progress.py).
@@ -159,10 +161,16 @@ async def expand_job(notify: Notify, session: AsyncClientSession, job_id: str) -
     return len(recipients)
 
 
-def job_chunk_event(notify: Notify, job_id: str, positions: list[int], priority: str) -> tuple[str, CloudEvent]:
-    """The event that has the dispatcher deliver a chunk of a job's recipients, on the topic of their priority."""
-    return dispatch_topic(priority), notify.event("notification.dispatch", job_notification_id(job_id, positions[0]),
-                                                  {"job_id": job_id, "positions": positions})
+def job_chunk_event(notify: Notify, job_id: str, positions: list[int], priority: str,
+                    account_ids: list[str] | None = None) -> tuple[str, CloudEvent]:
+    """The event that has the dispatcher deliver a chunk of a job's recipients, on the topic of their priority.
+
+    `account_ids`: the recipients' accounts, one per position, as the expansion resolved them (a sub's account never
+    changes), so the chunk does not read the subjects again; without them (the sweeper's redispatch) it does."""
+    data: dict[str, Any] = {"job_id": job_id, "positions": positions}
+    if account_ids is not None:
+        data["account_ids"] = account_ids
+    return dispatch_topic(priority), notify.event("notification.dispatch", job_notification_id(job_id, positions[0]), data)
 
 
 async def job_progress(notify: Notify, agency: Agency, job_id: str) -> JobProgress:

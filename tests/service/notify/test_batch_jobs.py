@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.notify.collections import JOBS, NOTIFICATIONS
+from services.notify.collections import ACCOUNTS, JOBS, NOTIFICATIONS, SUBJECTS
+from services.notify.dispatcher import handler as dispatcher_handler
+from tests.support.auth_stand_in import published
 
 from .conftest import VALUES, problem
 
@@ -80,3 +82,28 @@ async def test_another_agencys_job_is_not_found(notify):
     answer = await notify.http.get(f"/v1/notifications/batch/{job_id}", headers=notify.agency_token(other))
 
     assert answer.status == 404 and (await problem(answer))["detail"] == "no such job for this agency"
+
+
+async def test_a_chunk_delivers_to_the_accounts_its_expansion_resolved_without_reading_the_subjects_again(notify):
+    agency = await notify.agency()
+    citizens = [await notify.citizen(agency) for _ in range(2)]
+    template = await notify.template(agency)
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
+    job_id = (await accepted.json())["job_id"]
+    [job_event] = await published(notify.ctx, "notification.job", job_id)
+    await notify.ctx.transaction(lambda session: dispatcher_handler(notify.ctx, notify.activity)(job_event, session))
+    notify.handled.add(job_event.id)
+    [chunk] = [e for e in await published(notify.ctx, "notification.dispatch") if e.data.get("job_id") == job_id]
+    accounts = {doc["_id"]: doc["account_id"] async for doc in notify.ctx.db[SUBJECTS].find({"_id": {"$in": [c.sub for c in citizens]}})}
+    assert chunk.data["account_ids"] == [accounts[c.sub] for c in citizens]
+
+    # The subjects gone before the chunk is delivered: a chunk that looked them up again would find nobody.
+    await notify.ctx.db[SUBJECTS].delete_many({"_id": {"$in": [c.sub for c in citizens]}})
+    await notify.dispatch()
+
+    assert (await notify.progress(agency, job_id))["counts"]["delivered"] == 2
+    for citizen in citizens:
+        [item] = [m for m in await notify.inbox(citizen) if m["kind"] == "agency"]
+        assert item["client_id"] == agency.client_id
+    assert await notify.ctx.db[ACCOUNTS].count_documents({"_id": {"$in": list(accounts.values())}}) == 2
