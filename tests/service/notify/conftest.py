@@ -121,6 +121,13 @@ class NotifyUnderTest(ServiceUnderTest):
                 self.handled.add(event.id)
                 handled += 1
 
+    async def expand(self, job_id: str) -> list[CloudEvent]:
+        """Only the job's expansion (its job event to the dispatcher's handler): the chunk events it published, unhandled."""
+        [job_event] = await published(self.ctx, "notification.job", job_id)
+        await self.ctx.transaction(lambda session: dispatcher_handler(self.ctx, self.activity)(job_event, session))
+        self.handled.add(job_event.id)
+        return [e for e in await published(self.ctx, "notification.dispatch") if e.data.get("job_id") == job_id]
+
     def forget(self, event: CloudEvent) -> None:
         """An event the dispatcher will never see (it died with it): dispatch() passes it over."""
         self.handled.add(event.id)

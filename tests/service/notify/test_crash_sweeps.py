@@ -7,7 +7,6 @@ clock passes at once.
 
 from __future__ import annotations
 
-from services.notify.dispatcher import handler as dispatcher_handler
 from tests.support.auth_stand_in import published
 
 from .conftest import VALUES
@@ -60,11 +59,7 @@ async def test_a_jobs_chunk_whose_dispatch_event_was_lost_is_dispatched_again(no
     accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
                                                 "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
     job_id = (await accepted.json())["job_id"]
-    handle = dispatcher_handler(notify.ctx, notify.activity)
-    [job_event] = await published(notify.ctx, "notification.job", job_id)
-    await notify.ctx.transaction(lambda session: handle(job_event, session))
-    notify.handled.add(job_event.id)
-    [lost] = [e for e in await published(notify.ctx, "notification.dispatch") if e.data.get("job_id") == job_id]
+    [lost] = await notify.expand(job_id)
     notify.forget(lost)
     await notify.timed_work()
     assert (await notify.progress(agency, job_id))["processed"] == 0  # not stale yet: nothing sent again
