@@ -105,7 +105,7 @@ async def in_flight_middleware(request: web.Request, handler):
     """Admit the request within the process's limit, or refuse it at once (rendered by the problem middleware)."""
     if is_long_lived(request):
         return await handler(request)
-    in_flight = request.config_dict[IN_FLIGHT]
+    in_flight = request.app[IN_FLIGHT]  # this middleware is the root application's, as is IN_FLIGHT (app.py)
     if not in_flight.enter():
         HTTP_SHED.labels(in_flight.service, "overloaded").inc()
         raise Overloaded(f"this instance is handling its limit of {in_flight.limit} requests; retry in {RETRY_AFTER_S} s")

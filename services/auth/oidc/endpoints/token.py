@@ -18,6 +18,9 @@ from .forms import CLIENT_AUTH_FIELDS, CLIENT_AUTHENTICATED, OAUTH_ERRORS, PARAM
 
 endpoints = Endpoints(tags=("openid-connect",))
 
+# grant type -> its series of TOKENS_ISSUED, looked up once (a label lookup per token cost ~3 µs; GRANTS bounds it).
+_ISSUED: dict = {}
+
 GRANTS = {
     "authorization_code": grants.authorization_code,
     "refresh_token": grants.refresh_token,
@@ -50,7 +53,10 @@ async def token(request: web.Request, caller: ClientForm) -> TokenResponse:
     # RFC 9449 §5: with a DPoP proof, the tokens are bound to its key (checked before the grant spends anything).
     jkt = await dpop.token_request_key(auth, caller.client, request.headers.getall("DPoP", []))
     answer = await grant(auth, caller.client, caller.form, jkt=jkt)
-    TOKENS_ISSUED.labels(grant_type).inc()
+    counter = _ISSUED.get(grant_type)
+    if counter is None:
+        counter = _ISSUED[grant_type] = TOKENS_ISSUED.labels(grant_type)
+    counter.inc()
     return answer
 
 
