@@ -31,6 +31,8 @@ from .profile import PinRequired, Profile, ProfileError, check_new_pin
 
 # A device token is used again until this long before it expires.
 TOKEN_MARGIN_S = 60
+# How long to wait before claiming again when the service answered citizen-unknown without a Retry-After.
+CLAIM_RETRY_S = 1.0
 
 
 FORMFILL_LINK = "harbourid://formfill?request="
@@ -44,10 +46,23 @@ APP_LOGIN_PATH = "/app/authorize?"
 class AppError(RuntimeError):
     """The platform refused: `status` and the problem document it sent."""
 
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+    def __init__(self, status: int, problem: dict[str, Any], *, retry_after_s: float | None = None) -> None:
         super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}".strip())
         self.status = status
         self.problem = problem
+        self.retry_after_s = retry_after_s  # the answer's Retry-After, in seconds, when it sent one
+
+    @property
+    def slug(self) -> str:
+        """The problem's type without its base (`citizen-unknown`), "" for an answer that is no problem document."""
+        return str(self.problem.get("type", "")).rsplit("/", 1)[-1]
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    try:
+        return min(max(float(value), 0.0), 60.0) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the platform sends seconds
 
 
 class CitizenApp:
@@ -77,7 +92,8 @@ class CitizenApp:
                     return None
                 body = await response.json(content_type=None)
                 if response.status >= 400:
-                    raise AppError(response.status, body if isinstance(body, dict) else {"detail": str(body)})
+                    raise AppError(response.status, body if isinstance(body, dict) else {"detail": str(body)},
+                                   retry_after_s=_retry_after_s(response.headers.get("Retry-After")))
                 return body
 
     # -- enrolment and activation ------------------------------------------
@@ -267,7 +283,7 @@ class CitizenApp:
             # The stream's DPoP proof is checked once, when it opens.
             headers = {**self.device_headers("GET", "/v1/approvals/stream", token), "Accept": "text/event-stream"}
             async with session.get(self.base + "/v1/approvals/stream", headers=headers) as stream:
-                claimed = await self._as_device("POST", claim_path, json={})
+                claimed = await self._claim(claim_path, timeout_s)
                 if stream.status != 200:
                     return await self._wait_for_prompt(claimed["approval_id"], timeout_s)
                 approval_id = claimed["approval_id"]
@@ -276,6 +292,20 @@ class CitizenApp:
                 except (TimeoutError, aiohttp.ClientError):
                     pass  # the stream ended or stayed silent: one look by id says whether the prompt is there
         return await self.show(approval_id)
+
+    async def _claim(self, claim_path: str, timeout_s: float) -> dict[str, Any]:
+        """Claim the request; while the service has not heard of this citizen yet (409 citizen-unknown: auth's events
+        about a new or just activated identity still on their way to it), ask again after its Retry-After, for up to
+        `timeout_s`. Nothing changed on the service's side meanwhile: the request is still anyone's to open."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return await self._as_device("POST", claim_path, json={})
+            except AppError as exc:
+                wait_s = exc.retry_after_s if exc.retry_after_s is not None else CLAIM_RETRY_S
+                if exc.status != 409 or exc.slug != "citizen-unknown" or time.monotonic() + wait_s > deadline:
+                    raise
+            await asyncio.sleep(wait_s)
 
     @staticmethod
     async def _prompt_event(stream: aiohttp.ClientResponse, approval_id: str) -> None:

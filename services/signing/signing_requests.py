@@ -266,8 +266,11 @@ async def claim(signing: Signing, device: Device, request_id: str) -> Claimed:
     citizen = await signing.db[CITIZENS].find_one({"_id": device.account_id})
 
     async def refuse(session: AsyncClientSession, doc: dict[str, Any]) -> Refused | None:
-        if citizen is None:
-            raise SIGNING_REQUESTS.citizen_unknown()  # nothing changes: the app retries once signing has learnt of them
+        # Nothing changes while signing has not heard of the citizen, or not yet of their activation (a device token
+        # is only issued to an activated phone, so "pending" here is signing behind auth's events, not a refusal):
+        # the app retries after Retry-After, and the request stays anyone's to open.
+        if citizen is None or citizen.get("state") == "pending":
+            raise SIGNING_REQUESTS.citizen_unknown()
         refusal = _may_not_sign(citizen)
         if refusal is not None:
             await _close(signing, session, doc, refusal.slug, actor=device.device_id, account_id=device.account_id)

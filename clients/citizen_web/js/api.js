@@ -11,10 +11,11 @@ import {assertPasskey} from "./webauthn.js";
 const TOKEN_MARGIN_S = 60;
 
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfterS = null) {
     super(`${status} ${(problem && (problem.title || problem.detail)) || ""}`);
     this.status = status;
     this.problem = problem || {};
+    this.retryAfterS = retryAfterS; // the answer's Retry-After in seconds, when it sent one
   }
 
   // The problem's slug: ".../problems/invalid-activation" → "invalid-activation".
@@ -126,7 +127,11 @@ async function read(answer) {
   } catch {
     body = {detail: text.slice(0, 200)};
   }
-  if (!answer.ok) throw new ApiError(answer.status, body && typeof body === "object" ? body : {detail: String(body)});
+  if (!answer.ok) {
+    const retryAfter = Number.parseFloat(answer.headers.get("Retry-After"));
+    throw new ApiError(answer.status, body && typeof body === "object" ? body : {detail: String(body)},
+      Number.isFinite(retryAfter) ? Math.min(Math.max(retryAfter, 0), 60) : null);
+  }
   if (answer.headers.get("X-Harbour-Cached")) Object.defineProperty(body, "cachedAt", {value: answer.headers.get("X-Harbour-Cached")});
   return body;
 }

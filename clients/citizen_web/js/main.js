@@ -696,10 +696,25 @@ async function openLink(raw) {
   return api.call("POST", "/v1/approvals/links", {link: login});
 }
 
+// A claim answered 409 citizen-unknown (the service has not heard of this citizen, or of their activation, yet: auth's
+// events on their way to it) is made again after its Retry-After; nothing changed on the service's side meanwhile.
+async function claim(path, deadline) {
+  for (;;) {
+    try {
+      return await api.call("POST", path, {});
+    } catch (error) {
+      const waitMs = 1000 * (error instanceof ApiError && error.retryAfterS !== null ? error.retryAfterS : 1);
+      if (!(error instanceof ApiError && error.status === 409 && error.slug === "citizen-unknown")
+          || Date.now() + waitMs > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
 async function claimAndWait(path) {
-  const claimed = await api.call("POST", path, {});
-  const id = claimed.approval_id;
   const deadline = Date.now() + 30000;
+  const claimed = await claim(path, deadline);
+  const id = claimed.approval_id;
   // The prompt reaches auth through the broker: the stream says when it is there (else it is asked for by id).
   if (state.live && !state.arrived.has(id)) {
     await new Promise((resolve) => {

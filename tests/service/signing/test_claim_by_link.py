@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.auth_stand_in import published
+from tests.support.auth_stand_in import published, state_changed
 
 from .conftest import problem
 
@@ -54,6 +54,23 @@ async def test_a_citizen_signing_has_not_heard_of_changes_nothing(signing):
 
     assert answer.status == 409 and answer.headers["Retry-After"] == "1"
     assert (await signing.ctx.db["requests"].find_one({"_id": request_id}))["account_id"] is None  # still anyone's to open
+
+
+async def test_a_citizen_whose_activation_signing_has_not_heard_of_yet_changes_nothing(signing):
+    # Activated at auth (the device has its token), still "pending" in signing's projection: the activation's
+    # identity.state_changed is on its way. A refusal here would close the request for good.
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp, state="pending")
+    request_id = (await (await signing.ask(rp)).json())["request_id"]
+
+    early = await claim(signing, citizen, request_id)
+
+    assert early.status == 409 and early.headers["Retry-After"] == "1"
+    assert (await problem(early))["type"].endswith("/citizen-unknown")
+    assert (await signing.ctx.db["requests"].find_one({"_id": request_id}))["account_id"] is None
+    assert (await (await signing.status(rp, request_id)).json())["status"] == "pending"
+    await signing.learn(state_changed(citizen.account_id, was="pending", to="active"))
+    assert (await claim(signing, citizen, request_id)).status == 201
 
 
 async def test_a_link_is_opened_once_and_in_time(signing):
