@@ -284,7 +284,8 @@ async def take_result(request: web.Request, caller: RelyingParty) -> web.Respons
     "/v1/signing/requests/{request_id}/claim", summary="The citizen's app opened an anonymous signing request's link",
     caller=calling_device, security=("deviceToken",), exclude_unset=True,
     answers={201: Claimed, **DEVICE_AUTH_ERRORS, 403: "this citizen may not sign (assurance-too-low, identity-not-active)",
-             409: "expired, or opened by someone else"},
+             409: "link-unusable: expired, or opened by someone else; citizen-unknown (Retry-After): signing has not heard "
+                  "of this citizen, or of their activation, yet — nothing changed, claim again"},
     refusals=(*DEVICE_TOKEN_REFUSALS, AssuranceTooLow, IdentityNotActive, LinkUnusable, CitizenUnknown),
 )
 async def claim_request(request: web.Request, caller: Device) -> Claimed:
