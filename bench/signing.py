@@ -16,7 +16,10 @@ with --use-running), then, in the same run and on the same SoftHSM2 token:
    signing consumes the decision, issues the certificate the first time,
    signs (CAdES-B-LT: a signature, a timestamp and the validation data) and
    the relying party fetches the CMS. A citizen's "yes" is part of every API
-   signature, so that is what "through the API" costs;
+   signature, so that is what "through the API" costs; printed with each
+   process's CPU per journey (/proc, the process alone) and the database's
+   operations per journey (serverStatus opcounters, the relying party's
+   polling of the result every 50 ms included);
 4. PDF signatures through the API, the same journey with a one-page PDF:
    PAdES-B-LTA (the signature and its timestamp, the DSS, a document
    timestamp). For both, signing's own histogram gives the time it spent
@@ -50,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
 from bench import support  # noqa: E402
+from bench.logins import OPS, Database, cpu_of  # noqa: E402
 from libs.devstack import DevStack  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
@@ -140,8 +144,8 @@ def one_page_pdf() -> bytes:
 
 
 async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concurrency: int,
-                   pdf: bytes | None = None) -> tuple[float, list[float]]:
-    """`count` journeys (`concurrency` at a time): a hash to sign, or `pdf`."""
+                   pdf: bytes | None = None, before_timed=lambda: None) -> tuple[float, list[float]]:
+    """`count` journeys (`concurrency` at a time): a hash to sign, or `pdf`; `before_timed()` after the warm-up."""
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -178,6 +182,7 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
                 await one(queue.get_nowait())
 
         await one(-1)  # warm-up: issues the citizen's certificate (one HSM key generation)
+        before_timed()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return count / (time.perf_counter() - started), sorted(latencies)
@@ -212,10 +217,20 @@ def main() -> int:
         gateway = stack.config.service_url("gateway")
         raw = raw_pkcs11(env, args.raw_seconds)
         tsa, tsa_failed = asyncio.run(timestamps(gateway, args.timestamps, args.concurrency))
+        # Where a hash signature's journey spends CPU and database operations: each process alone (not its children),
+        # and the database's opcounters (the relying party's polling of the result every 50 ms included).
+        pids = {name: pid for name, pid in stack.status().items() if pid is not None}
+        db = Database(stack.config.mongo_uri)
+        before: dict = {}
+
+        def before_timed() -> None:
+            before.update(cpu=cpu_of(pids), ops=db.opcounters())
+
         with tempfile.TemporaryDirectory() as folder:
             async def api() -> tuple[tuple[float, list[float]], tuple[float, list[float]] | None]:
                 app, token = await citizen_and_client(stack, Path(folder))
-                cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency)
+                cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency, before_timed=before_timed)
+                before.update(cpu_after=cpu_of(pids), ops_after=db.opcounters())
                 pdf_run = await journeys(gateway, app, token, args.pdfs, args.concurrency, one_page_pdf()) if args.pdfs else None
                 return cms_run, pdf_run
 
@@ -231,6 +246,12 @@ def main() -> int:
     print(f"{'CMS through the API, approved on the app':44} {cms_rate:10.2f} signatures/s "
           f"(p50 {statistics.median(latencies) * 1000:.0f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1] * 1000:.0f} ms per journey)")
     print(f"{'  of which making the CMS (HSM + TSA + ASN.1)':44} {making:10.1f} ms each (harbour_signing_signature_seconds)")
+    cpu_ms = {name: 1000 * (before["cpu_after"][name] - before["cpu"][name]) / args.signatures for name in pids}
+    print("  CPU per CMS journey: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
+                                                 if ms >= 0.05) + f"; total {sum(cpu_ms.values()):.0f} ms")
+    ops = {kind: (before["ops_after"][kind] - before["ops"][kind]) / args.signatures for kind in OPS}
+    print(f"  database operations per CMS journey: {sum(ops.values()):.1f} ("
+          + ", ".join(f"{kind} {n:.1f}" for kind, n in ops.items()) + "; the idle stack's own included)")
     if pdf_run:
         pdf_rate, pdf_latencies = pdf_run
         print(f"{'PDF through the API, approved on the app':44} {pdf_rate:10.2f} signatures/s "
@@ -238,7 +259,7 @@ def main() -> int:
         print(f"{'  of which making the signed PDF':44} {making_pdf:10.1f} ms each (harbour_signing_signature_seconds)")
     if validation is not None:
         print(f"{'gathering validation data (CRLs, OCSP), per signature':44} {validation:10.1f} ms each (harbour_signing_validation_data_seconds)")
-    print(f"raw / API: {raw / cms_rate:.0f}x — the HSM is not the bottleneck; the citizen's approval round trip through Kafka is")
+    print(f"raw / API: {raw / cms_rate:.0f}x — the HSM is not the bottleneck: a journey's CPU across the stack is (above, per process)")
     return 0
 
 
