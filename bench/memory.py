@@ -1,6 +1,7 @@
-"""Idle memory of every Python service process: VmRSS, RssAnon and RssFile once the stack has been up a while.
+"""Idle memory of every Python service process: VmRSS, RssAnon and RssFile once the stack has been up a while;
+and the idle stack's own CPU, every process's, broker and database included.
 
-    .venv/bin/python bench/memory.py [--settle 15] [--use-running] [--imports]
+    .venv/bin/python bench/memory.py [--settle 15] [--idle-window 20] [--use-running] [--imports]
 
 Starts a private stack on free ports (bench/support.py's bench_stack; or measures the one `make up` runs with
 --use-running), waits --settle seconds after every process answered /readyz, and prints one line per process
@@ -8,7 +9,14 @@ from /proc/<pid>/status (the kernel's kB are KiB; printed in MiB, written MB as 
 
     memory gateway pid 1234: VmRSS 61.2 MB RssAnon 47.0 MB RssFile 14.2 MB (goal <= 70 MB: met)
 
-then one summary line. The broker and the database are not ours to cut and are left out. The platform's modules are
+then one summary line. The broker and the database are not ours to cut and are left out. Then, over --idle-window
+seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
+included) in ms per second, and their total as a share of one core — what a benchmark pinning the whole stack to one
+core loses before its first request (0 skips it):
+
+    idle cpu auth: 8.1 ms per second
+    idle cpu summary ...: total 52 ms per second (5.2 % of one core): kafka 1.9, mongodb 16.0, ...
+ The platform's modules are
 byte-compiled first (compileall, into the git-ignored __pycache__ folders), as in an installed image.
 
 --imports (no stack): for each process, in a fresh interpreter started as the service starts (lean start, then
@@ -32,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support  # noqa: E402
+from bench.logins import cpu_seconds  # noqa: E402
 from libs.devstack.config import SERVICES, WORKERS  # noqa: E402
 
 GOAL_MB = 70.0
@@ -119,6 +128,8 @@ def measure_stack(args) -> int:
                           flush=True)
                 except OSError:
                     pass  # ended meanwhile
+        if args.idle_window > 0:
+            idle_cpu(stack.status(), args.idle_window)
     worst = max(rows, key=lambda n: rows[n]["VmRSS"]) if rows else None
     met = bool(rows) and len(rows) == len(names) and all(mb(v["VmRSS"]) <= GOAL_MB for v in rows.values())
     if worst is not None:
@@ -126,6 +137,25 @@ def measure_stack(args) -> int:
               + ", ".join(f"{n} {mb(v['VmRSS']):.0f}" for n, v in rows.items())
               + f" MB; largest {worst}; goal <= {GOAL_MB:.0f} MB per process: {'met' if met else 'NOT met'}", flush=True)
     return 0 if met else 1
+
+
+def idle_cpu(pids: dict[str, int | None], window_s: float) -> None:
+    """Each process's CPU over `window_s` of an idle stack (its children's too: signing's forkserver and workers)."""
+    trees = {name: support._tree(pid) for name, pid in pids.items() if pid}
+
+    def cpu() -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in tree) for name, tree in trees.items()}
+
+    before, started = cpu(), time.monotonic()
+    time.sleep(window_s)
+    after, elapsed = cpu(), time.monotonic() - started
+    per_s = {name: (after[name] - before[name]) / elapsed * 1000 for name in trees}
+    for name, ms in per_s.items():
+        print(f"idle cpu {name}: {ms:.1f} ms per second", flush=True)
+    total = sum(per_s.values())
+    print(f"idle cpu summary {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} over {elapsed:.0f} s: total "
+          f"{total:.0f} ms per second ({total / 10:.1f} % of one core): "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in per_s.items()), flush=True)
 
 
 PROBE = r"""
@@ -208,6 +238,8 @@ def measure_imports(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settle", type=float, default=15.0, help="seconds to wait after ready (default 15)")
+    parser.add_argument("--idle-window", type=float, default=20.0,
+                        help="seconds over which the idle stack's CPU is measured after the memory (default 20; 0: not)")
     parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs, if one does")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra environment variable for every process of the private stack (repeatable)")
@@ -218,6 +250,8 @@ def main() -> int:
         parser.error("--env takes NAME=VALUE")
     if not 0 <= args.settle <= 600:
         parser.error("--settle must be between 0 and 600")
+    if not 0 <= args.idle_window <= 600:
+        parser.error("--idle-window must be between 0 and 600")
     return measure_imports(args) if args.imports else measure_stack(args)
 
 

@@ -55,7 +55,8 @@ from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, stop_consumer
+from .kafka import (PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, stop_consumer,
+                    topic_partitions)
 from .metrics import CONSUMER_LAG, CONSUMER_LAST_PROGRESS, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .tracing import outcome, processing
 from .partition_leases import LEASE_INDEXES, LEASES_COLLECTION, MEMBERS_COLLECTION, PartitionLeases
@@ -78,6 +79,8 @@ STUCK_AFTER_S = 30.0
 # the committed offset, so a crash only makes the events of the last second come again, deduplicated (or ignored
 # again). Committing after every fetch was one broker request per record under load, as much work as the record.
 COMMIT_EVERY_S = 1.0
+# How often a consumer asks the broker for its topics' partitions (to lease partitions added since).
+PARTITIONS_EVERY_S = 30.0
 
 log = get_logger("harbour.consumer")
 
@@ -130,6 +133,8 @@ class EventConsumer:
         # they were ~40 % of an idle stack's database operations.
         self.renew_every_s = lease_ttl_s / 3 if renew_every_s is None else renew_every_s
         self._renewed_at = -math.inf
+        self._partitions: list[TopicPartition] = []  # the topics' partitions, as the broker last said
+        self._partitions_at = -math.inf  # when it said so (-inf: ask at the next renewal)
         self.last_progress = time.monotonic()
         # Set when a request to the broker failed: the broker may have restarted and lost its newest records
         # (and committed offsets), so the positions held in memory may point past what it now has.
@@ -187,9 +192,14 @@ class EventConsumer:
                 await asyncio.sleep(1.0)
 
     async def _renew_assignment(self) -> None:
-        await self.consumer.topics()  # fresh metadata: partitions_for_topic reads it
-        partitions = [TopicPartition(topic, p) for topic in self.topics
-                      for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
+        # The topics' partitions, asked of the broker every PARTITIONS_EVERY_S (partitions added to a topic are leased
+        # within that), and on every renewal while a topic is missing. (`consumer.topics()` on every renewal fetched
+        # the whole cluster's metadata — every agency's topic — into a copy that nothing read.)
+        if time.monotonic() - self._partitions_at >= PARTITIONS_EVERY_S:
+            found = await topic_partitions(self.consumer, self.topics)
+            self._partitions = [tp for topic in self.topics for tp in found.get(topic, ())]
+            self._partitions_at = time.monotonic() if len(found) == len(self.topics) else -math.inf
+        partitions = self._partitions
         held = await self.leases.claim(partitions)
         if held != self.consumer.assignment():
             await self.commit()  # before partitions change hands: commit what was handled while they were ours
@@ -226,6 +236,12 @@ class EventConsumer:
             raise ConsumerStuck(f"consumer {self.group} made no progress for {idle:.0f} s")
 
     async def consume_batch(self) -> int:
+        if not self.consumer.assignment():
+            # No partition held (other replicas hold them all, or the topics are not there yet): aiokafka's getmany
+            # would wait for an assignment for ever, and the leases would never be renewed to take one up when a
+            # replica dies. Wait for the next renewal instead.
+            await asyncio.sleep(max(0.05, self.renew_every_s - (time.monotonic() - self._renewed_at)))
+            return 0
         batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
         for tp, messages in batches.items():
             for message in messages:

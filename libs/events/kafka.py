@@ -121,16 +121,25 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str,
                         when_missing: Callable[[], Awaitable[object]] | None = None) -> list[TopicPartition]:
     """The topic's partitions, waiting (and calling `when_missing`, e.g. to create it) while the topic is missing.
 
-    A fresh metadata request each time: consumer.topics() does not refresh the cluster view that
-    partitions_for_topic reads, so a topic created after start-up stayed invisible for minutes."""
+    A fresh metadata request each time (topic_partitions): a topic created after start-up is seen at once."""
     while True:
-        cluster = await consumer._client.fetch_all_metadata()
-        found = cluster.partitions_for_topic(topic)
+        found = (await topic_partitions(consumer, [topic])).get(topic)
         if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
+            return found
         if when_missing is not None:
             await when_missing()
         await asyncio.sleep(0.5)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> dict[str, list[TopicPartition]]:
+    """The partitions the broker has now for each of `topics` it knows (one it does not know is left out).
+
+    A fresh metadata request for every topic, read from its answer: consumer.topics() does not refresh the cluster
+    view that partitions_for_topic reads, and a request naming the topics would make a broker that creates topics
+    on first use (the local one) create a missing one with a single partition."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return {topic: [TopicPartition(topic, p) for p in sorted(found)]
+            for topic in topics if (found := cluster.partitions_for_topic(topic))}
 
 
 async def caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float) -> bool:

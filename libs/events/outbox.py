@@ -26,6 +26,7 @@ JSON, `content-type: application/cloudevents+json`), with the W3C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -51,7 +52,8 @@ from libs.store.bulk import update_each
 from libs.store.indexes import apply_indexes, index
 
 from .envelope import CloudEvent
-from .kafka import PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer
+from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer,
+                    topic_partitions)
 from .tracing import end_all, header_of, published
 from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
 from .topics import AGENCY_RETENTION_MS, Topic
@@ -119,7 +121,9 @@ def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
 # An acknowledged record the broker still has this long afterwards is taken as durable (the local broker
 # writes to disk within about a second; a replicated Kafka with acks=all, at once).
 VERIFY_AFTER_S = 5.0
-# How often a busy relay reads back what it sent and measures its backlog (an idle one does at every poll).
+# How often a busy relay reads back what it sent and measures its backlog. An idle relay skips both when it knows
+# their answer: nothing sent since its last read-back found everything verified, and the last pass found no event
+# pending (then the backlog is 0). Asking anyway, every poll, was a third of an idle stack's database queries.
 HOUSEKEEPING_EVERY_S = 1.0
 VERIFY_BATCH = 2000
 READ_BACK_TIMEOUT_S = 10.0
@@ -180,8 +184,8 @@ class OffsetReader:
 
     async def partitions(self, topic: str) -> set[int]:
         consumer = await self._started()
-        await consumer.topics()
-        return consumer.partitions_for_topic(topic) or set()
+        # Asked of the broker now: the reader's own view of the cluster is its start's (a topic created since missing).
+        return {tp.partition for tp in (await topic_partitions(consumer, [topic])).get(topic, ())}
 
     async def latest_ids(self, tp: TopicPartition, count: int) -> dict[str, int]:
         """Event id → offset for the last `count` records of the partition."""
@@ -256,6 +260,11 @@ class OutboxRelay:
         self._renewed_at = -math.inf
         self._housekept_at = -math.inf
         self._standby_until = -math.inf
+        # Whether events may be waiting for a read-back: at start and after taking the lease over (another relay
+        # may have sent some), after every send; cleared by a read-back that found all of them verified.
+        self._verify_needed = True
+        self._last_sent_at: datetime | None = None  # when this relay last marked events sent
+        self._pending_seen = 0  # events the last pass found pending (a full batch: more may be waiting)
 
     def notify(self) -> None:
         """Wake the relay now (call after a transaction that added events commits)."""
@@ -268,12 +277,25 @@ class OutboxRelay:
     async def _pass(self) -> int:
         published = 0
         if await self._hold_lease():
-            published = await self.relay_once()
             # Woken after every transaction with events: the read-back (of events sent 5 s ago at the
             # earliest) and the backlog gauges need not run on each of those passes, once a second will do.
-            if time.monotonic() - self._housekept_at >= HOUSEKEEPING_EVERY_S:
-                await self.verify_once()
-                await self._update_backlog_metrics()
+            housekeeping = time.monotonic() - self._housekept_at >= HOUSEKEEPING_EVERY_S
+            try:
+                published = await self.relay_once()
+            except Exception:
+                if housekeeping:  # the broker away: the backlog grows, and its gauges must show it
+                    self._housekept_at = time.monotonic()
+                    with contextlib.suppress(PyMongoError):
+                        await self._update_backlog_metrics()
+                raise
+            if housekeeping:
+                if self._verify_needed:
+                    await self.verify_once()
+                if self._pending_seen >= self.batch_size:
+                    await self._update_backlog_metrics()
+                else:  # the pass found fewer than a batch and published them all: none pending
+                    OUTBOX_BACKLOG.labels(self.service).set(0)
+                    OUTBOX_OLDEST_AGE.labels(self.service).set(0.0)
                 self._housekept_at = time.monotonic()
         self._passed()
         return published
@@ -283,6 +305,7 @@ class OutboxRelay:
         pending = await (
             self.collection.find({"pending": True}).sort("seq", 1).limit(self.batch_size).to_list()
         )
+        self._pending_seen = len(pending)
         if not pending:
             return 0
         await self._ensure_agency_topics({doc["topic"] for doc in pending})
@@ -336,12 +359,16 @@ class OutboxRelay:
 
         Returns (confirmed, lost)."""
         now = now or datetime.now(UTC)
+        before = now - timedelta(seconds=self.verify_after_s)
         sent = await (
-            self.collection.find({"unverified": True, "sent_at": {"$lte": now - timedelta(seconds=self.verify_after_s)}},
+            self.collection.find({"unverified": True, "sent_at": {"$lte": before}},
                                  {"topic": 1, "partition": 1, "offset": 1, "seq": 1})
             .sort("seq", 1).limit(VERIFY_BATCH).to_list()
         )
+        # All of them found, and none sent since `before`: nothing is left to read back until the next send.
+        all_due = len(sent) < VERIFY_BATCH and (self._last_sent_at is None or self._last_sent_at <= before)
         if not sent:
+            self._verify_needed = self._verify_needed and not all_due
             return 0, 0
         by_partition: dict[TopicPartition, list[dict]] = {}
         for doc in sent:
@@ -363,6 +390,8 @@ class OutboxRelay:
         if lost:
             log.warning("the broker lost acknowledged events; publishing them again", service=self.service, lost=len(lost))
             self.notify()
+        elif all_due:
+            self._verify_needed = False
         return len(confirmed), len(lost)
 
     async def ready(self, stuck_after_s: float = RELAY_STUCK_AFTER_S) -> None:
@@ -395,6 +424,7 @@ class OutboxRelay:
         if not acked:
             return
         now = datetime.now(UTC)
+        self._verify_needed, self._last_sent_at = True, now
         await self.collection.bulk_write([
             UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset,
                                                      "unverified": True}, "$unset": {"pending": "", "in_flight": ""}})
@@ -413,6 +443,7 @@ class OutboxRelay:
         renewed = await self.leases.update_one({"_id": "relay", "owner": self.owner}, held)
         if renewed.matched_count == 0:
             # Not ours (yet): take it over if it lapsed, or create it the first time.
+            self._verify_needed = True  # taking the lease over: another relay may have left events unverified
             taken = await self.leases.update_one({"_id": "relay", "expires_at": {"$lt": now}}, held)
             if taken.matched_count == 0:
                 try:

@@ -22,6 +22,7 @@ if __name__ == "__main__":  # the worker's process (not an import of the module)
 import asyncio  # noqa: E402
 import contextlib
 import dataclasses
+import math
 import time
 
 from aiohttp import web
@@ -50,6 +51,9 @@ GROUP = "notify-dispatcher"
 PRIORITY_GROUP = "notify-dispatcher-priority"
 log = get_logger("harbour.notify.dispatcher")
 IDLE_BEFORE_SWEEP_S = 5.0
+# How often an idle dispatcher looks for stale work (a sixth of stale_after_s, at most this): every pass (1 s) was a
+# third of the database queries an idle stack made, for work that is stale only after stale_after_s (30 s).
+SWEEP_EVERY_MAX_S = 5.0
 
 
 class ConsumerActivity:
@@ -107,16 +111,26 @@ async def _timed_work(notify: Notify, adapter: PushAdapter, activity: ConsumerAc
     outbound = Outbound()  # agencies' callback URLs are outside parties': SSRF-guarded, failures remembered briefly
     pushes = push_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
     batches = batch_queue(notify.db, max_attempts=settings.push_max_attempts, backoff_s=settings.push_backoff_s)
+    sweep_every_s = min(SWEEP_EVERY_MAX_S, settings.stale_after_s / 6)
+    swept_at = -math.inf
+
     async def one_pass() -> int:
+        nonlocal swept_at
         busy = await sweeps.release_due(notify, settings.chunk_size)
-        if activity.idle_for() > IDLE_BEFORE_SWEEP_S:
+        sweep = time.monotonic() - swept_at >= sweep_every_s
+        if sweep and activity.idle_for() > IDLE_BEFORE_SWEEP_S:
             busy += await sweeps.redispatch_stale(notify, settings.stale_after_s, settings.chunk_size)
             busy += await sweeps.reexpand_stale(notify, settings.stale_after_s)
         busy += await send_due_push_batches(batches, pushes, notify.cipher, adapter, notify.clock)
         busy += await send_due_pushes(pushes, notify.cipher, adapter, notify.clock)
         busy += await receipts.send_due_messages(notify, messages, messengers)
-        busy += await callbacks.send_due(notify, outbound)
-        await callbacks.record_backlog(notify)
+        sent_callbacks = await callbacks.send_due(notify, outbound)
+        busy += sent_callbacks
+        # The backlog gauge when callbacks went out (it moved), else at the sweeps' pace (the API queues some).
+        if sweep or sent_callbacks:
+            await callbacks.record_backlog(notify)
+        if sweep:
+            swept_at = time.monotonic()
         return busy
 
     await repeat_passes(one_pass, interval_s=settings.poll_interval_s, what="dispatcher timed work", wake_name=TIMED_WORK,

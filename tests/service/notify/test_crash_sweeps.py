@@ -7,7 +7,13 @@ clock passes at once.
 
 from __future__ import annotations
 
+import asyncio
+
+from services.notify import callbacks, dispatcher, sweeps
+from services.notify.channels import adapter_for
+from services.notify.dispatcher import ConsumerActivity
 from tests.support.auth_stand_in import published
+from tests.support.polling import eventually
 
 from .conftest import VALUES
 
@@ -87,3 +93,33 @@ async def test_a_delivered_chunk_dispatched_again_changes_nothing(notify):
 
     assert (await notify.status(agency, status["notification_id"]))["timeline"] == status["timeline"]
     assert [m["notification_id"] for m in await notify.inbox(citizen)].count(status["notification_id"]) == 1
+
+
+async def test_an_idle_dispatcher_looks_for_stale_work_at_a_sixth_of_stale_after_not_on_every_pass(notify, monkeypatch):
+    """The sweeps ran on every pass of an idle dispatcher (every second): three queries a second for work that is
+    stale only after stale_after_s (30 s here). Now at most every min(5 s, stale_after_s / 6); the due notifications
+    and the retry queues are still looked at on every pass."""
+    calls = {"release_due": 0, "redispatch_stale": 0, "reexpand_stale": 0, "record_backlog": 0}
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        async def counting(*args, **kwargs):
+            calls[name] += 1
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+
+    for name in ("release_due", "redispatch_stale", "reexpand_stale"):
+        counted(sweeps, name)
+    counted(callbacks, "record_backlog")
+    idle = ConsumerActivity(clock=iter(range(1000, 10**6, 1000)).__next__)  # quiet for a long while, and more each time
+    adapter = adapter_for("local", notify.ctx.db, notify.ctx.cipher, notify.clock)
+    running = asyncio.create_task(dispatcher._timed_work(notify.ctx, adapter, idle, {}))
+    try:
+        assert notify.ctx.settings.stale_after_s / 6 >= 2.5
+        await eventually(lambda: calls["release_due"] >= 3, timeout_s=20)  # three passes: 0, 0.5 and 1.5 s in
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert calls["redispatch_stale"] == calls["reexpand_stale"] == calls["record_backlog"] == 1, calls
