@@ -235,14 +235,18 @@ class EventConsumer:
         if idle > stuck_after_s:
             raise ConsumerStuck(f"consumer {self.group} made no progress for {idle:.0f} s")
 
-    async def consume_batch(self) -> int:
+    async def fetch(self, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """The next records of the partitions this process holds, waiting at most half a second for them."""
         if not self.consumer.assignment():
             # No partition held (other replicas hold them all, or the topics are not there yet): aiokafka's getmany
             # would wait for an assignment for ever, and the leases would never be renewed to take one up when a
             # replica dies. Wait for the next renewal instead.
             await asyncio.sleep(max(0.05, self.renew_every_s - (time.monotonic() - self._renewed_at)))
-            return 0
-        batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+            return {}
+        return await self.consumer.getmany(timeout_ms=500, max_records=max_records)
+
+    async def consume_batch(self) -> int:
+        batches = await self.fetch(max_records=100)
         for tp, messages in batches.items():
             for message in messages:
                 await self.handle_message(message)

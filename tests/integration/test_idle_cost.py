@@ -21,6 +21,7 @@ from libs.events.kafka import ensure_topics
 from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES
 from libs.events.topics import Topic
 from libs.store import apply_indexes, create_client, in_transaction
+from services.signing.ledger.consumer import AuditConsumer
 
 from ..support.polling import eventually
 
@@ -254,6 +255,45 @@ async def test_a_replica_holding_no_partition_takes_them_over_when_the_holder_di
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         await second.stop()
         await first.stop()  # its leases had lapsed: releasing them changes nothing
+        await publisher.stop()
+        await client.close()
+
+
+async def test_a_signing_audit_ledger_replica_holding_nothing_takes_the_partition_over_when_the_holder_dies(infra):
+    """signing's audit ledger consumer fetches its own way (a partition's records in one transaction): the same wait
+    for an assignment that never came, the same takeover now."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "audit failover", partitions=1)
+    await ensure_topics(infra.kafka_bootstrap, [topic])
+    client = create_client(infra.mongo_uri)
+    db = client[f"audit_failover_{uuid.uuid4().hex[:6]}"]
+    group = f"audit-failover-{uuid.uuid4().hex[:6]}"
+    publisher = Publisher(infra.kafka_bootstrap, "audit-failover")
+    await publisher.start()
+
+    async def handler(event, session) -> None:
+        pass
+
+    def replica(name: str) -> AuditConsumer:
+        return AuditConsumer(db=db, service="audit-failover", group=group, topics=[topic.name], handler=handler,
+                             mongo_client=client, dlq_producer=publisher, bootstrap=infra.kafka_bootstrap,
+                             instance=name, lease_ttl_s=1.5)
+
+    first, second = replica("first"), replica("second")
+    await first.start()
+    await second.start()
+    tasks = {"first": asyncio.create_task(first.run()), "second": asyncio.create_task(second.run())}
+    try:
+        assert len(first.consumer.assignment()) == 1 and second.consumer.assignment() == set()
+        tasks["first"].cancel()  # killed: its lease lapses after 1.5 s
+        await asyncio.gather(tasks["first"], return_exceptions=True)
+        assert await eventually(lambda: len(second.consumer.assignment()) == 1, timeout_s=20)
+        assert not tasks["second"].done()
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await second.stop()
+        await first.stop()
         await publisher.stop()
         await client.close()
 

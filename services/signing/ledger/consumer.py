@@ -40,7 +40,7 @@ class AuditConsumer(EventConsumer):
         self.max_records = max_records
 
     async def consume_batch(self) -> int:
-        batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+        batches = await self.fetch(max_records=self.max_records)
         for tp, messages in batches.items():
             await self.handle_messages(messages)
             self._uncommitted[tp] = messages[-1].offset + 1
