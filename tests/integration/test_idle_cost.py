@@ -212,16 +212,21 @@ async def test_a_consumer_started_before_its_topic_exists_reads_it_once_it_does(
         await client.close()
 
 
+async def _one_partition(infra, name: str):
+    """A new topic of one partition, a database, a consumer group name and a started publisher, for two replicas."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", name, partitions=1)
+    await ensure_topics(infra.kafka_bootstrap, [topic])
+    client = create_client(infra.mongo_uri)
+    publisher = Publisher(infra.kafka_bootstrap, name)
+    await publisher.start()
+    suffix = uuid.uuid4().hex[:6]
+    return topic, client, client[f"{name.replace('-', '_')}_{suffix}"], f"{name}-{suffix}", publisher
+
+
 async def test_a_replica_holding_no_partition_takes_them_over_when_the_holder_dies(infra):
     """Two replicas, one partition: the second holds nothing. It waited in aiokafka's getmany for an assignment that
     never came, so it never renewed its leases again — and when the first replica died, nobody read the topic."""
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "failover", partitions=1)
-    await ensure_topics(infra.kafka_bootstrap, [topic])
-    client = create_client(infra.mongo_uri)
-    db = client[f"failover_{uuid.uuid4().hex[:6]}"]
-    group = f"failover-{uuid.uuid4().hex[:6]}"
-    publisher = Publisher(infra.kafka_bootstrap, "failover")
-    await publisher.start()
+    topic, client, db, group, publisher = await _one_partition(infra, "failover")
     seen: dict[str, list[str]] = {"first": [], "second": []}
 
     def replica(name: str) -> EventConsumer:
@@ -262,13 +267,7 @@ async def test_a_replica_holding_no_partition_takes_them_over_when_the_holder_di
 async def test_a_signing_audit_ledger_replica_holding_nothing_takes_the_partition_over_when_the_holder_dies(infra):
     """signing's audit ledger consumer fetches its own way (a partition's records in one transaction): the same wait
     for an assignment that never came, the same takeover now."""
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "audit failover", partitions=1)
-    await ensure_topics(infra.kafka_bootstrap, [topic])
-    client = create_client(infra.mongo_uri)
-    db = client[f"audit_failover_{uuid.uuid4().hex[:6]}"]
-    group = f"audit-failover-{uuid.uuid4().hex[:6]}"
-    publisher = Publisher(infra.kafka_bootstrap, "audit-failover")
-    await publisher.start()
+    topic, client, db, group, publisher = await _one_partition(infra, "audit-failover")
 
     async def handler(event, session) -> None:
         pass
