@@ -297,6 +297,12 @@ class OutboxRelay:
                     OUTBOX_BACKLOG.labels(self.service).set(0)
                     OUTBOX_OLDEST_AGE.labels(self.service).set(0.0)
                 self._housekept_at = time.monotonic()
+        else:
+            # Another replica relays: it reports the backlog. What this one measured while it held the lease
+            # would stay as it was for ever (an age above the alert's threshold, firing for good).
+            for gauge in (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self.service)
         self._passed()
         return published
 

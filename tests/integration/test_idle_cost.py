@@ -299,3 +299,44 @@ async def test_a_signing_audit_ledger_replica_holding_nothing_takes_the_partitio
 
 async def _seen(seen: list[str], event_id: str) -> bool:
     return event_id in seen
+
+
+async def test_a_replica_that_lost_the_relay_lease_stops_reporting_the_backlog_it_measured(infra):
+    """Two replicas' relays share one outbox; the one without the lease publishes nothing and measures nothing. What
+    it measured while it held the lease stayed exported for ever — an oldest-event age from an outage kept the
+    HarbourOutboxBacklog alert firing after the other replica had published everything."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "lease handover", partitions=1)
+    await ensure_topics(infra.kafka_bootstrap, [topic])
+    client = create_client(infra.mongo_uri)
+    db = client[f"handover_{uuid.uuid4().hex[:6]}"]
+    await apply_indexes(db, OUTBOX_INDEXES)
+    publisher = Publisher(infra.kafka_bootstrap, "handover")
+    await publisher.start()
+    first = OutboxRelay(db, publisher, service="handover-first", lease_ttl_s=1)
+    second = OutboxRelay(db, publisher, service="handover-second", lease_ttl_s=1)
+    send_all = publisher.send_all
+
+    async def broker_away(records):
+        raise KafkaConnectionError("the broker is away")
+
+    try:
+        await _write_events(client, db, topic.name, 2)
+        publisher.send_all = broker_away
+        with pytest.raises(KafkaConnectionError):
+            await first._pass()
+        assert _gauge("harbour_outbox_backlog", "handover-first") == 2
+        publisher.send_all = send_all
+
+        # The first replica stalls past its lease; the second takes the relay over and publishes.
+        assert await eventually(second._hold_lease, timeout_s=10)
+        assert await second._pass() == 2
+        assert _gauge("harbour_outbox_backlog", "handover-second") == 0
+        await first._pass()  # it finds the lease taken: it stands by
+        assert _gauge("harbour_outbox_backlog", "handover-first") is None
+        assert _gauge("harbour_outbox_oldest_unsent_age_seconds", "handover-first") is None
+    finally:
+        await first.reader.stop()
+        await second.reader.stop()
+        await publisher.stop()
+        await client.drop_database(db.name)
+        await client.close()
