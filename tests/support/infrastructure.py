@@ -77,6 +77,18 @@ async def serving(app, shutdown_timeout_s: float, **server_options) -> TestClien
     await client.start_server()
     return client
 
+def awaiting(task: asyncio.Task) -> str:
+    """Where a suspended task waits, innermost last: its coroutine and each coroutine or generator it awaits."""
+    frames, awaited = [], task.get_coro()
+    while awaited is not None and len(frames) < 40:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+                   or getattr(awaited, "ag_await", None))
+    return " > ".join(frames)
+
+
 async def stop_within(client, seconds: float = 60.0) -> None:
     """Close an in-process service's TestClient; one that has not stopped after `seconds` fails the test with what
     each of its tasks was waiting for (rather than hanging the run until the test timeout)."""
@@ -89,7 +101,8 @@ async def stop_within(client, seconds: float = 60.0) -> None:
 
         waiting = [f"{task.get_name()}: {where(task, 3)}" for task in asyncio.all_tasks()
                    if task not in (asyncio.current_task(), closing) and not task.done()]
-        # The close itself last, its whole stack (the cleanup step it hangs in): a CI log may keep only its tail.
-        waiting.append(f"the close: {where(closing, None)}")
+        # The close itself last, its whole await chain (the cleanup step it hangs in; a suspended task's get_stack
+        # shows only its outermost frame): a CI log may keep only its tail.
+        waiting.append(f"the close: {awaiting(closing)}")
         closing.cancel()
         raise AssertionError(f"the service did not stop within {seconds} s; its tasks:\n" + "\n".join(waiting)) from None
