@@ -9,15 +9,14 @@ from /proc/<pid>/status (the kernel's kB are KiB; printed in MiB, written MB as 
 
     memory gateway pid 1234: VmRSS 61.2 MB RssAnon 47.0 MB RssFile 14.2 MB (goal <= 70 MB: met)
 
-then one summary line. The broker and the database are not ours to cut and are left out. Then, over --idle-window
-seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
+then one summary line. The broker and the database are not ours to cut and are left out. The platform's modules are
+byte-compiled first (compileall, into the git-ignored __pycache__ folders), as in an installed image.
+Then, over --idle-window seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
 included) in ms per second, and their total as a share of one core — what a benchmark pinning the whole stack to one
 core loses before its first request (0 skips it):
 
     idle cpu auth: 8.1 ms per second
     idle cpu summary ...: total 52 ms per second (5.2 % of one core): kafka 1.9, mongodb 16.0, ...
- The platform's modules are
-byte-compiled first (compileall, into the git-ignored __pycache__ folders), as in an installed image.
 
 --imports (no stack): for each process, in a fresh interpreter started as the service starts (lean start, then
 its module imported and its app built, nothing served), the RSS after that, the top-level packages whose loading

@@ -54,15 +54,25 @@ def _gauge(name: str, service: str) -> float | None:
     return REGISTRY.get_sample_value(name, {"service": service})
 
 
-async def test_an_idle_relay_asks_only_for_pending_events_and_still_reads_back_what_it_sends(infra):
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "idle relay", partitions=1)
+async def _one_partition(infra, name: str, **client_options):
+    """A new topic of one partition, a database, a consumer group name and a started publisher."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", name, partitions=1)
     await ensure_topics(infra.kafka_bootstrap, [topic])
-    commands = OutboxCommands()
-    client = create_client(infra.mongo_uri, event_listeners=[commands])
-    db = client[f"idle_relay_{uuid.uuid4().hex[:6]}"]
-    await apply_indexes(db, OUTBOX_INDEXES)
-    publisher = Publisher(infra.kafka_bootstrap, "idle-relay")
+    client = create_client(infra.mongo_uri, **client_options)
+    publisher = Publisher(infra.kafka_bootstrap, name)
     await publisher.start()
+    suffix = uuid.uuid4().hex[:6]
+    return topic, client, client[f"{name.replace('-', '_')}_{suffix}"], f"{name}-{suffix}", publisher
+
+
+async def _broker_away(records):
+    raise KafkaConnectionError("the broker is away")
+
+
+async def test_an_idle_relay_asks_only_for_pending_events_and_still_reads_back_what_it_sends(infra):
+    commands = OutboxCommands()
+    topic, client, db, _, publisher = await _one_partition(infra, "idle-relay", event_listeners=[commands])
+    await apply_indexes(db, OUTBOX_INDEXES)
     relay = OutboxRelay(db, publisher, service="idle-relay", verify_after_s=0)
     try:
         await relay._pass()  # the first: it cannot know what an earlier relay left unverified, so it reads back
@@ -95,26 +105,17 @@ async def test_an_idle_relay_asks_only_for_pending_events_and_still_reads_back_w
 
 
 async def test_the_backlog_gauges_grow_while_the_broker_refuses_the_events(infra):
-    """harbour_outbox_backlog and the oldest event's age are what the OutboxEventsLate alert watches: they were only
+    """harbour_outbox_backlog and the oldest event's age are what the HarbourOutboxBacklog alert watches: they were only
     measured after a successful pass, so while the broker was away they kept their last value (0) and never fired."""
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "relay with the broker away", partitions=1)
-    await ensure_topics(infra.kafka_bootstrap, [topic])
-    client = create_client(infra.mongo_uri)
-    db = client[f"away_relay_{uuid.uuid4().hex[:6]}"]
+    topic, client, db, _, publisher = await _one_partition(infra, "away-relay")
     await apply_indexes(db, OUTBOX_INDEXES)
-    publisher = Publisher(infra.kafka_bootstrap, "away-relay")
-    await publisher.start()
     relay = OutboxRelay(db, publisher, service="away-relay")
     send_all = publisher.send_all
-
-    async def broker_away(records):
-        raise KafkaConnectionError("the broker is away")
-
     try:
         await relay._pass()
         assert _gauge("harbour_outbox_backlog", "away-relay") == 0
         await _write_events(client, db, topic.name, 4)
-        publisher.send_all = broker_away
+        publisher.send_all = _broker_away
         relay._housekept_at = float("-inf")
         with pytest.raises(KafkaConnectionError):
             await relay._pass()
@@ -212,17 +213,6 @@ async def test_a_consumer_started_before_its_topic_exists_reads_it_once_it_does(
         await client.close()
 
 
-async def _one_partition(infra, name: str):
-    """A new topic of one partition, a database, a consumer group name and a started publisher, for two replicas."""
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", name, partitions=1)
-    await ensure_topics(infra.kafka_bootstrap, [topic])
-    client = create_client(infra.mongo_uri)
-    publisher = Publisher(infra.kafka_bootstrap, name)
-    await publisher.start()
-    suffix = uuid.uuid4().hex[:6]
-    return topic, client, client[f"{name.replace('-', '_')}_{suffix}"], f"{name}-{suffix}", publisher
-
-
 async def test_a_replica_holding_no_partition_takes_them_over_when_the_holder_dies(infra):
     """Two replicas, one partition: the second holds nothing. It waited in aiokafka's getmany for an assignment that
     never came, so it never renewed its leases again — and when the first replica died, nobody read the topic."""
@@ -305,23 +295,14 @@ async def test_a_replica_that_lost_the_relay_lease_stops_reporting_the_backlog_i
     """Two replicas' relays share one outbox; the one without the lease publishes nothing and measures nothing. What
     it measured while it held the lease stayed exported for ever — an oldest-event age from an outage kept the
     HarbourOutboxBacklog alert firing after the other replica had published everything."""
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}.events", "lease handover", partitions=1)
-    await ensure_topics(infra.kafka_bootstrap, [topic])
-    client = create_client(infra.mongo_uri)
-    db = client[f"handover_{uuid.uuid4().hex[:6]}"]
+    topic, client, db, _, publisher = await _one_partition(infra, "handover")
     await apply_indexes(db, OUTBOX_INDEXES)
-    publisher = Publisher(infra.kafka_bootstrap, "handover")
-    await publisher.start()
     first = OutboxRelay(db, publisher, service="handover-first", lease_ttl_s=1)
     second = OutboxRelay(db, publisher, service="handover-second", lease_ttl_s=1)
     send_all = publisher.send_all
-
-    async def broker_away(records):
-        raise KafkaConnectionError("the broker is away")
-
     try:
         await _write_events(client, db, topic.name, 2)
-        publisher.send_all = broker_away
+        publisher.send_all = _broker_away
         with pytest.raises(KafkaConnectionError):
             await first._pass()
         assert _gauge("harbour_outbox_backlog", "handover-first") == 2

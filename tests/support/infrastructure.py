@@ -95,14 +95,10 @@ async def stop_within(client, seconds: float = 60.0) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(closing := asyncio.ensure_future(client.close())), seconds)
     except TimeoutError:
-        def where(task: asyncio.Task, limit: int | None) -> str:
-            frames = task.get_stack(limit=limit)
-            return "; ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
-
-        waiting = [f"{task.get_name()}: {where(task, 3)}" for task in asyncio.all_tasks()
+        # Each task's await chain (a suspended task's get_stack shows only its outermost frame); the close itself
+        # last — the cleanup step it hangs in — since a CI log may keep only its tail.
+        waiting = [f"{task.get_name()}: {awaiting(task)}" for task in asyncio.all_tasks()
                    if task not in (asyncio.current_task(), closing) and not task.done()]
-        # The close itself last, its whole await chain (the cleanup step it hangs in; a suspended task's get_stack
-        # shows only its outermost frame): a CI log may keep only its tail.
         waiting.append(f"the close: {awaiting(closing)}")
         closing.cancel()
         raise AssertionError(f"the service did not stop within {seconds} s; its tasks:\n" + "\n".join(waiting)) from None
