@@ -264,6 +264,11 @@ class OutboxRelay:
         # may have sent some), after every send; cleared by a read-back that found all of them verified.
         self._verify_needed = True
         self._last_sent_at: datetime | None = None  # when this relay last marked events sent
+        # Events this relay sent (or began to send) and has not marked sent: a failed or interrupted send may have
+        # reached the broker after all. Kept here, not written to each event before its send (a write per event that
+        # only a crash needed: a relay taking over — a new process or a replica — checks its whole first batch).
+        self._in_flight: set[str] = set()
+        self._first_batch_in_doubt = True
         self._pending_seen = 0  # events the last pass found pending (a full batch: more may be waiting)
 
     def notify(self) -> None:
@@ -317,13 +322,18 @@ class OutboxRelay:
         await self._ensure_agency_topics({doc["topic"] for doc in pending})
         # An event that was on its way when a relay died or a send failed may have reached the broker after
         # all: look for it there before sending it again, so a relay never duplicates what was acknowledged.
-        in_doubt = [doc for doc in pending if doc.get("in_flight")]
+        # A dead relay's unmarked sends are the oldest pending events, so a relay that has just taken the lease
+        # over looks for its whole first batch; then only for what its own failed sends left in doubt.
+        in_doubt = pending if self._first_batch_in_doubt else [doc for doc in pending if doc["_id"] in self._in_flight]
         found = await self._already_published(in_doubt) if in_doubt else {}
+        self._first_batch_in_doubt = False
         await self._mark_sent([(doc, found[doc["_id"]]) for doc in in_doubt if doc["_id"] in found])
+        # Looked for, and marked if found; what was in doubt and is no longer pending was marked by another relay.
+        self._in_flight = set()
         pending = [doc for doc in pending if doc["_id"] not in found]
         if not pending:
             return len(found)
-        await update_each(self.collection, (doc["_id"] for doc in pending), {"$set": {"in_flight": True}})
+        self._in_flight = {doc["_id"] for doc in pending}  # on their way until the broker's acknowledgement is marked
         # The whole batch in one round trip; per-key order is kept by the idempotent producer. Each send is a
         # producer span whose context the record carries in a W3C `traceparent` header (tracing.py).
         spans = [published(doc["topic"], doc["_id"], doc["type"], doc.get("traceparent")) for doc in pending]
@@ -339,6 +349,7 @@ class OutboxRelay:
         end_all(spans, results)
         acked = [(doc, result) for doc, result in zip(pending, results) if not isinstance(result, BaseException)]
         await self._mark_sent(acked)
+        self._in_flight.difference_update(doc["_id"] for doc, _ in acked)
         for doc, _ in acked:
             EVENTS_PUBLISHED.labels(self.service, doc["topic"]).inc()
         if len(acked) < len(pending):
@@ -433,7 +444,7 @@ class OutboxRelay:
         self._verify_needed, self._last_sent_at = True, now
         await self.collection.bulk_write([
             UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset,
-                                                     "unverified": True}, "$unset": {"pending": "", "in_flight": ""}})
+                                                     "unverified": True}, "$unset": {"pending": ""}})
             for doc, meta in acked
         ], ordered=False)
 
@@ -449,7 +460,8 @@ class OutboxRelay:
         renewed = await self.leases.update_one({"_id": "relay", "owner": self.owner}, held)
         if renewed.matched_count == 0:
             # Not ours (yet): take it over if it lapsed, or create it the first time.
-            self._verify_needed = True  # taking the lease over: another relay may have left events unverified
+            # Taking the lease over: another relay may have left events unverified, or sent and not marked.
+            self._verify_needed = self._first_batch_in_doubt = True
             taken = await self.leases.update_one({"_id": "relay", "expires_at": {"$lt": now}}, held)
             if taken.matched_count == 0:
                 try:

@@ -16,16 +16,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from pymongo import monitoring
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
 from libs.events import CloudEvent, EventConsumer, Outbox, OutboxRelay, Publisher, install_consumer
-from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY, OffsetReader
+from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES, OUTBOX_RELAY, OffsetReader, PublishFailed
 from libs.service import create_service_app, parse_body
 from libs.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
 
-from ..support.broker import new_topic, read_all
+from ..support.broker import all_messages, new_topic, read_all
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -214,6 +216,73 @@ async def test_relay_crash_between_publish_and_mark_gives_each_event_once(infra,
         assert sorted(d["_id"] for d in docs) == [f"acct-{i}" for i in range(5)]
         assert all(d["applied"] == 1 for d in docs)
     finally:
+        await producer.stop()
+        await client.close()
+
+
+class OutboxUpdates(monitoring.CommandListener):
+    """How many update commands were sent to the outbox collection."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == OUTBOX_COLLECTION:
+            self.count += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+async def test_a_send_whose_acknowledgements_were_lost_is_found_on_the_broker_not_sent_again(infra):
+    """The relay writes nothing to an event before sending it; what it keeps in memory as on its way is looked for."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    updates = OutboxUpdates()
+    client = create_client(infra.mongo_uri, event_listeners=[updates])
+    db = client[f"lost_acks_{uuid.uuid4().hex[:6]}"]
+    await apply_indexes(db, OUTBOX_INDEXES)
+    producer = Publisher(infra.kafka_bootstrap, "lost-acks")
+    await producer.start()
+    relay = OutboxRelay(db, producer, service="lost-acks")
+    send_all = producer.send_all
+    updates_at_send: list[int] = []
+
+    async def sent_but_acknowledgements_lost(records):
+        updates_at_send.append(updates.count)
+        await send_all(records)  # on the broker...
+        return [KafkaConnectionError("connection lost before the acknowledgement")] * len(records)  # ...not known so
+
+    async def add(n: int) -> list[CloudEvent]:
+        events = [CloudEvent(source="/writer", type="account.created", subject=f"a-{uuid.uuid4().hex[:6]}", data={}) for _ in range(n)]
+        await in_transaction(client, lambda session: Outbox(db).add_many(session, [(topic.name, e) for e in events]))
+        return events
+
+    try:
+        await add(2)
+        assert await relay.relay_once() == 2  # the first batch of a relay new to the lease: looked for, then sent
+        marked = updates.count
+        producer.send_all = sent_but_acknowledgements_lost
+        lost = await add(3)
+        with pytest.raises(PublishFailed):
+            await relay.relay_once()
+        assert updates_at_send == [marked]  # nothing written to the events between reading them and sending them
+        assert await db[OUTBOX_COLLECTION].count_documents({"pending": True}) == 3
+        producer.send_all = send_all
+
+        # The next pass looks for the three on the broker, finds them there and marks them where they are.
+        assert await relay.relay_once() == 3
+        assert await relay.relay_once() == 0
+        on_topic = {(m.partition, m.offset): CloudEvent.from_json(m.value).id
+                    for m in await all_messages(infra.kafka_bootstrap, [topic.name])}
+        assert len(on_topic) == 5 and set(on_topic.values()) >= {e.id for e in lost}  # once each: not sent again
+        docs = await db[OUTBOX_COLLECTION].find({"_id": {"$in": [e.id for e in lost]}}).to_list()
+        assert all("pending" not in d and on_topic[(d["partition"], d["offset"])] == d["_id"] for d in docs)
+    finally:
+        producer.send_all = send_all
+        await relay.reader.stop()
         await producer.stop()
         await client.close()
 
