@@ -27,8 +27,9 @@ exactly that phase's events):
    retries connection errors, 429 and 5xx for up to 45 s, as a phone or a
    relying party would; a notification or batch is retried with the same
    `Idempotency-Key`);
-4. settle (bounded): until no outbox holds a pending or unverified event and
-   what was accepted reached its final state;
+4. settle (bounded): until no outbox holds a pending event, no relay has an
+   acknowledged event still to read back (`harbour_outbox_awaiting_read_back`)
+   and what was accepted reached its final state;
 5. conservation, from the databases and the topics themselves:
    - every login auth recorded as approved issued exactly one authorization
      code, and the phase's agency topic holds exactly as many
@@ -598,10 +599,11 @@ class Chaos:
             outbox = []
             for service in ("auth", "formfill", "notify", "signing"):
                 async for d in self.db(mongo, service)["outbox"].find({"created_at": {"$gte": phase.started_at}},
-                                                                      {"topic": 1, "type": 1, "pending": 1, "unverified": 1,
+                                                                      {"topic": 1, "type": 1, "pending": 1,
                                                                        "partition": 1, "offset": 1}):
                     outbox.append({**d, "service": service})
             view["outbox"] = outbox
+            view["awaiting_read_back"] = await asyncio.to_thread(self.awaiting_read_back)
             return view
         finally:
             await mongo.close()
@@ -677,8 +679,19 @@ class Chaos:
                 dup.append(f"login: {logins} approved, {succeeded} login.succeeded on the agency topic")
         return {"accepted": accepted, "lost": lost, "dup": dup}
 
+    def awaiting_read_back(self) -> dict[str, float]:
+        """Per service, the events its relay has yet to read back from the broker (its /metrics)."""
+        import urllib.request
+
+        awaiting = {}
+        for service in ("auth", "formfill", "notify", "signing"):
+            text = urllib.request.urlopen(self.stack.config.metrics_url(service), timeout=10).read().decode()
+            awaiting[service] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                    if line.startswith("harbour_outbox_awaiting_read_back{"))
+        return awaiting
+
     def settled(self, view: dict, work: dict) -> bool:
-        busy = [d for d in view["outbox"] if d.get("pending") or d.get("unverified")]
+        busy = [d for d in view["outbox"] if d.get("pending")] or [s for s, n in view["awaiting_read_back"].items() if n]
         return not busy and not work["lost"]
 
     async def topics(self, phase: Phase) -> tuple[Counter, dict, int]:
@@ -728,8 +741,8 @@ class Chaos:
                     break
                 if time.monotonic() - said >= 15:  # what settling waits for, now and then
                     said = time.monotonic()
-                    busy = Counter(f"{d['service']} {'pending' if d.get('pending') else 'unverified'}"
-                                   for d in view["outbox"] if d.get("pending") or d.get("unverified"))
+                    busy = Counter(f"{d['service']} pending" for d in view["outbox"] if d.get("pending"))
+                    busy.update({f"{service} awaiting read-back": int(n) for service, n in view["awaiting_read_back"].items() if n})
                     log(f"  settling {said - began:.0f} s: outbox {dict(busy) or 'empty'}; {len(work['lost'])} not final"
                         + (f" (first: {work['lost'][0]})" if work["lost"] else ""))
             except Exception as exc:  # the database may still be coming back
@@ -774,7 +787,7 @@ class Chaos:
                 continue
             n = counts[(doc["topic"], doc["_id"])]
             if n == 0:
-                lost.append(f"{where}: marked sent, not on the topic" + (" (unverified)" if doc.get("unverified") else ""))
+                lost.append(f"{where}: marked sent, not on the topic")
             elif n > 1:
                 dup.append(f"{where}: {n} times on the topic")
         return lost, dup

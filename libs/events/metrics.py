@@ -34,6 +34,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest unpublished outbox event (0 when the outbox is empty).",
     ["service"],
 )
+OUTBOX_AWAITING_READ_BACK = Gauge(
+    "harbour_outbox_awaiting_read_back",
+    "Events the broker acknowledged that the relay has not yet read back from it (each is, verify_after_s after its send).",
+    ["service"],
+)
 CONSUMER_LAG = Gauge(
     "harbour_consumer_lag",
     "Messages not yet handled by a consumer group, per partition (high-water mark minus position).",

@@ -17,7 +17,11 @@ A broker that crashes can lose records it acknowledged in the moments before
 (the local one loses about a second of them on SIGKILL; a replicated Kafka
 with acks=all does not). So an acknowledgement is not the end: once an event
 has been sent `verify_after_s`, the relay reads its offset back from the
-broker, and an event that is no longer there is published again. Events are
+broker, and an event that is no longer there is published again. What awaits
+its read-back is kept in the relay's memory, not written to each event; the
+lease document carries the relay's `verify_from` (every event sent before it
+was read back), so a relay taking the lease over reads back what its
+predecessor sent since. Events are
 sent as CloudEvents in the Kafka binding's structured mode (the whole event as
 JSON, `content-type: application/cloudevents+json`), with the W3C
 `traceparent` of the send's producer span in a header of its own (tracing.py).
@@ -49,13 +53,14 @@ from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
 from libs.store.bulk import update_each
-from libs.store.indexes import apply_indexes, index
+from libs.store.indexes import apply_indexes, index, retire_indexes
 
 from .envelope import CloudEvent
 from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer,
                     topic_partitions)
 from .tracing import end_all, header_of, published
-from .metrics import EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_LAST_PASS
+from .metrics import (EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_AWAITING_READ_BACK, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE,
+                      RELAY_LAST_PASS)
 from .topics import AGENCY_RETENTION_MS, Topic
 
 OUTBOX_COLLECTION = "outbox"
@@ -66,10 +71,13 @@ CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
 
 OUTBOX_INDEXES = (
     index(OUTBOX_COLLECTION, "pending", "seq"),
-    index(OUTBOX_COLLECTION, "unverified", "seq"),
-    # Published events are kept a week for diagnosis, then expire.
+    # Published events are kept a week for diagnosis, then expire; a relay taking over finds by `sent_at` what its
+    # predecessor sent and had not read back.
     index(OUTBOX_COLLECTION, "sent_at", expire_after_s=SENT_RETENTION_S),
 )
+# Dropped where an older version made them: `unverified` was written to every sent event and unset after its read-back
+# (two writes and an index entry per event, a sixth of a login's database work on the local server).
+RETIRED_OUTBOX_INDEXES = ("outbox_unverified_seq",)
 
 log = get_logger("harbour.outbox")
 # Strictly increasing within a process even when the clock stalls or steps back.
@@ -121,6 +129,10 @@ def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
 # An acknowledged record the broker still has this long afterwards is taken as durable (the local broker
 # writes to disk within about a second; a replicated Kafka with acks=all, at once).
 VERIFY_AFTER_S = 5.0
+# A relay taking over a lease with no `verify_from` (made by an older version, or cleared by a restore) reads back
+# what was sent in this window; at most TAKEOVER_READ_BACK_MAX events, the newest (a broker loses its last moments).
+LEGACY_READ_BACK_WINDOW_S = 600.0
+TAKEOVER_READ_BACK_MAX = 20_000
 # How often a busy relay reads back what it sent and measures its backlog. An idle relay skips both when it knows
 # their answer: nothing sent since its last read-back found everything verified, and the last pass found no event
 # pending (then the backlog is 0). Asking anyway, every poll, was a third of an idle stack's database queries.
@@ -134,6 +146,16 @@ IN_DOUBT_LOOKBACK = 5000
 
 class PublishFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An event the broker acknowledged, awaiting its read-back."""
+
+    sent_at: datetime
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -214,6 +236,12 @@ class OffsetReader:
         return self._consumer
 
 
+def _now_ms() -> datetime:
+    """Now, to the millisecond: what the database keeps of a date (compared with what was read back from it)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _event_id(value: bytes | None) -> str | None:
     try:
         return json.loads(value or b"").get("id")
@@ -260,10 +288,13 @@ class OutboxRelay:
         self._renewed_at = -math.inf
         self._housekept_at = -math.inf
         self._standby_until = -math.inf
-        # Whether events may be waiting for a read-back: at start and after taking the lease over (another relay
-        # may have sent some), after every send; cleared by a read-back that found all of them verified.
-        self._verify_needed = True
-        self._last_sent_at: datetime | None = None  # when this relay last marked events sent
+        # Events marked sent and not yet read back, by id. `_verify_from`: when nothing awaits, the moment the last
+        # read-back emptied it (every event sent before was confirmed); None until this relay holds the lease and
+        # has loaded what its predecessor left (`_read_back_from`, the predecessor's `verify_from`).
+        self._unverified: dict[str, Sent] = {}
+        self._verify_from: datetime | None = None
+        self._takeover_pending = True
+        self._read_back_from: datetime | None = None
         # Events this relay sent (or began to send) and has not marked sent: a failed or interrupted send may have
         # reached the broker after all. Kept here, not written to each event before its send (a write per event that
         # only a crash needed: a relay taking over — a new process or a replica — checks its whole first batch).
@@ -294,8 +325,9 @@ class OutboxRelay:
                         await self._update_backlog_metrics()
                 raise
             if housekeeping:
-                if self._verify_needed:
+                if self._unverified or self._takeover_pending:
                     await self.verify_once()
+                OUTBOX_AWAITING_READ_BACK.labels(self.service).set(len(self._unverified))
                 if self._pending_seen >= self.batch_size:
                     await self._update_backlog_metrics()
                 else:  # the pass found fewer than a batch and published them all: none pending
@@ -305,7 +337,7 @@ class OutboxRelay:
         else:
             # Another replica relays: it reports the backlog. What this one measured while it held the lease
             # would stay as it was for ever (an age above the alert's threshold, firing for good).
-            for gauge in (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE):
+            for gauge in (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_AWAITING_READ_BACK):
                 with contextlib.suppress(KeyError):
                     gauge.remove(self.service)
         self._passed()
@@ -375,41 +407,61 @@ class OutboxRelay:
         """Read back events sent at least `verify_after_s` ago; publish again those the broker lost.
 
         Returns (confirmed, lost)."""
-        now = now or datetime.now(UTC)
+        now = now or _now_ms()
+        if self._takeover_pending:
+            await self._load_unverified(now)
         before = now - timedelta(seconds=self.verify_after_s)
-        sent = await (
-            self.collection.find({"unverified": True, "sent_at": {"$lte": before}},
-                                 {"topic": 1, "partition": 1, "offset": 1, "seq": 1})
-            .sort("seq", 1).limit(VERIFY_BATCH).to_list()
-        )
-        # All of them found, and none sent since `before`: nothing is left to read back until the next send.
-        all_due = len(sent) < VERIFY_BATCH and (self._last_sent_at is None or self._last_sent_at <= before)
-        if not sent:
-            self._verify_needed = self._verify_needed and not all_due
+        due = [(event_id, sent) for event_id, sent in self._unverified.items() if sent.sent_at <= before][:VERIFY_BATCH]
+        if not due:
             return 0, 0
-        by_partition: dict[TopicPartition, list[dict]] = {}
-        for doc in sent:
-            by_partition.setdefault(TopicPartition(doc["topic"], doc["partition"]), []).append(doc)
+        by_partition: dict[TopicPartition, list[tuple[str, Sent]]] = {}
+        for event_id, sent in due:
+            by_partition.setdefault(TopicPartition(sent.topic, sent.partition), []).append((event_id, sent))
         confirmed: list[str] = []
-        lost: list[dict] = []
-        for tp, docs in by_partition.items():
-            found = await self.reader.event_ids(tp, min(d["offset"] for d in docs), max(d["offset"] for d in docs))
-            for doc in docs:
-                if found.holds(doc["offset"], doc["_id"]):
-                    confirmed.append(doc["_id"])
+        lost: list[tuple[str, Sent]] = []
+        for tp, items in by_partition.items():
+            found = await self.reader.event_ids(tp, min(s.offset for _, s in items), max(s.offset for _, s in items))
+            for event_id, sent in items:
+                if found.holds(sent.offset, event_id):
+                    confirmed.append(event_id)
                 else:
-                    lost.append(doc)
-        await update_each(self.collection, confirmed, {"$unset": {"unverified": ""}})
-        await update_each(self.collection, (doc["_id"] for doc in lost),
+                    lost.append((event_id, sent))
+        # (`unverified` is unset for events an older version marked.)
+        await update_each(self.collection, (event_id for event_id, _ in lost),
                           {"$set": {"pending": True}, "$unset": {"unverified": "", "sent_at": "", "partition": "", "offset": ""}})
-        for doc in lost:
-            EVENTS_REPUBLISHED.labels(self.service, doc["topic"]).inc()
+        for event_id, sent in lost:
+            EVENTS_REPUBLISHED.labels(self.service, sent.topic).inc()
+        for event_id, _ in due:
+            del self._unverified[event_id]
+        if not self._unverified:
+            self._verify_from = now
         if lost:
             log.warning("the broker lost acknowledged events; publishing them again", service=self.service, lost=len(lost))
             self.notify()
-        elif all_due:
-            self._verify_needed = False
         return len(confirmed), len(lost)
+
+    @property
+    def awaiting_read_back(self) -> int:
+        """How many acknowledged events this relay has yet to read back."""
+        return len(self._unverified)
+
+    def verify_from(self) -> datetime | None:
+        """Every event sent before this moment has been read back (as far as this relay knows), or None."""
+        if self._unverified:
+            return min(sent.sent_at for sent in self._unverified.values())
+        return self._verify_from
+
+    async def _load_unverified(self, now: datetime) -> None:
+        """On taking the lease: what the previous relay marked sent since its `verify_from`, to be read back."""
+        since = self._read_back_from or now - timedelta(seconds=LEGACY_READ_BACK_WINDOW_S)
+        docs = await (self.collection.find({"sent_at": {"$gte": since}}, {"topic": 1, "partition": 1, "offset": 1, "sent_at": 1})
+                      .sort("sent_at", -1).limit(TAKEOVER_READ_BACK_MAX).to_list())
+        for doc in docs:
+            if doc.get("partition") is not None and doc.get("offset") is not None:
+                sent_at = doc["sent_at"].astimezone(UTC) if doc["sent_at"].tzinfo else doc["sent_at"].replace(tzinfo=UTC)
+                self._unverified.setdefault(doc["_id"], Sent(sent_at, doc["topic"], doc["partition"], doc["offset"]))
+        self._verify_from = now
+        self._takeover_pending = False
 
     async def ready(self, stuck_after_s: float = RELAY_STUCK_AFTER_S) -> None:
         """Readiness: the relay completed a pass recently (it fails every pass while it cannot publish)."""
@@ -440,13 +492,14 @@ class OutboxRelay:
     async def _mark_sent(self, acked: list[tuple[dict, RecordMetadata]]) -> None:
         if not acked:
             return
-        now = datetime.now(UTC)
-        self._verify_needed, self._last_sent_at = True, now
+        now = _now_ms()  # as the database keeps it: a successor finds these by `sent_at >= verify_from`
         await self.collection.bulk_write([
-            UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset,
-                                                     "unverified": True}, "$unset": {"pending": ""}})
+            UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset},
+                                            "$unset": {"pending": ""}})
             for doc, meta in acked
         ], ordered=False)
+        for doc, meta in acked:
+            self._unverified[doc["_id"]] = Sent(now, doc["topic"], meta.partition, meta.offset)
 
     async def _hold_lease(self) -> bool:
         """Hold the relay's lease: renewed once a third of its time has gone, not on every pass (one write by _id)."""
@@ -457,26 +510,42 @@ class OutboxRelay:
         started = time.monotonic()
         now = datetime.now(UTC)
         held = {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}}
+        if not self._takeover_pending and (verify_from := self.verify_from()) is not None:
+            held["$set"]["verify_from"] = verify_from  # for a successor: what it must read back (renewals write it)
         renewed = await self.leases.update_one({"_id": "relay", "owner": self.owner}, held)
         if renewed.matched_count == 0:
-            # Not ours (yet): take it over if it lapsed, or create it the first time.
-            # Taking the lease over: another relay may have left events unverified, or sent and not marked.
-            self._verify_needed = self._first_batch_in_doubt = True
-            taken = await self.leases.update_one({"_id": "relay", "expires_at": {"$lt": now}}, held)
-            if taken.matched_count == 0:
+            # Not ours (yet): take it over if it lapsed, or create it the first time. Taking it over: another relay may
+            # have sent events and not marked them (the first batch is looked for on the broker), or marked them and
+            # not read them back (read back from its `verify_from`).
+            self._lease_lost()
+            previous = await self.leases.find_one_and_update({"_id": "relay", "expires_at": {"$lt": now}}, held)
+            if previous is None:
                 try:
                     await self.leases.insert_one({"_id": "relay", **held["$set"]})
                 except DuplicateKeyError:
                     self._renewed_at = -math.inf
                     self._standby_until = time.monotonic() + min(self.poll_interval_s * 4, self.lease_ttl_s / 3)
                     return False  # another replica's relay holds a live lease
+            else:
+                self._read_back_from = previous.get("verify_from")
+                if self._read_back_from is not None and self._read_back_from.tzinfo is None:
+                    self._read_back_from = self._read_back_from.replace(tzinfo=UTC)
         self._renewed_at = started
         return True
 
+    def _lease_lost(self) -> None:
+        """Whatever this relay knew of sends in flight and read-backs due is its successor's now: start over."""
+        self._first_batch_in_doubt = self._takeover_pending = True
+        self._in_flight, self._unverified, self._verify_from, self._read_back_from = set(), {}, None, None
+
     async def release_lease(self) -> None:
+        """Let the next relay take over at once, telling it where to read back from (the lease document stays)."""
         self._renewed_at = -math.inf
+        released: dict = {"expires_at": datetime.now(UTC) - timedelta(milliseconds=1)}
+        if not self._takeover_pending and (verify_from := self.verify_from()) is not None:
+            released["verify_from"] = verify_from
         try:
-            await self.leases.delete_one({"_id": "relay", "owner": self.owner})
+            await self.leases.update_one({"_id": "relay", "owner": self.owner}, {"$set": released})
         except PyMongoError:
             pass  # the lease expires by itself
 
@@ -499,6 +568,7 @@ def install_outbox_relay(app: web.Application) -> None:
     async def relay_lifecycle(app: web.Application):
         db = app[DATABASE]
         await apply_indexes(db, OUTBOX_INDEXES)
+        await retire_indexes(db, OUTBOX_COLLECTION, RETIRED_OUTBOX_INDEXES)
         settings = app[SETTINGS]
         relay = OutboxRelay(db, app[PRODUCER], service=settings.service,
                             create_topics_at=settings.kafka_bootstrap if settings.kafka_create_topics else None,

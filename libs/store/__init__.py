@@ -2,7 +2,7 @@
 
 from .chunks import IN_CHUNK, chunks
 from .client import DATABASE, MONGO_CLIENT, create_client, install_mongo, ping
-from .indexes import IndexSpec, apply_indexes, index
+from .indexes import IndexSpec, apply_indexes, index, retire_indexes
 from .transactions import in_transaction
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "MONGO_CLIENT",
     "IndexSpec",
     "apply_indexes",
+    "retire_indexes",
     "chunks",
     "create_client",
     "in_transaction",

@@ -1,7 +1,9 @@
 """Index declarations: each store module lists its indexes; start-up applies them.
 
 Creating an index that already exists with the same options is a no-op in
-MongoDB, so applying on every start is safe.
+MongoDB, so applying on every start is safe. An index a newer version no
+longer needs is retired by name (`retire_indexes`): left in place, every
+write would still pay for it.
 """
 
 from __future__ import annotations
@@ -49,3 +51,11 @@ async def apply_indexes(db: AsyncDatabase, specs: Iterable[IndexSpec]) -> None:
         by_collection.setdefault(spec.collection, []).append(spec.model())
     for collection, models in by_collection.items():
         await db[collection].create_indexes(models)
+
+
+async def retire_indexes(db: AsyncDatabase, collection: str, names: Iterable[str]) -> None:
+    """Drop the named indexes of `collection` where an older version made them (absent ones are fine)."""
+    present = {spec["name"] async for spec in await db[collection].list_indexes()}
+    for name in names:
+        if name in present:
+            await db[collection].drop_index(name)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import uuid
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
@@ -284,6 +285,87 @@ async def test_a_send_whose_acknowledgements_were_lost_is_found_on_the_broker_no
         producer.send_all = send_all
         await relay.reader.stop()
         await producer.stop()
+        await client.close()
+
+
+async def test_a_relay_taking_over_reads_back_what_its_predecessor_sent_since_its_verify_from(infra):
+    """What awaits its read-back lives in the relay's memory; the lease document carries `verify_from`, so a relay
+    taking over reads back what its predecessor sent after it — and only that."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    client = create_client(infra.mongo_uri)
+    db = client[f"handover_{uuid.uuid4().hex[:6]}"]
+    await apply_indexes(db, OUTBOX_INDEXES)
+    outbox = db[OUTBOX_COLLECTION]
+    producer = Publisher(infra.kafka_bootstrap, "handover")
+    await producer.start()
+    first = OutboxRelay(db, producer, service="handover-first", lease_ttl_s=1, verify_after_s=0)
+    second = OutboxRelay(db, producer, service="handover-second", lease_ttl_s=1, verify_after_s=0)
+
+    async def add(n: int) -> list[CloudEvent]:
+        events = [CloudEvent(source="/writer", type="account.created", subject=f"a-{uuid.uuid4().hex[:6]}", data={}) for _ in range(n)]
+        await in_transaction(client, lambda session: Outbox(db).add_many(session, [(topic.name, e) for e in events]))
+        return events
+
+    def republished(service: str) -> float:
+        return REGISTRY.get_sample_value("harbour_events_republished_total", {"service": service, "topic": topic.name}) or 0
+
+    try:
+        # 1. The first relay sends three events and reads them back at once; its renewal records where it stands.
+        early = await add(3)
+        assert await first._pass() == 3
+        assert first.awaiting_read_back == 0
+        first._renewed_at = float("-inf")
+        assert await first._hold_lease()
+        # (Sent a second earlier, as far as the outbox shows: no tie at the millisecond with what follows.)
+        await outbox.update_many({"_id": {"$in": [e.id for e in early]}}, {"$inc": {"offset": 0}, "$set": {"sent_at": (
+            await outbox.find_one({"_id": early[0].id}))["sent_at"] - timedelta(seconds=1)}})
+        # 2. It sends two more and dies before reading them back (its last renewal came after the send).
+        first.verify_after_s = 3600
+        late = await add(2)
+        first._housekept_at = float("-inf")
+        assert await first._pass() == 2 and first.awaiting_read_back == 2
+        first._renewed_at = float("-inf")
+        assert await first._hold_lease()
+        # The broker lost one of the late events and, had anyone looked, one of the early ones (each is recorded at
+        # an offset the broker never held, as a lost acknowledged record looks to the relay).
+        for event, offset in ((late[0], 1_000_000), (early[0], 1_000_001)):
+            await outbox.update_one({"_id": event.id}, {"$set": {"offset": offset}})
+
+        # 3. The second relay takes the lease over once it lapses and reads back from the first one's verify_from.
+        assert await eventually(second._hold_lease, timeout_s=10)
+        second._housekept_at = float("-inf")
+        await second._pass()
+        assert republished("handover-second") == 1  # the late one; the early ones had been read back already
+        assert {d["_id"] for d in await outbox.find({"pending": True}).to_list()} == {late[0].id}
+        second._housekept_at = float("-inf")
+        assert await second._pass() == 1  # sent again, and read back
+        assert second.awaiting_read_back == 0
+        await second.release_lease()
+        lease = await db["outbox_lease"].find_one({"_id": "relay"})
+        assert lease["verify_from"] >= (await outbox.find_one({"_id": late[0].id}))["sent_at"]
+    finally:
+        await first.reader.stop()
+        await second.reader.stop()
+        await producer.stop()
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_the_outbox_index_an_older_version_made_for_read_backs_is_dropped_at_start(infra):
+    """`unverified` was written to every sent event and unset after its read-back; left in place, its index would
+    still cost every outbox write."""
+    topic = await new_topic(infra.kafka_bootstrap)
+    settings = infra.settings("retired-index")
+    client = create_client(infra.mongo_uri)
+    outbox = client[settings.database][OUTBOX_COLLECTION]
+    await outbox.create_index([("unverified", 1), ("seq", 1)], name="outbox_unverified_seq")
+    try:
+        async with TestClient(TestServer(writer_app(settings, topic))) as w:
+            assert (await w.get("/readyz")).status == 200
+            names = {spec["name"] async for spec in await outbox.list_indexes()}
+            assert "outbox_unverified_seq" not in names and {"outbox_pending_seq", "outbox_sent_at"} <= names
+    finally:
+        await client.drop_database(settings.database)
         await client.close()
 
 
