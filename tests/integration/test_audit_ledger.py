@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
+from pymongo import monitoring
 
 from libs.crypto.keyring import Keyring, new_key_value
 from libs.events import CloudEvent, Publisher
@@ -28,7 +29,7 @@ from libs.events.audit import audit_event
 from libs.events.consumer import PROCESSED_INDEXES
 from libs.events.outbox import OUTBOX_INDEXES
 from libs.events.partition_leases import LEASE_INDEXES
-from libs.store import apply_indexes
+from libs.store import apply_indexes, create_client
 from libs.tokens.keystore import KeyStore
 from services.signing.ledger.chain import public_keys, record_of, verify_log
 from services.signing.ledger.consumer import AuditConsumer
@@ -186,6 +187,68 @@ async def test_events_are_appended_once_each_across_a_kill_mid_batch_and_checkpo
     assert status == 0, (out, err)
     assert out["ok"] and out["size"] == 600 and out["checkpoints_verified"] == len(checkpoints)
     assert "audit ledger verified: 600 records" in err
+
+
+class InboxInserts(monitoring.CommandListener):
+    """How many insert commands (one per receiving transaction) went to the ledger's inbox."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert" and event.command.get("insert") == INBOX:
+            self.count += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+@pytest.mark.parametrize("linger_s", [2.0])
+async def test_a_busy_streams_events_go_into_the_inbox_many_per_transaction(infra, scratch_database, linger_s):
+    """Audit events arrive a few at a time (a login's two as its decision commits); after a partial batch the ledger's
+    consumer lingers, and what came meanwhile goes in one transaction per partition, not one per arrival."""
+    inserts = InboxInserts()
+    client = create_client(infra.mongo_uri, event_listeners=[inserts])
+    db = client[scratch_database.name]
+    await apply_indexes(db, (*INDEXES, *PROCESSED_INDEXES, *LEASE_INDEXES))
+    topic = await new_topic(infra.kafka_bootstrap, prefix="audit")  # two partitions
+    events = audit_events(100)
+    dlq = Publisher(infra.kafka_bootstrap, "ledger-linger-dlq")
+    await dlq.start()
+    consumer = AuditConsumer(service="ledger-linger", group=f"linger-{uuid.uuid4().hex[:6]}", topics=[topic.name],
+                             handler=consumer_handler(db), mongo_client=client, db=db, dlq_producer=dlq,
+                             bootstrap=infra.kafka_bootstrap, linger_s=linger_s)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+
+    async def burst(batch: list[CloudEvent]) -> None:
+        for event in batch:
+            await producer.send(topic.name, event.to_json(), key=(event.subject or "").encode())
+        await producer.flush()
+
+    try:
+        await burst(events[:10])
+        await eventually(lambda: _exactly(db[INBOX], 10), timeout_s=30)
+        first = inserts.count
+        for start in range(10, 100, 10):  # nine more, 50 ms apart (arrivals over time, as logins decide)
+            await asyncio.sleep(0.05)
+            await burst(events[start:start + 10])
+        await eventually(lambda: _exactly(db[INBOX], 100), timeout_s=30)
+        # The ninety in a few transactions per partition: 4 here (a fetch returns what one fetch response brought per
+        # partition), where without lingering each burst took one per partition (18 here, with `linger_s=0`).
+        assert inserts.count - first <= 6, (first, inserts.count)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+        await dlq.stop()
+        await client.close()
 
 
 async def _at_least(collection, n: int) -> bool:

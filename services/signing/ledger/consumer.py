@@ -9,6 +9,12 @@ inbox or in the log (the log's `event_id` is unique, and kept for good) are dupl
 inbox. A redelivery after a crash therefore adds nothing, however late it comes. A batch that fails for any other
 reason than the database or broker being away is handled again one event at a time through the usual path
 (retries, then the dead-letter topic), so one bad event never holds the others back.
+
+A busy platform's audit events arrive a few at a time (a login's two, as its decision commits), so taking whatever
+has arrived makes a transaction — an inbox read, a log read, an insert, a commit, then the appender's own — for every
+few events. After a batch smaller than `max_records` the consumer waits `linger_s` (the service: 0.25 s) before it
+fetches again, and the events that came meanwhile go in one transaction: during logins at ~50/s, ~4 events per
+transaction became ~25. An audit record lands in the ledger that much later; nothing waits on it (checkpoints every 10 s).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ log = get_logger("harbour.signing.ledger.consumer")
 
 
 class AuditConsumer(EventConsumer):
-    def __init__(self, *, db: AsyncDatabase, max_records: int = 500, **options) -> None:
+    def __init__(self, *, db: AsyncDatabase, max_records: int = 500, linger_s: float = 0.0, **options) -> None:
         super().__init__(db=db, **options)
         self.db = db
         self.max_records = max_records
+        self.linger_s = linger_s
 
     async def consume_batch(self) -> int:
         batches = await self.fetch(max_records=self.max_records)
@@ -47,7 +54,10 @@ class AuditConsumer(EventConsumer):
         if time.monotonic() - self._committed_at >= self.commit_every_s:
             await self.commit()
         await self._record_lag()
-        return sum(len(m) for m in batches.values())
+        handled = sum(len(m) for m in batches.values())
+        if 0 < handled < self.max_records and self.linger_s:
+            await asyncio.sleep(self.linger_s)  # let the next few events gather (above)
+        return handled
 
     async def handle_messages(self, messages: list[ConsumerRecord]) -> None:
         """One partition's fetched messages, in one transaction when they are all readable audit events."""

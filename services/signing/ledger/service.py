@@ -38,6 +38,8 @@ class LedgerSettings:
     checkpoint_every_s: float = setting("SIGNING_LEDGER_CHECKPOINT_EVERY_S", 10.0)
     # Records appended per transaction at most, and audit events received per transaction at most.
     batch: int = setting("SIGNING_LEDGER_BATCH", 500)
+    # After a partial batch the ledger's consumer waits this long before fetching again (consumer.py).
+    linger_s: float = setting("SIGNING_LEDGER_LINGER_S", 0.25)
 
     @classmethod
     def from_env(cls) -> "LedgerSettings":
@@ -50,7 +52,7 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
 
     # The ledger's consumer takes the audit events a batch per transaction (services/signing/ledger/consumer.py).
     install_consumer(app, group=CONSUMER_GROUP, topics=[AUDIT.name], handler=consumer_handler,
-                     consumer_class=AuditConsumer, max_records=settings.batch)
+                     consumer_class=AuditConsumer, max_records=settings.batch, linger_s=settings.linger_s)
 
     async def ledger_lifecycle(app: web.Application):
         await apply_indexes(app[DATABASE], (*INDEXES, *TRACKER_INDEXES))
