@@ -134,6 +134,14 @@ class Database:
         return [f"{n / logins:6.2f}  {ms / logins:6.2f} ms  {ns:50} {kind:16} {plan}"
                 for (ns, kind, plan), (n, ms) in sorted(counts.items(), key=lambda kv: -kv[1][0])]
 
+    def by_collection(self) -> dict[str, int]:
+        """Operations so far per collection of the platform's databases, by the database's own counters (`top`):
+        writes, reads and commands; not `getmore`s (the change stream carrying prompts to phones asks again at once)."""
+        totals = self.client.admin.command("top").get("totals", {})
+        return {ns.removeprefix("harbour_"): sum((entry.get(kind) or {}).get("count", 0)
+                                                 for kind in ("insert", "update", "remove", "queries", "commands"))
+                for ns, entry in totals.items() if ns.startswith("harbour_") and isinstance(entry, dict) and "." in ns}
+
     def sample(self) -> tuple[float, dict[str, int], int | None]:
         return time.perf_counter(), self.opcounters(), self.oplog_entries()
 
@@ -465,6 +473,7 @@ def main() -> int:
                 if args.profile:
                     db.profile(2)
                 measured["db"] = db.sample()
+                measured["collections"] = db.by_collection()
                 measured["cpu"] = cpu_of(pids)
                 measured["started"] = time.perf_counter()
                 measured["routes"] = route_means(stack.config.metrics_url("auth"))
@@ -481,6 +490,7 @@ def main() -> int:
             idle_rate, idle_oplog = measured["idle"]
             settle(db, idle_rate)
             ops, oplog = per_login(measured["db"], db.sample(), idle_rate, idle_oplog, args.logins)
+            collections = {ns: (n - measured["collections"].get(ns, 0)) / args.logins for ns, n in db.by_collection().items()}
             profiled = db.profiled(args.logins) if args.profile else []
             peers = [] if args.no_peers else peer_runs(db, stack.config.mongo_port, args.logins, args.concurrency, idle_rate,
                                                        idle_oplog)
@@ -509,6 +519,9 @@ def main() -> int:
           + f"; total {sum(cpu.values()) * 1000:.0f} ms (of which the idle stack's own pace {idle_cpu * 1000:.0f} ms)")
     print(f"  database operations per login: {sum(ops.values()):.1f} (" + ", ".join(f"{k} {v:.1f}" for k, v in ops.items())
           + ")" + (f"; oplog entries {oplog:.1f}" if oplog is not None else "; oplog: not kept by this database"))
+    # Where they went (the idle stack's leases and polls included: the figure above subtracts them, this one cannot).
+    print("  by collection, idle included: " + ", ".join(
+        f"{ns} {n:.2f}" for ns, n in sorted(collections.items(), key=lambda kv: -kv[1]) if n >= 0.1))
     for line in profiled:
         print("  " + line)
     peer_rates = {}

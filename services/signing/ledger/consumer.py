@@ -12,9 +12,11 @@ reason than the database or broker being away is handled again one event at a ti
 
 A busy platform's audit events arrive a few at a time (a login's two, as its decision commits), so taking whatever
 has arrived makes a transaction — an inbox read, a log read, an insert, a commit, then the appender's own — for every
-few events. After a batch smaller than `max_records` the consumer waits `linger_s` (the service: 0.25 s) before it
-fetches again, and the events that came meanwhile go in one transaction: during logins at ~50/s, ~4 events per
-transaction became ~25. An audit record lands in the ledger that much later; nothing waits on it (checkpoints every 10 s).
+few events. After a batch smaller than `max_records` the consumer waits `linger_s` (the service: 0.5 s) before it
+fetches again, and the events that came meanwhile go in few transactions: during logins (bench/logins.py, pinned,
+~33/s) the ledger's database operations per login went from 1.7 (0.25 s) to 1.06 (0.5 s), 4.2 without lingering once
+the outbox relays sent each login's events on their own. An audit record lands in the ledger that much later; nothing
+waits on it (checkpoints every 10 s).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class LedgerSettings:
     # Records appended per transaction at most, and audit events received per transaction at most.
     batch: int = setting("SIGNING_LEDGER_BATCH", 500)
     # After a partial batch the ledger's consumer waits this long before fetching again (consumer.py).
-    linger_s: float = setting("SIGNING_LEDGER_LINGER_S", 0.25)
+    linger_s: float = setting("SIGNING_LEDGER_LINGER_S", 0.5)
 
     @classmethod
     def from_env(cls) -> "LedgerSettings":
