@@ -350,6 +350,10 @@ class OutboxRelay:
         )
         self._pending_seen = len(pending)
         if not pending:
+            # Nothing pending since the lease was taken: a predecessor left nothing in doubt (what it sent and did not
+            # mark would still be pending), and what comes now was written after. (Looking on the broker for a new
+            # relay's first events, which every start made, read each topic's last records per partition.)
+            self._first_batch_in_doubt = False
             return 0
         await self._ensure_agency_topics({doc["topic"] for doc in pending})
         # An event that was on its way when a relay died or a send failed may have reached the broker after

@@ -134,8 +134,9 @@ async def test_hostile_text_from_others_is_shown_as_text_and_nothing_secret_is_k
     # A relying party named with markup: the login prompt opened by its app link names it literally.
     rp = register(platform, client_name=CLIENT_NAME, redirect_uris=["http://127.0.0.1:9/callback"],
                   scope="openid formfill notify", formfill_fields=FIELDS)
-    tokens = await login_by_app_link(platform, metadata, phone, rp, scope="openid formfill")
-    await nothing_ran(phone, "login prompt")
+    tokens = await login_by_app_link(platform, metadata, phone, rp, scope="openid formfill",
+                                     on_prompt=lambda: nothing_ran(phone, "login prompt"))
+    await nothing_ran(phone, "back to the site")
 
     # Its form fill's purpose, in the live list and on the prompt.
     await page.goto(phone.app_url + "#approvals")

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import requests
@@ -147,9 +147,11 @@ async def stored_keys(page: Page) -> list[str]:
     })""")
 
 
-async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope: str = "openid") -> dict:
-    """The citizen logs in to `rp` on the phone: its login page's button opens the app, which shows the prompt; the
-    citizen approves (passkey) and goes back to the site, which gets its code. Returns the token response."""
+async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope: str = "openid",
+                            on_prompt: Callable[[], Awaitable[None]] | None = None) -> dict:
+    """The citizen logs in to `rp` on the phone: its login page's button opens the app, which shows the prompt
+    (`on_prompt` is awaited while it is shown); the citizen approves (passkey) and goes back to the site, which gets its
+    code. Returns the token response, the phone's page settled on the site's redirect (loaded or failed)."""
     page = phone.page
     url, verifier = authorize_url(metadata, rp["client_id"], redirect_uri=rp["redirect_uris"][0], state="web-app-1", scope=scope)
     await page.goto(url)
@@ -163,6 +165,8 @@ async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope
     assert set(await page.locator("#prompt-scopes li").evaluate_all("items => items.map(i => i.dataset.scope)")) == set(scope.split())
     await fits(page)
     await assert_accessible(page, "app: login prompt opened by the app link")
+    if on_prompt is not None:
+        await on_prompt()
     await page.locator("#approve").click()
     done = page.locator("#prompt-done")
     await done.wait_for(timeout=STEP_MS)
@@ -171,6 +175,9 @@ async def login_by_app_link(platform, metadata, phone: WebPhone, rp: dict, scope
     async with page.expect_request(lambda r: r.url.startswith(rp["redirect_uris"][0]), timeout=STEP_MS) as arrival:
         await page.locator("#prompt-back-to-site").click()
     code = re.search(r"[?&]code=([^&]+)", (await arrival.value).url).group(1)
+    # The navigation to the redirect goes on after its request left: a caller evaluating the page meanwhile would have
+    # its execution context destroyed under it (seen once in CI).
+    await page.wait_for_load_state()
     tokens = token_request(metadata, rp, grant_type="authorization_code", code=code, redirect_uri=rp["redirect_uris"][0],
                            code_verifier=verifier)
     assert tokens.status_code == 200, tokens.text

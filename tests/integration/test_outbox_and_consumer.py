@@ -261,9 +261,19 @@ async def test_a_send_whose_acknowledgements_were_lost_is_found_on_the_broker_no
         await in_transaction(client, lambda session: Outbox(db).add_many(session, [(topic.name, e) for e in events]))
         return events
 
+    looked_for: list[TopicPartition] = []
+    latest_ids = relay.reader.latest_ids
+
+    async def looking_for(tp, count):
+        looked_for.append(tp)
+        return await latest_ids(tp, count)
+
+    relay.reader.latest_ids = looking_for
     try:
+        assert await relay.relay_once() == 0  # nothing pending when it started: nothing a predecessor left in doubt
         await add(2)
-        assert await relay.relay_once() == 2  # the first batch of a relay new to the lease: looked for, then sent
+        assert await relay.relay_once() == 2
+        assert looked_for == []  # events written since are sent without looking for them on the broker first
         marked = updates.count
         producer.send_all = sent_but_acknowledgements_lost
         lost = await add(3)
@@ -275,6 +285,7 @@ async def test_a_send_whose_acknowledgements_were_lost_is_found_on_the_broker_no
 
         # The next pass looks for the three on the broker, finds them there and marks them where they are.
         assert await relay.relay_once() == 3
+        assert looked_for
         assert await relay.relay_once() == 0
         on_topic = {(m.partition, m.offset): CloudEvent.from_json(m.value).id
                     for m in await all_messages(infra.kafka_bootstrap, [topic.name])}
