@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
-from pymongo import monitoring
 
 from libs.crypto.keyring import Keyring, new_key_value
 from libs.events import CloudEvent, Publisher
@@ -37,6 +36,7 @@ from services.signing.ledger.store import (CHECKPOINTS, INBOX, INDEXES, LOG, STA
                                            read_log)
 
 from ..support.broker import new_topic, read_all
+from ..support.database import CommandCounter
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -189,28 +189,11 @@ async def test_events_are_appended_once_each_across_a_kill_mid_batch_and_checkpo
     assert "audit ledger verified: 600 records" in err
 
 
-class InboxInserts(monitoring.CommandListener):
-    """How many insert commands (one per receiving transaction) went to the ledger's inbox."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "insert" and event.command.get("insert") == INBOX:
-            self.count += 1
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
-
-
 @pytest.mark.parametrize("linger_s", [2.0])
 async def test_a_busy_streams_events_go_into_the_inbox_many_per_transaction(infra, scratch_database, linger_s):
     """Audit events arrive a few at a time (a login's two as its decision commits); after a partial batch the ledger's
     consumer lingers, and what came meanwhile goes in one transaction per partition, not one per arrival."""
-    inserts = InboxInserts()
+    inserts = CommandCounter("insert", INBOX)  # one per receiving transaction
     client = create_client(infra.mongo_uri, event_listeners=[inserts])
     db = client[scratch_database.name]
     await apply_indexes(db, (*INDEXES, *PROCESSED_INDEXES, *LEASE_INDEXES))

@@ -18,7 +18,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from pymongo import monitoring
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
@@ -29,6 +28,7 @@ from libs.backbone import install_backbone
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes, create_client, in_transaction
 
 from ..support.broker import all_messages, new_topic, read_all
+from ..support.database import CommandCounter
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -221,27 +221,10 @@ async def test_relay_crash_between_publish_and_mark_gives_each_event_once(infra,
         await client.close()
 
 
-class OutboxUpdates(monitoring.CommandListener):
-    """How many update commands were sent to the outbox collection."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update" and event.command.get("update") == OUTBOX_COLLECTION:
-            self.count += 1
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
-
-
 async def test_a_send_whose_acknowledgements_were_lost_is_found_on_the_broker_not_sent_again(infra):
     """The relay writes nothing to an event before sending it; what it keeps in memory as on its way is looked for."""
     topic = await new_topic(infra.kafka_bootstrap)
-    updates = OutboxUpdates()
+    updates = CommandCounter("update", OUTBOX_COLLECTION)
     client = create_client(infra.mongo_uri, event_listeners=[updates])
     db = client[f"lost_acks_{uuid.uuid4().hex[:6]}"]
     await apply_indexes(db, OUTBOX_INDEXES)

@@ -10,11 +10,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bson
+from pymongo import monitoring
 
 from libs.devstack import DevStack, StackConfig, processes
 from libs.devstack.processes import ProcessSpec
 from libs.store import create_client
 from libs.store.monitoring import DATABASE_HEARTBEAT_FAILURES
+
+
+class CommandCounter(monitoring.CommandListener):
+    """How many `command` commands a client sent about `collection` (give it as the client's event listener)."""
+
+    def __init__(self, command: str, collection: str) -> None:
+        self.command, self.collection = command, collection
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == self.command and event.command.get(self.command) == self.collection:
+            self.count += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
 
 
 @asynccontextmanager
