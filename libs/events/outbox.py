@@ -236,10 +236,9 @@ class OffsetReader:
         return self._consumer
 
 
-def _now_ms() -> datetime:
-    """Now, to the millisecond: what the database keeps of a date (compared with what was read back from it)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+def _to_ms(moment: datetime) -> datetime:
+    """`moment` to the millisecond: what the database keeps of a date (compared with what was read back from it)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _event_id(value: bytes | None) -> str | None:
@@ -411,7 +410,7 @@ class OutboxRelay:
         """Read back events sent at least `verify_after_s` ago; publish again those the broker lost.
 
         Returns (confirmed, lost)."""
-        now = now or _now_ms()
+        now = _to_ms(now or datetime.now(UTC))
         if self._takeover_pending:
             await self._load_unverified(now)
         before = now - timedelta(seconds=self.verify_after_s)
@@ -496,7 +495,7 @@ class OutboxRelay:
     async def _mark_sent(self, acked: list[tuple[dict, RecordMetadata]]) -> None:
         if not acked:
             return
-        now = _now_ms()  # as the database keeps it: a successor finds these by `sent_at >= verify_from`
+        now = _to_ms(datetime.now(UTC))  # as the database keeps it: a successor finds these by `sent_at >= verify_from`
         await self.collection.bulk_write([
             UpdateOne({"_id": doc["_id"]}, {"$set": {"sent_at": now, "partition": meta.partition, "offset": meta.offset},
                                             "$unset": {"pending": ""}})
