@@ -449,7 +449,10 @@ class OutboxRelay:
         return len(self._unverified)
 
     def verify_from(self) -> datetime | None:
-        """Every event sent before this moment has been read back (as far as this relay knows), or None."""
+        """Every event sent before this moment has been read back (as far as this relay knows), or None — also until
+        it has loaded what its predecessor left to read back (its own sends alone would hide those)."""
+        if self._takeover_pending:
+            return None
         if self._unverified:
             return min(sent.sent_at for sent in self._unverified.values())
         return self._verify_from
@@ -459,10 +462,8 @@ class OutboxRelay:
         since = self._read_back_from or now - timedelta(seconds=LEGACY_READ_BACK_WINDOW_S)
         docs = await (self.collection.find({"sent_at": {"$gte": since}}, {"topic": 1, "partition": 1, "offset": 1, "sent_at": 1})
                       .sort("sent_at", -1).limit(TAKEOVER_READ_BACK_MAX).to_list())
-        for doc in docs:
-            if doc.get("partition") is not None and doc.get("offset") is not None:
-                sent_at = doc["sent_at"].astimezone(UTC) if doc["sent_at"].tzinfo else doc["sent_at"].replace(tzinfo=UTC)
-                self._unverified.setdefault(doc["_id"], Sent(sent_at, doc["topic"], doc["partition"], doc["offset"]))
+        for doc in docs:  # (marked sent in one update with its partition and offset; dates read back UTC-aware)
+            self._unverified.setdefault(doc["_id"], Sent(doc["sent_at"], doc["topic"], doc["partition"], doc["offset"]))
         self._verify_from = now
         self._takeover_pending = False
 
@@ -513,7 +514,7 @@ class OutboxRelay:
         started = time.monotonic()
         now = datetime.now(UTC)
         held = {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}}
-        if not self._takeover_pending and (verify_from := self.verify_from()) is not None:
+        if (verify_from := self.verify_from()) is not None:
             held["$set"]["verify_from"] = verify_from  # for a successor: what it must read back (renewals write it)
         renewed = await self.leases.update_one({"_id": "relay", "owner": self.owner}, held)
         if renewed.matched_count == 0:
@@ -531,8 +532,6 @@ class OutboxRelay:
                     return False  # another replica's relay holds a live lease
             else:
                 self._read_back_from = previous.get("verify_from")
-                if self._read_back_from is not None and self._read_back_from.tzinfo is None:
-                    self._read_back_from = self._read_back_from.replace(tzinfo=UTC)
         self._renewed_at = started
         return True
 
@@ -545,7 +544,7 @@ class OutboxRelay:
         """Let the next relay take over at once, telling it where to read back from (the lease document stays)."""
         self._renewed_at = -math.inf
         released: dict = {"expires_at": datetime.now(UTC) - timedelta(milliseconds=1)}
-        if not self._takeover_pending and (verify_from := self.verify_from()) is not None:
+        if (verify_from := self.verify_from()) is not None:
             released["verify_from"] = verify_from
         try:
             await self.leases.update_one({"_id": "relay", "owner": self.owner}, {"$set": released})
