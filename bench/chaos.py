@@ -87,6 +87,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import support  # noqa: E402
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
 from clients.citizen_app.app import FORMFILL_LINK, SIGN_LINK, AppError  # noqa: E402
 from libs.devstack import DevStack, StackConfig, processes  # noqa: E402
@@ -681,14 +682,9 @@ class Chaos:
 
     def awaiting_read_back(self) -> dict[str, float]:
         """Per service, the events its relay has yet to read back from the broker (its /metrics)."""
-        import urllib.request
-
-        awaiting = {}
-        for service in ("auth", "formfill", "notify", "signing"):
-            text = urllib.request.urlopen(self.stack.config.metrics_url(service), timeout=10).read().decode()
-            awaiting[service] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                                    if line.startswith("harbour_outbox_awaiting_read_back{"))
-        return awaiting
+        return {service: sum(s.value for s in support.scrape(self.stack.config.metrics_url(service),
+                                                             "harbour_outbox_awaiting_read_back"))
+                for service in ("auth", "formfill", "notify", "signing")}
 
     def settled(self, view: dict, work: dict) -> bool:
         busy = [d for d in view["outbox"] if d.get("pending")] or [s for s, n in view["awaiting_read_back"].items() if n]

@@ -383,17 +383,14 @@ STEPS: dict[str, float] = {}  # median seconds of each step of a login, from the
 
 def route_means(metrics_url: str) -> dict[str, tuple[float, float]]:
     """(sum of seconds, count) per route of a service's harbour_http_request_duration_seconds."""
-    import urllib.request
-
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     out: dict[str, tuple[float, float]] = {}
-    for line in text.splitlines():
-        if line.startswith("harbour_http_request_duration_seconds_sum") or line.startswith("harbour_http_request_duration_seconds_count"):
-            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
-            key = f"{labels['method'].strip(chr(34))} {labels['route'].strip(chr(34))}"
-            total, count = out.get(key, (0.0, 0.0))
-            value = float(line.rsplit(" ", 1)[1])
-            out[key] = (total + value, count) if "_sum" in line else (total, count + value)
+    for sample in support.scrape(metrics_url, "harbour_http_request_duration_seconds"):
+        key = f"{sample.labels.get('method')} {sample.labels.get('route')}"
+        total, count = out.get(key, (0.0, 0.0))
+        if sample.name.endswith("_sum"):
+            out[key] = (total + sample.value, count)
+        elif sample.name.endswith("_count"):
+            out[key] = (total, count + sample.value)
     return out
 
 

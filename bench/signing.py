@@ -191,13 +191,10 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
 def signing_step_ms(metrics_url: str, kind: str | None = "cms", histogram: str = "harbour_signing_signature_seconds") -> float | None:
     """Mean time signing spent on one signature of `kind` (None: a histogram without labels), from its own histogram;
     None when it has none (the validation data's histogram is younger than the signatures')."""
-    import urllib.request
-
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    labels = f'{{kind="{kind}"}}' if kind else ""
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith(histogram + "_")}
-    count = values.get(f"{histogram}_count{labels}")
-    return 1000 * values[f"{histogram}_sum{labels}"] / count if count else None
+    wanted = {"kind": kind} if kind else {}
+    values = {sample.name: sample.value for sample in support.scrape(metrics_url, histogram) if sample.labels == wanted}
+    count = values.get(f"{histogram}_count")
+    return 1000 * values[f"{histogram}_sum"] / count if count else None
 
 
 def main() -> int:

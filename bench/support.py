@@ -313,6 +313,25 @@ def admin_token(stack) -> str:
     return stack.config.service_env()["HARBOUR_ADMIN_TOKEN"]
 
 
+# -- a process's own figures ---------------------------------------------------------------------------------------
+
+def metric_samples(metrics_text: str, family: str) -> list:
+    """The samples of one metric family in a /metrics page (prometheus-client's parser): a gauge's values, a
+    histogram's `_sum`, `_count` and `_bucket`s, each a `Sample` with `name`, `labels` and `value`; [] if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [sample for metric in text_string_to_metric_families(metrics_text) if metric.name == family
+            for sample in metric.samples]
+
+
+def scrape(metrics_url: str, family: str) -> list:
+    """`metric_samples` of what a process's /metrics answers now."""
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        return metric_samples(response.read().decode(), family)
+
+
 # -- the load generator --------------------------------------------------------------------------------------------
 
 Call = Callable[["aiohttp.ClientSession"], Awaitable[int]]  # noqa: F821  (returns the HTTP status)

@@ -1,5 +1,6 @@
 """The pure figures of bench/support.py: nearest-rank percentiles, medians of runs, the comparison line."""
 
+from bench import support
 from bench.support import Result, Summary, comparison_line, percentile
 
 
@@ -28,3 +29,23 @@ def test_busy_fractions_per_cpu():
     from bench.support import busy_fractions
 
     assert busy_fractions({0: (10, 100), 1: (0, 100)}, {0: (60, 200), 1: (100, 200)}) == {0: 0.5, 1: 1.0}
+
+
+def test_metric_samples_of_one_family_from_a_metrics_page():
+    page = "\n".join([
+        "# HELP harbour_outbox_awaiting_read_back Events sent, awaiting their read-back.",
+        "# TYPE harbour_outbox_awaiting_read_back gauge",
+        'harbour_outbox_awaiting_read_back{relay="auth"} 2.0',
+        'harbour_outbox_awaiting_read_back{relay="auth-2"} 1.0',
+        "# HELP harbour_signing_signature_seconds Time per signature.",
+        "# TYPE harbour_signing_signature_seconds histogram",
+        'harbour_signing_signature_seconds_bucket{kind="cms",le="+Inf"} 4.0',
+        'harbour_signing_signature_seconds_count{kind="cms"} 4.0',
+        'harbour_signing_signature_seconds_sum{kind="cms"} 0.2',
+        ""])
+    awaiting = support.metric_samples(page, "harbour_outbox_awaiting_read_back")
+    assert sum(sample.value for sample in awaiting) == 3.0
+    histogram = {sample.name: sample.value for sample in support.metric_samples(page, "harbour_signing_signature_seconds")
+                 if sample.labels == {"kind": "cms"}}
+    assert histogram == {"harbour_signing_signature_seconds_count": 4.0, "harbour_signing_signature_seconds_sum": 0.2}
+    assert support.metric_samples(page, "harbour_absent") == []
