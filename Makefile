@@ -57,8 +57,11 @@ restore: $(STAMP) .dev/.softhsm
 	$(PY) -m libs.devstack restore $(DIR) $(if $(KEYS_DIR),--keys-dir $(KEYS_DIR))
 
 ## make test: installs, starts a private broker and database, runs the whole suite, stops them.
+## In TEST_WORKERS processes (pytest-xdist), each taking whole test files and starting its own broker, database
+## and platform: the suite mostly waits on processes, browsers and the network, so two share two cores well.
+TEST_WORKERS ?= 2
 test: $(STAMP) tests/interop/node/node_modules/.installed tests/a11y/node_modules/.installed .dev/.chromium .dev/.kubectl .dev/.softhsm .dev/.pdffont .dev/.pdfsig .dev/.openssl .dev/.prometheus
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## make coverage: the whole suite as `make test` runs it, measuring line coverage of libs/ and services/ — in the
 ## test process and in every service process the tests start (coverage's subprocess patch, pyproject.toml); prints

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import re
 import time
@@ -230,8 +231,12 @@ class WebPhone:
 
     async def scan(self, screen: Page, qr_selector: str = "svg.qr-code") -> None:
         """Points the phone's camera at the computer's screen: the QR code shown there is what the camera sees."""
-        # What the screen shows where the code is (a picture of the region: the page redraws the code every second).
-        box = await screen.locator(qr_selector).bounding_box()
+        # What the screen shows where the code is (a picture of the region: the page redraws the code every second),
+        # once the page has drawn it: a person waits for the code to appear before pointing the camera.
+        code = screen.locator(qr_selector)
+        with contextlib.suppress(PlaywrightTimeoutError):
+            await code.first.wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
+        box = await code.bounding_box()
         if box is None:
             raise PhoneFailed("the computer's screen shows no QR code")
         if self.camera is None:

@@ -20,6 +20,7 @@ from libs.store import create_client
 from libs.store.monitoring import DatabaseMonitorLog
 
 from ..support.database import database_of_its_own, heartbeat_failures
+from ..support.logs import service_logs
 from ..support.polling import eventually
 
 PAUSE_S = 5.0
@@ -54,14 +55,15 @@ async def test_a_failed_heartbeat_is_logged_and_counted(database, capsys):
     flight fail — is a warning in the service's log and a count ops can alert on, and so is the database marked
     unavailable, with the error that did it."""
     service = "pause-test"
-    client = create_client(database.uri, event_listeners=[DatabaseMonitorLog(service)])
-    try:
-        await client.pause_test.items.insert_one({"_id": "before"})
-        assert heartbeat_failures(service) == 0
-        assert processes.stop(database.spec.pid_file, database.spec.marker)
-        await eventually(lambda: heartbeat_failures(service) >= 1 or None, timeout_s=30, interval_s=0.1)
-    finally:
-        await client.close()
+    with service_logs(service):
+        client = create_client(database.uri, event_listeners=[DatabaseMonitorLog(service)])
+        try:
+            await client.pause_test.items.insert_one({"_id": "before"})
+            assert heartbeat_failures(service) == 0
+            assert processes.stop(database.spec.pid_file, database.spec.marker)
+            await eventually(lambda: heartbeat_failures(service) >= 1 or None, timeout_s=30, interval_s=0.1)
+        finally:
+            await client.close()
     out = capsys.readouterr()
     logged = out.out + out.err
     (line,) = [line for line in logged.splitlines() if "database heartbeat failed" in line][:1]

@@ -8,6 +8,8 @@ import pytest
 
 from libs.background import repeat_passes
 
+from ..support.logs import service_logs
+
 
 class Stop(BaseException):
     """Ends the loop from inside the fake sleep (the loop lets only CancelledError and BaseException out)."""
@@ -68,7 +70,8 @@ async def test_cancellation_ends_the_loop():
 
 async def test_a_failure_is_logged_without_its_text_when_asked(capsys):
     secret = "HKID A123456(7)"
-    await run([ValueError(secret), 0], traceback=False)
+    with service_logs("background-test"):
+        await run([ValueError(secret), 0], traceback=False)
     out = capsys.readouterr()
     assert "test pass failed; retrying" in out.out + out.err and "ValueError" in out.out + out.err
     assert secret not in out.out + out.err

@@ -133,6 +133,10 @@ SECRET_LOOKING = base64.urlsafe_b64encode(b"s" * 16).decode()  # 16 bytes: too s
         f"bad kid:{base64.urlsafe_b64encode(os.urandom(32)).decode()}",
         f":{base64.urlsafe_b64encode(os.urandom(32)).decode()}",
     ],
+    # Named: some values are drawn at random, and a test's id must be the same in every collection of the suite
+    # (pytest-xdist's workers each collect it and compare).
+    ids=["empty", "blank", "no-colon", "short-key", "not-base64url", "standard-alphabet", "empty-entry",
+         "duplicate-kid", "bad-kid", "no-kid"],
 )
 def test_keyring_rejects_malformed_values_without_echoing_keys(value):
     with pytest.raises(ValueError) as excinfo:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 
 import pytest
 from aiohttp import web
@@ -14,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from libs.service import ServiceSettings, create_service_app, parse_body
 from libs.service.health import create_metrics_app
-from libs.service.logging import configure_logging, get_logger
+from libs.service.logging import get_logger
+
+from ..support.logs import service_logs
 
 PROBLEM = "application/problem+json"
 
@@ -41,9 +42,8 @@ async def show_thing(request: web.Request) -> web.Response:
 @pytest.fixture(autouse=True)
 def json_logs(capsys):
     """The services' real logging set-up, writing into the captured stdout."""
-    configure_logging("kit-test")
-    yield
-    logging.getLogger().handlers.clear()
+    with service_logs("kit-test"):
+        yield
 
 
 def log_lines(capsys) -> list[dict]:

@@ -6,7 +6,6 @@ The spans end in the OpenTelemetry SDK's in-memory exporter (tests/support/traci
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from hypothesis import example, given, settings
@@ -18,9 +17,10 @@ from opentelemetry.trace import SpanKind
 from libs.events import CloudEvent
 from libs.service import ServiceSettings, create_service_app
 from libs.service.settings import SettingsError
-from libs.service.logging import configure_logging, get_logger
+from libs.service.logging import get_logger
 from libs.service.tracing import client_session, continuing, exporter_setting, traceparent, tracer, tracer_provider
 
+from ..support.logs import service_logs
 from ..support.tracing import hex_span, hex_trace, recorded_spans
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -34,9 +34,8 @@ def spans():
 
 @pytest.fixture
 def json_logs(capsys):
-    configure_logging("trace-test")
-    yield
-    logging.getLogger().handlers.clear()
+    with service_logs("trace-test"):
+        yield
 
 
 @pytest.fixture
