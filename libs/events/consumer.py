@@ -55,8 +55,8 @@ from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
 
 from .envelope import CloudEvent, InvalidEnvelope
-from .kafka import (PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, stop_consumer,
-                    topic_partitions)
+from .kafka import (PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, start_consumer,
+                    stop_consumer, topic_partitions)
 from .metrics import CONSUMER_LAG, CONSUMER_LAST_PROGRESS, EVENT_HANDLER_FAILURES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from .tracing import outcome, processing
 from .partition_leases import LEASE_INDEXES, LEASES_COLLECTION, MEMBERS_COLLECTION, PartitionLeases
@@ -158,7 +158,7 @@ class EventConsumer:
         self._broker_disrupted = True
 
     async def start(self) -> None:
-        await self.consumer.start()
+        await start_consumer(self.consumer)
         await self._renew_assignment()
 
     async def stop(self) -> None:

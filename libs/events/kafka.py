@@ -93,6 +93,20 @@ def pause_after_empty_fetches(consumer: AIOKafkaConsumer, pause_s: float = IDLE_
     return consumer
 
 
+async def start_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """Start `consumer`; when that fails (the broker not there yet, or gone), stop it before the error goes on.
+
+    A consumer whose start failed still holds its client: dropped unstopped, it is never closed, and aiokafka
+    reports "Unclosed AIOKafkaConsumer" when it is collected — once per retry of a loop waiting for the broker.
+    """
+    try:
+        await consumer.start()
+    except BaseException:
+        await stop_consumer(consumer)
+        raise
+    return consumer
+
+
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     """Stop an aiokafka consumer and close its connections, also when the broker is down.
 

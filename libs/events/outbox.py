@@ -56,8 +56,8 @@ from libs.store.bulk import update_each
 from libs.store.indexes import apply_indexes, index, retire_indexes
 
 from .envelope import CloudEvent
-from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, stop_consumer,
-                    topic_partitions)
+from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, start_consumer,
+                    stop_consumer, topic_partitions)
 from .tracing import end_all, header_of, published
 from .metrics import (EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_AWAITING_READ_BACK, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE,
                       RELAY_LAST_PASS)
@@ -231,8 +231,7 @@ class OffsetReader:
             consumer = pause_after_empty_fetches(AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None, enable_auto_commit=False,
                 **connection_options(self.security)))
-            await consumer.start()
-            self._consumer = consumer
+            self._consumer = await start_consumer(consumer)
         return self._consumer
 
 
@@ -286,7 +285,9 @@ class OutboxRelay:
         # When this relay last renewed its lease, and last verified / measured the backlog (monotonic seconds).
         self._renewed_at = -math.inf
         self._housekept_at = -math.inf
+        # Standing by: another relay held the lease when this one last looked (it looks again after `_standby_until`).
         self._standby_until = -math.inf
+        self._standing_by = False
         # Events marked sent and not yet read back, by id. `_verify_from`: when nothing awaits, the moment the last
         # read-back emptied it (every event sent before was confirmed); None until this relay holds the lease and
         # has loaded what its predecessor left (`_read_back_from`, the predecessor's `verify_from`).
@@ -513,6 +514,11 @@ class OutboxRelay:
             return False  # another relay held it a moment ago: look again later, not on every pass
         started = time.monotonic()
         now = datetime.now(UTC)
+        if self._standing_by:
+            # One read says whether the other relay still holds it (trying to renew, take over and create it: three).
+            lease = await self.leases.find_one({"_id": "relay"}, {"owner": 1, "expires_at": 1})
+            if lease is not None and lease.get("owner") != self.owner and lease["expires_at"] >= now:
+                return self._stand_by()
         held = {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.lease_ttl_s)}}
         if (verify_from := self.verify_from()) is not None:
             held["$set"]["verify_from"] = verify_from  # for a successor: what it must read back (renewals write it)
@@ -527,13 +533,16 @@ class OutboxRelay:
                 try:
                     await self.leases.insert_one({"_id": "relay", **held["$set"]})
                 except DuplicateKeyError:
-                    self._renewed_at = -math.inf
-                    self._standby_until = time.monotonic() + min(self.poll_interval_s * 4, self.lease_ttl_s / 3)
-                    return False  # another replica's relay holds a live lease
+                    return self._stand_by()  # another replica's relay holds a live lease
             else:
                 self._read_back_from = previous.get("verify_from")
-        self._renewed_at = started
+        self._renewed_at, self._standing_by = started, False
         return True
+
+    def _stand_by(self) -> bool:
+        self._renewed_at, self._standing_by = -math.inf, True
+        self._standby_until = time.monotonic() + min(self.poll_interval_s * 4, self.lease_ttl_s / 3)
+        return False
 
     def _lease_lost(self) -> None:
         """Whatever this relay knew of sends in flight and read-backs due is its successor's now: start over."""

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import caught_up, ensure_topics, partitions_of, stop_consumer, whole_topic_consumer
+from libs.events.kafka import caught_up, ensure_topics, partitions_of, start_consumer, stop_consumer, whole_topic_consumer
 from libs.events.topics import REVOCATIONS as REVOCATIONS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
@@ -83,7 +83,7 @@ class Revocations:
     async def _follow(self) -> None:
         consumer = whole_topic_consumer(self.bootstrap, f"harbour-{self.service}-revocations", self.security,
                                         auto_offset_reset="earliest")
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             partitions = await partitions_of(consumer, self.topic, self._create_topic if self.create_topic else None)
             consumer.assign(partitions)

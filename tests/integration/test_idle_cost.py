@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from libs.events import CloudEvent, EventConsumer, Outbox, OutboxRelay, Publisher
 from libs.events.kafka import ensure_topics
-from libs.events.outbox import OUTBOX_COLLECTION, OUTBOX_INDEXES
+from libs.events.outbox import LEASE_COLLECTION, OUTBOX_COLLECTION, OUTBOX_INDEXES
 from libs.events.topics import Topic
 from libs.store import apply_indexes, create_client, in_transaction
 from services.signing.ledger.consumer import AuditConsumer
@@ -291,6 +291,56 @@ async def test_a_signing_audit_ledger_replica_holding_nothing_takes_the_partitio
 
 async def _seen(seen: list[str], event_id: str) -> bool:
     return event_id in seen
+
+
+class LeaseCommands(monitoring.CommandListener):
+    """The names of the commands sent about the relay's lease collection."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == LEASE_COLLECTION:
+            self.seen.append(event.command_name)
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+async def test_a_relay_standing_by_reads_the_lease_once_per_look_and_takes_it_when_released(infra):
+    """With several replicas, all but one relay stand by. Each look used to be three writes that fail (renew what is
+    not its own, take over what has not lapsed, create what exists); now one read of the lease, and the attempt to
+    take it only once it has lapsed or been released."""
+    leases = LeaseCommands()
+    topic, client, db, _, publisher = await _one_partition(infra, "standby", event_listeners=[leases])
+    await apply_indexes(db, OUTBOX_INDEXES)
+    holder = OutboxRelay(db, publisher, service="standby-holder")
+    standby = OutboxRelay(db, publisher, service="standby-waiting")
+    try:
+        assert await holder._hold_lease()
+        assert not await standby._hold_lease()  # the first look: it tried to take it
+        for _ in range(3):
+            leases.seen.clear()
+            standby._standby_until = float("-inf")  # its next look is due
+            assert not await standby._hold_lease()
+            assert leases.seen == ["find"], leases.seen
+
+        await holder.release_lease()  # a replica stopping: the next relay takes over at once
+        leases.seen.clear()
+        standby._standby_until = float("-inf")
+        assert await standby._hold_lease()
+        assert leases.seen == ["find", "update", "findAndModify"], leases.seen
+        holder._renewed_at = float("-inf")
+        assert not await holder._hold_lease()  # the roles swapped
+    finally:
+        await holder.reader.stop()
+        await standby.reader.stop()
+        await publisher.stop()
+        await client.drop_database(db.name)
+        await client.close()
 
 
 async def test_a_replica_that_lost_the_relay_lease_stops_reporting_the_backlog_it_measured(infra):

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.events.envelope import CloudEvent, InvalidEnvelope
-from libs.events.kafka import caught_up, partitions_of, stop_consumer, whole_topic_consumer
+from libs.events.kafka import caught_up, partitions_of, start_consumer, stop_consumer, whole_topic_consumer
 from libs.events.topics import CLIENTS as CLIENTS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
@@ -167,7 +167,7 @@ class ClientsFollower:
 
     async def _follow(self) -> None:
         consumer = whole_topic_consumer(self.bootstrap, f"harbour-{self.service}-clients", self.security)
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             # auth creates its topics at start (libs/backbone), or Strimzi does: wait for it.
             partitions = await partitions_of(consumer, self.topic)
