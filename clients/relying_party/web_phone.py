@@ -235,7 +235,7 @@ class WebPhone:
         # once the page has drawn it: a person waits for the code to appear before pointing the camera.
         code = screen.locator(qr_selector)
         with contextlib.suppress(PlaywrightTimeoutError):
-            await code.first.wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
+            await code.wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
         box = await code.bounding_box()
         if box is None:
             raise PhoneFailed("the computer's screen shows no QR code")
