@@ -46,3 +46,13 @@ def test_the_limit_still_bounds_a_burst():
         decided.remember("db", f"tx-{i}", {"n": i}, for_s=60)
     assert len(decided) == 100
     assert decided.recall("db", "tx-49") is None and decided.recall("db", "tx-50") == {"n": 50}
+
+
+def test_a_redeemed_login_is_forgotten_at_once():
+    decided = DecidedLogins(clock=Clock())
+    decided.remember("db", "tx-1", {"n": 1}, for_s=60)
+    decided.remember("db", "tx-2", {"n": 2}, for_s=60)
+    decided.forget("db", "tx-1")
+    decided.forget("db", "tx-unknown")  # another replica's login, or one forgotten already: nothing to do
+    assert decided.recall("db", "tx-1") is None and decided.recall("db", "tx-2") == {"n": 2}
+    assert len(decided) == 1

@@ -23,8 +23,8 @@ LIMIT = 10_000
 class DecidedLogins:
     """At most `limit` logins, each until its code expires. Every login is kept for the same time (the code's
     lifetime), so the oldest come first and an expired one is dropped as soon as another login is remembered or
-    recalled: what is held is the last code-lifetime's logins, not the last `limit` ones (10,000 decided login
-    documents were ~50 MB of auth's memory, and the garbage collector walked them all)."""
+    recalled, a redeemed one at once: what is held is the logins decided and not yet redeemed, not the last `limit`
+    ones (10,000 decided login documents were ~50 MB of auth's memory, and the garbage collector walked them all)."""
 
     def __init__(self, limit: int = LIMIT, clock=time.monotonic) -> None:
         self.limit = limit
@@ -52,6 +52,10 @@ class DecidedLogins:
             del self._logins[(database, tx)]
             return None
         return found[1]
+
+    def forget(self, database: str, tx: str) -> None:
+        """The login's code was redeemed: nothing reads it from memory any more (a second use reads its document)."""
+        self._logins.pop((database, tx), None)
 
     def _drop_expired(self, now: float) -> None:
         while self._logins:

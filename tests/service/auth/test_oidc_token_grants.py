@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from services.auth.oidc.decided import DECIDED
+from services.auth.oidc.login import LOGIN_CODE_SEPARATOR
+
 from .oidc_steps import NO_STORE, REDIRECT, approved_code, audits, basic, oauth_error, redeem, register, token_request
 
 
@@ -9,9 +12,12 @@ async def test_a_code_buys_tokens_once_and_a_replay_revokes_them(auth_service, t
     rp = await register(auth_service)
     phone = await auth_service.citizen(tmp_path)
     code, verifier = await approved_code(auth_service, rp, phone, scope="openid offline_access")
+    login = (auth_service.context.db.name, code.split(LOGIN_CODE_SEPARATOR, 1)[0])
+    assert DECIDED.recall(*login) is not None  # decided here: the exchange reads it from memory
 
     response = await redeem(auth_service, rp, code, verifier)
     assert response.status == 200 and {k: response.headers[k] for k in NO_STORE} == NO_STORE
+    assert DECIDED.recall(*login) is None  # redeemed: out of memory; the replay below reads the login's document
     tokens = await response.json()
     assert set(tokens) == {"access_token", "token_type", "expires_in", "scope", "id_token", "refresh_token"}
     assert tokens["token_type"] == "Bearer" and tokens["scope"] == "openid offline_access"
