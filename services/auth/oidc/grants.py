@@ -71,10 +71,12 @@ async def authorization_code(auth: "Auth", client: "Client", form: dict[str, str
             await revoke_access_tokens(auth, [used["at_jti"]] if used.get("at_jti") else [], _replayed(doc, client))
             raise InvalidGrant("the code was already used; the tokens issued with it are revoked")
         raise InvalidGrant("the code was already used")
+    # The record in hand says so too: a concurrent use that recalled the same record from memory before it was
+    # forgotten (below) goes straight to revoking.
     doc.update({"used_at": auth.clock.now(), "family_id": family_id, "at_jti": jti})
     if prefix:
-        # Redeemed: the login leaves this process's memory. A second use reads its document, which says it was used
-        # and by what (the update above), and revokes that — as in a replica that never held it.
+        # Redeemed: the login leaves this process's memory. A later use reads its document, which the conditional
+        # update above marked used and by what, and revokes that — as in a replica that never held it.
         DECIDED.forget(auth.db.name, tx)
     answer, _ = await token_response(auth, grant_from(doc["grant"]), id_token=True, refresh_family=family_id, jti=jti, jkt=jkt)
     return answer
