@@ -185,8 +185,8 @@ def measured(spec):
             stack[-1] += grown
 
 bootstrap._load_unlocked = measured
-from libs.lean_start import leave_out_optional_extras
-leave_out_optional_extras()
+from libs.lean_start import start_lean
+start_lean()
 import importlib
 module = importlib.import_module(sys.argv[1])
 factory = getattr(module, "create_app", None)

@@ -5,6 +5,6 @@ Without it the forkserver and every parsing worker forked from it loaded structl
 `pygments`, `greenlet`: ~4 MB each process; docs/operations.md, idle RSS).
 """
 
-from libs.lean_start import leave_out_optional_extras
+from libs.lean_start import start_lean
 
-leave_out_optional_extras()
+start_lean()

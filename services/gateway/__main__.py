@@ -1,8 +1,8 @@
 """python -m services.gateway"""
 
-from libs.lean_start import leave_out_optional_extras
+from libs.lean_start import start_lean
 
-leave_out_optional_extras()  # before anything else is imported
+start_lean()  # before anything else is imported
 
 from libs.service import run  # noqa: E402
 

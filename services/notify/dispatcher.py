@@ -15,9 +15,9 @@ make the effect exactly-once. It serves /healthz and /readyz on its own port
 from __future__ import annotations
 
 if __name__ == "__main__":  # the worker's process (not an import of the module): before anything else is imported
-    from libs.lean_start import leave_out_optional_extras
+    from libs.lean_start import start_lean
 
-    leave_out_optional_extras()
+    start_lean()
 
 import asyncio  # noqa: E402
 import contextlib

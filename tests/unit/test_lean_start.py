@@ -26,8 +26,8 @@ HEAVY = ("rich", "pygments", "greenlet", "pymongo", "PIL", "segno", "jinja2", "j
          "webauthn", "cbor2", "OpenSSL", "pyasn1", "pyasn1_modules", "opentelemetry.sdk", "opentelemetry.exporter")
 PROBE = """
 import json, sys
-from libs.lean_start import leave_out_optional_extras
-leave_out_optional_extras()
+from libs.lean_start import start_lean
+start_lean()
 import {module}
 print(json.dumps(sorted(name for name in {heavy!r} if sys.modules.get(name) is not None)))
 """
