@@ -14,6 +14,9 @@ COPY services ./services
 COPY clients ./clients
 # The pinned runtime dependencies only: no dev or test extras.
 RUN /opt/harbour/bin/pip install .
+# The services run under `python -OO` (PYTHONOPTIMIZE below: no docstrings or asserts in memory); the root filesystem
+# is read-only, so the bytecode for that level is compiled here.
+RUN /opt/harbour/bin/python -OO -m compileall -q /opt/harbour
 
 FROM python:3.11-slim
 # The PDF font (HARBOUR_PDF_FONT): signing's visible signature stamps print Latin and Chinese; signing refuses to start without it.
@@ -23,8 +26,10 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 harbour \
  && useradd --system --uid 10001 --gid harbour --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin harbour
 COPY --from=build /opt/harbour /opt/harbour
+RUN python -OO -m compileall -q /usr/local/lib/python3.11 > /dev/null || true
 ENV PATH=/opt/harbour/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONOPTIMIZE=2 \
     PYTHONUNBUFFERED=1
 WORKDIR /tmp
 USER 10001:10001

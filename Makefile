@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# The services run under `python -OO` (libs/devstack/bytecode.py): their libraries' bytecode at that level, and
+	@# the standard library's where it may be written (as root, or a Python of one's own); compile errors of test data
+	@# inside packages are not ours.
+	@$(PY) -OO -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	@stdlib=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])'); \
+		if [ -w "$$stdlib" ]; then $(PY) -OO -m compileall -q -j 0 "$$stdlib" > /dev/null || true; fi
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -10,7 +10,7 @@ from /proc/<pid>/status (the kernel's kB are KiB; printed in MiB, written MB as 
     memory gateway pid 1234: VmRSS 61.2 MB RssAnon 47.0 MB RssFile 14.2 MB (goal <= 70 MB: met)
 
 then one summary line. The broker and the database are not ours to cut and are left out. The platform's modules are
-byte-compiled first (compileall, into the git-ignored __pycache__ folders), as in an installed image.
+byte-compiled first at the services' level (libs/devstack/bytecode.py, into the git-ignored __pycache__ folders), as in an installed image.
 Then, over --idle-window seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
 included) in ms per second, and their total as a share of one core — what a benchmark pinning the whole stack to one
 core loses before its first request (0 skips it):
@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support  # noqa: E402
 from bench.logins import cpu_seconds  # noqa: E402
 from libs.devstack.config import SERVICES, WORKERS  # noqa: E402
+from libs.devstack.bytecode import compile_platform  # noqa: E402
 
 GOAL_MB = 70.0
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
@@ -92,19 +93,9 @@ def line(name: str, pid: int, values: dict[str, int]) -> str:
             f"RssFile {mb(values['RssFile']):.1f} MB (goal <= {GOAL_MB:.0f} MB: {verdict})")
 
 
-def compile_sources() -> None:
-    """Fresh bytecode for the platform's own modules, as an installed image has: a process that compiles a stale
-    or missing .pyc at import (PYTHONDONTWRITEBYTECODE, or a file edited since) keeps the compiler's garbage in its
-    heap, 0.5 MB or more, and the figure would depend on which files were edited last."""
-    import compileall
-
-    for folder in ("libs", "services"):
-        compileall.compile_dir(support.REPO_ROOT / folder, quiet=1)
-
-
 def measure_stack(args) -> int:
     names = [*SERVICES, *WORKERS]
-    compile_sources()
+    compile_platform()
     extra = dict(pair.split("=", 1) for pair in args.env)
     with support.bench_stack("memory", use_running=args.use_running, extra_env=extra) as stack:
         print(f"waiting {args.settle:.0f} s after ready...", flush=True)
@@ -215,7 +206,7 @@ def measure_imports(args) -> int:
     import tempfile
 
     # The settings a service reads at build time: a throwaway stack config's environment (nothing is started).
-    compile_sources()
+    compile_platform()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         env = {**__import__("os").environ, **StackConfig.free_ports(Path(folder)).service_env()}
         for name, module in ENTRY.items():

@@ -42,7 +42,7 @@ AUDIT_ACTION = "data.export"
 
 
 class ExportPart(BaseModel):
-    """One service's part of the citizen's personal-data export."""
+    __doc__ = """One service's part of the citizen's personal-data export."""
 
     model_config = ConfigDict(extra="forbid")
     service: str

@@ -50,7 +50,7 @@ class ConsentContext(Protocol):
 
 
 class Claimed(BaseModel):
-    """The answer to the app that opened a request's link."""
+    __doc__ = """The answer to the app that opened a request's link."""
 
     model_config = ConfigDict(extra="forbid")
     request_id: str

@@ -30,6 +30,9 @@ SERVICES = ("auth", "formfill", "notify", "signing", "gateway")
 WORKERS = {"notify-dispatcher": "services.notify.dispatcher"}
 # The local SMTP server notify's e-mails reach (libs/devstack/smtp_server.py): HARBOUR_SMTP_PORT, 2525 by default.
 DEFAULT_SMTP_PORT = 2525
+# The services' and workers' `python -O` level (PYTHONOPTIMIZE): 2 leaves docstrings and asserts out of their memory;
+# bytecode.py compiles the platform at this level before they start (docs/operations.md, idle RSS).
+SERVICE_OPTIMIZE = 2
 
 
 def dev_dir_from_env() -> Path:
@@ -131,6 +134,8 @@ class StackConfig:
             **({"HARBOUR_KAFKA_RETENTION_CAP_MS": str(self.kafka_retention_cap_ms)} if self.sandbox else {}),
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
+            # `python -OO`: no docstrings or asserts in the services' memory (bytecode.py; docs/operations.md, idle RSS).
+            "PYTHONOPTIMIZE": str(SERVICE_OPTIMIZE),
             **dev_secrets(self.dev_dir),
             # signing's HSM: this folder's SoftHSM2 token (made by DevStack.up_services).
             "SOFTHSM2_CONF": str(softhsm.config_path(self.dev_dir)),

@@ -22,6 +22,7 @@ from libs.events.topics import ALL_TOPICS
 from libs.service.settings import DEFAULT_METRICS_PORTS, DEFAULT_WORKER_PORTS
 
 from . import processes, softhsm
+from .bytecode import compile_platform
 from .config import DEFAULT_SMTP_PORT, REPO_ROOT, SERVICES, WORKERS, StackConfig
 from .processes import ProcessSpec
 from .secrets import dev_secrets
@@ -138,6 +139,7 @@ class DevStack:
         softhsm.ensure_token(self.dev_dir, label=secrets["HARBOUR_SIGNING_TOKEN_LABEL"],
                              so_pin=secrets["HARBOUR_SIGNING_SO_PIN"], pin=secrets["HARBOUR_SIGNING_HSM_PIN"])
         self.up_smtp(timeout_s)
+        compile_platform()  # at the level the services run at, before they import it
         # All start at once, then each is waited for: their start-ups overlap.
         started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
         for name, pid in started.items():

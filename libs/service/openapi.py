@@ -14,6 +14,11 @@ Conventions the builder applies so that declarations stay short:
   `Problems` names the problem types too (libs/service/endpoints.py derives
   it from an endpoint's refusal classes);
 - anything else (HTML pages, redirects, OAuth errors) is a `Body`.
+
+A model's description (pydantic takes its `__doc__`) and a refusal's (`Problems.of`) are written
+`__doc__ = (...)`, a string assigned in the class body, not as a docstring: the services run under
+`python -OO`, which drops docstrings, and build their documents there (tests/unit/test_openapi_optimized.py
+compares each service's document built under -OO with the one built without).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Answer(BaseModel):
 
 
 class ClientView(Answer):
-    """A registered client's metadata (never its secret or registration token); RFC 7592 §3."""
+    __doc__ = """A registered client's metadata (never its secret or registration token); RFC 7592 §3."""
 
     client_id: str
     client_name: str
@@ -69,7 +69,7 @@ class ClientView(Answer):
 
 
 class ClientUpdated(ClientView):
-    """RFC 7592 §2.2: after a self-service update, the new registration access token (the old one is dead); a new secret if asked for."""
+    __doc__ = """RFC 7592 §2.2: after a self-service update, the new registration access token (the old one is dead); a new secret if asked for."""
 
     registration_access_token: str | SkipJsonSchema[None] = None
     client_secret: str | SkipJsonSchema[None] = None
@@ -77,7 +77,7 @@ class ClientUpdated(ClientView):
 
 
 class ClientRegistration(ClientView):
-    """RFC 7591 §3.2.1: the metadata plus the issued id, the registration access token and, for secret methods, the secret (shown once)."""
+    __doc__ = """RFC 7591 §3.2.1: the metadata plus the issued id, the registration access token and, for secret methods, the secret (shown once)."""
 
     client_id_issued_at: int
     registration_access_token: str
@@ -97,7 +97,7 @@ class EnrolmentCreated(Answer):
 
 
 class PhoneReplaced(Answer):
-    """A kiosk replacement: the same account with a new activation code; every old device revoked."""
+    __doc__ = """A kiosk replacement: the same account with a new activation code; every old device revoked."""
 
     account_id: str
     state: Literal["pending", "active"]
@@ -109,7 +109,7 @@ class PhoneReplaced(Answer):
 
 
 class PhoneRecovered(Answer):
-    """The sandbox's self-service recovery: the same account with a new activation code; every old device revoked."""
+    __doc__ = """The sandbox's self-service recovery: the same account with a new activation code; every old device revoked."""
 
     account_id: str
     state: Literal["pending", "active"]
@@ -203,7 +203,7 @@ class ClosureRequested(Answer):
 
 
 class Prompt(Answer):
-    """One approval prompt of the citizen's queue; `request` is what `digest` is computed over."""
+    __doc__ = """One approval prompt of the citizen's queue; `request` is what `digest` is computed over."""
 
     approval_id: str
     status: Literal["pending", "approved", "denied", "expired"]

@@ -43,7 +43,7 @@ class TemplateSyntax(BadRequest):
 
 
 class UndeclaredPlaceholder(BadRequest):
-    """Extension member `placeholders`: the names the template uses without declaring them."""
+    __doc__ = """Extension member `placeholders`: the names the template uses without declaring them."""
 
     slug, title = "undeclared-placeholder", "Undeclared placeholder"
 
@@ -63,7 +63,7 @@ class VersionConflict(Conflict):
 # -- sends ----------------------------------------------------------------------------
 
 class MissingPlaceholder(BadRequest):
-    """Extension members `placeholders` (and, for a batch, `recipients` with their `missing` names)."""
+    __doc__ = """Extension members `placeholders` (and, for a batch, `recipients` with their `missing` names)."""
 
     slug, title = "missing-placeholder", "Missing placeholder"
 
@@ -85,7 +85,7 @@ class UnknownRecipient(Unprocessable):
 
 
 class UnknownClient(Conflict):
-    """notify has not yet seen the agency's client.registered event: it comes within moments."""
+    __doc__ = """notify has not yet seen the agency's client.registered event: it comes within moments."""
 
     slug, title = "unknown-client", "Unknown client"
 

@@ -52,7 +52,7 @@ class Unverifiable(ValueError):
 
 
 class VerifyCmsBody(BaseModel):
-    """A detached CMS signature and what it signs: the SHA-256 of the document, or the document itself."""
+    __doc__ = """A detached CMS signature and what it signs: the SHA-256 of the document, or the document itself."""
 
     model_config = ConfigDict(extra="forbid")
     cms: str = Field(min_length=16, max_length=200_000, description="the CMS SignedData, base64 (DER)")
@@ -67,7 +67,7 @@ class VerifyCmsBody(BaseModel):
 
 
 class VerificationReport(BaseModel):
-    """Per signature: signer, chain (trusted only if it reaches our root), integrity, signing time, revocation."""
+    __doc__ = """Per signature: signer, chain (trusted only if it reaches our root), integrity, signing time, revocation."""
 
     kind: Literal["cms", "pdf"]
     valid: bool

@@ -123,7 +123,7 @@ class Appearance(BaseModel):
 
 
 class SignHashBody(BaseModel):
-    """Sign a document the relying party keeps: its SHA-256 and the name the citizen will see."""
+    __doc__ = """Sign a document the relying party keeps: its SHA-256 and the name the citizen will see."""
 
     model_config = ConfigDict(extra="forbid")
     document_name: DocumentName

@@ -189,7 +189,7 @@ FIXED_FIELDS = ("token_endpoint_auth_method",)
 
 
 class ClientUpdate(ClientMetadata):
-    """RFC 7592 §2.2: the whole metadata again (an omitted member means its default), with the client's id."""
+    __doc__ = """RFC 7592 §2.2: the whole metadata again (an omitted member means its default), with the client's id."""
 
     client_id: str | None = Field(default=None, max_length=100, description="if sent, this client's id (RFC 7592 §2.2)")
     client_secret: str | None = Field(default=None, max_length=200, repr=False,

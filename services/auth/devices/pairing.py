@@ -74,7 +74,7 @@ CODE_LENGTH = 8  # 31^8 ≈ 2^39.6
 
 
 class PairingRequest(NewDeviceKey):
-    """The new phone's request: its public key, the name it goes by, and the proof of possession (as activation's)."""
+    __doc__ = """The new phone's request: its public key, the name it goes by, and the proof of possession (as activation's)."""
 
 
 def code_hash(hash_key: bytes, code: str) -> str:

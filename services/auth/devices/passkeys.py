@@ -81,7 +81,7 @@ class _Credential(_WebAuthnJSON):
 
 
 class PasskeyRegistration(_Credential):
-    """`navigator.credentials.create()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+    __doc__ = """`navigator.credentials.create()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
 
     response: AttestationResponse
 
@@ -94,7 +94,7 @@ class AssertionResponse(_WebAuthnJSON):
 
 
 class PasskeyAssertion(_Credential):
-    """`navigator.credentials.get()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
+    __doc__ = """`navigator.credentials.get()`'s answer as JSON (`PublicKeyCredential.toJSON()`)."""
 
     response: AssertionResponse
 

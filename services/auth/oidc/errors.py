@@ -203,7 +203,7 @@ class InsufficientScope(_BearerError):
 
 
 class NoSuchLogin(NotFound):
-    """No such login, or not with this browser key (only the page that started a login knows its key)."""
+    __doc__ = """No such login, or not with this browser key (only the page that started a login knows its key)."""
 
 
 class UnknownLink(BadRequest):

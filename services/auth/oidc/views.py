@@ -18,7 +18,7 @@ from ..views import Answer
 
 
 class ProviderMetadata(BaseModel):
-    """OpenID Connect Discovery 1.0 metadata; the members beyond these are listed by the document itself."""
+    __doc__ = """OpenID Connect Discovery 1.0 metadata; the members beyond these are listed by the document itself."""
 
     model_config = ConfigDict(extra="allow")
     issuer: str
@@ -46,7 +46,7 @@ class JWKS(Answer):
 
 
 class LoginQr(Answer):
-    """The login page's QR code in this second of the login (asked with `qr=1`): it changes every second. The page
+    __doc__ = """The login page's QR code in this second of the login (asked with `qr=1`): it changes every second. The page
     draws it from the link (error level M, mask 0: templates/qr_code.js)."""
 
     link: str = Field(description="what the QR code says: {issuer}/app/authorize?tx=…&t=…&c=… (t: seconds since the "
@@ -86,7 +86,7 @@ class UserInfo(Answer):
 
 
 class Introspection(Answer):
-    """RFC 7662: `{"active": false}` for anything that is not an active token of the calling client."""
+    __doc__ = """RFC 7662: `{"active": false}` for anything that is not an active token of the calling client."""
 
     active: bool
     token_type: Literal["Bearer", "DPoP", "refresh_token"] | SkipJsonSchema[None] = None

@@ -62,7 +62,7 @@ Field_ = Literal["phone", "email", "address"]
 
 
 class ProfileChangeBody(BaseModel):
-    """One contact detail and its new value: phone (E.164), email, or the postal address."""
+    __doc__ = """One contact detail and its new value: phone (E.164), email, or the postal address."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     field: Field_
@@ -85,7 +85,7 @@ class ConfirmationBody(BaseModel):
 
 
 class ProfileChange(BaseModel):
-    """A change asked for: `code-sent` (phone, e-mail: confirm with the code before `expires_at`) or `accepted`
+    __doc__ = """A change asked for: `code-sent` (phone, e-mail: confirm with the code before `expires_at`) or `accepted`
     (address: applied, self-declared); after the confirmation `verified`."""
 
     model_config = ConfigDict(extra="forbid")
