@@ -10,7 +10,8 @@ from /proc/<pid>/status (the kernel's kB are KiB; printed in MiB, written MB as 
     memory gateway pid 1234: VmRSS 61.2 MB RssAnon 47.0 MB RssFile 14.2 MB (goal <= 70 MB: met)
 
 then one summary line. The broker and the database are not ours to cut and are left out. The platform's modules are
-byte-compiled first at the services' level (libs/devstack/bytecode.py, into the git-ignored __pycache__ folders), as in an installed image.
+byte-compiled first at the services' level (`python -OO`: libs/devstack/bytecode.py, into the git-ignored
+__pycache__ folders), as in an installed image.
 Then, over --idle-window seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
 included) in ms per second, and their total as a share of one core — what a benchmark pinning the whole stack to one
 core loses before its first request (0 skips it):
