@@ -10,8 +10,8 @@ from /proc/<pid>/status (the kernel's kB are KiB; printed in MiB, written MB as 
     memory gateway pid 1234: VmRSS 61.2 MB RssAnon 47.0 MB RssFile 14.2 MB (goal <= 70 MB: met)
 
 then one summary line. The broker and the database are not ours to cut and are left out. The platform's modules are
-byte-compiled first at the services' level (`python -OO`: libs/devstack/bytecode.py, into the git-ignored
-__pycache__ folders), as in an installed image.
+byte-compiled at the services' level (`python -OO`) before they start, as every stack's start does
+(libs/devstack/bytecode.py, into the git-ignored __pycache__ folders), as in an installed image.
 Then, over --idle-window seconds with nothing asked of the stack, each process's CPU (utime + stime from /proc/<pid>/stat, its children's
 included) in ms per second, and their total as a share of one core — what a benchmark pinning the whole stack to one
 core loses before its first request (0 skips it):
@@ -96,7 +96,6 @@ def line(name: str, pid: int, values: dict[str, int]) -> str:
 
 def measure_stack(args) -> int:
     names = [*SERVICES, *WORKERS]
-    compile_platform()
     extra = dict(pair.split("=", 1) for pair in args.env)
     with support.bench_stack("memory", use_running=args.use_running, extra_env=extra) as stack:
         print(f"waiting {args.settle:.0f} s after ready...", flush=True)
@@ -206,7 +205,8 @@ def measure_imports(args) -> int:
     from libs.devstack import StackConfig
     import tempfile
 
-    # The settings a service reads at build time: a throwaway stack config's environment (nothing is started).
+    # The settings a service reads at build time: a throwaway stack config's environment (nothing is started, so
+    # nothing compiles the platform at the services' level but this).
     compile_platform()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         env = {**__import__("os").environ, **StackConfig.free_ports(Path(folder)).service_env()}

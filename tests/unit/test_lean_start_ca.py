@@ -45,14 +45,14 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _server_files(folder: Path, name: str, ca_name: str) -> tuple[x509.Certificate, Path, Path]:
-    """A CA and a `localhost` certificate it issued: (the CA, the server's certificate file, its key file)."""
+def _server_files(folder: Path, name: str, ca_name: str) -> x509.Certificate:
+    """A `localhost` certificate and its key in `name`.pem and `name`.key, issued by a new CA: that CA."""
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
     (folder / f"{name}.pem").write_bytes(_pem(_certificate("localhost", key, ca_name, ca_key, ca=False)))
     (folder / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                            serialization.NoEncryption()))
-    return ca, folder / f"{name}.pem", folder / f"{name}.key"
+    return ca
 
 
 def _system(bundle: Path, directory: Path) -> SimpleNamespace:
@@ -114,9 +114,9 @@ asyncio.run(main())
 
 
 def _probe(tmp_path: Path, *, on_demand: bool) -> dict:
-    trusted_ca, *_ = _server_files(tmp_path, "trusted", "Harbour test CA")
-    stranger_ca, *_ = _server_files(tmp_path, "stranger", "Nobody's CA")
-    other_ca, *_ = _server_files(tmp_path, "other", "Another trusted CA")
+    trusted_ca = _server_files(tmp_path, "trusted", "Harbour test CA")
+    _server_files(tmp_path, "stranger", "Nobody's CA")  # its CA in no trust store
+    other_ca = _server_files(tmp_path, "other", "Another trusted CA")
     bundle, directory = _trust_store(tmp_path, [trusted_ca, other_ca])
     env = {**os.environ, "SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(directory)}
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(vars(_system(bundle, directory))), json.dumps(on_demand),
@@ -140,7 +140,7 @@ def test_without_it_every_ca_of_the_bundle_is_parsed_at_import(tmp_path):
 
 
 def test_a_bundle_an_operator_chose_is_kept(tmp_path):
-    ca, *_ = _server_files(tmp_path, "trusted", "Harbour test CA")
+    ca = _server_files(tmp_path, "trusted", "Harbour test CA")
     bundle, directory = _trust_store(tmp_path, [ca])
     own = tmp_path / "corporate.pem"
     own.write_bytes(_pem(ca))
@@ -150,8 +150,8 @@ def test_a_bundle_an_operator_chose_is_kept(tmp_path):
 
 
 def test_a_directory_that_does_not_mirror_the_bundle_leaves_the_bundle_in_use(tmp_path):
-    first, *_ = _server_files(tmp_path, "one", "CA one")
-    second, *_ = _server_files(tmp_path, "two", "CA two")
+    first = _server_files(tmp_path, "one", "CA one")
+    second = _server_files(tmp_path, "two", "CA two")
     bundle, directory = _trust_store(tmp_path, [first, second])
     for link in directory.iterdir():
         if link.name.endswith(".0"):
