@@ -149,3 +149,55 @@ async def test_a_batch_is_delivered_with_queries_the_database_serves_from_an_ind
         if "COLLSCAN" in _stages(explained["queryPlanner"]["winningPlan"]):
             scans.append((name, collection, query))
     assert not scans, scans
+
+
+# -- the job's recipients, read once ----------------------------------------------------------------------------------
+
+
+class _JobReads(monitoring.CommandListener):
+    """The job documents notify's finds return while `recording`: whether each came with its sealed recipients."""
+
+    def __init__(self) -> None:
+        self.recording: str | None = None
+        self.requests: set[int] = set()
+        self.with_recipients: list[bool] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.recording == event.database_name and event.command_name == "find" and event.command.get("find") == "jobs":
+            self.requests.add(event.request_id)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.request_id in self.requests:
+            self.requests.discard(event.request_id)
+            self.with_recipients += ["sealed" in doc for doc in event.reply["cursor"]["firstBatch"]]
+
+    def failed(self, event) -> None:
+        self.requests.discard(event.request_id)
+
+
+JOB_READS = _JobReads()
+monitoring.register(JOB_READS)
+
+
+async def test_a_jobs_recipients_are_read_once_however_many_chunks(notify):
+    """The job's sealed recipients (~800 KB for 10,000) come from the database for its expansion; each chunk reads the
+    job without them, the dispatcher having them already."""
+    agency = await notify.agency()
+    template = await notify.template(agency)
+    citizens = [await notify.citizen(agency) for _ in range(notify.ctx.settings.chunk_size + 1)]
+    await _settle(notify)
+    accepted = await notify.send_batch(agency, {"template_id": template["template_id"],
+                                                "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
+    assert accepted.status == 201
+    job_id = (await accepted.json())["job_id"]
+
+    JOB_READS.with_recipients, JOB_READS.recording = [], notify.ctx.db.name
+    try:
+        await _settle(notify)  # the expansion, then two chunks
+    finally:
+        JOB_READS.recording = None
+
+    progress = await notify.progress(agency, job_id)
+    assert progress["counts"]["delivered"] == len(citizens) and progress["finished"], progress
+    assert JOB_READS.with_recipients.count(True) == 1, JOB_READS.with_recipients
+    assert JOB_READS.with_recipients.count(False) >= 2, JOB_READS.with_recipients  # one read per chunk, without them
