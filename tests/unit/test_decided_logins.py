@@ -1,6 +1,6 @@
 """Decided logins kept in auth's memory (services/auth/oidc/decided.py): each only until its code expires."""
 
-from services.auth.oidc.decided import DecidedLogins
+from services.auth.oidc.decided import RememberedLogins as DecidedLogins
 
 
 class Clock:

@@ -1,14 +1,20 @@
-"""Browser logins decided in this process, kept in memory until their code expires.
+"""Browser logins kept in this process's memory: opened here until the phone claims them, decided here until
+their code expires.
 
-The citizen's decision (approvals/decisions.py → login.on_decision) writes the
-login's outcome, its code and its grant to the login's document; once that
-transaction has committed, the same values are remembered here, so the
-browser's status poll, its completion and the relying party's token exchange
-read them from memory instead of reading the document again. The database
-stays the authority for everything single-use: the session's insert (the
-cookie once), the code's conditional update (the code once, a second use
-revoking what the first bought). A login decided in another replica, or
-before this process started, is read from the database as before.
+Opened (`OPENED`): the login page's transaction document, inserted by `login.start`, is remembered once the page
+is drawn; it does not change until the citizen decides, so the phone's claim of the login (the app opened its
+link: `login.claim`) reads it from memory instead of reading the document again. It is forgotten when the login is
+decided, and kept at most OPENED_FOR_S (a claim later than that, or in another replica, reads the document).
+
+Decided (`DECIDED`): the citizen's decision (approvals/decisions.py → login.on_decision) writes the login's outcome,
+its code and its grant to the login's document; once that transaction has committed, the same values are
+remembered here, so the browser's status poll, its completion and the relying party's token exchange read them
+from memory instead of reading the document again.
+
+The database stays the authority for everything single-use: the prompt's insert (one per login), the session's
+insert (the cookie once), the code's conditional update (the code once, a second use revoking what the first
+bought). A login opened or decided in another replica, or before this process started, is read from the database
+as before.
 """
 
 from __future__ import annotations
@@ -18,13 +24,18 @@ from collections import OrderedDict
 from typing import Any
 
 LIMIT = 10_000
+# Logins opened and not yet decided: a page the citizen never scans is kept this long at most, and no more than
+# OPENED_LIMIT of them (each a few kB), so a flood of anonymous page loads costs at most a few MB.
+OPENED_FOR_S = 60.0
+OPENED_LIMIT = 2_000
 
 
-class DecidedLogins:
-    """At most `limit` logins, each until its code expires. Every login is kept for the same time (the code's
-    lifetime), so the oldest come first and an expired one is dropped as soon as another login is remembered or
-    recalled, a redeemed one at once: what is held is the logins decided and not yet redeemed, not the last `limit`
-    ones (10,000 decided login documents were ~50 MB of auth's memory, and the garbage collector walked them all)."""
+class RememberedLogins:
+    """At most `limit` logins, each for a fixed time (a decided one: until its code expires). Every login is kept
+    for the same time, so the oldest come first and an expired one is dropped as soon as another login is
+    remembered or recalled, one done with (decided; its code redeemed) at once: what is held is the logins still on
+    their way, not the last `limit` ones (10,000 decided login documents were ~50 MB of auth's memory, and the
+    garbage collector walked them all)."""
 
     def __init__(self, limit: int = LIMIT, clock=time.monotonic) -> None:
         self.limit = limit
@@ -54,7 +65,8 @@ class DecidedLogins:
         return found[1]
 
     def forget(self, database: str, tx: str) -> None:
-        """The login's code was redeemed: nothing reads it from memory any more (a second use reads its document)."""
+        """Done with here (an opened login decided; a decided login's code redeemed): nothing reads it from memory any
+        more (a late reader reads its document)."""
         self._logins.pop((database, tx), None)
 
     def _drop_expired(self, now: float) -> None:
@@ -65,4 +77,5 @@ class DecidedLogins:
             del self._logins[key]
 
 
-DECIDED = DecidedLogins()
+OPENED = RememberedLogins(limit=OPENED_LIMIT)
+DECIDED = RememberedLogins()

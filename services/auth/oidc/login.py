@@ -44,7 +44,7 @@ from ..collections import ACCOUNTS, APPROVALS, AUTHORIZATION_CODES, AUTHORIZATIO
 from ..errors import AccountInactive
 from . import qr_links, sessions
 from .authorization import AuthorizationRequest, redirect_url
-from .decided import DECIDED
+from .decided import DECIDED, OPENED, OPENED_FOR_S
 from .errors import AccessDenied, AssuranceTooLow, LinkUnusable, LoginForAnotherCitizen, NoSuchLogin, ResponseTarget
 from .metrics import AUTHORIZATIONS_STARTED, LOGIN_OUTCOMES
 from .pairwise import subject_for
@@ -138,6 +138,8 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
         except Exception:
             await auth.db[AUTHORIZATIONS].delete_one({"_id": started.tx})
             raise
+    # Unchanged until the citizen decides: the phone's claim reads it from here (decided.py).
+    OPENED.remember(auth.db.name, started.tx, doc, for_s=OPENED_FOR_S)
     AUTHORIZATIONS_STARTED.labels("browser").inc()
     return started
 
@@ -182,11 +184,15 @@ def finishing(tx_doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _remember_decided(auth: "Auth", doc: dict[str, Any], update: dict[str, Any]) -> None:
-    """Once the decision has committed, this process answers the browser and the token exchange from memory."""
+    """Once the decision has committed, this process answers the browser and the token exchange from memory (and
+    no longer the phone's claim: a late claim reads the decided document)."""
     if doc["kind"] == "browser" and doc.get("browser_key_hash"):
         decided = {**doc, **update}
-        auth.after_commit(("decided", doc["_id"]), lambda: DECIDED.remember(
-            auth.db.name, doc["_id"], decided, for_s=auth.settings.code_ttl_s))
+
+        def remember() -> None:
+            OPENED.forget(auth.db.name, doc["_id"])
+            DECIDED.remember(auth.db.name, doc["_id"], decided, for_s=auth.settings.code_ttl_s)
+        auth.after_commit(("decided", doc["_id"]), remember)
 
 
 async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | None = None,
@@ -199,7 +205,7 @@ async def claim(auth: "Auth", account_id: str, link: str, *, assurance: str | No
     written); the same-device links carry none."""
     opened = qr_links.parse(link, auth.settings.issuer)
     now = auth.clock.now()
-    doc = await auth.db[AUTHORIZATIONS].find_one({"_id": opened.tx})
+    doc = OPENED.recall(auth.db.name, opened.tx) or await auth.db[AUTHORIZATIONS].find_one({"_id": opened.tx})
     if doc is None or doc["kind"] != "browser" or doc["expires_at"] <= now:
         raise LinkUnusable("this login has expired or belongs to someone else")
     # From the login page's QR code: made by auth for this login, and drawn within the QR window (nothing is written).

@@ -1,0 +1,98 @@
+"""The phone's claim of a login opened in this process reads no login document (issue 17: one database operation
+less per login); a login opened elsewhere, or before this process started, is read from its document as before.
+
+Counted on the real database with a command listener: the finds on `authorizations` while the phone opens the
+login's link (its claim, then its decision).
+"""
+
+from __future__ import annotations
+
+import pytest
+from pymongo import monitoring
+
+from clients.citizen_app import AppError
+
+from services.auth.oidc.decided import DECIDED, OPENED
+from services.auth.oidc.login import LOGIN_CODE_SEPARATOR, tx_from_link
+
+from .oidc_steps import app_link_of, authorization_params, query_of, redeem, register
+
+
+class _AuthorizationReads(monitoring.CommandListener):
+    """The `_id`s of the finds on `authorizations` in the database being recorded."""
+
+    def __init__(self) -> None:
+        self.recording: str | None = None
+        self.ids: list[object] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if (self.recording == event.database_name and event.command_name == "find"
+                and event.command.get("find") == "authorizations"):
+            self.ids.append(event.command.get("filter", {}).get("_id"))
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+READS = _AuthorizationReads()
+monitoring.register(READS)
+
+
+async def _open_page(auth_service, rp) -> tuple[str, str, str]:
+    """The login page: (its app link, its transaction id, the PKCE verifier)."""
+    params, verifier = authorization_params(rp)
+    page = await auth_service.client.get("/oidc/authorize", params=params)
+    assert page.status == 200, await page.text()
+    link = app_link_of(await page.text())
+    return link, tx_from_link(link, auth_service.context.settings.issuer), verifier
+
+
+async def _phone_opens(auth_service, phone, link: str) -> tuple[dict, list[object]]:
+    READS.ids, READS.recording = [], auth_service.context.db.name
+    try:
+        outcome = await phone.open_link(link)
+    finally:
+        READS.recording = None
+    return outcome, READS.ids
+
+
+async def test_a_login_opened_here_is_claimed_without_reading_its_document(auth_service, tmp_path):
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    link, tx, verifier = await _open_page(auth_service, rp)
+    assert OPENED.recall(auth_service.context.db.name, tx) is not None
+
+    outcome, reads = await _phone_opens(auth_service, phone, link)
+    assert tx not in reads, reads  # neither the claim nor the decision read the login's document
+    # Decided: out of the opened logins, into the decided ones; the login completes as ever.
+    assert OPENED.recall(auth_service.context.db.name, tx) is None
+    code = query_of(outcome["redirect_to"])["code"]
+    assert code.split(LOGIN_CODE_SEPARATOR, 1)[0] == tx and DECIDED.recall(auth_service.context.db.name, tx) is not None
+    assert (await redeem(auth_service, rp, code, verifier)).status == 200
+
+
+async def test_a_login_opened_elsewhere_is_read_from_its_document(auth_service, tmp_path):
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    link, tx, verifier = await _open_page(auth_service, rp)
+    OPENED.forget(auth_service.context.db.name, tx)  # as if another replica had drawn the page
+
+    outcome, reads = await _phone_opens(auth_service, phone, link)
+    assert reads.count(tx) == 1, reads  # the claim read it, once
+    assert (await redeem(auth_service, rp, query_of(outcome["redirect_to"])["code"], verifier)).status == 200
+
+
+async def test_a_remembered_login_past_its_expiry_is_refused(auth_service, clock, tmp_path):
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    link, tx, _ = await _open_page(auth_service, rp)
+    clock.advance(auth_service.context.settings.authorization_ttl_s)
+    assert OPENED.recall(auth_service.context.db.name, tx) is not None  # still in memory (kept by its own clock)...
+
+    with pytest.raises(AppError) as refused:
+        await phone.open_link(link)
+    assert refused.value.problem["type"].endswith("/link-unusable"), refused.value.problem  # ...but refused: expired
+    assert await auth_service.context.db["approvals"].find_one({"_id": f"login-{tx}"}) is None  # nothing queued
