@@ -36,6 +36,36 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
+class CommandRecorder(monitoring.CommandListener):
+    """The commands every client sends to one database while `recording` it: (command name, collection, command).
+
+    Register it (`monitoring.register`) before the clients it should hear are made; a listener cannot be
+    unregistered, so outside `recording` it keeps nothing.
+    """
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.seen: list[tuple[str, object, dict]] = []
+
+    @contextmanager
+    def recording(self, database: str) -> Iterator[list[tuple[str, object, dict]]]:
+        self.seen, self.database = [], database
+        try:
+            yield self.seen
+        finally:
+            self.database = None
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.database is not None and event.database_name == self.database:
+            self.seen.append((event.command_name, event.command.get(event.command_name), event.command))
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
 @asynccontextmanager
 async def mongo(uri: str) -> AsyncIterator:
     """A client of the test database, closed on leaving the block."""

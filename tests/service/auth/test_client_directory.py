@@ -13,28 +13,12 @@ from pymongo import monitoring
 from services.auth.clients.directory import directory_of
 from services.auth.callers import AUTH
 
+from ...support.database import CommandRecorder
 from ...support.polling import eventually
 from .oidc_steps import basic
 
 BOUND_S = 2.0
 AGENCY = {"client_name": "Water Supplies Department", "kind": "agency", "scope": "notify", "redirect_uris": []}
-
-
-class Commands(monitoring.CommandListener):
-    """Every command sent to one database, while switched on (a listener cannot be unregistered: it goes quiet)."""
-
-    def __init__(self, database: str) -> None:
-        self.database, self.on, self.seen = database, False, []
-
-    def started(self, event) -> None:
-        if self.on and event.database_name == self.database:
-            self.seen.append((event.command_name, event.command.get(event.command_name)))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
 
 
 async def client_token(service, client_id: str, secret: str) -> int:
@@ -62,27 +46,24 @@ async def within_bound(predicate) -> float:
 
 async def test_a_token_request_reads_nothing_from_the_database(start_service):
     database = f"test_clients_{uuid.uuid4().hex[:8]}"
-    commands = Commands(database)
-    monitoring.register(commands)  # before auth makes its database client
-    try:
-        auth = await start_service("auth", AUTH_DB=database)
-        agency = await registered(auth)
-        directory = directory_of(auth.server.app[AUTH].db)
-        await eventually(lambda: directory.trusted, timeout_s=30)  # the follower is positioned on clients.events
-        await eventually(lambda: directory.events >= 1, timeout_s=10)  # its client.registered came back
-        assert await client_token(auth, agency["client_id"], agency["client_secret"]) == 200  # first read: kept
-        reads = directory.reads
-        commands.on = True
+    recorder = CommandRecorder()
+    monitoring.register(recorder)  # before auth makes its database client
+    auth = await start_service("auth", AUTH_DB=database)
+    agency = await registered(auth)
+    directory = directory_of(auth.server.app[AUTH].db)
+    await eventually(lambda: directory.trusted, timeout_s=30)  # the follower is positioned on clients.events
+    await eventually(lambda: directory.events >= 1, timeout_s=10)  # its client.registered came back
+    assert await client_token(auth, agency["client_id"], agency["client_secret"]) == 200  # first read: kept
+    reads = directory.reads
+    with recorder.recording(database) as seen:
         for _ in range(50):
             assert await client_token(auth, agency["client_id"], agency["client_secret"]) == 200
-        commands.on = False
-        # The background (outbox relay, consumers' leases, the signing keys' version check) may talk to the
-        # database meanwhile; nothing the token endpoint needs did: no client read, no key read.
-        per_request = [c for c in commands.seen if c[1] in ("clients", "token_keys") and c != ("find", "token_keys")]
-        assert per_request == [] and directory.reads == reads
-        assert len([c for c in commands.seen if c == ("find", "token_keys")]) <= 2  # the version check, every 5 s
-    finally:
-        commands.on = False
+    commands = [(name, collection) for name, collection, _ in seen]
+    # The background (outbox relay, consumers' leases, the signing keys' version check) may talk to the
+    # database meanwhile; nothing the token endpoint needs did: no client read, no key read.
+    per_request = [c for c in commands if c[1] in ("clients", "token_keys") and c != ("find", "token_keys")]
+    assert per_request == [] and directory.reads == reads
+    assert len([c for c in commands if c == ("find", "token_keys")]) <= 2  # the version check, every 5 s
 
 
 async def test_a_client_changed_or_deleted_on_one_replica_is_refused_by_the_other_within_the_bound(two_auths):

@@ -15,29 +15,11 @@ from clients.citizen_app import AppError
 from services.auth.oidc.decided import DECIDED, OPENED
 from services.auth.oidc.login import LOGIN_CODE_SEPARATOR, tx_from_link
 
+from ...support.database import CommandRecorder
 from .oidc_steps import app_link_of, authorization_params, query_of, redeem, register
 
 
-class _AuthorizationReads(monitoring.CommandListener):
-    """The `_id`s of the finds on `authorizations` in the database being recorded."""
-
-    def __init__(self) -> None:
-        self.recording: str | None = None
-        self.ids: list[object] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if (self.recording == event.database_name and event.command_name == "find"
-                and event.command.get("find") == "authorizations"):
-            self.ids.append(event.command.get("filter", {}).get("_id"))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
-
-
-READS = _AuthorizationReads()
+READS = CommandRecorder()  # registered before any client of auth's is made
 monitoring.register(READS)
 
 
@@ -51,12 +33,11 @@ async def _open_page(auth_service, rp) -> tuple[str, str, str]:
 
 
 async def _phone_opens(auth_service, phone, link: str) -> tuple[dict, list[object]]:
-    READS.ids, READS.recording = [], auth_service.context.db.name
-    try:
+    """The phone opens the link: (its outcome, the `_id` of each find on `authorizations` meanwhile)."""
+    with READS.recording(auth_service.context.db.name) as seen:
         outcome = await phone.open_link(link)
-    finally:
-        READS.recording = None
-    return outcome, READS.ids
+    return outcome, [command.get("filter", {}).get("_id") for name, collection, command in seen
+                     if name == "find" and collection == "authorizations"]
 
 
 async def test_a_login_opened_here_is_claimed_without_reading_its_document(auth_service, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pymongo import monitoring
 
+from ...support.database import CommandRecorder
 from .conftest import VALUES
 
 PROVIDER_RECORD = "push_log"
@@ -85,33 +86,20 @@ FLOW = {"notifications", "inbox", "accounts", "preferences", "templates", "subje
         "callbacks", "callback_urls"}
 
 
-class _Queries(monitoring.CommandListener):
-    """The filters of the commands notify sends while `recording` (registered before any client is created)."""
-
-    def __init__(self) -> None:
-        self.recording: str | None = None
-        self.seen: list[tuple[str, str, dict]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording is None or event.database_name != self.recording:
-            return
-        command, name = event.command, event.command_name
-        collection = command.get(name)
+def _filters(seen) -> list[tuple[str, str, dict]]:
+    """(command, collection, filter) of each find, update, delete and findAndModify among recorded commands."""
+    filters: list[tuple[str, str, dict]] = []
+    for name, collection, command in seen:
         if name == "find":
-            self.seen.append((name, collection, command.get("filter", {})))
+            filters.append((name, collection, command.get("filter", {})))
         elif name in ("update", "delete"):
-            self.seen += [(name, collection, statement["q"]) for statement in command.get(name + "s", [])]
+            filters += [(name, collection, statement["q"]) for statement in command.get(name + "s", [])]
         elif name.lower() == "findandmodify":
-            self.seen.append((name, collection, command.get("query", {})))
-
-    def succeeded(self, event) -> None:
-        pass
-
-    def failed(self, event) -> None:
-        pass
+            filters.append((name, collection, command.get("query", {})))
+    return filters
 
 
-QUERIES = _Queries()
+QUERIES = CommandRecorder()  # registered before any client is made
 monitoring.register(QUERIES)
 
 
@@ -134,13 +122,10 @@ async def test_a_batch_is_delivered_with_queries_the_database_serves_from_an_ind
                                                 "recipients": [{"sub": c.sub, "personalisation": VALUES} for c in citizens]})
     assert accepted.status == 201
 
-    QUERIES.seen, QUERIES.recording = [], notify.ctx.db.name
-    try:
+    with QUERIES.recording(notify.ctx.db.name) as seen:
         await _settle(notify)  # expansion, delivery, the pushes
-    finally:
-        QUERIES.recording = None
 
-    flow = [(name, collection, query) for name, collection, query in QUERIES.seen if collection in FLOW]
+    flow = [(name, collection, query) for name, collection, query in _filters(seen) if collection in FLOW]
     assert {collection for _, collection, _ in flow} >= {"notifications", "inbox", "accounts", "subjects", "jobs"}
     assert not [q for q in flow if q[0].lower() == "findandmodify"], flow
     scans = []
