@@ -189,6 +189,15 @@ async def database_inserts(stack: DevStack, n: int) -> float:
     return n / elapsed
 
 
+def dispatcher_chunk() -> int:
+    """Recipients per chunk as the stack's dispatcher has it: the variable this process passes on, else its default."""
+    from libs.service.settings import declared_settings
+    from services.notify.settings import NotifySettings
+
+    variable = "HARBOUR_NOTIFY_CHUNK_SIZE"
+    return int(os.environ.get(variable, declared_settings(NotifySettings)[variable]))
+
+
 async def own_documents_rate(stack: DevStack, chunk: int) -> tuple[float, int]:
     """(notifications/s, notifications) at which the database takes nothing but each notification's own two documents:
     the batch's notifications and inbox items as it wrote them, copied with new ids into a scratch database with
@@ -257,8 +266,7 @@ def main() -> int:
     try:
         e2e, documents, commands = asyncio.run(end_to_end(stack, args.recipients, args.kill_dispatcher))
         inserts = asyncio.run(database_inserts(stack, args.recipients))
-        # The dispatcher's chunk (services/notify/settings.py; the stack passes this environment on).
-        own_rate, own_count = asyncio.run(own_documents_rate(stack, int(os.environ.get("HARBOUR_NOTIFY_CHUNK_SIZE", 500))))
+        own_rate, own_count = asyncio.run(own_documents_rate(stack, dispatcher_chunk()))
         produce, consume = asyncio.run(broker_rates(stack, args.recipients))
     finally:
         stack.down()
