@@ -221,13 +221,13 @@ def main() -> int:
         before: dict = {}
 
         def before_timed() -> None:
-            before.update(cpu=cpu_of(pids), ops=db.opcounters())
+            before.update(cpu=cpu_of(pids), ops=db.opcounters(), top=db.by_collection())
 
         with tempfile.TemporaryDirectory() as folder:
             async def api() -> tuple[tuple[float, list[float]], tuple[float, list[float]] | None]:
                 app, token = await citizen_and_client(stack, Path(folder))
                 cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency, before_timed=before_timed)
-                before.update(cpu_after=cpu_of(pids), ops_after=db.opcounters())
+                before.update(cpu_after=cpu_of(pids), ops_after=db.opcounters(), top_after=db.by_collection())
                 pdf_run = await journeys(gateway, app, token, args.pdfs, args.concurrency, one_page_pdf()) if args.pdfs else None
                 return cms_run, pdf_run
 
@@ -249,6 +249,9 @@ def main() -> int:
     ops = {kind: (before["ops_after"][kind] - before["ops"][kind]) / args.signatures for kind in OPS}
     print(f"  database operations per CMS journey: {sum(ops.values()):.1f} ("
           + ", ".join(f"{kind} {n:.1f}" for kind, n in ops.items()) + "; the idle stack's own included)")
+    by_collection = {ns: (n - before["top"].get(ns, 0)) / args.signatures for ns, n in before["top_after"].items()}
+    print("  by collection, idle included: " + ", ".join(f"{ns} {n:.2f}" for ns, n in sorted(by_collection.items(), key=lambda kv: -kv[1])
+                                                          if n >= 0.1))
     if pdf_run:
         pdf_rate, pdf_latencies = pdf_run
         print(f"{'PDF through the API, approved on the app':44} {pdf_rate:10.2f} signatures/s "

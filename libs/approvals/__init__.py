@@ -1,6 +1,6 @@
 """The approval pattern shared by all four functions: prompt model, canonical digest, device-signed decisions."""
 
-from .confidential import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, seal_prompt, unseal_prompt
+from .confidential import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, opened_in_app, seal_prompt, unseal_prompt
 from .decision import (
     DECISION_TYP,
     DecisionClaims,
@@ -24,6 +24,7 @@ __all__ = [
     "clear_part",
     "decrypt_prompt",
     "encrypt_prompt",
+    "opened_in_app",
     "seal_prompt",
     "unseal_prompt",
     "decision_device_id",

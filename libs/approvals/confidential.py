@@ -8,6 +8,10 @@ decision's digest. So:
 - `approval.requested` carries the request's clear part (ids, action,
   requester, matching code, expiry: what notify and the outboxes need) and the
   whole request sealed to auth's public key (`seal_prompt` / `unseal_prompt`);
+- `opened_in_app` (only when true) says the citizen's app asked for the
+  prompt itself, by opening the request's link: the phone already shows it,
+  so notify sends no "approve on your phone" message (a login opened by QR
+  code pushes none either). It is outside the prompt and its digest;
 - auth's prompt queue keeps the same clear part and the confidential part
   encrypted with auth's field cipher (`encrypt_prompt` / `decrypt_prompt`).
 
@@ -30,6 +34,7 @@ from .prompt import ApprovalRequest, canonical_json
 
 CONFIDENTIAL = ("purpose", "details")
 SEALED_KEY = "sealed_request"
+OPENED_IN_APP = "opened_in_app"
 
 
 class PromptUnreadable(ValueError):
@@ -41,9 +46,16 @@ def clear_part(request: ApprovalRequest) -> dict[str, Any]:
     return request.model_dump(mode="json", exclude=set(CONFIDENTIAL))
 
 
-def seal_prompt(request: ApprovalRequest, auth_public_jwk: dict[str, Any]) -> dict[str, Any]:
-    """The `approval.requested` event data: the clear part, and the whole request sealed to auth."""
-    return {**clear_part(request), SEALED_KEY: seal(request.model_dump(mode="json"), auth_public_jwk)}
+def seal_prompt(request: ApprovalRequest, auth_public_jwk: dict[str, Any], *, opened_in_app: bool = False) -> dict[str, Any]:
+    """The `approval.requested` event data: the clear part, and the whole request sealed to auth; `opened_in_app`:
+    the citizen's app asked for it (opened the request's link), so no message need call them to the app."""
+    data = {**clear_part(request), SEALED_KEY: seal(request.model_dump(mode="json"), auth_public_jwk)}
+    return {**data, OPENED_IN_APP: True} if opened_in_app else data
+
+
+def opened_in_app(data: dict[str, Any]) -> bool:
+    """Whether an `approval.requested` says the citizen's app asked for the prompt itself."""
+    return data.get(OPENED_IN_APP) is True
 
 
 def unseal_prompt(data: dict[str, Any], auth_private_jwk: dict[str, Any]) -> ApprovalRequest:
@@ -57,7 +69,7 @@ def unseal_prompt(data: dict[str, Any], auth_private_jwk: dict[str, Any]) -> App
         request = ApprovalRequest.model_validate(unseal(token, auth_private_jwk))
     except (SealError, ValidationError) as exc:
         raise PromptUnreadable(f"the sealed prompt cannot be read: {type(exc).__name__}") from None
-    _same(request, {k: v for k, v in data.items() if k != SEALED_KEY})
+    _same(request, {k: v for k, v in data.items() if k not in (SEALED_KEY, OPENED_IN_APP)})
     return request
 
 

@@ -29,13 +29,11 @@ from libs.events.audit import audit_event
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
 from libs.events.topics import AUDIT, Topic
+from libs.store import after_commit
 
 from .install import commit
 
 T = TypeVar("T")
-
-# Inside `ServiceContext.transaction`: what to do once it has committed, by key.
-_AFTER_COMMIT: ContextVar[dict[Any, Callable[[], None]] | None] = ContextVar("after_commit", default=None)
 
 # Inside `ServiceContext.batched(session)`: that session and the (topic, event, key) triples published for it so far.
 _BATCH: ContextVar[tuple[AsyncClientSession, list[tuple[str, CloudEvent, str | None]]] | None] = ContextVar(
@@ -62,24 +60,13 @@ class ServiceContext:
         """Run `work(session)` in one transaction (retried whole if transient), then wake the outbox relay.
 
         What `work` registered with `after_commit` runs once the transaction has committed (its last attempt's)."""
-        callbacks: dict[Any, Callable[[], None]] = {}
-        token = _AFTER_COMMIT.set(callbacks)
-        try:
-            result = await commit(self.mongo, self.relay, work)
-        finally:
-            _AFTER_COMMIT.reset(token)
-        for callback in callbacks.values():
-            callback()
-        return result
+        return await commit(self.mongo, self.relay, work)
 
     def after_commit(self, key: Any, callback: Callable[[], None]) -> bool:
-        """Inside `transaction`: call `callback` once it has committed (a retried attempt's replaces an earlier one of
-        the same `key`). Outside one: nothing is registered, and False says so."""
-        callbacks = _AFTER_COMMIT.get()
-        if callbacks is None:
-            return False
-        callbacks[key] = callback
-        return True
+        """Inside a transaction (this service's, or its event consumer's): call `callback` once it has committed (a
+        later registration of the same `key` replaces an earlier one). Outside one: nothing is registered, and False
+        says so. libs.store.after_commit."""
+        return after_commit(key, callback)
 
     @property
     def outbox(self) -> Outbox:

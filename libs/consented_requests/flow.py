@@ -104,13 +104,15 @@ class ConsentedRequests(Generic[S]):
             expires_at=doc["expires_at"],
         )
 
-    async def ask_citizen(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any]) -> None:
+    async def ask_citizen(self, ctx: ConsentContext, session: AsyncClientSession, doc: dict[str, Any], *,
+                          opened_in_app: bool = False) -> None:
+        """Publish the prompt; `opened_in_app`: the citizen's app asked (the link's claim), so nothing need call them."""
         approval = self.approval(doc)
         # In the trace of the relying party's request, even when the phone's claim asks (linked to the claim).
         with continuing(doc.get("traceparent"), "approval requested", {"harbour.approval_id": approval.approval_id}):
             # The free text (purpose, field or document names) is sealed: for auth's eyes only.
             await ctx.publish(session, APPROVAL_REQUESTED, "approval.requested", approval.approval_id,
-                              seal_prompt(approval, ctx.settings.auth_sealing_jwk))
+                              seal_prompt(approval, ctx.settings.auth_sealing_jwk, opened_in_app=opened_in_app))
 
     # -- the relying party's free text, encrypted at rest --------------------
     # It is about the citizen's business: personal data, stored only under the request's own data key.
@@ -215,8 +217,8 @@ class ConsentedRequests(Generic[S]):
             doc["account_id"] = account_id
             doc = self.with_text(ctx, doc)
             refusal = await refuse(session, doc) if refuse is not None else None
-            if refusal is None:
-                await self.ask_citizen(ctx, session, doc)
+            if refusal is None:  # the app that claimed shows the prompt: no "approve on your phone" message
+                await self.ask_citizen(ctx, session, doc, opened_in_app=True)
             return doc, refusal
 
         doc, refusal = await ctx.transaction(work)

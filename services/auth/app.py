@@ -18,6 +18,7 @@ from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import housekeeping
 from .approvals import queue
+from .approvals.stream import PromptFeed
 from .callers import AUTH
 from .clients.directory import install_client_directory
 from .clients.registry import client_from_doc
@@ -47,6 +48,7 @@ def create_app(
     async def auth_context(app: web.Application):
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.max_jwt_lifetime_s)
         await keys.ensure()
+        the_clock = clock or SystemClock()
         app[AUTH] = Auth(
             settings=settings,
             mongo=app[MONGO_CLIENT],
@@ -55,7 +57,9 @@ def create_app(
             signer=TokenSigner(keys, settings.issuer),
             matcher=matcher or LocalFaceMatcher(),
             relay=app[OUTBOX_RELAY],
-            clock=clock or SystemClock(),
+            clock=the_clock,
+            # New prompts to the phones' open streams (approvals/stream.py), those queued here as soon as committed.
+            prompt_feed=PromptFeed(app[DATABASE], the_clock),
             # A decided login prompt finishes its login or CIBA request (oidc/login.py), in the decision's transaction.
             # A decided closure prompt closes the account (identity/closure.py), in the same transaction.
             finishers={"login": login.on_decision, closure.ACTION: closure.on_decision,

@@ -13,6 +13,7 @@ from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
 
 from libs.tokens.keystore import KeyStore, TokenSigner
+from .approvals.stream import PromptFeed
 from .identity.proofing import FaceMatcher
 from .settings import AuthSettings
 from .web_app import canonical_origin, rp_id
@@ -34,6 +35,8 @@ class Auth(ServiceContext):
     finishers: Mapping[str, Finisher] = field(default_factory=dict)
     # Set when a change queued back-channel logout tokens (oidc/backchannel.py): the sender goes at once.
     backchannel_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # The phones' open approval streams (approvals/stream.py): what this process queues reaches them once committed.
+    prompt_feed: PromptFeed | None = None
 
     @property
     def field_cipher(self) -> FieldCipher:

@@ -27,6 +27,8 @@ CONSUMER_GROUP = "notify"
 
 def handler(notify: Notify):
     async def handle(event: CloudEvent, session: AsyncClientSession) -> None:
+        if not wants(event):  # what the consumer skips unrecorded, whoever hands it here
+            return
         data = event.data
         db = notify.db
         if event.type == "identity.enrolled":
@@ -68,7 +70,10 @@ HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.de
 
 
 def wants(event: CloudEvent) -> bool:
-    """The events handle acts on: the other audit records (a login's, a decision's) are skipped unrecorded."""
+    """The events handle acts on: the other audit records (a login's, a decision's) and the prompts the citizen's
+    app asked for itself (it already shows them) are skipped unrecorded."""
+    if event.type == "approval.requested":  # libs.approvals.opened_in_app, without loading the prompt's models here
+        return event.data.get("opened_in_app") is not True
     if event.type == "audit.recorded":
         return event.source == "/auth" and event.data.get("action") == "device.activate" and bool(event.subject)
     return event.type in HANDLED or event.type in CLIENT_CHANGED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bson
 import pytest
 
-from libs.approvals import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, seal_prompt, unseal_prompt
+from libs.approvals import PromptUnreadable, clear_part, decrypt_prompt, encrypt_prompt, opened_in_app, seal_prompt, unseal_prompt
 from libs.crypto import FieldCipher, Keyring, generate_sealing_key, new_key_value, public_jwk, seal
 
 from ..support.prompts import fixed_request
@@ -48,6 +48,19 @@ def test_auth_refuses_an_unsealed_prompt_another_keys_seal_and_a_clear_part_that
             unseal_prompt(tampered, key)
     with pytest.raises(PromptUnreadable):  # sealed to auth, but not a request
         unseal_prompt({**data, "sealed_request": seal({"hello": "world"}, public_jwk(key))}, key)
+
+
+def test_a_prompt_the_app_asked_for_says_so_outside_the_request_and_its_digest():
+    key = generate_sealing_key()
+    original = prompt()
+    asked_by_app = seal_prompt(original, public_jwk(key), opened_in_app=True)
+    assert asked_by_app["opened_in_app"] is True and opened_in_app(asked_by_app)
+    assert not opened_in_app(seal_prompt(original, public_jwk(key))) and "opened_in_app" not in seal_prompt(original, public_jwk(key))
+    assert not opened_in_app({**asked_by_app, "opened_in_app": "yes"})  # only a true flag
+    opened = unseal_prompt(asked_by_app, key)
+    assert opened == original and opened.digest() == original.digest()
+    with pytest.raises(PromptUnreadable):  # the flag beside it does not excuse a clear part that differs
+        unseal_prompt({**asked_by_app, "account_id": "acct-2"}, key)
 
 
 def test_stored_form_keeps_the_free_text_encrypted_and_opens_to_the_same_digest():

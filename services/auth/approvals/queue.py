@@ -41,12 +41,19 @@ async def enqueue(
 
     `journey` is the trace context of the login or request the prompt belongs to (the current one by default):
     the citizen's decision continues that trace (decisions.py)."""
-    await auth.db[APPROVALS].update_one(
-        {"_id": request.approval_id},
-        {"$setOnInsert": stored_prompt(auth, request, journey=journey)},
-        upsert=True,
-        session=session,
-    )
+    stored = stored_prompt(auth, request, journey=journey)
+    result = await auth.db[APPROVALS].update_one({"_id": request.approval_id}, {"$setOnInsert": stored}, upsert=True,
+                                                 session=session)
+    if result.upserted_id is not None:
+        announce(auth, {"_id": request.approval_id, **stored})
+
+
+def announce(auth: "Auth", doc: dict[str, Any]) -> None:
+    """A prompt just queued, to this process's open streams for its account once it is committed (at once when it
+    was written outside a transaction)."""
+    feed = auth.prompt_feed
+    if feed is not None and not auth.after_commit(("prompt", doc["_id"]), lambda: feed.queued_here(doc)):
+        feed.queued_here(doc)
 
 
 def stored_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -69,6 +76,7 @@ async def insert_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str 
         await auth.db[APPROVALS].insert_one(doc)
     except DuplicateKeyError:
         return None
+    announce(auth, doc)
     return doc
 
 

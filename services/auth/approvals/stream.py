@@ -98,6 +98,13 @@ class PromptFeed:
                       .sort("expires_at", 1).limit(100).to_list())
         return [notice(doc) for doc in docs]
 
+    def queued_here(self, doc: dict[str, Any]) -> None:
+        """A prompt this process has just committed (`doc` as stored): to its account's streams now, not when the
+        change stream next answers — on a database that answers an empty change stream at once (the dev stack's),
+        up to MIN_EMPTY_WAIT_S later. The change stream brings it again; each stream sends a prompt id once."""
+        if doc.get("status") == "pending" and doc.get("account_id") in self.listeners:
+            self._hand_out(doc["account_id"], notice(doc))
+
     def _hand_out(self, account_id: str, item: dict[str, Any]) -> None:
         for queue in list(self.listeners.get(account_id, ())):
             try:

@@ -118,7 +118,7 @@ def install_approval_stream(app: web.Application) -> None:
 
     async def feed(app: web.Application):
         auth = app[AUTH]
-        app[FEED] = PromptFeed(auth.db, auth.clock)
+        app[FEED] = auth.prompt_feed or PromptFeed(auth.db, auth.clock)
         app[SLOTS] = StreamSlots(auth.settings.sse_max_streams_per_device)
         task = asyncio.create_task(app[FEED].run(), name="auth-prompt-feed")
         yield

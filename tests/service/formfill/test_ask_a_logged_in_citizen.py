@@ -25,7 +25,7 @@ async def test_the_prompt_names_the_fields_and_is_sealed_to_auth(formfill):
     assert prompt.requester.client_id == rp.client_id
     # The purpose travels only sealed: the event's clear part does not carry it.
     [event] = await published(formfill.ctx, "approval.requested", prompt.approval_id)
-    assert "Open a water account" not in event.model_dump_json()
+    assert "Open a water account" not in event.model_dump_json() and "opened_in_app" not in event.data
     assert await outbox_topics(formfill.ctx, "approval.requested") == ["approvals.requested"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.auth_stand_in import published
+
 from .conftest import problem
 
 
@@ -19,6 +21,8 @@ async def test_the_link_binds_the_request_and_sends_the_prompt(formfill):
     assert await claimed.json() == {"request_id": request_id, "approval_id": f"formfill-{request_id}", "client_name": "Harbour Water"}
     prompt = await formfill.prompt(request_id)
     assert prompt.account_id == citizen.account_id and prompt.purpose == "Open a water account"
+    [event] = await published(formfill.ctx, "approval.requested", prompt.approval_id)
+    assert event.data["opened_in_app"] is True  # the app that claimed shows it: notify calls nobody to the app
 
 
 async def test_a_link_opened_by_someone_else_is_unusable(formfill):

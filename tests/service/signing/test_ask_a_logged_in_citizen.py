@@ -25,6 +25,7 @@ async def test_the_prompt_shows_the_document_and_is_sealed_to_auth(signing):
                               "sha256_start": CONTRACT_SHA256[:16]}
     [event] = await published(signing.ctx, "approval.requested", prompt.approval_id)
     assert "Water contract" not in event.model_dump_json()
+    assert "opened_in_app" not in event.data  # the phone learns of it from notify's "approve on your phone" message
     stored = await signing.ctx.db["requests"].find_one({"_id": created["request_id"]})
     assert "Water contract" not in str(stored) and stored["sub"] == citizen.sub
 

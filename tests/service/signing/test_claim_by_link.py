@@ -23,6 +23,9 @@ async def test_the_link_binds_the_request_and_sends_the_prompt(signing):
     assert answer.status == 201, await answer.text()
     assert await answer.json() == {"request_id": request_id, "approval_id": f"sign-{request_id}", "client_name": "Harbour Water"}
     assert (await signing.prompt(request_id)).account_id == citizen.account_id
+    # The app that opened the link shows the prompt: the event tells notify not to call the citizen to the app.
+    [event] = await published(signing.ctx, "approval.requested", f"sign-{request_id}")
+    assert event.data["opened_in_app"] is True
 
 
 async def test_a_citizen_who_may_not_sign_closes_the_request(signing):
