@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,8 @@ VALIDATION_DATA_SECONDS = Histogram(
 ACTIVE_CERTIFICATES = Gauge("harbour_signing_active_certificates", "Citizen certificates currently active (refreshed on CRL builds).")
 
 # RFC 5280 reason per identity state; a fresh certificate is issued if the identity becomes active again.
+# The `crl_state` document counting revocations (beside each CRL's number): a CRL is rebuilt when it moves.
+REVOCATIONS = "revocations"
 REVOCATION_REASONS = {"suspended": "certificate_hold", "revoked": "cessation_of_operation", "closed": "cessation_of_operation"}
 
 PLAN = (  # role, subject, lifetime, issuer role
@@ -61,8 +64,8 @@ class Authority:
     settings: SigningSettings
     labels: dict[str, str]
     certs: dict[str, x509.Certificate]
-    # Per CA role: (revoked serials, built at, DER) of its last CRL.
-    _crls: dict[str, tuple[tuple, datetime, bytes]] = field(default_factory=dict, repr=False)
+    # Each role's CRL as last built here: (the revocations' count it was built at, when, DER).
+    _crls: dict[str, tuple[int, datetime, bytes]] = field(default_factory=dict, repr=False)
     # Per serial of the issuing CA's and the TSA's certificates: (made at, DER) of the in-process OCSP answer (ocsp.answer_for).
     _ocsp: dict[int, tuple[datetime, bytes]] = field(default_factory=dict, repr=False)
 
@@ -145,14 +148,24 @@ async def revoke_for_account(db: AsyncDatabase, session: AsyncClientSession, acc
         await db[CERTIFICATES].update_one({"_id": doc["_id"], "status": "active"},
                                           {"$set": {"status": "revoked", "revoked_at": now, "reason": reason}}, session=session)
         CERTIFICATES_REVOKED.labels(reason).inc()
+    if docs:  # in the revocation's transaction: every replica's next CRL reads the revoked list again
+        await db[CRL_STATE].update_one({"_id": REVOCATIONS}, {"$inc": {"count": len(docs)}}, upsert=True, session=session)
     return [d["_id"] for d in docs]
 
 
 async def current_crl(authority: Authority, db: AsyncDatabase, *, now: datetime) -> bytes:
-    """The issuing CA's CRL (DER): every certificate it issued that is revoked."""
-    revoked = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
-    der, rebuilt = await _crl_of(authority, db, "issuing",
-                                 [(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in revoked], now=now)
+    """The issuing CA's CRL (DER): every certificate it issued that is revoked.
+
+    One read by `_id` per call (each signature's validation data, each GET of the CRL): the count of revocations,
+    moved in each revocation's transaction (`revoke_for_account`). The revoked certificates themselves — all of them —
+    are read only when that count moved since this process built its CRL, or the CRL is half-way to its nextUpdate."""
+    state = await db[CRL_STATE].find_one({"_id": REVOCATIONS}, {"count": 1})
+
+    async def revoked() -> list[tuple[int, datetime, str]]:
+        docs = await db[CERTIFICATES].find({"status": "revoked"}, {"revoked_at": 1, "reason": 1}).sort("revoked_at", 1).to_list()
+        return [(int(d["_id"], 16), d["revoked_at"].replace(tzinfo=UTC), d["reason"]) for d in docs]
+
+    der, rebuilt = await _crl_of(authority, db, "issuing", (state or {}).get("count", 0), revoked, now=now)
     if rebuilt:
         ACTIVE_CERTIFICATES.set(await db[CERTIFICATES].count_documents({"status": "active"}))
     return der
@@ -162,26 +175,30 @@ async def current_root_crl(authority: Authority, db: AsyncDatabase, *, now: date
     """The root's CRL (DER), signed by the root key: it covers the one certificate the root issues, the
     issuing CA's, and lists nothing — revoking the issuing CA means a new hierarchy (docs/operations.md).
     Published so that verifiers that check the whole path find an answer for the issuing CA too."""
-    der, _ = await _crl_of(authority, db, "root", [], now=now)
+    async def nothing_revoked() -> list[tuple[int, datetime, str]]:
+        return []
+
+    der, _ = await _crl_of(authority, db, "root", 0, nothing_revoked, now=now)
     return der
 
 
-async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, revoked: list[tuple[int, datetime, str]], *,
-                  now: datetime) -> tuple[bytes, bool]:
-    """`role`'s CRL and whether it was built now: rebuilt when its revoked set changed or half its validity passed."""
+async def _crl_of(authority: Authority, db: AsyncDatabase, role: str, version: int,
+                  revoked: Callable[[], Awaitable[list[tuple[int, datetime, str]]]], *, now: datetime) -> tuple[bytes, bool]:
+    """`role`'s CRL and whether it was built now: rebuilt, from `revoked()`, when the revocations' `version` moved
+    or half its validity passed."""
     now = now.replace(microsecond=0)
-    fingerprint = tuple(serial for serial, _, _ in revoked)
     cached = authority._crls.get(role)
     if cached is not None:
-        cached_fp, built_at, der = cached
-        if cached_fp == fingerprint and now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
+        cached_version, built_at, der = cached
+        if cached_version == version and now - built_at < timedelta(seconds=authority.settings.crl_validity_s / 2):
             return der, False
+    entries = await revoked()  # read after `version`: a revocation between the two reads only rebuilds once more
     state = await db[CRL_STATE].find_one_and_update({"_id": role}, {"$inc": {"number": 1}}, upsert=True, return_document=True)
     crl = await build_crl(
         authority.hsm, issuer_label=authority.labels[role], issuer=authority.certs[role], number=state["number"],
-        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s), revoked=revoked)
+        this_update=now, next_update=now + timedelta(seconds=authority.settings.crl_validity_s), revoked=entries)
     der = crl.dump()
-    authority._crls[role] = (fingerprint, now, der)
+    authority._crls[role] = (version, now, der)
     return der, True
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from asn1crypto import crl as asn1_crl
+from pymongo import monitoring
 
 from tests.support.auth_stand_in import published, state_changed
+from tests.support.database import CommandRecorder
 
 
 async def test_suspending_the_identity_puts_its_certificate_on_hold(signing):
@@ -64,3 +66,40 @@ async def test_closing_the_account_revokes_its_certificate_and_destroys_its_key_
     again = await signing.ask(rp, sub=citizen.sub)
     assert again.status == 403 and (await again.json())["type"].endswith("/identity-not-active")
     assert await signing.ctx.db["certificates"].count_documents({"account_id": citizen.account_id}) == 1
+
+
+READS = CommandRecorder()  # registered when the module is collected, before any client of signing's is made
+monitoring.register(READS)
+
+
+def _revoked_list_reads(seen) -> int:
+    return sum(1 for name, collection, command in seen
+               if name == "find" and collection == "certificates" and command.get("filter") == {"status": "revoked"})
+
+
+async def test_the_crl_reads_the_revoked_certificates_only_when_a_revocation_moved_their_count(signing):
+    # Each signature's validation data and each GET of the CRL ask for the CRL: every revoked certificate read each
+    # time would grow with the revocations (and a public endpoint would read them all per request). One read by `_id`
+    # of the revocations' count says whether to read them again; a revocation moves it in its own transaction, so
+    # the next CRL lists it — in this process or any other.
+    rp = await signing.relying_party()
+    citizen = await signing.citizen(rp)
+    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
+    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+    await signing.http.get("/v1/signing/crl")
+
+    with READS.recording(signing.ctx.db.name) as seen:
+        for _ in range(3):
+            assert (await signing.http.get("/v1/signing/crl")).status == 200
+        request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+        await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))  # a signature: its validation data
+    assert (await (await signing.status(rp, request_id)).json())["status"] == "signed"
+    assert _revoked_list_reads(seen) == 0
+
+    await signing.learn(state_changed(citizen.account_id, was="active", to="suspended"))
+    with READS.recording(signing.ctx.db.name) as seen:
+        crl = asn1_crl.CertificateList.load(await (await signing.http.get("/v1/signing/crl")).read())
+        again = await (await signing.http.get("/v1/signing/crl")).read()
+    assert serial in {format(entry["user_certificate"].native, "x") for entry in crl["tbs_cert_list"]["revoked_certificates"]}
+    assert _revoked_list_reads(seen) == 1 and again == crl.dump()
