@@ -27,7 +27,7 @@ from libs.errors import Refused
 from libs.events import agency_topic
 from libs.events.topics import SIGNING
 from libs import result_callbacks
-from libs.projections import CLIENTS, agency_subscribers, pairwise_subject
+from libs.projections import CLIENTS, pairwise_subject, wants_agency_events
 from libs.service.logging import get_logger
 from libs.service.validation import DisplayText
 from libs.tokens import load_public_jwk
@@ -200,23 +200,21 @@ async def _sub(signing: Signing, session: AsyncClientSession | None, doc: dict[s
     return await pairwise_subject(signing.db, doc["sector"], doc["account_id"], session=session)
 
 
-async def _to_agency(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], event_type: str, data: dict[str, Any]) -> None:
-    """The outcome on the relying party's own topic, if it subscribed (`agency_events` in the clients projection,
-    read by `_id` in this transaction), with its pairwise `sub` only."""
-    if await agency_subscribers(signing.db, [doc["client_id"]], session=session):
-        await signing.publish(session, agency_topic(doc["client_id"]), event_type, doc["_id"],
-                              {"request_id": doc["_id"], "sub": await _sub(signing, session, doc), **data})
-
-
-async def _call_back(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], event: str, status: SigningStatus, *,
-                     error: str | None = None) -> None:
-    """The outcome's result callback (libs/result_callbacks), queued in its transaction when the client registered a
-    URL (the clients projection, read by `_id`): ids and the status only, as polling shows them."""
-    client = await signing.db[CLIENTS].find_one({"_id": doc["client_id"]}, {"callback_urls": 1}, session=session)
-    if not (client or {}).get("callback_urls"):
+async def _tell_client(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], event_type: str, data: dict[str, Any],
+                       status: SigningStatus, *, error: str | None = None) -> None:
+    """The outcome to the relying party, in the outcome's transaction: a copy on its own topic if it subscribed
+    (`agency_events`), its result callback if it registered a URL (`callback_urls`) — both from one read of the clients
+    projection by `_id` — each with its pairwise `sub` only (the callback: ids and the status, as polling shows them)."""
+    client = await signing.db[CLIENTS].find_one({"_id": doc["client_id"]}, {"agency_events": 1, "callback_urls": 1}, session=session)
+    agency, callback = wants_agency_events(client), bool((client or {}).get("callback_urls"))
+    if not (agency or callback):
         return
-    await result_callbacks.record(signing.db, session, client, signing.clock.now(), event=event, request_id=doc["_id"],
-                                  status=str(status), sub=await _sub(signing, session, doc), error=error)
+    sub = await _sub(signing, session, doc)
+    if agency:
+        await signing.publish(session, agency_topic(doc["client_id"]), event_type, doc["_id"], {"request_id": doc["_id"], "sub": sub, **data})
+    if callback:
+        await result_callbacks.record(signing.db, session, client, signing.clock.now(), event=event_type, request_id=doc["_id"],
+                                      status=str(status), sub=sub, error=error)
 
 
 async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, Any], reason: str,
@@ -228,8 +226,7 @@ async def _close(signing: Signing, session: AsyncClientSession, doc: dict[str, A
     await SIGNING_REQUESTS.move(signing, session, doc, status, error=reason, decided_at=decided_at or signing.clock.now())
     await signing.db[DOCUMENTS].delete_one({"_id": doc["_id"]}, session=session)
     SIGNATURES.labels(doc["kind"], reason).inc()
-    await _to_agency(signing, session, doc, "signature.refused", {"reason": reason})
-    await _call_back(signing, session, doc, "signature.refused", status, error=reason)
+    await _tell_client(signing, session, doc, "signature.refused", {"reason": reason}, status, error=reason)
     # The citizen's record: which request of whom went unsigned and why (the kind, never the document's name).
     if subject := account_id or doc.get("account_id"):
         await signing.audit(session, subject=subject, action="signature.refuse", actor=actor, outcome=str(status),
@@ -399,9 +396,9 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
                                 certificate_serial=cert_doc["_id"])
     SIGNATURES.labels(doc["kind"], "signed").inc()
     # No document name: the relying party has it by request id, and free text stays off the outbox and Kafka.
-    await _to_agency(signing, session, doc, "signature.completed",
-                     {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()})
-    await _call_back(signing, session, doc, "signature.completed", SigningStatus.SIGNED)
+    await _tell_client(signing, session, doc, "signature.completed",
+                       {"kind": doc["kind"], "sha256": doc["sha256"], "certificate_serial": cert_doc["_id"], "signed_at": now.isoformat()},
+                       SigningStatus.SIGNED)
     await signing.audit(session, subject=doc["account_id"], action="signature.create", actor=data["device_id"],
                         client_id=doc["client_id"], request_id=request_id, kind=doc["kind"], serial=cert_doc["_id"])
 
