@@ -5,6 +5,6 @@ its app; `ServiceContext` is what its use cases are handed (no aiohttp).
 """
 
 from .context import ServiceContext
-from .install import commit, install_backbone
+from .install import install_backbone
 
-__all__ = ["ServiceContext", "commit", "install_backbone"]
+__all__ = ["ServiceContext", "install_backbone"]

@@ -29,9 +29,7 @@ from libs.events.audit import audit_event
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
 from libs.events.topics import AUDIT, Topic
-from libs.store import after_commit
-
-from .install import commit
+from libs.store import after_commit, in_transaction
 
 T = TypeVar("T")
 
@@ -57,10 +55,11 @@ class ServiceContext:
             raise TypeError(f"{type(self).__name__} must declare its event source, e.g. source = \"/auth\"")
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """Run `work(session)` in one transaction (retried whole if transient), then wake the outbox relay.
+        """Run `work(session)` in one transaction (retried whole if transient).
 
-        What `work` registered with `after_commit` runs once the transaction has committed (its last attempt's)."""
-        return await commit(self.mongo, self.relay, work)
+        What `work` registered with `after_commit` runs once the transaction has committed (its last attempt's): the
+        outbox relay is woken that way when `work` published events (libs/events/outbox.py)."""
+        return await in_transaction(self.mongo, work)
 
     def after_commit(self, key: Any, callback: Callable[[], None]) -> bool:
         """Inside a transaction (this service's, or its event consumer's): call `callback` once it has committed (a

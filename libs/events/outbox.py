@@ -46,7 +46,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from libs.background import repeat_passes
+from libs.background import repeat_passes, wake_up
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
@@ -54,6 +54,7 @@ from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
 from libs.store.bulk import update_each
 from libs.store.indexes import apply_indexes, index, retire_indexes
+from libs.store.transactions import after_commit
 
 from .envelope import CloudEvent
 from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, start_consumer,
@@ -90,25 +91,42 @@ def _next_seq() -> int:
     return _last_seq
 
 
+def relay_wake_name(db: AsyncDatabase) -> str:
+    """The name (libs/background.py `wake_up`) of the relay loop of the outbox in `db`."""
+    return f"outbox-relay:{db.name}"
+
+
 class Outbox:
     def __init__(self, db: AsyncDatabase) -> None:
         self.collection = db[OUTBOX_COLLECTION]
+        self._wake_name = relay_wake_name(db)
 
     async def add(
         self, session: AsyncClientSession, topic: str, event: CloudEvent, *, key: str | None = None
     ) -> None:
         """Record `event` for `topic` inside the caller's transaction. `key` picks the partition (ordering)."""
         await self.collection.insert_one(_document(topic, event, key), session=session)
+        self._wake_relay_at_commit()
 
     async def add_keyed(self, session: AsyncClientSession, items: list[tuple[str, CloudEvent, str | None]]) -> None:
         """Record (topic, event, key) triples in one insert, in this order, inside the caller's transaction."""
         if items:
             await self.collection.insert_many([_document(topic, event, key) for topic, event, key in items], session=session)
+            self._wake_relay_at_commit()
 
     async def add_many(self, session: AsyncClientSession, items: list[tuple[str, CloudEvent]]) -> None:
         """Record many (topic, event) pairs in one round trip (bulk senders: thousands of status events)."""
         if items:
             await self.collection.insert_many([_document(topic, event, None) for topic, event in items], session=session)
+            self._wake_relay_at_commit()
+
+    def _wake_relay_at_commit(self) -> None:
+        """This process's relay publishes the events once their transaction commits — whoever ran it (a request, an
+        event consumer, a loop): without this, an event a consumer wrote waited for the relay's next look, up to
+        IDLE_MAX_S on a quiet stack. Another process's relay finds them at its next look, as before. Written outside a
+        transaction: at once."""
+        if not after_commit(self._wake_name, lambda: wake_up(self._wake_name)):
+            wake_up(self._wake_name)
 
 
 def _document(topic: str, event: CloudEvent, key: str | None) -> dict:
@@ -308,7 +326,8 @@ class OutboxRelay:
 
     async def run(self) -> None:
         await repeat_passes(self._pass, interval_s=self.poll_interval_s, full_batch=self.batch_size, max_backoff_s=10.0,
-                            wake=self._wake, what="outbox relay pass", log_fields={"service": self.service})
+                            wake=self._wake, wake_name=relay_wake_name(self.db), what="outbox relay pass",
+                            log_fields={"service": self.service})
 
     async def _pass(self) -> int:
         published = 0

@@ -23,6 +23,7 @@ from libs.events.topics import Topic
 from libs.store import apply_indexes, create_client, in_transaction
 from services.signing.ledger.consumer import AuditConsumer
 
+from ..support.broker import read_all
 from ..support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -370,6 +371,55 @@ async def test_a_replica_that_lost_the_relay_lease_stops_reporting_the_backlog_i
     finally:
         await first.reader.stop()
         await second.reader.stop()
+        await publisher.stop()
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_an_event_written_in_any_transaction_wakes_the_relay_at_its_commit(infra):
+    # A consumer's handler writes events in the consumer's own transaction (not a service's `transaction`, which used
+    # to wake the relay itself): the event waited for the relay's next look, up to IDLE_MAX_S on a quiet stack. Now
+    # the outbox wakes this process's relay when the transaction commits — not before (a relay woken then would find
+    # nothing and sleep again), and not for one that aborted. The relay here looks by itself only every 60 s.
+    topic, client, db, _, publisher = await _one_partition(infra, "woken-relay")
+    await apply_indexes(db, OUTBOX_INDEXES)
+    relay = OutboxRelay(db, publisher, service="woken-relay", poll_interval_s=60)
+    loop = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay._renewed_at > 0, timeout_s=10)  # its first pass is done: it waits 60 s now
+        passes = 0
+        counted = relay._pass
+
+        async def counting_pass() -> int:
+            nonlocal passes
+            passes += 1
+            return await counted()
+
+        relay._pass = counting_pass  # the loop looks the pass up on each round
+        event = CloudEvent(source="/idle", type="test.woken", subject="s-1", data={})
+
+        async def handler_like(session) -> None:
+            await Outbox(db).add(session, topic.name, event)
+            await asyncio.sleep(0.3)  # still uncommitted: the relay must not have been woken yet
+            assert passes == 0
+
+        await in_transaction(client, handler_like)
+        [message] = await read_all(infra.kafka_bootstrap, topic.name, 1, timeout_s=10)
+        assert CloudEvent.from_json(message.value).id == event.id
+
+        async def aborted(session) -> None:
+            await Outbox(db).add(session, topic.name, CloudEvent(source="/idle", type="test.woken", subject="s-2", data={}))
+            raise KeyError("aborted")
+
+        before = passes
+        with pytest.raises(KeyError):
+            await in_transaction(client, aborted)
+        await asyncio.sleep(0.3)
+        assert passes == before
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await relay.reader.stop()
         await publisher.stop()
         await client.drop_database(db.name)
         await client.close()

@@ -31,6 +31,8 @@ class FakeCollection:
 
 
 class FakeDatabase(dict):
+    name = "parcels"
+
     def __missing__(self, name: str) -> FakeCollection:
         self[name] = FakeCollection()
         return self[name]
@@ -102,17 +104,20 @@ def test_the_clock_defaults_to_the_system_clock_and_is_keyword_only():
     assert [f.name for f in dataclasses.fields(Parcels)] == ["settings", "mongo", "db", "relay", "clock", "depot"]
 
 
-async def test_transaction_runs_the_work_once_and_wakes_the_relay():
+async def test_transaction_runs_the_work_once_then_what_it_registered_for_after_the_commit():
+    # The relay is woken that way by the outbox when the work published events (tests/integration/test_idle_cost.py).
     ctx = parcels()
-    seen = []
+    seen, ran = [], []
 
     async def work(session):
         seen.append(session)
+        assert ctx.after_commit("after", lambda: ran.append("after"))
+        assert ran == []  # not inside the transaction
         return "done"
 
     assert await ctx.transaction(work) == "done"
-    assert seen == ctx.mongo.sessions
-    assert ctx.relay.woken == 1
+    assert seen == ctx.mongo.sessions and ran == ["after"]
+    assert not ctx.after_commit("outside", lambda: ran.append("outside")) and ran == ["after"]
 
 
 async def test_publish_adds_an_event_with_the_service_source_in_the_callers_session():
