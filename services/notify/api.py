@@ -14,11 +14,13 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import BaseModel
 
+from libs.background import event_or_timeout
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, caller_of
 from libs.revocation import REVOCATIONS
 from libs.service.endpoints import Endpoints
 from libs.service import streams
 from libs.service.openapi import JSON
+from libs.store.insert_feed import InsertFeed
 
 from libs.data_export import ExportPart
 
@@ -58,6 +60,7 @@ NOTIFY = web.AppKey("notify", Notify)
 # Set at shutdown so open streams end promptly instead of holding the graceful stop for its whole timeout.
 CLOSING = web.AppKey("notify_closing", asyncio.Event)
 STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
+INBOX_FEED = web.AppKey("notify_inbox_feed", InsertFeed)
 
 NO_STORE = {"Cache-Control": "no-store"}
 AGENCY = {401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
@@ -219,11 +222,18 @@ async def stream_inbox(request: web.Request, caller: Citizen) -> web.StreamRespo
 
 
 async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web.StreamResponse:
+    """New inbox items as they are delivered. The stream asks the database when the process's inbox feed says an item
+    for this account was inserted (and once at the start), not every `sse_poll_s`: an open stream with nothing new
+    costs the database nothing. Every `sse_poll_s` it still checks, in memory, that its device, token and account
+    stand (a revocation or the token's expiry ends it) and that the client is still there."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     SSE_CONNECTIONS.inc()
     revocations = request.app[REVOCATIONS].list
+    feed = request.app[INBOX_FEED]
+    woken = feed.subscribe(citizen.account_id)
+    woken.set()  # look once now
     # Look back a little: an item delivered while the client was connecting is not missed; ids deduplicate.
     since = notify.clock.now() - timedelta(seconds=2)
     sent: set[str] = set()
@@ -231,7 +241,6 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
     try:
         await response.write(b": connected\n\nretry: 2000\n\n")
         while not request.app[CLOSING].is_set():
-            # Checked every poll: a revoked device or token, or its expiry, ends the stream within sse_poll_s.
             if request.transport is None or request.transport.is_closing():
                 break  # the client went away: free its place now, not at the next failed write
             # Against the real time, as the token was verified (not the context's clock, which tests move).
@@ -239,24 +248,27 @@ async def _stream(request: web.Request, notify: Notify, citizen: Citizen) -> web
             if ended:
                 await response.write(f": closed: {ended}\n\n".encode())
                 break
-            for item in await inbox.delivered_since(notify, citizen.account_id, since):
-                if item.id in sent:
-                    continue
-                sent.add(item.id)
-                payload = json.dumps(item.model_dump(mode="json"), ensure_ascii=False)
-                await response.write(f"id: {item.id}\nevent: message\ndata: {payload}\n\n".encode())
-                last_write = asyncio.get_running_loop().time()
-            if len(sent) > 1000:
-                sent.clear()
-                since = notify.clock.now() - timedelta(seconds=2)
+            if woken.is_set():
+                woken.clear()  # before the query: an item inserted during it wakes the next round
+                for item in await inbox.delivered_since(notify, citizen.account_id, since):
+                    if item.id in sent:
+                        continue
+                    sent.add(item.id)
+                    payload = json.dumps(item.model_dump(mode="json"), ensure_ascii=False)
+                    await response.write(f"id: {item.id}\nevent: message\ndata: {payload}\n\n".encode())
+                    last_write = asyncio.get_running_loop().time()
+                if len(sent) > 1000:
+                    sent.clear()
+                    since = notify.clock.now() - timedelta(seconds=2)
             now = asyncio.get_running_loop().time()
             if now - last_write >= notify.settings.sse_heartbeat_s:
                 await response.write(b": heartbeat\n\n")
                 last_write = now
-            await asyncio.sleep(notify.settings.sse_poll_s)
+            await event_or_timeout(woken, notify.settings.sse_poll_s)
     except ConnectionResetError:
         pass  # the client went away
     finally:
+        feed.unsubscribe(citizen.account_id, woken)
         SSE_CONNECTIONS.dec()
     return response
 

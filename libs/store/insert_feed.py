@@ -1,0 +1,111 @@
+"""Who waits for new documents of a collection, woken when one is inserted: one change stream per process, not a
+query per waiter.
+
+A live stream (notify's inbox stream) waited by asking the database every half second whether something new had
+come for its account: per open stream two queries a second, found or not, however quiet the platform. One
+`InsertFeed` per process follows the collection's change stream instead — inserts only, projected to the one field
+that says whose document it is (never the document) — and wakes the waiters of that key; a woken waiter asks once.
+
+Where the database offers no change stream, or it breaks (a deployment without a replica set, a failover), every
+waiter is woken every `poll_s` — what each did before — and the change stream is tried again after `retry_s`.
+Whenever the change stream (re)opens, every waiter is woken once, so nothing inserted in a gap is missed. With no
+waiter in the process the change stream is closed: nothing is asked of the database. A database that answers an
+empty change stream at once instead of waiting `max_await_time_ms` (the dev stack's) is asked again no sooner than
+`min_empty_wait_s` after the last ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from libs.service.logging import get_logger
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.collection import AsyncCollection
+
+log = get_logger("harbour.store.insert_feed")
+
+
+class InsertFeed:
+    def __init__(self, collection: "AsyncCollection", key_field: str, *, poll_s: float = 0.5, retry_s: float = 5.0,
+                 min_empty_wait_s: float = 0.2) -> None:
+        self.collection = collection
+        self.key_field = key_field
+        self.poll_s = poll_s
+        self.retry_s = retry_s
+        self.min_empty_wait_s = min_empty_wait_s
+        self.waiters: dict[Hashable, set[asyncio.Event]] = defaultdict(set)
+        self.mode = "starting"  # change-stream | polling | idle (nobody waits here)
+        self._waiting = asyncio.Event()  # set while someone waits in this process
+        self._pipeline = [{"$match": {"operationType": "insert"}},
+                          {"$project": {"operationType": 1, f"fullDocument.{key_field}": 1}}]
+
+    # -- the waiters' side ------------------------------------------------------
+
+    def subscribe(self, key: Hashable) -> asyncio.Event:
+        """An event set whenever a document of `key` may have been inserted (clear it before looking)."""
+        woken = asyncio.Event()
+        self.waiters[key].add(woken)
+        self._waiting.set()
+        return woken
+
+    def unsubscribe(self, key: Hashable, woken: asyncio.Event) -> None:
+        waiters = self.waiters.get(key)
+        if waiters is not None:
+            waiters.discard(woken)
+            if not waiters:
+                del self.waiters[key]
+        if not self.waiters:
+            self._waiting.clear()
+
+    def wake(self, key: Hashable) -> None:
+        for woken in self.waiters.get(key, ()):
+            woken.set()
+
+    def _wake_everyone(self) -> None:
+        for waiters in list(self.waiters.values()):
+            for woken in waiters:
+                woken.set()
+
+    # -- following the collection ---------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            if not self.waiters:
+                self.mode = "idle"
+                await self._waiting.wait()
+            try:
+                await self._follow_changes()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # no change streams here, or the stream broke: every waiter looks, each poll_s
+                log.warning("change stream unavailable; waking every waiter each poll", collection=self.collection.name,
+                            error=type(exc).__name__)
+                self.mode = "polling"
+                await self._poll_for(self.retry_s)
+
+    async def _follow_changes(self) -> None:
+        async with await self.collection.watch(self._pipeline, max_await_time_ms=1000) as changes:
+            self.mode = "change-stream"
+            self._wake_everyone()  # whatever came while nothing followed the collection is looked for once
+            loop = asyncio.get_running_loop()
+            while self.waiters:  # the last waiter gone: the change stream closes too, until the next one comes
+                asked = loop.time()
+                change = await changes.try_next()
+                if change is None:
+                    if (rest := self.min_empty_wait_s - (loop.time() - asked)) > 0:
+                        await asyncio.sleep(rest)
+                    continue
+                key = (change.get("fullDocument") or {}).get(self.key_field)
+                if key is not None:
+                    self.wake(key)
+
+    async def _poll_for(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while loop.time() < until and self.waiters:
+            self._wake_everyone()
+            await asyncio.sleep(self.poll_s)
