@@ -33,6 +33,10 @@ class Refused(Exception):
     status: int = 400
     slug: str = "bad-request"
     title: str = "Bad request"
+    # An answer the caller meets in the normal course, not a refusal: a result asked for before it is ready, as a
+    # relying party polling for it does every few tens of milliseconds. The access log treats it as a success
+    # (sampled, not a line each); it is counted in the metrics by its status like any other.
+    routine: bool = False
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ class RequestNotFound(NotFound):
 
 class NotAnswered(Conflict):
     slug, title = "not-ready", "Not ready"
+    routine = True  # what a relying party polling for the result meets until the citizen answers: no log line each
 
 
 class RequestExpired(Gone):

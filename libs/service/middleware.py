@@ -3,7 +3,8 @@
 The access log (`metrics_middleware`) does not write a line per request: every request is counted in the
 metrics, but a line is written only for an error (4xx at INFO: refusals and probing stay visible; 5xx at
 WARNING), a slow request (over HARBOUR_ACCESS_LOG_SLOW_MS) and one in HARBOUR_ACCESS_LOG_SAMPLE of the rest
-(docs/operations.md, Logs). Each line written carries the request id, and `logged` says why it was written.
+(docs/operations.md, Logs). A routine answer (`Refused.routine`: a result polled for before it is ready) is one of
+the rest, whatever its status. Each line written carries the request id, and `logged` says why it was written.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ SERVICE_NAME = web.AppKey("service_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 # A handler that serves many paths (the gateway) names the route it matched here, for metrics and logs.
 ROUTE_LABEL = web.RequestKey("route_label", str)
+# Set by problem_middleware when the answer is a routine refusal (libs.errors.Refused.routine): logged as a success.
+ROUTINE_ANSWER = web.RequestKey("routine_answer", bool)
 # A caller's id is kept only when it is short and plain, so it cannot inject into logs.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -43,11 +46,12 @@ class AccessLog:
         self.sample = max(0, sample)
         self._seen = 0
 
-    def why(self, status: int, elapsed_s: float) -> str | None:
-        """Why this request is logged ("error", "slow", "sample"), or None for no line."""
+    def why(self, status: int, elapsed_s: float, *, routine: bool = False) -> str | None:
+        """Why this request is logged ("error", "slow", "sample"), or None for no line; `routine`: an answer the caller
+        meets in the normal course, logged as a success whatever its status."""
         if status == CLIENT_CLOSED_REQUEST:
             return "client closed"
-        if status >= 400:
+        if status >= 400 and not routine:
             return "error"
         if elapsed_s >= self.slow_s:
             return "slow"
@@ -118,7 +122,8 @@ async def metrics_middleware(request: web.Request, handler):
         counted[0].inc()
         counted[1].observe(elapsed)
         access_log = request.app.get(ACCESS_LOG)
-        why = access_log.why(status, elapsed) if access_log is not None else "sample"
+        routine = request.get(ROUTINE_ANSWER, False)
+        why = access_log.why(status, elapsed, routine=routine) if access_log is not None else "sample"
         if why is not None and request.path not in UNLOGGED_PATHS:
             (log.warning if status >= 500 else log.info)(
                 "request",
@@ -141,6 +146,8 @@ async def problem_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except Refused as refusal:
+        if refusal.routine:
+            request[ROUTINE_ANSWER] = True
         return problem_response(refusal, request)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
+from libs.consented_requests.refusals import NotAnswered
 from libs.service import ServiceSettings, create_service_app, parse_body
 from libs.service.health import create_metrics_app
 from libs.service.logging import get_logger
@@ -177,6 +178,10 @@ async def test_log_lines_are_json_with_request_id_and_no_pii(client, capsys):
     assert "alice@example.org" not in json.dumps(lines)
 
 
+async def result_not_ready(request: web.Request) -> web.Response:
+    raise NotAnswered("the citizen has not answered yet", headers={"Retry-After": "1"})
+
+
 async def slow_thing(request: web.Request) -> web.Response:
     await asyncio.sleep(0.06)
     return web.json_response({"slow": True})
@@ -189,6 +194,7 @@ async def default_client():
     app.router.add_get("/things/{id}", show_thing)
     app.router.add_get("/slow", slow_thing)
     app.router.add_get("/boom", explode)
+    app.router.add_get("/results/{id}", result_not_ready)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -220,6 +226,20 @@ async def test_errors_and_slow_requests_are_logged_with_their_request_id(default
     assert lines["err-404"]["status"] == 404 and lines["err-404"]["level"] == "info" and lines["err-404"]["logged"] == "error"
     assert lines["err-500"]["status"] == 500 and lines["err-500"]["level"] == "warning"
     assert lines["slow-1"]["logged"] == "slow" and lines["slow-1"]["duration_ms"] >= 50
+
+
+async def test_a_result_polled_for_before_it_is_ready_is_answered_and_counted_but_not_logged_each_time(default_client, capsys):
+    # A relying party polls every few tens of milliseconds until the citizen answers: "not ready" is the normal
+    # course, not a refusal — a line each would be most of a service's log. A real refusal still gets its line.
+    capsys.readouterr()
+    counted = requests_counted("/results/{id}", "409")
+    for n in range(20):
+        answer = await default_client.get(f"/results/{n}", headers={"X-Request-Id": f"poll-{n}"})
+        assert answer.status == 409 and (await answer.json())["type"].endswith("/not-ready")
+    assert (await default_client.get("/nowhere", headers={"X-Request-Id": "refused-404"})).status == 404
+    logged = {line.get("request_id") for line in request_lines(capsys)}
+    assert not any(request_id.startswith("poll-") for request_id in logged if request_id) and "refused-404" in logged
+    assert requests_counted("/results/{id}", "409") == counted + 20
 
 
 async def test_one_in_sample_successful_requests_is_logged(capsys):
