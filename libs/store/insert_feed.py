@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from libs.service.logging import get_logger
 
@@ -27,48 +27,62 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
 log = get_logger("harbour.store.insert_feed")
+W = TypeVar("W")
 
 
-class InsertFeed:
-    def __init__(self, collection: "AsyncCollection", key_field: str, *, poll_s: float = 0.5, retry_s: float = 5.0,
-                 min_empty_wait_s: float = 0.2) -> None:
+class InsertFeed(Generic[W]):
+    """Waiters by key; each is an `asyncio.Event` set when a document of its key may have been inserted (a subclass
+    may hand out something else: override `_new_waiter`, `inserted` and `look_everywhere`, as auth's prompt feed
+    does to send each stream the new prompt itself)."""
+
+    def __init__(self, collection: "AsyncCollection", key_field: str, *, fields: tuple[str, ...] = (), poll_s: float = 0.5,
+                 retry_s: float = 5.0, min_empty_wait_s: float = 0.2) -> None:
         self.collection = collection
         self.key_field = key_field
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.min_empty_wait_s = min_empty_wait_s
-        self.waiters: dict[Hashable, set[asyncio.Event]] = defaultdict(set)
+        self.waiters: dict[Hashable, set[W]] = defaultdict(set)
         self.mode = "starting"  # change-stream | polling | idle (nobody waits here)
         self._waiting = asyncio.Event()  # set while someone waits in this process
-        self._pipeline = [{"$match": {"operationType": "insert"}},
-                          {"$project": {"operationType": 1, f"fullDocument.{key_field}": 1}}]
+        # What the change stream sends of each insert: the key and `fields`, never the rest of the document.
+        projected = {f"fullDocument.{name}": 1 for name in (key_field, *fields)}
+        self._pipeline = [{"$match": {"operationType": "insert"}}, {"$project": {"operationType": 1, **projected}}]
 
     # -- the waiters' side ------------------------------------------------------
 
-    def subscribe(self, key: Hashable) -> asyncio.Event:
-        """An event set whenever a document of `key` may have been inserted (clear it before looking)."""
-        woken = asyncio.Event()
-        self.waiters[key].add(woken)
+    def subscribe(self, key: Hashable) -> W:
+        """A waiter for `key` (the default: an event set whenever a document of `key` may have been inserted; clear
+        it before looking)."""
+        waiter = self._new_waiter()
+        self.waiters[key].add(waiter)
         self._waiting.set()
-        return woken
+        return waiter
 
-    def unsubscribe(self, key: Hashable, woken: asyncio.Event) -> None:
+    def unsubscribe(self, key: Hashable, waiter: W) -> None:
         waiters = self.waiters.get(key)
         if waiters is not None:
-            waiters.discard(woken)
+            waiters.discard(waiter)
             if not waiters:
                 del self.waiters[key]
         if not self.waiters:
             self._waiting.clear()
 
-    def wake(self, key: Hashable) -> None:
-        for woken in self.waiters.get(key, ()):
-            woken.set()
+    def _new_waiter(self) -> W:
+        return asyncio.Event()  # type: ignore[return-value]
 
-    def _wake_everyone(self) -> None:
+    def inserted(self, doc: dict[str, Any]) -> None:
+        """A document was inserted (`doc`: its key and `fields`): wake its key's waiters."""
+        key = doc.get(self.key_field)
+        for waiter in self.waiters.get(key, ()) if key is not None else ():
+            waiter.set()  # type: ignore[attr-defined]
+
+    async def look_everywhere(self) -> None:
+        """Something may have been inserted unseen (the change stream (re)opened; no change stream): every waiter
+        looks."""
         for waiters in list(self.waiters.values()):
-            for woken in waiters:
-                woken.set()
+            for waiter in waiters:
+                waiter.set()  # type: ignore[attr-defined]
 
     # -- following the collection ---------------------------------------------
 
@@ -82,7 +96,7 @@ class InsertFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # no change streams here, or the stream broke: every waiter looks, each poll_s
-                log.warning("change stream unavailable; waking every waiter each poll", collection=self.collection.name,
+                log.warning("change stream unavailable; looking everywhere each poll", collection=self.collection.name,
                             error=type(exc).__name__)
                 self.mode = "polling"
                 await self._poll_for(self.retry_s)
@@ -90,7 +104,7 @@ class InsertFeed:
     async def _follow_changes(self) -> None:
         async with await self.collection.watch(self._pipeline, max_await_time_ms=1000) as changes:
             self.mode = "change-stream"
-            self._wake_everyone()  # whatever came while nothing followed the collection is looked for once
+            await self.look_everywhere()  # whatever came while nothing followed the collection is looked for once
             loop = asyncio.get_running_loop()
             while self.waiters:  # the last waiter gone: the change stream closes too, until the next one comes
                 asked = loop.time()
@@ -99,13 +113,16 @@ class InsertFeed:
                     if (rest := self.min_empty_wait_s - (loop.time() - asked)) > 0:
                         await asyncio.sleep(rest)
                     continue
-                key = (change.get("fullDocument") or {}).get(self.key_field)
-                if key is not None:
-                    self.wake(key)
+                self.inserted(change.get("fullDocument") or {})
 
     async def _poll_for(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while loop.time() < until and self.waiters:
-            self._wake_everyone()
+            try:
+                await self.look_everywhere()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("looking for new documents failed", collection=self.collection.name, error=type(exc).__name__)
             await asyncio.sleep(self.poll_s)

@@ -24,17 +24,17 @@ with none, the change stream is closed (nothing is asked of the database), and
 the first stream to open starts it again, with one look at what is pending.
 A database that answers an empty change stream at once instead of waiting
 `max_await_time_ms` (the dev stack's) is asked again after MIN_EMPTY_WAIT_S,
-not in a tight loop.
+not in a tight loop. (That machinery is libs/store/insert_feed.py's, which
+notify's inbox stream uses too; here each insert is handed out as a notice.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from libs.service.logging import get_logger
+from libs.store.insert_feed import InsertFeed
 
 from ..collections import APPROVALS
 
@@ -43,17 +43,9 @@ if TYPE_CHECKING:
 
     from libs.clock import Clock
 
-log = get_logger("harbour.auth.approvals.stream")
-
 # The least time between two empty answers of the change stream (a new prompt then waits at most this long).
 MIN_EMPTY_WAIT_S = 0.2
 PROJECTION = {"_id": 1, "account_id": 1, "request.action": 1, "expires_at": 1, "status": 1}
-# What the change stream sends of each insert: the fields a notice needs, never the sealed free text.
-PIPELINE = [
-    {"$match": {"operationType": "insert"}},
-    {"$project": {"operationType": 1, "fullDocument._id": 1, "fullDocument.account_id": 1,
-                  "fullDocument.request.action": 1, "fullDocument.expires_at": 1, "fullDocument.status": 1}},
-]
 
 
 def notice(doc: dict[str, Any]) -> dict[str, Any]:
@@ -63,32 +55,20 @@ def notice(doc: dict[str, Any]) -> dict[str, Any]:
             "expires_at": expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at}
 
 
-class PromptFeed:
+class PromptFeed(InsertFeed[asyncio.Queue]):
+    """The approvals collection's inserts (libs/store/insert_feed.py), each pending prompt handed to the queues of
+    the streams open for its account as a notice; where there is no change stream, every open account's pending
+    prompts are read instead, each poll."""
+
     def __init__(self, db: "AsyncDatabase", clock: "Clock", *, poll_s: float = 0.5, retry_s: float = 5.0) -> None:
+        # What the change stream sends of each insert: the fields a notice needs, never the sealed free text.
+        super().__init__(db[APPROVALS], "account_id", fields=("_id", "request.action", "expires_at", "status"),
+                         poll_s=poll_s, retry_s=retry_s, min_empty_wait_s=MIN_EMPTY_WAIT_S)
         self.db = db
         self.clock = clock
-        self.poll_s = poll_s
-        self.retry_s = retry_s
-        self.listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
-        self.mode = "starting"  # change-stream | polling | idle (no stream open here)
-        self._listening = asyncio.Event()  # set while a stream is open in this process
 
-    # -- the streams' side ----------------------------------------------------
-
-    def subscribe(self, account_id: str) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
-        self.listeners[account_id].add(queue)
-        self._listening.set()
-        return queue
-
-    def unsubscribe(self, account_id: str, queue: asyncio.Queue) -> None:
-        listeners = self.listeners.get(account_id)
-        if listeners is not None:
-            listeners.discard(queue)
-            if not listeners:
-                del self.listeners[account_id]
-        if not self.listeners:
-            self._listening.clear()
+    def _new_waiter(self) -> asyncio.Queue:
+        return asyncio.Queue(maxsize=1000)
 
     async def pending(self, account_id: str) -> list[dict[str, Any]]:
         """The account's prompts waiting now, soonest expiry first (by the account_id/status/expires_at index)."""
@@ -98,66 +78,26 @@ class PromptFeed:
                       .sort("expires_at", 1).limit(100).to_list())
         return [notice(doc) for doc in docs]
 
+    def inserted(self, doc: dict[str, Any]) -> None:
+        if doc.get("status") == "pending" and doc.get("account_id") in self.waiters:
+            self._hand_out(doc["account_id"], notice(doc))
+
     def queued_here(self, doc: dict[str, Any]) -> None:
         """A prompt this process has just committed (`doc` as stored): to its account's streams now, not when the
         change stream next answers — on a database that answers an empty change stream at once (the dev stack's),
         up to MIN_EMPTY_WAIT_S later. The change stream brings it again; each stream sends a prompt id once."""
-        if doc.get("status") == "pending" and doc.get("account_id") in self.listeners:
-            self._hand_out(doc["account_id"], notice(doc))
+        self.inserted(doc)
+
+    async def look_everywhere(self) -> None:
+        """What is pending for every open account (the change stream (re)opened, or there is none): each stream
+        deduplicates by id."""
+        for account_id in list(self.waiters):
+            for item in await self.pending(account_id):
+                self._hand_out(account_id, item)
 
     def _hand_out(self, account_id: str, item: dict[str, Any]) -> None:
-        for queue in list(self.listeners.get(account_id, ())):
+        for queue in list(self.waiters.get(account_id, ())):
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
                 pass  # a stream that stopped reading: it re-reads the pending ones when it reconnects
-
-    # -- following the collection ---------------------------------------------
-
-    async def run(self) -> None:
-        while True:
-            if not self.listeners:
-                self.mode = "idle"
-                await self._listening.wait()
-            try:
-                await self._follow_changes()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # no change streams here, or the stream broke: poll for a while
-                log.warning("approvals change stream unavailable; polling", error=type(exc).__name__)
-                self.mode = "polling"
-                await self._poll_for(self.retry_s)
-
-    async def _follow_changes(self) -> None:
-        async with await self.db[APPROVALS].watch(PIPELINE, max_await_time_ms=1000) as changes:
-            self.mode = "change-stream"
-            # Anything queued while there was no change stream (a restart of it, the polling spell) is found once.
-            await self._poll_once()
-            loop = asyncio.get_running_loop()
-            while self.listeners:  # the last stream closed: the change stream closes too, until the next one opens
-                asked = loop.time()
-                change = await changes.try_next()
-                if change is None:
-                    if (rest := MIN_EMPTY_WAIT_S - (loop.time() - asked)) > 0:
-                        await asyncio.sleep(rest)
-                    continue
-                doc = change.get("fullDocument") or {}
-                if doc.get("status") == "pending" and doc.get("account_id") in self.listeners:
-                    self._hand_out(doc["account_id"], notice(doc))
-
-    async def _poll_for(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + seconds
-        while loop.time() < until and self.listeners:
-            try:
-                await self._poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("polling the approvals failed", error=type(exc).__name__)
-            await asyncio.sleep(self.poll_s)
-
-    async def _poll_once(self) -> None:
-        for account_id in list(self.listeners):
-            for item in await self.pending(account_id):
-                self._hand_out(account_id, item)
