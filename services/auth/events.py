@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.events import CloudEvent
+from libs.events.consumer import wants_only
 from libs.events.topics import APPROVAL_DECIDED, APPROVAL_REQUESTED, AUDIT, CLIENTS, IDENTITY, LOGINS
 
 from .approvals.queue import store_prompt
@@ -24,4 +25,10 @@ def approval_requests_handler(auth: "Auth"):
         if event.type == "approval.requested":
             await store_prompt(auth, session, event)
 
-    return handle
+    return wants_only(handle, others_prompts)
+
+
+def others_prompts(event: CloudEvent) -> bool:
+    """The prompts other services ask for; auth's own (a CIBA login's, published for notify's message to the phone)
+    are in its queue already, so they are passed over unrecorded."""
+    return event.source != "/auth"

@@ -21,6 +21,7 @@ from ..support.citizens import basic_citizen, enrolled_app
 from ..support.database import mongo
 from ..support.oidc import REDIRECT, app_link_of, authorize_url, claims_of, login, status_url_of, token_request
 from ..support.operator import admin
+from ..support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -236,6 +237,14 @@ async def test_ciba_binding_message_is_encrypted_at_rest_and_shown_on_the_phone(
     [prompt] = [p for p in await citizen.pending() if p["approval_id"] == f"login-{request_id}"]
     assert prompt["details"]["binding_message"] == message
     assert prompt["request"]["details"]["binding_message"] == message
+    # The citizen is not in the app (the hotline asked from elsewhere): notify's "approve on your phone" message reaches
+    # the phone, naming the client and the kind of action only — the binding message stays sealed to auth.
+    async def called_to_the_phone():
+        return [m for m in await citizen.inbox() if m["subject"] == "請在手機上批准：Tax Hotline"]  # the citizen reads zh-HK
+
+    [called] = await eventually(called_to_the_phone, timeout_s=20)
+    assert called["priority"] == "high" and called["from"] == "Harbour ID" and called["body"].startswith("Tax Hotline")
+    assert "QX-4821" not in called["subject"] + called["body"]
 
     async def stored(db):
         return [await db.approvals.find_one({"_id": f"login-{request_id}"}), await db.authorizations.find_one({"_id": request_id})]

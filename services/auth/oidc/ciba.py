@@ -83,7 +83,8 @@ async def backchannel_authorize(auth: "Auth", client: "Client", form: dict[str, 
     await auth.db[AUTHORIZATIONS].insert_one(doc)
     try:
         # The binding message is needed only on the phone: it is kept in the prompt alone, sealed (approvals/queue.py).
-        await queue_prompt(auth, {**doc, "binding_message": binding_message or None}, account["_id"])
+        # The citizen is not in the app (the relying party asked from elsewhere): "approve on your phone" (notify).
+        await queue_prompt(auth, {**doc, "binding_message": binding_message or None}, account["_id"], call_to_phone=True)
     except Exception:
         await auth.db[AUTHORIZATIONS].delete_one({"_id": request_id})
         raise

@@ -32,9 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs import result_callbacks
-from libs.approvals import ApprovalRequest, Requester
+from libs.approvals import ApprovalRequest, Requester, seal_prompt
+from libs.crypto.sealing import public_jwk
 from libs.events import agency_topic
-from libs.events.topics import LOGINS
+from libs.events.topics import APPROVAL_REQUESTED, LOGINS
 from libs.service.tracing import traceparent
 
 from ..approvals import queue
@@ -171,10 +172,24 @@ def check_eligible(tx_doc: dict[str, Any], account: dict[str, Any] | None) -> No
         raise AssuranceTooLow(NEEDS_PLUS)
 
 
-async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str) -> str:
-    """Put the login prompt straight into the citizen's queue (auth owns both sides here); the caller checked eligibility."""
+async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str, *, call_to_phone: bool = False) -> str:
+    """Put the login prompt straight into the citizen's queue (auth owns both sides here); the caller checked eligibility.
+
+    `call_to_phone`: the citizen is not in the app (a CIBA request: the relying party asked from elsewhere), so the
+    prompt is also published as `approval.requested` in the same transaction — notify's "approve on your phone"
+    message (its clear part only; the rest sealed, as every service's prompt is). auth's own consumer passes over
+    its own prompts (events.py)."""
     prompt = _prompt(tx_doc, account_id)
-    await queue.enqueue(auth, None, prompt, journey=tx_doc.get("traceparent"))
+    if not call_to_phone:
+        await queue.enqueue(auth, None, prompt, journey=tx_doc.get("traceparent"))
+        return prompt.approval_id
+
+    async def work(session: AsyncClientSession) -> None:
+        await queue.enqueue(auth, session, prompt, journey=tx_doc.get("traceparent"))
+        await auth.publish(session, APPROVAL_REQUESTED, "approval.requested", prompt.approval_id,
+                           seal_prompt(prompt, public_jwk(auth.settings.sealing_jwk)))
+
+    await auth.transaction(work)
     return prompt.approval_id
 
 

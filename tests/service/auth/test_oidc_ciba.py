@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import aiohttp
 
+from libs.approvals import unseal_prompt
 from services.auth.clients.registry import find_client
+from services.auth.events import others_prompts
 from services.auth.oidc.discovery import CIBA_GRANT
 from services.auth.oidc.pairwise import subject_for
 
+from ...support.auth_stand_in import published
 from .oidc_steps import NO_STORE, client_auth, oauth_error, register, token_request
 
 
@@ -83,3 +86,23 @@ async def test_what_the_backchannel_endpoint_refuses(auth_service, tmp_path):
     plus = await backchannel(auth_service, rp, login_hint=sub, acr_values="urn:harbour-id:loa:plus")
     assert await oauth_error(plus, 403, "access_denied") == "this service needs an identity proofed in person (plus)"
     assert await phone.pending() == []
+
+
+async def test_the_citizen_is_called_to_the_phone_and_auth_passes_over_its_own_prompt(auth_service, tmp_path):
+    # The relying party asked from elsewhere: nothing on the phone says so until notify's "approve on your phone"
+    # message — published as approval.requested in the prompt's own transaction, its free text sealed like any
+    # service's prompt. auth's consumer of that topic passes over its own (the prompt is in its queue already).
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    started = await backchannel(auth_service, rp, login_hint=await sub_at(auth_service, rp, phone), binding_message="Call 4417")
+    request_id = (await started.json())["auth_req_id"]
+
+    [event] = await published(auth_service.context, "approval.requested", f"login-{request_id}")
+    assert event.source == "/auth" and b"Call 4417" not in event.to_json()
+    assert (event.data["account_id"], event.data["action"], event.data["requester"]["client_id"]) == (
+        phone.profile.account_id, "login", rp["client_id"])
+    assert unseal_prompt(event.data, auth_service.context.settings.sealing_jwk).details["binding_message"] == "Call 4417"
+    assert not others_prompts(event)
+    assert others_prompts(event.model_copy(update={"source": "/signing"}))
+    [prompt] = await phone.pending()
+    assert prompt["approval_id"] == f"login-{request_id}"
