@@ -257,3 +257,35 @@ async def test_ciba_binding_message_is_encrypted_at_rest_and_shown_on_the_phone(
     # The phone signs what it showed (the digest covers the opened text), and the decision is accepted.
     decided = await citizen.approve(prompt["approval_id"])
     assert decided["status"] == "approved"
+
+
+async def test_a_hinted_login_the_client_pushed_calls_the_citizen_to_the_phone(platform, kiosk, metadata, tmp_path):
+    # The client named its citizen and pushed the request (PAR): the page says the request was sent to the app, and
+    # with the app closed only notify's message makes that true. The citizen approves from the prompt list, with no
+    # QR code, and the page's login completes.
+    citizen = await enrolled_app(platform, kiosk, tmp_path)
+    portal = operator_client(platform, "Housing Portal", "openid")
+    sub = claims_of((await login(platform, metadata, portal, citizen))[0]["id_token"])["sub"]
+    url, verifier = authorize_url(metadata, portal["client_id"], login_hint=sub)
+    pushed = requests.post(metadata["pushed_authorization_request_endpoint"], data=parse_qs(urlsplit(url).query),
+                           auth=(portal["client_id"], portal["client_secret"]), timeout=10)
+    assert pushed.status_code == 201, pushed.text
+    browser = requests.Session()
+    page = browser.get(metadata["authorization_endpoint"], params={"client_id": portal["client_id"],
+                                                                   "request_uri": pushed.json()["request_uri"]}, timeout=10)
+    assert page.status_code == 200 and 'id="sent-to-phone"' in page.text
+    tx = app_link_of(page.text).split("tx=")[1]
+
+    async def called_to_the_phone():
+        return [m for m in await citizen.inbox() if m["subject"] == "請在手機上批准：Housing Portal"]
+
+    [called] = await eventually(called_to_the_phone, timeout_s=20)
+    assert called["priority"] == "high"
+    [prompt] = [p for p in await citizen.pending() if p["approval_id"] == f"login-{tx}"]
+    assert (await citizen.approve(prompt["approval_id"]))["status"] == "approved"
+    status = browser.get(status_url_of(page.text), timeout=10).json()
+    assert status["status"] == "approved", status
+    done = browser.get(status["redirect_to"], allow_redirects=False, timeout=10)
+    tokens = token_request(metadata, portal, grant_type="authorization_code", code=code_of(done.headers["Location"]),
+                           redirect_uri=REDIRECT, code_verifier=verifier)
+    assert tokens.status_code == 200 and claims_of(tokens.json()["id_token"])["sub"] == sub

@@ -69,11 +69,13 @@ def stored_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None
     }
 
 
-async def insert_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any] | None:
-    """Queue a prompt only if its approval id is new (one insert); None when it was queued before."""
+async def insert_prompt(auth: "Auth", request: ApprovalRequest, *, session: AsyncClientSession | None = None,
+                        journey: str | None = None, **extra: Any) -> dict[str, Any] | None:
+    """Queue a prompt only if its approval id is new (one insert); None when it was queued before (outside a
+    transaction: inside one, the duplicate aborts it)."""
     doc = {"_id": request.approval_id, **stored_prompt(auth, request, journey=journey, **extra)}
     try:
-        await auth.db[APPROVALS].insert_one(doc)
+        await auth.db[APPROVALS].insert_one(doc, session=session)
     except DuplicateKeyError:
         return None
     announce(auth, doc)

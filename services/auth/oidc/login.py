@@ -8,8 +8,8 @@ id `login-<tx>` enters the citizen's approval queue — inserted only if that
 id is new, so the first citizen to open the link holds the login and nobody
 else can (the same citizen opening it again gets the same prompt); a
 login the client named its citizen for (`login_hint`, `id_token_hint`:
-hints.py) is theirs from the start, its prompt queued at once when the
-client pushed the request (PAR). The
+hints.py) is theirs from the start, its prompt queued at once and the
+citizen called to the phone when the client pushed the request (PAR). The
 prompt carries what finishing the login needs (`login`: the request, the
 client, its sector), so the device-signed decision completes the transaction
 (`on_decision`, in the decision's own transaction) without reading it: a
@@ -98,7 +98,8 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
     `account`: the citizen the request's hints name (hints.py). The login is then theirs alone: the
     transaction names the account, so a claim by anyone else is refused. `push`: the request came from the
     client itself (PAR, client-authenticated), so the prompt also goes straight into that account's queue,
-    where the app's stream shows it, as a CIBA request's does. A plain front-channel request is anyone's to
+    where the app's stream shows it, and the citizen is called to the phone (notify's message), as for a CIBA
+    request. A plain front-channel request is anyone's to
     make: its hint only narrows who may approve, and never puts a prompt on a phone unasked (a stranger who
     knows a citizen's sub could otherwise send them login prompts until one is approved by mistake).
     The QR code and app link work for the named citizen either way."""
@@ -132,13 +133,17 @@ async def start(auth: "Auth", client: "Client", request: AuthorizationRequest,
     }
     if account is not None:
         doc["account_id"] = account["_id"]
-    await auth.db[AUTHORIZATIONS].insert_one(doc)
     if started.sent_to_phone:
-        try:
-            await queue.insert_prompt(auth, _prompt(doc, account["_id"]), journey=doc["traceparent"], login=finishing(doc))
-        except Exception:
-            await auth.db[AUTHORIZATIONS].delete_one({"_id": started.tx})
-            raise
+        # The login, its prompt in the citizen's queue and the call to their phone: all or nothing.
+        prompt = _prompt(doc, account["_id"])
+
+        async def work(session: AsyncClientSession) -> None:
+            await auth.db[AUTHORIZATIONS].insert_one(doc, session=session)
+            await queue.insert_prompt(auth, prompt, session=session, journey=doc["traceparent"], login=finishing(doc))
+            await _call_to_phone(auth, session, prompt)
+        await auth.transaction(work)
+    else:
+        await auth.db[AUTHORIZATIONS].insert_one(doc)
     # Unchanged until the citizen decides: the phone's claim reads it from here (decided.py).
     OPENED.remember(auth.db.name, started.tx, doc, for_s=OPENED_FOR_S)
     AUTHORIZATIONS_STARTED.labels("browser").inc()
@@ -176,9 +181,7 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str, *,
     """Put the login prompt straight into the citizen's queue (auth owns both sides here); the caller checked eligibility.
 
     `call_to_phone`: the citizen is not in the app (a CIBA request: the relying party asked from elsewhere), so the
-    prompt is also published as `approval.requested` in the same transaction — notify's "approve on your phone"
-    message (its clear part only; the rest sealed, as every service's prompt is). auth's own consumer passes over
-    its own prompts (events.py)."""
+    prompt is also published in the same transaction (`_call_to_phone`)."""
     prompt = _prompt(tx_doc, account_id)
     if not call_to_phone:
         await queue.enqueue(auth, None, prompt, journey=tx_doc.get("traceparent"))
@@ -186,11 +189,18 @@ async def queue_prompt(auth: "Auth", tx_doc: dict[str, Any], account_id: str, *,
 
     async def work(session: AsyncClientSession) -> None:
         await queue.enqueue(auth, session, prompt, journey=tx_doc.get("traceparent"))
-        await auth.publish(session, APPROVAL_REQUESTED, "approval.requested", prompt.approval_id,
-                           seal_prompt(prompt, public_jwk(auth.settings.sealing_jwk)))
+        await _call_to_phone(auth, session, prompt)
 
     await auth.transaction(work)
     return prompt.approval_id
+
+
+async def _call_to_phone(auth: "Auth", session: AsyncClientSession, prompt: ApprovalRequest) -> None:
+    """A prompt the citizen's app did not ask for (CIBA, a hinted login the client pushed), published as
+    `approval.requested`: notify's "approve on your phone" message (its clear part only; the rest sealed to auth,
+    as every service's prompt is). auth's own consumer passes over its own prompts (events.py)."""
+    await auth.publish(session, APPROVAL_REQUESTED, "approval.requested", prompt.approval_id,
+                       seal_prompt(prompt, public_jwk(auth.settings.sealing_jwk)))
 
 
 def finishing(tx_doc: dict[str, Any]) -> dict[str, Any]:

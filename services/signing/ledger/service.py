@@ -14,7 +14,6 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.clock import Clock
-from libs.events import OUTBOX_RELAY
 from libs.events.consumer import install_consumer
 from libs.events.topics import AUDIT, AUDIT_CHECKPOINTS
 from libs.errors import NotFound
@@ -56,7 +55,7 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
 
     async def ledger_lifecycle(app: web.Application):
         await apply_indexes(app[DATABASE], (*INDEXES, *TRACKER_INDEXES))
-        ledger = Ledger(app[MONGO_CLIENT], app[DATABASE], relay=app[OUTBOX_RELAY], keys=app[keys], issuer=issuer,
+        ledger = Ledger(app[MONGO_CLIENT], app[DATABASE], keys=app[keys], issuer=issuer,
                         checkpoint_topic=AUDIT_CHECKPOINTS.name, batch=settings.batch,
                         checkpoint_every_s=settings.checkpoint_every_s, clock=clock)
         latest = await latest_checkpoint(app[DATABASE])

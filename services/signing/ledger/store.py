@@ -33,7 +33,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from libs.background import repeat_passes, wake_up
 from libs.clock import Clock, SystemClock
 from libs.events import CloudEvent
-from libs.events.outbox import Outbox, OutboxRelay
+from libs.events.outbox import Outbox
 from libs.service.logging import get_logger
 from libs.store import in_transaction, index
 from libs.tokens.jws import sign
@@ -132,13 +132,11 @@ async def settled_head(db: AsyncDatabase, head: Head, session: AsyncClientSessio
 
 
 class Ledger:
-    def __init__(self, mongo: AsyncMongoClient, db: AsyncDatabase, *, relay: OutboxRelay | None = None,
-                 keys: KeyStore | None = None, issuer: str = "", checkpoint_topic: str = "audit.checkpoints",
+    def __init__(self, mongo: AsyncMongoClient, db: AsyncDatabase, *, keys: KeyStore | None = None, issuer: str = "", checkpoint_topic: str = "audit.checkpoints",
                  batch: int = 500, checkpoint_every_s: float = 10.0, lease_ttl_s: float = 10.0,
                  poll_interval_s: float = 0.5, clock: Clock | None = None, owner: str | None = None) -> None:
         self.mongo = mongo
         self.db = db
-        self.relay = relay
         self.keys = keys
         self.issuer = issuer
         self.checkpoint_topic = checkpoint_topic
@@ -243,9 +241,7 @@ class Ledger:
                                              session=session)
             await Outbox(self.db).add(session, self.checkpoint_topic, event, key="audit")
 
-        await in_transaction(self.mongo, work)
-        if self.relay is not None:
-            self.relay.notify()
+        await in_transaction(self.mongo, work)  # its commit wakes this process's relay (the outbox's own doing)
         checkpoint_signed(now.timestamp())
         return doc
 

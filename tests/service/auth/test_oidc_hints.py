@@ -8,6 +8,9 @@ import json
 import re
 import time
 
+from libs.approvals import unseal_prompt
+
+from ...support.auth_stand_in import published
 from .oidc_steps import app_link_of, authorization_params, client_auth, query_of, redeem, register
 
 
@@ -57,6 +60,30 @@ async def test_an_expired_id_token_of_ours_is_a_hint_and_a_pushed_one_reaches_th
     answer = query_of(refused.headers["Location"])
     assert (answer["error"], answer["state"]) == ("invalid_request", "s-at")
     assert "not an ID token of this issuer for this client" in answer["error_description"]
+
+
+async def test_a_pushed_hinted_login_calls_the_citizen_to_the_phone_and_a_front_channel_one_does_not(
+        auth_service, tmp_path):
+    # The page says "we have sent this request to your app": with the app closed, only notify's message (from
+    # approval.requested, published in the transaction that queued the prompt) makes that true. A hint in a plain
+    # front-channel request is anyone's to send, so it reaches no phone: no prompt, no event.
+    rp = await register(auth_service)
+    phone = await auth_service.citizen(tmp_path)
+    tokens, _ = await logged_in(auth_service, rp, phone)
+    sub = claims_of(tokens["id_token"])["sub"]
+    front = await authorize(auth_service, authorization_params(rp, login_hint=sub)[0])
+    front_tx = app_link_of(await front.text()).split("tx=")[1]
+    assert await published(auth_service.context, "approval.requested", f"login-{front_tx}") == []
+    assert await phone.pending() == []
+
+    pushed = await auth_service.client.post("/oidc/par", data=authorization_params(rp, login_hint=sub)[0],
+                                            headers=client_auth(rp))
+    page = await authorize(auth_service, {"client_id": rp["client_id"], "request_uri": (await pushed.json())["request_uri"]})
+    tx = app_link_of(await page.text()).split("tx=")[1]
+    [event] = await published(auth_service.context, "approval.requested", f"login-{tx}")
+    assert event.source == "/auth" and (event.data["account_id"], event.data["action"]) == (phone.profile.account_id, "login")
+    assert unseal_prompt(event.data, auth_service.context.settings.sealing_jwk).purpose == f"Log in to {rp['client_name']}"
+    assert [p["approval_id"] for p in await phone.pending()] == [f"login-{tx}"]
 
 
 async def test_a_pushed_request_with_a_bad_hint_is_refused_at_the_push(auth_service, tmp_path):

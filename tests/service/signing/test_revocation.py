@@ -9,12 +9,17 @@ from tests.support.auth_stand_in import published, state_changed
 from tests.support.database import CommandRecorder
 
 
+async def signed_serial(signing, rp, citizen) -> str:
+    """A signature the citizen approved: the serial of the certificate it was made with."""
+    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
+    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
+    return (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+
+
 async def test_suspending_the_identity_puts_its_certificate_on_hold(signing):
     rp = await signing.relying_party()
     citizen = await signing.citizen(rp)
-    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
-    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
-    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+    serial = await signed_serial(signing, rp, citizen)
 
     await signing.learn(state_changed(citizen.account_id, was="active", to="suspended"))
 
@@ -35,18 +40,14 @@ async def test_the_next_signature_after_reinstatement_gets_a_new_certificate(sig
         if state_change:
             await signing.learn(state_changed(citizen.account_id, was="active", to=state_change[0]))
             await signing.learn(state_changed(citizen.account_id, was=state_change[0], to=state_change[1]))
-        request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
-        await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
-        serials.append((await (await signing.status(rp, request_id)).json())["certificate_serial"])
+        serials.append(await signed_serial(signing, rp, citizen))
     assert serials[0] != serials[1]
 
 
 async def test_closing_the_account_revokes_its_certificate_and_destroys_its_key_in_the_hsm(signing):
     rp = await signing.relying_party()
     citizen = await signing.citizen(rp)
-    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
-    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
-    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+    serial = await signed_serial(signing, rp, citizen)
     label = (await signing.ctx.db["certificates"].find_one({"_id": serial}))["key_label"]
     assert await signing.ctx.hsm.has_key(label)
 
@@ -84,17 +85,13 @@ async def test_the_crl_reads_the_revoked_certificates_only_when_a_revocation_mov
     # the next CRL lists it — in this process or any other.
     rp = await signing.relying_party()
     citizen = await signing.citizen(rp)
-    request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
-    await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))
-    serial = (await (await signing.status(rp, request_id)).json())["certificate_serial"]
+    serial = await signed_serial(signing, rp, citizen)
     await signing.http.get("/v1/signing/crl")
 
     with READS.recording(signing.ctx.db.name) as seen:
         for _ in range(3):
             assert (await signing.http.get("/v1/signing/crl")).status == 200
-        request_id = (await (await signing.ask(rp, sub=citizen.sub)).json())["request_id"]
-        await signing.learn(citizen.phone.decided(await signing.prompt(request_id)))  # a signature: its validation data
-    assert (await (await signing.status(rp, request_id)).json())["status"] == "signed"
+        assert await signed_serial(signing, rp, citizen) == serial  # a signature: its validation data asks for the CRL
     assert _revoked_list_reads(seen) == 0
 
     await signing.learn(state_changed(citizen.account_id, was="active", to="suspended"))

@@ -76,6 +76,4 @@ async def token(request: web.Request, caller: ClientForm) -> TokenResponse:
 )
 async def backchannel_authentication(request: web.Request, caller: ClientForm) -> BackchannelAuthenticationResponse:
     auth = request.config_dict[AUTH]
-    answer = await ciba.backchannel_authorize(auth, caller.client, caller.form)
-    auth.relay.notify()
-    return answer
+    return await ciba.backchannel_authorize(auth, caller.client, caller.form)
