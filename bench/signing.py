@@ -1,6 +1,6 @@
 """Signing throughput: CMS signatures/s through the API next to raw PKCS#11 signatures/s on the same token.
 
-    .venv/bin/python bench/signing.py [--signatures 60] [--pdfs 20] [--concurrency 8] [--raw-seconds 3]
+    .venv/bin/python bench/signing.py [--signatures 60] [--pdfs 20] [--concurrency 8] [--raw-seconds 3] [--rp-wait 20]
 
 Starts its own private stack on free ports (or uses the one `make up` runs
 with --use-running), then, in the same run and on the same SoftHSM2 token:
@@ -15,11 +15,13 @@ with --use-running), then, in the same run and on the same SoftHSM2 token:
    citizen app opens the link, claims it and approves with its device key,
    signing consumes the decision, issues the certificate the first time,
    signs (CAdES-B-LT: a signature, a timestamp and the validation data) and
-   the relying party fetches the CMS. A citizen's "yes" is part of every API
+   the relying party fetches the CMS — held for the answer (`?wait=20`), or
+   with --rp-wait 0 polling every 50 ms as a relying party without it does.
+   A citizen's "yes" is part of every API
    signature, so that is what "through the API" costs; printed with each
-   process's CPU per journey (/proc, the process alone) and the database's
+   process's CPU per journey (/proc, the process alone), the database's
    operations per journey (serverStatus opcounters, the relying party's
-   polling of the result every 50 ms included);
+   requests for the result included) and those requests per journey;
 4. PDF signatures through the API, the same journey with a one-page PDF:
    PAdES-B-LTA (the signature and its timestamp, the DSS, a document
    timestamp). For both, signing's own histogram gives the time it spent
@@ -144,9 +146,13 @@ def one_page_pdf() -> bytes:
 
 
 async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concurrency: int,
-                   pdf: bytes | None = None, before_timed=lambda: None) -> tuple[float, list[float]]:
-    """`count` journeys (`concurrency` at a time): a hash to sign, or `pdf`; `before_timed()` after the warm-up."""
+                   pdf: bytes | None = None, before_timed=lambda: None, rp_wait_s: int = 20,
+                   result_requests: list[int] | None = None) -> tuple[float, list[float]]:
+    """`count` journeys (`concurrency` at a time): a hash to sign, or `pdf`; `before_timed()` after the warm-up.
+    The relying party asks for the result held up to `rp_wait_s` (0: polling every 50 ms); `result_requests` gets
+    how many requests for the result each timed journey made."""
     headers = {"Authorization": f"Bearer {token}"}
+    held = {"wait": str(rp_wait_s)} if rp_wait_s else {}
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
@@ -167,15 +173,20 @@ async def journeys(gateway: str, app: CitizenApp, token: str, count: int, concur
                 await asyncio.sleep(0.2)
             await app.open_link(created["app_link"])
             url = f"{gateway}/v1/signing/requests/{created['request_id']}/result"
+            asked = 0
             while True:
-                async with session.get(url, headers=headers) as response:
+                asked += 1
+                async with session.get(url, headers=headers, params=held) as response:
                     if response.status == 200:
                         await response.read()
                         break
                     if response.status != 409:
                         raise RuntimeError(f"result answered {response.status}: {await response.text()}")
-                await asyncio.sleep(0.05)
+                if not held:
+                    await asyncio.sleep(0.05)
             latencies.append(time.perf_counter() - started)
+            if result_requests is not None and i >= 0:
+                result_requests.append(asked)
 
         async def worker() -> None:
             while not queue.empty():
@@ -205,9 +216,12 @@ def main() -> int:
     parser.add_argument("--timestamps", type=int, default=500)
     parser.add_argument("--raw-seconds", type=float, default=3.0)
     parser.add_argument("--use-running", action="store_true", help="measure the stack `make up` runs")
+    parser.add_argument("--rp-wait", type=int, default=20,
+                        help="seconds the relying party asks to be held for the result (?wait=); 0: poll every 50 ms")
     args = parser.parse_args()
-    if not 1 <= args.signatures <= 10_000 or not 0 <= args.pdfs <= 10_000 or not 1 <= args.concurrency <= 64:
-        parser.error("--signatures 1..10000, --pdfs 0..10000, --concurrency 1..64")
+    if not 1 <= args.signatures <= 10_000 or not 0 <= args.pdfs <= 10_000 or not 1 <= args.concurrency <= 64 \
+            or not 0 <= args.rp_wait <= 20:
+        parser.error("--signatures 1..10000, --pdfs 0..10000, --concurrency 1..64, --rp-wait 0..20")
 
     with support.bench_stack("signing", use_running=args.use_running) as stack:
         env = stack.config.service_env()
@@ -219,6 +233,7 @@ def main() -> int:
         pids = {name: pid for name, pid in stack.status().items() if pid is not None}
         db = Database(stack.config.mongo_uri)
         before: dict = {}
+        result_requests: list[int] = []
 
         def before_timed() -> None:
             before.update(cpu=cpu_of(pids), ops=db.opcounters(), top=db.by_collection())
@@ -226,9 +241,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as folder:
             async def api() -> tuple[tuple[float, list[float]], tuple[float, list[float]] | None]:
                 app, token = await citizen_and_client(stack, Path(folder))
-                cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency, before_timed=before_timed)
+                cms_run = await journeys(gateway, app, token, args.signatures, args.concurrency, before_timed=before_timed,
+                                         rp_wait_s=args.rp_wait, result_requests=result_requests)
                 before.update(cpu_after=cpu_of(pids), ops_after=db.opcounters(), top_after=db.by_collection())
-                pdf_run = await journeys(gateway, app, token, args.pdfs, args.concurrency, one_page_pdf()) if args.pdfs else None
+                pdf_run = await journeys(gateway, app, token, args.pdfs, args.concurrency, one_page_pdf(),
+                                 rp_wait_s=args.rp_wait) if args.pdfs else None
                 return cms_run, pdf_run
 
             (cms_rate, latencies), pdf_run = asyncio.run(api())
@@ -247,6 +264,8 @@ def main() -> int:
     print("  CPU per CMS journey: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
                                                  if ms >= 0.05) + f"; total {sum(cpu_ms.values()):.0f} ms")
     ops = {kind: (before["ops_after"][kind] - before["ops"][kind]) / args.signatures for kind in OPS}
+    print(f"  the relying party's requests for the result per CMS journey: {statistics.mean(result_requests):.2f} "
+          + (f"(held up to {args.rp_wait} s: ?wait={args.rp_wait})" if args.rp_wait else "(polling every 50 ms)"))
     print(f"  database operations per CMS journey: {sum(ops.values()):.1f} ("
           + ", ".join(f"{kind} {n:.1f}" for kind, n in ops.items()) + "; the idle stack's own included)")
     by_collection = {ns: (n - before["top"].get(ns, 0)) / args.signatures for ns, n in before["top_after"].items()}

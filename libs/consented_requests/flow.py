@@ -7,6 +7,7 @@ decided (release fields, sign) stays in the service.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.approvals import ApprovalRequest, DecisionClaims, DecisionRejected, Requester, seal_prompt, verify_recorded_decision
+from libs.background import event_or_timeout
 from libs.clock import Clock
 from libs.crypto import FieldCipher
 from libs.errors import Refused
@@ -27,6 +29,7 @@ from libs.service.logging import get_logger
 from libs.service.tracing import continuing, traceparent
 from libs.tokens import load_public_jwk
 
+from .answers import Answers
 from .lifecycle import RequestLifecycle, S
 from .refusals import RETRY_SOON, CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
@@ -42,8 +45,12 @@ class ConsentContext(Protocol):
     db: AsyncDatabase
     cipher: FieldCipher
     clock: Clock
+    # The requests held here for their citizen's answer (answers.py); None: `wait` is not offered.
+    answers: Answers | None
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T: ...
+
+    def after_commit(self, key: Any, callback: Callable[[], None]) -> bool: ...
 
     async def publish(self, session: AsyncClientSession, topic: Any, event_type: str, subject: str | None,
                       data: dict[str, Any] | None = None) -> Any: ...
@@ -260,6 +267,9 @@ class ConsentedRequests(Generic[S]):
         self.lifecycle.check(doc["status"], to)
         await ctx.db[self.requests].update_one({"_id": doc["_id"], "status": doc["status"]},
                                                {"$set": {"status": to.value, **fields}}, session=session)
+        if (answers := ctx.answers) is not None:
+            # The relying party's requests held here for this answer read it as soon as it is committed.
+            ctx.after_commit(("answered", self.requests, doc["_id"]), lambda: answers.answered_here(doc["_id"]))
 
     async def store_result(self, ctx: ConsentContext, session: AsyncClientSession, request_id: str,
                            sealed: dict[str, Any], media_type: str, **extra: Any) -> None:
@@ -271,8 +281,30 @@ class ConsentedRequests(Generic[S]):
 
     # -- 4. status ------------------------------------------------------------
 
-    async def own(self, ctx: ConsentContext, client_id: str, request_id: str) -> dict[str, Any]:
-        """The client's own request, its free text opened; another client's is not found."""
+    async def own(self, ctx: ConsentContext, client_id: str, request_id: str, *, wait_s: float = 0) -> dict[str, Any]:
+        """The client's own request, its free text opened; another client's is not found.
+
+        `wait_s`: while the request still waits for its citizen, hold the caller up to that long (never past the
+        request's expiry) until it does not (answers.py); then the request as it is."""
+        answers = ctx.answers
+        if wait_s <= 0 or answers is None:
+            return await self._own(ctx, client_id, request_id)
+        async with answers.held(request_id) as woken:
+            # Held before the first read: an answer committed between the two is not missed.
+            doc = await answers.read(self._own(ctx, client_id, request_id))
+            if woken is None:
+                return doc
+            loop = asyncio.get_running_loop()
+            until = loop.time() + wait_s
+            while self.status(ctx, doc) == self.lifecycle.start:
+                left = min(until - loop.time(), (doc["expires_at"] - ctx.clock.now()).total_seconds())
+                if left <= 0 or not await event_or_timeout(woken, left):
+                    break  # the wait or the request's time is up: answered as it is (expired, by then)
+                woken.clear()
+                doc = await answers.read(self._own(ctx, client_id, request_id))
+            return doc
+
+    async def _own(self, ctx: ConsentContext, client_id: str, request_id: str) -> dict[str, Any]:
         doc = await ctx.db[self.requests].find_one({"_id": request_id, "client_id": client_id})
         if doc is None:
             raise RequestNotFound("no such request for this client")

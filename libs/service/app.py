@@ -20,7 +20,7 @@ from aiohttp import web
 from .health import READINESS_CHECKS, add_health_routes, create_metrics_app
 from .logging import configure_logging, get_logger
 from .middleware import ACCESS_LOG, SERVICE_NAME, AccessLog, add_request_id_header, metrics_middleware, problem_middleware, request_id_middleware
-from .overload import IN_FLIGHT, LONG_LIVED, InFlight, in_flight_middleware
+from .overload import IN_FLIGHT, LONG_LIVED, LONG_POLLS, InFlight, in_flight_middleware
 from .settings import ServiceSettings, SettingsError
 from .tracing import configure_tracing, tracing_middleware
 
@@ -39,6 +39,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
     if settings.max_in_flight:
         app[IN_FLIGHT] = InFlight(settings.service, settings.max_in_flight)
     app[LONG_LIVED] = set()
+    app[LONG_POLLS] = set()
     app[READINESS_CHECKS] = {}
     app.on_response_prepare.append(add_request_id_header)
     add_health_routes(app)

@@ -10,7 +10,12 @@ platform is back to normal as soon as the load drops.
 `{SERVICE}_MAX_IN_FLIGHT` sets the limit (0: none). Health probes are never
 counted nor refused, and neither are long-lived routes (server-sent event
 streams: an open stream is idle most of the time and would hold a place for
-minutes); a service names them with `mark_long_lived(app, route)`.
+minutes); a service names them with `mark_long_lived(app, route)`. A long
+poll — a request to a route marked with `mark_long_poll(app, route)` that
+asks to be held (`?wait=`) — is long-lived too: it idles until its answer,
+and the service bounds how many it holds itself
+(libs/consented_requests/answers.py). The same route without `wait` is an
+ordinary request.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from .metrics import HTTP_IN_FLIGHT, HTTP_SHED
 # Probes always answer: a shedding pod is busy, not dead, and must stay in rotation.
 PROBES = frozenset({"/healthz", "/readyz"})
 LONG_LIVED = web.AppKey("long_lived_routes", set)
+LONG_POLLS = web.AppKey("long_poll_routes", set)
+# The query parameter with which a long poll asks to be held.
+WAIT = "wait"
 RETRY_AFTER_S = 1
 
 
@@ -68,6 +76,12 @@ def mark_long_lived(app: web.Application, route: str) -> None:
     _MARKS_BY_RESOURCE.clear()
 
 
+def mark_long_poll(app: web.Application, route: str) -> None:
+    """`route` (a route template) holds a request that asks it to (`?wait=`): such a request is long-lived."""
+    app[LONG_POLLS].add(route)
+    _MARKS_BY_RESOURCE.clear()
+
+
 # A request's answer, worked out once: the in-flight limit and the database deadline (libs/store/client.py) both ask.
 _LONG_LIVED_REQUEST = web.RequestKey("long_lived", bool)
 
@@ -90,14 +104,16 @@ def _is_long_lived(request: web.Request) -> bool:
     marks = _MARKS_BY_RESOURCE.get(resource)
     if marks is None:
         marked = frozenset(request.config_dict.get(LONG_LIVED, ()))
-        marks = _MARKS_BY_RESOURCE[resource] = (marked, resource.canonical in marked)
-    marked, template_marked = marks
-    return template_marked or path in marked
+        marks = _MARKS_BY_RESOURCE[resource] = (marked, resource.canonical in marked,
+                                                resource.canonical in request.config_dict.get(LONG_POLLS, ()))
+    marked, template_marked, long_poll = marks
+    return template_marked or path in marked or (long_poll and WAIT in request.query)
 
 
-# A route's marks (its application chain's) and whether its template is one of them, worked out on its first request
-# rather than on every one (~2 % of a small request's CPU); forgotten when a route is marked, and with the route.
-_MARKS_BY_RESOURCE: WeakKeyDictionary[object, tuple[frozenset[str], bool]] = WeakKeyDictionary()
+# A route's marks (its application chain's) and whether its template is one of them, or a long poll's, worked out on
+# its first request rather than on every one (~2 % of a small request's CPU); forgotten when a route is marked, and
+# with the route.
+_MARKS_BY_RESOURCE: WeakKeyDictionary[object, tuple[frozenset[str], bool, bool]] = WeakKeyDictionary()
 
 
 @web.middleware

@@ -6,6 +6,9 @@ come for its account: per open stream two queries a second, found or not, howeve
 `InsertFeed` per process follows the collection's change stream instead — inserts only, projected to the one field
 that says whose document it is (never the document) — and wakes the waiters of that key; a woken waiter asks once.
 
+A feed may follow other operations too (`operations`, e.g. updates): a change that carries no document is known by
+its `documentKey`, so such a feed is keyed by `_id` (libs/consented_requests/answers.py: a request's status moved).
+
 Where the database offers no change stream, or it breaks (a deployment without a replica set, a failover), every
 waiter is woken every `poll_s` — what each did before — and the change stream is tried again after `retry_s`.
 Whenever the change stream (re)opens, every waiter is woken once, so nothing inserted in a gap is missed. With no
@@ -36,7 +39,7 @@ class InsertFeed(Generic[W]):
     does to send each stream the new prompt itself)."""
 
     def __init__(self, collection: "AsyncCollection", key_field: str, *, fields: tuple[str, ...] = (), poll_s: float = 0.5,
-                 retry_s: float = 5.0, min_empty_wait_s: float = 0.2) -> None:
+                 retry_s: float = 5.0, min_empty_wait_s: float = 0.2, operations: tuple[str, ...] = ("insert",)) -> None:
         self.collection = collection
         self.key_field = key_field
         self.poll_s = poll_s
@@ -47,7 +50,8 @@ class InsertFeed(Generic[W]):
         self._waiting = asyncio.Event()  # set while someone waits in this process
         # What the change stream sends of each insert: the key and `fields`, never the rest of the document.
         projected = {f"fullDocument.{name}": 1 for name in (key_field, *fields)}
-        self._pipeline = [{"$match": {"operationType": "insert"}}, {"$project": {"operationType": 1, **projected}}]
+        self._pipeline = [{"$match": {"operationType": {"$in": list(operations)}}},
+                          {"$project": {"operationType": 1, "documentKey": 1, **projected}}]
 
     # -- the waiters' side ------------------------------------------------------
 
@@ -113,7 +117,7 @@ class InsertFeed(Generic[W]):
                     if (rest := self.min_empty_wait_s - (loop.time() - asked)) > 0:
                         await asyncio.sleep(rest)
                     continue
-                self.inserted(change.get("fullDocument") or {})
+                self.inserted({**change.get("documentKey", {}), **(change.get("fullDocument") or {})})
 
     async def _poll_for(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()

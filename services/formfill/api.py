@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from libs.consented_requests.answers import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
+from libs.service import ValidationFailed, validate
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
 
@@ -26,6 +28,8 @@ from .errors import ConsentNotFound, FieldNotRegistered, NotStanding, ReleaseGon
 from .formfill_requests import FormfillRequestBody, RequestCreated, RequestStatus
 
 FORMFILL = web.AppKey("formfill", Formfill)
+# A relying party's request may be held on these for its citizen's answer (?wait=; libs/consented_requests/answers.py).
+HELD_ROUTES = ("/v1/formfill/requests/{request_id}", "/v1/formfill/requests/{request_id}/result")
 NO_STORE = {"Cache-Control": "no-store"}
 RP_AUTH_ERRORS = {
     401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",
@@ -64,11 +68,13 @@ async def create_request(request: web.Request, caller: RelyingParty, body: Formf
 
 @form_requests.get(
     "/v1/formfill/requests/{request_id}", summary="A request's status", caller=calling_relying_party, exclude_unset=True,
-    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound), headers=NO_STORE,
+    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client", 422: WAIT_OUT_OF_RANGE},
+    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound, ValidationFailed), headers=NO_STORE,
+    query_params=WAIT_QUERY, description=HELD_FOR_THE_ANSWER,
 )
 async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
-    return await formfill_requests.status(request.app[FORMFILL], caller, request.match_info["request_id"])
+    query = validate(WaitQuery, dict(request.query))
+    return await formfill_requests.status(request.app[FORMFILL], caller, request.match_info["request_id"], wait_s=query.wait)
 
 
 @form_requests.get(
@@ -77,11 +83,14 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     caller=calling_relying_party,
     answers={200: Body("the compact JWS or JWE", "application/jwt", {"type": "string"}), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined", 404: "no such request for this client",
-             409: "not-ready: the citizen has not answered yet", 410: "already read, or expired"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone),
+             409: "not-ready: the citizen has not answered yet", 410: "already read, or expired", 422: WAIT_OUT_OF_RANGE},
+    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, RequestNotFound, NotAnswered, RequestExpired, ReleaseGone, ValidationFailed),
+    query_params=WAIT_QUERY, description=HELD_FOR_THE_ANSWER,
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
-    token, media_type = await formfill_requests.take_result(request.app[FORMFILL], caller, request.match_info["request_id"])
+    query = validate(WaitQuery, dict(request.query))
+    token, media_type = await formfill_requests.take_result(request.app[FORMFILL], caller, request.match_info["request_id"],
+                                                            wait_s=query.wait)
     return web.Response(text=token, content_type=media_type, headers=NO_STORE)
 
 

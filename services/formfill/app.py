@@ -8,20 +8,22 @@ from aiohttp import web
 
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
+from libs.consented_requests.answers import Answers
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
+from libs.service.overload import mark_long_poll
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
 from . import profile_updates
-from .api import ENDPOINTS, FORMFILL, OPERATIONS
-from .collections import INDEXES, RELEASE_KEYS
+from .api import ENDPOINTS, FORMFILL, HELD_ROUTES, OPERATIONS
+from .collections import INDEXES, RELEASE_KEYS, REQUESTS
 from .context import Formfill
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .settings import FormfillSettings
@@ -38,11 +40,15 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.result_ttl_s, collection=RELEASE_KEYS)
         await keys.ensure()
         session = client_session()
+        answers = Answers("formfill", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
         app[FORMFILL] = Formfill(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), keys=keys,
             signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY], clock=clock or SystemClock(),
+            answers=answers,
         )
+        # The requests held for their citizen's answer, woken by the requests' change stream (answers.py).
+        following = asyncio.create_task(answers.run(), name="formfill-held-requests")
         # Standing consents' updates to clients' callback URLs (profile_updates.py), sent in the background.
         sender = asyncio.create_task(profile_updates.run_sender(app[FORMFILL]), name="formfill-consent-callbacks")
         # Requests' outcomes to clients' callback URLs (libs/result_callbacks.py), signed with the release keys.
@@ -52,12 +58,15 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         yield
         sender.cancel()
         result_sender.cancel()
-        await asyncio.gather(sender, result_sender, return_exceptions=True)
+        following.cancel()
+        await asyncio.gather(sender, result_sender, following, return_exceptions=True)
         await session.close()
 
     app.cleanup_ctx.append(formfill_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[FORMFILL]))
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
+    for route in HELD_ROUTES:
+        mark_long_poll(app, route)  # with ?wait=: held for the citizen's answer, outside the in-flight limit
     install_openapi_route(app, OPERATIONS, title="Harbour ID formfill")
     return app

@@ -222,8 +222,9 @@ async def _call_back(formfill: Formfill, session: AsyncClientSession, doc: dict[
                                   status=str(status), sub=sub, error=error)
 
 
-async def status(formfill: Formfill, caller: RelyingParty, request_id: str) -> RequestStatus:
-    doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id)
+async def status(formfill: Formfill, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> RequestStatus:
+    """`wait_s`: held up to that long while the citizen has not answered (libs/consented_requests/answers.py)."""
+    doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id, wait_s=wait_s)
     view: dict[str, Any] = {"request_id": doc["_id"], "status": FORMFILL_REQUESTS.status(formfill, doc), "purpose": doc["purpose"],
                             "fields": doc["fields"], "expires_at": doc["expires_at"].isoformat()}
     if doc["status"] == FormfillStatus.APPROVED:
@@ -233,9 +234,10 @@ async def status(formfill: Formfill, caller: RelyingParty, request_id: str) -> R
     return RequestStatus(**view)
 
 
-async def take_result(formfill: Formfill, caller: RelyingParty, request_id: str) -> tuple[str, str]:
-    """The release, once: (token, media type). Read again or never read in time: gone (410)."""
-    doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id)
+async def take_result(formfill: Formfill, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> tuple[str, str]:
+    """The release, once: (token, media type). Read again or never read in time: gone (410). `wait_s`: as for
+    `status`."""
+    doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id, wait_s=wait_s)
     if FORMFILL_REQUESTS.status(formfill, doc) == FormfillStatus.DENIED:
         raise Declined("the citizen declined this request")
     taken = await FORMFILL_REQUESTS.result(formfill, doc, once=True)

@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.health import add_readiness_report
-from libs.service.overload import mark_long_lived
+from libs.service.overload import WAIT, mark_long_lived
 from libs.service.middleware import ROUTE_LABEL
 from libs.service.tracing import client_session
 from libs.errors import NotFound, Refused
@@ -140,7 +140,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if rule.cacheable and request.app[SHARED_CACHE].max_entries > 0 and cache.request_may_use_cache(
             request.method, request.query_string, request.headers):
         return await _through_cache(request, request.app[SHARED_CACHE], upstream, rule)
-    return await forward(request, upstream, rule.pattern, rule.max_body_bytes, long_lived=rule.long_lived)
+    long_lived = rule.long_lived or (rule.long_poll and WAIT in request.query)
+    return await forward(request, upstream, rule.pattern, rule.max_body_bytes, long_lived=long_lived)
 
 
 async def _through_cache(request: web.Request, shared: cache.SharedCache, upstream: Upstream,

@@ -8,7 +8,9 @@ What the gateway answers itself, one status per cause:
   the circuit is open. Safe to retry.
 - 503 `upstream-overloaded` + Retry-After 1: the upstream already has its limit
   of requests in flight from this gateway (`GATEWAY_UPSTREAM_MAX_IN_FLIGHT`);
-  refused at once rather than queued. Long-lived streams are not counted.
+  refused at once rather than queued. Long-lived streams are not counted, nor
+  long polls (a relying party's `?wait=` for its citizen's answer: the
+  service bounds those itself).
 - 504: the service accepted the request but sent no answer within the read
   timeout (30 s) — it may have done the work.
 - 502: the service's answer broke off or could not be read, or the connection

@@ -43,6 +43,9 @@ class Rule:
     max_body_bytes: int = 1024 * 1024
     # A stream open for minutes (server-sent events): outside the upstream's in-flight limit.
     long_lived: bool = False
+    # A route that holds a request asking it to (`?wait=`, a relying party waiting for its citizen's answer): such a
+    # request is long-lived too; the service bounds how many it holds (libs/consented_requests/answers.py).
+    long_poll: bool = False
     # A public document the gateway may answer from its shared cache (cache.py), for as long as the upstream's
     # Cache-Control allows: documents that change only with a release or the configuration (discovery, app links).
     # Not the key sets: a rotation's new key must be visible at once (cache.py's docstring says why).
@@ -109,6 +112,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("*", "/v1/approvals{tail*}", "auth", DEVICE),
     # formfill: relying parties call with a citizen's access token or their own client-credentials token
     # (anonymous journeys), and formfill checks it itself; its release keys (/v1/formfill/jwks) are public.
+    rule("GET", "/v1/formfill/requests/{request_id}", "formfill", PUBLIC, long_poll=True),
+    rule("GET", "/v1/formfill/requests/{request_id}/result", "formfill", PUBLIC, long_poll=True),
     rule("*", "/v1/formfill{tail*}", "formfill", PUBLIC),
     rule("*", "/v1/consents{tail*}", "formfill", DEVICE),
     # signing: the CA chain, CRL and RFC 3161 TSA are public by nature; so is verification. Requests
@@ -123,8 +128,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", "/v1/signing/verify", "signing", PUBLIC, max_body_bytes=12 * MB),
     rule("POST", "/v1/signing/requests/{request_id}/claim", "signing", DEVICE),
     rule("POST", "/v1/signing/requests", "signing", bearer("sign"), max_body_bytes=6 * MB),
-    rule("GET", "/v1/signing/requests/{request_id}", "signing", bearer("sign")),
-    rule("GET", "/v1/signing/requests/{request_id}/result", "signing", bearer("sign")),
+    rule("GET", "/v1/signing/requests/{request_id}", "signing", bearer("sign"), long_poll=True),
+    rule("GET", "/v1/signing/requests/{request_id}/result", "signing", bearer("sign"), long_poll=True),
     # notify: agencies with a client-credentials token carrying `notify`; citizens with their device.
     rule("GET", "/v1/notifications/jwks", "notify", PUBLIC),  # the keys agencies verify status callbacks with
     rule("*", "/v1/notifications{tail*}", "notify", bearer("notify")),

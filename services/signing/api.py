@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs import callers
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
+from libs.consented_requests.answers import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
 from libs.service import MalformedBody, ValidationFailed, parse_body, validate
 from libs.service.endpoints import BODY_REFUSALS, NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
@@ -46,6 +47,8 @@ from .reports import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
+# A relying party's request may be held on these for its citizen's answer (?wait=; libs/consented_requests/answers.py).
+HELD_ROUTES = ("/v1/signing/requests/{request_id}", "/v1/signing/requests/{request_id}/result")
 EXPORT_KEYS = web.AppKey("signing_export_keys", KeyStore)  # app.py: the keys of the citizen's export part
 BINARY = {"type": "string", "format": "binary"}
 ACTIVITY_SCOPE = "activity"  # a relying party's client-credentials token reading the tracker about its own users
@@ -256,11 +259,13 @@ async def create_request(request: web.Request, caller: RelyingParty) -> RequestC
 
 @sign_requests.get(
     "/v1/signing/requests/{request_id}", summary="A signing request's status", caller=calling_relying_party,
-    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound), headers=NO_STORE, exclude_unset=True,
+    answers={200: RequestStatus, **RP_AUTH_ERRORS, 404: "no such request for this client", 422: WAIT_OUT_OF_RANGE},
+    refusals=(*ACCESS_TOKEN_REFUSALS, RequestNotFound, ValidationFailed), headers=NO_STORE, exclude_unset=True,
+    query_params=WAIT_QUERY, description=HELD_FOR_THE_ANSWER,
 )
 async def show_request(request: web.Request, caller: RelyingParty) -> RequestStatus:
-    return await signing_requests.status(request.app[SIGNING], caller, request.match_info["request_id"])
+    query = validate(WaitQuery, dict(request.query))
+    return await signing_requests.status(request.app[SIGNING], caller, request.match_info["request_id"], wait_s=query.wait)
 
 
 @sign_requests.get(
@@ -269,12 +274,15 @@ async def show_request(request: web.Request, caller: RelyingParty) -> RequestSta
     caller=calling_relying_party,
     answers={200: Body("the CMS signature or the signed PDF", "application/pkcs7-signature", BINARY), **RP_AUTH_ERRORS,
              403: "access_denied: the citizen declined; or the citizen may not sign", 404: "no such request for this client",
-             409: "not-ready: the citizen has not answered yet", 410: "expired"},
-    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired),
+             409: "not-ready: the citizen has not answered yet", 410: "expired", 422: WAIT_OUT_OF_RANGE},
+    refusals=(*ACCESS_TOKEN_REFUSALS, Declined, *CLOSED_BECAUSE.values(), RequestNotFound, NotAnswered, RequestExpired, ResultExpired,
+              ValidationFailed),
+    query_params=WAIT_QUERY, description=HELD_FOR_THE_ANSWER,
 )
 async def take_result(request: web.Request, caller: RelyingParty) -> web.Response:
     request_id = request.match_info["request_id"]
-    body, media_type = await signing_requests.take_result(request.app[SIGNING], caller, request_id)
+    query = validate(WaitQuery, dict(request.query))
+    body, media_type = await signing_requests.take_result(request.app[SIGNING], caller, request_id, wait_s=query.wait)
     extension = "pdf" if media_type == "application/pdf" else "p7s"
     return web.Response(body=body, content_type=media_type, headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="signed-{request_id}.{extension}"'})

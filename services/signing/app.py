@@ -8,21 +8,23 @@ from aiohttp import web
 
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
+from libs.consented_requests.answers import Answers
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.openapi import install_openapi_route
+from libs.service.overload import mark_long_poll
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
 
-from .api import ENDPOINTS, EXPORT_KEYS, OPERATIONS, SIGNING
+from .api import ENDPOINTS, EXPORT_KEYS, HELD_ROUTES, OPERATIONS, SIGNING
 from .collections import EXPORT_KEYS as EXPORT_KEYS_COLLECTION
 from .authority import load_or_create
-from .collections import INDEXES
+from .collections import INDEXES, REQUESTS
 from .context import Signing
 from .events import CONSUMED, CONSUMER_GROUP, TOPICS, handler
 from .hsm import HSM
@@ -52,12 +54,15 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
         sandbox = Sandbox(settings.parsing, preload=PARSERS)
         await sandbox.start()
+        answers = Answers("signing", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
             tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain, clock=clock),
-            sandbox=sandbox, clock=clock,
+            sandbox=sandbox, clock=clock, answers=answers,
         )
+        # The requests held for their citizen's answer, woken by the requests' change stream (answers.py).
+        following = asyncio.create_task(answers.run(), name="signing-held-requests")
 
         async def hsm_ready() -> None:
             # The token answers and still holds the keys the stored authorities name.
@@ -73,6 +78,8 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         add_readiness_check(app, "hsm", hsm_ready)
         add_readiness_check(app, "parsing-workers", sandbox_ready)
         yield
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
         await sandbox.close()
         await session.close()
         hsm.close()
@@ -99,5 +106,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
     install_ledger(app, issuer=settings.issuer, keys=EXPORT_KEYS, clock=clock)
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
+    for route in HELD_ROUTES:
+        mark_long_poll(app, route)  # with ?wait=: held for the citizen's answer, outside the in-flight limit
     install_openapi_route(app, OPERATIONS + LEDGER_OPERATIONS, title="Harbour ID signing")
     return app

@@ -403,8 +403,9 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
                         client_id=doc["client_id"], request_id=request_id, kind=doc["kind"], serial=cert_doc["_id"])
 
 
-async def status(signing: Signing, caller: RelyingParty, request_id: str) -> RequestStatus:
-    doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id)
+async def status(signing: Signing, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> RequestStatus:
+    """`wait_s`: held up to that long while the citizen has not answered (libs/consented_requests/answers.py)."""
+    doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id, wait_s=wait_s)
     view: dict[str, Any] = {
         "request_id": doc["_id"], "status": SIGNING_REQUESTS.status(signing, doc), "kind": doc["kind"],
         "document_name": doc["document_name"], "sha256": doc["sha256"], "created_at": doc["created_at"].isoformat(),
@@ -419,9 +420,10 @@ async def status(signing: Signing, caller: RelyingParty, request_id: str) -> Req
     return RequestStatus(**view)
 
 
-async def take_result(signing: Signing, caller: RelyingParty, request_id: str) -> tuple[bytes, str]:
-    """The signature (CMS) or the signed PDF: (bytes, media type). Readable until the result expires."""
-    doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id)
+async def take_result(signing: Signing, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> tuple[bytes, str]:
+    """The signature (CMS) or the signed PDF: (bytes, media type). Readable until the result expires. `wait_s`: as
+    for `status`."""
+    doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id, wait_s=wait_s)
     current = SIGNING_REQUESTS.status(signing, doc)
     if current == SigningStatus.DENIED:
         raise Declined("the citizen declined to sign")

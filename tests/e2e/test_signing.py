@@ -10,6 +10,7 @@ cannot sign, and the token refuses to export a private key.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -80,6 +81,12 @@ def signer_checked_against_crls(platform, trust: dict, p7s: Path, content: Path,
         files += ["-CRLfile", str(folder / f"{name}.crl.pem")]
     return openssl("verify", "-crl_check_all", "-CAfile", str(trust["dir"] / "root.pem"),
                    "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(signer))
+
+
+def held_in_signing(platform) -> float | None:
+    """The relying parties' requests signing holds now for their citizen's answer (its harbour_requests_held)."""
+    text = requests.get(platform.stack.config.metrics_url("signing"), timeout=10).text
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith('harbour_requests_held{service="signing"}')), None)
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -206,12 +213,18 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     (tmp_path / "deed.txt").write_bytes(document)
     request = await create(platform, token, json={"document_name": "deed.txt", "sha256": hashlib.sha256(document).hexdigest()})
     assert request["app_link"] == f"harbourid://sign?request={request['request_id']}"
+    # The relying party asks for the result once, before the citizen has seen anything: held through the gateway
+    # until the signature is stored (?wait=), instead of polling.
+    held = asyncio.create_task(asyncio.to_thread(
+        requests.get, f"{platform.gateway}/v1/signing/requests/{request['request_id']}/result", params={"wait": "20"},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30))
+    await eventually(lambda: held_in_signing(platform) == 1, timeout_s=10)
 
     shown = (await app.open_link(request["app_link"]))["prompt"]
     assert shown["details"]["document_name"] == "deed.txt" and shown["requester"]["client_name"] == "Harbour Lands Registry"
-    await wait_for(platform, token, request["request_id"], "signed")
-    result = result_of(platform, token, request["request_id"])
+    result = await asyncio.wait_for(held, 25)
     assert result.status_code == 200 and result.headers["Content-Type"] == "application/pkcs7-signature"
+    assert result.content == result_of(platform, token, request["request_id"]).content
     (tmp_path / "deed.p7s").write_bytes(result.content)
 
     # OpenSSL, trusting the root alone (the signature carries the intermediate).

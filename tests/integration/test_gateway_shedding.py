@@ -34,7 +34,7 @@ PROBLEM = "application/problem+json"
 
 
 class Upstream:
-    """A stand-in service: answers at once, or holds `/slow` requests until released."""
+    """A stand-in service: answers at once, or holds `/slow` requests and long polls (`?wait=`) until released."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -49,7 +49,7 @@ class Upstream:
         return web.json_response({"status": "ok"})
 
     async def answer(self, request: web.Request) -> web.Response:
-        if request.path.endswith("/slow"):
+        if request.path.endswith("/slow") or "wait" in request.query:
             self.held += 1
             await self.release.wait()
         return web.json_response({"service": self.name})
@@ -215,6 +215,30 @@ async def test_requests_over_an_upstreams_in_flight_limit_are_503_at_once(infra,
     finally:
         await gateway.close()
 
+
+async def test_a_relying_partys_long_poll_holds_no_place_in_the_upstreams_limit(infra, upstreams):
+    # A request held for its citizen's answer (?wait= on a request's status or result) idles for up to 20 s: counted,
+    # a few hundred waiting relying parties would have every other request to that service refused. The service
+    # bounds how many it holds (libs/consented_requests/answers.py). `wait` on any other route is no long poll.
+    formfill = upstreams["formfill"]
+    gateway = await _gateway(infra, {name: upstream.url() for name, upstream in upstreams.items()}, upstream_max_in_flight=1)
+    try:
+        await _ready(gateway)
+        polls = [asyncio.create_task(gateway.get(path, params={"wait": "20"}))
+                 for path in ("/v1/formfill/requests/r-1", "/v1/formfill/requests/r-1/result")]
+        await eventually(lambda: formfill.held == 2, timeout_s=10, interval_s=0.01)
+        assert REGISTRY.get_sample_value("harbour_gateway_upstream_in_flight_requests", {"upstream": "formfill"}) == 0
+        assert (await gateway.get("/v1/formfill/requests/r-2")).status == 200
+
+        counted = asyncio.create_task(gateway.get("/v1/formfill/jwks", params={"wait": "20"}))
+        await eventually(lambda: formfill.held == 3, timeout_s=10, interval_s=0.01)
+        refused = await gateway.get("/v1/formfill/requests/r-2")
+        assert refused.status == 503 and (await refused.json(content_type=PROBLEM))["type"].endswith("/upstream-overloaded")
+
+        formfill.release.set()
+        assert [r.status for r in await asyncio.gather(*polls, counted)] == [200, 200, 200]
+    finally:
+        await gateway.close()
 
 
 async def test_a_probe_that_times_out_leaves_the_circuit_closed_and_a_refused_one_opens_it(upstreams):

@@ -136,3 +136,26 @@ async def test_long_lived_routes_by_template_or_path_and_marked_later():
         assert [await asked(p) for p in ("/streams/a", "/items/other", "/plain")] == [True, False, False]  # remembered
         mark_long_lived(app, "/plain")  # marked after its first request
         assert await asked("/plain") is True and await asked("/items/other") is False
+
+
+async def test_a_long_poll_is_long_lived_only_when_it_asks_to_be_held():
+    """`mark_long_poll`: a request to the route with `?wait=` idles until its answer (outside the in-flight limit and
+    the request deadline); the same route without it is an ordinary request, and `wait` elsewhere changes nothing."""
+    from libs.service.overload import is_long_lived, mark_long_poll
+
+    app = create_service_app(ServiceSettings(service="long-poll-test"))
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(is_long_lived(request))
+
+    for route in ("/requests/{id}", "/plain"):
+        app.router.add_get(route, answer)
+    mark_long_poll(app, "/requests/{id}")
+    async with TestClient(TestServer(app)) as client:
+        async def asked(path: str) -> bool:
+            response = await client.get(path)
+            assert response.status == 200
+            return await response.json()
+
+        assert [await asked(p) for p in ("/requests/a?wait=5", "/requests/a", "/requests/b?wait=", "/plain?wait=5")] == [
+            True, False, True, False]

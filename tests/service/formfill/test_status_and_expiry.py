@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from tests.support.polling import eventually
+
 from .conftest import problem
 
 
@@ -44,3 +48,31 @@ async def test_another_clients_request_is_not_found(formfill):
     for answer in (await formfill.status(other, request_id), await formfill.result(other, request_id)):
         assert answer.status == 404
         assert (await problem(answer))["detail"] == "no such request for this client"
+
+
+async def test_a_held_result_is_released_when_the_citizen_approves_and_a_held_status_when_they_decline(formfill):
+    # ?wait= (libs/consented_requests/answers.py; tests/service/signing/test_held_requests.py has the rest): the
+    # relying party's one request is answered at the decision's commit, not polled for.
+    rp = await formfill.relying_party()
+    citizen = await formfill.citizen(rp)
+    answers = formfill.ctx.answers
+
+    async def held(path: str) -> asyncio.Task:
+        before = answers.held_count
+        task = asyncio.create_task(formfill.http.get(path, params={"wait": "20"}, headers=formfill.rp_token(rp)))
+        await eventually(lambda: answers.held_count > before or task.done(), timeout_s=10)
+        assert not task.done(), "answered at once instead of being held"
+        return task
+
+    approved_id = (await (await formfill.ask(rp, sub=citizen.sub)).json())["request_id"]
+    release = await held(f"/v1/formfill/requests/{approved_id}/result")
+    await formfill.learn(citizen.phone.decided(await formfill.prompt(approved_id)))
+    released = await asyncio.wait_for(release, 10)
+    assert released.status == 200 and released.content_type == "application/jwt"
+
+    declined_id = (await (await formfill.ask(rp, sub=citizen.sub)).json())["request_id"]
+    status = await held(f"/v1/formfill/requests/{declined_id}")
+    await formfill.learn(citizen.phone.decided(await formfill.prompt(declined_id), decision="deny"))
+    assert (await (await asyncio.wait_for(status, 10)).json())["status"] == "denied"
+    refused = await formfill.http.get(f"/v1/formfill/requests/{declined_id}", params={"wait": "x"}, headers=formfill.rp_token(rp))
+    assert refused.status == 422 and (await problem(refused))["type"].endswith("/validation-failed")

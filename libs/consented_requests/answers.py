@@ -1,0 +1,104 @@
+"""A relying party waiting for the citizen's answer (`?wait=` on a request's status or result): held, not polling.
+
+A relying party that polls a request every 50 ms sends twenty requests a second per waiting citizen — each one
+through the gateway, a token check and a database read — and still learns of the answer up to 50 ms late. With
+`?wait=N` (at most `MAX_WAIT_S`) the service holds the request until the request leaves its first status or `N`
+seconds pass (never past the request's own expiry), then answers exactly as without it.
+
+What wakes a held request: the transaction that moves its status, at its commit, when it ran in this process
+(`answered_here`, from `ConsentedRequests.move`); otherwise the requests collection's change stream, followed by one
+`InsertFeed` per process while anyone is held (libs/store/insert_feed.py: updates, keyed by `_id`; where there is no
+change stream, every held request looks again each `poll_s`). A woken request reads its document once.
+
+A held request is outside the service's in-flight limit and request deadline (libs/service/overload.py, a long
+poll: idle while it waits); its reads each get the request deadline of their own. At most `max_held` are held per
+process; beyond that a request is answered at once, as without `wait`, and its caller polls as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+import pymongo
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.store.insert_feed import InsertFeed
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.collection import AsyncCollection
+
+T = TypeVar("T")
+
+# Below the gateway's upstream read timeout (30 s), with room for the answer itself.
+MAX_WAIT_S = 20
+
+
+
+class WaitQuery(BaseModel):
+    """The query of a request's status or result: how long to hold the caller for the citizen's answer."""
+
+    model_config = ConfigDict(extra="ignore")  # other parameters (a cache-buster) are no concern of ours
+    wait: int = Field(0, ge=0, le=MAX_WAIT_S)
+
+
+WAIT_OUT_OF_RANGE = f"wait is not a whole number of seconds from 0 to {MAX_WAIT_S}"
+HELD_FOR_THE_ANSWER = (
+    f"With `wait` (seconds, at most {MAX_WAIT_S}): while the citizen has not answered, the request is held until they "
+    "do, the wait passes or the request expires, then answered as without it — one request instead of polling "
+    "(docs/api.md, waiting for the answer).")
+
+# The same, as the OpenAPI document declares it (libs/service/endpoints.py query_params).
+WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
+                        "description": "hold the request up to this many seconds while the citizen has not answered"}, False),)
+
+HELD = Gauge("harbour_requests_held", "Relying parties' requests held now for the citizen's answer (?wait=), by service.",
+             ["service"])
+NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answered at once because the process held "
+                   "its limit already, by service.", ["service"])
+
+
+class Answers:
+    """The requests of one collection held in this process until their citizen answers."""
+
+    def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, read_timeout_s: float = 5.0,
+                 poll_s: float = 0.5) -> None:
+        self.feed: InsertFeed[asyncio.Event] = InsertFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s)
+        self.max_held = max_held
+        self.read_timeout_s = read_timeout_s
+        self.held_count = 0
+        HELD.labels(service).set_function(lambda: self.held_count)
+        self._not_held = NOT_HELD.labels(service)
+
+    @contextlib.asynccontextmanager
+    async def held(self, request_id: str) -> AsyncIterator[asyncio.Event | None]:
+        """An event set whenever `request_id` may have moved (clear it before reading); None when this process holds
+        its limit already (answer at once)."""
+        if self.held_count >= self.max_held:
+            self._not_held.inc()
+            yield None
+            return
+        woken = self.feed.subscribe(request_id)
+        self.held_count += 1
+        try:
+            yield woken
+        finally:
+            self.held_count -= 1
+            self.feed.unsubscribe(request_id, woken)
+
+    async def read(self, reading: Awaitable[T]) -> T:
+        """One read of a held request, under a deadline of its own (the request itself has none while it waits)."""
+        with pymongo.timeout(self.read_timeout_s):
+            return await reading
+
+    def answered_here(self, request_id: str) -> None:
+        """`request_id` moved in a transaction of this process that has just committed: its held requests look now,
+        not when the change stream next answers."""
+        self.feed.inserted({"_id": request_id})
+
+    async def run(self) -> None:
+        """Follow the collection while anyone is held (idle otherwise); until cancelled."""
+        await self.feed.run()
