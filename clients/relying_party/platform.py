@@ -37,6 +37,11 @@ def _problem(response: httpx2.Response) -> PlatformError:
     return PlatformError(f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}", response.status_code)
 
 
+# How long a status check waits for the citizen's answer (?wait=): the waiting page's check is answered the moment
+# they decide, and asks again after a "pending" — one request per 10 s instead of one a second.
+ANSWER_WAIT_S = 10
+
+
 class PlatformApi:
     def __init__(self, config: SiteConfig, http: httpx2.AsyncClient) -> None:
         self.config = config
@@ -64,7 +69,9 @@ class PlatformApi:
         return response.json()["request_id"]
 
     async def form_status(self, access_token: str, request_id: str) -> str:
-        response = await self._send("GET", f"/v1/formfill/requests/{request_id}", access_token)
+        """The request's status, held up to ANSWER_WAIT_S while the citizen has not answered (docs/api.md)."""
+        response = await self._send("GET", f"/v1/formfill/requests/{request_id}", access_token,
+                                    params={"wait": ANSWER_WAIT_S})
         if response.status_code != 200:
             raise _problem(response)
         return response.json()["status"]
@@ -103,7 +110,9 @@ class PlatformApi:
         return response.json()["request_id"]
 
     async def signing_status(self, access_token: str, request_id: str) -> str:
-        response = await self._send("GET", f"/v1/signing/requests/{request_id}", access_token)
+        """As `form_status`."""
+        response = await self._send("GET", f"/v1/signing/requests/{request_id}", access_token,
+                                    params={"wait": ANSWER_WAIT_S})
         if response.status_code != 200:
             raise _problem(response)
         return response.json()["status"]

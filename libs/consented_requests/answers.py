@@ -66,7 +66,10 @@ class Answers:
 
     def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, read_timeout_s: float = 5.0,
                  poll_s: float = 0.5) -> None:
-        self.feed: InsertFeed[asyncio.Event] = InsertFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s)
+        # A held request of this process is woken at the commit (answered_here): the change stream, for other
+        # replicas' moves, need not be asked more than twice a second.
+        self.feed: InsertFeed[asyncio.Event] = InsertFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s,
+                                                          min_empty_wait_s=0.5)
         self.max_held = max_held
         self.read_timeout_s = read_timeout_s
         self.held_count = 0
