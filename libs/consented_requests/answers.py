@@ -12,7 +12,9 @@ change stream, every held request looks again each `poll_s`). A woken request re
 
 A held request is outside the service's in-flight limit and request deadline (libs/service/overload.py, a long
 poll: idle while it waits); its reads each get the request deadline of their own. At most `max_held` are held per
-process; beyond that a request is answered at once, as without `wait`, and its caller polls as before.
+process; beyond that a request is answered at once, as without `wait`, and its caller polls as before. When the
+service stops, every held request is answered at once (`release_all`, at aiohttp's shutdown): a rolling restart
+does not wait out anyone's 20 s.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Answers:
         self.max_held = max_held
         self.read_timeout_s = read_timeout_s
         self.held_count = 0
+        self.closing = False  # the service is stopping: nothing more is held
         HELD.labels(service).set_function(lambda: self.held_count)
         self._not_held = NOT_HELD.labels(service)
 
@@ -80,6 +83,9 @@ class Answers:
     async def held(self, request_id: str) -> AsyncIterator[asyncio.Event | None]:
         """An event set whenever `request_id` may have moved (clear it before reading); None when this process holds
         its limit already (answer at once)."""
+        if self.closing:
+            yield None
+            return
         if self.held_count >= self.max_held:
             self._not_held.inc()
             yield None
@@ -101,6 +107,13 @@ class Answers:
         """`request_id` moved in a transaction of this process that has just committed: its held requests look now,
         not when the change stream next answers."""
         self.feed.inserted({"_id": request_id})
+
+    def release_all(self) -> None:
+        """The service is stopping: every held request is answered now, as it is, and no more are held."""
+        self.closing = True
+        for waiters in list(self.feed.waiters.values()):
+            for woken in waiters:
+                woken.set()
 
     async def run(self) -> None:
         """Follow the collection while anyone is held (idle otherwise); until cancelled."""

@@ -300,6 +300,8 @@ class ConsentedRequests(Generic[S]):
                 left = min(until - loop.time(), (doc["expires_at"] - ctx.clock.now()).total_seconds())
                 if left <= 0 or not await event_or_timeout(woken, left):
                     break  # the wait or the request's time is up: answered as it is (expired, by then)
+                if answers.closing:
+                    break  # the service is stopping: answered as it is
                 woken.clear()
                 doc = await answers.read(self._own(ctx, client_id, request_id))
             return doc

@@ -108,5 +108,10 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         app.add_routes(endpoints.routes)
     for route in HELD_ROUTES:
         mark_long_poll(app, route)  # with ?wait=: held for the citizen's answer, outside the in-flight limit
+
+    async def release_held(app: web.Application) -> None:
+        app[SIGNING].answers.release_all()  # stopping: the held requests are answered now, not after their wait
+
+    app.on_shutdown.append(release_held)
     install_openapi_route(app, OPERATIONS + LEDGER_OPERATIONS, title="Harbour ID signing")
     return app

@@ -103,3 +103,16 @@ async def test_a_bad_wait_is_refused_and_another_clients_request_not_found(signi
     stranger = await signing.http.get(f"/v1/signing/requests/{request_id}", params={"wait": "5"},
                                       headers=signing.rp_token(other))
     assert stranger.status == 404 and signing.ctx.answers.held_count == 0
+
+
+async def test_a_stopping_service_answers_its_held_requests_at_once(signing):
+    # A rolling restart: aiohttp's shutdown signal releases them (answered as they are), rather than the stop waiting
+    # out each relying party's 20 s — and nothing is held after it.
+    rp, _, request_id = await _asked(signing)
+    status = await _held(signing, rp, f"/v1/signing/requests/{request_id}")
+    await signing.http.app.shutdown()
+    assert (await (await asyncio.wait_for(status, 10)).json())["status"] == "pending"
+    assert signing.ctx.answers.held_count == 0
+    again = await asyncio.wait_for(signing.http.get(f"/v1/signing/requests/{request_id}/result", params={"wait": LONG_WAIT},
+                                                    headers=signing.rp_token(rp)), 10)
+    assert again.status == 409
