@@ -110,52 +110,49 @@ async def test_over_the_in_flight_limit_is_503_at_once_and_admitted_again_after(
     assert REGISTRY.get_sample_value("harbour_http_in_flight_requests", {"service": "shed-test"}) == 0
 
 
-async def test_long_lived_routes_by_template_or_path_and_marked_later():
-    """What a route's marks say is remembered per route (overload._MARKS_BY_RESOURCE): a template mark holds for every
-    path of the route, a path mark for that path only, and a route marked after its first request is long-lived from
-    then on."""
+def _telling_app(service: str, routes: tuple[str, ...]) -> web.Application:
+    """A service app whose routes answer whether their request is long-lived (overload.is_long_lived)."""
     from libs.service.overload import is_long_lived
 
-    app = create_service_app(ServiceSettings(service="long-lived-test"))
+    app = create_service_app(ServiceSettings(service=service))
 
     async def answer(request: web.Request) -> web.Response:
         return web.json_response(is_long_lived(request))
 
-    for route in ("/streams/{id}", "/items/{name}", "/plain"):
+    for route in routes:
         app.router.add_get(route, answer)
+    return app
+
+
+async def _long_lived(client: TestClient, path: str) -> bool:
+    response = await client.get(path)
+    assert response.status == 200
+    return await response.json()
+
+
+async def test_long_lived_routes_by_template_or_path_and_marked_later():
+    """What a route's marks say is remembered per route (overload._MARKS_BY_RESOURCE): a template mark holds for every
+    path of the route, a path mark for that path only, and a route marked after its first request is long-lived from
+    then on."""
+    app = _telling_app("long-lived-test", ("/streams/{id}", "/items/{name}", "/plain"))
     mark_long_lived(app, "/streams/{id}")
     mark_long_lived(app, "/items/special")
     async with TestClient(TestServer(app)) as client:
-        async def asked(path: str) -> bool:
-            response = await client.get(path)
-            assert response.status == 200
-            return await response.json()
-
-        assert [await asked(p) for p in ("/streams/a", "/streams/b", "/items/special", "/items/other", "/plain")] == [
-            True, True, True, False, False]
-        assert [await asked(p) for p in ("/streams/a", "/items/other", "/plain")] == [True, False, False]  # remembered
+        paths = ("/streams/a", "/streams/b", "/items/special", "/items/other", "/plain")
+        assert [await _long_lived(client, p) for p in paths] == [True, True, True, False, False]
+        remembered = ("/streams/a", "/items/other", "/plain")
+        assert [await _long_lived(client, p) for p in remembered] == [True, False, False]
         mark_long_lived(app, "/plain")  # marked after its first request
-        assert await asked("/plain") is True and await asked("/items/other") is False
+        assert await _long_lived(client, "/plain") is True and await _long_lived(client, "/items/other") is False
 
 
 async def test_a_long_poll_is_long_lived_only_when_it_asks_to_be_held():
     """`mark_long_poll`: a request to the route with `?wait=` idles until its answer (outside the in-flight limit and
     the request deadline); the same route without it is an ordinary request, and `wait` elsewhere changes nothing."""
-    from libs.service.overload import is_long_lived, mark_long_poll
+    from libs.service.overload import mark_long_poll
 
-    app = create_service_app(ServiceSettings(service="long-poll-test"))
-
-    async def answer(request: web.Request) -> web.Response:
-        return web.json_response(is_long_lived(request))
-
-    for route in ("/requests/{id}", "/plain"):
-        app.router.add_get(route, answer)
+    app = _telling_app("long-poll-test", ("/requests/{id}", "/plain"))
     mark_long_poll(app, "/requests/{id}")
     async with TestClient(TestServer(app)) as client:
-        async def asked(path: str) -> bool:
-            response = await client.get(path)
-            assert response.status == 200
-            return await response.json()
-
-        assert [await asked(p) for p in ("/requests/a?wait=5", "/requests/a", "/requests/b?wait=", "/plain?wait=5")] == [
-            True, False, True, False]
+        paths = ("/requests/a?wait=5", "/requests/a", "/requests/b?wait=", "/plain?wait=5")
+        assert [await _long_lived(client, p) for p in paths] == [True, False, True, False]
