@@ -268,8 +268,10 @@ class ConsentedRequests(Generic[S]):
         await ctx.db[self.requests].update_one({"_id": doc["_id"], "status": doc["status"]},
                                                {"$set": {"status": to.value, **fields}}, session=session)
         if (answers := ctx.answers) is not None:
-            # The relying party's requests held here for this answer read it as soon as it is committed.
-            ctx.after_commit(("answered", self.requests, doc["_id"]), lambda: answers.answered_here(doc["_id"]))
+            # The relying party's requests held here for this answer read it as soon as it is committed (at once when
+            # there is no transaction to wait for).
+            if not ctx.after_commit(("answered", self.requests, doc["_id"]), lambda: answers.answered_here(doc["_id"])):
+                answers.answered_here(doc["_id"])
 
     async def store_result(self, ctx: ConsentContext, session: AsyncClientSession, request_id: str,
                            sealed: dict[str, Any], media_type: str, **extra: Any) -> None:
