@@ -12,7 +12,9 @@ change stream, every held request looks again each `poll_s`). A woken request re
 
 A held request is outside the service's in-flight limit and request deadline (libs/service/overload.py, a long
 poll: idle while it waits); its reads each get the request deadline of their own. At most `max_held` are held per
-process; beyond that a request is answered at once, as without `wait`, and its caller polls as before. When the
+process, and at most `max_held_per_client` of one relying party's (so that one client — or a client whose callers
+hang up, which a held request does not notice until its wait ends — cannot take every place); beyond that a request
+is answered at once, as without `wait`, and its caller polls as before. When the
 service stops, every held request is answered at once (`release_all`, at aiohttp's shutdown): a rolling restart
 does not wait out anyone's 20 s.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -66,13 +69,15 @@ NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answ
 class Answers:
     """The requests of one collection held in this process until their citizen answers."""
 
-    def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, read_timeout_s: float = 5.0,
-                 poll_s: float = 0.5) -> None:
+    def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, max_held_per_client: int = 100,
+                 read_timeout_s: float = 5.0, poll_s: float = 0.5) -> None:
         # A held request of this process is woken at the commit (answered_here): the change stream, for other
         # replicas' moves, need not be asked more than twice a second.
         self.feed: InsertFeed[asyncio.Event] = InsertFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s,
                                                           min_empty_wait_s=0.5)
         self.max_held = max_held
+        self.max_held_per_client = max_held_per_client
+        self._held_by_client: dict[str, int] = defaultdict(int)
         self.read_timeout_s = read_timeout_s
         self.held_count = 0
         self.closing = False  # the service is stopping: nothing more is held
@@ -80,22 +85,26 @@ class Answers:
         self._not_held = NOT_HELD.labels(service)
 
     @contextlib.asynccontextmanager
-    async def held(self, request_id: str) -> AsyncIterator[asyncio.Event | None]:
+    async def held(self, request_id: str, client_id: str) -> AsyncIterator[asyncio.Event | None]:
         """An event set whenever `request_id` may have moved (clear it before reading); None when this process holds
         its limit already (answer at once)."""
         if self.closing:
             yield None
             return
-        if self.held_count >= self.max_held:
+        if self.held_count >= self.max_held or self._held_by_client.get(client_id, 0) >= self.max_held_per_client:
             self._not_held.inc()
             yield None
             return
         woken = self.feed.subscribe(request_id)
         self.held_count += 1
+        self._held_by_client[client_id] += 1
         try:
             yield woken
         finally:
             self.held_count -= 1
+            self._held_by_client[client_id] -= 1
+            if not self._held_by_client[client_id]:
+                del self._held_by_client[client_id]
             self.feed.unsubscribe(request_id, woken)
 
     async def read(self, reading: Awaitable[T]) -> T:

@@ -291,7 +291,7 @@ class ConsentedRequests(Generic[S]):
         answers = ctx.answers
         if wait_s <= 0 or answers is None:
             return await self._own(ctx, client_id, request_id)
-        async with answers.held(request_id) as woken:
+        async with answers.held(request_id, client_id) as woken:
             # Held before the first read: an answer committed between the two is not missed.
             doc = await answers.read(self._own(ctx, client_id, request_id))
             if woken is None:

@@ -92,6 +92,22 @@ async def test_beyond_its_limit_a_process_answers_at_once(signing):
     assert (await (await first).json())["status"] == "pending"
 
 
+async def test_one_relying_party_holds_at_most_its_share(signing):
+    # One client's waits (or its callers that hung up: a held request does not notice until its wait ends) cannot take
+    # every place: past its share its requests are answered at once, while another client's are still held.
+    rp, _, request_id = await _asked(signing)
+    other, _, others_request = await _asked(signing)
+    signing.ctx.answers.max_held_per_client = 1
+    first = await _held(signing, rp, f"/v1/signing/requests/{request_id}", wait="3")
+    at_once = await asyncio.wait_for(signing.http.get(f"/v1/signing/requests/{request_id}", params={"wait": LONG_WAIT},
+                                                      headers=signing.rp_token(rp)), 10)
+    assert (await at_once.json())["status"] == "pending"
+    theirs = await _held(signing, other, f"/v1/signing/requests/{others_request}", wait="3")
+    assert signing.ctx.answers.held_count == 2
+    for answer in await asyncio.gather(first, theirs):
+        assert (await answer.json())["status"] == "pending"
+
+
 async def test_a_bad_wait_is_refused_and_another_clients_request_not_found(signing):
     rp, _, request_id = await _asked(signing)
     for wait in ("21", "-1", "soon", "1.5"):
