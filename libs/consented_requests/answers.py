@@ -14,9 +14,8 @@ A held request is outside the service's in-flight limit and request deadline (li
 poll: idle while it waits); its reads each get the request deadline of their own. At most `max_held` are held per
 process, and at most `max_held_per_client` of one relying party's (so that one client — or a client whose callers
 hang up, which a held request does not notice until its wait ends — cannot take every place); beyond that a request
-is answered at once, as without `wait`, and its caller polls as before. When the
-service stops, every held request is answered at once (`release_all`, at aiohttp's shutdown): a rolling restart
-does not wait out anyone's 20 s.
+is answered at once, as without `wait`, and its caller polls as before. When the service stops, every held request
+is answered at once (`release_all`, at aiohttp's shutdown): a rolling restart does not wait out anyone's 20 s.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ T = TypeVar("T")
 MAX_WAIT_S = 20
 
 
-
 class WaitQuery(BaseModel):
     """The query of a request's status or result: how long to hold the caller for the citizen's answer."""
 
@@ -62,8 +60,8 @@ WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
 
 HELD = Gauge("harbour_requests_held", "Relying parties' requests held now for the citizen's answer (?wait=), by service.",
              ["service"])
-NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answered at once because the process held "
-                   "its limit already, by service.", ["service"])
+NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answered at once because the process (or "
+                   "that client) held its limit already, by service.", ["service"])
 
 
 class Answers:
@@ -86,8 +84,8 @@ class Answers:
 
     @contextlib.asynccontextmanager
     async def held(self, request_id: str, client_id: str) -> AsyncIterator[asyncio.Event | None]:
-        """An event set whenever `request_id` may have moved (clear it before reading); None when this process holds
-        its limit already (answer at once)."""
+        """An event set whenever `request_id` may have moved (clear it before reading); None when this process (or
+        this client) holds its limit already, or the service is stopping: answer at once."""
         if self.closing:
             yield None
             return
