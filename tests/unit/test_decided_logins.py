@@ -1,7 +1,7 @@
 """Logins kept in auth's memory (services/auth/oidc/decided.py): each only for its fixed time (a decided one:
 until its code expires)."""
 
-from services.auth.oidc.decided import RememberedLogins
+from services.auth.remembered import Remembered
 
 
 class Clock:
@@ -14,7 +14,7 @@ class Clock:
 
 def test_a_login_is_recalled_until_its_code_expires():
     clock = Clock()
-    decided = RememberedLogins(clock=clock)
+    decided = Remembered(clock=clock)
     decided.remember("db", "tx-1", {"status": "approved"}, for_s=60)
     clock.now += 59
     assert decided.recall("db", "tx-1") == {"status": "approved"}
@@ -27,7 +27,7 @@ def test_expired_logins_are_dropped_as_new_ones_come_not_only_at_the_limit():
     """A busy auth decided thousands of logins a minute; with expired ones dropped only past the limit it held the
     last 10,000 login documents for ever (auth 80 -> 111 MB over 4,000 logins)."""
     clock = Clock()
-    decided = RememberedLogins(clock=clock)
+    decided = Remembered(clock=clock)
     for i in range(100):
         decided.remember("db", f"tx-{i}", {"n": i}, for_s=60)
         clock.now += 1  # a login a second
@@ -42,7 +42,7 @@ def test_expired_logins_are_dropped_as_new_ones_come_not_only_at_the_limit():
 
 def test_the_limit_still_bounds_a_burst():
     clock = Clock()
-    decided = RememberedLogins(limit=100, clock=clock)
+    decided = Remembered(limit=100, clock=clock)
     for i in range(150):
         decided.remember("db", f"tx-{i}", {"n": i}, for_s=60)
     assert len(decided) == 100
@@ -50,7 +50,7 @@ def test_the_limit_still_bounds_a_burst():
 
 
 def test_a_redeemed_login_is_forgotten_at_once():
-    decided = RememberedLogins(clock=Clock())
+    decided = Remembered(clock=Clock())
     decided.remember("db", "tx-1", {"n": 1}, for_s=60)
     decided.remember("db", "tx-2", {"n": 2}, for_s=60)
     decided.forget("db", "tx-1")

@@ -41,7 +41,7 @@ from ..errors import (
     UserVerificationRequired,
     WrongDevice,
 )
-from .queue import request_of
+from .queue import QUEUED, request_of
 
 # The requester of the prompts auth asks for itself (oidc/login.py, identity/closure.py, devices/pairing.py).
 AUTH_REQUESTER = "auth"
@@ -124,8 +124,15 @@ def _factors(device: DeviceContext, claimed_uv: str | None, sign_count: int | No
 
 
 async def _pending(auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, now: datetime) -> dict[str, Any]:
-    """The device's account's prompt, still open for a decision."""
-    doc = await auth.db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
+    """The device's account's prompt, still open for a decision: as this process queued it (queue.QUEUED: unchanged
+    until decided; `_record`'s conditional update refuses it if it moved meanwhile), else as stored."""
+    doc = QUEUED.recall(auth.db.name, approval_id)
+    if doc is None or doc["account_id"] != device.account_id:
+        doc = await auth.db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session)
+    return _still_open(doc, now)
+
+
+def _still_open(doc: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
     if doc is None:
         raise NoSuchApproval("no such approval for this account")
     if doc["status"] == "expired":
@@ -151,7 +158,8 @@ async def _record(
     auth: "Auth", session: AsyncClientSession, device: DeviceContext, approval_id: str, decision_jws: str, status: str,
     now: datetime, factors: dict[str, Any],
 ) -> None:
-    """Mark the prompt decided, once, with the factors it proved: a concurrent decision loses."""
+    """Mark the prompt decided, once, with the factors it proved: a concurrent decision loses, and so does one made on
+    a remembered prompt that has moved since (decided, expired or withdrawn: the stored one says which)."""
     result = await auth.db[APPROVALS].update_one(
         {"_id": approval_id, "status": "pending"},
         {"$set": {"status": status, "decided_at": now, "device_id": device.device_id, "decision_jws": decision_jws,
@@ -159,7 +167,9 @@ async def _record(
         session=session,
     )
     if result.modified_count != 1:
+        _still_open(await auth.db[APPROVALS].find_one({"_id": approval_id, "account_id": device.account_id}, session=session), now)
         raise AlreadyDecided("this approval was already decided")
+    auth.after_commit(("decided-prompt", approval_id), lambda: QUEUED.forget(auth.db.name, approval_id))
 
 
 async def _publish(

@@ -26,6 +26,7 @@ from libs.service.logging import get_logger
 from libs.service.tracing import traceparent
 
 from ..collections import ACCOUNTS, APPROVALS
+from ..remembered import Remembered
 from ..errors import ApprovalUnreadable, NoSuchApproval
 
 if TYPE_CHECKING:
@@ -48,12 +49,27 @@ async def enqueue(
         announce(auth, {"_id": request.approval_id, **stored})
 
 
+# Prompts queued by this process, as stored, until decided here (or QUEUED_FOR_S): a pending prompt's document does
+# not change until its decision, so the decision reads it from here (decisions.py) — one database operation less per
+# login, form fill and signature. The decision's conditional update stays the authority: a prompt decided, expired or
+# withdrawn meanwhile (here or in another replica) is refused all the same. At most QUEUED_LIMIT (each a few kB).
+QUEUED_FOR_S = 120.0
+QUEUED_LIMIT = 2_000
+QUEUED = Remembered(limit=QUEUED_LIMIT)
+
+
 def announce(auth: "Auth", doc: dict[str, Any]) -> None:
-    """A prompt just queued, to this process's open streams for its account once it is committed (at once when it
-    was written outside a transaction)."""
+    """A prompt just queued, once it is committed (at once when it was written outside a transaction): to this
+    process's open streams for its account, and remembered for its decision."""
     feed = auth.prompt_feed
-    if feed is not None and not auth.after_commit(("prompt", doc["_id"]), lambda: feed.queued_here(doc)):
-        feed.queued_here(doc)
+
+    def queued() -> None:
+        QUEUED.remember(auth.db.name, doc["_id"], doc, for_s=QUEUED_FOR_S)
+        if feed is not None:
+            feed.queued_here(doc)
+
+    if not auth.after_commit(("prompt", doc["_id"]), queued):
+        queued()
 
 
 def stored_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any]:
