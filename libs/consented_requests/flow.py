@@ -28,6 +28,7 @@ from libs.projections import CLIENTS, account_of_subject
 from libs.service.logging import get_logger
 from libs.service.tracing import continuing, traceparent
 from libs.tokens import load_public_jwk
+from libs.waiting import waiting_outside_the_count
 
 from .answers import Answers
 from .lifecycle import RequestLifecycle, S
@@ -300,7 +301,11 @@ class ConsentedRequests(Generic[S]):
             until = loop.time() + wait_s
             while self.status(ctx, doc) == self.lifecycle.start:
                 left = min(until - loop.time(), (doc["expires_at"] - ctx.clock.now()).total_seconds())
-                if left <= 0 or not await event_or_timeout(woken, left):
+                if left <= 0:
+                    break
+                with waiting_outside_the_count():  # no place among the requests in flight while it only waits
+                    answered = await event_or_timeout(woken, left)
+                if not answered:
                     break  # the wait or the request's time is up: answered as it is (expired, by then)
                 if answers.closing:
                     break  # the service is stopping: answered as it is

@@ -12,8 +12,10 @@ counted nor refused, and neither are long-lived routes (server-sent event
 streams: an open stream is idle most of the time and would hold a place for
 minutes); a service names them with `mark_long_lived(app, route)`. A long
 poll — a request to a route marked with `mark_long_poll(app, route)` that
-asks to be held (`?wait=`) — is long-lived too: it idles until its answer,
-and the service bounds how many it holds itself
+asks to be held (`?wait=`) — runs without the request deadline (it may wait
+20 s; its reads take deadlines of their own) and is admitted and counted like
+any request, except while it waits: it gives its place back then
+(libs/waiting.py), and the service bounds how many it holds itself
 (libs/consented_requests/answers.py). The same route without `wait` is an
 ordinary request.
 """
@@ -26,6 +28,8 @@ from weakref import WeakKeyDictionary
 from aiohttp import web
 
 from libs.errors import NotReady
+
+from libs.waiting import PLACE
 
 from .metrics import HTTP_IN_FLIGHT, HTTP_SHED
 
@@ -110,6 +114,13 @@ def _is_long_lived(request: web.Request) -> bool:
     return template_marked or path in marked or (long_poll and WAIT in request.query)
 
 
+def _is_long_poll(request: web.Request) -> bool:
+    """A request to a route marked with `mark_long_poll` that asks to be held (asked only of long-lived ones)."""
+    resource = request.match_info.route.resource
+    return (WAIT in request.query and resource is not None
+            and resource.canonical in request.config_dict.get(LONG_POLLS, ()))
+
+
 # A route's marks (its application chain's) and whether its template is one of them, or a long poll's, worked out on
 # its first request rather than on every one (~2 % of a small request's CPU); forgotten when a route is marked, and
 # with the route.
@@ -119,13 +130,30 @@ _MARKS_BY_RESOURCE: WeakKeyDictionary[object, tuple[frozenset[str], bool, bool]]
 @web.middleware
 async def in_flight_middleware(request: web.Request, handler):
     """Admit the request within the process's limit, or refuse it at once (rendered by the problem middleware)."""
-    if is_long_lived(request):
+    long_poll = is_long_lived(request) and _is_long_poll(request)
+    if is_long_lived(request) and not long_poll:
         return await handler(request)
     in_flight = request.app[IN_FLIGHT]  # this middleware is the root application's, as is IN_FLIGHT (app.py)
     if not in_flight.enter():
         HTTP_SHED.labels(in_flight.service, "overloaded").inc()
         raise Overloaded(f"this instance is handling its limit of {in_flight.limit} requests; retry in {RETRY_AFTER_S} s")
+    handed = PLACE.set(_Place(in_flight)) if long_poll else None
     try:
         return await handler(request)
     finally:
+        if handed is not None:
+            PLACE.reset(handed)
         in_flight.leave()
+
+
+@dataclass
+class _Place:
+    """A long poll's place in flight, given back while it waits (libs/waiting.py) and taken again after."""
+
+    in_flight: InFlight
+
+    def leave(self) -> None:
+        self.in_flight.leave()
+
+    def come_back(self) -> None:
+        self.in_flight.count += 1  # already being served: never refused

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from pymongo import errors as mongo_errors
 
 from libs.service import ServiceSettings, create_service_app
-from libs.service.overload import mark_long_lived
+from libs.service.overload import IN_FLIGHT, mark_long_lived
 
 PROBLEM = "application/problem+json"
 
@@ -156,3 +156,40 @@ async def test_a_long_poll_is_long_lived_only_when_it_asks_to_be_held():
     async with TestClient(TestServer(app)) as client:
         paths = ("/requests/a?wait=5", "/requests/a", "/requests/b?wait=", "/plain?wait=5")
         assert [await _long_lived(client, p) for p in paths] == [True, False, True, False]
+
+
+async def test_a_long_poll_holds_a_place_while_it_works_and_none_while_it_waits():
+    """libs/waiting.py: a long poll is admitted and counted like any request (its reads, a 404, count against the
+    limit), but while it only waits it gives its place back, so waiting relying parties never crowd the others out."""
+    from libs.service.overload import mark_long_poll
+    from libs.waiting import waiting_outside_the_count
+
+    app = create_service_app(ServiceSettings(service="long-poll-count", max_in_flight=1))
+    working, proceed, waiting, release = (asyncio.Event() for _ in range(4))
+
+    async def held(request: web.Request) -> web.Response:
+        working.set()
+        await proceed.wait()  # its reads: counted
+        with waiting_outside_the_count():
+            waiting.set()
+            await release.wait()
+        return web.json_response({"in_flight_after": request.app[IN_FLIGHT].count})
+
+    async def plain(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app.router.add_get("/requests/{id}", held)
+    app.router.add_get("/plain", plain)
+    mark_long_poll(app, "/requests/{id}")
+    async with TestClient(TestServer(app)) as client:
+        poll = asyncio.create_task(client.get("/requests/r-1", params={"wait": "20"}))
+        await asyncio.wait_for(working.wait(), 10)
+        assert (await client.get("/plain")).status == 503  # the limit of 1 is the working long poll's
+        proceed.set()
+        await asyncio.wait_for(waiting.wait(), 10)
+        assert app[IN_FLIGHT].count == 0
+        assert (await client.get("/plain")).status == 200  # while it waits, its place is free
+        release.set()
+        answer = await asyncio.wait_for(poll, 10)
+        assert answer.status == 200 and await answer.json() == {"in_flight_after": 1}  # counted again after
+        assert app[IN_FLIGHT].count == 0
