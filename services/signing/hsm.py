@@ -2,8 +2,14 @@
 
 Every private key is generated inside the token as sensitive and
 non-extractable: nothing here (nor anything else) can read it back. Keys are
-found by label. python-pkcs11 is blocking, so calls run in a worker thread;
-its session serialises operations itself.
+found by label. python-pkcs11 is blocking, so calls run in a worker thread,
+one at a time: every use of the session (a search, an attribute read, a
+signature, a key generated or destroyed) holds `_session_lock`. python-pkcs11
+locks only its multi-part operations, and SoftHSM2 crashed the whole signing
+process (a general protection fault in libstdc++, no Python traceback) about
+once in ten benchmark runs while concurrent timestamp requests signed and
+looked their key up at the same time. A raw signature takes ~0.05 ms: one at a
+time costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ class HSM:
         self.token_label = token.label
         self.session = token.open(rw=True, user_pin=pin)
         self._keys: dict[str, pkcs11.PrivateKey] = {}
-        self._lock = threading.Lock()
+        self._session_lock = threading.RLock()
 
     def close(self) -> None:
         self.session.close()
@@ -48,15 +54,18 @@ class HSM:
     # -- blocking primitives (run in a thread) ------------------------------
 
     def _private_key(self, label: str) -> pkcs11.PrivateKey:
-        with self._lock:
+        with self._session_lock:
             key = self._keys.get(label)
-        if key is None:
-            key = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=label)
-            with self._lock:
-                self._keys[label] = key
-        return key
+            if key is None:
+                key = self._keys[label] = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC,
+                                                               label=label)
+            return key
 
     def generate_ec_key_sync(self, label: str) -> keys.PublicKeyInfo:
+        with self._session_lock:
+            return self._generate_ec_key(label)
+
+    def _generate_ec_key(self, label: str) -> keys.PublicKeyInfo:
         started = time.perf_counter()
         params = self.session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
@@ -73,32 +82,37 @@ class HSM:
     def sign_sync(self, label: str, data: bytes, digest_algorithm: str = "sha256") -> bytes:
         """ECDSA over `data` hashed here (only the digest goes to the token); DER-encoded signature."""
         digest = HASHES[digest_algorithm](data).digest()
-        key = self._private_key(label)
-        started = time.perf_counter()
-        raw = key.sign(digest, mechanism=Mechanism.ECDSA)  # r || s
-        HSM_SECONDS.labels("sign").observe(time.perf_counter() - started)
+        with self._session_lock:
+            key = self._private_key(label)
+            started = time.perf_counter()
+            raw = key.sign(digest, mechanism=Mechanism.ECDSA)  # r || s
+            HSM_SECONDS.labels("sign").observe(time.perf_counter() - started)
         return encode_ecdsa_signature(raw)
 
     def private_key_value_sync(self, label: str) -> bytes:
         """Ask the token for the private key's value: a sound token refuses (AttributeSensitive)."""
-        return bytes(self._private_key(label)[Attribute.VALUE])
+        with self._session_lock:
+            return bytes(self._private_key(label)[Attribute.VALUE])
 
     def key_flags_sync(self, label: str) -> dict[str, bool]:
-        key = self._private_key(label)
-        return {"sensitive": bool(key[Attribute.SENSITIVE]), "extractable": bool(key[Attribute.EXTRACTABLE]),
-                "always_sensitive": bool(key[Attribute.ALWAYS_SENSITIVE]), "never_extractable": bool(key[Attribute.NEVER_EXTRACTABLE])}
+        with self._session_lock:
+            key = self._private_key(label)
+            return {"sensitive": bool(key[Attribute.SENSITIVE]), "extractable": bool(key[Attribute.EXTRACTABLE]),
+                    "always_sensitive": bool(key[Attribute.ALWAYS_SENSITIVE]),
+                    "never_extractable": bool(key[Attribute.NEVER_EXTRACTABLE])}
 
     def has_key_sync(self, label: str) -> bool:
-        return any(True for _ in self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
+        with self._session_lock:
+            return any(True for _ in self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
 
     def destroy_key_sync(self, label: str) -> int:
         """Destroy the key pair under `label` (an account closed): how many objects went; none left is no error."""
-        with self._lock:
+        with self._session_lock:
             self._keys.pop(label, None)
-        found = list(self.session.get_objects({Attribute.LABEL: label}))
-        for obj in found:
-            obj.destroy()
-        return len(found)
+            found = list(self.session.get_objects({Attribute.LABEL: label}))
+            for obj in found:
+                obj.destroy()
+            return len(found)
 
     # -- async wrappers ------------------------------------------------------
 

@@ -36,7 +36,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from .authority import ValidationData
 
-from .hsm import HSM, HSM_SECONDS
+from .hsm import HSM
 from .stamps import visible
 from .tsa import TimeStampAuthority, TimeStampResp
 from .uploads import new_field_name
@@ -71,25 +71,32 @@ class InProcessTimeStamper(TimeStamper):
         return await self.authority.respond(req)
 
 
-class TimedPKCS11Signer(PKCS11Signer):
-    """pyHanko's PKCS#11 signer, with the token's signing latency measured."""
+class HSMSigner(PKCS11Signer):
+    """pyHanko's PKCS#11 signer, its signatures made by `HSM.sign`: hashed here, CKM_ECDSA on the token, one session
+    use at a time with every other (hsm.py says why), the latency measured there."""
+
+    def __init__(self, hsm: HSM, key_label: str, **options) -> None:
+        super().__init__(hsm.session, key_label=key_label, **options)
+        self.hsm = hsm
+        self.hsm_key_label = key_label
+
+    def _load_objects(self) -> None:
+        # The certificate and chain are ours and the key is used by label through HSM.sign: pyHanko need not look
+        # anything up on the token (it would, from the event loop's thread, alongside the HSM's own).
+        self._init_cert_registry()  # the certificates given, nothing pulled (other_certs_to_pull=())
+        self._loaded = True
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
         if dry_run:
-            return await super().async_sign_raw(data, digest_algorithm, dry_run=True)
-        started = time.perf_counter()
-        try:
-            return await super().async_sign_raw(data, digest_algorithm)
-        finally:
-            HSM_SECONDS.labels("sign").observe(time.perf_counter() - started)
+            return await super().async_sign_raw(data, digest_algorithm, dry_run=True)  # a size estimate: no token
+        return await self.hsm.sign(self.hsm_key_label, data, digest_algorithm)
 
 
 def citizen_signer(hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate]) -> PKCS11Signer:
     # The certificate and chain come from our store: nothing but the key is looked up on the token.
-    return TimedPKCS11Signer(hsm.session, key_label=key_label, signing_cert=certificate, ca_chain=chain,
-                             other_certs_to_pull=(), embed_roots=True,
-                             # hash here, CKM_ECDSA on the token: SoftHSM2 has no CKM_ECDSA_SHA256, and only 32 bytes travel
-                             use_raw_mechanism=True)
+    return HSMSigner(hsm, key_label, signing_cert=certificate, ca_chain=chain, other_certs_to_pull=(), embed_roots=True,
+                     # hash here, CKM_ECDSA on the token: SoftHSM2 has no CKM_ECDSA_SHA256, and only 32 bytes travel
+                     use_raw_mechanism=True)
 
 
 def validation_context(data: ValidationData) -> ValidationContext:
