@@ -10,12 +10,14 @@ What wakes a held request: the transaction that moves its status, at its commit,
 `InsertFeed` per process while anyone is held (libs/store/insert_feed.py: updates, keyed by `_id`; where there is no
 change stream, every held request looks again each `poll_s`). A woken request reads its document once.
 
-A held request is outside the service's in-flight limit and request deadline (libs/service/overload.py, a long
-poll: idle while it waits); its reads each get the request deadline of their own. At most `max_held` are held per
+A held request is a long poll (libs/service/overload.py): counted against the service's in-flight limit while it
+reads, giving its place back while it waits (libs/waiting.py), outside the request deadline — its reads each get a
+deadline of their own. At most `max_held` are held per
 process, and at most `max_held_per_client` of one relying party's (so that one client — or a client whose callers
 hang up, which a held request does not notice until its wait ends — cannot take every place); beyond that a request
 is answered at once, as without `wait`, and its caller polls as before. When the service stops, every held request
-is answered at once (`release_all`, at aiohttp's shutdown): a rolling restart does not wait out anyone's 20 s.
+is answered at once (`release_all`, at aiohttp's shutdown: `install_long_polls`): a rolling restart does not wait
+out anyone's 20 s.
 """
 
 from __future__ import annotations
@@ -115,12 +117,10 @@ class Answers:
         not when the change stream next answers."""
         self.feed.inserted({"_id": request_id})
 
-    def release_all(self) -> None:
+    async def release_all(self) -> None:
         """The service is stopping: every held request is answered now, as it is, and no more are held."""
         self.closing = True
-        for waiters in list(self.feed.waiters.values()):
-            for woken in waiters:
-                woken.set()
+        await self.feed.look_everywhere()  # every waiter woken; each sees `closing`
 
     async def run(self) -> None:
         """Follow the collection while anyone is held (idle otherwise); until cancelled."""

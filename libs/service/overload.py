@@ -22,7 +22,10 @@ ordinary request.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
@@ -70,6 +73,11 @@ class InFlight:
     def leave(self) -> None:
         self.count -= 1
 
+    def come_back(self) -> None:
+        """A long poll that gave its place back while it waited (libs/waiting.py) takes it again: it is already being
+        served, so it is never refused."""
+        self.count += 1
+
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
@@ -84,6 +92,34 @@ def mark_long_poll(app: web.Application, route: str) -> None:
     """`route` (a route template) holds a request that asks it to (`?wait=`): such a request is long-lived."""
     app[LONG_POLLS].add(route)
     _MARKS_BY_RESOURCE.clear()
+
+
+class LongPolls(Protocol):
+    """What holds a service's long polls (libs/consented_requests/answers.py `Answers`)."""
+
+    async def run(self) -> None: ...
+
+    async def release_all(self) -> None: ...
+
+
+def install_long_polls(app: web.Application, routes: Sequence[str], holder: Callable[[web.Application], LongPolls]) -> None:
+    """`routes` hold a request that asks them to (`mark_long_poll`); `holder(app)` — ready once the service's context
+    is (install after it) — runs for the app's lifetime, and answers every request it holds at the shutdown signal,
+    so a rolling restart does not wait out anyone's wait."""
+    for route in routes:
+        mark_long_poll(app, route)
+
+    async def running(app: web.Application):
+        task = asyncio.create_task(holder(app).run(), name="long-polls")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def release_all(app: web.Application) -> None:
+        await holder(app).release_all()
+
+    app.cleanup_ctx.append(running)
+    app.on_shutdown.append(release_all)
 
 
 # A request's answer, worked out once: the in-flight limit and the database deadline (libs/store/client.py) both ask.
@@ -102,23 +138,31 @@ def _is_long_lived(request: web.Request) -> bool:
     path = request.path
     if path in PROBES:
         return True
-    resource = request.match_info.route.resource
-    if resource is None:  # not found, method not allowed: no route, only a path to match
+    marks = _route_marks(request)
+    if marks is None:  # not found, method not allowed: no route, only a path to match
         return path in request.config_dict.get(LONG_LIVED, ())
+    marked, template_marked, _ = marks
+    return template_marked or path in marked or _is_long_poll(request)
+
+
+def _is_long_poll(request: web.Request) -> bool:
+    """A request to a route marked with `mark_long_poll` that asks to be held."""
+    marks = _route_marks(request)
+    return marks is not None and marks[2] and WAIT in request.query
+
+
+def _route_marks(request: web.Request) -> tuple[frozenset[str], bool, bool] | None:
+    """The marks of the request's route (None: no route): its application's long-lived marks, whether its template is
+    one of them, and whether it is a long poll's."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return None
     marks = _MARKS_BY_RESOURCE.get(resource)
     if marks is None:
         marked = frozenset(request.config_dict.get(LONG_LIVED, ()))
         marks = _MARKS_BY_RESOURCE[resource] = (marked, resource.canonical in marked,
                                                 resource.canonical in request.config_dict.get(LONG_POLLS, ()))
-    marked, template_marked, long_poll = marks
-    return template_marked or path in marked or (long_poll and WAIT in request.query)
-
-
-def _is_long_poll(request: web.Request) -> bool:
-    """A request to a route marked with `mark_long_poll` that asks to be held (asked only of long-lived ones)."""
-    resource = request.match_info.route.resource
-    return (WAIT in request.query and resource is not None
-            and resource.canonical in request.config_dict.get(LONG_POLLS, ()))
+    return marks
 
 
 # A route's marks (its application chain's) and whether its template is one of them, or a long poll's, worked out on
@@ -130,14 +174,14 @@ _MARKS_BY_RESOURCE: WeakKeyDictionary[object, tuple[frozenset[str], bool, bool]]
 @web.middleware
 async def in_flight_middleware(request: web.Request, handler):
     """Admit the request within the process's limit, or refuse it at once (rendered by the problem middleware)."""
-    long_poll = is_long_lived(request) and _is_long_poll(request)
-    if is_long_lived(request) and not long_poll:
+    long_poll = _is_long_poll(request)
+    if not long_poll and is_long_lived(request):
         return await handler(request)
     in_flight = request.app[IN_FLIGHT]  # this middleware is the root application's, as is IN_FLIGHT (app.py)
     if not in_flight.enter():
         HTTP_SHED.labels(in_flight.service, "overloaded").inc()
         raise Overloaded(f"this instance is handling its limit of {in_flight.limit} requests; retry in {RETRY_AFTER_S} s")
-    handed = PLACE.set(_Place(in_flight)) if long_poll else None
+    handed = PLACE.set(in_flight) if long_poll else None  # its place, given back while it waits (libs/waiting.py)
     try:
         return await handler(request)
     finally:
@@ -145,15 +189,3 @@ async def in_flight_middleware(request: web.Request, handler):
             PLACE.reset(handed)
         in_flight.leave()
 
-
-@dataclass
-class _Place:
-    """A long poll's place in flight, given back while it waits (libs/waiting.py) and taken again after."""
-
-    in_flight: InFlight
-
-    def leave(self) -> None:
-        self.in_flight.leave()
-
-    def come_back(self) -> None:
-        self.in_flight.count += 1  # already being served: never refused

@@ -15,7 +15,7 @@ from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import create_service_app
 from libs.service.openapi import install_openapi_route
-from libs.service.overload import mark_long_poll
+from libs.service.overload import install_long_polls
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
@@ -47,8 +47,6 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
             signer=TokenSigner(keys, f"{settings.issuer}/v1/formfill"), relay=app[OUTBOX_RELAY], clock=clock or SystemClock(),
             answers=answers,
         )
-        # The requests held for their citizen's answer, woken by the requests' change stream (answers.py).
-        following = asyncio.create_task(answers.run(), name="formfill-held-requests")
         # Standing consents' updates to clients' callback URLs (profile_updates.py), sent in the background.
         sender = asyncio.create_task(profile_updates.run_sender(app[FORMFILL]), name="formfill-consent-callbacks")
         # Requests' outcomes to clients' callback URLs (libs/result_callbacks.py), signed with the release keys.
@@ -58,20 +56,14 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         yield
         sender.cancel()
         result_sender.cancel()
-        following.cancel()
-        await asyncio.gather(sender, result_sender, following, return_exceptions=True)
+        await asyncio.gather(sender, result_sender, return_exceptions=True)
         await session.close()
 
     app.cleanup_ctx.append(formfill_context)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[FORMFILL]))
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
-    for route in HELD_ROUTES:
-        mark_long_poll(app, route)  # with ?wait=: held for the citizen's answer, outside the in-flight limit
-
-    async def release_held(app: web.Application) -> None:
-        app[FORMFILL].answers.release_all()  # stopping: the held requests are answered now, not after their wait
-
-    app.on_shutdown.append(release_held)
+    # With ?wait=: held for the citizen's answer (libs/consented_requests/answers.py), after the context that holds them.
+    install_long_polls(app, HELD_ROUTES, lambda app: app[FORMFILL].answers)
     install_openapi_route(app, OPERATIONS, title="Harbour ID formfill")
     return app

@@ -15,7 +15,7 @@ from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
 from libs.service.openapi import install_openapi_route
-from libs.service.overload import mark_long_poll
+from libs.service.overload import install_long_polls
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
@@ -61,8 +61,6 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
             tsa=TimeStampAuthority(hsm, authority.labels["tsa"], authority.certs["tsa"], authority.chain, clock=clock),
             sandbox=sandbox, clock=clock, answers=answers,
         )
-        # The requests held for their citizen's answer, woken by the requests' change stream (answers.py).
-        following = asyncio.create_task(answers.run(), name="signing-held-requests")
 
         async def hsm_ready() -> None:
             # The token answers and still holds the keys the stored authorities name.
@@ -78,8 +76,6 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         add_readiness_check(app, "hsm", hsm_ready)
         add_readiness_check(app, "parsing-workers", sandbox_ready)
         yield
-        following.cancel()
-        await asyncio.gather(following, return_exceptions=True)
         await sandbox.close()
         await session.close()
         hsm.close()
@@ -106,12 +102,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
     install_ledger(app, issuer=settings.issuer, keys=EXPORT_KEYS, clock=clock)
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
-    for route in HELD_ROUTES:
-        mark_long_poll(app, route)  # with ?wait=: held for the citizen's answer, outside the in-flight limit
-
-    async def release_held(app: web.Application) -> None:
-        app[SIGNING].answers.release_all()  # stopping: the held requests are answered now, not after their wait
-
-    app.on_shutdown.append(release_held)
+    # With ?wait=: held for the citizen's answer (libs/consented_requests/answers.py), after the context that holds them.
+    install_long_polls(app, HELD_ROUTES, lambda app: app[SIGNING].answers)
     install_openapi_route(app, OPERATIONS + LEDGER_OPERATIONS, title="Harbour ID signing")
     return app
