@@ -78,7 +78,6 @@ class HSMSigner(PKCS11Signer):
     def __init__(self, hsm: HSM, key_label: str, **options) -> None:
         super().__init__(hsm.session, key_label=key_label, **options)
         self.hsm = hsm
-        self.hsm_key_label = key_label
 
     def _load_objects(self) -> None:
         # The certificate and chain are ours and the key is used by label through HSM.sign: pyHanko need not look
@@ -89,7 +88,7 @@ class HSMSigner(PKCS11Signer):
     async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
         if dry_run:
             return await super().async_sign_raw(data, digest_algorithm, dry_run=True)  # a size estimate: no token
-        return await self.hsm.sign(self.hsm_key_label, data, digest_algorithm)
+        return await self.hsm.sign(self.key_label, data, digest_algorithm)
 
 
 def citizen_signer(hsm: HSM, key_label: str, certificate: x509.Certificate, chain: list[x509.Certificate]) -> PKCS11Signer:
