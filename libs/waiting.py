@@ -1,6 +1,6 @@
 """A request that waits gives back its place among its process's requests in flight while it waits.
 
-A long poll (a relying party's `?wait=` for its citizen's answer: libs/consented_requests/answers.py) is admitted
+A long poll (a relying party's `?wait=` for its citizen's answer: libs/held_requests.py) is admitted
 and counted like any request (libs/service/overload.py), so its reads — the first one, a 404, an answer at once —
 count against the process's in-flight limit; while it only waits for a wake-up it holds no place, or a few hundred
 waiting relying parties would have every other request refused. The middleware hands the request's place to the

@@ -33,6 +33,9 @@ from .profile import PinRequired, Profile, ProfileError, check_new_pin
 TOKEN_MARGIN_S = 60
 # How long to wait before claiming again when the service answered citizen-unknown without a Retry-After.
 CLAIM_RETRY_S = 1.0
+# How long the platform holds a new phone's question after its pairing (`?wait=`, at most 20): under the HTTP
+# client's own timeout.
+PAIRING_WAIT_S = 20
 
 
 FORMFILL_LINK = "harbourid://formfill?request="
@@ -364,21 +367,28 @@ class CitizenApp:
         self._save()
         return started
 
-    async def pairing_status(self) -> dict[str, Any]:
-        """On the new phone: where its pairing stands (waiting, claimed, bound, denied, expired)."""
+    async def pairing_status(self, wait_s: int = 0) -> dict[str, Any]:
+        """On the new phone: where its pairing stands (waiting, claimed, bound, denied, expired). `wait_s`: the
+        platform holds the question up to that long (at most 20) until the pairing moves."""
         if not self.profile.pairing_id:
             raise AppError(0, {"title": "No pairing", "detail": "start a pairing first (start_pairing)"})
-        return await self._call("GET", f"/v1/devices/pairings/{self.profile.pairing_id}")
+        return await self._call("GET", f"/v1/devices/pairings/{self.profile.pairing_id}" + (f"?wait={wait_s}" if wait_s else ""))
 
     async def finish_pairing(self, timeout_s: float = 300.0, interval_s: float = 0.5) -> dict[str, Any]:
-        """On the new phone: wait until the pairing is decided; bound, this app is the account's new device."""
+        """On the new phone: wait until the pairing is decided; bound, this app is the account's new device. Each
+        question is held by the platform until the pairing moves (`?wait=`); one answered at once with nothing new
+        (the platform held its limit already) is asked again after `interval_s`, as polling did."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        known = None
         while True:
-            status = await self.pairing_status()
+            asked = loop.time()
+            status = await self.pairing_status(wait_s=max(1, min(PAIRING_WAIT_S, int(deadline - asked))))
             if status["status"] in ("bound", "denied", "expired") or loop.time() > deadline:
                 break
-            await asyncio.sleep(interval_s)
+            if status["status"] == known and loop.time() - asked < interval_s:
+                await asyncio.sleep(interval_s)
+            known = status["status"]
         if status["status"] == "bound":
             self.profile.account_id = status["account_id"]
             self.profile.device_id = status["device_id"]

@@ -7,7 +7,6 @@ decided (release fields, sign) stays in the service.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,18 +18,16 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from libs.approvals import ApprovalRequest, DecisionClaims, DecisionRejected, Requester, seal_prompt, verify_recorded_decision
-from libs.background import event_or_timeout
 from libs.clock import Clock
 from libs.crypto import FieldCipher
 from libs.errors import Refused
 from libs.events.topics import APPROVAL_REQUESTED
+from libs.held_requests import HeldRequests
 from libs.projections import CLIENTS, account_of_subject
 from libs.service.logging import get_logger
 from libs.service.tracing import continuing, traceparent
 from libs.tokens import load_public_jwk
-from libs.waiting import waiting_outside_the_count
 
-from .answers import Answers
 from .lifecycle import RequestLifecycle, S
 from .refusals import RETRY_SOON, CitizenUnknown, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
 
@@ -46,8 +43,8 @@ class ConsentContext(Protocol):
     db: AsyncDatabase
     cipher: FieldCipher
     clock: Clock
-    # The requests held here for their citizen's answer (answers.py); None: `wait` is not offered.
-    answers: Answers | None
+    # The requests held here for their citizen's answer (libs/held_requests.py); None: `wait` is not offered.
+    answers: HeldRequests | None
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T: ...
 
@@ -288,30 +285,17 @@ class ConsentedRequests(Generic[S]):
         """The client's own request, its free text opened; another client's is not found.
 
         `wait_s`: while the request still waits for its citizen, hold the caller up to that long (never past the
-        request's expiry) until it does not (answers.py); then the request as it is."""
+        request's expiry) until it does not (libs/held_requests.py); then the request as it is."""
         answers = ctx.answers
         if wait_s <= 0 or answers is None:
             return await self._own(ctx, client_id, request_id)
-        async with answers.held(request_id, client_id) as woken:
-            # Held before the first read: an answer committed between the two is not missed.
-            doc = await answers.read(self._own(ctx, client_id, request_id))
-            if woken is None:
-                return doc
-            loop = asyncio.get_running_loop()
-            until = loop.time() + wait_s
-            while self.status(ctx, doc) == self.lifecycle.start:
-                left = min(until - loop.time(), (doc["expires_at"] - ctx.clock.now()).total_seconds())
-                if left <= 0:
-                    break
-                with waiting_outside_the_count():  # no place among the requests in flight while it only waits
-                    answered = await event_or_timeout(woken, left)
-                if not answered:
-                    break  # the wait or the request's time is up: answered as it is (expired, by then)
-                if answers.closing:
-                    break  # the service is stopping: answered as it is
-                woken.clear()
-                doc = await answers.read(self._own(ctx, client_id, request_id))
-            return doc
+
+        def holdable_s(doc: dict[str, Any]) -> float:  # while it waits for its citizen, never past its expiry
+            if self.status(ctx, doc) != self.lifecycle.start:
+                return 0.0
+            return (doc["expires_at"] - ctx.clock.now()).total_seconds()
+
+        return await answers.hold(request_id, client_id, wait_s, lambda: self._own(ctx, client_id, request_id), holdable_s)
 
     async def _own(self, ctx: ConsentContext, client_id: str, request_id: str) -> dict[str, Any]:
         doc = await ctx.db[self.requests].find_one({"_id": request_id, "client_id": client_id})

@@ -16,7 +16,7 @@ asks to be held (`?wait=`) — runs without the request deadline (it may wait
 20 s; its reads take deadlines of their own) and is admitted and counted like
 any request, except while it waits: it gives its place back then
 (libs/waiting.py), and the service bounds how many it holds itself
-(libs/consented_requests/answers.py). The same route without `wait` is an
+(libs/held_requests.py). The same route without `wait` is an
 ordinary request.
 """
 
@@ -95,7 +95,7 @@ def mark_long_poll(app: web.Application, route: str) -> None:
 
 
 class LongPolls(Protocol):
-    """What holds a service's long polls (libs/consented_requests/answers.py `Answers`)."""
+    """What holds a service's long polls (libs/held_requests.py `HeldRequests`)."""
 
     async def run(self) -> None: ...
 

@@ -7,7 +7,7 @@ come for its account: per open stream two queries a second, found or not, howeve
 that says whose document it is (never the document) — and wakes the waiters of that key; a woken waiter asks once.
 
 A feed may follow other operations too (`operations`, e.g. updates): a change that carries no document is known by
-its `documentKey`, so such a feed is keyed by `_id` (libs/consented_requests/answers.py: a request's status moved).
+its `documentKey`, so such a feed is keyed by `_id` (libs/held_requests.py: a request's status moved).
 
 Where the database offers no change stream, or it breaks (a deployment without a replica set, a failover), every
 waiter is woken every `poll_s` — what each did before — and the change stream is tried again after `retry_s`.

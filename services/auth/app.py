@@ -11,7 +11,9 @@ from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.events.topics import APPROVAL_REQUESTED
+from libs.held_requests import HeldRequests
 from libs.service import create_service_app
+from libs.service.overload import install_long_polls
 from libs.service.openapi import install_openapi_route
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens.keystore import KeyStore, TokenSigner
@@ -22,10 +24,11 @@ from .approvals.stream import PromptFeed
 from .callers import AUTH
 from .clients.directory import install_client_directory
 from .clients.registry import client_from_doc
-from .collections import INDEXES
+from .collections import DEVICE_PAIRINGS, INDEXES
 from .context import Auth
 from .endpoints import routes
 from .endpoints.approval_stream import install_approval_stream
+from .endpoints.devices import HELD_ROUTES
 from .endpoints.web_app import install_web_app
 from .events import CONSUMER_GROUP, TOPICS, approval_requests_handler
 from .devices import pairing
@@ -60,6 +63,10 @@ def create_app(
             clock=the_clock,
             # New prompts to the phones' open streams (approvals/stream.py), those queued here as soon as committed.
             prompt_feed=PromptFeed(app[DATABASE], the_clock),
+            # A new phone's question after its pairing, held until the pairing moves (?wait=; devices/pairing.py).
+            # A phone asks one at a time: a few places each (one left held by a dropped connection, and its retry).
+            pairings_held=HeldRequests("auth", app[DATABASE][DEVICE_PAIRINGS], max_held_per_client=4,
+                                       read_timeout_s=settings.service.mongo_request_timeout_s),
             # A decided login prompt finishes its login or CIBA request (oidc/login.py), in the decision's transaction.
             # A decided closure prompt closes the account (identity/closure.py), in the same transaction.
             finishers={"login": login.on_decision, closure.ACTION: closure.on_decision,
@@ -85,6 +92,7 @@ def create_app(
 
     app.cleanup_ctx.append(auth_context)
     install_approval_stream(app)  # GET /v1/approvals/stream: its feed of new prompts, after the context it reads
+    install_long_polls(app, HELD_ROUTES, lambda app: app[AUTH].pairings_held)  # ?wait=, after the context too
     # Clients from memory, invalidated by clients.events (clients/directory.py).
     install_client_directory(app, DATABASE, client_from_doc)
     install_consumer(app, group=CONSUMER_GROUP, topics=[APPROVAL_REQUESTED.name], handler=lambda db: approval_requests_handler(app[AUTH]))

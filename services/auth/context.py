@@ -11,6 +11,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from libs.backbone import ServiceContext
 from libs.crypto.fields import FieldCipher
+from libs.held_requests import HeldRequests
 
 from libs.tokens.keystore import KeyStore, TokenSigner
 from .approvals.stream import PromptFeed
@@ -37,6 +38,8 @@ class Auth(ServiceContext):
     backchannel_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # The phones' open approval streams (approvals/stream.py): what this process queues reaches them once committed.
     prompt_feed: PromptFeed | None = None
+    # New phones' questions after their pairing held until it moves (devices/pairing.py `view`, ?wait=).
+    pairings_held: HeldRequests | None = None
 
     @property
     def field_cipher(self) -> FieldCipher:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
-from libs.consented_requests.answers import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
+from libs.held_requests import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
 from libs.service import ValidationFailed, validate
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, Body
@@ -28,7 +28,7 @@ from .errors import ConsentNotFound, FieldNotRegistered, NotStanding, ReleaseGon
 from .formfill_requests import FormfillRequestBody, RequestCreated, RequestStatus
 
 FORMFILL = web.AppKey("formfill", Formfill)
-# A relying party's request may be held on these for its citizen's answer (?wait=; libs/consented_requests/answers.py).
+# A relying party's request may be held on these for its citizen's answer (?wait=; libs/held_requests.py).
 HELD_ROUTES = ("/v1/formfill/requests/{request_id}", "/v1/formfill/requests/{request_id}/result")
 NO_STORE = {"Cache-Control": "no-store"}
 RP_AUTH_ERRORS = {

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
-from libs.consented_requests.answers import Answers
+from libs.held_requests import HeldRequests
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.result_callbacks import ResultCallbacks
@@ -40,7 +40,7 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
         keys = KeyStore(app[MONGO_CLIENT], app[DATABASE], settings.keyring, max_token_lifetime_s=settings.result_ttl_s, collection=RELEASE_KEYS)
         await keys.ensure()
         session = client_session()
-        answers = Answers("formfill", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
+        answers = HeldRequests("formfill", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
         app[FORMFILL] = Formfill(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), keys=keys,
@@ -63,7 +63,7 @@ def create_app(settings: FormfillSettings | None = None, *, clock: Clock | None 
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[FORMFILL]))
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
-    # With ?wait=: held for the citizen's answer (libs/consented_requests/answers.py), after the context that holds them.
+    # With ?wait=: held for the citizen's answer (libs/held_requests.py), after the context that holds them.
     install_long_polls(app, HELD_ROUTES, lambda app: app[FORMFILL].answers)
     install_openapi_route(app, OPERATIONS, title="Harbour ID formfill")
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libs.backbone import ServiceContext
-from libs.consented_requests.answers import Answers
+from libs.held_requests import HeldRequests
 from libs.crypto import FieldCipher
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
@@ -23,7 +23,7 @@ class Formfill(ServiceContext):
     keys: KeyStore
     signer: TokenSigner
     # Relying parties' requests held for their citizen's answer (?wait=); None: answered at once.
-    answers: Answers | None = None
+    answers: HeldRequests | None = None
 
     @property
     def release_issuer(self) -> str:

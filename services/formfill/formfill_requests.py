@@ -223,7 +223,7 @@ async def _call_back(formfill: Formfill, session: AsyncClientSession, doc: dict[
 
 
 async def status(formfill: Formfill, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> RequestStatus:
-    """`wait_s`: held up to that long while the citizen has not answered (libs/consented_requests/answers.py)."""
+    """`wait_s`: held up to that long while the citizen has not answered (libs/held_requests.py)."""
     doc = await FORMFILL_REQUESTS.own(formfill, caller.client_id, request_id, wait_s=wait_s)
     view: dict[str, Any] = {"request_id": doc["_id"], "status": FORMFILL_REQUESTS.status(formfill, doc), "purpose": doc["purpose"],
                             "fields": doc["fields"], "expires_at": doc["expires_at"].isoformat()}

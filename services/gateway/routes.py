@@ -44,7 +44,7 @@ class Rule:
     # A stream open for minutes (server-sent events): outside the upstream's in-flight limit.
     long_lived: bool = False
     # A route that holds a request asking it to (`?wait=`, a relying party waiting for its citizen's answer): such a
-    # request is long-lived too; the service bounds how many it holds (libs/consented_requests/answers.py).
+    # request is long-lived too; the service bounds how many it holds (libs/held_requests.py).
     long_poll: bool = False
     # A public document the gateway may answer from its shared cache (cache.py), for as long as the upstream's
     # Cache-Control allows: documents that change only with a release or the configuration (discovery, app links).
@@ -93,7 +93,7 @@ ROUTES: tuple[Rule, ...] = (
     # and polls by its private pairing id; a bound phone enters the code with its device token.
     rule("POST", "/v1/devices/pairings", "auth", PUBLIC),
     rule("POST", "/v1/devices/pairings/claim", "auth", DEVICE),
-    rule("GET", "/v1/devices/pairings/{pairing_id}", "auth", PUBLIC),
+    rule("GET", "/v1/devices/pairings/{pairing_id}", "auth", PUBLIC, long_poll=True),
     rule("PATCH", "/v1/devices/{device_id}", "auth", DEVICE),  # naming a device
     rule("POST", "/v1/account/closure", "auth", DEVICE),  # the closure prompt; the phone's approval closes (docs/api.md)
     # The citizen's personal-data export: each service signs its own part for the citizen's own device (docs/api.md).

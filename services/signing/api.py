@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs import callers
 from libs.callers import ACCESS_TOKEN_REFUSALS, DEVICE_TOKEN_REFUSALS, Device, RelyingParty, caller_of
 from libs.consented_requests import CitizenUnknown, Claimed, Declined, LinkUnusable, NotAnswered, RequestExpired, RequestNotFound, UnknownClient
-from libs.consented_requests.answers import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
+from libs.held_requests import HELD_FOR_THE_ANSWER, WAIT_OUT_OF_RANGE, WAIT_QUERY, WaitQuery
 from libs.service import MalformedBody, ValidationFailed, parse_body, validate
 from libs.service.endpoints import BODY_REFUSALS, NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS, JSON_BODY_ERRORS, Body
@@ -47,7 +47,7 @@ from .reports import VerificationReport, VerifyCmsBody
 from .x509 import pem
 
 SIGNING = web.AppKey("signing", Signing)
-# A relying party's request may be held on these for its citizen's answer (?wait=; libs/consented_requests/answers.py).
+# A relying party's request may be held on these for its citizen's answer (?wait=; libs/held_requests.py).
 HELD_ROUTES = ("/v1/signing/requests/{request_id}", "/v1/signing/requests/{request_id}/result")
 EXPORT_KEYS = web.AppKey("signing_export_keys", KeyStore)  # app.py: the keys of the citizen's export part
 BINARY = {"type": "string", "format": "binary"}

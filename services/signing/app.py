@@ -8,7 +8,7 @@ from aiohttp import web
 
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
-from libs.consented_requests.answers import Answers
+from libs.held_requests import HeldRequests
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
 from libs.result_callbacks import ResultCallbacks
@@ -54,7 +54,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
         # The parsers are imported once by the forkserver; PKCS#11 stays in this process.
         sandbox = Sandbox(settings.parsing, preload=PARSERS)
         await sandbox.start()
-        answers = Answers("signing", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
+        answers = HeldRequests("signing", app[DATABASE][REQUESTS], read_timeout_s=settings.service.mongo_request_timeout_s)
         app[SIGNING] = Signing(
             settings=settings, mongo=app[MONGO_CLIENT], db=app[DATABASE], cipher=FieldCipher(settings.keyring),
             jwks=JWKSCache(settings.jwks_url, session, verified_cache_size=settings.token_cache_size), relay=app[OUTBOX_RELAY], hsm=hsm, authority=authority,
@@ -102,7 +102,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
     install_ledger(app, issuer=settings.issuer, keys=EXPORT_KEYS, clock=clock)
     for endpoints in ENDPOINTS:
         app.add_routes(endpoints.routes)
-    # With ?wait=: held for the citizen's answer (libs/consented_requests/answers.py), after the context that holds them.
+    # With ?wait=: held for the citizen's answer (libs/held_requests.py), after the context that holds them.
     install_long_polls(app, HELD_ROUTES, lambda app: app[SIGNING].answers)
     install_openapi_route(app, OPERATIONS + LEDGER_OPERATIONS, title="Harbour ID signing")
     return app

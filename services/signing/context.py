@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libs.backbone import ServiceContext
-from libs.consented_requests.answers import Answers
+from libs.held_requests import HeldRequests
 from libs.crypto import FieldCipher
 from libs.tokens import JWKSCache
 
@@ -30,7 +30,7 @@ class Signing(ServiceContext):
     # Untrusted PDFs and CMS are parsed only in its worker processes, never on the event loop.
     sandbox: Sandbox
     # Relying parties' requests held for their citizen's answer (?wait=); None: answered at once.
-    answers: Answers | None = None
+    answers: HeldRequests | None = None
 
     async def crl(self) -> bytes:
         return await current_crl(self.authority, self.db, now=self.clock.now())

@@ -404,7 +404,7 @@ async def _sign(signing: Signing, session: AsyncClientSession, decided: Decided,
 
 
 async def status(signing: Signing, caller: RelyingParty, request_id: str, *, wait_s: float = 0) -> RequestStatus:
-    """`wait_s`: held up to that long while the citizen has not answered (libs/consented_requests/answers.py)."""
+    """`wait_s`: held up to that long while the citizen has not answered (libs/held_requests.py)."""
     doc = await SIGNING_REQUESTS.own(signing, caller.client_id, request_id, wait_s=wait_s)
     view: dict[str, Any] = {
         "request_id": doc["_id"], "status": SIGNING_REQUESTS.status(signing, doc), "kind": doc["kind"],

@@ -219,7 +219,7 @@ async def test_requests_over_an_upstreams_in_flight_limit_are_503_at_once(infra,
 async def test_a_relying_partys_long_poll_holds_no_place_in_the_upstreams_limit(infra, upstreams):
     # A request held for its citizen's answer (?wait= on a request's status or result) idles for up to 20 s: counted,
     # a few hundred waiting relying parties would have every other request to that service refused. The service
-    # bounds how many it holds (libs/consented_requests/answers.py). `wait` on any other route is no long poll.
+    # bounds how many it holds (libs/held_requests.py). `wait` on any other route is no long poll.
     formfill = upstreams["formfill"]
     gateway = await _gateway(infra, {name: upstream.url() for name, upstream in upstreams.items()}, upstream_max_in_flight=1)
     try:
@@ -237,6 +237,15 @@ async def test_a_relying_partys_long_poll_holds_no_place_in_the_upstreams_limit(
 
         formfill.release.set()
         assert [r.status for r in await asyncio.gather(*polls, counted)] == [200, 200, 200]
+
+        # A new phone's question after its pairing, held by auth until the pairing moves: no place either.
+        auth = upstreams["auth"]
+        pairing = asyncio.create_task(gateway.get("/v1/devices/pairings/pair-1", params={"wait": "20"}))
+        await eventually(lambda: auth.held == 1, timeout_s=10, interval_s=0.01)
+        assert REGISTRY.get_sample_value("harbour_gateway_upstream_in_flight_requests", {"upstream": "auth"}) == 0
+        assert (await gateway.get("/v1/devices/pairings/pair-2")).status == 200
+        auth.release.set()
+        assert (await pairing).status == 200
     finally:
         await gateway.close()
 

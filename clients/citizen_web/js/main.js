@@ -305,8 +305,11 @@ async function startPairing(deviceName) {
 
 async function waitForPairing(started, progress) {
   let shownCode = null;
+  let known = null;
   for (;;) {
-    const status = await api.publicCall("GET", `/v1/devices/pairings/${encodeURIComponent(started.pairing_id)}`);
+    // Held by the platform until the pairing moves (claimed, bound, denied) or 20 s pass: no polling.
+    const asked = Date.now();
+    const status = await api.publicCall("GET", `/v1/devices/pairings/${encodeURIComponent(started.pairing_id)}?wait=20`);
     if (status.matching_code && status.matching_code !== shownCode) {
       shownCode = status.matching_code;
       progress.querySelector("#pair-waiting").textContent = t("pairing.claimed");
@@ -322,7 +325,9 @@ async function waitForPairing(started, progress) {
       return status;
     }
     if (["denied", "expired"].includes(status.status)) return status;
-    await sleep(1000);
+    // Answered at once with nothing new (the service held its limit already): ask again a second later, as before.
+    if (status.status === known && Date.now() - asked < 1000) await sleep(1000);
+    known = status.status;
   }
 }
 

@@ -27,8 +27,13 @@
    `device.pair`. A denial kills the pairing. A device of another account
    cannot see or decide the prompt; whatever happens, the device binds only
    to the account whose device approved, never to one that merely saw the code.
-4. The new phone polls its pairing (`view`) until it is `bound`, then asks
-   for device tokens with its key as any device does (devices/tokens.py).
+4. The new phone asks after its pairing (`view`) until it is `bound`, then
+   asks for device tokens with its key as any device does (devices/tokens.py).
+   With `wait_s` (`?wait=`, libs/held_requests.py) the question is held
+   until the pairing moves — claimed, bound, denied — or expires: the phone
+   asks a few times in a pairing's minutes instead of twice a second. The
+   claim and the decision wake it at their commit in this process; another
+   replica's, through the pairings' change stream.
 
 A pairing nobody claims or approves expires; its document goes a day later
 (the audit records stay).
@@ -117,18 +122,57 @@ def _status(doc: dict[str, Any], now: datetime) -> str:
     return doc["status"]
 
 
-async def view(auth: "Auth", pairing_id: str) -> dict[str, Any]:
-    """What the new phone polls: the status, and once bound its device id and account id."""
+# Where a pairing may still move from; the others are where it ends.
+OPEN = ("waiting", "claimed")
+
+
+async def view(auth: "Auth", pairing_id: str, *, wait_s: float = 0) -> dict[str, Any]:
+    """What the new phone asks: the status, and once bound its device id and account id.
+
+    `wait_s`: while the pairing still stands where it stood when asked (waiting, or claimed), hold the phone up to
+    that long (never past the pairing's expiry) until it moves; then the pairing as it is."""
+    held = auth.pairings_held
+    if wait_s <= 0 or held is None:
+        return _answer(await _read(auth, pairing_id), auth.clock.now())
+    asked_at: str | None = None  # the status when asked: the phone has that one already
+
+    def holdable_s(doc: dict[str, Any]) -> float:
+        nonlocal asked_at
+        now = auth.clock.now()
+        status = _status(doc, now)
+        asked_at = asked_at or status
+        if status != asked_at or status not in OPEN:
+            return 0.0
+        return (doc["expires_at"] - now).total_seconds()
+
+    # One pairing's phone takes at most its own share of the places (held_requests.max_held_per_client).
+    doc = await held.hold(pairing_id, pairing_id, wait_s, lambda: _read(auth, pairing_id), holdable_s)
+    return _answer(doc, auth.clock.now())
+
+
+async def _read(auth: "Auth", pairing_id: str) -> dict[str, Any]:
     doc = await auth.db[DEVICE_PAIRINGS].find_one({"_id": pairing_id})
     if doc is None:
         raise NoSuchPairing("no such pairing (or it ended more than a day ago)")
-    answer = {"pairing_id": pairing_id, "status": _status(doc, auth.clock.now()),
+    return doc
+
+
+def _answer(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+    answer = {"pairing_id": doc["_id"], "status": _status(doc, now),
               "expires_at": doc["expires_at"].isoformat(), "device_name": doc["device_name"], "key_thumbprint": doc["jkt"]}
     if doc.get("matching_code"):  # claimed: the new phone shows it beside the old phone's prompt
         answer["matching_code"] = doc["matching_code"]
     if doc["status"] == "bound":
         answer |= {"device_id": doc["device_id"], "account_id": doc["account_id"]}
     return answer
+
+
+def _moved(auth: "Auth", pairing_id: str) -> None:
+    """The pairing moved in the current transaction: the new phone's held question (in this process) looks at the
+    commit — not before, when it would read the pairing as it was."""
+    held = auth.pairings_held
+    if held is not None and not auth.after_commit(("pairing-moved", pairing_id), lambda: held.answered_here(pairing_id)):
+        held.answered_here(pairing_id)
 
 
 async def _take_guess(auth: "Auth", account_id: str, now: datetime) -> int:
@@ -193,6 +237,7 @@ async def claim(auth: "Auth", device: "DeviceContext", code: str) -> dict[str, A
         if claimed.modified_count != 1:  # another phone entered it first
             raise InvalidPairingCode("no new device is waiting with this code (wrong, expired or used)",
                                      attempts_left=left)
+        _moved(auth, doc["_id"])
         await queue.enqueue(auth, session, prompt)
         await auth.audit(session, subject=device.account_id, action="device.pair_claim", actor=device.device_id,
                          pairing_id=doc["_id"], approval_id=prompt.approval_id, key_thumbprint=doc["jkt"])
@@ -214,6 +259,7 @@ async def on_decision(auth: "Auth", session: AsyncClientSession, approval: dict[
     if decision != "approve":
         await db[DEVICE_PAIRINGS].update_one({"_id": doc["_id"], "status": "claimed"},
                                              {"$set": {"status": "denied", "decided_at": now}}, session=session)
+        _moved(auth, doc["_id"])
         await auth.audit(session, subject=account_id, action="device.pair", actor=approval["device_id"],
                          outcome="denied", pairing_id=doc["_id"])
         return {}
@@ -227,6 +273,7 @@ async def on_decision(auth: "Auth", session: AsyncClientSession, approval: dict[
         session=session)
     if bound.modified_count != 1:
         raise PairingUnusable("this pairing can no longer add a device")
+    _moved(auth, doc["_id"])
     passkey = {"passkey": doc["passkey"]} if doc.get("passkey") else {}
     await new_device(auth, session, account, device_id=device_id, name=doc["device_name"], jwk=doc["public_jwk"], now=now,
                      added_by=approval["device_id"], **doc.get("key_protection", KeyProtection().on_device()), **passkey)

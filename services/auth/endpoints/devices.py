@@ -6,6 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.held_requests import MAX_WAIT_S, WAIT_OUT_OF_RANGE, WaitQuery
+from libs.service import ValidationFailed, validate
 from libs.service.endpoints import NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
 
@@ -156,9 +158,21 @@ async def claim_pairing(request: web.Request, caller: DeviceContext, body: Pairi
     return web.json_response(await pairing.claim(request.app[AUTH], caller, body.code), status=201)
 
 
+# The new phone's question after its pairing may be held until the pairing moves (?wait=; libs/held_requests.py).
+HELD_ROUTES = ("/v1/devices/pairings/{pairing_id}",)
+PAIRING_WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
+                                "description": "hold the request up to this many seconds until the pairing moves"}, False),)
+
+
 @endpoints.get(
-    "/v1/devices/pairings/{pairing_id}", summary="The new phone polls its pairing until it is bound",
-    answers={200: PairingView, 404: "no such pairing"}, refusals=(NoSuchPairing,),
+    "/v1/devices/pairings/{pairing_id}", summary="The new phone asks after its pairing until it is bound",
+    answers={200: PairingView, 404: "no such pairing", 422: WAIT_OUT_OF_RANGE}, refusals=(NoSuchPairing, ValidationFailed),
+    query_params=PAIRING_WAIT_QUERY,
+    description=f"With `wait` (seconds, at most {MAX_WAIT_S}): while the pairing still stands where it stood (waiting, "
+                "or claimed), the request is held until it moves — claimed, bound, denied — or expires, then answered "
+                "as without it: a few requests in a pairing's minutes instead of polling (docs/api.md).",
 )
 async def show_pairing(request: web.Request) -> web.Response:
-    return web.json_response(await pairing.view(request.app[AUTH], request.match_info["pairing_id"]), headers=NO_STORE)
+    query = validate(WaitQuery, dict(request.query))
+    answer = await pairing.view(request.app[AUTH], request.match_info["pairing_id"], wait_s=query.wait)
+    return web.json_response(answer, headers=NO_STORE)

@@ -51,7 +51,7 @@ async def test_another_clients_request_is_not_found(formfill):
 
 
 async def test_a_held_result_is_released_when_the_citizen_approves_and_a_held_status_when_they_decline(formfill):
-    # ?wait= (libs/consented_requests/answers.py; tests/service/signing/test_held_requests.py has the rest): the
+    # ?wait= (libs/held_requests.py; tests/service/signing/test_held_requests.py has the rest): the
     # relying party's one request is answered at the decision's commit, not polled for.
     rp = await formfill.relying_party()
     citizen = await formfill.citizen(rp)

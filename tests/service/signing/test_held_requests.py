@@ -1,6 +1,6 @@
 """A relying party waiting for its citizen's answer with `?wait=`: held until the decision commits, not polling.
 
-libs/consented_requests/answers.py. Each test would fail if the request were answered at once (still pending, or
+libs/held_requests.py. Each test would fail if the request were answered at once (still pending, or
 409 not-ready), or held to the end of its wait while the answer had come.
 """
 

@@ -1,4 +1,8 @@
-"""A relying party waiting for the citizen's answer (`?wait=` on a request's status or result): held, not polling.
+"""A caller waiting for a document to move (`?wait=`): held, not polling.
+
+Who waits: a relying party for its citizen's answer (`?wait=` on a form-fill or signing request's status or result),
+and a new phone for its pairing to be claimed and approved from the citizen's other phone (auth's
+`GET /v1/devices/pairings/{id}?wait=`). `hold` is the one loop both use.
 
 A relying party that polls a request every 50 ms sends twenty requests a second per waiting citizen — each one
 through the gateway, a token check and a database read — and still learns of the answer up to 50 ms late. With
@@ -6,14 +10,14 @@ through the gateway, a token check and a database read — and still learns of t
 seconds pass (never past the request's own expiry), then answers exactly as without it.
 
 What wakes a held request: the transaction that moves its status, at its commit, when it ran in this process
-(`answered_here`, from `ConsentedRequests.move`); otherwise the requests collection's change stream, followed by one
+(`answered_here`, from `ConsentedRequests.move`, or auth's pairing claim and decision); otherwise the requests collection's change stream, followed by one
 `InsertFeed` per process while anyone is held (libs/store/insert_feed.py: updates, keyed by `_id`; where there is no
 change stream, every held request looks again each `poll_s`). A woken request reads its document once.
 
 A held request is a long poll (libs/service/overload.py): counted against the service's in-flight limit while it
 reads, giving its place back while it waits (libs/waiting.py), outside the request deadline — its reads each get a
 deadline of their own. At most `max_held` are held per
-process, and at most `max_held_per_client` of one relying party's (so that one client — or a client whose callers
+process, and at most `max_held_per_client` of one holder's — a relying party's, a pairing's — (so that one client — or a client whose callers
 hang up, which a held request does not notice until its wait ends — cannot take every place); beyond that a request
 is answered at once, as without `wait`, and its caller polls as before. When the service stops, every held request
 is answered at once (`release_all`, at aiohttp's shutdown: `install_long_polls`): a rolling restart does not wait
@@ -25,14 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import pymongo
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.background import event_or_timeout
 from libs.store.insert_feed import InsertFeed
+from libs.waiting import waiting_outside_the_count
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -60,13 +66,14 @@ HELD_FOR_THE_ANSWER = (
 WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
                         "description": "hold the request up to this many seconds while the citizen has not answered"}, False),)
 
-HELD = Gauge("harbour_requests_held", "Relying parties' requests held now for the citizen's answer (?wait=), by service.",
+HELD = Gauge("harbour_requests_held", "Requests held now until what they ask after moves (?wait=): a relying party's "
+             "for its citizen's answer, a new phone's for its pairing; by service.",
              ["service"])
 NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answered at once because the process (or "
                    "that client) held its limit already, by service.", ["service"])
 
 
-class Answers:
+class HeldRequests:
     """The requests of one collection held in this process until their citizen answers."""
 
     def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, max_held_per_client: int = 100,
@@ -106,6 +113,27 @@ class Answers:
             if not self._held_by_client[client_id]:
                 del self._held_by_client[client_id]
             self.feed.unsubscribe(request_id, woken)
+
+    async def hold(self, key: str, holder: str, wait_s: float, read: Callable[[], Awaitable[T]],
+                   holdable_s: Callable[[T], float]) -> T:
+        """`read()` now, and again each time `key` may have moved, while `holdable_s(doc)` — how much longer the
+        document as read may be held for: 0 once it moved or expired — and `wait_s` last; the last read. Held
+        (`held`) before the first read, so a move committed between the two is not missed; `holder` is whose share
+        of the process's places it takes (a relying party's client id, a pairing's id)."""
+        async with self.held(key, holder) as woken:
+            doc = await self.read(read())
+            if woken is None:
+                return doc
+            loop = asyncio.get_running_loop()
+            until = loop.time() + wait_s
+            while (left := min(until - loop.time(), holdable_s(doc))) > 0:
+                with waiting_outside_the_count():  # no place among the requests in flight while it only waits
+                    moved = await event_or_timeout(woken, left)
+                if not moved or self.closing:
+                    break  # the wait or the document's time is up, or the service is stopping: answered as it is
+                woken.clear()
+                doc = await self.read(read())
+            return doc
 
     async def read(self, reading: Awaitable[T]) -> T:
         """One read of a held request, under a deadline of its own (the request itself has none while it waits)."""
