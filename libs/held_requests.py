@@ -11,7 +11,7 @@ seconds pass (never past the request's own expiry), then answers exactly as with
 
 What wakes a held request: the transaction that moves its status, at its commit, when it ran in this process
 (`answered_here`, from `ConsentedRequests.move`, or auth's pairing claim and decision); otherwise the requests collection's change stream, followed by one
-`InsertFeed` per process while anyone is held (libs/store/insert_feed.py: updates, keyed by `_id`; where there is no
+`ChangeFeed` per process while anyone is held (libs/store/change_feed.py: updates, keyed by `_id`; where there is no
 change stream, every held request looks again each `poll_s`). A woken request reads its document once.
 
 A held request is a long poll (libs/service/overload.py): counted against the service's in-flight limit while it
@@ -37,7 +37,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.background import event_or_timeout
-from libs.store.insert_feed import InsertFeed
+from libs.store.change_feed import ChangeFeed
 from libs.waiting import waiting_outside_the_count
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class HeldRequests:
                  read_timeout_s: float = 5.0, poll_s: float = 0.5) -> None:
         # A held request of this process is woken at the commit (answered_here): the change stream, for other
         # replicas' moves, need not be asked more than twice a second.
-        self.feed: InsertFeed[asyncio.Event] = InsertFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s,
+        self.feed: ChangeFeed[asyncio.Event] = ChangeFeed(requests, "_id", operations=("update", "replace"), poll_s=poll_s,
                                                           min_empty_wait_s=0.5)
         self.max_held = max_held
         self.max_held_per_client = max_held_per_client

@@ -20,7 +20,7 @@ from libs.revocation import REVOCATIONS
 from libs.service.endpoints import Endpoints
 from libs.service import streams
 from libs.service.openapi import JSON
-from libs.store.insert_feed import InsertFeed
+from libs.store.change_feed import ChangeFeed
 
 from libs.data_export import ExportPart
 
@@ -60,7 +60,7 @@ NOTIFY = web.AppKey("notify", Notify)
 # Set at shutdown so open streams end promptly instead of holding the graceful stop for its whole timeout.
 CLOSING = web.AppKey("notify_closing", asyncio.Event)
 STREAM_SLOTS = web.AppKey("notify_stream_slots", streams.StreamSlots)
-INBOX_FEED = web.AppKey("notify_inbox_feed", InsertFeed)
+INBOX_FEED = web.AppKey("notify_inbox_feed", ChangeFeed)
 
 NO_STORE = {"Cache-Control": "no-store"}
 AGENCY = {401: "no, invalid or expired access token (WWW-Authenticate: Bearer)",

@@ -18,7 +18,7 @@ from libs.service.openapi import install_openapi_route
 from libs.service.overload import mark_long_lived
 from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
-from libs.store.insert_feed import InsertFeed
+from libs.store.change_feed import ChangeFeed
 
 from . import metrics  # noqa: F401  (every notify metric family is exported by the API too)
 from .api import CLOSING, INBOX_FEED, NOTIFY, OPERATIONS, STREAM_SLOTS, routes
@@ -42,8 +42,8 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
     async def notify_context(app: web.Application):
         http = client_session()
         app[NOTIFY] = await open_context(settings, app[MONGO_CLIENT], app[DATABASE], app[OUTBOX_RELAY], http, clock)
-        # The open inbox streams' one change stream (libs/store/insert_feed.py): a new item wakes its account's streams.
-        app[INBOX_FEED] = InsertFeed(app[DATABASE][INBOX], "account_id", poll_s=settings.sse_poll_s)
+        # The open inbox streams' one change stream (libs/store/change_feed.py): a new item wakes its account's streams.
+        app[INBOX_FEED] = ChangeFeed(app[DATABASE][INBOX], "account_id", poll_s=settings.sse_poll_s)
         feed = asyncio.create_task(app[INBOX_FEED].run(), name="notify-inbox-feed")
         yield
         feed.cancel()

@@ -24,7 +24,7 @@ with none, the change stream is closed (nothing is asked of the database), and
 the first stream to open starts it again, with one look at what is pending.
 A database that answers an empty change stream at once instead of waiting
 `max_await_time_ms` (the dev stack's) is asked again after MIN_EMPTY_WAIT_S,
-not in a tight loop. (That machinery is libs/store/insert_feed.py's, which
+not in a tight loop. (That machinery is libs/store/change_feed.py's, which
 notify's inbox stream uses too; here each insert is handed out as a notice.)
 """
 
@@ -34,7 +34,7 @@ import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from libs.store.insert_feed import InsertFeed
+from libs.store.change_feed import ChangeFeed
 
 from ..collections import APPROVALS
 
@@ -55,8 +55,8 @@ def notice(doc: dict[str, Any]) -> dict[str, Any]:
             "expires_at": expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at}
 
 
-class PromptFeed(InsertFeed[asyncio.Queue]):
-    """The approvals collection's inserts (libs/store/insert_feed.py), each pending prompt handed to the queues of
+class PromptFeed(ChangeFeed[asyncio.Queue]):
+    """The approvals collection's inserts (libs/store/change_feed.py), each pending prompt handed to the queues of
     the streams open for its account as a notice; where there is no change stream, every open account's pending
     prompts are read instead, each poll."""
 

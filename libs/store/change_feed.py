@@ -1,9 +1,9 @@
-"""Who waits for new documents of a collection, woken when one is inserted: one change stream per process, not a
-query per waiter.
+"""Who waits for a collection's documents to be inserted (or changed), woken when one is: one change stream per
+process, not a query per waiter.
 
 A live stream (notify's inbox stream) waited by asking the database every half second whether something new had
 come for its account: per open stream two queries a second, found or not, however quiet the platform. One
-`InsertFeed` per process follows the collection's change stream instead — inserts only, projected to the one field
+`ChangeFeed` per process follows the collection's change stream instead — inserts, by default, projected to the one field
 that says whose document it is (never the document) — and wakes the waiters of that key; a woken waiter asks once.
 
 A feed may follow other operations too (`operations`, e.g. updates): a change that carries no document is known by
@@ -29,11 +29,11 @@ from libs.service.logging import get_logger
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
-log = get_logger("harbour.store.insert_feed")
+log = get_logger("harbour.store.change_feed")
 W = TypeVar("W")
 
 
-class InsertFeed(Generic[W]):
+class ChangeFeed(Generic[W]):
     """Waiters by key; each is an `asyncio.Event` set when a document of its key may have been inserted (a subclass
     may hand out something else: override `_new_waiter`, `inserted` and `look_everywhere`, as auth's prompt feed
     does to send each stream the new prompt itself)."""

@@ -1,4 +1,4 @@
-"""libs/store/insert_feed.py on the real database: a waiter is woken by an insert of its key through the change
+"""libs/store/change_feed.py on the real database: a waiter is woken by an insert of its key through the change
 stream, not by another key's; without change streams every waiter is woken each poll; nobody waiting, nothing is
 asked of the database."""
 
@@ -12,7 +12,7 @@ from pymongo.errors import OperationFailure
 
 from libs.background import event_or_timeout
 from libs.store import create_client
-from libs.store.insert_feed import InsertFeed
+from libs.store.change_feed import ChangeFeed
 
 from ..support.database import CommandRecorder
 from ..support.polling import eventually
@@ -42,13 +42,13 @@ async def items(infra, scratch_database):
     await client.close()
 
 
-async def _woken_at_start(feed: InsertFeed, woken: asyncio.Event) -> None:
+async def _woken_at_start(feed: ChangeFeed, woken: asyncio.Event) -> None:
     await eventually(lambda: feed.mode == "change-stream" and woken.is_set(), timeout_s=10)
     woken.clear()
 
 
 async def test_an_insert_wakes_the_waiters_of_its_key_only(items):
-    feed = InsertFeed(items, "account_id")
+    feed = ChangeFeed(items, "account_id")
     mine, theirs = feed.subscribe("acc-mine"), feed.subscribe("acc-theirs")
     follower = asyncio.create_task(feed.run())
     try:
@@ -63,7 +63,7 @@ async def test_an_insert_wakes_the_waiters_of_its_key_only(items):
 
 
 async def test_without_change_streams_every_waiter_is_woken_each_poll(items):
-    feed = InsertFeed(_NoChangeStreams(items), "account_id", poll_s=0.05, retry_s=60)
+    feed = ChangeFeed(_NoChangeStreams(items), "account_id", poll_s=0.05, retry_s=60)
     woken = feed.subscribe("acc-mine")
     follower = asyncio.create_task(feed.run())
     try:
@@ -77,7 +77,7 @@ async def test_without_change_streams_every_waiter_is_woken_each_poll(items):
 
 
 async def test_with_nobody_waiting_nothing_is_asked(items):
-    feed = InsertFeed(items, "account_id")
+    feed = ChangeFeed(items, "account_id")
     follower = asyncio.create_task(feed.run())
     try:
         woken = feed.subscribe("acc-mine")
