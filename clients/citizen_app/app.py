@@ -377,13 +377,22 @@ class CitizenApp:
     async def finish_pairing(self, timeout_s: float = 300.0, interval_s: float = 0.5) -> dict[str, Any]:
         """On the new phone: wait until the pairing is decided; bound, this app is the account's new device. Each
         question is held by the platform until the pairing moves (`?wait=`); one answered at once with nothing new
-        (the platform held its limit already) is asked again after `interval_s`, as polling did."""
+        (the platform held its limit already) is asked again after `interval_s`, as polling did, and one the
+        platform could not answer (502/503/504: auth restarting) after its Retry-After."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         known = None
         while True:
             asked = loop.time()
-            status = await self.pairing_status(wait_s=max(1, min(PAIRING_WAIT_S, int(deadline - asked))))
+            try:
+                status = await self.pairing_status(wait_s=max(1, min(PAIRING_WAIT_S, int(deadline - asked))))
+            except AppError as exc:
+                # The platform could not answer just now (auth restarting under the question it held: the gateway's
+                # 502/503/504): the pairing is kept by the platform, so ask again after its Retry-After.
+                if exc.status not in (502, 503, 504) or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(exc.retry_after_s if exc.retry_after_s is not None else interval_s)
+                continue
             if status["status"] in ("bound", "denied", "expired") or loop.time() > deadline:
                 break
             if status["status"] == known and loop.time() - asked < interval_s:

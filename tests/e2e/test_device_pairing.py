@@ -8,6 +8,7 @@ service within seconds. Wrong, reused and guessed codes bind nothing; another ci
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,12 +16,14 @@ import time
 
 import aiohttp
 import pytest
+import requests
 
 from clients.citizen_app import CitizenApp, Profile
 from clients.citizen_app.app import AppError
 
 from ..support.calls import device_auth
 from ..support.database import mongo
+from ..support.metrics import held_requests
 from ..support.oidc import claims_of, login, register
 from ..support.people import identity, selfie
 from ..support.polling import eventually
@@ -188,3 +191,28 @@ async def test_the_command_line_adds_names_and_lists_a_phone(platform, tmp_path)
     assert old.profile.account_id == json.loads(waited.stdout)["account_id"]
     reused = cli(platform, tmp_path / "old phone.json", "pair-approve", code)
     assert reused.returncode == 1 and json.loads(reused.stderr)["status"] == 400
+
+
+async def test_a_new_phone_waiting_for_its_pairing_rides_out_a_crash_of_auth(platform, tmp_path):
+    # The new phone's question is held by auth (?wait=) for most of a pairing's minutes, so a crash of auth nearly
+    # always finds one in flight: the gateway answers 503 (the retry it makes for a GET finds nothing listening) and
+    # the phone asks again after its Retry-After — the pairing lives in the database, not in the process that died.
+    old = await citizen(platform, tmp_path, "old phone")
+    new = CitizenApp(Profile(gateway_url=platform.gateway), tmp_path / "new.json")
+    started = await new.start_pairing("tablet")
+    waiting = asyncio.ensure_future(new.finish_pairing(timeout_s=120))
+    await eventually(lambda: held_requests(platform, "auth") == 1 or waiting.done(), timeout_s=10)
+    assert not waiting.done()
+
+    platform.stack.crash("auth")
+    await asyncio.to_thread(platform.stack.up)  # only auth was down; up waits until it is ready
+    # The gateway's circuit for auth opened at the crash: the old phone's calls pass once its probe closes it.
+    pairing_url = f"{platform.gateway}/v1/devices/pairings/{started['pairing_id']}"
+    await eventually(lambda: requests.get(pairing_url, timeout=10).status_code == 200, timeout_s=30, interval_s=0.5)
+    assert not waiting.done()  # the new phone is still asking, not given up
+    approved = await old.approve_pairing(started["code"], key_thumbprint=started["key_thumbprint"])
+    assert approved["status"] == "approved"
+    status = await asyncio.wait_for(waiting, 60)
+    assert status["status"] == "bound" and status["account_id"] == old.profile.account_id
+    assert new.profile.device_id == status["device_id"]
+    assert (await new.devices())["current_device_id"] == status["device_id"]

@@ -40,6 +40,7 @@ from libs.tokens import load_public_jwk
 from ..support.broker import all_messages
 from ..support.calls import bearer, refusal, refused_with
 from ..support.citizens import basic_citizen, enrolled_app
+from ..support.metrics import held_requests
 from ..support.oidc import claims_of, client_token, logged_in_token
 from ..support.operator import admin
 from ..support.polling import eventually
@@ -81,12 +82,6 @@ def signer_checked_against_crls(platform, trust: dict, p7s: Path, content: Path,
         files += ["-CRLfile", str(folder / f"{name}.crl.pem")]
     return openssl("verify", "-crl_check_all", "-CAfile", str(trust["dir"] / "root.pem"),
                    "-untrusted", str(trust["dir"] / "issuing.pem"), *files, str(signer))
-
-
-def held_in_signing(platform) -> float | None:
-    """The relying parties' requests signing holds now for their citizen's answer (its harbour_requests_held)."""
-    text = requests.get(platform.stack.config.metrics_url("signing"), timeout=10).text
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith('harbour_requests_held{service="signing"}')), None)
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -218,7 +213,7 @@ async def test_anonymous_hash_is_signed_as_detached_cades_that_openssl_accepts(p
     held = asyncio.create_task(asyncio.to_thread(
         requests.get, f"{platform.gateway}/v1/signing/requests/{request['request_id']}/result", params={"wait": "20"},
         headers={"Authorization": f"Bearer {token}"}, timeout=30))
-    await eventually(lambda: held_in_signing(platform) == 1, timeout_s=10)
+    await eventually(lambda: held_requests(platform, "signing") == 1, timeout_s=10)
 
     shown = (await app.open_link(request["app_link"]))["prompt"]
     assert shown["details"]["document_name"] == "deed.txt" and shown["requester"]["client_name"] == "Harbour Lands Registry"

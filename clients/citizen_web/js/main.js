@@ -309,7 +309,16 @@ async function waitForPairing(started, progress) {
   for (;;) {
     // Held by the platform until the pairing moves (claimed, bound, denied) or 20 s pass: no polling.
     const asked = Date.now();
-    const status = await api.publicCall("GET", `/v1/devices/pairings/${encodeURIComponent(started.pairing_id)}?wait=20`);
+    let status;
+    try {
+      status = await api.publicCall("GET", `/v1/devices/pairings/${encodeURIComponent(started.pairing_id)}?wait=20`);
+    } catch (error) {
+      // The platform could not answer just now (auth restarting under the held question): the pairing is kept
+      // there, so ask again after its Retry-After.
+      if (!(error instanceof ApiError) || ![502, 503, 504].includes(error.status)) throw error;
+      await sleep(1000 * (error.retryAfterS ?? 1));
+      continue;
+    }
     if (status.matching_code && status.matching_code !== shownCode) {
       shownCode = status.matching_code;
       progress.querySelector("#pair-waiting").textContent = t("pairing.claimed");
