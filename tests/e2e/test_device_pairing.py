@@ -20,10 +20,12 @@ import requests
 
 from clients.citizen_app import CitizenApp, Profile
 from clients.citizen_app.app import AppError
+from libs.events.topics import APPROVAL_REQUESTED, IDENTITY
 
+from ..support.broker import all_messages
 from ..support.calls import device_auth
 from ..support.database import mongo
-from ..support.metrics import held_requests
+from ..support.metrics import held_requests, samples
 from ..support.oidc import claims_of, login, register
 from ..support.people import identity, selfie
 from ..support.polling import eventually
@@ -216,3 +218,13 @@ async def test_a_new_phone_waiting_for_its_pairing_rides_out_a_crash_of_auth(pla
     assert status["status"] == "bound" and status["account_id"] == old.profile.account_id
     assert new.profile.device_id == status["device_id"]
     assert (await new.devices())["current_device_id"] == status["device_id"]
+
+    # Auth took its partitions and its outbox back (the dead process's leases lapsed): the binding's event is on the
+    # broker, and auth consumes the prompts of formfill and signing again — as the tests after this one expect.
+    async def device_added_published():
+        return [m for m in await all_messages(platform.infra.kafka_bootstrap, [IDENTITY.name])
+                if json.loads(m.value)["type"] == "identity.device_added" and status["device_id"] in m.value.decode()]
+
+    await eventually(device_added_published, timeout_s=30, interval_s=0.5)
+    await eventually(lambda: any(f'topic="{APPROVAL_REQUESTED.name}"' in line
+                                 for line in samples(platform, "auth", "harbour_consumer_lag")), timeout_s=30, interval_s=0.5)
