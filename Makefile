@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst /,_,$(PYTHON))
 
 .PHONY: up down status seed demo test coverage fuzz chaos soak install clean backup restore \
-	bench bench-tokens bench-logins bench-gateway bench-notify bench-signing bench-growth bench-memory
+	bench bench-tokens bench-logins bench-gateway bench-notify bench-signing bench-growth bench-memory bench-pairing
 
 # Creates the virtualenv and installs the pinned dependencies once per change of pyproject.toml.
 $(STAMP): pyproject.toml
@@ -95,9 +95,10 @@ chaos: $(STAMP) .dev/.softhsm .dev/.pdffont
 ## pinned to one CPU and the load generator to the other; each prints Harbour ID and its peer from the same run and
 ## their ratio (tokens, logins: node-oidc-provider 9.13.3 from npm; gateway: nginx from apt; notify: the database's
 ## raw insert rate; signing: raw PKCS#11; growth: the same stack fresh and after 10,000 logins and 1,000 clients;
-## memory, no load and no peer: each Python process's idle VmRSS/RssAnon/RssFile 15 s after ready, goal <= 70 MB).
+## memory, no load and no peer: each Python process's idle VmRSS/RssAnon/RssFile 15 s after ready, goal <= 70 MB;
+## pairing: a new phone's questions while a phone is added, held (?wait=) next to polling every 0.5 s).
 ## `make bench` runs them one after the other. Figures and how to read them: docs/operations.md, Benchmarks.
-BENCHES := tokens logins gateway notify signing growth memory
+BENCHES := tokens logins gateway notify signing growth memory pairing
 bench: $(addprefix bench-,$(BENCHES))
 
 $(addprefix bench-,$(BENCHES)): bench-%: $(STAMP) .dev/.softhsm .dev/.pdffont
