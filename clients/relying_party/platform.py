@@ -3,7 +3,10 @@
 Each call is made with the citizen's access token (form filling, signing) or
 the site's own client-credentials token (notifications). Services learn about
 a new login through events, so right after login they may answer `409` with
-`Retry-After` for a moment; those calls are retried briefly.
+`Retry-After` for a moment; those calls are retried briefly. A status check
+the gateway could not have answered (`502`/`503`/`504`: the service restarting
+under the held check) says nothing of the request, which the service keeps:
+it reads as still pending, and the waiting page asks again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from joserfc.jwk import KeySet
 from .config import SiteConfig
 
 NOT_YET_KNOWN_RETRY_S = 10.0
+# The gateway's answers when the service was not there to answer: the request is unchanged, ask again.
+SERVICE_AWAY = frozenset({502, 503, 504})
 
 
 class PlatformError(Exception):
@@ -72,6 +77,8 @@ class PlatformApi:
         """The request's status, held up to ANSWER_WAIT_S while the citizen has not answered (docs/api.md)."""
         response = await self._send("GET", f"/v1/formfill/requests/{request_id}", access_token,
                                     params={"wait": ANSWER_WAIT_S})
+        if response.status_code in SERVICE_AWAY:
+            return "pending"
         if response.status_code != 200:
             raise _problem(response)
         return response.json()["status"]
@@ -113,6 +120,8 @@ class PlatformApi:
         """As `form_status`."""
         response = await self._send("GET", f"/v1/signing/requests/{request_id}", access_token,
                                     params={"wait": ANSWER_WAIT_S})
+        if response.status_code in SERVICE_AWAY:
+            return "pending"
         if response.status_code != 200:
             raise _problem(response)
         return response.json()["status"]
