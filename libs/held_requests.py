@@ -9,19 +9,19 @@ through the gateway, a token check and a database read — and still learns of t
 `?wait=N` (at most `MAX_WAIT_S`) the service holds the request until the request leaves its first status or `N`
 seconds pass (never past the request's own expiry), then answers exactly as without it.
 
-What wakes a held request: the transaction that moves its status, at its commit, when it ran in this process
-(`answered_here`, from `ConsentedRequests.move`, or auth's pairing claim and decision); otherwise the requests collection's change stream, followed by one
-`ChangeFeed` per process while anyone is held (libs/store/change_feed.py: updates, keyed by `_id`; where there is no
-change stream, every held request looks again each `poll_s`). A woken request reads its document once.
+What wakes a held request: the transaction that moves its document, at its commit, when it ran in this process
+(`answered_here`: from `ConsentedRequests.move`, or from auth's pairing claim and decision); otherwise the
+collection's change stream, followed by one `ChangeFeed` per process while anyone is held (libs/store/change_feed.py:
+updates, keyed by `_id`; where there is no change stream, every held request looks again each `poll_s`). A woken
+request reads its document once.
 
 A held request is a long poll (libs/service/overload.py): counted against the service's in-flight limit while it
 reads, giving its place back while it waits (libs/waiting.py), outside the request deadline — its reads each get a
-deadline of their own. At most `max_held` are held per
-process, and at most `max_held_per_client` of one holder's — a relying party's, a pairing's — (so that one client — or a client whose callers
-hang up, which a held request does not notice until its wait ends — cannot take every place); beyond that a request
-is answered at once, as without `wait`, and its caller polls as before. When the service stops, every held request
-is answered at once (`release_all`, at aiohttp's shutdown: `install_long_polls`): a rolling restart does not wait
-out anyone's 20 s.
+deadline of their own. At most `max_held` are held per process, and at most `max_held_per_client` of one holder's —
+a relying party's, a pairing's — so that one client (or a client whose callers hang up, which a held request does
+not notice until its wait ends) cannot take every place; beyond that a request is answered at once, as without
+`wait`, and its caller polls as before. When the service stops, every held request is answered at once
+(`release_all`, at aiohttp's shutdown: `install_long_polls`): a rolling restart does not wait out anyone's 20 s.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ NOT_HELD = Counter("harbour_requests_not_held_total", "Requests with ?wait= answ
 
 
 class HeldRequests:
-    """The requests of one collection held in this process until their citizen answers."""
+    """The requests held in this process until the document of one collection they ask after moves."""
 
     def __init__(self, service: str, requests: "AsyncCollection", *, max_held: int = 1000, max_held_per_client: int = 100,
                  read_timeout_s: float = 5.0, poll_s: float = 0.5) -> None:
@@ -92,27 +92,27 @@ class HeldRequests:
         self._not_held = NOT_HELD.labels(service)
 
     @contextlib.asynccontextmanager
-    async def held(self, request_id: str, client_id: str) -> AsyncIterator[asyncio.Event | None]:
-        """An event set whenever `request_id` may have moved (clear it before reading); None when this process (or
-        this client) holds its limit already, or the service is stopping: answer at once."""
+    async def held(self, key: str, holder: str) -> AsyncIterator[asyncio.Event | None]:
+        """An event set whenever the document `key` may have moved (clear it before reading); None when this process
+        (or this holder) holds its limit already, or the service is stopping: answer at once."""
         if self.closing:
             yield None
             return
-        if self.held_count >= self.max_held or self._held_by_client.get(client_id, 0) >= self.max_held_per_client:
+        if self.held_count >= self.max_held or self._held_by_client.get(holder, 0) >= self.max_held_per_client:
             self._not_held.inc()
             yield None
             return
-        woken = self.feed.subscribe(request_id)
+        woken = self.feed.subscribe(key)
         self.held_count += 1
-        self._held_by_client[client_id] += 1
+        self._held_by_client[holder] += 1
         try:
             yield woken
         finally:
             self.held_count -= 1
-            self._held_by_client[client_id] -= 1
-            if not self._held_by_client[client_id]:
-                del self._held_by_client[client_id]
-            self.feed.unsubscribe(request_id, woken)
+            self._held_by_client[holder] -= 1
+            if not self._held_by_client[holder]:
+                del self._held_by_client[holder]
+            self.feed.unsubscribe(key, woken)
 
     async def hold(self, key: str, holder: str, wait_s: float, read: Callable[[], Awaitable[T]],
                    holdable_s: Callable[[T], float]) -> T:
@@ -140,10 +140,10 @@ class HeldRequests:
         with pymongo.timeout(self.read_timeout_s):
             return await reading
 
-    def answered_here(self, request_id: str) -> None:
-        """`request_id` moved in a transaction of this process that has just committed: its held requests look now,
-        not when the change stream next answers."""
-        self.feed.inserted({"_id": request_id})
+    def answered_here(self, key: str) -> None:
+        """The document `key` moved in a transaction of this process that has just committed: its held requests look
+        now, not when the change stream next answers."""
+        self.feed.inserted({"_id": key})
 
     async def release_all(self) -> None:
         """The service is stopping: every held request is answered now, as it is, and no more are held."""
