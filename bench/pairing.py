@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support  # noqa: E402
-from bench.logins import admin, person, selfie  # noqa: E402
+from bench.logins import citizens  # noqa: E402
 from clients.citizen_app import CitizenApp, Profile  # noqa: E402
 from libs.devstack import DevStack  # noqa: E402
 
@@ -91,10 +91,7 @@ def main(args: argparse.Namespace) -> None:
 async def pairings(args: argparse.Namespace, stack: DevStack, folder: Path) -> None:
     figures: dict[str, dict[str, list[float]]] = {name: {"questions": [], "late": []} for name in WAYS}
     gateway = stack.config.service_url("gateway")
-    kiosk = admin(stack, "create-client", "--kind", "kiosk", "--name", "Bench Kiosk", "--scope", "enrol")
-    enrolment = await CitizenApp(Profile(gateway_url=gateway)).enrol(person(), selfie(), kiosk=(kiosk["client_id"], kiosk["client_secret"]))
-    old = CitizenApp(Profile(gateway_url=gateway), folder / "old.json")
-    await old.activate(enrolment["account_id"], enrolment["activation_code"], "bench-phone")
+    [old] = await citizens(stack, folder, 1)  # enrolled at a kiosk, its first phone bound
     for index in range(args.pairings * len(WAYS)):
         name = list(WAYS)[index % len(WAYS)]
         questions, late_s = await one_pairing(gateway, folder, old, index, args.think, WAYS[name])

@@ -207,7 +207,7 @@ async def test_a_new_phone_waiting_for_its_pairing_rides_out_a_crash_of_auth(pla
     assert not waiting.done()
 
     platform.stack.crash("auth")
-    await asyncio.to_thread(platform.stack.up)  # only auth was down; up waits until it is ready
+    await asyncio.to_thread(platform.stack.up_services, 60)  # as `make up` does: start what is down, await /readyz
     # The gateway's circuit for auth opened at the crash: the old phone's calls pass once its probe closes it.
     pairing_url = f"{platform.gateway}/v1/devices/pairings/{started['pairing_id']}"
     await eventually(lambda: requests.get(pairing_url, timeout=10).status_code == 200, timeout_s=30, interval_s=0.5)
