@@ -121,7 +121,16 @@ class DevStack:
     # -- life cycle ----------------------------------------------------------
 
     def up_infra(self, timeout_s: float = 60.0) -> None:
-        for spec, port in ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port)):
+        parts = ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port))
+        # A port another program listens on (a MongoDB of the machine's own on 27017) would pass the wait below at
+        # once while our server, unable to bind, dies: the services would then write into that program. Refused
+        # before anything starts.
+        taken = [f"{spec.name} on {port}" for spec, port in parts
+                 if processes.running_pid(spec.pid_file, spec.marker) is None and processes.port_open("127.0.0.1", port)]
+        if taken:
+            raise RuntimeError(f"another program already listens where this stack's {', '.join(taken)} would: stop it, "
+                               "or give this stack other ports (HARBOUR_KAFKA_PORT, HARBOUR_MONGO_PORT)")
+        for spec, port in parts:
             pid = processes.start(spec)
             processes.wait_until(
                 lambda: processes.port_open("127.0.0.1", port) or not processes.is_alive(pid),
@@ -150,6 +159,9 @@ class DevStack:
     def up_smtp(self, timeout_s: float = 30.0) -> int:
         """Start the local SMTP server (again, after a test stopped it) and wait until it listens; its PID."""
         spec = self.smtp_spec()
+        if processes.running_pid(spec.pid_file, spec.marker) is None and processes.port_open("127.0.0.1", self.config.smtp_port):
+            raise RuntimeError(f"another program already listens where this stack's smtp on {self.config.smtp_port} would: "
+                               "stop it, or give this stack another port (HARBOUR_SMTP_PORT)")
         pid = processes.start(spec)
         processes.wait_until(lambda: processes.port_open("127.0.0.1", self.config.smtp_port) or not processes.is_alive(pid),
                              timeout_s=timeout_s, what=f"smtp on port {self.config.smtp_port}")

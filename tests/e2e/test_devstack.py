@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -227,6 +228,19 @@ def test_a_failed_up_stops_what_it_started(tmp_path):
     assert all(pid is None for pid in DevStack(config).status().values())
     assert not processes.port_open("127.0.0.1", config.kafka_port)
     assert not processes.port_open("127.0.0.1", config.mongo_port)
+
+
+def test_up_refuses_a_port_another_program_listens_on_and_starts_nothing(tmp_path):
+    """A MongoDB of the machine's own on the database's port: our server could not bind, yet the port answered, so
+    `up` went on and the services wrote into that other program. Now `up` says so and starts nothing."""
+    config = StackConfig.free_ports(tmp_path / "taken")
+    with socket.create_server(("127.0.0.1", config.mongo_port)) as other_program:
+        other_program.listen()
+        up = devstack("up", config)
+    assert up.returncode == 1
+    assert f"another program already listens where this stack's mongodb on {config.mongo_port} would" in up.stderr
+    assert all(pid is None for pid in DevStack(config).status().values())
+    assert not processes.port_open("127.0.0.1", config.kafka_port)
 
 
 def test_up_after_a_crash_restarts_what_is_down_and_leaves_the_rest_running(stack):
