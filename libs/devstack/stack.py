@@ -12,6 +12,7 @@ import json
 import stat
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -120,16 +121,19 @@ class DevStack:
 
     # -- life cycle ----------------------------------------------------------
 
-    def up_infra(self, timeout_s: float = 60.0) -> None:
-        parts = ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port))
-        # A port another program listens on (a MongoDB of the machine's own on 27017) would pass the wait below at
-        # once while our server, unable to bind, dies: the services would then write into that program. Refused
-        # before anything starts.
-        taken = [f"{spec.name} on {port}" for spec, port in parts
-                 if processes.running_pid(spec.pid_file, spec.marker) is None and processes.port_open("127.0.0.1", port)]
+    def _refuse_taken_ports(self, parts: Iterable[tuple[ProcessSpec, Iterable[int]]]) -> None:
+        """Before starting what is not running: a port another program already listens on is refused. Our process,
+        unable to bind, would die while the wait for its port (or its /readyz) passed at once — on a MongoDB of the
+        machine's own on 27017, another checkout's gateway — and the stack would use that other program."""
+        taken = [f"{spec.name} on {port}" for spec, ports in parts if processes.running_pid(spec.pid_file, spec.marker) is None
+                 for port in ports if processes.port_open("127.0.0.1", port)]
         if taken:
             raise RuntimeError(f"another program already listens where this stack's {', '.join(taken)} would: stop it, "
-                               "or give this stack other ports (HARBOUR_KAFKA_PORT, HARBOUR_MONGO_PORT)")
+                               "or give this stack other ports (the HARBOUR_*_PORT variables, docs/operations.md)")
+
+    def up_infra(self, timeout_s: float = 60.0) -> None:
+        parts = ((self.kafka_spec(), self.config.kafka_port), (self.mongo_spec(), self.config.mongo_port))
+        self._refuse_taken_ports((spec, (port,)) for spec, port in parts)
         for spec, port in parts:
             pid = processes.start(spec)
             processes.wait_until(
@@ -149,6 +153,9 @@ class DevStack:
                              so_pin=secrets["HARBOUR_SIGNING_SO_PIN"], pin=secrets["HARBOUR_SIGNING_HSM_PIN"])
         self.up_smtp(timeout_s)
         compile_platform()  # at the level the services run at, before they import it
+        self._refuse_taken_ports([
+            *((self.service_spec(name), (self.config.service_ports[name], self.config.metrics_ports[name])) for name in SERVICES),
+            *((self.worker_spec(name), (self.config.worker_ports[name], self.config.metrics_ports[name])) for name in WORKERS)])
         # All start at once, then each is waited for: their start-ups overlap.
         started = {name: processes.start(self.service_spec(name)) for name in SERVICES}
         for name, pid in started.items():
@@ -159,9 +166,7 @@ class DevStack:
     def up_smtp(self, timeout_s: float = 30.0) -> int:
         """Start the local SMTP server (again, after a test stopped it) and wait until it listens; its PID."""
         spec = self.smtp_spec()
-        if processes.running_pid(spec.pid_file, spec.marker) is None and processes.port_open("127.0.0.1", self.config.smtp_port):
-            raise RuntimeError(f"another program already listens where this stack's smtp on {self.config.smtp_port} would: "
-                               "stop it, or give this stack another port (HARBOUR_SMTP_PORT)")
+        self._refuse_taken_ports([(spec, (self.config.smtp_port,))])
         pid = processes.start(spec)
         processes.wait_until(lambda: processes.port_open("127.0.0.1", self.config.smtp_port) or not processes.is_alive(pid),
                              timeout_s=timeout_s, what=f"smtp on port {self.config.smtp_port}")
@@ -175,6 +180,7 @@ class DevStack:
 
     def up_worker(self, name: str, timeout_s: float = 90.0) -> int:
         """Start one worker (again, after a test killed it) and wait until it is ready."""
+        self._refuse_taken_ports([(self.worker_spec(name), (self.config.worker_ports[name], self.config.metrics_ports[name]))])
         pid = processes.start(self.worker_spec(name))
         self._wait_ready(name, pid, self.config.worker_url(name), timeout_s)
         return pid

@@ -242,6 +242,15 @@ def test_up_refuses_a_port_another_program_listens_on_and_starts_nothing(tmp_pat
     assert all(pid is None for pid in DevStack(config).status().values())
     assert not processes.port_open("127.0.0.1", config.kafka_port)
 
+    # Another checkout's gateway on ours: it would answer our /readyz while our gateway, unable to bind, died.
+    with socket.create_server(("127.0.0.1", config.service_ports["gateway"])) as other_gateway:
+        other_gateway.listen()
+        up = devstack("up", config)
+    assert up.returncode == 1
+    assert f"another program already listens where this stack's gateway on {config.service_ports['gateway']} would" in up.stderr
+    assert all(pid is None for pid in DevStack(config).status().values())  # the broker and database it started: stopped
+    assert not processes.port_open("127.0.0.1", config.mongo_port)
+
 
 def test_up_after_a_crash_restarts_what_is_down_and_leaves_the_rest_running(stack):
     """After `kill -9` of a service with consumers, `make up` brings it back (it used to wait for the dead consumer's
