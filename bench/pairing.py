@@ -3,10 +3,10 @@
     .venv/bin/python bench/pairing.py [--pairings 4] [--think 4] [--use-running]
 
 Starts a private stack on free ports (or uses the one `make up` runs with --use-running), enrols a citizen at a
-kiosk with a first phone, then adds `--pairings` new phones to that account, one after another, through the gateway:
+kiosk with a first phone, then adds twice `--pairings` new phones to that account, one after another, through the gateway:
 the new phone starts a pairing, the citizen takes `--think` seconds to type its code on the old phone, and as long
-again to approve the prompt there. Meanwhile the new phone waits for its pairing in one of two ways, alternating
-pairing by pairing so both meet the same machine:
+again to approve the prompt there. Meanwhile the new phone waits for its pairing in one of two ways (`--pairings` each),
+alternating pairing by pairing so both meet the same machine:
 
 - polling: `GET /v1/devices/pairings/{id}` every 0.5 s, as the reference app did before `?wait=`;
 - held: the same with `?wait=20` (auth holds each question until the pairing moves: claimed, bound), as it does now.
