@@ -28,11 +28,15 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import pymongo
 from aiokafka import TopicPartition
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from libs.store.indexes import index
+
+# How long a stopping process tries to give its leases back before leaving them to lapse.
+RELEASE_TIMEOUT_S = 2.0
 
 LEASES_COLLECTION = "consumer_leases"
 MEMBERS_COLLECTION = "consumer_members"
@@ -81,10 +85,12 @@ class PartitionLeases:
                 held.add(tp)
         return held
 
-    async def release(self) -> None:
-        """Give every lease back (a clean stop), so another replica takes the partitions without waiting."""
-        await self.leases.delete_many({"group": self.group, "owner": self.owner})
-        await self.members.delete_one({"_id": f"{self.group}|{self.owner}"})
+    async def release(self, timeout_s: float = RELEASE_TIMEOUT_S) -> None:
+        """Give every lease back (a clean stop), so another replica takes the partitions without waiting. Bounded:
+        a stop must not wait on a database that does not answer (the leases lapse by themselves within `ttl_s`)."""
+        with pymongo.timeout(timeout_s):
+            await self.leases.delete_many({"group": self.group, "owner": self.owner})
+            await self.members.delete_one({"_id": f"{self.group}|{self.owner}"})
 
     async def _held(self, partitions: list[TopicPartition]) -> set[TopicPartition]:
         by_id = {_lease_id(self.group, tp): tp for tp in partitions}

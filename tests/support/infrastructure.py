@@ -84,8 +84,13 @@ def awaiting(task: asyncio.Task) -> str:
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None) or getattr(awaited, "ag_frame", None)
         if frame is not None:
             frames.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
-        awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-                   or getattr(awaited, "ag_await", None))
+        following = (getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+                     or getattr(awaited, "ag_await", None))
+        # A cleanup context's exit awaits its async generator through an `asend` object, which shows nothing:
+        # follow the generator itself (the step of the service's cleanup the stop hangs in).
+        if frame is not None and frame.f_code.co_name == "__aexit__" and hasattr(frame.f_locals.get("self"), "gen"):
+            following = frame.f_locals["self"].gen
+        awaited = following
     return " > ".join(frames)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +35,7 @@ from libs.background import repeat_passes, wake_up
 from libs.clock import Clock, SystemClock
 from libs.events import CloudEvent
 from libs.events.outbox import Outbox
+from libs.events.partition_leases import RELEASE_TIMEOUT_S
 from libs.service.logging import get_logger
 from libs.store import in_transaction, index
 from libs.tokens.jws import sign
@@ -169,10 +171,14 @@ class Ledger:
         self._renewed_at = started
         return True
 
-    async def release_lease(self) -> None:
+    async def release_lease(self, timeout_s: float = RELEASE_TIMEOUT_S) -> None:
+        """Give the appender's lease back at a clean stop. Bounded: a stop must not wait on a database that does not
+        answer (a signing service in tests/service once waited over 60 s here, its append just cancelled); the
+        lease lapses by itself."""
         self._renewed_at = -math.inf
         try:
-            await self.db[LEASE].delete_one({"_id": "appender", "owner": self.owner})
+            with pymongo.timeout(timeout_s):
+                await self.db[LEASE].delete_one({"_id": "appender", "owner": self.owner})
         except PyMongoError:
             pass
 
