@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
+import pymongo
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -60,6 +61,7 @@ from .envelope import CloudEvent
 from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, start_consumer,
                     stop_consumer, topic_partitions)
 from .tracing import end_all, header_of, published
+from .partition_leases import RELEASE_TIMEOUT_S
 from .metrics import (EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_AWAITING_READ_BACK, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE,
                       RELAY_LAST_PASS)
 from .topics import AGENCY_RETENTION_MS, Topic
@@ -569,13 +571,15 @@ class OutboxRelay:
         self._in_flight, self._unverified, self._verify_from, self._read_back_from = set(), {}, None, None
 
     async def release_lease(self) -> None:
-        """Let the next relay take over at once, telling it where to read back from (the lease document stays)."""
+        """Let the next relay take over at once, telling it where to read back from (the lease document stays).
+        Bounded, as every lease given back at a stop (partition_leases.RELEASE_TIMEOUT_S): otherwise it lapses."""
         self._renewed_at = -math.inf
         released: dict = {"expires_at": datetime.now(UTC) - timedelta(milliseconds=1)}
         if (verify_from := self.verify_from()) is not None:
             released["verify_from"] = verify_from
         try:
-            await self.leases.update_one({"_id": "relay", "owner": self.owner}, {"$set": released})
+            with pymongo.timeout(RELEASE_TIMEOUT_S):
+                await self.leases.update_one({"_id": "relay", "owner": self.owner}, {"$set": released})
         except PyMongoError:
             pass  # the lease expires by itself
 
