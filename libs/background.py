@@ -121,6 +121,18 @@ async def event_or_timeout(event: asyncio.Event, timeout_s: float) -> bool:
     return event.is_set()
 
 
+async def stop_task(task: asyncio.Task, *, again_every_s: float = 1.0) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again every `again_every_s` while it runs on.
+
+    A cancellation can be lost below our code — a library that turns it into another error, or swallows it, at the
+    wrong moment (on Python 3.11 asyncio's own timeouts can, see `event_or_timeout`) — and a loop that lost it runs
+    on: the service's stop then waits for it for ever (signing's audit-ledger consumer held a stop past 60 s in
+    tests/service). Cancelled again, it ends at its next await."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=again_every_s)
+
+
 async def item_or_timeout(queue: asyncio.Queue[T], timeout_s: float) -> T | None:
     """The queue's next item, or None once `timeout_s` has passed without one — `event_or_timeout`'s way, for the
     same reason (a cancellation lost by `asyncio.wait_for` on Python 3.11). An item the getter already took when

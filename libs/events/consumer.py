@@ -53,6 +53,7 @@ from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE, MONGO_CLIENT
 from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
+from libs.background import stop_task
 
 from .envelope import CloudEvent, InvalidEnvelope
 from .kafka import (PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, start_consumer,
@@ -410,8 +411,7 @@ def install_consumer(
         add_readiness_check(app, f"consumer:{group}", consumer.ready)
         task = asyncio.create_task(consumer.run(), name=f"consumer:{group}")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         await consumer.stop()
 
     app.cleanup_ctx.append(consumer_lifecycle)

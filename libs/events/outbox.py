@@ -47,7 +47,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from libs.background import repeat_passes, wake_up
+from libs.background import repeat_passes, stop_task, wake_up
 from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
@@ -611,8 +611,7 @@ def install_outbox_relay(app: web.Application) -> None:
         add_readiness_check(app, "outbox-relay", relay.ready)
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         await relay.release_lease()
         await relay.reader.stop()
 

@@ -28,6 +28,7 @@ from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
+from libs.background import stop_task
 
 from .metrics import REVOCATION_ENTRIES, REVOCATION_STALENESS
 from .projection import RevocationList
@@ -145,8 +146,7 @@ def install_revocations(app: web.Application) -> Revocations:
     async def follow(app: web.Application):
         task = asyncio.create_task(revocations.run(), name="revocations")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
 
     app.cleanup_ctx.append(follow)
     return revocations

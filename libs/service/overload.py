@@ -33,6 +33,7 @@ from aiohttp import web
 from libs.errors import NotReady
 
 from libs.waiting import PLACE
+from libs.background import stop_task
 
 from .metrics import HTTP_IN_FLIGHT, HTTP_SHED
 
@@ -112,8 +113,7 @@ def install_long_polls(app: web.Application, routes: Sequence[str], holder: Call
     async def running(app: web.Application):
         task = asyncio.create_task(holder(app).run(), name="long-polls")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
 
     async def release_all(app: web.Application) -> None:
         await holder(app).release_all()

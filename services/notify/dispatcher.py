@@ -27,7 +27,7 @@ import time
 
 from aiohttp import web
 
-from libs.background import repeat_passes
+from libs.background import repeat_passes, stop_task
 from libs.backbone import install_backbone
 from libs.clock import Clock
 from libs.events import OUTBOX_RELAY, CloudEvent, install_consumer
@@ -152,8 +152,7 @@ def create_app(settings: NotifySettings | None = None, *, clock: Clock | None = 
         adapter = adapter_for(settings.push_adapter, notify.db, notify.cipher, notify.clock)
         task = asyncio.create_task(_timed_work(notify, adapter, activity, adapters_for(settings)), name="notify-timed-work")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         await http.close()
 
     activity = ConsumerActivity()

@@ -20,6 +20,7 @@ from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
+from libs.background import stop_task
 
 from .api import ENDPOINTS, EXPORT_KEYS, HELD_ROUTES, OPERATIONS, SIGNING
 from .collections import EXPORT_KEYS as EXPORT_KEYS_COLLECTION
@@ -93,8 +94,7 @@ def create_app(settings: SigningSettings | None = None, *, clock: Clock | None =
                                   attempts=settings.result_callback_attempts, backoff_s=settings.result_callback_backoff_s)
         sender = asyncio.create_task(results.run_sender(), name="signing-result-callbacks")
         yield
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        await stop_task(sender)
 
     app.cleanup_ctx.append(export_keys)
     install_consumer(app, group=CONSUMER_GROUP, topics=list(CONSUMED), handler=lambda db: handler(app[SIGNING]))

@@ -44,6 +44,7 @@ from libs.events.kafka import caught_up, partitions_of, start_consumer, stop_con
 from libs.events.topics import CLIENTS as CLIENTS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
+from libs.background import stop_task
 
 from ..collections import CLIENTS as CLIENTS_COLLECTION
 
@@ -213,8 +214,7 @@ def install_client_directory(app: web.Application, db_key: web.AppKey, parse: Ca
                                    security=settings.kafka_security)
         task = asyncio.create_task(follower.run(), name="client-directory")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         _registered(db, None)
 
     app.cleanup_ctx.append(lifecycle)

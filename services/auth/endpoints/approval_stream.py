@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from libs.background import item_or_timeout
+from libs.background import item_or_timeout, stop_task
 from libs.revocation import REVOCATIONS, install_revocations
 from libs.service.endpoints import Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
@@ -122,8 +122,7 @@ def install_approval_stream(app: web.Application) -> None:
         app[SLOTS] = StreamSlots(auth.settings.sse_max_streams_per_device)
         task = asyncio.create_task(app[FEED].run(), name="auth-prompt-feed")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
 
     async def close_streams(app: web.Application) -> None:
         app[CLOSING].set()

@@ -8,6 +8,7 @@ import secrets
 import aiohttp
 from aiohttp import web
 
+from libs.background import stop_task
 from .documents import FETCH_TIMEOUT_S, OPENAPI_DOCUMENTS, OpenAPIDocuments
 from .merging import RouteOf, gateway_route_of
 from .page import render_docs
@@ -60,8 +61,7 @@ def install_openapi(app: web.Application, upstreams: dict[str, str], *, server_u
         documents.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S))
         task = asyncio.create_task(documents.keep_fetching())
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         await documents.stop()
         await documents.session.close()
         documents.session = None

@@ -21,6 +21,7 @@ from libs.service import add_readiness_check
 from libs.service.endpoints import Endpoints
 from libs.service.settings import from_env, setting
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes
+from libs.background import stop_task
 
 from .consumer import AuditConsumer
 from .metrics import LEDGER_SIZE, checkpoint_signed
@@ -66,8 +67,7 @@ def install_ledger(app: web.Application, *, issuer: str, keys: web.AppKey, clock
         add_readiness_check(app, "audit-ledger", ledger.ready)
         task = asyncio.create_task(ledger.run(), name="audit-ledger")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
         await ledger.release_lease()
 
     app.cleanup_ctx.append(ledger_lifecycle)
