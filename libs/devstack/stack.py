@@ -28,6 +28,10 @@ from .config import DEFAULT_SMTP_PORT, REPO_ROOT, SERVICES, WORKERS, StackConfig
 from .processes import ProcessSpec
 from .secrets import dev_secrets
 
+# How long a port may stay open after the process of ours that held it is seen dead, before `up` calls it another
+# program's (the threads of a process killed with SIGKILL close its sockets a moment after its main thread is gone).
+PORTS_LET_GO_S = 5.0
+
 
 def _noida_binary() -> str:
     binary = Path(noida_db.__file__).parent / "noida-db"
@@ -125,8 +129,17 @@ class DevStack:
         """Before starting what is not running: a port another program already listens on is refused. Our process,
         unable to bind, would die while the wait for its port (or its /readyz) passed at once — on a MongoDB of the
         machine's own on 27017, another checkout's gateway — and the stack would use that other program."""
-        taken = [f"{spec.name} on {port}" for spec, ports in parts if processes.running_pid(spec.pid_file, spec.marker) is None
-                 for port in ports if processes.port_open("127.0.0.1", port)]
+        parts = [(spec, ports) for spec, ports in parts if processes.running_pid(spec.pid_file, spec.marker) is None]
+
+        def taken_now() -> list[str]:
+            return [f"{spec.name} on {port}" for spec, ports in parts for port in ports if processes.port_open("127.0.0.1", port)]
+
+        # A process of ours just killed holds its ports a moment after it is seen dead (its other threads still
+        # exiting): give those a few seconds to close before calling them another program's.
+        taken, deadline = taken_now(), time.monotonic() + PORTS_LET_GO_S
+        while taken and time.monotonic() < deadline:
+            time.sleep(0.1)
+            taken = taken_now()
         if taken:
             raise RuntimeError(f"another program already listens where this stack's {', '.join(taken)} would: stop it, "
                                "or give this stack other ports (the HARBOUR_*_PORT variables, docs/operations.md)")
