@@ -30,10 +30,9 @@ from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from libs.errors import NotReady
-
-from libs.waiting import PLACE
 from libs.background import stop_task
+from libs.errors import NotReady
+from libs.waiting import PLACE
 
 from .metrics import HTTP_IN_FLIGHT, HTTP_SHED
 
@@ -141,8 +140,8 @@ def _is_long_lived(request: web.Request) -> bool:
     marks = _route_marks(request)
     if marks is None:  # not found, method not allowed: no route, only a path to match
         return path in request.config_dict.get(LONG_LIVED, ())
-    marked, template_marked, _ = marks
-    return template_marked or path in marked or _is_long_poll(request)
+    marked, template_marked, long_poll = marks
+    return template_marked or path in marked or (long_poll and WAIT in request.query)
 
 
 def _is_long_poll(request: web.Request) -> bool:
@@ -174,8 +173,9 @@ _MARKS_BY_RESOURCE: WeakKeyDictionary[object, tuple[frozenset[str], bool, bool]]
 @web.middleware
 async def in_flight_middleware(request: web.Request, handler):
     """Admit the request within the process's limit, or refuse it at once (rendered by the problem middleware)."""
-    long_poll = _is_long_poll(request)
-    if not long_poll and is_long_lived(request):
+    long_lived = is_long_lived(request)
+    long_poll = long_lived and _is_long_poll(request)  # a long poll is long-lived; most requests are neither
+    if long_lived and not long_poll:
         return await handler(request)
     in_flight = request.app[IN_FLIGHT]  # this middleware is the root application's, as is IN_FLIGHT (app.py)
     if not in_flight.enter():
@@ -188,4 +188,3 @@ async def in_flight_middleware(request: web.Request, handler):
         if handed is not None:
             PLACE.reset(handed)
         in_flight.leave()
-
