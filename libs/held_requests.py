@@ -62,9 +62,14 @@ HELD_FOR_THE_ANSWER = (
     "do, the wait passes or the request expires, then answered as without it — one request instead of polling "
     "(docs/api.md, waiting for the answer).")
 
-# The same, as the OpenAPI document declares it (libs/service/endpoints.py query_params).
-WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
-                        "description": "hold the request up to this many seconds while the citizen has not answered"}, False),)
+
+def wait_query(until: str) -> tuple:
+    """`wait` as the OpenAPI document declares it (libs/service/endpoints.py query_params); `until`: what ends it."""
+    return (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
+                      "description": f"hold the request up to this many seconds {until}"}, False),)
+
+
+WAIT_QUERY = wait_query("while the citizen has not answered")
 
 HELD = Gauge("harbour_requests_held", "Requests held now until what they ask after moves (?wait=): a relying party's "
              "for its citizen's answer, a new phone's for its pairing; by service.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.held_requests import MAX_WAIT_S, WAIT_OUT_OF_RANGE, WaitQuery
+from libs.held_requests import MAX_WAIT_S, WAIT_OUT_OF_RANGE, WaitQuery, wait_query
 from libs.service import ValidationFailed, validate
 from libs.service.endpoints import NO_STORE, Endpoints
 from libs.service.openapi import DEVICE_AUTH_ERRORS
@@ -160,8 +160,7 @@ async def claim_pairing(request: web.Request, caller: DeviceContext, body: Pairi
 
 # The new phone's question after its pairing may be held until the pairing moves (?wait=; libs/held_requests.py).
 HELD_ROUTES = ("/v1/devices/pairings/{pairing_id}",)
-PAIRING_WAIT_QUERY = (("wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S,
-                                "description": "hold the request up to this many seconds until the pairing moves"}, False),)
+PAIRING_WAIT_QUERY = wait_query("until the pairing moves")
 
 
 @endpoints.get(
