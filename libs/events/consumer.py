@@ -46,6 +46,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from libs.background import stop_task
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
 from libs.service.health import add_readiness_check
@@ -53,7 +54,6 @@ from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE, MONGO_CLIENT
 from libs.store.indexes import apply_indexes, index
 from libs.store.transactions import in_transaction
-from libs.background import stop_task
 
 from .envelope import CloudEvent, InvalidEnvelope
 from .kafka import (PRODUCER, Publisher, connection_options, on_request_failure, pause_after_empty_fetches, start_consumer,

@@ -61,9 +61,9 @@ from .envelope import CloudEvent
 from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, start_consumer,
                     stop_consumer, topic_partitions)
 from .tracing import end_all, header_of, published
-from .partition_leases import RELEASE_TIMEOUT_S
 from .metrics import (EVENTS_PUBLISHED, EVENTS_REPUBLISHED, OUTBOX_AWAITING_READ_BACK, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE,
                       RELAY_LAST_PASS)
+from .partition_leases import RELEASE_TIMEOUT_S
 from .topics import AGENCY_RETENTION_MS, Topic
 
 OUTBOX_COLLECTION = "outbox"

@@ -21,6 +21,7 @@ import time
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from libs.background import stop_task
 from libs.events.envelope import CloudEvent, InvalidEnvelope
 from libs.events.kafka import caught_up, ensure_topics, partitions_of, start_consumer, stop_consumer, whole_topic_consumer
 from libs.events.topics import REVOCATIONS as REVOCATIONS_TOPIC
@@ -28,7 +29,6 @@ from libs.service.app import SETTINGS
 from libs.service.health import add_readiness_check
 from libs.service.logging import get_logger
 from libs.service.settings import KafkaSecurity
-from libs.background import stop_task
 
 from .metrics import REVOCATION_ENTRIES, REVOCATION_STALENESS
 from .projection import RevocationList

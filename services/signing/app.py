@@ -6,11 +6,12 @@ import asyncio
 
 from aiohttp import web
 
+from libs.background import stop_task
 from libs.backbone import install_backbone
 from libs.clock import Clock, SystemClock
-from libs.held_requests import HeldRequests
 from libs.crypto import FieldCipher
 from libs.events import OUTBOX_RELAY, install_consumer
+from libs.held_requests import HeldRequests
 from libs.result_callbacks import ResultCallbacks
 from libs.revocation import install_revocations
 from libs.service import add_readiness_check, create_service_app
@@ -20,7 +21,6 @@ from libs.service.tracing import client_session
 from libs.store import DATABASE, MONGO_CLIENT
 from libs.tokens import JWKSCache
 from libs.tokens.keystore import KeyStore, TokenSigner
-from libs.background import stop_task
 
 from .api import ENDPOINTS, EXPORT_KEYS, HELD_ROUTES, OPERATIONS, SIGNING
 from .collections import EXPORT_KEYS as EXPORT_KEYS_COLLECTION

@@ -39,12 +39,12 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
+from libs.background import stop_task
 from libs.events.envelope import CloudEvent, InvalidEnvelope
 from libs.events.kafka import caught_up, partitions_of, start_consumer, stop_consumer, whole_topic_consumer
 from libs.events.topics import CLIENTS as CLIENTS_TOPIC
 from libs.service.app import SETTINGS
 from libs.service.logging import get_logger
-from libs.background import stop_task
 
 from ..collections import CLIENTS as CLIENTS_COLLECTION
 

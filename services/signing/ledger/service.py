@@ -13,6 +13,7 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel
 
+from libs.background import stop_task
 from libs.clock import Clock
 from libs.events.consumer import install_consumer
 from libs.events.topics import AUDIT, AUDIT_CHECKPOINTS
@@ -21,7 +22,6 @@ from libs.service import add_readiness_check
 from libs.service.endpoints import Endpoints
 from libs.service.settings import from_env, setting
 from libs.store import DATABASE, MONGO_CLIENT, apply_indexes
-from libs.background import stop_task
 
 from .consumer import AuditConsumer
 from .metrics import LEDGER_SIZE, checkpoint_signed
