@@ -268,9 +268,9 @@ def stack_share(stack, seconds: float) -> float:
     """The share of one CPU the whole stack used over `seconds` with no load (its background work)."""
     # Every process of the stack with its children (signing's sandbox workers), as the pinning counts them.
     processes = [process for pid in support.stack_processes(stack).values() if pid for process in support._tree(pid)]
-    before = sum(map(logins.cpu_seconds, processes))
+    before = sum(map(support.process_cpu_s, processes))
     time.sleep(seconds)
-    return (sum(map(logins.cpu_seconds, processes)) - before) / seconds
+    return (sum(map(support.process_cpu_s, processes)) - before) / seconds
 
 
 def settle(stack, idle_share: float, most_s: float, not_before: float) -> float | None:

@@ -72,22 +72,11 @@ from libs.devstack.config import REPO_ROOT  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the bench reads the redirect instead of following it
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 # --- what the stack's processes and its database did -------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: support.process_cpu_s(pid) for name, pid in pids.items()}
 
 
 OPS = ("insert", "query", "update", "delete", "getmore", "command")
@@ -402,29 +391,40 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def peer_runs(db: Database, mongo_port: int, count: int, concurrency: int, idle_rate: dict[str, float],
-              idle_oplog: float | None) -> list[tuple[str, str]]:
+              idle_oplog: float | None, pinning: support.Pinning, mongo_pid: int | None = None,
+              mongo_idle_cpu: float = 0.0) -> list[tuple[str, str]]:
     """node-oidc-provider's code flow (bench/peers/oidc-provider/logins.py), in memory and with its MongoDB adapter on
-    a database of the stack's own local server: its printed result line, and for the MongoDB adapter the database
-    operations per login counted as for Harbour ID."""
+    a database of the stack's own local server: its printed result line (with the provider's CPU per login), and for
+    the MongoDB adapter the database operations and the database's CPU per login, counted as for Harbour ID: what the
+    idle stack does in the same time subtracted (`mongo_idle_cpu`: the database's CPU seconds per second idle), the
+    runner's warm-up and the provider's start-up left in (upper bounds). The runner pins the provider to the
+    system-under-test CPU, beside this stack's database, and itself to the load generator's, as this bench does."""
     runner = REPO_ROOT / "bench" / "peers" / "oidc-provider" / "logins.py"
     if not runner.exists():
         return [("oidc-provider", "not run: bench/peers/oidc-provider/logins.py is missing")]
     lines = []
     for adapter in ("memory", "mongodb"):
-        before = db.sample()
+        before, db_cpu_before, started = db.sample(), mongo_pid and support.process_cpu_s(mongo_pid), time.perf_counter()
         result = subprocess.run([sys.executable, str(runner), "--adapter", adapter, "--logins", str(count),
                                  "--concurrency", str(concurrency),
                                  "--mongo-uri", f"mongodb://127.0.0.1:{mongo_port}/oidc_peer?retryWrites=false"],
-                                capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+                                capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+                                preexec_fn=support.both_cpus(pinning))
         if result.returncode != 0 or not result.stdout.strip():
             lines.append((adapter, f"failed ({result.returncode}): {result.stderr.strip()[-300:]}"))
             continue
-        line = result.stdout.strip().splitlines()[-1]
+        printed = result.stdout.strip().splitlines()
+        line = printed[-1]
         if adapter == "mongodb":
             # The runner's own warm-up and start-up are in this count too: an upper bound.
             ops, oplog = per_login(before, db.sample(), idle_rate, idle_oplog, count)
             line += f"; database operations per login ≤ {sum(ops.values()):.1f} (" + ", ".join(
                 f"{k} {v:.1f}" for k, v in ops.items() if v >= 0.05) + ")"
+            if mongo_pid:
+                spent = support.process_cpu_s(mongo_pid) - db_cpu_before - mongo_idle_cpu * (time.perf_counter() - started)
+                line += f"; database CPU per login ≤ {spent / count * 1000:.1f} ms"
+        # Where the runner put the provider and itself, under the result: the figure is only as fair as that.
+        line += "".join(f"\n    {said}" for said in printed if said.startswith(("pinned", "WARNING")))
         lines.append((adapter, line))
     return lines
 
@@ -459,8 +459,8 @@ def main() -> int:
             gateway = stack.config.service_url("gateway")
             db = Database(stack.config.mongo_uri)
             pids = {name: pid for name, pid in stack.status().items() if pid is not None}
-            if not args.no_pin:
-                support.pin(support.cpus(), pids)  # the stack's processes, children and threads
+            pinning = support.Pinning(None, None) if args.no_pin else support.cpus()
+            support.pin(pinning, pids)  # the stack's processes, children and threads
             measured: dict = {}
 
             def before_timed() -> None:
@@ -490,7 +490,8 @@ def main() -> int:
             collections = {ns: (n - measured["collections"].get(ns, 0)) / args.logins for ns, n in db.by_collection().items()}
             profiled = db.profiled(args.logins) if args.profile else []
             peers = [] if args.no_peers else peer_runs(db, stack.config.mongo_port, args.logins, args.concurrency, idle_rate,
-                                                       idle_oplog)
+                                                       idle_oplog, pinning, pids.get("mongodb"),
+                                                       measured["idle_cpu"].get("mongodb", 0.0))
         except BaseException:
             for name in ("auth", "gateway"):
                 log = stack.log_dir / f"{name}.log"

@@ -40,7 +40,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support  # noqa: E402
-from bench.logins import cpu_seconds  # noqa: E402
 from libs.devstack.config import SERVICES, WORKERS  # noqa: E402
 from libs.devstack.bytecode import compile_platform  # noqa: E402
 
@@ -134,7 +133,7 @@ def idle_cpu(pids: dict[str, int | None], window_s: float) -> None:
     trees = {name: support._tree(pid) for name, pid in pids.items() if pid}
 
     def cpu() -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in tree) for name, tree in trees.items()}
+        return {name: sum(support.process_cpu_s(p) for p in tree) for name, tree in trees.items()}
 
     before, started = cpu(), time.monotonic()
     time.sleep(window_s)

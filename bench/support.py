@@ -141,6 +141,18 @@ def cpu_times() -> dict[int, tuple[int, int]]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's CPU seconds so far (utime + stime from /proc; 0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def busy_fractions(before: Mapping[int, tuple[int, int]], after: Mapping[int, tuple[int, int]]) -> dict[int, float]:
     """Each CPU's busy share between two `cpu_times()`."""
     shares = {}
@@ -241,6 +253,18 @@ def pin_bench(pinning: Pinning) -> None:
     """The bench process (the load generator) on its own CPU: call before starting anything."""
     if pinning.active:
         _pin_process(os.getpid(), {pinning.bench_cpu})
+
+
+def both_cpus(pinning: Pinning) -> Callable[[], None] | None:
+    """For a bench that runs another as a subprocess (`preexec_fn=`): the child starts with both CPUs again.
+
+    A child inherits its parent's affinity, and a pinned bench runs on the load generator's CPU alone: the child's
+    `cpus()` would see one CPU, pin nothing, and its peer would run beside the load generator instead of on the
+    system-under-test CPU (bench/logins.py's oidc-provider runs did, until 2026-12-05)."""
+    if not pinning.active:
+        return None
+    wanted = {pinning.sut_cpu, pinning.bench_cpu}
+    return lambda: os.sched_setaffinity(0, wanted)
 
 
 def pin(pinning: Pinning, processes: Mapping[str, int | None]) -> None:

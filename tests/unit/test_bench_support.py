@@ -49,3 +49,49 @@ def test_metric_samples_of_one_family_from_a_metrics_page():
                  if sample.labels == {"kind": "cms"}}
     assert histogram == {"harbour_signing_signature_seconds_count": 4.0, "harbour_signing_signature_seconds_sum": 0.2}
     assert support.metric_samples(page, "harbour_absent") == []
+
+
+def test_process_cpu_counts_a_process_own_cpu_and_nothing_for_one_gone():
+    import subprocess
+    import sys
+
+    # A child that burns about 0.3 s of CPU, then waits to be read.
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+                              "print('done', flush=True)\nsys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "done\n"
+        assert 0.3 <= support.process_cpu_s(child.pid) < 5
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert support.process_cpu_s(child.pid) == 0.0
+
+
+def test_a_bench_started_by_a_pinned_bench_gets_both_cpus_back():
+    """bench/logins.py runs oidc-provider's runner as a subprocess: inheriting the load generator's single CPU, the
+    runner pinned nothing and its provider ran beside the load generator rather than on the system-under-test CPU."""
+    import os
+    import subprocess
+    import sys
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert len(allowed) >= 2, "the benches and this test need two CPUs"
+    # In a process of its own: the test worker itself is not pinned.
+    script = (
+        "import os, subprocess, sys\n"
+        "from bench import support\n"
+        f"pinning = support.Pinning({allowed[0]}, {allowed[1]})\n"
+        "support.pin_bench(pinning)\n"
+        "child = 'import os; print(sorted(os.sched_getaffinity(0)))'\n"
+        "inherited = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout\n"
+        "restored = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True,\n"
+        "                          preexec_fn=support.both_cpus(pinning)).stdout\n"
+        "print(inherited.strip(), restored.strip(), sep='|')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
+    inherited, restored = out.strip().split("|")
+    assert inherited == str([allowed[1]])
+    assert restored == str([allowed[0], allowed[1]])
+    assert support.both_cpus(support.Pinning(None, None)) is None

@@ -12,7 +12,8 @@ this process to the other (as bench/support.py does), and times complete logins,
     GET /auth/<uid>                    303 redirect_uri?code=…  (loadExistingGrant: no consent prompt)
     POST /token                        200 access + ID token   (client_secret_basic, code_verifier)
 
-The last line printed is the result: `oidc-provider (<adapter>) code+PKCE logins: X/s p50 … ms p99 … ms`.
+The last line printed is the result: `oidc-provider (<adapter>) code+PKCE logins: X/s p50 … ms p99 … ms, concurrency
+N; provider CPU per login Y ms` (the provider's utime+stime over the logins, warm-up included, divided by them).
 Loopback only; bounded; stops the provider by PID.
 """
 
@@ -96,11 +97,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-oidc-provider-") as folder:
         with oidc_provider.start(Path(folder), mongo_uri=mongo) as peer:
             support.pin(pinning, {"oidc-provider": peer.pid})
+            cpu_before = support.process_cpu_s(peer.pid)
             result = support.run(support.run_load(login_call(peer.url), requests=args.logins,
                                                   concurrency=args.concurrency, warmup=args.concurrency))
+            cpu_per_login = (support.process_cpu_s(peer.pid) - cpu_before) / (args.logins + args.concurrency)
     errors = f" ({result.errors} errors: {result.error_kinds})" if result.errors else ""
     print(f"oidc-provider ({args.adapter}) code+PKCE logins: {support._rate(result.rps)} p50 {result.p50_ms:.1f} ms "
-          f"p99 {result.p99_ms:.1f} ms, concurrency {args.concurrency}{errors}")
+          f"p99 {result.p99_ms:.1f} ms, concurrency {args.concurrency}{errors}; provider CPU per login "
+          f"{cpu_per_login * 1000:.1f} ms")
     return 0 if result.ok else 1
 
 
