@@ -34,7 +34,9 @@ its `ath`; `--runs` rounds of bearer then DPoP, each run's line, and the medians
 
 Next to it, the same run on the same machine: node-oidc-provider's code flow
 (bench/peers/oidc-provider: in memory, and with its MongoDB adapter on a
-database of the same local MongoDB-protocol server), and the ratios.
+database of the same local MongoDB-protocol server), the provider pinned to
+the system-under-test CPU beside that database as Harbour ID's stack is, with
+the provider's CPU per login and, on MongoDB, the database's; and the ratios.
 Loopback only; stops what it started.
 """
 
