@@ -19,9 +19,11 @@ from . import closure, contact_codes, platform_messages
 from .context import Notify
 from .collections import ACCOUNTS
 
-# Created at start-up when the environment allows it (locally; Strimzi in production).
+# Created at start-up when the environment allows it (locally; Strimzi in production). notify writes audit records
+# and reads none: the platform's audit trail is signing's ledger's to read (a new device's alert comes as
+# `identity.device_activated`, not from auth's `device.activate` record, as it did until 2026-12-05).
 TOPICS = (IDENTITY, CLIENTS, APPROVAL_REQUESTED, AUDIT, NOTIFICATIONS, NOTIFICATIONS_PRIORITY)
-CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_REQUESTED.name, AUDIT.name)
+CONSUMED = (IDENTITY.name, CLIENTS.name, APPROVAL_REQUESTED.name)
 CONSUMER_GROUP = "notify"
 
 
@@ -43,6 +45,8 @@ def handler(notify: Notify):
             await platform_messages.on_devices_replaced(notify, session, data["account_id"], event.time,
                                                         int(data.get("devices_revoked", 0)),
                                                         sandbox=data.get("reason") == "recovered in the sandbox")
+        elif event.type == "identity.device_activated":
+            await platform_messages.on_device_activated(notify, session, data["account_id"], event.time)
         elif event.type == "identity.device_added":
             await platform_messages.on_device_added(notify, session, data["account_id"], event.time)
         elif event.type == "identity.assurance_changed":
@@ -58,22 +62,18 @@ def handler(notify: Notify):
             await record_client(db, session, data)
         elif event.type == "approval.requested":
             await platform_messages.on_approval_requested(notify, session, data)
-        elif event.type == "audit.recorded" and event.source == "/auth" and data.get("action") == "device.activate" and event.subject:
-            await platform_messages.on_device_activated(notify, session, event.subject, event.time)
 
     return wants_only(handle, wants)
 
 
-HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.device_added",
-                     "identity.assurance_changed", "identity.contact_verification", "identity.profile_updated",
-                     SUBJECT_ASSIGNED, "approval.requested"})
+HANDLED = frozenset({"identity.enrolled", "identity.state_changed", "identity.devices_replaced", "identity.device_activated",
+                     "identity.device_added", "identity.assurance_changed", "identity.contact_verification",
+                     "identity.profile_updated", SUBJECT_ASSIGNED, "approval.requested"})
 
 
 def wants(event: CloudEvent) -> bool:
-    """The events handle acts on: the other audit records (a login's, a decision's) and the prompts the citizen's
-    app asked for itself (it already shows them) are skipped unrecorded."""
+    """The events handle acts on; skipped unrecorded: the prompts the citizen's app asked for itself (it already shows
+    them), and any other event of these topics."""
     if event.type == "approval.requested":  # libs.approvals.opened_in_app, without loading the prompt's models here
         return event.data.get("opened_in_app") is not True
-    if event.type == "audit.recorded":
-        return event.source == "/auth" and event.data.get("action") == "device.activate" and bool(event.subject)
     return event.type in HANDLED or event.type in CLIENT_CHANGED

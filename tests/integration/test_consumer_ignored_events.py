@@ -65,9 +65,11 @@ async def test_the_services_consumers_skip_what_they_do_not_handle():
         return CloudEvent(source="/auth", type="approval.decided", subject="a", data={"requester": {"service": service}})
 
     login_audit = CloudEvent(source="/auth", type="audit.recorded", subject="acct", data={"action": "login"})
-    activation = CloudEvent(source="/auth", type="audit.recorded", subject="acct", data={"action": "device.activate"})
+    activation_audit = CloudEvent(source="/auth", type="audit.recorded", subject="acct", data={"action": "device.activate"})
+    activated = CloudEvent(source="/auth", type="identity.device_activated", subject="acct", data={"account_id": "acct"})
     assert not formfill_wants(decided("auth")) and formfill_wants(decided("formfill"))
     assert not signing_wants(decided("auth")) and signing_wants(decided("signing"))
-    assert not notify_wants(login_audit) and notify_wants(activation)
+    # notify reads no audit record (its new-device alert comes as identity.device_activated).
+    assert not notify_wants(login_audit) and not notify_wants(activation_audit) and notify_wants(activated)
     enrolled = CloudEvent(source="/auth", type="identity.enrolled", subject="acct", data={})
     assert formfill_wants(enrolled) and signing_wants(enrolled) and notify_wants(enrolled)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from libs.events.topics import AGENCY_RETENTION_MS, ALL_TOPICS, agency_topic, topic_configs
 from services.auth import events as auth_events
 from services.formfill import events as formfill_events
+from services.notify import events as notify_events
 from services.signing import events as signing_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -676,6 +677,7 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
         "auth": ({"approvals.requested"}, auth_events.CONSUMER_GROUP),
         "formfill": (set(formfill_events.CONSUMED), formfill_events.CONSUMER_GROUP),
         "signing": (set(signing_events.CONSUMED), signing_events.CONSUMER_GROUP),
+        "notify": (set(notify_events.CONSUMED), notify_events.CONSUMER_GROUP),
     }
     dispatch = {"notifications.requested", "notifications.priority"}  # notify's own, between its API and dispatcher
     publishes = {"auth": {t.name for t in auth_events.TOPICS}, "formfill": {"approvals.requested", "audit.events"},
@@ -700,6 +702,10 @@ def test_service_kafka_users_have_what_their_service_needs(rendered) -> None:
                 assert "Read" in index[("topic", topic, "literal")], f"{service} consumes {topic}"
                 assert "Write" in index[("topic", f"{topic}.dlq", "literal")], f"{service} dead-letters {topic}"
     assert {"Write"} <= acl_index(named(docs, "KafkaUser", "harbour-formfill"))[("topic", "agency.", "prefix")]
+    # The platform's audit trail is read by signing's ledger alone: every service writes to it, none other reads it.
+    readers = [service for service in BACKENDS
+               if "Read" in acl_index(named(docs, "KafkaUser", f"harbour-{service}")).get(("topic", "audit.events", "literal"), ())]
+    assert readers == ["signing"]
 
 
 # --- notify's dispatcher ----------------------------------------------------------------------

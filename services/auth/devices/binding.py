@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from libs.events.topics import IDENTITY
 from libs.tokens import InvalidKey, InvalidToken, load_public_jwk, thumbprint, verify
 
 from ..collections import ACCOUNTS, DEVICE_NONCES
@@ -155,6 +156,9 @@ async def bind_device(auth: "Auth", session: AsyncClientSession, request: Activa
                      **request.key_protection.on_device(), **(passkey or {}))
     if account["state"] == "pending":
         await change_state(auth, session, request.account_id, "active", reason="first device activated")
+    # The citizen's security alert (notify): an event of its own, so that notify need not read every audit record.
+    await auth.publish(session, IDENTITY, "identity.device_activated", request.account_id, {
+        "account_id": request.account_id, "device_id": device_id, "how": "activation code"})
     await auth.audit(session, subject=request.account_id, action="device.activate", actor=device_id, device_id=device_id,
                      **request.key_protection.on_device(), **passkey_audit(passkey))
     return device_id

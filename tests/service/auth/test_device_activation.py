@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -18,6 +19,11 @@ async def test_the_activation_code_binds_one_device_and_activates_the_account(au
     assert bound["account_id"] == enrolment["account_id"]
     account = await auth_service.context.db["accounts"].find_one({"_id": enrolment["account_id"]})
     assert account["state"] == "active" and account["activation"]["status"] == "used"
+    # The citizen's new-device alert (notify) comes from this event, on identity.events, with the activation.
+    published = await auth_service.context.db["outbox"].find(
+        {"key": enrolment["account_id"], "type": "identity.device_activated"}).to_list()
+    assert [(doc["topic"], json.loads(doc["value"])["data"]) for doc in published] == [
+        ("identity.events", {"account_id": enrolment["account_id"], "device_id": bound["device_id"], "how": "activation code"})]
 
     with pytest.raises(AppError) as again:
         await auth_service.citizen_app(tmp_path, "second").activate(enrolment["account_id"], enrolment["activation_code"])

@@ -68,8 +68,13 @@ async def test_a_first_sign_in_to_a_service_and_a_new_device_raise_security_aler
     citizen = await notify.citizen(agency)  # its pairwise subject assigned: a first sign-in at this sector
     activated_at = datetime(2030, 1, 1, 1, 30, tzinfo=UTC)
 
+    # Until 2026-12-05 notify read auth's `device.activate` audit record for this: it reads no audit record now.
     await notify.learn(CloudEvent(source="/auth", type="audit.recorded", subject=citizen.account_id, time=activated_at,
                                   data={"action": "device.activate", "service": "auth", "outcome": "success"}))
+    assert "A new device was activated" not in {m["subject"] for m in await platform_inbox(notify, citizen)}
+    await notify.learn(CloudEvent(source="/auth", type="identity.device_activated", subject=citizen.account_id,
+                                  time=activated_at, data={"account_id": citizen.account_id, "device_id": "dev-1",
+                                                           "how": "activation code"}))
 
     subjects = {m["subject"]: m["body"] for m in await platform_inbox(notify, citizen)}
     assert "First sign-in to Inland Revenue Department" in subjects
