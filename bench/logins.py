@@ -74,6 +74,8 @@ from libs.devstack.config import REPO_ROOT  # noqa: E402
 from services.auth.identity.hkid import check_digit  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:8765/callback"  # nothing listens: the bench reads the redirect instead of following it
+
+
 # --- what the stack's processes and its database did -------------------------------------------------
 
 
