@@ -29,7 +29,7 @@ from libs.events.audit import audit_event
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import Outbox, OutboxRelay
 from libs.events.topics import AUDIT, Topic
-from libs.store import after_commit, in_transaction
+from libs.store import after_commit, at_commit, in_transaction
 
 T = TypeVar("T")
 
@@ -66,6 +66,10 @@ class ServiceContext:
         later registration of the same `key` replaces an earlier one). Outside one: nothing is registered, and False
         says so. libs.store.after_commit."""
         return after_commit(key, callback)
+
+    def at_commit(self, key: Any, callback: Callable[[], None]) -> None:
+        """`callback` once the current transaction has committed, or now outside one. libs.store.at_commit."""
+        at_commit(key, callback)
 
     @property
     def outbox(self) -> Outbox:

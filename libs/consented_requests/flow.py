@@ -48,7 +48,7 @@ class ConsentContext(Protocol):
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T: ...
 
-    def after_commit(self, key: Any, callback: Callable[[], None]) -> bool: ...
+    def at_commit(self, key: Any, callback: Callable[[], None]) -> None: ...
 
     async def publish(self, session: AsyncClientSession, topic: Any, event_type: str, subject: str | None,
                       data: dict[str, Any] | None = None) -> Any: ...
@@ -268,8 +268,7 @@ class ConsentedRequests(Generic[S]):
         if (answers := ctx.answers) is not None:
             # The relying party's requests held here for this answer read it as soon as it is committed (at once when
             # there is no transaction to wait for).
-            if not ctx.after_commit(("answered", self.requests, doc["_id"]), lambda: answers.answered_here(doc["_id"])):
-                answers.answered_here(doc["_id"])
+            ctx.at_commit(("answered", self.requests, doc["_id"]), lambda: answers.answered_here(doc["_id"]))
 
     async def store_result(self, ctx: ConsentContext, session: AsyncClientSession, request_id: str,
                            sealed: dict[str, Any], media_type: str, **extra: Any) -> None:

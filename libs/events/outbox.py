@@ -55,7 +55,7 @@ from libs.service.settings import KafkaSecurity
 from libs.store.client import DATABASE
 from libs.store.bulk import update_each
 from libs.store.indexes import apply_indexes, index, retire_indexes
-from libs.store.transactions import after_commit
+from libs.store.transactions import at_commit
 
 from .envelope import CloudEvent
 from .kafka import (PRODUCER, Publisher, Record, connection_options, ensure_topics, pause_after_empty_fetches, start_consumer,
@@ -127,8 +127,7 @@ class Outbox:
         event consumer, a loop): without this, an event a consumer wrote waited for the relay's next look, up to
         IDLE_MAX_S on a quiet stack. Another process's relay finds them at its next look, as before. Written outside a
         transaction: at once."""
-        if not after_commit(self._wake_name, lambda: wake_up(self._wake_name)):
-            wake_up(self._wake_name)
+        at_commit(self._wake_name, lambda: wake_up(self._wake_name))
 
 
 def _document(topic: str, event: CloudEvent, key: str | None) -> dict:

@@ -3,7 +3,7 @@
 from .chunks import IN_CHUNK, chunks
 from .client import DATABASE, MONGO_CLIENT, create_client, install_mongo, ping
 from .indexes import IndexSpec, apply_indexes, index, retire_indexes
-from .transactions import after_commit, in_transaction
+from .transactions import after_commit, at_commit, in_transaction
 
 __all__ = [
     "DATABASE",
@@ -11,6 +11,7 @@ __all__ = [
     "MONGO_CLIENT",
     "IndexSpec",
     "after_commit",
+    "at_commit",
     "apply_indexes",
     "retire_indexes",
     "chunks",

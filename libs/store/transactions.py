@@ -61,3 +61,9 @@ def after_commit(key: Hashable, callback: Callable[[], None]) -> bool:
         return False
     callbacks[key] = callback
     return True
+
+
+def at_commit(key: Hashable, callback: Callable[[], None]) -> None:
+    """`callback` once the current transaction has committed (`after_commit`), or now when there is none."""
+    if not after_commit(key, callback):
+        callback()

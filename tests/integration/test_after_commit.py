@@ -15,7 +15,7 @@ from pymongo.errors import OperationFailure
 
 from libs.clock import SystemClock
 from libs.crypto import FieldCipher, Keyring, new_key_value
-from libs.store import after_commit, in_transaction
+from libs.store import after_commit, at_commit, in_transaction
 from services.auth.approvals.queue import enqueue
 from services.auth.approvals.stream import PromptFeed
 from services.auth.collections import APPROVALS
@@ -69,7 +69,7 @@ async def test_callbacks_run_after_the_commit_never_after_an_abort_and_only_the_
 
 def _auth(db, feed: PromptFeed) -> SimpleNamespace:
     """What `enqueue` uses of auth's context."""
-    return SimpleNamespace(db=db, clock=SystemClock(), prompt_feed=feed, after_commit=after_commit,
+    return SimpleNamespace(db=db, clock=SystemClock(), prompt_feed=feed, at_commit=at_commit,
                            field_cipher=FieldCipher(Keyring.from_env_value(new_key_value("k1"))))
 
 

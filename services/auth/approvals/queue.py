@@ -68,8 +68,7 @@ def announce(auth: "Auth", doc: dict[str, Any]) -> None:
         if feed is not None:
             feed.queued_here(doc)
 
-    if not auth.after_commit(("prompt", doc["_id"]), queued):
-        queued()
+    auth.at_commit(("prompt", doc["_id"]), queued)
 
 
 def stored_prompt(auth: "Auth", request: ApprovalRequest, *, journey: str | None = None, **extra: Any) -> dict[str, Any]:

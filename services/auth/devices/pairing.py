@@ -171,8 +171,8 @@ def _moved(auth: "Auth", pairing_id: str) -> None:
     """The pairing moved in the current transaction: the new phone's held question (in this process) looks at the
     commit — not before, when it would read the pairing as it was."""
     held = auth.pairings_held
-    if held is not None and not auth.after_commit(("pairing-moved", pairing_id), lambda: held.answered_here(pairing_id)):
-        held.answered_here(pairing_id)
+    if held is not None:
+        auth.at_commit(("pairing-moved", pairing_id), lambda: held.answered_here(pairing_id))
 
 
 async def _take_guess(auth: "Auth", account_id: str, now: datetime) -> int:
