@@ -75,13 +75,7 @@ class PlatformApi:
 
     async def form_status(self, access_token: str, request_id: str) -> str:
         """The request's status, held up to ANSWER_WAIT_S while the citizen has not answered (docs/api.md)."""
-        response = await self._send("GET", f"/v1/formfill/requests/{request_id}", access_token,
-                                    params={"wait": ANSWER_WAIT_S})
-        if response.status_code in SERVICE_AWAY:
-            return "pending"
-        if response.status_code != 200:
-            raise _problem(response)
-        return response.json()["status"]
+        return await self._held_status(access_token, f"/v1/formfill/requests/{request_id}")
 
     async def released_fields(self, access_token: str, request_id: str, sub: str) -> dict[str, str]:
         """Read the release once and check it: formfill's signature, issued to us, about this citizen."""
@@ -118,8 +112,11 @@ class PlatformApi:
 
     async def signing_status(self, access_token: str, request_id: str) -> str:
         """As `form_status`."""
-        response = await self._send("GET", f"/v1/signing/requests/{request_id}", access_token,
-                                    params={"wait": ANSWER_WAIT_S})
+        return await self._held_status(access_token, f"/v1/signing/requests/{request_id}")
+
+    async def _held_status(self, access_token: str, path: str) -> str:
+        """A form-fill or signing request's status, asked with `wait`; `pending` when the service was away."""
+        response = await self._send("GET", path, access_token, params={"wait": ANSWER_WAIT_S})
         if response.status_code in SERVICE_AWAY:
             return "pending"
         if response.status_code != 200:
