@@ -140,14 +140,19 @@ def _is_long_lived(request: web.Request) -> bool:
     marks = _route_marks(request)
     if marks is None:  # not found, method not allowed: no route, only a path to match
         return path in request.config_dict.get(LONG_LIVED, ())
-    marked, template_marked, long_poll = marks
-    return template_marked or path in marked or (long_poll and WAIT in request.query)
+    marked, template_marked, _ = marks
+    return template_marked or path in marked or _held(marks, request)
 
 
 def _is_long_poll(request: web.Request) -> bool:
     """A request to a route marked with `mark_long_poll` that asks to be held."""
     marks = _route_marks(request)
-    return marks is not None and marks[2] and WAIT in request.query
+    return marks is not None and _held(marks, request)
+
+
+def _held(marks: tuple[frozenset[str], bool, bool], request: web.Request) -> bool:
+    """The request is to a long poll's route (its marks) and asks to be held."""
+    return marks[2] and WAIT in request.query
 
 
 def _route_marks(request: web.Request) -> tuple[frozenset[str], bool, bool] | None:
